@@ -1,0 +1,81 @@
+// The node's identity on disk, in <data_dir>/identity/: private keys and certificates (all
+// files 0600, replaced atomically) plus identity.json. A restarted node reuses it, so the
+// join token is needed only once.
+
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { writeFileAtomic } from '../shared/files.ts'
+
+export interface NodeIdentity {
+  hostId: string
+  nodename: string
+  clusterName: string
+  roles: string[]
+  /** Where the node joined: an auth server or a proxy's web address. */
+  authServers: string[]
+  tlsKeyPem: string
+  tlsCertPem: string
+  sshKeyPem: string
+  sshCert: string
+  hostCAPems: string[]
+  userCASshKeys: string[]
+}
+
+interface IdentityMeta {
+  host_id: string
+  nodename: string
+  cluster_name: string
+  roles: string[]
+  auth_servers: string[]
+  user_ca_ssh_keys: string[]
+}
+
+const FILES = { tlsKey: 'host.key', tlsCert: 'host.crt', sshKey: 'ssh_host_ed25519_key', sshCert: 'ssh_host_ed25519_key-cert.pub', ca: 'host_ca.pem', meta: 'identity.json' }
+
+export function identityDir(dataDir: string): string {
+  return join(dataDir, 'identity')
+}
+
+export function loadIdentity(dataDir: string): NodeIdentity | undefined {
+  const dir = identityDir(dataDir)
+  // identity.json is written last, so its presence means the set is complete.
+  if (!existsSync(join(dir, FILES.meta))) return undefined
+  const read = (name: string) => readFileSync(join(dir, name), 'utf8')
+  const meta = JSON.parse(read(FILES.meta)) as IdentityMeta
+  return {
+    hostId: meta.host_id,
+    nodename: meta.nodename,
+    clusterName: meta.cluster_name,
+    roles: meta.roles,
+    authServers: meta.auth_servers,
+    userCASshKeys: meta.user_ca_ssh_keys,
+    tlsKeyPem: read(FILES.tlsKey),
+    tlsCertPem: read(FILES.tlsCert),
+    sshKeyPem: read(FILES.sshKey),
+    sshCert: read(FILES.sshCert),
+    hostCAPems: splitPems(read(FILES.ca)),
+  }
+}
+
+export function saveIdentity(dataDir: string, identity: NodeIdentity): void {
+  const dir = identityDir(dataDir)
+  const write = (name: string, data: string) => writeFileAtomic(join(dir, name), data)
+  write(FILES.tlsKey, identity.tlsKeyPem)
+  write(FILES.tlsCert, identity.tlsCertPem)
+  write(FILES.sshKey, identity.sshKeyPem)
+  write(FILES.sshCert, identity.sshCert.trimEnd() + '\n')
+  write(FILES.ca, identity.hostCAPems.join(''))
+  const meta: IdentityMeta = {
+    host_id: identity.hostId,
+    nodename: identity.nodename,
+    cluster_name: identity.clusterName,
+    roles: identity.roles,
+    auth_servers: identity.authServers,
+    user_ca_ssh_keys: identity.userCASshKeys,
+  }
+  write(FILES.meta, JSON.stringify(meta, null, 2) + '\n')
+}
+
+export function splitPems(text: string): string[] {
+  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g)?.map((p) => p.trimEnd() + '\n') ?? []
+}

@@ -1,0 +1,100 @@
+// Joining a cluster. The CA is fetched first over an unverified connection and checked
+// against the pin; only then does the token leave the device, over a connection whose
+// server must chain to that pinned CA. A hijacked address therefore never sees the token.
+
+import { generateKeyPairSync, randomUUID } from 'node:crypto'
+import { ApiClient } from '../shared/api-client.ts'
+import { WarrenError } from '../shared/errors.ts'
+import { caPin, pinMatches } from '../shared/pin.ts'
+import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import type { NodeIdentity } from './identity-store.ts'
+
+export interface JoinOptions {
+  /** host:port of an auth server or of a proxy's web port. */
+  authServer: string
+  token: string
+  caPins: string[]
+  nodename: string
+  roles: string[]
+  hostId?: string
+  addresses?: string[]
+  labels?: Record<string, string>
+  /** Where warnings go (standard error by default). */
+  warn?: (message: string) => void
+}
+
+interface CAResponse {
+  cluster_name: string
+  host_ca_certs: string[]
+}
+
+interface JoinResponse {
+  host_id: string
+  cluster_name: string
+  tls_cert: string
+  ssh_cert: string
+  host_ca_certs: string[]
+  user_ca_ssh_keys: string[]
+}
+
+export class PinMismatchError extends WarrenError {}
+
+/** Fetches the cluster CA and checks it against the pins (when any are given). */
+export async function fetchTrustedCA(server: string, pins: string[], warn: (message: string) => void): Promise<CAResponse> {
+  const anonymous = new ApiClient({ server })
+  let ca: CAResponse
+  try {
+    ca = await anonymous.call<CAResponse>('GET', '/v1/ca')
+  } finally {
+    await anonymous.close()
+  }
+  if (!Array.isArray(ca.host_ca_certs) || ca.host_ca_certs.length === 0) throw new WarrenError(`${server} did not return a cluster CA`)
+  const presented = ca.host_ca_certs.map(caPin)
+  if (pins.length === 0) {
+    warn(`WARN: joining without --ca-pin: the identity of ${server} is not verified. The CA it presented has pin ${presented.join(', ')}; check it with "warrenctl status" and pass --ca-pin next time.`)
+    return ca
+  }
+  // Trust only the pinned certificates: a hijacker could list its own CA beside the real one.
+  const pinned = ca.host_ca_certs.filter((pem) => pins.some((pin) => pinMatches([pem], pin)))
+  if (pinned.length === 0) {
+    throw new PinMismatchError(`CA pin mismatch: ${server} presented a CA with pin ${presented.join(', ')}, but --ca-pin expects ${pins.join(', ')}. Refusing to send the join token: the address may be hijacked, or the pin is wrong.`)
+  }
+  return { ...ca, host_ca_certs: pinned }
+}
+
+export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
+  const warn = options.warn ?? ((message: string) => process.stderr.write(message + '\n'))
+  const ca = await fetchTrustedCA(options.authServer, options.caPins, warn)
+  const tls = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const ssh = generateKeyPairSync('ed25519')
+  const hostId = options.hostId ?? randomUUID()
+  const client = new ApiClient({ server: options.authServer, caPems: ca.host_ca_certs })
+  let response: JoinResponse
+  try {
+    response = await client.call<JoinResponse>('POST', '/v1/join', {
+      token: options.token,
+      host_id: hostId,
+      nodename: options.nodename,
+      roles: options.roles,
+      tls_public_key: tls.publicKey.export({ type: 'spki', format: 'pem' }),
+      ssh_public_key: sshPublicKeyLine(ssh.publicKey),
+      addresses: options.addresses ?? [],
+      labels: options.labels ?? {},
+    })
+  } finally {
+    await client.close()
+  }
+  return {
+    hostId: response.host_id,
+    nodename: options.nodename,
+    clusterName: response.cluster_name,
+    roles: options.roles,
+    authServers: [options.authServer],
+    tlsKeyPem: tls.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    tlsCertPem: response.tls_cert,
+    sshKeyPem: ssh.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    sshCert: response.ssh_cert,
+    hostCAPems: response.host_ca_certs,
+    userCASshKeys: response.user_ca_ssh_keys,
+  }
+}

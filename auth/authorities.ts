@@ -1,0 +1,95 @@
+// The cluster's two certificate authorities. The host CA signs the X.509 and SSH
+// identities of auth servers, proxies and nodes; the user CA signs people (and the admin
+// identity of warrenctl). Each CA holds a list of key sets: the first one signs, all of
+// them are trusted, which is what CA rotation needs.
+
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
+import type { Backend } from './backend/backend.ts'
+import { createCA } from './x509.ts'
+import { caPin } from '../shared/pin.ts'
+import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
+
+export type AuthorityType = 'host' | 'user'
+
+interface StoredKeySet {
+  tlsCertPem: string
+  tlsKeyPem: string
+  sshPublicKey: string
+  sshPrivateKeyPem: string
+}
+
+interface StoredAuthority {
+  type: AuthorityType
+  clusterName: string
+  keySets: StoredKeySet[]
+  /** Epoch ms of the last completed rotation; undefined when never rotated. */
+  lastRotated?: number
+}
+
+export interface KeySet {
+  tlsCertPem: string
+  tlsKey: KeyObject
+  sshPublicKey: string
+  sshKey: KeyObject
+}
+
+export class Authority {
+  readonly type: AuthorityType
+  readonly keySets: KeySet[]
+  readonly lastRotated?: number
+
+  constructor(stored: StoredAuthority) {
+    this.type = stored.type
+    this.lastRotated = stored.lastRotated
+    this.keySets = stored.keySets.map((set) => ({
+      tlsCertPem: set.tlsCertPem,
+      tlsKey: createPrivateKey(set.tlsKeyPem),
+      sshPublicKey: set.sshPublicKey,
+      sshKey: createPrivateKey(set.sshPrivateKeyPem),
+    }))
+  }
+
+  get signing(): KeySet {
+    return this.keySets[0]
+  }
+
+  get tlsCertPems(): string[] {
+    return this.keySets.map((set) => set.tlsCertPem)
+  }
+
+  get sshPublicKeys(): string[] {
+    return this.keySets.map((set) => set.sshPublicKey)
+  }
+
+  get sshTrustedKeys(): KeyObject[] {
+    return this.keySets.map((set) => createPublicKey(set.sshKey))
+  }
+
+  get pins(): string[] {
+    return this.keySets.map((set) => caPin(set.tlsCertPem))
+  }
+}
+
+function newKeySet(type: AuthorityType, clusterName: string): StoredKeySet {
+  const tls = createCA(`${clusterName} ${type} CA`, clusterName)
+  const ssh = generateKeyPairSync('ed25519')
+  return {
+    tlsCertPem: tls.certPem,
+    tlsKeyPem: tls.key.export({ type: 'pkcs8', format: 'pem' }) as string,
+    sshPublicKey: sshPublicKeyLine(ssh.publicKey, `${clusterName} ${type} CA`),
+    sshPrivateKeyPem: ssh.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+  }
+}
+
+const key = (type: AuthorityType): string => `/authorities/${type}`
+
+/** Loads the CA, creating it on first start; two auth servers racing here agree on one. */
+export async function loadOrCreateAuthority(backend: Backend, type: AuthorityType, clusterName: string): Promise<Authority> {
+  const existing = await backend.get(key(type))
+  if (existing) return new Authority(JSON.parse(existing.value) as StoredAuthority)
+  const stored: StoredAuthority = { type, clusterName, keySets: [newKeySet(type, clusterName)] }
+  if (await backend.create(key(type), JSON.stringify(stored))) return new Authority(stored)
+  const winner = await backend.get(key(type))
+  if (!winner) throw new Error(`the ${type} CA vanished while being created`)
+  return new Authority(JSON.parse(winner.value) as StoredAuthority)
+}

@@ -1,0 +1,277 @@
+// The auth server: owns the backend, the CAs and the tokens, and serves the auth API over
+// HTTPS. The join and CA endpoints are public; heartbeats need a host certificate; the
+// admin API needs warrenctl's admin certificate from the user CA.
+
+import { createServer, type Server } from 'node:https'
+import type { IncomingMessage } from 'node:http'
+import type { TLSSocket } from 'node:tls'
+import { join as joinPath } from 'node:path'
+import { hostname } from 'node:os'
+import type { AddressInfo } from 'node:net'
+import type { Backend } from './backend/backend.ts'
+import { openBackend } from './backend/index.ts'
+import { loadOrCreateAuthority, type Authority } from './authorities.ts'
+import { issueAdminCredentials, issueServerCredentials } from './issuer.ts'
+import { join, parseJoinRequest } from './join.ts'
+import { NodeDirectory } from './nodes.ts'
+import { FailureRateLimiter } from './rate-limit.ts'
+import { parseRoles } from './roles.ts'
+import { parseStaticToken, TokenRefusal, TokenService } from './tokens.ts'
+import { HttpError, labelsField, readJson, Router, stringField } from '../shared/json-http.ts'
+import { certSubject, issuedByAny, type CertSubject } from '../shared/cert-subject.ts'
+import { resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/config.ts'
+import { writeFileAtomic } from '../shared/files.ts'
+import { createLogger, type Logger } from '../shared/log.ts'
+import { VERSION } from '../shared/version.ts'
+
+export interface AdminIdentityFile {
+  auth_server: string
+  cluster_name: string
+  host_ca_certs: string[]
+  cert: string
+  key: string
+}
+
+export function adminIdentityPath(dataDir: string): string {
+  return joinPath(dataDir, 'admin', 'identity.json')
+}
+
+interface Peer {
+  kind: 'host' | 'admin'
+  subject: CertSubject
+}
+
+export class AuthServer {
+  readonly config: WarrenConfig
+  readonly log: Logger
+  private backend!: Backend
+  private server!: Server
+  private tokens!: TokenService
+  private nodes!: NodeDirectory
+  private hostCA!: Authority
+  private userCA!: Authority
+  private clusterName = ''
+  private readonly limiter: FailureRateLimiter
+  private readonly peers = new WeakMap<TLSSocket, Peer | null>()
+  /** Join requests that reached this server (accepted or not): lets tests prove a token never left a device. */
+  private joinAttempts = 0
+
+  constructor(config: WarrenConfig, log?: Logger) {
+    this.config = config
+    this.log = log ?? createLogger('auth', { level: config.log.level })
+    this.limiter = new FailureRateLimiter(config.auth.joinRateLimit)
+  }
+
+  /** The address clients should dial (a wildcard listen address becomes loopback). */
+  get address(): string {
+    const info = this.server.address() as AddressInfo
+    const host = info.address === '0.0.0.0' || info.address === '::' ? '127.0.0.1' : info.address
+    return `${host.includes(':') ? `[${host}]` : host}:${info.port}`
+  }
+
+  get hostCAPems(): string[] {
+    return this.hostCA.tlsCertPems
+  }
+
+  get pins(): string[] {
+    return this.hostCA.pins
+  }
+
+  get tokenService(): TokenService {
+    return this.tokens
+  }
+
+  async start(): Promise<void> {
+    const auth = this.config.auth
+    const storage = auth.storage
+    if (storage.type !== 'sqlite') throw new Error(`auth_service.storage.type "${storage.type}" is not supported by this build; use sqlite`)
+    this.backend = await openBackend({ type: 'sqlite', path: storage.path ?? joinPath(this.config.dataDir, 'backend.db') })
+    this.clusterName = await this.loadClusterName(auth.clusterName ?? this.config.nodename)
+    this.hostCA = await loadOrCreateAuthority(this.backend, 'host', this.clusterName)
+    this.userCA = await loadOrCreateAuthority(this.backend, 'user', this.clusterName)
+    const statics = auth.tokens.map((entry, i) => {
+      try {
+        return parseStaticToken(entry, resolveTokenValue)
+      } catch (error) {
+        throw new Error(`auth_service.tokens[${i}]: ${(error as Error).message}`)
+      }
+    })
+    this.tokens = new TokenService(this.backend, statics)
+    this.nodes = new NodeDirectory(this.backend, auth.heartbeatTtlMs)
+
+    const { host, port } = parseHostPort(auth.listenAddr, 3025)
+    const names = [hostname(), host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
+    const credentials = issueServerCredentials(this.hostCA, { clusterName: this.clusterName, role: 'auth', names })
+    this.server = createServer({
+      key: credentials.keyPem,
+      cert: credentials.certPem,
+      ca: [...this.hostCA.tlsCertPems, ...this.userCA.tlsCertPems],
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+    })
+    const router = this.routes()
+    this.server.on('request', (req, res) => {
+      router.handle(req, res).catch((error) => this.log.error('request failed', { path: req.url, error: String(error) }))
+    })
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(port, host, () => resolve())
+    })
+    this.writeAdminIdentity()
+    this.log.info(`auth server listening on ${this.address}`, { cluster: this.clusterName, pin: this.hostCA.pins[0] })
+  }
+
+  async stop(): Promise<void> {
+    if (this.server) {
+      this.server.closeAllConnections()
+      await new Promise<void>((resolve) => this.server.close(() => resolve()))
+    }
+    if (this.backend) await this.backend.close()
+  }
+
+  private async loadClusterName(wanted: string): Promise<string> {
+    await this.backend.create('/cluster/name', JSON.stringify(wanted))
+    const item = await this.backend.get('/cluster/name')
+    return JSON.parse(item!.value) as string
+  }
+
+  private writeAdminIdentity(): void {
+    const credentials = issueAdminCredentials(this.userCA, this.clusterName)
+    const identity: AdminIdentityFile = {
+      auth_server: this.address,
+      cluster_name: this.clusterName,
+      host_ca_certs: this.hostCA.tlsCertPems,
+      cert: credentials.certPem,
+      key: credentials.keyPem,
+    }
+    writeFileAtomic(adminIdentityPath(this.config.dataDir), JSON.stringify(identity, null, 2))
+  }
+
+  /** Who is calling, from the verified TLS client certificate; null for anonymous callers. */
+  private peer(req: IncomingMessage): Peer | null {
+    const socket = req.socket as TLSSocket
+    const cached = this.peers.get(socket)
+    if (cached !== undefined) return cached
+    let peer: Peer | null = null
+    const raw = socket.authorized ? socket.getPeerX509Certificate() : undefined
+    if (raw) {
+      const subject = certSubject(raw)
+      if (subject.cluster === this.clusterName) {
+        if (issuedByAny(raw, this.hostCA.tlsCertPems)) peer = { kind: 'host', subject }
+        else if (issuedByAny(raw, this.userCA.tlsCertPems) && subject.roles.includes('admin')) peer = { kind: 'admin', subject }
+      }
+    }
+    this.peers.set(socket, peer)
+    return peer
+  }
+
+  private requirePeer(req: IncomingMessage, kind: Peer['kind']): Peer {
+    const peer = this.peer(req)
+    if (peer?.kind === kind) return peer
+    const socket = req.socket as TLSSocket
+    const reason = socket.authorizationError ? ` (${socket.authorizationError})` : ''
+    throw new HttpError(kind === 'admin' ? 403 : 401, `this endpoint needs a valid ${kind} certificate of cluster "${this.clusterName}"${reason}`)
+  }
+
+  private remoteAddress(req: IncomingMessage): string {
+    return (req.socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '')
+  }
+
+  private routes(): Router {
+    const router = new Router()
+    router.add('GET', '/v1/health', async () => ({ ok: true }))
+    router.add('GET', '/v1/ca', async () => ({ cluster_name: this.clusterName, host_ca_certs: this.hostCA.tlsCertPems }))
+    router.add('POST', '/v1/join', (req) => this.handleJoin(req))
+    router.add('POST', '/v1/heartbeat', (req) => this.handleHeartbeat(req))
+    router.add('GET', '/v1/status', async (req) => {
+      this.requirePeer(req, 'admin')
+      const describe = (ca: Authority) => ({ pins: ca.pins, last_rotated: ca.lastRotated ?? null })
+      return { cluster_name: this.clusterName, version: VERSION, host_ca: describe(this.hostCA), user_ca: describe(this.userCA), join_attempts: this.joinAttempts, public_addrs: this.config.auth.publicAddrs }
+    })
+    router.add('GET', '/v1/tokens', async (req) => {
+      this.requirePeer(req, 'admin')
+      const list = await this.tokens.list()
+      return { tokens: list.map((t) => ({ id: t.id, roles: t.roles, expires: t.expires ?? null, single_use: t.singleUse, static: t.static, value: t.value ?? null })) }
+    })
+    router.add('POST', '/v1/tokens', async (req) => {
+      this.requirePeer(req, 'admin')
+      const body = await readJson(req)
+      let roles
+      try {
+        roles = parseRoles(stringField(body, 'roles') as string)
+      } catch (error) {
+        throw new HttpError(400, (error as Error).message)
+      }
+      const ttlMs = body.ttl_ms
+      if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) throw new HttpError(400, 'field "ttl_ms" must be a positive number')
+      try {
+        const { value, record } = await this.tokens.add({ roles, ttlMs, singleUse: body.single_use === true, value: stringField(body, 'token', { optional: true, max: 512 }) })
+        this.log.info('token created', { id: record.id, roles: roles.join(','), single_use: record.singleUse })
+        return { token: value, id: record.id, roles, expires: record.expires, single_use: record.singleUse }
+      } catch (error) {
+        throw new HttpError(400, (error as Error).message)
+      }
+    })
+    router.add('DELETE', '/v1/tokens/:token', async (req, params) => {
+      this.requirePeer(req, 'admin')
+      try {
+        const record = await this.tokens.remove(params.token)
+        this.log.info('token deleted', { id: record.id })
+        return { id: record.id }
+      } catch (error) {
+        throw new HttpError(404, (error as Error).message)
+      }
+    })
+    router.add('GET', '/v1/nodes', async (req) => {
+      this.requirePeer(req, 'admin')
+      const nodes = await this.nodes.present('node')
+      return { nodes: nodes.map((n) => ({ host_id: n.hostId, nodename: n.nodename, addr: n.addr, tunnel: n.tunnel, labels: n.labels, last_seen: n.lastSeen })) }
+    })
+    return router
+  }
+
+  private async handleJoin(req: IncomingMessage): Promise<unknown> {
+    this.joinAttempts++
+    const address = this.remoteAddress(req)
+    const wait = this.limiter.retryAfterMs(address)
+    if (wait > 0) {
+      this.log.warn('join refused: too many failed attempts', { from: address })
+      throw new HttpError(429, `too many failed join attempts from ${address}; try again in ${Math.ceil(wait / 1000)}s`, { 'retry-after': String(Math.ceil(wait / 1000)) })
+    }
+    let nodename = '?'
+    let roles = '?'
+    try {
+      const request = parseJoinRequest(await readJson(req))
+      nodename = request.nodename
+      roles = request.roles.join(',')
+      const response = await join({ backend: this.backend, tokens: this.tokens, hostCA: this.hostCA, userCA: this.userCA, clusterName: this.clusterName }, request)
+      this.log.info('node joined', { nodename, host_id: request.hostId, roles, from: address })
+      return response
+    } catch (error) {
+      if (!(error instanceof TokenRefusal) && !(error instanceof HttpError)) throw error
+      this.limiter.recordFailure(address)
+      const message = `join refused for node "${nodename}" (role ${roles}): ${error.message}`
+      this.log.warn(message, { from: address })
+      throw new HttpError(error instanceof HttpError ? error.status : 403, message)
+    }
+  }
+
+  private async handleHeartbeat(req: IncomingMessage): Promise<unknown> {
+    const peer = this.requirePeer(req, 'host')
+    const body = await readJson(req)
+    const hostId = peer.subject.commonName
+    const registered = await this.nodes.get(hostId)
+    if (!registered) throw new HttpError(403, `host ${hostId} is not registered in this cluster`)
+    await this.nodes.heartbeat({
+      hostId,
+      nodename: registered.nodename,
+      roles: registered.roles,
+      addr: this.remoteAddress(req),
+      tunnel: false,
+      labels: labelsField(body, 'labels'),
+      lastSeen: Date.now(),
+    })
+    return { ok: true }
+  }
+}

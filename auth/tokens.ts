@@ -1,0 +1,170 @@
+// Join tokens. Only a SHA-256 hash of each token is stored, keyed by that hash; the short
+// ID shown by `tokens ls` is the hash's first 12 hex digits, so listing never reveals a
+// secret. Static tokens come from the auth server's config and live only in memory.
+
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import type { Backend, Condition, Operation } from './backend/backend.ts'
+import { isTokenRole, type TokenRole } from './roles.ts'
+
+const PREFIX = '/tokens/'
+const ID_LENGTH = 12
+/** A user-chosen token must carry at least this many characters. */
+export const MIN_TOKEN_LENGTH = 16
+
+export interface TokenRecord {
+  id: string
+  roles: TokenRole[]
+  /** Epoch ms; undefined for static tokens, which never expire. */
+  expires?: number
+  singleUse: boolean
+  static: boolean
+  created?: number
+}
+
+/** What a successful validation hands back: enough to consume a single-use token atomically. */
+export interface ValidToken {
+  record: TokenRecord
+  /** Conditions and operations that consume the token in the same transaction as the join. */
+  consume: { conditions: Condition[]; operations: Operation[] }
+}
+
+/** A refusal that is safe to show to the joining party: it never contains the token. */
+export class TokenRefusal extends Error {}
+
+export const TOKEN_NOT_FOUND = 'token expired or not found'
+
+interface StaticToken {
+  hash: Buffer
+  record: TokenRecord
+  value: string
+}
+
+export function hashToken(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest()
+}
+
+export function tokenId(value: string): string {
+  return hashToken(value).toString('hex').slice(0, ID_LENGTH)
+}
+
+/** 128 bits from the CSPRNG, as 32 hex digits (easy to copy, safe in a shell). */
+export function generateToken(): string {
+  return randomBytes(16).toString('hex')
+}
+
+/** Parses a static token entry "proxy,node:VALUE" whose VALUE has already been resolved. */
+export function parseStaticToken(entry: string, resolve: (value: string) => string): { roles: TokenRole[]; value: string } {
+  const colon = entry.indexOf(':')
+  if (colon <= 0) throw new Error('a static token must look like "node,proxy:VALUE" or "node:/path/to/file"')
+  const roles = entry.slice(0, colon).split(',').map((r) => r.trim().toLowerCase())
+  for (const role of roles) {
+    if (!isTokenRole(role)) throw new Error(`a static token names an unknown role "${role}"`)
+  }
+  const value = resolve(entry.slice(colon + 1).trim())
+  if (value.length === 0) throw new Error('a static token has an empty value')
+  return { roles: roles as TokenRole[], value }
+}
+
+export class TokenService {
+  private readonly backend: Backend
+  private readonly staticTokens: StaticToken[]
+  private readonly clock: () => number
+
+  constructor(backend: Backend, staticTokens: { roles: TokenRole[]; value: string }[], clock: () => number = Date.now) {
+    this.backend = backend
+    this.clock = clock
+    this.staticTokens = staticTokens.map(({ roles, value }) => ({
+      hash: hashToken(value),
+      value,
+      record: { id: tokenId(value), roles, singleUse: false, static: true },
+    }))
+  }
+
+  async add(options: { roles: TokenRole[]; ttlMs: number; singleUse?: boolean; value?: string }): Promise<{ value: string; record: TokenRecord }> {
+    const value = options.value ?? generateToken()
+    if (value.length < MIN_TOKEN_LENGTH) throw new Error(`a token must be at least ${MIN_TOKEN_LENGTH} characters long`)
+    if (/\s/.test(value) || value.startsWith('/')) throw new Error('a token must not contain spaces or start with "/"')
+    const hash = hashToken(value)
+    if (this.findStatic(hash)) throw new Error('this token value is already defined as a static token')
+    const now = this.clock()
+    const record: TokenRecord = {
+      id: hash.toString('hex').slice(0, ID_LENGTH),
+      roles: options.roles,
+      expires: now + options.ttlMs,
+      singleUse: options.singleUse ?? false,
+      static: false,
+      created: now,
+    }
+    const created = await this.backend.create(PREFIX + hash.toString('hex'), JSON.stringify(record), { ttlMs: options.ttlMs })
+    if (!created) throw new Error('a token with this value already exists')
+    return { value, record }
+  }
+
+  /**
+   * Checks a presented token for the requested roles. Throws TokenRefusal with a reason
+   * that never includes the token. Nothing is consumed here: the caller applies `consume`
+   * in the same transaction that registers the node.
+   */
+  async validate(value: string, requestedRoles: TokenRole[]): Promise<ValidToken> {
+    const hash = hashToken(value)
+    let record: TokenRecord | undefined
+    const consume: ValidToken['consume'] = { conditions: [], operations: [] }
+    const fromStatic = this.findStatic(hash)
+    if (fromStatic) {
+      record = fromStatic.record
+    } else {
+      const key = PREFIX + hash.toString('hex')
+      const item = await this.backend.get(key)
+      if (item) {
+        const stored = JSON.parse(item.value) as TokenRecord
+        // The lookup is by hash; compare the full hash in constant time all the same.
+        if (timingSafeEqual(Buffer.from(key.slice(PREFIX.length), 'hex'), hash) && (stored.expires ?? Infinity) > this.clock()) {
+          record = stored
+          if (stored.singleUse) {
+            consume.conditions.push({ key, revision: item.revision })
+            consume.operations.push({ op: 'delete', key })
+          }
+        }
+      }
+    }
+    if (!record) throw new TokenRefusal(TOKEN_NOT_FOUND)
+    for (const role of requestedRoles) {
+      if (!record.roles.includes(role)) throw new TokenRefusal(`the token does not allow "${role}" role`)
+    }
+    return { record, consume }
+  }
+
+  async list(): Promise<(TokenRecord & { value?: string })[]> {
+    const now = this.clock()
+    const dynamic = (await this.backend.list(PREFIX))
+      .map((item) => JSON.parse(item.value) as TokenRecord)
+      .filter((record) => (record.expires ?? Infinity) > now)
+    const statics = this.staticTokens.map((token) => ({ ...token.record, value: token.value }))
+    return [...statics, ...dynamic]
+  }
+
+  /** Deletes a dynamic token given its value or its listed ID. */
+  async remove(valueOrId: string): Promise<TokenRecord> {
+    const byValue = hashToken(valueOrId)
+    if (this.findStatic(byValue) || this.staticTokens.some((t) => t.record.id === valueOrId)) {
+      throw new Error('this is a static token from the auth server\'s config (auth_service.tokens): remove it there and restart')
+    }
+    let key = PREFIX + byValue.toString('hex')
+    let item = await this.backend.get(key)
+    if (!item && /^[0-9a-f]{12}$/.test(valueOrId)) {
+      item = (await this.backend.list(PREFIX + valueOrId))[0]
+      if (item) key = item.key
+    }
+    if (!item || !(await this.backend.delete(key))) throw new Error('token not found (it may have expired or been deleted)')
+    return JSON.parse(item.value) as TokenRecord
+  }
+
+  /** Compares against every static token, so timing does not reveal which one matched. */
+  private findStatic(hash: Buffer): StaticToken | undefined {
+    let found: StaticToken | undefined
+    for (const token of this.staticTokens) {
+      if (timingSafeEqual(token.hash, hash) && !found) found = token
+    }
+    return found
+  }
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+// `warren`: the daemon (start) and the user's client. `warren ctl ...` is warrenctl.
+
+import { runMain } from './main.ts'
+import { start } from './start.ts'
+import { warrenctl } from './warrenctl.ts'
+import { UsageError } from '../shared/errors.ts'
+import { VERSION } from '../shared/version.ts'
+
+const USAGE = `Usage: warren <command> [flags]
+
+Commands:
+  start     run the roles of this host (auth, node)
+  ctl       administer the cluster (same as warrenctl)
+  version   print the version
+  help      show this help
+
+Run "warren start --help" for the flags of start.`
+
+export async function warren(argv: string[]): Promise<number | void> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'start':
+      if (rest.includes('--help')) return void process.stdout.write(startHelp())
+      return start(rest)
+    case 'ctl':
+      return warrenctl(rest)
+    case 'version':
+    case '--version':
+      process.stdout.write(`Warren v${VERSION} node ${process.version}\n`)
+      return 0
+    case 'help':
+    case '--help':
+    case undefined:
+      process.stdout.write(USAGE + '\n')
+      return command === undefined ? 2 : 0
+    default:
+      throw new UsageError(`unknown command "${command}"\n${USAGE}`)
+  }
+}
+
+function startHelp(): string {
+  return 'Usage: warren start --roles=node --token=VALUE|/path --auth-server=HOST:PORT [--ca-pin=sha256:...] [--config=FILE]\n'
+}
+
+if (import.meta.main) await runMain(warren, process.argv.slice(2))

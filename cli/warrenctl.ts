@@ -1,0 +1,169 @@
+#!/usr/bin/env node
+// `warrenctl`: cluster administration through the auth server's admin API.
+
+import { connectAdmin, type AdminConnection } from './admin-client.ts'
+import { runMain } from './main.ts'
+import { DEFAULTS } from '../shared/config.ts'
+import { describeTtl, formatExpiry } from '../shared/duration.ts'
+import { UsageError } from '../shared/errors.ts'
+import { parseFlags, type FlagSpec } from '../shared/flags.ts'
+import { formatTable } from '../shared/table.ts'
+
+const GLOBAL_FLAGS: FlagSpec = {
+  'data-dir': { type: 'string', description: 'the auth server\'s data dir, where the admin identity is' },
+  config: { type: 'string', description: 'the auth server\'s config file (for its data_dir)' },
+  identity: { type: 'string', description: 'path to an admin identity file' },
+  'auth-server': { type: 'string', description: 'HOST:PORT of the auth server (default: from the identity)' },
+}
+
+const USAGE = `Usage: warrenctl <command> [flags]
+
+Commands:
+  status                         cluster name, version, CAs and CA pins
+  nodes add [--ttl=30m] [--roles=node] [--token=VALUE] [--single-use]
+                                 create a token and print the command that joins a node
+  nodes ls                       nodes whose heartbeat is fresh
+  tokens add --type=node [--ttl=1h] [--token=VALUE] [--single-use]
+  tokens ls [--with-secrets]     active tokens
+  tokens rm TOKEN | tokens del TOKEN
+                                 delete a token by value or by its listed ID
+
+Flags for every command: --data-dir, --config, --identity, --auth-server`
+
+interface Command {
+  flags: FlagSpec
+  run: (admin: AdminConnection, flags: Record<string, any>, args: string[]) => Promise<void>
+  args: number
+}
+
+interface TokenResponse {
+  token: string
+  id: string
+  roles: string[]
+  expires: number
+  single_use: boolean
+}
+
+interface StatusResponse {
+  cluster_name: string
+  version: string
+  host_ca: { pins: string[]; last_rotated: number | null }
+  user_ca: { pins: string[]; last_rotated: number | null }
+  public_addrs: string[]
+}
+
+const out = (text: string) => process.stdout.write(text + '\n')
+
+async function addToken(admin: AdminConnection, flags: Record<string, any>, roles: string, defaultTtl: number): Promise<void> {
+  const ttlMs: number = flags.ttl ?? defaultTtl
+  const created = await admin.client.call<TokenResponse>('POST', '/v1/tokens', { roles, ttl_ms: ttlMs, single_use: flags['single-use'] === true, token: flags.token })
+  const status = await admin.client.call<StatusResponse>('GET', '/v1/status')
+  const authServer = status.public_addrs[0] ?? admin.client.server
+  out(`The invite token: ${created.token}`)
+  out(`This token will expire in ${describeTtl(ttlMs)}${created.single_use ? ' and can be used once' : ''}`)
+  out('')
+  out(`Run this on the new ${created.roles.join(' and ')} to join the cluster:`)
+  out('')
+  out('> warren start \\')
+  out(`   --roles=${created.roles.join(',')} \\`)
+  out(`   --token=${created.token} \\`)
+  for (const pin of status.host_ca.pins) out(`   --ca-pin=${pin} \\`)
+  out(`   --auth-server=${authServer}`)
+  out('')
+  out('Please note:')
+  out('')
+  out(`  - This invitation token will expire in ${describeTtl(ttlMs)}`)
+  out(`  - ${authServer} must be reachable from the new node`)
+}
+
+const tokenFlags: FlagSpec = {
+  ttl: { type: 'duration', description: 'how long the token lives' },
+  token: { type: 'string', description: 'use this value instead of a generated one' },
+  'single-use': { type: 'boolean', description: 'the first successful join consumes the token' },
+}
+
+async function deleteToken(admin: AdminConnection, _flags: Record<string, any>, args: string[]): Promise<void> {
+  await admin.client.call('DELETE', `/v1/tokens/${encodeURIComponent(args[0])}`)
+  out(`Token ${args[0]} has been deleted`)
+}
+
+const COMMANDS: Record<string, Command> = {
+  status: {
+    flags: {},
+    args: 0,
+    async run(admin) {
+      const status = await admin.client.call<StatusResponse>('GET', '/v1/status')
+      const rotated = (ca: StatusResponse['host_ca']) => (ca.last_rotated ? `rotated ${new Date(ca.last_rotated).toUTCString()}` : 'never updated')
+      const rows = [
+        ['Cluster', status.cluster_name],
+        ['Version', status.version],
+        ['Host CA', rotated(status.host_ca)],
+        ['User CA', rotated(status.user_ca)],
+        ...status.host_ca.pins.map((pin) => ['CA pin', pin]),
+      ]
+      const width = Math.max(...rows.map(([name]) => name.length))
+      for (const [name, value] of rows) out(`${name.padEnd(width)}  ${value}`)
+    },
+  },
+  'nodes add': {
+    flags: { ...tokenFlags, roles: { type: 'string', default: 'node', description: 'roles the token grants' } },
+    args: 0,
+    run: (admin, flags) => addToken(admin, flags, flags.roles, DEFAULTS.nodeTokenTtlMs),
+  },
+  'nodes ls': {
+    flags: {},
+    args: 0,
+    async run(admin) {
+      const { nodes } = await admin.client.call<{ nodes: { nodename: string; host_id: string; addr: string; tunnel: boolean; labels: Record<string, string> }[] }>('GET', '/v1/nodes')
+      const rows = nodes.map((n) => [n.nodename, n.host_id, n.tunnel ? '⟵ Tunnel' : n.addr, Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',')])
+      out(formatTable(['Node Name', 'Node ID', 'Address', 'Labels'], rows))
+    },
+  },
+  'tokens add': {
+    flags: { ...tokenFlags, type: { type: 'string', description: 'roles the token grants, e.g. node or node,proxy' } },
+    args: 0,
+    run(admin, flags) {
+      if (!flags.type) throw new UsageError('missing --type: the roles the token grants, e.g. --type=node')
+      return addToken(admin, flags, flags.type, DEFAULTS.tokenTtlMs)
+    },
+  },
+  'tokens ls': {
+    flags: { 'with-secrets': { type: 'boolean', description: 'show the values of static tokens' } },
+    args: 0,
+    async run(admin, flags) {
+      const { tokens } = await admin.client.call<{ tokens: { id: string; roles: string[]; expires: number | null; single_use: boolean; static: boolean; value: string | null }[] }>('GET', '/v1/tokens')
+      if (tokens.length === 0) {
+        out('No active tokens found.')
+        return
+      }
+      const now = Date.now()
+      const show = (t: (typeof tokens)[number]) => (flags['with-secrets'] && t.value ? t.value : `${t.id}${t.static ? ' (static)' : ''}`)
+      const rows = tokens.map((t) => [show(t), t.roles.join(',') + (t.single_use ? ' (single use)' : ''), formatExpiry(t.expires ?? undefined, now)])
+      out(formatTable(['Token', 'Type', 'Expiry Time (UTC)'], rows))
+    },
+  },
+  'tokens rm': { flags: {}, args: 1, run: deleteToken },
+  'tokens del': { flags: {}, args: 1, run: deleteToken },
+}
+
+export async function warrenctl(argv: string[]): Promise<number | void> {
+  if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help') {
+    out(USAGE)
+    return argv.length === 0 ? 2 : 0
+  }
+  const name = COMMANDS[argv[0]] ? argv[0] : `${argv[0]} ${argv[1] ?? ''}`.trim()
+  const command = COMMANDS[name]
+  if (!command) throw new UsageError(`unknown command "warrenctl ${name}"\n\n${USAGE}`)
+  const rest = argv.slice(name.split(' ').length)
+  const { flags, args } = parseFlags(rest, { ...GLOBAL_FLAGS, ...command.flags }, `warrenctl ${name}`)
+  if (args.length < command.args) throw new UsageError(`"warrenctl ${name}" needs a TOKEN argument`)
+  if (args.length > command.args) throw new UsageError(`unexpected argument "${args[command.args]}" for "warrenctl ${name}"`)
+  const admin = connectAdmin(flags)
+  try {
+    await command.run(admin, flags, args)
+  } finally {
+    await admin.client.close()
+  }
+}
+
+if (import.meta.main) await runMain(warrenctl, process.argv.slice(2))

@@ -1,0 +1,341 @@
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { hostname, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import type { Test } from 'tap'
+import { ConfigError, UsageError } from './errors.ts'
+import {
+  applyFlags,
+  clusterNameOf,
+  DEFAULTS,
+  defaultConfig,
+  loadConfigFile,
+  parseConfig,
+  parseHostPort,
+  parseLabels,
+  resolveTokenValue,
+  type WarrenConfig,
+} from './config.ts'
+
+const PIN = 'sha256:' + 'ab'.repeat(32)
+const PIN2 = 'sha256:' + 'cd'.repeat(32)
+
+const FULL = `version: v1
+data_dir: /srv/warren
+nodename: host-1
+auth_token: /etc/warren/token
+ca_pin: ${PIN.toUpperCase().replace('SHA256', 'sha256')}
+auth_servers: ["auth.example.com:3025", "10.0.0.2"]
+labels: { distro: ubuntu, env: prod }
+log: { level: debug, format: json }
+advertise_ip: 10.0.0.5
+keepalive_interval: 20s
+auth_service:
+  enabled: true
+  listen_addr: 0.0.0.0:3025
+  public_addr: ["auth.example.com:3025"]
+  cluster_name: example
+  tokens: ["proxy,node:secret-value", "auth:/path/to/file"]
+  storage: { type: sqlite, path: /var/lib/warren/backend.db }
+  join_rate_limit: { burst: 20, per_minute: 60 }
+  heartbeat_ttl: 45s
+proxy_service:
+  enabled: true
+  web_listen_addr: 0.0.0.0:3080
+  tunnel_listen_addr: 0.0.0.0:3024
+  public_addr: proxy.example.com:443
+  tunnel_public_addr: [proxy.example.com:3024]
+  trusted_load_balancers: ["10.0.0.1", "10.0.0.0/24", "fd00::/8"]
+  acme: { enabled: true, email: ops@example.com, uri: "https://acme.example.com/dir" }
+ssh_service:
+  enabled: false
+  listen_addr: 127.0.0.1:3022
+  forward_ports:
+    - name: webui
+      addr: 127.0.0.1:8080
+    - { name: db, addr: "[::1]:5432" }
+`
+
+function errorOf(fn: () => unknown): Error | undefined {
+  try {
+    fn()
+  } catch (err) {
+    return err as Error
+  }
+  return undefined
+}
+
+function configError(t: Test, text: string, message: string | RegExp) {
+  const err = errorOf(() => parseConfig(text, '/etc/warren.yaml'))
+  t.type(err, ConfigError)
+  if (typeof message === 'string') t.equal(err?.message, message)
+  else t.match(err?.message, message)
+}
+
+async function tempDir(t: Test): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'warren-config-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+t.test('a full valid file', async (t) => {
+  const config = parseConfig(FULL, 'full.yaml')
+  t.same(config, {
+    version: 'v1',
+    dataDir: '/srv/warren',
+    nodename: 'host-1',
+    authToken: '/etc/warren/token',
+    caPins: [PIN],
+    authServers: ['auth.example.com:3025', '10.0.0.2'],
+    labels: { distro: 'ubuntu', env: 'prod' },
+    advertiseIp: '10.0.0.5',
+    log: { level: 'debug', format: 'json' },
+    keepaliveIntervalMs: 20_000,
+    auth: {
+      enabled: true,
+      listenAddr: '0.0.0.0:3025',
+      publicAddrs: ['auth.example.com:3025'],
+      clusterName: 'example',
+      tokens: ['proxy,node:secret-value', 'auth:/path/to/file'],
+      storage: { type: 'sqlite', path: '/var/lib/warren/backend.db' },
+      joinRateLimit: { burst: 20, perMinute: 60 },
+      heartbeatTtlMs: 45_000,
+    },
+    proxy: {
+      enabled: true,
+      webListenAddr: '0.0.0.0:3080',
+      tunnelListenAddr: '0.0.0.0:3024',
+      publicAddrs: ['proxy.example.com:443'],
+      tunnelPublicAddrs: ['proxy.example.com:3024'],
+      trustedLoadBalancers: ['10.0.0.1', '10.0.0.0/24', 'fd00::/8'],
+      acme: { enabled: true, email: 'ops@example.com', uri: 'https://acme.example.com/dir' },
+    },
+    ssh: {
+      enabled: false,
+      listenAddr: '127.0.0.1:3022',
+      forwardPorts: [
+        { name: 'webui', addr: '127.0.0.1:8080' },
+        { name: 'db', addr: '[::1]:5432' },
+      ],
+    },
+  } satisfies WarrenConfig)
+})
+
+t.test('defaults', async (t) => {
+  const config = defaultConfig()
+  t.same(parseConfig('', 'empty.yaml'), config, 'an empty file is the defaults')
+  t.equal(config.dataDir, DEFAULTS.dataDir)
+  t.equal(config.nodename, hostname())
+  t.equal(clusterNameOf(config), hostname())
+  t.same(config.auth.storage, { type: 'sqlite', path: '/var/lib/warren/backend.db' })
+  t.equal(config.auth.listenAddr, '0.0.0.0:3025')
+  t.equal(config.proxy.webListenAddr, '0.0.0.0:3080')
+  t.equal(config.proxy.tunnelListenAddr, '0.0.0.0:3024')
+  t.equal(config.keepaliveIntervalMs, 15_000)
+  t.equal(config.auth.heartbeatTtlMs, 30_000)
+  t.same(config.auth.joinRateLimit, { burst: 10, perMinute: 30 })
+  t.same(config.log, { level: 'info', format: 'text' })
+  t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [false, false, false])
+  t.same(config.caPins, [])
+  t.same(config.labels, {})
+  t.equal(config.authToken, undefined)
+})
+
+t.test('a section written in the file is enabled unless it says otherwise', async (t) => {
+  const config = parseConfig('data_dir: /d\nauth_service:\nproxy_service: { enabled: false }\nssh_service: { listen_addr: "127.0.0.1:4022" }\n', 'x')
+  t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [true, false, true])
+  t.equal(config.auth.storage.path, '/d/backend.db', 'storage follows data_dir')
+  t.equal(config.auth.clusterName, config.nodename)
+})
+
+t.test('single values are accepted where lists are expected', async (t) => {
+  const config = parseConfig(`auth_servers: auth:3025\nca_pin: ${PIN}\n`, 'x')
+  t.same(config.authServers, ['auth:3025'])
+  t.same(config.caPins, [PIN])
+})
+
+t.test('etcd storage', async (t) => {
+  const config = parseConfig(
+    'auth_service:\n  storage:\n    type: etcd\n    peers: ["https://10.0.0.1:2379"]\n    prefix: /warren\n    tls: { ca_file: /ca.pem, cert_file: /c.pem, key_file: /k.pem }\n',
+    'x',
+  )
+  t.same(config.auth.storage, {
+    type: 'etcd',
+    peers: ['https://10.0.0.1:2379'],
+    prefix: '/warren',
+    tls: { caFile: '/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' },
+  })
+})
+
+t.test('invalid YAML names the line', async (t) => {
+  configError(t, 'version: v1\nlabels: {distro: ubuntu\nnodename: x\n', /^\/etc\/warren\.yaml: line \d: invalid YAML: /)
+  configError(t, 'nodename: a\nnodename: b\n', '/etc/warren.yaml: line 2: invalid YAML: Map keys must be unique')
+  configError(t, 'a:\n  b: 1\n c: 2\n', /^\/etc\/warren\.yaml: line 3: invalid YAML: All mapping items must start at the same column$/)
+  configError(t, 'nodename: a\n---\nnodename: b\n', /line 2: invalid YAML: the file holds more than one document/)
+})
+
+t.test('invalid YAML does not echo the file, which may hold a token', async (t) => {
+  const err = errorOf(() => parseConfig('auth_token: "s3cr3t-token\n', 'x'))
+  t.type(err, ConfigError)
+  t.notMatch(err?.message, 's3cr3t')
+})
+
+t.test('unknown keys name the key, its section and line', async (t) => {
+  configError(t, 'version: v1\ndata_dir: /d\n\nauth_servr: ["a:1"]\n', /^\/etc\/warren\.yaml: line 4: unknown key "auth_servr" in section "\(top level\)"/)
+  configError(t, 'version: v1\ndata_dir: /d\n\nauth_servr: ["a:1"]\n', /\(did you mean "auth_servers"\?\)$/)
+  configError(t, 'auth_service:\n  storage:\n    type: sqlite\n    pathh: /x\n', '/etc/warren.yaml: line 4: unknown key "pathh" in section "auth_service.storage" (did you mean "path"?)')
+  configError(t, 'ssh_service:\n  forward_ports:\n    - name: a\n      addr: "1.2.3.4:5"\n      color: red\n', '/etc/warren.yaml: line 5: unknown key "color" in section "ssh_service.forward_ports[0]"')
+})
+
+t.test('ill-typed values name the key path and line', async (t) => {
+  configError(t, 'version: v1\nnodename: n\nlabels:\n  env: prod\n  arch: arm64\n\n  distro: 22.04\n', '/etc/warren.yaml: line 7: "labels.distro" must be a string')
+  configError(t, 'nodename: [a]\n', '/etc/warren.yaml: line 1: "nodename" must be a string')
+  configError(t, 'auth_token:\n', '/etc/warren.yaml: line 1: "auth_token" has no value')
+  configError(t, 'auth_servers: { a: b }\n', '/etc/warren.yaml: line 1: "auth_servers" must be a list')
+  configError(t, 'auth_servers:\n  - a:1\n  - 3025\n', '/etc/warren.yaml: line 3: "auth_servers[1]" must be a string')
+  configError(t, 'proxy_service:\n  enabled: yes\n', '/etc/warren.yaml: line 2: "proxy_service.enabled" must be true or false')
+  configError(t, 'log:\n  level: verbose\n', '/etc/warren.yaml: line 2: "log.level" must be one of debug, info, warn, error')
+  configError(t, 'version: v3\n', '/etc/warren.yaml: line 1: "version" must be one of v1')
+  configError(t, 'auth_service:\n  join_rate_limit: { burst: 1.5 }\n', '/etc/warren.yaml: line 2: "auth_service.join_rate_limit.burst" must be a whole number above zero')
+  configError(t, 'auth_service: yes\n', '/etc/warren.yaml: line 1: "auth_service" must be a section of keys')
+  configError(t, '- a\n- b\n', '/etc/warren.yaml: line 1: the config must be a map of keys such as "auth_service:"')
+  configError(t, 'labels: { "bad key": x }\n', '/etc/warren.yaml: line 1: "labels.bad key" is not a valid label name')
+})
+
+t.test('durations', async (t) => {
+  configError(t, 'nodename: n\nkeepalive_interval: 15x\n', '/etc/warren.yaml: line 2: invalid duration "15x" for "keepalive_interval": use a number with a unit, e.g. 30s, 5m, 1h')
+  configError(t, 'auth_service:\n  heartbeat_ttl: 30\n', '/etc/warren.yaml: line 2: "auth_service.heartbeat_ttl" must be a duration with a unit, e.g. 30s, 5m, 1h')
+  configError(t, 'keepalive_interval: 0s\n', /line 1: invalid duration "0s" for "keepalive_interval": must be more than zero/)
+})
+
+t.test('addresses, pins and load balancers are checked', async (t) => {
+  configError(t, 'auth_service:\n  listen_addr: "host:99999"\n', /^\/etc\/warren\.yaml: line 2: "auth_service\.listen_addr" is not valid: invalid port "99999"/)
+  configError(t, 'auth_servers: ["https://auth.example.com:3025"]\n', /line 1: "auth_servers\[0\]" is not valid: invalid address/)
+  configError(t, 'ca_pin: sha256:abc\n', /line 1: "ca_pin" is not valid: invalid CA pin/)
+  configError(t, 'proxy_service:\n  trusted_load_balancers: [10.0.0.0/33]\n', /line 2: "proxy_service.trusted_load_balancers\[0\]" must be an IP address or a CIDR range/)
+  configError(t, 'ssh_service:\n  forward_ports:\n    - { name: web, addr: localhost }\n', /line 3: "ssh_service.forward_ports\[0\].addr" must include a port/)
+})
+
+t.test('cross-key rules', async (t) => {
+  configError(t, 'auth_service:\n  storage:\n    type: etcd\n', '/etc/warren.yaml: line 2: "auth_service.storage.peers" is required for etcd storage')
+  configError(t, 'auth_service:\n  storage:\n    type: sqlite\n    peers: [a]\n', '/etc/warren.yaml: line 4: "auth_service.storage.peers" applies only to etcd storage')
+  configError(t, 'ssh_service:\n  forward_ports:\n    - name: web\n', '/etc/warren.yaml: line 3: "ssh_service.forward_ports[0]" needs "addr"')
+  configError(
+    t,
+    'ssh_service:\n  forward_ports:\n    - { name: web, addr: "127.0.0.1:80" }\n    - { name: web, addr: "127.0.0.1:81" }\n',
+    '/etc/warren.yaml: line 4: "ssh_service.forward_ports" has "name: web" twice',
+  )
+})
+
+t.test('static tokens are checked without printing them', async (t) => {
+  for (const token of ['s3cr3t', 'node:', ':s3cr3t', 'No de:s3cr3t']) {
+    const err = errorOf(() => parseConfig(`auth_service:\n  tokens:\n    - "${token}"\n`, 'x'))
+    t.type(err, ConfigError, token)
+    t.match(err?.message, /line 3: "auth_service.tokens\[0\]" must be ROLES:TOKEN/)
+    t.notMatch(err?.message, 's3cr3t')
+  }
+})
+
+t.test('loadConfigFile reads a file and names it in errors', async (t) => {
+  const dir = await tempDir(t)
+  const path = join(dir, 'warren.yaml')
+  await writeFile(path, FULL)
+  t.same(loadConfigFile(path), parseConfig(FULL, path))
+  await writeFile(path, 'nodename: n\nbogus: 1\n')
+  t.equal(errorOf(() => loadConfigFile(path))?.message, `${path}: line 2: unknown key "bogus" in section "(top level)"`)
+  const missing = join(dir, 'absent.yaml')
+  const err = errorOf(() => loadConfigFile(missing))
+  t.type(err, ConfigError)
+  t.equal(err?.message, `cannot read config file ${missing}: no such file`)
+})
+
+t.test('flags override the file', async (t) => {
+  const file = parseConfig(FULL, 'x')
+  const merged = applyFlags(file, {
+    dataDir: '/other',
+    nodename: 'host-2',
+    token: 'flag-token',
+    authServer: ['proxy.example.com:3080'],
+    caPin: [PIN2.toUpperCase().replace('SHA256', 'sha256')],
+    labels: { env: 'dev', arch: 'arm64' },
+  })
+  t.equal(merged.dataDir, '/other')
+  t.equal(merged.nodename, 'host-2')
+  t.equal(merged.authToken, 'flag-token')
+  t.same(merged.authServers, ['proxy.example.com:3080'])
+  t.same(merged.caPins, [PIN2], 'pins are normalised')
+  t.same(merged.labels, { distro: 'ubuntu', env: 'dev', arch: 'arm64' }, 'labels merge, flags win')
+  t.equal(merged.auth.storage.path, '/var/lib/warren/backend.db', 'an explicit storage path stays')
+  t.equal(merged.auth.clusterName, 'example', 'an explicit cluster name stays')
+  t.equal(file.nodename, 'host-1', 'the input is not changed')
+  t.same(applyFlags(file, {}), file, 'no flags, no change')
+  t.same(applyFlags(file, { authServer: [], caPin: [] }).authServers, file.authServers, 'empty lists change nothing')
+})
+
+t.test('values that followed a default follow the flag', async (t) => {
+  const file = parseConfig('nodename: host-1\nauth_service:\n', 'x')
+  const merged = applyFlags(file, { dataDir: '/data', nodename: 'host-2' })
+  t.equal(merged.auth.storage.path, '/data/backend.db')
+  t.equal(merged.auth.clusterName, 'host-2')
+})
+
+t.test('bad flag values are usage errors', async (t) => {
+  const config = defaultConfig()
+  t.type(errorOf(() => applyFlags(config, { caPin: ['sha256:nothex'] })), UsageError)
+  t.type(errorOf(() => applyFlags(config, { authServer: ['host:port'] })), UsageError)
+  t.type(errorOf(() => applyFlags(config, { dataDir: '' })), UsageError)
+})
+
+t.test('token values and token files', async (t) => {
+  const dir = await tempDir(t)
+  t.equal(resolveTokenValue('abc123'), 'abc123', 'a plain value is the token')
+  const file = join(dir, 'token')
+  await writeFile(file, '  s3cr3t-from-file \n')
+  t.equal(resolveTokenValue(file), 's3cr3t-from-file', 'a path is read and trimmed')
+
+  const missing = join(dir, 'nope')
+  const err = errorOf(() => resolveTokenValue(missing))
+  t.type(err, ConfigError)
+  t.equal(err?.message, `cannot read token file ${missing}: no such file`)
+
+  const empty = join(dir, 'empty')
+  await writeFile(empty, ' \n')
+  t.equal(errorOf(() => resolveTokenValue(empty))?.message, `token file ${empty} is empty`)
+
+  t.equal(errorOf(() => resolveTokenValue(dir))?.message, `cannot read token file ${dir}: it is a directory`)
+  t.type(errorOf(() => resolveTokenValue('')), ConfigError)
+
+  if (process.getuid?.() !== 0) {
+    const locked = join(dir, 'locked')
+    await writeFile(locked, 's3cr3t')
+    await chmod(locked, 0o000)
+    const denied = errorOf(() => resolveTokenValue(locked))
+    t.equal(denied?.message, `cannot read token file ${locked}: permission denied`)
+  }
+})
+
+t.test('parseLabels', async (t) => {
+  t.same(parseLabels('distro=ubuntu, env=prod'), { distro: 'ubuntu', env: 'prod' })
+  t.same(parseLabels(''), {})
+  t.same(parseLabels('k='), { k: '' })
+  t.same(parseLabels('url=a=b'), { url: 'a=b' })
+  for (const bad of ['distro', '=x', 'bad key=x']) {
+    const err = errorOf(() => parseLabels(bad))
+    t.type(err, UsageError, bad)
+  }
+  t.equal(errorOf(() => parseLabels('a=1,distro'))?.message, 'invalid label "distro": use key=value, e.g. env=prod')
+})
+
+t.test('parseHostPort', async (t) => {
+  t.same(parseHostPort('host', 3025), { host: 'host', port: 3025 })
+  t.same(parseHostPort('host:3080', 3025), { host: 'host', port: 3080 })
+  t.same(parseHostPort('[::1]:3025', 1), { host: '::1', port: 3025 })
+  t.same(parseHostPort('[::1]', 3025), { host: '::1', port: 3025 })
+  t.same(parseHostPort('::1', 3025), { host: '::1', port: 3025 })
+  t.same(parseHostPort('1.2.3.4:80', 3025), { host: '1.2.3.4', port: 80 })
+  t.same(parseHostPort('127.0.0.1:0', 3025), { host: '127.0.0.1', port: 0 }, 'port 0 asks for a free port')
+  for (const bad of ['host:', 'host:abc', 'host:65536', 'host:-1', ':3025', 'https://host:3025', '[::1', '[::1]x', 'a:b:c', '']) {
+    t.type(errorOf(() => parseHostPort(bad, 3025)), UsageError, bad)
+  }
+  t.equal(errorOf(() => parseHostPort('host:abc', 1))?.message, 'invalid port "abc" in "host:abc": use a number from 0 to 65535')
+})

@@ -1,0 +1,23 @@
+// Every error Warren reports to a person is one of these: the message is meant to be read
+// as it is, with no stack trace. `exitCode` follows the convention 2 = bad usage, 1 = failure.
+
+export class WarrenError extends Error {
+  readonly exitCode: number = 1
+}
+
+/** A command line that cannot be understood: unknown flag, malformed value, missing argument. */
+export class UsageError extends WarrenError {
+  override readonly exitCode: number = 2
+}
+
+/** A configuration file that cannot be used; the message names the key and line. */
+export class ConfigError extends WarrenError {}
+
+/** A refusal from the other side of an API call (HTTP status and the server's message). */
+export class ApiError extends WarrenError {
+  readonly status: number
+  constructor(status: number, message: string) {
+    super(message)
+    this.status = status
+  }
+}

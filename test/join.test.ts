@@ -1,0 +1,87 @@
+// Joining a node to a real auth server process: success, and every kind of refusal.
+
+import t, { type Test } from 'tap'
+import { existsSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { AuthProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+
+const auth = new AuthProcess()
+t.before(() => auth.start())
+t.teardown(() => auth.stop())
+
+async function joinAttempts(): Promise<number> {
+  return (await auth.api<{ join_attempts: number }>('GET', '/v1/status')).join_attempts
+}
+
+/** Runs a node that must fail to join; returns its standard error. */
+async function refusedJoin(t: Test, args: string[]): Promise<string> {
+  const dataDir = tempDir()
+  const node = startNode([`--data-dir=${dataDir}`, `--auth-server=${auth.address}`, ...args])
+  const code = await node.exited
+  t.not(code, 0, 'the node exits non-zero')
+  t.notOk(existsSync(join(dataDir, 'identity', 'identity.json')), 'no identity is stored')
+  return node.stderr
+}
+
+t.test('a node joins with a valid token and pin, and shows in nodes ls', async (t) => {
+  const token = await auth.token()
+  const pin = await auth.pin()
+  const dataDir = tempDir()
+  const node = startNode([`--data-dir=${dataDir}`, `--auth-server=${auth.address}`, `--token=${token}`, `--ca-pin=${pin}`, '--nodename=pi-ok', '--labels=distro=ubuntu'])
+  t.teardown(() => node.stop())
+  const listing = await waitForNode(auth, 'pi-ok')
+  t.match(listing, /^pi-ok\s+[0-9a-f-]{36}\s+127\.0\.0\.1\s+distro=ubuntu$/m)
+  t.notMatch(node.stderr, /WARN/, 'no warning when a pin is given')
+  for (const file of ['host.key', 'ssh_host_ed25519_key', 'host.crt', 'identity.json']) {
+    t.equal(statSync(join(dataDir, 'identity', file)).mode & 0o777, 0o600, `${file} is 0600`)
+  }
+  t.notMatch(node.stderr + auth.daemon.stderr, new RegExp(token), 'the token never appears in logs')
+})
+
+t.test('without a pin the node joins but warns on standard error', async (t) => {
+  const token = await auth.token()
+  const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${auth.address}`, `--token=${token}`, '--nodename=pi-nopin'])
+  t.teardown(() => node.stop())
+  await waitForNode(auth, 'pi-nopin')
+  t.match(node.stderr, /WARN.*without --ca-pin/)
+})
+
+t.test('a wrong pin refuses before the token leaves the device', async (t) => {
+  const token = await auth.token()
+  const before = await joinAttempts()
+  const stderr = await refusedJoin(t, [`--token=${token}`, `--ca-pin=sha256:${'0'.repeat(64)}`, '--nodename=pi-badpin'])
+  t.match(stderr, /CA pin mismatch/)
+  t.equal(await joinAttempts(), before, 'no join attempt reached the auth server')
+})
+
+t.test('refusals: wrong, expired, deleted, wrong-role and used single-use tokens', async (t) => {
+  const pin = await auth.pin()
+  const pinFlag = `--ca-pin=${pin}`
+
+  t.match(await refusedJoin(t, [`--token=${'f'.repeat(32)}`, pinFlag, '--nodename=pi-wrong']), /join refused for node "pi-wrong" \(role node\): token expired or not found/)
+
+  const short = await auth.token(['nodes', 'add', '--ttl=1s'])
+  await sleep(1500)
+  t.match(await refusedJoin(t, [`--token=${short}`, pinFlag, '--nodename=pi-expired']), /token expired or not found/)
+
+  const deleted = await auth.token()
+  t.equal((await auth.ctl(['tokens', 'rm', deleted])).code, 0)
+  t.match(await refusedJoin(t, [`--token=${deleted}`, pinFlag, '--nodename=pi-deleted']), /token expired or not found/)
+
+  const proxyOnly = await auth.token(['tokens', 'add', '--type=proxy'])
+  const stderr = await refusedJoin(t, [`--token=${proxyOnly}`, pinFlag, '--nodename=pi-role'])
+  t.match(stderr, /join refused for node "pi-role" \(role node\): the token does not allow "node" role/)
+  t.notMatch(stderr, new RegExp(proxyOnly), 'the refusal never names the token')
+
+  const once = await auth.token(['nodes', 'add', '--single-use'])
+  const first = startNode([`--data-dir=${tempDir()}`, `--auth-server=${auth.address}`, `--token=${once}`, pinFlag, '--nodename=pi-once'])
+  t.teardown(() => first.stop())
+  await waitForNode(auth, 'pi-once')
+  t.match(await refusedJoin(t, [`--token=${once}`, pinFlag, '--nodename=pi-twice']), /token expired or not found/)
+
+  const listing = (await auth.ctl(['nodes', 'ls'])).stdout
+  for (const name of ['pi-wrong', 'pi-expired', 'pi-deleted', 'pi-role', 'pi-twice']) {
+    t.notMatch(listing, new RegExp(`^${name} `, 'm'), `${name} left no trace`)
+  }
+})

@@ -1,0 +1,125 @@
+// Every warrenctl command: its success output, and a bad input that changes nothing.
+
+import t from 'tap'
+import { AuthProcess, run, ROOT, warren, tempDir } from './helpers/cluster.ts'
+import { join } from 'node:path'
+
+const auth = new AuthProcess()
+t.before(() => auth.start())
+t.teardown(() => auth.stop())
+
+t.test('tokens ls on a fresh cluster', async (t) => {
+  const result = await auth.ctl(['tokens', 'ls'])
+  t.equal(result.code, 0)
+  t.equal(result.stdout, 'No active tokens found.\n')
+  const bad = await auth.ctl(['tokens', 'ls', '--bogus'])
+  t.equal(bad.code, 2)
+  t.match(bad.stderr, /unknown flag --bogus for "warrenctl tokens ls"/)
+})
+
+t.test('status', async (t) => {
+  const result = await auth.ctl(['status'])
+  t.equal(result.code, 0)
+  t.match(result.stdout, /^Cluster\s+test-cluster$/m)
+  t.match(result.stdout, /^Version\s+\d+\.\d+\.\d+$/m)
+  t.match(result.stdout, /^Host CA\s+never updated$/m)
+  t.match(result.stdout, /^User CA\s+never updated$/m)
+  t.match(result.stdout, /^CA pin\s+sha256:[0-9a-f]{64}$/m)
+  const bad = await auth.ctl(['status', 'extra'])
+  t.equal(bad.code, 2)
+  t.match(bad.stderr, /unexpected argument "extra"/)
+})
+
+t.test('nodes add', async (t) => {
+  const pin = await auth.pin()
+  const result = await auth.ctl(['nodes', 'add'])
+  t.equal(result.code, 0)
+  const token = /^The invite token: ([0-9a-f]{32})$/m.exec(result.stdout)?.[1]
+  t.ok(token, 'a 128-bit token in hex')
+  t.match(result.stdout, /^This token will expire in 30 minutes$/m)
+  t.match(result.stdout, /Run this on the new node to join the cluster:/)
+  t.match(result.stdout, new RegExp(`--roles=node[\\s\\S]*--token=${token}[\\s\\S]*--ca-pin=${pin}[\\s\\S]*--auth-server=${auth.address.replace(/[.[\]]/g, '\\$&')}`))
+  const five = await auth.ctl(['nodes', 'add', '--ttl=5m', '--roles=node,proxy'])
+  t.match(five.stdout, /expire in 5 minutes/)
+  t.match(five.stdout, /--roles=node,proxy/)
+
+  const ids = async () => (await auth.ctl(['tokens', 'ls'])).stdout.split('\n').map((line) => line.split(' ')[0])
+  const before = await ids()
+  const bad = await auth.ctl(['nodes', 'add', '--ttl=5x'])
+  t.equal(bad.code, 2)
+  t.match(bad.stderr, /invalid duration "5x" for --ttl/)
+  t.same(await ids(), before, 'no token was created')
+})
+
+t.test('tokens add and tokens ls', async (t) => {
+  const result = await auth.ctl(['tokens', 'add', '--type=node', '--token=my-own-token-value-0001'])
+  t.equal(result.code, 0)
+  t.match(result.stdout, /^The invite token: my-own-token-value-0001$/m)
+  t.match(result.stdout, /^This token will expire in 1 hour$/m)
+  const listing = await auth.ctl(['tokens', 'ls'])
+  const lines = listing.stdout.trimEnd().split('\n')
+  t.match(lines[0], /^Token\s+Type\s+Expiry Time \(UTC\)$/)
+  t.match(lines[1], /^-+\s+-+\s+-+$/)
+  t.match(listing.stdout, /^[0-9a-f]{12}\s+node\s+\d\d [A-Z][a-z]{2} \d\d \d\d:\d\d UTC \((59m\d+s|1h0m0s)\)$/m)
+  t.notMatch(listing.stdout, /my-own-token-value-0001/, 'values are masked')
+
+  const missing = await auth.ctl(['tokens', 'add'])
+  t.equal(missing.code, 2)
+  t.match(missing.stderr, /missing --type/)
+  const badRole = await auth.ctl(['tokens', 'add', '--type=root'])
+  t.equal(badRole.code, 1)
+  t.match(badRole.stderr, /unknown role "root"/)
+  const short = await auth.ctl(['tokens', 'add', '--type=node', '--token=short'])
+  t.match(short.stderr, /at least 16 characters/)
+})
+
+for (const verb of ['rm', 'del']) {
+  t.test(`tokens ${verb}`, async (t) => {
+    const token = await auth.token()
+    const result = await auth.ctl(['tokens', verb, token])
+    t.equal(result.code, 0)
+    t.equal(result.stdout, `Token ${token} has been deleted\n`)
+    const again = await auth.ctl(['tokens', verb, token])
+    t.equal(again.code, 1)
+    t.match(again.stderr, /token not found/)
+    const none = await auth.ctl(['tokens', verb])
+    t.equal(none.code, 2)
+    t.match(none.stderr, /needs a TOKEN argument/)
+
+    const byId = await auth.token()
+    const id = /^([0-9a-f]{12})\s/m.exec((await auth.ctl(['tokens', 'ls'])).stdout)![1]
+    t.equal((await auth.ctl(['tokens', verb, id])).code, 0, 'a listed ID also deletes')
+    t.ok(byId)
+  })
+}
+
+t.test('nodes ls', async (t) => {
+  const result = await auth.ctl(['nodes', 'ls'])
+  t.equal(result.code, 0)
+  t.match(result.stdout, /^Node Name\s+Node ID\s+Address\s+Labels$/m)
+  const bad = await auth.ctl(['nodes', 'ls', '--format=xml'])
+  t.equal(bad.code, 2)
+  t.match(bad.stderr, /unknown flag --format/)
+})
+
+t.test('unknown commands and a missing admin identity', async (t) => {
+  const unknown = await auth.ctl(['frobnicate'])
+  t.equal(unknown.code, 2)
+  t.match(unknown.stderr, /unknown command "warrenctl frobnicate/)
+  const noIdentity = await run(join(ROOT, 'cli/warrenctl.ts'), ['status', `--data-dir=${tempDir()}`])
+  t.equal(noIdentity.code, 1)
+  t.match(noIdentity.stderr, /cannot read the admin identity/)
+})
+
+t.test('warren start: bad input', async (t) => {
+  const role = await warren(['start', '--roles=bogus'])
+  t.equal(role.code, 2)
+  t.match(role.stderr, /unknown or unavailable role "bogus"/)
+  const pin = await warren(['start', '--roles=node', '--ca-pin=md5:abc'])
+  t.equal(pin.code, 2)
+  const noToken = await warren(['start', '--roles=node', `--data-dir=${tempDir()}`, `--auth-server=${auth.address}`])
+  t.equal(noToken.code, 1)
+  t.match(noToken.stderr, /has not joined a cluster yet: pass --token/)
+  const version = await warren(['version'])
+  t.match(version.stdout, /^Warren v\d+\.\d+\.\d+ node v24\./)
+})
