@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process'
-import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -9,7 +9,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { backendConformance } from './conformance.ts'
 import { openBackend } from './index.ts'
-import { prefixUpperBound, SqliteBackend } from './sqlite.ts'
+import { prefixUpperBound, SqliteBackend, type SqliteBackendOptions } from './sqlite.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const crashWriter = join(here, 'sqlite-crash-writer.fixture.ts')
@@ -20,7 +20,7 @@ async function tempDir(t: Test): Promise<string> {
   return dir
 }
 
-function openIn(t: Test, path: string, options?: Parameters<typeof SqliteBackend.open>[1]) {
+function openIn(t: Test, path: string, options?: SqliteBackendOptions): SqliteBackend {
   const backend = SqliteBackend.open(path, options)
   t.teardown(() => backend.close())
   return backend
@@ -97,6 +97,18 @@ t.test('opening in a place that cannot hold a database fails clearly', async t =
   const path = join(notADirectory, 'warren.db')
   t.throws(() => SqliteBackend.open(path), {
     message: new RegExp(`^cannot open SQLite backend at ${escapeRegExp(path)}: .*not a directory`),
+  })
+
+  const dangling = join(dir, 'dangling')
+  await symlink(join(dir, 'nowhere'), dangling)
+  t.throws(() => SqliteBackend.open(join(dangling, 'sub', 'warren.db')), {
+    message: /^cannot open SQLite backend at .*: .*dangling exists but is not a directory/,
+  })
+
+  t.test('a directory under /proc', { skip: process.platform !== 'linux' && 'Linux only' }, async t => {
+    t.throws(() => SqliteBackend.open('/proc/warren/state/warren.db'), {
+      message: /^cannot open SQLite backend at \/proc\/warren\/state\/warren\.db: ENOENT/,
+    })
   })
 
   t.test('a read-only directory', { skip: process.getuid?.() === 0 && 'root ignores permissions' }, async t => {

@@ -1,7 +1,7 @@
 // The embedded backend: one SQLite file through Node's built-in driver, so no native addon
 // has to ship inside the single executable.
-import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { Backend, Condition, Item, Operation, PutOptions } from './backend.ts'
 
@@ -47,6 +47,7 @@ export class SqliteBackend implements Backend {
   #statements = new Map<string, StatementSync>()
   #clock: () => number
   #purgeTimer: NodeJS.Timeout
+  #pending: { work: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }[] = []
 
   static open(path: string, options: SqliteBackendOptions = {}): SqliteBackend {
     let db: DatabaseSync | undefined
@@ -96,13 +97,13 @@ export class SqliteBackend implements Backend {
 
   async put(key: string, value: string, options: PutOptions = {}): Promise<number> {
     const expires = expiryFor(this.#clock(), options.ttlMs)
-    return this.#transaction(() => this.#write(key, value, expires))
+    return this.#commit(() => this.#write(key, value, expires))
   }
 
   async create(key: string, value: string, options: PutOptions = {}): Promise<boolean> {
     const now = this.#clock()
     const expires = expiryFor(now, options.ttlMs)
-    return this.#transaction(() => {
+    return this.#commit(() => {
       if (this.#liveRow(key, now) !== undefined) return false
       this.#write(key, value, expires)
       return true
@@ -111,7 +112,7 @@ export class SqliteBackend implements Backend {
 
   async delete(key: string): Promise<boolean> {
     const now = this.#clock()
-    return this.#transaction(() => {
+    return this.#commit(() => {
       // An expired row is removed too, but reported as absent: callers never saw it.
       const removed = this.#sql('DELETE FROM items WHERE key = ? RETURNING expires').get(key) as
         | Pick<Row, 'expires'>
@@ -126,7 +127,7 @@ export class SqliteBackend implements Backend {
     const writes = operations.map(op =>
       op.op === 'put' ? { ...op, expires: expiryFor(now, op.ttlMs) } : op,
     )
-    return this.#transaction(() => {
+    return this.#commit(() => {
       if (!conditions.every(condition => this.#holds(condition, now))) return false
       for (const write of writes) {
         if (write.op === 'put') this.#write(write.key, write.value, write.expires)
@@ -146,6 +147,7 @@ export class SqliteBackend implements Backend {
 
   async close(): Promise<void> {
     clearInterval(this.#purgeTimer)
+    if (this.#db !== undefined) this.#flush()
     const db = this.#db
     this.#db = undefined
     this.#statements.clear()
@@ -197,19 +199,48 @@ export class SqliteBackend implements Backend {
     return revision
   }
 
-  // IMMEDIATE takes the write lock before reading, so the checks and the writes that
-  // depend on them cannot interleave with another connection's transaction.
-  #transaction<T>(work: () => T): T {
-    const db = this.#openDb()
-    db.exec('BEGIN IMMEDIATE')
+  /**
+   * Group commit: writes requested during one turn of the event loop share one transaction,
+   * and so one fsync; each caller's promise settles only after that commit is durable. Each
+   * write runs in its own savepoint, so one that throws is undone alone.
+   */
+  #commit<T>(work: () => T): Promise<T> {
+    this.#openDb()
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.push({ work, resolve: resolve as (value: unknown) => void, reject })
+      if (this.#pending.length === 1) setImmediate(() => this.#flush())
+    })
+  }
+
+  #flush(): void {
+    const batch = this.#pending
+    this.#pending = []
+    if (batch.length === 0) return
+    const outcomes: { ok: boolean; value: unknown }[] = []
     try {
-      const result = work()
-      db.exec('COMMIT')
-      return result
+      this.#transaction(() => {
+        const db = this.#openDb()
+        for (const { work } of batch) {
+          db.exec('SAVEPOINT write')
+          try {
+            outcomes.push({ ok: true, value: work() })
+            db.exec('RELEASE write')
+          } catch (error) {
+            db.exec('ROLLBACK TO write')
+            db.exec('RELEASE write')
+            outcomes.push({ ok: false, value: error })
+          }
+        }
+      })
     } catch (error) {
-      if (db.isTransaction) db.exec('ROLLBACK')
-      throw error
+      for (const { reject } of batch) reject(error)
+      return
     }
+    batch.forEach(({ resolve, reject }, i) => (outcomes[i].ok ? resolve(outcomes[i].value) : reject(outcomes[i].value)))
+  }
+
+  #transaction<T>(work: () => T): T {
+    return immediateTransaction(this.#openDb(), work)
   }
 
   // Best effort: a read must not fail because the cleanup it opportunistically does failed.
@@ -231,17 +262,31 @@ export class SqliteBackend implements Backend {
 
 // SQLite would create the file world-readable; create it first so it never is.
 function createPrivateFile(path: string): void {
-  try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
-  } catch (error) {
-    // mkdir reports a file standing where a directory should be as EEXIST, which reads
-    // like success; say what is actually wrong.
-    const { code, path: blocked } = error as NodeJS.ErrnoException
-    if (code === 'EEXIST') throw new Error(`${blocked ?? dirname(path)} is not a directory`, { cause: error })
-    throw error
-  }
+  makeDirectories(dirname(path), 0o700)
   closeSync(openSync(path, 'a', 0o600))
   chmodSync(path, 0o600)
+}
+
+// Not mkdirSync's recursive option: in Node 24 it spins forever when a parent exists but
+// cannot hold children (a path under /proc, a dangling symlink).
+function makeDirectories(dir: string, mode: number): void {
+  const missing: string[] = []
+  for (let current = resolve(dir); !existsSync(current); current = dirname(current)) {
+    missing.unshift(current)
+    if (dirname(current) === current) break
+  }
+  for (const directory of missing) {
+    try {
+      mkdirSync(directory, { mode })
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+      // Someone else created it meanwhile (fine), or something that is not a directory
+      // is in the way: mkdir's EEXIST would read like success, so say what is wrong.
+      if (!statSync(directory, { throwIfNoEntry: false })?.isDirectory()) {
+        throw new Error(`${directory} exists but is not a directory`, { cause: error })
+      }
+    }
+  }
 }
 
 function configure(db: DatabaseSync): void {
@@ -251,12 +296,19 @@ function configure(db: DatabaseSync): void {
   if (mode !== 'wal') throw new Error(`could not enable WAL journaling (got ${mode})`)
   // FULL syncs the WAL on every commit, so an acknowledged write survives power loss too.
   db.exec('PRAGMA synchronous = FULL')
+  immediateTransaction(db, () => db.exec(SCHEMA))
+}
+
+// IMMEDIATE takes the write lock before reading, so the checks and the writes that
+// depend on them cannot interleave with another connection's transaction.
+function immediateTransaction<T>(db: DatabaseSync, work: () => T): T {
   db.exec('BEGIN IMMEDIATE')
   try {
-    db.exec(SCHEMA)
+    const result = work()
     db.exec('COMMIT')
+    return result
   } catch (error) {
-    db.exec('ROLLBACK')
+    if (db.isTransaction) db.exec('ROLLBACK')
     throw error
   }
 }
