@@ -8,6 +8,7 @@ import type { TLSSocket } from 'node:tls'
 import { join as joinPath } from 'node:path'
 import { hostname } from 'node:os'
 import type { AddressInfo } from 'node:net'
+import { adminIdentityPath, type AdminIdentityFile } from './admin-identity.ts'
 import type { Backend } from './backend/backend.ts'
 import { openBackend } from './backend/index.ts'
 import { loadOrCreateAuthority, type Authority } from './authorities.ts'
@@ -23,18 +24,6 @@ import { resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/c
 import { writeFileAtomic } from '../shared/files.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { VERSION } from '../shared/version.ts'
-
-export interface AdminIdentityFile {
-  auth_server: string
-  cluster_name: string
-  host_ca_certs: string[]
-  cert: string
-  key: string
-}
-
-export function adminIdentityPath(dataDir: string): string {
-  return joinPath(dataDir, 'admin', 'identity.json')
-}
 
 interface Peer {
   kind: 'host' | 'admin'

@@ -35,6 +35,11 @@ export function warren(args: string[], options?: { env?: Record<string, string>;
   return run(WARREN, args, options)
 }
 
+/** warrenctl against the auth server whose data dir (and admin identity) is `dataDir`. */
+export function ctl(dataDir: string, args: string[]): Promise<RunResult> {
+  return run(WARRENCTL, [...args, `--data-dir=${dataDir}`])
+}
+
 export class Daemon {
   readonly child: ChildProcess
   stdout = ''
@@ -123,7 +128,7 @@ export class AuthProcess {
   }
 
   ctl(args: string[]): Promise<RunResult> {
-    return run(WARRENCTL, [...args, `--data-dir=${this.dataDir}`])
+    return ctl(this.dataDir, args)
   }
 
   /** The CA pin as `warrenctl status` prints it. */
@@ -152,7 +157,7 @@ export function startNode(args: string[], env?: Record<string, string>): Daemon 
   return new Daemon(['start', '--roles=node', ...args], env)
 }
 
-export async function waitForNode(auth: AuthProcess, nodename: string, timeoutMs = 20_000): Promise<string> {
+export async function waitForNode(auth: { ctl(args: string[]): Promise<RunResult> }, nodename: string, timeoutMs = 20_000): Promise<string> {
   const deadline = Date.now() + timeoutMs
   let last = ''
   while (Date.now() < deadline) {

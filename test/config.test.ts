@@ -1,0 +1,64 @@
+// The node's YAML config: keys mirror the flags, flags override the file, and a bad file is
+// refused with the key and line. Also: auth and node roles in one process.
+
+import t from 'tap'
+import { existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { AuthProcess, ctl, Daemon, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
+
+const auth = new AuthProcess()
+t.before(() => auth.start())
+t.teardown(() => auth.stop())
+
+t.test('a node joins from its config file; flags override the file', async (t) => {
+  const dir = tempDir()
+  const tokenFile = join(dir, 'token')
+  writeFileSync(tokenFile, (await auth.token()) + '\n', { mode: 0o600 })
+  const config = join(dir, 'warren.yaml')
+  writeFileSync(config, [
+    'version: v1',
+    `data_dir: ${join(dir, 'data')}`,
+    'nodename: from-file',
+    `auth_token: ${tokenFile}`,
+    `ca_pin: ${await auth.pin()}`,
+    `auth_servers: ["${auth.address}"]`,
+    'labels:',
+    '  distro: debian',
+    '  rack: r1',
+  ].join('\n'))
+  const node = startNode([`--config=${config}`, '--nodename=from-flag', '--labels=rack=r2'])
+  t.teardown(() => node.stop())
+  const listing = await waitForNode(auth, 'from-flag')
+  t.match(listing, /^from-flag\s+\S+\s+\S+\s+distro=debian,rack=r2$/m, 'file labels, with the flag winning per key')
+  t.notMatch(listing, /^from-file\s/m)
+  t.ok(existsSync(join(dir, 'data', 'identity', 'identity.json')), 'data_dir from the file')
+})
+
+t.test('bad config files are refused with the key and line, and nothing starts', async (t) => {
+  const dir = tempDir()
+  const cases: [string, RegExp][] = [
+    ['version: v1\nnodename: [unclosed\n', /line \d+: invalid YAML/],
+    ['version: v1\nnodename: a\nauth_servr: ["x:1"]\n', /line 3: unknown key "auth_servr"/],
+    ['version: v1\nlabels:\n  distro: [1, 2]\n', /line 3: "labels\.distro" must be a string/],
+  ]
+  for (const [text, expected] of cases) {
+    const file = join(dir, `bad-${cases.findIndex((c) => c[0] === text)}.yaml`)
+    writeFileSync(file, text)
+    const result = await warren(['start', '--roles=node', `--config=${file}`, `--data-dir=${join(dir, 'data')}`])
+    t.not(result.code, 0)
+    t.match(result.stderr, expected)
+    t.match(result.stderr, file, 'the message names the file')
+  }
+  t.notOk(existsSync(join(dir, 'data')), 'no data dir was created')
+})
+
+t.test('auth and node roles in one process', async (t) => {
+  const dir = tempDir()
+  const config = join(dir, 'warren.yaml')
+  writeFileSync(config, `version: v1\ndata_dir: ${dir}\nnodename: all-in-one\nlabels: { role: both }\nauth_service:\n  listen_addr: 127.0.0.1:0\n  cluster_name: solo\n`)
+  const both = new Daemon(['start', '--roles=auth,node', `--config=${config}`])
+  t.teardown(() => both.stop())
+  const identity = join(dir, 'admin', 'identity.json')
+  await both.waitFor('the auth server', () => existsSync(identity))
+  t.match(await waitForNode({ ctl: (args) => ctl(dir, args) }, 'all-in-one'), /^all-in-one\s+\S+\s+\S+\s+role=both$/m)
+})
