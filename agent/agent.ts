@@ -1,27 +1,43 @@
-// The node agent: join once (or reuse the stored identity), then heartbeat.
+// The node agent: join once (or reuse the stored identity), then either keep reverse
+// tunnels to every proxy (when it joined through a proxy's web port) or heartbeat directly
+// to the auth server. Its SSH server and declared local ports are reachable only through
+// streams that a proxy opens in a tunnel.
 
+import type { Duplex } from 'node:stream'
 import type { WarrenConfig } from '../shared/config.ts'
-import { resolveTokenValue, DEFAULTS } from '../shared/config.ts'
-import { WarrenError } from '../shared/errors.ts'
+import { DEFAULTS, parseHostPort } from '../shared/config.ts'
+import { ApiClient } from '../shared/api-client.ts'
+import { ApiError } from '../shared/errors.ts'
+import { obtainIdentity } from '../shared/enroll.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { Heartbeat } from './heartbeat.ts'
-import { loadIdentity, saveIdentity, type NodeIdentity } from './identity-store.ts'
-import { joinCluster } from './join.ts'
+import { NodeSshServer } from './ssh-server.ts'
+import { serveStream, type ServiceTable } from './services.ts'
+import { TunnelPool } from './tunnel-pool.ts'
 
 export interface AgentOptions {
   config: WarrenConfig
-  roles: string[]
   log?: Logger
   heartbeatIntervalMs?: number
   warn?: (message: string) => void
+}
+
+interface Discovery {
+  proxy_id: string
+  cluster_name: string
+  tunnel_addr: string | null
 }
 
 export class Agent {
   readonly config: WarrenConfig
   readonly log: Logger
   identity!: NodeIdentity
+  pool?: TunnelPool
+  ssh?: NodeSshServer
   private heartbeat?: Heartbeat
   private readonly options: AgentOptions
+  private services!: ServiceTable
 
   constructor(options: AgentOptions) {
     this.options = options
@@ -30,46 +46,55 @@ export class Agent {
   }
 
   async start(): Promise<void> {
-    this.identity = await this.obtainIdentity()
+    this.identity = await obtainIdentity(this.config, 'node', this.log, this.options.warn)
+    this.ssh = new NodeSshServer({ hostKeyPem: this.identity.sshKeyPem, userCAKeys: this.identity.userCASshKeys, log: this.log })
+    this.services = { ssh: this.ssh, ports: this.config.ssh.forwardPorts }
     const server = this.identity.authServers[0]
-    this.heartbeat = new Heartbeat(this.identity, server, {
-      intervalMs: this.options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs,
-      labels: this.config.labels,
+    const heartbeatIntervalMs = this.options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs
+    const discovery = await this.discover(server)
+    if (!discovery) {
+      this.heartbeat = new Heartbeat(this.identity, server, { intervalMs: heartbeatIntervalMs, labels: this.config.labels, log: this.log })
+      this.heartbeat.start()
+      return
+    }
+    const web = parseHostPort(server, DEFAULTS.webPort)
+    const tunnel = discovery.tunnel_addr === null ? web : discovery.tunnel_addr.startsWith(':') ? { host: web.host, port: Number(discovery.tunnel_addr.slice(1)) } : parseHostPort(discovery.tunnel_addr, DEFAULTS.tunnelPort)
+    this.log.info(`reverse tunnels through ${tunnel.host}:${tunnel.port}`)
+    this.pool = new TunnelPool({
+      host: tunnel.host,
+      port: tunnel.port,
+      identity: this.identity,
+      keepAliveIntervalMs: this.config.keepaliveIntervalMs,
+      heartbeatIntervalMs,
+      labels: () => this.config.labels,
+      services: ['ssh', ...this.config.ssh.forwardPorts.map((p) => p.name)],
+      onStream: (stream: Duplex) => void serveStream(stream, this.services, this.log),
       log: this.log,
     })
-    this.heartbeat.start()
+    this.pool.start()
   }
 
-  /** Resolves once the auth server has recorded this node's presence. */
+  /** The proxy's discovery answer, or undefined when `server` is an auth server (direct mode). */
+  private async discover(server: string): Promise<Discovery | undefined> {
+    const client = new ApiClient({ server, caPems: this.identity.hostCAPems })
+    try {
+      return await client.call<Discovery>('GET', '/v1/discovery')
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return undefined
+      throw error
+    } finally {
+      await client.close()
+    }
+  }
+
+  /** Resolves once the auth server has recorded this node's presence (direct mode). */
   waitForPresence(): Promise<void> {
     return this.heartbeat?.firstBeat ?? Promise.reject(new Error('agent not started'))
   }
 
   async stop(): Promise<void> {
+    this.pool?.stop()
     await this.heartbeat?.stop()
-  }
-
-  private async obtainIdentity(): Promise<NodeIdentity> {
-    const stored = loadIdentity(this.config.dataDir)
-    if (stored) {
-      this.log.info(`using the identity stored in ${this.config.dataDir}`, { host_id: stored.hostId, cluster: stored.clusterName })
-      return stored
-    }
-    const server = this.config.authServers[0]
-    if (!server) throw new WarrenError('no auth server to join: pass --auth-server=HOST:PORT (or auth_servers in the config file)')
-    if (!this.config.authToken) throw new WarrenError('this node has not joined a cluster yet: pass --token=VALUE (or a file path starting with "/") to join')
-    const identity = await joinCluster({
-      authServer: server,
-      token: resolveTokenValue(this.config.authToken),
-      caPins: this.config.caPins,
-      nodename: this.config.nodename,
-      roles: this.options.roles,
-      addresses: this.config.advertiseIp ? [this.config.advertiseIp] : [],
-      labels: this.config.labels,
-      warn: this.options.warn,
-    })
-    saveIdentity(this.config.dataDir, identity)
-    this.log.info(`joined cluster "${identity.clusterName}" as ${identity.nodename}`, { host_id: identity.hostId })
-    return identity
+    await this.ssh?.close()
   }
 }

@@ -4,7 +4,7 @@
 
 import { ApiClient } from '../shared/api-client.ts'
 import type { Logger } from '../shared/log.ts'
-import type { NodeIdentity } from './identity-store.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
 
 export class Heartbeat {
   private readonly client: ApiClient

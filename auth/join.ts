@@ -11,7 +11,7 @@ import { registerNodeOperation } from './nodes.ts'
 import { isTokenRole, type TokenRole } from './roles.ts'
 import { TokenRefusal, TOKEN_NOT_FOUND, type TokenService } from './tokens.ts'
 import { HttpError, labelsField, stringField, stringListField } from '../shared/json-http.ts'
-import { parseSshPublicKey } from '../shared/ssh-cert.ts'
+import { parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const NODENAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$/
@@ -86,7 +86,13 @@ export async function join(context: JoinContext, request: JoinRequest): Promise<
     sshPublicKey: request.sshPublicKey,
     addresses: request.addresses,
   })
-  const register = registerNodeOperation({ hostId: request.hostId, nodename: request.nodename, roles: request.roles, joinedAt: Date.now() })
+  const register = registerNodeOperation({
+    hostId: request.hostId,
+    nodename: request.nodename,
+    roles: request.roles,
+    joinedAt: Date.now(),
+    sshPublicKey: sshPublicKeyLine(request.sshPublicKey),
+  })
   const applied = await context.backend.txn(valid.consume.conditions, [...valid.consume.operations, register])
   // Only a single-use token that another join consumed first can make this fail.
   if (!applied) throw new TokenRefusal(TOKEN_NOT_FOUND)

@@ -9,6 +9,17 @@ export interface NodeRecord {
   nodename: string
   roles: string[]
   joinedAt: number
+  /** The node's SSH host key ("ssh-ed25519 AAAA..."), for the known_hosts files users get. */
+  sshPublicKey?: string
+}
+
+/** A proxy's last heartbeat: how agents and other proxies find it. */
+export interface ProxyRecord {
+  proxyId: string
+  nodename: string
+  /** host:port where users and agents reach this proxy's web port (empty when unknown). */
+  webAddr: string
+  lastSeen: number
 }
 
 export interface Presence {
@@ -25,6 +36,7 @@ export interface Presence {
 
 const REGISTRY = '/nodes/'
 const PRESENCE = '/presence/'
+const PROXIES = '/proxies/'
 
 export function registerNodeOperation(record: NodeRecord): Operation {
   return { op: 'put', key: REGISTRY + record.hostId, value: JSON.stringify(record) }
@@ -42,6 +54,18 @@ export class NodeDirectory {
   async get(hostId: string): Promise<NodeRecord | undefined> {
     const item = await this.backend.get(REGISTRY + hostId)
     return item ? (JSON.parse(item.value) as NodeRecord) : undefined
+  }
+
+  async registered(): Promise<NodeRecord[]> {
+    return (await this.backend.list(REGISTRY)).map((item) => JSON.parse(item.value) as NodeRecord)
+  }
+
+  async proxyHeartbeat(record: ProxyRecord): Promise<void> {
+    await this.backend.put(PROXIES + record.proxyId, JSON.stringify(record), { ttlMs: this.ttlMs })
+  }
+
+  async proxies(): Promise<ProxyRecord[]> {
+    return (await this.backend.list(PROXIES)).map((item) => JSON.parse(item.value) as ProxyRecord)
   }
 
   async heartbeat(presence: Presence): Promise<void> {

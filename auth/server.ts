@@ -18,7 +18,10 @@ import { NodeDirectory } from './nodes.ts'
 import { FailureRateLimiter } from './rate-limit.ts'
 import { parseRoles } from './roles.ts'
 import { parseStaticToken, TokenRefusal, TokenService } from './tokens.ts'
-import { HttpError, labelsField, readJson, Router, stringField } from '../shared/json-http.ts'
+import { issueUserCertificates, UserDirectory, UserError } from './users.ts'
+import { createPublicKey } from 'node:crypto'
+import { parseSshPublicKey } from '../shared/ssh-cert.ts'
+import { HttpError, labelsField, readJson, Router, stringField, stringListField } from '../shared/json-http.ts'
 import { certSubject, issuedByAny, type CertSubject } from '../shared/cert-subject.ts'
 import { resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/config.ts'
 import { writeFileAtomic } from '../shared/files.ts'
@@ -37,6 +40,7 @@ export class AuthServer {
   private server!: Server
   private tokens!: TokenService
   private nodes!: NodeDirectory
+  private users!: UserDirectory
   private hostCA!: Authority
   private userCA!: Authority
   private clusterName = ''
@@ -87,6 +91,7 @@ export class AuthServer {
     })
     this.tokens = new TokenService(this.backend, statics)
     this.nodes = new NodeDirectory(this.backend, auth.heartbeatTtlMs)
+    this.users = new UserDirectory(this.backend)
 
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
     const names = [hostname(), host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
@@ -163,14 +168,23 @@ export class AuthServer {
     throw new HttpError(kind === 'admin' ? 403 : 401, `this endpoint needs a valid ${kind} certificate of cluster "${this.clusterName}"${reason}`)
   }
 
+  /** The caller's address; behind a proxy (which proves itself by certificate) the one it reports. */
   private remoteAddress(req: IncomingMessage): string {
+    const forwarded = req.headers['x-warren-client-addr']
+    if (typeof forwarded === 'string' && forwarded.length <= 64 && this.peer(req)?.subject.roles.includes('proxy')) return forwarded
     return (req.socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '')
+  }
+
+  private requireProxy(req: IncomingMessage): Peer {
+    const peer = this.requirePeer(req, 'host')
+    if (!peer.subject.roles.includes('proxy')) throw new HttpError(403, 'this endpoint is for proxies')
+    return peer
   }
 
   private routes(): Router {
     const router = new Router()
     router.add('GET', '/v1/health', async () => ({ ok: true }))
-    router.add('GET', '/v1/ca', async () => ({ cluster_name: this.clusterName, host_ca_certs: this.hostCA.tlsCertPems }))
+    router.add('GET', '/v1/ca', async () => ({ cluster_name: this.clusterName, host_ca_certs: this.hostCA.tlsCertPems, user_ca_certs: this.userCA.tlsCertPems }))
     router.add('POST', '/v1/join', (req) => this.handleJoin(req))
     router.add('POST', '/v1/heartbeat', (req) => this.handleHeartbeat(req))
     router.add('GET', '/v1/status', async (req) => {
@@ -212,6 +226,58 @@ export class AuthServer {
         throw new HttpError(404, (error as Error).message)
       }
     })
+    router.add('POST', '/v1/proxies/heartbeat', async (req) => {
+      const peer = this.requireProxy(req)
+      const body = await readJson(req)
+      const webAddr = stringField(body, 'web_addr', { optional: true, max: 256 }) ?? ''
+      await this.nodes.proxyHeartbeat({ proxyId: peer.subject.commonName, nodename: peer.subject.nodename ?? '', webAddr, lastSeen: Date.now() })
+      const proxies = await this.nodes.proxies()
+      return { proxies: proxies.map((p) => p.proxyId), host_ca_certs: this.hostCA.tlsCertPems, user_ca_certs: this.userCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys }
+    })
+    router.add('POST', '/v1/presence', (req) => this.handleTunnelPresence(req))
+    router.add('POST', '/v1/users', async (req) => {
+      this.requirePeer(req, 'admin')
+      const body = await readJson(req)
+      try {
+        const user = await this.users.add(stringField(body, 'name', { max: 64 }) as string, stringListField(body, 'logins', 32))
+        this.log.info('user added', { user: user.name, logins: user.logins.join(',') })
+        return { name: user.name, logins: user.logins }
+      } catch (error) {
+        if (error instanceof UserError) throw new HttpError(400, error.message)
+        throw error
+      }
+    })
+    router.add('GET', '/v1/users', async (req) => {
+      this.requirePeer(req, 'admin')
+      return { users: (await this.users.list()).map((u) => ({ name: u.name, logins: u.logins })) }
+    })
+    router.add('POST', '/v1/users/:name/certs', async (req, params) => {
+      this.requirePeer(req, 'admin')
+      const user = await this.users.get(params.name)
+      if (!user) throw new HttpError(404, `no user "${params.name}": add it with "warrenctl users add ${params.name} --logins=..."`)
+      const body = await readJson(req)
+      const ttlMs = body.ttl_ms
+      if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) throw new HttpError(400, 'field "ttl_ms" must be a positive number')
+      let keys
+      try {
+        keys = { ssh: parseSshPublicKey(stringField(body, 'ssh_public_key') as string), tls: createPublicKey(stringField(body, 'tls_public_key') as string) }
+      } catch {
+        throw new HttpError(400, 'fields "ssh_public_key" (ssh-ed25519) and "tls_public_key" (PEM) must be public keys')
+      }
+      const certs = issueUserCertificates(this.userCA, this.clusterName, user, keys, ttlMs)
+      const nodes = (await this.nodes.registered()).filter((n) => n.sshPublicKey && n.roles.includes('node'))
+      this.log.info('user certificates issued', { user: user.name, valid_before: new Date(certs.validBefore).toISOString() })
+      return {
+        ssh_cert: certs.sshCert,
+        tls_cert: certs.tlsCertPem,
+        valid_before: certs.validBefore,
+        logins: user.logins,
+        cluster_name: this.clusterName,
+        host_ca_certs: this.hostCA.tlsCertPems,
+        proxies: (await this.nodes.proxies()).map((p) => p.webAddr).filter(Boolean),
+        known_hosts: nodes.map((n) => `${n.nodename},${n.hostId},${n.hostId}.${this.clusterName} ${n.sshPublicKey}`),
+      }
+    })
     router.add('GET', '/v1/nodes', async (req) => {
       this.requirePeer(req, 'admin')
       const nodes = await this.nodes.present('node')
@@ -244,6 +310,34 @@ export class AuthServer {
       this.log.warn(message, { from: address })
       throw new HttpError(error instanceof HttpError ? error.status : 403, message)
     }
+  }
+
+  /** A proxy reports the nodes whose tunnels it holds and that heartbeated over them. */
+  private async handleTunnelPresence(req: IncomingMessage): Promise<unknown> {
+    this.requireProxy(req)
+    const body = await readJson(req, 4 * 1024 * 1024)
+    const reports = body.nodes
+    if (!Array.isArray(reports) || reports.length > 20_000) throw new HttpError(400, 'field "nodes" must be a list')
+    const now = Date.now()
+    // All writes start together, so the backend commits them as one group.
+    const results = await Promise.all((reports as Record<string, unknown>[]).map(async (report) => {
+      if (typeof report !== 'object' || report === null) return false
+      const hostId = stringField(report, 'host_id', { max: 64 }) as string
+      const registered = await this.nodes.get(hostId)
+      if (!registered) return false
+      await this.nodes.heartbeat({
+        hostId,
+        nodename: registered.nodename,
+        roles: registered.roles,
+        addr: stringField(report, 'addr', { optional: true, max: 64 }) ?? '',
+        tunnel: true,
+        labels: labelsField(report, 'labels'),
+        lastSeen: now,
+      })
+      return true
+    }))
+    const accepted = results.filter(Boolean).length
+    return { accepted }
   }
 
   private async handleHeartbeat(req: IncomingMessage): Promise<unknown> {

@@ -1,17 +1,18 @@
-// `warren start`: runs the roles this process holds (auth, node) until SIGTERM or SIGINT.
+// `warren start`: runs the roles this process holds (auth, proxy, node) until SIGTERM or SIGINT.
 
 import { AuthServer } from '../auth/server.ts'
 import { Agent } from '../agent/agent.ts'
+import { ProxyService } from '../proxy/proxy.ts'
 import { applyFlags, defaultConfig, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from '../shared/flags.ts'
 import { createLogger } from '../shared/log.ts'
 import { parsePin } from '../shared/pin.ts'
 
-const ROLES = ['auth', 'node']
+const ROLES = ['auth', 'proxy', 'node']
 
 export const START_FLAGS: FlagSpec = {
-  roles: { type: 'list', default: ['node'], description: 'roles this process runs: auth, node (comma-separated)' },
+  roles: { type: 'list', default: ['node'], description: 'roles this process runs: auth, proxy, node (comma-separated)' },
   token: { type: 'string', description: 'join token, or a path (starting with /) to a file holding it' },
   'auth-server': { type: 'list', description: 'HOST:PORT of the auth server (or a proxy\'s web port) to join through' },
   'ca-pin': { type: 'list', description: 'sha256:... pin of the cluster CA, from "warrenctl status"' },
@@ -51,20 +52,35 @@ export async function start(argv: string[]): Promise<number> {
     for (const stop of stops.reverse()) await stop().catch(() => {})
   }
   try {
+    // Roles in the same process as the auth server join it with one-time tokens; a node
+    // next to a proxy joins through the proxy, as a remote one would.
+    let local: { authServer: string; pins: string[]; mint: (role: 'proxy' | 'node') => Promise<string> } | undefined
     if (roles.includes('auth')) {
       const auth = new AuthServer(config, log.child('auth'))
       await auth.start()
       stops.push(() => auth.stop())
-      if (roles.includes('node') && config.authServers.length === 0) {
-        // A node in the same process joins its own auth server with a one-time token.
-        const { value } = await auth.tokenService.add({ roles: ['node'], ttlMs: 60_000, singleUse: true })
-        config.authServers = [auth.address]
-        config.authToken = value
-        config.caPins = auth.pins
+      local = {
+        authServer: auth.address,
+        pins: auth.pins,
+        mint: async (role) => (await auth.tokenService.add({ roles: [role], ttlMs: 60_000, singleUse: true })).value,
       }
     }
+    let proxyWeb: string | undefined
+    if (roles.includes('proxy')) {
+      const proxyConfig = local && config.authServers.length === 0
+        ? { ...config, authServers: [local.authServer], authToken: await local.mint('proxy'), caPins: local.pins }
+        : config
+      const proxy = new ProxyService(proxyConfig, log.child('proxy'))
+      await proxy.start()
+      stops.push(() => proxy.stop())
+      proxyWeb = proxy.addresses.web.replace(/^(0\.0\.0\.0|\[::\])/, '127.0.0.1')
+    }
     if (roles.includes('node')) {
-      const agent = new Agent({ config, roles: ['node'], log: log.child('node') })
+      let nodeConfig = config
+      if (local && config.authServers.length === 0) {
+        nodeConfig = { ...config, authServers: [proxyWeb ?? local.authServer], authToken: await local.mint('node'), caPins: local.pins }
+      }
+      const agent = new Agent({ config: nodeConfig, log: log.child('node') })
       await agent.start()
       stops.push(() => agent.stop())
     }

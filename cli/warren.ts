@@ -3,6 +3,7 @@
 
 import { runMain } from './main.ts'
 import { start } from './start.ts'
+import { proxySsh, ssh } from './ssh.ts'
 import { warrenctl } from './warrenctl.ts'
 import { UsageError } from '../shared/errors.ts'
 import { VERSION } from '../shared/version.ts'
@@ -10,7 +11,9 @@ import { VERSION } from '../shared/version.ts'
 const USAGE = `Usage: warren <command> [flags]
 
 Commands:
-  start     run the roles of this host (auth, node)
+  start     run the roles of this host (auth, proxy, node)
+  ssh       log in to a node through a proxy: warren ssh login@node [command]
+  proxy ssh an OpenSSH ProxyCommand: warren proxy ssh %r@%h:%p
   ctl       administer the cluster (same as warrenctl)
   version   print the version
   help      show this help
@@ -23,6 +26,11 @@ export async function warren(argv: string[]): Promise<number | void> {
     case 'start':
       if (rest.includes('--help')) return void process.stdout.write(startHelp())
       return start(rest)
+    case 'ssh':
+      return ssh(rest)
+    case 'proxy':
+      if (rest[0] !== 'ssh') throw new UsageError('usage: warren proxy ssh [--identity=DIR] [--proxy=HOST:PORT] login@node[:port]')
+      return proxySsh(rest.slice(1))
     case 'ctl':
       return warrenctl(rest)
     case 'version':

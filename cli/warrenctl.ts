@@ -8,6 +8,7 @@ import { describeTtl, formatExpiry } from '../shared/duration.ts'
 import { UsageError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from '../shared/flags.ts'
 import { formatTable } from '../shared/table.ts'
+import { signUser } from './sign.ts'
 
 const GLOBAL_FLAGS: FlagSpec = {
   'data-dir': { type: 'string', description: 'the auth server\'s data dir, where the admin identity is' },
@@ -27,10 +28,15 @@ Commands:
   tokens ls [--with-secrets]     active tokens
   tokens rm TOKEN | tokens del TOKEN
                                  delete a token by value or by its listed ID
+  users add NAME --logins=root,pi
+                                 add a user who may log in as these OS accounts
+  users ls                       users and their logins
+  auth sign --user=NAME [--ttl=1h] --out=DIR [--format=openssh]
+                                 short-lived certificates for a user, with known_hosts
 
 Flags for every command: --data-dir, --config, --identity, --auth-server`
 
-interface Command {
+export interface Command {
   flags: FlagSpec
   run: (admin: AdminConnection, flags: Record<string, any>, args: string[]) => Promise<void>
   args: number
@@ -142,6 +148,34 @@ const COMMANDS: Record<string, Command> = {
       out(formatTable(['Token', 'Type', 'Expiry Time (UTC)'], rows))
     },
   },
+  'users add': {
+    flags: { logins: { type: 'list', description: 'OS accounts the user may log in as' } },
+    args: 1,
+    async run(admin, flags, args) {
+      if (!flags.logins?.length) throw new UsageError('missing --logins: the OS accounts this user may log in as, e.g. --logins=root,pi')
+      const user = await admin.client.call<{ name: string; logins: string[] }>('POST', '/v1/users', { name: args[0], logins: flags.logins })
+      out(`User ${user.name} has been added with logins ${user.logins.join(',')}`)
+    },
+  },
+  'users ls': {
+    flags: {},
+    args: 0,
+    async run(admin) {
+      const { users } = await admin.client.call<{ users: { name: string; logins: string[] }[] }>('GET', '/v1/users')
+      out(formatTable(['User', 'Logins'], users.map((u) => [u.name, u.logins.join(',')])))
+    },
+  },
+  'auth sign': {
+    flags: {
+      user: { type: 'string', description: 'the user to sign for' },
+      ttl: { type: 'duration', default: '1h', description: 'how long the certificates live (at most 30h)' },
+      out: { type: 'string', description: 'directory to write the credentials to' },
+      format: { type: 'string', default: 'warren', description: 'warren, or openssh (adds an ssh_config for a stock ssh client)' },
+      proxy: { type: 'string', description: 'HOST:PORT of the proxy to use (default: a live proxy\'s address)' },
+    },
+    args: 0,
+    run: (admin, flags) => signUser(admin, flags),
+  },
   'tokens rm': { flags: {}, args: 1, run: deleteToken },
   'tokens del': { flags: {}, args: 1, run: deleteToken },
 }
@@ -156,7 +190,7 @@ export async function warrenctl(argv: string[]): Promise<number | void> {
   if (!command) throw new UsageError(`unknown command "warrenctl ${name}"\n\n${USAGE}`)
   const rest = argv.slice(name.split(' ').length)
   const { flags, args } = parseFlags(rest, { ...GLOBAL_FLAGS, ...command.flags }, `warrenctl ${name}`)
-  if (args.length < command.args) throw new UsageError(`"warrenctl ${name}" needs a TOKEN argument`)
+  if (args.length < command.args) throw new UsageError(`"warrenctl ${name}" needs a ${name.startsWith('users') ? 'NAME' : 'TOKEN'} argument`)
   if (args.length > command.args) throw new UsageError(`unexpected argument "${args[command.args]}" for "warrenctl ${name}"`)
   const admin = connectAdmin(flags)
   try {

@@ -50,13 +50,13 @@ export class ApiClient {
     })
   }
 
-  async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
+  async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<T> {
     let response: Dispatcher.ResponseData
     try {
       response = await request(`https://${this.server}${path}`, {
         method,
         dispatcher: this.dispatcher,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: body === undefined ? extraHeaders : { 'content-type': 'application/json', ...extraHeaders },
         body: body === undefined ? undefined : JSON.stringify(body),
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,

@@ -2,7 +2,7 @@
 
 import t from 'tap'
 import { AuthProcess } from './helpers/cluster.ts'
-import { joinCluster } from '../agent/join.ts'
+import { joinCluster } from '../shared/join.ts'
 
 const auth = new AuthProcess({ authServiceYaml: '  join_rate_limit: { burst: 3, per_minute: 1 }' })
 t.before(() => auth.start())

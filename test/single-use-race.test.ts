@@ -2,7 +2,7 @@
 
 import t from 'tap'
 import { AuthProcess } from './helpers/cluster.ts'
-import { joinCluster } from '../agent/join.ts'
+import { joinCluster } from '../shared/join.ts'
 
 // Every round has one refused join; let the loser's failures through the rate limiter.
 const auth = new AuthProcess({ authServiceYaml: '  join_rate_limit: { burst: 100, per_minute: 100 }' })

@@ -11,8 +11,16 @@ export const ROOT = resolve(import.meta.dirname, '../..')
 const WARREN = join(ROOT, 'cli/warren.ts')
 const WARRENCTL = join(ROOT, 'cli/warrenctl.ts')
 
+const tempDirs: string[] = []
+process.on('exit', () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true })
+})
+
+/** A fresh directory, removed when the test process exits. */
 export function tempDir(prefix = 'warren-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix))
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  tempDirs.push(dir)
+  return dir
 }
 
 export interface RunResult {
@@ -22,9 +30,10 @@ export interface RunResult {
 }
 
 /** Runs a command to completion with Node 24 (the one running the tests). */
-export function run(script: string, args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<RunResult> {
+export function run(script: string, args: string[], options: { env?: Record<string, string>; timeoutMs?: number; netns?: string } = {}): Promise<RunResult> {
+  const [command, argv] = options.netns ? ['ip', ['netns', 'exec', options.netns, process.execPath, script, ...args]] : [process.execPath, [script, ...args]]
   return new Promise((resolvePromise) => {
-    execFile(process.execPath, [script, ...args], { env: { ...process.env, ...options.env }, timeout: options.timeoutMs ?? 30_000 }, (error, stdout, stderr) => {
+    execFile(command, argv, { env: { ...process.env, ...options.env }, timeout: options.timeoutMs ?? 30_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0
       resolvePromise({ code, stdout, stderr })
     })
@@ -36,8 +45,8 @@ export function warren(args: string[], options?: { env?: Record<string, string>;
 }
 
 /** warrenctl against the auth server whose data dir (and admin identity) is `dataDir`. */
-export function ctl(dataDir: string, args: string[]): Promise<RunResult> {
-  return run(WARRENCTL, [...args, `--data-dir=${dataDir}`])
+export function ctl(dataDir: string, args: string[], netns?: string): Promise<RunResult> {
+  return run(WARRENCTL, [...args, `--data-dir=${dataDir}`], { netns })
 }
 
 export class Daemon {
@@ -46,8 +55,9 @@ export class Daemon {
   stderr = ''
   readonly exited: Promise<number | null>
 
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [WARREN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  constructor(args: string[], env: Record<string, string> = {}, netns?: string) {
+    const [command, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, WARREN, ...args]] : [process.execPath, [WARREN, ...args]]
+    this.child = spawn(command, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child.stdout!.on('data', (d) => (this.stdout += d))
     this.child.stderr!.on('data', (d) => (this.stderr += d))
     this.exited = new Promise((r) => this.child.once('exit', (code, signal) => r(code ?? (signal ? -1 : null))))
@@ -76,6 +86,10 @@ export class Daemon {
 
 export interface AuthOptions {
   dataDir?: string
+  /** Run the auth server (and warrenctl) inside this network namespace. */
+  netns?: string
+  /** Address to listen on (default 127.0.0.1). */
+  host?: string
   /** Extra YAML for the auth_service section (indented by the caller as YAML lines). */
   authServiceYaml?: string
   clusterName?: string
@@ -84,6 +98,7 @@ export interface AuthOptions {
 
 /** An auth server on 127.0.0.1 with a fresh (or given) data dir. */
 export class AuthProcess {
+  readonly netns?: string
   readonly dataDir: string
   readonly configPath: string
   daemon!: Daemon
@@ -91,13 +106,14 @@ export class AuthProcess {
 
   constructor(options: AuthOptions = {}) {
     this.dataDir = options.dataDir ?? tempDir()
+    this.netns = options.netns
     this.configPath = join(this.dataDir, 'warren.yaml')
     writeFileSync(this.configPath, [
       'version: v1',
       `data_dir: ${this.dataDir}`,
       'auth_service:',
       '  enabled: true',
-      `  listen_addr: 127.0.0.1:${options.port ?? 0}`,
+      `  listen_addr: ${options.host ?? '127.0.0.1'}:${options.port ?? 0}`,
       `  cluster_name: ${options.clusterName ?? 'test-cluster'}`,
       options.authServiceYaml ?? '',
     ].join('\n'))
@@ -109,7 +125,7 @@ export class AuthProcess {
 
   async start(): Promise<this> {
     rmSync(this.identityPath, { force: true })
-    this.daemon = new Daemon(['start', '--roles=auth', `--config=${this.configPath}`])
+    this.daemon = new Daemon(['start', '--roles=auth', `--config=${this.configPath}`], {}, this.netns)
     await this.daemon.waitFor('the auth server', () => existsSync(this.identityPath))
     this.address = JSON.parse(readFileSync(this.identityPath, 'utf8')).auth_server
     return this
@@ -128,7 +144,7 @@ export class AuthProcess {
   }
 
   ctl(args: string[]): Promise<RunResult> {
-    return ctl(this.dataDir, args)
+    return ctl(this.dataDir, args, this.netns)
   }
 
   /** The CA pin as `warrenctl status` prints it. */
@@ -153,8 +169,8 @@ export class AuthProcess {
 }
 
 /** Starts a node agent; resolves once it has joined (its identity is on disk) or exited. */
-export function startNode(args: string[], env?: Record<string, string>): Daemon {
-  return new Daemon(['start', '--roles=node', ...args], env)
+export function startNode(args: string[], env?: Record<string, string>, netns?: string): Daemon {
+  return new Daemon(['start', '--roles=node', ...args], env, netns)
 }
 
 export async function waitForNode(auth: { ctl(args: string[]): Promise<RunResult> }, nodename: string, timeoutMs = 20_000): Promise<string> {
@@ -179,4 +195,87 @@ export async function freePort(): Promise<number> {
       server.close(() => resolvePort(port))
     })
   })
+}
+
+export interface ProxyOptions {
+  auth: AuthProcess
+  token: string
+  pin: string
+  /** Defaults: web and tunnel on separate free ports of 127.0.0.1. */
+  webListenAddr?: string
+  tunnelListenAddr?: string
+  extraYaml?: string
+  dataDir?: string
+  nodename?: string
+  env?: Record<string, string>
+  /** Run inside a network namespace (NAT tests). */
+  netns?: string
+}
+
+/** A proxy process joined to `auth`; `web` and `tunnel` are its bound addresses. */
+export class ProxyProcess {
+  readonly dataDir: string
+  readonly configPath: string
+  daemon!: Daemon
+  web = ''
+  tunnel = ''
+  private readonly options: ProxyOptions
+
+  constructor(options: ProxyOptions) {
+    this.options = options
+    this.dataDir = options.dataDir ?? tempDir()
+    this.configPath = join(this.dataDir, 'warren.yaml')
+  }
+
+  async start(): Promise<this> {
+    const options = this.options
+    // Separate free ports unless told otherwise ("127.0.0.1:0" twice would mean one shared port).
+    const web = options.webListenAddr ?? `127.0.0.1:${await freePort()}`
+    const tunnel = options.tunnelListenAddr ?? `127.0.0.1:${await freePort()}`
+    writeFileSync(this.configPath, [
+      'version: v1',
+      `data_dir: ${this.dataDir}`,
+      `nodename: ${options.nodename ?? 'proxy'}`,
+      `auth_servers: ["${options.auth.address}"]`,
+      `auth_token: ${options.token}`,
+      `ca_pin: ${options.pin}`,
+      'proxy_service:',
+      '  enabled: true',
+      `  web_listen_addr: ${web}`,
+      `  tunnel_listen_addr: ${tunnel}`,
+      options.extraYaml ?? '',
+    ].join('\n'))
+    this.daemon = new Daemon(['start', '--roles=proxy', `--config=${this.configPath}`, '--debug'], this.options.env, this.options.netns)
+    await this.daemon.waitFor('the proxy to listen', () => /proxy listening: web (\S+), tunnel (\S+)/.test(this.daemon.stderr))
+    const match = /proxy listening: web (\S+), tunnel (\S+)/.exec(this.daemon.stderr)!
+    this.web = match[1]
+    this.tunnel = match[2]
+    return this
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    await this.daemon?.stop(signal)
+  }
+}
+
+/** `ssh` (OpenSSH) with the config that `warrenctl auth sign --format=openssh` wrote. */
+export function openssh(profileDir: string, args: string[], options: { timeoutMs?: number; input?: string; netns?: string } = {}): Promise<RunResult> {
+  const sshArgs = ['-F', join(profileDir, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', ...args]
+  const [command, argv] = options.netns ? ['ip', ['netns', 'exec', options.netns, 'ssh', ...sshArgs]] : ['ssh', sshArgs]
+  return new Promise((resolvePromise) => {
+    const child = execFile(command, argv, { timeout: options.timeoutMs ?? 30_000 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : 255) : 0
+      resolvePromise({ code, stdout, stderr })
+    })
+    child.stdin?.end(options.input ?? '')
+  })
+}
+
+/** A user with login root and OpenSSH credentials in a fresh directory. */
+export async function signUser(auth: AuthProcess, proxyWeb: string, name = 'alice'): Promise<string> {
+  await auth.ctl(['users', 'add', name, '--logins=root'])
+  const dir = tempDir('warren-user-')
+  const signed = await auth.ctl(['auth', 'sign', `--user=${name}`, '--ttl=1h', `--out=${dir}`, '--format=openssh', `--proxy=${proxyWeb}`])
+  if (signed.code !== 0) throw new Error(`auth sign failed: ${signed.stderr}`)
+  return dir
 }

@@ -4,7 +4,7 @@
 
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { writeFileAtomic } from '../shared/files.ts'
+import { writeFileAtomic } from './files.ts'
 
 export interface NodeIdentity {
   hostId: string
@@ -32,12 +32,13 @@ interface IdentityMeta {
 
 const FILES = { tlsKey: 'host.key', tlsCert: 'host.crt', sshKey: 'ssh_host_ed25519_key', sshCert: 'ssh_host_ed25519_key-cert.pub', ca: 'host_ca.pem', meta: 'identity.json' }
 
-export function identityDir(dataDir: string): string {
-  return join(dataDir, 'identity')
+/** Each role that joins keeps its own identity: `identity/` for a node, `proxy-identity/` for a proxy. */
+export function identityDir(dataDir: string, role = 'node'): string {
+  return join(dataDir, role === 'node' ? 'identity' : `${role}-identity`)
 }
 
-export function loadIdentity(dataDir: string): NodeIdentity | undefined {
-  const dir = identityDir(dataDir)
+export function loadIdentity(dataDir: string, role = 'node'): NodeIdentity | undefined {
+  const dir = identityDir(dataDir, role)
   // identity.json is written last, so its presence means the set is complete.
   if (!existsSync(join(dir, FILES.meta))) return undefined
   const read = (name: string) => readFileSync(join(dir, name), 'utf8')
@@ -57,8 +58,8 @@ export function loadIdentity(dataDir: string): NodeIdentity | undefined {
   }
 }
 
-export function saveIdentity(dataDir: string, identity: NodeIdentity): void {
-  const dir = identityDir(dataDir)
+export function saveIdentity(dataDir: string, identity: NodeIdentity, role = 'node'): void {
+  const dir = identityDir(dataDir, role)
   const write = (name: string, data: string) => writeFileAtomic(join(dir, name), data)
   write(FILES.tlsKey, identity.tlsKeyPem)
   write(FILES.tlsCert, identity.tlsCertPem)

@@ -3,10 +3,10 @@
 // server must chain to that pinned CA. A hijacked address therefore never sees the token.
 
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
-import { ApiClient } from '../shared/api-client.ts'
-import { WarrenError } from '../shared/errors.ts'
-import { caPin, pinMatches } from '../shared/pin.ts'
-import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { ApiClient } from './api-client.ts'
+import { WarrenError } from './errors.ts'
+import { caPin, pinMatches } from './pin.ts'
+import { sshPublicKeyLine } from './ssh-cert.ts'
 import type { NodeIdentity } from './identity-store.ts'
 
 export interface JoinOptions {

@@ -1,0 +1,327 @@
+import t from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import { generateKeyPairSync, createPublicKey, type KeyObject } from 'node:crypto'
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { duplexPair } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createLogger } from '../shared/log.ts'
+import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { NodeSshServer } from './ssh-server.ts'
+
+const HOUR = 3_600_000
+const dir = t.testdir()
+const userCA = generateKeyPairSync('ed25519')
+const otherCA = generateKeyPairSync('ed25519')
+const hostKey = generateKeyPairSync('ed25519')
+
+// The user's key comes from ssh-keygen, so that OpenSSH reads it as its own.
+const keyFile = join(dir, 'id_ed25519')
+spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test', '-f', keyFile], { stdio: 'ignore' })
+const userKey = parseSshPublicKey(readFileSync(keyFile + '.pub', 'utf8'))
+
+interface CertOptions {
+  caKey?: KeyObject
+  principals?: string[]
+  validBefore?: Date
+  extensions?: Record<string, string>
+}
+
+/** A directory holding id_ed25519 and, unless `cert` is false, id_ed25519-cert.pub. */
+function identity(name: string, cert: CertOptions | false = {}): string {
+  const home = join(dir, name)
+  mkdirSync(home)
+  const key = join(home, 'id_ed25519')
+  copyFileSync(keyFile, key)
+  if (cert) {
+    const line = createSshCertificate({
+      publicKey: userKey,
+      caKey: cert.caKey ?? userCA.privateKey,
+      type: 'user',
+      keyId: `test-${name}`,
+      principals: cert.principals ?? ['root'],
+      validAfter: new Date(Date.now() - HOUR),
+      validBefore: cert.validBefore ?? new Date(Date.now() + HOUR),
+      extensions: cert.extensions,
+    })
+    writeFileSync(key + '-cert.pub', line + '\n')
+  }
+  return key
+}
+
+const good = identity('good')
+const logLines: string[] = []
+const log = createLogger('node', { level: 'debug', stream: { write: (line: string) => logLines.push(line) } as unknown as NodeJS.WritableStream })
+const server = new NodeSshServer({
+  hostKeyPem: hostKey.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+  userCAKeys: [sshPublicKeyLine(userCA.publicKey)],
+  log,
+})
+const listener: Server = createServer((socket) => server.handleConnection(socket))
+await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
+const port = (listener.address() as AddressInfo).port
+const knownHosts = join(dir, 'known_hosts')
+writeFileSync(knownHosts, `[127.0.0.1]:${port} ${sshPublicKeyLine(createPublicKey(hostKey.privateKey))}\n`)
+
+t.teardown(async () => {
+  await server.close()
+  listener.close()
+})
+
+function sshArgs(key: string, login = 'root'): string[] {
+  return [
+    '-F', '/dev/null',
+    '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null',
+    '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5',
+    '-i', key, '-p', String(port), `${login}@127.0.0.1`,
+  ]
+}
+
+interface Result {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+function run(command: string, args: string[], input?: string | Buffer): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: 'pipe' })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk) => { stdout += chunk })
+    child.stderr.on('data', (chunk) => { stderr += chunk })
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+    child.stdin.end(input)
+  })
+}
+
+function ssh(key: string, remoteCommand: string[], input?: string | Buffer, login?: string): Promise<Result> {
+  return run('ssh', [...sshArgs(key, login), ...remoteCommand], input)
+}
+
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+function processRunning(pattern: string): boolean {
+  return spawnSync('pgrep', ['-f', pattern]).status === 0
+}
+
+t.test('exec runs the command with its exit status, stdout and stderr', async (t) => {
+  const result = await ssh(good, ['echo hello; echo oops >&2; exit 3'])
+  t.equal(result.stdout, 'hello\n')
+  t.match(result.stderr, /^oops$/m)
+  t.equal(result.code, 3)
+})
+
+t.test('exec passes standard input through, with flow control', async (t) => {
+  t.equal((await ssh(good, ['cat'], 'abc\n')).stdout, 'abc\n')
+  const big = Buffer.alloc(4 << 20, 'x')
+  const counted = await ssh(good, ['wc -c'], big)
+  t.equal(counted.stdout.trim(), String(big.length))
+  t.equal(counted.code, 0)
+})
+
+t.test('exec runs as the login with its environment; only LANG and LC_* pass', async (t) => {
+  const result = await ssh(good, ['-o', 'SetEnv=LANG=C.UTF-8 LC_TIME=C FOO=bar', 'echo "$USER $LOGNAME $HOME $SHELL $(id -u) $(pwd)"; echo "$LANG|$LC_TIME|$FOO"'])
+  const root = readFileSync('/etc/passwd', 'utf8').split('\n').find((line) => line.startsWith('root:'))!.split(':')
+  t.equal(result.stdout, `root root ${root[5]} ${root[6]} 0 ${root[5]}\nC.UTF-8|C|\n`)
+})
+
+t.test('a command killed by a signal reports it', async (t) => {
+  const result = await ssh(good, ['-v', 'kill -TERM $$'])
+  t.match(result.stderr, /rtype exit-signal/)
+  t.equal(result.code, 255, 'OpenSSH exits with 255 when the remote command was killed')
+})
+
+t.test('logins without an acceptable certificate are refused', async (t) => {
+  const cases: Array<[string, string, string | undefined, RegExp]> = [
+    ['expired certificate', identity('expired', { validBefore: new Date(Date.now() - 60_000) }), 'root', /has expired/],
+    ['login not among the principals', good, 'nobody', /does not list principal/],
+    ['certificate from another CA', identity('other-ca', { caKey: otherCA.privateKey }), 'root', /untrusted CA/],
+    ['plain key without a certificate', identity('plain', false), 'root', /plain public key is not accepted/],
+    ['login unknown on the node', identity('ghost', { principals: ['warren-no-such-user'] }), 'warren-no-such-user', /no such login/],
+  ]
+  for (const [name, key, login, logged] of cases) {
+    logLines.length = 0
+    const result = await ssh(key, ['true'], undefined, login)
+    t.not(result.code, 0, name)
+    t.match(result.stderr, /Permission denied/, name)
+    // Routine refusals are logged when the connection ends.
+    await waitFor(`${name}: the log`, () => logged.test(logLines.join('')))
+  }
+  t.notMatch(logLines.join(''), /AAAA/, 'no key material in the log')
+})
+
+t.test('exec with a pty runs on a real terminal', async (t) => {
+  // Without a local terminal OpenSSH sends a 0x0 window and the pty keeps the kernel's default.
+  const bare = await ssh(good, ['-tt', 'tty; stty size; echo "$TERM"'])
+  t.match(bare.stdout, /^\/dev\/pts\/\d+\r\n0 0\r\n/)
+  t.equal(bare.code, 0)
+  // Inside a terminal of its own, OpenSSH sends its size and TERM, and they arrive.
+  const sized = await run('script', ['-q', '-e', '-c', `stty rows 33 cols 111; exec env TERM=xterm-test ssh ${sshArgs(good).join(' ')} -t 'tty; stty size; echo $TERM; exit 7'`, '/dev/null'], '')
+  t.match(sized.stdout, /\/dev\/pts\/\d+\r\n33 111\r\nxterm-test\r\n/)
+  t.equal(sized.code, 7)
+})
+
+t.test('an interactive shell with a pty', async (t) => {
+  const result = await ssh(good, ['-tt'], 'echo $((6*7))\nexit 5\n')
+  t.match(result.stdout, /^42\r$/m)
+  t.equal(result.code, 5)
+})
+
+t.test('a shell without a pty runs over pipes', async (t) => {
+  const result = await ssh(good, ['-T'], 'tty; echo $((6*7))\nexit 4\n')
+  t.equal(result.stdout, 'not a tty\n42\n')
+  t.equal(result.code, 4)
+})
+
+t.test('window changes resize the pty', async (t) => {
+  // OpenSSH runs inside a terminal that the test resizes with stty; it forwards the change.
+  const marker = join(dir, 'resize-tty')
+  const client = spawn('script', ['-q', '-c', `tty > ${marker}; stty rows 20 cols 70; exec ssh ${sshArgs(good).join(' ')} -t`, '/dev/null'], { stdio: 'pipe', env: { ...process.env, TERM: 'xterm-test' } })
+  let output = ''
+  client.stdout.on('data', (chunk) => { output += chunk })
+  const exited = new Promise<number | null>((resolve) => client.on('close', resolve))
+  client.stdin.write('stty size\n')
+  await waitFor('the initial size', () => /^20 70\r$/m.test(output))
+  const localTty = readFileSync(marker, 'utf8').trim()
+  spawnSync('stty', ['-F', localTty, 'rows', '41', 'cols', '132'])
+  await waitFor('the new size', async () => {
+    client.stdin.write('stty size\n')
+    await sleep(100)
+    return /^41 132\r$/m.test(output)
+  })
+  client.stdin.end('exit\n')
+  t.equal(await exited, 0)
+})
+
+t.test('a certificate without permit-pty gets no pty', async (t) => {
+  const key = identity('no-pty', { extensions: { 'permit-port-forwarding': '' } })
+  logLines.length = 0
+  const result = await ssh(key, ['-tt', 'tty'])
+  // With -tt OpenSSH gives up when the pty is refused.
+  t.equal(result.code, 255)
+  t.match(result.stderr, /PTY allocation request failed/)
+  t.match(logLines.join(''), /SSH pty refused: the certificate lacks permit-pty/)
+})
+
+t.test('local port forwarding reaches a port on the node', async (t) => {
+  const echo = createServer((socket) => socket.pipe(socket))
+  await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => echo.close())
+  const echoPort = (echo.address() as AddressInfo).port
+
+  async function forward(key: string) {
+    const localPort = await freePort()
+    const client = spawn('ssh', [...sshArgs(key), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${localPort}:127.0.0.1:${echoPort}`], { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    client.stderr.on('data', (chunk) => { stderr += chunk })
+    const exited = new Promise((resolve) => client.on('close', resolve))
+    // SIGKILL: OpenSSH 9.2 can miss a SIGTERM that lands while it is between polls.
+    t.teardown(async () => {
+      client.kill('SIGKILL')
+      await exited
+    })
+    await waitFor('the forward', () => tryConnect(localPort))
+    return { localPort, stderr: () => stderr }
+  }
+
+  const allowed = await forward(good)
+  const socket = connect(allowed.localPort, '127.0.0.1')
+  socket.write('ping through the tunnel')
+  t.equal(await readSome(socket, 23), 'ping through the tunnel')
+  socket.destroy()
+
+  const refused = await forward(identity('no-forwarding', { extensions: { 'permit-pty': '' } }))
+  const denied = connect(refused.localPort, '127.0.0.1')
+  denied.write('ping')
+  t.equal(await readSome(denied, 4), '', 'the forwarded connection is closed without data')
+  await waitFor('the refusal', () => /open failed/.test(refused.stderr()))
+  t.match(logLines.join(''), /SSH port forwarding refused: the certificate lacks permit-port-forwarding/)
+})
+
+t.test('remote port forwarding is refused', async (t) => {
+  const result = await ssh(good, ['-N', '-o', 'ExitOnForwardFailure=yes', '-R', '0:127.0.0.1:9'])
+  t.not(result.code, 0)
+  t.match(result.stderr, /remote port forwarding failed/)
+})
+
+t.test('a connection over any duplex stream, as the tunnel hands them over', async (t) => {
+  await waitFor('earlier connections to close', () => server.activeSessions === 0)
+  const bridge = createServer((socket) => {
+    const [near, far] = duplexPair()
+    // Ends pass through both ways, as a tunnel stream passes FIN.
+    socket.pipe(near).pipe(socket)
+    server.handleConnection(far, { remoteAddress: 'tunnel:test' })
+  })
+  await new Promise<void>((resolve) => bridge.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => bridge.close())
+  const bridgePort = (bridge.address() as AddressInfo).port
+  writeFileSync(knownHosts, `[127.0.0.1]:${bridgePort} ${sshPublicKeyLine(createPublicKey(hostKey.privateKey))}\n`, { flag: 'a' })
+  logLines.length = 0
+  const args = sshArgs(good).map((arg) => (arg === String(port) ? String(bridgePort) : arg))
+  const result = await run('ssh', [...args, 'echo over a stream'])
+  t.equal(result.stdout, 'over a stream\n')
+  t.match(logLines.join(''), /SSH login accepted .*remote=tunnel:test/)
+  await waitFor('the stream to close', () => server.activeSessions === 0)
+})
+
+t.test('processes end with their connection', async (t) => {
+  await waitFor('earlier connections to close', () => server.activeSessions === 0)
+  const client = spawn('ssh', [...sshArgs(good), 'sleep 301'], { stdio: 'ignore' })
+  await waitFor('the command', () => processRunning('^sleep 301$'))
+  t.equal(server.activeSessions, 1)
+  client.kill('SIGKILL')
+  await waitFor('the command to be killed', () => !processRunning('^sleep 301$'))
+  await waitFor('the connection to close', () => server.activeSessions === 0)
+  t.pass('killed')
+})
+
+t.test('close() ends every connection and its processes', async (t) => {
+  const client = spawn('ssh', [...sshArgs(good), 'sleep 302'], { stdio: 'ignore' })
+  const exited = new Promise<number | null>((resolve) => client.on('close', resolve))
+  await waitFor('the command', () => processRunning('^sleep 302$'))
+  await server.close()
+  t.not(await exited, 0, 'the client sees the connection end')
+  await waitFor('the command to be killed', () => !processRunning('^sleep 302$'))
+  t.equal(server.activeSessions, 0)
+})
+
+async function freePort(): Promise<number> {
+  const probe = createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const free = (probe.address() as AddressInfo).port
+  await new Promise((resolve) => probe.close(resolve))
+  return free
+}
+
+function tryConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
+
+/** Up to `length` bytes, or fewer if the socket ends first. */
+function readSome(socket: Socket, length: number): Promise<string> {
+  return new Promise((resolve) => {
+    let data = ''
+    socket.on('data', (chunk) => {
+      data += chunk
+      if (data.length >= length) resolve(data)
+    })
+    socket.on('close', () => resolve(data))
+    socket.on('error', () => resolve(data))
+  })
+}

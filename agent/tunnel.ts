@@ -1,0 +1,138 @@
+// One reverse tunnel from this device to one proxy: TLS 1.3 with the host certificate,
+// ALPN `warren-tunnel`, one yamux session. The agent opens the control stream; the proxy
+// welcomes it with its ID and the live proxy set; the agent then says hello (if it keeps
+// the tunnel) and heartbeats, and serves every stream the proxy opens.
+
+import { EventEmitter } from 'node:events'
+import { connect, type TLSSocket } from 'node:tls'
+import { X509Certificate } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import { createSession, type Session } from '../shared/yamux/index.ts'
+import { certSubject } from '../shared/cert-subject.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
+import type { Logger } from '../shared/log.ts'
+import { readMessages, TUNNEL_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+
+export interface TunnelOptions {
+  host: string
+  port: number
+  identity: NodeIdentity
+  keepAliveIntervalMs: number
+  heartbeatIntervalMs: number
+  labels: () => Record<string, string>
+  services: string[]
+  onStream: (stream: Duplex) => void
+  log: Logger
+  connectTimeoutMs?: number
+}
+
+/**
+ * Events: 'proxies' (ids: string[]) whenever the proxy announces the live set; 'close'
+ * once, when the tunnel is gone for any reason.
+ */
+export class AgentTunnel extends EventEmitter {
+  proxyId = ''
+  /** The latest live proxy set this proxy announced (it may arrive before anyone listens). */
+  announced?: string[]
+  private session?: Session
+  private control?: Duplex
+  private heartbeatTimer?: NodeJS.Timeout
+  private closed = false
+
+  /** Connects and waits for the proxy's welcome; rejects when any step fails. */
+  static async open(options: TunnelOptions): Promise<AgentTunnel> {
+    const tunnel = new AgentTunnel()
+    await tunnel.connect(options)
+    return tunnel
+  }
+
+  private connect(options: TunnelOptions): Promise<void> {
+    const { identity } = options
+    return new Promise((resolve, reject) => {
+      const socket: TLSSocket = connect({
+        host: options.host,
+        port: options.port,
+        servername: isIpAddress(options.host) ? undefined : options.host,
+        ALPNProtocols: [TUNNEL_ALPN],
+        minVersion: 'TLSv1.3',
+        ca: identity.hostCAPems,
+        cert: identity.tlsCertPem,
+        key: identity.tlsKeyPem,
+        // The proxy is trusted because its certificate chains to the cluster's host CA and names the proxy role.
+        checkServerIdentity: (_host, cert) => (certSubject(new X509Certificate(cert.raw)).roles.includes('proxy') ? undefined : new Error('the server is not a proxy of this cluster')),
+      })
+      const fail = (error: Error) => {
+        clearTimeout(timer)
+        socket.destroy()
+        this.shutdown()
+        reject(error)
+      }
+      const timer = setTimeout(() => fail(new Error('timed out connecting the tunnel')), options.connectTimeoutMs ?? 10_000)
+      socket.once('error', fail)
+      socket.once('secureConnect', () => {
+        if (socket.alpnProtocol !== TUNNEL_ALPN) return fail(new Error(`the proxy did not accept ALPN ${TUNNEL_ALPN}`))
+        socket.setNoDelay(true)
+        socket.setKeepAlive(true, options.keepAliveIntervalMs)
+        const session = createSession(socket, { client: true, keepAliveIntervalMs: options.keepAliveIntervalMs })
+        this.session = session
+        session.on('error', () => {})
+        session.on('close', (error?: Error) => {
+          if (!this.proxyId) fail(error ?? new Error('the proxy closed the tunnel'))
+          this.shutdown()
+        })
+        session.on('stream', (stream: Duplex) => options.onStream(stream))
+        const control = session.open()
+        this.control = control
+        control.on('error', () => {})
+        control.on('close', () => session.close())
+        this.activate = () => {
+          writeMessage(control, { type: 'hello', version: 1, labels: options.labels(), services: options.services })
+          this.heartbeatTimer = setInterval(() => writeMessage(control, { type: 'heartbeat', labels: options.labels() }), options.heartbeatIntervalMs)
+        }
+        readMessages(control, (message) => {
+          if (message.type === 'welcome' && typeof message.proxy_id === 'string' && !this.proxyId) {
+            this.proxyId = message.proxy_id
+            clearTimeout(timer)
+            socket.off('error', fail)
+            socket.on('error', () => {})
+            resolve()
+          } else if (message.type === 'proxies' && Array.isArray(message.ids)) {
+            this.announced = message.ids.filter((id): id is string => typeof id === 'string')
+            this.emit('proxies', this.announced)
+          }
+        })
+      })
+    })
+  }
+
+  /**
+   * Says hello: the proxy registers this tunnel (replacing any older one of ours) and may
+   * route users through it. Called only for tunnels the pool keeps.
+   */
+  activate: () => void = () => {}
+
+  /** The round trip to the proxy in ms (a yamux ping). */
+  ping(): Promise<number> {
+    if (!this.session) return Promise.reject(new Error('not connected'))
+    return this.session.ping()
+  }
+
+  /** Closes gracefully: GoAway first so the proxy opens no new streams. */
+  close(): void {
+    this.session?.goAway()
+    this.session?.close()
+    this.shutdown()
+  }
+
+  private shutdown(): void {
+    if (this.closed) return
+    this.closed = true
+    clearInterval(this.heartbeatTimer)
+    this.session?.close()
+    this.emit('close')
+  }
+}
+
+function isIpAddress(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(':')
+}

@@ -1,0 +1,85 @@
+// People: a user has a name and the logins (OS accounts) its certificates may use. Users
+// get short-lived certificates from the user CA: an OpenSSH certificate for the node's SSH
+// server, and an X.509 one that the proxy checks before it opens a stream to a node.
+
+import type { KeyObject } from 'node:crypto'
+import type { Backend } from './backend/backend.ts'
+import type { Authority } from './authorities.ts'
+import { createCertificate } from './x509.ts'
+import { createSshCertificate } from '../shared/ssh-cert.ts'
+
+const PREFIX = '/users/'
+const NAME = /^[a-z_][a-z0-9_.-]{0,31}$/
+/** User certificates are short-lived by design; a day and a bit at most. */
+export const MAX_USER_CERT_TTL_MS = 30 * 3600_000
+const CLOCK_SKEW_MS = 60_000
+
+export interface UserRecord {
+  name: string
+  logins: string[]
+  created: number
+}
+
+export class UserError extends Error {}
+
+export function validateName(kind: string, name: string): void {
+  if (!NAME.test(name)) throw new UserError(`invalid ${kind} "${name}": use lowercase letters, digits, "_", "-" or ".", starting with a letter or "_", at most 32 characters`)
+}
+
+export class UserDirectory {
+  private readonly backend: Backend
+
+  constructor(backend: Backend) {
+    this.backend = backend
+  }
+
+  async add(name: string, logins: string[]): Promise<UserRecord> {
+    validateName('user name', name)
+    if (logins.length === 0) throw new UserError('a user needs at least one login, e.g. --logins=root,pi')
+    for (const login of logins) validateName('login', login)
+    const record: UserRecord = { name, logins: [...new Set(logins)], created: Date.now() }
+    if (!(await this.backend.create(PREFIX + name, JSON.stringify(record)))) throw new UserError(`user "${name}" already exists`)
+    return record
+  }
+
+  async get(name: string): Promise<UserRecord | undefined> {
+    const item = await this.backend.get(PREFIX + name)
+    return item ? (JSON.parse(item.value) as UserRecord) : undefined
+  }
+
+  async list(): Promise<UserRecord[]> {
+    return (await this.backend.list(PREFIX)).map((item) => JSON.parse(item.value) as UserRecord)
+  }
+}
+
+export interface UserCertificates {
+  sshCert: string
+  tlsCertPem: string
+  validBefore: number
+}
+
+export function issueUserCertificates(userCA: Authority, clusterName: string, user: UserRecord, keys: { ssh: KeyObject; tls: KeyObject }, ttlMs: number): UserCertificates {
+  const now = Date.now()
+  const validAfter = new Date(now - CLOCK_SKEW_MS)
+  const validBefore = new Date(now + Math.min(ttlMs, MAX_USER_CERT_TTL_MS))
+  const signing = userCA.signing
+  const sshCert = createSshCertificate({
+    publicKey: keys.ssh,
+    caKey: signing.sshKey,
+    type: 'user',
+    keyId: user.name,
+    principals: user.logins,
+    validAfter,
+    validBefore,
+  })
+  const tlsCertPem = createCertificate({
+    subject: { CN: user.name, O: clusterName, OU: ['user'] },
+    issuer: { CN: `${clusterName} user CA`, O: clusterName },
+    publicKey: keys.tls,
+    signingKey: signing.tlsKey,
+    notBefore: validAfter,
+    notAfter: validBefore,
+    extKeyUsage: ['clientAuth'],
+  })
+  return { sshCert, tlsCertPem, validBefore: validBefore.getTime() }
+}

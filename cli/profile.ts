@@ -1,0 +1,52 @@
+// A user's credentials on disk, as `warrenctl auth sign` writes them and `warren ssh` /
+// `warren proxy ssh` read them: keys, certificates, the cluster's host CA, known_hosts,
+// and profile.json with the proxy to use.
+
+import { readFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { WarrenError } from '../shared/errors.ts'
+
+export interface Profile {
+  cluster_name: string
+  user: string
+  logins: string[]
+  proxies: string[]
+  valid_before: number
+}
+
+export const PROFILE_FILES = {
+  sshKey: 'id_ed25519',
+  sshPublicKey: 'id_ed25519.pub',
+  sshCert: 'id_ed25519-cert.pub',
+  tlsKey: 'tls.key',
+  tlsCert: 'tls.crt',
+  hostCA: 'host_ca.pem',
+  knownHosts: 'known_hosts',
+  sshConfig: 'ssh_config',
+  profile: 'profile.json',
+}
+
+export function defaultProfileDir(): string {
+  return process.env.WARREN_HOME ?? join(homedir(), '.warren')
+}
+
+export function loadProfile(dir: string): Profile {
+  try {
+    return JSON.parse(readFileSync(join(dir, PROFILE_FILES.profile), 'utf8')) as Profile
+  } catch {
+    throw new WarrenError(`no credentials in ${dir}: get them with "warrenctl auth sign --user=NAME --out=${dir}" (or pass --identity=DIR)`)
+  }
+}
+
+/** How to run `warren` again from a ProxyCommand: this executable, or Node with our entry script. */
+export function warrenCommand(): string {
+  const script = fileURLToPath(new URL('./warren.ts', import.meta.url))
+  const quote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
+  return process.argv[1]?.endsWith('.ts') ? `${quote(process.execPath)} ${quote(script)}` : quote(process.execPath)
+}
+
+export function profilePath(dir: string, file: keyof typeof PROFILE_FILES): string {
+  return resolve(dir, PROFILE_FILES[file])
+}

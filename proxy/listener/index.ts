@@ -1,0 +1,39 @@
+// The proxy's front door: one TCP listener for every protocol. The parts, one concept per file:
+//
+//   proxy-protocol.ts  PROXY protocol v1/v2: incremental parser, encoders, named errors
+//   trusted.ts         TrustedAddresses: which peers may send a PROXY header (IPs, CIDRs)
+//   sniff.ts           the protocol a connection speaks, from its first bytes
+//   multiplexer.ts     Multiplexer: header, then sniff, then hand over with the bytes put back
+//   tls-router.ts      TLS termination and routing by ALPN, client certificates per handler
+//   ip-bytes.ts        IP addresses to and from their wire bytes
+//
+// Usage:
+//   const mux = new Multiplexer({ trustedLoadBalancers: ['10.0.0.0/8'] })
+//   mux.on('tls', createTlsRouter({ secureContext: () => context, alpn: { 'warren-tunnel': onTunnel } }))
+//   mux.on('http', (conn) => httpServer.emit('connection', conn.socket))
+//   await mux.listen('0.0.0.0', 3080)
+
+export {
+  DEFAULT_SNIFF_TIMEOUT_MS,
+  Multiplexer,
+  type MultiplexerEvents,
+  type MultiplexerOptions,
+  type RoutedConnection,
+  type RoutedProtocol,
+} from './multiplexer.ts'
+export { type AlpnHandler, createTlsRouter, DEFAULT_HANDSHAKE_TIMEOUT_MS, NO_ALPN, type TlsRouterOptions } from './tls-router.ts'
+export { type Protocol, sniffProtocol } from './sniff.ts'
+export { TrustedAddresses } from './trusted.ts'
+export {
+  encodeProxyV1,
+  encodeProxyV2,
+  type ProxyAddresses,
+  type ProxyHeader,
+  ProxyHeaderParser,
+  type ProxyHeaderScan,
+  proxyHeaderVersion,
+  ProxyProtocolError,
+  type ProxyProtocolErrorCode,
+  scanProxyHeader,
+  type Tlv,
+} from './proxy-protocol.ts'

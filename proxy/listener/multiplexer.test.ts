@@ -1,0 +1,495 @@
+// The multiplexer and TLS router over real sockets on 127.0.0.1.
+
+import t, { type Test } from 'tap'
+import { generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto'
+import { once } from 'node:events'
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http'
+import { request as httpsRequest } from 'node:https'
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net'
+import { Writable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls'
+import { createCA, createCertificate } from '../../auth/x509.ts'
+import { createLogger } from '../../shared/log.ts'
+import { Multiplexer, type MultiplexerOptions, type RoutedConnection } from './multiplexer.ts'
+import { encodeProxyV1, encodeProxyV2 } from './proxy-protocol.ts'
+import { createTlsRouter, NO_ALPN, type TlsRouterOptions } from './tls-router.ts'
+
+// PKI: one cluster CA for the proxy and its nodes, and a stranger CA nobody trusts.
+const HOUR = 3_600_000
+const ca = createCA('Host CA', 'cluster')
+const strangerCA = createCA('Stranger CA', 'elsewhere')
+
+function issue(issuer: { key: KeyObject; certPem: string }, commonName: string) {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const issuerCert = new X509Certificate(issuer.certPem)
+  const fields = Object.fromEntries(issuerCert.subject.split('\n').map((line) => line.split('=')))
+  const certPem = createCertificate({
+    subject: { CN: commonName, O: 'cluster' },
+    issuer: { CN: fields.CN, O: fields.O },
+    publicKey,
+    signingKey: issuer.key,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + HOUR),
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1'],
+    extKeyUsage: ['serverAuth', 'clientAuth'],
+  })
+  return { cert: certPem, key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
+}
+
+const proxyCert = issue(ca, 'proxy-1')
+const rotatedProxyCert = issue(ca, 'proxy-1-rotated')
+const nodeCert = issue(ca, 'node-1')
+const strangerCert = issue(strangerCA, 'node-1')
+const serverContext = createSecureContext({ ...proxyCert, ca: ca.certPem })
+
+/** What a handler reports back to the client as its first line. */
+interface HandlerReport {
+  handler: string
+  alpn: string | false | null
+  tls?: string | null
+  authorized?: boolean
+  authorizationError?: unknown
+  peerCert?: boolean
+  clientAddress: string
+  clientPort: number
+  viaProxyHeader: boolean
+  received?: string
+}
+
+function report(handler: string, conn: RoutedConnection, socket?: TLSSocket): HandlerReport {
+  return {
+    handler,
+    alpn: socket ? socket.alpnProtocol : null,
+    tls: socket?.getProtocol(),
+    authorized: socket?.authorized,
+    authorizationError: socket?.authorizationError,
+    peerCert: socket ? socket.getPeerX509Certificate() !== undefined : undefined,
+    clientAddress: conn.clientAddress,
+    clientPort: conn.clientPort,
+    viaProxyHeader: conn.viaProxyHeader,
+  }
+}
+
+/** Reports, then echoes: proves the connection stays usable after the hand-over. */
+function reportAndEcho(handler: string) {
+  return (socket: TLSSocket, conn: RoutedConnection) => {
+    socket.write(JSON.stringify(report(handler, conn, socket)) + '\n')
+    socket.on('data', (data) => socket.write(data))
+  }
+}
+
+function captureLog() {
+  const lines: string[] = []
+  const stream = new Writable({
+    write(chunk, _encoding, callback) {
+      lines.push(String(chunk))
+      callback()
+    },
+  })
+  return { log: createLogger('test', { level: 'debug', stream }), lines }
+}
+
+interface Harness {
+  mux: Multiplexer
+  port: number
+  rejections: string[]
+  lines: string[]
+}
+
+/** A multiplexer on 127.0.0.1 with TLS routed by ALPN; everything is closed at teardown. */
+async function harness(
+  t: Test,
+  options: Partial<MultiplexerOptions> = {},
+  tlsOptions: Partial<TlsRouterOptions> = {},
+): Promise<Harness> {
+  const { log, lines } = captureLog()
+  const mux = new Multiplexer({ trustedLoadBalancers: [], ...options, log })
+  mux.on(
+    'tls',
+    createTlsRouter({
+      secureContext: () => serverContext,
+      alpn: { 'warren-tunnel': reportAndEcho('tunnel'), 'http/1.1': reportAndEcho('web'), [NO_ALPN]: reportAndEcho('no-alpn') },
+      log,
+      ...tlsOptions,
+    }),
+  )
+  const rejections: string[] = []
+  mux.on('rejected', (reason, remoteAddress) => rejections.push(`${remoteAddress}: ${reason}`))
+  const server = await mux.listen('127.0.0.1', 0)
+  const sockets = new Set<Socket>()
+  server.on('connection', (socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  })
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+    server.close()
+  })
+  return { mux, port: (server.address() as AddressInfo).port, rejections, lines }
+}
+
+/** A TLS client that has finished its handshake, or the error that ended it. */
+async function dialTls(port: number, options: ConnectionOptions = {}): Promise<TLSSocket> {
+  const socket = tlsConnect({ host: '127.0.0.1', port, ca: ca.certPem, ...options })
+  socket.setEncoding('utf8')
+  await once(socket, 'secureConnect')
+  return socket
+}
+
+/** The next line the peer sends; what follows it stays in the socket for the next read. */
+async function readLine(socket: TLSSocket | Socket): Promise<string> {
+  let text = ''
+  for (;;) {
+    let chunk: string | Buffer | null
+    while ((chunk = socket.read() as string | Buffer | null) !== null) {
+      text += chunk
+      const end = text.indexOf('\n')
+      if (end !== -1) {
+        if (end + 1 < text.length) socket.unshift(text.slice(end + 1))
+        return text.slice(0, end)
+      }
+    }
+    if (socket.readableEnded || socket.destroyed) throw new Error(`connection closed before a line; got ${JSON.stringify(text)}`)
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        socket.off('readable', done)
+        socket.off('close', done)
+        resolve()
+      }
+      socket.on('readable', done)
+      socket.on('close', done)
+    })
+  }
+}
+
+async function readReport(socket: TLSSocket | Socket): Promise<HandlerReport> {
+  return JSON.parse(await readLine(socket)) as HandlerReport
+}
+
+/** Resolves when the socket closes, however (events.once would reject on 'error'). */
+function closed(socket: Socket): Promise<void> {
+  return new Promise((resolve) => socket.once('close', () => resolve()))
+}
+
+/** Sends `bytes` on a fresh TCP connection and resolves with all it receives until closed. */
+async function sendRaw(port: number, ...pieces: Buffer[]): Promise<{ received: string; closedAfterMs: number }> {
+  const socket = netConnect({ host: '127.0.0.1', port })
+  const started = Date.now()
+  let received = ''
+  socket.on('data', (data) => (received += data))
+  // The server may reset a connection it refuses while our bytes are still unread.
+  socket.on('error', () => {})
+  const done = closed(socket)
+  socket.once('connect', () => {
+    for (const piece of pieces) socket.write(piece)
+  })
+  // A server that never closes fails the caller's timing checks instead of hanging the test.
+  const giveUp = setTimeout(() => socket.destroy(), 5000)
+  await done
+  clearTimeout(giveUp)
+  return { received, closedAfterMs: Date.now() - started }
+}
+
+async function expectHandshakeFailure(t: Test, port: number, options: ConnectionOptions, code: string, message: string) {
+  const socket = tlsConnect({ host: '127.0.0.1', port, ca: ca.certPem, ...options })
+  const [error] = (await Promise.race([once(socket, 'error'), once(socket, 'secureConnect').then(() => [undefined])])) as [Error & { code?: string }]
+  socket.destroy()
+  t.equal(error?.code, code, message)
+}
+
+t.test('TLS is routed by ALPN, with the client certificate left for the handler to judge', async (t) => {
+  const { port } = await harness(t)
+
+  const tunnel = await dialTls(port, { ALPNProtocols: ['warren-tunnel'], ...nodeCert })
+  t.match(await readReport(tunnel), { handler: 'tunnel', alpn: 'warren-tunnel', tls: 'TLSv1.3', authorized: true, viaProxyHeader: false, clientAddress: '127.0.0.1' })
+  tunnel.write('ping\n')
+  t.equal(await readLine(tunnel), 'ping', 'the tunnel connection carries data after the hand-over')
+  tunnel.destroy()
+
+  const web = await dialTls(port, { ALPNProtocols: ['h2', 'http/1.1'] })
+  t.match(await readReport(web), { handler: 'web', alpn: 'http/1.1', authorized: false, peerCert: false }, 'no certificate: connected, not authorized')
+  web.destroy()
+
+  const stranger = await dialTls(port, { ALPNProtocols: ['warren-tunnel'], ...strangerCert })
+  t.match(await readReport(stranger), { handler: 'tunnel', authorized: false, peerCert: true, authorizationError: /^[A-Z_]+$/ }, 'a certificate from another CA is not authorized')
+  stranger.destroy()
+
+  const plain = await dialTls(port)
+  t.match(await readReport(plain), { handler: 'no-alpn', alpn: false }, 'a client without ALPN reaches the no-ALPN handler')
+  plain.destroy()
+})
+
+t.test('an unknown ALPN protocol is refused in the handshake', async (t) => {
+  const { port, lines } = await harness(t)
+  await expectHandshakeFailure(t, port, { ALPNProtocols: ['bogus'] }, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', 'alert no_application_protocol')
+  t.match(lines.join(''), /no acceptable ALPN protocol/)
+})
+
+t.test('TLS 1.2 is refused for warren-tunnel but serves the web', async (t) => {
+  const { port } = await harness(t)
+  await expectHandshakeFailure(t, port, { ALPNProtocols: ['warren-tunnel'], maxVersion: 'TLSv1.2', ...nodeCert }, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', 'tunnel over TLS 1.2 refused')
+  const web = await dialTls(port, { ALPNProtocols: ['http/1.1'], maxVersion: 'TLSv1.2' })
+  t.match(await readReport(web), { handler: 'web', tls: 'TLSv1.2' }, 'TLS 1.2 still serves http/1.1')
+  web.destroy()
+  const downgraded = await dialTls(port, { ALPNProtocols: ['warren-tunnel', 'http/1.1'], maxVersion: 'TLSv1.2' })
+  t.match(await readReport(downgraded), { handler: 'web' }, 'over TLS 1.2 the tunnel is not even chosen')
+  downgraded.destroy()
+})
+
+t.test('client certificates can be left unrequested per protocol', async (t) => {
+  const requested: string[] = []
+  const { port } = await harness(t, {}, {
+    requestCert: (alpn) => {
+      requested.push(alpn)
+      return alpn === 'warren-tunnel'
+    },
+  })
+  const web = await dialTls(port, { ALPNProtocols: ['http/1.1'], ...nodeCert })
+  t.match(await readReport(web), { handler: 'web', peerCert: false, authorized: false }, 'no certificate request: the client sends none')
+  web.destroy()
+  const tunnel = await dialTls(port, { ALPNProtocols: ['warren-tunnel'], ...nodeCert })
+  t.match(await readReport(tunnel), { handler: 'tunnel', peerCert: true, authorized: true })
+  tunnel.destroy()
+  const plain = await dialTls(port, { ...nodeCert })
+  t.match(await readReport(plain), { handler: 'no-alpn', peerCert: false })
+  plain.destroy()
+  t.ok(requested.includes('http/1.1') && requested.includes(NO_ALPN))
+})
+
+t.test('the secure context is taken per connection: rotation leaves live connections alone', async (t) => {
+  let current: SecureContext = serverContext
+  const { port } = await harness(t, {}, { secureContext: () => current })
+  const before = await dialTls(port, { ALPNProtocols: ['warren-tunnel'], ...nodeCert })
+  await readReport(before)
+  t.match(before.getPeerX509Certificate()?.subject, /CN=proxy-1$/m)
+
+  current = createSecureContext({ ...rotatedProxyCert, ca: ca.certPem })
+  const after = await dialTls(port, { ALPNProtocols: ['warren-tunnel'], ...nodeCert })
+  t.match(await readReport(after), { authorized: true })
+  t.match(after.getPeerX509Certificate()?.subject, /CN=proxy-1-rotated$/m, 'the next connection gets the new certificate')
+  before.write('still here\n')
+  t.equal(await readLine(before), 'still here', 'the old connection keeps working')
+  before.destroy()
+  after.destroy()
+})
+
+t.test('plain HTTP reaches an http.Server, which answers; so does HTTPS through the router', async (t) => {
+  const clientAddresses = new WeakMap<object, string>()
+  const web = createHttpServer((req: IncomingMessage, res) => {
+    let length = 0
+    req.on('data', (chunk: Buffer) => (length += chunk.length))
+    req.on('end', () => res.end(`${req.method} ${req.url} ${length} from ${clientAddresses.get(req.socket)}`))
+  })
+  const toWeb = (socket: Socket | TLSSocket, conn: RoutedConnection) => {
+    clientAddresses.set(socket, conn.clientAddress)
+    web.emit('connection', socket)
+  }
+  const { mux, port } = await harness(t, { trustedLoadBalancers: ['127.0.0.1'] }, {
+    alpn: { 'http/1.1': toWeb, [NO_ALPN]: toWeb },
+  })
+  mux.on('http', (conn) => toWeb(conn.socket, conn))
+
+  const post = (request: typeof httpRequest, extra: object) =>
+    new Promise<string>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/echo?x=1', agent: false, ...extra }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk) => (body += chunk))
+        res.on('end', () => resolve(body))
+      })
+      req.on('error', reject)
+      // Larger than one read, so part of the body arrives after the hand-over.
+      req.end(Buffer.alloc(300_000, 'x'))
+    })
+  t.equal(await post(httpRequest, {}), 'POST /v1/echo?x=1 300000 from 127.0.0.1', 'plain HTTP')
+  t.equal(await post(httpsRequest as typeof httpRequest, { ca: ca.certPem }), 'POST /v1/echo?x=1 300000 from 127.0.0.1', 'HTTPS')
+
+  // The same over a PROXY header: the server sees the whole request, the header not at all.
+  const raw = await sendRaw(
+    port,
+    encodeProxyV1({ sourceAddress: '203.0.113.9', sourcePort: 40000, destinationAddress: '127.0.0.1', destinationPort: port }),
+    Buffer.from('GET /behind-balancer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+  )
+  t.match(raw.received, /^HTTP\/1\.1 200 OK[\s\S]*GET \/behind-balancer 0 from 203\.0\.113\.9$/)
+
+  web.close()
+})
+
+/** An SSH-looking client: the handler answers with what it was told and what it read. */
+function reportSsh(mux: Multiplexer): void {
+  mux.on('ssh', (conn) => {
+    conn.socket.once('data', (data) => {
+      conn.socket.end(JSON.stringify({ ...report('ssh', conn), received: String(data) }) + '\n')
+    })
+  })
+}
+
+const SSH_HELLO = Buffer.from('SSH-2.0-Test_1.0\r\n')
+
+t.test('PROXY v1 and v2 from a trusted address name the client', async (t) => {
+  const { mux, port } = await harness(t, { trustedLoadBalancers: ['127.0.0.1'] })
+  reportSsh(mux)
+  const v4 = { sourceAddress: '198.51.100.7', sourcePort: 51000, destinationAddress: '10.0.0.1', destinationPort: 3080 }
+  const v6 = { sourceAddress: '2001:db8::42', sourcePort: 52000, destinationAddress: '2001:db8::1', destinationPort: 3080 }
+
+  for (const [name, header, expected] of [
+    ['v1 TCP4', encodeProxyV1(v4), { clientAddress: '198.51.100.7', clientPort: 51000, viaProxyHeader: true }],
+    ['v1 TCP6', encodeProxyV1(v6), { clientAddress: '2001:db8::42', clientPort: 52000, viaProxyHeader: true }],
+    ['v2 TCP4', encodeProxyV2(v4), { clientAddress: '198.51.100.7', clientPort: 51000, viaProxyHeader: true }],
+    ['v2 TCP6 with TLVs', encodeProxyV2(v6, [{ type: 0x05, value: Buffer.from('conn-id') }]), { clientAddress: '2001:db8::42', viaProxyHeader: true }],
+    ['v1 UNKNOWN', encodeProxyV1(), { clientAddress: '127.0.0.1', viaProxyHeader: false }],
+    ['v2 LOCAL (a health check)', encodeProxyV2(), { clientAddress: '127.0.0.1', viaProxyHeader: false }],
+  ] as const) {
+    const { received } = await sendRaw(port, Buffer.concat([header, SSH_HELLO]))
+    t.match(JSON.parse(received), { handler: 'ssh', ...expected, received: SSH_HELLO.toString() }, name)
+  }
+
+  // The header in pieces, and the stream's first bytes in the same segment as its end.
+  const header = encodeProxyV1(v4)
+  const { received } = await sendRaw(port, header.subarray(0, 3), header.subarray(3, 20), Buffer.concat([header.subarray(20), SSH_HELLO.subarray(0, 2)]), SSH_HELLO.subarray(2))
+  t.match(JSON.parse(received), { clientAddress: '198.51.100.7', received: /^SSH-2\.0-Test_1\.0/ }, 'split header')
+
+  // TLS after a v2 header: the handshake and ALPN routing are unaffected.
+  const raw = netConnect({ host: '127.0.0.1', port })
+  await once(raw, 'connect')
+  raw.write(encodeProxyV2(v6))
+  const tunnel = await dialTls(port, { socket: raw, ALPNProtocols: ['warren-tunnel'], ...nodeCert })
+  t.match(await readReport(tunnel), { handler: 'tunnel', authorized: true, clientAddress: '2001:db8::42', clientPort: 52000, viaProxyHeader: true })
+  tunnel.destroy()
+})
+
+t.test('a PROXY header from an untrusted address is refused', async (t) => {
+  const { mux, port, rejections, lines } = await harness(t, { trustedLoadBalancers: ['10.0.0.0/8'] })
+  reportSsh(mux)
+  const v4 = { sourceAddress: '198.51.100.7', sourcePort: 51000, destinationAddress: '10.0.0.1', destinationPort: 3080 }
+  for (const header of [encodeProxyV1(v4), encodeProxyV2(v4)]) {
+    const { received } = await sendRaw(port, Buffer.concat([header, SSH_HELLO]))
+    t.equal(received, '', 'closed without an answer')
+  }
+  t.same(rejections, [
+    '127.0.0.1: PROXY protocol header from untrusted address 127.0.0.1 refused',
+    '127.0.0.1: PROXY protocol header from untrusted address 127.0.0.1 refused',
+  ])
+  t.match(lines.join(''), /WARN .*PROXY protocol header from untrusted address 127\.0\.0\.1 refused/)
+
+  // The refusal is about the header: the same client without one is served.
+  const { received } = await sendRaw(port, SSH_HELLO)
+  t.match(JSON.parse(received), { handler: 'ssh', clientAddress: '127.0.0.1', viaProxyHeader: false })
+})
+
+t.test('trusted balancers: a second header, a malformed one, or a missing required one is refused', async (t) => {
+  const v4 = { sourceAddress: '198.51.100.7', sourcePort: 51000, destinationAddress: '10.0.0.1', destinationPort: 3080 }
+  const { mux, port, rejections } = await harness(t, { trustedLoadBalancers: ['127.0.0.0/8'] })
+  reportSsh(mux)
+  await sendRaw(port, Buffer.concat([encodeProxyV1(v4), encodeProxyV2(v4), SSH_HELLO]))
+  await sendRaw(port, Buffer.concat([encodeProxyV2(v4), encodeProxyV1(v4), SSH_HELLO]))
+  await sendRaw(port, Buffer.from('PROXY TCP4 198.51.100.7 10.0.0.1 51000 99999\r\n'), SSH_HELLO)
+  t.same(rejections, [
+    '127.0.0.1: a second PROXY protocol header follows the first',
+    '127.0.0.1: a second PROXY protocol header follows the first',
+    '127.0.0.1: from load balancer 127.0.0.1: PROXY v1 header has an invalid port: "99999"',
+  ])
+
+  const strict = await harness(t, { trustedLoadBalancers: ['127.0.0.1'], requireProxyHeader: true })
+  reportSsh(strict.mux)
+  t.equal((await sendRaw(strict.port, SSH_HELLO)).received, '')
+  t.same(strict.rejections, ['127.0.0.1: PROXY protocol header missing from load balancer 127.0.0.1'])
+  const { received } = await sendRaw(strict.port, encodeProxyV1(v4), SSH_HELLO)
+  t.match(JSON.parse(received), { clientAddress: '198.51.100.7' }, 'with the header it is served')
+})
+
+t.test('garbage is closed while a concurrent TLS connection keeps working', async (t) => {
+  const { port, rejections } = await harness(t)
+  const tunnel = await dialTls(port, { ALPNProtocols: ['warren-tunnel'], ...nodeCert })
+  await readReport(tunnel)
+
+  const garbage = [
+    Buffer.from([0x00, 0xff, 0x13, 0x37, 0x42]),
+    Buffer.from('HELLO there\r\n'),
+    Buffer.from('get / HTTP/1.1\r\n'),
+    Buffer.from([0x16, 0x01, 0x00]),
+    Buffer.from('\r\n\r\n\x00\r\nQUIX'),
+    Buffer.alloc(100_000, 0xaa),
+  ]
+  const results = await Promise.all(garbage.map((bytes) => sendRaw(port, bytes)))
+  t.same(results.map((r) => r.received), garbage.map(() => ''), 'every garbage connection closed unanswered')
+  t.equal(rejections.length, garbage.length)
+  t.match(rejections[0], /unrecognised protocol/)
+
+  tunnel.write('after the garbage\n')
+  t.equal(await readLine(tunnel), 'after the garbage', 'the TLS connection is unaffected')
+  const another = await dialTls(port, { ALPNProtocols: ['warren-tunnel'], ...nodeCert })
+  t.match(await readReport(another), { handler: 'tunnel', authorized: true }, 'and the listener still accepts')
+  another.destroy()
+  tunnel.destroy()
+})
+
+t.test('a protocol without a handler, and a handler that throws, close only that connection', async (t) => {
+  const { mux, port, rejections, lines } = await harness(t)
+  t.equal((await sendRaw(port, SSH_HELLO)).received, '')
+  t.same(rejections, ['127.0.0.1: no handler for ssh on this port'])
+  mux.on('http', () => {
+    throw new Error('handler bug')
+  })
+  t.equal((await sendRaw(port, Buffer.from('GET / HTTP/1.1\r\n\r\n'))).received, '')
+  t.match(lines.join(''), /ERROR .*http handler failed.*handler bug/)
+  const tunnel = await dialTls(port, { ALPNProtocols: ['warren-tunnel'], ...nodeCert })
+  t.match(await readReport(tunnel), { handler: 'tunnel' })
+  tunnel.destroy()
+})
+
+t.test('silent, dripping and stalled clients are cut off', async (t) => {
+  const { port, rejections } = await harness(t, { trustedLoadBalancers: ['127.0.0.1'], sniffTimeoutMs: 300 }, { handshakeTimeoutMs: 300 })
+
+  const silent = await sendRaw(port)
+  t.ok(silent.closedAfterMs >= 250 && silent.closedAfterMs < 2000, `silent client closed after ${silent.closedAfterMs} ms`)
+  t.same(rejections, ['127.0.0.1: protocol not known within 300 ms'])
+
+  // A byte every 50 ms of a header that never ends in time: the deadline is not reset by progress.
+  const socket = netConnect({ host: '127.0.0.1', port })
+  socket.on('error', () => {})
+  const started = Date.now()
+  const header = encodeProxyV1({ sourceAddress: '198.51.100.7', sourcePort: 1, destinationAddress: '10.0.0.1', destinationPort: 2 })
+  let sent = 0
+  const drip = setInterval(() => {
+    if (sent < header.length && !socket.destroyed) socket.write(header.subarray(sent, ++sent))
+  }, 50)
+  const giveUp = setTimeout(() => socket.destroy(), 5000)
+  await closed(socket)
+  clearTimeout(giveUp)
+  clearInterval(drip)
+  const dripMs = Date.now() - started
+  t.ok(dripMs >= 250 && dripMs < 2000 && sent < header.length, `dripping client closed after ${dripMs} ms, ${sent} bytes in`)
+
+  // Sniffed as TLS, then no ClientHello: the handshake deadline closes it.
+  const stalled = await sendRaw(port, Buffer.from([0x16, 0x03, 0x01]))
+  t.ok(stalled.closedAfterMs >= 250 && stalled.closedAfterMs < 2000, `stalled handshake closed after ${stalled.closedAfterMs} ms`)
+  t.equal(rejections.length, 2, 'the stalled handshake got past the multiplexer')
+})
+
+t.test('the hand-over suits a consumer that attaches later, and a client that half-closes', async (t) => {
+  const { mux, port } = await harness(t)
+  mux.on('ssh', (conn) => {
+    // Nothing reads for a while; bytes arriving meanwhile must wait, in order, behind the head.
+    setTimeout(() => {
+      let text = ''
+      conn.socket.on('data', (data) => (text += data))
+      // Answer a while after the client's FIN: the listener is half-open, so our side stays writable.
+      conn.socket.on('end', () => {
+        const answer = `${text.length} ${text.startsWith('SSH-2.0-Test_1.0\r\n') ? 'in order' : 'out of order'}`
+        setTimeout(() => conn.socket.end(answer), 50)
+      })
+    }, 100)
+  })
+  const socket = netConnect({ host: '127.0.0.1', port })
+  let received = ''
+  socket.on('data', (data) => (received += data))
+  await once(socket, 'connect')
+  socket.write(SSH_HELLO)
+  await sleep(20)
+  socket.end(Buffer.alloc(200_000, 'y'))
+  await closed(socket)
+  t.equal(received, `${SSH_HELLO.length + 200_000} in order`)
+})

@@ -1,0 +1,140 @@
+// TLS on a multiplexed port: terminates TLS on a routed connection and hands the secure
+// socket to the handler for the ALPN protocol the client asked for. Client certificates
+// are requested but not enforced here: each handler decides from `socket.authorized`
+// (the tunnel requires one; web endpoints may not).
+//
+// Each connection gets a TLSSocket of its own rather than going through a tls.Server, so
+// that the secure context is fetched per connection (certificates and CAs rotate without
+// touching live connections) and the ALPN choice can see the negotiated TLS version. The
+// price: tls.Server's authorization step (setting `authorized`) and per-connection verify
+// mode are not public API on a bare TLSSocket, so we make the same native calls Node's
+// tls.Server and TLSSocket.renegotiate make; the tests pin that behaviour.
+
+import { TLSSocket, type SecureContext } from 'node:tls'
+import { createLogger, type Logger } from '../../shared/log.ts'
+import { TUNNEL_ALPN } from '../../shared/tunnel-protocol.ts'
+import type { RoutedConnection } from './multiplexer.ts'
+
+export type AlpnHandler = (socket: TLSSocket, conn: RoutedConnection) => void
+
+/** The key in `alpn` for clients that offer no ALPN at all. */
+export const NO_ALPN = ''
+
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
+
+export interface TlsRouterOptions {
+  /**
+   * The credentials for the next handshake, called once per connection. Keep the context
+   * cached and replace it when certificates change: building one parses every PEM.
+   * It decides the client CAs too (`ca`), and the TLS versions (Node's default floor,
+   * TLS 1.2, is what the router expects; anything older is refused after the handshake).
+   */
+  secureContext: () => SecureContext
+  /** Handlers by ALPN protocol, most preferred first; NO_ALPN ('') for clients without ALPN. */
+  alpn: Record<string, AlpnHandler>
+  /** Whether to ask the client for a certificate, by negotiated protocol. Default: always. */
+  requestCert?: (alpn: string) => boolean
+  /** Protocols served only over TLS 1.3. Default: the tunnel's. */
+  tls13Only?: readonly string[]
+  /** A client that has not finished the handshake this long after routing is closed. */
+  handshakeTimeoutMs?: number
+  log?: Logger
+}
+
+const ACCEPTED_VERSIONS: ReadonlySet<string | null> = new Set(['TLSv1.2', 'TLSv1.3'])
+
+export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnection) => void {
+  const offered = Object.keys(options.alpn).filter((name) => name !== NO_ALPN)
+  for (const name of offered) {
+    if (Buffer.byteLength(name) > 255) throw new RangeError(`ALPN protocol names are at most 255 bytes: ${name}`)
+  }
+  const requestCert = options.requestCert ?? (() => true)
+  const tls13Only = new Set(options.tls13Only ?? [TUNNEL_ALPN])
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS
+  const log = options.log ?? createLogger('proxy:tls')
+
+  return (conn) => {
+    const remote = conn.clientAddress
+    let secureContext: SecureContext
+    try {
+      secureContext = options.secureContext()
+    } catch (error) {
+      log.error('no TLS credentials for a new connection', { remote, error })
+      conn.socket.destroy()
+      return
+    }
+    // Without ALPN the callback below never runs, so start with the no-ALPN choice.
+    const initialRequest = requestCert(NO_ALPN)
+    const socket: TLSSocket = new TLSSocket(conn.socket, {
+      isServer: true,
+      secureContext,
+      requestCert: initialRequest,
+      rejectUnauthorized: false,
+      ALPNCallback: ({ protocols }) => {
+        const version = socket.getProtocol()
+        const chosen = offered.find((name) => protocols.includes(name) && (version === 'TLSv1.3' || !tls13Only.has(name)))
+        if (chosen === undefined) {
+          // Node answers undefined with the fatal alert no_application_protocol.
+          log.debug('TLS handshake refused: no acceptable ALPN protocol', { remote, offered: protocols, version })
+          return undefined
+        }
+        // The certificate request goes out after this callback, so it can still change.
+        if (requestCert(chosen) !== initialRequest) nativeHandle(socket)?.setVerifyMode(!initialRequest, false)
+        return chosen
+      },
+    })
+    socket.on('error', (error) => log.debug('TLS connection error', { remote, error }))
+
+    const timer = setTimeout(() => {
+      log.debug(`TLS handshake not finished within ${handshakeTimeoutMs} ms`, { remote })
+      socket.destroy()
+    }, handshakeTimeoutMs)
+    timer.unref()
+    socket.once('close', () => clearTimeout(timer))
+
+    socket.once('secure', () => {
+      clearTimeout(timer)
+      const alpn = socket.alpnProtocol || NO_ALPN
+      const version = socket.getProtocol()
+      const refuse = (reason: string) => {
+        log.debug(`TLS connection refused: ${reason}`, { remote, alpn, version })
+        socket.destroy()
+      }
+      // Defence in depth: a secure context built with a lower floor must not let these in.
+      if (!ACCEPTED_VERSIONS.has(version)) return refuse('TLS 1.2 or later required')
+      if (tls13Only.has(alpn) && version !== 'TLSv1.3') return refuse(`${alpn} requires TLS 1.3`)
+      const handler = Object.hasOwn(options.alpn, alpn) ? options.alpn[alpn] : undefined
+      if (!handler) return refuse(alpn === NO_ALPN ? 'the client offered no ALPN protocol' : `no handler for ${alpn}`)
+      if (requestCert(alpn)) recordAuthorization(socket)
+      try {
+        handler(socket, conn)
+      } catch (error) {
+        log.error(`${alpn || 'no-ALPN'} handler failed`, { remote, error })
+        socket.destroy()
+      }
+    })
+  }
+}
+
+/** The native TLS handle's calls that tls.Server makes and TLSSocket does not expose. */
+interface NativeTlsHandle {
+  setVerifyMode(requestCert: boolean, rejectUnauthorized: boolean): void
+  verifyError(): { code?: string } | null | undefined
+}
+
+function nativeHandle(socket: TLSSocket): NativeTlsHandle | null {
+  return (socket as unknown as { _handle: NativeTlsHandle | null })._handle ?? null
+}
+
+/**
+ * What tls.Server does for its sockets after the handshake: `authorized` when the client's
+ * certificate chains to a CA of the secure context, else `authorizationError` says why.
+ * A TLS 1.3 resumption carries no certificate and verifies "OK"; it is not authorized.
+ */
+function recordAuthorization(socket: TLSSocket): void {
+  const verifyError = nativeHandle(socket)?.verifyError()
+  const result = socket as unknown as { authorized: boolean; authorizationError?: string }
+  if (verifyError) result.authorizationError = verifyError.code ?? 'CERT_VERIFY_FAILED'
+  else if (!socket.getPeerX509Certificate()) result.authorizationError = 'UNABLE_TO_GET_ISSUER_CERT'
+  else result.authorized = true
+}

@@ -1,0 +1,158 @@
+// The proxy: joins the cluster like any role, then serves the web port (HTTPS API and user
+// connections) and the tunnel port — one listener when their addresses are equal, routed by
+// ALPN — heartbeats into the auth server, and tells its agents which proxies are live.
+
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
+import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
+import type { Server } from 'node:net'
+import type { WarrenConfig } from '../shared/config.ts'
+import { parseHostPort, DEFAULTS } from '../shared/config.ts'
+import { ApiClient } from '../shared/api-client.ts'
+import { obtainIdentity } from '../shared/enroll.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
+import { createLogger, type Logger } from '../shared/log.ts'
+import { TUNNEL_ALPN, USER_ALPN } from '../shared/tunnel-protocol.ts'
+import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
+import { createTlsRouter } from './listener/tls-router.ts'
+import { TunnelServer } from './tunnel-server.ts'
+import { handleUserConnection } from './user-gateway.ts'
+import { webApi } from './web-api.ts'
+
+interface HeartbeatResponse {
+  proxies: string[]
+  host_ca_certs: string[]
+  user_ca_certs: string[]
+}
+
+export class ProxyService {
+  readonly config: WarrenConfig
+  readonly log: Logger
+  identity!: NodeIdentity
+  tunnels!: TunnelServer
+  private auth!: ApiClient
+  private servers: Server[] = []
+  private timers: NodeJS.Timeout[] = []
+  private hostCAPems: string[] = []
+  private userCAPems: string[] = []
+  private readonly clientAddresses = new WeakMap<object, string>()
+  private cachedContext?: { key: string; context: SecureContext }
+  private readonly warn?: (message: string) => void
+  readonly addresses: { web: string; tunnel: string } = { web: '', tunnel: '' }
+
+  constructor(config: WarrenConfig, log?: Logger, warn?: (message: string) => void) {
+    this.config = config
+    this.log = log ?? createLogger('proxy', { level: config.log.level })
+    this.warn = warn
+  }
+
+  get multiplexed(): boolean {
+    return this.config.proxy.tunnelListenAddr === this.config.proxy.webListenAddr
+  }
+
+  async start(): Promise<void> {
+    this.identity = await obtainIdentity(this.config, 'proxy', this.log, this.warn)
+    this.hostCAPems = this.identity.hostCAPems
+    this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
+
+    this.tunnels = new TunnelServer({
+      proxyId: this.identity.hostId,
+      clusterName: this.identity.clusterName,
+      hostCAPems: () => this.hostCAPems,
+      keepAliveIntervalMs: this.config.keepaliveIntervalMs,
+      log: this.log,
+    })
+    const web = createHttpServer()
+    const router = webApi({
+      discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),
+      auth: this.auth,
+      clientAddress: (req: IncomingMessage) => this.clientAddresses.get(req.socket) ?? req.socket.remoteAddress ?? '',
+    })
+    web.on('request', (req, res) => router.handle(req, res).catch((error) => this.log.error('request failed', { path: req.url, error: String(error) })))
+
+    const tls = createTlsRouter({
+      secureContext: () => this.secureContext(),
+      alpn: {
+        [TUNNEL_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => this.tunnels.handle(socket, conn.clientAddress),
+        [USER_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => {
+          void handleUserConnection(socket, conn.clientAddress, { tunnels: this.tunnels, clusterName: this.identity.clusterName, userCAPems: () => this.userCAPems, log: this.log })
+        },
+        'http/1.1': (socket: TLSSocket, conn: RoutedConnection) => this.serveHttp(web, socket, conn),
+        '': (socket: TLSSocket, conn: RoutedConnection) => this.serveHttp(web, socket, conn),
+      },
+    })
+    const listen = async (address: string, defaultPort: number) => {
+      const { host, port } = parseHostPort(address, defaultPort)
+      const mux = new Multiplexer({ trustedLoadBalancers: this.config.proxy.trustedLoadBalancers, log: this.log })
+      mux.on('tls', tls)
+      mux.on('rejected', (reason: string, remote: string) => this.log.debug(`connection from ${remote} closed: ${reason}`))
+      const server = await mux.listen(host, port)
+      this.servers.push(server)
+      const bound = server.address() as { address: string; port: number }
+      return `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`
+    }
+    this.addresses.web = await listen(this.config.proxy.webListenAddr, DEFAULTS.webPort)
+    if (this.multiplexed) {
+      this.addresses.tunnel = this.addresses.web
+      this.log.debug('Setup Proxy: Reverse tunnel proxy and web proxy listen on the same port, multiplexing is on')
+    } else {
+      this.addresses.tunnel = await listen(this.config.proxy.tunnelListenAddr, DEFAULTS.tunnelPort)
+    }
+    await this.heartbeat(true)
+    this.log.info(`proxy listening: web ${this.addresses.web}, tunnel ${this.addresses.tunnel}`, { proxy_id: this.identity.hostId })
+    this.timers.push(setInterval(() => void this.heartbeat(false), DEFAULTS.heartbeatIntervalMs))
+    this.timers.push(setInterval(() => void this.reportPresence(), DEFAULTS.heartbeatIntervalMs))
+    this.tunnels.on('connect', () => setTimeout(() => void this.reportPresence(), 200).unref())
+  }
+
+  /** Built once per change of certificates or CAs: parsing PEMs for every connection would be wasted work. */
+  private secureContext(): SecureContext {
+    const key = [this.identity.tlsCertPem, ...this.hostCAPems, ...this.userCAPems].join('')
+    if (this.cachedContext?.key !== key) {
+      this.cachedContext = { key, context: createSecureContext({ key: this.identity.tlsKeyPem, cert: this.identity.tlsCertPem, ca: [...this.hostCAPems, ...this.userCAPems] }) }
+    }
+    return this.cachedContext.context
+  }
+
+  private serveHttp(web: ReturnType<typeof createHttpServer>, socket: TLSSocket, conn: RoutedConnection): void {
+    this.clientAddresses.set(socket, conn.clientAddress)
+    web.emit('connection', socket)
+  }
+
+  /** Where agents dial the tunnel: its public address, or (multiplexed) null for "the web address you used". */
+  private tunnelAddressForAgents(): string | null {
+    const proxy = this.config.proxy
+    if (proxy.tunnelPublicAddrs[0]) return proxy.tunnelPublicAddrs[0]
+    if (this.multiplexed) return null
+    const { port } = parseHostPort(this.addresses.tunnel, DEFAULTS.tunnelPort)
+    return `:${port}`
+  }
+
+  private async heartbeat(first: boolean): Promise<void> {
+    try {
+      const response = await this.auth.call<HeartbeatResponse>('POST', '/v1/proxies/heartbeat', { web_addr: this.config.proxy.publicAddrs[0] ?? this.addresses.web })
+      this.hostCAPems = response.host_ca_certs
+      this.userCAPems = response.user_ca_certs
+      this.tunnels?.announce(response.proxies)
+    } catch (error) {
+      if (first) throw error
+      this.log.warn(`heartbeat to the auth server failed: ${(error as Error).message}`)
+    }
+  }
+
+  private async reportPresence(): Promise<void> {
+    const nodes = this.tunnels.list().map((t) => ({ host_id: t.hostId, addr: t.remoteAddress, labels: t.labels }))
+    if (nodes.length === 0) return
+    try {
+      await this.auth.call('POST', '/v1/presence', { nodes })
+    } catch (error) {
+      this.log.warn(`presence report to the auth server failed: ${(error as Error).message}`)
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer)
+    this.tunnels?.close()
+    for (const server of this.servers) server.close()
+    await this.auth?.close()
+  }
+}

@@ -1,0 +1,177 @@
+// The proxy's side of reverse tunnels: every agent holds one TLS connection with one yamux
+// session here. The agent's control stream carries its hello and heartbeats one way and
+// the live proxy set the other; the proxy opens one stream per user connection.
+
+import { EventEmitter } from 'node:events'
+import type { Duplex } from 'node:stream'
+import type { TLSSocket } from 'node:tls'
+import { createSession, type Session } from '../shared/yamux/index.ts'
+import { certSubject, issuedByAny } from '../shared/cert-subject.ts'
+import type { Logger } from '../shared/log.ts'
+import { readFirstMessage, readMessages, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
+
+export interface Tunnel {
+  hostId: string
+  nodename: string
+  session: Session
+  /** Where the agent's connection came from (after a PROXY protocol header, the real client). */
+  remoteAddress: string
+  labels: Record<string, string>
+  services: string[]
+  connectedAt: number
+  lastHeartbeat: number
+  control?: Duplex
+  registered?: () => void
+}
+
+const HELLO_TIMEOUT_MS = 15_000
+
+export interface TunnelServerOptions {
+  proxyId: string
+  clusterName: string
+  hostCAPems: () => string[]
+  keepAliveIntervalMs: number
+  log: Logger
+}
+
+export class TunnelServer extends EventEmitter {
+  private readonly tunnels = new Map<string, Tunnel>()
+  private readonly options: TunnelServerOptions
+  private proxyIds: string[] = []
+
+  constructor(options: TunnelServerOptions) {
+    super()
+    this.options = options
+  }
+
+  get size(): number {
+    return this.tunnels.size
+  }
+
+  list(): Tunnel[] {
+    return [...this.tunnels.values()]
+  }
+
+  /** A tunnel by host ID or node name. */
+  find(target: string): Tunnel | undefined {
+    const byId = this.tunnels.get(target)
+    if (byId) return byId
+    for (const tunnel of this.tunnels.values()) if (tunnel.nodename === target) return tunnel
+    return undefined
+  }
+
+  /** Takes an agent's TLS connection (ALPN warren-tunnel); refuses any that is not a node of this cluster. */
+  handle(socket: TLSSocket, remoteAddress: string): void {
+    const log = this.options.log
+    const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined
+    const subject = cert && issuedByAny(cert, this.options.hostCAPems()) ? certSubject(cert) : undefined
+    if (!cert || !subject || subject.cluster !== this.options.clusterName || !subject.roles.includes('node')) {
+      const reason = socket.authorizationError ? String(socket.authorizationError) : cert ? 'not a node certificate of this cluster' : 'no client certificate'
+      log.warn(`tunnel from ${remoteAddress} refused: ${reason}`)
+      socket.destroy()
+      return
+    }
+    socket.setNoDelay(true)
+    const session = createSession(socket, { client: false, keepAliveIntervalMs: this.options.keepAliveIntervalMs })
+    session.on('error', () => {})
+    const tunnel: Tunnel = {
+      hostId: subject.commonName,
+      nodename: subject.nodename ?? subject.commonName,
+      session,
+      remoteAddress,
+      labels: {},
+      services: [],
+      connectedAt: Date.now(),
+      lastHeartbeat: Date.now(),
+    }
+    session.on('stream', (stream: Duplex) => this.control(tunnel, stream))
+    // An agent that never says hello (it found it already holds a tunnel here) is let go.
+    const helloTimer = setTimeout(() => session.close(), HELLO_TIMEOUT_MS)
+    tunnel.registered = () => clearTimeout(helloTimer)
+    session.on('close', (error?: Error) => {
+      clearTimeout(helloTimer)
+      if (this.tunnels.get(tunnel.hostId) === tunnel) {
+        this.tunnels.delete(tunnel.hostId)
+        this.emit('disconnect', tunnel)
+        log.info(`tunnel from ${tunnel.nodename} closed${error ? `: ${error.message}` : ''}`, { host_id: tunnel.hostId })
+      }
+    })
+  }
+
+  /**
+   * Registers a tunnel once its agent says hello. The agent says hello only after our
+   * welcome told it which proxy this is and it found it holds no tunnel here, so a
+   * duplicate dial never displaces a working tunnel; and the newer tunnel wins, so stale
+   * state from a connection that died unnoticed never blocks a reconnect.
+   */
+  private register(tunnel: Tunnel): void {
+    tunnel.registered?.()
+    const previous = this.tunnels.get(tunnel.hostId)
+    this.tunnels.set(tunnel.hostId, tunnel)
+    if (previous && previous !== tunnel) {
+      this.options.log.info(`tunnel from ${tunnel.nodename} replaces its older one`, { host_id: tunnel.hostId })
+      previous.session.close()
+    }
+    this.options.log.info(`tunnel from ${tunnel.nodename} (${tunnel.remoteAddress}) open`, { host_id: tunnel.hostId })
+    this.emit('connect', tunnel)
+  }
+
+  private control(tunnel: Tunnel, stream: Duplex): void {
+    if (tunnel.control) {
+      stream.destroy()
+      return
+    }
+    tunnel.control = stream
+    stream.on('error', () => {})
+    writeMessage(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName })
+    writeMessage(stream, { type: 'proxies', ids: this.proxyIds })
+    readMessages(stream, (message) => {
+      if (message.type === 'hello' || message.type === 'heartbeat') {
+        if (message.type === 'hello' && this.tunnels.get(tunnel.hostId) !== tunnel) this.register(tunnel)
+        tunnel.lastHeartbeat = Date.now()
+        if (isStringMap(message.labels)) tunnel.labels = message.labels
+        if (Array.isArray(message.services)) tunnel.services = message.services.filter((s): s is string => typeof s === 'string')
+      }
+    })
+  }
+
+  /** Tells every agent which proxies are live, so each keeps a tunnel to all of them. */
+  announce(proxyIds: string[]): void {
+    const ids = [...proxyIds].sort()
+    if (ids.join() === this.proxyIds.join()) return
+    this.proxyIds = ids
+    for (const tunnel of this.tunnels.values()) if (tunnel.control) writeMessage(tunnel.control, { type: 'proxies', ids })
+  }
+
+  /** Opens a stream to a service on the node; resolves once the node has connected it. */
+  async dial(target: string, request: DialRequest): Promise<Duplex> {
+    const tunnel = this.find(target)
+    if (!tunnel) throw new Error(`node "${target}" is not connected to this proxy`)
+    const stream = tunnel.session.open()
+    writeMessage(stream, request)
+    let reply: Record<string, unknown>
+    try {
+      reply = await readFirstMessage(stream)
+    } catch (error) {
+      stream.destroy()
+      throw new Error(`node "${target}" did not answer: ${(error as Error).message}`)
+    }
+    if (reply.ok !== true) {
+      stream.destroy()
+      throw new Error(`node "${target}" refused: ${typeof reply.error === 'string' ? reply.error : 'unknown error'}`)
+    }
+    return stream
+  }
+
+  close(): void {
+    for (const tunnel of this.tunnels.values()) {
+      tunnel.session.goAway()
+      tunnel.session.close()
+    }
+    this.tunnels.clear()
+  }
+}
+
+function isStringMap(value: unknown): value is Record<string, string> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string')
+}

@@ -1,0 +1,95 @@
+// Every tunable of a yamux session, its default and the reason for it. Sessions take a
+// partial Config; `resolveConfig` fills in the rest and refuses values that cannot work.
+
+import { INITIAL_STREAM_WINDOW, MAX_WINDOW, YamuxError } from './const.ts'
+
+export interface Config {
+  /**
+   * Incoming streams that may wait while the session has no 'stream' listener (for example
+   * between creating the session and attaching the handler). Beyond this, new streams are
+   * reset. Streams are handed to a listener as soon as one exists, so with a listener the
+   * backlog stays empty. Default 256, like hashicorp/yamux.
+   */
+  acceptBacklog: number
+
+  /**
+   * Send a ping every `keepAliveIntervalMs`. Besides measuring the round trip (which the
+   * window auto-tuning uses), it keeps NAT and load-balancer flow state alive and notices
+   * a dead peer when the network drops packets silently (no FIN, no RST). Default on.
+   */
+  enableKeepAlive: boolean
+
+  /**
+   * Keepalive period. When nothing at all has arrived from the peer during one full
+   * interval after a keepalive ping was sent, the session is closed, so a dead peer is
+   * noticed within two intervals. 15 s, well under the idle timeouts of common NATs
+   * (30 s and up) and far under Teleport's 5 min keepalive / 15 min death.
+   */
+  keepAliveIntervalMs: number
+
+  /**
+   * How long the connection may refuse to take our bytes (its write buffer stays full)
+   * before the session is closed, and how long `ping()` waits for its answer. A safety
+   * valve for a peer that stopped reading. Default 10 s, like hashicorp/yamux.
+   */
+  connectionWriteTimeoutMs: number
+
+  /**
+   * The receive window each stream starts with. The spec fixes 256 KiB as the window both
+   * sides assume; a larger value is announced in the SYN/ACK window update.
+   */
+  initialStreamWindow: number
+
+  /**
+   * The largest receive window a stream may grow to. Windows start at
+   * `initialStreamWindow` and double while the reader keeps up with a full window per
+   * couple of round trips, so one stream is not capped at 256 KiB per round trip on long
+   * paths; the cap bounds the memory one unread stream can hold. Default 16 MiB.
+   */
+  maxStreamWindowSize: number
+}
+
+export const defaultConfig: Readonly<Config> = Object.freeze({
+  acceptBacklog: 256,
+  enableKeepAlive: true,
+  keepAliveIntervalMs: 15_000,
+  connectionWriteTimeoutMs: 10_000,
+  initialStreamWindow: INITIAL_STREAM_WINDOW,
+  maxStreamWindowSize: 16 * 1024 * 1024,
+})
+
+/** Throws a YamuxError (ERR_YAMUX_INVALID_CONFIG) naming the first unusable setting. */
+export function verifyConfig(config: Config): void {
+  const bad = (detail: string): never => {
+    throw new YamuxError('ERR_YAMUX_INVALID_CONFIG', detail)
+  }
+  if (!Number.isSafeInteger(config.acceptBacklog) || config.acceptBacklog <= 0) {
+    bad('acceptBacklog must be a positive integer')
+  }
+  if (typeof config.enableKeepAlive !== 'boolean') bad('enableKeepAlive must be a boolean')
+  if (!(config.keepAliveIntervalMs > 0) || !Number.isFinite(config.keepAliveIntervalMs)) {
+    bad('keepAliveIntervalMs must be a positive number')
+  }
+  if (!(config.connectionWriteTimeoutMs > 0) || !Number.isFinite(config.connectionWriteTimeoutMs)) {
+    bad('connectionWriteTimeoutMs must be a positive number')
+  }
+  if (!Number.isSafeInteger(config.initialStreamWindow) || config.initialStreamWindow < INITIAL_STREAM_WINDOW) {
+    bad(`initialStreamWindow must be an integer of at least ${INITIAL_STREAM_WINDOW} (fixed by the spec)`)
+  }
+  if (!Number.isSafeInteger(config.maxStreamWindowSize) || config.maxStreamWindowSize > MAX_WINDOW) {
+    bad(`maxStreamWindowSize must be an integer of at most ${MAX_WINDOW}`)
+  }
+  if (config.maxStreamWindowSize < config.initialStreamWindow) {
+    bad('maxStreamWindowSize must be at least initialStreamWindow')
+  }
+}
+
+/** Defaults overlaid with the given settings, verified. */
+export function resolveConfig(partial: Partial<Config> = {}): Readonly<Config> {
+  const config: Config = { ...defaultConfig }
+  for (const key of Object.keys(defaultConfig) as (keyof Config)[]) {
+    if (partial[key] !== undefined) (config as unknown as Record<string, unknown>)[key] = partial[key]
+  }
+  verifyConfig(config)
+  return Object.freeze(config)
+}

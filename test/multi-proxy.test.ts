@@ -1,0 +1,78 @@
+// Three proxies behind a real round-robin load balancer (HAProxy, TCP mode), one agent:
+// it holds exactly one tunnel to each proxy, SSH works through every proxy, losing a proxy
+// leaves the node reachable through the others, and the tunnel comes back with the proxy.
+
+import t from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { AuthProcess, freePort, ProxyProcess, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
+
+const haproxy = spawnSync('haproxy', ['-v']).status === 0 ? undefined : 'HAProxy is not installed (apt-get install haproxy)'
+
+function heldCount(stderr: string): number {
+  const all = [...stderr.matchAll(/\b(\d+) held\b/g)]
+  return all.length ? Number(all[all.length - 1][1]) : 0
+}
+
+t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { skip: haproxy }, async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const balancer = `127.0.0.1:${await freePort()}`
+  const tunnelPorts = [await freePort(), await freePort(), await freePort()]
+  const proxies: ProxyProcess[] = []
+  for (let i = 0; i < 3; i++) {
+    const proxy = new ProxyProcess({
+      auth,
+      token: await auth.token(['tokens', 'add', '--type=proxy']),
+      pin,
+      nodename: `proxy-${i}`,
+      tunnelListenAddr: `127.0.0.1:${tunnelPorts[i]}`,
+      extraYaml: `  tunnel_public_addr: ["${balancer}"]\n`,
+    })
+    proxies.push(await proxy.start())
+    t.teardown(() => proxy.stop())
+  }
+  const dir = tempDir()
+  const config = join(dir, 'haproxy.cfg')
+  writeFileSync(config, [
+    'defaults',
+    '  mode tcp',
+    '  timeout connect 2s',
+    '  timeout client 1h',
+    '  timeout server 1h',
+    'frontend tunnels',
+    `  bind ${balancer}`,
+    '  default_backend proxies',
+    'backend proxies',
+    '  balance roundrobin',
+    ...tunnelPorts.map((port, i) => `  server p${i} 127.0.0.1:${port} check inter 300ms fall 1 rise 1`),
+    '',
+  ].join('\n'))
+  const lb = spawn('haproxy', ['-db', '-f', config], { stdio: 'ignore' })
+  t.teardown(() => lb.kill())
+
+  const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=fleet-1'])
+  t.teardown(() => node.stop())
+  await node.waitFor('three tunnels', () => heldCount(node.stderr) === 3, 10_000)
+  t.equal(heldCount(node.stderr), 3, 'exactly three tunnels within 10 s')
+  await waitForNode(auth, 'fleet-1')
+
+  await auth.ctl(['users', 'add', 'alice', '--logins=root'])
+  const profile = tempDir('warren-user-')
+  t.equal((await auth.ctl(['auth', 'sign', '--user=alice', `--out=${profile}`])).code, 0)
+  const sshVia = (proxy: ProxyProcess) => warren(['ssh', `--identity=${profile}`, `--proxy=${proxy.web}`, 'root@fleet-1', 'echo', 'ok'])
+  for (const [i, proxy] of proxies.entries()) {
+    const result = await sshVia(proxy)
+    t.equal(result.stdout, 'ok\n', `ssh through proxy ${i} (${result.stderr.trim()})`)
+  }
+
+  await proxies[2].stop('SIGKILL')
+  await node.waitFor('the agent to lose one tunnel', () => heldCount(node.stderr) === 2, 20_000)
+  for (const proxy of proxies.slice(0, 2)) t.equal((await sshVia(proxy)).stdout, 'ok\n', 'still reachable through the others')
+
+  await proxies[2].start()
+  await node.waitFor('the third tunnel to return', () => heldCount(node.stderr) === 3, 30_000)
+  t.equal((await sshVia(proxies[2])).stdout, 'ok\n', 'reachable through the restarted proxy')
+})

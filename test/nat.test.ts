@@ -1,0 +1,66 @@
+// End to end behind real NAT (network namespaces, nftables masquerade): a device that can
+// only dial out joins through the proxy and is reached by a stock OpenSSH client on the WAN,
+// while the WAN cannot connect to it directly. Then the router silently drops the tunnel's
+// packets: the agent notices within two keepalive intervals and comes back once healed.
+
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { AuthProcess, ProxyProcess, openssh, signUser, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+import { createNat, natUnavailable } from './helpers/nat.ts'
+
+const KEEPALIVE_MS = 2000
+const unavailable = natUnavailable()
+
+t.test('a device behind NAT is reachable only through its tunnel', { skip: unavailable }, async (t) => {
+  const nat = createNat()
+  t.teardown(() => nat.remove())
+  const auth = await new AuthProcess({ netns: nat.wan, host: nat.wanAddress }).start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({
+    auth,
+    token: await auth.token(['tokens', 'add', '--type=proxy']),
+    pin,
+    webListenAddr: `${nat.wanAddress}:3080`,
+    tunnelListenAddr: `${nat.wanAddress}:3024`,
+    extraYaml: `keepalive_interval: ${KEEPALIVE_MS / 1000}s`,
+    netns: nat.wan,
+  }).start()
+  t.teardown(() => proxy.stop())
+
+  const nodeDir = tempDir()
+  const nodeConfig = join(nodeDir, 'warren.yaml')
+  writeFileSync(nodeConfig, `version: v1\ndata_dir: ${nodeDir}\nnodename: device\nkeepalive_interval: ${KEEPALIVE_MS / 1000}s\n`)
+  const node = startNode([`--config=${nodeConfig}`, `--auth-server=${nat.wanAddress}:3080`, `--token=${await auth.token()}`, `--ca-pin=${pin}`], {}, nat.lan)
+  t.teardown(() => node.stop())
+  t.match(await waitForNode(auth, 'device'), /^device\s+\S+\s+⟵ Tunnel/m)
+  t.match(proxy.daemon.stderr, new RegExp(`tunnel from device \\(${nat.routerWanAddress.replace(/\./g, '\\.')}\\) open`), 'the proxy sees the router\'s address, not the device\'s')
+
+  // The WAN cannot open a connection to the device.
+  const direct = execFileSync('ip', ['netns', 'exec', nat.wan, process.execPath, '-e', `
+    const s = require('net').connect({ host: '${nat.deviceAddress}', port: 22, timeout: 2000 })
+    s.on('connect', () => { console.log('connected'); process.exit(0) })
+    s.on('error', (e) => { console.log('failed: ' + e.code); process.exit(0) })
+    s.on('timeout', () => { console.log('failed: timeout'); process.exit(0) })
+  `], { encoding: 'utf8' })
+  t.match(direct, /^failed: /, `a direct connection from the WAN fails (${direct.trim()})`)
+
+  const profile = await signUser(auth, `${nat.wanAddress}:3080`)
+  const result = await openssh(profile, ['root@device', `ip -4 -o addr show | grep -c ${nat.deviceAddress}; exit 7`], { netns: nat.wan })
+  t.equal(result.code, 7, `exit status through the tunnel (${result.stderr})`)
+  t.equal(result.stdout.trim(), '1', 'the command ran on the device (it holds the LAN address)')
+
+  t.test('silent drop: noticed within two keepalive intervals, healed by a fresh tunnel', async (t) => {
+    const before = (node.stderr.match(/tunnel to proxy \S+ open/g) ?? []).length
+    nat.dropForwarded()
+    await node.waitFor('the agent to notice the dead tunnel', () => /tunnel to proxy \S+ closed/.test(node.stderr), 2 * KEEPALIVE_MS + 1500)
+    t.pass('the agent noticed the silent drop')
+    nat.heal()
+    await node.waitFor('a fresh tunnel', () => (node.stderr.match(/tunnel to proxy \S+ open/g) ?? []).length > before, 30_000)
+    const again = await openssh(profile, ['root@device', 'echo back'], { netns: nat.wan })
+    t.equal(again.code, 0, again.stderr)
+    t.equal(again.stdout, 'back\n')
+  })
+})

@@ -1,0 +1,113 @@
+// The tunnel port refuses what is not a node of this cluster — no certificate, an expired
+// one, one from another CA, the wrong ALPN — and closes garbage without disturbing others.
+
+import t from 'tap'
+import { connect as tlsConnect } from 'node:tls'
+import { connect as tcpConnect } from 'node:net'
+import { generateKeyPairSync, randomUUID } from 'node:crypto'
+import { join } from 'node:path'
+import { AuthProcess, ProxyProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+import { SqliteBackend } from '../auth/backend/sqlite.ts'
+import { createCA, createCertificate } from '../auth/x509.ts'
+import { createPrivateKey } from 'node:crypto'
+import { AgentTunnel } from '../agent/tunnel.ts'
+import { createLogger } from '../shared/log.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
+
+const auth = await new AuthProcess().start()
+t.teardown(() => auth.stop())
+const pin = await auth.pin()
+const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+t.teardown(() => proxy.stop())
+const [host, port] = [proxy.tunnel.slice(0, proxy.tunnel.lastIndexOf(':')), Number(proxy.tunnel.slice(proxy.tunnel.lastIndexOf(':') + 1))]
+
+/** The host CA's key and certificate, read from the auth server's backend as an attacker with a stolen expired cert would have had it signed. */
+async function hostCA(): Promise<{ key: ReturnType<typeof createPrivateKey>; certPem: string }> {
+  const backend = SqliteBackend.open(join(auth.dataDir, 'backend.db'))
+  try {
+    const stored = JSON.parse((await backend.get('/authorities/host'))!.value)
+    return { key: createPrivateKey(stored.keySets[0].tlsKeyPem), certPem: stored.keySets[0].tlsCertPem }
+  } finally {
+    await backend.close()
+  }
+}
+
+function identityWith(ca: { key: ReturnType<typeof createPrivateKey>; certPem: string }, validity: { notBefore: Date; notAfter: Date }, issuerName = 'test-cluster host CA'): NodeIdentity {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const hostId = randomUUID()
+  const tlsCertPem = createCertificate({
+    subject: { CN: hostId, O: 'test-cluster', OU: ['node'], name: 'intruder' },
+    issuer: { CN: issuerName, O: 'test-cluster' },
+    publicKey,
+    signingKey: ca.key,
+    ...validity,
+    extKeyUsage: ['clientAuth', 'serverAuth'],
+  })
+  return {
+    hostId, nodename: 'intruder', clusterName: 'test-cluster', roles: ['node'], authServers: [],
+    tlsKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, tlsCertPem,
+    sshKeyPem: '', sshCert: '', hostCAPems: [ca.certPem], userCASshKeys: [],
+  }
+}
+
+function tryTunnel(identity: NodeIdentity, hostCAPems: string[]) {
+  return AgentTunnel.open({
+    host, port, identity: { ...identity, hostCAPems }, keepAliveIntervalMs: 15_000, heartbeatIntervalMs: 5000,
+    labels: () => ({}), services: [], onStream: (s) => s.destroy(), log: createLogger('test', { level: 'error' }), connectTimeoutMs: 5000,
+  })
+}
+
+t.test('a valid node tunnel is accepted (the control case)', async (t) => {
+  const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=good-node'])
+  t.teardown(() => node.stop())
+  t.match(await waitForNode(auth, 'good-node'), /⟵ Tunnel/)
+})
+
+t.test('refusals', async (t) => {
+  const ca = await hostCA()
+  const now = Date.now()
+  const expired = identityWith(ca, { notBefore: new Date(now - 7200_000), notAfter: new Date(now - 3600_000) })
+  await t.rejects(tryTunnel(expired, [ca.certPem]), 'an expired host certificate is refused')
+  await proxy.daemon.waitFor('the refusal to be logged', () => /tunnel from \S+ refused: .*expired/i.test(proxy.daemon.stderr), 5000)
+  t.pass('the proxy names the reason: the certificate expired')
+
+  const other = createCA('test-cluster host CA', 'test-cluster')
+  const foreign = identityWith(other, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
+  await t.rejects(tryTunnel(foreign, [ca.certPem]), 'a certificate from another CA is refused')
+
+  const valid = identityWith(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
+  const accepted = await tryTunnel(valid, [ca.certPem])
+  accepted.activate()
+  t.ok(accepted.proxyId, 'the same kind of certificate, valid, is accepted')
+  accepted.close()
+
+  const noCert = await new Promise<string>((resolve) => {
+    const socket = tlsConnect({ host, port, ALPNProtocols: ['warren-tunnel'], ca: ca.certPem, checkServerIdentity: () => undefined })
+    socket.on('secureConnect', () => socket.write('x'))
+    socket.on('close', () => resolve('closed'))
+    socket.on('error', () => resolve('closed'))
+  })
+  t.equal(noCert, 'closed', 'a tunnel client without a certificate is closed')
+
+  const wrongAlpn = await new Promise<string>((resolve) => {
+    const socket = tlsConnect({ host, port, ALPNProtocols: ['not-warren'], ca: ca.certPem, cert: valid.tlsCertPem, key: valid.tlsKeyPem, checkServerIdentity: () => undefined })
+    socket.on('secureConnect', () => resolve(`connected with ALPN ${socket.alpnProtocol}`))
+    socket.on('error', (error) => resolve(`refused: ${error.message}`))
+  })
+  t.match(wrongAlpn, /refused: .*no.application.protocol/i, 'an unknown ALPN is refused in the handshake')
+})
+
+t.test('garbage on the port is closed without affecting a live tunnel', async (t) => {
+  const ca = await hostCA()
+  const now = Date.now()
+  const live = await tryTunnel(identityWith(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) }), [ca.certPem])
+  live.activate()
+  const garbage = await new Promise<string>((resolve) => {
+    const socket = tcpConnect({ host, port }, () => socket.write(Buffer.from('\x00\xffgarbage that is no protocol at all\r\n')))
+    socket.on('close', () => resolve('closed'))
+    socket.on('error', () => resolve('closed'))
+  })
+  t.equal(garbage, 'closed')
+  t.ok((await live.ping()) >= 0, 'the live tunnel still answers pings')
+  live.close()
+})
