@@ -5,7 +5,7 @@
 
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { connect } from 'node:tls'
+import { connect, type TLSSocket } from 'node:tls'
 import { X509Certificate } from 'node:crypto'
 import { certSubject } from '../shared/cert-subject.ts'
 import { parseHostPort, DEFAULTS } from '../shared/config.ts'
@@ -25,11 +25,8 @@ function proxyAddress(flags: Record<string, any>, dir: string): { host: string; 
   return parseHostPort(proxy, DEFAULTS.webPort)
 }
 
-/** `warren proxy ssh [--identity=DIR] [--proxy=HOST:PORT] login@node[:port]` — stdin/stdout to the node's SSH server. */
-export async function proxySsh(argv: string[]): Promise<number> {
-  const { flags, args } = parseFlags(argv, COMMON, 'warren proxy ssh')
-  if (args.length !== 1) throw new UsageError('usage: warren proxy ssh [--identity=DIR] [--proxy=HOST:PORT] login@node[:port]')
-  const target = /^(?:[^@]+@)?(.+?)(?::\d+)?$/.exec(args[0])?.[1] ?? args[0]
+/** A user connection through the proxy to a service on a node, ready to carry raw bytes. */
+async function dialThroughProxy(flags: Record<string, any>, node: string, request: { service: 'ssh' | 'port'; name?: string }): Promise<TLSSocket> {
   const dir = flags.identity ?? defaultProfileDir()
   const { host, port } = proxyAddress(flags, dir)
   const socket = connect({
@@ -47,15 +44,35 @@ export async function proxySsh(argv: string[]): Promise<number> {
     socket.once('error', (error) => reject(new WarrenError(`cannot reach the proxy at ${host}:${port}: ${error.message}`)))
   })
   if (socket.alpnProtocol !== USER_ALPN) throw new WarrenError(`the server at ${host}:${port} does not accept user connections`)
-  writeMessage(socket, { node: target, service: 'ssh' })
+  writeMessage(socket, { node, ...request })
   const reply = await readFirstMessage(socket).catch((error: Error) => ({ ok: false, error: error.message }))
-  if (reply.ok !== true) throw new WarrenError(`cannot reach node "${target}": ${String(reply.error)}`)
+  if (reply.ok !== true) throw new WarrenError(`cannot reach node "${node}": ${String(reply.error)}`)
+  return socket
+}
+
+/** Splices standard input and output to `socket` until it closes. */
+function pipeStdio(socket: TLSSocket): Promise<number> {
   process.stdin.pipe(socket)
   socket.pipe(process.stdout)
   return new Promise((resolve) => {
     socket.on('close', () => resolve(0))
     socket.on('error', () => resolve(1))
   })
+}
+
+/** `warren proxy ssh [--identity=DIR] [--proxy=HOST:PORT] login@node[:port]` — stdin/stdout to the node's SSH server. */
+export async function proxySsh(argv: string[]): Promise<number> {
+  const { flags, args } = parseFlags(argv, COMMON, 'warren proxy ssh')
+  if (args.length !== 1) throw new UsageError('usage: warren proxy ssh [--identity=DIR] [--proxy=HOST:PORT] login@node[:port]')
+  const node = /^(?:[^@]+@)?(.+?)(?::\d+)?$/.exec(args[0])?.[1] ?? args[0]
+  return pipeStdio(await dialThroughProxy(flags, node, { service: 'ssh' }))
+}
+
+/** `warren proxy port [--identity=DIR] [--proxy=HOST:PORT] NODE NAME` — stdin/stdout to a port the node's config declares. */
+export async function proxyPort(argv: string[]): Promise<number> {
+  const { flags, args } = parseFlags(argv, COMMON, 'warren proxy port')
+  if (args.length !== 2) throw new UsageError('usage: warren proxy port [--identity=DIR] [--proxy=HOST:PORT] NODE NAME')
+  return pipeStdio(await dialThroughProxy(flags, args[0], { service: 'port', name: args[1] }))
 }
 
 /** `warren ssh [-p PORT] [--identity=DIR] [--proxy=HOST:PORT] login@node [command...]` */

@@ -3,7 +3,7 @@
 
 import { runMain } from './main.ts'
 import { start } from './start.ts'
-import { proxySsh, ssh } from './ssh.ts'
+import { proxyPort, proxySsh, ssh } from './ssh.ts'
 import { warrenctl } from './warrenctl.ts'
 import { UsageError } from '../shared/errors.ts'
 import { VERSION } from '../shared/version.ts'
@@ -14,6 +14,7 @@ Commands:
   start     run the roles of this host (auth, proxy, node)
   ssh       log in to a node through a proxy: warren ssh login@node [command]
   proxy ssh an OpenSSH ProxyCommand: warren proxy ssh %r@%h:%p
+  proxy port standard input/output to a port a node declares: warren proxy port NODE NAME
   ctl       administer the cluster (same as warrenctl)
   version   print the version
   help      show this help
@@ -29,8 +30,9 @@ export async function warren(argv: string[]): Promise<number | void> {
     case 'ssh':
       return ssh(rest)
     case 'proxy':
-      if (rest[0] !== 'ssh') throw new UsageError('usage: warren proxy ssh [--identity=DIR] [--proxy=HOST:PORT] login@node[:port]')
-      return proxySsh(rest.slice(1))
+      if (rest[0] === 'ssh') return proxySsh(rest.slice(1))
+      if (rest[0] === 'port') return proxyPort(rest.slice(1))
+      throw new UsageError('usage: warren proxy ssh login@node[:port] | warren proxy port NODE NAME')
     case 'ctl':
       return warrenctl(rest)
     case 'version':

@@ -29,7 +29,8 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
       pin,
       nodename: `proxy-${i}`,
       tunnelListenAddr: `127.0.0.1:${tunnelPorts[i]}`,
-      extraYaml: `  tunnel_public_addr: ["${balancer}"]\n`,
+      // HAProxy announces each agent's real address with a PROXY v2 header; only it is trusted to.
+      extraYaml: `  tunnel_public_addr: ["${balancer}"]\n  trusted_load_balancers: ["127.0.0.1"]\n`,
     })
     proxies.push(await proxy.start())
     t.teardown(() => proxy.stop())
@@ -47,7 +48,7 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
     '  default_backend proxies',
     'backend proxies',
     '  balance roundrobin',
-    ...tunnelPorts.map((port, i) => `  server p${i} 127.0.0.1:${port} check inter 300ms fall 1 rise 1`),
+    ...tunnelPorts.map((port, i) => `  server p${i} 127.0.0.1:${port} send-proxy-v2 check inter 300ms fall 1 rise 1`),
     '',
   ].join('\n'))
   const lb = spawn('haproxy', ['-db', '-f', config], { stdio: 'ignore' })

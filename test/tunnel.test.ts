@@ -3,6 +3,12 @@
 // ports, and with both on one multiplexed port.
 
 import t from 'tap'
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { connect as netConnect, createServer, type Server } from 'node:net'
+import { join } from 'node:path'
+import { connect as tlsConnect } from 'node:tls'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { AuthProcess, freePort, ProxyProcess, openssh, signUser, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
 
 for (const layout of ['separate ports', 'one multiplexed port'] as const) {
@@ -18,7 +24,11 @@ for (const layout of ['separate ports', 'one multiplexed port'] as const) {
     if (single) t.match(proxy.daemon.stderr, /Setup Proxy: Reverse tunnel proxy and web proxy listen on the same port, multiplexing is on/)
     else t.not(proxy.web, proxy.tunnel)
 
-    const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=tunneled', '--labels=env=test'])
+    const echo = await echoServer()
+    t.teardown(() => echo.server.close())
+    const nodeDir = tempDir()
+    writeFileSync(join(nodeDir, 'warren.yaml'), `version: v1\ndata_dir: ${nodeDir}\nssh_service:\n  forward_ports: [{ name: webui, addr: "127.0.0.1:${echo.port}" }]\n`)
+    const node = startNode([`--config=${join(nodeDir, 'warren.yaml')}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=tunneled', '--labels=env=test'])
     t.teardown(() => node.stop())
     const listing = await waitForNode(auth, 'tunneled')
     t.match(listing, /^tunneled\s+\S+\s+⟵ Tunnel\s+env=test$/m, 'the node is present through its tunnel')
@@ -36,5 +46,58 @@ for (const layout of ['separate ports', 'one multiplexed port'] as const) {
     const unknown = await openssh(profile, ['root@nowhere', 'true'])
     t.not(unknown.code, 0)
     t.match(unknown.stderr, /cannot reach node "nowhere"/)
+
+    // A port the node declares is reachable by name; nothing else is.
+    const declared = await warren(['proxy', 'port', `--identity=${profile}`, 'tunneled', 'webui'], { input: 'hello webui' })
+    t.equal(declared.stdout, 'hello webui', `a declared port echoes (${declared.stderr.trim()})`)
+    const undeclared = await warren(['proxy', 'port', `--identity=${profile}`, 'tunneled', 'secret'], { input: 'x' })
+    t.not(undeclared.code, 0)
+    t.match(undeclared.stderr, /no service "secret" on this node/)
+
+    // ssh -L through the tunnel.
+    const localPort = await freePort()
+    const forward = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${localPort}:127.0.0.1:${echo.port}`, 'root@tunneled'], { stdio: 'ignore' })
+    t.teardown(() => forward.kill('SIGKILL'))
+    t.equal(await echoThrough(localPort, 'through -L'), 'through -L', 'ssh -L forwards through the tunnel')
+
+    // The proxy checks the user before it opens any stream: no user certificate, no stream.
+    const anonymous = await new Promise<string>((resolve) => {
+      const [host, port] = [proxy.web.slice(0, proxy.web.lastIndexOf(':')), Number(proxy.web.slice(proxy.web.lastIndexOf(':') + 1))]
+      const socket = tlsConnect({ host, port, ALPNProtocols: ['warren-ssh'], rejectUnauthorized: false }, () => socket.write(JSON.stringify({ node: 'tunneled', service: 'ssh' }) + '\n'))
+      let text = ''
+      socket.on('data', (d) => (text += d))
+      socket.on('close', () => resolve(text))
+      socket.on('error', () => resolve(text))
+    })
+    t.match(anonymous, /"ok":false.*user certificate/, 'a connection without a user certificate is refused')
+    t.notMatch(anonymous, /SSH-2\.0/, 'no byte from the node reached it')
   })
+}
+
+async function echoServer(): Promise<{ server: Server; port: number }> {
+  const server = createServer((socket) => socket.pipe(socket))
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return { server, port: (server.address() as { port: number }).port }
+}
+
+/** Sends `text` to 127.0.0.1:port (retrying until the listener is up) and returns the echo. */
+async function echoThrough(port: number, text: string): Promise<string> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const reply = await new Promise<string | undefined>((resolve) => {
+      const socket = netConnect({ host: '127.0.0.1', port }, () => socket.write(text))
+      let got = ''
+      socket.on('data', (d) => {
+        got += d
+        if (got.length >= text.length) {
+          socket.destroy()
+          resolve(got)
+        }
+      })
+      socket.on('error', () => resolve(undefined))
+      socket.on('close', () => resolve(got || undefined))
+    })
+    if (reply) return reply
+    await sleep(100)
+  }
+  return ''
 }

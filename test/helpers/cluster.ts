@@ -30,17 +30,18 @@ export interface RunResult {
 }
 
 /** Runs a command to completion with Node 24 (the one running the tests). */
-export function run(script: string, args: string[], options: { env?: Record<string, string>; timeoutMs?: number; netns?: string } = {}): Promise<RunResult> {
+export function run(script: string, args: string[], options: { env?: Record<string, string>; timeoutMs?: number; netns?: string; input?: string } = {}): Promise<RunResult> {
   const [command, argv] = options.netns ? ['ip', ['netns', 'exec', options.netns, process.execPath, script, ...args]] : [process.execPath, [script, ...args]]
   return new Promise((resolvePromise) => {
-    execFile(command, argv, { env: { ...process.env, ...options.env }, timeout: options.timeoutMs ?? 30_000 }, (error, stdout, stderr) => {
+    const child = execFile(command, argv, { env: { ...process.env, ...options.env }, timeout: options.timeoutMs ?? 30_000 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0
       resolvePromise({ code, stdout, stderr })
     })
+    child.stdin?.end(options.input ?? '')
   })
 }
 
-export function warren(args: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): Promise<RunResult> {
+export function warren(args: string[], options?: { env?: Record<string, string>; timeoutMs?: number; input?: string }): Promise<RunResult> {
   return run(WARREN, args, options)
 }
 
