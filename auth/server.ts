@@ -190,7 +190,8 @@ export class AuthServer {
     router.add('GET', '/v1/status', async (req) => {
       this.requirePeer(req, 'admin')
       const describe = (ca: Authority) => ({ pins: ca.pins, last_rotated: ca.lastRotated ?? null })
-      return { cluster_name: this.clusterName, version: VERSION, host_ca: describe(this.hostCA), user_ca: describe(this.userCA), join_attempts: this.joinAttempts, public_addrs: this.config.auth.publicAddrs }
+      const proxyAddrs = (await this.nodes.proxies()).map((p) => p.webAddr).filter(Boolean).sort()
+      return { cluster_name: this.clusterName, version: VERSION, host_ca: describe(this.hostCA), user_ca: describe(this.userCA), join_attempts: this.joinAttempts, public_addrs: this.config.auth.publicAddrs, proxy_addrs: proxyAddrs }
     })
     router.add('GET', '/v1/tokens', async (req) => {
       this.requirePeer(req, 'admin')

@@ -56,6 +56,7 @@ interface StatusResponse {
   host_ca: { pins: string[]; last_rotated: number | null }
   user_ca: { pins: string[]; last_rotated: number | null }
   public_addrs: string[]
+  proxy_addrs: string[]
 }
 
 const out = (text: string) => process.stdout.write(text + '\n')
@@ -64,7 +65,8 @@ async function addToken(admin: AdminConnection, flags: Record<string, any>, role
   const ttlMs: number = flags.ttl ?? defaultTtl
   const created = await admin.client.call<TokenResponse>('POST', '/v1/tokens', { roles, ttl_ms: ttlMs, single_use: flags['single-use'] === true, token: flags.token })
   const status = await admin.client.call<StatusResponse>('GET', '/v1/status')
-  const authServer = status.public_addrs[0] ?? admin.client.server
+  // Nodes join through a proxy's web port when there is one (then they keep reverse tunnels).
+  const authServer = status.proxy_addrs[0] ?? status.public_addrs[0] ?? admin.client.server
   out(`The invite token: ${created.token}`)
   out(`This token will expire in ${describeTtl(ttlMs)}${created.single_use ? ' and can be used once' : ''}`)
   out('')

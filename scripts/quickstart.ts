@@ -1,8 +1,11 @@
-// `npm run quickstart`: a whole cluster on this machine in a fresh data dir — an auth
-// server, a join token, a node that joins with it — then the admin's view, and a clean exit.
+// `npm run quickstart`: the whole job on this machine, in a fresh temporary directory —
+// an auth server and a proxy in one process, a join token, a node that joins through the
+// proxy's web port and keeps a reverse tunnel, the admin's view, and a command run on the
+// node over SSH through the proxy. Each step says what it means and what to type on real
+// machines; everything is stopped and removed at the end.
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -11,74 +14,128 @@ const ROOT = resolve(import.meta.dirname, '..')
 const WARREN = join(ROOT, 'cli/warren.ts')
 const WARRENCTL = join(ROOT, 'cli/warrenctl.ts')
 const work = mkdtempSync(join(tmpdir(), 'warren-quickstart-'))
-const authDir = join(work, 'auth')
+const clusterDir = join(work, 'cluster')
 const nodeDir = join(work, 'node')
+const userDir = join(work, 'alice')
 const children: ChildProcess[] = []
+const STEPS = 6
+let stepNumber = 0
+let stopping = false
 
-function step(title: string, meaning: string): void {
-  process.stdout.write(`\n==> ${title}\n    ${meaning}\n`)
+function step(title: string, meaning: string, realCommand?: string): void {
+  stepNumber++
+  process.stdout.write(`\n[${stepNumber}/${STEPS}] ${title}\n      ${meaning}\n`)
+  if (realCommand) process.stdout.write(`      On real machines: ${realCommand}\n`)
+}
+
+function show(text: string): void {
+  process.stdout.write(text.replace(/^/gm, '      ').replace(/ +$/gm, '') + '\n')
 }
 
 function ctl(...args: string[]): string {
-  return execFileSync(process.execPath, [WARRENCTL, ...args, `--data-dir=${authDir}`], { encoding: 'utf8' })
+  return execFileSync(process.execPath, [WARRENCTL, ...args, `--data-dir=${clusterDir}`], { encoding: 'utf8' })
 }
 
-function daemon(args: string[]): ChildProcess {
+function daemon(args: string[]): { child: ChildProcess; log: () => string } {
   const child = spawn(process.execPath, [WARREN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
   let log = ''
   child.stderr!.on('data', (d) => (log += d))
   child.on('exit', (code) => {
-    if (code && !stopping) {
-      process.stderr.write(`\nquickstart: "warren ${args[0]}" exited with ${code}:\n${log}`)
+    if (!stopping) {
+      process.stderr.write(`\nquickstart: "warren ${args.join(' ')}" exited with ${code}:\n${log}`)
       process.exit(1)
     }
   })
   children.push(child)
-  return child
+  return { child, log: () => log }
 }
 
-async function until(what: string, check: () => boolean): Promise<void> {
-  const deadline = Date.now() + 30_000
-  let dots = 0
-  while (!check()) {
+/** Waits for `check`, showing a progress line while it does. */
+async function until<T>(what: string, check: () => T | undefined | false): Promise<T> {
+  const deadline = Date.now() + 60_000
+  const spinner = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏']
+  const tty = process.stdout.isTTY
+  if (!tty) process.stdout.write(`      … waiting for ${what}\n`)
+  for (let i = 0; ; i++) {
+    const result = check()
+    if (result) {
+      process.stdout.write(`${tty ? '\r' : ''}      ✓ ${what}${' '.repeat(20)}\n`)
+      return result
+    }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    process.stdout.write(`\r    … waiting for ${what}${'.'.repeat((dots++ % 3) + 1).padEnd(3)}`)
+    if (tty) process.stdout.write(`\r      ${spinner[i % spinner.length]} waiting for ${what}…`)
     await sleep(200)
   }
-  process.stdout.write(`\r    ✓ ${what}${' '.repeat(12)}\n`)
 }
 
-let stopping = false
 async function main(): Promise<void> {
-  step('Start the auth server', `The cluster's trust core: host and user CAs, join tokens, the node registry. Data dir: ${authDir}`)
-  writeFileSync(join(work, 'auth.yaml'), `version: v1\ndata_dir: ${authDir}\nauth_service:\n  enabled: true\n  listen_addr: 127.0.0.1:0\n  cluster_name: quickstart\n`)
-  daemon(['start', '--roles=auth', `--config=${join(work, 'auth.yaml')}`])
-  const identityFile = join(authDir, 'admin', 'identity.json')
-  await until('the auth server', () => existsSync(identityFile))
-  const authServer = JSON.parse(readFileSync(identityFile, 'utf8')).auth_server as string
-  process.stdout.write(`    On a real machine: warren start --roles=auth --config=/etc/warren.yaml\n`)
+  step('Start the auth server and a proxy in one process',
+    'Auth is the trust core (host and user CAs, tokens, the node registry); the proxy is the public face: one HTTPS port for its API and users, one port for reverse tunnels.',
+    'warren start --roles=auth,proxy --config=/etc/warren.yaml')
+  writeFileSync(join(work, 'cluster.yaml'), [
+    'version: v1',
+    `data_dir: ${clusterDir}`,
+    'nodename: quickstart-proxy',
+    'auth_service:',
+    '  listen_addr: 127.0.0.1:0',
+    '  cluster_name: quickstart',
+    'proxy_service:',
+    '  web_listen_addr: 127.0.0.1:0',
+    '  tunnel_listen_addr: 127.0.0.1:0',
+    '',
+  ].join('\n'))
+  const cluster = daemon(['start', '--roles=auth,proxy', `--config=${join(work, 'cluster.yaml')}`])
+  const web = await until('the proxy to listen', () => /proxy listening: web ([^,\s]+)/.exec(cluster.log())?.[1])
 
-  step('Create a join token for a node', 'A short-lived invite; only its hash is stored. The printed command carries the CA pin, so the node can tell the real auth server from an impostor.')
+  step('Create a join token for a node',
+    'A short-lived invite; only its hash is stored. The command it prints carries the CA pin, so the node can tell the real cluster from an impostor.',
+    'warrenctl nodes add --ttl=30m')
   const invite = ctl('nodes', 'add', '--ttl=5m')
-  process.stdout.write(invite.replace(/^/gm, '    '))
+  show(invite.trimEnd())
   const token = /The invite token: (\S+)/.exec(invite)![1]
   const pin = /--ca-pin=(\S+)/.exec(invite)![1]
 
-  step('Join a node', `The node checks the CA against the pin, sends the token with fresh public keys, and stores its certificates in ${nodeDir}.`)
-  daemon(['start', '--roles=node', `--token=${token}`, `--ca-pin=${pin}`, `--auth-server=${authServer}`, `--data-dir=${nodeDir}`, '--nodename=quickstart-node', '--labels=env=demo'])
-  await until('the node to join and heartbeat', () => ctl('nodes', 'ls').includes('quickstart-node'))
+  step('Join a node through the proxy\'s web port',
+    `The node checks the CA pin, sends the token with fresh public keys, stores its certificates in ${nodeDir}, then dials out to the proxy and keeps a reverse tunnel open: it needs no open port of its own.`,
+    `warren start --roles=node --token=<token> --ca-pin=${pin.slice(0, 20)}… --auth-server=proxy.example.com:3080`)
+  const node = daemon(['start', '--roles=node', `--token=${token}`, `--ca-pin=${pin}`, `--auth-server=${web}`, `--data-dir=${nodeDir}`, '--nodename=quickstart-node', '--labels=env=demo'])
+  await until('the node\'s reverse tunnel', () => /tunnel to proxy \S+ open/.test(node.log()))
+  await until('the node to show up in nodes ls', () => ctl('nodes', 'ls').includes('quickstart-node'))
 
-  step('warrenctl status', 'The cluster name, the version, the CAs and the pin a new node checks.')
-  process.stdout.write(ctl('status'))
-  step('warrenctl tokens ls', 'Active tokens, shown by a short ID derived from their hash.')
-  process.stdout.write(ctl('tokens', 'ls'))
-  step('warrenctl nodes ls', 'Nodes whose heartbeat is fresh.')
-  process.stdout.write(ctl('nodes', 'ls'))
+  step('The admin\'s view',
+    'warrenctl talks to the auth server with the admin identity in its data dir. "⟵ Tunnel" means the node is reached through its reverse tunnel.',
+    'warrenctl status; warrenctl tokens ls; warrenctl nodes ls')
+  show('$ warrenctl status\n' + ctl('status'))
+  show('$ warrenctl tokens ls\n' + ctl('tokens', 'ls'))
+  show('$ warrenctl nodes ls\n' + ctl('nodes', 'ls'))
+
+  step('Give a user short-lived certificates',
+    'The user CA signs an SSH certificate (logins: the OS accounts allowed) and a TLS one the proxy checks; known_hosts lists the nodes\' host keys, so ssh verifies them strictly.',
+    'warrenctl users add alice --logins=root && warrenctl auth sign --user=alice --ttl=1h --out=~/.warren --format=openssh')
+  show(ctl('users', 'add', 'alice', `--logins=${process.env.USER ?? 'root'}`).trimEnd())
+  show(ctl('auth', 'sign', '--user=alice', '--ttl=1h', `--out=${userDir}`, '--format=openssh', `--proxy=${web}`).trimEnd())
+
+  const login = process.env.USER ?? 'root'
+  step('Run a command on the node over SSH, through the proxy and the tunnel',
+    'warren ssh runs your OpenSSH client with Warren as its ProxyCommand; a stock ssh works too with the ssh_config that auth sign wrote.',
+    `warren ssh ${login}@quickstart-node uname -a    (or: ssh -F ~/.warren/ssh_config ${login}@quickstart-node)`)
+  let hasSsh = true
+  try {
+    execFileSync('ssh', ['-V'], { stdio: 'ignore' })
+  } catch {
+    hasSsh = false
+  }
+  if (!hasSsh) {
+    show('(skipped: no OpenSSH client here; install it with "apt-get install openssh-client")')
+    return
+  }
+  const output = execFileSync(process.execPath, [WARREN, 'ssh', `--identity=${userDir}`, `${login}@quickstart-node`, 'echo "hello from $(hostname), as $(whoami)"; uname -sr'], { encoding: 'utf8' })
+  show(`$ warren ssh ${login}@quickstart-node 'echo "hello from $(hostname), as $(whoami)"; uname -sr'\n${output}`)
 }
 
 try {
   await main()
-  process.stdout.write('\nQuick start complete. Everything ran in a temporary directory that is now removed.\n')
+  process.stdout.write('\nQuick start complete. Everything ran in a temporary directory, now removed.\n')
 } catch (error) {
   process.stderr.write(`\nquickstart failed: ${(error as Error).message}\n`)
   process.exitCode = 1
