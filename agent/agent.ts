@@ -87,6 +87,15 @@ export class Agent {
     }
   }
 
+  /** Applies what may change without a restart: labels (sent with the next heartbeat) and forwarded ports. */
+  reload(next: WarrenConfig): void {
+    this.config.labels = next.labels
+    this.config.ssh.forwardPorts = next.ssh.forwardPorts
+    this.services.ports = next.ssh.forwardPorts
+    this.heartbeat?.setLabels(next.labels)
+    this.log.info('labels and forwarded ports reloaded', { labels: Object.entries(next.labels).map(([k, v]) => `${k}=${v}`).join(','), ports: next.ssh.forwardPorts.map((p) => p.name).join(',') })
+  }
+
   /** Resolves once the auth server has recorded this node's presence (direct mode). */
   waitForPresence(): Promise<void> {
     return this.heartbeat?.firstBeat ?? Promise.reject(new Error('agent not started'))

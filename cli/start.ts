@@ -48,6 +48,7 @@ export async function start(argv: string[]): Promise<number> {
   const config = buildConfig(flags)
   const log = createLogger('warren', { level: config.log.level, format: config.log.format })
   const stops: (() => Promise<void>)[] = []
+  const reloads: ((config: WarrenConfig) => void)[] = [(next) => log.setLevel(next.log.level)]
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch(() => {})
   }
@@ -83,15 +84,29 @@ export async function start(argv: string[]): Promise<number> {
       const agent = new Agent({ config: nodeConfig, log: log.child('node') })
       await agent.start()
       stops.push(() => agent.stop())
+      reloads.push((next) => agent.reload(next))
     }
   } catch (error) {
     await stopAll()
     throw error instanceof WarrenError ? error : new WarrenError((error as Error).message)
   }
+  // SIGHUP re-reads the config file and applies what can change without a restart (log
+  // level, labels, forwarded ports); a file that does not load changes nothing.
+  const onHangup = () => {
+    try {
+      const next = buildConfig(flags)
+      for (const reload of reloads) reload(next)
+      log.info('configuration reloaded')
+    } catch (error) {
+      log.error(`configuration not reloaded: ${(error as Error).message}`)
+    }
+  }
+  process.on('SIGHUP', onHangup)
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', resolve)
     process.once('SIGINT', resolve)
   })
+  process.off('SIGHUP', onHangup)
   log.info('shutting down')
   await stopAll()
   return 0

@@ -1,0 +1,51 @@
+// SIGHUP reloads what can change without a restart (labels, forwarded ports, log level),
+// and a config that does not load changes nothing; SIGTERM drains: the agent says GoAway
+// and closes its tunnels cleanly.
+
+import t from 'tap'
+import { writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
+
+t.test('SIGHUP reloads labels and forwarded ports; SIGTERM drains', async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  const echo = createServer((socket) => socket.pipe(socket))
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r))
+  t.teardown(() => echo.close())
+  const echoPort = (echo.address() as { port: number }).port
+
+  const dir = tempDir()
+  const config = join(dir, 'warren.yaml')
+  const write = (labels: string, ports: string) => writeFileSync(config, `version: v1\ndata_dir: ${dir}\nnodename: hup-node\nlabels: { ${labels} }\nssh_service:\n  forward_ports: [${ports}]\n`)
+  write('stage: one', '')
+  const node = startNode([`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`])
+  t.teardown(() => node.stop())
+  t.match(await waitForNode(auth, 'hup-node'), /^hup-node\s.*stage=one$/m)
+  const profile = await signUser(auth, proxy.web)
+  t.match((await warren(['proxy', 'port', `--identity=${profile}`, 'hup-node', 'echo'], { input: 'x' })).stderr, /no service "echo"/)
+
+  write('stage: two', `{ name: echo, addr: "127.0.0.1:${echoPort}" }`)
+  node.child.kill('SIGHUP')
+  await node.waitFor('the reload', () => /configuration reloaded/.test(node.stderr))
+  const deadline = Date.now() + 20_000
+  let listing = ''
+  while (Date.now() < deadline && !/stage=two/.test(listing)) listing = (await auth.ctl(['nodes', 'ls'])).stdout
+  t.match(listing, /^hup-node\s.*stage=two$/m, 'the new labels reach nodes ls')
+  t.equal((await warren(['proxy', 'port', `--identity=${profile}`, 'hup-node', 'echo'], { input: 'reloaded' })).stdout, 'reloaded', 'the new port is served')
+
+  writeFileSync(config, 'version: v1\nlabels: [not, a, map]\n')
+  node.child.kill('SIGHUP')
+  await node.waitFor('the refusal', () => /configuration not reloaded: .*line 2/.test(node.stderr))
+  t.ok(node.running, 'a bad file changes nothing and the agent keeps running')
+  t.equal((await warren(['proxy', 'port', `--identity=${profile}`, 'hup-node', 'echo'], { input: 'still' })).stdout, 'still')
+
+  await node.stop('SIGTERM')
+  t.equal(await node.exited, 0, 'the agent exits cleanly on SIGTERM')
+  await proxy.daemon.waitFor('the proxy to see the tunnel close', () => /tunnel from hup-node closed/.test(proxy.daemon.stderr))
+  t.notMatch(proxy.daemon.stderr, /tunnel from hup-node closed: /, 'closed without an error: the agent said GoAway and closed')
+})
