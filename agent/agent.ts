@@ -15,6 +15,10 @@ import { Heartbeat } from './heartbeat.ts'
 import { NodeSshServer } from './ssh-server.ts'
 import { serveStream, type ServiceTable } from './services.ts'
 import { TunnelPool } from './tunnel-pool.ts'
+import type { AgentTunnel } from './tunnel.ts'
+import { X509Certificate } from 'node:crypto'
+import { issuedByAny } from '../shared/cert-subject.ts'
+import { saveIdentity } from '../shared/identity-store.ts'
 
 export interface AgentOptions {
   config: WarrenConfig
@@ -38,6 +42,7 @@ export class Agent {
   private heartbeat?: Heartbeat
   private readonly options: AgentOptions
   private services!: ServiceTable
+  private renewing = false
 
   constructor(options: AgentOptions) {
     this.options = options
@@ -69,9 +74,48 @@ export class Agent {
       labels: () => this.config.labels,
       services: ['ssh', ...this.config.ssh.forwardPorts.map((p) => p.name)],
       onStream: (stream: Duplex) => void serveStream(stream, this.services, this.log),
+      onControl: (tunnel, message) => this.onControl(tunnel, message),
       log: this.log,
     })
     this.pool.start()
+  }
+
+  /**
+   * CA rotation, as the proxies relay it: trust what the cluster trusts now, and when the
+   * signing CA did not issue our certificate, ask for a new one for the same keys. Nothing
+   * is torn down: open tunnels and SSH sessions carry on; new ones use the new certificate.
+   */
+  private onControl(tunnel: AgentTunnel, message: Record<string, unknown>): void {
+    const strings = (value: unknown) => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [])
+    if (message.type === 'ca') {
+      const hostCAs = strings(message.host_ca_certs)
+      const userKeys = strings(message.user_ca_ssh_keys)
+      if (hostCAs.length === 0 || userKeys.length === 0) return
+      if (hostCAs.join('') !== this.identity.hostCAPems.join('') || userKeys.join('\n') !== this.identity.userCASshKeys.join('\n')) {
+        this.identity.hostCAPems = hostCAs
+        this.identity.userCASshKeys = userKeys
+        this.ssh?.setUserCAKeys(userKeys)
+        saveIdentity(this.config.dataDir, this.identity)
+        this.log.info('trusted CAs updated', { host_cas: hostCAs.length, user_cas: userKeys.length })
+      }
+      if (!this.renewing && !issuedByAny(new X509Certificate(this.identity.tlsCertPem), hostCAs.slice(0, 1))) {
+        this.renewing = true
+        this.log.info('the host CA rotated: renewing this node\'s certificates')
+        tunnel.requestRenewal()
+      }
+    } else if (message.type === 'certs' && typeof message.tls_cert === 'string' && typeof message.ssh_cert === 'string') {
+      this.identity.tlsCertPem = message.tls_cert
+      this.identity.sshCert = message.ssh_cert
+      this.identity.hostCAPems = strings(message.host_ca_certs)
+      this.identity.userCASshKeys = strings(message.user_ca_ssh_keys)
+      this.ssh?.setUserCAKeys(this.identity.userCASshKeys)
+      saveIdentity(this.config.dataDir, this.identity)
+      this.renewing = false
+      this.log.info('renewed certificates from the new host CA')
+    } else if (message.type === 'renew_failed') {
+      this.renewing = false
+      this.log.warn(`certificate renewal failed: ${String(message.error)}`)
+    }
   }
 
   /** The proxy's discovery answer, or undefined when `server` is an auth server (direct mode). */

@@ -10,6 +10,8 @@ import { AgentTunnel, type TunnelOptions } from './tunnel.ts'
 export interface PoolOptions extends Omit<TunnelOptions, 'host' | 'port'> {
   host: string
   port: number
+  /** CA and certificate messages from any tunnel's control stream. */
+  onControl?: (tunnel: AgentTunnel, message: Record<string, unknown>) => void
   /** Backoff after failed dials. */
   failureBackoff?: { baseMs: number; capMs: number }
   /** Backoff after dials that landed on a proxy already held. */
@@ -91,6 +93,7 @@ export class TunnelPool {
     tunnel.activate()
     this.log.info(`tunnel to proxy ${id} open (${this.tunnels.size} held)`)
     tunnel.on('proxies', (ids: string[]) => this.onAnnounce(ids))
+    for (const event of ['ca', 'certs', 'renew_failed']) tunnel.on(event, (message: Record<string, unknown>) => this.options.onControl?.(tunnel, message))
     tunnel.on('close', () => {
       if (this.tunnels.get(id) !== tunnel) return
       this.tunnels.delete(id)

@@ -27,8 +27,9 @@ export interface TunnelOptions {
 }
 
 /**
- * Events: 'proxies' (ids: string[]) whenever the proxy announces the live set; 'close'
- * once, when the tunnel is gone for any reason.
+ * Events: 'proxies' (ids: string[]) whenever the proxy announces the live set; 'ca',
+ * 'certs' and 'renew_failed' (the message) during CA rotations; 'close' once, when the
+ * tunnel is gone for any reason.
  */
 export class AgentTunnel extends EventEmitter {
   proxyId = ''
@@ -96,6 +97,8 @@ export class AgentTunnel extends EventEmitter {
             socket.off('error', fail)
             socket.on('error', () => {})
             resolve()
+          } else if (message.type === 'ca' || message.type === 'certs' || message.type === 'renew_failed') {
+            this.emit(message.type, message)
           } else if (message.type === 'proxies' && Array.isArray(message.ids)) {
             this.announced = message.ids.filter((id): id is string => typeof id === 'string')
             this.emit('proxies', this.announced)
@@ -110,6 +113,11 @@ export class AgentTunnel extends EventEmitter {
    * route users through it. Called only for tunnels the pool keeps.
    */
   activate: () => void = () => {}
+
+  /** Asks the proxy for certificates from the current signing CA (answered with a 'certs' event). */
+  requestRenewal(): void {
+    if (this.control) writeMessage(this.control, { type: 'renew' })
+  }
 
   /** The round trip to the proxy in ms (a yamux ping). */
   ping(): Promise<number> {

@@ -11,19 +11,32 @@ import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
 
 export type AuthorityType = 'host' | 'user'
 
-interface StoredKeySet {
+export interface StoredKeySet {
   tlsCertPem: string
   tlsKeyPem: string
   sshPublicKey: string
   sshPrivateKeyPem: string
 }
 
-interface StoredAuthority {
+export type RotationPhase = 'standby' | 'init' | 'update_clients' | 'update_servers'
+
+export interface Rotation {
+  phase: RotationPhase
+  mode: 'auto' | 'manual'
+  /** Epoch ms when the current phase began. */
+  phaseStarted: number
+  gracePeriodMs: number
+  /** The signing certificate before the rotation, to roll back to. */
+  previousCertPem: string
+}
+
+export interface StoredAuthority {
   type: AuthorityType
   clusterName: string
   keySets: StoredKeySet[]
   /** Epoch ms of the last completed rotation; undefined when never rotated. */
   lastRotated?: number
+  rotation?: Rotation
 }
 
 export interface KeySet {
@@ -37,10 +50,12 @@ export class Authority {
   readonly type: AuthorityType
   readonly keySets: KeySet[]
   readonly lastRotated?: number
+  readonly rotation?: Rotation
 
   constructor(stored: StoredAuthority) {
     this.type = stored.type
     this.lastRotated = stored.lastRotated
+    this.rotation = stored.rotation
     this.keySets = stored.keySets.map((set) => ({
       tlsCertPem: set.tlsCertPem,
       tlsKey: createPrivateKey(set.tlsKeyPem),
@@ -70,7 +85,7 @@ export class Authority {
   }
 }
 
-function newKeySet(type: AuthorityType, clusterName: string): StoredKeySet {
+export function newKeySet(type: AuthorityType, clusterName: string): StoredKeySet {
   const tls = createCA(`${clusterName} ${type} CA`, clusterName)
   const ssh = generateKeyPairSync('ed25519')
   return {
@@ -81,7 +96,15 @@ function newKeySet(type: AuthorityType, clusterName: string): StoredKeySet {
   }
 }
 
-const key = (type: AuthorityType): string => `/authorities/${type}`
+export const authorityKey = (type: AuthorityType): string => `/authorities/${type}`
+const key = authorityKey
+
+export async function loadAuthority(backend: Backend, type: AuthorityType): Promise<{ authority: Authority; stored: StoredAuthority; revision: number }> {
+  const item = await backend.get(key(type))
+  if (!item) throw new Error(`the ${type} CA is missing from the backend`)
+  const stored = JSON.parse(item.value) as StoredAuthority
+  return { authority: new Authority(stored), stored, revision: item.revision }
+}
 
 /** Loads the CA, creating it on first start; two auth servers racing here agree on one. */
 export async function loadOrCreateAuthority(backend: Backend, type: AuthorityType, clusterName: string): Promise<Authority> {

@@ -11,7 +11,9 @@ import type { AddressInfo } from 'node:net'
 import { adminIdentityPath, type AdminIdentityFile } from './admin-identity.ts'
 import type { Backend } from './backend/backend.ts'
 import { openBackend } from './backend/index.ts'
-import { loadOrCreateAuthority, type Authority } from './authorities.ts'
+import { loadAuthority, loadOrCreateAuthority, type Authority, type RotationPhase } from './authorities.ts'
+import { advanceAutomatic, rotate, RotationError, type RotateRequest } from './rotation.ts'
+import { renewHostIdentity } from './renew.ts'
 import { issueAdminCredentials, issueServerCredentials } from './issuer.ts'
 import { join, parseJoinRequest } from './join.ts'
 import { NodeDirectory } from './nodes.ts'
@@ -45,6 +47,8 @@ export class AuthServer {
   private userCA!: Authority
   private clusterName = ''
   private readonly limiter: FailureRateLimiter
+  private serverNames: string[] = []
+  private refreshTimer?: NodeJS.Timeout
   private readonly peers = new WeakMap<TLSSocket, Peer | null>()
   /** Join requests that reached this server (accepted or not): lets tests prove a token never left a device. */
   private joinAttempts = 0
@@ -94,16 +98,8 @@ export class AuthServer {
     this.users = new UserDirectory(this.backend)
 
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
-    const names = [hostname(), host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
-    const credentials = issueServerCredentials(this.hostCA, { clusterName: this.clusterName, role: 'auth', names })
-    this.server = createServer({
-      key: credentials.keyPem,
-      cert: credentials.certPem,
-      ca: [...this.hostCA.tlsCertPems, ...this.userCA.tlsCertPems],
-      requestCert: true,
-      rejectUnauthorized: false,
-      minVersion: 'TLSv1.2',
-    })
+    this.serverNames = [hostname(), host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
+    this.server = createServer({ ...this.tlsOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' })
     const router = this.routes()
     this.server.on('request', (req, res) => {
       router.handle(req, res).catch((error) => this.log.error('request failed', { path: req.url, error: String(error) }))
@@ -114,9 +110,41 @@ export class AuthServer {
     })
     this.writeAdminIdentity()
     this.log.info(`auth server listening on ${this.address}`, { cluster: this.clusterName, pin: this.hostCA.pins[0] })
+    // CAs change with rotations, here or on another auth server sharing the backend.
+    this.refreshTimer = setInterval(() => void this.refreshAuthorities(true).catch((error) => this.log.warn(`CA refresh failed: ${(error as Error).message}`)), 2000)
+    this.refreshTimer.unref()
+  }
+
+  /** This server's certificate from the signing host CA, and every trusted CA for client certificates. */
+  private tlsOptions(): { key: string; cert: string; ca: string[] } {
+    const credentials = issueServerCredentials(this.hostCA, { clusterName: this.clusterName, role: 'auth', names: this.serverNames })
+    return { key: credentials.keyPem, cert: credentials.certPem, ca: [...this.hostCA.tlsCertPems, ...this.userCA.tlsCertPems] }
+  }
+
+  /**
+   * Reloads the CAs from the backend; when they changed, new connections get a certificate
+   * from the signing CA and trust every active one, and warrenctl's identity is rewritten.
+   * Live connections are untouched. With `advance`, automatic rotations step on.
+   */
+  async refreshAuthorities(advance = false): Promise<void> {
+    if (advance) {
+      for (const type of ['host', 'user'] as const) {
+        if (await advanceAutomatic(this.backend, type)) this.log.info(`${type} CA rotation moved on automatically`)
+      }
+    }
+    const host = (await loadAuthority(this.backend, 'host')).authority
+    const user = (await loadAuthority(this.backend, 'user')).authority
+    const fingerprint = (ca: Authority) => ca.tlsCertPems.join('') + (ca.rotation?.phase ?? '')
+    if (fingerprint(host) === fingerprint(this.hostCA) && fingerprint(user) === fingerprint(this.userCA)) return
+    this.hostCA = host
+    this.userCA = user
+    this.server.setSecureContext(this.tlsOptions())
+    this.writeAdminIdentity()
+    this.log.info('CAs changed', { host_phase: host.rotation?.phase ?? 'standby', user_phase: user.rotation?.phase ?? 'standby', pins: host.pins.join(',') })
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.refreshTimer)
     if (this.server) {
       this.server.closeAllConnections()
       await new Promise<void>((resolve) => this.server.close(() => resolve()))
@@ -189,7 +217,7 @@ export class AuthServer {
     router.add('POST', '/v1/heartbeat', (req) => this.handleHeartbeat(req))
     router.add('GET', '/v1/status', async (req) => {
       this.requirePeer(req, 'admin')
-      const describe = (ca: Authority) => ({ pins: ca.pins, last_rotated: ca.lastRotated ?? null })
+      const describe = (ca: Authority) => ({ pins: ca.pins, last_rotated: ca.lastRotated ?? null, rotation: ca.rotation ? { phase: ca.rotation.phase, mode: ca.rotation.mode, phase_started: ca.rotation.phaseStarted } : null })
       const proxyAddrs = (await this.nodes.proxies()).map((p) => p.webAddr).filter(Boolean).sort()
       return { cluster_name: this.clusterName, version: VERSION, host_ca: describe(this.hostCA), user_ca: describe(this.userCA), join_attempts: this.joinAttempts, public_addrs: this.config.auth.publicAddrs, proxy_addrs: proxyAddrs }
     })
@@ -233,9 +261,42 @@ export class AuthServer {
       const webAddr = stringField(body, 'web_addr', { optional: true, max: 256 }) ?? ''
       await this.nodes.proxyHeartbeat({ proxyId: peer.subject.commonName, nodename: peer.subject.nodename ?? '', webAddr, lastSeen: Date.now() })
       const proxies = await this.nodes.proxies()
-      return { proxies: proxies.map((p) => p.proxyId), host_ca_certs: this.hostCA.tlsCertPems, user_ca_certs: this.userCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys }
+      return { proxies: proxies.map((p) => p.proxyId), host_ca_certs: this.hostCA.tlsCertPems, user_ca_certs: this.userCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys, host_ca_phase: this.hostCA.rotation?.phase ?? 'standby' }
     })
     router.add('POST', '/v1/presence', (req) => this.handleTunnelPresence(req))
+    router.add('POST', '/v1/rotate', async (req) => {
+      this.requirePeer(req, 'admin')
+      const body = await readJson(req)
+      const type = body.type
+      if (type !== 'host' && type !== 'user') throw new HttpError(400, 'field "type" must be host or user')
+      const gracePeriodMs = typeof body.grace_period_ms === 'number' && body.grace_period_ms > 0 ? body.grace_period_ms : 30 * 3600_000
+      const request: RotateRequest = body.manual === true
+        ? { type, mode: 'manual', phase: stringField(body, 'phase') as RotationPhase | 'rollback', gracePeriodMs }
+        : { type, mode: 'auto', gracePeriodMs }
+      if (request.mode === 'manual' && !['init', 'update_clients', 'update_servers', 'standby', 'rollback'].includes(request.phase)) {
+        throw new HttpError(400, `unknown phase "${request.phase}": use init, update_clients, update_servers, standby or rollback`)
+      }
+      try {
+        const next = await rotate(this.backend, request)
+        await this.refreshAuthorities()
+        this.log.info(`${type} CA rotation: ${request.mode === 'manual' ? request.phase : 'automatic, init'}`)
+        return { type, phase: next.rotation?.phase ?? 'standby' }
+      } catch (error) {
+        if (error instanceof RotationError) throw new HttpError(409, error.message)
+        throw error
+      }
+    })
+    // A host renews its own certificates with its current (still valid) identity.
+    router.add('POST', '/v1/renew', async (req) => {
+      this.requirePeer(req, 'host')
+      const cert = (req.socket as TLSSocket).getPeerX509Certificate()!
+      return this.renew(cert.toString())
+    })
+    // A proxy renews for a node whose tunnel it holds (it verified that node's certificate).
+    router.add('POST', '/v1/hosts/renew', async (req) => {
+      this.requireProxy(req)
+      return this.renew(stringField(await readJson(req), 'tls_cert', { max: 16_384 }) as string)
+    })
     router.add('POST', '/v1/users', async (req) => {
       this.requirePeer(req, 'admin')
       const body = await readJson(req)
@@ -310,6 +371,16 @@ export class AuthServer {
       const message = `join refused for node "${nodename}" (role ${roles}): ${error.message}`
       this.log.warn(message, { from: address })
       throw new HttpError(error instanceof HttpError ? error.status : 403, message)
+    }
+  }
+
+  private async renew(certPem: string): Promise<unknown> {
+    try {
+      const renewed = await renewHostIdentity({ hostCA: this.hostCA, nodes: this.nodes, clusterName: this.clusterName }, certPem)
+      this.log.info('host certificates renewed', { host_id: renewed.hostId })
+      return { tls_cert: renewed.tlsCertPem, ssh_cert: renewed.sshCert, host_ca_certs: this.hostCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys }
+    } catch (error) {
+      throw new HttpError(403, (error as Error).message)
     }
   }
 

@@ -26,7 +26,7 @@ function proxyAddress(flags: Record<string, any>, dir: string): { host: string; 
 }
 
 /** A user connection through the proxy to a service on a node, ready to carry raw bytes. */
-async function dialThroughProxy(flags: Record<string, any>, node: string, request: { service: 'ssh' | 'port'; name?: string }): Promise<TLSSocket> {
+export async function dialThroughProxy(flags: Record<string, any>, node: string, request: { service: 'ssh' | 'port'; name?: string }): Promise<TLSSocket> {
   const dir = flags.identity ?? defaultProfileDir()
   const { host, port } = proxyAddress(flags, dir)
   const socket = connect({

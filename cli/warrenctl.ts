@@ -4,7 +4,7 @@
 import { connectAdmin, type AdminConnection } from './admin-client.ts'
 import { runMain } from './main.ts'
 import { DEFAULTS } from '../shared/config.ts'
-import { describeTtl, formatExpiry } from '../shared/duration.ts'
+import { describeTtl, formatExpiry, formatUtc } from '../shared/duration.ts'
 import { UsageError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from '../shared/flags.ts'
 import { formatTable } from '../shared/table.ts'
@@ -33,6 +33,8 @@ Commands:
   users ls                       users and their logins
   auth sign --user=NAME [--ttl=1h] --out=DIR [--format=openssh]
                                  short-lived certificates for a user, with known_hosts
+  auth rotate [--type=host|user] [--grace-period=30h] [--manual --phase=init|update_clients|update_servers|standby|rollback]
+                                 replace a CA without downtime
 
 Flags for every command: --data-dir, --config, --identity, --auth-server`
 
@@ -50,11 +52,17 @@ interface TokenResponse {
   single_use: boolean
 }
 
+interface CAStatus {
+  pins: string[]
+  last_rotated: number | null
+  rotation: { phase: string; mode: string; phase_started: number } | null
+}
+
 interface StatusResponse {
   cluster_name: string
   version: string
-  host_ca: { pins: string[]; last_rotated: number | null }
-  user_ca: { pins: string[]; last_rotated: number | null }
+  host_ca: CAStatus
+  user_ca: CAStatus
   public_addrs: string[]
   proxy_addrs: string[]
 }
@@ -101,7 +109,10 @@ const COMMANDS: Record<string, Command> = {
     args: 0,
     async run(admin) {
       const status = await admin.client.call<StatusResponse>('GET', '/v1/status')
-      const rotated = (ca: StatusResponse['host_ca']) => (ca.last_rotated ? `rotated ${new Date(ca.last_rotated).toUTCString()}` : 'never updated')
+      const rotated = (ca: CAStatus) => {
+        if (ca.rotation) return `rotation in progress: phase ${ca.rotation.phase} (${ca.rotation.mode}), since ${formatUtc(ca.rotation.phase_started)}`
+        return ca.last_rotated ? `rotated ${formatUtc(ca.last_rotated)}` : 'never updated'
+      }
       const rows = [
         ['Cluster', status.cluster_name],
         ['Version', status.version],
@@ -177,6 +188,24 @@ const COMMANDS: Record<string, Command> = {
     },
     args: 0,
     run: (admin, flags) => signUser(admin, flags),
+  },
+  'auth rotate': {
+    flags: {
+      type: { type: 'string', default: 'host', description: 'host or user' },
+      'grace-period': { type: 'duration', default: '30h', description: 'how long an automatic rotation takes' },
+      manual: { type: 'boolean', description: 'step through the phases yourself with --phase' },
+      phase: { type: 'string', description: 'init, update_clients, update_servers, standby or rollback (with --manual)' },
+    },
+    args: 0,
+    async run(admin, flags) {
+      if (flags.type !== 'host' && flags.type !== 'user') throw new UsageError(`unknown --type "${flags.type}": use host or user`)
+      if (flags.manual && !flags.phase) throw new UsageError('--manual needs --phase=init|update_clients|update_servers|standby|rollback')
+      if (!flags.manual && flags.phase) throw new UsageError('--phase goes with --manual')
+      const result = await admin.client.call<{ type: string; phase: string }>('POST', '/v1/rotate', { type: flags.type, manual: flags.manual, phase: flags.phase, grace_period_ms: flags['grace-period'] })
+      out(flags.manual
+        ? `The ${result.type} CA is now in phase ${result.phase}.`
+        : `Rotation of the ${result.type} CA started (phase ${result.phase}); it completes in ${describeTtl(flags['grace-period'])}. Follow it with "warrenctl status".`)
+    },
   },
   'tokens rm': { flags: {}, args: 1, run: deleteToken },
   'tokens del': { flags: {}, args: 1, run: deleteToken },

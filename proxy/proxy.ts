@@ -11,10 +11,13 @@ import { ApiClient } from '../shared/api-client.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
-import { TUNNEL_ALPN, USER_ALPN } from '../shared/tunnel-protocol.ts'
+import { TUNNEL_ALPN, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
-import { TunnelServer } from './tunnel-server.ts'
+import { TunnelServer, type Tunnel } from './tunnel-server.ts'
+import { X509Certificate } from 'node:crypto'
+import { issuedByAny } from '../shared/cert-subject.ts'
+import { saveIdentity } from '../shared/identity-store.ts'
 import { handleUserConnection } from './user-gateway.ts'
 import { webApi } from './web-api.ts'
 
@@ -22,6 +25,14 @@ interface HeartbeatResponse {
   proxies: string[]
   host_ca_certs: string[]
   user_ca_certs: string[]
+  user_ca_ssh_keys: string[]
+}
+
+interface RenewResponse {
+  tls_cert: string
+  ssh_cert: string
+  host_ca_certs: string[]
+  user_ca_ssh_keys: string[]
 }
 
 export class ProxyService {
@@ -64,7 +75,7 @@ export class ProxyService {
     const web = createHttpServer()
     const router = webApi({
       discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),
-      auth: this.auth,
+      auth: () => this.auth,
       clientAddress: (req: IncomingMessage) => this.clientAddresses.get(req.socket) ?? req.socket.remoteAddress ?? '',
     })
     web.on('request', (req, res) => router.handle(req, res).catch((error) => this.log.error('request failed', { path: req.url, error: String(error) })))
@@ -102,6 +113,7 @@ export class ProxyService {
     this.timers.push(setInterval(() => void this.heartbeat(false), DEFAULTS.heartbeatIntervalMs))
     this.timers.push(setInterval(() => void this.reportPresence(), DEFAULTS.heartbeatIntervalMs))
     this.tunnels.on('connect', () => setTimeout(() => void this.reportPresence(), 200).unref())
+    this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
   }
 
   /** Built once per change of certificates or CAs: parsing PEMs for every connection would be wasted work. */
@@ -127,11 +139,45 @@ export class ProxyService {
     return `:${port}`
   }
 
+  /** A node asked (over its control stream) for certificates from the new signing CA. */
+  private async renewFor(tunnel: Tunnel): Promise<void> {
+    if (!tunnel.control) return
+    try {
+      const renewed = await this.auth.call<RenewResponse>('POST', '/v1/hosts/renew', { tls_cert: tunnel.certPem })
+      writeMessage(tunnel.control, { type: 'certs', ...renewed })
+    } catch (error) {
+      writeMessage(tunnel.control, { type: 'renew_failed', error: (error as Error).message })
+    }
+  }
+
+  /**
+   * Follows CA rotations: trusts what the auth server trusts, and once a new CA signs,
+   * renews this proxy's own certificate (new connections get it; live ones keep theirs).
+   */
+  private async followCAs(hostCAPems: string[], userCAPems: string[]): Promise<void> {
+    const changed = hostCAPems.join('') !== this.hostCAPems.join('')
+    this.hostCAPems = hostCAPems
+    this.userCAPems = userCAPems
+    if (!changed) return
+    const signedByCurrent = issuedByAny(new X509Certificate(this.identity.tlsCertPem), hostCAPems.slice(0, 1))
+    if (!signedByCurrent) {
+      const renewed = await this.auth.call<RenewResponse>('POST', '/v1/renew', {})
+      this.identity = { ...this.identity, tlsCertPem: renewed.tls_cert, sshCert: renewed.ssh_cert, hostCAPems: renewed.host_ca_certs, userCASshKeys: renewed.user_ca_ssh_keys }
+      this.log.info('renewed this proxy\'s certificate from the new host CA')
+    } else {
+      this.identity = { ...this.identity, hostCAPems }
+    }
+    saveIdentity(this.config.dataDir, this.identity, 'proxy')
+    const previous = this.auth
+    this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
+    await previous.close()
+  }
+
   private async heartbeat(first: boolean): Promise<void> {
     try {
       const response = await this.auth.call<HeartbeatResponse>('POST', '/v1/proxies/heartbeat', { web_addr: this.config.proxy.publicAddrs[0] ?? this.addresses.web })
-      this.hostCAPems = response.host_ca_certs
-      this.userCAPems = response.user_ca_certs
+      await this.followCAs(response.host_ca_certs, response.user_ca_certs)
+      this.tunnels?.announceCA({ host_ca_certs: response.host_ca_certs, user_ca_ssh_keys: response.user_ca_ssh_keys })
       this.tunnels?.announce(response.proxies)
     } catch (error) {
       if (first) throw error

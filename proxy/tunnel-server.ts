@@ -22,6 +22,14 @@ export interface Tunnel {
   lastHeartbeat: number
   control?: Duplex
   registered?: () => void
+  /** The node's certificate as it presented it, for renewals on its behalf. */
+  certPem: string
+}
+
+/** The trust material agents must follow during CA rotations. */
+export interface CAAnnouncement {
+  host_ca_certs: string[]
+  user_ca_ssh_keys: string[]
 }
 
 const HELLO_TIMEOUT_MS = 15_000
@@ -38,6 +46,7 @@ export class TunnelServer extends EventEmitter {
   private readonly tunnels = new Map<string, Tunnel>()
   private readonly options: TunnelServerOptions
   private proxyIds: string[] = []
+  private ca?: CAAnnouncement
 
   constructor(options: TunnelServerOptions) {
     super()
@@ -83,6 +92,7 @@ export class TunnelServer extends EventEmitter {
       services: [],
       connectedAt: Date.now(),
       lastHeartbeat: Date.now(),
+      certPem: cert.toString(),
     }
     session.on('stream', (stream: Duplex) => this.control(tunnel, stream))
     // An agent that never says hello (it found it already holds a tunnel here) is let go.
@@ -125,7 +135,12 @@ export class TunnelServer extends EventEmitter {
     stream.on('error', () => {})
     writeMessage(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName })
     writeMessage(stream, { type: 'proxies', ids: this.proxyIds })
+    if (this.ca) writeMessage(stream, { type: 'ca', ...this.ca })
     readMessages(stream, (message) => {
+      if (message.type === 'renew') {
+        this.emit('renew', tunnel)
+        return
+      }
       if (message.type === 'hello' || message.type === 'heartbeat') {
         if (message.type === 'hello' && this.tunnels.get(tunnel.hostId) !== tunnel) this.register(tunnel)
         tunnel.lastHeartbeat = Date.now()
@@ -141,6 +156,13 @@ export class TunnelServer extends EventEmitter {
     if (ids.join() === this.proxyIds.join()) return
     this.proxyIds = ids
     for (const tunnel of this.tunnels.values()) if (tunnel.control) writeMessage(tunnel.control, { type: 'proxies', ids })
+  }
+
+  /** Tells every agent the CAs to trust (and so, during a rotation, to renew from). */
+  announceCA(ca: CAAnnouncement): void {
+    if (this.ca && JSON.stringify(this.ca) === JSON.stringify(ca)) return
+    this.ca = ca
+    for (const tunnel of this.tunnels.values()) if (tunnel.control) writeMessage(tunnel.control, { type: 'ca', ...ca })
   }
 
   /** Opens a stream to a service on the node; resolves once the node has connected it. */

@@ -16,7 +16,8 @@ export interface Discovery {
 
 export interface WebApiOptions {
   discovery: () => Discovery
-  auth: ApiClient
+  /** The client for the auth server (replaced when this proxy's certificate is renewed). */
+  auth: () => ApiClient
   clientAddress: (req: IncomingMessage) => string
 }
 
@@ -33,10 +34,10 @@ export function webApi(options: WebApiOptions): Router {
   const router = new Router()
   router.add('GET', '/v1/health', async () => ({ ok: true }))
   router.add('GET', '/v1/discovery', async () => options.discovery())
-  router.add('GET', '/v1/ca', () => forward(options.auth, 'GET', '/v1/ca'))
+  router.add('GET', '/v1/ca', () => forward(options.auth(), 'GET', '/v1/ca'))
   // The token travels inside TLS to this proxy (whose certificate the agent checked against
   // the pinned CA) and on inside TLS to the auth server; the proxy reports who joined.
-  router.add('POST', '/v1/join', async (req) => forward(options.auth, 'POST', '/v1/join', await readJson(req), { 'x-warren-client-addr': options.clientAddress(req) }))
+  router.add('POST', '/v1/join', async (req) => forward(options.auth(), 'POST', '/v1/join', await readJson(req), { 'x-warren-client-addr': options.clientAddress(req) }))
   return router
 }
 

@@ -14,11 +14,17 @@ const MAX_LINE_BYTES = 64 * 1024
 export type AgentMessage =
   | { type: 'hello'; version: 1; labels: Record<string, string>; services: string[] }
   | { type: 'heartbeat'; labels: Record<string, string> }
+  /** During a CA rotation: new certificates for the keys this tunnel was opened with. */
+  | { type: 'renew' }
 
 /** Proxy → agent on the control stream. */
 export type ProxyMessage =
   | { type: 'welcome'; proxy_id: string; cluster_name: string }
   | { type: 'proxies'; ids: string[] }
+  /** The CAs to trust; when the first (signing) one did not issue the agent's certificate, it renews. */
+  | { type: 'ca'; host_ca_certs: string[]; user_ca_ssh_keys: string[] }
+  | { type: 'certs'; tls_cert: string; ssh_cert: string; host_ca_certs: string[]; user_ca_ssh_keys: string[] }
+  | { type: 'renew_failed'; error: string }
 
 /** The first line of a stream the proxy opens: which service on the device to reach. */
 export interface DialRequest {

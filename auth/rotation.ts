@@ -1,0 +1,69 @@
+// CA rotation without downtime, in Teleport's phases:
+//   init            a new key set is published and trusted; the old one still signs
+//   update_clients  the new key set signs: nodes and proxies renew their certificates
+//                   (with their current identity, no token) and keep their connections
+//   update_servers  servers present certificates from the new CA; both are still trusted
+//   standby         the old key set is dropped: only the new CA is trusted (and pinned)
+// rollback returns to the old key set from any phase before standby. Automatic mode walks
+// the phases over the grace period. Every change is a compare-and-swap on the stored CA,
+// so two auth servers cannot step the same rotation twice.
+
+import type { Backend } from './backend/backend.ts'
+import { authorityKey, loadAuthority, newKeySet, type AuthorityType, type RotationPhase, type StoredAuthority } from './authorities.ts'
+
+export type RotateRequest =
+  | { type: AuthorityType; mode: 'auto'; gracePeriodMs: number }
+  | { type: AuthorityType; mode: 'manual'; phase: RotationPhase | 'rollback'; gracePeriodMs: number }
+
+export class RotationError extends Error {}
+
+const NEXT: Record<RotationPhase, RotationPhase> = { standby: 'init', init: 'update_clients', update_clients: 'update_servers', update_servers: 'standby' }
+
+/** The stored CA after entering `phase` from its current state; throws when the step is not allowed. */
+export function step(stored: StoredAuthority, phase: RotationPhase | 'rollback', mode: 'auto' | 'manual', gracePeriodMs: number, now: number): StoredAuthority {
+  const current = stored.rotation?.phase ?? 'standby'
+  if (phase === 'rollback') {
+    if (current === 'standby' || !stored.rotation) throw new RotationError(`no ${stored.type} CA rotation is in progress to roll back`)
+    const previous = stored.keySets.find((set) => set.tlsCertPem === stored.rotation!.previousCertPem) ?? stored.keySets[stored.keySets.length - 1]
+    return { ...stored, keySets: [previous], rotation: undefined }
+  }
+  if (NEXT[current] !== phase) {
+    throw new RotationError(`the ${stored.type} CA is in phase ${current}: the next phase is ${NEXT[current]}, not ${phase}`)
+  }
+  const started = { phaseStarted: now, mode, gracePeriodMs }
+  switch (phase) {
+    case 'init':
+      return {
+        ...stored,
+        keySets: [stored.keySets[0], newKeySet(stored.type, stored.clusterName)],
+        rotation: { phase, ...started, previousCertPem: stored.keySets[0].tlsCertPem },
+      }
+    case 'update_clients':
+      // The new key set (last) starts signing; the old one stays trusted.
+      return { ...stored, keySets: [stored.keySets[1], stored.keySets[0]], rotation: { ...stored.rotation!, phase, ...started } }
+    case 'update_servers':
+      return { ...stored, rotation: { ...stored.rotation!, phase, ...started } }
+    case 'standby':
+      return { ...stored, keySets: [stored.keySets[0]], rotation: undefined, lastRotated: now }
+  }
+}
+
+/** Applies one requested step (or starts an automatic rotation) atomically. */
+export async function rotate(backend: Backend, request: RotateRequest, now = Date.now()): Promise<StoredAuthority> {
+  const { stored, revision } = await loadAuthority(backend, request.type)
+  const phase = request.mode === 'auto' ? 'init' : request.phase
+  if (request.mode === 'auto' && stored.rotation) throw new RotationError(`a ${request.type} CA rotation is already in progress (phase ${stored.rotation.phase})`)
+  const next = step(stored, phase, request.mode, request.gracePeriodMs, now)
+  const applied = await backend.txn([{ key: authorityKey(request.type), revision }], [{ op: 'put', key: authorityKey(request.type), value: JSON.stringify(next) }])
+  if (!applied) throw new RotationError(`the ${request.type} CA changed meanwhile; try again`)
+  return next
+}
+
+/** For automatic rotations: moves to the next phase once a quarter of the grace period has passed in this one. */
+export async function advanceAutomatic(backend: Backend, type: AuthorityType, now = Date.now()): Promise<boolean> {
+  const { stored, revision } = await loadAuthority(backend, type)
+  const rotation = stored.rotation
+  if (!rotation || rotation.mode !== 'auto' || now - rotation.phaseStarted < rotation.gracePeriodMs / 4) return false
+  const next = step(stored, NEXT[rotation.phase], 'auto', rotation.gracePeriodMs, now)
+  return backend.txn([{ key: authorityKey(type), revision }], [{ op: 'put', key: authorityKey(type), value: JSON.stringify(next) }])
+}
