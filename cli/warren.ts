@@ -4,6 +4,7 @@
 import { runMain } from './main.ts'
 import { start } from './start.ts'
 import { proxyPort, proxySsh, ssh } from './ssh.ts'
+import { install } from './install.ts'
 import { warrenctl } from './warrenctl.ts'
 import { UsageError } from '../shared/errors.ts'
 import { VERSION } from '../shared/version.ts'
@@ -15,6 +16,7 @@ Commands:
   ssh       log in to a node through a proxy: warren ssh login@node [command]
   proxy ssh an OpenSSH ProxyCommand: warren proxy ssh %r@%h:%p
   proxy port standard input/output to a port a node declares: warren proxy port NODE NAME
+  install   set this device up as a node that systemd starts at boot (as root)
   ctl       administer the cluster (same as warrenctl)
   version   print the version
   help      show this help
@@ -29,6 +31,8 @@ export async function warren(argv: string[]): Promise<number | void> {
       return start(rest)
     case 'ssh':
       return ssh(rest)
+    case 'install':
+      return install(rest)
     case 'proxy':
       if (rest[0] === 'ssh') return proxySsh(rest.slice(1))
       if (rest[0] === 'port') return proxyPort(rest.slice(1))

@@ -1,0 +1,167 @@
+// `warren install`: sets this device up as a node that systemd starts at boot. It writes the
+// config (/etc/warren.yaml, 0600: it holds the token), the unit warren.service and the data
+// dir (0700), then says how to start it. Nothing else is copied or linked: the executable
+// must be at --binary. With --prefix, every path is written under that directory (a root
+// file system being prepared), while the files name the paths they will have at run time.
+
+import { chmodSync, existsSync, mkdirSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
+import { stringify } from 'yaml'
+import { DEFAULTS, parseConfig, parseLabels, resolveTokenValue, splitHostPort } from '../shared/config.ts'
+import { UsageError, WarrenError } from '../shared/errors.ts'
+import { writeFileAtomic } from '../shared/files.ts'
+import { formatHelp, parseFlags, type FlagSpec } from '../shared/flags.ts'
+import { identityDir } from '../shared/identity-store.ts'
+import { parsePin } from '../shared/pin.ts'
+import { DEFAULT_BINARY, NODE_UNIT, withBinary } from '../packaging/systemd/units.ts'
+
+const CONFIG_PATH = '/etc/warren.yaml'
+const UNIT_PATH = '/etc/systemd/system/warren.service'
+// The unit makes this directory (and no other) writable, so the config must name it.
+const DATA_DIR = DEFAULTS.dataDir
+
+const COMMAND = 'warren install'
+const USAGE = 'warren install --token=VALUE|/path --auth-server=HOST:PORT --ca-pin=sha256:... [--nodename=N] [--labels=k=v,..] [--prefix=DIR] [--binary=PATH] [--force]'
+
+export const INSTALL_FLAGS: FlagSpec = {
+  token: { type: 'string', description: 'join token from "warrenctl nodes add", or a path (starting with /) to a file holding it' },
+  'auth-server': { type: 'list', description: 'HOST:PORT of a proxy\'s web port, or of the auth server' },
+  'ca-pin': { type: 'list', description: 'sha256:... pin of the cluster CA, from "warrenctl status"' },
+  roles: { type: 'list', default: ['node'], description: 'roles of this host; install sets up the node role' },
+  nodename: { type: 'string', description: 'this node\'s name (default: the host name)' },
+  labels: { type: 'string', description: 'labels as key=value,key2=value2' },
+  prefix: { type: 'string', description: 'write under this directory instead of / (root not needed)' },
+  binary: { type: 'string', default: DEFAULT_BINARY, description: 'where the warren executable is, for the unit\'s ExecStart' },
+  force: { type: 'boolean', description: 'replace an existing config' },
+}
+
+interface InstallPlan {
+  token: string
+  authServers: string[]
+  caPins: string[]
+  nodename: string
+  labels: Record<string, string>
+  binary: string
+  prefix?: string
+  force: boolean
+}
+
+export async function install(argv: string[]): Promise<number> {
+  const { flags, args } = parseFlags(argv, INSTALL_FLAGS, COMMAND)
+  if (flags.help) {
+    process.stdout.write(formatHelp(COMMAND, INSTALL_FLAGS, USAGE))
+    return 0
+  }
+  if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}" for "${COMMAND}"`)
+  const plan = planFromFlags(flags)
+  if (plan.prefix === undefined && process.getuid?.() !== 0) {
+    throw new WarrenError(`${COMMAND} must run as root: it writes ${CONFIG_PATH} and ${UNIT_PATH} (or give --prefix=DIR to write under DIR)`)
+  }
+  process.stdout.write(writeInstallation(plan))
+  return 0
+}
+
+function planFromFlags(flags: Record<string, any>): InstallPlan {
+  const token: string | undefined = flags.token
+  if (token === undefined || token.trim() === '') {
+    throw new UsageError('--token is required: the invite from "warrenctl nodes add", or a file holding it')
+  }
+  const authServers: string[] = flags['auth-server'] ?? []
+  if (authServers.length === 0) throw new UsageError('--auth-server is required: HOST:PORT of a proxy\'s web port or of the auth server')
+  for (const server of authServers) splitHostPort(server)
+  const pins: string[] = flags['ca-pin'] ?? []
+  // Required here, unlike for `warren start`: an installed node rejoins unattended, and
+  // without a pin its token could be handed to whoever answers at the address.
+  if (pins.length === 0) throw new UsageError('--ca-pin is required: the sha256:... pin from "warrenctl status"')
+  for (const role of flags.roles as string[]) {
+    if (role !== 'node') {
+      throw new UsageError(`${COMMAND} sets up the node role only, not "${role}": for auth and proxy hosts see packaging/systemd/warren-proxy.service`)
+    }
+  }
+  const nodename: string = flags.nodename ?? hostname()
+  if (nodename.trim() === '') throw new UsageError('--nodename needs a name')
+  const binary: string = flags.binary
+  // Written into ExecStart as it is: no spaces, quotes, % (specifiers) or $ (variables).
+  if (!isAbsolute(binary) || !/^[A-Za-z0-9/._+-]+$/.test(binary)) {
+    throw new UsageError(`--binary ${JSON.stringify(binary)} must be an absolute path of letters, digits and / . _ + -`)
+  }
+  const prefix: string | undefined = flags.prefix
+  if (prefix !== undefined && prefix.trim() === '') throw new UsageError('--prefix needs a directory')
+  return {
+    token,
+    authServers,
+    caPins: pins.map((pin) => parsePin(pin)),
+    nodename,
+    labels: flags.labels === undefined ? {} : parseLabels(flags.labels),
+    binary,
+    prefix: prefix === undefined ? undefined : resolve(prefix),
+    force: flags.force,
+  }
+}
+
+/** Writes the config, unit and data dir; returns what to tell the person. */
+function writeInstallation(plan: InstallPlan): string {
+  const under = (path: string) => (plan.prefix === undefined ? path : join(plan.prefix, path))
+  const configPath = under(CONFIG_PATH)
+  const unitPath = under(UNIT_PATH)
+  const dataDir = under(DATA_DIR)
+
+  if (existsSync(configPath) && !plan.force) {
+    throw new WarrenError(`${configPath} exists already: give --force to replace it`)
+  }
+  // A token file is read only at the node's first start: check it now, while someone is
+  // watching. Under --prefix the file may not be in place yet.
+  if (plan.prefix === undefined && plan.token.startsWith('/')) resolveTokenValue(plan.token)
+
+  const config = configText(plan)
+  // The file must load as the node will load it; a failure here is a bug, not a bad flag.
+  parseConfig(config, configPath)
+
+  for (const dir of [dirname(configPath), dirname(unitPath), dirname(dataDir)]) makeDirectories(dir, 0o755)
+  writeFileAtomic(configPath, config, 0o600)
+  writeFileAtomic(unitPath, withBinary(NODE_UNIT, plan.binary), 0o644)
+  chmodSync(unitPath, 0o644)
+  makeDirectories(dataDir, 0o700)
+  chmodSync(dataDir, 0o700)
+
+  const lines = [
+    `Wrote ${configPath} (mode 0600: it holds the join token)`,
+    `Wrote ${unitPath}`,
+    `Made ${dataDir} (mode 0700)`,
+  ]
+  if (existsSync(join(identityDir(dataDir), 'identity.json'))) {
+    lines.push(`Note: ${dataDir} holds a node identity already, which the node will reuse without joining again; remove ${identityDir(dataDir)} to join with the new token.`)
+  }
+  if (plan.prefix === undefined && !existsSync(plan.binary)) {
+    lines.push(`Note: ${plan.binary} does not exist: put the warren executable there, or install again with --binary=PATH --force.`)
+  }
+  lines.push('', 'Start the node now and at every boot:', '  systemctl daemon-reload && systemctl enable --now warren', '')
+  return lines.join('\n')
+}
+
+/**
+ * Makes `dir` and its missing parents with exactly `mode`, whatever the umask: under a
+ * prefix they become the system's /etc, /var/lib and so on. Existing ones are left alone.
+ */
+function makeDirectories(dir: string, mode: number): void {
+  const missing: string[] = []
+  for (let current = dir; !existsSync(current) && dirname(current) !== current; current = dirname(current)) missing.unshift(current)
+  for (const directory of missing) {
+    mkdirSync(directory, { mode })
+    chmodSync(directory, mode)
+  }
+}
+
+function configText(plan: InstallPlan): string {
+  const config: Record<string, unknown> = {
+    version: DEFAULTS.version,
+    nodename: plan.nodename,
+    data_dir: DATA_DIR,
+    auth_token: plan.token,
+    ca_pin: plan.caPins,
+    auth_servers: plan.authServers,
+  }
+  if (Object.keys(plan.labels).length > 0) config.labels = plan.labels
+  return `# Written by ${COMMAND}. Mode 0600: it holds the join token.\n${stringify(config)}`
+}

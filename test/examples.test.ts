@@ -1,0 +1,118 @@
+// The example configs in packaging/examples load as Warren loads a config, so they cannot
+// drift from the schema; and a mistake made in a copy of one is reported with key and line.
+
+import t from 'tap'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { loadConfigFile, type WarrenConfig } from '../shared/config.ts'
+import { ROOT, tempDir } from './helpers/cluster.ts'
+
+const EXAMPLES = join(ROOT, 'packaging/examples')
+const PIN = /^sha256:[0-9a-f]{64}$/
+
+function load(name: string): WarrenConfig {
+  return loadConfigFile(join(EXAMPLES, name))
+}
+
+/** The message of the error that loading `text` (saved as `name`) fails with. */
+function loadError(name: string, text: string): string {
+  const file = join(tempDir(), name)
+  writeFileSync(file, text)
+  try {
+    loadConfigFile(file)
+  } catch (error) {
+    return (error as Error).message
+  }
+  return 'loaded without error'
+}
+
+/** The 1-based number of the first line of `text` that contains `fragment`. */
+function lineOf(text: string, fragment: string): number {
+  const index = text.split('\n').findIndex((line) => line.includes(fragment))
+  if (index === -1) throw new Error(`no line contains ${JSON.stringify(fragment)}`)
+  return index + 1
+}
+
+t.test('node.yaml: joining settings, labels and forwarded ports', async (t) => {
+  const config = load('node.yaml')
+  t.equal(config.nodename, 'pi-kitchen')
+  t.equal(config.dataDir, '/var/lib/warren')
+  t.equal(config.authToken, '/etc/warren/token')
+  t.equal(config.caPins.length, 1)
+  t.match(config.caPins[0], PIN)
+  t.same(config.authServers, ['proxy.example.com:3080'])
+  t.same(config.labels, { site: 'kitchen', arch: 'arm64' })
+  t.same(config.ssh.forwardPorts, [
+    { name: 'webui', addr: '127.0.0.1:8080' },
+    { name: 'grafana', addr: '127.0.0.1:3000' },
+  ])
+  t.notOk(config.auth.enabled, 'a device runs no auth server')
+  t.notOk(config.proxy.enabled, 'nor a proxy')
+})
+
+t.test('auth.yaml: static tokens and SQLite storage', async (t) => {
+  const config = load('auth.yaml')
+  t.ok(config.auth.enabled)
+  t.notOk(config.proxy.enabled)
+  t.equal(config.auth.listenAddr, '0.0.0.0:3025')
+  t.same(config.auth.publicAddrs, ['auth.example.com:3025'])
+  t.equal(config.auth.clusterName, 'example')
+  t.same(config.auth.tokens, ['proxy:/etc/warren/proxy-token', 'node:/etc/warren/node-token'])
+  t.same(config.auth.storage, { type: 'sqlite', path: '/var/lib/warren/backend.db' })
+  t.same(config.auth.joinRateLimit, { burst: 10, perMinute: 30 })
+})
+
+t.test('auth.yaml: the etcd form shown in comments loads once uncommented', async (t) => {
+  const text = readFileSync(join(EXAMPLES, 'auth.yaml'), 'utf8')
+  const lines = text.split('\n')
+  const sqliteAt = lines.indexOf('  storage:')
+  const etcdAt = lines.indexOf('  # storage:')
+  t.ok(sqliteAt !== -1 && etcdAt > sqliteAt, 'the active storage block comes first, then the commented one')
+  let etcdEnd = etcdAt
+  while (lines[etcdEnd + 1]?.startsWith('  #   ')) etcdEnd++
+  const etcd = lines.slice(etcdAt, etcdEnd + 1).map((line) => line.replace(/^ {2}# /, '  '))
+  const swapped = [...lines.slice(0, sqliteAt), ...etcd, ...lines.slice(etcdEnd + 1)].join('\n')
+  const file = join(tempDir(), 'auth-etcd.yaml')
+  writeFileSync(file, swapped)
+  const config = loadConfigFile(file)
+  t.equal(config.auth.storage.type, 'etcd')
+  t.same(config.auth.storage.peers, ['https://etcd-1.example.com:2379', 'https://etcd-2.example.com:2379'])
+  t.equal(config.auth.storage.prefix, '/warren')
+  t.same(config.auth.storage.tls, {
+    caFile: '/etc/warren/etcd-ca.pem',
+    certFile: '/etc/warren/etcd-client.pem',
+    keyFile: '/etc/warren/etcd-client-key.pem',
+  })
+})
+
+t.test('proxy.yaml: listeners, public addresses, load balancers and ACME', async (t) => {
+  const config = load('proxy.yaml')
+  t.ok(config.proxy.enabled)
+  t.notOk(config.auth.enabled, 'the auth server runs elsewhere')
+  t.equal(config.authToken, '/etc/warren/proxy-token')
+  t.match(config.caPins[0], PIN)
+  t.same(config.authServers, ['auth.example.com:3025'])
+  t.equal(config.proxy.webListenAddr, '0.0.0.0:3080')
+  t.equal(config.proxy.tunnelListenAddr, '0.0.0.0:3024')
+  t.same(config.proxy.publicAddrs, ['proxy.example.com:3080'])
+  t.same(config.proxy.tunnelPublicAddrs, ['proxy.example.com:3024'])
+  t.same(config.proxy.trustedLoadBalancers, ['10.0.0.0/24', '192.0.2.10'])
+  t.same(config.proxy.acme, { enabled: false, email: 'admin@example.com', uri: 'https://acme-v02.api.letsencrypt.org/directory' })
+})
+
+t.test('a mistake in a copy of an example names the key and its line', async (t) => {
+  const node = readFileSync(join(EXAMPLES, 'node.yaml'), 'utf8')
+
+  const misspelt = node.replace('\nlabels:\n', '\nlables:\n')
+  t.match(loadError('node-misspelt.yaml', misspelt),
+    `node-misspelt.yaml: line ${lineOf(misspelt, 'lables:')}: unknown key "lables" in section "(top level)" (did you mean "labels"?)`)
+
+  const wrongType = node.replace('  arch: arm64', '  arch: [arm64, armhf]')
+  t.match(loadError('node-wrong-type.yaml', wrongType),
+    `node-wrong-type.yaml: line ${lineOf(wrongType, 'arch:')}: "labels.arch" must be a string`)
+
+  const proxy = readFileSync(join(EXAMPLES, 'proxy.yaml'), 'utf8')
+  const notBoolean = proxy.replace('    enabled: false', '    enabled: maybe')
+  t.match(loadError('proxy-not-boolean.yaml', notBoolean),
+    `proxy-not-boolean.yaml: line ${lineOf(notBoolean, 'enabled: maybe')}: "proxy_service.acme.enabled" must be true or false`)
+})

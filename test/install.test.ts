@@ -1,0 +1,330 @@
+// `warren install`: what it writes (and with which modes), that a node started from what it
+// wrote joins, what it refuses; and the systemd units it ships: systemd-analyze verify
+// accepts them, and the node unit's capabilities are enough for SSH sessions as another login.
+
+import t from 'tap'
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join, relative } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { install as installCommand } from '../cli/install.ts'
+import { loadConfigFile } from '../shared/config.ts'
+import { UsageError } from '../shared/errors.ts'
+import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { NODE_UNIT, PROXY_UNIT, UNIT_FILES, withBinary } from '../packaging/systemd/units.ts'
+import { AuthProcess, ROOT, startNode, tempDir, waitForNode, type RunResult } from './helpers/cluster.ts'
+
+const PIN = 'sha256:' + 'ab'.repeat(32)
+const isRoot = process.getuid?.() === 0
+const NOBODY = 65534
+
+// The command as warren runs it (runMain: messages and exit codes), in a process of its own.
+const scripts = tempDir()
+chmodSync(scripts, 0o755)
+const installScript = join(scripts, 'install.ts')
+writeFileSync(installScript, [
+  `import { install } from ${JSON.stringify(pathToFileURL(join(ROOT, 'cli/install.ts')).href)}`,
+  `import { runMain } from ${JSON.stringify(pathToFileURL(join(ROOT, 'cli/main.ts')).href)}`,
+  'await runMain(install, process.argv.slice(2))',
+].join('\n'))
+chmodSync(installScript, 0o644)
+
+function install(args: string[], options: { uid?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [installScript, ...args], { uid: options.uid, gid: options.uid, cwd: '/', timeout: 30_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr })
+    })
+  })
+}
+
+/** An executable file standing in for warren, so that ExecStart names something real. */
+function fakeBinary(): string {
+  const path = join(tempDir(), 'warren')
+  writeFileSync(path, '#!/bin/sh\nexit 0\n', { mode: 0o755 })
+  return path
+}
+
+/** Every path under `dir`, relative to it, directories marked with a trailing slash. */
+function listTree(dir: string): string[] {
+  if (!existsSync(dir)) return []
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .map((entry) => relative(dir, join(entry.parentPath, entry.name)) + (entry.isDirectory() ? '/' : ''))
+    .sort()
+}
+
+const mode = (path: string) => statSync(path).mode & 0o777
+
+t.test('install writes the config, the unit and the data dir; a node started from them joins', async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const prefix = tempDir()
+  const binary = fakeBinary()
+  const pin = await auth.pin()
+  const token = await auth.token()
+
+  const result = await install([
+    `--prefix=${prefix}`, `--token=${token}`, `--auth-server=${auth.address}`, `--ca-pin=${pin}`,
+    '--nodename=installed-1', '--labels=site=lab,rack=r7', `--binary=${binary}`,
+  ])
+  t.equal(result.code, 0, result.stderr)
+  t.match(result.stdout, /^ {2}systemctl daemon-reload && systemctl enable --now warren$/m)
+  t.same(listTree(prefix), [
+    'etc/', 'etc/systemd/', 'etc/systemd/system/', 'etc/systemd/system/warren.service', 'etc/warren.yaml',
+    'var/', 'var/lib/', 'var/lib/warren/',
+  ], 'the three things and their parent directories, nothing else')
+
+  const configPath = join(prefix, 'etc/warren.yaml')
+  const unitPath = join(prefix, 'etc/systemd/system/warren.service')
+  const dataDir = join(prefix, 'var/lib/warren')
+  t.equal(mode(configPath), 0o600, 'the config holds the token')
+  t.equal(mode(unitPath), 0o644)
+  t.equal(mode(dataDir), 0o700)
+  t.equal(mode(join(prefix, 'etc')), 0o755, 'parents made for the prefix stay traversable')
+  t.equal(readFileSync(unitPath, 'utf8'), withBinary(NODE_UNIT, binary))
+  t.match(readFileSync(unitPath, 'utf8'), new RegExp(`^ExecStart=${binary} start --config=/etc/warren.yaml$`, 'm'))
+
+  const config = loadConfigFile(configPath)
+  t.equal(config.nodename, 'installed-1')
+  t.equal(config.authToken, token)
+  t.same(config.caPins, [pin])
+  t.same(config.authServers, [auth.address])
+  t.same(config.labels, { site: 'lab', rack: 'r7' })
+  t.equal(config.dataDir, '/var/lib/warren', 'the path the data dir has on the installed system')
+
+  // The file as the unit would run it; only the data dir moves into the prefix.
+  const node = startNode([`--config=${configPath}`, `--data-dir=${dataDir}`])
+  t.teardown(() => node.stop())
+  const listing = await waitForNode(auth, 'installed-1')
+  t.match(listing, /^installed-1\s.*site=lab,rack=r7$/m)
+
+  const again = await install([`--prefix=${prefix}`, '--token=other', `--auth-server=${auth.address}`, `--ca-pin=${pin}`, '--force'])
+  t.equal(again.code, 0, again.stderr)
+  t.match(again.stdout, /holds a node identity already/, 'a reinstall warns that the stored identity wins over the new token')
+})
+
+t.test('install refuses an existing config unless --force', async (t) => {
+  const prefix = tempDir()
+  const args = [`--prefix=${prefix}`, '--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`]
+  t.equal((await install([...args, '--token=first'])).code, 0)
+  const configPath = join(prefix, 'etc/warren.yaml')
+  const before = readFileSync(configPath, 'utf8')
+
+  const refused = await install([...args, '--token=second'])
+  t.equal(refused.code, 1)
+  t.match(refused.stderr, `ERROR: ${configPath} exists already: give --force to replace it`)
+  t.equal(readFileSync(configPath, 'utf8'), before, 'the config is untouched')
+
+  const forced = await install([...args, '--token=second', '--force'])
+  t.equal(forced.code, 0, forced.stderr)
+  t.equal(loadConfigFile(configPath).authToken, 'second')
+  t.equal(mode(configPath), 0o600)
+})
+
+t.test('install refuses bad flags with exit status 2, writing nothing', async (t) => {
+  const prefix = join(tempDir(), 'root')
+  const unknown = await install([`--prefix=${prefix}`, '--tokn=x'])
+  t.equal(unknown.code, 2)
+  t.match(unknown.stderr, /^ERROR: unknown flag --tokn for "warren install"$/m)
+  t.same(listTree(prefix), [], 'nothing written')
+
+  // The rest in this process: each must be a UsageError, which warren exits with status 2.
+  const good = { token: '--token=abc', server: '--auth-server=proxy.example.com:3080', pin: `--ca-pin=${PIN}` }
+  const cases: [string[], RegExp][] = [
+    [[good.server, good.pin], /--token is required/],
+    [['--token=', good.server, good.pin], /--token is required/],
+    [[good.token, good.pin], /--auth-server is required/],
+    [[good.token, '--auth-server=https://proxy.example.com:3080', good.pin], /invalid address "https:\/\/proxy.example.com:3080"/],
+    [[good.token, good.server], /--ca-pin is required/],
+    [[good.token, good.server, '--ca-pin=sha256:1234'], /invalid CA pin "sha256:1234"/],
+    [[good.token, good.server, good.pin, '--roles=node,proxy'], /sets up the node role only, not "proxy"/],
+    [[good.token, good.server, good.pin, '--labels=no-equals-sign'], /invalid label "no-equals-sign"/],
+    [[good.token, good.server, good.pin, '--binary=bin/warren'], /--binary "bin\/warren" must be an absolute path/],
+    [[good.token, good.server, good.pin, '--binary=/opt/my warren'], /must be an absolute path/],
+    [[good.token, good.server, good.pin, 'extra'], /unexpected argument "extra"/],
+  ]
+  for (const [args, expected] of cases) {
+    const prefix = join(tempDir(), 'root')
+    const error = await installCommand([`--prefix=${prefix}`, ...args]).then(() => undefined, (err: unknown) => err)
+    t.ok(error instanceof UsageError, args.join(' '))
+    t.match((error as Error).message, expected)
+    t.same(listTree(prefix), [], 'nothing written')
+  }
+})
+
+t.test('install refuses to run without root unless given --prefix', async (t) => {
+  // As root, the refusal is checked by running as nobody, which could not write /etc anyway.
+  const result = await install(['--token=abc', '--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`], isRoot ? { uid: NOBODY } : {})
+  t.equal(result.code, 1)
+  t.match(result.stderr, /^ERROR: warren install must run as root: it writes \/etc\/warren\.yaml and \/etc\/systemd\/system\/warren\.service \(or give --prefix=DIR/)
+
+  const prefix = tempDir()
+  if (isRoot) chownSync(prefix, NOBODY, NOBODY)
+  const staged = await install([`--prefix=${prefix}`, '--token=abc', '--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`], isRoot ? { uid: NOBODY } : {})
+  t.equal(staged.code, 0, staged.stderr)
+  t.ok(existsSync(join(prefix, 'etc/warren.yaml')), 'with --prefix it writes there as any user')
+})
+
+t.test('the unit files shipped for packagers are the ones install writes', async (t) => {
+  for (const [name, text] of Object.entries(UNIT_FILES)) {
+    t.equal(readFileSync(join(ROOT, 'packaging/systemd', name), 'utf8'), text, `${name} matches packaging/systemd/units.ts (node packaging/systemd/units.ts rewrites it)`)
+  }
+})
+
+const analyzer = spawnSync('systemd-analyze', ['--version']).status === 0
+t.test('systemd-analyze verify accepts both units', { skip: analyzer ? false : 'systemd-analyze is not installed (Debian package systemd)' }, async (t) => {
+  const prefix = tempDir()
+  const binary = fakeBinary()
+  const installed = await install([`--prefix=${prefix}`, '--token=abc', '--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`, `--binary=${binary}`])
+  t.equal(installed.code, 0, installed.stderr)
+  const proxyUnit = join(tempDir(), 'warren-proxy.service')
+  writeFileSync(proxyUnit, withBinary(PROXY_UNIT, binary))
+  for (const unit of [join(prefix, 'etc/systemd/system/warren.service'), proxyUnit]) {
+    const verify = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' })
+    t.equal(verify.status, 0, `verify ${unit}`)
+    // Unknown keys and bad values are only warnings: clean means nothing printed at all.
+    t.equal(verify.stdout + verify.stderr, '', `no complaints about ${unit}`)
+  }
+})
+
+// ---------------------------------------------------------------------------------------
+// The node unit's CapabilityBoundingSet, applied with setpriv to a real SSH server.
+
+const setpriv = spawnSync('setpriv', ['--version']).status === 0
+const sshClient = spawnSync('ssh', ['-V']).status === 0
+const capabilitySkip = !isRoot ? 'needs root (switching users)' : !setpriv ? 'setpriv is not installed (util-linux)' : !sshClient ? 'ssh is not installed (openssh-client)' : false
+
+/** The unit's capabilities in setpriv's form: `-all,+setuid,...`. */
+function boundingSet(unit: string, without: string[] = []): string {
+  const line = /^CapabilityBoundingSet=(.+)$/m.exec(unit)
+  if (!line) throw new Error('the unit has no CapabilityBoundingSet')
+  const caps = line[1].trim().split(/\s+/).map((cap) => cap.replace(/^CAP_/, '').toLowerCase())
+  return ['-all', ...caps.filter((cap) => !without.includes(cap)).map((cap) => `+${cap}`)].join(',')
+}
+
+interface SshFixture {
+  /** OpenSSH's arguments to run `remoteCommand` as the login. */
+  args(remoteCommand: string): string[]
+  run(remoteCommand: string): Promise<RunResult>
+  stop(): Promise<void>
+}
+
+/** NodeSshServer in its own process under `bounds`; its one login runs as nobody in a 0700 home. */
+async function sshServerUnder(bounds: string, home: string): Promise<SshFixture> {
+  const dir = tempDir()
+  const userCA = generateKeyPairSync('ed25519')
+  const hostKey = generateKeyPairSync('ed25519')
+  const keyFile = join(dir, 'id_ed25519')
+  spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test', '-f', keyFile], { stdio: 'ignore' })
+  writeFileSync(keyFile + '-cert.pub', createSshCertificate({
+    publicKey: parseSshPublicKey(readFileSync(keyFile + '.pub', 'utf8')),
+    caKey: userCA.privateKey,
+    type: 'user',
+    keyId: 'install-test',
+    principals: ['session-user'],
+    validAfter: new Date(Date.now() - 3_600_000),
+    validBefore: new Date(Date.now() + 3_600_000),
+  }) + '\n')
+
+  const server = join(dir, 'ssh-server.ts')
+  writeFileSync(server, `
+    import { createServer } from 'node:net'
+    import { NodeSshServer } from ${JSON.stringify(pathToFileURL(join(ROOT, 'agent/ssh-server.ts')).href)}
+    const options = JSON.parse(process.argv[2])
+    const account = { name: 'session-user', uid: ${NOBODY}, gid: ${NOBODY}, home: options.home, shell: '/bin/sh' }
+    const ssh = new NodeSshServer({ hostKeyPem: options.hostKeyPem, userCAKeys: [options.userCAKey], resolveLogin: (login) => (login === account.name ? account : undefined) })
+    const listener = createServer((socket) => ssh.handleConnection(socket))
+    listener.listen(0, '127.0.0.1', () => process.stdout.write(listener.address().port + '\\n'))
+    process.once('SIGTERM', () => { listener.close(); ssh.close().finally(() => process.exit(0)) })
+  `)
+  const options = {
+    home,
+    hostKeyPem: hostKey.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    userCAKey: sshPublicKeyLine(userCA.publicKey),
+  }
+  const child: ChildProcess = spawn('setpriv', [`--bounding-set=${bounds}`, process.execPath, server, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let logs = ''
+  child.stderr!.on('data', (chunk) => (logs += chunk))
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (chunk) => resolve(Number(String(chunk).trim())))
+    child.once('exit', (code) => reject(new Error(`the SSH server exited (${code}):\n${logs}`)))
+  })
+  const knownHosts = join(dir, 'known_hosts')
+  writeFileSync(knownHosts, `[127.0.0.1]:${port} ${sshPublicKeyLine(hostKey.publicKey)}\n`)
+
+  const args = (remoteCommand: string) => [
+    '-F', '/dev/null', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`,
+    '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
+    '-i', keyFile, '-p', String(port), 'session-user@127.0.0.1', remoteCommand,
+  ]
+  return {
+    args,
+    run: (remoteCommand) => new Promise((resolve) => {
+      execFile('ssh', args(remoteCommand), { timeout: 30_000 }, (error, stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr })
+      })
+    }),
+    stop: async () => {
+      child.kill('SIGTERM')
+      await exited
+    },
+  }
+}
+
+/** A home directory as logins have them: owned by the login, mode 0700. */
+function privateHome(): string {
+  const parent = tempDir()
+  chmodSync(parent, 0o755)
+  const home = join(parent, 'home')
+  mkdirSync(home, { mode: 0o700 })
+  chownSync(home, NOBODY, NOBODY)
+  return home
+}
+
+t.test('the node unit\'s capabilities let the SSH server run sessions as another login', { skip: capabilitySkip }, async (t) => {
+  const home = privateHome()
+  const ssh = await sshServerUnder(boundingSet(NODE_UNIT), home)
+  t.teardown(() => ssh.stop())
+
+  const session = await ssh.run('id -u; pwd; touch "$HOME/made-in-session" && echo wrote')
+  t.equal(session.code, 0, session.stderr)
+  t.equal(session.stdout, `${NOBODY}\n${home}\nwrote\n`, 'runs as the login, in its private home, and can write there')
+  t.equal(statSync(join(home, 'made-in-session')).uid, NOBODY)
+
+  // A client that goes away ends its session: the server signals the session's processes,
+  // which belong to the login, and that takes CAP_KILL.
+  const marker = join(home, 'pid')
+  const client = spawn('ssh', ssh.args(`echo $$ > ${marker}; exec sleep 300`), { stdio: 'ignore' })
+  const clientExited = new Promise((resolve) => client.once('exit', resolve))
+  await waitUntil(() => existsSync(marker) && readFileSync(marker, 'utf8').endsWith('\n'))
+  const sleeper = Number(readFileSync(marker, 'utf8'))
+  t.teardown(() => { if (processAlive(sleeper)) process.kill(sleeper, 'SIGKILL') })
+  t.ok(processAlive(sleeper), 'the session is running')
+  client.kill('SIGKILL')
+  await clientExited
+  await waitUntil(() => !processAlive(sleeper))
+  t.notOk(processAlive(sleeper), 'the session\'s process ended with its connection')
+})
+
+t.test('without CAP_DAC_READ_SEARCH the server cannot enter a private home: the unit needs it', { skip: capabilitySkip }, async (t) => {
+  const ssh = await sshServerUnder(boundingSet(NODE_UNIT, ['dac_read_search']), privateHome())
+  t.teardown(() => ssh.stop())
+  const session = await ssh.run('id -u')
+  t.equal(session.code, 127)
+  t.match(session.stderr, /cannot start the session: .*EACCES/)
+})
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function waitUntil(check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+}
