@@ -25,7 +25,7 @@ import { createPublicKey } from 'node:crypto'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import { HttpError, labelsField, readJson, Router, stringField, stringListField } from '../shared/json-http.ts'
 import { certSubject, issuedByAny, type CertSubject } from '../shared/cert-subject.ts'
-import { resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/config.ts'
+import { DEFAULTS, resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/config.ts'
 import { writeFileAtomic } from '../shared/files.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { VERSION } from '../shared/version.ts'
@@ -81,8 +81,9 @@ export class AuthServer {
   async start(): Promise<void> {
     const auth = this.config.auth
     const storage = auth.storage
-    if (storage.type !== 'sqlite') throw new Error(`auth_service.storage.type "${storage.type}" is not supported by this build; use sqlite`)
-    this.backend = await openBackend({ type: 'sqlite', path: storage.path ?? joinPath(this.config.dataDir, 'backend.db') })
+    this.backend = await openBackend(storage.type === 'etcd'
+      ? { type: 'etcd', peers: storage.peers ?? [], prefix: storage.prefix ?? DEFAULTS.etcdPrefix, tls: storage.tls }
+      : { type: 'sqlite', path: storage.path ?? joinPath(this.config.dataDir, 'backend.db') })
     this.clusterName = await this.loadClusterName(auth.clusterName ?? this.config.nodename)
     this.hostCA = await loadOrCreateAuthority(this.backend, 'host', this.clusterName)
     this.userCA = await loadOrCreateAuthority(this.backend, 'user', this.clusterName)

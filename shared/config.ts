@@ -32,6 +32,7 @@ export const DEFAULTS = {
   nodeTokenTtlMs: 30 * 60e3,
   tokenTtlMs: 60 * 60e3,
   storageFile: 'backend.db',
+  etcdPrefix: '/warren/',
   logLevel: 'info',
   logFormat: 'text',
   version: 'v1',

@@ -1,0 +1,282 @@
+// The etcd backend against a real etcd 3 started on loopback: the shared conformance suite,
+// then what is particular to etcd (expiry ahead of lease revocation, shared leases, several
+// clients racing, prefixes, TLS with client certificates).
+
+import { generateKeyPairSync } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import type { Test } from 'tap'
+import { Etcd3 } from 'etcd3'
+import { backendConformance } from './conformance.ts'
+import { EtcdBackend, decode, encode, rangeEnd } from './etcd.ts'
+import { openBackend } from './index.ts'
+import { createCA, createCertificate } from '../x509.ts'
+import { EtcdServer, etcdUnavailable, uniquePrefix } from '../../test/helpers/etcd.ts'
+import { freePort, tempDir } from '../../test/helpers/cluster.ts'
+
+const unavailable = etcdUnavailable()
+if (unavailable) {
+  t.plan(0, unavailable)
+} else {
+  let etcd: EtcdServer
+  t.before(async () => {
+    etcd = await EtcdServer.start()
+  })
+  t.teardown(() => etcd.stop())
+
+  const open = async (t: Test, prefix = uniquePrefix()) => {
+    const backend = await EtcdBackend.open({ peers: [etcd.clientUrl], prefix })
+    t.teardown(() => backend.close())
+    return backend
+  }
+
+  /** A plain etcd client, to look at what the backend stored. */
+  const raw = (t: Test) => {
+    const client = new Etcd3({ hosts: etcd.clientUrl })
+    t.teardown(() => client.close())
+    return client
+  }
+
+  // Each case gets a prefix of its own on the one etcd: a fresh, empty store.
+  // Expiry is exact whatever the TTL; 1.5 s is not a whole number of lease seconds.
+  backendConformance(t, 'EtcdBackend', async () => {
+    const prefix = uniquePrefix('conformance')
+    return {
+      backend: await EtcdBackend.open({ peers: [etcd.clientUrl], prefix }),
+      reopen: () => EtcdBackend.open({ peers: [etcd.clientUrl], prefix }),
+      cleanup: async () => {
+        const client = new Etcd3({ hosts: etcd.clientUrl })
+        await client.delete().prefix(prefix)
+        client.close()
+      },
+    }
+  }, { ttlMs: 1500 })
+
+  t.test('an expired item is gone for reads and conditions before etcd revokes its lease', async (t) => {
+    const backend = await open(t)
+    const stored = raw(t).namespace(backend.prefix)
+    const expiring = await backend.put('/expiring', 'v', { ttlMs: 1000 })
+    await backend.put('/claimed', 'v', { ttlMs: 1000 })
+    await backend.put('/recreated', 'v', { ttlMs: 1000 })
+    const expiries = (await backend.list('/')).map((item) => item.expires!)
+    t.equal(expiries.length, 3)
+    const expires = (await backend.get('/expiring'))!.expires!
+    await sleep(Math.max(...expiries) + 20 - Date.now())
+
+    // The lease outlives the item by at least a second, so etcd still holds all three.
+    t.equal(await stored.get('/expiring').string(), `${String(expires).padStart(15, '0')}\nv`, 'etcd still holds it')
+    t.equal(await backend.get('/expiring'), undefined, 'get')
+    t.same(await backend.list('/'), [], 'list')
+    t.equal(await backend.txn([{ key: '/expiring', revision: expiring }], []), false, 'a revision condition fails')
+    t.equal(await backend.txn([{ key: '/claimed', absent: true }], [{ op: 'put', key: '/claimed', value: 'mine' }]), true, 'an absent condition holds')
+    t.equal(await backend.create('/recreated', 'again'), true, 'create succeeds')
+    t.equal(await backend.delete('/expiring'), false, 'delete reports it absent')
+    t.match(await backend.get('/claimed'), { value: 'mine', expires: undefined })
+
+    // Left alone, an expired item is removed from etcd by its lease.
+    await backend.put('/left', 'v', { ttlMs: 1000 })
+    const deadline = Date.now() + 20_000
+    while ((await stored.get('/left').string()) !== null && Date.now() < deadline) await sleep(200)
+    t.equal(await stored.get('/left').string(), null, 'the lease removed it from etcd')
+  })
+
+  t.test('a condition on a live item with a lease holds at once', async (t) => {
+    const backend = await open(t)
+    const revision = await backend.put('/token', 'single-use', { ttlMs: 60_000 })
+    t.equal(await backend.txn([{ key: '/token', revision }], [{ op: 'delete', key: '/token' }]), true)
+    t.equal(await backend.get('/token'), undefined)
+  })
+
+  t.test('conditions on items without a lease, whatever their value', async (t) => {
+    const backend = await open(t)
+    // Values sorting below or above an expiry's digits take different paths through txn.
+    for (const value of ['', '"quoted"', '0', '999999999999999999', '{"json":1}', '\u0000', 'ü']) {
+      const revision = await backend.put('/k', value)
+      t.equal(await backend.txn([{ key: '/k', revision: revision - 1 }], [{ op: 'put', key: '/k', value: 'no' }]), false, `${JSON.stringify(value)}: stale revision`)
+      t.equal(await backend.txn([{ key: '/k', revision }], [{ op: 'put', key: '/k', value: 'yes' }]), true, `${JSON.stringify(value)}: current revision`)
+      t.equal((await backend.get('/k'))?.value, 'yes')
+      t.equal(await backend.txn([{ key: '/k', absent: true }], []), false, `${JSON.stringify(value)}: not absent`)
+    }
+  })
+
+  t.test('writes expiring in the same second share one lease that outlives them', async (t) => {
+    const backend = await open(t)
+    const client = raw(t)
+    const writes = 200
+    await Promise.all(Array.from({ length: writes }, (_, i) => backend.put(`/heartbeat/${i}`, 'v', { ttlMs: 30_000 })))
+    const stored = await client.namespace(backend.prefix).getAll().prefix('/heartbeat/').exec()
+    t.equal(stored.kvs.length, writes)
+    const leases = new Set(stored.kvs.map((kv) => kv.lease))
+    t.ok(leases.size <= 3, `${writes} writes used ${leases.size} leases`)
+    for (const lease of leases) {
+      const { TTL } = await client.leaseClient.leaseTimeToLive({ ID: lease })
+      const latest = Math.max(...stored.kvs.filter((kv) => kv.lease === lease).map((kv) => decode(kv.value, '').expires))
+      t.ok(Number(TTL) * 1000 >= latest - Date.now(), `lease ${lease} has ${TTL} s left, its last item ${latest - Date.now()} ms`)
+    }
+  })
+
+  t.test('a lease revoked behind the backend is replaced', async (t) => {
+    const backend = await open(t)
+    const client = raw(t)
+    await backend.put('/first', 'v', { ttlMs: 60_000 })
+    const expires = (await backend.get('/first'))!.expires!
+    const [stored] = (await client.namespace(backend.prefix).getAll().prefix('/first').exec()).kvs
+    await client.leaseClient.leaseRevoke({ ID: stored.lease })
+    t.equal(await backend.get('/first'), undefined, 'revoking the lease removed its item')
+
+    // Expiring in the same second, this write would reuse the revoked lease.
+    await backend.put('/second', 'v', { ttlMs: expires - Date.now() })
+    t.match(await backend.get('/second'), { value: 'v', expires })
+    t.ok(await backend.txn([], [{ op: 'put', key: '/third', value: 'v', ttlMs: expires - Date.now() }]), 'txn too')
+  })
+
+  t.test('values are stored as they are, under the prefix', async (t) => {
+    const backend = await open(t)
+    const client = raw(t)
+    await backend.put('/plain', '{"a": "ü"}')
+    await backend.put('/expiring', 'x', { ttlMs: 60_000 })
+    t.equal(await client.get(`${backend.prefix}/plain`).string(), '{"a": "ü"}')
+    const expires = (await backend.get('/expiring'))!.expires!
+    t.equal(await client.get(`${backend.prefix}/expiring`).string(), `${String(expires).padStart(15, '0')}\nx`)
+    t.same(await client.getAll().prefix(backend.prefix).keys(), [`${backend.prefix}/expiring`, `${backend.prefix}/plain`])
+  })
+
+  t.test('prefixes keep stores apart, even when one name starts with the other', async (t) => {
+    const base = uniquePrefix('isolation').slice(0, -1)
+    const first = await open(t, `${base}/`)
+    const second = await open(t, `${base}2/`)
+    const unslashed = await open(t, base)
+    t.equal(unslashed.prefix, `${base}/`, 'a trailing slash is added')
+    await first.put('/a', 'first')
+    await second.put('/a', 'second')
+    t.same((await first.list('')).map((item) => item.value), ['first'])
+    t.same((await second.list('')).map((item) => item.value), ['second'])
+    t.equal(await second.delete('/a'), true)
+    t.match(await first.get('/a'), { value: 'first' })
+    t.match(await unslashed.get('/a'), { value: 'first' }, 'same store as with the slash')
+  })
+
+  t.test('two clients racing on one etcd: exactly one of 60 txns and of 60 creates wins', async (t) => {
+    const prefix = uniquePrefix('race')
+    const clients = [await open(t, prefix), await open(t, prefix), await open(t, prefix)]
+    const revision = await clients[0].put('/token', 'single-use', { ttlMs: 60_000 })
+    const txns = await Promise.all(Array.from({ length: 60 }, (_, i) =>
+      clients[i % 3].txn([{ key: '/token', revision }], [{ op: 'delete', key: '/token' }, { op: 'put', key: `/winners/${i}`, value: 'won' }]),
+    ))
+    t.equal(txns.filter(Boolean).length, 1)
+    t.equal((await clients[1].list('/winners/')).length, 1)
+    const creates = await Promise.all(Array.from({ length: 60 }, (_, i) => clients[i % 3].create('/lock', `holder ${i}`, { ttlMs: 60_000 })))
+    t.equal(creates.filter(Boolean).length, 1)
+    t.match(await clients[2].get('/lock'), { value: `holder ${creates.indexOf(true)}` })
+  })
+
+  t.test('a txn touching one key twice keeps the last operation, as if applied in order', async (t) => {
+    const backend = await open(t)
+    t.equal(await backend.txn([], [{ op: 'put', key: '/a', value: '1' }, { op: 'delete', key: '/a' }]), true)
+    t.equal(await backend.get('/a'), undefined)
+    t.equal(await backend.txn([], [{ op: 'delete', key: '/a' }, { op: 'put', key: '/a', value: '2' }, { op: 'put', key: '/b', value: 'b' }]), true)
+    t.match(await backend.list('/'), [{ key: '/a', value: '2' }, { key: '/b', value: 'b' }])
+  })
+
+  t.test('lists longer than a page are whole and in key order', async (t) => {
+    const backend = await open(t)
+    const keys = Array.from({ length: 2500 }, (_, i) => `/many/${String(i).padStart(5, '0')}`)
+    // etcd takes at most 128 operations in one txn by default.
+    for (let i = 0; i < keys.length; i += 100) {
+      await backend.txn([], keys.slice(i, i + 100).map((key) => ({ op: 'put' as const, key, value: key })))
+    }
+    const listed = await backend.list('/many/')
+    t.equal(listed.length, keys.length)
+    t.ok(listed.every((item, i) => item.key === keys[i] && item.value === keys[i]), 'every key once, in order')
+  })
+
+  t.test('a TTL must be a positive number', async (t) => {
+    const backend = await open(t)
+    for (const ttlMs of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await t.rejects(backend.put('/a', 'v', { ttlMs }), RangeError, `put ttlMs ${ttlMs}`)
+      await t.rejects(backend.txn([], [{ op: 'put', key: '/a', value: 'v', ttlMs }]), RangeError, `txn ttlMs ${ttlMs}`)
+    }
+    t.equal(await backend.get('/a'), undefined, 'nothing was written')
+  })
+
+  t.test('openBackend opens etcd from the storage config', async (t) => {
+    const backend = await openBackend({ type: 'etcd', peers: [etcd.clientUrl.replace('http://', '')], prefix: uniquePrefix() })
+    t.teardown(() => backend.close())
+    t.ok(backend instanceof EtcdBackend)
+    t.ok((await backend.put('/a', 'v')) > 0, 'a bare host:port means plain http')
+  })
+
+  t.test('an unreachable etcd fails at open, naming the address', async (t) => {
+    const peer = `http://127.0.0.1:${await freePort()}`
+    await t.rejects(EtcdBackend.open({ peers: [peer], prefix: '/warren/' }), {
+      message: new RegExp(`^cannot use etcd at ${peer.replace(/[.]/g, '\\.')}: `),
+    })
+  })
+
+  t.test('after close, calls say the backend is closed', async (t) => {
+    const backend = await EtcdBackend.open({ peers: [etcd.clientUrl], prefix: uniquePrefix() })
+    await backend.close()
+    await t.rejects(backend.get('/a'), { message: /is closed/ })
+    await t.rejects(backend.put('/a', 'v', { ttlMs: 1000 }), { message: /is closed/ })
+  })
+
+  t.test('TLS with client certificates', async (t) => {
+    const dir = tempDir('warren-etcd-tls-')
+    const files = writeTlsFiles(dir)
+    const secure = await EtcdServer.start({ tls: files })
+    t.teardown(() => secure.stop())
+    const peer = secure.clientUrl.replace('https://', '')
+
+    const backend = await EtcdBackend.open({ peers: [peer], prefix: '/warren/', tls: { caFile: files.caFile, certFile: files.clientCertFile, keyFile: files.clientKeyFile } })
+    t.teardown(() => backend.close())
+    t.equal(backend.peers[0], secure.clientUrl, 'a bare host:port means https when TLS is configured')
+    const revision = await backend.put('/a', 'v', { ttlMs: 60_000 })
+    t.match(await backend.get('/a'), { value: 'v', revision })
+
+    await t.rejects(EtcdBackend.open({ peers: [peer], prefix: '/warren/', tls: { caFile: files.caFile } }), { message: /^cannot use etcd at / }, 'no client certificate, no entry')
+    await t.rejects(EtcdBackend.open({ peers: [peer], prefix: '/warren/', tls: { caFile: join(dir, 'missing.pem') } }), { message: /cannot read the etcd TLS CA file .*missing\.pem/ })
+    await t.rejects(EtcdBackend.open({ peers: [peer], prefix: '/warren/', tls: { caFile: files.caFile, certFile: files.clientCertFile } }), { message: /both a certificate file and a key file/ })
+    await t.rejects(EtcdBackend.open({ peers: [`http://${peer}`], prefix: '/warren/', tls: { caFile: files.caFile } }), { message: /uses http:\/\/ but TLS is configured/ })
+  })
+
+  t.test('encoding helpers', async (t) => {
+    t.same(rangeEnd(Buffer.from('/warren/')), Buffer.from('/warren0'))
+    t.same(rangeEnd(Buffer.from([0x61, 0xff, 0xff])), Buffer.from([0x62]))
+    t.same(rangeEnd(Buffer.from([0xff])), Buffer.from([0]), 'all of the keyspace')
+    t.equal(encode('ü', undefined).toString('utf8'), 'ü', 'no TTL, no envelope')
+    t.same(decode(encode('a\nb', 1_767_225_600_000), '/k'), { value: 'a\nb', expires: 1_767_225_600_000 })
+    t.throws(() => decode(Buffer.from('{"not":"ours"}'), '/k'), { message: /etcd key "\/k" has a lease but no expiry/ })
+  })
+}
+
+/** A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files. */
+function writeTlsFiles(dir: string) {
+  const ca = createCA('etcd test CA', 'warren-test')
+  const issue = (name: string, usage: 'serverAuth' | 'clientAuth') => {
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    const now = Date.now()
+    const cert = createCertificate({
+      subject: { CN: name, O: 'warren-test' },
+      issuer: { CN: 'etcd test CA', O: 'warren-test' },
+      publicKey,
+      signingKey: ca.key,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 3600_000),
+      ipAddresses: ['127.0.0.1'],
+      dnsNames: ['localhost'],
+      extKeyUsage: [usage],
+    })
+    const certFile = join(dir, `${name}.pem`)
+    const keyFile = join(dir, `${name}-key.pem`)
+    writeFileSync(certFile, cert)
+    writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 })
+    return { certFile, keyFile }
+  }
+  const caFile = join(dir, 'ca.pem')
+  writeFileSync(caFile, ca.certPem)
+  const server = issue('server', 'serverAuth')
+  const client = issue('client', 'clientAuth')
+  return { caFile, certFile: server.certFile, keyFile: server.keyFile, clientCertFile: client.certFile, clientKeyFile: client.keyFile }
+}
