@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from '../shared/log.ts'
 import { readFirstMessage, writeMessage } from '../shared/tunnel-protocol.ts'
 import { parseHostPort } from '../shared/config.ts'
+import { splice } from '../shared/splice.ts'
 
 export interface ServiceTable {
   ssh?: { handleConnection(stream: Duplex, info?: { remoteAddress?: string }): void }
@@ -41,16 +42,12 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
     connected = true
     writeMessage(stream, { ok: true })
     socket.setNoDelay(true)
-    stream.pipe(socket)
-    socket.pipe(stream)
+    splice(stream, socket)
     log.debug(`forwarding ${client} to ${port.name} (${port.addr})`)
   })
   socket.once('error', (error) => {
-    if (!connected) {
-      writeMessage(stream, { ok: false, error: `${port.name} (${port.addr}) refused: ${error.message}` })
-      stream.end()
-    } else stream.destroy()
+    if (connected) return
+    writeMessage(stream, { ok: false, error: `${port.name} (${port.addr}) refused: ${error.message}` })
+    stream.end()
   })
-  stream.on('close', () => socket.destroy())
-  socket.on('close', () => stream.end())
 }

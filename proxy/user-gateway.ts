@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream'
 import { certSubject, issuedByAny } from '../shared/cert-subject.ts'
 import type { Logger } from '../shared/log.ts'
 import { readFirstMessage, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
+import { splice } from '../shared/splice.ts'
 import type { TunnelServer } from './tunnel-server.ts'
 
 export interface UserGatewayOptions {
@@ -51,18 +52,4 @@ export async function handleUserConnection(socket: TLSSocket, remoteAddress: str
   log.info(`user ${subject.commonName} connected to ${node} (${request.service})`, { from: remoteAddress })
   writeMessage(socket, { ok: true })
   splice(socket, stream)
-}
-
-/** Pipes both ways; either side closing or failing tears down the other. */
-export function splice(a: Duplex, b: Duplex): void {
-  a.pipe(b)
-  b.pipe(a)
-  const destroyBoth = () => {
-    a.destroy()
-    b.destroy()
-  }
-  a.on('error', destroyBoth)
-  b.on('error', destroyBoth)
-  a.on('close', () => b.end())
-  b.on('close', () => a.end())
 }
