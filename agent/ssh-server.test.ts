@@ -1,14 +1,15 @@
 import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
 import { generateKeyPairSync, createPublicKey, type KeyObject } from 'node:crypto'
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { duplexPair } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createLogger } from '../shared/log.ts'
 import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
-import { NodeSshServer } from './ssh-server.ts'
+import { lookupPasswd, NodeSshServer } from './ssh-server.ts'
 
 const HOUR = 3_600_000
 const dir = t.testdir()
@@ -53,10 +54,17 @@ function identity(name: string, cert: CertOptions | false = {}): string {
 const good = identity('good')
 const logLines: string[] = []
 const log = createLogger('node', { level: 'debug', stream: { write: (line: string) => logLines.push(line) } as unknown as NodeJS.WritableStream })
+// Sessions run as the real root account but with a fresh home: this machine's root startup
+// files (not under test) can stall a bash that many parallel tests start at once.
+const TEST_HOME = mkdtempSync(join(tmpdir(), 'warren-home-'))
 const server = new NodeSshServer({
   hostKeyPem: hostKey.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
   userCAKeys: [sshPublicKeyLine(userCA.publicKey)],
   log,
+  resolveLogin: (login) => {
+    const account = lookupPasswd(login)
+    return account && { ...account, home: TEST_HOME }
+  },
 })
 const listener: Server = createServer((socket) => server.handleConnection(socket))
 await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
@@ -67,6 +75,7 @@ writeFileSync(knownHosts, `[127.0.0.1]:${port} ${sshPublicKeyLine(createPublicKe
 t.teardown(async () => {
   await server.close()
   listener.close()
+  rmSync(TEST_HOME, { recursive: true, force: true })
 })
 
 function sshArgs(key: string, login = 'root'): string[] {
@@ -131,7 +140,7 @@ t.test('exec passes standard input through, with flow control', async (t) => {
 t.test('exec runs as the login with its environment; only LANG and LC_* pass', async (t) => {
   const result = await ssh(good, ['-o', 'SetEnv=LANG=C.UTF-8 LC_TIME=C FOO=bar', 'echo "$USER $LOGNAME $HOME $SHELL $(id -u) $(pwd)"; echo "$LANG|$LC_TIME|$FOO"'])
   const root = readFileSync('/etc/passwd', 'utf8').split('\n').find((line) => line.startsWith('root:'))!.split(':')
-  t.equal(result.stdout, `root root ${root[5]} ${root[6]} 0 ${root[5]}\nC.UTF-8|C|\n`)
+  t.equal(result.stdout, `root root ${TEST_HOME} ${root[6]} 0 ${TEST_HOME}\nC.UTF-8|C|\n`)
 })
 
 t.test('a command killed by a signal reports it', async (t) => {

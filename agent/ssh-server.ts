@@ -513,7 +513,7 @@ function run(command: string, args: string[]): Promise<void> {
 // ---- Login accounts -------------------------------------------------------------------------
 
 /** getpwnam(3) for /etc/passwd only (no NSS): name:password:uid:gid:gecos:home:shell. */
-function lookupPasswd(login: string): LoginAccount | undefined {
+export function lookupPasswd(login: string): LoginAccount | undefined {
   let text: string
   try {
     text = readFileSync('/etc/passwd', 'utf8')

@@ -6,7 +6,7 @@ import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { AuthProcess, freePort, ProxyProcess, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
+import { AuthProcess, freePort, ProxyProcess, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 const haproxy = spawnSync('haproxy', ['-v']).status === 0 ? undefined : 'HAProxy is not installed (apt-get install haproxy)'
 
@@ -60,10 +60,10 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
   t.equal(heldCount(node.stderr), 3, 'exactly three tunnels within 10 s')
   await waitForNode(auth, 'fleet-1')
 
-  await auth.ctl(['users', 'add', 'alice', '--logins=root'])
+  await auth.ctl(['users', 'add', 'alice', `--logins=${testLogin()}`])
   const profile = tempDir('warren-user-')
   t.equal((await auth.ctl(['auth', 'sign', '--user=alice', `--out=${profile}`])).code, 0)
-  const sshVia = (proxy: ProxyProcess) => warren(['ssh', `--identity=${profile}`, `--proxy=${proxy.web}`, 'root@fleet-1', 'echo', 'ok'])
+  const sshVia = (proxy: ProxyProcess) => warren(['ssh', `--identity=${profile}`, `--proxy=${proxy.web}`, `${testLogin()}@fleet-1`, 'echo', 'ok'])
   for (const [i, proxy] of proxies.entries()) {
     const result = await sshVia(proxy)
     t.equal(result.stdout, 'ok\n', `ssh through proxy ${i} (${result.stderr.trim()})`)

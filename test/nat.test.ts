@@ -7,7 +7,7 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { AuthProcess, ProxyProcess, openssh, signUser, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, ProxyProcess, openssh, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { createNat, natUnavailable } from './helpers/nat.ts'
 
 const KEEPALIVE_MS = 2000
@@ -48,7 +48,7 @@ t.test('a device behind NAT is reachable only through its tunnel', { skip: unava
   t.match(direct, /^failed: /, `a direct connection from the WAN fails (${direct.trim()})`)
 
   const profile = await signUser(auth, `${nat.wanAddress}:3080`)
-  const result = await openssh(profile, ['root@device', `ip -4 -o addr show | grep -c ${nat.deviceAddress}; exit 7`], { netns: nat.wan })
+  const result = await openssh(profile, [`${testLogin()}@device`, `ip -4 -o addr show | grep -c ${nat.deviceAddress}; exit 7`], { netns: nat.wan })
   t.equal(result.code, 7, `exit status through the tunnel (${result.stderr})`)
   t.equal(result.stdout.trim(), '1', 'the command ran on the device (it holds the LAN address)')
 
@@ -59,7 +59,7 @@ t.test('a device behind NAT is reachable only through its tunnel', { skip: unava
     t.pass('the agent noticed the silent drop')
     nat.heal()
     await node.waitFor('a fresh tunnel', () => (node.stderr.match(/tunnel to proxy \S+ open/g) ?? []).length > before, 30_000)
-    const again = await openssh(profile, ['root@device', 'echo back'], { netns: nat.wan })
+    const again = await openssh(profile, [`${testLogin()}@device`, 'echo back'], { netns: nat.wan })
     t.equal(again.code, 0, again.stderr)
     t.equal(again.stdout, 'back\n')
   })

@@ -9,7 +9,7 @@ import { connect as netConnect, createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AuthProcess, freePort, ProxyProcess, openssh, signUser, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
+import { AuthProcess, freePort, ProxyProcess, openssh, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 for (const layout of ['separate ports', 'one multiplexed port'] as const) {
   t.test(`ssh through the tunnel (${layout})`, async (t) => {
@@ -34,16 +34,16 @@ for (const layout of ['separate ports', 'one multiplexed port'] as const) {
     t.match(listing, /^tunneled\s+\S+\s+⟵ Tunnel\s+env=test$/m, 'the node is present through its tunnel')
 
     const profile = await signUser(auth, proxy.web)
-    const result = await openssh(profile, ['root@tunneled', 'echo "hello from $(hostname)"; echo oops >&2; exit 3'])
+    const result = await openssh(profile, [`${testLogin()}@tunneled`, 'echo "hello from $(hostname)"; echo oops >&2; exit 3'])
     t.equal(result.code, 3, 'the exit status comes back')
     t.match(result.stdout, /^hello from /)
     t.match(result.stderr, /oops/)
 
-    const viaWarren = await warren(['ssh', `--identity=${profile}`, 'root@tunneled', 'echo', 'via-warren'])
+    const viaWarren = await warren(['ssh', `--identity=${profile}`, `${testLogin()}@tunneled`, 'echo', 'via-warren'])
     t.equal(viaWarren.code, 0, viaWarren.stderr)
     t.equal(viaWarren.stdout, 'via-warren\n')
 
-    const unknown = await openssh(profile, ['root@nowhere', 'true'])
+    const unknown = await openssh(profile, [`${testLogin()}@nowhere`, 'true'])
     t.not(unknown.code, 0)
     t.match(unknown.stderr, /cannot reach node "nowhere"/)
 
@@ -56,7 +56,7 @@ for (const layout of ['separate ports', 'one multiplexed port'] as const) {
 
     // ssh -L through the tunnel.
     const localPort = await freePort()
-    const forward = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${localPort}:127.0.0.1:${echo.port}`, 'root@tunneled'], { stdio: 'ignore' })
+    const forward = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${localPort}:127.0.0.1:${echo.port}`, `${testLogin()}@tunneled`], { stdio: 'ignore' })
     t.teardown(() => forward.kill('SIGKILL'))
     t.equal(await echoThrough(localPort, 'through -L'), 'through -L', 'ssh -L forwards through the tunnel')
 

@@ -1,9 +1,9 @@
 // Real processes for tests that cross roles: an auth server started with `warren start`,
 // warrenctl invocations, and node agents, each in its own temporary data dir.
 
-import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, execFile, execFileSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { tmpdir, userInfo } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -272,9 +272,28 @@ export function openssh(profileDir: string, args: string[], options: { timeoutMs
   })
 }
 
-/** A user with login root and OpenSSH credentials in a fresh directory. */
+let throwawayLogin: string | undefined
+
+/**
+ * The OS login that test SSH sessions use: a throwaway account with a plain /bin/sh,
+ * created once per test process and removed at exit (this machine's root startup files
+ * are not under test, and can stall shells that many parallel tests start at once).
+ */
+export function testLogin(): string {
+  if (throwawayLogin) return throwawayLogin
+  if (process.getuid?.() !== 0) return (throwawayLogin = userInfo().username)
+  const name = `wt${process.pid}`
+  execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', name])
+  process.on('exit', () => {
+    spawnSync('pkill', ['-KILL', '-u', name])
+    spawnSync('userdel', ['--remove', name])
+  })
+  return (throwawayLogin = name)
+}
+
+/** A user allowed to log in as testLogin(), with OpenSSH credentials in a fresh directory. */
 export async function signUser(auth: AuthProcess, proxyWeb: string, name = 'alice'): Promise<string> {
-  await auth.ctl(['users', 'add', name, '--logins=root'])
+  await auth.ctl(['users', 'add', name, `--logins=${testLogin()}`])
   const dir = tempDir('warren-user-')
   const signed = await auth.ctl(['auth', 'sign', `--user=${name}`, '--ttl=1h', `--out=${dir}`, '--format=openssh', `--proxy=${proxyWeb}`])
   if (signed.code !== 0) throw new Error(`auth sign failed: ${signed.stderr}`)
