@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `warren`: the daemon (start) and the user's client. `warren ctl ...` is warrenctl.
 
+import { execFileSync } from 'node:child_process'
 import { runMain } from './main.ts'
 import { start } from './start.ts'
 import { proxyPort, proxySsh, ssh } from './ssh.ts'
@@ -41,7 +42,7 @@ export async function warren(argv: string[]): Promise<number | void> {
       return warrenctl(rest)
     case 'version':
     case '--version':
-      process.stdout.write(`Warren v${VERSION} node ${process.version}\n`)
+      process.stdout.write(`Warren v${VERSION} node ${process.version} commit ${commit()}\n`)
       return 0
     case 'help':
     case '--help':
@@ -50,6 +51,18 @@ export async function warren(argv: string[]): Promise<number | void> {
       return command === undefined ? 2 : 0
     default:
       throw new UsageError(`unknown command "${command}"\n${USAGE}`)
+  }
+}
+
+declare const __WARREN_COMMIT__: string | undefined
+
+/** The commit the single executable was built from (defined by the build); from a checkout, git's. */
+function commit(): string {
+  if (typeof __WARREN_COMMIT__ === 'string') return __WARREN_COMMIT__
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: import.meta.dirname, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || 'unknown'
+  } catch {
+    return 'unknown'
   }
 }
 

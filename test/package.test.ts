@@ -1,0 +1,191 @@
+// The single executables that `npm run package` writes to dist/: each one, copied alone
+// into an empty directory and run with no Node on PATH, prints its version, answers to
+// the name warrenctl, joins a cluster through a proxy's web port and serves SSH through
+// its reverse tunnel. The arm64 one runs under qemu-user. The x64 one also runs an auth
+// server on etcd, whose client needs files that only the bundle carries.
+
+import t from 'tap'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { accessSync, constants, copyFileSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { delimiter, join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { AuthProcess, openssh, ProxyProcess, ROOT, signUser, tempDir, testLogin, waitForNode, type RunResult } from './helpers/cluster.ts'
+import { EtcdServer, etcdUnavailable, uniquePrefix } from './helpers/etcd.ts'
+import { VERSION } from '../shared/version.ts'
+
+const ARM64_SYSROOT = '/usr/aarch64-linux-gnu'
+
+interface Target {
+  arch: 'x64' | 'arm64'
+  binary: string
+  /** What runs the binary: nothing for this machine's architecture, else an emulator. */
+  runner: string[]
+  /** Time for a join and an SSH login, longer under emulation. */
+  timeoutMs: number
+}
+
+/** An executable of that name on this machine's PATH. */
+function onPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    try {
+      accessSync(join(dir, name), constants.X_OK)
+      return join(dir, name)
+    } catch {}
+  }
+  return undefined
+}
+
+const x64 = join(ROOT, 'dist/warren-linux-x64')
+const arm64 = join(ROOT, 'dist/warren-linux-arm64')
+if (!existsSync(x64)) {
+  t.plan(0, 'dist/warren-linux-x64 is not built: run "npm run package" first')
+} else {
+  run()
+}
+
+function run(): void {
+  t.setTimeout(300_000)
+  // The tools the agent's sessions use, and nothing else: no node.
+  const tools = tempDir('warren-tools-')
+  for (const name of ['sh', 'script', 'stty']) {
+    const path = onPath(name)
+    if (path) symlinkSync(path, join(tools, name))
+  }
+  const env = { PATH: tools, HOME: process.env.HOME ?? '/root' }
+
+  const auth = new AuthProcess()
+  let proxy: ProxyProcess
+  let pin = ''
+  t.before(async () => {
+    await auth.start()
+    pin = await auth.pin()
+    proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  })
+  t.teardown(async () => {
+    await proxy?.stop()
+    await auth.stop()
+  })
+
+  const qemu = onPath('qemu-aarch64-static')
+  const targets: (Target & { skip?: string })[] = [
+    { arch: 'x64', binary: x64, runner: [], timeoutMs: 20_000 },
+    {
+      arch: 'arm64',
+      binary: arm64,
+      runner: qemu ? [qemu, '-L', ARM64_SYSROOT] : [],
+      timeoutMs: 90_000,
+      skip: !existsSync(arm64) ? 'dist/warren-linux-arm64 is not built'
+        : !qemu ? 'qemu-aarch64-static is missing (Debian: qemu-user-static)'
+        : !existsSync(join(ARM64_SYSROOT, 'lib/ld-linux-aarch64.so.1')) ? `no arm64 libraries in ${ARM64_SYSROOT} (Debian: libc6-arm64-cross, libstdc++6-arm64-cross)`
+        : undefined,
+    },
+  ]
+  if (process.arch !== 'x64') targets[0].skip = `this machine is ${process.arch}`
+
+  for (const target of targets) {
+    t.test(`warren-linux-${target.arch}`, { skip: target.skip }, async (t) => {
+      const dir = install(target.binary)
+      const warren = join(dir, 'warren')
+      const exec = (name: string, args: string[]) => runFile(target, join(dir, name), args, { cwd: dir, env, timeoutMs: target.timeoutMs })
+
+      const version = await exec('warren', ['version'])
+      t.equal(version.code, 0, 'warren version runs', { stderr: version.stderr })
+      t.match(version.stdout, new RegExp(`^Warren v${VERSION.replaceAll('.', '\\.')} node ${process.version} commit ([0-9a-f]{7,}|unknown)\n$`), 'its own version, the embedded Node and the commit')
+
+      const status = await exec('warrenctl', ['status', `--data-dir=${auth.dataDir}`])
+      t.equal(status.code, 0, 'invoked as warrenctl it administers the cluster', { stderr: status.stderr })
+      t.match(status.stdout, /^Cluster\s+test-cluster$/m)
+      t.match(status.stdout, new RegExp(`^CA pin\\s+${pin}$`, 'm'))
+
+      const nodename = `sea-${target.arch}`
+      const agent = startFile(target, warren, [
+        'start', '--roles=node', `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`,
+        `--nodename=${nodename}`, `--data-dir=${tempDir()}`,
+      ], { cwd: dir, env })
+      t.teardown(() => stop(agent.child))
+      const listing = await waitForNode(auth, nodename, target.timeoutMs).catch((error: Error) => {
+        throw new Error(`${error.message}\nagent output:\n${agent.output()}`)
+      })
+      t.match(listing, new RegExp(`^${nodename}\\s+\\S+\\s+⟵ Tunnel`, 'm'), 'the node is present through its tunnel')
+
+      const profile = await signUser(auth, proxy.web, `user-${target.arch}`)
+      const login = await openssh(profile, [`${testLogin()}@${nodename}`, 'echo ok'], { timeoutMs: target.timeoutMs })
+      t.equal(login.code, 0, 'ssh exits 0', { stderr: login.stderr })
+      t.equal(login.stdout, 'ok\n', 'a command runs over SSH through the tunnel')
+
+      // The ProxyCommand that the executable writes for OpenSSH runs the executable itself
+      // (only where this machine runs the file without an emulator).
+      if (target.runner.length === 0) {
+        const own = tempDir('warren-user-')
+        const signed = await exec('warrenctl', ['auth', 'sign', `--user=user-${target.arch}`, `--out=${own}`, '--format=openssh', `--proxy=${proxy.web}`, `--data-dir=${auth.dataDir}`])
+        t.equal(signed.code, 0, 'warrenctl auth sign runs', { stderr: signed.stderr })
+        t.match(readFileSync(join(own, 'ssh_config'), 'utf8'), new RegExp(`ProxyCommand ${warren} proxy ssh `), 'the ProxyCommand names the executable, not node')
+        const viaOwn = await openssh(own, [`${testLogin()}@${nodename}`, 'echo own'], { timeoutMs: target.timeoutMs })
+        t.equal(viaOwn.stdout, 'own\n', 'ssh through the executable\'s own ProxyCommand', { stderr: viaOwn.stderr })
+      }
+    })
+  }
+
+  t.test('an auth server on etcd, from warren-linux-x64', { skip: targets[0].skip ?? etcdUnavailable() }, async (t) => {
+    const etcd = await EtcdServer.start()
+    t.teardown(() => etcd.stop())
+    const dir = install(x64)
+    const dataDir = tempDir()
+    const config = join(dataDir, 'warren.yaml')
+    writeFileSync(config, [
+      'version: v1',
+      `data_dir: ${dataDir}`,
+      'auth_service:',
+      '  enabled: true',
+      '  listen_addr: 127.0.0.1:0',
+      '  cluster_name: sea-etcd',
+      `  storage: { type: etcd, peers: ["${etcd.clientUrl}"], prefix: "${uniquePrefix('sea')}" }`,
+    ].join('\n'))
+    const server = startFile(targets[0], join(dir, 'warren'), ['start', '--roles=auth', `--config=${config}`], { cwd: dir, env })
+    t.teardown(() => stop(server.child))
+    const identity = join(dataDir, 'admin', 'identity.json')
+    for (let waited = 0; !existsSync(identity); waited += 100) {
+      if (server.child.exitCode !== null || waited > 20_000) throw new Error(`the auth server did not start:\n${server.output()}`)
+      await sleep(100)
+    }
+    const status = await runFile(targets[0], join(dir, 'warrenctl'), ['status', `--data-dir=${dataDir}`], { cwd: dir, env, timeoutMs: 20_000 })
+    t.match(status.stdout, /^Cluster\s+sea-etcd$/m, 'the auth server runs on etcd', { stderr: status.stderr })
+  })
+}
+
+/** The file alone in an empty directory (also the working directory), with a warrenctl link to it. */
+function install(binary: string): string {
+  const dir = tempDir('warren-sea-')
+  copyFileSync(binary, join(dir, 'warren'))
+  symlinkSync('warren', join(dir, 'warrenctl'))
+  return dir
+}
+
+function command(target: Target, file: string, args: string[]): [string, string[]] {
+  return target.runner.length === 0 ? [file, args] : [target.runner[0], [...target.runner.slice(1), file, ...args]]
+}
+
+function runFile(target: Target, file: string, args: string[], options: { cwd: string; env: Record<string, string>; timeoutMs: number }): Promise<RunResult> {
+  const [cmd, argv] = command(target, file, args)
+  return new Promise((resolve) => {
+    execFile(cmd, argv, { cwd: options.cwd, env: options.env, timeout: options.timeoutMs }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr })
+    })
+  })
+}
+
+function startFile(target: Target, file: string, args: string[], options: { cwd: string; env: Record<string, string> }): { child: ChildProcess; output: () => string } {
+  const [cmd, argv] = command(target, file, args)
+  const child = spawn(cmd, argv, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout!.on('data', (d) => (output += d))
+  child.stderr!.on('data', (d) => (output += d))
+  return { child, output: () => output }
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  await exited
+}
