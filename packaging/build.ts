@@ -36,9 +36,11 @@ try {
   const blob = makeBlob('warren.cjs', work)
   mkdirSync(DIST, { recursive: true })
   for (const arch of arches) {
+    // A failed build leaves no executable from an older one behind.
+    const output = join(DIST, `warren-linux-${arch}`)
+    rmSync(output, { force: true })
     step(`node-linux-${arch}@${version}: fetching (once) and stripping`)
     const base = strippedNodeBinary(arch, version, CACHE)
-    const output = join(DIST, `warren-linux-${arch}`)
     step(`injecting the blob into ${output}`)
     await injectBlob(base, blob, output)
     step(`${output}: ${(statSync(output).size / 1e6).toFixed(1)} MB`)

@@ -29,6 +29,7 @@ export function strippedNodeBinary(arch: Arch, version: string, cacheDir: string
   strip(arch, binary, stripped + '.tmp')
   renameSync(stripped + '.tmp', stripped)
   rmSync(tarball)
+  rmSync(join(dir, 'package'), { recursive: true })
   return stripped
 }
 

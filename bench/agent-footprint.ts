@@ -1,0 +1,194 @@
+// What the single executable costs a device: the files' sizes (plain and gzip -9), the
+// time from `warren start` to a live tunnel on loopback, and the agent's resident memory
+// idle with one tunnel and with many SSH sessions open through it. The agent is
+// dist/warren-linux-x64 itself; the auth server and the proxy run from source.
+//
+//   npm run package && node bench/agent-footprint.ts [--sessions=100 --starts=5]
+//
+// Baselines in the same run: the executable printing its version (start-up alone), and a
+// bare Node 24 process at rest (`node -e` with a timer). The sessions log in as the tests'
+// throwaway login (shell /bin/sh), so that root's shell startup files stay out of it.
+
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { copyFileSync, createReadStream, existsSync, readFileSync, statSync, symlinkSync } from 'node:fs'
+import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { parseArgs } from 'node:util'
+import { createGzip, constants as zlib } from 'node:zlib'
+import { AuthProcess, ProxyProcess, ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
+
+const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, starts: { type: 'string', default: '5' } } })
+const SESSIONS = Number(values.sessions)
+const STARTS = Number(values.starts)
+const BUILT = join(ROOT, 'dist/warren-linux-x64')
+const TUNNEL_OPEN = /tunnel to proxy \S+ open/
+if (!existsSync(BUILT)) {
+  console.error('dist/warren-linux-x64 is missing: run "npm run package" first')
+  process.exit(1)
+}
+
+const MB = 1e6
+const mb = (bytes: number) => (bytes / MB).toFixed(1)
+
+// ---- Sizes ---------------------------------------------------------------------------------
+
+for (const arch of ['x64', 'arm64']) {
+  const file = join(ROOT, `dist/warren-linux-${arch}`)
+  if (!existsSync(file)) continue
+  console.log(`size warren-linux-${arch}: ${mb(statSync(file).size)} MB, gzip -9 ${mb(await gzipSize(file))} MB`)
+}
+
+// ---- Start-up, tunnel, memory --------------------------------------------------------------
+
+const auth = await new AuthProcess().start()
+const pin = await auth.pin()
+const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+const running: ChildProcess[] = []
+// Installed as a device would have it: a copy, and the same file under the name warrenctl.
+const bin = tempDir('warren-bin-')
+const BINARY = join(bin, 'warren')
+copyFileSync(BUILT, BINARY)
+symlinkSync('warren', join(bin, 'warrenctl'))
+const login = testLogin()
+try {
+  const versionMs: number[] = []
+  for (let i = 0; i < STARTS; i++) versionMs.push(await timeToExit(BINARY, ['version']))
+  console.log(`baseline: the executable prints its version in ${median(versionMs).toFixed(0)} ms (median of ${STARTS})`)
+  console.log(`baseline: a bare Node ${process.version} at rest holds ${mb(await restingNodeRss())} MB resident`)
+
+  const dataDir = tempDir()
+  const args = ['start', '--roles=node', `--auth-server=${proxy.web}`, `--ca-pin=${pin}`, '--nodename=footprint', `--data-dir=${dataDir}`]
+  const first = await startAgent([...args, `--token=${await auth.token()}`])
+  console.log(`first start (join, then tunnel): ${first.ms.toFixed(0)} ms (${first.cpuMs} ms of CPU)`)
+  await stop(first.child)
+  const restarts: number[] = []
+  const restartCpu: number[] = []
+  let agent = first
+  for (let i = 0; i < STARTS; i++) {
+    agent = await startAgent(args)
+    restarts.push(agent.ms)
+    restartCpu.push(agent.cpuMs)
+    if (i < STARTS - 1) await stop(agent.child)
+  }
+  console.log(`restart (identity on disk) to a live tunnel: median ${median(restarts).toFixed(0)} ms (${median(restartCpu)} ms of CPU), runs ${restarts.map((ms) => ms.toFixed(0)).join(', ')}`)
+
+  await sleep(5_000)
+  console.log(`agent idle with one tunnel: ${describeMemory(agent.child.pid!)}`)
+
+  // Users' credentials from the executable itself, so that each ssh's ProxyCommand is the executable too.
+  await auth.ctl(['users', 'add', 'bench', `--logins=${login}`])
+  const profile = tempDir('warren-user-')
+  await runFile(join(bin, 'warrenctl'), ['auth', 'sign', '--user=bench', `--out=${profile}`, '--format=openssh', `--proxy=${proxy.web}`, `--data-dir=${auth.dataDir}`])
+  const openedAt = performance.now()
+  const clients = await openSessions(profile, login, SESSIONS)
+  console.log(`${SESSIONS} SSH sessions open through the tunnel in ${((performance.now() - openedAt) / 1000).toFixed(1)} s`)
+  await sleep(2_000)
+  console.log(`agent with ${SESSIONS} sessions: ${describeMemory(agent.child.pid!)}`)
+  for (const client of clients) client.kill('SIGTERM')
+  await sleep(5_000)
+  console.log(`agent after they closed: ${describeMemory(agent.child.pid!)}`)
+  await stop(agent.child)
+} finally {
+  for (const child of running) child.kill('SIGKILL')
+  await proxy.stop()
+  await auth.stop()
+}
+
+// ---- Helpers -------------------------------------------------------------------------------
+
+async function gzipSize(file: string): Promise<number> {
+  let bytes = 0
+  const gzip = createGzip({ level: zlib.Z_BEST_COMPRESSION })
+  gzip.on('data', (chunk: Buffer) => (bytes += chunk.length))
+  await pipeline(createReadStream(file), gzip)
+  return bytes
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+/** VmRSS, and how much of it is the mapped executable (RssFile) against the heap (RssAnon). */
+function memory(pid: number): { rss: number; anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kB = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024
+  return { rss: kB('VmRSS'), anon: kB('RssAnon'), file: kB('RssFile') }
+}
+
+function describeMemory(pid: number): string {
+  const { rss, anon, file } = memory(pid)
+  return `VmRSS ${mb(rss)} MB (anonymous ${mb(anon)} MB, file-backed ${mb(file)} MB)`
+}
+
+function timeToExit(file: string, args: string[]): Promise<number> {
+  const started = performance.now()
+  return runFile(file, args).then(() => performance.now() - started)
+}
+
+function runFile(file: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { timeout: 30_000 }, (error, stdout, stderr) => (error ? reject(new Error(`${file} ${args.join(' ')}: ${stderr}`)) : resolve(stdout)))
+  })
+}
+
+async function restingNodeRss(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' })
+  await sleep(3_000)
+  const { rss } = memory(child.pid!)
+  await stop(child)
+  return rss
+}
+
+/** CPU time (user + system) a process has used so far; /proc counts in ticks of 10 ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
+/** Spawns the agent; resolves once it logs its tunnel open, with the time (and CPU time) that took. */
+function startAgent(args: string[]): Promise<{ child: ChildProcess; ms: number; cpuMs: number }> {
+  const started = performance.now()
+  const child = spawn(BINARY, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  running.push(child)
+  let log = ''
+  return new Promise((resolve, reject) => {
+    child.stderr!.on('data', (chunk) => {
+      log += chunk
+      if (TUNNEL_OPEN.test(log)) {
+        child.stderr!.removeAllListeners('data')
+        child.stderr!.resume()
+        resolve({ child, ms: performance.now() - started, cpuMs: cpuMs(child.pid!) })
+      }
+    })
+    child.once('exit', (code) => reject(new Error(`the agent exited (${code}) before its tunnel opened:\n${log}`)))
+  })
+}
+
+/** `count` OpenSSH sessions that each print "up" and then sleep; resolves when all are up. */
+async function openSessions(profile: string, login: string, count: number): Promise<ChildProcess[]> {
+  const clients: ChildProcess[] = []
+  const open = () => new Promise<ChildProcess>((resolve, reject) => {
+    const child = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${login}@footprint`, 'echo up; exec sleep 600'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    running.push(child)
+    let err = ''
+    child.stderr!.on('data', (d) => (err += d))
+    child.stdout!.once('data', () => resolve(child))
+    child.once('exit', (code) => reject(new Error(`an ssh session ended (${code}) before it was up: ${err}`)))
+  })
+  // A few at a time, as users arrive: each ssh starts its own ProxyCommand process.
+  const batch = 10
+  for (let i = 0; i < count; i += batch) {
+    clients.push(...(await Promise.all(Array.from({ length: Math.min(batch, count - i) }, open))))
+  }
+  return clients
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  await exited
+}

@@ -1,0 +1,97 @@
+// What every path in the tunnel benchmark is measured with, over one connection to an echo
+// server: bulk echo (large writes one way while the echo comes back the other) and the
+// round trip of one small message at a time.
+
+import type { Duplex } from 'node:stream'
+
+export interface BulkResult {
+  /** Bytes each way per second, in MB (10^6 bytes). */
+  mbPerSecond: number
+  seconds: number
+}
+
+export interface LatencyResult {
+  p50Us: number
+  p99Us: number
+  meanUs: number
+}
+
+/**
+ * Writes `totalBytes` in writes of `chunkBytes` (waiting for 'drain' when the socket asks)
+ * while reading the echo, and times from the first write to the last echoed byte.
+ */
+export function bulkEcho(socket: Duplex, totalBytes: number, chunkBytes = 64 * 1024): Promise<BulkResult> {
+  const chunk = Buffer.alloc(chunkBytes, 0x5a)
+  return new Promise((resolve, reject) => {
+    let received = 0
+    let sent = 0
+    const started = performance.now()
+    const onData = (data: Buffer) => {
+      received += data.length
+      if (received < totalBytes) return
+      socket.off('data', onData)
+      socket.off('error', reject)
+      const seconds = (performance.now() - started) / 1000
+      resolve({ mbPerSecond: totalBytes / 1e6 / seconds, seconds })
+    }
+    socket.on('data', onData)
+    socket.on('error', reject)
+    const write = () => {
+      while (sent < totalBytes) {
+        const piece = totalBytes - sent >= chunkBytes ? chunk : chunk.subarray(0, totalBytes - sent)
+        sent += piece.length
+        if (!socket.write(piece)) {
+          socket.once('drain', write)
+          return
+        }
+      }
+    }
+    write()
+  })
+}
+
+/** Sends `size` bytes, waits for all of them to come back, `count` times; percentiles of the round trips. */
+export function roundTrips(socket: Duplex, count: number, size = 64): Promise<LatencyResult> {
+  const message = Buffer.alloc(size, 0x61)
+  const samples = new Float64Array(count)
+  return new Promise((resolve, reject) => {
+    let index = 0
+    let pending = 0
+    let sentAt = 0n
+    const send = () => {
+      pending = size
+      sentAt = process.hrtime.bigint()
+      socket.write(message)
+    }
+    const onData = (data: Buffer) => {
+      pending -= data.length
+      if (pending > 0) return
+      if (pending < 0) return fail(new Error(`the echo returned ${-pending} bytes more than were sent`))
+      samples[index++] = Number(process.hrtime.bigint() - sentAt) / 1000
+      if (index < count) return send()
+      socket.off('data', onData)
+      socket.off('error', fail)
+      samples.sort()
+      let sum = 0
+      for (const sample of samples) sum += sample
+      resolve({ p50Us: percentile(samples, 0.5), p99Us: percentile(samples, 0.99), meanUs: sum / count })
+    }
+    const fail = (error: Error) => {
+      socket.off('data', onData)
+      reject(error)
+    }
+    socket.on('data', onData)
+    socket.on('error', fail)
+    send()
+  })
+}
+
+function percentile(sorted: Float64Array, q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}

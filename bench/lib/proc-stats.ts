@@ -1,0 +1,67 @@
+// Resident memory and CPU time of another process, from /proc (Linux).
+
+import { execFileSync } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+
+/** Resident set size in bytes (VmRSS). */
+export function rssBytes(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  if (!match) throw new Error(`no VmRSS for process ${pid}`)
+  return Number(match[1]) * 1024
+}
+
+/** User plus system CPU time in seconds, all threads. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name (which may contain spaces) start at field 3; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND
+}
+
+/** The share of one core each process used over `seconds` (1.0 = one core busy). */
+export async function cpuShare(pids: number[], seconds: number): Promise<number[]> {
+  const before = pids.map(cpuSeconds)
+  const started = performance.now()
+  await sleep(seconds * 1000)
+  const elapsed = (performance.now() - started) / 1000
+  return pids.map((pid, i) => (cpuSeconds(pid) - before[i]!) / elapsed)
+}
+
+/** `pid` and every process below it (sshd forks one or two processes per connection). */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+    } catch {
+      continue // gone meanwhile
+    }
+    const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+    children.set(parent, [...(children.get(parent) ?? []), Number(entry)])
+  }
+  const tree: number[] = []
+  const visit = (id: number) => {
+    tree.push(id)
+    for (const child of children.get(id) ?? []) visit(child)
+  }
+  visit(pid)
+  return tree
+}
+
+/** CPU seconds of processes that may have exited meanwhile (those count as 0). */
+export function cpuSecondsOf(pids: number[]): number {
+  let total = 0
+  for (const pid of pids) {
+    try {
+      total += cpuSeconds(pid)
+    } catch {
+      // exited
+    }
+  }
+  return total
+}

@@ -1,0 +1,83 @@
+// A whole Warren path on loopback, every role a real `warren start` process:
+//
+//   client → TLS (ALPN warren-ssh, user certificate) → proxy → TLS 1.3 + yamux → agent → TCP → echo
+//
+// The node declares the echo server as the forwarded port "echo"; the client asks the proxy
+// for it with the same request line `warren proxy ssh` sends for SSH.
+
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { connect, type TLSSocket } from 'node:tls'
+import { AuthProcess, ProxyProcess, startNode, tempDir, waitForNode, type Daemon } from '../../test/helpers/cluster.ts'
+import { readFirstMessage, USER_ALPN, writeMessage } from '../../shared/tunnel-protocol.ts'
+
+export interface WarrenPath {
+  auth: AuthProcess
+  proxy: ProxyProcess
+  node: Daemon
+  /** A user connection to the echo port, ready for raw bytes. */
+  connect(): Promise<TLSSocket>
+  stop(): Promise<void>
+}
+
+const NODE_NAME = 'bench-node'
+const PORT_NAME = 'echo'
+
+/** `env` goes to the proxy and the agent (for example NODE_OPTIONS=--cpu-prof). */
+export async function startWarrenPath(echoPort: number, env: Record<string, string> = {}): Promise<WarrenPath> {
+  const auth = await new AuthProcess().start()
+  let proxy: ProxyProcess | undefined
+  let node: Daemon | undefined
+  try {
+    const pin = await auth.pin()
+    proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, env }).start()
+    const nodeDir = tempDir('warren-bench-node-')
+    const config = join(nodeDir, 'warren.yaml')
+    writeFileSync(config, [
+      'version: v1',
+      `data_dir: ${nodeDir}`,
+      'ssh_service:',
+      '  forward_ports:',
+      `    - { name: ${PORT_NAME}, addr: "127.0.0.1:${echoPort}" }`,
+      '',
+    ].join('\n'))
+    node = startNode([`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${NODE_NAME}`], env)
+    await waitForNode(auth, NODE_NAME)
+
+    const user = tempDir('warren-bench-user-')
+    for (const args of [['users', 'add', 'bench', '--logins=root'], ['auth', 'sign', '--user=bench', `--out=${user}`]]) {
+      const result = await auth.ctl(args)
+      if (result.code !== 0) throw new Error(`warrenctl ${args.join(' ')} failed: ${result.stderr}`)
+    }
+    const credentials = {
+      ca: readFileSync(join(user, 'host_ca.pem'), 'utf8'),
+      cert: readFileSync(join(user, 'tls.crt'), 'utf8'),
+      key: readFileSync(join(user, 'tls.key'), 'utf8'),
+    }
+    const [host, port] = [proxy.web.slice(0, proxy.web.lastIndexOf(':')), Number(proxy.web.slice(proxy.web.lastIndexOf(':') + 1))]
+    const started = { auth, proxy, node }
+    return {
+      ...started,
+      async connect() {
+        // The proxy's certificate chains to the cluster's host CA; its name is not checked here.
+        const socket = connect({ host, port, ALPNProtocols: [USER_ALPN], ...credentials, checkServerIdentity: () => undefined })
+        await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
+        socket.setNoDelay(true)
+        writeMessage(socket, { node: NODE_NAME, service: 'port', name: PORT_NAME })
+        const reply = await readFirstMessage(socket)
+        if (reply.ok !== true) throw new Error(`the proxy refused the echo port: ${String(reply.error)}`)
+        return socket
+      },
+      stop: () => stopAll(started),
+    }
+  } catch (error) {
+    await stopAll({ auth, proxy, node })
+    throw error
+  }
+}
+
+async function stopAll(parts: { auth: AuthProcess; proxy?: ProxyProcess; node?: Daemon }): Promise<void> {
+  await parts.node?.stop()
+  await parts.proxy?.stop()
+  await parts.auth.stop()
+}

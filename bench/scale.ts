@@ -1,0 +1,174 @@
+// One proxy process (`warren start --roles=proxy`) holding N concurrent reverse tunnels from
+// simulated agents: its resident memory per tunnel and its CPU while the tunnels are idle
+// (agent heartbeats every 5 s and yamux keepalives every 15 s, the defaults, still flow).
+//
+// The agents are real nodes, simulated by a few processes (bench/lib/agent-swarm.ts): each
+// joins through the auth server with a multi-use token (its own keys and certificates;
+// --join=cluster makes every join with shared/join.ts's joinCluster, slower on the client
+// side) and holds one tunnel with agent/tunnel.ts: TLS 1.3 with its host certificate and
+// one yamux session. Tunnels are opened in steps (1,000 then 10,000 by default) and measured after
+// each step has settled:
+//
+//   memory per tunnel = (proxy RSS with N tunnels − proxy RSS with none) ÷ N
+//   idle CPU          = the proxy's user + system time over --idle seconds ÷ wall time
+//
+// The auth server is stopped once the nodes have joined (--keep-auth keeps it): the proxy
+// reports the presence of every tunnelled node to it, all of them again 200 ms after every
+// new tunnel and every 5 s, so while thousands of tunnels open the reports pile up in the
+// proxy and saturate the auth server, which would be measured instead of the tunnels. With
+// the auth server gone each report fails at once; the tunnels do not need it.
+//
+//   npm run bench:scale [-- --tunnels=1000,10000 --swarms=2 --idle=10 --settle=5 --keep-auth
+//                          --join=bulk|cluster --proxy-env=MALLOC_ARENA_MAX=2 --inspect]
+//
+// --inspect runs the proxy with the V8 inspector on: after each step it reports the proxy's
+// memory after a full GC (V8 heap against native memory) and a CPU profile of the idle window.
+//
+// Limits here: 20,000 open files per process (the proxy needs one per tunnel) and 2 cores
+// for the proxy, the auth server and the swarms together.
+
+import { cpus, loadavg } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { AuthProcess, ProxyProcess, tempDir } from '../test/helpers/cluster.ts'
+import { Helper } from './lib/child.ts'
+import { formatSummary, summariseProfiles } from './lib/cpu-profile.ts'
+import { InspectorClient } from './lib/inspector-client.ts'
+import { cpuShare, rssBytes } from './lib/proc-stats.ts'
+
+const { values } = parseArgs({
+  options: {
+    tunnels: { type: 'string', default: '1000,10000' },
+    swarms: { type: 'string', default: '2' },
+    idle: { type: 'string', default: '10' },
+    settle: { type: 'string', default: '5' },
+    inspect: { type: 'boolean', default: false },
+    join: { type: 'string', default: 'bulk' },
+    'keep-auth': { type: 'boolean', default: false },
+    'proxy-env': { type: 'string', default: '' },
+  },
+})
+const steps = values.tunnels.split(',').map(Number).sort((a, b) => a - b)
+const swarmCount = Number(values.swarms)
+const idleSeconds = Number(values.idle)
+const settleSeconds = Number(values.settle)
+const maxTunnels = steps[steps.length - 1]!
+
+const MiB = 1024 * 1024
+const log = (line: string) => process.stderr.write(line + '\n')
+const helpers: Helper[] = []
+let auth: AuthProcess | undefined
+let proxy: ProxyProcess | undefined
+let inspector: InspectorClient | undefined
+const profileDir = values.inspect ? tempDir('warren-bench-profile-') : ''
+const findings: string[] = []
+const cleanup = async () => {
+  inspector?.close()
+  await Promise.all(helpers.map((h) => h.stop()))
+  await proxy?.stop()
+  await auth?.stop()
+}
+process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
+
+interface Row {
+  tunnels: number
+  rss: number
+  cpu: number
+  authCpu: number
+  openSeconds: number
+}
+const rows: Row[] = []
+const proxyEnv: Record<string, string> = Object.fromEntries(values['proxy-env'].split(',').filter(Boolean).map((pair) => pair.split('=', 2) as [string, string]))
+if (values.inspect) proxyEnv.NODE_OPTIONS = `${proxyEnv.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim()
+let joinsPerSecond = 0
+let swarmRss = 0
+
+/** Tunnels the proxy has registered (it logs one line per agent hello). */
+function registered(proxy: ProxyProcess): number {
+  return proxy.daemon.stderr.match(/tunnel from \S+ \(.*?\) open/g)?.length ?? 0
+}
+
+async function measureIdle(tunnels: number, openSeconds: number): Promise<void> {
+  await sleep(settleSeconds * 1000)
+  const pids = [proxy!.daemon.child.pid!, ...(auth!.daemon.running ? [auth!.daemon.child.pid!] : [])]
+  const [cpu, authCpu = 0] = await cpuShare(pids, idleSeconds)
+  const rss = rssBytes(proxy!.daemon.child.pid!)
+  rows.push({ tunnels, rss, cpu: cpu!, authCpu, openSeconds })
+  log(`${tunnels} tunnels: proxy RSS ${(rss / MiB).toFixed(1)} MiB, idle CPU ${(cpu! * 100).toFixed(1)}% of a core${values['keep-auth'] ? ` (auth ${(authCpu * 100).toFixed(1)}%)` : ''}`)
+  if (inspector) {
+    // Profiling costs CPU itself, so it gets a window of its own after the measured one.
+    const profileFile = join(profileDir, `idle-${tunnels}.cpuprofile`)
+    await inspector.profile(idleSeconds, profileFile)
+    const memory = await inspector.memoryAfterGc()
+    const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`
+    findings.push(`${tunnels} tunnels, after a full GC: RSS ${mib(memory.rss)}, V8 heap used ${mib(memory.heapUsed)} of ${mib(memory.heapTotal)}, external ${mib(memory.external)} (array buffers ${mib(memory.arrayBuffers)})`)
+    if (tunnels > 0) findings.push(formatSummary(`proxy CPU profile over the idle window with ${tunnels} tunnels`, summariseProfiles([profileFile], 20)))
+  }
+}
+
+try {
+  auth = await new AuthProcess().start()
+  const pin = await auth.pin()
+  proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, env: proxyEnv }).start()
+  if (values.inspect) inspector = await InspectorClient.fromLog(proxy.daemon.stderr)
+  const token = await auth.token(['nodes', 'add', '--ttl=1h'])
+
+  const perSwarm = steps.map((n) => Math.ceil(n / swarmCount))
+  for (let i = 0; i < swarmCount; i++) {
+    helpers.push(new Helper(join(import.meta.dirname, 'lib', 'agent-swarm.ts'), [`--auth=${auth.address}`, `--token=${token}`, `--pin=${pin}`, `--tunnel=${proxy.tunnel}`, `--name=sim${i}`, `--join=${values.join}`], { nodeArgs: ['--expose-gc'] }))
+  }
+  await Promise.all(helpers.map((h) => h.ready))
+
+  let started = performance.now()
+  for (const h of helpers) h.send({ join: perSwarm[perSwarm.length - 1] })
+  await Promise.all(helpers.map((h) => h.next((m) => typeof m.joined === 'number', 600_000)))
+  joinsPerSecond = (perSwarm[perSwarm.length - 1]! * swarmCount) / ((performance.now() - started) / 1000)
+  log(`${perSwarm[perSwarm.length - 1]! * swarmCount} nodes joined (${joinsPerSecond.toFixed(0)} joins/s)`)
+
+  if (!values['keep-auth']) await auth.stop()
+  await measureIdle(0, 0)
+  for (const [index, n] of steps.entries()) {
+    started = performance.now()
+    for (const h of helpers) h.send({ open: perSwarm[index] })
+    const answers = await Promise.all(helpers.map((h) => h.next((m) => typeof m.open === 'number', 600_000)))
+    const failed = answers.reduce((sum, a) => sum + (a.failed as number), 0)
+    if (failed > 0) throw new Error(`${failed} tunnels failed to open`)
+    const want = perSwarm[index]! * swarmCount
+    await proxy.daemon.waitFor(`${want} registered tunnels`, () => registered(proxy!) >= want, 120_000)
+    const openSeconds = (performance.now() - started) / 1000
+    log(`${want} tunnels open in ${openSeconds.toFixed(1)} s`)
+    await measureIdle(want, openSeconds)
+  }
+  for (const h of helpers) h.send({ stats: 1 })
+  for (const h of helpers) swarmRss += ((await h.next((m) => typeof m.rss === 'number')).rss as number)
+} finally {
+  await cleanup()
+}
+
+const idle = rows[0]!
+console.log(`\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()[0]!.toFixed(1)}; ${swarmCount} agent processes; idle CPU over ${idleSeconds} s after ${settleSeconds} s settling`)
+console.log(`joins: ${joinsPerSecond.toFixed(0)}/s; agent side: ${(swarmRss / maxTunnels / 1024).toFixed(0)} KB RSS per simulated agent`)
+console.log(values['keep-auth'] ? 'the auth server ran throughout (--keep-auth)' : 'the auth server was stopped after the joins (presence reports fail at once)')
+if (Object.keys(proxyEnv).length) console.log(`proxy environment: ${JSON.stringify(proxyEnv)}`)
+const header = ['tunnels', 'opened in s', 'proxy RSS MiB', 'KB per tunnel', 'proxy idle CPU', ...(values['keep-auth'] ? ['auth idle CPU'] : [])]
+console.log(header.join('  '))
+console.log(header.map((h) => '-'.repeat(h.length)).join('  '))
+for (const row of rows) {
+  const perTunnel = row.tunnels ? ((row.rss - idle.rss) / row.tunnels / 1000).toFixed(1) : ''
+  console.log([
+    String(row.tunnels).padStart(header[0]!.length),
+    (row.tunnels ? row.openSeconds.toFixed(1) : '').padStart(header[1]!.length),
+    (row.rss / MiB).toFixed(1).padStart(header[2]!.length),
+    perTunnel.padStart(header[3]!.length),
+    `${(row.cpu * 100).toFixed(1)}%`.padStart(header[4]!.length),
+    ...(values['keep-auth'] ? [`${(row.authCpu * 100).toFixed(1)}%`.padStart(header[5]!.length)] : []),
+  ].join('  '))
+}
+if (rows.length >= 3) {
+  const [a, b] = [rows[rows.length - 2]!, rows[rows.length - 1]!]
+  console.log(`marginal cost from ${a.tunnels} to ${b.tunnels} tunnels: ${((b.rss - a.rss) / (b.tunnels - a.tunnels) / 1000).toFixed(1)} KB and ${(((b.cpu - a.cpu) / (b.tunnels - a.tunnels)) * 1000 * 100).toFixed(2)}% of a core per 1,000 tunnels`)
+}
+for (const finding of findings) console.log(finding)
+const last = rows[rows.length - 1]!
+console.log(`target ≤ 100 KB per tunnel at ${last.tunnels}: ${(last.rss - idle.rss) / last.tunnels / 1000 <= 100 ? 'met' : 'missed'}`)
