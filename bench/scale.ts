@@ -19,10 +19,13 @@
 // the auth server gone each report fails at once; the tunnels do not need it.
 //
 //   npm run bench:scale [-- --tunnels=1000,10000 --swarms=2 --idle=10 --settle=5 --keep-auth
-//                          --join=bulk|cluster --proxy-env=MALLOC_ARENA_MAX=2 --inspect]
+//                          --ramp-limit=120 --join=bulk|cluster --proxy-env=MALLOC_ARENA_MAX=2 --inspect]
 //
 // --inspect runs the proxy with the V8 inspector on: after each step it reports the proxy's
 // memory after a full GC (V8 heap against native memory) and a CPU profile of the idle window.
+//
+// Each step may take --ramp-limit seconds to open its tunnels (default 120, to keep the run
+// near 3 minutes); a step that runs out is measured with the tunnels it reached, and says so.
 //
 // Limits here: 20,000 open files per process (the proxy needs one per tunnel) and 2 cores
 // for the proxy, the auth server and the swarms together.
@@ -32,7 +35,9 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { AuthProcess, ProxyProcess, tempDir } from '../test/helpers/cluster.ts'
+import { DEFAULTS } from '../shared/config.ts'
 import { Helper } from './lib/child.ts'
+import { formatTable } from './lib/table.ts'
 import { formatSummary, summariseProfiles } from './lib/cpu-profile.ts'
 import { InspectorClient } from './lib/inspector-client.ts'
 import { cpuShare, rssBytes } from './lib/proc-stats.ts'
@@ -47,13 +52,13 @@ const { values } = parseArgs({
     join: { type: 'string', default: 'bulk' },
     'keep-auth': { type: 'boolean', default: false },
     'proxy-env': { type: 'string', default: '' },
+    'ramp-limit': { type: 'string', default: '120' },
   },
 })
 const steps = values.tunnels.split(',').map(Number).sort((a, b) => a - b)
 const swarmCount = Number(values.swarms)
 const idleSeconds = Number(values.idle)
 const settleSeconds = Number(values.settle)
-const maxTunnels = steps[steps.length - 1]!
 
 const MiB = 1024 * 1024
 const log = (line: string) => process.stderr.write(line + '\n')
@@ -73,6 +78,8 @@ process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
 
 interface Row {
   tunnels: number
+  /** The step's goal; more than `tunnels` when the ramp limit stopped it. */
+  wanted: number
   rss: number
   cpu: number
   authCpu: number
@@ -89,12 +96,12 @@ function registered(proxy: ProxyProcess): number {
   return proxy.daemon.stderr.match(/tunnel from \S+ \(.*?\) open/g)?.length ?? 0
 }
 
-async function measureIdle(tunnels: number, openSeconds: number): Promise<void> {
+async function measureIdle(tunnels: number, openSeconds: number, wanted = tunnels): Promise<void> {
   await sleep(settleSeconds * 1000)
   const pids = [proxy!.daemon.child.pid!, ...(auth!.daemon.running ? [auth!.daemon.child.pid!] : [])]
   const [cpu, authCpu = 0] = await cpuShare(pids, idleSeconds)
   const rss = rssBytes(proxy!.daemon.child.pid!)
-  rows.push({ tunnels, rss, cpu: cpu!, authCpu, openSeconds })
+  rows.push({ tunnels, wanted, rss, cpu: cpu!, authCpu, openSeconds })
   log(`${tunnels} tunnels: proxy RSS ${(rss / MiB).toFixed(1)} MiB, idle CPU ${(cpu! * 100).toFixed(1)}% of a core${values['keep-auth'] ? ` (auth ${(authCpu * 100).toFixed(1)}%)` : ''}`)
   if (inspector) {
     // Profiling costs CPU itself, so it gets a window of its own after the measured one.
@@ -131,14 +138,21 @@ try {
   for (const [index, n] of steps.entries()) {
     started = performance.now()
     for (const h of helpers) h.send({ open: perSwarm[index] })
+    const limit = setTimeout(() => {
+      log(`ramp limit of ${values['ramp-limit']} s reached at ${registered(proxy!)} tunnels: opening no more`)
+      for (const h of helpers) h.send({ stop: 1 })
+    }, Number(values['ramp-limit']) * 1000)
     const answers = await Promise.all(helpers.map((h) => h.next((m) => typeof m.open === 'number', 600_000)))
+    clearTimeout(limit)
     const failed = answers.reduce((sum, a) => sum + (a.failed as number), 0)
     if (failed > 0) throw new Error(`${failed} tunnels failed to open`)
-    const want = perSwarm[index]! * swarmCount
-    await proxy.daemon.waitFor(`${want} registered tunnels`, () => registered(proxy!) >= want, 120_000)
+    const open = answers.reduce((sum, a) => sum + (a.open as number), 0)
+    await proxy.daemon.waitFor(`${open} registered tunnels`, () => registered(proxy!) >= open, 120_000)
     const openSeconds = (performance.now() - started) / 1000
-    log(`${want} tunnels open in ${openSeconds.toFixed(1)} s`)
-    await measureIdle(want, openSeconds)
+    const want = perSwarm[index]! * swarmCount
+    log(`${open} tunnels open in ${openSeconds.toFixed(1)} s${open < want ? ` (of ${want}: ramp limit)` : ''}`)
+    await measureIdle(open, openSeconds, want)
+    if (open < want) break
   }
   for (const h of helpers) h.send({ stats: 1 })
   for (const h of helpers) swarmRss += ((await h.next((m) => typeof m.rss === 'number')).rss as number)
@@ -148,23 +162,19 @@ try {
 
 const idle = rows[0]!
 console.log(`\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()[0]!.toFixed(1)}; ${swarmCount} agent processes; idle CPU over ${idleSeconds} s after ${settleSeconds} s settling`)
-console.log(`joins: ${joinsPerSecond.toFixed(0)}/s; agent side: ${(swarmRss / maxTunnels / 1024).toFixed(0)} KB RSS per simulated agent`)
+const reached = rows[rows.length - 1]!.tunnels
+console.log(`joins: ${joinsPerSecond.toFixed(0)}/s; agent side: ${(swarmRss / Math.max(reached, 1) / 1000).toFixed(0)} KB RSS per simulated agent`)
+console.log(`idle traffic per tunnel: a heartbeat every ${DEFAULTS.heartbeatIntervalMs / 1000} s and a yamux keepalive ping each way every ${DEFAULTS.keepaliveIntervalMs / 1000} s, so with ${reached} tunnels the proxy takes ${(reached / (DEFAULTS.heartbeatIntervalMs / 1000)).toFixed(0)} heartbeats/s, answers ${(reached / (DEFAULTS.keepaliveIntervalMs / 1000)).toFixed(0)} pings/s and sends as many; it also posts all tunnels' presence every ${DEFAULTS.heartbeatIntervalMs / 1000} s`)
 console.log(values['keep-auth'] ? 'the auth server ran throughout (--keep-auth)' : 'the auth server was stopped after the joins (presence reports fail at once)')
 if (Object.keys(proxyEnv).length) console.log(`proxy environment: ${JSON.stringify(proxyEnv)}`)
-const header = ['tunnels', 'opened in s', 'proxy RSS MiB', 'KB per tunnel', 'proxy idle CPU', ...(values['keep-auth'] ? ['auth idle CPU'] : [])]
-console.log(header.join('  '))
-console.log(header.map((h) => '-'.repeat(h.length)).join('  '))
-for (const row of rows) {
-  const perTunnel = row.tunnels ? ((row.rss - idle.rss) / row.tunnels / 1000).toFixed(1) : ''
-  console.log([
-    String(row.tunnels).padStart(header[0]!.length),
-    (row.tunnels ? row.openSeconds.toFixed(1) : '').padStart(header[1]!.length),
-    (row.rss / MiB).toFixed(1).padStart(header[2]!.length),
-    perTunnel.padStart(header[3]!.length),
-    `${(row.cpu * 100).toFixed(1)}%`.padStart(header[4]!.length),
-    ...(values['keep-auth'] ? [`${(row.authCpu * 100).toFixed(1)}%`.padStart(header[5]!.length)] : []),
-  ].join('  '))
-}
+console.log(formatTable(['tunnels', 'opened in s', 'proxy RSS MiB', 'KB per tunnel', 'proxy idle CPU', ...(values['keep-auth'] ? ['auth idle CPU'] : [])], rows.map((row) => [
+  row.tunnels < row.wanted ? `${row.tunnels} of ${row.wanted}` : String(row.tunnels),
+  row.tunnels ? row.openSeconds.toFixed(1) : '',
+  (row.rss / MiB).toFixed(1),
+  row.tunnels ? ((row.rss - idle.rss) / row.tunnels / 1000).toFixed(1) : '',
+  `${(row.cpu * 100).toFixed(1)}%`,
+  ...(values['keep-auth'] ? [`${(row.authCpu * 100).toFixed(1)}%`] : []),
+])))
 if (rows.length >= 3) {
   const [a, b] = [rows[rows.length - 2]!, rows[rows.length - 1]!]
   console.log(`marginal cost from ${a.tunnels} to ${b.tunnels} tunnels: ${((b.rss - a.rss) / (b.tunnels - a.tunnels) / 1000).toFixed(1)} KB and ${(((b.cpu - a.cpu) / (b.tunnels - a.tunnels)) * 1000 * 100).toFixed(2)}% of a core per 1,000 tunnels`)

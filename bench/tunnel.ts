@@ -29,6 +29,7 @@ import { formatSummary, profilesOf, summariseProfiles } from './lib/cpu-profile.
 import { bulkEcho, median, roundTrips, type LatencyResult } from './lib/measure.ts'
 import { opensshMissing, startOpensshTunnel } from './lib/openssh-tunnel.ts'
 import { cpuSecondsOf, processTree } from './lib/proc-stats.ts'
+import { formatTable } from './lib/table.ts'
 import { startWarrenPath } from './lib/warren-path.ts'
 
 const ALL_PATHS = ['direct', 'openssh', 'warren', 'relay-tls', 'relay-yamux', 'relay-h2']
@@ -191,13 +192,7 @@ const rows = [...results].map(([path, r]) => {
 })
 const openssh = rows.find((r) => r.path === 'openssh')
 
-function table(header: string[], body: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)))
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')
-  console.log(line(header))
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '))
-  for (const row of body) console.log(line(row))
-}
+const table = (header: string[], body: string[][]) => console.log(formatTable(header, body))
 
 console.log(`\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()[0]!.toFixed(1)}; ${values.mb} MB each way, ${roundTripCount} round trips of 64 B, median of ${rounds} rounds\n`)
 table(['path', 'bulk MB/s', 'p50 µs', 'p99 µs', '÷ openssh MB/s', '÷ openssh p50'], rows.map((row) => [

@@ -9,6 +9,7 @@
 // Commands on standard input, one JSON line each, answered on standard output:
 //   {"join": n}   join until n identities are held      → {"joined": n, "seconds": s}
 //   {"open": n}   open tunnels until n are held          → {"open": n, "failed": f, "seconds": s}
+//   {"stop": 1}   start no more tunnels (the pending "open" answers once those in flight settle)
 //   {"stats": 1}                                          → {"rss": bytes, "open": n}
 
 import { parseArgs } from 'node:util'
@@ -39,6 +40,7 @@ const tunnels: AgentTunnel[] = []
 /** The next identity to open a tunnel with (one tunnel per identity, failed ones are not retried). */
 let nextIdentity = 0
 let failed = 0
+let stopped = false
 
 /** Runs `task` for indexes [from, to) with `concurrency` in flight. */
 async function inParallel(from: number, to: number, task: (index: number) => Promise<void>): Promise<void> {
@@ -69,9 +71,11 @@ async function open(target: number): Promise<void> {
   if (target > identities.length) throw new Error(`only ${identities.length} identities joined`)
   const started = performance.now()
   failed = 0
+  stopped = false
   const from = nextIdentity
-  nextIdentity = target
   await inParallel(from, target, async (i) => {
+    if (stopped) return
+    nextIdentity = i + 1
     try {
       const tunnel = await AgentTunnel.open({
         ...tunnelAddress,
@@ -97,6 +101,7 @@ async function open(target: number): Promise<void> {
 onCommand(async (command) => {
   if (typeof command.join === 'number') await join(command.join)
   else if (typeof command.open === 'number') await open(command.open)
+  else if (command.stop) stopped = true
   else if (command.stats) announce({ rss: process.memoryUsage().rss, open: tunnels.length })
 })
 process.on('SIGTERM', () => process.exit(0))
