@@ -12,6 +12,7 @@ import { isTokenRole, type TokenRole } from './roles.ts'
 import { TokenRefusal, TOKEN_NOT_FOUND, type TokenService } from './tokens.ts'
 import { HttpError, labelsField, stringField, stringListField } from '../shared/json-http.ts'
 import { parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import type { JoinResponse } from '../shared/join.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const NODENAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$/
@@ -24,15 +25,6 @@ export interface JoinRequest {
   tlsPublicKey: KeyObject
   sshPublicKey: KeyObject
   addresses: string[]
-}
-
-export interface JoinResponse {
-  host_id: string
-  cluster_name: string
-  tls_cert: string
-  ssh_cert: string
-  host_ca_certs: string[]
-  user_ca_ssh_keys: string[]
 }
 
 /** Validates the request body; every problem is a 400 naming the field. */

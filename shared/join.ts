@@ -28,7 +28,8 @@ interface CAResponse {
   host_ca_certs: string[]
 }
 
-interface JoinResponse {
+/** What the join endpoint answers (the auth server's side builds it). */
+export interface JoinResponse {
   host_id: string
   cluster_name: string
   tls_cert: string

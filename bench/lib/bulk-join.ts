@@ -8,17 +8,8 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { ApiClient } from '../../shared/api-client.ts'
 import type { NodeIdentity } from '../../shared/identity-store.ts'
-import { fetchTrustedCA } from '../../shared/join.ts'
+import { fetchTrustedCA, type JoinResponse } from '../../shared/join.ts'
 import { sshPublicKeyLine } from '../../shared/ssh-cert.ts'
-
-interface JoinResponse {
-  host_id: string
-  cluster_name: string
-  tls_cert: string
-  ssh_cert: string
-  host_ca_certs: string[]
-  user_ca_ssh_keys: string[]
-}
 
 export class BulkJoiner {
   private readonly authServer: string
