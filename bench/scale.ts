@@ -6,8 +6,8 @@
 // joins through the auth server with a multi-use token (its own keys and certificates;
 // --join=cluster makes every join with shared/join.ts's joinCluster, slower on the client
 // side) and holds one tunnel with agent/tunnel.ts: TLS 1.3 with its host certificate and
-// one yamux session. Tunnels are opened in steps (1,000 then 10,000 by default) and measured after
-// each step has settled:
+// one yamux session. Tunnels are opened in steps (1,000 then 10,000 by default) and
+// measured after each step has settled:
 //
 //   memory per tunnel = (proxy RSS with N tunnels − proxy RSS with none) ÷ N
 //   idle CPU          = the proxy's user + system time over --idle seconds ÷ wall time

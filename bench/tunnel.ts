@@ -14,7 +14,7 @@
 // Latency: one 64-byte message at a time, its round trip's p50 and p99.
 // Rounds are interleaved (every path once per round) and the medians reported.
 //
-//   npm run bench:tunnel [-- --mb=200 --round-trips=5000 --rounds=3 --paths=warren,openssh --profile]
+//   npm run bench:tunnel [-- --mb=200 --round-trips=5000 --rounds=5 --paths=warren,openssh --profile]
 //
 // --profile runs the proxy and the agent with --cpu-prof and prints where their time went.
 
@@ -37,7 +37,7 @@ const { values } = parseArgs({
   options: {
     mb: { type: 'string', default: '200' },
     'round-trips': { type: 'string', default: '5000' },
-    rounds: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '5' },
     paths: { type: 'string', default: ALL_PATHS.join(',') },
     profile: { type: 'boolean', default: false },
   },
