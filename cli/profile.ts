@@ -42,9 +42,10 @@ export function loadProfile(dir: string): Profile {
 
 /** How to run `warren` again from a ProxyCommand: this executable, or Node with our entry script. */
 export function warrenCommand(): string {
-  const script = fileURLToPath(new URL('./warren.ts', import.meta.url))
   const quote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
-  return process.argv[1]?.endsWith('.ts') ? `${quote(process.execPath)} ${quote(script)}` : quote(process.execPath)
+  // In the single executable the binary is warren itself; only a checkout needs the script.
+  if (!process.argv[1]?.endsWith('.ts')) return quote(process.execPath)
+  return `${quote(process.execPath)} ${quote(fileURLToPath(new URL('./warren.ts', import.meta.url)))}`
 }
 
 export function profilePath(dir: string, file: keyof typeof PROFILE_FILES): string {

@@ -47,6 +47,7 @@ export class ProxyService {
   private userCAPems: string[] = []
   private readonly clientAddresses = new WeakMap<object, string>()
   private cachedContext?: { key: string; context: SecureContext }
+  private presencePending?: NodeJS.Timeout
   private readonly warn?: (message: string) => void
   readonly addresses: { web: string; tunnel: string } = { web: '', tunnel: '' }
 
@@ -112,7 +113,7 @@ export class ProxyService {
     this.log.info(`proxy listening: web ${this.addresses.web}, tunnel ${this.addresses.tunnel}`, { proxy_id: this.identity.hostId })
     this.timers.push(setInterval(() => void this.heartbeat(false), DEFAULTS.heartbeatIntervalMs))
     this.timers.push(setInterval(() => void this.reportPresence(), DEFAULTS.heartbeatIntervalMs))
-    this.tunnels.on('connect', () => setTimeout(() => void this.reportPresence(), 200).unref())
+    this.tunnels.on('connect', () => this.reportPresenceSoon())
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
   }
 
@@ -185,6 +186,19 @@ export class ProxyService {
     }
   }
 
+  /**
+   * A new tunnel shows in `nodes ls` within moments, but a burst of reconnecting agents
+   * shares one report: one pending at a time, not one per tunnel.
+   */
+  private reportPresenceSoon(): void {
+    if (this.presencePending) return
+    this.presencePending = setTimeout(() => {
+      this.presencePending = undefined
+      void this.reportPresence()
+    }, 200)
+    this.presencePending.unref()
+  }
+
   private async reportPresence(): Promise<void> {
     const nodes = this.tunnels.list().map((t) => ({ host_id: t.hostId, addr: t.remoteAddress, labels: t.labels }))
     if (nodes.length === 0) return
@@ -197,6 +211,7 @@ export class ProxyService {
 
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer)
+    clearTimeout(this.presencePending)
     this.tunnels?.close()
     for (const server of this.servers) server.close()
     await this.auth?.close()

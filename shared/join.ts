@@ -2,7 +2,7 @@
 // against the pin; only then does the token leave the device, over a connection whose
 // server must chain to that pinned CA. A hijacked address therefore never sees the token.
 
-import { generateKeyPairSync, randomUUID } from 'node:crypto'
+import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto'
 import { ApiClient } from './api-client.ts'
 import { WarrenError } from './errors.ts'
 import { caPin, pinMatches } from './pin.ts'
@@ -85,15 +85,20 @@ export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
   } finally {
     await client.close()
   }
+  return identityFromJoin(response, { tls: tls.privateKey, ssh: ssh.privateKey }, { nodename: options.nodename, roles: options.roles, authServer: options.authServer })
+}
+
+/** The identity a join gives: the keys made on the device and the certificates for them. */
+export function identityFromJoin(response: JoinResponse, keys: { tls: KeyObject; ssh: KeyObject }, request: { nodename: string; roles: string[]; authServer: string }): NodeIdentity {
   return {
     hostId: response.host_id,
-    nodename: options.nodename,
+    nodename: request.nodename,
     clusterName: response.cluster_name,
-    roles: options.roles,
-    authServers: [options.authServer],
-    tlsKeyPem: tls.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    roles: request.roles,
+    authServers: [request.authServer],
+    tlsKeyPem: keys.tls.export({ type: 'pkcs8', format: 'pem' }) as string,
     tlsCertPem: response.tls_cert,
-    sshKeyPem: ssh.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    sshKeyPem: keys.ssh.export({ type: 'pkcs8', format: 'pem' }) as string,
     sshCert: response.ssh_cert,
     hostCAPems: response.host_ca_certs,
     userCASshKeys: response.user_ca_ssh_keys,

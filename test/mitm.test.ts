@@ -3,11 +3,9 @@
 
 import t from 'tap'
 import { createServer } from 'node:https'
-import { generateKeyPairSync } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { AuthProcess, startNode, tempDir } from './helpers/cluster.ts'
-import { createCA } from '../auth/x509.ts'
-import { createCertificate } from '../auth/x509.ts'
+import { loopbackCert, testCA } from './helpers/certs.ts'
 
 const auth = new AuthProcess()
 t.before(() => auth.start())
@@ -15,22 +13,11 @@ t.teardown(() => auth.stop())
 
 /** A server with its own CA that records every request; `advertised` is the CA it claims. */
 async function impostor(advertisedCAs: (ownCA: string) => string[]) {
-  const ca = createCA('impostor CA', 'test-cluster')
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const now = Date.now()
-  const cert = createCertificate({
-    subject: { CN: 'impostor', O: 'test-cluster', OU: ['auth'] },
-    issuer: { CN: 'impostor CA', O: 'test-cluster' },
-    publicKey,
-    signingKey: ca.key,
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + 3600_000),
-    ipAddresses: ['127.0.0.1'],
-    dnsNames: ['localhost'],
-    extKeyUsage: ['serverAuth'],
-  })
+  const own = testCA('impostor CA', 'test-cluster')
+  const { certPem: cert, keyPem } = loopbackCert(own, { CN: 'impostor', O: 'test-cluster', OU: ['auth'] }, ['serverAuth'])
+  const ca = own.ca
   const requests: { method: string; url: string; body: string }[] = []
-  const server = createServer({ key: privateKey.export({ type: 'pkcs8', format: 'pem' }), cert }, (req, res) => {
+  const server = createServer({ key: keyPem, cert }, (req, res) => {
     let body = ''
     req.on('data', (d) => (body += d))
     req.on('end', () => {

@@ -2,7 +2,6 @@
 // then what is particular to etcd (expiry ahead of lease revocation, shared leases, several
 // clients racing, prefixes, TLS with client certificates).
 
-import { generateKeyPairSync } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -12,7 +11,7 @@ import { Etcd3 } from 'etcd3'
 import { backendConformance } from './conformance.ts'
 import { EtcdBackend, decode, encode, rangeEnd } from './etcd.ts'
 import { openBackend } from './index.ts'
-import { createCA, createCertificate } from '../x509.ts'
+import { loopbackCert, testCA } from '../../test/helpers/certs.ts'
 import { EtcdServer, etcdUnavailable, uniquePrefix } from '../../test/helpers/etcd.ts'
 import { freePort, tempDir } from '../../test/helpers/cluster.ts'
 
@@ -253,25 +252,14 @@ if (unavailable) {
 
 /** A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files. */
 function writeTlsFiles(dir: string) {
-  const ca = createCA('etcd test CA', 'warren-test')
+  const authority = testCA('etcd test CA', 'warren-test')
+  const ca = authority.ca
   const issue = (name: string, usage: 'serverAuth' | 'clientAuth') => {
-    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-    const now = Date.now()
-    const cert = createCertificate({
-      subject: { CN: name, O: 'warren-test' },
-      issuer: { CN: 'etcd test CA', O: 'warren-test' },
-      publicKey,
-      signingKey: ca.key,
-      notBefore: new Date(now - 60_000),
-      notAfter: new Date(now + 3600_000),
-      ipAddresses: ['127.0.0.1'],
-      dnsNames: ['localhost'],
-      extKeyUsage: [usage],
-    })
+    const { certPem: cert, keyPem } = loopbackCert(authority, { CN: name, O: 'warren-test' }, [usage])
     const certFile = join(dir, `${name}.pem`)
     const keyFile = join(dir, `${name}-key.pem`)
     writeFileSync(certFile, cert)
-    writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 })
+    writeFileSync(keyFile, keyPem, { mode: 0o600 })
     return { certFile, keyFile }
   }
   const caFile = join(dir, 'ca.pem')

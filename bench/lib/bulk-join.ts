@@ -8,7 +8,7 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { ApiClient } from '../../shared/api-client.ts'
 import type { NodeIdentity } from '../../shared/identity-store.ts'
-import { fetchTrustedCA, type JoinResponse } from '../../shared/join.ts'
+import { fetchTrustedCA, identityFromJoin, type JoinResponse } from '../../shared/join.ts'
 import { sshPublicKeyLine } from '../../shared/ssh-cert.ts'
 
 export class BulkJoiner {
@@ -41,19 +41,7 @@ export class BulkJoiner {
       addresses: [],
       labels: {},
     })
-    return {
-      hostId: response.host_id,
-      nodename,
-      clusterName: response.cluster_name,
-      roles: ['node'],
-      authServers: [this.authServer],
-      tlsKeyPem: tls.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-      tlsCertPem: response.tls_cert,
-      sshKeyPem: ssh.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-      sshCert: response.ssh_cert,
-      hostCAPems: response.host_ca_certs,
-      userCASshKeys: response.user_ca_ssh_keys,
-    }
+    return identityFromJoin(response, { tls: tls.privateKey, ssh: ssh.privateKey }, { nodename, roles: ['node'], authServer: this.authServer })
   }
 
   async close(): Promise<void> {

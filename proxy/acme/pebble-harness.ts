@@ -5,13 +5,12 @@
 // HTTPS, so one is issued here from a throwaway CA: that CA is what an ACME client must trust.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { generateKeyPairSync } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
-import { createCA, createCertificate } from '../../auth/x509.ts'
 import { freePort, tempDir } from '../../test/helpers/cluster.ts'
+import { loopbackCert, testCA } from '../../test/helpers/certs.ts'
 
 /** Why Pebble cannot run here, or undefined when it can. */
 export function pebbleMissing(): string | undefined {
@@ -128,22 +127,11 @@ export class Pebble {
 
   async start(): Promise<this> {
     const dir = tempDir('warren-pebble-')
-    const ca = createCA('Pebble HTTPS test CA', 'Warren tests', 1)
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-    const now = Date.now()
-    const certificate = createCertificate({
-      subject: { CN: 'localhost' },
-      issuer: { CN: 'Pebble HTTPS test CA', O: 'Warren tests' },
-      publicKey,
-      signingKey: ca.key,
-      notBefore: new Date(now - 60_000),
-      notAfter: new Date(now + 86_400_000),
-      dnsNames: ['localhost'],
-      ipAddresses: ['127.0.0.1'],
-      extKeyUsage: ['serverAuth'],
-    })
+    const authority = testCA('Pebble HTTPS test CA', 'Warren tests', 1)
+    const ca = authority.ca
+    const { certPem: certificate, keyPem } = loopbackCert(authority, { CN: 'localhost' }, ['serverAuth'], 86_400_000)
     writeFileSync(join(dir, 'cert.pem'), certificate)
-    writeFileSync(join(dir, 'key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }))
+    writeFileSync(join(dir, 'key.pem'), keyPem)
     this.caBundle = ca.certPem
 
     const port = await freePort()
