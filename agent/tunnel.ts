@@ -11,7 +11,7 @@ import { createSession, type Session } from '../shared/yamux/index.ts'
 import { certSubject } from '../shared/cert-subject.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
-import { readMessages, TUNNEL_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME, readMessages, TUNNEL_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 
 export interface TunnelOptions {
   host: string
@@ -53,7 +53,7 @@ export class AgentTunnel extends EventEmitter {
       const socket: TLSSocket = connect({
         host: options.host,
         port: options.port,
-        servername: isIpAddress(options.host) ? undefined : options.host,
+        servername: CLUSTER_SERVER_NAME,
         ALPNProtocols: [TUNNEL_ALPN],
         minVersion: 'TLSv1.3',
         ca: identity.hostCAPems,
@@ -139,8 +139,4 @@ export class AgentTunnel extends EventEmitter {
     this.session?.close()
     this.emit('close')
   }
-}
-
-function isIpAddress(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(':')
 }

@@ -8,6 +8,7 @@ import type { TLSSocket } from 'node:tls'
 import { join as joinPath } from 'node:path'
 import { hostname } from 'node:os'
 import type { AddressInfo } from 'node:net'
+import { AcmeRecords, MAX_RECORD_BYTES } from './acme-records.ts'
 import { adminIdentityPath, type AdminIdentityFile } from './admin-identity.ts'
 import type { Backend } from './backend/backend.ts'
 import { openBackend } from './backend/index.ts'
@@ -43,6 +44,7 @@ export class AuthServer {
   private tokens!: TokenService
   private nodes!: NodeDirectory
   private users!: UserDirectory
+  private acmeRecords!: AcmeRecords
   private hostCA!: Authority
   private userCA!: Authority
   private clusterName = ''
@@ -97,6 +99,7 @@ export class AuthServer {
     this.tokens = new TokenService(this.backend, statics)
     this.nodes = new NodeDirectory(this.backend, auth.heartbeatTtlMs)
     this.users = new UserDirectory(this.backend)
+    this.acmeRecords = new AcmeRecords(this.backend)
 
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
     this.serverNames = [hostname(), host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
@@ -265,6 +268,18 @@ export class AuthServer {
       return { proxies: proxies.map((p) => p.proxyId), host_ca_certs: this.hostCA.tlsCertPems, user_ca_certs: this.userCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys, host_ca_phase: this.hostCA.rotation?.phase ?? 'standby' }
     })
     router.add('POST', '/v1/presence', (req) => this.handleTunnelPresence(req))
+    // The proxies' shared ACME account and certificates (proxy/acme's CertStore).
+    router.add('POST', '/v1/proxies/acme/get', async (req) => {
+      this.requireProxy(req)
+      const value = await this.acmeRecords.get(stringField(await readJson(req), 'key', { max: 300 }) as string)
+      return value === undefined ? {} : { value }
+    })
+    router.add('POST', '/v1/proxies/acme/put', async (req) => {
+      this.requireProxy(req)
+      const body = await readJson(req)
+      await this.acmeRecords.put(stringField(body, 'key', { max: 300 }) as string, stringField(body, 'value', { max: MAX_RECORD_BYTES }) as string)
+      return {}
+    })
     router.add('POST', '/v1/rotate', async (req) => {
       this.requirePeer(req, 'admin')
       const body = await readJson(req)

@@ -11,7 +11,7 @@ import { certSubject } from '../shared/cert-subject.ts'
 import { parseHostPort, DEFAULTS } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from '../shared/flags.ts'
-import { readFirstMessage, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME, readFirstMessage, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
 
 const COMMON: FlagSpec = {
@@ -36,7 +36,7 @@ export async function dialThroughProxy(flags: Record<string, any>, node: string,
     ca: readFileSync(profilePath(dir, 'hostCA'), 'utf8'),
     cert: readFileSync(profilePath(dir, 'tlsCert'), 'utf8'),
     key: readFileSync(profilePath(dir, 'tlsKey'), 'utf8'),
-    servername: /^[\d.]+$|:/.test(host) ? undefined : host,
+    servername: CLUSTER_SERVER_NAME,
     checkServerIdentity: (_h, cert) => (certSubject(new X509Certificate(cert.raw)).roles.includes('proxy') ? undefined : new Error('not a proxy of this cluster')),
   })
   await new Promise<void>((resolve, reject) => {

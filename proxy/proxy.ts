@@ -20,6 +20,7 @@ import { issuedByAny } from '../shared/cert-subject.ts'
 import { saveIdentity } from '../shared/identity-store.ts'
 import { handleUserConnection } from './user-gateway.ts'
 import { webApi } from './web-api.ts'
+import { WebCertificates } from './web-certificates.ts'
 
 interface HeartbeatResponse {
   proxies: string[]
@@ -48,6 +49,7 @@ export class ProxyService {
   private readonly clientAddresses = new WeakMap<object, string>()
   private cachedContext?: { key: string; context: SecureContext }
   private presencePending?: NodeJS.Timeout
+  private webCertificates?: WebCertificates
   private readonly warn?: (message: string) => void
   readonly addresses: { web: string; tunnel: string } = { web: '', tunnel: '' }
 
@@ -65,6 +67,15 @@ export class ProxyService {
     this.identity = await obtainIdentity(this.config, 'proxy', this.log, this.warn)
     this.hostCAPems = this.identity.hostCAPems
     this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
+    if (this.config.proxy.acme.enabled) {
+      this.webCertificates = new WebCertificates({
+        acme: this.config.proxy.acme,
+        publicAddrs: this.config.proxy.publicAddrs,
+        auth: () => this.auth,
+        clientCAPems: () => [...this.hostCAPems, ...this.userCAPems],
+        log: this.log,
+      })
+    }
 
     this.tunnels = new TunnelServer({
       proxyId: this.identity.hostId,
@@ -81,8 +92,11 @@ export class ProxyService {
     })
     web.on('request', (req, res) => router.handle(req, res).catch((error) => this.log.error('request failed', { path: req.url, error: String(error) })))
 
+    const certificates = this.webCertificates
     const tls = createTlsRouter({
+      log: this.log,
       secureContext: () => this.secureContext(),
+      ...(certificates ? { contextByName: (name: string) => certificates.contextByName(name), challenge: (name: string) => certificates.challenge(name) } : {}),
       alpn: {
         [TUNNEL_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => this.tunnels.handle(socket, conn.clientAddress),
         [USER_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => {
@@ -110,6 +124,7 @@ export class ProxyService {
       this.addresses.tunnel = await listen(this.config.proxy.tunnelListenAddr, DEFAULTS.tunnelPort)
     }
     await this.heartbeat(true)
+    await this.webCertificates?.start()
     this.log.info(`proxy listening: web ${this.addresses.web}, tunnel ${this.addresses.tunnel}`, { proxy_id: this.identity.hostId })
     this.timers.push(setInterval(() => void this.heartbeat(false), DEFAULTS.heartbeatIntervalMs))
     this.timers.push(setInterval(() => void this.reportPresence(), DEFAULTS.heartbeatIntervalMs))
@@ -212,6 +227,7 @@ export class ProxyService {
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer)
     clearTimeout(this.presencePending)
+    this.webCertificates?.stop()
     this.tunnels?.close()
     for (const server of this.servers) server.close()
     await this.auth?.close()

@@ -8,6 +8,7 @@ import { X509Certificate } from 'node:crypto'
 import type { PeerCertificate as TlsPeerCertificate } from 'node:tls'
 import { ApiError, WarrenError } from './errors.ts'
 import { certSubject } from './cert-subject.ts'
+import { CLUSTER_SERVER_NAME } from './tunnel-protocol.ts'
 
 const SERVER_ROLES = ['auth', 'proxy']
 
@@ -44,8 +45,8 @@ export class ApiClient {
     const verified = options.caPems !== undefined
     this.dispatcher = new Agent({
       connect: verified
-        ? { ca: options.caPems, cert: options.certPem, key: options.keyPem, checkServerIdentity: checkClusterServer, rejectUnauthorized: true }
-        : { rejectUnauthorized: false },
+        ? { ca: options.caPems, cert: options.certPem, key: options.keyPem, checkServerIdentity: checkClusterServer, rejectUnauthorized: true, servername: CLUSTER_SERVER_NAME }
+        : { rejectUnauthorized: false, servername: CLUSTER_SERVER_NAME },
       keepAliveTimeout: 10_000,
     })
   }

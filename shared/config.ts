@@ -33,6 +33,8 @@ export const DEFAULTS = {
   tokenTtlMs: 60 * 60e3,
   storageFile: 'backend.db',
   etcdPrefix: '/warren/',
+  acmeDirectory: 'https://acme-v02.api.letsencrypt.org/directory',
+  acmeHttpPort: 80,
   logLevel: 'info',
   logFormat: 'text',
   version: 'v1',
@@ -67,7 +69,18 @@ export interface ProxyConfig {
   tunnelPublicAddrs: string[]
   /** IPs or CIDR ranges whose PROXY protocol headers are believed. */
   trustedLoadBalancers: string[]
-  acme: { enabled: boolean; email?: string; uri?: string }
+  acme: AcmeConfig
+}
+
+export interface AcmeConfig {
+  enabled: boolean
+  email?: string
+  /** The ACME directory; Let's Encrypt's when absent. */
+  uri?: string
+  /** Extra root (PEM file) to trust for the ACME server's own HTTPS: a private or test CA. */
+  caFile?: string
+  /** A plain HTTP listener (port 80 of the public names) that answers HTTP-01 challenges. */
+  httpListenAddr?: string
 }
 
 export interface ForwardPort {
@@ -309,7 +322,7 @@ const SCHEMA = section({
     public_addr: addresses,
     tunnel_public_addr: addresses,
     trusted_load_balancers: list(ipOrCidr, { single: true }),
-    acme: section({ enabled: boolean, email: string(), uri: string() }),
+    acme: section({ enabled: boolean, email: string(), uri: string(), ca_file: string(), http_listen_addr: address }),
   }),
   ssh_service: section({
     enabled: boolean,
@@ -552,7 +565,13 @@ function build(raw: Raw): WarrenConfig {
       publicAddrs: proxy.public_addr ?? [],
       tunnelPublicAddrs: proxy.tunnel_public_addr ?? [],
       trustedLoadBalancers: proxy.trusted_load_balancers ?? [],
-      acme: withoutUndefined({ enabled: proxy.acme?.enabled ?? false, email: proxy.acme?.email, uri: proxy.acme?.uri }),
+      acme: withoutUndefined({
+        enabled: proxy.acme?.enabled ?? false,
+        email: proxy.acme?.email,
+        uri: proxy.acme?.uri,
+        caFile: proxy.acme?.ca_file,
+        httpListenAddr: proxy.acme?.http_listen_addr,
+      }),
     },
     ssh: {
       enabled: enabled(raw.ssh_service),

@@ -8,6 +8,14 @@ import type { Duplex } from 'node:stream'
 export const TUNNEL_ALPN = 'warren-tunnel'
 /** Users' connections to nodes through a proxy (`warren proxy ssh`), on the web port. */
 export const USER_ALPN = 'warren-ssh'
+/**
+ * The TLS server name every cluster client (agents, `warren ssh`, API calls) sends to a
+ * proxy, whatever address it dials. A proxy with an ACME certificate for its public name
+ * serves that certificate to browsers, and its host-CA certificate to this name, so pinned
+ * joins and tunnels keep verifying against the cluster's CA. `.invalid` never resolves
+ * (RFC 2606), so no public certificate can carry it.
+ */
+export const CLUSTER_SERVER_NAME = 'cluster.warren.invalid'
 const MAX_LINE_BYTES = 64 * 1024
 
 /** Agent → proxy on the control stream. */

@@ -13,6 +13,7 @@
 import { TLSSocket, type SecureContext } from 'node:tls'
 import { createLogger, type Logger } from '../../shared/log.ts'
 import { TUNNEL_ALPN } from '../../shared/tunnel-protocol.ts'
+import { type ChallengeLookup, tlsAlpnHooks } from '../acme/tls-alpn-hooks.ts'
 import type { RoutedConnection } from './multiplexer.ts'
 
 export type AlpnHandler = (socket: TLSSocket, conn: RoutedConnection) => void
@@ -30,6 +31,13 @@ export interface TlsRouterOptions {
    * TLS 1.2, is what the router expects; anything older is refused after the handshake).
    */
   secureContext: () => SecureContext
+  /**
+   * A different context for some TLS server names (the ACME certificate for the proxy's
+   * public names); undefined keeps secureContext's.
+   */
+  contextByName?: (servername: string) => SecureContext | undefined
+  /** TLS-ALPN-01: the challenge certificate for a name being validated, if any. */
+  challenge?: ChallengeLookup
   /** Handlers by ALPN protocol, most preferred first; NO_ALPN ('') for clients without ALPN. */
   alpn: Record<string, AlpnHandler>
   /** Whether to ask the client for a certificate, by negotiated protocol. Default: always. */
@@ -65,12 +73,18 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
     }
     // Without ALPN the callback below never runs, so start with the no-ALPN choice.
     const initialRequest = requestCert(NO_ALPN)
+    const hooks = options.challenge || options.contextByName
+      ? tlsAlpnHooks(options.challenge ?? (() => undefined), options.contextByName)
+      : undefined
     const socket: TLSSocket = new TLSSocket(conn.socket, {
       isServer: true,
       secureContext,
       requestCert: initialRequest,
       rejectUnauthorized: false,
-      ALPNCallback: ({ protocols }) => {
+      ...(hooks ? { SNICallback: hooks.SNICallback } : {}),
+      ALPNCallback: ({ servername, protocols }) => {
+        const answering = hooks?.selectAlpn({ servername, protocols })
+        if (answering !== undefined) return answering
         const version = socket.getProtocol()
         const chosen = offered.find((name) => protocols.includes(name) && (version === 'TLSv1.3' || !tls13Only.has(name)))
         if (chosen === undefined) {
@@ -94,6 +108,12 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
 
     socket.once('secure', () => {
       clearTimeout(timer)
+      // A TLS-ALPN-01 validation is over once the handshake is (RFC 8737 section 3).
+      if (hooks?.answering) {
+        log.debug('answered an ACME TLS-ALPN-01 validation', { remote })
+        socket.end()
+        return
+      }
       const alpn = socket.alpnProtocol || NO_ALPN
       const version = socket.getProtocol()
       const refuse = (reason: string) => {

@@ -1,0 +1,218 @@
+// ACME on a real proxy process, against Pebble (Debian `pebble`) with pebble-challtestsrv as
+// its DNS: the proxy obtains a certificate for its public name by TLS-ALPN-01 on its
+// multiplexed port (or by HTTP-01 on its port-80 listener), serves it to clients asking for
+// that name while cluster clients keep the host-CA certificate their pin checks, keeps it in
+// the cluster's backend across a restart, renews it without touching live tunnels or SSH
+// sessions, and says plainly why when the ACME server refuses.
+
+import { spawn } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
+import { join } from 'node:path'
+import { connect } from 'node:tls'
+import t from 'tap'
+import { ChallTestServer, Pebble, pebbleMissing } from '../proxy/acme/pebble-harness.ts'
+import { AuthProcess, freePort, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+
+const DOMAIN = 'proxy.warren.test'
+const RENEWING = 'renewing.warren.test'
+const BLOCKED = 'blocked.warren.test'
+const SHORT_VALIDITY_SECONDS = 20
+
+const missing = pebbleMissing()
+if (missing) {
+  t.test('ACME certificates on the proxy', { skip: missing }, () => {})
+} else {
+  await main()
+}
+
+async function main(): Promise<void> {
+  const dns = await new ChallTestServer().start()
+  t.teardown(() => dns.stop())
+  for (const name of [DOMAIN, RENEWING, BLOCKED]) await dns.addA(name, '127.0.0.1')
+
+  // Pebble validates on fixed ports, so each proxy's ports are chosen before its Pebble starts.
+  const webPort = await freePort()
+  const renewingWebPort = await freePort()
+  const renewingHttpPort = await freePort()
+  const pebble = await new Pebble({ dnsServer: dns.dnsAddress, tlsPort: webPort, httpPort: await freePort(), blocklist: [BLOCKED] }).start()
+  t.teardown(() => pebble.stop())
+  const shortLived = await new Pebble({ dnsServer: dns.dnsAddress, tlsPort: renewingWebPort, httpPort: renewingHttpPort, validitySeconds: SHORT_VALIDITY_SECONDS }).start()
+  t.teardown(() => shortLived.stop())
+
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+
+  /** A proxy serving web and tunnel on one port, with ACME for `domain` from `server`. */
+  async function acmeProxy(server: Pebble, domain: string, port: number, extra = ''): Promise<ProxyProcess> {
+    const caFile = join(tempDir(), 'acme-ca.pem')
+    writeFileSync(caFile, server.caBundle)
+    const address = `127.0.0.1:${port}`
+    return new ProxyProcess({
+      auth,
+      token: await auth.token(['tokens', 'add', '--type=proxy']),
+      pin,
+      nodename: domain.split('.')[0],
+      webListenAddr: address,
+      tunnelListenAddr: address,
+      extraYaml: [
+        `  public_addr: ["${domain}:${port}"]`,
+        '  acme:',
+        '    enabled: true',
+        '    email: ops@warren.test',
+        `    uri: ${server.directoryUrl}`,
+        `    ca_file: ${caFile}`,
+        extra,
+      ].join('\n'),
+    })
+  }
+
+  /** What a browser trusting only Pebble's root sees at the proxy's web port when it asks for `servername`. */
+  async function peerCertificate(server: Pebble | undefined, port: number, servername: string): Promise<X509Certificate> {
+    const ca = server ? await server.root() : undefined
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port, servername, ALPNProtocols: ['http/1.1'], ...(ca ? { ca } : { rejectUnauthorized: false }) }, () => {
+        const peer = socket.getPeerX509Certificate()!
+        socket.end()
+        resolve(peer)
+      })
+      socket.on('error', reject)
+    })
+  }
+  /** GET /v1/health over HTTPS, verified against Pebble's root and the name. */
+  async function health(server: Pebble, port: number, servername: string): Promise<string> {
+    const ca = await server.root()
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port, servername, ca, ALPNProtocols: ['http/1.1'] }, () => {
+        socket.write(`GET /v1/health HTTP/1.1\r\nhost: ${servername}\r\nconnection: close\r\n\r\n`)
+      })
+      let text = ''
+      socket.setEncoding('utf8')
+      socket.on('data', (chunk: string) => (text += chunk))
+      socket.on('end', () => resolve(text))
+      socket.on('error', reject)
+    })
+  }
+  const servingCount = (proxy: ProxyProcess) => proxy.daemon.stderr.split('serving the ACME certificate').length - 1
+
+  const proxy = await acmeProxy(pebble, DOMAIN, webPort)
+  let issued: X509Certificate
+
+  await t.test('TLS-ALPN-01 on the multiplexed port; browsers get the ACME certificate, cluster clients the cluster one', async (t) => {
+    await proxy.start()
+    t.teardown(() => proxy.stop())
+    await proxy.daemon.waitFor('the ACME certificate', () => servingCount(proxy) === 1, 60_000)
+    t.match(proxy.daemon.stderr, /requesting an ACME certificate/, 'ordered from Pebble')
+    t.match(proxy.daemon.stderr, /answered an ACME TLS-ALPN-01 validation/, 'and validated through the proxy\'s own listener')
+
+    issued = await peerCertificate(pebble, webPort, DOMAIN)
+    t.equal(issued.subjectAltName, `DNS:${DOMAIN}`, 'a client asking for the public name gets a certificate for it, trusted by Pebble\'s root')
+    t.match(await health(pebble, webPort, DOMAIN), /^HTTP\/1\.1 200[\s\S]*"ok":true/, 'and the web API answers over it')
+    const clusterCert = await peerCertificate(undefined, webPort, 'cluster.warren.invalid')
+    t.match(clusterCert.subject, /test-cluster|proxy/, 'the cluster\'s own name gets the host-CA certificate')
+    t.not(clusterCert.fingerprint256, issued.fingerprint256)
+
+    // A node joins through the proxy with the pin, opens its tunnel and serves SSH through it.
+    const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=127.0.0.1:${webPort}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=acme-node'])
+    t.teardown(() => node.stop())
+    await node.waitFor('the tunnel', () => /1 held/.test(node.stderr), 20_000)
+    await waitForNode(auth, 'acme-node')
+    const profile = await signUser(auth, `127.0.0.1:${webPort}`)
+    const ssh = spawnSsh(profile, 'acme-node')
+    await ssh.started
+    ssh.child.stdin!.end('through\n')
+    t.equal(await ssh.done, 'started\ngot:through\n', 'SSH through the ACME-serving proxy')
+  })
+
+  await t.test('a restarted proxy serves the certificate kept in the backend, without a new order', async (t) => {
+    await proxy.start()
+    t.teardown(() => proxy.stop())
+    await proxy.daemon.waitFor('the ACME certificate', () => servingCount(proxy) === 1, 30_000)
+    t.match(proxy.daemon.stderr, /ACME certificate loaded from the store/)
+    t.notMatch(proxy.daemon.stderr, /requesting an ACME certificate/, 'Pebble is not asked again')
+    t.equal((await peerCertificate(pebble, webPort, DOMAIN)).fingerprint256, issued.fingerprint256, 'the same certificate')
+  })
+
+  await t.test('HTTP-01 on the port-80 listener; renewal keeps live tunnels and SSH sessions', async (t) => {
+    const renewing = await acmeProxy(shortLived, RENEWING, renewingWebPort, `    http_listen_addr: 127.0.0.1:${renewingHttpPort}`)
+    await renewing.start()
+    t.teardown(() => renewing.stop())
+    await renewing.daemon.waitFor('the ACME certificate', () => servingCount(renewing) === 1, 60_000)
+    const first = await peerCertificate(shortLived, renewingWebPort, RENEWING)
+    t.equal(first.subjectAltName, `DNS:${RENEWING}`, 'issued by HTTP-01')
+    t.match(await httpGet(renewingHttpPort, '/anything'), /^301 https:\/\/renewing\.warren\.test:\d+\/anything$/, 'port 80 sends other requests to HTTPS')
+    t.match(await httpGet(renewingHttpPort, '/.well-known/acme-challenge/unknown'), /^404/, 'and knows no stale challenge')
+
+    const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=127.0.0.1:${renewingWebPort}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=renewal-node'])
+    t.teardown(() => node.stop())
+    await node.waitFor('the tunnel', () => /1 held/.test(node.stderr), 20_000)
+    const profile = await signUser(auth, `127.0.0.1:${renewingWebPort}`, 'bob')
+    const ssh = spawnSsh(profile, 'renewal-node')
+    await ssh.started
+
+    await renewing.daemon.waitFor('the renewed certificate', () => servingCount(renewing) === 2, (SHORT_VALIDITY_SECONDS + 30) * 1000)
+    const renewed = await peerCertificate(shortLived, renewingWebPort, RENEWING)
+    t.not(renewed.fingerprint256, first.fingerprint256, 'new connections get the renewed certificate')
+    t.ok(Date.parse(renewed.validTo) > Date.parse(first.validTo))
+    ssh.child.stdin!.end('still here\n')
+    t.equal(await ssh.done, 'started\ngot:still here\n', 'the SSH session opened before the renewal lives on')
+    t.equal(node.stderr.match(/tunnel to proxy \S+ open/g)?.length, 1, 'and the tunnel was never re-opened')
+  })
+
+  await t.test('a refusal by the ACME server is logged with its reason; the proxy keeps serving the cluster', async (t) => {
+    const refusedPort = await freePort()
+    const refused = await acmeProxy(pebble, BLOCKED, refusedPort)
+    await refused.start()
+    t.teardown(() => refused.stop())
+    await refused.daemon.waitFor('the refusal', () => /could not obtain a certificate/.test(refused.daemon.stderr), 30_000)
+    t.match(refused.daemon.stderr, new RegExp(`ERROR.*could not obtain a certificate for ${BLOCKED.replaceAll('.', '\\.')} from https://127\\.0\\.0\\.1:\\d+/dir: placing the order failed: .*forbidden by policy.*; serving the cluster certificate meanwhile, retrying in \\d+ s`))
+    const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=127.0.0.1:${refusedPort}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=refused-node'])
+    t.teardown(() => node.stop())
+    await node.waitFor('the tunnel', () => /1 held/.test(node.stderr), 20_000)
+    t.pass('nodes still join and tunnel through it')
+  })
+
+  await t.test('configuration mistakes are refused at start, naming the key', async (t) => {
+    const withAcme = async (yaml: string) => new ProxyProcess({
+      auth,
+      token: await auth.token(['tokens', 'add', '--type=proxy']),
+      pin,
+      extraYaml: `  acme:\n    enabled: true\n${yaml}`,
+    }).start()
+    await t.rejects(withAcme('  public_addr: ["127.0.0.1:3080"]\n'), /proxy_service\.acme is enabled, but proxy_service\.public_addr names no DNS name/)
+    await t.rejects(withAcme(`    ca_file: /nonexistent/ca.pem\n  public_addr: ["${DOMAIN}:1"]\n`), /proxy_service\.acme\.ca_file: cannot read \/nonexistent\/ca\.pem/)
+  })
+}
+
+/** An OpenSSH session through the proxy that stays open until its standard input ends. */
+function spawnSsh(profile: string, node: string): { child: ReturnType<typeof spawn>; started: Promise<void>; done: Promise<string> } {
+  const child = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${testLogin()}@${node}`, 'echo started; read line; echo "got:$line"'], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let output = ''
+  let errors = ''
+  child.stderr!.on('data', (chunk) => (errors += chunk))
+  const started = new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk) => {
+      output += chunk
+      if (output.includes('started\n')) resolve()
+    })
+    child.once('exit', (code) => reject(new Error(`ssh exited (${code}) before starting: ${errors}`)))
+  })
+  const done = new Promise<string>((resolve) => child.once('exit', () => resolve(output)))
+  return { child, started, done }
+}
+
+/** A plain HTTP GET: `<status> <location or body>`. */
+function httpGet(port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => (body += chunk))
+      res.on('end', () => resolve(`${res.statusCode} ${res.headers.location ?? body}`))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
