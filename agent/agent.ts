@@ -27,6 +27,18 @@ export interface AgentOptions {
   warn?: (message: string) => void
 }
 
+/** New certificates for this node's keys, from the signing host CA. */
+interface RenewedCertificates {
+  tls_cert: string
+  ssh_cert: string
+  host_ca_certs: string[]
+  user_ca_ssh_keys: string[]
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : []
+}
+
 interface Discovery {
   proxy_id: string
   cluster_name: string
@@ -58,7 +70,12 @@ export class Agent {
     const heartbeatIntervalMs = this.options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs
     const discovery = await this.discover(server)
     if (!discovery) {
-      this.heartbeat = new Heartbeat(this.identity, server, { intervalMs: heartbeatIntervalMs, labels: this.config.labels, log: this.log })
+      this.heartbeat = new Heartbeat(this.identity, server, {
+        intervalMs: heartbeatIntervalMs,
+        labels: this.config.labels,
+        log: this.log,
+        onAnswer: (answer) => this.followCAs(strings(answer.host_ca_certs), strings(answer.user_ca_ssh_keys), () => void this.renewDirect(server)),
+      })
       this.heartbeat.start()
       return
     }
@@ -80,41 +97,63 @@ export class Agent {
     this.pool.start()
   }
 
-  /**
-   * CA rotation, as the proxies relay it: trust what the cluster trusts now, and when the
-   * signing CA did not issue our certificate, ask for a new one for the same keys. Nothing
-   * is torn down: open tunnels and SSH sessions carry on; new ones use the new certificate.
-   */
+  /** CA rotation as the proxies relay it over the control stream. */
   private onControl(tunnel: AgentTunnel, message: Record<string, unknown>): void {
-    const strings = (value: unknown) => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [])
     if (message.type === 'ca') {
-      const hostCAs = strings(message.host_ca_certs)
-      const userKeys = strings(message.user_ca_ssh_keys)
-      if (hostCAs.length === 0 || userKeys.length === 0) return
-      if (hostCAs.join('') !== this.identity.hostCAPems.join('') || userKeys.join('\n') !== this.identity.userCASshKeys.join('\n')) {
-        this.identity.hostCAPems = hostCAs
-        this.identity.userCASshKeys = userKeys
-        this.ssh?.setUserCAKeys(userKeys)
-        saveIdentity(this.config.dataDir, this.identity)
-        this.log.info('trusted CAs updated', { host_cas: hostCAs.length, user_cas: userKeys.length })
-      }
-      if (!this.renewing && !issuedByAny(new X509Certificate(this.identity.tlsCertPem), hostCAs.slice(0, 1))) {
-        this.renewing = true
-        this.log.info('the host CA rotated: renewing this node\'s certificates')
-        tunnel.requestRenewal()
-      }
+      this.followCAs(strings(message.host_ca_certs), strings(message.user_ca_ssh_keys), () => tunnel.requestRenewal())
     } else if (message.type === 'certs' && typeof message.tls_cert === 'string' && typeof message.ssh_cert === 'string') {
-      this.identity.tlsCertPem = message.tls_cert
-      this.identity.sshCert = message.ssh_cert
-      this.identity.hostCAPems = strings(message.host_ca_certs)
-      this.identity.userCASshKeys = strings(message.user_ca_ssh_keys)
-      this.ssh?.setUserCAKeys(this.identity.userCASshKeys)
-      saveIdentity(this.config.dataDir, this.identity)
-      this.renewing = false
-      this.log.info('renewed certificates from the new host CA')
+      this.applyRenewal({ tls_cert: message.tls_cert, ssh_cert: message.ssh_cert, host_ca_certs: strings(message.host_ca_certs), user_ca_ssh_keys: strings(message.user_ca_ssh_keys) })
     } else if (message.type === 'renew_failed') {
       this.renewing = false
       this.log.warn(`certificate renewal failed: ${String(message.error)}`)
+    }
+  }
+
+  /**
+   * Trust what the cluster trusts now, and when the signing CA did not issue our
+   * certificate, ask (through `renew`) for a new one for the same keys. Nothing is torn
+   * down: open tunnels and SSH sessions carry on; new ones use the new certificate.
+   */
+  private followCAs(hostCAs: string[], userKeys: string[], renew: () => void): void {
+    if (hostCAs.length === 0 || userKeys.length === 0) return
+    if (hostCAs.join('') !== this.identity.hostCAPems.join('') || userKeys.join('\n') !== this.identity.userCASshKeys.join('\n')) {
+      this.identity.hostCAPems = hostCAs
+      this.identity.userCASshKeys = userKeys
+      this.ssh?.setUserCAKeys(userKeys)
+      saveIdentity(this.config.dataDir, this.identity)
+      this.heartbeat?.setIdentity(this.identity)
+      this.log.info('trusted CAs updated', { host_cas: hostCAs.length, user_cas: userKeys.length })
+    }
+    if (!this.renewing && !issuedByAny(new X509Certificate(this.identity.tlsCertPem), hostCAs.slice(0, 1))) {
+      this.renewing = true
+      this.log.info('the host CA rotated: renewing this node\'s certificates')
+      renew()
+    }
+  }
+
+  private applyRenewal(renewed: RenewedCertificates): void {
+    this.identity.tlsCertPem = renewed.tls_cert
+    this.identity.sshCert = renewed.ssh_cert
+    this.identity.hostCAPems = renewed.host_ca_certs
+    this.identity.userCASshKeys = renewed.user_ca_ssh_keys
+    this.ssh?.setUserCAKeys(this.identity.userCASshKeys)
+    saveIdentity(this.config.dataDir, this.identity)
+    this.heartbeat?.setIdentity(this.identity)
+    this.renewing = false
+    this.log.info('renewed certificates from the new host CA')
+  }
+
+  /** Direct mode: the node renews with the auth server itself, with its current identity. */
+  private async renewDirect(server: string): Promise<void> {
+    const client = new ApiClient({ server, caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
+    try {
+      const renewed = await client.call<RenewedCertificates>('POST', '/v1/renew', {})
+      this.applyRenewal({ ...renewed, host_ca_certs: strings(renewed.host_ca_certs), user_ca_ssh_keys: strings(renewed.user_ca_ssh_keys) })
+    } catch (error) {
+      this.renewing = false
+      this.log.warn(`certificate renewal failed: ${(error as Error).message}`)
+    } finally {
+      await client.close()
     }
   }
 

@@ -1,14 +1,30 @@
 // Direct heartbeats to the auth server over mutual TLS with the host certificate. A failed
 // beat is logged and retried at the next tick: presence simply lapses while the auth
-// server is away, and returns with the first beat after.
+// server is away, and returns with the first beat after. Each answer carries the CAs the
+// cluster trusts now, which is how a node without a tunnel follows a CA rotation.
 
 import { ApiClient } from '../shared/api-client.ts'
 import type { Logger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 
+/** What the auth server answers a heartbeat with. */
+export interface HeartbeatAnswer {
+  host_ca_certs?: string[]
+  user_ca_ssh_keys?: string[]
+}
+
+export interface HeartbeatOptions {
+  intervalMs: number
+  labels: Record<string, string>
+  log: Logger
+  onAnswer?: (answer: HeartbeatAnswer) => void
+}
+
 export class Heartbeat {
-  private readonly client: ApiClient
+  private client: ApiClient
+  private readonly server: string
   private readonly intervalMs: number
+  private readonly onAnswer?: (answer: HeartbeatAnswer) => void
   private readonly log: Logger
   private labels: Record<string, string>
   private timer?: NodeJS.Timeout
@@ -17,9 +33,11 @@ export class Heartbeat {
   readonly firstBeat: Promise<void>
   private markFirstBeat!: () => void
 
-  constructor(identity: NodeIdentity, server: string, options: { intervalMs: number; labels: Record<string, string>; log: Logger }) {
-    this.client = new ApiClient({ server, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem, timeoutMs: options.intervalMs * 2 })
+  constructor(identity: NodeIdentity, server: string, options: HeartbeatOptions) {
+    this.server = server
     this.intervalMs = options.intervalMs
+    this.onAnswer = options.onAnswer
+    this.client = this.clientFor(identity)
     this.labels = options.labels
     this.log = options.log
     this.firstBeat = new Promise((resolve) => (this.markFirstBeat = resolve))
@@ -37,9 +55,17 @@ export class Heartbeat {
     this.labels = labels
   }
 
+  /** New certificates or trusted CAs: the next beat connects with them. */
+  setIdentity(identity: NodeIdentity): void {
+    const previous = this.client
+    this.client = this.clientFor(identity)
+    void previous.close()
+  }
+
   async beat(): Promise<void> {
     try {
-      await this.client.call('POST', '/v1/heartbeat', { labels: this.labels })
+      const answer = await this.client.call<HeartbeatAnswer>('POST', '/v1/heartbeat', { labels: this.labels })
+      this.onAnswer?.(answer)
       if (this.failing) this.log.info(`heartbeats reach ${this.client.server} again`)
       this.failing = false
       this.markFirstBeat()
@@ -47,6 +73,10 @@ export class Heartbeat {
       if (!this.failing) this.log.warn(`heartbeat to ${this.client.server} failed: ${(error as Error).message}`)
       this.failing = true
     }
+  }
+
+  private clientFor(identity: NodeIdentity): ApiClient {
+    return new ApiClient({ server: this.server, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem, timeoutMs: this.intervalMs * 2 })
   }
 
   async stop(): Promise<void> {

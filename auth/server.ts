@@ -443,6 +443,7 @@ export class AuthServer {
       labels: labelsField(body, 'labels'),
       lastSeen: Date.now(),
     })
-    return { ok: true }
+    // What the cluster trusts now: a node without a tunnel follows CA rotations by this.
+    return { ok: true, host_ca_certs: this.hostCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys }
   }
 }
