@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path'
 import { brotliCompressSync, constants as zlib } from 'node:zlib'
 import { etcdProtosInline } from './etcd-protos.ts'
 import { partAsset } from './sea-part.ts'
+import { ssh2Poly1305OnFirstUse } from './ssh2-poly1305.ts'
 
 /** Modules built as parts of their own, by part name. */
 const PARTS: Record<string, string> = { etcd: 'auth/backend/etcd.ts' }
@@ -79,7 +80,7 @@ export async function bundle(options: BundleOptions): Promise<Bundle> {
     // idle agent). No source map is made, and the licences' notices (2 KB) stay.
     minifyWhitespace: true,
     minifySyntax: true,
-    plugins: [nativeAddonsAbsent, etcdProtosInline, partsApart(options.root)],
+    plugins: [nativeAddonsAbsent, etcdProtosInline, ssh2Poly1305OnFirstUse, partsApart(options.root)],
     // cli/*.ts run their own main when they are the entry script; in the bundle the entry
     // is packaging/entry.ts, so they must not. import.meta has no CommonJS equivalent:
     // its url/dirname/filename become the executable's own (__filename is execPath there).
