@@ -36,7 +36,8 @@ const mb = (bytes: number) => (bytes / MB).toFixed(1)
 for (const arch of ['x64', 'arm64']) {
   const file = join(ROOT, `dist/warren-linux-${arch}`)
   if (!existsSync(file)) continue
-  console.log(`size warren-linux-${arch}: ${mb(statSync(file).size)} MB, gzip -9 ${mb(await gzipSize(file))} MB`)
+  const gnu = await gnuGzipSize(file)
+  console.log(`size warren-linux-${arch}: ${mb(statSync(file).size)} MB, gzip -9 ${mb(await gzipSize(file))} MB (Node's zlib)${gnu === undefined ? '' : `, ${mb(gnu)} MB (the gzip command)`}`)
 }
 
 // ---- Start-up, tunnel, memory --------------------------------------------------------------
@@ -56,6 +57,7 @@ try {
   for (let i = 0; i < STARTS; i++) versionMs.push(await timeToExit(BINARY, ['version']))
   console.log(`baseline: the executable prints its version in ${median(versionMs).toFixed(0)} ms (median of ${STARTS})`)
   console.log(`baseline: a bare Node ${process.version} at rest holds ${mb(await restingNodeRss())} MB resident`)
+  console.log(`baseline: Node with the built-in modules an agent loads, one key made, at rest: ${await nodeWithAgentBuiltins()}`)
 
   const dataDir = tempDir()
   const args = ['start', '--roles=node', `--auth-server=${proxy.web}`, `--ca-pin=${pin}`, '--nodename=footprint', `--data-dir=${dataDir}`]
@@ -105,6 +107,17 @@ async function gzipSize(file: string): Promise<number> {
   return bytes
 }
 
+/** What `gzip -9` (GNU gzip, whose deflate differs from Node's zlib) makes of `file`; undefined without it. */
+function gnuGzipSize(file: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    let bytes = 0
+    const gzip = spawn('gzip', ['-9', '-c', file], { stdio: ['ignore', 'pipe', 'ignore'] })
+    gzip.stdout!.on('data', (chunk: Buffer) => (bytes += chunk.length))
+    gzip.once('error', () => resolve(undefined))
+    gzip.once('close', (code) => resolve(code === 0 ? bytes : undefined))
+  })
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const middle = sorted.length >> 1
@@ -140,6 +153,17 @@ async function restingNodeRss(): Promise<number> {
   const { rss } = memory(child.pid!)
   await stop(child)
   return rss
+}
+
+/** The floor under the agent: Node itself once it has loaded what the agent uses of it. */
+async function nodeWithAgentBuiltins(): Promise<string> {
+  const builtins = ['tls', 'https', 'http', 'crypto', 'zlib', 'net', 'dns', 'child_process', 'stream', 'os', 'perf_hooks', 'assert']
+  const script = `for (const m of ${JSON.stringify(builtins)}) require(m); require('crypto').generateKeyPairSync('ed25519'); setInterval(() => {}, 1000)`
+  const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' })
+  await sleep(3_000)
+  const described = describeMemory(child.pid!)
+  await stop(child)
+  return described
 }
 
 /** CPU time (user + system) a process has used so far; /proc counts in ticks of 10 ms. */

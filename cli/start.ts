@@ -1,8 +1,6 @@
 // `warren start`: runs the roles this process holds (auth, proxy, node) until SIGTERM or SIGINT.
 
-import { AuthServer } from '../auth/server.ts'
-import { Agent } from '../agent/agent.ts'
-import { ProxyService } from '../proxy/proxy.ts'
+import { load } from './load.ts'
 import { applyFlags, defaultConfig, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from '../shared/flags.ts'
@@ -57,6 +55,7 @@ export async function start(argv: string[]): Promise<number> {
     // next to a proxy joins through the proxy, as a remote one would.
     let local: { authServer: string; pins: string[]; mint: (role: 'proxy' | 'node') => Promise<string> } | undefined
     if (roles.includes('auth')) {
+      const { AuthServer } = await load.auth()
       const auth = new AuthServer(config, log.child('auth'))
       await auth.start()
       stops.push(() => auth.stop())
@@ -71,6 +70,7 @@ export async function start(argv: string[]): Promise<number> {
       const proxyConfig = local && config.authServers.length === 0
         ? { ...config, authServers: [local.authServer], authToken: await local.mint('proxy'), caPins: local.pins }
         : config
+      const { ProxyService } = await load.proxy()
       const proxy = new ProxyService(proxyConfig, log.child('proxy'))
       await proxy.start()
       stops.push(() => proxy.stop())
@@ -81,6 +81,7 @@ export async function start(argv: string[]): Promise<number> {
       if (local && config.authServers.length === 0) {
         nodeConfig = { ...config, authServers: [proxyWeb ?? local.authServer], authToken: await local.mint('node'), caPins: local.pins }
       }
+      const { Agent } = await load.node()
       const agent = new Agent({ config: nodeConfig, log: log.child('node') })
       await agent.start()
       stops.push(() => agent.stop())

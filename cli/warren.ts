@@ -3,10 +3,7 @@
 
 import { execFileSync } from 'node:child_process'
 import { runMain } from './main.ts'
-import { start } from './start.ts'
-import { proxyPort, proxySsh, ssh } from './ssh.ts'
-import { install } from './install.ts'
-import { warrenctl } from './warrenctl.ts'
+import { load } from './load.ts'
 import { UsageError } from '../shared/errors.ts'
 import { VERSION } from '../shared/version.ts'
 
@@ -29,17 +26,17 @@ export async function warren(argv: string[]): Promise<number | void> {
   switch (command) {
     case 'start':
       if (rest.includes('--help')) return void process.stdout.write(startHelp())
-      return start(rest)
+      return (await load.start()).start(rest)
     case 'ssh':
-      return ssh(rest)
+      return (await load.ssh()).ssh(rest)
     case 'install':
-      return install(rest)
+      return (await load.install()).install(rest)
     case 'proxy':
-      if (rest[0] === 'ssh') return proxySsh(rest.slice(1))
-      if (rest[0] === 'port') return proxyPort(rest.slice(1))
+      if (rest[0] === 'ssh') return (await load.ssh()).proxySsh(rest.slice(1))
+      if (rest[0] === 'port') return (await load.ssh()).proxyPort(rest.slice(1))
       throw new UsageError('usage: warren proxy ssh login@node[:port] | warren proxy port NODE NAME')
     case 'ctl':
-      return warrenctl(rest)
+      return (await load.warrenctl()).warrenctl(rest)
     case 'version':
     case '--version':
       process.stdout.write(`Warren v${VERSION} node ${process.version} commit ${commit()}\n`)

@@ -31,9 +31,9 @@ const work = mkdtempSync(join(tmpdir(), 'warren-package-'))
 try {
   const commit = gitCommit()
   step(`bundling cli/warren.ts and cli/warrenctl.ts (commit ${commit})`)
-  await bundle({ root: ROOT, entry: 'packaging/entry.ts', outfile: join(work, 'warren.cjs'), commit })
+  const { main, assets } = await bundle({ root: ROOT, entry: 'packaging/entry.ts', outdir: work, commit })
   step('making the single-executable blob')
-  const blob = makeBlob('warren.cjs', work)
+  const blob = makeBlob(main, assets, work)
   mkdirSync(DIST, { recursive: true })
   for (const arch of arches) {
     // A failed build leaves no executable from an older one behind.

@@ -16,13 +16,15 @@ interface Postject {
 const postject = createRequire(import.meta.url)('postject') as Postject
 
 /**
- * The blob for `bundle`, a file in `workDir`. One blob serves every architecture. Paths in
- * the config are relative to `workDir`: the blob records the script's path as given, and a
- * temporary directory's name would make every build differ.
+ * The blob for the script `main` and the `assets` (name → file), files in `workDir`. One
+ * blob serves every architecture. Paths in the config are relative to `workDir`: the blob
+ * records the script's path as given, and a temporary directory's name would make every
+ * build differ.
  */
-export function makeBlob(bundle: string, workDir: string): string {
+export function makeBlob(main: string, assets: Record<string, string>, workDir: string): string {
   writeFileSync(join(workDir, 'sea-config.json'), JSON.stringify({
-    main: bundle,
+    main,
+    assets,
     output: 'sea-prep.blob',
     disableExperimentalSEAWarning: true,
     // A code cache is specific to the V8 that made it: this build's, an x64 one.

@@ -1,10 +1,12 @@
-// HTTPS JSON calls to Warren's APIs (auth server, proxy web API), with undici. Every TLS
-// hop is verified: the server must chain to the cluster's host CA and present a cluster
-// server certificate. Host names are not what we trust — the pinned CA is — so a server
-// is accepted at any address as long as its certificate names a server role.
+// HTTPS JSON calls to Warren's APIs (auth server, proxy web API), with Node's own https:
+// every agent holds a client for as long as it runs, and undici cost it 7 MB of private
+// memory more. Every TLS hop is verified: the server must chain to the cluster's host CA
+// and present a cluster server certificate. Host names are not what we trust — the pinned
+// CA is — so a server is accepted at any address as long as its certificate names a
+// server role.
 
-import { Agent, request, type Dispatcher } from 'undici'
 import { X509Certificate } from 'node:crypto'
+import { Agent, request } from 'node:https'
 import type { PeerCertificate as TlsPeerCertificate } from 'node:tls'
 import { ApiError, WarrenError } from './errors.ts'
 import { certSubject } from './cert-subject.ts'
@@ -36,51 +38,57 @@ function checkClusterServer(_host: string, cert: TlsPeerCertificate): Error | un
 
 export class ApiClient {
   readonly server: string
-  private readonly dispatcher: Dispatcher
+  private readonly agent: Agent
   private readonly timeoutMs: number
 
   constructor(options: ClientOptions) {
     this.server = options.server
     this.timeoutMs = options.timeoutMs ?? 15_000
-    const verified = options.caPems !== undefined
-    this.dispatcher = new Agent({
-      connect: verified
-        ? { ca: options.caPems, cert: options.certPem, key: options.keyPem, checkServerIdentity: checkClusterServer, rejectUnauthorized: true, servername: CLUSTER_SERVER_NAME }
-        : { rejectUnauthorized: false, servername: CLUSTER_SERVER_NAME },
-      keepAliveTimeout: 10_000,
-    })
+    // Every call asks for the cluster's own server name, so a proxy with a public (ACME)
+    // certificate answers with its host-CA one.
+    const tls = options.caPems !== undefined
+      ? { ca: options.caPems, cert: options.certPem, key: options.keyPem, checkServerIdentity: checkClusterServer, rejectUnauthorized: true, servername: CLUSTER_SERVER_NAME }
+      : { rejectUnauthorized: false, servername: CLUSTER_SERVER_NAME }
+    // Connections are kept for the next call, and closed after 10 s unused.
+    this.agent = new Agent({ ...tls, keepAlive: true, timeout: 10_000 })
   }
 
   async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<T> {
-    let response: Dispatcher.ResponseData
+    const payload = body === undefined ? undefined : JSON.stringify(body)
+    const headers = payload === undefined ? extraHeaders : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), ...extraHeaders }
+    let response: { statusCode: number; text: string }
     try {
-      response = await request(`https://${this.server}${path}`, {
-        method,
-        dispatcher: this.dispatcher,
-        headers: body === undefined ? extraHeaders : { 'content-type': 'application/json', ...extraHeaders },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
+      response = await new Promise((resolve, reject) => {
+        const req = request(`https://${this.server}${path}`, { method, agent: this.agent, headers }, (res) => {
+          const chunks: Buffer[] = []
+          res.on('data', (chunk: Buffer) => chunks.push(chunk))
+          res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }))
+          res.on('error', reject)
+        })
+        // No progress (connecting, waiting for the answer, or within it) for timeoutMs fails the call.
+        req.setTimeout(this.timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' })))
+        req.on('error', reject)
+        req.end(payload)
       })
     } catch (error) {
       throw new WarrenError(`cannot reach ${this.server}: ${describeNetworkError(error)}`)
     }
-    const text = await response.body.text()
+    const { statusCode, text } = response
     let parsed: unknown
     try {
       parsed = text ? JSON.parse(text) : {}
     } catch {
-      throw new ApiError(response.statusCode, `${this.server} answered ${response.statusCode} with a body that is not JSON`)
+      throw new ApiError(statusCode, `${this.server} answered ${statusCode} with a body that is not JSON`)
     }
-    if (response.statusCode >= 400) {
-      const message = (parsed as { error?: string }).error ?? `HTTP ${response.statusCode}`
-      throw new ApiError(response.statusCode, message)
+    if (statusCode >= 400) {
+      const message = (parsed as { error?: string }).error ?? `HTTP ${statusCode}`
+      throw new ApiError(statusCode, message)
     }
     return parsed as T
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close()
+    this.agent.destroy()
   }
 }
 

@@ -1,0 +1,14 @@
+// The code of each command and role, loaded when it runs: an agent (`warren start
+// --roles=node`) then never evaluates the auth server, the proxy or the etcd client, and
+// `warren version` evaluates none of them. In the single executable these stay in the one
+// file but are only initialised on first use.
+
+export const load = {
+  start: () => import('./start.ts'),
+  ssh: () => import('./ssh.ts'),
+  install: () => import('./install.ts'),
+  warrenctl: () => import('./warrenctl.ts'),
+  auth: () => import('../auth/server.ts'),
+  proxy: () => import('../proxy/proxy.ts'),
+  node: () => import('../agent/agent.ts'),
+}
