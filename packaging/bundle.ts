@@ -13,7 +13,7 @@ import { partAsset } from './sea-part.ts'
 import { ssh2Poly1305OnFirstUse } from './ssh2-poly1305.ts'
 
 /** Modules built as parts of their own, by part name. */
-const PARTS: Record<string, string> = { etcd: 'auth/backend/etcd.ts' }
+const PARTS: Record<string, string> = { etcd: 'auth/backend/etcd.ts', acme: 'proxy/web-certificates.ts' }
 
 /**
  * ssh2 tries two native addons inside try/catch and falls back to JavaScript without them:
@@ -26,6 +26,22 @@ const nativeAddonsAbsent: Plugin = {
     build.onResolve({ filter: /^cpu-features$|\.node$/ }, (args) => ({ path: args.path, namespace: 'native-addon' }))
     build.onLoad({ filter: /.*/, namespace: 'native-addon' }, (args) => ({
       contents: `throw new Error(${JSON.stringify(`${args.path}: native addons are not part of the single executable`)})`,
+      loader: 'js',
+    }))
+  },
+}
+
+/**
+ * acme-client exports, next to its own crypto, a legacy API over node-forge (`acme.forge`)
+ * that Warren never calls; node-forge is the largest module of the ACME part. The export
+ * stays, as an object that says so when touched.
+ */
+const acmeForgeAbsent: Plugin = {
+  name: 'acme-forge-absent',
+  setup(build) {
+    build.onResolve({ filter: /^\.\/crypto\/forge$/ }, (args) => (/[\\/]acme-client[\\/]/.test(args.importer) ? { path: 'acme-forge', namespace: 'absent' } : undefined))
+    build.onLoad({ filter: /.*/, namespace: 'absent' }, () => ({
+      contents: 'module.exports = new Proxy({}, { get() { throw new Error("acme-client\'s node-forge API is not part of the single executable") } })',
       loader: 'js',
     }))
   },
@@ -80,7 +96,7 @@ export async function bundle(options: BundleOptions): Promise<Bundle> {
     // idle agent). No source map is made, and the licences' notices (2 KB) stay.
     minifyWhitespace: true,
     minifySyntax: true,
-    plugins: [nativeAddonsAbsent, etcdProtosInline, ssh2Poly1305OnFirstUse, partsApart(options.root)],
+    plugins: [nativeAddonsAbsent, acmeForgeAbsent, etcdProtosInline, ssh2Poly1305OnFirstUse, partsApart(options.root)],
     // cli/*.ts run their own main when they are the entry script; in the bundle the entry
     // is packaging/entry.ts, so they must not. import.meta has no CommonJS equivalent:
     // its url/dirname/filename become the executable's own (__filename is execPath there).
@@ -101,7 +117,8 @@ export async function bundle(options: BundleOptions): Promise<Bundle> {
   if (result.errors.length > 0) throw new Error('bundling failed')
   const assets: Record<string, string> = {}
   for (const [name, file] of Object.entries(PARTS)) {
-    const part = await build({ ...common, entryPoints: [file], write: false, outfile: `${name}.cjs` })
+    // Parts are fully minified: only the few processes that load one pay its compile cost.
+    const part = await build({ ...common, minifyIdentifiers: true, entryPoints: [file], write: false, outfile: `${name}.cjs` })
     if (part.errors.length > 0) throw new Error(`bundling the part ${name} failed`)
     const source = part.outputFiles![0].contents
     const compressed = brotliCompressSync(source, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: source.length } })

@@ -20,7 +20,7 @@ import { issuedByAny } from '../shared/cert-subject.ts'
 import { saveIdentity } from '../shared/identity-store.ts'
 import { handleUserConnection } from './user-gateway.ts'
 import { webApi } from './web-api.ts'
-import { WebCertificates } from './web-certificates.ts'
+import type { WebCertificates } from './web-certificates.ts'
 
 interface HeartbeatResponse {
   proxies: string[]
@@ -68,6 +68,9 @@ export class ProxyService {
     this.hostCAPems = this.identity.hostCAPems
     this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
     if (this.config.proxy.acme.enabled) {
+      // Loaded only when used: the ACME client and its HTTP stack would otherwise weigh on
+      // every process of the single executable, agents included.
+      const { WebCertificates } = await import('./web-certificates.ts')
       this.webCertificates = new WebCertificates({
         acme: this.config.proxy.acme,
         publicAddrs: this.config.proxy.publicAddrs,

@@ -2,16 +2,20 @@
 // into an empty directory and run with no Node on PATH, prints its version, answers to
 // the name warrenctl, joins a cluster through a proxy's web port and serves SSH through
 // its reverse tunnel. The arm64 one runs under qemu-user. The x64 one also runs an auth
-// server on etcd, whose client needs files that only the bundle carries.
+// server on etcd, whose client needs files that only the bundle carries, and a proxy that
+// gets its web certificate from an ACME server (both are parts loaded only when used).
 
 import t from 'tap'
+import { X509Certificate } from 'node:crypto'
+import { connect as tlsConnect } from 'node:tls'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { accessSync, constants, copyFileSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AuthProcess, openssh, ProxyProcess, ROOT, signUser, tempDir, testLogin, waitForNode, type RunResult } from './helpers/cluster.ts'
+import { AuthProcess, freePort, openssh, ProxyProcess, ROOT, signUser, tempDir, testLogin, waitForNode, type RunResult } from './helpers/cluster.ts'
 import { EtcdServer, etcdUnavailable, uniquePrefix } from './helpers/etcd.ts'
 import { VERSION } from '../shared/version.ts'
+import { ChallTestServer, Pebble, pebbleMissing } from '../proxy/acme/pebble-harness.ts'
 
 const ARM64_SYSROOT = '/usr/aarch64-linux-gnu'
 
@@ -150,6 +154,49 @@ function run(): void {
     }
     const status = await runFile(targets[0], join(dir, 'warrenctl'), ['status', `--data-dir=${dataDir}`], { cwd: dir, env, timeoutMs: 20_000 })
     t.match(status.stdout, /^Cluster\s+sea-etcd$/m, 'the auth server runs on etcd', { stderr: status.stderr })
+  })
+  t.test('a proxy with ACME, from warren-linux-x64, against Pebble', { skip: targets[0].skip ?? pebbleMissing() }, async (t) => {
+    const domain = 'sea.warren.test'
+    const dns = await new ChallTestServer().start()
+    t.teardown(() => dns.stop())
+    await dns.addA(domain, '127.0.0.1')
+    const port = await freePort()
+    const pebble = await new Pebble({ dnsServer: dns.dnsAddress, tlsPort: port, httpPort: await freePort() }).start()
+    t.teardown(() => pebble.stop())
+    const dir = install(x64)
+    const dataDir = tempDir()
+    const caFile = join(dataDir, 'acme-ca.pem')
+    writeFileSync(caFile, pebble.caBundle)
+    const config = join(dataDir, 'warren.yaml')
+    writeFileSync(config, [
+      'version: v1',
+      `data_dir: ${dataDir}`,
+      'nodename: sea-proxy',
+      `auth_servers: ["${auth.address}"]`,
+      `auth_token: ${await auth.token(['tokens', 'add', '--type=proxy'])}`,
+      `ca_pin: ${pin}`,
+      'proxy_service:',
+      '  enabled: true',
+      `  web_listen_addr: 127.0.0.1:${port}`,
+      `  tunnel_listen_addr: 127.0.0.1:${port}`,
+      `  public_addr: ["${domain}:${port}"]`,
+      `  acme: { enabled: true, email: ops@warren.test, uri: "${pebble.directoryUrl}", ca_file: "${caFile}" }`,
+    ].join('\n'))
+    const server = startFile(targets[0], join(dir, 'warren'), ['start', '--roles=proxy', `--config=${config}`], { cwd: dir, env })
+    t.teardown(() => stop(server.child))
+    for (let waited = 0; !/serving the ACME certificate/.test(server.output()); waited += 100) {
+      if (server.child.exitCode !== null || waited > 60_000) throw new Error(`no ACME certificate:\n${server.output()}`)
+      await sleep(100)
+    }
+    const root = await pebble.root()
+    const peer = await new Promise<X509Certificate>((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, servername: domain, ca: root }, () => {
+        resolve(socket.getPeerX509Certificate()!)
+        socket.end()
+      })
+      socket.on('error', reject)
+    })
+    t.equal(peer.subjectAltName, `DNS:${domain}`, 'the executable obtained and serves a certificate that Pebble\'s root verifies')
   })
 }
 
