@@ -9,10 +9,12 @@
 // clients' connections slip in between. The first dial learns the proxy set; then a
 // round is one dial when one proxy is missing (a lucky landing saves the others) and a
 // full round otherwise, or after a round that found only proxies already held. Dials
-// land at random under other balancing, and the rounds still converge. A round that found nothing new waits a backoff window that
-// grows to 15 s (a full round costs as many dials as there are proxies: the same load on
-// the proxies as single dials every 5 s, but a proxy that comes back is found in one round,
-// not after a geometric number of lucky landings).
+// land at random under other balancing, and the rounds still converge.
+//
+// A round that found nothing new waits a backoff window that grows from 0.5 s to 15 s.
+// A full round costs as many dials as there are proxies: the same load on the proxies as
+// single dials every 5 s, but a proxy that comes back is found in one round, not after a
+// geometric number of lucky landings.
 
 import { Backoff } from '../shared/backoff.ts'
 import type { Logger } from '../shared/log.ts'
@@ -28,6 +30,9 @@ export interface PoolOptions extends Omit<TunnelOptions, 'host' | 'port'> {
   /** Backoff after dials that landed on a proxy already held. */
   duplicateBackoff?: { baseMs: number; capMs: number }
 }
+
+/** A tunnel lost while others are held is redialled after a random delay up to this. */
+const LOSS_SPREAD_MS = 5000
 
 export class TunnelPool {
   private readonly tunnels = new Map<string, AgentTunnel>()
@@ -46,7 +51,7 @@ export class TunnelPool {
     this.options = options
     this.log = options.log
     this.failures = new Backoff(options.failureBackoff ?? { baseMs: 500, capMs: 30_000 })
-    this.duplicates = new Backoff(options.duplicateBackoff ?? { baseMs: 50, capMs: 15_000 })
+    this.duplicates = new Backoff(options.duplicateBackoff ?? { baseMs: 500, capMs: 15_000 })
   }
 
   /** Proxy IDs this agent holds a tunnel to. */
@@ -104,21 +109,24 @@ export class TunnelPool {
           this.adopt(tunnel)
           adopted++
         }
+        if (adopted > 0) this.duplicates.reset()
+        if (failure) {
+          // Any failure (a proxy too busy to finish handshakes in time, one going away)
+          // slows the next round down, whatever else the round found: dialling a busy
+          // proxy again at once only adds to its queue.
+          const delay = this.failures.next()
+          this.log.warn(`tunnel to ${this.options.host}:${this.options.port} failed (${failure.message}); retrying in ${delay} ms`)
+          fullRound = adopted === 0 && duplicates > 0
+          await this.sleep(delay)
+          continue
+        }
+        this.failures.reset()
         if (adopted > 0) {
-          this.failures.reset()
-          this.duplicates.reset()
           fullRound = false
           continue
         }
-        if (duplicates > 0) {
-          this.failures.reset()
-          fullRound = true
-          await this.sleep(this.duplicates.next())
-          continue
-        }
-        const delay = this.failures.next()
-        this.log.warn(`tunnel to ${this.options.host}:${this.options.port} failed (${failure?.message}); retrying in ${delay} ms`)
-        await this.sleep(delay)
+        fullRound = true
+        await this.sleep(this.duplicates.next())
       }
     } finally {
       this.dialing = false
@@ -137,7 +145,10 @@ export class TunnelPool {
       this.tunnels.delete(id)
       if (this.stopped) return
       this.log.info(`tunnel to proxy ${id} closed; ${this.tunnels.size} held`)
-      void this.fill()
+      // Still reachable through the others: no hurry, and a fleet that lost the same proxy
+      // at the same moment (it restarted) should not come back to it all in one second.
+      if (this.tunnels.size > 0) setTimeout(() => void this.fill(), Math.floor(Math.random() * LOSS_SPREAD_MS)).unref()
+      else void this.fill()
     })
     if (tunnel.announced) this.onAnnounce(tunnel.announced)
   }

@@ -3,8 +3,10 @@
 // and thousands of simulated agents that each run the agent's real tunnel pool
 // (agent/tunnel-pool.ts, bench/lib/pool-swarm.ts) against the balancer's one address.
 //
-//   npm run bench:mesh [-- --agents=5000 --proxies=3 --swarms=3 --rate=500 --idle=20
-//                         --restart-signal=SIGTERM --limit=300]
+//   npm run bench:mesh [-- --agents=5000 --proxies=3 --swarms=3 --rate=50 --idle=20
+//                         --restart-signal=SIGTERM --limit=300 --profile]
+//
+// --profile runs the proxies and the swarms with --cpu-prof and prints where their time went.
 //
 // Reports:
 //   - quiet start: the time until every agent holds a tunnel to every proxy (agents start
@@ -34,16 +36,19 @@ import { AuthProcess, freePort, ProxyProcess, tempDir } from '../test/helpers/cl
 import { Helper } from './lib/child.ts'
 import { formatTable } from './lib/table.ts'
 import { cpuShare, rssBytes } from './lib/proc-stats.ts'
+import { formatSummary, summariseProfiles } from './lib/cpu-profile.ts'
+import { readdirSync } from 'node:fs'
 
 const { values } = parseArgs({
   options: {
     agents: { type: 'string', default: '5000' },
     proxies: { type: 'string', default: '3' },
     swarms: { type: 'string', default: '3' },
-    rate: { type: 'string', default: '500' },
+    rate: { type: 'string', default: '50' },
     idle: { type: 'string', default: '20' },
     'restart-signal': { type: 'string', default: 'SIGTERM' },
     limit: { type: 'string', default: '300' },
+    profile: { type: 'boolean', default: false },
   },
 })
 const agentCount = Number(values.agents)
@@ -58,6 +63,8 @@ if (spawnSync('haproxy', ['-v']).status !== 0) throw new Error('HAProxy is not i
 const log = (line: string) => process.stderr.write(line + '\n')
 const MiB = 1024 * 1024
 const dir = tempDir('warren-bench-mesh-')
+const profileDir = join(dir, 'profiles')
+const profileEnv: Record<string, string> = values.profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } : {}
 const helpers: Helper[] = []
 const balancers: ChildProcess[] = []
 const proxies: ProxyProcess[] = []
@@ -141,6 +148,8 @@ function histogram(values: number[]): string {
 }
 
 const results: string[][] = []
+const benchStart = performance.now()
+const haproxyEvents: string[] = []
 const notes: string[] = []
 let quietDials: ReturnType<typeof summary> | undefined
 let restartDials: ReturnType<typeof summary> | undefined
@@ -150,6 +159,7 @@ let recoveryFromListen: number | undefined
 let peakRate = 0
 let idleCpu: { auth: number; proxies: number[]; balancers: number[]; swarms: number[] } | undefined
 let proxyRss: number[] = []
+const proxyPids: number[] = []
 
 try {
   auth = await new AuthProcess().start()
@@ -165,8 +175,10 @@ try {
       nodename: `proxy-${i}`,
       tunnelListenAddr: `127.0.0.1:${tunnelPorts[i]}`,
       extraYaml: `  tunnel_public_addr: ["127.0.0.1:${lbPort}"]\n  trusted_load_balancers: ["127.0.0.1"]`,
+      env: profileEnv,
     })
     proxies.push(await proxy.start())
+    proxyPids.push(proxy.daemon.child.pid!)
   }
   const sockets = Array.from({ length: balancerCount }, (_, i) => join(dir, `lb${i}.sock`))
   for (let i = 0; i < balancerCount; i++) {
@@ -191,14 +203,17 @@ try {
     ].join('\n'))
     const lb = spawn('haproxy', ['-db', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
-    lb.stderr!.on('data', (d) => (stderr += d))
+    lb.stderr!.on('data', (d) => {
+      stderr += d
+      for (const line of String(d).split('\n')) if (/ is (UP|DOWN)/.test(line)) haproxyEvents.push(`${((performance.now() - benchStart) / 1000).toFixed(1)} s: balancer ${i}: ${line.replace(/^.*?(Server|Backup)/, '$1').slice(0, 100)}`)
+    })
     lb.once('exit', (code) => code && log(`haproxy ${i} exited (${code}): ${stderr}`))
     balancers.push(lb)
   }
   await sleep(1000)
   const token = await auth.token(['nodes', 'add', '--ttl=1h'])
   for (let s = 0; s < swarmCount; s++) {
-    helpers.push(new Helper(join(import.meta.dirname, 'lib', 'pool-swarm.ts'), [`--auth=${auth.address}`, `--token=${token}`, `--pin=${pin}`, `--tunnel=127.0.0.${s + 1}:${lbPort}`, `--name=mesh${s}`, `--proxies=${proxyCount}`], { nodeArgs: ['--expose-gc'] }))
+    helpers.push(new Helper(join(import.meta.dirname, 'lib', 'pool-swarm.ts'), [`--auth=${auth.address}`, `--token=${token}`, `--pin=${pin}`, `--tunnel=127.0.0.${s + 1}:${lbPort}`, `--name=mesh${s}`, `--proxies=${proxyCount}`], { nodeArgs: ['--expose-gc', ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])] }))
   }
   await Promise.all(helpers.map((h) => h.ready))
   const perSwarm = Array.from({ length: swarmCount }, (_, s) => Math.floor(agentCount / swarmCount) + (s < agentCount % swarmCount ? 1 : 0))
@@ -232,6 +247,7 @@ try {
   const before = await sessionsPerServer(sockets)
   await mark()
   started = performance.now()
+  notes.push(`restart: proxy stopped at ${((performance.now() - benchStart) / 1000).toFixed(1)} s of the run`)
   await victim.stop(values['restart-signal'] as NodeJS.Signals)
   const stoppedMs = performance.now() - started
   let previous = before.get(`p${proxyCount - 1}`) ?? 0
@@ -276,3 +292,10 @@ results.push(['restart: dials per agent', d(restartDials), ''])
 results.push(['restart: peak new connections/s at that proxy', String(peakRate), 'per 1 s sample at the balancer'])
 console.log(formatTable(['figure', 'measured', 'note'], results))
 for (const note of notes) console.log(note)
+for (const event of haproxyEvents) console.log(`HAProxy, ${event}`)
+if (values.profile) {
+  const files = readdirSync(profileDir).map((f) => join(profileDir, f))
+  const pidsOf = (pids: number[]) => files.filter((f) => pids.some((pid) => f.includes(`.${pid}.`)))
+  console.log(formatSummary('proxies (the restarted one before its restart)', summariseProfiles(pidsOf(proxyPids), 25)))
+  console.log(formatSummary('agent swarms', summariseProfiles(pidsOf(helpers.map((h) => h.pid)), 25)))
+}
