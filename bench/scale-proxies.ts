@@ -4,9 +4,10 @@
 // (agent/tunnel-pool.ts, bench/lib/pool-swarm.ts) against the balancer's one address.
 //
 //   npm run bench:mesh [-- --agents=5000 --proxies=3 --swarms=3 --rate=50 --idle=20
-//                         --restart-signal=SIGTERM --limit=300 --profile]
+//                         --restart-signal=SIGTERM --limit=300 --profile --logs=DIR]
 //
-// --profile runs the proxies and the swarms with --cpu-prof and prints where their time went.
+// --logs=DIR keeps the proxies' and the auth server's logs there (the restarted proxy's
+// first life in proxy-N-first.log). --profile runs the proxies and the swarms with --cpu-prof and prints where their time went.
 //
 // Reports:
 //   - quiet start: the time until every agent holds a tunnel to every proxy (agents start
@@ -27,7 +28,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { connect } from 'node:net'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -49,6 +50,7 @@ const { values } = parseArgs({
     'restart-signal': { type: 'string', default: 'SIGTERM' },
     limit: { type: 'string', default: '300' },
     profile: { type: 'boolean', default: false },
+    logs: { type: 'string', default: '' },
   },
 })
 const agentCount = Number(values.agents)
@@ -69,8 +71,15 @@ const helpers: Helper[] = []
 const balancers: ChildProcess[] = []
 const proxies: ProxyProcess[] = []
 let auth: AuthProcess | undefined
+let firstLife = ''
 const cleanup = async () => {
   await Promise.all(helpers.map((h) => h.stop()))
+  if (values.logs) {
+    mkdirSync(values.logs, { recursive: true })
+    proxies.forEach((p, i) => writeFileSync(join(values.logs, `proxy-${i}.log`), p.daemon?.stderr ?? ''))
+    if (firstLife) writeFileSync(join(values.logs, `proxy-${proxyCount - 1}-first.log`), firstLife)
+    if (auth) writeFileSync(join(values.logs, 'auth.log'), auth.daemon.stderr)
+  }
   for (const lb of balancers) lb.kill()
   await Promise.all(proxies.map((p) => p.stop()))
   await auth?.stop()
@@ -249,6 +258,7 @@ try {
   started = performance.now()
   notes.push(`restart: proxy stopped at ${((performance.now() - benchStart) / 1000).toFixed(1)} s of the run`)
   await victim.stop(values['restart-signal'] as NodeJS.Signals)
+  firstLife = victim.daemon.stderr
   const stoppedMs = performance.now() - started
   let previous = before.get(`p${proxyCount - 1}`) ?? 0
   let sampling = true
