@@ -154,6 +154,8 @@ export class TunnelPool {
   }
 
   private onAnnounce(ids: string[]): void {
+    // A proxy that does not know the live set yet (it has just started) says nothing useful.
+    if (ids.length === 0) return
     this.wanted = new Set(ids)
     for (const [id, tunnel] of this.tunnels) {
       // A proxy that left the live set loses its tunnel (keep at least one to stay reachable).
