@@ -2,6 +2,19 @@
 // balancer decides which proxy each dial lands on, so the pool keeps dialling until it
 // holds a tunnel to every proxy the proxies announce, closes duplicates, drops proxies
 // that leave the set, and backs off with full jitter so a fleet never storms a proxy.
+//
+// Dials go in rounds whose connections start together. A round-robin balancer gives
+// connections that arrive back to back consecutive servers, so a round of as many dials
+// as there are proxies reaches every proxy in the balancer's rotation unless other
+// clients' connections slip in between. The first dial learns the proxy set; then a
+// round is one dial when one proxy is missing (a lucky landing saves the others) and a
+// full round otherwise, or after a round that found only proxies already held. Dials
+// land at random under other balancing, and the rounds still converge.
+//
+// A round that found nothing new waits a backoff window that grows from 0.5 s to 15 s.
+// A full round costs as many dials as there are proxies: the same load on the proxies as
+// single dials every 5 s, but a proxy that comes back is found in one round, not after a
+// geometric number of lucky landings.
 
 import { Backoff } from '../shared/backoff.ts'
 import type { Logger } from '../shared/log.ts'
@@ -17,6 +30,9 @@ export interface PoolOptions extends Omit<TunnelOptions, 'host' | 'port'> {
   /** Backoff after dials that landed on a proxy already held. */
   duplicateBackoff?: { baseMs: number; capMs: number }
 }
+
+/** A tunnel lost while others are held is redialled after a random delay up to this. */
+const LOSS_SPREAD_MS = 5000
 
 export class TunnelPool {
   private readonly tunnels = new Map<string, AgentTunnel>()
@@ -35,7 +51,7 @@ export class TunnelPool {
     this.options = options
     this.log = options.log
     this.failures = new Backoff(options.failureBackoff ?? { baseMs: 500, capMs: 30_000 })
-    this.duplicates = new Backoff(options.duplicateBackoff ?? { baseMs: 50, capMs: 5_000 })
+    this.duplicates = new Backoff(options.duplicateBackoff ?? { baseMs: 500, capMs: 15_000 })
   }
 
   /** Proxy IDs this agent holds a tunnel to. */
@@ -57,30 +73,60 @@ export class TunnelPool {
     return false
   }
 
+  /** How many proxies are wanted and not held (1 before any proxy announced the set). */
+  private missingCount(): number {
+    if (!this.wanted) return this.tunnels.size === 0 ? 1 : 0
+    let count = 0
+    for (const id of this.wanted) if (!this.tunnels.has(id)) count++
+    return count
+  }
+
   /** Dials until every wanted proxy is held; one loop at a time. */
   private async fill(): Promise<void> {
     if (this.dialing || this.stopped) return
     this.dialing = true
+    let fullRound = false
     try {
       while (!this.stopped && this.missing()) {
-        this.dials++
-        let tunnel: AgentTunnel
-        try {
-          tunnel = await AgentTunnel.open(this.options)
-        } catch (error) {
+        const missing = this.missingCount()
+        const size = this.wanted && (fullRound || missing > 1) ? Math.max(this.wanted.size, 1) : missing
+        this.dials += size
+        const results = await Promise.allSettled(Array.from({ length: size }, () => AgentTunnel.open(this.options)))
+        let adopted = 0
+        let duplicates = 0
+        let failure: Error | undefined
+        for (const result of results) {
+          if (result.status === 'rejected') {
+            failure = result.reason as Error
+            continue
+          }
+          const tunnel = result.value
+          if (this.stopped || this.tunnels.has(tunnel.proxyId)) {
+            tunnel.close()
+            duplicates++
+            continue
+          }
+          this.adopt(tunnel)
+          adopted++
+        }
+        if (adopted > 0) this.duplicates.reset()
+        if (failure) {
+          // Any failure (a proxy too busy to finish handshakes in time, one going away)
+          // slows the next round down, whatever else the round found: dialling a busy
+          // proxy again at once only adds to its queue.
           const delay = this.failures.next()
-          this.log.warn(`tunnel to ${this.options.host}:${this.options.port} failed (${(error as Error).message}); retrying in ${delay} ms`)
+          this.log.warn(`tunnel to ${this.options.host}:${this.options.port} failed (${failure.message}); retrying in ${delay} ms`)
+          fullRound = adopted === 0 && duplicates > 0
           await this.sleep(delay)
           continue
         }
         this.failures.reset()
-        if (this.stopped || this.tunnels.has(tunnel.proxyId)) {
-          tunnel.close()
-          await this.sleep(this.duplicates.next())
+        if (adopted > 0) {
+          fullRound = false
           continue
         }
-        this.duplicates.reset()
-        this.adopt(tunnel)
+        fullRound = true
+        await this.sleep(this.duplicates.next())
       }
     } finally {
       this.dialing = false
@@ -99,12 +145,17 @@ export class TunnelPool {
       this.tunnels.delete(id)
       if (this.stopped) return
       this.log.info(`tunnel to proxy ${id} closed; ${this.tunnels.size} held`)
-      void this.fill()
+      // Still reachable through the others: no hurry, and a fleet that lost the same proxy
+      // at the same moment (it restarted) should not come back to it all in one second.
+      if (this.tunnels.size > 0) setTimeout(() => void this.fill(), Math.floor(Math.random() * LOSS_SPREAD_MS)).unref()
+      else void this.fill()
     })
     if (tunnel.announced) this.onAnnounce(tunnel.announced)
   }
 
   private onAnnounce(ids: string[]): void {
+    // A proxy that does not know the live set yet (it has just started) says nothing useful.
+    if (ids.length === 0) return
     this.wanted = new Set(ids)
     for (const [id, tunnel] of this.tunnels) {
       // A proxy that left the live set loses its tunnel (keep at least one to stay reachable).

@@ -4,7 +4,7 @@
 // the tunnel) and heartbeats, and serves every stream the proxy opens.
 
 import { EventEmitter } from 'node:events'
-import { connect, type TLSSocket } from 'node:tls'
+import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
 import { X509Certificate } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import { createSession, type Session } from '../shared/yamux/index.ts'
@@ -56,9 +56,7 @@ export class AgentTunnel extends EventEmitter {
         servername: CLUSTER_SERVER_NAME,
         ALPNProtocols: [TUNNEL_ALPN],
         minVersion: 'TLSv1.3',
-        ca: identity.hostCAPems,
-        cert: identity.tlsCertPem,
-        key: identity.tlsKeyPem,
+        secureContext: secureContextFor(identity),
         // The proxy is trusted because its certificate chains to the cluster's host CA and names the proxy role.
         checkServerIdentity: (_host, cert) => (certSubject(new X509Certificate(cert.raw)).roles.includes('proxy') ? undefined : new Error('the server is not a proxy of this cluster')),
       })
@@ -139,4 +137,20 @@ export class AgentTunnel extends EventEmitter {
     this.session?.close()
     this.emit('close')
   }
+}
+
+/**
+ * One TLS context per identity and content (CA rotations change an identity's certificates
+ * in place): building one parses the CA certificates and the key, which costs more than
+ * the handshake itself when a pool dials a round of tunnels.
+ */
+const contexts = new WeakMap<NodeIdentity, { key: string; context: SecureContext }>()
+function secureContextFor(identity: NodeIdentity): SecureContext {
+  const key = [identity.tlsCertPem, identity.tlsKeyPem, ...identity.hostCAPems].join('')
+  let cached = contexts.get(identity)
+  if (cached?.key !== key) {
+    cached = { key, context: createSecureContext({ ca: identity.hostCAPems, cert: identity.tlsCertPem, key: identity.tlsKeyPem, minVersion: 'TLSv1.3' }) }
+    contexts.set(identity, cached)
+  }
+  return cached.context
 }

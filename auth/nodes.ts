@@ -1,6 +1,14 @@
 // The node registry (durable: who joined) and presence (ephemeral: who heartbeated
 // recently). Presence items carry a TTL, so a node that stops heartbeating disappears from
 // `warrenctl nodes ls` by itself, on every backend.
+//
+// Presence is kept in memory and written to the backend only when it changes (a new node,
+// another address, other labels) or when the stored item is half way to its end: a node
+// heartbeating every 5 s, directly or through each of three proxies, costs one write per
+// TTL/2 instead of one per report. This auth server answers from memory (a node shows
+// while its last heartbeat here is younger than the TTL, with the address it was last
+// seen from); other auth servers sharing the backend see the stored items, which live
+// TTL + TTL/2 after their write, so there a node may show up to TTL/2 longer.
 
 import type { Backend, Operation } from './backend/backend.ts'
 
@@ -42,18 +50,49 @@ export function registerNodeOperation(record: NodeRecord): Operation {
   return { op: 'put', key: REGISTRY + record.hostId, value: JSON.stringify(record) }
 }
 
+/** How long lookup() reuses a registry record. */
+const REGISTRY_CACHE_MS = 30_000
+
+interface SeenPresence {
+  presence: Presence
+  /** When the backend last got this node's presence (0: never, or the write failed). */
+  written: number
+  /** What was written, to tell a change from a refresh. */
+  signature: string
+}
+
 export class NodeDirectory {
   private readonly backend: Backend
   private readonly ttlMs: number
+  private readonly refreshMs: number
+  private readonly registry = new Map<string, { record: NodeRecord; fetched: number }>()
+  private readonly seen = new Map<string, SeenPresence>()
+  private lastSweep = Date.now()
+  /** Backend writes of presence so far (for tests and benchmarks). */
+  presenceWrites = 0
 
   constructor(backend: Backend, ttlMs: number) {
     this.backend = backend
     this.ttlMs = ttlMs
+    this.refreshMs = Math.max(1, Math.floor(ttlMs / 2))
   }
 
   async get(hostId: string): Promise<NodeRecord | undefined> {
     const item = await this.backend.get(REGISTRY + hostId)
-    return item ? (JSON.parse(item.value) as NodeRecord) : undefined
+    if (!item) {
+      this.registry.delete(hostId)
+      return undefined
+    }
+    const record = JSON.parse(item.value) as NodeRecord
+    this.registry.set(hostId, { record, fetched: Date.now() })
+    return record
+  }
+
+  /** The registry record, reused for REGISTRY_CACHE_MS: for heartbeats, which look their node up on every report. */
+  async lookup(hostId: string): Promise<NodeRecord | undefined> {
+    const cached = this.registry.get(hostId)
+    if (cached && Date.now() - cached.fetched < REGISTRY_CACHE_MS) return cached.record
+    return this.get(hostId)
   }
 
   async registered(): Promise<NodeRecord[]> {
@@ -68,16 +107,57 @@ export class NodeDirectory {
     return (await this.backend.list(PROXIES)).map((item) => JSON.parse(item.value) as ProxyRecord)
   }
 
+  /** Records a heartbeat; writes to the backend only on a change or when the stored item needs refreshing. */
   async heartbeat(presence: Presence): Promise<void> {
-    await this.backend.put(PRESENCE + presence.hostId, JSON.stringify(presence), { ttlMs: this.ttlMs })
+    const now = Date.now()
+    this.sweep(now)
+    const signature = JSON.stringify([presence.nodename, presence.roles, presence.addr, presence.tunnel, presence.labels])
+    let entry = this.seen.get(presence.hostId)
+    if (!entry) {
+      entry = { presence, written: 0, signature: '' }
+      this.seen.set(presence.hostId, entry)
+    }
+    if (presence.lastSeen >= entry.presence.lastSeen) entry.presence = presence
+    if (entry.signature === signature && now - entry.written < this.refreshMs) return
+    // Claimed before the write, so that concurrent reports of the same node write once.
+    entry.signature = signature
+    entry.written = now
+    this.presenceWrites++
+    try {
+      await this.backend.put(PRESENCE + presence.hostId, JSON.stringify(presence), { ttlMs: this.ttlMs + this.refreshMs })
+    } catch (error) {
+      entry.signature = ''
+      entry.written = 0
+      throw error
+    }
   }
 
   /** Nodes whose heartbeat is fresh, by name. */
   async present(role?: string): Promise<Presence[]> {
-    const items = await this.backend.list(PRESENCE)
-    return items
-      .map((item) => JSON.parse(item.value) as Presence)
+    const now = Date.now()
+    const byHost = new Map<string, Presence>()
+    for (const item of await this.backend.list(PRESENCE)) {
+      const presence = JSON.parse(item.value) as Presence
+      byHost.set(presence.hostId, presence)
+    }
+    // What this server heard is more recent than what it stored; an item stored by another
+    // auth server after our last heartbeat of that node wins.
+    for (const [hostId, { presence }] of this.seen) {
+      const stored = byHost.get(hostId)
+      if (stored && stored.lastSeen > presence.lastSeen) continue
+      if (now - presence.lastSeen <= this.ttlMs) byHost.set(hostId, presence)
+      else byHost.delete(hostId)
+    }
+    return [...byHost.values()]
       .filter((p) => !role || p.roles.includes(role))
       .sort((a, b) => a.nodename.localeCompare(b.nodename) || a.hostId.localeCompare(b.hostId))
+  }
+
+  /** Forgets nodes whose stored presence has expired too (at most once per refresh period). */
+  private sweep(now: number): void {
+    if (now - this.lastSweep < this.refreshMs) return
+    this.lastSweep = now
+    for (const [hostId, entry] of this.seen) if (now - entry.presence.lastSeen > this.ttlMs + this.refreshMs) this.seen.delete(hostId)
+    for (const [hostId, cached] of this.registry) if (now - cached.fetched >= REGISTRY_CACHE_MS) this.registry.delete(hostId)
   }
 }

@@ -265,7 +265,7 @@ export class AuthServer {
       const webAddr = stringField(body, 'web_addr', { optional: true, max: 256 }) ?? ''
       await this.nodes.proxyHeartbeat({ proxyId: peer.subject.commonName, nodename: peer.subject.nodename ?? '', webAddr, lastSeen: Date.now() })
       const proxies = await this.nodes.proxies()
-      return { proxies: proxies.map((p) => p.proxyId), host_ca_certs: this.hostCA.tlsCertPems, user_ca_certs: this.userCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys, host_ca_phase: this.hostCA.rotation?.phase ?? 'standby' }
+      return { proxies: proxies.map((p) => p.proxyId), host_ca_certs: this.hostCA.tlsCertPems, user_ca_certs: this.userCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys, host_ca_phase: this.hostCA.rotation?.phase ?? 'standby', presence_interval_ms: Math.floor(this.config.auth.heartbeatTtlMs / 3) }
     })
     router.add('POST', '/v1/presence', (req) => this.handleTunnelPresence(req))
     // The proxies' shared ACME account and certificates (proxy/acme's CertStore).
@@ -411,7 +411,7 @@ export class AuthServer {
     const results = await Promise.all((reports as Record<string, unknown>[]).map(async (report) => {
       if (typeof report !== 'object' || report === null) return false
       const hostId = stringField(report, 'host_id', { max: 64 }) as string
-      const registered = await this.nodes.get(hostId)
+      const registered = await this.nodes.lookup(hostId)
       if (!registered) return false
       await this.nodes.heartbeat({
         hostId,
@@ -432,7 +432,7 @@ export class AuthServer {
     const peer = this.requirePeer(req, 'host')
     const body = await readJson(req)
     const hostId = peer.subject.commonName
-    const registered = await this.nodes.get(hostId)
+    const registered = await this.nodes.lookup(hostId)
     if (!registered) throw new HttpError(403, `host ${hostId} is not registered in this cluster`)
     await this.nodes.heartbeat({
       hostId,

@@ -27,6 +27,8 @@ interface HeartbeatResponse {
   host_ca_certs: string[]
   user_ca_certs: string[]
   user_ca_ssh_keys: string[]
+  /** How often the auth server wants every tunnel's presence (older auth servers do not say). */
+  presence_interval_ms?: number
 }
 
 interface RenewResponse {
@@ -50,6 +52,11 @@ export class ProxyService {
   private cachedContext?: { key: string; context: SecureContext }
   private presencePending?: NodeJS.Timeout
   private webCertificates?: WebCertificates
+  /** Tunnels registered since the last report: sent within moments, the rest at the slower full rate. */
+  private readonly newTunnels = new Set<Tunnel>()
+  private presenceIntervalMs: number = DEFAULTS.heartbeatIntervalMs
+  private lastFullReport = 0
+  private fullReportInFlight = false
   private readonly warn?: (message: string) => void
   readonly addresses: { web: string; tunnel: string } = { web: '', tunnel: '' }
 
@@ -130,8 +137,11 @@ export class ProxyService {
     await this.webCertificates?.start()
     this.log.info(`proxy listening: web ${this.addresses.web}, tunnel ${this.addresses.tunnel}`, { proxy_id: this.identity.hostId })
     this.timers.push(setInterval(() => void this.heartbeat(false), DEFAULTS.heartbeatIntervalMs))
-    this.timers.push(setInterval(() => void this.reportPresence(), DEFAULTS.heartbeatIntervalMs))
-    this.tunnels.on('connect', () => this.reportPresenceSoon())
+    this.timers.push(setInterval(() => void this.reportAllPresence(), DEFAULTS.heartbeatIntervalMs))
+    this.tunnels.on('connect', (tunnel: Tunnel) => {
+      this.newTunnels.add(tunnel)
+      this.reportPresenceSoon()
+    })
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
   }
 
@@ -198,6 +208,7 @@ export class ProxyService {
       await this.followCAs(response.host_ca_certs, response.user_ca_certs)
       this.tunnels?.announceCA({ host_ca_certs: response.host_ca_certs, user_ca_ssh_keys: response.user_ca_ssh_keys })
       this.tunnels?.announce(response.proxies)
+      if (typeof response.presence_interval_ms === 'number' && response.presence_interval_ms >= 1000) this.presenceIntervalMs = response.presence_interval_ms
     } catch (error) {
       if (first) throw error
       this.log.warn(`heartbeat to the auth server failed: ${(error as Error).message}`)
@@ -206,20 +217,39 @@ export class ProxyService {
 
   /**
    * A new tunnel shows in `nodes ls` within moments, but a burst of reconnecting agents
-   * shares one report: one pending at a time, not one per tunnel.
+   * shares one report of just the new tunnels: one pending at a time, not one per tunnel.
    */
   private reportPresenceSoon(): void {
     if (this.presencePending) return
     this.presencePending = setTimeout(() => {
       this.presencePending = undefined
-      void this.reportPresence()
+      const fresh = [...this.newTunnels]
+      this.newTunnels.clear()
+      void this.reportPresence(fresh.filter((t) => this.tunnels.find(t.hostId) === t))
     }, 200)
     this.presencePending.unref()
   }
 
-  private async reportPresence(): Promise<void> {
-    const nodes = this.tunnels.list().map((t) => ({ host_id: t.hostId, addr: t.remoteAddress, labels: t.labels }))
-    if (nodes.length === 0) return
+  /**
+   * Every tunnel, as often as the auth server asks (a third of its presence TTL): enough to
+   * keep the nodes present there. One report in flight at a time: a slow auth server gets
+   * fewer, not a queue of them.
+   */
+  private async reportAllPresence(): Promise<void> {
+    if (this.fullReportInFlight || Date.now() - this.lastFullReport < this.presenceIntervalMs - 500) return
+    this.fullReportInFlight = true
+    this.lastFullReport = Date.now()
+    this.newTunnels.clear()
+    try {
+      await this.reportPresence(this.tunnels.list())
+    } finally {
+      this.fullReportInFlight = false
+    }
+  }
+
+  private async reportPresence(tunnels: Tunnel[]): Promise<void> {
+    if (tunnels.length === 0) return
+    const nodes = tunnels.map((t) => ({ host_id: t.hostId, addr: t.remoteAddress, labels: t.labels }))
     try {
       await this.auth.call('POST', '/v1/presence', { nodes })
     } catch (error) {

@@ -134,7 +134,9 @@ export class TunnelServer extends EventEmitter {
     tunnel.control = stream
     stream.on('error', () => {})
     writeMessage(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName })
-    writeMessage(stream, { type: 'proxies', ids: this.proxyIds })
+    // Not before the first heartbeat has told this proxy the live set: an empty set would
+    // tell the agent to close its tunnels to every other proxy.
+    if (this.proxyIds.length > 0) writeMessage(stream, { type: 'proxies', ids: this.proxyIds })
     if (this.ca) writeMessage(stream, { type: 'ca', ...this.ca })
     readMessages(stream, (message) => {
       if (message.type === 'renew') {

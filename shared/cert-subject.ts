@@ -29,7 +29,22 @@ export function certSubject(cert: X509Certificate | string): CertSubject {
 /** True when `cert` was signed by one of `caPems` (signature checked, not just names). */
 export function issuedByAny(cert: X509Certificate, caPems: string[]): boolean {
   return caPems.some((pem) => {
-    const ca = new X509Certificate(pem)
+    const ca = parsedCA(pem)
     return cert.checkIssued(ca) && cert.verify(ca.publicKey)
   })
+}
+
+/**
+ * CA certificates parsed once: a proxy checks every tunnel's certificate against the same
+ * few CAs, thousands of times when a fleet reconnects. Few entries (the CAs of rotations).
+ */
+const parsedCAs = new Map<string, X509Certificate>()
+function parsedCA(pem: string): X509Certificate {
+  let ca = parsedCAs.get(pem)
+  if (!ca) {
+    if (parsedCAs.size >= 16) parsedCAs.clear()
+    ca = new X509Certificate(pem)
+    parsedCAs.set(pem, ca)
+  }
+  return ca
 }

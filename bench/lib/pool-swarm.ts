@@ -1,0 +1,124 @@
+// Many simulated agents in one process, each running the agent's real tunnel pool
+// (agent/tunnel-pool.ts over agent/tunnel.ts): it dials one load-balanced address until
+// it holds a tunnel to every proxy the proxies announce, closes duplicates and backs off
+// with full jitter (shared/backoff.ts), exactly as `warren start --roles=node` does. Each
+// agent is a real node that joined the cluster (bulk-join.ts).
+//
+//   node --expose-gc pool-swarm.ts --auth=HOST:PORT --token=T --pin=sha256:.. --tunnel=HOST:PORT --name=PREFIX --proxies=N
+//
+// Commands on standard input, one JSON line each, answered on standard output:
+//   {"join": n}              join until n identities are held   → {"joined": n, "seconds": s}
+//   {"start": n, "rate": r}  start n agents, r per second        → {"started": n}
+//   {"mark": 1}              count dials and completion from now → {"marked": 1}
+//   {"stats": 1}             → {"agents", "full", "held", "dials": [per agent since the mark],
+//                               "fullAt": [ms after the mark when each agent last became full, -1 if not], "rss"}
+//
+// An agent is "full" when it holds `--proxies` tunnels. Completion is sampled every 50 ms.
+
+import { parseArgs } from 'node:util'
+import { TunnelPool } from '../../agent/tunnel-pool.ts'
+import { DEFAULTS, parseHostPort } from '../../shared/config.ts'
+import type { NodeIdentity } from '../../shared/identity-store.ts'
+import { createLogger } from '../../shared/log.ts'
+import { BulkJoiner } from './bulk-join.ts'
+import { announce, exitWithParent, onCommand } from './child.ts'
+
+const { values } = parseArgs({
+  options: {
+    auth: { type: 'string' },
+    token: { type: 'string' },
+    pin: { type: 'string' },
+    tunnel: { type: 'string' },
+    name: { type: 'string', default: 'sim' },
+    proxies: { type: 'string', default: '3' },
+    concurrency: { type: 'string', default: '32' },
+  },
+})
+const proxyCount = Number(values.proxies)
+const tunnelAddress = parseHostPort(values.tunnel!, DEFAULTS.tunnelPort)
+const log = createLogger('swarm', { level: 'error' })
+const identities: NodeIdentity[] = []
+
+interface Agent {
+  pool: TunnelPool
+  dialsAtMark: number
+  /** ms after the mark when the agent last became full; -1 while it is not. */
+  fullAt: number
+}
+const agents: Agent[] = []
+let markedAt = performance.now()
+
+async function join(target: number): Promise<void> {
+  const started = performance.now()
+  const bulk = new BulkJoiner(values.auth!, values.token!)
+  await bulk.connect(values.pin!)
+  let next = identities.length
+  const joined: NodeIdentity[] = []
+  await Promise.all(Array.from({ length: Number(values.concurrency) }, async () => {
+    while (next < target) {
+      const i = next++
+      joined.push(await bulk.join(`${values.name}-${i}`))
+    }
+  }))
+  await bulk.close()
+  identities.push(...joined)
+  globalThis.gc?.()
+  announce({ joined: identities.length, seconds: (performance.now() - started) / 1000 })
+}
+
+async function start(count: number, perSecond: number): Promise<void> {
+  if (count > identities.length) throw new Error(`only ${identities.length} identities joined`)
+  const started = performance.now()
+  for (let i = agents.length; i < count; i++) {
+    const due = started + (i * 1000) / perSecond
+    const wait = due - performance.now()
+    if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait))
+    const pool = new TunnelPool({
+      ...tunnelAddress,
+      identity: identities[i]!,
+      keepAliveIntervalMs: DEFAULTS.keepaliveIntervalMs,
+      heartbeatIntervalMs: DEFAULTS.heartbeatIntervalMs,
+      labels: () => ({}),
+      services: ['ssh'],
+      onStream: (stream) => stream.destroy(),
+      log,
+    })
+    agents.push({ pool, dialsAtMark: 0, fullAt: -1 })
+    pool.start()
+  }
+  announce({ started: agents.length })
+}
+
+setInterval(() => {
+  const now = performance.now() - markedAt
+  for (const agent of agents) {
+    const full = agent.pool.held.length >= proxyCount
+    if (!full) agent.fullAt = -1
+    else if (agent.fullAt < 0) agent.fullAt = now
+  }
+}, 50)
+
+onCommand(async (command) => {
+  if (typeof command.join === 'number') await join(command.join)
+  else if (typeof command.start === 'number') await start(command.start, Number(command.rate ?? 1e9))
+  else if (command.mark) {
+    markedAt = performance.now()
+    for (const agent of agents) {
+      agent.dialsAtMark = agent.pool.dials
+      agent.fullAt = -1
+    }
+    announce({ marked: 1 })
+  } else if (command.stats) {
+    let full = 0
+    let held = 0
+    for (const agent of agents) {
+      const n = agent.pool.held.length
+      held += n
+      if (n >= proxyCount) full++
+    }
+    announce({ stats: 1, agents: agents.length, full, held, dials: agents.map((a) => a.pool.dials - a.dialsAtMark), fullAt: agents.map((a) => Math.round(a.fullAt)), rss: process.memoryUsage().rss })
+  }
+})
+process.on('SIGTERM', () => process.exit(0))
+exitWithParent()
+announce({ ready: true })
