@@ -2,11 +2,12 @@
 // half-closed connection still gets its answer), and a failure on either side tears down
 // both.
 //
-// What `pipe` does, with one difference: the destination is corked for the rest of the tick
-// in which data arrives. A TLS socket delivers a 64 KiB read as four 16 KiB records in one
-// tick, and a yamux stream hands on each piece of a frame as it comes; written one by one,
-// each piece costs the destination a syscall (and, over TLS, a record and a syscall of its
-// own). Corked, what one tick delivers leaves in a single writev.
+// What `pipe` does, with one difference: the destination is corked until the event loop's
+// check phase (setImmediate), so whatever the poll phase delivered leaves in one writev. A
+// TLS socket hands on a read as one 16 KiB record per callback, each followed by its own
+// nextTick queue, and a yamux stream hands on each piece of a frame as it comes: written one
+// by one (or corked only until nextTick), each piece cost the destination a syscall. The
+// batch leaves before the loop waits again, so a lone small message is not delayed.
 
 import type { Duplex } from 'node:stream'
 
@@ -40,7 +41,7 @@ function forward(from: Duplex, to: Duplex): void {
     if (!corked) {
       corked = true
       to.cork()
-      process.nextTick(uncork)
+      setImmediate(uncork)
     }
     if (!to.write(chunk) && !waiting) {
       waiting = true
