@@ -19,6 +19,7 @@ import type { AgentTunnel } from './tunnel.ts'
 import { X509Certificate } from 'node:crypto'
 import { issuedByAny } from '../shared/cert-subject.ts'
 import { saveIdentity } from '../shared/identity-store.ts'
+import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 
 export interface AgentOptions {
   config: WarrenConfig
@@ -63,6 +64,7 @@ export class Agent {
   }
 
   async start(): Promise<void> {
+    tuneHeapForForwarding()
     this.identity = await obtainIdentity(this.config, 'node', this.log, this.options.warn)
     this.ssh = new NodeSshServer({ hostKeyPem: this.identity.sshKeyPem, userCAKeys: this.identity.userCASshKeys, log: this.log })
     this.services = { ssh: this.ssh, ports: this.config.ssh.forwardPorts }

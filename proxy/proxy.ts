@@ -21,6 +21,7 @@ import { saveIdentity } from '../shared/identity-store.ts'
 import { handleUserConnection } from './user-gateway.ts'
 import { webApi } from './web-api.ts'
 import type { WebCertificates } from './web-certificates.ts'
+import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 
 interface HeartbeatResponse {
   proxies: string[]
@@ -71,6 +72,7 @@ export class ProxyService {
   }
 
   async start(): Promise<void> {
+    tuneHeapForForwarding()
     this.identity = await obtainIdentity(this.config, 'proxy', this.log, this.warn)
     this.hostCAPems = this.identity.hostCAPems
     this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })

@@ -1,0 +1,27 @@
+// V8 heap growth for the processes that forward users' bytes (the proxy and the agent).
+//
+// Every socket or TLS read hands JavaScript a freshly allocated buffer, and V8 counts those
+// bytes (external memory) against the old generation's allocation limit until its next
+// major GC. With V8's default heap growing factor, the limit of a heap of 13–17 MB (what
+// these processes hold; below 8 MB V8 does not start incremental marking at all) sits
+// 9–16 MB above the live heap, so bulk forwarding ran a full mark-compact for about every
+// 10–20 MB moved: 10–20 per 200 MB echoed each way, a quarter or more of the CPU of a
+// process that moves nothing but bytes. A growing factor of 3 leaves room for about three
+// times that between major GCs; the heap itself stays as it was (what grows is only the
+// limit that starts the next GC), and V8's memory reducer still shrinks an idle heap.
+//
+// Measured with bench/tunnel.ts (bench/README.md, "Tunnel throughput and latency").
+
+import { setFlagsFromString } from 'node:v8'
+
+/** The old generation may grow to 1 + this/100 times its live size before the next major GC. */
+export const HEAP_GROWING_PERCENT = 200
+
+let tuned = false
+
+/** Sets the heap growing factor for this process; idempotent. Call once a forwarding role starts. */
+export function tuneHeapForForwarding(): void {
+  if (tuned) return
+  tuned = true
+  setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
+}
