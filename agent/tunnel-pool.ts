@@ -156,6 +156,7 @@ export class TunnelPool {
   private onAnnounce(ids: string[]): void {
     // A proxy that does not know the live set yet (it has just started) says nothing useful.
     if (ids.length === 0) return
+    const joined = this.wanted !== undefined && ids.some((id) => !this.wanted!.has(id))
     this.wanted = new Set(ids)
     for (const [id, tunnel] of this.tunnels) {
       // A proxy that left the live set loses its tunnel (keep at least one to stay reachable).
@@ -163,6 +164,14 @@ export class TunnelPool {
         this.log.info(`proxy ${id} left the live set; closing its tunnel`)
         tunnel.close()
       }
+    }
+    if (joined && this.tunnels.size > 0) {
+      // A proxy (re)joined: the whole fleet hears it at once, so spread the dials as after a loss.
+      setTimeout(() => {
+        this.wake?.()
+        void this.fill()
+      }, Math.floor(Math.random() * LOSS_SPREAD_MS)).unref()
+      return
     }
     this.wake?.()
     void this.fill()

@@ -103,6 +103,11 @@ export class NodeDirectory {
     await this.backend.put(PROXIES + record.proxyId, JSON.stringify(record), { ttlMs: this.ttlMs })
   }
 
+  /** A proxy that stops cleanly leaves the live set at once, rather than when its record expires. */
+  async removeProxy(proxyId: string): Promise<void> {
+    await this.backend.delete(PROXIES + proxyId)
+  }
+
   async proxies(): Promise<ProxyRecord[]> {
     return (await this.backend.list(PROXIES)).map((item) => JSON.parse(item.value) as ProxyRecord)
   }

@@ -267,6 +267,13 @@ export class AuthServer {
       const proxies = await this.nodes.proxies()
       return { proxies: proxies.map((p) => p.proxyId), host_ca_certs: this.hostCA.tlsCertPems, user_ca_certs: this.userCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys, host_ca_phase: this.hostCA.rotation?.phase ?? 'standby', presence_interval_ms: Math.floor(this.config.auth.heartbeatTtlMs / 3) }
     })
+    // A proxy stopping cleanly: the others stop announcing it, and announce it again (so
+    // that agents come back to it soon) once it heartbeats after its restart.
+    router.add('DELETE', '/v1/proxies/self', async (req) => {
+      const peer = this.requireProxy(req)
+      await this.nodes.removeProxy(peer.subject.commonName)
+      return {}
+    })
     router.add('POST', '/v1/presence', (req) => this.handleTunnelPresence(req))
     // The proxies' shared ACME account and certificates (proxy/acme's CertStore).
     router.add('POST', '/v1/proxies/acme/get', async (req) => {

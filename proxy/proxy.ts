@@ -262,6 +262,15 @@ export class ProxyService {
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer)
     clearTimeout(this.presencePending)
+    // Leave the live set first: agents then wait for this proxy's return to be announced
+    // instead of dialling the balancer for it while it is away.
+    // Bounded: an unreachable auth server must not hold up the stop (the record then expires).
+    if (this.auth) {
+      let timer: NodeJS.Timeout | undefined
+      const leave = this.auth.call('DELETE', '/v1/proxies/self')
+      const giveUp = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000)))
+      await Promise.race([leave, giveUp]).catch((error: Error) => this.log.warn(`could not leave the live set: ${error.message}`)).finally(() => clearTimeout(timer))
+    }
     this.webCertificates?.stop()
     this.tunnels?.close()
     for (const server of this.servers) server.close()

@@ -6,6 +6,8 @@ import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { ApiClient } from '../shared/api-client.ts'
+import { loadIdentity } from '../shared/identity-store.ts'
 import { AuthProcess, freePort, ProxyProcess, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 const haproxy = spawnSync('haproxy', ['-v']).status === 0 ? undefined : 'HAProxy is not installed (apt-get install haproxy)'
@@ -76,4 +78,24 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
   await proxies[2].start()
   await node.waitFor('the third tunnel to return', () => heldCount(node.stderr) === 3, 30_000)
   t.equal((await sshVia(proxies[2])).stdout, 'ok\n', 'reachable through the restarted proxy')
+
+  // A proxy stopped cleanly leaves the live set at once, not when its record expires, and
+  // is announced again once it is back; the agent then returns to it.
+  const live = async () => {
+    const identity = loadIdentity(proxies[0].dataDir, 'proxy')!
+    const client = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
+    try {
+      return (await client.call<{ proxies: string[] }>('POST', '/v1/proxies/heartbeat', {})).proxies.length
+    } finally {
+      await client.close()
+    }
+  }
+  t.equal(await live(), 3, 'three live proxies')
+  await proxies[1].stop('SIGTERM')
+  t.equal(await live(), 2, 'a proxy stopped with SIGTERM left the live set')
+  await node.waitFor('the agent to hold two tunnels', () => heldCount(node.stderr) === 2, 20_000)
+  await proxies[1].start()
+  t.equal(await live(), 3, 'and is back in it once restarted')
+  await node.waitFor('the agent to return to it', () => heldCount(node.stderr) === 3, 30_000)
+  t.equal((await sshVia(proxies[1])).stdout, 'ok\n', 'reachable through it again')
 })
