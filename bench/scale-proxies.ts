@@ -33,7 +33,7 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AuthProcess, freePort, ProxyProcess, tempDir } from '../test/helpers/cluster.ts'
+import { AuthProcess, freePort, proxiesBehindBalancer, type ProxyProcess, tempDir } from '../test/helpers/cluster.ts'
 import { Helper } from './lib/child.ts'
 import { formatTable } from './lib/table.ts'
 import { cpuShare, rssBytes } from './lib/proc-stats.ts'
@@ -174,19 +174,8 @@ try {
   auth = await new AuthProcess().start()
   const pin = await auth.pin()
   const lbPort = await freePort()
-  const tunnelPorts: number[] = []
-  for (let i = 0; i < proxyCount; i++) tunnelPorts.push(await freePort())
-  for (let i = 0; i < proxyCount; i++) {
-    const proxy = new ProxyProcess({
-      auth,
-      token: await auth.token(['tokens', 'add', '--type=proxy']),
-      pin,
-      nodename: `proxy-${i}`,
-      tunnelListenAddr: `127.0.0.1:${tunnelPorts[i]}`,
-      extraYaml: `  tunnel_public_addr: ["127.0.0.1:${lbPort}"]\n  trusted_load_balancers: ["127.0.0.1"]`,
-      env: profileEnv,
-    })
-    proxies.push(await proxy.start())
+  for (const proxy of await proxiesBehindBalancer(auth, pin, proxyCount, `127.0.0.1:${lbPort}`, profileEnv)) {
+    proxies.push(proxy)
     proxyPids.push(proxy.daemon.child.pid!)
   }
   const sockets = Array.from({ length: balancerCount }, (_, i) => join(dir, `lb${i}.sock`))
@@ -207,7 +196,7 @@ try {
       '  default_backend proxies',
       'backend proxies',
       '  balance roundrobin',
-      ...tunnelPorts.map((port, p) => `  server p${p} 127.0.0.1:${port} send-proxy-v2 check inter 1s fall 3 rise 2`),
+      ...proxies.map((proxy, p) => `  server p${p} ${proxy.tunnel} send-proxy-v2 check inter 1s fall 3 rise 2`),
       '',
     ].join('\n'))
     const lb = spawn('haproxy', ['-db', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] })

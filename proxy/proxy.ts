@@ -263,14 +263,10 @@ export class ProxyService {
     for (const timer of this.timers) clearInterval(timer)
     clearTimeout(this.presencePending)
     // Leave the live set first: agents then wait for this proxy's return to be announced
-    // instead of dialling the balancer for it while it is away.
-    // Bounded: an unreachable auth server must not hold up the stop (the record then expires).
-    if (this.auth) {
-      let timer: NodeJS.Timeout | undefined
-      const leave = this.auth.call('DELETE', '/v1/proxies/self')
-      const giveUp = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000)))
-      await Promise.race([leave, giveUp]).catch((error: Error) => this.log.warn(`could not leave the live set: ${error.message}`)).finally(() => clearTimeout(timer))
-    }
+    // instead of dialling the balancer for it while it is away. Briefly: an unreachable auth
+    // server must not hold up the stop (the record then expires by itself).
+    await this.auth?.call('DELETE', '/v1/proxies/self', undefined, { timeoutMs: 2000 })
+      .catch((error: Error) => this.log.warn(`could not leave the live set: ${error.message}`))
     this.webCertificates?.stop()
     this.tunnels?.close()
     for (const server of this.servers) server.close()

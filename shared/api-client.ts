@@ -36,6 +36,12 @@ function checkClusterServer(_host: string, cert: TlsPeerCertificate): Error | un
   }
 }
 
+export interface CallOptions {
+  headers?: Record<string, string>
+  /** This call's own limit, instead of the client's. */
+  timeoutMs?: number
+}
+
 export class ApiClient {
   readonly server: string
   private readonly agent: Agent
@@ -53,7 +59,8 @@ export class ApiClient {
     this.agent = new Agent({ ...tls, keepAlive: true, timeout: 10_000 })
   }
 
-  async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<T> {
+  async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, options: CallOptions = {}): Promise<T> {
+    const { headers: extraHeaders = {}, timeoutMs = this.timeoutMs } = options
     const payload = body === undefined ? undefined : JSON.stringify(body)
     const headers = payload === undefined ? extraHeaders : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), ...extraHeaders }
     let response: { statusCode: number; text: string }
@@ -66,7 +73,7 @@ export class ApiClient {
           res.on('error', reject)
         })
         // No progress (connecting, waiting for the answer, or within it) for timeoutMs fails the call.
-        req.setTimeout(this.timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${this.timeoutMs} ms`), { code: 'ETIMEDOUT' })))
+        req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })))
         req.on('error', reject)
         req.end(payload)
       })

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ApiClient } from '../shared/api-client.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
-import { AuthProcess, freePort, ProxyProcess, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { AuthProcess, freePort, proxiesBehindBalancer, type ProxyProcess, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 const haproxy = spawnSync('haproxy', ['-v']).status === 0 ? undefined : 'HAProxy is not installed (apt-get install haproxy)'
 
@@ -22,21 +22,9 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
   t.teardown(() => auth.stop())
   const pin = await auth.pin()
   const balancer = `127.0.0.1:${await freePort()}`
-  const tunnelPorts = [await freePort(), await freePort(), await freePort()]
-  const proxies: ProxyProcess[] = []
-  for (let i = 0; i < 3; i++) {
-    const proxy = new ProxyProcess({
-      auth,
-      token: await auth.token(['tokens', 'add', '--type=proxy']),
-      pin,
-      nodename: `proxy-${i}`,
-      tunnelListenAddr: `127.0.0.1:${tunnelPorts[i]}`,
-      // HAProxy announces each agent's real address with a PROXY v2 header; only it is trusted to.
-      extraYaml: `  tunnel_public_addr: ["${balancer}"]\n  trusted_load_balancers: ["127.0.0.1"]\n`,
-    })
-    proxies.push(await proxy.start())
-    t.teardown(() => proxy.stop())
-  }
+  // HAProxy announces each agent's real address with a PROXY v2 header; only it is trusted to.
+  const proxies = await proxiesBehindBalancer(auth, pin, 3, balancer)
+  t.teardown(() => Promise.all(proxies.map((proxy) => proxy.stop())))
   const dir = tempDir()
   const config = join(dir, 'haproxy.cfg')
   writeFileSync(config, [
@@ -50,7 +38,7 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
     '  default_backend proxies',
     'backend proxies',
     '  balance roundrobin',
-    ...tunnelPorts.map((port, i) => `  server p${i} 127.0.0.1:${port} send-proxy-v2 check inter 300ms fall 1 rise 1`),
+    ...proxies.map((proxy, i) => `  server p${i} ${proxy.tunnel} send-proxy-v2 check inter 300ms fall 1 rise 1`),
     '',
   ].join('\n'))
   const lb = spawn('haproxy', ['-db', '-f', config], { stdio: 'ignore' })

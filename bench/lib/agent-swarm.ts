@@ -19,6 +19,7 @@ import type { NodeIdentity } from '../../shared/identity-store.ts'
 import { joinCluster } from '../../shared/join.ts'
 import { createLogger } from '../../shared/log.ts'
 import { BulkJoiner } from './bulk-join.ts'
+import { inParallel, simulatedAgent } from './swarm.ts'
 import { announce, exitWithParent, onCommand } from './child.ts'
 
 const { values } = parseArgs({
@@ -42,20 +43,12 @@ let nextIdentity = 0
 let failed = 0
 let stopped = false
 
-/** Runs `task` for indexes [from, to) with `concurrency` in flight. */
-async function inParallel(from: number, to: number, task: (index: number) => Promise<void>): Promise<void> {
-  let next = from
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < to) await task(next++)
-  }))
-}
-
 async function join(target: number): Promise<void> {
   const started = performance.now()
   const joined: NodeIdentity[] = []
   const bulk = values.join === 'bulk' ? new BulkJoiner(values.auth!, values.token!) : undefined
   await bulk?.connect(values.pin!)
-  await inParallel(identities.length, target, async (i) => {
+  await inParallel(identities.length, target, concurrency, async (i) => {
     const nodename = `${values.name}-${i}`
     joined.push(bulk ? await bulk.join(nodename) : await joinCluster({ authServer: values.auth!, token: values.token!, caPins: [values.pin!], nodename, roles: ['node'] }))
   })
@@ -73,21 +66,11 @@ async function open(target: number): Promise<void> {
   failed = 0
   stopped = false
   const from = nextIdentity
-  await inParallel(from, target, async (i) => {
+  await inParallel(from, target, concurrency, async (i) => {
     if (stopped) return
     nextIdentity = i + 1
     try {
-      const tunnel = await AgentTunnel.open({
-        ...tunnelAddress,
-        identity: identities[i]!,
-        keepAliveIntervalMs: DEFAULTS.keepaliveIntervalMs,
-        heartbeatIntervalMs: DEFAULTS.heartbeatIntervalMs,
-        labels: () => ({}),
-        services: ['ssh'],
-        onStream: (stream) => stream.destroy(),
-        log,
-        connectTimeoutMs: 60_000,
-      })
+      const tunnel = await AgentTunnel.open({ ...simulatedAgent(tunnelAddress, identities[i]!, log), connectTimeoutMs: 60_000 })
       tunnel.activate()
       tunnels.push(tunnel)
     } catch (error) {

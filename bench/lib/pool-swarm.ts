@@ -21,6 +21,7 @@ import { DEFAULTS, parseHostPort } from '../../shared/config.ts'
 import type { NodeIdentity } from '../../shared/identity-store.ts'
 import { createLogger } from '../../shared/log.ts'
 import { BulkJoiner } from './bulk-join.ts'
+import { inParallel, simulatedAgent } from './swarm.ts'
 import { announce, exitWithParent, onCommand } from './child.ts'
 
 const { values } = parseArgs({
@@ -52,14 +53,10 @@ async function join(target: number): Promise<void> {
   const started = performance.now()
   const bulk = new BulkJoiner(values.auth!, values.token!)
   await bulk.connect(values.pin!)
-  let next = identities.length
   const joined: NodeIdentity[] = []
-  await Promise.all(Array.from({ length: Number(values.concurrency) }, async () => {
-    while (next < target) {
-      const i = next++
-      joined.push(await bulk.join(`${values.name}-${i}`))
-    }
-  }))
+  await inParallel(identities.length, target, Number(values.concurrency), async (i) => {
+    joined.push(await bulk.join(`${values.name}-${i}`))
+  })
   await bulk.close()
   identities.push(...joined)
   globalThis.gc?.()
@@ -73,16 +70,7 @@ async function start(count: number, perSecond: number): Promise<void> {
     const due = started + (i * 1000) / perSecond
     const wait = due - performance.now()
     if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait))
-    const pool = new TunnelPool({
-      ...tunnelAddress,
-      identity: identities[i]!,
-      keepAliveIntervalMs: DEFAULTS.keepaliveIntervalMs,
-      heartbeatIntervalMs: DEFAULTS.heartbeatIntervalMs,
-      labels: () => ({}),
-      services: ['ssh'],
-      onStream: (stream) => stream.destroy(),
-      log,
-    })
+    const pool = new TunnelPool(simulatedAgent(tunnelAddress, identities[i]!, log))
     agents.push({ pool, dialsAtMark: 0, fullAt: -1 })
     pool.start()
   }

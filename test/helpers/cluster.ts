@@ -259,6 +259,28 @@ export class ProxyProcess {
   }
 }
 
+/**
+ * `count` proxies whose tunnel ports sit behind a load balancer at `balancer` (host:port):
+ * agents are told to dial it, and the proxies believe PROXY headers from 127.0.0.1. Each
+ * keeps its tunnel port across restarts, so the balancer's configuration stays right.
+ */
+export async function proxiesBehindBalancer(auth: AuthProcess, pin: string, count: number, balancer: string, env?: Record<string, string>): Promise<ProxyProcess[]> {
+  const proxies: ProxyProcess[] = []
+  for (let i = 0; i < count; i++) {
+    const proxy = new ProxyProcess({
+      auth,
+      token: await auth.token(['tokens', 'add', '--type=proxy']),
+      pin,
+      nodename: `proxy-${i}`,
+      tunnelListenAddr: `127.0.0.1:${await freePort()}`,
+      extraYaml: `  tunnel_public_addr: ["${balancer}"]\n  trusted_load_balancers: ["127.0.0.1"]\n`,
+      env,
+    })
+    proxies.push(await proxy.start())
+  }
+  return proxies
+}
+
 /** `ssh` (OpenSSH) with the config that `warrenctl auth sign --format=openssh` wrote. */
 export function openssh(profileDir: string, args: string[], options: { timeoutMs?: number; input?: string; netns?: string } = {}): Promise<RunResult> {
   const sshArgs = ['-F', join(profileDir, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', ...args]
