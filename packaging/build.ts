@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { bundle } from './bundle.ts'
-import { strippedNodeBinary, type Arch } from './node-binary.ts'
+import { baseNodeBinary, type Arch } from './node-binary.ts'
 import { injectBlob, makeBlob } from './sea.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -39,10 +39,11 @@ try {
     // A failed build leaves no executable from an older one behind.
     const output = join(DIST, `warren-linux-${arch}`)
     rmSync(output, { force: true })
-    step(`node-linux-${arch}@${version}: fetching (once) and stripping`)
-    const base = strippedNodeBinary(arch, version, CACHE)
+    step(`node-linux-${arch}@${version}: fetching, stripping and trimming its ICU data (once)`)
+    const base = baseNodeBinary(arch, version, CACHE)
+    if (base.icu) step(`ICU data: small-icu's ${base.icu.items} items kept, ${(base.icu.freed / 1e6).toFixed(1)} MB zeroed`)
     step(`injecting the blob into ${output}`)
-    await injectBlob(base, blob, output)
+    await injectBlob(base.path, blob, output)
     step(`${output}: ${(statSync(output).size / 1e6).toFixed(1)} MB`)
   }
 } catch (error) {

@@ -1,11 +1,13 @@
 // The base of each executable: the official Node binary for linux-<arch> at exactly the
 // version that builds the blob, taken from the npm registry package node-linux-<arch>
-// (`npm pack` fetches any platform's package and checks its integrity), then stripped.
-// Kept in a cache directory, so a rebuild needs no network.
+// (`npm pack` fetches any platform's package and checks its integrity), then stripped and
+// given small-icu's ICU data (icu-data.ts). Kept in a cache directory, so a rebuild needs
+// no network.
 
 import { execFileSync } from 'node:child_process'
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs'
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
+import { trimIcuData } from './icu-data.ts'
 
 export type Arch = 'x64' | 'arm64'
 
@@ -15,8 +17,28 @@ const CROSS_STRIP: Record<Arch, { tool: string; debianPackage: string; elfMachin
   arm64: { tool: 'aarch64-linux-gnu-strip', debianPackage: 'binutils-aarch64-linux-gnu', elfMachine: 0xb7 },
 }
 
+/**
+ * The stripped Node binary for `arch` at `version` with small-icu's ICU data, made once in
+ * `cacheDir`; `icu` tells what the trimming did when it was made by this call.
+ */
+export function baseNodeBinary(arch: Arch, version: string, cacheDir: string): { path: string; icu?: { items: number; freed: number } } {
+  const base = join(cacheDir, `node-v${version}-linux-${arch}`, 'node-base')
+  if (existsSync(base)) return { path: base }
+  const stripped = strippedNodeBinary(arch, version, cacheDir)
+  const work = mkdtempSync(join(cacheDir, 'icu-'))
+  try {
+    copyFileSync(stripped, base + '.tmp')
+    const icu = trimIcuData(base + '.tmp', work)
+    renameSync(base + '.tmp', base)
+    return { path: base, icu }
+  } finally {
+    rmSync(work, { recursive: true, force: true })
+    rmSync(base + '.tmp', { force: true })
+  }
+}
+
 /** A stripped Node binary for `arch` at `version`, fetched once into `cacheDir`. */
-export function strippedNodeBinary(arch: Arch, version: string, cacheDir: string): string {
+function strippedNodeBinary(arch: Arch, version: string, cacheDir: string): string {
   const dir = join(cacheDir, `node-v${version}-linux-${arch}`)
   const stripped = join(dir, 'node-stripped')
   if (existsSync(stripped)) return stripped
