@@ -1,8 +1,10 @@
 // One CommonJS script holding Warren and its npm dependencies: the script that Node's
 // single-executable mechanism embeds (it runs CommonJS only, and can load nothing but
 // Node's built-in modules at run time, nor read files that packages keep beside their code).
-// The etcd storage backend with its client (gRPC, protobufjs: half of all the code) is a
-// part of its own, compressed, that only an auth server on etcd loads (see sea-part.ts).
+// Code that only some processes use is kept in parts of its own, compressed, loaded on
+// first use (see sea-part.ts): the etcd storage backend with its client (gRPC, protobufjs:
+// half of all the code), the proxy's ACME certificates, and ssh2, which only a node's SSH
+// server uses, from its first connection on.
 
 import { build, type BuildOptions, type Plugin } from 'esbuild'
 import { writeFileSync } from 'node:fs'
@@ -10,10 +12,9 @@ import { join, resolve } from 'node:path'
 import { brotliCompressSync, constants as zlib } from 'node:zlib'
 import { etcdProtosInline } from './etcd-protos.ts'
 import { partAsset } from './sea-part.ts'
-import { ssh2Poly1305OnFirstUse } from './ssh2-poly1305.ts'
 
-/** Modules built as parts of their own, by part name. */
-const PARTS: Record<string, string> = { etcd: 'auth/backend/etcd.ts', acme: 'proxy/web-certificates.ts' }
+/** Modules built as parts of their own, by part name: a file of Warren's, or an npm package. */
+const PARTS: Record<string, string> = { etcd: 'auth/backend/etcd.ts', acme: 'proxy/web-certificates.ts', ssh2: 'ssh2' }
 
 /**
  * ssh2 tries two native addons inside try/catch and falls back to JavaScript without them:
@@ -49,13 +50,14 @@ const acmeForgeAbsent: Plugin = {
 
 /** In the main script, an import of a part's module loads the part instead. */
 function partsApart(root: string): Plugin {
-  const byPath = new Map(Object.entries(PARTS).map(([name, file]) => [resolve(root, file), name]))
+  const isFile = (path: string) => path.endsWith('.ts')
+  const byPath = new Map(Object.entries(PARTS).map(([name, path]) => [isFile(path) ? resolve(root, path) : path, name]))
   return {
     name: 'parts-apart',
     setup(build) {
-      build.onResolve({ filter: /\.ts$/ }, (args) => {
+      build.onResolve({ filter: /.*/ }, (args) => {
         if (args.kind === 'entry-point') return undefined
-        const name = byPath.get(resolve(args.resolveDir, args.path))
+        const name = byPath.get(isFile(args.path) ? resolve(args.resolveDir, args.path) : args.path)
         return name === undefined ? undefined : { path: name, namespace: 'sea-part' }
       })
       build.onLoad({ filter: /.*/, namespace: 'sea-part' }, (args) => ({
@@ -96,7 +98,7 @@ export async function bundle(options: BundleOptions): Promise<Bundle> {
     // idle agent). No source map is made, and the licences' notices (2 KB) stay.
     minifyWhitespace: true,
     minifySyntax: true,
-    plugins: [nativeAddonsAbsent, acmeForgeAbsent, etcdProtosInline, ssh2Poly1305OnFirstUse, partsApart(options.root)],
+    plugins: [nativeAddonsAbsent, acmeForgeAbsent, etcdProtosInline, partsApart(options.root)],
     // cli/*.ts run their own main when they are the entry script; in the bundle the entry
     // is packaging/entry.ts, so they must not. import.meta has no CommonJS equivalent:
     // its url/dirname/filename become the executable's own (__filename is execPath there).
