@@ -18,7 +18,7 @@
 
 import { Backoff } from '../shared/backoff.ts'
 import type { Logger } from '../shared/log.ts'
-import { AgentTunnel, type TunnelOptions } from './tunnel.ts'
+import { AgentTunnel, HeldProxyError, type TunnelOptions } from './tunnel.ts'
 
 export interface PoolOptions extends Omit<TunnelOptions, 'host' | 'port'> {
   host: string
@@ -91,13 +91,15 @@ export class TunnelPool {
         const missing = this.missingCount()
         const size = this.wanted && (fullRound || missing > 1) ? Math.max(this.wanted.size, 1) : missing
         this.dials += size
-        const results = await Promise.allSettled(Array.from({ length: size }, () => AgentTunnel.open(this.options)))
+        const held = this.held
+        const results = await Promise.allSettled(Array.from({ length: size }, () => AgentTunnel.open({ ...this.options, held })))
         let adopted = 0
         let duplicates = 0
         let failure: Error | undefined
         for (const result of results) {
           if (result.status === 'rejected') {
-            failure = result.reason as Error
+            if (result.reason instanceof HeldProxyError) duplicates++
+            else failure = result.reason as Error
             continue
           }
           const tunnel = result.value

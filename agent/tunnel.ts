@@ -11,7 +11,7 @@ import { createSession, type Session } from '../shared/yamux/index.ts'
 import { certSubject } from '../shared/cert-subject.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
-import { CLUSTER_SERVER_NAME, readMessages, TUNNEL_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME, heldProxiesAlpn, readMessages, TUNNEL_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 
 export interface TunnelOptions {
   host: string
@@ -24,6 +24,16 @@ export interface TunnelOptions {
   onStream: (stream: Duplex) => void
   log: Logger
   connectTimeoutMs?: number
+  /** Proxies this agent holds tunnels to: they refuse the dial at once (see heldProxiesAlpn). */
+  held?: string[]
+}
+
+/** A dial that reached a proxy the agent already holds a tunnel to, refused before the handshake. */
+export class HeldProxyError extends Error {
+  constructor() {
+    super('the balancer chose a proxy this agent holds a tunnel to already')
+    this.name = 'HeldProxyError'
+  }
 }
 
 /**
@@ -49,12 +59,13 @@ export class AgentTunnel extends EventEmitter {
 
   private connect(options: TunnelOptions): Promise<void> {
     const { identity } = options
+    const held = heldProxiesAlpn(options.held ?? [])
     return new Promise((resolve, reject) => {
       const socket: TLSSocket = connect({
         host: options.host,
         port: options.port,
         servername: CLUSTER_SERVER_NAME,
-        ALPNProtocols: [TUNNEL_ALPN],
+        ALPNProtocols: [TUNNEL_ALPN, ...held],
         minVersion: 'TLSv1.3',
         secureContext: secureContextFor(identity),
         // The proxy is trusted because its certificate chains to the cluster's host CA and names the proxy role.
@@ -67,7 +78,10 @@ export class AgentTunnel extends EventEmitter {
         reject(error)
       }
       const timer = setTimeout(() => fail(new Error('timed out connecting the tunnel')), options.connectTimeoutMs ?? 10_000)
-      socket.once('error', fail)
+      socket.once('error', (error: NodeJS.ErrnoException) => {
+        // Only a listed proxy answers a ClientHello with warren-tunnel in it this way.
+        fail(held.length > 0 && error.code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL' ? new HeldProxyError() : error)
+      })
       socket.once('secureConnect', () => {
         if (socket.alpnProtocol !== TUNNEL_ALPN) return fail(new Error(`the proxy did not accept ALPN ${TUNNEL_ALPN}`))
         socket.setNoDelay(true)

@@ -11,7 +11,7 @@ import { ApiClient } from '../shared/api-client.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
-import { TUNNEL_ALPN, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
 import { TunnelServer, type Tunnel } from './tunnel-server.ts'
@@ -109,6 +109,7 @@ export class ProxyService {
       log: this.log,
       secureContext: () => this.secureContext(),
       ...(certificates ? { contextByName: (name: string) => certificates.contextByName(name), challenge: (name: string) => certificates.challenge(name) } : {}),
+      declines: (protocols) => (listsHeldProxy(protocols, this.identity.hostId) ? 'the agent holds a tunnel to this proxy already' : undefined),
       alpn: {
         [TUNNEL_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => this.tunnels.handle(socket, conn.clientAddress),
         [USER_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => {

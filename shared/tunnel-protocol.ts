@@ -18,6 +18,40 @@ export const USER_ALPN = 'warren-ssh'
 export const CLUSTER_SERVER_NAME = 'cluster.warren.invalid'
 const MAX_LINE_BYTES = 64 * 1024
 
+/**
+ * A balancer decides which proxy a dial reaches, so an agent that holds tunnels to some
+ * proxies lands on them again while it looks for the others. It lists the proxies it holds
+ * in its ClientHello, as extra ALPN names after `warren-tunnel` (never chosen; ALPN is in
+ * the clear, as the proxy IDs are in any proxy's certificate); a listed proxy refuses the
+ * dial before any key exchange, with the alert no_application_protocol. A duplicate then
+ * costs a TCP connection and a ClientHello instead of two TLS handshakes.
+ */
+const HELD_ALPN_PREFIX = 'warren-held:'
+const MAX_ALPN_BYTES = 255
+
+/** The ALPN names that list `proxyIds` as held: comma-separated, as few as 255-byte names allow. */
+export function heldProxiesAlpn(proxyIds: string[]): string[] {
+  const names: string[] = []
+  let current = ''
+  for (const id of proxyIds) {
+    if (id === '' || id.includes(',') || Buffer.byteLength(HELD_ALPN_PREFIX + id) > MAX_ALPN_BYTES) continue
+    const next = current === '' ? HELD_ALPN_PREFIX + id : `${current},${id}`
+    if (Buffer.byteLength(next) > MAX_ALPN_BYTES) {
+      names.push(current)
+      current = HELD_ALPN_PREFIX + id
+    } else {
+      current = next
+    }
+  }
+  if (current !== '') names.push(current)
+  return names
+}
+
+/** Whether a client's ALPN names list `proxyId` as held. */
+export function listsHeldProxy(protocols: readonly string[], proxyId: string): boolean {
+  return protocols.some((name) => name.startsWith(HELD_ALPN_PREFIX) && name.slice(HELD_ALPN_PREFIX.length).split(',').includes(proxyId))
+}
+
 /** Agent → proxy on the control stream. */
 export type AgentMessage =
   | { type: 'hello'; version: 1; labels: Record<string, string>; services: string[] }

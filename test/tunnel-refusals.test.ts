@@ -10,7 +10,8 @@ import { AuthProcess, ProxyProcess, startNode, tempDir, waitForNode } from './he
 import { SqliteBackend } from '../auth/backend/sqlite.ts'
 import { createCA, createCertificate } from '../auth/x509.ts'
 import { createPrivateKey } from 'node:crypto'
-import { AgentTunnel } from '../agent/tunnel.ts'
+import { AgentTunnel, HeldProxyError } from '../agent/tunnel.ts'
+import { heldProxiesAlpn } from '../shared/tunnel-protocol.ts'
 import { createLogger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 
@@ -50,9 +51,9 @@ function identityWith(ca: { key: ReturnType<typeof createPrivateKey>; certPem: s
   }
 }
 
-function tryTunnel(identity: NodeIdentity, hostCAPems: string[]) {
+function tryTunnel(identity: NodeIdentity, hostCAPems: string[], held: string[] = []) {
   return AgentTunnel.open({
-    host, port, identity: { ...identity, hostCAPems }, keepAliveIntervalMs: 15_000, heartbeatIntervalMs: 5000,
+    held, host, port, identity: { ...identity, hostCAPems }, keepAliveIntervalMs: 15_000, heartbeatIntervalMs: 5000,
     labels: () => ({}), services: [], onStream: (s) => s.destroy(), log: createLogger('test', { level: 'error' }), connectTimeoutMs: 5000,
   })
 }
@@ -95,6 +96,33 @@ t.test('refusals', async (t) => {
     socket.on('error', (error) => resolve(`refused: ${error.message}`))
   })
   t.match(wrongAlpn, /refused: .*no.application.protocol/i, 'an unknown ALPN is refused in the handshake')
+})
+
+t.test('a dial listing this proxy as held is refused before any key exchange', async (t) => {
+  const ca = await hostCA()
+  const now = Date.now()
+  const valid = identityWith(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
+  const first = await tryTunnel(valid, [ca.certPem])
+  first.activate()
+  t.teardown(() => first.close())
+  const proxyId = first.proxyId
+
+  const refused = await tryTunnel(valid, [ca.certPem], ['another-proxy', proxyId]).then(() => undefined, (error: Error) => error)
+  t.ok(refused instanceof HeldProxyError, `the agent learns it reached a proxy it holds (${refused?.message})`)
+  const other = await tryTunnel(valid, [ca.certPem], ['another-proxy'])
+  t.equal(other.proxyId, proxyId, 'a dial listing only other proxies gets its tunnel')
+  other.close()
+
+  // What the refusal costs: no ServerHello, so neither side derived a key or saw a certificate.
+  const declined = await new Promise<{ secrets: number; error: string }>((resolve) => {
+    let secrets = 0
+    const socket = tlsConnect({ host, port, ALPNProtocols: ['warren-tunnel', ...heldProxiesAlpn([proxyId])], ca: ca.certPem, cert: valid.tlsCertPem, key: valid.tlsKeyPem, checkServerIdentity: () => undefined })
+    socket.on('keylog', () => secrets++)
+    socket.on('secureConnect', () => resolve({ secrets, error: 'none: connected' }))
+    socket.on('error', (error: NodeJS.ErrnoException) => resolve({ secrets, error: error.code ?? error.message }))
+  })
+  t.strictSame(declined, { secrets: 0, error: 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL' })
+  t.ok((await first.ping()) >= 0, 'the tunnel held meanwhile is untouched')
 })
 
 t.test('garbage on the port is closed without affecting a live tunnel', async (t) => {

@@ -39,6 +39,11 @@ export interface TlsRouterOptions {
   contextByName?: (servername: string) => SecureContext | undefined
   /** TLS-ALPN-01: the challenge certificate for a name being validated, if any. */
   challenge?: ChallengeLookup
+  /**
+   * Why to refuse a client from the ALPN names it offers, before any key exchange (the
+   * client gets the alert no_application_protocol); undefined lets the handshake go on.
+   */
+  declines?: (protocols: string[]) => string | undefined
   /** Handlers by ALPN protocol, most preferred first; NO_ALPN ('') for clients without ALPN. */
   alpn: Record<string, AlpnHandler>
   /** Whether to ask the client for a certificate, by negotiated protocol. Default: always. */
@@ -101,6 +106,11 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
       ALPNCallback: ({ servername, protocols }) => {
         const answering = hooks?.selectAlpn({ servername, protocols })
         if (answering !== undefined) return answering
+        const declined = options.declines?.(protocols)
+        if (declined !== undefined) {
+          log.debug(`TLS handshake declined: ${declined}`, { remote })
+          return undefined
+        }
         const version = socket.getProtocol()
         const chosen = offered.find((name) => protocols.includes(name) && (version === 'TLSv1.3' || !tls13Only.has(name)))
         if (chosen === undefined) {
