@@ -14,6 +14,7 @@ import { type Config, resolveConfig } from './config.ts'
 import { Flag, FrameType, GoAwayCode, MAX_STREAM_ID, YamuxError } from './const.ts'
 import { FrameParser, encodeHeader } from './frame.ts'
 import { Stream, type StreamHost } from './stream.ts'
+import { monotonicMs } from './clock.ts'
 
 export interface SessionOptions extends Partial<Config> {
   /** The client opens odd stream ids and the server even ones; one side of each. */
@@ -186,7 +187,7 @@ export class Session extends EventEmitter implements StreamHost {
         this.#pings.delete(id)
         reject(new YamuxError('ERR_YAMUX_TIMEOUT', `no answer to ping within ${this.config.connectionWriteTimeoutMs} ms`))
       }, this.config.connectionWriteTimeoutMs)
-      this.#pings.set(id, { start: performance.now(), resolve, reject, timer })
+      this.#pings.set(id, { start: monotonicMs(), resolve, reject, timer })
       this.sendFrame(FrameType.Ping, Flag.SYN, 0, id)
     })
   }
@@ -396,7 +397,7 @@ export class Session extends EventEmitter implements StreamHost {
       return
     }
     if (!(flags & Flag.ACK)) return
-    const now = performance.now()
+    const now = monotonicMs()
     if (opaque === this.#keepAlivePingId) {
       this.#keepAlivePingId = -1
       this.#sampleRtt(now - this.#keepAliveSentAt)
@@ -441,7 +442,7 @@ export class Session extends EventEmitter implements StreamHost {
   #sendKeepAlivePing(): void {
     this.#keepAlivePingId = -1
     this.#keepAlivePingId = this.#allocPingId()
-    this.#keepAliveSentAt = performance.now()
+    this.#keepAliveSentAt = monotonicMs()
     this.#keepAliveRecvMark = this.#recvCount
     this.sendFrame(FrameType.Ping, Flag.SYN, 0, this.#keepAlivePingId)
   }

@@ -13,6 +13,7 @@
 import { Duplex } from 'node:stream'
 import type { Config } from './config.ts'
 import { Flag, FrameType, INITIAL_STREAM_WINDOW, MAX_DATA_FRAME, MAX_WINDOW, YamuxError } from './const.ts'
+import { monotonicMs } from './clock.ts'
 
 /** What a stream needs from its session. */
 export interface StreamHost {
@@ -46,7 +47,7 @@ export class Stream extends Duplex {
   /** Announced bytes of the Data frame being received that have not arrived yet. */
   #bodyPending = 0
   /** Auto-tuning: when the current measuring epoch began and what was consumed in it. */
-  #epochStart = performance.now()
+  #epochStart = monotonicMs()
   #consumedInEpoch = 0
   #remoteFin = false
   #eofPushed = false
@@ -111,7 +112,7 @@ export class Stream extends Duplex {
     // A stream that waited in the accept backlog may already hold data: grant only room.
     const delta = Math.max(0, this.#unclaimedWindow())
     this.#recvAvail += delta
-    this.#epochStart = performance.now()
+    this.#epochStart = monotonicMs()
     this.#host.sendFrame(FrameType.WindowUpdate, flag, this.id, delta)
   }
 
@@ -234,7 +235,7 @@ export class Stream extends Duplex {
     const window = this.#recvWindow
     let delta = this.#unclaimedWindow()
     if (delta < window / 2) return
-    const now = performance.now()
+    const now = monotonicMs()
     const rtt = this.#host.rttMs
     const max = this.#host.config.maxStreamWindowSize
     if (rtt > 0 && window < max && now - this.#epochStart < 4 * (this.#consumedInEpoch / window) * rtt) {
