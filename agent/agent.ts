@@ -1,25 +1,29 @@
 // The node agent: join once (or reuse the stored identity), then either keep reverse
 // tunnels to every proxy (when it joined through a proxy's web port) or heartbeat directly
 // to the auth server. Its SSH server and declared local ports are reachable only through
-// streams that a proxy opens in a tunnel.
+// streams that a proxy opens in a tunnel. The HTTPS client (join, discovery, direct mode)
+// is loaded only when one of those needs it: a node restarted in tunnel mode never does.
 
 import type { Duplex } from 'node:stream'
 import type { WarrenConfig } from '../shared/config.ts'
 import { DEFAULTS, parseHostPort } from '../shared/config.ts'
-import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
-import { Heartbeat } from './heartbeat.ts'
-import { NodeSshServer } from './ssh-server.ts'
+import type { Heartbeat } from './heartbeat.ts'
+import { SshOnDemand } from './ssh-on-demand.ts'
 import { serveStream, type ServiceTable } from './services.ts'
 import { TunnelPool } from './tunnel-pool.ts'
+import { rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
 import type { AgentTunnel } from './tunnel.ts'
 import { X509Certificate } from 'node:crypto'
 import { issuedByAny } from '../shared/cert-subject.ts'
 import { saveIdentity } from '../shared/identity-store.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
+
+/** How often at most the agent asks for the tunnel address again while no tunnel opens. */
+const REDISCOVER_MS = 30_000
 
 export interface AgentOptions {
   config: WarrenConfig
@@ -51,11 +55,13 @@ export class Agent {
   readonly log: Logger
   identity!: NodeIdentity
   pool?: TunnelPool
-  ssh?: NodeSshServer
+  ssh?: SshOnDemand
   private heartbeat?: Heartbeat
   private readonly options: AgentOptions
   private services!: ServiceTable
   private renewing = false
+  /** When discovery last ran because no tunnel could be opened (see rediscover). */
+  private rediscoveredAt = 0
 
   constructor(options: AgentOptions) {
     this.options = options
@@ -66,37 +72,91 @@ export class Agent {
   async start(): Promise<void> {
     tuneHeapForForwarding()
     this.identity = await obtainIdentity(this.config, 'node', this.log, this.options.warn)
-    this.ssh = new NodeSshServer({ hostKeyPem: this.identity.sshKeyPem, userCAKeys: this.identity.userCASshKeys, log: this.log })
+    this.ssh = new SshOnDemand({ hostKeyPem: this.identity.sshKeyPem, userCAKeys: this.identity.userCASshKeys, log: this.log })
     this.services = { ssh: this.ssh, ports: this.config.ssh.forwardPorts }
     const server = this.identity.authServers[0]
-    const heartbeatIntervalMs = this.options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs
+    const remembered = rememberedTunnelAddress(this.config.dataDir, server)
+    if (remembered) return this.startTunnels(server, remembered, 'remembered from the last start')
     const discovery = await this.discover(server)
-    if (!discovery) {
-      this.heartbeat = new Heartbeat(this.identity, server, {
-        intervalMs: heartbeatIntervalMs,
-        labels: this.config.labels,
-        log: this.log,
-        onAnswer: (answer) => this.followCAs(strings(answer.host_ca_certs), strings(answer.user_ca_ssh_keys), () => void this.renewDirect(server)),
-      })
-      this.heartbeat.start()
-      return
-    }
+    if (!discovery) return this.startDirect(server)
+    const tunnel = this.tunnelAddress(server, discovery)
+    rememberTunnelAddress(this.config.dataDir, server, tunnel)
+    this.startTunnels(server, tunnel, 'from the proxy\'s discovery')
+  }
+
+  private get heartbeatIntervalMs(): number {
+    return this.options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs
+  }
+
+  /** Direct mode: `server` is an auth server, which hears this node's heartbeats. */
+  private async startDirect(server: string): Promise<void> {
+    const { Heartbeat } = await import('./heartbeat.ts')
+    this.heartbeat = new Heartbeat(this.identity, server, {
+      intervalMs: this.heartbeatIntervalMs,
+      labels: this.config.labels,
+      log: this.log,
+      onAnswer: (answer) => this.followCAs(strings(answer.host_ca_certs), strings(answer.user_ca_ssh_keys), () => void this.renewDirect(server)),
+    })
+    this.heartbeat.start()
+  }
+
+  /** Where the proxy's discovery answer sends tunnels; a bare ":port" is on the web address's host. */
+  private tunnelAddress(server: string, discovery: Discovery): TunnelAddress {
     const web = parseHostPort(server, DEFAULTS.webPort)
-    const tunnel = discovery.tunnel_addr === null ? web : discovery.tunnel_addr.startsWith(':') ? { host: web.host, port: Number(discovery.tunnel_addr.slice(1)) } : parseHostPort(discovery.tunnel_addr, DEFAULTS.tunnelPort)
-    this.log.info(`reverse tunnels through ${tunnel.host}:${tunnel.port}`)
+    if (discovery.tunnel_addr === null) return web
+    if (discovery.tunnel_addr.startsWith(':')) return { host: web.host, port: Number(discovery.tunnel_addr.slice(1)) }
+    return parseHostPort(discovery.tunnel_addr, DEFAULTS.tunnelPort)
+  }
+
+  private startTunnels(server: string, tunnel: TunnelAddress, source: string): void {
+    this.log.info(`reverse tunnels through ${tunnel.host}:${tunnel.port} (${source})`)
     this.pool = new TunnelPool({
       host: tunnel.host,
       port: tunnel.port,
       identity: this.identity,
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
-      heartbeatIntervalMs,
+      heartbeatIntervalMs: this.heartbeatIntervalMs,
       labels: () => this.config.labels,
       services: ['ssh', ...this.config.ssh.forwardPorts.map((p) => p.name)],
       onStream: (stream: Duplex) => void serveStream(stream, this.services, this.log),
       onControl: (tunnel, message) => this.onControl(tunnel, message),
+      onFailedRound: (held) => {
+        if (held === 0) void this.rediscover(server, tunnel)
+      },
       log: this.log,
     })
     this.pool.start()
+  }
+
+  /**
+   * No tunnel opens to the address in use (remembered from an earlier start, or the
+   * proxies moved it): ask the proxy again, at most every REDISCOVER_MS, and move the
+   * pool when the answer differs.
+   */
+  private async rediscover(server: string, current: TunnelAddress): Promise<void> {
+    if (Date.now() - this.rediscoveredAt < REDISCOVER_MS) return
+    this.rediscoveredAt = Date.now()
+    let discovery: Discovery | undefined
+    try {
+      discovery = await this.discover(server)
+    } catch (error) {
+      this.log.debug(`discovery failed: ${(error as Error).message}`)
+      return
+    }
+    if (this.pool === undefined || this.pool.held.length > 0) return
+    if (!discovery) {
+      this.log.warn(`${server} now answers as an auth server: heartbeating to it directly`)
+      this.pool.stop()
+      this.pool = undefined
+      await this.startDirect(server)
+      return
+    }
+    const next = this.tunnelAddress(server, discovery)
+    if (next.host === current.host && next.port === current.port) return
+    this.log.info(`the proxies moved the tunnel address from ${current.host}:${current.port} to ${next.host}:${next.port}`)
+    rememberTunnelAddress(this.config.dataDir, server, next)
+    this.pool.stop()
+    this.startTunnels(server, next, 'from the proxy\'s discovery')
   }
 
   /** CA rotation as the proxies relay it over the control stream. */
@@ -147,6 +207,7 @@ export class Agent {
 
   /** Direct mode: the node renews with the auth server itself, with its current identity. */
   private async renewDirect(server: string): Promise<void> {
+    const { ApiClient } = await import('../shared/api-client.ts')
     const client = new ApiClient({ server, caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
     try {
       const renewed = await client.call<RenewedCertificates>('POST', '/v1/renew', {})
@@ -161,6 +222,7 @@ export class Agent {
 
   /** The proxy's discovery answer, or undefined when `server` is an auth server (direct mode). */
   private async discover(server: string): Promise<Discovery | undefined> {
+    const { ApiClient } = await import('../shared/api-client.ts')
     const client = new ApiClient({ server, caPems: this.identity.hostCAPems })
     try {
       return await client.call<Discovery>('GET', '/v1/discovery')

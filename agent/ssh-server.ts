@@ -14,6 +14,7 @@ import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import { basename } from 'node:path'
 import { connect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import ssh2 from 'ssh2'
 import type { AuthContext, Connection, ParsedKey, PseudoTtyInfo, ServerChannel, Session, TcpipRequestInfo } from 'ssh2'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { parseSshCertificate, parseSshPublicKey, verifySshCertificate, type ParsedSshCertificate } from '../shared/ssh-cert.ts'
@@ -28,13 +29,6 @@ const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 const USER_PATH = '/usr/local/bin:/usr/bin:/bin'
 /** Environment a client may set (OpenSSH's usual AcceptEnv); anything else could change how the login runs. */
 const ACCEPTED_ENV = /^(LANG|LC_[A-Z]+)$/
-
-/**
- * ssh2, loaded at the first SSH connection: an agent that nobody logs in to does not hold
- * it (about 3 MB; see bench/README.md). Its host key is parsed then too.
- */
-let ssh2Loaded: Promise<typeof import('ssh2')> | undefined
-const loadSsh2 = () => (ssh2Loaded ??= import('ssh2').then((module) => module.default))
 
 /** A login the server can run sessions as. */
 export interface LoginAccount {
@@ -83,9 +77,7 @@ interface ConnectionState {
 }
 
 export class NodeSshServer {
-  /** The host key in OpenSSH's format, which ssh2 reads (it does not read PKCS8). */
-  private readonly hostKeyOpenSsh: string
-  private hostKey?: Promise<ParsedKey>
+  private readonly hostKey: ParsedKey
   private readonly log: Logger
   private readonly resolveLogin: (login: string) => LoginAccount | undefined
   private readonly connections = new Set<ConnectionState>()
@@ -93,7 +85,10 @@ export class NodeSshServer {
   private closing = false
 
   constructor(options: SshServerOptions) {
-    this.hostKeyOpenSsh = openSshPrivateKey(options.hostKeyPem)
+    // ssh2 reads OpenSSH's private key format, not PKCS8.
+    const parsed = ssh2.utils.parseKey(openSshPrivateKey(options.hostKeyPem))
+    if (parsed instanceof Error) throw new Error(`SSH host key: ${parsed.message}`)
+    this.hostKey = parsed
     this.log = options.log?.child('ssh') ?? createLogger('node:ssh')
     this.resolveLogin = options.resolveLogin ?? lookupPasswd
     this.setUserCAKeys(options.userCAKeys)
@@ -133,26 +128,10 @@ export class NodeSshServer {
     stream.once('end', () => stream.end())
     this.connections.add(state)
     this.log.debug('SSH connection opened', { remote })
-    // The stream holds what the client sends until ssh2 reads it.
-    this.startServer(state).catch((error: Error) => {
-      this.log.error('SSH connection not served', { remote, error })
-      stream.destroy()
-    })
-  }
-
-  /** One ssh2 Server per connection ties its events to this stream; the parsed key is shared. */
-  private async startServer(state: ConnectionState): Promise<void> {
-    const ssh2 = await loadSsh2()
-    this.hostKey ??= Promise.resolve().then(() => {
-      const parsed = ssh2.utils.parseKey(this.hostKeyOpenSsh)
-      if (parsed instanceof Error) throw new Error(`SSH host key: ${parsed.message}`)
-      return parsed
-    })
-    const hostKey = await this.hostKey
-    if (state.stream.destroyed) return
-    const server = new ssh2.Server({ hostKeys: [{ key: hostKey }], ident: 'Warren' })
+    // One ssh2 Server per connection ties its events to this stream; the parsed key is shared.
+    const server = new ssh2.Server({ hostKeys: [{ key: this.hostKey }], ident: 'Warren' })
     server.on('connection', (client) => this.serveClient(state, client))
-    server.injectSocket(state.stream as Socket)
+    server.injectSocket(stream as Socket)
   }
 
   /** Ends every connection and the processes it started. */

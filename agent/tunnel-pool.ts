@@ -25,6 +25,8 @@ export interface PoolOptions extends Omit<TunnelOptions, 'host' | 'port'> {
   port: number
   /** CA and certificate messages from any tunnel's control stream. */
   onControl?: (tunnel: AgentTunnel, message: Record<string, unknown>) => void
+  /** After a round in which a dial failed, with the number of proxies held. */
+  onFailedRound?: (held: number) => void
   /** Backoff after failed dials. */
   failureBackoff?: { baseMs: number; capMs: number }
   /** Backoff after dials that landed on a proxy already held. */
@@ -118,6 +120,7 @@ export class TunnelPool {
           // proxy again at once only adds to its queue.
           const delay = this.failures.next()
           this.log.warn(`tunnel to ${this.options.host}:${this.options.port} failed (${failure.message}); retrying in ${delay} ms`)
+          this.options.onFailedRound?.(this.tunnels.size)
           fullRound = adopted === 0 && duplicates > 0
           await this.sleep(delay)
           continue

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // `warren`: the daemon (start) and the user's client. `warren ctl ...` is warrenctl.
 
-import { execFileSync } from 'node:child_process'
 import { runMain } from './main.ts'
 import { load } from './load.ts'
 import { UsageError } from '../shared/errors.ts'
@@ -57,6 +56,8 @@ declare const __WARREN_COMMIT__: string | undefined
 function commit(): string {
   if (typeof __WARREN_COMMIT__ === 'string') return __WARREN_COMMIT__
   try {
+    // Loaded here, not at the top: every agent runs this file, and child_process costs memory.
+    const { execFileSync } = process.getBuiltinModule('node:child_process')
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: import.meta.dirname, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || 'unknown'
   } catch {
     return 'unknown'

@@ -6,7 +6,6 @@ import { resolveTokenValue } from './config.ts'
 import { WarrenError } from './errors.ts'
 import type { Logger } from './log.ts'
 import { loadIdentity, saveIdentity, type NodeIdentity } from './identity-store.ts'
-import { joinCluster } from './join.ts'
 
 export async function obtainIdentity(config: WarrenConfig, role: 'node' | 'proxy', log: Logger, warn?: (message: string) => void): Promise<NodeIdentity> {
   const stored = loadIdentity(config.dataDir, role)
@@ -17,6 +16,8 @@ export async function obtainIdentity(config: WarrenConfig, role: 'node' | 'proxy
   const server = config.authServers[0]
   if (!server) throw new WarrenError('no auth server to join: pass --auth-server=HOST:PORT (or auth_servers in the config file)')
   if (!config.authToken) throw new WarrenError(`this ${role} has not joined a cluster yet: pass --token=VALUE (or a file path starting with "/") to join`)
+  // Joining is the only use of the HTTPS client here: a stored identity does not load it.
+  const { joinCluster } = await import('./join.ts')
   const identity = await joinCluster({
     authServer: server,
     token: resolveTokenValue(config.authToken),

@@ -1,0 +1,44 @@
+// The node's SSH server, loaded at the first SSH connection: its module, ssh2 (a compressed
+// part of the single executable) and child_process stay out of an agent that nobody logs
+// in to, which saves a fair share of its 60 MB budget (bench/README.md, agent footprint).
+
+import type { Duplex } from 'node:stream'
+import type { Logger } from '../shared/log.ts'
+import type { NodeSshServer } from './ssh-server.ts'
+
+export class SshOnDemand {
+  private server?: Promise<NodeSshServer>
+  private userCAKeys: string[]
+  private readonly hostKeyPem: string
+  private readonly log: Logger
+
+  constructor(options: { hostKeyPem: string; userCAKeys: string[]; log: Logger }) {
+    this.hostKeyPem = options.hostKeyPem
+    this.userCAKeys = options.userCAKeys
+    this.log = options.log
+  }
+
+  /** Serves one SSH connection, starting the server first if this is the first one. */
+  handleConnection(stream: Duplex, info?: { remoteAddress?: string }): void {
+    this.server ??= import('./ssh-server.ts').then(({ NodeSshServer }) => new NodeSshServer({ hostKeyPem: this.hostKeyPem, userCAKeys: this.userCAKeys, log: this.log }))
+    this.server.then(
+      (server) => server.handleConnection(stream, info),
+      (error: Error) => {
+        this.log.error('the SSH server cannot start', { error })
+        stream.destroy()
+      },
+    )
+  }
+
+  /** Replaces the trusted user CAs, for the server running now or the one started later. */
+  setUserCAKeys(keys: string[]): void {
+    this.userCAKeys = keys
+    this.server?.then((server) => server.setUserCAKeys(keys), () => {})
+  }
+
+  /** Ends every SSH connection, if any was ever served. */
+  async close(): Promise<void> {
+    const server = await this.server?.catch(() => undefined)
+    await server?.close()
+  }
+}
