@@ -15,7 +15,7 @@ import type { Heartbeat } from './heartbeat.ts'
 import { SshOnDemand } from './ssh-on-demand.ts'
 import { serveStream, type ServiceTable } from './services.ts'
 import { TunnelPool } from './tunnel-pool.ts'
-import { rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
+import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
 import type { AgentTunnel } from './tunnel.ts'
 import { X509Certificate } from 'node:crypto'
 import { issuedByAny } from '../shared/cert-subject.ts'
@@ -62,6 +62,7 @@ export class Agent {
   private renewing = false
   /** When discovery last ran because no tunnel could be opened (see rediscover). */
   private rediscoveredAt = 0
+  private stopped = false
 
   constructor(options: AgentOptions) {
     this.options = options
@@ -143,11 +144,12 @@ export class Agent {
       this.log.debug(`discovery failed: ${(error as Error).message}`)
       return
     }
-    if (this.pool === undefined || this.pool.held.length > 0) return
+    if (this.stopped || this.pool === undefined || this.pool.held.length > 0) return
     if (!discovery) {
       this.log.warn(`${server} now answers as an auth server: heartbeating to it directly`)
       this.pool.stop()
       this.pool = undefined
+      forgetTunnelAddress(this.config.dataDir)
       await this.startDirect(server)
       return
     }
@@ -249,6 +251,7 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true
     this.pool?.stop()
     await this.heartbeat?.stop()
     await this.ssh?.close()

@@ -3,7 +3,7 @@
 // HTTP client in the process (1.8 MB of a device's memory budget; bench/README.md, agent
 // footprint). The agent asks again when tunnels to the remembered address keep failing.
 
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../shared/files.ts'
 
@@ -29,4 +29,9 @@ export function rememberedTunnelAddress(dataDir: string, server: string): Tunnel
 
 export function rememberTunnelAddress(dataDir: string, server: string, address: TunnelAddress): void {
   writeFileAtomic(join(dataDir, FILE), JSON.stringify({ server, host: address.host, port: address.port }) + '\n', 0o644)
+}
+
+/** For a node that no longer goes through a proxy (its server answers as an auth server). */
+export function forgetTunnelAddress(dataDir: string): void {
+  rmSync(join(dataDir, FILE), { force: true })
 }
