@@ -19,7 +19,7 @@ import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, ty
 import type { AgentTunnel } from './tunnel.ts'
 import { X509Certificate } from 'node:crypto'
 import { issuedByAny } from '../shared/cert-subject.ts'
-import { saveIdentity } from '../shared/identity-store.ts'
+import { identityExists, saveIdentity } from '../shared/identity-store.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 
 /** How often at most the agent asks for the tunnel address again while no tunnel opens. */
@@ -63,6 +63,8 @@ export class Agent {
   /** When discovery last ran because no tunnel could be opened (see rediscover). */
   private rediscoveredAt = 0
   private stopped = false
+  /** What prepare() found: the server joined through, and the tunnel address unless in direct mode. */
+  private prepared?: { server: string; tunnel?: TunnelAddress; source?: string }
 
   constructor(options: AgentOptions) {
     this.options = options
@@ -70,19 +72,41 @@ export class Agent {
     this.log = options.log ?? createLogger('node', { level: options.config.log.level })
   }
 
-  async start(): Promise<void> {
+  /**
+   * The steps that may need the cluster's HTTPS API: the identity (joining when none is
+   * stored) and where the tunnels go (discovery when no address is remembered, or direct
+   * mode). Says whether the HTTPS client was used and whether the node will keep using it
+   * (direct mode); start() calls it if nobody did.
+   */
+  async prepare(): Promise<{ usedHttps: boolean; direct: boolean }> {
+    if (this.prepared) return { usedHttps: false, direct: this.prepared.tunnel === undefined }
     tuneHeapForForwarding()
+    const joined = !identityExists(this.config.dataDir)
     this.identity = await obtainIdentity(this.config, 'node', this.log, this.options.warn)
-    this.ssh = new SshOnDemand({ hostKeyPem: this.identity.sshKeyPem, userCAKeys: this.identity.userCASshKeys, log: this.log })
-    this.services = { ssh: this.ssh, ports: this.config.ssh.forwardPorts }
     const server = this.identity.authServers[0]
     const remembered = rememberedTunnelAddress(this.config.dataDir, server)
-    if (remembered) return this.startTunnels(server, remembered, 'remembered from the last start')
+    if (remembered) {
+      this.prepared = { server, tunnel: remembered, source: 'remembered from the last start' }
+      return { usedHttps: joined, direct: false }
+    }
     const discovery = await this.discover(server)
-    if (!discovery) return this.startDirect(server)
+    if (!discovery) {
+      this.prepared = { server }
+      return { usedHttps: true, direct: true }
+    }
     const tunnel = this.tunnelAddress(server, discovery)
     rememberTunnelAddress(this.config.dataDir, server, tunnel)
-    this.startTunnels(server, tunnel, 'from the proxy\'s discovery')
+    this.prepared = { server, tunnel, source: 'from the proxy\'s discovery' }
+    return { usedHttps: true, direct: false }
+  }
+
+  async start(): Promise<void> {
+    await this.prepare()
+    const { server, tunnel, source } = this.prepared!
+    this.ssh = new SshOnDemand({ hostKeyPem: this.identity.sshKeyPem, userCAKeys: this.identity.userCASshKeys, log: this.log })
+    this.services = { ssh: this.ssh, ports: this.config.ssh.forwardPorts }
+    if (tunnel === undefined) return this.startDirect(server)
+    this.startTunnels(server, tunnel, source!)
   }
 
   private get heartbeatIntervalMs(): number {

@@ -1,10 +1,12 @@
 // `warren start`: runs the roles this process holds (auth, proxy, node) until SIGTERM or SIGINT.
 
+import { accessSync, constants } from 'node:fs'
+import { isSea } from 'node:sea'
 import { load } from './load.ts'
 import { applyFlags, defaultConfig, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from '../shared/flags.ts'
-import { createLogger } from '../shared/log.ts'
+import { createLogger, type Logger } from '../shared/log.ts'
 import { parsePin } from '../shared/pin.ts'
 
 const ROLES = ['auth', 'proxy', 'node']
@@ -34,6 +36,29 @@ export function buildConfig(flags: Record<string, any>): WarrenConfig {
   })
   if (flags.debug) merged.log.level = 'debug'
   return merged
+}
+
+/** Set in the environment of a process that startAfresh started, so that it never does so again. */
+const STARTED_AFRESH = 'WARREN_STARTED_AFRESH'
+
+/**
+ * A node that has just joined or looked up its tunnel address holds the HTTPS client it
+ * used for that (2 MB of a device's 60 MB budget, for as long as it runs). With its
+ * identity and the address on disk, the same command in a fresh process image (same PID,
+ * so systemd sees nothing) never loads it: this process replaces itself once.
+ */
+function startAfresh(log: Logger): void {
+  if (process.env[STARTED_AFRESH] || typeof process.execve !== 'function') return
+  // A failed execve ends the process (Node treats it as fatal), so only try what can run.
+  try {
+    accessSync(process.execPath, constants.X_OK)
+  } catch {
+    return
+  }
+  // In the single executable argv[1] repeats the executable's path; from source it is the script.
+  const args = isSea() ? process.argv.slice(2) : [...process.execArgv, ...process.argv.slice(1)]
+  log.info('identity and tunnel address stored: continuing in a fresh process image')
+  process.execve(process.execPath, [process.argv0, ...args], { ...process.env, [STARTED_AFRESH]: '1' })
 }
 
 export async function start(argv: string[]): Promise<number> {
@@ -83,6 +108,8 @@ export async function start(argv: string[]): Promise<number> {
       }
       const { Agent } = await load.node()
       const agent = new Agent({ config: nodeConfig, log: log.child('node') })
+      const prepared = await agent.prepare()
+      if (prepared.usedHttps && !prepared.direct && roles.length === 1) startAfresh(log)
       await agent.start()
       stops.push(() => agent.stop())
       reloads.push((next) => agent.reload(next))

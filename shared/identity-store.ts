@@ -37,10 +37,14 @@ export function identityDir(dataDir: string, role = 'node'): string {
   return join(dataDir, role === 'node' ? 'identity' : `${role}-identity`)
 }
 
+/** Whether a complete identity is stored: identity.json is written last. */
+export function identityExists(dataDir: string, role = 'node'): boolean {
+  return existsSync(join(identityDir(dataDir, role), FILES.meta))
+}
+
 export function loadIdentity(dataDir: string, role = 'node'): NodeIdentity | undefined {
   const dir = identityDir(dataDir, role)
-  // identity.json is written last, so its presence means the set is complete.
-  if (!existsSync(join(dir, FILES.meta))) return undefined
+  if (!identityExists(dataDir, role)) return undefined
   const read = (name: string) => readFileSync(join(dir, name), 'utf8')
   const meta = JSON.parse(read(FILES.meta)) as IdentityMeta
   return {

@@ -102,15 +102,19 @@ function run(): void {
       t.match(status.stdout, new RegExp(`^CA pin\\s+${pin}$`, 'm'))
 
       const nodename = `sea-${target.arch}`
+      // After joining, the agent continues in a fresh process image of its own file (cli/start.ts),
+      // which the kernel cannot run here when an emulator runs the file: not under qemu.
+      const agentEnv = target.runner.length === 0 ? env : { ...env, WARREN_STARTED_AFRESH: '1' }
       const agent = startFile(target, warren, [
         'start', '--roles=node', `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`,
         `--nodename=${nodename}`, `--data-dir=${tempDir()}`,
-      ], { cwd: dir, env })
+      ], { cwd: dir, env: agentEnv })
       t.teardown(() => stop(agent.child))
       const listing = await waitForNode(auth, nodename, target.timeoutMs).catch((error: Error) => {
         throw new Error(`${error.message}\nagent output:\n${agent.output()}`)
       })
       t.match(listing, new RegExp(`^${nodename}\\s+\\S+\\s+⟵ Tunnel`, 'm'), 'the node is present through its tunnel')
+      if (target.runner.length === 0) t.match(agent.output(), /continuing in a fresh process image/, 'after joining, the executable continues as a fresh image of itself')
 
       const profile = await signUser(auth, proxy.web, `user-${target.arch}`)
       const login = await openssh(profile, [`${testLogin()}@${nodename}`, 'echo ok'], { timeoutMs: target.timeoutMs })

@@ -1,5 +1,6 @@
 // A node remembers where its tunnels go: restarted with its identity on disk it dials that
 // address at once, without asking the proxy; when the proxies moved it, the node asks again.
+// Right after joining it continues in a fresh process image that starts the same way.
 
 import t from 'tap'
 import { readFileSync } from 'node:fs'
@@ -18,8 +19,12 @@ t.test('a restarted node dials the remembered tunnel address, and follows it whe
 
   const joined = startNode([`--data-dir=${nodeDir}`, `--auth-server=${first.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=mover'])
   await joined.waitFor('the first tunnel', () => /tunnel to proxy \S+ open/.test(joined.stderr))
-  t.match(joined.stderr, `reverse tunnels through ${first.tunnel} (from the proxy's discovery)`)
   t.equal(`${remembered().host}:${remembered().port}`, first.tunnel, 'the discovered address is remembered')
+  // Having joined and asked, the node continues as a fresh process image (same PID) that
+  // starts from what is on disk, so it does not keep the HTTPS client loaded.
+  t.match(joined.stderr, /identity and tunnel address stored: continuing in a fresh process image[^]*using the identity stored/)
+  t.match(joined.stderr, `reverse tunnels through ${first.tunnel} (remembered from the last start)`)
+  t.equal((joined.stderr.match(/continuing in a fresh process image/g) ?? []).length, 1, 'only once')
   await joined.stop()
 
   const again = startNode([`--data-dir=${nodeDir}`])
