@@ -64,7 +64,7 @@ try {
   const first = await startAgent([...args, `--token=${await auth.token()}`])
   console.log(`first start (join, then tunnel): ${first.ms.toFixed(0)} ms (${first.cpuMs} ms of CPU)`)
   await sleep(5_000)
-  console.log(`agent idle with one tunnel after its first start (it joined, so it holds the HTTPS client): ${describeMemory(first.child.pid!)}`)
+  console.log(`agent idle with one tunnel after its first start (joined, then continued as a fresh image): ${describeMemory(first.child.pid!)}`)
   await stop(first.child)
   const restarts: number[] = []
   const restartCpu: number[] = []
