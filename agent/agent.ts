@@ -75,11 +75,11 @@ export class Agent {
   /**
    * The steps that may need the cluster's HTTPS API: the identity (joining when none is
    * stored) and where the tunnels go (discovery when no address is remembered, or direct
-   * mode). Says whether the HTTPS client was used and whether the node will keep using it
-   * (direct mode); start() calls it if nobody did.
+   * mode). True when it used the HTTPS client and the node, in tunnel mode, needs it no
+   * more; start() calls it if nobody did.
    */
-  async prepare(): Promise<{ usedHttps: boolean; direct: boolean }> {
-    if (this.prepared) return { usedHttps: false, direct: this.prepared.tunnel === undefined }
+  async prepare(): Promise<boolean> {
+    if (this.prepared) return false
     tuneHeapForForwarding()
     const joined = !identityExists(this.config.dataDir)
     this.identity = await obtainIdentity(this.config, 'node', this.log, this.options.warn)
@@ -87,17 +87,17 @@ export class Agent {
     const remembered = rememberedTunnelAddress(this.config.dataDir, server)
     if (remembered) {
       this.prepared = { server, tunnel: remembered, source: 'remembered from the last start' }
-      return { usedHttps: joined, direct: false }
+      return joined
     }
     const discovery = await this.discover(server)
     if (!discovery) {
       this.prepared = { server }
-      return { usedHttps: true, direct: true }
+      return false // direct mode heartbeats over HTTPS for as long as it runs
     }
     const tunnel = this.tunnelAddress(server, discovery)
     rememberTunnelAddress(this.config.dataDir, server, tunnel)
     this.prepared = { server, tunnel, source: 'from the proxy\'s discovery' }
-    return { usedHttps: true, direct: false }
+    return true
   }
 
   async start(): Promise<void> {

@@ -108,8 +108,7 @@ export async function start(argv: string[]): Promise<number> {
       }
       const { Agent } = await load.node()
       const agent = new Agent({ config: nodeConfig, log: log.child('node') })
-      const prepared = await agent.prepare()
-      if (prepared.usedHttps && !prepared.direct && roles.length === 1) startAfresh(log)
+      if (await agent.prepare() && roles.length === 1) startAfresh(log)
       await agent.start()
       stops.push(() => agent.stop())
       reloads.push((next) => agent.reload(next))

@@ -66,7 +66,7 @@ function itemLength(binary: Buffer, at: number, name: string): number {
   return headerSize + 4 * binary.readUInt32LE(at + headerSize + 4 + 3 * 4)
 }
 
-/** The items of the trimmed package, from the full list `items` (names without the package prefix). */
+/** The items small-icu leaves out, of the full list `items` (names without the package prefix). */
 export function itemsToDrop(items: string[]): Set<string> {
   const dropped = new Set([...DROPPED].filter((item) => items.includes(item)))
   for (const item of items) {
@@ -111,7 +111,8 @@ export function trimIcuData(binary: string, workDir: string): { items: number; f
   trimmed.copy(file, icu.offset)
   file.fill(0, icu.offset + trimmed.length, icu.offset + icu.length)
   writeFileSync(binary, file)
-  return { items: listItems(dat).length, freed: icu.length - trimmed.length }
+  // The locale indexes replaced items already listed in `kept`.
+  return { items: kept.length, freed: icu.length - trimmed.length }
 }
 
 /** Each tree's res_index lists its installed locales; ICU offers exactly those to Intl. */

@@ -19,17 +19,12 @@ import type { NodeIdentity } from '../../shared/identity-store.ts'
 import { joinCluster } from '../../shared/join.ts'
 import { createLogger } from '../../shared/log.ts'
 import { BulkJoiner } from './bulk-join.ts'
-import { inParallel, simulatedAgent } from './swarm.ts'
+import { inParallel, simulatedAgent, SWARM_OPTIONS } from './swarm.ts'
 import { announce, exitWithParent, onCommand } from './child.ts'
 
 const { values } = parseArgs({
   options: {
-    auth: { type: 'string' },
-    token: { type: 'string' },
-    pin: { type: 'string' },
-    tunnel: { type: 'string' },
-    name: { type: 'string', default: 'sim' },
-    concurrency: { type: 'string', default: '32' },
+    ...SWARM_OPTIONS,
     join: { type: 'string', default: 'bulk' },
   },
 })

@@ -21,18 +21,13 @@ import { DEFAULTS, parseHostPort } from '../../shared/config.ts'
 import type { NodeIdentity } from '../../shared/identity-store.ts'
 import { createLogger } from '../../shared/log.ts'
 import { BulkJoiner } from './bulk-join.ts'
-import { inParallel, simulatedAgent } from './swarm.ts'
+import { inParallel, simulatedAgent, SWARM_OPTIONS } from './swarm.ts'
 import { announce, exitWithParent, onCommand } from './child.ts'
 
 const { values } = parseArgs({
   options: {
-    auth: { type: 'string' },
-    token: { type: 'string' },
-    pin: { type: 'string' },
-    tunnel: { type: 'string' },
-    name: { type: 'string', default: 'sim' },
+    ...SWARM_OPTIONS,
     proxies: { type: 'string', default: '3' },
-    concurrency: { type: 'string', default: '32' },
   },
 })
 const proxyCount = Number(values.proxies)
