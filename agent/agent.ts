@@ -140,7 +140,6 @@ export class Agent {
       port: tunnel.port,
       identity: this.identity,
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
-      heartbeatIntervalMs: this.heartbeatIntervalMs,
       labels: () => this.config.labels,
       services: ['ssh', ...this.config.ssh.forwardPorts.map((p) => p.name)],
       onStream: (stream: Duplex) => void serveStream(stream, this.services, this.log),
@@ -266,6 +265,7 @@ export class Agent {
     this.config.ssh.forwardPorts = next.ssh.forwardPorts
     this.services.ports = next.ssh.forwardPorts
     this.heartbeat?.setLabels(next.labels)
+    this.pool?.relabel()
     this.log.info('labels and forwarded ports reloaded', { labels: Object.entries(next.labels).map(([k, v]) => `${k}=${v}`).join(','), ports: next.ssh.forwardPorts.map((p) => p.name).join(',') })
   }
 

@@ -61,6 +61,12 @@ export class TunnelPool {
     return [...this.tunnels.keys()].sort()
   }
 
+  /** Sends the node's labels, which have just changed, through every tunnel. */
+  relabel(): void {
+    const labels = this.options.labels()
+    for (const tunnel of this.tunnels.values()) tunnel.sendLabels(labels)
+  }
+
   get all(): AgentTunnel[] {
     return [...this.tunnels.values()]
   }

@@ -1,7 +1,9 @@
 // One reverse tunnel from this device to one proxy: TLS 1.3 with the host certificate,
 // ALPN `warren-tunnel`, one yamux session. The agent opens the control stream; the proxy
 // welcomes it with its ID and the live proxy set; the agent then says hello (if it keeps
-// the tunnel) and heartbeats, and serves every stream the proxy opens.
+// the tunnel), sends a heartbeat with its labels whenever they change, and serves every
+// stream the proxy opens. The yamux keepalive shows both ends the tunnel is alive, so an
+// idle tunnel carries nothing else.
 
 import { EventEmitter } from 'node:events'
 import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
@@ -18,7 +20,6 @@ export interface TunnelOptions {
   port: number
   identity: NodeIdentity
   keepAliveIntervalMs: number
-  heartbeatIntervalMs: number
   labels: () => Record<string, string>
   services: string[]
   onStream: (stream: Duplex) => void
@@ -47,7 +48,6 @@ export class AgentTunnel extends EventEmitter {
   announced?: string[]
   private session?: Session
   private control?: Duplex
-  private heartbeatTimer?: NodeJS.Timeout
   private closed = false
 
   /** Connects and waits for the proxy's welcome; rejects when any step fails. */
@@ -98,10 +98,7 @@ export class AgentTunnel extends EventEmitter {
         this.control = control
         control.on('error', () => {})
         control.on('close', () => session.close())
-        this.activate = () => {
-          writeMessage(control, { type: 'hello', version: 1, labels: options.labels(), services: options.services })
-          this.heartbeatTimer = setInterval(() => writeMessage(control, { type: 'heartbeat', labels: options.labels() }), options.heartbeatIntervalMs)
-        }
+        this.activate = () => writeMessage(control, { type: 'hello', version: 1, labels: options.labels(), services: options.services })
         readMessages(control, (message) => {
           if (message.type === 'welcome' && typeof message.proxy_id === 'string' && !this.proxyId) {
             this.proxyId = message.proxy_id
@@ -126,6 +123,11 @@ export class AgentTunnel extends EventEmitter {
    */
   activate: () => void = () => {}
 
+  /** Tells the proxy this node's new labels (after a configuration reload). */
+  sendLabels(labels: Record<string, string>): void {
+    if (this.control) writeMessage(this.control, { type: 'heartbeat', labels })
+  }
+
   /** Asks the proxy for certificates from the current signing CA (answered with a 'certs' event). */
   requestRenewal(): void {
     if (this.control) writeMessage(this.control, { type: 'renew' })
@@ -147,7 +149,6 @@ export class AgentTunnel extends EventEmitter {
   private shutdown(): void {
     if (this.closed) return
     this.closed = true
-    clearInterval(this.heartbeatTimer)
     this.session?.close()
     this.emit('close')
   }

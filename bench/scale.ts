@@ -164,7 +164,7 @@ const idle = rows[0]!
 console.log(`\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()[0]!.toFixed(1)}; ${swarmCount} agent processes; idle CPU over ${idleSeconds} s after ${settleSeconds} s settling`)
 const reached = rows[rows.length - 1]!.tunnels
 console.log(`joins: ${joinsPerSecond.toFixed(0)}/s; agent side: ${(swarmRss / Math.max(reached, 1) / 1000).toFixed(0)} KB RSS per simulated agent`)
-console.log(`idle traffic per tunnel: a heartbeat every ${DEFAULTS.heartbeatIntervalMs / 1000} s and a yamux keepalive ping each way every ${DEFAULTS.keepaliveIntervalMs / 1000} s, so with ${reached} tunnels the proxy takes ${(reached / (DEFAULTS.heartbeatIntervalMs / 1000)).toFixed(0)} heartbeats/s, answers ${(reached / (DEFAULTS.keepaliveIntervalMs / 1000)).toFixed(0)} pings/s and sends as many; it posts new tunnels' presence within moments and all tunnels' every ${DEFAULTS.heartbeatTtlMs / 3000} s`)
+console.log(`idle traffic per tunnel: the agent's yamux keepalive ping every ${DEFAULTS.keepaliveIntervalMs / 1000} s and its answer, so with ${reached} tunnels the proxy answers ${(reached / (DEFAULTS.keepaliveIntervalMs / 1000)).toFixed(0)} pings/s; it posts new tunnels' presence within moments and all tunnels' every ${DEFAULTS.heartbeatTtlMs / 3000} s`)
 console.log(!values['stop-auth'] ? 'the auth server ran throughout' : 'the auth server was stopped after the joins (--stop-auth: presence reports fail at once)')
 if (Object.keys(proxyEnv).length) console.log(`proxy environment: ${JSON.stringify(proxyEnv)}`)
 console.log(formatTable(['tunnels', 'opened in s', 'proxy RSS MiB', 'KB per tunnel', 'proxy idle CPU', ...(!values['stop-auth'] ? ['auth idle CPU'] : [])], rows.map((row) => [

@@ -1,5 +1,5 @@
 // The proxy's side of reverse tunnels: every agent holds one TLS connection with one yamux
-// session here. The agent's control stream carries its hello and heartbeats one way and
+// session here. The agent's control stream carries its hello and label changes one way and
 // the live proxy set the other; the proxy opens one stream per user connection.
 
 import { EventEmitter } from 'node:events'
@@ -19,7 +19,6 @@ export interface Tunnel {
   labels: Record<string, string>
   services: string[]
   connectedAt: number
-  lastHeartbeat: number
   control?: Duplex
   registered?: () => void
   /** The node's certificate as it presented it, for renewals on its behalf. */
@@ -81,7 +80,9 @@ export class TunnelServer extends EventEmitter {
       return
     }
     socket.setNoDelay(true)
-    const session = createSession(socket, { client: false, keepAliveIntervalMs: this.options.keepAliveIntervalMs })
+    // The agent pings every interval (it must notice a dead path); while the tunnel is
+    // idle its pings show this side the path is alive, so the proxy sends none of its own.
+    const session = createSession(socket, { client: false, keepAliveIntervalMs: this.options.keepAliveIntervalMs, keepAliveWhenQuietOnly: true })
     session.on('error', () => {})
     const tunnel: Tunnel = {
       hostId: subject.commonName,
@@ -91,7 +92,6 @@ export class TunnelServer extends EventEmitter {
       labels: {},
       services: [],
       connectedAt: Date.now(),
-      lastHeartbeat: Date.now(),
       certPem: cert.toString(),
     }
     session.on('stream', (stream: Duplex) => this.control(tunnel, stream))
@@ -145,7 +145,6 @@ export class TunnelServer extends EventEmitter {
       }
       if (message.type === 'hello' || message.type === 'heartbeat') {
         if (message.type === 'hello' && this.tunnels.get(tunnel.hostId) !== tunnel) this.register(tunnel)
-        tunnel.lastHeartbeat = Date.now()
         if (isStringMap(message.labels)) tunnel.labels = message.labels
         if (Array.isArray(message.services)) tunnel.services = message.services.filter((s): s is string => typeof s === 'string')
       }

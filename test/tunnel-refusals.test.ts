@@ -53,7 +53,7 @@ function identityWith(ca: { key: ReturnType<typeof createPrivateKey>; certPem: s
 
 function tryTunnel(identity: NodeIdentity, hostCAPems: string[], held: string[] = []) {
   return AgentTunnel.open({
-    held, host, port, identity: { ...identity, hostCAPems }, keepAliveIntervalMs: 15_000, heartbeatIntervalMs: 5000,
+    held, host, port, identity: { ...identity, hostCAPems }, keepAliveIntervalMs: 15_000,
     labels: () => ({}), services: [], onStream: (s) => s.destroy(), log: createLogger('test', { level: 'error' }), connectTimeoutMs: 5000,
   })
 }

@@ -31,7 +31,6 @@ export function simulatedAgent(address: { host: string; port: number }, identity
     ...address,
     identity,
     keepAliveIntervalMs: DEFAULTS.keepaliveIntervalMs,
-    heartbeatIntervalMs: DEFAULTS.heartbeatIntervalMs,
     labels: () => ({}),
     services: ['ssh'],
     onStream: (stream) => stream.destroy(),

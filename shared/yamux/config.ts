@@ -28,6 +28,16 @@ export interface Config {
   keepAliveIntervalMs: number
 
   /**
+   * Leave keepalive pings to the peer while the session is idle: with no stream open, a
+   * ping goes out only after an interval in which nothing arrived. A proxy holding
+   * thousands of idle tunnels whose agents ping every interval then sends no pings of its
+   * own, which halves the keepalive traffic, and still notices a silent peer within three
+   * intervals. With streams open it pings every interval, which keeps the round-trip time
+   * that window auto-tuning uses fresh. Default off.
+   */
+  keepAliveWhenQuietOnly: boolean
+
+  /**
    * How long the connection may refuse to take our bytes (its write buffer stays full)
    * before the session is closed, and how long `ping()` waits for its answer. A safety
    * valve for a peer that stopped reading. Default 10 s, like hashicorp/yamux.
@@ -53,6 +63,7 @@ export const defaultConfig: Readonly<Config> = Object.freeze({
   acceptBacklog: 256,
   enableKeepAlive: true,
   keepAliveIntervalMs: 15_000,
+  keepAliveWhenQuietOnly: false,
   connectionWriteTimeoutMs: 10_000,
   initialStreamWindow: INITIAL_STREAM_WINDOW,
   maxStreamWindowSize: 16 * 1024 * 1024,
@@ -67,6 +78,7 @@ export function verifyConfig(config: Config): void {
     bad('acceptBacklog must be a positive integer')
   }
   if (typeof config.enableKeepAlive !== 'boolean') bad('enableKeepAlive must be a boolean')
+  if (typeof config.keepAliveWhenQuietOnly !== 'boolean') bad('keepAliveWhenQuietOnly must be a boolean')
   if (!(config.keepAliveIntervalMs > 0) || !Number.isFinite(config.keepAliveIntervalMs)) {
     bad('keepAliveIntervalMs must be a positive number')
   }

@@ -209,6 +209,68 @@ t.test('keepalive: a path that goes silent mid-session kills both ends; a live o
   t.ok(elapsed <= 2 * interval + 250, `both closed within ${elapsed.toFixed(0)} ms`)
 })
 
+/** Counts the Ping frames with SYN (requests, not answers) in one direction of a byte stream. */
+function pingCounter(): { feed: (chunk: Buffer) => void; readonly pings: number } {
+  let pending = Buffer.alloc(0)
+  let pings = 0
+  return {
+    feed(chunk: Buffer) {
+      pending = Buffer.concat([pending, chunk])
+      for (;;) {
+        if (pending.length < 12) return
+        const type = pending[1]
+        const body = type === FrameType.Data ? pending.readUInt32BE(8) : 0
+        if (pending.length < 12 + body) return
+        if (type === FrameType.Ping && (pending.readUInt16BE(2) & Flag.SYN) !== 0) pings++
+        pending = pending.subarray(12 + body)
+      }
+    },
+    get pings() {
+      return pings
+    },
+  }
+}
+
+t.test("keepalive when quiet only: the peer's pings keep an idle session open; a silent path is still noticed", async (t) => {
+  const interval = 150
+  const hold = setInterval(() => {}, 1000)
+  t.teardown(() => clearInterval(hold))
+  const [a, b] = duplexPair()
+  const [ca, cb] = duplexPair()
+  let dropping = false
+  const fromQuiet = pingCounter()
+  const fromActive = pingCounter()
+  ca.on('data', (d: Buffer) => {
+    fromActive.feed(d)
+    if (!dropping) a.write(d)
+  })
+  a.on('data', (d: Buffer) => {
+    fromQuiet.feed(d)
+    if (!dropping) ca.write(d)
+  })
+  const active = createSession(cb, { client: true, keepAliveIntervalMs: interval })
+  const quiet = createSession(b, { client: false, keepAliveIntervalMs: interval, keepAliveWhenQuietOnly: true })
+  await sleep(interval * 6)
+  t.equal(active.isClosed || quiet.isClosed, false, 'idle but alive')
+  t.ok(fromActive.pings >= 4, `the active side pinged every interval (${fromActive.pings})`)
+  t.equal(fromQuiet.pings, 1, 'the quiet side sent only its first ping (the round trip for window tuning)')
+
+  const incoming = nextStream(quiet)
+  const stream = active.open()
+  stream.write('x')
+  await incoming
+  const before = fromQuiet.pings
+  await sleep(interval * 4)
+  t.ok(fromQuiet.pings - before >= 2, `with a stream open it pings every interval (${fromQuiet.pings - before})`)
+  stream.destroy()
+  await sleep(interval * 2)
+
+  dropping = true
+  const [errActive, errQuiet] = await Promise.all([closeReason(active), closeReason(quiet)])
+  t.equal(errActive?.code, 'ERR_YAMUX_KEEPALIVE_TIMEOUT')
+  t.equal(errQuiet?.code, 'ERR_YAMUX_KEEPALIVE_TIMEOUT', 'the quiet side notices the silence too')
+})
+
 t.test('ping() gives up after connectionWriteTimeoutMs without killing the session', async (t) => {
   const session = createSession(blackHole(), { client: true, enableKeepAlive: false, connectionWriteTimeoutMs: 100 })
   await t.rejects(session.ping(), { code: 'ERR_YAMUX_TIMEOUT' })

@@ -462,6 +462,12 @@ export class Session extends EventEmitter implements StreamHost {
       )
       return
     }
+    if (this.config.keepAliveWhenQuietOnly && this.#streams.size === 0 && this.#recvCount !== this.#keepAliveRecvMark) {
+      // The peer's own traffic (its keepalive pings) shows the path is alive.
+      this.#keepAlivePingId = -1
+      this.#keepAliveRecvMark = this.#recvCount
+      return
+    }
     this.#sendKeepAlivePing()
   }
 
