@@ -139,6 +139,10 @@ export class TunnelPool {
         fullRound = true
         await this.sleep(this.duplicates.next())
       }
+      // Complete (or the set shrank to what is held): past failures say nothing about the
+      // next time a proxy goes missing, which should start from the shortest wait again.
+      this.failures.reset()
+      this.duplicates.reset()
     } finally {
       this.dialing = false
     }

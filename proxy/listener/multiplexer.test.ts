@@ -469,6 +469,62 @@ t.test('silent, dripping and stalled clients are cut off', async (t) => {
   t.equal(rejections.length, 2, 'the stalled handshake got past the multiplexer')
 })
 
+/** A TCP connection sniffed as TLS whose ClientHello never comes: it holds a handshake slot. */
+async function stalledHandshake(port: number): Promise<Socket> {
+  const socket = netConnect({ host: '127.0.0.1', port })
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  socket.write(Buffer.from([0x16, 0x03, 0x01]))
+  return socket
+}
+
+t.test('handshakes beyond the limit wait their turn; beyond the queue they are closed at once', async (t) => {
+  const { port, lines } = await harness(t, {}, { maxHandshakes: 2, handshakeQueue: 1, handshakeTimeoutMs: 600_000 })
+  const stalled = [await stalledHandshake(port), await stalledHandshake(port)]
+  t.teardown(() => stalled.forEach((s) => s.destroy()))
+  await sleep(100)
+
+  // Third in line: queued, its handshake not started while both slots are held.
+  const queued = tlsConnect({ host: '127.0.0.1', port, ca: ca.certPem, ALPNProtocols: ['http/1.1'] })
+  queued.setEncoding('utf8')
+  queued.on('error', () => {})
+  let secured = false
+  queued.once('secureConnect', () => (secured = true))
+  await sleep(300)
+  t.notOk(secured, 'no handshake while both slots are held')
+
+  // Fourth: the queue is full, so the proxy closes it without a handshake. (The handshake
+  // deadline is far beyond the test's own timeout: only shedding can close it in time.)
+  const shed = await stalledHandshake(port)
+  let received = 0
+  shed.on('data', (d: Buffer) => (received += d.length))
+  await closed(shed)
+  t.equal(received, 0, 'closed without an answer')
+  t.ok(lines.some((line) => /2 TLS handshakes in progress and 1 waiting/.test(line)), 'the shedding is logged')
+
+  // A slot frees: the queued client's handshake runs and it reaches its handler.
+  stalled[0]!.destroy()
+  await once(queued, 'secureConnect')
+  t.equal((await readReport(queued)).handler, 'web', 'the queued client is served once a slot frees')
+  queued.destroy()
+})
+
+t.test('a connection that waited too long for a handshake slot is closed', async (t) => {
+  const { port } = await harness(t, {}, { maxHandshakes: 1, handshakeQueueWaitMs: 200, handshakeTimeoutMs: 600_000 })
+  const stalled = await stalledHandshake(port)
+  t.teardown(() => stalled.destroy())
+  await sleep(100)
+  const late = tlsConnect({ host: '127.0.0.1', port, ca: ca.certPem, ALPNProtocols: ['http/1.1'] })
+  const outcome = new Promise<string>((resolve) => {
+    late.once('secureConnect', () => resolve('handshake'))
+    late.once('error', () => resolve('closed'))
+    late.once('close', () => resolve('closed'))
+  })
+  await sleep(500)
+  stalled.destroy()
+  t.equal(await outcome, 'closed', 'its turn came after the wait limit: closed, not served')
+})
+
 t.test('the hand-over suits a consumer that attaches later, and a client that half-closes', async (t) => {
   const { mux, port } = await harness(t)
   mux.on('ssh', (conn) => {

@@ -23,6 +23,9 @@ export type AlpnHandler = (socket: TLSSocket, conn: RoutedConnection) => void
 export const NO_ALPN = ''
 
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
+export const DEFAULT_MAX_HANDSHAKES = 128
+export const DEFAULT_HANDSHAKE_QUEUE = 2048
+export const DEFAULT_HANDSHAKE_QUEUE_WAIT_MS = 5000
 
 export interface TlsRouterOptions {
   /**
@@ -50,8 +53,19 @@ export interface TlsRouterOptions {
   requestCert?: (alpn: string) => boolean
   /** Protocols served only over TLS 1.3. Default: the tunnel's. */
   tls13Only?: readonly string[]
-  /** A client that has not finished the handshake this long after routing is closed. */
+  /** A client that has not finished the handshake this long after it started is closed. */
   handshakeTimeoutMs?: number
+  /**
+   * Handshakes in progress at once. Further connections wait their turn, in arrival order,
+   * with their ClientHello unread; more than `handshakeQueue` waiting, or one waiting
+   * longer than `handshakeQueueWaitMs`, is closed without a handshake. When a fleet
+   * reconnects at once, this keeps the proxy finishing handshakes at the rate it can
+   * instead of starting all of them and finishing none before their clients give up; the
+   * kernel's accept queue stays empty, so the balancer's health checks still get in.
+   */
+  maxHandshakes?: number
+  handshakeQueue?: number
+  handshakeQueueWaitMs?: number
   log?: Logger
 }
 
@@ -80,8 +94,43 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
   const tls13Only = new Set(options.tls13Only ?? [TUNNEL_ALPN])
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS
   const log = options.log ?? createLogger('proxy:tls')
+  const maxHandshakes = options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES
+  const queueLimit = options.handshakeQueue ?? DEFAULT_HANDSHAKE_QUEUE
+  const queueWaitMs = options.handshakeQueueWaitMs ?? DEFAULT_HANDSHAKE_QUEUE_WAIT_MS
+  let handshaking = 0
+  const waiting: { conn: RoutedConnection; since: number }[] = []
+  let shed = 0
 
-  return (conn) => {
+  const admit = (conn: RoutedConnection) => {
+    if (handshaking < maxHandshakes) return handshake(conn)
+    if (waiting.length < queueLimit) {
+      waiting.push({ conn, since: Date.now() })
+      return
+    }
+    // Counted, and logged once per burst: a storm must not flood the log.
+    if (shed++ === 0) log.warn(`${maxHandshakes} TLS handshakes in progress and ${queueLimit} waiting: closing new connections until the queue drains`)
+    conn.socket.destroy()
+  }
+
+  const finished = () => {
+    handshaking--
+    while (handshaking < maxHandshakes && waiting.length > 0) {
+      const { conn, since } = waiting.shift()!
+      if (conn.socket.destroyed) continue
+      if (Date.now() - since > queueWaitMs) {
+        log.debug(`closed after waiting ${queueWaitMs} ms for a TLS handshake slot`, { remote: conn.clientAddress })
+        conn.socket.destroy()
+        continue
+      }
+      handshake(conn)
+    }
+    if (waiting.length === 0 && shed > 0) {
+      log.warn(`handshake queue drained; ${shed} connection(s) were closed while it was full`)
+      shed = 0
+    }
+  }
+
+  const handshake = (conn: RoutedConnection) => {
     const remote = conn.clientAddress
     let secureContext: SecureContext
     try {
@@ -125,15 +174,32 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
     })
     socket.on('error', (error) => log.debug('TLS connection error', { remote, error }))
 
+    handshaking++
+    let inProgress = true
+    const done = () => {
+      if (!inProgress) return
+      inProgress = false
+      clearTimeout(timer)
+      finished()
+    }
     const timer = setTimeout(() => {
       log.debug(`TLS handshake not finished within ${handshakeTimeoutMs} ms`, { remote })
       socket.destroy()
     }, handshakeTimeoutMs)
     timer.unref()
-    socket.once('close', () => clearTimeout(timer))
+    socket.once('close', done)
+    // The listener is half-open (handlers may answer after a FIN), so a client that gives
+    // up mid-handshake would otherwise hold its slot until the deadline.
+    const gaveUp = () => {
+      if (!inProgress) return
+      log.debug('the client left during the TLS handshake', { remote })
+      socket.destroy()
+    }
+    socket.once('end', gaveUp)
 
     socket.once('secure', () => {
-      clearTimeout(timer)
+      done()
+      socket.off('end', gaveUp)
       // A TLS-ALPN-01 validation is over once the handshake is (RFC 8737 section 3).
       if (hooks?.answering) {
         log.debug('answered an ACME TLS-ALPN-01 validation', { remote })
@@ -160,6 +226,8 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
       }
     })
   }
+
+  return admit
 }
 
 /** The native TLS handle's calls that tls.Server makes and TLSSocket does not expose. */
