@@ -7,14 +7,17 @@
 // connections that arrive back to back consecutive servers, so a round of as many dials
 // as there are proxies reaches every proxy in the balancer's rotation unless other
 // clients' connections slip in between. The first dial learns the proxy set; then a
-// round is one dial when one proxy is missing (a lucky landing saves the others) and a
-// full round otherwise, or after a round that found only proxies already held. Dials
-// land at random under other balancing, and the rounds still converge.
+// round is a full round while two or more proxies are missing, and a single dial when one
+// is. Looking for one proxy, the dials land at random whenever other clients dial too
+// (a fleet returning to a restarted proxy), and two dials of a round that both reached it
+// would cost it a wasted handshake; a proxy it already holds declines a dial at once, so
+// single dials find it after three on average. Declined single dials are retried at once,
+// up to twice as many times in a row as there are proxies: a decline costs the proxy a
+// ClientHello, and the waits below would otherwise turn the unlucky agents' geometric
+// tail of dials into minutes.
 //
-// A round that found nothing new waits a backoff window that grows from 0.5 s to 15 s.
-// A full round costs as many dials as there are proxies: the same load on the proxies as
-// single dials every 5 s, but a proxy that comes back is found in one round, not after a
-// geometric number of lucky landings.
+// A round that found nothing new otherwise waits a backoff window that grows from 0.5 s to
+// 15 s.
 
 import { Backoff } from '../shared/backoff.ts'
 import type { Logger } from '../shared/log.ts'
@@ -93,20 +96,21 @@ export class TunnelPool {
   private async fill(): Promise<void> {
     if (this.dialing || this.stopped) return
     this.dialing = true
-    let fullRound = false
+    let declinedInARow = 0
     try {
       while (!this.stopped && this.missing()) {
         const missing = this.missingCount()
-        const size = this.wanted && (fullRound || missing > 1) ? Math.max(this.wanted.size, 1) : missing
+        const size = this.wanted && missing > 1 ? this.wanted.size : missing
         this.dials += size
         const held = this.held
         const results = await Promise.allSettled(Array.from({ length: size }, () => AgentTunnel.open({ ...this.options, held })))
         let adopted = 0
         let duplicates = 0
+        let declined = 0
         let failure: Error | undefined
         for (const result of results) {
           if (result.status === 'rejected') {
-            if (result.reason instanceof HeldProxyError) duplicates++
+            if (result.reason instanceof HeldProxyError) declined++
             else failure = result.reason as Error
             continue
           }
@@ -127,16 +131,16 @@ export class TunnelPool {
           const delay = this.failures.next()
           this.log.warn(`tunnel to ${this.options.host}:${this.options.port} failed (${failure.message}); retrying in ${delay} ms`)
           this.options.onFailedRound?.(this.tunnels.size)
-          fullRound = adopted === 0 && duplicates > 0
           await this.sleep(delay)
           continue
         }
         this.failures.reset()
         if (adopted > 0) {
-          fullRound = false
+          declinedInARow = 0
           continue
         }
-        fullRound = true
+        if (size === 1 && duplicates === 0 && declined === 1 && ++declinedInARow < 2 * Math.max(this.wanted?.size ?? 1, 1)) continue
+        declinedInARow = 0
         await this.sleep(this.duplicates.next())
       }
       // Complete (or the set shrank to what is held): past failures say nothing about the
@@ -153,7 +157,7 @@ export class TunnelPool {
     this.tunnels.set(id, tunnel)
     tunnel.activate()
     this.log.info(`tunnel to proxy ${id} open (${this.tunnels.size} held)`)
-    tunnel.on('proxies', (ids: string[]) => this.onAnnounce(ids))
+    tunnel.on('proxies', (ids: string[], spreadMs?: number) => this.onAnnounce(ids, spreadMs))
     for (const event of ['ca', 'certs', 'renew_failed']) tunnel.on(event, (message: Record<string, unknown>) => this.options.onControl?.(tunnel, message))
     tunnel.on('close', () => {
       if (this.tunnels.get(id) !== tunnel) return
@@ -168,7 +172,8 @@ export class TunnelPool {
     if (tunnel.announced) this.onAnnounce(tunnel.announced)
   }
 
-  private onAnnounce(ids: string[]): void {
+  /** `spreadMs`: how long the fleet should take to reach a proxy that joined (the proxy's hint). */
+  private onAnnounce(ids: string[], spreadMs = LOSS_SPREAD_MS): void {
     // A proxy that does not know the live set yet (it has just started) says nothing useful.
     if (ids.length === 0) return
     const joined = this.wanted !== undefined && ids.some((id) => !this.wanted!.has(id))
@@ -181,11 +186,12 @@ export class TunnelPool {
       }
     }
     if (joined && this.tunnels.size > 0) {
-      // A proxy (re)joined: the whole fleet hears it at once, so spread the dials as after a loss.
+      // A proxy (re)joined: the whole fleet hears it at once, so its returns are spread over
+      // a window the announcing proxy sizes to the fleet.
       setTimeout(() => {
         this.wake?.()
         void this.fill()
-      }, Math.floor(Math.random() * LOSS_SPREAD_MS)).unref()
+      }, Math.floor(Math.random() * spreadMs)).unref()
       return
     }
     this.wake?.()

@@ -29,6 +29,9 @@ export interface TunnelOptions {
   held?: string[]
 }
 
+/** The longest spread of returns a proxy may ask for: beyond it, the hint is ignored. */
+const MAX_SPREAD_MS = 120_000
+
 /** A dial that reached a proxy the agent already holds a tunnel to, refused before the handshake. */
 export class HeldProxyError extends Error {
   constructor() {
@@ -38,7 +41,8 @@ export class HeldProxyError extends Error {
 }
 
 /**
- * Events: 'proxies' (ids: string[]) whenever the proxy announces the live set; 'ca',
+ * Events: 'proxies' (ids: string[], spreadMs?: number) whenever the proxy announces the
+ * live set, with the window over which to reach a proxy that joined it; 'ca',
  * 'certs' and 'renew_failed' (the message) during CA rotations; 'close' once, when the
  * tunnel is gone for any reason.
  */
@@ -110,7 +114,8 @@ export class AgentTunnel extends EventEmitter {
             this.emit(message.type, message)
           } else if (message.type === 'proxies' && Array.isArray(message.ids)) {
             this.announced = message.ids.filter((id): id is string => typeof id === 'string')
-            this.emit('proxies', this.announced)
+            const spread = message.spread_ms
+            this.emit('proxies', this.announced, typeof spread === 'number' && spread >= 0 && spread <= MAX_SPREAD_MS ? spread : undefined)
           }
         })
       })

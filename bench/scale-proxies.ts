@@ -4,7 +4,7 @@
 // (agent/tunnel-pool.ts, bench/lib/pool-swarm.ts) against the balancer's one address.
 //
 //   npm run bench:mesh [-- --agents=5000 --proxies=3 --swarms=3 --rate=50 --idle=20
-//                         --restart-signal=SIGTERM --limit=300 --profile --logs=DIR]
+//                         --restart-signal=SIGTERM --limit=300 --balance=roundrobin|leastconn --profile --logs=DIR]
 //
 // --logs=DIR keeps the proxies' and the auth server's logs there (the restarted proxy's
 // first life in proxy-N-first.log). --profile runs the proxies and the swarms with --cpu-prof and prints where their time went.
@@ -36,7 +36,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { AuthProcess, freePort, proxiesBehindBalancer, type ProxyProcess, tempDir } from '../test/helpers/cluster.ts'
 import { Helper } from './lib/child.ts'
 import { formatTable } from './lib/table.ts'
-import { cpuShare, rssBytes } from './lib/proc-stats.ts'
+import { cpuSeconds, cpuShare, machineCpu, rssBytes } from './lib/proc-stats.ts'
 import { formatSummary, summariseProfiles } from './lib/cpu-profile.ts'
 import { readdirSync } from 'node:fs'
 
@@ -51,8 +51,10 @@ const { values } = parseArgs({
     limit: { type: 'string', default: '300' },
     profile: { type: 'boolean', default: false },
     logs: { type: 'string', default: '' },
+    balance: { type: 'string', default: 'roundrobin' },
   },
 })
+if (!['roundrobin', 'leastconn'].includes(values.balance!)) throw new Error(`--balance must be roundrobin or leastconn, not ${values.balance}`)
 const agentCount = Number(values.agents)
 const proxyCount = Number(values.proxies)
 const swarmCount = Number(values.swarms)
@@ -195,7 +197,7 @@ try {
       `  bind 127.0.0.${i + 1}:${lbPort}`,
       '  default_backend proxies',
       'backend proxies',
-      '  balance roundrobin',
+      `  balance ${values.balance}`,
       ...proxies.map((proxy, p) => `  server p${p} ${proxy.tunnel} send-proxy-v2 check inter 1s fall 3 rise 2`),
       '',
     ].join('\n'))
@@ -252,12 +254,29 @@ try {
   let previous = before.get(`p${proxyCount - 1}`) ?? 0
   let sampling = true
   const rates: number[] = []
+  const victimCpu: number[] = []
+  const machineBusy: number[] = []
+  let victimTicks = { pid: 0, seconds: 0 }
+  let machineTicks = machineCpu()
   const sampler = (async () => {
     while (sampling) {
       await sleep(1000)
       const now = (await sessionsPerServer(sockets)).get(`p${proxyCount - 1}`) ?? 0
       rates.push(now - previous)
       previous = now
+      // The restarted proxy's share of a core (0 while it is down) and the whole machine's busy share.
+      const pid = victim.daemon?.child.pid ?? 0
+      let seconds = 0
+      try {
+        seconds = pid ? cpuSeconds(pid) : 0
+      } catch {
+        // exited meanwhile
+      }
+      victimCpu.push(pid && pid === victimTicks.pid ? seconds - victimTicks.seconds : seconds)
+      victimTicks = { pid, seconds }
+      const machine = machineCpu()
+      machineBusy.push((machine.busy - machineTicks.busy) / Math.max(1, machine.total - machineTicks.total))
+      machineTicks = machine
     }
   })()
   await victim.start()
@@ -271,6 +290,8 @@ try {
   peakRate = Math.max(0, ...rates)
   notes.push(`restart: proxy stopped (${values['restart-signal']}) in ${(stoppedMs / 1000).toFixed(1)} s, listening again ${(listeningMs / 1000).toFixed(1)} s after the stop`)
   notes.push(`restart: new connections per second at the restarted proxy: ${rates.join(' ')}`)
+  notes.push(`restart: the restarted proxy's CPU per second (share of a core): ${victimCpu.map((c) => c.toFixed(2)).join(' ')}`)
+  notes.push(`restart: the machine's busy share per second (all ${cpus().length} cores): ${machineBusy.map((c) => c.toFixed(2)).join(' ')}`)
   notes.push(`restart, dials per agent (dials:agents): ${histogram(recovery.last.dials)}`)
   notes.push(`swarm RSS ${(recovery.last.rss / MiB).toFixed(0)} MiB for ${agentCount} agents`)
 } finally {
@@ -280,7 +301,7 @@ try {
 const s = (ms?: number) => (ms === undefined ? `not reached in ${values.limit} s` : `${(ms / 1000).toFixed(1)} s`)
 const d = (x?: ReturnType<typeof summary>) => (x ? `mean ${x.mean.toFixed(2)}, p50 ${x.p50}, p99 ${x.p99}, max ${x.max}` : '')
 console.log(`\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
-console.log(`${agentCount} agents (${swarmCount} processes, started ${rate}/s), ${proxyCount} proxies behind ${balancerCount} HAProxy process(es) (TCP, round robin, send-proxy-v2)`)
+console.log(`${agentCount} agents (${swarmCount} processes, started ${rate}/s), ${proxyCount} proxies behind ${balancerCount} HAProxy process(es) (TCP, balance ${values.balance}, send-proxy-v2)`)
 results.push(['quiet start: every agent holds all tunnels', s(quietMs), `after the first agent started; the last started at ${((agentCount - 1) / rate).toFixed(1)} s`])
 results.push(['quiet start: dials per agent', d(quietDials), `target ≤ ${3 * proxyCount}`])
 if (idleCpu) results.push(['idle CPU (share of a core)', `auth ${(idleCpu.auth * 100).toFixed(1)}%, proxies ${idleCpu.proxies.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}`, `HAProxy ${idleCpu.balancers.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}, swarms ${idleCpu.swarms.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}`])

@@ -266,11 +266,15 @@ export class ProxyService {
     // Leave the live set first: agents then wait for this proxy's return to be announced
     // instead of dialling the balancer for it while it is away. Briefly: an unreachable auth
     // server must not hold up the stop (the record then expires by itself).
+    const started = Date.now()
     await this.auth?.call('DELETE', '/v1/proxies/self', undefined, { timeoutMs: 2000 })
       .catch((error: Error) => this.log.warn(`could not leave the live set: ${error.message}`))
+    const left = Date.now()
     this.webCertificates?.stop()
+    const tunnels = this.tunnels?.size ?? 0
     this.tunnels?.close()
     for (const server of this.servers) server.close()
     await this.auth?.close()
+    this.log.info(`stopped: left the live set in ${left - started} ms, closed ${tunnels} tunnel(s) in ${Date.now() - left} ms`)
   }
 }

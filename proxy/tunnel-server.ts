@@ -33,6 +33,19 @@ export interface CAAnnouncement {
 
 const HELLO_TIMEOUT_MS = 15_000
 
+/**
+ * When a proxy joins the live set (a restart, say), every agent here hears it at once and
+ * would dial it within moments: they are asked to spread their returns so that it gets
+ * about this many a second, and over at least 5 s.
+ */
+export const RETURNS_PER_SECOND = 300
+const MIN_SPREAD_MS = 5000
+const MAX_SPREAD_MS = 60_000
+
+export function returnSpreadMs(agents: number): number {
+  return Math.min(MAX_SPREAD_MS, Math.max(MIN_SPREAD_MS, Math.round((agents / RETURNS_PER_SECOND) * 1000)))
+}
+
 export interface TunnelServerOptions {
   proxyId: string
   clusterName: string
@@ -155,8 +168,10 @@ export class TunnelServer extends EventEmitter {
   announce(proxyIds: string[]): void {
     const ids = [...proxyIds].sort()
     if (ids.join() === this.proxyIds.join()) return
+    const joined = this.proxyIds.length > 0 && ids.some((id) => !this.proxyIds.includes(id))
     this.proxyIds = ids
-    for (const tunnel of this.tunnels.values()) if (tunnel.control) writeMessage(tunnel.control, { type: 'proxies', ids })
+    const message = joined ? { type: 'proxies', ids, spread_ms: returnSpreadMs(this.tunnels.size) } : { type: 'proxies', ids }
+    for (const tunnel of this.tunnels.values()) if (tunnel.control) writeMessage(tunnel.control, message)
   }
 
   /** Tells every agent the CAs to trust (and so, during a rotation, to renew from). */

@@ -62,7 +62,7 @@ export type AgentMessage =
 /** Proxy → agent on the control stream. */
 export type ProxyMessage =
   | { type: 'welcome'; proxy_id: string; cluster_name: string }
-  | { type: 'proxies'; ids: string[] }
+  | { type: 'proxies'; ids: string[]; spread_ms?: number }
   /** The CAs to trust; when the first (signing) one did not issue the agent's certificate, it renews. */
   | { type: 'ca'; host_ca_certs: string[]; user_ca_ssh_keys: string[] }
   | { type: 'certs'; tls_cert: string; ssh_cert: string; host_ca_certs: string[]; user_ca_ssh_keys: string[] }

@@ -2,6 +2,7 @@
 // drift from the schema; and a mistake made in a copy of one is reported with key and line.
 
 import t from 'tap'
+import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { loadConfigFile, type WarrenConfig } from '../shared/config.ts'
@@ -98,6 +99,22 @@ t.test('proxy.yaml: listeners, public addresses, load balancers and ACME', async
   t.same(config.proxy.tunnelPublicAddrs, ['proxy.example.com:3024'])
   t.same(config.proxy.trustedLoadBalancers, ['10.0.0.0/24', '192.0.2.10'])
   t.same(config.proxy.acme, { enabled: false, email: 'admin@example.com', uri: 'https://acme-v02.api.letsencrypt.org/directory' })
+})
+
+const haproxy = spawnSync('haproxy', ['-v']).status === 0 ? false : 'HAProxy is not installed (apt-get install haproxy)'
+
+t.test('haproxy.cfg: HAProxy accepts it, and it balances the proxy.yaml ports with PROXY headers', { skip: haproxy }, async (t) => {
+  const file = join(EXAMPLES, 'haproxy.cfg')
+  const check = spawnSync('haproxy', ['-c', '-f', file], { encoding: 'utf8' })
+  t.equal(check.status, 0, `haproxy -c: ${check.stdout}${check.stderr}`)
+  const text = readFileSync(file, 'utf8')
+  const proxy = load('proxy.yaml').proxy
+  for (const address of [proxy.tunnelListenAddr, proxy.webListenAddr]) {
+    const port = address.slice(address.lastIndexOf(':') + 1)
+    t.match(text, new RegExp(`^  bind :${port}$`, 'm'), `a frontend on port ${port}`)
+    t.equal(text.match(new RegExp(`^  server \\S+ \\S+:${port} send-proxy-v2 check`, 'gm'))?.length, 3, `three proxies on port ${port}, each with a PROXY header and health checks`)
+  }
+  t.match(text, /^backend warren_proxies_tunnel\n(?:  #.*\n)*  balance leastconn$/m, 'tunnels go to the proxy with the fewest')
 })
 
 t.test('a mistake in a copy of an example names the key and its line', async (t) => {

@@ -21,6 +21,13 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND
 }
 
+/** The machine's CPU time so far, in ticks: busy (everything but idle and I/O wait) and total. */
+export function machineCpu(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+  const total = fields.reduce((sum, value) => sum + value, 0)
+  return { busy: total - fields[3]! - fields[4]!, total }
+}
+
 /** The share of one core each process used over `seconds` (1.0 = one core busy). */
 export async function cpuShare(pids: number[], seconds: number): Promise<number[]> {
   const before = pids.map(cpuSeconds)

@@ -1,0 +1,82 @@
+// The proxy's tunnel server with real agents (AgentTunnel) over real TLS: what it tells
+// them about the live proxy set, and the spread it asks for when a proxy joins.
+
+import t from 'tap'
+import { generateKeyPairSync, randomUUID } from 'node:crypto'
+import { once } from 'node:events'
+import { createServer, type TLSSocket } from 'node:tls'
+import type { AddressInfo } from 'node:net'
+import { createCA, createCertificate } from '../auth/x509.ts'
+import { AgentTunnel } from '../agent/tunnel.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
+import { createLogger } from '../shared/log.ts'
+import { TUNNEL_ALPN } from '../shared/tunnel-protocol.ts'
+import { returnSpreadMs, TunnelServer } from './tunnel-server.ts'
+
+const HOUR = 3_600_000
+const ca = createCA('test-cluster host CA', 'test-cluster')
+const log = createLogger('test', { level: 'error' })
+
+function certificate(commonName: string, role: string): { cert: string; key: string } {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const cert = createCertificate({
+    subject: { CN: commonName, O: 'test-cluster', OU: [role], name: commonName },
+    issuer: { CN: 'test-cluster host CA', O: 'test-cluster' },
+    publicKey,
+    signingKey: ca.key,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + HOUR),
+    extKeyUsage: ['serverAuth', 'clientAuth'],
+  })
+  return { cert, key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
+}
+
+function nodeIdentity(): NodeIdentity {
+  const hostId = randomUUID()
+  const { cert, key } = certificate(hostId, 'node')
+  return { hostId, nodename: hostId, clusterName: 'test-cluster', roles: ['node'], authServers: [], tlsKeyPem: key, tlsCertPem: cert, sshKeyPem: '', sshCert: '', hostCAPems: [ca.certPem], userCASshKeys: [] }
+}
+
+t.test('returns are spread so that a joining proxy gets about 300 a second, over 5 to 60 s', async (t) => {
+  t.equal(returnSpreadMs(0), 5000)
+  t.equal(returnSpreadMs(1500), 5000)
+  t.equal(returnSpreadMs(3000), 10_000)
+  t.equal(returnSpreadMs(5000), 16_667)
+  t.equal(returnSpreadMs(100_000), 60_000)
+})
+
+t.test('agents hear the live set, with a spread only when a proxy joined it', async (t) => {
+  const proxyId = randomUUID()
+  const tunnels = new TunnelServer({ proxyId, clusterName: 'test-cluster', hostCAPems: () => [ca.certPem], keepAliveIntervalMs: 15_000, log })
+  const { cert, key } = certificate(proxyId, 'proxy')
+  const server = createServer({ cert, key, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] }, (socket: TLSSocket) => tunnels.handle(socket, '127.0.0.1'))
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => {
+    tunnels.close()
+    server.close()
+  })
+  const { port } = server.address() as AddressInfo
+
+  tunnels.announce(['p1', proxyId])
+  const agents = await Promise.all([0, 1, 2].map(() => AgentTunnel.open({ host: '127.0.0.1', port, identity: nodeIdentity(), keepAliveIntervalMs: 15_000, labels: () => ({}), services: [], onStream: (s) => s.destroy(), log })))
+  t.teardown(() => agents.forEach((agent) => agent.close()))
+  for (const agent of agents) agent.activate()
+  t.same(agents.map((agent) => agent.announced), [[proxyId, 'p1'].sort(), [proxyId, 'p1'].sort(), [proxyId, 'p1'].sort()], 'the welcome carries the live set')
+  while (tunnels.size < 3) await new Promise((resolve) => setTimeout(resolve, 10))
+
+  const heard = (agent: AgentTunnel) => new Promise<[string[], number | undefined]>((resolve) => agent.once('proxies', (ids: string[], spread?: number) => resolve([ids, spread])))
+  let next = agents.map(heard)
+  tunnels.announce(['p1', 'p2', proxyId])
+  for (const [ids, spread] of await Promise.all(next)) {
+    t.same(ids, ['p1', 'p2', proxyId].sort(), 'the new set')
+    t.equal(spread, returnSpreadMs(3), 'a proxy joined: returns are spread')
+  }
+
+  next = agents.map(heard)
+  tunnels.announce(['p2', proxyId])
+  for (const [ids, spread] of await Promise.all(next)) {
+    t.same(ids, ['p2', proxyId].sort())
+    t.equal(spread, undefined, 'a proxy left: nothing to spread')
+  }
+})
