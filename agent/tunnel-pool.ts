@@ -157,7 +157,7 @@ export class TunnelPool {
     this.tunnels.set(id, tunnel)
     tunnel.activate()
     this.log.info(`tunnel to proxy ${id} open (${this.tunnels.size} held)`)
-    tunnel.on('proxies', (ids: string[], spreadMs?: number) => this.onAnnounce(ids, spreadMs))
+    tunnel.on('proxies', (_ids: string[], spreadMs?: number) => this.onAnnounce(spreadMs))
     for (const event of ['ca', 'certs', 'renew_failed']) tunnel.on(event, (message: Record<string, unknown>) => this.options.onControl?.(tunnel, message))
     tunnel.on('close', () => {
       if (this.tunnels.get(id) !== tunnel) return
@@ -169,15 +169,33 @@ export class TunnelPool {
       if (this.tunnels.size > 0) setTimeout(() => void this.fill(), Math.floor(Math.random() * LOSS_SPREAD_MS)).unref()
       else void this.fill()
     })
-    if (tunnel.announced) this.onAnnounce(tunnel.announced)
+    if (tunnel.announced) this.onAnnounce()
+  }
+
+  /**
+   * The live set as the held proxies tell it. Each proxy learns it from the auth server
+   * every few seconds, so two may briefly disagree (one has not yet heard of a proxy that
+   * just started): a proxy counts as live while any other proxy announces it, and the
+   * agent follows the latest word of each. A proxy's word about itself alone does not
+   * count once others speak: one cut off from the auth server keeps announcing itself.
+   * Undefined before any proxy has announced a set (an empty set says nothing: the proxy
+   * has just started and does not know it yet).
+   */
+  private liveSet(): Set<string> | undefined {
+    const sets: [string, string[]][] = []
+    for (const [id, tunnel] of this.tunnels) if (tunnel.announced?.length) sets.push([id, tunnel.announced])
+    if (sets.length === 0) return undefined
+    const live = new Set<string>()
+    for (const [from, ids] of sets) for (const id of ids) if (sets.length === 1 || id !== from) live.add(id)
+    return live.size > 0 ? live : undefined
   }
 
   /** `spreadMs`: how long the fleet should take to reach a proxy that joined (the proxy's hint). */
-  private onAnnounce(ids: string[], spreadMs = LOSS_SPREAD_MS): void {
-    // A proxy that does not know the live set yet (it has just started) says nothing useful.
-    if (ids.length === 0) return
-    const joined = this.wanted !== undefined && ids.some((id) => !this.wanted!.has(id))
-    this.wanted = new Set(ids)
+  private onAnnounce(spreadMs = LOSS_SPREAD_MS): void {
+    const live = this.liveSet()
+    if (!live) return
+    const joined = this.wanted !== undefined && [...live].some((id) => !this.wanted!.has(id))
+    this.wanted = live
     for (const [id, tunnel] of this.tunnels) {
       // A proxy that left the live set loses its tunnel (keep at least one to stay reachable).
       if (!this.wanted.has(id) && this.tunnels.size > 1) {
