@@ -36,10 +36,10 @@ const HELLO_TIMEOUT_MS = 15_000
 /**
  * When a proxy joins the live set (a restart, say), every agent here hears it at once and
  * would dial it within moments: they are asked to spread their returns so that it gets
- * about this many a second, and over at least 5 s.
+ * about this many a second, over at least 1 s.
  */
 export const RETURNS_PER_SECOND = 300
-const MIN_SPREAD_MS = 5000
+const MIN_SPREAD_MS = 1000
 const MAX_SPREAD_MS = 60_000
 
 export function returnSpreadMs(agents: number): number {
