@@ -20,6 +20,7 @@
 // 15 s.
 
 import { Backoff } from '../shared/backoff.ts'
+import { DEFAULTS } from '../shared/config.ts'
 import type { Logger } from '../shared/log.ts'
 import { AgentTunnel, HeldProxyError, type TunnelOptions } from './tunnel.ts'
 
@@ -38,6 +39,9 @@ export interface PoolOptions extends Omit<TunnelOptions, 'host' | 'port'> {
 
 /** A tunnel lost while others are held is redialled after a random delay up to this. */
 const LOSS_SPREAD_MS = 5000
+
+/** How often proxies learn the live set from the auth server (and announce changes). */
+const PROXY_HEARTBEAT_MS = DEFAULTS.heartbeatIntervalMs
 
 export class TunnelPool {
   private readonly tunnels = new Map<string, AgentTunnel>()
@@ -163,6 +167,16 @@ export class TunnelPool {
       if (this.tunnels.get(id) !== tunnel) return
       this.tunnels.delete(id)
       if (this.stopped) return
+      if (tunnel.leaving && this.tunnels.size > 0) {
+        // A clean stop: the proxy has left the live set, and the others announce its return.
+        // Dialling for it meanwhile would only land on proxies already held. After the
+        // others' next look at the live set, their word decides: a proxy back within one
+        // look was never seen to leave, so no announcement would bring the node back.
+        this.wanted?.delete(id)
+        this.log.info(`proxy ${id} is stopping; its tunnel closed (${this.tunnels.size} held)`)
+        setTimeout(() => this.onAnnounce(), PROXY_HEARTBEAT_MS + 1000).unref()
+        return
+      }
       this.log.info(`tunnel to proxy ${id} closed; ${this.tunnels.size} held`)
       // Still reachable through the others: no hurry, and a fleet that lost the same proxy
       // at the same moment (it restarted) should not come back to it all in one second.

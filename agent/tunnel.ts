@@ -50,6 +50,8 @@ export class AgentTunnel extends EventEmitter {
   proxyId = ''
   /** The latest live proxy set this proxy announced (it may arrive before anyone listens). */
   announced?: string[]
+  /** The proxy said GoAway: it is stopping cleanly (and leaves the live set). */
+  leaving = false
   private session?: Session
   private control?: Duplex
   private closed = false
@@ -93,6 +95,7 @@ export class AgentTunnel extends EventEmitter {
         const session = createSession(socket, { client: true, keepAliveIntervalMs: options.keepAliveIntervalMs })
         this.session = session
         session.on('error', () => {})
+        session.on('goaway', () => (this.leaving = true))
         session.on('close', (error?: Error) => {
           if (!this.proxyId) fail(error ?? new Error('the proxy closed the tunnel'))
           this.shutdown()
