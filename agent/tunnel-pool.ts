@@ -138,8 +138,10 @@ export class TunnelPool {
           await this.sleep(delay)
           continue
         }
-        this.failures.reset()
         if (adopted > 0) {
+          // Only a new tunnel shows the failures are over: a decline came from a proxy
+          // already held and says nothing about the one that failed.
+          this.failures.reset()
           declinedInARow = 0
           continue
         }
@@ -208,7 +210,8 @@ export class TunnelPool {
   private onAnnounce(spreadMs = LOSS_SPREAD_MS): void {
     const live = this.liveSet()
     if (!live) return
-    const joined = this.wanted !== undefined && [...live].some((id) => !this.wanted!.has(id))
+    const first = this.wanted === undefined
+    const joined = !first && [...live].some((id) => !this.wanted!.has(id))
     this.wanted = live
     for (const [id, tunnel] of this.tunnels) {
       // A proxy that left the live set loses its tunnel (keep at least one to stay reachable).
@@ -226,8 +229,11 @@ export class TunnelPool {
       }, Math.floor(Math.random() * spreadMs)).unref()
       return
     }
-    this.wake?.()
-    void this.fill()
+    // Only the first set (or a join with no tunnel held) starts dialling at once. Another
+    // proxy repeating a set already heard must not: the whole fleet hears it at the same
+    // moment, and would come back to a returning proxy without the spread.
+    if (first || joined) void this.fill()
+    else this.wake?.()
   }
 
   private sleep(ms: number): Promise<void> {
