@@ -59,7 +59,7 @@ export class TunnelPool {
   constructor(options: PoolOptions) {
     this.options = options
     this.log = options.log
-    this.failures = new Backoff(options.failureBackoff ?? { baseMs: 500, capMs: 30_000 })
+    this.failures = new Backoff(options.failureBackoff ?? { baseMs: 500, capMs: 10_000 })
     this.duplicates = new Backoff(options.duplicateBackoff ?? { baseMs: 500, capMs: 15_000 })
   }
 
