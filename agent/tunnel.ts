@@ -13,7 +13,7 @@ import { createSession, type Session } from '../shared/yamux/index.ts'
 import { certSubject } from '../shared/cert-subject.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
-import { CLUSTER_SERVER_NAME, heldProxiesAlpn, readMessages, TUNNEL_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME, heldProxiesAlpn, MAX_RETURN_SPREAD_MS, readMessages, TUNNEL_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 
 export interface TunnelOptions {
   host: string
@@ -28,9 +28,6 @@ export interface TunnelOptions {
   /** Proxies this agent holds tunnels to: they refuse the dial at once (see heldProxiesAlpn). */
   held?: string[]
 }
-
-/** The longest spread of returns a proxy may ask for: beyond it, the hint is ignored. */
-const MAX_SPREAD_MS = 120_000
 
 /** A dial that reached a proxy the agent already holds a tunnel to, refused before the handshake. */
 export class HeldProxyError extends Error {
@@ -118,7 +115,7 @@ export class AgentTunnel extends EventEmitter {
           } else if (message.type === 'proxies' && Array.isArray(message.ids)) {
             this.announced = message.ids.filter((id): id is string => typeof id === 'string')
             const spread = message.spread_ms
-            this.emit('proxies', this.announced, typeof spread === 'number' && spread >= 0 && spread <= MAX_SPREAD_MS ? spread : undefined)
+            this.emit('proxies', this.announced, typeof spread === 'number' && spread >= 0 && spread <= MAX_RETURN_SPREAD_MS ? spread : undefined)
           }
         })
       })

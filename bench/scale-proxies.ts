@@ -258,6 +258,7 @@ try {
   const machineBusy: number[] = []
   let victimTicks = { pid: 0, seconds: 0 }
   let machineTicks = machineCpu()
+  let sampledAt = performance.now()
   const sampler = (async () => {
     while (sampling) {
       await sleep(1000)
@@ -272,7 +273,10 @@ try {
       } catch {
         // exited meanwhile
       }
-      victimCpu.push(pid && pid === victimTicks.pid ? seconds - victimTicks.seconds : seconds)
+      // Per second of the sample's own length (asking the balancers takes a moment too).
+      const elapsed = (performance.now() - sampledAt) / 1000
+      sampledAt = performance.now()
+      victimCpu.push((pid && pid === victimTicks.pid ? seconds - victimTicks.seconds : seconds) / elapsed)
       victimTicks = { pid, seconds }
       const machine = machineCpu()
       machineBusy.push((machine.busy - machineTicks.busy) / Math.max(1, machine.total - machineTicks.total))

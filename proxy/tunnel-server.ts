@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls'
 import { createSession, type Session } from '../shared/yamux/index.ts'
 import { certSubject, issuedByAny } from '../shared/cert-subject.ts'
 import type { Logger } from '../shared/log.ts'
-import { readFirstMessage, readMessages, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
+import { MAX_RETURN_SPREAD_MS, readFirstMessage, readMessages, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
 
 export interface Tunnel {
   hostId: string
@@ -38,12 +38,11 @@ const HELLO_TIMEOUT_MS = 15_000
  * would dial it within moments: they are asked to spread their returns so that it gets
  * about this many a second, over at least 1 s.
  */
-export const RETURNS_PER_SECOND = 300
+const RETURNS_PER_SECOND = 300
 const MIN_SPREAD_MS = 1000
-const MAX_SPREAD_MS = 60_000
 
 export function returnSpreadMs(agents: number): number {
-  return Math.min(MAX_SPREAD_MS, Math.max(MIN_SPREAD_MS, Math.round((agents / RETURNS_PER_SECOND) * 1000)))
+  return Math.min(MAX_RETURN_SPREAD_MS, Math.max(MIN_SPREAD_MS, Math.round((agents / RETURNS_PER_SECOND) * 1000)))
 }
 
 export interface TunnelServerOptions {

@@ -59,6 +59,12 @@ export type AgentMessage =
   /** During a CA rotation: new certificates for the keys this tunnel was opened with. */
   | { type: 'renew' }
 
+/**
+ * The longest window a proxy asks its agents to spread their returns to a proxy that
+ * joined the live set over (`spread_ms`); agents ignore a longer one.
+ */
+export const MAX_RETURN_SPREAD_MS = 60_000
+
 /** Proxy → agent on the control stream. */
 export type ProxyMessage =
   | { type: 'welcome'; proxy_id: string; cluster_name: string }
