@@ -22,22 +22,43 @@ class HeldTunnel extends EventEmitter {
   }
 }
 
-/** A pool holding these tunnels (dialling stays off: its balancer address is never used). */
-function poolHolding(...tunnels: HeldTunnel[]): { live: () => string[] | undefined; announce: () => void } {
+interface PoolInternals {
+  tunnels: Map<string, HeldTunnel>
+  stopped: boolean
+  liveSet(): Set<string> | undefined
+  onAnnounce(spreadMs?: number): void
+  fill(): Promise<void>
+}
+
+/**
+ * A pool holding these tunnels. It never dials: its balancer address is never used, and
+ * each time it would start dialling, `fills` counts it instead.
+ */
+function poolHolding(...tunnels: HeldTunnel[]): { pool: TunnelPool; live: () => string[] | undefined; announce: (spreadMs?: number) => void; fills: () => number } {
   const pool = new TunnelPool({
     host: '127.0.0.1', port: 9, identity: {} as never, keepAliveIntervalMs: 15_000,
     labels: () => ({}), services: [], onStream: () => {}, log: createLogger('test', { level: 'error' }),
   })
-  const internals = pool as unknown as { tunnels: Map<string, HeldTunnel>; stopped: boolean; liveSet(): Set<string> | undefined; onAnnounce(): void }
-  internals.stopped = true
+  const internals = pool as unknown as PoolInternals
+  let fills = 0
+  internals.fill = async () => {
+    fills++
+  }
   for (const tunnel of tunnels) internals.tunnels.set(tunnel.proxyId, tunnel)
   return {
+    pool,
     live: () => {
       const set = internals.liveSet()
       return set && [...set].sort()
     },
-    announce: () => internals.onAnnounce(),
+    announce: (spreadMs?: number) => internals.onAnnounce(spreadMs),
+    fills: () => fills,
   }
+}
+
+async function until(what: string, predicate: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !predicate(); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  if (!predicate()) throw new Error(`still waiting for ${what}`)
 }
 
 t.test('one proxy that has not heard of a new one yet does not make the pool drop it', async (t) => {
@@ -64,4 +85,46 @@ t.test('a single proxy is taken at its word; empty or no sets say nothing', asyn
   t.equal(poolHolding(new HeldTunnel('a', [])).live(), undefined)
   t.equal(poolHolding(new HeldTunnel('a')).live(), undefined)
   t.equal(poolHolding().live(), undefined)
+})
+
+t.test('held lists the proxies held, sorted; heldCount counts them', async (t) => {
+  const { pool } = poolHolding(new HeldTunnel('c'), new HeldTunnel('a'))
+  t.same(pool.held, ['a', 'c'])
+  t.equal(pool.heldCount, 2)
+  t.equal(poolHolding().pool.heldCount, 0)
+})
+
+t.test('the first set heard starts dialling at once; the same set from another proxy does not', async (t) => {
+  const a = new HeldTunnel('a', ['a', 'b', 'c'])
+  const pool = poolHolding(a)
+  pool.announce()
+  t.equal(pool.fills(), 1, 'the first set starts the dials for b and c')
+  // The whole fleet hears the second proxy repeat the set at the same moment: dialling on
+  // it would bring every node to a returning proxy at once.
+  const b = new HeldTunnel('b', ['a', 'b', 'c'])
+  ;(pool.pool as unknown as PoolInternals).tunnels.set('b', b)
+  pool.announce()
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(pool.fills(), 1, 'no dials for a set already heard')
+})
+
+t.test('a proxy that joins the set is dialled within the announced spread, not at once', async (t) => {
+  const a = new HeldTunnel('a', ['a', 'b'])
+  const pool = poolHolding(a)
+  pool.announce()
+  t.equal(pool.fills(), 1)
+  a.announced = ['a', 'b', 'c']
+  const random = Math.random
+  Math.random = () => 0.99
+  t.teardown(() => {
+    Math.random = random
+  })
+  pool.announce(400)
+  Math.random = random
+  t.equal(pool.fills(), 1, 'not dialled at once')
+  // Drawn: 0.99 of the 400 ms spread. A timer due earlier always fires first.
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal(pool.fills(), 1, 'not dialled a quarter of the way into the spread')
+  await until('the spread dial', () => pool.fills() === 2)
+  t.equal(pool.fills(), 2, 'dialled once the drawn share of the spread has passed')
 })

@@ -68,6 +68,11 @@ export class TunnelPool {
     return [...this.tunnels.keys()].sort()
   }
 
+  /** How many proxies this agent holds a tunnel to (without building the list). */
+  get heldCount(): number {
+    return this.tunnels.size
+  }
+
   /** Sends the node's labels, which have just changed, through every tunnel. */
   relabel(): void {
     const labels = this.options.labels()

@@ -4,10 +4,14 @@
 // (agent/tunnel-pool.ts, bench/lib/pool-swarm.ts) against the balancer's one address.
 //
 //   npm run bench:mesh [-- --agents=5000 --proxies=3 --swarms=3 --rate=50 --idle=20
-//                         --restart-signal=SIGTERM --limit=300 --balance=roundrobin|leastconn --profile --logs=DIR]
+//                         --restart-signal=SIGTERM --limit=300 --balance=roundrobin|leastconn --profile --logs=DIR
+//                         --proxy-log=info|debug --swarm-nice=0..19]
 //
 // --logs=DIR keeps the proxies' and the auth server's logs there (the restarted proxy's
-// first life in proxy-N-first.log). --profile runs the proxies and the swarms with --cpu-prof and prints where their time went.
+// first life in proxy-N-first.log); the proxies log at their default level (info) unless
+// --proxy-log=debug. The simulated agents run at nice 10 (--swarm-nice; 0 for equal priority):
+// on devices of their own, agents' handshakes would not take CPU from the proxies under
+// test, and at equal priority here they starve them. --profile runs the proxies and the swarms with --cpu-prof and prints where their time went.
 //
 // Reports:
 //   - quiet start: the time until every agent holds a tunnel to every proxy (agents start
@@ -29,7 +33,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { connect } from 'node:net'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { cpus, loadavg } from 'node:os'
+import { cpus, loadavg, setPriority } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -52,8 +56,13 @@ const { values } = parseArgs({
     profile: { type: 'boolean', default: false },
     logs: { type: 'string', default: '' },
     balance: { type: 'string', default: 'roundrobin' },
+    'proxy-log': { type: 'string', default: 'info' },
+    'swarm-nice': { type: 'string', default: '10' },
   },
 })
+if (!['info', 'debug'].includes(values['proxy-log']!)) throw new Error(`--proxy-log must be info or debug, not ${values['proxy-log']}`)
+const swarmNice = Number(values['swarm-nice'])
+if (!Number.isInteger(swarmNice) || swarmNice < 0 || swarmNice > 19) throw new Error(`--swarm-nice must be an integer from 0 to 19, not ${values['swarm-nice']}`)
 if (!['roundrobin', 'leastconn'].includes(values.balance!)) throw new Error(`--balance must be roundrobin or leastconn, not ${values.balance}`)
 const agentCount = Number(values.agents)
 const proxyCount = Number(values.proxies)
@@ -176,7 +185,7 @@ try {
   auth = await new AuthProcess().start()
   const pin = await auth.pin()
   const lbPort = await freePort()
-  for (const proxy of await proxiesBehindBalancer(auth, pin, proxyCount, `127.0.0.1:${lbPort}`, profileEnv)) {
+  for (const proxy of await proxiesBehindBalancer(auth, pin, proxyCount, `127.0.0.1:${lbPort}`, profileEnv, values['proxy-log'] === 'debug')) {
     proxies.push(proxy)
     proxyPids.push(proxy.daemon.child.pid!)
   }
@@ -216,6 +225,9 @@ try {
     helpers.push(new Helper(join(import.meta.dirname, 'lib', 'pool-swarm.ts'), [`--auth=${auth.address}`, `--token=${token}`, `--pin=${pin}`, `--tunnel=127.0.0.${s + 1}:${lbPort}`, `--name=mesh${s}`, `--proxies=${proxyCount}`], { nodeArgs: ['--expose-gc', ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])] }))
   }
   await Promise.all(helpers.map((h) => h.ready))
+  // Agents run on devices of their own: at a lower priority here, the simulated agents' side
+  // of the handshakes stops taking the CPU that the proxies under test would have.
+  for (const h of helpers) setPriority(h.pid, swarmNice)
   const perSwarm = Array.from({ length: swarmCount }, (_, s) => Math.floor(agentCount / swarmCount) + (s < agentCount % swarmCount ? 1 : 0))
   let started = performance.now()
   helpers.forEach((h, s) => h.send({ join: perSwarm[s] }))
@@ -305,7 +317,7 @@ try {
 const s = (ms?: number) => (ms === undefined ? `not reached in ${values.limit} s` : `${(ms / 1000).toFixed(1)} s`)
 const d = (x?: ReturnType<typeof summary>) => (x ? `mean ${x.mean.toFixed(2)}, p50 ${x.p50}, p99 ${x.p99}, max ${x.max}` : '')
 console.log(`\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
-console.log(`${agentCount} agents (${swarmCount} processes, started ${rate}/s), ${proxyCount} proxies behind ${balancerCount} HAProxy process(es) (TCP, balance ${values.balance}, send-proxy-v2)`)
+console.log(`${agentCount} agents (${swarmCount} processes at nice ${swarmNice}, started ${rate}/s), ${proxyCount} proxies (logging at ${values['proxy-log']} level) behind ${balancerCount} HAProxy process(es) (TCP, balance ${values.balance}, send-proxy-v2)`)
 results.push(['quiet start: every agent holds all tunnels', s(quietMs), `after the first agent started; the last started at ${((agentCount - 1) / rate).toFixed(1)} s`])
 results.push(['quiet start: dials per agent', d(quietDials), `target ≤ ${3 * proxyCount}`])
 if (idleCpu) results.push(['idle CPU (share of a core)', `auth ${(idleCpu.auth * 100).toFixed(1)}%, proxies ${idleCpu.proxies.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}`, `HAProxy ${idleCpu.balancers.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}, swarms ${idleCpu.swarms.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}`])

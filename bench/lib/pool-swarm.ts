@@ -75,7 +75,7 @@ async function start(count: number, perSecond: number): Promise<void> {
 setInterval(() => {
   const now = performance.now() - markedAt
   for (const agent of agents) {
-    const full = agent.pool.held.length >= proxyCount
+    const full = agent.pool.heldCount >= proxyCount
     if (!full) agent.fullAt = -1
     else if (agent.fullAt < 0) agent.fullAt = now
   }
@@ -95,7 +95,7 @@ onCommand(async (command) => {
     let full = 0
     let held = 0
     for (const agent of agents) {
-      const n = agent.pool.held.length
+      const n = agent.pool.heldCount
       held += n
       if (n >= proxyCount) full++
     }

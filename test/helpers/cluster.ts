@@ -211,6 +211,8 @@ export interface ProxyOptions {
   env?: Record<string, string>
   /** Run inside a network namespace (NAT tests). */
   netns?: string
+  /** Log at debug level (the default here: tests read debug lines); false keeps the daemon's default level. */
+  debug?: boolean
 }
 
 /** A proxy process joined to `auth`; `web` and `tunnel` are its bound addresses. */
@@ -246,7 +248,8 @@ export class ProxyProcess {
       `  tunnel_listen_addr: ${tunnel}`,
       options.extraYaml ?? '',
     ].join('\n'))
-    this.daemon = new Daemon(['start', '--roles=proxy', `--config=${this.configPath}`, '--debug'], this.options.env, this.options.netns)
+    const debug = options.debug === false ? [] : ['--debug']
+    this.daemon = new Daemon(['start', '--roles=proxy', `--config=${this.configPath}`, ...debug], this.options.env, this.options.netns)
     await this.daemon.waitFor('the proxy to listen', () => /proxy listening: web (\S+), tunnel (\S+)/.test(this.daemon.stderr))
     const match = /proxy listening: web (\S+), tunnel (\S+)/.exec(this.daemon.stderr)!
     this.web = match[1]
@@ -264,7 +267,7 @@ export class ProxyProcess {
  * agents are told to dial it, and the proxies believe PROXY headers from 127.0.0.1. Each
  * keeps its tunnel port across restarts, so the balancer's configuration stays right.
  */
-export async function proxiesBehindBalancer(auth: AuthProcess, pin: string, count: number, balancer: string, env?: Record<string, string>): Promise<ProxyProcess[]> {
+export async function proxiesBehindBalancer(auth: AuthProcess, pin: string, count: number, balancer: string, env?: Record<string, string>, debug = true): Promise<ProxyProcess[]> {
   const proxies: ProxyProcess[] = []
   for (let i = 0; i < count; i++) {
     const proxy = new ProxyProcess({
@@ -275,6 +278,7 @@ export async function proxiesBehindBalancer(auth: AuthProcess, pin: string, coun
       tunnelListenAddr: `127.0.0.1:${await freePort()}`,
       extraYaml: `  tunnel_public_addr: ["${balancer}"]\n  trusted_load_balancers: ["127.0.0.1"]\n`,
       env,
+      debug,
     })
     proxies.push(await proxy.start())
   }
