@@ -260,6 +260,9 @@ try {
   await mark()
   started = performance.now()
   notes.push(`restart: proxy stopped at ${((performance.now() - benchStart) / 1000).toFixed(1)} s of the run`)
+  // CPU of everything but the restarted proxy over the recovery, to show who had the cores.
+  const others = { proxies: proxies.slice(0, -1).map((p) => p.daemon.child.pid!), balancers: balancers.map((b) => b.pid!), swarms: helpers.map((h) => h.pid), auth: [auth.daemon.child.pid!] }
+  const othersBefore = Object.fromEntries(Object.entries(others).map(([group, pids]) => [group, pids.map(cpuSeconds)]))
   await victim.stop(values['restart-signal'] as NodeJS.Signals)
   firstLife = victim.daemon.stderr
   const stoppedMs = performance.now() - started
@@ -300,6 +303,9 @@ try {
   const recovery = await untilFull(started, 'restart')
   sampling = false
   await sampler
+  const recoverySeconds = (performance.now() - started) / 1000
+  const shareOf = (group: keyof typeof others) => others[group].map((pid, i) => `${(((cpuSeconds(pid) - othersBefore[group]![i]!) / recoverySeconds) * 100).toFixed(0)}%`).join(' / ')
+  notes.push(`restart: CPU over the recovery (share of a core): the other proxies ${shareOf('proxies')}, HAProxy ${shareOf('balancers')}, swarms ${shareOf('swarms')}, auth ${shareOf('auth')}`)
   recoveryFromStop = recovery.ms
   recoveryFromListen = recovery.ms === undefined ? undefined : recovery.ms - listeningMs
   restartDials = summary(recovery.last.dials)

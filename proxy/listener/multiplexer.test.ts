@@ -525,6 +525,28 @@ t.test('a connection that waited too long for a handshake slot is closed', async
   t.equal(await outcome, 'closed', 'its turn came after the wait limit: closed, not served')
 })
 
+t.test('a dial declined from its ALPN names is answered from its ClientHello, without a handshake slot', async (t) => {
+  const { port, lines } = await harness(t, {}, {
+    maxHandshakes: 1, handshakeQueue: 1, handshakeQueueWaitMs: 600_000, handshakeTimeoutMs: 600_000,
+    declines: (protocols) => (protocols.includes('held-here') ? 'held here' : undefined),
+  })
+  // The one slot is held and the queue is full: only the early answer can reach the client.
+  const stalled = [await stalledHandshake(port), await stalledHandshake(port)]
+  t.teardown(() => stalled.forEach((s) => s.destroy()))
+  await sleep(100)
+  let secrets = 0
+  const declined = tlsConnect({ host: '127.0.0.1', port, ca: ca.certPem, ALPNProtocols: ['http/1.1', 'held-here'] })
+  declined.on('keylog', () => secrets++)
+  const error = await new Promise<string>((resolve) => {
+    declined.once('secureConnect', () => resolve('connected'))
+    declined.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message))
+  })
+  t.equal(error, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', 'the client reads the alert a declining TLS server sends')
+  t.equal(secrets, 0, 'no key was derived')
+  t.ok(lines.some((line) => /TLS handshake declined: held here/.test(line)), 'the decline is logged')
+  t.notOk(lines.some((line) => /handshakes in progress/.test(line)), 'it was not shed as an overflow')
+})
+
 t.test('the hand-over suits a consumer that attaches later, and a client that half-closes', async (t) => {
   const { mux, port } = await harness(t)
   mux.on('ssh', (conn) => {

@@ -15,7 +15,9 @@ import { TLSSocket, type SecureContext } from 'node:tls'
 import { createLogger, type Logger } from '../../shared/log.ts'
 import { TUNNEL_ALPN } from '../../shared/tunnel-protocol.ts'
 import { type ChallengeLookup, tlsAlpnHooks } from '../acme/tls-alpn-hooks.ts'
+import { ACME_TLS_ALPN } from '../acme/tls-alpn-certificate.ts'
 import type { RoutedConnection } from './multiplexer.ts'
+import { clientHelloAlpn, NO_APPLICATION_PROTOCOL_ALERT } from './client-hello.ts'
 
 export type AlpnHandler = (socket: TLSSocket, conn: RoutedConnection) => void
 
@@ -45,6 +47,8 @@ export interface TlsRouterOptions {
   /**
    * Why to refuse a client from the ALPN names it offers, before any key exchange (the
    * client gets the alert no_application_protocol); undefined lets the handshake go on.
+   * Asked from the ClientHello bytes the multiplexer read when they hold it whole (no TLS
+   * socket, no handshake slot), else from the handshake's ALPN callback.
    */
   declines?: (protocols: string[]) => string | undefined
   /** Handlers by ALPN protocol, most preferred first; NO_ALPN ('') for clients without ALPN. */
@@ -101,7 +105,27 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
   const waiting: { conn: RoutedConnection; since: number }[] = []
   let shed = 0
 
+  /**
+   * A dial the router would decline from its ALPN names is turned away from the ClientHello
+   * bytes the multiplexer read, with the alert OpenSSL would send: no TLS socket, no
+   * handshake slot, no wait in the queue. Agents returning to a restarted proxy land on the
+   * others most of the time, so these are most of the connections a proxy gets then.
+   * A ClientHello that did not arrive whole takes the handshake path, which declines it too.
+   */
+  const declinedEarly = (conn: RoutedConnection): boolean => {
+    if (!options.declines) return false
+    const protocols = clientHelloAlpn(conn.head)
+    // A validator's ClientHello is the ACME hooks' to answer first, as in the ALPN callback.
+    if (protocols === undefined || protocols.includes(ACME_TLS_ALPN)) return false
+    const declined = options.declines(protocols)
+    if (declined === undefined) return false
+    log.debug(`TLS handshake declined: ${declined}`, { remote: conn.clientAddress })
+    conn.socket.end(NO_APPLICATION_PROTOCOL_ALERT, () => conn.socket.destroy())
+    return true
+  }
+
   const admit = (conn: RoutedConnection) => {
+    if (declinedEarly(conn)) return
     if (handshaking < maxHandshakes) return handshake(conn)
     if (waiting.length < queueLimit) {
       waiting.push({ conn, since: Date.now() })
