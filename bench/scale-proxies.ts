@@ -339,5 +339,7 @@ if (values.profile) {
   const files = readdirSync(profileDir).map((f) => join(profileDir, f))
   const pidsOf = (pids: number[]) => files.filter((f) => pids.some((pid) => f.includes(`.${pid}.`)))
   console.log(formatSummary('proxies (the restarted one before its restart)', summariseProfiles(pidsOf(proxyPids), 25)))
+  const restarted = proxies[proxyCount - 1]?.daemon?.child.pid
+  if (restarted) console.log(formatSummary('the restarted proxy after its restart', summariseProfiles(pidsOf([restarted]), 25)))
   console.log(formatSummary('agent swarms', summariseProfiles(pidsOf(helpers.map((h) => h.pid)), 25)))
 }
