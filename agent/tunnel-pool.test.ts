@@ -6,6 +6,7 @@ import t from 'tap'
 import { EventEmitter } from 'node:events'
 import { TunnelPool } from './tunnel-pool.ts'
 import { createLogger } from '../shared/log.ts'
+import { until } from '../test/helpers/until.ts'
 
 /** A held tunnel as the pool sees it: who it reaches, the latest set it heard, whether it was closed. */
 class HeldTunnel extends EventEmitter {
@@ -24,7 +25,6 @@ class HeldTunnel extends EventEmitter {
 
 interface PoolInternals {
   tunnels: Map<string, HeldTunnel>
-  stopped: boolean
   liveSet(): Set<string> | undefined
   onAnnounce(spreadMs?: number): void
   fill(): Promise<void>
@@ -54,11 +54,6 @@ function poolHolding(...tunnels: HeldTunnel[]): { pool: TunnelPool; live: () => 
     announce: (spreadMs?: number) => internals.onAnnounce(spreadMs),
     fills: () => fills,
   }
-}
-
-async function until(what: string, predicate: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !predicate(); i++) await new Promise((resolve) => setTimeout(resolve, 10))
-  if (!predicate()) throw new Error(`still waiting for ${what}`)
 }
 
 t.test('one proxy that has not heard of a new one yet does not make the pool drop it', async (t) => {
@@ -125,6 +120,6 @@ t.test('a proxy that joins the set is dialled within the announced spread, not a
   // Drawn: 0.99 of the 400 ms spread. A timer due earlier always fires first.
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.equal(pool.fills(), 1, 'not dialled a quarter of the way into the spread')
-  await until('the spread dial', () => pool.fills() === 2)
+  await until('the spread dial', () => pool.fills() === 2, { timeoutMs: 5000, everyMs: 10 })
   t.equal(pool.fills(), 2, 'dialled once the drawn share of the spread has passed')
 })

@@ -1,7 +1,7 @@
 // The proxy's tunnel server with real agents (AgentTunnel) over real TLS: what it tells
 // them about the live proxy set, and the spread it asks for when a proxy joins.
 
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, type TLSSocket } from 'node:tls'
@@ -12,6 +12,7 @@ import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
 import { TUNNEL_ALPN } from '../shared/tunnel-protocol.ts'
 import { returnSpreadMs, TunnelServer } from './tunnel-server.ts'
+import { until } from '../test/helpers/until.ts'
 
 const HOUR = 3_600_000
 const ca = createCA('test-cluster host CA', 'test-cluster')
@@ -45,7 +46,8 @@ t.test('returns are spread so that a joining proxy gets about 300 a second, over
   t.equal(returnSpreadMs(100_000), 60_000)
 })
 
-t.test('agents hear the live set, with a spread only when a proxy joined it', async (t) => {
+/** A tunnel server behind a real TLS listener, as the proxy's tunnel port is. */
+async function tunnelServer(t: Test): Promise<{ proxyId: string; tunnels: TunnelServer; port: number }> {
   const proxyId = randomUUID()
   const tunnels = new TunnelServer({ proxyId, clusterName: 'test-cluster', hostCAPems: () => [ca.certPem], keepAliveIntervalMs: 15_000, log })
   const { cert, key } = certificate(proxyId, 'proxy')
@@ -56,14 +58,18 @@ t.test('agents hear the live set, with a spread only when a proxy joined it', as
     tunnels.close()
     server.close()
   })
-  const { port } = server.address() as AddressInfo
+  return { proxyId, tunnels, port: (server.address() as AddressInfo).port }
+}
+
+t.test('agents hear the live set, with a spread only when a proxy joined it', async (t) => {
+  const { proxyId, tunnels, port } = await tunnelServer(t)
 
   tunnels.announce(['p1', proxyId])
   const agents = await Promise.all([0, 1, 2].map(() => AgentTunnel.open({ host: '127.0.0.1', port, identity: nodeIdentity(), keepAliveIntervalMs: 15_000, labels: () => ({}), services: [], onStream: (s) => s.destroy(), log })))
   t.teardown(() => agents.forEach((agent) => agent.close()))
   for (const agent of agents) agent.activate()
   t.same(agents.map((agent) => agent.announced), [[proxyId, 'p1'].sort(), [proxyId, 'p1'].sort(), [proxyId, 'p1'].sort()], 'the welcome carries the live set')
-  while (tunnels.size < 3) await new Promise((resolve) => setTimeout(resolve, 10))
+  await until('three tunnels', () => tunnels.size === 3, { timeoutMs: 10_000, everyMs: 10 })
 
   const heard = (agent: AgentTunnel) => new Promise<[string[], number | undefined]>((resolve) => agent.once('proxies', (ids: string[], spread?: number) => resolve([ids, spread])))
   let next = agents.map(heard)
@@ -79,4 +85,16 @@ t.test('agents hear the live set, with a spread only when a proxy joined it', as
     t.same(ids, ['p2', proxyId].sort())
     t.equal(spread, undefined, 'a proxy left: nothing to spread')
   }
+})
+
+t.test("a node's new labels reach the proxy through its tunnel", async (t) => {
+  const { tunnels, port } = await tunnelServer(t)
+  const identity = nodeIdentity()
+  const agent = await AgentTunnel.open({ host: '127.0.0.1', port, identity, keepAliveIntervalMs: 15_000, labels: () => ({ stage: 'one' }), services: [], onStream: (s) => s.destroy(), log })
+  t.teardown(() => agent.close())
+  agent.activate()
+  await until('the hello', () => tunnels.find(identity.hostId)?.labels.stage === 'one', { timeoutMs: 10_000, everyMs: 10 })
+  agent.sendLabels({ stage: 'two' })
+  await until('the new labels', () => tunnels.find(identity.hostId)?.labels.stage === 'two', { timeoutMs: 10_000, everyMs: 10 })
+  t.same(tunnels.find(identity.hostId)?.labels, { stage: 'two' })
 })

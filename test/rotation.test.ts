@@ -9,7 +9,6 @@ import { X509Certificate } from 'node:crypto'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent } from '../agent/agent.ts'
 import { dialThroughProxy } from '../cli/ssh.ts'
 import { issuedByAny } from '../shared/cert-subject.ts'
@@ -18,16 +17,9 @@ import { joinCluster } from '../shared/join.ts'
 import { createLogger } from '../shared/log.ts'
 import { splice } from '../shared/splice.ts'
 import { AuthProcess, ProxyProcess, tempDir, waitForNode } from './helpers/cluster.ts'
+import { until } from './helpers/until.ts'
 
 const AGENTS = Number(process.env.ROTATION_AGENTS ?? 50)
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(200)
-  }
-}
 
 const cannot = process.getuid?.() !== 0 ? 'needs root to create a throwaway login' : spawnSync('useradd', ['--help']).status !== 0 ? 'useradd is not available' : undefined
 
@@ -99,9 +91,9 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
     open(1)
     sessions.push(session)
     // Open them a few at a time: fifty SSH handshakes at once only measure the machine.
-    if (sessions.length % 5 === 0) await until('a batch of sessions to start', () => sessions.every((s) => s.output.includes('started')), 120_000)
+    if (sessions.length % 5 === 0) await until('a batch of sessions to start', () => sessions.every((s) => s.output.includes('started')), { timeoutMs: 120_000 })
   }
-  await until('every SSH session to start', () => sessions.every((s) => s.output.includes('started')), 120_000).catch((error) => {
+  await until('every SSH session to start', () => sessions.every((s) => s.output.includes('started')), { timeoutMs: 120_000 }).catch((error) => {
     throw new Error(`${error.message}: ${sessions.filter((s) => s.output.includes('started')).length} of ${AGENTS} started`)
   })
   t.pass(`${AGENTS} SSH sessions open through ${AGENTS} tunnels`)
@@ -133,7 +125,7 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
 
   t.equal(agents.reduce((sum, a) => sum + a.closes, 0), 0, 'no tunnel was lost')
   for (const [i, session] of sessions.entries()) session.ssh.stdin!.write(`still-here-${i}\n`)
-  await until('every session to echo', () => sessions.every((s, i) => s.output.includes(`still-here-${i}`)), 30_000)
+  await until('every session to echo', () => sessions.every((s, i) => s.output.includes(`still-here-${i}`)), { timeoutMs: 30_000 })
   t.ok(sessions.every((s) => s.ssh.exitCode === null), 'no SSH session was lost')
 
   // After standby: a restarted agent reconnects with its renewed identity; the old pin no longer joins.
@@ -142,7 +134,7 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
   const again = new Agent({ config: { ...first.agent.config }, log: createLogger('again', { level: 'error' }) })
   await again.start()
   t.teardown(() => again.stop())
-  await until('the restarted agent to hold a tunnel', () => again.pool!.held.length === 1, 30_000)
+  await until('the restarted agent to hold a tunnel', () => again.pool!.held.length === 1, { timeoutMs: 30_000 })
   t.pass('a new tunnel with the renewed certificate is accepted')
   await t.rejects(joinCluster({ authServer: proxy.web, token, caPins: [oldPin], nodename: 'late', roles: ['node'] }), /CA pin mismatch/, 'a join with the old pin is refused')
   const invite = (await auth.ctl(['nodes', 'add'])).stdout
