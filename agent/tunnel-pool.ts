@@ -40,8 +40,11 @@ export interface PoolOptions extends Omit<TunnelOptions, 'host' | 'port'> {
 /** A tunnel lost while others are held is redialled after a random delay up to this. */
 const LOSS_SPREAD_MS = 5000
 
-/** How often proxies learn the live set from the auth server (and announce changes). */
-const PROXY_HEARTBEAT_MS = DEFAULTS.heartbeatIntervalMs
+/**
+ * By when every proxy has looked at the live set since a proxy left it: they read it every
+ * second, proxies of earlier versions at each heartbeat.
+ */
+const PROXY_LOOK_MS = DEFAULTS.heartbeatIntervalMs
 
 export class TunnelPool {
   private readonly tunnels = new Map<string, AgentTunnel>()
@@ -181,7 +184,7 @@ export class TunnelPool {
         // look was never seen to leave, so no announcement would bring the node back.
         this.wanted?.delete(id)
         this.log.info(`proxy ${id} is stopping; its tunnel closed (${this.tunnels.size} held)`)
-        setTimeout(() => this.onAnnounce(), PROXY_HEARTBEAT_MS + 1000).unref()
+        setTimeout(() => this.onAnnounce(), PROXY_LOOK_MS + 1000).unref()
         return
       }
       this.log.info(`tunnel to proxy ${id} closed; ${this.tunnels.size} held`)

@@ -267,6 +267,12 @@ export class AuthServer {
       const proxies = await this.nodes.proxies()
       return { proxies: proxies.map((p) => p.proxyId), host_ca_certs: this.hostCA.tlsCertPems, user_ca_certs: this.userCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys, host_ca_phase: this.hostCA.rotation?.phase ?? 'standby', presence_interval_ms: Math.floor(this.config.auth.heartbeatTtlMs / 3) }
     })
+    // The live set alone, read far more often than heartbeats are written: a proxy that
+    // comes back is announced to the others' agents within about a second.
+    router.add('GET', '/v1/proxies', async (req) => {
+      this.requireProxy(req)
+      return { proxies: (await this.nodes.proxies()).map((p) => p.proxyId) }
+    })
     // A proxy stopping cleanly: the others stop announcing it, and announce it again (so
     // that agents come back to it soon) once it heartbeats after its restart.
     router.add('DELETE', '/v1/proxies/self', async (req) => {

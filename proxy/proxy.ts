@@ -32,6 +32,9 @@ interface HeartbeatResponse {
   presence_interval_ms?: number
 }
 
+/** How often the proxy reads the live set between its heartbeats. */
+const LIVE_SET_POLL_MS = 1000
+
 interface RenewResponse {
   tls_cert: string
   ssh_cert: string
@@ -58,6 +61,7 @@ export class ProxyService {
   private presenceIntervalMs: number = DEFAULTS.heartbeatIntervalMs
   private lastFullReport = 0
   private fullReportInFlight = false
+  private liveSetInFlight = false
   private readonly warn?: (message: string) => void
   readonly addresses: { web: string; tunnel: string } = { web: '', tunnel: '' }
 
@@ -140,6 +144,7 @@ export class ProxyService {
     await this.webCertificates?.start()
     this.log.info(`proxy listening: web ${this.addresses.web}, tunnel ${this.addresses.tunnel}`, { proxy_id: this.identity.hostId })
     this.timers.push(setInterval(() => void this.heartbeat(false), DEFAULTS.heartbeatIntervalMs))
+    this.timers.push(setInterval(() => void this.followLiveSet(), LIVE_SET_POLL_MS))
     this.timers.push(setInterval(() => void this.reportAllPresence(), DEFAULTS.heartbeatIntervalMs))
     this.tunnels.on('connect', (tunnel: Tunnel) => {
       this.newTunnels.add(tunnel)
@@ -215,6 +220,24 @@ export class ProxyService {
     } catch (error) {
       if (first) throw error
       this.log.warn(`heartbeat to the auth server failed: ${(error as Error).message}`)
+    }
+  }
+
+  /**
+   * Between heartbeats: a proxy that restarted is back in the live set the moment its first
+   * heartbeat lands, and its agents should hear so within about a second, not at this
+   * proxy's next heartbeat. A read only; failures are the heartbeat's to report.
+   */
+  private async followLiveSet(): Promise<void> {
+    if (this.liveSetInFlight) return
+    this.liveSetInFlight = true
+    try {
+      const response = await this.auth.call<{ proxies: string[] }>('GET', '/v1/proxies', undefined, { timeoutMs: LIVE_SET_POLL_MS * 2 })
+      this.tunnels.announce(response.proxies)
+    } catch (error) {
+      this.log.debug(`reading the live set failed: ${(error as Error).message}`)
+    } finally {
+      this.liveSetInFlight = false
     }
   }
 

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ApiClient } from '../shared/api-client.ts'
-import { loadIdentity } from '../shared/identity-store.ts'
+import { loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
 import { AuthProcess, freePort, proxiesBehindBalancer, type ProxyProcess, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 const haproxy = spawnSync('haproxy', ['-v']).status === 0 ? undefined : 'HAProxy is not installed (apt-get install haproxy)'
@@ -44,7 +44,8 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
   const lb = spawn('haproxy', ['-db', '-f', config], { stdio: 'ignore' })
   t.teardown(() => lb.kill())
 
-  const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=fleet-1'])
+  const nodeDir = tempDir()
+  const node = startNode([`--data-dir=${nodeDir}`, `--auth-server=${proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=fleet-1'])
   t.teardown(() => node.stop())
   await node.waitFor('three tunnels', () => heldCount(node.stderr) === 3, 10_000)
   t.equal(heldCount(node.stderr), 3, 'exactly three tunnels within 10 s')
@@ -69,16 +70,17 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
 
   // A proxy stopped cleanly leaves the live set at once, not when its record expires, and
   // is announced again once it is back; the agent then returns to it.
-  const live = async () => {
-    const identity = loadIdentity(proxies[0].dataDir, 'proxy')!
+  const liveAs = async (identity: NodeIdentity) => {
     const client = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
     try {
-      return (await client.call<{ proxies: string[] }>('POST', '/v1/proxies/heartbeat', {})).proxies.length
+      return (await client.call<{ proxies: string[] }>('GET', '/v1/proxies')).proxies.length
     } finally {
       await client.close()
     }
   }
+  const live = () => liveAs(loadIdentity(proxies[0].dataDir, 'proxy')!)
   t.equal(await live(), 3, 'three live proxies')
+  await t.rejects(liveAs(loadIdentity(nodeDir)!), { status: 403, message: /for proxies/ }, 'the live set is for proxies only, not nodes')
   await proxies[1].stop('SIGTERM')
   t.equal(await live(), 2, 'a proxy stopped with SIGTERM left the live set')
   await node.waitFor('the agent to hold two tunnels', () => heldCount(node.stderr) === 2, 20_000)
