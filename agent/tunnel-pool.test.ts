@@ -20,7 +20,9 @@ class HeldTunnel extends EventEmitter {
   }
   close(): void {
     this.closed = true
+    this.emit('close')
   }
+  activate(): void {}
 }
 
 interface PoolInternals {
@@ -28,6 +30,7 @@ interface PoolInternals {
   liveSet(): Set<string> | undefined
   onAnnounce(spreadMs?: number): void
   fill(): Promise<void>
+  adopt(tunnel: HeldTunnel): void
 }
 
 /**
@@ -122,4 +125,25 @@ t.test('a proxy that joins the set is dialled within the announced spread, not a
   t.equal(pool.fills(), 1, 'not dialled a quarter of the way into the spread')
   await until('the spread dial', () => pool.fills() === 2, { timeoutMs: 5000, everyMs: 10 })
   t.equal(pool.fills(), 2, 'dialled once the drawn share of the spread has passed')
+})
+
+t.test('a tunnel closed because its proxy left the set is not redialled: its return is announced', async (t) => {
+  const tunnels = ['a', 'b', 'c'].map((id) => new HeldTunnel(id, ['a', 'b', 'c']))
+  const pool = poolHolding()
+  const internals = pool.pool as unknown as PoolInternals
+  for (const tunnel of tunnels) internals.adopt(tunnel)
+  const before = pool.fills()
+  const random = Math.random
+  Math.random = () => 0
+  t.teardown(() => {
+    Math.random = random
+  })
+  // a and b say c left, before c's own goodbye reached this node.
+  tunnels[0].announced = ['a', 'b']
+  tunnels[1].announced = ['a', 'b']
+  pool.announce()
+  t.ok(tunnels[2].closed, "c's tunnel is closed")
+  t.same(pool.pool.held, ['a', 'b'])
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(pool.fills(), before, 'no redial of its own')
 })

@@ -177,6 +177,12 @@ export class TunnelPool {
       if (this.tunnels.get(id) !== tunnel) return
       this.tunnels.delete(id)
       if (this.stopped) return
+      if (this.wanted && !this.wanted.has(id) && this.tunnels.size > 0) {
+        // Closed here because the other proxies say it left the live set (their word can
+        // come before its own goodbye): they announce its return, with a spread. A redial
+        // of its own could fall after that return and bring the node back without one.
+        return
+      }
       if (tunnel.leaving && this.tunnels.size > 0) {
         // A clean stop: the proxy has left the live set, and the others announce its return.
         // Dialling for it meanwhile would only land on proxies already held. After the
