@@ -180,7 +180,7 @@ export class ProxyService {
   private async renewFor(tunnel: Tunnel): Promise<void> {
     if (!tunnel.control) return
     try {
-      const renewed = await this.auth.call<RenewResponse>('POST', '/v1/hosts/renew', { tls_cert: tunnel.certPem })
+      const renewed = await this.auth.call<RenewResponse>('POST', '/v1/hosts/renew', { tls_cert: tunnel.cert.toString() })
       writeMessage(tunnel.control, { type: 'certs', ...renewed })
     } catch (error) {
       writeMessage(tunnel.control, { type: 'renew_failed', error: (error as Error).message })

@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
+import type { X509Certificate } from 'node:crypto'
 import { createSession, type Session } from '../shared/yamux/index.ts'
 import { certSubject, issuedByAny } from '../shared/cert-subject.ts'
 import type { Logger } from '../shared/log.ts'
@@ -21,8 +22,11 @@ export interface Tunnel {
   connectedAt: number
   control?: Duplex
   registered?: () => void
-  /** The node's certificate as it presented it, for renewals on its behalf. */
-  certPem: string
+  /**
+   * The node's certificate as it presented it, for renewals on its behalf (encoded as PEM
+   * only then: a fleet reconnecting at once would otherwise pay for it on every tunnel).
+   */
+  cert: X509Certificate
 }
 
 /** The trust material agents must follow during CA rotations. */
@@ -104,7 +108,7 @@ export class TunnelServer extends EventEmitter {
       labels: {},
       services: [],
       connectedAt: Date.now(),
-      certPem: cert.toString(),
+      cert,
     }
     session.on('stream', (stream: Duplex) => this.control(tunnel, stream))
     // An agent that never says hello (it found it already holds a tunnel here) is let go.
