@@ -22,6 +22,7 @@ import { handleUserConnection } from './user-gateway.ts'
 import { webApi } from './web-api.ts'
 import type { WebCertificates } from './web-certificates.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
+import { LiveSetMembership } from './membership.ts'
 
 interface HeartbeatResponse {
   proxies: string[]
@@ -62,6 +63,7 @@ export class ProxyService {
   private lastFullReport = 0
   private fullReportInFlight = false
   private liveSetInFlight = false
+  private membership?: LiveSetMembership
   private readonly warn?: (message: string) => void
   readonly addresses: { web: string; tunnel: string } = { web: '', tunnel: '' }
 
@@ -141,9 +143,12 @@ export class ProxyService {
       this.addresses.tunnel = await listen(this.config.proxy.tunnelListenAddr, DEFAULTS.tunnelPort)
     }
     await this.heartbeat(true)
+    this.membership = new LiveSetMembership(() => this.heartbeat(false), async () => {
+      await this.auth.call('DELETE', '/v1/proxies/self', undefined, { timeoutMs: 2000 })
+    })
     await this.webCertificates?.start()
     this.log.info(`proxy listening: web ${this.addresses.web}, tunnel ${this.addresses.tunnel}`, { proxy_id: this.identity.hostId })
-    this.timers.push(setInterval(() => void this.heartbeat(false), DEFAULTS.heartbeatIntervalMs))
+    this.timers.push(setInterval(() => void this.membership?.heartbeat(), DEFAULTS.heartbeatIntervalMs))
     this.timers.push(setInterval(() => void this.followLiveSet(), LIVE_SET_POLL_MS))
     this.timers.push(setInterval(() => void this.reportAllPresence(), DEFAULTS.heartbeatIntervalMs))
     this.tunnels.on('connect', (tunnel: Tunnel) => {
@@ -290,7 +295,7 @@ export class ProxyService {
     // instead of dialling the balancer for it while it is away. Briefly: an unreachable auth
     // server must not hold up the stop (the record then expires by itself).
     const started = Date.now()
-    await this.auth?.call('DELETE', '/v1/proxies/self', undefined, { timeoutMs: 2000 })
+    await this.membership?.leave(2000)
       .catch((error: Error) => this.log.warn(`could not leave the live set: ${error.message}`))
     const left = Date.now()
     this.webCertificates?.stop()
