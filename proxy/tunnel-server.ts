@@ -175,6 +175,8 @@ export class TunnelServer extends EventEmitter {
     this.proxyIds = ids
     const message = joined ? { type: 'proxies', ids, spread_ms: returnSpreadMs(this.tunnels.size) } : { type: 'proxies', ids }
     for (const tunnel of this.tunnels.values()) if (tunnel.control) writeMessage(tunnel.control, message)
+    const change = joined ? `, returns spread over ${message.spread_ms} ms` : ''
+    this.options.log.info(`live proxies: ${ids.length}; told ${this.tunnels.size} node(s)${change}`)
   }
 
   /** Tells every agent the CAs to trust (and so, during a rotation, to renew from). */
