@@ -34,6 +34,7 @@ import { AuthProcess, ProxyProcess } from '../test/helpers/cluster.ts'
 import { parseHostPort, DEFAULTS } from '../shared/config.ts'
 import { BulkJoiner } from './lib/bulk-join.ts'
 import { Helper } from './lib/child.ts'
+import { median } from './lib/measure.ts'
 import { cpuSeconds } from './lib/proc-stats.ts'
 import { inParallel, simulatedAgent } from './lib/swarm.ts'
 import { formatTable } from './lib/table.ts'
@@ -74,8 +75,6 @@ async function measure(serverPid: number, open: (i: number) => Promise<{ close()
   await sleep(1000)
   return sample
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 const dir = mkdtempSync(join(tmpdir(), 'warren-bench-handshake-'))
 let auth: AuthProcess | undefined

@@ -24,7 +24,7 @@ function liveSet() {
 t.test('a heartbeat on its way when the proxy leaves cannot put it back', async (t) => {
   const { membership, members, land } = liveSet()
   const beat = membership.heartbeat()
-  const left = membership.leave()
+  const left = membership.leave(10_000)
   land()
   await Promise.all([beat, left])
   t.notOk(members.has('p'), 'out of the live set after the late heartbeat landed')
@@ -40,7 +40,7 @@ t.test('heartbeats go one at a time, and none starts once leaving', async (t) =>
   await first
   void membership.heartbeat()
   t.equal(beats(), 2, 'the next one starts once the first has landed')
-  const left = membership.leave()
+  const left = membership.leave(10_000)
   await membership.heartbeat()
   t.equal(beats(), 2, 'no heartbeat starts while leaving')
   land()

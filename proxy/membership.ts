@@ -30,12 +30,11 @@ export class LiveSetMembership {
    * `maxWaitMs` for one on its way: an auth server that does not answer must not hold up
    * a stop (the proxy's record then expires by itself).
    */
-  async leave(maxWaitMs = Infinity): Promise<void> {
+  async leave(maxWaitMs: number): Promise<void> {
     this.leaving = true
     if (this.inFlight) {
       let timer: NodeJS.Timeout | undefined
-      const waited = Number.isFinite(maxWaitMs) ? new Promise<void>((resolve) => (timer = setTimeout(resolve, maxWaitMs))) : undefined
-      await Promise.race(waited ? [this.inFlight, waited] : [this.inFlight])
+      await Promise.race([this.inFlight, new Promise<void>((resolve) => (timer = setTimeout(resolve, maxWaitMs)))])
       clearTimeout(timer)
     }
     await this.remove()

@@ -36,6 +36,9 @@ interface HeartbeatResponse {
 /** How often the proxy reads the live set between its heartbeats. */
 const LIVE_SET_POLL_MS = 1000
 
+/** How long a stopping proxy gives the auth server to take it out of the live set. */
+const LEAVE_TIMEOUT_MS = 2000
+
 interface RenewResponse {
   tls_cert: string
   ssh_cert: string
@@ -144,7 +147,7 @@ export class ProxyService {
     }
     await this.heartbeat(true)
     this.membership = new LiveSetMembership(() => this.heartbeat(false), async () => {
-      await this.auth.call('DELETE', '/v1/proxies/self', undefined, { timeoutMs: 2000 })
+      await this.auth.call('DELETE', '/v1/proxies/self', undefined, { timeoutMs: LEAVE_TIMEOUT_MS })
     })
     await this.webCertificates?.start()
     this.log.info(`proxy listening: web ${this.addresses.web}, tunnel ${this.addresses.tunnel}`, { proxy_id: this.identity.hostId })
@@ -295,7 +298,7 @@ export class ProxyService {
     // instead of dialling the balancer for it while it is away. Briefly: an unreachable auth
     // server must not hold up the stop (the record then expires by itself).
     const started = Date.now()
-    await this.membership?.leave(2000)
+    await this.membership?.leave(LEAVE_TIMEOUT_MS)
       .catch((error: Error) => this.log.warn(`could not leave the live set: ${error.message}`))
     const left = Date.now()
     this.webCertificates?.stop()

@@ -105,6 +105,13 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
   const waiting: { conn: RoutedConnection; since: number }[] = []
   let shed = 0
 
+  /** Why `options.declines` refuses these ALPN names (logged), or undefined. */
+  const declineReason = (protocols: string[], remote: string): string | undefined => {
+    const declined = options.declines?.(protocols)
+    if (declined !== undefined) log.debug(`TLS handshake declined: ${declined}`, { remote })
+    return declined
+  }
+
   /**
    * A dial the router would decline from its ALPN names is turned away from the ClientHello
    * bytes the multiplexer read, with the alert OpenSSL would send: no TLS socket, no
@@ -117,9 +124,7 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
     const protocols = clientHelloAlpn(conn.head)
     // A validator's ClientHello is the ACME hooks' to answer first, as in the ALPN callback.
     if (protocols === undefined || protocols.includes(ACME_TLS_ALPN)) return false
-    const declined = options.declines(protocols)
-    if (declined === undefined) return false
-    log.debug(`TLS handshake declined: ${declined}`, { remote: conn.clientAddress })
+    if (declineReason(protocols, conn.clientAddress) === undefined) return false
     conn.socket.end(NO_APPLICATION_PROTOCOL_ALERT, () => conn.socket.destroy())
     return true
   }
@@ -179,11 +184,7 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
       ALPNCallback: ({ servername, protocols }) => {
         const answering = hooks?.selectAlpn({ servername, protocols })
         if (answering !== undefined) return answering
-        const declined = options.declines?.(protocols)
-        if (declined !== undefined) {
-          log.debug(`TLS handshake declined: ${declined}`, { remote })
-          return undefined
-        }
+        if (declineReason(protocols, remote) !== undefined) return undefined
         const version = socket.getProtocol()
         const chosen = offered.find((name) => protocols.includes(name) && (version === 'TLSv1.3' || !tls13Only.has(name)))
         if (chosen === undefined) {
