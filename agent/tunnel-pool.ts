@@ -22,7 +22,7 @@
 import { Backoff } from '../shared/backoff.ts'
 import { DEFAULTS } from '../shared/config.ts'
 import type { Logger } from '../shared/log.ts'
-import { AgentTunnel, HeldProxyError, type TunnelOptions } from './tunnel.ts'
+import { AgentTunnel, credentialsKey, HeldProxyError, ResumedSessionRefusedError, type TunnelOptions } from './tunnel.ts'
 
 export interface PoolOptions extends Omit<TunnelOptions, 'host' | 'port'> {
   host: string
@@ -46,6 +46,14 @@ const LOSS_SPREAD_MS = 5000
  */
 const PROXY_LOOK_MS = DEFAULTS.heartbeatIntervalMs
 
+/** Session tickets kept, one per proxy (the most recently used proxies). */
+const MAX_TICKETS = 32
+
+interface Offer {
+  proxyId: string
+  ticket: Buffer
+}
+
 export class TunnelPool {
   private readonly tunnels = new Map<string, AgentTunnel>()
   private readonly options: PoolOptions
@@ -56,8 +64,13 @@ export class TunnelPool {
   private wake?: () => void
   private readonly failures: Backoff
   private readonly duplicates: Backoff
+  /** The latest TLS session ticket from each proxy, valid for the credentials in `ticketsFor`. */
+  private readonly tickets = new Map<string, Buffer>()
+  private ticketsFor = ''
   /** Dials made so far (for tests and benchmarks). */
   dials = 0
+  /** Tunnels opened by resuming a TLS session (for tests and benchmarks). */
+  resumed = 0
 
   constructor(options: PoolOptions) {
     this.options = options
@@ -115,15 +128,22 @@ export class TunnelPool {
         const size = this.wanted && missing > 1 ? this.wanted.size : missing
         this.dials += size
         const held = this.held
-        const results = await Promise.allSettled(Array.from({ length: size }, () => AgentTunnel.open({ ...this.options, held })))
+        const offers = this.offers(size)
+        const results = await Promise.allSettled(offers.map((offer) => AgentTunnel.open({ ...this.options, held, session: offer?.ticket })))
         let adopted = 0
         let duplicates = 0
         let declined = 0
         let failure: Error | undefined
-        for (const result of results) {
+        for (const [i, result] of results.entries()) {
           if (result.status === 'rejected') {
             if (result.reason instanceof HeldProxyError) declined++
-            else failure = result.reason as Error
+            else {
+              failure = result.reason as Error
+              // The proxy resumed the session and then refused it (its certificate expired, a
+              // CA no longer trusted): the next dial there makes a full handshake.
+              const offer = offers[i]
+              if (failure instanceof ResumedSessionRefusedError && offer && this.tickets.get(offer.proxyId) === offer.ticket) this.tickets.delete(offer.proxyId)
+            }
             continue
           }
           const tunnel = result.value
@@ -166,11 +186,38 @@ export class TunnelPool {
     }
   }
 
+  /**
+   * The session tickets to offer in a round of `size` dials: those of proxies wanted and
+   * not held, one per dial in turn (none where there is no ticket). A ticket resumes only at
+   * the proxy that issued it, so offering one costs nothing where the balancer sends the
+   * dial elsewhere.
+   */
+  private offers(size: number): (Offer | undefined)[] {
+    const key = credentialsKey(this.options.identity)
+    if (key !== this.ticketsFor) {
+      this.tickets.clear()
+      this.ticketsFor = key
+    }
+    const candidates: Offer[] = []
+    for (const [proxyId, ticket] of this.tickets) if (!this.tunnels.has(proxyId) && (!this.wanted || this.wanted.has(proxyId))) candidates.push({ proxyId, ticket })
+    return Array.from({ length: size }, (_, i) => candidates[i % Math.max(candidates.length, 1)])
+  }
+
+  private keepTicket(proxyId: string, ticket: Buffer): void {
+    if (this.ticketsFor !== credentialsKey(this.options.identity)) return
+    this.tickets.delete(proxyId)
+    this.tickets.set(proxyId, ticket)
+    if (this.tickets.size > MAX_TICKETS) this.tickets.delete(this.tickets.keys().next().value!)
+  }
+
   private adopt(tunnel: AgentTunnel): void {
     const id = tunnel.proxyId
     this.tunnels.set(id, tunnel)
     tunnel.activate()
-    this.log.info(`tunnel to proxy ${id} open (${this.tunnels.size} held)`)
+    if (tunnel.resumed) this.resumed++
+    if (tunnel.ticket) this.keepTicket(id, tunnel.ticket)
+    tunnel.on('session', (ticket: Buffer) => this.keepTicket(id, ticket))
+    this.log.info(`tunnel to proxy ${id} open (${this.tunnels.size} held${tunnel.resumed ? ', TLS session resumed' : ''})`)
     tunnel.on('proxies', (_ids: string[], spreadMs?: number) => this.onAnnounce(spreadMs))
     for (const event of ['ca', 'certs', 'renew_failed']) tunnel.on(event, (message: Record<string, unknown>) => this.options.onControl?.(tunnel, message))
     tunnel.on('close', () => {

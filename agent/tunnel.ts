@@ -27,6 +27,12 @@ export interface TunnelOptions {
   connectTimeoutMs?: number
   /** Proxies this agent holds tunnels to: they refuse the dial at once (see heldProxiesAlpn). */
   held?: string[]
+  /**
+   * A TLS session ticket from an earlier tunnel to a proxy this dial is looking for. If the
+   * balancer picks that proxy it resumes the session (a cheaper handshake); any other
+   * proxy cannot open the ticket and makes a full handshake.
+   */
+  session?: Buffer
 }
 
 /** A dial that reached a proxy the agent already holds a tunnel to, refused before the handshake. */
@@ -37,11 +43,20 @@ export class HeldProxyError extends Error {
   }
 }
 
+/** The proxy refused a tunnel after resuming its TLS session (the certificate in the session has expired, say): the ticket is no good. */
+export class ResumedSessionRefusedError extends Error {
+  constructor(cause: Error) {
+    super(`the proxy refused the resumed TLS session: ${cause.message}`, { cause })
+    this.name = 'ResumedSessionRefusedError'
+  }
+}
+
 /**
  * Events: 'proxies' (ids: string[], spreadMs?: number) whenever the proxy announces the
  * live set, with the window over which to reach a proxy that joined it; 'ca',
- * 'certs' and 'renew_failed' (the message) during CA rotations; 'close' once, when the
- * tunnel is gone for any reason.
+ * 'certs' and 'renew_failed' (the message) during CA rotations; 'session' (ticket: Buffer)
+ * for each TLS session ticket the proxy sends; 'close' once, when the tunnel is gone for
+ * any reason.
  */
 export class AgentTunnel extends EventEmitter {
   proxyId = ''
@@ -49,6 +64,10 @@ export class AgentTunnel extends EventEmitter {
   announced?: string[]
   /** The proxy said GoAway: it is stopping cleanly (and leaves the live set). */
   leaving = false
+  /** The TLS handshake resumed an earlier session (the ticket offered was this proxy's). */
+  resumed = false
+  /** The latest TLS session ticket the proxy sent, to resume with after this tunnel ends. */
+  ticket?: Buffer
   private session?: Session
   private control?: Duplex
   private closed = false
@@ -72,13 +91,19 @@ export class AgentTunnel extends EventEmitter {
         minVersion: 'TLSv1.3',
         secureContext: secureContextFor(identity),
         // The proxy is trusted because its certificate chains to the cluster's host CA and names the proxy role.
+        // (A resumed session was made with such a proxy: only it can open the ticket.)
         checkServerIdentity: (_host, cert) => (certSubject(new X509Certificate(cert.raw)).roles.includes('proxy') ? undefined : new Error('the server is not a proxy of this cluster')),
+        ...(options.session ? { session: options.session } : {}),
+      })
+      socket.on('session', (ticket: Buffer) => {
+        this.ticket = ticket
+        this.emit('session', ticket)
       })
       const fail = (error: Error) => {
         clearTimeout(timer)
         socket.destroy()
         this.shutdown()
-        reject(error)
+        reject(this.resumed ? new ResumedSessionRefusedError(error) : error)
       }
       const timer = setTimeout(() => fail(new Error('timed out connecting the tunnel')), options.connectTimeoutMs ?? 10_000)
       socket.once('error', (error: NodeJS.ErrnoException) => {
@@ -87,6 +112,7 @@ export class AgentTunnel extends EventEmitter {
       })
       socket.once('secureConnect', () => {
         if (socket.alpnProtocol !== TUNNEL_ALPN) return fail(new Error(`the proxy did not accept ALPN ${TUNNEL_ALPN}`))
+        this.resumed = socket.isSessionReused()
         socket.setNoDelay(true)
         socket.setKeepAlive(true, options.keepAliveIntervalMs)
         const session = createSession(socket, { client: true, keepAliveIntervalMs: options.keepAliveIntervalMs })
@@ -160,13 +186,21 @@ export class AgentTunnel extends EventEmitter {
 }
 
 /**
- * One TLS context per identity and content (CA rotations change an identity's certificates
- * in place): building one parses the CA certificates and the key, which costs more than
- * the handshake itself when a pool dials a round of tunnels.
+ * What a TLS context and a session ticket are made from. A ticket resumes the session it
+ * came from, with the certificates and trusted CAs of then, so it is used only while these
+ * are unchanged (CA rotations change an identity's certificates in place).
+ */
+export function credentialsKey(identity: NodeIdentity): string {
+  return [identity.tlsCertPem, identity.tlsKeyPem, ...identity.hostCAPems].join('')
+}
+
+/**
+ * One TLS context per identity and content: building one parses the CA certificates and
+ * the key, which costs more than the handshake itself when a pool dials a round of tunnels.
  */
 const contexts = new WeakMap<NodeIdentity, { key: string; context: SecureContext }>()
 function secureContextFor(identity: NodeIdentity): SecureContext {
-  const key = [identity.tlsCertPem, identity.tlsKeyPem, ...identity.hostCAPems].join('')
+  const key = credentialsKey(identity)
   let cached = contexts.get(identity)
   if (cached?.key !== key) {
     cached = { key, context: createSecureContext({ ca: identity.hostCAPems, cert: identity.tlsCertPem, key: identity.tlsKeyPem, minVersion: 'TLSv1.3' }) }

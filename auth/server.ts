@@ -25,7 +25,7 @@ import { issueUserCertificates, UserDirectory, UserError } from './users.ts'
 import { createPublicKey } from 'node:crypto'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import { HttpError, labelsField, readJson, Router, stringField, stringListField } from '../shared/json-http.ts'
-import { certSubject, issuedByAny, type CertSubject } from '../shared/cert-subject.ts'
+import { certSubject, issuedByAny, type CertSubject, validNow } from '../shared/cert-subject.ts'
 import { DEFAULTS, resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/config.ts'
 import { writeFileAtomic } from '../shared/files.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
@@ -181,7 +181,8 @@ export class AuthServer {
     if (cached !== undefined) return cached
     let peer: Peer | null = null
     const raw = socket.authorized ? socket.getPeerX509Certificate() : undefined
-    if (raw) {
+    // A resumed TLS session skips OpenSSL's date checks of the certificate it carries.
+    if (raw && validNow(raw)) {
       const subject = certSubject(raw)
       if (subject.cluster === this.clusterName) {
         if (issuedByAny(raw, this.hostCA.tlsCertPems)) peer = { kind: 'host', subject }

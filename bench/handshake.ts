@@ -9,6 +9,8 @@
 //         with the node's host certificate, the ALPN names, one yamux session, the control
 //         stream's welcome and hello; the proxy registers the tunnel and reports it to the
 //         auth server. The tunnels are closed after each round, outside the measured window.
+// resumed: the same tunnels opened again with the TLS session ticket each identity got from
+//         the proxy in a warren round: what a fleet returning to a restarted proxy costs.
 // tls:    the same number of TLS handshakes between this process and a plain
 //         `tls.createServer` in a helper process (bench/lib/tls-server.ts): ECDSA P-256 on
 //         both sides, a client certificate required and verified, ALPN; the node's own
@@ -103,8 +105,17 @@ try {
   const contexts = identities.map((identity) => createSecureContext({ key: identity.tlsKeyPem, cert: identity.tlsCertPem, ca: server.cert }))
 
   const tunnelAddress = parseHostPort(proxy.tunnel, DEFAULTS.tunnelPort)
+  const tickets: (Buffer | undefined)[] = []
   const warren = (i: number) => AgentTunnel.open({ ...simulatedAgent(tunnelAddress, identities[i]!, log), held: [] }).then((tunnel) => {
     tunnel.activate()
+    if (tunnel.ticket) tickets[i] = tunnel.ticket
+    else tunnel.once('session', (ticket: Buffer) => (tickets[i] = ticket))
+    return tunnel
+  })
+  let fullHandshakes = 0
+  const resumed = (i: number) => AgentTunnel.open({ ...simulatedAgent(tunnelAddress, identities[i]!, log), held: [], session: tickets[i] }).then((tunnel) => {
+    tunnel.activate()
+    if (!tunnel.resumed) fullHandshakes++
     return tunnel
   })
   const tls = (i: number) => new Promise<TLSSocket>((resolve, reject) => {
@@ -117,7 +128,8 @@ try {
   // One unmeasured round each warms both servers and this process up.
   await measure(proxy.daemon.child.pid!, warren)
   await measure(tlsServer.pid, (i) => tls(i).then(close))
-  const samples: Record<'warren' | 'tls', Sample[]> = { warren: [], tls: [] }
+  const paths = ['warren', 'resumed', 'tls'] as const
+  const samples: Record<(typeof paths)[number], Sample[]> = { warren: [], resumed: [], tls: [] }
   const inspector = values.profile ? new Session() : undefined
   inspector?.connect()
   await inspector?.post('Profiler.enable')
@@ -125,20 +137,22 @@ try {
     await inspector?.post('Profiler.start')
     samples.warren.push(await measure(proxy.daemon.child.pid!, warren))
     if (inspector) writeFileSync(join(dir, `node-${round}.cpuprofile`), JSON.stringify((await inspector.post('Profiler.stop')).profile))
+    samples.resumed.push(await measure(proxy.daemon.child.pid!, resumed))
     samples.tls.push(await measure(tlsServer.pid, (i) => tls(i).then(close)))
     process.stderr.write(`round ${round + 1} of ${rounds} done\n`)
   }
 
-  const summary = (path: 'warren' | 'tls') => ({ node: median(samples[path].map((s) => s.nodeMs)), server: median(samples[path].map((s) => s.serverMs)) })
+  const summary = (path: (typeof paths)[number]) => ({ node: median(samples[path].map((s) => s.nodeMs)), server: median(samples[path].map((s) => s.serverMs)) })
   const base = summary('tls')
-  const rows = (['warren', 'tls'] as const).map((path) => {
+  const rows = paths.map((path) => {
     const s = summary(path)
     return [path, s.node.toFixed(2), s.server.toFixed(2), (s.node / base.node).toFixed(2), (s.server / base.server).toFixed(2), String(Math.round(1000 / s.server))]
   })
   console.log(`\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
   console.log(`${count} handshakes per round, ${concurrency} at a time, medians of ${rounds} rounds`)
   console.log(formatTable(['path', 'node ms CPU each', 'server ms CPU each', 'node ÷ tls', 'server ÷ tls', 'per second per server core'], rows))
-  console.log('per round (node / server ms): ' + (['warren', 'tls'] as const).map((path) => `${path} ${samples[path].map((s) => `${s.nodeMs.toFixed(2)}/${s.serverMs.toFixed(2)}`).join(', ')}`).join('; '))
+  console.log(`resumed: ${fullHandshakes} of ${count * rounds} dials made a full handshake instead`)
+  console.log('per round (node / server ms): ' + paths.map((path) => `${path} ${samples[path].map((s) => `${s.nodeMs.toFixed(2)}/${s.serverMs.toFixed(2)}`).join(', ')}`).join('; '))
   if (inspector) {
     const proxyPid = proxy.daemon.child.pid!
     await proxy.stop()

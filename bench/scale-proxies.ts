@@ -5,7 +5,7 @@
 //
 //   npm run bench:mesh [-- --agents=5000 --proxies=3 --swarms=3 --rate=50 --idle=20
 //                         --restart-signal=SIGTERM --limit=300 --balance=roundrobin|leastconn --profile --logs=DIR
-//                         --proxy-log=info|debug --swarm-nice=0..19]
+//                         --proxy-log=info|debug --swarm-nice=0..19 --balancers=3]
 //
 // --logs=DIR keeps the proxies' and the auth server's logs there (the restarted proxy's
 // first life in proxy-N-first.log); the proxies log at their default level (info) unless
@@ -25,10 +25,11 @@
 //     balancer's per-server session counter, sampled every second).
 //
 // Limits here: 20,000 open files per process, not raisable. Every tunnel through HAProxy
-// costs it two, so there is one HAProxy process per swarm, each on its own address
-// (127.0.0.1, 127.0.0.2, …, same port) and with the same three servers, as a fleet whose
-// devices resolve the balancer's name to one of several balancer nodes: each balances
-// round robin on its own. It also keeps every swarm's source ports apart.
+// costs it two, so there are several HAProxy processes (--balancers, default one per swarm), each on its
+// own address (127.0.0.1, 127.0.0.2, …, same port) and with the same three servers, as a
+// fleet whose devices resolve the balancer's name to one of several balancer nodes: each
+// balances on its own. Swarm s dials balancer s mod --balancers, which also keeps the
+// swarms' source ports apart.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { connect } from 'node:net'
@@ -58,6 +59,7 @@ const { values } = parseArgs({
     balance: { type: 'string', default: 'roundrobin' },
     'proxy-log': { type: 'string', default: 'info' },
     'swarm-nice': { type: 'string', default: '10' },
+    balancers: { type: 'string', default: '' },
   },
 })
 if (!['info', 'debug'].includes(values['proxy-log']!)) throw new Error(`--proxy-log must be info or debug, not ${values['proxy-log']}`)
@@ -67,7 +69,8 @@ if (!['roundrobin', 'leastconn'].includes(values.balance!)) throw new Error(`--b
 const agentCount = Number(values.agents)
 const proxyCount = Number(values.proxies)
 const swarmCount = Number(values.swarms)
-const balancerCount = swarmCount
+const balancerCount = values.balancers ? Number(values.balancers) : swarmCount
+if (!Number.isInteger(balancerCount) || balancerCount < 1) throw new Error(`--balancers must be a positive integer, not ${values.balancers}`)
 const rate = Number(values.rate)
 const limitMs = Number(values.limit) * 1000
 
@@ -98,7 +101,7 @@ const cleanup = async () => {
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
 
 /** Sums every swarm's answer to {"stats": 1}. */
-async function stats(): Promise<{ agents: number; full: number; held: number; dials: number[]; fullAt: number[]; rss: number }> {
+async function stats(): Promise<{ agents: number; full: number; held: number; dials: number[]; resumed: number; fullAt: number[]; rss: number }> {
   for (const h of helpers) h.send({ stats: 1 })
   const answers = await Promise.all(helpers.map((h) => h.next((m) => m.stats === 1)))
   return {
@@ -106,6 +109,7 @@ async function stats(): Promise<{ agents: number; full: number; held: number; di
     full: answers.reduce((s, a) => s + (a.full as number), 0),
     held: answers.reduce((s, a) => s + (a.held as number), 0),
     dials: answers.flatMap((a) => a.dials as number[]),
+    resumed: answers.reduce((s, a) => s + (a.resumed as number), 0),
     fullAt: answers.flatMap((a) => a.fullAt as number[]),
     rss: answers.reduce((s, a) => s + (a.rss as number), 0),
   }
@@ -222,7 +226,7 @@ try {
   await sleep(1000)
   const token = await auth.token(['nodes', 'add', '--ttl=1h'])
   for (let s = 0; s < swarmCount; s++) {
-    helpers.push(new Helper(join(import.meta.dirname, 'lib', 'pool-swarm.ts'), [`--auth=${auth.address}`, `--token=${token}`, `--pin=${pin}`, `--tunnel=127.0.0.${s + 1}:${lbPort}`, `--name=mesh${s}`, `--proxies=${proxyCount}`], { nodeArgs: ['--expose-gc', ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])] }))
+    helpers.push(new Helper(join(import.meta.dirname, 'lib', 'pool-swarm.ts'), [`--auth=${auth.address}`, `--token=${token}`, `--pin=${pin}`, `--tunnel=127.0.0.${(s % balancerCount) + 1}:${lbPort}`, `--name=mesh${s}`, `--proxies=${proxyCount}`], { nodeArgs: ['--expose-gc', ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])] }))
   }
   await Promise.all(helpers.map((h) => h.ready))
   // Agents run on devices of their own: at a lower priority here, the simulated agents' side
@@ -315,6 +319,7 @@ try {
   notes.push(`restart: the restarted proxy's CPU per second (share of a core): ${victimCpu.map((c) => c.toFixed(2)).join(' ')}`)
   notes.push(`restart: the machine's busy share per second (all ${cpus().length} cores): ${machineBusy.map((c) => c.toFixed(2)).join(' ')}`)
   notes.push(`restart, dials per agent (dials:agents): ${histogram(recovery.last.dials)}`)
+  notes.push(`restart: ${recovery.last.resumed} of the tunnels opened resumed a TLS session`)
   notes.push(`swarm RSS ${(recovery.last.rss / MiB).toFixed(0)} MiB for ${agentCount} agents`)
 } finally {
   await cleanup()

@@ -23,6 +23,7 @@ import { webApi } from './web-api.ts'
 import type { WebCertificates } from './web-certificates.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { LiveSetMembership } from './membership.ts'
+import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
 
 interface HeartbeatResponse {
   proxies: string[]
@@ -58,6 +59,7 @@ export class ProxyService {
   private userCAPems: string[] = []
   private readonly clientAddresses = new WeakMap<object, string>()
   private cachedContext?: { key: string; context: SecureContext }
+  private ticketKeys!: TicketKeys
   private presencePending?: NodeJS.Timeout
   private webCertificates?: WebCertificates
   /** Tunnels registered since the last report: sent within moments, the rest at the slower full rate. */
@@ -83,6 +85,7 @@ export class ProxyService {
   async start(): Promise<void> {
     tuneHeapForForwarding()
     this.identity = await obtainIdentity(this.config, 'proxy', this.log, this.warn)
+    this.ticketKeys = new TicketKeys(this.config.dataDir)
     this.hostCAPems = this.identity.hostCAPems
     this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
     if (this.config.proxy.acme.enabled) {
@@ -161,11 +164,26 @@ export class ProxyService {
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
   }
 
-  /** Built once per change of certificates or CAs: parsing PEMs for every connection would be wasted work. */
+  /**
+   * Built once per change of certificates, CAs or ticket key: parsing PEMs for every
+   * connection would be wasted work. Tickets are sealed with the key kept on disk, so they
+   * outlive a restart (every handler checks the certificate a resumed session carries).
+   */
   private secureContext(): SecureContext {
-    const key = [this.identity.tlsCertPem, ...this.hostCAPems, ...this.userCAPems].join('')
+    const ticketKey = this.ticketKeys.current()
+    const key = [ticketKey.created, this.identity.tlsCertPem, ...this.hostCAPems, ...this.userCAPems].join('')
     if (this.cachedContext?.key !== key) {
-      this.cachedContext = { key, context: createSecureContext({ key: this.identity.tlsKeyPem, cert: this.identity.tlsCertPem, ca: [...this.hostCAPems, ...this.userCAPems] }) }
+      const context = createSecureContext({
+        key: this.identity.tlsKeyPem,
+        cert: this.identity.tlsCertPem,
+        ca: [...this.hostCAPems, ...this.userCAPems],
+        ticketKeys: ticketKey.key,
+        sessionTimeout: TICKET_LIFETIME_S,
+      })
+      // OpenSSL resumes sessions that requested a client certificate only within the same
+      // session ID context, which tls.Server sets for its own contexts; this one outlives restarts.
+      ;(context.context as { setSessionIdContext(id: string): void }).setSessionIdContext(sessionIdContext(this.identity.clusterName))
+      this.cachedContext = { key, context }
     }
     return this.cachedContext.context
   }

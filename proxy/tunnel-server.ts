@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import type { X509Certificate } from 'node:crypto'
 import { createSession, type Session } from '../shared/yamux/index.ts'
-import { certSubject, issuedByAny } from '../shared/cert-subject.ts'
+import { certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
 import type { Logger } from '../shared/log.ts'
 import { MAX_RETURN_SPREAD_MS, readFirstMessage, readMessages, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
 
@@ -88,9 +88,10 @@ export class TunnelServer extends EventEmitter {
   handle(socket: TLSSocket, remoteAddress: string): void {
     const log = this.options.log
     const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined
-    const subject = cert && issuedByAny(cert, this.options.hostCAPems()) ? certSubject(cert) : undefined
+    const current = cert !== undefined && validNow(cert)
+    const subject = cert && current && issuedByAny(cert, this.options.hostCAPems()) ? certSubject(cert) : undefined
     if (!cert || !subject || subject.cluster !== this.options.clusterName || !subject.roles.includes('node')) {
-      const reason = socket.authorizationError ? String(socket.authorizationError) : cert ? 'not a node certificate of this cluster' : 'no client certificate'
+      const reason = socket.authorizationError ? String(socket.authorizationError) : !cert ? 'no client certificate' : !current ? 'the certificate has expired or is not yet valid' : 'not a node certificate of this cluster'
       log.warn(`tunnel from ${remoteAddress} refused: ${reason}`)
       socket.destroy()
       return

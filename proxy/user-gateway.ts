@@ -4,7 +4,7 @@
 
 import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
-import { certSubject, issuedByAny } from '../shared/cert-subject.ts'
+import { certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
 import type { Logger } from '../shared/log.ts'
 import { readFirstMessage, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
 import { splice } from '../shared/splice.ts'
@@ -21,9 +21,11 @@ export async function handleUserConnection(socket: TLSSocket, remoteAddress: str
   const { log } = options
   socket.on('error', () => {})
   const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined
-  const subject = cert && issuedByAny(cert, options.userCAPems()) ? certSubject(cert) : undefined
+  const current = cert !== undefined && validNow(cert)
+  const subject = cert && current && issuedByAny(cert, options.userCAPems()) ? certSubject(cert) : undefined
   if (!subject || subject.cluster !== options.clusterName || !subject.roles.includes('user')) {
-    log.warn(`user connection from ${remoteAddress} refused: ${socket.authorizationError ?? 'no valid user certificate'}`)
+    const reason = socket.authorizationError ?? (cert && !current ? 'the certificate has expired or is not yet valid' : 'no valid user certificate')
+    log.warn(`user connection from ${remoteAddress} refused: ${reason}`)
     writeMessage(socket, { ok: false, error: 'a valid user certificate of this cluster is required' })
     socket.end()
     return

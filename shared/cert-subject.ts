@@ -35,6 +35,15 @@ export function issuedByAny(cert: X509Certificate, caPems: string[]): boolean {
 }
 
 /**
+ * True while `cert` is within its validity period. A resumed TLS session skips OpenSSL's
+ * checks of the certificate it was first made with, so whoever accepts a connection by its
+ * certificate checks the dates itself.
+ */
+export function validNow(cert: X509Certificate, nowMs = Date.now()): boolean {
+  return cert.validFromDate.getTime() <= nowMs && nowMs <= cert.validToDate.getTime()
+}
+
+/**
  * CA certificates parsed once: a proxy checks every tunnel's certificate against the same
  * few CAs, thousands of times when a fleet reconnects. Few entries (the CAs of rotations).
  */

@@ -4,12 +4,9 @@
 import t from 'tap'
 import { connect as tlsConnect } from 'node:tls'
 import { connect as tcpConnect } from 'node:net'
-import { generateKeyPairSync, randomUUID } from 'node:crypto'
-import { join } from 'node:path'
 import { AuthProcess, ProxyProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
-import { SqliteBackend } from '../auth/backend/sqlite.ts'
-import { createCA, createCertificate } from '../auth/x509.ts'
-import { createPrivateKey } from 'node:crypto'
+import { createCA } from '../auth/x509.ts'
+import { hostCAOf, nodeIdentityFrom } from './helpers/certs.ts'
 import { AgentTunnel, HeldProxyError } from '../agent/tunnel.ts'
 import { heldProxiesAlpn } from '../shared/tunnel-protocol.ts'
 import { createLogger } from '../shared/log.ts'
@@ -21,35 +18,6 @@ const pin = await auth.pin()
 const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
 t.teardown(() => proxy.stop())
 const [host, port] = [proxy.tunnel.slice(0, proxy.tunnel.lastIndexOf(':')), Number(proxy.tunnel.slice(proxy.tunnel.lastIndexOf(':') + 1))]
-
-/** The host CA's key and certificate, read from the auth server's backend as an attacker with a stolen expired cert would have had it signed. */
-async function hostCA(): Promise<{ key: ReturnType<typeof createPrivateKey>; certPem: string }> {
-  const backend = SqliteBackend.open(join(auth.dataDir, 'backend.db'))
-  try {
-    const stored = JSON.parse((await backend.get('/authorities/host'))!.value)
-    return { key: createPrivateKey(stored.keySets[0].tlsKeyPem), certPem: stored.keySets[0].tlsCertPem }
-  } finally {
-    await backend.close()
-  }
-}
-
-function identityWith(ca: { key: ReturnType<typeof createPrivateKey>; certPem: string }, validity: { notBefore: Date; notAfter: Date }, issuerName = 'test-cluster host CA'): NodeIdentity {
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const hostId = randomUUID()
-  const tlsCertPem = createCertificate({
-    subject: { CN: hostId, O: 'test-cluster', OU: ['node'], name: 'intruder' },
-    issuer: { CN: issuerName, O: 'test-cluster' },
-    publicKey,
-    signingKey: ca.key,
-    ...validity,
-    extKeyUsage: ['clientAuth', 'serverAuth'],
-  })
-  return {
-    hostId, nodename: 'intruder', clusterName: 'test-cluster', roles: ['node'], authServers: [],
-    tlsKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, tlsCertPem,
-    sshKeyPem: '', sshCert: '', hostCAPems: [ca.certPem], userCASshKeys: [],
-  }
-}
 
 function tryTunnel(identity: NodeIdentity, hostCAPems: string[], held: string[] = []) {
   return AgentTunnel.open({
@@ -65,18 +33,18 @@ t.test('a valid node tunnel is accepted (the control case)', async (t) => {
 })
 
 t.test('refusals', async (t) => {
-  const ca = await hostCA()
+  const ca = await hostCAOf(auth)
   const now = Date.now()
-  const expired = identityWith(ca, { notBefore: new Date(now - 7200_000), notAfter: new Date(now - 3600_000) })
+  const expired = nodeIdentityFrom(ca, { notBefore: new Date(now - 7200_000), notAfter: new Date(now - 3600_000) })
   await t.rejects(tryTunnel(expired, [ca.certPem]), 'an expired host certificate is refused')
   await proxy.daemon.waitFor('the refusal to be logged', () => /tunnel from \S+ refused: .*expired/i.test(proxy.daemon.stderr), 5000)
   t.pass('the proxy names the reason: the certificate expired')
 
   const other = createCA('test-cluster host CA', 'test-cluster')
-  const foreign = identityWith(other, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
+  const foreign = nodeIdentityFrom(other, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
   await t.rejects(tryTunnel(foreign, [ca.certPem]), 'a certificate from another CA is refused')
 
-  const valid = identityWith(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
+  const valid = nodeIdentityFrom(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
   const accepted = await tryTunnel(valid, [ca.certPem])
   accepted.activate()
   t.ok(accepted.proxyId, 'the same kind of certificate, valid, is accepted')
@@ -99,9 +67,9 @@ t.test('refusals', async (t) => {
 })
 
 t.test('a dial listing this proxy as held is refused before any key exchange', async (t) => {
-  const ca = await hostCA()
+  const ca = await hostCAOf(auth)
   const now = Date.now()
-  const valid = identityWith(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
+  const valid = nodeIdentityFrom(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
   const first = await tryTunnel(valid, [ca.certPem])
   first.activate()
   t.teardown(() => first.close())
@@ -126,9 +94,9 @@ t.test('a dial listing this proxy as held is refused before any key exchange', a
 })
 
 t.test('garbage on the port is closed without affecting a live tunnel', async (t) => {
-  const ca = await hostCA()
+  const ca = await hostCAOf(auth)
   const now = Date.now()
-  const live = await tryTunnel(identityWith(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) }), [ca.certPem])
+  const live = await tryTunnel(nodeIdentityFrom(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) }), [ca.certPem])
   live.activate()
   const garbage = await new Promise<string>((resolve) => {
     const socket = tcpConnect({ host, port }, () => socket.write(Buffer.from('\x00\xffgarbage that is no protocol at all\r\n')))

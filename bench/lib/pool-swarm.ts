@@ -10,7 +10,7 @@
 //   {"join": n}              join until n identities are held   → {"joined": n, "seconds": s}
 //   {"start": n, "rate": r}  start n agents, r per second        → {"started": n}
 //   {"mark": 1}              count dials and completion from now → {"marked": 1}
-//   {"stats": 1}             → {"agents", "full", "held", "dials": [per agent since the mark],
+//   {"stats": 1}             → {"agents", "full", "held", "dials": [per agent since the mark], "resumed" (tunnels since the mark),
 //                               "fullAt": [ms after the mark when each agent last became full, -1 if not], "rss"}
 //
 // An agent is "full" when it holds `--proxies` tunnels. Completion is sampled every 50 ms.
@@ -38,6 +38,7 @@ const identities: NodeIdentity[] = []
 interface Agent {
   pool: TunnelPool
   dialsAtMark: number
+  resumedAtMark: number
   /** ms after the mark when the agent last became full; -1 while it is not. */
   fullAt: number
 }
@@ -66,7 +67,7 @@ async function start(count: number, perSecond: number): Promise<void> {
     const wait = due - performance.now()
     if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait))
     const pool = new TunnelPool(simulatedAgent(tunnelAddress, identities[i]!, log))
-    agents.push({ pool, dialsAtMark: 0, fullAt: -1 })
+    agents.push({ pool, dialsAtMark: 0, resumedAtMark: 0, fullAt: -1 })
     pool.start()
   }
   announce({ started: agents.length })
@@ -88,6 +89,7 @@ onCommand(async (command) => {
     markedAt = performance.now()
     for (const agent of agents) {
       agent.dialsAtMark = agent.pool.dials
+      agent.resumedAtMark = agent.pool.resumed
       agent.fullAt = -1
     }
     announce({ marked: 1 })
@@ -99,7 +101,7 @@ onCommand(async (command) => {
       held += n
       if (n >= proxyCount) full++
     }
-    announce({ stats: 1, agents: agents.length, full, held, dials: agents.map((a) => a.pool.dials - a.dialsAtMark), fullAt: agents.map((a) => Math.round(a.fullAt)), rss: process.memoryUsage().rss })
+    announce({ stats: 1, agents: agents.length, full, held, dials: agents.map((a) => a.pool.dials - a.dialsAtMark), resumed: agents.reduce((sum, a) => sum + a.pool.resumed - a.resumedAtMark, 0), fullAt: agents.map((a) => Math.round(a.fullAt)), rss: process.memoryUsage().rss })
   }
 })
 process.on('SIGTERM', () => process.exit(0))

@@ -1,7 +1,10 @@
 // Throwaway TLS credentials for tests: a CA of its own and loopback certificates from it.
 
-import { generateKeyPairSync } from 'node:crypto'
+import { createPrivateKey, generateKeyPairSync, type KeyObject, randomUUID } from 'node:crypto'
+import { join } from 'node:path'
+import { SqliteBackend } from '../../auth/backend/sqlite.ts'
 import { createCA, createCertificate, type DistinguishedName } from '../../auth/x509.ts'
+import type { NodeIdentity } from '../../shared/identity-store.ts'
 
 export interface TestCA {
   ca: ReturnType<typeof createCA>
@@ -28,4 +31,44 @@ export function loopbackCert(issuer: TestCA, subject: DistinguishedName, usage: 
     extKeyUsage: usage,
   })
   return { certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
+}
+
+export interface IssuingCA {
+  key: KeyObject
+  certPem: string
+}
+
+/** A cluster's host CA, read from its auth server's backend: what an attacker holding a stolen or expired certificate would once have had signed. */
+export function hostCAOf(auth: { dataDir: string }): Promise<IssuingCA> {
+  return authorityOf(auth, 'host')
+}
+
+/** A cluster's host or user CA, read from its auth server's backend. */
+export async function authorityOf(auth: { dataDir: string }, type: 'host' | 'user'): Promise<IssuingCA> {
+  const backend = SqliteBackend.open(join(auth.dataDir, 'backend.db'))
+  try {
+    const stored = JSON.parse((await backend.get(`/authorities/${type}`))!.value)
+    return { key: createPrivateKey(stored.keySets[0].tlsKeyPem), certPem: stored.keySets[0].tlsCertPem }
+  } finally {
+    await backend.close()
+  }
+}
+
+/** A node identity of cluster "test-cluster" signed by `ca`, valid for exactly `validity`. */
+export function nodeIdentityFrom(ca: IssuingCA, validity: { notBefore: Date; notAfter: Date }, issuerName = 'test-cluster host CA'): NodeIdentity {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const hostId = randomUUID()
+  const tlsCertPem = createCertificate({
+    subject: { CN: hostId, O: 'test-cluster', OU: ['node'], name: 'intruder' },
+    issuer: { CN: issuerName, O: 'test-cluster' },
+    publicKey,
+    signingKey: ca.key,
+    ...validity,
+    extKeyUsage: ['clientAuth', 'serverAuth'],
+  })
+  return {
+    hostId, nodename: 'intruder', clusterName: 'test-cluster', roles: ['node'], authServers: [],
+    tlsKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, tlsCertPem,
+    sshKeyPem: '', sshCert: '', hostCAPems: [ca.certPem], userCASshKeys: [],
+  }
 }
