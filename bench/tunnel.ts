@@ -3,6 +3,10 @@
 //
 //   direct        client → TCP → echo
 //   openssh       client → TCP → sshd → SSH channel → ssh -R → TCP → echo
+//   openssh-auth  the same reached the way a user elsewhere reaches it: client → TCP → ssh -L
+//                 (an authenticated, encrypted SSH connection to sshd) → sshd → TCP → sshd →
+//                 SSH channel → ssh -R → TCP → echo; Warren's user leg is likewise TLS with a
+//                 user certificate, so this is the like-for-like comparison
 //   warren        client → TLS → proxy → TLS 1.3 + yamux → agent → TCP → echo (real `warren start` processes)
 //   relay-tls     client → TCP → relay → TLS 1.3 → relay → TCP → echo (a TLS connection per client, no mux)
 //   relay-yamux   the same relays over one TLS connection with shared/yamux streams
@@ -32,7 +36,7 @@ import { cpuSecondsOf, processTree } from './lib/proc-stats.ts'
 import { formatTable } from './lib/table.ts'
 import { startWarrenPath } from './lib/warren-path.ts'
 
-const ALL_PATHS = ['direct', 'openssh', 'warren', 'relay-tls', 'relay-yamux', 'relay-h2']
+const ALL_PATHS = ['direct', 'openssh', 'openssh-auth', 'warren', 'relay-tls', 'relay-yamux', 'relay-h2']
 const { values } = parseArgs({
   options: {
     mb: { type: 'string', default: '200' },
@@ -50,8 +54,11 @@ for (const path of paths) if (!ALL_PATHS.includes(path)) throw new Error(`unknow
 
 interface Path {
   open(): Promise<Duplex>
-  /** The processes of the hop the client reaches and of the hop that reaches the echo server. */
-  hops(): { entry: number[]; exit: number[] }
+  /**
+   * The processes of the hop the client reaches and of the hop that reaches the echo server,
+   * and any process on the user's side besides this one (OpenSSH's `ssh -L`).
+   */
+  hops(): { client?: number[]; entry: number[]; exit: number[] }
 }
 
 interface BulkSample {
@@ -101,13 +108,17 @@ async function startPath(name: string, echoPort: number): Promise<Path | string>
   switch (name) {
     case 'direct':
       return { open: tcp(echoPort), hops: () => ({ entry: [], exit: [] }) }
-    case 'openssh': {
+    case 'openssh':
+    case 'openssh-auth': {
       const missing = opensshMissing()
-      if (missing) return `openssh skipped: ${missing}`
-      const tunnel = await startOpensshTunnel(echoPort)
+      if (missing) return `${name} skipped: ${missing}`
+      const userLeg = name === 'openssh-auth'
+      const tunnel = await startOpensshTunnel(echoPort, { userLeg })
       stops.push(tunnel.stop)
-      notes.push(`openssh: ${tunnel.cipher}, default options`)
-      return { open: tcp(tunnel.port), hops: () => ({ entry: processTree(tunnel.sshdPid), exit: [tunnel.sshPid] }) }
+      notes.push(`${name}: ${tunnel.cipher}, default options`)
+      if (!userLeg) return { open: tcp(tunnel.port), hops: () => ({ entry: processTree(tunnel.sshdPid), exit: [tunnel.sshPid] }) }
+      const { port, pid } = tunnel.userLeg!
+      return { open: tcp(port), hops: () => ({ client: [pid], entry: processTree(tunnel.sshdPid), exit: [tunnel.sshPid] }) }
     }
     case 'warren': {
       profileDir = values.profile ? tempDir('warren-bench-profile-') : undefined
@@ -125,13 +136,13 @@ async function startPath(name: string, echoPort: number): Promise<Path | string>
 async function measureBulk(path: Path, echoPid: number): Promise<BulkSample> {
   const socket = await path.open()
   const hops = path.hops()
-  const cpuOf = () => ({ client: process.cpuUsage(), entry: cpuSecondsOf(hops.entry), exit: cpuSecondsOf(hops.exit), echo: cpuSecondsOf([echoPid]) })
+  const cpuOf = () => ({ client: process.cpuUsage(), userSide: cpuSecondsOf(hops.client ?? []), entry: cpuSecondsOf(hops.entry), exit: cpuSecondsOf(hops.exit), echo: cpuSecondsOf([echoPid]) })
   const before = cpuOf()
   const bulk = await bulkEcho(socket, totalBytes)
   const after = cpuOf()
   socket.destroy()
   const perGB = 1e9 / totalBytes
-  const clientSeconds = (after.client.user + after.client.system - before.client.user - before.client.system) / 1e6
+  const clientSeconds = (after.client.user + after.client.system - before.client.user - before.client.system) / 1e6 + after.userSide - before.userSide
   return {
     mbPerSecond: bulk.mbPerSecond,
     cpu: { client: clientSeconds * perGB, entry: (after.entry - before.entry) * perGB, exit: (after.exit - before.exit) * perGB, echo: (after.echo - before.echo) * perGB },
@@ -215,6 +226,10 @@ if (warren && openssh) {
   const throughput = warren.mbPerSecond / openssh.mbPerSecond
   const latency = warren.p50 / openssh.p50
   console.log(`Warren ÷ OpenSSH: throughput ${throughput.toFixed(2)} (target ≥ 1.00, ${throughput >= 1 ? 'met' : 'missed'}), p50 latency ${latency.toFixed(2)} (target ≤ 1.00, ${latency <= 1 ? 'met' : 'missed'}), CPU per byte ${(warren.cpu.total / openssh.cpu.total).toFixed(2)}`)
+}
+const opensshAuth = rows.find((r) => r.path === 'openssh-auth')
+if (warren && opensshAuth) {
+  console.log(`Warren ÷ OpenSSH with the user's own SSH leg (like for like): throughput ${(warren.mbPerSecond / opensshAuth.mbPerSecond).toFixed(2)}, p50 latency ${(warren.p50 / opensshAuth.p50).toFixed(2)}, CPU per byte ${(warren.cpu.total / opensshAuth.cpu.total).toFixed(2)}`)
 }
 if (profileDir && profiled) {
   console.log('\n' + formatSummary('proxy (warren start --roles=proxy)', summariseProfiles(profilesOf(profileDir, profiled.proxy), 25)))

@@ -3,6 +3,13 @@
 //
 //   client → TCP → sshd (its session process) → SSH channel → ssh → TCP → echo
 //
+// With `userLeg`, also what a user elsewhere runs to reach PORT, which sshd opens on its
+// loopback only: an authenticated, encrypted SSH connection of their own,
+// `ssh -N -L LOCAL:127.0.0.1:PORT`, the counterpart of Warren's user leg (TLS with a user
+// certificate to the proxy):
+//
+//   client → TCP → ssh -L → SSH channel → sshd (the user's session) → TCP → sshd (the -R session) → SSH channel → ssh -R → TCP → echo
+//
 // Needs root (sshd) and Debian's openssh-server and openssh-client.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
@@ -21,6 +28,8 @@ export interface OpensshTunnel {
   cipher: string
   sshdPid: number
   sshPid: number
+  /** With `userLeg`: the local end of the user's `ssh -L`, and that process. */
+  userLeg?: { port: number; pid: number }
   stop(): Promise<void>
 }
 
@@ -30,7 +39,7 @@ export function opensshMissing(): string | undefined {
   return undefined
 }
 
-export async function startOpensshTunnel(echoPort: number): Promise<OpensshTunnel> {
+export async function startOpensshTunnel(echoPort: number, options: { userLeg?: boolean } = {}): Promise<OpensshTunnel> {
   const dir = tempDir('warren-bench-sshd-')
   mkdirSync('/run/sshd', { recursive: true }) // sshd's privilege separation directory
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')])
@@ -47,7 +56,7 @@ export async function startOpensshTunnel(echoPort: number): Promise<OpensshTunne
     'PasswordAuthentication no',
     'KbdInteractiveAuthentication no',
     'PermitRootLogin prohibit-password',
-    'AllowTcpForwarding remote',
+    `AllowTcpForwarding ${options.userLeg ? 'yes' : 'remote'}`,
     'GatewayPorts no',
     'LogLevel ERROR',
     '',
@@ -69,24 +78,35 @@ export async function startOpensshTunnel(echoPort: number): Promise<OpensshTunne
     await waitForPort(sshdPort, () => `sshd did not start: ${sshdLog}`)
 
     const port = await freePort()
-    const ssh = spawn('ssh', [
-      '-F', '/dev/null', '-v', '-N',
-      '-o', 'BatchMode=yes',
-      '-o', 'StrictHostKeyChecking=no',
-      '-o', 'UserKnownHostsFile=/dev/null',
-      '-o', 'ExitOnForwardFailure=yes',
-      '-o', 'IdentitiesOnly=yes',
-      '-i', join(dir, 'user_key'),
-      '-p', String(sshdPort),
-      '-R', `127.0.0.1:${port}:127.0.0.1:${echoPort}`,
-      'root@127.0.0.1',
-    ], { stdio: ['ignore', 'ignore', 'pipe'] })
-    processes.push(ssh)
-    let sshLog = ''
-    ssh.stderr!.on('data', (data) => (sshLog += data))
-    await waitForPort(port, () => `ssh -R did not open the forwarded port: ${sshLog}${sshdLog}`)
-    const cipher = /kex: server->client cipher: (\S+ MAC: \S+ compression: \S+)/.exec(sshLog)?.[1] ?? 'unknown cipher'
-    return { port, cipher, sshdPid: sshd.pid!, sshPid: ssh.pid!, stop }
+    const sshClient = (forward: string[]) => {
+      const child = spawn('ssh', [
+        '-F', '/dev/null', '-v', '-N',
+        '-o', 'BatchMode=yes',
+        '-o', 'StrictHostKeyChecking=no',
+        '-o', 'UserKnownHostsFile=/dev/null',
+        '-o', 'ExitOnForwardFailure=yes',
+        '-o', 'IdentitiesOnly=yes',
+        '-i', join(dir, 'user_key'),
+        '-p', String(sshdPort),
+        ...forward,
+        'root@127.0.0.1',
+      ], { stdio: ['ignore', 'ignore', 'pipe'] })
+      processes.push(child)
+      const log = { text: '' }
+      child.stderr!.on('data', (data) => (log.text += data))
+      return { child, log }
+    }
+    const ssh = sshClient(['-R', `127.0.0.1:${port}:127.0.0.1:${echoPort}`])
+    await waitForPort(port, () => `ssh -R did not open the forwarded port: ${ssh.log.text}${sshdLog}`)
+    const cipher = /kex: server->client cipher: (\S+ MAC: \S+ compression: \S+)/.exec(ssh.log.text)?.[1] ?? 'unknown cipher'
+    let userLeg: OpensshTunnel['userLeg']
+    if (options.userLeg) {
+      const localPort = await freePort()
+      const user = sshClient(['-L', `127.0.0.1:${localPort}:127.0.0.1:${port}`])
+      await waitForPort(localPort, () => `ssh -L did not open its local port: ${user.log.text}${sshdLog}`)
+      userLeg = { port: localPort, pid: user.child.pid! }
+    }
+    return { port, cipher, sshdPid: sshd.pid!, sshPid: ssh.child.pid!, userLeg, stop }
   } catch (error) {
     await stop()
     throw error
