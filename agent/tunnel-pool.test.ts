@@ -4,7 +4,8 @@
 
 import t from 'tap'
 import { EventEmitter } from 'node:events'
-import { TunnelPool } from './tunnel-pool.ts'
+import { DECLINES_IN_A_ROW_PER_PROXY, TunnelPool } from './tunnel-pool.ts'
+import { AgentTunnel, HeldProxyError } from './tunnel.ts'
 import { createLogger } from '../shared/log.ts'
 import { until } from '../test/helpers/until.ts'
 
@@ -146,4 +147,45 @@ t.test('a tunnel closed because its proxy left the set is not redialled: its ret
   t.same(pool.pool.held, ['a', 'b'])
   await new Promise((resolve) => setTimeout(resolve, 50))
   t.equal(pool.fills(), before, 'no redial of its own')
+})
+
+/**
+ * A pool holding a and b of the set a, b, c whose dials are answered by `answer` (the n-th
+ * dial, from 0) instead of a balancer, and whose waits between rounds are counted, not slept.
+ */
+function poolDialling(answer: (n: number) => Promise<HeldTunnel>): { pool: TunnelPool; dials: () => number; waits: number[]; start: () => void } {
+  const pool = new TunnelPool({
+    host: '127.0.0.1', port: 9, identity: { tlsCertPem: '', tlsKeyPem: '', hostCAPems: [] } as never, keepAliveIntervalMs: 15_000,
+    labels: () => ({}), services: [], onStream: () => {}, log: createLogger('test', { level: 'error' }),
+  })
+  const internals = pool as unknown as PoolInternals & { sleep(ms: number): Promise<void> }
+  for (const id of ['a', 'b']) internals.tunnels.set(id, new HeldTunnel(id, ['a', 'b', 'c']))
+  const waits: number[] = []
+  internals.sleep = async (ms: number) => {
+    waits.push(ms)
+  }
+  let dials = 0
+  const open = AgentTunnel.open
+  AgentTunnel.open = (() => answer(dials++)) as unknown as typeof AgentTunnel.open
+  t.teardown(() => {
+    AgentTunnel.open = open
+    pool.stop()
+  })
+  return { pool, dials: () => dials, waits, start: () => internals.onAnnounce() }
+}
+
+t.test('declined single dials for the one missing proxy are retried at once, twice per proxy in a row', async (t) => {
+  const limit = DECLINES_IN_A_ROW_PER_PROXY * 3
+  // Every dial but the last lands on a proxy already held, which declines it.
+  const lucky = poolDialling((n) => (n < limit - 1 ? Promise.reject(new HeldProxyError()) : Promise.resolve(new HeldTunnel('c'))))
+  lucky.start()
+  await until('c held', () => lucky.pool.held.includes('c'), { timeoutMs: 5000, everyMs: 5 })
+  t.equal(lucky.dials(), limit, `${limit - 1} declines, then c`)
+  t.same(lucky.waits, [], 'no wait between them')
+
+  const unlucky = poolDialling((n) => (n < limit ? Promise.reject(new HeldProxyError()) : Promise.resolve(new HeldTunnel('c'))))
+  unlucky.start()
+  await until('c held', () => unlucky.pool.held.includes('c'), { timeoutMs: 5000, everyMs: 5 })
+  t.equal(unlucky.dials(), limit + 1)
+  t.equal(unlucky.waits.length, 1, `a wait after ${limit} declines in a row`)
 })
