@@ -2,7 +2,7 @@
 // learns the set from the auth server every few seconds, so their words can briefly
 // differ; the pool must neither drop a live proxy nor keep a departed one for long.
 
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { EventEmitter } from 'node:events'
 import { DECLINES_IN_A_ROW_PER_PROXY, TunnelPool } from './tunnel-pool.ts'
 import { AgentTunnel, HeldProxyError } from './tunnel.ts'
@@ -153,7 +153,7 @@ t.test('a tunnel closed because its proxy left the set is not redialled: its ret
  * A pool holding a and b of the set a, b, c whose dials are answered by `answer` (the n-th
  * dial, from 0) instead of a balancer, and whose waits between rounds are counted, not slept.
  */
-function poolDialling(answer: (n: number) => Promise<HeldTunnel>): { pool: TunnelPool; dials: () => number; waits: number[]; start: () => void } {
+function poolDialling(t: Test, answer: (n: number) => Promise<HeldTunnel>): { pool: TunnelPool; dials: () => number; waits: number[]; start: () => void } {
   const pool = new TunnelPool({
     host: '127.0.0.1', port: 9, identity: { tlsCertPem: '', tlsKeyPem: '', hostCAPems: [] } as never, keepAliveIntervalMs: 15_000,
     labels: () => ({}), services: [], onStream: () => {}, log: createLogger('test', { level: 'error' }),
@@ -174,18 +174,21 @@ function poolDialling(answer: (n: number) => Promise<HeldTunnel>): { pool: Tunne
   return { pool, dials: () => dials, waits, start: () => internals.onAnnounce() }
 }
 
+const declineLimit = DECLINES_IN_A_ROW_PER_PROXY * 3
+
 t.test('declined single dials for the one missing proxy are retried at once, twice per proxy in a row', async (t) => {
-  const limit = DECLINES_IN_A_ROW_PER_PROXY * 3
   // Every dial but the last lands on a proxy already held, which declines it.
-  const lucky = poolDialling((n) => (n < limit - 1 ? Promise.reject(new HeldProxyError()) : Promise.resolve(new HeldTunnel('c'))))
+  const lucky = poolDialling(t, (n) => (n < declineLimit - 1 ? Promise.reject(new HeldProxyError()) : Promise.resolve(new HeldTunnel('c'))))
   lucky.start()
   await until('c held', () => lucky.pool.held.includes('c'), { timeoutMs: 5000, everyMs: 5 })
-  t.equal(lucky.dials(), limit, `${limit - 1} declines, then c`)
+  t.equal(lucky.dials(), declineLimit, `${declineLimit - 1} declines, then c`)
   t.same(lucky.waits, [], 'no wait between them')
+})
 
-  const unlucky = poolDialling((n) => (n < limit ? Promise.reject(new HeldProxyError()) : Promise.resolve(new HeldTunnel('c'))))
+t.test('past that many declines in a row the pool waits before dialling again', async (t) => {
+  const unlucky = poolDialling(t, (n) => (n < declineLimit ? Promise.reject(new HeldProxyError()) : Promise.resolve(new HeldTunnel('c'))))
   unlucky.start()
   await until('c held', () => unlucky.pool.held.includes('c'), { timeoutMs: 5000, everyMs: 5 })
-  t.equal(unlucky.dials(), limit + 1)
-  t.equal(unlucky.waits.length, 1, `a wait after ${limit} declines in a row`)
+  t.equal(unlucky.dials(), declineLimit + 1)
+  t.equal(unlucky.waits.length, 1, `a wait after ${declineLimit} declines in a row`)
 })

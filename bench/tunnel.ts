@@ -116,9 +116,8 @@ async function startPath(name: string, echoPort: number): Promise<Path | string>
       const tunnel = await startOpensshTunnel(echoPort, { userLeg })
       stops.push(tunnel.stop)
       notes.push(`${name}: ${tunnel.cipher}, default options`)
-      if (!userLeg) return { open: tcp(tunnel.port), hops: () => ({ entry: processTree(tunnel.sshdPid), exit: [tunnel.sshPid] }) }
-      const { port, pid } = tunnel.userLeg!
-      return { open: tcp(port), hops: () => ({ client: [pid], entry: processTree(tunnel.sshdPid), exit: [tunnel.sshPid] }) }
+      const user = tunnel.userLeg
+      return { open: tcp(user?.port ?? tunnel.port), hops: () => ({ client: user ? [user.pid] : [], entry: processTree(tunnel.sshdPid), exit: [tunnel.sshPid] }) }
     }
     case 'warren': {
       profileDir = values.profile ? tempDir('warren-bench-profile-') : undefined
