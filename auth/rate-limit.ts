@@ -1,6 +1,10 @@
-// Token buckets per client address for failed joins: a guesser gets `burst` tries, then
-// `perMinute` more per minute. Successful joins cost nothing, so a fleet joining at once
-// through one NAT address is never throttled by its own valid tokens.
+// Token buckets per client address for joins: a guesser gets `burst` tries, then
+// `perMinute` more per minute. A try is taken when the request arrives, before its body
+// (and the token in it) is read, and given back when the join succeeds: requests in flight
+// from one address draw on the same bucket, so slow or concurrent bodies buy no extra
+// guesses, while a fleet joining through one NAT address pays nothing for valid tokens.
+
+import { isIPv6 } from 'node:net'
 
 export interface RateLimitOptions {
   burst: number
@@ -13,11 +17,15 @@ interface Bucket {
   updated: number
 }
 
+/** Buckets kept before the full ones are forgotten; the threshold doubles while most are in use. */
+const PRUNE_THRESHOLD = 10_000
+
 export class FailureRateLimiter {
   private readonly buckets = new Map<string, Bucket>()
   private readonly burst: number
   private readonly refillPerMs: number
   private readonly clock: () => number
+  private pruneAt = PRUNE_THRESHOLD
 
   constructor(options: RateLimitOptions) {
     this.burst = options.burst
@@ -25,22 +33,28 @@ export class FailureRateLimiter {
     this.clock = options.clock ?? Date.now
   }
 
-  /** Milliseconds until `address` may try again; 0 when it may try now. */
-  retryAfterMs(address: string): number {
-    const bucket = this.refill(address)
-    if (!bucket || bucket.tokens >= 1) return 0
-    return Math.ceil((1 - bucket.tokens) / this.refillPerMs)
+  /**
+   * Takes one try from `address`'s bucket. Returns 0 when it was granted, else the
+   * milliseconds until one is free (nothing was taken).
+   */
+  reserve(address: string): number {
+    const key = bucketKey(address)
+    const bucket = this.refill(key) ?? { tokens: this.burst, updated: this.clock() }
+    if (bucket.tokens < 1) return Math.ceil((1 - bucket.tokens) / this.refillPerMs)
+    bucket.tokens -= 1
+    this.buckets.set(key, bucket)
+    if (this.buckets.size > this.pruneAt) this.prune()
+    return 0
   }
 
-  recordFailure(address: string): void {
-    const bucket = this.refill(address) ?? { tokens: this.burst, updated: this.clock() }
-    bucket.tokens = Math.max(0, bucket.tokens - 1)
-    this.buckets.set(address, bucket)
-    if (this.buckets.size > 10_000) this.prune()
+  /** Gives back the try `reserve` took, for a join that succeeded. */
+  refund(address: string): void {
+    const bucket = this.refill(bucketKey(address))
+    if (bucket) bucket.tokens = Math.min(this.burst, bucket.tokens + 1)
   }
 
-  private refill(address: string): Bucket | undefined {
-    const bucket = this.buckets.get(address)
+  private refill(key: string): Bucket | undefined {
+    const bucket = this.buckets.get(key)
     if (!bucket) return undefined
     const now = this.clock()
     bucket.tokens = Math.min(this.burst, bucket.tokens + (now - bucket.updated) * this.refillPerMs)
@@ -48,11 +62,39 @@ export class FailureRateLimiter {
     return bucket
   }
 
-  /** Forgets addresses whose buckets have refilled, so memory stays bounded. */
+  /**
+   * Forgets addresses whose buckets have refilled, so memory stays bounded; when most are
+   * still in use, the next pass waits until there are twice as many, so that a flood of
+   * new addresses does not cost a pass over every bucket each.
+   */
   private prune(): void {
-    for (const address of this.buckets.keys()) {
-      const bucket = this.refill(address)
-      if (bucket && bucket.tokens >= this.burst) this.buckets.delete(address)
+    for (const key of this.buckets.keys()) {
+      const bucket = this.refill(key)
+      if (bucket && bucket.tokens >= this.burst) this.buckets.delete(key)
     }
+    this.pruneAt = Math.max(PRUNE_THRESHOLD, this.buckets.size * 2)
   }
+}
+
+/**
+ * The bucket an address draws on: an IPv4 address (also written IPv4-mapped, `::ffff:a.b.c.d`)
+ * is its own, an IPv6 address shares its /64, which is what one subscriber is given.
+ */
+export function bucketKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped) return mapped[1]
+  if (!isIPv6(address)) return address
+  return `${expandIPv6(address).slice(0, 4).join(':')}::/64`
+}
+
+/** The eight groups of an IPv6 address, as numbers in lower-case hex without leading zeros. */
+function expandIPv6(address: string): string[] {
+  const [head, tail] = address.toLowerCase().split('%')[0].split('::')
+  const groups = (text: string | undefined) => (text ? text.split(':') : [])
+  // An embedded IPv4 tail (`::1.2.3.4`) counts as two groups; only the first four matter here.
+  const left = groups(head)
+  const right = groups(tail)
+  const missing = 8 - left.length - right.length - right.filter((g) => g.includes('.')).length
+  const all = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, missing)).fill('0'), ...right]
+  return all.map((group) => (group.includes('.') ? group : parseInt(group, 16).toString(16)))
 }

@@ -96,6 +96,12 @@ export class AuthServer {
         throw new Error(`auth_service.tokens[${i}]: ${(error as Error).message}`)
       }
     })
+    this.backend = await openBackend(storage.type === 'etcd'
+      ? { type: 'etcd', peers: storage.peers ?? [], prefix: storage.prefix ?? DEFAULTS.etcdPrefix, tls: storage.tls }
+      : { type: 'sqlite', path: storage.path ?? joinPath(this.config.dataDir, 'backend.db') })
+    this.clusterName = await this.loadClusterName(auth.clusterName ?? this.config.nodename)
+    this.hostCA = await loadOrCreateAuthority(this.backend, 'host', this.clusterName)
+    this.userCA = await loadOrCreateAuthority(this.backend, 'user', this.clusterName)
     this.tokens = new TokenService(this.backend, statics)
     this.nodes = new NodeDirectory(this.backend, auth.heartbeatTtlMs)
     this.users = new UserDirectory(this.backend)
@@ -381,7 +387,9 @@ export class AuthServer {
   private async handleJoin(req: IncomingMessage): Promise<unknown> {
     this.joinAttempts++
     const address = this.remoteAddress(req)
-    const wait = this.limiter.retryAfterMs(address)
+    // One try is taken before the body (and its token) is read, and given back below only
+    // when the join succeeds: requests in flight from one address share its bucket.
+    const wait = this.limiter.reserve(address)
     if (wait > 0) {
       this.log.warn('join refused: too many failed attempts', { from: address })
       throw new HttpError(429, `too many failed join attempts from ${address}; try again in ${Math.ceil(wait / 1000)}s`, { 'retry-after': String(Math.ceil(wait / 1000)) })
@@ -393,11 +401,11 @@ export class AuthServer {
       nodename = request.nodename
       roles = request.roles.join(',')
       const response = await join({ backend: this.backend, tokens: this.tokens, hostCA: this.hostCA, userCA: this.userCA, clusterName: this.clusterName }, request)
+      this.limiter.refund(address)
       this.log.info('node joined', { nodename, host_id: request.hostId, roles, from: address })
       return response
     } catch (error) {
       if (!(error instanceof TokenRefusal) && !(error instanceof HttpError)) throw error
-      this.limiter.recordFailure(address)
       const message = `join refused for node "${nodename}" (role ${roles}): ${error.message}`
       this.log.warn(message, { from: address })
       throw new HttpError(error instanceof HttpError ? error.status : 403, message)
