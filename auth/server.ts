@@ -83,12 +83,7 @@ export class AuthServer {
   async start(): Promise<void> {
     const auth = this.config.auth
     const storage = auth.storage
-    this.backend = await openBackend(storage.type === 'etcd'
-      ? { type: 'etcd', peers: storage.peers ?? [], prefix: storage.prefix ?? DEFAULTS.etcdPrefix, tls: storage.tls }
-      : { type: 'sqlite', path: storage.path ?? joinPath(this.config.dataDir, 'backend.db') })
-    this.clusterName = await this.loadClusterName(auth.clusterName ?? this.config.nodename)
-    this.hostCA = await loadOrCreateAuthority(this.backend, 'host', this.clusterName)
-    this.userCA = await loadOrCreateAuthority(this.backend, 'user', this.clusterName)
+    // Before anything is created: a bad static token leaves no trace in the data dir.
     const statics = auth.tokens.map((entry, i) => {
       try {
         return parseStaticToken(entry, resolveTokenValue)

@@ -47,8 +47,10 @@ t.test('static tokens validate, list without expiry and cannot be removed', asyn
 })
 
 t.test('parseStaticToken', async (t) => {
-  t.same(parseStaticToken('proxy,node:abc', (v) => v), { roles: ['proxy', 'node'], value: 'abc' })
-  t.same(parseStaticToken('auth:/path', (v) => (v === '/path' ? 'from-file' : v)), { roles: ['auth'], value: 'from-file' })
+  t.same(parseStaticToken('proxy,node:abc-0123456789abcdef', (v) => v), { roles: ['proxy', 'node'], value: 'abc-0123456789abcdef' })
+  t.same(parseStaticToken('auth:/path', (v) => (v === '/path' ? 'from-file-0123456789' : v)), { roles: ['auth'], value: 'from-file-0123456789' })
+  t.throws(() => parseStaticToken('node:abc', (v) => v), /^the token is shorter than 16 characters/)
+  t.throws(() => parseStaticToken('node:/path', () => 'short'), /^the token in \/path is shorter than 16 characters/)
   t.throws(() => parseStaticToken('noroles', (v) => v), /must look like/)
   t.throws(() => parseStaticToken('wizard:abc', (v) => v), /unknown role "wizard"/)
 })

@@ -5,11 +5,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Backend, Condition, Operation } from './backend/backend.ts'
 import { isTokenRole, type TokenRole } from './roles.ts'
+import { MIN_TOKEN_LENGTH } from '../shared/config.ts'
 
 const PREFIX = '/tokens/'
 const ID_LENGTH = 12
-/** A user-chosen token must carry at least this many characters. */
-export const MIN_TOKEN_LENGTH = 16
 
 export interface TokenRecord {
   id: string
@@ -60,8 +59,12 @@ export function parseStaticToken(entry: string, resolve: (value: string) => stri
   for (const role of roles) {
     if (!isTokenRole(role)) throw new Error(`a static token names an unknown role "${role}"`)
   }
-  const value = resolve(entry.slice(colon + 1).trim())
+  const source = entry.slice(colon + 1).trim()
+  const value = resolve(source)
   if (value.length === 0) throw new Error('a static token has an empty value')
+  if (value.length < MIN_TOKEN_LENGTH) {
+    throw new Error(`${source.startsWith('/') ? `the token in ${source}` : 'the token'} is shorter than ${MIN_TOKEN_LENGTH} characters, which could be guessed`)
+  }
   return { roles: roles as TokenRole[], value }
 }
 

@@ -35,7 +35,7 @@ auth_service:
   listen_addr: 0.0.0.0:3025
   public_addr: ["auth.example.com:3025"]
   cluster_name: example
-  tokens: ["proxy,node:secret-value", "auth:/path/to/file"]
+  tokens: ["proxy,node:secret-value-0123456", "auth:/path/to/file"]
   storage: { type: sqlite, path: /var/lib/warren/backend.db }
   join_rate_limit: { burst: 20, per_minute: 60 }
   heartbeat_ttl: 45s
@@ -96,7 +96,7 @@ t.test('a full valid file', async (t) => {
       listenAddr: '0.0.0.0:3025',
       publicAddrs: ['auth.example.com:3025'],
       clusterName: 'example',
-      tokens: ['proxy,node:secret-value', 'auth:/path/to/file'],
+      tokens: ['proxy,node:secret-value-0123456', 'auth:/path/to/file'],
       storage: { type: 'sqlite', path: '/var/lib/warren/backend.db' },
       joinRateLimit: { burst: 20, perMinute: 60 },
       heartbeatTtlMs: 45_000,
@@ -234,6 +234,14 @@ t.test('static tokens are checked without printing them', async (t) => {
     t.match(err?.message, /line 3: "auth_service.tokens\[0\]" must be ROLES:TOKEN/)
     t.notMatch(err?.message, 's3cr3t')
   }
+})
+
+t.test('static tokens shorter than 16 characters are refused with the key and line', async (t) => {
+  const err = errorOf(() => parseConfig('auth_service:\n  tokens:\n    - "node:long-enough-0123456789"\n    - "proxy,node:s3cr3t-short"\n', 'x'))
+  t.type(err, ConfigError)
+  t.match(err?.message, /^x: line 4: "auth_service\.tokens\[1\]" holds a token shorter than 16 characters/)
+  t.notMatch(err?.message, 's3cr3t')
+  t.equal(errorOf(() => parseConfig('auth_service:\n  tokens: ["node:/a/file/is/read/later"]\n', 'x')), undefined, 'a file is read when the auth server starts')
 })
 
 t.test('loadConfigFile reads a file and names it in errors', async (t) => {

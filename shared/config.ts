@@ -40,6 +40,9 @@ export const DEFAULTS = {
   version: 'v1',
 } as const
 
+/** The fewest characters a join token may have, generated, chosen or static. */
+export const MIN_TOKEN_LENGTH = 16
+
 export interface StorageConfig {
   type: 'sqlite' | 'etcd'
   path?: string
@@ -261,12 +264,18 @@ const ipOrCidr = string((value) => {
   return family === 0 || !bitsOk || extra !== undefined ? 'must be an IP address or a CIDR range, e.g. 10.0.0.0/24' : undefined
 })
 
-// ROLES:VALUE. The complaint never repeats the value: it is a secret or names one.
+// ROLES:VALUE. The complaint never repeats the value: it is a secret or names one. A token
+// in a file is read (and its length checked) when the auth server starts.
 const staticToken = string((value) => {
   const colon = value.indexOf(':')
   const roles = value.slice(0, colon).split(',').map((role) => role.trim())
-  const ok = colon > 0 && value.slice(colon + 1).trim() !== '' && roles.every((role) => /^[a-z]+$/.test(role))
-  return ok ? undefined : 'must be ROLES:TOKEN, e.g. "node:/var/lib/warren/node-token" (a token starting with / is a file)'
+  const token = value.slice(colon + 1).trim()
+  const ok = colon > 0 && token !== '' && roles.every((role) => /^[a-z]+$/.test(role))
+  if (!ok) return 'must be ROLES:TOKEN, e.g. "node:/var/lib/warren/node-token" (a token starting with / is a file)'
+  if (!token.startsWith('/') && token.length < MIN_TOKEN_LENGTH) {
+    return `holds a token shorter than ${MIN_TOKEN_LENGTH} characters, which could be guessed: use a longer one, e.g. from "openssl rand -hex 16"`
+  }
+  return undefined
 })
 
 const portName = string((value) =>

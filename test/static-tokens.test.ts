@@ -1,9 +1,9 @@
 // Static tokens from the auth server's config, one inline and one read from a file.
 
 import t from 'tap'
-import { writeFileSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { AuthProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
 
 const INLINE = 'static-inline-token-0123456789'
 const FROM_FILE = 'static-file-token-9876543210ab'
@@ -53,4 +53,28 @@ t.test('a static token whose file is missing stops the auth server with a clear 
   const result = broken.start().then(() => 'started', (error: Error) => error.message)
   t.match(await result, /\/nonexistent\/warren-token/)
   await broken.stop()
+})
+
+t.test('static tokens shorter than 16 characters stop the auth server with the key and line; nothing is created', async (t) => {
+  const dir = tempDir()
+  const dataDir = join(dir, 'data')
+  const config = (tokens: string[]) => {
+    const path = join(dir, `warren-${tokens.length}.yaml`)
+    writeFileSync(path, ['version: v1', `data_dir: ${dataDir}`, 'auth_service:', '  listen_addr: 127.0.0.1:0', '  tokens:', ...tokens.map((token) => `    - "${token}"`), ''].join('\n'))
+    return path
+  }
+  const inline = config(['node:static-inline-token-0123456789', 'proxy:s3cr3t-short'])
+  const refused = await warren(['start', '--roles=auth', `--config=${inline}`])
+  t.equal(refused.code, 1)
+  t.match(refused.stderr, `${inline}: line 7: "auth_service.tokens[1]" holds a token shorter than 16 characters`)
+  t.notMatch(refused.stderr, 's3cr3t', 'the token is not printed')
+  t.notOk(existsSync(dataDir), 'no data dir was created')
+
+  const shortFile = join(dir, 'short-token')
+  writeFileSync(shortFile, 's3cr3t-short\n', { mode: 0o600 })
+  const fromFile = await warren(['start', '--roles=auth', `--config=${config([`node:${shortFile}`])}`])
+  t.equal(fromFile.code, 1)
+  t.match(fromFile.stderr, `auth_service.tokens[0]: the token in ${shortFile} is shorter than 16 characters`)
+  t.notMatch(fromFile.stderr, 's3cr3t')
+  t.notOk(existsSync(dataDir), 'no data dir was created')
 })
