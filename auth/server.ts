@@ -26,6 +26,7 @@ import { createPublicKey } from 'node:crypto'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import { HttpError, labelsField, readJson, Router, stringField, stringListField } from '../shared/json-http.ts'
 import { certSubject, issuedByAny, type CertSubject, validNow } from '../shared/cert-subject.ts'
+import { validLabels } from '../shared/labels.ts'
 import { DEFAULTS, resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/config.ts'
 import { writeFileAtomic } from '../shared/files.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
@@ -429,14 +430,16 @@ export class AuthServer {
       if (typeof report !== 'object' || report === null) return false
       const hostId = stringField(report, 'host_id', { max: 64 }) as string
       const registered = await this.nodes.lookup(hostId)
-      if (!registered) return false
+      // Labels the rules refuse drop this report only, not the proxy's whole batch.
+      const labels = report.labels === undefined ? {} : validLabels(report.labels)
+      if (!registered || !labels) return false
       await this.nodes.heartbeat({
         hostId,
         nodename: registered.nodename,
         roles: registered.roles,
         addr: stringField(report, 'addr', { optional: true, max: 64 }) ?? '',
         tunnel: true,
-        labels: labelsField(report, 'labels'),
+        labels,
         lastSeen: now,
       })
       return true

@@ -8,6 +8,7 @@ import { describeTtl, formatExpiry, formatUtc } from '../shared/duration.ts'
 import { UsageError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from '../shared/flags.ts'
 import { formatTable } from '../shared/table.ts'
+import { printable } from '../shared/printable.ts'
 import { signUser } from './sign.ts'
 
 const GLOBAL_FLAGS: FlagSpec = {
@@ -121,7 +122,7 @@ const COMMANDS: Record<string, Command> = {
         ...status.host_ca.pins.map((pin) => ['CA pin', pin]),
       ]
       const width = Math.max(...rows.map(([name]) => name.length))
-      for (const [name, value] of rows) out(`${name.padEnd(width)}  ${value}`)
+      for (const [name, value] of rows) out(`${name.padEnd(width)}  ${printable(value)}`)
     },
   },
   'nodes add': {

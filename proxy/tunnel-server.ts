@@ -8,6 +8,7 @@ import type { TLSSocket } from 'node:tls'
 import type { X509Certificate } from 'node:crypto'
 import { createSession, type Session } from '../shared/yamux/index.ts'
 import { certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
+import { checkLabels, LabelError } from '../shared/labels.ts'
 import type { Logger } from '../shared/log.ts'
 import { MAX_RETURN_SPREAD_MS, readFirstMessage, readMessages, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
 
@@ -162,10 +163,20 @@ export class TunnelServer extends EventEmitter {
       }
       if (message.type === 'hello' || message.type === 'heartbeat') {
         if (message.type === 'hello' && this.tunnels.get(tunnel.hostId) !== tunnel) this.register(tunnel)
-        if (isStringMap(message.labels)) tunnel.labels = message.labels
+        if (message.labels !== undefined) this.acceptLabels(tunnel, message.labels)
         if (Array.isArray(message.services)) tunnel.services = message.services.filter((s): s is string => typeof s === 'string')
       }
     })
+  }
+
+  /** Labels that break the rules are ignored (the tunnel keeps its previous ones), never reported. */
+  private acceptLabels(tunnel: Tunnel, labels: unknown): void {
+    try {
+      tunnel.labels = checkLabels(labels)
+    } catch (error) {
+      if (!(error instanceof LabelError)) throw error
+      this.options.log.warn(`labels from ${tunnel.nodename} ignored`, { host_id: tunnel.hostId, labels_refused: error.message })
+    }
   }
 
   /** Tells every agent which proxies are live, so each keeps a tunnel to all of them. */
@@ -214,8 +225,4 @@ export class TunnelServer extends EventEmitter {
     }
     this.tunnels.clear()
   }
-}
-
-function isStringMap(value: unknown): value is Record<string, string> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string')
 }

@@ -199,7 +199,17 @@ t.test('ill-typed values name the key path and line', async (t) => {
   configError(t, 'auth_service:\n  join_rate_limit: { burst: 1.5 }\n', '/etc/warren.yaml: line 2: "auth_service.join_rate_limit.burst" must be a whole number above zero')
   configError(t, 'auth_service: yes\n', '/etc/warren.yaml: line 1: "auth_service" must be a section of keys')
   configError(t, '- a\n- b\n', '/etc/warren.yaml: line 1: the config must be a map of keys such as "auth_service:"')
-  configError(t, 'labels: { "bad key": x }\n', '/etc/warren.yaml: line 1: "labels.bad key" is not a valid label name')
+  configError(t, 'labels: { "bad key": x }\n', '/etc/warren.yaml: line 1: "labels.bad key" is not a valid label name (letters, digits and / . _ : * -)')
+})
+
+t.test('labels follow the label rules, named with their key and line', async (t) => {
+  configError(t, 'nodename: n\nlabels:\n  env: prod\n  motd: "\\e[2J"\n', '/etc/warren.yaml: line 4: "labels.motd" holds a control character; label values must be printable text')
+  configError(t, 'labels:\n  note: "x\\r\\nforged-row"\n', '/etc/warren.yaml: line 2: "labels.note" holds a control character; label values must be printable text')
+  configError(t, `labels: { ${'k'.repeat(129)}: v }\n`, `/etc/warren.yaml: line 1: "labels.${'k'.repeat(129)}" is longer than 128 characters`)
+  const many = (n: number) => 'nodename: n\nlabels:\n' + Array.from({ length: n }, (_, i) => `  k${i}: v\n`).join('')
+  configError(t, many(65), '/etc/warren.yaml: line 2: "labels" has 65 entries; at most 64 are allowed')
+  const full = parseConfig(many(64), 'x')
+  t.throws(() => applyFlags(full, { labels: { extra: 'x' } }), /^--labels: at most 64 labels are allowed, not 65/, 'flags merged over the file are checked too')
 })
 
 t.test('durations', async (t) => {

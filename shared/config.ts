@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml'
 import { ConfigError, UsageError } from './errors.ts'
 import { parseDuration } from './duration.ts'
+import { checkFlagLabels, LABEL_LIMITS, labelKeyProblem, labelValueProblem } from './labels.ts'
 import { parsePin } from './pin.ts'
 import type { LogFormat, LogLevel } from './log.ts'
 
@@ -157,23 +158,8 @@ export function parseHostPort(text: string, defaultPort: number): { host: string
   return { host, port: port ?? defaultPort }
 }
 
-// Teleport's label key alphabet, so that labels copied from a Teleport setup keep working.
-const LABEL_KEY = /^[a-zA-Z0-9/._:*-]+$/
-
-/** `distro=ubuntu,env=prod` → `{ distro: 'ubuntu', env: 'prod' }`. */
-export function parseLabels(text: string): Record<string, string> {
-  const labels: Record<string, string> = {}
-  for (const item of text.split(',')) {
-    if (item.trim() === '') continue
-    const eq = item.indexOf('=')
-    const key = eq === -1 ? '' : item.slice(0, eq).trim()
-    if (!LABEL_KEY.test(key)) {
-      throw new UsageError(`invalid label ${JSON.stringify(item.trim())}: use key=value, e.g. env=prod`)
-    }
-    labels[key] = item.slice(eq + 1).trim()
-  }
-  return labels
-}
+// `--labels=k=v,..`; the rules of labels live with the labels.
+export { parseLabels } from './labels.ts'
 
 /**
  * The token itself: a value starting with `/` names a file holding it (surrounding
@@ -220,7 +206,7 @@ type Rule =
   | { kind: 'duration' }
   | { kind: 'enum'; values: readonly string[] }
   | { kind: 'list'; item: Rule; single?: boolean; uniqueBy?: string }
-  | { kind: 'map'; value: Rule; checkKey?: Check }
+  | { kind: 'map'; value: Rule; checkKey?: Check; maxKeys?: number }
   | { kind: 'section'; keys: Record<string, Rule>; required?: string[]; check?: SectionCheck }
 
 /** A rule across a section's keys: the offending key (for its line) and the complaint. */
@@ -301,7 +287,7 @@ const SCHEMA = section({
   auth_token: string(),
   ca_pin: list(caPin, { single: true }),
   auth_servers: addresses,
-  labels: { kind: 'map', value: string(), checkKey: (key) => (LABEL_KEY.test(key) ? undefined : 'is not a valid label name') },
+  labels: { kind: 'map', value: string(labelValueProblem), checkKey: labelKeyProblem, maxKeys: LABEL_LIMITS.maxLabels },
   log: section({ level: oneOf('debug', 'info', 'warn', 'error'), format: oneOf('text', 'json') }),
   advertise_ip: address,
   keepalive_interval: duration,
@@ -381,6 +367,9 @@ function read(ctx: Context, node: unknown, rule: Rule, path: string, at: unknown
       if (!isMap(target)) fail(ctx, blame, path === '' ? 'the config must be a map of keys such as "auth_service:"' : `${name} must be a section of keys`)
       const out: Record<string, any> = {}
       const keyNodes: Record<string, unknown> = {}
+      if (rule.kind === 'map' && rule.maxKeys !== undefined && target.items.length > rule.maxKeys) {
+        fail(ctx, sectionBlame, `${name} has ${target.items.length} entries; at most ${rule.maxKeys} are allowed`)
+      }
       for (const pair of target.items) {
         const key = isScalar(pair.key) ? pair.key.value : undefined
         if (typeof key !== 'string' && typeof key !== 'number') fail(ctx, pair.key ?? blame, `keys in ${name} must be plain words`)
@@ -632,6 +621,6 @@ export function applyFlags(config: WarrenConfig, flags: ConfigFlags): WarrenConf
     next.authServers = [...flags.authServer]
   }
   if (flags.caPin && flags.caPin.length > 0) next.caPins = flags.caPin.map(parsePin)
-  if (flags.labels) next.labels = { ...next.labels, ...flags.labels }
+  if (flags.labels) next.labels = checkFlagLabels({ ...next.labels, ...flags.labels })
   return next
 }

@@ -2,6 +2,7 @@
 // with path parameters, bounded body reading, and errors that map to status codes.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { checkLabels, LabelError } from './labels.ts'
 
 export class HttpError extends Error {
   readonly status: number
@@ -107,13 +108,14 @@ export function stringListField(body: Record<string, unknown>, name: string, max
   return value as string[]
 }
 
+/** Node labels under the rules of shared/labels.ts; a missing field is no labels. */
 export function labelsField(body: Record<string, unknown>, name: string): Record<string, string> {
   const value = body[name]
   if (value === undefined) return {}
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new HttpError(400, `field "${name}" must be an object of strings`)
-  const entries = Object.entries(value)
-  if (entries.length > 64 || entries.some(([k, v]) => typeof v !== 'string' || k.length > 128 || v.length > 256)) {
-    throw new HttpError(400, `field "${name}" must hold at most 64 short string values`)
+  try {
+    return checkLabels(value)
+  } catch (error) {
+    if (error instanceof LabelError) throw new HttpError(400, `field "${name}": ${error.message}`)
+    throw error
   }
-  return Object.fromEntries(entries) as Record<string, string>
 }

@@ -46,3 +46,17 @@ t.test('an empty table is the header and the dashes', async (t) => {
 t.test('short rows are padded with empty cells', async (t) => {
   t.equal(formatTable(['A', 'B', 'C'], [['1'], ['22', '3', '4']]), 'A   B  C\n--  -  -\n1\n22  3  4\n')
 })
+
+t.test('control characters in cells are escaped: no screen clearing, no forged rows', async (t) => {
+  const text = formatTable(['Node Name', 'Labels'], [
+    ['pi', 'motd=\x1b[2J\x1b[H'],
+    ['router', 'note=x\r\nforged-row  admin=yes'],
+    ['mac', 'del=\x7f c1=\x9b31m bidi=\u202eevil lsep=\u2028 tag=\u{e0001}'],
+  ])
+  t.notMatch(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u202e]/u, 'nothing a terminal would act on, bar the line ends')
+  t.equal(text.split('\n').length, 6, 'one line per row')
+  t.notMatch(text, /^forged-row/m)
+  t.match(text, /^pi +motd=\\x1b\[2J\\x1b\[H$/m)
+  t.match(text, /^router +note=x\\x0d\\x0aforged-row  admin=yes$/m)
+  t.match(text, 'del=\\x7f c1=\\x9b31m bidi=\\u202eevil lsep=\\u2028 tag=\\u{e0001}')
+})

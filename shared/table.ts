@@ -1,5 +1,8 @@
 // Plain-text tables in the layout Teleport users know from `tctl`: a header row, a row of
-// dashes as wide as each column, and columns padded with spaces.
+// dashes as wide as each column, and columns padded with spaces. Cells come from the
+// network (a node's labels, say), so control characters in them are printed as escapes.
+
+import { printable } from './printable.ts'
 
 const GAP = '  '
 
@@ -17,8 +20,11 @@ function padEnd(text: string, width: number): string {
 /**
  * The table as text, one line per row, each ending in a newline. Columns are separated by
  * two spaces; lines carry no trailing spaces. Short rows are padded with empty cells.
+ * Unprintable characters (an escape that clears the screen, a CR/LF that would start a
+ * forged row) are written as `\x1b`-style escapes.
  */
-export function formatTable(headers: string[], rows: string[][]): string {
+export function formatTable(headers: string[], unsafeRows: string[][]): string {
+  const rows = unsafeRows.map((row) => row.map(printable))
   const columns = Math.max(headers.length, ...rows.map((row) => row.length))
   const cell = (row: string[], i: number) => row[i] ?? ''
   const widths = Array.from({ length: columns }, (_, i) =>
