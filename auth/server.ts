@@ -254,8 +254,9 @@ export class AuthServer {
     })
     router.add('DELETE', '/v1/tokens/:token', async (req, params) => {
       this.requirePeer(req, 'admin')
+      const token = params.token
       try {
-        const record = await this.tokens.remove(params.token)
+        const record = await this.tokens.remove(token)
         this.log.info('token deleted', { id: record.id })
         return { id: record.id }
       } catch (error) {

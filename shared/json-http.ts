@@ -67,16 +67,13 @@ export class Router {
   /** Runs the matching handler and writes its result (or its error) as JSON. */
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const path = new URL(req.url ?? '/', 'https://localhost').pathname
+      const path = pathOf(req.url)
       const matching = this.routes.filter((route) => route.pattern.test(path))
       if (matching.length === 0) throw new HttpError(404, `no such endpoint: ${path}`)
       const route = matching.find((r) => r.method === req.method)
       if (!route) throw new HttpError(405, `method ${req.method} not allowed on ${path}`)
       const match = route.pattern.exec(path) as RegExpExecArray
-      const params: Record<string, string> = {}
-      route.names.forEach((name, i) => {
-        params[name] = decodeURIComponent(match[i + 1])
-      })
+      const params = lazyParams(route.names, match.slice(1))
       const result = await route.handler(req, params)
       sendJson(res, 200, result ?? {})
     } catch (error) {
@@ -85,6 +82,37 @@ export class Router {
       if (!(error instanceof HttpError)) throw error
     }
   }
+}
+
+/** The path of a request target; one that is not a URL at all is a 400. */
+function pathOf(target: string | undefined): string {
+  try {
+    return new URL(target ?? '/', 'https://localhost').pathname
+  } catch {
+    throw new HttpError(400, 'the request target is not a valid URL path')
+  }
+}
+
+/**
+ * Path parameters, each decoded when the handler first reads it: handlers authenticate the
+ * caller first, so an anonymous caller learns nothing from how a parameter decodes, and a
+ * malformed escape (`%E0%A4%A`) is the caller's 400, not a server error.
+ */
+function lazyParams(names: string[], raw: string[]): Record<string, string> {
+  const params: Record<string, string> = {}
+  names.forEach((name, i) => {
+    Object.defineProperty(params, name, {
+      enumerable: true,
+      get: () => {
+        try {
+          return decodeURIComponent(raw[i])
+        } catch {
+          throw new HttpError(400, `the path parameter "${name}" is not valid percent-encoding`)
+        }
+      },
+    })
+  })
+  return params
 }
 
 /** Field readers that turn a malformed request into a 400 naming the field. */
