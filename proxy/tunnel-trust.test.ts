@@ -119,3 +119,15 @@ t.test('a rollback keeps the tunnels of nodes that renewed from the CA it abando
   t.ok(followed.open(), 'the tunnel stays: the certificate it opened with is trusted again')
   t.ok(presents(tunnels, follower.identity.hostId, follower.identity.tlsCertPem), 'and renewals present that one')
 })
+
+t.test('a node cannot make the proxy check certificates without end', async (t) => {
+  const trusted = { pems: [newCA.certPem, oldCA.certPem] }
+  const { tunnels, port } = await tunnelServer(t, trusted)
+  const flooder = node()
+  const flooding = await connect(t, port, flooder.identity, tunnels)
+  for (let i = 0; i < 16; i++) flooding.tunnel.sendCertificate(flooder.renew(oldCA))
+  flooding.tunnel.sendCertificate(flooder.renew(newCA))
+  flooding.tunnel.sendLabels({ sent: 'after the certificates' })
+  await until('the flood to arrive', () => tunnels.find(flooder.identity.hostId)?.labels.sent !== undefined, { timeoutMs: 10_000, everyMs: 10 })
+  t.notOk(tunnels.find(flooder.identity.hostId)!.cert.verify(new X509Certificate(newCA.certPem).publicKey), 'the 17th announcement is not taken')
+})

@@ -20,6 +20,8 @@ export interface TrustedTunnel {
 interface Held {
   certs: X509Certificate[]
   expiry?: NodeJS.Timeout
+  /** Renewed certificates the node has announced on this tunnel, taken or not. */
+  announced: number
 }
 
 /** setTimeout's longest delay (about 24.8 days); host certificates live longer, so expiry timers are re-armed. */
@@ -30,6 +32,14 @@ const MAX_TIMER_MS = 2 ** 31 - 1
  * rotation adds one; a rollback goes back to the one before, which must still be at hand.
  */
 const MAX_CERTS_PER_TUNNEL = 4
+
+/**
+ * Announcements a tunnel may make in its life: a node announces once per renewal, which
+ * rotations and renewal windows make rare; each costs the proxy a signature check, so a
+ * node cannot make it check certificates without end. (Past the limit, the node's tunnel
+ * is cut at the next standby and comes back with its new certificate.)
+ */
+const MAX_ANNOUNCEMENTS_PER_TUNNEL = 16
 
 export interface TunnelTrustOptions<T> {
   clusterName: string
@@ -58,7 +68,7 @@ export class TunnelTrust<T extends TrustedTunnel> {
 
   /** A tunnel accepted with `cert` (judged trusted by the caller just now). */
   opened(tunnel: T, cert: X509Certificate): void {
-    const held: Held = { certs: [cert] }
+    const held: Held = { certs: [cert], announced: 0 }
     this.held.set(tunnel, held)
     this.expireWith(tunnel, held)
   }
@@ -99,9 +109,10 @@ export class TunnelTrust<T extends TrustedTunnel> {
    */
   renewed(tunnel: T, pem: unknown): boolean {
     const held = this.held.get(tunnel)
+    if (!held || ++held.announced > MAX_ANNOUNCEMENTS_PER_TUNNEL) return false
     const cert = typeof pem === 'string' ? parseCertificate(pem) : undefined
     const verdict = cert && this.judge(cert)
-    if (!held || !cert || !verdict?.trusted || verdict.subject.commonName !== tunnel.hostId || !cert.publicKey.equals(tunnel.cert.publicKey)) {
+    if (!cert || !verdict?.trusted || verdict.subject.commonName !== tunnel.hostId || !cert.publicKey.equals(tunnel.cert.publicKey)) {
       this.options.log.warn(`tunnel from ${tunnel.nodename}: its renewed certificate is not taken (${verdict && !verdict.trusted ? verdict.reason : 'not a certificate of this node\'s key'})`, { host_id: tunnel.hostId })
       return false
     }
