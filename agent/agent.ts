@@ -226,6 +226,8 @@ export class Agent {
     this.ssh?.setUserCAKeys(this.identity.userCASshKeys)
     saveIdentity(this.config.dataDir, this.identity)
     this.heartbeat?.setIdentity(this.identity)
+    // Every proxy must know it: each closes tunnels whose certificates are all from a dropped CA.
+    this.pool?.announceCertificate(renewed.tls_cert)
     this.renewing = false
     this.log.info('renewed certificates from the new host CA')
   }

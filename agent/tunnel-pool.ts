@@ -99,6 +99,11 @@ export class TunnelPool {
     for (const tunnel of this.tunnels.values()) tunnel.sendLabels(labels)
   }
 
+  /** Tells every proxy held the node's renewed certificate (it was renewed through one of them). */
+  announceCertificate(tlsCertPem: string): void {
+    for (const tunnel of this.tunnels.values()) tunnel.sendCertificate(tlsCertPem)
+  }
+
   get all(): AgentTunnel[] {
     return [...this.tunnels.values()]
   }

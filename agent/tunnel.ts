@@ -159,6 +159,11 @@ export class AgentTunnel extends EventEmitter {
     if (this.control) writeMessage(this.control, { type: 'heartbeat', labels })
   }
 
+  /** Tells the proxy the certificate this node renewed, so that it trusts this tunnel by it once the old CA is dropped. */
+  sendCertificate(tlsCertPem: string): void {
+    if (this.control) writeMessage(this.control, { type: 'cert', tls_cert: tlsCertPem })
+  }
+
   /** Asks the proxy for certificates from the current signing CA (answered with a 'certs' event). */
   requestRenewal(): void {
     if (this.control) writeMessage(this.control, { type: 'renew' })

@@ -25,17 +25,12 @@ import { issueUserCertificates, UserDirectory, UserError } from './users.ts'
 import { createPublicKey } from 'node:crypto'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import { HttpError, labelsField, readJson, Router, stringField, stringListField } from '../shared/json-http.ts'
-import { certSubject, issuedByAny, type CertSubject, validNow } from '../shared/cert-subject.ts'
 import { validLabels } from '../shared/labels.ts'
+import { Callers, type Peer } from './callers.ts'
 import { DEFAULTS, resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/config.ts'
 import { writeFileAtomic } from '../shared/files.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { VERSION } from '../shared/version.ts'
-
-interface Peer {
-  kind: 'host' | 'admin'
-  subject: CertSubject
-}
 
 export class AuthServer {
   readonly config: WarrenConfig
@@ -52,7 +47,7 @@ export class AuthServer {
   private readonly limiter: FailureRateLimiter
   private serverNames: string[] = []
   private refreshTimer?: NodeJS.Timeout
-  private readonly peers = new WeakMap<TLSSocket, Peer | null>()
+  private readonly callers: Callers
   /** Join requests that reached this server (accepted or not): lets tests prove a token never left a device. */
   private joinAttempts = 0
 
@@ -60,6 +55,7 @@ export class AuthServer {
     this.config = config
     this.log = log ?? createLogger('auth', { level: config.log.level })
     this.limiter = new FailureRateLimiter(config.auth.joinRateLimit)
+    this.callers = new Callers({ clusterName: () => this.clusterName, hostCAPems: () => this.hostCA.tlsCertPems, userCAPems: () => this.userCA.tlsCertPems, log: this.log })
   }
 
   /** The address clients should dial (a wildcard listen address becomes loopback). */
@@ -130,7 +126,8 @@ export class AuthServer {
   /**
    * Reloads the CAs from the backend; when they changed, new connections get a certificate
    * from the signing CA and trust every active one, and warrenctl's identity is rewritten.
-   * Live connections are untouched. With `advance`, automatic rotations step on.
+   * Live connections whose certificate's CA is no longer trusted are closed; the others
+   * carry on. With `advance`, automatic rotations step on.
    */
   async refreshAuthorities(advance = false): Promise<void> {
     if (advance) {
@@ -145,6 +142,7 @@ export class AuthServer {
     this.hostCA = host
     this.userCA = user
     this.server.setSecureContext(this.tlsOptions())
+    this.callers.trustChanged()
     this.writeAdminIdentity()
     this.log.info('CAs changed', { host_phase: host.rotation?.phase ?? 'standby', user_phase: user.rotation?.phase ?? 'standby', pins: host.pins.join(',') })
   }
@@ -178,28 +176,15 @@ export class AuthServer {
 
   /** Who is calling, from the verified TLS client certificate; null for anonymous callers. */
   private peer(req: IncomingMessage): Peer | null {
-    const socket = req.socket as TLSSocket
-    const cached = this.peers.get(socket)
-    if (cached !== undefined) return cached
-    let peer: Peer | null = null
-    const raw = socket.authorized ? socket.getPeerX509Certificate() : undefined
-    // A resumed TLS session skips OpenSSL's date checks of the certificate it carries.
-    if (raw && validNow(raw)) {
-      const subject = certSubject(raw)
-      if (subject.cluster === this.clusterName) {
-        if (issuedByAny(raw, this.hostCA.tlsCertPems)) peer = { kind: 'host', subject }
-        else if (issuedByAny(raw, this.userCA.tlsCertPems) && subject.roles.includes('admin')) peer = { kind: 'admin', subject }
-      }
-    }
-    this.peers.set(socket, peer)
-    return peer
+    return this.callers.judge(req.socket as TLSSocket).peer
   }
 
   private requirePeer(req: IncomingMessage, kind: Peer['kind']): Peer {
-    const peer = this.peer(req)
-    if (peer?.kind === kind) return peer
     const socket = req.socket as TLSSocket
-    const reason = socket.authorizationError ? ` (${socket.authorizationError})` : ''
+    const judged = this.callers.judge(socket)
+    if (judged.peer?.kind === kind) return judged.peer
+    const why = socket.authorizationError ?? judged.reason
+    const reason = why ? ` (${why})` : ''
     throw new HttpError(kind === 'admin' ? 403 : 401, `this endpoint needs a valid ${kind} certificate of cluster "${this.clusterName}"${reason}`)
   }
 

@@ -18,7 +18,7 @@ import { TunnelServer, type Tunnel } from './tunnel-server.ts'
 import { X509Certificate } from 'node:crypto'
 import { issuedByAny } from '../shared/cert-subject.ts'
 import { saveIdentity } from '../shared/identity-store.ts'
-import { handleUserConnection } from './user-gateway.ts'
+import { UserGateway } from './user-gateway.ts'
 import { webApi } from './web-api.ts'
 import type { WebCertificates } from './web-certificates.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
@@ -52,6 +52,7 @@ export class ProxyService {
   readonly log: Logger
   identity!: NodeIdentity
   tunnels!: TunnelServer
+  private users!: UserGateway
   private auth!: ApiClient
   private servers: Server[] = []
   private timers: NodeJS.Timeout[] = []
@@ -108,6 +109,7 @@ export class ProxyService {
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
       log: this.log,
     })
+    this.users = new UserGateway({ tunnels: this.tunnels, clusterName: this.identity.clusterName, userCAPems: () => this.userCAPems, log: this.log })
     const web = createHttpServer()
     const router = webApi({
       discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),
@@ -124,9 +126,7 @@ export class ProxyService {
       declines: (protocols) => (listsHeldProxy(protocols, this.identity.hostId) ? 'the agent holds a tunnel to this proxy already' : undefined),
       alpn: {
         [TUNNEL_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => this.tunnels.handle(socket, conn.clientAddress),
-        [USER_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => {
-          void handleUserConnection(socket, conn.clientAddress, { tunnels: this.tunnels, clusterName: this.identity.clusterName, userCAPems: () => this.userCAPems, log: this.log })
-        },
+        [USER_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => void this.users.handle(socket, conn.clientAddress),
         'http/1.1': (socket: TLSSocket, conn: RoutedConnection) => this.serveHttp(web, socket, conn),
         '': (socket: TLSSocket, conn: RoutedConnection) => this.serveHttp(web, socket, conn),
       },
@@ -214,14 +214,18 @@ export class ProxyService {
   }
 
   /**
-   * Follows CA rotations: trusts what the auth server trusts, and once a new CA signs,
-   * renews this proxy's own certificate (new connections get it; live ones keep theirs).
+   * Follows CA rotations: trusts what the auth server trusts, closes the tunnels and user
+   * connections whose certificates are from a CA no longer trusted, and once a new CA
+   * signs, renews this proxy's own certificate (new connections get it; live ones keep theirs).
    */
   private async followCAs(hostCAPems: string[], userCAPems: string[]): Promise<void> {
     const changed = hostCAPems.join('') !== this.hostCAPems.join('')
+    const usersChanged = userCAPems.join('') !== this.userCAPems.join('')
     this.hostCAPems = hostCAPems
     this.userCAPems = userCAPems
+    if (usersChanged) this.users?.dropUntrusted()
     if (!changed) return
+    this.tunnels?.dropUntrusted()
     const signedByCurrent = issuedByAny(new X509Certificate(this.identity.tlsCertPem), hostCAPems.slice(0, 1))
     if (!signedByCurrent) {
       const renewed = await this.auth.call<RenewResponse>('POST', '/v1/renew', {})

@@ -7,8 +7,9 @@ import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import type { X509Certificate } from 'node:crypto'
 import { createSession, type Session } from '../shared/yamux/index.ts'
-import { certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
 import { checkLabels, LabelError } from '../shared/labels.ts'
+import { validNow } from '../shared/cert-subject.ts'
+import { TunnelTrust } from './tunnel-trust.ts'
 import type { Logger } from '../shared/log.ts'
 import { MAX_RETURN_SPREAD_MS, readFirstMessage, readMessages, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
 
@@ -61,12 +62,14 @@ export interface TunnelServerOptions {
 export class TunnelServer extends EventEmitter {
   private readonly tunnels = new Map<string, Tunnel>()
   private readonly options: TunnelServerOptions
+  private readonly trust: TunnelTrust<Tunnel>
   private proxyIds: string[] = []
   private ca?: CAAnnouncement
 
   constructor(options: TunnelServerOptions) {
     super()
     this.options = options
+    this.trust = new TunnelTrust({ clusterName: options.clusterName, hostCAPems: options.hostCAPems, close: (tunnel) => tunnel.session.close(), log: options.log })
   }
 
   get size(): number {
@@ -89,14 +92,15 @@ export class TunnelServer extends EventEmitter {
   handle(socket: TLSSocket, remoteAddress: string): void {
     const log = this.options.log
     const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined
-    const current = cert !== undefined && validNow(cert)
-    const subject = cert && current && issuedByAny(cert, this.options.hostCAPems()) ? certSubject(cert) : undefined
-    if (!cert || !subject || subject.cluster !== this.options.clusterName || !subject.roles.includes('node')) {
-      const reason = socket.authorizationError ? String(socket.authorizationError) : !cert ? 'no client certificate' : !current ? 'the certificate has expired or is not yet valid' : 'not a node certificate of this cluster'
+    // Judged here, not only by OpenSSL: a resumed TLS session skips its certificate checks.
+    const verdict = cert ? this.trust.judge(cert) : undefined
+    if (!cert || !verdict?.trusted) {
+      const reason = socket.authorizationError ? String(socket.authorizationError) : verdict && !verdict.trusted ? verdict.reason : 'no client certificate'
       log.warn(`tunnel from ${remoteAddress} refused: ${reason}`)
       socket.destroy()
       return
     }
+    const subject = verdict.subject
     socket.setNoDelay(true)
     // The agent pings every interval (it must notice a dead path); while the tunnel is
     // idle its pings show this side the path is alive, so the proxy sends none of its own.
@@ -112,18 +116,28 @@ export class TunnelServer extends EventEmitter {
       connectedAt: Date.now(),
       cert,
     }
+    this.trust.opened(tunnel, cert)
     session.on('stream', (stream: Duplex) => this.control(tunnel, stream))
     // An agent that never says hello (it found it already holds a tunnel here) is let go.
     const helloTimer = setTimeout(() => session.close(), HELLO_TIMEOUT_MS)
     tunnel.registered = () => clearTimeout(helloTimer)
     session.on('close', (error?: Error) => {
       clearTimeout(helloTimer)
+      this.trust.closed(tunnel)
       if (this.tunnels.get(tunnel.hostId) === tunnel) {
         this.tunnels.delete(tunnel.hostId)
         this.emit('disconnect', tunnel)
         log.info(`tunnel from ${tunnel.nodename} closed${error ? `: ${error.message}` : ''}`, { host_id: tunnel.hostId })
       }
     })
+  }
+
+  /**
+   * Closes the tunnels this proxy no longer trusts, after the trusted host CAs changed: those
+   * whose node did not follow a rotation (all its certificates are from a dropped CA).
+   */
+  dropUntrusted(): void {
+    this.trust.recheckAll()
   }
 
   /**
@@ -159,6 +173,10 @@ export class TunnelServer extends EventEmitter {
     readMessages(stream, (message) => {
       if (message.type === 'renew') {
         this.emit('renew', tunnel)
+        return
+      }
+      if (message.type === 'cert') {
+        this.trust.renewed(tunnel, message.tls_cert)
         return
       }
       if (message.type === 'hello' || message.type === 'heartbeat') {
@@ -201,7 +219,8 @@ export class TunnelServer extends EventEmitter {
   /** Opens a stream to a service on the node; resolves once the node has connected it. */
   async dial(target: string, request: DialRequest): Promise<Duplex> {
     const tunnel = this.find(target)
-    if (!tunnel) throw new Error(`node "${target}" is not connected to this proxy`)
+    // Never through a tunnel whose certificate expired a moment ago (before its timer ran).
+    if (!tunnel || (!validNow(tunnel.cert) && !this.trust.recheck(tunnel))) throw new Error(`node "${target}" is not connected to this proxy`)
     const stream = tunnel.session.open()
     writeMessage(stream, request)
     let reply: Record<string, unknown>

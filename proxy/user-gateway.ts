@@ -1,10 +1,14 @@
 // Users reach nodes through the proxy: a TLS connection with ALPN `warren-ssh` and a user
 // certificate from the user CA, then one JSON line naming the node and service. The proxy
-// checks the user before it opens any stream to the node, then splices the bytes.
+// checks the user before it opens any stream to the node, then splices the bytes. A user
+// connection lasts as long as its session, like an SSH session past its certificate's
+// expiry, but not past a change of trust: when a user CA rotation drops the CA that
+// issued its certificate, it is closed.
 
 import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
-import { certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
+import type { X509Certificate } from 'node:crypto'
+import { judgeCertificate, judgeIdentity, type Expected, type Verdict } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
 import { readFirstMessage, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
 import { splice } from '../shared/splice.ts'
@@ -17,41 +21,78 @@ export interface UserGatewayOptions {
   log: Logger
 }
 
-export async function handleUserConnection(socket: TLSSocket, remoteAddress: string, options: UserGatewayOptions): Promise<void> {
-  const { log } = options
-  socket.on('error', () => {})
-  const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined
-  const current = cert !== undefined && validNow(cert)
-  const subject = cert && current && issuedByAny(cert, options.userCAPems()) ? certSubject(cert) : undefined
-  if (!subject || subject.cluster !== options.clusterName || !subject.roles.includes('user')) {
-    const reason = socket.authorizationError ?? (cert && !current ? 'the certificate has expired or is not yet valid' : 'no valid user certificate')
-    log.warn(`user connection from ${remoteAddress} refused: ${reason}`)
-    writeMessage(socket, { ok: false, error: 'a valid user certificate of this cluster is required' })
-    socket.end()
-    return
+export class UserGateway {
+  private readonly options: UserGatewayOptions
+  /** Every accepted user connection until it closes, with the certificate it was accepted by. */
+  private readonly open = new Map<TLSSocket, X509Certificate>()
+
+  constructor(options: UserGatewayOptions) {
+    this.options = options
   }
-  let node: string
-  let request: DialRequest
-  try {
-    const message = await readFirstMessage(socket)
-    if (typeof message.node !== 'string' || (message.service !== 'ssh' && message.service !== 'port')) throw new Error('the request must name "node" and "service"')
-    node = message.node
-    request = { service: message.service, name: typeof message.name === 'string' ? message.name : undefined, client: `${subject.commonName}@${remoteAddress}` }
-  } catch (error) {
-    writeMessage(socket, { ok: false, error: (error as Error).message })
-    socket.end()
-    return
+
+  private get expected(): Expected {
+    return { clusterName: this.options.clusterName, caPems: this.options.userCAPems(), role: 'user' }
   }
-  let stream: Duplex
-  try {
-    stream = await options.tunnels.dial(node, request)
-  } catch (error) {
-    log.info(`user ${subject.commonName} cannot reach ${node}: ${(error as Error).message}`)
-    writeMessage(socket, { ok: false, error: (error as Error).message })
-    socket.end()
-    return
+
+  /**
+   * Closes the user connections this proxy no longer trusts, after the trusted user CAs
+   * changed: those made with a certificate from a CA that was dropped. (Removed or locked
+   * users would be cut here too.)
+   */
+  dropUntrusted(): void {
+    for (const [socket, cert] of this.open) {
+      const verdict = judgeIdentity(cert, this.expected)
+      if (verdict.trusted) continue
+      this.open.delete(socket)
+      this.options.log.warn(`user connection from ${socket.remoteAddress} closed: ${verdict.reason}`)
+      socket.destroy()
+    }
   }
-  log.info(`user ${subject.commonName} connected to ${node} (${request.service})`, { from: remoteAddress })
-  writeMessage(socket, { ok: true })
-  splice(socket, stream)
+
+  async handle(socket: TLSSocket, remoteAddress: string): Promise<void> {
+    const { log } = this.options
+    socket.on('error', () => {})
+    const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined
+    // Judged here, not only by OpenSSL: a resumed TLS session skips its certificate checks.
+    const verdict: Verdict | undefined = cert ? judgeCertificate(cert, this.expected) : undefined
+    if (!cert || !verdict?.trusted) {
+      const reason = socket.authorizationError ?? (verdict && !verdict.trusted ? verdict.reason : 'no valid user certificate')
+      log.warn(`user connection from ${remoteAddress} refused: ${reason}`)
+      writeMessage(socket, { ok: false, error: 'a valid user certificate of this cluster is required' })
+      socket.end()
+      return
+    }
+    const subject = verdict.subject
+    this.open.set(socket, cert)
+    socket.once('close', () => this.open.delete(socket))
+    let node: string
+    let request: DialRequest
+    try {
+      const message = await readFirstMessage(socket)
+      if (typeof message.node !== 'string' || (message.service !== 'ssh' && message.service !== 'port')) throw new Error('the request must name "node" and "service"')
+      node = message.node
+      request = { service: message.service, name: typeof message.name === 'string' ? message.name : undefined, client: `${subject.commonName}@${remoteAddress}` }
+    } catch (error) {
+      writeMessage(socket, { ok: false, error: (error as Error).message })
+      socket.end()
+      return
+    }
+    let stream: Duplex
+    try {
+      stream = await this.options.tunnels.dial(node, request)
+    } catch (error) {
+      log.info(`user ${subject.commonName} cannot reach ${node}: ${(error as Error).message}`)
+      writeMessage(socket, { ok: false, error: (error as Error).message })
+      socket.end()
+      return
+    }
+    if (socket.destroyed) {
+      // Closed meanwhile (the user left, or its CA was dropped): the node's stream goes too.
+      stream.destroy()
+      return
+    }
+    log.info(`user ${subject.commonName} connected to ${node} (${request.service})`, { from: remoteAddress })
+    writeMessage(socket, { ok: true })
+    splice(socket, stream)
+  }
 }

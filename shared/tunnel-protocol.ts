@@ -58,6 +58,8 @@ export type AgentMessage =
   | { type: 'heartbeat'; labels: Record<string, string> }
   /** During a CA rotation: new certificates for the keys this tunnel was opened with. */
   | { type: 'renew' }
+  /** The certificate just renewed (through any proxy), for the same key: each proxy keeps trusting the tunnel by it. */
+  | { type: 'cert'; tls_cert: string }
 
 /**
  * The longest window a proxy asks its agents to spread their returns to a proxy that

@@ -1,0 +1,79 @@
+// Who is calling the auth API, from the TLS client certificate of the connection: a host
+// of this cluster (host CA), its admin (user CA, admin role), or nobody. Judged again at
+// every request, not once per connection: a keep-alive connection keeps only what its
+// certificate still grants. The verdict is kept until the certificate's dates or the
+// trusted CAs could change it; when the CAs change, connections whose certificate no
+// longer grants anything are closed.
+
+import type { X509Certificate } from 'node:crypto'
+import type { TLSSocket } from 'node:tls'
+import { certSubject, issuedByAny, validNow, type CertSubject } from '../shared/cert-subject.ts'
+import { EXPIRED, VerdictCache } from '../shared/cert-trust.ts'
+import type { Logger } from '../shared/log.ts'
+
+export interface Peer {
+  kind: 'host' | 'admin'
+  subject: CertSubject
+}
+
+/** A connection's certificate judged: who it authenticates, or why nobody. */
+export interface Judged {
+  peer: Peer | null
+  reason?: string
+}
+
+export interface CallersOptions {
+  clusterName: () => string
+  hostCAPems: () => string[]
+  userCAPems: () => string[]
+  log: Logger
+}
+
+export class Callers {
+  private readonly options: CallersOptions
+  private readonly verdicts = new VerdictCache<TLSSocket, Judged>()
+  /** Connections that authenticated someone, until they close: judged again when the CAs change. */
+  private readonly authenticated = new Set<TLSSocket>()
+
+  constructor(options: CallersOptions) {
+    this.options = options
+  }
+
+  /** Who is calling on `socket` now; nobody for anonymous callers. */
+  judge(socket: TLSSocket): Judged {
+    const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined
+    if (!cert) return { peer: null }
+    const judged = this.verdicts.get(socket, cert, (now) => this.identify(cert, now))
+    if (judged.peer && !this.authenticated.has(socket)) {
+      this.authenticated.add(socket)
+      socket.once('close', () => this.authenticated.delete(socket))
+    }
+    return judged
+  }
+
+  /** After the trusted CAs changed: every verdict is made again, and connections that lost theirs are closed. */
+  trustChanged(): void {
+    this.verdicts.invalidate()
+    for (const socket of this.authenticated) {
+      const judged = this.judge(socket)
+      if (judged.peer) continue
+      this.authenticated.delete(socket)
+      this.options.log.warn(`connection from ${socket.remoteAddress} closed: ${judged.reason}`)
+      socket.destroy()
+    }
+  }
+
+  /**
+   * What a client certificate grants now. The dates are checked here too, since a resumed
+   * TLS session skips OpenSSL's checks. (A removed or locked identity would be refused here.)
+   */
+  private identify(cert: X509Certificate, nowMs: number): Judged {
+    if (!validNow(cert, nowMs)) return { peer: null, reason: EXPIRED }
+    const subject = certSubject(cert)
+    if (subject.cluster !== this.options.clusterName()) return { peer: null, reason: 'the certificate is from another cluster' }
+    if (issuedByAny(cert, this.options.hostCAPems())) return { peer: { kind: 'host', subject } }
+    if (!issuedByAny(cert, this.options.userCAPems())) return { peer: null, reason: 'the certificate is not from a CA this cluster trusts' }
+    if (!subject.roles.includes('admin')) return { peer: null, reason: 'not an admin certificate' }
+    return { peer: { kind: 'admin', subject } }
+  }
+}

@@ -1,0 +1,138 @@
+// Whether the proxy still trusts the node at the other end of each open tunnel. A tunnel is
+// accepted by its node's certificate; it stays open only while that certificate, or one
+// the node renewed since for the same key, is valid and from a host CA the cluster trusts.
+// Tunnels are judged again when the trusted CAs change (a rotation dropped a CA: nodes
+// that did not follow it are cut) and when their last certificate expires.
+
+import { X509Certificate } from 'node:crypto'
+import { judgeCertificate, type Verdict } from '../shared/cert-trust.ts'
+import type { Logger } from '../shared/log.ts'
+
+/** What this module needs of a tunnel. */
+export interface TrustedTunnel {
+  hostId: string
+  nodename: string
+  /** The newest trusted certificate: the one renewals present on the node's behalf. */
+  cert: X509Certificate
+}
+
+/** The certificates a tunnel's node has shown for its key, oldest first, and the timer at their expiry. */
+interface Held {
+  certs: X509Certificate[]
+  expiry?: NodeJS.Timeout
+  /** Renewed certificates the node has announced on this tunnel, taken or not. */
+  announced: number
+}
+
+/** setTimeout's longest delay (about 24.8 days); host certificates live longer, so expiry timers are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/**
+ * Certificates kept per tunnel for its key: the one it opened with and renewals since. A
+ * rotation adds one; a rollback goes back to the one before, which must still be at hand.
+ */
+const MAX_CERTS_PER_TUNNEL = 4
+
+/**
+ * Announcements a tunnel may make in its life: a node announces once per renewal, which
+ * rotations and renewal windows make rare; each costs the proxy a signature check, so a
+ * node cannot make it check certificates without end. (Past the limit, the node's tunnel
+ * is cut at the next standby and comes back with its new certificate.)
+ */
+const MAX_ANNOUNCEMENTS_PER_TUNNEL = 16
+
+export interface TunnelTrustOptions<T> {
+  clusterName: string
+  hostCAPems: () => string[]
+  /** Closes a tunnel that is no longer trusted. */
+  close: (tunnel: T) => void
+  log: Logger
+}
+
+export class TunnelTrust<T extends TrustedTunnel> {
+  private readonly options: TunnelTrustOptions<T>
+  /** Every open tunnel, registered or not yet. */
+  private readonly held = new Map<T, Held>()
+
+  constructor(options: TunnelTrustOptions<T>) {
+    this.options = options
+  }
+
+  /**
+   * Whether this proxy accepts a node's certificate now: valid, from a host CA the cluster
+   * trusts, a node of this cluster. (A removed or locked node would be refused here too.)
+   */
+  judge(cert: X509Certificate): Verdict {
+    return judgeCertificate(cert, { clusterName: this.options.clusterName, caPems: this.options.hostCAPems(), role: 'node' })
+  }
+
+  /** A tunnel accepted with `cert` (judged trusted by the caller just now). */
+  opened(tunnel: T, cert: X509Certificate): void {
+    const held: Held = { certs: [cert], announced: 0 }
+    this.held.set(tunnel, held)
+    this.expireWith(tunnel, held)
+  }
+
+  closed(tunnel: T): void {
+    clearTimeout(this.held.get(tunnel)?.expiry)
+    this.held.delete(tunnel)
+  }
+
+  /** Whether `tunnel` may carry on; closes it when none of its certificates is trusted any more. */
+  recheck(tunnel: T): boolean {
+    const held = this.held.get(tunnel)
+    if (!held) return false
+    const verdicts = held.certs.map((cert) => this.judge(cert))
+    held.certs = held.certs.filter((_, i) => verdicts[i].trusted)
+    const newest = held.certs.at(-1)
+    if (!newest) {
+      const refusal = verdicts.at(-1)
+      this.options.log.warn(`tunnel from ${tunnel.nodename} closed: ${refusal && !refusal.trusted ? refusal.reason : 'no trusted certificate'}`, { host_id: tunnel.hostId })
+      this.closed(tunnel)
+      this.options.close(tunnel)
+      return false
+    }
+    tunnel.cert = newest
+    this.expireWith(tunnel, held)
+    return true
+  }
+
+  /** After the trusted host CAs changed: every tunnel is judged again. */
+  recheckAll(): void {
+    for (const tunnel of [...this.held.keys()]) this.recheck(tunnel)
+  }
+
+  /**
+   * A node tells each proxy the certificate it renewed (through one of them) during a
+   * rotation, so that none closes its tunnel when the old CA is dropped. Taken only for the
+   * key the node proved it holds when the tunnel opened, and for the same host.
+   */
+  renewed(tunnel: T, pem: unknown): boolean {
+    const held = this.held.get(tunnel)
+    if (!held || ++held.announced > MAX_ANNOUNCEMENTS_PER_TUNNEL) return false
+    const cert = typeof pem === 'string' ? parseCertificate(pem) : undefined
+    const verdict = cert && this.judge(cert)
+    if (!cert || !verdict?.trusted || verdict.subject.commonName !== tunnel.hostId || !cert.publicKey.equals(tunnel.cert.publicKey)) {
+      this.options.log.warn(`tunnel from ${tunnel.nodename}: its renewed certificate is not taken (${verdict && !verdict.trusted ? verdict.reason : 'not a certificate of this node\'s key'})`, { host_id: tunnel.hostId })
+      return false
+    }
+    held.certs = [...held.certs, cert].slice(-MAX_CERTS_PER_TUNNEL)
+    return this.recheck(tunnel)
+  }
+
+  /** Judges the tunnel again just after the last of its certificates expires. */
+  private expireWith(tunnel: T, held: Held): void {
+    clearTimeout(held.expiry)
+    const lastExpiry = Math.max(...held.certs.map((cert) => cert.validToDate.getTime()))
+    held.expiry = setTimeout(() => this.recheck(tunnel), Math.min(MAX_TIMER_MS, Math.max(1, lastExpiry + 1 - Date.now())))
+    held.expiry.unref()
+  }
+}
+
+function parseCertificate(pem: string): X509Certificate | undefined {
+  try {
+    return new X509Certificate(pem)
+  } catch {
+    return undefined
+  }
+}
