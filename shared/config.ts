@@ -24,6 +24,9 @@ export const DEFAULTS = {
   // The node's SSH server is reached through the tunnel, so it need not listen beyond loopback.
   sshListenAddr: '127.0.0.1:3022',
   sshPort: 3022,
+  // `ssh -L` reaches only the local ports a node declares: a user who may log in to a
+  // device should not thereby reach every host on the device's network.
+  portForwarding: 'declared',
   heartbeatIntervalMs: 5000,
   heartbeatTtlMs: 30000,
   // Far below Teleport's 5 minutes: NATs and load balancers drop flows idle for much less.
@@ -88,10 +91,17 @@ export interface ForwardPort {
   addr: string
 }
 
+/**
+ * Where a user's `ssh -L` may go from the node: only the `forward_ports` it declares (by
+ * their host:port), any host:port the node can reach, or nowhere.
+ */
+export type PortForwarding = 'declared' | 'any' | 'off'
+
 export interface SshConfig {
   enabled: boolean
   listenAddr: string
   forwardPorts: ForwardPort[]
+  portForwarding: PortForwarding
 }
 
 export interface WarrenConfig {
@@ -330,6 +340,7 @@ const SCHEMA = section({
     forward_ports: list(section({ name: portName, addr: addressWithPort }, { required: ['name', 'addr'] }), {
       uniqueBy: 'name',
     }),
+    port_forwarding: oneOf('declared', 'any', 'off'),
   }),
 })
 
@@ -577,6 +588,7 @@ function build(raw: Raw): WarrenConfig {
       enabled: enabled(raw.ssh_service),
       listenAddr: ssh.listen_addr ?? DEFAULTS.sshListenAddr,
       forwardPorts: (ssh.forward_ports ?? []).map((port: Raw) => ({ name: port.name, addr: port.addr })),
+      portForwarding: ssh.port_forwarding ?? DEFAULTS.portForwarding,
     },
   }
 }
