@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'
+import { isatty } from 'node:tty'
 import { join } from 'node:path'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml'
 import { ConfigError, UsageError } from './errors.ts'
@@ -183,10 +184,16 @@ export function parseLabels(text: string): Record<string, string> {
 }
 
 /**
- * The token itself: a value starting with `/` names a file holding it (surrounding
- * whitespace dropped). Errors name the file, never the token.
+ * The token itself: a value starting with `/` names a file holding it, and `-` means
+ * standard input (surrounding whitespace dropped), so that the token need not be on a
+ * command line, where any local user can read it. Errors name the file, never the token.
  */
 export function resolveTokenValue(value: string): string {
+  if (value === '-') {
+    const token = readStandardInput().trim()
+    if (token === '') throw new ConfigError('no join token on standard input (--token=-)')
+    return token
+  }
   if (!value.startsWith('/')) {
     if (value.trim() === '') throw new ConfigError('the join token is empty')
     return value
@@ -200,6 +207,21 @@ export function resolveTokenValue(value: string): string {
   const token = content.trim()
   if (token === '') throw new ConfigError(`token file ${value} is empty`)
   return token
+}
+
+let standardInput: string | undefined
+
+/** Standard input to its end, read once: every role of a process may ask for `--token=-`. */
+function readStandardInput(): string {
+  if (standardInput !== undefined) return standardInput
+  // A terminal would wait for an end of file that nobody knows to type.
+  if (isatty(0)) throw new ConfigError('--token=- reads the join token from standard input, which is a terminal: pipe the token in, or give a file path')
+  try {
+    standardInput = readFileSync(0, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read the join token from standard input: ${fileProblem(err)}`)
+  }
+  return standardInput
 }
 
 function fileProblem(err: unknown): string {
