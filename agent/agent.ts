@@ -13,6 +13,7 @@ import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import type { Heartbeat } from './heartbeat.ts'
 import { SshOnDemand } from './ssh-on-demand.ts'
+import { forwardRefusal } from './forward-policy.ts'
 import { serveStream, type ServiceTable } from './services.ts'
 import { TunnelPool } from './tunnel-pool.ts'
 import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
@@ -103,7 +104,13 @@ export class Agent {
   async start(): Promise<void> {
     await this.prepare()
     const { server, tunnel, source } = this.prepared!
-    this.ssh = new SshOnDemand({ hostKeyPem: this.identity.sshKeyPem, userCAKeys: this.identity.userCASshKeys, log: this.log })
+    this.ssh = new SshOnDemand({
+      hostKeyPem: this.identity.sshKeyPem,
+      userCAKeys: this.identity.userCASshKeys,
+      log: this.log,
+      // Read at each request: a reload changes the policy and the declared ports.
+      forwardRefusal: (host, port) => forwardRefusal(this.config.ssh, host, port),
+    })
     this.services = { ssh: this.ssh, ports: this.config.ssh.forwardPorts }
     if (tunnel === undefined) return this.startDirect(server)
     this.startTunnels(server, tunnel, source!)
@@ -261,10 +268,11 @@ export class Agent {
     }
   }
 
-  /** Applies what may change without a restart: labels (sent with the next heartbeat) and forwarded ports. */
+  /** Applies what may change without a restart: labels (sent with the next heartbeat), forwarded ports and where ssh -L may go. */
   reload(next: WarrenConfig): void {
     this.config.labels = next.labels
     this.config.ssh.forwardPorts = next.ssh.forwardPorts
+    this.config.ssh.portForwarding = next.ssh.portForwarding
     this.services.ports = next.ssh.forwardPorts
     this.heartbeat?.setLabels(next.labels)
     this.pool?.relabel()

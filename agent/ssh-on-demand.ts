@@ -11,16 +11,18 @@ export class SshOnDemand {
   private userCAKeys: string[]
   private readonly hostKeyPem: string
   private readonly log: Logger
+  private readonly forwardRefusal: (host: string, port: number) => string | undefined
 
-  constructor(options: { hostKeyPem: string; userCAKeys: string[]; log: Logger }) {
+  constructor(options: { hostKeyPem: string; userCAKeys: string[]; log: Logger; forwardRefusal: (host: string, port: number) => string | undefined }) {
     this.hostKeyPem = options.hostKeyPem
     this.userCAKeys = options.userCAKeys
     this.log = options.log
+    this.forwardRefusal = options.forwardRefusal
   }
 
   /** Serves one SSH connection, starting the server first if this is the first one. */
   handleConnection(stream: Duplex, info?: { remoteAddress?: string }): void {
-    this.server ??= import('./ssh-server.ts').then(({ NodeSshServer }) => new NodeSshServer({ hostKeyPem: this.hostKeyPem, userCAKeys: this.userCAKeys, log: this.log }))
+    this.server ??= import('./ssh-server.ts').then(({ NodeSshServer }) => new NodeSshServer({ hostKeyPem: this.hostKeyPem, userCAKeys: this.userCAKeys, log: this.log, forwardRefusal: this.forwardRefusal }))
     this.server.then(
       (server) => server.handleConnection(stream, info),
       (error: Error) => {

@@ -65,6 +65,8 @@ const server = new NodeSshServer({
     const account = lookupPasswd(login)
     return account && { ...account, home: TEST_HOME }
   },
+  // Where -L may go is the node's policy (test/port-forwarding.test.ts); here, anywhere.
+  forwardRefusal: () => undefined,
 })
 const listener: Server = createServer((socket) => server.handleConnection(socket))
 await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))

@@ -47,6 +47,8 @@ export interface SshServerOptions {
   log?: Logger
   /** Where a login's shell/exec runs; default: look the login up in /etc/passwd, run as that uid/gid with its home and shell. */
   resolveLogin?: (login: string) => LoginAccount | undefined
+  /** Why `ssh -L` may not reach host:port (see forward-policy.ts), undefined to allow; default: refuse every destination. */
+  forwardRefusal?: (host: string, port: number) => string | undefined
 }
 
 /** What an accepted certificate grants on one connection. */
@@ -80,6 +82,7 @@ export class NodeSshServer {
   private readonly hostKey: ParsedKey
   private readonly log: Logger
   private readonly resolveLogin: (login: string) => LoginAccount | undefined
+  private readonly forwardRefusal: (host: string, port: number) => string | undefined
   private readonly connections = new Set<ConnectionState>()
   private trustedCaKeys: KeyObject[] = []
   private closing = false
@@ -91,6 +94,7 @@ export class NodeSshServer {
     this.hostKey = parsed
     this.log = options.log?.child('ssh') ?? createLogger('node:ssh')
     this.resolveLogin = options.resolveLogin ?? lookupPasswd
+    this.forwardRefusal = options.forwardRefusal ?? (() => 'port forwarding is off on this node')
     this.setUserCAKeys(options.userCAKeys)
   }
 
@@ -276,6 +280,11 @@ export class NodeSshServer {
     const fields = { login: grant.account.name, destination: `${info.destIP}:${info.destPort}`, remote: state.remote }
     if (!grant.permitPortForwarding) {
       this.log.info('SSH port forwarding refused: the certificate lacks permit-port-forwarding', fields)
+      return reject()
+    }
+    const refusal = this.forwardRefusal(info.destIP, info.destPort)
+    if (refusal !== undefined) {
+      this.log.info(`SSH port forwarding refused: ${refusal}`, fields)
       return reject()
     }
     const socket = connect({ host: info.destIP, port: info.destPort })

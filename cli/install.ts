@@ -22,10 +22,10 @@ const UNIT_PATH = '/etc/systemd/system/warren.service'
 const DATA_DIR = DEFAULTS.dataDir
 
 const COMMAND = 'warren install'
-const USAGE = 'warren install --token=VALUE|/path --auth-server=HOST:PORT --ca-pin=sha256:... [--nodename=N] [--labels=k=v,..] [--prefix=DIR] [--binary=PATH] [--force]'
+const USAGE = 'warren install --token=VALUE|/path|- --auth-server=HOST:PORT --ca-pin=sha256:... [--nodename=N] [--labels=k=v,..] [--prefix=DIR] [--binary=PATH] [--force]'
 
 export const INSTALL_FLAGS: FlagSpec = {
-  token: { type: 'string', description: 'join token from "warrenctl nodes add", or a path (starting with /) to a file holding it' },
+  token: { type: 'string', description: 'join token from "warrenctl nodes add", a path (starting with /) to a file holding it, or - to read it from standard input' },
   'auth-server': { type: 'list', description: 'HOST:PORT of a proxy\'s web port, or of the auth server' },
   'ca-pin': { type: 'list', description: 'sha256:... pin of the cluster CA, from "warrenctl status"' },
   roles: { type: 'list', default: ['node'], description: 'roles of this host; install sets up the node role' },
@@ -65,7 +65,7 @@ export async function install(argv: string[]): Promise<number> {
 function planFromFlags(flags: Record<string, any>): InstallPlan {
   const token: string | undefined = flags.token
   if (token === undefined || token.trim() === '') {
-    throw new UsageError('--token is required: the invite from "warrenctl nodes add", or a file holding it')
+    throw new UsageError('--token is required: the invite from "warrenctl nodes add", a file holding it, or - to read it from standard input')
   }
   const authServers: string[] = flags['auth-server'] ?? []
   if (authServers.length === 0) throw new UsageError('--auth-server is required: HOST:PORT of a proxy\'s web port or of the auth server')
@@ -89,7 +89,9 @@ function planFromFlags(flags: Record<string, any>): InstallPlan {
   const prefix: string | undefined = flags.prefix
   if (prefix !== undefined && prefix.trim() === '') throw new UsageError('--prefix needs a directory')
   return {
-    token,
+    // From standard input, once the flags are known good: the value itself goes into the
+    // config (0600), since the unit has no standard input.
+    token: token === '-' ? resolveTokenValue(token) : token,
     authServers,
     caPins: pins.map((pin) => parsePin(pin)),
     nodename,

@@ -7,14 +7,17 @@ import { applyFlags, defaultConfig, loadConfigFile, parseLabels, type WarrenConf
 import { secureDataDir } from '../shared/data-dir.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from '../shared/flags.ts'
+import { identityExists } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { parsePin } from '../shared/pin.ts'
+import { settleJoinToken, tokenOnCommandLine, tokenOrigin, withoutToken } from './join-token.ts'
 
 const ROLES = ['auth', 'proxy', 'node']
 
 export const START_FLAGS: FlagSpec = {
   roles: { type: 'list', default: ['node'], description: 'roles this process runs: auth, proxy, node (comma-separated)' },
-  token: { type: 'string', description: 'join token, or a path (starting with /) to a file holding it' },
+  token: { type: 'string', description: 'join token, a path (starting with /) to a file holding it, or - to read it from standard input' },
+  'forget-token': { type: 'boolean', description: 'after a join, remove the token from the config file (auth_token) and delete the token file it came from' },
   'auth-server': { type: 'list', description: 'HOST:PORT of the auth server (or a proxy\'s web port) to join through' },
   'ca-pin': { type: 'list', description: 'sha256:... pin of the cluster CA, from "warrenctl status"' },
   config: { type: 'string', description: 'path to the YAML config file' },
@@ -43,22 +46,27 @@ export function buildConfig(flags: Record<string, any>): WarrenConfig {
 const STARTED_AFRESH = 'WARREN_STARTED_AFRESH'
 
 /**
- * A node that has just joined or looked up its tunnel address holds the HTTPS client it
- * used for that (2 MB of a device's 60 MB budget, for as long as it runs). With its
- * identity and the address on disk, the same command in a fresh process image (same PID,
- * so systemd sees nothing) never loads it: this process replaces itself once.
+ * Replaces this process, once, with the same command in a fresh process image (same PID, so
+ * systemd sees nothing), minus the join token: with the identity on disk it is not needed,
+ * and on the command line any local user could read it (`ps`, /proc/PID/cmdline). A node in
+ * tunnel mode that has just joined or looked up its tunnel address also sheds the HTTPS
+ * client it used (2 MB of a device's 60 MB budget, for as long as it runs).
  */
-function startAfresh(log: Logger): void {
-  if (process.env[STARTED_AFRESH] || typeof process.execve !== 'function') return
+function startAfresh(log: Logger, why: string, tokenVisible: boolean): void {
+  if (process.env[STARTED_AFRESH]) return
+  const cannot = (reason: string) => {
+    if (tokenVisible) log.warn(`the join token stays visible in this process's command line (${reason}): pass it as --token=- or --token=/path instead`)
+  }
+  if (typeof process.execve !== 'function') return cannot('this Node has no process.execve')
   // A failed execve ends the process (Node treats it as fatal), so only try what can run.
   try {
     accessSync(process.execPath, constants.X_OK)
   } catch {
-    return
+    return cannot(`${process.execPath} is not executable`)
   }
   // In the single executable argv[1] repeats the executable's path; from source it is the script.
-  const args = isSea() ? process.argv.slice(2) : [...process.execArgv, ...process.argv.slice(1)]
-  log.info('identity and tunnel address stored: continuing in a fresh process image')
+  const args = isSea() ? withoutToken(process.argv.slice(2)) : [...process.execArgv, ...withoutToken(process.argv.slice(1))]
+  log.info(`${why}: continuing in a fresh process image`)
   process.execve(process.execPath, [process.argv0, ...args], { ...process.env, [STARTED_AFRESH]: '1' })
 }
 
@@ -72,6 +80,16 @@ export async function start(argv: string[]): Promise<number> {
   const config = buildConfig(flags)
   const log = createLogger('warren', { level: config.log.level, format: config.log.format })
   secureDataDir(config.dataDir, log)
+  // Roles that join with the operator's token (not one minted in this process) report a
+  // join here, once: then the token is cleared away or its place named.
+  const origin = tokenOrigin(flags, config.authToken)
+  let settled = false
+  const joinedWithToken = () => {
+    if (settled || origin === undefined) return
+    settled = true
+    settleJoinToken(origin, flags['forget-token'], log)
+  }
+  const hideToken = tokenOnCommandLine(flags)
   const stops: (() => Promise<void>)[] = []
   const reloads: ((config: WarrenConfig) => void)[] = [(next) => log.setLevel(next.log.level)]
   const stopAll = async () => {
@@ -92,29 +110,37 @@ export async function start(argv: string[]): Promise<number> {
         mint: async (role) => (await auth.tokenService.add({ roles: [role], ttlMs: 60_000, singleUse: true })).value,
       }
     }
+    const minting = config.authServers.length === 0 ? local : undefined
     let proxyWeb: string | undefined
     if (roles.includes('proxy')) {
-      const proxyConfig = local && config.authServers.length === 0
-        ? { ...config, authServers: [local.authServer], authToken: await local.mint('proxy'), caPins: local.pins }
+      const proxyConfig = minting
+        ? { ...config, authServers: [minting.authServer], authToken: await minting.mint('proxy'), caPins: minting.pins }
         : config
+      const joins = !minting && !identityExists(config.dataDir, 'proxy')
       const { ProxyService } = await load.proxy()
       const proxy = new ProxyService(proxyConfig, log.child('proxy'))
       await proxy.start()
       stops.push(() => proxy.stop())
+      if (joins) joinedWithToken()
       proxyWeb = proxy.addresses.web.replace(/^(0\.0\.0\.0|\[::\])/, '127.0.0.1')
     }
     if (roles.includes('node')) {
-      let nodeConfig = config
-      if (local && config.authServers.length === 0) {
-        nodeConfig = { ...config, authServers: [proxyWeb ?? local.authServer], authToken: await local.mint('node'), caPins: local.pins }
-      }
+      const nodeConfig = minting
+        ? { ...config, authServers: [proxyWeb ?? minting.authServer], authToken: await minting.mint('node'), caPins: minting.pins }
+        : config
+      const joins = !minting && !identityExists(config.dataDir)
       const { Agent } = await load.node()
       const agent = new Agent({ config: nodeConfig, log: log.child('node') })
-      if (await agent.prepare() && roles.length === 1) startAfresh(log)
+      const usedHttps = await agent.prepare()
+      if (joins) joinedWithToken()
+      // Before the node's tunnels open; roles started before it start again from their identities.
+      if (usedHttps && roles.length === 1) startAfresh(log, 'identity and tunnel address stored', hideToken)
+      else if (hideToken) startAfresh(log, 'identity stored, the join token is not needed any more', true)
       await agent.start()
       stops.push(() => agent.stop())
       reloads.push((next) => agent.reload(next))
     }
+    if (hideToken && !roles.includes('node')) startAfresh(log, 'identities stored, the join token is not needed any more', true)
   } catch (error) {
     await stopAll()
     throw error instanceof WarrenError ? error : new WarrenError((error as Error).message)

@@ -65,7 +65,7 @@ function commit(): string {
 }
 
 function startHelp(): string {
-  return 'Usage: warren start --roles=node --token=VALUE|/path --auth-server=HOST:PORT [--ca-pin=sha256:...] [--config=FILE]\n'
+  return 'Usage: warren start --roles=node --token=VALUE|/path|- --auth-server=HOST:PORT [--ca-pin=sha256:...] [--config=FILE]\n'
 }
 
 if (import.meta.main) await runMain(warren, process.argv.slice(2))

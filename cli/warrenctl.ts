@@ -81,16 +81,21 @@ async function addToken(admin: AdminConnection, flags: Record<string, any>, role
   out('')
   out(`Run this on the new ${created.roles.join(' and ')} to join the cluster:`)
   out('')
+  // The token goes in on standard input (a here-document, which no POSIX shell turns into a
+  // process), never as an argument: a command line is readable by every local user.
   out('> warren start \\')
   out(`   --roles=${created.roles.join(',')} \\`)
-  out(`   --token=${created.token} \\`)
+  out('   --token=- \\')
   for (const pin of status.host_ca.pins) out(`   --ca-pin=${pin} \\`)
-  out(`   --auth-server=${authServer}`)
+  out(`   --auth-server=${authServer} <<'EOF'`)
+  out(created.token)
+  out('EOF')
   out('')
   out('Please note:')
   out('')
   out(`  - This invitation token will expire in ${describeTtl(ttlMs)}`)
   out(`  - ${authServer} must be reachable from the new node`)
+  if (created.roles.join() === 'node') out('  - For a node that systemd starts at boot, give the same flags and input to "sudo warren install"')
 }
 
 const tokenFlags: FlagSpec = {

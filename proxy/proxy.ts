@@ -119,19 +119,30 @@ export class ProxyService {
     web.on('request', (req, res) => router.handle(req, res).catch((error) => this.log.error('request failed', { path: req.url, error: String(error) })))
 
     const certificates = this.webCertificates
-    const tls = createTlsRouter({
+    const declines = (protocols: string[]) => (listsHeldProxy(protocols, this.identity.hostId) ? 'the agent holds a tunnel to this proxy already' : undefined)
+    const serveTunnel = (socket: TLSSocket, conn: RoutedConnection) => this.tunnels.handle(socket, conn.clientAddress)
+    const everything = createTlsRouter({
       log: this.log,
       secureContext: () => this.secureContext(),
       ...(certificates ? { contextByName: (name: string) => certificates.contextByName(name), challenge: (name: string) => certificates.challenge(name) } : {}),
-      declines: (protocols) => (listsHeldProxy(protocols, this.identity.hostId) ? 'the agent holds a tunnel to this proxy already' : undefined),
+      declines,
       alpn: {
-        [TUNNEL_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => this.tunnels.handle(socket, conn.clientAddress),
+        [TUNNEL_ALPN]: serveTunnel,
         [USER_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => void this.users.handle(socket, conn.clientAddress),
         'http/1.1': (socket: TLSSocket, conn: RoutedConnection) => this.serveHttp(web, socket, conn),
         '': (socket: TLSSocket, conn: RoutedConnection) => this.serveHttp(web, socket, conn),
       },
     })
-    const listen = async (address: string, defaultPort: number) => {
+    // A tunnel port of its own serves tunnels alone: the web API (joins, discovery), users
+    // and ACME validations answer on the web port, so the tunnel port exposes nothing else.
+    // Anything but warren-tunnel is refused from its ClientHello, before any key exchange.
+    const tunnelsOnly = createTlsRouter({
+      log: this.log,
+      secureContext: () => this.secureContext(),
+      declines: (protocols) => (protocols.includes(TUNNEL_ALPN) ? declines(protocols) : 'this port serves only reverse tunnels'),
+      alpn: { [TUNNEL_ALPN]: serveTunnel },
+    })
+    const listen = async (address: string, defaultPort: number, tls: (conn: RoutedConnection) => void) => {
       const { host, port } = parseHostPort(address, defaultPort)
       const mux = new Multiplexer({ trustedLoadBalancers: this.config.proxy.trustedLoadBalancers, log: this.log })
       mux.on('tls', tls)
@@ -141,12 +152,12 @@ export class ProxyService {
       const bound = server.address() as { address: string; port: number }
       return `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`
     }
-    this.addresses.web = await listen(this.config.proxy.webListenAddr, DEFAULTS.webPort)
+    this.addresses.web = await listen(this.config.proxy.webListenAddr, DEFAULTS.webPort, everything)
     if (this.multiplexed) {
       this.addresses.tunnel = this.addresses.web
       this.log.debug('Setup Proxy: Reverse tunnel proxy and web proxy listen on the same port, multiplexing is on')
     } else {
-      this.addresses.tunnel = await listen(this.config.proxy.tunnelListenAddr, DEFAULTS.tunnelPort)
+      this.addresses.tunnel = await listen(this.config.proxy.tunnelListenAddr, DEFAULTS.tunnelPort, tunnelsOnly)
     }
     await this.heartbeat(true)
     this.membership = new LiveSetMembership(() => this.heartbeat(false), async () => {

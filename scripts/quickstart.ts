@@ -36,8 +36,10 @@ function ctl(...args: string[]): string {
   return execFileSync(process.execPath, [WARRENCTL, ...args, `--data-dir=${clusterDir}`], { encoding: 'utf8' })
 }
 
-function daemon(args: string[]): { child: ChildProcess; log: () => string } {
-  const child = spawn(process.execPath, [WARREN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+/** `warren ARGS` in the background; `input` is its standard input. */
+function daemon(args: string[], input = ''): { child: ChildProcess; log: () => string } {
+  const child = spawn(process.execPath, [WARREN, ...args], { stdio: ['pipe', 'ignore', 'pipe'] })
+  child.stdin!.end(input)
   let log = ''
   child.stderr!.on('data', (d) => (log += d))
   child.on('exit', (code) => {
@@ -97,8 +99,8 @@ async function main(): Promise<void> {
 
   step('Join a node through the proxy\'s web port',
     `The node checks the CA pin, sends the token with fresh public keys, stores its certificates in ${nodeDir}, then dials out to the proxy and keeps a reverse tunnel open: it needs no open port of its own.`,
-    `warren start --roles=node --token=<token> --ca-pin=${pin.slice(0, 20)}… --auth-server=proxy.example.com:3080`)
-  const node = daemon(['start', '--roles=node', `--token=${token}`, `--ca-pin=${pin}`, `--auth-server=${web}`, `--data-dir=${nodeDir}`, '--nodename=quickstart-node', '--labels=env=demo'])
+    `warren start --roles=node --token=- --ca-pin=${pin.slice(0, 20)}… --auth-server=proxy.example.com:3080  (the token on standard input)`)
+  const node = daemon(['start', '--roles=node', '--token=-', `--ca-pin=${pin}`, `--auth-server=${web}`, `--data-dir=${nodeDir}`, '--nodename=quickstart-node', '--labels=env=demo'], `${token}\n`)
   await until('the node\'s reverse tunnel', () => /tunnel to proxy \S+ open/.test(node.log()))
   await until('the node to show up in nodes ls', () => ctl('nodes', 'ls').includes('quickstart-node'))
 

@@ -54,6 +54,7 @@ ssh_service:
     - name: webui
       addr: 127.0.0.1:8080
     - { name: db, addr: "[::1]:5432" }
+  port_forwarding: any
 `
 
 function errorOf(fn: () => unknown): Error | undefined {
@@ -117,6 +118,7 @@ t.test('a full valid file', async (t) => {
         { name: 'webui', addr: '127.0.0.1:8080' },
         { name: 'db', addr: '[::1]:5432' },
       ],
+      portForwarding: 'any',
     },
   } satisfies WarrenConfig)
 })
@@ -136,6 +138,7 @@ t.test('defaults', async (t) => {
   t.same(config.auth.joinRateLimit, { burst: 10, perMinute: 30 })
   t.same(config.log, { level: 'info', format: 'text' })
   t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [false, false, false])
+  t.equal(config.ssh.portForwarding, 'declared', 'ssh -L reaches only declared ports unless the config says otherwise')
   t.same(config.caPins, [])
   t.same(config.labels, {})
   t.equal(config.authToken, undefined)
@@ -196,6 +199,7 @@ t.test('ill-typed values name the key path and line', async (t) => {
   configError(t, 'proxy_service:\n  enabled: yes\n', '/etc/warren.yaml: line 2: "proxy_service.enabled" must be true or false')
   configError(t, 'log:\n  level: verbose\n', '/etc/warren.yaml: line 2: "log.level" must be one of debug, info, warn, error')
   configError(t, 'version: v3\n', '/etc/warren.yaml: line 1: "version" must be one of v1')
+  configError(t, 'ssh_service:\n  port_forwarding: all\n', '/etc/warren.yaml: line 2: "ssh_service.port_forwarding" must be one of declared, any, off')
   configError(t, 'auth_service:\n  join_rate_limit: { burst: 1.5 }\n', '/etc/warren.yaml: line 2: "auth_service.join_rate_limit.burst" must be a whole number above zero')
   configError(t, 'auth_service: yes\n', '/etc/warren.yaml: line 1: "auth_service" must be a section of keys')
   configError(t, '- a\n- b\n', '/etc/warren.yaml: line 1: the config must be a map of keys such as "auth_service:"')

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'
+import { isatty } from 'node:tty'
 import { join } from 'node:path'
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml'
 import { ConfigError, UsageError } from './errors.ts'
@@ -25,6 +26,9 @@ export const DEFAULTS = {
   // The node's SSH server is reached through the tunnel, so it need not listen beyond loopback.
   sshListenAddr: '127.0.0.1:3022',
   sshPort: 3022,
+  // `ssh -L` reaches only the local ports a node declares: a user who may log in to a
+  // device should not thereby reach every host on the device's network.
+  portForwarding: 'declared',
   heartbeatIntervalMs: 5000,
   heartbeatTtlMs: 30000,
   // Far below Teleport's 5 minutes: NATs and load balancers drop flows idle for much less.
@@ -92,10 +96,17 @@ export interface ForwardPort {
   addr: string
 }
 
+/**
+ * Where a user's `ssh -L` may go from the node: only the `forward_ports` it declares (by
+ * their host:port), any host:port the node can reach, or nowhere.
+ */
+export type PortForwarding = 'declared' | 'any' | 'off'
+
 export interface SshConfig {
   enabled: boolean
   listenAddr: string
   forwardPorts: ForwardPort[]
+  portForwarding: PortForwarding
 }
 
 export interface WarrenConfig {
@@ -162,10 +173,16 @@ export function parseHostPort(text: string, defaultPort: number): { host: string
 export { parseLabels } from './labels.ts'
 
 /**
- * The token itself: a value starting with `/` names a file holding it (surrounding
- * whitespace dropped). Errors name the file, never the token.
+ * The token itself: a value starting with `/` names a file holding it, and `-` means
+ * standard input (surrounding whitespace dropped), so that the token need not be on a
+ * command line, where any local user can read it. Errors name the file, never the token.
  */
 export function resolveTokenValue(value: string): string {
+  if (value === '-') {
+    const token = readStandardInput().trim()
+    if (token === '') throw new ConfigError('no join token on standard input (--token=-)')
+    return token
+  }
   if (!value.startsWith('/')) {
     if (value.trim() === '') throw new ConfigError('the join token is empty')
     return value
@@ -179,6 +196,21 @@ export function resolveTokenValue(value: string): string {
   const token = content.trim()
   if (token === '') throw new ConfigError(`token file ${value} is empty`)
   return token
+}
+
+let standardInput: string | undefined
+
+/** Standard input to its end, read once: every role of a process may ask for `--token=-`. */
+function readStandardInput(): string {
+  if (standardInput !== undefined) return standardInput
+  // A terminal would wait for an end of file that nobody knows to type.
+  if (isatty(0)) throw new ConfigError('--token=- reads the join token from standard input, which is a terminal: pipe the token in, or give a file path')
+  try {
+    standardInput = readFileSync(0, 'utf8')
+  } catch (err) {
+    throw new ConfigError(`cannot read the join token from standard input: ${fileProblem(err)}`)
+  }
+  return standardInput
 }
 
 function fileProblem(err: unknown): string {
@@ -325,6 +357,7 @@ const SCHEMA = section({
     forward_ports: list(section({ name: portName, addr: addressWithPort }, { required: ['name', 'addr'] }), {
       uniqueBy: 'name',
     }),
+    port_forwarding: oneOf('declared', 'any', 'off'),
   }),
 })
 
@@ -575,6 +608,7 @@ function build(raw: Raw): WarrenConfig {
       enabled: enabled(raw.ssh_service),
       listenAddr: ssh.listen_addr ?? DEFAULTS.sshListenAddr,
       forwardPorts: (ssh.forward_ports ?? []).map((port: Raw) => ({ name: port.name, addr: port.addr })),
+      portForwarding: ssh.port_forwarding ?? DEFAULTS.portForwarding,
     },
   }
 }

@@ -47,6 +47,7 @@ t.test('node.yaml: joining settings, labels and forwarded ports', async (t) => {
     { name: 'webui', addr: '127.0.0.1:8080' },
     { name: 'grafana', addr: '127.0.0.1:3000' },
   ])
+  t.equal(config.ssh.portForwarding, 'declared')
   t.notOk(config.auth.enabled, 'a device runs no auth server')
   t.notOk(config.proxy.enabled, 'nor a proxy')
 })

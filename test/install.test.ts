@@ -30,11 +30,12 @@ writeFileSync(installScript, [
 ].join('\n'))
 chmodSync(installScript, 0o644)
 
-function install(args: string[], options: { uid?: number } = {}): Promise<RunResult> {
+function install(args: string[], options: { uid?: number; input?: string } = {}): Promise<RunResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [installScript, ...args], { uid: options.uid, gid: options.uid, cwd: '/', timeout: 30_000 }, (error, stdout, stderr) => {
+    const child = execFile(process.execPath, [installScript, ...args], { uid: options.uid, gid: options.uid, cwd: '/', timeout: 30_000 }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr })
     })
+    child.stdin?.end(options.input ?? '')
   })
 }
 
@@ -63,10 +64,11 @@ t.test('install writes the config, the unit and the data dir; a node started fro
   const pin = await auth.pin()
   const token = await auth.token()
 
+  // The token on standard input, as the command that nodes add prints gives it.
   const result = await install([
-    `--prefix=${prefix}`, `--token=${token}`, `--auth-server=${auth.address}`, `--ca-pin=${pin}`,
+    `--prefix=${prefix}`, '--token=-', `--auth-server=${auth.address}`, `--ca-pin=${pin}`,
     '--nodename=installed-1', '--labels=site=lab,rack=r7', `--binary=${binary}`,
-  ])
+  ], { input: `${token}\n` })
   t.equal(result.code, 0, result.stderr)
   t.match(result.stdout, /^ {2}systemctl daemon-reload && systemctl enable --now warren$/m)
   t.same(listTree(prefix), [
@@ -86,7 +88,7 @@ t.test('install writes the config, the unit and the data dir; a node started fro
 
   const config = loadConfigFile(configPath)
   t.equal(config.nodename, 'installed-1')
-  t.equal(config.authToken, token)
+  t.equal(config.authToken, token, 'the token read from standard input is written as the value')
   t.same(config.caPins, [pin])
   t.same(config.authServers, [auth.address])
   t.same(config.labels, { site: 'lab', rack: 'r7' })

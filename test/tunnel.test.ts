@@ -1,15 +1,16 @@
 // A node that joins through a proxy's web port and serves SSH through its reverse tunnel,
 // reached by a stock OpenSSH client and by `warren ssh` — with separate web and tunnel
-// ports, and with both on one multiplexed port.
+// ports (the tunnel port then serves tunnels alone), and with both on one multiplexed port.
 
 import t from 'tap'
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { connect as netConnect, createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AuthProcess, freePort, ProxyProcess, openssh, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { AuthProcess, freePort, ROOT, ProxyProcess, openssh, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 for (const layout of ['separate ports', 'one multiplexed port'] as const) {
   t.test(`ssh through the tunnel (${layout})`, async (t) => {
@@ -33,6 +34,17 @@ for (const layout of ['separate ports', 'one multiplexed port'] as const) {
     const listing = await waitForNode(auth, 'tunneled')
     t.match(listing, /^tunneled\s+\S+\s+⟵ Tunnel\s+env=test$/m, 'the node is present through its tunnel')
 
+    // The web API answers on the web port; a tunnel port of its own serves tunnels alone,
+    // with or without ALPN http/1.1 in the request.
+    for (const alpn of [['http/1.1'], undefined]) {
+      const web = await httpsGet(proxy.web, '/v1/discovery', alpn)
+      t.equal(web.status, 200, `the web port serves discovery (ALPN ${alpn ?? 'none'})`)
+      const tunnelPort = await httpsGet(proxy.tunnel, '/v1/discovery', alpn)
+      if (single) t.equal(tunnelPort.status, 200, 'one multiplexed port serves both')
+      else t.same({ status: tunnelPort.status, text: tunnelPort.text }, { status: undefined, text: '' }, `the tunnel port refuses HTTPS (ALPN ${alpn ?? 'none'})`)
+    }
+    if (!single) t.equal((await httpsGet(proxy.tunnel, '/v1/join', ['http/1.1'], 'POST')).status, undefined, 'nor does it take joins')
+
     const profile = await signUser(auth, proxy.web)
     const result = await openssh(profile, [`${testLogin()}@tunneled`, 'echo "hello from $(hostname)"; echo oops >&2; exit 3'])
     t.equal(result.code, 3, 'the exit status comes back')
@@ -42,6 +54,14 @@ for (const layout of ['separate ports', 'one multiplexed port'] as const) {
     const viaWarren = await warren(['ssh', `--identity=${profile}`, `${testLogin()}@tunneled`, 'echo', 'via-warren'])
     t.equal(viaWarren.code, 0, viaWarren.stderr)
     t.equal(viaWarren.stdout, 'via-warren\n')
+
+    // Like ssh, `warren ssh` ends when the remote command does, whatever its standard input
+    // (a pipe that never closes here, as from `sleep 30 | warren ssh ...`).
+    const pending = spawn(process.execPath, [join(ROOT, 'cli/warren.ts'), 'ssh', `--identity=${profile}`, `${testLogin()}@tunneled`, 'exit 7'], { stdio: ['pipe', 'ignore', 'ignore'] })
+    t.teardown(() => pending.kill('SIGKILL'))
+    const ended = await Promise.race([once(pending, 'exit').then(([code]) => code), sleep(20_000, undefined, { ref: false }).then(() => 'still running')])
+    t.equal(ended, 7, 'it exits with the remote status while its standard input is open')
+    pending.stdin!.end()
 
     const unknown = await openssh(profile, [`${testLogin()}@nowhere`, 'true'])
     t.not(unknown.code, 0)
@@ -71,6 +91,25 @@ for (const layout of ['separate ports', 'one multiplexed port'] as const) {
     })
     t.match(anonymous, /"ok":false.*user certificate/, 'a connection without a user certificate is refused')
     t.notMatch(anonymous, /SSH-2\.0/, 'no byte from the node reached it')
+  })
+}
+
+/** An HTTPS request over a raw TLS connection: the status code, all that came back, and any error. */
+async function httpsGet(address: string, path: string, alpn: string[] | undefined, method = 'GET'): Promise<{ status?: number; text: string; error?: string }> {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))]
+  return new Promise((resolve) => {
+    let text = ''
+    let error: string | undefined
+    const socket = tlsConnect({ host, port, rejectUnauthorized: false, servername: 'cluster.warren.invalid', ...(alpn ? { ALPNProtocols: alpn } : {}) }, () => {
+      socket.write(`${method} ${path} HTTP/1.1\r\nHost: ${address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`)
+    })
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer')))
+    socket.on('data', (d) => (text += d))
+    socket.on('error', (e) => (error = e.message))
+    socket.on('close', () => {
+      const status = /^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]
+      resolve({ status: status === undefined ? undefined : Number(status), text, error })
+    })
   })
 }
 

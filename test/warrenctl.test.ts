@@ -38,7 +38,17 @@ t.test('nodes add', async (t) => {
   t.ok(token, 'a 128-bit token in hex')
   t.match(result.stdout, /^This token will expire in 30 minutes$/m)
   t.match(result.stdout, /Run this on the new node to join the cluster:/)
-  t.match(result.stdout, new RegExp(`--roles=node[\\s\\S]*--token=${token}[\\s\\S]*--ca-pin=${pin}[\\s\\S]*--auth-server=${auth.address.replace(/[.[\]]/g, '\\$&')}`))
+  // The token goes in on standard input, out of every process's command line.
+  t.ok(result.stdout.includes([
+    '> warren start \\',
+    '   --roles=node \\',
+    '   --token=- \\',
+    `   --ca-pin=${pin} \\`,
+    `   --auth-server=${auth.address} <<'EOF'`,
+    token,
+    'EOF',
+  ].join('\n')), `the join command reads the token from standard input:\n${result.stdout}`)
+  t.notMatch(result.stdout, `--token=${token}`)
   const five = await auth.ctl(['nodes', 'add', '--ttl=5m', '--roles=node,proxy'])
   t.match(five.stdout, /expire in 5 minutes/)
   t.match(five.stdout, /--roles=node,proxy/)

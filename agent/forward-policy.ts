@@ -1,0 +1,32 @@
+// Where a user's `ssh -L` (an SSH direct-tcpip channel) may lead from the node, as
+// `ssh_service.port_forwarding` decides. Checked after the certificate's own
+// permit-port-forwarding: the certificate says who may forward, this says where to.
+
+import { splitHostPort, type SshConfig } from '../shared/config.ts'
+
+/** Why a forward to host:port is refused, or undefined when the node's policy allows it. */
+export function forwardRefusal(ssh: Pick<SshConfig, 'portForwarding' | 'forwardPorts'>, host: string, port: number): string | undefined {
+  switch (ssh.portForwarding) {
+    case 'any':
+      return undefined
+    case 'off':
+      return 'port forwarding is off on this node (ssh_service.port_forwarding)'
+    default:
+      return ssh.forwardPorts.some((declared) => sameTarget(declared.addr, host, port))
+        ? undefined
+        : 'the destination is not one of the node\'s forward_ports'
+  }
+}
+
+/**
+ * The declared address as written, host and port: `-L` must name it the same way. Names are
+ * not resolved (a name that resolves to a declared address could resolve elsewhere later).
+ */
+function sameTarget(declared: string, host: string, port: number): boolean {
+  const target = splitHostPort(declared)
+  return target.port === port && plainHost(target.host) === plainHost(host)
+}
+
+function plainHost(host: string): string {
+  return host.replace(/^\[(.*)\]$/, '$1').toLowerCase()
+}
