@@ -113,7 +113,8 @@ t.test('(a) a second device with another valid token and --nodename=pi-1 is refu
   t.equal(await webui('pi-1'), 'the real pi-1')
 
   const impostor = await node('pi-1', 'the impostor', await auth.token())
-  t.equal(await impostor.daemon.exited, 1, 'the impostor\'s agent exits')
+  await until('the impostor\'s agent to exit', () => !impostor.daemon.running, { timeoutMs: 60_000 })
+  t.equal(await impostor.daemon.exited, 1, 'the impostor\'s agent exits with a failure')
   t.match(impostor.daemon.stderr, 'nodename "pi-1" is already registered to another node; remove it first with warrenctl nodes rm pi-1')
   t.notOk(loadIdentity(impostor.dataDir), 'it holds no certificate')
 
@@ -207,8 +208,9 @@ t.test('a flood of renewal requests on a control stream makes at most one certif
   flood(await open())
   await until('answers on both tunnels', () => answers.length >= 2, { timeoutMs: 30_000 })
   t.ok(answers.every((a) => a === 'certs'), `renewed: ${answers.join('; ')}`)
+  // The counter is the auth server's: the proxy and pi-1 renew in this rotation too.
   const made = (await issued()) - before
-  t.ok(made >= 1 && made <= 3, `4,000 requests over two tunnels made ${made} certificate(s)`)
+  t.ok(made >= 1 && made <= 3, `4,000 requests over two tunnels: ${made} certificate(s) made in all, at most one of them this host's`)
 })
 
 t.test('(c) a join with the proxy\'s ID from anonymous discovery cannot touch it; after the rotation the proxy renews as a proxy', async (t) => {
@@ -250,6 +252,7 @@ t.test('a token made for a name replaces the device that holds it; the old one c
   t.match((await auth.ctl(['tokens', 'ls'])).stdout, /node \(single use\) \(for pi-9\)/)
 
   const wrongName = await node('pi-10', 'wrong', token)
+  await until('the join under another name to fail', () => !wrongName.daemon.running, { timeoutMs: 60_000 })
   t.equal(await wrongName.daemon.exited, 1)
   t.match(wrongName.daemon.stderr, 'the token is for node "pi-9"')
 
