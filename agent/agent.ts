@@ -19,12 +19,21 @@ import { TunnelPool } from './tunnel-pool.ts'
 import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
 import type { AgentTunnel } from './tunnel.ts'
 import { X509Certificate } from 'node:crypto'
-import { issuedByAny } from '../shared/cert-subject.ts'
 import { identityExists, saveIdentity } from '../shared/identity-store.ts'
+import { renewalNeeded } from '../shared/renewal-window.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 
 /** How often at most the agent asks for the tunnel address again while no tunnel opens. */
 const REDISCOVER_MS = 30_000
+
+/**
+ * How often a node in tunnel mode looks whether its certificate has entered its renewal
+ * window (the last third of a year-long lifetime: an hour is early enough, and costs nothing).
+ */
+const RENEWAL_CHECK_MS = 3_600_000
+
+/** A renewal asked for and not answered within this is asked for again (the proxy may have gone). */
+const RENEWAL_ANSWER_MS = 60_000
 
 export interface AgentOptions {
   config: WarrenConfig
@@ -60,7 +69,9 @@ export class Agent {
   private heartbeat?: Heartbeat
   private readonly options: AgentOptions
   private services!: ServiceTable
-  private renewing = false
+  /** When the renewal in flight was asked for (0: none): one at a time. */
+  private renewalAskedAt = 0
+  private renewalTimer?: NodeJS.Timeout
   /** When discovery last ran because no tunnel could be opened (see rediscover). */
   private rediscoveredAt = 0
   private stopped = false
@@ -157,6 +168,12 @@ export class Agent {
       log: this.log,
     })
     this.pool.start()
+    clearInterval(this.renewalTimer)
+    this.renewalTimer = setInterval(() => {
+      const tunnel = this.pool?.all[0]
+      if (tunnel) this.renewIfDue(() => tunnel.requestRenewal())
+    }, RENEWAL_CHECK_MS)
+    this.renewalTimer.unref()
   }
 
   /**
@@ -198,15 +215,16 @@ export class Agent {
     } else if (message.type === 'certs' && typeof message.tls_cert === 'string' && typeof message.ssh_cert === 'string') {
       this.applyRenewal({ tls_cert: message.tls_cert, ssh_cert: message.ssh_cert, host_ca_certs: strings(message.host_ca_certs), user_ca_ssh_keys: strings(message.user_ca_ssh_keys) })
     } else if (message.type === 'renew_failed') {
-      this.renewing = false
+      this.renewalAskedAt = 0
       this.log.warn(`certificate renewal failed: ${String(message.error)}`)
     }
   }
 
   /**
    * Trust what the cluster trusts now, and when the signing CA did not issue our
-   * certificate, ask (through `renew`) for a new one for the same keys. Nothing is torn
-   * down: open tunnels and SSH sessions carry on; new ones use the new certificate.
+   * certificate (or it is in its renewal window), ask (through `renew`) for a new one for
+   * the same keys. Nothing is torn down: open tunnels and SSH sessions carry on; new ones
+   * use the new certificate.
    */
   private followCAs(hostCAs: string[], userKeys: string[], renew: () => void): void {
     if (hostCAs.length === 0 || userKeys.length === 0) return
@@ -218,11 +236,16 @@ export class Agent {
       this.heartbeat?.setIdentity(this.identity)
       this.log.info('trusted CAs updated', { host_cas: hostCAs.length, user_cas: userKeys.length })
     }
-    if (!this.renewing && !issuedByAny(new X509Certificate(this.identity.tlsCertPem), hostCAs.slice(0, 1))) {
-      this.renewing = true
-      this.log.info('the host CA rotated: renewing this node\'s certificates')
-      renew()
-    }
+    this.renewIfDue(renew)
+  }
+
+  /** Asks for new certificates when they are due, one request at a time (the auth server grants no other). */
+  private renewIfDue(renew: () => void): void {
+    if (Date.now() - this.renewalAskedAt < RENEWAL_ANSWER_MS) return
+    if (!renewalNeeded(new X509Certificate(this.identity.tlsCertPem), this.identity.hostCAPems[0])) return
+    this.renewalAskedAt = Date.now()
+    this.log.info('renewing this node\'s certificates (the host CA rotated, or they are in their renewal window)')
+    renew()
   }
 
   private applyRenewal(renewed: RenewedCertificates): void {
@@ -235,8 +258,8 @@ export class Agent {
     this.heartbeat?.setIdentity(this.identity)
     // Every proxy must know it: each closes tunnels whose certificates are all from a dropped CA.
     this.pool?.announceCertificate(renewed.tls_cert)
-    this.renewing = false
-    this.log.info('renewed certificates from the new host CA')
+    this.renewalAskedAt = 0
+    this.log.info('renewed certificates')
   }
 
   /** Direct mode: the node renews with the auth server itself, with its current identity. */
@@ -247,7 +270,7 @@ export class Agent {
       const renewed = await client.call<RenewedCertificates>('POST', '/v1/renew', {})
       this.applyRenewal({ ...renewed, host_ca_certs: strings(renewed.host_ca_certs), user_ca_ssh_keys: strings(renewed.user_ca_ssh_keys) })
     } catch (error) {
-      this.renewing = false
+      this.renewalAskedAt = 0
       this.log.warn(`certificate renewal failed: ${(error as Error).message}`)
     } finally {
       await client.close()
@@ -286,6 +309,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.stopped = true
+    clearInterval(this.renewalTimer)
     this.pool?.stop()
     await this.heartbeat?.stop()
     await this.ssh?.close()

@@ -2,8 +2,9 @@
 // callers send public keys and receive certificates.
 
 import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto'
-import { isIP } from 'node:net'
 import type { Authority } from './authorities.ts'
+import { hostCertificateNames, serverCertificateNames } from './certificate-names.ts'
+import { checkSshKey, checkTlsKey } from './key-policy.ts'
 import { createCertificate } from './x509.ts'
 import { createSshCertificate } from '../shared/ssh-cert.ts'
 
@@ -21,9 +22,11 @@ export interface HostIdentityRequest {
   roles: string[]
   tlsPublicKey: KeyObject
   sshPublicKey: KeyObject
-  /** Extra names and addresses for the certificate's SANs (advertised IPs, public names). */
-  addresses?: string[]
+  /** A proxy's configured public addresses (hosts only), from its registry record. */
+  publicAddrs?: string[]
   ttlMs?: number
+  /** Epoch ms the validity starts from (default: now). */
+  nowMs?: number
 }
 
 export interface HostIdentity {
@@ -31,26 +34,15 @@ export interface HostIdentity {
   sshCert: string
 }
 
-function splitAddresses(addresses: string[]): { dnsNames: string[]; ipAddresses: string[] } {
-  const dnsNames: string[] = []
-  const ipAddresses: string[] = []
-  for (const address of addresses) {
-    if (isIP(address)) ipAddresses.push(address)
-    else if (/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(address)) dnsNames.push(address.toLowerCase())
-  }
-  return { dnsNames: [...new Set(dnsNames)], ipAddresses: [...new Set(ipAddresses)] }
-}
-
+/** Certificates for a host's keys; throws KeyPolicyError for a key type the cluster does not certify. */
 export function issueHostIdentity(hostCA: Authority, request: HostIdentityRequest): HostIdentity {
-  const now = Date.now()
+  checkTlsKey(request.tlsPublicKey)
+  checkSshKey(request.sshPublicKey)
+  const now = request.nowMs ?? Date.now()
   const ttl = request.ttlMs ?? HOST_CERT_TTL_MS
   const validAfter = new Date(now - CLOCK_SKEW_MS)
   const validBefore = new Date(now + ttl)
-  const { dnsNames, ipAddresses } = splitAddresses([
-    request.nodename,
-    `${request.hostId}.${request.clusterName}`,
-    ...(request.addresses ?? []),
-  ])
+  const { dnsNames, ipAddresses, principals } = hostCertificateNames(request)
   const signing = hostCA.signing
   const tlsCertPem = createCertificate({
     subject: { CN: request.hostId, O: request.clusterName, OU: request.roles, name: request.nodename },
@@ -68,7 +60,7 @@ export function issueHostIdentity(hostCA: Authority, request: HostIdentityReques
     caKey: signing.sshKey,
     type: 'host',
     keyId: request.hostId,
-    principals: [request.hostId, `${request.hostId}.${request.clusterName}`, request.nodename, ...dnsNames, ...ipAddresses],
+    principals,
     validAfter,
     validBefore,
   })
@@ -85,7 +77,7 @@ export function issueServerCredentials(hostCA: Authority, options: { clusterName
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const hostId = options.hostId ?? randomUUID()
   const now = Date.now()
-  const { dnsNames, ipAddresses } = splitAddresses(['localhost', '127.0.0.1', '::1', ...options.names])
+  const { dnsNames, ipAddresses } = serverCertificateNames(options.names)
   const certPem = createCertificate({
     subject: { CN: hostId, O: options.clusterName, OU: [options.role] },
     issuer: { CN: `${options.clusterName} host CA`, O: options.clusterName },

@@ -9,8 +9,14 @@
 // while its last heartbeat here is younger than the TTL, with the address it was last
 // seen from); other auth servers sharing the backend see the stored items, which live
 // TTL + TTL/2 after their write, so there a node may show up to TTL/2 longer.
+//
+// A node's name is unique among registered nodes: a claim record (/nodenames/<name>, the
+// holder's host ID) is created in the same transaction as the registration, on the
+// condition that it does not exist, on every backend. Only a token made for that name
+// replaces the holder, and then removes the old host's record in the same transaction.
 
-import type { Backend, Operation } from './backend/backend.ts'
+import type { Backend, Condition, Operation } from './backend/backend.ts'
+import { HttpError } from '../shared/json-http.ts'
 
 export interface NodeRecord {
   hostId: string
@@ -19,6 +25,10 @@ export interface NodeRecord {
   joinedAt: number
   /** The node's SSH host key ("ssh-ed25519 AAAA..."), for the known_hosts files users get. */
   sshPublicKey?: string
+  /** SHA-256 of the TLS key's SubjectPublicKeyInfo (hex): renewals certify this key and no other. */
+  tlsKeySha256?: string
+  /** A proxy's configured public addresses, which its certificates also name. */
+  publicAddrs?: string[]
 }
 
 /** A proxy's last heartbeat: how agents and other proxies find it. */
@@ -45,9 +55,39 @@ export interface Presence {
 const REGISTRY = '/nodes/'
 const PRESENCE = '/presence/'
 const PROXIES = '/proxies/'
+const NODENAMES = '/nodenames/'
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export function registerNodeOperation(record: NodeRecord): Operation {
   return { op: 'put', key: REGISTRY + record.hostId, value: JSON.stringify(record) }
+}
+
+/** Names that differ only in case are one name: "Pi-1" cannot stand beside "pi-1". */
+function claimKey(nodename: string): string {
+  return NODENAMES + nodename.toLowerCase()
+}
+
+/** Only hosts with the node role are reached by name, so only they claim one. */
+function claimsName(record: NodeRecord): boolean {
+  return record.roles.includes('node')
+}
+
+/** A join naming a node name that another host holds (a failed join, safe to show). */
+export class NodenameTaken extends HttpError {
+  constructor(nodename: string) {
+    super(409, `nodename "${nodename}" is already registered to another node; remove it first with warrenctl nodes rm ${nodename}`)
+  }
+}
+
+/** `nodes rm` naming no registered host, or a name several hosts carry. */
+export class NodeLookupError extends Error {}
+
+/** What a join's transaction must hold and write to register a host. */
+export interface RegistrationPlan {
+  conditions: Condition[]
+  operations: Operation[]
+  /** The host whose name this registration takes over (a token made for that name). */
+  replaces?: string
 }
 
 /** How long lookup() reuses a registry record. */
@@ -93,6 +133,76 @@ export class NodeDirectory {
     const cached = this.registry.get(hostId)
     if (cached && Date.now() - cached.fetched < REGISTRY_CACHE_MS) return cached.record
     return this.get(hostId)
+  }
+
+  /** The host that holds `nodename`, if any. */
+  async holderOf(nodename: string): Promise<string | undefined> {
+    const item = await this.backend.get(claimKey(nodename))
+    return item ? (JSON.parse(item.value) as { hostId: string }).hostId : undefined
+  }
+
+  /**
+   * The registration of a new host, for the join's transaction: its record must not exist
+   * yet, and its name must be free, unless `replaceHolder` (a token made for that name),
+   * which removes the holder's record and presence in the same transaction.
+   */
+  async planRegistration(record: NodeRecord, options: { replaceHolder: boolean }): Promise<RegistrationPlan> {
+    const plan: RegistrationPlan = {
+      conditions: [{ key: REGISTRY + record.hostId, absent: true }],
+      operations: [registerNodeOperation(record)],
+    }
+    if (!claimsName(record)) return plan
+    const key = claimKey(record.nodename)
+    const claim = await this.backend.get(key)
+    if (claim) {
+      if (!options.replaceHolder) throw new NodenameTaken(record.nodename)
+      const holder = (JSON.parse(claim.value) as { hostId: string }).hostId
+      plan.conditions.push({ key, revision: claim.revision })
+      plan.operations.push({ op: 'delete', key: REGISTRY + holder }, { op: 'delete', key: PRESENCE + holder })
+      plan.replaces = holder
+    } else {
+      plan.conditions.push({ key, absent: true })
+    }
+    plan.operations.push({ op: 'put', key, value: JSON.stringify({ hostId: record.hostId }) })
+    return plan
+  }
+
+  /**
+   * Removes a host given its host ID or node name: its record, its name and its presence,
+   * in one transaction. It can no longer renew or heartbeat; joining again needs a token.
+   */
+  async remove(nodeOrId: string): Promise<NodeRecord> {
+    const hostId = await this.resolve(nodeOrId)
+    const item = await this.backend.get(REGISTRY + hostId)
+    if (!item) throw new NodeLookupError(`no node "${nodeOrId}" is registered (it may have been removed already)`)
+    const record = JSON.parse(item.value) as NodeRecord
+    const conditions: Condition[] = [{ key: item.key, revision: item.revision }]
+    const operations: Operation[] = [{ op: 'delete', key: item.key }, { op: 'delete', key: PRESENCE + hostId }]
+    const claim = await this.backend.get(claimKey(record.nodename))
+    if (claim && (JSON.parse(claim.value) as { hostId: string }).hostId === hostId) {
+      conditions.push({ key: claim.key, revision: claim.revision })
+      operations.push({ op: 'delete', key: claim.key })
+    }
+    if (!(await this.backend.txn(conditions, operations))) throw new NodeLookupError(`node "${nodeOrId}" changed while being removed: try again`)
+    this.forget(hostId)
+    return record
+  }
+
+  /** Drops what this server remembers of a host that was removed or replaced. */
+  forget(hostId: string): void {
+    this.registry.delete(hostId)
+    this.seen.delete(hostId)
+  }
+
+  /** A host ID, the holder of a node name, or the one registered host (a proxy, say) of that name. */
+  private async resolve(nodeOrId: string): Promise<string> {
+    if (UUID.test(nodeOrId) && (await this.backend.get(REGISTRY + nodeOrId))) return nodeOrId
+    const holder = await this.holderOf(nodeOrId)
+    if (holder) return holder
+    const named = (await this.registered()).filter((record) => record.nodename === nodeOrId)
+    if (named.length > 1) throw new NodeLookupError(`"${nodeOrId}" names ${named.length} hosts (${named.map((r) => r.hostId).join(', ')}): give the host ID`)
+    if (named.length === 0) throw new NodeLookupError(`no node "${nodeOrId}" is registered: give its name or host ID as "warrenctl nodes ls" shows them`)
+    return named[0].hostId
   }
 
   async registered(): Promise<NodeRecord[]> {

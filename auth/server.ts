@@ -6,7 +6,6 @@ import { createServer, type Server } from 'node:https'
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import { join as joinPath } from 'node:path'
-import { hostname } from 'node:os'
 import type { AddressInfo } from 'node:net'
 import { AcmeRecords, MAX_RECORD_BYTES } from './acme-records.ts'
 import { adminIdentityPath, type AdminIdentityFile } from './admin-identity.ts'
@@ -14,10 +13,12 @@ import type { Backend } from './backend/backend.ts'
 import { openBackend } from './backend/index.ts'
 import { loadAuthority, loadOrCreateAuthority, type Authority, type RotationPhase } from './authorities.ts'
 import { advanceAutomatic, rotate, RotationError, type RotateRequest } from './rotation.ts'
-import { renewHostIdentity } from './renew.ts'
+import { Renewals } from './renew.ts'
 import { issueAdminCredentials, issueServerCredentials } from './issuer.ts'
-import { join, parseJoinRequest } from './join.ts'
-import { NodeDirectory } from './nodes.ts'
+import { join, nodenameProblem, parseJoinRequest } from './join.ts'
+import { JoinChallenges } from './join-challenge.ts'
+import { checkTlsKey, KeyPolicyError } from './key-policy.ts'
+import { NodeDirectory, NodeLookupError } from './nodes.ts'
 import { FailureRateLimiter } from './rate-limit.ts'
 import { parseRoles } from './roles.ts'
 import { parseStaticToken, TokenRefusal, TokenService } from './tokens.ts'
@@ -39,6 +40,8 @@ export class AuthServer {
   private server!: Server
   private tokens!: TokenService
   private nodes!: NodeDirectory
+  private challenges!: JoinChallenges
+  private renewals!: Renewals
   private users!: UserDirectory
   private acmeRecords!: AcmeRecords
   private hostCA!: Authority
@@ -96,11 +99,14 @@ export class AuthServer {
     this.userCA = await loadOrCreateAuthority(this.backend, 'user', this.clusterName)
     this.tokens = new TokenService(this.backend, statics)
     this.nodes = new NodeDirectory(this.backend, auth.heartbeatTtlMs)
+    this.challenges = await JoinChallenges.open(this.backend)
+    this.renewals = new Renewals({ hostCA: () => this.hostCA, nodes: this.nodes, clusterName: this.clusterName })
     this.users = new UserDirectory(this.backend)
     this.acmeRecords = new AcmeRecords(this.backend)
 
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
-    this.serverNames = [hostname(), host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
+    // Its certificate names what its configuration names, nothing more.
+    this.serverNames = [host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
     this.server = createServer({ ...this.tlsOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' })
     const router = this.routes()
     this.server.on('request', (req, res) => {
@@ -205,18 +211,20 @@ export class AuthServer {
     const router = new Router()
     router.add('GET', '/v1/health', async () => ({ ok: true }))
     router.add('GET', '/v1/ca', async () => ({ cluster_name: this.clusterName, host_ca_certs: this.hostCA.tlsCertPems, user_ca_certs: this.userCA.tlsCertPems }))
+    // The nonce a joining device signs with its keys (join-challenge.ts).
+    router.add('POST', '/v1/join/challenge', async () => this.challenges.issue())
     router.add('POST', '/v1/join', (req) => this.handleJoin(req))
     router.add('POST', '/v1/heartbeat', (req) => this.handleHeartbeat(req))
     router.add('GET', '/v1/status', async (req) => {
       this.requirePeer(req, 'admin')
       const describe = (ca: Authority) => ({ pins: ca.pins, last_rotated: ca.lastRotated ?? null, rotation: ca.rotation ? { phase: ca.rotation.phase, mode: ca.rotation.mode, phase_started: ca.rotation.phaseStarted } : null })
       const proxyAddrs = (await this.nodes.proxies()).map((p) => p.webAddr).filter(Boolean).sort()
-      return { cluster_name: this.clusterName, version: VERSION, host_ca: describe(this.hostCA), user_ca: describe(this.userCA), join_attempts: this.joinAttempts, public_addrs: this.config.auth.publicAddrs, proxy_addrs: proxyAddrs }
+      return { cluster_name: this.clusterName, version: VERSION, host_ca: describe(this.hostCA), user_ca: describe(this.userCA), join_attempts: this.joinAttempts, renewals_issued: this.renewals.issuedCount, public_addrs: this.config.auth.publicAddrs, proxy_addrs: proxyAddrs }
     })
     router.add('GET', '/v1/tokens', async (req) => {
       this.requirePeer(req, 'admin')
       const list = await this.tokens.list()
-      return { tokens: list.map((t) => ({ id: t.id, roles: t.roles, expires: t.expires ?? null, single_use: t.singleUse, static: t.static, value: t.value ?? null })) }
+      return { tokens: list.map((t) => ({ id: t.id, roles: t.roles, expires: t.expires ?? null, single_use: t.singleUse, static: t.static, value: t.value ?? null, nodename: t.nodename ?? null })) }
     })
     router.add('POST', '/v1/tokens', async (req) => {
       this.requirePeer(req, 'admin')
@@ -229,10 +237,14 @@ export class AuthServer {
       }
       const ttlMs = body.ttl_ms
       if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) throw new HttpError(400, 'field "ttl_ms" must be a positive number')
+      const nodename = stringField(body, 'nodename', { optional: true, max: 253 })
+      const problem = nodename === undefined ? undefined : nodenameProblem(nodename)
+      if (problem) throw new HttpError(400, problem)
+      if (nodename !== undefined && !roles.includes('node')) throw new HttpError(400, 'field "nodename" is for tokens that grant the node role')
       try {
-        const { value, record } = await this.tokens.add({ roles, ttlMs, singleUse: body.single_use === true, value: stringField(body, 'token', { optional: true, max: 512 }) })
-        this.log.info('token created', { id: record.id, roles: roles.join(','), single_use: record.singleUse })
-        return { token: value, id: record.id, roles, expires: record.expires, single_use: record.singleUse }
+        const { value, record } = await this.tokens.add({ roles, ttlMs, singleUse: body.single_use === true, value: stringField(body, 'token', { optional: true, max: 512 }), nodename })
+        this.log.info('token created', { id: record.id, roles: roles.join(','), single_use: record.singleUse, ...(record.nodename ? { nodename: record.nodename } : {}) })
+        return { token: value, id: record.id, roles, expires: record.expires, single_use: record.singleUse, nodename: record.nodename ?? null }
       } catch (error) {
         throw new HttpError(400, (error as Error).message)
       }
@@ -304,16 +316,17 @@ export class AuthServer {
         throw error
       }
     })
-    // A host renews its own certificates with its current (still valid) identity.
+    // A host renews its own certificates with its current (still valid) identity: the TLS
+    // handshake proved it holds the key.
     router.add('POST', '/v1/renew', async (req) => {
       this.requirePeer(req, 'host')
       const cert = (req.socket as TLSSocket).getPeerX509Certificate()!
-      return this.renew(cert.toString())
+      return this.renew(cert.toString(), false)
     })
-    // A proxy renews for a node whose tunnel it holds (it verified that node's certificate).
+    // A proxy renews for a node whose tunnel it holds (the tunnel's handshake proved the key).
     router.add('POST', '/v1/hosts/renew', async (req) => {
       this.requireProxy(req)
-      return this.renew(stringField(await readJson(req), 'tls_cert', { max: 16_384 }) as string)
+      return this.renew(stringField(await readJson(req), 'tls_cert', { max: 16_384 }) as string, true)
     })
     router.add('POST', '/v1/users', async (req) => {
       this.requirePeer(req, 'admin')
@@ -344,6 +357,12 @@ export class AuthServer {
       } catch {
         throw new HttpError(400, 'fields "ssh_public_key" (ssh-ed25519) and "tls_public_key" (PEM) must be public keys')
       }
+      try {
+        checkTlsKey(keys.tls)
+      } catch (error) {
+        if (error instanceof KeyPolicyError) throw new HttpError(400, `field "tls_public_key": ${error.message}`)
+        throw error
+      }
       const certs = issueUserCertificates(this.userCA, this.clusterName, user, keys, ttlMs)
       const nodes = (await this.nodes.registered()).filter((n) => n.sshPublicKey && n.roles.includes('node'))
       this.log.info('user certificates issued', { user: user.name, valid_before: new Date(certs.validBefore).toISOString() })
@@ -362,6 +381,17 @@ export class AuthServer {
       this.requirePeer(req, 'admin')
       const nodes = await this.nodes.present('node')
       return { nodes: nodes.map((n) => ({ host_id: n.hostId, nodename: n.nodename, addr: n.addr, tunnel: n.tunnel, labels: n.labels, last_seen: n.lastSeen })) }
+    })
+    router.add('DELETE', '/v1/nodes/:node', async (req, params) => {
+      this.requirePeer(req, 'admin')
+      try {
+        const removed = await this.nodes.remove(params.node)
+        this.log.info('node removed', { host_id: removed.hostId, nodename: removed.nodename })
+        return { host_id: removed.hostId, nodename: removed.nodename, roles: removed.roles }
+      } catch (error) {
+        if (error instanceof NodeLookupError) throw new HttpError(404, error.message)
+        throw error
+      }
     })
     return router
   }
@@ -382,9 +412,9 @@ export class AuthServer {
       const request = parseJoinRequest(await readJson(req))
       nodename = request.nodename
       roles = request.roles.join(',')
-      const response = await join({ backend: this.backend, tokens: this.tokens, hostCA: this.hostCA, userCA: this.userCA, clusterName: this.clusterName }, request)
+      const { replaced, ...response } = await join({ backend: this.backend, tokens: this.tokens, nodes: this.nodes, challenges: this.challenges, hostCA: this.hostCA, userCA: this.userCA, clusterName: this.clusterName }, request)
       this.limiter.refund(address)
-      this.log.info('node joined', { nodename, host_id: request.hostId, roles, from: address })
+      this.log.info('node joined', { nodename, host_id: response.host_id, roles, from: address, ...(replaced ? { replaced } : {}) })
       return response
     } catch (error) {
       if (!(error instanceof TokenRefusal) && !(error instanceof HttpError)) throw error
@@ -394,14 +424,10 @@ export class AuthServer {
     }
   }
 
-  private async renew(certPem: string): Promise<unknown> {
-    try {
-      const renewed = await renewHostIdentity({ hostCA: this.hostCA, nodes: this.nodes, clusterName: this.clusterName }, certPem)
-      this.log.info('host certificates renewed', { host_id: renewed.hostId })
-      return { tls_cert: renewed.tlsCertPem, ssh_cert: renewed.sshCert, host_ca_certs: this.hostCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys }
-    } catch (error) {
-      throw new HttpError(403, (error as Error).message)
-    }
+  private async renew(certPem: string, nodeOnly: boolean): Promise<unknown> {
+    const renewed = await this.renewals.renew(certPem, { nodeOnly })
+    if (renewed.issued) this.log.info('host certificates renewed', { host_id: renewed.hostId })
+    return { tls_cert: renewed.tlsCertPem, ssh_cert: renewed.sshCert, host_ca_certs: this.hostCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys }
   }
 
   /** A proxy reports the nodes whose tunnels it holds and that heartbeated over them. */
@@ -416,9 +442,10 @@ export class AuthServer {
       if (typeof report !== 'object' || report === null) return false
       const hostId = stringField(report, 'host_id', { max: 64 }) as string
       const registered = await this.nodes.lookup(hostId)
+      if (!registered) return hostId
       // Labels the rules refuse drop this report only, not the proxy's whole batch.
       const labels = report.labels === undefined ? {} : validLabels(report.labels)
-      if (!registered || !labels) return false
+      if (!labels) return false
       await this.nodes.heartbeat({
         hostId,
         nodename: registered.nodename,
@@ -430,8 +457,9 @@ export class AuthServer {
       })
       return true
     }))
-    const accepted = results.filter(Boolean).length
-    return { accepted }
+    // Hosts removed (nodes rm) or replaced: the proxy closes their tunnels.
+    const unknown = results.filter((result) => typeof result === 'string')
+    return { accepted: results.filter((result) => result === true).length, unknown }
   }
 
   private async handleHeartbeat(req: IncomingMessage): Promise<unknown> {

@@ -18,6 +18,11 @@ export interface TokenRecord {
   singleUse: boolean
   static: boolean
   created?: number
+  /**
+   * The node name a join with this token must use. Such a token also replaces the node
+   * that holds the name: how an admin replaces a dead device on purpose.
+   */
+  nodename?: string
 }
 
 /** What a successful validation hands back: enough to consume a single-use token atomically. */
@@ -83,7 +88,7 @@ export class TokenService {
     }))
   }
 
-  async add(options: { roles: TokenRole[]; ttlMs: number; singleUse?: boolean; value?: string }): Promise<{ value: string; record: TokenRecord }> {
+  async add(options: { roles: TokenRole[]; ttlMs: number; singleUse?: boolean; value?: string; nodename?: string }): Promise<{ value: string; record: TokenRecord }> {
     const value = options.value ?? generateToken()
     if (value.length < MIN_TOKEN_LENGTH) throw new Error(`a token must be at least ${MIN_TOKEN_LENGTH} characters long`)
     if (/\s/.test(value) || value.startsWith('/')) throw new Error('a token must not contain spaces or start with "/"')
@@ -94,9 +99,11 @@ export class TokenService {
       id: hash.toString('hex').slice(0, ID_LENGTH),
       roles: options.roles,
       expires: now + options.ttlMs,
-      singleUse: options.singleUse ?? false,
+      // Replacing a device is done once: a token made for a name is always single-use.
+      singleUse: (options.singleUse ?? false) || options.nodename !== undefined,
       static: false,
       created: now,
+      ...(options.nodename === undefined ? {} : { nodename: options.nodename }),
     }
     const created = await this.backend.create(PREFIX + hash.toString('hex'), JSON.stringify(record), { ttlMs: options.ttlMs })
     if (!created) throw new Error('a token with this value already exists')
@@ -104,11 +111,12 @@ export class TokenService {
   }
 
   /**
-   * Checks a presented token for the requested roles. Throws TokenRefusal with a reason
+   * Checks a presented token for the requested roles (and, for a token made for one node
+   * name, that name). Throws TokenRefusal with a reason
    * that never includes the token. Nothing is consumed here: the caller applies `consume`
    * in the same transaction that registers the node.
    */
-  async validate(value: string, requestedRoles: TokenRole[]): Promise<ValidToken> {
+  async validate(value: string, requestedRoles: TokenRole[], nodename?: string): Promise<ValidToken> {
     const hash = hashToken(value)
     let record: TokenRecord | undefined
     const consume: ValidToken['consume'] = { conditions: [], operations: [] }
@@ -134,6 +142,7 @@ export class TokenService {
     for (const role of requestedRoles) {
       if (!record.roles.includes(role)) throw new TokenRefusal(`the token does not allow "${role}" role`)
     }
+    if (record.nodename !== undefined && record.nodename !== nodename) throw new TokenRefusal(`the token is for node "${record.nodename}"`)
     return { record, consume }
   }
 

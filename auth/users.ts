@@ -5,6 +5,7 @@
 import type { KeyObject } from 'node:crypto'
 import type { Backend } from './backend/backend.ts'
 import type { Authority } from './authorities.ts'
+import { checkSshKey, checkTlsKey } from './key-policy.ts'
 import { createCertificate } from './x509.ts'
 import { createSshCertificate } from '../shared/ssh-cert.ts'
 
@@ -58,7 +59,10 @@ export interface UserCertificates {
   validBefore: number
 }
 
+/** Throws KeyPolicyError for a key type the cluster does not certify. */
 export function issueUserCertificates(userCA: Authority, clusterName: string, user: UserRecord, keys: { ssh: KeyObject; tls: KeyObject }, ttlMs: number): UserCertificates {
+  checkTlsKey(keys.tls)
+  checkSshKey(keys.ssh)
   const now = Date.now()
   const validAfter = new Date(now - CLOCK_SKEW_MS)
   const validBefore = new Date(now + Math.min(ttlMs, MAX_USER_CERT_TTL_MS))

@@ -4,11 +4,10 @@
 //
 //   npm run bench:join [-- --joins=3000 --concurrency=32]
 
-import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { AuthProcess } from '../test/helpers/cluster.ts'
 import { ApiClient } from '../shared/api-client.ts'
-import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { generateJoinKeys, requestJoin } from '../shared/join.ts'
 
 const { values } = parseArgs({ options: { joins: { type: 'string', default: '3000' }, concurrency: { type: 'string', default: '32' } } })
 const total = Number(values.joins)
@@ -18,14 +17,11 @@ const auth = await new AuthProcess().start()
 try {
   const { token } = await auth.api<{ token: string }>('POST', '/v1/tokens', { roles: 'node', ttl_ms: 3600_000 })
   const pin = (await auth.api<{ host_ca: { pins: string[] } }>('GET', '/v1/status')).host_ca.pins[0]
-  const ca = await new ApiClient({ server: auth.address }).call<{ host_ca_certs: string[] }>('GET', '/v1/ca')
+  const ca = await new ApiClient({ server: auth.address }).call<{ cluster_name: string; host_ca_certs: string[] }>('GET', '/v1/ca')
   const client = new ApiClient({ server: auth.address, caPems: ca.host_ca_certs })
 
   // Devices make their own keys; a pool keeps key generation out of the measurement.
-  const keys = Array.from({ length: 64 }, () => ({
-    tls: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }),
-    ssh: sshPublicKeyLine(generateKeyPairSync('ed25519').publicKey),
-  }))
+  const keys = Array.from({ length: 64 }, generateJoinKeys)
 
   async function measure(label: string, once: (i: number) => Promise<unknown>): Promise<number> {
     let next = 0
@@ -38,15 +34,12 @@ try {
     return perSecond
   }
 
-  const join = (i: number) => client.call('POST', '/v1/join', {
-    token,
-    host_id: randomUUID(),
-    nodename: `bench-${i}`,
-    roles: ['node'],
-    tls_public_key: keys[i % keys.length].tls,
-    ssh_public_key: keys[i % keys.length].ssh,
-  })
+  // A join is the challenge, the signatures with both keys and the join itself; every node
+  // name once (names are unique among registered nodes).
+  let round = 'warm'
+  const join = (i: number) => requestJoin(client, ca.cluster_name, { token, nodename: `bench-${round}-${i}`, roles: ['node'] }, keys[i % keys.length])
   await measure('warm-up joins', join)
+  round = 'measured'
   const health = await measure('baseline: GET /v1/health', () => client.call('GET', '/v1/health'))
   const joins = await measure('joins', join)
   console.log(`joins/s ÷ health requests/s = ${(joins / health).toFixed(2)}   (pin ${pin.slice(0, 15)}…)`)

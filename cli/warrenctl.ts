@@ -22,10 +22,12 @@ const USAGE = `Usage: warrenctl <command> [flags]
 
 Commands:
   status                         cluster name, version, CAs and CA pins
-  nodes add [--ttl=30m] [--roles=node] [--token=VALUE] [--single-use]
+  nodes add [--ttl=30m] [--roles=node] [--token=VALUE] [--single-use] [--nodename=NAME]
                                  create a token and print the command that joins a node
+                                 (--nodename: only that name, replacing the node that has it)
   nodes ls                       nodes whose heartbeat is fresh
-  tokens add --type=node [--ttl=1h] [--token=VALUE] [--single-use]
+  nodes rm NODE                  remove a node (name or host ID): it can no longer renew or heartbeat
+  tokens add --type=node [--ttl=1h] [--token=VALUE] [--single-use] [--nodename=NAME]
   tokens ls [--with-secrets]     active tokens
   tokens rm TOKEN | tokens del TOKEN
                                  delete a token by value or by its listed ID
@@ -51,6 +53,7 @@ interface TokenResponse {
   roles: string[]
   expires: number
   single_use: boolean
+  nodename: string | null
 }
 
 interface CAStatus {
@@ -72,12 +75,13 @@ const out = (text: string) => process.stdout.write(text + '\n')
 
 async function addToken(admin: AdminConnection, flags: Record<string, any>, roles: string, defaultTtl: number): Promise<void> {
   const ttlMs: number = flags.ttl ?? defaultTtl
-  const created = await admin.client.call<TokenResponse>('POST', '/v1/tokens', { roles, ttl_ms: ttlMs, single_use: flags['single-use'] === true, token: flags.token })
+  const created = await admin.client.call<TokenResponse>('POST', '/v1/tokens', { roles, ttl_ms: ttlMs, single_use: flags['single-use'] === true, token: flags.token, nodename: flags.nodename })
   const status = await admin.client.call<StatusResponse>('GET', '/v1/status')
   // Nodes join through a proxy's web port when there is one (then they keep reverse tunnels).
   const authServer = status.proxy_addrs[0] ?? status.public_addrs[0] ?? admin.client.server
   out(`The invite token: ${created.token}`)
   out(`This token will expire in ${describeTtl(ttlMs)}${created.single_use ? ' and can be used once' : ''}`)
+  if (created.nodename) out(`It joins only a node named ${created.nodename}, and replaces the node registered with that name`)
   out('')
   out(`Run this on the new ${created.roles.join(' and ')} to join the cluster:`)
   out('')
@@ -102,6 +106,7 @@ const tokenFlags: FlagSpec = {
   ttl: { type: 'duration', description: 'how long the token lives' },
   token: { type: 'string', description: 'use this value instead of a generated one' },
   'single-use': { type: 'boolean', description: 'the first successful join consumes the token' },
+  nodename: { type: 'string', description: 'the only node name the token joins; it replaces the node registered with that name' },
 }
 
 async function deleteToken(admin: AdminConnection, _flags: Record<string, any>, args: string[]): Promise<void> {
@@ -144,6 +149,14 @@ const COMMANDS: Record<string, Command> = {
       out(formatTable(['Node Name', 'Node ID', 'Address', 'Labels'], rows))
     },
   },
+  'nodes rm': {
+    flags: {},
+    args: 1,
+    async run(admin, _flags, args) {
+      const removed = await admin.client.call<{ host_id: string; nodename: string; roles: string[] }>('DELETE', `/v1/nodes/${encodeURIComponent(args[0])}`)
+      out(`Node ${removed.nodename} (${removed.host_id}, roles ${removed.roles.join(',')}) has been removed: its registration, its name and its presence`)
+    },
+  },
   'tokens add': {
     flags: { ...tokenFlags, type: { type: 'string', description: 'roles the token grants, e.g. node or node,proxy' } },
     args: 0,
@@ -156,14 +169,14 @@ const COMMANDS: Record<string, Command> = {
     flags: { 'with-secrets': { type: 'boolean', description: 'show the values of static tokens' } },
     args: 0,
     async run(admin, flags) {
-      const { tokens } = await admin.client.call<{ tokens: { id: string; roles: string[]; expires: number | null; single_use: boolean; static: boolean; value: string | null }[] }>('GET', '/v1/tokens')
+      const { tokens } = await admin.client.call<{ tokens: { id: string; roles: string[]; expires: number | null; single_use: boolean; static: boolean; value: string | null; nodename?: string | null }[] }>('GET', '/v1/tokens')
       if (tokens.length === 0) {
         out('No active tokens found.')
         return
       }
       const now = Date.now()
       const show = (t: (typeof tokens)[number]) => (flags['with-secrets'] && t.value ? t.value : `${t.id}${t.static ? ' (static)' : ''}`)
-      const rows = tokens.map((t) => [show(t), t.roles.join(',') + (t.single_use ? ' (single use)' : ''), formatExpiry(t.expires ?? undefined, now)])
+      const rows = tokens.map((t) => [show(t), t.roles.join(',') + (t.single_use ? ' (single use)' : '') + (t.nodename ? ` (for ${t.nodename})` : ''), formatExpiry(t.expires ?? undefined, now)])
       out(formatTable(['Token', 'Type', 'Expiry Time (UTC)'], rows))
     },
   },
@@ -227,7 +240,7 @@ export async function warrenctl(argv: string[]): Promise<number | void> {
   if (!command) throw new UsageError(`unknown command "warrenctl ${name}"\n\n${USAGE}`)
   const rest = argv.slice(name.split(' ').length)
   const { flags, args } = parseFlags(rest, { ...GLOBAL_FLAGS, ...command.flags }, `warrenctl ${name}`)
-  if (args.length < command.args) throw new UsageError(`"warrenctl ${name}" needs a ${name.startsWith('users') ? 'NAME' : 'TOKEN'} argument`)
+  if (args.length < command.args) throw new UsageError(`"warrenctl ${name}" needs a ${name.startsWith('users') ? 'NAME' : name.startsWith('nodes') ? 'NODE' : 'TOKEN'} argument`)
   if (args.length > command.args) throw new UsageError(`unexpected argument "${args[command.args]}" for "warrenctl ${name}"`)
   const admin = connectAdmin(flags)
   try {

@@ -213,14 +213,19 @@ export class ProxyService {
     return `:${port}`
   }
 
-  /** A node asked (over its control stream) for certificates from the new signing CA. */
+  /**
+   * A node asked (over its control stream) for new certificates for the key its tunnel
+   * proved. The tunnel server lets one such request through at a time per tunnel.
+   */
   private async renewFor(tunnel: Tunnel): Promise<void> {
-    if (!tunnel.control) return
     try {
+      if (!tunnel.control) return
       const renewed = await this.auth.call<RenewResponse>('POST', '/v1/hosts/renew', { tls_cert: tunnel.cert.toString() })
       writeMessage(tunnel.control, { type: 'certs', ...renewed })
     } catch (error) {
-      writeMessage(tunnel.control, { type: 'renew_failed', error: (error as Error).message })
+      if (tunnel.control) writeMessage(tunnel.control, { type: 'renew_failed', error: (error as Error).message })
+    } finally {
+      tunnel.renewing = false
     }
   }
 
@@ -292,7 +297,7 @@ export class ProxyService {
       this.presencePending = undefined
       const fresh = [...this.newTunnels]
       this.newTunnels.clear()
-      void this.reportPresence(fresh.filter((t) => this.tunnels.find(t.hostId) === t))
+      void this.reportPresence(fresh.filter((t) => this.tunnels.byHostId(t.hostId) === t))
     }, 200)
     this.presencePending.unref()
   }
@@ -318,7 +323,8 @@ export class ProxyService {
     if (tunnels.length === 0) return
     const nodes = tunnels.map((t) => ({ host_id: t.hostId, addr: t.remoteAddress, labels: t.labels }))
     try {
-      await this.auth.call('POST', '/v1/presence', { nodes })
+      const answer = await this.auth.call<{ unknown?: string[] }>('POST', '/v1/presence', { nodes })
+      if (Array.isArray(answer.unknown)) this.tunnels.dropUnregistered(answer.unknown.filter((id) => typeof id === 'string'))
     } catch (error) {
       this.log.warn(`presence report to the auth server failed: ${(error as Error).message}`)
     }

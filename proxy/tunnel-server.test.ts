@@ -11,17 +11,17 @@ import { AgentTunnel } from '../agent/tunnel.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
 import { TUNNEL_ALPN } from '../shared/tunnel-protocol.ts'
-import { returnSpreadMs, TunnelServer } from './tunnel-server.ts'
+import { AmbiguousNodeName, returnSpreadMs, TunnelServer } from './tunnel-server.ts'
 import { until } from '../test/helpers/until.ts'
 
 const HOUR = 3_600_000
 const ca = createCA('test-cluster host CA', 'test-cluster')
 const log = createLogger('test', { level: 'error' })
 
-function certificate(commonName: string, role: string): { cert: string; key: string } {
+function certificate(commonName: string, role: string, nodename = commonName): { cert: string; key: string } {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const cert = createCertificate({
-    subject: { CN: commonName, O: 'test-cluster', OU: [role], name: commonName },
+    subject: { CN: commonName, O: 'test-cluster', OU: [role], name: nodename },
     issuer: { CN: 'test-cluster host CA', O: 'test-cluster' },
     publicKey,
     signingKey: ca.key,
@@ -32,10 +32,10 @@ function certificate(commonName: string, role: string): { cert: string; key: str
   return { cert, key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
 }
 
-function nodeIdentity(): NodeIdentity {
+function nodeIdentity(nodename?: string): NodeIdentity {
   const hostId = randomUUID()
-  const { cert, key } = certificate(hostId, 'node')
-  return { hostId, nodename: hostId, clusterName: 'test-cluster', roles: ['node'], authServers: [], tlsKeyPem: key, tlsCertPem: cert, sshKeyPem: '', sshCert: '', hostCAPems: [ca.certPem], userCASshKeys: [] }
+  const { cert, key } = certificate(hostId, 'node', nodename)
+  return { hostId, nodename: nodename ?? hostId, clusterName: 'test-cluster', roles: ['node'], authServers: [], tlsKeyPem: key, tlsCertPem: cert, sshKeyPem: '', sshCert: '', hostCAPems: [ca.certPem], userCASshKeys: [] }
 }
 
 t.test('returns are spread so that a joining proxy gets about 300 a second, over 1 to 60 s', async (t) => {
@@ -97,4 +97,51 @@ t.test("a node's new labels reach the proxy through its tunnel", async (t) => {
   agent.sendLabels({ stage: 'two' })
   await until('the new labels', () => tunnels.find(identity.hostId)?.labels.stage === 'two', { timeoutMs: 10_000, everyMs: 10 })
   t.same(tunnels.find(identity.hostId)?.labels, { stage: 'two' })
+})
+
+const openAgent = async (t: Test, port: number, identity: NodeIdentity, labels: () => Record<string, string> = () => ({})) => {
+  const agent = await AgentTunnel.open({ host: '127.0.0.1', port, identity, keepAliveIntervalMs: 15_000, labels, services: [], onStream: (s) => s.destroy(), log })
+  t.teardown(() => agent.close())
+  agent.activate()
+  return agent
+}
+
+t.test('a node name that two connected hosts carry is never guessed between', async (t) => {
+  const { tunnels, port } = await tunnelServer(t)
+  const real = nodeIdentity('pi-1')
+  const stale = nodeIdentity('pi-1')
+  await openAgent(t, port, real)
+  await until('the hello', () => tunnels.size === 1, { timeoutMs: 10_000, everyMs: 10 })
+  t.equal(tunnels.find('pi-1')?.hostId, real.hostId, 'one host with the name: routed by name')
+  const staleAgent = await openAgent(t, port, stale)
+  await until('both tunnels', () => tunnels.size === 2, { timeoutMs: 10_000, everyMs: 10 })
+  const both = [real.hostId, stale.hostId].sort()
+  t.throws(() => tunnels.find('pi-1'), new AmbiguousNodeName('pi-1', both))
+  t.match(new AmbiguousNodeName('pi-1', both).message, `node name "pi-1" is carried by 2 connected hosts (${both.join(', ')})`)
+  await t.rejects(tunnels.dial('pi-1', { service: 'ssh' }), /is carried by 2 connected hosts/, 'a user asking for the name is refused')
+  t.equal(tunnels.find(real.hostId)?.hostId, real.hostId, 'the host ID still routes')
+  staleAgent.close()
+  await until('the stale tunnel gone', () => tunnels.size === 1, { timeoutMs: 10_000, everyMs: 10 })
+  t.equal(tunnels.find('pi-1')?.hostId, real.hostId)
+})
+
+t.test('renewal requests on a control stream go out one at a time', async (t) => {
+  const { tunnels, port } = await tunnelServer(t)
+  let requested = 0
+  tunnels.on('renew', () => requested++)
+  const identity = nodeIdentity()
+  let round = 0
+  const agent = await openAgent(t, port, identity, () => ({ round: String(round) }))
+  await until('the hello', () => tunnels.find(identity.hostId) !== undefined, { timeoutMs: 10_000, everyMs: 10 })
+  // The labels that follow the flood arrive after every line of it, on the same stream.
+  const flood = async () => {
+    for (let i = 0; i < 2000; i++) agent.requestRenewal()
+    agent.sendLabels({ round: String(++round) })
+    await until('the flood read', () => tunnels.find(identity.hostId)?.labels.round === String(round), { timeoutMs: 10_000, everyMs: 10 })
+  }
+  await flood()
+  t.equal(requested, 1, '2,000 requests while one is out: one passed on')
+  tunnels.find(identity.hostId)!.renewing = false // the auth server answered
+  await flood()
+  t.equal(requested, 2, 'after the answer, the next one')
 })

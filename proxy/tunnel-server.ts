@@ -24,6 +24,8 @@ export interface Tunnel {
   connectedAt: number
   control?: Duplex
   registered?: () => void
+  /** Set while a renewal on this node's behalf is with the auth server: one at a time per tunnel. */
+  renewing?: boolean
   /**
    * The node's certificate as it presented it, for renewals on its behalf (encoded as PEM
    * only then: a fleet reconnecting at once would otherwise pay for it on every tunnel).
@@ -51,6 +53,13 @@ export function returnSpreadMs(agents: number): number {
   return Math.min(MAX_RETURN_SPREAD_MS, Math.max(MIN_SPREAD_MS, Math.round((agents / RETURNS_PER_SECOND) * 1000)))
 }
 
+/** A node name that more than one connected host carries: routing by it would be a guess. */
+export class AmbiguousNodeName extends Error {
+  constructor(nodename: string, hostIds: string[]) {
+    super(`node name "${nodename}" is carried by ${hostIds.length} connected hosts (${hostIds.join(', ')}): connect by host ID, and remove the stale one with "warrenctl nodes rm HOST_ID"`)
+  }
+}
+
 export interface TunnelServerOptions {
   proxyId: string
   clusterName: string
@@ -65,6 +74,8 @@ export class TunnelServer extends EventEmitter {
   private readonly trust: TunnelTrust<Tunnel>
   private proxyIds: string[] = []
   private ca?: CAAnnouncement
+  /** Hosts the auth server no longer knows (removed or replaced): their tunnels are not kept. */
+  private readonly unregistered = new Set<string>()
 
   constructor(options: TunnelServerOptions) {
     super()
@@ -80,12 +91,36 @@ export class TunnelServer extends EventEmitter {
     return [...this.tunnels.values()]
   }
 
-  /** A tunnel by host ID or node name. */
+  /** The tunnel of this host, if it holds one here. */
+  byHostId(hostId: string): Tunnel | undefined {
+    return this.tunnels.get(hostId)
+  }
+
+  /**
+   * A tunnel by host ID, or by node name when exactly one tunnel carries that name. Two
+   * hosts with one name (a replaced device still holding its old certificate, say) are
+   * never guessed between: that throws AmbiguousNodeName, naming both.
+   */
   find(target: string): Tunnel | undefined {
     const byId = this.tunnels.get(target)
     if (byId) return byId
-    for (const tunnel of this.tunnels.values()) if (tunnel.nodename === target) return tunnel
-    return undefined
+    const named = [...this.tunnels.values()].filter((tunnel) => tunnel.nodename === target)
+    if (named.length > 1) throw new AmbiguousNodeName(target, named.map((tunnel) => tunnel.hostId).sort())
+    return named[0]
+  }
+
+  /**
+   * The auth server no longer knows these hosts (`warrenctl nodes rm`, or a device replaced
+   * with a token made for its name): their tunnels are closed, and not kept if they return.
+   */
+  dropUnregistered(hostIds: string[]): void {
+    for (const hostId of hostIds) {
+      this.unregistered.add(hostId)
+      const tunnel = this.tunnels.get(hostId)
+      if (!tunnel) continue
+      this.options.log.info(`tunnel from ${tunnel.nodename} closed: the host is no longer registered`, { host_id: hostId })
+      tunnel.session.close()
+    }
   }
 
   /** Takes an agent's TLS connection (ALPN warren-tunnel); refuses any that is not a node of this cluster. */
@@ -148,6 +183,11 @@ export class TunnelServer extends EventEmitter {
    */
   private register(tunnel: Tunnel): void {
     tunnel.registered?.()
+    if (this.unregistered.has(tunnel.hostId)) {
+      this.options.log.info(`tunnel from ${tunnel.nodename} refused: the host is no longer registered`, { host_id: tunnel.hostId })
+      tunnel.session.close()
+      return
+    }
     const previous = this.tunnels.get(tunnel.hostId)
     this.tunnels.set(tunnel.hostId, tunnel)
     if (previous && previous !== tunnel) {
@@ -172,6 +212,10 @@ export class TunnelServer extends EventEmitter {
     if (this.ca) writeMessage(stream, { type: 'ca', ...this.ca })
     readMessages(stream, (message) => {
       if (message.type === 'renew') {
+        // One renewal at a time per tunnel: requests while one is out are dropped (the
+        // answer to that one serves them all).
+        if (tunnel.renewing) return
+        tunnel.renewing = true
         this.emit('renew', tunnel)
         return
       }

@@ -36,7 +36,9 @@ export function webApi(options: WebApiOptions): Router {
   router.add('GET', '/v1/discovery', async () => options.discovery())
   router.add('GET', '/v1/ca', () => forward(options.auth(), 'GET', '/v1/ca'))
   // The token travels inside TLS to this proxy (whose certificate the agent checked against
-  // the pinned CA) and on inside TLS to the auth server; the proxy reports who joined.
+  // the pinned CA) and on inside TLS to the auth server; the proxy reports who joined. The
+  // challenge the joining device signs comes from the auth server the same way.
+  router.add('POST', '/v1/join/challenge', () => forward(options.auth(), 'POST', '/v1/join/challenge', {}))
   router.add('POST', '/v1/join', async (req) => forward(options.auth(), 'POST', '/v1/join', await readJson(req), { 'x-warren-client-addr': options.clientAddress(req) }))
   return router
 }

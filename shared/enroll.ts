@@ -2,7 +2,7 @@
 // the join token (then stored, so the token is never needed again).
 
 import type { WarrenConfig } from './config.ts'
-import { resolveTokenValue } from './config.ts'
+import { parseHostPort, resolveTokenValue } from './config.ts'
 import { WarrenError } from './errors.ts'
 import type { Logger } from './log.ts'
 import { loadIdentity, saveIdentity, type NodeIdentity } from './identity-store.ts'
@@ -24,7 +24,8 @@ export async function obtainIdentity(config: WarrenConfig, role: 'node' | 'proxy
     caPins: config.caPins,
     nodename: config.nodename,
     roles: [role],
-    addresses: config.advertiseIp ? [config.advertiseIp] : [],
+    // A proxy's certificates also name its public addresses (its token is an admin's grant).
+    publicAddrs: role === 'proxy' ? config.proxy.publicAddrs.map((addr) => parseHostPort(addr, 443).host) : [],
     labels: config.labels,
     warn,
   })

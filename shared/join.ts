@@ -1,10 +1,13 @@
 // Joining a cluster. The CA is fetched first over an unverified connection and checked
 // against the pin; only then does the token leave the device, over a connection whose
 // server must chain to that pinned CA. A hijacked address therefore never sees the token.
+// The device makes its keys, signs the server's challenge with both (proof that it holds
+// them, join-proof.ts) and receives certificates and the host ID the server chose.
 
-import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto'
+import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { ApiClient } from './api-client.ts'
 import { WarrenError } from './errors.ts'
+import { joinProofMessage, signProof } from './join-proof.ts'
 import { caPin, pinMatches } from './pin.ts'
 import { sshPublicKeyLine } from './ssh-cert.ts'
 import type { NodeIdentity } from './identity-store.ts'
@@ -16,8 +19,8 @@ export interface JoinOptions {
   caPins: string[]
   nodename: string
   roles: string[]
-  hostId?: string
-  addresses?: string[]
+  /** A proxy's configured public addresses (hosts), which its certificates then name. */
+  publicAddrs?: string[]
   labels?: Record<string, string>
   /** Where warnings go (standard error by default). */
   warn?: (message: string) => void
@@ -63,29 +66,63 @@ export async function fetchTrustedCA(server: string, pins: string[], warn: (mess
   return { ...ca, host_ca_certs: pinned }
 }
 
+export interface JoinKeys {
+  tls: { publicKey: KeyObject; privateKey: KeyObject }
+  ssh: { publicKey: KeyObject; privateKey: KeyObject }
+}
+
+/** What a join asks for, besides the keys. */
+export interface JoinFields {
+  token: string
+  nodename: string
+  roles: string[]
+  publicAddrs?: string[]
+  labels?: Record<string, string>
+}
+
+/**
+ * Asks the server for a challenge, signs it with both keys, and joins: over `client`, which
+ * must already verify the server against the pinned CA.
+ */
+export async function requestJoin(client: ApiClient, clusterName: string, fields: JoinFields, keys: JoinKeys): Promise<JoinResponse> {
+  const { nonce } = await client.call<{ nonce: string }>('POST', '/v1/join/challenge', {})
+  return client.call<JoinResponse>('POST', '/v1/join', signedJoinBody(clusterName, nonce, fields, keys))
+}
+
+/** The body of POST /v1/join: the fields, both public keys, and each key's signature over the challenge. */
+export function signedJoinBody(clusterName: string, nonce: string, fields: JoinFields, keys: JoinKeys): Record<string, unknown> {
+  const message = joinProofMessage({ clusterName, nonce, tlsPublicKey: keys.tls.publicKey, sshPublicKey: keys.ssh.publicKey })
+  return {
+    token: fields.token,
+    nodename: fields.nodename,
+    roles: fields.roles,
+    tls_public_key: keys.tls.publicKey.export({ type: 'spki', format: 'pem' }),
+    ssh_public_key: sshPublicKeyLine(keys.ssh.publicKey),
+    ...(fields.publicAddrs?.length ? { public_addrs: fields.publicAddrs } : {}),
+    labels: fields.labels ?? {},
+    nonce,
+    tls_signature: signProof(message, keys.tls.privateKey),
+    ssh_signature: signProof(message, keys.ssh.privateKey),
+  }
+}
+
+/** Fresh keys as a device makes them: ECDSA P-256 for TLS, Ed25519 for SSH. */
+export function generateJoinKeys(): JoinKeys {
+  return { tls: generateKeyPairSync('ec', { namedCurve: 'P-256' }), ssh: generateKeyPairSync('ed25519') }
+}
+
 export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
   const warn = options.warn ?? ((message: string) => process.stderr.write(message + '\n'))
   const ca = await fetchTrustedCA(options.authServer, options.caPins, warn)
-  const tls = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const ssh = generateKeyPairSync('ed25519')
-  const hostId = options.hostId ?? randomUUID()
+  const keys = generateJoinKeys()
   const client = new ApiClient({ server: options.authServer, caPems: ca.host_ca_certs })
   let response: JoinResponse
   try {
-    response = await client.call<JoinResponse>('POST', '/v1/join', {
-      token: options.token,
-      host_id: hostId,
-      nodename: options.nodename,
-      roles: options.roles,
-      tls_public_key: tls.publicKey.export({ type: 'spki', format: 'pem' }),
-      ssh_public_key: sshPublicKeyLine(ssh.publicKey),
-      addresses: options.addresses ?? [],
-      labels: options.labels ?? {},
-    })
+    response = await requestJoin(client, ca.cluster_name, options, keys)
   } finally {
     await client.close()
   }
-  return identityFromJoin(response, { tls: tls.privateKey, ssh: ssh.privateKey }, { nodename: options.nodename, roles: options.roles, authServer: options.authServer })
+  return identityFromJoin(response, { tls: keys.tls.privateKey, ssh: keys.ssh.privateKey }, { nodename: options.nodename, roles: options.roles, authServer: options.authServer })
 }
 
 /** The identity a join gives: the keys made on the device and the certificates for them. */

@@ -11,6 +11,7 @@ import { AgentTunnel, HeldProxyError } from '../agent/tunnel.ts'
 import { heldProxiesAlpn } from '../shared/tunnel-protocol.ts'
 import { createLogger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
+import { joinCluster } from '../shared/join.ts'
 
 const auth = await new AuthProcess().start()
 t.teardown(() => auth.stop())
@@ -66,10 +67,12 @@ t.test('refusals', async (t) => {
   t.match(wrongAlpn, /refused: .*no.application.protocol/i, 'an unknown ALPN is refused in the handshake')
 })
 
+/** A node that joined: the proxy keeps tunnels only of hosts the auth server has registered. */
+const joined = async (nodename: string) => joinCluster({ authServer: proxy.web, token: await auth.token(), caPins: [pin], nodename, roles: ['node'], warn: () => {} })
+
 t.test('a dial listing this proxy as held is refused before any key exchange', async (t) => {
   const ca = await hostCAOf(auth)
-  const now = Date.now()
-  const valid = nodeIdentityFrom(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
+  const valid = await joined('held-node')
   const first = await tryTunnel(valid, [ca.certPem])
   first.activate()
   t.teardown(() => first.close())
@@ -95,8 +98,7 @@ t.test('a dial listing this proxy as held is refused before any key exchange', a
 
 t.test('garbage on the port is closed without affecting a live tunnel', async (t) => {
   const ca = await hostCAOf(auth)
-  const now = Date.now()
-  const live = await tryTunnel(nodeIdentityFrom(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) }), [ca.certPem])
+  const live = await tryTunnel(await joined('live-node'), [ca.certPem])
   live.activate()
   const garbage = await new Promise<string>((resolve) => {
     const socket = tcpConnect({ host, port }, () => socket.write(Buffer.from('\x00\xffgarbage that is no protocol at all\r\n')))

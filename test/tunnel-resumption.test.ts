@@ -17,6 +17,7 @@ import { AgentTunnel } from '../agent/tunnel.ts'
 import { TunnelPool } from '../agent/tunnel-pool.ts'
 import { createLogger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
+import { joinCluster } from '../shared/join.ts'
 
 const auth = await new AuthProcess().start()
 t.teardown(() => auth.stop())
@@ -45,10 +46,11 @@ async function ticketFrom(identity: NodeIdentity): Promise<{ tunnel: AgentTunnel
   return { tunnel, ticket }
 }
 
+/** A node that joined: the proxy keeps tunnels only of hosts the auth server has registered. */
+const joined = async (nodename: string) => joinCluster({ authServer: proxy.web, token: await auth.token(), caPins: [pin], nodename, roles: ['node'], warn: () => {} })
+
 t.test('a ticket resumes the session, also after the proxy restarts', async (t) => {
-  const ca = await hostCAOf(auth)
-  const now = Date.now()
-  const identity = nodeIdentityFrom(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
+  const identity = await joined('resumer')
   const first = await ticketFrom(identity)
   t.notOk(first.tunnel.resumed, 'the first tunnel makes a full handshake')
   first.tunnel.close()
@@ -84,9 +86,7 @@ t.test('a resumed session whose certificate has expired since is refused', async
 })
 
 t.test('the tunnel pool keeps each proxy\'s ticket and resumes with it when the proxy comes back', async (t) => {
-  const ca = await hostCAOf(auth)
-  const now = Date.now()
-  const identity = nodeIdentityFrom(ca, { notBefore: new Date(now - 60_000), notAfter: new Date(now + 3600_000) })
+  const identity = await joined('pool-resumer')
   const pool = new TunnelPool({
     host: '127.0.0.1', port: tunnelPort, identity, keepAliveIntervalMs: 15_000,
     labels: () => ({}), services: [], onStream: (s) => s.destroy(), log, connectTimeoutMs: 5000,
