@@ -25,7 +25,7 @@ import type { NodeIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
 import { createLogger } from '../shared/log.ts'
 import { AuthProcess, ProxyProcess, tempDir } from './helpers/cluster.ts'
-import { authorityOf, hostCAOf, nodeIdentityFrom } from './helpers/certs.ts'
+import { authorityOf, hostCAOf } from './helpers/certs.ts'
 import { until } from './helpers/until.ts'
 
 const auth = await new AuthProcess().start()
@@ -195,8 +195,21 @@ t.test('a completed user CA rotation closes the connections its dropped CA authe
 })
 
 t.test('a tunnel whose node certificate expires is closed', async (t) => {
+  // A node that joined (proxies close the tunnels of hosts the auth server does not know),
+  // holding a certificate for its own key that lives 4 s.
+  const joined = await joinCluster({ authServer: proxy.web, token: await auth.token(), caPins: [pin], nodename: 'short-lived', roles: ['node'], warn: () => {} })
+  const ca = await hostCAOf(auth)
   const now = Date.now()
-  const identity = nodeIdentityFrom(await hostCAOf(auth), { notBefore: new Date(now - 60_000), notAfter: new Date(now + 4000) })
+  const tlsCertPem = createCertificate({
+    subject: { CN: joined.hostId, O: joined.clusterName, OU: ['node'], name: joined.nodename },
+    issuer: { CN: `${joined.clusterName} host CA`, O: joined.clusterName },
+    publicKey: new X509Certificate(joined.tlsCertPem).publicKey,
+    signingKey: ca.key,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + 4000),
+    extKeyUsage: ['clientAuth', 'serverAuth'],
+  })
+  const identity: NodeIdentity = { ...joined, tlsCertPem }
   const tunnel = await openTunnel(identity)
   t.teardown(() => tunnel.close())
   let open = true

@@ -6,12 +6,12 @@ import t from 'tap'
 import { connect as tcpConnect } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { once } from 'node:events'
-import { generateKeyPairSync, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { AuthProcess, ProxyProcess } from './helpers/cluster.ts'
-import { joinCluster } from '../shared/join.ts'
+import { generateJoinKeys, joinCluster, signedJoinBody } from '../shared/join.ts'
+import { ApiClient } from '../shared/api-client.ts'
 import { parseHostPort } from '../shared/config.ts'
-import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
 
 const BURST = 3
 const auth = new AuthProcess({ authServiceYaml: `  join_rate_limit: { burst: ${BURST}, per_minute: 1 }` })
@@ -28,20 +28,15 @@ t.teardown(async () => {
   await auth.stop()
 })
 
-/** A join request as an agent sends it, with a token that is not valid. */
-function wrongJoinBody(): string {
-  const tls = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const ssh = generateKeyPairSync('ed25519')
-  return JSON.stringify({
-    token: `wrong-token-${randomUUID()}`,
-    host_id: randomUUID(),
-    nodename: 'guesser',
-    roles: ['node'],
-    tls_public_key: tls.publicKey.export({ type: 'spki', format: 'pem' }),
-    ssh_public_key: sshPublicKeyLine(ssh.publicKey),
-    addresses: [],
-    labels: {},
-  })
+/** A join request as an agent sends it (a fresh challenge, signed), with a token that is not valid. */
+async function wrongJoinBody(): Promise<string> {
+  const client = new ApiClient({ server: auth.address })
+  try {
+    const { nonce } = await client.call<{ nonce: string }>('POST', '/v1/join/challenge', {})
+    return JSON.stringify(signedJoinBody('test-cluster', nonce, { token: `wrong-token-${randomUUID()}`, nodename: 'guesser', roles: ['node'] }, generateJoinKeys()))
+  } finally {
+    await client.close()
+  }
 }
 
 interface RawJoin {
@@ -82,7 +77,7 @@ async function rawJoin(server: string, body: string, options: { localAddress?: s
 }
 
 async function joinOnce(server: string, options: Parameters<typeof rawJoin>[2] = {}): Promise<number> {
-  const request = await rawJoin(server, wrongJoinBody(), options)
+  const request = await rawJoin(server, await wrongJoinBody(), options)
   request.sendBody()
   return request.status
 }
@@ -99,7 +94,7 @@ t.test('the fourth failure in a burst of three is refused with 429, even with a 
 })
 
 t.test('bodies sent 1.2 s after their headers: of 40 concurrent wrong tokens only the burst is evaluated', async (t) => {
-  const requests = await Promise.all(Array.from({ length: 40 }, () => rawJoin(auth.address, wrongJoinBody(), { localAddress: '127.0.0.2' })))
+  const requests = await Promise.all(Array.from({ length: 40 }, async () => rawJoin(auth.address, await wrongJoinBody(), { localAddress: '127.0.0.2' })))
   await sleep(1200)
   for (const request of requests) request.sendBody()
   const statuses = await Promise.all(requests.map((r) => r.status))
