@@ -5,6 +5,7 @@ import { isSea } from 'node:sea'
 import { load } from './load.ts'
 import { applyFlags, defaultConfig, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
 import { secureDataDir } from '../shared/data-dir.ts'
+import { lockDataDir } from '../shared/data-dir-lock.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from '../shared/flags.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
@@ -72,6 +73,7 @@ export async function start(argv: string[]): Promise<number> {
   const config = buildConfig(flags)
   const log = createLogger('warren', { level: config.log.level, format: config.log.format })
   secureDataDir(config.dataDir, log)
+  lockDataDir(config.dataDir)
   const stops: (() => Promise<void>)[] = []
   const reloads: ((config: WarrenConfig) => void)[] = [(next) => log.setLevel(next.log.level)]
   const stopAll = async () => {
