@@ -3,8 +3,8 @@
 // across execve, and of many processes trying at the same instant exactly one wins.
 
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -12,6 +12,10 @@ import { LOCK_FILE } from './data-dir-lock.ts'
 
 const fixture = join(import.meta.dirname, 'data-dir-lock.fixture.ts')
 const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+const NOBODY = 65534
+/** Runs its arguments as nobody, with a /proc that shows only nobody's processes, as systemd's ProtectProc=invisible does. */
+const HIDDEN_PROC_AS_NOBODY = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c',
+  `mount -t proc -o hidepid=invisible proc /proc && exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups "$@"`, 'sh']
 
 interface Outcome {
   locked: boolean
@@ -28,8 +32,10 @@ class Locker {
   /** Resolves once the process has loaded the lock's code and waits for its cue. */
   readonly ready: Promise<unknown>
 
-  constructor(dir: string, mode?: 'reexec') {
-    this.child = spawn(process.execPath, [fixture, dir, ...(mode ? [mode] : [])], { stdio: ['pipe', 'pipe', 'inherit'] })
+  /** `wrapper`: a command that runs the fixture's command line, given as its arguments. */
+  constructor(dir: string, mode?: 'reexec', wrapper: string[] = []) {
+    const [command, ...args] = [...wrapper, process.execPath, fixture, dir, ...(mode ? [mode] : [])]
+    this.child = spawn(command, args, { stdio: ['pipe', 'pipe', 'inherit'] })
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)))
     this.lines = createInterface({ input: this.child.stdout! })[Symbol.asyncIterator]()
     this.ready = this.lines.next()
@@ -172,6 +178,28 @@ t.test('a process keeps its lock when it replaces its image (execve)', async (t)
   t.match(await other.lock(), { locked: false, error: `data dir ${dir} is in use by process ${locker.child.pid}` })
   t.equal(await locker.release(), 0)
   t.same(readdirSync(dir), [], 'the new image releases it on exit')
+})
+
+t.test('where /proc hides other users\' processes (systemd\'s ProtectProc=invisible), a hidden holder is still honoured', { skip: process.getuid?.() !== 0 && 'needs root for a mount namespace and another user' }, async (t) => {
+  const dir = dataDir(t)
+  chownSync(dir, NOBODY, NOBODY)
+  const writeLock = (pid: number, start: string) => {
+    writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid, start_time: start, boot_id: bootId }))
+    chownSync(join(dir, LOCK_FILE), NOBODY, NOBODY)
+  }
+  // This test process runs as root: invisible to nobody, but alive.
+  writeLock(process.pid, startTime(process.pid))
+  const refused = new Locker(dir, undefined, HIDDEN_PROC_AS_NOBODY)
+  t.teardown(() => refused.kill())
+  t.match(await refused.lock(), { locked: false, error: `data dir ${dir} is in use by process ${process.pid}` })
+  t.equal(holder(dir).pid, process.pid, 'the lock is unchanged')
+
+  // A process that has ended is taken over there too.
+  const ended = spawnSync('true').pid!
+  writeLock(ended, '1')
+  const locker = new Locker(dir, undefined, HIDDEN_PROC_AS_NOBODY)
+  t.teardown(() => locker.kill())
+  t.match(await locker.lock(), { locked: true })
 })
 
 t.test('processes locking at the same instant: exactly one wins, on a fresh dir and over a stale lock', async (t) => {
