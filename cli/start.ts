@@ -5,6 +5,7 @@ import { isSea } from 'node:sea'
 import { load } from './load.ts'
 import { applyFlags, defaultConfig, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
 import { secureDataDir } from '../shared/data-dir.ts'
+import { lockDataDir } from '../shared/data-dir-lock.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from '../shared/flags.ts'
 import { identityExists } from '../shared/identity-store.ts'
@@ -80,6 +81,7 @@ export async function start(argv: string[]): Promise<number> {
   const config = buildConfig(flags)
   const log = createLogger('warren', { level: config.log.level, format: config.log.format })
   secureDataDir(config.dataDir, log)
+  lockDataDir(config.dataDir)
   // Roles that join with the operator's token (not one minted in this process) report a
   // join here, once: then the token is cleared away or its place named.
   const origin = tokenOrigin(flags, config.authToken)

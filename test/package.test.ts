@@ -105,16 +105,22 @@ function run(): void {
       // After joining, the agent continues in a fresh process image of its own file (cli/start.ts),
       // which the kernel cannot run here when an emulator runs the file: not under qemu.
       const agentEnv = target.runner.length === 0 ? env : { ...env, WARREN_STARTED_AFRESH: '1' }
+      const agentDir = tempDir()
       const agent = startFile(target, warren, [
         'start', '--roles=node', `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`,
-        `--nodename=${nodename}`, `--data-dir=${tempDir()}`,
+        `--nodename=${nodename}`, `--data-dir=${agentDir}`,
       ], { cwd: dir, env: agentEnv })
       t.teardown(() => stop(agent.child))
       const listing = await waitForNode(auth, nodename, target.timeoutMs).catch((error: Error) => {
         throw new Error(`${error.message}\nagent output:\n${agent.output()}`)
       })
       t.match(listing, new RegExp(`^${nodename}\\s+\\S+\\s+⟵ Tunnel`, 'm'), 'the node is present through its tunnel')
-      if (target.runner.length === 0) t.match(agent.output(), /continuing in a fresh process image/, 'after joining, the executable continues as a fresh image of itself')
+      if (target.runner.length === 0) {
+        t.match(agent.output(), /continuing in a fresh process image/, 'after joining, the executable continues as a fresh image of itself')
+        const second = await exec('warren', ['start', `--data-dir=${agentDir}`])
+        t.equal(second.code, 1, 'a second start on its data dir exits 1')
+        t.match(second.stderr, `data dir ${agentDir} is in use by process ${agent.child.pid}`, 'naming the agent, which kept its lock across the new image')
+      }
 
       const profile = await signUser(auth, proxy.web, `user-${target.arch}`)
       const login = await openssh(profile, [`${testLogin()}@${nodename}`, 'echo ok'], { timeoutMs: target.timeoutMs })
