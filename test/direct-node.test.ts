@@ -1,0 +1,79 @@
+// A node that joins the auth server directly (no proxy in between) has no tunnel: it serves
+// proxies on ssh_service.listen_addr behind mutual TLS, reports that address in its
+// heartbeats, and a proxy dials it there. A stock OpenSSH client and `warren proxy port`
+// reach it through the proxy as they reach a tunnel node; a client without a proxy
+// certificate of the cluster is refused before any service opens.
+
+import t from 'tap'
+import { writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:net'
+import { join } from 'node:path'
+import { AuthProcess, ProxyProcess, openssh, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { probe } from './helpers/direct-probe.ts'
+import { identityDir } from '../shared/identity-store.ts'
+import { PROFILE_FILES } from '../cli/profile.ts'
+
+t.test('a direct node reached through the proxy, and only by proxies', async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+
+  const echo = await echoServer()
+  t.teardown(() => echo.server.close())
+  const nodeDir = tempDir()
+  const nodeConfig = join(nodeDir, 'warren.yaml')
+  writeFileSync(nodeConfig, [
+    'version: v1',
+    `data_dir: ${nodeDir}`,
+    'ssh_service:',
+    '  listen_addr: 127.0.0.1:0',
+    `  forward_ports: [{ name: webui, addr: "127.0.0.1:${echo.port}" }]`,
+  ].join('\n'))
+  const node = startNode([`--config=${nodeConfig}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=direct-1'])
+  t.teardown(() => node.stop())
+
+  const listing = await waitForNode(auth, 'direct-1')
+  const row = /^direct-1\s+(\S+)\s+127\.0\.0\.1:(\d+)\s*$/m.exec(listing)
+  t.ok(row, `nodes ls shows the address the node serves on, not "⟵ Tunnel":\n${listing}`)
+  const hostId = row![1]
+  const port = Number(row![2])
+
+  const profile = await signUser(auth, proxy.web)
+  const result = await openssh(profile, [`${testLogin()}@direct-1`, 'echo "hello from $(hostname)"; echo oops >&2; exit 3'])
+  t.equal(result.code, 3, `the exit status comes back (${result.stderr.trim()})`)
+  t.match(result.stdout, /^hello from /)
+  t.match(result.stderr, /oops/)
+
+  const declared = await warren(['proxy', 'port', `--identity=${profile}`, 'direct-1', 'webui'], { input: 'hello webui' })
+  t.equal(declared.stdout, 'hello webui', `a declared port echoes through the proxy (${declared.stderr.trim()})`)
+  const byHostId = await warren(['proxy', 'port', `--identity=${profile}`, hostId, 'webui'], { input: 'by host ID' })
+  t.equal(byHostId.stdout, 'by host ID', `the node is found by its host ID too (${byHostId.stderr.trim()})`)
+
+  t.test('only a proxy certificate of the cluster opens a service', async (t) => {
+    const proxyIdentity = identityDir(proxy.dataDir, 'proxy')
+    const nodeIdentity = identityDir(nodeDir)
+    const accepted = await probe('127.0.0.1', port, { certFile: join(proxyIdentity, 'host.crt'), keyFile: join(proxyIdentity, 'host.key') })
+    t.equal(accepted.node, hostId, 'the node presents its host certificate')
+    t.match(accepted.reply, /^\{"ok":true\}\nSSH-2\.0-/, 'a proxy certificate opens the SSH service')
+
+    const refusals: [string, { certFile: string; keyFile: string } | undefined][] = [
+      ['no certificate', undefined],
+      ['a node\'s certificate', { certFile: join(nodeIdentity, 'host.crt'), keyFile: join(nodeIdentity, 'host.key') }],
+      ['a user\'s certificate', { certFile: join(profile, PROFILE_FILES.tlsCert), keyFile: join(profile, PROFILE_FILES.tlsKey) }],
+    ]
+    for (const [what, credentials] of refusals) {
+      const refused = await probe('127.0.0.1', port, credentials)
+      t.equal(refused.reply, '', `${what}: refused before any service opens, not a byte back`)
+      t.equal(refused.error, undefined, `${what}: the node closed the connection`)
+    }
+    t.ok(node.running, 'the node carries on')
+  })
+})
+
+async function echoServer(): Promise<{ server: Server; port: number }> {
+  const server = createServer((socket) => socket.pipe(socket))
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return { server, port: (server.address() as { port: number }).port }
+}
