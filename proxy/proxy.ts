@@ -1,6 +1,7 @@
 // The proxy: joins the cluster like any role, then serves the web port (HTTPS API and user
 // connections) and the tunnel port — one listener when their addresses are equal, routed by
 // ALPN — heartbeats into the auth server, and tells its agents which proxies are live.
+// Users reach a node through its tunnel, or a direct node by a dial (node-dialer.ts).
 
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
