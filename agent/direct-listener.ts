@@ -45,10 +45,14 @@ export class DirectListener {
       // Judged in accept(), where the reason is logged and resumed sessions are checked too.
       rejectUnauthorized: false,
       handshakeTimeout: DIRECT_HANDSHAKE_TIMEOUT_MS,
+      // A proxy passes on a user's half close; the service's answer must still come back.
+      allowHalfOpen: true,
     })
     this.server.on('secureConnection', (socket: TLSSocket) => this.accept(socket))
+    // Node reports a handshake that ran out of time here, and leaves the socket open.
     this.server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
-      options.log.debug(`direct connection from ${socket.remoteAddress} failed before its handshake ended: ${error.message}`)
+      options.log.debug(`direct connection from ${socket.remoteAddress} closed before its handshake ended: ${error.message}`)
+      socket.destroy()
     })
   }
 

@@ -7,7 +7,7 @@
 
 import { X509Certificate } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import { connect, createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls'
+import { connect, createSecureContext, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls'
 import { certSubject } from '../shared/cert-subject.ts'
 import { joinHostPort } from '../shared/config.ts'
 import type { Logger } from '../shared/log.ts'
@@ -83,13 +83,17 @@ export class NodeDialer {
   /** A mutual-TLS connection to `node`, which must prove it is that node of this cluster. */
   private connect(node: DirectNode): Promise<TLSSocket> {
     return new Promise((resolve, reject) => {
-      const socket = connect({
+      // A user's half close is passed on to the node, whose answer must still come back
+      // (tls.connect takes allowHalfOpen, though its type does not list it).
+      const options: ConnectionOptions & { allowHalfOpen: boolean } = {
         host: node.host,
         port: node.port,
         secureContext: this.secureContext(),
         minVersion: 'TLSv1.3',
+        allowHalfOpen: true,
         checkServerIdentity: (_host, peer) => this.checkNode(peer, node),
-      })
+      }
+      const socket = connect(options)
       const timer = setTimeout(() => socket.destroy(new Error(`no TLS connection within ${DIRECT_DIAL_TIMEOUT_MS} ms`)), DIRECT_DIAL_TIMEOUT_MS)
       socket.once('secureConnect', () => {
         clearTimeout(timer)

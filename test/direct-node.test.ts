@@ -2,11 +2,13 @@
 // proxies on ssh_service.listen_addr behind mutual TLS, reports that address in its
 // heartbeats, and a proxy dials it there. A stock OpenSSH client and `warren proxy port`
 // reach it through the proxy as they reach a tunnel node; a client without a proxy
-// certificate of the cluster is refused before any service opens.
+// certificate of the cluster is refused before any service opens, and connections that
+// say nothing are not kept.
 
 import t from 'tap'
-import { writeFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:net'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { join } from 'node:path'
 import { AuthProcess, ProxyProcess, openssh, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { probe } from './helpers/direct-probe.ts'
@@ -47,7 +49,7 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
   t.match(result.stderr, /oops/)
 
   const declared = await warren(['proxy', 'port', `--identity=${profile}`, 'direct-1', 'webui'], { input: 'hello webui' })
-  t.equal(declared.stdout, 'hello webui', `a declared port echoes through the proxy (${declared.stderr.trim()})`)
+  t.equal(declared.stdout, 'hello webui', `a declared port answers through the proxy, after the request's half close (${declared.stderr.trim()})`)
   const byHostId = await warren(['proxy', 'port', `--identity=${profile}`, hostId, 'webui'], { input: 'by host ID' })
   t.equal(byHostId.stdout, 'by host ID', `the node is found by its host ID too (${byHostId.stderr.trim()})`)
 
@@ -70,10 +72,44 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
     }
     t.ok(node.running, 'the node carries on')
   })
+
+  t.test('connections that stay silent are closed by the node', async (t) => {
+    const proxyIdentity = identityDir(proxy.dataDir, 'proxy')
+    const [beforeHandshake, beforeRequest] = await Promise.all([
+      closedByPeer(netConnect({ host: '127.0.0.1', port })),
+      closedByPeer(tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, cert: readFileSync(join(proxyIdentity, 'host.crt')), key: readFileSync(join(proxyIdentity, 'host.key')) })),
+    ])
+    t.ok(beforeHandshake, 'a TCP connection that never starts its TLS handshake')
+    t.ok(beforeRequest, 'a proxy\'s connection that never names a service')
+  })
 })
 
+/** True once the node closes `socket`; false if it is still open after 30 s. */
+function closedByPeer(socket: Socket): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve(false)
+    }, 30_000)
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+    socket.resume()
+  })
+}
+
+/**
+ * Answers each request once it has ended (a half close): what it got back. The answer must
+ * still travel back through the proxy after the user's side is closed for writing.
+ */
 async function echoServer(): Promise<{ server: Server; port: number }> {
-  const server = createServer((socket) => socket.pipe(socket))
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('end', () => socket.end(Buffer.concat(chunks)))
+  })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   return { server, port: (server.address() as { port: number }).port }
 }
