@@ -84,6 +84,20 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
   })
 })
 
+t.test('a listen address that is taken stops the node with the key that names it', async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const taken = createServer()
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r))
+  t.teardown(() => taken.close())
+  const address = `127.0.0.1:${(taken.address() as { port: number }).port}`
+  const nodeDir = tempDir()
+  writeFileSync(join(nodeDir, 'warren.yaml'), `version: v1\ndata_dir: ${nodeDir}\nssh_service:\n  listen_addr: ${address}\n`)
+  const node = startNode([`--config=${join(nodeDir, 'warren.yaml')}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${await auth.pin()}`, '--nodename=no-port'])
+  t.equal(await node.exited, 1)
+  t.match(node.stderr, `ERROR: cannot listen on ssh_service.listen_addr ${address}: the address is in use`)
+})
+
 /** True once the node closes `socket`; false if it is still open after 30 s. */
 function closedByPeer(socket: Socket): Promise<boolean> {
   return new Promise((resolve) => {
