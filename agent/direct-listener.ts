@@ -88,7 +88,9 @@ export class DirectListener {
     const verdict = cert ? judgeCertificate(cert, { clusterName: this.identity.clusterName, caPems: this.identity.hostCAPems, role: 'proxy' }) : undefined
     if (!verdict?.trusted) {
       const reason = verdict && !verdict.trusted ? verdict.reason : String(socket.authorizationError ?? 'no client certificate')
-      log.warn(`direct connection from ${from} refused: ${reason}`, { from, refused: reason })
+      // Scanners of an open port come without a certificate: worth a warning only with one.
+      const level = socket.getPeerCertificate()?.raw ? 'warn' : 'debug'
+      log[level](`direct connection from ${from} refused: ${reason}`, { from, refused: reason })
       socket.destroy()
       return
     }

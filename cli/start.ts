@@ -63,7 +63,7 @@ function startAfresh(log: Logger): void {
 }
 
 /** The roles to run: --roles when given, else the `*_service.enabled` keys, as in Teleport. */
-export function rolesToRun(flagRoles: string[] | undefined, config: WarrenConfig): string[] {
+function rolesToRun(flagRoles: string[] | undefined, config: WarrenConfig): string[] {
   if (flagRoles) return flagRoles
   const enabled = { auth: config.auth.enabled, proxy: config.proxy.enabled, node: config.ssh.enabled }
   const roles = ROLES.filter((role) => enabled[role as keyof typeof enabled])
