@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream'
 import { connect, createSecureContext, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls'
 import { certSubject } from '../shared/cert-subject.ts'
 import { joinHostPort } from '../shared/config.ts'
+import { WarrenError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
 import { readFirstMessage, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
 import { DirectNodeBook, type DirectNode, type DirectNodeEntry } from './direct-nodes.ts'
@@ -55,7 +56,7 @@ export class NodeDialer {
   /** Opens a stream to a service on the node; resolves once the node has connected it. */
   async dial(target: string, request: DialRequest): Promise<Duplex> {
     if (this.options.tunnels.find(target)) return this.options.tunnels.dial(target, request)
-    const node = await this.book.find(target)
+    const node = await this.findDirect(target)
     if (!node) throw new Error(`node "${target}" is not connected to this proxy, nor online as a direct node`)
     let socket: TLSSocket
     try {
@@ -78,6 +79,17 @@ export class NodeDialer {
     }
     this.options.log.debug(`reached ${target} directly at ${joinHostPort(node.host, node.port)} (${request.service})`, { host_id: node.hostId })
     return socket
+  }
+
+  /** The direct node by that name; the auth server's failures are logged here, not shown to users. */
+  private async findDirect(target: string): Promise<DirectNode | undefined> {
+    try {
+      return await this.book.find(target)
+    } catch (error) {
+      if (!(error instanceof WarrenError)) throw error
+      this.options.log.warn(`the direct nodes' addresses cannot be read: ${error.message}`)
+      throw new Error(`node "${target}" is not connected to this proxy, and the direct nodes cannot be looked up now`)
+    }
   }
 
   /** A mutual-TLS connection to `node`, which must prove it is that node of this cluster. */
