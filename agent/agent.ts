@@ -1,17 +1,20 @@
 // The node agent: join once (or reuse the stored identity), then either keep reverse
 // tunnels to every proxy (when it joined through a proxy's web port) or heartbeat directly
-// to the auth server. Its SSH server and declared local ports are reachable only through
-// streams that a proxy opens in a tunnel. The HTTPS client (join, discovery, direct mode)
-// is loaded only when one of those needs it: a node restarted in tunnel mode never does.
+// to the auth server and let the proxies dial it (direct mode). Its SSH server and declared
+// local ports are reachable only through streams that a proxy opens: in a tunnel, or over
+// a mutual-TLS connection to `ssh_service.listen_addr`. The HTTPS client (join, discovery,
+// direct mode) is loaded only when one of those needs it: a node restarted in tunnel mode
+// never does.
 
 import type { Duplex } from 'node:stream'
 import type { WarrenConfig } from '../shared/config.ts'
-import { DEFAULTS, parseHostPort } from '../shared/config.ts'
+import { DEFAULTS, joinHostPort, parseHostPort } from '../shared/config.ts'
 import { ApiError } from '../shared/errors.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import type { Heartbeat } from './heartbeat.ts'
+import type { DirectListener } from './direct-listener.ts'
 import { SshOnDemand } from './ssh-on-demand.ts'
 import { forwardRefusal } from './forward-policy.ts'
 import { serveStream, type ServiceTable } from './services.ts'
@@ -67,6 +70,7 @@ export class Agent {
   pool?: TunnelPool
   ssh?: SshOnDemand
   private heartbeat?: Heartbeat
+  private direct?: DirectListener
   private readonly options: AgentOptions
   private services!: ServiceTable
   /** When the renewal in flight was asked for (0: none): one at a time. */
@@ -131,16 +135,37 @@ export class Agent {
     return this.options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs
   }
 
-  /** Direct mode: `server` is an auth server, which hears this node's heartbeats. */
+  /**
+   * Direct mode: `server` is an auth server, which hears this node's heartbeats, and the
+   * proxies dial this node at the address the heartbeats report.
+   */
   private async startDirect(server: string): Promise<void> {
+    const { DirectListener } = await import('./direct-listener.ts')
+    this.direct = new DirectListener({
+      listenAddr: this.config.ssh.listenAddr,
+      identity: this.identity,
+      services: this.services,
+      keepAliveIntervalMs: this.config.keepaliveIntervalMs,
+      log: this.log,
+    })
+    const port = await this.direct.listen()
     const { Heartbeat } = await import('./heartbeat.ts')
     this.heartbeat = new Heartbeat(this.identity, server, {
       intervalMs: this.heartbeatIntervalMs,
       labels: this.config.labels,
+      serviceAddr: this.serviceAddr(port),
       log: this.log,
       onAnswer: (answer) => this.followCAs(strings(answer.host_ca_certs), strings(answer.user_ca_ssh_keys), () => void this.renewDirect(server)),
     })
     this.heartbeat.start()
+  }
+
+  /** `ssh_service.public_addr`, else the listening port on whatever address the auth server sees. */
+  private serviceAddr(port: number): string {
+    const publicAddr = this.config.ssh.publicAddr
+    if (publicAddr === undefined) return `:${port}`
+    const { host, port: publicPort } = parseHostPort(publicAddr, DEFAULTS.sshPort)
+    return joinHostPort(host, publicPort)
   }
 
   /** Where the proxy's discovery answer sends tunnels; a bare ":port" is on the web address's host. */
@@ -197,7 +222,7 @@ export class Agent {
       this.pool.stop()
       this.pool = undefined
       forgetTunnelAddress(this.config.dataDir)
-      await this.startDirect(server)
+      await this.startDirect(server).catch((error: Error) => this.log.error(`direct mode cannot start: ${error.message}`))
       return
     }
     const next = this.tunnelAddress(server, discovery)
@@ -234,6 +259,7 @@ export class Agent {
       this.ssh?.setUserCAKeys(userKeys)
       saveIdentity(this.config.dataDir, this.identity)
       this.heartbeat?.setIdentity(this.identity)
+      this.direct?.setIdentity(this.identity)
       this.log.info('trusted CAs updated', { host_cas: hostCAs.length, user_cas: userKeys.length })
     }
     this.renewIfDue(renew)
@@ -256,6 +282,7 @@ export class Agent {
     this.ssh?.setUserCAKeys(this.identity.userCASshKeys)
     saveIdentity(this.config.dataDir, this.identity)
     this.heartbeat?.setIdentity(this.identity)
+    this.direct?.setIdentity(this.identity)
     // Every proxy must know it: each closes tunnels whose certificates are all from a dropped CA.
     this.pool?.announceCertificate(renewed.tls_cert)
     this.renewalAskedAt = 0
@@ -312,6 +339,7 @@ export class Agent {
     clearInterval(this.renewalTimer)
     this.pool?.stop()
     await this.heartbeat?.stop()
+    await this.direct?.close()
     await this.ssh?.close()
   }
 }

@@ -16,6 +16,11 @@ export interface HeartbeatAnswer {
 export interface HeartbeatOptions {
   intervalMs: number
   labels: Record<string, string>
+  /**
+   * Where proxies reach this node's services: `host:port`, or `:port` on the address the
+   * auth server sees the heartbeat come from.
+   */
+  serviceAddr: string
   log: Logger
   onAnswer?: (answer: HeartbeatAnswer) => void
 }
@@ -27,6 +32,7 @@ export class Heartbeat {
   private readonly onAnswer?: (answer: HeartbeatAnswer) => void
   private readonly log: Logger
   private labels: Record<string, string>
+  private readonly serviceAddr: string
   private timer?: NodeJS.Timeout
   private failing = false
   /** Resolves after the first successful beat, so callers can wait for presence. */
@@ -39,6 +45,7 @@ export class Heartbeat {
     this.onAnswer = options.onAnswer
     this.client = this.clientFor(identity)
     this.labels = options.labels
+    this.serviceAddr = options.serviceAddr
     this.log = options.log
     this.firstBeat = new Promise((resolve) => (this.markFirstBeat = resolve))
   }
@@ -64,7 +71,7 @@ export class Heartbeat {
 
   async beat(): Promise<void> {
     try {
-      const answer = await this.client.call<HeartbeatAnswer>('POST', '/v1/heartbeat', { labels: this.labels })
+      const answer = await this.client.call<HeartbeatAnswer>('POST', '/v1/heartbeat', { labels: this.labels, service_addr: this.serviceAddr })
       this.onAnswer?.(answer)
       if (this.failing) this.log.info(`heartbeats reach ${this.client.server} again`)
       this.failing = false

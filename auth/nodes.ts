@@ -44,7 +44,7 @@ export interface Presence {
   hostId: string
   nodename: string
   roles: string[]
-  /** Where the heartbeat came from: an IP for direct heartbeats. */
+  /** Through a tunnel, where its connection came from; direct, where proxies dial the node (host:port). */
   addr: string
   /** True when the node is reached through a reverse tunnel rather than dialled. */
   tunnel: boolean

@@ -8,6 +8,7 @@ import type { TLSSocket } from 'node:tls'
 import { join as joinPath } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { AcmeRecords, MAX_RECORD_BYTES } from './acme-records.ts'
+import { directNodes, serviceAddress } from './direct-nodes.ts'
 import { adminIdentityPath, type AdminIdentityFile } from './admin-identity.ts'
 import type { Backend } from './backend/backend.ts'
 import { openBackend } from './backend/index.ts'
@@ -282,6 +283,11 @@ export class AuthServer {
       return {}
     })
     router.add('POST', '/v1/presence', (req) => this.handleTunnelPresence(req))
+    // Where the nodes without a tunnel serve proxies, which dial them there.
+    router.add('GET', '/v1/proxies/direct-nodes', async (req) => {
+      this.requireProxy(req)
+      return { nodes: directNodes(await this.nodes.present('node')) }
+    })
     // The proxies' shared ACME account and certificates (proxy/acme's CertStore).
     router.add('POST', '/v1/proxies/acme/get', async (req) => {
       this.requireProxy(req)
@@ -472,7 +478,7 @@ export class AuthServer {
       hostId,
       nodename: registered.nodename,
       roles: registered.roles,
-      addr: this.remoteAddress(req),
+      addr: serviceAddress(this.remoteAddress(req), stringField(body, 'service_addr', { optional: true, max: 256 })),
       tunnel: false,
       labels: labelsField(body, 'labels'),
       lastSeen: Date.now(),

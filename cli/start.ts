@@ -16,7 +16,7 @@ import { settleJoinToken, tokenOnCommandLine, tokenOrigin, withoutToken } from '
 const ROLES = ['auth', 'proxy', 'node']
 
 export const START_FLAGS: FlagSpec = {
-  roles: { type: 'list', default: ['node'], description: 'roles this process runs: auth, proxy, node (comma-separated)' },
+  roles: { type: 'list', description: 'roles this process runs: auth, proxy, node (comma-separated; default: the enabled *_service sections, node unless ssh_service.enabled is false)' },
   token: { type: 'string', description: 'join token, a path (starting with /) to a file holding it, or - to read it from standard input' },
   'forget-token': { type: 'boolean', description: 'after a join, remove the token from the config file (auth_token) and delete the token file it came from' },
   'auth-server': { type: 'list', description: 'HOST:PORT of the auth server (or a proxy\'s web port) to join through' },
@@ -71,15 +71,25 @@ function startAfresh(log: Logger, why: string, tokenVisible: boolean): void {
   process.execve(process.execPath, [process.argv0, ...args], { ...process.env, [STARTED_AFRESH]: '1' })
 }
 
+/** The roles to run: --roles when given, else the `*_service.enabled` keys, as in Teleport. */
+function rolesToRun(flagRoles: string[] | undefined, config: WarrenConfig): string[] {
+  if (flagRoles) return flagRoles
+  const enabled = { auth: config.auth.enabled, proxy: config.proxy.enabled, node: config.ssh.enabled }
+  const roles = ROLES.filter((role) => enabled[role as keyof typeof enabled])
+  if (roles.length === 0) throw new UsageError('no role to run: auth_service, proxy_service and ssh_service are all disabled; enable one or pass --roles')
+  return roles
+}
+
 export async function start(argv: string[]): Promise<number> {
   const { flags, args } = parseFlags(argv, START_FLAGS, 'warren start')
   if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}" for "warren start"`)
-  const roles: string[] = flags.roles
-  for (const role of roles) {
+  for (const role of flags.roles ?? []) {
     if (!ROLES.includes(role)) throw new UsageError(`unknown or unavailable role "${role}" for --roles: use ${ROLES.join(', ')}`)
   }
   const config = buildConfig(flags)
+  const roles = rolesToRun(flags.roles, config)
   const log = createLogger('warren', { level: config.log.level, format: config.log.format })
+  log.info(`starting ${roles.join(', ')}`, { roles: roles.join(',') })
   secureDataDir(config.dataDir, log)
   lockDataDir(config.dataDir)
   // Roles that join with the operator's token (not one minted in this process) report a

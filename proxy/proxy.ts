@@ -1,6 +1,7 @@
 // The proxy: joins the cluster like any role, then serves the web port (HTTPS API and user
 // connections) and the tunnel port — one listener when their addresses are equal, routed by
 // ALPN — heartbeats into the auth server, and tells its agents which proxies are live.
+// Users reach a node through its tunnel, or a direct node by a dial (node-dialer.ts).
 
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
@@ -19,6 +20,8 @@ import { X509Certificate } from 'node:crypto'
 import { issuedByAny } from '../shared/cert-subject.ts'
 import { saveIdentity } from '../shared/identity-store.ts'
 import { UserGateway } from './user-gateway.ts'
+import { NodeDialer } from './node-dialer.ts'
+import type { DirectNodeEntry } from './direct-nodes.ts'
 import { webApi } from './web-api.ts'
 import type { WebCertificates } from './web-certificates.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
@@ -109,7 +112,15 @@ export class ProxyService {
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
       log: this.log,
     })
-    this.users = new UserGateway({ tunnels: this.tunnels, clusterName: this.identity.clusterName, userCAPems: () => this.userCAPems, log: this.log })
+    const nodes = new NodeDialer({
+      tunnels: this.tunnels,
+      directNodes: async () => (await this.auth.call<{ nodes: DirectNodeEntry[] }>('GET', '/v1/proxies/direct-nodes')).nodes,
+      clusterName: this.identity.clusterName,
+      credentials: () => ({ keyPem: this.identity.tlsKeyPem, certPem: this.identity.tlsCertPem, hostCAPems: this.hostCAPems }),
+      keepAliveIntervalMs: this.config.keepaliveIntervalMs,
+      log: this.log,
+    })
+    this.users = new UserGateway({ nodes, clusterName: this.identity.clusterName, userCAPems: () => this.userCAPems, log: this.log })
     const web = createHttpServer()
     const router = webApi({
       discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),

@@ -12,10 +12,11 @@ import { judgeCertificate, judgeIdentity, type Expected, type Verdict } from '..
 import type { Logger } from '../shared/log.ts'
 import { readFirstMessage, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
 import { splice } from '../shared/splice.ts'
-import type { TunnelServer } from './tunnel-server.ts'
+import type { NodeDialer } from './node-dialer.ts'
 
 export interface UserGatewayOptions {
-  tunnels: TunnelServer
+  /** Reaches a node through its tunnel, or directly. */
+  nodes: Pick<NodeDialer, 'dial'>
   clusterName: string
   userCAPems: () => string[]
   log: Logger
@@ -79,7 +80,7 @@ export class UserGateway {
     }
     let stream: Duplex
     try {
-      stream = await this.options.tunnels.dial(node, request)
+      stream = await this.options.nodes.dial(node, request)
     } catch (error) {
       log.info(`user ${subject.commonName} cannot reach ${node}: ${(error as Error).message}`)
       writeMessage(socket, { ok: false, error: (error as Error).message })

@@ -50,6 +50,7 @@ proxy_service:
 ssh_service:
   enabled: false
   listen_addr: 127.0.0.1:3022
+  public_addr: pi.example.com:4022
   forward_ports:
     - name: webui
       addr: 127.0.0.1:8080
@@ -114,6 +115,7 @@ t.test('a full valid file', async (t) => {
     ssh: {
       enabled: false,
       listenAddr: '127.0.0.1:3022',
+      publicAddr: 'pi.example.com:4022',
       forwardPorts: [
         { name: 'webui', addr: '127.0.0.1:8080' },
         { name: 'db', addr: '[::1]:5432' },
@@ -137,7 +139,9 @@ t.test('defaults', async (t) => {
   t.equal(config.auth.heartbeatTtlMs, 30_000)
   t.same(config.auth.joinRateLimit, { burst: 10, perMinute: 30 })
   t.same(config.log, { level: 'info', format: 'text' })
-  t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [false, false, false])
+  t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [false, false, true], 'the node role alone, as in Teleport')
+  t.equal(config.ssh.listenAddr, '0.0.0.0:3022')
+  t.equal(config.ssh.publicAddr, undefined)
   t.equal(config.ssh.portForwarding, 'declared', 'ssh -L reaches only declared ports unless the config says otherwise')
   t.same(config.caPins, [])
   t.same(config.labels, {})
@@ -147,6 +151,7 @@ t.test('defaults', async (t) => {
 t.test('a section written in the file is enabled unless it says otherwise', async (t) => {
   const config = parseConfig('data_dir: /d\nauth_service:\nproxy_service: { enabled: false }\nssh_service: { listen_addr: "127.0.0.1:4022" }\n', 'x')
   t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [true, false, true])
+  t.equal(parseConfig('ssh_service: { enabled: false }\n', 'x').ssh.enabled, false, 'the node role is turned off only by saying so')
   t.equal(config.auth.storage.path, '/d/backend.db', 'storage follows data_dir')
   t.equal(config.auth.clusterName, config.nodename)
 })
@@ -228,6 +233,7 @@ t.test('addresses, pins and load balancers are checked', async (t) => {
   configError(t, 'ca_pin: sha256:abc\n', /line 1: "ca_pin" is not valid: invalid CA pin/)
   configError(t, 'proxy_service:\n  trusted_load_balancers: [10.0.0.0/33]\n', /line 2: "proxy_service.trusted_load_balancers\[0\]" must be an IP address or a CIDR range/)
   configError(t, 'ssh_service:\n  forward_ports:\n    - { name: web, addr: localhost }\n', /line 3: "ssh_service.forward_ports\[0\].addr" must include a port/)
+  configError(t, 'ssh_service:\n  public_addr: "ssh://pi:3022"\n', /line 2: "ssh_service.public_addr" is not valid: invalid address/)
 })
 
 t.test('cross-key rules', async (t) => {

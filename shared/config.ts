@@ -23,8 +23,9 @@ export const DEFAULTS = {
   webPort: 3080,
   tunnelListenAddr: '0.0.0.0:3024',
   tunnelPort: 3024,
-  // The node's SSH server is reached through the tunnel, so it need not listen beyond loopback.
-  sshListenAddr: '127.0.0.1:3022',
+  // A node that joined an auth server directly is dialled by the proxies here (as Teleport's
+  // nodes are); a node in tunnel mode listens nowhere.
+  sshListenAddr: '0.0.0.0:3022',
   sshPort: 3022,
   // `ssh -L` reaches only the local ports a node declares: a user who may log in to a
   // device should not thereby reach every host on the device's network.
@@ -103,8 +104,12 @@ export interface ForwardPort {
 export type PortForwarding = 'declared' | 'any' | 'off'
 
 export interface SshConfig {
+  /** The node role: on unless `ssh_service.enabled: false`, as in Teleport. */
   enabled: boolean
+  /** Where a direct node serves proxies (mutual TLS); unused in tunnel mode. */
   listenAddr: string
+  /** The address proxies dial, when not the one the auth server sees with the listen port. */
+  publicAddr?: string
   forwardPorts: ForwardPort[]
   portForwarding: PortForwarding
 }
@@ -167,6 +172,11 @@ export function splitHostPort(text: string): { host: string; port?: number } {
 export function parseHostPort(text: string, defaultPort: number): { host: string; port: number } {
   const { host, port } = splitHostPort(text)
   return { host, port: port ?? defaultPort }
+}
+
+/** The inverse of splitHostPort: an IPv6 host in brackets. */
+export function joinHostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`
 }
 
 // `--labels=k=v,..`; the rules of labels live with the labels.
@@ -354,6 +364,7 @@ const SCHEMA = section({
   ssh_service: section({
     enabled: boolean,
     listen_addr: address,
+    public_addr: addresses,
     forward_ports: list(section({ name: portName, addr: addressWithPort }, { required: ['name', 'addr'] }), {
       uniqueBy: 'name',
     }),
@@ -545,9 +556,10 @@ export function defaultConfig(): WarrenConfig {
 
 type Raw = Record<string, any>
 
-// A section written in the file turns its role on unless it says `enabled: false`.
-function enabled(section: Raw | undefined): boolean {
-  return section === undefined ? false : section.enabled ?? true
+// A section written in the file turns its role on unless it says `enabled: false`; an
+// absent one leaves it off, except the node role's (ssh_service), which is on by default.
+function enabled(section: Raw | undefined, byDefault = false): boolean {
+  return section === undefined ? byDefault : section.enabled ?? true
 }
 
 function build(raw: Raw): WarrenConfig {
@@ -604,12 +616,13 @@ function build(raw: Raw): WarrenConfig {
         httpListenAddr: proxy.acme?.http_listen_addr,
       }),
     },
-    ssh: {
-      enabled: enabled(raw.ssh_service),
+    ssh: withoutUndefined({
+      enabled: enabled(raw.ssh_service, true),
       listenAddr: ssh.listen_addr ?? DEFAULTS.sshListenAddr,
+      publicAddr: ssh.public_addr?.[0],
       forwardPorts: (ssh.forward_ports ?? []).map((port: Raw) => ({ name: port.name, addr: port.addr })),
       portForwarding: ssh.port_forwarding ?? DEFAULTS.portForwarding,
-    },
+    }),
   }
 }
 

@@ -25,6 +25,8 @@ t.test('a node joins from its config file; flags override the file', async (t) =
     'labels:',
     '  distro: debian',
     '  rack: r1',
+    'ssh_service:',
+    '  listen_addr: 127.0.0.1:0',
   ].join('\n'))
   const node = startNode([`--config=${config}`, '--nodename=from-flag', '--labels=rack=r2'])
   t.teardown(() => node.stop())
@@ -55,10 +57,47 @@ t.test('bad config files are refused with the key and line, and nothing starts',
 t.test('auth and node roles in one process', async (t) => {
   const dir = tempDir()
   const config = join(dir, 'warren.yaml')
-  writeFileSync(config, `version: v1\ndata_dir: ${dir}\nnodename: all-in-one\nlabels: { role: both }\nauth_service:\n  listen_addr: 127.0.0.1:0\n  cluster_name: solo\n`)
+  writeFileSync(config, `version: v1\ndata_dir: ${dir}\nnodename: all-in-one\nlabels: { role: both }\nauth_service:\n  listen_addr: 127.0.0.1:0\n  cluster_name: solo\nssh_service:\n  listen_addr: 127.0.0.1:0\n`)
   const both = new Daemon(['start', '--roles=auth,node', `--config=${config}`])
   t.teardown(() => both.stop())
   const identity = join(dir, 'admin', 'identity.json')
   await both.waitFor('the auth server', () => existsSync(identity))
   t.match(await waitForNode({ ctl: (args) => ctl(dir, args) }, 'all-in-one'), /^all-in-one\s+\S+\s+\S+\s+role=both$/m)
+})
+
+t.test('without --roles, the *_service.enabled keys choose the roles, as in Teleport', async (t) => {
+  const dir = tempDir()
+  const configWith = (ssh: string) => {
+    const file = join(dir, `${ssh.replace(/\W+/g, '-')}.yaml`)
+    writeFileSync(file, `version: v1\ndata_dir: ${dir}\nnodename: chosen\nlog: { format: json }\nauth_service:\n  listen_addr: 127.0.0.1:0\n  cluster_name: roles\nssh_service: { ${ssh} }\n`)
+    return file
+  }
+  /** The roles `warren start` says it runs, from its JSON log. */
+  const startedRoles = (stderr: string) => stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line)).find((entry) => 'roles' in entry)?.roles
+
+  const both = new Daemon(['start', `--config=${configWith('listen_addr: "127.0.0.1:0"')}`])
+  t.teardown(() => both.stop())
+  await both.waitFor('the auth server', () => existsSync(join(dir, 'admin', 'identity.json')))
+  t.equal(startedRoles(both.stderr), 'auth,node', 'auth_service written, ssh_service on by default')
+  await waitForNode({ ctl: (args) => ctl(dir, args) }, 'chosen')
+  await both.stop()
+
+  const authOnly = new Daemon(['start', `--config=${configWith('enabled: false')}`])
+  t.teardown(() => authOnly.stop())
+  await authOnly.waitFor('the start line', () => startedRoles(authOnly.stderr) !== undefined)
+  t.equal(startedRoles(authOnly.stderr), 'auth', 'ssh_service.enabled: false starts no node role')
+  await authOnly.stop()
+
+  const flagWins = new Daemon(['start', '--roles=auth', `--config=${configWith('listen_addr: "127.0.0.1:0"')}`])
+  t.teardown(() => flagWins.stop())
+  await flagWins.waitFor('the start line', () => startedRoles(flagWins.stderr) !== undefined)
+  t.equal(startedRoles(flagWins.stderr), 'auth', '--roles without node starts no node role')
+  await flagWins.stop()
+
+  const none = join(dir, 'none.yaml')
+  writeFileSync(none, `version: v1\ndata_dir: ${join(dir, 'none')}\nssh_service: { enabled: false }\n`)
+  const nothing = await warren(['start', `--config=${none}`])
+  t.equal(nothing.code, 2)
+  t.match(nothing.stderr, 'no role to run: auth_service, proxy_service and ssh_service are all disabled')
+  t.notOk(existsSync(join(dir, 'none')), 'no data dir was created')
 })

@@ -50,12 +50,14 @@ t.test('node.yaml: joining settings, labels and forwarded ports', async (t) => {
   t.equal(config.ssh.portForwarding, 'declared')
   t.notOk(config.auth.enabled, 'a device runs no auth server')
   t.notOk(config.proxy.enabled, 'nor a proxy')
+  t.ok(config.ssh.enabled, 'only the node role')
 })
 
 t.test('auth.yaml: static tokens and SQLite storage', async (t) => {
   const config = load('auth.yaml')
   t.ok(config.auth.enabled)
   t.notOk(config.proxy.enabled)
+  t.notOk(config.ssh.enabled, 'not a node')
   t.equal(config.auth.listenAddr, '0.0.0.0:3025')
   t.same(config.auth.publicAddrs, ['auth.example.com:3025'])
   t.equal(config.auth.clusterName, 'example')
@@ -91,6 +93,7 @@ t.test('proxy.yaml: listeners, public addresses, load balancers and ACME', async
   const config = load('proxy.yaml')
   t.ok(config.proxy.enabled)
   t.notOk(config.auth.enabled, 'the auth server runs elsewhere')
+  t.notOk(config.ssh.enabled, 'not a node')
   t.equal(config.authToken, '/etc/warren/proxy-token')
   t.match(config.caPins[0], PIN)
   t.same(config.authServers, ['auth.example.com:3025'])

@@ -5,7 +5,7 @@
 import t from 'tap'
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { install as installCommand } from '../cli/install.ts'
@@ -94,7 +94,9 @@ t.test('install writes the config, the unit and the data dir; a node started fro
   t.same(config.labels, { site: 'lab', rack: 'r7' })
   t.equal(config.dataDir, '/var/lib/warren', 'the path the data dir has on the installed system')
 
-  // The file as the unit would run it; only the data dir moves into the prefix.
+  // The file as the unit would run it; only the data dir moves into the prefix, and the
+  // port a direct node serves proxies on, to a free one on loopback.
+  appendFileSync(configPath, 'ssh_service:\n  listen_addr: 127.0.0.1:0\n')
   const node = startNode([`--config=${configPath}`, `--data-dir=${dataDir}`])
   t.teardown(() => node.stop())
   const listing = await waitForNode(auth, 'installed-1')

@@ -31,7 +31,7 @@ t.test('a node joins with a valid token and pin, and shows in nodes ls', async (
   const node = startNode([`--data-dir=${dataDir}`, `--auth-server=${auth.address}`, `--token=${token}`, `--ca-pin=${pin}`, '--nodename=pi-ok', '--labels=distro=ubuntu'])
   t.teardown(() => node.stop())
   const listing = await waitForNode(auth, 'pi-ok')
-  t.match(listing, /^pi-ok\s+[0-9a-f-]{36}\s+127\.0\.0\.1\s+distro=ubuntu$/m)
+  t.match(listing, /^pi-ok\s+[0-9a-f-]{36}\s+127\.0\.0\.1:\d+\s+distro=ubuntu$/m, 'the address proxies dial it at')
   t.notMatch(node.stderr, /WARN/, 'no warning when a pin is given')
   for (const file of ['host.key', 'ssh_host_ed25519_key', 'host.crt', 'identity.json']) {
     t.equal(statSync(join(dataDir, 'identity', file)).mode & 0o777, 0o600, `${file} is 0600`)

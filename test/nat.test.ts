@@ -2,13 +2,20 @@
 // only dial out joins through the proxy and is reached by a stock OpenSSH client on the WAN,
 // while the WAN cannot connect to it directly. Then the router silently drops the tunnel's
 // packets: the agent notices within two keepalive intervals and comes back once healed.
+// Next to them, a node on the WAN side joins the auth server directly: the proxy dials it
+// on port 3022, where nothing but a proxy certificate of the cluster opens a service.
 
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { AuthProcess, ProxyProcess, openssh, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, ProxyProcess, openssh, run, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import type { ProbeResult } from './helpers/direct-probe.ts'
 import { createNat, natUnavailable } from './helpers/nat.ts'
+import { identityDir } from '../shared/identity-store.ts'
+import { PROFILE_FILES } from '../cli/profile.ts'
+
+const PROBE = join(import.meta.dirname, 'helpers', 'direct-probe.ts')
 
 const KEEPALIVE_MS = 2000
 const unavailable = natUnavailable()
@@ -62,5 +69,38 @@ t.test('a device behind NAT is reachable only through its tunnel', { skip: unava
     const again = await openssh(profile, [`${testLogin()}@device`, 'echo back'], { netns: nat.wan })
     t.equal(again.code, 0, again.stderr)
     t.equal(again.stdout, 'back\n')
+  })
+
+  t.test('a direct node on the WAN side: reached through the proxy, refused to anyone else', async (t) => {
+    const siteDir = tempDir()
+    const siteConfig = join(siteDir, 'warren.yaml')
+    // The default listen address, 0.0.0.0:3022: the namespace has it to itself.
+    writeFileSync(siteConfig, `version: v1\ndata_dir: ${siteDir}\nnodename: site-node\n`)
+    const site = startNode([`--config=${siteConfig}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`], {}, nat.site)
+    t.teardown(() => site.stop())
+    const address = `${nat.siteAddress}:3022`
+    t.match(await waitForNode(auth, 'site-node'), new RegExp(`^site-node\\s+\\S+\\s+${address.replace(/\./g, '\\.')}\\s*$`, 'm'), 'nodes ls shows where the proxy dials it')
+
+    // Signed now, so that its known_hosts holds the new node's host key.
+    const siteProfile = await signUser(auth, `${nat.wanAddress}:3080`, 'bob')
+    const result = await openssh(siteProfile, [`${testLogin()}@site-node`, `ip -4 -o addr show | grep -c ${nat.siteAddress}; exit 5`], { netns: nat.wan })
+    t.equal(result.code, 5, `exit status from the direct node (${result.stderr})`)
+    t.equal(result.stdout.trim(), '1', 'the command ran on the direct node (it holds the site address)')
+
+    /** The probe run from the WAN, with a certificate and key file, or none. */
+    const probe = async (files: string[] = []): Promise<ProbeResult> => JSON.parse((await run(PROBE, [nat.siteAddress, '3022', ...files], { netns: nat.wan })).stdout)
+    const identityFiles = (dir: string) => [join(dir, 'host.crt'), join(dir, 'host.key')]
+    const accepted = await probe(identityFiles(identityDir(proxy.dataDir, 'proxy')))
+    t.match(accepted.reply, /^\{"ok":true\}\nSSH-2\.0-/, 'a proxy certificate opens the SSH service')
+    const refusals: [string, string[]][] = [
+      ['no certificate', []],
+      ['a node\'s certificate', identityFiles(identityDir(siteDir))],
+      ['a user\'s certificate', [join(siteProfile, PROFILE_FILES.tlsCert), join(siteProfile, PROFILE_FILES.tlsKey)]],
+    ]
+    for (const [what, files] of refusals) {
+      const refused = await probe(files)
+      t.equal(refused.reply, '', `${what}: refused before any service opens, not a byte back`)
+      t.equal(refused.error, undefined, `${what}: the node closed the connection`)
+    }
   })
 })

@@ -5,7 +5,7 @@
 
 import t from 'tap'
 import { X509Certificate } from 'node:crypto'
-import { AuthProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { issuedByAny } from '../shared/cert-subject.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
 
@@ -13,6 +13,8 @@ t.test('a direct-mode node through a whole host CA rotation', async (t) => {
   const auth = await new AuthProcess().start()
   t.teardown(() => auth.stop())
   const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
   const dataDir = tempDir()
   const node = startNode([`--data-dir=${dataDir}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=direct-1'])
   t.teardown(() => node.stop())
@@ -42,6 +44,11 @@ t.test('a direct-mode node through a whole host CA rotation', async (t) => {
   const stored = loadIdentity(dataDir)!
   t.ok(issuedByAny(new X509Certificate(stored.tlsCertPem), caCerts), 'the stored certificate is from the new CA')
   t.same(stored.hostCAPems, caCerts, 'and the stored trust is the new CA alone')
+
+  // Signed now, so that the user trusts the proxy's new certificate.
+  const profile = await signUser(auth, proxy.web)
+  const reached = await openssh(profile, [`${testLogin()}@direct-1`, 'exit 4'])
+  t.equal(reached.code, 4, `the proxy dials the node with the new CA on both ends (${reached.stderr.trim()})`)
 
   // Restarted with its stored identity (no token), it joins nothing and heartbeats at once.
   await node.stop()

@@ -10,8 +10,9 @@ import { join } from 'node:path'
 export const DEFAULT_BINARY = '/usr/local/bin/warren'
 
 /** The node agent: root (its SSH server runs sessions as any login), confined. */
-export const NODE_UNIT = `# Warren node agent: keeps reverse tunnels to the cluster's proxies and serves this
-# device's SSH sessions and declared local ports through them (and nowhere else).
+export const NODE_UNIT = `# Warren node agent: keeps reverse tunnels to the cluster's proxies (or, joined to an
+# auth server directly, lets them dial it on ssh_service.listen_addr) and serves this
+# device's SSH sessions and declared local ports to those proxies alone.
 # \`warren install\` writes this file, /etc/warren.yaml and /var/lib/warren, then:
 #   systemctl daemon-reload && systemctl enable --now warren
 #

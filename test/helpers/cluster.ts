@@ -169,8 +169,20 @@ export class AuthProcess {
   }
 }
 
-/** Starts a node agent; resolves once it has joined (its identity is on disk) or exited. */
+let loopbackNodeConfig: string | undefined
+
+/**
+ * Starts a node agent; resolves once it has joined (its identity is on disk) or exited. A
+ * node that joins an auth server directly serves proxies on ssh_service.listen_addr
+ * (0.0.0.0:3022 by default): without a config of its own it gets a free port on loopback,
+ * so that the direct nodes of tests running side by side never compete for one port.
+ */
 export function startNode(args: string[], env?: Record<string, string>, netns?: string): Daemon {
+  if (!args.some((arg) => arg.startsWith('--config='))) {
+    loopbackNodeConfig ??= join(tempDir(), 'node.yaml')
+    writeFileSync(loopbackNodeConfig, 'ssh_service:\n  listen_addr: 127.0.0.1:0\n')
+    args = [`--config=${loopbackNodeConfig}`, ...args]
+  }
   return new Daemon(['start', '--roles=node', ...args], env, netns)
 }
 

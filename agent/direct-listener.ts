@@ -1,0 +1,115 @@
+// A node that joined an auth server directly has no tunnel: proxies dial it here instead.
+// Mutual TLS: the node presents its host certificate, and only a proxy of this cluster
+// (certificate from a host CA trusted now) may open a service. Behind the handshake each
+// connection carries what one tunnel stream does (one JSON line naming the service, then
+// its bytes), so the services and everything above them are the same in both modes.
+
+import { createServer, type Server, type TLSSocket } from 'node:tls'
+import type { AddressInfo } from 'node:net'
+import { judgeCertificate } from '../shared/cert-trust.ts'
+import { DEFAULTS, joinHostPort, parseHostPort } from '../shared/config.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
+import type { Logger } from '../shared/log.ts'
+import { serveStream, type ServiceTable } from './services.ts'
+
+/**
+ * A connection must finish its TLS handshake within this time, or it is closed: an open
+ * port on the internet otherwise collects sockets that never speak. Ten seconds covers a
+ * handshake over a slow mobile link many times over (Node's own default is 120 s).
+ */
+export const DIRECT_HANDSHAKE_TIMEOUT_MS = 10_000
+
+export interface DirectListenerOptions {
+  /** `ssh_service.listen_addr`. */
+  listenAddr: string
+  identity: NodeIdentity
+  services: ServiceTable
+  /** TCP keepalive on accepted connections, so a proxy that vanished is noticed. */
+  keepAliveIntervalMs: number
+  log: Logger
+}
+
+export class DirectListener {
+  private readonly options: DirectListenerOptions
+  private identity: NodeIdentity
+  private readonly server: Server
+  /** Every accepted connection, closed with the listener. */
+  private readonly open = new Set<TLSSocket>()
+
+  constructor(options: DirectListenerOptions) {
+    this.options = options
+    this.identity = options.identity
+    this.server = createServer({
+      ...contextOptions(options.identity),
+      requestCert: true,
+      // Judged in accept(), where the reason is logged and resumed sessions are checked too.
+      rejectUnauthorized: false,
+      handshakeTimeout: DIRECT_HANDSHAKE_TIMEOUT_MS,
+      // A proxy passes on a user's half close; the service's answer must still come back.
+      allowHalfOpen: true,
+    })
+    this.server.on('secureConnection', (socket: TLSSocket) => this.accept(socket))
+    // Node reports a handshake that ran out of time here, and leaves the socket open.
+    this.server.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+      options.log.debug(`direct connection from ${socket.remoteAddress} closed before its handshake ended: ${error.message}`)
+      socket.destroy()
+    })
+  }
+
+  /** Listens on `listenAddr`; resolves with the port bound (the one configured, or a free one for port 0). */
+  async listen(): Promise<number> {
+    const { host, port } = parseHostPort(this.options.listenAddr, DEFAULTS.sshPort)
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject)
+        resolve()
+      })
+    }).catch((error: NodeJS.ErrnoException) => {
+      throw new Error(`cannot listen on ssh_service.listen_addr ${this.options.listenAddr}: ${error.code === 'EADDRINUSE' ? 'the address is in use' : error.message}`)
+    })
+    const bound = (this.server.address() as AddressInfo).port
+    this.options.log.info(`serving proxies directly on ${joinHostPort(host, bound)}`)
+    return bound
+  }
+
+  /** Renewed certificates or new trusted CAs: new connections get and judge by them; live ones carry on. */
+  setIdentity(identity: NodeIdentity): void {
+    this.identity = identity
+    this.server.setSecureContext(contextOptions(identity))
+  }
+
+  private accept(socket: TLSSocket): void {
+    const { log } = this.options
+    const from = `${socket.remoteAddress}:${socket.remotePort}`
+    socket.on('error', () => {})
+    const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined
+    // Judged here, not only by OpenSSL: a resumed TLS session skips its certificate checks.
+    const verdict = cert ? judgeCertificate(cert, { clusterName: this.identity.clusterName, caPems: this.identity.hostCAPems, role: 'proxy' }) : undefined
+    if (!verdict?.trusted) {
+      const reason = verdict && !verdict.trusted ? verdict.reason : String(socket.authorizationError ?? 'no client certificate')
+      // Scanners of an open port come without a certificate: worth a warning only with one.
+      const level = socket.getPeerCertificate()?.raw ? 'warn' : 'debug'
+      log[level](`direct connection from ${from} refused: ${reason}`, { from, refused: reason })
+      socket.destroy()
+      return
+    }
+    this.open.add(socket)
+    socket.once('close', () => this.open.delete(socket))
+    socket.setNoDelay(true)
+    socket.setKeepAlive(true, this.options.keepAliveIntervalMs)
+    log.debug(`direct connection from proxy ${verdict.subject.nodename ?? verdict.subject.commonName}`, { from, proxy_id: verdict.subject.commonName })
+    void serveStream(socket, this.options.services, log)
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    for (const socket of this.open) socket.destroy()
+    await closed
+  }
+}
+
+/** What the TLS context holds (setSecureContext replaces all of it, so the version floor is here too). */
+function contextOptions(identity: NodeIdentity) {
+  return { key: identity.tlsKeyPem, cert: identity.tlsCertPem, ca: identity.hostCAPems, minVersion: 'TLSv1.3' as const }
+}

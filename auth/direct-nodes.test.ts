@@ -1,0 +1,28 @@
+import t from 'tap'
+import { HttpError } from '../shared/json-http.ts'
+import { directNodes, serviceAddress } from './direct-nodes.ts'
+import type { Presence } from './nodes.ts'
+
+t.test('the address a direct node is dialled at', async (t) => {
+  t.equal(serviceAddress('10.0.0.5', ':3022'), '10.0.0.5:3022', 'its port on the address the heartbeat came from')
+  t.equal(serviceAddress('fd00::5', ':4022'), '[fd00::5]:4022', 'an IPv6 address in brackets')
+  t.equal(serviceAddress('10.0.0.5', 'pi.example.com:4022'), 'pi.example.com:4022', 'ssh_service.public_addr wins')
+  t.equal(serviceAddress('10.0.0.5', '[fd00::9]:22'), '[fd00::9]:22')
+  t.equal(serviceAddress('10.0.0.5', undefined), '10.0.0.5', 'an older node that reports nothing: its IP alone')
+  for (const bad of [':0', ':65536', ':x', ':', 'pi.example.com', 'pi:0', 'http://pi:1', 'a b:1']) {
+    let refusal: unknown
+    try {
+      serviceAddress('10.0.0.5', bad)
+    } catch (error) {
+      refusal = error
+    }
+    t.ok(refusal instanceof HttpError && refusal.status === 400, `${JSON.stringify(bad)} is a 400`)
+  }
+})
+
+t.test('proxies are told the nodes without a tunnel', async (t) => {
+  const presence = (hostId: string, tunnel: boolean, addr: string): Presence => ({ hostId, nodename: `n-${hostId}`, roles: ['node'], addr, tunnel, labels: {}, lastSeen: 0 })
+  t.same(directNodes([presence('a', false, '10.0.0.5:3022'), presence('b', true, '203.0.113.9'), presence('c', false, '')]), [
+    { host_id: 'a', nodename: 'n-a', addr: '10.0.0.5:3022' },
+  ])
+})

@@ -1,0 +1,142 @@
+// How a proxy reaches a service on a node: through the node's reverse tunnel when it holds
+// one, else by dialling the node directly at the address its heartbeats report (a node
+// that joined an auth server directly). The direct leg is mutual TLS: this proxy presents
+// its own certificate, and the node must present the host certificate of the very node
+// asked for. Either way the stream starts with the same one-line request and reply, so the
+// user gateway above sees no difference.
+
+import { X509Certificate } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import { connect, createSecureContext, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls'
+import { certSubject } from '../shared/cert-subject.ts'
+import { joinHostPort } from '../shared/config.ts'
+import { WarrenError } from '../shared/errors.ts'
+import type { Logger } from '../shared/log.ts'
+import { readFirstMessage, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
+import { DirectNodeBook, type DirectNode, type DirectNodeEntry } from './direct-nodes.ts'
+
+/**
+ * A direct node must accept the TCP connection and finish the TLS handshake within this
+ * time: the user waits on it, and a node that vanished (a stale address) shows this way.
+ */
+export const DIRECT_DIAL_TIMEOUT_MS = 10_000
+
+/** What this proxy presents and trusts; they change with renewals and CA rotations. */
+export interface ProxyCredentials {
+  keyPem: string
+  certPem: string
+  hostCAPems: string[]
+}
+
+export interface NodeDialerOptions {
+  /** The reverse tunnels this proxy holds (TunnelServer). */
+  tunnels: {
+    find(target: string): unknown
+    dial(target: string, request: DialRequest): Promise<Duplex>
+  }
+  /** The auth server's list of direct nodes. */
+  directNodes: () => Promise<DirectNodeEntry[]>
+  clusterName: string
+  credentials: () => ProxyCredentials
+  /** TCP keepalive on direct legs, so a node that vanished is noticed. */
+  keepAliveIntervalMs: number
+  log: Logger
+}
+
+export class NodeDialer {
+  private readonly options: NodeDialerOptions
+  private readonly book: DirectNodeBook
+  private cachedContext?: { key: string; context: SecureContext }
+
+  constructor(options: NodeDialerOptions) {
+    this.options = options
+    this.book = new DirectNodeBook({ fetch: options.directNodes })
+  }
+
+  /** Opens a stream to a service on the node; resolves once the node has connected it. */
+  async dial(target: string, request: DialRequest): Promise<Duplex> {
+    if (this.options.tunnels.find(target)) return this.options.tunnels.dial(target, request)
+    const node = await this.findDirect(target)
+    if (!node) throw new Error(`node "${target}" is not connected to this proxy, nor online as a direct node`)
+    let socket: TLSSocket
+    try {
+      socket = await this.connect(node)
+    } catch (error) {
+      this.book.forget()
+      throw new Error(`node "${target}" cannot be reached at ${joinHostPort(node.host, node.port)}: ${(error as Error).message}`)
+    }
+    writeMessage(socket, request)
+    let reply: Record<string, unknown>
+    try {
+      reply = await readFirstMessage(socket)
+    } catch (error) {
+      socket.destroy()
+      throw new Error(`node "${target}" did not answer: ${(error as Error).message}`)
+    }
+    if (reply.ok !== true) {
+      socket.destroy()
+      throw new Error(`node "${target}" refused: ${typeof reply.error === 'string' ? reply.error : 'unknown error'}`)
+    }
+    this.options.log.debug(`reached ${target} directly at ${joinHostPort(node.host, node.port)} (${request.service})`, { host_id: node.hostId })
+    return socket
+  }
+
+  /** The direct node by that name; the auth server's failures are logged here, not shown to users. */
+  private async findDirect(target: string): Promise<DirectNode | undefined> {
+    try {
+      return await this.book.find(target)
+    } catch (error) {
+      if (!(error instanceof WarrenError)) throw error
+      this.options.log.warn(`the direct nodes' addresses cannot be read: ${error.message}`)
+      throw new Error(`node "${target}" is not connected to this proxy, and the direct nodes cannot be looked up now`)
+    }
+  }
+
+  /** A mutual-TLS connection to `node`, which must prove it is that node of this cluster. */
+  private connect(node: DirectNode): Promise<TLSSocket> {
+    return new Promise((resolve, reject) => {
+      // A user's half close is passed on to the node, whose answer must still come back
+      // (tls.connect takes allowHalfOpen, though its type does not list it).
+      const options: ConnectionOptions & { allowHalfOpen: boolean } = {
+        host: node.host,
+        port: node.port,
+        secureContext: this.secureContext(),
+        minVersion: 'TLSv1.3',
+        allowHalfOpen: true,
+        checkServerIdentity: (_host, peer) => this.checkNode(peer, node),
+      }
+      const socket = connect(options)
+      const timer = setTimeout(() => socket.destroy(new Error(`no TLS connection within ${DIRECT_DIAL_TIMEOUT_MS} ms`)), DIRECT_DIAL_TIMEOUT_MS)
+      socket.once('secureConnect', () => {
+        clearTimeout(timer)
+        socket.off('error', onError)
+        socket.on('error', () => {})
+        socket.setNoDelay(true)
+        socket.setKeepAlive(true, this.options.keepAliveIntervalMs)
+        resolve(socket)
+      })
+      const onError = (error: Error) => {
+        clearTimeout(timer)
+        reject(error)
+      }
+      socket.once('error', onError)
+    })
+  }
+
+  /** The node's certificate (already verified against the trusted host CAs) must name the node asked for. */
+  private checkNode(peer: PeerCertificate, node: DirectNode): Error | undefined {
+    const subject = certSubject(new X509Certificate(peer.raw))
+    if (subject.commonName === node.hostId && subject.cluster === this.options.clusterName && subject.roles.includes('node')) return undefined
+    return new Error(`the server there is not node ${node.hostId} of this cluster (its certificate names ${subject.commonName || 'nobody'})`)
+  }
+
+  /** Built once per change of this proxy's certificate or trusted CAs, not per dial. */
+  private secureContext(): SecureContext {
+    const { keyPem, certPem, hostCAPems } = this.options.credentials()
+    const key = [certPem, ...hostCAPems].join('')
+    if (this.cachedContext?.key !== key) {
+      this.cachedContext = { key, context: createSecureContext({ key: keyPem, cert: certPem, ca: hostCAPems, minVersion: 'TLSv1.3' }) }
+    }
+    return this.cachedContext.context
+  }
+}

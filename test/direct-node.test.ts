@@ -1,0 +1,129 @@
+// A node that joins the auth server directly (no proxy in between) has no tunnel: it serves
+// proxies on ssh_service.listen_addr behind mutual TLS, reports that address in its
+// heartbeats, and a proxy dials it there. A stock OpenSSH client and `warren proxy port`
+// reach it through the proxy as they reach a tunnel node; a client without a proxy
+// certificate of the cluster is refused before any service opens, and connections that
+// say nothing are not kept.
+
+import t from 'tap'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
+import { join } from 'node:path'
+import { AuthProcess, ProxyProcess, openssh, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { probe } from './helpers/direct-probe.ts'
+import { identityDir } from '../shared/identity-store.ts'
+import { PROFILE_FILES } from '../cli/profile.ts'
+
+t.test('a direct node reached through the proxy, and only by proxies', async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+
+  const echo = await echoServer()
+  t.teardown(() => echo.server.close())
+  const nodeDir = tempDir()
+  const nodeConfig = join(nodeDir, 'warren.yaml')
+  writeFileSync(nodeConfig, [
+    'version: v1',
+    `data_dir: ${nodeDir}`,
+    'ssh_service:',
+    '  listen_addr: 127.0.0.1:0',
+    `  forward_ports: [{ name: webui, addr: "127.0.0.1:${echo.port}" }]`,
+  ].join('\n'))
+  const node = startNode([`--config=${nodeConfig}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=direct-1'])
+  t.teardown(() => node.stop())
+
+  const listing = await waitForNode(auth, 'direct-1')
+  const row = /^direct-1\s+(\S+)\s+127\.0\.0\.1:(\d+)\s*$/m.exec(listing)
+  t.ok(row, `nodes ls shows the address the node serves on, not "⟵ Tunnel":\n${listing}`)
+  const hostId = row![1]
+  const port = Number(row![2])
+
+  const profile = await signUser(auth, proxy.web)
+  const result = await openssh(profile, [`${testLogin()}@direct-1`, 'echo "hello from $(hostname)"; echo oops >&2; exit 3'])
+  t.equal(result.code, 3, `the exit status comes back (${result.stderr.trim()})`)
+  t.match(result.stdout, /^hello from /)
+  t.match(result.stderr, /oops/)
+
+  const declared = await warren(['proxy', 'port', `--identity=${profile}`, 'direct-1', 'webui'], { input: 'hello webui' })
+  t.equal(declared.stdout, 'hello webui', `a declared port answers through the proxy, after the request's half close (${declared.stderr.trim()})`)
+  const byHostId = await warren(['proxy', 'port', `--identity=${profile}`, hostId, 'webui'], { input: 'by host ID' })
+  t.equal(byHostId.stdout, 'by host ID', `the node is found by its host ID too (${byHostId.stderr.trim()})`)
+
+  t.test('only a proxy certificate of the cluster opens a service', async (t) => {
+    const proxyIdentity = identityDir(proxy.dataDir, 'proxy')
+    const nodeIdentity = identityDir(nodeDir)
+    const accepted = await probe('127.0.0.1', port, { certFile: join(proxyIdentity, 'host.crt'), keyFile: join(proxyIdentity, 'host.key') })
+    t.equal(accepted.node, hostId, 'the node presents its host certificate')
+    t.match(accepted.reply, /^\{"ok":true\}\nSSH-2\.0-/, 'a proxy certificate opens the SSH service')
+
+    const refusals: [string, { certFile: string; keyFile: string } | undefined][] = [
+      ['no certificate', undefined],
+      ['a node\'s certificate', { certFile: join(nodeIdentity, 'host.crt'), keyFile: join(nodeIdentity, 'host.key') }],
+      ['a user\'s certificate', { certFile: join(profile, PROFILE_FILES.tlsCert), keyFile: join(profile, PROFILE_FILES.tlsKey) }],
+    ]
+    for (const [what, credentials] of refusals) {
+      const refused = await probe('127.0.0.1', port, credentials)
+      t.equal(refused.reply, '', `${what}: refused before any service opens, not a byte back`)
+      t.equal(refused.error, undefined, `${what}: the node closed the connection`)
+    }
+    t.ok(node.running, 'the node carries on')
+  })
+
+  t.test('connections that stay silent are closed by the node', async (t) => {
+    const proxyIdentity = identityDir(proxy.dataDir, 'proxy')
+    const [beforeHandshake, beforeRequest] = await Promise.all([
+      closedByPeer(netConnect({ host: '127.0.0.1', port })),
+      closedByPeer(tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, cert: readFileSync(join(proxyIdentity, 'host.crt')), key: readFileSync(join(proxyIdentity, 'host.key')) })),
+    ])
+    t.ok(beforeHandshake, 'a TCP connection that never starts its TLS handshake')
+    t.ok(beforeRequest, 'a proxy\'s connection that never names a service')
+  })
+})
+
+t.test('a listen address that is taken stops the node with the key that names it', async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const taken = createServer()
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r))
+  t.teardown(() => taken.close())
+  const address = `127.0.0.1:${(taken.address() as { port: number }).port}`
+  const nodeDir = tempDir()
+  writeFileSync(join(nodeDir, 'warren.yaml'), `version: v1\ndata_dir: ${nodeDir}\nssh_service:\n  listen_addr: ${address}\n`)
+  const node = startNode([`--config=${join(nodeDir, 'warren.yaml')}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${await auth.pin()}`, '--nodename=no-port'])
+  t.equal(await node.exited, 1)
+  t.match(node.stderr, `ERROR: cannot listen on ssh_service.listen_addr ${address}: the address is in use`)
+})
+
+/** True once the node closes `socket`; false if it is still open after 30 s. */
+function closedByPeer(socket: Socket): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      socket.destroy()
+      resolve(false)
+    }, 30_000)
+    socket.on('error', () => {})
+    socket.on('close', () => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+    socket.resume()
+  })
+}
+
+/**
+ * Answers each request once it has ended (a half close): what it got back. The answer must
+ * still travel back through the proxy after the user's side is closed for writing.
+ */
+async function echoServer(): Promise<{ server: Server; port: number }> {
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('end', () => socket.end(Buffer.concat(chunks)))
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return { server, port: (server.address() as { port: number }).port }
+}
