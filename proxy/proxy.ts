@@ -14,6 +14,7 @@ import { createLogger, type Logger } from '../shared/log.ts'
 import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
+import { TlsGate } from '../shared/tls-gate/gate.ts'
 import { TunnelServer, type Tunnel } from './tunnel-server.ts'
 import { X509Certificate } from 'node:crypto'
 import { issuedByAny } from '../shared/cert-subject.ts'
@@ -54,6 +55,7 @@ export class ProxyService {
   tunnels!: TunnelServer
   private auth!: ApiClient
   private servers: Server[] = []
+  private gate?: TlsGate
   private timers: NodeJS.Timeout[] = []
   private hostCAPems: string[] = []
   private userCAPems: string[] = []
@@ -117,7 +119,11 @@ export class ProxyService {
     web.on('request', (req, res) => router.handle(req, res).catch((error) => this.log.error('request failed', { path: req.url, error: String(error) })))
 
     const certificates = this.webCertificates
+    // One gate for both listeners: its limits per source address hold for the whole proxy.
+    const gate = new TlsGate({ log: this.log })
+    this.gate = gate
     const tls = createTlsRouter({
+      gate,
       log: this.log,
       secureContext: () => this.secureContext(),
       ...(certificates ? { contextByName: (name: string) => certificates.contextByName(name), challenge: (name: string) => certificates.challenge(name) } : {}),
@@ -133,7 +139,8 @@ export class ProxyService {
     })
     const listen = async (address: string, defaultPort: number) => {
       const { host, port } = parseHostPort(address, defaultPort)
-      const mux = new Multiplexer({ trustedLoadBalancers: this.config.proxy.trustedLoadBalancers, log: this.log })
+      // Every protocol here is TLS: a connection gets no longer to show its ClientHello than to show it speaks TLS at all.
+      const mux = new Multiplexer({ trustedLoadBalancers: this.config.proxy.trustedLoadBalancers, gate, sniffTimeoutMs: gate.config.helloTimeoutMs, log: this.log })
       mux.on('tls', tls)
       mux.on('rejected', (reason: string, remote: string) => this.log.debug(`connection from ${remote} closed: ${reason}`))
       const server = await mux.listen(host, port)
@@ -323,6 +330,7 @@ export class ProxyService {
     const tunnels = this.tunnels?.size ?? 0
     this.tunnels?.close()
     for (const server of this.servers) server.close()
+    this.gate?.close()
     await this.auth?.close()
     this.log.info(`stopped: left the live set in ${left - started} ms, closed ${tunnels} tunnel(s) in ${Date.now() - left} ms`)
   }

@@ -463,18 +463,48 @@ t.test('silent, dripping and stalled clients are cut off', async (t) => {
   const dripMs = Date.now() - started
   t.ok(dripMs >= 250 && dripMs < 2000 && sent < header.length, `dripping client closed after ${dripMs} ms, ${sent} bytes in`)
 
-  // Sniffed as TLS, then no ClientHello: the handshake deadline closes it.
-  const stalled = await sendRaw(port, Buffer.from([0x16, 0x03, 0x01]))
-  t.ok(stalled.closedAfterMs >= 250 && stalled.closedAfterMs < 2000, `stalled handshake closed after ${stalled.closedAfterMs} ms`)
-  t.equal(rejections.length, 2, 'the stalled handshake got past the multiplexer')
+  // Sniffed as TLS, then no whole ClientHello: the multiplexer closes it, no handshake starts.
+  const stalled = await sendRaw(port, Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]))
+  t.ok(stalled.closedAfterMs >= 250 && stalled.closedAfterMs < 2000, `stalled ClientHello closed after ${stalled.closedAfterMs} ms`)
+  t.equal(rejections.length, 3, 'the stalled ClientHello did not get past the multiplexer')
+  t.match(rejections[2], /no whole ClientHello within 300 ms/)
 })
 
-/** A TCP connection sniffed as TLS whose ClientHello never comes: it holds a handshake slot. */
+/** The first bytes a real TLS client (Node's) sends: its whole ClientHello. */
+async function realClientHello(): Promise<Buffer> {
+  const { createServer } = await import('node:net')
+  const { scanClientHello } = await import('../../shared/tls-gate/client-hello.ts')
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const caught = new Promise<Buffer>((resolve) => server.once('connection', (socket) => {
+    let head = Buffer.alloc(0)
+    socket.on('data', (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk])
+      if (scanClientHello(head).state === 'complete') {
+        socket.destroy()
+        resolve(head)
+      }
+    })
+  }))
+  const client = tlsConnect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ALPNProtocols: ['http/1.1'], rejectUnauthorized: false })
+  client.on('error', () => {})
+  const hello = await caught
+  client.destroy()
+  server.close()
+  return hello
+}
+
+/**
+ * A TCP connection that sends a whole ClientHello and then nothing, never finishing the
+ * handshake: it holds a handshake slot until the handshake deadline.
+ */
 async function stalledHandshake(port: number): Promise<Socket> {
+  const hello = await realClientHello()
   const socket = netConnect({ host: '127.0.0.1', port })
   socket.on('error', () => {})
   await once(socket, 'connect')
-  socket.write(Buffer.from([0x16, 0x03, 0x01]))
+  socket.write(hello)
   return socket
 }
 
