@@ -60,6 +60,8 @@ export class HandshakeSlots {
 
   /** Starts `request` now, queues it, or closes its connection. */
   request(request: SlotRequest): void {
+    // Those who waited too long make room first (this may forget groups, so it comes first).
+    if (this.#waiting >= this.#config.handshakeQueue) this.#expire()
     const key = request.group ?? UNGROUPED
     let group = this.#groups.get(key)
     if (!group) this.#groups.set(key, (group = new Group()))
@@ -67,7 +69,6 @@ export class HandshakeSlots {
       this.#start(group, request)
       return
     }
-    if (this.#waiting >= this.#config.handshakeQueue) this.#expire()
     if (this.#waiting >= this.#config.handshakeQueue) {
       this.#stats.queueFullClosed++
       if (this.#shed++ === 0) this.#log.warn(`${this.#running} TLS handshakes in progress and ${this.#waiting} waiting: closing new connections until the queue drains`)
