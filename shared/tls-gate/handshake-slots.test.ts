@@ -54,6 +54,14 @@ t.test('one source runs at most its share; others use the rest', async (t) => {
   t.same(h.started, ['a:1', 'a:2', 'b:1', 'a:3'])
 })
 
+t.test('a trusted balancer\'s own connections (no source group) are not held to a source\'s share', async (t) => {
+  const stats = new GateStats()
+  const log = createLogger('test', { level: 'error', stream: new Writable({ write: (_c, _e, done) => done() }) })
+  const slots = new HandshakeSlots(resolveGateConfig({ maxHandshakes: 4, reservedForResumption: 0, maxHandshakesPerAddress: 1 }), stats, log)
+  for (let i = 0; i < 3; i++) slots.request({ socket: new Socket(), group: undefined, resuming: false, start: () => {} })
+  t.equal(stats.handshaking, 3)
+})
+
 t.test('clients resuming a session have slots no one else takes, and go first', async (t) => {
   const h = harness({ maxHandshakes: 3, reservedForResumption: 1 })
   for (const name of ['a:1', 'b:1', 'c:1', 'd:1']) h.dial(name)

@@ -25,9 +25,15 @@ interface Waiting {
 }
 
 class Group {
+  /** Whether the per-address limits apply (not to a trusted balancer's own connections). */
+  readonly limited: boolean
   running = 0
   readonly resuming: Waiting[] = []
   readonly fresh: Waiting[] = []
+
+  constructor(limited: boolean) {
+    this.limited = limited
+  }
 
   get waiting(): number {
     return this.resuming.length + this.fresh.length
@@ -64,7 +70,7 @@ export class HandshakeSlots {
     if (this.#waiting >= this.#config.handshakeQueue) this.#expire()
     const key = request.group ?? UNGROUPED
     let group = this.#groups.get(key)
-    if (!group) this.#groups.set(key, (group = new Group()))
+    if (!group) this.#groups.set(key, (group = new Group(request.group !== undefined)))
     if (this.#mayStart(group, request.resuming)) {
       this.#start(group, request)
       return
@@ -76,7 +82,7 @@ export class HandshakeSlots {
       request.socket.destroy()
       return
     }
-    if (request.group !== undefined && group.waiting >= this.#config.maxQueuedPerAddress) {
+    if (group.limited && group.waiting >= this.#config.maxQueuedPerAddress) {
       this.#stats.handshakePerAddressRefused++
       this.#log.debug(`${group.waiting} connections from ${request.group} already wait for a TLS handshake slot: closed`)
       this.#drop(key, group)
@@ -94,7 +100,7 @@ export class HandshakeSlots {
   #mayStart(group: Group, resuming: boolean): boolean {
     const config = this.#config
     const free = resuming ? config.maxHandshakes : config.maxHandshakes - config.reservedForResumption
-    return this.#running < free && group.running < config.maxHandshakesPerAddress
+    return this.#running < free && (!group.limited || group.running < config.maxHandshakesPerAddress)
   }
 
   #start(group: Group, request: SlotRequest): void {
