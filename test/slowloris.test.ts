@@ -9,19 +9,12 @@
 import t from 'tap'
 import { request as httpsRequest } from 'node:https'
 import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, warren, type Daemon } from './helpers/cluster.ts'
-import { Slowloris } from './helpers/slowloris.ts'
+import { gateCounts, Slowloris } from './helpers/slowloris.ts'
 import { until } from './helpers/until.ts'
 
 const JSON_DEBUG_LOG = 'log:\n  level: debug\n  format: json\n'
 /** Attackers' addresses: the cluster's own processes use 127.0.0.1. */
 const ATTACKERS = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`)
-
-/** The last counts the TLS gate logged (the JSON entry that carries them), or undefined. */
-function gateCounts(stderr: string): Record<string, number> | undefined {
-  const lines = stderr.split('\n').filter((line) => line.startsWith('{') && line.includes('"late_hello_closed"'))
-  const last = lines.at(-1)
-  return last ? (JSON.parse(last) as Record<string, number>) : undefined
-}
 
 /** GET /v1/health on the proxy's web port: true if it answered 200. */
 function healthProbe(web: string): Promise<boolean> {

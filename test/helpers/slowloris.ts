@@ -113,3 +113,10 @@ export class Slowloris {
     })
   }
 }
+
+/** The last counts a process's TLS gate logged (its JSON log at debug level), or undefined. */
+export function gateCounts(stderr: string): Record<string, number> | undefined {
+  const lines = stderr.split('\n').filter((line) => line.startsWith('{') && line.includes('"late_hello_closed"'))
+  const last = lines.at(-1)
+  return last ? (JSON.parse(last) as Record<string, number>) : undefined
+}
