@@ -21,8 +21,11 @@
 // whether they closed every idle connection. Target: every node back within 2× its quiet
 // time; ≥ 99 % of user connections succeed.
 //
-//   npm run bench:attack [-- --nodes=100 --burst=600 --rate=40 --seconds=45 --restart-after=5 --sources=8]
+//   npm run bench:attack [-- --nodes=100 --burst=600 --rate=40 --seconds=45 --restart-after=5 --sources=8 --logs=DIR]
+//
+// --logs=DIR keeps the proxy's, the auth server's and the user's node's logs there.
 
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, setPriority } from 'node:os'
 import { join } from 'node:path'
 import { request as httpsRequest } from 'node:https'
@@ -41,6 +44,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '45' },
     'restart-after': { type: 'string', default: '5' },
     sources: { type: 'string', default: '8' },
+    logs: { type: 'string', default: '' },
   },
 })
 const nodeCount = Number(values.nodes)
@@ -50,13 +54,20 @@ const phaseMs = Number(values.seconds) * 1000
 const restartAfterMs = Number(values['restart-after']) * 1000
 const sources = Array.from({ length: Number(values.sources) }, (_, i) => `127.0.0.${i + 2}`)
 const JSON_DEBUG_LOG = 'log:\n  level: debug\n  format: json\n'
+const SSH_TIMEOUT_MS = 30_000
+
+/** One `warren ssh` run: how long it took, and why it failed if it did. */
+interface SshResult {
+  ms: number
+  failure?: string
+}
 
 const log = (line: string) => process.stderr.write(line + '\n')
 
 interface PhaseResult {
   /** ms from the restart until each node held its tunnel again; -1 for a node that did not in time. */
   backMs: number[]
-  ssh: { attempts: number; succeeded: number; failures: string[] }
+  ssh: { attempts: number; succeeded: number; failures: string[]; ms: number[] }
   probes: { latenciesMs: number[]; failed: number }
   attack?: { counts: Slowloris['counts']; allClosed: boolean; proxy?: Record<string, number>; auth?: Record<string, number> }
   load: string
@@ -98,6 +109,12 @@ const daemons: Daemon[] = []
 let auth: AuthProcess | undefined
 let proxy: ProxyProcess | undefined
 const cleanup = async () => {
+  if (values.logs) {
+    mkdirSync(values.logs, { recursive: true })
+    if (proxy) writeFileSync(join(values.logs, 'proxy.log'), proxy.daemon.stderr)
+    if (auth) writeFileSync(join(values.logs, 'auth.log'), auth.daemon.stderr)
+    daemons.forEach((d, i) => writeFileSync(join(values.logs, `node-${i}.log`), d.stderr))
+  }
   await Promise.all(helpers.map((h) => h.stop()))
   await Promise.all(daemons.map((d) => d.stop()))
   await proxy?.stop()
@@ -117,9 +134,13 @@ try {
   daemons.push(target)
   await waitForNode(auth, 'bench-target')
   const profile = await signUser(auth, web)
-  const ssh = async (): Promise<string | undefined> => {
-    const result = await warren(['ssh', `--identity=${profile}`, `${testLogin()}@bench-target`, 'echo', 'reached'], { timeoutMs: 30_000 })
-    return result.code === 0 && result.stdout === 'reached\n' ? undefined : `exit ${result.code}: ${result.stderr.trim().split('\n').at(-1)}`
+  const ssh = async (): Promise<SshResult> => {
+    const started = performance.now()
+    const result = await warren(['ssh', `--identity=${profile}`, `${testLogin()}@bench-target`, 'echo', 'reached'], { timeoutMs: SSH_TIMEOUT_MS })
+    const ms = performance.now() - started
+    if (result.code === 0 && result.stdout === 'reached\n') return { ms }
+    const why = ms >= SSH_TIMEOUT_MS ? `no answer within ${SSH_TIMEOUT_MS / 1000} s` : `exit ${result.code}: ${result.stderr.trim().split('\n').at(-1)}`
+    return { ms, failure: why }
   }
 
   // The restarting nodes.
@@ -160,10 +181,11 @@ try {
     }
     await sleep(Math.max(0, started + phaseMs - performance.now()))
     attack?.stop()
-    const [failures, latencies] = await Promise.all([users.stop(), probes.stop()])
+    const [runs, latencies] = await Promise.all([users.stop(), probes.stop()])
+    const failures = runs.map((run) => run.failure)
     const result: PhaseResult = {
       backMs: last.fullAt,
-      ssh: { attempts: failures.length, succeeded: failures.filter((f) => f === undefined).length, failures: failures.filter((f): f is string => f !== undefined) },
+      ssh: { attempts: runs.length, succeeded: failures.filter((f) => f === undefined).length, failures: failures.filter((f): f is string => f !== undefined), ms: runs.map((run) => run.ms) },
       probes: { latenciesMs: latencies.filter((l): l is number => l !== undefined), failed: latencies.filter((l) => l === undefined).length },
       load: loadavg().map((l) => l.toFixed(1)).join(' '),
     }
@@ -189,6 +211,8 @@ const rows = [
   ['… p99', back(quiet, 0.99), back(attacked, 0.99), ''],
   ['… max (the last node)', back(quiet, 1), back(attacked, 1), `≤ 2× quiet: ${attacked.backMs.includes(-1) ? 'missed' : Math.max(...attacked.backMs) <= 2 * Math.max(...quiet.backMs) ? 'met' : 'missed'}`],
   ['user warren ssh succeeded', `${quiet.ssh.succeeded}/${quiet.ssh.attempts}`, `${attacked.ssh.succeeded}/${attacked.ssh.attempts}`, `≥ 99 %: ${attacked.ssh.succeeded >= 0.99 * attacked.ssh.attempts ? 'met' : 'missed'}`],
+  ['user warren ssh, start to end, p50', seconds(percentile(quiet.ssh.ms, 0.5)), seconds(percentile(attacked.ssh.ms, 0.5)), ''],
+  ['… max', seconds(Math.max(...quiet.ssh.ms)), seconds(Math.max(...attacked.ssh.ms)), ''],
   ['health probes p50', `${percentile(quiet.probes.latenciesMs, 0.5).toFixed(0)} ms`, `${percentile(attacked.probes.latenciesMs, 0.5).toFixed(0)} ms`, ''],
   ['health probes p99', `${percentile(quiet.probes.latenciesMs, 0.99).toFixed(0)} ms`, `${percentile(attacked.probes.latenciesMs, 0.99).toFixed(0)} ms`, ''],
   ['health probes failed', `${quiet.probes.failed}/${quiet.probes.failed + quiet.probes.latenciesMs.length}`, `${attacked.probes.failed}/${attacked.probes.failed + attacked.probes.latenciesMs.length}`, ''],

@@ -557,7 +557,7 @@ t.test('a connection that waited too long for a handshake slot is closed', async
 })
 
 t.test('behind a trusted balancer, the limit on connections waiting for a ClientHello is per client address', async (t) => {
-  const gate = new TlsGate({ maxPendingHelloPerAddress: 2, log: captureLog().log })
+  const gate = new TlsGate({ maxPendingHelloPerAddress: 2, pendingHelloGraceMs: 0, log: captureLog().log })
   t.teardown(() => gate.close())
   const { port } = await harness(t, { trustedLoadBalancers: ['127.0.0.1'], gate }, { gate })
   /** A connection through the balancer for `client` that stops after the TLS record header. */

@@ -18,7 +18,7 @@ import { createServer, type Server, type Socket } from 'node:net'
 import { createLogger, type Logger } from '../../shared/log.ts'
 import { addressGroup } from '../../shared/tls-gate/address-group.ts'
 import { scanClientHello, type ClientHelloInfo } from '../../shared/tls-gate/client-hello.ts'
-import { TlsGate } from '../../shared/tls-gate/gate.ts'
+import { afterDeadline, TlsGate } from '../../shared/tls-gate/gate.ts'
 import type { HelloHold } from '../../shared/tls-gate/pending-hellos.ts'
 import { ProxyHeaderParser, proxyHeaderVersion, type ProxyHeader } from './proxy-protocol.ts'
 import { sniffProtocol, type Protocol } from './sniff.ts'
@@ -156,8 +156,7 @@ class Sniffer {
     // the handler does or does not listen for.
     socket.on('error', (error) => mux.log.debug('connection error', { remote: this.#peer, error }))
     // The deadline covers the whole sniff, so a client dripping a byte at a time is cut off too.
-    this.#timer = setTimeout(() => this.#late(`protocol not known within ${mux.sniffTimeoutMs} ms`), mux.sniffTimeoutMs)
-    this.#timer.unref()
+    this.#timer = afterDeadline(mux.sniffTimeoutMs, () => this.#late(`protocol not known within ${mux.sniffTimeoutMs} ms`))
     // A balancer's connection is counted against its client once the PROXY header names one.
     this.#group = this.#fromTrusted ? undefined : addressGroup(this.#peer)
     this.#hold = this.#holdPlace()
@@ -210,8 +209,7 @@ class Sniffer {
       this.#awaitingHello = true
       const timeoutMs = Math.min(gate.config.helloTimeoutMs, this.#mux.sniffTimeoutMs)
       clearTimeout(this.#timer)
-      this.#timer = setTimeout(() => this.#late(`no whole ClientHello within ${timeoutMs} ms`), Math.max(0, this.#acceptedAt + timeoutMs - Date.now()))
-      this.#timer.unref()
+      this.#timer = afterDeadline(Math.max(0, this.#acceptedAt + timeoutMs - Date.now()), () => this.#late(`no whole ClientHello within ${timeoutMs} ms`))
     }
     return false
   }

@@ -14,12 +14,21 @@ export interface GateConfig {
 
   /**
    * Connections from one source address (an IPv6 /64) that may wait for their ClientHello
-   * at once. A new one beyond this closes the *oldest* from that address rather than being
-   * refused itself: a device sharing a NAT with an attacker gets in as long as its
-   * ClientHello arrives before the attacker opens this many more connections. Devices send
-   * theirs within a round trip, so even a large NAT has only a few in this state. 32.
+   * at once. Beyond this the *oldest* from that address are closed, rather than the new
+   * one refused: a device sharing a NAT with an attacker gets in as long as its ClientHello
+   * arrives before the attacker opens this many more connections. Devices send theirs
+   * within a round trip, so even a large NAT has only a few in this state. 32.
    */
   maxPendingHelloPerAddress: number
+
+  /**
+   * A connection younger than this is never closed to make room for newer ones. A burst
+   * of dials from one address (a fleet behind a NAT returning to a restarted proxy) is
+   * accepted in one go and their ClientHellos are read only a moment later, in the next
+   * turn of the event loop: they must not push each other out. Over the limit, an address
+   * then holds at most what it opens in this time. 500 ms, a quarter of helloTimeoutMs.
+   */
+  pendingHelloGraceMs: number
 
   /**
    * The largest ClientHello accepted, in bytes of the handshake message. Real ones are
@@ -77,6 +86,7 @@ export interface GateConfig {
 export const defaultGateConfig: Readonly<GateConfig> = Object.freeze({
   helloTimeoutMs: 2000,
   maxPendingHelloPerAddress: 32,
+  pendingHelloGraceMs: 500,
   maxClientHelloBytes: 16 * 1024,
   maxHandshakes: 128,
   reservedForResumption: 32,
@@ -95,7 +105,7 @@ export function resolveGateConfig(partial: Partial<GateConfig> = {}): GateConfig
   if (defined.reservedForResumption === undefined) config.reservedForResumption = Math.floor(config.maxHandshakes / 4)
   if (defined.maxQueuedPerAddress === undefined) config.maxQueuedPerAddress = Math.max(1, Math.floor(config.handshakeQueue / 2))
   for (const [key, value] of Object.entries(config)) {
-    const zeroAllowed = key === 'reservedForResumption'
+    const zeroAllowed = key === 'reservedForResumption' || key === 'pendingHelloGraceMs'
     if (!Number.isSafeInteger(value) || value < (zeroAllowed ? 0 : 1)) {
       throw new RangeError(`${key} must be a ${zeroAllowed ? 'non-negative' : 'positive'} integer, got ${value}`)
     }

@@ -62,7 +62,7 @@ t.test('a connection without a whole ClientHello is closed at the deadline, neve
 })
 
 t.test('one address holds only so many connections before their ClientHello: its oldest go first', async (t) => {
-  const { gate, port } = await guarded(t, { maxPendingHelloPerAddress: 4, helloTimeoutMs: 60_000 })
+  const { gate, port } = await guarded(t, { maxPendingHelloPerAddress: 4, pendingHelloGraceMs: 0, helloTimeoutMs: 60_000 })
   const attack = []
   for (let i = 0; i < 6; i++) attack.push(await slowloris(port, '127.0.0.3'))
   await Promise.all([attack[0]!.closed, attack[1]!.closed])
@@ -73,6 +73,17 @@ t.test('one address holds only so many connections before their ClientHello: its
   t.equal(gate.stats.helloPerAddressClosed, 3, 'its arrival closed the oldest waiting one')
   t.equal(gate.stats.pendingHello, 3)
   for (const { socket } of attack) socket.destroy()
+})
+
+t.test('connections younger than the grace period are not closed to make room: a burst from one NAT gets in', async (t) => {
+  const { gate, port } = await guarded(t, { maxPendingHelloPerAddress: 2, pendingHelloGraceMs: 60_000, helloTimeoutMs: 60_000 })
+  const waiting = []
+  for (let i = 0; i < 5; i++) waiting.push(await slowloris(port, '127.0.0.6'))
+  const served = await Promise.all(Array.from({ length: 5 }, () => get(port, '127.0.0.6')))
+  t.same(served, ['ok', 'ok', 'ok', 'ok', 'ok'], 'five clients at once from that address are served')
+  t.equal(gate.stats.helloPerAddressClosed, 0, 'and nothing was closed for the address\'s limit')
+  t.notOk(waiting.some(({ socket }) => socket.destroyed))
+  for (const { socket } of waiting) socket.destroy()
 })
 
 t.test('a slot is held for the handshake only, not for the connection\'s life', async (t) => {

@@ -44,7 +44,7 @@ export class TlsGate {
     const { log, now, ...config } = options
     this.config = resolveGateConfig(config)
     this.log = log ?? createLogger('tls-gate')
-    this.hellos = new PendingHellos(this.config.maxPendingHelloPerAddress, this.stats)
+    this.hellos = new PendingHellos(this.config.maxPendingHelloPerAddress, this.config.pendingHelloGraceMs, this.stats, now)
     this.slots = new HandshakeSlots(this.config, this.stats, this.log, now)
     this.#stopReporting = reportStats(this.stats, this.log)
   }
@@ -144,13 +144,25 @@ export class TlsGate {
       }
     }
     const hold = this.hellos.hold(group, () => refuse(`${this.config.maxPendingHelloPerAddress} newer connections from ${group} wait for their ClientHello`))
-    const timer = setTimeout(() => {
+    const timer = afterDeadline(this.config.helloTimeoutMs, () => {
+      if (settled) return
       this.stats.lateHelloClosed++
       refuse(`no whole ClientHello within ${this.config.helloTimeoutMs} ms`)
-    }, this.config.helloTimeoutMs)
-    timer.unref()
+    })
     socket.on('readable', read)
     socket.on('end', closed)
     socket.on('close', closed)
   }
+}
+
+/**
+ * Calls `late` once `ms` have passed and the event loop has then read what arrived meanwhile:
+ * timers run before the loop reads its sockets, so after a stall (a busy CPU, a long
+ * collection) a ClientHello that arrived in time may still wait in the kernel. The check
+ * phase (setImmediate) comes after that read.
+ */
+export function afterDeadline(ms: number, late: () => void): NodeJS.Timeout {
+  const timer = setTimeout(() => setImmediate(late), ms)
+  timer.unref()
+  return timer
 }
