@@ -26,7 +26,7 @@
 // --logs=DIR keeps the proxy's, the auth server's and the user's node's logs there.
 
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { cpus, loadavg, setPriority } from 'node:os'
+import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { request as httpsRequest } from 'node:https'
 import { parseArgs } from 'node:util'
@@ -34,6 +34,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren, type Daemon } from '../test/helpers/cluster.ts'
 import { gateCounts, Slowloris } from '../test/helpers/slowloris.ts'
 import { Helper } from './lib/child.ts'
+import { cpuSeconds, machineCpu } from './lib/proc-stats.ts'
 import { formatTable } from './lib/table.ts'
 
 const { values } = parseArgs({
@@ -71,6 +72,8 @@ interface PhaseResult {
   probes: { latenciesMs: number[]; failed: number }
   attack?: { counts: Slowloris['counts']; allClosed: boolean; proxy?: Record<string, number>; auth?: Record<string, number> }
   load: string
+  /** Share of a core over the phase: the proxy, the auth server; and the whole machine's busy share. */
+  cpu: { proxy: number; auth: number; machine: number }
 }
 
 function percentile(values: number[], q: number): number {
@@ -147,8 +150,6 @@ try {
   const swarm = new Helper(join(import.meta.dirname, 'lib', 'pool-swarm.ts'), [`--auth=${auth.address}`, `--token=${await auth.token(['nodes', 'add', '--ttl=1h'])}`, `--pin=${pin}`, `--tunnel=${proxy.tunnel}`, '--name=attack', '--proxies=1'], { nodeArgs: ['--expose-gc'] })
   helpers.push(swarm)
   await swarm.ready
-  // As in bench:mesh: the agents run on devices of their own, so here they yield the CPU to the servers.
-  setPriority(swarm.pid, 10)
   swarm.send({ join: nodeCount })
   await swarm.next((m) => typeof m.joined === 'number', 300_000)
   swarm.send({ start: nodeCount, rate: 50 })
@@ -163,6 +164,7 @@ try {
   for (const phase of ['quiet', 'attack'] as const) {
     await sleep(3000)
     const started = performance.now()
+    const cpuBefore = { proxy: cpuSeconds(proxy.daemon.child.pid!), auth: cpuSeconds(auth.daemon.child.pid!), machine: machineCpu() }
     const attack = phase === 'attack' ? new Slowloris([web, proxy.tunnel, auth.address], sources, burst + rate * (phaseMs / 1000) + 100) : undefined
     if (attack) {
       attack.burst(burst)
@@ -182,12 +184,19 @@ try {
     await sleep(Math.max(0, started + phaseMs - performance.now()))
     attack?.stop()
     const [runs, latencies] = await Promise.all([users.stop(), probes.stop()])
+    const phaseSeconds = (performance.now() - started) / 1000
+    const machine = machineCpu()
     const failures = runs.map((run) => run.failure)
     const result: PhaseResult = {
       backMs: last.fullAt,
       ssh: { attempts: runs.length, succeeded: failures.filter((f) => f === undefined).length, failures: failures.filter((f): f is string => f !== undefined), ms: runs.map((run) => run.ms) },
       probes: { latenciesMs: latencies.filter((l): l is number => l !== undefined), failed: latencies.filter((l) => l === undefined).length },
       load: loadavg().map((l) => l.toFixed(1)).join(' '),
+      cpu: {
+        proxy: (cpuSeconds(proxy.daemon.child.pid!) - cpuBefore.proxy) / phaseSeconds,
+        auth: (cpuSeconds(auth.daemon.child.pid!) - cpuBefore.auth) / phaseSeconds,
+        machine: (machine.busy - cpuBefore.machine.busy) / Math.max(1, machine.total - cpuBefore.machine.total),
+      },
     }
     if (attack) {
       const allClosed = await attack.allClosed(15_000)
@@ -205,6 +214,7 @@ try {
 const quiet = results.quiet!
 const attacked = results.attack!
 const seconds = (ms: number) => (ms < 0 ? 'not back' : `${(ms / 1000).toFixed(2)} s`)
+const cpuText = (r: PhaseResult) => `${(r.cpu.proxy * 100).toFixed(0)} %, ${(r.cpu.auth * 100).toFixed(0)} %`
 const back = (r: PhaseResult, q: number) => seconds(r.backMs.includes(-1) ? -1 : percentile(r.backMs, q))
 const rows = [
   ['nodes back to a tunnel after their restart, p50', back(quiet, 0.5), back(attacked, 0.5), ''],
@@ -216,6 +226,8 @@ const rows = [
   ['health probes p50', `${percentile(quiet.probes.latenciesMs, 0.5).toFixed(0)} ms`, `${percentile(attacked.probes.latenciesMs, 0.5).toFixed(0)} ms`, ''],
   ['health probes p99', `${percentile(quiet.probes.latenciesMs, 0.99).toFixed(0)} ms`, `${percentile(attacked.probes.latenciesMs, 0.99).toFixed(0)} ms`, ''],
   ['health probes failed', `${quiet.probes.failed}/${quiet.probes.failed + quiet.probes.latenciesMs.length}`, `${attacked.probes.failed}/${attacked.probes.failed + attacked.probes.latenciesMs.length}`, ''],
+  ['CPU: proxy, auth server (share of a core)', cpuText(quiet), cpuText(attacked), ''],
+  ['CPU: the whole machine busy (all cores)', `${(quiet.cpu.machine * 100).toFixed(0)} %`, `${(attacked.cpu.machine * 100).toFixed(0)} %`, ''],
   ['load average at the end of the phase (1, 5, 15 min)', quiet.load, attacked.load, ''],
 ]
 console.log(`\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${cpus().length} cores (${cpus()[0]?.model.trim()})`)
