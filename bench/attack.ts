@@ -72,8 +72,8 @@ interface PhaseResult {
   probes: { latenciesMs: number[]; failed: number }
   attack?: { counts: Slowloris['counts']; allClosed: boolean; proxy?: Record<string, number>; auth?: Record<string, number> }
   load: string
-  /** Share of a core over the phase: the proxy, the auth server; and the whole machine's busy share. */
-  cpu: { proxy: number; auth: number; machine: number }
+  /** Share of a core over the phase: the proxy, the auth server, this process (the attacker); and the whole machine's busy share. */
+  cpu: { proxy: number; auth: number; attacker: number; machine: number }
 }
 
 function percentile(values: number[], q: number): number {
@@ -164,7 +164,7 @@ try {
   for (const phase of ['quiet', 'attack'] as const) {
     await sleep(3000)
     const started = performance.now()
-    const cpuBefore = { proxy: cpuSeconds(proxy.daemon.child.pid!), auth: cpuSeconds(auth.daemon.child.pid!), machine: machineCpu() }
+    const cpuBefore = { proxy: cpuSeconds(proxy.daemon.child.pid!), auth: cpuSeconds(auth.daemon.child.pid!), attacker: cpuSeconds(process.pid), machine: machineCpu() }
     const attack = phase === 'attack' ? new Slowloris([web, proxy.tunnel, auth.address], sources, burst + rate * (phaseMs / 1000) + 100) : undefined
     if (attack) {
       attack.burst(burst)
@@ -195,6 +195,7 @@ try {
       cpu: {
         proxy: (cpuSeconds(proxy.daemon.child.pid!) - cpuBefore.proxy) / phaseSeconds,
         auth: (cpuSeconds(auth.daemon.child.pid!) - cpuBefore.auth) / phaseSeconds,
+        attacker: (cpuSeconds(process.pid) - cpuBefore.attacker) / phaseSeconds,
         machine: (machine.busy - cpuBefore.machine.busy) / Math.max(1, machine.total - cpuBefore.machine.total),
       },
     }
@@ -214,7 +215,7 @@ try {
 const quiet = results.quiet!
 const attacked = results.attack!
 const seconds = (ms: number) => (ms < 0 ? 'not back' : `${(ms / 1000).toFixed(2)} s`)
-const cpuText = (r: PhaseResult) => `${(r.cpu.proxy * 100).toFixed(0)} %, ${(r.cpu.auth * 100).toFixed(0)} %`
+const cpuText = (r: PhaseResult) => [r.cpu.proxy, r.cpu.auth, r.cpu.attacker].map((c) => `${(c * 100).toFixed(0)} %`).join(', ')
 const back = (r: PhaseResult, q: number) => seconds(r.backMs.includes(-1) ? -1 : percentile(r.backMs, q))
 const rows = [
   ['nodes back to a tunnel after their restart, p50', back(quiet, 0.5), back(attacked, 0.5), ''],
@@ -226,7 +227,7 @@ const rows = [
   ['health probes p50', `${percentile(quiet.probes.latenciesMs, 0.5).toFixed(0)} ms`, `${percentile(attacked.probes.latenciesMs, 0.5).toFixed(0)} ms`, ''],
   ['health probes p99', `${percentile(quiet.probes.latenciesMs, 0.99).toFixed(0)} ms`, `${percentile(attacked.probes.latenciesMs, 0.99).toFixed(0)} ms`, ''],
   ['health probes failed', `${quiet.probes.failed}/${quiet.probes.failed + quiet.probes.latenciesMs.length}`, `${attacked.probes.failed}/${attacked.probes.failed + attacked.probes.latenciesMs.length}`, ''],
-  ['CPU: proxy, auth server (share of a core)', cpuText(quiet), cpuText(attacked), ''],
+  ['CPU: proxy, auth server, this process (share of a core)', cpuText(quiet), cpuText(attacked), 'this process runs the attack'],
   ['CPU: the whole machine busy (all cores)', `${(quiet.cpu.machine * 100).toFixed(0)} %`, `${(attacked.cpu.machine * 100).toFixed(0)} %`, ''],
   ['load average at the end of the phase (1, 5, 15 min)', quiet.load, attacked.load, ''],
 ]
