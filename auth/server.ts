@@ -32,6 +32,7 @@ import { Callers, type Peer } from './callers.ts'
 import { DEFAULTS, resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/config.ts'
 import { writeFileAtomic } from '../shared/files.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
+import { TlsGate } from '../shared/tls-gate/gate.ts'
 import { VERSION } from '../shared/version.ts'
 
 export class AuthServer {
@@ -39,6 +40,7 @@ export class AuthServer {
   readonly log: Logger
   private backend!: Backend
   private server!: Server
+  private gate?: TlsGate
   private tokens!: TokenService
   private nodes!: NodeDirectory
   private challenges!: JoinChallenges
@@ -108,7 +110,10 @@ export class AuthServer {
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
     // Its certificate names what its configuration names, nothing more.
     this.serverNames = [host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
-    this.server = createServer({ ...this.tlsOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' })
+    // Connections reach TLS only with a whole ClientHello and a handshake slot (shared/tls-gate).
+    this.gate = new TlsGate({ log: this.log })
+    this.server = createServer({ ...this.tlsOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', handshakeTimeout: this.gate.config.handshakeTimeoutMs })
+    this.gate.guard(this.server)
     const router = this.routes()
     this.server.on('request', (req, res) => {
       router.handle(req, res).catch((error) => this.log.error('request failed', { path: req.url, error: String(error) }))
@@ -157,6 +162,7 @@ export class AuthServer {
   async stop(): Promise<void> {
     clearInterval(this.refreshTimer)
     if (this.server) {
+      this.gate?.close()
       this.server.closeAllConnections()
       await new Promise<void>((resolve) => this.server.close(() => resolve()))
     }

@@ -15,6 +15,7 @@ import { createLogger, type Logger } from '../shared/log.ts'
 import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
+import { TlsGate } from '../shared/tls-gate/gate.ts'
 import { TunnelServer, type Tunnel } from './tunnel-server.ts'
 import { X509Certificate } from 'node:crypto'
 import { issuedByAny } from '../shared/cert-subject.ts'
@@ -58,6 +59,7 @@ export class ProxyService {
   private users!: UserGateway
   private auth!: ApiClient
   private servers: Server[] = []
+  private gate?: TlsGate
   private timers: NodeJS.Timeout[] = []
   private hostCAPems: string[] = []
   private userCAPems: string[] = []
@@ -132,7 +134,11 @@ export class ProxyService {
     const certificates = this.webCertificates
     const declines = (protocols: string[]) => (listsHeldProxy(protocols, this.identity.hostId) ? 'the agent holds a tunnel to this proxy already' : undefined)
     const serveTunnel = (socket: TLSSocket, conn: RoutedConnection) => this.tunnels.handle(socket, conn.clientAddress)
+    // One gate for both listeners: its limits per source address hold for the whole proxy.
+    const gate = new TlsGate({ log: this.log })
+    this.gate = gate
     const everything = createTlsRouter({
+      gate,
       log: this.log,
       secureContext: () => this.secureContext(),
       ...(certificates ? { contextByName: (name: string) => certificates.contextByName(name), challenge: (name: string) => certificates.challenge(name) } : {}),
@@ -148,6 +154,7 @@ export class ProxyService {
     // and ACME validations answer on the web port, so the tunnel port exposes nothing else.
     // Anything but warren-tunnel is refused from its ClientHello, before any key exchange.
     const tunnelsOnly = createTlsRouter({
+      gate,
       log: this.log,
       secureContext: () => this.secureContext(),
       declines: (protocols) => (protocols.includes(TUNNEL_ALPN) ? declines(protocols) : 'this port serves only reverse tunnels'),
@@ -155,7 +162,8 @@ export class ProxyService {
     })
     const listen = async (address: string, defaultPort: number, tls: (conn: RoutedConnection) => void) => {
       const { host, port } = parseHostPort(address, defaultPort)
-      const mux = new Multiplexer({ trustedLoadBalancers: this.config.proxy.trustedLoadBalancers, log: this.log })
+      // Every protocol here is TLS: a connection gets no longer to show its ClientHello than to show it speaks TLS at all.
+      const mux = new Multiplexer({ trustedLoadBalancers: this.config.proxy.trustedLoadBalancers, gate, sniffTimeoutMs: gate.config.helloTimeoutMs, log: this.log })
       mux.on('tls', tls)
       mux.on('rejected', (reason: string, remote: string) => this.log.debug(`connection from ${remote} closed: ${reason}`))
       const server = await mux.listen(host, port)
@@ -355,6 +363,7 @@ export class ProxyService {
     const tunnels = this.tunnels?.size ?? 0
     this.tunnels?.close()
     for (const server of this.servers) server.close()
+    this.gate?.close()
     await this.auth?.close()
     this.log.info(`stopped: left the live set in ${left - started} ms, closed ${tunnels} tunnel(s) in ${Date.now() - left} ms`)
   }

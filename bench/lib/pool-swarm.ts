@@ -10,6 +10,9 @@
 //   {"join": n}              join until n identities are held   → {"joined": n, "seconds": s}
 //   {"start": n, "rate": r}  start n agents, r per second        → {"started": n}
 //   {"mark": 1}              count dials and completion from now → {"marked": 1}
+//   {"restart": 1}           every agent stops (its tunnels close) and starts again at once, as a
+//                            restarted agent process would: no session ticket kept, so a full
+//                            handshake; counts from now as after a mark → {"restarted": n}
 //   {"stats": 1}             → {"agents", "full", "held", "dials": [per agent since the mark], "resumed" (tunnels since the mark),
 //                               "fullAt": [ms after the mark when each agent last became full, -1 if not], "rss"}
 //
@@ -73,6 +76,19 @@ async function start(count: number, perSecond: number): Promise<void> {
   announce({ started: agents.length })
 }
 
+function restart(): void {
+  markedAt = performance.now()
+  agents.forEach((agent, i) => {
+    agent.pool.stop()
+    agent.pool = new TunnelPool(simulatedAgent(tunnelAddress, identities[i]!, log))
+    agent.dialsAtMark = 0
+    agent.resumedAtMark = 0
+    agent.fullAt = -1
+    agent.pool.start()
+  })
+  announce({ restarted: agents.length })
+}
+
 setInterval(() => {
   const now = performance.now() - markedAt
   for (const agent of agents) {
@@ -85,6 +101,7 @@ setInterval(() => {
 onCommand(async (command) => {
   if (typeof command.join === 'number') await join(command.join)
   else if (typeof command.start === 'number') await start(command.start, Number(command.rate ?? 1e9))
+  else if (command.restart) restart()
   else if (command.mark) {
     markedAt = performance.now()
     for (const agent of agents) {

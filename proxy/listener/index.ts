@@ -3,8 +3,9 @@
 //   proxy-protocol.ts  PROXY protocol v1/v2: incremental parser, encoders, named errors
 //   trusted.ts         TrustedAddresses: which peers may send a PROXY header (IPs, CIDRs)
 //   sniff.ts           the protocol a connection speaks, from its first bytes
-//   multiplexer.ts     Multiplexer: header, then sniff, then hand over with the bytes put back
-//   tls-router.ts      TLS termination and routing by ALPN, client certificates per handler
+//   multiplexer.ts     Multiplexer: header, then sniff (for TLS, the whole ClientHello), then hand over
+//   client-hello.ts    the ClientHello's ALPN names, and the alert a declined dial gets
+//   tls-router.ts      handshake slots (shared/tls-gate), TLS termination and routing by ALPN
 //   ip-bytes.ts        IP addresses to and from their wire bytes
 //
 // Usage:

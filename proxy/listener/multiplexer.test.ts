@@ -13,6 +13,7 @@ import { createCA, createCertificate } from '../../auth/x509.ts'
 import { createLogger } from '../../shared/log.ts'
 import { Multiplexer, type MultiplexerOptions, type RoutedConnection } from './multiplexer.ts'
 import { encodeProxyV1, encodeProxyV2 } from './proxy-protocol.ts'
+import { TlsGate } from '../../shared/tls-gate/gate.ts'
 import { createTlsRouter, NO_ALPN, type TlsRouterOptions } from './tls-router.ts'
 
 // PKI: one cluster CA for the proxy and its nodes, and a stranger CA nobody trusts.
@@ -463,18 +464,48 @@ t.test('silent, dripping and stalled clients are cut off', async (t) => {
   const dripMs = Date.now() - started
   t.ok(dripMs >= 250 && dripMs < 2000 && sent < header.length, `dripping client closed after ${dripMs} ms, ${sent} bytes in`)
 
-  // Sniffed as TLS, then no ClientHello: the handshake deadline closes it.
-  const stalled = await sendRaw(port, Buffer.from([0x16, 0x03, 0x01]))
-  t.ok(stalled.closedAfterMs >= 250 && stalled.closedAfterMs < 2000, `stalled handshake closed after ${stalled.closedAfterMs} ms`)
-  t.equal(rejections.length, 2, 'the stalled handshake got past the multiplexer')
+  // Sniffed as TLS, then no whole ClientHello: the multiplexer closes it, no handshake starts.
+  const stalled = await sendRaw(port, Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]))
+  t.ok(stalled.closedAfterMs >= 250 && stalled.closedAfterMs < 2000, `stalled ClientHello closed after ${stalled.closedAfterMs} ms`)
+  t.equal(rejections.length, 3, 'the stalled ClientHello did not get past the multiplexer')
+  t.match(rejections[2], /no whole ClientHello within 300 ms/)
 })
 
-/** A TCP connection sniffed as TLS whose ClientHello never comes: it holds a handshake slot. */
+/** The first bytes a real TLS client (Node's) sends: its whole ClientHello. */
+async function realClientHello(): Promise<Buffer> {
+  const { createServer } = await import('node:net')
+  const { scanClientHello } = await import('../../shared/tls-gate/client-hello.ts')
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const caught = new Promise<Buffer>((resolve) => server.once('connection', (socket) => {
+    let head = Buffer.alloc(0)
+    socket.on('data', (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk])
+      if (scanClientHello(head).state === 'complete') {
+        socket.destroy()
+        resolve(head)
+      }
+    })
+  }))
+  const client = tlsConnect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ALPNProtocols: ['http/1.1'], rejectUnauthorized: false })
+  client.on('error', () => {})
+  const hello = await caught
+  client.destroy()
+  server.close()
+  return hello
+}
+
+/**
+ * A TCP connection that sends a whole ClientHello and then nothing, never finishing the
+ * handshake: it holds a handshake slot until the handshake deadline.
+ */
 async function stalledHandshake(port: number): Promise<Socket> {
+  const hello = await realClientHello()
   const socket = netConnect({ host: '127.0.0.1', port })
   socket.on('error', () => {})
   await once(socket, 'connect')
-  socket.write(Buffer.from([0x16, 0x03, 0x01]))
+  socket.write(hello)
   return socket
 }
 
@@ -523,6 +554,63 @@ t.test('a connection that waited too long for a handshake slot is closed', async
   await sleep(500)
   stalled.destroy()
   t.equal(await outcome, 'closed', 'its turn came after the wait limit: closed, not served')
+})
+
+t.test('behind a trusted balancer, the limit on connections waiting for a ClientHello is per client address', async (t) => {
+  const gate = new TlsGate({ maxPendingHelloPerAddress: 2, pendingHelloGraceMs: 0, log: captureLog().log })
+  t.teardown(() => gate.close())
+  const { port } = await harness(t, { trustedLoadBalancers: ['127.0.0.1'], gate }, { gate })
+  /** A connection through the balancer for `client` that stops after the TLS record header. */
+  const waiting = async (client: string) => {
+    const socket = netConnect({ host: '127.0.0.1', port })
+    socket.on('error', () => {})
+    await once(socket, 'connect')
+    socket.write(encodeProxyV2({ sourceAddress: client, sourcePort: 1000, destinationAddress: '10.0.0.1', destinationPort: 443 }))
+    socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]))
+    await sleep(50)
+    return socket
+  }
+  const fromOne = [await waiting('198.51.100.7'), await waiting('198.51.100.7'), await waiting('198.51.100.7')]
+  const fromAnother = [await waiting('203.0.113.9'), await waiting('203.0.113.9')]
+  t.teardown(() => [...fromOne, ...fromAnother].forEach((s) => s.destroy()))
+  t.ok(fromOne[0]!.destroyed, 'the oldest of the first client\'s three was closed')
+  t.notOk(fromOne[1]!.destroyed || fromOne[2]!.destroyed, 'its two newest wait')
+  t.notOk(fromAnother.some((s) => s.destroyed), 'the other client, through the same balancer, is not affected')
+  t.equal(gate.stats.helloPerAddressClosed, 1)
+  t.equal(gate.stats.pendingHello, 4)
+})
+
+t.test('a client resuming a session takes a slot kept for it while others wait', async (t) => {
+  const gate = new TlsGate({ maxHandshakes: 2, reservedForResumption: 1, handshakeTimeoutMs: 600_000, log: captureLog().log })
+  t.teardown(() => gate.close())
+  // Resuming a session that asked for a client certificate needs a session ID context (as the proxy sets).
+  const resumable = createSecureContext({ ...proxyCert, ca: ca.certPem })
+  ;(resumable.context as { setSessionIdContext(id: string): void }).setSessionIdContext('multiplexer-test')
+  const { port } = await harness(t, { gate }, { gate, secureContext: () => resumable })
+  const first = tlsConnect({ host: '127.0.0.1', port, ca: ca.certPem, ALPNProtocols: ['http/1.1'] })
+  const [ticket] = (await once(first, 'session')) as [Buffer]
+  first.destroy()
+
+  // The one slot open to everyone is held by a handshake that stalls after its ClientHello.
+  const stalled = await stalledHandshake(port)
+  t.teardown(() => stalled.destroy())
+  await sleep(100)
+  const fresh = tlsConnect({ host: '127.0.0.1', port, ca: ca.certPem, ALPNProtocols: ['http/1.1'] })
+  fresh.setEncoding('utf8')
+  fresh.on('error', () => {})
+  let freshSecured = false
+  fresh.once('secureConnect', () => (freshSecured = true))
+  await sleep(100)
+
+  const returning = await dialTls(port, { ALPNProtocols: ['http/1.1'], session: ticket })
+  t.equal((await readReport(returning)).handler, 'web', 'the client offering a ticket is served at once')
+  t.notOk(freshSecured, 'while a client without one still waits')
+  t.equal(gate.stats.resumingStarted, 1)
+  returning.destroy()
+  stalled.destroy()
+  await once(fresh, 'secureConnect')
+  t.equal((await readReport(fresh)).handler, 'web', 'which is served once the stalled handshake frees its slot')
+  fresh.destroy()
 })
 
 t.test('a dial declined from its ALPN names is answered from its ClientHello, without a handshake slot', async (t) => {

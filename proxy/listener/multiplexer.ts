@@ -1,6 +1,8 @@
 // One TCP port for every protocol the proxy speaks. Each connection is read until its
 // protocol is known: first an optional PROXY protocol header (only from a trusted load
-// balancer), then the first bytes of the stream itself (TLS, HTTP or SSH). The connection
+// balancer), then the first bytes of the stream itself (TLS, HTTP or SSH), and for TLS on
+// until its whole ClientHello is in (shared/tls-gate: a connection holds no handshake slot
+// before that, and one source address may have only so many in this state). The connection
 // is then handed to the listener for that protocol with the bytes read so far put back.
 //
 // Hand-over: the socket reaches the handler as if fresh. The sniffed bytes are back at the
@@ -14,6 +16,10 @@
 import { EventEmitter } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
 import { createLogger, type Logger } from '../../shared/log.ts'
+import { addressGroup } from '../../shared/tls-gate/address-group.ts'
+import { scanClientHello, type ClientHelloInfo } from '../../shared/tls-gate/client-hello.ts'
+import { afterDeadline, TlsGate } from '../../shared/tls-gate/gate.ts'
+import type { HelloHold } from '../../shared/tls-gate/pending-hellos.ts'
 import { ProxyHeaderParser, proxyHeaderVersion, type ProxyHeader } from './proxy-protocol.ts'
 import { sniffProtocol, type Protocol } from './sniff.ts'
 import { TrustedAddresses } from './trusted.ts'
@@ -27,6 +33,13 @@ export interface MultiplexerOptions {
   requireProxyHeader?: boolean
   /** A connection whose protocol is not known this long after it opened is closed. */
   sniffTimeoutMs?: number
+  /**
+   * The ClientHello deadline (helloTimeoutMs, from the accept, within sniffTimeoutMs) and
+   * the per-address count of connections waiting for theirs. Share one gate between the
+   * listeners and the TLS router of a process so that the limits hold per process.
+   * Default: a gate of its own.
+   */
+  gate?: TlsGate
   log?: Logger
 }
 
@@ -45,6 +58,13 @@ export interface RoutedConnection {
   proxyHeader?: ProxyHeader
   /** The bytes read while sniffing (after any PROXY header); already put back on the socket. */
   head: Buffer
+  /**
+   * The source that per-address limits count the connection against (clientAddress, an
+   * IPv6 one per /64); undefined for a trusted load balancer's own connections.
+   */
+  group: string | undefined
+  /** TLS: what the ClientHello (whole, in `head`) offers. */
+  hello?: ClientHelloInfo
 }
 
 export type RoutedProtocol = Exclude<Protocol, 'unknown'>
@@ -61,6 +81,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> {
   readonly trusted: TrustedAddresses
   readonly requireProxyHeader: boolean
   readonly sniffTimeoutMs: number
+  readonly gate: TlsGate
   readonly log: Logger
 
   constructor(options: MultiplexerOptions) {
@@ -70,6 +91,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> {
     this.sniffTimeoutMs = options.sniffTimeoutMs ?? DEFAULT_SNIFF_TIMEOUT_MS
     if (!(this.sniffTimeoutMs > 0)) throw new RangeError(`sniffTimeoutMs must be positive, got ${options.sniffTimeoutMs}`)
     this.log = options.log ?? createLogger('proxy:listener')
+    this.gate = options.gate ?? new TlsGate({ log: this.log })
   }
 
   /**
@@ -106,8 +128,15 @@ class Sniffer {
   readonly #peer: string
   readonly #fromTrusted: boolean
   readonly #parser = new ProxyHeaderParser()
-  readonly #timer: NodeJS.Timeout
+  readonly #acceptedAt = Date.now()
+  #timer: NodeJS.Timeout
   #header: ProxyHeader | undefined
+  /** Per-address limits count the connection in this group (undefined: a balancer's own). */
+  #group: string | undefined
+  /** Its place among the connections waiting for a ClientHello. */
+  #hold: HelloHold
+  #hello: ClientHelloInfo | undefined
+  #awaitingHello = false
   /** Whether any PROXY header has been read or ruled out. */
   #headerDone = false
   /** Bytes after the PROXY header, if any: replayed to the handler. */
@@ -127,8 +156,10 @@ class Sniffer {
     // the handler does or does not listen for.
     socket.on('error', (error) => mux.log.debug('connection error', { remote: this.#peer, error }))
     // The deadline covers the whole sniff, so a client dripping a byte at a time is cut off too.
-    this.#timer = setTimeout(() => this.#reject(`protocol not known within ${mux.sniffTimeoutMs} ms`), mux.sniffTimeoutMs)
-    this.#timer.unref()
+    this.#timer = afterDeadline(mux.sniffTimeoutMs, () => this.#late(`protocol not known within ${mux.sniffTimeoutMs} ms`))
+    // A balancer's connection is counted against its client once the PROXY header names one.
+    this.#group = this.#fromTrusted ? undefined : addressGroup(this.#peer)
+    this.#hold = this.#holdPlace()
     if (socket.destroyed || this.#peer === '') {
       this.#reject('closed before it could be read')
       return
@@ -159,7 +190,40 @@ class Sniffer {
     const protocol = sniffProtocol(this.#head)
     if (protocol === undefined) return
     if (protocol === 'unknown') this.#reject('unrecognised protocol')
-    else this.#route(protocol)
+    else if (protocol !== 'tls' || this.#helloRead()) this.#route(protocol)
+  }
+
+  /** Whether the whole ClientHello is in; closes the connection if it cannot become one. */
+  #helloRead(): boolean {
+    const gate = this.#mux.gate
+    const scan = scanClientHello(this.#head, gate.config.maxClientHelloBytes)
+    if (scan.state === 'complete') {
+      this.#hello = { alpn: scan.alpn, resuming: scan.resuming }
+      return true
+    }
+    if (scan.state === 'invalid') {
+      gate.stats.invalidHelloClosed++
+      this.#reject(`not a ClientHello: ${scan.reason}`)
+    } else if (!this.#awaitingHello) {
+      // Counted from the accept, like the sniff's deadline, and never later than that one.
+      this.#awaitingHello = true
+      const timeoutMs = Math.min(gate.config.helloTimeoutMs, this.#mux.sniffTimeoutMs)
+      clearTimeout(this.#timer)
+      this.#timer = afterDeadline(Math.max(0, this.#acceptedAt + timeoutMs - Date.now()), () => this.#late(`no whole ClientHello within ${timeoutMs} ms`))
+    }
+    return false
+  }
+
+  /** Counts the connection as waiting for its protocol and ClientHello, in #group. */
+  #holdPlace(): HelloHold {
+    const gate = this.#mux.gate
+    return gate.hellos.hold(this.#group, () => this.#reject(`${gate.config.maxPendingHelloPerAddress} newer connections from ${this.#group} wait for their ClientHello`))
+  }
+
+  #late(reason: string): void {
+    if (this.#settled) return
+    this.#mux.gate.stats.lateHelloClosed++
+    this.#reject(reason)
   }
 
   /** Feeds the header stage; true once it is over and #head holds the stream's first bytes. */
@@ -191,6 +255,11 @@ class Sniffer {
     this.#header = result.header
     this.#head = result.rest
     this.#headerDone = true
+    if (result.header?.sourceAddress !== undefined) {
+      this.#group = addressGroup(result.header.sourceAddress)
+      this.#hold.release()
+      this.#hold = this.#holdPlace()
+    }
     return true
   }
 
@@ -212,8 +281,10 @@ class Sniffer {
       clientPort: fromHeader ? header.sourcePort! : (socket.remotePort ?? 0),
       viaProxyHeader: fromHeader,
       head: this.#head,
+      group: this.#group,
     }
     if (header) conn.proxyHeader = header
+    if (this.#hello) conn.hello = this.#hello
     try {
       mux.emit(protocol, conn)
     } catch (error) {
@@ -233,6 +304,7 @@ class Sniffer {
 
   #settle(): void {
     this.#settled = true
+    this.#hold.release()
     clearTimeout(this.#timer)
     this.#socket.off('readable', this.#onReadable)
     this.#socket.off('end', this.#onEnd)

@@ -16,18 +16,17 @@ import { createLogger, type Logger } from '../../shared/log.ts'
 import { TUNNEL_ALPN } from '../../shared/tunnel-protocol.ts'
 import { type ChallengeLookup, tlsAlpnHooks } from '../acme/tls-alpn-hooks.ts'
 import { ACME_TLS_ALPN } from '../acme/tls-alpn-certificate.ts'
+import { defaultGateConfig } from '../../shared/tls-gate/config.ts'
+import { TlsGate } from '../../shared/tls-gate/gate.ts'
 import type { RoutedConnection } from './multiplexer.ts'
-import { clientHelloAlpn, NO_APPLICATION_PROTOCOL_ALERT } from './client-hello.ts'
+import { NO_APPLICATION_PROTOCOL_ALERT, scanClientHello, type ClientHelloInfo } from './client-hello.ts'
 
 export type AlpnHandler = (socket: TLSSocket, conn: RoutedConnection) => void
 
 /** The key in `alpn` for clients that offer no ALPN at all. */
 export const NO_ALPN = ''
 
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
-export const DEFAULT_MAX_HANDSHAKES = 128
-export const DEFAULT_HANDSHAKE_QUEUE = 2048
-export const DEFAULT_HANDSHAKE_QUEUE_WAIT_MS = 5000
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = defaultGateConfig.handshakeTimeoutMs
 
 export interface TlsRouterOptions {
   /**
@@ -57,16 +56,15 @@ export interface TlsRouterOptions {
   requestCert?: (alpn: string) => boolean
   /** Protocols served only over TLS 1.3. Default: the tunnel's. */
   tls13Only?: readonly string[]
+  /**
+   * The handshake slots (and their limits per source address) and the handshake deadline:
+   * shared/tls-gate/config.ts says what each is for. Share the multiplexer's gate so that
+   * the limits hold per process. Default: a gate of its own from the settings below.
+   */
+  gate?: TlsGate
   /** A client that has not finished the handshake this long after it started is closed. */
   handshakeTimeoutMs?: number
-  /**
-   * Handshakes in progress at once. Further connections wait their turn, in arrival order,
-   * with their ClientHello unread; more than `handshakeQueue` waiting, or one waiting
-   * longer than `handshakeQueueWaitMs`, is closed without a handshake. When a fleet
-   * reconnects at once, this keeps the proxy finishing handshakes at the rate it can
-   * instead of starting all of them and finishing none before their clients give up; the
-   * kernel's accept queue stays empty, so the balancer's health checks still get in.
-   */
+  /** For a gate of the router's own: handshakes at once, the queue and its wait. */
   maxHandshakes?: number
   handshakeQueue?: number
   handshakeQueueWaitMs?: number
@@ -96,14 +94,15 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
   }
   const requestCert = options.requestCert ?? (() => true)
   const tls13Only = new Set(options.tls13Only ?? [TUNNEL_ALPN])
-  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS
   const log = options.log ?? createLogger('proxy:tls')
-  const maxHandshakes = options.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES
-  const queueLimit = options.handshakeQueue ?? DEFAULT_HANDSHAKE_QUEUE
-  const queueWaitMs = options.handshakeQueueWaitMs ?? DEFAULT_HANDSHAKE_QUEUE_WAIT_MS
-  let handshaking = 0
-  const waiting: { conn: RoutedConnection; since: number }[] = []
-  let shed = 0
+  const gate = options.gate ?? new TlsGate({
+    log,
+    maxHandshakes: options.maxHandshakes,
+    handshakeQueue: options.handshakeQueue,
+    handshakeQueueWaitMs: options.handshakeQueueWaitMs,
+    handshakeTimeoutMs: options.handshakeTimeoutMs,
+  })
+  const handshakeTimeoutMs = options.handshakeTimeoutMs ?? gate.config.handshakeTimeoutMs
 
   /** Why `options.declines` refuses these ALPN names (logged), or undefined. */
   const declineReason = (protocols: string[], remote: string): string | undefined => {
@@ -117,11 +116,11 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
    * bytes the multiplexer read, with the alert OpenSSL would send: no TLS socket, no
    * handshake slot, no wait in the queue. Agents returning to a restarted proxy land on the
    * others most of the time, so these are most of the connections a proxy gets then.
-   * A ClientHello that did not arrive whole takes the handshake path, which declines it too.
+   * A ClientHello whose names could not be read takes the handshake path, which declines it too.
    */
-  const declinedEarly = (conn: RoutedConnection): boolean => {
+  const declinedEarly = (conn: RoutedConnection, hello: ClientHelloInfo | undefined): boolean => {
     if (!options.declines) return false
-    const protocols = clientHelloAlpn(conn.head)
+    const protocols = hello?.alpn
     // A validator's ClientHello is the ACME hooks' to answer first, as in the ALPN callback.
     if (protocols === undefined || protocols.includes(ACME_TLS_ALPN)) return false
     if (declineReason(protocols, conn.clientAddress) === undefined) return false
@@ -129,37 +128,25 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
     return true
   }
 
+  /** The multiplexer read the ClientHello whole; a connection routed otherwise is read here. */
+  const helloOf = (conn: RoutedConnection): ClientHelloInfo | undefined => {
+    if (conn.hello) return conn.hello
+    const scan = scanClientHello(conn.head)
+    return scan.state === 'complete' ? scan : undefined
+  }
+
   const admit = (conn: RoutedConnection) => {
-    if (declinedEarly(conn)) return
-    if (handshaking < maxHandshakes) return handshake(conn)
-    if (waiting.length < queueLimit) {
-      waiting.push({ conn, since: Date.now() })
-      return
-    }
-    // Counted, and logged once per burst: a storm must not flood the log.
-    if (shed++ === 0) log.warn(`${maxHandshakes} TLS handshakes in progress and ${queueLimit} waiting: closing new connections until the queue drains`)
-    conn.socket.destroy()
+    const hello = helloOf(conn)
+    if (declinedEarly(conn, hello)) return
+    gate.slots.request({
+      socket: conn.socket,
+      group: conn.group,
+      resuming: hello?.resuming ?? false,
+      start: (release) => handshake(conn, release),
+    })
   }
 
-  const finished = () => {
-    handshaking--
-    while (handshaking < maxHandshakes && waiting.length > 0) {
-      const { conn, since } = waiting.shift()!
-      if (conn.socket.destroyed) continue
-      if (Date.now() - since > queueWaitMs) {
-        log.debug(`closed after waiting ${queueWaitMs} ms for a TLS handshake slot`, { remote: conn.clientAddress })
-        conn.socket.destroy()
-        continue
-      }
-      handshake(conn)
-    }
-    if (waiting.length === 0 && shed > 0) {
-      log.warn(`handshake queue drained; ${shed} connection(s) were closed while it was full`)
-      shed = 0
-    }
-  }
-
-  const handshake = (conn: RoutedConnection) => {
+  const handshake = (conn: RoutedConnection, finished: () => void) => {
     const remote = conn.clientAddress
     let secureContext: SecureContext
     try {
@@ -167,6 +154,7 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
     } catch (error) {
       log.error('no TLS credentials for a new connection', { remote, error })
       conn.socket.destroy()
+      finished()
       return
     }
     // Without ALPN the callback below never runs, so start with the no-ALPN choice.
@@ -199,7 +187,6 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
     })
     socket.on('error', (error) => log.debug('TLS connection error', { remote, error }))
 
-    handshaking++
     let inProgress = true
     const done = () => {
       if (!inProgress) return

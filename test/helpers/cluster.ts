@@ -262,8 +262,10 @@ export class ProxyProcess {
     ].join('\n'))
     const debug = options.debug === false ? [] : ['--debug']
     this.daemon = new Daemon(['start', '--roles=proxy', `--config=${this.configPath}`, ...debug], this.options.env, this.options.netns)
-    await this.daemon.waitFor('the proxy to listen', () => /proxy listening: web (\S+), tunnel (\S+)/.test(this.daemon.stderr))
-    const match = /proxy listening: web (\S+), tunnel (\S+)/.exec(this.daemon.stderr)!
+    // (The addresses end at a comma, space or quote: the log may be text or JSON.)
+    const listening = /proxy listening: web ([^\s,"]+), tunnel ([^\s,"]+)/
+    await this.daemon.waitFor('the proxy to listen', () => listening.test(this.daemon.stderr))
+    const match = listening.exec(this.daemon.stderr)!
     this.web = match[1]
     this.tunnel = match[2]
     return this
