@@ -1,6 +1,6 @@
 // The node's SSH server, loaded at the first SSH connection: its module, ssh2 (a compressed
 // part of the single executable) and child_process stay out of an agent that nobody logs
-// in to, which saves a fair share of its 60 MB budget (bench/README.md, agent footprint).
+// in to, which saves a fair share of its memory budget (see bench:footprint).
 
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../shared/log.ts'

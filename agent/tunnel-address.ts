@@ -1,7 +1,7 @@
 // Where a node's tunnels go, remembered from the proxy's discovery answer, so that a node
 // restarted with its identity on disk dials its tunnels at once: no HTTPS call, and no
-// HTTP client in the process (1.8 MB of a device's memory budget; bench/README.md, agent
-// footprint). The agent asks again when tunnels to the remembered address keep failing.
+// HTTP client in the process, whose memory counts against a device's budget (see
+// bench:footprint). The agent asks again when tunnels to the remembered address keep failing.
 
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'

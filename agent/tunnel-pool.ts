@@ -15,7 +15,7 @@
 // up to twice as many times in a row as there are proxies: a decline costs the proxy a
 // ClientHello, and the waits below would otherwise turn the unlucky agents' geometric
 // tail of dials into minutes. (Four times as many made no difference to a 5,000-agent
-// restart behind round robin here: 32.8 s against 34.0 s, bench/README.md.)
+// restart behind round robin: see bench:mesh.)
 //
 // A round that found nothing new otherwise waits a backoff window that grows from 0.5 s to
 // 15 s.

@@ -51,7 +51,8 @@ const STARTED_AFRESH = 'WARREN_STARTED_AFRESH'
  * systemd sees nothing), minus the join token: with the identity on disk it is not needed,
  * and on the command line any local user could read it (`ps`, /proc/PID/cmdline). A node in
  * tunnel mode that has just joined or looked up its tunnel address also sheds the HTTPS
- * client it used (2 MB of a device's 60 MB budget, for as long as it runs).
+ * client it used, whose memory would count against the device's budget for as long as it
+ * runs (see bench:footprint).
  */
 function startAfresh(log: Logger, why: string, tokenVisible: boolean): void {
   if (process.env[STARTED_AFRESH]) return

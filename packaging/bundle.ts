@@ -93,9 +93,9 @@ export async function bundle(options: BundleOptions): Promise<Bundle> {
     format: 'cjs',
     target: 'node24',
     // A fifth smaller, and names stay as written, so stack traces (WARREN_DEBUG) still read.
-    // Identifiers are not minified: that saves another 0.6 MB of file, but V8 then took three
-    // times the CPU and memory to compile the script (measured: +5.5 MB private memory in an
-    // idle agent). No source map is made, and the licences' notices (2 KB) stay.
+    // Identifiers are not minified: that makes a smaller file, but V8 then took several
+    // times the CPU and memory to compile the script, and an idle agent held more private
+    // memory (see bench:footprint). No source map is made, and the licences' notices stay.
     minifyWhitespace: true,
     minifySyntax: true,
     plugins: [nativeAddonsAbsent, acmeForgeAbsent, etcdProtosInline, partsApart(options.root)],

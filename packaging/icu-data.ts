@@ -1,10 +1,10 @@
-// Node's official binaries carry ICU's full data: 33 MB of every locale's names and
-// formats, legacy character-set converters and word-break dictionaries, 12.8 MB of the
-// executable once gzipped. Warren keeps the data of Node's own `--with-intl=small-icu`
-// build (Node's tools/icu/icu_small.json): the root and English locales, collation, time
-// zones, normalization and what V8 needs for Intl; other locales fall back to root and
-// English, as in that build. The data is rewritten in place, the freed bytes zeroed:
-// the file keeps its size and layout, and gzip drops the zeros.
+// Node's official binaries carry ICU's full data: every locale's names and formats,
+// legacy character-set converters and word-break dictionaries, a large share of the
+// executable once gzipped (see bench:footprint). Warren keeps the data of Node's own
+// `--with-intl=small-icu` build (Node's tools/icu/icu_small.json): the root and English
+// locales, collation, time zones, normalization and what V8 needs for Intl; other locales
+// fall back to root and English, as in that build. The data is rewritten in place, the
+// freed bytes zeroed: the file keeps its size and layout, and gzip drops the zeros.
 //
 // ICU's own tools do the trimming (icupkg, genrb: Debian's icu-devtools); they read any
 // version of ICU's package format, so the pinned Node's ICU needs no matching ICU here.

@@ -113,7 +113,7 @@ async function main(): Promise<void> {
 
   step('Give a user short-lived certificates',
     'The user CA signs an SSH certificate (logins: the OS accounts allowed) and a TLS one the proxy checks; known_hosts lists the nodes\' host keys, so ssh verifies them strictly.',
-    'warrenctl users add alice --logins=root && warrenctl auth sign --user=alice --ttl=1h --out=~/.warren --format=openssh')
+    'warrenctl users add alice --logins=root && warrenctl auth sign --user=alice --ttl=1h --out ~/.warren --format=openssh')
   show(ctl('users', 'add', 'alice', `--logins=${process.env.USER ?? 'root'}`).trimEnd())
   show(ctl('auth', 'sign', '--user=alice', '--ttl=1h', `--out=${userDir}`, '--format=openssh', `--proxy=${web}`).trimEnd())
 

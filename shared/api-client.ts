@@ -1,7 +1,8 @@
 // HTTPS JSON calls to Warren's APIs (auth server, proxy web API), with Node's own https:
-// undici cost an agent that loaded it 7 MB of private memory more. Every TLS hop is verified: the server must chain to the cluster's host CA
-// and present a cluster server certificate. Host names are not what we trust — the pinned
-// CA is — so a server is accepted at any address as long as its certificate names a
+// undici, with the parts of Node it loads, cost an agent more memory than its calls are worth
+// (see bench:footprint). Every TLS hop is verified: the server must chain to the cluster's
+// host CA and present a cluster server certificate. Host names are not what we trust — the
+// pinned CA is — so a server is accepted at any address as long as its certificate names a
 // server role.
 
 import { X509Certificate } from 'node:crypto'

@@ -148,6 +148,23 @@ t.test('defaults', async (t) => {
   t.equal(config.authToken, undefined)
 })
 
+t.test('WARREN_LOG_LEVEL and WARREN_LOG_FORMAT set the log section that the file leaves out', async (t) => {
+  const saved = { level: process.env.WARREN_LOG_LEVEL, format: process.env.WARREN_LOG_FORMAT }
+  t.teardown(() => {
+    for (const [key, value] of [['WARREN_LOG_LEVEL', saved.level], ['WARREN_LOG_FORMAT', saved.format]] as const) {
+      if (value === undefined) delete process.env[key]
+      else process.env[key] = value
+    }
+  })
+  process.env.WARREN_LOG_LEVEL = 'DEBUG'
+  process.env.WARREN_LOG_FORMAT = 'json'
+  t.same(defaultConfig().log, { level: 'debug', format: 'json' })
+  t.same(parseConfig('log: { level: warn }', 'warn.yaml').log, { level: 'warn', format: 'json' }, 'the file wins where it speaks')
+  process.env.WARREN_LOG_LEVEL = 'loud'
+  process.env.WARREN_LOG_FORMAT = 'xml'
+  t.same(defaultConfig().log, { level: 'info', format: 'text' }, 'values that name no level or format are ignored')
+})
+
 t.test('a section written in the file is enabled unless it says otherwise', async (t) => {
   const config = parseConfig('data_dir: /d\nauth_service:\nproxy_service: { enabled: false }\nssh_service: { listen_addr: "127.0.0.1:4022" }\n', 'x')
   t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [true, false, true])

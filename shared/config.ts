@@ -13,7 +13,7 @@ import { ConfigError, UsageError } from './errors.ts'
 import { parseDuration } from './duration.ts'
 import { checkFlagLabels, LABEL_LIMITS, labelKeyProblem, labelValueProblem } from './labels.ts'
 import { parsePin } from './pin.ts'
-import type { LogFormat, LogLevel } from './log.ts'
+import { logFormatFromEnv, logLevelFromEnv, type LogFormat, type LogLevel } from './log.ts'
 
 export const DEFAULTS = {
   dataDir: '/var/lib/warren',
@@ -580,7 +580,8 @@ function build(raw: Raw): WarrenConfig {
     authServers: raw.auth_servers ?? [],
     labels: raw.labels ?? {},
     advertiseIp: raw.advertise_ip,
-    log: { level: raw.log?.level ?? DEFAULTS.logLevel, format: raw.log?.format ?? DEFAULTS.logFormat },
+    // The file's log section wins; the environment (WARREN_LOG_LEVEL, WARREN_LOG_FORMAT) sets the default.
+    log: { level: raw.log?.level ?? logLevelFromEnv() ?? DEFAULTS.logLevel, format: raw.log?.format ?? logFormatFromEnv() ?? DEFAULTS.logFormat },
     keepaliveIntervalMs: raw.keepalive_interval ?? DEFAULTS.keepaliveIntervalMs,
     auth: {
       enabled: enabled(raw.auth_service),

@@ -2,15 +2,14 @@
 //
 // Every socket or TLS read hands JavaScript a freshly allocated buffer, and V8 counts those
 // bytes (external memory) against the old generation's allocation limit until its next
-// major GC. With V8's default heap growing factor, the limit of a heap of 13–17 MB (what
-// these processes hold; below 8 MB V8 does not start incremental marking at all) sits
-// 9–16 MB above the live heap, so bulk forwarding ran a full mark-compact for about every
-// 10–20 MB moved: 10–20 per 200 MB echoed each way, a quarter or more of the CPU of a
-// process that moves nothing but bytes. A growing factor of 3 leaves room for about three
-// times that between major GCs; the heap itself stays as it was (what grows is only the
-// limit that starts the next GC), and V8's memory reducer still shrinks an idle heap.
+// major GC. With V8's default heap growing factor, the limit of a heap as small as these
+// processes hold sits only a few MB above the live heap, so bulk forwarding ran a full
+// mark-compact every few tens of MB moved, a large share of the CPU of a process that
+// moves nothing but bytes. A growing factor of 3 leaves room for about three times that
+// between major GCs; the heap itself stays as it was (what grows is only the limit that
+// starts the next GC), and V8's memory reducer still shrinks an idle heap.
 //
-// Measured with bench/tunnel.ts (bench/README.md, "Tunnel throughput and latency").
+// Measured with bench:tunnel (the GC counts are in bench/results/2026-11-25-tunnel.md).
 
 import { setFlagsFromString } from 'node:v8'
 

@@ -49,12 +49,22 @@ interface Shared {
   now: () => Date
 }
 
+/** The level WARREN_LOG_LEVEL names, if it names one: the default where nothing else sets it. */
+export function logLevelFromEnv(): LogLevel | undefined {
+  const level = process.env.WARREN_LOG_LEVEL?.toLowerCase()
+  return isLogLevel(level) ? level : undefined
+}
+
+/** The format WARREN_LOG_FORMAT names, if it names one: the default where nothing else sets it. */
+export function logFormatFromEnv(): LogFormat | undefined {
+  const format = process.env.WARREN_LOG_FORMAT?.toLowerCase()
+  return format === 'json' || format === 'text' ? format : undefined
+}
+
 export function createLogger(component: string, options: LoggerOptions = {}): Logger {
-  const envLevel = process.env.WARREN_LOG_LEVEL?.toLowerCase()
-  const envFormat = process.env.WARREN_LOG_FORMAT?.toLowerCase()
   const shared: Shared = {
-    level: options.level ?? (isLogLevel(envLevel) ? envLevel : 'info'),
-    format: options.format ?? (envFormat === 'json' ? 'json' : 'text'),
+    level: options.level ?? logLevelFromEnv() ?? 'info',
+    format: options.format ?? logFormatFromEnv() ?? 'text',
     stream: options.stream ?? process.stderr,
     now: options.now ?? (() => new Date()),
   }

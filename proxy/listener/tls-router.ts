@@ -76,13 +76,14 @@ const ACCEPTED_VERSIONS: ReadonlySet<string | null> = new Set(['TLSv1.2', 'TLSv1
 /**
  * Given to every TLSSocket as its `server`, for read sizes. The multiplexer has already read
  * the ClientHello, which reaches the socket through TLSSocket's replay of buffered bytes;
- * the first buffer of the native read ring is then sized to the ClientHello (about 1.5 KB)
- * and stays in the ring for the connection's life, so that every other read from the kernel
- * is that small: 4.5 reads per 16 KB record instead of about 1.5 (a bulk transfer through
- * the proxy made 224 read calls per MB instead of 44). With a 'newSession' listener Node
- * enables the session callbacks, which size that first buffer to the largest ClientHello,
- * 16 KiB. Sessions are not cached (TLS 1.3 resumes from tickets): the listener only lets
- * the handshake go on, and with no 'resumeSession' listener Node resumes nothing from here.
+ * the first buffer of the native read ring is then sized to the ClientHello and stays in
+ * the ring for the connection's life, so that every other read from the kernel is that
+ * small: several reads per TLS record, and a bulk transfer through the proxy made many
+ * times the read calls of a plain TLS server (see bench:tunnel). With a 'newSession'
+ * listener Node enables the session callbacks, which size that first buffer to the largest
+ * ClientHello, 16 KiB. Sessions are not cached (TLS 1.3 resumes from tickets): the listener
+ * only lets the handshake go on, and with no 'resumeSession' listener Node resumes nothing
+ * from here.
  */
 const readSizing = new EventEmitter()
 readSizing.on('newSession', (_id: Buffer, _session: Buffer, done: () => void) => done())
