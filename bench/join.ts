@@ -13,7 +13,9 @@ const { values } = parseArgs({ options: { joins: { type: 'string', default: '300
 const total = Number(values.joins)
 const concurrency = Number(values.concurrency)
 
-const auth = await new AuthProcess().start()
+// Every client here shares one address, and a join in flight holds one of that address's
+// tries until it succeeds: the burst must cover the concurrency, or the limiter is measured.
+const auth = await new AuthProcess({ authServiceYaml: `  join_rate_limit: { burst: ${concurrency * 2}, per_minute: 60 }` }).start()
 try {
   const { token } = await auth.api<{ token: string }>('POST', '/v1/tokens', { roles: 'node', ttl_ms: 3600_000 })
   const pin = (await auth.api<{ host_ca: { pins: string[] } }>('GET', '/v1/status')).host_ca.pins[0]
