@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline'
 import t, { type Test } from 'tap'
 import { type Session, createSession } from './session.ts'
 import type { Stream } from './stream.ts'
-import { receiveHash, sendRandom, waitFor } from './testkit.ts'
+import { receiveHash, sendRandom, waitFor } from '../../test/helpers/yamux.ts'
 
 const MB = 1024 * 1024
 const GOPATH = '/usr/share/gocode'
