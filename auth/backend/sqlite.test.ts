@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import type { Test } from 'tap'
-import { backendConformance } from './conformance.ts'
+import { backendConformance } from '../../test/helpers/backend-conformance.ts'
 import { openBackend } from './index.ts'
 import { prefixUpperBound, SqliteBackend, type SqliteBackendOptions } from './sqlite.ts'
 
