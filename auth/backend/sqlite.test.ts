@@ -12,7 +12,7 @@ import { openBackend } from './index.ts'
 import { prefixUpperBound, SqliteBackend, type SqliteBackendOptions } from './sqlite.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const crashWriter = join(here, 'sqlite-crash-writer.fixture.ts')
+const crashWriter = join(here, '../../test/fixtures/sqlite-crash-writer.ts')
 
 async function tempDir(t: Test): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'warren-sqlite-'))
