@@ -7,7 +7,7 @@ import { connect, type ConnectionOptions, createSecureContext, type SecureContex
 import t, { type Test } from 'tap'
 import { createCA, createCertificate } from '../../auth/x509.ts'
 import { ChallengeResponder } from './challenge-responder.ts'
-import { ChallengeTestServer } from './challenge-test-server.ts'
+import { ChallengeTestServer } from '../../test/helpers/challenge-test-server.ts'
 import { ACME_TLS_ALPN } from './tls-alpn-certificate.ts'
 
 const DOMAIN = 'proxy.warren.test'
