@@ -7,7 +7,7 @@ import { DEFAULTS } from '../shared/config.ts'
 import { describeTtl, formatExpiry, formatUtc } from '../shared/duration.ts'
 import { UsageError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from './flags.ts'
-import { formatTable } from '../shared/table.ts'
+import { formatTable } from './table.ts'
 import { printable } from '../shared/printable.ts'
 import { signUser } from './sign.ts'
 
