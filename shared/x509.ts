@@ -7,7 +7,7 @@ import { isIPv4, isIPv6 } from 'node:net'
 import {
   bitString, boolean, explicit, implicit, integer, namedBits, octetString, oid,
   readElement, sequence, set, time, utf8String,
-} from '../shared/der.ts'
+} from './der.ts'
 
 export interface DistinguishedName {
   CN?: string
