@@ -19,6 +19,7 @@ import type { AuthContext, Connection, ParsedKey, PseudoTtyInfo, ServerChannel, 
 import { createLogger, type Logger } from '../shared/log.ts'
 import { parseSshCertificate, parseSshPublicKey, verifySshCertificate, type ParsedSshCertificate } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
+import { SshReader } from '../shared/ssh-wire.ts'
 
 const CERT_ALGO = 'ssh-ed25519-cert-v01@openssh.com'
 /** How long a session's processes get after SIGHUP before SIGKILL. */
@@ -547,34 +548,15 @@ function verifyClientSignature(blob: Buffer, signature: Buffer, key: KeyObject):
   // ssh2 passes the SSH signature encoding (string "ssh-ed25519", string sig) for certificates.
   let raw = signature
   if (signature.length !== 64) {
-    const reader = new BlobReader(signature)
-    const type = reader.string()?.toString('utf8')
-    const sig = reader.string()
-    if (type !== 'ssh-ed25519' || !sig || !reader.atEnd()) return false
-    raw = sig
+    try {
+      const reader = new SshReader(signature, 'SSH signature')
+      if (reader.readText() !== 'ssh-ed25519') return false
+      raw = reader.readString()
+      reader.expectEnd()
+    } catch {
+      return false
+    }
   }
   if (raw.length !== 64) return false
   return verify(null, blob, key, raw)
-}
-
-class BlobReader {
-  private readonly data: Buffer
-  private offset = 0
-
-  constructor(data: Buffer) {
-    this.data = data
-  }
-
-  string(): Buffer | undefined {
-    if (this.data.length - this.offset < 4) return undefined
-    const length = this.data.readUInt32BE(this.offset)
-    if (this.data.length - this.offset - 4 < length) return undefined
-    const value = this.data.subarray(this.offset + 4, this.offset + 4 + length)
-    this.offset += 4 + length
-    return value
-  }
-
-  atEnd(): boolean {
-    return this.offset === this.data.length
-  }
 }
