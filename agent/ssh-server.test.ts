@@ -9,7 +9,8 @@ import { duplexPair } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createLogger } from '../shared/log.ts'
 import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
-import { lookupPasswd, NodeSshServer } from './ssh-server.ts'
+import { lookupPasswd } from './login-accounts.ts'
+import { NodeSshServer } from './ssh-server.ts'
 
 const HOUR = 3_600_000
 const dir = t.testdir()

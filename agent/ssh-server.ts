@@ -1,43 +1,26 @@
 // The node's SSH server. It listens on no port: the tunnel hands it one stream per
 // connection. Users log in only with an OpenSSH user certificate from a trusted user CA;
-// sessions run as the certificate's login, and a pseudo-terminal comes from util-linux
-// `script`, so the agent needs no native addon.
+// sessions (ssh-session.ts) run as the certificate's login, and forwards (ssh-forwarding.ts)
+// open what the certificate and the node's policy allow.
 //
-// Parts, in order: the server and its connections; authentication; sessions (exec, shell,
-// pty, env); port forwarding; processes (plain pipes or under `script`, pty resize,
-// termination); login accounts from /etc/passwd; the client's signature.
+// Parts, in order: the server and its connections; authentication; the client's signature.
 
-import { spawn, type ChildProcess } from 'node:child_process'
-import { constants as osConstants } from 'node:os'
+import type { Socket } from 'node:net'
 import { verify, type KeyObject } from 'node:crypto'
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
-import { basename } from 'node:path'
-import { connect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import ssh2 from 'ssh2'
-import type { AuthContext, Connection, ParsedKey, PseudoTtyInfo, ServerChannel, Session, TcpipRequestInfo } from 'ssh2'
+import type { AuthContext, Connection, ParsedKey } from 'ssh2'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { parseSshCertificate, parseSshPublicKey, verifySshCertificate, type ParsedSshCertificate } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
+import { SshReader } from '../shared/ssh-wire.ts'
+import { lookupPasswd, type LoginAccount } from './login-accounts.ts'
+import { forwardPort } from './ssh-forwarding.ts'
+import { serveSession, type SessionProcess } from './ssh-session.ts'
 
 const CERT_ALGO = 'ssh-ed25519-cert-v01@openssh.com'
-/** How long a session's processes get after SIGHUP before SIGKILL. */
-const KILL_GRACE_MS = 2000
 /** How long close() lets a connection say goodbye before destroying its stream. */
 const CLOSE_GRACE_MS = 1000
-const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
-const USER_PATH = '/usr/local/bin:/usr/bin:/bin'
-/** Environment a client may set (OpenSSH's usual AcceptEnv); anything else could change how the login runs. */
-const ACCEPTED_ENV = /^(LANG|LC_[A-Z]+)$/
-
-/** A login the server can run sessions as. */
-export interface LoginAccount {
-  name: string
-  uid: number
-  gid: number
-  home: string
-  shell: string
-}
 
 export interface SshServerOptions {
   /** The host's Ed25519 private key, PKCS8 PEM. */
@@ -178,8 +161,14 @@ export class NodeSshServer {
       const grant = state.grant!
       log.info('SSH login accepted', { login: grant.account.name, key_id: grant.keyId, remote: state.remote })
     })
-    client.on('session', (accept) => this.serveSession(state, accept()))
-    client.on('tcpip', (accept, reject, info) => this.forwardPort(state, info, accept, reject))
+    client.on('session', (accept) => {
+      const { account, permitPty } = state.grant!
+      serveSession(accept(), { account, permitPty, remote: state.remote, processes: state.processes, log })
+    })
+    client.on('tcpip', (accept, reject, info) => {
+      const { account, permitPortForwarding } = state.grant!
+      forwardPort({ login: account.name, permitPortForwarding, remote: state.remote, refusal: this.forwardRefusal, sockets: state.sockets, log }, info, accept, reject)
+    })
     client.on('request', (_accept, reject, name) => {
       log.info('SSH request refused: remote forwarding is not supported', { request: name, remote: state.remote })
       reject?.()
@@ -220,324 +209,11 @@ export class NodeSshServer {
       permitPortForwarding: Object.hasOwn(cert.extensions, 'permit-port-forwarding'),
     }
   }
-
-  // ---- Sessions ---------------------------------------------------------------------------
-
-  private serveSession(state: ConnectionState, session: Session): void {
-    const grant = state.grant!
-    const log = this.log
-    const env: Record<string, string> = {}
-    let pty: PseudoTtyInfo | undefined
-    let proc: SessionProcess | undefined
-
-    session.on('pty', (accept, reject, info) => {
-      if (!grant.permitPty) {
-        log.info('SSH pty refused: the certificate lacks permit-pty', { login: grant.account.name, remote: state.remote })
-        return reject?.()
-      }
-      pty = info
-      accept?.()
-    })
-    session.on('window-change', (accept, _reject, info) => {
-      proc?.resize(info.rows, info.cols)
-      accept?.()
-    })
-    session.on('env', (accept, reject, info) => {
-      if (!ACCEPTED_ENV.test(info.key) || info.val.includes('\0')) return reject?.()
-      env[info.key] = info.val
-      accept?.()
-    })
-    session.on('auth-agent', (_accept, reject) => {
-      log.info('SSH agent forwarding refused', { login: grant.account.name, remote: state.remote })
-      reject?.()
-    })
-    session.on('x11', (_accept, reject) => {
-      log.info('SSH X11 forwarding refused', { login: grant.account.name, remote: state.remote })
-      reject?.()
-    })
-    const start = (channel: ServerChannel, command: string | undefined) => {
-      log.info(command === undefined ? 'SSH shell started' : 'SSH command started', { login: grant.account.name, pty: pty !== undefined, remote: state.remote })
-      const started = runSession(channel, { account: grant.account, command, env, pty })
-      proc = started
-      state.processes.add(started)
-      void started.exited.then(() => state.processes.delete(started))
-    }
-    session.on('exec', (accept, _reject, info) => start(accept(), info.command))
-    session.on('shell', (accept) => start(accept(), undefined))
-    // The client closed the channel (or went away): its processes go with it.
-    session.on('close', () => proc?.terminate())
-  }
-
-  // ---- Port forwarding (ssh -L) -----------------------------------------------------------
-
-  private forwardPort(
-    state: ConnectionState,
-    info: TcpipRequestInfo,
-    accept: () => ServerChannel,
-    reject: () => void,
-  ): void {
-    const grant = state.grant!
-    const fields = { login: grant.account.name, destination: `${info.destIP}:${info.destPort}`, remote: state.remote }
-    if (!grant.permitPortForwarding) {
-      this.log.info('SSH port forwarding refused: the certificate lacks permit-port-forwarding', fields)
-      return reject()
-    }
-    const refusal = this.forwardRefusal(info.destIP, info.destPort)
-    if (refusal !== undefined) {
-      this.log.info(`SSH port forwarding refused: ${refusal}`, fields)
-      return reject()
-    }
-    const socket = connect({ host: info.destIP, port: info.destPort })
-    state.sockets.add(socket)
-    socket.once('close', () => state.sockets.delete(socket))
-    socket.once('error', (err) => {
-      this.log.info('SSH port forward failed', { ...fields, error: err })
-      reject()
-    })
-    socket.once('connect', () => {
-      this.log.debug('SSH port forward opened', fields)
-      const channel = accept()
-      socket.pipe(channel).pipe(socket)
-      channel.on('error', () => socket.destroy())
-      channel.on('close', () => socket.destroy())
-      socket.once('close', () => channel.destroy())
-    })
-  }
 }
 
 function socketAddress(stream: Duplex): string {
   const { remoteAddress, remotePort } = stream as Partial<Socket>
   return remoteAddress === undefined ? 'unknown' : `${remoteAddress}:${remotePort}`
-}
-
-// ---- Processes ----------------------------------------------------------------------------
-
-interface SessionRequest {
-  account: LoginAccount
-  /** undefined for a shell. */
-  command: string | undefined
-  env: Record<string, string>
-  pty: PseudoTtyInfo | undefined
-}
-
-/** A session's process: the command or shell itself, or `script` holding its pty. */
-class SessionProcess {
-  readonly exited: Promise<void>
-  private readonly child: ChildProcess
-  private readonly resizer?: PtyResizer
-  private done = false
-
-  constructor(child: ChildProcess, withPty: boolean) {
-    this.child = child
-    this.resizer = withPty ? new PtyResizer(child) : undefined
-    this.exited = new Promise((resolve) => child.once('close', () => {
-      this.done = true
-      resolve()
-    }))
-  }
-
-  resize(rows: number, cols: number): void {
-    this.resizer?.resize(rows, cols)
-  }
-
-  /**
-   * SIGHUP to the process group, as a hangup would send; SIGKILL after a grace period for
-   * whatever ignored it. Killing `script` closes the pty, which hangs up the shell inside.
-   */
-  terminate(): void {
-    if (this.done || this.child.pid === undefined) return
-    const group = -this.child.pid
-    signalGroup(group, 'SIGHUP')
-    setTimeout(() => {
-      if (!this.done) signalGroup(group, 'SIGKILL')
-    }, KILL_GRACE_MS).unref()
-  }
-}
-
-function signalGroup(group: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(group, signal)
-  } catch {
-    // Already gone.
-  }
-}
-
-/** Starts the session's process and wires it to the channel until it exits. */
-function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess {
-  const { account } = req
-  const env: Record<string, string> = {
-    ...req.env,
-    HOME: account.home,
-    USER: account.name,
-    LOGNAME: account.name,
-    SHELL: account.shell,
-    PATH: account.uid === 0 ? ROOT_PATH : USER_PATH,
-  }
-  if (req.pty) env.TERM = req.pty.term || 'dumb'
-  const options = {
-    ...runAs(account),
-    cwd: existsSync(account.home) ? account.home : '/',
-    env,
-    // Its own process group, so that terminate() reaches everything it started.
-    detached: true,
-    stdio: 'pipe' as const,
-  }
-  let child: ChildProcess
-  if (req.pty) {
-    child = spawn('script', ['-q', '-f', '-e', '-c', ptyCommand(req.command, account.shell, req.pty), '/dev/null'], options)
-  } else if (req.command === undefined) {
-    // A leading dash makes it a login shell, as sshd starts it.
-    child = spawn(account.shell, [], { ...options, argv0: `-${basename(account.shell)}` })
-  } else {
-    child = spawn(account.shell, ['-c', req.command], options)
-  }
-  const session = new SessionProcess(child, req.pty !== undefined)
-  child.stdin!.on('error', () => {}) // EPIPE once the process has gone
-  channel.pipe(child.stdin!)
-  child.stdout!.pipe(channel, { end: false })
-  child.stderr!.pipe(channel.stderr, { end: false })
-  child.once('error', (err) => {
-    const hint = req.pty ? ' (a pty needs util-linux script)' : ''
-    channel.stderr.write(`warren: cannot start the session: ${err.message}${hint}\r\n`)
-  })
-  child.once('close', (code, signal) => {
-    channel.unpipe(child.stdin!)
-    // A process that never started reports a negative errno: exit 127, as a shell would.
-    endChannel(channel, code === null || code < 0 ? 127 : code, signal)
-  })
-  return session
-}
-
-/** uid/gid to switch to; none when the agent already runs as the login. */
-function runAs(account: LoginAccount): { uid?: number, gid?: number } {
-  const uid = process.getuid?.()
-  if (uid === account.uid) return uid === 0 ? { uid: 0, gid: account.gid } : {}
-  // Only root can switch; spawn then fails with EPERM and the client is told.
-  return { uid: account.uid, gid: account.gid }
-}
-
-/**
- * The command `script` runs through $SHELL -c: set the pty's size from inside (no process
- * outside the pty can size it before the shell starts), then the command or a login shell.
- */
-function ptyCommand(command: string | undefined, shell: string, pty: PseudoTtyInfo): string {
-  const size = pty.rows > 0 && pty.cols > 0 ? `stty rows ${pty.rows} cols ${pty.cols} 2>/dev/null\n` : ''
-  return size + (command ?? `exec ${shellQuote(shell)} -l`)
-}
-
-function shellQuote(text: string): string {
-  return `'${text.replaceAll("'", `'\\''`)}'`
-}
-
-/** Exit status after the last byte of output, then EOF and close, as OpenSSH's sshd does. */
-function endChannel(channel: ServerChannel, code: number, signal: NodeJS.Signals | null): void {
-  channel.stderr.end(() => channel.write(Buffer.alloc(0), () => {
-    if (signal) {
-      try {
-        channel.exit(signal, false, '')
-      } catch {
-        // A signal ssh2 cannot name: report it the way a shell would.
-        channel.exit(128 + (osConstants.signals[signal] ?? 0))
-      }
-    } else {
-      channel.exit(code)
-    }
-    channel.end()
-  }))
-}
-
-/**
- * Applies window-change requests to a `script` pty. A pty is sized with an ioctl, which
- * Node cannot make, so `stty -F /dev/pts/N` makes it; the kernel then sends SIGWINCH to the
- * foreground job. Requests are applied one at a time, and only the latest pending one.
- */
-class PtyResizer {
-  private readonly child: ChildProcess
-  private pending?: { rows: number, cols: number }
-  private running = false
-
-  constructor(child: ChildProcess) {
-    this.child = child
-  }
-
-  resize(rows: number, cols: number): void {
-    if (rows <= 0 || cols <= 0) return
-    this.pending = { rows, cols }
-    if (!this.running) void this.drain()
-  }
-
-  private async drain(): Promise<void> {
-    this.running = true
-    while (this.pending) {
-      const size = this.pending
-      this.pending = undefined
-      const tty = await this.findTty()
-      if (tty) await run('stty', ['-F', tty, 'rows', String(size.rows), 'cols', String(size.cols)])
-    }
-    this.running = false
-  }
-
-  /** `script` may not have opened its pty yet just after spawning: look a few times. */
-  private async findTty(): Promise<string | undefined> {
-    for (let attempt = 0; attempt < 20 && this.child.exitCode === null && this.child.signalCode === null; attempt++) {
-      const tty = this.child.pid === undefined ? undefined : ptyOf(this.child.pid)
-      if (tty) return tty
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-    return undefined
-  }
-}
-
-/** The pty slave that process `pid` holds, or whose master it holds, from /proc. */
-function ptyOf(pid: number): string | undefined {
-  let fds: string[]
-  try {
-    fds = readdirSync(`/proc/${pid}/fd`)
-  } catch {
-    return undefined
-  }
-  for (const fd of fds) {
-    let target: string
-    try {
-      target = readlinkSync(`/proc/${pid}/fd/${fd}`)
-      if (/^\/dev\/pts\/\d+$/.test(target)) return target
-      if (target !== '/dev/ptmx') continue
-      const index = /^tty-index:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))
-      if (index) return `/dev/pts/${index[1]}`
-    } catch {
-      // The fd closed while we looked.
-    }
-  }
-  return undefined
-}
-
-function run(command: string, args: string[]): Promise<void> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, { stdio: 'ignore' })
-    child.once('error', () => resolve())
-    child.once('close', () => resolve())
-  })
-}
-
-// ---- Login accounts -------------------------------------------------------------------------
-
-/** getpwnam(3) for /etc/passwd only (no NSS): name:password:uid:gid:gecos:home:shell. */
-export function lookupPasswd(login: string): LoginAccount | undefined {
-  let text: string
-  try {
-    text = readFileSync('/etc/passwd', 'utf8')
-  } catch {
-    return undefined
-  }
-  for (const line of text.split('\n')) {
-    const fields = line.split(':')
-    if (fields.length !== 7 || fields[0] !== login) continue
-    const uid = Number(fields[2])
-    const gid = Number(fields[3])
-    if (!Number.isInteger(uid) || !Number.isInteger(gid) || fields[2] === '' || fields[3] === '') return undefined
-    return { name: login, uid, gid, home: fields[5] || '/', shell: fields[6] || '/bin/sh' }
-  }
-  return undefined
 }
 
 // ---- Signatures --------------------------------------------------------------------
@@ -547,34 +223,15 @@ function verifyClientSignature(blob: Buffer, signature: Buffer, key: KeyObject):
   // ssh2 passes the SSH signature encoding (string "ssh-ed25519", string sig) for certificates.
   let raw = signature
   if (signature.length !== 64) {
-    const reader = new BlobReader(signature)
-    const type = reader.string()?.toString('utf8')
-    const sig = reader.string()
-    if (type !== 'ssh-ed25519' || !sig || !reader.atEnd()) return false
-    raw = sig
+    try {
+      const reader = new SshReader(signature, 'SSH signature')
+      if (reader.readText() !== 'ssh-ed25519') return false
+      raw = reader.readString()
+      reader.expectEnd()
+    } catch {
+      return false
+    }
   }
   if (raw.length !== 64) return false
   return verify(null, blob, key, raw)
-}
-
-class BlobReader {
-  private readonly data: Buffer
-  private offset = 0
-
-  constructor(data: Buffer) {
-    this.data = data
-  }
-
-  string(): Buffer | undefined {
-    if (this.data.length - this.offset < 4) return undefined
-    const length = this.data.readUInt32BE(this.offset)
-    if (this.data.length - this.offset - 4 < length) return undefined
-    const value = this.data.subarray(this.offset + 4, this.offset + 4 + length)
-    this.offset += 4 + length
-    return value
-  }
-
-  atEnd(): boolean {
-    return this.offset === this.data.length
-  }
 }

@@ -1,194 +1,299 @@
-// How the tunnel pool reads the live proxy set from what its proxies announce. Each proxy
-// learns the set from the auth server every few seconds, so their words can briefly
-// differ; the pool must neither drop a live proxy nor keep a departed one for long.
+// The tunnel pool: its policy (which proxies to hold, when to dial) from plain inputs, then
+// the pool itself driven by a scripted dialer and a clock that moves only when told.
+// Each proxy learns the live set from the auth server every few seconds, so their words can
+// briefly differ; the pool must neither drop a live proxy nor keep a departed one for long.
 
-import t, { type Test } from 'tap'
 import { EventEmitter } from 'node:events'
-import { DECLINES_IN_A_ROW_PER_PROXY, TunnelPool } from './tunnel-pool.ts'
-import { AgentTunnel, HeldProxyError } from './tunnel.ts'
+import t from 'tap'
 import { createLogger } from '../shared/log.ts'
-import { until } from '../test/helpers/until.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
+import { type PoolClock, type PoolTunnel, TunnelPoolOf } from './tunnel-pool.ts'
+import { DECLINES_IN_A_ROW_PER_PROXY, LOSS_SPREAD_MS, liveSet, TunnelPolicy } from './tunnel-policy.ts'
+import { HeldProxyError, type TunnelOptions } from './tunnel.ts'
 
-/** A held tunnel as the pool sees it: who it reaches, the latest set it heard, whether it was closed. */
-class HeldTunnel extends EventEmitter {
-  closed = false
+/** Held tunnels as the policy reads them: proxy ID → the set it announced. */
+function held(entries: Record<string, string[] | undefined>): Map<string, { announced?: string[] }> {
+  return new Map(Object.entries(entries).map(([id, announced]) => [id, { announced }]))
+}
+
+function policy(random = () => 0.5): TunnelPolicy {
+  return new TunnelPolicy({ random })
+}
+
+function sorted(set: Set<string> | undefined): string[] | undefined {
+  return set && [...set].sort()
+}
+
+t.test('policy: the live set', async (t) => {
+  t.test('one proxy that has not heard of a new one yet does not make the pool drop it', async (t) => {
+    const tunnels = held({ a: ['a', 'b'], b: ['a', 'b', 'c'], c: ['a', 'b', 'c'] })
+    t.same(sorted(liveSet(tunnels)), ['a', 'b', 'c'])
+    t.same(policy().announced(tunnels)?.close, [], 'no tunnel closed')
+  })
+
+  t.test('a proxy every other proxy leaves out has left, even if it still names itself', async (t) => {
+    const tunnels = held({ z: ['a', 'z'], a: ['a'] })
+    t.same(sorted(liveSet(tunnels)), ['a'])
+    t.same(policy().announced(tunnels)?.close, ['z'], 'its tunnel is closed')
+  })
+
+  t.test('a single proxy is taken at its word; empty or no sets say nothing', async (t) => {
+    t.same(sorted(liveSet(held({ a: ['a', 'b'] }))), ['a', 'b'])
+    t.equal(liveSet(held({ a: [] })), undefined)
+    t.equal(liveSet(held({ a: undefined })), undefined)
+    t.equal(liveSet(held({})), undefined)
+    t.equal(policy().announced(held({ a: undefined })), undefined, 'no decision before a set is heard')
+  })
+
+  t.test('one tunnel is always kept, even to a proxy outside the set', async (t) => {
+    t.same(policy().announced(held({ a: ['b'] }))?.close, [])
+    t.same(policy().announced(held({ a: ['c'], b: ['c'] }))?.close, ['a'], 'all but the last')
+  })
+})
+
+t.test('policy: when to dial', async (t) => {
+  t.test('before a set is heard one dial at a time; then full rounds while two or more are missing, single dials for one', async (t) => {
+    const p = policy()
+    t.equal(p.roundSize(held({})), 1)
+    t.equal(p.roundSize(held({ a: undefined })), 0, 'one tunnel held waits for its set')
+    t.ok(p.wants('x'), 'any proxy is wanted before a set is known')
+    p.announced(held({ a: ['a', 'b', 'c'] }))
+    t.equal(p.roundSize(held({ a: ['a', 'b', 'c'] })), 3)
+    t.equal(p.roundSize(held({ a: ['a', 'b', 'c'], b: ['a', 'b', 'c'] })), 1)
+    t.equal(p.roundSize(held({ a: [], b: [], c: [] })), 0)
+    t.notOk(p.wants('x'))
+    t.ok(p.wants('c'))
+  })
+
+  t.test('the first set heard starts dialling at once; the same set from another proxy does not', async (t) => {
+    const p = policy()
+    t.same(p.announced(held({ a: ['a', 'b', 'c'] }))?.dial, 'now', 'the first set starts the dials for b and c')
+    // The whole fleet hears the second proxy repeat the set at the same moment: dialling on
+    // it would bring every node to a returning proxy at once.
+    t.same(p.announced(held({ a: ['a', 'b', 'c'], b: ['a', 'b', 'c'] }))?.dial, 'wake', 'no dials for a set already heard')
+  })
+
+  t.test('a proxy that joins the set is dialled within the announced spread, not at once', async (t) => {
+    const p = policy(() => 0.99)
+    p.announced(held({ a: ['a', 'b'] }))
+    t.same(p.announced(held({ a: ['a', 'b', 'c'] }), 400)?.dial, { afterMs: 396 }, 'the drawn share of the 400 ms spread')
+    t.same(policy(() => 0.5).announced(held({ a: ['a'] })), { close: [], dial: 'now' })
+  })
+
+  t.test('a tunnel lost to a proxy that left the set is not redialled: its return is announced', async (t) => {
+    const p = policy()
+    p.announced(held({ a: ['a', 'b'], b: ['a', 'b'] }))
+    p.announced(held({ a: ['a', 'b'], b: ['a', 'b'], c: ['a', 'b'] }))
+    t.same(p.lost('c', false, 2), { kind: 'left' })
+  })
+
+  t.test('a proxy that says it is stopping is left until the others have looked at the set again', async (t) => {
+    const p = policy()
+    p.announced(held({ a: ['a', 'b'], b: ['a', 'b'] }))
+    const decision = p.lost('b', true, 1)
+    t.equal(decision.kind, 'stopping')
+    t.notOk(p.wants('b'), 'no dials for it meanwhile')
+    t.equal(p.roundSize(held({ a: ['a', 'b'] })), 0)
+  })
+
+  t.test('a tunnel lost otherwise is redialled within the loss spread, or at once when it was the last', async (t) => {
+    const p = policy(() => 0.5)
+    p.announced(held({ a: ['a', 'b'], b: ['a', 'b'] }))
+    t.same(p.lost('b', false, 1), { kind: 'redial', afterMs: LOSS_SPREAD_MS / 2 })
+    t.same(p.lost('a', false, 0), { kind: 'redial' })
+    t.same(p.lost('a', true, 0), { kind: 'redial' }, 'a stopping proxy too, when it was the last held')
+  })
+
+  const declineLimit = DECLINES_IN_A_ROW_PER_PROXY * 3
+  const declined = { size: 1, adopted: 0, duplicates: 0, declined: 1, failed: false }
+
+  t.test('declined single dials for the one missing proxy are retried at once, twice per proxy in a row; then the pool waits', async (t) => {
+    const p = policy(() => 0.999)
+    p.announced(held({ a: ['a', 'b', 'c'] }))
+    const waits = Array.from({ length: declineLimit }, () => p.afterRound(declined))
+    t.same(waits.slice(0, -1), new Array(declineLimit - 1).fill(undefined), `${declineLimit - 1} declines retried at once`)
+    t.equal(waits.at(-1), 499, 'then a wait in the first backoff window (0.5 s)')
+    t.equal(p.afterRound(declined), undefined, 'the count starts again')
+  })
+
+  t.test('a failure makes the next round wait, longer each time, until a tunnel is adopted', async (t) => {
+    const p = policy(() => 0.999)
+    p.announced(held({ a: ['a', 'b', 'c'] }))
+    const failed = { size: 3, adopted: 0, duplicates: 0, declined: 0, failed: true }
+    t.same([p.afterRound(failed), p.afterRound(failed), p.afterRound({ ...failed, adopted: 1 })], [499, 999, 1998], 'even a round that adopted one waits after a failure')
+    t.equal(p.afterRound({ ...failed, failed: false, adopted: 1 }), undefined, 'a tunnel adopted without failure: dial on at once')
+    t.equal(p.afterRound(failed), 499, 'and the window starts again')
+  })
+})
+
+/** A tunnel as a proxy would answer: it announces sets and closes when told. */
+class FakeTunnel extends EventEmitter implements PoolTunnel {
   readonly proxyId: string
   announced?: string[]
+  leaving = false
+  resumed = false
+  activated = false
+  closed = false
+
   constructor(proxyId: string, announced?: string[]) {
     super()
     this.proxyId = proxyId
     this.announced = announced
   }
+
+  activate(): void {
+    this.activated = true
+  }
+
   close(): void {
+    if (this.closed) return
     this.closed = true
     this.emit('close')
   }
-  activate(): void {}
-}
 
-interface PoolInternals {
-  tunnels: Map<string, HeldTunnel>
-  liveSet(): Set<string> | undefined
-  onAnnounce(spreadMs?: number): void
-  fill(): Promise<void>
-  adopt(tunnel: HeldTunnel): void
-}
+  sendLabels(): void {}
+  sendCertificate(): void {}
 
-/**
- * A pool holding these tunnels. It never dials: its balancer address is never used, and
- * each time it would start dialling, `fills` counts it instead.
- */
-function poolHolding(...tunnels: HeldTunnel[]): { pool: TunnelPool; live: () => string[] | undefined; announce: (spreadMs?: number) => void; fills: () => number } {
-  const pool = new TunnelPool({
-    host: '127.0.0.1', port: 9, identity: {} as never, keepAliveIntervalMs: 15_000,
-    labels: () => ({}), services: [], onStream: () => {}, log: createLogger('test', { level: 'error' }),
-  })
-  const internals = pool as unknown as PoolInternals
-  let fills = 0
-  internals.fill = async () => {
-    fills++
-  }
-  for (const tunnel of tunnels) internals.tunnels.set(tunnel.proxyId, tunnel)
-  return {
-    pool,
-    live: () => {
-      const set = internals.liveSet()
-      return set && [...set].sort()
-    },
-    announce: (spreadMs?: number) => internals.onAnnounce(spreadMs),
-    fills: () => fills,
+  /** The proxy announces the live set. */
+  announce(ids: string[]): void {
+    this.announced = ids
+    this.emit('proxies', ids)
   }
 }
 
-t.test('one proxy that has not heard of a new one yet does not make the pool drop it', async (t) => {
-  const stale = new HeldTunnel('a', ['a', 'b'])
-  const fresh = [new HeldTunnel('b', ['a', 'b', 'c']), new HeldTunnel('c', ['a', 'b', 'c'])]
-  const pool = poolHolding(stale, ...fresh)
-  t.same(pool.live(), ['a', 'b', 'c'])
-  pool.announce()
-  t.notOk([stale, ...fresh].some((tunnel) => tunnel.closed), 'no tunnel closed')
-})
+/** Time that moves only through advance(). */
+class ManualClock implements PoolClock {
+  now = 0
+  private calls: { at: number; callback: () => void }[] = []
 
-t.test('a proxy every other proxy leaves out has left, even if it still names itself', async (t) => {
-  const cutOff = new HeldTunnel('z', ['a', 'z'])
-  const other = new HeldTunnel('a', ['a'])
-  const pool = poolHolding(cutOff, other)
-  t.same(pool.live(), ['a'])
-  pool.announce()
-  t.ok(cutOff.closed, 'its tunnel is closed')
-  t.notOk(other.closed)
-})
-
-t.test('a single proxy is taken at its word; empty or no sets say nothing', async (t) => {
-  t.same(poolHolding(new HeldTunnel('a', ['a', 'b'])).live(), ['a', 'b'])
-  t.equal(poolHolding(new HeldTunnel('a', [])).live(), undefined)
-  t.equal(poolHolding(new HeldTunnel('a')).live(), undefined)
-  t.equal(poolHolding().live(), undefined)
-})
-
-t.test('held lists the proxies held, sorted; heldCount counts them', async (t) => {
-  const { pool } = poolHolding(new HeldTunnel('c'), new HeldTunnel('a'))
-  t.same(pool.held, ['a', 'c'])
-  t.equal(pool.heldCount, 2)
-  t.equal(poolHolding().pool.heldCount, 0)
-})
-
-t.test('the first set heard starts dialling at once; the same set from another proxy does not', async (t) => {
-  const a = new HeldTunnel('a', ['a', 'b', 'c'])
-  const pool = poolHolding(a)
-  pool.announce()
-  t.equal(pool.fills(), 1, 'the first set starts the dials for b and c')
-  // The whole fleet hears the second proxy repeat the set at the same moment: dialling on
-  // it would bring every node to a returning proxy at once.
-  const b = new HeldTunnel('b', ['a', 'b', 'c'])
-  ;(pool.pool as unknown as PoolInternals).tunnels.set('b', b)
-  pool.announce()
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  t.equal(pool.fills(), 1, 'no dials for a set already heard')
-})
-
-t.test('a proxy that joins the set is dialled within the announced spread, not at once', async (t) => {
-  const a = new HeldTunnel('a', ['a', 'b'])
-  const pool = poolHolding(a)
-  pool.announce()
-  t.equal(pool.fills(), 1)
-  a.announced = ['a', 'b', 'c']
-  const random = Math.random
-  Math.random = () => 0.99
-  t.teardown(() => {
-    Math.random = random
-  })
-  pool.announce(400)
-  Math.random = random
-  t.equal(pool.fills(), 1, 'not dialled at once')
-  // Drawn: 0.99 of the 400 ms spread. A timer due earlier always fires first.
-  await new Promise((resolve) => setTimeout(resolve, 100))
-  t.equal(pool.fills(), 1, 'not dialled a quarter of the way into the spread')
-  await until('the spread dial', () => pool.fills() === 2, { timeoutMs: 5000, everyMs: 10 })
-  t.equal(pool.fills(), 2, 'dialled once the drawn share of the spread has passed')
-})
-
-t.test('a tunnel closed because its proxy left the set is not redialled: its return is announced', async (t) => {
-  const tunnels = ['a', 'b', 'c'].map((id) => new HeldTunnel(id, ['a', 'b', 'c']))
-  const pool = poolHolding()
-  const internals = pool.pool as unknown as PoolInternals
-  for (const tunnel of tunnels) internals.adopt(tunnel)
-  const before = pool.fills()
-  const random = Math.random
-  Math.random = () => 0
-  t.teardown(() => {
-    Math.random = random
-  })
-  // a and b say c left, before c's own goodbye reached this node.
-  tunnels[0].announced = ['a', 'b']
-  tunnels[1].announced = ['a', 'b']
-  pool.announce()
-  t.ok(tunnels[2].closed, "c's tunnel is closed")
-  t.same(pool.pool.held, ['a', 'b'])
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  t.equal(pool.fills(), before, 'no redial of its own')
-})
-
-/**
- * A pool holding a and b of the set a, b, c whose dials are answered by `answer` (the n-th
- * dial, from 0) instead of a balancer, and whose waits between rounds are counted, not slept.
- */
-function poolDialling(t: Test, answer: (n: number) => Promise<HeldTunnel>): { pool: TunnelPool; dials: () => number; waits: number[]; start: () => void } {
-  const pool = new TunnelPool({
-    host: '127.0.0.1', port: 9, identity: { tlsCertPem: '', tlsKeyPem: '', hostCAPems: [] } as never, keepAliveIntervalMs: 15_000,
-    labels: () => ({}), services: [], onStream: () => {}, log: createLogger('test', { level: 'error' }),
-  })
-  const internals = pool as unknown as PoolInternals & { sleep(ms: number): Promise<void> }
-  for (const id of ['a', 'b']) internals.tunnels.set(id, new HeldTunnel(id, ['a', 'b', 'c']))
-  const waits: number[] = []
-  internals.sleep = async (ms: number) => {
-    waits.push(ms)
+  after(ms: number, callback: () => void): () => void {
+    const call = { at: this.now + ms, callback }
+    this.calls.push(call)
+    return () => {
+      this.calls = this.calls.filter((other) => other !== call)
+    }
   }
+
+  /** The delays of the calls waiting, from now. */
+  get waiting(): number[] {
+    return this.calls.map((call) => call.at - this.now)
+  }
+
+  /** Moves on by `ms`, making each call that falls due in turn, and lets what it started settle. */
+  async advance(ms: number): Promise<void> {
+    const end = this.now + ms
+    for (;;) {
+      const due = this.calls.filter((call) => call.at <= end).sort((x, y) => x.at - y.at)[0]
+      if (!due) break
+      this.calls = this.calls.filter((call) => call !== due)
+      this.now = due.at
+      due.callback()
+      await settled()
+    }
+    this.now = end
+  }
+}
+
+/** Lets every promise chain already started run to its end (the dialer answers without I/O). */
+function settled(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
+const identity: NodeIdentity = {
+  hostId: 'h', nodename: 'n', clusterName: 'c', roles: ['node'], authServers: [], tlsKeyPem: '', tlsCertPem: '', sshKeyPem: '', sshCert: '', hostCAPems: [], userCASshKeys: [],
+}
+
+/** A pool whose n-th dial (from 0) is answered by `answer`, on a manual clock. */
+function pool(answer: (n: number, options: TunnelOptions) => Promise<FakeTunnel>, random = () => 0.5) {
+  const clock = new ManualClock()
   let dials = 0
-  const open = AgentTunnel.open
-  AgentTunnel.open = (() => answer(dials++)) as unknown as typeof AgentTunnel.open
-  t.teardown(() => {
-    AgentTunnel.open = open
-    pool.stop()
-  })
-  return { pool, dials: () => dials, waits, start: () => internals.onAnnounce() }
+  const tunnels = new TunnelPoolOf<FakeTunnel>({
+    host: '127.0.0.1', port: 9, identity, keepAliveIntervalMs: 15_000,
+    labels: () => ({}), services: [], onStream: () => {}, log: createLogger('test', { level: 'error' }),
+  }, { dial: (options) => answer(dials++, options), clock, random })
+  return { pool: tunnels, clock, dials: () => dials }
 }
 
-const declineLimit = DECLINES_IN_A_ROW_PER_PROXY * 3
-
-t.test('declined single dials for the one missing proxy are retried at once, twice per proxy in a row', async (t) => {
-  // Every dial but the last lands on a proxy already held, which declines it.
-  const lucky = poolDialling(t, (n) => (n < declineLimit - 1 ? Promise.reject(new HeldProxyError()) : Promise.resolve(new HeldTunnel('c'))))
-  lucky.start()
-  await until('c held', () => lucky.pool.held.includes('c'), { timeoutMs: 5000, everyMs: 5 })
-  t.equal(lucky.dials(), declineLimit, `${declineLimit - 1} declines, then c`)
-  t.same(lucky.waits, [], 'no wait between them')
+t.test('pool: the first dial learns the set, a single dial fetches the one proxy missing', async (t) => {
+  const answers = [new FakeTunnel('c', ['a', 'c']), new FakeTunnel('a', ['a', 'c'])]
+  const seen: string[][] = []
+  const { pool: p, dials } = pool((n, options) => {
+    seen.push(options.held ?? [])
+    return Promise.resolve(answers[n]!)
+  })
+  p.start()
+  await settled()
+  t.same(p.held, ['a', 'c'], 'held lists the proxies held, sorted')
+  t.equal(p.heldCount, 2)
+  t.equal(dials(), 2)
+  t.same(seen, [[], ['c']], 'each dial names the proxies held, which decline it at once')
+  t.ok(answers.every((tunnel) => tunnel.activated), 'each tunnel kept says hello')
+  p.stop()
+  t.ok(answers.every((tunnel) => tunnel.closed), 'stop closes every tunnel')
+  t.equal(p.heldCount, 0)
 })
 
-t.test('past that many declines in a row the pool waits before dialling again', async (t) => {
-  const unlucky = poolDialling(t, (n) => (n < declineLimit ? Promise.reject(new HeldProxyError()) : Promise.resolve(new HeldTunnel('c'))))
-  unlucky.start()
-  await until('c held', () => unlucky.pool.held.includes('c'), { timeoutMs: 5000, everyMs: 5 })
-  t.equal(unlucky.dials(), declineLimit + 1)
-  t.equal(unlucky.waits.length, 1, `a wait after ${declineLimit} declines in a row`)
+/** A pool holding a, b and c (a round of three dials after the first, one of them a duplicate); later dials reach c. */
+async function poolOfThree(random?: () => number) {
+  const set = ['a', 'b', 'c']
+  const answers = [new FakeTunnel('a', set), new FakeTunnel('b', set), new FakeTunnel('c', set), new FakeTunnel('b', set)]
+  const made = pool((n) => Promise.resolve(answers[n] ?? new FakeTunnel('c', set)), random)
+  made.pool.start()
+  await settled()
+  return { ...made, a: answers[0]!, b: answers[1]!, c: answers[2]!, duplicate: answers[3]! }
+}
+
+t.test('pool: a full round after the first dial; a duplicate is closed', async (t) => {
+  const { pool: p, dials, duplicate, clock } = await poolOfThree()
+  t.same(p.held, ['a', 'b', 'c'])
+  t.equal(dials(), 4)
+  t.ok(duplicate.closed, 'the second tunnel to b is closed')
+  t.same(clock.waiting, [], 'no wait pending')
+})
+
+t.test('pool: a tunnel closed because its proxy left the set is not redialled', async (t) => {
+  const { pool: p, dials, a, b, c, clock } = await poolOfThree()
+  // a and b say c left, before c's own goodbye reached this node.
+  a.announced = ['a', 'b']
+  b.announce(['a', 'b'])
+  t.ok(c.closed, "c's tunnel is closed")
+  t.same(p.held, ['a', 'b'])
+  await clock.advance(60_000)
+  t.equal(dials(), 4, 'no redial of its own')
+})
+
+t.test('pool: a tunnel lost otherwise is redialled once the drawn share of the loss spread has passed', async (t) => {
+  const { pool: p, dials, c, clock } = await poolOfThree(() => 0.5)
+  c.close()
+  t.same(p.held, ['a', 'b'])
+  t.same(clock.waiting, [LOSS_SPREAD_MS / 2])
+  await clock.advance(LOSS_SPREAD_MS / 2 - 1)
+  t.equal(dials(), 4, 'not before')
+  await clock.advance(1)
+  t.equal(dials(), 5, 'then one dial')
+  t.same(p.held, ['a', 'b', 'c'])
+})
+
+t.test('pool: declined dials are retried at once up to the limit, then after a wait', async (t) => {
+  const declineLimit = DECLINES_IN_A_ROW_PER_PROXY * 3
+  const set = ['a', 'b', 'c']
+  const start = [new FakeTunnel('a', set), new FakeTunnel('b', set)]
+  // After a and b (the first dial, then a round of three of which two are declined and one
+  // fails), every dial lands on a or b until the last.
+  const { pool: p, clock, dials } = pool((n) => {
+    if (n < 2) return Promise.resolve(start[n]!)
+    if (n === 2) return Promise.reject(new HeldProxyError())
+    if (n === 3) return Promise.reject(new Error('timed out connecting the tunnel'))
+    return n < 4 + declineLimit ? Promise.reject(new HeldProxyError()) : Promise.resolve(new FakeTunnel('c', set))
+  }, () => 0.999)
+  p.start()
+  await settled()
+  t.same(p.held, ['a', 'b'])
+  t.same(clock.waiting, [499], 'a failure: the next round waits')
+  await clock.advance(499)
+  t.equal(dials(), 4 + declineLimit, `then ${declineLimit} single dials, all declined`)
+  t.same(clock.waiting, [499], 'a wait after that many declines in a row')
+  await clock.advance(499)
+  t.same(p.held, ['a', 'b', 'c'])
+  t.same(clock.waiting, [], 'complete: nothing waits')
 })

@@ -5,7 +5,7 @@
 
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import type { Backend } from './backend/backend.ts'
-import { createCA } from './x509.ts'
+import { createCA } from '../shared/x509.ts'
 import { caPin } from '../shared/pin.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
 

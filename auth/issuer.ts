@@ -5,7 +5,7 @@ import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto'
 import type { Authority } from './authorities.ts'
 import { hostCertificateNames, serverCertificateNames } from './certificate-names.ts'
 import { checkSshKey, checkTlsKey } from './key-policy.ts'
-import { createCertificate } from './x509.ts'
+import { createCertificate } from '../shared/x509.ts'
 import { createSshCertificate } from '../shared/ssh-cert.ts'
 
 /** Host certificates live a year; the agent renews them long before that with its identity. */

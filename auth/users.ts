@@ -6,7 +6,7 @@ import type { KeyObject } from 'node:crypto'
 import type { Backend } from './backend/backend.ts'
 import type { Authority } from './authorities.ts'
 import { checkSshKey, checkTlsKey } from './key-policy.ts'
-import { createCertificate } from './x509.ts'
+import { createCertificate } from '../shared/x509.ts'
 import { createSshCertificate } from '../shared/ssh-cert.ts'
 
 const PREFIX = '/users/'

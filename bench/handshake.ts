@@ -42,7 +42,7 @@ import { inParallel, simulatedAgent } from './lib/swarm.ts'
 import { formatTable } from './lib/table.ts'
 import { formatSummary, profilesOf, summariseProfiles } from './lib/cpu-profile.ts'
 import { Session } from 'node:inspector/promises'
-import { selfSignedCertificate } from './lib/test-cert.ts'
+import { selfSignedCertificate } from '../test/helpers/self-signed-cert.ts'
 
 const { values } = parseArgs({
   options: {

@@ -10,7 +10,7 @@ import { X509Certificate } from 'node:crypto'
 import { certSubject } from '../shared/cert-subject.ts'
 import { parseHostPort, DEFAULTS } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
-import { parseFlags, type FlagSpec } from '../shared/flags.ts'
+import { parseFlags, type FlagSpec } from './flags.ts'
 import { CLUSTER_SERVER_NAME, readFirstMessage, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
 

@@ -7,7 +7,7 @@ import { applyFlags, defaultConfig, loadConfigFile, parseLabels, type WarrenConf
 import { secureDataDir } from '../shared/data-dir.ts'
 import { lockDataDir } from '../shared/data-dir-lock.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
-import { parseFlags, type FlagSpec } from '../shared/flags.ts'
+import { parseFlags, type FlagSpec } from './flags.ts'
 import { identityExists } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { parsePin } from '../shared/pin.ts'

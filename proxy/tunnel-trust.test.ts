@@ -8,7 +8,7 @@ import { generateKeyPairSync, randomUUID, X509Certificate, type KeyObject } from
 import { once } from 'node:events'
 import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
-import { createCA, createCertificate } from '../auth/x509.ts'
+import { createCA, createCertificate } from '../shared/x509.ts'
 import { AgentTunnel } from '../agent/tunnel.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'

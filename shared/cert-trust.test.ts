@@ -3,7 +3,7 @@
 
 import t from 'tap'
 import { generateKeyPairSync, X509Certificate } from 'node:crypto'
-import { createCA, createCertificate } from '../auth/x509.ts'
+import { createCA, createCertificate } from './x509.ts'
 import { judgeCertificate, judgeIdentity, VerdictCache } from './cert-trust.ts'
 
 const ca = createCA('c1 host CA', 'c1')

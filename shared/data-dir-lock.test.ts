@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { LOCK_FILE } from './data-dir-lock.ts'
 
-const fixture = join(import.meta.dirname, 'data-dir-lock.fixture.ts')
+const fixture = join(import.meta.dirname, '../test/fixtures/data-dir-lock-holder.ts')
 const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
 const NOBODY = 65534
 /** Runs its arguments as nobody, with a /proc that shows only nobody's processes, as systemd's ProtectProc=invisible does. */

@@ -2,7 +2,7 @@ import t from 'tap'
 import { execSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createCA } from '../auth/x509.ts'
+import { createCA } from './x509.ts'
 import { UsageError } from './errors.ts'
 import { caPin, parsePin, pinMatches } from './pin.ts'
 

@@ -1,8 +1,9 @@
 // OpenSSH certificates (PROTOCOL.certkeys) for Ed25519 keys: the user CA signs short-lived
 // user certificates and the host CA signs node identities. Parsing treats every input as
-// hostile: each length is checked against what remains before anything is read.
+// hostile (shared/ssh-wire.ts checks each length against what remains).
 
 import { createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto'
+import { SshReader, sshString, uint32, uint64 } from './ssh-wire.ts'
 
 const KEY_TYPE = 'ssh-ed25519'
 const CERT_TYPE = 'ssh-ed25519-cert-v01@openssh.com'
@@ -179,75 +180,6 @@ export function verifySshCertificate(cert: ParsedSshCertificate, opts: SshVerify
   if (opts.principal !== undefined && !cert.principals.includes(opts.principal)) {
     throw new Error(`SSH certificate does not list principal ${JSON.stringify(opts.principal)}`)
   }
-}
-
-class SshReader {
-  readonly buffer: Buffer
-  readonly what: string
-  offset = 0
-
-  constructor(buffer: Buffer, what: string) {
-    this.buffer = buffer
-    this.what = what
-  }
-
-  atEnd(): boolean {
-    return this.offset === this.buffer.length
-  }
-
-  expectEnd(): void {
-    if (!this.atEnd()) throw new Error(`${this.what} has trailing data`)
-  }
-
-  readUint32(): number {
-    this.need(4)
-    const value = this.buffer.readUInt32BE(this.offset)
-    this.offset += 4
-    return value
-  }
-
-  readUint64(): bigint {
-    this.need(8)
-    const value = this.buffer.readBigUInt64BE(this.offset)
-    this.offset += 8
-    return value
-  }
-
-  readString(): Buffer {
-    const length = this.readUint32()
-    this.need(length)
-    const value = this.buffer.subarray(this.offset, this.offset + length)
-    this.offset += length
-    return value
-  }
-
-  readText(): string {
-    const bytes = this.readString()
-    const text = bytes.toString('utf8')
-    if (!Buffer.from(text, 'utf8').equals(bytes)) throw new Error(`${this.what} contains a string that is not UTF-8`)
-    return text
-  }
-
-  private need(count: number): void {
-    if (count > this.buffer.length - this.offset) throw new Error(`${this.what} is truncated`)
-  }
-}
-
-function sshString(value: Buffer | string): Buffer {
-  const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : value
-  return Buffer.concat([uint32(bytes.length), bytes])
-}
-
-function uint32(value: number): Buffer {
-  const out = Buffer.alloc(4)
-  out.writeUInt32BE(value)
-  return out
-}
-
-function uint64(value: bigint): Buffer {
-  const out = Buffer.alloc(8)
-  out.writeBigUInt64BE(value)
-  return out
 }
 
 /** Options sorted by name; a non-empty value is itself wrapped as a string, per the spec. */

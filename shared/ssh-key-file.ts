@@ -2,19 +2,7 @@
 // form that `ssh -i` and ssh2 read. node:crypto exports only PKCS#8, so we encode it.
 
 import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto'
-
-function sshString(data: Buffer | string): Buffer {
-  const body = typeof data === 'string' ? Buffer.from(data) : data
-  const length = Buffer.alloc(4)
-  length.writeUInt32BE(body.length)
-  return Buffer.concat([length, body])
-}
-
-function uint32(value: number): Buffer {
-  const buffer = Buffer.alloc(4)
-  buffer.writeUInt32BE(value)
-  return buffer
-}
+import { sshString, uint32 } from './ssh-wire.ts'
 
 export function openSshPrivateKey(key: KeyObject | string, comment = ''): string {
   const privateKey = typeof key === 'string' ? createPrivateKey(key) : key

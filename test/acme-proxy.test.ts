@@ -12,7 +12,7 @@ import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import { connect } from 'node:tls'
 import t from 'tap'
-import { ChallTestServer, Pebble, pebbleMissing } from '../proxy/acme/pebble-harness.ts'
+import { ChallTestServer, Pebble, pebbleMissing } from './helpers/pebble.ts'
 import { AuthProcess, freePort, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 
 const DOMAIN = 'proxy.warren.test'

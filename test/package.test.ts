@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { AuthProcess, freePort, openssh, ProxyProcess, ROOT, signUser, tempDir, testLogin, waitForNode, type RunResult } from './helpers/cluster.ts'
 import { EtcdServer, etcdUnavailable, uniquePrefix } from './helpers/etcd.ts'
 import { VERSION } from '../shared/version.ts'
-import { ChallTestServer, Pebble, pebbleMissing } from '../proxy/acme/pebble-harness.ts'
+import { ChallTestServer, Pebble, pebbleMissing } from './helpers/pebble.ts'
 
 const ARM64_SYSROOT = '/usr/aarch64-linux-gnu'
 

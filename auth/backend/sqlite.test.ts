@@ -7,12 +7,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import type { Test } from 'tap'
-import { backendConformance } from './conformance.ts'
+import { backendConformance } from '../../test/helpers/backend-conformance.ts'
 import { openBackend } from './index.ts'
 import { prefixUpperBound, SqliteBackend, type SqliteBackendOptions } from './sqlite.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const crashWriter = join(here, 'sqlite-crash-writer.fixture.ts')
+const crashWriter = join(here, '../../test/fixtures/sqlite-crash-writer.ts')
 
 async function tempDir(t: Test): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'warren-sqlite-'))

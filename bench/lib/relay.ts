@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util'
 import { createSession, type Session } from '../../shared/yamux/index.ts'
 import { announce, exitWithParent } from './child.ts'
 import { splice } from '../../shared/splice.ts'
-import { selfSignedCertificate } from './test-cert.ts'
+import { selfSignedCertificate } from '../../test/helpers/self-signed-cert.ts'
 
 const { values } = parseArgs({
   options: {

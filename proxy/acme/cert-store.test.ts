@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
-import { createCA, createCertificate } from '../../auth/x509.ts'
+import { createCA, createCertificate } from '../../shared/x509.ts'
 import { certificateKey, describeCertificate, parseAccountRecord, parseCertificateRecord } from './cert-store.ts'
 import { coversDomains, renewalTime, validateFraction } from './renewal.ts'
 

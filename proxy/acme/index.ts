@@ -8,7 +8,8 @@
 //   acme-server.ts           trust for the ACME server's HTTPS, and the directory check
 //   renewal.ts               when a certificate is due
 //
-// For tests only: pebble-harness.ts (Pebble and its DNS on loopback), challenge-test-server.ts.
+// Their tests use test/helpers/pebble.ts (Pebble and its DNS on loopback) and
+// test/helpers/challenge-test-server.ts.
 //
 // Usage:
 //   const acme = new AcmeManager({ directoryUrl, email, domains: ['proxy.example.com'], store, log })

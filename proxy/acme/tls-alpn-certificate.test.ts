@@ -5,7 +5,7 @@ import acme from 'acme-client'
 import { spawnSync } from 'node:child_process'
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
 import t from 'tap'
-import { ACME_IDENTIFIER_OID, acmeIdentifierExtension, createTlsAlpnCertificate } from './tls-alpn-certificate.ts'
+import { ACME_IDENTIFIER_OID, createTlsAlpnCertificate } from './tls-alpn-certificate.ts'
 
 const keyAuthorization = 'evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI'
 
@@ -22,7 +22,7 @@ t.test('OpenSSL reads a self-signed certificate for the domain with the critical
     'the extension holds the digest of the key authorization')
 
   const certificate = new X509Certificate(certPem)
-  t.ok(certificate.checkIssued(certificate), 'self-issued')
+  t.equal(certificate.issuer, certificate.subject, 'self-issued')
   t.ok(certificate.verify(certificate.publicKey), 'self-signed')
   t.ok(certificate.checkPrivateKey(createPrivateKey(keyPem)), 'the key belongs to the certificate')
   t.equal(certificate.subjectAltName, 'DNS:proxy.warren.test', 'names the domain and nothing else')
@@ -36,11 +36,13 @@ t.test("acme-client's own check accepts it for this key authorization only", asy
 
 t.test('the extension encodes as RFC 8737 gives it', async (t) => {
   const digest = createHash('sha256').update('k').digest('hex')
+  const der = new X509Certificate(createTlsAlpnCertificate('proxy.warren.test', 'k').certPem).raw
   // SEQUENCE { OID 1.3.6.1.5.5.7.1.31, BOOLEAN TRUE, OCTET STRING { OCTET STRING (32) } }
-  t.equal(acmeIdentifierExtension('k').toString('hex'), `3031` + `06082b0601050507011f` + `0101ff` + `0422` + `0420${digest}`)
+  const extension = `3031` + `06082b0601050507011f` + `0101ff` + `0422` + `0420${digest}`
+  t.ok(der.toString('hex').includes(extension), 'the certificate holds it byte for byte')
 })
 
 t.test('refuses a name that cannot go in a dNSName', async (t) => {
-  t.throws(() => createTlsAlpnCertificate('bad name', keyAuthorization), /invalid domain/)
-  t.throws(() => createTlsAlpnCertificate('proxy.wärren.test', keyAuthorization), /invalid domain/)
+  t.throws(() => createTlsAlpnCertificate('bad name', keyAuthorization), /invalid DNS name/)
+  t.throws(() => createTlsAlpnCertificate('proxy.wärren.test', keyAuthorization), /invalid DNS name/)
 })

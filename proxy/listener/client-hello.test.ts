@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import { createServer, connect as netConnect, type AddressInfo, type Server } from 'node:net'
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls'
 import { clientHelloAlpn, NO_APPLICATION_PROTOCOL_ALERT } from './client-hello.ts'
-import { selfSignedCertificate } from '../../bench/lib/test-cert.ts'
+import { selfSignedCertificate } from '../../test/helpers/self-signed-cert.ts'
 
 /** A listener that keeps the first TLS record a client sends, then hangs up. */
 async function recordCatcher(t: Test): Promise<{ port: number; next: () => Promise<Buffer> }> {

@@ -5,7 +5,7 @@ import t from 'tap'
 import { once } from 'node:events'
 import { createServer, type AddressInfo } from 'node:net'
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls'
-import { selfSignedCertificate } from '../../bench/lib/test-cert.ts'
+import { selfSignedCertificate } from '../../test/helpers/self-signed-cert.ts'
 import { scanClientHello } from './client-hello.ts'
 
 /** The whole first flight of a Node TLS client (its ClientHello), offering `session` if given. */

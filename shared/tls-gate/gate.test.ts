@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import { request as httpsRequest, createServer, Agent } from 'node:https'
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
-import { selfSignedCertificate } from '../../bench/lib/test-cert.ts'
+import { selfSignedCertificate } from '../../test/helpers/self-signed-cert.ts'
 import { createLogger } from '../log.ts'
 import { TlsGate, type TlsGateOptions } from './gate.ts'
 

@@ -7,7 +7,7 @@ import t from 'tap'
 import { Flag, FrameType, INITIAL_STREAM_WINDOW } from './const.ts'
 import { createSession } from './session.ts'
 import type { Stream } from './stream.ts'
-import { type PeerOptions, frame, rawPeer, receiveHash, sendRandom, sleep, tcpPair, waitFor } from './testkit.ts'
+import { type PeerOptions, frame, rawPeer, receiveHash, sendRandom, sleep, tcpPair, waitFor } from '../../test/helpers/yamux.ts'
 
 const MB = 1024 * 1024
 

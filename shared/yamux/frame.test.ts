@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { Flag, FrameType, HEADER_SIZE, YamuxError } from './const.ts'
 import { FrameParser, decodeHeader, encodeHeader } from './frame.ts'
 import type { Stream } from './stream.ts'
-import { type Frame, frame, rawPeer, rng } from './testkit.ts'
+import { type Frame, frame, rawPeer, rng } from '../../test/helpers/yamux.ts'
 
 t.test('header layout is the spec: version, type, flags, stream id, length, big-endian', async (t) => {
   const h = encodeHeader(FrameType.WindowUpdate, Flag.SYN | Flag.FIN, 0x01020304, 0xa0b0c0d0)

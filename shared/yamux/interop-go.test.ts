@@ -1,5 +1,5 @@
 // Interoperability with the reference implementation, hashicorp/yamux in Go (Debian:
-// golang-go, golang-github-hashicorp-yamux-dev). The peer program in interop/go-peer is
+// golang-go, golang-github-hashicorp-yamux-dev). The peer program in test/fixtures/yamux-go-peer is
 // built into a temporary directory; without a Go toolchain the test is skipped.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
@@ -11,11 +11,11 @@ import { createInterface } from 'node:readline'
 import t, { type Test } from 'tap'
 import { type Session, createSession } from './session.ts'
 import type { Stream } from './stream.ts'
-import { receiveHash, sendRandom, waitFor } from './testkit.ts'
+import { receiveHash, sendRandom, waitFor } from '../../test/helpers/yamux.ts'
 
 const MB = 1024 * 1024
 const GOPATH = '/usr/share/gocode'
-const peerSource = new URL('./interop/go-peer', import.meta.url).pathname
+const peerSource = new URL('../../test/fixtures/yamux-go-peer', import.meta.url).pathname
 
 function goMissing(): string | null {
   const version = spawnSync('go', ['version'], { encoding: 'utf8' })

@@ -9,7 +9,7 @@ import t from 'tap'
 import { Client as JsClient, Server as JsServer } from 'yamux-js'
 import { createSession } from './session.ts'
 import type { Stream } from './stream.ts'
-import { rng } from './testkit.ts'
+import { rng } from '../../test/helpers/yamux.ts'
 
 /** Reads exactly `n` bytes from a stream in flowing mode. */
 function readExactly(stream: Duplex, n: number): Promise<Buffer> {

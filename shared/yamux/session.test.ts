@@ -7,7 +7,7 @@ import t from 'tap'
 import { Flag, FrameType, GoAwayCode, INITIAL_STREAM_WINDOW, YamuxError } from './const.ts'
 import { createSession, type Session } from './session.ts'
 import type { Stream } from './stream.ts'
-import { frame, memoryPair, rawPeer, sleep, tcpPair, waitFor } from './testkit.ts'
+import { frame, memoryPair, rawPeer, sleep, tcpPair, waitFor } from '../../test/helpers/yamux.ts'
 
 function readAll(stream: Duplex): Promise<string> {
   return new Promise((resolve, reject) => {

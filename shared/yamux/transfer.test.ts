@@ -3,7 +3,7 @@
 
 import t from 'tap'
 import type { Stream } from './stream.ts'
-import { receiveHash, sendRandom, tcpPair } from './testkit.ts'
+import { receiveHash, sendRandom, tcpPair } from '../../test/helpers/yamux.ts'
 
 const MB = 1024 * 1024
 

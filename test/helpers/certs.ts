@@ -3,7 +3,7 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject, randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { SqliteBackend } from '../../auth/backend/sqlite.ts'
-import { createCA, createCertificate, type DistinguishedName } from '../../auth/x509.ts'
+import { createCA, createCertificate, type DistinguishedName } from '../../shared/x509.ts'
 import type { NodeIdentity } from '../../shared/identity-store.ts'
 
 export interface TestCA {

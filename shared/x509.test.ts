@@ -183,6 +183,24 @@ t.test('requests that cannot make a valid certificate are refused', async (t) =>
   t.throws(() => leaf(ca, { signingKey: ecKeys().publicKey }), /private key/)
 })
 
+t.test('further extensions are written as given, after the standard ones', async (t) => {
+  const ca = createCA('Warren Host CA', 'cluster')
+  // A private-use OID; extnValue is the DER of a UTF8String.
+  const value = Buffer.concat([Buffer.of(0x0c, 5), Buffer.from('hello')])
+  const { certPem } = leaf(ca, { extensions: [{ oid: '1.3.6.1.4.1.55555.1', critical: false, value }] })
+  const text = openssl(['x509', '-noout', '-text'], certPem)
+  t.equal(text.status, 0, text.stderr)
+  t.match(text.stdout, /X509v3 Authority Key Identifier:[\s\S]*1\.3\.6\.1\.4\.1\.55555\.1:\s+\.\.hello/, 'after authorityKeyIdentifier, with its value')
+  const critical = leaf(ca, { extensions: [{ oid: '1.3.6.1.4.1.55555.1', critical: true, value }] }).certPem
+  t.match(openssl(['x509', '-noout', '-text'], critical).stdout, /1\.3\.6\.1\.4\.1\.55555\.1: critical/)
+  t.ok(new X509Certificate(critical).verify(new X509Certificate(ca.certPem).publicKey), 'signed over them')
+
+  // RFC 5280 4.2: no extension twice.
+  t.throws(() => leaf(ca, { extensions: [{ oid: '2.5.29.17', critical: false, value: Buffer.of(0x30, 0) }] }), /2\.5\.29\.17 is given twice/)
+  const twice = { oid: '1.3.6.1.4.1.55555.1', critical: false, value }
+  t.throws(() => leaf(ca, { extensions: [twice, twice] }), /given twice/)
+})
+
 t.test('TLS 1.3 handshake with leaf certificates on both sides', async (t) => {
   const ca = createCA('Warren Host CA', 'cluster')
   const server = leaf(ca, { subject: { CN: 'proxy' }, extKeyUsage: ['serverAuth'] })

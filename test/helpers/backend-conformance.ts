@@ -2,7 +2,7 @@
 // so that auth code written against SQLite behaves the same on etcd.
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
-import type { Backend, Item } from './backend.ts'
+import type { Backend, Item } from '../../auth/backend/backend.ts'
 
 export interface BackendUnderTest {
   backend: Backend

@@ -1,8 +1,8 @@
 // A small, strict command-line flag parser. Strict because a mistyped flag on a join command
 // should stop the command, not be ignored while the device joins with the wrong settings.
 
-import { UsageError } from './errors.ts'
-import { formatDuration, parseDuration } from './duration.ts'
+import { UsageError } from '../shared/errors.ts'
+import { formatDuration, parseDuration } from '../shared/duration.ts'
 
 export type FlagType = 'string' | 'boolean' | 'duration' | 'list'
 

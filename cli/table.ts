@@ -2,7 +2,7 @@
 // dashes as wide as each column, and columns padded with spaces. Cells come from the
 // network (a node's labels, say), so control characters in them are printed as escapes.
 
-import { printable } from './printable.ts'
+import { printable } from '../shared/printable.ts'
 
 const GAP = '  '
 

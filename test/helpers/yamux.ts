@@ -4,8 +4,8 @@
 import { createHash, randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { type Duplex, duplexPair } from 'node:stream'
-import { FrameParser, encodeHeader } from './frame.ts'
-import { type Session, type SessionOptions, createSession } from './session.ts'
+import { FrameParser, encodeHeader } from '../../shared/yamux/frame.ts'
+import { type Session, type SessionOptions, createSession } from '../../shared/yamux/session.ts'
 
 export type PeerOptions = Omit<SessionOptions, 'client'>
 

@@ -1,13 +1,14 @@
-// X.509 v3 certificates for the cluster CAs and the TLS identities they issue. The DER is
-// built directly (shared/der.ts) and signed with node:crypto, so one certificate costs
-// little more than its signature: the auth server must keep up with bursts of joins.
+// X.509 v3 certificates: the cluster CAs and the TLS identities they issue, and the proxy's
+// ACME challenge certificates (through `extensions`). The DER is built directly
+// (shared/der.ts) and signed with node:crypto, so one certificate costs little more than its
+// signature: the auth server must keep up with bursts of joins.
 
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto'
 import { isIPv4, isIPv6 } from 'node:net'
 import {
   bitString, boolean, explicit, implicit, integer, namedBits, octetString, oid,
   readElement, sequence, set, time, utf8String,
-} from '../shared/der.ts'
+} from './der.ts'
 
 export interface DistinguishedName {
   CN?: string
@@ -35,6 +36,17 @@ export interface CertificateRequest {
   /** IPv4 or IPv6 addresses for subjectAltName. */
   ipAddresses?: string[]
   extKeyUsage?: Array<'serverAuth' | 'clientAuth'>
+  /** Extensions beyond those the fields above make, appended after them. */
+  extensions?: CertificateExtension[]
+}
+
+/** One extension (RFC 5280 4.1.2.9). */
+export interface CertificateExtension {
+  /** Dotted form, e.g. "1.3.6.1.5.5.7.1.31". */
+  oid: string
+  critical: boolean
+  /** The DER that extnValue holds. */
+  value: Buffer
 }
 
 const VERSION_3 = explicit(0, integer(2))
@@ -165,6 +177,16 @@ function extensions(req: CertificateRequest, spki: Buffer, subject: Buffer): Buf
   list.push(extension(EXTENSION.subjectKeyIdentifier, false, octetString(keyIdentifier(spki))))
   const issuerKeyId = issuerKeyIdentifier(req.issuerPublicKey ?? req.signingKey)
   list.push(extension(EXTENSION.authorityKeyIdentifier, false, sequence(implicit(0, issuerKeyId))))
+  if (req.extensions?.length) {
+    // RFC 5280 4.2: a certificate must not hold an extension twice.
+    const seen = new Set(Object.values(EXTENSION).map((id) => id.toString('hex')))
+    for (const extra of req.extensions) {
+      const id = oid(extra.oid)
+      if (seen.has(id.toString('hex'))) throw new Error(`certificate extension ${extra.oid} is given twice or is one the request's fields make`)
+      seen.add(id.toString('hex'))
+      list.push(extension(id, extra.critical, extra.value))
+    }
+  }
   return list
 }
 

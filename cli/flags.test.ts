@@ -1,5 +1,5 @@
 import t from 'tap'
-import { UsageError } from './errors.ts'
+import { UsageError } from '../shared/errors.ts'
 import { formatHelp, parseFlags, splitList, type FlagSpec } from './flags.ts'
 
 const SPEC: FlagSpec = {

@@ -5,7 +5,7 @@
 
 import { createServer, type Server } from 'node:net'
 import { type SecureContext, TLSSocket } from 'node:tls'
-import { type ChallengeLookup, tlsAlpnHooks } from './tls-alpn-hooks.ts'
+import { type ChallengeLookup, tlsAlpnHooks } from '../../proxy/acme/tls-alpn-hooks.ts'
 
 export interface ChallengeTestServerOptions {
   challenge: ChallengeLookup

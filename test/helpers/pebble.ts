@@ -9,8 +9,8 @@ import { writeFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
-import { freePort, tempDir } from '../../test/helpers/cluster.ts'
-import { loopbackCert, testCA } from '../../test/helpers/certs.ts'
+import { freePort, tempDir } from './cluster.ts'
+import { loopbackCert, testCA } from './certs.ts'
 
 /** Why Pebble cannot run here, or undefined when it can. */
 export function pebbleMissing(): string | undefined {
