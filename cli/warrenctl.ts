@@ -280,7 +280,7 @@ export async function warrenctl(argv: string[]): Promise<number | void> {
   if (!command) throw new UsageError(`unknown command "warrenctl ${name}"\n\n${USAGE}`)
   const rest = argv.slice(name.split(' ').length)
   const { flags, args } = parseFlags(rest, { ...GLOBAL_FLAGS, ...command.flags }, `warrenctl ${name}`)
-  if (args.length < command.args) throw new UsageError(`"warrenctl ${name}" needs a ${name.startsWith('users') ? 'NAME' : name.startsWith('nodes') ? 'NODE' : name.startsWith('lock') ? 'ID' : 'TOKEN'} argument`)
+  if (args.length < command.args) throw new UsageError(`"warrenctl ${name}" needs ${name.startsWith('users') ? 'a NAME' : name.startsWith('nodes') ? 'a NODE' : name.startsWith('lock') ? 'an ID' : 'a TOKEN'} argument`)
   if (args.length > command.args) throw new UsageError(`unexpected argument "${args[command.args]}" for "warrenctl ${name}"`)
   const admin = connectAdmin(flags)
   try {
