@@ -6,6 +6,7 @@
 import { ApiClient } from '../shared/api-client.ts'
 import type { Logger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
+import { VERSION } from '../shared/version.ts'
 
 /** What the auth server answers a heartbeat with. */
 export interface HeartbeatAnswer {
@@ -71,7 +72,7 @@ export class Heartbeat {
 
   async beat(): Promise<void> {
     try {
-      const answer = await this.client.call<HeartbeatAnswer>('POST', '/v1/heartbeat', { labels: this.labels, service_addr: this.serviceAddr })
+      const answer = await this.client.call<HeartbeatAnswer>('POST', '/v1/heartbeat', { labels: this.labels, service_addr: this.serviceAddr, version: VERSION })
       this.onAnswer?.(answer)
       if (this.failing) this.log.info(`heartbeats reach ${this.client.server} again`)
       this.failing = false

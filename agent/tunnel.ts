@@ -13,6 +13,7 @@ import { createSession, type Session } from '../shared/yamux/index.ts'
 import { certSubject } from '../shared/cert-subject.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
+import { VERSION } from '../shared/version.ts'
 import { CLUSTER_SERVER_NAME, heldProxiesAlpn, MAX_RETURN_SPREAD_MS, readMessages, TUNNEL_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 
 export interface TunnelOptions {
@@ -128,7 +129,7 @@ export class AgentTunnel extends EventEmitter {
         this.control = control
         control.on('error', () => {})
         control.on('close', () => session.close())
-        this.activate = () => writeMessage(control, { type: 'hello', version: 1, labels: options.labels(), services: options.services })
+        this.activate = () => writeMessage(control, { type: 'hello', version: 1, agent_version: VERSION, labels: options.labels(), services: options.services })
         readMessages(control, (message) => {
           if (message.type === 'welcome' && typeof message.proxy_id === 'string' && !this.proxyId) {
             this.proxyId = message.proxy_id

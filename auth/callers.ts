@@ -3,7 +3,8 @@
 // every request, not once per connection: a keep-alive connection keeps only what its
 // certificate still grants. The verdict is kept until the certificate's dates or the
 // trusted CAs could change it; when the CAs change, connections whose certificate no
-// longer grants anything are closed.
+// longer grants anything are closed. A host removed or locked is refused at every request
+// too (resumed TLS sessions included), and its open connections are closed when that happens.
 
 import type { X509Certificate } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
@@ -26,6 +27,8 @@ export interface CallersOptions {
   clusterName: () => string
   hostCAPems: () => string[]
   userCAPems: () => string[]
+  /** Why a host is refused although its certificate is valid (removed, locked), or undefined. */
+  refusedHost: (hostId: string) => string | undefined
   log: Logger
 }
 
@@ -43,7 +46,10 @@ export class Callers {
   judge(socket: TLSSocket): Judged {
     const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined
     if (!cert) return { peer: null }
-    const judged = this.verdicts.get(socket, cert, (now) => this.identify(cert, now))
+    const identified = this.verdicts.get(socket, cert, (now) => this.identify(cert, now))
+    // Outside the cache: a removal or a lock applies at once, and a lock that ends, too.
+    const refusal = identified.peer?.kind === 'host' ? this.options.refusedHost(identified.peer.subject.commonName) : undefined
+    const judged = refusal ? { peer: null, reason: refusal } : identified
     if (judged.peer && !this.authenticated.has(socket)) {
       this.authenticated.add(socket)
       socket.once('close', () => this.authenticated.delete(socket))
@@ -54,6 +60,15 @@ export class Callers {
   /** After the trusted CAs changed: every verdict is made again, and connections that lost theirs are closed. */
   trustChanged(): void {
     this.verdicts.invalidate()
+    this.closeRefused()
+  }
+
+  /** After a removal or a lock: the connections of hosts now refused are closed (verdicts on certificates stand). */
+  revocationsChanged(): void {
+    this.closeRefused()
+  }
+
+  private closeRefused(): void {
     for (const socket of this.authenticated) {
       const judged = this.judge(socket)
       if (judged.peer) continue
@@ -65,7 +80,7 @@ export class Callers {
 
   /**
    * What a client certificate grants now. The dates are checked here too, since a resumed
-   * TLS session skips OpenSSL's checks. (A removed or locked identity would be refused here.)
+   * TLS session skips OpenSSL's checks.
    */
   private identify(cert: X509Certificate, nowMs: number): Judged {
     if (!validNow(cert, nowMs)) return { peer: null, reason: EXPIRED }

@@ -7,7 +7,7 @@
 // A join always creates a new host. A host that has an identity renews it with its
 // current certificate (renew.ts); it never joins again under the same ID.
 
-import { createPublicKey, randomUUID, type KeyObject } from 'node:crypto'
+import { createPublicKey, randomUUID, X509Certificate, type KeyObject } from 'node:crypto'
 import type { Backend } from './backend/backend.ts'
 import type { Authority } from './authorities.ts'
 import { reservedName } from './certificate-names.ts'
@@ -138,8 +138,10 @@ export async function join(context: JoinContext, request: JoinRequest): Promise<
     tlsKeySha256: publicKeyFingerprint(request.tlsPublicKey),
     ...(request.publicAddrs.length > 0 ? { publicAddrs: request.publicAddrs } : {}),
   }
-  const registration = await context.nodes.planRegistration(record, { replaceHolder: valid.record.nodename !== undefined })
   const identity = issueHostIdentity(context.hostCA, { ...record, clusterName: context.clusterName, tlsPublicKey: request.tlsPublicKey, sshPublicKey: request.sshPublicKey })
+  // The registry knows when the certificate expires (nodes ls --all; how long a removal is kept).
+  const certExpires = new X509Certificate(identity.tlsCertPem).validToDate.getTime()
+  const registration = await context.nodes.planRegistration({ ...record, certExpires }, { replaceHolder: valid.record.nodename !== undefined })
   const applied = await context.backend.txn(
     [...valid.consume.conditions, ...spend.conditions, ...registration.conditions],
     [...valid.consume.operations, ...spend.operations, ...registration.operations],

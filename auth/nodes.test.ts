@@ -36,7 +36,7 @@ t.test('repeated reports of an unchanged node write once; a change writes at onc
   t.same(present?.labels, { site: 'b' })
 })
 
-t.test('presence shows while heartbeats are fresh, refreshes the stored item, and lapses after the TTL', async (t) => {
+t.test('presence shows while heartbeats are fresh, refreshes the stored item, and lapses after the TTL, staying known as offline', async (t) => {
   const { backend, nodes } = await directory(t, 1000)
   await nodes.heartbeat(beat('10.0.0.1'))
   const first = (await nodes.present())[0]!.lastSeen
@@ -49,9 +49,30 @@ t.test('presence shows while heartbeats are fresh, refreshes the stored item, an
   t.equal(nodes.presenceWrites, 2, 'refreshed after half the TTL')
   await sleep(1100)
   t.same(await nodes.present(), [], 'gone once no heartbeat came for the TTL')
-  t.equal((await backend.list('/presence/')).length, 1, 'even while the stored item lives on a little')
   await sleep(500)
-  t.equal((await backend.list('/presence/')).length, 0, 'and the stored item expires too')
+  const other = new NodeDirectory(backend, 1000)
+  t.same(await other.present(), [], 'also for another auth server, once the stored item is older than TTL + TTL/2')
+  t.same((await other.known()).map((p) => p.hostId), ['h1'], 'the stored item stays: the node is known, offline')
+})
+
+t.test('a presence is written only while its host is registered', async (t) => {
+  const { backend, nodes } = await directory(t, 30_000)
+  t.equal(await nodes.heartbeat({ ...beat('10.0.0.1'), hostId: 'never-joined' }), false, 'an unknown host is refused')
+  t.ok(await nodes.heartbeat(beat('10.0.0.1')), 'a registered one is recorded')
+  // Removed on another auth server sharing the backend: this one still has the record cached.
+  await new NodeDirectory(backend, 30_000).remove('one')
+  t.equal(await nodes.heartbeat(beat('10.0.0.2')), false, 'a report that arrives after the removal writes nothing')
+  t.same(await backend.list('/presence/'), [], 'no presence is left behind')
+})
+
+t.test('the proxies that hold a tunnel node are kept per proxy, also across auth servers', async (t) => {
+  const { backend, nodes } = await directory(t, 30_000)
+  await nodes.heartbeat(beat('10.0.0.1'), 'proxy-a')
+  const other = new NodeDirectory(backend, 30_000)
+  await other.heartbeat(beat('10.0.0.1'), 'proxy-b')
+  t.same(Object.keys((await other.known())[0].via ?? {}).sort(), ['proxy-a', 'proxy-b'], 'the second server merged the first one\'s report')
+  await nodes.heartbeat(beat('10.0.0.1'), 'proxy-a')
+  t.same(Object.keys((await nodes.known())[0].via ?? {}).sort(), ['proxy-a', 'proxy-b'], 'and the first sees both')
 })
 
 t.test('another auth server reads the stored presence', async (t) => {

@@ -1,14 +1,17 @@
-// The node registry (durable: who joined) and presence (ephemeral: who heartbeated
-// recently). Presence items carry a TTL, so a node that stops heartbeating disappears from
-// `warrenctl nodes ls` by itself, on every backend.
+// The node registry (durable: who joined) and presence (who heartbeated, and when). A node
+// shows in `warrenctl nodes ls` while its last heartbeat is younger than the heartbeat TTL;
+// its presence item stays after that, so that `nodes ls --all` shows it offline with the
+// time it was last seen, until the offline sweep forgets it (offline-nodes.ts).
 //
 // Presence is kept in memory and written to the backend only when it changes (a new node,
 // another address, other labels) or when the stored item is half way to its end: a node
 // heartbeating every 5 s, directly or through each of three proxies, costs one write per
 // TTL/2 instead of one per report. This auth server answers from memory (a node shows
 // while its last heartbeat here is younger than the TTL, with the address it was last
-// seen from); other auth servers sharing the backend see the stored items, which live
-// TTL + TTL/2 after their write, so there a node may show up to TTL/2 longer.
+// seen from); other auth servers sharing the backend see the stored items, which are
+// rewritten at least every TTL/2 while heartbeats come, so there a node may show up to
+// TTL/2 longer. A presence write is conditional on the node's registration (its revision),
+// so a node removed meanwhile never gets its presence back.
 //
 // A node's name is unique among registered nodes: a claim record (/nodenames/<name>, the
 // holder's host ID) is created in the same transaction as the registration, on the
@@ -29,6 +32,8 @@ export interface NodeRecord {
   tlsKeySha256?: string
   /** A proxy's configured public addresses, which its certificates also name. */
   publicAddrs?: string[]
+  /** When the host's current certificate expires (epoch ms): set at join, kept up to date by renewals. */
+  certExpires?: number
 }
 
 /** A proxy's last heartbeat: how agents and other proxies find it. */
@@ -50,13 +55,22 @@ export interface Presence {
   tunnel: boolean
   labels: Record<string, string>
   lastSeen: number
+  /** The agent's version (shared/version.ts), as its hello or heartbeat reported it. */
+  version?: string
+  /** Through a tunnel: each proxy that reported it, with when it last did (epoch ms). */
+  via?: Record<string, number>
 }
 
 const REGISTRY = '/nodes/'
-const PRESENCE = '/presence/'
+/** Presence items, one per host: read by the offline sweep too. */
+export const PRESENCE = '/presence/'
 const PROXIES = '/proxies/'
 const NODENAMES = '/nodenames/'
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+export function registryKey(hostId: string): string {
+  return REGISTRY + hostId
+}
 
 export function registerNodeOperation(record: NodeRecord): Operation {
   return { op: 'put', key: REGISTRY + record.hostId, value: JSON.stringify(record) }
@@ -99,13 +113,21 @@ interface SeenPresence {
   written: number
   /** What was written, to tell a change from a refresh. */
   signature: string
+  /** The proxies that reported this node's tunnel here, with when they last did. */
+  via: Record<string, number>
+}
+
+/** A presence as this server knows it, and whether it heard the heartbeat itself. */
+interface KnownPresence {
+  presence: Presence
+  heardHere: boolean
 }
 
 export class NodeDirectory {
   private readonly backend: Backend
   private readonly ttlMs: number
   private readonly refreshMs: number
-  private readonly registry = new Map<string, { record: NodeRecord; fetched: number }>()
+  private readonly registry = new Map<string, { record: NodeRecord; revision: number; fetched: number }>()
   private readonly seen = new Map<string, SeenPresence>()
   private lastSweep = Date.now()
   /** Backend writes of presence so far (for tests and benchmarks). */
@@ -124,7 +146,7 @@ export class NodeDirectory {
       return undefined
     }
     const record = JSON.parse(item.value) as NodeRecord
-    this.registry.set(hostId, { record, fetched: Date.now() })
+    this.registry.set(hostId, { record, revision: item.revision, fetched: Date.now() })
     return record
   }
 
@@ -169,15 +191,16 @@ export class NodeDirectory {
 
   /**
    * Removes a host given its host ID or node name: its record, its name and its presence,
-   * in one transaction. It can no longer renew or heartbeat; joining again needs a token.
+   * in one transaction with the operations `also` adds (its removal record). It can no
+   * longer renew or heartbeat; joining again needs a token.
    */
-  async remove(nodeOrId: string): Promise<NodeRecord> {
+  async remove(nodeOrId: string, also: (record: NodeRecord) => Operation[] = () => []): Promise<NodeRecord> {
     const hostId = await this.resolve(nodeOrId)
     const item = await this.backend.get(REGISTRY + hostId)
     if (!item) throw new NodeLookupError(`no node "${nodeOrId}" is registered (it may have been removed already)`)
     const record = JSON.parse(item.value) as NodeRecord
     const conditions: Condition[] = [{ key: item.key, revision: item.revision }]
-    const operations: Operation[] = [{ op: 'delete', key: item.key }, { op: 'delete', key: PRESENCE + hostId }]
+    const operations: Operation[] = [{ op: 'delete', key: item.key }, { op: 'delete', key: PRESENCE + hostId }, ...also(record)]
     const claim = await this.backend.get(claimKey(record.nodename))
     if (claim && (JSON.parse(claim.value) as { hostId: string }).hostId === hostId) {
       conditions.push({ key: claim.key, revision: claim.revision })
@@ -195,7 +218,7 @@ export class NodeDirectory {
   }
 
   /** A host ID, the holder of a node name, or the one registered host (a proxy, say) of that name. */
-  private async resolve(nodeOrId: string): Promise<string> {
+  async resolve(nodeOrId: string): Promise<string> {
     if (UUID.test(nodeOrId) && (await this.backend.get(REGISTRY + nodeOrId))) return nodeOrId
     const holder = await this.holderOf(nodeOrId)
     if (holder) return holder
@@ -222,24 +245,33 @@ export class NodeDirectory {
     return (await this.backend.list(PROXIES)).map((item) => JSON.parse(item.value) as ProxyRecord)
   }
 
-  /** Records a heartbeat; writes to the backend only on a change or when the stored item needs refreshing. */
-  async heartbeat(presence: Presence): Promise<void> {
+  /**
+   * Records a heartbeat (for a tunnel, as reported by proxy `via`); writes to the backend
+   * only on a change or when the stored item needs refreshing. False when the host is not
+   * registered (any more): nothing is written then.
+   */
+  async heartbeat(presence: Presence, via?: string): Promise<boolean> {
     const now = Date.now()
     this.sweep(now)
-    const signature = JSON.stringify([presence.nodename, presence.roles, presence.addr, presence.tunnel, presence.labels])
     let entry = this.seen.get(presence.hostId)
     if (!entry) {
-      entry = { presence, written: 0, signature: '' }
+      entry = { presence, written: 0, signature: '', via: {} }
       this.seen.set(presence.hostId, entry)
     }
+    if (via) entry.via[via] = now
+    for (const [proxyId, reported] of Object.entries(entry.via)) if (now - reported > this.ttlMs + this.refreshMs) delete entry.via[proxyId]
     if (presence.lastSeen >= entry.presence.lastSeen) entry.presence = presence
-    if (entry.signature === signature && now - entry.written < this.refreshMs) return
+    const holders = Object.keys(entry.via).filter((proxyId) => now - entry.via[proxyId] <= this.ttlMs).sort()
+    const signature = JSON.stringify([presence.nodename, presence.roles, presence.addr, presence.tunnel, presence.labels, presence.version ?? '', holders])
+    if (entry.signature === signature && now - entry.written < this.refreshMs) return true
     // Claimed before the write, so that concurrent reports of the same node write once.
     entry.signature = signature
     entry.written = now
     this.presenceWrites++
     try {
-      await this.backend.put(PRESENCE + presence.hostId, JSON.stringify(presence), { ttlMs: this.ttlMs + this.refreshMs })
+      if (await this.writePresence({ ...entry.presence, ...(presence.tunnel ? { via: { ...entry.via } } : {}) })) return true
+      this.forget(presence.hostId)
+      return false
     } catch (error) {
       entry.signature = ''
       entry.written = 0
@@ -247,32 +279,75 @@ export class NodeDirectory {
     }
   }
 
+  /**
+   * Stores a presence on the condition that the host's registration is the one read: a
+   * removal (or a replacement) between the read and the write makes it write nothing.
+   * A tunnel node's proxies that another auth server heard from are kept.
+   */
+  private async writePresence(presence: Presence): Promise<boolean> {
+    const key = PRESENCE + presence.hostId
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (attempt > 0 || !this.registry.has(presence.hostId)) await this.get(presence.hostId)
+      const registration = this.registry.get(presence.hostId)
+      if (!registration) return false
+      const stored = presence.via ? await this.backend.get(key) : undefined
+      const value = presence.via ? { ...presence, via: mergeVia(presence.via, stored && (JSON.parse(stored.value) as Presence).via, presence.lastSeen - this.ttlMs) } : presence
+      if (await this.backend.txn([{ key: registryKey(presence.hostId), revision: registration.revision }], [{ op: 'put', key, value: JSON.stringify(value) }])) return true
+    }
+    throw new Error(`the registration of host ${presence.hostId} keeps changing: its presence is not written`)
+  }
+
   /** Nodes whose heartbeat is fresh, by name. */
   async present(role?: string): Promise<Presence[]> {
     const now = Date.now()
-    const byHost = new Map<string, Presence>()
+    // What this server heard counts for the TTL; what another auth server stored, rewritten
+    // at least every TTL/2 while heartbeats come, for TTL/2 more.
+    return (await this.merged(role))
+      .filter(({ presence, heardHere }) => now - presence.lastSeen <= this.ttlMs + (heardHere ? 0 : this.refreshMs))
+      .map(({ presence }) => presence)
+  }
+
+  /** Every node with a presence item, online or not (for `nodes ls --all`), by name. */
+  async known(role?: string): Promise<Presence[]> {
+    return (await this.merged(role)).map(({ presence }) => presence)
+  }
+
+  private async merged(role?: string): Promise<KnownPresence[]> {
+    const byHost = new Map<string, KnownPresence>()
     for (const item of await this.backend.list(PRESENCE)) {
       const presence = JSON.parse(item.value) as Presence
-      byHost.set(presence.hostId, presence)
+      byHost.set(presence.hostId, { presence, heardHere: false })
     }
     // What this server heard is more recent than what it stored; an item stored by another
     // auth server after our last heartbeat of that node wins.
-    for (const [hostId, { presence }] of this.seen) {
+    for (const [hostId, entry] of this.seen) {
       const stored = byHost.get(hostId)
-      if (stored && stored.lastSeen > presence.lastSeen) continue
-      if (now - presence.lastSeen <= this.ttlMs) byHost.set(hostId, presence)
-      else byHost.delete(hostId)
+      if (stored && stored.presence.lastSeen > entry.presence.lastSeen) continue
+      const via = entry.presence.tunnel ? { via: mergeVia(entry.via, stored?.presence.via, 0) } : {}
+      byHost.set(hostId, { presence: { ...entry.presence, ...via }, heardHere: true })
     }
     return [...byHost.values()]
-      .filter((p) => !role || p.roles.includes(role))
-      .sort((a, b) => a.nodename.localeCompare(b.nodename) || a.hostId.localeCompare(b.hostId))
+      .filter(({ presence }) => !role || presence.roles.includes(role))
+      .sort((a, b) => a.presence.nodename.localeCompare(b.presence.nodename) || a.presence.hostId.localeCompare(b.presence.hostId))
   }
 
-  /** Forgets nodes whose stored presence has expired too (at most once per refresh period). */
+  /** Forgets the nodes it has not heard from for longer than a stored item is trusted (at most once per refresh period). */
   private sweep(now: number): void {
     if (now - this.lastSweep < this.refreshMs) return
     this.lastSweep = now
     for (const [hostId, entry] of this.seen) if (now - entry.presence.lastSeen > this.ttlMs + this.refreshMs) this.seen.delete(hostId)
     for (const [hostId, cached] of this.registry) if (now - cached.fetched >= REGISTRY_CACHE_MS) this.registry.delete(hostId)
   }
+}
+
+/**
+ * The proxies holding a node's tunnel, by when each last reported it: ours, and those that
+ * another auth server heard (`theirs`, stored) where newer and not older than `since`.
+ */
+function mergeVia(ours: Record<string, number>, theirs: Record<string, number> | undefined, since: number): Record<string, number> {
+  const merged = { ...ours }
+  for (const [proxyId, reported] of Object.entries(theirs ?? {})) {
+    if (reported >= since && reported > (merged[proxyId] ?? 0)) merged[proxyId] = reported
+  }
+  return merged
 }

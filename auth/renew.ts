@@ -30,6 +30,8 @@ export interface RenewalContext {
   hostCA: () => Authority
   nodes: NodeDirectory
   clusterName: string
+  /** Why a host may not renew although registered (a lock), or undefined. */
+  refused?: (hostId: string) => string | undefined
   clock?: () => number
 }
 
@@ -87,6 +89,8 @@ export class Renewals {
     const hostId = subject.commonName
     const registered = await this.context.nodes.get(hostId)
     if (!registered?.sshPublicKey) throw refuse(`host ${hostId} is not registered in this cluster`)
+    const refusal = this.context.refused?.(hostId)
+    if (refusal) throw refuse(refusal)
     if (registered.tlsKeySha256 !== publicKeyFingerprint(cert.publicKey)) throw refuse(`the certificate's key is not the TLS key registered for host ${hostId}`)
     if (!sameRoles(registered.roles, subject.roles)) throw refuse(`the certificate's roles (${subject.roles.join(',')}) are not the roles host ${hostId} was registered with (${registered.roles.join(',')})`)
     if (options.nodeOnly && !registered.roles.includes('node')) throw refuse(`host ${hostId} is not a node: it renews with its own certificate`)

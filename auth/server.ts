@@ -19,7 +19,11 @@ import { issueAdminCredentials, issueServerCredentials } from './issuer.ts'
 import { join, nodenameProblem, parseJoinRequest } from './join.ts'
 import { JoinChallenges } from './join-challenge.ts'
 import { checkTlsKey, KeyPolicyError } from './key-policy.ts'
-import { NodeDirectory, NodeLookupError } from './nodes.ts'
+import { NodeDirectory } from './nodes.ts'
+import { addFleetRoutes } from './fleet-routes.ts'
+import { Locks } from './locks.ts'
+import { OfflineSweep } from './offline-nodes.ts'
+import { DEFAULT_RECOVERY_WINDOW_MS, Revocations } from './revocations.ts'
 import { FailureRateLimiter } from './rate-limit.ts'
 import { parseRoles } from './roles.ts'
 import { parseStaticToken, TokenRefusal, TokenService } from './tokens.ts'
@@ -47,6 +51,9 @@ export class AuthServer {
   private renewals!: Renewals
   private users!: UserDirectory
   private acmeRecords!: AcmeRecords
+  private revocations!: Revocations
+  private locks!: Locks
+  private offlineSweep?: OfflineSweep
   private hostCA!: Authority
   private userCA!: Authority
   private clusterName = ''
@@ -61,7 +68,7 @@ export class AuthServer {
     this.config = config
     this.log = log ?? createLogger('auth', { level: config.log.level })
     this.limiter = new FailureRateLimiter(config.auth.joinRateLimit)
-    this.callers = new Callers({ clusterName: () => this.clusterName, hostCAPems: () => this.hostCA.tlsCertPems, userCAPems: () => this.userCA.tlsCertPems, log: this.log })
+    this.callers = new Callers({ clusterName: () => this.clusterName, hostCAPems: () => this.hostCA.tlsCertPems, userCAPems: () => this.userCA.tlsCertPems, refusedHost: (hostId) => this.revocations?.refusedHost(hostId), log: this.log })
   }
 
   /** The address clients should dial (a wildcard listen address becomes loopback). */
@@ -103,8 +110,14 @@ export class AuthServer {
     this.tokens = new TokenService(this.backend, statics)
     this.nodes = new NodeDirectory(this.backend, auth.heartbeatTtlMs)
     this.challenges = await JoinChallenges.open(this.backend)
-    this.renewals = new Renewals({ hostCA: () => this.hostCA, nodes: this.nodes, clusterName: this.clusterName })
+    this.renewals = new Renewals({ hostCA: () => this.hostCA, nodes: this.nodes, clusterName: this.clusterName, refused: (hostId) => this.revocations.refusedHost(hostId) })
     this.users = new UserDirectory(this.backend)
+    // Removals and locks are in force before the first request is served.
+    this.revocations = new Revocations({ backend: this.backend, recoveryWindowMs: DEFAULT_RECOVERY_WINDOW_MS, onChange: () => this.callers.revocationsChanged(), log: this.log })
+    await this.revocations.start()
+    this.locks = new Locks({ backend: this.backend, nodes: this.nodes, users: this.users })
+    this.offlineSweep = new OfflineSweep({ backend: this.backend, nodeTtlMs: auth.nodeTtlMs, named: (hostId) => this.revocations.names(hostId), log: this.log })
+    this.offlineSweep.start()
     this.acmeRecords = new AcmeRecords(this.backend)
 
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
@@ -161,6 +174,8 @@ export class AuthServer {
 
   async stop(): Promise<void> {
     clearInterval(this.refreshTimer)
+    this.revocations?.stop()
+    this.offlineSweep?.stop()
     if (this.server) {
       this.gate?.close()
       this.server.closeAllConnections()
@@ -279,7 +294,7 @@ export class AuthServer {
     // comes back is announced to the others' agents within about a second.
     router.add('GET', '/v1/proxies', async (req) => {
       this.requireProxy(req)
-      return { proxies: (await this.nodes.proxies()).map((p) => p.proxyId) }
+      return { proxies: (await this.nodes.proxies()).map((p) => p.proxyId), revocations: this.revocations.generation }
     })
     // A proxy stopping cleanly: the others stop announcing it, and announce it again (so
     // that agents come back to it soon) once it heartbeats after its restart.
@@ -292,7 +307,7 @@ export class AuthServer {
     // Where the nodes without a tunnel serve proxies, which dial them there.
     router.add('GET', '/v1/proxies/direct-nodes', async (req) => {
       this.requireProxy(req)
-      return { nodes: directNodes(await this.nodes.present('node')) }
+      return { nodes: directNodes((await this.nodes.present('node')).filter((p) => !this.revocations.refusedHost(p.hostId))) }
     })
     // The proxies' shared ACME account and certificates (proxy/acme's CertStore).
     router.add('POST', '/v1/proxies/acme/get', async (req) => {
@@ -360,6 +375,8 @@ export class AuthServer {
       this.requirePeer(req, 'admin')
       const user = await this.users.get(params.name)
       if (!user) throw new HttpError(404, `no user "${params.name}": add it with "warrenctl users add ${params.name} --logins=..."`)
+      const locked = this.revocations.list.refusedUser(user.name)
+      if (locked) throw new HttpError(403, locked)
       const body = await readJson(req)
       const ttlMs = body.ttl_ms
       if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) throw new HttpError(400, 'field "ttl_ms" must be a positive number')
@@ -389,22 +406,7 @@ export class AuthServer {
         known_hosts: nodes.map((n) => `${n.nodename},${n.hostId},${n.hostId}.${this.clusterName} ${n.sshPublicKey}`),
       }
     })
-    router.add('GET', '/v1/nodes', async (req) => {
-      this.requirePeer(req, 'admin')
-      const nodes = await this.nodes.present('node')
-      return { nodes: nodes.map((n) => ({ host_id: n.hostId, nodename: n.nodename, addr: n.addr, tunnel: n.tunnel, labels: n.labels, last_seen: n.lastSeen })) }
-    })
-    router.add('DELETE', '/v1/nodes/:node', async (req, params) => {
-      this.requirePeer(req, 'admin')
-      try {
-        const removed = await this.nodes.remove(params.node)
-        this.log.info('node removed', { host_id: removed.hostId, nodename: removed.nodename })
-        return { host_id: removed.hostId, nodename: removed.nodename, roles: removed.roles }
-      } catch (error) {
-        if (error instanceof NodeLookupError) throw new HttpError(404, error.message)
-        throw error
-      }
-    })
+    addFleetRoutes(router, { requireAdmin: (req) => this.requirePeer(req, 'admin'), requireProxy: (req) => this.requireProxy(req), nodes: this.nodes, locks: this.locks, revocations: this.revocations, heartbeatTtlMs: this.config.auth.heartbeatTtlMs, log: this.log })
     return router
   }
 
@@ -444,7 +446,7 @@ export class AuthServer {
 
   /** A proxy reports the nodes whose tunnels it holds and that heartbeated over them. */
   private async handleTunnelPresence(req: IncomingMessage): Promise<unknown> {
-    this.requireProxy(req)
+    const proxy = this.requireProxy(req)
     const body = await readJson(req, 4 * 1024 * 1024)
     const reports = body.nodes
     if (!Array.isArray(reports) || reports.length > 20_000) throw new HttpError(400, 'field "nodes" must be a list')
@@ -455,10 +457,13 @@ export class AuthServer {
       const hostId = stringField(report, 'host_id', { max: 64 }) as string
       const registered = await this.nodes.lookup(hostId)
       if (!registered) return hostId
+      // A locked node is not present (its proxies close its tunnels as they learn of the lock).
+      if (this.revocations.refusedHost(hostId)) return false
       // Labels the rules refuse drop this report only, not the proxy's whole batch.
       const labels = report.labels === undefined ? {} : validLabels(report.labels)
       if (!labels) return false
-      await this.nodes.heartbeat({
+      const version = typeof report.version === 'string' && report.version.length <= 64 ? { version: report.version } : {}
+      const recorded = await this.nodes.heartbeat({
         hostId,
         nodename: registered.nodename,
         roles: registered.roles,
@@ -466,8 +471,9 @@ export class AuthServer {
         tunnel: true,
         labels,
         lastSeen: now,
-      })
-      return true
+        ...version,
+      }, proxy.subject.commonName)
+      return recorded || hostId
     }))
     // Hosts removed (nodes rm) or replaced: the proxy closes their tunnels.
     const unknown = results.filter((result) => typeof result === 'string')
@@ -480,7 +486,8 @@ export class AuthServer {
     const hostId = peer.subject.commonName
     const registered = await this.nodes.lookup(hostId)
     if (!registered) throw new HttpError(403, `host ${hostId} is not registered in this cluster`)
-    await this.nodes.heartbeat({
+    const version = stringField(body, 'version', { optional: true, max: 64 })
+    const recorded = await this.nodes.heartbeat({
       hostId,
       nodename: registered.nodename,
       roles: registered.roles,
@@ -488,7 +495,9 @@ export class AuthServer {
       tunnel: false,
       labels: labelsField(body, 'labels'),
       lastSeen: Date.now(),
+      ...(version ? { version } : {}),
     })
+    if (!recorded) throw new HttpError(403, `host ${hostId} is not registered in this cluster`)
     // What the cluster trusts now: a node without a tunnel follows CA rotations by this.
     return { ok: true, host_ca_certs: this.hostCA.tlsCertPems, user_ca_ssh_keys: this.userCA.sshPublicKeys }
   }

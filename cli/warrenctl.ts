@@ -4,12 +4,13 @@
 import { connectAdmin, type AdminConnection } from './admin-client.ts'
 import { runMain } from './main.ts'
 import { DEFAULTS } from '../shared/config.ts'
-import { describeTtl, formatExpiry, formatUtc } from '../shared/duration.ts'
+import { describeTtl, formatDuration, formatExpiry, formatUtc } from '../shared/duration.ts'
 import { UsageError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from './flags.ts'
 import { formatTable } from './table.ts'
 import { printable } from '../shared/printable.ts'
 import { signUser } from './sign.ts'
+import { LOCK_COMMANDS, LOCK_USAGE } from './locks.ts'
 
 const GLOBAL_FLAGS: FlagSpec = {
   'data-dir': { type: 'string', description: 'the auth server\'s data dir, where the admin identity is' },
@@ -25,8 +26,9 @@ Commands:
   nodes add [--ttl=30m] [--roles=node] [--token=VALUE] [--single-use] [--nodename=NAME]
                                  create a token and print the command that joins a node
                                  (--nodename: only that name, replacing the node that has it)
-  nodes ls                       nodes whose heartbeat is fresh
-  nodes rm NODE                  remove a node (name or host ID): it can no longer renew or heartbeat
+  nodes ls [--all]               nodes whose heartbeat is fresh (--all: offline and removed ones too,
+                                 with when they were last seen, version, certificate expiry, proxies)
+  nodes rm NODE                  remove a node (name or host ID): its certificates are refused everywhere
   tokens add --type=node [--ttl=1h] [--token=VALUE] [--single-use] [--nodename=NAME]
   tokens ls [--with-secrets]     active tokens
   tokens rm TOKEN | tokens del TOKEN
@@ -38,6 +40,7 @@ Commands:
                                  short-lived certificates for a user, with known_hosts
   auth rotate [--type=host|user] [--grace-period=30h] [--manual --phase=init|update_clients|update_servers|standby|rollback]
                                  replace a CA without downtime
+${LOCK_USAGE}
 
 Flags for every command: --data-dir, --config, --identity, --auth-server`
 
@@ -72,6 +75,39 @@ interface StatusResponse {
 }
 
 const out = (text: string) => process.stdout.write(text + '\n')
+
+interface ListedNode {
+  nodename: string
+  host_id: string
+  addr: string
+  tunnel: boolean
+  labels: Record<string, string>
+  status?: string
+  last_seen?: number | null
+  version?: string | null
+  cert_expires?: number | null
+  proxies?: { holding: number; live: number } | null
+}
+
+const address = (n: ListedNode) => (n.tunnel ? '⟵ Tunnel' : n.addr || '-')
+const labels = (n: ListedNode) => Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',')
+
+/** `nodes ls --all`: online, offline and removed nodes, with what tells an operator whether a device is healthy. */
+async function listAllNodes(admin: AdminConnection): Promise<void> {
+  const { now, nodes } = await admin.client.call<{ now: number; nodes: ListedNode[] }>('GET', '/v1/nodes?all=true')
+  const rows = nodes.map((n) => [
+    n.nodename,
+    n.host_id,
+    address(n),
+    n.status ?? '',
+    n.last_seen ? `${formatUtc(n.last_seen)} (${formatDuration(now - n.last_seen)} ago)` : '-',
+    n.version ?? '-',
+    n.cert_expires ? formatExpiry(n.cert_expires, now) : '-',
+    n.proxies ? `${n.proxies.holding}/${n.proxies.live}` : '-',
+    labels(n),
+  ])
+  out(formatTable(['Node Name', 'Node ID', 'Address', 'Status', 'Last Seen', 'Version', 'Cert Expires', 'Proxies', 'Labels'], rows))
+}
 
 async function addToken(admin: AdminConnection, flags: Record<string, any>, roles: string, defaultTtl: number): Promise<void> {
   const ttlMs: number = flags.ttl ?? defaultTtl
@@ -141,11 +177,12 @@ const COMMANDS: Record<string, Command> = {
     run: (admin, flags) => addToken(admin, flags, flags.roles, DEFAULTS.nodeTokenTtlMs),
   },
   'nodes ls': {
-    flags: {},
+    flags: { all: { type: 'boolean', description: 'also nodes that are offline or removed, with Last Seen, Version, Cert Expires and Proxies' } },
     args: 0,
-    async run(admin) {
-      const { nodes } = await admin.client.call<{ nodes: { nodename: string; host_id: string; addr: string; tunnel: boolean; labels: Record<string, string> }[] }>('GET', '/v1/nodes')
-      const rows = nodes.map((n) => [n.nodename, n.host_id, n.tunnel ? '⟵ Tunnel' : n.addr, Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',')])
+    async run(admin, flags) {
+      if (flags.all) return listAllNodes(admin)
+      const { nodes } = await admin.client.call<{ nodes: ListedNode[] }>('GET', '/v1/nodes')
+      const rows = nodes.map((n) => [n.nodename, n.host_id, address(n), labels(n)])
       out(formatTable(['Node Name', 'Node ID', 'Address', 'Labels'], rows))
     },
   },
@@ -228,6 +265,7 @@ const COMMANDS: Record<string, Command> = {
   },
   'tokens rm': { flags: {}, args: 1, run: deleteToken },
   'tokens del': { flags: {}, args: 1, run: deleteToken },
+  ...LOCK_COMMANDS,
 }
 
 export async function warrenctl(argv: string[]): Promise<number | void> {
@@ -235,12 +273,14 @@ export async function warrenctl(argv: string[]): Promise<number | void> {
     out(USAGE)
     return argv.length === 0 ? 2 : 0
   }
-  const name = COMMANDS[argv[0]] ? argv[0] : `${argv[0]} ${argv[1] ?? ''}`.trim()
+  // Two words first: "lock ls" is a command of its own, not "lock" with an argument.
+  const twoWords = `${argv[0]} ${argv[1] ?? ''}`.trim()
+  const name = COMMANDS[twoWords] ? twoWords : COMMANDS[argv[0]] ? argv[0] : twoWords
   const command = COMMANDS[name]
   if (!command) throw new UsageError(`unknown command "warrenctl ${name}"\n\n${USAGE}`)
   const rest = argv.slice(name.split(' ').length)
   const { flags, args } = parseFlags(rest, { ...GLOBAL_FLAGS, ...command.flags }, `warrenctl ${name}`)
-  if (args.length < command.args) throw new UsageError(`"warrenctl ${name}" needs a ${name.startsWith('users') ? 'NAME' : name.startsWith('nodes') ? 'NODE' : 'TOKEN'} argument`)
+  if (args.length < command.args) throw new UsageError(`"warrenctl ${name}" needs ${name.startsWith('users') ? 'a NAME' : name.startsWith('nodes') ? 'a NODE' : name.startsWith('lock') ? 'an ID' : 'a TOKEN'} argument`)
   if (args.length > command.args) throw new UsageError(`unexpected argument "${args[command.args]}" for "warrenctl ${name}"`)
   const admin = connectAdmin(flags)
   try {

@@ -3,7 +3,8 @@
 // that joined an auth server directly). The direct leg is mutual TLS: this proxy presents
 // its own certificate, and the node must present the host certificate of the very node
 // asked for. Either way the stream starts with the same one-line request and reply, so the
-// user gateway above sees no difference.
+// user gateway above sees no difference. A host the cluster removed or locked is never
+// dialled, whatever address its last heartbeat left, and its open direct legs are closed.
 
 import { X509Certificate } from 'node:crypto'
 import type { Duplex } from 'node:stream'
@@ -38,6 +39,8 @@ export interface NodeDialerOptions {
   directNodes: () => Promise<DirectNodeEntry[]>
   clusterName: string
   credentials: () => ProxyCredentials
+  /** Why a host is refused although its certificate is valid (removed, locked), or undefined. */
+  refusedHost?: (hostId: string) => string | undefined
   /** TCP keepalive on direct legs, so a node that vanished is noticed. */
   keepAliveIntervalMs: number
   log: Logger
@@ -47,6 +50,8 @@ export class NodeDialer {
   private readonly options: NodeDialerOptions
   private readonly book: DirectNodeBook
   private cachedContext?: { key: string; context: SecureContext }
+  /** Open direct legs, with the host each reaches. */
+  private readonly legs = new Map<TLSSocket, string>()
 
   constructor(options: NodeDialerOptions) {
     this.options = options
@@ -58,6 +63,8 @@ export class NodeDialer {
     if (this.options.tunnels.find(target)) return this.options.tunnels.dial(target, request)
     const node = await this.findDirect(target)
     if (!node) throw new Error(`node "${target}" is not connected to this proxy, nor online as a direct node`)
+    const refusal = this.options.refusedHost?.(node.hostId)
+    if (refusal) throw new Error(`node "${target}" is refused: ${refusal}`)
     let socket: TLSSocket
     try {
       socket = await this.connect(node)
@@ -78,7 +85,20 @@ export class NodeDialer {
       throw new Error(`node "${target}" refused: ${typeof reply.error === 'string' ? reply.error : 'unknown error'}`)
     }
     this.options.log.debug(`reached ${target} directly at ${joinHostPort(node.host, node.port)} (${request.service})`, { host_id: node.hostId })
+    this.legs.set(socket, node.hostId)
+    socket.once('close', () => this.legs.delete(socket))
     return socket
+  }
+
+  /** After the removed and locked hosts changed: the direct legs to hosts now refused are closed. */
+  dropRefused(): void {
+    for (const [socket, hostId] of this.legs) {
+      const refusal = this.options.refusedHost?.(hostId)
+      if (!refusal) continue
+      this.legs.delete(socket)
+      this.options.log.warn(`direct connection to ${hostId} closed: ${refusal}`, { host_id: hostId, refused: true })
+      socket.destroy()
+    }
   }
 
   /** The direct node by that name; the auth server's failures are logged here, not shown to users. */
@@ -123,9 +143,14 @@ export class NodeDialer {
     })
   }
 
-  /** The node's certificate (already verified against the trusted host CAs) must name the node asked for. */
+  /**
+   * The node's certificate (already verified against the trusted host CAs) must name the
+   * node asked for, and not a host the cluster refuses.
+   */
   private checkNode(peer: PeerCertificate, node: DirectNode): Error | undefined {
     const subject = certSubject(new X509Certificate(peer.raw))
+    const refusal = this.options.refusedHost?.(subject.commonName)
+    if (refusal) return new Error(`the server there presents the certificate of a refused host: ${refusal}`)
     if (subject.commonName === node.hostId && subject.cluster === this.options.clusterName && subject.roles.includes('node')) return undefined
     return new Error(`the server there is not node ${node.hostId} of this cluster (its certificate names ${subject.commonName || 'nobody'})`)
   }

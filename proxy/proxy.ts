@@ -28,6 +28,7 @@ import type { WebCertificates } from './web-certificates.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { LiveSetMembership } from './membership.ts'
 import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
+import { ProxyRevocations } from './revocations.ts'
 
 interface HeartbeatResponse {
   proxies: string[]
@@ -57,6 +58,8 @@ export class ProxyService {
   identity!: NodeIdentity
   tunnels!: TunnelServer
   private users!: UserGateway
+  private nodes!: NodeDialer
+  private revocations!: ProxyRevocations
   private auth!: ApiClient
   private servers: Server[] = []
   private gate?: TlsGate
@@ -107,10 +110,15 @@ export class ProxyService {
       })
     }
 
+    // Removed and locked hosts and users are refused from the first connection on.
+    this.revocations = new ProxyRevocations({ fetch: () => this.auth.call('GET', '/v1/proxies/revocations'), onChange: () => this.dropRefused(), log: this.log })
+    await this.revocations.refresh()
+    const refusedHost = (hostId: string) => this.revocations.list.refusedHost(hostId)
     this.tunnels = new TunnelServer({
       proxyId: this.identity.hostId,
       clusterName: this.identity.clusterName,
       hostCAPems: () => this.hostCAPems,
+      refusedHost,
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
       log: this.log,
     })
@@ -118,11 +126,13 @@ export class ProxyService {
       tunnels: this.tunnels,
       directNodes: async () => (await this.auth.call<{ nodes: DirectNodeEntry[] }>('GET', '/v1/proxies/direct-nodes')).nodes,
       clusterName: this.identity.clusterName,
+      refusedHost,
       credentials: () => ({ keyPem: this.identity.tlsKeyPem, certPem: this.identity.tlsCertPem, hostCAPems: this.hostCAPems }),
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
       log: this.log,
     })
-    this.users = new UserGateway({ nodes, clusterName: this.identity.clusterName, userCAPems: () => this.userCAPems, log: this.log })
+    this.nodes = nodes
+    this.users = new UserGateway({ nodes, clusterName: this.identity.clusterName, userCAPems: () => this.userCAPems, refusedUser: (name) => this.revocations.list.refusedUser(name), log: this.log })
     const web = createHttpServer()
     const router = webApi({
       discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),
@@ -275,6 +285,13 @@ export class ProxyService {
     await previous.close()
   }
 
+  /** The removed and locked identities changed: what they hold here is closed. */
+  private dropRefused(): void {
+    this.tunnels?.dropRefused()
+    this.nodes?.dropRefused()
+    this.users?.dropLocked()
+  }
+
   private async heartbeat(first: boolean): Promise<void> {
     try {
       const response = await this.auth.call<HeartbeatResponse>('POST', '/v1/proxies/heartbeat', { web_addr: this.config.proxy.publicAddrs[0] ?? this.addresses.web })
@@ -297,8 +314,10 @@ export class ProxyService {
     if (this.liveSetInFlight) return
     this.liveSetInFlight = true
     try {
-      const response = await this.auth.call<{ proxies: string[] }>('GET', '/v1/proxies', undefined, { timeoutMs: LIVE_SET_POLL_MS * 2 })
+      const response = await this.auth.call<{ proxies: string[]; revocations?: string }>('GET', '/v1/proxies', undefined, { timeoutMs: LIVE_SET_POLL_MS * 2 })
       this.tunnels.announce(response.proxies)
+      // A removal or a lock shows as a new generation: everything it refuses closes within the poll.
+      await this.revocations.follow(response.revocations)
     } catch (error) {
       this.log.debug(`reading the live set failed: ${(error as Error).message}`)
     } finally {
@@ -340,7 +359,7 @@ export class ProxyService {
 
   private async reportPresence(tunnels: Tunnel[]): Promise<void> {
     if (tunnels.length === 0) return
-    const nodes = tunnels.map((t) => ({ host_id: t.hostId, addr: t.remoteAddress, labels: t.labels }))
+    const nodes = tunnels.map((t) => ({ host_id: t.hostId, addr: t.remoteAddress, labels: t.labels, ...(t.version ? { version: t.version } : {}) }))
     try {
       const answer = await this.auth.call<{ unknown?: string[] }>('POST', '/v1/presence', { nodes })
       if (Array.isArray(answer.unknown)) this.tunnels.dropUnregistered(answer.unknown.filter((id) => typeof id === 'string'))

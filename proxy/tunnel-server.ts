@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls'
 import type { X509Certificate } from 'node:crypto'
 import { createSession, type Session } from '../shared/yamux/index.ts'
 import { checkLabels, LabelError } from '../shared/labels.ts'
-import { validNow } from '../shared/cert-subject.ts'
+import { certSubject, validNow } from '../shared/cert-subject.ts'
 import { TunnelTrust } from './tunnel-trust.ts'
 import type { Logger } from '../shared/log.ts'
 import { MAX_RETURN_SPREAD_MS, readFirstMessage, readMessages, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
@@ -26,6 +26,8 @@ export interface Tunnel {
   registered?: () => void
   /** Set while a renewal on this node's behalf is with the auth server: one at a time per tunnel. */
   renewing?: boolean
+  /** The agent's version, from its hello. */
+  version?: string
   /**
    * The node's certificate as it presented it, for renewals on its behalf (encoded as PEM
    * only then: a fleet reconnecting at once would otherwise pay for it on every tunnel).
@@ -64,6 +66,8 @@ export interface TunnelServerOptions {
   proxyId: string
   clusterName: string
   hostCAPems: () => string[]
+  /** Why a host is refused although its certificate is valid (removed, locked), or undefined. */
+  refusedHost?: (hostId: string) => string | undefined
   keepAliveIntervalMs: number
   log: Logger
 }
@@ -80,7 +84,7 @@ export class TunnelServer extends EventEmitter {
   constructor(options: TunnelServerOptions) {
     super()
     this.options = options
-    this.trust = new TunnelTrust({ clusterName: options.clusterName, hostCAPems: options.hostCAPems, close: (tunnel) => tunnel.session.close(), log: options.log })
+    this.trust = new TunnelTrust({ clusterName: options.clusterName, hostCAPems: options.hostCAPems, refusedHost: options.refusedHost, close: (tunnel) => tunnel.session.close(), log: options.log })
   }
 
   get size(): number {
@@ -131,7 +135,8 @@ export class TunnelServer extends EventEmitter {
     const verdict = cert ? this.trust.judge(cert) : undefined
     if (!cert || !verdict?.trusted) {
       const reason = socket.authorizationError ? String(socket.authorizationError) : verdict && !verdict.trusted ? verdict.reason : 'no client certificate'
-      log.warn(`tunnel from ${remoteAddress} refused: ${reason}`)
+      // The certificate's CN names the host even when the verdict is against it.
+      log.warn(`tunnel from ${remoteAddress} refused: ${reason}`, cert ? { host_id: certSubject(cert).commonName, resumed: socket.isSessionReused() } : {})
       socket.destroy()
       return
     }
@@ -173,6 +178,11 @@ export class TunnelServer extends EventEmitter {
    */
   dropUntrusted(): void {
     this.trust.recheckAll()
+  }
+
+  /** Closes the tunnels of hosts removed or locked since they opened. */
+  dropRefused(): void {
+    this.trust.dropRefused()
   }
 
   /**
@@ -224,6 +234,7 @@ export class TunnelServer extends EventEmitter {
         return
       }
       if (message.type === 'hello' || message.type === 'heartbeat') {
+        if (message.type === 'hello' && typeof message.agent_version === 'string') tunnel.version = message.agent_version.slice(0, 64)
         if (message.type === 'hello' && this.tunnels.get(tunnel.hostId) !== tunnel) this.register(tunnel)
         if (message.labels !== undefined) this.acceptLabels(tunnel, message.labels)
         if (Array.isArray(message.services)) tunnel.services = message.services.filter((s): s is string => typeof s === 'string')

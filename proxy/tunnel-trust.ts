@@ -2,7 +2,8 @@
 // accepted by its node's certificate; it stays open only while that certificate, or one
 // the node renewed since for the same key, is valid and from a host CA the cluster trusts.
 // Tunnels are judged again when the trusted CAs change (a rotation dropped a CA: nodes
-// that did not follow it are cut) and when their last certificate expires.
+// that did not follow it are cut), when their last certificate expires, and when a node is
+// removed or locked (a certificate does not help a host the cluster refuses).
 
 import { X509Certificate } from 'node:crypto'
 import { judgeCertificate, type Verdict } from '../shared/cert-trust.ts'
@@ -44,6 +45,8 @@ const MAX_ANNOUNCEMENTS_PER_TUNNEL = 16
 export interface TunnelTrustOptions<T> {
   clusterName: string
   hostCAPems: () => string[]
+  /** Why a host is refused although its certificate is valid (removed, locked), or undefined. */
+  refusedHost?: (hostId: string) => string | undefined
   /** Closes a tunnel that is no longer trusted. */
   close: (tunnel: T) => void
   log: Logger
@@ -60,10 +63,27 @@ export class TunnelTrust<T extends TrustedTunnel> {
 
   /**
    * Whether this proxy accepts a node's certificate now: valid, from a host CA the cluster
-   * trusts, a node of this cluster. (A removed or locked node would be refused here too.)
+   * trusts, a node of this cluster, and not a host the cluster removed or locked.
    */
   judge(cert: X509Certificate): Verdict {
-    return judgeCertificate(cert, { clusterName: this.options.clusterName, caPems: this.options.hostCAPems(), role: 'node' })
+    const verdict = judgeCertificate(cert, { clusterName: this.options.clusterName, caPems: this.options.hostCAPems(), role: 'node' })
+    const refusal = verdict.trusted ? this.options.refusedHost?.(verdict.subject.commonName) : undefined
+    return refusal ? { trusted: false, reason: refusal } : verdict
+  }
+
+  /**
+   * After the removed and locked hosts changed: their tunnels are closed. Judged by host ID
+   * alone (the certificates were checked when they came), so a fleet's proxies do not check
+   * every certificate again for each lock.
+   */
+  dropRefused(): void {
+    for (const tunnel of [...this.held.keys()]) {
+      const refusal = this.options.refusedHost?.(tunnel.hostId)
+      if (!refusal) continue
+      this.options.log.warn(`tunnel from ${tunnel.nodename} closed: ${refusal}`, { host_id: tunnel.hostId, refused: true })
+      this.closed(tunnel)
+      this.options.close(tunnel)
+    }
   }
 
   /** A tunnel accepted with `cert` (judged trusted by the caller just now). */

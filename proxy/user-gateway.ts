@@ -3,11 +3,13 @@
 // checks the user before it opens any stream to the node, then splices the bytes. A user
 // connection lasts as long as its session, like an SSH session past its certificate's
 // expiry, but not past a change of trust: when a user CA rotation drops the CA that
-// issued its certificate, it is closed.
+// issued its certificate, or when the user is locked (`warrenctl lock --user`), it is
+// closed, and a locked user's new connections are refused with the lock's message.
 
 import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import type { X509Certificate } from 'node:crypto'
+import { certSubject } from '../shared/cert-subject.ts'
 import { judgeCertificate, judgeIdentity, type Expected, type Verdict } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
 import { readFirstMessage, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
@@ -19,6 +21,8 @@ export interface UserGatewayOptions {
   nodes: Pick<NodeDialer, 'dial'>
   clusterName: string
   userCAPems: () => string[]
+  /** Why a user is refused although its certificate is valid (a lock), or undefined. */
+  refusedUser?: (name: string) => string | undefined
   log: Logger
 }
 
@@ -37,8 +41,7 @@ export class UserGateway {
 
   /**
    * Closes the user connections this proxy no longer trusts, after the trusted user CAs
-   * changed: those made with a certificate from a CA that was dropped. (Removed or locked
-   * users would be cut here too.)
+   * changed: those made with a certificate from a CA that was dropped.
    */
   dropUntrusted(): void {
     for (const [socket, cert] of this.open) {
@@ -46,6 +49,18 @@ export class UserGateway {
       if (verdict.trusted) continue
       this.open.delete(socket)
       this.options.log.warn(`user connection from ${socket.remoteAddress} closed: ${verdict.reason}`)
+      socket.destroy()
+    }
+  }
+
+  /** After a lock: the connections of users now locked are closed, port forwards and all. */
+  dropLocked(): void {
+    for (const [socket, cert] of this.open) {
+      const user = certSubject(cert).commonName
+      const refusal = this.options.refusedUser?.(user)
+      if (!refusal) continue
+      this.open.delete(socket)
+      this.options.log.warn(`user connection from ${socket.remoteAddress} closed: ${refusal}`, { user, locked: true })
       socket.destroy()
     }
   }
@@ -64,6 +79,13 @@ export class UserGateway {
       return
     }
     const subject = verdict.subject
+    const locked = this.options.refusedUser?.(subject.commonName)
+    if (locked) {
+      log.warn(`user connection from ${remoteAddress} refused: ${locked}`, { user: subject.commonName, locked: true })
+      writeMessage(socket, { ok: false, error: locked })
+      socket.end()
+      return
+    }
     this.open.set(socket, cert)
     socket.once('close', () => this.open.delete(socket))
     let node: string

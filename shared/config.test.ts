@@ -39,6 +39,7 @@ auth_service:
   storage: { type: sqlite, path: /var/lib/warren/backend.db }
   join_rate_limit: { burst: 20, per_minute: 60 }
   heartbeat_ttl: 45s
+  node_ttl: 2160h
 proxy_service:
   enabled: true
   web_listen_addr: 0.0.0.0:3080
@@ -102,6 +103,7 @@ t.test('a full valid file', async (t) => {
       storage: { type: 'sqlite', path: '/var/lib/warren/backend.db' },
       joinRateLimit: { burst: 20, perMinute: 60 },
       heartbeatTtlMs: 45_000,
+      nodeTtlMs: 90 * 24 * 3600_000,
     },
     proxy: {
       enabled: true,
@@ -137,6 +139,7 @@ t.test('defaults', async (t) => {
   t.equal(config.proxy.tunnelListenAddr, '0.0.0.0:3024')
   t.equal(config.keepaliveIntervalMs, 15_000)
   t.equal(config.auth.heartbeatTtlMs, 30_000)
+  t.equal(config.auth.nodeTtlMs, 30 * 24 * 3600_000, 'offline nodes are listed for 30 days')
   t.same(config.auth.joinRateLimit, { burst: 10, perMinute: 30 })
   t.same(config.log, { level: 'info', format: 'text' })
   t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [false, false, true], 'the node role alone, as in Teleport')

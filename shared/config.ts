@@ -32,6 +32,8 @@ export const DEFAULTS = {
   portForwarding: 'declared',
   heartbeatIntervalMs: 5000,
   heartbeatTtlMs: 30000,
+  // Offline nodes stay in `nodes ls --all` this long after their last heartbeat.
+  nodeTtlMs: 30 * 24 * 3600_000,
   // Far below Teleport's 5 minutes: NATs and load balancers drop flows idle for much less.
   keepaliveIntervalMs: 15000,
   joinRateLimit: { burst: 10, perMinute: 30 },
@@ -68,6 +70,8 @@ export interface AuthConfig {
   storage: StorageConfig
   joinRateLimit: { burst: number; perMinute: number }
   heartbeatTtlMs: number
+  /** How long an offline node stays listed (`nodes ls --all`) unless a lock or removal names it. */
+  nodeTtlMs: number
 }
 
 export interface ProxyConfig {
@@ -351,6 +355,7 @@ const SCHEMA = section({
     ),
     join_rate_limit: section({ burst: count, per_minute: count }),
     heartbeat_ttl: duration,
+    node_ttl: duration,
   }),
   proxy_service: section({
     enabled: boolean,
@@ -601,6 +606,7 @@ function build(raw: Raw): WarrenConfig {
         perMinute: auth.join_rate_limit?.per_minute ?? DEFAULTS.joinRateLimit.perMinute,
       },
       heartbeatTtlMs: auth.heartbeat_ttl ?? DEFAULTS.heartbeatTtlMs,
+      nodeTtlMs: auth.node_ttl ?? DEFAULTS.nodeTtlMs,
     },
     proxy: {
       enabled: enabled(raw.proxy_service),

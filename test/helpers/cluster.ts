@@ -50,6 +50,23 @@ export function ctl(dataDir: string, args: string[], netns?: string): Promise<Ru
   return run(WARRENCTL, [...args, `--data-dir=${dataDir}`], { netns })
 }
 
+/** YAML that makes a daemon log JSON (for logEntries), at the end of a config. */
+export const JSON_LOGS = 'log: { format: json }\n'
+
+/** The entries of a JSON log (JSON_LOGS) whose fields include all of `fields`. */
+export function logEntries(stderr: string, fields: Record<string, unknown> = {}): Record<string, unknown>[] {
+  const entries: Record<string, unknown>[] = []
+  for (const line of stderr.split('\n')) {
+    if (!line.startsWith('{')) continue
+    try {
+      entries.push(JSON.parse(line))
+    } catch {
+      // a line cut off by the end of the output read so far
+    }
+  }
+  return entries.filter((entry) => Object.entries(fields).every(([key, value]) => entry[key] === value))
+}
+
 export class Daemon {
   readonly child: ChildProcess
   stdout = ''
@@ -281,7 +298,7 @@ export class ProxyProcess {
  * agents are told to dial it, and the proxies believe PROXY headers from 127.0.0.1. Each
  * keeps its tunnel port across restarts, so the balancer's configuration stays right.
  */
-export async function proxiesBehindBalancer(auth: AuthProcess, pin: string, count: number, balancer: string, env?: Record<string, string>, debug = true): Promise<ProxyProcess[]> {
+export async function proxiesBehindBalancer(auth: AuthProcess, pin: string, count: number, balancer: string, env?: Record<string, string>, debug = true, extraYaml = ''): Promise<ProxyProcess[]> {
   const proxies: ProxyProcess[] = []
   for (let i = 0; i < count; i++) {
     const proxy = new ProxyProcess({
@@ -290,7 +307,7 @@ export async function proxiesBehindBalancer(auth: AuthProcess, pin: string, coun
       pin,
       nodename: `proxy-${i}`,
       tunnelListenAddr: `127.0.0.1:${await freePort()}`,
-      extraYaml: `  tunnel_public_addr: ["${balancer}"]\n  trusted_load_balancers: ["127.0.0.1"]\n`,
+      extraYaml: `  tunnel_public_addr: ["${balancer}"]\n  trusted_load_balancers: ["127.0.0.1"]\n${extraYaml}`,
       env,
       debug,
     })

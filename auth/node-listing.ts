@@ -1,0 +1,64 @@
+// `warrenctl nodes ls --all`: every node the cluster knows, online or not. A node is listed
+// while it has a presence item (until the offline sweep forgets it) or a removal record,
+// with its state, when it was last seen, its agent's version, when its certificate expires
+// and, for a node behind tunnels, how many of the live proxies hold one.
+
+import type { LockRecord } from './locks.ts'
+import type { NodeRecord, Presence } from './nodes.ts'
+import type { RemovalRecord } from './revocations.ts'
+
+export type NodeStatus = 'online' | 'offline' | 'locked' | 'removed'
+
+export interface ListedNode {
+  host_id: string
+  nodename: string
+  addr: string
+  tunnel: boolean
+  labels: Record<string, string>
+  status: NodeStatus
+  last_seen: number | null
+  version: string | null
+  cert_expires: number | null
+  /** Tunnel nodes: the live proxies that reported its tunnel lately, of how many. */
+  proxies: { holding: number; live: number } | null
+}
+
+export interface ListingInput {
+  /** Every presence item (known()), and the host IDs of those online (present()). */
+  known: Presence[]
+  online: Set<string>
+  registered: NodeRecord[]
+  removed: RemovalRecord[]
+  nodeLocks: Map<string, LockRecord>
+  liveProxies: string[]
+  /** How recent a proxy's report must be to count: the heartbeat TTL and a half. */
+  reportFreshMs: number
+  now: number
+}
+
+export function listAllNodes(input: ListingInput): ListedNode[] {
+  const registered = new Map(input.registered.map((record) => [record.hostId, record]))
+  const removed = new Set(input.removed.map((record) => record.hostId))
+  const live = new Set(input.liveProxies)
+  const listed: ListedNode[] = input.known.filter((presence) => !removed.has(presence.hostId)).map((presence) => {
+    const holding = Object.entries(presence.via ?? {}).filter(([proxyId, reported]) => live.has(proxyId) && input.now - reported <= input.reportFreshMs).length
+    const online = input.online.has(presence.hostId)
+    return {
+      host_id: presence.hostId,
+      nodename: presence.nodename,
+      addr: presence.addr,
+      tunnel: presence.tunnel,
+      labels: presence.labels,
+      status: input.nodeLocks.has(presence.hostId) ? 'locked' : online ? 'online' : 'offline',
+      last_seen: presence.lastSeen,
+      version: presence.version ?? null,
+      cert_expires: registered.get(presence.hostId)?.certExpires ?? null,
+      proxies: presence.tunnel ? { holding: online ? holding : 0, live: live.size } : null,
+    }
+  })
+  for (const record of input.removed) {
+    if (!record.roles.includes('node')) continue
+    listed.push({ host_id: record.hostId, nodename: record.nodename, addr: '', tunnel: false, labels: {}, status: 'removed', last_seen: record.lastSeen ?? null, version: null, cert_expires: null, proxies: null })
+  }
+  return listed.sort((a, b) => a.nodename.localeCompare(b.nodename) || a.host_id.localeCompare(b.host_id))
+}
