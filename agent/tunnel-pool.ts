@@ -21,7 +21,7 @@
 // 15 s.
 
 import { Backoff } from '../shared/backoff.ts'
-import { DEFAULTS } from '../shared/config.ts'
+import { DEFAULTS, joinHostPort } from '../shared/config.ts'
 import type { Logger } from '../shared/log.ts'
 import { AgentTunnel, credentialsKey, HeldProxyError, ResumedSessionRefusedError, type TunnelOptions } from './tunnel.ts'
 
@@ -86,6 +86,16 @@ export class TunnelPool {
   /** Proxy IDs this agent holds a tunnel to. */
   get held(): string[] {
     return [...this.tunnels.keys()].sort()
+  }
+
+  /** The (load-balanced) address every dial goes to. */
+  get address(): string {
+    return joinHostPort(this.options.host, this.options.port)
+  }
+
+  /** The live proxy set the held proxies announce (undefined before any did). */
+  get announcedSet(): string[] | undefined {
+    return this.wanted && [...this.wanted].sort()
   }
 
   /** How many proxies this agent holds a tunnel to (without building the list). */

@@ -87,6 +87,11 @@ export class TunnelServer extends EventEmitter {
     return this.tunnels.size
   }
 
+  /** The live proxy set as last announced to the agents. */
+  get liveSet(): string[] {
+    return this.proxyIds
+  }
+
   list(): Tunnel[] {
     return [...this.tunnels.values()]
   }
