@@ -136,7 +136,7 @@ export class TunnelServer extends EventEmitter {
     const verdict = cert ? this.trust.judge(cert) : undefined
     if (!cert || !verdict?.trusted) {
       const reason = socket.authorizationError ? String(socket.authorizationError) : verdict && !verdict.trusted ? verdict.reason : 'no client certificate'
-      log.warn(`tunnel from ${remoteAddress} refused: ${reason}`)
+      log.warn(`tunnel from ${remoteAddress} refused: ${reason}`, { from: remoteAddress, refused: reason })
       socket.destroy()
       return
     }
@@ -167,7 +167,7 @@ export class TunnelServer extends EventEmitter {
       if (this.tunnels.get(tunnel.hostId) === tunnel) {
         this.tunnels.delete(tunnel.hostId)
         this.emit('disconnect', tunnel)
-        log.info(`tunnel from ${tunnel.nodename} closed${error ? `: ${error.message}` : ''}`, { host_id: tunnel.hostId })
+        log.info(`tunnel from ${tunnel.nodename} closed${error ? `: ${error.message}` : ''}`, { host_id: tunnel.hostId, tunnel: 'closed', ...(error ? { error: error.message } : {}) })
       }
     })
   }
