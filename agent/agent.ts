@@ -81,6 +81,8 @@ export class Agent {
   private stopped = false
   /** What prepare() found: the server joined through, and the tunnel address unless in direct mode. */
   private prepared?: { server: string; tunnel?: TunnelAddress; source?: string }
+  /** How often this process asked a proxy where the tunnels go (agent/status.ts reports it). */
+  discoveries = 0
 
   constructor(options: AgentOptions) {
     this.options = options
@@ -306,6 +308,7 @@ export class Agent {
 
   /** The proxy's discovery answer, or undefined when `server` is an auth server (direct mode). */
   private async discover(server: string): Promise<Discovery | undefined> {
+    this.discoveries++
     const { ApiClient } = await import('../shared/api-client.ts')
     const client = new ApiClient({ server, caPems: this.identity.hostCAPems })
     try {
@@ -327,6 +330,11 @@ export class Agent {
     this.heartbeat?.setLabels(next.labels)
     this.pool?.relabel()
     this.log.info('labels and forwarded ports reloaded', { labels: Object.entries(next.labels).map(([k, v]) => `${k}=${v}`).join(','), ports: next.ssh.forwardPorts.map((p) => p.name).join(',') })
+  }
+
+  /** Direct mode: the heartbeats and the listener proxies dial (for agent/status.ts). */
+  get directMode(): { heartbeat: Heartbeat; listener: DirectListener } | undefined {
+    return this.heartbeat && this.direct && { heartbeat: this.heartbeat, listener: this.direct }
   }
 
   /** Resolves once the auth server has recorded this node's presence (direct mode). */

@@ -73,6 +73,12 @@ export class DirectListener {
     return bound
   }
 
+  /** The address listened on, once listening. */
+  get address(): string | undefined {
+    const bound = this.server.address() as AddressInfo | null
+    return bound ? joinHostPort(bound.address, bound.port) : undefined
+  }
+
   /** Renewed certificates or new trusted CAs: new connections get and judge by them; live ones carry on. */
   setIdentity(identity: NodeIdentity): void {
     this.identity = identity

@@ -36,6 +36,10 @@ export class Heartbeat {
   private readonly serviceAddr: string
   private timer?: NodeJS.Timeout
   private failing = false
+  /** Beats the auth server accepted and beats that failed, since start. */
+  ok = 0
+  failed = 0
+  lastOkAt?: number
   /** Resolves after the first successful beat, so callers can wait for presence. */
   readonly firstBeat: Promise<void>
   private markFirstBeat!: () => void
@@ -76,10 +80,13 @@ export class Heartbeat {
       this.onAnswer?.(answer)
       if (this.failing) this.log.info(`heartbeats reach ${this.client.server} again`)
       this.failing = false
+      this.ok++
+      this.lastOkAt = Date.now()
       this.markFirstBeat()
     } catch (error) {
       if (!this.failing) this.log.warn(`heartbeat to ${this.client.server} failed: ${(error as Error).message}`)
       this.failing = true
+      this.failed++
     }
   }
 

@@ -98,6 +98,11 @@ export class TunnelPolicy {
   }
 
   /** Whether the pool should hold a tunnel to this proxy (any proxy, before a set is known). */
+  /** The live set last heard, sorted; undefined before any proxy announced one. */
+  get liveSet(): string[] | undefined {
+    return this.wanted && [...this.wanted].sort()
+  }
+
   wants(proxyId: string): boolean {
     return this.wanted === undefined || this.wanted.has(proxyId)
   }

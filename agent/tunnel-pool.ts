@@ -4,6 +4,7 @@
 // the policy's (tunnel-policy.ts). The dialer and the clock are injected, so that the
 // pool can be driven without a network or real time.
 
+import { joinHostPort } from '../shared/config.ts'
 import type { Logger } from '../shared/log.ts'
 import { TunnelPolicy } from './tunnel-policy.ts'
 import { AgentTunnel, credentialsKey, HeldProxyError, ResumedSessionRefusedError, type TunnelOptions } from './tunnel.ts'
@@ -105,6 +106,16 @@ export class TunnelPoolOf<T extends PoolTunnel> {
   /** Proxy IDs this agent holds a tunnel to. */
   get held(): string[] {
     return [...this.tunnels.keys()].sort()
+  }
+
+  /** The (load-balanced) address every dial goes to. */
+  get address(): string {
+    return joinHostPort(this.options.host, this.options.port)
+  }
+
+  /** The live proxy set the held proxies announce (undefined before any did). */
+  get announcedSet(): string[] | undefined {
+    return this.policy.liveSet
   }
 
   /** How many proxies this agent holds a tunnel to (without building the list). */

@@ -69,6 +69,8 @@ export class AgentTunnel extends EventEmitter {
   resumed = false
   /** The latest TLS session ticket the proxy sent, to resume with after this tunnel ends. */
   ticket?: Buffer
+  /** When the proxy welcomed this tunnel (epoch ms). */
+  openedAt = 0
   private session?: Session
   private control?: Duplex
   private closed = false
@@ -133,6 +135,7 @@ export class AgentTunnel extends EventEmitter {
         readMessages(control, (message) => {
           if (message.type === 'welcome' && typeof message.proxy_id === 'string' && !this.proxyId) {
             this.proxyId = message.proxy_id
+            this.openedAt = Date.now()
             clearTimeout(timer)
             socket.off('error', fail)
             socket.on('error', () => {})

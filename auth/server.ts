@@ -37,6 +37,7 @@ import { DEFAULTS, resolveTokenValue, parseHostPort, type WarrenConfig } from '.
 import { writeFileAtomic } from '../shared/files.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
+import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { VERSION } from '../shared/version.ts'
 
 export class AuthServer {
@@ -88,6 +89,19 @@ export class AuthServer {
 
   get tokenService(): TokenService {
     return this.tokens
+  }
+
+  /** What auth/status.ts reports. */
+  get cluster(): string {
+    return this.clusterName
+  }
+
+  get authorities(): { host: Authority; user: Authority } {
+    return { host: this.hostCA, user: this.userCA }
+  }
+
+  get handshakeGate(): GateStats | undefined {
+    return this.gate?.stats
   }
 
   async start(): Promise<void> {

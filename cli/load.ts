@@ -5,6 +5,7 @@
 
 export const load = {
   start: () => import('./start.ts'),
+  status: () => import('./status.ts'),
   ssh: () => import('./ssh.ts'),
   install: () => import('./install.ts'),
   warrenctl: () => import('./warrenctl.ts'),

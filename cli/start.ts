@@ -12,6 +12,10 @@ import { identityExists } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { parsePin } from '../shared/pin.ts'
 import { settleJoinToken, tokenOnCommandLine, tokenOrigin, withoutToken } from './join-token.ts'
+import { StatusEndpoint } from './status-endpoint.ts'
+import { authStatus } from '../auth/status.ts'
+import { proxyStatus } from '../proxy/status.ts'
+import { nodeStatus } from '../agent/status.ts'
 
 const ROLES = ['auth', 'proxy', 'node']
 
@@ -93,6 +97,8 @@ export async function start(argv: string[]): Promise<number> {
   log.info(`starting ${roles.join(', ')}`, { roles: roles.join(',') })
   secureDataDir(config.dataDir, log)
   lockDataDir(config.dataDir)
+  const status = new StatusEndpoint(config.dataDir, roles, Boolean(process.env[STARTED_AFRESH]))
+  await status.open(log)
   // Roles that join with the operator's token (not one minted in this process) report a
   // join here, once: then the token is cleared away or its place named.
   const origin = tokenOrigin(flags, config.authToken)
@@ -103,7 +109,7 @@ export async function start(argv: string[]): Promise<number> {
     settleJoinToken(origin, flags['forget-token'], log)
   }
   const hideToken = tokenOnCommandLine(flags)
-  const stops: (() => Promise<void>)[] = []
+  const stops: (() => Promise<void>)[] = [() => status.close()]
   const reloads: ((config: WarrenConfig) => void)[] = [(next) => log.setLevel(next.log.level)]
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch(() => {})
@@ -117,6 +123,7 @@ export async function start(argv: string[]): Promise<number> {
       const auth = new AuthServer(config, log.child('auth'))
       await auth.start()
       stops.push(() => auth.stop())
+      status.add('auth', () => authStatus(auth))
       local = {
         authServer: auth.address,
         pins: auth.pins,
@@ -134,6 +141,7 @@ export async function start(argv: string[]): Promise<number> {
       const proxy = new ProxyService(proxyConfig, log.child('proxy'))
       await proxy.start()
       stops.push(() => proxy.stop())
+      status.add('proxy', () => proxyStatus(proxy))
       if (joins) joinedWithToken()
       proxyWeb = proxy.addresses.web.replace(/^(0\.0\.0\.0|\[::\])/, '127.0.0.1')
     }
@@ -151,6 +159,7 @@ export async function start(argv: string[]): Promise<number> {
       else if (hideToken) startAfresh(log, 'identity stored, the join token is not needed any more', true)
       await agent.start()
       stops.push(() => agent.stop())
+      status.add('node', () => nodeStatus(agent))
       reloads.push((next) => agent.reload(next))
     }
     if (hideToken && !roles.includes('node')) startAfresh(log, 'identities stored, the join token is not needed any more', true)
@@ -164,8 +173,10 @@ export async function start(argv: string[]): Promise<number> {
     try {
       const next = buildConfig(flags)
       for (const reload of reloads) reload(next)
+      status.reloaded()
       log.info('configuration reloaded')
     } catch (error) {
+      status.reloaded(error as Error)
       log.error(`configuration not reloaded: ${(error as Error).message}`)
     }
   }

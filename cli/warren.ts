@@ -10,6 +10,7 @@ const USAGE = `Usage: warren <command> [flags]
 
 Commands:
   start     run the roles of this host (auth, proxy, node)
+  status    what a running "warren start" holds: its roles, tunnels and certificates
   ssh       log in to a node through a proxy: warren ssh login@node [command]
   proxy ssh an OpenSSH ProxyCommand: warren proxy ssh %r@%h:%p
   proxy port standard input/output to a port a node declares: warren proxy port NODE NAME
@@ -26,6 +27,8 @@ export async function warren(argv: string[]): Promise<number | void> {
     case 'start':
       if (rest.includes('--help')) return void process.stdout.write(startHelp())
       return (await load.start()).start(rest)
+    case 'status':
+      return (await load.status()).status(rest)
     case 'ssh':
       return (await load.ssh()).ssh(rest)
     case 'install':

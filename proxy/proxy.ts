@@ -16,6 +16,7 @@ import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN, writeMessage } from '../shared/
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
+import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { TunnelServer, type Tunnel } from './tunnel-server.ts'
 import { X509Certificate } from 'node:crypto'
 import { issuedByAny } from '../shared/cert-subject.ts'
@@ -85,6 +86,16 @@ export class ProxyService {
     this.config = config
     this.log = log ?? createLogger('proxy', { level: config.log.level })
     this.warn = warn
+  }
+
+  /** The handshake gate's counts (for proxy/status.ts). */
+  get handshakeGate(): GateStats | undefined {
+    return this.gate?.stats
+  }
+
+  /** The ACME web certificate, when proxy_service.acme is enabled (for proxy/status.ts). */
+  get acme(): WebCertificates | undefined {
+    return this.webCertificates
   }
 
   get multiplexed(): boolean {

@@ -91,6 +91,11 @@ export class TunnelServer extends EventEmitter {
     return this.tunnels.size
   }
 
+  /** The live proxy set as last announced to the agents. */
+  get liveSet(): string[] {
+    return this.proxyIds
+  }
+
   list(): Tunnel[] {
     return [...this.tunnels.values()]
   }
@@ -136,7 +141,7 @@ export class TunnelServer extends EventEmitter {
     if (!cert || !verdict?.trusted) {
       const reason = socket.authorizationError ? String(socket.authorizationError) : verdict && !verdict.trusted ? verdict.reason : 'no client certificate'
       // The certificate's CN names the host even when the verdict is against it.
-      log.warn(`tunnel from ${remoteAddress} refused: ${reason}`, cert ? { host_id: certSubject(cert).commonName, resumed: socket.isSessionReused() } : {})
+      log.warn(`tunnel from ${remoteAddress} refused: ${reason}`, { from: remoteAddress, refused: reason, ...(cert ? { host_id: certSubject(cert).commonName, resumed: socket.isSessionReused() } : {}) })
       socket.destroy()
       return
     }
@@ -167,7 +172,7 @@ export class TunnelServer extends EventEmitter {
       if (this.tunnels.get(tunnel.hostId) === tunnel) {
         this.tunnels.delete(tunnel.hostId)
         this.emit('disconnect', tunnel)
-        log.info(`tunnel from ${tunnel.nodename} closed${error ? `: ${error.message}` : ''}`, { host_id: tunnel.hostId })
+        log.info(`tunnel from ${tunnel.nodename} closed${error ? `: ${error.message}` : ''}`, { host_id: tunnel.hostId, tunnel: 'closed', ...(error ? { error: error.message } : {}) })
       }
     })
   }

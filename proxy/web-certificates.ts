@@ -43,6 +43,8 @@ export class WebCertificates {
   private httpServer?: Server
   private retryTimer?: NodeJS.Timeout
   private stopped = false
+  /** Why the last attempt to obtain a certificate failed; cleared by the next certificate. */
+  lastError?: string
 
   constructor(options: WebCertificatesOptions) {
     this.options = options
@@ -72,6 +74,7 @@ export class WebCertificates {
     })
     this.manager.on('certificate', (certificate) => {
       this.certificate = certificate
+      this.lastError = undefined
       options.log.info('serving the ACME certificate', { domains: this.domains, not_after: new Date(certificate.notAfter).toISOString() })
     })
   }
@@ -104,6 +107,16 @@ export class WebCertificates {
     return this.manager.challengeContext(servername)
   }
 
+  /** The ACME certificate served, once there is one. */
+  get served(): AcmeCertificate | undefined {
+    return this.certificate
+  }
+
+  /** Orders this process placed with the ACME server. */
+  get orders(): number {
+    return this.manager.orders
+  }
+
   get address(): string | undefined {
     const bound = this.httpServer?.address()
     return bound && typeof bound === 'object' ? `${bound.address}:${bound.port}` : undefined
@@ -122,6 +135,7 @@ export class WebCertificates {
       (error: Error) => {
         if (this.stopped) return
         const wait = RETRY.baseMs + this.retries.next()
+        this.lastError = error.message
         this.options.log.error(`${error.message}; serving the cluster certificate meanwhile, retrying in ${Math.round(wait / 1000)} s`)
         this.retryTimer = setTimeout(() => this.obtain(), wait)
         this.retryTimer.unref()

@@ -9,6 +9,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { readStatus, statusSocketPath } from '../shared/status-socket.ts'
+import type { WarrenStatus } from '../shared/status.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const WARREN = join(ROOT, 'cli/warren.ts')
@@ -32,12 +34,17 @@ function show(text: string): void {
   process.stdout.write(text.replace(/^/gm, '      ').replace(/ +$/gm, '') + '\n')
 }
 
+/** What the `warren start` using `dataDir` reports on its status socket (undefined until it answers). */
+async function statusOf(dataDir: string): Promise<WarrenStatus | undefined> {
+  return readStatus<WarrenStatus>(statusSocketPath(dataDir)).catch(() => undefined)
+}
+
 function ctl(...args: string[]): string {
   return execFileSync(process.execPath, [WARRENCTL, ...args, `--data-dir=${clusterDir}`], { encoding: 'utf8' })
 }
 
-/** `warren ARGS` in the background; `input` is its standard input. */
-function daemon(args: string[], input = ''): { child: ChildProcess; log: () => string } {
+/** `warren ARGS` in the background; `input` is its standard input. Its log is shown if it exits early. */
+function daemon(args: string[], input = ''): void {
   const child = spawn(process.execPath, [WARREN, ...args], { stdio: ['pipe', 'ignore', 'pipe'] })
   child.stdin!.end(input)
   let log = ''
@@ -49,17 +56,16 @@ function daemon(args: string[], input = ''): { child: ChildProcess; log: () => s
     }
   })
   children.push(child)
-  return { child, log: () => log }
 }
 
 /** Waits for `check`, showing a progress line while it does. */
-async function until<T>(what: string, check: () => T | undefined | false): Promise<T> {
+async function until<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>): Promise<T> {
   const deadline = Date.now() + 60_000
   const spinner = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏']
   const tty = process.stdout.isTTY
   if (!tty) process.stdout.write(`      … waiting for ${what}\n`)
   for (let i = 0; ; i++) {
-    const result = check()
+    const result = await check()
     if (result) {
       process.stdout.write(`${tty ? '\r' : ''}      ✓ ${what}${' '.repeat(20)}\n`)
       return result
@@ -86,8 +92,8 @@ async function main(): Promise<void> {
     '  tunnel_listen_addr: 127.0.0.1:0',
     '',
   ].join('\n'))
-  const cluster = daemon(['start', '--roles=auth,proxy', `--config=${join(work, 'cluster.yaml')}`])
-  const web = await until('the proxy to listen', () => /proxy listening: web ([^,\s]+)/.exec(cluster.log())?.[1])
+  daemon(['start', '--roles=auth,proxy', `--config=${join(work, 'cluster.yaml')}`])
+  const web = await until('the proxy to listen', async () => (await statusOf(clusterDir))?.proxy?.listen.web)
 
   step('Create a join token for a node',
     'A short-lived invite; only its hash is stored. The command it prints carries the CA pin, so the node can tell the real cluster from an impostor.',
@@ -100,16 +106,17 @@ async function main(): Promise<void> {
   step('Join a node through the proxy\'s web port',
     `The node checks the CA pin, sends the token with fresh public keys, stores its certificates in ${nodeDir}, then dials out to the proxy and keeps a reverse tunnel open: it needs no open port of its own.`,
     `warren start --roles=node --token=- --ca-pin=${pin.slice(0, 20)}… --auth-server=proxy.example.com:3080  (the token on standard input)`)
-  const node = daemon(['start', '--roles=node', '--token=-', `--ca-pin=${pin}`, `--auth-server=${web}`, `--data-dir=${nodeDir}`, '--nodename=quickstart-node', '--labels=env=demo'], `${token}\n`)
-  await until('the node\'s reverse tunnel', () => /tunnel to proxy \S+ open/.test(node.log()))
+  daemon(['start', '--roles=node', '--token=-', `--ca-pin=${pin}`, `--auth-server=${web}`, `--data-dir=${nodeDir}`, '--nodename=quickstart-node', '--labels=env=demo'], `${token}\n`)
+  await until('the node\'s reverse tunnel', async () => ((await statusOf(nodeDir))?.node?.tunnel?.proxies.length ?? 0) > 0)
   await until('the node to show up in nodes ls', () => ctl('nodes', 'ls').includes('quickstart-node'))
 
-  step('The admin\'s view',
-    'warrenctl talks to the auth server with the admin identity in its data dir. "⟵ Tunnel" means the node is reached through its reverse tunnel.',
-    'warrenctl status; warrenctl tokens ls; warrenctl nodes ls')
+  step('The admin\'s view, and the node\'s',
+    'warrenctl talks to the auth server with the admin identity in its data dir. "⟵ Tunnel" means the node is reached through its reverse tunnel. On the device, warren status reads what the running node reports about itself: the proxies it holds tunnels to, its certificate.',
+    'warrenctl status; warrenctl tokens ls; warrenctl nodes ls; on the device: warren status')
   show('$ warrenctl status\n' + ctl('status'))
   show('$ warrenctl tokens ls\n' + ctl('tokens', 'ls'))
   show('$ warrenctl nodes ls\n' + ctl('nodes', 'ls'))
+  show('$ warren status\n' + execFileSync(process.execPath, [WARREN, 'status', `--data-dir=${nodeDir}`], { encoding: 'utf8' }))
 
   step('Give a user short-lived certificates',
     'The user CA signs an SSH certificate (logins: the OS accounts allowed) and a TLS one the proxy checks; known_hosts lists the nodes\' host keys, so ssh verifies them strictly.',

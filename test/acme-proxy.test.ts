@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { connect } from 'node:tls'
 import t from 'tap'
 import { ChallTestServer, Pebble, pebbleMissing } from './helpers/pebble.ts'
+import type { WarrenStatus } from '../shared/status.ts'
 import { AuthProcess, freePort, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 
 const DOMAIN = 'proxy.warren.test'
@@ -95,7 +96,13 @@ async function main(): Promise<void> {
       socket.on('error', reject)
     })
   }
-  const servingCount = (proxy: ProxyProcess) => proxy.daemon.stderr.split('serving the ACME certificate').length - 1
+  /** The proxy's ACME state, once it serves an ACME certificate that `accept` (if given) accepts. */
+  const acmeServed = async (proxy: ProxyProcess, timeoutMs: number, accept = (_fingerprint: string) => true) =>
+    (await proxy.daemon.waitForStatus('the ACME certificate', (status) => {
+      const served = status.proxy?.acme?.certificate
+      return served != null && accept(served.fingerprint)
+    }, timeoutMs)).proxy!.acme!
+  const oneTunnel = (status: WarrenStatus) => status.node?.tunnel?.proxies.length === 1
 
   const proxy = await acmeProxy(pebble, DOMAIN, webPort)
   let issued: X509Certificate
@@ -103,11 +110,12 @@ async function main(): Promise<void> {
   await t.test('TLS-ALPN-01 on the multiplexed port; browsers get the ACME certificate, cluster clients the cluster one', async (t) => {
     await proxy.start()
     t.teardown(() => proxy.stop())
-    await proxy.daemon.waitFor('the ACME certificate', () => servingCount(proxy) === 1, 60_000)
-    t.match(proxy.daemon.stderr, /requesting an ACME certificate/, 'ordered from Pebble')
-    t.match(proxy.daemon.stderr, /answered an ACME TLS-ALPN-01 validation/, 'and validated through the proxy\'s own listener')
+    const acme = await acmeServed(proxy, 60_000)
+    // Without http_listen_addr the proxy offers TLS-ALPN-01 alone: Pebble validated through its own listener.
+    t.equal(acme.orders, 1, 'ordered from Pebble, validated by TLS-ALPN-01 on the proxy\'s port')
 
     issued = await peerCertificate(pebble, webPort, DOMAIN)
+    t.equal(acme.certificate!.fingerprint, issued.fingerprint256, 'the status names the certificate served')
     t.equal(issued.subjectAltName, `DNS:${DOMAIN}`, 'a client asking for the public name gets a certificate for it, trusted by Pebble\'s root')
     t.match(await health(pebble, webPort, DOMAIN), /^HTTP\/1\.1 200[\s\S]*"ok":true/, 'and the web API answers over it')
     const clusterCert = await peerCertificate(undefined, webPort, 'cluster.warren.invalid')
@@ -117,7 +125,7 @@ async function main(): Promise<void> {
     // A node joins through the proxy with the pin, opens its tunnel and serves SSH through it.
     const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=127.0.0.1:${webPort}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=acme-node'])
     t.teardown(() => node.stop())
-    await node.waitFor('the tunnel', () => /1 held/.test(node.stderr), 20_000)
+    await node.waitForStatus('the tunnel', oneTunnel)
     await waitForNode(auth, 'acme-node')
     const profile = await signUser(auth, `127.0.0.1:${webPort}`)
     const ssh = spawnSsh(profile, 'acme-node')
@@ -129,9 +137,8 @@ async function main(): Promise<void> {
   await t.test('a restarted proxy serves the certificate kept in the backend, without a new order', async (t) => {
     await proxy.start()
     t.teardown(() => proxy.stop())
-    await proxy.daemon.waitFor('the ACME certificate', () => servingCount(proxy) === 1, 30_000)
-    t.match(proxy.daemon.stderr, /ACME certificate loaded from the store/)
-    t.notMatch(proxy.daemon.stderr, /requesting an ACME certificate/, 'Pebble is not asked again')
+    const acme = await acmeServed(proxy, 30_000)
+    t.equal(acme.orders, 0, 'loaded from the store: Pebble is not asked again')
     t.equal((await peerCertificate(pebble, webPort, DOMAIN)).fingerprint256, issued.fingerprint256, 'the same certificate')
   })
 
@@ -139,7 +146,7 @@ async function main(): Promise<void> {
     const renewing = await acmeProxy(shortLived, RENEWING, renewingWebPort, `    http_listen_addr: 127.0.0.1:${renewingHttpPort}`)
     await renewing.start()
     t.teardown(() => renewing.stop())
-    await renewing.daemon.waitFor('the ACME certificate', () => servingCount(renewing) === 1, 60_000)
+    await acmeServed(renewing, 60_000)
     const first = await peerCertificate(shortLived, renewingWebPort, RENEWING)
     t.equal(first.subjectAltName, `DNS:${RENEWING}`, 'issued by HTTP-01')
     t.match(await httpGet(renewingHttpPort, '/anything'), /^301 https:\/\/renewing\.warren\.test:\d+\/anything$/, 'port 80 sends other requests to HTTPS')
@@ -147,30 +154,31 @@ async function main(): Promise<void> {
 
     const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=127.0.0.1:${renewingWebPort}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=renewal-node'])
     t.teardown(() => node.stop())
-    await node.waitFor('the tunnel', () => /1 held/.test(node.stderr), 20_000)
+    const [tunnel] = (await node.waitForStatus('the tunnel', oneTunnel)).node!.tunnel!.proxies
     const profile = await signUser(auth, `127.0.0.1:${renewingWebPort}`, 'bob')
     const ssh = spawnSsh(profile, 'renewal-node')
     await ssh.started
 
-    await renewing.daemon.waitFor('the renewed certificate', () => servingCount(renewing) === 2, (SHORT_VALIDITY_SECONDS + 30) * 1000)
+    await acmeServed(renewing, (SHORT_VALIDITY_SECONDS + 30) * 1000, (fingerprint) => fingerprint !== first.fingerprint256)
     const renewed = await peerCertificate(shortLived, renewingWebPort, RENEWING)
     t.not(renewed.fingerprint256, first.fingerprint256, 'new connections get the renewed certificate')
     t.ok(Date.parse(renewed.validTo) > Date.parse(first.validTo))
     ssh.child.stdin!.end('still here\n')
     t.equal(await ssh.done, 'started\ngot:still here\n', 'the SSH session opened before the renewal lives on')
-    t.equal(node.stderr.match(/tunnel to proxy \S+ open/g)?.length, 1, 'and the tunnel was never re-opened')
+    t.same((await node.status()).node!.tunnel!.proxies, [tunnel], 'and the tunnel was never re-opened')
   })
 
-  await t.test('a refusal by the ACME server is logged with its reason; the proxy keeps serving the cluster', async (t) => {
+  await t.test('a refusal by the ACME server is reported with its reason; the proxy keeps serving the cluster', async (t) => {
     const refusedPort = await freePort()
     const refused = await acmeProxy(pebble, BLOCKED, refusedPort)
     await refused.start()
     t.teardown(() => refused.stop())
-    await refused.daemon.waitFor('the refusal', () => /could not obtain a certificate/.test(refused.daemon.stderr), 30_000)
-    t.match(refused.daemon.stderr, new RegExp(`ERROR.*could not obtain a certificate for ${BLOCKED.replaceAll('.', '\\.')} from https://127\\.0\\.0\\.1:\\d+/dir: placing the order failed: .*forbidden by policy.*; serving the cluster certificate meanwhile, retrying in \\d+ s`))
+    const acme = (await refused.daemon.waitForStatus('the refusal', (status) => Boolean(status.proxy?.acme?.last_error), 30_000)).proxy!.acme!
+    t.match(acme.last_error, new RegExp(`^could not obtain a certificate for ${BLOCKED.replaceAll('.', '\\.')} from https://127\\.0\\.0\\.1:\\d+/dir: placing the order failed: .*forbidden by policy`), 'the reason, as the ACME server gave it')
+    t.equal(acme.certificate, null, 'the cluster certificate is served meanwhile')
     const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=127.0.0.1:${refusedPort}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=refused-node'])
     t.teardown(() => node.stop())
-    await node.waitFor('the tunnel', () => /1 held/.test(node.stderr), 20_000)
+    await node.waitForStatus('the tunnel', oneTunnel)
     t.pass('nodes still join and tunnel through it')
   })
 

@@ -51,8 +51,9 @@ t.test('a second start on a running node\'s data dir exits 1 naming it and leave
   // The node continued in a fresh image of itself after joining: same PID, and the lock is still its own.
   t.equal(lockPid(nodeDir), node.child.pid)
 
-  const tunnelEvents = () => proxy.daemon.stderr.split('\n').filter((line) => line.includes(`host_id=${hostId}`)).length
-  const eventsBefore = tunnelEvents()
+  const tunnelAtProxy = async () => (await proxy.daemon.status()).proxy!.tunnels.hosts.find((tunnel) => tunnel.host_id === hostId)
+  const tunnelBefore = await tunnelAtProxy()
+  t.ok(tunnelBefore, 'the proxy holds the node\'s tunnel')
   const before = files(nodeDir)
   const second = await warren(['start', '--roles=node', `--data-dir=${nodeDir}`])
   t.equal(second.code, 1)
@@ -61,7 +62,7 @@ t.test('a second start on a running node\'s data dir exits 1 naming it and leave
   t.ok(node.running)
   const ssh = await openssh(profile, [login, 'echo still'])
   t.equal(ssh.stdout, 'still\n', 'the first node still serves SSH through its tunnel', { stderr: ssh.stderr })
-  t.equal(tunnelEvents(), eventsBefore, 'the proxy saw no tunnel of this node open, close or be replaced')
+  t.same(await tunnelAtProxy(), tunnelBefore, 'the proxy holds the same tunnel: none of this node opened, closed or was replaced')
 
   await node.stop('SIGKILL')
   t.equal(lockPid(nodeDir), node.child.pid, 'SIGKILL left the lock behind')

@@ -24,7 +24,7 @@ let pin: string
 t.before(async () => {
   await auth.start()
   pin = await auth.pin()
-  proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, env: { WARREN_LOG_FORMAT: 'json' } }).start()
 })
 t.teardown(async () => {
   await proxy?.stop()
@@ -66,13 +66,14 @@ t.test('over a tunnel, the proxy ignores rogue labels and logs why', async (t) =
   const listing = await waitForNode(auth, 'rogue-tunnel')
   t.match(listing, /^rogue-tunnel\s+\S+\s+⟵ Tunnel$/m, 'the tunnel is up, without the labels')
   assertCleanListing(t, listing)
-  await proxy.daemon.waitFor('the refusal to be logged', () => / WARN .*host_id=\S+ labels_refused=/.test(proxy.daemon.stderr), 5000)
+  const refusals = () => proxy.daemon.logEntries().filter((entry) => entry.level === 'warn' && entry.host_id === identity.hostId && entry.labels_refused !== undefined)
+  await proxy.daemon.waitFor('the refusal to be logged', () => refusals().length === 1, 5000)
 
   labels = { site: 'lab' }
   tunnel.sendLabels(labels)
   await until('the new labels in nodes ls', async () => /^rogue-tunnel\s.*\ssite=lab$/m.test((await auth.ctl(['nodes', 'ls'])).stdout), { timeoutMs: 20_000 })
   tunnel.sendLabels(ROGUE)
-  await proxy.daemon.waitFor('the second refusal', () => proxy.daemon.stderr.split('labels_refused=').length > 2, 5000)
+  await proxy.daemon.waitFor('the second refusal', () => refusals().length === 2, 5000)
   const after = (await auth.ctl(['nodes', 'ls'])).stdout
   t.match(after, /^rogue-tunnel\s.*\ssite=lab$/m, 'the tunnel keeps its last valid labels')
   assertCleanListing(t, after)

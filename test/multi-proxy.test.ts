@@ -8,14 +8,13 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ApiClient } from '../shared/api-client.ts'
 import { loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
+import type { WarrenStatus } from '../shared/status.ts'
 import { AuthProcess, freePort, proxiesBehindBalancer, type ProxyProcess, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 const haproxy = spawnSync('haproxy', ['-v']).status === 0 ? undefined : 'HAProxy is not installed (apt-get install haproxy)'
 
-function heldCount(stderr: string): number {
-  const all = [...stderr.matchAll(/\b(\d+) held\b/g)]
-  return all.length ? Number(all[all.length - 1][1]) : 0
-}
+/** How many proxies the node holds a tunnel to, as it reports on its status socket. */
+const held = (count: number) => (status: WarrenStatus) => status.node?.tunnel?.proxies.length === count
 
 t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { skip: haproxy }, async (t) => {
   const auth = await new AuthProcess().start()
@@ -47,8 +46,9 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
   const nodeDir = tempDir()
   const node = startNode([`--data-dir=${nodeDir}`, `--auth-server=${proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=fleet-1'])
   t.teardown(() => node.stop())
-  await node.waitFor('three tunnels', () => heldCount(node.stderr) === 3, 10_000)
-  t.equal(heldCount(node.stderr), 3, 'exactly three tunnels within 10 s')
+  const three = await node.waitForStatus('three tunnels', held(3), 10_000)
+  t.same(three.node!.tunnel!.proxies.map((p) => p.proxy_id), three.node!.tunnel!.live_set, 'one tunnel to each proxy of the live set')
+  t.equal(three.node!.tunnel!.live_set!.length, 3)
   await waitForNode(auth, 'fleet-1')
 
   await auth.ctl(['users', 'add', 'alice', `--logins=${testLogin()}`])
@@ -61,11 +61,11 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
   }
 
   await proxies[2].stop('SIGKILL')
-  await node.waitFor('the agent to lose one tunnel', () => heldCount(node.stderr) === 2, 20_000)
+  await node.waitForStatus('the agent to lose one tunnel', held(2), 20_000)
   for (const proxy of proxies.slice(0, 2)) t.equal((await sshVia(proxy)).stdout, 'ok\n', 'still reachable through the others')
 
   await proxies[2].start()
-  await node.waitFor('the third tunnel to return', () => heldCount(node.stderr) === 3, 30_000)
+  await node.waitForStatus('the third tunnel to return', held(3), 30_000)
   t.equal((await sshVia(proxies[2])).stdout, 'ok\n', 'reachable through the restarted proxy')
 
   // A proxy stopped cleanly leaves the live set at once, not when its record expires, and
@@ -83,9 +83,9 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
   await t.rejects(liveAs(loadIdentity(nodeDir)!), { status: 403, message: /for proxies/ }, 'the live set is for proxies only, not nodes')
   await proxies[1].stop('SIGTERM')
   t.equal(await live(), 2, 'a proxy stopped with SIGTERM left the live set')
-  await node.waitFor('the agent to hold two tunnels', () => heldCount(node.stderr) === 2, 20_000)
+  await node.waitForStatus('the agent to hold two tunnels', held(2), 20_000)
   await proxies[1].start()
   t.equal(await live(), 3, 'and is back in it once restarted')
-  await node.waitFor('the agent to return to it', () => heldCount(node.stderr) === 3, 30_000)
+  await node.waitForStatus('the agent to return to it', held(3), 30_000)
   t.equal((await sshVia(proxies[1])).stdout, 'ok\n', 'reachable through it again')
 })

@@ -13,6 +13,7 @@ import { AuthProcess, ProxyProcess, openssh, run, signUser, startNode, tempDir, 
 import type { ProbeResult } from './helpers/direct-probe.ts'
 import { createNat, natUnavailable } from './helpers/nat.ts'
 import { identityDir } from '../shared/identity-store.ts'
+import type { WarrenStatus } from '../shared/status.ts'
 import { PROFILE_FILES } from '../cli/profile.ts'
 
 const PROBE = join(import.meta.dirname, 'helpers', 'direct-probe.ts')
@@ -43,7 +44,8 @@ t.test('a device behind NAT is reachable only through its tunnel', { skip: unava
   const node = startNode([`--config=${nodeConfig}`, `--auth-server=${nat.wanAddress}:3080`, `--token=${await auth.token()}`, `--ca-pin=${pin}`], {}, nat.lan)
   t.teardown(() => node.stop())
   t.match(await waitForNode(auth, 'device'), /^device\s+\S+\s+⟵ Tunnel/m)
-  t.match(proxy.daemon.stderr, new RegExp(`tunnel from device \\(${nat.routerWanAddress.replace(/\./g, '\\.')}\\) open`), 'the proxy sees the router\'s address, not the device\'s')
+  const atProxy = (await proxy.daemon.status()).proxy!.tunnels.hosts
+  t.same(atProxy.map((tunnel) => [tunnel.nodename, tunnel.remote_addr]), [['device', nat.routerWanAddress]], 'the proxy sees the router\'s address, not the device\'s')
 
   // The WAN cannot open a connection to the device.
   const direct = execFileSync('ip', ['netns', 'exec', nat.wan, process.execPath, '-e', `
@@ -60,12 +62,14 @@ t.test('a device behind NAT is reachable only through its tunnel', { skip: unava
   t.equal(result.stdout.trim(), '1', 'the command ran on the device (it holds the LAN address)')
 
   t.test('silent drop: noticed within two keepalive intervals, healed by a fresh tunnel', async (t) => {
-    const before = (node.stderr.match(/tunnel to proxy \S+ open/g) ?? []).length
+    const tunnels = (status: WarrenStatus) => status.node?.tunnel?.proxies ?? []
+    const [before] = tunnels(await node.waitForStatus('the tunnel', (status) => tunnels(status).length === 1))
     nat.dropForwarded()
-    await node.waitFor('the agent to notice the dead tunnel', () => /tunnel to proxy \S+ closed/.test(node.stderr), 2 * KEEPALIVE_MS + 1500)
+    await node.waitForStatus('the agent to notice the dead tunnel', (status) => tunnels(status).length === 0, 2 * KEEPALIVE_MS + 1500)
     t.pass('the agent noticed the silent drop')
     nat.heal()
-    await node.waitFor('a fresh tunnel', () => (node.stderr.match(/tunnel to proxy \S+ open/g) ?? []).length > before, 30_000)
+    const [fresh] = tunnels(await node.waitForStatus('a fresh tunnel', (status) => tunnels(status).length === 1, 30_000))
+    t.not(fresh.since, before.since, 'a new tunnel')
     const again = await openssh(profile, [`${testLogin()}@device`, 'echo back'], { netns: nat.wan })
     t.equal(again.code, 0, again.stderr)
     t.equal(again.stdout, 'back\n')

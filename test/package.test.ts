@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { AuthProcess, freePort, openssh, ProxyProcess, ROOT, signUser, tempDir, testLogin, waitForNode, type RunResult } from './helpers/cluster.ts'
 import { EtcdServer, etcdUnavailable, uniquePrefix } from './helpers/etcd.ts'
 import { VERSION } from '../shared/version.ts'
+import type { WarrenStatus } from '../shared/status.ts'
 import { ChallTestServer, Pebble, pebbleMissing } from './helpers/pebble.ts'
 
 const ARM64_SYSROOT = '/usr/aarch64-linux-gnu'
@@ -116,7 +117,10 @@ function run(): void {
       })
       t.match(listing, new RegExp(`^${nodename}\\s+\\S+\\s+⟵ Tunnel`, 'm'), 'the node is present through its tunnel')
       if (target.runner.length === 0) {
-        t.match(agent.output(), /continuing in a fresh process image/, 'after joining, the executable continues as a fresh image of itself')
+        const status = await exec('warren', ['status', `--data-dir=${agentDir}`, '--format=json'])
+        t.equal(status.code, 0, 'warren status reads the agent', { stderr: status.stderr })
+        const { process: agentProcess } = JSON.parse(status.stdout) as WarrenStatus
+        t.same([agentProcess.pid, agentProcess.fresh_image], [agent.child.pid, true], 'after joining, the executable continues as a fresh image of itself')
         const second = await exec('warren', ['start', `--data-dir=${agentDir}`])
         t.equal(second.code, 1, 'a second start on its data dir exits 1')
         t.match(second.stderr, `data dir ${agentDir} is in use by process ${agent.child.pid}`, 'naming the agent, which kept its lock across the new image')

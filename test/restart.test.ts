@@ -34,8 +34,10 @@ t.test('auth server restart after SIGKILL keeps the pin, tokens and nodes; a nod
   await node.stop()
   const again = startNode([`--data-dir=${nodeDir}`])
   t.teardown(() => again.stop())
-  await again.waitFor('the node to reuse its identity', () => /using the identity stored/.test(again.stderr))
-  t.match(await waitForNode(restarted, 'survivor'), new RegExp(`^survivor\\s+${hostId}\\s`, 'm'), 'same host ID after the node restarts')
+  const reused = await again.waitForStatus('the node to heartbeat with its stored identity', (status) => (status.node?.direct?.heartbeats.ok ?? 0) >= 1)
+  t.equal(reused.node!.host_id, hostId, 'same host ID after the node restarts')
+  t.equal(reused.node!.direct!.heartbeats.failed, 0)
+  t.match(await waitForNode(restarted, 'survivor'), new RegExp(`^survivor\\s+${hostId}\\s`, 'm'), 'and so nodes ls shows it')
   t.notMatch(again.stderr, /ERROR/)
 
   // The token is still valid after the crash: a second node joins with it.

@@ -15,6 +15,7 @@ import { issuedByAny } from '../shared/cert-subject.ts'
 import { defaultConfig } from '../shared/config.ts'
 import { joinCluster } from '../shared/join.ts'
 import { createLogger } from '../shared/log.ts'
+import { caPin } from '../shared/pin.ts'
 import { splice } from '../shared/splice.ts'
 import { AuthProcess, ProxyProcess, tempDir, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
@@ -114,7 +115,7 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
   await until('every agent to renew its certificate from the new CA', () =>
     agents.every(({ agent }) => issuedByAny(new X509Certificate(agent.identity.tlsCertPem), [signing])))
   t.pass('every agent renewed without a token')
-  await until('the proxy to renew', () => /renewed this proxy's certificate/.test(proxy.daemon.stderr))
+  await proxy.daemon.waitForStatus('the proxy to renew', (status) => status.proxy!.certificate.issuer_pin === caPin(signing), 30_000)
 
   await rotate('update_servers')
   await rotate('standby')

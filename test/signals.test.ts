@@ -12,7 +12,7 @@ t.test('SIGHUP reloads labels and forwarded ports; SIGTERM drains', async (t) =>
   const auth = await new AuthProcess().start()
   t.teardown(() => auth.stop())
   const pin = await auth.pin()
-  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, env: { WARREN_LOG_FORMAT: 'json' } }).start()
   t.teardown(() => proxy.stop())
   const echo = createServer((socket) => socket.pipe(socket))
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r))
@@ -31,7 +31,7 @@ t.test('SIGHUP reloads labels and forwarded ports; SIGTERM drains', async (t) =>
 
   write('stage: two', `{ name: echo, addr: "127.0.0.1:${echoPort}" }`)
   node.child.kill('SIGHUP')
-  await node.waitFor('the reload', () => /configuration reloaded/.test(node.stderr))
+  await node.waitForStatus('the reload', (status) => status.process.last_reload?.ok === true)
   const deadline = Date.now() + 20_000
   let listing = ''
   while (Date.now() < deadline && !/stage=two/.test(listing)) listing = (await auth.ctl(['nodes', 'ls'])).stdout
@@ -40,12 +40,17 @@ t.test('SIGHUP reloads labels and forwarded ports; SIGTERM drains', async (t) =>
 
   writeFileSync(config, 'version: v1\nlabels: [not, a, map]\n')
   node.child.kill('SIGHUP')
-  await node.waitFor('the refusal', () => /configuration not reloaded: .*line 2/.test(node.stderr))
-  t.ok(node.running, 'a bad file changes nothing and the agent keeps running')
+  const refused = await node.waitForStatus('the refusal', (status) => status.process.last_reload?.ok === false)
+  t.match(refused.process.last_reload!.error, /line 2/, 'the reason names the line')
+  t.same(refused.node!.labels, { stage: 'two' }, 'a bad file changes nothing')
+  t.ok(node.running, 'and the agent keeps running')
   t.equal((await warren(['proxy', 'port', `--identity=${profile}`, 'hup-node', 'echo'], { input: 'still' })).stdout, 'still')
 
+  const hostId = (await node.status()).node!.host_id
   await node.stop('SIGTERM')
   t.equal(await node.exited, 0, 'the agent exits cleanly on SIGTERM')
-  await proxy.daemon.waitFor('the proxy to see the tunnel close', () => /tunnel from hup-node closed/.test(proxy.daemon.stderr))
-  t.notMatch(proxy.daemon.stderr, /tunnel from hup-node closed: /, 'closed without an error: the agent said GoAway and closed')
+  const closed = () => proxy.daemon.logEntries().filter((entry) => entry.tunnel === 'closed' && entry.host_id === hostId)
+  await proxy.daemon.waitFor('the proxy to see the tunnel close', () => closed().length > 0)
+  t.same(closed().map((entry) => entry.error), [undefined], 'closed without an error: the agent said GoAway and closed')
+  t.equal((await proxy.daemon.status()).proxy!.tunnels.count, 0)
 })

@@ -4,15 +4,15 @@
 // connects. A connection holds no handshake slot before its whole ClientHello is in, and is
 // closed when it does not deliver one in time; so the node gets its tunnel back, the user's
 // `warren ssh` and the health probes succeed, and every idle connection is closed by the
-// server. The gate's counts are read from the processes' JSON log at debug level.
+// server. The gate's counts are read from the processes' status.
 
 import t from 'tap'
 import { request as httpsRequest } from 'node:https'
 import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, warren, type Daemon } from './helpers/cluster.ts'
-import { gateCounts, Slowloris } from './helpers/slowloris.ts'
+import { Slowloris } from './helpers/slowloris.ts'
 import { until } from './helpers/until.ts'
+import type { WarrenStatus } from '../shared/status.ts'
 
-const JSON_DEBUG_LOG = 'log:\n  level: debug\n  format: json\n'
 /** Attackers' addresses: the cluster's own processes use 127.0.0.1. */
 const ATTACKERS = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`)
 
@@ -38,10 +38,10 @@ async function tunnelPresent(auth: AuthProcess, nodename: string): Promise<boole
 
 t.test('a slowloris at the proxy and the auth server keeps no node or user out', async (t) => {
   // A short presence TTL, so that a node that stops leaves the list within seconds.
-  const auth = await new AuthProcess({ authServiceYaml: `  heartbeat_ttl: 3s\n${JSON_DEBUG_LOG}` }).start()
+  const auth = await new AuthProcess({ authServiceYaml: '  heartbeat_ttl: 3s' }).start()
   t.teardown(() => auth.stop())
   const pin = await auth.pin()
-  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, extraYaml: JSON_DEBUG_LOG }).start()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
   t.teardown(() => proxy.stop())
   const nodeDir = tempDir()
   const nodeArgs = [`--data-dir=${nodeDir}`, `--auth-server=${proxy.web}`, `--ca-pin=${pin}`, '--nodename=pi-1']
@@ -79,11 +79,14 @@ t.test('a slowloris at the proxy and the auth server keeps no node or user out',
   t.equal(attack.counts.failed, 0, 'every attacking connection had connected')
   t.ok(attack.counts.connected >= 900, `${attack.counts.connected} attacking connections`)
 
-  // What the servers counted (they log it at most once a second).
-  for (const [name, daemon] of [['proxy', proxy.daemon], ['auth server', auth.daemon]] as const) {
-    await until(`the ${name}'s counts to settle`, () => gateCounts(daemon.stderr)?.pending_hello === 0, { timeoutMs: 10_000 })
-    const counts = gateCounts(daemon.stderr)!
-    t.ok(counts.late_hello_closed! > 0, `the ${name} closed connections whose ClientHello was late (${counts.late_hello_closed})`)
-    t.ok(counts.hello_per_address_closed! > 0, `and, per source address, the oldest of too many waiting (${counts.hello_per_address_closed})`)
+  // What the servers counted.
+  const gates: [string, Daemon, (status: WarrenStatus) => Record<string, number>][] = [
+    ['proxy', proxy.daemon, (status) => status.proxy!.handshake_gate],
+    ['auth server', auth.daemon, (status) => status.auth!.handshake_gate],
+  ]
+  for (const [name, daemon, gate] of gates) {
+    const counts = gate(await daemon.waitForStatus(`the ${name}'s counts to settle`, (status) => gate(status).pending_hello === 0, 10_000))
+    t.ok(counts.late_hello_closed > 0, `the ${name} closed connections whose ClientHello was late (${counts.late_hello_closed})`)
+    t.ok(counts.hello_per_address_closed > 0, `and, per source address, the oldest of too many waiting (${counts.hello_per_address_closed})`)
   }
 })

@@ -5,7 +5,10 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import type { WarrenStatus } from '../shared/status.ts'
 import { AuthProcess, freePort, ProxyProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+
+const tunnelHeld = (status: WarrenStatus) => (status.node?.tunnel?.proxies.length ?? 0) > 0
 
 t.test('a restarted node dials the remembered tunnel address, and follows it when it moves', async (t) => {
   const auth = await new AuthProcess().start()
@@ -18,18 +21,21 @@ t.test('a restarted node dials the remembered tunnel address, and follows it whe
   const remembered = () => JSON.parse(readFileSync(join(nodeDir, 'tunnel-address.json'), 'utf8')) as { host: string; port: number }
 
   const joined = startNode([`--data-dir=${nodeDir}`, `--auth-server=${first.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=mover'])
-  await joined.waitFor('the first tunnel', () => /tunnel to proxy \S+ open/.test(joined.stderr))
+  const afterJoin = await joined.waitForStatus('the first tunnel', tunnelHeld)
   t.equal(`${remembered().host}:${remembered().port}`, first.tunnel, 'the discovered address is remembered')
   // Having joined and asked, the node continues as a fresh process image (same PID) that
   // starts from what is on disk, so it does not keep the HTTPS client loaded.
-  t.match(joined.stderr, /identity and tunnel address stored: continuing in a fresh process image[^]*using the identity stored/)
-  t.match(joined.stderr, `reverse tunnels through ${first.tunnel} (remembered from the last start)`)
-  t.equal((joined.stderr.match(/continuing in a fresh process image/g) ?? []).length, 1, 'only once')
+  t.equal(afterJoin.process.pid, joined.child.pid)
+  t.ok(afterJoin.process.fresh_image, 'the node continued in a fresh process image')
+  t.equal(afterJoin.node!.tunnel!.address, first.tunnel, 'which dials the remembered address')
+  t.equal(afterJoin.node!.tunnel!.discoveries, 0, 'without asking the proxy again')
   await joined.stop()
 
   const again = startNode([`--data-dir=${nodeDir}`])
-  await again.waitFor('a tunnel after the restart', () => /tunnel to proxy \S+ open/.test(again.stderr))
-  t.match(again.stderr, `reverse tunnels through ${first.tunnel} (remembered from the last start)`, 'no discovery on a restart')
+  const restarted = await again.waitForStatus('a tunnel after the restart', tunnelHeld)
+  t.notOk(restarted.process.fresh_image, 'with its identity on disk, it has nothing to shed')
+  t.equal(restarted.node!.tunnel!.address, first.tunnel)
+  t.equal(restarted.node!.tunnel!.discoveries, 0, 'no discovery on a restart')
   await again.stop()
 
   // The proxy comes back with the same web address and another tunnel port.
@@ -39,8 +45,9 @@ t.test('a restarted node dials the remembered tunnel address, and follows it whe
   t.not(moved.tunnel, first.tunnel)
   const third = startNode([`--data-dir=${nodeDir}`])
   t.teardown(() => third.stop())
-  await third.waitFor('a tunnel to the moved address', () => /tunnel to proxy \S+ open/.test(third.stderr), 30_000)
-  t.match(third.stderr, `the proxies moved the tunnel address from ${first.tunnel} to ${moved.tunnel}`)
+  const followed = await third.waitForStatus('a tunnel to the moved address', tunnelHeld, 30_000)
+  t.equal(followed.node!.tunnel!.address, moved.tunnel)
+  t.equal(followed.node!.tunnel!.discoveries, 1, 'the node asked the proxy where the tunnels go now, once')
   t.equal(`${remembered().host}:${remembered().port}`, moved.tunnel, 'the new address is remembered')
   t.match(await waitForNode(auth, 'mover'), /⟵ Tunnel/, 'the node is present through its tunnel')
 })

@@ -26,6 +26,7 @@ const tunnelPort = await freePort()
 const proxy = await new ProxyProcess({
   auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin,
   webListenAddr: `127.0.0.1:${await freePort()}`, tunnelListenAddr: `127.0.0.1:${tunnelPort}`,
+  env: { WARREN_LOG_FORMAT: 'json' },
 }).start()
 t.teardown(() => proxy.stop())
 const log = createLogger('test', { level: 'error' })
@@ -79,9 +80,11 @@ t.test('a resumed session whose certificate has expired since is refused', async
   tunnel.close()
   await sleep(Math.max(0, now + 5000 - Date.now()))
 
-  const stderrBefore = proxy.daemon.stderr.length
+  const refusals = () => proxy.daemon.logEntries().filter((entry) => entry.refused !== undefined)
+  const before = refusals().length
   await t.rejects(openTunnel(shortLived, ticket), 'the tunnel is refused')
-  await proxy.daemon.waitFor('the refusal to be logged', () => /tunnel from \S+ refused: the certificate has expired/.test(proxy.daemon.stderr.slice(stderrBefore)), 5000)
+  await proxy.daemon.waitFor('the refusal to be logged', () => refusals().length > before, 5000)
+  t.match(refusals().at(-1)!.refused, /^the certificate has expired/)
   t.pass('by the proxy\'s own check of the resumed certificate (OpenSSL\'s full check would say CERT_HAS_EXPIRED)')
 })
 

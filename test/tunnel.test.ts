@@ -22,6 +22,8 @@ for (const layout of ['separate ports', 'one multiplexed port'] as const) {
     const SHARED = `127.0.0.1:${await freePort()}`
     const proxy = await new ProxyProcess({ auth, token: proxyToken, pin, ...(single ? { webListenAddr: SHARED, tunnelListenAddr: SHARED } : {}) }).start()
     t.teardown(() => proxy.stop())
+    t.equal((await proxy.daemon.status()).proxy!.listen.multiplexed, single, 'the status says whether one port serves both')
+    // The design prescribes this debug line's wording, as Teleport's users know it.
     if (single) t.match(proxy.daemon.stderr, /Setup Proxy: Reverse tunnel proxy and web proxy listen on the same port, multiplexing is on/)
     else t.not(proxy.web, proxy.tunnel)
 

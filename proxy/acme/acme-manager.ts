@@ -84,6 +84,8 @@ export class AcmeManager extends EventEmitter<AcmeManagerEvents> {
   private timer?: NodeJS.Timeout
   private retryAt?: number
   private stopped = false
+  /** Orders placed with the ACME server since start (a certificate from the store needs none). */
+  orders = 0
 
   constructor(options: AcmeOptions) {
     super()
@@ -232,6 +234,7 @@ export class AcmeManager extends EventEmitter<AcmeManagerEvents> {
       const client = new acme.Client({ directoryUrl, accountKey: account.keyPem, ...POLLING })
       await this.register(client, account)
       this.log.info('requesting an ACME certificate', { domains: this.domains, directory: directoryUrl })
+      this.orders++
       const order = await step('placing the order', () => client.createOrder({ identifiers: this.domains.map((value) => ({ type: 'dns', value })) }))
       const authorizations = await step('fetching the authorizations', () => client.getAuthorizations(order))
       // A failed authorization must not leave the others' challenges in flight unobserved.

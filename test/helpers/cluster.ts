@@ -6,6 +6,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir, userInfo } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { loadConfigFile } from '../../shared/config.ts'
+import { readStatus, statusSocketPath } from '../../shared/status-socket.ts'
+import type { WarrenStatus } from '../../shared/status.ts'
 
 export const ROOT = resolve(import.meta.dirname, '../..')
 const WARREN = join(ROOT, 'cli/warren.ts')
@@ -67,13 +70,29 @@ export function logEntries(stderr: string, fields: Record<string, unknown> = {})
   return entries.filter((entry) => Object.entries(fields).every(([key, value]) => entry[key] === value))
 }
 
+/** The data dir a `warren start` command line runs with: --data-dir, else its config's data_dir. */
+function dataDirOf(args: string[]): string | undefined {
+  const flag = (name: string) => args.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3)
+  const dataDir = flag('data-dir')
+  if (dataDir !== undefined) return dataDir
+  const config = flag('config')
+  try {
+    return config === undefined ? undefined : loadConfigFile(config).dataDir
+  } catch {
+    return undefined // a test of a config that does not load
+  }
+}
+
 export class Daemon {
   readonly child: ChildProcess
   stdout = ''
   stderr = ''
   readonly exited: Promise<number | null>
+  /** Where its status socket is (`warren start` only). */
+  readonly dataDir?: string
 
   constructor(args: string[], env: Record<string, string> = {}, netns?: string) {
+    if (args[0] === 'start') this.dataDir = dataDirOf(args)
     const [command, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, WARREN, ...args]] : [process.execPath, [WARREN, ...args]]
     this.child = spawn(command, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child.stdout!.on('data', (d) => (this.stdout += d))
@@ -94,6 +113,30 @@ export class Daemon {
       await sleep(50)
     }
     throw new Error(`timed out waiting for ${what}\n${this.stderr}`)
+  }
+
+  /** What the process reports on its status socket now (`warren status --format=json`). */
+  status(): Promise<WarrenStatus> {
+    if (this.dataDir === undefined) return Promise.reject(new Error('not a warren start with a known data dir'))
+    return readStatus<WarrenStatus>(statusSocketPath(this.dataDir))
+  }
+
+  /** Waits until the process's status satisfies `predicate`, and returns that status. */
+  async waitForStatus(what: string, predicate: (status: WarrenStatus) => boolean, timeoutMs = 20_000): Promise<WarrenStatus> {
+    let last: WarrenStatus | undefined
+    await this.waitFor(what, async () => {
+      // Nothing answers while the process starts, or replaces its image after joining.
+      last = await this.status().catch(() => undefined)
+      return last !== undefined && predicate(last)
+    }, timeoutMs).catch((error: Error) => {
+      throw new Error(`${error.message}\nlast status: ${JSON.stringify(last)}`)
+    })
+    return last!
+  }
+
+  /** The entries of a JSON log (WARREN_LOG_FORMAT=json, or `log: { format: json }`). */
+  logEntries(): Record<string, unknown>[] {
+    return this.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -279,12 +322,9 @@ export class ProxyProcess {
     ].join('\n'))
     const debug = options.debug === false ? [] : ['--debug']
     this.daemon = new Daemon(['start', '--roles=proxy', `--config=${this.configPath}`, ...debug], this.options.env, this.options.netns)
-    // (The addresses end at a comma, space or quote: the log may be text or JSON.)
-    const listening = /proxy listening: web ([^\s,"]+), tunnel ([^\s,"]+)/
-    await this.daemon.waitFor('the proxy to listen', () => listening.test(this.daemon.stderr))
-    const match = listening.exec(this.daemon.stderr)!
-    this.web = match[1]
-    this.tunnel = match[2]
+    const { listen } = (await this.daemon.waitForStatus('the proxy to listen', (status) => status.proxy !== undefined)).proxy!
+    this.web = listen.web
+    this.tunnel = listen.tunnel
     return this
   }
 

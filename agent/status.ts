@@ -1,0 +1,40 @@
+// The node's section of the status document (shared/status.ts), built from the agent's
+// state when someone asks: its identity, the tunnels it holds and the live set its proxies
+// announce, or in direct mode where proxies reach it and how its heartbeats fare.
+
+import { certificateStatus, statusTime, type NodeStatus } from '../shared/status.ts'
+import { caPin } from '../shared/pin.ts'
+import type { Agent } from './agent.ts'
+
+export function nodeStatus(agent: Agent): NodeStatus | undefined {
+  const identity = agent.identity
+  const direct = agent.directMode
+  const pool = agent.pool
+  if (!identity || (!pool && !direct)) return undefined
+  const status: NodeStatus = {
+    mode: pool ? 'tunnel' : 'direct',
+    host_id: identity.hostId,
+    nodename: identity.nodename,
+    cluster: identity.clusterName,
+    auth_server: identity.authServers[0] ?? '',
+    labels: agent.config.labels,
+    certificate: certificateStatus(identity.tlsCertPem, identity.hostCAPems),
+    trusted_host_ca_pins: identity.hostCAPems.map(caPin),
+  }
+  if (pool) {
+    status.tunnel = {
+      address: pool.address,
+      discoveries: agent.discoveries,
+      proxies: pool.all.map((tunnel) => ({ proxy_id: tunnel.proxyId, since: statusTime(tunnel.openedAt), resumed: tunnel.resumed }))
+        .sort((a, b) => a.proxy_id.localeCompare(b.proxy_id)),
+      live_set: pool.announcedSet ?? null,
+    }
+  } else if (direct) {
+    const { heartbeat } = direct
+    status.direct = {
+      listen_addr: direct.listener.address ?? '',
+      heartbeats: { ok: heartbeat.ok, failed: heartbeat.failed, last_ok: heartbeat.lastOkAt === undefined ? null : statusTime(heartbeat.lastOkAt) },
+    }
+  }
+  return status
+}

@@ -1,0 +1,29 @@
+// The auth server's section of the status document (shared/status.ts), built from its
+// state when someone asks: the cluster, where it listens, its backend and the phase of each
+// CA's rotation with the pins of the key sets it trusts.
+
+import type { Authority } from './authorities.ts'
+import { statusTime, type AuthStatus, type CAStatus } from '../shared/status.ts'
+import type { AuthServer } from './server.ts'
+
+/** For an auth server whose start() has resolved. */
+export function authStatus(auth: AuthServer): AuthStatus {
+  const { host, user } = auth.authorities
+  return {
+    cluster: auth.cluster,
+    address: auth.address,
+    backend: auth.config.auth.storage.type === 'etcd' ? 'etcd' : 'sqlite',
+    host_ca: caStatus(host),
+    user_ca: caStatus(user),
+    handshake_gate: auth.handshakeGate?.toJSON() ?? {},
+  }
+}
+
+function caStatus(ca: Authority): CAStatus {
+  return {
+    phase: ca.rotation?.phase ?? 'standby',
+    mode: ca.rotation?.mode ?? null,
+    pins: ca.pins,
+    last_rotated: ca.lastRotated === undefined ? null : statusTime(ca.lastRotated),
+  }
+}

@@ -1,0 +1,107 @@
+// `warren status` for people: the status document (shared/status.ts) as rows in the layout
+// of `warrenctl status` (name, two spaces, value), one block per role, and a table of the
+// tunnels each role holds.
+
+import { formatDuration, formatExpiry, formatUtc } from '../shared/duration.ts'
+import { printable } from '../shared/printable.ts'
+import type { AuthStatus, CAStatus, CertificateStatus, NodeStatus, ProcessStatus, ProxyStatus, WarrenStatus } from '../shared/status.ts'
+import { formatTable } from './table.ts'
+
+/** Tunnels listed in text; JSON lists all of them (a proxy may hold thousands). */
+const MAX_TUNNEL_ROWS = 100
+
+type Row = [name: string, value: string]
+
+export function formatStatus(status: WarrenStatus, now = Date.now()): string {
+  const blocks = [rows(processRows(status.process, now))]
+  for (const role of status.process.roles) {
+    if (role === 'auth') blocks.push(status.auth ? rows(authRows(status.auth)) : starting('Auth server'))
+    if (role === 'proxy') blocks.push(status.proxy ? proxyBlock(status.proxy, now) : starting('Proxy'))
+    if (role === 'node') blocks.push(status.node ? nodeBlock(status.node, now) : starting('Node'))
+  }
+  return blocks.join('\n')
+}
+
+function rows(list: Row[]): string {
+  const width = Math.max(...list.map(([name]) => name.length))
+  return list.map(([name, value]) => `${name.padEnd(width)}  ${printable(value)}`.trimEnd() + '\n').join('')
+}
+
+function starting(role: string): string {
+  return rows([[role, 'starting']])
+}
+
+const ago = (time: string, now: number) => `${formatUtc(Date.parse(time))} (${formatDuration(now - Date.parse(time))} ago)`
+const proxies = (n: number) => `${n} ${n === 1 ? 'proxy' : 'proxies'}`
+
+function processRows(process: ProcessStatus, now: number): Row[] {
+  const list: Row[] = [
+    ['Process', `${process.pid}, warren ${process.version}, up ${formatDuration(now - Date.parse(process.started))}${process.fresh_image ? ' (continued in a fresh image after joining)' : ''}`],
+    ['Roles', process.roles.join(', ')],
+    ['Data dir', process.data_dir],
+  ]
+  const reload = process.last_reload
+  if (reload) list.push(['Last reload', `${ago(reload.time, now)}, ${reload.ok ? 'applied' : `not applied: ${reload.error ?? ''}`}`])
+  return list
+}
+
+function authRows(auth: AuthStatus): Row[] {
+  return [
+    ['Auth server', `${auth.address}, cluster ${auth.cluster}, ${auth.backend} backend`],
+    ['Host CA', rotation(auth.host_ca)],
+    ['User CA', rotation(auth.user_ca)],
+    ...auth.host_ca.pins.map((pin): Row => ['CA pin', pin]),
+  ]
+}
+
+function rotation(ca: CAStatus): string {
+  if (ca.phase !== 'standby') return `rotation in progress: phase ${ca.phase} (${ca.mode})`
+  return ca.last_rotated ? `rotated ${formatUtc(Date.parse(ca.last_rotated))}` : 'never updated'
+}
+
+function certificate(cert: CertificateStatus, now: number): string {
+  return `expires ${formatExpiry(Date.parse(cert.not_after), now)}${cert.issuer_pin ? '' : ', from a CA no longer trusted'}`
+}
+
+function proxyBlock(proxy: ProxyStatus, now: number): string {
+  const { listen, tunnels } = proxy
+  const list: Row[] = [
+    ['Proxy', `${proxy.proxy_id} (${proxy.nodename}), cluster ${proxy.cluster}`],
+    ['Web', listen.web],
+    ['Tunnel port', listen.multiplexed ? `${listen.tunnel} (the web port, routed by ALPN)` : listen.tunnel],
+    ['Certificate', certificate(proxy.certificate, now)],
+    ['Live set', proxies(proxy.live_set.length)],
+    ['Tunnels', String(tunnels.count)],
+  ]
+  if (proxy.acme) {
+    const { certificate: served, domains, last_error } = proxy.acme
+    const state = served ? `expires ${formatExpiry(Date.parse(served.not_after), now)}` : `none yet${last_error ? `: ${last_error}` : ''}`
+    list.push(['ACME', `${domains.join(', ')}: ${state}`])
+  }
+  const shown = tunnels.hosts.slice(0, MAX_TUNNEL_ROWS)
+  const table = shown.length === 0 ? '' : '\n' + formatTable(['Node Name', 'Node ID', 'From', 'Since'], shown.map((t) => [t.nodename, t.host_id, t.remote_addr, ago(t.since, now)]))
+  const more = tunnels.hosts.length > shown.length ? `(${tunnels.hosts.length - shown.length} more: --format=json lists them all)\n` : ''
+  return rows(list) + table + more
+}
+
+function nodeBlock(node: NodeStatus, now: number): string {
+  const list: Row[] = [
+    ['Node', `${node.host_id} (${node.nodename}), cluster ${node.cluster}`],
+    ['Joined via', node.auth_server],
+    ['Certificate', certificate(node.certificate, now)],
+  ]
+  const labels = Object.entries(node.labels).map(([k, v]) => `${k}=${v}`).join(',')
+  if (labels) list.push(['Labels', labels])
+  const { tunnel, direct } = node
+  if (direct) {
+    const beats = direct.heartbeats
+    list.push(['Mode', `direct: proxies dial ${direct.listen_addr}`])
+    list.push(['Heartbeats', `${beats.ok} accepted, ${beats.failed} failed${beats.last_ok ? `, last ${ago(beats.last_ok, now)}` : ''}`])
+  }
+  if (!tunnel) return rows(list)
+  list.push(['Mode', `tunnel: dialling ${tunnel.address}`])
+  list.push(['Live set', tunnel.live_set ? proxies(tunnel.live_set.length) : 'not announced yet'])
+  list.push(['Tunnels', tunnel.live_set ? `${tunnel.proxies.length} of ${tunnel.live_set.length}` : String(tunnel.proxies.length)])
+  const table = tunnel.proxies.length === 0 ? '' : '\n' + formatTable(['Proxy ID', 'Since', 'TLS Session'], tunnel.proxies.map((p) => [p.proxy_id, ago(p.since, now), p.resumed ? 'resumed' : 'new']))
+  return rows(list) + table
+}

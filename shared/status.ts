@@ -1,0 +1,143 @@
+// The status document of a `warren start` process, as its status socket answers it
+// (status-socket.ts) and `warren status` prints it: the process, then one section per role
+// that is running. Times are ISO 8601 strings; a section is missing while its role starts.
+
+import { X509Certificate } from 'node:crypto'
+import { issuedByAny } from './cert-subject.ts'
+import { caPin } from './pin.ts'
+
+export interface WarrenStatus {
+  process: ProcessStatus
+  auth?: AuthStatus
+  proxy?: ProxyStatus
+  node?: NodeStatus
+}
+
+export interface ProcessStatus {
+  pid: number
+  version: string
+  /** The roles this process runs (each has a section once it is up). */
+  roles: string[]
+  data_dir: string
+  /** When this process image started. */
+  started: string
+  /** It replaced itself with a fresh image of the same command after joining (same PID). */
+  fresh_image: boolean
+  /** The last SIGHUP: when, and why the config was not applied if it was not. */
+  last_reload: { time: string; ok: boolean; error?: string } | null
+}
+
+/** A certificate this process presents. */
+export interface CertificateStatus {
+  serial: string
+  not_before: string
+  not_after: string
+  /** The pin of the trusted CA that issued it; null when none of them did. */
+  issuer_pin: string | null
+}
+
+export interface CAStatus {
+  /** `standby` when no rotation is in progress. */
+  phase: string
+  mode: 'auto' | 'manual' | null
+  /** One pin per trusted key set, the signing one first. */
+  pins: string[]
+  last_rotated: string | null
+}
+
+export interface AuthStatus {
+  cluster: string
+  /** Where it serves the auth API (a wildcard listen address shows as loopback). */
+  address: string
+  backend: 'sqlite' | 'etcd'
+  host_ca: CAStatus
+  user_ca: CAStatus
+  /** The handshake gate's counts (shared/tls-gate/stats.ts). */
+  handshake_gate: Record<string, number>
+}
+
+export interface ProxyTunnelStatus {
+  host_id: string
+  nodename: string
+  /** Where the node's connection comes from (after a PROXY header, the real client). */
+  remote_addr: string
+  since: string
+}
+
+export interface ProxyStatus {
+  proxy_id: string
+  nodename: string
+  cluster: string
+  listen: { web: string; tunnel: string; multiplexed: boolean }
+  certificate: CertificateStatus
+  trusted_host_ca_pins: string[]
+  /** The live proxy set as the auth server last told it, which this proxy announces to its nodes. */
+  live_set: string[]
+  tunnels: { count: number; hosts: ProxyTunnelStatus[] }
+  handshake_gate: Record<string, number>
+  /** With `proxy_service.acme.enabled`. */
+  acme?: AcmeStatus
+}
+
+export interface AcmeStatus {
+  domains: string[]
+  /** The certificate served to browsers; null while the cluster certificate is served instead. */
+  certificate: { serial: string; not_after: string; fingerprint: string } | null
+  /** Orders this process placed with the ACME server (0 when the certificate came from the backend). */
+  orders: number
+  /** Why the last attempt to obtain a certificate failed; null after a success. */
+  last_error: string | null
+}
+
+export interface NodeTunnelStatus {
+  proxy_id: string
+  since: string
+  /** The TLS session was resumed (a cheaper handshake) rather than made afresh. */
+  resumed: boolean
+}
+
+export interface NodeStatus {
+  mode: 'tunnel' | 'direct'
+  host_id: string
+  nodename: string
+  cluster: string
+  /** Where the node joined: an auth server (direct mode) or a proxy's web port. */
+  auth_server: string
+  labels: Record<string, string>
+  certificate: CertificateStatus
+  trusted_host_ca_pins: string[]
+  /** Tunnel mode. */
+  tunnel?: {
+    /** The (load-balanced) address the node dials. */
+    address: string
+    /** How often this process asked a proxy where the tunnels go (0: the address on disk was used). */
+    discoveries: number
+    /** One per proxy held. */
+    proxies: NodeTunnelStatus[]
+    /** The live proxy set the held proxies announce; null before any announced one. */
+    live_set: string[] | null
+  }
+  /** Direct mode. */
+  direct?: {
+    /** Where proxies reach the node's services. */
+    listen_addr: string
+    heartbeats: { ok: number; failed: number; last_ok: string | null }
+  }
+}
+
+/** Epoch ms as a status time. */
+export function statusTime(epochMs: number): string {
+  return new Date(epochMs).toISOString()
+}
+
+/** What a certificate's status says: serial, validity and the pin of the trusted CA that issued it. */
+export function certificateStatus(certPem: string, trustedCAPems: string[]): CertificateStatus {
+  const cert = new X509Certificate(certPem)
+  const issuer = trustedCAPems.find((caPem) => issuedByAny(cert, [caPem]))
+  return {
+    serial: cert.serialNumber,
+    not_before: statusTime(cert.validFromDate.getTime()),
+    not_after: statusTime(cert.validToDate.getTime()),
+    issuer_pin: issuer ? caPin(issuer) : null,
+  }
+}
