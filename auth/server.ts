@@ -9,13 +9,13 @@ import { join as joinPath } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { AcmeRecords, MAX_RECORD_BYTES } from './acme-records.ts'
 import { directNodes, serviceAddress } from './direct-nodes.ts'
-import { adminIdentityPath, type AdminIdentityFile } from './admin-identity.ts'
 import type { Backend } from './backend/backend.ts'
 import { openBackend } from './backend/index.ts'
 import { loadAuthority, loadOrCreateAuthority, type Authority, type RotationPhase } from './authorities.ts'
 import { advanceAutomatic, rotate, RotationError, type RotateRequest } from './rotation.ts'
 import { Renewals } from './renew.ts'
-import { issueAdminCredentials, issueServerCredentials } from './issuer.ts'
+import { OwnCredentials } from './own-credentials.ts'
+import { Recoveries } from './recovery.ts'
 import { join, nodenameProblem, parseJoinRequest } from './join.ts'
 import { JoinChallenges } from './join-challenge.ts'
 import { checkTlsKey, KeyPolicyError } from './key-policy.ts'
@@ -30,7 +30,6 @@ import { HttpError, labelsField, readJson, Router, stringField, stringListField 
 import { validLabels } from '../shared/labels.ts'
 import { Callers, type Peer } from './callers.ts'
 import { DEFAULTS, resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/config.ts'
-import { writeFileAtomic } from '../shared/files.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { VERSION } from '../shared/version.ts'
 
@@ -43,13 +42,14 @@ export class AuthServer {
   private nodes!: NodeDirectory
   private challenges!: JoinChallenges
   private renewals!: Renewals
+  private recoveries!: Recoveries
+  private own!: OwnCredentials
   private users!: UserDirectory
   private acmeRecords!: AcmeRecords
   private hostCA!: Authority
   private userCA!: Authority
   private clusterName = ''
   private readonly limiter: FailureRateLimiter
-  private serverNames: string[] = []
   private refreshTimer?: NodeJS.Timeout
   private readonly callers: Callers
   /** Join requests that reached this server (accepted or not): lets tests prove a token never left a device. */
@@ -101,14 +101,16 @@ export class AuthServer {
     this.tokens = new TokenService(this.backend, statics)
     this.nodes = new NodeDirectory(this.backend, auth.heartbeatTtlMs)
     this.challenges = await JoinChallenges.open(this.backend)
-    this.renewals = new Renewals({ hostCA: () => this.hostCA, nodes: this.nodes, clusterName: this.clusterName })
+    this.renewals = new Renewals({ hostCA: () => this.hostCA, nodes: this.nodes, clusterName: this.clusterName, hostCertTtlMs: auth.hostCertTtlMs })
+    this.recoveries = new Recoveries({ backend: this.backend, nodes: this.nodes, renewals: this.renewals, challenges: this.challenges, hostCA: () => this.hostCA, userCA: () => this.userCA, clusterName: this.clusterName, recoveryWindowMs: auth.recoveryWindowMs, limiter: this.limiter, log: this.log })
     this.users = new UserDirectory(this.backend)
     this.acmeRecords = new AcmeRecords(this.backend)
 
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
     // Its certificate names what its configuration names, nothing more.
-    this.serverNames = [host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
-    this.server = createServer({ ...this.tlsOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' })
+    const serverNames = [host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
+    this.own = new OwnCredentials({ hostCA: () => this.hostCA, userCA: () => this.userCA, clusterName: this.clusterName, serverNames, hostCertTtlMs: auth.hostCertTtlMs, adminCertTtlMs: auth.adminCertTtlMs, dataDir: this.config.dataDir, address: () => this.address, apply: (options) => this.server.setSecureContext(options), log: this.log })
+    this.server = createServer({ ...this.own.tlsOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' })
     const router = this.routes()
     this.server.on('request', (req, res) => {
       router.handle(req, res).catch((error) => this.log.error('request failed', { path: req.url, error: String(error) }))
@@ -117,17 +119,12 @@ export class AuthServer {
       this.server.once('error', reject)
       this.server.listen(port, host, () => resolve())
     })
-    this.writeAdminIdentity()
+    this.own.writeAdminIdentity()
+    this.own.start()
     this.log.info(`auth server listening on ${this.address}`, { cluster: this.clusterName, pin: this.hostCA.pins[0] })
     // CAs change with rotations, here or on another auth server sharing the backend.
     this.refreshTimer = setInterval(() => void this.refreshAuthorities(true).catch((error) => this.log.warn(`CA refresh failed: ${(error as Error).message}`)), 2000)
     this.refreshTimer.unref()
-  }
-
-  /** This server's certificate from the signing host CA, and every trusted CA for client certificates. */
-  private tlsOptions(): { key: string; cert: string; ca: string[] } {
-    const credentials = issueServerCredentials(this.hostCA, { clusterName: this.clusterName, role: 'auth', names: this.serverNames })
-    return { key: credentials.keyPem, cert: credentials.certPem, ca: [...this.hostCA.tlsCertPems, ...this.userCA.tlsCertPems] }
   }
 
   /**
@@ -148,14 +145,14 @@ export class AuthServer {
     if (fingerprint(host) === fingerprint(this.hostCA) && fingerprint(user) === fingerprint(this.userCA)) return
     this.hostCA = host
     this.userCA = user
-    this.server.setSecureContext(this.tlsOptions())
+    this.own.reissue()
     this.callers.trustChanged()
-    this.writeAdminIdentity()
     this.log.info('CAs changed', { host_phase: host.rotation?.phase ?? 'standby', user_phase: user.rotation?.phase ?? 'standby', pins: host.pins.join(',') })
   }
 
   async stop(): Promise<void> {
     clearInterval(this.refreshTimer)
+    this.own?.stop()
     if (this.server) {
       this.server.closeAllConnections()
       await new Promise<void>((resolve) => this.server.close(() => resolve()))
@@ -167,18 +164,6 @@ export class AuthServer {
     await this.backend.create('/cluster/name', JSON.stringify(wanted))
     const item = await this.backend.get('/cluster/name')
     return JSON.parse(item!.value) as string
-  }
-
-  private writeAdminIdentity(): void {
-    const credentials = issueAdminCredentials(this.userCA, this.clusterName)
-    const identity: AdminIdentityFile = {
-      auth_server: this.address,
-      cluster_name: this.clusterName,
-      host_ca_certs: this.hostCA.tlsCertPems,
-      cert: credentials.certPem,
-      key: credentials.keyPem,
-    }
-    writeFileAtomic(adminIdentityPath(this.config.dataDir), JSON.stringify(identity, null, 2))
   }
 
   /** Who is calling, from the verified TLS client certificate; null for anonymous callers. */
@@ -215,6 +200,7 @@ export class AuthServer {
     // The nonce a joining device signs with its keys (join-challenge.ts).
     router.add('POST', '/v1/join/challenge', async () => this.challenges.issue())
     router.add('POST', '/v1/join', (req) => this.handleJoin(req))
+    router.add('POST', '/v1/recover', (req) => this.recoveries.handle(req, this.remoteAddress(req)))
     router.add('POST', '/v1/heartbeat', (req) => this.handleHeartbeat(req))
     router.add('GET', '/v1/status', async (req) => {
       this.requirePeer(req, 'admin')
@@ -418,7 +404,7 @@ export class AuthServer {
       const request = parseJoinRequest(await readJson(req))
       nodename = request.nodename
       roles = request.roles.join(',')
-      const { replaced, ...response } = await join({ backend: this.backend, tokens: this.tokens, nodes: this.nodes, challenges: this.challenges, hostCA: this.hostCA, userCA: this.userCA, clusterName: this.clusterName }, request)
+      const { replaced, ...response } = await join({ backend: this.backend, tokens: this.tokens, nodes: this.nodes, challenges: this.challenges, hostCA: this.hostCA, userCA: this.userCA, clusterName: this.clusterName, hostCertTtlMs: this.config.auth.hostCertTtlMs }, request)
       this.limiter.refund(address)
       this.log.info('node joined', { nodename, host_id: response.host_id, roles, from: address, ...(replaced ? { replaced } : {}) })
       return response
