@@ -26,7 +26,8 @@ import { describeTtl } from '../shared/duration.ts'
 import { HttpError, readJson, stringField } from '../shared/json-http.ts'
 import { joinProofMessage, RECOVERY_PURPOSE, verifyProof } from '../shared/join-proof.ts'
 import type { Logger } from '../shared/log.ts'
-import { PAST_RECOVERY_WINDOW, readmitCommand, type RenewedCertificates } from '../shared/recover.ts'
+import type { RenewedCertificates } from '../shared/identity-store.ts'
+import { PAST_RECOVERY_WINDOW, readmitCommand } from '../shared/recover.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 
 export interface RecoveryContext {

@@ -7,16 +7,8 @@
 import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto'
 import { ApiClient } from './api-client.ts'
 import { ApiError, WarrenError } from './errors.ts'
-import type { NodeIdentity } from './identity-store.ts'
+import type { NodeIdentity, RenewedCertificates } from './identity-store.ts'
 import { joinProofMessage, RECOVERY_PURPOSE, signProof } from './join-proof.ts'
-
-/** New certificates for a host's keys, as renewals and recoveries answer. */
-export interface RenewedCertificates {
-  tls_cert: string
-  ssh_cert: string
-  host_ca_certs: string[]
-  user_ca_ssh_keys: string[]
-}
 
 /** The status the auth server answers a recovery with when the host's certificates expired longer ago than the recovery window. */
 export const PAST_RECOVERY_WINDOW = 410
@@ -63,19 +55,4 @@ export async function recoverCertificates(identity: NodeIdentity): Promise<Renew
   } finally {
     await client.close()
   }
-}
-
-function strings(value: unknown): string[] {
-  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : []
-}
-
-/** `identity` with the renewed certificates and the trust that came with them, changed in place (the tunnels' TLS contexts follow it). */
-export function applyCertificates(identity: NodeIdentity, renewed: RenewedCertificates): NodeIdentity {
-  identity.tlsCertPem = renewed.tls_cert
-  identity.sshCert = renewed.ssh_cert
-  const hostCAs = strings(renewed.host_ca_certs)
-  const userKeys = strings(renewed.user_ca_ssh_keys)
-  if (hostCAs.length > 0) identity.hostCAPems = hostCAs
-  if (userKeys.length > 0) identity.userCASshKeys = userKeys
-  return identity
 }

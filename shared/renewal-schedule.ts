@@ -78,6 +78,8 @@ export class RenewalSchedule {
   /** Epoch ms of the next try. */
   private nextAt = 0
   private running = false
+  /** The next try is a retry after a failure: its backoff is kept. */
+  private retrying = false
   private stopped = true
   /** Renewals that succeeded (for tests). */
   renewals = 0
@@ -92,6 +94,7 @@ export class RenewalSchedule {
   /** Arms the timer for the certificate's renewal window (at once when it is already due). */
   start(): void {
     this.stopped = false
+    this.retrying = false
     this.nextAt = this.dueAt()
     this.arm()
   }
@@ -107,9 +110,12 @@ export class RenewalSchedule {
     return Math.min(this.backoff.next(), Math.max(RETRY_BASE_MS, Math.floor(lifetime * RETRY_SHARE_OF_LIFETIME)))
   }
 
-  /** Renews as soon as possible (a CA rotation made the certificate due), unless a renewal is under way. */
+  /**
+   * Renews as soon as possible (a CA rotation made the certificate due), unless a renewal is
+   * under way (the next one is then timed by dueAt) or failures are being retried with backoff.
+   */
   renewNow(): void {
-    if (this.stopped || this.running) return
+    if (this.stopped || this.running || this.retrying) return
     this.nextAt = this.clock()
     this.arm()
   }
@@ -147,7 +153,8 @@ export class RenewalSchedule {
       const due = this.dueAt()
       // Still due (the answer came from a server that had not seen a rotation yet, say):
       // asked again after a pause, not in a loop.
-      if (due <= this.clock()) {
+      this.retrying = due <= this.clock()
+      if (this.retrying) {
         this.nextAt = this.clock() + this.retryDelay(this.options.certificate())
       } else {
         this.backoff.reset()
@@ -157,7 +164,8 @@ export class RenewalSchedule {
       const cert = this.options.certificate()
       const delay = error instanceof RetryLater ? error.retryInMs : this.retryDelay(cert)
       this.nextAt = this.clock() + delay
-      log.warn(`renewing ${what} failed: ${(error as Error).message}; trying again in ${formatDuration(delay)}`, { ...timeLeftFields(cert, this.clock()), retry_in: formatDuration(delay) })
+      this.retrying = true
+      if (!this.stopped) log.warn(`renewing ${what} failed: ${(error as Error).message}; trying again in ${formatDuration(delay)}`, { ...timeLeftFields(cert, this.clock()), retry_in: formatDuration(delay) })
     } finally {
       this.running = false
     }
