@@ -1,7 +1,7 @@
 // Certificates renewed before they lapse, with real processes and lifetimes short enough to
 // run several in real time (auth_service.host_cert_ttl and admin_cert_ttl in the config):
-// a node in tunnel mode, its proxy, the auth server's own TLS certificate and warrenctl's
-// identity are each replaced before they expire, for three lifetimes and more, while a
+// a node in tunnel mode, a direct node, their proxy, the auth server's own TLS certificate
+// and warrenctl's identity are each replaced before they expire, for three lifetimes and more, while a
 // tunnel and an OpenSSH session stay open across the renewals of both ends; and a renewal
 // that races a host CA rotation leaves the registry and the node in agreement.
 
@@ -60,7 +60,11 @@ t.test('a node, a proxy and warrenctl work after three lifetimes; a tunnel and a
   const nodeDir = tempDir()
   const node = startNode([`--data-dir=${nodeDir}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=renewing'])
   t.teardown(() => node.stop())
+  const directDir = tempDir()
+  const direct = startNode([`--data-dir=${directDir}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=renewing-direct'])
+  t.teardown(() => direct.stop())
   await waitForNode(auth, 'renewing')
+  await waitForNode(auth, 'renewing-direct')
   const profile = await signUser(auth, proxy.web)
   const login = testLogin()
 
@@ -73,11 +77,12 @@ t.test('a node, a proxy and warrenctl work after three lifetimes; a tunnel and a
 
   const certificates = {
     node: () => fileCertificate(join(nodeDir, 'identity', 'host.crt')),
+    direct: () => fileCertificate(join(directDir, 'identity', 'host.crt')),
     proxy: () => fileCertificate(join(proxy.dataDir, 'proxy-identity', 'host.crt')),
     admin: async () => adminCertificate(auth),
     auth: () => authCertificate(auth.address),
   }
-  const first = { node: certificates.node(), proxy: certificates.proxy(), admin: adminCertificate(auth), auth: await authCertificate(auth.address) }
+  const first = { node: certificates.node(), direct: certificates.direct(), proxy: certificates.proxy(), admin: adminCertificate(auth), auth: await authCertificate(auth.address) }
   for (const [holder, cert] of Object.entries(first)) {
     const lifetime = cert.validToDate.getTime() - cert.validFromDate.getTime()
     t.ok(lifetime <= LIFETIME_MS + 2000, `the ${holder}'s certificate lives about 15 s (${lifetime} ms)`)
@@ -101,13 +106,15 @@ t.test('a node, a proxy and warrenctl work after three lifetimes; a tunnel and a
     t.ok(sorted.slice(1).every((cert, i) => cert.validFromDate.getTime() < sorted[i].validToDate.getTime()), `each of the ${holder}'s certificates was replaced before it expired`)
     t.notOk(validNow(first[holder as keyof typeof first]), `the ${holder}'s first certificate has expired`)
   }
-  t.ok(validNow(certificates.node()) && validNow(certificates.proxy()), 'the node\'s and the proxy\'s current certificates are valid')
+  t.ok(validNow(certificates.node()) && validNow(certificates.direct()) && validNow(certificates.proxy()), 'the nodes\' and the proxy\'s current certificates are valid')
 
   const ls = await auth.ctl(['nodes', 'ls'])
   t.equal(ls.code, 0, 'warrenctl works with its renewed identity')
   t.match(ls.stdout, /^renewing\s+\S+\s+⟵ Tunnel/m, 'and the node is online through its tunnel')
   const fresh = await openssh(profile, [`${login}@renewing`, 'echo fresh'])
   t.equal(fresh.stdout, 'fresh\n', 'a new SSH connection reaches the node through the proxy', { stderr: fresh.stderr })
+  const dialled = await openssh(profile, [`${login}@renewing-direct`, 'echo direct'])
+  t.equal(dialled.stdout, 'direct\n', 'and the direct node, which the proxy dials with its renewed certificate', { stderr: dialled.stderr })
   session.stdin!.write('still-here\n')
   await until('the live session to echo', () => output.includes('still-here'), { timeoutMs: 15_000 })
   t.equal(session.exitCode, null, 'the session opened before the first renewal is still open')
