@@ -129,11 +129,13 @@ export class Agent {
   }
 
   /**
-   * The certificate expired (or its CA was dropped): proxies refuse tunnels with it, so none
-   * is dialled until it is recovered, instead of dials refused without end.
+   * The certificate expired (or its CA was dropped): proxies refuse new tunnels with it, so
+   * none is dialled until it is recovered, instead of dials refused without end. Tunnels
+   * still open (a rollback left the node a certificate from the abandoned CA, and they stay
+   * on the one they opened with) carry on meanwhile.
    */
   private holdTunnels(): void {
-    if (!this.pool || !this.tunnels) return
+    if (!this.pool || !this.tunnels || this.pool.heldCount > 0) return
     this.log.warn('this node\'s certificate is no longer accepted: its tunnels wait until it is recovered')
     this.pool.stop()
     this.pool = undefined

@@ -69,8 +69,12 @@ t.test('nodes offline for longer than their certificates live come back without 
   t.teardown(() => tunnelAgain.stop())
   const directAgain = startNode([jsonLogConfig(), `--data-dir=${directDir}`])
   t.teardown(() => directAgain.stop())
+  await until('both nodes to hold valid certificates again', () => validNow(certificateOf(tunnelDir)) && validNow(certificateOf(directDir)), { timeoutMs: 60_000 })
   t.equal(await listedHostId(auth, 'wanderer'), hostIds.wanderer, 'the tunnel node is back under its host ID')
   t.equal(await listedHostId(auth, 'hermit'), hostIds.hermit, 'the direct node too')
+  const atStart = entries(tunnelAgain).find((entry) => entry.time_left !== undefined)
+  t.equal(atStart?.cert_expires, firstCerts.wanderer.validToDate.toISOString(), 'the node logs its certificate\'s expiry when it starts')
+  t.match(atStart?.time_left, /^-\d+s$/, 'and the time left: none')
   for (const [name, dir] of [['wanderer', tunnelDir], ['hermit', directDir]] as const) {
     const cert = certificateOf(dir)
     t.ok(validNow(cert), `${name} holds a valid certificate`)
@@ -78,7 +82,7 @@ t.test('nodes offline for longer than their certificates live come back without 
   }
   const profile = await signUser(auth, proxy.web)
   for (const name of ['wanderer', 'hermit']) {
-    let result = await openssh(profile, [`${testLogin()}@${name}`, 'echo back'])
+    let result = { code: -1, stdout: '', stderr: '' }
     await until(`SSH to ${name}`, async () => (result = await openssh(profile, [`${testLogin()}@${name}`, 'echo back'])).stdout === 'back\n', { timeoutMs: 30_000 })
     t.equal(result.stdout, 'back\n', `a stock OpenSSH client reaches ${name} through the proxy`)
   }
