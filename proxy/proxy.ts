@@ -266,7 +266,10 @@ export class ProxyService {
 
   /** New certificates for this proxy's key: new connections (to the auth server too) use them. */
   private applyRenewal(renewed: RenewedCertificates, how: 'renewed' | 'recovered'): void {
-    this.identity = applyCertificates({ ...this.identity }, renewed)
+    // The trusted CAs stay those of the last heartbeat (followCAs), which may be newer than
+    // the answer's; a rotation the answer knew of first comes with the next heartbeat.
+    const hostCAs = this.hostCAPems.length > 0 ? this.hostCAPems : renewed.host_ca_certs
+    this.identity = applyCertificates({ ...this.identity }, { ...renewed, host_ca_certs: hostCAs })
     saveIdentity(this.config.dataDir, this.identity, 'proxy')
     this.replaceAuthClient()
     this.log.info(`${how} this proxy's certificate`, { proxy_id: this.identity.hostId, ...timeLeftFields(new X509Certificate(this.identity.tlsCertPem)) })
