@@ -1,6 +1,7 @@
 // The node agent: join once (or reuse the stored identity), then either keep reverse
 // tunnels to every proxy (when it joined through a proxy's web port) or heartbeat directly
-// to the auth server and let the proxies dial it (direct mode). Its SSH server and declared
+// to the auth server and let the proxies dial it (direct mode), and renew its certificates
+// before they lapse (renewal.ts). Its SSH server and declared
 // local ports are reachable only through streams that a proxy opens: in a tunnel, or over
 // a mutual-TLS connection to `ssh_service.listen_addr`. The HTTPS client (join, discovery,
 // direct mode) is loaded only when one of those needs it: a node restarted in tunnel mode
@@ -11,7 +12,7 @@ import type { WarrenConfig } from '../shared/config.ts'
 import { DEFAULTS, joinHostPort, parseHostPort } from '../shared/config.ts'
 import { ApiError } from '../shared/errors.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
-import type { NodeIdentity } from '../shared/identity-store.ts'
+import { applyCertificates, identityExists, loadIdentity, saveIdentity, type NodeIdentity, type RenewedCertificates } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import type { Heartbeat } from './heartbeat.ts'
 import type { DirectListener } from './direct-listener.ts'
@@ -22,35 +23,19 @@ import { TunnelPool } from './tunnel-pool.ts'
 import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
 import type { AgentTunnel } from './tunnel.ts'
 import { X509Certificate } from 'node:crypto'
-import { identityExists, saveIdentity } from '../shared/identity-store.ts'
-import { renewalNeeded } from '../shared/renewal-window.ts'
+import { timeLeftFields } from '../shared/renewal-schedule.ts'
+import { certificateUsable } from '../shared/renewal-window.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
+import { NodeRenewal } from './renewal.ts'
 
 /** How often at most the agent asks for the tunnel address again while no tunnel opens. */
 const REDISCOVER_MS = 30_000
-
-/**
- * How often a node in tunnel mode looks whether its certificate has entered its renewal
- * window (the last third of a year-long lifetime: an hour is early enough, and costs nothing).
- */
-const RENEWAL_CHECK_MS = 3_600_000
-
-/** A renewal asked for and not answered within this is asked for again (the proxy may have gone). */
-const RENEWAL_ANSWER_MS = 60_000
 
 export interface AgentOptions {
   config: WarrenConfig
   log?: Logger
   heartbeatIntervalMs?: number
   warn?: (message: string) => void
-}
-
-/** New certificates for this node's keys, from the signing host CA. */
-interface RenewedCertificates {
-  tls_cert: string
-  ssh_cert: string
-  host_ca_certs: string[]
-  user_ca_ssh_keys: string[]
 }
 
 function strings(value: unknown): string[] {
@@ -73,9 +58,7 @@ export class Agent {
   private direct?: DirectListener
   private readonly options: AgentOptions
   private services!: ServiceTable
-  /** When the renewal in flight was asked for (0: none): one at a time. */
-  private renewalAskedAt = 0
-  private renewalTimer?: NodeJS.Timeout
+  private renewal?: NodeRenewal
   /** When discovery last ran because no tunnel could be opened (see rediscover). */
   private rediscoveredAt = 0
   private stopped = false
@@ -83,6 +66,8 @@ export class Agent {
   private prepared?: { server: string; tunnel?: TunnelAddress; source?: string }
   /** How often this process asked a proxy where the tunnels go (agent/status.ts reports it). */
   discoveries = 0
+  /** Where the tunnels go, and whether they wait for certificates the proxies accept (see holdTunnels). */
+  private tunnels?: { server: string; address: TunnelAddress; held: boolean }
 
   constructor(options: AgentOptions) {
     this.options = options
@@ -99,7 +84,8 @@ export class Agent {
   async prepare(): Promise<boolean> {
     if (this.prepared) return false
     tuneHeapForForwarding()
-    const joined = !identityExists(this.config.dataDir)
+    // Joining, or recovering certificates that expired while the device was away.
+    const joined = !identityExists(this.config.dataDir) || !certificateUsable(loadIdentity(this.config.dataDir)!)
     this.identity = await obtainIdentity(this.config, 'node', this.log, this.options.warn)
     const server = this.identity.authServers[0]
     const remembered = rememberedTunnelAddress(this.config.dataDir, server)
@@ -129,8 +115,33 @@ export class Agent {
       forwardRefusal: (host, port) => forwardRefusal(this.config.ssh, host, port),
     })
     this.services = { ssh: this.ssh, ports: this.config.ssh.forwardPorts }
-    if (tunnel === undefined) return this.startDirect(server)
-    this.startTunnels(server, tunnel, source!)
+    this.renewal = new NodeRenewal({
+      identity: () => this.identity,
+      server,
+      tunnel: () => this.pool?.all[0],
+      tunnelMode: () => this.pool !== undefined,
+      unusable: () => this.holdTunnels(),
+      apply: (renewed, how) => this.applyRenewal(renewed, how),
+      log: this.log,
+    })
+    if (tunnel === undefined) await this.startDirect(server)
+    else if (certificateUsable(this.identity)) this.startTunnels(server, tunnel, source!)
+    else this.tunnels = { server, address: tunnel, held: true }
+    this.renewal.start()
+  }
+
+  /**
+   * The certificate expired (or its CA was dropped): proxies refuse new tunnels with it, so
+   * none is dialled until it is recovered, instead of dials refused without end. Tunnels
+   * still open (a rollback left the node a certificate from the abandoned CA, and they stay
+   * on the one they opened with) carry on meanwhile.
+   */
+  private holdTunnels(): void {
+    if (!this.pool || !this.tunnels || this.pool.heldCount > 0) return
+    this.log.warn('this node\'s certificate is no longer accepted: its tunnels wait until it is recovered')
+    this.pool.stop()
+    this.pool = undefined
+    this.tunnels.held = true
   }
 
   private get heartbeatIntervalMs(): number {
@@ -157,7 +168,7 @@ export class Agent {
       labels: this.config.labels,
       serviceAddr: this.serviceAddr(port),
       log: this.log,
-      onAnswer: (answer) => this.followCAs(strings(answer.host_ca_certs), strings(answer.user_ca_ssh_keys), () => void this.renewDirect(server)),
+      onAnswer: (answer) => this.followCAs(strings(answer.host_ca_certs), strings(answer.user_ca_ssh_keys)),
     })
     this.heartbeat.start()
   }
@@ -179,6 +190,7 @@ export class Agent {
   }
 
   private startTunnels(server: string, tunnel: TunnelAddress, source: string): void {
+    this.tunnels = { server, address: tunnel, held: false }
     this.log.info(`reverse tunnels through ${tunnel.host}:${tunnel.port} (${source})`)
     this.pool = new TunnelPool({
       host: tunnel.host,
@@ -195,12 +207,6 @@ export class Agent {
       log: this.log,
     })
     this.pool.start()
-    clearInterval(this.renewalTimer)
-    this.renewalTimer = setInterval(() => {
-      const tunnel = this.pool?.all[0]
-      if (tunnel) this.renewIfDue(() => tunnel.requestRenewal())
-    }, RENEWAL_CHECK_MS)
-    this.renewalTimer.unref()
   }
 
   /**
@@ -235,25 +241,18 @@ export class Agent {
     this.startTunnels(server, next, 'from the proxy\'s discovery')
   }
 
-  /** CA rotation as the proxies relay it over the control stream. */
+  /** CA rotations and renewals' answers, as the proxies relay them over the control stream. */
   private onControl(tunnel: AgentTunnel, message: Record<string, unknown>): void {
-    if (message.type === 'ca') {
-      this.followCAs(strings(message.host_ca_certs), strings(message.user_ca_ssh_keys), () => tunnel.requestRenewal())
-    } else if (message.type === 'certs' && typeof message.tls_cert === 'string' && typeof message.ssh_cert === 'string') {
-      this.applyRenewal({ tls_cert: message.tls_cert, ssh_cert: message.ssh_cert, host_ca_certs: strings(message.host_ca_certs), user_ca_ssh_keys: strings(message.user_ca_ssh_keys) })
-    } else if (message.type === 'renew_failed') {
-      this.renewalAskedAt = 0
-      this.log.warn(`certificate renewal failed: ${String(message.error)}`)
-    }
+    if (message.type === 'ca') this.followCAs(strings(message.host_ca_certs), strings(message.user_ca_ssh_keys))
+    else this.renewal?.answered(tunnel, message)
   }
 
   /**
    * Trust what the cluster trusts now, and when the signing CA did not issue our
-   * certificate (or it is in its renewal window), ask (through `renew`) for a new one for
-   * the same keys. Nothing is torn down: open tunnels and SSH sessions carry on; new ones
-   * use the new certificate.
+   * certificate, renew it at once for the same keys. Nothing is torn down: open tunnels and
+   * SSH sessions carry on; new ones use the new certificate.
    */
-  private followCAs(hostCAs: string[], userKeys: string[], renew: () => void): void {
+  private followCAs(hostCAs: string[], userKeys: string[]): void {
     if (hostCAs.length === 0 || userKeys.length === 0) return
     if (hostCAs.join('') !== this.identity.hostCAPems.join('') || userKeys.join('\n') !== this.identity.userCASshKeys.join('\n')) {
       this.identity.hostCAPems = hostCAs
@@ -264,46 +263,20 @@ export class Agent {
       this.direct?.setIdentity(this.identity)
       this.log.info('trusted CAs updated', { host_cas: hostCAs.length, user_cas: userKeys.length })
     }
-    this.renewIfDue(renew)
+    this.renewal?.trustChanged()
   }
 
-  /** Asks for new certificates when they are due, one request at a time (the auth server grants no other). */
-  private renewIfDue(renew: () => void): void {
-    if (Date.now() - this.renewalAskedAt < RENEWAL_ANSWER_MS) return
-    if (!renewalNeeded(new X509Certificate(this.identity.tlsCertPem), this.identity.hostCAPems[0])) return
-    this.renewalAskedAt = Date.now()
-    this.log.info('renewing this node\'s certificates (the host CA rotated, or they are in their renewal window)')
-    renew()
-  }
-
-  private applyRenewal(renewed: RenewedCertificates): void {
-    this.identity.tlsCertPem = renewed.tls_cert
-    this.identity.sshCert = renewed.ssh_cert
-    this.identity.hostCAPems = renewed.host_ca_certs
-    this.identity.userCASshKeys = renewed.user_ca_ssh_keys
+  /** New certificates for the same keys (in place: the tunnel pool dials with this identity). */
+  private applyRenewal(renewed: RenewedCertificates, how: 'renewed' | 'recovered'): void {
+    applyCertificates(this.identity, renewed)
     this.ssh?.setUserCAKeys(this.identity.userCASshKeys)
     saveIdentity(this.config.dataDir, this.identity)
     this.heartbeat?.setIdentity(this.identity)
     this.direct?.setIdentity(this.identity)
     // Every proxy must know it: each closes tunnels whose certificates are all from a dropped CA.
     this.pool?.announceCertificate(renewed.tls_cert)
-    this.renewalAskedAt = 0
-    this.log.info('renewed certificates')
-  }
-
-  /** Direct mode: the node renews with the auth server itself, with its current identity. */
-  private async renewDirect(server: string): Promise<void> {
-    const { ApiClient } = await import('../shared/api-client.ts')
-    const client = new ApiClient({ server, caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
-    try {
-      const renewed = await client.call<RenewedCertificates>('POST', '/v1/renew', {})
-      this.applyRenewal({ ...renewed, host_ca_certs: strings(renewed.host_ca_certs), user_ca_ssh_keys: strings(renewed.user_ca_ssh_keys) })
-    } catch (error) {
-      this.renewalAskedAt = 0
-      this.log.warn(`certificate renewal failed: ${(error as Error).message}`)
-    } finally {
-      await client.close()
-    }
+    if (this.tunnels?.held && !this.stopped) this.startTunnels(this.tunnels.server, this.tunnels.address, 'with the recovered certificates')
+    this.log.info(`${how} this node's certificates`, { host_id: this.identity.hostId, ...timeLeftFields(new X509Certificate(this.identity.tlsCertPem)) })
   }
 
   /** The proxy's discovery answer, or undefined when `server` is an auth server (direct mode). */
@@ -344,7 +317,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.stopped = true
-    clearInterval(this.renewalTimer)
+    this.renewal?.stop()
     this.pool?.stop()
     await this.heartbeat?.stop()
     await this.direct?.close()

@@ -8,12 +8,28 @@ import { checkSshKey, checkTlsKey } from './key-policy.ts'
 import { createCertificate } from '../shared/x509.ts'
 import { createSshCertificate } from '../shared/ssh-cert.ts'
 
-/** Host certificates live a year; the agent renews them long before that with its identity. */
-export const HOST_CERT_TTL_MS = 365 * 24 * 3600_000
-/** warrenctl's admin identity is rewritten at every start of the auth server. */
-export const ADMIN_CERT_TTL_MS = 30 * 24 * 3600_000
-/** Certificates start a minute in the past so that a device whose clock lags still accepts them. */
+/**
+ * Host certificates live 30 days (`auth_service.host_cert_ttl`): their holders renew them
+ * when two thirds of that has passed, and a stolen one is worthless a month later.
+ */
+export const HOST_CERT_TTL_MS = 30 * 24 * 3600_000
+/** warrenctl's admin identity lives 7 days (`auth_service.admin_cert_ttl`); the auth server rewrites it in time. */
+export const ADMIN_CERT_TTL_MS = 7 * 24 * 3600_000
+/**
+ * Certificates start a minute in the past so that a device whose clock lags still accepts
+ * them; at most a tenth of their lifetime, so that short lifetimes are not mostly past.
+ */
 const CLOCK_SKEW_MS = 60_000
+
+/** The validity of a certificate issued at `nowMs` for `ttlMs`, to the second as X.509 and OpenSSH encode it. */
+export function validity(nowMs: number, ttlMs: number): { notBefore: Date; notAfter: Date } {
+  const skew = Math.min(CLOCK_SKEW_MS, Math.floor(ttlMs / 10))
+  return { notBefore: new Date(wholeSeconds(nowMs - skew)), notAfter: new Date(wholeSeconds(nowMs + ttlMs)) }
+}
+
+function wholeSeconds(ms: number): number {
+  return Math.floor(ms / 1000) * 1000
+}
 
 export interface HostIdentityRequest {
   hostId: string
@@ -32,16 +48,15 @@ export interface HostIdentityRequest {
 export interface HostIdentity {
   tlsCertPem: string
   sshCert: string
+  /** Epoch ms when both certificates expire (their notAfter), for the host's registry record. */
+  expires: number
 }
 
 /** Certificates for a host's keys; throws KeyPolicyError for a key type the cluster does not certify. */
 export function issueHostIdentity(hostCA: Authority, request: HostIdentityRequest): HostIdentity {
   checkTlsKey(request.tlsPublicKey)
   checkSshKey(request.sshPublicKey)
-  const now = request.nowMs ?? Date.now()
-  const ttl = request.ttlMs ?? HOST_CERT_TTL_MS
-  const validAfter = new Date(now - CLOCK_SKEW_MS)
-  const validBefore = new Date(now + ttl)
+  const { notBefore: validAfter, notAfter: validBefore } = validity(request.nowMs ?? Date.now(), request.ttlMs ?? HOST_CERT_TTL_MS)
   const { dnsNames, ipAddresses, principals } = hostCertificateNames(request)
   const signing = hostCA.signing
   const tlsCertPem = createCertificate({
@@ -64,7 +79,7 @@ export function issueHostIdentity(hostCA: Authority, request: HostIdentityReques
     validAfter,
     validBefore,
   })
-  return { tlsCertPem, sshCert }
+  return { tlsCertPem, sshCert, expires: validBefore.getTime() }
 }
 
 export interface KeyAndCert {
@@ -73,18 +88,16 @@ export interface KeyAndCert {
 }
 
 /** The TLS identity a server role presents (auth's API, a proxy's web and tunnel ports). */
-export function issueServerCredentials(hostCA: Authority, options: { clusterName: string; role: string; hostId?: string; names: string[] }): KeyAndCert {
+export function issueServerCredentials(hostCA: Authority, options: { clusterName: string; role: string; hostId?: string; names: string[]; ttlMs?: number }): KeyAndCert {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const hostId = options.hostId ?? randomUUID()
-  const now = Date.now()
   const { dnsNames, ipAddresses } = serverCertificateNames(options.names)
   const certPem = createCertificate({
     subject: { CN: hostId, O: options.clusterName, OU: [options.role] },
     issuer: { CN: `${options.clusterName} host CA`, O: options.clusterName },
     publicKey,
     signingKey: hostCA.signing.tlsKey,
-    notBefore: new Date(now - CLOCK_SKEW_MS),
-    notAfter: new Date(now + HOST_CERT_TTL_MS),
+    ...validity(Date.now(), options.ttlMs ?? HOST_CERT_TTL_MS),
     dnsNames,
     ipAddresses,
     extKeyUsage: ['serverAuth', 'clientAuth'],
@@ -93,16 +106,14 @@ export function issueServerCredentials(hostCA: Authority, options: { clusterName
 }
 
 /** warrenctl's client certificate, signed by the user CA with the admin role. */
-export function issueAdminCredentials(userCA: Authority, clusterName: string): KeyAndCert {
+export function issueAdminCredentials(userCA: Authority, clusterName: string, ttlMs = ADMIN_CERT_TTL_MS): KeyAndCert {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const now = Date.now()
   const certPem = createCertificate({
     subject: { CN: 'admin', O: clusterName, OU: ['admin'] },
     issuer: { CN: `${clusterName} user CA`, O: clusterName },
     publicKey,
     signingKey: userCA.signing.tlsKey,
-    notBefore: new Date(now - CLOCK_SKEW_MS),
-    notAfter: new Date(now + ADMIN_CERT_TTL_MS),
+    ...validity(Date.now(), ttlMs),
     extKeyUsage: ['clientAuth'],
   })
   return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, certPem }

@@ -11,7 +11,7 @@ import { createPublicKey, randomUUID, X509Certificate, type KeyObject } from 'no
 import type { Backend } from './backend/backend.ts'
 import type { Authority } from './authorities.ts'
 import { reservedName } from './certificate-names.ts'
-import { issueHostIdentity } from './issuer.ts'
+import { HOST_CERT_TTL_MS, issueHostIdentity, validity } from './issuer.ts'
 import { ChallengeRefusal, usedNonceKey, type JoinChallenges } from './join-challenge.ts'
 import { checkSshKey, checkTlsKey, KeyPolicyError, publicKeyFingerprint } from './key-policy.ts'
 import { NodenameTaken, type NodeDirectory } from './nodes.ts'
@@ -103,6 +103,8 @@ export interface JoinContext {
   hostCA: Authority
   userCA: Authority
   clusterName: string
+  /** `auth_service.host_cert_ttl`. */
+  hostCertTtlMs?: number
 }
 
 /** The caller must hold both private keys: each signed this cluster's nonce and both public keys. */
@@ -129,19 +131,20 @@ export async function join(context: JoinContext, request: JoinRequest): Promise<
   if (await context.backend.get(usedNonceKey(request.nonce))) throw new HttpError(403, NONCE_USED)
   const valid = await context.tokens.validate(request.token, request.roles, request.nodename)
   const hostId = randomUUID()
+  const joinedAt = Date.now()
+  const ttlMs = context.hostCertTtlMs ?? HOST_CERT_TTL_MS
   const record = {
     hostId,
     nodename: request.nodename,
     roles: request.roles,
-    joinedAt: Date.now(),
+    joinedAt,
+    certExpires: validity(joinedAt, ttlMs).notAfter.getTime(),
     sshPublicKey: sshPublicKeyLine(request.sshPublicKey),
     tlsKeySha256: publicKeyFingerprint(request.tlsPublicKey),
     ...(request.publicAddrs.length > 0 ? { publicAddrs: request.publicAddrs } : {}),
   }
-  const identity = issueHostIdentity(context.hostCA, { ...record, clusterName: context.clusterName, tlsPublicKey: request.tlsPublicKey, sshPublicKey: request.sshPublicKey })
-  // The registry knows when the certificate expires (nodes ls --all; how long a removal is kept).
-  const certExpires = new X509Certificate(identity.tlsCertPem).validToDate.getTime()
-  const registration = await context.nodes.planRegistration({ ...record, certExpires }, { replaceHolder: valid.record.nodename !== undefined })
+  const registration = await context.nodes.planRegistration(record, { replaceHolder: valid.record.nodename !== undefined })
+  const identity = issueHostIdentity(context.hostCA, { ...record, clusterName: context.clusterName, tlsPublicKey: request.tlsPublicKey, sshPublicKey: request.sshPublicKey, ttlMs, nowMs: joinedAt })
   const applied = await context.backend.txn(
     [...valid.consume.conditions, ...spend.conditions, ...registration.conditions],
     [...valid.consume.operations, ...spend.operations, ...registration.operations],

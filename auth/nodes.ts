@@ -32,7 +32,7 @@ export interface NodeRecord {
   tlsKeySha256?: string
   /** A proxy's configured public addresses, which its certificates also name. */
   publicAddrs?: string[]
-  /** When the host's current certificate expires (epoch ms): set at join, kept up to date by renewals. */
+  /** When the host's latest certificates expire (epoch ms): set at join, renewal and recovery. */
   certExpires?: number
 }
 
@@ -209,6 +209,25 @@ export class NodeDirectory {
     if (!(await this.backend.txn(conditions, operations))) throw new NodeLookupError(`node "${nodeOrId}" changed while being removed: try again`)
     this.forget(hostId)
     return record
+  }
+
+  /**
+   * Records the expiry of certificates just issued to a host, unless the host was removed or
+   * replaced meanwhile: false then (the write never brings a removed record back). Another
+   * write in between (a renewal on another auth server) is read again and written over.
+   */
+  async recordCertificate(hostId: string, certExpires: number): Promise<boolean> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const item = await this.backend.get(REGISTRY + hostId)
+      if (!item) return false
+      const record = { ...(JSON.parse(item.value) as NodeRecord), certExpires }
+      if (await this.backend.txn([{ key: item.key, revision: item.revision }], [registerNodeOperation(record)])) {
+        // Its new revision is unknown here: the next lookup reads it.
+        this.registry.delete(hostId)
+        return true
+      }
+    }
+    throw new Error(`the registry record of host ${hostId} kept changing while its certificate expiry was written`)
   }
 
   /** Drops what this server remembers of a host that was removed or replaced. */

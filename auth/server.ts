@@ -9,13 +9,13 @@ import { join as joinPath } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { AcmeRecords, MAX_RECORD_BYTES } from './acme-records.ts'
 import { directNodes, serviceAddress } from './direct-nodes.ts'
-import { adminIdentityPath, type AdminIdentityFile } from './admin-identity.ts'
 import type { Backend } from './backend/backend.ts'
 import { openBackend } from './backend/index.ts'
 import { loadAuthority, loadOrCreateAuthority, type Authority, type RotationPhase } from './authorities.ts'
 import { advanceAutomatic, rotate, RotationError, type RotateRequest } from './rotation.ts'
 import { Renewals } from './renew.ts'
-import { issueAdminCredentials, issueServerCredentials } from './issuer.ts'
+import { OwnCredentials } from './own-credentials.ts'
+import { Recoveries } from './recovery.ts'
 import { join, nodenameProblem, parseJoinRequest } from './join.ts'
 import { JoinChallenges } from './join-challenge.ts'
 import { checkTlsKey, KeyPolicyError } from './key-policy.ts'
@@ -23,7 +23,7 @@ import { NodeDirectory } from './nodes.ts'
 import { addFleetRoutes } from './fleet-routes.ts'
 import { Locks } from './locks.ts'
 import { OfflineSweep } from './offline-nodes.ts'
-import { DEFAULT_RECOVERY_WINDOW_MS, Revocations } from './revocations.ts'
+import { Revocations } from './revocations.ts'
 import { FailureRateLimiter } from './rate-limit.ts'
 import { parseRoles } from './roles.ts'
 import { parseStaticToken, TokenRefusal, TokenService } from './tokens.ts'
@@ -34,7 +34,6 @@ import { HttpError, labelsField, readJson, Router, stringField, stringListField 
 import { validLabels } from '../shared/labels.ts'
 import { Callers, type Peer } from './callers.ts'
 import { DEFAULTS, resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/config.ts'
-import { writeFileAtomic } from '../shared/files.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
@@ -50,6 +49,8 @@ export class AuthServer {
   private nodes!: NodeDirectory
   private challenges!: JoinChallenges
   private renewals!: Renewals
+  private recoveries!: Recoveries
+  private own!: OwnCredentials
   private users!: UserDirectory
   private acmeRecords!: AcmeRecords
   private revocations!: Revocations
@@ -59,7 +60,6 @@ export class AuthServer {
   private userCA!: Authority
   private clusterName = ''
   private readonly limiter: FailureRateLimiter
-  private serverNames: string[] = []
   private refreshTimer?: NodeJS.Timeout
   private readonly callers: Callers
   /** Join requests that reached this server (accepted or not): lets tests prove a token never left a device. */
@@ -124,10 +124,11 @@ export class AuthServer {
     this.tokens = new TokenService(this.backend, statics)
     this.nodes = new NodeDirectory(this.backend, auth.heartbeatTtlMs)
     this.challenges = await JoinChallenges.open(this.backend)
-    this.renewals = new Renewals({ hostCA: () => this.hostCA, nodes: this.nodes, clusterName: this.clusterName, refused: (hostId) => this.revocations.refusedHost(hostId) })
+    this.renewals = new Renewals({ hostCA: () => this.hostCA, nodes: this.nodes, clusterName: this.clusterName, hostCertTtlMs: auth.hostCertTtlMs, refused: (hostId) => this.revocations.refusedHost(hostId) })
+    this.recoveries = new Recoveries({ backend: this.backend, nodes: this.nodes, renewals: this.renewals, challenges: this.challenges, hostCA: () => this.hostCA, userCA: () => this.userCA, clusterName: this.clusterName, recoveryWindowMs: auth.recoveryWindowMs, limiter: this.limiter, refusedHost: async (hostId) => this.revocations.refusedHost(hostId), log: this.log })
     this.users = new UserDirectory(this.backend)
     // Removals and locks are in force before the first request is served.
-    this.revocations = new Revocations({ backend: this.backend, recoveryWindowMs: DEFAULT_RECOVERY_WINDOW_MS, onChange: () => this.callers.revocationsChanged(), log: this.log })
+    this.revocations = new Revocations({ backend: this.backend, recoveryWindowMs: auth.recoveryWindowMs, onChange: () => this.callers.revocationsChanged(), log: this.log })
     await this.revocations.start()
     this.locks = new Locks({ backend: this.backend, nodes: this.nodes, users: this.users })
     this.offlineSweep = new OfflineSweep({ backend: this.backend, nodeTtlMs: auth.nodeTtlMs, named: (hostId) => this.revocations.names(hostId), log: this.log })
@@ -136,10 +137,11 @@ export class AuthServer {
 
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
     // Its certificate names what its configuration names, nothing more.
-    this.serverNames = [host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
+    const serverNames = [host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
+    this.own = new OwnCredentials({ hostCA: () => this.hostCA, userCA: () => this.userCA, clusterName: this.clusterName, serverNames, hostCertTtlMs: auth.hostCertTtlMs, adminCertTtlMs: auth.adminCertTtlMs, dataDir: this.config.dataDir, address: () => this.address, apply: (options) => this.server.setSecureContext(options), log: this.log })
     // Connections reach TLS only with a whole ClientHello and a handshake slot (shared/tls-gate).
     this.gate = new TlsGate({ log: this.log })
-    this.server = createServer({ ...this.tlsOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', handshakeTimeout: this.gate.config.handshakeTimeoutMs })
+    this.server = createServer({ ...this.own.tlsOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', handshakeTimeout: this.gate.config.handshakeTimeoutMs })
     this.gate.guard(this.server)
     const router = this.routes()
     this.server.on('request', (req, res) => {
@@ -149,17 +151,12 @@ export class AuthServer {
       this.server.once('error', reject)
       this.server.listen(port, host, () => resolve())
     })
-    this.writeAdminIdentity()
+    this.own.writeAdminIdentity()
+    this.own.start()
     this.log.info(`auth server listening on ${this.address}`, { cluster: this.clusterName, pin: this.hostCA.pins[0] })
     // CAs change with rotations, here or on another auth server sharing the backend.
     this.refreshTimer = setInterval(() => void this.refreshAuthorities(true).catch((error) => this.log.warn(`CA refresh failed: ${(error as Error).message}`)), 2000)
     this.refreshTimer.unref()
-  }
-
-  /** This server's certificate from the signing host CA, and every trusted CA for client certificates. */
-  private tlsOptions(): { key: string; cert: string; ca: string[] } {
-    const credentials = issueServerCredentials(this.hostCA, { clusterName: this.clusterName, role: 'auth', names: this.serverNames })
-    return { key: credentials.keyPem, cert: credentials.certPem, ca: [...this.hostCA.tlsCertPems, ...this.userCA.tlsCertPems] }
   }
 
   /**
@@ -180,9 +177,8 @@ export class AuthServer {
     if (fingerprint(host) === fingerprint(this.hostCA) && fingerprint(user) === fingerprint(this.userCA)) return
     this.hostCA = host
     this.userCA = user
-    this.server.setSecureContext(this.tlsOptions())
+    this.own.reissue()
     this.callers.trustChanged()
-    this.writeAdminIdentity()
     this.log.info('CAs changed', { host_phase: host.rotation?.phase ?? 'standby', user_phase: user.rotation?.phase ?? 'standby', pins: host.pins.join(',') })
   }
 
@@ -190,6 +186,7 @@ export class AuthServer {
     clearInterval(this.refreshTimer)
     this.revocations?.stop()
     this.offlineSweep?.stop()
+    this.own?.stop()
     if (this.server) {
       this.gate?.close()
       this.server.closeAllConnections()
@@ -202,18 +199,6 @@ export class AuthServer {
     await this.backend.create('/cluster/name', JSON.stringify(wanted))
     const item = await this.backend.get('/cluster/name')
     return JSON.parse(item!.value) as string
-  }
-
-  private writeAdminIdentity(): void {
-    const credentials = issueAdminCredentials(this.userCA, this.clusterName)
-    const identity: AdminIdentityFile = {
-      auth_server: this.address,
-      cluster_name: this.clusterName,
-      host_ca_certs: this.hostCA.tlsCertPems,
-      cert: credentials.certPem,
-      key: credentials.keyPem,
-    }
-    writeFileAtomic(adminIdentityPath(this.config.dataDir), JSON.stringify(identity, null, 2))
   }
 
   /** Who is calling, from the verified TLS client certificate; null for anonymous callers. */
@@ -250,6 +235,7 @@ export class AuthServer {
     // The nonce a joining device signs with its keys (join-challenge.ts).
     router.add('POST', '/v1/join/challenge', async () => this.challenges.issue())
     router.add('POST', '/v1/join', (req) => this.handleJoin(req))
+    router.add('POST', '/v1/recover', (req) => this.recoveries.handle(req, this.remoteAddress(req)))
     router.add('POST', '/v1/heartbeat', (req) => this.handleHeartbeat(req))
     router.add('GET', '/v1/status', async (req) => {
       this.requirePeer(req, 'admin')
@@ -440,7 +426,7 @@ export class AuthServer {
       const request = parseJoinRequest(await readJson(req))
       nodename = request.nodename
       roles = request.roles.join(',')
-      const { replaced, ...response } = await join({ backend: this.backend, tokens: this.tokens, nodes: this.nodes, challenges: this.challenges, hostCA: this.hostCA, userCA: this.userCA, clusterName: this.clusterName }, request)
+      const { replaced, ...response } = await join({ backend: this.backend, tokens: this.tokens, nodes: this.nodes, challenges: this.challenges, hostCA: this.hostCA, userCA: this.userCA, clusterName: this.clusterName, hostCertTtlMs: this.config.auth.hostCertTtlMs }, request)
       this.limiter.refund(address)
       this.log.info('node joined', { nodename, host_id: response.host_id, roles, from: address, ...(replaced ? { replaced } : {}) })
       return response

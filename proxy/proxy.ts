@@ -10,7 +10,7 @@ import type { WarrenConfig } from '../shared/config.ts'
 import { parseHostPort, DEFAULTS } from '../shared/config.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
-import type { NodeIdentity } from '../shared/identity-store.ts'
+import { applyCertificates, type NodeIdentity, type RenewedCertificates } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
@@ -19,8 +19,11 @@ import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { TunnelServer, type Tunnel } from './tunnel-server.ts'
 import { X509Certificate } from 'node:crypto'
-import { issuedByAny } from '../shared/cert-subject.ts'
+import { WarrenError } from '../shared/errors.ts'
 import { saveIdentity } from '../shared/identity-store.ts'
+import { timeLeftFields } from '../shared/renewal-schedule.ts'
+import { certificateUsable } from '../shared/renewal-window.ts'
+import { OwnCertificate } from './own-certificate.ts'
 import { UserGateway } from './user-gateway.ts'
 import { NodeDialer } from './node-dialer.ts'
 import type { DirectNodeEntry } from './direct-nodes.ts'
@@ -46,12 +49,8 @@ const LIVE_SET_POLL_MS = 1000
 /** How long a stopping proxy gives the auth server to take it out of the live set. */
 const LEAVE_TIMEOUT_MS = 2000
 
-interface RenewResponse {
-  tls_cert: string
-  ssh_cert: string
-  host_ca_certs: string[]
-  user_ca_ssh_keys: string[]
-}
+/** A client replaced by a renewal is closed this long after, so that calls on it can finish. */
+const RETIRED_CLIENT_MS = 20_000
 
 export class ProxyService {
   readonly config: WarrenConfig
@@ -79,6 +78,7 @@ export class ProxyService {
   private fullReportInFlight = false
   private liveSetInFlight = false
   private membership?: LiveSetMembership
+  private ownCertificate?: OwnCertificate
   private readonly warn?: (message: string) => void
   readonly addresses: { web: string; tunnel: string } = { web: '', tunnel: '' }
 
@@ -105,6 +105,7 @@ export class ProxyService {
   async start(): Promise<void> {
     tuneHeapForForwarding()
     this.identity = await obtainIdentity(this.config, 'proxy', this.log, this.warn)
+    if (!certificateUsable(this.identity)) throw new WarrenError('this proxy\'s certificate has expired and could not be recovered (the log says why): it cannot reach the auth server')
     this.ticketKeys = new TicketKeys(this.config.dataDir)
     this.hostCAPems = this.identity.hostCAPems
     this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
@@ -213,6 +214,8 @@ export class ProxyService {
       this.reportPresenceSoon()
     })
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
+    this.ownCertificate = new OwnCertificate({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
+    this.ownCertificate.start()
   }
 
   /**
@@ -260,8 +263,10 @@ export class ProxyService {
   private async renewFor(tunnel: Tunnel): Promise<void> {
     try {
       if (!tunnel.control) return
-      const renewed = await this.auth.call<RenewResponse>('POST', '/v1/hosts/renew', { tls_cert: tunnel.cert.toString() })
+      const renewed = await this.auth.call<RenewedCertificates>('POST', '/v1/hosts/renew', { tls_cert: tunnel.cert.toString() })
       writeMessage(tunnel.control, { type: 'certs', ...renewed })
+      // The answer's CAs may be older than what this proxy heard since: the node follows the later word.
+      this.tunnels.sendCA(tunnel)
     } catch (error) {
       if (tunnel.control) writeMessage(tunnel.control, { type: 'renew_failed', error: (error as Error).message })
     } finally {
@@ -272,7 +277,7 @@ export class ProxyService {
   /**
    * Follows CA rotations: trusts what the auth server trusts, closes the tunnels and user
    * connections whose certificates are from a CA no longer trusted, and once a new CA
-   * signs, renews this proxy's own certificate (new connections get it; live ones keep theirs).
+   * signs, renews this proxy's own certificate (own-certificate.ts).
    */
   private async followCAs(hostCAPems: string[], userCAPems: string[]): Promise<void> {
     const changed = hostCAPems.join('') !== this.hostCAPems.join('')
@@ -282,18 +287,27 @@ export class ProxyService {
     if (usersChanged) this.users?.dropUntrusted()
     if (!changed) return
     this.tunnels?.dropUntrusted()
-    const signedByCurrent = issuedByAny(new X509Certificate(this.identity.tlsCertPem), hostCAPems.slice(0, 1))
-    if (!signedByCurrent) {
-      const renewed = await this.auth.call<RenewResponse>('POST', '/v1/renew', {})
-      this.identity = { ...this.identity, tlsCertPem: renewed.tls_cert, sshCert: renewed.ssh_cert, hostCAPems: renewed.host_ca_certs, userCASshKeys: renewed.user_ca_ssh_keys }
-      this.log.info('renewed this proxy\'s certificate from the new host CA')
-    } else {
-      this.identity = { ...this.identity, hostCAPems }
-    }
+    this.identity = { ...this.identity, hostCAPems }
     saveIdentity(this.config.dataDir, this.identity, 'proxy')
+    this.replaceAuthClient()
+    this.ownCertificate?.trustChanged()
+  }
+
+  /** New certificates for this proxy's key: new connections (to the auth server too) use them. */
+  private applyRenewal(renewed: RenewedCertificates, how: 'renewed' | 'recovered'): void {
+    // The trusted CAs stay those of the last heartbeat (followCAs), which may be newer than
+    // the answer's; a rotation the answer knew of first comes with the next heartbeat.
+    const hostCAs = this.hostCAPems.length > 0 ? this.hostCAPems : renewed.host_ca_certs
+    this.identity = applyCertificates({ ...this.identity }, { ...renewed, host_ca_certs: hostCAs })
+    saveIdentity(this.config.dataDir, this.identity, 'proxy')
+    this.replaceAuthClient()
+    this.log.info(`${how} this proxy's certificate`, { proxy_id: this.identity.hostId, ...timeLeftFields(new X509Certificate(this.identity.tlsCertPem)) })
+  }
+
+  private replaceAuthClient(): void {
     const previous = this.auth
     this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
-    await previous.close()
+    setTimeout(() => void previous.close(), RETIRED_CLIENT_MS).unref()
   }
 
   /** The removed and locked identities changed: what they hold here is closed. */
@@ -381,6 +395,7 @@ export class ProxyService {
 
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer)
+    this.ownCertificate?.stop()
     clearTimeout(this.presencePending)
     // Leave the live set first: agents then wait for this proxy's return to be announced
     // instead of dialling the balancer for it while it is away. Briefly: an unreachable auth

@@ -276,6 +276,11 @@ export class TunnelServer extends EventEmitter {
     for (const tunnel of this.tunnels.values()) if (tunnel.control) writeMessage(tunnel.control, { type: 'ca', ...ca })
   }
 
+  /** Tells one agent the CAs to trust as this proxy knows them now (after a renewal's answer, which may predate them). */
+  sendCA(tunnel: Tunnel): void {
+    if (this.ca && tunnel.control) writeMessage(tunnel.control, { type: 'ca', ...this.ca })
+  }
+
   /** Opens a stream to a service on the node; resolves once the node has connected it. */
   async dial(target: string, request: DialRequest): Promise<Duplex> {
     const tunnel = this.find(target)

@@ -14,6 +14,7 @@ import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
 import { TUNNEL_ALPN } from '../shared/tunnel-protocol.ts'
 import { TunnelServer } from './tunnel-server.ts'
+import { TunnelTrust, type TrustedTunnel } from './tunnel-trust.ts'
 import { until } from '../test/helpers/until.ts'
 
 type CA = ReturnType<typeof createCA>
@@ -130,4 +131,27 @@ t.test('a node cannot make the proxy check certificates without end', async (t) 
   flooding.tunnel.sendLabels({ sent: 'after the certificates' })
   await until('the flood to arrive', () => tunnels.find(flooder.identity.hostId)?.labels.sent !== undefined, { timeoutMs: 10_000, everyMs: 10 })
   t.notOk(tunnels.find(flooder.identity.hostId)!.cert.verify(new X509Certificate(newCA.certPem).publicKey), 'the 17th announcement is not taken')
+})
+
+t.test('a tunnel that lives through many renewals takes each one; a flood waits its turn', async (t) => {
+  let now = Date.now()
+  const closed: string[] = []
+  const trust = new TunnelTrust<TrustedTunnel>({ clusterName: 'test-cluster', hostCAPems: () => [oldCA.certPem], close: (tunnel) => closed.push(tunnel.hostId), log, clock: () => now })
+  t.teardown(() => trust.closed(tunnel))
+  const host = node()
+  const tunnel: TrustedTunnel = { hostId: host.identity.hostId, nodename: host.identity.nodename, cert: new X509Certificate(host.identity.tlsCertPem) }
+  trust.opened(tunnel, tunnel.cert)
+  // Forty renewals a minute apart, far more than a tunnel could announce at once.
+  for (let i = 0; i < 40; i++) {
+    now += 60_000
+    const pem = host.renew(oldCA)
+    t.equal(trust.renewed(tunnel, pem), true, `renewal ${i + 1} is taken`)
+    t.equal(tunnel.cert.fingerprint256, new X509Certificate(pem).fingerprint256)
+  }
+  now += 60_000
+  const flood = Array.from({ length: 20 }, () => trust.renewed(tunnel, host.renew(oldCA)))
+  t.equal(flood.filter(Boolean).length, 16, 'sixteen at once, then nothing')
+  now += 2000
+  t.equal(trust.renewed(tunnel, host.renew(oldCA)), true, 'and one more when its turn comes')
+  t.same(closed, [], 'the tunnel stayed open')
 })

@@ -21,8 +21,9 @@ export interface TrustedTunnel {
 interface Held {
   certs: X509Certificate[]
   expiry?: NodeJS.Timeout
-  /** Renewed certificates the node has announced on this tunnel, taken or not. */
-  announced: number
+  /** Announcements of renewed certificates this tunnel may still make, and when that was counted. */
+  allowance: number
+  countedAt: number
 }
 
 /** setTimeout's longest delay (about 24.8 days); host certificates live longer, so expiry timers are re-armed. */
@@ -35,12 +36,15 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 const MAX_CERTS_PER_TUNNEL = 4
 
 /**
- * Announcements a tunnel may make in its life: a node announces once per renewal, which
- * rotations and renewal windows make rare; each costs the proxy a signature check, so a
- * node cannot make it check certificates without end. (Past the limit, the node's tunnel
- * is cut at the next standby and comes back with its new certificate.)
+ * Announcements a tunnel may make: 16 at once, then one more every 2 s. A node announces
+ * once per renewal (at two thirds of a lifetime of at least 10 s) and per rotation, so a
+ * tunnel that lives for years keeps taking them; each costs the proxy a signature check,
+ * so a node cannot make it check certificates without end. (An announcement refused
+ * leaves the tunnel on its older certificate, and the node comes back with its new one
+ * when that expires.)
  */
-const MAX_ANNOUNCEMENTS_PER_TUNNEL = 16
+const ANNOUNCEMENT_BURST = 16
+const ANNOUNCEMENT_EVERY_MS = 2000
 
 export interface TunnelTrustOptions<T> {
   clusterName: string
@@ -50,15 +54,18 @@ export interface TunnelTrustOptions<T> {
   /** Closes a tunnel that is no longer trusted. */
   close: (tunnel: T) => void
   log: Logger
+  clock?: () => number
 }
 
 export class TunnelTrust<T extends TrustedTunnel> {
   private readonly options: TunnelTrustOptions<T>
   /** Every open tunnel, registered or not yet. */
   private readonly held = new Map<T, Held>()
+  private readonly clock: () => number
 
   constructor(options: TunnelTrustOptions<T>) {
     this.options = options
+    this.clock = options.clock ?? Date.now
   }
 
   /**
@@ -66,7 +73,7 @@ export class TunnelTrust<T extends TrustedTunnel> {
    * trusts, a node of this cluster, and not a host the cluster removed or locked.
    */
   judge(cert: X509Certificate): Verdict {
-    const verdict = judgeCertificate(cert, { clusterName: this.options.clusterName, caPems: this.options.hostCAPems(), role: 'node' })
+    const verdict = judgeCertificate(cert, { clusterName: this.options.clusterName, caPems: this.options.hostCAPems(), role: 'node' }, this.clock())
     const refusal = verdict.trusted ? this.options.refusedHost?.(verdict.subject.commonName) : undefined
     return refusal ? { trusted: false, reason: refusal } : verdict
   }
@@ -88,7 +95,7 @@ export class TunnelTrust<T extends TrustedTunnel> {
 
   /** A tunnel accepted with `cert` (judged trusted by the caller just now). */
   opened(tunnel: T, cert: X509Certificate): void {
-    const held: Held = { certs: [cert], announced: 0 }
+    const held: Held = { certs: [cert], allowance: ANNOUNCEMENT_BURST, countedAt: this.clock() }
     this.held.set(tunnel, held)
     this.expireWith(tunnel, held)
   }
@@ -123,13 +130,14 @@ export class TunnelTrust<T extends TrustedTunnel> {
   }
 
   /**
-   * A node tells each proxy the certificate it renewed (through one of them) during a
-   * rotation, so that none closes its tunnel when the old CA is dropped. Taken only for the
-   * key the node proved it holds when the tunnel opened, and for the same host.
+   * A node tells each proxy the certificate it renewed (through one of them), in its
+   * renewal window or during a rotation, so that none closes its tunnel when the old
+   * certificate expires or its CA is dropped. Taken only for the key the node proved it
+   * holds when the tunnel opened, and for the same host.
    */
   renewed(tunnel: T, pem: unknown): boolean {
     const held = this.held.get(tunnel)
-    if (!held || ++held.announced > MAX_ANNOUNCEMENTS_PER_TUNNEL) return false
+    if (!held || !this.spendAnnouncement(held)) return false
     const cert = typeof pem === 'string' ? parseCertificate(pem) : undefined
     const verdict = cert && this.judge(cert)
     if (!cert || !verdict?.trusted || verdict.subject.commonName !== tunnel.hostId || !cert.publicKey.equals(tunnel.cert.publicKey)) {
@@ -140,11 +148,20 @@ export class TunnelTrust<T extends TrustedTunnel> {
     return this.recheck(tunnel)
   }
 
+  private spendAnnouncement(held: Held): boolean {
+    const now = this.clock()
+    held.allowance = Math.min(ANNOUNCEMENT_BURST, held.allowance + (now - held.countedAt) / ANNOUNCEMENT_EVERY_MS)
+    held.countedAt = now
+    if (held.allowance < 1) return false
+    held.allowance -= 1
+    return true
+  }
+
   /** Judges the tunnel again just after the last of its certificates expires. */
   private expireWith(tunnel: T, held: Held): void {
     clearTimeout(held.expiry)
     const lastExpiry = Math.max(...held.certs.map((cert) => cert.validToDate.getTime()))
-    held.expiry = setTimeout(() => this.recheck(tunnel), Math.min(MAX_TIMER_MS, Math.max(1, lastExpiry + 1 - Date.now())))
+    held.expiry = setTimeout(() => this.recheck(tunnel), Math.min(MAX_TIMER_MS, Math.max(1, lastExpiry + 1 - this.clock())))
     held.expiry.unref()
   }
 }

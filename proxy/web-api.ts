@@ -1,5 +1,5 @@
 // The proxy's HTTPS API on the web port: discovery (where the tunnel listens, which proxy
-// this is, which cluster), the join API carried to the auth server, and health.
+// this is, which cluster), the join and recovery API carried to the auth server, and health.
 
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
@@ -40,6 +40,9 @@ export function webApi(options: WebApiOptions): Router {
   // challenge the joining device signs comes from the auth server the same way.
   router.add('POST', '/v1/join/challenge', () => forward(options.auth(), 'POST', '/v1/join/challenge', {}))
   router.add('POST', '/v1/join', async (req) => forward(options.auth(), 'POST', '/v1/join', await readJson(req), { 'x-warren-client-addr': options.clientAddress(req) }))
+  // A node whose certificate expired cannot open a tunnel: it recovers here, with a signed
+  // challenge (the auth server charges refused tries to the client's address, as for joins).
+  router.add('POST', '/v1/recover', async (req) => forward(options.auth(), 'POST', '/v1/recover', await readJson(req), { 'x-warren-client-addr': options.clientAddress(req) }))
   return router
 }
 

@@ -40,6 +40,9 @@ auth_service:
   join_rate_limit: { burst: 20, per_minute: 60 }
   heartbeat_ttl: 45s
   node_ttl: 2160h
+  host_cert_ttl: 720h
+  admin_cert_ttl: 12h
+  recovery_window: 2160h
 proxy_service:
   enabled: true
   web_listen_addr: 0.0.0.0:3080
@@ -104,6 +107,9 @@ t.test('a full valid file', async (t) => {
       joinRateLimit: { burst: 20, perMinute: 60 },
       heartbeatTtlMs: 45_000,
       nodeTtlMs: 90 * 24 * 3600_000,
+      hostCertTtlMs: 720 * 3_600_000,
+      adminCertTtlMs: 12 * 3_600_000,
+      recoveryWindowMs: 2160 * 3_600_000,
     },
     proxy: {
       enabled: true,
@@ -141,6 +147,7 @@ t.test('defaults', async (t) => {
   t.equal(config.auth.heartbeatTtlMs, 30_000)
   t.equal(config.auth.nodeTtlMs, 30 * 24 * 3600_000, 'offline nodes are listed for 30 days')
   t.same(config.auth.joinRateLimit, { burst: 10, perMinute: 30 })
+  t.same([config.auth.hostCertTtlMs, config.auth.adminCertTtlMs, config.auth.recoveryWindowMs], [30 * 24 * 3_600_000, 7 * 24 * 3_600_000, 365 * 24 * 3_600_000], 'host certificates 30 days, the admin identity 7, recovery a year')
   t.same(config.log, { level: 'info', format: 'text' })
   t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [false, false, true], 'the node role alone, as in Teleport')
   t.equal(config.ssh.listenAddr, '0.0.0.0:3022')
@@ -245,6 +252,10 @@ t.test('durations', async (t) => {
   configError(t, 'nodename: n\nkeepalive_interval: 15x\n', '/etc/warren.yaml: line 2: invalid duration "15x" for "keepalive_interval": use a number with a unit, e.g. 30s, 5m, 1h')
   configError(t, 'auth_service:\n  heartbeat_ttl: 30\n', '/etc/warren.yaml: line 2: "auth_service.heartbeat_ttl" must be a duration with a unit, e.g. 30s, 5m, 1h')
   configError(t, 'keepalive_interval: 0s\n', /line 1: invalid duration "0s" for "keepalive_interval": must be more than zero/)
+  configError(t, 'auth_service:\n  cluster_name: c\n  host_cert_ttl: 5s\n', '/etc/warren.yaml: line 3: "auth_service.host_cert_ttl" is 5s: it must be at least 10s')
+  configError(t, 'auth_service:\n  admin_cert_ttl: 500ms\n', '/etc/warren.yaml: line 2: "auth_service.admin_cert_ttl" is 500ms: it must be at least 10s')
+  configError(t, 'auth_service:\n  recovery_window: 1y\n', /line 2: invalid duration "1y" for "auth_service.recovery_window"/)
+  t.equal(parseConfig('auth_service:\n  host_cert_ttl: 15s\n', 'x').auth.hostCertTtlMs, 15_000, 'short lifetimes are accepted')
 })
 
 t.test('addresses, pins and load balancers are checked', async (t) => {

@@ -34,6 +34,11 @@ export const DEFAULTS = {
   heartbeatTtlMs: 30000,
   // Offline nodes stay in `nodes ls --all` this long after their last heartbeat.
   nodeTtlMs: 30 * 24 * 3600_000,
+  // Certificate lifetimes (their holders renew them when two thirds have passed), and how
+  // long after its certificate expired a device may still prove its key and recover.
+  hostCertTtlMs: 30 * 24 * 3600e3,
+  adminCertTtlMs: 7 * 24 * 3600e3,
+  recoveryWindowMs: 365 * 24 * 3600e3,
   // Far below Teleport's 5 minutes: NATs and load balancers drop flows idle for much less.
   keepaliveIntervalMs: 15000,
   joinRateLimit: { burst: 10, perMinute: 30 },
@@ -47,6 +52,9 @@ export const DEFAULTS = {
   logFormat: 'text',
   version: 'v1',
 } as const
+
+/** The shortest certificate lifetime the config accepts. */
+export const MIN_CERT_TTL_MS = 10_000
 
 /** The fewest characters a join token may have, generated, chosen or static. */
 export const MIN_TOKEN_LENGTH = 16
@@ -72,6 +80,10 @@ export interface AuthConfig {
   heartbeatTtlMs: number
   /** How long an offline node stays listed (`nodes ls --all`) unless a lock or removal names it. */
   nodeTtlMs: number
+  hostCertTtlMs: number
+  adminCertTtlMs: number
+  /** How long after a host's certificate expired it may still recover it by proving its key. */
+  recoveryWindowMs: number
 }
 
 export interface ProxyConfig {
@@ -249,7 +261,7 @@ type Rule =
   | { kind: 'string'; check?: Check }
   | { kind: 'boolean' }
   | { kind: 'count' }
-  | { kind: 'duration' }
+  | { kind: 'duration'; min?: number }
   | { kind: 'enum'; values: readonly string[] }
   | { kind: 'list'; item: Rule; single?: boolean; uniqueBy?: string }
   | { kind: 'map'; value: Rule; checkKey?: Check; maxKeys?: number }
@@ -262,6 +274,11 @@ const string = (check?: Check): Rule => ({ kind: 'string', check })
 const boolean: Rule = { kind: 'boolean' }
 const count: Rule = { kind: 'count' }
 const duration: Rule = { kind: 'duration' }
+/**
+ * A certificate's lifetime: renewals run at two thirds of it, over the network and with
+ * retries, which need a few seconds (tests run several lifetimes of 15 s in real time).
+ */
+const lifetime: Rule = { kind: 'duration', min: MIN_CERT_TTL_MS }
 const oneOf = (...values: string[]): Rule => ({ kind: 'enum', values })
 const list = (item: Rule, options: { single?: boolean; uniqueBy?: string } = {}): Rule => ({ kind: 'list', item, ...options })
 const section = (keys: Record<string, Rule>, extra: { required?: string[]; check?: SectionCheck } = {}): Rule =>
@@ -356,6 +373,9 @@ const SCHEMA = section({
     join_rate_limit: section({ burst: count, per_minute: count }),
     heartbeat_ttl: duration,
     node_ttl: duration,
+    host_cert_ttl: lifetime,
+    admin_cert_ttl: lifetime,
+    recovery_window: duration,
   }),
   proxy_service: section({
     enabled: boolean,
@@ -485,12 +505,15 @@ function readScalar(ctx: Context, value: unknown, rule: Rule, name: string, blam
       return value
     case 'duration':
       if (typeof value !== 'string') fail(ctx, blame, `${name} ${expected(rule)}`)
+      let ms: number
       try {
-        return parseDuration(value, name)
+        ms = parseDuration(value, name)
       } catch (err) {
         if (err instanceof UsageError) fail(ctx, blame, err.message)
         throw err
       }
+      if (rule.min !== undefined && ms < rule.min) fail(ctx, blame, `${name} is ${value}: it must be at least ${rule.min / 1000}s`)
+      return ms
     default:
       throw new Error(`not a scalar rule: ${rule.kind}`)
   }
@@ -607,6 +630,9 @@ function build(raw: Raw): WarrenConfig {
       },
       heartbeatTtlMs: auth.heartbeat_ttl ?? DEFAULTS.heartbeatTtlMs,
       nodeTtlMs: auth.node_ttl ?? DEFAULTS.nodeTtlMs,
+      hostCertTtlMs: auth.host_cert_ttl ?? DEFAULTS.hostCertTtlMs,
+      adminCertTtlMs: auth.admin_cert_ttl ?? DEFAULTS.adminCertTtlMs,
+      recoveryWindowMs: auth.recovery_window ?? DEFAULTS.recoveryWindowMs,
     },
     proxy: {
       enabled: enabled(raw.proxy_service),

@@ -1,28 +1,70 @@
 // A joining role's identity: the one stored in the data dir, or a fresh one obtained with
-// the join token (then stored, so the token is never needed again).
+// the join token (then stored, so the token is never needed again). A stored certificate
+// that expired while the host was offline is recovered with the stored keys (recover.ts).
 
+import { X509Certificate } from 'node:crypto'
 import type { WarrenConfig } from './config.ts'
 import { parseHostPort, resolveTokenValue } from './config.ts'
 import { WarrenError } from './errors.ts'
 import type { Logger } from './log.ts'
-import { loadIdentity, saveIdentity, type NodeIdentity } from './identity-store.ts'
+import { applyCertificates, loadIdentity, saveIdentity, type NodeIdentity } from './identity-store.ts'
+import { timeLeftFields } from './renewal-schedule.ts'
+import { certificateUsable } from './renewal-window.ts'
+import { caPin } from './pin.ts'
 
-export async function obtainIdentity(config: WarrenConfig, role: 'node' | 'proxy', log: Logger, warn?: (message: string) => void): Promise<NodeIdentity> {
+type Role = 'node' | 'proxy'
+
+export async function obtainIdentity(config: WarrenConfig, role: Role, log: Logger, warn?: (message: string) => void): Promise<NodeIdentity> {
   const stored = loadIdentity(config.dataDir, role)
   if (stored) {
-    log.info(`using the identity stored in ${config.dataDir}`, { host_id: stored.hostId, cluster: stored.clusterName })
-    return stored
+    log.info(`using the identity stored in ${config.dataDir}`, { host_id: stored.hostId, cluster: stored.clusterName, ...timeLeftFields(new X509Certificate(stored.tlsCertPem)) })
+    return certificateUsable(stored) ? stored : recoverStored(config, role, stored, log, warn)
   }
-  const server = config.authServers[0]
+  return joinWithToken(config, role, log, warn)
+}
+
+/**
+ * The stored certificate expired (or its CA was dropped) while the host was away: the
+ * stored keys recover it. Past the recovery window only a token re-admits the host, so
+ * one at hand (the command `warrenctl nodes add --nodename` prints) joins it again. When
+ * neither works, the stored identity is returned as it is: the role's renewal schedule
+ * keeps trying (a proxy cannot start without a valid certificate, and says so).
+ */
+async function recoverStored(config: WarrenConfig, role: Role, stored: NodeIdentity, log: Logger, warn?: (message: string) => void): Promise<NodeIdentity> {
+  const { PastRecoveryWindow, recoverCertificates } = await import('./recover.ts')
+  log.warn(`this ${role}'s certificate can no longer be used: recovering it with the keys it joined with`, { host_id: stored.hostId })
+  try {
+    const recovered = applyCertificates(stored, await recoverCertificates(stored))
+    saveIdentity(config.dataDir, recovered, role)
+    log.info(`recovered this ${role}'s certificates`, { host_id: recovered.hostId, ...timeLeftFields(new X509Certificate(recovered.tlsCertPem)) })
+    return recovered
+  } catch (error) {
+    if (!(error instanceof PastRecoveryWindow)) {
+      log.warn(`recovering this ${role}'s certificates failed: ${(error as Error).message}`, { host_id: stored.hostId })
+      return stored
+    }
+    if (!config.authToken) {
+      log.error(error.message, { host_id: stored.hostId, readmit: error.readmit })
+      return stored
+    }
+    log.warn(`${error.message}; joining again with the token given`, { host_id: stored.hostId })
+    // As the host it was (the name the log told the admin to make the token for), where it
+    // joined before and trusting the CAs it trusted then, unless the config names others.
+    return joinWithToken(config, role, log, warn, { nodename: stored.nodename, server: stored.authServers[0], pins: stored.hostCAPems.map(caPin) })
+  }
+}
+
+async function joinWithToken(config: WarrenConfig, role: Role, log: Logger, warn?: (message: string) => void, before?: { nodename: string; server: string; pins: string[] }): Promise<NodeIdentity> {
+  const server = config.authServers[0] ?? before?.server
   if (!server) throw new WarrenError('no auth server to join: pass --auth-server=HOST:PORT (or auth_servers in the config file)')
   if (!config.authToken) throw new WarrenError(`this ${role} has not joined a cluster yet: pass --token=VALUE (or a file path starting with "/") to join`)
-  // Joining is the only use of the HTTPS client here: a stored identity does not load it.
+  // Joining and recovering are the only uses of the HTTPS client here: a usable stored identity does not load it.
   const { joinCluster } = await import('./join.ts')
   const identity = await joinCluster({
     authServer: server,
     token: resolveTokenValue(config.authToken),
-    caPins: config.caPins,
-    nodename: config.nodename,
+    caPins: config.caPins.length > 0 ? config.caPins : before?.pins ?? [],
+    nodename: before?.nodename ?? config.nodename,
     roles: [role],
     // A proxy's certificates also name its public addresses (its token is an admin's grant).
     publicAddrs: role === 'proxy' ? config.proxy.publicAddrs.map((addr) => parseHostPort(addr, 443).host) : [],
@@ -30,6 +72,6 @@ export async function obtainIdentity(config: WarrenConfig, role: 'node' | 'proxy
     warn,
   })
   saveIdentity(config.dataDir, identity, role)
-  log.info(`joined cluster "${identity.clusterName}" as ${identity.nodename}`, { host_id: identity.hostId, role })
+  log.info(`joined cluster "${identity.clusterName}" as ${identity.nodename}`, { host_id: identity.hostId, role, ...timeLeftFields(new X509Certificate(identity.tlsCertPem)) })
   return identity
 }

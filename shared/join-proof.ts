@@ -8,8 +8,15 @@
 import { sign, verify, type KeyObject } from 'node:crypto'
 
 const PURPOSE = 'warren join proof-of-possession v1'
+/**
+ * A device whose certificate expired proves the same keys the same way to recover it
+ * (auth/recovery.ts), under a purpose of its own: a join's proof never reads as a recovery's.
+ */
+export const RECOVERY_PURPOSE = 'warren recovery proof-of-possession v1'
 
 export interface JoinProofFields {
+  /** PURPOSE (a join) unless given. */
+  purpose?: string
   clusterName: string
   nonce: string
   tlsPublicKey: KeyObject
@@ -18,7 +25,7 @@ export interface JoinProofFields {
 
 export function joinProofMessage(fields: JoinProofFields): Buffer {
   const parts = [
-    Buffer.from(PURPOSE, 'utf8'),
+    Buffer.from(fields.purpose ?? PURPOSE, 'utf8'),
     Buffer.from(fields.clusterName, 'utf8'),
     Buffer.from(fields.nonce, 'utf8'),
     fields.tlsPublicKey.export({ type: 'spki', format: 'der' }),

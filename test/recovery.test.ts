@@ -1,0 +1,177 @@
+// Expired devices recover by themselves, with real processes and short lifetimes in the
+// config: a node in tunnel mode and a direct node, offline for longer than their
+// certificates live, come back without a token by proving their keys; past
+// auth_service.recovery_window a node is refused and its log names the warrenctl step that
+// re-admits it; a recovery with the right host ID and another key, or for a removed node,
+// is refused and charged to the join rate limiter.
+
+import t from 'tap'
+import { generateKeyPairSync, X509Certificate } from 'node:crypto'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Authority, newKeySet } from '../auth/authorities.ts'
+import { issueHostIdentity } from '../auth/issuer.ts'
+import { ApiClient } from '../shared/api-client.ts'
+import { validNow } from '../shared/cert-subject.ts'
+import { ApiError } from '../shared/errors.ts'
+import { loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
+import { recoveryBody } from '../shared/recover.ts'
+import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, type Daemon } from './helpers/cluster.ts'
+import { until } from './helpers/until.ts'
+
+t.setTimeout(300_000)
+
+const certificateOf = (dataDir: string) => new X509Certificate(readFileSync(join(dataDir, 'identity', 'host.crt'), 'utf8'))
+
+/** The host ID `nodes ls` shows for `nodename`. */
+async function listedHostId(auth: AuthProcess, nodename: string): Promise<string> {
+  return new RegExp(`^${nodename}\\s+(\\S+)`, 'm').exec(await waitForNode(auth, nodename, 60_000))![1]
+}
+
+/** Waits (on the certificate's own dates) until the node's certificate has expired. */
+async function expiry(dataDir: string): Promise<void> {
+  const expires = certificateOf(dataDir).validToDate.getTime()
+  await until('the certificate to expire', () => Date.now() > expires + 1000, { timeoutMs: 60_000 })
+}
+
+/** A node config that logs JSON (and serves a direct node's port on a free loopback port). */
+function jsonLogConfig(): string {
+  const path = join(tempDir(), 'node.yaml')
+  writeFileSync(path, 'log: { format: json }\nssh_service:\n  listen_addr: 127.0.0.1:0\n')
+  return `--config=${path}`
+}
+
+/** The JSON log entries of a daemon started with jsonLogConfig(). */
+function entries(daemon: Daemon): Record<string, unknown>[] {
+  return daemon.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
+}
+
+t.test('nodes offline for longer than their certificates live come back without a token', async (t) => {
+  const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 15s' }).start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  const tunnelDir = tempDir()
+  const directDir = tempDir()
+  const tunnelNode = startNode([`--data-dir=${tunnelDir}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=wanderer'])
+  const directNode = startNode([`--data-dir=${directDir}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=hermit'])
+  const hostIds = { wanderer: await listedHostId(auth, 'wanderer'), hermit: await listedHostId(auth, 'hermit') }
+  const firstCerts = { wanderer: certificateOf(tunnelDir), hermit: certificateOf(directDir) }
+  await tunnelNode.stop()
+  await directNode.stop()
+  await expiry(tunnelDir)
+  await expiry(directDir)
+  t.notOk(validNow(certificateOf(tunnelDir)) || validNow(certificateOf(directDir)), 'both nodes\' certificates expired while they were stopped')
+
+  // Restarted with their data dirs alone: no token anywhere.
+  const tunnelAgain = startNode([jsonLogConfig(), `--data-dir=${tunnelDir}`])
+  t.teardown(() => tunnelAgain.stop())
+  const directAgain = startNode([jsonLogConfig(), `--data-dir=${directDir}`])
+  t.teardown(() => directAgain.stop())
+  await until('both nodes to hold valid certificates again', () => validNow(certificateOf(tunnelDir)) && validNow(certificateOf(directDir)), { timeoutMs: 60_000 })
+  t.equal(await listedHostId(auth, 'wanderer'), hostIds.wanderer, 'the tunnel node is back under its host ID')
+  t.equal(await listedHostId(auth, 'hermit'), hostIds.hermit, 'the direct node too')
+  const atStart = entries(tunnelAgain).find((entry) => entry.time_left !== undefined)
+  t.equal(atStart?.cert_expires, firstCerts.wanderer.validToDate.toISOString(), 'the node logs its certificate\'s expiry when it starts')
+  t.match(atStart?.time_left, /^-\d+s$/, 'and the time left: none')
+  for (const [name, dir] of [['wanderer', tunnelDir], ['hermit', directDir]] as const) {
+    const cert = certificateOf(dir)
+    t.ok(validNow(cert), `${name} holds a valid certificate`)
+    t.ok(cert.publicKey.equals(firstCerts[name].publicKey), `${name}'s certificate is for the key it joined with`)
+  }
+  const profile = await signUser(auth, proxy.web)
+  for (const name of ['wanderer', 'hermit']) {
+    let result = { code: -1, stdout: '', stderr: '' }
+    await until(`SSH to ${name}`, async () => (result = await openssh(profile, [`${testLogin()}@${name}`, 'echo back'])).stdout === 'back\n', { timeoutMs: 30_000 })
+    t.equal(result.stdout, 'back\n', `a stock OpenSSH client reaches ${name} through the proxy`)
+  }
+})
+
+t.test('past the recovery window a node is refused, and its log names the step that re-admits it', async (t) => {
+  const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 15s\n  recovery_window: 1s' }).start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  const dataDir = tempDir()
+  const node = startNode([`--data-dir=${dataDir}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=castaway'])
+  const hostId = await listedHostId(auth, 'castaway')
+  await node.stop()
+  await expiry(dataDir)
+
+  const again = startNode([jsonLogConfig(), `--data-dir=${dataDir}`])
+  t.teardown(() => again.stop())
+  await again.waitFor('the refusal', () => entries(again).some((entry) => entry.readmit !== undefined), 60_000)
+  const refusal = entries(again).find((entry) => entry.readmit !== undefined)!
+  t.equal(refusal.level, 'error')
+  t.equal(refusal.readmit, 'warrenctl nodes add --nodename=castaway', 'the log names the exact step')
+  t.match(refusal.msg, /longer ago than the recovery window \(1 second\): re-admit it with "warrenctl nodes add --nodename=castaway"/)
+  t.ok(again.running, 'the node keeps running, to ask again later')
+  t.notOk(validNow(certificateOf(dataDir)), 'and got no certificate')
+
+  // The step: a token made for its name, given to the node, which joins again with it.
+  const token = await auth.token(['nodes', 'add', '--nodename=castaway'])
+  await again.stop()
+  const readmitted = startNode([`--data-dir=${dataDir}`, `--token=${token}`])
+  t.teardown(() => readmitted.stop())
+  await until('the node to be re-admitted under a new host ID', async () => {
+    const ls = (await auth.ctl(['nodes', 'ls'])).stdout
+    const match = /^castaway\s+(\S+)/m.exec(ls)
+    return match !== null && match[1] !== hostId
+  }, { timeoutMs: 60_000 }).catch((error) => {
+    throw new Error(`${error.message}\n${readmitted.stderr}`)
+  })
+  t.ok(validNow(certificateOf(dataDir)), 're-admitted with a fresh certificate')
+})
+
+t.test('a recovery with the right host ID and another key, or for a removed node, is refused and counted', async (t) => {
+  const auth = await new AuthProcess({ authServiceYaml: '  join_rate_limit: { burst: 4, per_minute: 1 }' }).start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  const dataDir = tempDir()
+  const node = startNode([`--data-dir=${dataDir}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=victim'])
+  t.teardown(() => node.stop())
+  const hostId = await listedHostId(auth, 'victim')
+  const victim = loadIdentity(dataDir)!
+
+  // An attacker who knows the victim's host ID, name and certificate (all public), through the proxy.
+  const client = new ApiClient({ server: proxy.web, caPems: victim.hostCAPems })
+  t.teardown(() => client.close())
+  const attempt = async (identity: NodeIdentity): Promise<{ status: number; message: string }> => {
+    const { nonce } = await client.call<{ nonce: string }>('POST', '/v1/join/challenge', {})
+    try {
+      await client.call('POST', '/v1/recover', recoveryBody(identity, nonce))
+      return { status: 200, message: '' }
+    } catch (error) {
+      if (error instanceof ApiError) return { status: error.status, message: error.message }
+      throw error
+    }
+  }
+  const pem = (key: ReturnType<typeof generateKeyPairSync>['privateKey']) => key.export({ type: 'pkcs8', format: 'pem' }) as string
+  const attackerTls = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const attackerSsh = generateKeyPairSync('ed25519')
+
+  // 1. The victim's certificate, signed with the attacker's keys.
+  const signedByOthers = await attempt({ ...victim, tlsKeyPem: pem(attackerTls.privateKey), sshKeyPem: pem(attackerSsh.privateKey) })
+  t.same(signedByOthers, { status: 403, message: `recovery refused for host ${hostId}: field "tls_signature" is not a signature by the TLS key registered for this host` })
+  // 2. A certificate naming the victim (from a CA of the attacker's) for the attacker's key.
+  const foreignCA = new Authority({ type: 'host', clusterName: 'test-cluster', keySets: [newKeySet('host', 'test-cluster')] })
+  const forged = issueHostIdentity(foreignCA, { hostId, nodename: 'victim', clusterName: 'test-cluster', roles: ['node'], tlsPublicKey: attackerTls.publicKey, sshPublicKey: attackerSsh.publicKey })
+  const withForged = await attempt({ ...victim, tlsCertPem: forged.tlsCertPem, tlsKeyPem: pem(attackerTls.privateKey), sshKeyPem: pem(attackerSsh.privateKey) })
+  t.same(withForged, { status: 403, message: `recovery refused for host ${hostId}: the certificate's key is not the TLS key registered for host ${hostId}` })
+  t.ok(node.running && validNow(certificateOf(dataDir)), 'the victim is untouched')
+
+  // 3. The node removed: even its own keys recover nothing.
+  t.equal((await auth.ctl(['nodes', 'rm', 'victim'])).code, 0)
+  await node.stop()
+  const removed = await attempt(victim)
+  t.same(removed, { status: 403, message: `recovery refused for host ${hostId}: host ${hostId} is not registered in this cluster: it was removed or replaced, and joining again needs a new token` })
+  t.equal((await attempt(victim)).status, 403, 'the fourth refusal')
+  const limited = await attempt(victim)
+  t.equal(limited.status, 429, 'the fifth try from the same address is refused before it is read: every refusal was counted')
+  t.match(limited.message, /too many failed join attempts from 127\.0\.0\.1; try again in \d+s/)
+  t.notMatch((await auth.ctl(['nodes', 'ls'])).stdout, /victim/, 'and the removed node stays removed')
+})
