@@ -127,7 +127,7 @@ export class TunnelServer extends EventEmitter {
       this.unregistered.add(hostId)
       const tunnel = this.tunnels.get(hostId)
       if (!tunnel) continue
-      this.options.log.info(`tunnel from ${tunnel.nodename} closed: the host is no longer registered`, { host_id: hostId })
+      this.options.log.info(`tunnel from ${tunnel.nodename} closed: the host is no longer registered`, { host_id: hostId, refused: true })
       tunnel.session.close()
     }
   }
