@@ -5,7 +5,7 @@ import { runMain } from './main.ts'
 import { load } from './load.ts'
 import { runProgram, type Program } from './program.ts'
 
-const WARREN: Program = {
+export const WARREN: Program = {
   name: 'warren',
   summary: 'Warren runs the roles of a host (auth server, proxy, node) and reaches nodes through a proxy.',
   // Each command's code is loaded when it runs (see load.ts), or when the list names it.
