@@ -1,9 +1,11 @@
 // The command line as a person meets it: every command and subcommand of warren and
 // warrenctl answers --help, -h and "help COMMAND" with its full usage and exit 0 without
-// acting, even when the rest of the line would act; and every malformed value exits 2
-// naming the flag. The cluster's state is read before and after through the admin API.
+// acting, even when the rest of the line would act; every malformed value exits 2 naming
+// the flag; a reader that stops early ends a command quietly. The cluster's state is read
+// before and after through the admin API.
 
 import t from 'tap'
+import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { AuthProcess, ROOT, run, startNode, tempDir, waitForNode, type RunResult } from './helpers/cluster.ts'
@@ -13,7 +15,11 @@ import type { Program } from '../cli/program.ts'
 
 t.setTimeout(300_000)
 
-const auth = await new AuthProcess().start()
+// Static tokens enough for "tokens ls" to print more than a pipe holds (64 KiB on Linux)
+// and a reader takes in one read, so that a write meets the pipe closed.
+const STATIC_TOKENS = 6000
+const staticTokens = Array.from({ length: STATIC_TOKENS }, (_, i) => `"node:static-token-${String(i).padStart(8, '0')}"`)
+const auth = await new AuthProcess({ authServiceYaml: `  tokens: [${staticTokens.join(', ')}]` }).start()
 t.teardown(() => auth.stop())
 const pin = await auth.pin()
 const token = await auth.token()
@@ -166,12 +172,32 @@ t.test('a malformed value, a misspelt flag or command, a wrong argument: exit 2 
     [warren, ['proxy', 'sh', 'root@pi-help'], /unknown command "warren proxy sh": did you mean ssh\?/],
     [warren, ['version', 'extra'], /unexpected argument "extra" for "warren version"/],
   ]
-  for (const [runProgram, args, message] of cases) {
-    const result = await runProgram(args)
+  // Three at a time: each is a process of its own.
+  const results: RunResult[] = []
+  for (let i = 0; i < cases.length; i += 3) results.push(...await Promise.all(cases.slice(i, i + 3).map(([runProgram, args]) => runProgram(args))))
+  for (const [i, [, args, message]] of cases.entries()) {
+    const result = results[i]
     t.equal(result.code, 2, args.join(' '))
     t.match(result.stderr, new RegExp(`^ERROR: ${message.source}`), args.join(' '))
     t.equal(result.stdout, '')
   }
   t.same(await backend(), before, 'nothing changed')
   for (const path of [signOut, startDir, installRoot]) t.notOk(existsSync(path), `${path} not created`)
+})
+
+t.test('warrenctl tokens ls | head -1: the command ends quietly with status 0', async (t) => {
+  const head = spawn('head', ['-n', '1'], { stdio: ['pipe', 'pipe', 'ignore'] })
+  const headClosed = new Promise((resolve) => head.once('close', resolve))
+  let read = ''
+  head.stdout.on('data', (chunk) => (read += chunk))
+  const child = spawn(process.execPath, [join(ROOT, 'cli/warrenctl.ts'), 'tokens', 'ls', dataDir], { stdio: ['ignore', head.stdin, 'pipe'] })
+  head.stdin.destroy() // the pipe's write end is the command's alone, as in a shell
+  let stderr = ''
+  child.stderr.on('data', (chunk) => (stderr += chunk))
+  const code = await new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)))
+  await headClosed
+  t.match(read, /^Token\s+Type\s+Expiry Time \(UTC\)\n$/, 'head printed the first line')
+  t.ok(STATIC_TOKENS * 35 > 3 * 65536, 'the listing is more than the pipe and head take in')
+  t.equal(code, 0)
+  t.equal(stderr, '', 'no error, no stack trace')
 })
