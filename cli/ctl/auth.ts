@@ -11,12 +11,14 @@ export const authSign = ctlCommand({
   flags: {
     user: { type: 'string', placeholder: 'NAME', description: 'the user to sign for (required)' },
     ttl: { type: 'duration', default: 60 * 60_000, description: 'how long the certificates live (at most 30h)' },
-    out: { type: 'path', placeholder: 'DIR', description: 'the directory to write the credentials to (required)' },
+    out: { type: 'path', placeholder: 'DIR', defaultText: '$WARREN_HOME, else ~/.warren', description: 'the directory to write the credentials to' },
     format: { type: 'enum', values: ['warren', 'openssh'], default: 'warren', description: 'openssh adds an ssh_config for a stock ssh client' },
     proxy: { type: 'string', placeholder: 'HOST:PORT', defaultText: 'the live proxies\' addresses', description: 'the proxy to reach nodes through' },
   },
-  description: 'The keys are made here and never sent.',
-  examples: ['warrenctl auth sign --user=alice --ttl=8h --out=~/.warren --format=openssh', 'warrenctl auth sign --user=ci --out=~/ci-creds'],
+  description: `The keys are made here and never sent. Under the home directory, the ssh_config names the files
+    relative to it and runs "warren" from PATH, so the directory works when copied to the same place on another
+    machine that has warren.`,
+  examples: ['warrenctl auth sign --user=alice --ttl=8h --format=openssh', 'warrenctl auth sign --user=ci --out=~/ci-creds'],
   run: (admin, flags) => signUser(admin, flags),
 })
 

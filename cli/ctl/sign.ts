@@ -3,9 +3,11 @@
 
 import { generateKeyPairSync } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { homedir } from 'node:os'
+import { isAbsolute, join, relative, resolve } from 'node:path'
+import { isSea } from 'node:sea'
 import type { AdminConnection } from './admin-client.ts'
-import { PROFILE_FILES, warrenCommand, type Profile } from '../profile.ts'
+import { defaultProfileDir, PROFILE_FILES, shellQuote, type Profile } from '../profile.ts'
 import { formatUtc } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
 import { writeFileAtomic } from '../../shared/files.ts'
@@ -34,7 +36,6 @@ interface SignFlags {
 export async function signUser(admin: AdminConnection, flags: SignFlags): Promise<void> {
   const user = flags.user
   if (!user) throw new UsageError('missing --user: the user to sign certificates for')
-  if (!flags.out) throw new UsageError('missing --out: the directory to write the credentials to')
   const ssh = generateKeyPairSync('ed25519')
   const tls = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const signed = await admin.client.call<SignResponse>('POST', `/v1/users/${encodeURIComponent(user)}/certs`, {
@@ -42,7 +43,7 @@ export async function signUser(admin: AdminConnection, flags: SignFlags): Promis
     tls_public_key: tls.publicKey.export({ type: 'spki', format: 'pem' }),
     ttl_ms: flags.ttl,
   })
-  const dir = resolve(flags.out)
+  const dir = resolve(flags.out ?? defaultProfileDir())
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const write = (file: keyof typeof PROFILE_FILES, data: string, mode = 0o600) => writeFileAtomic(join(dir, PROFILE_FILES[file]), data, mode)
   write('sshKey', openSshPrivateKey(ssh.privateKey, user))
@@ -64,18 +65,33 @@ export async function signUser(admin: AdminConnection, flags: SignFlags): Promis
     : `Connect with: warren ssh --identity=${dir} ${signed.logins[0]}@NODE`)
 }
 
-/** An ssh_config for a stock OpenSSH client. */
+/**
+ * An ssh_config for a stock OpenSSH client. A directory under the home directory is named
+ * from it (`${HOME}/.warren/...`, which OpenSSH expands), and the ProxyCommand runs
+ * `warren` from PATH (or this single executable), so the directory still works when it is
+ * copied to the same place in another home, on a laptop that has warren installed.
+ */
 function sshConfig(dir: string, cluster: string, proxy: string | undefined): string {
-  const proxyFlag = proxy ? ` --proxy=${proxy}` : ''
+  const rel = relative(homedir(), dir)
+  const underHome = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)
+  const file = (name: keyof typeof PROFILE_FILES) => configWord(underHome ? `\${HOME}/${rel}/${PROFILE_FILES[name]}` : join(dir, PROFILE_FILES[name]))
+  const identity = underHome ? `~/${rel}` : dir
+  const warren = isSea() ? shellQuote(process.execPath) : 'warren'
+  const proxyFlag = proxy ? ` ${shellQuote(`--proxy=${proxy}`)}` : ''
   return [
-    `# Reach the nodes of cluster ${cluster} with a stock OpenSSH client: ssh -F ${join(dir, PROFILE_FILES.sshConfig)} login@node`,
+    `# Reach the nodes of cluster ${cluster} with a stock OpenSSH client: ssh -F ${join(identity, PROFILE_FILES.sshConfig)} login@node`,
     'Host *',
-    `    UserKnownHostsFile ${join(dir, PROFILE_FILES.knownHosts)}`,
+    `    UserKnownHostsFile ${file('knownHosts')}`,
     '    StrictHostKeyChecking yes',
     '    IdentitiesOnly yes',
-    `    IdentityFile ${join(dir, PROFILE_FILES.sshKey)}`,
-    `    CertificateFile ${join(dir, PROFILE_FILES.sshCert)}`,
-    `    ProxyCommand ${warrenCommand()} proxy ssh --identity=${dir}${proxyFlag} %r@%h:%p`,
+    `    IdentityFile ${file('sshKey')}`,
+    `    CertificateFile ${file('sshCert')}`,
+    `    ProxyCommand ${warren} proxy ssh ${shellQuote(`--identity=${identity}`)}${proxyFlag} %r@%h:%p`,
     '',
   ].join('\n')
+}
+
+/** A path as one ssh_config argument: in double quotes when it has spaces. */
+function configWord(path: string): string {
+  return /\s/.test(path) ? `"${path}"` : path
 }
