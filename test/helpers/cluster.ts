@@ -27,17 +27,17 @@ export function tempDir(prefix = 'warren-test-'): string {
 }
 
 /**
- * `warren` on PATH for this process and every process it starts: the ssh_config that
+ * Puts `warren` on PATH for this process and every process it starts: the ssh_config that
  * `warrenctl auth sign` writes runs `warren` from PATH, as it would on a user's machine.
  * This one runs the checkout's warren with the Node running the tests.
  */
-export const WARREN_ON_PATH = (() => {
+function putWarrenOnPath(): void {
   const dir = tempDir('warren-bin-')
   chmodSync(dir, 0o755)
   writeFileSync(join(dir, 'warren'), `#!/bin/sh\nexec '${process.execPath}' '${WARREN}' "$@"\n`, { mode: 0o755 })
   process.env.PATH = `${dir}:${process.env.PATH ?? ''}`
-  return join(dir, 'warren')
-})()
+}
+putWarrenOnPath()
 
 export interface RunResult {
   code: number
