@@ -11,7 +11,8 @@ import { stringify } from 'yaml'
 import { DEFAULTS, parseConfig, parseLabels, resolveTokenValue, splitHostPort } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { writeFileAtomic } from '../shared/files.ts'
-import { formatHelp, parseFlags, type FlagSpec } from './flags.ts'
+import { defineFlags, type FlagValues } from './flags.ts'
+import { defineCommand } from './command.ts'
 import { identityDir } from '../shared/identity-store.ts'
 import { parsePin } from '../shared/pin.ts'
 import { DEFAULT_BINARY, NODE_UNIT, withBinary } from '../packaging/systemd/units.ts'
@@ -22,19 +23,38 @@ const UNIT_PATH = '/etc/systemd/system/warren.service'
 const DATA_DIR = DEFAULTS.dataDir
 
 const COMMAND = 'warren install'
-const USAGE = 'warren install --token=VALUE|/path|- --auth-server=HOST:PORT --ca-pin=sha256:... [--nodename=N] [--labels=k=v,..] [--prefix=DIR] [--binary=PATH] [--force]'
 
-export const INSTALL_FLAGS: FlagSpec = {
-  token: { type: 'string', description: 'join token from "warrenctl nodes add", a path (starting with /) to a file holding it, or - to read it from standard input' },
-  'auth-server': { type: 'list', description: 'HOST:PORT of a proxy\'s web port, or of the auth server' },
-  'ca-pin': { type: 'list', description: 'sha256:... pin of the cluster CA, from "warrenctl status"' },
-  roles: { type: 'list', default: ['node'], description: 'roles of this host; install sets up the node role' },
-  nodename: { type: 'string', description: 'this node\'s name (default: the host name)' },
-  labels: { type: 'string', description: 'labels as key=value,key2=value2' },
-  prefix: { type: 'string', description: 'write under this directory instead of / (root not needed)' },
-  binary: { type: 'string', default: DEFAULT_BINARY, description: 'where the warren executable is, for the unit\'s ExecStart' },
+export const INSTALL_FLAGS = defineFlags({
+  token: { type: 'string', placeholder: 'VALUE|/path|-', description: 'join token from "warrenctl nodes add", a path (starting with /) to a file holding it, or - to read it from standard input (required)' },
+  'auth-server': { type: 'list', placeholder: 'HOST:PORT,..', description: 'HOST:PORT of a proxy\'s web port, or of the auth server (required)' },
+  'ca-pin': { type: 'list', placeholder: 'sha256:PIN,..', description: 'pin of the cluster CA, from "warrenctl status" (required)' },
+  roles: { type: 'list', values: ['auth', 'proxy', 'node'], noun: 'role', default: ['node'], description: 'roles of this host; install sets up the node role' },
+  nodename: { type: 'string', placeholder: 'NAME', defaultText: 'the host name', description: 'this node\'s name' },
+  labels: { type: 'string', placeholder: 'KEY=VALUE,..', description: 'labels of this node' },
+  prefix: { type: 'path', placeholder: 'DIR', description: 'write under this directory instead of / (root not needed)' },
+  binary: { type: 'path', default: DEFAULT_BINARY, description: 'where the warren executable is, for the unit\'s ExecStart' },
   force: { type: 'boolean', description: 'replace an existing config' },
-}
+})
+
+export const installCommand = defineCommand({
+  name: COMMAND,
+  summary: 'set this device up as a node that systemd starts at boot (as root)',
+  flags: INSTALL_FLAGS,
+  description: `Writes ${CONFIG_PATH} (0600: it holds the token), ${UNIT_PATH} and the data dir
+    ${DATA_DIR} (0700), then says how to start the node. The executable must already be at --binary.`,
+  examples: [
+    'sudo warren install --token=/root/token --ca-pin=sha256:<pin> --auth-server=proxy.example.com:3080 --nodename=pi-1',
+    'warren install --token=/etc/warren/token --ca-pin=sha256:<pin> --auth-server=proxy.example.com:3080 --prefix=/mnt/image',
+  ],
+  run(flags) {
+    const plan = planFromFlags(flags)
+    if (plan.prefix === undefined && process.getuid?.() !== 0) {
+      throw new WarrenError(`${COMMAND} must run as root: it writes ${CONFIG_PATH} and ${UNIT_PATH} (or give --prefix=DIR to write under DIR)`)
+    }
+    process.stdout.write(writeInstallation(plan))
+    return 0
+  },
+})
 
 interface InstallPlan {
   token: string
@@ -47,46 +67,31 @@ interface InstallPlan {
   force: boolean
 }
 
-export async function install(argv: string[]): Promise<number> {
-  const { flags, args } = parseFlags(argv, INSTALL_FLAGS, COMMAND)
-  if (flags.help) {
-    process.stdout.write(formatHelp(COMMAND, INSTALL_FLAGS, USAGE))
-    return 0
-  }
-  if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}" for "${COMMAND}"`)
-  const plan = planFromFlags(flags)
-  if (plan.prefix === undefined && process.getuid?.() !== 0) {
-    throw new WarrenError(`${COMMAND} must run as root: it writes ${CONFIG_PATH} and ${UNIT_PATH} (or give --prefix=DIR to write under DIR)`)
-  }
-  process.stdout.write(writeInstallation(plan))
-  return 0
-}
-
-function planFromFlags(flags: Record<string, any>): InstallPlan {
-  const token: string | undefined = flags.token
+function planFromFlags(flags: FlagValues<typeof INSTALL_FLAGS>): InstallPlan {
+  const token = flags.token
   if (token === undefined || token.trim() === '') {
     throw new UsageError('--token is required: the invite from "warrenctl nodes add", a file holding it, or - to read it from standard input')
   }
-  const authServers: string[] = flags['auth-server'] ?? []
+  const authServers = flags['auth-server'] ?? []
   if (authServers.length === 0) throw new UsageError('--auth-server is required: HOST:PORT of a proxy\'s web port or of the auth server')
   for (const server of authServers) splitHostPort(server)
-  const pins: string[] = flags['ca-pin'] ?? []
+  const pins = flags['ca-pin'] ?? []
   // Required here, unlike for `warren start`: an installed node rejoins unattended, and
   // without a pin its token could be handed to whoever answers at the address.
   if (pins.length === 0) throw new UsageError('--ca-pin is required: the sha256:... pin from "warrenctl status"')
-  for (const role of flags.roles as string[]) {
+  for (const role of flags.roles) {
     if (role !== 'node') {
       throw new UsageError(`${COMMAND} sets up the node role only, not "${role}": for auth and proxy hosts see packaging/systemd/warren-proxy.service`)
     }
   }
-  const nodename: string = flags.nodename ?? hostname()
+  const nodename = flags.nodename ?? hostname()
   if (nodename.trim() === '') throw new UsageError('--nodename needs a name')
-  const binary: string = flags.binary
+  const binary = flags.binary
   // Written into ExecStart as it is: no spaces, quotes, % (specifiers) or $ (variables).
   if (!isAbsolute(binary) || !/^[A-Za-z0-9/._+-]+$/.test(binary)) {
     throw new UsageError(`--binary ${JSON.stringify(binary)} must be an absolute path of letters, digits and / . _ + -`)
   }
-  const prefix: string | undefined = flags.prefix
+  const prefix = flags.prefix
   if (prefix !== undefined && prefix.trim() === '') throw new UsageError('--prefix needs a directory')
   return {
     // From standard input, once the flags are known good: the value itself goes into the

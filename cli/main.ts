@@ -4,6 +4,7 @@
 import { WarrenError } from '../shared/errors.ts'
 
 export async function runMain(command: (argv: string[]) => Promise<number | void>, argv: string[]): Promise<void> {
+  endQuietlyOnClosedOutput()
   try {
     const code = await command(argv)
     if (typeof code === 'number') process.exitCode = code
@@ -13,4 +14,17 @@ export async function runMain(command: (argv: string[]) => Promise<number | void
     if (process.env.WARREN_DEBUG && err.stack) process.stderr.write(err.stack + '\n')
     process.exitCode = error instanceof WarrenError ? error.exitCode : 1
   }
+}
+
+/**
+ * A reader that stops early (`warrenctl tokens ls | head -1`) closes standard output; the
+ * next write fails with EPIPE. What was written is what the reader wanted, so the command
+ * ends there with status 0, as it would have had the reader read on. Every command prints
+ * only after it has done its work, so nothing is left half done.
+ */
+function endQuietlyOnClosedOutput(): void {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0)
+    throw error
+  })
 }

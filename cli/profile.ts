@@ -7,6 +7,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { WarrenError } from '../shared/errors.ts'
+import { expandHome } from './flags.ts'
 
 export interface Profile {
   cluster_name: string
@@ -28,8 +29,9 @@ export const PROFILE_FILES = {
   profile: 'profile.json',
 }
 
+/** Where credentials are when no flag says: $WARREN_HOME, else ~/.warren. */
 export function defaultProfileDir(): string {
-  return process.env.WARREN_HOME ?? join(homedir(), '.warren')
+  return process.env.WARREN_HOME ? expandHome(process.env.WARREN_HOME) : join(homedir(), '.warren')
 }
 
 export function loadProfile(dir: string): Profile {
@@ -40,12 +42,16 @@ export function loadProfile(dir: string): Profile {
   }
 }
 
-/** How to run `warren` again from a ProxyCommand: this executable, or Node with our entry script. */
+/** A word for a POSIX shell: as it is when safe, else in single quotes. */
+export function shellQuote(word: string): string {
+  return /^[\w@%+=:,./~-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
+}
+
+/** How to run this very `warren` again from a ProxyCommand: this executable, or Node with our entry script. */
 export function warrenCommand(): string {
-  const quote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
   // In the single executable the binary is warren itself; only a checkout needs the script.
-  if (!process.argv[1]?.endsWith('.ts')) return quote(process.execPath)
-  return `${quote(process.execPath)} ${quote(fileURLToPath(new URL('./warren.ts', import.meta.url)))}`
+  if (!process.argv[1]?.endsWith('.ts')) return shellQuote(process.execPath)
+  return `${shellQuote(process.execPath)} ${shellQuote(fileURLToPath(new URL('./warren.ts', import.meta.url)))}`
 }
 
 export function profilePath(dir: string, file: keyof typeof PROFILE_FILES): string {

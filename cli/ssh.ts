@@ -10,23 +10,26 @@ import { X509Certificate } from 'node:crypto'
 import { certSubject } from '../shared/cert-subject.ts'
 import { parseHostPort, DEFAULTS } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
-import { parseFlags, type FlagSpec } from './flags.ts'
+import { defineFlags, type FlagValues } from './flags.ts'
+import { defineCommand } from './command.ts'
 import { CLUSTER_SERVER_NAME, readFirstMessage, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
 
-const COMMON: FlagSpec = {
-  identity: { type: 'string', description: 'directory with the credentials from "warrenctl auth sign" (default ~/.warren)' },
-  proxy: { type: 'string', description: 'HOST:PORT of a proxy\'s web port (default: from the credentials)' },
-}
+const COMMON = defineFlags({
+  identity: { type: 'path', placeholder: 'DIR', defaultText: '$WARREN_HOME, else ~/.warren', description: 'directory with the credentials from "warrenctl auth sign"' },
+  proxy: { type: 'string', placeholder: 'HOST:PORT', defaultText: 'the first proxy of the credentials', description: 'a proxy\'s web port' },
+})
 
-function proxyAddress(flags: Record<string, any>, dir: string): { host: string; port: number } {
+type ProxyFlags = FlagValues<typeof COMMON>
+
+function proxyAddress(flags: ProxyFlags, dir: string): { host: string; port: number } {
   const proxy = flags.proxy ?? loadProfile(dir).proxies[0]
   if (!proxy) throw new UsageError('no proxy known: pass --proxy=HOST:PORT')
   return parseHostPort(proxy, DEFAULTS.webPort)
 }
 
 /** A user connection through the proxy to a service on a node, ready to carry raw bytes. */
-export async function dialThroughProxy(flags: Record<string, any>, node: string, request: { service: 'ssh' | 'port'; name?: string }): Promise<TLSSocket> {
+export async function dialThroughProxy(flags: ProxyFlags, node: string, request: { service: 'ssh' | 'port'; name?: string }): Promise<TLSSocket> {
   const dir = flags.identity ?? defaultProfileDir()
   const { host, port } = proxyAddress(flags, dir)
   const socket = connect({
@@ -60,28 +63,47 @@ function pipeStdio(socket: TLSSocket): Promise<number> {
   })
 }
 
-/** `warren proxy ssh [--identity=DIR] [--proxy=HOST:PORT] login@node[:port]` — stdin/stdout to the node's SSH server. */
-export async function proxySsh(argv: string[]): Promise<number> {
-  const { flags, args } = parseFlags(argv, COMMON, 'warren proxy ssh')
-  if (args.length !== 1) throw new UsageError('usage: warren proxy ssh [--identity=DIR] [--proxy=HOST:PORT] login@node[:port]')
-  const node = /^(?:[^@]+@)?(.+?)(?::\d+)?$/.exec(args[0])?.[1] ?? args[0]
-  return pipeStdio(await dialThroughProxy(flags, node, { service: 'ssh' }))
-}
+export const proxySshCommand = defineCommand({
+  name: 'warren proxy ssh',
+  summary: 'standard input and output to a node\'s SSH server: an OpenSSH ProxyCommand',
+  operands: ['login@node[:port]'],
+  flags: COMMON,
+  description: 'OpenSSH runs it with the tokens %r@%h:%p; the ssh_config that "warrenctl auth sign --format=openssh" writes names it.',
+  examples: ['ssh -o "ProxyCommand=warren proxy ssh %r@%h:%p" root@pi-1', 'warren proxy ssh --identity=~/.warren --proxy=proxy.example.com:3080 root@pi-1:22'],
+  async run(flags, args) {
+    const node = /^(?:[^@]+@)?(.+?)(?::\d+)?$/.exec(args[0])?.[1] ?? args[0]
+    return pipeStdio(await dialThroughProxy(flags, node, { service: 'ssh' }))
+  },
+})
 
-/** `warren proxy port [--identity=DIR] [--proxy=HOST:PORT] NODE NAME` — stdin/stdout to a port the node's config declares. */
-export async function proxyPort(argv: string[]): Promise<number> {
-  const { flags, args } = parseFlags(argv, COMMON, 'warren proxy port')
-  if (args.length !== 2) throw new UsageError('usage: warren proxy port [--identity=DIR] [--proxy=HOST:PORT] NODE NAME')
-  return pipeStdio(await dialThroughProxy(flags, args[0], { service: 'port', name: args[1] }))
-}
+export const proxyPortCommand = defineCommand({
+  name: 'warren proxy port',
+  summary: 'standard input and output to a TCP port that a node declares (ssh_service.forward_ports)',
+  operands: ['NODE', 'NAME'],
+  flags: COMMON,
+  examples: ['warren proxy port pi-1 webui', "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | warren proxy port --proxy=proxy.example.com:3080 pi-1 webui"],
+  async run(flags, args) {
+    return pipeStdio(await dialThroughProxy(flags, args[0], { service: 'port', name: args[1] }))
+  },
+})
 
-/** `warren ssh [-p PORT] [--identity=DIR] [--proxy=HOST:PORT] login@node [command...]` */
-export async function ssh(argv: string[]): Promise<number> {
-  const split = argv.findIndex((arg) => !arg.startsWith('-') && arg.includes('@'))
-  if (split < 0) throw new UsageError('usage: warren ssh [--identity=DIR] [--proxy=HOST:PORT] login@node [command...]')
-  const { flags } = parseFlags(argv.slice(0, split), { ...COMMON, port: { type: 'string', short: 'p', description: 'the node\'s SSH port (informational)' }, tty: { type: 'boolean', short: 't', description: 'force a terminal' } }, 'warren ssh')
-  const destination = argv[split]
-  const command = argv.slice(split + 1)
+export const sshCommand = defineCommand({
+  name: 'warren ssh',
+  summary: 'log in to a node through a proxy with the system\'s OpenSSH client',
+  operands: ['login@node', '[command...]'],
+  flags: {
+    ...COMMON,
+    port: { type: 'string', short: 'p', placeholder: 'PORT', description: 'the node\'s SSH port (informational)' },
+    tty: { type: 'boolean', short: 't', description: 'force a terminal' },
+  },
+  flagsEndAtFirstArgument: true,
+  description: 'Host keys are checked strictly against the known_hosts of the credentials. Flags go before login@node; what follows it is the command to run.',
+  examples: ['warren ssh root@pi-1', 'warren ssh --identity=~/creds root@pi-1 uptime'],
+  run: (flags, args) => ssh(flags, args[0], args.slice(1)),
+})
+
+async function ssh(flags: ProxyFlags & { port?: string; tty: boolean }, destination: string, command: string[]): Promise<number> {
+  if (!destination.includes('@')) throw new UsageError(`"warren ssh" needs login@node, not ${JSON.stringify(destination)}`)
   const dir = flags.identity ?? defaultProfileDir()
   loadProfile(dir)
   const proxyFlags = [`--identity=${dir}`, ...(flags.proxy ? [`--proxy=${flags.proxy}`] : [])].map((f) => `'${f}'`).join(' ')

@@ -3,11 +3,12 @@
 import { accessSync, constants } from 'node:fs'
 import { isSea } from 'node:sea'
 import { load } from './load.ts'
-import { applyFlags, defaultConfig, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
+import { applyFlags, defaultConfig, DEFAULTS, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
 import { secureDataDir } from '../shared/data-dir.ts'
 import { lockDataDir } from '../shared/data-dir-lock.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
-import { parseFlags, type FlagSpec } from './flags.ts'
+import { defineFlags, type FlagValues } from './flags.ts'
+import { defineCommand } from './command.ts'
 import { identityExists } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { parsePin } from '../shared/pin.ts'
@@ -17,22 +18,37 @@ import { authStatus } from '../auth/status.ts'
 import { proxyStatus } from '../proxy/status.ts'
 import { nodeStatus } from '../agent/status.ts'
 
-const ROLES = ['auth', 'proxy', 'node']
+const ROLES = ['auth', 'proxy', 'node'] as const
 
-export const START_FLAGS: FlagSpec = {
-  roles: { type: 'list', description: 'roles this process runs: auth, proxy, node (comma-separated; default: the enabled *_service sections, node unless ssh_service.enabled is false)' },
-  token: { type: 'string', description: 'join token, a path (starting with /) to a file holding it, or - to read it from standard input' },
+export const START_FLAGS = defineFlags({
+  roles: { type: 'list', values: ROLES, noun: 'role', defaultText: 'the *_service sections the config enables; node unless ssh_service.enabled is false', description: 'roles this process runs' },
+  token: { type: 'string', placeholder: 'VALUE|/path|-', description: 'join token, a path (starting with /) to a file holding it, or - to read it from standard input' },
   'forget-token': { type: 'boolean', description: 'after a join, remove the token from the config file (auth_token) and delete the token file it came from' },
-  'auth-server': { type: 'list', description: 'HOST:PORT of the auth server (or a proxy\'s web port) to join through' },
-  'ca-pin': { type: 'list', description: 'sha256:... pin of the cluster CA, from "warrenctl status"' },
-  config: { type: 'string', description: 'path to the YAML config file' },
-  'data-dir': { type: 'string', description: 'where keys, certificates and state are kept' },
-  nodename: { type: 'string', description: 'this node\'s name (default: the host name)' },
-  labels: { type: 'string', description: 'labels as key=value,key2=value2' },
-  debug: { type: 'boolean', description: 'log at debug level' },
-}
+  'auth-server': { type: 'list', placeholder: 'HOST:PORT,..', description: 'HOST:PORT of the auth server (or a proxy\'s web port) to join through' },
+  'ca-pin': { type: 'list', placeholder: 'sha256:PIN,..', description: 'pin of the cluster CA, from "warrenctl status"' },
+  config: { type: 'path', placeholder: 'FILE', description: 'the YAML config file' },
+  'data-dir': { type: 'path', placeholder: 'DIR', defaultText: `the config's data_dir, else ${DEFAULTS.dataDir}`, description: 'where keys, certificates and state are kept' },
+  nodename: { type: 'string', placeholder: 'NAME', defaultText: 'the host name', description: 'this node\'s name' },
+  labels: { type: 'string', placeholder: 'KEY=VALUE,..', description: 'labels of this node' },
+  debug: { type: 'boolean', description: 'log at debug level, whatever the config says' },
+})
 
-export function buildConfig(flags: Record<string, any>): WarrenConfig {
+export type StartFlags = FlagValues<typeof START_FLAGS>
+
+export const startCommand = defineCommand({
+  name: 'warren start',
+  summary: 'run the roles of this host (auth, proxy, node) until SIGTERM',
+  flags: START_FLAGS,
+  description: `A node joins once with an invite token (from "warrenctl nodes add") and keeps its identity in
+    the data dir; later starts need no token. SIGHUP re-reads the config file, SIGTERM stops cleanly.`,
+  examples: [
+    'warren start --roles=auth,proxy --config=/etc/warren.yaml',
+    'warren start --roles=node --token=/etc/warren/token --ca-pin=sha256:<pin> --auth-server=proxy.example.com:3080',
+  ],
+  run: (flags) => start(flags),
+})
+
+export function buildConfig(flags: StartFlags): WarrenConfig {
   const config = flags.config ? loadConfigFile(flags.config) : defaultConfig()
   const pins: string[] | undefined = flags['ca-pin']?.map((pin: string) => parsePin(pin))
   const merged = applyFlags(config, {
@@ -85,12 +101,7 @@ function rolesToRun(flagRoles: string[] | undefined, config: WarrenConfig): stri
   return roles
 }
 
-export async function start(argv: string[]): Promise<number> {
-  const { flags, args } = parseFlags(argv, START_FLAGS, 'warren start')
-  if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}" for "warren start"`)
-  for (const role of flags.roles ?? []) {
-    if (!ROLES.includes(role)) throw new UsageError(`unknown or unavailable role "${role}" for --roles: use ${ROLES.join(', ')}`)
-  }
+export async function start(flags: StartFlags): Promise<number> {
   const config = buildConfig(flags)
   const roles = rolesToRun(flags.roles, config)
   const log = createLogger('warren', { level: config.log.level, format: config.log.format })

@@ -13,6 +13,7 @@ import { ConfigError, UsageError } from './errors.ts'
 import { parseDuration } from './duration.ts'
 import { checkFlagLabels, LABEL_LIMITS, labelKeyProblem, labelValueProblem } from './labels.ts'
 import { parsePin } from './pin.ts'
+import { closest } from './suggest.ts'
 import { logFormatFromEnv, logLevelFromEnv, type LogFormat, type LogLevel } from './log.ts'
 
 export const DEFAULTS = {
@@ -533,20 +534,8 @@ function expected(rule: Rule): string {
 
 function unknownKey(key: string, path: string, known: string[]): string {
   const message = `unknown key ${JSON.stringify(key)} in section ${JSON.stringify(path === '' ? '(top level)' : path)}`
-  const close = known.find((candidate) => editDistance(candidate, key) <= 2)
+  const close = closest(key, known)
   return close ? `${message} (did you mean "${close}"?)` : message
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i]
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-    previous = current
-  }
-  return previous[b.length]
 }
 
 // ---------------------------------------------------------------------------------------

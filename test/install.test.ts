@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto'
 import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { install as installCommand } from '../cli/install.ts'
+import { installCommand } from '../cli/install.ts'
 import { loadConfigFile } from '../shared/config.ts'
 import { UsageError } from '../shared/errors.ts'
 import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
@@ -24,9 +24,9 @@ const scripts = tempDir()
 chmodSync(scripts, 0o755)
 const installScript = join(scripts, 'install.ts')
 writeFileSync(installScript, [
-  `import { install } from ${JSON.stringify(pathToFileURL(join(ROOT, 'cli/install.ts')).href)}`,
+  `import { installCommand } from ${JSON.stringify(pathToFileURL(join(ROOT, 'cli/install.ts')).href)}`,
   `import { runMain } from ${JSON.stringify(pathToFileURL(join(ROOT, 'cli/main.ts')).href)}`,
-  'await runMain(install, process.argv.slice(2))',
+  'await runMain((argv) => installCommand.run(argv), process.argv.slice(2))',
 ].join('\n'))
 chmodSync(installScript, 0o644)
 
@@ -129,7 +129,7 @@ t.test('install refuses bad flags with exit status 2, writing nothing', async (t
   const prefix = join(tempDir(), 'root')
   const unknown = await install([`--prefix=${prefix}`, '--tokn=x'])
   t.equal(unknown.code, 2)
-  t.match(unknown.stderr, /^ERROR: unknown flag --tokn for "warren install"$/m)
+  t.match(unknown.stderr, /^ERROR: unknown flag --tokn for "warren install": did you mean --token\?$/m)
   t.same(listTree(prefix), [], 'nothing written')
 
   // The rest in this process: each must be a UsageError, which warren exits with status 2.
@@ -149,7 +149,7 @@ t.test('install refuses bad flags with exit status 2, writing nothing', async (t
   ]
   for (const [args, expected] of cases) {
     const prefix = join(tempDir(), 'root')
-    const error = await installCommand([`--prefix=${prefix}`, ...args]).then(() => undefined, (err: unknown) => err)
+    const error = await installCommand.run([`--prefix=${prefix}`, ...args]).then(() => undefined, (err: unknown) => err)
     t.ok(error instanceof UsageError, args.join(' '))
     t.match((error as Error).message, expected)
     t.same(listTree(prefix), [], 'nothing written')

@@ -90,7 +90,7 @@ t.test('usage', async (t) => {
   const help = await warren(['status', '--help'])
   t.equal(help.code, 0)
   t.match(help.stdout, /^Usage: warren status /)
-  t.match(help.stdout, /--format=STRING\s+text or json \(default text\)/)
+  t.match(help.stdout, /--format=text\|json\s+.*\(default: text\)/)
   const format = await warren(['status', '--format=yaml', `--data-dir=${tempDir()}`])
   t.equal(format.code, 2)
   t.match(format.stderr, 'unknown --format "yaml": use text or json')

@@ -2,7 +2,7 @@
 // warrenctl invocations, and node agents, each in its own temporary data dir.
 
 import { spawn, spawnSync, execFile, execFileSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -25,6 +25,19 @@ export function tempDir(prefix = 'warren-test-'): string {
   tempDirs.push(dir)
   return dir
 }
+
+/**
+ * Puts `warren` on PATH for this process and every process it starts: the ssh_config that
+ * `warrenctl auth sign` writes runs `warren` from PATH, as it would on a user's machine.
+ * This one runs the checkout's warren with the Node running the tests.
+ */
+function putWarrenOnPath(): void {
+  const dir = tempDir('warren-bin-')
+  chmodSync(dir, 0o755)
+  writeFileSync(join(dir, 'warren'), `#!/bin/sh\nexec '${process.execPath}' '${WARREN}' "$@"\n`, { mode: 0o755 })
+  process.env.PATH = `${dir}:${process.env.PATH ?? ''}`
+}
+putWarrenOnPath()
 
 export interface RunResult {
   code: number

@@ -2,10 +2,10 @@
 // auth server writes into its data dir (or a file given with --identity).
 
 import { readFileSync } from 'node:fs'
-import { adminIdentityPath, type AdminIdentityFile } from '../auth/admin-identity.ts'
-import { ApiClient } from '../shared/api-client.ts'
-import { DEFAULTS, loadConfigFile } from '../shared/config.ts'
-import { WarrenError } from '../shared/errors.ts'
+import { adminIdentityPath, type AdminIdentityFile } from '../../auth/admin-identity.ts'
+import { ApiClient } from '../../shared/api-client.ts'
+import { DEFAULTS, loadConfigFile } from '../../shared/config.ts'
+import { WarrenError } from '../../shared/errors.ts'
 
 export interface AdminConnection {
   client: ApiClient

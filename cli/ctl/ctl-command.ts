@@ -1,0 +1,33 @@
+// A warrenctl command: the flags every one of them takes (where the admin identity is), and
+// its run with a connection to the auth server, opened only once the flags are understood.
+
+import { connectAdmin, type AdminConnection } from './admin-client.ts'
+import { defineCommand, type Command, type CommandSpec } from '../command.ts'
+import { defineFlags, type FlagSpec, type FlagValues } from '../flags.ts'
+
+export const GLOBAL_FLAGS = defineFlags({
+  'data-dir': { type: 'path', placeholder: 'DIR', description: 'the auth server\'s data dir, where the admin identity is (default: the config\'s data_dir, else /var/lib/warren)' },
+  config: { type: 'path', placeholder: 'FILE', description: 'the auth server\'s config file (for its data_dir)' },
+  identity: { type: 'path', placeholder: 'FILE', description: 'an admin identity file (default: <data_dir>/admin/identity.json)' },
+  'auth-server': { type: 'string', placeholder: 'HOST:PORT', description: 'the auth server (default: from the identity)' },
+})
+
+type CtlRun<F extends FlagSpec> = (admin: AdminConnection, flags: FlagValues<F & typeof GLOBAL_FLAGS>, args: string[]) => Promise<void>
+
+export function ctlCommand<const F extends FlagSpec>(def: Omit<CommandSpec<F, typeof GLOBAL_FLAGS>, 'common'> & { run: CtlRun<F> }): Command {
+  return defineCommand<F, typeof GLOBAL_FLAGS>({
+    ...def,
+    common: { title: 'Flags of every warrenctl command:', flags: GLOBAL_FLAGS },
+    async run(flags, args) {
+      const admin = connectAdmin(flags)
+      try {
+        await def.run(admin, flags, args)
+      } finally {
+        await admin.client.close()
+      }
+    },
+  })
+}
+
+/** A line on standard output. */
+export const out = (text: string) => process.stdout.write(text + '\n')

@@ -1,0 +1,44 @@
+// `warrenctl status`: the cluster's name, version, CAs and the pin nodes join with.
+
+import { ctlCommand, out } from './ctl-command.ts'
+import { formatUtc } from '../../shared/duration.ts'
+import { printable } from '../../shared/printable.ts'
+
+interface CAStatus {
+  pins: string[]
+  last_rotated: number | null
+  rotation: { phase: string; mode: string; phase_started: number } | null
+}
+
+export interface StatusResponse {
+  cluster_name: string
+  version: string
+  host_ca: CAStatus
+  user_ca: CAStatus
+  public_addrs: string[]
+  proxy_addrs: string[]
+}
+
+export const status = ctlCommand({
+  name: 'warrenctl status',
+  summary: 'the cluster\'s name, version, CAs and CA pins',
+  flags: {},
+  description: 'A rotation in progress shows its phase; the CA pin is what "warren start --ca-pin" and "warren install --ca-pin" take.',
+  examples: ['warrenctl status', 'warrenctl status --data-dir=/var/lib/warren'],
+  async run(admin) {
+    const status = await admin.client.call<StatusResponse>('GET', '/v1/status')
+    const rotated = (ca: CAStatus) => {
+      if (ca.rotation) return `rotation in progress: phase ${ca.rotation.phase} (${ca.rotation.mode}), since ${formatUtc(ca.rotation.phase_started)}`
+      return ca.last_rotated ? `rotated ${formatUtc(ca.last_rotated)}` : 'never updated'
+    }
+    const rows = [
+      ['Cluster', status.cluster_name],
+      ['Version', status.version],
+      ['Host CA', rotated(status.host_ca)],
+      ['User CA', rotated(status.user_ca)],
+      ...status.host_ca.pins.map((pin) => ['CA pin', pin]),
+    ]
+    const width = Math.max(...rows.map(([name]) => name.length))
+    for (const [name, value] of rows) out(`${name.padEnd(width)}  ${printable(value)}`)
+  },
+})

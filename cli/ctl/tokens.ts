@@ -1,0 +1,136 @@
+// `warrenctl tokens add|ls|rm|del` and `nodes add`: invite tokens, and the command that
+// joins a host with one.
+
+import type { AdminConnection } from './admin-client.ts'
+import { ctlCommand, out } from './ctl-command.ts'
+import { defineFlags } from '../flags.ts'
+import { formatTable } from '../table.ts'
+import { TOKEN_ROLES } from '../../auth/roles.ts'
+import { DEFAULTS } from '../../shared/config.ts'
+import { describeTtl, formatExpiry } from '../../shared/duration.ts'
+import { UsageError } from '../../shared/errors.ts'
+import type { StatusResponse } from './status.ts'
+
+interface TokenResponse {
+  token: string
+  id: string
+  roles: string[]
+  expires: number
+  single_use: boolean
+  nodename: string | null
+}
+
+interface ListedToken {
+  id: string
+  roles: string[]
+  expires: number | null
+  single_use: boolean
+  static: boolean
+  value: string | null
+  nodename?: string | null
+}
+
+interface TokenRequest {
+  roles: readonly string[]
+  ttlMs: number
+  singleUse: boolean
+  token?: string
+  nodename?: string
+}
+
+const TOKEN_FLAGS = defineFlags({
+  token: { type: 'string', placeholder: 'VALUE', description: 'use this value (at least 16 characters) instead of a generated one' },
+  'single-use': { type: 'boolean', description: 'the first successful join consumes the token' },
+  nodename: { type: 'string', placeholder: 'NAME', description: 'the only node name the token joins; it is single-use and replaces the node registered with that name' },
+})
+
+async function addToken(admin: AdminConnection, request: TokenRequest): Promise<void> {
+  const created = await admin.client.call<TokenResponse>('POST', '/v1/tokens', { roles: request.roles.join(','), ttl_ms: request.ttlMs, single_use: request.singleUse, token: request.token, nodename: request.nodename })
+  const status = await admin.client.call<StatusResponse>('GET', '/v1/status')
+  // Nodes join through a proxy's web port when there is one (then they keep reverse tunnels).
+  const authServer = status.proxy_addrs[0] ?? status.public_addrs[0] ?? admin.client.server
+  out(`The invite token: ${created.token}`)
+  out(`This token will expire in ${describeTtl(request.ttlMs)}${created.single_use ? ' and can be used once' : ''}`)
+  if (created.nodename) out(`It joins only a node named ${created.nodename}, and replaces the node registered with that name`)
+  out('')
+  out(`Run this on the new ${created.roles.join(' and ')} to join the cluster:`)
+  out('')
+  // The token goes in on standard input (a here-document, which no POSIX shell turns into a
+  // process), never as an argument: a command line is readable by every local user.
+  out('> warren start \\')
+  out(`   --roles=${created.roles.join(',')} \\`)
+  out('   --token=- \\')
+  for (const pin of status.host_ca.pins) out(`   --ca-pin=${pin} \\`)
+  out(`   --auth-server=${authServer} <<'EOF'`)
+  out(created.token)
+  out('EOF')
+  out('')
+  out('Please note:')
+  out('')
+  out(`  - This invitation token will expire in ${describeTtl(request.ttlMs)}`)
+  out(`  - ${authServer} must be reachable from the new node`)
+  if (created.roles.join() === 'node') out('  - For a node that systemd starts at boot, give the same flags and input to "sudo warren install"')
+}
+
+export const nodesAdd = ctlCommand({
+  name: 'warrenctl nodes add',
+  summary: 'create a token and print the command that joins a node with it',
+  flags: {
+    ttl: { type: 'duration', default: DEFAULTS.nodeTokenTtlMs, description: 'how long the token lives' },
+    roles: { type: 'list', values: TOKEN_ROLES, noun: 'role', default: ['node'], description: 'roles the token grants' },
+    ...TOKEN_FLAGS,
+  },
+  description: 'The join command it prints reads the token from standard input, so that no process list shows it.',
+  examples: ['warrenctl nodes add --ttl=5m', 'warrenctl nodes add --nodename=pi-1   # replaces the dead device named pi-1'],
+  run: (admin, flags) => addToken(admin, { roles: flags.roles, ttlMs: flags.ttl, singleUse: flags['single-use'], token: flags.token, nodename: flags.nodename }),
+})
+
+export const tokensAdd = ctlCommand({
+  name: 'warrenctl tokens add',
+  summary: 'create a token for any roles, and print the command that joins with it',
+  flags: {
+    type: { type: 'list', values: TOKEN_ROLES, noun: 'role', description: 'roles the token grants (required)' },
+    ttl: { type: 'duration', default: DEFAULTS.tokenTtlMs, description: 'how long the token lives' },
+    ...TOKEN_FLAGS,
+  },
+  examples: ['warrenctl tokens add --type=proxy', 'warrenctl tokens add --type=node,proxy --ttl=10m --single-use'],
+  run(admin, flags) {
+    if (!flags.type?.length) throw new UsageError('missing --type: the roles the token grants, e.g. --type=node')
+    return addToken(admin, { roles: flags.type, ttlMs: flags.ttl, singleUse: flags['single-use'], token: flags.token, nodename: flags.nodename })
+  },
+})
+
+export const tokensLs = ctlCommand({
+  name: 'warrenctl tokens ls',
+  summary: 'the active tokens: ID, roles, expiry ("never" for static ones)',
+  flags: { 'with-secrets': { type: 'boolean', description: 'show the values of static tokens (dynamic ones are not recoverable)' } },
+  examples: ['warrenctl tokens ls'],
+  async run(admin, flags) {
+    const { tokens } = await admin.client.call<{ tokens: ListedToken[] }>('GET', '/v1/tokens')
+    if (tokens.length === 0) {
+      out('No active tokens found.')
+      return
+    }
+    const now = Date.now()
+    const show = (t: ListedToken) => (flags['with-secrets'] && t.value ? t.value : `${t.id}${t.static ? ' (static)' : ''}`)
+    const rows = tokens.map((t) => [show(t), t.roles.join(',') + (t.single_use ? ' (single use)' : '') + (t.nodename ? ` (for ${t.nodename})` : ''), formatExpiry(t.expires ?? undefined, now)])
+    out(formatTable(['Token', 'Type', 'Expiry Time (UTC)'], rows))
+  },
+})
+
+function deleteToken(verb: 'rm' | 'del') {
+  return ctlCommand({
+    name: `warrenctl tokens ${verb}`,
+    summary: `delete a token given its value or its listed ID${verb === 'del' ? ' (as tokens rm)' : ''}`,
+    operands: ['TOKEN'],
+    flags: {},
+    examples: [`warrenctl tokens ${verb} 3f2a9c81b0d4`],
+    async run(admin, _flags, args) {
+      await admin.client.call('DELETE', `/v1/tokens/${encodeURIComponent(args[0])}`)
+      out(`Token ${args[0]} has been deleted`)
+    },
+  })
+}
+
+export const tokensRm = deleteToken('rm')
+export const tokensDel = deleteToken('del')

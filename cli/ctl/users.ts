@@ -1,0 +1,29 @@
+// `warrenctl users add` and `users ls`: the users and the OS logins their certificates may use.
+
+import { ctlCommand, out } from './ctl-command.ts'
+import { formatTable } from '../table.ts'
+import { UsageError } from '../../shared/errors.ts'
+
+export const usersAdd = ctlCommand({
+  name: 'warrenctl users add',
+  summary: 'add a user who may log in to nodes as these OS accounts',
+  operands: ['NAME'],
+  flags: { logins: { type: 'list', noun: 'login', description: 'OS accounts the user may log in as (required)' } },
+  examples: ['warrenctl users add alice --logins=root,pi'],
+  async run(admin, flags, args) {
+    if (!flags.logins?.length) throw new UsageError('missing --logins: the OS accounts this user may log in as, e.g. --logins=root,pi')
+    const user = await admin.client.call<{ name: string; logins: string[] }>('POST', '/v1/users', { name: args[0], logins: flags.logins })
+    out(`User ${user.name} has been added with logins ${user.logins.join(',')}`)
+  },
+})
+
+export const usersLs = ctlCommand({
+  name: 'warrenctl users ls',
+  summary: 'the users and their logins',
+  flags: {},
+  examples: ['warrenctl users ls'],
+  async run(admin) {
+    const { users } = await admin.client.call<{ users: { name: string; logins: string[] }[] }>('GET', '/v1/users')
+    out(formatTable(['User', 'Logins'], users.map((u) => [u.name, u.logins.join(',')])))
+  },
+})
