@@ -11,7 +11,6 @@ import {
   defaultConfig,
   loadConfigFile,
   parseConfig,
-  parseHostPort,
   parseLabels,
   resolveTokenValue,
   type WarrenConfig,
@@ -383,18 +382,4 @@ t.test('parseLabels', async (t) => {
     t.type(err, UsageError, bad)
   }
   t.equal(errorOf(() => parseLabels('a=1,distro'))?.message, 'invalid label "distro": use key=value, e.g. env=prod')
-})
-
-t.test('parseHostPort', async (t) => {
-  t.same(parseHostPort('host', 3025), { host: 'host', port: 3025 })
-  t.same(parseHostPort('host:3080', 3025), { host: 'host', port: 3080 })
-  t.same(parseHostPort('[::1]:3025', 1), { host: '::1', port: 3025 })
-  t.same(parseHostPort('[::1]', 3025), { host: '::1', port: 3025 })
-  t.same(parseHostPort('::1', 3025), { host: '::1', port: 3025 })
-  t.same(parseHostPort('1.2.3.4:80', 3025), { host: '1.2.3.4', port: 80 })
-  t.same(parseHostPort('127.0.0.1:0', 3025), { host: '127.0.0.1', port: 0 }, 'port 0 asks for a free port')
-  for (const bad of ['host:', 'host:abc', 'host:65536', 'host:-1', ':3025', 'https://host:3025', '[::1', '[::1]x', 'a:b:c', '']) {
-    t.type(errorOf(() => parseHostPort(bad, 3025)), UsageError, bad)
-  }
-  t.equal(errorOf(() => parseHostPort('host:abc', 1))?.message, 'invalid port "abc" in "host:abc": use a number from 0 to 65535')
 })
