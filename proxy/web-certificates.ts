@@ -63,7 +63,7 @@ export class WebCertificates {
       }
     }
     this.manager = new AcmeManager({
-      directoryUrl: acme.uri ?? DEFAULTS.acmeDirectory,
+      directoryUrl: acme.uri,
       email: acme.email ?? '',
       domains: [...this.domains],
       store: new AuthCertStore(options.auth),

@@ -6,7 +6,6 @@ import type { Test } from 'tap'
 import { ConfigError, UsageError } from './errors.ts'
 import {
   applyFlags,
-  clusterNameOf,
   DEFAULTS,
   defaultConfig,
   loadConfigFile,
@@ -27,7 +26,6 @@ ca_pin: ${PIN.toUpperCase().replace('SHA256', 'sha256')}
 auth_servers: ["auth.example.com:3025", "10.0.0.2"]
 labels: { distro: ubuntu, env: prod }
 log: { level: debug, format: json }
-advertise_ip: 10.0.0.5
 keepalive_interval: 20s
 auth_service:
   enabled: true
@@ -86,14 +84,12 @@ async function tempDir(t: Test): Promise<string> {
 t.test('a full valid file', async (t) => {
   const config = parseConfig(FULL, 'full.yaml')
   t.same(config, {
-    version: 'v1',
     dataDir: '/srv/warren',
     nodename: 'host-1',
     authToken: '/etc/warren/token',
     caPins: [PIN],
     authServers: ['auth.example.com:3025', '10.0.0.2'],
     labels: { distro: 'ubuntu', env: 'prod' },
-    advertiseIp: '10.0.0.5',
     log: { level: 'debug', format: 'json' },
     keepaliveIntervalMs: 20_000,
     auth: {
@@ -137,7 +133,7 @@ t.test('defaults', async (t) => {
   t.same(parseConfig('', 'empty.yaml'), config, 'an empty file is the defaults')
   t.equal(config.dataDir, DEFAULTS.dataDir)
   t.equal(config.nodename, hostname())
-  t.equal(clusterNameOf(config), hostname())
+  t.equal(config.auth.clusterName, hostname(), 'the cluster is named after the nodename')
   t.same(config.auth.storage, { type: 'sqlite', path: '/var/lib/warren/backend.db' })
   t.equal(config.auth.listenAddr, '0.0.0.0:3025')
   t.equal(config.proxy.webListenAddr, '0.0.0.0:3080')
@@ -178,7 +174,7 @@ t.test('a section written in the file is enabled unless it says otherwise', asyn
   const config = parseConfig('data_dir: /d\nauth_service:\nproxy_service: { enabled: false }\nssh_service: { listen_addr: "127.0.0.1:4022" }\n', 'x')
   t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [true, false, true])
   t.equal(parseConfig('ssh_service: { enabled: false }\n', 'x').ssh.enabled, false, 'the node role is turned off only by saying so')
-  t.equal(config.auth.storage.path, '/d/backend.db', 'storage follows data_dir')
+  t.same(config.auth.storage, { type: 'sqlite', path: '/d/backend.db' }, 'storage follows data_dir')
   t.equal(config.auth.clusterName, config.nodename)
 })
 
@@ -199,6 +195,8 @@ t.test('etcd storage', async (t) => {
     prefix: '/warren',
     tls: { caFile: '/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' },
   })
+  t.same(parseConfig('auth_service:\n  storage: { type: etcd, peers: "10.0.0.1:2379" }\n', 'x').auth.storage, { type: 'etcd', peers: ['10.0.0.1:2379'], prefix: '/warren/' }, 'the prefix by default, and no TLS unless written')
+  configError(t, 'auth_service:\n  storage:\n    type: etcd\n    peers: [a]\n    path: /x\n', '/etc/warren.yaml: line 5: "auth_service.storage.path" applies only to sqlite storage')
 })
 
 t.test('invalid YAML names the line', async (t) => {
@@ -219,6 +217,18 @@ t.test('unknown keys name the key, its section and line', async (t) => {
   configError(t, 'version: v1\ndata_dir: /d\n\nauth_servr: ["a:1"]\n', /\(did you mean "auth_servers"\?\)$/)
   configError(t, 'auth_service:\n  storage:\n    type: sqlite\n    pathh: /x\n', '/etc/warren.yaml: line 4: unknown key "pathh" in section "auth_service.storage" (did you mean "path"?)')
   configError(t, 'ssh_service:\n  forward_ports:\n    - name: a\n      addr: "1.2.3.4:5"\n      color: red\n', '/etc/warren.yaml: line 5: unknown key "color" in section "ssh_service.forward_ports[0]"')
+})
+
+t.test('keys that no longer do anything are refused, saying why', async (t) => {
+  configError(t, 'nodename: n\nadvertise_ip: 10.0.0.5\n', /^\/etc\/warren\.yaml: line 2: unknown key "advertise_ip" in section "\(top level\)": it no longer has any effect .*ssh_service\.public_addr.*; remove it$/)
+})
+
+t.test('addresses of which only one is used take one', async (t) => {
+  configError(t, 'ssh_service:\n  public_addr: ["a:1", "b:2"]\n', '/etc/warren.yaml: line 2: "ssh_service.public_addr" has 2 entries; at most 1 is allowed')
+  configError(t, 'proxy_service:\n  tunnel_public_addr: ["a:1", "b:2"]\n', '/etc/warren.yaml: line 2: "proxy_service.tunnel_public_addr" has 2 entries; at most 1 is allowed')
+  t.equal(parseConfig('ssh_service:\n  public_addr: ["a:1"]\n', 'x').ssh.publicAddr, 'a:1', 'a list of one')
+  t.equal(parseConfig('ssh_service:\n  public_addr: a:1\n', 'x').ssh.publicAddr, 'a:1', 'or the address alone')
+  t.same(parseConfig('proxy_service:\n  tunnel_public_addr: lb:3024\n', 'x').proxy.tunnelPublicAddrs, ['lb:3024'])
 })
 
 t.test('ill-typed values name the key path and line', async (t) => {
@@ -267,7 +277,7 @@ t.test('addresses, pins and load balancers are checked', async (t) => {
 })
 
 t.test('cross-key rules', async (t) => {
-  configError(t, 'auth_service:\n  storage:\n    type: etcd\n', '/etc/warren.yaml: line 2: "auth_service.storage.peers" is required for etcd storage')
+  configError(t, 'auth_service:\n  storage:\n    type: etcd\n', '/etc/warren.yaml: line 2: "auth_service.storage" needs "peers" for etcd storage')
   configError(t, 'auth_service:\n  storage:\n    type: sqlite\n    peers: [a]\n', '/etc/warren.yaml: line 4: "auth_service.storage.peers" applies only to etcd storage')
   configError(t, 'ssh_service:\n  forward_ports:\n    - name: web\n', '/etc/warren.yaml: line 3: "ssh_service.forward_ports[0]" needs "addr"')
   configError(
@@ -323,7 +333,7 @@ t.test('flags override the file', async (t) => {
   t.same(merged.authServers, ['proxy.example.com:3080'])
   t.same(merged.caPins, [PIN2], 'pins are normalised')
   t.same(merged.labels, { distro: 'ubuntu', env: 'dev', arch: 'arm64' }, 'labels merge, flags win')
-  t.equal(merged.auth.storage.path, '/var/lib/warren/backend.db', 'an explicit storage path stays')
+  t.same(merged.auth.storage, { type: 'sqlite', path: '/var/lib/warren/backend.db' }, 'an explicit storage path stays')
   t.equal(merged.auth.clusterName, 'example', 'an explicit cluster name stays')
   t.equal(file.nodename, 'host-1', 'the input is not changed')
   t.same(applyFlags(file, {}), file, 'no flags, no change')
@@ -333,7 +343,7 @@ t.test('flags override the file', async (t) => {
 t.test('values that followed a default follow the flag', async (t) => {
   const file = parseConfig('nodename: host-1\nauth_service:\n', 'x')
   const merged = applyFlags(file, { dataDir: '/data', nodename: 'host-2' })
-  t.equal(merged.auth.storage.path, '/data/backend.db')
+  t.same(merged.auth.storage, { type: 'sqlite', path: '/data/backend.db' })
   t.equal(merged.auth.clusterName, 'host-2')
 })
 
