@@ -164,7 +164,7 @@ export const CONFIG_SCHEMA = section({
   nodename: key('nodename', string(), { default: () => hostname(), doc: "this host's name in the cluster (default: the host name)" }),
   authToken: key('auth_token', string(), { doc: 'the join token, or a file holding it (a value starting with /); needed until the first join' }),
   caPins: key('ca_pin', list(caPin, { single: true }), { default: [], doc: "sha256:... pins of the cluster CA, checked when joining" }),
-  authServers: key('auth_servers', addresses, { default: [], doc: "where to join: the auth server, or a proxy's web port" }),
+  authServers: key('auth_servers', oneAddress, { default: [], doc: "where to join: the auth server, or a proxy's web port" }),
   labels: key('labels', map(string(labelValueProblem), { checkKey: labelKeyProblem, maxKeys: LABEL_LIMITS.maxLabels }), { default: {}, doc: "this node's labels, shown by nodes ls" }),
   log: key('log', section({
     level: key('level', oneOf('debug', 'info', 'warn', 'error'), { default: () => logLevelFromEnv() ?? 'info', doc: 'the least severe entries logged (default: WARREN_LOG_LEVEL, else info)' }),

@@ -23,7 +23,7 @@ data_dir: /srv/warren
 nodename: host-1
 auth_token: /etc/warren/token
 ca_pin: ${PIN.toUpperCase().replace('SHA256', 'sha256')}
-auth_servers: ["auth.example.com:3025", "10.0.0.2"]
+auth_servers: ["auth.example.com:3025"]
 labels: { distro: ubuntu, env: prod }
 log: { level: debug, format: json }
 keepalive_interval: 20s
@@ -88,7 +88,7 @@ t.test('a full valid file', async (t) => {
     nodename: 'host-1',
     authToken: '/etc/warren/token',
     caPins: [PIN],
-    authServers: ['auth.example.com:3025', '10.0.0.2'],
+    authServers: ['auth.example.com:3025'],
     labels: { distro: 'ubuntu', env: 'prod' },
     log: { level: 'debug', format: 'json' },
     keepaliveIntervalMs: 20_000,
@@ -225,6 +225,8 @@ t.test('keys that no longer do anything are refused, saying why', async (t) => {
 
 t.test('addresses of which only one is used take one', async (t) => {
   configError(t, 'ssh_service:\n  public_addr: ["a:1", "b:2"]\n', '/etc/warren.yaml: line 2: "ssh_service.public_addr" has 2 entries; at most 1 is allowed')
+  configError(t, 'auth_servers: ["a:1", "b:2"]\n', '/etc/warren.yaml: line 1: "auth_servers" has 2 entries; at most 1 is allowed')
+  t.throws(() => applyFlags(defaultConfig(), { authServer: ['a:1', 'b:2'] }), new UsageError('--auth-server takes one address, not 2'))
   configError(t, 'proxy_service:\n  tunnel_public_addr: ["a:1", "b:2"]\n', '/etc/warren.yaml: line 2: "proxy_service.tunnel_public_addr" has 2 entries; at most 1 is allowed')
   t.equal(parseConfig('ssh_service:\n  public_addr: ["a:1"]\n', 'x').ssh.publicAddr, 'a:1', 'a list of one')
   t.equal(parseConfig('ssh_service:\n  public_addr: a:1\n', 'x').ssh.publicAddr, 'a:1', 'or the address alone')
@@ -236,7 +238,7 @@ t.test('ill-typed values name the key path and line', async (t) => {
   configError(t, 'nodename: [a]\n', '/etc/warren.yaml: line 1: "nodename" must be a string')
   configError(t, 'auth_token:\n', '/etc/warren.yaml: line 1: "auth_token" has no value')
   configError(t, 'auth_servers: { a: b }\n', '/etc/warren.yaml: line 1: "auth_servers" must be a list')
-  configError(t, 'auth_servers:\n  - a:1\n  - 3025\n', '/etc/warren.yaml: line 3: "auth_servers[1]" must be a string')
+  configError(t, 'auth_service:\n  public_addr:\n    - a:1\n    - 3025\n', '/etc/warren.yaml: line 4: "auth_service.public_addr[1]" must be a string')
   configError(t, 'proxy_service:\n  enabled: yes\n', '/etc/warren.yaml: line 2: "proxy_service.enabled" must be true or false')
   configError(t, 'log:\n  level: verbose\n', '/etc/warren.yaml: line 2: "log.level" must be one of debug, info, warn, error')
   configError(t, 'version: v3\n', '/etc/warren.yaml: line 1: "version" must be one of v1')

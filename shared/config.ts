@@ -133,6 +133,8 @@ export function applyFlags(config: WarrenConfig, flags: ConfigFlags): WarrenConf
   }
   if (flags.token !== undefined) next.authToken = flags.token
   if (flags.authServer && flags.authServer.length > 0) {
+    // A node joins and renews through one address, as auth_servers takes one.
+    if (flags.authServer.length > 1) throw new UsageError(`--auth-server takes one address, not ${flags.authServer.length}`)
     for (const server of flags.authServer) splitHostPort(server)
     next.authServers = [...flags.authServer]
   }
