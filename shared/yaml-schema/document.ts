@@ -33,6 +33,16 @@ export interface Rule<T> {
 /** A rule for a map of keys, which also knows its value when the file leaves it out. */
 export interface SectionRule<T> extends Rule<T> {
   absent(reading: Reading, path: string): T
+  /** The keys it takes, for whoever goes through a schema key by key. */
+  readonly keys: readonly DeclaredKey[]
+}
+
+export interface DeclaredKey {
+  /** The key as the file writes it. */
+  readonly name: string
+  readonly rule: Rule<unknown>
+  /** What the key does, for the people who write the file. */
+  readonly doc: string
 }
 
 export type Infer<R> = R extends Rule<infer T> ? T : never

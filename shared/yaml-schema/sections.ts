@@ -2,7 +2,7 @@
 // it by, its rule, its default and what it is for; the type it reads is derived from that.
 
 import { isScalar, type Pair } from 'yaml'
-import { childPath, fail, isSection, keyText, pairsOf, sectionBlame, sectionName, unknownKey, type Reading, type Rule, type SectionRule } from './document.ts'
+import { childPath, fail, isSection, keyText, pairsOf, sectionBlame, sectionName, unknownKey, type DeclaredKey, type Reading, type Rule, type SectionRule } from './document.ts'
 import { oneOf } from './values.ts'
 
 /**
@@ -20,12 +20,8 @@ export interface Scope {
 /** 'always': what is read has the key; 'maybe': only when written; 'never': checked, then dropped. */
 type Presence = 'always' | 'maybe' | 'never'
 
-export interface Key<T, P extends Presence = Presence> {
-  /** The key as the file writes it. */
-  readonly name: string
+export interface Key<T, P extends Presence = Presence> extends DeclaredKey {
   readonly rule: Rule<T>
-  /** What the key does, for the people who write the file. */
-  readonly doc: string
   readonly fallback?: T | ((scope: Scope) => T | undefined)
   readonly required: boolean
   /** False for a marker: its value is checked, then left out of what is read. */
@@ -81,6 +77,7 @@ export function section<const F extends Fields>(fields: F, options: SectionOptio
   }
   return {
     expects: 'must be a section of keys',
+    keys: Object.values(fields),
     read(reading, node, path, at) {
       const notMap = path === '' && options.example ? `the config must be a map of keys such as "${options.example}:"` : undefined
       const pairs = pairsOf(reading, node, path, at, notMap)
@@ -103,7 +100,8 @@ type Variant<V extends Record<string, Fields>> = { [T in keyof V]: Simplify<{ ty
 export function variants<const V extends Record<string, Fields>>(noun: string, byDefault: keyof V & string, shapes: V, doc: string): SectionRule<Variant<V>> {
   const types = Object.keys(shapes)
   const tag = key('type', oneOf(...types), { default: byDefault, doc })
-  const names = ['type', ...types.flatMap((type) => Object.values(shapes[type]).map((field) => field.name))]
+  const keys = [tag, ...types.flatMap((type) => Object.values(shapes[type]))].filter((declared, i, all) => all.findIndex((other) => other.name === declared.name) === i)
+  const names = keys.map((declared) => declared.name)
   const readAs = (reading: Reading, type: string, pairs: readonly Pair[], place: Place) => {
     const unknown = (reading: Reading, pair: Pair, text: string, path: string): never => {
       const owner = types.find((other) => Object.values(shapes[other]).some((field) => field.name === text))
@@ -115,6 +113,7 @@ export function variants<const V extends Record<string, Fields>>(noun: string, b
   }
   return {
     expects: 'must be a section of keys',
+    keys,
     read(reading, node, path, at) {
       const pairs = pairsOf(reading, node, path, at)
       const typePair = pairs.find((pair) => isScalar(pair.key) && pair.key.value === 'type')
