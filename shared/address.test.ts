@@ -1,15 +1,5 @@
 import t from 'tap'
-import { UsageError } from './errors.ts'
 import { joinHostPort, parseHostPort, splitHostPort } from './address.ts'
-
-function errorOf(fn: () => unknown): Error | undefined {
-  try {
-    fn()
-  } catch (err) {
-    return err as Error
-  }
-  return undefined
-}
 
 t.test('parseHostPort', async (t) => {
   t.same(parseHostPort('host', 3025), { host: 'host', port: 3025 })
@@ -20,9 +10,9 @@ t.test('parseHostPort', async (t) => {
   t.same(parseHostPort('1.2.3.4:80', 3025), { host: '1.2.3.4', port: 80 })
   t.same(parseHostPort('127.0.0.1:0', 3025), { host: '127.0.0.1', port: 0 }, 'port 0 asks for a free port')
   for (const bad of ['host:', 'host:abc', 'host:65536', 'host:-1', ':3025', 'https://host:3025', '[::1', '[::1]x', 'a:b:c', '']) {
-    t.type(errorOf(() => parseHostPort(bad, 3025)), UsageError, bad)
+    t.throws(() => parseHostPort(bad, 3025), { message: /^invalid (address|port) / }, bad)
   }
-  t.equal(errorOf(() => parseHostPort('host:abc', 1))?.message, 'invalid port "abc" in "host:abc": use a number from 0 to 65535')
+  t.throws(() => parseHostPort('host:abc', 1), { message: 'invalid port "abc" in "host:abc": use a number from 0 to 65535' })
 })
 
 t.test('splitHostPort leaves an unwritten port out, joinHostPort brackets IPv6', async (t) => {
