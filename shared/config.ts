@@ -1,6 +1,6 @@
 // Warren's configuration: one YAML file holds every role's sections (like Teleport's
 // teleport.yaml) and command-line flags override it. Each key, its default and what it does
-// are declared once, in config-schema.ts; yaml-schema.ts reads a file against them, so that
+// are declared once, in config-schema.ts; yaml-schema/ reads a file against them, so that
 // every mistake is reported with the key's path and line instead of surfacing later as a
 // confusing failure.
 
