@@ -70,6 +70,7 @@ function planFromFlags(flags: Record<string, any>): InstallPlan {
   }
   const authServers: string[] = flags['auth-server'] ?? []
   if (authServers.length === 0) throw new UsageError('--auth-server is required: HOST:PORT of a proxy\'s web port or of the auth server')
+  if (authServers.length > 1) throw new UsageError(`--auth-server takes one address, not ${authServers.length}`)
   for (const server of authServers) splitHostPort(server)
   const pins: string[] = flags['ca-pin'] ?? []
   // Required here, unlike for `warren start`: an installed node rejoins unattended, and
