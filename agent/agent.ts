@@ -9,7 +9,8 @@
 
 import type { Duplex } from 'node:stream'
 import type { WarrenConfig } from '../shared/config.ts'
-import { DEFAULTS, joinHostPort, parseHostPort } from '../shared/config.ts'
+import { DEFAULTS } from '../shared/config.ts'
+import { joinHostPort, parseHostPort } from '../shared/address.ts'
 import { ApiError } from '../shared/errors.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
 import { applyCertificates, identityExists, loadIdentity, saveIdentity, type NodeIdentity, type RenewedCertificates } from '../shared/identity-store.ts'

@@ -2,7 +2,8 @@
 // `ssh_service.port_forwarding` decides. Checked after the certificate's own
 // permit-port-forwarding: the certificate says who may forward, this says where to.
 
-import { splitHostPort, type SshConfig } from '../shared/config.ts'
+import type { SshConfig } from '../shared/config.ts'
+import { splitHostPort } from '../shared/address.ts'
 
 /** Why a forward to host:port is refused, or undefined when the node's policy allows it. */
 export function forwardRefusal(ssh: Pick<SshConfig, 'portForwarding' | 'forwardPorts'>, host: string, port: number): string | undefined {

@@ -5,7 +5,7 @@ import { connect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../shared/log.ts'
 import { readFirstMessage, writeMessage } from '../shared/tunnel-protocol.ts'
-import { parseHostPort } from '../shared/config.ts'
+import { parseHostPort } from '../shared/address.ts'
 import { splice } from '../shared/splice.ts'
 
 export interface ServiceTable {

@@ -4,7 +4,7 @@
 // the policy's (tunnel-policy.ts). The dialer and the clock are injected, so that the
 // pool can be driven without a network or real time.
 
-import { joinHostPort } from '../shared/config.ts'
+import { joinHostPort } from '../shared/address.ts'
 import type { Logger } from '../shared/log.ts'
 import { TunnelPolicy } from './tunnel-policy.ts'
 import { AgentTunnel, credentialsKey, HeldProxyError, ResumedSessionRefusedError, type TunnelOptions } from './tunnel.ts'

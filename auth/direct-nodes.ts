@@ -4,7 +4,7 @@
 // shows the same addresses.
 
 import { HttpError } from '../shared/json-http.ts'
-import { joinHostPort, splitHostPort } from '../shared/config.ts'
+import { joinHostPort, splitHostPort } from '../shared/address.ts'
 import { UsageError } from '../shared/errors.ts'
 import type { Presence } from './nodes.ts'
 

@@ -5,7 +5,6 @@
 import { createServer, type Server } from 'node:https'
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
-import { join as joinPath } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { AcmeRecords, MAX_RECORD_BYTES } from './acme-records.ts'
 import { directNodes, serviceAddress } from './direct-nodes.ts'
@@ -33,7 +32,8 @@ import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import { HttpError, labelsField, readJson, Router, stringField, stringListField } from '../shared/json-http.ts'
 import { validLabels } from '../shared/labels.ts'
 import { Callers, type Peer } from './callers.ts'
-import { DEFAULTS, resolveTokenValue, parseHostPort, type WarrenConfig } from '../shared/config.ts'
+import { resolveTokenValue, type WarrenConfig } from '../shared/config.ts'
+import { parseHostPort } from '../shared/address.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
@@ -106,7 +106,6 @@ export class AuthServer {
 
   async start(): Promise<void> {
     const auth = this.config.auth
-    const storage = auth.storage
     // Before anything is created: a bad static token leaves no trace in the data dir.
     const statics = auth.tokens.map((entry, i) => {
       try {
@@ -115,10 +114,8 @@ export class AuthServer {
         throw new Error(`auth_service.tokens[${i}]: ${(error as Error).message}`)
       }
     })
-    this.backend = await openBackend(storage.type === 'etcd'
-      ? { type: 'etcd', peers: storage.peers ?? [], prefix: storage.prefix ?? DEFAULTS.etcdPrefix, tls: storage.tls }
-      : { type: 'sqlite', path: storage.path ?? joinPath(this.config.dataDir, 'backend.db') })
-    this.clusterName = await this.loadClusterName(auth.clusterName ?? this.config.nodename)
+    this.backend = await openBackend(auth.storage)
+    this.clusterName = await this.loadClusterName(auth.clusterName)
     this.hostCA = await loadOrCreateAuthority(this.backend, 'host', this.clusterName)
     this.userCA = await loadOrCreateAuthority(this.backend, 'user', this.clusterName)
     this.tokens = new TokenService(this.backend, statics)

@@ -8,7 +8,8 @@ import { chmodSync, existsSync, mkdirSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { stringify } from 'yaml'
-import { DEFAULTS, parseConfig, parseLabels, resolveTokenValue, splitHostPort } from '../shared/config.ts'
+import { DEFAULTS, parseConfig, parseLabels, resolveTokenValue } from '../shared/config.ts'
+import { splitHostPort } from '../shared/address.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { writeFileAtomic } from '../shared/files.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
@@ -74,6 +75,7 @@ function planFromFlags(flags: FlagValues<typeof INSTALL_FLAGS>): InstallPlan {
   }
   const authServers = flags['auth-server'] ?? []
   if (authServers.length === 0) throw new UsageError('--auth-server is required: HOST:PORT of a proxy\'s web port or of the auth server')
+  if (authServers.length > 1) throw new UsageError(`--auth-server takes one address, not ${authServers.length}`)
   for (const server of authServers) splitHostPort(server)
   const pins = flags['ca-pin'] ?? []
   // Required here, unlike for `warren start`: an installed node rejoins unattended, and

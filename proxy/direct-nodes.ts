@@ -4,7 +4,8 @@
 // of user connections costs one request, and asks again when a name is missing from it.
 // While the auth server cannot be reached, the last answer it gave is used.
 
-import { DEFAULTS, parseHostPort } from '../shared/config.ts'
+import { DEFAULTS } from '../shared/config.ts'
+import { parseHostPort } from '../shared/address.ts'
 
 /**
  * How long an answer is reused: the addresses change only when a node moves, and a node

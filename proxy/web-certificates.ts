@@ -14,7 +14,8 @@ import { isIP } from 'node:net'
 import { createSecureContext, type SecureContext } from 'node:tls'
 import type { ApiClient } from '../shared/api-client.ts'
 import { Backoff } from '../shared/backoff.ts'
-import { type AcmeConfig, DEFAULTS, parseHostPort } from '../shared/config.ts'
+import { type AcmeConfig, DEFAULTS } from '../shared/config.ts'
+import { parseHostPort } from '../shared/address.ts'
 import { WarrenError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
 import { type AcmeCertificate, AcmeManager, type CertStore } from './acme/index.ts'
@@ -62,7 +63,7 @@ export class WebCertificates {
       }
     }
     this.manager = new AcmeManager({
-      directoryUrl: acme.uri ?? DEFAULTS.acmeDirectory,
+      directoryUrl: acme.uri,
       email: acme.email ?? '',
       domains: [...this.domains],
       store: new AuthCertStore(options.auth),

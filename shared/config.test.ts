@@ -6,12 +6,10 @@ import type { Test } from 'tap'
 import { ConfigError, UsageError } from './errors.ts'
 import {
   applyFlags,
-  clusterNameOf,
   DEFAULTS,
   defaultConfig,
   loadConfigFile,
   parseConfig,
-  parseHostPort,
   parseLabels,
   resolveTokenValue,
   type WarrenConfig,
@@ -25,10 +23,9 @@ data_dir: /srv/warren
 nodename: host-1
 auth_token: /etc/warren/token
 ca_pin: ${PIN.toUpperCase().replace('SHA256', 'sha256')}
-auth_servers: ["auth.example.com:3025", "10.0.0.2"]
+auth_servers: ["auth.example.com:3025"]
 labels: { distro: ubuntu, env: prod }
 log: { level: debug, format: json }
-advertise_ip: 10.0.0.5
 keepalive_interval: 20s
 auth_service:
   enabled: true
@@ -87,14 +84,12 @@ async function tempDir(t: Test): Promise<string> {
 t.test('a full valid file', async (t) => {
   const config = parseConfig(FULL, 'full.yaml')
   t.same(config, {
-    version: 'v1',
     dataDir: '/srv/warren',
     nodename: 'host-1',
     authToken: '/etc/warren/token',
     caPins: [PIN],
-    authServers: ['auth.example.com:3025', '10.0.0.2'],
+    authServers: ['auth.example.com:3025'],
     labels: { distro: 'ubuntu', env: 'prod' },
-    advertiseIp: '10.0.0.5',
     log: { level: 'debug', format: 'json' },
     keepaliveIntervalMs: 20_000,
     auth: {
@@ -138,7 +133,7 @@ t.test('defaults', async (t) => {
   t.same(parseConfig('', 'empty.yaml'), config, 'an empty file is the defaults')
   t.equal(config.dataDir, DEFAULTS.dataDir)
   t.equal(config.nodename, hostname())
-  t.equal(clusterNameOf(config), hostname())
+  t.equal(config.auth.clusterName, hostname(), 'the cluster is named after the nodename')
   t.same(config.auth.storage, { type: 'sqlite', path: '/var/lib/warren/backend.db' })
   t.equal(config.auth.listenAddr, '0.0.0.0:3025')
   t.equal(config.proxy.webListenAddr, '0.0.0.0:3080')
@@ -179,7 +174,7 @@ t.test('a section written in the file is enabled unless it says otherwise', asyn
   const config = parseConfig('data_dir: /d\nauth_service:\nproxy_service: { enabled: false }\nssh_service: { listen_addr: "127.0.0.1:4022" }\n', 'x')
   t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [true, false, true])
   t.equal(parseConfig('ssh_service: { enabled: false }\n', 'x').ssh.enabled, false, 'the node role is turned off only by saying so')
-  t.equal(config.auth.storage.path, '/d/backend.db', 'storage follows data_dir')
+  t.same(config.auth.storage, { type: 'sqlite', path: '/d/backend.db' }, 'storage follows data_dir')
   t.equal(config.auth.clusterName, config.nodename)
 })
 
@@ -200,6 +195,8 @@ t.test('etcd storage', async (t) => {
     prefix: '/warren',
     tls: { caFile: '/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' },
   })
+  t.same(parseConfig('auth_service:\n  storage: { type: etcd, peers: "10.0.0.1:2379" }\n', 'x').auth.storage, { type: 'etcd', peers: ['10.0.0.1:2379'], prefix: '/warren/' }, 'the prefix by default, and no TLS unless written')
+  configError(t, 'auth_service:\n  storage:\n    type: etcd\n    peers: [a]\n    path: /x\n', '/etc/warren.yaml: line 5: "auth_service.storage.path" applies only to sqlite storage')
 })
 
 t.test('invalid YAML names the line', async (t) => {
@@ -222,12 +219,26 @@ t.test('unknown keys name the key, its section and line', async (t) => {
   configError(t, 'ssh_service:\n  forward_ports:\n    - name: a\n      addr: "1.2.3.4:5"\n      color: red\n', '/etc/warren.yaml: line 5: unknown key "color" in section "ssh_service.forward_ports[0]"')
 })
 
+t.test('keys that no longer do anything are refused, saying why', async (t) => {
+  configError(t, 'nodename: n\nadvertise_ip: 10.0.0.5\n', /^\/etc\/warren\.yaml: line 2: unknown key "advertise_ip" in section "\(top level\)": it no longer has any effect .*ssh_service\.public_addr.*; remove it$/)
+})
+
+t.test('addresses of which only one is used take one', async (t) => {
+  configError(t, 'ssh_service:\n  public_addr: ["a:1", "b:2"]\n', '/etc/warren.yaml: line 2: "ssh_service.public_addr" has 2 entries; at most 1 is allowed')
+  configError(t, 'auth_servers: ["a:1", "b:2"]\n', '/etc/warren.yaml: line 1: "auth_servers" has 2 entries; at most 1 is allowed')
+  t.throws(() => applyFlags(defaultConfig(), { authServer: ['a:1', 'b:2'] }), new UsageError('--auth-server takes one address, not 2'))
+  configError(t, 'proxy_service:\n  tunnel_public_addr: ["a:1", "b:2"]\n', '/etc/warren.yaml: line 2: "proxy_service.tunnel_public_addr" has 2 entries; at most 1 is allowed')
+  t.equal(parseConfig('ssh_service:\n  public_addr: ["a:1"]\n', 'x').ssh.publicAddr, 'a:1', 'a list of one')
+  t.equal(parseConfig('ssh_service:\n  public_addr: a:1\n', 'x').ssh.publicAddr, 'a:1', 'or the address alone')
+  t.same(parseConfig('proxy_service:\n  tunnel_public_addr: lb:3024\n', 'x').proxy.tunnelPublicAddrs, ['lb:3024'])
+})
+
 t.test('ill-typed values name the key path and line', async (t) => {
   configError(t, 'version: v1\nnodename: n\nlabels:\n  env: prod\n  arch: arm64\n\n  distro: 22.04\n', '/etc/warren.yaml: line 7: "labels.distro" must be a string')
   configError(t, 'nodename: [a]\n', '/etc/warren.yaml: line 1: "nodename" must be a string')
   configError(t, 'auth_token:\n', '/etc/warren.yaml: line 1: "auth_token" has no value')
   configError(t, 'auth_servers: { a: b }\n', '/etc/warren.yaml: line 1: "auth_servers" must be a list')
-  configError(t, 'auth_servers:\n  - a:1\n  - 3025\n', '/etc/warren.yaml: line 3: "auth_servers[1]" must be a string')
+  configError(t, 'auth_service:\n  public_addr:\n    - a:1\n    - 3025\n', '/etc/warren.yaml: line 4: "auth_service.public_addr[1]" must be a string')
   configError(t, 'proxy_service:\n  enabled: yes\n', '/etc/warren.yaml: line 2: "proxy_service.enabled" must be true or false')
   configError(t, 'log:\n  level: verbose\n', '/etc/warren.yaml: line 2: "log.level" must be one of debug, info, warn, error')
   configError(t, 'version: v3\n', '/etc/warren.yaml: line 1: "version" must be one of v1')
@@ -268,7 +279,7 @@ t.test('addresses, pins and load balancers are checked', async (t) => {
 })
 
 t.test('cross-key rules', async (t) => {
-  configError(t, 'auth_service:\n  storage:\n    type: etcd\n', '/etc/warren.yaml: line 2: "auth_service.storage.peers" is required for etcd storage')
+  configError(t, 'auth_service:\n  storage:\n    type: etcd\n', '/etc/warren.yaml: line 2: "auth_service.storage" needs "peers" for etcd storage')
   configError(t, 'auth_service:\n  storage:\n    type: sqlite\n    peers: [a]\n', '/etc/warren.yaml: line 4: "auth_service.storage.peers" applies only to etcd storage')
   configError(t, 'ssh_service:\n  forward_ports:\n    - name: web\n', '/etc/warren.yaml: line 3: "ssh_service.forward_ports[0]" needs "addr"')
   configError(
@@ -324,7 +335,7 @@ t.test('flags override the file', async (t) => {
   t.same(merged.authServers, ['proxy.example.com:3080'])
   t.same(merged.caPins, [PIN2], 'pins are normalised')
   t.same(merged.labels, { distro: 'ubuntu', env: 'dev', arch: 'arm64' }, 'labels merge, flags win')
-  t.equal(merged.auth.storage.path, '/var/lib/warren/backend.db', 'an explicit storage path stays')
+  t.same(merged.auth.storage, { type: 'sqlite', path: '/var/lib/warren/backend.db' }, 'an explicit storage path stays')
   t.equal(merged.auth.clusterName, 'example', 'an explicit cluster name stays')
   t.equal(file.nodename, 'host-1', 'the input is not changed')
   t.same(applyFlags(file, {}), file, 'no flags, no change')
@@ -334,7 +345,7 @@ t.test('flags override the file', async (t) => {
 t.test('values that followed a default follow the flag', async (t) => {
   const file = parseConfig('nodename: host-1\nauth_service:\n', 'x')
   const merged = applyFlags(file, { dataDir: '/data', nodename: 'host-2' })
-  t.equal(merged.auth.storage.path, '/data/backend.db')
+  t.same(merged.auth.storage, { type: 'sqlite', path: '/data/backend.db' })
   t.equal(merged.auth.clusterName, 'host-2')
 })
 
@@ -383,18 +394,4 @@ t.test('parseLabels', async (t) => {
     t.type(err, UsageError, bad)
   }
   t.equal(errorOf(() => parseLabels('a=1,distro'))?.message, 'invalid label "distro": use key=value, e.g. env=prod')
-})
-
-t.test('parseHostPort', async (t) => {
-  t.same(parseHostPort('host', 3025), { host: 'host', port: 3025 })
-  t.same(parseHostPort('host:3080', 3025), { host: 'host', port: 3080 })
-  t.same(parseHostPort('[::1]:3025', 1), { host: '::1', port: 3025 })
-  t.same(parseHostPort('[::1]', 3025), { host: '::1', port: 3025 })
-  t.same(parseHostPort('::1', 3025), { host: '::1', port: 3025 })
-  t.same(parseHostPort('1.2.3.4:80', 3025), { host: '1.2.3.4', port: 80 })
-  t.same(parseHostPort('127.0.0.1:0', 3025), { host: '127.0.0.1', port: 0 }, 'port 0 asks for a free port')
-  for (const bad of ['host:', 'host:abc', 'host:65536', 'host:-1', ':3025', 'https://host:3025', '[::1', '[::1]x', 'a:b:c', '']) {
-    t.type(errorOf(() => parseHostPort(bad, 3025)), UsageError, bad)
-  }
-  t.equal(errorOf(() => parseHostPort('host:abc', 1))?.message, 'invalid port "abc" in "host:abc": use a number from 0 to 65535')
 })

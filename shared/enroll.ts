@@ -4,7 +4,8 @@
 
 import { X509Certificate } from 'node:crypto'
 import type { WarrenConfig } from './config.ts'
-import { parseHostPort, resolveTokenValue } from './config.ts'
+import { resolveTokenValue } from './config.ts'
+import { parseHostPort } from './address.ts'
 import { WarrenError } from './errors.ts'
 import type { Logger } from './log.ts'
 import { applyCertificates, loadIdentity, saveIdentity, type NodeIdentity } from './identity-store.ts'

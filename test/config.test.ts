@@ -94,6 +94,26 @@ t.test('without --roles, the *_service.enabled keys choose the roles, as in Tele
   t.equal(startedRoles(flagWins.stderr), 'auth', '--roles without node starts no node role')
   await flagWins.stop()
 
+  const proxyFile = join(dir, 'proxy.yaml')
+  writeFileSync(proxyFile, [
+    'version: v1',
+    `data_dir: ${join(dir, 'proxy')}`,
+    'nodename: chosen-proxy',
+    'log: { format: json }',
+    `auth_servers: ["${auth.address}"]`,
+    `auth_token: ${await auth.token(['tokens', 'add', '--type=proxy'])}`,
+    `ca_pin: ${await auth.pin()}`,
+    'proxy_service:',
+    '  web_listen_addr: 127.0.0.1:0',
+    '  tunnel_listen_addr: 127.0.0.1:0',
+    'ssh_service: { enabled: false }',
+  ].join('\n'))
+  const proxyOnly = new Daemon(['start', `--config=${proxyFile}`])
+  t.teardown(() => proxyOnly.stop())
+  const status = await proxyOnly.waitForStatus('the proxy to listen', (status) => status.proxy !== undefined)
+  t.same(status.process.roles, ['proxy'], 'proxy_service written starts the proxy; ssh_service.enabled: false no node')
+  await proxyOnly.stop()
+
   const none = join(dir, 'none.yaml')
   writeFileSync(none, `version: v1\ndata_dir: ${join(dir, 'none')}\nssh_service: { enabled: false }\n`)
   const nothing = await warren(['start', `--config=${none}`])

@@ -79,13 +79,15 @@ t.test('auth.yaml: the etcd form shown in comments loads once uncommented', asyn
   const file = join(tempDir(), 'auth-etcd.yaml')
   writeFileSync(file, swapped)
   const config = loadConfigFile(file)
-  t.equal(config.auth.storage.type, 'etcd')
-  t.same(config.auth.storage.peers, ['https://etcd-1.example.com:2379', 'https://etcd-2.example.com:2379'])
-  t.equal(config.auth.storage.prefix, '/warren')
-  t.same(config.auth.storage.tls, {
-    caFile: '/etc/warren/etcd-ca.pem',
-    certFile: '/etc/warren/etcd-client.pem',
-    keyFile: '/etc/warren/etcd-client-key.pem',
+  t.same(config.auth.storage, {
+    type: 'etcd',
+    peers: ['https://etcd-1.example.com:2379', 'https://etcd-2.example.com:2379'],
+    prefix: '/warren',
+    tls: {
+      caFile: '/etc/warren/etcd-ca.pem',
+      certFile: '/etc/warren/etcd-client.pem',
+      keyFile: '/etc/warren/etcd-client-key.pem',
+    },
   })
 })
 

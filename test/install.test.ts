@@ -139,6 +139,7 @@ t.test('install refuses bad flags with exit status 2, writing nothing', async (t
     [['--token=', good.server, good.pin], /--token is required/],
     [[good.token, good.pin], /--auth-server is required/],
     [[good.token, '--auth-server=https://proxy.example.com:3080', good.pin], /invalid address "https:\/\/proxy.example.com:3080"/],
+    [[good.token, '--auth-server=a.example.com:3080,b.example.com:3080', good.pin], /--auth-server takes one address, not 2/],
     [[good.token, good.server], /--ca-pin is required/],
     [[good.token, good.server, '--ca-pin=sha256:1234'], /invalid CA pin "sha256:1234"/],
     [[good.token, good.server, good.pin, '--roles=node,proxy'], /sets up the node role only, not "proxy"/],

@@ -9,7 +9,7 @@ import { AuthProcess, ProxyProcess, tempDir, waitForNode, warren } from './helpe
 import { until } from './helpers/until.ts'
 import { AgentTunnel } from '../agent/tunnel.ts'
 import { ApiClient } from '../shared/api-client.ts'
-import { parseHostPort } from '../shared/config.ts'
+import { parseHostPort } from '../shared/address.ts'
 import { joinCluster } from '../shared/join.ts'
 import { createLogger } from '../shared/log.ts'
 

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { AuthProcess, ProxyProcess } from './helpers/cluster.ts'
 import { generateJoinKeys, joinCluster, signedJoinBody } from '../shared/join.ts'
 import { ApiClient } from '../shared/api-client.ts'
-import { parseHostPort } from '../shared/config.ts'
+import { parseHostPort } from '../shared/address.ts'
 
 const BURST = 3
 const auth = new AuthProcess({ authServiceYaml: `  join_rate_limit: { burst: ${BURST}, per_minute: 1 }` })

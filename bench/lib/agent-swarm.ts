@@ -14,7 +14,8 @@
 
 import { parseArgs } from 'node:util'
 import { AgentTunnel } from '../../agent/tunnel.ts'
-import { DEFAULTS, parseHostPort } from '../../shared/config.ts'
+import { DEFAULTS } from '../../shared/config.ts'
+import { parseHostPort } from '../../shared/address.ts'
 import type { NodeIdentity } from '../../shared/identity-store.ts'
 import { joinCluster } from '../../shared/join.ts'
 import { createLogger } from '../../shared/log.ts'

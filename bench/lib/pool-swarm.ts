@@ -20,7 +20,8 @@
 
 import { parseArgs } from 'node:util'
 import { TunnelPool } from '../../agent/tunnel-pool.ts'
-import { DEFAULTS, parseHostPort } from '../../shared/config.ts'
+import { DEFAULTS } from '../../shared/config.ts'
+import { parseHostPort } from '../../shared/address.ts'
 import type { NodeIdentity } from '../../shared/identity-store.ts'
 import { createLogger } from '../../shared/log.ts'
 import { BulkJoiner } from './bulk-join.ts'
