@@ -12,27 +12,14 @@ import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { type Config, resolveConfig } from './config.ts'
 import { Flag, FrameType, GoAwayCode, MAX_STREAM_ID, YamuxError } from './const.ts'
-import { FrameParser, encodeHeader } from './frame.ts'
+import { FrameParser } from './frame.ts'
+import { FrameWriter } from './frame-writer.ts'
 import { Stream, type StreamHost } from './stream.ts'
-import { monotonicMs } from './clock.ts'
+import { Pings } from './pings.ts'
 
 export interface SessionOptions extends Partial<Config> {
   /** The client opens odd stream ids and the server even ones; one side of each. */
   client: boolean
-}
-
-/**
- * Unsent output beyond which we stop reading the connection until it drains. Data frames
- * already wait for 'drain', so only replies (pings, window updates) can pile up here: a
- * peer that floods pings without reading our answers must not grow our memory.
- */
-const READ_PAUSE_OUTPUT_BYTES = 1024 * 1024
-
-interface PendingPing {
-  start: number
-  resolve: (rttMs: number) => void
-  reject: (err: Error) => void
-  timer: NodeJS.Timeout
 }
 
 export interface SessionStats {
@@ -77,22 +64,9 @@ export class Session extends EventEmitter implements StreamHost {
   #remoteGoAway = false
   #closed = false
 
-  #corked = false
-  #writeBlocked = false
-  #pausedForOutput = false
-  #drainWaiters: (() => void)[] = []
-  #writeTimer: NodeJS.Timeout | null = null
+  readonly #writer: FrameWriter
 
-  #pings = new Map<number, PendingPing>()
-  #nextPingId = 0
-  #rttMs = 0
-  #keepAliveTimer: NodeJS.Timeout | null = null
-  /** The keepalive ping in flight (-1: none) and the receive count when it was sent. */
-  #keepAlivePingId = -1
-  #keepAliveSentAt = 0
-  #keepAliveRecvMark = 0
-  /** Chunks received so far: any traffic at all proves the peer alive. */
-  #recvCount = 0
+  readonly #pings: Pings
 
   constructor(conn: Duplex, options: SessionOptions) {
     super()
@@ -101,6 +75,13 @@ export class Session extends EventEmitter implements StreamHost {
     this.client = client
     this.#conn = conn
     this.#nextStreamId = client ? 1 : 2
+    this.#writer = new FrameWriter(conn, this.config.connectionWriteTimeoutMs, (err) => this.#shutdown(err, null, true))
+    this.#pings = new Pings({
+      config: this.config,
+      sendPing: (flags, opaque) => this.sendFrame(FrameType.Ping, flags, 0, opaque),
+      openStreams: () => this.#streams.size,
+      keepAliveFailed: (err) => this.#shutdown(err, null, true),
+    })
     this.#parser = new FrameParser({
       onFrame: (type, flags, streamId, length) => this.#onFrame(type, flags, streamId, length),
       onBody: (piece) => this.#bodyStream?._onData(piece),
@@ -113,7 +94,6 @@ export class Session extends EventEmitter implements StreamHost {
     if (typeof socket.setNoDelay === 'function') socket.setNoDelay(true)
 
     conn.on('data', this.#onChunk)
-    conn.on('drain', this.#onDrain)
     conn.on('end', () => this.#shutdown(null, null, false))
     conn.on('close', () => this.#shutdown(null, null, true))
     conn.on('error', (err: Error) => this.#shutdown(err, null, true))
@@ -125,12 +105,7 @@ export class Session extends EventEmitter implements StreamHost {
       process.nextTick(() => this.#shutdown(null, null, true))
       return
     }
-    // One ping straight away measures the round trip that window auto-tuning needs.
-    this.#sendKeepAlivePing()
-    if (this.config.enableKeepAlive) {
-      this.#keepAliveTimer = setInterval(() => this.#keepAliveTick(), this.config.keepAliveIntervalMs)
-      this.#keepAliveTimer.unref()
-    }
+    this.#pings.start()
   }
 
   get numStreams(): number {
@@ -143,11 +118,11 @@ export class Session extends EventEmitter implements StreamHost {
 
   /** Smoothed round-trip time in ms, from pings; 0 until the first answer. */
   get rttMs(): number {
-    return this.#rttMs
+    return this.#pings.rttMs
   }
 
   get writeBlocked(): boolean {
-    return this.#writeBlocked
+    return this.#writer.blocked
   }
 
   stats(): SessionStats {
@@ -157,7 +132,7 @@ export class Session extends EventEmitter implements StreamHost {
       streams: this.#streams.size,
       bufferedBytes,
       framesReceived: this.#parser.framesParsed,
-      rttMs: this.#rttMs,
+      rttMs: this.#pings.rttMs,
     }
   }
 
@@ -181,15 +156,7 @@ export class Session extends EventEmitter implements StreamHost {
   /** Measures the round trip to the peer in ms. Rejects after connectionWriteTimeoutMs. */
   ping(): Promise<number> {
     if (this.#closed) return Promise.reject(new YamuxError('ERR_YAMUX_SESSION_SHUTDOWN'))
-    const id = this.#allocPingId()
-    return new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pings.delete(id)
-        reject(new YamuxError('ERR_YAMUX_TIMEOUT', `no answer to ping within ${this.config.connectionWriteTimeoutMs} ms`))
-      }, this.config.connectionWriteTimeoutMs)
-      this.#pings.set(id, { start: monotonicMs(), resolve, reject, timer })
-      this.sendFrame(FrameType.Ping, Flag.SYN, 0, id)
-    })
+    return this.#pings.ping()
   }
 
   /** Tells the peer we accept no more streams; streams it opens from now on are reset. */
@@ -208,32 +175,12 @@ export class Session extends EventEmitter implements StreamHost {
 
   /** @internal Writes one frame; payload buffers are written as they are, never copied. */
   sendFrame(type: number, flags: number, streamId: number, length: number, body?: Buffer | Buffer[]): void {
-    if (this.#closed) return
-    const conn = this.#conn
-    if (conn.writableEnded || conn.destroyed) return
-    if (!this.#corked) {
-      this.#corked = true
-      conn.cork()
-      process.nextTick(this.#uncork)
-    }
-    let ok = conn.write(encodeHeader(type, flags, streamId, length))
-    if (body !== undefined) {
-      if (Array.isArray(body)) for (const part of body) ok = conn.write(part)
-      else ok = conn.write(body)
-    }
-    if (!ok && !this.#writeBlocked) {
-      this.#writeBlocked = true
-      this.#writeTimer = setTimeout(() => {
-        this.#shutdown(new YamuxError('ERR_YAMUX_WRITE_TIMEOUT', `no progress for ${this.config.connectionWriteTimeoutMs} ms`), null, true)
-      }, this.config.connectionWriteTimeoutMs)
-      this.#writeTimer.unref()
-    }
+    if (!this.#closed) this.#writer.write(type, flags, streamId, length, body)
   }
 
   /** @internal */
   whenWritable(fn: () => void): void {
-    if (this.#writeBlocked) this.#drainWaiters.push(fn)
-    else process.nextTick(fn)
+    this.#writer.whenWritable(fn)
   }
 
   /** @internal */
@@ -241,38 +188,11 @@ export class Session extends EventEmitter implements StreamHost {
     if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id)
   }
 
-  // ---- output ---------------------------------------------------------------------------
-
-  #uncork = (): void => {
-    if (!this.#corked) return
-    this.#corked = false
-    this.#conn.uncork()
-  }
-
-  #onDrain = (): void => {
-    if (!this.#writeBlocked) return
-    this.#writeBlocked = false
-    if (this.#writeTimer !== null) {
-      clearTimeout(this.#writeTimer)
-      this.#writeTimer = null
-    }
-    if (this.#pausedForOutput) {
-      this.#pausedForOutput = false
-      this.#conn.resume()
-    }
-    const waiters = this.#drainWaiters
-    this.#drainWaiters = []
-    for (const fn of waiters) {
-      if (this.#writeBlocked) this.#drainWaiters.push(fn)
-      else fn()
-    }
-  }
-
   // ---- input ----------------------------------------------------------------------------
 
   #onChunk = (chunk: Buffer): void => {
     if (this.#closed) return
-    this.#recvCount++
+    this.#pings.received()
     try {
       this.#parser.push(chunk)
     } catch (err) {
@@ -286,10 +206,7 @@ export class Session extends EventEmitter implements StreamHost {
       this.#shutdown(new YamuxError('ERR_YAMUX_INTERNAL', String(err)), GoAwayCode.InternalError, false)
       throw err
     }
-    if (!this.#closed && this.#writeBlocked && this.#conn.writableLength > READ_PAUSE_OUTPUT_BYTES) {
-      this.#pausedForOutput = true
-      this.#conn.pause()
-    }
+    if (!this.#closed) this.#writer.pauseReadingIfBacklogged()
   }
 
   #onFrame(type: number, flags: number, streamId: number, length: number): void {
@@ -299,7 +216,7 @@ export class Session extends EventEmitter implements StreamHost {
         this.#onStreamFrame(type, flags, streamId, length)
         return
       case FrameType.Ping:
-        this.#onPing(flags, length)
+        this.#pings.onPing(flags, length)
         return
       case FrameType.GoAway:
         this.#onGoAway(length)
@@ -391,27 +308,6 @@ export class Session extends EventEmitter implements StreamHost {
     }
   }
 
-  #onPing(flags: number, opaque: number): void {
-    if (flags & Flag.SYN) {
-      this.sendFrame(FrameType.Ping, Flag.ACK, 0, opaque)
-      return
-    }
-    if (!(flags & Flag.ACK)) return
-    const now = monotonicMs()
-    if (opaque === this.#keepAlivePingId) {
-      this.#keepAlivePingId = -1
-      this.#sampleRtt(now - this.#keepAliveSentAt)
-      return
-    }
-    const ping = this.#pings.get(opaque)
-    if (ping === undefined) return
-    this.#pings.delete(opaque)
-    clearTimeout(ping.timer)
-    const rtt = now - ping.start
-    this.#sampleRtt(rtt)
-    ping.resolve(rtt)
-  }
-
   #onGoAway(code: number): void {
     switch (code) {
       case GoAwayCode.Normal:
@@ -431,50 +327,6 @@ export class Session extends EventEmitter implements StreamHost {
     }
   }
 
-  // ---- keepalive ------------------------------------------------------------------------
-
-  #allocPingId(): number {
-    do this.#nextPingId = (this.#nextPingId + 1) >>> 0
-    while (this.#pings.has(this.#nextPingId) || this.#nextPingId === this.#keepAlivePingId)
-    return this.#nextPingId
-  }
-
-  #sendKeepAlivePing(): void {
-    this.#keepAlivePingId = -1
-    this.#keepAlivePingId = this.#allocPingId()
-    this.#keepAliveSentAt = monotonicMs()
-    this.#keepAliveRecvMark = this.#recvCount
-    this.sendFrame(FrameType.Ping, Flag.SYN, 0, this.#keepAlivePingId)
-  }
-
-  /**
-   * A keepalive ping that has gone a whole interval without anything at all arriving from
-   * the peer means the peer or the path is dead (a silent drop gives no other sign). Any
-   * traffic counts as life, because a busy peer's answer may queue behind its data.
-   */
-  #keepAliveTick(): void {
-    if (this.#closed) return
-    if (this.#keepAlivePingId !== -1 && this.#recvCount === this.#keepAliveRecvMark) {
-      this.#shutdown(
-        new YamuxError('ERR_YAMUX_KEEPALIVE_TIMEOUT', `nothing received for ${this.config.keepAliveIntervalMs} ms`),
-        null,
-        true,
-      )
-      return
-    }
-    if (this.config.keepAliveWhenQuietOnly && this.#streams.size === 0 && this.#recvCount !== this.#keepAliveRecvMark) {
-      // The peer's own traffic (its keepalive pings) shows the path is alive.
-      this.#keepAlivePingId = -1
-      this.#keepAliveRecvMark = this.#recvCount
-      return
-    }
-    this.#sendKeepAlivePing()
-  }
-
-  #sampleRtt(sample: number): void {
-    this.#rttMs = this.#rttMs === 0 ? sample : this.#rttMs * 0.875 + sample * 0.125
-  }
-
   // ---- shutdown -------------------------------------------------------------------------
 
   /**
@@ -487,24 +339,16 @@ export class Session extends EventEmitter implements StreamHost {
     this.#closed = true
     this.#parser.stop()
     this.#bodyStream = null
-    if (this.#keepAliveTimer !== null) clearInterval(this.#keepAliveTimer)
-    if (this.#writeTimer !== null) clearTimeout(this.#writeTimer)
-    this.#keepAliveTimer = this.#writeTimer = null
 
     const reason = err ?? new YamuxError('ERR_YAMUX_SESSION_SHUTDOWN')
-    for (const ping of this.#pings.values()) {
-      clearTimeout(ping.timer)
-      ping.reject(reason)
-    }
-    this.#pings.clear()
+    this.#pings.close(reason)
     const streams = [...this.#streams.values()]
     this.#streams.clear()
     this.#backlog = []
-    this.#drainWaiters = []
     for (const stream of streams) stream._onSessionClosed(reason)
 
     const conn = this.#conn
-    this.#uncork()
+    this.#writer.stop()
     if (hard || conn.destroyed) {
       conn.destroy()
     } else {
@@ -513,7 +357,7 @@ export class Session extends EventEmitter implements StreamHost {
       timer.unref()
       conn.once('close', () => clearTimeout(timer))
       conn.end(() => conn.destroy())
-      if (this.#pausedForOutput) conn.resume()
+      if (this.#writer.pausedForOutput) conn.resume()
     }
 
     process.nextTick(() => {

@@ -1,0 +1,110 @@
+// A session's output: frames written to the connection corked for the rest of the tick, so
+// the frames one tick produces leave in a single writev; backpressure from the connection
+// ('drain'), and a deadline for a connection that stops taking bytes.
+
+import type { Duplex } from 'node:stream'
+import { YamuxError } from './const.ts'
+import { encodeHeader } from './frame.ts'
+
+/**
+ * Unsent output beyond which the session stops reading the connection until it drains.
+ * Data frames already wait for 'drain', so only replies (pings, window updates) can pile up
+ * here: a peer that floods pings without reading our answers must not grow our memory.
+ */
+const READ_PAUSE_OUTPUT_BYTES = 1024 * 1024
+
+export class FrameWriter {
+  readonly #conn: Duplex
+  readonly #timeoutMs: number
+  readonly #stuck: (err: YamuxError) => void
+  #corked = false
+  #blocked = false
+  #pausedForOutput = false
+  #drainWaiters: (() => void)[] = []
+  #timer: NodeJS.Timeout | null = null
+
+  /** `stuck` is called when a write has made no progress for `timeoutMs`. */
+  constructor(conn: Duplex, timeoutMs: number, stuck: (err: YamuxError) => void) {
+    this.#conn = conn
+    this.#timeoutMs = timeoutMs
+    this.#stuck = stuck
+    conn.on('drain', this.#onDrain)
+  }
+
+  /** The connection's buffer is full: data waits for 'drain'. */
+  get blocked(): boolean {
+    return this.#blocked
+  }
+
+  /** Writes one frame; payload buffers are written as they are, never copied. */
+  write(type: number, flags: number, streamId: number, length: number, body?: Buffer | Buffer[]): void {
+    const conn = this.#conn
+    if (conn.writableEnded || conn.destroyed) return
+    if (!this.#corked) {
+      this.#corked = true
+      conn.cork()
+      process.nextTick(this.uncork)
+    }
+    let ok = conn.write(encodeHeader(type, flags, streamId, length))
+    if (body !== undefined) {
+      if (Array.isArray(body)) for (const part of body) ok = conn.write(part)
+      else ok = conn.write(body)
+    }
+    if (!ok && !this.#blocked) {
+      this.#blocked = true
+      this.#timer = setTimeout(() => this.#stuck(new YamuxError('ERR_YAMUX_WRITE_TIMEOUT', `no progress for ${this.#timeoutMs} ms`)), this.#timeoutMs)
+      this.#timer.unref()
+    }
+  }
+
+  /** Runs `fn` once the connection takes bytes again (on the next tick when it does now). */
+  whenWritable(fn: () => void): void {
+    if (this.#blocked) this.#drainWaiters.push(fn)
+    else process.nextTick(fn)
+  }
+
+  /** After input was handled: stops reading while replies to it cannot leave. */
+  pauseReadingIfBacklogged(): void {
+    if (!this.#blocked || this.#conn.writableLength <= READ_PAUSE_OUTPUT_BYTES) return
+    this.#pausedForOutput = true
+    this.#conn.pause()
+  }
+
+  uncork = (): void => {
+    if (!this.#corked) return
+    this.#corked = false
+    this.#conn.uncork()
+  }
+
+  /** The session is closing: no deadline, no waiters, and reading resumes so the end is seen. */
+  stop(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.#drainWaiters = []
+    this.uncork()
+  }
+
+  /** Whether reading was paused for output (the closing session resumes it). */
+  get pausedForOutput(): boolean {
+    return this.#pausedForOutput
+  }
+
+  #onDrain = (): void => {
+    if (!this.#blocked) return
+    this.#blocked = false
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer)
+      this.#timer = null
+    }
+    if (this.#pausedForOutput) {
+      this.#pausedForOutput = false
+      this.#conn.resume()
+    }
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = []
+    for (const fn of waiters) {
+      if (this.#blocked) this.#drainWaiters.push(fn)
+      else fn()
+    }
+  }
+}
