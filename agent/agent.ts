@@ -21,7 +21,7 @@ import { forwardRefusal } from './forward-policy.ts'
 import { serveStream, type ServiceTable } from './services.ts'
 import { TunnelPool } from './tunnel-pool.ts'
 import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
-import type { AgentTunnel } from './tunnel.ts'
+import type { AgentTunnel, TrustMessage } from './tunnel.ts'
 import { X509Certificate } from 'node:crypto'
 import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
@@ -36,10 +36,6 @@ export interface AgentOptions {
   log?: Logger
   heartbeatIntervalMs?: number
   warn?: (message: string) => void
-}
-
-function strings(value: unknown): string[] {
-  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : []
 }
 
 interface Discovery {
@@ -168,7 +164,7 @@ export class Agent {
       labels: this.config.labels,
       serviceAddr: this.serviceAddr(port),
       log: this.log,
-      onAnswer: (answer) => this.followCAs(strings(answer.host_ca_certs), strings(answer.user_ca_ssh_keys)),
+      onAnswer: (answer) => this.followCAs(answer.host_ca_certs ?? [], answer.user_ca_ssh_keys ?? []),
     })
     this.heartbeat.start()
   }
@@ -242,8 +238,8 @@ export class Agent {
   }
 
   /** CA rotations and renewals' answers, as the proxies relay them over the control stream. */
-  private onControl(tunnel: AgentTunnel, message: Record<string, unknown>): void {
-    if (message.type === 'ca') this.followCAs(strings(message.host_ca_certs), strings(message.user_ca_ssh_keys))
+  private onControl(tunnel: AgentTunnel, message: TrustMessage): void {
+    if (message.type === 'ca') this.followCAs(message.host_ca_certs, message.user_ca_ssh_keys)
     else this.renewal?.answered(tunnel, message)
   }
 

@@ -11,7 +11,9 @@ import { certSubject } from '../shared/cert-subject.ts'
 import { parseHostPort, DEFAULTS } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { parseFlags, type FlagSpec } from './flags.ts'
-import { CLUSTER_SERVER_NAME, readFirstMessage, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
+import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
+import { parseDialReply, type DialReply, type UserDialIn } from '../shared/protocol/dial.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
 
 const COMMON: FlagSpec = {
@@ -44,9 +46,9 @@ export async function dialThroughProxy(flags: Record<string, any>, node: string,
     socket.once('error', (error) => reject(new WarrenError(`cannot reach the proxy at ${host}:${port}: ${error.message}`)))
   })
   if (socket.alpnProtocol !== USER_ALPN) throw new WarrenError(`the server at ${host}:${port} does not accept user connections`)
-  writeMessage(socket, { node, ...request })
-  const reply = await readFirstMessage(socket).catch((error: Error) => ({ ok: false, error: error.message }))
-  if (reply.ok !== true) throw new WarrenError(`cannot reach node "${node}": ${String(reply.error)}`)
+  writeMessage<UserDialIn>(socket, { node, ...request })
+  const reply = await readFirstMessage(socket, parseDialReply).catch((error: Error): DialReply => ({ ok: false, error: error.message }))
+  if (!reply.ok) throw new WarrenError(`cannot reach node "${node}": ${reply.error}`)
   return socket
 }
 

@@ -12,7 +12,8 @@ import { ApiClient } from '../shared/api-client.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
 import { applyCertificates, type NodeIdentity, type RenewedCertificates } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
-import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN } from '../shared/protocol/tunnel.ts'
+import { sendToAgent } from '../shared/protocol/control.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
@@ -264,11 +265,11 @@ export class ProxyService {
     try {
       if (!tunnel.control) return
       const renewed = await this.auth.call<RenewedCertificates>('POST', '/v1/hosts/renew', { tls_cert: tunnel.cert.toString() })
-      writeMessage(tunnel.control, { type: 'certs', ...renewed })
+      sendToAgent(tunnel.control, { type: 'certs', ...renewed })
       // The answer's CAs may be older than what this proxy heard since: the node follows the later word.
       this.tunnels.sendCA(tunnel)
     } catch (error) {
-      if (tunnel.control) writeMessage(tunnel.control, { type: 'renew_failed', error: (error as Error).message })
+      if (tunnel.control) sendToAgent(tunnel.control, { type: 'renew_failed', error: (error as Error).message.slice(0, 4096) })
     } finally {
       tunnel.renewing = false
     }

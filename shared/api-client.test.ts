@@ -2,7 +2,7 @@ import t from 'tap'
 import { createServer } from 'node:https'
 import { loopbackCert, testCA } from '../test/helpers/certs.ts'
 import { ApiClient } from './api-client.ts'
-import { CLUSTER_SERVER_NAME } from './tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME } from './protocol/tunnel.ts'
 
 t.test('API calls ask for the cluster server name, whatever address they dial', async (t) => {
   const { certPem, keyPem } = loopbackCert(testCA('API test CA', 'Warren tests'), { CN: 'localhost' }, ['serverAuth'])

@@ -10,7 +10,7 @@ import { Agent, request } from 'node:https'
 import type { PeerCertificate as TlsPeerCertificate } from 'node:tls'
 import { ApiError, WarrenError } from './errors.ts'
 import { certSubject } from './cert-subject.ts'
-import { CLUSTER_SERVER_NAME } from './tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME } from './protocol/tunnel.ts'
 
 const SERVER_ROLES = ['auth', 'proxy']
 

@@ -8,7 +8,7 @@ import { AuthProcess, ProxyProcess, startNode, tempDir, waitForNode } from './he
 import { createCA } from '../shared/x509.ts'
 import { hostCAOf, nodeIdentityFrom } from './helpers/certs.ts'
 import { AgentTunnel, HeldProxyError } from '../agent/tunnel.ts'
-import { heldProxiesAlpn } from '../shared/tunnel-protocol.ts'
+import { heldProxiesAlpn } from '../shared/protocol/tunnel.ts'
 import { createLogger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
