@@ -12,7 +12,8 @@ import type { WarrenConfig } from '../shared/config.ts'
 import { DEFAULTS, joinHostPort, parseHostPort } from '../shared/config.ts'
 import { ApiError } from '../shared/errors.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
-import { applyCertificates, identityExists, loadIdentity, saveIdentity, type NodeIdentity, type RenewedCertificates } from '../shared/identity-store.ts'
+import { applyCertificates, identityExists, loadIdentity, saveIdentity, type NodeIdentity } from '../shared/identity-store.ts'
+import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import type { Heartbeat } from './heartbeat.ts'
 import type { DirectListener } from './direct-listener.ts'
@@ -36,12 +37,6 @@ export interface AgentOptions {
   log?: Logger
   heartbeatIntervalMs?: number
   warn?: (message: string) => void
-}
-
-interface Discovery {
-  proxy_id: string
-  cluster_name: string
-  tunnel_addr: string | null
 }
 
 export class Agent {
@@ -164,7 +159,7 @@ export class Agent {
       labels: this.config.labels,
       serviceAddr: this.serviceAddr(port),
       log: this.log,
-      onAnswer: (answer) => this.followCAs(answer.host_ca_certs ?? [], answer.user_ca_ssh_keys ?? []),
+      onAnswer: (answer) => this.followCAs(answer.host_ca_certs, answer.user_ca_ssh_keys),
     })
     this.heartbeat.start()
   }
@@ -281,7 +276,7 @@ export class Agent {
     const { ApiClient } = await import('../shared/api-client.ts')
     const client = new ApiClient({ server, caPems: this.identity.hostCAPems })
     try {
-      return await client.call<Discovery>('GET', '/v1/discovery')
+      return await client.call('GET /v1/discovery')
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) return undefined
       throw error

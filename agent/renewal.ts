@@ -6,7 +6,8 @@
 // through where it joined (shared/recover.ts). Failures are retried with backoff.
 
 import { X509Certificate } from 'node:crypto'
-import type { NodeIdentity, RenewedCertificates } from '../shared/identity-store.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
+import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import type { Logger } from '../shared/log.ts'
 import { RenewalSchedule, RetryLater } from '../shared/renewal-schedule.ts'
 import { certificateUsable, renewalDueAt, renewalNeeded } from '../shared/renewal-window.ts'
@@ -125,7 +126,7 @@ export class NodeRenewal {
     const { ApiClient } = await import('../shared/api-client.ts')
     const client = new ApiClient({ server: this.options.server, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
     try {
-      return await client.call<RenewedCertificates>('POST', '/v1/renew', {})
+      return await client.call('POST /v1/renew')
     } finally {
       await client.close()
     }

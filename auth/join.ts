@@ -20,7 +20,7 @@ import { TokenRefusal, TOKEN_NOT_FOUND, type TokenService } from './tokens.ts'
 import { HttpError, labelsField, stringField, stringListField } from '../shared/json-http.ts'
 import { joinProofMessage, verifyProof } from '../shared/join-proof.ts'
 import { parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
-import type { JoinResponse } from '../shared/join.ts'
+import type { Joined as JoinResponse } from '../shared/protocol/hosts.ts'
 
 const NODENAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$/
 /** A host ID's shape: a node named like one could be mistaken for that host when routed to. */

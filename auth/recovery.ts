@@ -26,7 +26,7 @@ import { describeTtl } from '../shared/duration.ts'
 import { HttpError, readJson, stringField } from '../shared/json-http.ts'
 import { joinProofMessage, RECOVERY_PURPOSE, verifyProof } from '../shared/join-proof.ts'
 import type { Logger } from '../shared/log.ts'
-import type { RenewedCertificates } from '../shared/identity-store.ts'
+import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { PAST_RECOVERY_WINDOW, readmitCommand } from '../shared/recover.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 

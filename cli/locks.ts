@@ -7,14 +7,6 @@ import { formatExpiry } from '../shared/duration.ts'
 import { UsageError } from '../shared/errors.ts'
 import { formatTable } from './table.ts'
 
-interface LockResponse {
-  id: string
-  target: string
-  message: string | null
-  created: number
-  expires: number | null
-}
-
 const out = (text: string) => process.stdout.write(text + '\n')
 
 export const LOCK_USAGE = `  lock --user=NAME | --node=NODE [--ttl=1h] [--message=TEXT]
@@ -33,7 +25,7 @@ export const LOCK_COMMANDS: Record<string, Command> = {
     args: 0,
     async run(admin: AdminConnection, flags) {
       if ((flags.user === undefined) === (flags.node === undefined)) throw new UsageError('a lock needs exactly one target: --user=NAME or --node=NODE')
-      const lock = await admin.client.call<LockResponse>('POST', '/v1/locks', { user: flags.user, node: flags.node, ttl_ms: flags.ttl, message: flags.message })
+      const lock = await admin.client.call('POST /v1/locks', { body: { user: flags.user, node: flags.node, ttl_ms: flags.ttl, message: flags.message } })
       out(`Created a lock with ID "${lock.id}" on ${lock.target}${lock.expires ? `, until ${formatExpiry(lock.expires, Date.now())}` : ''}`)
     },
   },
@@ -41,7 +33,7 @@ export const LOCK_COMMANDS: Record<string, Command> = {
     flags: {},
     args: 0,
     async run(admin: AdminConnection) {
-      const { locks } = await admin.client.call<{ locks: LockResponse[] }>('GET', '/v1/locks')
+      const { locks } = await admin.client.call('GET /v1/locks')
       if (locks.length === 0) {
         out('No active locks found.')
         return
@@ -55,7 +47,7 @@ export const LOCK_COMMANDS: Record<string, Command> = {
     flags: {},
     args: 1,
     async run(admin: AdminConnection, _flags, args) {
-      const lock = await admin.client.call<LockResponse>('DELETE', `/v1/locks/${encodeURIComponent(args[0])}`)
+      const lock = await admin.client.call('DELETE /v1/locks/:id', { params: { id: args[0] } })
       out(`Lock ${lock.id} on ${lock.target} has been removed`)
     },
   },

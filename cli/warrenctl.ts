@@ -5,7 +5,8 @@ import { connectAdmin, type AdminConnection } from './admin-client.ts'
 import { runMain } from './main.ts'
 import { DEFAULTS } from '../shared/config.ts'
 import { describeTtl, formatDuration, formatExpiry, formatUtc } from '../shared/duration.ts'
-import { UsageError } from '../shared/errors.ts'
+import { UsageError, WarrenError } from '../shared/errors.ts'
+import type { CAStatus, ListedNode, PresentNode } from '../shared/protocol/admin.ts'
 import { parseFlags, type FlagSpec } from './flags.ts'
 import { formatTable } from './table.ts'
 import { printable } from '../shared/printable.ts'
@@ -50,56 +51,21 @@ export interface Command {
   args: number
 }
 
-interface TokenResponse {
-  token: string
-  id: string
-  roles: string[]
-  expires: number
-  single_use: boolean
-  nodename: string | null
-}
-
-interface CAStatus {
-  pins: string[]
-  last_rotated: number | null
-  rotation: { phase: string; mode: string; phase_started: number } | null
-}
-
-interface StatusResponse {
-  cluster_name: string
-  version: string
-  host_ca: CAStatus
-  user_ca: CAStatus
-  public_addrs: string[]
-  proxy_addrs: string[]
-}
-
 const out = (text: string) => process.stdout.write(text + '\n')
 
-interface ListedNode {
-  nodename: string
-  host_id: string
-  addr: string
-  tunnel: boolean
-  labels: Record<string, string>
-  status?: string
-  last_seen?: number | null
-  version?: string | null
-  cert_expires?: number | null
-  proxies?: { holding: number; live: number } | null
-}
-
-const address = (n: ListedNode) => (n.tunnel ? '⟵ Tunnel' : n.addr || '-')
-const labels = (n: ListedNode) => Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',')
+const address = (n: PresentNode | ListedNode) => (n.tunnel ? '⟵ Tunnel' : n.addr || '-')
+const labels = (n: PresentNode | ListedNode) => Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',')
 
 /** `nodes ls --all`: online, offline and removed nodes, with what tells an operator whether a device is healthy. */
 async function listAllNodes(admin: AdminConnection): Promise<void> {
-  const { now, nodes } = await admin.client.call<{ now: number; nodes: ListedNode[] }>('GET', '/v1/nodes?all=true')
+  const listing = await admin.client.call('GET /v1/nodes', { query: { all: true } })
+  if (!('now' in listing)) throw new WarrenError('the auth server does not list offline and removed nodes: upgrade it')
+  const { now, nodes } = listing
   const rows = nodes.map((n) => [
     n.nodename,
     n.host_id,
     address(n),
-    n.status ?? '',
+    n.status,
     n.last_seen ? `${formatUtc(n.last_seen)} (${formatDuration(now - n.last_seen)} ago)` : '-',
     n.version ?? '-',
     n.cert_expires ? formatExpiry(n.cert_expires, now) : '-',
@@ -111,8 +77,8 @@ async function listAllNodes(admin: AdminConnection): Promise<void> {
 
 async function addToken(admin: AdminConnection, flags: Record<string, any>, roles: string, defaultTtl: number): Promise<void> {
   const ttlMs: number = flags.ttl ?? defaultTtl
-  const created = await admin.client.call<TokenResponse>('POST', '/v1/tokens', { roles, ttl_ms: ttlMs, single_use: flags['single-use'] === true, token: flags.token, nodename: flags.nodename })
-  const status = await admin.client.call<StatusResponse>('GET', '/v1/status')
+  const created = await admin.client.call('POST /v1/tokens', { body: { roles, ttl_ms: ttlMs, single_use: flags['single-use'] === true, token: flags.token, nodename: flags.nodename } })
+  const status = await admin.client.call('GET /v1/status')
   // Nodes join through a proxy's web port when there is one (then they keep reverse tunnels).
   const authServer = status.proxy_addrs[0] ?? status.public_addrs[0] ?? admin.client.server
   out(`The invite token: ${created.token}`)
@@ -146,7 +112,7 @@ const tokenFlags: FlagSpec = {
 }
 
 async function deleteToken(admin: AdminConnection, _flags: Record<string, any>, args: string[]): Promise<void> {
-  await admin.client.call('DELETE', `/v1/tokens/${encodeURIComponent(args[0])}`)
+  await admin.client.call('DELETE /v1/tokens/:token', { params: { token: args[0] } })
   out(`Token ${args[0]} has been deleted`)
 }
 
@@ -155,7 +121,7 @@ const COMMANDS: Record<string, Command> = {
     flags: {},
     args: 0,
     async run(admin) {
-      const status = await admin.client.call<StatusResponse>('GET', '/v1/status')
+      const status = await admin.client.call('GET /v1/status')
       const rotated = (ca: CAStatus) => {
         if (ca.rotation) return `rotation in progress: phase ${ca.rotation.phase} (${ca.rotation.mode}), since ${formatUtc(ca.rotation.phase_started)}`
         return ca.last_rotated ? `rotated ${formatUtc(ca.last_rotated)}` : 'never updated'
@@ -181,7 +147,7 @@ const COMMANDS: Record<string, Command> = {
     args: 0,
     async run(admin, flags) {
       if (flags.all) return listAllNodes(admin)
-      const { nodes } = await admin.client.call<{ nodes: ListedNode[] }>('GET', '/v1/nodes')
+      const { nodes } = await admin.client.call('GET /v1/nodes')
       const rows = nodes.map((n) => [n.nodename, n.host_id, address(n), labels(n)])
       out(formatTable(['Node Name', 'Node ID', 'Address', 'Labels'], rows))
     },
@@ -190,7 +156,7 @@ const COMMANDS: Record<string, Command> = {
     flags: {},
     args: 1,
     async run(admin, _flags, args) {
-      const removed = await admin.client.call<{ host_id: string; nodename: string; roles: string[] }>('DELETE', `/v1/nodes/${encodeURIComponent(args[0])}`)
+      const removed = await admin.client.call('DELETE /v1/nodes/:node', { params: { node: args[0] } })
       out(`Node ${removed.nodename} (${removed.host_id}, roles ${removed.roles.join(',')}) has been removed: its registration, its name and its presence`)
     },
   },
@@ -206,7 +172,7 @@ const COMMANDS: Record<string, Command> = {
     flags: { 'with-secrets': { type: 'boolean', description: 'show the values of static tokens' } },
     args: 0,
     async run(admin, flags) {
-      const { tokens } = await admin.client.call<{ tokens: { id: string; roles: string[]; expires: number | null; single_use: boolean; static: boolean; value: string | null; nodename?: string | null }[] }>('GET', '/v1/tokens')
+      const { tokens } = await admin.client.call('GET /v1/tokens')
       if (tokens.length === 0) {
         out('No active tokens found.')
         return
@@ -222,7 +188,7 @@ const COMMANDS: Record<string, Command> = {
     args: 1,
     async run(admin, flags, args) {
       if (!flags.logins?.length) throw new UsageError('missing --logins: the OS accounts this user may log in as, e.g. --logins=root,pi')
-      const user = await admin.client.call<{ name: string; logins: string[] }>('POST', '/v1/users', { name: args[0], logins: flags.logins })
+      const user = await admin.client.call('POST /v1/users', { body: { name: args[0], logins: flags.logins } })
       out(`User ${user.name} has been added with logins ${user.logins.join(',')}`)
     },
   },
@@ -230,7 +196,7 @@ const COMMANDS: Record<string, Command> = {
     flags: {},
     args: 0,
     async run(admin) {
-      const { users } = await admin.client.call<{ users: { name: string; logins: string[] }[] }>('GET', '/v1/users')
+      const { users } = await admin.client.call('GET /v1/users')
       out(formatTable(['User', 'Logins'], users.map((u) => [u.name, u.logins.join(',')])))
     },
   },
@@ -257,7 +223,7 @@ const COMMANDS: Record<string, Command> = {
       if (flags.type !== 'host' && flags.type !== 'user') throw new UsageError(`unknown --type "${flags.type}": use host or user`)
       if (flags.manual && !flags.phase) throw new UsageError('--manual needs --phase=init|update_clients|update_servers|standby|rollback')
       if (!flags.manual && flags.phase) throw new UsageError('--phase goes with --manual')
-      const result = await admin.client.call<{ type: string; phase: string }>('POST', '/v1/rotate', { type: flags.type, manual: flags.manual, phase: flags.phase, grace_period_ms: flags['grace-period'] })
+      const result = await admin.client.call('POST /v1/rotate', { body: { type: flags.type, manual: flags.manual, phase: flags.phase, grace_period_ms: flags['grace-period'] } })
       out(flags.manual
         ? `The ${result.type} CA is now in phase ${result.phase}.`
         : `Rotation of the ${result.type} CA started (phase ${result.phase}); it completes in ${describeTtl(flags['grace-period'])}. Follow it with "warrenctl status".`)

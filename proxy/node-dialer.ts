@@ -15,7 +15,8 @@ import { WarrenError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { parseDialReply, type DialRequestIn } from '../shared/protocol/dial.ts'
-import { DirectNodeBook, type DirectNode, type DirectNodeEntry } from './direct-nodes.ts'
+import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
+import { DirectNodeBook, type DirectNode } from './direct-nodes.ts'
 
 /**
  * A direct node must accept the TCP connection and finish the TLS handshake within this

@@ -10,7 +10,8 @@ import type { WarrenConfig } from '../shared/config.ts'
 import { parseHostPort, DEFAULTS } from '../shared/config.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
-import { applyCertificates, type NodeIdentity, type RenewedCertificates } from '../shared/identity-store.ts'
+import { applyCertificates, type NodeIdentity } from '../shared/identity-store.ts'
+import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN } from '../shared/protocol/tunnel.ts'
 import { sendToAgent } from '../shared/protocol/control.ts'
@@ -27,22 +28,12 @@ import { certificateUsable } from '../shared/renewal-window.ts'
 import { OwnCertificate } from './own-certificate.ts'
 import { UserGateway } from './user-gateway.ts'
 import { NodeDialer } from './node-dialer.ts'
-import type { DirectNodeEntry } from './direct-nodes.ts'
 import { webApi } from './web-api.ts'
 import type { WebCertificates } from './web-certificates.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { LiveSetMembership } from './membership.ts'
 import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
 import { ProxyRevocations } from './revocations.ts'
-
-interface HeartbeatResponse {
-  proxies: string[]
-  host_ca_certs: string[]
-  user_ca_certs: string[]
-  user_ca_ssh_keys: string[]
-  /** How often the auth server wants every tunnel's presence (older auth servers do not say). */
-  presence_interval_ms?: number
-}
 
 /** How often the proxy reads the live set between its heartbeats. */
 const LIVE_SET_POLL_MS = 1000
@@ -124,7 +115,7 @@ export class ProxyService {
     }
 
     // Removed and locked hosts and users are refused from the first connection on.
-    this.revocations = new ProxyRevocations({ fetch: () => this.auth.call('GET', '/v1/proxies/revocations'), onChange: () => this.dropRefused(), log: this.log })
+    this.revocations = new ProxyRevocations({ fetch: () => this.auth.call('GET /v1/proxies/revocations'), onChange: () => this.dropRefused(), log: this.log })
     await this.revocations.refresh()
     const refusedHost = (hostId: string) => this.revocations.list.refusedHost(hostId)
     this.tunnels = new TunnelServer({
@@ -137,7 +128,7 @@ export class ProxyService {
     })
     const nodes = new NodeDialer({
       tunnels: this.tunnels,
-      directNodes: async () => (await this.auth.call<{ nodes: DirectNodeEntry[] }>('GET', '/v1/proxies/direct-nodes')).nodes,
+      directNodes: async () => (await this.auth.call('GET /v1/proxies/direct-nodes')).nodes,
       clusterName: this.identity.clusterName,
       refusedHost,
       credentials: () => ({ keyPem: this.identity.tlsKeyPem, certPem: this.identity.tlsCertPem, hostCAPems: this.hostCAPems }),
@@ -203,7 +194,7 @@ export class ProxyService {
     }
     await this.heartbeat(true)
     this.membership = new LiveSetMembership(() => this.heartbeat(false), async () => {
-      await this.auth.call('DELETE', '/v1/proxies/self', undefined, { timeoutMs: LEAVE_TIMEOUT_MS })
+      await this.auth.call('DELETE /v1/proxies/self', {}, { timeoutMs: LEAVE_TIMEOUT_MS })
     })
     await this.webCertificates?.start()
     this.log.info(`proxy listening: web ${this.addresses.web}, tunnel ${this.addresses.tunnel}`, { proxy_id: this.identity.hostId })
@@ -264,7 +255,7 @@ export class ProxyService {
   private async renewFor(tunnel: Tunnel): Promise<void> {
     try {
       if (!tunnel.control) return
-      const renewed = await this.auth.call<RenewedCertificates>('POST', '/v1/hosts/renew', { tls_cert: tunnel.cert.toString() })
+      const renewed = await this.auth.call('POST /v1/hosts/renew', { body: { tls_cert: tunnel.cert.toString() } })
       sendToAgent(tunnel.control, { type: 'certs', ...renewed })
       // The answer's CAs may be older than what this proxy heard since: the node follows the later word.
       this.tunnels.sendCA(tunnel)
@@ -320,11 +311,11 @@ export class ProxyService {
 
   private async heartbeat(first: boolean): Promise<void> {
     try {
-      const response = await this.auth.call<HeartbeatResponse>('POST', '/v1/proxies/heartbeat', { web_addr: this.config.proxy.publicAddrs[0] ?? this.addresses.web })
+      const response = await this.auth.call('POST /v1/proxies/heartbeat', { body: { web_addr: this.config.proxy.publicAddrs[0] ?? this.addresses.web } })
       await this.followCAs(response.host_ca_certs, response.user_ca_certs)
       this.tunnels?.announceCA({ host_ca_certs: response.host_ca_certs, user_ca_ssh_keys: response.user_ca_ssh_keys })
       this.tunnels?.announce(response.proxies)
-      if (typeof response.presence_interval_ms === 'number' && response.presence_interval_ms >= 1000) this.presenceIntervalMs = response.presence_interval_ms
+      if (response.presence_interval_ms >= 1000) this.presenceIntervalMs = response.presence_interval_ms
     } catch (error) {
       if (first) throw error
       this.log.warn(`heartbeat to the auth server failed: ${(error as Error).message}`)
@@ -340,7 +331,7 @@ export class ProxyService {
     if (this.liveSetInFlight) return
     this.liveSetInFlight = true
     try {
-      const response = await this.auth.call<{ proxies: string[]; revocations?: string }>('GET', '/v1/proxies', undefined, { timeoutMs: LIVE_SET_POLL_MS * 2 })
+      const response = await this.auth.call('GET /v1/proxies', {}, { timeoutMs: LIVE_SET_POLL_MS * 2 })
       this.tunnels.announce(response.proxies)
       // A removal or a lock shows as a new generation: everything it refuses closes within the poll.
       await this.revocations.follow(response.revocations)
@@ -387,8 +378,8 @@ export class ProxyService {
     if (tunnels.length === 0) return
     const nodes = tunnels.map((t) => ({ host_id: t.hostId, addr: t.remoteAddress, labels: t.labels, ...(t.version ? { version: t.version } : {}) }))
     try {
-      const answer = await this.auth.call<{ unknown?: string[] }>('POST', '/v1/presence', { nodes })
-      if (Array.isArray(answer.unknown)) this.tunnels.dropUnregistered(answer.unknown.filter((id) => typeof id === 'string'))
+      const answer = await this.auth.call('POST /v1/presence', { body: { nodes } })
+      this.tunnels.dropUnregistered(answer.unknown)
     } catch (error) {
       this.log.warn(`presence report to the auth server failed: ${(error as Error).message}`)
     }

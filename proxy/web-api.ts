@@ -23,7 +23,7 @@ export interface WebApiOptions {
 
 async function forward(auth: ApiClient, method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<unknown> {
   try {
-    return await auth.call(method, path, body, { headers })
+    return await auth.request(method, path, body, { headers })
   } catch (error) {
     if (error instanceof ApiError) throw new HttpError(error.status, error.message)
     throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)

@@ -20,7 +20,7 @@ t.test('API calls ask for the cluster server name, whatever address they dial', 
   const { port } = server.address() as { port: number }
   for (const host of ['127.0.0.1', 'localhost']) {
     const client = new ApiClient({ server: `${host}:${port}` })
-    t.same(await client.call('GET', '/v1/health'), { ok: true }, `answered at ${host}`)
+    t.same(await client.call('GET /v1/health'), { ok: true }, `answered at ${host}`)
     await client.close()
   }
   t.same(asked, [CLUSTER_SERVER_NAME, CLUSTER_SERVER_NAME], 'both sent the reserved name, an IP address included')
