@@ -142,8 +142,9 @@ export class ProxyService {
       discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),
       auth: () => this.auth,
       clientAddress: (req: IncomingMessage) => this.clientAddresses.get(req.socket) ?? req.socket.remoteAddress ?? '',
+      log: this.log,
     })
-    web.on('request', (req, res) => router.handle(req, res).catch((error) => this.log.error('request failed', { path: req.url, error: String(error) })))
+    web.on('request', (req, res) => void router.handle(req, res))
 
     const certificates = this.webCertificates
     const declines = (protocols: string[]) => (listsHeldProxy(protocols, this.identity.hostId) ? 'the agent holds a tunnel to this proxy already' : undefined)

@@ -8,7 +8,7 @@ import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Join
 import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
 import type { AcmeRecord, DirectNodes, LiveSet, PresenceAnswer, ProxyHeartbeatAnswer, RevocationSnapshot } from './proxies.ts'
 import { ACME_GET_BODY, ACME_PUT_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
-import type { In, Out } from './shape.ts'
+import { parseWith, type AnyShape, type In, type Out } from './shape.ts'
 
 /** An answer with nothing to say. */
 export type Empty = Record<string, never>
@@ -105,4 +105,9 @@ export function requestLine(route: ApiRoute, input: { params?: Record<string, st
   const query = Object.entries(input.query ?? {}).filter(([, value]) => value !== undefined && value !== false)
   if (query.length > 0) path += '?' + new URLSearchParams(query.map(([name, value]): [string, string] => [name, String(value)])).toString()
   return { method, path }
+}
+
+/** Reads the body of `route` with its shape; throws ProtocolError naming the field. */
+export function parseBody<K extends BodyRoute>(route: K, value: unknown): BodyOf<K> {
+  return parseWith(route, API_BODIES[route] as AnyShape, value) as BodyOf<K>
 }

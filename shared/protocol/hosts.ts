@@ -65,6 +65,7 @@ export const RECOVER_BODY = object({
   tls_signature: text(SIGNATURE),
   ssh_signature: text(SIGNATURE),
 })
+export type RecoverBody = Out<typeof RECOVER_BODY>
 export type RecoverBodyIn = In<typeof RECOVER_BODY>
 
 /** New certificates for a host's keys, as renewals and recoveries answer. */
