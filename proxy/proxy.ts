@@ -34,6 +34,7 @@ import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { LiveSetMembership } from './membership.ts'
 import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
 import { ProxyRevocations } from './revocations.ts'
+import { PresenceReports } from './presence-reports.ts'
 
 /** How often the proxy reads the live set between its heartbeats. */
 const LIVE_SET_POLL_MS = 1000
@@ -61,13 +62,8 @@ export class ProxyService {
   private readonly clientAddresses = new WeakMap<object, string>()
   private cachedContext?: { key: string; context: SecureContext }
   private ticketKeys!: TicketKeys
-  private presencePending?: NodeJS.Timeout
   private webCertificates?: WebCertificates
-  /** Tunnels registered since the last report: sent within moments, the rest at the slower full rate. */
-  private readonly newTunnels = new Set<Tunnel>()
-  private presenceIntervalMs: number = DEFAULTS.heartbeatIntervalMs
-  private lastFullReport = 0
-  private fullReportInFlight = false
+  private presence!: PresenceReports
   private liveSetInFlight = false
   private membership?: LiveSetMembership
   private ownCertificate?: OwnCertificate
@@ -126,6 +122,7 @@ export class ProxyService {
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
       log: this.log,
     })
+    this.presence = new PresenceReports({ tunnels: this.tunnels, auth: () => this.auth, log: this.log })
     const nodes = new NodeDialer({
       tunnels: this.tunnels,
       directNodes: async () => (await this.auth.call('GET /v1/proxies/direct-nodes')).nodes,
@@ -201,11 +198,8 @@ export class ProxyService {
     this.log.info(`proxy listening: web ${this.addresses.web}, tunnel ${this.addresses.tunnel}`, { proxy_id: this.identity.hostId })
     this.timers.push(setInterval(() => void this.membership?.heartbeat(), DEFAULTS.heartbeatIntervalMs))
     this.timers.push(setInterval(() => void this.followLiveSet(), LIVE_SET_POLL_MS))
-    this.timers.push(setInterval(() => void this.reportAllPresence(), DEFAULTS.heartbeatIntervalMs))
-    this.tunnels.on('connect', (tunnel: Tunnel) => {
-      this.newTunnels.add(tunnel)
-      this.reportPresenceSoon()
-    })
+    this.timers.push(setInterval(() => void this.presence.reportAll(), DEFAULTS.heartbeatIntervalMs))
+    this.tunnels.on('connect', (tunnel: Tunnel) => this.presence.opened(tunnel))
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
     this.ownCertificate = new OwnCertificate({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
     this.ownCertificate.start()
@@ -316,7 +310,7 @@ export class ProxyService {
       await this.followCAs(response.host_ca_certs, response.user_ca_certs)
       this.tunnels?.announceCA({ host_ca_certs: response.host_ca_certs, user_ca_ssh_keys: response.user_ca_ssh_keys })
       this.tunnels?.announce(response.proxies)
-      if (response.presence_interval_ms >= 1000) this.presenceIntervalMs = response.presence_interval_ms
+      if (response.presence_interval_ms >= 1000) this.presence.intervalMs = response.presence_interval_ms
     } catch (error) {
       if (first) throw error
       this.log.warn(`heartbeat to the auth server failed: ${(error as Error).message}`)
@@ -343,53 +337,10 @@ export class ProxyService {
     }
   }
 
-  /**
-   * A new tunnel shows in `nodes ls` within moments, but a burst of reconnecting agents
-   * shares one report of just the new tunnels: one pending at a time, not one per tunnel.
-   */
-  private reportPresenceSoon(): void {
-    if (this.presencePending) return
-    this.presencePending = setTimeout(() => {
-      this.presencePending = undefined
-      const fresh = [...this.newTunnels]
-      this.newTunnels.clear()
-      void this.reportPresence(fresh.filter((t) => this.tunnels.byHostId(t.hostId) === t))
-    }, 200)
-    this.presencePending.unref()
-  }
-
-  /**
-   * Every tunnel, as often as the auth server asks (a third of its presence TTL): enough to
-   * keep the nodes present there. One report in flight at a time: a slow auth server gets
-   * fewer, not a queue of them.
-   */
-  private async reportAllPresence(): Promise<void> {
-    if (this.fullReportInFlight || Date.now() - this.lastFullReport < this.presenceIntervalMs - 500) return
-    this.fullReportInFlight = true
-    this.lastFullReport = Date.now()
-    this.newTunnels.clear()
-    try {
-      await this.reportPresence(this.tunnels.list())
-    } finally {
-      this.fullReportInFlight = false
-    }
-  }
-
-  private async reportPresence(tunnels: Tunnel[]): Promise<void> {
-    if (tunnels.length === 0) return
-    const nodes = tunnels.map((t) => ({ host_id: t.hostId, addr: t.remoteAddress, labels: t.labels, ...(t.version ? { version: t.version } : {}) }))
-    try {
-      const answer = await this.auth.call('POST /v1/presence', { body: { nodes } })
-      this.tunnels.dropUnregistered(answer.unknown)
-    } catch (error) {
-      this.log.warn(`presence report to the auth server failed: ${(error as Error).message}`)
-    }
-  }
-
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer)
     this.ownCertificate?.stop()
-    clearTimeout(this.presencePending)
+    this.presence?.stop()
     // Leave the live set first: agents then wait for this proxy's return to be announced
     // instead of dialling the balancer for it while it is away. Briefly: an unreachable auth
     // server must not hold up the stop (the record then expires by itself).
