@@ -6,6 +6,7 @@
 import t from 'tap'
 import { existsSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { DEFAULTS } from '../shared/config.ts'
 import type { WarrenStatus } from '../shared/status.ts'
 import { STATUS_SOCKET } from '../shared/status-socket.ts'
 import { AuthProcess, ProxyProcess, startNode, tempDir, warren } from './helpers/cluster.ts'
@@ -49,7 +50,7 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
   t.equal(reported.tunnel!.proxies[0].proxy_id, proxyId)
   t.same(reported.tunnel!.live_set, [proxyId])
   t.equal(reported.certificate.issuer_pin, pin, 'its certificate is from the host CA it pinned')
-  t.ok(Date.parse(reported.certificate.not_after) > Date.now() + 300 * 86_400_000, 'for about a year')
+  t.ok(Date.parse(reported.certificate.not_after) > Date.now() + DEFAULTS.hostCertTtlMs - 86_400_000, 'for the default host certificate lifetime')
 
   const atProxy = await proxy.daemon.waitForStatus('the tunnel at the proxy', (s) => s.proxy!.tunnels.count === 1)
   t.same(atProxy.proxy!.tunnels.hosts.map((h) => [h.host_id, h.nodename]), [[reported.host_id, 'reported']], 'the proxy holds the node\'s tunnel')

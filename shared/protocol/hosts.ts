@@ -48,14 +48,18 @@ export const JOIN_BODY = object({
 export type JoinBody = Out<typeof JOIN_BODY>
 export type JoinBodyIn = In<typeof JOIN_BODY>
 
-/** POST /v1/join: the identity the auth server gives a new host. */
-export interface Joined {
-  host_id: string
-  cluster_name: string
+/** New certificates for a host's keys, as renewals and recoveries answer. */
+export interface RenewedCertificates {
   tls_cert: string
   ssh_cert: string
   host_ca_certs: string[]
   user_ca_ssh_keys: string[]
+}
+
+/** POST /v1/join: the identity the auth server gives a new host, and the CAs it trusts. */
+export interface Joined extends RenewedCertificates {
+  host_id: string
+  cluster_name: string
 }
 
 export const RECOVER_BODY = object({
@@ -68,13 +72,6 @@ export const RECOVER_BODY = object({
 export type RecoverBody = Out<typeof RECOVER_BODY>
 export type RecoverBodyIn = In<typeof RECOVER_BODY>
 
-/** New certificates for a host's keys, as renewals and recoveries answer. */
-export interface RenewedCertificates {
-  tls_cert: string
-  ssh_cert: string
-  host_ca_certs: string[]
-  user_ca_ssh_keys: string[]
-}
 
 export const HEARTBEAT_BODY = object({
   labels: labels(),
