@@ -3,7 +3,7 @@
 // (the dial fails, naming the message) and after it.
 
 import t, { type Test } from 'tap'
-import { generateKeyPairSync, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -12,35 +12,26 @@ import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { createSession } from '../shared/yamux/index.ts'
-import { createCA, createCertificate } from '../shared/x509.ts'
 import { AgentTunnel } from './tunnel.ts'
 import { until } from '../test/helpers/until.ts'
+import { loopbackCert, testCA } from '../test/helpers/certs.ts'
 
-const ca = createCA('test-cluster host CA', 'test-cluster')
+const ca = testCA('test-cluster host CA', 'test-cluster')
 const log = createLogger('test', { level: 'error' })
 
 function certificate(role: string): { cert: string; key: string; hostId: string } {
   const hostId = randomUUID()
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const cert = createCertificate({
-    subject: { CN: hostId, O: 'test-cluster', OU: [role], name: hostId },
-    issuer: { CN: 'test-cluster host CA', O: 'test-cluster' },
-    publicKey,
-    signingKey: ca.key,
-    notBefore: new Date(Date.now() - 60_000),
-    notAfter: new Date(Date.now() + 3_600_000),
-    extKeyUsage: ['serverAuth', 'clientAuth'],
-  })
-  return { cert, key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, hostId }
+  const { certPem, keyPem } = loopbackCert(ca, { CN: hostId, O: 'test-cluster', OU: [role], name: hostId }, ['serverAuth', 'clientAuth'])
+  return { cert: certPem, key: keyPem, hostId }
 }
 
 const node = certificate('node')
-const identity: NodeIdentity = { hostId: node.hostId, nodename: 'pi', clusterName: 'test-cluster', roles: ['node'], authServers: [], tlsKeyPem: node.key, tlsCertPem: node.cert, sshKeyPem: '', sshCert: '', hostCAPems: [ca.certPem], userCASshKeys: [] }
+const identity: NodeIdentity = { hostId: node.hostId, nodename: 'pi', clusterName: 'test-cluster', roles: ['node'], authServers: [], tlsKeyPem: node.key, tlsCertPem: node.cert, sshKeyPem: '', sshCert: '', hostCAPems: [ca.ca.certPem], userCASshKeys: [] }
 
 /** A proxy that answers the agent's control stream with `lines`. */
 async function proxySaying(t: Test, lines: string[]): Promise<number> {
   const proxy = certificate('proxy')
-  const server = createServer({ cert: proxy.cert, key: proxy.key, ca: [ca.certPem], requestCert: true, ALPNProtocols: [TUNNEL_ALPN] }, (socket: TLSSocket) => {
+  const server = createServer({ cert: proxy.cert, key: proxy.key, ca: [ca.ca.certPem], requestCert: true, ALPNProtocols: [TUNNEL_ALPN] }, (socket: TLSSocket) => {
     const session = createSession(socket, { client: false })
     session.on('error', () => {})
     session.on('stream', (control: Duplex) => {
