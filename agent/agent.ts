@@ -13,7 +13,8 @@ import { DEFAULTS } from '../shared/config.ts'
 import { joinHostPort, parseHostPort } from '../shared/address.ts'
 import { ApiError } from '../shared/errors.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
-import { applyCertificates, identityExists, loadIdentity, saveIdentity, type NodeIdentity, type RenewedCertificates } from '../shared/identity-store.ts'
+import { applyCertificates, identityExists, loadIdentity, saveIdentity, type NodeIdentity } from '../shared/identity-store.ts'
+import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import type { Heartbeat } from './heartbeat.ts'
 import type { DirectListener } from './direct-listener.ts'
@@ -22,7 +23,7 @@ import { forwardRefusal } from './forward-policy.ts'
 import { serveStream, type ServiceTable } from './services.ts'
 import { TunnelPool } from './tunnel-pool.ts'
 import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
-import type { AgentTunnel } from './tunnel.ts'
+import type { AgentTunnel, TrustMessage } from './tunnel.ts'
 import { X509Certificate } from 'node:crypto'
 import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
@@ -37,16 +38,6 @@ export interface AgentOptions {
   log?: Logger
   heartbeatIntervalMs?: number
   warn?: (message: string) => void
-}
-
-function strings(value: unknown): string[] {
-  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : []
-}
-
-interface Discovery {
-  proxy_id: string
-  cluster_name: string
-  tunnel_addr: string | null
 }
 
 export class Agent {
@@ -169,7 +160,7 @@ export class Agent {
       labels: this.config.labels,
       serviceAddr: this.serviceAddr(port),
       log: this.log,
-      onAnswer: (answer) => this.followCAs(strings(answer.host_ca_certs), strings(answer.user_ca_ssh_keys)),
+      onAnswer: (answer) => this.followCAs(answer.host_ca_certs, answer.user_ca_ssh_keys),
     })
     this.heartbeat.start()
   }
@@ -243,8 +234,8 @@ export class Agent {
   }
 
   /** CA rotations and renewals' answers, as the proxies relay them over the control stream. */
-  private onControl(tunnel: AgentTunnel, message: Record<string, unknown>): void {
-    if (message.type === 'ca') this.followCAs(strings(message.host_ca_certs), strings(message.user_ca_ssh_keys))
+  private onControl(tunnel: AgentTunnel, message: TrustMessage): void {
+    if (message.type === 'ca') this.followCAs(message.host_ca_certs, message.user_ca_ssh_keys)
     else this.renewal?.answered(tunnel, message)
   }
 
@@ -286,7 +277,7 @@ export class Agent {
     const { ApiClient } = await import('../shared/api-client.ts')
     const client = new ApiClient({ server, caPems: this.identity.hostCAPems })
     try {
-      return await client.call<Discovery>('GET', '/v1/discovery')
+      return await client.call('GET /v1/discovery')
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) return undefined
       throw error

@@ -7,12 +7,7 @@ import { ApiClient } from '../shared/api-client.ts'
 import type { Logger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { VERSION } from '../shared/version.ts'
-
-/** What the auth server answers a heartbeat with. */
-export interface HeartbeatAnswer {
-  host_ca_certs?: string[]
-  user_ca_ssh_keys?: string[]
-}
+import type { HeartbeatAnswer } from '../shared/protocol/hosts.ts'
 
 export interface HeartbeatOptions {
   intervalMs: number
@@ -76,7 +71,7 @@ export class Heartbeat {
 
   async beat(): Promise<void> {
     try {
-      const answer = await this.client.call<HeartbeatAnswer>('POST', '/v1/heartbeat', { labels: this.labels, service_addr: this.serviceAddr, version: VERSION })
+      const answer = await this.client.call('POST /v1/heartbeat', { body: { labels: this.labels, service_addr: this.serviceAddr, version: VERSION } })
       this.onAnswer?.(answer)
       if (this.failing) this.log.info(`heartbeats reach ${this.client.server} again`)
       this.failing = false

@@ -6,11 +6,12 @@
 // through where it joined (shared/recover.ts). Failures are retried with backoff.
 
 import { X509Certificate } from 'node:crypto'
-import type { NodeIdentity, RenewedCertificates } from '../shared/identity-store.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
+import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import type { Logger } from '../shared/log.ts'
 import { RenewalSchedule, RetryLater } from '../shared/renewal-schedule.ts'
 import { certificateUsable, renewalDueAt, renewalNeeded } from '../shared/renewal-window.ts'
-import type { AgentTunnel } from './tunnel.ts'
+import type { AgentTunnel, TrustMessage } from './tunnel.ts'
 
 /** A renewal asked for through a tunnel and not answered within this has failed (the proxy may have gone). */
 const TUNNEL_ANSWER_MS = 30_000
@@ -70,15 +71,15 @@ export class NodeRenewal {
   }
 
   /** A tunnel's control stream answered a renewal: 'certs' or 'renew_failed'. */
-  answered(tunnel: AgentTunnel, message: Record<string, unknown>): void {
+  answered(tunnel: AgentTunnel, message: Exclude<TrustMessage, { type: 'ca' }>): void {
     const pending = this.pending
-    if (message.type === 'certs' && typeof message.tls_cert === 'string' && typeof message.ssh_cert === 'string') {
-      const renewed = message as unknown as RenewedCertificates
+    if (message.type === 'certs') {
+      const { type: _, ...renewed } = message
       // Unasked (another version of the proxy): taken all the same, it is for our key.
       if (pending?.tunnel === tunnel) pending.resolve(renewed)
       else this.options.apply(renewed, 'renewed')
-    } else if (message.type === 'renew_failed' && pending?.tunnel === tunnel) {
-      pending.reject(new Error(String(message.error)))
+    } else if (pending?.tunnel === tunnel) {
+      pending.reject(new Error(message.error))
     }
   }
 
@@ -125,7 +126,7 @@ export class NodeRenewal {
     const { ApiClient } = await import('../shared/api-client.ts')
     const client = new ApiClient({ server: this.options.server, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
     try {
-      return await client.call<RenewedCertificates>('POST', '/v1/renew', {})
+      return await client.call('POST /v1/renew')
     } finally {
       await client.close()
     }

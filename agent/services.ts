@@ -4,7 +4,9 @@
 import { connect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../shared/log.ts'
-import { readFirstMessage, writeMessage } from '../shared/tunnel-protocol.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
+import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
+import { parseDialRequest, type DialReply, type DialRequest } from '../shared/protocol/dial.ts'
 import { parseHostPort } from '../shared/address.ts'
 import { splice } from '../shared/splice.ts'
 
@@ -15,23 +17,29 @@ export interface ServiceTable {
 
 export async function serveStream(stream: Duplex, services: ServiceTable, log: Logger): Promise<void> {
   stream.on('error', () => {})
-  let request: Record<string, unknown>
+  let request: DialRequest
   try {
-    request = await readFirstMessage(stream)
+    request = await readFirstMessage(stream, parseDialRequest)
   } catch (error) {
-    log.warn(`a stream from the proxy was not understood: ${(error as Error).message}`)
-    stream.destroy()
+    log.warn(`a stream from the proxy was not understood: ${(error as Error).message}`, error instanceof ProtocolError ? { message_type: error.messageType, field: error.field } : {})
+    // A request that arrived but cannot be read is answered; a stream that broke is not.
+    if (error instanceof ProtocolError && !stream.destroyed) {
+      reply(stream, { ok: false, error: error.message })
+      stream.end()
+    } else {
+      stream.destroy()
+    }
     return
   }
-  const client = typeof request.client === 'string' ? request.client : 'unknown'
+  const client = request.client ?? 'unknown'
   if (request.service === 'ssh' && services.ssh) {
-    writeMessage(stream, { ok: true })
+    reply(stream, { ok: true })
     services.ssh.handleConnection(stream, { remoteAddress: client })
     return
   }
   const port = request.service === 'port' ? services.ports.find((p) => p.name === request.name) : undefined
   if (!port) {
-    writeMessage(stream, { ok: false, error: `no service "${String(request.name ?? request.service)}" on this node` })
+    reply(stream, { ok: false, error: `no service "${request.name ?? request.service}" on this node` })
     stream.end()
     return
   }
@@ -40,14 +48,18 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
   let connected = false
   socket.once('connect', () => {
     connected = true
-    writeMessage(stream, { ok: true })
+    reply(stream, { ok: true })
     socket.setNoDelay(true)
     splice(stream, socket)
     log.debug(`forwarding ${client} to ${port.name} (${port.addr})`)
   })
   socket.once('error', (error) => {
     if (connected) return
-    writeMessage(stream, { ok: false, error: `${port.name} (${port.addr}) refused: ${error.message}` })
+    reply(stream, { ok: false, error: `${port.name} (${port.addr}) refused: ${error.message}` })
     stream.end()
   })
+}
+
+function reply(stream: Duplex, answer: DialReply): void {
+  writeMessage(stream, answer)
 }

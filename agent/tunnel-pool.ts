@@ -5,6 +5,7 @@
 // pool can be driven without a network or real time.
 
 import { joinHostPort } from '../shared/address.ts'
+import type { TrustMessage } from './tunnel.ts'
 import type { Logger } from '../shared/log.ts'
 import { TunnelPolicy } from './tunnel-policy.ts'
 import { AgentTunnel, credentialsKey, HeldProxyError, ResumedSessionRefusedError, type TunnelOptions } from './tunnel.ts'
@@ -28,14 +29,14 @@ export interface PoolTunnel {
   on(event: 'close', listener: () => void): this
   on(event: 'session', listener: (ticket: Buffer) => void): this
   on(event: 'proxies', listener: (ids: string[], spreadMs?: number) => void): this
-  on(event: 'ca' | 'certs' | 'renew_failed', listener: (message: Record<string, unknown>) => void): this
+  on(event: TrustMessage['type'], listener: (message: TrustMessage) => void): this
 }
 
 export interface PoolOptions<T> extends Omit<TunnelOptions, 'host' | 'port'> {
   host: string
   port: number
   /** CA and certificate messages from any tunnel's control stream. */
-  onControl?: (tunnel: T, message: Record<string, unknown>) => void
+  onControl?: (tunnel: T, message: TrustMessage) => void
   /** After a round in which a dial failed, with the number of proxies held. */
   onFailedRound?: (held: number) => void
   /** Backoff after failed dials. */

@@ -14,7 +14,10 @@ import { certSubject } from '../shared/cert-subject.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
 import { VERSION } from '../shared/version.ts'
-import { CLUSTER_SERVER_NAME, heldProxiesAlpn, MAX_RETURN_SPREAD_MS, readMessages, TUNNEL_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME, heldProxiesAlpn, TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
+import { readMessages } from '../shared/protocol/framing.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
+import { parseProxyMessage, sendToProxy, type ProxyMessageOf } from '../shared/protocol/control.ts'
 
 export interface TunnelOptions {
   host: string
@@ -35,6 +38,9 @@ export interface TunnelOptions {
    */
   session?: Buffer
 }
+
+/** What the proxy says during CA rotations and renewals: the pool hands these to the agent. */
+export type TrustMessage = ProxyMessageOf<'ca' | 'certs' | 'renew_failed'>
 
 /** A dial that reached a proxy the agent already holds a tunnel to, refused before the handshake. */
 export class HeldProxyError extends Error {
@@ -129,23 +135,31 @@ export class AgentTunnel extends EventEmitter {
         session.on('stream', (stream: Duplex) => options.onStream(stream))
         const control = session.open()
         this.control = control
-        control.on('error', () => {})
+        // A message this agent cannot read closes the tunnel (shared/protocol/control.ts).
+        control.on('error', (error) => {
+          if (!(error instanceof ProtocolError)) return
+          options.log.warn(`tunnel to proxy ${this.proxyId || `${options.host}:${options.port}`} closed: ${error.message}`, { proxy_id: this.proxyId, protocol_error: error.message, message_type: error.messageType })
+          if (!this.proxyId) fail(error)
+        })
         control.on('close', () => session.close())
-        this.activate = () => writeMessage(control, { type: 'hello', version: 1, agent_version: VERSION, labels: options.labels(), services: options.services })
-        readMessages(control, (message) => {
-          if (message.type === 'welcome' && typeof message.proxy_id === 'string' && !this.proxyId) {
-            this.proxyId = message.proxy_id
-            this.openedAt = Date.now()
-            clearTimeout(timer)
-            socket.off('error', fail)
-            socket.on('error', () => {})
-            resolve()
-          } else if (message.type === 'ca' || message.type === 'certs' || message.type === 'renew_failed') {
-            this.emit(message.type, message)
-          } else if (message.type === 'proxies' && Array.isArray(message.ids)) {
-            this.announced = message.ids.filter((id): id is string => typeof id === 'string')
-            const spread = message.spread_ms
-            this.emit('proxies', this.announced, typeof spread === 'number' && spread >= 0 && spread <= MAX_RETURN_SPREAD_MS ? spread : undefined)
+        this.activate = () => sendToProxy(control, { type: 'hello', version: 1, agent_version: VERSION, labels: options.labels(), services: options.services })
+        readMessages(control, parseProxyMessage, (message) => {
+          switch (message.type) {
+            case 'welcome':
+              if (this.proxyId) return
+              this.proxyId = message.proxy_id
+              this.openedAt = Date.now()
+              clearTimeout(timer)
+              socket.off('error', fail)
+              socket.on('error', () => {})
+              resolve()
+              return
+            case 'proxies':
+              this.announced = message.ids
+              this.emit('proxies', this.announced, message.spread_ms)
+              return
+            default:
+              this.emit(message.type, message)
           }
         })
       })
@@ -160,17 +174,17 @@ export class AgentTunnel extends EventEmitter {
 
   /** Tells the proxy this node's new labels (after a configuration reload). */
   sendLabels(labels: Record<string, string>): void {
-    if (this.control) writeMessage(this.control, { type: 'heartbeat', labels })
+    if (this.control) sendToProxy(this.control, { type: 'heartbeat', labels })
   }
 
   /** Tells the proxy the certificate this node renewed, so that it trusts this tunnel by it once the old CA is dropped. */
   sendCertificate(tlsCertPem: string): void {
-    if (this.control) writeMessage(this.control, { type: 'cert', tls_cert: tlsCertPem })
+    if (this.control) sendToProxy(this.control, { type: 'cert', tls_cert: tlsCertPem })
   }
 
   /** Asks the proxy for certificates from the current signing CA (answered with a 'certs' event). */
   requestRenewal(): void {
-    if (this.control) writeMessage(this.control, { type: 'renew' })
+    if (this.control) sendToProxy(this.control, { type: 'renew' })
   }
 
   /** The round trip to the proxy in ms (a yamux ping). */

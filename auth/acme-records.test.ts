@@ -1,8 +1,7 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { AcmeRecords, MAX_RECORD_BYTES } from './acme-records.ts'
+import { AcmeRecordError, AcmeRecords, MAX_RECORD_BYTES } from './acme-records.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
-import { HttpError } from '../shared/json-http.ts'
 
 t.test('ACME records: the names proxy/acme uses, kept in the backend', async (t) => {
   const backend = SqliteBackend.open(join(t.testdir(), 'backend.db'))
@@ -16,9 +15,9 @@ t.test('ACME records: the names proxy/acme uses, kept in the backend', async (t)
   t.same((await backend.list('/acme/')).map((item) => item.key), ['/acme/account', '/acme/cert/proxy.example.com'], 'under /acme/ in the backend')
 
   for (const name of ['acme/../tokens/x', 'tokens/abc', 'acme/cert/', 'acme/cert/UPPER.example.com', 'acme/accounts']) {
-    await t.rejects(records.get(name), { constructor: HttpError, status: 400, message: /not an ACME record name/ }, `refuses ${name}`)
-    await t.rejects(records.put(name, 'x'), { status: 400, message: /not an ACME record name/ }, `and does not write ${name}`)
+    await t.rejects(records.get(name), { constructor: AcmeRecordError, message: /not an ACME record name/ }, `refuses ${name}`)
+    await t.rejects(records.put(name, 'x'), { constructor: AcmeRecordError, message: /not an ACME record name/ }, `and does not write ${name}`)
   }
-  await t.rejects(records.put('acme/account', 'x'.repeat(MAX_RECORD_BYTES + 1)), { status: 400, message: /larger than/ })
+  await t.rejects(records.put('acme/account', 'x'.repeat(MAX_RECORD_BYTES + 1)), { constructor: AcmeRecordError, message: /larger than/ })
   t.equal(await records.get('acme/account'), '{"keyPem":"k"}', 'a refused write changes nothing')
 })

@@ -4,12 +4,15 @@
 // read or write them (the records hold private keys).
 
 import type { Backend } from './backend/backend.ts'
-import { HttpError } from '../shared/json-http.ts'
+import { MAX_ACME_RECORD_BYTES } from '../shared/protocol/proxies.ts'
 
 const PREFIX = '/acme/'
 // The names proxy/acme's CertStore uses: `acme/account` and `acme/cert/<domain>`.
 const RECORD_NAME = /^acme\/(account|cert\/[a-z0-9.-]{1,253})$/
-export const MAX_RECORD_BYTES = 32 * 1024
+export const MAX_RECORD_BYTES = MAX_ACME_RECORD_BYTES
+
+/** A record name proxies do not use, or a record too large. */
+export class AcmeRecordError extends Error {}
 
 export class AcmeRecords {
   private readonly backend: Backend
@@ -23,12 +26,12 @@ export class AcmeRecords {
   }
 
   async put(name: string, value: string): Promise<void> {
-    if (Buffer.byteLength(value) > MAX_RECORD_BYTES) throw new HttpError(400, `ACME record ${name} is larger than ${MAX_RECORD_BYTES} bytes`)
+    if (Buffer.byteLength(value) > MAX_RECORD_BYTES) throw new AcmeRecordError(`ACME record ${name} is larger than ${MAX_RECORD_BYTES} bytes`)
     await this.backend.put(backendKey(name), value)
   }
 }
 
 function backendKey(name: string): string {
-  if (!RECORD_NAME.test(name)) throw new HttpError(400, `not an ACME record name: ${JSON.stringify(name)} (acme/account or acme/cert/<domain>)`)
+  if (!RECORD_NAME.test(name)) throw new AcmeRecordError(`not an ACME record name: ${JSON.stringify(name)} (acme/account or acme/cert/<domain>)`)
   return PREFIX + name.slice('acme/'.length)
 }

@@ -6,7 +6,7 @@
 // as a cluster server to clients that ask for it.
 
 import { isIP } from 'node:net'
-import { CLUSTER_SERVER_NAME } from '../shared/tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME } from '../shared/protocol/tunnel.ts'
 
 export interface HostNameRequest {
   hostId: string

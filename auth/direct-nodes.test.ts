@@ -1,5 +1,5 @@
 import t from 'tap'
-import { HttpError } from '../shared/json-http.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
 import { directNodes, serviceAddress } from './direct-nodes.ts'
 import type { Presence } from './nodes.ts'
 
@@ -16,7 +16,7 @@ t.test('the address a direct node is dialled at', async (t) => {
     } catch (error) {
       refusal = error
     }
-    t.ok(refusal instanceof HttpError && refusal.status === 400, `${JSON.stringify(bad)} is a 400`)
+    t.ok(refusal instanceof ProtocolError && refusal.field === 'service_addr', `${JSON.stringify(bad)} is refused, naming the field`)
   }
 })
 

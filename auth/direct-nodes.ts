@@ -3,10 +3,11 @@
 // the address the auth server sees them at. Proxies ask for that address book; `nodes ls`
 // shows the same addresses.
 
-import { HttpError } from '../shared/json-http.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
 import { joinHostPort, splitHostPort } from '../shared/address.ts'
 import { UsageError } from '../shared/errors.ts'
 import type { Presence } from './nodes.ts'
+import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
 
 /**
  * Where proxies reach a node that heartbeats from `seenFrom` (an IP) and reports `reported`
@@ -15,7 +16,7 @@ import type { Presence } from './nodes.ts'
  */
 export function serviceAddress(seenFrom: string, reported: string | undefined): string {
   if (reported === undefined) return seenFrom
-  const bad = () => new HttpError(400, 'field "service_addr" must be HOST:PORT, or :PORT for the address the heartbeat comes from')
+  const bad = () => new ProtocolError('POST /v1/heartbeat', 'service_addr', 'field "service_addr" must be HOST:PORT, or :PORT for the address the heartbeat comes from')
   if (reported.startsWith(':')) {
     const port = Number(reported.slice(1))
     if (!/^\d{1,5}$/.test(reported.slice(1)) || port < 1 || port > 65535) throw bad()
@@ -32,6 +33,6 @@ export function serviceAddress(seenFrom: string, reported: string | undefined): 
 }
 
 /** What a proxy needs to dial a direct node: the nodes present without a tunnel. */
-export function directNodes(present: Presence[]): { host_id: string; nodename: string; addr: string }[] {
+export function directNodes(present: Presence[]): DirectNodeEntry[] {
   return present.filter((p) => !p.tunnel && p.addr !== '').map((p) => ({ host_id: p.hostId, nodename: p.nodename, addr: p.addr }))
 }

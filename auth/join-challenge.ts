@@ -6,6 +6,7 @@
 
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Backend, Condition, Operation } from './backend/backend.ts'
+import type { JoinChallenge } from '../shared/protocol/hosts.ts'
 
 /** Long enough for a slow device to sign and send; short enough that a leaked nonce is soon worthless. */
 export const CHALLENGE_TTL_MS = 120_000
@@ -15,12 +16,6 @@ const VERSION = 'c1'
 
 /** A nonce this cluster did not issue, or issued too long ago. */
 export class ChallengeRefusal extends Error {}
-
-export interface Challenge {
-  nonce: string
-  /** Epoch ms after which the nonce is refused. */
-  expires: number
-}
 
 export class JoinChallenges {
   private readonly secret: Buffer
@@ -39,7 +34,7 @@ export class JoinChallenges {
     return new JoinChallenges(Buffer.from(item.value, 'base64'), clock)
   }
 
-  issue(): Challenge {
+  issue(): JoinChallenge {
     const expires = this.clock() + CHALLENGE_TTL_MS
     const body = `${VERSION}.${expires.toString(36)}.${randomBytes(16).toString('base64url')}`
     return { nonce: `${body}.${this.mac(body)}`, expires }

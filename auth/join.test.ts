@@ -6,15 +6,19 @@ import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:cryp
 import { join as joinPath } from 'node:path'
 import { Authority, newKeySet } from './authorities.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
-import { join, parseJoinRequest } from './join.ts'
+import { join, JoinRefusal, parseJoinRequest } from './join.ts'
 import { JoinChallenges } from './join-challenge.ts'
 import { publicKeyFingerprint } from './key-policy.ts'
-import { NodeDirectory, type NodeRecord } from './nodes.ts'
+import { NodeDirectory, NodenameTaken, type NodeRecord } from './nodes.ts'
 import { TokenService } from './tokens.ts'
-import { HttpError } from '../shared/json-http.ts'
+import { parseBody } from '../shared/protocol/api.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
 import { generateJoinKeys, signedJoinBody, type JoinFields, type JoinKeys } from '../shared/join.ts'
 
 const CLUSTER = 'c1'
+
+/** A join body as the router reads it (its shape), then as the join reads it. */
+const parseJoin = (body: unknown) => parseJoinRequest(parseBody('POST /v1/join', body))
 
 async function cluster(t: Test) {
   const backend = SqliteBackend.open(joinPath(t.testdir(), 'backend.db'))
@@ -28,7 +32,7 @@ async function cluster(t: Test) {
   const { value: token } = await tokens.add({ roles: ['node'], ttlMs: 3_600_000 })
   const body = (fields: Partial<JoinFields> = {}, keys: JoinKeys = generateJoinKeys()) =>
     signedJoinBody(CLUSTER, challenges.issue().nonce, { token, nodename: 'pi-1', roles: ['node'], ...fields }, keys)
-  const attempt = (request: Record<string, unknown>) => join(context, parseJoinRequest(request))
+  const attempt = (request: unknown) => join(context, parseJoin(request))
   const registry = async () => (await backend.list('/nodes/')).map((item) => JSON.parse(item.value) as NodeRecord)
   return { backend, hostCA, tokens, nodes, challenges, body, attempt, registry }
 }
@@ -40,8 +44,8 @@ t.test('the server chooses every host ID; a request that names one is refused', 
   t.match(a.host_id, /^[0-9a-f-]{36}$/)
   t.not(a.host_id, b.host_id)
   t.equal(new X509Certificate(a.tls_cert).subject.split('\n').find((line) => line.startsWith('CN=')), `CN=${a.host_id}`)
-  t.throws(() => parseJoinRequest({ ...body({ nodename: 'c' }), host_id: a.host_id }), new HttpError(400, 'field "host_id" is not accepted: the auth server assigns host IDs; a host that has one renews with its certificate instead of joining'))
-  t.throws(() => parseJoinRequest({ ...body({ nodename: 'c' }), addresses: ['10.0.0.1'] }), /field "addresses" is not accepted/)
+  t.throws(() => parseJoin({ ...body({ nodename: 'c' }), host_id: a.host_id }), new ProtocolError('POST /v1/join', 'host_id', 'field "host_id" is not accepted: the auth server assigns host IDs; a host that has one renews with its certificate instead of joining'))
+  t.throws(() => parseJoin({ ...body({ nodename: 'c' }), addresses: ['10.0.0.1'] }), /field "addresses" is not accepted/)
   t.equal((await registry()).length, 2)
 })
 
@@ -72,7 +76,7 @@ t.test('a nonce is good for one join', async (t) => {
   const { body, attempt, registry } = await cluster(t)
   const request = body()
   await attempt(request)
-  await t.rejects(attempt(request), new HttpError(403, 'the join challenge was already used: ask for a new one'), 'replayed as it was')
+  await t.rejects(attempt(request), new JoinRefusal('the join challenge was already used: ask for a new one'), 'replayed as it was')
   await t.rejects(attempt({ ...request, nodename: 'pi-2' }), /already used/, 'or under another name')
   t.equal((await registry()).length, 1)
 })
@@ -82,18 +86,18 @@ t.test('key types are refused by name', async (t) => {
   const ssh = generateKeyPairSync('ed25519')
   for (const curve of ['secp256k1', 'P-521']) {
     const keys = { tls: generateKeyPairSync('ec', { namedCurve: curve }), ssh }
-    t.throws(() => parseJoinRequest(body({}, keys)), /field "tls_public_key": "(secp256k1|P-521)" keys are not accepted: use Ed25519, ECDSA P-256 or P-384/)
+    t.throws(() => parseJoin(body({}, keys)), /field "tls_public_key": "(secp256k1|P-521)" keys are not accepted: use Ed25519, ECDSA P-256 or P-384/)
   }
-  t.throws(() => parseJoinRequest({ ...body(), ssh_public_key: 'ecdsa-sha2-nistp256 AAAA' }), /field "ssh_public_key" must be an ssh-ed25519 public key line/)
+  t.throws(() => parseJoin({ ...body(), ssh_public_key: 'ecdsa-sha2-nistp256 AAAA' }), /field "ssh_public_key" must be an ssh-ed25519 public key line/)
 })
 
 t.test('node names: unique, not reserved, not shaped like a host ID', async (t) => {
   const { body, attempt, registry } = await cluster(t)
   const first = await attempt(body())
-  await t.rejects(attempt(body()), new HttpError(409, 'nodename "pi-1" is already registered to another node; remove it first with warrenctl nodes rm pi-1'))
+  await t.rejects(attempt(body()), new NodenameTaken('pi-1'))
   await t.rejects(attempt(body({ nodename: 'PI-1' })), /nodename "PI-1" is already registered/, 'case does not make another name')
-  t.throws(() => parseJoinRequest(body({ nodename: 'localhost' })), /reserved name/)
-  t.throws(() => parseJoinRequest(body({ nodename: first.host_id })), /must not look like a host ID/)
+  t.throws(() => parseJoin(body({ nodename: 'localhost' })), /reserved name/)
+  t.throws(() => parseJoin(body({ nodename: first.host_id })), /must not look like a host ID/)
   t.same((await registry()).map((r) => r.hostId), [first.host_id])
 })
 
@@ -137,7 +141,7 @@ t.test('nodes rm: by name or host ID, record, name and presence in one go', asyn
 t.test('public addresses: a proxy\'s certificates name them, a node may not ask', async (t) => {
   const { tokens, body, attempt } = await cluster(t)
   const { value: proxyToken } = await tokens.add({ roles: ['proxy'], ttlMs: 60_000 })
-  t.throws(() => parseJoinRequest(body({ publicAddrs: ['proxy.example.com'] })), /field "public_addrs" is only for proxies/)
+  t.throws(() => parseJoin(body({ publicAddrs: ['proxy.example.com'] })), /field "public_addrs" is only for proxies/)
   const proxy = await attempt(body({ token: proxyToken, roles: ['proxy'], nodename: 'edge', publicAddrs: ['proxy.example.com', 'localhost'] }))
   t.equal(new X509Certificate(proxy.tls_cert).subjectAltName, `DNS:${proxy.host_id}, DNS:edge, DNS:proxy.example.com`)
   t.ok(createPublicKey(proxy.tls_cert))

@@ -12,15 +12,15 @@ import type { Backend } from './backend/backend.ts'
 import type { Authority } from './authorities.ts'
 import { reservedName } from './certificate-names.ts'
 import { HOST_CERT_TTL_MS, issueHostIdentity, validity } from './issuer.ts'
-import { ChallengeRefusal, usedNonceKey, type JoinChallenges } from './join-challenge.ts'
+import { usedNonceKey, type JoinChallenges } from './join-challenge.ts'
 import { checkSshKey, checkTlsKey, KeyPolicyError, publicKeyFingerprint } from './key-policy.ts'
 import { NodenameTaken, type NodeDirectory } from './nodes.ts'
 import { isTokenRole, type TokenRole } from './roles.ts'
 import { TokenRefusal, TOKEN_NOT_FOUND, type TokenService } from './tokens.ts'
-import { HttpError, labelsField, stringField, stringListField } from '../shared/json-http.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
 import { joinProofMessage, verifyProof } from '../shared/join-proof.ts'
 import { parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
-import type { JoinResponse } from '../shared/join.ts'
+import type { JoinBody, Joined } from '../shared/protocol/hosts.ts'
 
 const NODENAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$/
 /** A host ID's shape: a node named like one could be mistaken for that host when routed to. */
@@ -34,13 +34,11 @@ export function nodenameProblem(nodename: string, field = 'nodename'): string | 
   return undefined
 }
 
-/** Fields older clients sent that a caller may no longer choose. */
-const REFUSED_FIELDS: Record<string, string> = {
-  host_id: 'the auth server assigns host IDs; a host that has one renews with its certificate instead of joining',
-  addresses: 'certificates name only the host ID and the node name (a proxy\'s public addresses come from proxy_service.public_addr)',
-}
+/** A join the cluster refuses: the caller does not hold the keys it asks to have certified, or replayed a challenge. */
+export class JoinRefusal extends Error {}
 
 const NONCE_USED = 'the join challenge was already used: ask for a new one'
+const ROUTE = 'POST /v1/join'
 
 export interface JoinRequest {
   token: string
@@ -55,44 +53,45 @@ export interface JoinRequest {
   sshSignature: string
 }
 
-function publicKeyField(body: Record<string, unknown>, field: string, parse: (text: string) => KeyObject, check: (key: KeyObject) => void, expected: string): KeyObject {
+const invalid = (field: string, message: string) => new ProtocolError(ROUTE, field, message)
+
+function publicKey(text: string, field: string, parse: (text: string) => KeyObject, check: (key: KeyObject) => void, expected: string): KeyObject {
   let key: KeyObject
   try {
-    key = parse(stringField(body, field, { max: 4096 }) as string)
-  } catch (error) {
-    if (error instanceof HttpError) throw error
-    throw new HttpError(400, `field "${field}" must be ${expected}`)
+    key = parse(text)
+  } catch {
+    throw invalid(field, `field "${field}" must be ${expected}`)
   }
   try {
     check(key)
   } catch (error) {
-    if (error instanceof KeyPolicyError) throw new HttpError(400, `field "${field}": ${error.message}`)
+    if (error instanceof KeyPolicyError) throw invalid(field, `field "${field}": ${error.message}`)
     throw error
   }
   return key
 }
 
-/** Validates the request body; every problem is a 400 naming the field. */
-export function parseJoinRequest(body: Record<string, unknown>): JoinRequest {
-  for (const [field, reason] of Object.entries(REFUSED_FIELDS)) {
-    if (field in body) throw new HttpError(400, `field "${field}" is not accepted: ${reason}`)
+/** Checks what the body's shape cannot: the node name, the roles, the keys; every problem is a ProtocolError naming the field. */
+export function parseJoinRequest(body: JoinBody): JoinRequest {
+  const problem = nodenameProblem(body.nodename)
+  if (problem) throw invalid('nodename', problem)
+  const roles = body.roles
+  if (roles.length === 0) throw invalid('roles', 'field "roles" must name at least one role')
+  for (const role of roles) if (!isTokenRole(role)) throw invalid('roles', `unknown role "${role}"`)
+  const tlsPublicKey = publicKey(body.tls_public_key, 'tls_public_key', (text) => createPublicKey(text), checkTlsKey, 'a PEM public key')
+  const sshPublicKey = publicKey(body.ssh_public_key, 'ssh_public_key', parseSshPublicKey, checkSshKey, 'an ssh-ed25519 public key line')
+  if (body.public_addrs.length > 0 && !roles.includes('proxy')) throw invalid('public_addrs', 'field "public_addrs" is only for proxies')
+  return {
+    token: body.token,
+    nodename: body.nodename,
+    roles: roles as TokenRole[],
+    tlsPublicKey,
+    sshPublicKey,
+    publicAddrs: body.public_addrs,
+    nonce: body.nonce,
+    tlsSignature: body.tls_signature,
+    sshSignature: body.ssh_signature,
   }
-  const token = stringField(body, 'token', { max: 512 }) as string
-  const nodename = stringField(body, 'nodename', { max: 253 }) as string
-  const problem = nodenameProblem(nodename)
-  if (problem) throw new HttpError(400, problem)
-  const roles = stringListField(body, 'roles', 8)
-  if (roles.length === 0) throw new HttpError(400, 'field "roles" must name at least one role')
-  for (const role of roles) if (!isTokenRole(role)) throw new HttpError(400, `unknown role "${role}"`)
-  const tlsPublicKey = publicKeyField(body, 'tls_public_key', (text) => createPublicKey(text), checkTlsKey, 'a PEM public key')
-  const sshPublicKey = publicKeyField(body, 'ssh_public_key', parseSshPublicKey, checkSshKey, 'an ssh-ed25519 public key line')
-  const publicAddrs = stringListField(body, 'public_addrs', 16)
-  if (publicAddrs.length > 0 && !roles.includes('proxy')) throw new HttpError(400, 'field "public_addrs" is only for proxies')
-  labelsField(body, 'labels')
-  const nonce = stringField(body, 'nonce', { max: 256 }) as string
-  const tlsSignature = stringField(body, 'tls_signature', { max: 2048 }) as string
-  const sshSignature = stringField(body, 'ssh_signature', { max: 2048 }) as string
-  return { token, nodename, roles: roles as TokenRole[], tlsPublicKey, sshPublicKey, publicAddrs, nonce, tlsSignature, sshSignature }
 }
 
 export interface JoinContext {
@@ -110,25 +109,19 @@ export interface JoinContext {
 /** The caller must hold both private keys: each signed this cluster's nonce and both public keys. */
 function checkProofOfPossession(context: JoinContext, request: JoinRequest): void {
   const message = joinProofMessage({ clusterName: context.clusterName, nonce: request.nonce, tlsPublicKey: request.tlsPublicKey, sshPublicKey: request.sshPublicKey })
-  if (!verifyProof(message, request.tlsPublicKey, request.tlsSignature)) throw new HttpError(403, 'field "tls_signature" is not a signature by the key in "tls_public_key": the joining device must hold its private key')
-  if (!verifyProof(message, request.sshPublicKey, request.sshSignature)) throw new HttpError(403, 'field "ssh_signature" is not a signature by the key in "ssh_public_key": the joining device must hold its private key')
+  if (!verifyProof(message, request.tlsPublicKey, request.tlsSignature)) throw new JoinRefusal('field "tls_signature" is not a signature by the key in "tls_public_key": the joining device must hold its private key')
+  if (!verifyProof(message, request.sshPublicKey, request.sshSignature)) throw new JoinRefusal('field "ssh_signature" is not a signature by the key in "ssh_public_key": the joining device must hold its private key')
 }
 
 /**
- * Throws TokenRefusal, NodenameTaken or HttpError (all safe to show) when this join is not
- * admitted. Nothing is written before every check has passed.
+ * Throws ChallengeRefusal, JoinRefusal, TokenRefusal or NodenameTaken (all safe to show)
+ * when this join is not admitted. Nothing is written before every check has passed.
  */
-export async function join(context: JoinContext, request: JoinRequest): Promise<JoinResponse & { replaced?: string }> {
-  let spend
-  try {
-    spend = context.challenges.spend(request.nonce)
-  } catch (error) {
-    if (error instanceof ChallengeRefusal) throw new HttpError(403, error.message)
-    throw error
-  }
+export async function join(context: JoinContext, request: JoinRequest): Promise<Joined & { replaced?: string }> {
+  const spend = context.challenges.spend(request.nonce)
   checkProofOfPossession(context, request)
   // Also a condition of the transaction below; read here so that a replay is told so first.
-  if (await context.backend.get(usedNonceKey(request.nonce))) throw new HttpError(403, NONCE_USED)
+  if (await context.backend.get(usedNonceKey(request.nonce))) throw new JoinRefusal(NONCE_USED)
   const valid = await context.tokens.validate(request.token, request.roles, request.nodename)
   const hostId = randomUUID()
   const joinedAt = Date.now()
@@ -164,7 +157,7 @@ export async function join(context: JoinContext, request: JoinRequest): Promise<
 
 /** The transaction's conditions failed: another join got there first. Says which race was lost. */
 async function explainConflict(context: JoinContext, request: JoinRequest): Promise<never> {
-  if (await context.backend.get(usedNonceKey(request.nonce))) throw new HttpError(403, NONCE_USED)
+  if (await context.backend.get(usedNonceKey(request.nonce))) throw new JoinRefusal(NONCE_USED)
   if (request.roles.includes('node') && (await context.nodes.holderOf(request.nodename))) throw new NodenameTaken(request.nodename)
   // Otherwise a single-use token that another join consumed first.
   throw new TokenRefusal(TOKEN_NOT_FOUND)

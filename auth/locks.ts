@@ -8,16 +8,13 @@
 
 import { randomUUID } from 'node:crypto'
 import type { Backend } from './backend/backend.ts'
-import { NodeLookupError, registryKey, type NodeDirectory } from './nodes.ts'
-import type { UserDirectory } from './users.ts'
-import { HttpError, stringField } from '../shared/json-http.ts'
+import { registryKey, type NodeDirectory } from './nodes.ts'
+import { UnknownUser, type UserDirectory } from './users.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
+import type { LockBody } from '../shared/protocol/admin.ts'
 
 export const LOCKS = '/locks/'
-
-/** The longest lock a TTL may ask for; without a TTL a lock lasts until it is removed. */
-const MAX_LOCK_TTL_MS = 10 * 365 * 24 * 3600_000
-
-const MAX_MESSAGE_LENGTH = 256
+const ROUTE = 'POST /v1/locks'
 
 export type LockTarget = { user: string } | { node: string; hostId: string }
 
@@ -48,18 +45,21 @@ export function describeTarget(target: LockTarget): string {
   return 'user' in target ? `user:${target.user}` : `node:${target.node} (${target.hostId})`
 }
 
-/** Validates the request body; every problem is a 400 naming the field. */
-export function parseLockRequest(body: Record<string, unknown>): LockRequest {
-  const user = stringField(body, 'user', { optional: true, max: 64 })
-  const node = stringField(body, 'node', { optional: true, max: 253 })
-  if ((user === undefined) === (node === undefined)) throw new HttpError(400, 'a lock needs exactly one target: field "user" or field "node"')
-  const ttlMs = body.ttl_ms
-  if (ttlMs !== undefined && (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0 || ttlMs > MAX_LOCK_TTL_MS)) {
-    throw new HttpError(400, 'field "ttl_ms" must be a positive number of milliseconds, at most 10 years')
-  }
-  const message = stringField(body, 'message', { optional: true, max: MAX_MESSAGE_LENGTH })
-  if (message !== undefined && /[\u0000-\u001f\u007f]/.test(message)) throw new HttpError(400, 'field "message" must be one line of printable text')
-  return { user, node, ttlMs: ttlMs as number | undefined, message }
+/** No lock with that ID is in force (it may have expired). */
+export class LockNotFound extends Error {}
+
+/** The node to lock changed or went while it was being locked. */
+export class LockConflict extends Error {}
+
+/** A caller refused by a lock (a user asking for certificates, say), told the lock's message. */
+export class Locked extends Error {}
+
+/** Checks what the body's shape cannot: one target, a message on one line; a problem is a ProtocolError naming the field. */
+export function parseLockRequest(body: LockBody): LockRequest {
+  const { user, node, message } = body
+  if ((user === undefined) === (node === undefined)) throw new ProtocolError(ROUTE, user === undefined ? 'user' : 'node', 'a lock needs exactly one target: field "user" or field "node"')
+  if (message !== undefined && /[\u0000-\u001f\u007f]/.test(message)) throw new ProtocolError(ROUTE, 'message', 'field "message" must be one line of printable text')
+  return { user, node, ttlMs: body.ttl_ms, message }
 }
 
 export interface LocksContext {
@@ -78,24 +78,24 @@ export class Locks {
     this.clock = context.clock ?? Date.now
   }
 
-  /** Creates a lock; throws HttpError 404 for a target that does not exist, 409 when a node went meanwhile. */
+  /** Creates a lock; throws UnknownUser or NodeLookupError for a target that does not exist, LockConflict when a node went meanwhile. */
   async add(request: LockRequest): Promise<LockRecord> {
     const now = this.clock()
     const base = { id: randomUUID(), created: now, ...(request.message ? { message: request.message } : {}), ...(request.ttlMs ? { expires: now + request.ttlMs } : {}) }
     const put = (record: LockRecord) => ({ op: 'put' as const, key: LOCKS + record.id, value: JSON.stringify(record), ...(request.ttlMs ? { ttlMs: request.ttlMs } : {}) })
     if (request.user !== undefined) {
-      if (!(await this.context.users.get(request.user))) throw new HttpError(404, `no user "${request.user}": lock a user that "warrenctl users ls" lists`)
+      if (!(await this.context.users.get(request.user))) throw new UnknownUser(`no user "${request.user}": lock a user that "warrenctl users ls" lists`)
       const record: LockRecord = { ...base, target: { user: request.user } }
       await this.context.backend.txn([], [put(record)])
       return record
     }
-    const hostId = await this.resolveNode(request.node!)
+    const hostId = await this.context.nodes.resolve(request.node!)
     const registration = await this.context.backend.get(registryKey(hostId))
-    if (!registration) throw new HttpError(409, `node "${request.node}" was removed meanwhile`)
+    if (!registration) throw new LockConflict(`node "${request.node}" was removed meanwhile`)
     const nodename = (JSON.parse(registration.value) as { nodename: string }).nodename
     const record: LockRecord = { ...base, target: { node: nodename, hostId } }
     if (!(await this.context.backend.txn([{ key: registration.key, revision: registration.revision }], [put(record)]))) {
-      throw new HttpError(409, `node "${request.node}" changed while being locked: try again`)
+      throw new LockConflict(`node "${request.node}" changed while being locked: try again`)
     }
     return record
   }
@@ -106,21 +106,12 @@ export class Locks {
     return locks.sort((a, b) => a.created - b.created || a.id.localeCompare(b.id))
   }
 
-  /** Ends a lock; throws HttpError 404 when there is no such lock (it may have expired). */
+  /** Ends a lock; throws LockNotFound when there is no such lock (it may have expired). */
   async remove(id: string): Promise<LockRecord> {
     const item = await this.context.backend.get(LOCKS + id)
     if (!item || !(await this.context.backend.txn([{ key: item.key, revision: item.revision }], [{ op: 'delete', key: item.key }]))) {
-      throw new HttpError(404, `no lock "${id}" (it may have expired or been removed): "warrenctl lock ls" lists the locks in force`)
+      throw new LockNotFound(`no lock "${id}" (it may have expired or been removed): "warrenctl lock ls" lists the locks in force`)
     }
     return JSON.parse(item.value) as LockRecord
-  }
-
-  private async resolveNode(nodeOrId: string): Promise<string> {
-    try {
-      return await this.context.nodes.resolve(nodeOrId)
-    } catch (error) {
-      if (error instanceof NodeLookupError) throw new HttpError(404, error.message)
-      throw error
-    }
   }
 }

@@ -6,22 +6,7 @@
 import type { LockRecord } from './locks.ts'
 import type { NodeRecord, Presence } from './nodes.ts'
 import type { RemovalRecord } from './revocations.ts'
-
-export type NodeStatus = 'online' | 'offline' | 'locked' | 'removed'
-
-export interface ListedNode {
-  host_id: string
-  nodename: string
-  addr: string
-  tunnel: boolean
-  labels: Record<string, string>
-  status: NodeStatus
-  last_seen: number | null
-  version: string | null
-  cert_expires: number | null
-  /** Tunnel nodes: the live proxies that reported its tunnel lately, of how many. */
-  proxies: { holding: number; live: number } | null
-}
+import type { ListedNode } from '../shared/protocol/admin.ts'
 
 export interface ListingInput {
   /** Every presence item (known()), and the host IDs of those online (present()). */

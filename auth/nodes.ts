@@ -19,7 +19,6 @@
 // replaces the holder, and then removes the old host's record in the same transaction.
 
 import type { Backend, Condition, Operation } from './backend/backend.ts'
-import { HttpError } from '../shared/json-http.ts'
 
 export interface NodeRecord {
   hostId: string
@@ -87,9 +86,16 @@ function claimsName(record: NodeRecord): boolean {
 }
 
 /** A join naming a node name that another host holds (a failed join, safe to show). */
-export class NodenameTaken extends HttpError {
+export class NodenameTaken extends Error {
   constructor(nodename: string) {
-    super(409, `nodename "${nodename}" is already registered to another node; remove it first with warrenctl nodes rm ${nodename}`)
+    super(`nodename "${nodename}" is already registered to another node; remove it first with warrenctl nodes rm ${nodename}`)
+  }
+}
+
+/** A host the registry does not know (removed, or replaced), asking as a registered one. */
+export class UnregisteredHost extends Error {
+  constructor(hostId: string, detail = '') {
+    super(`host ${hostId} is not registered in this cluster${detail}`)
   }
 }
 

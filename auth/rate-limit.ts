@@ -17,6 +17,17 @@ interface Bucket {
   updated: number
 }
 
+/** An address that used up its tries: refused before its request is read. */
+export class TooManyAttempts extends Error {
+  /** Whole seconds until a try is free again. */
+  readonly retryAfterS: number
+  constructor(address: string, waitMs: number) {
+    const seconds = Math.ceil(waitMs / 1000)
+    super(`too many failed join attempts from ${address}; try again in ${seconds}s`)
+    this.retryAfterS = seconds
+  }
+}
+
 /** Buckets kept before the full ones are forgotten; the threshold doubles while most are in use. */
 const PRUNE_THRESHOLD = 10_000
 

@@ -14,20 +14,17 @@
 // tunnel cannot open with an expired certificate).
 
 import { X509Certificate } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
 import type { Authority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
-import { ChallengeRefusal, type JoinChallenges } from './join-challenge.ts'
+import type { JoinChallenges } from './join-challenge.ts'
 import type { NodeDirectory } from './nodes.ts'
-import type { FailureRateLimiter } from './rate-limit.ts'
 import { checkRegisteredHolder, type Renewals } from './renew.ts'
 import { certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
 import { describeTtl } from '../shared/duration.ts'
-import { HttpError, readJson, stringField } from '../shared/json-http.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
 import { joinProofMessage, RECOVERY_PURPOSE, verifyProof } from '../shared/join-proof.ts'
-import type { Logger } from '../shared/log.ts'
-import type { RenewedCertificates } from '../shared/identity-store.ts'
-import { PAST_RECOVERY_WINDOW, readmitCommand } from '../shared/recover.ts'
+import type { RecoverBody } from '../shared/protocol/hosts.ts'
+import { readmitCommand } from '../shared/recover.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 
 export interface RecoveryContext {
@@ -36,13 +33,9 @@ export interface RecoveryContext {
   renewals: Renewals
   challenges: JoinChallenges
   hostCA: () => Authority
-  userCA: () => Authority
   clusterName: string
   /** `auth_service.recovery_window`: how long after its certificates expired a host may recover. */
   recoveryWindowMs: number
-  /** The failed-join limiter: refused recoveries are charged to it. */
-  limiter: FailureRateLimiter
-  log: Logger
   /**
    * Why something other than the registry bars this host now (a lock, a removal record), or
    * undefined. Nothing does unless given.
@@ -59,23 +52,26 @@ export interface RecoveryRequest {
   sshSignature: string
 }
 
-const refuse = (message: string) => new HttpError(403, message)
+/** A recovery the cluster refuses: not a host it knows, not its keys, a spent or foreign challenge, a lock. */
+export class RecoveryRefusal extends Error {}
 
-/** Validates the request body; every problem is a 400 naming the field. */
-export function parseRecoveryRequest(body: Record<string, unknown>): RecoveryRequest {
+/** The certificate is still valid: the host renews with it instead. */
+export class StillRenewable extends RecoveryRefusal {}
+
+/** The certificates expired longer ago than the recovery window: only a new token re-admits the host. */
+export class RecoveryWindowPassed extends RecoveryRefusal {}
+
+const refuse = (message: string) => new RecoveryRefusal(message)
+
+/** The body as a recovery reads it; a certificate that cannot be read is a ProtocolError naming the field. */
+export function parseRecoveryRequest(body: RecoverBody): RecoveryRequest {
   let cert: X509Certificate
   try {
-    cert = new X509Certificate(stringField(body, 'tls_cert', { max: 16_384 }) as string)
-  } catch (error) {
-    if (error instanceof HttpError) throw error
-    throw new HttpError(400, 'field "tls_cert" must be a PEM certificate')
+    cert = new X509Certificate(body.tls_cert)
+  } catch {
+    throw new ProtocolError('POST /v1/recover', 'tls_cert', 'field "tls_cert" must be a PEM certificate')
   }
-  return {
-    cert,
-    nonce: stringField(body, 'nonce', { max: 256 }) as string,
-    tlsSignature: stringField(body, 'tls_signature', { max: 2048 }) as string,
-    sshSignature: stringField(body, 'ssh_signature', { max: 2048 }) as string,
-  }
+  return { cert, nonce: body.nonce, tlsSignature: body.tls_signature, sshSignature: body.ssh_signature }
 }
 
 export class Recoveries {
@@ -87,42 +83,11 @@ export class Recoveries {
     this.clock = context.clock ?? Date.now
   }
 
-  /** POST /v1/recover from `address` (the client's, as the proxy saw it when one carried the request). */
-  async handle(req: IncomingMessage, address: string): Promise<RenewedCertificates> {
-    const { limiter, log } = this.context
-    // As for joins: a try is taken before the body is read, and given back on success.
-    const wait = limiter.reserve(address)
-    if (wait > 0) {
-      log.warn('recovery refused: too many failed attempts', { from: address })
-      throw new HttpError(429, `too many failed join attempts from ${address}; try again in ${Math.ceil(wait / 1000)}s`, { 'retry-after': String(Math.ceil(wait / 1000)) })
-    }
-    let host = '?'
-    try {
-      const request = parseRecoveryRequest(await readJson(req))
-      host = certSubject(request.cert).commonName
-      const recovered = await this.recover(request)
-      limiter.refund(address)
-      log.info('host certificates recovered', { host_id: host, from: address, issued: recovered.issued })
-      return { tls_cert: recovered.tlsCertPem, ssh_cert: recovered.sshCert, host_ca_certs: this.context.hostCA().tlsCertPems, user_ca_ssh_keys: this.context.userCA().sshPublicKeys }
-    } catch (error) {
-      if (!(error instanceof HttpError)) throw error
-      const message = `recovery refused for host ${host}: ${error.message}`
-      log.warn(message, { from: address })
-      throw new HttpError(error.status, message, error.headers)
-    }
-  }
-
-  /** Throws HttpError: 403 refused, 409 the certificate is still usable, 410 past the recovery window. */
+  /** Throws RecoveryRefusal (StillRenewable, RecoveryWindowPassed), ChallengeRefusal or RenewalRefusal. */
   async recover(request: RecoveryRequest): Promise<Awaited<ReturnType<Renewals['recover']>>> {
     const { challenges, clusterName, nodes } = this.context
     const { cert } = request
-    let spend
-    try {
-      spend = challenges.spend(request.nonce)
-    } catch (error) {
-      if (error instanceof ChallengeRefusal) throw refuse(error.message)
-      throw error
-    }
+    const spend = challenges.spend(request.nonce)
     const subject = certSubject(cert)
     if (subject.cluster !== clusterName) throw refuse('the certificate belongs to another cluster')
     const hostId = subject.commonName
@@ -137,12 +102,12 @@ export class Recoveries {
 
     const now = this.clock()
     if (validNow(cert, now) && issuedByAny(cert, this.context.hostCA().tlsCertPems)) {
-      throw new HttpError(409, `the certificate of host ${hostId} is still valid: it renews with it instead`)
+      throw new StillRenewable(`the certificate of host ${hostId} is still valid: it renews with it instead`)
     }
     const expired = registered.certExpires ?? cert.validToDate.getTime()
     if (now > expired + this.context.recoveryWindowMs) {
       const readmit = readmitCommand(registered.nodename, registered.roles)
-      throw new HttpError(PAST_RECOVERY_WINDOW, `the certificates of host ${hostId} ("${registered.nodename}") expired on ${new Date(expired).toISOString()}, longer ago than the recovery window (${describeTtl(this.context.recoveryWindowMs)}): re-admit it with "${readmit}" and join it again with that token`)
+      throw new RecoveryWindowPassed(`the certificates of host ${hostId} ("${registered.nodename}") expired on ${new Date(expired).toISOString()}, longer ago than the recovery window (${describeTtl(this.context.recoveryWindowMs)}): re-admit it with "${readmit}" and join it again with that token`)
     }
     // Spent only once every check has passed; a nonce used twice is refused.
     if (!(await this.context.backend.txn(spend.conditions, spend.operations))) throw refuse('the join challenge was already used: ask for a new one')

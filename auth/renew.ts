@@ -12,7 +12,7 @@
 //
 // Renewals cannot be abused to make the server sign in a loop: one is granted only when
 // due (shared/renewal-window.ts); the result is remembered per host, so further requests
-// presenting an older certificate get the same answer; anything else is refused (409)
+// presenting an older certificate get the same answer; anything else is refused (not due)
 // with the date it will be due. Per host one renewal runs at a time (the others wait for
 // it and are then answered from it), so a rotation in the middle of one is seen by the next.
 
@@ -22,7 +22,6 @@ import { HOST_CERT_TTL_MS, issueHostIdentity, type HostIdentity } from './issuer
 import { KeyPolicyError, publicKeyFingerprint } from './key-policy.ts'
 import type { NodeDirectory, NodeRecord } from './nodes.ts'
 import { certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
-import { HttpError } from '../shared/json-http.ts'
 import { renewalDueAt, renewalNeeded } from '../shared/renewal-window.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 
@@ -57,14 +56,20 @@ interface LastRenewal {
   dueAt: number
 }
 
-const refuse = (message: string) => new HttpError(403, message)
+/** Certificates the cluster will not issue for this caller (not its registered key or roles, not a host it knows, a lock). */
+export class RenewalRefusal extends Error {}
+
+/** A renewal asked for before the certificate is due: it says when it will be. */
+export class RenewalNotDue extends Error {}
+
+const refuse = (message: string) => new RenewalRefusal(message)
 
 function sameRoles(a: string[], b: string[]): boolean {
   return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',')
 }
 
 /**
- * Throws 403 unless `cert` certifies the TLS key registered for `hostId`, with the roles it
+ * Throws RenewalRefusal unless `cert` certifies the TLS key registered for `hostId`, with the roles it
  * was registered with: what a renewal or a recovery may certify.
  */
 export function checkRegisteredHolder(cert: X509Certificate, hostId: string, registered: NodeRecord | undefined): asserts registered is NodeRecord {
@@ -91,7 +96,7 @@ export class Renewals {
   /**
    * Renews for the holder of `certPem`: the host itself (`/v1/renew`, its TLS handshake
    * proved the key) or a proxy on behalf of a node whose tunnel it holds (`nodeOnly`).
-   * Throws HttpError: 403 refused, 409 not due yet.
+   * Throws RenewalRefusal, or RenewalNotDue.
    */
   async renew(certPem: string, options: { nodeOnly: boolean }): Promise<Renewed> {
     const { clusterName } = this.context
@@ -113,7 +118,7 @@ export class Renewals {
     if (refusal) throw refuse(refusal)
     if (options.nodeOnly && !registered.roles.includes('node')) throw refuse(`host ${hostId} is not a node: it renews with its own certificate`)
     return this.reissue(cert, hostId, (signer, nowMs) => {
-      if (!renewalNeeded(cert, signer, nowMs)) throw new HttpError(409, `the certificate of host ${hostId} is not due for renewal until ${new Date(renewalDueAt(cert)).toISOString()}`)
+      if (!renewalNeeded(cert, signer, nowMs)) throw new RenewalNotDue(`the certificate of host ${hostId} is not due for renewal until ${new Date(renewalDueAt(cert)).toISOString()}`)
     })
   }
 

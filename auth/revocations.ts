@@ -14,7 +14,8 @@ import { HOST_CERT_TTL_MS } from './issuer.ts'
 import { LOCKS, lockReason, type LockRecord } from './locks.ts'
 import type { NodeRecord } from './nodes.ts'
 import type { Logger } from '../shared/log.ts'
-import { RevocationList, type RevocationSnapshot } from '../shared/revocation-list.ts'
+import { RevocationList } from '../shared/revocation-list.ts'
+import type { RevocationSnapshot } from '../shared/protocol/proxies.ts'
 
 export const REMOVED = '/removed/'
 

@@ -35,6 +35,12 @@ export interface ValidToken {
 /** A refusal that is safe to show to the joining party: it never contains the token. */
 export class TokenRefusal extends Error {}
 
+/** A token that cannot be made or deleted as asked (a value too short, a static token). */
+export class TokenError extends Error {}
+
+/** No token has that value or ID (it may have expired). */
+export class TokenNotFound extends TokenError {}
+
 export const TOKEN_NOT_FOUND = 'token expired or not found'
 
 interface StaticToken {
@@ -90,10 +96,10 @@ export class TokenService {
 
   async add(options: { roles: TokenRole[]; ttlMs: number; singleUse?: boolean; value?: string; nodename?: string }): Promise<{ value: string; record: TokenRecord }> {
     const value = options.value ?? generateToken()
-    if (value.length < MIN_TOKEN_LENGTH) throw new Error(`a token must be at least ${MIN_TOKEN_LENGTH} characters long`)
-    if (/\s/.test(value) || value.startsWith('/')) throw new Error('a token must not contain spaces or start with "/"')
+    if (value.length < MIN_TOKEN_LENGTH) throw new TokenError(`a token must be at least ${MIN_TOKEN_LENGTH} characters long`)
+    if (/\s/.test(value) || value.startsWith('/')) throw new TokenError('a token must not contain spaces or start with "/"')
     const hash = hashToken(value)
-    if (this.findStatic(hash)) throw new Error('this token value is already defined as a static token')
+    if (this.findStatic(hash)) throw new TokenError('this token value is already defined as a static token')
     const now = this.clock()
     const record: TokenRecord = {
       id: hash.toString('hex').slice(0, ID_LENGTH),
@@ -106,7 +112,7 @@ export class TokenService {
       ...(options.nodename === undefined ? {} : { nodename: options.nodename }),
     }
     const created = await this.backend.create(PREFIX + hash.toString('hex'), JSON.stringify(record), { ttlMs: options.ttlMs })
-    if (!created) throw new Error('a token with this value already exists')
+    if (!created) throw new TokenError('a token with this value already exists')
     return { value, record }
   }
 
@@ -159,7 +165,7 @@ export class TokenService {
   async remove(valueOrId: string): Promise<TokenRecord> {
     const byValue = hashToken(valueOrId)
     if (this.findStatic(byValue) || this.staticTokens.some((t) => t.record.id === valueOrId)) {
-      throw new Error('this is a static token from the auth server\'s config (auth_service.tokens): remove it there and restart')
+      throw new TokenError('this is a static token from the auth server\'s config (auth_service.tokens): remove it there and restart')
     }
     let key = PREFIX + byValue.toString('hex')
     let item = await this.backend.get(key)
@@ -167,7 +173,7 @@ export class TokenService {
       item = (await this.backend.list(PREFIX + valueOrId))[0]
       if (item) key = item.key
     }
-    if (!item || !(await this.backend.delete(key))) throw new Error('token not found (it may have expired or been deleted)')
+    if (!item || !(await this.backend.delete(key))) throw new TokenNotFound('token not found (it may have expired or been deleted)')
     return JSON.parse(item.value) as TokenRecord
   }
 

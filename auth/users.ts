@@ -23,6 +23,9 @@ export interface UserRecord {
 
 export class UserError extends Error {}
 
+/** No user of that name. */
+export class UnknownUser extends UserError {}
+
 export function validateName(kind: string, name: string): void {
   if (!NAME.test(name)) throw new UserError(`invalid ${kind} "${name}": use lowercase letters, digits, "_", "-" or ".", starting with a letter or "_", at most 32 characters`)
 }

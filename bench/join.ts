@@ -19,7 +19,7 @@ const auth = await new AuthProcess({ authServiceYaml: `  join_rate_limit: { burs
 try {
   const { token } = await auth.api<{ token: string }>('POST', '/v1/tokens', { roles: 'node', ttl_ms: 3600_000 })
   const pin = (await auth.api<{ host_ca: { pins: string[] } }>('GET', '/v1/status')).host_ca.pins[0]
-  const ca = await new ApiClient({ server: auth.address }).call<{ cluster_name: string; host_ca_certs: string[] }>('GET', '/v1/ca')
+  const ca = await new ApiClient({ server: auth.address }).call('GET /v1/ca')
   const client = new ApiClient({ server: auth.address, caPems: ca.host_ca_certs })
 
   // Devices make their own keys; a pool keeps key generation out of the measurement.
@@ -42,7 +42,7 @@ try {
   const join = (i: number) => requestJoin(client, ca.cluster_name, { token, nodename: `bench-${round}-${i}`, roles: ['node'] }, keys[i % keys.length])
   await measure('warm-up joins', join)
   round = 'measured'
-  const health = await measure('baseline: GET /v1/health', () => client.call('GET', '/v1/health'))
+  const health = await measure('baseline: GET /v1/health', () => client.call('GET /v1/health'))
   const joins = await measure('joins', join)
   console.log(`joins/s ÷ health requests/s = ${(joins / health).toFixed(2)}   (pin ${pin.slice(0, 15)}…)`)
   await client.close()

@@ -13,7 +13,9 @@ import { parseHostPort } from '../shared/address.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 import { defineCommand } from './command.ts'
-import { CLUSTER_SERVER_NAME, readFirstMessage, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
+import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
+import { parseDialReply, type DialReply, type UserDialIn } from '../shared/protocol/dial.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
 
 const COMMON = defineFlags({
@@ -48,9 +50,9 @@ export async function dialThroughProxy(flags: ProxyFlags, node: string, request:
     socket.once('error', (error) => reject(new WarrenError(`cannot reach the proxy at ${host}:${port}: ${error.message}`)))
   })
   if (socket.alpnProtocol !== USER_ALPN) throw new WarrenError(`the server at ${host}:${port} does not accept user connections`)
-  writeMessage(socket, { node, ...request })
-  const reply = await readFirstMessage(socket).catch((error: Error) => ({ ok: false, error: error.message }))
-  if (reply.ok !== true) throw new WarrenError(`cannot reach node "${node}": ${String(reply.error)}`)
+  writeMessage<UserDialIn>(socket, { node, ...request })
+  const reply = await readFirstMessage(socket, parseDialReply).catch((error: Error): DialReply => ({ ok: false, error: error.message }))
+  if (!reply.ok) throw new WarrenError(`cannot reach node "${node}": ${reply.error}`)
   return socket
 }
 

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { DIRECT_NODES_CACHE_MS, DIRECT_NODES_MISS_REFRESH_MS, DirectNodeBook, type DirectNodeEntry } from './direct-nodes.ts'
+import { DIRECT_NODES_CACHE_MS, DIRECT_NODES_MISS_REFRESH_MS, DirectNodeBook } from './direct-nodes.ts'
+import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
 
 /** A book over an answer the test changes, with its own clock, counting the requests. */
 function book(initial: DirectNodeEntry[]) {

@@ -6,6 +6,7 @@
 
 import { DEFAULTS } from '../shared/config.ts'
 import { parseHostPort } from '../shared/address.ts'
+import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
 
 /**
  * How long an answer is reused: the addresses change only when a node moves, and a node
@@ -20,14 +21,6 @@ export const DIRECT_NODES_CACHE_MS = DEFAULTS.heartbeatIntervalMs
  * make the proxy query the auth server once per connection.
  */
 export const DIRECT_NODES_MISS_REFRESH_MS = 1000
-
-/** One node as the auth server lists it. */
-export interface DirectNodeEntry {
-  host_id: string
-  nodename: string
-  /** host:port; an older node reports its IP alone, and is dialled on the default port. */
-  addr: string
-}
 
 export interface DirectNode {
   hostId: string

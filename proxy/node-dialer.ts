@@ -13,8 +13,10 @@ import { certSubject } from '../shared/cert-subject.ts'
 import { joinHostPort } from '../shared/address.ts'
 import { WarrenError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
-import { readFirstMessage, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
-import { DirectNodeBook, type DirectNode, type DirectNodeEntry } from './direct-nodes.ts'
+import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
+import { parseDialReply, type DialRequestIn } from '../shared/protocol/dial.ts'
+import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
+import { DirectNodeBook, type DirectNode } from './direct-nodes.ts'
 
 /**
  * A direct node must accept the TCP connection and finish the TLS handshake within this
@@ -33,7 +35,7 @@ export interface NodeDialerOptions {
   /** The reverse tunnels this proxy holds (TunnelServer). */
   tunnels: {
     find(target: string): unknown
-    dial(target: string, request: DialRequest): Promise<Duplex>
+    dial(target: string, request: DialRequestIn): Promise<Duplex>
   }
   /** The auth server's list of direct nodes. */
   directNodes: () => Promise<DirectNodeEntry[]>
@@ -59,7 +61,7 @@ export class NodeDialer {
   }
 
   /** Opens a stream to a service on the node; resolves once the node has connected it. */
-  async dial(target: string, request: DialRequest): Promise<Duplex> {
+  async dial(target: string, request: DialRequestIn): Promise<Duplex> {
     if (this.options.tunnels.find(target)) return this.options.tunnels.dial(target, request)
     const node = await this.findDirect(target)
     if (!node) throw new Error(`node "${target}" is not connected to this proxy, nor online as a direct node`)
@@ -73,16 +75,16 @@ export class NodeDialer {
       throw new Error(`node "${target}" cannot be reached at ${joinHostPort(node.host, node.port)}: ${(error as Error).message}`)
     }
     writeMessage(socket, request)
-    let reply: Record<string, unknown>
+    let reply
     try {
-      reply = await readFirstMessage(socket)
+      reply = await readFirstMessage(socket, parseDialReply)
     } catch (error) {
       socket.destroy()
       throw new Error(`node "${target}" did not answer: ${(error as Error).message}`)
     }
-    if (reply.ok !== true) {
+    if (!reply.ok) {
       socket.destroy()
-      throw new Error(`node "${target}" refused: ${typeof reply.error === 'string' ? reply.error : 'unknown error'}`)
+      throw new Error(`node "${target}" refused: ${reply.error}`)
     }
     this.options.log.debug(`reached ${target} directly at ${joinHostPort(node.host, node.port)} (${request.service})`, { host_id: node.hostId })
     this.legs.set(socket, node.hostId)

@@ -6,7 +6,8 @@
 
 import { X509Certificate } from 'node:crypto'
 import { ApiClient } from '../shared/api-client.ts'
-import type { NodeIdentity, RenewedCertificates } from '../shared/identity-store.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
+import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import type { Logger } from '../shared/log.ts'
 import { PastRecoveryWindow, recoverCertificates } from '../shared/recover.ts'
 import { RenewalSchedule, RetryLater } from '../shared/renewal-schedule.ts'
@@ -57,7 +58,7 @@ export class OwnCertificate {
     // A client of its own: the proxy's main one is replaced when certificates or CAs change.
     const client = new ApiClient({ server: identity.authServers[0], caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
     try {
-      this.options.apply(await client.call<RenewedCertificates>('POST', '/v1/renew', {}), 'renewed')
+      this.options.apply(await client.call('POST /v1/renew'), 'renewed')
     } finally {
       await client.close()
     }

@@ -11,9 +11,11 @@ import { DEFAULTS } from '../shared/config.ts'
 import { parseHostPort } from '../shared/address.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
-import { applyCertificates, type NodeIdentity, type RenewedCertificates } from '../shared/identity-store.ts'
+import { applyCertificates, type NodeIdentity } from '../shared/identity-store.ts'
+import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
-import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN } from '../shared/protocol/tunnel.ts'
+import { sendToAgent } from '../shared/protocol/control.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
@@ -27,22 +29,13 @@ import { certificateUsable } from '../shared/renewal-window.ts'
 import { OwnCertificate } from './own-certificate.ts'
 import { UserGateway } from './user-gateway.ts'
 import { NodeDialer } from './node-dialer.ts'
-import type { DirectNodeEntry } from './direct-nodes.ts'
 import { webApi } from './web-api.ts'
 import type { WebCertificates } from './web-certificates.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { LiveSetMembership } from './membership.ts'
 import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
 import { ProxyRevocations } from './revocations.ts'
-
-interface HeartbeatResponse {
-  proxies: string[]
-  host_ca_certs: string[]
-  user_ca_certs: string[]
-  user_ca_ssh_keys: string[]
-  /** How often the auth server wants every tunnel's presence (older auth servers do not say). */
-  presence_interval_ms?: number
-}
+import { PresenceReports } from './presence-reports.ts'
 
 /** How often the proxy reads the live set between its heartbeats. */
 const LIVE_SET_POLL_MS = 1000
@@ -70,13 +63,8 @@ export class ProxyService {
   private readonly clientAddresses = new WeakMap<object, string>()
   private cachedContext?: { key: string; context: SecureContext }
   private ticketKeys!: TicketKeys
-  private presencePending?: NodeJS.Timeout
   private webCertificates?: WebCertificates
-  /** Tunnels registered since the last report: sent within moments, the rest at the slower full rate. */
-  private readonly newTunnels = new Set<Tunnel>()
-  private presenceIntervalMs: number = DEFAULTS.heartbeatIntervalMs
-  private lastFullReport = 0
-  private fullReportInFlight = false
+  private presence!: PresenceReports
   private liveSetInFlight = false
   private membership?: LiveSetMembership
   private ownCertificate?: OwnCertificate
@@ -124,7 +112,7 @@ export class ProxyService {
     }
 
     // Removed and locked hosts and users are refused from the first connection on.
-    this.revocations = new ProxyRevocations({ fetch: () => this.auth.call('GET', '/v1/proxies/revocations'), onChange: () => this.dropRefused(), log: this.log })
+    this.revocations = new ProxyRevocations({ fetch: () => this.auth.call('GET /v1/proxies/revocations'), onChange: () => this.dropRefused(), log: this.log })
     await this.revocations.refresh()
     const refusedHost = (hostId: string) => this.revocations.list.refusedHost(hostId)
     this.tunnels = new TunnelServer({
@@ -135,9 +123,10 @@ export class ProxyService {
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
       log: this.log,
     })
+    this.presence = new PresenceReports({ tunnels: this.tunnels, auth: () => this.auth, log: this.log })
     const nodes = new NodeDialer({
       tunnels: this.tunnels,
-      directNodes: async () => (await this.auth.call<{ nodes: DirectNodeEntry[] }>('GET', '/v1/proxies/direct-nodes')).nodes,
+      directNodes: async () => (await this.auth.call('GET /v1/proxies/direct-nodes')).nodes,
       clusterName: this.identity.clusterName,
       refusedHost,
       credentials: () => ({ keyPem: this.identity.tlsKeyPem, certPem: this.identity.tlsCertPem, hostCAPems: this.hostCAPems }),
@@ -151,8 +140,9 @@ export class ProxyService {
       discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),
       auth: () => this.auth,
       clientAddress: (req: IncomingMessage) => this.clientAddresses.get(req.socket) ?? req.socket.remoteAddress ?? '',
+      log: this.log,
     })
-    web.on('request', (req, res) => router.handle(req, res).catch((error) => this.log.error('request failed', { path: req.url, error: String(error) })))
+    web.on('request', (req, res) => void router.handle(req, res))
 
     const certificates = this.webCertificates
     const declines = (protocols: string[]) => (listsHeldProxy(protocols, this.identity.hostId) ? 'the agent holds a tunnel to this proxy already' : undefined)
@@ -203,17 +193,14 @@ export class ProxyService {
     }
     await this.heartbeat(true)
     this.membership = new LiveSetMembership(() => this.heartbeat(false), async () => {
-      await this.auth.call('DELETE', '/v1/proxies/self', undefined, { timeoutMs: LEAVE_TIMEOUT_MS })
+      await this.auth.call('DELETE /v1/proxies/self', {}, { timeoutMs: LEAVE_TIMEOUT_MS })
     })
     await this.webCertificates?.start()
     this.log.info(`proxy listening: web ${this.addresses.web}, tunnel ${this.addresses.tunnel}`, { proxy_id: this.identity.hostId })
     this.timers.push(setInterval(() => void this.membership?.heartbeat(), DEFAULTS.heartbeatIntervalMs))
     this.timers.push(setInterval(() => void this.followLiveSet(), LIVE_SET_POLL_MS))
-    this.timers.push(setInterval(() => void this.reportAllPresence(), DEFAULTS.heartbeatIntervalMs))
-    this.tunnels.on('connect', (tunnel: Tunnel) => {
-      this.newTunnels.add(tunnel)
-      this.reportPresenceSoon()
-    })
+    this.timers.push(setInterval(() => void this.presence.reportAll(), DEFAULTS.heartbeatIntervalMs))
+    this.tunnels.on('connect', (tunnel: Tunnel) => this.presence.opened(tunnel))
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
     this.ownCertificate = new OwnCertificate({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
     this.ownCertificate.start()
@@ -264,12 +251,12 @@ export class ProxyService {
   private async renewFor(tunnel: Tunnel): Promise<void> {
     try {
       if (!tunnel.control) return
-      const renewed = await this.auth.call<RenewedCertificates>('POST', '/v1/hosts/renew', { tls_cert: tunnel.cert.toString() })
-      writeMessage(tunnel.control, { type: 'certs', ...renewed })
+      const renewed = await this.auth.call('POST /v1/hosts/renew', { body: { tls_cert: tunnel.cert.toString() } })
+      sendToAgent(tunnel.control, { type: 'certs', ...renewed })
       // The answer's CAs may be older than what this proxy heard since: the node follows the later word.
       this.tunnels.sendCA(tunnel)
     } catch (error) {
-      if (tunnel.control) writeMessage(tunnel.control, { type: 'renew_failed', error: (error as Error).message })
+      if (tunnel.control) sendToAgent(tunnel.control, { type: 'renew_failed', error: (error as Error).message.slice(0, 4096) })
     } finally {
       tunnel.renewing = false
     }
@@ -320,11 +307,11 @@ export class ProxyService {
 
   private async heartbeat(first: boolean): Promise<void> {
     try {
-      const response = await this.auth.call<HeartbeatResponse>('POST', '/v1/proxies/heartbeat', { web_addr: this.config.proxy.publicAddrs[0] ?? this.addresses.web })
+      const response = await this.auth.call('POST /v1/proxies/heartbeat', { body: { web_addr: this.config.proxy.publicAddrs[0] ?? this.addresses.web } })
       await this.followCAs(response.host_ca_certs, response.user_ca_certs)
       this.tunnels?.announceCA({ host_ca_certs: response.host_ca_certs, user_ca_ssh_keys: response.user_ca_ssh_keys })
       this.tunnels?.announce(response.proxies)
-      if (typeof response.presence_interval_ms === 'number' && response.presence_interval_ms >= 1000) this.presenceIntervalMs = response.presence_interval_ms
+      if (response.presence_interval_ms >= 1000) this.presence.intervalMs = response.presence_interval_ms
     } catch (error) {
       if (first) throw error
       this.log.warn(`heartbeat to the auth server failed: ${(error as Error).message}`)
@@ -340,7 +327,7 @@ export class ProxyService {
     if (this.liveSetInFlight) return
     this.liveSetInFlight = true
     try {
-      const response = await this.auth.call<{ proxies: string[]; revocations?: string }>('GET', '/v1/proxies', undefined, { timeoutMs: LIVE_SET_POLL_MS * 2 })
+      const response = await this.auth.call('GET /v1/proxies', {}, { timeoutMs: LIVE_SET_POLL_MS * 2 })
       this.tunnels.announce(response.proxies)
       // A removal or a lock shows as a new generation: everything it refuses closes within the poll.
       await this.revocations.follow(response.revocations)
@@ -351,53 +338,10 @@ export class ProxyService {
     }
   }
 
-  /**
-   * A new tunnel shows in `nodes ls` within moments, but a burst of reconnecting agents
-   * shares one report of just the new tunnels: one pending at a time, not one per tunnel.
-   */
-  private reportPresenceSoon(): void {
-    if (this.presencePending) return
-    this.presencePending = setTimeout(() => {
-      this.presencePending = undefined
-      const fresh = [...this.newTunnels]
-      this.newTunnels.clear()
-      void this.reportPresence(fresh.filter((t) => this.tunnels.byHostId(t.hostId) === t))
-    }, 200)
-    this.presencePending.unref()
-  }
-
-  /**
-   * Every tunnel, as often as the auth server asks (a third of its presence TTL): enough to
-   * keep the nodes present there. One report in flight at a time: a slow auth server gets
-   * fewer, not a queue of them.
-   */
-  private async reportAllPresence(): Promise<void> {
-    if (this.fullReportInFlight || Date.now() - this.lastFullReport < this.presenceIntervalMs - 500) return
-    this.fullReportInFlight = true
-    this.lastFullReport = Date.now()
-    this.newTunnels.clear()
-    try {
-      await this.reportPresence(this.tunnels.list())
-    } finally {
-      this.fullReportInFlight = false
-    }
-  }
-
-  private async reportPresence(tunnels: Tunnel[]): Promise<void> {
-    if (tunnels.length === 0) return
-    const nodes = tunnels.map((t) => ({ host_id: t.hostId, addr: t.remoteAddress, labels: t.labels, ...(t.version ? { version: t.version } : {}) }))
-    try {
-      const answer = await this.auth.call<{ unknown?: string[] }>('POST', '/v1/presence', { nodes })
-      if (Array.isArray(answer.unknown)) this.tunnels.dropUnregistered(answer.unknown.filter((id) => typeof id === 'string'))
-    } catch (error) {
-      this.log.warn(`presence report to the auth server failed: ${(error as Error).message}`)
-    }
-  }
-
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer)
     this.ownCertificate?.stop()
-    clearTimeout(this.presencePending)
+    this.presence?.stop()
     // Leave the live set first: agents then wait for this proxy's return to be announced
     // instead of dialling the balancer for it while it is away. Briefly: an unreachable auth
     // server must not hold up the stop (the record then expires by itself).

@@ -10,7 +10,7 @@ import { createCA, createCertificate } from '../shared/x509.ts'
 import { AgentTunnel } from '../agent/tunnel.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
-import { TUNNEL_ALPN } from '../shared/tunnel-protocol.ts'
+import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { AmbiguousNodeName, returnSpreadMs, TunnelServer } from './tunnel-server.ts'
 import { until } from '../test/helpers/until.ts'
 

@@ -1,17 +1,22 @@
 // The proxy's side of reverse tunnels: every agent holds one TLS connection with one yamux
 // session here. The agent's control stream carries its hello and label changes one way and
-// the live proxy set the other; the proxy opens one stream per user connection.
+// the live proxy set the other (shared/protocol/control.ts: a message this proxy cannot read
+// closes the tunnel); the proxy opens one stream per user connection.
 
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import type { X509Certificate } from 'node:crypto'
 import { createSession, type Session } from '../shared/yamux/index.ts'
-import { checkLabels, LabelError } from '../shared/labels.ts'
 import { certSubject, validNow } from '../shared/cert-subject.ts'
 import { TunnelTrust } from './tunnel-trust.ts'
 import type { Logger } from '../shared/log.ts'
-import { MAX_RETURN_SPREAD_MS, readFirstMessage, readMessages, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
+import { MAX_RETURN_SPREAD_MS } from '../shared/protocol/tunnel.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
+import { readFirstMessage, readMessages, writeMessage } from '../shared/protocol/framing.ts'
+import { parseAgentMessage, sendToAgent, type ProxyMessageOf } from '../shared/protocol/control.ts'
+import { parseDialReply, type DialRequestIn } from '../shared/protocol/dial.ts'
+import type { RuledLabels } from '../shared/protocol/shape.ts'
 
 export interface Tunnel {
   hostId: string
@@ -36,10 +41,7 @@ export interface Tunnel {
 }
 
 /** The trust material agents must follow during CA rotations. */
-export interface CAAnnouncement {
-  host_ca_certs: string[]
-  user_ca_ssh_keys: string[]
-}
+export type CAAnnouncement = Omit<ProxyMessageOf<'ca'>, 'type'>
 
 const HELLO_TIMEOUT_MS = 15_000
 
@@ -219,42 +221,45 @@ export class TunnelServer extends EventEmitter {
       return
     }
     tunnel.control = stream
-    stream.on('error', () => {})
-    writeMessage(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName })
+    stream.on('error', (error) => {
+      if (!(error instanceof ProtocolError)) return
+      this.options.log.warn(`tunnel from ${tunnel.nodename} closed: ${error.message}`, { host_id: tunnel.hostId, protocol_error: error.message, message_type: error.messageType, ...(error.field ? { field: error.field } : {}) })
+      tunnel.session.close()
+    })
+    sendToAgent(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName })
     // Not before the first heartbeat has told this proxy the live set: an empty set would
     // tell the agent to close its tunnels to every other proxy.
-    if (this.proxyIds.length > 0) writeMessage(stream, { type: 'proxies', ids: this.proxyIds })
-    if (this.ca) writeMessage(stream, { type: 'ca', ...this.ca })
-    readMessages(stream, (message) => {
-      if (message.type === 'renew') {
-        // One renewal at a time per tunnel: requests while one is out are dropped (the
-        // answer to that one serves them all).
-        if (tunnel.renewing) return
-        tunnel.renewing = true
-        this.emit('renew', tunnel)
-        return
-      }
-      if (message.type === 'cert') {
-        this.trust.renewed(tunnel, message.tls_cert)
-        return
-      }
-      if (message.type === 'hello' || message.type === 'heartbeat') {
-        if (message.type === 'hello' && typeof message.agent_version === 'string') tunnel.version = message.agent_version.slice(0, 64)
-        if (message.type === 'hello' && this.tunnels.get(tunnel.hostId) !== tunnel) this.register(tunnel)
-        if (message.labels !== undefined) this.acceptLabels(tunnel, message.labels)
-        if (Array.isArray(message.services)) tunnel.services = message.services.filter((s): s is string => typeof s === 'string')
+    if (this.proxyIds.length > 0) sendToAgent(stream, { type: 'proxies', ids: this.proxyIds })
+    if (this.ca) sendToAgent(stream, { type: 'ca', ...this.ca })
+    readMessages(stream, parseAgentMessage, (message) => {
+      switch (message.type) {
+        case 'renew':
+          // One renewal at a time per tunnel: requests while one is out are dropped (the
+          // answer to that one serves them all).
+          if (tunnel.renewing) return
+          tunnel.renewing = true
+          this.emit('renew', tunnel)
+          return
+        case 'cert':
+          this.trust.renewed(tunnel, message.tls_cert)
+          return
+        case 'hello':
+          if (message.agent_version !== undefined) tunnel.version = message.agent_version.slice(0, 64)
+          if (this.tunnels.get(tunnel.hostId) !== tunnel) this.register(tunnel)
+          if (message.services !== undefined) tunnel.services = message.services
+          this.acceptLabels(tunnel, message.labels)
+          return
+        case 'heartbeat':
+          this.acceptLabels(tunnel, message.labels)
       }
     })
   }
 
   /** Labels that break the rules are ignored (the tunnel keeps its previous ones), never reported. */
-  private acceptLabels(tunnel: Tunnel, labels: unknown): void {
-    try {
-      tunnel.labels = checkLabels(labels)
-    } catch (error) {
-      if (!(error instanceof LabelError)) throw error
-      this.options.log.warn(`labels from ${tunnel.nodename} ignored`, { host_id: tunnel.hostId, labels_refused: error.message })
-    }
+  private acceptLabels(tunnel: Tunnel, labels: RuledLabels | undefined): void {
+    if (labels === undefined) return
+    if ('labels' in labels) tunnel.labels = labels.labels
+    else this.options.log.warn(`labels from ${tunnel.nodename} ignored`, { host_id: tunnel.hostId, labels_refused: labels.refused })
   }
 
   /** Tells every agent which proxies are live, so each keeps a tunnel to all of them. */
@@ -263,9 +268,10 @@ export class TunnelServer extends EventEmitter {
     if (ids.join() === this.proxyIds.join()) return
     const joined = this.proxyIds.length > 0 && ids.some((id) => !this.proxyIds.includes(id))
     this.proxyIds = ids
-    const message = joined ? { type: 'proxies', ids, spread_ms: returnSpreadMs(this.tunnels.size) } : { type: 'proxies', ids }
-    for (const tunnel of this.tunnels.values()) if (tunnel.control) writeMessage(tunnel.control, message)
-    const change = joined ? `, returns spread over ${message.spread_ms} ms` : ''
+    const spread = joined ? returnSpreadMs(this.tunnels.size) : undefined
+    const message = { type: 'proxies' as const, ids, ...(spread === undefined ? {} : { spread_ms: spread }) }
+    for (const tunnel of this.tunnels.values()) if (tunnel.control) sendToAgent(tunnel.control, message)
+    const change = spread === undefined ? '' : `, returns spread over ${spread} ms`
     this.options.log.info(`live proxies: ${ids.length}; told ${this.tunnels.size} node(s)${change}`)
   }
 
@@ -273,31 +279,31 @@ export class TunnelServer extends EventEmitter {
   announceCA(ca: CAAnnouncement): void {
     if (this.ca && JSON.stringify(this.ca) === JSON.stringify(ca)) return
     this.ca = ca
-    for (const tunnel of this.tunnels.values()) if (tunnel.control) writeMessage(tunnel.control, { type: 'ca', ...ca })
+    for (const tunnel of this.tunnels.values()) if (tunnel.control) sendToAgent(tunnel.control, { type: 'ca', ...ca })
   }
 
   /** Tells one agent the CAs to trust as this proxy knows them now (after a renewal's answer, which may predate them). */
   sendCA(tunnel: Tunnel): void {
-    if (this.ca && tunnel.control) writeMessage(tunnel.control, { type: 'ca', ...this.ca })
+    if (this.ca && tunnel.control) sendToAgent(tunnel.control, { type: 'ca', ...this.ca })
   }
 
   /** Opens a stream to a service on the node; resolves once the node has connected it. */
-  async dial(target: string, request: DialRequest): Promise<Duplex> {
+  async dial(target: string, request: DialRequestIn): Promise<Duplex> {
     const tunnel = this.find(target)
     // Never through a tunnel whose certificate expired a moment ago (before its timer ran).
     if (!tunnel || (!validNow(tunnel.cert) && !this.trust.recheck(tunnel))) throw new Error(`node "${target}" is not connected to this proxy`)
     const stream = tunnel.session.open()
     writeMessage(stream, request)
-    let reply: Record<string, unknown>
+    let reply
     try {
-      reply = await readFirstMessage(stream)
+      reply = await readFirstMessage(stream, parseDialReply)
     } catch (error) {
       stream.destroy()
       throw new Error(`node "${target}" did not answer: ${(error as Error).message}`)
     }
-    if (reply.ok !== true) {
+    if (!reply.ok) {
       stream.destroy()
-      throw new Error(`node "${target}" refused: ${typeof reply.error === 'string' ? reply.error : 'unknown error'}`)
+      throw new Error(`node "${target}" refused: ${reply.error}`)
     }
     return stream
   }

@@ -12,7 +12,8 @@ import type { X509Certificate } from 'node:crypto'
 import { certSubject } from '../shared/cert-subject.ts'
 import { judgeCertificate, judgeIdentity, type Expected, type Verdict } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
-import { readFirstMessage, writeMessage, type DialRequest } from '../shared/tunnel-protocol.ts'
+import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
+import { parseUserDial, type DialReply, type DialRequestIn } from '../shared/protocol/dial.ts'
 import { splice } from '../shared/splice.ts'
 import type { NodeDialer } from './node-dialer.ts'
 
@@ -74,7 +75,7 @@ export class UserGateway {
     if (!cert || !verdict?.trusted) {
       const reason = socket.authorizationError ?? (verdict && !verdict.trusted ? verdict.reason : 'no valid user certificate')
       log.warn(`user connection from ${remoteAddress} refused: ${reason}`)
-      writeMessage(socket, { ok: false, error: 'a valid user certificate of this cluster is required' })
+      writeMessage<DialReply>(socket, { ok: false, error: 'a valid user certificate of this cluster is required' })
       socket.end()
       return
     }
@@ -82,21 +83,20 @@ export class UserGateway {
     const locked = this.options.refusedUser?.(subject.commonName)
     if (locked) {
       log.warn(`user connection from ${remoteAddress} refused: ${locked}`, { user: subject.commonName, locked: true })
-      writeMessage(socket, { ok: false, error: locked })
+      writeMessage<DialReply>(socket, { ok: false, error: locked })
       socket.end()
       return
     }
     this.open.set(socket, cert)
     socket.once('close', () => this.open.delete(socket))
     let node: string
-    let request: DialRequest
+    let request: DialRequestIn
     try {
-      const message = await readFirstMessage(socket)
-      if (typeof message.node !== 'string' || (message.service !== 'ssh' && message.service !== 'port')) throw new Error('the request must name "node" and "service"')
+      const message = await readFirstMessage(socket, parseUserDial)
       node = message.node
-      request = { service: message.service, name: typeof message.name === 'string' ? message.name : undefined, client: `${subject.commonName}@${remoteAddress}` }
+      request = { service: message.service, name: message.name, client: `${subject.commonName}@${remoteAddress}` }
     } catch (error) {
-      writeMessage(socket, { ok: false, error: (error as Error).message })
+      writeMessage<DialReply>(socket, { ok: false, error: (error as Error).message })
       socket.end()
       return
     }
@@ -105,7 +105,7 @@ export class UserGateway {
       stream = await this.options.nodes.dial(node, request)
     } catch (error) {
       log.info(`user ${subject.commonName} cannot reach ${node}: ${(error as Error).message}`)
-      writeMessage(socket, { ok: false, error: (error as Error).message })
+      writeMessage<DialReply>(socket, { ok: false, error: (error as Error).message })
       socket.end()
       return
     }
@@ -115,7 +115,7 @@ export class UserGateway {
       return
     }
     log.info(`user ${subject.commonName} connected to ${node} (${request.service})`, { from: remoteAddress })
-    writeMessage(socket, { ok: true })
+    writeMessage<DialReply>(socket, { ok: true })
     splice(socket, stream)
   }
 }

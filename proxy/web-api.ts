@@ -1,51 +1,60 @@
-// The proxy's HTTPS API on the web port: discovery (where the tunnel listens, which proxy
-// this is, which cluster), the join and recovery API carried to the auth server, and health.
+// The proxy's HTTPS API on the web port, a route table on the same router as the auth
+// server's (shared/api-router.ts): health, discovery (where the tunnel listens, which proxy
+// this is, which cluster), and the join and recovery API carried to the auth server. Every
+// route is public: a joining or recovering device has no valid certificate yet.
 
 import type { IncomingMessage } from 'node:http'
-import type { TLSSocket } from 'node:tls'
 import type { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
-import { HttpError, readJson, Router } from '../shared/json-http.ts'
-
-export interface Discovery {
-  proxy_id: string
-  cluster_name: string
-  /** host:port of the tunnel listener as agents should dial it; null: the address they used for the web port. */
-  tunnel_addr: string | null
-}
+import { HttpError, NO_BODY, Router, SMALL_BODY, type Call, type RouteTable } from '../shared/api-router.ts'
+import type { Logger } from '../shared/log.ts'
+import type { ApiResponse, ProxyWebRoute } from '../shared/protocol/api.ts'
+import type { Discovery } from '../shared/protocol/hosts.ts'
 
 export interface WebApiOptions {
   discovery: () => Discovery
   /** The client for the auth server (replaced when this proxy's certificate is renewed). */
   auth: () => ApiClient
   clientAddress: (req: IncomingMessage) => string
+  log: Logger
 }
 
-async function forward(auth: ApiClient, method: 'GET' | 'POST', path: string, body?: unknown, headers?: Record<string, string>): Promise<unknown> {
+type WebRoutes = RouteTable<ProxyWebRoute, WebApiOptions, null>
+
+/** Hands a request on to the auth server (its body as it came), and the answer back. */
+async function forward<K extends ProxyWebRoute>(call: Call<K, unknown>, options: WebApiOptions, carry: { body?: boolean; headers?: Record<string, string> } = {}): Promise<ApiResponse<K>> {
+  const space = call.route.indexOf(' ')
+  const body = carry.body ? await call.json() : undefined
   try {
-    return await auth.call(method, path, body, { headers })
+    return await options.auth().request<ApiResponse<K>>(call.route.slice(0, space) as 'GET' | 'POST', call.route.slice(space + 1), body, { headers: carry.headers })
   } catch (error) {
-    if (error instanceof ApiError) throw new HttpError(error.status, error.message)
+    if (error instanceof ApiError) throw error
     throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
   }
 }
 
-export function webApi(options: WebApiOptions): Router {
-  const router = new Router()
-  router.add('GET', '/v1/health', async () => ({ ok: true }))
-  router.add('GET', '/v1/discovery', async () => options.discovery())
-  router.add('GET', '/v1/ca', () => forward(options.auth(), 'GET', '/v1/ca'))
+/** The client's address, which the auth server charges refused joins and recoveries to. */
+const fromClient = (call: Call<ProxyWebRoute, unknown>, options: WebApiOptions) => ({ body: true, headers: { 'x-warren-client-addr': options.clientAddress(call.req) } })
+
+const WEB_ROUTES: WebRoutes = {
+  'GET /v1/health': { access: 'public', bodyLimit: NO_BODY, handle: async () => ({ ok: true }) },
+  'GET /v1/discovery': { access: 'public', bodyLimit: NO_BODY, handle: async (_call, options) => options.discovery() },
+  'GET /v1/ca': { access: 'public', bodyLimit: NO_BODY, handle: (call, options) => forward(call, options) },
   // The token travels inside TLS to this proxy (whose certificate the agent checked against
   // the pinned CA) and on inside TLS to the auth server; the proxy reports who joined. The
   // challenge the joining device signs comes from the auth server the same way.
-  router.add('POST', '/v1/join/challenge', () => forward(options.auth(), 'POST', '/v1/join/challenge', {}))
-  router.add('POST', '/v1/join', async (req) => forward(options.auth(), 'POST', '/v1/join', await readJson(req), { 'x-warren-client-addr': options.clientAddress(req) }))
+  'POST /v1/join/challenge': { access: 'public', bodyLimit: NO_BODY, handle: (call, options) => forward(call, options) },
+  'POST /v1/join': { access: 'public', bodyLimit: SMALL_BODY, handle: (call, options) => forward(call, options, fromClient(call, options)) },
   // A node whose certificate expired cannot open a tunnel: it recovers here, with a signed
   // challenge (the auth server charges refused tries to the client's address, as for joins).
-  router.add('POST', '/v1/recover', async (req) => forward(options.auth(), 'POST', '/v1/recover', await readJson(req), { 'x-warren-client-addr': options.clientAddress(req) }))
-  return router
+  'POST /v1/recover': { access: 'public', bodyLimit: SMALL_BODY, handle: (call, options) => forward(call, options, fromClient(call, options)) },
 }
 
-export function socketOf(req: IncomingMessage): TLSSocket {
-  return req.socket as TLSSocket
+/** The auth server's refusal passes on as it is. */
+function statusOf(error: unknown): { status: number } | undefined {
+  return error instanceof ApiError ? { status: error.status } : undefined
+}
+
+export function webApi(options: WebApiOptions): Router<ProxyWebRoute, WebApiOptions, null> {
+  return new Router(WEB_ROUTES, { context: options, admit: () => null, statusOf, log: options.log })
 }

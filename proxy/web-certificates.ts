@@ -176,11 +176,11 @@ export class AuthCertStore implements CertStore {
   }
 
   async get(key: string): Promise<string | undefined> {
-    return (await this.auth().call<{ value?: string }>('POST', '/v1/proxies/acme/get', { key })).value
+    return (await this.auth().call('POST /v1/proxies/acme/get', { body: { key } })).value
   }
 
   async put(key: string, value: string): Promise<void> {
-    await this.auth().call('POST', '/v1/proxies/acme/put', { key, value })
+    await this.auth().call('POST /v1/proxies/acme/put', { body: { key, value } })
   }
 }
 

@@ -2,7 +2,7 @@ import t from 'tap'
 import { createServer } from 'node:https'
 import { loopbackCert, testCA } from '../test/helpers/certs.ts'
 import { ApiClient } from './api-client.ts'
-import { CLUSTER_SERVER_NAME } from './tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME } from './protocol/tunnel.ts'
 
 t.test('API calls ask for the cluster server name, whatever address they dial', async (t) => {
   const { certPem, keyPem } = loopbackCert(testCA('API test CA', 'Warren tests'), { CN: 'localhost' }, ['serverAuth'])
@@ -20,7 +20,7 @@ t.test('API calls ask for the cluster server name, whatever address they dial', 
   const { port } = server.address() as { port: number }
   for (const host of ['127.0.0.1', 'localhost']) {
     const client = new ApiClient({ server: `${host}:${port}` })
-    t.same(await client.call('GET', '/v1/health'), { ok: true }, `answered at ${host}`)
+    t.same(await client.call('GET /v1/health'), { ok: true }, `answered at ${host}`)
     await client.close()
   }
   t.same(asked, [CLUSTER_SERVER_NAME, CLUSTER_SERVER_NAME], 'both sent the reserved name, an IP address included')

@@ -10,7 +10,8 @@ import { Agent, request } from 'node:https'
 import type { PeerCertificate as TlsPeerCertificate } from 'node:tls'
 import { ApiError, WarrenError } from './errors.ts'
 import { certSubject } from './cert-subject.ts'
-import { CLUSTER_SERVER_NAME } from './tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME } from './protocol/tunnel.ts'
+import { requestLine, type ApiResponse, type ApiRoute, type RouteInput } from './protocol/api.ts'
 
 const SERVER_ROLES = ['auth', 'proxy']
 
@@ -59,7 +60,21 @@ export class ApiClient {
     this.agent = new Agent({ ...tls, keepAlive: true, timeout: 10_000 })
   }
 
-  async call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, options: CallOptions = {}): Promise<T> {
+  /**
+   * Calls `route` with its path parameters, body and query (shared/protocol/api.ts): the
+   * types of what goes and what comes back are the route's.
+   */
+  call<K extends ApiRoute>(route: K, ...[input, options]: {} extends RouteInput<K> ? [input?: RouteInput<K>, options?: CallOptions] : [input: RouteInput<K>, options?: CallOptions]): Promise<ApiResponse<K>> {
+    const given = (input ?? {}) as { params?: Record<string, string>; body?: unknown; query?: Record<string, boolean | undefined> }
+    const { method, path } = requestLine(route, given)
+    return this.request<ApiResponse<K>>(method, path, given.body, options)
+  }
+
+  /**
+   * Sends `body` as it is to `method path`, and trusts the answer to be a T: for what carries
+   * requests on (the proxy's web API) and for tests that send what no client would.
+   */
+  async request<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, options: CallOptions = {}): Promise<T> {
     const { headers: extraHeaders = {}, timeoutMs = this.timeoutMs } = options
     const payload = body === undefined ? undefined : JSON.stringify(body)
     const headers = payload === undefined ? extraHeaders : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), ...extraHeaders }

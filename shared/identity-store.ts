@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from './files.ts'
+import type { RenewedCertificates } from './protocol/hosts.ts'
 
 export interface NodeIdentity {
   hostId: string
@@ -21,26 +22,12 @@ export interface NodeIdentity {
   userCASshKeys: string[]
 }
 
-/** New certificates for a host's keys, as renewals and recoveries answer. */
-export interface RenewedCertificates {
-  tls_cert: string
-  ssh_cert: string
-  host_ca_certs: string[]
-  user_ca_ssh_keys: string[]
-}
-
-function strings(value: unknown): string[] {
-  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : []
-}
-
 /** Puts renewed certificates, and the trust that came with them, into `identity` in place (the tunnels' TLS contexts follow it). */
 export function applyCertificates(identity: NodeIdentity, renewed: RenewedCertificates): NodeIdentity {
   identity.tlsCertPem = renewed.tls_cert
   identity.sshCert = renewed.ssh_cert
-  const hostCAs = strings(renewed.host_ca_certs)
-  const userKeys = strings(renewed.user_ca_ssh_keys)
-  if (hostCAs.length > 0) identity.hostCAPems = hostCAs
-  if (userKeys.length > 0) identity.userCASshKeys = userKeys
+  if (renewed.host_ca_certs.length > 0) identity.hostCAPems = renewed.host_ca_certs
+  if (renewed.user_ca_ssh_keys.length > 0) identity.userCASshKeys = renewed.user_ca_ssh_keys
   return identity
 }
 

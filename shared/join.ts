@@ -11,6 +11,7 @@ import { joinProofMessage, signProof } from './join-proof.ts'
 import { caPin, pinMatches } from './pin.ts'
 import { sshPublicKeyLine } from './ssh-cert.ts'
 import type { NodeIdentity } from './identity-store.ts'
+import type { ClusterCA, JoinBodyIn, Joined } from './protocol/hosts.ts'
 
 export interface JoinOptions {
   /** host:port of an auth server or of a proxy's web port. */
@@ -26,29 +27,14 @@ export interface JoinOptions {
   warn?: (message: string) => void
 }
 
-interface CAResponse {
-  cluster_name: string
-  host_ca_certs: string[]
-}
-
-/** What the join endpoint answers (the auth server's side builds it). */
-export interface JoinResponse {
-  host_id: string
-  cluster_name: string
-  tls_cert: string
-  ssh_cert: string
-  host_ca_certs: string[]
-  user_ca_ssh_keys: string[]
-}
-
 export class PinMismatchError extends WarrenError {}
 
 /** Fetches the cluster CA and checks it against the pins (when any are given). */
-export async function fetchTrustedCA(server: string, pins: string[], warn: (message: string) => void): Promise<CAResponse> {
+export async function fetchTrustedCA(server: string, pins: string[], warn: (message: string) => void): Promise<ClusterCA> {
   const anonymous = new ApiClient({ server })
-  let ca: CAResponse
+  let ca: ClusterCA
   try {
-    ca = await anonymous.call<CAResponse>('GET', '/v1/ca')
+    ca = await anonymous.call('GET /v1/ca')
   } finally {
     await anonymous.close()
   }
@@ -84,19 +70,19 @@ export interface JoinFields {
  * Asks the server for a challenge, signs it with both keys, and joins: over `client`, which
  * must already verify the server against the pinned CA.
  */
-export async function requestJoin(client: ApiClient, clusterName: string, fields: JoinFields, keys: JoinKeys): Promise<JoinResponse> {
-  const { nonce } = await client.call<{ nonce: string }>('POST', '/v1/join/challenge', {})
-  return client.call<JoinResponse>('POST', '/v1/join', signedJoinBody(clusterName, nonce, fields, keys))
+export async function requestJoin(client: ApiClient, clusterName: string, fields: JoinFields, keys: JoinKeys): Promise<Joined> {
+  const { nonce } = await client.call('POST /v1/join/challenge')
+  return client.call('POST /v1/join', { body: signedJoinBody(clusterName, nonce, fields, keys) })
 }
 
 /** The body of POST /v1/join: the fields, both public keys, and each key's signature over the challenge. */
-export function signedJoinBody(clusterName: string, nonce: string, fields: JoinFields, keys: JoinKeys): Record<string, unknown> {
+export function signedJoinBody(clusterName: string, nonce: string, fields: JoinFields, keys: JoinKeys): JoinBodyIn {
   const message = joinProofMessage({ clusterName, nonce, tlsPublicKey: keys.tls.publicKey, sshPublicKey: keys.ssh.publicKey })
   return {
     token: fields.token,
     nodename: fields.nodename,
     roles: fields.roles,
-    tls_public_key: keys.tls.publicKey.export({ type: 'spki', format: 'pem' }),
+    tls_public_key: keys.tls.publicKey.export({ type: 'spki', format: 'pem' }) as string,
     ssh_public_key: sshPublicKeyLine(keys.ssh.publicKey),
     ...(fields.publicAddrs?.length ? { public_addrs: fields.publicAddrs } : {}),
     labels: fields.labels ?? {},
@@ -116,7 +102,7 @@ export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
   const ca = await fetchTrustedCA(options.authServer, options.caPins, warn)
   const keys = generateJoinKeys()
   const client = new ApiClient({ server: options.authServer, caPems: ca.host_ca_certs })
-  let response: JoinResponse
+  let response: Joined
   try {
     response = await requestJoin(client, ca.cluster_name, options, keys)
   } finally {
@@ -126,7 +112,7 @@ export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
 }
 
 /** The identity a join gives: the keys made on the device and the certificates for them. */
-export function identityFromJoin(response: JoinResponse, keys: { tls: KeyObject; ssh: KeyObject }, request: { nodename: string; roles: string[]; authServer: string }): NodeIdentity {
+export function identityFromJoin(response: Joined, keys: { tls: KeyObject; ssh: KeyObject }, request: { nodename: string; roles: string[]; authServer: string }): NodeIdentity {
   return {
     hostId: response.host_id,
     nodename: request.nodename,

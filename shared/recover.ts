@@ -7,7 +7,8 @@
 import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto'
 import { ApiClient } from './api-client.ts'
 import { ApiError, WarrenError } from './errors.ts'
-import type { NodeIdentity, RenewedCertificates } from './identity-store.ts'
+import type { NodeIdentity } from './identity-store.ts'
+import type { RecoverBodyIn, RenewedCertificates } from './protocol/hosts.ts'
 import { joinProofMessage, RECOVERY_PURPOSE, signProof } from './join-proof.ts'
 
 /** The status the auth server answers a recovery with when the host's certificates expired longer ago than the recovery window. */
@@ -30,7 +31,7 @@ export function readmitCommand(nodename: string, roles: string[]): string {
 }
 
 /** The body of POST /v1/recover: the last certificate and both keys' signatures over the challenge. */
-export function recoveryBody(identity: NodeIdentity, nonce: string): Record<string, unknown> {
+export function recoveryBody(identity: NodeIdentity, nonce: string): RecoverBodyIn {
   const tlsKey = createPrivateKey(identity.tlsKeyPem)
   const sshKey = createPrivateKey(identity.sshKeyPem)
   const message = joinProofMessage({
@@ -47,8 +48,8 @@ export function recoveryBody(identity: NodeIdentity, nonce: string): Record<stri
 export async function recoverCertificates(identity: NodeIdentity): Promise<RenewedCertificates> {
   const client = new ApiClient({ server: identity.authServers[0], caPems: identity.hostCAPems })
   try {
-    const { nonce } = await client.call<{ nonce: string }>('POST', '/v1/join/challenge', {})
-    return await client.call<RenewedCertificates>('POST', '/v1/recover', recoveryBody(identity, nonce))
+    const { nonce } = await client.call('POST /v1/join/challenge')
+    return await client.call('POST /v1/recover', { body: recoveryBody(identity, nonce) })
   } catch (error) {
     if (error instanceof ApiError && error.status === PAST_RECOVERY_WINDOW) throw new PastRecoveryWindow(error.message, readmitCommand(identity.nodename, identity.roles))
     throw error

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { parseSnapshot, RevocationList } from './revocation-list.ts'
+import { RevocationList } from './revocation-list.ts'
+import { parseSnapshot } from './protocol/proxies.ts'
 
 t.test('a refusal holds until its end, and a new generation replaces the list', async (t) => {
   const clock = { now: 1000 }

@@ -4,29 +4,7 @@
 // generation changes (the proxies read it with the live set, every second). Both judge with
 // the same code: a host by its host ID (the certificate's CN, never reused), a user by name.
 
-/** A refused host: removed (no end), or locked (until the lock ends, when it has one). */
-export interface RevokedHost {
-  host_id: string
-  nodename: string
-  reason: string
-  /** Epoch ms from which the refusal no longer holds. */
-  until?: number
-}
-
-/** A locked user. */
-export interface RevokedUser {
-  name: string
-  reason: string
-  until?: number
-}
-
-/** The list as the auth server hands it to proxies (GET /v1/proxies/revocations). */
-export interface RevocationSnapshot {
-  /** Changes whenever the list changes: proxies fetch the list again only then. */
-  generation: string
-  hosts: RevokedHost[]
-  users: RevokedUser[]
-}
+import type { RevocationSnapshot, RevokedHost, RevokedUser } from './protocol/proxies.ts'
 
 export const EMPTY_SNAPSHOT: RevocationSnapshot = { generation: '', hosts: [], users: [] }
 
@@ -81,26 +59,5 @@ export class RevocationList {
   refusedUser(name: string): string | undefined {
     const now = this.now()
     return this.users.get(name)?.find((entry) => inForce(entry, now))?.reason
-  }
-}
-
-/**
- * A snapshot read from the network: entries that are not well formed are dropped, so that a
- * proxy never judges by half an entry.
- */
-export function parseSnapshot(value: unknown): RevocationSnapshot | undefined {
-  if (typeof value !== 'object' || value === null) return undefined
-  const body = value as Record<string, unknown>
-  if (typeof body.generation !== 'string' || !Array.isArray(body.hosts) || !Array.isArray(body.users)) return undefined
-  const until = (entry: Record<string, unknown>) => (typeof entry.until === 'number' ? { until: entry.until } : {})
-  const records = (list: unknown[]) => list.filter((entry): entry is Record<string, unknown> => typeof entry === 'object' && entry !== null && typeof (entry as Record<string, unknown>).reason === 'string')
-  return {
-    generation: body.generation,
-    hosts: records(body.hosts)
-      .filter((entry) => typeof entry.host_id === 'string')
-      .map((entry) => ({ host_id: entry.host_id as string, nodename: typeof entry.nodename === 'string' ? entry.nodename : '', reason: entry.reason as string, ...until(entry) })),
-    users: records(body.users)
-      .filter((entry) => typeof entry.name === 'string')
-      .map((entry) => ({ name: entry.name as string, reason: entry.reason as string, ...until(entry) })),
   }
 }

@@ -58,7 +58,7 @@ if (unavailable) {
     const identity = JSON.parse(readFileSync(a.identityPath, 'utf8'))
     const client = new ApiClient({ server: b.address, caPems: identity.host_ca_certs, certPem: identity.cert, keyPem: identity.key })
     t.teardown(() => client.close())
-    const status = await client.call<{ cluster_name: string }>('GET', '/v1/status')
+    const status = await client.request<{ cluster_name: string }>('GET', '/v1/status')
     t.equal(status.cluster_name, 'test-cluster', "A's admin certificate is accepted by B")
   })
 

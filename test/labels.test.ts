@@ -45,9 +45,9 @@ t.test('a heartbeat with rogue labels is refused; nodes ls stays clean', async (
   const identity = await rogueIdentity('rogue-direct')
   const client = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
   t.teardown(() => client.close())
-  await t.rejects(client.call('POST', '/v1/heartbeat', { labels: ROGUE }), { status: 400, message: /field "labels": label "motd" holds a control character/ }, 'control characters in a value')
-  await t.rejects(client.call('POST', '/v1/heartbeat', { labels: { 'bad\x1b[2Jkey': 'v' } }), { status: 400, message: /is not a valid label name/ }, 'a key outside the alphabet')
-  await client.call('POST', '/v1/heartbeat', { labels: { site: 'lab' } })
+  await t.rejects(client.request('POST', '/v1/heartbeat', { labels: ROGUE }), { status: 400, message: /field "labels": label "motd" holds a control character/ }, 'control characters in a value')
+  await t.rejects(client.request('POST', '/v1/heartbeat', { labels: { 'bad\x1b[2Jkey': 'v' } }), { status: 400, message: /is not a valid label name/ }, 'a key outside the alphabet')
+  await client.request('POST', '/v1/heartbeat', { labels: { site: 'lab' } })
   const listing = (await auth.ctl(['nodes', 'ls'])).stdout
   t.match(listing, /^rogue-direct\s.*\ssite=lab$/m, 'valid labels are shown')
   assertCleanListing(t, listing)

@@ -145,7 +145,7 @@ t.test('a node lock refuses the node until it expires; then the node is back by 
   t.match(await webui(), /^failed: .*not connected to this proxy/, 'users do not reach it')
   const client = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
   t.teardown(() => client.close())
-  await t.rejects(client.call('POST', '/v1/renew', {}), { status: 401, message: /node "pi-lock" is locked: firmware update/ }, 'it cannot renew')
+  await t.rejects(client.request('POST', '/v1/renew', {}), { status: 401, message: /node "pi-lock" is locked: firmware update/ }, 'it cannot renew')
   t.match((await auth.ctl(['nodes', 'ls', '--all'])).stdout, new RegExp(`^pi-lock\\s+${hostId}\\s+⟵ Tunnel\\s+locked\\s`, 'm'), 'nodes ls --all shows it locked')
 
   await until('the node to be back', async () => (await webui()) === 'hi', { timeoutMs: 90_000, everyMs: 1000 })

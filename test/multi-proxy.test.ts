@@ -73,7 +73,7 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
   const liveAs = async (identity: NodeIdentity) => {
     const client = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
     try {
-      return (await client.call<{ proxies: string[] }>('GET', '/v1/proxies')).proxies.length
+      return (await client.request<{ proxies: string[] }>('GET', '/v1/proxies')).proxies.length
     } finally {
       await client.close()
     }

@@ -32,7 +32,7 @@ t.teardown(async () => {
 async function wrongJoinBody(): Promise<string> {
   const client = new ApiClient({ server: auth.address })
   try {
-    const { nonce } = await client.call<{ nonce: string }>('POST', '/v1/join/challenge', {})
+    const { nonce } = await client.request<{ nonce: string }>('POST', '/v1/join/challenge', {})
     return JSON.stringify(signedJoinBody('test-cluster', nonce, { token: `wrong-token-${randomUUID()}`, nodename: 'guesser', roles: ['node'] }, generateJoinKeys()))
   } finally {
     await client.close()

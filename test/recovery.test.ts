@@ -141,9 +141,9 @@ t.test('a recovery with the right host ID and another key, or for a removed node
   const client = new ApiClient({ server: proxy.web, caPems: victim.hostCAPems })
   t.teardown(() => client.close())
   const attempt = async (identity: NodeIdentity): Promise<{ status: number; message: string }> => {
-    const { nonce } = await client.call<{ nonce: string }>('POST', '/v1/join/challenge', {})
+    const { nonce } = await client.request<{ nonce: string }>('POST', '/v1/join/challenge', {})
     try {
-      await client.call('POST', '/v1/recover', recoveryBody(identity, nonce))
+      await client.request('POST', '/v1/recover', recoveryBody(identity, nonce))
       return { status: 200, message: '' }
     } catch (error) {
       if (error instanceof ApiError) return { status: error.status, message: error.message }

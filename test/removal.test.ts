@@ -177,8 +177,8 @@ t.test('nodes rm: every proxy closes the tunnels, the certificate is refused eve
 
   const client = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
   t.teardown(() => client.close())
-  await t.rejects(client.call('POST', '/v1/renew', {}), { status: 401, message: /is not registered in this cluster/ }, 'no renewal')
-  await t.rejects(client.call('POST', '/v1/heartbeat', {}), { status: 401, message: /is not registered in this cluster/ }, 'no heartbeat')
+  await t.rejects(client.request('POST', '/v1/renew', {}), { status: 401, message: /is not registered in this cluster/ }, 'no renewal')
+  await t.rejects(client.request('POST', '/v1/heartbeat', {}), { status: 401, message: /is not registered in this cluster/ }, 'no heartbeat')
 
   // Restarted with the identity it has, it does not get back in.
   await pi.daemon.stop()
@@ -225,7 +225,7 @@ t.test('a node removed while its tunnel is up leaves exactly the records a remov
   const proxyIdentity = loadIdentity(proxies[1].dataDir, 'proxy')!
   const asProxy = new ApiClient({ server: auth.address, caPems: proxyIdentity.hostCAPems, certPem: proxyIdentity.tlsCertPem, keyPem: proxyIdentity.tlsKeyPem })
   t.teardown(() => asProxy.close())
-  const report = await asProxy.call<{ accepted: number; unknown: string[] }>('POST', '/v1/presence', { nodes: [{ host_id: hostId, addr: '127.0.0.1', labels: {} }] })
+  const report = await asProxy.request<{ accepted: number; unknown: string[] }>('POST', '/v1/presence', { nodes: [{ host_id: hostId, addr: '127.0.0.1', labels: {} }] })
   t.same(report, { accepted: 0, unknown: [hostId] }, 'the late report is answered with the host as unknown')
 
   t.notOk((await stored('/nodes/')).some((item) => item.key.endsWith(hostId)), 'no registration')

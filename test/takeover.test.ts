@@ -85,8 +85,8 @@ function anonymousClient(server = auth.address): ApiClient {
 async function rawJoin(fields: JoinFields, keys: JoinKeys = generateJoinKeys(), extra: Record<string, unknown> = {}): Promise<unknown> {
   const client = anonymousClient()
   try {
-    const { nonce } = await client.call<{ nonce: string }>('POST', '/v1/join/challenge', {})
-    return await client.call('POST', '/v1/join', { ...signedJoinBody('test-cluster', nonce, fields, keys), ...extra })
+    const { nonce } = await client.request<{ nonce: string }>('POST', '/v1/join/challenge', {})
+    return await client.request('POST', '/v1/join', { ...signedJoinBody('test-cluster', nonce, fields, keys), ...extra })
   } finally {
     await client.close()
   }
@@ -144,7 +144,7 @@ t.test('(b) a join naming the victim\'s host ID is refused, and its registered S
 })
 
 t.test('a join asking to certify a key the caller does not hold (the host CA\'s own) is refused', async (t) => {
-  const ca = await anonymousClient().call<{ host_ca_certs: string[] }>('GET', '/v1/ca')
+  const ca = await anonymousClient().request<{ host_ca_certs: string[] }>('GET', '/v1/ca')
   const caKey = new X509Certificate(ca.host_ca_certs[0]).publicKey
   const error = await refusal(rawJoin({ token: await auth.token(), nodename: 'ca-thief', roles: ['node'] }, generateJoinKeys(), { tls_public_key: caKey.export({ type: 'spki', format: 'pem' }) }))
   t.equal(error.status, 403)
@@ -153,13 +153,13 @@ t.test('a join asking to certify a key the caller does not hold (the host CA\'s 
   // A request replayed as it was: its nonce is spent.
   const client = anonymousClient()
   t.teardown(() => client.close())
-  const { nonce } = await client.call<{ nonce: string }>('POST', '/v1/join/challenge', {})
+  const { nonce } = await client.request<{ nonce: string }>('POST', '/v1/join/challenge', {})
   const body = signedJoinBody('test-cluster', nonce, { token: await auth.token(), nodename: 'once', roles: ['node'] }, generateJoinKeys())
-  await client.call('POST', '/v1/join', body)
-  const replay = await refusal(client.call('POST', '/v1/join', body))
+  await client.request('POST', '/v1/join', body)
+  const replay = await refusal(client.request('POST', '/v1/join', body))
   t.equal(replay.status, 403)
   t.match(replay.message, 'the join challenge was already used')
-  const forged = await refusal(client.call('POST', '/v1/join', { ...body, nonce: nonce.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')) }))
+  const forged = await refusal(client.request('POST', '/v1/join', { ...body, nonce: nonce.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')) }))
   t.match(forged.message, 'the join challenge was not issued by this cluster')
 })
 
@@ -214,7 +214,7 @@ t.test('a flood of renewal requests on a control stream makes at most one certif
 })
 
 t.test('(c) a join with the proxy\'s ID from anonymous discovery cannot touch it; after the rotation the proxy renews as a proxy', async (t) => {
-  const discovery = await anonymousClient(proxy.web).call<{ proxy_id: string }>('GET', '/v1/discovery')
+  const discovery = await anonymousClient(proxy.web).request<{ proxy_id: string }>('GET', '/v1/discovery')
   const error = await refusal(rawJoin({ token: await auth.token(), nodename: 'edge', roles: ['node'] }, generateJoinKeys(), { host_id: discovery.proxy_id }))
   t.equal(error.status, 400)
   t.match(error.message, 'field "host_id" is not accepted')
@@ -264,7 +264,7 @@ t.test('a token made for a name replaces the device that holds it; the old one c
 
   const direct = new ApiClient({ server: auth.address, caPems: oldIdentity.hostCAPems, certPem: oldIdentity.tlsCertPem, keyPem: oldIdentity.tlsKeyPem })
   t.teardown(() => direct.close())
-  const renewal = await refusal(direct.call('POST', '/v1/renew', {}))
+  const renewal = await refusal(direct.request('POST', '/v1/renew', {}))
   t.equal(renewal.status, 403)
   t.match(renewal.message, `host ${oldIdentity.hostId} is not registered in this cluster`)
 })
@@ -281,8 +281,8 @@ t.test('warrenctl nodes rm removes a node by name or host ID; it can no longer r
 
   const direct = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
   t.teardown(() => direct.close())
-  t.match((await refusal(direct.call('POST', '/v1/heartbeat', {}))).message, 'is not registered in this cluster', 'heartbeats are refused')
-  t.match((await refusal(direct.call('POST', '/v1/renew', {}))).message, 'is not registered in this cluster', 'renewals are refused')
+  t.match((await refusal(direct.request('POST', '/v1/heartbeat', {}))).message, 'is not registered in this cluster', 'heartbeats are refused')
+  t.match((await refusal(direct.request('POST', '/v1/renew', {}))).message, 'is not registered in this cluster', 'renewals are refused')
 
   const again = await auth.ctl(['nodes', 'rm', identity.hostId])
   t.equal(again.code, 1)

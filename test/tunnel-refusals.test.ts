@@ -1,5 +1,6 @@
 // The tunnel port refuses what is not a node of this cluster — no certificate, an expired
-// one, one from another CA, the wrong ALPN — and closes garbage without disturbing others.
+// one, one from another CA, the wrong ALPN — and closes garbage without disturbing others,
+// as it closes a tunnel whose control stream carries a message it cannot read.
 
 import t from 'tap'
 import { connect as tlsConnect } from 'node:tls'
@@ -8,7 +9,8 @@ import { AuthProcess, ProxyProcess, startNode, tempDir, waitForNode } from './he
 import { createCA } from '../shared/x509.ts'
 import { hostCAOf, nodeIdentityFrom } from './helpers/certs.ts'
 import { AgentTunnel, HeldProxyError } from '../agent/tunnel.ts'
-import { heldProxiesAlpn } from '../shared/tunnel-protocol.ts'
+import { CLUSTER_SERVER_NAME, heldProxiesAlpn, TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
+import { createSession } from '../shared/yamux/index.ts'
 import { createLogger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
@@ -109,4 +111,51 @@ t.test('garbage on the port is closed without affecting a live tunnel', async (t
   t.equal(garbage, 'closed')
   t.ok((await live.ping()) >= 0, 'the live tunnel still answers pings')
   live.close()
+})
+
+/**
+ * A node's tunnel, spoken by hand: the control stream opened, the welcome read, then `line`
+ * sent, and a renewal asked for after it. Resolves with what the proxy did: closed the
+ * tunnel, or read on and answered the renewal.
+ */
+async function sendOnControl(identity: NodeIdentity, caPem: string, line: string): Promise<'closed' | 'answered'> {
+  const socket = tlsConnect({ host, port, ALPNProtocols: [TUNNEL_ALPN], servername: CLUSTER_SERVER_NAME, ca: caPem, cert: identity.tlsCertPem, key: identity.tlsKeyPem, checkServerIdentity: () => undefined })
+  socket.on('error', () => {})
+  await new Promise((resolve) => socket.once('secureConnect', resolve))
+  const session = createSession(socket, { client: true })
+  session.on('error', () => {})
+  const closed = new Promise<'closed'>((resolve) => session.once('close', () => resolve('closed')))
+  const control = session.open()
+  control.on('error', () => {})
+  let received = ''
+  const answered = new Promise<'answered'>((resolve) => control.on('data', (chunk) => {
+    received += chunk
+    if (/"type":"(certs|renew_failed)"/.test(received)) resolve('answered')
+  }))
+  await new Promise((resolve) => control.once('data', resolve)) // the welcome
+  control.write(`{"type":"hello","version":1,"labels":{},"services":[]}\n${line}\n{"type":"renew"}\n`)
+  const outcome = await Promise.race([closed, answered])
+  session.close()
+  return outcome
+}
+
+t.test('a control message the proxy cannot read closes the tunnel, naming the message and field', async (t) => {
+  const ca = await hostCAOf(auth)
+  const live = await tryTunnel(await joined('bystander'), [ca.certPem])
+  live.activate()
+  t.teardown(() => live.close())
+  const identity = await joined('babbler')
+  const refusals = () => proxy.daemon.logEntries().filter((entry) => entry.protocol_error !== undefined)
+
+  t.equal(await sendOnControl(identity, ca.certPem, '{"type":"shutdown","now":true}'), 'closed', 'an unknown type')
+  await proxy.daemon.waitFor('the refusal to be logged', () => refusals().length === 1, 5000)
+  t.match(refusals()[0], { host_id: identity.hostId, message_type: 'shutdown', field: 'type' })
+
+  t.equal(await sendOnControl(identity, ca.certPem, '{"type":"cert","tls_cert":42}'), 'closed', 'a known type with a malformed field')
+  await proxy.daemon.waitFor('the refusal to be logged', () => refusals().length === 2, 5000)
+  t.match(refusals()[1], { host_id: identity.hostId, message_type: 'cert', field: 'tls_cert' })
+
+  t.equal(await sendOnControl(identity, ca.certPem, '{"type":"heartbeat","labels":{"env":"lab"}}'), 'answered', 'after a message it knows, the proxy reads on')
+  t.equal(refusals().length, 2, 'and refuses nothing')
+  t.ok((await live.ping()) >= 0, 'another node\'s tunnel is untouched')
 })

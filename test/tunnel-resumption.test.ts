@@ -12,7 +12,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { AuthProcess, freePort, ProxyProcess } from './helpers/cluster.ts'
 import { authorityOf, hostCAOf, nodeIdentityFrom } from './helpers/certs.ts'
 import { createCertificate } from '../shared/x509.ts'
-import { readFirstMessage, USER_ALPN, writeMessage } from '../shared/tunnel-protocol.ts'
+import { USER_ALPN } from '../shared/protocol/tunnel.ts'
+import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
+import { parseDialReply, type DialReply } from '../shared/protocol/dial.ts'
 import { AgentTunnel } from '../agent/tunnel.ts'
 import { TunnelPool } from '../agent/tunnel-pool.ts'
 import { createLogger } from '../shared/log.ts'
@@ -129,21 +131,22 @@ t.test('a user whose certificate has expired since cannot resume a session eithe
   })
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
   /** Asks for a node that does not exist: a user the proxy accepts hears so; one it refuses hears why. */
-  const ask = (session?: Buffer) => new Promise<{ answer: Record<string, unknown>; resumed: boolean; ticket?: Buffer }>((resolve, reject) => {
+  const ask = (session?: Buffer) => new Promise<{ answer: DialReply; resumed: boolean; ticket?: Buffer }>((resolve, reject) => {
     let ticket: Buffer | undefined
     const socket = tlsConnect({ host: '127.0.0.1', port: Number(proxy.web.split(':').pop()), ALPNProtocols: [USER_ALPN], ca: hostCA.certPem, cert: certPem, key: keyPem, session, checkServerIdentity: () => undefined })
     socket.on('session', (s: Buffer) => (ticket = s))
     socket.on('error', reject)
     socket.once('secureConnect', () => {
       writeMessage(socket, { node: 'no-such-node', service: 'ssh' })
-      readFirstMessage(socket).then((answer) => {
+      readFirstMessage(socket, parseDialReply).then((answer) => {
         resolve({ answer, resumed: socket.isSessionReused(), ticket })
         socket.destroy()
       }, reject)
     })
   })
   const first = await ask()
-  t.notMatch(String(first.answer.error), /user certificate/, `a valid user is accepted (${first.answer.error})`)
+  const firstError = first.answer.ok ? '' : first.answer.error
+  t.notMatch(firstError, /user certificate/, `a valid user is accepted (${firstError})`)
   t.ok(first.ticket, 'and gets a session ticket')
   await sleep(Math.max(0, now + 5000 - Date.now()))
   const expired = await ask(first.ticket)

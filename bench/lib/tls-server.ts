@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer } from 'node:tls'
 import { parseArgs } from 'node:util'
-import { TUNNEL_ALPN } from '../../shared/tunnel-protocol.ts'
+import { TUNNEL_ALPN } from '../../shared/protocol/tunnel.ts'
 import { announce, exitWithParent } from './child.ts'
 
 const { values } = parseArgs({ options: { dir: { type: 'string' } } })

@@ -9,7 +9,9 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect, type TLSSocket } from 'node:tls'
 import { AuthProcess, ProxyProcess, startNode, tempDir, waitForNode, type Daemon } from '../../test/helpers/cluster.ts'
-import { readFirstMessage, USER_ALPN, writeMessage } from '../../shared/tunnel-protocol.ts'
+import { USER_ALPN } from '../../shared/protocol/tunnel.ts'
+import { readFirstMessage, writeMessage } from '../../shared/protocol/framing.ts'
+import { parseDialReply } from '../../shared/protocol/dial.ts'
 
 export interface WarrenPath {
   auth: AuthProcess
@@ -64,8 +66,8 @@ export async function startWarrenPath(echoPort: number, env: Record<string, stri
         await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
         socket.setNoDelay(true)
         writeMessage(socket, { node: NODE_NAME, service: 'port', name: PORT_NAME })
-        const reply = await readFirstMessage(socket)
-        if (reply.ok !== true) throw new Error(`the proxy refused the echo port: ${String(reply.error)}`)
+        const reply = await readFirstMessage(socket, parseDialReply)
+        if (!reply.ok) throw new Error(`the proxy refused the echo port: ${reply.error}`)
         return socket
       },
       stop: () => stopAll(started),

@@ -39,7 +39,7 @@ export const authRotate = ctlCommand({
   async run(admin, flags) {
     if (flags.manual && !flags.phase) throw new UsageError(`--manual needs --phase=${PHASES.join('|')}`)
     if (!flags.manual && flags.phase) throw new UsageError('--phase goes with --manual')
-    const result = await admin.client.call<{ type: string; phase: string }>('POST', '/v1/rotate', { type: flags.type, manual: flags.manual, phase: flags.phase, grace_period_ms: flags['grace-period'] })
+    const result = await admin.client.call('POST /v1/rotate', { body: { type: flags.type, manual: flags.manual, phase: flags.phase, grace_period_ms: flags['grace-period'] } })
     out(flags.manual
       ? `The ${result.type} CA is now in phase ${result.phase}.`
       : `Rotation of the ${result.type} CA started (phase ${result.phase}); it completes in ${describeTtl(flags['grace-period'])}. Follow it with "warrenctl status".`)

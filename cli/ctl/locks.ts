@@ -6,14 +6,6 @@ import { formatExpiry } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
 import { formatTable } from '../table.ts'
 
-interface LockResponse {
-  id: string
-  target: string
-  message: string | null
-  created: number
-  expires: number | null
-}
-
 export const lock = ctlCommand({
   name: 'warrenctl lock',
   summary: 'refuse a user or a node everywhere until the lock ends (without --ttl: until "lock rm")',
@@ -27,7 +19,7 @@ export const lock = ctlCommand({
   examples: ['warrenctl lock --user=alice --ttl=1h --message="key lost, call IT"', 'warrenctl lock --node=pi-1'],
   async run(admin, flags) {
     if ((flags.user === undefined) === (flags.node === undefined)) throw new UsageError('a lock needs exactly one target: --user=NAME or --node=NODE')
-    const lock = await admin.client.call<LockResponse>('POST', '/v1/locks', { user: flags.user, node: flags.node, ttl_ms: flags.ttl, message: flags.message })
+    const lock = await admin.client.call('POST /v1/locks', { body: { user: flags.user, node: flags.node, ttl_ms: flags.ttl, message: flags.message } })
     out(`Created a lock with ID "${lock.id}" on ${lock.target}${lock.expires ? `, until ${formatExpiry(lock.expires, Date.now())}` : ''}`)
   },
 })
@@ -38,7 +30,7 @@ export const lockLs = ctlCommand({
   flags: {},
   examples: ['warrenctl lock ls'],
   async run(admin) {
-    const { locks } = await admin.client.call<{ locks: LockResponse[] }>('GET', '/v1/locks')
+    const { locks } = await admin.client.call('GET /v1/locks')
     if (locks.length === 0) {
       out('No active locks found.')
       return
@@ -56,7 +48,7 @@ export const lockRm = ctlCommand({
   flags: {},
   examples: ['warrenctl lock rm 7d0c5d3e-5b0f-4c1e-9a53-2f1d7f0e4b21'],
   async run(admin, _flags, args) {
-    const lock = await admin.client.call<LockResponse>('DELETE', `/v1/locks/${encodeURIComponent(args[0])}`)
+    const lock = await admin.client.call('DELETE /v1/locks/:id', { params: { id: args[0] } })
     out(`Lock ${lock.id} on ${lock.target} has been removed`)
   },
 })

@@ -5,31 +5,22 @@ import type { AdminConnection } from './admin-client.ts'
 import { ctlCommand, out } from './ctl-command.ts'
 import { formatTable } from '../table.ts'
 import { formatDuration, formatExpiry, formatUtc } from '../../shared/duration.ts'
+import { WarrenError } from '../../shared/errors.ts'
+import type { ListedNode, PresentNode } from '../../shared/protocol/admin.ts'
 
-interface ListedNode {
-  nodename: string
-  host_id: string
-  addr: string
-  tunnel: boolean
-  labels: Record<string, string>
-  status?: string
-  last_seen?: number | null
-  version?: string | null
-  cert_expires?: number | null
-  proxies?: { holding: number; live: number } | null
-}
-
-const address = (n: ListedNode) => (n.tunnel ? '⟵ Tunnel' : n.addr || '-')
-const labels = (n: ListedNode) => Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',')
+const address = (n: PresentNode | ListedNode) => (n.tunnel ? '⟵ Tunnel' : n.addr || '-')
+const labels = (n: PresentNode | ListedNode) => Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',')
 
 /** `nodes ls --all`: online, offline and removed nodes, with what tells an operator whether a device is healthy. */
 async function listAllNodes(admin: AdminConnection): Promise<void> {
-  const { now, nodes } = await admin.client.call<{ now: number; nodes: ListedNode[] }>('GET', '/v1/nodes?all=true')
+  const listing = await admin.client.call('GET /v1/nodes', { query: { all: true } })
+  if (!('now' in listing)) throw new WarrenError('the auth server does not list offline and removed nodes: upgrade it')
+  const { now, nodes } = listing
   const rows = nodes.map((n) => [
     n.nodename,
     n.host_id,
     address(n),
-    n.status ?? '',
+    n.status,
     n.last_seen ? `${formatUtc(n.last_seen)} (${formatDuration(now - n.last_seen)} ago)` : '-',
     n.version ?? '-',
     n.cert_expires ? formatExpiry(n.cert_expires, now) : '-',
@@ -46,7 +37,7 @@ export const nodesLs = ctlCommand({
   examples: ['warrenctl nodes ls', 'warrenctl nodes ls --all'],
   async run(admin, flags) {
     if (flags.all) return listAllNodes(admin)
-    const { nodes } = await admin.client.call<{ nodes: ListedNode[] }>('GET', '/v1/nodes')
+    const { nodes } = await admin.client.call('GET /v1/nodes')
     const rows = nodes.map((n) => [n.nodename, n.host_id, address(n), labels(n)])
     out(formatTable(['Node Name', 'Node ID', 'Address', 'Labels'], rows))
   },
@@ -60,7 +51,7 @@ export const nodesRm = ctlCommand({
   description: 'Its registration, its name and its presence go; to bring the device back, join it again with a new token.',
   examples: ['warrenctl nodes rm pi-1'],
   async run(admin, _flags, args) {
-    const removed = await admin.client.call<{ host_id: string; nodename: string; roles: string[] }>('DELETE', `/v1/nodes/${encodeURIComponent(args[0])}`)
+    const removed = await admin.client.call('DELETE /v1/nodes/:node', { params: { node: args[0] } })
     out(`Node ${removed.nodename} (${removed.host_id}, roles ${removed.roles.join(',')}) has been removed: its registration, its name and its presence`)
   },
 })

@@ -14,17 +14,6 @@ import { writeFileAtomic } from '../../shared/files.ts'
 import { sshPublicKeyLine } from '../../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../../shared/ssh-key-file.ts'
 
-interface SignResponse {
-  ssh_cert: string
-  tls_cert: string
-  valid_before: number
-  logins: string[]
-  cluster_name: string
-  host_ca_certs: string[]
-  proxies: string[]
-  known_hosts: string[]
-}
-
 interface SignFlags {
   user?: string
   ttl: number
@@ -38,10 +27,13 @@ export async function signUser(admin: AdminConnection, flags: SignFlags): Promis
   if (!user) throw new UsageError('missing --user: the user to sign certificates for')
   const ssh = generateKeyPairSync('ed25519')
   const tls = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const signed = await admin.client.call<SignResponse>('POST', `/v1/users/${encodeURIComponent(user)}/certs`, {
-    ssh_public_key: sshPublicKeyLine(ssh.publicKey),
-    tls_public_key: tls.publicKey.export({ type: 'spki', format: 'pem' }),
-    ttl_ms: flags.ttl,
+  const signed = await admin.client.call('POST /v1/users/:name/certs', {
+    params: { name: user },
+    body: {
+      ssh_public_key: sshPublicKeyLine(ssh.publicKey),
+      tls_public_key: tls.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+      ttl_ms: flags.ttl,
+    },
   })
   const dir = resolve(flags.out ?? defaultProfileDir())
   mkdirSync(dir, { recursive: true, mode: 0o700 })

@@ -3,21 +3,7 @@
 import { ctlCommand, out } from './ctl-command.ts'
 import { formatUtc } from '../../shared/duration.ts'
 import { printable } from '../../shared/printable.ts'
-
-interface CAStatus {
-  pins: string[]
-  last_rotated: number | null
-  rotation: { phase: string; mode: string; phase_started: number } | null
-}
-
-export interface StatusResponse {
-  cluster_name: string
-  version: string
-  host_ca: CAStatus
-  user_ca: CAStatus
-  public_addrs: string[]
-  proxy_addrs: string[]
-}
+import type { CAStatus } from '../../shared/protocol/admin.ts'
 
 export const status = ctlCommand({
   name: 'warrenctl status',
@@ -26,7 +12,7 @@ export const status = ctlCommand({
   description: 'A rotation in progress shows its phase; the CA pin is what "warren start --ca-pin" and "warren install --ca-pin" take.',
   examples: ['warrenctl status', 'warrenctl status --data-dir=/var/lib/warren'],
   async run(admin) {
-    const status = await admin.client.call<StatusResponse>('GET', '/v1/status')
+    const status = await admin.client.call('GET /v1/status')
     const rotated = (ca: CAStatus) => {
       if (ca.rotation) return `rotation in progress: phase ${ca.rotation.phase} (${ca.rotation.mode}), since ${formatUtc(ca.rotation.phase_started)}`
       return ca.last_rotated ? `rotated ${formatUtc(ca.last_rotated)}` : 'never updated'

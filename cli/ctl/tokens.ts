@@ -9,26 +9,7 @@ import { TOKEN_ROLES } from '../../auth/roles.ts'
 import { DEFAULTS } from '../../shared/config.ts'
 import { describeTtl, formatExpiry } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
-import type { StatusResponse } from './status.ts'
-
-interface TokenResponse {
-  token: string
-  id: string
-  roles: string[]
-  expires: number
-  single_use: boolean
-  nodename: string | null
-}
-
-interface ListedToken {
-  id: string
-  roles: string[]
-  expires: number | null
-  single_use: boolean
-  static: boolean
-  value: string | null
-  nodename?: string | null
-}
+import type { ListedToken } from '../../shared/protocol/admin.ts'
 
 interface TokenRequest {
   roles: readonly string[]
@@ -45,8 +26,8 @@ const TOKEN_FLAGS = defineFlags({
 })
 
 async function addToken(admin: AdminConnection, request: TokenRequest): Promise<void> {
-  const created = await admin.client.call<TokenResponse>('POST', '/v1/tokens', { roles: request.roles.join(','), ttl_ms: request.ttlMs, single_use: request.singleUse, token: request.token, nodename: request.nodename })
-  const status = await admin.client.call<StatusResponse>('GET', '/v1/status')
+  const created = await admin.client.call('POST /v1/tokens', { body: { roles: request.roles.join(','), ttl_ms: request.ttlMs, single_use: request.singleUse, token: request.token, nodename: request.nodename } })
+  const status = await admin.client.call('GET /v1/status')
   // Nodes join through a proxy's web port when there is one (then they keep reverse tunnels).
   const authServer = status.proxy_addrs[0] ?? status.public_addrs[0] ?? admin.client.server
   out(`The invite token: ${created.token}`)
@@ -106,7 +87,7 @@ export const tokensLs = ctlCommand({
   flags: { 'with-secrets': { type: 'boolean', description: 'show the values of static tokens (dynamic ones are not recoverable)' } },
   examples: ['warrenctl tokens ls'],
   async run(admin, flags) {
-    const { tokens } = await admin.client.call<{ tokens: ListedToken[] }>('GET', '/v1/tokens')
+    const { tokens } = await admin.client.call('GET /v1/tokens')
     if (tokens.length === 0) {
       out('No active tokens found.')
       return
@@ -126,7 +107,7 @@ function deleteToken(verb: 'rm' | 'del') {
     flags: {},
     examples: [`warrenctl tokens ${verb} 3f2a9c81b0d4`],
     async run(admin, _flags, args) {
-      await admin.client.call('DELETE', `/v1/tokens/${encodeURIComponent(args[0])}`)
+      await admin.client.call('DELETE /v1/tokens/:token', { params: { token: args[0] } })
       out(`Token ${args[0]} has been deleted`)
     },
   })

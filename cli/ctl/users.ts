@@ -12,7 +12,7 @@ export const usersAdd = ctlCommand({
   examples: ['warrenctl users add alice --logins=root,pi'],
   async run(admin, flags, args) {
     if (!flags.logins?.length) throw new UsageError('missing --logins: the OS accounts this user may log in as, e.g. --logins=root,pi')
-    const user = await admin.client.call<{ name: string; logins: string[] }>('POST', '/v1/users', { name: args[0], logins: flags.logins })
+    const user = await admin.client.call('POST /v1/users', { body: { name: args[0], logins: flags.logins } })
     out(`User ${user.name} has been added with logins ${user.logins.join(',')}`)
   },
 })
@@ -23,7 +23,7 @@ export const usersLs = ctlCommand({
   flags: {},
   examples: ['warrenctl users ls'],
   async run(admin) {
-    const { users } = await admin.client.call<{ users: { name: string; logins: string[] }[] }>('GET', '/v1/users')
+    const { users } = await admin.client.call('GET /v1/users')
     out(formatTable(['User', 'Logins'], users.map((u) => [u.name, u.logins.join(',')])))
   },
 })

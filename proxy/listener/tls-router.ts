@@ -13,7 +13,7 @@
 import { EventEmitter } from 'node:events'
 import { TLSSocket, type SecureContext } from 'node:tls'
 import { createLogger, type Logger } from '../../shared/log.ts'
-import { TUNNEL_ALPN } from '../../shared/tunnel-protocol.ts'
+import { TUNNEL_ALPN } from '../../shared/protocol/tunnel.ts'
 import { type ChallengeLookup, tlsAlpnHooks } from '../acme/tls-alpn-hooks.ts'
 import { ACME_TLS_ALPN } from '../acme/tls-alpn-certificate.ts'
 import { defaultGateConfig } from '../../shared/tls-gate/config.ts'

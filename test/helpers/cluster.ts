@@ -211,7 +211,7 @@ export class AuthProcess {
     const identity = JSON.parse(readFileSync(this.identityPath, 'utf8'))
     const client = new ApiClient({ server: this.address, caPems: identity.host_ca_certs, certPem: identity.cert, keyPem: identity.key })
     try {
-      return await client.call<T>(method, path, body)
+      return await client.request<T>(method, path, body)
     } finally {
       await client.close()
     }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
-import { heldProxiesAlpn, listsHeldProxy, TUNNEL_ALPN } from './tunnel-protocol.ts'
+import { heldProxiesAlpn, listsHeldProxy, TUNNEL_ALPN } from './tunnel.ts'
 
 t.test('held proxies ride in ALPN names of at most 255 bytes', async (t) => {
   const ids = Array.from({ length: 20 }, () => randomUUID())

@@ -1,0 +1,89 @@
+// The admin routes for the fleet: listing nodes (`nodes ls`, `nodes ls --all`), removing
+// them (`nodes rm`) and locks (`lock`, `lock ls`, `lock rm`). A removal or a lock made here
+// is in this server's view before the answer leaves, so the proxies polling it learn it
+// within their next poll.
+
+import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
+import type { LockJson } from '../../shared/protocol/admin.ts'
+import { describeTarget, parseLockRequest, type LockRecord } from '../locks.ts'
+import { listAllNodes } from '../node-listing.ts'
+import type { AuthRoutes } from './context.ts'
+
+function lockJson(lock: LockRecord): LockJson {
+  return {
+    id: lock.id,
+    target: describeTarget(lock.target),
+    ...('user' in lock.target ? { user: lock.target.user } : { node: lock.target.node, host_id: lock.target.hostId }),
+    message: lock.message ?? null,
+    created: lock.created,
+    expires: lock.expires ?? null,
+  }
+}
+
+export const fleetRoutes = {
+  'GET /v1/nodes': {
+    access: 'admin',
+    bodyLimit: NO_BODY,
+    async handle(call, { nodes, revocations, settings }) {
+      const removed = new Set(revocations.removed.map((record) => record.hostId))
+      const present = (await nodes.present('node')).filter((n) => !removed.has(n.hostId))
+      if (call.query.get('all') !== 'true') return { nodes: present.map((n) => ({ host_id: n.hostId, nodename: n.nodename, addr: n.addr, tunnel: n.tunnel, labels: n.labels, last_seen: n.lastSeen })) }
+      const now = Date.now()
+      return {
+        now,
+        nodes: listAllNodes({
+          known: await nodes.known('node'),
+          online: new Set(present.map((n) => n.hostId)),
+          registered: await nodes.registered(),
+          removed: revocations.removed,
+          nodeLocks: revocations.nodeLocks(),
+          liveProxies: (await nodes.proxies()).map((p) => p.proxyId),
+          reportFreshMs: Math.floor(settings.heartbeatTtlMs * 1.5),
+          now,
+        }),
+      }
+    },
+  },
+
+  // The host's registration, name and presence go, and a removal record comes, in one
+  // transaction: its certificates are refused from now on, everywhere.
+  'DELETE /v1/nodes/:node': {
+    access: 'admin',
+    bodyLimit: NO_BODY,
+    async handle(call, { nodes, revocations, log }) {
+      const lastSeen = new Map((await nodes.known()).map((p) => [p.hostId, p.lastSeen]))
+      const removed = await nodes.remove(call.params.node, (record) => [revocations.removalOperation(record, lastSeen.get(record.hostId))])
+      await revocations.refresh()
+      log.info('node removed', { host_id: removed.hostId, nodename: removed.nodename })
+      return { host_id: removed.hostId, nodename: removed.nodename, roles: removed.roles }
+    },
+  },
+
+  'POST /v1/locks': {
+    access: 'admin',
+    bodyLimit: SMALL_BODY,
+    async handle(call, { locks, revocations, log }) {
+      const lock = await locks.add(parseLockRequest(await call.body()))
+      await revocations.refresh()
+      log.info('lock created', { lock_id: lock.id, target: describeTarget(lock.target), ...(lock.expires ? { expires: new Date(lock.expires).toISOString() } : {}) })
+      return lockJson(lock)
+    },
+  },
+
+  'GET /v1/locks': {
+    access: 'admin',
+    bodyLimit: NO_BODY,
+    handle: async (_call, { locks }) => ({ locks: (await locks.list()).map(lockJson) }),
+  },
+
+  'DELETE /v1/locks/:id': {
+    access: 'admin',
+    bodyLimit: NO_BODY,
+    async handle(call, { locks, revocations, log }) {
+      const lock = await locks.remove(call.params.id)
+      await revocations.refresh()
+      log.info('lock removed', { lock_id: lock.id, target: describeTarget(lock.target) })
+      return lockJson(lock)
+    },
+  },
+} satisfies Partial<AuthRoutes>

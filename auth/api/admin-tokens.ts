@@ -1,0 +1,50 @@
+// The admin routes for join tokens: `warrenctl tokens ls`, `tokens add` (and `nodes add`),
+// `tokens rm`.
+
+import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
+import { ProtocolError } from '../../shared/protocol/errors.ts'
+import { nodenameProblem } from '../join.ts'
+import { parseRoles } from '../roles.ts'
+import type { AuthRoutes } from './context.ts'
+
+export const tokenRoutes = {
+  'GET /v1/tokens': {
+    access: 'admin',
+    bodyLimit: NO_BODY,
+    async handle(_call, context) {
+      const list = await context.tokens.list()
+      return { tokens: list.map((t) => ({ id: t.id, roles: t.roles, expires: t.expires ?? null, single_use: t.singleUse, static: t.static, value: t.value ?? null, nodename: t.nodename ?? null })) }
+    },
+  },
+
+  'POST /v1/tokens': {
+    access: 'admin',
+    bodyLimit: SMALL_BODY,
+    async handle(call, context) {
+      const body = await call.body()
+      let roles
+      try {
+        roles = parseRoles(body.roles)
+      } catch (error) {
+        throw new ProtocolError(call.route, 'roles', (error as Error).message)
+      }
+      const { nodename } = body
+      const problem = nodename === undefined ? undefined : nodenameProblem(nodename)
+      if (problem) throw new ProtocolError(call.route, 'nodename', problem)
+      if (nodename !== undefined && !roles.includes('node')) throw new ProtocolError(call.route, 'nodename', 'field "nodename" is for tokens that grant the node role')
+      const { value, record } = await context.tokens.add({ roles, ttlMs: body.ttl_ms, singleUse: body.single_use, value: body.token, nodename })
+      context.log.info('token created', { id: record.id, roles: roles.join(','), single_use: record.singleUse, ...(record.nodename ? { nodename: record.nodename } : {}) })
+      return { token: value, id: record.id, roles, expires: record.expires!, single_use: record.singleUse, nodename: record.nodename ?? null }
+    },
+  },
+
+  'DELETE /v1/tokens/:token': {
+    access: 'admin',
+    bodyLimit: NO_BODY,
+    async handle(call, context) {
+      const record = await context.tokens.remove(call.params.token)
+      context.log.info('token deleted', { id: record.id })
+      return { id: record.id }
+    },
+  },
+} satisfies Partial<AuthRoutes>

@@ -1,0 +1,75 @@
+// The admin routes for people: `warrenctl users add`, `users ls`, and `auth sign`, which
+// asks for a user's short-lived certificates and everything a client needs with them.
+
+import { createPublicKey, type KeyObject } from 'node:crypto'
+import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
+import { ProtocolError } from '../../shared/protocol/errors.ts'
+import { parseSshPublicKey } from '../../shared/ssh-cert.ts'
+import { checkTlsKey, KeyPolicyError } from '../key-policy.ts'
+import { Locked } from '../locks.ts'
+import { issueUserCertificates, UnknownUser } from '../users.ts'
+import type { AuthRoutes } from './context.ts'
+
+const CERTS = 'POST /v1/users/:name/certs'
+
+function publicKeys(body: { ssh_public_key: string; tls_public_key: string }): { ssh: KeyObject; tls: KeyObject } {
+  let keys
+  try {
+    keys = { ssh: parseSshPublicKey(body.ssh_public_key), tls: createPublicKey(body.tls_public_key) }
+  } catch {
+    throw new ProtocolError(CERTS, 'ssh_public_key', 'fields "ssh_public_key" (ssh-ed25519) and "tls_public_key" (PEM) must be public keys')
+  }
+  try {
+    checkTlsKey(keys.tls)
+  } catch (error) {
+    if (error instanceof KeyPolicyError) throw new ProtocolError(CERTS, 'tls_public_key', `field "tls_public_key": ${error.message}`)
+    throw error
+  }
+  return keys
+}
+
+export const userRoutes = {
+  'POST /v1/users': {
+    access: 'admin',
+    bodyLimit: SMALL_BODY,
+    async handle(call, context) {
+      const body = await call.body()
+      const user = await context.users.add(body.name, body.logins)
+      context.log.info('user added', { user: user.name, logins: user.logins.join(',') })
+      return { name: user.name, logins: user.logins }
+    },
+  },
+
+  'GET /v1/users': {
+    access: 'admin',
+    bodyLimit: NO_BODY,
+    handle: async (_call, context) => ({ users: (await context.users.list()).map((u) => ({ name: u.name, logins: u.logins })) }),
+  },
+
+  'POST /v1/users/:name/certs': {
+    access: 'admin',
+    bodyLimit: SMALL_BODY,
+    async handle(call, context) {
+      const name = call.params.name
+      const user = await context.users.get(name)
+      if (!user) throw new UnknownUser(`no user "${name}": add it with "warrenctl users add ${name} --logins=..."`)
+      const locked = context.revocations.list.refusedUser(user.name)
+      if (locked) throw new Locked(locked)
+      const body = await call.body()
+      const userCA = context.userCA()
+      const certs = issueUserCertificates(userCA, context.clusterName, user, publicKeys(body), body.ttl_ms)
+      const nodes = (await context.nodes.registered()).filter((n) => n.sshPublicKey && n.roles.includes('node'))
+      context.log.info('user certificates issued', { user: user.name, valid_before: new Date(certs.validBefore).toISOString() })
+      return {
+        ssh_cert: certs.sshCert,
+        tls_cert: certs.tlsCertPem,
+        valid_before: certs.validBefore,
+        logins: user.logins,
+        cluster_name: context.clusterName,
+        host_ca_certs: context.hostCA().tlsCertPems,
+        proxies: (await context.nodes.proxies()).map((p) => p.webAddr).filter(Boolean),
+        known_hosts: nodes.map((n) => `${n.nodename},${n.hostId},${n.hostId}.${context.clusterName} ${n.sshPublicKey}`),
+      }
+    },
+  },
+} satisfies Partial<AuthRoutes>

@@ -1,0 +1,49 @@
+// What the auth API's handlers work with: the auth server's parts, handed to every route
+// (auth/api/*.ts) by the router. The server (auth/server.ts) builds it once its backend and
+// CAs are open; the CAs are functions since rotations replace them.
+
+import type { AcmeRecords } from '../acme-records.ts'
+import type { Authority } from '../authorities.ts'
+import type { Backend } from '../backend/backend.ts'
+import type { Peer } from '../callers.ts'
+import type { JoinChallenges } from '../join-challenge.ts'
+import type { Locks } from '../locks.ts'
+import type { NodeDirectory } from '../nodes.ts'
+import type { FailureRateLimiter } from '../rate-limit.ts'
+import type { Recoveries } from '../recovery.ts'
+import type { Renewals } from '../renew.ts'
+import type { Revocations } from '../revocations.ts'
+import type { TokenService } from '../tokens.ts'
+import type { UserDirectory } from '../users.ts'
+import type { WarrenConfig } from '../../shared/config.ts'
+import type { Logger } from '../../shared/log.ts'
+import type { RouteTable } from '../../shared/api-router.ts'
+import type { AuthRoute } from '../../shared/protocol/api.ts'
+
+export interface AuthContext {
+  readonly clusterName: string
+  hostCA(): Authority
+  userCA(): Authority
+  readonly backend: Backend
+  readonly tokens: TokenService
+  readonly nodes: NodeDirectory
+  readonly challenges: JoinChallenges
+  readonly renewals: Renewals
+  readonly recoveries: Recoveries
+  readonly users: UserDirectory
+  readonly acmeRecords: AcmeRecords
+  readonly revocations: Revocations
+  readonly locks: Locks
+  /** Failed joins and recoveries per client address. */
+  readonly limiter: FailureRateLimiter
+  /** `auth_service`: certificate lifetimes, the heartbeat TTL, public addresses. */
+  readonly settings: WarrenConfig['auth']
+  readonly log: Logger
+  /** Loads the CAs again after a rotation step, so that the next request sees them. */
+  refreshAuthorities(): Promise<void>
+  /** What `warrenctl status` counts. */
+  readonly counts: { joinAttempts: number }
+}
+
+/** The auth API: one route for each of its paths. */
+export type AuthRoutes = RouteTable<AuthRoute, AuthContext, Peer>

@@ -1,0 +1,54 @@
+// The one place where the auth server's domain errors become HTTP statuses. Each module
+// throws what it means (a token refused, a user unknown, a rotation out of step); the
+// router asks here how to answer it. An error not named here is no refusal but a failure
+// (a backend outage, a bug): the router answers 500 and keeps the detail for the log.
+
+import { HttpError, type Refusal } from '../../shared/api-router.ts'
+import { ProtocolError } from '../../shared/protocol/errors.ts'
+import { PAST_RECOVERY_WINDOW } from '../../shared/recover.ts'
+import { AcmeRecordError } from '../acme-records.ts'
+import { ChallengeRefusal } from '../join-challenge.ts'
+import { JoinRefusal } from '../join.ts'
+import { KeyPolicyError } from '../key-policy.ts'
+import { Locked, LockConflict, LockNotFound } from '../locks.ts'
+import { NodeLookupError, NodenameTaken, UnregisteredHost } from '../nodes.ts'
+import { TooManyAttempts } from '../rate-limit.ts'
+import { RecoveryRefusal, RecoveryWindowPassed, StillRenewable } from '../recovery.ts'
+import { RenewalNotDue, RenewalRefusal } from '../renew.ts'
+import { RotationError } from '../rotation.ts'
+import { TokenError, TokenNotFound, TokenRefusal } from '../tokens.ts'
+import { UnknownUser, UserError } from '../users.ts'
+
+/** Subclasses before the classes they extend. */
+const STATUSES: [new (...args: never[]) => Error, number][] = [
+  [ProtocolError, 400],
+  [KeyPolicyError, 400],
+  [AcmeRecordError, 400],
+  [TokenNotFound, 404],
+  [TokenError, 400],
+  [UnknownUser, 404],
+  [UserError, 400],
+  [TokenRefusal, 403],
+  [ChallengeRefusal, 403],
+  [JoinRefusal, 403],
+  [RenewalRefusal, 403],
+  [StillRenewable, 409],
+  [RecoveryWindowPassed, PAST_RECOVERY_WINDOW],
+  [RecoveryRefusal, 403],
+  [UnregisteredHost, 403],
+  [Locked, 403],
+  [NodeLookupError, 404],
+  [LockNotFound, 404],
+  [NodenameTaken, 409],
+  [RenewalNotDue, 409],
+  [RotationError, 409],
+  [LockConflict, 409],
+]
+
+/** How the auth API answers `error`, or undefined when it is a failure (a 500). */
+export function statusOf(error: unknown): Refusal | undefined {
+  if (error instanceof HttpError) return { status: error.status, headers: error.headers }
+  if (error instanceof TooManyAttempts) return { status: 429, headers: { 'retry-after': String(error.retryAfterS) } }
+  const match = STATUSES.find(([type]) => error instanceof type)
+  return match ? { status: match[1] } : undefined
+}

@@ -1,0 +1,52 @@
+// The routes a host calls with its own certificate: a direct node's heartbeats, and the
+// renewal of any host's certificates (nodes in direct mode, proxies).
+
+import type { TLSSocket } from 'node:tls'
+import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
+import type { RenewedCertificates } from '../../shared/protocol/hosts.ts'
+import { serviceAddress } from '../direct-nodes.ts'
+import { UnregisteredHost } from '../nodes.ts'
+import { clientAddress } from './access.ts'
+import type { AuthContext, AuthRoutes } from './context.ts'
+
+/** New certificates for the holder of `certPem` (nodeOnly: on a node's behalf, by its proxy). */
+export async function renewFor(context: AuthContext, certPem: string, nodeOnly: boolean): Promise<RenewedCertificates> {
+  const renewed = await context.renewals.renew(certPem, { nodeOnly })
+  if (renewed.issued) context.log.info('host certificates renewed', { host_id: renewed.hostId })
+  return { tls_cert: renewed.tlsCertPem, ssh_cert: renewed.sshCert, host_ca_certs: context.hostCA().tlsCertPems, user_ca_ssh_keys: context.userCA().sshPublicKeys }
+}
+
+export const hostRoutes = {
+  // A node without a tunnel reports where proxies reach it; the answer carries what the
+  // cluster trusts now, which is how it follows CA rotations.
+  'POST /v1/heartbeat': {
+    access: 'node',
+    bodyLimit: SMALL_BODY,
+    async handle(call, context) {
+      const body = await call.body()
+      const hostId = call.peer.subject.commonName
+      const registered = await context.nodes.lookup(hostId)
+      if (!registered) throw new UnregisteredHost(hostId)
+      const recorded = await context.nodes.heartbeat({
+        hostId,
+        nodename: registered.nodename,
+        roles: registered.roles,
+        addr: serviceAddress(clientAddress(call.req, call.peer), body.service_addr),
+        tunnel: false,
+        labels: body.labels,
+        lastSeen: Date.now(),
+        ...(body.version ? { version: body.version } : {}),
+      })
+      if (!recorded) throw new UnregisteredHost(hostId)
+      return { ok: true, host_ca_certs: context.hostCA().tlsCertPems, user_ca_ssh_keys: context.userCA().sshPublicKeys }
+    },
+  },
+
+  // A host renews its own certificates with its current (still valid) identity: the TLS
+  // handshake proved it holds the key.
+  'POST /v1/renew': {
+    access: 'host',
+    bodyLimit: NO_BODY,
+    handle: (call, context) => renewFor(context, (call.req.socket as TLSSocket).getPeerX509Certificate()!.toString(), false),
+  },
+} satisfies Partial<AuthRoutes>

@@ -1,0 +1,22 @@
+// The auth API: every route, with who may call it, the largest body it reads and its
+// handler, by domain. The router (shared/api-router.ts) takes this table whole; a route
+// missing from it, or without an access level, does not type-check.
+
+import type { AuthRoutes } from './context.ts'
+import { clusterRoutes } from './admin-cluster.ts'
+import { fleetRoutes } from './admin-fleet.ts'
+import { tokenRoutes } from './admin-tokens.ts'
+import { userRoutes } from './admin-users.ts'
+import { hostRoutes } from './hosts.ts'
+import { joinRoutes } from './joins.ts'
+import { proxyRoutes } from './proxies.ts'
+
+export const AUTH_ROUTES: AuthRoutes = {
+  ...joinRoutes,
+  ...hostRoutes,
+  ...proxyRoutes,
+  ...clusterRoutes,
+  ...tokenRoutes,
+  ...userRoutes,
+  ...fleetRoutes,
+}

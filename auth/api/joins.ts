@@ -1,0 +1,91 @@
+// The public routes: health, the cluster's CA, and what a device without a valid
+// certificate can do: join with a token, or recover its expired certificates with its keys.
+// Both are anonymous, so every refusal is charged to the caller's address
+// (rate-limit.ts): a try is taken before the body (and the token in it) is read, and given
+// back only when the request succeeds, so requests in flight from one address share it.
+
+import { HttpError, NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
+import { certSubject } from '../../shared/cert-subject.ts'
+import { join, parseJoinRequest } from '../join.ts'
+import { TooManyAttempts } from '../rate-limit.ts'
+import { parseRecoveryRequest } from '../recovery.ts'
+import { clientAddress } from './access.ts'
+import type { AuthContext, AuthRoutes } from './context.ts'
+import { statusOf } from './errors.ts'
+
+/** Takes a try from `address`, or refuses the request before its body is read. */
+function reserveTry(context: AuthContext, address: string, what: string): void {
+  const wait = context.limiter.reserve(address)
+  if (wait === 0) return
+  context.log.warn(`${what} refused: too many failed attempts`, { from: address })
+  throw new TooManyAttempts(address, wait)
+}
+
+/** A refusal told with what it refused (logged, and the caller's answer); a failure as it is. */
+function described(context: AuthContext, error: unknown, what: string, address: string): unknown {
+  const refusal = statusOf(error)
+  if (!refusal) return error
+  const message = `${what}: ${(error as Error).message}`
+  context.log.warn(message, { from: address })
+  return new HttpError(refusal.status, message, refusal.headers)
+}
+
+export const joinRoutes = {
+  'GET /v1/health': { access: 'public', bodyLimit: NO_BODY, handle: async () => ({ ok: true }) },
+
+  'GET /v1/ca': {
+    access: 'public',
+    bodyLimit: NO_BODY,
+    handle: async (_call, context) => ({ cluster_name: context.clusterName, host_ca_certs: context.hostCA().tlsCertPems, user_ca_certs: context.userCA().tlsCertPems }),
+  },
+
+  // The nonce a joining or recovering device signs with its keys (join-challenge.ts).
+  'POST /v1/join/challenge': { access: 'public', bodyLimit: NO_BODY, handle: async (_call, context) => context.challenges.issue() },
+
+  'POST /v1/join': {
+    access: 'public',
+    bodyLimit: SMALL_BODY,
+    async handle(call, context) {
+      context.counts.joinAttempts++
+      const address = clientAddress(call.req, call.peer)
+      reserveTry(context, address, 'join')
+      let nodename = '?'
+      let roles = '?'
+      try {
+        const request = parseJoinRequest(await call.body())
+        nodename = request.nodename
+        roles = request.roles.join(',')
+        const { backend, tokens, nodes, challenges, clusterName } = context
+        const { replaced, ...joined } = await join({ backend, tokens, nodes, challenges, clusterName, hostCA: context.hostCA(), userCA: context.userCA(), hostCertTtlMs: context.settings.hostCertTtlMs }, request)
+        context.limiter.refund(address)
+        context.log.info('node joined', { nodename, host_id: joined.host_id, roles, from: address, ...(replaced ? { replaced } : {}) })
+        return joined
+      } catch (error) {
+        throw described(context, error, `join refused for node "${nodename}" (role ${roles})`, address)
+      }
+    },
+  },
+
+  // A host whose certificate expired proves it holds its registered keys (recovery.ts). It
+  // comes straight here, or through a proxy's web API (a tunnel cannot open with an expired
+  // certificate).
+  'POST /v1/recover': {
+    access: 'public',
+    bodyLimit: SMALL_BODY,
+    async handle(call, context) {
+      const address = clientAddress(call.req, call.peer)
+      reserveTry(context, address, 'recovery')
+      let host = '?'
+      try {
+        const request = parseRecoveryRequest(await call.body())
+        host = certSubject(request.cert).commonName
+        const recovered = await context.recoveries.recover(request)
+        context.limiter.refund(address)
+        context.log.info('host certificates recovered', { host_id: host, from: address, issued: recovered.issued })
+        return { tls_cert: recovered.tlsCertPem, ssh_cert: recovered.sshCert, host_ca_certs: context.hostCA().tlsCertPems, user_ca_ssh_keys: context.userCA().sshPublicKeys }
+      } catch (error) {
+        throw described(context, error, `recovery refused for host ${host}`, address)
+      }
+    },
+  },
+} satisfies Partial<AuthRoutes>

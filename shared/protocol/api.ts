@@ -1,0 +1,113 @@
+// Warren's HTTPS APIs as one map from `METHOD /path` to what each route answers, with the
+// shapes of the request bodies: the API client (shared/api-client.ts), the auth server's
+// route table (auth/api/), the proxy's web API and warrenctl all take their types from here.
+
+import type { ClusterStatus, LockJson, LockList, NodeList, RemovedNode, RotationStep, TokenCreated, TokenList, UserCerts, UserJson, UserList } from './admin.ts'
+import { LOCK_BODY, ROTATE_BODY, TOKEN_BODY, USER_BODY, USER_CERTS_BODY } from './admin.ts'
+import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Joined, RenewedCertificates } from './hosts.ts'
+import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
+import type { AcmeRecord, DirectNodes, LiveSet, PresenceAnswer, ProxyHeartbeatAnswer, RevocationSnapshot } from './proxies.ts'
+import { ACME_GET_BODY, ACME_PUT_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
+import { parseWith, type AnyShape, type In, type Out } from './shape.ts'
+
+/** An answer with nothing to say. */
+export type Empty = Record<string, never>
+
+/** Every route, and what it answers. */
+export interface ApiResponses {
+  'GET /v1/health': Health
+  'GET /v1/ca': ClusterCA
+  'GET /v1/discovery': Discovery
+  'POST /v1/join/challenge': JoinChallenge
+  'POST /v1/join': Joined
+  'POST /v1/recover': RenewedCertificates
+  'POST /v1/heartbeat': HeartbeatAnswer
+  'POST /v1/renew': RenewedCertificates
+  'POST /v1/hosts/renew': RenewedCertificates
+  'POST /v1/proxies/heartbeat': ProxyHeartbeatAnswer
+  'GET /v1/proxies': LiveSet
+  'DELETE /v1/proxies/self': Empty
+  'POST /v1/presence': PresenceAnswer
+  'GET /v1/proxies/direct-nodes': DirectNodes
+  'POST /v1/proxies/acme/get': AcmeRecord
+  'POST /v1/proxies/acme/put': Empty
+  'GET /v1/proxies/revocations': RevocationSnapshot
+  'GET /v1/status': ClusterStatus
+  'GET /v1/tokens': TokenList
+  'POST /v1/tokens': TokenCreated
+  'DELETE /v1/tokens/:token': { id: string }
+  'POST /v1/rotate': RotationStep
+  'POST /v1/users': UserJson
+  'GET /v1/users': UserList
+  'POST /v1/users/:name/certs': UserCerts
+  'GET /v1/nodes': NodeList
+  'DELETE /v1/nodes/:node': RemovedNode
+  'POST /v1/locks': LockJson
+  'GET /v1/locks': LockList
+  'DELETE /v1/locks/:id': LockJson
+}
+
+export type ApiRoute = keyof ApiResponses
+export type ApiResponse<K extends ApiRoute> = ApiResponses[K]
+
+/** The routes of a proxy's web port: discovery, and those it carries to the auth server. */
+export type ProxyWebRoute = 'GET /v1/health' | 'GET /v1/discovery' | 'GET /v1/ca' | 'POST /v1/join/challenge' | 'POST /v1/join' | 'POST /v1/recover'
+/** The routes of the auth server: all but discovery. */
+export type AuthRoute = Exclude<ApiRoute, 'GET /v1/discovery'>
+
+/** The request body of each route that reads one. */
+export const API_BODIES = {
+  'POST /v1/join': JOIN_BODY,
+  'POST /v1/recover': RECOVER_BODY,
+  'POST /v1/heartbeat': HEARTBEAT_BODY,
+  'POST /v1/hosts/renew': HOST_RENEW_BODY,
+  'POST /v1/proxies/heartbeat': PROXY_HEARTBEAT_BODY,
+  'POST /v1/presence': PRESENCE_BODY,
+  'POST /v1/proxies/acme/get': ACME_GET_BODY,
+  'POST /v1/proxies/acme/put': ACME_PUT_BODY,
+  'POST /v1/rotate': ROTATE_BODY,
+  'POST /v1/tokens': TOKEN_BODY,
+  'POST /v1/users': USER_BODY,
+  'POST /v1/users/:name/certs': USER_CERTS_BODY,
+  'POST /v1/locks': LOCK_BODY,
+} as const satisfies { [K in ApiRoute]?: unknown }
+
+export type BodyRoute = keyof typeof API_BODIES
+/** The body as the server reads it (defaults filled in). */
+export type BodyOf<K extends ApiRoute> = K extends BodyRoute ? Out<(typeof API_BODIES)[K]> : undefined
+/** The body as a client may write it. */
+export type BodyIn<K extends ApiRoute> = K extends BodyRoute ? In<(typeof API_BODIES)[K]> : undefined
+
+/** Query parameters a route reads. */
+export interface ApiQueries {
+  'GET /v1/nodes': { all?: boolean }
+}
+
+type ParamNames<P extends string> = P extends `${string}:${infer Name}/${infer Rest}` ? Name | ParamNames<Rest> : P extends `${string}:${infer Name}` ? Name : never
+/** The path parameters of a route (`:token` in `DELETE /v1/tokens/:token`). */
+export type ParamsOf<K extends string> = { [N in ParamNames<K>]: string }
+
+/** What a call of route K passes: its path parameters, body and query, each when it has one. */
+export type RouteInput<K extends ApiRoute> =
+  & ([ParamNames<K>] extends [never] ? unknown : { params: ParamsOf<K> })
+  & (K extends BodyRoute ? { body: BodyIn<K> } : unknown)
+  & (K extends keyof ApiQueries ? { query?: ApiQueries[K] } : unknown)
+
+/** The method and path (parameters encoded, query appended) of one call of `route`. */
+export function requestLine(route: ApiRoute, input: { params?: Record<string, string>; query?: Record<string, string | boolean | undefined> } = {}): { method: 'GET' | 'POST' | 'DELETE'; path: string } {
+  const space = route.indexOf(' ')
+  const method = route.slice(0, space) as 'GET' | 'POST' | 'DELETE'
+  let path = route.slice(space + 1).replace(/:([a-z_]+)/g, (_, name: string) => {
+    const value = input.params?.[name]
+    if (value === undefined) throw new Error(`${route}: no value for the path parameter "${name}"`)
+    return encodeURIComponent(value)
+  })
+  const query = Object.entries(input.query ?? {}).filter(([, value]) => value !== undefined && value !== false)
+  if (query.length > 0) path += '?' + new URLSearchParams(query.map(([name, value]): [string, string] => [name, String(value)])).toString()
+  return { method, path }
+}
+
+/** Reads the body of `route` with its shape; throws ProtocolError naming the field. */
+export function parseBody<K extends BodyRoute>(route: K, value: unknown): BodyOf<K> {
+  return parseWith(route, API_BODIES[route] as AnyShape, value) as BodyOf<K>
+}

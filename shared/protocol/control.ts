@@ -1,0 +1,65 @@
+// What agents and proxies say on a tunnel's control stream, one JSON object per line, each
+// with a `type`. The agent's hello says it speaks version 1. A message whose type the
+// receiver does not know, or whose fields do not parse, is a protocol error: the receiver
+// logs it (the message type and the field) and closes the tunnel. Nothing is ignored
+// silently, so a message a peer relies on never goes missing without a trace; a later
+// version that adds a message must learn first (from the hello or the welcome) that the
+// other end speaks it.
+
+import type { Duplex } from 'node:stream'
+import { writeMessage } from './framing.ts'
+import { lenient, number, object, optional, ruledLabels, taggedParser, text, texts, type Tagged, type TaggedIn } from './shape.ts'
+import { MAX_RETURN_SPREAD_MS } from './tunnel.ts'
+
+/** Bounds that keep a message to what a sane peer sends; the line limit (framing.ts) bounds the rest. */
+const MAX_ID = 256
+const MAX_PEM = 16_384
+const MAX_TEXT = 8192
+const MAX_SERVICES = 1024
+const MAX_PROXIES = 4096
+const MAX_CAS = 16
+
+/** Agent → proxy. */
+export const AGENT_MESSAGES = {
+  /** The agent keeps this tunnel: the proxy registers it and may route users through it. */
+  hello: object({ version: optional(number({ atLeast: 1, expected: 'a protocol version' })), agent_version: optional(text({ max: MAX_TEXT })), labels: ruledLabels(), services: optional(texts(MAX_SERVICES)) }),
+  /** The node's labels changed (a configuration reload). */
+  heartbeat: object({ labels: ruledLabels() }),
+  /** New certificates, for the keys this tunnel was opened with (answered with certs or renew_failed). */
+  renew: object({}),
+  /** The certificate just renewed (through any proxy), for the same key: each proxy keeps trusting the tunnel by it. */
+  cert: object({ tls_cert: text({ max: MAX_PEM }) }),
+}
+
+/** Proxy → agent. */
+export const PROXY_MESSAGES = {
+  /** The first message: which proxy this is. */
+  welcome: object({ proxy_id: text({ max: MAX_ID }), cluster_name: text({ max: MAX_ID }) }),
+  /** The live proxy set; when a proxy joined it, the window over which to spread returns to it (a longer one is ignored). */
+  proxies: object({ ids: texts(MAX_PROXIES), spread_ms: lenient(number({ atLeast: 0, atMost: MAX_RETURN_SPREAD_MS, expected: 'a spread in ms' })) }),
+  /** The CAs to trust; when the first (signing) one did not issue the agent's certificate, it renews. */
+  ca: object({ host_ca_certs: texts(MAX_CAS), user_ca_ssh_keys: texts(MAX_CAS) }),
+  /** The answer to renew. */
+  certs: object({ tls_cert: text({ max: MAX_PEM }), ssh_cert: text({ max: MAX_PEM }), host_ca_certs: texts(MAX_CAS), user_ca_ssh_keys: texts(MAX_CAS) }),
+  renew_failed: object({ error: text({ max: MAX_TEXT }) }),
+}
+
+export type AgentMessage = Tagged<typeof AGENT_MESSAGES>
+export type ProxyMessage = Tagged<typeof PROXY_MESSAGES>
+/** What a sender writes (fields with a default may be left out). */
+export type AgentMessageIn = TaggedIn<typeof AGENT_MESSAGES>
+export type ProxyMessageIn = TaggedIn<typeof PROXY_MESSAGES>
+export type ProxyMessageOf<T extends ProxyMessage['type']> = Extract<ProxyMessage, { type: T }>
+
+/** Reads what an agent sent; throws ProtocolError. */
+export const parseAgentMessage = taggedParser('control message', AGENT_MESSAGES)
+/** Reads what a proxy sent; throws ProtocolError. */
+export const parseProxyMessage = taggedParser('control message', PROXY_MESSAGES)
+
+export function sendToProxy(stream: Duplex, message: AgentMessageIn): boolean {
+  return writeMessage(stream, message)
+}
+
+export function sendToAgent(stream: Duplex, message: ProxyMessageIn): boolean {
+  return writeMessage(stream, message)
+}

@@ -1,0 +1,121 @@
+// The API only proxies may call: their heartbeats and the live set, the presence of the
+// nodes whose tunnels they hold, renewals on those nodes' behalf, the direct nodes' address
+// book, the shared ACME records, and who the cluster refuses (removed hosts, locks).
+
+import { lenient, list, number, object, optional, parseWith, ruledLabels, text, type Out } from './shape.ts'
+
+/** The largest ACME record (an account key or a certificate chain) the auth server keeps. */
+export const MAX_ACME_RECORD_BYTES = 32 * 1024
+/** The most tunnels one presence report may name. */
+export const MAX_PRESENCE_REPORTS = 20_000
+
+export const PROXY_HEARTBEAT_BODY = object({ web_addr: optional(text({ max: 256 })) })
+
+export interface ProxyHeartbeatAnswer {
+  /** The live proxy set (proxy IDs). */
+  proxies: string[]
+  host_ca_certs: string[]
+  user_ca_certs: string[]
+  user_ca_ssh_keys: string[]
+  host_ca_phase: string
+  /** How often the auth server wants every tunnel's presence: a third of its presence TTL. */
+  presence_interval_ms: number
+}
+
+/** GET /v1/proxies: the live set, and the generation of the list of refused identities. */
+export interface LiveSet {
+  proxies: string[]
+  revocations: string
+}
+
+export const PRESENCE_BODY = object({
+  nodes: list(object({
+    host_id: text({ max: 64 }),
+    /** Where the node's tunnel comes from. */
+    addr: optional(text({ max: 64 })),
+    /** Labels the rules refuse drop this report only, not the whole batch. */
+    labels: ruledLabels(),
+    /** The agent's version, when it is a plausible one. */
+    version: lenient(text({ max: 64 })),
+  }), MAX_PRESENCE_REPORTS),
+})
+export type PresenceReport = Out<typeof PRESENCE_BODY>['nodes'][number]
+
+export interface PresenceAnswer {
+  accepted: number
+  /** Hosts the auth server no longer knows (removed or replaced): their tunnels are closed. */
+  unknown: string[]
+}
+
+/** A node that heartbeats to the auth server itself, and where proxies dial it. */
+export interface DirectNodeEntry {
+  host_id: string
+  nodename: string
+  /** host:port; an older node reports its IP alone, and is dialled on the default port. */
+  addr: string
+}
+
+export interface DirectNodes {
+  nodes: DirectNodeEntry[]
+}
+
+export const ACME_GET_BODY = object({ key: text({ max: 300 }) })
+export const ACME_PUT_BODY = object({ key: text({ max: 300 }), value: text({ max: MAX_ACME_RECORD_BYTES }) })
+
+export interface AcmeRecord {
+  value?: string
+}
+
+export const HOST_RENEW_BODY = object({ tls_cert: text({ max: 16_384 }) })
+
+/** A refused host: removed (no end), or locked (until the lock ends, when it has one). */
+export interface RevokedHost {
+  host_id: string
+  nodename: string
+  reason: string
+  /** Epoch ms from which the refusal no longer holds. */
+  until?: number
+}
+
+/** A locked user. */
+export interface RevokedUser {
+  name: string
+  reason: string
+  until?: number
+}
+
+/** GET /v1/proxies/revocations: who the cluster refuses although their certificates are valid. */
+export interface RevocationSnapshot {
+  /** Changes whenever the list changes: proxies fetch the list again only then. */
+  generation: string
+  hosts: RevokedHost[]
+  users: RevokedUser[]
+}
+
+const MAX_REVOKED = 1_000_000
+const UNTIL = lenient(number({ expected: 'epoch ms' }))
+const SNAPSHOT = object({
+  generation: text({ max: 64 }),
+  hosts: list(lenient(object({ host_id: text({ max: 256 }), nodename: optional(text({ max: 256 }), ''), reason: text(), until: UNTIL })), MAX_REVOKED),
+  users: list(lenient(object({ name: text({ max: 256 }), reason: text(), until: UNTIL })), MAX_REVOKED),
+})
+
+const withUntil = (until: number | undefined) => (until === undefined ? {} : { until })
+
+/**
+ * A snapshot as a proxy received it, or undefined when it is none. Entries that are not
+ * well formed are dropped, so that a proxy never judges by half an entry.
+ */
+export function parseSnapshot(value: unknown): RevocationSnapshot | undefined {
+  let snapshot
+  try {
+    snapshot = parseWith('GET /v1/proxies/revocations', SNAPSHOT, value)
+  } catch {
+    return undefined
+  }
+  return {
+    generation: snapshot.generation,
+    hosts: snapshot.hosts.flatMap((host) => (host ? [{ host_id: host.host_id, nodename: host.nodename, reason: host.reason, ...withUntil(host.until) }] : [])),
+    users: snapshot.users.flatMap((user) => (user ? [{ name: user.name, reason: user.reason, ...withUntil(user.until) }] : [])),
+  }
+}
