@@ -7,7 +7,7 @@
 // A join always creates a new host. A host that has an identity renews it with its
 // current certificate (renew.ts); it never joins again under the same ID.
 
-import { createPublicKey, randomUUID, X509Certificate, type KeyObject } from 'node:crypto'
+import { createPublicKey, randomUUID, type KeyObject } from 'node:crypto'
 import type { Backend } from './backend/backend.ts'
 import type { Authority } from './authorities.ts'
 import { reservedName } from './certificate-names.ts'

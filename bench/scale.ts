@@ -135,7 +135,7 @@ try {
 
   if (values['stop-auth']) await auth.stop()
   await measureIdle(0, 0)
-  for (const [index, n] of steps.entries()) {
+  for (const index of steps.keys()) {
     started = performance.now()
     for (const h of helpers) h.send({ open: perSwarm[index] })
     const limit = setTimeout(() => {
