@@ -7,28 +7,28 @@
 // direct mode) is loaded only when one of those needs it: a node restarted in tunnel mode
 // never does.
 
+import { X509Certificate } from 'node:crypto'
 import type { Duplex } from 'node:stream'
+import { joinHostPort, parseHostPort } from '../shared/address.ts'
 import type { WarrenConfig } from '../shared/config.ts'
 import { DEFAULTS } from '../shared/config.ts'
-import { joinHostPort, parseHostPort } from '../shared/address.ts'
-import { ApiError } from '../shared/errors.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
-import { applyCertificates, identityExists, loadIdentity, saveIdentity, type NodeIdentity } from '../shared/identity-store.ts'
-import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts'
+import { ApiError } from '../shared/errors.ts'
+import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
+import { applyCertificates, identityExists, loadIdentity, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
-import type { Heartbeat } from './heartbeat.ts'
-import type { DirectListener } from './direct-listener.ts'
-import { SshOnDemand } from './ssh-on-demand.ts'
-import { forwardRefusal } from './forward-policy.ts'
-import { serveStream, type ServiceTable } from './services.ts'
-import { TunnelPool } from './tunnel-pool.ts'
-import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
-import type { AgentTunnel, TrustMessage } from './tunnel.ts'
-import { X509Certificate } from 'node:crypto'
+import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
-import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
+import type { DirectListener } from './direct-listener.ts'
+import { forwardRefusal } from './forward-policy.ts'
+import type { Heartbeat } from './heartbeat.ts'
 import { NodeRenewal } from './renewal.ts'
+import { type ServiceTable, serveStream } from './services.ts'
+import { SshOnDemand } from './ssh-on-demand.ts'
+import type { AgentTunnel, TrustMessage } from './tunnel.ts'
+import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
+import { TunnelPool } from './tunnel-pool.ts'
 
 /** How often at most the agent asks for the tunnel address again while no tunnel opens. */
 const REDISCOVER_MS = 30_000
@@ -92,7 +92,7 @@ export class Agent {
     }
     const tunnel = this.tunnelAddress(server, discovery)
     rememberTunnelAddress(this.config.dataDir, server, tunnel)
-    this.prepared = { server, tunnel, source: 'from the proxy\'s discovery' }
+    this.prepared = { server, tunnel, source: "from the proxy's discovery" }
     return true
   }
 
@@ -130,7 +130,7 @@ export class Agent {
    */
   private holdTunnels(): void {
     if (!this.pool || !this.tunnels || this.pool.heldCount > 0) return
-    this.log.warn('this node\'s certificate is no longer accepted: its tunnels wait until it is recovered')
+    this.log.warn("this node's certificate is no longer accepted: its tunnels wait until it is recovered")
     this.pool.stop()
     this.pool = undefined
     this.tunnels.held = true
@@ -230,7 +230,7 @@ export class Agent {
     this.log.info(`the proxies moved the tunnel address from ${current.host}:${current.port} to ${next.host}:${next.port}`)
     rememberTunnelAddress(this.config.dataDir, server, next)
     this.pool.stop()
-    this.startTunnels(server, next, 'from the proxy\'s discovery')
+    this.startTunnels(server, next, "from the proxy's discovery")
   }
 
   /** CA rotations and renewals' answers, as the proxies relay them over the control stream. */
@@ -294,7 +294,12 @@ export class Agent {
     this.services.ports = next.ssh.forwardPorts
     this.heartbeat?.setLabels(next.labels)
     this.pool?.relabel()
-    this.log.info('labels and forwarded ports reloaded', { labels: Object.entries(next.labels).map(([k, v]) => `${k}=${v}`).join(','), ports: next.ssh.forwardPorts.map((p) => p.name).join(',') })
+    this.log.info('labels and forwarded ports reloaded', {
+      labels: Object.entries(next.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(','),
+      ports: next.ssh.forwardPorts.map((p) => p.name).join(','),
+    })
   }
 
   /** Direct mode: the heartbeats and the listener proxies dial (for agent/status.ts). */

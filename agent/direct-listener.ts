@@ -4,14 +4,14 @@
 // connection carries what one tunnel stream does (one JSON line naming the service, then
 // its bytes), so the services and everything above them are the same in both modes.
 
-import { createServer, type Server, type TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
+import { createServer, type Server, type TLSSocket } from 'node:tls'
+import { joinHostPort, parseHostPort } from '../shared/address.ts'
 import { judgeCertificate } from '../shared/cert-trust.ts'
 import { DEFAULTS } from '../shared/config.ts'
-import { joinHostPort, parseHostPort } from '../shared/address.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
-import { serveStream, type ServiceTable } from './services.ts'
+import { type ServiceTable, serveStream } from './services.ts'
 
 /**
  * A connection must finish its TLS handshake within this time, or it is closed: an open

@@ -2,8 +2,8 @@
 // `ssh_service.port_forwarding` decides. Checked after the certificate's own
 // permit-port-forwarding: the certificate says who may forward, this says where to.
 
-import type { SshConfig } from '../shared/config.ts'
 import { splitHostPort } from '../shared/address.ts'
+import type { SshConfig } from '../shared/config.ts'
 
 /** Why a forward to host:port is refused, or undefined when the node's policy allows it. */
 export function forwardRefusal(ssh: Pick<SshConfig, 'portForwarding' | 'forwardPorts'>, host: string, port: number): string | undefined {
@@ -13,9 +13,7 @@ export function forwardRefusal(ssh: Pick<SshConfig, 'portForwarding' | 'forwardP
     case 'off':
       return 'port forwarding is off on this node (ssh_service.port_forwarding)'
     default:
-      return ssh.forwardPorts.some((declared) => sameTarget(declared.addr, host, port))
-        ? undefined
-        : 'the destination is not one of the node\'s forward_ports'
+      return ssh.forwardPorts.some((declared) => sameTarget(declared.addr, host, port)) ? undefined : "the destination is not one of the node's forward_ports"
   }
 }
 

@@ -4,10 +4,10 @@
 // cluster trusts now, which is how a node without a tunnel follows a CA rotation.
 
 import { ApiClient } from '../shared/api-client.ts'
-import type { Logger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
-import { VERSION } from '../shared/version.ts'
+import type { Logger } from '../shared/log.ts'
 import type { HeartbeatAnswer } from '../shared/protocol/hosts.ts'
+import { VERSION } from '../shared/version.ts'
 
 export interface HeartbeatOptions {
   intervalMs: number

@@ -7,8 +7,8 @@
 
 import { X509Certificate } from 'node:crypto'
 import type { NodeIdentity } from '../shared/identity-store.ts'
-import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import type { Logger } from '../shared/log.ts'
+import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { RenewalSchedule, RetryLater } from '../shared/renewal-schedule.ts'
 import { certificateUsable, renewalDueAt, renewalNeeded } from '../shared/renewal-window.ts'
 import type { AgentTunnel, TrustMessage } from './tunnel.ts'
@@ -51,7 +51,7 @@ export class NodeRenewal {
   constructor(options: NodeRenewalOptions) {
     this.options = options
     this.schedule = new RenewalSchedule({
-      what: 'this node\'s certificates',
+      what: "this node's certificates",
       certificate: () => new X509Certificate(options.identity().tlsCertPem),
       renew: () => this.renew(),
       // Due in the renewal window, and at once when the CA that signs now did not issue it.
@@ -111,8 +111,14 @@ export class NodeRenewal {
       const closed = () => pending.reject(new Error('the tunnel closed before the answer came'))
       const pending: Pending = {
         tunnel,
-        resolve: (renewed) => (done(), resolve(renewed)),
-        reject: (error) => (done(), reject(error)),
+        resolve: (renewed) => {
+          done()
+          resolve(renewed)
+        },
+        reject: (error) => {
+          done()
+          reject(error)
+        },
       }
       const timer = setTimeout(() => pending.reject(new Error(`no answer through the tunnel within ${TUNNEL_ANSWER_MS / 1000}s`)), TUNNEL_ANSWER_MS)
       tunnel.once('close', closed)

@@ -3,11 +3,11 @@
 
 import { connect } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { parseHostPort } from '../shared/address.ts'
 import type { Logger } from '../shared/log.ts'
+import { type DialReply, type DialRequest, parseDialRequest } from '../shared/protocol/dial.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
-import { parseDialRequest, type DialReply, type DialRequest } from '../shared/protocol/dial.ts'
-import { parseHostPort } from '../shared/address.ts'
 import { splice } from '../shared/splice.ts'
 
 export interface ServiceTable {
@@ -21,7 +21,10 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
   try {
     request = await readFirstMessage(stream, parseDialRequest)
   } catch (error) {
-    log.warn(`a stream from the proxy was not understood: ${(error as Error).message}`, error instanceof ProtocolError ? { message_type: error.messageType, field: error.field } : {})
+    log.warn(
+      `a stream from the proxy was not understood: ${(error as Error).message}`,
+      error instanceof ProtocolError ? { message_type: error.messageType, field: error.field } : {},
+    )
     // A request that arrived but cannot be read is answered; a stream that broke is not.
     if (error instanceof ProtocolError && !stream.destroyed) {
       reply(stream, { ok: false, error: error.message })

@@ -25,12 +25,14 @@ export function forwardPort(context: ForwardContext, info: TcpipRequestInfo, acc
   const fields = { login: context.login, destination: `${info.destIP}:${info.destPort}`, remote: context.remote }
   if (!context.permitPortForwarding) {
     log.info('SSH port forwarding refused: the certificate lacks permit-port-forwarding', fields)
-    return reject()
+    reject()
+    return
   }
   const refusal = context.refusal(info.destIP, info.destPort)
   if (refusal !== undefined) {
     log.info(`SSH port forwarding refused: ${refusal}`, fields)
-    return reject()
+    reject()
+    return
   }
   const socket = connect({ host: info.destIP, port: info.destPort })
   context.sockets.add(socket)

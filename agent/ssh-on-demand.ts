@@ -22,7 +22,9 @@ export class SshOnDemand {
 
   /** Serves one SSH connection, starting the server first if this is the first one. */
   handleConnection(stream: Duplex, info?: { remoteAddress?: string }): void {
-    this.server ??= import('./ssh-server.ts').then(({ NodeSshServer }) => new NodeSshServer({ hostKeyPem: this.hostKeyPem, userCAKeys: this.userCAKeys, log: this.log, forwardRefusal: this.forwardRefusal }))
+    this.server ??= import('./ssh-server.ts').then(
+      ({ NodeSshServer }) => new NodeSshServer({ hostKeyPem: this.hostKeyPem, userCAKeys: this.userCAKeys, log: this.log, forwardRefusal: this.forwardRefusal }),
+    )
     this.server.then(
       (server) => server.handleConnection(stream, info),
       (error: Error) => {
@@ -35,7 +37,10 @@ export class SshOnDemand {
   /** Replaces the trusted user CAs, for the server running now or the one started later. */
   setUserCAKeys(keys: string[]): void {
     this.userCAKeys = keys
-    this.server?.then((server) => server.setUserCAKeys(keys), () => {})
+    this.server?.then(
+      (server) => server.setUserCAKeys(keys),
+      () => {},
+    )
   }
 
   /** Ends every SSH connection, if any was ever served. */

@@ -1,12 +1,12 @@
-import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
-import { generateKeyPairSync, createPublicKey, type KeyObject } from 'node:crypto'
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
-import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { duplexPair } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
 import { createLogger } from '../shared/log.ts'
 import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import { lookupPasswd } from './login-accounts.ts'
@@ -83,10 +83,25 @@ t.teardown(async () => {
 
 function sshArgs(key: string, login = 'root'): string[] {
   return [
-    '-F', '/dev/null',
-    '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'GlobalKnownHostsFile=/dev/null',
-    '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5',
-    '-i', key, '-p', String(port), `${login}@127.0.0.1`,
+    '-F',
+    '/dev/null',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    `UserKnownHostsFile=${knownHosts}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=5',
+    '-i',
+    key,
+    '-p',
+    String(port),
+    `${login}@127.0.0.1`,
   ]
 }
 
@@ -101,8 +116,12 @@ function run(command: string, args: string[], input?: string | Buffer): Promise<
     const child = spawn(command, args, { stdio: 'pipe' })
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (chunk) => { stdout += chunk })
-    child.stderr.on('data', (chunk) => { stderr += chunk })
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk
+    })
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
     child.on('error', reject)
     child.on('close', (code) => resolve({ code, stdout, stderr }))
     child.stdin.end(input)
@@ -142,7 +161,10 @@ t.test('exec passes standard input through, with flow control', async (t) => {
 
 t.test('exec runs as the login with its environment; only LANG and LC_* pass', async (t) => {
   const result = await ssh(good, ['-o', 'SetEnv=LANG=C.UTF-8 LC_TIME=C FOO=bar', 'echo "$USER $LOGNAME $HOME $SHELL $(id -u) $(pwd)"; echo "$LANG|$LC_TIME|$FOO"'])
-  const root = readFileSync('/etc/passwd', 'utf8').split('\n').find((line) => line.startsWith('root:'))!.split(':')
+  const root = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((line) => line.startsWith('root:'))!
+    .split(':')
   t.equal(result.stdout, `root root ${TEST_HOME} ${root[6]} 0 ${TEST_HOME}\nC.UTF-8|C|\n`)
 })
 
@@ -177,7 +199,11 @@ t.test('exec with a pty runs on a real terminal', async (t) => {
   t.match(bare.stdout, /^\/dev\/pts\/\d+\r\n0 0\r\n/)
   t.equal(bare.code, 0)
   // Inside a terminal of its own, OpenSSH sends its size and TERM, and they arrive.
-  const sized = await run('script', ['-q', '-e', '-c', `stty rows 33 cols 111; exec env TERM=xterm-test ssh ${sshArgs(good).join(' ')} -t 'tty; stty size; echo $TERM; exit 7'`, '/dev/null'], '')
+  const sized = await run(
+    'script',
+    ['-q', '-e', '-c', `stty rows 33 cols 111; exec env TERM=xterm-test ssh ${sshArgs(good).join(' ')} -t 'tty; stty size; echo $TERM; exit 7'`, '/dev/null'],
+    '',
+  )
   t.match(sized.stdout, /\/dev\/pts\/\d+\r\n33 111\r\nxterm-test\r\n/)
   t.equal(sized.code, 7)
 })
@@ -197,9 +223,14 @@ t.test('a shell without a pty runs over pipes', async (t) => {
 t.test('window changes resize the pty', async (t) => {
   // OpenSSH runs inside a terminal that the test resizes with stty; it forwards the change.
   const marker = join(dir, 'resize-tty')
-  const client = spawn('script', ['-q', '-c', `tty > ${marker}; stty rows 20 cols 70; exec ssh ${sshArgs(good).join(' ')} -t`, '/dev/null'], { stdio: 'pipe', env: { ...process.env, TERM: 'xterm-test' } })
+  const client = spawn('script', ['-q', '-c', `tty > ${marker}; stty rows 20 cols 70; exec ssh ${sshArgs(good).join(' ')} -t`, '/dev/null'], {
+    stdio: 'pipe',
+    env: { ...process.env, TERM: 'xterm-test' },
+  })
   let output = ''
-  client.stdout.on('data', (chunk) => { output += chunk })
+  client.stdout.on('data', (chunk) => {
+    output += chunk
+  })
   const exited = new Promise<number | null>((resolve) => client.on('close', resolve))
   client.stdin.write('stty size\n')
   await waitFor('the initial size', () => /^20 70\r$/m.test(output))
@@ -234,7 +265,9 @@ t.test('local port forwarding reaches a port on the node', async (t) => {
     const localPort = await freePort()
     const client = spawn('ssh', [...sshArgs(key), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${localPort}:127.0.0.1:${echoPort}`], { stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
-    client.stderr.on('data', (chunk) => { stderr += chunk })
+    client.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
     const exited = new Promise((resolve) => client.on('close', resolve))
     // SIGKILL: OpenSSH 9.2 can miss a SIGTERM that lands while it is between polls.
     t.teardown(async () => {

@@ -5,18 +5,18 @@
 //
 // Parts, in order: the server and its connections; authentication; the client's signature.
 
+import { type KeyObject, verify } from 'node:crypto'
 import type { Socket } from 'node:net'
-import { verify, type KeyObject } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import ssh2 from 'ssh2'
 import type { AuthContext, Connection, ParsedKey } from 'ssh2'
+import ssh2 from 'ssh2'
 import { createLogger, type Logger } from '../shared/log.ts'
-import { parseSshCertificate, parseSshPublicKey, verifySshCertificate, type ParsedSshCertificate } from '../shared/ssh-cert.ts'
+import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, verifySshCertificate } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
-import { lookupPasswd, type LoginAccount } from './login-accounts.ts'
+import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
 import { forwardPort } from './ssh-forwarding.ts'
-import { serveSession, type SessionProcess } from './ssh-session.ts'
+import { type SessionProcess, serveSession } from './ssh-session.ts'
 
 const CERT_ALGO = 'ssh-ed25519-cert-v01@openssh.com'
 /** How long close() lets a connection say goodbye before destroying its stream. */
@@ -55,7 +55,7 @@ interface ConnectionState {
   client?: Connection
   grant?: Grant
   /** The last routine refusal, logged if the connection ends without a login. */
-  refusal?: { message: string, fields: Record<string, unknown> }
+  refusal?: { message: string; fields: Record<string, unknown> }
   processes: Set<SessionProcess>
   sockets: Set<Socket>
   closed: Promise<void>
@@ -100,8 +100,13 @@ export class NodeSshServer {
     const remote = info?.remoteAddress ?? socketAddress(stream)
     let markClosed!: () => void
     const state: ConnectionState = {
-      stream, remote, processes: new Set(), sockets: new Set(),
-      closed: new Promise((resolve) => { markClosed = resolve }),
+      stream,
+      remote,
+      processes: new Set(),
+      sockets: new Set(),
+      closed: new Promise((resolve) => {
+        markClosed = resolve
+      }),
     }
     stream.once('close', () => {
       if (!state.grant && state.refusal) this.log.info(`SSH login refused: ${state.refusal.message}`, state.refusal.fields)

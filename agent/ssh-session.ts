@@ -3,8 +3,8 @@
 // native addon; window changes resize it through `stty`. Each session's processes run in a
 // process group of their own, ended with the channel or the connection.
 
-import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import { basename } from 'node:path'
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2'
@@ -94,10 +94,12 @@ export class SessionProcess {
   constructor(child: ChildProcess, withPty: boolean) {
     this.child = child
     this.resizer = withPty ? new PtyResizer(child) : undefined
-    this.exited = new Promise((resolve) => child.once('close', () => {
-      this.done = true
-      resolve()
-    }))
+    this.exited = new Promise((resolve) =>
+      child.once('close', () => {
+        this.done = true
+        resolve()
+      }),
+    )
   }
 
   resize(rows: number, cols: number): void {
@@ -173,7 +175,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
 }
 
 /** uid/gid to switch to; none when the agent already runs as the login. */
-function runAs(account: LoginAccount): { uid?: number, gid?: number } {
+function runAs(account: LoginAccount): { uid?: number; gid?: number } {
   const uid = process.getuid?.()
   if (uid === account.uid) return uid === 0 ? { uid: 0, gid: account.gid } : {}
   // Only root can switch; spawn then fails with EPERM and the client is told.
@@ -195,19 +197,21 @@ function shellQuote(text: string): string {
 
 /** Exit status after the last byte of output, then EOF and close, as OpenSSH's sshd does. */
 function endChannel(channel: ServerChannel, code: number, signal: NodeJS.Signals | null): void {
-  channel.stderr.end(() => channel.write(Buffer.alloc(0), () => {
-    if (signal) {
-      try {
-        channel.exit(signal, false, '')
-      } catch {
-        // A signal ssh2 cannot name: report it the way a shell would.
-        channel.exit(128 + (osConstants.signals[signal] ?? 0))
+  channel.stderr.end(() =>
+    channel.write(Buffer.alloc(0), () => {
+      if (signal) {
+        try {
+          channel.exit(signal, false, '')
+        } catch {
+          // A signal ssh2 cannot name: report it the way a shell would.
+          channel.exit(128 + (osConstants.signals[signal] ?? 0))
+        }
+      } else {
+        channel.exit(code)
       }
-    } else {
-      channel.exit(code)
-    }
-    channel.end()
-  }))
+      channel.end()
+    }),
+  )
 }
 
 /**
@@ -217,7 +221,7 @@ function endChannel(channel: ServerChannel, code: number, signal: NodeJS.Signals
  */
 class PtyResizer {
   private readonly child: ChildProcess
-  private pending?: { rows: number, cols: number }
+  private pending?: { rows: number; cols: number }
   private running = false
 
   constructor(child: ChildProcess) {

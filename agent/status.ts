@@ -2,8 +2,8 @@
 // state when someone asks: its identity, the tunnels it holds and the live set its proxies
 // announce, or in direct mode where proxies reach it and how its heartbeats fare.
 
-import { certificateStatus, statusTime, type NodeStatus } from '../shared/status.ts'
 import { caPin } from '../shared/pin.ts'
+import { certificateStatus, type NodeStatus, statusTime } from '../shared/status.ts'
 import type { Agent } from './agent.ts'
 
 export function nodeStatus(agent: Agent): NodeStatus | undefined {
@@ -25,7 +25,8 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
     status.tunnel = {
       address: pool.address,
       discoveries: agent.discoveries,
-      proxies: pool.all.map((tunnel) => ({ proxy_id: tunnel.proxyId, since: statusTime(tunnel.openedAt), resumed: tunnel.resumed }))
+      proxies: pool.all
+        .map((tunnel) => ({ proxy_id: tunnel.proxyId, since: statusTime(tunnel.openedAt), resumed: tunnel.resumed }))
         .sort((a, b) => a.proxy_id.localeCompare(b.proxy_id)),
       live_set: pool.announcedSet ?? null,
     }

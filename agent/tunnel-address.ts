@@ -20,7 +20,8 @@ export function rememberedTunnelAddress(dataDir: string, server: string): Tunnel
   if (!existsSync(path)) return undefined
   try {
     const saved = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
-    const valid = saved.server === server && typeof saved.host === 'string' && saved.host !== '' && Number.isInteger(saved.port) && (saved.port as number) > 0 && (saved.port as number) < 65536
+    const valid =
+      saved.server === server && typeof saved.host === 'string' && saved.host !== '' && Number.isInteger(saved.port) && (saved.port as number) > 0 && (saved.port as number) < 65536
     return valid ? { host: saved.host as string, port: saved.port as number } : undefined
   } catch {
     return undefined // unreadable: discovery answers again and the file is rewritten

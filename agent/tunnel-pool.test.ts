@@ -5,11 +5,11 @@
 
 import { EventEmitter } from 'node:events'
 import t from 'tap'
-import { createLogger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
-import { type PoolClock, type PoolTunnel, TunnelPoolOf } from './tunnel-pool.ts'
-import { DECLINES_IN_A_ROW_PER_PROXY, LOSS_SPREAD_MS, liveSet, TunnelPolicy } from './tunnel-policy.ts'
+import { createLogger } from '../shared/log.ts'
 import { HeldProxyError, type TunnelOptions } from './tunnel.ts'
+import { DECLINES_IN_A_ROW_PER_PROXY, LOSS_SPREAD_MS, liveSet, TunnelPolicy } from './tunnel-policy.ts'
+import { type PoolClock, type PoolTunnel, TunnelPoolOf } from './tunnel-pool.ts'
 
 /** Held tunnels as the policy reads them: proxy ID → the set it announced. */
 function held(entries: Record<string, string[] | undefined>): Map<string, { announced?: string[] }> {
@@ -200,17 +200,36 @@ function settled(): Promise<void> {
 }
 
 const identity: NodeIdentity = {
-  hostId: 'h', nodename: 'n', clusterName: 'c', roles: ['node'], authServers: [], tlsKeyPem: '', tlsCertPem: '', sshKeyPem: '', sshCert: '', hostCAPems: [], userCASshKeys: [],
+  hostId: 'h',
+  nodename: 'n',
+  clusterName: 'c',
+  roles: ['node'],
+  authServers: [],
+  tlsKeyPem: '',
+  tlsCertPem: '',
+  sshKeyPem: '',
+  sshCert: '',
+  hostCAPems: [],
+  userCASshKeys: [],
 }
 
 /** A pool whose n-th dial (from 0) is answered by `answer`, on a manual clock. */
 function pool(answer: (n: number, options: TunnelOptions) => Promise<FakeTunnel>, random = () => 0.5) {
   const clock = new ManualClock()
   let dials = 0
-  const tunnels = new TunnelPoolOf<FakeTunnel>({
-    host: '127.0.0.1', port: 9, identity, keepAliveIntervalMs: 15_000,
-    labels: () => ({}), services: [], onStream: () => {}, log: createLogger('test', { level: 'error' }),
-  }, { dial: (options) => answer(dials++, options), clock, random })
+  const tunnels = new TunnelPoolOf<FakeTunnel>(
+    {
+      host: '127.0.0.1',
+      port: 9,
+      identity,
+      keepAliveIntervalMs: 15_000,
+      labels: () => ({}),
+      services: [],
+      onStream: () => {},
+      log: createLogger('test', { level: 'error' }),
+    },
+    { dial: (options) => answer(dials++, options), clock, random },
+  )
   return { pool: tunnels, clock, dials: () => dials }
 }
 
@@ -227,9 +246,15 @@ t.test('pool: the first dial learns the set, a single dial fetches the one proxy
   t.equal(p.heldCount, 2)
   t.equal(dials(), 2)
   t.same(seen, [[], ['c']], 'each dial names the proxies held, which decline it at once')
-  t.ok(answers.every((tunnel) => tunnel.activated), 'each tunnel kept says hello')
+  t.ok(
+    answers.every((tunnel) => tunnel.activated),
+    'each tunnel kept says hello',
+  )
   p.stop()
-  t.ok(answers.every((tunnel) => tunnel.closed), 'stop closes every tunnel')
+  t.ok(
+    answers.every((tunnel) => tunnel.closed),
+    'stop closes every tunnel',
+  )
   t.equal(p.heldCount, 0)
 })
 
@@ -280,12 +305,19 @@ t.test('pool: declined dials are retried at once up to the limit, then after a w
   const start = [new FakeTunnel('a', set), new FakeTunnel('b', set)]
   // After a and b (the first dial, then a round of three of which two are declined and one
   // fails), every dial lands on a or b until the last.
-  const { pool: p, clock, dials } = pool((n) => {
-    if (n < 2) return Promise.resolve(start[n]!)
-    if (n === 2) return Promise.reject(new HeldProxyError())
-    if (n === 3) return Promise.reject(new Error('timed out connecting the tunnel'))
-    return n < 4 + declineLimit ? Promise.reject(new HeldProxyError()) : Promise.resolve(new FakeTunnel('c', set))
-  }, () => 0.999)
+  const {
+    pool: p,
+    clock,
+    dials,
+  } = pool(
+    (n) => {
+      if (n < 2) return Promise.resolve(start[n]!)
+      if (n === 2) return Promise.reject(new HeldProxyError())
+      if (n === 3) return Promise.reject(new Error('timed out connecting the tunnel'))
+      return n < 4 + declineLimit ? Promise.reject(new HeldProxyError()) : Promise.resolve(new FakeTunnel('c', set))
+    },
+    () => 0.999,
+  )
   p.start()
   await settled()
   t.same(p.held, ['a', 'b'])

@@ -5,10 +5,10 @@
 // pool can be driven without a network or real time.
 
 import { joinHostPort } from '../shared/address.ts'
-import type { TrustMessage } from './tunnel.ts'
 import type { Logger } from '../shared/log.ts'
-import { TunnelPolicy } from './tunnel-policy.ts'
+import type { TrustMessage } from './tunnel.ts'
 import { AgentTunnel, credentialsKey, HeldProxyError, ResumedSessionRefusedError, type TunnelOptions } from './tunnel.ts'
+import { TunnelPolicy } from './tunnel-policy.ts'
 
 /** A tunnel as the pool uses it (AgentTunnel's shape). */
 export interface PoolTunnel {
@@ -260,10 +260,14 @@ export class TunnelPoolOf<T extends PoolTunnel> {
     if (dial === 'now') void this.fill()
     else if (dial === 'wake') this.wake?.()
     else {
-      this.parts.clock.after(dial.afterMs, () => {
-        this.wake?.()
-        void this.fill()
-      }, true)
+      this.parts.clock.after(
+        dial.afterMs,
+        () => {
+          this.wake?.()
+          void this.fill()
+        },
+        true,
+      )
     }
   }
 

@@ -2,19 +2,19 @@
 // session: a control message the agent cannot read closes the tunnel, before the welcome
 // (the dial fails, naming the message) and after it.
 
-import t, { type Test } from 'tap'
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { createServer, type TLSSocket } from 'node:tls'
+import t, { type Test } from 'tap'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { createSession } from '../shared/yamux/index.ts'
-import { AgentTunnel } from './tunnel.ts'
-import { until } from '../test/helpers/until.ts'
 import { loopbackCert, testCA } from '../test/helpers/certs.ts'
+import { until } from '../test/helpers/until.ts'
+import { AgentTunnel } from './tunnel.ts'
 
 const ca = testCA('test-cluster host CA', 'test-cluster')
 const log = createLogger('test', { level: 'error' })
@@ -26,7 +26,19 @@ function certificate(role: string): { cert: string; key: string; hostId: string 
 }
 
 const node = certificate('node')
-const identity: NodeIdentity = { hostId: node.hostId, nodename: 'pi', clusterName: 'test-cluster', roles: ['node'], authServers: [], tlsKeyPem: node.key, tlsCertPem: node.cert, sshKeyPem: '', sshCert: '', hostCAPems: [ca.ca.certPem], userCASshKeys: [] }
+const identity: NodeIdentity = {
+  hostId: node.hostId,
+  nodename: 'pi',
+  clusterName: 'test-cluster',
+  roles: ['node'],
+  authServers: [],
+  tlsKeyPem: node.key,
+  tlsCertPem: node.cert,
+  sshKeyPem: '',
+  sshCert: '',
+  hostCAPems: [ca.ca.certPem],
+  userCASshKeys: [],
+}
 
 /** A proxy that answers the agent's control stream with `lines`. */
 async function proxySaying(t: Test, lines: string[]): Promise<number> {
@@ -45,7 +57,8 @@ async function proxySaying(t: Test, lines: string[]): Promise<number> {
   return (server.address() as AddressInfo).port
 }
 
-const open = (port: number) => AgentTunnel.open({ host: '127.0.0.1', port, identity, keepAliveIntervalMs: 15_000, labels: () => ({}), services: [], onStream: (s) => s.destroy(), log, connectTimeoutMs: 5000 })
+const open = (port: number) =>
+  AgentTunnel.open({ host: '127.0.0.1', port, identity, keepAliveIntervalMs: 15_000, labels: () => ({}), services: [], onStream: (s) => s.destroy(), log, connectTimeoutMs: 5000 })
 
 t.test('a first message the agent cannot read fails the dial, naming it', async (t) => {
   const port = await proxySaying(t, ['{"type":"greetings","proxy_id":"p"}'])
@@ -56,6 +69,14 @@ t.test('after the welcome, a message the agent cannot read closes the tunnel', a
   const port = await proxySaying(t, ['{"type":"welcome","proxy_id":"p1","cluster_name":"test-cluster"}', '{"type":"proxies","ids":"p1"}'])
   const tunnel = await open(port)
   t.equal(tunnel.proxyId, 'p1', 'welcomed')
-  await until('the tunnel to close', () => tunnel.ping().then(() => false, () => true), { timeoutMs: 10_000, everyMs: 20 })
+  await until(
+    'the tunnel to close',
+    () =>
+      tunnel.ping().then(
+        () => false,
+        () => true,
+      ),
+    { timeoutMs: 10_000, everyMs: 20 },
+  )
   t.equal(tunnel.announced, undefined, 'the malformed live set was not taken')
 })

@@ -5,19 +5,19 @@
 // stream the proxy opens. The yamux keepalive shows both ends the tunnel is alive, so an
 // idle tunnel carries nothing else.
 
-import { EventEmitter } from 'node:events'
-import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
 import { X509Certificate } from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
-import { createSession, type Session } from '../shared/yamux/index.ts'
+import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
 import { certSubject } from '../shared/cert-subject.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
-import { VERSION } from '../shared/version.ts'
-import { CLUSTER_SERVER_NAME, heldProxiesAlpn, TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
-import { readMessages } from '../shared/protocol/framing.ts'
+import { type ProxyMessageOf, parseProxyMessage, sendToProxy } from '../shared/protocol/control.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
-import { parseProxyMessage, sendToProxy, type ProxyMessageOf } from '../shared/protocol/control.ts'
+import { readMessages } from '../shared/protocol/framing.ts'
+import { CLUSTER_SERVER_NAME, heldProxiesAlpn, TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
+import { VERSION } from '../shared/version.ts'
+import { createSession, type Session } from '../shared/yamux/index.ts'
 
 export interface TunnelOptions {
   host: string
@@ -101,7 +101,8 @@ export class AgentTunnel extends EventEmitter {
         secureContext: secureContextFor(identity),
         // The proxy is trusted because its certificate chains to the cluster's host CA and names the proxy role.
         // (A resumed session was made with such a proxy: only it can open the ticket.)
-        checkServerIdentity: (_host, cert) => (certSubject(new X509Certificate(cert.raw)).roles.includes('proxy') ? undefined : new Error('the server is not a proxy of this cluster')),
+        checkServerIdentity: (_host, cert) =>
+          certSubject(new X509Certificate(cert.raw)).roles.includes('proxy') ? undefined : new Error('the server is not a proxy of this cluster'),
         ...(options.session ? { session: options.session } : {}),
       })
       socket.on('session', (ticket: Buffer) => {
@@ -138,7 +139,11 @@ export class AgentTunnel extends EventEmitter {
         // A message this agent cannot read closes the tunnel (shared/protocol/control.ts).
         control.on('error', (error) => {
           if (!(error instanceof ProtocolError)) return
-          options.log.warn(`tunnel to proxy ${this.proxyId || `${options.host}:${options.port}`} closed: ${error.message}`, { proxy_id: this.proxyId, protocol_error: error.message, message_type: error.messageType })
+          options.log.warn(`tunnel to proxy ${this.proxyId || `${options.host}:${options.port}`} closed: ${error.message}`, {
+            proxy_id: this.proxyId,
+            protocol_error: error.message,
+            message_type: error.messageType,
+          })
           if (!this.proxyId) fail(error)
         })
         control.on('close', () => session.close())

@@ -1,5 +1,5 @@
-import t from 'tap'
 import { join } from 'node:path'
+import t from 'tap'
 import { AcmeRecordError, AcmeRecords, MAX_RECORD_BYTES } from './acme-records.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
 
@@ -12,7 +12,11 @@ t.test('ACME records: the names proxy/acme uses, kept in the backend', async (t)
   await records.put('acme/cert/proxy.example.com', '{"certPem":"c"}')
   t.equal(await records.get('acme/account'), '{"keyPem":"k"}')
   t.equal(await records.get('acme/cert/proxy.example.com'), '{"certPem":"c"}')
-  t.same((await backend.list('/acme/')).map((item) => item.key), ['/acme/account', '/acme/cert/proxy.example.com'], 'under /acme/ in the backend')
+  t.same(
+    (await backend.list('/acme/')).map((item) => item.key),
+    ['/acme/account', '/acme/cert/proxy.example.com'],
+    'under /acme/ in the backend',
+  )
 
   for (const name of ['acme/../tokens/x', 'tokens/abc', 'acme/cert/', 'acme/cert/UPPER.example.com', 'acme/accounts']) {
     await t.rejects(records.get(name), { constructor: AcmeRecordError, message: /not an ACME record name/ }, `refuses ${name}`)

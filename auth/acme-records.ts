@@ -3,8 +3,8 @@
 // account and one certificate per name instead of each asking the ACME CA. Only proxies
 // read or write them (the records hold private keys).
 
-import type { Backend } from './backend/backend.ts'
 import { MAX_ACME_RECORD_BYTES } from '../shared/protocol/proxies.ts'
+import type { Backend } from './backend/backend.ts'
 
 const PREFIX = '/acme/'
 // The names proxy/acme's CertStore uses: `acme/account` and `acme/cert/<domain>`.

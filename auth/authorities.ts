@@ -4,10 +4,10 @@
 // them are trusted, which is what CA rotation needs.
 
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
-import type { Backend } from './backend/backend.ts'
-import { createCA } from '../shared/x509.ts'
 import { caPin } from '../shared/pin.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { createCA } from '../shared/x509.ts'
+import type { Backend } from './backend/backend.ts'
 
 export type AuthorityType = 'host' | 'user'
 

@@ -8,7 +8,7 @@
 
 import type { X509Certificate } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
-import { certSubject, issuedByAny, validNow, type CertSubject } from '../shared/cert-subject.ts'
+import { type CertSubject, certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
 import { EXPIRED, VerdictCache } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
 

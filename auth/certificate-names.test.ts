@@ -3,7 +3,7 @@ import { hostCertificateNames, serverCertificateNames } from './certificate-name
 
 const hostId = '0b8c5a3e-8a43-4d1f-9a3c-2f1e6b7d9c10'
 
-t.test('a node\'s certificates name its host ID and node name, nothing else', async (t) => {
+t.test("a node's certificates name its host ID and node name, nothing else", async (t) => {
   t.same(hostCertificateNames({ hostId, nodename: 'pi-1', roles: ['node'] }), {
     dnsNames: [hostId, 'pi-1'],
     ipAddresses: [],
@@ -11,7 +11,7 @@ t.test('a node\'s certificates name its host ID and node name, nothing else', as
   })
 })
 
-t.test('public addresses are a proxy\'s grant: a node asking for them gets none', async (t) => {
+t.test("public addresses are a proxy's grant: a node asking for them gets none", async (t) => {
   const asked = ['proxy.example.com', '203.0.113.7', 'other-node']
   t.same(hostCertificateNames({ hostId, nodename: 'pi-1', roles: ['node'], publicAddrs: asked }).dnsNames, [hostId, 'pi-1'])
   const proxy = hostCertificateNames({ hostId, nodename: 'proxy-a', roles: ['proxy'], publicAddrs: asked })
@@ -20,7 +20,7 @@ t.test('public addresses are a proxy\'s grant: a node asking for them gets none'
   t.same(proxy.principals, [hostId, 'proxy-a', 'proxy.example.com', 'other-node', '203.0.113.7'])
 })
 
-t.test('never localhost, the cluster\'s reserved server name or another .invalid name', async (t) => {
+t.test("never localhost, the cluster's reserved server name or another .invalid name", async (t) => {
   for (const name of ['localhost', 'LocalHost', 'a.localhost', 'cluster.warren.invalid', 'x.invalid']) {
     const names = hostCertificateNames({ hostId, nodename: name, roles: ['proxy'], publicAddrs: [name] })
     t.same(names.dnsNames, [hostId], `${name} is not a SAN`)
@@ -34,7 +34,7 @@ t.test('a node name that is not a DNS name is a principal but not a SAN', async 
   t.same(names.principals, [hostId, 'lab_pi'])
 })
 
-t.test('an auth server\'s certificate names what its configuration names, wildcards left out', async (t) => {
+t.test("an auth server's certificate names what its configuration names, wildcards left out", async (t) => {
   t.same(serverCertificateNames(['0.0.0.0', 'auth.example.com', '::', '']), { dnsNames: ['auth.example.com'], ipAddresses: [] })
   t.same(serverCertificateNames(['127.0.0.1', 'localhost']), { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }, 'configured loopback names stay')
 })

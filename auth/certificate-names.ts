@@ -55,5 +55,8 @@ export function hostCertificateNames(request: HostNameRequest): CertificateNames
  * even `localhost` stays when configured.
  */
 export function serverCertificateNames(configured: string[]): { dnsNames: string[]; ipAddresses: string[] } {
-  return classify(configured.filter((name) => name !== '' && name !== '0.0.0.0' && name !== '::'), true)
+  return classify(
+    configured.filter((name) => name !== '' && name !== '0.0.0.0' && name !== '::'),
+    true,
+  )
 }

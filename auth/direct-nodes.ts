@@ -3,11 +3,11 @@
 // the address the auth server sees them at. Proxies ask for that address book; `nodes ls`
 // shows the same addresses.
 
-import { ProtocolError } from '../shared/protocol/errors.ts'
 import { joinHostPort, splitHostPort } from '../shared/address.ts'
 import { UsageError } from '../shared/errors.ts'
-import type { Presence } from './nodes.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
 import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
+import type { Presence } from './nodes.ts'
 
 /**
  * Where proxies reach a node that heartbeats from `seenFrom` (an IP) and reports `reported`

@@ -1,12 +1,12 @@
 // Turns public keys into signed identities. Private keys never reach the auth server:
 // callers send public keys and receive certificates.
 
-import { generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto'
+import { generateKeyPairSync, type KeyObject, randomUUID } from 'node:crypto'
+import { createSshCertificate } from '../shared/ssh-cert.ts'
+import { createCertificate } from '../shared/x509.ts'
 import type { Authority } from './authorities.ts'
 import { hostCertificateNames, serverCertificateNames } from './certificate-names.ts'
 import { checkSshKey, checkTlsKey } from './key-policy.ts'
-import { createCertificate } from '../shared/x509.ts'
-import { createSshCertificate } from '../shared/ssh-cert.ts'
 
 /**
  * Host certificates live 30 days (`auth_service.host_cert_ttl`): their holders renew them

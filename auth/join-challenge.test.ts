@@ -1,5 +1,5 @@
-import t, { type Test } from 'tap'
 import { join } from 'node:path'
+import t, { type Test } from 'tap'
 import { SqliteBackend } from './backend/sqlite.ts'
 import { CHALLENGE_TTL_MS, ChallengeRefusal, JoinChallenges } from './join-challenge.ts'
 
@@ -20,7 +20,7 @@ t.test('a nonce is spent once, by the transaction that registers the join', asyn
   t.notOk(await backend.txn(again.conditions, again.operations), 'a replay finds it spent and writes nothing')
 })
 
-t.test('auth servers sharing a backend accept each other\'s nonces', async (t) => {
+t.test("auth servers sharing a backend accept each other's nonces", async (t) => {
   const { backend, challenges } = await setup(t)
   const other = await JoinChallenges.open(backend, () => 1_000_000)
   t.doesNotThrow(() => other.spend(challenges.issue().nonce))
@@ -39,7 +39,7 @@ t.test('expired, forged and malformed nonces are refused', async (t) => {
   t.throws(() => challenges.spend(nonce), new ChallengeRefusal('the join challenge has expired: ask for a new one'))
 })
 
-t.test('another cluster\'s nonce is refused', async (t) => {
+t.test("another cluster's nonce is refused", async (t) => {
   const { challenges } = await setup(t)
   const elsewhere = await setup(t, 'other-cluster.db')
   t.throws(() => challenges.spend(elsewhere.challenges.issue().nonce), /not issued by this cluster/)

@@ -5,8 +5,8 @@
 // records it (conditional on its absence) in the same transaction that registers the node.
 
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
-import type { Backend, Condition, Operation } from './backend/backend.ts'
 import type { JoinChallenge } from '../shared/protocol/hosts.ts'
+import type { Backend, Condition, Operation } from './backend/backend.ts'
 
 /** Long enough for a slow device to sign and send; short enough that a leaked nonce is soon worthless. */
 export const CHALLENGE_TTL_MS = 120_000

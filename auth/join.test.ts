@@ -1,19 +1,19 @@
 // The join's rules against a real SQLite backend and real CAs: the server's host IDs, proof
 // of possession, refused fields and key types, unique node names, tokens made for a name.
 
-import t, { type Test } from 'tap'
 import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { join as joinPath } from 'node:path'
+import t, { type Test } from 'tap'
+import { generateJoinKeys, type JoinFields, type JoinKeys, signedJoinBody } from '../shared/join.ts'
+import { parseBody } from '../shared/protocol/api.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
 import { Authority, newKeySet } from './authorities.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
-import { join, JoinRefusal, parseJoinRequest } from './join.ts'
+import { JoinRefusal, join, parseJoinRequest } from './join.ts'
 import { JoinChallenges } from './join-challenge.ts'
 import { publicKeyFingerprint } from './key-policy.ts'
 import { NodeDirectory, NodenameTaken, type NodeRecord } from './nodes.ts'
 import { TokenService } from './tokens.ts'
-import { parseBody } from '../shared/protocol/api.ts'
-import { ProtocolError } from '../shared/protocol/errors.ts'
-import { generateJoinKeys, signedJoinBody, type JoinFields, type JoinKeys } from '../shared/join.ts'
 
 const CLUSTER = 'c1'
 
@@ -43,13 +43,23 @@ t.test('the server chooses every host ID; a request that names one is refused', 
   const b = await attempt(body({ nodename: 'b' }))
   t.match(a.host_id, /^[0-9a-f-]{36}$/)
   t.not(a.host_id, b.host_id)
-  t.equal(new X509Certificate(a.tls_cert).subject.split('\n').find((line) => line.startsWith('CN=')), `CN=${a.host_id}`)
-  t.throws(() => parseJoin({ ...body({ nodename: 'c' }), host_id: a.host_id }), new ProtocolError('POST /v1/join', 'host_id', 'field "host_id" is not accepted: the auth server assigns host IDs; a host that has one renews with its certificate instead of joining'))
+  t.equal(
+    new X509Certificate(a.tls_cert).subject.split('\n').find((line) => line.startsWith('CN=')),
+    `CN=${a.host_id}`,
+  )
+  t.throws(
+    () => parseJoin({ ...body({ nodename: 'c' }), host_id: a.host_id }),
+    new ProtocolError(
+      'POST /v1/join',
+      'host_id',
+      'field "host_id" is not accepted: the auth server assigns host IDs; a host that has one renews with its certificate instead of joining',
+    ),
+  )
   t.throws(() => parseJoin({ ...body({ nodename: 'c' }), addresses: ['10.0.0.1'] }), /field "addresses" is not accepted/)
   t.equal((await registry()).length, 2)
 })
 
-t.test('the registry keeps the TLS key\'s fingerprint and the SSH key; the certificates name only the host', async (t) => {
+t.test("the registry keeps the TLS key's fingerprint and the SSH key; the certificates name only the host", async (t) => {
   const { body, attempt, registry } = await cluster(t)
   const keys = generateJoinKeys()
   const joined = await attempt(body({}, keys))
@@ -98,7 +108,10 @@ t.test('node names: unique, not reserved, not shaped like a host ID', async (t) 
   await t.rejects(attempt(body({ nodename: 'PI-1' })), /nodename "PI-1" is already registered/, 'case does not make another name')
   t.throws(() => parseJoin(body({ nodename: 'localhost' })), /reserved name/)
   t.throws(() => parseJoin(body({ nodename: first.host_id })), /must not look like a host ID/)
-  t.same((await registry()).map((r) => r.hostId), [first.host_id])
+  t.same(
+    (await registry()).map((r) => r.hostId),
+    [first.host_id],
+  )
 })
 
 t.test('only nodes claim their name: users reach nodes by name, not proxies', async (t) => {
@@ -118,7 +131,11 @@ t.test('a token made for a name joins only that name, and replaces its holder in
   await t.rejects(attempt(body({ token: bound, nodename: 'pi-2' })), /the token is for node "pi-1"/)
   const replacement = await attempt(body({ token: bound }))
   t.equal(replacement.replaced, old.host_id)
-  t.same((await registry()).map((r) => r.hostId), [replacement.host_id], 'the old host\'s record is gone')
+  t.same(
+    (await registry()).map((r) => r.hostId),
+    [replacement.host_id],
+    "the old host's record is gone",
+  )
   t.equal(await backend.get(`/presence/${old.host_id}`), undefined, 'and its presence')
   t.same(JSON.parse((await backend.get('/nodenames/pi-1'))!.value), { hostId: replacement.host_id })
   await t.rejects(attempt(body({ token: bound })), /token expired or not found/, 'used once')
@@ -138,7 +155,7 @@ t.test('nodes rm: by name or host ID, record, name and presence in one go', asyn
   t.ok(await attempt(body({ nodename: 'a' })), 'the name is free again')
 })
 
-t.test('public addresses: a proxy\'s certificates name them, a node may not ask', async (t) => {
+t.test("public addresses: a proxy's certificates name them, a node may not ask", async (t) => {
   const { tokens, body, attempt } = await cluster(t)
   const { value: proxyToken } = await tokens.add({ roles: ['proxy'], ttlMs: 60_000 })
   t.throws(() => parseJoin(body({ publicAddrs: ['proxy.example.com'] })), /field "public_addrs" is only for proxies/)

@@ -7,20 +7,20 @@
 // A join always creates a new host. A host that has an identity renews it with its
 // current certificate (renew.ts); it never joins again under the same ID.
 
-import { createPublicKey, randomUUID, type KeyObject } from 'node:crypto'
-import type { Backend } from './backend/backend.ts'
+import { createPublicKey, type KeyObject, randomUUID } from 'node:crypto'
+import { joinProofMessage, verifyProof } from '../shared/join-proof.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
+import type { JoinBody, Joined } from '../shared/protocol/hosts.ts'
+import { parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import type { Authority } from './authorities.ts'
+import type { Backend } from './backend/backend.ts'
 import { reservedName } from './certificate-names.ts'
 import { HOST_CERT_TTL_MS, issueHostIdentity, validity } from './issuer.ts'
-import { usedNonceKey, type JoinChallenges } from './join-challenge.ts'
+import { type JoinChallenges, usedNonceKey } from './join-challenge.ts'
 import { checkSshKey, checkTlsKey, KeyPolicyError, publicKeyFingerprint } from './key-policy.ts'
-import { NodenameTaken, type NodeDirectory } from './nodes.ts'
+import { type NodeDirectory, NodenameTaken } from './nodes.ts'
 import { isTokenRole, type TokenRole } from './roles.ts'
-import { TokenRefusal, TOKEN_NOT_FOUND, type TokenService } from './tokens.ts'
-import { ProtocolError } from '../shared/protocol/errors.ts'
-import { joinProofMessage, verifyProof } from '../shared/join-proof.ts'
-import { parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
-import type { JoinBody, Joined } from '../shared/protocol/hosts.ts'
+import { TOKEN_NOT_FOUND, TokenRefusal, type TokenService } from './tokens.ts'
 
 const NODENAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$/
 /** A host ID's shape: a node named like one could be mistaken for that host when routed to. */
@@ -109,8 +109,10 @@ export interface JoinContext {
 /** The caller must hold both private keys: each signed this cluster's nonce and both public keys. */
 function checkProofOfPossession(context: JoinContext, request: JoinRequest): void {
   const message = joinProofMessage({ clusterName: context.clusterName, nonce: request.nonce, tlsPublicKey: request.tlsPublicKey, sshPublicKey: request.sshPublicKey })
-  if (!verifyProof(message, request.tlsPublicKey, request.tlsSignature)) throw new JoinRefusal('field "tls_signature" is not a signature by the key in "tls_public_key": the joining device must hold its private key')
-  if (!verifyProof(message, request.sshPublicKey, request.sshSignature)) throw new JoinRefusal('field "ssh_signature" is not a signature by the key in "ssh_public_key": the joining device must hold its private key')
+  if (!verifyProof(message, request.tlsPublicKey, request.tlsSignature))
+    throw new JoinRefusal('field "tls_signature" is not a signature by the key in "tls_public_key": the joining device must hold its private key')
+  if (!verifyProof(message, request.sshPublicKey, request.sshSignature))
+    throw new JoinRefusal('field "ssh_signature" is not a signature by the key in "ssh_public_key": the joining device must hold its private key')
 }
 
 /**
@@ -137,7 +139,14 @@ export async function join(context: JoinContext, request: JoinRequest): Promise<
     ...(request.publicAddrs.length > 0 ? { publicAddrs: request.publicAddrs } : {}),
   }
   const registration = await context.nodes.planRegistration(record, { replaceHolder: valid.record.nodename !== undefined })
-  const identity = issueHostIdentity(context.hostCA, { ...record, clusterName: context.clusterName, tlsPublicKey: request.tlsPublicKey, sshPublicKey: request.sshPublicKey, ttlMs, nowMs: joinedAt })
+  const identity = issueHostIdentity(context.hostCA, {
+    ...record,
+    clusterName: context.clusterName,
+    tlsPublicKey: request.tlsPublicKey,
+    sshPublicKey: request.sshPublicKey,
+    ttlMs,
+    nowMs: joinedAt,
+  })
   const applied = await context.backend.txn(
     [...valid.consume.conditions, ...spend.conditions, ...registration.conditions],
     [...valid.consume.operations, ...spend.operations, ...registration.operations],

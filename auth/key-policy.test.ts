@@ -1,5 +1,5 @@
-import t from 'tap'
 import { generateKeyPairSync } from 'node:crypto'
+import t from 'tap'
 import { checkSshKey, checkTlsKey, KeyPolicyError, keyTypeName, publicKeyFingerprint } from './key-policy.ts'
 
 const ec = (namedCurve: string) => generateKeyPairSync('ec', { namedCurve }).publicKey
@@ -13,7 +13,10 @@ t.test('TLS keys: Ed25519, ECDSA P-256 and P-384, RSA from 2048 bits are accepte
 t.test('other TLS keys are refused by name', async (t) => {
   t.throws(() => checkTlsKey(ec('secp256k1')), new KeyPolicyError('"secp256k1" keys are not accepted: use Ed25519, ECDSA P-256 or P-384'))
   t.throws(() => checkTlsKey(ec('P-521')), new KeyPolicyError('"P-521" keys are not accepted: use Ed25519, ECDSA P-256 or P-384'))
-  t.throws(() => checkTlsKey(generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey), new KeyPolicyError('"RSA-1024" keys are not accepted: use Ed25519, ECDSA P-256 or P-384 (RSA keys need at least 2048 bits)'))
+  t.throws(
+    () => checkTlsKey(generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey),
+    new KeyPolicyError('"RSA-1024" keys are not accepted: use Ed25519, ECDSA P-256 or P-384 (RSA keys need at least 2048 bits)'),
+  )
   t.throws(() => checkTlsKey(generateKeyPairSync('ed448').publicKey), new KeyPolicyError('"Ed448" keys are not accepted: use Ed25519, ECDSA P-256 or P-384'))
   t.throws(() => checkTlsKey(generateKeyPairSync('x25519').publicKey), /"X25519" keys are not accepted/)
   t.throws(() => checkTlsKey(generateKeyPairSync('ed25519').privateKey), /a public key is expected/)

@@ -43,5 +43,7 @@ export function checkSshKey(key: KeyObject): void {
 
 /** SHA-256 over the key's SubjectPublicKeyInfo, in hex: how the registry remembers a host's TLS key. */
 export function publicKeyFingerprint(key: KeyObject): string {
-  return createHash('sha256').update(key.export({ type: 'spki', format: 'der' })).digest('hex')
+  return createHash('sha256')
+    .update(key.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
 }

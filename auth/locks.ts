@@ -7,11 +7,11 @@
 // while that host is registered, in one transaction with that condition.
 
 import { randomUUID } from 'node:crypto'
-import type { Backend } from './backend/backend.ts'
-import { registryKey, type NodeDirectory } from './nodes.ts'
-import { UnknownUser, type UserDirectory } from './users.ts'
-import { ProtocolError } from '../shared/protocol/errors.ts'
 import type { LockBody } from '../shared/protocol/admin.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
+import type { Backend } from './backend/backend.ts'
+import { type NodeDirectory, registryKey } from './nodes.ts'
+import { UnknownUser, type UserDirectory } from './users.ts'
 
 export const LOCKS = '/locks/'
 const ROUTE = 'POST /v1/locks'
@@ -57,7 +57,8 @@ export class Locked extends Error {}
 /** Checks what the body's shape cannot: one target, a message on one line; a problem is a ProtocolError naming the field. */
 export function parseLockRequest(body: LockBody): LockRequest {
   const { user, node, message } = body
-  if ((user === undefined) === (node === undefined)) throw new ProtocolError(ROUTE, user === undefined ? 'user' : 'node', 'a lock needs exactly one target: field "user" or field "node"')
+  if ((user === undefined) === (node === undefined))
+    throw new ProtocolError(ROUTE, user === undefined ? 'user' : 'node', 'a lock needs exactly one target: field "user" or field "node"')
   if (message !== undefined && /[\u0000-\u001f\u007f]/.test(message)) throw new ProtocolError(ROUTE, 'message', 'field "message" must be one line of printable text')
   return { user, node, ttlMs: body.ttl_ms, message }
 }

@@ -3,10 +3,10 @@
 // with its state, when it was last seen, its agent's version, when its certificate expires
 // and, for a node behind tunnels, how many of the live proxies hold one.
 
+import type { ListedNode } from '../shared/protocol/admin.ts'
 import type { LockRecord } from './locks.ts'
 import type { NodeRecord, Presence } from './nodes.ts'
 import type { RemovalRecord } from './revocations.ts'
-import type { ListedNode } from '../shared/protocol/admin.ts'
 
 export interface ListingInput {
   /** Every presence item (known()), and the host IDs of those online (present()). */
@@ -25,25 +25,38 @@ export function listAllNodes(input: ListingInput): ListedNode[] {
   const registered = new Map(input.registered.map((record) => [record.hostId, record]))
   const removed = new Set(input.removed.map((record) => record.hostId))
   const live = new Set(input.liveProxies)
-  const listed: ListedNode[] = input.known.filter((presence) => !removed.has(presence.hostId)).map((presence) => {
-    const holding = Object.entries(presence.via ?? {}).filter(([proxyId, reported]) => live.has(proxyId) && input.now - reported <= input.reportFreshMs).length
-    const online = input.online.has(presence.hostId)
-    return {
-      host_id: presence.hostId,
-      nodename: presence.nodename,
-      addr: presence.addr,
-      tunnel: presence.tunnel,
-      labels: presence.labels,
-      status: input.nodeLocks.has(presence.hostId) ? 'locked' : online ? 'online' : 'offline',
-      last_seen: presence.lastSeen,
-      version: presence.version ?? null,
-      cert_expires: registered.get(presence.hostId)?.certExpires ?? null,
-      proxies: presence.tunnel ? { holding: online ? holding : 0, live: live.size } : null,
-    }
-  })
+  const listed: ListedNode[] = input.known
+    .filter((presence) => !removed.has(presence.hostId))
+    .map((presence) => {
+      const holding = Object.entries(presence.via ?? {}).filter(([proxyId, reported]) => live.has(proxyId) && input.now - reported <= input.reportFreshMs).length
+      const online = input.online.has(presence.hostId)
+      return {
+        host_id: presence.hostId,
+        nodename: presence.nodename,
+        addr: presence.addr,
+        tunnel: presence.tunnel,
+        labels: presence.labels,
+        status: input.nodeLocks.has(presence.hostId) ? 'locked' : online ? 'online' : 'offline',
+        last_seen: presence.lastSeen,
+        version: presence.version ?? null,
+        cert_expires: registered.get(presence.hostId)?.certExpires ?? null,
+        proxies: presence.tunnel ? { holding: online ? holding : 0, live: live.size } : null,
+      }
+    })
   for (const record of input.removed) {
     if (!record.roles.includes('node')) continue
-    listed.push({ host_id: record.hostId, nodename: record.nodename, addr: '', tunnel: false, labels: {}, status: 'removed', last_seen: record.lastSeen ?? null, version: null, cert_expires: null, proxies: null })
+    listed.push({
+      host_id: record.hostId,
+      nodename: record.nodename,
+      addr: '',
+      tunnel: false,
+      labels: {},
+      status: 'removed',
+      last_seen: record.lastSeen ?? null,
+      version: null,
+      cert_expires: null,
+      proxies: null,
+    })
   }
   return listed.sort((a, b) => a.nodename.localeCompare(b.nodename) || a.host_id.localeCompare(b.host_id))
 }

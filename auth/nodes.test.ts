@@ -1,11 +1,11 @@
-import t from 'tap'
-import type { Test } from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { Test } from 'tap'
+import t from 'tap'
 import { openBackend } from './backend/index.ts'
-import { NodeDirectory, registerNodeOperation, type Presence } from './nodes.ts'
+import { NodeDirectory, type Presence, registerNodeOperation } from './nodes.ts'
 
 async function directory(t: Test, ttlMs: number) {
   const dir = mkdtempSync(join(tmpdir(), 'warren-nodes-'))
@@ -52,7 +52,11 @@ t.test('presence shows while heartbeats are fresh, refreshes the stored item, an
   await sleep(500)
   const other = new NodeDirectory(backend, 1000)
   t.same(await other.present(), [], 'also for another auth server, once the stored item is older than TTL + TTL/2')
-  t.same((await other.known()).map((p) => p.hostId), ['h1'], 'the stored item stays: the node is known, offline')
+  t.same(
+    (await other.known()).map((p) => p.hostId),
+    ['h1'],
+    'the stored item stays: the node is known, offline',
+  )
 })
 
 t.test('a presence is written only while its host is registered', async (t) => {
@@ -70,7 +74,7 @@ t.test('the proxies that hold a tunnel node are kept per proxy, also across auth
   await nodes.heartbeat(beat('10.0.0.1'), 'proxy-a')
   const other = new NodeDirectory(backend, 30_000)
   await other.heartbeat(beat('10.0.0.1'), 'proxy-b')
-  t.same(Object.keys((await other.known())[0].via ?? {}).sort(), ['proxy-a', 'proxy-b'], 'the second server merged the first one\'s report')
+  t.same(Object.keys((await other.known())[0].via ?? {}).sort(), ['proxy-a', 'proxy-b'], "the second server merged the first one's report")
   await nodes.heartbeat(beat('10.0.0.1'), 'proxy-a')
   t.same(Object.keys((await nodes.known())[0].via ?? {}).sort(), ['proxy-a', 'proxy-b'], 'and the first sees both')
 })

@@ -286,7 +286,9 @@ export class NodeDirectory {
     if (via) entry.via[via] = now
     for (const [proxyId, reported] of Object.entries(entry.via)) if (now - reported > this.ttlMs + this.refreshMs) delete entry.via[proxyId]
     if (presence.lastSeen >= entry.presence.lastSeen) entry.presence = presence
-    const holders = Object.keys(entry.via).filter((proxyId) => now - entry.via[proxyId] <= this.ttlMs).sort()
+    const holders = Object.keys(entry.via)
+      .filter((proxyId) => now - entry.via[proxyId] <= this.ttlMs)
+      .sort()
     const signature = JSON.stringify([presence.nodename, presence.roles, presence.addr, presence.tunnel, presence.labels, presence.version ?? '', holders])
     if (entry.signature === signature && now - entry.written < this.refreshMs) return true
     // Claimed before the write, so that concurrent reports of the same node write once.
@@ -327,9 +329,7 @@ export class NodeDirectory {
     const now = Date.now()
     // What this server heard counts for the TTL; what another auth server stored, rewritten
     // at least every TTL/2 while heartbeats come, for TTL/2 more.
-    return (await this.merged(role))
-      .filter(({ presence, heardHere }) => now - presence.lastSeen <= this.ttlMs + (heardHere ? 0 : this.refreshMs))
-      .map(({ presence }) => presence)
+    return (await this.merged(role)).filter(({ presence, heardHere }) => now - presence.lastSeen <= this.ttlMs + (heardHere ? 0 : this.refreshMs)).map(({ presence }) => presence)
   }
 
   /** Every node with a presence item, online or not (for `nodes ls --all`), by name. */

@@ -7,9 +7,9 @@
 // Every auth server sharing the backend sweeps; each delete is conditional on the item's
 // revision, so a heartbeat written meanwhile is never lost.
 
+import type { Logger } from '../shared/log.ts'
 import type { Backend } from './backend/backend.ts'
 import { PRESENCE, type Presence } from './nodes.ts'
-import type { Logger } from '../shared/log.ts'
 
 /** How often the sweep runs: a tenth of node_ttl, between a second and an hour. */
 export function sweepIntervalMs(nodeTtlMs: number): number {

@@ -5,13 +5,13 @@
 // years. New connections get the new certificate; live ones keep theirs.
 
 import { X509Certificate } from 'node:crypto'
-import { adminIdentityPath, type AdminIdentityFile } from './admin-identity.ts'
-import type { Authority } from './authorities.ts'
-import { issueAdminCredentials, issueServerCredentials } from './issuer.ts'
 import { formatDuration } from '../shared/duration.ts'
 import { writeFileAtomic } from '../shared/files.ts'
 import type { Logger } from '../shared/log.ts'
 import { RenewalSchedule } from '../shared/renewal-schedule.ts'
+import { type AdminIdentityFile, adminIdentityPath } from './admin-identity.ts'
+import type { Authority } from './authorities.ts'
+import { issueAdminCredentials, issueServerCredentials } from './issuer.ts'
 
 /** Lifetimes below this are for tests: every host then renews every few minutes or faster. */
 const SHORT_LIFETIME_MS = 3_600_000
@@ -47,8 +47,8 @@ export class OwnCredentials {
   constructor(options: OwnCredentialsOptions) {
     this.options = options
     this.schedules = [
-      new RenewalSchedule({ what: 'the auth server\'s TLS certificate', certificate: () => this.tlsCert!, renew: () => options.apply(this.tlsOptions()), log: options.log }),
-      new RenewalSchedule({ what: 'warrenctl\'s admin identity', certificate: () => this.adminCert!, renew: () => this.writeAdminIdentity(), log: options.log }),
+      new RenewalSchedule({ what: "the auth server's TLS certificate", certificate: () => this.tlsCert!, renew: () => options.apply(this.tlsOptions()), log: options.log }),
+      new RenewalSchedule({ what: "warrenctl's admin identity", certificate: () => this.adminCert!, renew: () => this.writeAdminIdentity(), log: options.log }),
     ]
   }
 
@@ -63,7 +63,13 @@ export class OwnCredentials {
   writeAdminIdentity(): void {
     const { hostCA, userCA, clusterName, adminCertTtlMs, dataDir, address } = this.options
     const credentials = issueAdminCredentials(userCA(), clusterName, adminCertTtlMs)
-    const identity: AdminIdentityFile = { auth_server: address(), cluster_name: clusterName, host_ca_certs: hostCA().tlsCertPems, cert: credentials.certPem, key: credentials.keyPem }
+    const identity: AdminIdentityFile = {
+      auth_server: address(),
+      cluster_name: clusterName,
+      host_ca_certs: hostCA().tlsCertPems,
+      cert: credentials.certPem,
+      key: credentials.keyPem,
+    }
     writeFileAtomic(adminIdentityPath(dataDir), JSON.stringify(identity, null, 2))
     this.adminCert = new X509Certificate(credentials.certPem)
   }
@@ -71,8 +77,12 @@ export class OwnCredentials {
   /** Renews both on their timers (tlsOptions and writeAdminIdentity have issued the first ones). */
   start(): void {
     const { hostCertTtlMs, adminCertTtlMs, log } = this.options
-    for (const [key, ttl] of [['host_cert_ttl', hostCertTtlMs], ['admin_cert_ttl', adminCertTtlMs]] as const) {
-      if (ttl < SHORT_LIFETIME_MS) log.warn(`auth_service.${key} is ${formatDuration(ttl)}: certificates this short are renewed every few minutes or faster, which suits tests, not a fleet`)
+    for (const [key, ttl] of [
+      ['host_cert_ttl', hostCertTtlMs],
+      ['admin_cert_ttl', adminCertTtlMs],
+    ] as const) {
+      if (ttl < SHORT_LIFETIME_MS)
+        log.warn(`auth_service.${key} is ${formatDuration(ttl)}: certificates this short are renewed every few minutes or faster, which suits tests, not a fleet`)
     }
     for (const schedule of this.schedules) schedule.start()
   }

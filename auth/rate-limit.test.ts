@@ -21,7 +21,7 @@ t.test('tries are taken on arrival and refill at the configured rate, per addres
 })
 
 t.test('a successful join gives its try back; a failed one keeps it', (t) => {
-  let now = 0
+  const now = 0
   const limiter = new FailureRateLimiter({ burst: 2, perMinute: 1, clock: () => now })
   for (let i = 0; i < 100; i++) {
     t.equal(limiter.reserve('192.0.2.1'), 0)

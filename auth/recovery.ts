@@ -14,18 +14,18 @@
 // tunnel cannot open with an expired certificate).
 
 import { X509Certificate } from 'node:crypto'
+import { certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
+import { describeTtl } from '../shared/duration.ts'
+import { joinProofMessage, RECOVERY_PURPOSE, verifyProof } from '../shared/join-proof.ts'
+import { ProtocolError } from '../shared/protocol/errors.ts'
+import type { RecoverBody } from '../shared/protocol/hosts.ts'
+import { readmitCommand } from '../shared/recover.ts'
+import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import type { Authority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
 import type { JoinChallenges } from './join-challenge.ts'
 import type { NodeDirectory } from './nodes.ts'
 import { checkRegisteredHolder, type Renewals } from './renew.ts'
-import { certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
-import { describeTtl } from '../shared/duration.ts'
-import { ProtocolError } from '../shared/protocol/errors.ts'
-import { joinProofMessage, RECOVERY_PURPOSE, verifyProof } from '../shared/join-proof.ts'
-import type { RecoverBody } from '../shared/protocol/hosts.ts'
-import { readmitCommand } from '../shared/recover.ts'
-import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 
 export interface RecoveryContext {
   backend: Backend
@@ -96,9 +96,16 @@ export class Recoveries {
     const barred = await this.refusedHost(hostId)
     if (barred) throw refuse(barred)
     checkRegisteredHolder(cert, hostId, registered)
-    const message = joinProofMessage({ purpose: RECOVERY_PURPOSE, clusterName, nonce: request.nonce, tlsPublicKey: cert.publicKey, sshPublicKey: parseSshPublicKey(registered.sshPublicKey!) })
+    const message = joinProofMessage({
+      purpose: RECOVERY_PURPOSE,
+      clusterName,
+      nonce: request.nonce,
+      tlsPublicKey: cert.publicKey,
+      sshPublicKey: parseSshPublicKey(registered.sshPublicKey!),
+    })
     if (!verifyProof(message, cert.publicKey, request.tlsSignature)) throw refuse('field "tls_signature" is not a signature by the TLS key registered for this host')
-    if (!verifyProof(message, parseSshPublicKey(registered.sshPublicKey!), request.sshSignature)) throw refuse('field "ssh_signature" is not a signature by the SSH key registered for this host')
+    if (!verifyProof(message, parseSshPublicKey(registered.sshPublicKey!), request.sshSignature))
+      throw refuse('field "ssh_signature" is not a signature by the SSH key registered for this host')
 
     const now = this.clock()
     if (validNow(cert, now) && issuedByAny(cert, this.context.hostCA().tlsCertPems)) {
@@ -107,7 +114,9 @@ export class Recoveries {
     const expired = registered.certExpires ?? cert.validToDate.getTime()
     if (now > expired + this.context.recoveryWindowMs) {
       const readmit = readmitCommand(registered.nodename, registered.roles)
-      throw new RecoveryWindowPassed(`the certificates of host ${hostId} ("${registered.nodename}") expired on ${new Date(expired).toISOString()}, longer ago than the recovery window (${describeTtl(this.context.recoveryWindowMs)}): re-admit it with "${readmit}" and join it again with that token`)
+      throw new RecoveryWindowPassed(
+        `the certificates of host ${hostId} ("${registered.nodename}") expired on ${new Date(expired).toISOString()}, longer ago than the recovery window (${describeTtl(this.context.recoveryWindowMs)}): re-admit it with "${readmit}" and join it again with that token`,
+      )
     }
     // Spent only once every check has passed; a nonce used twice is refused.
     if (!(await this.context.backend.txn(spend.conditions, spend.operations))) throw refuse('the join challenge was already used: ask for a new one')

@@ -2,19 +2,19 @@
 // renewed (the registered key and roles), and when (the renewal window, a CA rotation), and
 // that repeated requests are answered from the last renewal instead of signing again.
 
-import t, { type Test } from 'tap'
 import { X509Certificate } from 'node:crypto'
 import { join as joinPath } from 'node:path'
-import { Authority, newKeySet, type StoredKeySet } from './authorities.ts'
-import { SqliteBackend } from './backend/sqlite.ts'
-import { issueHostIdentity, HOST_CERT_TTL_MS } from './issuer.ts'
-import { publicKeyFingerprint } from './key-policy.ts'
-import { NodeDirectory } from './nodes.ts'
-import { Renewals } from './renew.ts'
+import t, { type Test } from 'tap'
 import { certSubject } from '../shared/cert-subject.ts'
 import { generateJoinKeys } from '../shared/join.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import { refusal } from '../test/helpers/refusal.ts'
+import { Authority, newKeySet, type StoredKeySet } from './authorities.ts'
+import { SqliteBackend } from './backend/sqlite.ts'
+import { HOST_CERT_TTL_MS, issueHostIdentity } from './issuer.ts'
+import { publicKeyFingerprint } from './key-policy.ts'
+import { NodeDirectory } from './nodes.ts'
+import { Renewals } from './renew.ts'
 
 const CLUSTER = 'c1'
 /** Far enough into a host certificate's life that it is due: past two thirds of it. */
@@ -31,7 +31,14 @@ async function setup(t: Test) {
   /** A registered host and its certificate, as a join leaves them. */
   const register = async (hostId: string, roles: string[] = ['node']) => {
     const keys = generateJoinKeys()
-    const record = { hostId, nodename: hostId.slice(0, 8), roles, joinedAt: now, sshPublicKey: sshPublicKeyLine(keys.ssh.publicKey), tlsKeySha256: publicKeyFingerprint(keys.tls.publicKey) }
+    const record = {
+      hostId,
+      nodename: hostId.slice(0, 8),
+      roles,
+      joinedAt: now,
+      sshPublicKey: sshPublicKeyLine(keys.ssh.publicKey),
+      tlsKeySha256: publicKeyFingerprint(keys.tls.publicKey),
+    }
     const plan = await nodes.planRegistration(record, { replaceHolder: false })
     await backend.txn(plan.conditions, plan.operations)
     return { keys, certPem: issueHostIdentity(hostCA, { ...record, clusterName: CLUSTER, tlsPublicKey: keys.tls.publicKey, sshPublicKey: keys.ssh.publicKey }).tlsCertPem }
@@ -50,7 +57,10 @@ t.test('a certificate is renewed in the last third of its lifetime, not before',
   const { renewals, register, advance } = await setup(t)
   const { certPem } = await register(HOST)
   const due = new X509Certificate(certPem).validToDate.getTime() - Math.floor((HOST_CERT_TTL_MS + 60_000) / 3)
-  t.match(await refusal(renewals.renew(certPem, { nodeOnly: true })), { status: 409, message: `the certificate of host ${HOST} is not due for renewal until ${new Date(due).toISOString()}` })
+  t.match(await refusal(renewals.renew(certPem, { nodeOnly: true })), {
+    status: 409,
+    message: `the certificate of host ${HOST} is not due for renewal until ${new Date(due).toISOString()}`,
+  })
   advance(DUE)
   const renewed = await renewals.renew(certPem, { nodeOnly: true })
   t.equal(renewed.issued, true)
@@ -91,11 +101,14 @@ t.test('only the registered key, roles and host are renewed', async (t) => {
   const otherKey = issueHostIdentity(hostCA(), { ...base, tlsPublicKey: other.tls.publicKey }).tlsCertPem
   t.match(await refusal(renewals.renew(otherKey, { nodeOnly: false })), { status: 403, message: `the certificate's key is not the TLS key registered for host ${HOST}` })
   const moreRoles = issueHostIdentity(hostCA(), { ...base, roles: ['node', 'proxy'], tlsPublicKey: keys.tls.publicKey }).tlsCertPem
-  t.match(await refusal(renewals.renew(moreRoles, { nodeOnly: false })), { status: 403, message: `the certificate's roles (node,proxy) are not the roles host ${HOST} was registered with (node)` })
+  t.match(await refusal(renewals.renew(moreRoles, { nodeOnly: false })), {
+    status: 403,
+    message: `the certificate's roles (node,proxy) are not the roles host ${HOST} was registered with (node)`,
+  })
 
   const proxy = await register('22222222-2222-4333-8444-555555555555', ['proxy'])
   rotate()
-  await t.rejects(renewals.renew(proxy.certPem, { nodeOnly: true }), /is not a node: it renews with its own certificate/, 'a proxy cannot renew a proxy on a node\'s behalf')
+  await t.rejects(renewals.renew(proxy.certPem, { nodeOnly: true }), /is not a node: it renews with its own certificate/, "a proxy cannot renew a proxy on a node's behalf")
   t.equal((await renewals.renew(proxy.certPem, { nodeOnly: false })).issued, true, 'but renews itself')
 
   const removed = await register('33333333-2222-4333-8444-555555555555')
@@ -114,7 +127,7 @@ t.test("the registry records the expiry of the host's latest certificates", asyn
   advance(DUE)
   const renewed = await renewals.renew(certPem, { nodeOnly: true })
   const expiry = (pem: string) => new X509Certificate(pem).validToDate.getTime()
-  t.equal((await nodes.get(HOST))?.certExpires, expiry(renewed.tlsCertPem), 'the renewed certificate\'s notAfter')
+  t.equal((await nodes.get(HOST))?.certExpires, expiry(renewed.tlsCertPem), "the renewed certificate's notAfter")
   t.equal(renewed.expires, expiry(renewed.tlsCertPem))
   // A rotation starts while the node's next renewal is on its way: the renewal after it is
   // from the new CA, and the registry follows it.
@@ -133,7 +146,10 @@ t.test('requests queued behind a renewal are answered from it, one issuance in a
   const first = renewals.renew(certPem, { nodeOnly: true })
   const more = Array.from({ length: 10 }, () => renewals.renew(certPem, { nodeOnly: true }))
   const results = await Promise.all([first, ...more])
-  t.same(results.map((r) => r.issued), [true, ...more.map(() => false)])
+  t.same(
+    results.map((r) => r.issued),
+    [true, ...more.map(() => false)],
+  )
   t.equal(renewals.issuedCount, 1)
   t.equal((await nodes.get(HOST))?.certExpires, results[0].expires)
 })
@@ -157,7 +173,14 @@ t.test('the lifetime is the configured one', async (t) => {
   let now = Date.now()
   const renewals = new Renewals({ hostCA: () => hostCA, nodes, clusterName: CLUSTER, hostCertTtlMs: 15_000, clock: () => now })
   const keys = generateJoinKeys()
-  const record = { hostId: HOST, nodename: 'short', roles: ['node'], joinedAt: now, sshPublicKey: sshPublicKeyLine(keys.ssh.publicKey), tlsKeySha256: publicKeyFingerprint(keys.tls.publicKey) }
+  const record = {
+    hostId: HOST,
+    nodename: 'short',
+    roles: ['node'],
+    joinedAt: now,
+    sshPublicKey: sshPublicKeyLine(keys.ssh.publicKey),
+    tlsKeySha256: publicKeyFingerprint(keys.tls.publicKey),
+  }
   const plan = await nodes.planRegistration(record, { replaceHolder: false })
   await backend.txn(plan.conditions, plan.operations)
   let pem = issueHostIdentity(hostCA, { ...record, clusterName: CLUSTER, tlsPublicKey: keys.tls.publicKey, sshPublicKey: keys.ssh.publicKey, ttlMs: 15_000, nowMs: now }).tlsCertPem

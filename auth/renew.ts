@@ -17,13 +17,13 @@
 // it and are then answered from it), so a rotation in the middle of one is seen by the next.
 
 import { X509Certificate } from 'node:crypto'
-import type { Authority } from './authorities.ts'
-import { HOST_CERT_TTL_MS, issueHostIdentity, type HostIdentity } from './issuer.ts'
-import { KeyPolicyError, publicKeyFingerprint } from './key-policy.ts'
-import type { NodeDirectory, NodeRecord } from './nodes.ts'
 import { certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
 import { renewalDueAt, renewalNeeded } from '../shared/renewal-window.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
+import type { Authority } from './authorities.ts'
+import { HOST_CERT_TTL_MS, type HostIdentity, issueHostIdentity } from './issuer.ts'
+import { KeyPolicyError, publicKeyFingerprint } from './key-policy.ts'
+import type { NodeDirectory, NodeRecord } from './nodes.ts'
 
 /** How many hosts' last renewals are kept to answer repeated requests (about 1.5 KB each). */
 const REMEMBERED_RENEWALS = 10_000
@@ -76,7 +76,8 @@ export function checkRegisteredHolder(cert: X509Certificate, hostId: string, reg
   if (!registered?.sshPublicKey) throw refuse(`host ${hostId} is not registered in this cluster`)
   if (registered.tlsKeySha256 !== publicKeyFingerprint(cert.publicKey)) throw refuse(`the certificate's key is not the TLS key registered for host ${hostId}`)
   const { roles } = certSubject(cert)
-  if (!sameRoles(registered.roles, roles)) throw refuse(`the certificate's roles (${roles.join(',')}) are not the roles host ${hostId} was registered with (${registered.roles.join(',')})`)
+  if (!sameRoles(registered.roles, roles))
+    throw refuse(`the certificate's roles (${roles.join(',')}) are not the roles host ${hostId} was registered with (${registered.roles.join(',')})`)
 }
 
 export class Renewals {
@@ -107,7 +108,7 @@ export class Renewals {
       throw refuse('the certificate to renew cannot be read')
     }
     const now = this.clock()
-    if (!issuedByAny(cert, this.context.hostCA().tlsCertPems)) throw refuse('the certificate to renew is not from this cluster\'s host CA')
+    if (!issuedByAny(cert, this.context.hostCA().tlsCertPems)) throw refuse("the certificate to renew is not from this cluster's host CA")
     if (!validNow(cert, now)) throw refuse('the certificate to renew is not valid now')
     const subject = certSubject(cert)
     if (subject.cluster !== clusterName) throw refuse('the certificate to renew belongs to another cluster')
@@ -118,7 +119,8 @@ export class Renewals {
     if (refusal) throw refuse(refusal)
     if (options.nodeOnly && !registered.roles.includes('node')) throw refuse(`host ${hostId} is not a node: it renews with its own certificate`)
     return this.reissue(cert, hostId, (signer, nowMs) => {
-      if (!renewalNeeded(cert, signer, nowMs)) throw new RenewalNotDue(`the certificate of host ${hostId} is not due for renewal until ${new Date(renewalDueAt(cert)).toISOString()}`)
+      if (!renewalNeeded(cert, signer, nowMs))
+        throw new RenewalNotDue(`the certificate of host ${hostId} is not due for renewal until ${new Date(renewalDueAt(cert)).toISOString()}`)
     })
   }
 
@@ -177,7 +179,10 @@ export class Renewals {
   /** Runs `work` once the work queued before for `hostId` has ended. */
   private exclusive<T>(hostId: string, work: () => Promise<T>): Promise<T> {
     const run = (this.queues.get(hostId) ?? Promise.resolve()).then(work)
-    const ended = run.then(() => {}, () => {})
+    const ended = run.then(
+      () => {},
+      () => {},
+    )
     this.queues.set(hostId, ended)
     void ended.then(() => {
       if (this.queues.get(hostId) === ended) this.queues.delete(hostId)

@@ -2,23 +2,23 @@
 // backends (SQLite, and a real etcd when installed): every condition they write with must
 // hold the same on each. Clocks are injected where the logic reads the time.
 
-import t from 'tap'
-import type { Test } from 'tap'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { Test } from 'tap'
+import t from 'tap'
+import { createLogger } from '../shared/log.ts'
+import { tempDir } from '../test/helpers/cluster.ts'
+import { EtcdServer, etcdUnavailable, uniquePrefix } from '../test/helpers/etcd.ts'
+import { refusal } from '../test/helpers/refusal.ts'
 import type { Backend } from './backend/backend.ts'
 import { EtcdBackend } from './backend/etcd.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
 import { Locks } from './locks.ts'
-import { NodeDirectory, PRESENCE, registerNodeOperation, type NodeRecord, type Presence } from './nodes.ts'
+import { NodeDirectory, type NodeRecord, PRESENCE, type Presence, registerNodeOperation } from './nodes.ts'
 import { OfflineSweep } from './offline-nodes.ts'
 import { Revocations } from './revocations.ts'
 import { UserDirectory } from './users.ts'
-import { createLogger } from '../shared/log.ts'
-import { EtcdServer, etcdUnavailable, uniquePrefix } from '../test/helpers/etcd.ts'
-import { tempDir } from '../test/helpers/cluster.ts'
-import { refusal } from '../test/helpers/refusal.ts'
 
 const log = createLogger('test', { level: 'error' })
 const DAY = 24 * 3600_000
@@ -122,15 +122,30 @@ function suite(name: string, open: () => Promise<Backend>): void {
   t.test(`${name}: the offline sweep forgets nodes silent for node_ttl unless a lock or removal names them`, async (t) => {
     const w = await world(t, open)
     const [old, locked, fresh] = [await register(w.backend, 'old'), await register(w.backend, 'locked'), await register(w.backend, 'fresh')]
-    const presence = (record: NodeRecord, lastSeen: number): Presence => ({ hostId: record.hostId, nodename: record.nodename, roles: ['node'], addr: '10.0.0.1', tunnel: true, labels: {}, lastSeen })
-    for (const [record, lastSeen] of [[old, w.clock.now - 31 * DAY], [locked, w.clock.now - 40 * DAY], [fresh, w.clock.now - DAY]] as const) {
+    const presence = (record: NodeRecord, lastSeen: number): Presence => ({
+      hostId: record.hostId,
+      nodename: record.nodename,
+      roles: ['node'],
+      addr: '10.0.0.1',
+      tunnel: true,
+      labels: {},
+      lastSeen,
+    })
+    for (const [record, lastSeen] of [
+      [old, w.clock.now - 31 * DAY],
+      [locked, w.clock.now - 40 * DAY],
+      [fresh, w.clock.now - DAY],
+    ] as const) {
       await w.backend.put(PRESENCE + record.hostId, JSON.stringify(presence(record, lastSeen)))
     }
     await w.locks.add({ node: 'locked' })
     await w.revocations.refresh()
     const sweep = new OfflineSweep({ backend: w.backend, nodeTtlMs: 30 * DAY, named: (hostId) => w.revocations.names(hostId), log, clock: () => w.clock.now })
     t.same(await sweep.sweep(), [old.hostId], 'only the unnamed node silent for longer than node_ttl')
-    t.same((await w.nodes.known()).map((p) => p.nodename), ['fresh', 'locked'])
+    t.same(
+      (await w.nodes.known()).map((p) => p.nodename),
+      ['fresh', 'locked'],
+    )
     t.ok(await w.backend.get(`/nodes/${old.hostId}`), 'its registration stays: it may come back')
     w.clock.now += 30 * DAY
     t.same(await sweep.sweep(), [fresh.hostId], 'a month later the other one too')

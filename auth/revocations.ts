@@ -9,13 +9,13 @@
 // until then its certificate, a renewal and a recovery with its key are all refused. After
 // that nothing it holds is worth refusing, and the record goes by itself (its TTL).
 
+import type { Logger } from '../shared/log.ts'
+import type { RevocationSnapshot } from '../shared/protocol/proxies.ts'
+import { RevocationList } from '../shared/revocation-list.ts'
 import type { Backend, Item, Operation } from './backend/backend.ts'
 import { HOST_CERT_TTL_MS } from './issuer.ts'
-import { LOCKS, lockReason, type LockRecord } from './locks.ts'
+import { LOCKS, type LockRecord, lockReason } from './locks.ts'
 import type { NodeRecord } from './nodes.ts'
-import type { Logger } from '../shared/log.ts'
-import { RevocationList } from '../shared/revocation-list.ts'
-import type { RevocationSnapshot } from '../shared/protocol/proxies.ts'
 
 export const REMOVED = '/removed/'
 

@@ -8,7 +8,10 @@ export function isTokenRole(value: string): value is TokenRole {
 
 /** Parses "node,proxy" into roles; throws with the offending name otherwise. */
 export function parseRoles(text: string): TokenRole[] {
-  const roles = text.split(',').map((r) => r.trim().toLowerCase()).filter(Boolean)
+  const roles = text
+    .split(',')
+    .map((r) => r.trim().toLowerCase())
+    .filter(Boolean)
   if (roles.length === 0) throw new Error(`no role given: use one or more of ${TOKEN_ROLES.join(', ')}`)
   for (const role of roles) {
     if (!isTokenRole(role)) throw new Error(`unknown role "${role}": use one or more of ${TOKEN_ROLES.join(', ')}`)

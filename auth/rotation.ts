@@ -8,8 +8,8 @@
 // the phases over the grace period. Every change is a compare-and-swap on the stored CA,
 // so two auth servers cannot step the same rotation twice.
 
+import { type AuthorityType, authorityKey, loadAuthority, newKeySet, type RotationPhase, type StoredAuthority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
-import { authorityKey, loadAuthority, newKeySet, type AuthorityType, type RotationPhase, type StoredAuthority } from './authorities.ts'
 
 export type RotateRequest =
   | { type: AuthorityType; mode: 'auto'; gracePeriodMs: number }
@@ -63,7 +63,7 @@ export async function rotate(backend: Backend, request: RotateRequest, now = Dat
 export async function advanceAutomatic(backend: Backend, type: AuthorityType, now = Date.now()): Promise<boolean> {
   const { stored, revision } = await loadAuthority(backend, type)
   const rotation = stored.rotation
-  if (!rotation || rotation.mode !== 'auto' || now - rotation.phaseStarted < rotation.gracePeriodMs / 4) return false
+  if (rotation?.mode !== 'auto' || now - rotation.phaseStarted < rotation.gracePeriodMs / 4) return false
   const next = step(stored, NEXT[rotation.phase], 'auto', rotation.gracePeriodMs, now)
   return backend.txn([{ key: authorityKey(type), revision }], [{ op: 'put', key: authorityKey(type), value: JSON.stringify(next) }])
 }

@@ -5,33 +5,33 @@
 
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import { parseHostPort } from '../shared/address.ts'
+import { Router } from '../shared/api-router.ts'
+import { resolveTokenValue, type WarrenConfig } from '../shared/config.ts'
+import { createLogger, type Logger } from '../shared/log.ts'
+import { TlsGate } from '../shared/tls-gate/gate.ts'
+import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { AcmeRecords } from './acme-records.ts'
-import type { Backend } from './backend/backend.ts'
-import { openBackend } from './backend/index.ts'
-import { loadAuthority, loadOrCreateAuthority, type Authority } from './authorities.ts'
-import { advanceAutomatic } from './rotation.ts'
-import { Renewals } from './renew.ts'
-import { OwnCredentials } from './own-credentials.ts'
-import { Recoveries } from './recovery.ts'
-import { JoinChallenges } from './join-challenge.ts'
-import { NodeDirectory } from './nodes.ts'
-import { Locks } from './locks.ts'
-import { OfflineSweep } from './offline-nodes.ts'
-import { Revocations } from './revocations.ts'
-import { FailureRateLimiter } from './rate-limit.ts'
-import { parseStaticToken, TokenService } from './tokens.ts'
-import { UserDirectory } from './users.ts'
-import { Callers } from './callers.ts'
 import { admitter } from './api/access.ts'
 import type { AuthContext } from './api/context.ts'
 import { statusOf } from './api/errors.ts'
 import { AUTH_ROUTES } from './api/index.ts'
-import { Router } from '../shared/api-router.ts'
-import { resolveTokenValue, type WarrenConfig } from '../shared/config.ts'
-import { parseHostPort } from '../shared/address.ts'
-import { createLogger, type Logger } from '../shared/log.ts'
-import { TlsGate } from '../shared/tls-gate/gate.ts'
-import type { GateStats } from '../shared/tls-gate/stats.ts'
+import { type Authority, loadAuthority, loadOrCreateAuthority } from './authorities.ts'
+import type { Backend } from './backend/backend.ts'
+import { openBackend } from './backend/index.ts'
+import { Callers } from './callers.ts'
+import { JoinChallenges } from './join-challenge.ts'
+import { Locks } from './locks.ts'
+import { NodeDirectory } from './nodes.ts'
+import { OfflineSweep } from './offline-nodes.ts'
+import { OwnCredentials } from './own-credentials.ts'
+import { FailureRateLimiter } from './rate-limit.ts'
+import { Recoveries } from './recovery.ts'
+import { Renewals } from './renew.ts'
+import { Revocations } from './revocations.ts'
+import { advanceAutomatic } from './rotation.ts'
+import { parseStaticToken, TokenService } from './tokens.ts'
+import { UserDirectory } from './users.ts'
 
 export class AuthServer {
   readonly config: WarrenConfig
@@ -63,7 +63,13 @@ export class AuthServer {
     this.config = config
     this.log = log ?? createLogger('auth', { level: config.log.level })
     this.limiter = new FailureRateLimiter(config.auth.joinRateLimit)
-    this.callers = new Callers({ clusterName: () => this.clusterName, hostCAPems: () => this.hostCA.tlsCertPems, userCAPems: () => this.userCA.tlsCertPems, refusedHost: (hostId) => this.revocations?.refusedHost(hostId), log: this.log })
+    this.callers = new Callers({
+      clusterName: () => this.clusterName,
+      hostCAPems: () => this.hostCA.tlsCertPems,
+      userCAPems: () => this.userCA.tlsCertPems,
+      refusedHost: (hostId) => this.revocations?.refusedHost(hostId),
+      log: this.log,
+    })
   }
 
   /** The address clients should dial (a wildcard listen address becomes loopback). */
@@ -115,8 +121,23 @@ export class AuthServer {
     this.tokens = new TokenService(this.backend, statics)
     this.nodes = new NodeDirectory(this.backend, auth.heartbeatTtlMs)
     this.challenges = await JoinChallenges.open(this.backend)
-    this.renewals = new Renewals({ hostCA: () => this.hostCA, nodes: this.nodes, clusterName: this.clusterName, hostCertTtlMs: auth.hostCertTtlMs, refused: (hostId) => this.revocations.refusedHost(hostId) })
-    this.recoveries = new Recoveries({ backend: this.backend, nodes: this.nodes, renewals: this.renewals, challenges: this.challenges, hostCA: () => this.hostCA, clusterName: this.clusterName, recoveryWindowMs: auth.recoveryWindowMs, refusedHost: async (hostId) => this.revocations.refusedHost(hostId) })
+    this.renewals = new Renewals({
+      hostCA: () => this.hostCA,
+      nodes: this.nodes,
+      clusterName: this.clusterName,
+      hostCertTtlMs: auth.hostCertTtlMs,
+      refused: (hostId) => this.revocations.refusedHost(hostId),
+    })
+    this.recoveries = new Recoveries({
+      backend: this.backend,
+      nodes: this.nodes,
+      renewals: this.renewals,
+      challenges: this.challenges,
+      hostCA: () => this.hostCA,
+      clusterName: this.clusterName,
+      recoveryWindowMs: auth.recoveryWindowMs,
+      refusedHost: async (hostId) => this.revocations.refusedHost(hostId),
+    })
     this.users = new UserDirectory(this.backend)
     // Removals and locks are in force before the first request is served.
     this.revocations = new Revocations({ backend: this.backend, recoveryWindowMs: auth.recoveryWindowMs, onChange: () => this.callers.revocationsChanged(), log: this.log })
@@ -129,10 +150,27 @@ export class AuthServer {
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
     // Its certificate names what its configuration names, nothing more.
     const serverNames = [host, ...auth.publicAddrs.map((a) => parseHostPort(a, port).host)]
-    this.own = new OwnCredentials({ hostCA: () => this.hostCA, userCA: () => this.userCA, clusterName: this.clusterName, serverNames, hostCertTtlMs: auth.hostCertTtlMs, adminCertTtlMs: auth.adminCertTtlMs, dataDir: this.config.dataDir, address: () => this.address, apply: (options) => this.server.setSecureContext(options), log: this.log })
+    this.own = new OwnCredentials({
+      hostCA: () => this.hostCA,
+      userCA: () => this.userCA,
+      clusterName: this.clusterName,
+      serverNames,
+      hostCertTtlMs: auth.hostCertTtlMs,
+      adminCertTtlMs: auth.adminCertTtlMs,
+      dataDir: this.config.dataDir,
+      address: () => this.address,
+      apply: (options) => this.server.setSecureContext(options),
+      log: this.log,
+    })
     // Connections reach TLS only with a whole ClientHello and a handshake slot (shared/tls-gate).
     this.gate = new TlsGate({ log: this.log })
-    this.server = createServer({ ...this.own.tlsOptions(), requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', handshakeTimeout: this.gate.config.handshakeTimeoutMs })
+    this.server = createServer({
+      ...this.own.tlsOptions(),
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: this.gate.config.handshakeTimeoutMs,
+    })
     this.gate.guard(this.server)
     const router = new Router(AUTH_ROUTES, { context: this.apiContext(), admit: admitter(this.callers, () => this.clusterName), statusOf, log: this.log })
     this.server.on('request', (req, res) => void router.handle(req, res))

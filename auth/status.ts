@@ -2,8 +2,8 @@
 // state when someone asks: the cluster, where it listens, its backend and the phase of each
 // CA's rotation with the pins of the key sets it trusts.
 
+import { type AuthStatus, type CAStatus, statusTime } from '../shared/status.ts'
 import type { Authority } from './authorities.ts'
-import { statusTime, type AuthStatus, type CAStatus } from '../shared/status.ts'
 import type { AuthServer } from './server.ts'
 
 /** For an auth server whose start() has resolved. */

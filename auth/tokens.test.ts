@@ -1,6 +1,6 @@
-import t, { type Test } from 'tap'
-import { readFileSync, readdirSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t, { type Test } from 'tap'
 import { SqliteBackend } from './backend/sqlite.ts'
 import { hashToken, parseStaticToken, TokenRefusal, TokenService } from './tokens.ts'
 
@@ -18,7 +18,9 @@ t.test('only a hash of the token is stored', async (t) => {
   t.match(value, /^[0-9a-f]{32}$/)
   t.equal(record.id, hashToken(value).toString('hex').slice(0, 12))
   await backend.close()
-  const bytes = readdirSync(dir).map((f) => readFileSync(join(dir, f)).toString('latin1')).join('')
+  const bytes = readdirSync(dir)
+    .map((f) => readFileSync(join(dir, f)).toString('latin1'))
+    .join('')
   t.notOk(bytes.includes(value), 'the token value is nowhere in the database files')
   t.ok(bytes.includes(hashToken(value).toString('hex')), 'its hash is')
 })
@@ -47,8 +49,14 @@ t.test('static tokens validate, list without expiry and cannot be removed', asyn
 })
 
 t.test('parseStaticToken', async (t) => {
-  t.same(parseStaticToken('proxy,node:abc-0123456789abcdef', (v) => v), { roles: ['proxy', 'node'], value: 'abc-0123456789abcdef' })
-  t.same(parseStaticToken('auth:/path', (v) => (v === '/path' ? 'from-file-0123456789' : v)), { roles: ['auth'], value: 'from-file-0123456789' })
+  t.same(
+    parseStaticToken('proxy,node:abc-0123456789abcdef', (v) => v),
+    { roles: ['proxy', 'node'], value: 'abc-0123456789abcdef' },
+  )
+  t.same(
+    parseStaticToken('auth:/path', (v) => (v === '/path' ? 'from-file-0123456789' : v)),
+    { roles: ['auth'], value: 'from-file-0123456789' },
+  )
   t.throws(() => parseStaticToken('node:abc', (v) => v), /^the token is shorter than 16 characters/)
   t.throws(() => parseStaticToken('node:/path', () => 'short'), /^the token in \/path is shorter than 16 characters/)
   t.throws(() => parseStaticToken('noroles', (v) => v), /must look like/)

@@ -3,9 +3,9 @@
 // secret. Static tokens come from the auth server's config and live only in memory.
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { MIN_TOKEN_LENGTH } from '../shared/config.ts'
 import type { Backend, Condition, Operation } from './backend/backend.ts'
 import { isTokenRole, type TokenRole } from './roles.ts'
-import { MIN_TOKEN_LENGTH } from '../shared/config.ts'
 
 const PREFIX = '/tokens/'
 const ID_LENGTH = 12
@@ -66,7 +66,10 @@ export function generateToken(): string {
 export function parseStaticToken(entry: string, resolve: (value: string) => string): { roles: TokenRole[]; value: string } {
   const colon = entry.indexOf(':')
   if (colon <= 0) throw new Error('a static token must look like "node,proxy:VALUE" or "node:/path/to/file"')
-  const roles = entry.slice(0, colon).split(',').map((r) => r.trim().toLowerCase())
+  const roles = entry
+    .slice(0, colon)
+    .split(',')
+    .map((r) => r.trim().toLowerCase())
   for (const role of roles) {
     if (!isTokenRole(role)) throw new Error(`a static token names an unknown role "${role}"`)
   }
@@ -154,9 +157,7 @@ export class TokenService {
 
   async list(): Promise<(TokenRecord & { value?: string })[]> {
     const now = this.clock()
-    const dynamic = (await this.backend.list(PREFIX))
-      .map((item) => JSON.parse(item.value) as TokenRecord)
-      .filter((record) => (record.expires ?? Infinity) > now)
+    const dynamic = (await this.backend.list(PREFIX)).map((item) => JSON.parse(item.value) as TokenRecord).filter((record) => (record.expires ?? Infinity) > now)
     const statics = this.staticTokens.map((token) => ({ ...token.record, value: token.value }))
     return [...statics, ...dynamic]
   }
@@ -165,7 +166,7 @@ export class TokenService {
   async remove(valueOrId: string): Promise<TokenRecord> {
     const byValue = hashToken(valueOrId)
     if (this.findStatic(byValue) || this.staticTokens.some((t) => t.record.id === valueOrId)) {
-      throw new TokenError('this is a static token from the auth server\'s config (auth_service.tokens): remove it there and restart')
+      throw new TokenError("this is a static token from the auth server's config (auth_service.tokens): remove it there and restart")
     }
     let key = PREFIX + byValue.toString('hex')
     let item = await this.backend.get(key)

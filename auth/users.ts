@@ -3,11 +3,11 @@
 // server, and an X.509 one that the proxy checks before it opens a stream to a node.
 
 import type { KeyObject } from 'node:crypto'
-import type { Backend } from './backend/backend.ts'
-import type { Authority } from './authorities.ts'
-import { checkSshKey, checkTlsKey } from './key-policy.ts'
-import { createCertificate } from '../shared/x509.ts'
 import { createSshCertificate } from '../shared/ssh-cert.ts'
+import { createCertificate } from '../shared/x509.ts'
+import type { Authority } from './authorities.ts'
+import type { Backend } from './backend/backend.ts'
+import { checkSshKey, checkTlsKey } from './key-policy.ts'
 
 const PREFIX = '/users/'
 const NAME = /^[a-z_][a-z0-9_.-]{0,31}$/

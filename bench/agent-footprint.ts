@@ -9,7 +9,7 @@
 // bare Node 24 process at rest (`node -e` with a timer). The sessions log in as the tests'
 // throwaway login (shell /bin/sh), so that root's shell startup files stay out of it.
 
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process'
 import { copyFileSync, createReadStream, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
@@ -37,7 +37,9 @@ for (const arch of ['x64', 'arm64']) {
   const file = join(ROOT, `dist/warren-linux-${arch}`)
   if (!existsSync(file)) continue
   const gnu = await gnuGzipSize(file)
-  console.log(`size warren-linux-${arch}: ${mb(statSync(file).size)} MB, gzip -9 ${mb(await gzipSize(file))} MB (Node's zlib)${gnu === undefined ? '' : `, ${mb(gnu)} MB (the gzip command)`}`)
+  console.log(
+    `size warren-linux-${arch}: ${mb(statSync(file).size)} MB, gzip -9 ${mb(await gzipSize(file))} MB (Node's zlib)${gnu === undefined ? '' : `, ${mb(gnu)} MB (the gzip command)`}`,
+  )
 }
 
 // ---- Start-up, tunnel, memory --------------------------------------------------------------
@@ -75,7 +77,9 @@ try {
     restartCpu.push(agent.cpuMs)
     if (i < STARTS - 1) await stop(agent.child)
   }
-  console.log(`restart (identity on disk) to a live tunnel: median ${median(restarts).toFixed(0)} ms (${median(restartCpu)} ms of CPU), runs ${restarts.map((ms) => ms.toFixed(0)).join(', ')}`)
+  console.log(
+    `restart (identity on disk) to a live tunnel: median ${median(restarts).toFixed(0)} ms (${median(restartCpu)} ms of CPU), runs ${restarts.map((ms) => ms.toFixed(0)).join(', ')}`,
+  )
 
   await sleep(5_000)
   console.log(`agent idle with one tunnel (restarted, identity on disk): ${describeMemory(agent.child.pid!)}`)
@@ -181,7 +185,9 @@ async function nodeWithAgentBuiltins(): Promise<string> {
 
 /** CPU time (user + system) a process has used so far; /proc counts in ticks of 10 ms. */
 function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .replace(/^.*\) /, '')
+    .split(' ')
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
 
@@ -207,14 +213,15 @@ function startAgent(args: string[]): Promise<{ child: ChildProcess; ms: number; 
 /** `count` OpenSSH sessions that each print "up" and then sleep; resolves when all are up. */
 async function openSessions(profile: string, login: string, count: number): Promise<ChildProcess[]> {
   const clients: ChildProcess[] = []
-  const open = () => new Promise<ChildProcess>((resolve, reject) => {
-    const child = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${login}@footprint`, 'echo up; exec sleep 600'], { stdio: ['ignore', 'pipe', 'pipe'] })
-    running.push(child)
-    let err = ''
-    child.stderr!.on('data', (d) => (err += d))
-    child.stdout!.once('data', () => resolve(child))
-    child.once('exit', (code) => reject(new Error(`an ssh session ended (${code}) before it was up: ${err}`)))
-  })
+  const open = () =>
+    new Promise<ChildProcess>((resolve, reject) => {
+      const child = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${login}@footprint`, 'echo up; exec sleep 600'], { stdio: ['ignore', 'pipe', 'pipe'] })
+      running.push(child)
+      let err = ''
+      child.stderr!.on('data', (d) => (err += d))
+      child.stdout!.once('data', () => resolve(child))
+      child.once('exit', (code) => reject(new Error(`an ssh session ended (${code}) before it was up: ${err}`)))
+    })
   // A few at a time, as users arrive: each ssh starts its own ProxyCommand process.
   const batch = 10
   for (let i = 0; i < count; i += batch) {

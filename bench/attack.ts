@@ -26,12 +26,12 @@
 // --logs=DIR keeps the proxy's, the auth server's and the user's node's logs there.
 
 import { mkdirSync, writeFileSync } from 'node:fs'
+import { request as httpsRequest } from 'node:https'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
-import { request as httpsRequest } from 'node:https'
-import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren, type Daemon } from '../test/helpers/cluster.ts'
+import { parseArgs } from 'node:util'
+import { AuthProcess, type Daemon, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from '../test/helpers/cluster.ts'
 import { gateCounts, Slowloris } from '../test/helpers/slowloris.ts'
 import { Helper } from './lib/child.ts'
 import { cpuSeconds, machineCpu } from './lib/proc-stats.ts'
@@ -101,10 +101,12 @@ function every<T>(everyMs: number, task: () => Promise<T>): { stop: () => Promis
   const runs: Promise<T>[] = []
   const timer = setInterval(() => runs.push(task()), everyMs)
   runs.push(task())
-  return { stop: async () => {
-    clearInterval(timer)
-    return Promise.all(runs)
-  } }
+  return {
+    stop: async () => {
+      clearInterval(timer)
+      return Promise.all(runs)
+    },
+  }
 }
 
 const helpers: Helper[] = []
@@ -116,7 +118,9 @@ const cleanup = async () => {
     mkdirSync(values.logs, { recursive: true })
     if (proxy) writeFileSync(join(values.logs, 'proxy.log'), proxy.daemon.stderr)
     if (auth) writeFileSync(join(values.logs, 'auth.log'), auth.daemon.stderr)
-    daemons.forEach((d, i) => writeFileSync(join(values.logs, `node-${i}.log`), d.stderr))
+    daemons.forEach((d, i) => {
+      writeFileSync(join(values.logs, `node-${i}.log`), d.stderr)
+    })
   }
   await Promise.all(helpers.map((h) => h.stop()))
   await Promise.all(daemons.map((d) => d.stop()))
@@ -147,7 +151,11 @@ try {
   }
 
   // The restarting nodes.
-  const swarm = new Helper(join(import.meta.dirname, 'lib', 'pool-swarm.ts'), [`--auth=${auth.address}`, `--token=${await auth.token(['nodes', 'add', '--ttl=1h'])}`, `--pin=${pin}`, `--tunnel=${proxy.tunnel}`, '--name=attack', '--proxies=1'], { nodeArgs: ['--expose-gc'] })
+  const swarm = new Helper(
+    join(import.meta.dirname, 'lib', 'pool-swarm.ts'),
+    [`--auth=${auth.address}`, `--token=${await auth.token(['nodes', 'add', '--ttl=1h'])}`, `--pin=${pin}`, `--tunnel=${proxy.tunnel}`, '--name=attack', '--proxies=1'],
+    { nodeArgs: ['--expose-gc'] },
+  )
   helpers.push(swarm)
   await swarm.ready
   swarm.send({ join: nodeCount })
@@ -189,9 +197,16 @@ try {
     const failures = runs.map((run) => run.failure)
     const result: PhaseResult = {
       backMs: last.fullAt,
-      ssh: { attempts: runs.length, succeeded: failures.filter((f) => f === undefined).length, failures: failures.filter((f): f is string => f !== undefined), ms: runs.map((run) => run.ms) },
+      ssh: {
+        attempts: runs.length,
+        succeeded: failures.filter((f) => f === undefined).length,
+        failures: failures.filter((f): f is string => f !== undefined),
+        ms: runs.map((run) => run.ms),
+      },
       probes: { latenciesMs: latencies.filter((l): l is number => l !== undefined), failed: latencies.filter((l) => l === undefined).length },
-      load: loadavg().map((l) => l.toFixed(1)).join(' '),
+      load: loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' '),
       cpu: {
         proxy: (cpuSeconds(proxy.daemon.child.pid!) - cpuBefore.proxy) / phaseSeconds,
         auth: (cpuSeconds(auth.daemon.child.pid!) - cpuBefore.auth) / phaseSeconds,
@@ -206,7 +221,9 @@ try {
       attack.destroy()
     }
     results[phase] = result
-    log(`${phase}: ${result.backMs.filter((ms) => ms >= 0).length} of ${nodeCount} nodes back, max ${Math.max(...result.backMs)} ms; ssh ${result.ssh.succeeded}/${result.ssh.attempts}; probes p99 ${percentile(result.probes.latenciesMs, 0.99).toFixed(0)} ms, ${result.probes.failed} failed`)
+    log(
+      `${phase}: ${result.backMs.filter((ms) => ms >= 0).length} of ${nodeCount} nodes back, max ${Math.max(...result.backMs)} ms; ssh ${result.ssh.succeeded}/${result.ssh.attempts}; probes p99 ${percentile(result.probes.latenciesMs, 0.99).toFixed(0)} ms, ${result.probes.failed} failed`,
+    )
   }
 } finally {
   await cleanup()
@@ -220,24 +237,53 @@ const back = (r: PhaseResult, q: number) => seconds(r.backMs.includes(-1) ? -1 :
 const rows = [
   ['nodes back to a tunnel after their restart, p50', back(quiet, 0.5), back(attacked, 0.5), ''],
   ['… p99', back(quiet, 0.99), back(attacked, 0.99), ''],
-  ['… max (the last node)', back(quiet, 1), back(attacked, 1), `≤ 2× quiet: ${attacked.backMs.includes(-1) ? 'missed' : Math.max(...attacked.backMs) <= 2 * Math.max(...quiet.backMs) ? 'met' : 'missed'}`],
-  ['user warren ssh succeeded', `${quiet.ssh.succeeded}/${quiet.ssh.attempts}`, `${attacked.ssh.succeeded}/${attacked.ssh.attempts}`, `≥ 99 %: ${attacked.ssh.succeeded >= 0.99 * attacked.ssh.attempts ? 'met' : 'missed'}`],
+  [
+    '… max (the last node)',
+    back(quiet, 1),
+    back(attacked, 1),
+    `≤ 2× quiet: ${attacked.backMs.includes(-1) ? 'missed' : Math.max(...attacked.backMs) <= 2 * Math.max(...quiet.backMs) ? 'met' : 'missed'}`,
+  ],
+  [
+    'user warren ssh succeeded',
+    `${quiet.ssh.succeeded}/${quiet.ssh.attempts}`,
+    `${attacked.ssh.succeeded}/${attacked.ssh.attempts}`,
+    `≥ 99 %: ${attacked.ssh.succeeded >= 0.99 * attacked.ssh.attempts ? 'met' : 'missed'}`,
+  ],
   ['user warren ssh, start to end, p50', seconds(percentile(quiet.ssh.ms, 0.5)), seconds(percentile(attacked.ssh.ms, 0.5)), ''],
   ['… max', seconds(Math.max(...quiet.ssh.ms)), seconds(Math.max(...attacked.ssh.ms)), ''],
   ['health probes p50', `${percentile(quiet.probes.latenciesMs, 0.5).toFixed(0)} ms`, `${percentile(attacked.probes.latenciesMs, 0.5).toFixed(0)} ms`, ''],
   ['health probes p99', `${percentile(quiet.probes.latenciesMs, 0.99).toFixed(0)} ms`, `${percentile(attacked.probes.latenciesMs, 0.99).toFixed(0)} ms`, ''],
-  ['health probes failed', `${quiet.probes.failed}/${quiet.probes.failed + quiet.probes.latenciesMs.length}`, `${attacked.probes.failed}/${attacked.probes.failed + attacked.probes.latenciesMs.length}`, ''],
+  [
+    'health probes failed',
+    `${quiet.probes.failed}/${quiet.probes.failed + quiet.probes.latenciesMs.length}`,
+    `${attacked.probes.failed}/${attacked.probes.failed + attacked.probes.latenciesMs.length}`,
+    '',
+  ],
   ['CPU: proxy, auth server, this process (share of a core)', cpuText(quiet), cpuText(attacked), 'this process runs the attack'],
   ['CPU: the whole machine busy (all cores)', `${(quiet.cpu.machine * 100).toFixed(0)} %`, `${(attacked.cpu.machine * 100).toFixed(0)} %`, ''],
   ['load average at the end of the phase (1, 5, 15 min)', quiet.load, attacked.load, ''],
 ]
 console.log(`\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${cpus().length} cores (${cpus()[0]?.model.trim()})`)
-console.log(`${nodeCount} nodes restarted ${restartAfterMs / 1000} s into each ${phaseMs / 1000} s phase; attack: ${burst} connections at once, then ${rate}/s, from ${sources.length} addresses (${sources[0]}–${sources.at(-1)}) at the proxy's web and tunnel ports and the auth server`)
+console.log(
+  `${nodeCount} nodes restarted ${restartAfterMs / 1000} s into each ${phaseMs / 1000} s phase; attack: ${burst} connections at once, then ${rate}/s, from ${sources.length} addresses (${sources[0]}–${sources.at(-1)}) at the proxy's web and tunnel ports and the auth server`,
+)
 console.log(formatTable(['figure', 'quiet', 'under attack', 'target'], rows))
 const a = attacked.attack!
-console.log(`attack: ${a.counts.connected} connections made (${a.counts.failed} failed to connect); ${a.counts.closedByServer} closed by the servers; ${a.allClosed ? 'none' : a.counts.open} left open 15 s after the attack stopped`)
-const fields = ['late_hello_closed', 'hello_per_address_closed', 'invalid_hello_closed', 'handshake_per_address_refused', 'handshake_queue_full_closed', 'handshake_queue_wait_closed']
-for (const [name, counts] of [['proxy', a.proxy], ['auth server', a.auth]] as const) {
+console.log(
+  `attack: ${a.counts.connected} connections made (${a.counts.failed} failed to connect); ${a.counts.closedByServer} closed by the servers; ${a.allClosed ? 'none' : a.counts.open} left open 15 s after the attack stopped`,
+)
+const fields = [
+  'late_hello_closed',
+  'hello_per_address_closed',
+  'invalid_hello_closed',
+  'handshake_per_address_refused',
+  'handshake_queue_full_closed',
+  'handshake_queue_wait_closed',
+]
+for (const [name, counts] of [
+  ['proxy', a.proxy],
+  ['auth server', a.auth],
+] as const) {
   console.log(`${name} counted: ${counts ? fields.map((f) => `${f}=${counts[f]}`).join(' ') : 'nothing logged'}`)
 }
 for (const [phase, r] of Object.entries(results)) if (r.ssh.failures.length) console.log(`${phase}: ssh failures: ${[...new Set(r.ssh.failures)].join('; ')}`)

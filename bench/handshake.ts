@@ -23,27 +23,27 @@
 // then prints where each side's time went.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { connect as tlsConnect, createSecureContext, type TLSSocket } from 'node:tls'
-import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { createSecureContext, type TLSSocket, connect as tlsConnect } from 'node:tls'
+import { parseArgs } from 'node:util'
 import { AgentTunnel } from '../agent/tunnel.ts'
+import { parseHostPort } from '../shared/address.ts'
+import { DEFAULTS } from '../shared/config.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { AuthProcess, ProxyProcess } from '../test/helpers/cluster.ts'
-import { DEFAULTS } from '../shared/config.ts'
-import { parseHostPort } from '../shared/address.ts'
+import { selfSignedCertificate } from '../test/helpers/self-signed-cert.ts'
 import { BulkJoiner } from './lib/bulk-join.ts'
 import { Helper } from './lib/child.ts'
+import { formatSummary, profilesOf, summariseProfiles } from './lib/cpu-profile.ts'
 import { median } from './lib/measure.ts'
 import { cpuSeconds } from './lib/proc-stats.ts'
 import { inParallel, simulatedAgent } from './lib/swarm.ts'
 import { formatTable } from './lib/table.ts'
-import { formatSummary, profilesOf, summariseProfiles } from './lib/cpu-profile.ts'
-import { Session } from 'node:inspector/promises'
-import { selfSignedCertificate } from '../test/helpers/self-signed-cert.ts'
 
 const { values } = parseArgs({
   options: {
@@ -107,23 +107,26 @@ try {
 
   const tunnelAddress = parseHostPort(proxy.tunnel, DEFAULTS.tunnelPort)
   const tickets: (Buffer | undefined)[] = []
-  const warren = (i: number) => AgentTunnel.open({ ...simulatedAgent(tunnelAddress, identities[i]!, log), held: [] }).then((tunnel) => {
-    tunnel.activate()
-    if (tunnel.ticket) tickets[i] = tunnel.ticket
-    else tunnel.once('session', (ticket: Buffer) => (tickets[i] = ticket))
-    return tunnel
-  })
+  const warren = (i: number) =>
+    AgentTunnel.open({ ...simulatedAgent(tunnelAddress, identities[i]!, log), held: [] }).then((tunnel) => {
+      tunnel.activate()
+      if (tunnel.ticket) tickets[i] = tunnel.ticket
+      else tunnel.once('session', (ticket: Buffer) => (tickets[i] = ticket))
+      return tunnel
+    })
   let fullHandshakes = 0
-  const resumed = (i: number) => AgentTunnel.open({ ...simulatedAgent(tunnelAddress, identities[i]!, log), held: [], session: tickets[i] }).then((tunnel) => {
-    tunnel.activate()
-    if (!tunnel.resumed) fullHandshakes++
-    return tunnel
-  })
-  const tls = (i: number) => new Promise<TLSSocket>((resolve, reject) => {
-    const socket = tlsConnect({ host: '127.0.0.1', port: tlsPort, secureContext: contexts[i]!, ALPNProtocols: [TUNNEL_ALPN], checkServerIdentity: () => undefined })
-    socket.once('secureConnect', () => resolve(socket))
-    socket.once('error', reject)
-  })
+  const resumed = (i: number) =>
+    AgentTunnel.open({ ...simulatedAgent(tunnelAddress, identities[i]!, log), held: [], session: tickets[i] }).then((tunnel) => {
+      tunnel.activate()
+      if (!tunnel.resumed) fullHandshakes++
+      return tunnel
+    })
+  const tls = (i: number) =>
+    new Promise<TLSSocket>((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port: tlsPort, secureContext: contexts[i]!, ALPNProtocols: [TUNNEL_ALPN], checkServerIdentity: () => undefined })
+      socket.once('secureConnect', () => resolve(socket))
+      socket.once('error', reject)
+    })
   const close = (socket: TLSSocket) => ({ close: () => socket.destroy() })
 
   // One unmeasured round each warms both servers and this process up.
@@ -149,16 +152,30 @@ try {
     const s = summary(path)
     return [path, s.node.toFixed(2), s.server.toFixed(2), (s.node / base.node).toFixed(2), (s.server / base.server).toFixed(2), String(Math.round(1000 / s.server))]
   })
-  console.log(`\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
+  console.log(
+    `\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  )
   console.log(`${count} handshakes per round, ${concurrency} at a time, medians of ${rounds} rounds`)
   console.log(formatTable(['path', 'node ms CPU each', 'server ms CPU each', 'node ÷ tls', 'server ÷ tls', 'per second per server core'], rows))
   console.log(`resumed: ${fullHandshakes} of ${count * rounds} dials made a full handshake instead`)
-  console.log('per round (node / server ms): ' + paths.map((path) => `${path} ${samples[path].map((s) => `${s.nodeMs.toFixed(2)}/${s.serverMs.toFixed(2)}`).join(', ')}`).join('; '))
+  console.log(
+    'per round (node / server ms): ' + paths.map((path) => `${path} ${samples[path].map((s) => `${s.nodeMs.toFixed(2)}/${s.serverMs.toFixed(2)}`).join(', ')}`).join('; '),
+  )
   if (inspector) {
     const proxyPid = proxy.daemon.child.pid!
     await proxy.stop()
     console.log(formatSummary('the proxy (whole run)', summariseProfiles(profilesOf(profileDir, proxyPid), 25)))
-    console.log(formatSummary('the node side (warren rounds)', summariseProfiles(Array.from({ length: rounds }, (_, r) => join(dir, `node-${r}.cpuprofile`)), 25)))
+    console.log(
+      formatSummary(
+        'the node side (warren rounds)',
+        summariseProfiles(
+          Array.from({ length: rounds }, (_, r) => join(dir, `node-${r}.cpuprofile`)),
+          25,
+        ),
+      ),
+    )
     console.log(`profiles kept in ${dir}`)
   }
 } finally {

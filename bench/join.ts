@@ -5,9 +5,9 @@
 //   npm run bench:join [-- --joins=3000 --concurrency=32]
 
 import { parseArgs } from 'node:util'
-import { AuthProcess } from '../test/helpers/cluster.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { generateJoinKeys, requestJoin } from '../shared/join.ts'
+import { AuthProcess } from '../test/helpers/cluster.ts'
 
 const { values } = parseArgs({ options: { joins: { type: 'string', default: '3000' }, concurrency: { type: 'string', default: '32' } } })
 const total = Number(values.joins)
@@ -28,9 +28,11 @@ try {
   async function measure(label: string, once: (i: number) => Promise<unknown>): Promise<number> {
     let next = 0
     const started = performance.now()
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (next < total) await once(next++)
-    }))
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < total) await once(next++)
+      }),
+    )
     const perSecond = total / ((performance.now() - started) / 1000)
     console.log(`${label.padEnd(28)} ${perSecond.toFixed(0).padStart(6)} /s  (${total} requests, ${concurrency} concurrent)`)
     return perSecond

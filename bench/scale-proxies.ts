@@ -31,19 +31,18 @@
 // balances on its own. Swarm s dials balancer s mod --balancers, which also keeps the
 // swarms' source ports apart.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
-import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, setPriority } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AuthProcess, freePort, proxiesBehindBalancer, type ProxyProcess, tempDir } from '../test/helpers/cluster.ts'
+import { parseArgs } from 'node:util'
+import { AuthProcess, freePort, type ProxyProcess, proxiesBehindBalancer, tempDir } from '../test/helpers/cluster.ts'
 import { Helper } from './lib/child.ts'
-import { formatTable } from './lib/table.ts'
-import { cpuSeconds, cpuShare, machineCpu, rssBytes } from './lib/proc-stats.ts'
 import { formatSummary, summariseProfiles } from './lib/cpu-profile.ts'
-import { readdirSync } from 'node:fs'
+import { cpuSeconds, cpuShare, machineCpu, rssBytes } from './lib/proc-stats.ts'
+import { formatTable } from './lib/table.ts'
 
 const { values } = parseArgs({
   options: {
@@ -90,7 +89,9 @@ const cleanup = async () => {
   await Promise.all(helpers.map((h) => h.stop()))
   if (values.logs) {
     mkdirSync(values.logs, { recursive: true })
-    proxies.forEach((p, i) => writeFileSync(join(values.logs, `proxy-${i}.log`), p.daemon?.stderr ?? ''))
+    proxies.forEach((p, i) => {
+      writeFileSync(join(values.logs, `proxy-${i}.log`), p.daemon?.stderr ?? '')
+    })
     if (firstLife) writeFileSync(join(values.logs, `proxy-${proxyCount - 1}-first.log`), firstLife)
     if (auth) writeFileSync(join(values.logs, 'auth.log'), auth.daemon.stderr)
   }
@@ -168,7 +169,10 @@ function summary(values: number[]): { mean: number; p50: number; p99: number; ma
 function histogram(values: number[]): string {
   const counts = new Map<number, number>()
   for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1)
-  return [...counts.entries()].sort((a, b) => a[0] - b[0]).map(([v, n]) => `${v}:${n}`).join(' ')
+  return [...counts.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([v, n]) => `${v}:${n}`)
+    .join(' ')
 }
 
 const results: string[][] = []
@@ -196,29 +200,34 @@ try {
   const sockets = Array.from({ length: balancerCount }, (_, i) => join(dir, `lb${i}.sock`))
   for (let i = 0; i < balancerCount; i++) {
     const config = join(dir, `haproxy${i}.cfg`)
-    writeFileSync(config, [
-      'global',
-      '  maxconn 9500',
-      `  stats socket ${sockets[i]} mode 600 level admin`,
-      'defaults',
-      '  mode tcp',
-      '  maxconn 9500',
-      '  timeout connect 2s',
-      '  timeout client 1h',
-      '  timeout server 1h',
-      'frontend tunnels',
-      `  bind 127.0.0.${i + 1}:${lbPort}`,
-      '  default_backend proxies',
-      'backend proxies',
-      `  balance ${values.balance}`,
-      ...proxies.map((proxy, p) => `  server p${p} ${proxy.tunnel} send-proxy-v2 check inter 1s fall 3 rise 2`),
-      '',
-    ].join('\n'))
+    writeFileSync(
+      config,
+      [
+        'global',
+        '  maxconn 9500',
+        `  stats socket ${sockets[i]} mode 600 level admin`,
+        'defaults',
+        '  mode tcp',
+        '  maxconn 9500',
+        '  timeout connect 2s',
+        '  timeout client 1h',
+        '  timeout server 1h',
+        'frontend tunnels',
+        `  bind 127.0.0.${i + 1}:${lbPort}`,
+        '  default_backend proxies',
+        'backend proxies',
+        `  balance ${values.balance}`,
+        ...proxies.map((proxy, p) => `  server p${p} ${proxy.tunnel} send-proxy-v2 check inter 1s fall 3 rise 2`),
+        '',
+      ].join('\n'),
+    )
     const lb = spawn('haproxy', ['-db', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
     lb.stderr!.on('data', (d) => {
       stderr += d
-      for (const line of String(d).split('\n')) if (/ is (UP|DOWN)/.test(line)) haproxyEvents.push(`${((performance.now() - benchStart) / 1000).toFixed(1)} s: balancer ${i}: ${line.replace(/^.*?(Server|Backup)/, '$1').slice(0, 100)}`)
+      for (const line of String(d).split('\n'))
+        if (/ is (UP|DOWN)/.test(line))
+          haproxyEvents.push(`${((performance.now() - benchStart) / 1000).toFixed(1)} s: balancer ${i}: ${line.replace(/^.*?(Server|Backup)/, '$1').slice(0, 100)}`)
     })
     lb.once('exit', (code) => code && log(`haproxy ${i} exited (${code}): ${stderr}`))
     balancers.push(lb)
@@ -226,7 +235,13 @@ try {
   await sleep(1000)
   const token = await auth.token(['nodes', 'add', '--ttl=1h'])
   for (let s = 0; s < swarmCount; s++) {
-    helpers.push(new Helper(join(import.meta.dirname, 'lib', 'pool-swarm.ts'), [`--auth=${auth.address}`, `--token=${token}`, `--pin=${pin}`, `--tunnel=127.0.0.${(s % balancerCount) + 1}:${lbPort}`, `--name=mesh${s}`, `--proxies=${proxyCount}`], { nodeArgs: ['--expose-gc', ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])] }))
+    helpers.push(
+      new Helper(
+        join(import.meta.dirname, 'lib', 'pool-swarm.ts'),
+        [`--auth=${auth.address}`, `--token=${token}`, `--pin=${pin}`, `--tunnel=127.0.0.${(s % balancerCount) + 1}:${lbPort}`, `--name=mesh${s}`, `--proxies=${proxyCount}`],
+        { nodeArgs: ['--expose-gc', ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])] },
+      ),
+    )
   }
   await Promise.all(helpers.map((h) => h.ready))
   // Agents run on devices of their own: at a lower priority here, the simulated agents' side
@@ -234,7 +249,9 @@ try {
   for (const h of helpers) setPriority(h.pid, swarmNice)
   const perSwarm = Array.from({ length: swarmCount }, (_, s) => Math.floor(agentCount / swarmCount) + (s < agentCount % swarmCount ? 1 : 0))
   let started = performance.now()
-  helpers.forEach((h, s) => h.send({ join: perSwarm[s] }))
+  helpers.forEach((h, s) => {
+    h.send({ join: perSwarm[s] })
+  })
   await Promise.all(helpers.map((h) => h.next((m) => typeof m.joined === 'number', 600_000)))
   log(`${agentCount} nodes joined in ${((performance.now() - started) / 1000).toFixed(1)} s`)
   // Every proxy must know the whole live set (it learns it from its heartbeat, every 5 s).
@@ -243,18 +260,27 @@ try {
   // Quiet start.
   await mark()
   started = performance.now()
-  helpers.forEach((h, s) => h.send({ start: perSwarm[s], rate: rate / swarmCount }))
+  helpers.forEach((h, s) => {
+    h.send({ start: perSwarm[s], rate: rate / swarmCount })
+  })
   const quiet = await untilFull(started, 'quiet start')
   quietMs = quiet.ms
   quietDials = summary(quiet.last.dials)
-  log(`quiet start: ${quietMs === undefined ? `not complete after ${values.limit} s` : `all full after ${(quietMs / 1000).toFixed(1)} s`}; dials per agent mean ${quietDials.mean.toFixed(2)}, p99 ${quietDials.p99}, max ${quietDials.max}`)
+  log(
+    `quiet start: ${quietMs === undefined ? `not complete after ${values.limit} s` : `all full after ${(quietMs / 1000).toFixed(1)} s`}; dials per agent mean ${quietDials.mean.toFixed(2)}, p99 ${quietDials.p99}, max ${quietDials.max}`,
+  )
   notes.push(`quiet start, dials per agent (dials:agents): ${histogram(quiet.last.dials)}`)
 
   // Idle: every tunnel heartbeats; the proxies report presence to the auth server.
   await sleep(5000)
   const pids = [auth.daemon.child.pid!, ...proxies.map((p) => p.daemon.child.pid!), ...balancers.map((b) => b.pid!), ...helpers.map((h) => h.pid)]
   const shares = await cpuShare(pids, Number(values.idle))
-  idleCpu = { auth: shares[0]!, proxies: shares.slice(1, 1 + proxyCount), balancers: shares.slice(1 + proxyCount, 1 + proxyCount + balancerCount), swarms: shares.slice(1 + proxyCount + balancerCount) }
+  idleCpu = {
+    auth: shares[0]!,
+    proxies: shares.slice(1, 1 + proxyCount),
+    balancers: shares.slice(1 + proxyCount, 1 + proxyCount + balancerCount),
+    swarms: shares.slice(1 + proxyCount + balancerCount),
+  }
   proxyRss = proxies.map((p) => rssBytes(p.daemon.child.pid!))
   log(`idle: auth ${(idleCpu.auth * 100).toFixed(1)}%, proxies ${idleCpu.proxies.map((c) => (c * 100).toFixed(1) + '%').join(' ')}`)
 
@@ -265,7 +291,12 @@ try {
   started = performance.now()
   notes.push(`restart: proxy stopped at ${((performance.now() - benchStart) / 1000).toFixed(1)} s of the run`)
   // CPU of everything but the restarted proxy over the recovery, to show who had the cores.
-  const others = { proxies: proxies.slice(0, -1).map((p) => p.daemon.child.pid!), balancers: balancers.map((b) => b.pid!), swarms: helpers.map((h) => h.pid), auth: [auth.daemon.child.pid!] }
+  const others = {
+    proxies: proxies.slice(0, -1).map((p) => p.daemon.child.pid!),
+    balancers: balancers.map((b) => b.pid!),
+    swarms: helpers.map((h) => h.pid),
+    auth: [auth.daemon.child.pid!],
+  }
   const othersBefore = Object.fromEntries(Object.entries(others).map(([group, pids]) => [group, pids.map(cpuSeconds)]))
   await victim.stop(values['restart-signal'] as NodeJS.Signals)
   firstLife = victim.daemon.stderr
@@ -308,8 +339,11 @@ try {
   sampling = false
   await sampler
   const recoverySeconds = (performance.now() - started) / 1000
-  const shareOf = (group: keyof typeof others) => others[group].map((pid, i) => `${(((cpuSeconds(pid) - othersBefore[group]![i]!) / recoverySeconds) * 100).toFixed(0)}%`).join(' / ')
-  notes.push(`restart: CPU over the recovery (share of a core): the other proxies ${shareOf('proxies')}, HAProxy ${shareOf('balancers')}, swarms ${shareOf('swarms')}, auth ${shareOf('auth')}`)
+  const shareOf = (group: keyof typeof others) =>
+    others[group].map((pid, i) => `${(((cpuSeconds(pid) - othersBefore[group]![i]!) / recoverySeconds) * 100).toFixed(0)}%`).join(' / ')
+  notes.push(
+    `restart: CPU over the recovery (share of a core): the other proxies ${shareOf('proxies')}, HAProxy ${shareOf('balancers')}, swarms ${shareOf('swarms')}, auth ${shareOf('auth')}`,
+  )
   recoveryFromStop = recovery.ms
   recoveryFromListen = recovery.ms === undefined ? undefined : recovery.ms - listeningMs
   restartDials = summary(recovery.last.dials)
@@ -327,11 +361,22 @@ try {
 
 const s = (ms?: number) => (ms === undefined ? `not reached in ${values.limit} s` : `${(ms / 1000).toFixed(1)} s`)
 const d = (x?: ReturnType<typeof summary>) => (x ? `mean ${x.mean.toFixed(2)}, p50 ${x.p50}, p99 ${x.p99}, max ${x.max}` : '')
-console.log(`\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`)
-console.log(`${agentCount} agents (${swarmCount} processes at nice ${swarmNice}, started ${rate}/s), ${proxyCount} proxies (logging at ${values['proxy-log']} level) behind ${balancerCount} HAProxy process(es) (TCP, balance ${values.balance}, send-proxy-v2)`)
+console.log(
+  `\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')}`,
+)
+console.log(
+  `${agentCount} agents (${swarmCount} processes at nice ${swarmNice}, started ${rate}/s), ${proxyCount} proxies (logging at ${values['proxy-log']} level) behind ${balancerCount} HAProxy process(es) (TCP, balance ${values.balance}, send-proxy-v2)`,
+)
 results.push(['quiet start: every agent holds all tunnels', s(quietMs), `after the first agent started; the last started at ${((agentCount - 1) / rate).toFixed(1)} s`])
 results.push(['quiet start: dials per agent', d(quietDials), `target ≤ ${3 * proxyCount}`])
-if (idleCpu) results.push(['idle CPU (share of a core)', `auth ${(idleCpu.auth * 100).toFixed(1)}%, proxies ${idleCpu.proxies.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}`, `HAProxy ${idleCpu.balancers.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}, swarms ${idleCpu.swarms.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}`])
+if (idleCpu)
+  results.push([
+    'idle CPU (share of a core)',
+    `auth ${(idleCpu.auth * 100).toFixed(1)}%, proxies ${idleCpu.proxies.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}`,
+    `HAProxy ${idleCpu.balancers.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}, swarms ${idleCpu.swarms.map((c) => (c * 100).toFixed(1) + '%').join(' / ')}`,
+  ])
 if (proxyRss.length) results.push(['proxy RSS', proxyRss.map((r) => `${(r / MiB).toFixed(0)} MiB`).join(' / '), `${agentCount} tunnels each`])
 results.push(['restart: all tunnels back, from the stop', s(recoveryFromStop), 'target ≤ 30 s'])
 results.push(['restart: all tunnels back, from listening', s(recoveryFromListen), ''])

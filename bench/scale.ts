@@ -32,15 +32,15 @@
 
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AuthProcess, ProxyProcess, tempDir } from '../test/helpers/cluster.ts'
+import { parseArgs } from 'node:util'
 import { DEFAULTS } from '../shared/config.ts'
+import { AuthProcess, ProxyProcess, tempDir } from '../test/helpers/cluster.ts'
 import { Helper } from './lib/child.ts'
-import { formatTable } from './lib/table.ts'
 import { formatSummary, summariseProfiles } from './lib/cpu-profile.ts'
 import { InspectorClient } from './lib/inspector-client.ts'
 import { cpuShare, rssBytes } from './lib/proc-stats.ts'
+import { formatTable } from './lib/table.ts'
 
 const { values } = parseArgs({
   options: {
@@ -55,7 +55,10 @@ const { values } = parseArgs({
     'ramp-limit': { type: 'string', default: '120' },
   },
 })
-const steps = values.tunnels.split(',').map(Number).sort((a, b) => a - b)
+const steps = values.tunnels
+  .split(',')
+  .map(Number)
+  .sort((a, b) => a - b)
 const swarmCount = Number(values.swarms)
 const idleSeconds = Number(values.idle)
 const settleSeconds = Number(values.settle)
@@ -86,7 +89,12 @@ interface Row {
   openSeconds: number
 }
 const rows: Row[] = []
-const proxyEnv: Record<string, string> = Object.fromEntries(values['proxy-env'].split(',').filter(Boolean).map((pair) => pair.split('=', 2) as [string, string]))
+const proxyEnv: Record<string, string> = Object.fromEntries(
+  values['proxy-env']
+    .split(',')
+    .filter(Boolean)
+    .map((pair) => pair.split('=', 2) as [string, string]),
+)
 if (values.inspect) proxyEnv.NODE_OPTIONS = `${proxyEnv.NODE_OPTIONS ?? ''} --inspect=127.0.0.1:0`.trim()
 let joinsPerSecond = 0
 let swarmRss = 0
@@ -102,14 +110,18 @@ async function measureIdle(tunnels: number, openSeconds: number, wanted = tunnel
   const [cpu, authCpu = 0] = await cpuShare(pids, idleSeconds)
   const rss = rssBytes(proxy!.daemon.child.pid!)
   rows.push({ tunnels, wanted, rss, cpu: cpu!, authCpu, openSeconds })
-  log(`${tunnels} tunnels: proxy RSS ${(rss / MiB).toFixed(1)} MiB, idle CPU ${(cpu! * 100).toFixed(1)}% of a core${!values['stop-auth'] ? ` (auth ${(authCpu * 100).toFixed(1)}%)` : ''}`)
+  log(
+    `${tunnels} tunnels: proxy RSS ${(rss / MiB).toFixed(1)} MiB, idle CPU ${(cpu! * 100).toFixed(1)}% of a core${!values['stop-auth'] ? ` (auth ${(authCpu * 100).toFixed(1)}%)` : ''}`,
+  )
   if (inspector) {
     // Profiling costs CPU itself, so it gets a window of its own after the measured one.
     const profileFile = join(profileDir, `idle-${tunnels}.cpuprofile`)
     await inspector.profile(idleSeconds, profileFile)
     const memory = await inspector.memoryAfterGc()
     const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`
-    findings.push(`${tunnels} tunnels, after a full GC: RSS ${mib(memory.rss)}, V8 heap used ${mib(memory.heapUsed)} of ${mib(memory.heapTotal)}, external ${mib(memory.external)} (array buffers ${mib(memory.arrayBuffers)})`)
+    findings.push(
+      `${tunnels} tunnels, after a full GC: RSS ${mib(memory.rss)}, V8 heap used ${mib(memory.heapUsed)} of ${mib(memory.heapTotal)}, external ${mib(memory.external)} (array buffers ${mib(memory.arrayBuffers)})`,
+    )
     if (tunnels > 0) findings.push(formatSummary(`proxy CPU profile over the idle window with ${tunnels} tunnels`, summariseProfiles([profileFile], 20)))
   }
 }
@@ -123,7 +135,13 @@ try {
 
   const perSwarm = steps.map((n) => Math.ceil(n / swarmCount))
   for (let i = 0; i < swarmCount; i++) {
-    helpers.push(new Helper(join(import.meta.dirname, 'lib', 'agent-swarm.ts'), [`--auth=${auth.address}`, `--token=${token}`, `--pin=${pin}`, `--tunnel=${proxy.tunnel}`, `--name=sim${i}`, `--join=${values.join}`], { nodeArgs: ['--expose-gc'] }))
+    helpers.push(
+      new Helper(
+        join(import.meta.dirname, 'lib', 'agent-swarm.ts'),
+        [`--auth=${auth.address}`, `--token=${token}`, `--pin=${pin}`, `--tunnel=${proxy.tunnel}`, `--name=sim${i}`, `--join=${values.join}`],
+        { nodeArgs: ['--expose-gc'] },
+      ),
+    )
   }
   await Promise.all(helpers.map((h) => h.ready))
 
@@ -155,29 +173,40 @@ try {
     if (open < want) break
   }
   for (const h of helpers) h.send({ stats: 1 })
-  for (const h of helpers) swarmRss += ((await h.next((m) => typeof m.rss === 'number')).rss as number)
+  for (const h of helpers) swarmRss += (await h.next((m) => typeof m.rss === 'number')).rss as number
 } finally {
   await cleanup()
 }
 
 const idle = rows[0]!
-console.log(`\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()[0]!.toFixed(1)}; ${swarmCount} agent processes; idle CPU over ${idleSeconds} s after ${settleSeconds} s settling`)
+console.log(
+  `\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()[0]!.toFixed(1)}; ${swarmCount} agent processes; idle CPU over ${idleSeconds} s after ${settleSeconds} s settling`,
+)
 const reached = rows[rows.length - 1]!.tunnels
 console.log(`joins: ${joinsPerSecond.toFixed(0)}/s; agent side: ${(swarmRss / Math.max(reached, 1) / 1000).toFixed(0)} KB RSS per simulated agent`)
-console.log(`idle traffic per tunnel: the agent's yamux keepalive ping every ${DEFAULTS.keepaliveIntervalMs / 1000} s and its answer, so with ${reached} tunnels the proxy answers ${(reached / (DEFAULTS.keepaliveIntervalMs / 1000)).toFixed(0)} pings/s; it posts new tunnels' presence within moments and all tunnels' every ${DEFAULTS.heartbeatTtlMs / 3000} s`)
+console.log(
+  `idle traffic per tunnel: the agent's yamux keepalive ping every ${DEFAULTS.keepaliveIntervalMs / 1000} s and its answer, so with ${reached} tunnels the proxy answers ${(reached / (DEFAULTS.keepaliveIntervalMs / 1000)).toFixed(0)} pings/s; it posts new tunnels' presence within moments and all tunnels' every ${DEFAULTS.heartbeatTtlMs / 3000} s`,
+)
 console.log(!values['stop-auth'] ? 'the auth server ran throughout' : 'the auth server was stopped after the joins (--stop-auth: presence reports fail at once)')
 if (Object.keys(proxyEnv).length) console.log(`proxy environment: ${JSON.stringify(proxyEnv)}`)
-console.log(formatTable(['tunnels', 'opened in s', 'proxy RSS MiB', 'KB per tunnel', 'proxy idle CPU', ...(!values['stop-auth'] ? ['auth idle CPU'] : [])], rows.map((row) => [
-  row.tunnels < row.wanted ? `${row.tunnels} of ${row.wanted}` : String(row.tunnels),
-  row.tunnels ? row.openSeconds.toFixed(1) : '',
-  (row.rss / MiB).toFixed(1),
-  row.tunnels ? ((row.rss - idle.rss) / row.tunnels / 1000).toFixed(1) : '',
-  `${(row.cpu * 100).toFixed(1)}%`,
-  ...(!values['stop-auth'] ? [`${(row.authCpu * 100).toFixed(1)}%`] : []),
-])))
+console.log(
+  formatTable(
+    ['tunnels', 'opened in s', 'proxy RSS MiB', 'KB per tunnel', 'proxy idle CPU', ...(!values['stop-auth'] ? ['auth idle CPU'] : [])],
+    rows.map((row) => [
+      row.tunnels < row.wanted ? `${row.tunnels} of ${row.wanted}` : String(row.tunnels),
+      row.tunnels ? row.openSeconds.toFixed(1) : '',
+      (row.rss / MiB).toFixed(1),
+      row.tunnels ? ((row.rss - idle.rss) / row.tunnels / 1000).toFixed(1) : '',
+      `${(row.cpu * 100).toFixed(1)}%`,
+      ...(!values['stop-auth'] ? [`${(row.authCpu * 100).toFixed(1)}%`] : []),
+    ]),
+  ),
+)
 if (rows.length >= 3) {
   const [a, b] = [rows[rows.length - 2]!, rows[rows.length - 1]!]
-  console.log(`marginal cost from ${a.tunnels} to ${b.tunnels} tunnels: ${((b.rss - a.rss) / (b.tunnels - a.tunnels) / 1000).toFixed(1)} KB and ${(((b.cpu - a.cpu) / (b.tunnels - a.tunnels)) * 1000 * 100).toFixed(2)}% of a core per 1,000 tunnels`)
+  console.log(
+    `marginal cost from ${a.tunnels} to ${b.tunnels} tunnels: ${((b.rss - a.rss) / (b.tunnels - a.tunnels) / 1000).toFixed(1)} KB and ${(((b.cpu - a.cpu) / (b.tunnels - a.tunnels)) * 1000 * 100).toFixed(2)}% of a core per 1,000 tunnels`,
+  )
 }
 for (const finding of findings) console.log(finding)
 const last = rows[rows.length - 1]!

@@ -30,7 +30,7 @@ import { parseArgs } from 'node:util'
 import { tempDir } from '../test/helpers/cluster.ts'
 import { Helper } from './lib/child.ts'
 import { formatSummary, profilesOf, summariseProfiles } from './lib/cpu-profile.ts'
-import { bulkEcho, median, roundTrips, type LatencyResult } from './lib/measure.ts'
+import { bulkEcho, type LatencyResult, median, roundTrips } from './lib/measure.ts'
 import { opensshMissing, startOpensshTunnel } from './lib/openssh-tunnel.ts'
 import { cpuSecondsOf, processTree } from './lib/proc-stats.ts'
 import { formatTable } from './lib/table.ts'
@@ -135,7 +135,13 @@ async function startPath(name: string, echoPort: number): Promise<Path | string>
 async function measureBulk(path: Path, echoPid: number): Promise<BulkSample> {
   const socket = await path.open()
   const hops = path.hops()
-  const cpuOf = () => ({ client: process.cpuUsage(), userSide: cpuSecondsOf(hops.client ?? []), entry: cpuSecondsOf(hops.entry), exit: cpuSecondsOf(hops.exit), echo: cpuSecondsOf([echoPid]) })
+  const cpuOf = () => ({
+    client: process.cpuUsage(),
+    userSide: cpuSecondsOf(hops.client ?? []),
+    entry: cpuSecondsOf(hops.entry),
+    exit: cpuSecondsOf(hops.exit),
+    echo: cpuSecondsOf([echoPid]),
+  })
   const before = cpuOf()
   const bulk = await bulkEcho(socket, totalBytes)
   const after = cpuOf()
@@ -181,7 +187,9 @@ try {
       const latency = await roundTrips(socket, roundTripCount)
       entry.latency.push(latency)
       socket.destroy()
-      process.stderr.write(`  ${name.padEnd(12)} ${bulk.mbPerSecond.toFixed(0).padStart(5)} MB/s  p50 ${latency.p50Us.toFixed(0).padStart(4)} µs  p99 ${latency.p99Us.toFixed(0).padStart(5)} µs\n`)
+      process.stderr.write(
+        `  ${name.padEnd(12)} ${bulk.mbPerSecond.toFixed(0).padStart(5)} MB/s  p50 ${latency.p50Us.toFixed(0).padStart(4)} µs  p99 ${latency.p99Us.toFixed(0).padStart(5)} µs\n`,
+      )
     }
     process.stderr.write(`round ${round}/${rounds} done\n`)
   }
@@ -204,31 +212,43 @@ const openssh = rows.find((r) => r.path === 'openssh')
 
 const table = (header: string[], body: string[][]) => console.log(formatTable(header, body))
 
-console.log(`\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()[0]!.toFixed(1)}; ${values.mb} MB each way, ${roundTripCount} round trips of 64 B, median of ${rounds} rounds\n`)
-table(['path', 'bulk MB/s', 'p50 µs', 'p99 µs', '÷ openssh MB/s', '÷ openssh p50'], rows.map((row) => [
-  row.path,
-  row.mbPerSecond.toFixed(0),
-  row.p50.toFixed(0),
-  row.p99.toFixed(0),
-  openssh ? (row.mbPerSecond / openssh.mbPerSecond).toFixed(2) : '',
-  openssh ? (row.p50 / openssh.p50).toFixed(2) : '',
-]))
+console.log(
+  `\n${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()[0]!.toFixed(1)}; ${values.mb} MB each way, ${roundTripCount} round trips of 64 B, median of ${rounds} rounds\n`,
+)
+table(
+  ['path', 'bulk MB/s', 'p50 µs', 'p99 µs', '÷ openssh MB/s', '÷ openssh p50'],
+  rows.map((row) => [
+    row.path,
+    row.mbPerSecond.toFixed(0),
+    row.p50.toFixed(0),
+    row.p99.toFixed(0),
+    openssh ? (row.mbPerSecond / openssh.mbPerSecond).toFixed(2) : '',
+    openssh ? (row.p50 / openssh.p50).toFixed(2) : '',
+  ]),
+)
 console.log('\nCPU seconds per GB echoed (each way), by process on the path')
-table(['path', 'client', 'entry hop', 'exit hop', 'echo', 'total', '÷ openssh'], rows.map((row) => [
-  row.path,
-  ...[row.cpu.client, row.cpu.entry, row.cpu.exit, row.cpu.echo, row.cpu.total].map((s) => s.toFixed(2)),
-  openssh ? (row.cpu.total / openssh.cpu.total).toFixed(2) : '',
-]))
+table(
+  ['path', 'client', 'entry hop', 'exit hop', 'echo', 'total', '÷ openssh'],
+  rows.map((row) => [
+    row.path,
+    ...[row.cpu.client, row.cpu.entry, row.cpu.exit, row.cpu.echo, row.cpu.total].map((s) => s.toFixed(2)),
+    openssh ? (row.cpu.total / openssh.cpu.total).toFixed(2) : '',
+  ]),
+)
 for (const note of notes) console.log(note)
 const warren = rows.find((r) => r.path === 'warren')
 if (warren && openssh) {
   const throughput = warren.mbPerSecond / openssh.mbPerSecond
   const latency = warren.p50 / openssh.p50
-  console.log(`Warren ÷ OpenSSH: throughput ${throughput.toFixed(2)} (target ≥ 1.00, ${throughput >= 1 ? 'met' : 'missed'}), p50 latency ${latency.toFixed(2)} (target ≤ 1.00, ${latency <= 1 ? 'met' : 'missed'}), CPU per byte ${(warren.cpu.total / openssh.cpu.total).toFixed(2)}`)
+  console.log(
+    `Warren ÷ OpenSSH: throughput ${throughput.toFixed(2)} (target ≥ 1.00, ${throughput >= 1 ? 'met' : 'missed'}), p50 latency ${latency.toFixed(2)} (target ≤ 1.00, ${latency <= 1 ? 'met' : 'missed'}), CPU per byte ${(warren.cpu.total / openssh.cpu.total).toFixed(2)}`,
+  )
 }
 const opensshAuth = rows.find((r) => r.path === 'openssh-auth')
 if (warren && opensshAuth) {
-  console.log(`Warren ÷ OpenSSH with the user's own SSH leg (like for like): throughput ${(warren.mbPerSecond / opensshAuth.mbPerSecond).toFixed(2)}, p50 latency ${(warren.p50 / opensshAuth.p50).toFixed(2)}, CPU per byte ${(warren.cpu.total / opensshAuth.cpu.total).toFixed(2)}`)
+  console.log(
+    `Warren ÷ OpenSSH with the user's own SSH leg (like for like): throughput ${(warren.mbPerSecond / opensshAuth.mbPerSecond).toFixed(2)}, p50 latency ${(warren.p50 / opensshAuth.p50).toFixed(2)}, CPU per byte ${(warren.cpu.total / opensshAuth.cpu.total).toFixed(2)}`,
+  )
 }
 if (profileDir && profiled) {
   console.log('\n' + formatSummary('proxy (warren start --roles=proxy)', summariseProfiles(profilesOf(profileDir, profiled.proxy), 25)))

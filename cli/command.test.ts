@@ -43,28 +43,31 @@ function example() {
 
 t.test('the help shows the usage, every flag with its default, the common flags and an example', async (t) => {
   const { command } = example()
-  t.equal(command.help(), [
-    'Usage: warrenctl things add [flags] NAME [MORE...]',
-    '',
-    'Add a thing.',
-    '',
-    'A thing is kept until it expires.',
-    '',
-    'Flags:',
-    '      --ttl=DURATION    how long it lives (default: 1h30m)',
-    '      --kind=big|small  its size (default: small)',
-    '      --tags=TAG,..     labels for it',
-    '      --out=DIR         where it goes (default: ~/.things)',
-    '  -f, --force           replace one',
-    '  -h, --help            show this help',
-    '',
-    'Flags of every warrenctl command:',
-    '      --data-dir=DIR    the data dir',
-    '',
-    'Example:',
-    '  warrenctl things add cup --ttl=1h',
-    '',
-  ].join('\n'))
+  t.equal(
+    command.help(),
+    [
+      'Usage: warrenctl things add [flags] NAME [MORE...]',
+      '',
+      'Add a thing.',
+      '',
+      'A thing is kept until it expires.',
+      '',
+      'Flags:',
+      '      --ttl=DURATION    how long it lives (default: 1h30m)',
+      '      --kind=big|small  its size (default: small)',
+      '      --tags=TAG,..     labels for it',
+      '      --out=DIR         where it goes (default: ~/.things)',
+      '  -f, --force           replace one',
+      '  -h, --help            show this help',
+      '',
+      'Flags of every warrenctl command:',
+      '      --data-dir=DIR    the data dir',
+      '',
+      'Example:',
+      '  warrenctl things add cup --ttl=1h',
+      '',
+    ].join('\n'),
+  )
   t.equal(formatHelp(command.spec), command.help())
 })
 
@@ -101,5 +104,5 @@ t.test('a command that runs another stops reading flags at its first argument', 
     run: (_flags, args) => void seen.push(args),
   })
   await ssh.run(['-p', '22', 'root@pi', 'ls', '-l', '--help'])
-  t.same(seen, [['root@pi', 'ls', '-l', '--help']], 'the remote command\'s --help is its own')
+  t.same(seen, [['root@pi', 'ls', '-l', '--help']], "the remote command's --help is its own")
 })

@@ -1,9 +1,9 @@
 // A command of `warren` or `warrenctl`: its flags, arguments, help text and what it does.
 // The help is answered here, before the command's code runs, so `--help` never acts.
 
-import { UsageError } from '../shared/errors.ts'
 import { formatDuration } from '../shared/duration.ts'
-import { flagsEndAt, HELP_FLAG, parseFlags, wantsHelp, type FlagDef, type FlagSpec, type FlagValues } from './flags.ts'
+import { UsageError } from '../shared/errors.ts'
+import { type FlagDef, type FlagSpec, type FlagValues, flagsEndAt, HELP_FLAG, parseFlags, wantsHelp } from './flags.ts'
 
 export interface CommandSpec<F extends FlagSpec, C extends FlagSpec> {
   /** The whole command as typed: `warrenctl nodes add`. */
@@ -27,13 +27,13 @@ export interface Command {
   /** The full usage: every flag with its default, and examples. */
   help(): string
   /** Prints the help for --help or -h, else checks the flags and arguments and runs. */
-  run(argv: string[]): Promise<number | void>
+  run(argv: string[]): Promise<number | undefined>
 }
 
-type Run<F extends FlagSpec> = (flags: FlagValues<F>, args: string[]) => Promise<number | void> | number | void
+type Run<F extends FlagSpec> = (flags: FlagValues<F>, args: string[]) => Promise<number | undefined> | number | undefined
 
 // `C = {}`: a command without common flags adds no keys to its own.
-export function defineCommand<const F extends FlagSpec, const C extends FlagSpec = {}>(def: CommandSpec<F, C> & { run: Run<F & C> }): Command {
+export function defineCommand<const F extends FlagSpec, const C extends FlagSpec = Record<never, never>>(def: CommandSpec<F, C> & { run: Run<F & C> }): Command {
   const spec = { ...def.flags, ...def.common?.flags } as F & C
   return {
     spec: def,
@@ -109,7 +109,10 @@ function placeholder(flag: FlagDef): string {
 function describeDefault(flag: FlagDef): string {
   if (flag.defaultText !== undefined) return `(default: ${flag.defaultText})`
   if (flag.type === 'boolean' || flag.default === undefined) return ''
-  if (flag.type === 'duration') return `(default: ${formatDuration(flag.default).replace(/(?<=[hm])0s$/, '').replace(/(?<=h)0m$/, '')})`
+  if (flag.type === 'duration')
+    return `(default: ${formatDuration(flag.default)
+      .replace(/(?<=[hm])0s$/, '')
+      .replace(/(?<=h)0m$/, '')})`
   if (flag.type === 'list') return flag.default.length > 0 ? `(default: ${flag.default.join(',')})` : ''
   return `(default: ${flag.default})`
 }

@@ -1,7 +1,7 @@
-import t from 'tap'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import t from 'tap'
 import { UsageError } from '../shared/errors.ts'
 import { defineFlags, expandHome, flagsEndAt, parseFlags, splitList, wantsHelp } from './flags.ts'
 
@@ -117,7 +117,7 @@ t.test('a path flag expands a leading ~, also where the shell does not (--out=~/
   t.equal(parseFlags(['--out=~/creds'], SPEC, COMMAND).flags.out, join(home, 'creds'))
   t.equal(parseFlags(['--out', '~'], SPEC, COMMAND).flags.out, home)
   t.equal(parseFlags(['--out=./~/x'], SPEC, COMMAND).flags.out, './~/x', 'only a leading ~')
-  t.equal(parseFlags(['--out=~other/x'], SPEC, COMMAND).flags.out, '~other/x', 'another user\'s ~ is left alone')
+  t.equal(parseFlags(['--out=~other/x'], SPEC, COMMAND).flags.out, '~other/x', "another user's ~ is left alone")
   t.equal(parseFlags(['--token=~/t'], SPEC, COMMAND).flags.token, '~/t', 'not a path flag')
   t.equal(expandHome('/abs'), '/abs')
 })

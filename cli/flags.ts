@@ -7,8 +7,8 @@
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { UsageError } from '../shared/errors.ts'
 import { parseDuration } from '../shared/duration.ts'
+import { UsageError } from '../shared/errors.ts'
 import { closest, didYouMean } from '../shared/suggest.ts'
 
 interface FlagBase {
@@ -35,19 +35,24 @@ export type FlagDef =
 
 export type FlagSpec = Record<string, FlagDef>
 
-type ValueOf<F> = F extends { type: 'boolean' } ? boolean
-  : F extends { type: 'duration' } ? number
-  : F extends { type: 'enum'; values: readonly (infer V)[] } ? V
-  : F extends { type: 'list'; values: readonly (infer V)[] } ? V[]
-  : F extends { type: 'list' } ? string[]
-  : string
+type ValueOf<F> = F extends { type: 'boolean' }
+  ? boolean
+  : F extends { type: 'duration' }
+    ? number
+    : F extends { type: 'enum'; values: readonly (infer V)[] }
+      ? V
+      : F extends { type: 'list'; values: readonly (infer V)[] }
+        ? V[]
+        : F extends { type: 'list' }
+          ? string[]
+          : string
 
 type AlwaysSet<F> = F extends { type: 'boolean' } ? true : F extends { default: unknown } ? true : false
 
 /** The values a spec yields, keyed by the dashed flag name (`flags['ca-pin']`). */
-export type FlagValues<S extends FlagSpec> =
-  & { -readonly [K in keyof S as AlwaysSet<S[K]> extends true ? K : never]: ValueOf<S[K]> }
-  & { -readonly [K in keyof S as AlwaysSet<S[K]> extends true ? never : K]?: ValueOf<S[K]> }
+export type FlagValues<S extends FlagSpec> = { -readonly [K in keyof S as AlwaysSet<S[K]> extends true ? K : never]: ValueOf<S[K]> } & {
+  -readonly [K in keyof S as AlwaysSet<S[K]> extends true ? never : K]?: ValueOf<S[K]>
+}
 
 /** Declares a spec with its literal types kept, so that FlagValues can follow it. */
 export function defineFlags<const S extends FlagSpec>(spec: S): S {
@@ -115,7 +120,10 @@ export function flagsEndAt(argv: string[], spec: FlagSpec): number {
 
 /** `a, b,,c` → `['a', 'b', 'c']`: items trimmed, empty items dropped. */
 export function splitList(text: string): string[] {
-  return text.split(',').map((item) => item.trim()).filter((item) => item !== '')
+  return text
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '')
 }
 
 /** A leading `~` or `~/` is the home directory; any other path is left as it is. */

@@ -8,15 +8,15 @@ import { chmodSync, existsSync, mkdirSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { stringify } from 'yaml'
-import { DEFAULTS, parseConfig, parseLabels, resolveTokenValue } from '../shared/config.ts'
+import { DEFAULT_BINARY, NODE_UNIT, withBinary } from '../packaging/systemd/units.ts'
 import { splitHostPort } from '../shared/address.ts'
+import { DEFAULTS, parseConfig, parseLabels, resolveTokenValue } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { writeFileAtomic } from '../shared/files.ts'
-import { defineFlags, type FlagValues } from './flags.ts'
-import { defineCommand } from './command.ts'
 import { identityDir } from '../shared/identity-store.ts'
 import { parsePin } from '../shared/pin.ts'
-import { DEFAULT_BINARY, NODE_UNIT, withBinary } from '../packaging/systemd/units.ts'
+import { defineCommand } from './command.ts'
+import { defineFlags, type FlagValues } from './flags.ts'
 
 const CONFIG_PATH = '/etc/warren.yaml'
 const UNIT_PATH = '/etc/systemd/system/warren.service'
@@ -26,14 +26,18 @@ const DATA_DIR = DEFAULTS.dataDir
 const COMMAND = 'warren install'
 
 export const INSTALL_FLAGS = defineFlags({
-  token: { type: 'string', placeholder: 'VALUE|/path|-', description: 'join token from "warrenctl nodes add", a path (starting with /) to a file holding it, or - to read it from standard input (required)' },
-  'auth-server': { type: 'list', placeholder: 'HOST:PORT,..', description: 'HOST:PORT of a proxy\'s web port, or of the auth server (required)' },
+  token: {
+    type: 'string',
+    placeholder: 'VALUE|/path|-',
+    description: 'join token from "warrenctl nodes add", a path (starting with /) to a file holding it, or - to read it from standard input (required)',
+  },
+  'auth-server': { type: 'list', placeholder: 'HOST:PORT,..', description: "HOST:PORT of a proxy's web port, or of the auth server (required)" },
   'ca-pin': { type: 'list', placeholder: 'sha256:PIN,..', description: 'pin of the cluster CA, from "warrenctl status" (required)' },
   roles: { type: 'list', values: ['auth', 'proxy', 'node'], noun: 'role', default: ['node'], description: 'roles of this host; install sets up the node role' },
-  nodename: { type: 'string', placeholder: 'NAME', defaultText: 'the host name', description: 'this node\'s name' },
+  nodename: { type: 'string', placeholder: 'NAME', defaultText: 'the host name', description: "this node's name" },
   labels: { type: 'string', placeholder: 'KEY=VALUE,..', description: 'labels of this node' },
   prefix: { type: 'path', placeholder: 'DIR', description: 'write under this directory instead of / (root not needed)' },
-  binary: { type: 'path', default: DEFAULT_BINARY, description: 'where the warren executable is, for the unit\'s ExecStart' },
+  binary: { type: 'path', default: DEFAULT_BINARY, description: "where the warren executable is, for the unit's ExecStart" },
   force: { type: 'boolean', description: 'replace an existing config' },
 })
 
@@ -74,7 +78,7 @@ function planFromFlags(flags: FlagValues<typeof INSTALL_FLAGS>): InstallPlan {
     throw new UsageError('--token is required: the invite from "warrenctl nodes add", a file holding it, or - to read it from standard input')
   }
   const authServers = flags['auth-server'] ?? []
-  if (authServers.length === 0) throw new UsageError('--auth-server is required: HOST:PORT of a proxy\'s web port or of the auth server')
+  if (authServers.length === 0) throw new UsageError("--auth-server is required: HOST:PORT of a proxy's web port or of the auth server")
   if (authServers.length > 1) throw new UsageError(`--auth-server takes one address, not ${authServers.length}`)
   for (const server of authServers) splitHostPort(server)
   const pins = flags['ca-pin'] ?? []
@@ -134,11 +138,7 @@ function writeInstallation(plan: InstallPlan): string {
   makeDirectories(dataDir, 0o700)
   chmodSync(dataDir, 0o700)
 
-  const lines = [
-    `Wrote ${configPath} (mode 0600: it holds the join token)`,
-    `Wrote ${unitPath}`,
-    `Made ${dataDir} (mode 0700)`,
-  ]
+  const lines = [`Wrote ${configPath} (mode 0600: it holds the join token)`, `Wrote ${unitPath}`, `Made ${dataDir} (mode 0700)`]
   if (existsSync(join(identityDir(dataDir), 'identity.json'))) {
     lines.push(`Note: ${dataDir} holds a node identity already, which the node will reuse without joining again; remove ${identityDir(dataDir)} to join with the new token.`)
   }

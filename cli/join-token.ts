@@ -54,7 +54,9 @@ export function settleJoinToken(origin: TokenOrigin, forget: boolean, log: Logge
   const source = tokenFile ?? origin.configPath
   if (source === undefined) return
   if (!forget) {
-    log.warn(`the join token is still in ${source}, though this host needs it no more: remove it, or start with --forget-token to have it removed after a join`, { invite_source: source })
+    log.warn(`the join token is still in ${source}, though this host needs it no more: remove it, or start with --forget-token to have it removed after a join`, {
+      invite_source: source,
+    })
     return
   }
   try {

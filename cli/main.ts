@@ -3,7 +3,7 @@
 
 import { WarrenError } from '../shared/errors.ts'
 
-export async function runMain(command: (argv: string[]) => Promise<number | void>, argv: string[]): Promise<void> {
+export async function runMain(command: (argv: string[]) => Promise<number | undefined>, argv: string[]): Promise<void> {
   endQuietlyOnClosedOutput()
   try {
     const code = await command(argv)

@@ -2,8 +2,8 @@
 // add`): which one the arguments name, the list of commands, `help COMMAND` and `version`.
 
 import { UsageError } from '../shared/errors.ts'
-import { defineCommand, wrap, type Command } from './command.ts'
 import { closest, didYouMean } from '../shared/suggest.ts'
+import { type Command, defineCommand, wrap } from './command.ts'
 import { versionLine } from './version.ts'
 
 export interface Program {
@@ -19,7 +19,7 @@ export interface Program {
 const HELP_WORDS = ['--help', '-h']
 
 /** Runs the command that `argv` names; help and version are built in. */
-export async function runProgram(program: Program, argv: string[]): Promise<number | void> {
+export async function runProgram(program: Program, argv: string[]): Promise<number | undefined> {
   if (argv.length === 0) {
     process.stdout.write(await listing(program))
     return 2

@@ -4,23 +4,23 @@
 // runs the system's OpenSSH client with that ProxyCommand and the user's certificate.
 
 import { spawn } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { connect, type TLSSocket } from 'node:tls'
-import { X509Certificate } from 'node:crypto'
+import { parseHostPort } from '../shared/address.ts'
 import { certSubject } from '../shared/cert-subject.ts'
 import { DEFAULTS } from '../shared/config.ts'
-import { parseHostPort } from '../shared/address.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
-import { defineFlags, type FlagValues } from './flags.ts'
-import { defineCommand } from './command.ts'
-import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
+import { type DialReply, parseDialReply, type UserDialIn } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
-import { parseDialReply, type DialReply, type UserDialIn } from '../shared/protocol/dial.ts'
+import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
+import { defineCommand } from './command.ts'
+import { defineFlags, type FlagValues } from './flags.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
 
 const COMMON = defineFlags({
   identity: { type: 'path', placeholder: 'DIR', defaultText: '$WARREN_HOME, else ~/.warren', description: 'directory with the credentials from "warrenctl auth sign"' },
-  proxy: { type: 'string', placeholder: 'HOST:PORT', defaultText: 'the first proxy of the credentials', description: 'a proxy\'s web port' },
+  proxy: { type: 'string', placeholder: 'HOST:PORT', defaultText: 'the first proxy of the credentials', description: "a proxy's web port" },
 })
 
 type ProxyFlags = FlagValues<typeof COMMON>
@@ -68,7 +68,7 @@ function pipeStdio(socket: TLSSocket): Promise<number> {
 
 export const proxySshCommand = defineCommand({
   name: 'warren proxy ssh',
-  summary: 'standard input and output to a node\'s SSH server: an OpenSSH ProxyCommand',
+  summary: "standard input and output to a node's SSH server: an OpenSSH ProxyCommand",
   operands: ['login@node[:port]'],
   flags: COMMON,
   description: 'OpenSSH runs it with the tokens %r@%h:%p; the ssh_config that "warrenctl auth sign --format=openssh" writes names it.',
@@ -92,11 +92,11 @@ export const proxyPortCommand = defineCommand({
 
 export const sshCommand = defineCommand({
   name: 'warren ssh',
-  summary: 'log in to a node through a proxy with the system\'s OpenSSH client',
+  summary: "log in to a node through a proxy with the system's OpenSSH client",
   operands: ['login@node', '[command...]'],
   flags: {
     ...COMMON,
-    port: { type: 'string', short: 'p', placeholder: 'PORT', description: 'the node\'s SSH port (informational)' },
+    port: { type: 'string', short: 'p', placeholder: 'PORT', description: "the node's SSH port (informational)" },
     tty: { type: 'boolean', short: 't', description: 'force a terminal' },
   },
   flagsEndAtFirstArgument: true,
@@ -111,13 +111,20 @@ async function ssh(flags: ProxyFlags & { port?: string; tty: boolean }, destinat
   loadProfile(dir)
   const proxyFlags = [`--identity=${dir}`, ...(flags.proxy ? [`--proxy=${flags.proxy}`] : [])].map((f) => `'${f}'`).join(' ')
   const args = [
-    '-F', '/dev/null',
-    '-o', `UserKnownHostsFile=${profilePath(dir, 'knownHosts')}`,
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', 'IdentitiesOnly=yes',
-    '-o', `IdentityFile=${profilePath(dir, 'sshKey')}`,
-    '-o', `CertificateFile=${profilePath(dir, 'sshCert')}`,
-    '-o', `ProxyCommand=${warrenCommand()} proxy ssh ${proxyFlags} %r@%h:%p`,
+    '-F',
+    '/dev/null',
+    '-o',
+    `UserKnownHostsFile=${profilePath(dir, 'knownHosts')}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    `IdentityFile=${profilePath(dir, 'sshKey')}`,
+    '-o',
+    `CertificateFile=${profilePath(dir, 'sshCert')}`,
+    '-o',
+    `ProxyCommand=${warrenCommand()} proxy ssh ${proxyFlags} %r@%h:%p`,
     ...(flags.tty ? ['-t'] : []),
     ...(flags.port ? ['-p', String(flags.port)] : []),
     destination,

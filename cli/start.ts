@@ -2,33 +2,39 @@
 
 import { accessSync, constants } from 'node:fs'
 import { isSea } from 'node:sea'
-import { load } from './load.ts'
-import { applyFlags, defaultConfig, DEFAULTS, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
+import { nodeStatus } from '../agent/status.ts'
+import { authStatus } from '../auth/status.ts'
+import { proxyStatus } from '../proxy/status.ts'
+import { applyFlags, DEFAULTS, defaultConfig, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
 import { secureDataDir } from '../shared/data-dir.ts'
 import { lockDataDir } from '../shared/data-dir-lock.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
-import { defineFlags, type FlagValues } from './flags.ts'
-import { defineCommand } from './command.ts'
 import { identityExists } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { parsePin } from '../shared/pin.ts'
+import { defineCommand } from './command.ts'
+import { defineFlags, type FlagValues } from './flags.ts'
 import { settleJoinToken, tokenOnCommandLine, tokenOrigin, withoutToken } from './join-token.ts'
+import { load } from './load.ts'
 import { StatusEndpoint } from './status-endpoint.ts'
-import { authStatus } from '../auth/status.ts'
-import { proxyStatus } from '../proxy/status.ts'
-import { nodeStatus } from '../agent/status.ts'
 
 const ROLES = ['auth', 'proxy', 'node'] as const
 
 export const START_FLAGS = defineFlags({
-  roles: { type: 'list', values: ROLES, noun: 'role', defaultText: 'the *_service sections the config enables; node unless ssh_service.enabled is false', description: 'roles this process runs' },
+  roles: {
+    type: 'list',
+    values: ROLES,
+    noun: 'role',
+    defaultText: 'the *_service sections the config enables; node unless ssh_service.enabled is false',
+    description: 'roles this process runs',
+  },
   token: { type: 'string', placeholder: 'VALUE|/path|-', description: 'join token, a path (starting with /) to a file holding it, or - to read it from standard input' },
   'forget-token': { type: 'boolean', description: 'after a join, remove the token from the config file (auth_token) and delete the token file it came from' },
-  'auth-server': { type: 'list', placeholder: 'HOST:PORT,..', description: 'HOST:PORT of the auth server (or a proxy\'s web port) to join through' },
+  'auth-server': { type: 'list', placeholder: 'HOST:PORT,..', description: "HOST:PORT of the auth server (or a proxy's web port) to join through" },
   'ca-pin': { type: 'list', placeholder: 'sha256:PIN,..', description: 'pin of the cluster CA, from "warrenctl status"' },
   config: { type: 'path', placeholder: 'FILE', description: 'the YAML config file' },
   'data-dir': { type: 'path', placeholder: 'DIR', defaultText: `the config's data_dir, else ${DEFAULTS.dataDir}`, description: 'where keys, certificates and state are kept' },
-  nodename: { type: 'string', placeholder: 'NAME', defaultText: 'the host name', description: 'this node\'s name' },
+  nodename: { type: 'string', placeholder: 'NAME', defaultText: 'the host name', description: "this node's name" },
   labels: { type: 'string', placeholder: 'KEY=VALUE,..', description: 'labels of this node' },
   debug: { type: 'boolean', description: 'log at debug level, whatever the config says' },
 })
@@ -79,12 +85,16 @@ function startAfresh(log: Logger, why: string, tokenVisible: boolean): void {
   const cannot = (reason: string) => {
     if (tokenVisible) log.warn(`the join token stays visible in this process's command line (${reason}): pass it as --token=- or --token=/path instead`)
   }
-  if (typeof process.execve !== 'function') return cannot('this Node has no process.execve')
+  if (typeof process.execve !== 'function') {
+    cannot('this Node has no process.execve')
+    return
+  }
   // A failed execve ends the process (Node treats it as fatal), so only try what can run.
   try {
     accessSync(process.execPath, constants.X_OK)
   } catch {
-    return cannot(`${process.execPath} is not executable`)
+    cannot(`${process.execPath} is not executable`)
+    return
   }
   // In the single executable argv[1] repeats the executable's path; from source it is the script.
   const args = isSea() ? withoutToken(process.argv.slice(2)) : [...process.execArgv, ...withoutToken(process.argv.slice(1))]
@@ -144,9 +154,7 @@ export async function start(flags: StartFlags): Promise<number> {
     const minting = config.authServers.length === 0 ? local : undefined
     let proxyWeb: string | undefined
     if (roles.includes('proxy')) {
-      const proxyConfig = minting
-        ? { ...config, authServers: [minting.authServer], authToken: await minting.mint('proxy'), caPins: minting.pins }
-        : config
+      const proxyConfig = minting ? { ...config, authServers: [minting.authServer], authToken: await minting.mint('proxy'), caPins: minting.pins } : config
       const joins = !minting && !identityExists(config.dataDir, 'proxy')
       const { ProxyService } = await load.proxy()
       const proxy = new ProxyService(proxyConfig, log.child('proxy'))
@@ -157,9 +165,7 @@ export async function start(flags: StartFlags): Promise<number> {
       proxyWeb = proxy.addresses.web.replace(/^(0\.0\.0\.0|\[::\])/, '127.0.0.1')
     }
     if (roles.includes('node')) {
-      const nodeConfig = minting
-        ? { ...config, authServers: [proxyWeb ?? minting.authServer], authToken: await minting.mint('node'), caPins: minting.pins }
-        : config
+      const nodeConfig = minting ? { ...config, authServers: [proxyWeb ?? minting.authServer], authToken: await minting.mint('node'), caPins: minting.pins } : config
       const joins = !minting && !identityExists(config.dataDir)
       const { Agent } = await load.node()
       const agent = new Agent({ config: nodeConfig, log: log.child('node') })

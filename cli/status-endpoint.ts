@@ -3,9 +3,9 @@
 // agent/status.ts). Opened once the data dir is locked, closed (and its socket removed)
 // when the process stops.
 
-import { StatusSocket, statusSocketPath } from '../shared/status-socket.ts'
-import { statusTime, type WarrenStatus } from '../shared/status.ts'
 import type { Logger } from '../shared/log.ts'
+import { statusTime, type WarrenStatus } from '../shared/status.ts'
+import { StatusSocket, statusSocketPath } from '../shared/status-socket.ts'
 import { VERSION } from '../shared/version.ts'
 
 type Section = 'auth' | 'proxy' | 'node'

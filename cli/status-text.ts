@@ -36,7 +36,10 @@ const proxies = (n: number) => `${n} ${n === 1 ? 'proxy' : 'proxies'}`
 
 function processRows(process: ProcessStatus, now: number): Row[] {
   const list: Row[] = [
-    ['Process', `${process.pid}, warren ${process.version}, up ${formatDuration(now - Date.parse(process.started))}${process.fresh_image ? ' (continued in a fresh image after joining)' : ''}`],
+    [
+      'Process',
+      `${process.pid}, warren ${process.version}, up ${formatDuration(now - Date.parse(process.started))}${process.fresh_image ? ' (continued in a fresh image after joining)' : ''}`,
+    ],
     ['Roles', process.roles.join(', ')],
     ['Data dir', process.data_dir],
   ]
@@ -79,7 +82,14 @@ function proxyBlock(proxy: ProxyStatus, now: number): string {
     list.push(['ACME', `${domains.join(', ')}: ${state}`])
   }
   const shown = tunnels.hosts.slice(0, MAX_TUNNEL_ROWS)
-  const table = shown.length === 0 ? '' : '\n' + formatTable(['Node Name', 'Node ID', 'From', 'Since'], shown.map((t) => [t.nodename, t.host_id, t.remote_addr, ago(t.since, now)]))
+  const table =
+    shown.length === 0
+      ? ''
+      : '\n' +
+        formatTable(
+          ['Node Name', 'Node ID', 'From', 'Since'],
+          shown.map((t) => [t.nodename, t.host_id, t.remote_addr, ago(t.since, now)]),
+        )
   const more = tunnels.hosts.length > shown.length ? `(${tunnels.hosts.length - shown.length} more: --format=json lists them all)\n` : ''
   return rows(list) + table + more
 }
@@ -90,7 +100,9 @@ function nodeBlock(node: NodeStatus, now: number): string {
     ['Joined via', node.auth_server],
     ['Certificate', certificate(node.certificate, now)],
   ]
-  const labels = Object.entries(node.labels).map(([k, v]) => `${k}=${v}`).join(',')
+  const labels = Object.entries(node.labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',')
   if (labels) list.push(['Labels', labels])
   const { tunnel, direct } = node
   if (direct) {
@@ -102,6 +114,13 @@ function nodeBlock(node: NodeStatus, now: number): string {
   list.push(['Mode', `tunnel: dialling ${tunnel.address}`])
   list.push(['Live set', tunnel.live_set ? proxies(tunnel.live_set.length) : 'not announced yet'])
   list.push(['Tunnels', tunnel.live_set ? `${tunnel.proxies.length} of ${tunnel.live_set.length}` : String(tunnel.proxies.length)])
-  const table = tunnel.proxies.length === 0 ? '' : '\n' + formatTable(['Proxy ID', 'Since', 'TLS Session'], tunnel.proxies.map((p) => [p.proxy_id, ago(p.since, now), p.resumed ? 'resumed' : 'new']))
+  const table =
+    tunnel.proxies.length === 0
+      ? ''
+      : '\n' +
+        formatTable(
+          ['Proxy ID', 'Since', 'TLS Session'],
+          tunnel.proxies.map((p) => [p.proxy_id, ago(p.since, now), p.resumed ? 'resumed' : 'new']),
+        )
   return rows(list) + table
 }

@@ -3,9 +3,9 @@
 // certificates. It reads a local socket only, so it works while the cluster does not.
 
 import { DEFAULTS, loadConfigFile } from '../shared/config.ts'
-import { defineCommand } from './command.ts'
-import { readStatus, statusSocketPath } from '../shared/status-socket.ts'
 import type { WarrenStatus } from '../shared/status.ts'
+import { readStatus, statusSocketPath } from '../shared/status-socket.ts'
+import { defineCommand } from './command.ts'
 import { formatStatus } from './status-text.ts'
 
 export const statusCommand = defineCommand({

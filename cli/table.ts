@@ -27,11 +27,12 @@ export function formatTable(headers: string[], unsafeRows: string[][]): string {
   const rows = unsafeRows.map((row) => row.map(printable))
   const columns = Math.max(headers.length, ...rows.map((row) => row.length))
   const cell = (row: string[], i: number) => row[i] ?? ''
-  const widths = Array.from({ length: columns }, (_, i) =>
-    Math.max(textWidth(cell(headers, i)), ...rows.map((row) => textWidth(cell(row, i)))),
-  )
+  const widths = Array.from({ length: columns }, (_, i) => Math.max(textWidth(cell(headers, i)), ...rows.map((row) => textWidth(cell(row, i)))))
   const line = (row: string[]) =>
-    widths.map((width, i) => padEnd(cell(row, i), width)).join(GAP).trimEnd()
+    widths
+      .map((width, i) => padEnd(cell(row, i), width))
+      .join(GAP)
+      .trimEnd()
 
   const dashes = widths.map((width) => '-'.repeat(width))
   return [line(headers), line(dashes), ...rows.map(line)].map((text) => text + '\n').join('')

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
+
 // `warren`: the daemon (start) and the user's client. `warren ctl ...` is warrenctl.
 
-import { runMain } from './main.ts'
 import { load } from './load.ts'
-import { runProgram, type Program } from './program.ts'
+import { runMain } from './main.ts'
+import { type Program, runProgram } from './program.ts'
 
 export const WARREN: Program = {
   name: 'warren',
@@ -20,7 +21,7 @@ export const WARREN: Program = {
   extraListing: [['ctl', 'administer the cluster: "warren ctl COMMAND" is "warrenctl COMMAND"']],
 }
 
-export async function warren(argv: string[]): Promise<number | void> {
+export async function warren(argv: string[]): Promise<number | undefined> {
   if (argv[0] === 'ctl') return (await load.warrenctl()).warrenctl(argv.slice(1))
   return runProgram(WARREN, argv)
 }

@@ -1,9 +1,8 @@
 #!/usr/bin/env node
+
 // `warrenctl`: cluster administration through the auth server's admin API. Each command
 // group is a file of cli/ctl/.
 
-import { runMain } from './main.ts'
-import { runProgram, type Program } from './program.ts'
 import type { Command } from './command.ts'
 import { authRotate, authSign } from './ctl/auth.ts'
 import { lock, lockLs, lockRm } from './ctl/locks.ts'
@@ -11,16 +10,18 @@ import { nodesLs, nodesRm } from './ctl/nodes.ts'
 import { status } from './ctl/status.ts'
 import { nodesAdd, tokensAdd, tokensDel, tokensLs, tokensRm } from './ctl/tokens.ts'
 import { usersAdd, usersLs } from './ctl/users.ts'
+import { runMain } from './main.ts'
+import { type Program, runProgram } from './program.ts'
 
 const COMMANDS: Command[] = [status, nodesAdd, nodesLs, nodesRm, tokensAdd, tokensLs, tokensRm, tokensDel, usersAdd, usersLs, authSign, authRotate, lock, lockLs, lockRm]
 
 export const WARRENCTL: Program = {
   name: 'warrenctl',
-  summary: 'warrenctl administers a Warren cluster through its auth server\'s admin API, with the admin identity in the auth server\'s data dir.',
+  summary: "warrenctl administers a Warren cluster through its auth server's admin API, with the admin identity in the auth server's data dir.",
   commands: Object.fromEntries(COMMANDS.map((command) => [command.spec.name.replace(/^warrenctl /, ''), async () => command])),
 }
 
-export function warrenctl(argv: string[]): Promise<number | void> {
+export function warrenctl(argv: string[]): Promise<number | undefined> {
   return runProgram(WARRENCTL, argv)
 }
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { bundle } from './bundle.ts'
-import { baseNodeBinary, type Arch } from './node-binary.ts'
+import { type Arch, baseNodeBinary } from './node-binary.ts'
 import { injectBlob, makeBlob } from './sea.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')

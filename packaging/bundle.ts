@@ -6,10 +6,10 @@
 // half of all the code), the proxy's ACME certificates, and ssh2, which only a node's SSH
 // server uses, from its first connection on.
 
-import { build, type BuildOptions, type Plugin } from 'esbuild'
 import { writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { brotliCompressSync, constants as zlib } from 'node:zlib'
+import { type BuildOptions, build, type Plugin } from 'esbuild'
 import { etcdProtosInline } from './etcd-protos.ts'
 import { partAsset } from './sea-part.ts'
 

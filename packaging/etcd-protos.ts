@@ -3,12 +3,13 @@
 // plugin parses those files at build time and puts their JSON form into the bundle, where
 // @grpc/proto-loader's fromJSON builds the same package definition from it.
 
-import type { Plugin } from 'esbuild'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
+import type { Plugin } from 'esbuild'
 
 const CONNECTION_POOL = /[\\/]node_modules[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/
+// biome-ignore lint/suspicious/noTemplateCurlyInString: the text of a line in etcd3's compiled source, matched literally
 const LOAD_PROTO = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`, {'
 
 interface ProtobufRoot {

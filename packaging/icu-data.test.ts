@@ -11,15 +11,65 @@ import { findIcuPackage, itemsToDrop, trimIcuData } from './icu-data.ts'
 const toolsMissing = ['icupkg', 'genrb'].find((tool) => spawnSync(tool, ['--help'], { stdio: 'ignore' }).error)
 
 t.test('which items go', async (t) => {
-  const items = ['root.res', 'en.res', 'de.res', 'de_CH.res', 'pool.res', 'res_index.res', 'supplementalData.res', 'zoneinfo64.res', 'metaZones.res', 'plurals.res',
-    'coll/root.res', 'coll/en.res', 'coll/de.res', 'coll/ucadata.icu', 'coll/res_index.res', 'zone/en.res', 'zone/fr.res', 'zone/tzdbNames.res', 'curr/supplementalData.res',
-    'lang/en.res', 'region/root.res', 'brkitr/root.res', 'brkitr/word.brk', 'brkitr/cjdict.dict', 'brkitr/res_index.res', 'translit/root.res',
-    'ibm-1047_P100-1995.cnv', 'cnvalias.icu', 'unames.icu', 'confusables.cfu', 'rfc3491.spp', 'nfkc.nrm', 'uts46.nrm', 'uemoji.icu']
+  const items = [
+    'root.res',
+    'en.res',
+    'de.res',
+    'de_CH.res',
+    'pool.res',
+    'res_index.res',
+    'supplementalData.res',
+    'zoneinfo64.res',
+    'metaZones.res',
+    'plurals.res',
+    'coll/root.res',
+    'coll/en.res',
+    'coll/de.res',
+    'coll/ucadata.icu',
+    'coll/res_index.res',
+    'zone/en.res',
+    'zone/fr.res',
+    'zone/tzdbNames.res',
+    'curr/supplementalData.res',
+    'lang/en.res',
+    'region/root.res',
+    'brkitr/root.res',
+    'brkitr/word.brk',
+    'brkitr/cjdict.dict',
+    'brkitr/res_index.res',
+    'translit/root.res',
+    'ibm-1047_P100-1995.cnv',
+    'cnvalias.icu',
+    'unames.icu',
+    'confusables.cfu',
+    'rfc3491.spp',
+    'nfkc.nrm',
+    'uts46.nrm',
+    'uemoji.icu',
+  ]
   const dropped = itemsToDrop(items)
   const kept = items.filter((item) => !dropped.has(item))
-  t.strictSame(kept, ['root.res', 'en.res', 'pool.res', 'res_index.res', 'supplementalData.res', 'zoneinfo64.res', 'metaZones.res', 'plurals.res',
-    'coll/root.res', 'coll/en.res', 'coll/ucadata.icu', 'coll/res_index.res', 'zone/en.res', 'zone/tzdbNames.res', 'curr/supplementalData.res',
-    'brkitr/res_index.res', 'nfkc.nrm', 'uts46.nrm', 'uemoji.icu'])
+  t.strictSame(kept, [
+    'root.res',
+    'en.res',
+    'pool.res',
+    'res_index.res',
+    'supplementalData.res',
+    'zoneinfo64.res',
+    'metaZones.res',
+    'plurals.res',
+    'coll/root.res',
+    'coll/en.res',
+    'coll/ucadata.icu',
+    'coll/res_index.res',
+    'zone/en.res',
+    'zone/tzdbNames.res',
+    'curr/supplementalData.res',
+    'brkitr/res_index.res',
+    'nfkc.nrm',
+    'uts46.nrm',
+    'uemoji.icu',
+  ])
 })
 
 t.test('a binary without ICU data is refused', async (t) => {

@@ -148,7 +148,10 @@ function run(tool: string, args: string[]): string {
   try {
     return execFileSync(tool, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw Object.assign(new Error(`"${tool}" is needed to trim Node's ICU data: install the Debian package ${ICU_TOOLS_PACKAGE} (apt-get install ${ICU_TOOLS_PACKAGE})`), { code: 'ENOENT' })
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw Object.assign(new Error(`"${tool}" is needed to trim Node's ICU data: install the Debian package ${ICU_TOOLS_PACKAGE} (apt-get install ${ICU_TOOLS_PACKAGE})`), {
+        code: 'ENOENT',
+      })
     throw error
   }
 }

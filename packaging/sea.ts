@@ -22,15 +22,22 @@ const postject = createRequire(import.meta.url)('postject') as Postject
  * build differ.
  */
 export function makeBlob(main: string, assets: Record<string, string>, workDir: string): string {
-  writeFileSync(join(workDir, 'sea-config.json'), JSON.stringify({
-    main,
-    assets,
-    output: 'sea-prep.blob',
-    disableExperimentalSEAWarning: true,
-    // A code cache is specific to the V8 that made it: this build's, an x64 one.
-    useCodeCache: false,
-    useSnapshot: false,
-  }, null, 2))
+  writeFileSync(
+    join(workDir, 'sea-config.json'),
+    JSON.stringify(
+      {
+        main,
+        assets,
+        output: 'sea-prep.blob',
+        disableExperimentalSEAWarning: true,
+        // A code cache is specific to the V8 that made it: this build's, an x64 one.
+        useCodeCache: false,
+        useSnapshot: false,
+      },
+      null,
+      2,
+    ),
+  )
   execFileSync(process.execPath, ['--experimental-sea-config', 'sea-config.json'], { cwd: workDir, stdio: ['ignore', 'ignore', 'inherit'] })
   return join(workDir, 'sea-prep.blob')
 }

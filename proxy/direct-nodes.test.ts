@@ -1,6 +1,6 @@
 import t from 'tap'
-import { DIRECT_NODES_CACHE_MS, DIRECT_NODES_MISS_REFRESH_MS, DirectNodeBook } from './direct-nodes.ts'
 import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
+import { DIRECT_NODES_CACHE_MS, DIRECT_NODES_MISS_REFRESH_MS, DirectNodeBook } from './direct-nodes.ts'
 
 /** A book over an answer the test changes, with its own clock, counting the requests. */
 function book(initial: DirectNodeEntry[]) {
@@ -48,7 +48,8 @@ t.test('one answer serves a burst; a missing name asks again, at most once a sec
 
 t.test('while the auth server does not answer, its last answer stands', async (t) => {
   const { state, directory } = book([pi])
-  await t.rejects(() => (state.failing = true, directory.find('pi')), /auth server unreachable/, 'no answer yet: the error')
+  state.failing = true
+  await t.rejects(() => directory.find('pi'), /auth server unreachable/, 'no answer yet: the error')
   state.failing = false
   state.now += DIRECT_NODES_CACHE_MS
   t.ok(await directory.find('pi'))

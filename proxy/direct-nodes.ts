@@ -4,8 +4,8 @@
 // of user connections costs one request, and asks again when a name is missing from it.
 // While the auth server cannot be reached, the last answer it gave is used.
 
-import { DEFAULTS } from '../shared/config.ts'
 import { parseHostPort } from '../shared/address.ts'
+import { DEFAULTS } from '../shared/config.ts'
 import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
 
 /**

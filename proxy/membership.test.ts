@@ -9,10 +9,12 @@ function liveSet() {
   const membership = new LiveSetMembership(
     () => {
       beats++
-      return new Promise<void>((resolve) => pending.push(() => {
-        members.add('p')
-        resolve()
-      }))
+      return new Promise<void>((resolve) =>
+        pending.push(() => {
+          members.add('p')
+          resolve()
+        }),
+      )
     },
     async () => {
       members.delete('p')

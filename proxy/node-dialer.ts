@@ -8,15 +8,15 @@
 
 import { X509Certificate } from 'node:crypto'
 import type { Duplex } from 'node:stream'
-import { connect, createSecureContext, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls'
-import { certSubject } from '../shared/cert-subject.ts'
+import { type ConnectionOptions, connect, createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls'
 import { joinHostPort } from '../shared/address.ts'
+import { certSubject } from '../shared/cert-subject.ts'
 import { WarrenError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
+import { type DialRequestIn, parseDialReply } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
-import { parseDialReply, type DialRequestIn } from '../shared/protocol/dial.ts'
 import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
-import { DirectNodeBook, type DirectNode } from './direct-nodes.ts'
+import { type DirectNode, DirectNodeBook } from './direct-nodes.ts'
 
 /**
  * A direct node must accept the TCP connection and finish the TLS handshake within this

@@ -7,8 +7,8 @@
 import { X509Certificate } from 'node:crypto'
 import { ApiClient } from '../shared/api-client.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
-import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import type { Logger } from '../shared/log.ts'
+import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { PastRecoveryWindow, recoverCertificates } from '../shared/recover.ts'
 import { RenewalSchedule, RetryLater } from '../shared/renewal-schedule.ts'
 import { certificateUsable, renewalDueAt, renewalNeeded } from '../shared/renewal-window.ts'
@@ -30,7 +30,7 @@ export class OwnCertificate {
   constructor(options: OwnCertificateOptions) {
     this.options = options
     this.schedule = new RenewalSchedule({
-      what: 'this proxy\'s certificate',
+      what: "this proxy's certificate",
       certificate: () => new X509Certificate(options.identity().tlsCertPem),
       renew: () => this.renew(),
       dueAt: (cert) => (renewalNeeded(cert, options.identity().hostCAPems[0]) ? Date.now() : renewalDueAt(cert)),

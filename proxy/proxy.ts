@@ -3,39 +3,38 @@
 // ALPN — heartbeats into the auth server, and tells its agents which proxies are live.
 // Users reach a node through its tunnel, or a direct node by a dial (node-dialer.ts).
 
+import { X509Certificate } from 'node:crypto'
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
-import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
 import type { Server } from 'node:net'
-import type { WarrenConfig } from '../shared/config.ts'
-import { DEFAULTS } from '../shared/config.ts'
+import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
 import { parseHostPort } from '../shared/address.ts'
 import { ApiClient } from '../shared/api-client.ts'
+import type { WarrenConfig } from '../shared/config.ts'
+import { DEFAULTS } from '../shared/config.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
-import { applyCertificates, type NodeIdentity } from '../shared/identity-store.ts'
-import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
-import { createLogger, type Logger } from '../shared/log.ts'
-import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN } from '../shared/protocol/tunnel.ts'
-import { sendToAgent } from '../shared/protocol/control.ts'
-import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
-import { createTlsRouter } from './listener/tls-router.ts'
-import { TlsGate } from '../shared/tls-gate/gate.ts'
-import type { GateStats } from '../shared/tls-gate/stats.ts'
-import { TunnelServer, type Tunnel } from './tunnel-server.ts'
-import { X509Certificate } from 'node:crypto'
 import { WarrenError } from '../shared/errors.ts'
-import { saveIdentity } from '../shared/identity-store.ts'
+import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
+import { applyCertificates, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
+import { createLogger, type Logger } from '../shared/log.ts'
+import { sendToAgent } from '../shared/protocol/control.ts'
+import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
+import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN } from '../shared/protocol/tunnel.ts'
 import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
-import { OwnCertificate } from './own-certificate.ts'
-import { UserGateway } from './user-gateway.ts'
+import { TlsGate } from '../shared/tls-gate/gate.ts'
+import type { GateStats } from '../shared/tls-gate/stats.ts'
+import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
+import { createTlsRouter } from './listener/tls-router.ts'
+import { LiveSetMembership } from './membership.ts'
 import { NodeDialer } from './node-dialer.ts'
+import { OwnCertificate } from './own-certificate.ts'
+import { PresenceReports } from './presence-reports.ts'
+import { ProxyRevocations } from './revocations.ts'
+import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
+import { type Tunnel, TunnelServer } from './tunnel-server.ts'
+import { UserGateway } from './user-gateway.ts'
 import { webApi } from './web-api.ts'
 import type { WebCertificates } from './web-certificates.ts'
-import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
-import { LiveSetMembership } from './membership.ts'
-import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
-import { ProxyRevocations } from './revocations.ts'
-import { PresenceReports } from './presence-reports.ts'
 
 /** How often the proxy reads the live set between its heartbeats. */
 const LIVE_SET_POLL_MS = 1000
@@ -94,7 +93,8 @@ export class ProxyService {
   async start(): Promise<void> {
     tuneHeapForForwarding()
     this.identity = await obtainIdentity(this.config, 'proxy', this.log, this.warn)
-    if (!certificateUsable(this.identity)) throw new WarrenError('this proxy\'s certificate has expired and could not be recovered (the log says why): it cannot reach the auth server')
+    if (!certificateUsable(this.identity))
+      throw new WarrenError("this proxy's certificate has expired and could not be recovered (the log says why): it cannot reach the auth server")
     this.ticketKeys = new TicketKeys(this.config.dataDir)
     this.hostCAPems = this.identity.hostCAPems
     this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
@@ -134,7 +134,13 @@ export class ProxyService {
       log: this.log,
     })
     this.nodes = nodes
-    this.users = new UserGateway({ nodes, clusterName: this.identity.clusterName, userCAPems: () => this.userCAPems, refusedUser: (name) => this.revocations.list.refusedUser(name), log: this.log })
+    this.users = new UserGateway({
+      nodes,
+      clusterName: this.identity.clusterName,
+      userCAPems: () => this.userCAPems,
+      refusedUser: (name) => this.revocations.list.refusedUser(name),
+      log: this.log,
+    })
     const web = createHttpServer()
     const router = webApi({
       discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),
@@ -192,9 +198,12 @@ export class ProxyService {
       this.addresses.tunnel = await listen(this.config.proxy.tunnelListenAddr, DEFAULTS.tunnelPort, tunnelsOnly)
     }
     await this.heartbeat(true)
-    this.membership = new LiveSetMembership(() => this.heartbeat(false), async () => {
-      await this.auth.call('DELETE /v1/proxies/self', {}, { timeoutMs: LEAVE_TIMEOUT_MS })
-    })
+    this.membership = new LiveSetMembership(
+      () => this.heartbeat(false),
+      async () => {
+        await this.auth.call('DELETE /v1/proxies/self', {}, { timeoutMs: LEAVE_TIMEOUT_MS })
+      },
+    )
     await this.webCertificates?.start()
     this.log.info(`proxy listening: web ${this.addresses.web}, tunnel ${this.addresses.tunnel}`, { proxy_id: this.identity.hostId })
     this.timers.push(setInterval(() => void this.membership?.heartbeat(), DEFAULTS.heartbeatIntervalMs))
@@ -346,8 +355,7 @@ export class ProxyService {
     // instead of dialling the balancer for it while it is away. Briefly: an unreachable auth
     // server must not hold up the stop (the record then expires by itself).
     const started = Date.now()
-    await this.membership?.leave(LEAVE_TIMEOUT_MS)
-      .catch((error: Error) => this.log.warn(`could not leave the live set: ${error.message}`))
+    await this.membership?.leave(LEAVE_TIMEOUT_MS).catch((error: Error) => this.log.warn(`could not leave the live set: ${error.message}`))
     const left = Date.now()
     this.webCertificates?.stop()
     const tunnels = this.tunnels?.size ?? 0

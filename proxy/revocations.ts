@@ -5,8 +5,8 @@
 // direct connections to them, and sessions of locked users are closed.
 
 import type { Logger } from '../shared/log.ts'
-import { RevocationList } from '../shared/revocation-list.ts'
 import { parseSnapshot } from '../shared/protocol/proxies.ts'
+import { RevocationList } from '../shared/revocation-list.ts'
 
 export interface ProxyRevocationsOptions {
   /** GET /v1/proxies/revocations. */

@@ -4,7 +4,7 @@
 
 import { X509Certificate } from 'node:crypto'
 import { caPin } from '../shared/pin.ts'
-import { certificateStatus, statusTime, type AcmeStatus, type ProxyStatus } from '../shared/status.ts'
+import { type AcmeStatus, certificateStatus, type ProxyStatus, statusTime } from '../shared/status.ts'
 import type { ProxyService } from './proxy.ts'
 import type { WebCertificates } from './web-certificates.ts'
 

@@ -1,8 +1,8 @@
-import t from 'tap'
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { TICKET_LIFETIME_S, TicketKeys, sessionIdContext } from './ticket-keys.ts'
+import { join } from 'node:path'
+import t from 'tap'
+import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
 
 const DAY = 86_400_000
 

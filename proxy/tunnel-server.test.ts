@@ -1,18 +1,18 @@
 // The proxy's tunnel server with real agents (AgentTunnel) over real TLS: what it tells
 // them about the live proxy set, and the spread it asks for when a proxy joins.
 
-import t, { type Test } from 'tap'
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
-import { createCA, createCertificate } from '../shared/x509.ts'
+import { createServer, type TLSSocket } from 'node:tls'
+import t, { type Test } from 'tap'
 import { AgentTunnel } from '../agent/tunnel.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
-import { AmbiguousNodeName, returnSpreadMs, TunnelServer } from './tunnel-server.ts'
+import { createCA, createCertificate } from '../shared/x509.ts'
 import { until } from '../test/helpers/until.ts'
+import { AmbiguousNodeName, returnSpreadMs, TunnelServer } from './tunnel-server.ts'
 
 const HOUR = 3_600_000
 const ca = createCA('test-cluster host CA', 'test-cluster')
@@ -35,7 +35,19 @@ function certificate(commonName: string, role: string, nodename = commonName): {
 function nodeIdentity(nodename?: string): NodeIdentity {
   const hostId = randomUUID()
   const { cert, key } = certificate(hostId, 'node', nodename)
-  return { hostId, nodename: nodename ?? hostId, clusterName: 'test-cluster', roles: ['node'], authServers: [], tlsKeyPem: key, tlsCertPem: cert, sshKeyPem: '', sshCert: '', hostCAPems: [ca.certPem], userCASshKeys: [] }
+  return {
+    hostId,
+    nodename: nodename ?? hostId,
+    clusterName: 'test-cluster',
+    roles: ['node'],
+    authServers: [],
+    tlsKeyPem: key,
+    tlsCertPem: cert,
+    sshKeyPem: '',
+    sshCert: '',
+    hostCAPems: [ca.certPem],
+    userCASshKeys: [],
+  }
 }
 
 t.test('returns are spread so that a joining proxy gets about 300 a second, over 1 to 60 s', async (t) => {
@@ -51,7 +63,9 @@ async function tunnelServer(t: Test): Promise<{ proxyId: string; tunnels: Tunnel
   const proxyId = randomUUID()
   const tunnels = new TunnelServer({ proxyId, clusterName: 'test-cluster', hostCAPems: () => [ca.certPem], keepAliveIntervalMs: 15_000, log })
   const { cert, key } = certificate(proxyId, 'proxy')
-  const server = createServer({ cert, key, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] }, (socket: TLSSocket) => tunnels.handle(socket, '127.0.0.1'))
+  const server = createServer({ cert, key, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] }, (socket: TLSSocket) =>
+    tunnels.handle(socket, '127.0.0.1'),
+  )
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   t.teardown(() => {
@@ -65,10 +79,22 @@ t.test('agents hear the live set, with a spread only when a proxy joined it', as
   const { proxyId, tunnels, port } = await tunnelServer(t)
 
   tunnels.announce(['p1', proxyId])
-  const agents = await Promise.all([0, 1, 2].map(() => AgentTunnel.open({ host: '127.0.0.1', port, identity: nodeIdentity(), keepAliveIntervalMs: 15_000, labels: () => ({}), services: [], onStream: (s) => s.destroy(), log })))
-  t.teardown(() => agents.forEach((agent) => agent.close()))
+  const agents = await Promise.all(
+    [0, 1, 2].map(() =>
+      AgentTunnel.open({ host: '127.0.0.1', port, identity: nodeIdentity(), keepAliveIntervalMs: 15_000, labels: () => ({}), services: [], onStream: (s) => s.destroy(), log }),
+    ),
+  )
+  t.teardown(() =>
+    agents.forEach((agent) => {
+      agent.close()
+    }),
+  )
   for (const agent of agents) agent.activate()
-  t.same(agents.map((agent) => agent.announced), [[proxyId, 'p1'].sort(), [proxyId, 'p1'].sort(), [proxyId, 'p1'].sort()], 'the welcome carries the live set')
+  t.same(
+    agents.map((agent) => agent.announced),
+    [[proxyId, 'p1'].sort(), [proxyId, 'p1'].sort(), [proxyId, 'p1'].sort()],
+    'the welcome carries the live set',
+  )
   await until('three tunnels', () => tunnels.size === 3, { timeoutMs: 10_000, everyMs: 10 })
 
   const heard = (agent: AgentTunnel) => new Promise<[string[], number | undefined]>((resolve) => agent.once('proxies', (ids: string[], spread?: number) => resolve([ids, spread])))
@@ -90,7 +116,16 @@ t.test('agents hear the live set, with a spread only when a proxy joined it', as
 t.test("a node's new labels reach the proxy through its tunnel", async (t) => {
   const { tunnels, port } = await tunnelServer(t)
   const identity = nodeIdentity()
-  const agent = await AgentTunnel.open({ host: '127.0.0.1', port, identity, keepAliveIntervalMs: 15_000, labels: () => ({ stage: 'one' }), services: [], onStream: (s) => s.destroy(), log })
+  const agent = await AgentTunnel.open({
+    host: '127.0.0.1',
+    port,
+    identity,
+    keepAliveIntervalMs: 15_000,
+    labels: () => ({ stage: 'one' }),
+    services: [],
+    onStream: (s) => s.destroy(),
+    log,
+  })
   t.teardown(() => agent.close())
   agent.activate()
   await until('the hello', () => tunnels.find(identity.hostId)?.labels.stage === 'one', { timeoutMs: 10_000, everyMs: 10 })

@@ -3,20 +3,20 @@
 // the live proxy set the other (shared/protocol/control.ts: a message this proxy cannot read
 // closes the tunnel); the proxy opens one stream per user connection.
 
+import type { X509Certificate } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
-import type { X509Certificate } from 'node:crypto'
-import { createSession, type Session } from '../shared/yamux/index.ts'
 import { certSubject, validNow } from '../shared/cert-subject.ts'
-import { TunnelTrust } from './tunnel-trust.ts'
 import type { Logger } from '../shared/log.ts'
-import { MAX_RETURN_SPREAD_MS } from '../shared/protocol/tunnel.ts'
+import { type ProxyMessageOf, parseAgentMessage, sendToAgent } from '../shared/protocol/control.ts'
+import { type DialRequestIn, parseDialReply } from '../shared/protocol/dial.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readFirstMessage, readMessages, writeMessage } from '../shared/protocol/framing.ts'
-import { parseAgentMessage, sendToAgent, type ProxyMessageOf } from '../shared/protocol/control.ts'
-import { parseDialReply, type DialRequestIn } from '../shared/protocol/dial.ts'
 import type { RuledLabels } from '../shared/protocol/shape.ts'
+import { MAX_RETURN_SPREAD_MS } from '../shared/protocol/tunnel.ts'
+import { createSession, type Session } from '../shared/yamux/index.ts'
+import { TunnelTrust } from './tunnel-trust.ts'
 
 export interface Tunnel {
   hostId: string
@@ -60,7 +60,9 @@ export function returnSpreadMs(agents: number): number {
 /** A node name that more than one connected host carries: routing by it would be a guess. */
 export class AmbiguousNodeName extends Error {
   constructor(nodename: string, hostIds: string[]) {
-    super(`node name "${nodename}" is carried by ${hostIds.length} connected hosts (${hostIds.join(', ')}): connect by host ID, and remove the stale one with "warrenctl nodes rm HOST_ID"`)
+    super(
+      `node name "${nodename}" is carried by ${hostIds.length} connected hosts (${hostIds.join(', ')}): connect by host ID, and remove the stale one with "warrenctl nodes rm HOST_ID"`,
+    )
   }
 }
 
@@ -86,7 +88,13 @@ export class TunnelServer extends EventEmitter {
   constructor(options: TunnelServerOptions) {
     super()
     this.options = options
-    this.trust = new TunnelTrust({ clusterName: options.clusterName, hostCAPems: options.hostCAPems, refusedHost: options.refusedHost, close: (tunnel) => tunnel.session.close(), log: options.log })
+    this.trust = new TunnelTrust({
+      clusterName: options.clusterName,
+      hostCAPems: options.hostCAPems,
+      refusedHost: options.refusedHost,
+      close: (tunnel) => tunnel.session.close(),
+      log: options.log,
+    })
   }
 
   get size(): number {
@@ -143,7 +151,11 @@ export class TunnelServer extends EventEmitter {
     if (!cert || !verdict?.trusted) {
       const reason = socket.authorizationError ? String(socket.authorizationError) : verdict && !verdict.trusted ? verdict.reason : 'no client certificate'
       // The certificate's CN names the host even when the verdict is against it.
-      log.warn(`tunnel from ${remoteAddress} refused: ${reason}`, { from: remoteAddress, refused: reason, ...(cert ? { host_id: certSubject(cert).commonName, resumed: socket.isSessionReused() } : {}) })
+      log.warn(`tunnel from ${remoteAddress} refused: ${reason}`, {
+        from: remoteAddress,
+        refused: reason,
+        ...(cert ? { host_id: certSubject(cert).commonName, resumed: socket.isSessionReused() } : {}),
+      })
       socket.destroy()
       return
     }
@@ -174,7 +186,11 @@ export class TunnelServer extends EventEmitter {
       if (this.tunnels.get(tunnel.hostId) === tunnel) {
         this.tunnels.delete(tunnel.hostId)
         this.emit('disconnect', tunnel)
-        log.info(`tunnel from ${tunnel.nodename} closed${error ? `: ${error.message}` : ''}`, { host_id: tunnel.hostId, tunnel: 'closed', ...(error ? { error: error.message } : {}) })
+        log.info(`tunnel from ${tunnel.nodename} closed${error ? `: ${error.message}` : ''}`, {
+          host_id: tunnel.hostId,
+          tunnel: 'closed',
+          ...(error ? { error: error.message } : {}),
+        })
       }
     })
   }
@@ -223,7 +239,12 @@ export class TunnelServer extends EventEmitter {
     tunnel.control = stream
     stream.on('error', (error) => {
       if (!(error instanceof ProtocolError)) return
-      this.options.log.warn(`tunnel from ${tunnel.nodename} closed: ${error.message}`, { host_id: tunnel.hostId, protocol_error: error.message, message_type: error.messageType, ...(error.field ? { field: error.field } : {}) })
+      this.options.log.warn(`tunnel from ${tunnel.nodename} closed: ${error.message}`, {
+        host_id: tunnel.hostId,
+        protocol_error: error.message,
+        message_type: error.messageType,
+        ...(error.field ? { field: error.field } : {}),
+      })
       tunnel.session.close()
     })
     sendToAgent(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName })

@@ -3,19 +3,19 @@
 // its key is trusted (the one it opened with, or one it renewed since), and is closed
 // when none is.
 
-import t, { type Test } from 'tap'
-import { generateKeyPairSync, randomUUID, X509Certificate, type KeyObject } from 'node:crypto'
+import { generateKeyPairSync, type KeyObject, randomUUID, X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
-import { createServer, type TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
-import { createCA, createCertificate } from '../shared/x509.ts'
+import { createServer, type TLSSocket } from 'node:tls'
+import t, { type Test } from 'tap'
 import { AgentTunnel } from '../agent/tunnel.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
-import { TunnelServer } from './tunnel-server.ts'
-import { TunnelTrust, type TrustedTunnel } from './tunnel-trust.ts'
+import { createCA, createCertificate } from '../shared/x509.ts'
 import { until } from '../test/helpers/until.ts'
+import { TunnelServer } from './tunnel-server.ts'
+import { type TrustedTunnel, TunnelTrust } from './tunnel-trust.ts'
 
 type CA = ReturnType<typeof createCA>
 const oldCA = createCA('test-cluster host CA', 'test-cluster')
@@ -39,9 +39,17 @@ function node(): { identity: NodeIdentity; renew: (ca: CA) => string } {
   const hostId = randomUUID()
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const identity: NodeIdentity = {
-    hostId, nodename: hostId, clusterName: 'test-cluster', roles: ['node'], authServers: [],
-    tlsKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, tlsCertPem: certificate(oldCA, hostId, 'node', publicKey),
-    sshKeyPem: '', sshCert: '', hostCAPems: [oldCA.certPem], userCASshKeys: [],
+    hostId,
+    nodename: hostId,
+    clusterName: 'test-cluster',
+    roles: ['node'],
+    authServers: [],
+    tlsKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    tlsCertPem: certificate(oldCA, hostId, 'node', publicKey),
+    sshKeyPem: '',
+    sshCert: '',
+    hostCAPems: [oldCA.certPem],
+    userCASshKeys: [],
   }
   return { identity, renew: (ca) => certificate(ca, hostId, 'node', publicKey) }
 }
@@ -52,7 +60,17 @@ async function tunnelServer(t: Test, trusted: { pems: string[] }): Promise<{ tun
   const tunnels = new TunnelServer({ proxyId, clusterName: 'test-cluster', hostCAPems: () => trusted.pems, keepAliveIntervalMs: 15_000, log })
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const cert = certificate(oldCA, proxyId, 'proxy', publicKey)
-  const server = createServer({ cert, key: privateKey.export({ type: 'pkcs8', format: 'pem' }), ca: [oldCA.certPem, newCA.certPem], requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] }, (socket: TLSSocket) => tunnels.handle(socket, '127.0.0.1'))
+  const server = createServer(
+    {
+      cert,
+      key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      ca: [oldCA.certPem, newCA.certPem],
+      requestCert: true,
+      rejectUnauthorized: false,
+      ALPNProtocols: [TUNNEL_ALPN],
+    },
+    (socket: TLSSocket) => tunnels.handle(socket, '127.0.0.1'),
+  )
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   t.teardown(() => {
@@ -93,13 +111,13 @@ t.test('a host CA rotation keeps the tunnels of nodes that renewed and closes th
   claimed.tunnel.sendCertificate(renewed)
   claimed.tunnel.sendLabels({ sent: 'after the certificate' })
   await until('the renewed certificate to be taken', () => presents(tunnels, follower.identity.hostId, renewed), { timeoutMs: 10_000, everyMs: 10 })
-  await until('the impostor\'s next message', () => tunnels.find(impostor.identity.hostId)?.labels.sent !== undefined, { timeoutMs: 10_000, everyMs: 10 })
-  t.ok(presents(tunnels, impostor.identity.hostId, impostor.identity.tlsCertPem), 'another node\'s certificate is not taken')
+  await until("the impostor's next message", () => tunnels.find(impostor.identity.hostId)?.labels.sent !== undefined, { timeoutMs: 10_000, everyMs: 10 })
+  t.ok(presents(tunnels, impostor.identity.hostId, impostor.identity.tlsCertPem), "another node's certificate is not taken")
 
   trusted.pems = [newCA.certPem]
   tunnels.dropUntrusted()
   await until('the tunnels from the dropped CA to close', () => !stayed.open() && !claimed.open(), { timeoutMs: 10_000, everyMs: 10 })
-  t.pass('the node that did not renew and the one that showed another node\'s certificate are cut')
+  t.pass("the node that did not renew and the one that showed another node's certificate are cut")
   t.ok(followed.open(), 'the node that renewed keeps its tunnel')
   t.ok(tunnels.find(follower.identity.hostId), 'and is still routed to')
   t.notOk(tunnels.find(stale.identity.hostId), 'the stale node is not')
@@ -136,7 +154,13 @@ t.test('a node cannot make the proxy check certificates without end', async (t) 
 t.test('a tunnel that lives through many renewals takes each one; a flood waits its turn', async (t) => {
   let now = Date.now()
   const closed: string[] = []
-  const trust = new TunnelTrust<TrustedTunnel>({ clusterName: 'test-cluster', hostCAPems: () => [oldCA.certPem], close: (tunnel) => closed.push(tunnel.hostId), log, clock: () => now })
+  const trust = new TunnelTrust<TrustedTunnel>({
+    clusterName: 'test-cluster',
+    hostCAPems: () => [oldCA.certPem],
+    close: (tunnel) => closed.push(tunnel.hostId),
+    log,
+    clock: () => now,
+  })
   t.teardown(() => trust.closed(tunnel))
   const host = node()
   const tunnel: TrustedTunnel = { hostId: host.identity.hostId, nodename: host.identity.nodename, cert: new X509Certificate(host.identity.tlsCertPem) }

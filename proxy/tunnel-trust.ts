@@ -141,7 +141,10 @@ export class TunnelTrust<T extends TrustedTunnel> {
     const cert = typeof pem === 'string' ? parseCertificate(pem) : undefined
     const verdict = cert && this.judge(cert)
     if (!cert || !verdict?.trusted || verdict.subject.commonName !== tunnel.hostId || !cert.publicKey.equals(tunnel.cert.publicKey)) {
-      this.options.log.warn(`tunnel from ${tunnel.nodename}: its renewed certificate is not taken (${verdict && !verdict.trusted ? verdict.reason : 'not a certificate of this node\'s key'})`, { host_id: tunnel.hostId })
+      this.options.log.warn(
+        `tunnel from ${tunnel.nodename}: its renewed certificate is not taken (${verdict && !verdict.trusted ? verdict.reason : "not a certificate of this node's key"})`,
+        { host_id: tunnel.hostId },
+      )
       return false
     }
     held.certs = [...held.certs, cert].slice(-MAX_CERTS_PER_TUNNEL)

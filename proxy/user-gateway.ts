@@ -6,14 +6,14 @@
 // issued its certificate, or when the user is locked (`warrenctl lock --user`), it is
 // closed, and a locked user's new connections are refused with the lock's message.
 
-import type { TLSSocket } from 'node:tls'
-import type { Duplex } from 'node:stream'
 import type { X509Certificate } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import type { TLSSocket } from 'node:tls'
 import { certSubject } from '../shared/cert-subject.ts'
-import { judgeCertificate, judgeIdentity, type Expected, type Verdict } from '../shared/cert-trust.ts'
+import { type Expected, judgeCertificate, judgeIdentity, type Verdict } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
+import { type DialReply, type DialRequestIn, parseUserDial } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
-import { parseUserDial, type DialReply, type DialRequestIn } from '../shared/protocol/dial.ts'
 import { splice } from '../shared/splice.ts'
 import type { NodeDialer } from './node-dialer.ts'
 

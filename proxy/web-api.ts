@@ -5,8 +5,8 @@
 
 import type { IncomingMessage } from 'node:http'
 import type { ApiClient } from '../shared/api-client.ts'
+import { type Call, HttpError, NO_BODY, Router, type RouteTable, SMALL_BODY } from '../shared/api-router.ts'
 import { ApiError } from '../shared/errors.ts'
-import { HttpError, NO_BODY, Router, SMALL_BODY, type Call, type RouteTable } from '../shared/api-router.ts'
 import type { Logger } from '../shared/log.ts'
 import type { ApiResponse, ProxyWebRoute } from '../shared/protocol/api.ts'
 import type { Discovery } from '../shared/protocol/hosts.ts'
@@ -22,7 +22,11 @@ export interface WebApiOptions {
 type WebRoutes = RouteTable<ProxyWebRoute, WebApiOptions, null>
 
 /** Hands a request on to the auth server (its body as it came), and the answer back. */
-async function forward<K extends ProxyWebRoute>(call: Call<K, unknown>, options: WebApiOptions, carry: { body?: boolean; headers?: Record<string, string> } = {}): Promise<ApiResponse<K>> {
+async function forward<K extends ProxyWebRoute>(
+  call: Call<K, unknown>,
+  options: WebApiOptions,
+  carry: { body?: boolean; headers?: Record<string, string> } = {},
+): Promise<ApiResponse<K>> {
   const space = call.route.indexOf(' ')
   const body = carry.body ? await call.json() : undefined
   try {

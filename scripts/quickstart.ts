@@ -4,13 +4,13 @@
 // node over SSH through the proxy. Each step says what it means and what to type on real
 // machines; everything is stopped and removed at the end.
 
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { readStatus, statusSocketPath } from '../shared/status-socket.ts'
 import type { WarrenStatus } from '../shared/status.ts'
+import { readStatus, statusSocketPath } from '../shared/status-socket.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const WARREN = join(ROOT, 'cli/warren.ts')
@@ -77,57 +77,75 @@ async function until<T>(what: string, check: () => T | undefined | false | Promi
 }
 
 async function main(): Promise<void> {
-  step('Start the auth server and a proxy in one process',
+  step(
+    'Start the auth server and a proxy in one process',
     'Auth is the trust core (host and user CAs, tokens, the node registry); the proxy is the public face: one HTTPS port for its API and users, one port for reverse tunnels.',
-    'warren start --roles=auth,proxy --config=/etc/warren.yaml')
-  writeFileSync(join(work, 'cluster.yaml'), [
-    'version: v1',
-    `data_dir: ${clusterDir}`,
-    'nodename: quickstart-proxy',
-    'auth_service:',
-    '  listen_addr: 127.0.0.1:0',
-    '  cluster_name: quickstart',
-    'proxy_service:',
-    '  web_listen_addr: 127.0.0.1:0',
-    '  tunnel_listen_addr: 127.0.0.1:0',
-    '',
-  ].join('\n'))
+    'warren start --roles=auth,proxy --config=/etc/warren.yaml',
+  )
+  writeFileSync(
+    join(work, 'cluster.yaml'),
+    [
+      'version: v1',
+      `data_dir: ${clusterDir}`,
+      'nodename: quickstart-proxy',
+      'auth_service:',
+      '  listen_addr: 127.0.0.1:0',
+      '  cluster_name: quickstart',
+      'proxy_service:',
+      '  web_listen_addr: 127.0.0.1:0',
+      '  tunnel_listen_addr: 127.0.0.1:0',
+      '',
+    ].join('\n'),
+  )
   daemon(['start', '--roles=auth,proxy', `--config=${join(work, 'cluster.yaml')}`])
   const web = await until('the proxy to listen', async () => (await statusOf(clusterDir))?.proxy?.listen.web)
 
-  step('Create a join token for a node',
+  step(
+    'Create a join token for a node',
     'A short-lived invite; only its hash is stored. The command it prints carries the CA pin, so the node can tell the real cluster from an impostor.',
-    'warrenctl nodes add --ttl=30m')
+    'warrenctl nodes add --ttl=30m',
+  )
   const invite = ctl('nodes', 'add', '--ttl=5m')
   show(invite.trimEnd())
   const token = /The invite token: (\S+)/.exec(invite)![1]
   const pin = /--ca-pin=(\S+)/.exec(invite)![1]
 
-  step('Join a node through the proxy\'s web port',
+  step(
+    "Join a node through the proxy's web port",
     `The node checks the CA pin, sends the token with fresh public keys, stores its certificates in ${nodeDir}, then dials out to the proxy and keeps a reverse tunnel open: it needs no open port of its own.`,
-    `warren start --roles=node --token=- --ca-pin=${pin.slice(0, 20)}… --auth-server=proxy.example.com:3080  (the token on standard input)`)
-  daemon(['start', '--roles=node', '--token=-', `--ca-pin=${pin}`, `--auth-server=${web}`, `--data-dir=${nodeDir}`, '--nodename=quickstart-node', '--labels=env=demo'], `${token}\n`)
-  await until('the node\'s reverse tunnel', async () => ((await statusOf(nodeDir))?.node?.tunnel?.proxies.length ?? 0) > 0)
+    `warren start --roles=node --token=- --ca-pin=${pin.slice(0, 20)}… --auth-server=proxy.example.com:3080  (the token on standard input)`,
+  )
+  daemon(
+    ['start', '--roles=node', '--token=-', `--ca-pin=${pin}`, `--auth-server=${web}`, `--data-dir=${nodeDir}`, '--nodename=quickstart-node', '--labels=env=demo'],
+    `${token}\n`,
+  )
+  await until("the node's reverse tunnel", async () => ((await statusOf(nodeDir))?.node?.tunnel?.proxies.length ?? 0) > 0)
   await until('the node to show up in nodes ls', () => ctl('nodes', 'ls').includes('quickstart-node'))
 
-  step('The admin\'s view, and the node\'s',
+  step(
+    "The admin's view, and the node's",
     'warrenctl talks to the auth server with the admin identity in its data dir. "⟵ Tunnel" means the node is reached through its reverse tunnel. On the device, warren status reads what the running node reports about itself: the proxies it holds tunnels to, its certificate.',
-    'warrenctl status; warrenctl tokens ls; warrenctl nodes ls; on the device: warren status')
+    'warrenctl status; warrenctl tokens ls; warrenctl nodes ls; on the device: warren status',
+  )
   show('$ warrenctl status\n' + ctl('status'))
   show('$ warrenctl tokens ls\n' + ctl('tokens', 'ls'))
   show('$ warrenctl nodes ls\n' + ctl('nodes', 'ls'))
   show('$ warren status\n' + execFileSync(process.execPath, [WARREN, 'status', `--data-dir=${nodeDir}`], { encoding: 'utf8' }))
 
-  step('Give a user short-lived certificates',
-    'The user CA signs an SSH certificate (logins: the OS accounts allowed) and a TLS one the proxy checks; known_hosts lists the nodes\' host keys, so ssh verifies them strictly.',
-    'warrenctl users add alice --logins=root && warrenctl auth sign --user=alice --ttl=1h --out ~/.warren --format=openssh')
+  step(
+    'Give a user short-lived certificates',
+    "The user CA signs an SSH certificate (logins: the OS accounts allowed) and a TLS one the proxy checks; known_hosts lists the nodes' host keys, so ssh verifies them strictly.",
+    'warrenctl users add alice --logins=root && warrenctl auth sign --user=alice --ttl=1h --out ~/.warren --format=openssh',
+  )
   show(ctl('users', 'add', 'alice', `--logins=${process.env.USER ?? 'root'}`).trimEnd())
   show(ctl('auth', 'sign', '--user=alice', '--ttl=1h', `--out=${userDir}`, '--format=openssh', `--proxy=${web}`).trimEnd())
 
   const login = process.env.USER ?? 'root'
-  step('Run a command on the node over SSH, through the proxy and the tunnel',
+  step(
+    'Run a command on the node over SSH, through the proxy and the tunnel',
     'warren ssh runs your OpenSSH client with Warren as its ProxyCommand; a stock ssh works too with the ssh_config that auth sign wrote.',
-    `warren ssh ${login}@quickstart-node uname -a    (or: ssh -F ~/.warren/ssh_config ${login}@quickstart-node)`)
+    `warren ssh ${login}@quickstart-node uname -a    (or: ssh -F ~/.warren/ssh_config ${login}@quickstart-node)`,
+  )
   let hasSsh = true
   try {
     execFileSync('ssh', ['-V'], { stdio: 'ignore' })
@@ -138,7 +156,9 @@ async function main(): Promise<void> {
     show('(skipped: no OpenSSH client here; install it with "apt-get install openssh-client")')
     return
   }
-  const output = execFileSync(process.execPath, [WARREN, 'ssh', `--identity=${userDir}`, `${login}@quickstart-node`, 'echo "hello from $(hostname), as $(whoami)"; uname -sr'], { encoding: 'utf8' })
+  const output = execFileSync(process.execPath, [WARREN, 'ssh', `--identity=${userDir}`, `${login}@quickstart-node`, 'echo "hello from $(hostname), as $(whoami)"; uname -sr'], {
+    encoding: 'utf8',
+  })
   show(`$ warren ssh ${login}@quickstart-node 'echo "hello from $(hostname), as $(whoami)"; uname -sr'\n${output}`)
 }
 

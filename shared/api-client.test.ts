@@ -1,5 +1,5 @@
-import t from 'tap'
 import { createServer } from 'node:https'
+import t from 'tap'
 import { loopbackCert, testCA } from '../test/helpers/certs.ts'
 import { ApiClient } from './api-client.ts'
 import { CLUSTER_SERVER_NAME } from './protocol/tunnel.ts'
@@ -7,14 +7,17 @@ import { CLUSTER_SERVER_NAME } from './protocol/tunnel.ts'
 t.test('API calls ask for the cluster server name, whatever address they dial', async (t) => {
   const { certPem, keyPem } = loopbackCert(testCA('API test CA', 'Warren tests'), { CN: 'localhost' }, ['serverAuth'])
   const asked: string[] = []
-  const server = createServer({
-    key: keyPem,
-    cert: certPem,
-    SNICallback: (name, done) => {
-      asked.push(name)
-      done(null)
+  const server = createServer(
+    {
+      key: keyPem,
+      cert: certPem,
+      SNICallback: (name, done) => {
+        asked.push(name)
+        done(null)
+      },
     },
-  }, (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'))
+    (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'),
+  )
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   t.teardown(() => server.close())
   const { port } = server.address() as { port: number }

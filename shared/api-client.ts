@@ -8,10 +8,10 @@
 import { X509Certificate } from 'node:crypto'
 import { Agent, request } from 'node:https'
 import type { PeerCertificate as TlsPeerCertificate } from 'node:tls'
-import { ApiError, WarrenError } from './errors.ts'
 import { certSubject } from './cert-subject.ts'
+import { ApiError, WarrenError } from './errors.ts'
+import { type ApiResponse, type ApiRoute, type RouteInput, requestLine } from './protocol/api.ts'
 import { CLUSTER_SERVER_NAME } from './protocol/tunnel.ts'
-import { requestLine, type ApiResponse, type ApiRoute, type RouteInput } from './protocol/api.ts'
 
 const SERVER_ROLES = ['auth', 'proxy']
 
@@ -53,9 +53,10 @@ export class ApiClient {
     this.timeoutMs = options.timeoutMs ?? 15_000
     // Every call asks for the cluster's own server name, so a proxy with a public (ACME)
     // certificate answers with its host-CA one.
-    const tls = options.caPems !== undefined
-      ? { ca: options.caPems, cert: options.certPem, key: options.keyPem, checkServerIdentity: checkClusterServer, rejectUnauthorized: true, servername: CLUSTER_SERVER_NAME }
-      : { rejectUnauthorized: false, servername: CLUSTER_SERVER_NAME }
+    const tls =
+      options.caPems !== undefined
+        ? { ca: options.caPems, cert: options.certPem, key: options.keyPem, checkServerIdentity: checkClusterServer, rejectUnauthorized: true, servername: CLUSTER_SERVER_NAME }
+        : { rejectUnauthorized: false, servername: CLUSTER_SERVER_NAME }
     // Connections are kept for the next call, and closed after 10 s unused.
     this.agent = new Agent({ ...tls, keepAlive: true, timeout: 10_000 })
   }
@@ -64,7 +65,11 @@ export class ApiClient {
    * Calls `route` with its path parameters, body and query (shared/protocol/api.ts): the
    * types of what goes and what comes back are the route's.
    */
-  call<K extends ApiRoute>(route: K, ...[input, options]: {} extends RouteInput<K> ? [input?: RouteInput<K>, options?: CallOptions] : [input: RouteInput<K>, options?: CallOptions]): Promise<ApiResponse<K>> {
+  call<K extends ApiRoute>(
+    route: K,
+    // biome-ignore lint/complexity/noBannedTypes: `{} extends T` asks whether every field of T is optional
+    ...[input, options]: {} extends RouteInput<K> ? [input?: RouteInput<K>, options?: CallOptions] : [input: RouteInput<K>, options?: CallOptions]
+  ): Promise<ApiResponse<K>> {
     const given = (input ?? {}) as { params?: Record<string, string>; body?: unknown; query?: Record<string, boolean | undefined> }
     const { method, path } = requestLine(route, given)
     return this.request<ApiResponse<K>>(method, path, given.body, options)

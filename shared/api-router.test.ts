@@ -3,12 +3,12 @@
 // status the server maps them to, and a failure is a 500 that tells the caller a request ID
 // and the log the detail.
 
-import t, { type Test } from 'tap'
 import { once } from 'node:events'
-import { createServer, request, type IncomingMessage } from 'node:http'
+import { createServer, type IncomingMessage, request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { PassThrough } from 'node:stream'
-import { HttpError, NO_BODY, Router, type Access, type RouteTable } from './api-router.ts'
+import t, { type Test } from 'tap'
+import { type Access, HttpError, NO_BODY, Router, type RouteTable } from './api-router.ts'
 import { createLogger } from './log.ts'
 
 type TestRoute = 'GET /v1/health' | 'GET /v1/status' | 'POST /v1/users' | 'DELETE /v1/tokens/:token'
@@ -29,14 +29,30 @@ function admit(access: Access, req: IncomingMessage): string | null {
 }
 
 const TABLE: RouteTable<TestRoute, Context, string> = {
-  'GET /v1/health': { access: 'public', bodyLimit: NO_BODY, handle: async (call, context) => (context.ran.push(`health by ${call.peer}`), { ok: true }) },
+  'GET /v1/health': {
+    access: 'public',
+    bodyLimit: NO_BODY,
+    handle: async (call, context) => {
+      context.ran.push(`health by ${call.peer}`)
+      return { ok: true }
+    },
+  },
   'GET /v1/status': {
     access: 'admin',
     bodyLimit: NO_BODY,
     async handle(_call, context) {
       context.ran.push('status')
       if (context.fail) throw context.fail
-      return { cluster_name: 'c', version: 'v', host_ca: { pins: [], last_rotated: null, rotation: null }, user_ca: { pins: [], last_rotated: null, rotation: null }, join_attempts: 0, renewals_issued: 0, public_addrs: [], proxy_addrs: [] }
+      return {
+        cluster_name: 'c',
+        version: 'v',
+        host_ca: { pins: [], last_rotated: null, rotation: null },
+        user_ca: { pins: [], last_rotated: null, rotation: null },
+        join_attempts: 0,
+        renewals_issued: 0,
+        public_addrs: [],
+        proxy_addrs: [],
+      }
     },
   },
   'POST /v1/users': {
@@ -56,22 +72,35 @@ async function serve(t: Test) {
   const context: Context = { ran: [] }
   const logged = new PassThrough()
   const lines: Record<string, unknown>[] = []
-  logged.on('data', (chunk) => lines.push(...String(chunk).trim().split('\n').map((line) => JSON.parse(line))))
-  const router = new Router(TABLE, { context, admit, statusOf: (error) => (error instanceof Taken ? { status: 409 } : undefined), log: createLogger('test', { format: 'json', stream: logged }) })
+  logged.on('data', (chunk) =>
+    lines.push(
+      ...String(chunk)
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line)),
+    ),
+  )
+  const router = new Router(TABLE, {
+    context,
+    admit,
+    statusOf: (error) => (error instanceof Taken ? { status: 409 } : undefined),
+    log: createLogger('test', { format: 'json', stream: logged }),
+  })
   const server = createServer((req, res) => void router.handle(req, res))
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   t.teardown(() => server.close())
   const port = (server.address() as AddressInfo).port
-  const call = (method: string, path: string, options: { caller?: string; body?: string } = {}) => new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: options.caller ? { 'x-caller': options.caller } : {} }, (res) => {
-      let text = ''
-      res.on('data', (chunk) => (text += chunk))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }))
+  const call = (method: string, path: string, options: { caller?: string; body?: string } = {}) =>
+    new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, method, path, headers: options.caller ? { 'x-caller': options.caller } : {} }, (res) => {
+        let text = ''
+        res.on('data', (chunk) => (text += chunk))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }))
+      })
+      req.on('error', reject)
+      req.end(options.body)
     })
-    req.on('error', reject)
-    req.end(options.body)
-  })
   return { context, lines, call }
 }
 
@@ -92,14 +121,24 @@ t.test('path parameters are decoded after the caller is judged', async (t) => {
   t.same((await call('DELETE', '/v1/tokens/a%2Fb', { caller: 'admin' })).body, { id: 'a/b' })
 })
 
-t.test('bodies are read within the route\'s limit and with its shape', async (t) => {
+t.test("bodies are read within the route's limit and with its shape", async (t) => {
   const { context, call } = await serve(t)
-  t.same(await call('POST', '/v1/users', { caller: 'admin', body: JSON.stringify({ name: 'alice', logins: ['root'] }) }), { status: 200, body: { name: 'alice', logins: ['root'] } })
+  t.same(await call('POST', '/v1/users', { caller: 'admin', body: JSON.stringify({ name: 'alice', logins: ['root'] }) }), {
+    status: 200,
+    body: { name: 'alice', logins: ['root'] },
+  })
   t.same(await call('POST', '/v1/users', { caller: 'admin', body: JSON.stringify({ name: 7 }) }), { status: 400, body: { error: 'field "name" must be a string' } })
   t.same(await call('POST', '/v1/users', { caller: 'admin', body: '{"name":' }), { status: 400, body: { error: 'request body is not valid JSON' } })
-  t.same(await call('POST', '/v1/users', { caller: 'admin', body: JSON.stringify({ name: 'x'.repeat(600) }) }), { status: 413, body: { error: 'request body larger than 512 bytes' } })
+  t.same(await call('POST', '/v1/users', { caller: 'admin', body: JSON.stringify({ name: 'x'.repeat(600) }) }), {
+    status: 413,
+    body: { error: 'request body larger than 512 bytes' },
+  })
   t.same(context.ran, ['users alice'], 'the handler ran for the good body only (the oversized one was refused before it)')
-  t.same(await call('POST', '/v1/users', { caller: 'admin', body: JSON.stringify({ name: 'taken' }) }), { status: 409, body: { error: 'user "taken" already exists' } }, 'a refusal gets the status the server maps it to')
+  t.same(
+    await call('POST', '/v1/users', { caller: 'admin', body: JSON.stringify({ name: 'taken' }) }),
+    { status: 409, body: { error: 'user "taken" already exists' } },
+    'a refusal gets the status the server maps it to',
+  )
 })
 
 t.test('unknown paths and methods', async (t) => {
@@ -125,7 +164,11 @@ t.test('a route without an access level is refused when the router is built', as
     // @ts-expect-error: every route states its access level
     'GET /v1/health': { bodyLimit: NO_BODY, handle: async () => ({ ok: true }) },
   }
-  t.throws(() => new Router(incomplete, { context: { ran: [] }, admit, statusOf: () => undefined, log: createLogger('test') }), { message: 'route GET /v1/health states no access level (one of public, host, node, proxy, admin)' })
+  t.throws(() => new Router(incomplete, { context: { ran: [] }, admit, statusOf: () => undefined, log: createLogger('test') }), {
+    message: 'route GET /v1/health states no access level (one of public, host, node, proxy, admin)',
+  })
   const noLimit = { ...TABLE, 'POST /v1/users': { ...TABLE['POST /v1/users'], bodyLimit: NO_BODY } }
-  t.throws(() => new Router(noLimit, { context: { ran: [] }, admit, statusOf: () => undefined, log: createLogger('test') }), { message: 'route POST /v1/users reads a body but its limit is NO_BODY' })
+  t.throws(() => new Router(noLimit, { context: { ran: [] }, admit, statusOf: () => undefined, log: createLogger('test') }), {
+    message: 'route POST /v1/users reads a body but its limit is NO_BODY',
+  })
 })

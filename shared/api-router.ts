@@ -10,7 +10,7 @@
 import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from './log.ts'
-import { API_BODIES, parseBody, type ApiResponse, type ApiRoute, type BodyOf, type BodyRoute, type ParamsOf } from './protocol/api.ts'
+import { API_BODIES, type ApiResponse, type ApiRoute, type BodyOf, type BodyRoute, type ParamsOf, parseBody } from './protocol/api.ts'
 import { ProtocolError } from './protocol/errors.ts'
 
 /**
@@ -139,10 +139,11 @@ export class Router<K extends ApiRoute, Context, Peer> {
   }
 
   private answer(req: IncomingMessage, res: ServerResponse, error: unknown): void {
-    if (error instanceof HttpError) return sendJson(res, error.status, { error: error.message }, error.headers)
-    if (error instanceof ProtocolError) return sendJson(res, 400, { error: error.message })
-    const refusal = this.options.statusOf(error)
-    if (refusal) return sendJson(res, refusal.status, { error: (error as Error).message }, refusal.headers)
+    const refusal = error instanceof HttpError ? error : error instanceof ProtocolError ? { status: 400 } : this.options.statusOf(error)
+    if (refusal) {
+      sendJson(res, refusal.status, { error: (error as Error).message }, refusal.headers)
+      return
+    }
     const requestId = randomBytes(8).toString('hex')
     this.options.log.error('request failed', { request_id: requestId, method: req.method, path: req.url, error: describe(error) })
     sendJson(res, 500, { error: `internal error (request ID ${requestId}): the server's log has the details`, request_id: requestId })

@@ -1,10 +1,10 @@
 // Judging client certificates, and keeping a verdict only while it can hold: until the
 // certificate's dates change it or the trusted CAs change.
 
-import t from 'tap'
 import { generateKeyPairSync, X509Certificate } from 'node:crypto'
-import { createCA, createCertificate } from './x509.ts'
+import t from 'tap'
 import { judgeCertificate, judgeIdentity, VerdictCache } from './cert-trust.ts'
+import { createCA, createCertificate } from './x509.ts'
 
 const ca = createCA('c1 host CA', 'c1')
 const otherCA = createCA('c1 host CA', 'c1')
@@ -12,15 +12,17 @@ const NOW = Date.parse('2030-01-01T00:00:00Z')
 
 function cert(options: { ca?: typeof ca; cluster?: string; role?: string; notBefore?: number; notAfter?: number } = {}): X509Certificate {
   const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  return new X509Certificate(createCertificate({
-    subject: { CN: 'host-1', O: options.cluster ?? 'c1', OU: [options.role ?? 'node'] },
-    issuer: { CN: 'c1 host CA', O: 'c1' },
-    publicKey,
-    signingKey: (options.ca ?? ca).key,
-    notBefore: new Date(options.notBefore ?? NOW - 60_000),
-    notAfter: new Date(options.notAfter ?? NOW + 3_600_000),
-    extKeyUsage: ['clientAuth'],
-  }))
+  return new X509Certificate(
+    createCertificate({
+      subject: { CN: 'host-1', O: options.cluster ?? 'c1', OU: [options.role ?? 'node'] },
+      issuer: { CN: 'c1 host CA', O: 'c1' },
+      publicKey,
+      signingKey: (options.ca ?? ca).key,
+      notBefore: new Date(options.notBefore ?? NOW - 60_000),
+      notAfter: new Date(options.notAfter ?? NOW + 3_600_000),
+      extKeyUsage: ['clientAuth'],
+    }),
+  )
 }
 
 const expected = { clusterName: 'c1', caPems: [ca.certPem], role: 'node' }
@@ -42,7 +44,10 @@ t.test('a verdict is kept until the certificate expires or the trust changes', a
   const connection = {}
   const first = cert({ notAfter: NOW + 10_000 })
   let judged = 0
-  const judge = (at: number) => (judged++, at <= first.validToDate.getTime() ? 'trusted' : 'expired')
+  const judge = (at: number) => {
+    judged++
+    return at <= first.validToDate.getTime() ? 'trusted' : 'expired'
+  }
 
   t.equal(cache.get(connection, first, judge), 'trusted')
   now += 5000

@@ -4,7 +4,7 @@
 // connections by certificate judges them here and judges them again later.
 
 import type { X509Certificate } from 'node:crypto'
-import { certSubject, issuedByAny, validNow, type CertSubject } from './cert-subject.ts'
+import { type CertSubject, certSubject, issuedByAny, validNow } from './cert-subject.ts'
 
 export type Verdict = { trusted: true; subject: CertSubject } | { trusted: false; reason: string }
 

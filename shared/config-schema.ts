@@ -10,7 +10,7 @@ import { joinHostPort, splitHostPort } from './address.ts'
 import { LABEL_LIMITS, labelKeyProblem, labelValueProblem } from './labels.ts'
 import { logFormatFromEnv, logLevelFromEnv } from './log.ts'
 import { parsePin } from './pin.ts'
-import { boolean, checkWith, converted, count, duration, key, list, map, marker, oneOf, section, string, variants, type Infer } from './yaml-schema/index.ts'
+import { boolean, checkWith, converted, count, duration, type Infer, key, list, map, marker, oneOf, section, string, variants } from './yaml-schema/index.ts'
 
 /** Values other code needs as well: ports, intervals, file names. */
 export const DEFAULTS = {
@@ -74,7 +74,10 @@ const ipOrCidr = string((value) => {
 // in a file is read (and its length checked) when the auth server starts.
 const staticToken = string((value) => {
   const colon = value.indexOf(':')
-  const roles = value.slice(0, colon).split(',').map((role) => role.trim())
+  const roles = value
+    .slice(0, colon)
+    .split(',')
+    .map((role) => role.trim())
   const token = value.slice(colon + 1).trim()
   const ok = colon > 0 && token !== '' && roles.every((role) => /^[a-z]+$/.test(role))
   if (!ok) return 'must be ROLES:TOKEN, e.g. "node:/var/lib/warren/node-token" (a token starting with / is a file)'
@@ -84,9 +87,7 @@ const staticToken = string((value) => {
   return undefined
 })
 
-const portName = string((value) =>
-  /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(value) ? undefined : 'must be letters, digits, ".", "_" or "-", e.g. webui',
-)
+const portName = string((value) => (/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(value) ? undefined : 'must be letters, digits, ".", "_" or "-", e.g. webui'))
 
 const listenOn = (port: number) => joinHostPort('0.0.0.0', port)
 
@@ -117,52 +118,69 @@ const auth = section({
     default: [],
     doc: 'static join tokens, ROLES:TOKEN (a token starting with / is a file)',
   }),
-  storage: key('storage', variants('storage', 'sqlite', {
-    sqlite: {
-      path: key('path', string(), {
-        default: ({ config }) => join(config.dataDir, DEFAULTS.storageFile),
-        doc: 'the SQLite database (default: backend.db in data_dir)',
-      }),
+  storage: key(
+    'storage',
+    variants(
+      'storage',
+      'sqlite',
+      {
+        sqlite: {
+          path: key('path', string(), {
+            default: ({ config }) => join(config.dataDir, DEFAULTS.storageFile),
+            doc: 'the SQLite database (default: backend.db in data_dir)',
+          }),
+        },
+        etcd: {
+          peers: key('peers', list(string(), { single: true }), {
+            required: true,
+            doc: "etcd's client URLs",
+          }),
+          prefix: key('prefix', string(), {
+            default: '/warren/',
+            doc: "the key prefix of this cluster's data",
+          }),
+          tls: key(
+            'tls',
+            section({
+              caFile: key('ca_file', string(), {
+                doc: "the CA of etcd's server certificates (default: the system's CAs)",
+              }),
+              certFile: key('cert_file', string(), {
+                doc: 'client certificate, for etcd started with --client-cert-auth',
+              }),
+              keyFile: key('key_file', string(), {
+                doc: "the client certificate's key",
+              }),
+            }),
+            {
+              optional: true,
+              doc: 'TLS to etcd; a bare host:port peer gets https:// when written, else http://',
+            },
+          ),
+        },
+      },
+      'the backend: sqlite (one auth server) or etcd (several sharing one store)',
+    ),
+    {
+      doc: 'where the auth server keeps the cluster state',
     },
-    etcd: {
-      peers: key('peers', list(string(), { single: true }), {
-        required: true,
-        doc: "etcd's client URLs",
+  ),
+  joinRateLimit: key(
+    'join_rate_limit',
+    section({
+      burst: key('burst', count, {
+        default: 10,
+        doc: 'failed joins an address may make at once',
       }),
-      prefix: key('prefix', string(), {
-        default: '/warren/',
-        doc: "the key prefix of this cluster's data",
+      perMinute: key('per_minute', count, {
+        default: 30,
+        doc: 'failed joins an address may make per minute after the burst',
       }),
-      tls: key('tls', section({
-        caFile: key('ca_file', string(), {
-          doc: "the CA of etcd's server certificates (default: the system's CAs)",
-        }),
-        certFile: key('cert_file', string(), {
-          doc: 'client certificate, for etcd started with --client-cert-auth',
-        }),
-        keyFile: key('key_file', string(), {
-          doc: "the client certificate's key",
-        }),
-      }), {
-        optional: true,
-        doc: 'TLS to etcd; a bare host:port peer gets https:// when written, else http://',
-      }),
+    }),
+    {
+      doc: 'how fast one address may fail to join or recover (guessing tokens)',
     },
-  }, 'the backend: sqlite (one auth server) or etcd (several sharing one store)'), {
-    doc: 'where the auth server keeps the cluster state',
-  }),
-  joinRateLimit: key('join_rate_limit', section({
-    burst: key('burst', count, {
-      default: 10,
-      doc: 'failed joins an address may make at once',
-    }),
-    perMinute: key('per_minute', count, {
-      default: 30,
-      doc: 'failed joins an address may make per minute after the burst',
-    }),
-  }), {
-    doc: 'how fast one address may fail to join or recover (guessing tokens)',
-  }),
+  ),
   heartbeatTtlMs: key('heartbeat_ttl', duration(), {
     default: DEFAULTS.heartbeatTtlMs,
     doc: 'how long a heartbeat keeps a node online; proxies report presence at a third of it',
@@ -210,25 +228,29 @@ const proxy = section({
     default: [],
     doc: 'IPs or CIDR ranges whose PROXY protocol headers are believed',
   }),
-  acme: key('acme', section({
-    enabled: key('enabled', boolean, {
-      default: false,
-      doc: 'get the web certificate from an ACME CA for the DNS names of public_addr',
+  acme: key(
+    'acme',
+    section({
+      enabled: key('enabled', boolean, {
+        default: false,
+        doc: 'get the web certificate from an ACME CA for the DNS names of public_addr',
+      }),
+      email: key('email', string(), {
+        doc: 'the ACME account contact',
+      }),
+      uri: key('uri', string(), {
+        default: 'https://acme-v02.api.letsencrypt.org/directory',
+        doc: "the ACME directory (default: Let's Encrypt)",
+      }),
+      caFile: key('ca_file', string(), {
+        doc: "an extra root (PEM) to trust for the ACME server's own HTTPS: a private or test CA",
+      }),
+      httpListenAddr: key('http_listen_addr', address, {
+        doc: 'a plain HTTP listener (port 80 of the public names) that answers HTTP-01 challenges',
+      }),
     }),
-    email: key('email', string(), {
-      doc: 'the ACME account contact',
-    }),
-    uri: key('uri', string(), {
-      default: 'https://acme-v02.api.letsencrypt.org/directory',
-      doc: "the ACME directory (default: Let's Encrypt)",
-    }),
-    caFile: key('ca_file', string(), {
-      doc: "an extra root (PEM) to trust for the ACME server's own HTTPS: a private or test CA",
-    }),
-    httpListenAddr: key('http_listen_addr', address, {
-      doc: 'a plain HTTP listener (port 80 of the public names) that answers HTTP-01 challenges',
-    }),
-  }), { doc: "the web port's certificate from an ACME CA (Let's Encrypt)" }),
+    { doc: "the web port's certificate from an ACME CA (Let's Encrypt)" },
+  ),
 })
 
 const ssh = section({
@@ -240,19 +262,30 @@ const ssh = section({
     default: listenOn(DEFAULTS.sshPort),
     doc: 'where a direct node serves proxies (mutual TLS); unused in tunnel mode',
   }),
-  publicAddr: key('public_addr', converted(oneAddress, (items) => items[0]), {
-    doc: 'where proxies dial a direct node, if not its listen port on the address the auth server sees',
-  }),
-  forwardPorts: key('forward_ports', list(section({
-    name: key('name', portName, {
-      required: true,
-      doc: 'the name users reach it by (warren proxy port NODE NAME)',
-    }),
-    addr: key('addr', addressWithPort, {
-      required: true,
-      doc: 'the host:port on the node it reaches',
-    }),
-  }), { uniqueBy: 'name' }), { default: [], doc: 'local TCP ports the node declares' }),
+  publicAddr: key(
+    'public_addr',
+    converted(oneAddress, (items) => items[0]),
+    {
+      doc: 'where proxies dial a direct node, if not its listen port on the address the auth server sees',
+    },
+  ),
+  forwardPorts: key(
+    'forward_ports',
+    list(
+      section({
+        name: key('name', portName, {
+          required: true,
+          doc: 'the name users reach it by (warren proxy port NODE NAME)',
+        }),
+        addr: key('addr', addressWithPort, {
+          required: true,
+          doc: 'the host:port on the node it reaches',
+        }),
+      }),
+      { uniqueBy: 'name' },
+    ),
+    { default: [], doc: 'local TCP ports the node declares' },
+  ),
   portForwarding: key('port_forwarding', oneOf('declared', 'any', 'off'), {
     // A user who may log in to a device should not thereby reach every host on its network.
     default: 'declared',
@@ -260,61 +293,69 @@ const ssh = section({
   }),
 })
 
-export const CONFIG_SCHEMA = section({
-  version: marker('version', oneOf(DEFAULTS.version), 'the format of this file; v1 is the only one'),
-  dataDir: key('data_dir', string(), {
-    default: DEFAULTS.dataDir,
-    doc: 'where keys, certificates and state are kept',
-  }),
-  nodename: key('nodename', string(), {
-    default: () => hostname(),
-    doc: "this host's name in the cluster (default: the host name)",
-  }),
-  authToken: key('auth_token', string(), {
-    doc: 'the join token, or a file holding it (a value starting with /); needed until the first join',
-  }),
-  caPins: key('ca_pin', list(caPin, { single: true }), {
-    default: [],
-    doc: 'sha256:... pins of the cluster CA, checked when joining',
-  }),
-  authServers: key('auth_servers', oneAddress, {
-    default: [],
-    doc: "where to join: the auth server, or a proxy's web port",
-  }),
-  labels: key('labels', map(string(labelValueProblem), { checkKey: labelKeyProblem, maxKeys: LABEL_LIMITS.maxLabels }), {
-    default: {},
-    doc: "this node's labels, shown by nodes ls",
-  }),
-  log: key('log', section({
-    level: key('level', oneOf('debug', 'info', 'warn', 'error'), {
-      default: () => logLevelFromEnv() ?? 'info',
-      doc: 'the least severe entries logged (default: WARREN_LOG_LEVEL, else info)',
+export const CONFIG_SCHEMA = section(
+  {
+    version: marker('version', oneOf(DEFAULTS.version), 'the format of this file; v1 is the only one'),
+    dataDir: key('data_dir', string(), {
+      default: DEFAULTS.dataDir,
+      doc: 'where keys, certificates and state are kept',
     }),
-    format: key('format', oneOf('text', 'json'), {
-      default: () => logFormatFromEnv() ?? 'text',
-      doc: 'text lines or JSON objects (default: WARREN_LOG_FORMAT, else text)',
+    nodename: key('nodename', string(), {
+      default: () => hostname(),
+      doc: "this host's name in the cluster (default: the host name)",
     }),
-  }), { doc: 'the log on standard error' }),
-  keepaliveIntervalMs: key('keepalive_interval', duration(), {
-    default: DEFAULTS.keepaliveIntervalMs,
-    doc: 'how often each end of a tunnel pings the other; a silent peer is noticed within two intervals',
-  }),
-  auth: key('auth_service', auth, {
-    doc: 'the auth server role',
-  }),
-  proxy: key('proxy_service', proxy, {
-    doc: 'the proxy role',
-  }),
-  ssh: key('ssh_service', ssh, {
-    doc: 'the node role: the SSH server and the ports it forwards',
-  }),
-}, {
-  retired: {
-    advertise_ip: "it no longer has any effect (a host's certificate names what the auth server grants, and proxies " +
-      'dial a direct node at ssh_service.public_addr, else the address the auth server sees); remove it',
+    authToken: key('auth_token', string(), {
+      doc: 'the join token, or a file holding it (a value starting with /); needed until the first join',
+    }),
+    caPins: key('ca_pin', list(caPin, { single: true }), {
+      default: [],
+      doc: 'sha256:... pins of the cluster CA, checked when joining',
+    }),
+    authServers: key('auth_servers', oneAddress, {
+      default: [],
+      doc: "where to join: the auth server, or a proxy's web port",
+    }),
+    labels: key('labels', map(string(labelValueProblem), { checkKey: labelKeyProblem, maxKeys: LABEL_LIMITS.maxLabels }), {
+      default: {},
+      doc: "this node's labels, shown by nodes ls",
+    }),
+    log: key(
+      'log',
+      section({
+        level: key('level', oneOf('debug', 'info', 'warn', 'error'), {
+          default: () => logLevelFromEnv() ?? 'info',
+          doc: 'the least severe entries logged (default: WARREN_LOG_LEVEL, else info)',
+        }),
+        format: key('format', oneOf('text', 'json'), {
+          default: () => logFormatFromEnv() ?? 'text',
+          doc: 'text lines or JSON objects (default: WARREN_LOG_FORMAT, else text)',
+        }),
+      }),
+      { doc: 'the log on standard error' },
+    ),
+    keepaliveIntervalMs: key('keepalive_interval', duration(), {
+      default: DEFAULTS.keepaliveIntervalMs,
+      doc: 'how often each end of a tunnel pings the other; a silent peer is noticed within two intervals',
+    }),
+    auth: key('auth_service', auth, {
+      doc: 'the auth server role',
+    }),
+    proxy: key('proxy_service', proxy, {
+      doc: 'the proxy role',
+    }),
+    ssh: key('ssh_service', ssh, {
+      doc: 'the node role: the SSH server and the ports it forwards',
+    }),
   },
-  example: 'auth_service',
-})
+  {
+    retired: {
+      advertise_ip:
+        "it no longer has any effect (a host's certificate names what the auth server grants, and proxies " +
+        'dial a direct node at ssh_service.public_addr, else the address the auth server sees); remove it',
+    },
+    example: 'auth_service',
+  },
+)
 
 export type WarrenConfig = Infer<typeof CONFIG_SCHEMA>
 export type AuthConfig = WarrenConfig['auth']

@@ -1,19 +1,10 @@
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import t from 'tap'
 import type { Test } from 'tap'
+import t from 'tap'
+import { applyFlags, DEFAULTS, defaultConfig, loadConfigFile, parseConfig, parseLabels, resolveTokenValue, type WarrenConfig } from './config.ts'
 import { ConfigError, UsageError } from './errors.ts'
-import {
-  applyFlags,
-  DEFAULTS,
-  defaultConfig,
-  loadConfigFile,
-  parseConfig,
-  parseLabels,
-  resolveTokenValue,
-  type WarrenConfig,
-} from './config.ts'
 
 const PIN = 'sha256:' + 'ab'.repeat(32)
 const PIN2 = 'sha256:' + 'cd'.repeat(32)
@@ -142,7 +133,11 @@ t.test('defaults', async (t) => {
   t.equal(config.auth.heartbeatTtlMs, 30_000)
   t.equal(config.auth.nodeTtlMs, 30 * 24 * 3600_000, 'offline nodes are listed for 30 days')
   t.same(config.auth.joinRateLimit, { burst: 10, perMinute: 30 })
-  t.same([config.auth.hostCertTtlMs, config.auth.adminCertTtlMs, config.auth.recoveryWindowMs], [30 * 24 * 3_600_000, 7 * 24 * 3_600_000, 365 * 24 * 3_600_000], 'host certificates 30 days, the admin identity 7, recovery a year')
+  t.same(
+    [config.auth.hostCertTtlMs, config.auth.adminCertTtlMs, config.auth.recoveryWindowMs],
+    [30 * 24 * 3_600_000, 7 * 24 * 3_600_000, 365 * 24 * 3_600_000],
+    'host certificates 30 days, the admin identity 7, recovery a year',
+  )
   t.same(config.log, { level: 'info', format: 'text' })
   t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [false, false, true], 'the node role alone, as in Teleport')
   t.equal(config.ssh.listenAddr, '0.0.0.0:3022')
@@ -156,7 +151,10 @@ t.test('defaults', async (t) => {
 t.test('WARREN_LOG_LEVEL and WARREN_LOG_FORMAT set the log section that the file leaves out', async (t) => {
   const saved = { level: process.env.WARREN_LOG_LEVEL, format: process.env.WARREN_LOG_FORMAT }
   t.teardown(() => {
-    for (const [key, value] of [['WARREN_LOG_LEVEL', saved.level], ['WARREN_LOG_FORMAT', saved.format]] as const) {
+    for (const [key, value] of [
+      ['WARREN_LOG_LEVEL', saved.level],
+      ['WARREN_LOG_FORMAT', saved.format],
+    ] as const) {
       if (value === undefined) delete process.env[key]
       else process.env[key] = value
     }
@@ -195,8 +193,16 @@ t.test('etcd storage', async (t) => {
     prefix: '/warren',
     tls: { caFile: '/ca.pem', certFile: '/c.pem', keyFile: '/k.pem' },
   })
-  t.same(parseConfig('auth_service:\n  storage: { type: etcd, peers: "10.0.0.1:2379" }\n', 'x').auth.storage, { type: 'etcd', peers: ['10.0.0.1:2379'], prefix: '/warren/' }, 'the prefix by default, and no TLS unless written')
-  configError(t, 'auth_service:\n  storage:\n    type: etcd\n    peers: [a]\n    path: /x\n', '/etc/warren.yaml: line 5: "auth_service.storage.path" applies only to sqlite storage')
+  t.same(
+    parseConfig('auth_service:\n  storage: { type: etcd, peers: "10.0.0.1:2379" }\n', 'x').auth.storage,
+    { type: 'etcd', peers: ['10.0.0.1:2379'], prefix: '/warren/' },
+    'the prefix by default, and no TLS unless written',
+  )
+  configError(
+    t,
+    'auth_service:\n  storage:\n    type: etcd\n    peers: [a]\n    path: /x\n',
+    '/etc/warren.yaml: line 5: "auth_service.storage.path" applies only to sqlite storage',
+  )
 })
 
 t.test('invalid YAML names the line', async (t) => {
@@ -215,12 +221,24 @@ t.test('invalid YAML does not echo the file, which may hold a token', async (t) 
 t.test('unknown keys name the key, its section and line', async (t) => {
   configError(t, 'version: v1\ndata_dir: /d\n\nauth_servr: ["a:1"]\n', /^\/etc\/warren\.yaml: line 4: unknown key "auth_servr" in section "\(top level\)"/)
   configError(t, 'version: v1\ndata_dir: /d\n\nauth_servr: ["a:1"]\n', /\(did you mean "auth_servers"\?\)$/)
-  configError(t, 'auth_service:\n  storage:\n    type: sqlite\n    pathh: /x\n', '/etc/warren.yaml: line 4: unknown key "pathh" in section "auth_service.storage" (did you mean "path"?)')
-  configError(t, 'ssh_service:\n  forward_ports:\n    - name: a\n      addr: "1.2.3.4:5"\n      color: red\n', '/etc/warren.yaml: line 5: unknown key "color" in section "ssh_service.forward_ports[0]"')
+  configError(
+    t,
+    'auth_service:\n  storage:\n    type: sqlite\n    pathh: /x\n',
+    '/etc/warren.yaml: line 4: unknown key "pathh" in section "auth_service.storage" (did you mean "path"?)',
+  )
+  configError(
+    t,
+    'ssh_service:\n  forward_ports:\n    - name: a\n      addr: "1.2.3.4:5"\n      color: red\n',
+    '/etc/warren.yaml: line 5: unknown key "color" in section "ssh_service.forward_ports[0]"',
+  )
 })
 
 t.test('keys that no longer do anything are refused, saying why', async (t) => {
-  configError(t, 'nodename: n\nadvertise_ip: 10.0.0.5\n', /^\/etc\/warren\.yaml: line 2: unknown key "advertise_ip" in section "\(top level\)": it no longer has any effect .*ssh_service\.public_addr.*; remove it$/)
+  configError(
+    t,
+    'nodename: n\nadvertise_ip: 10.0.0.5\n',
+    /^\/etc\/warren\.yaml: line 2: unknown key "advertise_ip" in section "\(top level\)": it no longer has any effect .*ssh_service\.public_addr.*; remove it$/,
+  )
 })
 
 t.test('addresses of which only one is used take one', async (t) => {
@@ -303,7 +321,11 @@ t.test('static tokens shorter than 16 characters are refused with the key and li
   t.type(err, ConfigError)
   t.match(err?.message, /^x: line 4: "auth_service\.tokens\[1\]" holds a token shorter than 16 characters/)
   t.notMatch(err?.message, 's3cr3t')
-  t.equal(errorOf(() => parseConfig('auth_service:\n  tokens: ["node:/a/file/is/read/later"]\n', 'x')), undefined, 'a file is read when the auth server starts')
+  t.equal(
+    errorOf(() => parseConfig('auth_service:\n  tokens: ["node:/a/file/is/read/later"]\n', 'x')),
+    undefined,
+    'a file is read when the auth server starts',
+  )
 })
 
 t.test('loadConfigFile reads a file and names it in errors', async (t) => {
@@ -351,9 +373,18 @@ t.test('values that followed a default follow the flag', async (t) => {
 
 t.test('bad flag values are usage errors', async (t) => {
   const config = defaultConfig()
-  t.type(errorOf(() => applyFlags(config, { caPin: ['sha256:nothex'] })), UsageError)
-  t.type(errorOf(() => applyFlags(config, { authServer: ['host:port'] })), UsageError)
-  t.type(errorOf(() => applyFlags(config, { dataDir: '' })), UsageError)
+  t.type(
+    errorOf(() => applyFlags(config, { caPin: ['sha256:nothex'] })),
+    UsageError,
+  )
+  t.type(
+    errorOf(() => applyFlags(config, { authServer: ['host:port'] })),
+    UsageError,
+  )
+  t.type(
+    errorOf(() => applyFlags(config, { dataDir: '' })),
+    UsageError,
+  )
 })
 
 t.test('token values and token files', async (t) => {
@@ -373,7 +404,10 @@ t.test('token values and token files', async (t) => {
   t.equal(errorOf(() => resolveTokenValue(empty))?.message, `token file ${empty} is empty`)
 
   t.equal(errorOf(() => resolveTokenValue(dir))?.message, `cannot read token file ${dir}: it is a directory`)
-  t.type(errorOf(() => resolveTokenValue('')), ConfigError)
+  t.type(
+    errorOf(() => resolveTokenValue('')),
+    ConfigError,
+  )
 
   if (process.getuid?.() !== 0) {
     const locked = join(dir, 'locked')

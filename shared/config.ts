@@ -5,22 +5,22 @@
 // confusing failure.
 
 import { readFileSync } from 'node:fs'
-import { isatty } from 'node:tty'
 import { join } from 'node:path'
-import { ConfigError, UsageError } from './errors.ts'
+import { isatty } from 'node:tty'
 import { splitHostPort } from './address.ts'
+import { CONFIG_SCHEMA, DEFAULTS, type WarrenConfig } from './config-schema.ts'
+import { ConfigError, UsageError } from './errors.ts'
 import { checkFlagLabels } from './labels.ts'
 import { parsePin } from './pin.ts'
-import { CONFIG_SCHEMA, DEFAULTS, type WarrenConfig } from './config-schema.ts'
 import { readDefaults, readDocument } from './yaml-schema/index.ts'
 
 export {
-  DEFAULTS,
-  MIN_CERT_TTL_MS,
-  MIN_TOKEN_LENGTH,
   type AcmeConfig,
   type AuthConfig,
+  DEFAULTS,
   type ForwardPort,
+  MIN_CERT_TTL_MS,
+  MIN_TOKEN_LENGTH,
   type PortForwarding,
   type ProxyConfig,
   type SshConfig,

@@ -2,20 +2,28 @@
 // lock whose process died or whose PID was reused is taken over, a process keeps its lock
 // across execve, and of many processes trying at the same instant exactly one wins.
 
-import t from 'tap'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import t from 'tap'
 import { LOCK_FILE } from './data-dir-lock.ts'
 
 const fixture = join(import.meta.dirname, '../test/fixtures/data-dir-lock-holder.ts')
 const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
 const NOBODY = 65534
 /** Runs its arguments as nobody, with a /proc that shows only nobody's processes, as systemd's ProtectProc=invisible does. */
-const HIDDEN_PROC_AS_NOBODY = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c',
-  `mount -t proc -o hidepid=invisible proc /proc && exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups "$@"`, 'sh']
+const HIDDEN_PROC_AS_NOBODY = [
+  'unshare',
+  '--mount',
+  '--propagation',
+  'private',
+  'sh',
+  '-c',
+  `mount -t proc -o hidepid=invisible proc /proc && exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups "$@"`,
+  'sh',
+]
 
 interface Outcome {
   locked: boolean
@@ -180,27 +188,31 @@ t.test('a process keeps its lock when it replaces its image (execve)', async (t)
   t.same(readdirSync(dir), [], 'the new image releases it on exit')
 })
 
-t.test('where /proc hides other users\' processes (systemd\'s ProtectProc=invisible), a hidden holder is still honoured', { skip: process.getuid?.() !== 0 && 'needs root for a mount namespace and another user' }, async (t) => {
-  const dir = dataDir(t)
-  chownSync(dir, NOBODY, NOBODY)
-  const writeLock = (pid: number, start: string) => {
-    writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid, start_time: start, boot_id: bootId }))
-    chownSync(join(dir, LOCK_FILE), NOBODY, NOBODY)
-  }
-  // This test process runs as root: invisible to nobody, but alive.
-  writeLock(process.pid, startTime(process.pid))
-  const refused = new Locker(dir, undefined, HIDDEN_PROC_AS_NOBODY)
-  t.teardown(() => refused.kill())
-  t.match(await refused.lock(), { locked: false, error: `data dir ${dir} is in use by process ${process.pid}` })
-  t.equal(holder(dir).pid, process.pid, 'the lock is unchanged')
+t.test(
+  "where /proc hides other users' processes (systemd's ProtectProc=invisible), a hidden holder is still honoured",
+  { skip: process.getuid?.() !== 0 && 'needs root for a mount namespace and another user' },
+  async (t) => {
+    const dir = dataDir(t)
+    chownSync(dir, NOBODY, NOBODY)
+    const writeLock = (pid: number, start: string) => {
+      writeFileSync(join(dir, LOCK_FILE), JSON.stringify({ pid, start_time: start, boot_id: bootId }))
+      chownSync(join(dir, LOCK_FILE), NOBODY, NOBODY)
+    }
+    // This test process runs as root: invisible to nobody, but alive.
+    writeLock(process.pid, startTime(process.pid))
+    const refused = new Locker(dir, undefined, HIDDEN_PROC_AS_NOBODY)
+    t.teardown(() => refused.kill())
+    t.match(await refused.lock(), { locked: false, error: `data dir ${dir} is in use by process ${process.pid}` })
+    t.equal(holder(dir).pid, process.pid, 'the lock is unchanged')
 
-  // A process that has ended is taken over there too.
-  const ended = spawnSync('true').pid!
-  writeLock(ended, '1')
-  const locker = new Locker(dir, undefined, HIDDEN_PROC_AS_NOBODY)
-  t.teardown(() => locker.kill())
-  t.match(await locker.lock(), { locked: true })
-})
+    // A process that has ended is taken over there too.
+    const ended = spawnSync('true').pid!
+    writeLock(ended, '1')
+    const locker = new Locker(dir, undefined, HIDDEN_PROC_AS_NOBODY)
+    t.teardown(() => locker.kill())
+    t.match(await locker.lock(), { locked: true })
+  },
+)
 
 t.test('processes locking at the same instant: exactly one wins, on a fresh dir and over a stale lock', async (t) => {
   const racers = 3
@@ -220,7 +232,11 @@ t.test('processes locking at the same instant: exactly one wins, on a fresh dir 
       t.equal(winners.length, 1, `${label}: one winner`)
       const winner = winners[0]?.pid
       t.equal(holder(dir).pid, winner, `${label}: the lock names it`)
-      t.same(outcomes.filter((o) => !o.locked).map((o) => o.error), Array(racers - 1).fill(`data dir ${dir} is in use by process ${winner}`), `${label}: the others are refused, naming it`)
+      t.same(
+        outcomes.filter((o) => !o.locked).map((o) => o.error),
+        Array(racers - 1).fill(`data dir ${dir} is in use by process ${winner}`),
+        `${label}: the others are refused, naming it`,
+      )
       t.same(readdirSync(dir), [LOCK_FILE], `${label}: nothing but the lock is left`)
       await Promise.all(lockers.map((locker) => locker.release()))
     }

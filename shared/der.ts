@@ -131,8 +131,7 @@ export function time(date: Date): Buffer {
   const year = date.getUTCFullYear()
   if (!Number.isFinite(year) || year < 0 || year > 9999) throw new RangeError(`cannot encode date ${date}`)
   const two = (n: number) => String(n).padStart(2, '0')
-  const rest = two(date.getUTCMonth() + 1) + two(date.getUTCDate()) + two(date.getUTCHours()) +
-    two(date.getUTCMinutes()) + two(date.getUTCSeconds()) + 'Z'
+  const rest = two(date.getUTCMonth() + 1) + two(date.getUTCDate()) + two(date.getUTCHours()) + two(date.getUTCMinutes()) + two(date.getUTCSeconds()) + 'Z'
   if (year >= 1950 && year <= 2049) return tlv(TAG.UTC_TIME, Buffer.from(two(year % 100) + rest, 'latin1'))
   return tlv(TAG.GENERALIZED_TIME, Buffer.from(String(year).padStart(4, '0') + rest, 'latin1'))
 }

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { UsageError } from './errors.ts'
 import { describeTtl, formatDuration, formatExpiry, formatUtc, parseDuration } from './duration.ts'
+import { UsageError } from './errors.ts'
 
 function errorOf(fn: () => unknown): unknown {
   try {
@@ -24,7 +24,11 @@ t.test('parseDuration reads Go-style durations', async (t) => {
 
 t.test('parseDuration refuses what Go refuses, naming the flag', async (t) => {
   for (const text of ['5x', '', '5', 'm', '2d', '5m junk', '1h 30m', 'abc', '5M']) {
-    t.type(errorOf(() => parseDuration(text, '--ttl')), UsageError, text)
+    t.type(
+      errorOf(() => parseDuration(text, '--ttl')),
+      UsageError,
+      text,
+    )
   }
   t.throws(() => parseDuration('5x', '--ttl'), {
     message: 'invalid duration "5x" for --ttl: use a number with a unit, e.g. 30s, 5m, 1h',
@@ -34,9 +38,16 @@ t.test('parseDuration refuses what Go refuses, naming the flag', async (t) => {
 
 t.test('parseDuration refuses zero and negative durations', async (t) => {
   t.throws(() => parseDuration('0s', '--ttl'), { message: /"0s" for --ttl: must be more than zero/ })
-  t.type(errorOf(() => parseDuration('0')), UsageError)
+  t.type(
+    errorOf(() => parseDuration('0')),
+    UsageError,
+  )
   t.throws(() => parseDuration('-5m'), { message: /must be more than zero/ })
-  t.type(errorOf(() => parseDuration('0.1ms')), UsageError, 'rounds to zero')
+  t.type(
+    errorOf(() => parseDuration('0.1ms')),
+    UsageError,
+    'rounds to zero',
+  )
 })
 
 t.test('formatDuration prints Go compact form, truncated to seconds', async (t) => {

@@ -16,8 +16,7 @@ const PART = /(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)/y
  */
 export function parseDuration(text: string, what?: string): number {
   const where = what ? ` for ${what}` : ''
-  const invalid = () =>
-    new UsageError(`invalid duration ${JSON.stringify(text)}${where}: use a number with a unit, e.g. 30s, 5m, 1h`)
+  const invalid = () => new UsageError(`invalid duration ${JSON.stringify(text)}${where}: use a number with a unit, e.g. 30s, 5m, 1h`)
 
   const trimmed = text.trim()
   if (trimmed.startsWith('-')) {
@@ -63,10 +62,7 @@ const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', '
 export function formatUtc(epochMs: number): string {
   const date = new Date(epochMs)
   const two = (n: number) => String(n).padStart(2, '0')
-  return (
-    `${two(date.getUTCDate())} ${MONTHS[date.getUTCMonth()]} ${two(date.getUTCFullYear() % 100)} ` +
-    `${two(date.getUTCHours())}:${two(date.getUTCMinutes())} UTC`
-  )
+  return `${two(date.getUTCDate())} ${MONTHS[date.getUTCMonth()]} ${two(date.getUTCFullYear() % 100)} ` + `${two(date.getUTCHours())}:${two(date.getUTCMinutes())} UTC`
 }
 
 /** `02 Jan 06 15:04 UTC (29m59s)`: the expiry and the time left; `never` when there is none. */

@@ -3,15 +3,15 @@
 // that expired while the host was offline is recovered with the stored keys (recover.ts).
 
 import { X509Certificate } from 'node:crypto'
+import { parseHostPort } from './address.ts'
 import type { WarrenConfig } from './config.ts'
 import { resolveTokenValue } from './config.ts'
-import { parseHostPort } from './address.ts'
 import { WarrenError } from './errors.ts'
+import { applyCertificates, loadIdentity, type NodeIdentity, saveIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
-import { applyCertificates, loadIdentity, saveIdentity, type NodeIdentity } from './identity-store.ts'
+import { caPin } from './pin.ts'
 import { timeLeftFields } from './renewal-schedule.ts'
 import { certificateUsable } from './renewal-window.ts'
-import { caPin } from './pin.ts'
 
 type Role = 'node' | 'proxy'
 
@@ -55,7 +55,13 @@ async function recoverStored(config: WarrenConfig, role: Role, stored: NodeIdent
   }
 }
 
-async function joinWithToken(config: WarrenConfig, role: Role, log: Logger, warn?: (message: string) => void, before?: { nodename: string; server: string; pins: string[] }): Promise<NodeIdentity> {
+async function joinWithToken(
+  config: WarrenConfig,
+  role: Role,
+  log: Logger,
+  warn?: (message: string) => void,
+  before?: { nodename: string; server: string; pins: string[] },
+): Promise<NodeIdentity> {
   const server = config.authServers[0] ?? before?.server
   if (!server) throw new WarrenError('no auth server to join: pass --auth-server=HOST:PORT (or auth_servers in the config file)')
   if (!config.authToken) throw new WarrenError(`this ${role} has not joined a cluster yet: pass --token=VALUE (or a file path starting with "/") to join`)
@@ -64,7 +70,7 @@ async function joinWithToken(config: WarrenConfig, role: Role, log: Logger, warn
   const identity = await joinCluster({
     authServer: server,
     token: resolveTokenValue(config.authToken),
-    caPins: config.caPins.length > 0 ? config.caPins : before?.pins ?? [],
+    caPins: config.caPins.length > 0 ? config.caPins : (before?.pins ?? []),
     nodename: before?.nodename ?? config.nodename,
     roles: [role],
     // A proxy's certificates also name its public addresses (its token is an admin's grant).

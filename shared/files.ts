@@ -1,9 +1,9 @@
 // Writing secrets to disk: mode 0600, and an atomic replace (write a temporary file, fsync,
 // rename, fsync the directory) so that a crash leaves either the old file or the new one.
 
+import { randomBytes } from 'node:crypto'
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { randomBytes } from 'node:crypto'
 
 export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): void {
   const dir = dirname(path)

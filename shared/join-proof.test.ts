@@ -1,5 +1,5 @@
-import t from 'tap'
 import { generateKeyPairSync } from 'node:crypto'
+import t from 'tap'
 import { joinProofMessage, signProof, verifyProof } from './join-proof.ts'
 
 const ssh = generateKeyPairSync('ed25519')

@@ -5,7 +5,7 @@
 // string and the cluster's name come first) and every field is length-prefixed, so a
 // signature made for anything else can never be read as this one.
 
-import { sign, verify, type KeyObject } from 'node:crypto'
+import { type KeyObject, sign, verify } from 'node:crypto'
 
 const PURPOSE = 'warren join proof-of-possession v1'
 /**
@@ -31,11 +31,13 @@ export function joinProofMessage(fields: JoinProofFields): Buffer {
     fields.tlsPublicKey.export({ type: 'spki', format: 'der' }),
     fields.sshPublicKey.export({ type: 'spki', format: 'der' }),
   ]
-  return Buffer.concat(parts.flatMap((part) => {
-    const length = Buffer.alloc(4)
-    length.writeUInt32BE(part.length)
-    return [length, part]
-  }))
+  return Buffer.concat(
+    parts.flatMap((part) => {
+      const length = Buffer.alloc(4)
+      length.writeUInt32BE(part.length)
+      return [length, part]
+    }),
+  )
 }
 
 /** The digest each key type signs with (Ed25519 hashes internally). */

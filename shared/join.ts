@@ -7,11 +7,11 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { ApiClient } from './api-client.ts'
 import { WarrenError } from './errors.ts'
+import type { NodeIdentity } from './identity-store.ts'
 import { joinProofMessage, signProof } from './join-proof.ts'
 import { caPin, pinMatches } from './pin.ts'
-import { sshPublicKeyLine } from './ssh-cert.ts'
-import type { NodeIdentity } from './identity-store.ts'
 import type { ClusterCA, JoinBodyIn, Joined } from './protocol/hosts.ts'
+import { sshPublicKeyLine } from './ssh-cert.ts'
 
 export interface JoinOptions {
   /** host:port of an auth server or of a proxy's web port. */
@@ -41,13 +41,17 @@ export async function fetchTrustedCA(server: string, pins: string[], warn: (mess
   if (!Array.isArray(ca.host_ca_certs) || ca.host_ca_certs.length === 0) throw new WarrenError(`${server} did not return a cluster CA`)
   const presented = ca.host_ca_certs.map(caPin)
   if (pins.length === 0) {
-    warn(`WARN: joining without --ca-pin: the identity of ${server} is not verified. The CA it presented has pin ${presented.join(', ')}; check it with "warrenctl status" and pass --ca-pin next time.`)
+    warn(
+      `WARN: joining without --ca-pin: the identity of ${server} is not verified. The CA it presented has pin ${presented.join(', ')}; check it with "warrenctl status" and pass --ca-pin next time.`,
+    )
     return ca
   }
   // Trust only the pinned certificates: a hijacker could list its own CA beside the real one.
   const pinned = ca.host_ca_certs.filter((pem) => pins.some((pin) => pinMatches([pem], pin)))
   if (pinned.length === 0) {
-    throw new PinMismatchError(`CA pin mismatch: ${server} presented a CA with pin ${presented.join(', ')}, but --ca-pin expects ${pins.join(', ')}. Refusing to send the join token: the address may be hijacked, or the pin is wrong.`)
+    throw new PinMismatchError(
+      `CA pin mismatch: ${server} presented a CA with pin ${presented.join(', ')}, but --ca-pin expects ${pins.join(', ')}. Refusing to send the join token: the address may be hijacked, or the pin is wrong.`,
+    )
   }
   return { ...ca, host_ca_certs: pinned }
 }

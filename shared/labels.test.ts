@@ -1,6 +1,6 @@
 import t from 'tap'
-import { checkLabels, parseLabels, validLabels } from './labels.ts'
 import { UsageError } from './errors.ts'
+import { checkLabels, parseLabels, validLabels } from './labels.ts'
 import { isPrintable, printable } from './printable.ts'
 
 t.test('valid labels pass as they are', async (t) => {
@@ -9,7 +9,7 @@ t.test('valid labels pass as they are', async (t) => {
   t.same(validLabels(labels), labels)
 })
 
-t.test('keys follow Teleport\'s alphabet and are bounded', async (t) => {
+t.test("keys follow Teleport's alphabet and are bounded", async (t) => {
   for (const key of ['', 'bad key', 'ünïcode', 'semi;colon', 'esc\x1b', 'line\nbreak', 'k'.repeat(129)]) {
     t.throws(() => checkLabels({ [key]: 'v' }), /is not a valid label name|is longer than 128 characters/, printable(key))
   }
@@ -42,7 +42,16 @@ t.test('at most 64 labels, and only an object of them', async (t) => {
 
 t.test('--labels: the same rules, as bad usage', async (t) => {
   t.same(parseLabels('distro=ubuntu, env=prod'), { distro: 'ubuntu', env: 'prod' })
-  t.ok((() => { try { parseLabels('motd=\x1b[2J') } catch (e) { return e instanceof UsageError } })(), 'a UsageError (exit status 2)')
+  t.ok(
+    (() => {
+      try {
+        parseLabels('motd=\x1b[2J')
+      } catch (e) {
+        return e instanceof UsageError
+      }
+    })(),
+    'a UsageError (exit status 2)',
+  )
   t.throws(() => parseLabels('motd=\x1b[2J'), /^--labels: label "motd" holds a control character/)
   t.throws(() => parseLabels('bad key=x'), /invalid label "bad key=x"/)
 })

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream'
 import t from 'tap'
-import { createLogger, redact, type LoggerOptions } from './log.ts'
+import { createLogger, type LoggerOptions, redact } from './log.ts'
 
 const FIXED = new Date('2026-11-25T02:30:00.123Z')
 
@@ -16,10 +16,7 @@ t.test('text lines: time, padded level, component, message, fields', async (t) =
   const { log, lines } = capture()
   log.info('message', { key: 'value', key2: 'quoted value', n: 3, ok: true, empty: '' })
   log.warn('careful')
-  t.same(lines(), [
-    '2026-11-25T02:30:00.123Z INFO  [auth] message key=value key2="quoted value" n=3 ok=true empty=""',
-    '2026-11-25T02:30:00.123Z WARN  [auth] careful',
-  ])
+  t.same(lines(), ['2026-11-25T02:30:00.123Z INFO  [auth] message key=value key2="quoted value" n=3 ok=true empty=""', '2026-11-25T02:30:00.123Z WARN  [auth] careful'])
 })
 
 t.test('levels filter and setLevel changes the whole family', async (t) => {
@@ -30,10 +27,7 @@ t.test('levels filter and setLevel changes the whole family', async (t) => {
   child.error('shown')
   log.setLevel('debug')
   child.debug('now shown')
-  t.same(lines(), [
-    '2026-11-25T02:30:00.123Z ERROR [auth:backend] shown',
-    '2026-11-25T02:30:00.123Z DEBUG [auth:backend] now shown',
-  ])
+  t.same(lines(), ['2026-11-25T02:30:00.123Z ERROR [auth:backend] shown', '2026-11-25T02:30:00.123Z DEBUG [auth:backend] now shown'])
   t.equal(child.level, 'debug')
 })
 

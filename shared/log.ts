@@ -75,9 +75,7 @@ function makeLogger(component: string, shared: Shared): Logger {
   const log = (level: LogLevel) => (message: string, fields?: LogFields) => {
     if (RANK[level] < RANK[shared.level]) return
     const time = shared.now().toISOString()
-    const line = shared.format === 'json'
-      ? jsonLine(time, level, component, message, fields)
-      : textLine(time, level, component, message, fields)
+    const line = shared.format === 'json' ? jsonLine(time, level, component, message, fields) : textLine(time, level, component, message, fields)
     shared.stream.write(line + '\n')
   }
   return {

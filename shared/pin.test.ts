@@ -1,10 +1,10 @@
-import t from 'tap'
 import { execSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createCA } from './x509.ts'
+import t from 'tap'
 import { UsageError } from './errors.ts'
 import { caPin, parsePin, pinMatches } from './pin.ts'
+import { createCA } from './x509.ts'
 
 function usageErrorOf(fn: () => unknown): unknown {
   try {
@@ -36,26 +36,23 @@ t.test('pins match only the certificate they were taken from', async (t) => {
   t.equal(pinMatches([second, first], pin), true, 'any certificate in the set may match')
   t.equal(pinMatches([], pin), false)
   t.equal(pinMatches([first], pin.toUpperCase().replace('SHA256', 'sha256')), true, 'hex case does not matter')
-  t.type(usageErrorOf(() => pinMatches([first], 'sha256:abc')), UsageError)
+  t.type(
+    usageErrorOf(() => pinMatches([first], 'sha256:abc')),
+    UsageError,
+  )
 })
 
 t.test('parsePin accepts the documented form only', async (t) => {
   const hex = 'AbCdEf0123456789'.repeat(4)
   t.equal(parsePin(`sha256:${hex}`), `sha256:${hex.toLowerCase()}`)
   t.equal(parsePin(` sha256:${hex}\n`), `sha256:${hex.toLowerCase()}`, 'surrounding whitespace from a file is ignored')
-  const bad = [
-    '',
-    hex,
-    `sha1:${hex}`,
-    `SHA256:${hex}`,
-    `sha256:${hex.slice(1)}`,
-    `sha256:${hex}0`,
-    `sha256:${hex.slice(1)}g`,
-    `sha256: ${hex}`,
-    `sha256:${hex}:extra`,
-  ]
+  const bad = ['', hex, `sha1:${hex}`, `SHA256:${hex}`, `sha256:${hex.slice(1)}`, `sha256:${hex}0`, `sha256:${hex.slice(1)}g`, `sha256: ${hex}`, `sha256:${hex}:extra`]
   for (const text of bad) {
-    t.type(usageErrorOf(() => parsePin(text)), UsageError, JSON.stringify(text))
+    t.type(
+      usageErrorOf(() => parsePin(text)),
+      UsageError,
+      JSON.stringify(text),
+    )
   }
   t.throws(() => parsePin('sha256:xyz'), /invalid CA pin "sha256:xyz": expected sha256: followed by 64 hex digits/)
   t.equal((usageErrorOf(() => parsePin('nope')) as UsageError).exitCode, 2, 'bad usage exit code')

@@ -2,7 +2,7 @@
 // out of band, so a man in the middle cannot hand it a CA of its own. The pin hashes the
 // CA's public key (not the whole certificate), so it survives the CA certificate's renewal.
 
-import { X509Certificate, createHash, timingSafeEqual } from 'node:crypto'
+import { createHash, timingSafeEqual, X509Certificate } from 'node:crypto'
 import { UsageError } from './errors.ts'
 
 const PIN_PREFIX = 'sha256:'

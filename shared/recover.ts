@@ -8,8 +8,8 @@ import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto'
 import { ApiClient } from './api-client.ts'
 import { ApiError, WarrenError } from './errors.ts'
 import type { NodeIdentity } from './identity-store.ts'
-import type { RecoverBodyIn, RenewedCertificates } from './protocol/hosts.ts'
 import { joinProofMessage, RECOVERY_PURPOSE, signProof } from './join-proof.ts'
+import type { RecoverBodyIn, RenewedCertificates } from './protocol/hosts.ts'
 
 /** The status the auth server answers a recovery with when the host's certificates expired longer ago than the recovery window. */
 export const PAST_RECOVERY_WINDOW = 410

@@ -2,16 +2,16 @@
 // CA: renewals at two thirds of each lifetime for several lifetimes, retries with backoff
 // and a WARN with the time left, rotations, and waits longer than setTimeout allows.
 
-import t from 'tap'
-import { X509Certificate, type KeyObject } from 'node:crypto'
+import { type KeyObject, X509Certificate } from 'node:crypto'
 import { Writable } from 'node:stream'
+import t from 'tap'
 import { Authority, newKeySet } from '../auth/authorities.ts'
 import { issueHostIdentity } from '../auth/issuer.ts'
+import { issuedByAny } from './cert-subject.ts'
 import { generateJoinKeys } from './join.ts'
 import { createLogger } from './log.ts'
-import { issuedByAny } from './cert-subject.ts'
+import { RETRY_BASE_MS, RETRY_CAP_MS, RenewalSchedule, RetryLater, type Timers } from './renewal-schedule.ts'
 import { renewalDueAt } from './renewal-window.ts'
-import { RenewalSchedule, RETRY_BASE_MS, RETRY_CAP_MS, RetryLater, type Timers } from './renewal-schedule.ts'
 
 const DAY = 24 * 3_600_000
 const CLUSTER = 'c1'
@@ -48,7 +48,10 @@ function host(clock: () => number, ttlMs: number) {
   let ca = new Authority({ type: 'host', clusterName: CLUSTER, keySets: [newKeySet('host', CLUSTER)] })
   const keys = generateJoinKeys()
   const issue = (tlsPublicKey: KeyObject = keys.tls.publicKey) =>
-    new X509Certificate(issueHostIdentity(ca, { hostId: 'h', nodename: 'n', clusterName: CLUSTER, roles: ['node'], tlsPublicKey, sshPublicKey: keys.ssh.publicKey, ttlMs, nowMs: clock() }).tlsCertPem)
+    new X509Certificate(
+      issueHostIdentity(ca, { hostId: 'h', nodename: 'n', clusterName: CLUSTER, roles: ['node'], tlsPublicKey, sshPublicKey: keys.ssh.publicKey, ttlMs, nowMs: clock() })
+        .tlsCertPem,
+    )
   const state = { cert: issue(), renewedAt: [] as number[] }
   return {
     state,
@@ -66,7 +69,12 @@ function host(clock: () => number, ttlMs: number) {
 
 function jsonLog() {
   const entries: Record<string, unknown>[] = []
-  const stream = new Writable({ write: (chunk, _enc, done) => (entries.push(JSON.parse(String(chunk))), done()) })
+  const stream = new Writable({
+    write: (chunk, _enc, done) => {
+      entries.push(JSON.parse(String(chunk)))
+      done()
+    },
+  })
   return { entries, log: createLogger('test', { format: 'json', stream }) }
 }
 
@@ -92,7 +100,7 @@ t.test('three lifetimes: renewed each time two thirds have passed, never expired
   schedule.start()
   await time.advanceTo(start + 3 * ttl)
   t.equal(h.state.renewedAt.length, 4, 'every 20 days over 90 days')
-  t.same(h.state.renewedAt, dues, 'each at the start of its certificate\'s renewal window')
+  t.same(h.state.renewedAt, dues, "each at the start of its certificate's renewal window")
   for (const [i, at] of h.state.renewedAt.entries()) {
     const issued = i === 0 ? start : h.state.renewedAt[i - 1]
     const share = (at - issued) / ttl
@@ -102,7 +110,7 @@ t.test('three lifetimes: renewed each time two thirds have passed, never expired
   t.ok(h.state.cert.validToDate.getTime() > time.clock(), 'and is valid at the end')
 })
 
-t.test('a year-long certificate is renewed after 243 days, past setTimeout\'s longest wait', async (t) => {
+t.test("a year-long certificate is renewed after 243 days, past setTimeout's longest wait", async (t) => {
   const time = fakeTime()
   const h = host(time.clock, 365 * DAY)
   const schedule = new RenewalSchedule({ what: 'x', certificate: h.certificate, renew: h.renew, log: jsonLog().log, clock: time.clock, timers: time.timers })
@@ -140,12 +148,20 @@ t.test('failures are retried with growing waits and logged at WARN with the time
   t.equal(schedule.renewals, 1)
   const waits = tries.slice(1).map((at, i) => at - tries[i])
   t.ok(waits[0] < RETRY_BASE_MS, 'the first retry within a second')
-  t.ok(waits.every((wait, i) => i === 0 || wait >= waits[i - 1] || wait >= RETRY_CAP_MS - RETRY_CAP_MS / 100), 'each wait at least as long as the one before, up to the cap')
+  t.ok(
+    waits.every((wait, i) => i === 0 || wait >= waits[i - 1] || wait >= RETRY_CAP_MS - RETRY_CAP_MS / 100),
+    'each wait at least as long as the one before, up to the cap',
+  )
   t.ok(Math.max(...waits) <= RETRY_CAP_MS, 'never longer than the cap')
   const warnings = entries.filter((entry) => entry.level === 'warn')
   t.equal(warnings.length, 12)
   const left = h.state.cert.validToDate.getTime()
-  t.match(warnings[0], { msg: /^renewing the test certificate failed: the auth server cannot be reached; trying again in /, cert_expires: String, time_left: String, retry_in: String })
+  t.match(warnings[0], {
+    msg: /^renewing the test certificate failed: the auth server cannot be reached; trying again in /,
+    cert_expires: String,
+    time_left: String,
+    retry_in: String,
+  })
   t.not(new Date(warnings[0].cert_expires as string).getTime(), left, 'the expiry of the certificate that was failing, not of the new one')
   t.match(warnings[0].time_left, /^240h0m20s$/, 'a third of 30 days and the minute it starts early: left when the window opened')
 })
@@ -171,7 +187,10 @@ t.test('retries of a short lifetime come within a tenth of it', async (t) => {
   schedule.start()
   await time.advanceTo(time.clock() + 30_000)
   const waits = tries.slice(1, 8).map((at, i) => at - tries[i])
-  t.ok(waits.every((wait) => wait <= lifetime / 10), `every wait at most a tenth of ${lifetime} ms (${waits.join(', ')} ms)`)
+  t.ok(
+    waits.every((wait) => wait <= lifetime / 10),
+    `every wait at most a tenth of ${lifetime} ms (${waits.join(', ')} ms)`,
+  )
   t.ok(h.state.renewedAt.length >= 1)
 })
 
@@ -230,7 +249,10 @@ t.test('a refusal that names a later time waits for it', async (t) => {
   })
   schedule.start()
   await time.advanceTo(time.clock() + 3 * 3_600_000)
-  t.same(tries.slice(1).map((at, i) => at - tries[i]), [3_600_000, 3_600_000, 3_600_000].slice(0, tries.length - 1))
+  t.same(
+    tries.slice(1).map((at, i) => at - tries[i]),
+    [3_600_000, 3_600_000, 3_600_000].slice(0, tries.length - 1),
+  )
   schedule.stop()
   t.equal(time.pending.size, 0, 'stop clears the timer')
 })

@@ -140,8 +140,8 @@ export class RenewalSchedule {
   private fire(): void {
     this.timer = undefined
     if (this.stopped || this.running) return
-    if (this.clock() < this.nextAt) return this.arm()
-    void this.run()
+    if (this.clock() < this.nextAt) this.arm()
+    else void this.run()
   }
 
   private async run(): Promise<void> {
@@ -165,7 +165,11 @@ export class RenewalSchedule {
       const delay = error instanceof RetryLater ? error.retryInMs : this.retryDelay(cert)
       this.nextAt = this.clock() + delay
       this.retrying = true
-      if (!this.stopped) log.warn(`renewing ${what} failed: ${(error as Error).message}; trying again in ${formatDuration(delay)}`, { ...timeLeftFields(cert, this.clock()), retry_in: formatDuration(delay) })
+      if (!this.stopped)
+        log.warn(`renewing ${what} failed: ${(error as Error).message}; trying again in ${formatDuration(delay)}`, {
+          ...timeLeftFields(cert, this.clock()),
+          retry_in: formatDuration(delay),
+        })
     } finally {
       this.running = false
     }

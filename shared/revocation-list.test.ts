@@ -1,16 +1,21 @@
 import t from 'tap'
-import { RevocationList } from './revocation-list.ts'
 import { parseSnapshot } from './protocol/proxies.ts'
+import { RevocationList } from './revocation-list.ts'
 
 t.test('a refusal holds until its end, and a new generation replaces the list', async (t) => {
   const clock = { now: 1000 }
   const list = new RevocationList(() => clock.now)
   t.equal(list.refusedHost('h1'), undefined, 'an empty list refuses nobody')
-  t.ok(list.replace({
-    generation: '2.7',
-    hosts: [{ host_id: 'h1', nodename: 'pi-1', reason: 'node "pi-1" is locked', until: 2000 }, { host_id: 'h2', nodename: 'pi-2', reason: 'removed' }],
-    users: [{ name: 'alice', reason: 'user "alice" is locked', until: 1500 }],
-  }))
+  t.ok(
+    list.replace({
+      generation: '2.7',
+      hosts: [
+        { host_id: 'h1', nodename: 'pi-1', reason: 'node "pi-1" is locked', until: 2000 },
+        { host_id: 'h2', nodename: 'pi-2', reason: 'removed' },
+      ],
+      users: [{ name: 'alice', reason: 'user "alice" is locked', until: 1500 }],
+    }),
+  )
   t.notOk(list.replace({ generation: '2.7', hosts: [], users: [] }), 'the same generation is the list held')
   t.equal(list.refusedHost('h1'), 'node "pi-1" is locked')
   t.equal(list.refusedUser('alice'), 'user "alice" is locked')
@@ -26,13 +31,16 @@ t.test('a refusal holds until its end, and a new generation replaces the list', 
 t.test('a list from the network keeps only well-formed entries', async (t) => {
   t.equal(parseSnapshot(null), undefined)
   t.equal(parseSnapshot({ hosts: [], users: [] }), undefined, 'no generation')
-  t.same(parseSnapshot({
-    generation: '1.2',
-    hosts: [{ host_id: 'h1', reason: 'x', until: 5 }, { host_id: 7, reason: 'x' }, { host_id: 'h3' }, 'junk'],
-    users: [{ name: 'bob', reason: 'y', until: 'soon' }, null],
-  }), {
-    generation: '1.2',
-    hosts: [{ host_id: 'h1', nodename: '', reason: 'x', until: 5 }],
-    users: [{ name: 'bob', reason: 'y' }],
-  })
+  t.same(
+    parseSnapshot({
+      generation: '1.2',
+      hosts: [{ host_id: 'h1', reason: 'x', until: 5 }, { host_id: 7, reason: 'x' }, { host_id: 'h3' }, 'junk'],
+      users: [{ name: 'bob', reason: 'y', until: 'soon' }, null],
+    }),
+    {
+      generation: '1.2',
+      hosts: [{ host_id: 'h1', nodename: '', reason: 'x', until: 5 }],
+      users: [{ name: 'bob', reason: 'y' }],
+    },
+  )
 })

@@ -1,12 +1,9 @@
-import t from 'tap'
-import { createHash, generateKeyPairSync, randomBytes, randomInt, type KeyObject } from 'node:crypto'
 import { execFileSync, spawnSync } from 'node:child_process'
+import { createHash, generateKeyPairSync, type KeyObject, randomBytes, randomInt } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import {
-  SSH_CERT_FOREVER, createSshCertificate, parseSshCertificate, parseSshPublicKey, sshPublicKeyLine,
-  verifySshCertificate, type SshCertificateRequest,
-} from './ssh-cert.ts'
+import t from 'tap'
+import { createSshCertificate, parseSshCertificate, parseSshPublicKey, SSH_CERT_FOREVER, type SshCertificateRequest, sshPublicKeyLine, verifySshCertificate } from './ssh-cert.ts'
 
 const HOUR = 3_600_000
 const NOW = new Date('2030-05-06T07:08:09Z')
@@ -67,15 +64,15 @@ t.test('a user certificate reads back through ssh-keygen', async (t) => {
   writeFileSync(file, line + '\n')
   const listed = sshKeygenList(file)
   t.same(listed, {
-    'Type': 'ssh-ed25519-cert-v01@openssh.com user certificate',
+    Type: 'ssh-ed25519-cert-v01@openssh.com user certificate',
     'Public key': `ED25519-CERT ${fingerprint(keyBlob(req.publicKey))}`,
     'Signing CA': `ED25519 ${fingerprint(keyBlob(ca.publicKey))} (using ssh-ed25519)`,
     'Key ID': '"alice@cluster"',
-    'Serial': '42',
-    'Valid': 'from 2030-05-06T06:08:09 to 2030-05-06T08:08:09',
-    'Principals': ['alice', 'root'],
+    Serial: '42',
+    Valid: 'from 2030-05-06T06:08:09 to 2030-05-06T08:08:09',
+    Principals: ['alice', 'root'],
     'Critical Options': ['force-command /bin/true', 'source-address 10.0.0.0/8'],
-    'Extensions': ['permit-X11-forwarding', 'permit-agent-forwarding', 'permit-port-forwarding', 'permit-pty', 'permit-user-rc'],
+    Extensions: ['permit-X11-forwarding', 'permit-agent-forwarding', 'permit-port-forwarding', 'permit-pty', 'permit-user-rc'],
   })
 
   // ssh-keygen checks the CA signature while reading, so a tampered certificate must fail.
@@ -246,7 +243,7 @@ t.test('malformed input only ever throws an Error', async (t) => {
       // Flip a byte, or plant a huge or a slightly-off length where a length might be.
       if (how === 0) mutated[at] ^= 1 << randomInt(0, 8)
       else if (how === 1) mutated.writeUInt32BE(0xffffffff, at)
-      else mutated.writeUInt32BE(mutated.readUInt32BE(at) + randomInt(-3, 4) >>> 0, at)
+      else mutated.writeUInt32BE((mutated.readUInt32BE(at) + randomInt(-3, 4)) >>> 0, at)
     }
     inputs.push(mutated)
   }

@@ -2,7 +2,7 @@
 // user certificates and the host CA signs node identities. Parsing treats every input as
 // hostile (shared/ssh-wire.ts checks each length against what remains).
 
-import { createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto'
+import { createPublicKey, type KeyObject, randomBytes, sign, verify } from 'node:crypto'
 import { SshReader, sshString, uint32, uint64 } from './ssh-wire.ts'
 
 const KEY_TYPE = 'ssh-ed25519'
@@ -149,8 +149,20 @@ export function parseSshCertificate(blobOrLine: Buffer | string): ParsedSshCerti
   signatureReader.expectEnd()
   reader.expectEnd()
   return {
-    keyType, nonce, publicKey, serial, type, keyId, principals, validAfter, validBefore,
-    criticalOptions, extensions, signatureKey, signedData, signature,
+    keyType,
+    nonce,
+    publicKey,
+    serial,
+    type,
+    keyId,
+    principals,
+    validAfter,
+    validBefore,
+    criticalOptions,
+    extensions,
+    signatureKey,
+    signedData,
+    signature,
   }
 }
 
@@ -185,10 +197,7 @@ export function verifySshCertificate(cert: ParsedSshCertificate, opts: SshVerify
 /** Options sorted by name; a non-empty value is itself wrapped as a string, per the spec. */
 function encodeOptions(options: Record<string, string>): Buffer {
   const names = Object.keys(options).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
-  return Buffer.concat(names.flatMap((name) => [
-    sshString(name),
-    sshString(options[name] === '' ? Buffer.alloc(0) : sshString(options[name])),
-  ]))
+  return Buffer.concat(names.flatMap((name) => [sshString(name), sshString(options[name] === '' ? Buffer.alloc(0) : sshString(options[name]))]))
 }
 
 function decodeOptions(data: Buffer, what: string): Record<string, string> {

@@ -1,10 +1,10 @@
-import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { openSshPrivateKey } from './ssh-key-file.ts'
+import t from 'tap'
 import { sshPublicKeyLine } from './ssh-cert.ts'
+import { openSshPrivateKey } from './ssh-key-file.ts'
 
 t.test('ssh-keygen reads the key and derives the same public key', (t) => {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')

@@ -1,7 +1,7 @@
 // Ed25519 private keys in OpenSSH's own file format ("openssh-key-v1", unencrypted), the
 // form that `ssh -i` and ssh2 read. node:crypto exports only PKCS#8, so we encode it.
 
-import { createPrivateKey, randomBytes, type KeyObject } from 'node:crypto'
+import { createPrivateKey, type KeyObject, randomBytes } from 'node:crypto'
 import { sshString, uint32 } from './ssh-wire.ts'
 
 export function openSshPrivateKey(key: KeyObject | string, comment = ''): string {

@@ -1,8 +1,8 @@
-import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import t from 'tap'
 import { readStatus, StatusSocket, statusSocketPath } from './status-socket.ts'
 
 function dataDir(t: { teardown(fn: () => void): void }): string {
@@ -35,7 +35,10 @@ t.test('a socket left by a dead process is replaced; a file that is not a socket
   await second.close()
 
   writeFileSync(path, 'notes')
-  await t.rejects(StatusSocket.listen(path, () => ({})), { message: /a file that is not a socket has that name/ })
+  await t.rejects(
+    StatusSocket.listen(path, () => ({})),
+    { message: /a file that is not a socket has that name/ },
+  )
   t.equal(statSync(path).size, 5, 'the file is untouched')
 })
 
@@ -47,5 +50,8 @@ t.test('a builder that fails answers with its error; a path too long for a socke
   })
   t.teardown(() => socket.close())
   t.same(await readStatus(path), { error: 'not ready' })
-  await t.rejects(StatusSocket.listen(join(dir, 'x'.repeat(120)), () => ({})), { message: /at most 107 bytes/ })
+  await t.rejects(
+    StatusSocket.listen(join(dir, 'x'.repeat(120)), () => ({})),
+    { message: /at most 107 bytes/ },
+  )
 })

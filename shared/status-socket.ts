@@ -4,8 +4,8 @@
 // (0700, owned by the process's user) can connect. `warren status`, the quick start and the
 // tests read it with readStatus().
 
-import { connect, createServer, type Server, type Socket } from 'node:net'
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { WarrenError } from './errors.ts'
 
@@ -88,9 +88,12 @@ export function readStatus<T = unknown>(path: string, timeoutMs = READ_TIMEOUT_M
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer within ${timeoutMs} ms`)))
     socket.on('data', (chunk: string) => (text += chunk))
     socket.on('error', (error: NodeJS.ErrnoException) => {
-      const why = error.code === 'ENOENT' || error.code === 'ECONNREFUSED'
-        ? 'no warren process serves it (is "warren start" running with this data dir?)'
-        : error.code === 'EACCES' ? 'permission denied (run as the user that runs warren start)' : error.message
+      const why =
+        error.code === 'ENOENT' || error.code === 'ECONNREFUSED'
+          ? 'no warren process serves it (is "warren start" running with this data dir?)'
+          : error.code === 'EACCES'
+            ? 'permission denied (run as the user that runs warren start)'
+            : error.message
       reject(new WarrenError(`cannot read the status socket ${path}: ${why}`))
     })
     socket.on('end', () => {

@@ -1,11 +1,11 @@
-import t from 'tap'
-import { X509Certificate, createHash, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { execFileSync, spawnSync } from 'node:child_process'
+import { createHash, generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import tls from 'node:tls'
-import type { AddressInfo } from 'node:net'
-import { createCA, createCertificate, type CertificateRequest } from './x509.ts'
+import t from 'tap'
+import { type CertificateRequest, createCA, createCertificate } from './x509.ts'
 
 const HOUR = 3_600_000
 
@@ -52,7 +52,9 @@ function opensslHex(bytes: Buffer): string {
 function keyBitsSha1(certPem: string): Buffer {
   // SPKI DER of a P-256 key: 26 bytes of prefix (with the BIT STRING's unused-bits octet), then the point.
   const spki = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' })
-  return createHash('sha1').update(spki.subarray(spki.length - 65)).digest()
+  return createHash('sha1')
+    .update(spki.subarray(spki.length - 65))
+    .digest()
 }
 
 t.test('CA and leaf parse and verify with node', async (t) => {
@@ -115,7 +117,11 @@ t.test('subject public keys of every supported kind encode exactly', async (t) =
     const cert = new X509Certificate(leaf(ca, { publicKey }).certPem)
     return !cert.publicKey.export({ type: 'spki', format: 'der' }).equals(publicKey.export({ type: 'spki', format: 'der' }))
   })
-  t.same(differing.map((key) => key.asymmetricKeyType), [], 'every key comes back as it went in')
+  t.same(
+    differing.map((key) => key.asymmetricKeyType),
+    [],
+    'every key comes back as it went in',
+  )
   const rsaText = openssl(['x509', '-noout', '-text'], leaf(ca, { publicKey: keys.at(-1) }).certPem).stdout
   t.match(rsaText, /Key Usage: critical\n\s+Digital Signature, Key Encipherment/)
 })
@@ -159,12 +165,13 @@ t.test('openssl verifies and parses', async (t) => {
 
 t.test('IPv6 addresses in every textual form', async (t) => {
   const ca = createCA('Warren Host CA', 'cluster')
-  const cert = new X509Certificate(leaf(ca, {
-    dnsNames: [],
-    ipAddresses: ['2001:db8::8:800:200c:417a', 'fe80::', '::ffff:192.0.2.1', '1:2:3:4:5:6:7:8'],
-  }).certPem)
-  t.equal(cert.subjectAltName,
-    'IP Address:2001:DB8:0:0:8:800:200C:417A, IP Address:FE80:0:0:0:0:0:0:0, IP Address:0:0:0:0:0:FFFF:C000:201, IP Address:1:2:3:4:5:6:7:8')
+  const cert = new X509Certificate(
+    leaf(ca, {
+      dnsNames: [],
+      ipAddresses: ['2001:db8::8:800:200c:417a', 'fe80::', '::ffff:192.0.2.1', '1:2:3:4:5:6:7:8'],
+    }).certPem,
+  )
+  t.equal(cert.subjectAltName, 'IP Address:2001:DB8:0:0:8:800:200C:417A, IP Address:FE80:0:0:0:0:0:0:0, IP Address:0:0:0:0:0:FFFF:C000:201, IP Address:1:2:3:4:5:6:7:8')
   t.equal(cert.checkIP('2001:db8::8:800:200c:417a'), '2001:db8::8:800:200c:417a')
   t.equal(cert.checkIP('fe80::'), 'fe80::')
   t.equal(cert.checkIP('::ffff:192.0.2.1'), '::ffff:192.0.2.1')
@@ -209,12 +216,20 @@ t.test('TLS 1.3 handshake with leaf certificates on both sides', async (t) => {
 
   // The enforcing server, and an observing one that accepts everyone and records the verdict.
   const listen = async (rejectUnauthorized: boolean, onSecure: (socket: tls.TLSSocket) => void) => {
-    const listener = tls.createServer({
-      key: pem(server.key), cert: server.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized, minVersion: 'TLSv1.3',
-    }, (socket) => {
-      onSecure(socket)
-      socket.end('hello')
-    })
+    const listener = tls.createServer(
+      {
+        key: pem(server.key),
+        cert: server.certPem,
+        ca: ca.certPem,
+        requestCert: true,
+        rejectUnauthorized,
+        minVersion: 'TLSv1.3',
+      },
+      (socket) => {
+        onSecure(socket)
+        socket.end('hello')
+      },
+    )
     listener.on('tlsClientError', () => {})
     await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
     t.teardown(() => listener.close())
@@ -225,14 +240,17 @@ t.test('TLS 1.3 handshake with leaf certificates on both sides', async (t) => {
   const verdicts: string[] = []
   const observing = await listen(false, (socket) => verdicts.push(socket.authorized ? 'authorized' : String(socket.authorizationError)))
 
-  const connect = (port: number, identity: { key: KeyObject; certPem: string }) => new Promise<string>((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port, key: pem(identity.key), cert: identity.certPem, ca: ca.certPem, minVersion: 'TLSv1.3' })
-    let data = ''
-    socket.on('secureConnect', () => t.equal(socket.getProtocol(), 'TLSv1.3'))
-    socket.on('data', (chunk) => { data += chunk })
-    socket.on('end', () => (data ? resolve(data) : reject(new Error('closed without data'))))
-    socket.on('error', reject)
-  })
+  const connect = (port: number, identity: { key: KeyObject; certPem: string }) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port, key: pem(identity.key), cert: identity.certPem, ca: ca.certPem, minVersion: 'TLSv1.3' })
+      let data = ''
+      socket.on('secureConnect', () => t.equal(socket.getProtocol(), 'TLSv1.3'))
+      socket.on('data', (chunk) => {
+        data += chunk
+      })
+      socket.on('end', () => (data ? resolve(data) : reject(new Error('closed without data'))))
+      socket.on('error', reject)
+    })
 
   t.equal(await connect(enforcing, client), 'hello', 'client from the same CA is accepted and verifies the server by IP')
   await t.rejects(connect(enforcing, stranger), 'client certificate from another CA is refused')
@@ -268,8 +286,13 @@ t.test('an Ed25519 CA signs certificates that verify', async (t) => {
   const caKeys = generateKeyPairSync('ed25519')
   const name = { CN: 'Warren User CA', O: 'cluster', name: 'user-ca' }
   const caPem = createCertificate({
-    subject: name, issuer: name, publicKey: caKeys.publicKey, signingKey: caKeys.privateKey,
-    notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + HOUR), isCA: true,
+    subject: name,
+    issuer: name,
+    publicKey: caKeys.publicKey,
+    signingKey: caKeys.privateKey,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + HOUR),
+    isCA: true,
   })
   const caCert = new X509Certificate(caPem)
   t.equal(caCert.subject, 'O=cluster\nCN=Warren User CA\nname=user-ca')

@@ -3,12 +3,9 @@
 // (shared/der.ts) and signed with node:crypto, so one certificate costs little more than its
 // signature: the auth server must keep up with bursts of joins.
 
-import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto'
+import { createHash, createPublicKey, generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto'
 import { isIPv4, isIPv6 } from 'node:net'
-import {
-  bitString, boolean, explicit, implicit, integer, namedBits, octetString, oid,
-  readElement, sequence, set, time, utf8String,
-} from './der.ts'
+import { bitString, boolean, explicit, implicit, integer, namedBits, octetString, oid, readElement, sequence, set, time, utf8String } from './der.ts'
 
 export interface DistinguishedName {
   CN?: string
@@ -165,10 +162,7 @@ function extensions(req: CertificateRequest, spki: Buffer, subject: Buffer): Buf
   if (req.extKeyUsage?.length) {
     list.push(extension(EXTENSION.extKeyUsage, false, sequence(...req.extKeyUsage.map((purpose) => KEY_PURPOSE[purpose]))))
   }
-  const altNames = [
-    ...(req.dnsNames ?? []).map((dns) => implicit(2, dnsNameBytes(dns))),
-    ...(req.ipAddresses ?? []).map((ip) => implicit(7, ipAddressBytes(ip))),
-  ]
+  const altNames = [...(req.dnsNames ?? []).map((dns) => implicit(2, dnsNameBytes(dns))), ...(req.ipAddresses ?? []).map((ip) => implicit(7, ipAddressBytes(ip)))]
   if (altNames.length) {
     // With an empty subject the alternative names are the identity, so they must be critical.
     const emptySubject = subject.length === 2
@@ -253,7 +247,9 @@ function ipAddressBytes(ip: string): Buffer {
   const last = words(tail)
   const all = tail === undefined ? first : [...first, ...new Array<number>(8 - first.length - last.length).fill(0), ...last]
   const bytes = Buffer.alloc(16)
-  all.forEach((word, i) => bytes.writeUInt16BE(word, i * 2))
+  all.forEach((word, i) => {
+    bytes.writeUInt16BE(word, i * 2)
+  })
   return bytes
 }
 

@@ -6,15 +6,15 @@
 // sessions, and says plainly why when the ACME server refuses.
 
 import { spawn } from 'node:child_process'
-import { X509Certificate } from 'node:crypto'
+import type { X509Certificate } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import { connect } from 'node:tls'
 import t from 'tap'
-import { ChallTestServer, Pebble, pebbleMissing } from './helpers/pebble.ts'
 import type { WarrenStatus } from '../shared/status.ts'
 import { AuthProcess, freePort, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { ChallTestServer, Pebble, pebbleMissing } from './helpers/pebble.ts'
 
 const DOMAIN = 'proxy.warren.test'
 const RENEWING = 'renewing.warren.test'
@@ -98,10 +98,16 @@ async function main(): Promise<void> {
   }
   /** The proxy's ACME state, once it serves an ACME certificate that `accept` (if given) accepts. */
   const acmeServed = async (proxy: ProxyProcess, timeoutMs: number, accept = (_fingerprint: string) => true) =>
-    (await proxy.daemon.waitForStatus('the ACME certificate', (status) => {
-      const served = status.proxy?.acme?.certificate
-      return served != null && accept(served.fingerprint)
-    }, timeoutMs)).proxy!.acme!
+    (
+      await proxy.daemon.waitForStatus(
+        'the ACME certificate',
+        (status) => {
+          const served = status.proxy?.acme?.certificate
+          return served != null && accept(served.fingerprint)
+        },
+        timeoutMs,
+      )
+    ).proxy!.acme!
   const oneTunnel = (status: WarrenStatus) => status.node?.tunnel?.proxies.length === 1
 
   const proxy = await acmeProxy(pebble, DOMAIN, webPort)
@@ -112,14 +118,14 @@ async function main(): Promise<void> {
     t.teardown(() => proxy.stop())
     const acme = await acmeServed(proxy, 60_000)
     // Without http_listen_addr the proxy offers TLS-ALPN-01 alone: Pebble validated through its own listener.
-    t.equal(acme.orders, 1, 'ordered from Pebble, validated by TLS-ALPN-01 on the proxy\'s port')
+    t.equal(acme.orders, 1, "ordered from Pebble, validated by TLS-ALPN-01 on the proxy's port")
 
     issued = await peerCertificate(pebble, webPort, DOMAIN)
     t.equal(acme.certificate!.fingerprint, issued.fingerprint256, 'the status names the certificate served')
-    t.equal(issued.subjectAltName, `DNS:${DOMAIN}`, 'a client asking for the public name gets a certificate for it, trusted by Pebble\'s root')
+    t.equal(issued.subjectAltName, `DNS:${DOMAIN}`, "a client asking for the public name gets a certificate for it, trusted by Pebble's root")
     t.match(await health(pebble, webPort, DOMAIN), /^HTTP\/1\.1 200[\s\S]*"ok":true/, 'and the web API answers over it')
     const clusterCert = await peerCertificate(undefined, webPort, 'cluster.warren.invalid')
-    t.match(clusterCert.subject, /test-cluster|proxy/, 'the cluster\'s own name gets the host-CA certificate')
+    t.match(clusterCert.subject, /test-cluster|proxy/, "the cluster's own name gets the host-CA certificate")
     t.not(clusterCert.fingerprint256, issued.fingerprint256)
 
     // A node joins through the proxy with the pin, opens its tunnel and serves SSH through it.
@@ -174,7 +180,11 @@ async function main(): Promise<void> {
     await refused.start()
     t.teardown(() => refused.stop())
     const acme = (await refused.daemon.waitForStatus('the refusal', (status) => Boolean(status.proxy?.acme?.last_error), 30_000)).proxy!.acme!
-    t.match(acme.last_error, new RegExp(`^could not obtain a certificate for ${BLOCKED.replaceAll('.', '\\.')} from https://127\\.0\\.0\\.1:\\d+/dir: placing the order failed: .*forbidden by policy`), 'the reason, as the ACME server gave it')
+    t.match(
+      acme.last_error,
+      new RegExp(`^could not obtain a certificate for ${BLOCKED.replaceAll('.', '\\.')} from https://127\\.0\\.0\\.1:\\d+/dir: placing the order failed: .*forbidden by policy`),
+      'the reason, as the ACME server gave it',
+    )
     t.equal(acme.certificate, null, 'the cluster certificate is served meanwhile')
     const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=127.0.0.1:${refusedPort}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=refused-node'])
     t.teardown(() => node.stop())
@@ -183,12 +193,13 @@ async function main(): Promise<void> {
   })
 
   await t.test('configuration mistakes are refused at start, naming the key', async (t) => {
-    const withAcme = async (yaml: string) => new ProxyProcess({
-      auth,
-      token: await auth.token(['tokens', 'add', '--type=proxy']),
-      pin,
-      extraYaml: `  acme:\n    enabled: true\n${yaml}`,
-    }).start()
+    const withAcme = async (yaml: string) =>
+      new ProxyProcess({
+        auth,
+        token: await auth.token(['tokens', 'add', '--type=proxy']),
+        pin,
+        extraYaml: `  acme:\n    enabled: true\n${yaml}`,
+      }).start()
     await t.rejects(withAcme('  public_addr: ["127.0.0.1:3080"]\n'), /proxy_service\.acme is enabled, but proxy_service\.public_addr names no DNS name/)
     await t.rejects(withAcme(`    ca_file: /nonexistent/ca.pem\n  public_addr: ["${DOMAIN}:1"]\n`), /proxy_service\.acme\.ca_file: cannot read \/nonexistent\/ca\.pem/)
   })
@@ -196,7 +207,9 @@ async function main(): Promise<void> {
 
 /** An OpenSSH session through the proxy that stays open until its standard input ends. */
 function spawnSsh(profile: string, node: string): { child: ReturnType<typeof spawn>; started: Promise<void>; done: Promise<string> } {
-  const child = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${testLogin()}@${node}`, 'echo started; read line; echo "got:$line"'], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${testLogin()}@${node}`, 'echo started; read line; echo "got:$line"'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
   let output = ''
   let errors = ''
   child.stderr!.on('data', (chunk) => (errors += chunk))

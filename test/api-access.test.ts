@@ -5,14 +5,14 @@
 // before the handler runs: the backend is the same after all those calls. A caller it
 // admits reaches the handler, whatever the handler then makes of the empty request.
 
-import t from 'tap'
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
 import { AUTH_ROUTES } from '../auth/api/index.ts'
 import { SqliteBackend } from '../auth/backend/sqlite.ts'
-import type { Access } from '../shared/api-router.ts'
 import { ApiClient } from '../shared/api-client.ts'
+import type { Access } from '../shared/api-router.ts'
 import { ApiError } from '../shared/errors.ts'
 import { joinCluster } from '../shared/join.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
@@ -85,10 +85,12 @@ async function clients(): Promise<Map<Caller, ApiClient>> {
     'expired host': certificate(hostCA, 'test-cluster', { CN: randomUUID(), OU: ['node'] }, new Date(Date.now() - 60_000)),
     'other cluster': certificate({ key: other.key, certPem: other.certPem }, 'other-cluster', { CN: randomUUID(), OU: ['node'] }, new Date(Date.now() + HOUR)),
   }
-  return new Map(CALLERS.map((caller) => {
-    const given = credentials[caller]
-    return [caller, new ApiClient({ server: auth.address, caPems, ...(given ? { certPem: given.certPem, keyPem: given.keyPem } : {}) })]
-  }))
+  return new Map(
+    CALLERS.map((caller) => {
+      const given = credentials[caller]
+      return [caller, new ApiClient({ server: auth.address, caPems, ...(given ? { certPem: given.certPem, keyPem: given.keyPem } : {}) })]
+    }),
+  )
 }
 
 /** The backend as it is on disk: every key and its revision. */

@@ -2,8 +2,8 @@
 // refused for who it is before the path is decoded, an admin gets a 400, and the server
 // logs no error.
 
-import t from 'tap'
 import { request } from 'node:https'
+import t from 'tap'
 import { AuthProcess } from './helpers/cluster.ts'
 
 const BAD_PATH = '/v1/tokens/%E0%A4%A'
@@ -26,7 +26,11 @@ function anonymous(method: string, path: string): Promise<{ status: number; body
 
 /** The auth server's log entries (JSON lines on standard error) at level error. */
 function errorEntries(): unknown[] {
-  return auth.daemon.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line)).filter((entry) => entry.level === 'error')
+  return auth.daemon.stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line))
+    .filter((entry) => entry.level === 'error')
 }
 
 t.test('an anonymous caller is refused before the path is decoded', async (t) => {
@@ -44,6 +48,9 @@ t.test('an admin gets a 400 naming the parameter', async (t) => {
 })
 
 t.test('no error was logged', async (t) => {
-  t.ok(auth.daemon.stderr.split('\n').some((line) => line.startsWith('{"time"')), 'the log is JSON')
+  t.ok(
+    auth.daemon.stderr.split('\n').some((line) => line.startsWith('{"time"')),
+    'the log is JSON',
+  )
   t.same(errorEntries(), [])
 })

@@ -4,14 +4,14 @@
 // the flag; a reader that stops early ends a command quietly. The cluster's state is read
 // before and after through the admin API.
 
-import t from 'tap'
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { AuthProcess, ROOT, run, startNode, tempDir, waitForNode, type RunResult } from './helpers/cluster.ts'
+import t from 'tap'
+import type { Program } from '../cli/program.ts'
 import { WARREN } from '../cli/warren.ts'
 import { WARRENCTL } from '../cli/warrenctl.ts'
-import type { Program } from '../cli/program.ts'
+import { AuthProcess, ROOT, type RunResult, run, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
 
 t.setTimeout(300_000)
 
@@ -89,7 +89,10 @@ async function commandNames(program: Program): Promise<string[]> {
   return [...Object.keys(program.commands), 'help', 'version'].sort()
 }
 
-for (const [program, runProgram] of [[WARRENCTL, warrenctl], [WARREN, warren]] as const) {
+for (const [program, runProgram] of [
+  [WARRENCTL, warrenctl],
+  [WARREN, warren],
+] as const) {
   t.test(`${program.name}: --help, -h and help COMMAND on every command print its usage and act not`, async (t) => {
     const cases = ACTING[program.name]
     t.same(Object.keys(cases).sort(), await commandNames(program), 'a case for every command')
@@ -112,7 +115,10 @@ for (const [program, runProgram] of [[WARRENCTL, warrenctl], [WARREN, warren]] a
         t.equal(result.stderr, '')
         outputs.push(result.stdout)
       }
-      t.ok(outputs.every((output) => output === outputs[0]), `${name}: the same help every way it is asked`)
+      t.ok(
+        outputs.every((output) => output === outputs[0]),
+        `${name}: the same help every way it is asked`,
+      )
     }
     t.same(await backend(), before, 'tokens, CAs, users, nodes and locks as they were')
     for (const path of [signOut, startDir, installRoot]) t.notOk(existsSync(path), `${path} not created`)
@@ -120,7 +126,10 @@ for (const [program, runProgram] of [[WARRENCTL, warrenctl], [WARREN, warren]] a
 }
 
 t.test('the program alone, --help and help list the commands', async (t) => {
-  for (const [runProgram, name] of [[warren, 'warren'], [warrenctl, 'warrenctl']] as const) {
+  for (const [runProgram, name] of [
+    [warren, 'warren'],
+    [warrenctl, 'warrenctl'],
+  ] as const) {
     const bare = await runProgram([])
     t.equal(bare.code, 2, `${name} alone is a usage error`)
     for (const argv of [['--help'], ['-h'], ['help']]) {
@@ -174,7 +183,7 @@ t.test('a malformed value, a misspelt flag or command, a wrong argument: exit 2 
   ]
   // Three at a time: each is a process of its own.
   const results: RunResult[] = []
-  for (let i = 0; i < cases.length; i += 3) results.push(...await Promise.all(cases.slice(i, i + 3).map(([runProgram, args]) => runProgram(args))))
+  for (let i = 0; i < cases.length; i += 3) results.push(...(await Promise.all(cases.slice(i, i + 3).map(([runProgram, args]) => runProgram(args)))))
   for (const [i, [, args, message]] of cases.entries()) {
     const result = results[i]
     t.equal(result.code, 2, args.join(' '))

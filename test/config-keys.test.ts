@@ -3,18 +3,18 @@
 // by the production code the table names, and where that code can run here, it behaves
 // differently with the key set. A key added to the schema without a row here fails the test.
 
-import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
+import t from 'tap'
 import { stringify } from 'yaml'
-import { CONFIG_SCHEMA } from '../shared/config-schema.ts'
-import { parseConfig, type WarrenConfig } from '../shared/config.ts'
-import type { DeclaredKey, SectionRule } from '../shared/yaml-schema/index.ts'
-import { createLogger } from '../shared/log.ts'
 import { forwardRefusal } from '../agent/forward-policy.ts'
 import { FailureRateLimiter } from '../auth/rate-limit.ts'
 import { TrustedAddresses } from '../proxy/listener/trusted.ts'
+import { parseConfig, type WarrenConfig } from '../shared/config.ts'
+import { CONFIG_SCHEMA } from '../shared/config-schema.ts'
+import { createLogger } from '../shared/log.ts'
+import type { DeclaredKey, SectionRule } from '../shared/yaml-schema/index.ts'
 import { ROOT } from './helpers/cluster.ts'
 
 interface Row {
@@ -179,8 +179,16 @@ t.test('setting a key changes the fields its row names, and only those', async (
     const set = configWith(row.key, row.value, row.base, row.beside)
     const changed = differences(base, set)
     t.ok(changed.length > 0, `${row.key} changes the config`)
-    t.same(changed.filter((path) => !row.fields.some((field) => within(path, field))), [], `${row.key} changes nothing but ${row.fields.join(', ')}`)
-    t.same(row.fields.filter((field) => !changed.some((path) => within(path, field))), [], `${row.key} changes each of ${row.fields.join(', ')}`)
+    t.same(
+      changed.filter((path) => !row.fields.some((field) => within(path, field))),
+      [],
+      `${row.key} changes nothing but ${row.fields.join(', ')}`,
+    )
+    t.same(
+      row.fields.filter((field) => !changed.some((path) => within(path, field))),
+      [],
+      `${row.key} changes each of ${row.fields.join(', ')}`,
+    )
   }
 })
 

@@ -1,9 +1,9 @@
 // The node's YAML config: keys mirror the flags, flags override the file, and a bad file is
 // refused with the key and line. Also: auth and node roles in one process.
 
-import t from 'tap'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
 import { AuthProcess, ctl, Daemon, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
 
 const auth = new AuthProcess()
@@ -15,19 +15,22 @@ t.test('a node joins from its config file; flags override the file', async (t) =
   const tokenFile = join(dir, 'token')
   writeFileSync(tokenFile, (await auth.token()) + '\n', { mode: 0o600 })
   const config = join(dir, 'warren.yaml')
-  writeFileSync(config, [
-    'version: v1',
-    `data_dir: ${join(dir, 'data')}`,
-    'nodename: from-file',
-    `auth_token: ${tokenFile}`,
-    `ca_pin: ${await auth.pin()}`,
-    `auth_servers: ["${auth.address}"]`,
-    'labels:',
-    '  distro: debian',
-    '  rack: r1',
-    'ssh_service:',
-    '  listen_addr: 127.0.0.1:0',
-  ].join('\n'))
+  writeFileSync(
+    config,
+    [
+      'version: v1',
+      `data_dir: ${join(dir, 'data')}`,
+      'nodename: from-file',
+      `auth_token: ${tokenFile}`,
+      `ca_pin: ${await auth.pin()}`,
+      `auth_servers: ["${auth.address}"]`,
+      'labels:',
+      '  distro: debian',
+      '  rack: r1',
+      'ssh_service:',
+      '  listen_addr: 127.0.0.1:0',
+    ].join('\n'),
+  )
   const node = startNode([`--config=${config}`, '--nodename=from-flag', '--labels=rack=r2'])
   t.teardown(() => node.stop())
   const listing = await waitForNode(auth, 'from-flag')
@@ -57,7 +60,10 @@ t.test('bad config files are refused with the key and line, and nothing starts',
 t.test('auth and node roles in one process', async (t) => {
   const dir = tempDir()
   const config = join(dir, 'warren.yaml')
-  writeFileSync(config, `version: v1\ndata_dir: ${dir}\nnodename: all-in-one\nlabels: { role: both }\nauth_service:\n  listen_addr: 127.0.0.1:0\n  cluster_name: solo\nssh_service:\n  listen_addr: 127.0.0.1:0\n`)
+  writeFileSync(
+    config,
+    `version: v1\ndata_dir: ${dir}\nnodename: all-in-one\nlabels: { role: both }\nauth_service:\n  listen_addr: 127.0.0.1:0\n  cluster_name: solo\nssh_service:\n  listen_addr: 127.0.0.1:0\n`,
+  )
   const both = new Daemon(['start', '--roles=auth,node', `--config=${config}`])
   t.teardown(() => both.stop())
   const identity = join(dir, 'admin', 'identity.json')
@@ -69,11 +75,19 @@ t.test('without --roles, the *_service.enabled keys choose the roles, as in Tele
   const dir = tempDir()
   const configWith = (ssh: string) => {
     const file = join(dir, `${ssh.replace(/\W+/g, '-')}.yaml`)
-    writeFileSync(file, `version: v1\ndata_dir: ${dir}\nnodename: chosen\nlog: { format: json }\nauth_service:\n  listen_addr: 127.0.0.1:0\n  cluster_name: roles\nssh_service: { ${ssh} }\n`)
+    writeFileSync(
+      file,
+      `version: v1\ndata_dir: ${dir}\nnodename: chosen\nlog: { format: json }\nauth_service:\n  listen_addr: 127.0.0.1:0\n  cluster_name: roles\nssh_service: { ${ssh} }\n`,
+    )
     return file
   }
   /** The roles `warren start` says it runs, from its JSON log. */
-  const startedRoles = (stderr: string) => stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line)).find((entry) => 'roles' in entry)?.roles
+  const startedRoles = (stderr: string) =>
+    stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line))
+      .find((entry) => 'roles' in entry)?.roles
 
   const both = new Daemon(['start', `--config=${configWith('listen_addr: "127.0.0.1:0"')}`])
   t.teardown(() => both.stop())
@@ -95,19 +109,22 @@ t.test('without --roles, the *_service.enabled keys choose the roles, as in Tele
   await flagWins.stop()
 
   const proxyFile = join(dir, 'proxy.yaml')
-  writeFileSync(proxyFile, [
-    'version: v1',
-    `data_dir: ${join(dir, 'proxy')}`,
-    'nodename: chosen-proxy',
-    'log: { format: json }',
-    `auth_servers: ["${auth.address}"]`,
-    `auth_token: ${await auth.token(['tokens', 'add', '--type=proxy'])}`,
-    `ca_pin: ${await auth.pin()}`,
-    'proxy_service:',
-    '  web_listen_addr: 127.0.0.1:0',
-    '  tunnel_listen_addr: 127.0.0.1:0',
-    'ssh_service: { enabled: false }',
-  ].join('\n'))
+  writeFileSync(
+    proxyFile,
+    [
+      'version: v1',
+      `data_dir: ${join(dir, 'proxy')}`,
+      'nodename: chosen-proxy',
+      'log: { format: json }',
+      `auth_servers: ["${auth.address}"]`,
+      `auth_token: ${await auth.token(['tokens', 'add', '--type=proxy'])}`,
+      `ca_pin: ${await auth.pin()}`,
+      'proxy_service:',
+      '  web_listen_addr: 127.0.0.1:0',
+      '  tunnel_listen_addr: 127.0.0.1:0',
+      'ssh_service: { enabled: false }',
+    ].join('\n'),
+  )
   const proxyOnly = new Daemon(['start', `--config=${proxyFile}`])
   t.teardown(() => proxyOnly.stop())
   const status = await proxyOnly.waitForStatus('the proxy to listen', (status) => status.proxy !== undefined)

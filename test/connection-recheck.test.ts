@@ -5,27 +5,27 @@
 // the gateway, a node that did not follow a host CA rotation, a node whose certificate
 // expired. Identities that followed the rotation lose nothing.
 
-import t from 'tap'
 import { generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { Agent as HttpsAgent, request } from 'node:https'
 import type { Socket } from 'node:net'
-import type { TLSSocket } from 'node:tls'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { TLSSocket } from 'node:tls'
+import t from 'tap'
 import { Agent } from '../agent/agent.ts'
 import { AgentTunnel } from '../agent/tunnel.ts'
-import { createCertificate } from '../shared/x509.ts'
 import { dialThroughProxy } from '../cli/ssh.ts'
 import { issuedByAny } from '../shared/cert-subject.ts'
 import { defaultConfig } from '../shared/config.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
 import { createLogger } from '../shared/log.ts'
-import { AuthProcess, ProxyProcess, tempDir } from './helpers/cluster.ts'
+import { createCertificate } from '../shared/x509.ts'
 import { authorityOf, hostCAOf } from './helpers/certs.ts'
+import { AuthProcess, ProxyProcess, tempDir } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 const auth = await new AuthProcess().start()
@@ -73,15 +73,16 @@ interface Answer {
 function adminClient(certPem: string, keyPem: string) {
   const identity = JSON.parse(readFileSync(auth.identityPath, 'utf8'))
   const agent = new HttpsAgent({ keepAlive: true, maxSockets: 1, ca: identity.host_ca_certs, cert: certPem, key: keyPem, checkServerIdentity: () => undefined })
-  const call = (method: string, path: string, body?: unknown) => new Promise<Answer>((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body)
-    const req = request(`https://${auth.address}${path}`, { method, agent, headers: payload ? { 'content-type': 'application/json' } : {} }, (res) => {
-      res.resume()
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, socket: req.socket! }))
+  const call = (method: string, path: string, body?: unknown) =>
+    new Promise<Answer>((resolve, reject) => {
+      const payload = body === undefined ? undefined : JSON.stringify(body)
+      const req = request(`https://${auth.address}${path}`, { method, agent, headers: payload ? { 'content-type': 'application/json' } : {} }, (res) => {
+        res.resume()
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, socket: req.socket! }))
+      })
+      req.on('error', reject)
+      req.end(payload)
     })
-    req.on('error', reject)
-    req.end(payload)
-  })
   // The auth server closes a connection idle for 5 s: a request every second keeps it.
   let stopped = false
   const kept = (async () => {
@@ -171,20 +172,27 @@ t.test('a completed user CA rotation closes the connections its dropped CA authe
   const newUserProfile = await signUser('new-bob')
   // The proxy trusts the new CA from its next heartbeat on.
   let newUser: TLSSocket | undefined
-  await until('a user with a certificate from the new CA to connect', async () => {
-    newUser = await userConnection(newUserProfile).catch(() => undefined)
-    return newUser !== undefined
-  }, { timeoutMs: 20_000, everyMs: 500 })
-  t.ok(issuedByAny(new X509Certificate(readFileSync(join(newUserProfile, 'tls.crt'), 'utf8')), [(await trusted('user'))[0]]), 'the new user\'s certificate is from the new CA')
+  await until(
+    'a user with a certificate from the new CA to connect',
+    async () => {
+      newUser = await userConnection(newUserProfile).catch(() => undefined)
+      return newUser !== undefined
+    },
+    { timeoutMs: 20_000, everyMs: 500 },
+  )
+  t.ok(issuedByAny(new X509Certificate(readFileSync(join(newUserProfile, 'tls.crt'), 'utf8')), [(await trusted('user'))[0]]), "the new user's certificate is from the new CA")
   const tokens = await tokenIds()
   await rotate('user', 'update_servers')
   await rotate('user', 'standby')
   t.notOk((await trusted('user')).includes(oldCA), 'the old user CA is dropped')
 
-  await until('the auth server to close the admin\'s connection', () => closed(first.socket), { timeoutMs: 10_000, everyMs: 50 })
-  t.pass('the auth server closed the admin\'s keep-alive connection')
+  await until("the auth server to close the admin's connection", () => closed(first.socket), { timeoutMs: 10_000, everyMs: 50 })
+  t.pass("the auth server closed the admin's keep-alive connection")
   const attempt = await admin.call('POST', '/v1/tokens', { roles: 'node,proxy', ttl_ms: 3_600_000 }).catch((error: Error) => error)
-  t.ok(attempt instanceof Error || attempt.status === 401 || attempt.status === 403, `no join token for the dropped admin (${attempt instanceof Error ? attempt.message : attempt.status})`)
+  t.ok(
+    attempt instanceof Error || attempt.status === 401 || attempt.status === 403,
+    `no join token for the dropped admin (${attempt instanceof Error ? attempt.message : attempt.status})`,
+  )
   t.same(await tokenIds(), tokens, 'the token list is unchanged')
 
   await until('the proxy to close the user connection made with the dropped CA', () => closed(oldUser), { timeoutMs: 20_000, everyMs: 50 })
@@ -242,8 +250,8 @@ t.test('a completed host CA rotation closes the tunnel of a node that did not fo
   await rotate('host', 'standby')
   t.same(await trusted('host'), [signing], 'the old host CA is dropped')
 
-  await until('the proxy to close the stale node\'s tunnel', () => !staleOpen, { timeoutMs: 20_000, everyMs: 50 })
-  t.pass('the proxy closed the stale node\'s tunnel')
+  await until("the proxy to close the stale node's tunnel", () => !staleOpen, { timeoutMs: 20_000, everyMs: 50 })
+  t.pass("the proxy closed the stale node's tunnel")
   // A user profile trusts the host CAs of when it was signed: one from after the rotation.
   const renewedProfile = await signUser('erin')
   t.equal(await reaches(renewedProfile, 'stale'), 'refused', 'no user is routed to the stale node')
@@ -256,8 +264,15 @@ t.test('a completed host CA rotation closes the tunnel of a node that did not fo
 async function openTunnel(identity: NodeIdentity): Promise<AgentTunnel> {
   const [host, port] = proxy.tunnel.split(':')
   const tunnel = await AgentTunnel.open({
-    host, port: Number(port), identity, keepAliveIntervalMs: 15_000, labels: () => ({}), services: ['ssh'],
-    onStream: (stream) => stream.end('{"ok":true}\n'), log, connectTimeoutMs: 5000,
+    host,
+    port: Number(port),
+    identity,
+    keepAliveIntervalMs: 15_000,
+    labels: () => ({}),
+    services: ['ssh'],
+    onStream: (stream) => stream.end('{"ok":true}\n'),
+    log,
+    connectTimeoutMs: 5000,
   })
   tunnel.activate()
   return tunnel

@@ -3,11 +3,11 @@
 // works when copied into another home, with the system's ssh from any working directory and
 // the warren on PATH (test/helpers/cluster.ts puts one there).
 
-import t from 'tap'
 import { execFile } from 'node:child_process'
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
-import { AuthProcess, ProxyProcess, ROOT, startNode, tempDir, testLogin, waitForNode, type RunResult } from './helpers/cluster.ts'
+import t from 'tap'
+import { AuthProcess, ProxyProcess, ROOT, type RunResult, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 
 t.setTimeout(300_000)
 
@@ -71,7 +71,7 @@ t.test('auth sign writes to ~/.warren by default, and a copy of it in another ho
   t.match(config, /^ {4}IdentityFile \$\{HOME\}\/\.warren\/id_ed25519$/m, 'files named from the home directory')
   t.match(config, new RegExp(`^ {4}ProxyCommand warren proxy ssh --identity=~/\\.warren --proxy=${proxy.web} %r@%h:%p$`, 'm'), 'warren from PATH')
   t.notOk(config.includes(first), 'the home it was written in is not named')
-  t.notOk(config.includes(process.execPath) || config.includes('node_modules'), 'nor this checkout\'s Node')
+  t.notOk(config.includes(process.execPath) || config.includes('node_modules'), "nor this checkout's Node")
 
   const laptop = tempDir('warren-home-')
   cpSync(join(first, '.warren'), join(laptop, '.warren'), { recursive: true })

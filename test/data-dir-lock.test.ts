@@ -3,12 +3,12 @@
 // left by a SIGKILLed process or naming a PID now used by another process is taken over;
 // of two starts on a fresh dir at once, one runs.
 
-import t from 'tap'
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
+import { LOCK_FILE } from '../shared/data-dir-lock.ts'
 import { AuthProcess, Daemon, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
-import { LOCK_FILE } from '../shared/data-dir-lock.ts'
 
 const lockPid = (dir: string): number => JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')).pid
 
@@ -22,7 +22,7 @@ function files(dir: string, skip?: RegExp): Record<string, string> {
   return out
 }
 
-t.test('a second start on a running auth server\'s data dir exits 1 naming it; the first keeps serving', async (t) => {
+t.test("a second start on a running auth server's data dir exits 1 naming it; the first keeps serving", async (t) => {
   const auth = await new AuthProcess().start()
   t.teardown(() => auth.stop())
   // The backend's database changes under a running auth server; everything else must not.
@@ -30,12 +30,12 @@ t.test('a second start on a running auth server\'s data dir exits 1 naming it; t
   const second = await warren(['start', '--roles=auth', `--config=${auth.configPath}`])
   t.equal(second.code, 1)
   t.match(second.stderr, `data dir ${auth.dataDir} is in use by process ${auth.daemon.child.pid}`)
-  t.same(files(auth.dataDir, /backend\.db/), before, 'nothing in the data dir changed (the admin identity is the first one\'s)')
+  t.same(files(auth.dataDir, /backend\.db/), before, "nothing in the data dir changed (the admin identity is the first one's)")
   t.ok(auth.daemon.running)
   t.equal((await auth.ctl(['status'])).code, 0, 'the first auth server still answers')
 })
 
-t.test('a second start on a running node\'s data dir exits 1 naming it and leaves its tunnel alone; after SIGKILL a new one starts', async (t) => {
+t.test("a second start on a running node's data dir exits 1 naming it and leaves its tunnel alone; after SIGKILL a new one starts", async (t) => {
   const auth = await new AuthProcess().start()
   t.teardown(() => auth.stop())
   const pin = await auth.pin()
@@ -53,7 +53,7 @@ t.test('a second start on a running node\'s data dir exits 1 naming it and leave
 
   const tunnelAtProxy = async () => (await proxy.daemon.status()).proxy!.tunnels.hosts.find((tunnel) => tunnel.host_id === hostId)
   const tunnelBefore = await tunnelAtProxy()
-  t.ok(tunnelBefore, 'the proxy holds the node\'s tunnel')
+  t.ok(tunnelBefore, "the proxy holds the node's tunnel")
   const before = files(nodeDir)
   const second = await warren(['start', '--roles=node', `--data-dir=${nodeDir}`])
   t.equal(second.code, 1)

@@ -1,15 +1,15 @@
 // A data dir that other users may write into: refused when it belongs to someone else,
 // made private (0700, with a warning) when it belongs to the user running warren.
 
-import t from 'tap'
 import { chmodSync, chownSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
 import { AuthProcess, tempDir, warren } from './helpers/cluster.ts'
 
 const NOBODY = 65534
 const root = process.getuid?.() === 0
 
-t.test('someone else\'s data dir that others may write into is refused; nothing is written', { skip: !root && 'needs root to give a directory to another user' }, async (t) => {
+t.test("someone else's data dir that others may write into is refused; nothing is written", { skip: !root && 'needs root to give a directory to another user' }, async (t) => {
   for (const mode of [0o777, 0o1777, 0o770]) {
     const dir = join(tempDir(), 'data')
     mkdirSync(dir)
@@ -34,7 +34,11 @@ t.test('our own data dir that others may write into is made 0700, with a warning
   t.teardown(() => auth.stop())
   await auth.start()
   t.equal(statSync(dir).mode & 0o7777, 0o700)
-  const warnings = auth.daemon.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line)).filter((entry) => entry.level === 'warn')
+  const warnings = auth.daemon.stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line))
+    .filter((entry) => entry.level === 'warn')
   t.match(warnings, [{ path: dir, mode: '0777', new_mode: '0700' }], 'one warning names the path and the old mode')
   t.equal((await auth.ctl(['status'])).code, 0, 'and the auth server runs')
 })

@@ -5,15 +5,15 @@
 // certificate of the cluster is refused before any service opens, and connections that
 // say nothing are not kept.
 
-import t from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
-import { connect as netConnect, createServer, type Server, type Socket } from 'node:net'
-import { connect as tlsConnect } from 'node:tls'
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { AuthProcess, ProxyProcess, openssh, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
-import { probe } from './helpers/direct-probe.ts'
-import { identityDir } from '../shared/identity-store.ts'
+import { connect as tlsConnect } from 'node:tls'
+import t from 'tap'
 import { PROFILE_FILES } from '../cli/profile.ts'
+import { identityDir } from '../shared/identity-store.ts'
+import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { probe } from './helpers/direct-probe.ts'
 
 t.test('a direct node reached through the proxy, and only by proxies', async (t) => {
   const auth = await new AuthProcess().start()
@@ -26,13 +26,10 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
   t.teardown(() => echo.server.close())
   const nodeDir = tempDir()
   const nodeConfig = join(nodeDir, 'warren.yaml')
-  writeFileSync(nodeConfig, [
-    'version: v1',
-    `data_dir: ${nodeDir}`,
-    'ssh_service:',
-    '  listen_addr: 127.0.0.1:0',
-    `  forward_ports: [{ name: webui, addr: "127.0.0.1:${echo.port}" }]`,
-  ].join('\n'))
+  writeFileSync(
+    nodeConfig,
+    ['version: v1', `data_dir: ${nodeDir}`, 'ssh_service:', '  listen_addr: 127.0.0.1:0', `  forward_ports: [{ name: webui, addr: "127.0.0.1:${echo.port}" }]`].join('\n'),
+  )
   const node = startNode([`--config=${nodeConfig}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=direct-1'])
   t.teardown(() => node.stop())
 
@@ -62,8 +59,8 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
 
     const refusals: [string, { certFile: string; keyFile: string } | undefined][] = [
       ['no certificate', undefined],
-      ['a node\'s certificate', { certFile: join(nodeIdentity, 'host.crt'), keyFile: join(nodeIdentity, 'host.key') }],
-      ['a user\'s certificate', { certFile: join(profile, PROFILE_FILES.tlsCert), keyFile: join(profile, PROFILE_FILES.tlsKey) }],
+      ["a node's certificate", { certFile: join(nodeIdentity, 'host.crt'), keyFile: join(nodeIdentity, 'host.key') }],
+      ["a user's certificate", { certFile: join(profile, PROFILE_FILES.tlsCert), keyFile: join(profile, PROFILE_FILES.tlsKey) }],
     ]
     for (const [what, credentials] of refusals) {
       const refused = await probe('127.0.0.1', port, credentials)
@@ -77,10 +74,12 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
     const proxyIdentity = identityDir(proxy.dataDir, 'proxy')
     const [beforeHandshake, beforeRequest] = await Promise.all([
       closedByPeer(netConnect({ host: '127.0.0.1', port })),
-      closedByPeer(tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, cert: readFileSync(join(proxyIdentity, 'host.crt')), key: readFileSync(join(proxyIdentity, 'host.key')) })),
+      closedByPeer(
+        tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, cert: readFileSync(join(proxyIdentity, 'host.crt')), key: readFileSync(join(proxyIdentity, 'host.key')) }),
+      ),
     ])
     t.ok(beforeHandshake, 'a TCP connection that never starts its TLS handshake')
-    t.ok(beforeRequest, 'a proxy\'s connection that never names a service')
+    t.ok(beforeRequest, "a proxy's connection that never names a service")
   })
 })
 
@@ -93,7 +92,13 @@ t.test('a listen address that is taken stops the node with the key that names it
   const address = `127.0.0.1:${(taken.address() as { port: number }).port}`
   const nodeDir = tempDir()
   writeFileSync(join(nodeDir, 'warren.yaml'), `version: v1\ndata_dir: ${nodeDir}\nssh_service:\n  listen_addr: ${address}\n`)
-  const node = startNode([`--config=${join(nodeDir, 'warren.yaml')}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${await auth.pin()}`, '--nodename=no-port'])
+  const node = startNode([
+    `--config=${join(nodeDir, 'warren.yaml')}`,
+    `--auth-server=${auth.address}`,
+    `--token=${await auth.token()}`,
+    `--ca-pin=${await auth.pin()}`,
+    '--nodename=no-port',
+  ])
   t.equal(await node.exited, 1)
   t.match(node.stderr, `ERROR: cannot listen on ssh_service.listen_addr ${address}: the address is in use`)
 })

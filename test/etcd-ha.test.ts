@@ -4,12 +4,12 @@
 
 import { readFileSync } from 'node:fs'
 import t from 'tap'
-import { AuthProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
-import { EtcdServer, etcdUnavailable, uniquePrefix } from './helpers/etcd.ts'
 import { EtcdBackend } from '../auth/backend/etcd.ts'
 import { tokenId } from '../auth/tokens.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { joinCluster } from '../shared/join.ts'
+import { AuthProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+import { EtcdServer, etcdUnavailable, uniquePrefix } from './helpers/etcd.ts'
 
 // Five processes, hundreds of joins and agents that must heartbeat: slow on a busy 2-core machine.
 t.setTimeout(300_000)
@@ -27,10 +27,7 @@ if (unavailable) {
   t.before(async () => {
     etcd = await EtcdServer.start()
     // Every race round refuses one join; let those failures through the rate limiter.
-    const yaml = [
-      `  storage: { type: etcd, peers: ["${etcd.clientUrl}"], prefix: "${prefix}" }`,
-      '  join_rate_limit: { burst: 1000, per_minute: 1000 }',
-    ].join('\n')
+    const yaml = [`  storage: { type: etcd, peers: ["${etcd.clientUrl}"], prefix: "${prefix}" }`, '  join_rate_limit: { burst: 1000, per_minute: 1000 }'].join('\n')
     a = new AuthProcess({ authServiceYaml: yaml })
     b = new AuthProcess({ authServiceYaml: yaml })
     // Started together, they race to create the cluster's CAs and must agree on one.
@@ -45,8 +42,7 @@ if (unavailable) {
   /** The store both servers use, read directly. */
   const store = async () => EtcdBackend.open({ peers: [etcd.clientUrl], prefix })
 
-  const joinThrough = (server: string, token: string, nodename: string) =>
-    joinCluster({ authServer: server, token, caPins: [pin], nodename, roles: ['node'], warn: () => {} })
+  const joinThrough = (server: string, token: string, nodename: string) => joinCluster({ authServer: server, token, caPins: [pin], nodename, roles: ['node'], warn: () => {} })
 
   t.test('both servers serve the same CAs, and one admin identity manages both', async (t) => {
     t.equal(await b.pin(), pin, 'same pin from both')
@@ -72,7 +68,7 @@ if (unavailable) {
     const fromA = await waitForNode(a, 'ha-node', 90_000).catch((error: Error) => {
       throw new Error(`${error.message}\nagent output:\n${node.stderr}`)
     })
-    t.match(fromA, /^ha-node\s+[0-9a-f-]{36}\s/m, "A lists the node that joined and heartbeats through B")
+    t.match(fromA, /^ha-node\s+[0-9a-f-]{36}\s/m, 'A lists the node that joined and heartbeats through B')
     t.match((await b.ctl(['nodes', 'ls'])).stdout, /^ha-node\s/m, 'and so does B')
   })
 
@@ -82,10 +78,7 @@ if (unavailable) {
     for (let round = 0; round < rounds; round++) {
       const maker = round % 2 === 0 ? a : b
       const { token } = await maker.api<{ token: string }>('POST', '/v1/tokens', { roles: 'node', ttl_ms: 60_000, single_use: true })
-      const results = await Promise.allSettled([
-        joinThrough(a.address, token, `racer-${round}-a`),
-        joinThrough(b.address, token, `racer-${round}-b`),
-      ])
+      const results = await Promise.allSettled([joinThrough(a.address, token, `racer-${round}-a`), joinThrough(b.address, token, `racer-${round}-b`)])
       const won = results.filter((result) => result.status === 'fulfilled').length
       const refusals = results.flatMap((result) => (result.status === 'rejected' ? [String(result.reason?.message)] : []))
       if (won !== 1 || !refusals.every((message) => /token expired or not found/.test(message))) {
@@ -138,11 +131,7 @@ if (unavailable) {
       await a.stop('SIGKILL')
       killed = true
     }
-    await Promise.all([
-      killer(),
-      ...Array.from({ length: workers }, (_, w) => burstToA(w)),
-      ...Array.from({ length: workers }, (_, w) => streamToB(w)),
-    ])
+    await Promise.all([killer(), ...Array.from({ length: workers }, (_, w) => burstToA(w)), ...Array.from({ length: workers }, (_, w) => streamToB(w))])
 
     t.ok(throughA.joined.length >= 2 * workers, `${throughA.joined.length} joins through A before it died`)
     t.ok(throughA.failed > 0, `${throughA.failed} joins through A failed once it was killed`)

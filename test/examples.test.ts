@@ -1,10 +1,10 @@
 // The example configs in packaging/examples load as Warren loads a config, so they cannot
 // drift from the schema; and a mistake made in a copy of one is reported with key and line.
 
-import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
 import { loadConfigFile, type WarrenConfig } from '../shared/config.ts'
 import { ROOT, tempDir } from './helpers/cluster.ts'
 
@@ -120,22 +120,25 @@ t.test('haproxy.cfg: HAProxy accepts it, and it balances the proxy.yaml ports wi
     t.match(text, new RegExp(`^  bind :${port}$`, 'm'), `a frontend on port ${port}`)
     t.equal(text.match(new RegExp(`^  server \\S+ \\S+:${port} send-proxy-v2 check`, 'gm'))?.length, 3, `three proxies on port ${port}, each with a PROXY header and health checks`)
   }
-  t.match(text, /^backend warren_proxies_tunnel\n(?:  #.*\n)*  balance leastconn$/m, 'tunnels go to the proxy with the fewest')
+  t.match(text, /^backend warren_proxies_tunnel\n(?: {2}#.*\n)* {2}balance leastconn$/m, 'tunnels go to the proxy with the fewest')
 })
 
 t.test('a mistake in a copy of an example names the key and its line', async (t) => {
   const node = readFileSync(join(EXAMPLES, 'node.yaml'), 'utf8')
 
   const misspelt = node.replace('\nlabels:\n', '\nlables:\n')
-  t.match(loadError('node-misspelt.yaml', misspelt),
-    `node-misspelt.yaml: line ${lineOf(misspelt, 'lables:')}: unknown key "lables" in section "(top level)" (did you mean "labels"?)`)
+  t.match(
+    loadError('node-misspelt.yaml', misspelt),
+    `node-misspelt.yaml: line ${lineOf(misspelt, 'lables:')}: unknown key "lables" in section "(top level)" (did you mean "labels"?)`,
+  )
 
   const wrongType = node.replace('  arch: arm64', '  arch: [arm64, armhf]')
-  t.match(loadError('node-wrong-type.yaml', wrongType),
-    `node-wrong-type.yaml: line ${lineOf(wrongType, 'arch:')}: "labels.arch" must be a string`)
+  t.match(loadError('node-wrong-type.yaml', wrongType), `node-wrong-type.yaml: line ${lineOf(wrongType, 'arch:')}: "labels.arch" must be a string`)
 
   const proxy = readFileSync(join(EXAMPLES, 'proxy.yaml'), 'utf8')
   const notBoolean = proxy.replace('    enabled: false', '    enabled: maybe')
-  t.match(loadError('proxy-not-boolean.yaml', notBoolean),
-    `proxy-not-boolean.yaml: line ${lineOf(notBoolean, 'enabled: maybe')}: "proxy_service.acme.enabled" must be true or false`)
+  t.match(
+    loadError('proxy-not-boolean.yaml', notBoolean),
+    `proxy-not-boolean.yaml: line ${lineOf(notBoolean, 'enabled: maybe')}: "proxy_service.acme.enabled" must be true or false`,
+  )
 })

@@ -2,18 +2,18 @@
 // wrote joins, what it refuses; and the systemd units it ships: systemd-analyze verify
 // accepts them, and the node unit's capabilities are enough for SSH sessions as another login.
 
-import t from 'tap'
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
 import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import t from 'tap'
 import { installCommand } from '../cli/install.ts'
+import { NODE_UNIT, PROXY_UNIT, UNIT_FILES, withBinary } from '../packaging/systemd/units.ts'
 import { loadConfigFile } from '../shared/config.ts'
 import { UsageError } from '../shared/errors.ts'
 import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
-import { NODE_UNIT, PROXY_UNIT, UNIT_FILES, withBinary } from '../packaging/systemd/units.ts'
-import { AuthProcess, ROOT, startNode, tempDir, waitForNode, type RunResult } from './helpers/cluster.ts'
+import { AuthProcess, ROOT, type RunResult, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
 
 const PIN = 'sha256:' + 'ab'.repeat(32)
 const isRoot = process.getuid?.() === 0
@@ -23,11 +23,14 @@ const NOBODY = 65534
 const scripts = tempDir()
 chmodSync(scripts, 0o755)
 const installScript = join(scripts, 'install.ts')
-writeFileSync(installScript, [
-  `import { installCommand } from ${JSON.stringify(pathToFileURL(join(ROOT, 'cli/install.ts')).href)}`,
-  `import { runMain } from ${JSON.stringify(pathToFileURL(join(ROOT, 'cli/main.ts')).href)}`,
-  'await runMain((argv) => installCommand.run(argv), process.argv.slice(2))',
-].join('\n'))
+writeFileSync(
+  installScript,
+  [
+    `import { installCommand } from ${JSON.stringify(pathToFileURL(join(ROOT, 'cli/install.ts')).href)}`,
+    `import { runMain } from ${JSON.stringify(pathToFileURL(join(ROOT, 'cli/main.ts')).href)}`,
+    'await runMain((argv) => installCommand.run(argv), process.argv.slice(2))',
+  ].join('\n'),
+)
 chmodSync(installScript, 0o644)
 
 function install(args: string[], options: { uid?: number; input?: string } = {}): Promise<RunResult> {
@@ -65,16 +68,17 @@ t.test('install writes the config, the unit and the data dir; a node started fro
   const token = await auth.token()
 
   // The token on standard input, as the command that nodes add prints gives it.
-  const result = await install([
-    `--prefix=${prefix}`, '--token=-', `--auth-server=${auth.address}`, `--ca-pin=${pin}`,
-    '--nodename=installed-1', '--labels=site=lab,rack=r7', `--binary=${binary}`,
-  ], { input: `${token}\n` })
+  const result = await install(
+    [`--prefix=${prefix}`, '--token=-', `--auth-server=${auth.address}`, `--ca-pin=${pin}`, '--nodename=installed-1', '--labels=site=lab,rack=r7', `--binary=${binary}`],
+    { input: `${token}\n` },
+  )
   t.equal(result.code, 0, result.stderr)
   t.match(result.stdout, /^ {2}systemctl daemon-reload && systemctl enable --now warren$/m)
-  t.same(listTree(prefix), [
-    'etc/', 'etc/systemd/', 'etc/systemd/system/', 'etc/systemd/system/warren.service', 'etc/warren.yaml',
-    'var/', 'var/lib/', 'var/lib/warren/',
-  ], 'the three things and their parent directories, nothing else')
+  t.same(
+    listTree(prefix),
+    ['etc/', 'etc/systemd/', 'etc/systemd/system/', 'etc/systemd/system/warren.service', 'etc/warren.yaml', 'var/', 'var/lib/', 'var/lib/warren/'],
+    'the three things and their parent directories, nothing else',
+  )
 
   const configPath = join(prefix, 'etc/warren.yaml')
   const unitPath = join(prefix, 'etc/systemd/system/warren.service')
@@ -150,7 +154,10 @@ t.test('install refuses bad flags with exit status 2, writing nothing', async (t
   ]
   for (const [args, expected] of cases) {
     const prefix = join(tempDir(), 'root')
-    const error = await installCommand.run([`--prefix=${prefix}`, ...args]).then(() => undefined, (err: unknown) => err)
+    const error = await installCommand.run([`--prefix=${prefix}`, ...args]).then(
+      () => undefined,
+      (err: unknown) => err,
+    )
     t.ok(error instanceof UsageError, args.join(' '))
     t.match((error as Error).message, expected)
     t.same(listTree(prefix), [], 'nothing written')
@@ -203,7 +210,10 @@ const capabilitySkip = !isRoot ? 'needs root (switching users)' : !setpriv ? 'se
 function boundingSet(unit: string, without: string[] = []): string {
   const line = /^CapabilityBoundingSet=(.+)$/m.exec(unit)
   if (!line) throw new Error('the unit has no CapabilityBoundingSet')
-  const caps = line[1].trim().split(/\s+/).map((cap) => cap.replace(/^CAP_/, '').toLowerCase())
+  const caps = line[1]
+    .trim()
+    .split(/\s+/)
+    .map((cap) => cap.replace(/^CAP_/, '').toLowerCase())
   return ['-all', ...caps.filter((cap) => !without.includes(cap)).map((cap) => `+${cap}`)].join(',')
 }
 
@@ -221,18 +231,23 @@ async function sshServerUnder(bounds: string, home: string): Promise<SshFixture>
   const hostKey = generateKeyPairSync('ed25519')
   const keyFile = join(dir, 'id_ed25519')
   spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test', '-f', keyFile], { stdio: 'ignore' })
-  writeFileSync(keyFile + '-cert.pub', createSshCertificate({
-    publicKey: parseSshPublicKey(readFileSync(keyFile + '.pub', 'utf8')),
-    caKey: userCA.privateKey,
-    type: 'user',
-    keyId: 'install-test',
-    principals: ['session-user'],
-    validAfter: new Date(Date.now() - 3_600_000),
-    validBefore: new Date(Date.now() + 3_600_000),
-  }) + '\n')
+  writeFileSync(
+    keyFile + '-cert.pub',
+    createSshCertificate({
+      publicKey: parseSshPublicKey(readFileSync(keyFile + '.pub', 'utf8')),
+      caKey: userCA.privateKey,
+      type: 'user',
+      keyId: 'install-test',
+      principals: ['session-user'],
+      validAfter: new Date(Date.now() - 3_600_000),
+      validBefore: new Date(Date.now() + 3_600_000),
+    }) + '\n',
+  )
 
   const server = join(dir, 'ssh-server.ts')
-  writeFileSync(server, `
+  writeFileSync(
+    server,
+    `
     import { createServer } from 'node:net'
     import { NodeSshServer } from ${JSON.stringify(pathToFileURL(join(ROOT, 'agent/ssh-server.ts')).href)}
     const options = JSON.parse(process.argv[2])
@@ -241,7 +256,8 @@ async function sshServerUnder(bounds: string, home: string): Promise<SshFixture>
     const listener = createServer((socket) => ssh.handleConnection(socket))
     listener.listen(0, '127.0.0.1', () => process.stdout.write(listener.address().port + '\\n'))
     process.once('SIGTERM', () => { listener.close(); ssh.close().finally(() => process.exit(0)) })
-  `)
+  `,
+  )
   const options = {
     home,
     hostKeyPem: hostKey.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
@@ -259,17 +275,33 @@ async function sshServerUnder(bounds: string, home: string): Promise<SshFixture>
   writeFileSync(knownHosts, `[127.0.0.1]:${port} ${sshPublicKeyLine(hostKey.publicKey)}\n`)
 
   const args = (remoteCommand: string) => [
-    '-F', '/dev/null', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`,
-    '-o', 'GlobalKnownHostsFile=/dev/null', '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
-    '-i', keyFile, '-p', String(port), 'session-user@127.0.0.1', remoteCommand,
+    '-F',
+    '/dev/null',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    `UserKnownHostsFile=${knownHosts}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-i',
+    keyFile,
+    '-p',
+    String(port),
+    'session-user@127.0.0.1',
+    remoteCommand,
   ]
   return {
     args,
-    run: (remoteCommand) => new Promise((resolve) => {
-      execFile('ssh', args(remoteCommand), { timeout: 30_000 }, (error, stdout, stderr) => {
-        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr })
-      })
-    }),
+    run: (remoteCommand) =>
+      new Promise((resolve) => {
+        execFile('ssh', args(remoteCommand), { timeout: 30_000 }, (error, stdout, stderr) => {
+          resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr })
+        })
+      }),
     stop: async () => {
       child.kill('SIGTERM')
       await exited
@@ -287,7 +319,7 @@ function privateHome(): string {
   return home
 }
 
-t.test('the node unit\'s capabilities let the SSH server run sessions as another login', { skip: capabilitySkip }, async (t) => {
+t.test("the node unit's capabilities let the SSH server run sessions as another login", { skip: capabilitySkip }, async (t) => {
   const home = privateHome()
   const ssh = await sshServerUnder(boundingSet(NODE_UNIT), home)
   t.teardown(() => ssh.stop())
@@ -304,12 +336,14 @@ t.test('the node unit\'s capabilities let the SSH server run sessions as another
   const clientExited = new Promise((resolve) => client.once('exit', resolve))
   await waitUntil(() => existsSync(marker) && readFileSync(marker, 'utf8').endsWith('\n'))
   const sleeper = Number(readFileSync(marker, 'utf8'))
-  t.teardown(() => { if (processAlive(sleeper)) process.kill(sleeper, 'SIGKILL') })
+  t.teardown(() => {
+    if (processAlive(sleeper)) process.kill(sleeper, 'SIGKILL')
+  })
   t.ok(processAlive(sleeper), 'the session is running')
   client.kill('SIGKILL')
   await clientExited
   await waitUntil(() => !processAlive(sleeper))
-  t.notOk(processAlive(sleeper), 'the session\'s process ended with its connection')
+  t.notOk(processAlive(sleeper), "the session's process ended with its connection")
 })
 
 t.test('without CAP_DAC_READ_SEARCH the server cannot enter a private home: the unit needs it', { skip: capabilitySkip }, async (t) => {

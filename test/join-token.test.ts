@@ -2,11 +2,11 @@
 // (readable by every local user), removed from the config file on request, and not needed
 // to start again. Real auth server and node processes; the printed join command runs in sh.
 
-import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t, { type Test } from 'tap'
 import { parseConfig } from '../shared/config.ts'
 import { AuthProcess, Daemon, freePort, ROOT, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
 
@@ -41,7 +41,10 @@ async function restartsWithoutToken(t: Test, nodename: string, args: string[]): 
 
 /** The JSON log entries a daemon wrote to standard error. */
 function logEntries(daemon: Daemon): Record<string, unknown>[] {
-  return daemon.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line))
+  return daemon.stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line))
 }
 
 t.test('a token given with --token=VALUE leaves the command line once the node has joined', async (t) => {
@@ -54,7 +57,11 @@ t.test('a token given with --token=VALUE leaves the command line once the node h
   t.ok(node.running, 'the node runs on, same PID')
   const lines = commandLines(node.child.pid!)
   t.match(lines[0], /start --roles=node .*--nodename=pi-argv/, 'the process is the node')
-  t.same(lines.filter((line) => line.includes(token)), [], 'no command line holds the token')
+  t.same(
+    lines.filter((line) => line.includes(token)),
+    [],
+    'no command line holds the token',
+  )
   await node.stop()
   await restartsWithoutToken(t, 'pi-argv', [`--data-dir=${dataDir}`, `--auth-server=${auth.address}`, `--ca-pin=${pin}`, '--nodename=pi-argv'])
 })
@@ -63,12 +70,27 @@ t.test('with more roles in the process, the token leaves its command line too', 
   const token = await auth.token(['tokens', 'add', '--type=node,proxy'])
   const dataDir = tempDir()
   const config = join(dataDir, 'warren.yaml')
-  writeFileSync(config, `version: v1\ndata_dir: ${dataDir}\nproxy_service:\n  web_listen_addr: 127.0.0.1:${await freePort()}\n  tunnel_listen_addr: 127.0.0.1:${await freePort()}\n`)
-  const both = new Daemon(['start', '--roles=proxy,node', `--config=${config}`, `--auth-server=${auth.address}`, `--token=${token}`, `--ca-pin=${await auth.pin()}`, '--nodename=pi-roles'])
+  writeFileSync(
+    config,
+    `version: v1\ndata_dir: ${dataDir}\nproxy_service:\n  web_listen_addr: 127.0.0.1:${await freePort()}\n  tunnel_listen_addr: 127.0.0.1:${await freePort()}\n`,
+  )
+  const both = new Daemon([
+    'start',
+    '--roles=proxy,node',
+    `--config=${config}`,
+    `--auth-server=${auth.address}`,
+    `--token=${token}`,
+    `--ca-pin=${await auth.pin()}`,
+    '--nodename=pi-roles',
+  ])
   t.teardown(() => both.stop())
   await waitForNode(auth, 'pi-roles')
   t.ok(both.running, 'the process runs on, same PID')
-  t.same(commandLines(both.child.pid!).filter((line) => line.includes(token)), [], 'no command line holds the token')
+  t.same(
+    commandLines(both.child.pid!).filter((line) => line.includes(token)),
+    [],
+    'no command line holds the token',
+  )
 })
 
 t.test('the join command that nodes add prints runs in sh and keeps the token out of sight', async (t) => {
@@ -98,15 +120,22 @@ t.test('the join command that nodes add prints runs in sh and keeps the token ou
     throw new Error(`${error.message}\n${stderr}`)
   })
   const lines = commandLines(shell.pid!)
-  t.ok(lines.some((line) => line.includes('--token=- ')), 'the node is running from the printed command')
-  t.same(lines.filter((line) => line.includes(token)), [], 'neither the shell nor the node shows the token')
+  t.ok(
+    lines.some((line) => line.includes('--token=- ')),
+    'the node is running from the printed command',
+  )
+  t.same(
+    lines.filter((line) => line.includes(token)),
+    [],
+    'neither the shell nor the node shows the token',
+  )
 })
 
 /** A node config file holding the token, as `warren install` writes one; returns its path and text. */
 function configWithToken(dataDir: string, nodename: string, token: string, pin: string): { path: string; text: string } {
   const path = join(dataDir, 'warren.yaml')
   const text = [
-    '# This device\'s Warren config.',
+    "# This device's Warren config.",
     'version: v1',
     `data_dir: ${dataDir}`,
     `nodename: ${nodename}`,
@@ -135,7 +164,10 @@ t.test('--forget-token removes the token from the config file after the join', a
   t.same(rest, expected, 'everything else is as it was')
   t.match(after, /^# This device's Warren config\.$/m, 'comments stay')
   t.equal(statSync(config.path).mode & 0o777, 0o600, 'so does the mode')
-  t.ok(logEntries(node).some((entry) => entry.invite_source === config.path && entry.level === 'info'), 'the log says where the token was removed from')
+  t.ok(
+    logEntries(node).some((entry) => entry.invite_source === config.path && entry.level === 'info'),
+    'the log says where the token was removed from',
+  )
   await node.stop()
   await restartsWithoutToken(t, 'pi-forget', [`--config=${config.path}`])
 })

@@ -1,9 +1,9 @@
 // Joining a node to a real auth server process: success, and every kind of refusal.
 
-import t, { type Test } from 'tap'
 import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import t, { type Test } from 'tap'
 import { AuthProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
 
 const auth = new AuthProcess()

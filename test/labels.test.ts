@@ -2,16 +2,16 @@
 // row) are refused by the auth server, ignored by the proxy, and never reach nodes ls; a
 // node refuses them in its own config and flags.
 
-import t, { type Test } from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { AuthProcess, ProxyProcess, tempDir, waitForNode, warren } from './helpers/cluster.ts'
-import { until } from './helpers/until.ts'
+import t, { type Test } from 'tap'
 import { AgentTunnel } from '../agent/tunnel.ts'
-import { ApiClient } from '../shared/api-client.ts'
 import { parseHostPort } from '../shared/address.ts'
+import { ApiClient } from '../shared/api-client.ts'
 import { joinCluster } from '../shared/join.ts'
 import { createLogger } from '../shared/log.ts'
+import { AuthProcess, ProxyProcess, tempDir, waitForNode, warren } from './helpers/cluster.ts'
+import { until } from './helpers/until.ts'
 
 const ROGUE = {
   motd: '\x1b[2J\x1b[H',
@@ -45,8 +45,16 @@ t.test('a heartbeat with rogue labels is refused; nodes ls stays clean', async (
   const identity = await rogueIdentity('rogue-direct')
   const client = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
   t.teardown(() => client.close())
-  await t.rejects(client.request('POST', '/v1/heartbeat', { labels: ROGUE }), { status: 400, message: /field "labels": label "motd" holds a control character/ }, 'control characters in a value')
-  await t.rejects(client.request('POST', '/v1/heartbeat', { labels: { 'bad\x1b[2Jkey': 'v' } }), { status: 400, message: /is not a valid label name/ }, 'a key outside the alphabet')
+  await t.rejects(
+    client.request('POST', '/v1/heartbeat', { labels: ROGUE }),
+    { status: 400, message: /field "labels": label "motd" holds a control character/ },
+    'control characters in a value',
+  )
+  await t.rejects(
+    client.request('POST', '/v1/heartbeat', { labels: { 'bad\x1b[2Jkey': 'v' } }),
+    { status: 400, message: /is not a valid label name/ },
+    'a key outside the alphabet',
+  )
   await client.request('POST', '/v1/heartbeat', { labels: { site: 'lab' } })
   const listing = (await auth.ctl(['nodes', 'ls'])).stdout
   t.match(listing, /^rogue-direct\s.*\ssite=lab$/m, 'valid labels are shown')
@@ -58,8 +66,16 @@ t.test('over a tunnel, the proxy ignores rogue labels and logs why', async (t) =
   const { host, port } = parseHostPort(proxy.tunnel, 0)
   let labels: Record<string, string> = ROGUE
   const tunnel = await AgentTunnel.open({
-    held: [], host, port, identity, keepAliveIntervalMs: 15_000, connectTimeoutMs: 5000,
-    labels: () => labels, services: [], onStream: (s) => s.destroy(), log: createLogger('rogue', { level: 'error' }),
+    held: [],
+    host,
+    port,
+    identity,
+    keepAliveIntervalMs: 15_000,
+    connectTimeoutMs: 5000,
+    labels: () => labels,
+    services: [],
+    onStream: (s) => s.destroy(),
+    log: createLogger('rogue', { level: 'error' }),
   })
   t.teardown(() => tunnel.close())
   tunnel.activate()

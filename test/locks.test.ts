@@ -5,17 +5,31 @@
 // the node (tunnel, renewal) until it expires, and the node's agent gets back in by itself.
 // Bad input changes nothing.
 
-import t from 'tap'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
 import { SqliteBackend } from '../auth/backend/sqlite.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
-import { AuthProcess, freePort, JSON_LOGS, logEntries, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren, type Daemon } from './helpers/cluster.ts'
+import {
+  AuthProcess,
+  type Daemon,
+  freePort,
+  JSON_LOGS,
+  logEntries,
+  openssh,
+  ProxyProcess,
+  signUser,
+  startNode,
+  tempDir,
+  testLogin,
+  waitForNode,
+  warren,
+} from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 t.setTimeout(300_000)
@@ -27,7 +41,7 @@ const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 
 t.teardown(() => proxy.stop())
 
 const echo: Server = createServer((socket) => {
-  socket.on("error", () => {}) // the forward is cut mid-transfer: its resets are expected
+  socket.on('error', () => {}) // the forward is cut mid-transfer: its resets are expected
   socket.pipe(socket)
 })
 await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
@@ -74,7 +88,11 @@ const webui = async (target = 'pi-lock') => {
 
 t.test('a user lock closes a live OpenSSH session and its -L forward mid-transfer, and refuses new ones with its message', async (t) => {
   const local = await freePort()
-  const ssh = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes', '-L', `${local}:127.0.0.1:${echoPort}`, `${login}@pi-lock`, 'sleep 300'], { stdio: 'ignore' })
+  const ssh = spawn(
+    'ssh',
+    ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ExitOnForwardFailure=yes', '-L', `${local}:127.0.0.1:${echoPort}`, `${login}@pi-lock`, 'sleep 300'],
+    { stdio: 'ignore' },
+  )
   const sshExit = once(ssh, 'exit')
   t.teardown(() => ssh.kill('SIGKILL'))
   const forward = await connectWhenOpen(local)
@@ -170,7 +188,10 @@ t.test('bad lock requests are refused and change nothing', async (t) => {
     t.equal(result.code, code, args.join(' '))
     t.match(result.stderr, message)
   }
-  const badMessage = await auth.api('POST', '/v1/locks', { user: 'alice', message: 'two\nlines' }).then(() => undefined, (error: Error) => error)
+  const badMessage = await auth.api('POST', '/v1/locks', { user: 'alice', message: 'two\nlines' }).then(
+    () => undefined,
+    (error: Error) => error,
+  )
   t.match(badMessage, { status: 400, message: 'field "message" must be one line of printable text' })
   t.same(await stored('/locks/'), before, 'no lock was written')
 })

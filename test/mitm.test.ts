@@ -1,11 +1,11 @@
 // A hijacked auth server address: an HTTPS server with another CA answers in its place.
 // With a pin, the agent must refuse before the token is sent.
 
-import t from 'tap'
 import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { AuthProcess, startNode, tempDir } from './helpers/cluster.ts'
+import t from 'tap'
 import { loopbackCert, testCA } from './helpers/certs.ts'
+import { AuthProcess, startNode, tempDir } from './helpers/cluster.ts'
 
 const auth = new AuthProcess()
 t.before(() => auth.start())
@@ -37,8 +37,15 @@ t.test('an impostor with its own CA never receives the token', async (t) => {
   const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${fake.address}`, `--token=${token}`, `--ca-pin=${await auth.pin()}`, '--nodename=pi-mitm'])
   t.not(await node.exited, 0)
   t.match(node.stderr, /CA pin mismatch/)
-  t.same(fake.requests.map((r) => r.url), ['/v1/ca'], 'only the CA was fetched')
-  t.notOk(fake.requests.some((r) => r.body.includes(token)), 'the token was never sent')
+  t.same(
+    fake.requests.map((r) => r.url),
+    ['/v1/ca'],
+    'only the CA was fetched',
+  )
+  t.notOk(
+    fake.requests.some((r) => r.body.includes(token)),
+    'the token was never sent',
+  )
 })
 
 t.test('an impostor that copies the real CA (and lists its own beside it) cannot complete TLS for the join', async (t) => {
@@ -48,6 +55,13 @@ t.test('an impostor that copies the real CA (and lists its own beside it) cannot
   const token = await auth.token()
   const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${fake.address}`, `--token=${token}`, `--ca-pin=${await auth.pin()}`, '--nodename=pi-mitm2'])
   t.not(await node.exited, 0)
-  t.same(fake.requests.map((r) => r.url), ['/v1/ca'], 'the join request never arrived')
-  t.notOk(fake.requests.some((r) => r.body.includes(token)), 'the token was never sent')
+  t.same(
+    fake.requests.map((r) => r.url),
+    ['/v1/ca'],
+    'the join request never arrived',
+  )
+  t.notOk(
+    fake.requests.some((r) => r.body.includes(token)),
+    'the token was never sent',
+  )
 })

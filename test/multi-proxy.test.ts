@@ -2,14 +2,14 @@
 // it holds exactly one tunnel to each proxy, SSH works through every proxy, losing a proxy
 // leaves the node reachable through the others, and the tunnel comes back with the proxy.
 
-import t from 'tap'
 import { spawn, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
 import { ApiClient } from '../shared/api-client.ts'
 import { loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
 import type { WarrenStatus } from '../shared/status.ts'
-import { AuthProcess, freePort, proxiesBehindBalancer, type ProxyProcess, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { AuthProcess, freePort, type ProxyProcess, proxiesBehindBalancer, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 const haproxy = spawnSync('haproxy', ['-v']).status === 0 ? undefined : 'HAProxy is not installed (apt-get install haproxy)'
 
@@ -26,20 +26,23 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
   t.teardown(() => Promise.all(proxies.map((proxy) => proxy.stop())))
   const dir = tempDir()
   const config = join(dir, 'haproxy.cfg')
-  writeFileSync(config, [
-    'defaults',
-    '  mode tcp',
-    '  timeout connect 2s',
-    '  timeout client 1h',
-    '  timeout server 1h',
-    'frontend tunnels',
-    `  bind ${balancer}`,
-    '  default_backend proxies',
-    'backend proxies',
-    '  balance roundrobin',
-    ...proxies.map((proxy, i) => `  server p${i} ${proxy.tunnel} send-proxy-v2 check inter 300ms fall 1 rise 1`),
-    '',
-  ].join('\n'))
+  writeFileSync(
+    config,
+    [
+      'defaults',
+      '  mode tcp',
+      '  timeout connect 2s',
+      '  timeout client 1h',
+      '  timeout server 1h',
+      'frontend tunnels',
+      `  bind ${balancer}`,
+      '  default_backend proxies',
+      'backend proxies',
+      '  balance roundrobin',
+      ...proxies.map((proxy, i) => `  server p${i} ${proxy.tunnel} send-proxy-v2 check inter 300ms fall 1 rise 1`),
+      '',
+    ].join('\n'),
+  )
   const lb = spawn('haproxy', ['-db', '-f', config], { stdio: 'ignore' })
   t.teardown(() => lb.kill())
 
@@ -47,7 +50,11 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
   const node = startNode([`--data-dir=${nodeDir}`, `--auth-server=${proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=fleet-1'])
   t.teardown(() => node.stop())
   const three = await node.waitForStatus('three tunnels', held(3), 10_000)
-  t.same(three.node!.tunnel!.proxies.map((p) => p.proxy_id), three.node!.tunnel!.live_set, 'one tunnel to each proxy of the live set')
+  t.same(
+    three.node!.tunnel!.proxies.map((p) => p.proxy_id),
+    three.node!.tunnel!.live_set,
+    'one tunnel to each proxy of the live set',
+  )
   t.equal(three.node!.tunnel!.live_set!.length, 3)
   await waitForNode(auth, 'fleet-1')
 

@@ -5,16 +5,16 @@
 // Next to them, a node on the WAN side joins the auth server directly: the proxy dials it
 // on port 3022, where nothing but a proxy certificate of the cluster opens a service.
 
-import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { AuthProcess, ProxyProcess, openssh, run, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
-import type { ProbeResult } from './helpers/direct-probe.ts'
-import { createNat, natUnavailable } from './helpers/nat.ts'
+import t from 'tap'
+import { PROFILE_FILES } from '../cli/profile.ts'
 import { identityDir } from '../shared/identity-store.ts'
 import type { WarrenStatus } from '../shared/status.ts'
-import { PROFILE_FILES } from '../cli/profile.ts'
+import { AuthProcess, openssh, ProxyProcess, run, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import type { ProbeResult } from './helpers/direct-probe.ts'
+import { createNat, natUnavailable } from './helpers/nat.ts'
 
 const PROBE = join(import.meta.dirname, 'helpers', 'direct-probe.ts')
 
@@ -45,15 +45,30 @@ t.test('a device behind NAT is reachable only through its tunnel', { skip: unava
   t.teardown(() => node.stop())
   t.match(await waitForNode(auth, 'device'), /^device\s+\S+\s+⟵ Tunnel/m)
   const atProxy = (await proxy.daemon.status()).proxy!.tunnels.hosts
-  t.same(atProxy.map((tunnel) => [tunnel.nodename, tunnel.remote_addr]), [['device', nat.routerWanAddress]], 'the proxy sees the router\'s address, not the device\'s')
+  t.same(
+    atProxy.map((tunnel) => [tunnel.nodename, tunnel.remote_addr]),
+    [['device', nat.routerWanAddress]],
+    "the proxy sees the router's address, not the device's",
+  )
 
   // The WAN cannot open a connection to the device.
-  const direct = execFileSync('ip', ['netns', 'exec', nat.wan, process.execPath, '-e', `
+  const direct = execFileSync(
+    'ip',
+    [
+      'netns',
+      'exec',
+      nat.wan,
+      process.execPath,
+      '-e',
+      `
     const s = require('net').connect({ host: '${nat.deviceAddress}', port: 22, timeout: 2000 })
     s.on('connect', () => { console.log('connected'); process.exit(0) })
     s.on('error', (e) => { console.log('failed: ' + e.code); process.exit(0) })
     s.on('timeout', () => { console.log('failed: timeout'); process.exit(0) })
-  `], { encoding: 'utf8' })
+  `,
+    ],
+    { encoding: 'utf8' },
+  )
   t.match(direct, /^failed: /, `a direct connection from the WAN fails (${direct.trim()})`)
 
   const profile = await signUser(auth, `${nat.wanAddress}:3080`)
@@ -98,8 +113,8 @@ t.test('a device behind NAT is reachable only through its tunnel', { skip: unava
     t.match(accepted.reply, /^\{"ok":true\}\nSSH-2\.0-/, 'a proxy certificate opens the SSH service')
     const refusals: [string, string[]][] = [
       ['no certificate', []],
-      ['a node\'s certificate', identityFiles(identityDir(siteDir))],
-      ['a user\'s certificate', [join(siteProfile, PROFILE_FILES.tlsCert), join(siteProfile, PROFILE_FILES.tlsKey)]],
+      ["a node's certificate", identityFiles(identityDir(siteDir))],
+      ["a user's certificate", [join(siteProfile, PROFILE_FILES.tlsCert), join(siteProfile, PROFILE_FILES.tlsKey)]],
     ]
     for (const [what, files] of refusals) {
       const refused = await probe(files)

@@ -4,15 +4,15 @@
 // after auth_service.node_ttl, unless a lock names them; a forgotten node that comes back
 // is listed again (its registration was kept).
 
-import t from 'tap'
 import { X509Certificate } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
 import { formatUtc } from '../shared/duration.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
 import { VERSION } from '../shared/version.ts'
-import { AuthProcess, proxiesBehindBalancer, startNode, tempDir, waitForNode, type Daemon, type ProxyProcess } from './helpers/cluster.ts'
 import { balancerAddress, haproxyUnavailable, startBalancer } from './helpers/balancer.ts'
+import { AuthProcess, type Daemon, type ProxyProcess, proxiesBehindBalancer, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 const skip = haproxyUnavailable()
@@ -49,7 +49,13 @@ async function node(nodename: string, options: { direct?: boolean } = {}): Promi
   const dataDir = tempDir()
   const config = join(dataDir, 'warren.yaml')
   writeFileSync(config, `version: v1\ndata_dir: ${dataDir}\nlabels: { site: lab }\nssh_service:\n  listen_addr: 127.0.0.1:0\n`)
-  const daemon = startNode([`--config=${config}`, `--auth-server=${options.direct ? auth.address : proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${nodename}`])
+  const daemon = startNode([
+    `--config=${config}`,
+    `--auth-server=${options.direct ? auth.address : proxies[0].web}`,
+    `--token=${await auth.token()}`,
+    `--ca-pin=${pin}`,
+    `--nodename=${nodename}`,
+  ])
   daemons.push(daemon)
   if (!options.direct) await daemon.waitFor(`${nodename}'s tunnels to both proxies`, () => heldCount(daemon.stderr) === 2, 30_000)
   await waitForNode(auth, nodename)
@@ -92,7 +98,7 @@ t.test('online, offline and direct nodes, with Last Seen, Version, Cert Expires 
   const up = rows.get('pi-online')!
   t.match(up, { 'Node ID': loadIdentity(online.dataDir)!.hostId, Address: '⟵ Tunnel', Status: 'online', Version: VERSION, Proxies: '2/2', Labels: 'site=lab' })
   t.match(up['Last Seen'], seen)
-  t.match(up['Cert Expires'], expires(online.dataDir), 'its certificate\'s expiry and the time left')
+  t.match(up['Cert Expires'], expires(online.dataDir), "its certificate's expiry and the time left")
 
   const down = rows.get('pi-offline')!
   t.match(down, { Address: '⟵ Tunnel', Status: 'offline', Version: VERSION, Proxies: '0/2' })

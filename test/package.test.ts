@@ -5,17 +5,17 @@
 // server on etcd, whose client needs files that only the bundle carries, and a proxy that
 // gets its web certificate from an ACME server (both are parts loaded only when used).
 
-import t from 'tap'
-import { X509Certificate } from 'node:crypto'
-import { connect as tlsConnect } from 'node:tls'
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import type { X509Certificate } from 'node:crypto'
 import { accessSync, constants, copyFileSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AuthProcess, freePort, openssh, ProxyProcess, ROOT, signUser, tempDir, testLogin, waitForNode, type RunResult } from './helpers/cluster.ts'
-import { EtcdServer, etcdUnavailable, uniquePrefix } from './helpers/etcd.ts'
-import { VERSION } from '../shared/version.ts'
+import { connect as tlsConnect } from 'node:tls'
+import t from 'tap'
 import type { WarrenStatus } from '../shared/status.ts'
+import { VERSION } from '../shared/version.ts'
+import { AuthProcess, freePort, openssh, ProxyProcess, ROOT, type RunResult, signUser, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { EtcdServer, etcdUnavailable, uniquePrefix } from './helpers/etcd.ts'
 import { ChallTestServer, Pebble, pebbleMissing } from './helpers/pebble.ts'
 
 const ARM64_SYSROOT = '/usr/aarch64-linux-gnu'
@@ -79,10 +79,13 @@ function run(): void {
       binary: arm64,
       runner: qemu ? [qemu, '-L', ARM64_SYSROOT] : [],
       timeoutMs: 90_000,
-      skip: !existsSync(arm64) ? 'dist/warren-linux-arm64 is not built'
-        : !qemu ? 'qemu-aarch64-static is missing (Debian: qemu-user-static)'
-        : !existsSync(join(ARM64_SYSROOT, 'lib/ld-linux-aarch64.so.1')) ? `no arm64 libraries in ${ARM64_SYSROOT} (Debian: libc6-arm64-cross, libstdc++6-arm64-cross)`
-        : undefined,
+      skip: !existsSync(arm64)
+        ? 'dist/warren-linux-arm64 is not built'
+        : !qemu
+          ? 'qemu-aarch64-static is missing (Debian: qemu-user-static)'
+          : !existsSync(join(ARM64_SYSROOT, 'lib/ld-linux-aarch64.so.1'))
+            ? `no arm64 libraries in ${ARM64_SYSROOT} (Debian: libc6-arm64-cross, libstdc++6-arm64-cross)`
+            : undefined,
     },
   ]
   if (process.arch !== 'x64') targets[0].skip = `this machine is ${process.arch}`
@@ -95,7 +98,11 @@ function run(): void {
 
       const version = await exec('warren', ['version'])
       t.equal(version.code, 0, 'warren version runs', { stderr: version.stderr })
-      t.match(version.stdout, new RegExp(`^Warren v${VERSION.replaceAll('.', '\\.')} node ${process.version} commit ([0-9a-f]{7,}|unknown)\n$`), 'its own version, the embedded Node and the commit')
+      t.match(
+        version.stdout,
+        new RegExp(`^Warren v${VERSION.replaceAll('.', '\\.')} node ${process.version} commit ([0-9a-f]{7,}|unknown)\n$`),
+        'its own version, the embedded Node and the commit',
+      )
 
       const status = await exec('warrenctl', ['status', `--data-dir=${auth.dataDir}`])
       t.equal(status.code, 0, 'invoked as warrenctl it administers the cluster', { stderr: status.stderr })
@@ -107,10 +114,12 @@ function run(): void {
       // which the kernel cannot run here when an emulator runs the file: not under qemu.
       const agentEnv = target.runner.length === 0 ? env : { ...env, WARREN_STARTED_AFRESH: '1' }
       const agentDir = tempDir()
-      const agent = startFile(target, warren, [
-        'start', '--roles=node', `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`,
-        `--nodename=${nodename}`, `--data-dir=${agentDir}`,
-      ], { cwd: dir, env: agentEnv })
+      const agent = startFile(
+        target,
+        warren,
+        ['start', '--roles=node', `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${nodename}`, `--data-dir=${agentDir}`],
+        { cwd: dir, env: agentEnv },
+      )
       t.teardown(() => stop(agent.child))
       const listing = await waitForNode(auth, nodename, target.timeoutMs).catch((error: Error) => {
         throw new Error(`${error.message}\nagent output:\n${agent.output()}`)
@@ -135,11 +144,19 @@ function run(): void {
       // (only where this machine runs the file without an emulator).
       if (target.runner.length === 0) {
         const own = tempDir('warren-user-')
-        const signed = await exec('warrenctl', ['auth', 'sign', `--user=user-${target.arch}`, `--out=${own}`, '--format=openssh', `--proxy=${proxy.web}`, `--data-dir=${auth.dataDir}`])
+        const signed = await exec('warrenctl', [
+          'auth',
+          'sign',
+          `--user=user-${target.arch}`,
+          `--out=${own}`,
+          '--format=openssh',
+          `--proxy=${proxy.web}`,
+          `--data-dir=${auth.dataDir}`,
+        ])
         t.equal(signed.code, 0, 'warrenctl auth sign runs', { stderr: signed.stderr })
         t.match(readFileSync(join(own, 'ssh_config'), 'utf8'), new RegExp(`ProxyCommand ${warren} proxy ssh `), 'the ProxyCommand names the executable, not node')
         const viaOwn = await openssh(own, [`${testLogin()}@${nodename}`, 'echo own'], { timeoutMs: target.timeoutMs })
-        t.equal(viaOwn.stdout, 'own\n', 'ssh through the executable\'s own ProxyCommand', { stderr: viaOwn.stderr })
+        t.equal(viaOwn.stdout, 'own\n', "ssh through the executable's own ProxyCommand", { stderr: viaOwn.stderr })
       }
     })
   }
@@ -150,15 +167,18 @@ function run(): void {
     const dir = install(x64)
     const dataDir = tempDir()
     const config = join(dataDir, 'warren.yaml')
-    writeFileSync(config, [
-      'version: v1',
-      `data_dir: ${dataDir}`,
-      'auth_service:',
-      '  enabled: true',
-      '  listen_addr: 127.0.0.1:0',
-      '  cluster_name: sea-etcd',
-      `  storage: { type: etcd, peers: ["${etcd.clientUrl}"], prefix: "${uniquePrefix('sea')}" }`,
-    ].join('\n'))
+    writeFileSync(
+      config,
+      [
+        'version: v1',
+        `data_dir: ${dataDir}`,
+        'auth_service:',
+        '  enabled: true',
+        '  listen_addr: 127.0.0.1:0',
+        '  cluster_name: sea-etcd',
+        `  storage: { type: etcd, peers: ["${etcd.clientUrl}"], prefix: "${uniquePrefix('sea')}" }`,
+      ].join('\n'),
+    )
     const server = startFile(targets[0], join(dir, 'warren'), ['start', '--roles=auth', `--config=${config}`], { cwd: dir, env })
     t.teardown(() => stop(server.child))
     const identity = join(dataDir, 'admin', 'identity.json')
@@ -182,20 +202,23 @@ function run(): void {
     const caFile = join(dataDir, 'acme-ca.pem')
     writeFileSync(caFile, pebble.caBundle)
     const config = join(dataDir, 'warren.yaml')
-    writeFileSync(config, [
-      'version: v1',
-      `data_dir: ${dataDir}`,
-      'nodename: sea-proxy',
-      `auth_servers: ["${auth.address}"]`,
-      `auth_token: ${await auth.token(['tokens', 'add', '--type=proxy'])}`,
-      `ca_pin: ${pin}`,
-      'proxy_service:',
-      '  enabled: true',
-      `  web_listen_addr: 127.0.0.1:${port}`,
-      `  tunnel_listen_addr: 127.0.0.1:${port}`,
-      `  public_addr: ["${domain}:${port}"]`,
-      `  acme: { enabled: true, email: ops@warren.test, uri: "${pebble.directoryUrl}", ca_file: "${caFile}" }`,
-    ].join('\n'))
+    writeFileSync(
+      config,
+      [
+        'version: v1',
+        `data_dir: ${dataDir}`,
+        'nodename: sea-proxy',
+        `auth_servers: ["${auth.address}"]`,
+        `auth_token: ${await auth.token(['tokens', 'add', '--type=proxy'])}`,
+        `ca_pin: ${pin}`,
+        'proxy_service:',
+        '  enabled: true',
+        `  web_listen_addr: 127.0.0.1:${port}`,
+        `  tunnel_listen_addr: 127.0.0.1:${port}`,
+        `  public_addr: ["${domain}:${port}"]`,
+        `  acme: { enabled: true, email: ops@warren.test, uri: "${pebble.directoryUrl}", ca_file: "${caFile}" }`,
+      ].join('\n'),
+    )
     const server = startFile(targets[0], join(dir, 'warren'), ['start', '--roles=proxy', `--config=${config}`], { cwd: dir, env })
     t.teardown(() => stop(server.child))
     for (let waited = 0; !/serving the ACME certificate/.test(server.output()); waited += 100) {
@@ -210,7 +233,7 @@ function run(): void {
       })
       socket.on('error', reject)
     })
-    t.equal(peer.subjectAltName, `DNS:${domain}`, 'the executable obtained and serves a certificate that Pebble\'s root verifies')
+    t.equal(peer.subjectAltName, `DNS:${domain}`, "the executable obtained and serves a certificate that Pebble's root verifies")
   })
 }
 

@@ -2,13 +2,13 @@
 // a stock OpenSSH client through a real proxy and tunnel. Under the default (declared) only
 // the node's forward_ports are reachable; `any` reaches what the node can; `off` nothing.
 
-import t from 'tap'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
 import { AuthProcess, freePort, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 
 const auth = await new AuthProcess().start()
@@ -37,14 +37,17 @@ const undeclared = await countingEcho()
 async function nodeWith(name: string, mode?: string): Promise<void> {
   const dir = tempDir()
   const config = join(dir, 'warren.yaml')
-  writeFileSync(config, [
-    'version: v1',
-    `data_dir: ${dir}`,
-    'ssh_service:',
-    `  forward_ports: [{ name: webui, addr: "127.0.0.1:${declared.port}" }]`,
-    ...(mode ? [`  port_forwarding: ${mode}`] : []),
-    '',
-  ].join('\n'))
+  writeFileSync(
+    config,
+    [
+      'version: v1',
+      `data_dir: ${dir}`,
+      'ssh_service:',
+      `  forward_ports: [{ name: webui, addr: "127.0.0.1:${declared.port}" }]`,
+      ...(mode ? [`  port_forwarding: ${mode}`] : []),
+      '',
+    ].join('\n'),
+  )
   const node = startNode([`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${name}`])
   t.teardown(() => node.stop())
   await waitForNode(auth, name)

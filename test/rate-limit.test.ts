@@ -2,16 +2,16 @@
 // A try is charged when the request arrives, so slow or concurrent bodies buy no extra
 // guesses, and behind a proxy the bucket is the real client's (per /64 for IPv6).
 
-import t from 'tap'
-import { connect as tcpConnect } from 'node:net'
-import { connect as tlsConnect } from 'node:tls'
-import { once } from 'node:events'
 import { randomUUID } from 'node:crypto'
+import { once } from 'node:events'
+import { connect as tcpConnect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AuthProcess, ProxyProcess } from './helpers/cluster.ts'
-import { generateJoinKeys, joinCluster, signedJoinBody } from '../shared/join.ts'
-import { ApiClient } from '../shared/api-client.ts'
+import { connect as tlsConnect } from 'node:tls'
+import t from 'tap'
 import { parseHostPort } from '../shared/address.ts'
+import { ApiClient } from '../shared/api-client.ts'
+import { generateJoinKeys, joinCluster, signedJoinBody } from '../shared/join.ts'
+import { AuthProcess, ProxyProcess } from './helpers/cluster.ts'
 
 const BURST = 3
 const auth = new AuthProcess({ authServiceYaml: `  join_rate_limit: { burst: ${BURST}, per_minute: 1 }` })
@@ -71,7 +71,9 @@ async function rawJoin(server: string, body: string, options: { localAddress?: s
     socket.on('close', () => reject(new Error(`connection closed before a response: ${JSON.stringify(received)}`)))
   })
   status.catch(() => {})
-  const extra = Object.entries(options.headers ?? {}).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+  const extra = Object.entries(options.headers ?? {})
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('')
   socket.write(`POST /v1/join HTTP/1.1\r\nhost: warren\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n`)
   return { status, sendBody: () => socket.write(body) }
 }
@@ -109,9 +111,7 @@ t.test('x-warren-client-addr from a caller without a proxy certificate is ignore
 })
 
 t.test('behind a proxy, the bucket is the client address from a trusted PROXY header, per /64 for IPv6', async (t) => {
-  const from = (address: string) => Buffer.from(address.includes(':')
-    ? `PROXY TCP6 ${address} 2001:db8::ffff 40000 3080\r\n`
-    : `PROXY TCP4 ${address} 192.0.2.1 40000 3080\r\n`)
+  const from = (address: string) => Buffer.from(address.includes(':') ? `PROXY TCP6 ${address} 2001:db8::ffff 40000 3080\r\n` : `PROXY TCP4 ${address} 192.0.2.1 40000 3080\r\n`)
   for (let i = 0; i < BURST; i++) t.equal(await joinOnce(proxy.web, { proxyHeader: from('2001:db8:1:2::1') }), 403, `guess ${i + 1} from 2001:db8:1:2::1 is evaluated`)
   t.equal(await joinOnce(proxy.web, { proxyHeader: from('2001:db8:1:2::1') }), 429, 'then throttled')
   t.equal(await joinOnce(proxy.web, { proxyHeader: from('2001:db8:1:2:ffff::9') }), 429, 'as is every address of its /64')

@@ -5,10 +5,10 @@
 // re-admits it; a recovery with the right host ID and another key, or for a removed node,
 // is refused and charged to the join rate limiter.
 
-import t from 'tap'
 import { generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
 import { Authority, newKeySet } from '../auth/authorities.ts'
 import { issueHostIdentity } from '../auth/issuer.ts'
 import { ApiClient } from '../shared/api-client.ts'
@@ -16,7 +16,7 @@ import { validNow } from '../shared/cert-subject.ts'
 import { ApiError } from '../shared/errors.ts'
 import { loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
 import { recoveryBody } from '../shared/recover.ts'
-import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, type Daemon } from './helpers/cluster.ts'
+import { AuthProcess, type Daemon, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 t.setTimeout(300_000)
@@ -43,7 +43,10 @@ function jsonLogConfig(): string {
 
 /** The JSON log entries of a daemon started with jsonLogConfig(). */
 function entries(daemon: Daemon): Record<string, unknown>[] {
-  return daemon.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
+  return daemon.stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
 }
 
 t.test('nodes offline for longer than their certificates live come back without a token', async (t) => {
@@ -62,7 +65,7 @@ t.test('nodes offline for longer than their certificates live come back without 
   await directNode.stop()
   await expiry(tunnelDir)
   await expiry(directDir)
-  t.notOk(validNow(certificateOf(tunnelDir)) || validNow(certificateOf(directDir)), 'both nodes\' certificates expired while they were stopped')
+  t.notOk(validNow(certificateOf(tunnelDir)) || validNow(certificateOf(directDir)), "both nodes' certificates expired while they were stopped")
 
   // Restarted with their data dirs alone: no token anywhere.
   const tunnelAgain = startNode([jsonLogConfig(), `--data-dir=${tunnelDir}`])
@@ -73,9 +76,12 @@ t.test('nodes offline for longer than their certificates live come back without 
   t.equal(await listedHostId(auth, 'wanderer'), hostIds.wanderer, 'the tunnel node is back under its host ID')
   t.equal(await listedHostId(auth, 'hermit'), hostIds.hermit, 'the direct node too')
   const atStart = entries(tunnelAgain).find((entry) => entry.time_left !== undefined)
-  t.equal(atStart?.cert_expires, firstCerts.wanderer.validToDate.toISOString(), 'the node logs its certificate\'s expiry when it starts')
+  t.equal(atStart?.cert_expires, firstCerts.wanderer.validToDate.toISOString(), "the node logs its certificate's expiry when it starts")
   t.match(atStart?.time_left, /^-\d+s$/, 'and the time left: none')
-  for (const [name, dir] of [['wanderer', tunnelDir], ['hermit', directDir]] as const) {
+  for (const [name, dir] of [
+    ['wanderer', tunnelDir],
+    ['hermit', directDir],
+  ] as const) {
     const cert = certificateOf(dir)
     t.ok(validNow(cert), `${name} holds a valid certificate`)
     t.ok(cert.publicKey.equals(firstCerts[name].publicKey), `${name}'s certificate is for the key it joined with`)
@@ -115,11 +121,15 @@ t.test('past the recovery window a node is refused, and its log names the step t
   await again.stop()
   const readmitted = startNode([`--data-dir=${dataDir}`, `--token=${token}`])
   t.teardown(() => readmitted.stop())
-  await until('the node to be re-admitted under a new host ID', async () => {
-    const ls = (await auth.ctl(['nodes', 'ls'])).stdout
-    const match = /^castaway\s+(\S+)/m.exec(ls)
-    return match !== null && match[1] !== hostId
-  }, { timeoutMs: 60_000 }).catch((error) => {
+  await until(
+    'the node to be re-admitted under a new host ID',
+    async () => {
+      const ls = (await auth.ctl(['nodes', 'ls'])).stdout
+      const match = /^castaway\s+(\S+)/m.exec(ls)
+      return match !== null && match[1] !== hostId
+    },
+    { timeoutMs: 60_000 },
+  ).catch((error) => {
     throw new Error(`${error.message}\n${readmitted.stderr}`)
   })
   t.ok(validNow(certificateOf(dataDir)), 're-admitted with a fresh certificate')
@@ -159,7 +169,14 @@ t.test('a recovery with the right host ID and another key, or for a removed node
   t.same(signedByOthers, { status: 403, message: `recovery refused for host ${hostId}: field "tls_signature" is not a signature by the TLS key registered for this host` })
   // 2. A certificate naming the victim (from a CA of the attacker's) for the attacker's key.
   const foreignCA = new Authority({ type: 'host', clusterName: 'test-cluster', keySets: [newKeySet('host', 'test-cluster')] })
-  const forged = issueHostIdentity(foreignCA, { hostId, nodename: 'victim', clusterName: 'test-cluster', roles: ['node'], tlsPublicKey: attackerTls.publicKey, sshPublicKey: attackerSsh.publicKey })
+  const forged = issueHostIdentity(foreignCA, {
+    hostId,
+    nodename: 'victim',
+    clusterName: 'test-cluster',
+    roles: ['node'],
+    tlsPublicKey: attackerTls.publicKey,
+    sshPublicKey: attackerSsh.publicKey,
+  })
   const withForged = await attempt({ ...victim, tlsCertPem: forged.tlsCertPem, tlsKeyPem: pem(attackerTls.privateKey), sshKeyPem: pem(attackerSsh.privateKey) })
   t.same(withForged, { status: 403, message: `recovery refused for host ${hostId}: the certificate's key is not the TLS key registered for host ${hostId}` })
   t.ok(node.running && validNow(certificateOf(dataDir)), 'the victim is untouched')
@@ -168,7 +185,10 @@ t.test('a recovery with the right host ID and another key, or for a removed node
   t.equal((await auth.ctl(['nodes', 'rm', 'victim'])).code, 0)
   await node.stop()
   const removed = await attempt(victim)
-  t.same(removed, { status: 403, message: `recovery refused for host ${hostId}: host ${hostId} is not registered in this cluster: it was removed or replaced, and joining again needs a new token` })
+  t.same(removed, {
+    status: 403,
+    message: `recovery refused for host ${hostId}: host ${hostId} is not registered in this cluster: it was removed or replaced, and joining again needs a new token`,
+  })
   t.equal((await attempt(victim)).status, 403, 'the fourth refusal')
   const limited = await attempt(victim)
   t.equal(limited.status, 429, 'the fifth try from the same address is refused before it is read: every refusal was counted')

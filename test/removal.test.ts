@@ -6,22 +6,35 @@
 // proxy's presence report of the node arrives after it. A direct node is removed the same
 // way: its open connection through a proxy is closed and the proxy no longer dials it.
 
-import t from 'tap'
-import { X509Certificate } from 'node:crypto'
 import { spawn } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
+import t from 'tap'
 import { AgentTunnel, ResumedSessionRefusedError } from '../agent/tunnel.ts'
 import { SqliteBackend } from '../auth/backend/sqlite.ts'
 import { publicKeyFingerprint } from '../auth/key-policy.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
-import { AuthProcess, JSON_LOGS, logEntries, proxiesBehindBalancer, ROOT, signUser, startNode, tempDir, waitForNode, warren, type Daemon, type ProxyProcess } from './helpers/cluster.ts'
 import { balancerAddress, haproxyUnavailable, startBalancer } from './helpers/balancer.ts'
+import {
+  AuthProcess,
+  type Daemon,
+  JSON_LOGS,
+  logEntries,
+  type ProxyProcess,
+  proxiesBehindBalancer,
+  ROOT,
+  signUser,
+  startNode,
+  tempDir,
+  waitForNode,
+  warren,
+} from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 const skip = haproxyUnavailable()
@@ -64,14 +77,17 @@ async function service(text?: string): Promise<number> {
 async function node(nodename: string, who: string, options: { direct?: boolean } = {}): Promise<{ daemon: Daemon; dataDir: string; config: string }> {
   const dataDir = tempDir()
   const config = join(dataDir, 'warren.yaml')
-  writeFileSync(config, [
-    'version: v1',
-    `data_dir: ${dataDir}`,
-    'ssh_service:',
-    '  listen_addr: 127.0.0.1:0',
-    `  forward_ports: [{ name: webui, addr: "127.0.0.1:${await service(who)}" }, { name: echo, addr: "127.0.0.1:${await service()}" }]`,
-    '',
-  ].join('\n'))
+  writeFileSync(
+    config,
+    [
+      'version: v1',
+      `data_dir: ${dataDir}`,
+      'ssh_service:',
+      '  listen_addr: 127.0.0.1:0',
+      `  forward_ports: [{ name: webui, addr: "127.0.0.1:${await service(who)}" }, { name: echo, addr: "127.0.0.1:${await service()}" }]`,
+      '',
+    ].join('\n'),
+  )
   const server = options.direct ? auth.address : proxies[0].web
   const daemon = startNode([`--config=${config}`, `--auth-server=${server}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${nodename}`])
   daemons.push(daemon)
@@ -96,8 +112,18 @@ function hostPort(address: string): { host: string; port: number } {
 
 /** A tunnel to `proxy` opened with `identity` (resuming `session` when given), and its latest session ticket. */
 async function tunnelTo(proxy: ProxyProcess, identity: NodeIdentity, session?: Buffer): Promise<{ tunnel: AgentTunnel; ticket: Buffer }> {
-  const tunnel = await AgentTunnel.open({ ...hostPort(proxy.tunnel), identity, session, keepAliveIntervalMs: 15_000, labels: () => ({}), services: [], onStream: (s) => s.destroy(), log, connectTimeoutMs: 5000 })
-  const ticket = tunnel.ticket ?? (await once(tunnel, 'session'))[0] as Buffer
+  const tunnel = await AgentTunnel.open({
+    ...hostPort(proxy.tunnel),
+    identity,
+    session,
+    keepAliveIntervalMs: 15_000,
+    labels: () => ({}),
+    services: [],
+    onStream: (s) => s.destroy(),
+    log,
+    connectTimeoutMs: 5000,
+  })
+  const ticket = tunnel.ticket ?? ((await once(tunnel, 'session'))[0] as Buffer)
   return { tunnel, ticket }
 }
 
@@ -111,7 +137,14 @@ interface Answer {
 /** POST /v1/renew on the auth API over a TLS connection with `identity`'s certificate (resuming `session` when given). */
 function renewOverTls(identity: NodeIdentity, session?: Buffer): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ ...hostPort(auth.address), ca: identity.hostCAPems, cert: identity.tlsCertPem, key: identity.tlsKeyPem, session, checkServerIdentity: () => undefined })
+    const socket = tlsConnect({
+      ...hostPort(auth.address),
+      ca: identity.hostCAPems,
+      cert: identity.tlsCertPem,
+      key: identity.tlsKeyPem,
+      session,
+      checkServerIdentity: () => undefined,
+    })
     let ticket: Buffer | undefined
     let response = ''
     let resumed = false
@@ -164,16 +197,22 @@ t.test('nodes rm: every proxy closes the tunnels, the certificate is refused eve
   await pi.daemon.waitFor('the agent to hold no tunnel', () => heldCount(pi.daemon.stderr) === 0, 10_000)
 
   const refusedBefore = logEntries(proxies[0].daemon.stderr, { host_id: identity.hostId, resumed: true }).length
-  const resumed = await tunnelTo(proxies[0], identity, before.ticket).then(() => undefined, (error: Error) => error)
+  const resumed = await tunnelTo(proxies[0], identity, before.ticket).then(
+    () => undefined,
+    (error: Error) => error,
+  )
   t.type(resumed, ResumedSessionRefusedError, 'a tunnel resuming a session from before the removal is refused')
   await until('the proxy to log the refusal', () => logEntries(proxies[0].daemon.stderr, { host_id: identity.hostId, resumed: true }).length > refusedBefore, { timeoutMs: 5000 })
   const [refusal] = logEntries(proxies[0].daemon.stderr, { host_id: identity.hostId, resumed: true }).slice(-1)
-  t.match(refusal.msg, 'is not registered in this cluster: node "pi-rm" was removed', 'by the proxy\'s check of the resumed certificate')
+  t.match(refusal.msg, 'is not registered in this cluster: node "pi-rm" was removed', "by the proxy's check of the resumed certificate")
 
   const apiAfter = await renewOverTls(identity, apiBefore.ticket)
   t.ok(apiAfter.resumed, 'the auth API resumed the session')
   t.equal(apiAfter.status, 401)
-  t.match(apiAfter.body.error, `this endpoint needs a valid host certificate of cluster "test-cluster" (host ${identity.hostId} is not registered in this cluster: node "pi-rm" was removed`)
+  t.match(
+    apiAfter.body.error,
+    `this endpoint needs a valid host certificate of cluster "test-cluster" (host ${identity.hostId} is not registered in this cluster: node "pi-rm" was removed`,
+  )
 
   const client = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
   t.teardown(() => client.close())
@@ -208,7 +247,9 @@ t.test('a node removed while its tunnel is up leaves exactly the records a remov
   const identity = loadIdentity(pi.dataDir)!
   const hostId = identity.hostId
   // A transfer is under way through the tunnel while the node is removed.
-  const transfer = spawn(process.execPath, [join(ROOT, 'cli/warren.ts'), 'proxy', 'port', `--identity=${profile}`, `--proxy=${proxies[1].web}`, 'pi-busy', 'echo'], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const transfer = spawn(process.execPath, [join(ROOT, 'cli/warren.ts'), 'proxy', 'port', `--identity=${profile}`, `--proxy=${proxies[1].web}`, 'pi-busy', 'echo'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
   transfer.stdin!.on('error', () => {})
   let echoed = 0
   transfer.stdout!.on('data', (chunk: Buffer) => (echoed += chunk.length))
@@ -228,9 +269,18 @@ t.test('a node removed while its tunnel is up leaves exactly the records a remov
   const report = await asProxy.request<{ accepted: number; unknown: string[] }>('POST', '/v1/presence', { nodes: [{ host_id: hostId, addr: '127.0.0.1', labels: {} }] })
   t.same(report, { accepted: 0, unknown: [hostId] }, 'the late report is answered with the host as unknown')
 
-  t.notOk((await stored('/nodes/')).some((item) => item.key.endsWith(hostId)), 'no registration')
-  t.notOk((await stored('/nodenames/')).some((item) => item.value.hostId === hostId), 'no name claim')
-  t.notOk((await stored('/presence/')).some((item) => item.key.endsWith(hostId)), 'no presence, not even from the late report')
+  t.notOk(
+    (await stored('/nodes/')).some((item) => item.key.endsWith(hostId)),
+    'no registration',
+  )
+  t.notOk(
+    (await stored('/nodenames/')).some((item) => item.value.hostId === hostId),
+    'no name claim',
+  )
+  t.notOk(
+    (await stored('/presence/')).some((item) => item.key.endsWith(hostId)),
+    'no presence, not even from the late report',
+  )
   const removals = (await stored('/removed/')).filter((item) => item.key.endsWith(hostId))
   t.equal(removals.length, 1, 'one removal record')
   const record = removals[0].value
@@ -246,7 +296,9 @@ t.test('a removed direct node: its open connection through a proxy closes, and n
   await waitForNode(auth, 'pi-direct')
   const identity = loadIdentity(direct.dataDir)!
   t.equal(await webui('pi-direct', proxies[0]), 'direct here')
-  const open = spawn(process.execPath, [join(ROOT, 'cli/warren.ts'), 'proxy', 'port', `--identity=${profile}`, `--proxy=${proxies[0].web}`, 'pi-direct', 'echo'], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const open = spawn(process.execPath, [join(ROOT, 'cli/warren.ts'), 'proxy', 'port', `--identity=${profile}`, `--proxy=${proxies[0].web}`, 'pi-direct', 'echo'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
   const ended = once(open, 'exit')
   open.stdin!.on('error', () => {})
   open.stdin!.write('ping')

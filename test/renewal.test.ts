@@ -5,18 +5,18 @@
 // tunnel and an OpenSSH session stay open across the renewals of both ends; and a renewal
 // that races a host CA rotation leaves the registry and the node in agreement.
 
-import t from 'tap'
 import { spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { connect } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { connect } from 'node:tls'
+import t from 'tap'
 import { SqliteBackend } from '../auth/backend/sqlite.ts'
 import type { NodeRecord } from '../auth/nodes.ts'
-import { issuedByAny, validNow } from '../shared/cert-subject.ts'
 import { parseHostPort } from '../shared/address.ts'
+import { issuedByAny, validNow } from '../shared/cert-subject.ts'
 import { renewalDueAt } from '../shared/renewal-window.ts'
 import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
@@ -91,22 +91,29 @@ t.test('a node, a proxy and warrenctl work after three lifetimes; a tunnel and a
   // three lifetimes have passed since the first ones were issued.
   const seen = Object.fromEntries(Object.keys(first).map((holder) => [holder, new Map<string, X509Certificate>()])) as Record<keyof typeof first, Map<string, X509Certificate>>
   const threeLifetimes = Math.max(...Object.values(first).map((cert) => cert.validFromDate.getTime())) + 3 * LIFETIME_MS
-  await until('three lifetimes of renewals', async () => {
-    for (const [holder, current] of Object.entries(certificates)) {
-      const cert = await current()
-      seen[holder as keyof typeof first].set(cert.fingerprint256, cert)
-    }
-    return Date.now() > threeLifetimes && Object.values(seen).every((certs) => certs.size >= 4)
-  }, { timeoutMs: 120_000, everyMs: 500 })
+  await until(
+    'three lifetimes of renewals',
+    async () => {
+      for (const [holder, current] of Object.entries(certificates)) {
+        const cert = await current()
+        seen[holder as keyof typeof first].set(cert.fingerprint256, cert)
+      }
+      return Date.now() > threeLifetimes && Object.values(seen).every((certs) => certs.size >= 4)
+    },
+    { timeoutMs: 120_000, everyMs: 500 },
+  )
 
   for (const [holder, certs] of Object.entries(seen)) {
     t.ok(certs.size >= 4, `the ${holder}'s certificate was replaced ${certs.size - 1} times`)
     const sorted = [...certs.values()].sort((a, b) => a.validFromDate.getTime() - b.validFromDate.getTime())
     // Each was replaced before it expired: the next one was issued while it was valid.
-    t.ok(sorted.slice(1).every((cert, i) => cert.validFromDate.getTime() < sorted[i].validToDate.getTime()), `each of the ${holder}'s certificates was replaced before it expired`)
+    t.ok(
+      sorted.slice(1).every((cert, i) => cert.validFromDate.getTime() < sorted[i].validToDate.getTime()),
+      `each of the ${holder}'s certificates was replaced before it expired`,
+    )
     t.notOk(validNow(first[holder as keyof typeof first]), `the ${holder}'s first certificate has expired`)
   }
-  t.ok(validNow(certificates.node()) && validNow(certificates.direct()) && validNow(certificates.proxy()), 'the nodes\' and the proxy\'s current certificates are valid')
+  t.ok(validNow(certificates.node()) && validNow(certificates.direct()) && validNow(certificates.proxy()), "the nodes' and the proxy's current certificates are valid")
 
   const ls = await auth.ctl(['nodes', 'ls'])
   t.equal(ls.code, 0, 'warrenctl works with its renewed identity')
@@ -159,7 +166,7 @@ t.test('a renewal that races a host CA rotation leaves the registry and the node
   t.equal(record?.certExpires, cert.validToDate.getTime(), 'the registry records the expiry of the certificate the node holds')
   t.ok(cert.validToDate.getTime() - cert.validFromDate.getTime() <= lifetime + 6_000, 'with the configured lifetime')
   const proxyCert = fileCertificate(join(proxy.dataDir, 'proxy-identity', 'host.crt'))
-  t.equal((await registered(auth, hostIdOf(proxyCert)))?.certExpires, proxyCert.validToDate.getTime(), 'and the proxy\'s')
+  t.equal((await registered(auth, hostIdOf(proxyCert)))?.certExpires, proxyCert.validToDate.getTime(), "and the proxy's")
   t.ok(node.running, 'the node runs on')
   const ls = await auth.ctl(['nodes', 'ls'])
   t.match(ls.stdout, /^racing\s+\S+\s+⟵ Tunnel/m, 'online through its tunnel after the rotation')

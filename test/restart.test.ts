@@ -15,7 +15,10 @@ t.test('auth server restart after SIGKILL keeps the pin, tokens and nodes; a nod
   const node = startNode([`--data-dir=${nodeDir}`, `--auth-server=${auth.address}`, `--token=${token}`, `--ca-pin=${pin}`, '--nodename=survivor'])
   const firstListing = await waitForNode(auth, 'survivor')
   const hostId = /^survivor\s+(\S+)/m.exec(firstListing)![1]
-  const tokensBefore = (await auth.ctl(['tokens', 'ls'])).stdout.split('\n').filter((l) => /^[0-9a-f]{12}\s/.test(l)).map((l) => l.split(/\s+/)[0])
+  const tokensBefore = (await auth.ctl(['tokens', 'ls'])).stdout
+    .split('\n')
+    .filter((l) => /^[0-9a-f]{12}\s/.test(l))
+    .map((l) => l.split(/\s+/)[0])
 
   await auth.stop('SIGKILL')
   const restarted = new AuthProcess({ port, dataDir: auth.dataDir })
@@ -25,10 +28,14 @@ t.test('auth server restart after SIGKILL keeps the pin, tokens and nodes; a nod
   const tokensAfter = (await restarted.ctl(['tokens', 'ls'])).stdout
   for (const id of tokensBefore) t.match(tokensAfter, new RegExp(`^${id}\\s`, 'm'), `token ${id} survived`)
   const restartedAt = Date.now()
-  await node.waitFor('a heartbeat after the restart', async () => {
-    const { nodes } = await restarted.api<{ nodes: { host_id: string; last_seen: number }[] }>('GET', '/v1/nodes')
-    return nodes.some((n) => n.host_id === hostId && n.last_seen > restartedAt)
-  }, 15_000)
+  await node.waitFor(
+    'a heartbeat after the restart',
+    async () => {
+      const { nodes } = await restarted.api<{ nodes: { host_id: string; last_seen: number }[] }>('GET', '/v1/nodes')
+      return nodes.some((n) => n.host_id === hostId && n.last_seen > restartedAt)
+    },
+    15_000,
+  )
   t.pass('the node heartbeats again under its host ID: its registration survived')
 
   await node.stop()

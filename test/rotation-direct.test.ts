@@ -3,12 +3,12 @@
 // presents it, renews its certificates with its current identity, and keeps heartbeating
 // after the old CA is dropped; restarted afterwards it needs no token.
 
-import t from 'tap'
 import { X509Certificate } from 'node:crypto'
-import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import t from 'tap'
 import { issuedByAny } from '../shared/cert-subject.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
 import type { WarrenStatus } from '../shared/status.ts'
+import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 
 t.test('a direct-mode node through a whole host CA rotation', async (t) => {
   const auth = await new AuthProcess().start()

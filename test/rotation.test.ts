@@ -3,12 +3,12 @@
 // No tunnel and no session may be lost; every agent and the proxy end up with certificates
 // from the new CA; a join with the old pin is refused afterwards.
 
-import t from 'tap'
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import t from 'tap'
 import { Agent } from '../agent/agent.ts'
 import { dialThroughProxy } from '../cli/ssh.ts'
 import { issuedByAny } from '../shared/cert-subject.ts'
@@ -39,7 +39,12 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
   for (let i = 0; i < AGENTS; i++) {
     const name = `fleet-${String(i).padStart(2, '0')}`
     const log: string[] = []
-    const stream = new Writable({ write: (chunk, _enc, done) => (log.push(String(chunk)), done()) })
+    const stream = new Writable({
+      write: (chunk, _enc, done) => {
+        log.push(String(chunk))
+        done()
+      },
+    })
     const dataDir = tempDir()
     const agent = new Agent({
       config: { ...defaultConfig(), dataDir, nodename: name, authToken: token, caPins: [oldPin], authServers: [proxy.web] },
@@ -72,7 +77,10 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
   for (const { name } of agents) {
     // A local port that relays to the node through the proxy, as `warren proxy ssh` would.
     const bridge = createServer((socket) => {
-      dialThroughProxy({ identity: profile }, name, { service: 'ssh' }).then((remote) => splice(socket, remote), () => socket.destroy())
+      dialThroughProxy({ identity: profile }, name, { service: 'ssh' }).then(
+        (remote) => splice(socket, remote),
+        () => socket.destroy(),
+      )
     })
     await new Promise<void>((r) => bridge.listen(0, '127.0.0.1', r))
     bridges.push(bridge)
@@ -81,7 +89,24 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
     // Opening 50 sessions at once on two busy cores can fail one; such a start is retried.
     // What must not happen is losing a session once it is open.
     const open = (attempt: number) => {
-      const ssh = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'ProxyCommand=none', '-o', `HostKeyAlias=${name}`, '-o', 'BatchMode=yes', '-p', String(port), `${login}@127.0.0.1`, 'echo started; cat'], { stdio: ['pipe', 'pipe', 'pipe'] })
+      const ssh = spawn(
+        'ssh',
+        [
+          '-F',
+          join(profile, 'ssh_config'),
+          '-o',
+          'ProxyCommand=none',
+          '-o',
+          `HostKeyAlias=${name}`,
+          '-o',
+          'BatchMode=yes',
+          '-p',
+          String(port),
+          `${login}@127.0.0.1`,
+          'echo started; cat',
+        ],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      )
       ssh.stderr!.on('data', (d) => process.env.ROTATION_DEBUG && process.stderr.write(d))
       ssh.stdout!.on('data', (d) => (session.output += d))
       ssh.on('exit', () => {
@@ -112,8 +137,7 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
   await rotate('update_clients')
   const newCA = async () => (await auth.api<{ host_ca_certs: string[] }>('GET', '/v1/ca')).host_ca_certs[0]
   const signing = await newCA()
-  await until('every agent to renew its certificate from the new CA', () =>
-    agents.every(({ agent }) => issuedByAny(new X509Certificate(agent.identity.tlsCertPem), [signing])))
+  await until('every agent to renew its certificate from the new CA', () => agents.every(({ agent }) => issuedByAny(new X509Certificate(agent.identity.tlsCertPem), [signing])))
   t.pass('every agent renewed without a token')
   await proxy.daemon.waitForStatus('the proxy to renew', (status) => status.proxy!.certificate.issuer_pin === caPin(signing), 30_000)
 
@@ -124,10 +148,17 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
   t.match((await auth.ctl(['status'])).stdout, /Host CA\s+rotated /)
   await until('every agent to trust only the new CA', () => agents.every(({ agent }) => agent.identity.hostCAPems.length === 1))
 
-  t.equal(agents.reduce((sum, a) => sum + a.closes, 0), 0, 'no tunnel was lost')
+  t.equal(
+    agents.reduce((sum, a) => sum + a.closes, 0),
+    0,
+    'no tunnel was lost',
+  )
   for (const [i, session] of sessions.entries()) session.ssh.stdin!.write(`still-here-${i}\n`)
   await until('every session to echo', () => sessions.every((s, i) => s.output.includes(`still-here-${i}`)), { timeoutMs: 30_000 })
-  t.ok(sessions.every((s) => s.ssh.exitCode === null), 'no SSH session was lost')
+  t.ok(
+    sessions.every((s) => s.ssh.exitCode === null),
+    'no SSH session was lost',
+  )
 
   // After standby: a restarted agent reconnects with its renewed identity; the old pin no longer joins.
   const first = agents[0]

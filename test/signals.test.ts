@@ -2,10 +2,10 @@
 // and a config that does not load changes nothing; SIGTERM drains: the agent says GoAway
 // and closes its tunnels cleanly.
 
-import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
+import t from 'tap'
 import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
 
 t.test('SIGHUP reloads labels and forwarded ports; SIGTERM drains', async (t) => {
@@ -21,7 +21,8 @@ t.test('SIGHUP reloads labels and forwarded ports; SIGTERM drains', async (t) =>
 
   const dir = tempDir()
   const config = join(dir, 'warren.yaml')
-  const write = (labels: string, ports: string) => writeFileSync(config, `version: v1\ndata_dir: ${dir}\nnodename: hup-node\nlabels: { ${labels} }\nssh_service:\n  forward_ports: [${ports}]\n`)
+  const write = (labels: string, ports: string) =>
+    writeFileSync(config, `version: v1\ndata_dir: ${dir}\nnodename: hup-node\nlabels: { ${labels} }\nssh_service:\n  forward_ports: [${ports}]\n`)
   write('stage: one', '')
   const node = startNode([`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`])
   t.teardown(() => node.stop())
@@ -51,6 +52,10 @@ t.test('SIGHUP reloads labels and forwarded ports; SIGTERM drains', async (t) =>
   t.equal(await node.exited, 0, 'the agent exits cleanly on SIGTERM')
   const closed = () => proxy.daemon.logEntries().filter((entry) => entry.tunnel === 'closed' && entry.host_id === hostId)
   await proxy.daemon.waitFor('the proxy to see the tunnel close', () => closed().length > 0)
-  t.same(closed().map((entry) => entry.error), [undefined], 'closed without an error: the agent said GoAway and closed')
+  t.same(
+    closed().map((entry) => entry.error),
+    [undefined],
+    'closed without an error: the agent said GoAway and closed',
+  )
   t.equal((await proxy.daemon.status()).proxy!.tunnels.count, 0)
 })

@@ -1,8 +1,8 @@
 // Two joins racing on one single-use token: exactly one wins, every round.
 
 import t from 'tap'
-import { AuthProcess } from './helpers/cluster.ts'
 import { joinCluster } from '../shared/join.ts'
+import { AuthProcess } from './helpers/cluster.ts'
 
 // Every round has one refused join; let the loser's failures through the rate limiter.
 const auth = new AuthProcess({ authServiceYaml: '  join_rate_limit: { burst: 100, per_minute: 100 }' })

@@ -6,12 +6,12 @@
 // `warren ssh` and the health probes succeed, and every idle connection is closed by the
 // server. The gate's counts are read from the processes' status.
 
-import t from 'tap'
 import { request as httpsRequest } from 'node:https'
-import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, warren, type Daemon } from './helpers/cluster.ts'
+import t from 'tap'
+import type { WarrenStatus } from '../shared/status.ts'
+import { AuthProcess, type Daemon, ProxyProcess, signUser, startNode, tempDir, testLogin, warren } from './helpers/cluster.ts'
 import { Slowloris } from './helpers/slowloris.ts'
 import { until } from './helpers/until.ts'
-import type { WarrenStatus } from '../shared/status.ts'
 
 /** Attackers' addresses: the cluster's own processes use 127.0.0.1. */
 const ATTACKERS = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`)
@@ -47,7 +47,7 @@ t.test('a slowloris at the proxy and the auth server keeps no node or user out',
   const nodeArgs = [`--data-dir=${nodeDir}`, `--auth-server=${proxy.web}`, `--ca-pin=${pin}`, '--nodename=pi-1']
   let node: Daemon = startNode([...nodeArgs, `--token=${await auth.token()}`])
   t.teardown(() => node.stop())
-  await until('the node\'s tunnel', () => tunnelPresent(auth, 'pi-1'), { timeoutMs: 20_000 })
+  await until("the node's tunnel", () => tunnelPresent(auth, 'pi-1'), { timeoutMs: 20_000 })
   const profile = await signUser(auth, proxy.web)
   const ssh = () => warren(['ssh', `--identity=${profile}`, `${testLogin()}@pi-1`, 'echo', 'reached'], { timeoutMs: 20_000 })
   t.equal((await ssh()).stdout, 'reached\n', 'the user reaches the node before the attack (the control case)')
@@ -62,7 +62,7 @@ t.test('a slowloris at the proxy and the auth server keeps no node or user out',
   attack.start(40)
 
   node = startNode(nodeArgs)
-  await until('the restarted node\'s tunnel, during the attack', () => tunnelPresent(auth, 'pi-1'), { timeoutMs: 25_000 })
+  await until("the restarted node's tunnel, during the attack", () => tunnelPresent(auth, 'pi-1'), { timeoutMs: 25_000 })
   t.pass('(a) the restarted node got its tunnel back')
   for (let i = 0; i < 3; i++) {
     const result = await ssh()
@@ -70,7 +70,7 @@ t.test('a slowloris at the proxy and the auth server keeps no node or user out',
     t.equal(result.stdout, 'reached\n')
   }
   const probes = await Promise.all(Array.from({ length: 5 }, () => healthProbe(proxy.web)))
-  t.same(probes, [true, true, true, true, true], 'the proxy\'s health probes succeed')
+  t.same(probes, [true, true, true, true, true], "the proxy's health probes succeed")
   const status = await auth.ctl(['status'])
   t.equal(status.code, 0, `warrenctl reaches the auth server during the attack (${status.stderr.trim()})`)
 

@@ -1,8 +1,8 @@
 // Static tokens from the auth server's config, one inline and one read from a file.
 
-import t from 'tap'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
 import { AuthProcess, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
 
 const INLINE = 'static-inline-token-0123456789'
@@ -50,7 +50,10 @@ t.test('static tokens cannot be deleted with warrenctl', async (t) => {
 
 t.test('a static token whose file is missing stops the auth server with a clear error', async (t) => {
   const broken = new AuthProcess({ authServiceYaml: '  tokens: ["node:/nonexistent/warren-token"]' })
-  const result = broken.start().then(() => 'started', (error: Error) => error.message)
+  const result = broken.start().then(
+    () => 'started',
+    (error: Error) => error.message,
+  )
   t.match(await result, /\/nonexistent\/warren-token/)
   await broken.stop()
 })
@@ -60,7 +63,10 @@ t.test('static tokens shorter than 16 characters stop the auth server with the k
   const dataDir = join(dir, 'data')
   const config = (tokens: string[]) => {
     const path = join(dir, `warren-${tokens.length}.yaml`)
-    writeFileSync(path, ['version: v1', `data_dir: ${dataDir}`, 'auth_service:', '  listen_addr: 127.0.0.1:0', '  tokens:', ...tokens.map((token) => `    - "${token}"`), ''].join('\n'))
+    writeFileSync(
+      path,
+      ['version: v1', `data_dir: ${dataDir}`, 'auth_service:', '  listen_addr: 127.0.0.1:0', '  tokens:', ...tokens.map((token) => `    - "${token}"`), ''].join('\n'),
+    )
     return path
   }
   const inline = config(['node:static-inline-token-0123456789', 'proxy:s3cr3t-short'])

@@ -3,10 +3,10 @@
 // tunnels, a direct node's heartbeats. Only the data dir's owner can read it, and it is gone
 // once the process stops.
 
-import t from 'tap'
-import { defaultConfig } from '../shared/config.ts'
 import { existsSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
+import { defaultConfig } from '../shared/config.ts'
 import type { WarrenStatus } from '../shared/status.ts'
 import { STATUS_SOCKET } from '../shared/status-socket.ts'
 import { AuthProcess, ProxyProcess, startNode, tempDir, warren } from './helpers/cluster.ts'
@@ -25,12 +25,12 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
   t.teardown(() => proxy.stop())
 
   const authStatus = JSON.parse((await warren(['status', `--config=${auth.configPath}`, '--format=json'])).stdout) as WarrenStatus
-  t.same(authStatus.process.roles, ['auth'], 'found through the config file\'s data_dir')
+  t.same(authStatus.process.roles, ['auth'], "found through the config file's data_dir")
   t.equal(authStatus.process.pid, auth.daemon.child.pid)
   t.equal(authStatus.auth?.cluster, 'test-cluster')
   t.equal(authStatus.auth?.address, auth.address)
   t.same(authStatus.auth?.host_ca, { phase: 'standby', mode: null, pins: [pin], last_rotated: null })
-  t.equal(statSync(join(auth.dataDir, STATUS_SOCKET)).mode & 0o777, 0o600, 'the socket is for the data dir\'s owner only')
+  t.equal(statSync(join(auth.dataDir, STATUS_SOCKET)).mode & 0o777, 0o600, "the socket is for the data dir's owner only")
 
   const nodeDir = tempDir()
   const node = startNode([`--data-dir=${nodeDir}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=reported', '--labels=site=lab'])
@@ -53,7 +53,11 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
   t.ok(Date.parse(reported.certificate.not_after) > Date.now() + defaultConfig().auth.hostCertTtlMs * 0.9, 'for the default host certificate lifetime')
 
   const atProxy = await proxy.daemon.waitForStatus('the tunnel at the proxy', (s) => s.proxy!.tunnels.count === 1)
-  t.same(atProxy.proxy!.tunnels.hosts.map((h) => [h.host_id, h.nodename]), [[reported.host_id, 'reported']], 'the proxy holds the node\'s tunnel')
+  t.same(
+    atProxy.proxy!.tunnels.hosts.map((h) => [h.host_id, h.nodename]),
+    [[reported.host_id, 'reported']],
+    "the proxy holds the node's tunnel",
+  )
   t.same(atProxy.proxy!.live_set, [proxyId])
   t.same(atProxy.proxy!.listen, { web: proxy.web, tunnel: proxy.tunnel, multiplexed: false })
 

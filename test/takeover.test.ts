@@ -5,21 +5,21 @@
 // of refused types, and a flood of renewal requests. Each must be refused, and users must
 // still reach the real node. Then the ways an admin replaces or removes a node on purpose.
 
-import t from 'tap'
 import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
-import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren, type Daemon } from './helpers/cluster.ts'
-import { until } from './helpers/until.ts'
+import t from 'tap'
 import { AgentTunnel } from '../agent/tunnel.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { certSubject, issuedByAny } from '../shared/cert-subject.ts'
 import { ApiError } from '../shared/errors.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
-import { generateJoinKeys, joinCluster, signedJoinBody, type JoinFields, type JoinKeys } from '../shared/join.ts'
+import { generateJoinKeys, type JoinFields, type JoinKeys, joinCluster, signedJoinBody } from '../shared/join.ts'
 import { createLogger } from '../shared/log.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { AuthProcess, type Daemon, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { until } from './helpers/until.ts'
 
 t.setTimeout(300_000)
 
@@ -113,8 +113,8 @@ t.test('(a) a second device with another valid token and --nodename=pi-1 is refu
   t.equal(await webui('pi-1'), 'the real pi-1')
 
   const impostor = await node('pi-1', 'the impostor', await auth.token())
-  await until('the impostor\'s agent to exit', () => !impostor.daemon.running, { timeoutMs: 60_000 })
-  t.equal(await impostor.daemon.exited, 1, 'the impostor\'s agent exits with a failure')
+  await until("the impostor's agent to exit", () => !impostor.daemon.running, { timeoutMs: 60_000 })
+  t.equal(await impostor.daemon.exited, 1, "the impostor's agent exits with a failure")
   t.match(impostor.daemon.stderr, 'nodename "pi-1" is already registered to another node; remove it first with warrenctl nodes rm pi-1')
   t.notOk(loadIdentity(impostor.dataDir), 'it holds no certificate')
 
@@ -128,25 +128,33 @@ t.test('(a) a second device with another valid token and --nodename=pi-1 is refu
   const login = await warren(['ssh', `--identity=${profile}`, `${testLogin()}@pi-1`, 'echo', 'reached'])
   t.equal(login.code, 0, `warren ssh (strict host key checking against the registry): ${login.stderr}`)
   t.equal(login.stdout, 'reached\n')
-  t.same((await registeredHosts()).filter((n) => n.nodename === 'pi-1').map((n) => n.host_id), [victim.hostId], 'one pi-1, the real one')
+  t.same(
+    (await registeredHosts()).filter((n) => n.nodename === 'pi-1').map((n) => n.host_id),
+    [victim.hostId],
+    'one pi-1, the real one',
+  )
 })
 
-t.test('(b) a join naming the victim\'s host ID is refused, and its registered SSH key is unchanged', async (t) => {
+t.test("(b) a join naming the victim's host ID is refused, and its registered SSH key is unchanged", async (t) => {
   const error = await refusal(rawJoin({ token: await auth.token(), nodename: 'evil', roles: ['node'] }, generateJoinKeys(), { host_id: victim.hostId }))
   t.equal(error.status, 400)
   t.match(error.message, 'field "host_id" is not accepted: the auth server assigns host IDs')
 
   const victimKey = sshPublicKeyLine(createPublicKey(createPrivateKey(loadIdentity(victim.dataDir)!.sshKeyPem)))
   await signAgain()
-  const line = readFileSync(join(profile, 'known_hosts'), 'utf8').split('\n').find((l) => l.includes(victim.hostId))
-  t.equal(line?.split(' ').slice(1, 3).join(' '), victimKey.split(' ').slice(0, 2).join(' '), 'known_hosts still certifies the victim\'s own key')
+  const line = readFileSync(join(profile, 'known_hosts'), 'utf8')
+    .split('\n')
+    .find((l) => l.includes(victim.hostId))
+  t.equal(line?.split(' ').slice(1, 3).join(' '), victimKey.split(' ').slice(0, 2).join(' '), "known_hosts still certifies the victim's own key")
   t.equal(await webui(victim.hostId), 'the real pi-1', 'and its host ID still reaches it')
 })
 
-t.test('a join asking to certify a key the caller does not hold (the host CA\'s own) is refused', async (t) => {
+t.test("a join asking to certify a key the caller does not hold (the host CA's own) is refused", async (t) => {
   const ca = await anonymousClient().request<{ host_ca_certs: string[] }>('GET', '/v1/ca')
   const caKey = new X509Certificate(ca.host_ca_certs[0]).publicKey
-  const error = await refusal(rawJoin({ token: await auth.token(), nodename: 'ca-thief', roles: ['node'] }, generateJoinKeys(), { tls_public_key: caKey.export({ type: 'spki', format: 'pem' }) }))
+  const error = await refusal(
+    rawJoin({ token: await auth.token(), nodename: 'ca-thief', roles: ['node'] }, generateJoinKeys(), { tls_public_key: caKey.export({ type: 'spki', format: 'pem' }) }),
+  )
   t.equal(error.status, 403)
   t.match(error.message, 'field "tls_signature" is not a signature by the key in "tls_public_key"')
 
@@ -165,16 +173,21 @@ t.test('a join asking to certify a key the caller does not hold (the host CA\'s 
 
 t.test('keys of refused types are refused by name', async (t) => {
   const ssh = generateKeyPairSync('ed25519')
-  for (const [curve, name] of [['secp256k1', 'secp256k1'], ['P-521', 'P-521']]) {
+  for (const [curve, name] of [
+    ['secp256k1', 'secp256k1'],
+    ['P-521', 'P-521'],
+  ]) {
     const error = await refusal(rawJoin({ token: await auth.token(), nodename: `k-${name}`, roles: ['node'] }, { tls: generateKeyPairSync('ec', { namedCurve: curve }), ssh }))
     t.equal(error.status, 400)
     t.match(error.message, `"${name}" keys are not accepted: use Ed25519, ECDSA P-256 or P-384`)
   }
-  const users = await refusal(auth.api('POST', '/v1/users/alice/certs', {
-    ttl_ms: 60_000,
-    ssh_public_key: sshPublicKeyLine(ssh.publicKey),
-    tls_public_key: generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey.export({ type: 'spki', format: 'pem' }),
-  }))
+  const users = await refusal(
+    auth.api('POST', '/v1/users/alice/certs', {
+      ttl_ms: 60_000,
+      ssh_public_key: sshPublicKeyLine(ssh.publicKey),
+      tls_public_key: generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey.export({ type: 'spki', format: 'pem' }),
+    }),
+  )
   t.match(users.message, '"secp256k1" keys are not accepted', 'user certificates follow the same rule')
 })
 
@@ -210,27 +223,34 @@ t.test('a flood of renewal requests on a control stream makes at most one certif
   await until('an answer on the first tunnel', () => answers.length >= 1, { timeoutMs: 30_000 })
   flood(await open())
   await until('an answer on the second tunnel', () => answers.length >= 2, { timeoutMs: 30_000 })
-  t.ok(answers.every((a) => a === 'certs'), `renewed: ${answers.join('; ')}`)
+  t.ok(
+    answers.every((a) => a === 'certs'),
+    `renewed: ${answers.join('; ')}`,
+  )
   // The counter is the auth server's: the proxy and pi-1 renew in this rotation too.
   const made = (await issued()) - before
   t.ok(made >= 1 && made <= 3, `4,000 requests over two tunnels: ${made} certificate(s) made in all, at most one of them this host's`)
 })
 
-t.test('(c) a join with the proxy\'s ID from anonymous discovery cannot touch it; after the rotation the proxy renews as a proxy', async (t) => {
+t.test("(c) a join with the proxy's ID from anonymous discovery cannot touch it; after the rotation the proxy renews as a proxy", async (t) => {
   const discovery = await anonymousClient(proxy.web).request<{ proxy_id: string }>('GET', '/v1/discovery')
   const error = await refusal(rawJoin({ token: await auth.token(), nodename: 'edge', roles: ['node'] }, generateJoinKeys(), { host_id: discovery.proxy_id }))
   t.equal(error.status, 400)
   t.match(error.message, 'field "host_id" is not accepted')
   // The proxy's name is no node's: a node may take it, as a new host, and the proxy is untouched.
-  const named = await rawJoin({ token: await auth.token(), nodename: 'edge', roles: ['node'] }) as { host_id: string }
+  const named = (await rawJoin({ token: await auth.token(), nodename: 'edge', roles: ['node'] })) as { host_id: string }
   t.not(named.host_id, discovery.proxy_id)
 
   // The rotation the previous test started, carried on to the end.
   const signing = (await auth.api<{ host_ca_certs: string[] }>('GET', '/v1/ca')).host_ca_certs[0]
-  await until('the proxy to renew from the new CA', () => {
-    const stored = loadIdentity(proxy.dataDir, 'proxy')
-    return stored !== undefined && issuedByAny(new X509Certificate(stored.tlsCertPem), [signing])
-  }, { timeoutMs: 60_000 })
+  await until(
+    'the proxy to renew from the new CA',
+    () => {
+      const stored = loadIdentity(proxy.dataDir, 'proxy')
+      return stored !== undefined && issuedByAny(new X509Certificate(stored.tlsCertPem), [signing])
+    },
+    { timeoutMs: 60_000 },
+  )
   const proxyCert = certSubject(loadIdentity(proxy.dataDir, 'proxy')!.tlsCertPem)
   t.same({ id: proxyCert.commonName, roles: proxyCert.roles }, { id: discovery.proxy_id, roles: ['proxy'] }, 'a proxy certificate, for the proxy')
   await until('pi-1 to renew from the new CA', () => issuedByAny(new X509Certificate(loadIdentity(victim.dataDir)!.tlsCertPem), [signing]), { timeoutMs: 60_000 })
@@ -263,7 +283,7 @@ t.test('a token made for a name replaces the device that holds it; the old one c
   await until('the new pi-9 to answer', async () => (await webui('pi-9')) === 'new pi-9', { timeoutMs: 60_000, everyMs: 500 })
   const hosts = (await registeredHosts()).filter((n) => n.nodename === 'pi-9').map((n) => n.host_id)
   t.same(hosts, [loadIdentity(replacement.dataDir)!.hostId], 'one pi-9, the new one')
-  t.match(await webui(oldIdentity.hostId), `node "${oldIdentity.hostId}" is not connected to this proxy`, 'the old device\'s tunnel is closed')
+  t.match(await webui(oldIdentity.hostId), `node "${oldIdentity.hostId}" is not connected to this proxy`, "the old device's tunnel is closed")
 
   const direct = new ApiClient({ server: auth.address, caPems: oldIdentity.hostCAPems, certPem: oldIdentity.tlsCertPem, keyPem: oldIdentity.tlsKeyPem })
   t.teardown(() => direct.close())
@@ -279,7 +299,10 @@ t.test('warrenctl nodes rm removes a node by name or host ID; it can no longer r
   const removed = await auth.ctl(['nodes', 'rm', 'pi-gone'])
   t.equal(removed.code, 0, removed.stderr)
   t.equal(removed.stdout, `Node pi-gone (${identity.hostId}, roles node) has been removed: its registration, its name and its presence\n`)
-  t.notOk((await registeredHosts()).some((n) => n.host_id === identity.hostId), 'not listed')
+  t.notOk(
+    (await registeredHosts()).some((n) => n.host_id === identity.hostId),
+    'not listed',
+  )
   await until('its tunnel closed', async () => (await webui('pi-gone')).startsWith('failed'), { timeoutMs: 30_000, everyMs: 500 })
 
   const direct = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })

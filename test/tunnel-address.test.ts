@@ -2,9 +2,9 @@
 // address at once, without asking the proxy; when the proxies moved it, the node asks again.
 // Right after joining it continues in a fresh process image that starts the same way.
 
-import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import t from 'tap'
 import type { WarrenStatus } from '../shared/status.ts'
 import { AuthProcess, freePort, ProxyProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
 

@@ -2,18 +2,18 @@
 // one, one from another CA, the wrong ALPN — and closes garbage without disturbing others,
 // as it closes a tunnel whose control stream carries a message it cannot read.
 
-import t from 'tap'
-import { connect as tlsConnect } from 'node:tls'
 import { connect as tcpConnect } from 'node:net'
-import { AuthProcess, ProxyProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
-import { createCA } from '../shared/x509.ts'
-import { hostCAOf, nodeIdentityFrom } from './helpers/certs.ts'
+import { connect as tlsConnect } from 'node:tls'
+import t from 'tap'
 import { AgentTunnel, HeldProxyError } from '../agent/tunnel.ts'
-import { CLUSTER_SERVER_NAME, heldProxiesAlpn, TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
-import { createSession } from '../shared/yamux/index.ts'
-import { createLogger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
+import { createLogger } from '../shared/log.ts'
+import { CLUSTER_SERVER_NAME, heldProxiesAlpn, TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
+import { createCA } from '../shared/x509.ts'
+import { createSession } from '../shared/yamux/index.ts'
+import { hostCAOf, nodeIdentityFrom } from './helpers/certs.ts'
+import { AuthProcess, ProxyProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
 
 const auth = await new AuthProcess().start()
 t.teardown(() => auth.stop())
@@ -24,8 +24,16 @@ const [host, port] = [proxy.tunnel.slice(0, proxy.tunnel.lastIndexOf(':')), Numb
 
 function tryTunnel(identity: NodeIdentity, hostCAPems: string[], held: string[] = []) {
   return AgentTunnel.open({
-    held, host, port, identity: { ...identity, hostCAPems }, keepAliveIntervalMs: 15_000,
-    labels: () => ({}), services: [], onStream: (s) => s.destroy(), log: createLogger('test', { level: 'error' }), connectTimeoutMs: 5000,
+    held,
+    host,
+    port,
+    identity: { ...identity, hostCAPems },
+    keepAliveIntervalMs: 15_000,
+    labels: () => ({}),
+    services: [],
+    onStream: (s) => s.destroy(),
+    log: createLogger('test', { level: 'error' }),
+    connectTimeoutMs: 5000,
   })
 }
 
@@ -81,7 +89,10 @@ t.test('a dial listing this proxy as held is refused before any key exchange', a
   t.teardown(() => first.close())
   const proxyId = first.proxyId
 
-  const refused = await tryTunnel(valid, [ca.certPem], ['another-proxy', proxyId]).then(() => undefined, (error: Error) => error)
+  const refused = await tryTunnel(valid, [ca.certPem], ['another-proxy', proxyId]).then(
+    () => undefined,
+    (error: Error) => error,
+  )
   t.ok(refused instanceof HeldProxyError, `the agent learns it reached a proxy it holds (${refused?.message})`)
   const other = await tryTunnel(valid, [ca.certPem], ['another-proxy'])
   t.equal(other.proxyId, proxyId, 'a dial listing only other proxies gets its tunnel')
@@ -90,7 +101,15 @@ t.test('a dial listing this proxy as held is refused before any key exchange', a
   // What the refusal costs: no ServerHello, so neither side derived a key or saw a certificate.
   const declined = await new Promise<{ secrets: number; error: string }>((resolve) => {
     let secrets = 0
-    const socket = tlsConnect({ host, port, ALPNProtocols: ['warren-tunnel', ...heldProxiesAlpn([proxyId])], ca: ca.certPem, cert: valid.tlsCertPem, key: valid.tlsKeyPem, checkServerIdentity: () => undefined })
+    const socket = tlsConnect({
+      host,
+      port,
+      ALPNProtocols: ['warren-tunnel', ...heldProxiesAlpn([proxyId])],
+      ca: ca.certPem,
+      cert: valid.tlsCertPem,
+      key: valid.tlsKeyPem,
+      checkServerIdentity: () => undefined,
+    })
     socket.on('keylog', () => secrets++)
     socket.on('secureConnect', () => resolve({ secrets, error: 'none: connected' }))
     socket.on('error', (error: NodeJS.ErrnoException) => resolve({ secrets, error: error.code ?? error.message }))
@@ -119,7 +138,16 @@ t.test('garbage on the port is closed without affecting a live tunnel', async (t
  * tunnel, or read on and answered the renewal.
  */
 async function sendOnControl(identity: NodeIdentity, caPem: string, line: string): Promise<'closed' | 'answered'> {
-  const socket = tlsConnect({ host, port, ALPNProtocols: [TUNNEL_ALPN], servername: CLUSTER_SERVER_NAME, ca: caPem, cert: identity.tlsCertPem, key: identity.tlsKeyPem, checkServerIdentity: () => undefined })
+  const socket = tlsConnect({
+    host,
+    port,
+    ALPNProtocols: [TUNNEL_ALPN],
+    servername: CLUSTER_SERVER_NAME,
+    ca: caPem,
+    cert: identity.tlsCertPem,
+    key: identity.tlsKeyPem,
+    checkServerIdentity: () => undefined,
+  })
   socket.on('error', () => {})
   await new Promise((resolve) => socket.once('secureConnect', resolve))
   const session = createSession(socket, { client: true })
@@ -128,10 +156,12 @@ async function sendOnControl(identity: NodeIdentity, caPem: string, line: string
   const control = session.open()
   control.on('error', () => {})
   let received = ''
-  const answered = new Promise<'answered'>((resolve) => control.on('data', (chunk) => {
-    received += chunk
-    if (/"type":"(certs|renew_failed)"/.test(received)) resolve('answered')
-  }))
+  const answered = new Promise<'answered'>((resolve) =>
+    control.on('data', (chunk) => {
+      received += chunk
+      if (/"type":"(certs|renew_failed)"/.test(received)) resolve('answered')
+    }),
+  )
   await new Promise((resolve) => control.once('data', resolve)) // the welcome
   control.write(`{"type":"hello","version":1,"labels":{},"services":[]}\n${line}\n{"type":"renew"}\n`)
   const outcome = await Promise.race([closed, answered])
@@ -157,5 +187,5 @@ t.test('a control message the proxy cannot read closes the tunnel, naming the me
 
   t.equal(await sendOnControl(identity, ca.certPem, '{"type":"heartbeat","labels":{"env":"lab"}}'), 'answered', 'after a message it knows, the proxy reads on')
   t.equal(refusals().length, 2, 'and refuses nothing')
-  t.ok((await live.ping()) >= 0, 'another node\'s tunnel is untouched')
+  t.ok((await live.ping()) >= 0, "another node's tunnel is untouched")
 })

@@ -3,31 +3,34 @@
 // session skips OpenSSL's checks of the certificate it was made with, so the proxy checks
 // it again: a node's or a user's certificate that has expired since is refused.
 
-import t from 'tap'
-import { statSync } from 'node:fs'
 import { generateKeyPairSync } from 'node:crypto'
-import { connect as tlsConnect } from 'node:tls'
+import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AuthProcess, freePort, ProxyProcess } from './helpers/cluster.ts'
-import { authorityOf, hostCAOf, nodeIdentityFrom } from './helpers/certs.ts'
-import { createCertificate } from '../shared/x509.ts'
-import { USER_ALPN } from '../shared/protocol/tunnel.ts'
-import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
-import { parseDialReply, type DialReply } from '../shared/protocol/dial.ts'
+import { connect as tlsConnect } from 'node:tls'
+import t from 'tap'
 import { AgentTunnel } from '../agent/tunnel.ts'
 import { TunnelPool } from '../agent/tunnel-pool.ts'
-import { createLogger } from '../shared/log.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
+import { createLogger } from '../shared/log.ts'
+import { type DialReply, parseDialReply } from '../shared/protocol/dial.ts'
+import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
+import { USER_ALPN } from '../shared/protocol/tunnel.ts'
+import { createCertificate } from '../shared/x509.ts'
+import { authorityOf, hostCAOf, nodeIdentityFrom } from './helpers/certs.ts'
+import { AuthProcess, freePort, ProxyProcess } from './helpers/cluster.ts'
 
 const auth = await new AuthProcess().start()
 t.teardown(() => auth.stop())
 const pin = await auth.pin()
 const tunnelPort = await freePort()
 const proxy = await new ProxyProcess({
-  auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin,
-  webListenAddr: `127.0.0.1:${await freePort()}`, tunnelListenAddr: `127.0.0.1:${tunnelPort}`,
+  auth,
+  token: await auth.token(['tokens', 'add', '--type=proxy']),
+  pin,
+  webListenAddr: `127.0.0.1:${await freePort()}`,
+  tunnelListenAddr: `127.0.0.1:${tunnelPort}`,
   env: { WARREN_LOG_FORMAT: 'json' },
 }).start()
 t.teardown(() => proxy.stop())
@@ -35,8 +38,16 @@ const log = createLogger('test', { level: 'error' })
 
 async function openTunnel(identity: NodeIdentity, session?: Buffer): Promise<AgentTunnel> {
   const tunnel = await AgentTunnel.open({
-    host: '127.0.0.1', port: tunnelPort, identity, session, keepAliveIntervalMs: 15_000,
-    labels: () => ({}), services: [], onStream: (s) => s.destroy(), log, connectTimeoutMs: 5000,
+    host: '127.0.0.1',
+    port: tunnelPort,
+    identity,
+    session,
+    keepAliveIntervalMs: 15_000,
+    labels: () => ({}),
+    services: [],
+    onStream: (s) => s.destroy(),
+    log,
+    connectTimeoutMs: 5000,
   })
   tunnel.activate()
   return tunnel
@@ -87,14 +98,21 @@ t.test('a resumed session whose certificate has expired since is refused', async
   await t.rejects(openTunnel(shortLived, ticket), 'the tunnel is refused')
   await proxy.daemon.waitFor('the refusal to be logged', () => refusals().length > before, 5000)
   t.match(refusals().at(-1)!.refused, /^the certificate has expired/)
-  t.pass('by the proxy\'s own check of the resumed certificate (OpenSSL\'s full check would say CERT_HAS_EXPIRED)')
+  t.pass("by the proxy's own check of the resumed certificate (OpenSSL's full check would say CERT_HAS_EXPIRED)")
 })
 
-t.test('the tunnel pool keeps each proxy\'s ticket and resumes with it when the proxy comes back', async (t) => {
+t.test("the tunnel pool keeps each proxy's ticket and resumes with it when the proxy comes back", async (t) => {
   const identity = await joined('pool-resumer')
   const pool = new TunnelPool({
-    host: '127.0.0.1', port: tunnelPort, identity, keepAliveIntervalMs: 15_000,
-    labels: () => ({}), services: [], onStream: (s) => s.destroy(), log, connectTimeoutMs: 5000,
+    host: '127.0.0.1',
+    port: tunnelPort,
+    identity,
+    keepAliveIntervalMs: 15_000,
+    labels: () => ({}),
+    services: [],
+    onStream: (s) => s.destroy(),
+    log,
+    connectTimeoutMs: 5000,
     failureBackoff: { baseMs: 100, capMs: 500 },
   })
   t.teardown(() => pool.stop())
@@ -131,19 +149,29 @@ t.test('a user whose certificate has expired since cannot resume a session eithe
   })
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
   /** Asks for a node that does not exist: a user the proxy accepts hears so; one it refuses hears why. */
-  const ask = (session?: Buffer) => new Promise<{ answer: DialReply; resumed: boolean; ticket?: Buffer }>((resolve, reject) => {
-    let ticket: Buffer | undefined
-    const socket = tlsConnect({ host: '127.0.0.1', port: Number(proxy.web.split(':').pop()), ALPNProtocols: [USER_ALPN], ca: hostCA.certPem, cert: certPem, key: keyPem, session, checkServerIdentity: () => undefined })
-    socket.on('session', (s: Buffer) => (ticket = s))
-    socket.on('error', reject)
-    socket.once('secureConnect', () => {
-      writeMessage(socket, { node: 'no-such-node', service: 'ssh' })
-      readFirstMessage(socket, parseDialReply).then((answer) => {
-        resolve({ answer, resumed: socket.isSessionReused(), ticket })
-        socket.destroy()
-      }, reject)
+  const ask = (session?: Buffer) =>
+    new Promise<{ answer: DialReply; resumed: boolean; ticket?: Buffer }>((resolve, reject) => {
+      let ticket: Buffer | undefined
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port: Number(proxy.web.split(':').pop()),
+        ALPNProtocols: [USER_ALPN],
+        ca: hostCA.certPem,
+        cert: certPem,
+        key: keyPem,
+        session,
+        checkServerIdentity: () => undefined,
+      })
+      socket.on('session', (s: Buffer) => (ticket = s))
+      socket.on('error', reject)
+      socket.once('secureConnect', () => {
+        writeMessage(socket, { node: 'no-such-node', service: 'ssh' })
+        readFirstMessage(socket, parseDialReply).then((answer) => {
+          resolve({ answer, resumed: socket.isSessionReused(), ticket })
+          socket.destroy()
+        }, reject)
+      })
     })
-  })
   const first = await ask()
   const firstError = first.answer.ok ? '' : first.answer.error
   t.notMatch(firstError, /user certificate/, `a valid user is accepted (${firstError})`)

@@ -2,15 +2,15 @@
 // reached by a stock OpenSSH client and by `warren ssh` — with separate web and tunnel
 // ports (the tunnel port then serves tunnels alone), and with both on one multiplexed port.
 
-import t from 'tap'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
-import { connect as netConnect, createServer, type Server } from 'node:net'
+import { createServer, connect as netConnect, type Server } from 'node:net'
 import { join } from 'node:path'
-import { connect as tlsConnect } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { AuthProcess, freePort, ROOT, ProxyProcess, openssh, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { connect as tlsConnect } from 'node:tls'
+import t from 'tap'
+import { AuthProcess, freePort, openssh, ProxyProcess, ROOT, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 for (const layout of ['separate ports', 'one multiplexed port'] as const) {
   t.test(`ssh through the tunnel (${layout})`, async (t) => {
@@ -31,7 +31,14 @@ for (const layout of ['separate ports', 'one multiplexed port'] as const) {
     t.teardown(() => echo.server.close())
     const nodeDir = tempDir()
     writeFileSync(join(nodeDir, 'warren.yaml'), `version: v1\ndata_dir: ${nodeDir}\nssh_service:\n  forward_ports: [{ name: webui, addr: "127.0.0.1:${echo.port}" }]\n`)
-    const node = startNode([`--config=${join(nodeDir, 'warren.yaml')}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=tunneled', '--labels=env=test'])
+    const node = startNode([
+      `--config=${join(nodeDir, 'warren.yaml')}`,
+      `--auth-server=${proxy.web}`,
+      `--token=${await auth.token()}`,
+      `--ca-pin=${pin}`,
+      '--nodename=tunneled',
+      '--labels=env=test',
+    ])
     t.teardown(() => node.stop())
     const listing = await waitForNode(auth, 'tunneled')
     t.match(listing, /^tunneled\s+\S+\s+⟵ Tunnel\s+env=test$/m, 'the node is present through its tunnel')
@@ -59,7 +66,9 @@ for (const layout of ['separate ports', 'one multiplexed port'] as const) {
 
     // Like ssh, `warren ssh` ends when the remote command does, whatever its standard input
     // (a pipe that never closes here, as from `sleep 30 | warren ssh ...`).
-    const pending = spawn(process.execPath, [join(ROOT, 'cli/warren.ts'), 'ssh', `--identity=${profile}`, `${testLogin()}@tunneled`, 'exit 7'], { stdio: ['pipe', 'ignore', 'ignore'] })
+    const pending = spawn(process.execPath, [join(ROOT, 'cli/warren.ts'), 'ssh', `--identity=${profile}`, `${testLogin()}@tunneled`, 'exit 7'], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+    })
     t.teardown(() => pending.kill('SIGKILL'))
     const ended = await Promise.race([once(pending, 'exit').then(([code]) => code), sleep(20_000, undefined, { ref: false }).then(() => 'still running')])
     t.equal(ended, 7, 'it exits with the remote status while its standard input is open')
@@ -78,14 +87,20 @@ for (const layout of ['separate ports', 'one multiplexed port'] as const) {
 
     // ssh -L through the tunnel.
     const localPort = await freePort()
-    const forward = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${localPort}:127.0.0.1:${echo.port}`, `${testLogin()}@tunneled`], { stdio: 'ignore' })
+    const forward = spawn(
+      'ssh',
+      ['-F', join(profile, 'ssh_config'), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${localPort}:127.0.0.1:${echo.port}`, `${testLogin()}@tunneled`],
+      { stdio: 'ignore' },
+    )
     t.teardown(() => forward.kill('SIGKILL'))
     t.equal(await echoThrough(localPort, 'through -L'), 'through -L', 'ssh -L forwards through the tunnel')
 
     // The proxy checks the user before it opens any stream: no user certificate, no stream.
     const anonymous = await new Promise<string>((resolve) => {
       const [host, port] = [proxy.web.slice(0, proxy.web.lastIndexOf(':')), Number(proxy.web.slice(proxy.web.lastIndexOf(':') + 1))]
-      const socket = tlsConnect({ host, port, ALPNProtocols: ['warren-ssh'], rejectUnauthorized: false }, () => socket.write(JSON.stringify({ node: 'tunneled', service: 'ssh' }) + '\n'))
+      const socket = tlsConnect({ host, port, ALPNProtocols: ['warren-ssh'], rejectUnauthorized: false }, () =>
+        socket.write(JSON.stringify({ node: 'tunneled', service: 'ssh' }) + '\n'),
+      )
       let text = ''
       socket.on('data', (d) => (text += d))
       socket.on('close', () => resolve(text))

@@ -1,8 +1,8 @@
 // Every warrenctl command: its success output, and a bad input that changes nothing.
 
-import t from 'tap'
-import { AuthProcess, run, ROOT, warren, tempDir } from './helpers/cluster.ts'
 import { join } from 'node:path'
+import t from 'tap'
+import { AuthProcess, ROOT, run, tempDir, warren } from './helpers/cluster.ts'
 
 const auth = new AuthProcess()
 t.before(() => auth.start())
@@ -39,15 +39,12 @@ t.test('nodes add', async (t) => {
   t.match(result.stdout, /^This token will expire in 30 minutes$/m)
   t.match(result.stdout, /Run this on the new node to join the cluster:/)
   // The token goes in on standard input, out of every process's command line.
-  t.ok(result.stdout.includes([
-    '> warren start \\',
-    '   --roles=node \\',
-    '   --token=- \\',
-    `   --ca-pin=${pin} \\`,
-    `   --auth-server=${auth.address} <<'EOF'`,
-    token,
-    'EOF',
-  ].join('\n')), `the join command reads the token from standard input:\n${result.stdout}`)
+  t.ok(
+    result.stdout.includes(
+      ['> warren start \\', '   --roles=node \\', '   --token=- \\', `   --ca-pin=${pin} \\`, `   --auth-server=${auth.address} <<'EOF'`, token, 'EOF'].join('\n'),
+    ),
+    `the join command reads the token from standard input:\n${result.stdout}`,
+  )
   t.notMatch(result.stdout, `--token=${token}`)
   const five = await auth.ctl(['nodes', 'add', '--ttl=5m', '--roles=node,proxy'])
   t.match(five.stdout, /expire in 5 minutes/)

@@ -5,7 +5,7 @@
 
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
-import { HttpError, type Access } from '../../shared/api-router.ts'
+import { type Access, HttpError } from '../../shared/api-router.ts'
 import type { Callers, Peer } from '../callers.ts'
 
 export function admitter(callers: Callers, clusterName: () => string): (access: Access, req: IncomingMessage) => Peer | null {
@@ -19,7 +19,8 @@ export function admitter(callers: Callers, clusterName: () => string): (access: 
       const why = socket.authorizationError ?? judged.reason
       throw new HttpError(kind === 'admin' ? 403 : 401, `this endpoint needs a valid ${kind} certificate of cluster "${clusterName()}"${why ? ` (${why})` : ''}`)
     }
-    if ((access === 'node' || access === 'proxy') && !peer.subject.roles.includes(access)) throw new HttpError(403, `this endpoint is for ${access === 'node' ? 'nodes' : 'proxies'}`)
+    if ((access === 'node' || access === 'proxy') && !peer.subject.roles.includes(access))
+      throw new HttpError(403, `this endpoint is for ${access === 'node' ? 'nodes' : 'proxies'}`)
     return peer
   }
 }

@@ -2,15 +2,19 @@
 // a CA rotation (`warrenctl auth rotate`).
 
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
-import { ProtocolError } from '../../shared/protocol/errors.ts'
 import type { CAStatus } from '../../shared/protocol/admin.ts'
+import { ProtocolError } from '../../shared/protocol/errors.ts'
 import { VERSION } from '../../shared/version.ts'
 import type { Authority } from '../authorities.ts'
-import { rotate, type RotateRequest } from '../rotation.ts'
+import { type RotateRequest, rotate } from '../rotation.ts'
 import type { AuthRoutes } from './context.ts'
 
 function describe(ca: Authority): CAStatus {
-  return { pins: ca.pins, last_rotated: ca.lastRotated ?? null, rotation: ca.rotation ? { phase: ca.rotation.phase, mode: ca.rotation.mode, phase_started: ca.rotation.phaseStarted } : null }
+  return {
+    pins: ca.pins,
+    last_rotated: ca.lastRotated ?? null,
+    rotation: ca.rotation ? { phase: ca.rotation.phase, mode: ca.rotation.mode, phase_started: ca.rotation.phaseStarted } : null,
+  }
 }
 
 export const clusterRoutes = {
@@ -18,7 +22,10 @@ export const clusterRoutes = {
     access: 'admin',
     bodyLimit: NO_BODY,
     async handle(_call, context) {
-      const proxyAddrs = (await context.nodes.proxies()).map((p) => p.webAddr).filter(Boolean).sort()
+      const proxyAddrs = (await context.nodes.proxies())
+        .map((p) => p.webAddr)
+        .filter(Boolean)
+        .sort()
       return {
         cluster_name: context.clusterName,
         version: VERSION,
@@ -38,9 +45,10 @@ export const clusterRoutes = {
     async handle(call, context) {
       const body = await call.body()
       if (body.manual && body.phase === undefined) throw new ProtocolError(call.route, 'phase', 'missing field "phase"')
-      const request: RotateRequest = body.manual && body.phase !== undefined
-        ? { type: body.type, mode: 'manual', phase: body.phase, gracePeriodMs: body.grace_period_ms }
-        : { type: body.type, mode: 'auto', gracePeriodMs: body.grace_period_ms }
+      const request: RotateRequest =
+        body.manual && body.phase !== undefined
+          ? { type: body.type, mode: 'manual', phase: body.phase, gracePeriodMs: body.grace_period_ms }
+          : { type: body.type, mode: 'auto', gracePeriodMs: body.grace_period_ms }
       const next = await rotate(context.backend, request)
       await context.refreshAuthorities()
       context.log.info(`${body.type} CA rotation: ${request.mode === 'manual' ? request.phase : 'automatic, init'}`)

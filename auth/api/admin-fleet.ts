@@ -5,7 +5,7 @@
 
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import type { LockJson } from '../../shared/protocol/admin.ts'
-import { describeTarget, parseLockRequest, type LockRecord } from '../locks.ts'
+import { describeTarget, type LockRecord, parseLockRequest } from '../locks.ts'
 import { listAllNodes } from '../node-listing.ts'
 import type { AuthRoutes } from './context.ts'
 
@@ -27,7 +27,8 @@ export const fleetRoutes = {
     async handle(call, { nodes, revocations, settings }) {
       const removed = new Set(revocations.removed.map((record) => record.hostId))
       const present = (await nodes.present('node')).filter((n) => !removed.has(n.hostId))
-      if (call.query.get('all') !== 'true') return { nodes: present.map((n) => ({ host_id: n.hostId, nodename: n.nodename, addr: n.addr, tunnel: n.tunnel, labels: n.labels, last_seen: n.lastSeen })) }
+      if (call.query.get('all') !== 'true')
+        return { nodes: present.map((n) => ({ host_id: n.hostId, nodename: n.nodename, addr: n.addr, tunnel: n.tunnel, labels: n.labels, last_seen: n.lastSeen })) }
       const now = Date.now()
       return {
         now,

@@ -13,7 +13,17 @@ export const tokenRoutes = {
     bodyLimit: NO_BODY,
     async handle(_call, context) {
       const list = await context.tokens.list()
-      return { tokens: list.map((t) => ({ id: t.id, roles: t.roles, expires: t.expires ?? null, single_use: t.singleUse, static: t.static, value: t.value ?? null, nodename: t.nodename ?? null })) }
+      return {
+        tokens: list.map((t) => ({
+          id: t.id,
+          roles: t.roles,
+          expires: t.expires ?? null,
+          single_use: t.singleUse,
+          static: t.static,
+          value: t.value ?? null,
+          nodename: t.nodename ?? null,
+        })),
+      }
     },
   },
 

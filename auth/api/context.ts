@@ -2,6 +2,10 @@
 // (auth/api/*.ts) by the router. The server (auth/server.ts) builds it once its backend and
 // CAs are open; the CAs are functions since rotations replace them.
 
+import type { RouteTable } from '../../shared/api-router.ts'
+import type { WarrenConfig } from '../../shared/config.ts'
+import type { Logger } from '../../shared/log.ts'
+import type { AuthRoute } from '../../shared/protocol/api.ts'
 import type { AcmeRecords } from '../acme-records.ts'
 import type { Authority } from '../authorities.ts'
 import type { Backend } from '../backend/backend.ts'
@@ -15,10 +19,6 @@ import type { Renewals } from '../renew.ts'
 import type { Revocations } from '../revocations.ts'
 import type { TokenService } from '../tokens.ts'
 import type { UserDirectory } from '../users.ts'
-import type { WarrenConfig } from '../../shared/config.ts'
-import type { Logger } from '../../shared/log.ts'
-import type { RouteTable } from '../../shared/api-router.ts'
-import type { AuthRoute } from '../../shared/protocol/api.ts'
 
 export interface AuthContext {
   readonly clusterName: string

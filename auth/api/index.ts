@@ -2,11 +2,11 @@
 // handler, by domain. The router (shared/api-router.ts) takes this table whole; a route
 // missing from it, or without an access level, does not type-check.
 
-import type { AuthRoutes } from './context.ts'
 import { clusterRoutes } from './admin-cluster.ts'
 import { fleetRoutes } from './admin-fleet.ts'
 import { tokenRoutes } from './admin-tokens.ts'
 import { userRoutes } from './admin-users.ts'
+import type { AuthRoutes } from './context.ts'
 import { hostRoutes } from './hosts.ts'
 import { joinRoutes } from './joins.ts'
 import { proxyRoutes } from './proxies.ts'

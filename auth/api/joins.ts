@@ -56,7 +56,10 @@ export const joinRoutes = {
         nodename = request.nodename
         roles = request.roles.join(',')
         const { backend, tokens, nodes, challenges, clusterName } = context
-        const { replaced, ...joined } = await join({ backend, tokens, nodes, challenges, clusterName, hostCA: context.hostCA(), userCA: context.userCA(), hostCertTtlMs: context.settings.hostCertTtlMs }, request)
+        const { replaced, ...joined } = await join(
+          { backend, tokens, nodes, challenges, clusterName, hostCA: context.hostCA(), userCA: context.userCA(), hostCertTtlMs: context.settings.hostCertTtlMs },
+          request,
+        )
         context.limiter.refund(address)
         context.log.info('node joined', { nodename, host_id: joined.host_id, roles, from: address, ...(replaced ? { replaced } : {}) })
         return joined

@@ -60,25 +60,30 @@ export const proxyRoutes = {
       const proxyId = call.peer.subject.commonName
       const now = Date.now()
       // All writes start together, so the backend commits them as one group.
-      const results = await Promise.all(reports.map(async (report) => {
-        const registered = await context.nodes.lookup(report.host_id)
-        if (!registered) return report.host_id
-        // A locked node is not present (its proxies close its tunnels as they learn of the lock).
-        if (context.revocations.refusedHost(report.host_id)) return false
-        // Labels the rules refuse drop this report only, not the proxy's whole batch.
-        if (report.labels && 'refused' in report.labels) return false
-        const recorded = await context.nodes.heartbeat({
-          hostId: report.host_id,
-          nodename: registered.nodename,
-          roles: registered.roles,
-          addr: report.addr ?? '',
-          tunnel: true,
-          labels: report.labels?.labels ?? {},
-          lastSeen: now,
-          ...(report.version ? { version: report.version } : {}),
-        }, proxyId)
-        return recorded || report.host_id
-      }))
+      const results = await Promise.all(
+        reports.map(async (report) => {
+          const registered = await context.nodes.lookup(report.host_id)
+          if (!registered) return report.host_id
+          // A locked node is not present (its proxies close its tunnels as they learn of the lock).
+          if (context.revocations.refusedHost(report.host_id)) return false
+          // Labels the rules refuse drop this report only, not the proxy's whole batch.
+          if (report.labels && 'refused' in report.labels) return false
+          const recorded = await context.nodes.heartbeat(
+            {
+              hostId: report.host_id,
+              nodename: registered.nodename,
+              roles: registered.roles,
+              addr: report.addr ?? '',
+              tunnel: true,
+              labels: report.labels?.labels ?? {},
+              lastSeen: now,
+              ...(report.version ? { version: report.version } : {}),
+            },
+            proxyId,
+          )
+          return recorded || report.host_id
+        }),
+      )
       // Hosts removed (nodes rm) or replaced: the proxy closes their tunnels.
       const unknown = results.filter((result) => typeof result === 'string')
       return { accepted: results.filter((result) => result === true).length, unknown }

@@ -17,13 +17,9 @@ export interface PutOptions {
 }
 
 /** A condition for txn(): the key's current revision equals `revision`, or the key is absent. */
-export type Condition =
-  | { key: string; revision: number }
-  | { key: string; absent: true }
+export type Condition = { key: string; revision: number } | { key: string; absent: true }
 
-export type Operation =
-  | { op: 'put'; key: string; value: string; ttlMs?: number }
-  | { op: 'delete'; key: string }
+export type Operation = { op: 'put'; key: string; value: string; ttlMs?: number } | { op: 'delete'; key: string }
 
 export interface Backend {
   get(key: string): Promise<Item | undefined>

@@ -5,15 +5,15 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import t from 'tap'
-import type { Test } from 'tap'
 import { Etcd3 } from 'etcd3'
+import type { Test } from 'tap'
+import t from 'tap'
 import { backendConformance } from '../../test/helpers/backend-conformance.ts'
-import { EtcdBackend, decode, encode, rangeEnd } from './etcd.ts'
-import { openBackend } from './index.ts'
 import { loopbackCert, testCA } from '../../test/helpers/certs.ts'
-import { EtcdServer, etcdUnavailable, uniquePrefix } from '../../test/helpers/etcd.ts'
 import { freePort, tempDir } from '../../test/helpers/cluster.ts'
+import { EtcdServer, etcdUnavailable, uniquePrefix } from '../../test/helpers/etcd.ts'
+import { decode, EtcdBackend, encode, rangeEnd } from './etcd.ts'
+import { openBackend } from './index.ts'
 
 const unavailable = etcdUnavailable()
 if (unavailable) {
@@ -40,18 +40,23 @@ if (unavailable) {
 
   // Each case gets a prefix of its own on the one etcd: a fresh, empty store.
   // Expiry is exact whatever the TTL; 1.5 s is not a whole number of lease seconds.
-  backendConformance(t, 'EtcdBackend', async () => {
-    const prefix = uniquePrefix('conformance')
-    return {
-      backend: await EtcdBackend.open({ peers: [etcd.clientUrl], prefix }),
-      reopen: () => EtcdBackend.open({ peers: [etcd.clientUrl], prefix }),
-      cleanup: async () => {
-        const client = new Etcd3({ hosts: etcd.clientUrl })
-        await client.delete().prefix(prefix)
-        client.close()
-      },
-    }
-  }, { ttlMs: 1500 })
+  backendConformance(
+    t,
+    'EtcdBackend',
+    async () => {
+      const prefix = uniquePrefix('conformance')
+      return {
+        backend: await EtcdBackend.open({ peers: [etcd.clientUrl], prefix }),
+        reopen: () => EtcdBackend.open({ peers: [etcd.clientUrl], prefix }),
+        cleanup: async () => {
+          const client = new Etcd3({ hosts: etcd.clientUrl })
+          await client.delete().prefix(prefix)
+          client.close()
+        },
+      }
+    },
+    { ttlMs: 1500 },
+  )
 
   t.test('an expired item is gone for reads and conditions before etcd revokes its lease', async (t) => {
     const backend = await open(t)
@@ -153,8 +158,14 @@ if (unavailable) {
     t.equal(unslashed.prefix, `${base}/`, 'a trailing slash is added')
     await first.put('/a', 'first')
     await second.put('/a', 'second')
-    t.same((await first.list('')).map((item) => item.value), ['first'])
-    t.same((await second.list('')).map((item) => item.value), ['second'])
+    t.same(
+      (await first.list('')).map((item) => item.value),
+      ['first'],
+    )
+    t.same(
+      (await second.list('')).map((item) => item.value),
+      ['second'],
+    )
     t.equal(await second.delete('/a'), true)
     t.match(await first.get('/a'), { value: 'first' })
     t.match(await unslashed.get('/a'), { value: 'first' }, 'same store as with the slash')
@@ -164,9 +175,17 @@ if (unavailable) {
     const prefix = uniquePrefix('race')
     const clients = [await open(t, prefix), await open(t, prefix), await open(t, prefix)]
     const revision = await clients[0].put('/token', 'single-use', { ttlMs: 60_000 })
-    const txns = await Promise.all(Array.from({ length: 60 }, (_, i) =>
-      clients[i % 3].txn([{ key: '/token', revision }], [{ op: 'delete', key: '/token' }, { op: 'put', key: `/winners/${i}`, value: 'won' }]),
-    ))
+    const txns = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        clients[i % 3].txn(
+          [{ key: '/token', revision }],
+          [
+            { op: 'delete', key: '/token' },
+            { op: 'put', key: `/winners/${i}`, value: 'won' },
+          ],
+        ),
+      ),
+    )
     t.equal(txns.filter(Boolean).length, 1)
     t.equal((await clients[1].list('/winners/')).length, 1)
     const creates = await Promise.all(Array.from({ length: 60 }, (_, i) => clients[i % 3].create('/lock', `holder ${i}`, { ttlMs: 60_000 })))
@@ -176,10 +195,32 @@ if (unavailable) {
 
   t.test('a txn touching one key twice keeps the last operation, as if applied in order', async (t) => {
     const backend = await open(t)
-    t.equal(await backend.txn([], [{ op: 'put', key: '/a', value: '1' }, { op: 'delete', key: '/a' }]), true)
+    t.equal(
+      await backend.txn(
+        [],
+        [
+          { op: 'put', key: '/a', value: '1' },
+          { op: 'delete', key: '/a' },
+        ],
+      ),
+      true,
+    )
     t.equal(await backend.get('/a'), undefined)
-    t.equal(await backend.txn([], [{ op: 'delete', key: '/a' }, { op: 'put', key: '/a', value: '2' }, { op: 'put', key: '/b', value: 'b' }]), true)
-    t.match(await backend.list('/'), [{ key: '/a', value: '2' }, { key: '/b', value: 'b' }])
+    t.equal(
+      await backend.txn(
+        [],
+        [
+          { op: 'delete', key: '/a' },
+          { op: 'put', key: '/a', value: '2' },
+          { op: 'put', key: '/b', value: 'b' },
+        ],
+      ),
+      true,
+    )
+    t.match(await backend.list('/'), [
+      { key: '/a', value: '2' },
+      { key: '/b', value: 'b' },
+    ])
   })
 
   t.test('lists longer than a page are whole and in key order', async (t) => {
@@ -187,11 +228,17 @@ if (unavailable) {
     const keys = Array.from({ length: 2500 }, (_, i) => `/many/${String(i).padStart(5, '0')}`)
     // etcd takes at most 128 operations in one txn by default.
     for (let i = 0; i < keys.length; i += 100) {
-      await backend.txn([], keys.slice(i, i + 100).map((key) => ({ op: 'put' as const, key, value: key })))
+      await backend.txn(
+        [],
+        keys.slice(i, i + 100).map((key) => ({ op: 'put' as const, key, value: key })),
+      )
     }
     const listed = await backend.list('/many/')
     t.equal(listed.length, keys.length)
-    t.ok(listed.every((item, i) => item.key === keys[i] && item.value === keys[i]), 'every key once, in order')
+    t.ok(
+      listed.every((item, i) => item.key === keys[i] && item.value === keys[i]),
+      'every key once, in order',
+    )
   })
 
   t.test('a TTL must be a positive number', async (t) => {
@@ -238,8 +285,12 @@ if (unavailable) {
     t.match(await backend.get('/a'), { value: 'v', revision })
 
     await t.rejects(EtcdBackend.open({ peers: [peer], prefix: '/warren/', tls: { caFile: files.caFile } }), { message: /^cannot use etcd at / }, 'no client certificate, no entry')
-    await t.rejects(EtcdBackend.open({ peers: [peer], prefix: '/warren/', tls: { caFile: join(dir, 'missing.pem') } }), { message: /cannot read the etcd TLS CA file .*missing\.pem/ })
-    await t.rejects(EtcdBackend.open({ peers: [peer], prefix: '/warren/', tls: { caFile: files.caFile, certFile: files.clientCertFile } }), { message: /both a certificate file and a key file/ })
+    await t.rejects(EtcdBackend.open({ peers: [peer], prefix: '/warren/', tls: { caFile: join(dir, 'missing.pem') } }), {
+      message: /cannot read the etcd TLS CA file .*missing\.pem/,
+    })
+    await t.rejects(EtcdBackend.open({ peers: [peer], prefix: '/warren/', tls: { caFile: files.caFile, certFile: files.clientCertFile } }), {
+      message: /both a certificate file and a key file/,
+    })
     await t.rejects(EtcdBackend.open({ peers: [`http://${peer}`], prefix: '/warren/', tls: { caFile: files.caFile } }), { message: /uses http:\/\/ but TLS is configured/ })
   })
 

@@ -18,15 +18,7 @@
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { noop } from 'cockatiel'
-import {
-  Etcd3,
-  EtcdLeaseInvalidError,
-  isRecoverableError,
-  type ICompare,
-  type IKeyValue,
-  type IOptions,
-  type IRequestOp,
-} from 'etcd3'
+import { Etcd3, EtcdLeaseInvalidError, type ICompare, type IKeyValue, type IOptions, type IRequestOp, isRecoverableError } from 'etcd3'
 import type { Backend, Condition, Item, Operation, PutOptions } from './backend.ts'
 
 export interface EtcdTlsOptions {
@@ -147,9 +139,7 @@ export class EtcdBackend implements Backend {
   async put(key: string, value: string, options: PutOptions = {}): Promise<number> {
     const expires = expiryFor(Date.now(), options.ttlMs)
     return this.#withLeases([expires], async ([lease]) => {
-      const response = await this.#write((client) =>
-        client.kv.put({ key: this.#key(key), value: encode(value, expires), lease }),
-      )
+      const response = await this.#write((client) => client.kv.put({ key: this.#key(key), value: encode(value, expires), lease }))
       return Number(response.header.revision)
     })
   }
@@ -173,27 +163,28 @@ export class EtcdBackend implements Backend {
   async txn(conditions: Condition[], operations: Operation[]): Promise<boolean> {
     this.#open()
     const now = Date.now()
-    const writes = lastOperationPerKey(operations).map((op) =>
-      op.op === 'put' ? { ...op, expires: expiryFor(now, op.ttlMs) } : { ...op, expires: undefined },
+    const writes = lastOperationPerKey(operations).map((op) => (op.op === 'put' ? { ...op, expires: expiryFor(now, op.ttlMs) } : { ...op, expires: undefined }))
+    return this.#withLeases(
+      writes.map((write) => write.expires),
+      async (leases) => {
+        const success: IRequestOp[] = writes.map((write, i) =>
+          write.op === 'put'
+            ? { request_put: { key: this.#key(write.key), value: encode(write.value, write.expires), lease: leases[i] } }
+            : { request_delete_range: { key: this.#key(write.key) } },
+        )
+        const failure: IRequestOp[] = conditions.map((condition) => ({ request_range: { key: this.#key(condition.key) } }))
+        let compare = conditions.flatMap((condition) => this.#guessedCompares(condition, Date.now()))
+        for (let attempt = 1; attempt <= TXN_ATTEMPTS; attempt++) {
+          const response = await this.#write((client) => client.kv.txn({ compare, success, failure }))
+          if (response.succeeded) return true
+          const snapshot = response.responses.map((op) => op.response_range.kvs[0])
+          const at = Date.now()
+          if (!conditions.every((condition, i) => this.#holds(condition, snapshot[i], at))) return false
+          compare = conditions.flatMap((condition, i) => this.#pinnedCompares(condition, snapshot[i], at))
+        }
+        throw new Error(`etcd txn on ${conditions.map((c) => c.key).join(', ')} lost ${TXN_ATTEMPTS} races in a row`)
+      },
     )
-    return this.#withLeases(writes.map((write) => write.expires), async (leases) => {
-      const success: IRequestOp[] = writes.map((write, i) =>
-        write.op === 'put'
-          ? { request_put: { key: this.#key(write.key), value: encode(write.value, write.expires), lease: leases[i] } }
-          : { request_delete_range: { key: this.#key(write.key) } },
-      )
-      const failure: IRequestOp[] = conditions.map((condition) => ({ request_range: { key: this.#key(condition.key) } }))
-      let compare = conditions.flatMap((condition) => this.#guessedCompares(condition, Date.now()))
-      for (let attempt = 1; attempt <= TXN_ATTEMPTS; attempt++) {
-        const response = await this.#write((client) => client.kv.txn({ compare, success, failure }))
-        if (response.succeeded) return true
-        const snapshot = response.responses.map((op) => op.response_range.kvs[0])
-        const at = Date.now()
-        if (!conditions.every((condition, i) => this.#holds(condition, snapshot[i], at))) return false
-        compare = conditions.flatMap((condition, i) => this.#pinnedCompares(condition, snapshot[i], at))
-      }
-      throw new Error(`etcd txn on ${conditions.map((c) => c.key).join(', ')} lost ${TXN_ATTEMPTS} races in a row`)
-    })
   }
 
   async close(): Promise<void> {

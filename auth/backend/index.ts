@@ -3,7 +3,7 @@ import type { Backend } from './backend.ts'
 import type { EtcdTlsOptions } from './etcd.ts'
 import { SqliteBackend } from './sqlite.ts'
 
-export type { Backend, Item, Condition, Operation, PutOptions } from './backend.ts'
+export type { Backend, Condition, Item, Operation, PutOptions } from './backend.ts'
 
 export interface SqliteBackendConfig {
   type: 'sqlite'

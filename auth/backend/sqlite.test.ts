@@ -5,8 +5,8 @@ import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import t from 'tap'
 import type { Test } from 'tap'
+import t from 'tap'
 import { backendConformance } from '../../test/helpers/backend-conformance.ts'
 import { openBackend } from './index.ts'
 import { prefixUpperBound, SqliteBackend, type SqliteBackendOptions } from './sqlite.ts'
@@ -36,7 +36,7 @@ backendConformance(t, 'SqliteBackend', async () => {
   }
 })
 
-t.test('every acknowledged write survives SIGKILL', async t => {
+t.test('every acknowledged write survives SIGKILL', async (t) => {
   const path = join(await tempDir(t), 'crash.db')
   const acknowledged = await writeUntilKilled(path, 300)
   t.ok(acknowledged.size >= 300, `${acknowledged.size} writes acknowledged before the kill`)
@@ -56,9 +56,11 @@ function writeUntilKilled(path: string, count: number): Promise<Map<string, stri
     const child = spawn(process.execPath, [crashWriter, path], { stdio: ['ignore', 'pipe', 'pipe'] })
     const acknowledged = new Map<string, string>()
     let stderr = ''
-    child.stderr.on('data', chunk => { stderr += chunk })
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+    })
     const guard = setTimeout(() => child.kill('SIGKILL'), 15_000)
-    createInterface({ input: child.stdout }).on('line', line => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
       const [key, value] = line.split(' ')
       acknowledged.set(key as string, value as string)
       if (acknowledged.size === count) child.kill('SIGKILL')
@@ -73,7 +75,7 @@ function writeUntilKilled(path: string, count: number): Promise<Map<string, stri
   })
 }
 
-t.test('the database and its directory are private', async t => {
+t.test('the database and its directory are private', async (t) => {
   const dir = await tempDir(t)
   const path = join(dir, 'state', 'auth', 'warren.db')
   const backend = openIn(t, path)
@@ -83,14 +85,14 @@ t.test('the database and its directory are private', async t => {
   t.equal((await stat(dirname(path))).mode & 0o777, 0o700, 'created directory')
 })
 
-t.test('an existing database file is made private', async t => {
+t.test('an existing database file is made private', async (t) => {
   const path = join(await tempDir(t), 'warren.db')
   await writeFile(path, '', { mode: 0o644 })
   openIn(t, path)
   t.equal((await stat(path)).mode & 0o777, 0o600)
 })
 
-t.test('opening in a place that cannot hold a database fails clearly', async t => {
+t.test('opening in a place that cannot hold a database fails clearly', async (t) => {
   const dir = await tempDir(t)
   const notADirectory = join(dir, 'file')
   await writeFile(notADirectory, '')
@@ -105,13 +107,13 @@ t.test('opening in a place that cannot hold a database fails clearly', async t =
     message: /^cannot open SQLite backend at .*: .*dangling exists but is not a directory/,
   })
 
-  t.test('a directory under /proc', { skip: process.platform !== 'linux' && 'Linux only' }, async t => {
+  t.test('a directory under /proc', { skip: process.platform !== 'linux' && 'Linux only' }, async (t) => {
     t.throws(() => SqliteBackend.open('/proc/warren/state/warren.db'), {
       message: /^cannot open SQLite backend at \/proc\/warren\/state\/warren\.db: ENOENT/,
     })
   })
 
-  t.test('a read-only directory', { skip: process.getuid?.() === 0 && 'root ignores permissions' }, async t => {
+  t.test('a read-only directory', { skip: process.getuid?.() === 0 && 'root ignores permissions' }, async (t) => {
     const readOnly = join(dir, 'read-only')
     await mkdir(readOnly, { mode: 0o500 })
     t.teardown(() => chmod(readOnly, 0o700))
@@ -121,7 +123,7 @@ t.test('opening in a place that cannot hold a database fails clearly', async t =
   })
 })
 
-t.test('expiry follows the injected clock', async t => {
+t.test('expiry follows the injected clock', async (t) => {
   let now = 1_000_000
   const backend = openIn(t, join(await tempDir(t), 'warren.db'), { clock: () => now })
   await backend.put('/a', 'v', { ttlMs: 100 })
@@ -132,13 +134,17 @@ t.test('expiry follows the injected clock', async t => {
   now += 99
   t.equal((await backend.list('/')).length, 3, 'alive until the expiry instant')
   now += 1
-  t.same((await backend.list('/')).map(item => item.key), ['/c'], 'gone at the expiry instant')
+  t.same(
+    (await backend.list('/')).map((item) => item.key),
+    ['/c'],
+    'gone at the expiry instant',
+  )
   t.equal(await backend.get('/a'), undefined, 'get removes the expired row it finds')
   t.equal(await backend.purgeExpired(), 1, 'so only /b is left to purge')
   t.equal(await backend.purgeExpired(), 0)
 })
 
-t.test('expired rows are purged in the background', async t => {
+t.test('expired rows are purged in the background', async (t) => {
   let now = 1_000_000
   const backend = openIn(t, join(await tempDir(t), 'warren.db'), { clock: () => now, purgeIntervalMs: 20 })
   await backend.put('/a', 'v', { ttlMs: 100 })
@@ -147,7 +153,7 @@ t.test('expired rows are purged in the background', async t => {
   t.equal(await backend.purgeExpired(), 0, 'nothing left for an explicit purge')
 })
 
-t.test('a TTL must be a positive number', async t => {
+t.test('a TTL must be a positive number', async (t) => {
   const backend = openIn(t, join(await tempDir(t), 'warren.db'))
   for (const ttlMs of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
     await t.rejects(backend.put('/a', 'v', { ttlMs }), RangeError, `put ttlMs ${ttlMs}`)
@@ -156,26 +162,24 @@ t.test('a TTL must be a positive number', async t => {
   t.equal(await backend.get('/a'), undefined, 'nothing was written')
 })
 
-t.test('two handles on one file see each other and serialise their txns', async t => {
+t.test('two handles on one file see each other and serialise their txns', async (t) => {
   const path = join(await tempDir(t), 'warren.db')
   const first = openIn(t, path)
   const second = openIn(t, path)
   const revision = await first.put('/token', 'v')
   t.match(await second.get('/token'), { revision })
-  const results = await Promise.all([first, second, first, second].map(backend =>
-    backend.txn([{ key: '/token', revision }], [{ op: 'delete', key: '/token' }]),
-  ))
+  const results = await Promise.all([first, second, first, second].map((backend) => backend.txn([{ key: '/token', revision }], [{ op: 'delete', key: '/token' }])))
   t.equal(results.filter(Boolean).length, 1)
   t.ok((await second.put('/other', 'v')) > revision, 'both handles share the revision counter')
 })
 
-t.test('after close, calls say the backend is closed', async t => {
+t.test('after close, calls say the backend is closed', async (t) => {
   const backend = SqliteBackend.open(join(await tempDir(t), 'warren.db'))
   await backend.close()
   await t.rejects(backend.get('/a'), { message: /is closed/ })
 })
 
-t.test('prefix upper bounds', async t => {
+t.test('prefix upper bounds', async (t) => {
   t.equal(prefixUpperBound(''), undefined, 'empty prefix: no bound')
   t.equal(prefixUpperBound('/users/'), '/users0')
   t.equal(prefixUpperBound('a\u{10ffff}'), 'b', 'carries past the last code point')
@@ -184,14 +188,11 @@ t.test('prefix upper bounds', async t => {
   t.equal(prefixUpperBound('/😀'), '/😁')
 })
 
-t.test('openBackend', async t => {
+t.test('openBackend', async (t) => {
   const backend = await openBackend({ type: 'sqlite', path: join(await tempDir(t), 'warren.db') })
   t.teardown(() => backend.close())
   t.ok(backend instanceof SqliteBackend)
-  await t.rejects(
-    openBackend({ type: 'dynamodb' } as unknown as Parameters<typeof openBackend>[0]),
-    { message: /unknown storage backend type "dynamodb"/ },
-  )
+  await t.rejects(openBackend({ type: 'dynamodb' } as unknown as Parameters<typeof openBackend>[0]), { message: /unknown storage backend type "dynamodb"/ })
 })
 
 function escapeRegExp(text: string): string {

@@ -66,10 +66,7 @@ export class SqliteBackend implements Backend {
     this.#db = db
     this.path = path
     this.#clock = options.clock ?? Date.now
-    this.#purgeTimer = setInterval(
-      () => this.#purgeQuietly(),
-      options.purgeIntervalMs ?? DEFAULT_PURGE_INTERVAL_MS,
-    )
+    this.#purgeTimer = setInterval(() => this.#purgeQuietly(), options.purgeIntervalMs ?? DEFAULT_PURGE_INTERVAL_MS)
     // Housekeeping must never keep the process alive.
     this.#purgeTimer.unref()
   }
@@ -87,11 +84,10 @@ export class SqliteBackend implements Backend {
     const now = this.#clock()
     const upper = prefixUpperBound(prefix)
     const live = '(expires IS NULL OR expires > :now)'
-    const rows = upper === undefined
-      ? this.#sql(`SELECT * FROM items WHERE key >= :prefix AND ${live} ORDER BY key`)
-        .all({ prefix, now })
-      : this.#sql(`SELECT * FROM items WHERE key >= :prefix AND key < :upper AND ${live} ORDER BY key`)
-        .all({ prefix, upper, now })
+    const rows =
+      upper === undefined
+        ? this.#sql(`SELECT * FROM items WHERE key >= :prefix AND ${live} ORDER BY key`).all({ prefix, now })
+        : this.#sql(`SELECT * FROM items WHERE key >= :prefix AND key < :upper AND ${live} ORDER BY key`).all({ prefix, upper, now })
     return (rows as unknown as Row[]).map(toItem)
   }
 
@@ -114,9 +110,7 @@ export class SqliteBackend implements Backend {
     const now = this.#clock()
     return this.#commit(() => {
       // An expired row is removed too, but reported as absent: callers never saw it.
-      const removed = this.#sql('DELETE FROM items WHERE key = ? RETURNING expires').get(key) as
-        | Pick<Row, 'expires'>
-        | undefined
+      const removed = this.#sql('DELETE FROM items WHERE key = ? RETURNING expires').get(key) as Pick<Row, 'expires'> | undefined
       return removed !== undefined && isLive(removed, now)
     })
   }
@@ -124,11 +118,9 @@ export class SqliteBackend implements Backend {
   async txn(conditions: Condition[], operations: Operation[]): Promise<boolean> {
     const now = this.#clock()
     // Validate every TTL up front so a bad operation cannot leave half a transaction behind.
-    const writes = operations.map(op =>
-      op.op === 'put' ? { ...op, expires: expiryFor(now, op.ttlMs) } : op,
-    )
+    const writes = operations.map((op) => (op.op === 'put' ? { ...op, expires: expiryFor(now, op.ttlMs) } : op))
     return this.#commit(() => {
-      if (!conditions.every(condition => this.#holds(condition, now))) return false
+      if (!conditions.every((condition) => this.#holds(condition, now))) return false
       for (const write of writes) {
         if (write.op === 'put') this.#write(write.key, write.value, write.expires)
         else this.#sql('DELETE FROM items WHERE key = ?').run(write.key)
@@ -140,9 +132,7 @@ export class SqliteBackend implements Backend {
   /** Removes every expired row from disk and returns how many went. */
   async purgeExpired(): Promise<number> {
     const now = this.#clock()
-    return this.#transaction(() =>
-      Number(this.#sql('DELETE FROM items WHERE expires <= ?').run(now).changes),
-    )
+    return this.#transaction(() => Number(this.#sql('DELETE FROM items WHERE expires <= ?').run(now).changes))
   }
 
   async close(): Promise<void> {
@@ -187,9 +177,7 @@ export class SqliteBackend implements Backend {
 
   // Must run inside #transaction: the counter bump and the row write commit together.
   #write(key: string, value: string, expires: number | null): number {
-    const bump = this.#sql(
-      "UPDATE counters SET value = value + 1 WHERE name = 'revision' RETURNING value",
-    )
+    const bump = this.#sql("UPDATE counters SET value = value + 1 WHERE name = 'revision' RETURNING value")
     const { value: revision } = bump.get() as { value: number }
     this.#sql(`
       INSERT INTO items (key, value, revision, expires) VALUES (?, ?, ?, ?)
@@ -236,7 +224,10 @@ export class SqliteBackend implements Backend {
       for (const { reject } of batch) reject(error)
       return
     }
-    batch.forEach(({ resolve, reject }, i) => (outcomes[i].ok ? resolve(outcomes[i].value) : reject(outcomes[i].value)))
+    batch.forEach(({ resolve, reject }, i) => {
+      if (outcomes[i].ok) resolve(outcomes[i].value)
+      else reject(outcomes[i].value)
+    })
   }
 
   #transaction<T>(work: () => T): T {
@@ -338,7 +329,7 @@ function toItem(row: Row): Item {
  * gives an exact bound (and keys beyond U+FFFF still fall inside it).
  */
 export function prefixUpperBound(prefix: string): string | undefined {
-  const codePoints = Array.from(prefix, char => char.codePointAt(0) as number)
+  const codePoints = Array.from(prefix, (char) => char.codePointAt(0) as number)
   while (codePoints.length > 0) {
     const last = codePoints.pop() as number
     if (last < 0x10ffff) {

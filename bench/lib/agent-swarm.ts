@@ -14,14 +14,14 @@
 
 import { parseArgs } from 'node:util'
 import { AgentTunnel } from '../../agent/tunnel.ts'
-import { DEFAULTS } from '../../shared/config.ts'
 import { parseHostPort } from '../../shared/address.ts'
+import { DEFAULTS } from '../../shared/config.ts'
 import type { NodeIdentity } from '../../shared/identity-store.ts'
 import { joinCluster } from '../../shared/join.ts'
 import { createLogger } from '../../shared/log.ts'
 import { BulkJoiner } from './bulk-join.ts'
-import { inParallel, simulatedAgent, SWARM_OPTIONS } from './swarm.ts'
 import { announce, exitWithParent, onCommand } from './child.ts'
+import { inParallel, SWARM_OPTIONS, simulatedAgent } from './swarm.ts'
 
 const { values } = parseArgs({
   options: {

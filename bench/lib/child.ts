@@ -1,7 +1,7 @@
 // Helper processes of the benchmarks (echo server, relays, simulated agents): Node scripts
 // run with the same Node, each announcing itself with one JSON line on standard output.
 
-import { spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
 
 export class Helper {
@@ -27,7 +27,9 @@ export class Helper {
           resolve(message)
         } else {
           this.messages.push(message)
-          this.waiters.splice(0).forEach((wake) => wake())
+          this.waiters.splice(0).forEach((wake) => {
+            wake()
+          })
         }
       })
       this.child.once('exit', (code, signal) => reject(new Error(`${script} exited (${code ?? signal}) before it was ready\n${this.stderr}`)))
@@ -70,6 +72,7 @@ export class Helper {
 }
 
 /** Reads one JSON line per message from standard input (the helper's side of `send`). */
+// biome-ignore lint/suspicious/noExplicitAny: each bench helper reads the fields of its own commands
 export function onCommand(handler: (message: Record<string, any>) => void | Promise<void>): void {
   const lines = createInterface({ input: process.stdin })
   lines.on('line', (line) => void handler(JSON.parse(line)))

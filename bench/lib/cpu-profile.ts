@@ -26,7 +26,9 @@ export interface ProfileSummary {
 
 /** The .cpuprofile files `node --cpu-prof --cpu-prof-dir=DIR` wrote in `dir` for process `pid`. */
 export function profilesOf(dir: string, pid: number): string[] {
-  return readdirSync(dir).filter((file) => file.endsWith('.cpuprofile') && file.includes(`.${pid}.`)).map((file) => join(dir, file))
+  return readdirSync(dir)
+    .filter((file) => file.endsWith('.cpuprofile') && file.includes(`.${pid}.`))
+    .map((file) => join(dir, file))
 }
 
 /** Self time per function and per file over all samples of the given profiles. */
@@ -55,7 +57,11 @@ export function summariseProfiles(files: string[], top = 20): ProfileSummary {
       byFile.set(source, (byFile.get(source) ?? 0) + count)
     }
   }
-  const rank = (map: Map<string, number>) => [...map].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, count]) => ({ name, share: count / total }))
+  const rank = (map: Map<string, number>) =>
+    [...map]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, count]) => ({ name, share: count / total }))
   return { samples: total, busy: total / (total + idle || 1), functions: rank(byFunction), files: rank(byFile) }
 }
 

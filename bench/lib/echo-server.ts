@@ -1,7 +1,7 @@
 // A TCP echo server in a process of its own, so that the client being measured does not
 // share its event loop. Announces {"port"} and runs until it is killed.
 
-import { createServer, type AddressInfo } from 'node:net'
+import { type AddressInfo, createServer } from 'node:net'
 import { announce, exitWithParent } from './child.ts'
 
 const server = createServer((socket) => {

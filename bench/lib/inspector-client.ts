@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs'
 export class InspectorClient {
   private readonly socket: WebSocket
   private nextId = 1
-  private readonly pending = new Map<number, { resolve: (value: any) => void; reject: (error: Error) => void }>()
+  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>()
 
   private constructor(socket: WebSocket) {
     this.socket = socket
@@ -33,15 +33,19 @@ export class InspectorClient {
     return new InspectorClient(socket)
   }
 
-  call<T = any>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+  /** The method's result, of the type the inspector protocol documents for it. */
+  call<T>(method: string, params: Record<string, unknown> = {}): Promise<T> {
     const id = this.nextId++
     this.socket.send(JSON.stringify({ id, method, params }))
-    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }))
+    return new Promise((resolve, reject) => this.pending.set(id, { resolve: (value) => resolve(value as T), reject }))
   }
 
   /** `expression` evaluated in the process; its value must be JSON. */
   async evaluate<T>(expression: string): Promise<T> {
-    const result = await this.call('Runtime.evaluate', { expression: `JSON.stringify(${expression})`, returnByValue: true })
+    const result = await this.call<{ result: { value: string }; exceptionDetails?: { text: string } }>('Runtime.evaluate', {
+      expression: `JSON.stringify(${expression})`,
+      returnByValue: true,
+    })
     if (result.exceptionDetails) throw new Error(`evaluation failed: ${result.exceptionDetails.text}`)
     return JSON.parse(result.result.value) as T
   }
@@ -58,7 +62,7 @@ export class InspectorClient {
     await this.call('Profiler.setSamplingInterval', { interval: 1000 })
     await this.call('Profiler.start')
     await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
-    const { profile } = await this.call('Profiler.stop')
+    const { profile } = await this.call<{ profile: unknown }>('Profiler.stop')
     writeFileSync(file, JSON.stringify(profile))
   }
 

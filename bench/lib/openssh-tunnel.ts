@@ -12,7 +12,7 @@
 //
 // Needs root (sshd) and Debian's openssh-server and openssh-client.
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { join } from 'node:path'
@@ -46,21 +46,24 @@ export async function startOpensshTunnel(echoPort: number, options: { userLeg?: 
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'user_key')])
   writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'user_key.pub')))
   const sshdPort = await freePort()
-  writeFileSync(join(dir, 'sshd_config'), [
-    `Port ${sshdPort}`,
-    'ListenAddress 127.0.0.1',
-    `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-    'PidFile none',
-    'UsePAM no',
-    'StrictModes no',
-    'PasswordAuthentication no',
-    'KbdInteractiveAuthentication no',
-    'PermitRootLogin prohibit-password',
-    `AllowTcpForwarding ${options.userLeg ? 'yes' : 'remote'}`,
-    'GatewayPorts no',
-    'LogLevel ERROR',
-    '',
-  ].join('\n'))
+  writeFileSync(
+    join(dir, 'sshd_config'),
+    [
+      `Port ${sshdPort}`,
+      'ListenAddress 127.0.0.1',
+      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+      'PidFile none',
+      'UsePAM no',
+      'StrictModes no',
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'PermitRootLogin prohibit-password',
+      `AllowTcpForwarding ${options.userLeg ? 'yes' : 'remote'}`,
+      'GatewayPorts no',
+      'LogLevel ERROR',
+      '',
+    ].join('\n'),
+  )
   const processes: ChildProcess[] = []
   const stop = async () => {
     for (const child of processes.reverse()) {
@@ -79,18 +82,32 @@ export async function startOpensshTunnel(echoPort: number, options: { userLeg?: 
 
     const port = await freePort()
     const sshClient = (forward: string[]) => {
-      const child = spawn('ssh', [
-        '-F', '/dev/null', '-v', '-N',
-        '-o', 'BatchMode=yes',
-        '-o', 'StrictHostKeyChecking=no',
-        '-o', 'UserKnownHostsFile=/dev/null',
-        '-o', 'ExitOnForwardFailure=yes',
-        '-o', 'IdentitiesOnly=yes',
-        '-i', join(dir, 'user_key'),
-        '-p', String(sshdPort),
-        ...forward,
-        'root@127.0.0.1',
-      ], { stdio: ['ignore', 'ignore', 'pipe'] })
+      const child = spawn(
+        'ssh',
+        [
+          '-F',
+          '/dev/null',
+          '-v',
+          '-N',
+          '-o',
+          'BatchMode=yes',
+          '-o',
+          'StrictHostKeyChecking=no',
+          '-o',
+          'UserKnownHostsFile=/dev/null',
+          '-o',
+          'ExitOnForwardFailure=yes',
+          '-o',
+          'IdentitiesOnly=yes',
+          '-i',
+          join(dir, 'user_key'),
+          '-p',
+          String(sshdPort),
+          ...forward,
+          'root@127.0.0.1',
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      )
       processes.push(child)
       const log = { text: '' }
       child.stderr!.on('data', (data) => (log.text += data))

@@ -20,13 +20,13 @@
 
 import { parseArgs } from 'node:util'
 import { TunnelPool } from '../../agent/tunnel-pool.ts'
-import { DEFAULTS } from '../../shared/config.ts'
 import { parseHostPort } from '../../shared/address.ts'
+import { DEFAULTS } from '../../shared/config.ts'
 import type { NodeIdentity } from '../../shared/identity-store.ts'
 import { createLogger } from '../../shared/log.ts'
 import { BulkJoiner } from './bulk-join.ts'
-import { inParallel, simulatedAgent, SWARM_OPTIONS } from './swarm.ts'
 import { announce, exitWithParent, onCommand } from './child.ts'
+import { inParallel, SWARM_OPTIONS, simulatedAgent } from './swarm.ts'
 
 const { values } = parseArgs({
   options: {
@@ -119,7 +119,16 @@ onCommand(async (command) => {
       held += n
       if (n >= proxyCount) full++
     }
-    announce({ stats: 1, agents: agents.length, full, held, dials: agents.map((a) => a.pool.dials - a.dialsAtMark), resumed: agents.reduce((sum, a) => sum + a.pool.resumed - a.resumedAtMark, 0), fullAt: agents.map((a) => Math.round(a.fullAt)), rss: process.memoryUsage().rss })
+    announce({
+      stats: 1,
+      agents: agents.length,
+      full,
+      held,
+      dials: agents.map((a) => a.pool.dials - a.dialsAtMark),
+      resumed: agents.reduce((sum, a) => sum + a.pool.resumed - a.resumedAtMark, 0),
+      fullAt: agents.map((a) => Math.round(a.fullAt)),
+      rss: process.memoryUsage().rss,
+    })
   }
 })
 process.on('SIGTERM', () => process.exit(0))

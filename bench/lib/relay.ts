@@ -13,15 +13,15 @@
 //
 // Announces {"port", "tunnelPort"?} (entry) or {"port"?, "ready"} (exit) when it can take traffic.
 
-import { connect as tcpConnect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
-import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import http2 from 'node:http2'
+import { type AddressInfo, createServer as createTcpServer, type Socket, connect as tcpConnect } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect } from 'node:tls'
 import { parseArgs } from 'node:util'
-import { createSession, type Session } from '../../shared/yamux/index.ts'
-import { announce, exitWithParent } from './child.ts'
 import { splice } from '../../shared/splice.ts'
+import { createSession, type Session } from '../../shared/yamux/index.ts'
 import { selfSignedCertificate } from '../../test/helpers/self-signed-cert.ts'
+import { announce, exitWithParent } from './child.ts'
 
 const { values } = parseArgs({
   options: {
@@ -91,7 +91,13 @@ if (values.role === 'exit' && mode === 'tls') {
   })
   announce({ port: await listen(clients), tunnelPort: await listen(tunnels) })
 } else if (values.role === 'exit') {
-  const socket: TLSSocket = tlsConnect({ host: HOST, port: Number(values['entry-port']), rejectUnauthorized: false, minVersion: 'TLSv1.3', ALPNProtocols: [mode === 'h2' ? 'h2' : 'bench'] })
+  const socket: TLSSocket = tlsConnect({
+    host: HOST,
+    port: Number(values['entry-port']),
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.3',
+    ALPNProtocols: [mode === 'h2' ? 'h2' : 'bench'],
+  })
   await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
   socket.setNoDelay(true)
   if (mode === 'yamux') {

@@ -20,9 +20,11 @@ export const SWARM_OPTIONS = {
 /** Runs `task` for indexes [from, to) with `concurrency` in flight. */
 export async function inParallel(from: number, to: number, concurrency: number, task: (index: number) => Promise<void>): Promise<void> {
   let next = from
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < to) await task(next++)
-  }))
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < to) await task(next++)
+    }),
+  )
 }
 
 /** A node with the agent's default intervals that offers SSH and refuses every stream. */

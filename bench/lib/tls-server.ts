@@ -15,9 +15,12 @@ import { announce, exitWithParent } from './child.ts'
 
 const { values } = parseArgs({ options: { dir: { type: 'string' } } })
 const read = (name: string) => readFileSync(join(values.dir!, name), 'utf8')
-const server = createServer({ key: read('key.pem'), cert: read('cert.pem'), ca: read('ca.pem'), requestCert: true, rejectUnauthorized: true, ALPNProtocols: [TUNNEL_ALPN] }, (socket) => {
-  socket.on('error', () => {})
-})
+const server = createServer(
+  { key: read('key.pem'), cert: read('cert.pem'), ca: read('ca.pem'), requestCert: true, rejectUnauthorized: true, ALPNProtocols: [TUNNEL_ALPN] },
+  (socket) => {
+    socket.on('error', () => {})
+  },
+)
 server.listen(0, '127.0.0.1', () => {
   announce({ port: (server.address() as { port: number }).port })
 })

@@ -8,10 +8,10 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect, type TLSSocket } from 'node:tls'
-import { AuthProcess, ProxyProcess, startNode, tempDir, waitForNode, type Daemon } from '../../test/helpers/cluster.ts'
-import { USER_ALPN } from '../../shared/protocol/tunnel.ts'
-import { readFirstMessage, writeMessage } from '../../shared/protocol/framing.ts'
 import { parseDialReply } from '../../shared/protocol/dial.ts'
+import { readFirstMessage, writeMessage } from '../../shared/protocol/framing.ts'
+import { USER_ALPN } from '../../shared/protocol/tunnel.ts'
+import { AuthProcess, type Daemon, ProxyProcess, startNode, tempDir, waitForNode } from '../../test/helpers/cluster.ts'
 
 export interface WarrenPath {
   auth: AuthProcess
@@ -35,19 +35,15 @@ export async function startWarrenPath(echoPort: number, env: Record<string, stri
     proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, env }).start()
     const nodeDir = tempDir('warren-bench-node-')
     const config = join(nodeDir, 'warren.yaml')
-    writeFileSync(config, [
-      'version: v1',
-      `data_dir: ${nodeDir}`,
-      'ssh_service:',
-      '  forward_ports:',
-      `    - { name: ${PORT_NAME}, addr: "127.0.0.1:${echoPort}" }`,
-      '',
-    ].join('\n'))
+    writeFileSync(config, ['version: v1', `data_dir: ${nodeDir}`, 'ssh_service:', '  forward_ports:', `    - { name: ${PORT_NAME}, addr: "127.0.0.1:${echoPort}" }`, ''].join('\n'))
     node = startNode([`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${NODE_NAME}`], env)
     await waitForNode(auth, NODE_NAME)
 
     const user = tempDir('warren-bench-user-')
-    for (const args of [['users', 'add', 'bench', '--logins=root'], ['auth', 'sign', '--user=bench', `--out=${user}`]]) {
+    for (const args of [
+      ['users', 'add', 'bench', '--logins=root'],
+      ['auth', 'sign', '--user=bench', `--out=${user}`],
+    ]) {
       const result = await auth.ctl(args)
       if (result.code !== 0) throw new Error(`warrenctl ${args.join(' ')} failed: ${result.stderr}`)
     }

@@ -2,7 +2,7 @@
 // auth server writes into its data dir (or a file given with --identity).
 
 import { readFileSync } from 'node:fs'
-import { adminIdentityPath, type AdminIdentityFile } from '../../auth/admin-identity.ts'
+import { type AdminIdentityFile, adminIdentityPath } from '../../auth/admin-identity.ts'
 import { ApiClient } from '../../shared/api-client.ts'
 import { DEFAULTS, loadConfigFile } from '../../shared/config.ts'
 import { WarrenError } from '../../shared/errors.ts'

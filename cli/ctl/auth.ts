@@ -1,9 +1,9 @@
 // `warrenctl auth sign` (a user's credentials, sign.ts) and `auth rotate` (replacing a CA).
 
-import { ctlCommand, out } from './ctl-command.ts'
-import { signUser } from './sign.ts'
 import { describeTtl } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
+import { ctlCommand, out } from './ctl-command.ts'
+import { signUser } from './sign.ts'
 
 export const authSign = ctlCommand({
   name: 'warrenctl auth sign',
@@ -13,7 +13,7 @@ export const authSign = ctlCommand({
     ttl: { type: 'duration', default: 60 * 60_000, description: 'how long the certificates live (at most 30h)' },
     out: { type: 'path', placeholder: 'DIR', defaultText: '$WARREN_HOME, else ~/.warren', description: 'the directory to write the credentials to' },
     format: { type: 'enum', values: ['warren', 'openssh'], default: 'warren', description: 'openssh adds an ssh_config for a stock ssh client' },
-    proxy: { type: 'string', placeholder: 'HOST:PORT', defaultText: 'the live proxies\' addresses', description: 'the proxy to reach nodes through' },
+    proxy: { type: 'string', placeholder: 'HOST:PORT', defaultText: "the live proxies' addresses", description: 'the proxy to reach nodes through' },
   },
   description: `The keys are made here and never sent. Under the home directory, the ssh_config names the files
     relative to it and runs "warren" from PATH, so the directory works when copied to the same place on another
@@ -40,8 +40,10 @@ export const authRotate = ctlCommand({
     if (flags.manual && !flags.phase) throw new UsageError(`--manual needs --phase=${PHASES.join('|')}`)
     if (!flags.manual && flags.phase) throw new UsageError('--phase goes with --manual')
     const result = await admin.client.call('POST /v1/rotate', { body: { type: flags.type, manual: flags.manual, phase: flags.phase, grace_period_ms: flags['grace-period'] } })
-    out(flags.manual
-      ? `The ${result.type} CA is now in phase ${result.phase}.`
-      : `Rotation of the ${result.type} CA started (phase ${result.phase}); it completes in ${describeTtl(flags['grace-period'])}. Follow it with "warrenctl status".`)
+    out(
+      flags.manual
+        ? `The ${result.type} CA is now in phase ${result.phase}.`
+        : `Rotation of the ${result.type} CA started (phase ${result.phase}); it completes in ${describeTtl(flags['grace-period'])}. Follow it with "warrenctl status".`,
+    )
   },
 })

@@ -1,13 +1,13 @@
 // A warrenctl command: the flags every one of them takes (where the admin identity is), and
 // its run with a connection to the auth server, opened only once the flags are understood.
 
-import { connectAdmin, type AdminConnection } from './admin-client.ts'
-import { defineCommand, type Command, type CommandSpec } from '../command.ts'
+import { type Command, type CommandSpec, defineCommand } from '../command.ts'
 import { defineFlags, type FlagSpec, type FlagValues } from '../flags.ts'
+import { type AdminConnection, connectAdmin } from './admin-client.ts'
 
 export const GLOBAL_FLAGS = defineFlags({
-  'data-dir': { type: 'path', placeholder: 'DIR', description: 'the auth server\'s data dir, where the admin identity is (default: the config\'s data_dir, else /var/lib/warren)' },
-  config: { type: 'path', placeholder: 'FILE', description: 'the auth server\'s config file (for its data_dir)' },
+  'data-dir': { type: 'path', placeholder: 'DIR', description: "the auth server's data dir, where the admin identity is (default: the config's data_dir, else /var/lib/warren)" },
+  config: { type: 'path', placeholder: 'FILE', description: "the auth server's config file (for its data_dir)" },
   identity: { type: 'path', placeholder: 'FILE', description: 'an admin identity file (default: <data_dir>/admin/identity.json)' },
   'auth-server': { type: 'string', placeholder: 'HOST:PORT', description: 'the auth server (default: from the identity)' },
 })

@@ -1,10 +1,10 @@
 // `warrenctl lock`, `lock ls`, `lock rm`: a user or a node refused everywhere until the lock
 // ends (its --ttl) or is removed, with a message the refused user sees.
 
-import { ctlCommand, out } from './ctl-command.ts'
 import { formatExpiry } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
 import { formatTable } from '../table.ts'
+import { ctlCommand, out } from './ctl-command.ts'
 
 export const lock = ctlCommand({
   name: 'warrenctl lock',

@@ -1,15 +1,18 @@
 // `warrenctl nodes ls` and `nodes rm`: the registered nodes, and removing one for good.
 // (`nodes add` makes a token: tokens.ts.)
 
-import type { AdminConnection } from './admin-client.ts'
-import { ctlCommand, out } from './ctl-command.ts'
-import { formatTable } from '../table.ts'
 import { formatDuration, formatExpiry, formatUtc } from '../../shared/duration.ts'
 import { WarrenError } from '../../shared/errors.ts'
 import type { ListedNode, PresentNode } from '../../shared/protocol/admin.ts'
+import { formatTable } from '../table.ts'
+import type { AdminConnection } from './admin-client.ts'
+import { ctlCommand, out } from './ctl-command.ts'
 
 const address = (n: PresentNode | ListedNode) => (n.tunnel ? '⟵ Tunnel' : n.addr || '-')
-const labels = (n: PresentNode | ListedNode) => Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',')
+const labels = (n: PresentNode | ListedNode) =>
+  Object.entries(n.labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',')
 
 /** `nodes ls --all`: online, offline and removed nodes, with what tells an operator whether a device is healthy. */
 async function listAllNodes(admin: AdminConnection): Promise<void> {

@@ -6,13 +6,13 @@ import { mkdirSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { isAbsolute, join, relative, resolve } from 'node:path'
 import { isSea } from 'node:sea'
-import type { AdminConnection } from './admin-client.ts'
-import { defaultProfileDir, PROFILE_FILES, shellQuote, type Profile } from '../profile.ts'
 import { formatUtc } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
 import { writeFileAtomic } from '../../shared/files.ts'
 import { sshPublicKeyLine } from '../../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../../shared/ssh-key-file.ts'
+import { defaultProfileDir, PROFILE_FILES, type Profile, shellQuote } from '../profile.ts'
+import type { AdminConnection } from './admin-client.ts'
 
 interface SignFlags {
   user?: string
@@ -52,9 +52,11 @@ export async function signUser(admin: AdminConnection, flags: SignFlags): Promis
   // Printed once every file is written: a reader that stops early (| head -1) loses nothing.
   const out = (text: string) => process.stdout.write(text + '\n')
   out(`Certificates for ${user} (logins ${signed.logins.join(',')}) valid until ${formatUtc(signed.valid_before)} written to ${dir}`)
-  out(flags.format === 'openssh'
-    ? `Connect with: ssh -F ${join(dir, PROFILE_FILES.sshConfig)} ${signed.logins[0]}@NODE`
-    : `Connect with: warren ssh --identity=${dir} ${signed.logins[0]}@NODE`)
+  out(
+    flags.format === 'openssh'
+      ? `Connect with: ssh -F ${join(dir, PROFILE_FILES.sshConfig)} ${signed.logins[0]}@NODE`
+      : `Connect with: warren ssh --identity=${dir} ${signed.logins[0]}@NODE`,
+  )
 }
 
 /**

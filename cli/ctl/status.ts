@@ -1,13 +1,13 @@
 // `warrenctl status`: the cluster's name, version, CAs and the pin nodes join with.
 
-import { ctlCommand, out } from './ctl-command.ts'
 import { formatUtc } from '../../shared/duration.ts'
 import { printable } from '../../shared/printable.ts'
 import type { CAStatus } from '../../shared/protocol/admin.ts'
+import { ctlCommand, out } from './ctl-command.ts'
 
 export const status = ctlCommand({
   name: 'warrenctl status',
-  summary: 'the cluster\'s name, version, CAs and CA pins',
+  summary: "the cluster's name, version, CAs and CA pins",
   flags: {},
   description: 'A rotation in progress shows its phase; the CA pin is what "warren start --ca-pin" and "warren install --ca-pin" take.',
   examples: ['warrenctl status', 'warrenctl status --data-dir=/var/lib/warren'],

@@ -1,15 +1,15 @@
 // `warrenctl tokens add|ls|rm|del` and `nodes add`: invite tokens, and the command that
 // joins a host with one.
 
-import type { AdminConnection } from './admin-client.ts'
-import { ctlCommand, out } from './ctl-command.ts'
-import { defineFlags } from '../flags.ts'
-import { formatTable } from '../table.ts'
 import { TOKEN_ROLES } from '../../auth/roles.ts'
 import { DEFAULTS } from '../../shared/config.ts'
 import { describeTtl, formatExpiry } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
 import type { ListedToken } from '../../shared/protocol/admin.ts'
+import { defineFlags } from '../flags.ts'
+import { formatTable } from '../table.ts'
+import type { AdminConnection } from './admin-client.ts'
+import { ctlCommand, out } from './ctl-command.ts'
 
 interface TokenRequest {
   roles: readonly string[]
@@ -26,7 +26,9 @@ const TOKEN_FLAGS = defineFlags({
 })
 
 async function addToken(admin: AdminConnection, request: TokenRequest): Promise<void> {
-  const created = await admin.client.call('POST /v1/tokens', { body: { roles: request.roles.join(','), ttl_ms: request.ttlMs, single_use: request.singleUse, token: request.token, nodename: request.nodename } })
+  const created = await admin.client.call('POST /v1/tokens', {
+    body: { roles: request.roles.join(','), ttl_ms: request.ttlMs, single_use: request.singleUse, token: request.token, nodename: request.nodename },
+  })
   const status = await admin.client.call('GET /v1/status')
   // Nodes join through a proxy's web port when there is one (then they keep reverse tunnels).
   const authServer = status.proxy_addrs[0] ?? status.public_addrs[0] ?? admin.client.server
@@ -94,7 +96,11 @@ export const tokensLs = ctlCommand({
     }
     const now = Date.now()
     const show = (t: ListedToken) => (flags['with-secrets'] && t.value ? t.value : `${t.id}${t.static ? ' (static)' : ''}`)
-    const rows = tokens.map((t) => [show(t), t.roles.join(',') + (t.single_use ? ' (single use)' : '') + (t.nodename ? ` (for ${t.nodename})` : ''), formatExpiry(t.expires ?? undefined, now)])
+    const rows = tokens.map((t) => [
+      show(t),
+      t.roles.join(',') + (t.single_use ? ' (single use)' : '') + (t.nodename ? ` (for ${t.nodename})` : ''),
+      formatExpiry(t.expires ?? undefined, now),
+    ])
     out(formatTable(['Token', 'Type', 'Expiry Time (UTC)'], rows))
   },
 })

@@ -1,8 +1,8 @@
 // `warrenctl users add` and `users ls`: the users and the OS logins their certificates may use.
 
-import { ctlCommand, out } from './ctl-command.ts'
-import { formatTable } from '../table.ts'
 import { UsageError } from '../../shared/errors.ts'
+import { formatTable } from '../table.ts'
+import { ctlCommand, out } from './ctl-command.ts'
 
 export const usersAdd = ctlCommand({
   name: 'warrenctl users add',
@@ -24,6 +24,11 @@ export const usersLs = ctlCommand({
   examples: ['warrenctl users ls'],
   async run(admin) {
     const { users } = await admin.client.call('GET /v1/users')
-    out(formatTable(['User', 'Logins'], users.map((u) => [u.name, u.logins.join(',')])))
+    out(
+      formatTable(
+        ['User', 'Logins'],
+        users.map((u) => [u.name, u.logins.join(',')]),
+      ),
+    )
   },
 })

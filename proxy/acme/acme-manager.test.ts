@@ -3,19 +3,19 @@
 // real TLS handshake with our test server, which answers through the same hooks the proxy
 // uses. Certificates are then checked with real TLS against Pebble's issuing root.
 
-import { createServer as createHttpServer } from 'node:http'
 import { generateKeyPairSync, X509Certificate } from 'node:crypto'
+import { createServer as createHttpServer } from 'node:http'
 import { PassThrough } from 'node:stream'
 import { connect, createSecureContext, type SecureContext } from 'node:tls'
 import t, { type Test } from 'tap'
-import { createCA, createCertificate } from '../../shared/x509.ts'
-import { freePort } from '../../test/helpers/cluster.ts'
 import { createLogger, type Logger } from '../../shared/log.ts'
+import { createCA, createCertificate } from '../../shared/x509.ts'
+import { ChallengeTestServer } from '../../test/helpers/challenge-test-server.ts'
+import { freePort } from '../../test/helpers/cluster.ts'
+import { ChallTestServer, Pebble, pebbleMissing } from '../../test/helpers/pebble.ts'
 import { type AcmeCertificate, AcmeManager, type AcmeOptions } from './acme-manager.ts'
 import { ACCOUNT_KEY, MemoryCertStore } from './cert-store.ts'
-import { ChallengeTestServer } from '../../test/helpers/challenge-test-server.ts'
 import { AcmeError } from './errors.ts'
-import { ChallTestServer, Pebble, pebbleMissing } from '../../test/helpers/pebble.ts'
 
 const DOMAIN = 'proxy.warren.test'
 const WEB_DOMAIN = 'www.warren.test'
@@ -113,7 +113,7 @@ async function main(): Promise<void> {
     t.same(events, [first], "one 'certificate' event, carrying it")
 
     const { peer, body } = await fetchOverTls(pebble, DOMAIN)
-    t.equal(body, 'hello\n', 'a client trusting only Pebble\'s root connects')
+    t.equal(body, 'hello\n', "a client trusting only Pebble's root connects")
     t.equal(peer.fingerprint256, new X509Certificate(first.certPem).fingerprint256, 'and sees the issued certificate')
     t.equal(peer.subjectAltName, `DNS:${DOMAIN}`)
     t.equal(first.notAfter, Date.parse(peer.validTo))
@@ -219,22 +219,34 @@ async function main(): Promise<void> {
 
   t.test('refusals are errors naming the domain, the step and the reason', async (t) => {
     const refused = manager(t, pebble, { store: new MemoryCertStore(), domains: [BLOCKED] })
-    await t.rejects(refused.acme.start(), {
-      constructor: AcmeError,
-      message: new RegExp(`^could not obtain a certificate for ${BLOCKED} from ${escape(pebble.directoryUrl)}: placing the order failed: .*forbidden by policy`),
-    }, 'a domain Pebble will not issue for')
+    await t.rejects(
+      refused.acme.start(),
+      {
+        constructor: AcmeError,
+        message: new RegExp(`^could not obtain a certificate for ${BLOCKED} from ${escapeRegExp(pebble.directoryUrl)}: placing the order failed: .*forbidden by policy`),
+      },
+      'a domain Pebble will not issue for',
+    )
     t.equal(refused.acme.current(), undefined)
 
     const unresolved = manager(t, pebble, { store: new MemoryCertStore(), domains: [UNRESOLVED] })
-    await t.rejects(unresolved.acme.start(), {
-      message: new RegExp(`: validating ${UNRESOLVED} by tls-alpn-01 failed: .*${escape(UNRESOLVED)}`),
-    }, 'a domain whose validation fails')
+    await t.rejects(
+      unresolved.acme.start(),
+      {
+        message: new RegExp(`: validating ${UNRESOLVED} by tls-alpn-01 failed: .*${escapeRegExp(UNRESOLVED)}`),
+      },
+      'a domain whose validation fails',
+    )
 
     const closedPort = await freePort()
     const unreachable = manager(t, pebble, { store: new MemoryCertStore(), directoryUrl: `https://127.0.0.1:${closedPort}/dir` })
-    await t.rejects(unreachable.acme.start(), {
-      message: new RegExp(`the ACME directory https://127\\.0\\.0\\.1:${closedPort}/dir is unreachable: .*ECONNREFUSED`),
-    }, 'an unreachable directory')
+    await t.rejects(
+      unreachable.acme.start(),
+      {
+        message: new RegExp(`the ACME directory https://127\\.0\\.0\\.1:${closedPort}/dir is unreachable: .*ECONNREFUSED`),
+      },
+      'an unreachable directory',
+    )
 
     const untrusted = manager(t, pebble, { store: new MemoryCertStore(), caBundle: undefined })
     await t.rejects(untrusted.acme.start(), { message: /presented a certificate that is not trusted .*give its CA as caBundle/ }, 'an ACME server whose certificate is not trusted')
@@ -286,6 +298,6 @@ function capturedLog(): { log: Logger; lines: string[] } {
   return { log: createLogger('acme', { level: 'debug', stream }), lines }
 }
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
 }

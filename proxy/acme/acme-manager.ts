@@ -7,24 +7,28 @@
 // `acme/cert/<first domain>`), so a restarted proxy, or another one sharing the store,
 // neither registers again nor asks for a certificate it already has.
 
-import acme from 'acme-client'
-import type { Authorization, Client } from 'acme-client'
-import { EventEmitter } from 'node:events'
 import { generateKeyPairSync } from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import type { Agent } from 'node:https'
 import type { SecureContext } from 'node:tls'
+import type { Authorization, Client } from 'acme-client'
+import acme from 'acme-client'
 import { Backoff } from '../../shared/backoff.ts'
 import type { Logger } from '../../shared/log.ts'
 import { checkDirectory, trustAcmeServer } from './acme-server.ts'
 import {
-  ACCOUNT_KEY, type AccountRecord, type CertStore, certificateKey, describeCertificate, type ManagedCertificate,
-  parseAccountRecord, parseCertificateRecord,
+  ACCOUNT_KEY,
+  type AccountRecord,
+  type CertStore,
+  certificateKey,
+  describeCertificate,
+  type ManagedCertificate,
+  parseAccountRecord,
+  parseCertificateRecord,
 } from './cert-store.ts'
 import { ChallengeResponder } from './challenge-responder.ts'
 import { AcmeError } from './errors.ts'
-import {
-  coversDomains, DEFAULT_RENEW_WHEN_REMAINING, MAX_TIMER_MS, renewalTime, RETRY_BASE_MS, RETRY_CAP_MS, validateFraction,
-} from './renewal.ts'
+import { coversDomains, DEFAULT_RENEW_WHEN_REMAINING, MAX_TIMER_MS, RETRY_BASE_MS, RETRY_CAP_MS, renewalTime, validateFraction } from './renewal.ts'
 
 export type ChallengeType = 'tls-alpn-01' | 'http-01'
 
@@ -190,7 +194,7 @@ export class AcmeManager extends EventEmitter<AcmeManagerEvents> {
     const due = this.retryAt ?? (this.installed ? renewalTime(this.installed, this.fraction) : 0)
     if (this.clock() < due) return this.schedule() // a long wait re-armed in steps
     try {
-      this.install(await this.renewedElsewhere() ?? await this.obtain())
+      this.install((await this.renewedElsewhere()) ?? (await this.obtain()))
       this.retryAt = undefined
       this.retries.reset()
     } catch (error) {
@@ -276,10 +280,12 @@ export class AcmeManager extends EventEmitter<AcmeManagerEvents> {
   /** newAccount is idempotent for a key (RFC 8555 7.3.1): a known key gets its existing account back. */
   private async register(client: Client, account: AccountRecord): Promise<void> {
     const { email, directoryUrl } = this.options
-    await step('registering the account', () => client.createAccount({
-      termsOfServiceAgreed: true,
-      ...(email ? { contact: [`mailto:${email}`] } : {}),
-    }))
+    await step('registering the account', () =>
+      client.createAccount({
+        termsOfServiceAgreed: true,
+        ...(email ? { contact: [`mailto:${email}`] } : {}),
+      }),
+    )
     const url = client.getAccountUrl()
     if (url === account.url && directoryUrl === account.directoryUrl) return
     if (account.url && directoryUrl === account.directoryUrl) this.log.warn('the ACME server gave a different account URL for the stored key', { was: account.url, now: url })
@@ -291,15 +297,15 @@ export class AcmeManager extends EventEmitter<AcmeManagerEvents> {
     if (authz.status === 'valid') return
     const challenge = this.challengeTypes.map((type) => authz.challenges.find((offered) => (offered.type as string) === type)).find((found) => found !== undefined)
     if (!challenge) {
-      throw new AcmeError(`the ACME server offers no ${this.challengeTypes.join(' or ')} challenge for ${domain} ` +
-        `(it offers ${authz.challenges.map((offered) => offered.type).join(', ') || 'none'})`)
+      throw new AcmeError(
+        `the ACME server offers no ${this.challengeTypes.join(' or ')} challenge for ${domain} ` +
+          `(it offers ${authz.challenges.map((offered) => offered.type).join(', ') || 'none'})`,
+      )
     }
     const keyAuthorization = await client.getChallengeKeyAuthorization(challenge)
     // acme-client's types list only http-01 and dns-01; the server's JSON says tls-alpn-01.
     const type = challenge.type as string
-    const withdraw = type === 'tls-alpn-01'
-      ? this.responder.addTlsAlpn(domain, keyAuthorization)
-      : this.responder.addHttp(challenge.token, keyAuthorization)
+    const withdraw = type === 'tls-alpn-01' ? this.responder.addTlsAlpn(domain, keyAuthorization) : this.responder.addHttp(challenge.token, keyAuthorization)
     try {
       await step(`validating ${domain} by ${type}`, async () => {
         await client.completeChallenge(challenge)

@@ -5,9 +5,9 @@
 // The directory is fetched once up front so that an unreachable, untrusted or wrong URL fails
 // at once with a message saying which, rather than after acme-client's retries.
 
-import acme from 'acme-client'
 import { Agent, get } from 'node:https'
 import { rootCertificates } from 'node:tls'
+import acme from 'acme-client'
 import { AcmeError } from './errors.ts'
 
 const agents = new Map<string, Agent>()
@@ -60,8 +60,9 @@ export async function checkDirectory(directoryUrl: string, agent?: Agent, timeou
     request.on('error', reject)
   }).catch((error: NodeJS.ErrnoException) => {
     if (isCertificateError(error)) {
-      throw new AcmeError(`the ACME server ${url.origin} presented a certificate that is not trusted (${error.message}); ` +
-        'for a private or test ACME server, give its CA as caBundle')
+      throw new AcmeError(
+        `the ACME server ${url.origin} presented a certificate that is not trusted (${error.message}); ` + 'for a private or test ACME server, give its CA as caBundle',
+      )
     }
     throw new AcmeError(`the ACME directory ${directoryUrl} is unreachable: ${error.message}`)
   })

@@ -24,7 +24,7 @@ t.test('a certificate record reads back with its lifetime and names', async (t) 
   const parsed = parseCertificateRecord(JSON.stringify(record))
   t.equal(parsed.notBefore, Date.parse('2030-01-01T00:00:00Z'))
   t.equal(parsed.notAfter, Date.parse('2030-04-01T00:00:00Z'))
-  t.same(parsed.domains, ['proxy.warren.test', 'www.warren.test'], 'the leaf\'s names, lower case')
+  t.same(parsed.domains, ['proxy.warren.test', 'www.warren.test'], "the leaf's names, lower case")
   t.equal(certificateKey(['proxy.warren.test', 'www.warren.test']), 'acme/cert/proxy.warren.test')
 })
 

@@ -3,7 +3,7 @@
 // server again. Values are JSON records; a record that cannot be read is treated as absent
 // and replaced, with a warning, rather than stopping the proxy.
 
-import { X509Certificate, createPrivateKey } from 'node:crypto'
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 
 export interface CertStore {
   get(key: string): Promise<string | undefined>

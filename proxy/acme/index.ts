@@ -18,9 +18,9 @@
 //   // per TLS connection, into the TLSSocket's SNICallback and (first) its ALPNCallback:
 //   const hooks = tlsAlpnHooks((name) => acme.challengeContext(name), (name) => (acme.domains.includes(name) ? context : undefined))
 
-export { AcmeManager, type AcmeCertificate, type AcmeManagerEvents, type AcmeOptions, type ChallengeType } from './acme-manager.ts'
+export { type AcmeCertificate, AcmeManager, type AcmeManagerEvents, type AcmeOptions, type ChallengeType } from './acme-manager.ts'
 export { ACCOUNT_KEY, type CertStore, certificateKey, MemoryCertStore } from './cert-store.ts'
 export { AcmeError } from './errors.ts'
-export { ACME_IDENTIFIER_OID, ACME_TLS_ALPN, createTlsAlpnCertificate } from './tls-alpn-certificate.ts'
-export { type ChallengeLookup, tlsAlpnHooks, type TlsAlpnHooks } from './tls-alpn-hooks.ts'
 export { DEFAULT_RENEW_WHEN_REMAINING } from './renewal.ts'
+export { ACME_IDENTIFIER_OID, ACME_TLS_ALPN, createTlsAlpnCertificate } from './tls-alpn-certificate.ts'
+export { type ChallengeLookup, type TlsAlpnHooks, tlsAlpnHooks } from './tls-alpn-hooks.ts'

@@ -1,9 +1,9 @@
 // The TLS-ALPN-01 certificate as other parsers read it: OpenSSL, and acme-client's own check
 // (@peculiar/x509), which is independent of our DER encoder.
 
-import acme from 'acme-client'
 import { spawnSync } from 'node:child_process'
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
+import acme from 'acme-client'
 import t from 'tap'
 import { ACME_IDENTIFIER_OID, createTlsAlpnCertificate } from './tls-alpn-certificate.ts'
 
@@ -18,8 +18,11 @@ t.test('OpenSSL reads a self-signed certificate for the domain with the critical
   // The extension's value: an OCTET STRING of the 32-byte SHA-256 of the key authorization.
   const digest = createHash('sha256').update(keyAuthorization).digest('hex').toUpperCase()
   const parsed = spawnSync('openssl', ['asn1parse'], { input: certPem, encoding: 'utf8' })
-  t.match(parsed.stdout, new RegExp(`:${ACME_IDENTIFIER_OID.replace(/\./g, '\\.')}\\s*\\n.*BOOLEAN\\s+:255\\s*\\n.*OCTET STRING\\s+\\[HEX DUMP\\]:0420${digest}\\n`),
-    'the extension holds the digest of the key authorization')
+  t.match(
+    parsed.stdout,
+    new RegExp(`:${ACME_IDENTIFIER_OID.replace(/\./g, '\\.')}\\s*\\n.*BOOLEAN\\s+:255\\s*\\n.*OCTET STRING\\s+\\[HEX DUMP\\]:0420${digest}\\n`),
+    'the extension holds the digest of the key authorization',
+  )
 
   const certificate = new X509Certificate(certPem)
   t.equal(certificate.issuer, certificate.subject, 'self-issued')

@@ -1,13 +1,13 @@
 // TLS-ALPN-01 through real handshakes: the challenge certificate reaches a ClientHello that
 // offers `acme-tls/1` for a domain with a pending challenge, and nobody else.
 
-import acme from 'acme-client'
 import { generateKeyPairSync } from 'node:crypto'
-import { connect, type ConnectionOptions, createSecureContext, type SecureContext } from 'node:tls'
+import { type ConnectionOptions, connect, createSecureContext, type SecureContext } from 'node:tls'
+import acme from 'acme-client'
 import t, { type Test } from 'tap'
 import { createCA, createCertificate } from '../../shared/x509.ts'
-import { ChallengeResponder } from './challenge-responder.ts'
 import { ChallengeTestServer } from '../../test/helpers/challenge-test-server.ts'
+import { ChallengeResponder } from './challenge-responder.ts'
 import { ACME_TLS_ALPN } from './tls-alpn-certificate.ts'
 
 const DOMAIN = 'proxy.warren.test'

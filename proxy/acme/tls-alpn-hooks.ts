@@ -61,4 +61,3 @@ export function tlsAlpnHooks(lookup: ChallengeLookup, byName?: (servername: stri
     },
   }
 }
-

@@ -1,13 +1,13 @@
 // ALPN names read from real ClientHellos (Node's and OpenSSL's own client), and the
 // decline alert compared with the bytes a real TLS server sends for the same refusal.
 
-import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer, connect as netConnect, type AddressInfo, type Server } from 'node:net'
-import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls'
-import { clientHelloAlpn, NO_APPLICATION_PROTOCOL_ALERT } from './client-hello.ts'
+import { type AddressInfo, createServer, connect as netConnect, type Server } from 'node:net'
+import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls'
+import t, { type Test } from 'tap'
 import { selfSignedCertificate } from '../../test/helpers/self-signed-cert.ts'
+import { clientHelloAlpn, NO_APPLICATION_PROTOCOL_ALERT } from './client-hello.ts'
 
 /** A listener that keeps the first TLS record a client sends, then hangs up. */
 async function recordCatcher(t: Test): Promise<{ port: number; next: () => Promise<Buffer> }> {

@@ -3,7 +3,7 @@
 // router uses the ALPN names to turn away a dial it would decline anyway (an agent that holds
 // a tunnel here already) for the cost of a parse, instead of a TLS socket and a handshake.
 
-export { clientHelloAlpn, scanClientHello, type ClientHelloInfo } from '../../shared/tls-gate/client-hello.ts'
+export { type ClientHelloInfo, clientHelloAlpn, scanClientHello } from '../../shared/tls-gate/client-hello.ts'
 
 /** The alert no_application_protocol (fatal), as a plaintext record: what OpenSSL sends when the ALPN callback declines. */
 export const NO_APPLICATION_PROTOCOL_ALERT = Buffer.from([21, 0x03, 0x03, 0x00, 0x02, 2, 120])

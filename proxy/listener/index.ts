@@ -22,9 +22,6 @@ export {
   type RoutedConnection,
   type RoutedProtocol,
 } from './multiplexer.ts'
-export { type AlpnHandler, createTlsRouter, DEFAULT_HANDSHAKE_TIMEOUT_MS, NO_ALPN, type TlsRouterOptions } from './tls-router.ts'
-export { type Protocol, sniffProtocol } from './sniff.ts'
-export { TrustedAddresses } from './trusted.ts'
 export {
   encodeProxyV1,
   encodeProxyV2,
@@ -32,9 +29,12 @@ export {
   type ProxyHeader,
   ProxyHeaderParser,
   type ProxyHeaderScan,
-  proxyHeaderVersion,
   ProxyProtocolError,
   type ProxyProtocolErrorCode,
+  proxyHeaderVersion,
   scanProxyHeader,
   type Tlv,
 } from './proxy-protocol.ts'
+export { type Protocol, sniffProtocol } from './sniff.ts'
+export { type AlpnHandler, createTlsRouter, DEFAULT_HANDSHAKE_TIMEOUT_MS, NO_ALPN, type TlsRouterOptions } from './tls-router.ts'
+export { TrustedAddresses } from './trusted.ts'

@@ -12,7 +12,9 @@ export function ipToBytes(ip: string): Buffer {
   const last = tail === undefined ? [] : groups(tail)
   const words = tail === undefined ? first : [...first, ...new Array<number>(8 - first.length - last.length).fill(0), ...last]
   const bytes = Buffer.alloc(16)
-  words.forEach((word, i) => bytes.writeUInt16BE(word, i * 2))
+  words.forEach((word, i) => {
+    bytes.writeUInt16BE(word, i * 2)
+  })
   return bytes
 }
 

@@ -1,19 +1,19 @@
 // The multiplexer and TLS router over real sockets on 127.0.0.1.
 
-import t, { type Test } from 'tap'
-import { generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto'
+import { generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { connect as netConnect, type AddressInfo, type Socket } from 'node:net'
+import { type AddressInfo, connect as netConnect, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls'
-import { createCA, createCertificate } from '../../shared/x509.ts'
+import { type ConnectionOptions, createSecureContext, type SecureContext, type TLSSocket, connect as tlsConnect } from 'node:tls'
+import t, { type Test } from 'tap'
 import { createLogger } from '../../shared/log.ts'
+import { TlsGate } from '../../shared/tls-gate/gate.ts'
+import { createCA, createCertificate } from '../../shared/x509.ts'
 import { Multiplexer, type MultiplexerOptions, type RoutedConnection } from './multiplexer.ts'
 import { encodeProxyV1, encodeProxyV2 } from './proxy-protocol.ts'
-import { TlsGate } from '../../shared/tls-gate/gate.ts'
 import { createTlsRouter, NO_ALPN, type TlsRouterOptions } from './tls-router.ts'
 
 // PKI: one cluster CA for the proxy and its nodes, and a stranger CA nobody trusts.
@@ -100,11 +100,7 @@ interface Harness {
 }
 
 /** A multiplexer on 127.0.0.1 with TLS routed by ALPN; everything is closed at teardown. */
-async function harness(
-  t: Test,
-  options: Partial<MultiplexerOptions> = {},
-  tlsOptions: Partial<TlsRouterOptions> = {},
-): Promise<Harness> {
+async function harness(t: Test, options: Partial<MultiplexerOptions> = {}, tlsOptions: Partial<TlsRouterOptions> = {}): Promise<Harness> {
   const { log, lines } = captureLog()
   const mux = new Multiplexer({ trustedLoadBalancers: [], ...options, log })
   mux.on(
@@ -230,7 +226,13 @@ t.test('an unknown ALPN protocol is refused in the handshake', async (t) => {
 
 t.test('TLS 1.2 is refused for warren-tunnel but serves the web', async (t) => {
   const { port } = await harness(t)
-  await expectHandshakeFailure(t, port, { ALPNProtocols: ['warren-tunnel'], maxVersion: 'TLSv1.2', ...nodeCert }, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', 'tunnel over TLS 1.2 refused')
+  await expectHandshakeFailure(
+    t,
+    port,
+    { ALPNProtocols: ['warren-tunnel'], maxVersion: 'TLSv1.2', ...nodeCert },
+    'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL',
+    'tunnel over TLS 1.2 refused',
+  )
   const web = await dialTls(port, { ALPNProtocols: ['http/1.1'], maxVersion: 'TLSv1.2' })
   t.match(await readReport(web), { handler: 'web', tls: 'TLSv1.2' }, 'TLS 1.2 still serves http/1.1')
   web.destroy()
@@ -241,12 +243,16 @@ t.test('TLS 1.2 is refused for warren-tunnel but serves the web', async (t) => {
 
 t.test('client certificates can be left unrequested per protocol', async (t) => {
   const requested: string[] = []
-  const { port } = await harness(t, {}, {
-    requestCert: (alpn) => {
-      requested.push(alpn)
-      return alpn === 'warren-tunnel'
+  const { port } = await harness(
+    t,
+    {},
+    {
+      requestCert: (alpn) => {
+        requested.push(alpn)
+        return alpn === 'warren-tunnel'
+      },
     },
-  })
+  )
   const web = await dialTls(port, { ALPNProtocols: ['http/1.1'], ...nodeCert })
   t.match(await readReport(web), { handler: 'web', peerCert: false, authorized: false }, 'no certificate request: the client sends none')
   web.destroy()
@@ -287,9 +293,13 @@ t.test('plain HTTP reaches an http.Server, which answers; so does HTTPS through 
     clientAddresses.set(socket, conn.clientAddress)
     web.emit('connection', socket)
   }
-  const { mux, port } = await harness(t, { trustedLoadBalancers: ['127.0.0.1'] }, {
-    alpn: { 'http/1.1': toWeb, [NO_ALPN]: toWeb },
-  })
+  const { mux, port } = await harness(
+    t,
+    { trustedLoadBalancers: ['127.0.0.1'] },
+    {
+      alpn: { 'http/1.1': toWeb, [NO_ALPN]: toWeb },
+    },
+  )
   mux.on('http', (conn) => toWeb(conn.socket, conn))
 
   const post = (request: typeof httpRequest, extra: object) =>
@@ -369,10 +379,7 @@ t.test('a PROXY header from an untrusted address is refused', async (t) => {
     const { received } = await sendRaw(port, Buffer.concat([header, SSH_HELLO]))
     t.equal(received, '', 'closed without an answer')
   }
-  t.same(rejections, [
-    '127.0.0.1: PROXY protocol header from untrusted address 127.0.0.1 refused',
-    '127.0.0.1: PROXY protocol header from untrusted address 127.0.0.1 refused',
-  ])
+  t.same(rejections, ['127.0.0.1: PROXY protocol header from untrusted address 127.0.0.1 refused', '127.0.0.1: PROXY protocol header from untrusted address 127.0.0.1 refused'])
   t.match(lines.join(''), /WARN .*PROXY protocol header from untrusted address 127\.0\.0\.1 refused/)
 
   // The refusal is about the header: the same client without one is served.
@@ -415,7 +422,11 @@ t.test('garbage is closed while a concurrent TLS connection keeps working', asyn
     Buffer.alloc(100_000, 0xaa),
   ]
   const results = await Promise.all(garbage.map((bytes) => sendRaw(port, bytes)))
-  t.same(results.map((r) => r.received), garbage.map(() => ''), 'every garbage connection closed unanswered')
+  t.same(
+    results.map((r) => r.received),
+    garbage.map(() => ''),
+    'every garbage connection closed unanswered',
+  )
   t.equal(rejections.length, garbage.length)
   t.match(rejections[0], /unrecognised protocol/)
 
@@ -478,16 +489,18 @@ async function realClientHello(): Promise<Buffer> {
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  const caught = new Promise<Buffer>((resolve) => server.once('connection', (socket) => {
-    let head = Buffer.alloc(0)
-    socket.on('data', (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk])
-      if (scanClientHello(head).state === 'complete') {
-        socket.destroy()
-        resolve(head)
-      }
-    })
-  }))
+  const caught = new Promise<Buffer>((resolve) =>
+    server.once('connection', (socket) => {
+      let head = Buffer.alloc(0)
+      socket.on('data', (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk])
+        if (scanClientHello(head).state === 'complete') {
+          socket.destroy()
+          resolve(head)
+        }
+      })
+    }),
+  )
   const client = tlsConnect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, ALPNProtocols: ['http/1.1'], rejectUnauthorized: false })
   client.on('error', () => {})
   const hello = await caught
@@ -512,7 +525,11 @@ async function stalledHandshake(port: number): Promise<Socket> {
 t.test('handshakes beyond the limit wait their turn; beyond the queue they are closed at once', async (t) => {
   const { port, lines } = await harness(t, {}, { maxHandshakes: 2, handshakeQueue: 1, handshakeTimeoutMs: 600_000 })
   const stalled = [await stalledHandshake(port), await stalledHandshake(port)]
-  t.teardown(() => stalled.forEach((s) => s.destroy()))
+  t.teardown(() =>
+    stalled.forEach((s) => {
+      s.destroy()
+    }),
+  )
   await sleep(100)
 
   // Third in line: queued, its handshake not started while both slots are held.
@@ -531,7 +548,10 @@ t.test('handshakes beyond the limit wait their turn; beyond the queue they are c
   shed.on('data', (d: Buffer) => (received += d.length))
   await closed(shed)
   t.equal(received, 0, 'closed without an answer')
-  t.ok(lines.some((line) => /2 TLS handshakes in progress and 1 waiting/.test(line)), 'the shedding is logged')
+  t.ok(
+    lines.some((line) => /2 TLS handshakes in progress and 1 waiting/.test(line)),
+    'the shedding is logged',
+  )
 
   // A slot frees: the queued client's handshake runs and it reaches its handler.
   stalled[0]!.destroy()
@@ -572,10 +592,17 @@ t.test('behind a trusted balancer, the limit on connections waiting for a Client
   }
   const fromOne = [await waiting('198.51.100.7'), await waiting('198.51.100.7'), await waiting('198.51.100.7')]
   const fromAnother = [await waiting('203.0.113.9'), await waiting('203.0.113.9')]
-  t.teardown(() => [...fromOne, ...fromAnother].forEach((s) => s.destroy()))
-  t.ok(fromOne[0]!.destroyed, 'the oldest of the first client\'s three was closed')
+  t.teardown(() =>
+    [...fromOne, ...fromAnother].forEach((s) => {
+      s.destroy()
+    }),
+  )
+  t.ok(fromOne[0]!.destroyed, "the oldest of the first client's three was closed")
   t.notOk(fromOne[1]!.destroyed || fromOne[2]!.destroyed, 'its two newest wait')
-  t.notOk(fromAnother.some((s) => s.destroyed), 'the other client, through the same balancer, is not affected')
+  t.notOk(
+    fromAnother.some((s) => s.destroyed),
+    'the other client, through the same balancer, is not affected',
+  )
   t.equal(gate.stats.helloPerAddressClosed, 1)
   t.equal(gate.stats.pendingHello, 4)
 })
@@ -614,13 +641,24 @@ t.test('a client resuming a session takes a slot kept for it while others wait',
 })
 
 t.test('a dial declined from its ALPN names is answered from its ClientHello, without a handshake slot', async (t) => {
-  const { port, lines } = await harness(t, {}, {
-    maxHandshakes: 1, handshakeQueue: 1, handshakeQueueWaitMs: 600_000, handshakeTimeoutMs: 600_000,
-    declines: (protocols) => (protocols.includes('held-here') ? 'held here' : undefined),
-  })
+  const { port, lines } = await harness(
+    t,
+    {},
+    {
+      maxHandshakes: 1,
+      handshakeQueue: 1,
+      handshakeQueueWaitMs: 600_000,
+      handshakeTimeoutMs: 600_000,
+      declines: (protocols) => (protocols.includes('held-here') ? 'held here' : undefined),
+    },
+  )
   // The one slot is held and the queue is full: only the early answer can reach the client.
   const stalled = [await stalledHandshake(port), await stalledHandshake(port)]
-  t.teardown(() => stalled.forEach((s) => s.destroy()))
+  t.teardown(() =>
+    stalled.forEach((s) => {
+      s.destroy()
+    }),
+  )
   await sleep(100)
   let secrets = 0
   const declined = tlsConnect({ host: '127.0.0.1', port, ca: ca.certPem, ALPNProtocols: ['http/1.1', 'held-here'] })
@@ -631,8 +669,14 @@ t.test('a dial declined from its ALPN names is answered from its ClientHello, wi
   })
   t.equal(error, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', 'the client reads the alert a declining TLS server sends')
   t.equal(secrets, 0, 'no key was derived')
-  t.ok(lines.some((line) => /TLS handshake declined: held here/.test(line)), 'the decline is logged')
-  t.notOk(lines.some((line) => /handshakes in progress/.test(line)), 'it was not shed as an overflow')
+  t.ok(
+    lines.some((line) => /TLS handshake declined: held here/.test(line)),
+    'the decline is logged',
+  )
+  t.notOk(
+    lines.some((line) => /handshakes in progress/.test(line)),
+    'it was not shed as an overflow',
+  )
 })
 
 t.test('the hand-over suits a consumer that attaches later, and a client that half-closes', async (t) => {

@@ -4,11 +4,11 @@ import {
   encodeProxyV2,
   PROXY_V2_MAX_LENGTH,
   PROXY_V2_SIGNATURE,
-  ProxyHeaderParser,
-  proxyHeaderVersion,
-  ProxyProtocolError,
   type ProxyHeader,
+  ProxyHeaderParser,
+  ProxyProtocolError,
   type ProxyProtocolErrorCode,
+  proxyHeaderVersion,
   scanProxyHeader,
 } from './proxy-protocol.ts'
 
@@ -78,7 +78,11 @@ const valid: ValidCase[] = [
   },
   {
     name: 'v2 TCP4 with TLVs skipped',
-    bytes: encodeProxyV2(TCP4, [{ type: 0x01, value: Buffer.from('h2') }, { type: 0x04, value: Buffer.alloc(0) }, { type: 0xea, value: Buffer.alloc(300, 1) }]),
+    bytes: encodeProxyV2(TCP4, [
+      { type: 0x01, value: Buffer.from('h2') },
+      { type: 0x04, value: Buffer.alloc(0) },
+      { type: 0xea, value: Buffer.alloc(300, 1) },
+    ]),
     header: { version: 2, command: 'proxy', ...TCP4 },
   },
   { name: 'v2 PROXY UNSPEC: no addresses', bytes: v2(0x00, Buffer.alloc(0)), header: { version: 2, command: 'proxy' } },
@@ -227,11 +231,7 @@ t.test('encoders', async (t) => {
   t.equal(encodeProxyV1(TCP4).toString(), 'PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n')
   t.equal(encodeProxyV1().toString(), 'PROXY UNKNOWN\r\n')
   t.same(scanProxyHeader(encodeProxyV1(TCP6)), { status: 'complete', header: { version: 1, command: 'proxy', ...TCP6 }, length: encodeProxyV1(TCP6).length })
-  t.equal(
-    encodeProxyV2(TCP4).toString('hex'),
-    PROXY_V2_SIGNATURE.toString('hex') + '2111000c' + 'c0a80001' + 'c0a8000b' + 'dc04' + '01bb',
-    'byte layout from the spec',
-  )
+  t.equal(encodeProxyV2(TCP4).toString('hex'), PROXY_V2_SIGNATURE.toString('hex') + '2111000c' + 'c0a80001' + 'c0a8000b' + 'dc04' + '01bb', 'byte layout from the spec')
   t.equal(encodeProxyV2().toString('hex'), PROXY_V2_SIGNATURE.toString('hex') + '20000000')
   t.throws(() => encodeProxyV1({ ...TCP4, destinationAddress: '::1' }), TypeError)
   t.throws(() => encodeProxyV2({ ...TCP4, sourceAddress: 'example.com' }), TypeError)
@@ -246,7 +246,28 @@ t.test('fuzz: 100,000 random buffers never throw anything else and never hang', 
     seed ^= seed << 5
     return (seed >>> 0) % n
   }
-  const tokens = ['PROXY', ' ', 'TCP4', 'TCP6', 'UNKNOWN', '1.2.3.4', '255.255.255.255', '::1', 'ffff::', '::ffff:1.2.3.4', '65535', '0', '80', '\r', '\n', '\r\n', ':', '.', '01', 'x']
+  const tokens = [
+    'PROXY',
+    ' ',
+    'TCP4',
+    'TCP6',
+    'UNKNOWN',
+    '1.2.3.4',
+    '255.255.255.255',
+    '::1',
+    'ffff::',
+    '::ffff:1.2.3.4',
+    '65535',
+    '0',
+    '80',
+    '\r',
+    '\n',
+    '\r\n',
+    ':',
+    '.',
+    '01',
+    'x',
+  ]
   const randomBuffer = (): Buffer => {
     const kind = rand(4)
     if (kind === 0) {
@@ -260,7 +281,12 @@ t.test('fuzz: 100,000 random buffers never throw anything else and never hang', 
       // Plausible v2 headers: the signature, then mostly-valid fields and random bodies.
       const body = Buffer.alloc(rand(300))
       for (let i = 0; i < body.length; i++) body[i] = rand(256)
-      const header = Buffer.concat([PROXY_V2_SIGNATURE, Buffer.of([0x20, 0x21, 0x22, 0x11, rand(256)][rand(5)]!, [0x00, 0x11, 0x12, 0x21, 0x31, rand(256)][rand(6)]!), Buffer.alloc(2), body])
+      const header = Buffer.concat([
+        PROXY_V2_SIGNATURE,
+        Buffer.of([0x20, 0x21, 0x22, 0x11, rand(256)][rand(5)]!, [0x00, 0x11, 0x12, 0x21, 0x31, rand(256)][rand(6)]!),
+        Buffer.alloc(2),
+        body,
+      ])
       header.writeUInt16BE(rand(3) === 0 ? rand(0x10000) : Math.max(0, body.length - rand(8)), 14)
       return header
     }
@@ -288,10 +314,14 @@ t.test('fuzz: 100,000 random buffers never throw anything else and never hang', 
     const whole = verdict(() => (scan = scanProxyHeader(bytes)))
     counts[scan?.status ?? 'error']++
     // However the bytes are cut, the parser reaches the same verdict as on the whole buffer.
-    const expected = scan === undefined ? whole
-      : scan.status === 'partial' ? 'undefined'
-      : scan.status === 'absent' ? JSON.stringify({ rest: bytes.toString('hex') })
-      : JSON.stringify({ header: scan.header, rest: bytes.subarray(scan.length).toString('hex') })
+    const expected =
+      scan === undefined
+        ? whole
+        : scan.status === 'partial'
+          ? 'undefined'
+          : scan.status === 'absent'
+            ? JSON.stringify({ rest: bytes.toString('hex') })
+            : JSON.stringify({ header: scan.header, rest: bytes.subarray(scan.length).toString('hex') })
     const cut = rand(bytes.length + 1)
     const pieces = verdict(() => {
       const fed = feed([bytes.subarray(0, cut), bytes.subarray(cut)])

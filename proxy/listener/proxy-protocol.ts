@@ -77,7 +77,10 @@ export class ProxyProtocolError extends Error {
  * while it is too short to tell (a prefix of a signature, including no bytes at all).
  */
 export function proxyHeaderVersion(data: Buffer): 0 | 1 | 2 | undefined {
-  for (const [signature, version] of [[PROXY_V1_SIGNATURE, 1], [PROXY_V2_SIGNATURE, 2]] as const) {
+  for (const [signature, version] of [
+    [PROXY_V1_SIGNATURE, 1],
+    [PROXY_V2_SIGNATURE, 2],
+  ] as const) {
     const n = Math.min(data.length, signature.length)
     if (data.compare(signature, 0, n, 0, n) !== 0) continue
     return n === signature.length ? version : undefined
@@ -287,12 +290,14 @@ export interface Tlv {
 
 /** A v2 header: PROXY over TCP for these addresses, or LOCAL without them. */
 export function encodeProxyV2(addresses?: ProxyAddresses, tlvs: Tlv[] = []): Buffer {
-  const tlvBytes = Buffer.concat(tlvs.flatMap(({ type, value }) => {
-    const head = Buffer.alloc(3)
-    head[0] = type
-    head.writeUInt16BE(value.length, 1)
-    return [head, value]
-  }))
+  const tlvBytes = Buffer.concat(
+    tlvs.flatMap(({ type, value }) => {
+      const head = Buffer.alloc(3)
+      head[0] = type
+      head.writeUInt16BE(value.length, 1)
+      return [head, value]
+    }),
+  )
   let addressBlock = Buffer.alloc(0)
   let familyTransport = (FAMILY.UNSPEC << 4) | TRANSPORT.UNSPEC
   if (addresses) {

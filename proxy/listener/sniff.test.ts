@@ -1,5 +1,5 @@
 import t from 'tap'
-import { sniffProtocol, SNIFF_LENGTH } from './sniff.ts'
+import { SNIFF_LENGTH, sniffProtocol } from './sniff.ts'
 
 t.test('each protocol from its first bytes', async (t) => {
   const cases: Array<[string | Buffer, string | undefined]> = [

@@ -9,9 +9,7 @@ const PATTERNS: ReadonlyArray<readonly [Buffer, Protocol]> = [
   [Buffer.from([0x16, 0x03]), 'tls'],
   // RFC 4253 4.2: the identification string.
   [Buffer.from('SSH-', 'latin1'), 'ssh'],
-  ...['GET ', 'POST', 'HEAD', 'PUT ', 'DELE', 'OPTI', 'PATC', 'CONN'].map(
-    (method) => [Buffer.from(method, 'latin1'), 'http'] as const,
-  ),
+  ...['GET ', 'POST', 'HEAD', 'PUT ', 'DELE', 'OPTI', 'PATC', 'CONN'].map((method) => [Buffer.from(method, 'latin1'), 'http'] as const),
 ]
 
 /** The most bytes sniffProtocol needs to decide. */

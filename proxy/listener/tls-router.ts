@@ -11,15 +11,15 @@
 // tls.Server and TLSSocket.renegotiate make; the tests pin that behaviour.
 
 import { EventEmitter } from 'node:events'
-import { TLSSocket, type SecureContext } from 'node:tls'
+import { type SecureContext, TLSSocket } from 'node:tls'
 import { createLogger, type Logger } from '../../shared/log.ts'
 import { TUNNEL_ALPN } from '../../shared/protocol/tunnel.ts'
-import { type ChallengeLookup, tlsAlpnHooks } from '../acme/tls-alpn-hooks.ts'
-import { ACME_TLS_ALPN } from '../acme/tls-alpn-certificate.ts'
 import { defaultGateConfig } from '../../shared/tls-gate/config.ts'
 import { TlsGate } from '../../shared/tls-gate/gate.ts'
+import { ACME_TLS_ALPN } from '../acme/tls-alpn-certificate.ts'
+import { type ChallengeLookup, tlsAlpnHooks } from '../acme/tls-alpn-hooks.ts'
+import { type ClientHelloInfo, NO_APPLICATION_PROTOCOL_ALERT, scanClientHello } from './client-hello.ts'
 import type { RoutedConnection } from './multiplexer.ts'
-import { NO_APPLICATION_PROTOCOL_ALERT, scanClientHello, type ClientHelloInfo } from './client-hello.ts'
 
 export type AlpnHandler = (socket: TLSSocket, conn: RoutedConnection) => void
 
@@ -96,13 +96,15 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
   const requestCert = options.requestCert ?? (() => true)
   const tls13Only = new Set(options.tls13Only ?? [TUNNEL_ALPN])
   const log = options.log ?? createLogger('proxy:tls')
-  const gate = options.gate ?? new TlsGate({
-    log,
-    maxHandshakes: options.maxHandshakes,
-    handshakeQueue: options.handshakeQueue,
-    handshakeQueueWaitMs: options.handshakeQueueWaitMs,
-    handshakeTimeoutMs: options.handshakeTimeoutMs,
-  })
+  const gate =
+    options.gate ??
+    new TlsGate({
+      log,
+      maxHandshakes: options.maxHandshakes,
+      handshakeQueue: options.handshakeQueue,
+      handshakeQueueWaitMs: options.handshakeQueueWaitMs,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+    })
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? gate.config.handshakeTimeoutMs
 
   /** Why `options.declines` refuses these ALPN names (logged), or undefined. */
@@ -160,9 +162,7 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
     }
     // Without ALPN the callback below never runs, so start with the no-ALPN choice.
     const initialRequest = requestCert(NO_ALPN)
-    const hooks = options.challenge || options.contextByName
-      ? tlsAlpnHooks(options.challenge ?? (() => undefined), options.contextByName)
-      : undefined
+    const hooks = options.challenge || options.contextByName ? tlsAlpnHooks(options.challenge ?? (() => undefined), options.contextByName) : undefined
     const socket: TLSSocket = new TLSSocket(conn.socket, {
       isServer: true,
       server: readSizing as never,

@@ -1,7 +1,7 @@
 // The admin API that warrenctl calls with the admin certificate: the cluster's status and
 // CA rotations, tokens, users and their certificates, the fleet's nodes, and locks.
 
-import { flag, number, object, oneOf, optional, text, texts, type In, type Out } from './shape.ts'
+import { flag, type In, number, type Out, object, oneOf, optional, text, texts } from './shape.ts'
 
 const HOUR_MS = 3_600_000
 /** The longest lock a TTL may ask for; without a TTL a lock lasts until it is removed. */

@@ -8,7 +8,7 @@ import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Join
 import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
 import type { AcmeRecord, DirectNodes, LiveSet, PresenceAnswer, ProxyHeartbeatAnswer, RevocationSnapshot } from './proxies.ts'
 import { ACME_GET_BODY, ACME_PUT_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
-import { parseWith, type AnyShape, type In, type Out } from './shape.ts'
+import { type AnyShape, type In, type Out, parseWith } from './shape.ts'
 
 /** An answer with nothing to say. */
 export type Empty = Record<string, never>
@@ -88,13 +88,15 @@ type ParamNames<P extends string> = P extends `${string}:${infer Name}/${infer R
 export type ParamsOf<K extends string> = { [N in ParamNames<K>]: string }
 
 /** What a call of route K passes: its path parameters, body and query, each when it has one. */
-export type RouteInput<K extends ApiRoute> =
-  & ([ParamNames<K>] extends [never] ? unknown : { params: ParamsOf<K> })
-  & (K extends BodyRoute ? { body: BodyIn<K> } : unknown)
-  & (K extends keyof ApiQueries ? { query?: ApiQueries[K] } : unknown)
+export type RouteInput<K extends ApiRoute> = ([ParamNames<K>] extends [never] ? unknown : { params: ParamsOf<K> }) &
+  (K extends BodyRoute ? { body: BodyIn<K> } : unknown) &
+  (K extends keyof ApiQueries ? { query?: ApiQueries[K] } : unknown)
 
 /** The method and path (parameters encoded, query appended) of one call of `route`. */
-export function requestLine(route: ApiRoute, input: { params?: Record<string, string>; query?: Record<string, string | boolean | undefined> } = {}): { method: 'GET' | 'POST' | 'DELETE'; path: string } {
+export function requestLine(
+  route: ApiRoute,
+  input: { params?: Record<string, string>; query?: Record<string, string | boolean | undefined> } = {},
+): { method: 'GET' | 'POST' | 'DELETE'; path: string } {
   const space = route.indexOf(' ')
   const method = route.slice(0, space) as 'GET' | 'POST' | 'DELETE'
   let path = route.slice(space + 1).replace(/:([a-z_]+)/g, (_, name: string) => {

@@ -1,26 +1,38 @@
-import t from 'tap'
-import { PassThrough } from 'node:stream'
 import { once } from 'node:events'
+import { PassThrough } from 'node:stream'
+import t from 'tap'
+import { type AgentMessage, parseAgentMessage, parseProxyMessage } from './control.ts'
 import { ProtocolError } from './errors.ts'
 import { readMessages } from './framing.ts'
-import { parseAgentMessage, parseProxyMessage, type AgentMessage } from './control.ts'
 import { MAX_RETURN_SPREAD_MS } from './tunnel.ts'
 
 t.test('each message an agent sends is read as its type', async (t) => {
   t.same(parseAgentMessage({ type: 'hello', version: 1, agent_version: '1.2.3', labels: { env: 'lab' }, services: ['ssh', 'web'] }), {
-    type: 'hello', version: 1, agent_version: '1.2.3', labels: { labels: { env: 'lab' } }, services: ['ssh', 'web'],
+    type: 'hello',
+    version: 1,
+    agent_version: '1.2.3',
+    labels: { labels: { env: 'lab' } },
+    services: ['ssh', 'web'],
   })
   t.same(parseAgentMessage({ type: 'heartbeat', labels: { env: 'prod' } }), { type: 'heartbeat', labels: { labels: { env: 'prod' } } })
   t.same(parseAgentMessage({ type: 'renew' }), { type: 'renew' })
   t.same(parseAgentMessage({ type: 'cert', tls_cert: 'PEM' }), { type: 'cert', tls_cert: 'PEM' })
-  t.same(parseAgentMessage({ type: 'heartbeat', labels: { 'bad key': 'v' } }), { type: 'heartbeat', labels: { refused: 'label "bad key" is not a valid label name (letters, digits and / . _ : * -)' } }, 'labels the rules refuse are reported, not fatal')
+  t.same(
+    parseAgentMessage({ type: 'heartbeat', labels: { 'bad key': 'v' } }),
+    { type: 'heartbeat', labels: { refused: 'label "bad key" is not a valid label name (letters, digits and / . _ : * -)' } },
+    'labels the rules refuse are reported, not fatal',
+  )
   t.same(parseAgentMessage({ type: 'hello', later_field: 1 }).type, 'hello', 'fields it does not know are left aside')
 })
 
 t.test('each message a proxy sends is read as its type', async (t) => {
   t.same(parseProxyMessage({ type: 'welcome', proxy_id: 'p1', cluster_name: 'c' }), { type: 'welcome', proxy_id: 'p1', cluster_name: 'c' })
   t.same(parseProxyMessage({ type: 'proxies', ids: ['a', 'b'], spread_ms: 5000 }), { type: 'proxies', ids: ['a', 'b'], spread_ms: 5000 })
-  t.same(parseProxyMessage({ type: 'proxies', ids: [], spread_ms: MAX_RETURN_SPREAD_MS + 1 }), { type: 'proxies', ids: [], spread_ms: undefined }, 'a spread longer than agents accept is ignored')
+  t.same(
+    parseProxyMessage({ type: 'proxies', ids: [], spread_ms: MAX_RETURN_SPREAD_MS + 1 }),
+    { type: 'proxies', ids: [], spread_ms: undefined },
+    'a spread longer than agents accept is ignored',
+  )
   t.same(parseProxyMessage({ type: 'ca', host_ca_certs: ['h'], user_ca_ssh_keys: ['u'] }), { type: 'ca', host_ca_certs: ['h'], user_ca_ssh_keys: ['u'] })
   t.same(parseProxyMessage({ type: 'certs', tls_cert: 't', ssh_cert: 's', host_ca_certs: ['h'], user_ca_ssh_keys: ['u'] }).type, 'certs')
   t.same(parseProxyMessage({ type: 'renew_failed', error: 'not due' }), { type: 'renew_failed', error: 'not due' })
@@ -36,16 +48,48 @@ t.test('unknown and malformed messages are refused with the type and field named
     }
     return undefined
   }
-  t.same(refusal(() => parseAgentMessage({ type: 'bogus' })), { messageType: 'bogus', field: 'type', message: 'unknown control message type "bogus"' })
-  t.same(refusal(() => parseAgentMessage({ labels: {} })), { messageType: 'control message', field: 'type', message: 'unknown control message type null' })
-  t.same(refusal(() => parseAgentMessage({ type: 'constructor' })), { messageType: 'constructor', field: 'type', message: 'unknown control message type "constructor"' }, 'no inherited names')
-  t.same(refusal(() => parseProxyMessage({ type: 'hello' })), { messageType: 'hello', field: 'type', message: 'unknown control message type "hello"' }, 'an agent\'s message is not a proxy\'s')
-  t.same(refusal(() => parseAgentMessage({ type: 'cert' })), { messageType: 'cert', field: 'tls_cert', message: 'control message "cert": missing field "tls_cert"' })
-  t.same(refusal(() => parseAgentMessage({ type: 'cert', tls_cert: 42 })), { messageType: 'cert', field: 'tls_cert', message: 'control message "cert": field "tls_cert" must be a string' })
-  t.same(refusal(() => parseAgentMessage({ type: 'hello', services: ['ssh', 3] })), { messageType: 'hello', field: 'services', message: 'control message "hello": field "services" must be a list of at most 1024 strings' })
-  t.same(refusal(() => parseProxyMessage({ type: 'proxies', ids: 'p1' })), { messageType: 'proxies', field: 'ids', message: 'control message "proxies": field "ids" must be a list of at most 4096 strings' })
-  t.same(refusal(() => parseProxyMessage({ type: 'welcome', proxy_id: 'p' })), { messageType: 'welcome', field: 'cluster_name', message: 'control message "welcome": missing field "cluster_name"' })
-  t.same(refusal(() => parseProxyMessage(['welcome'])), { messageType: 'control message', field: undefined, message: 'a control message must be a JSON object' })
+  t.same(
+    refusal(() => parseAgentMessage({ type: 'bogus' })),
+    { messageType: 'bogus', field: 'type', message: 'unknown control message type "bogus"' },
+  )
+  t.same(
+    refusal(() => parseAgentMessage({ labels: {} })),
+    { messageType: 'control message', field: 'type', message: 'unknown control message type null' },
+  )
+  t.same(
+    refusal(() => parseAgentMessage({ type: 'constructor' })),
+    { messageType: 'constructor', field: 'type', message: 'unknown control message type "constructor"' },
+    'no inherited names',
+  )
+  t.same(
+    refusal(() => parseProxyMessage({ type: 'hello' })),
+    { messageType: 'hello', field: 'type', message: 'unknown control message type "hello"' },
+    "an agent's message is not a proxy's",
+  )
+  t.same(
+    refusal(() => parseAgentMessage({ type: 'cert' })),
+    { messageType: 'cert', field: 'tls_cert', message: 'control message "cert": missing field "tls_cert"' },
+  )
+  t.same(
+    refusal(() => parseAgentMessage({ type: 'cert', tls_cert: 42 })),
+    { messageType: 'cert', field: 'tls_cert', message: 'control message "cert": field "tls_cert" must be a string' },
+  )
+  t.same(
+    refusal(() => parseAgentMessage({ type: 'hello', services: ['ssh', 3] })),
+    { messageType: 'hello', field: 'services', message: 'control message "hello": field "services" must be a list of at most 1024 strings' },
+  )
+  t.same(
+    refusal(() => parseProxyMessage({ type: 'proxies', ids: 'p1' })),
+    { messageType: 'proxies', field: 'ids', message: 'control message "proxies": field "ids" must be a list of at most 4096 strings' },
+  )
+  t.same(
+    refusal(() => parseProxyMessage({ type: 'welcome', proxy_id: 'p' })),
+    { messageType: 'welcome', field: 'cluster_name', message: 'control message "welcome": missing field "cluster_name"' },
+  )
+  t.same(
+    refusal(() => parseProxyMessage(['welcome'])),
+    { messageType: 'control message', field: undefined, message: 'a control message must be a JSON object' },
+  )
 })
 
 t.test('a stream that carries an unknown message is destroyed with the refusal, and nothing after it is read', async (t) => {

@@ -8,7 +8,7 @@
 
 import type { Duplex } from 'node:stream'
 import { writeMessage } from './framing.ts'
-import { lenient, number, object, optional, ruledLabels, taggedParser, text, texts, type Tagged, type TaggedIn } from './shape.ts'
+import { lenient, number, object, optional, ruledLabels, type Tagged, type TaggedIn, taggedParser, text, texts } from './shape.ts'
 import { MAX_RETURN_SPREAD_MS } from './tunnel.ts'
 
 /** Bounds that keep a message to what a sane peer sends; the line limit (framing.ts) bounds the rest. */
@@ -22,7 +22,12 @@ const MAX_CAS = 16
 /** Agent → proxy. */
 export const AGENT_MESSAGES = {
   /** The agent keeps this tunnel: the proxy registers it and may route users through it. */
-  hello: object({ version: optional(number({ atLeast: 1, expected: 'a protocol version' })), agent_version: optional(text({ max: MAX_TEXT })), labels: ruledLabels(), services: optional(texts(MAX_SERVICES)) }),
+  hello: object({
+    version: optional(number({ atLeast: 1, expected: 'a protocol version' })),
+    agent_version: optional(text({ max: MAX_TEXT })),
+    labels: ruledLabels(),
+    services: optional(texts(MAX_SERVICES)),
+  }),
   /** The node's labels changed (a configuration reload). */
   heartbeat: object({ labels: ruledLabels() }),
   /** New certificates, for the keys this tunnel was opened with (answered with certs or renew_failed). */

@@ -1,12 +1,17 @@
-import t from 'tap'
 import { PassThrough } from 'node:stream'
-import { readFirstMessage } from './framing.ts'
+import t from 'tap'
 import { parseDialReply, parseDialRequest, parseUserDial } from './dial.ts'
+import { readFirstMessage } from './framing.ts'
 
 t.test('dial requests name a service, and a port by name', async (t) => {
   t.same(parseDialRequest({ service: 'ssh', client: 'alice@10.0.0.1' }), { service: 'ssh', name: undefined, client: 'alice@10.0.0.1' })
   t.same(parseDialRequest({ service: 'port', name: 'web' }), { service: 'port', name: 'web', client: undefined })
-  t.throws(() => parseDialRequest({ service: 'vnc' }), { name: 'ProtocolError', messageType: 'dial request', field: 'service', message: 'dial request: field "service" must be ssh or port' })
+  t.throws(() => parseDialRequest({ service: 'vnc' }), {
+    name: 'ProtocolError',
+    messageType: 'dial request',
+    field: 'service',
+    message: 'dial request: field "service" must be ssh or port',
+  })
   t.throws(() => parseDialRequest({ service: 'port', name: 7 }), { field: 'name', message: 'dial request: field "name" must be a string' })
   t.throws(() => parseDialRequest({}), { field: 'service', message: 'dial request: missing field "service"' })
 })

@@ -4,7 +4,7 @@
 // user's connection to a proxy (ALPN warren-ssh) starts the same way, naming the node too.
 // A request the node cannot read is answered `ok: false` with the ProtocolError's message.
 
-import { bool, object, oneOf, optional, parseWith, text, type In, type Out } from './shape.ts'
+import { bool, type In, type Out, object, oneOf, optional, parseWith, text } from './shape.ts'
 
 const SERVICES = ['ssh', 'port'] as const
 

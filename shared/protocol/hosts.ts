@@ -3,7 +3,7 @@
 // proxy's discovery answer (where its tunnels listen). Request bodies are shapes (their
 // parsers and types in one declaration); answers are types.
 
-import { labels, object, optional, refused, text, texts, type In, type Out } from './shape.ts'
+import { type In, labels, type Out, object, optional, refused, text, texts } from './shape.ts'
 
 const PEM = { max: 16_384 }
 const SIGNATURE = { max: 2048 }
@@ -29,7 +29,7 @@ export interface JoinChallenge {
 
 export const JOIN_BODY = object({
   host_id: refused('the auth server assigns host IDs; a host that has one renews with its certificate instead of joining'),
-  addresses: refused('certificates name only the host ID and the node name (a proxy\'s public addresses come from proxy_service.public_addr)'),
+  addresses: refused("certificates name only the host ID and the node name (a proxy's public addresses come from proxy_service.public_addr)"),
   token: text({ max: 512 }),
   nodename: text({ max: 253 }),
   roles: optional(texts(8), []),
@@ -71,7 +71,6 @@ export const RECOVER_BODY = object({
 })
 export type RecoverBody = Out<typeof RECOVER_BODY>
 export type RecoverBodyIn = In<typeof RECOVER_BODY>
-
 
 export const HEARTBEAT_BODY = object({
   labels: labels(),

@@ -2,7 +2,7 @@
 // nodes whose tunnels they hold, renewals on those nodes' behalf, the direct nodes' address
 // book, the shared ACME records, and who the cluster refuses (removed hosts, locks).
 
-import { lenient, list, number, object, optional, parseWith, ruledLabels, text, type Out } from './shape.ts'
+import { lenient, list, number, type Out, object, optional, parseWith, ruledLabels, text } from './shape.ts'
 
 /** The largest ACME record (an account key or a certificate chain) the auth server keeps. */
 export const MAX_ACME_RECORD_BYTES = 32 * 1024
@@ -29,15 +29,18 @@ export interface LiveSet {
 }
 
 export const PRESENCE_BODY = object({
-  nodes: list(object({
-    host_id: text({ max: 64 }),
-    /** Where the node's tunnel comes from. */
-    addr: optional(text({ max: 64 })),
-    /** Labels the rules refuse drop this report only, not the whole batch. */
-    labels: ruledLabels(),
-    /** The agent's version, when it is a plausible one. */
-    version: lenient(text({ max: 64 })),
-  }), MAX_PRESENCE_REPORTS),
+  nodes: list(
+    object({
+      host_id: text({ max: 64 }),
+      /** Where the node's tunnel comes from. */
+      addr: optional(text({ max: 64 })),
+      /** Labels the rules refuse drop this report only, not the whole batch. */
+      labels: ruledLabels(),
+      /** The agent's version, when it is a plausible one. */
+      version: lenient(text({ max: 64 })),
+    }),
+    MAX_PRESENCE_REPORTS,
+  ),
 })
 export type PresenceReport = Out<typeof PRESENCE_BODY>['nodes'][number]
 

@@ -82,7 +82,9 @@ export function list<O, I>(item: Shape<O, I, boolean>, max: number): Shape<O[], 
 /** A finite number within the bounds; `expected` says what in the error ("a positive number"). */
 export function number(options: { above?: number; atLeast?: number; atMost?: number; expected: string }): Shape<number> {
   return required((value, field) => {
-    const fits = typeof value === 'number' && Number.isFinite(value) &&
+    const fits =
+      typeof value === 'number' &&
+      Number.isFinite(value) &&
       (options.above === undefined || value > options.above) &&
       (options.atLeast === undefined || value >= options.atLeast) &&
       (options.atMost === undefined || value <= options.atMost)

@@ -1,5 +1,5 @@
-import t from 'tap'
 import { randomUUID } from 'node:crypto'
+import t from 'tap'
 import { heldProxiesAlpn, listsHeldProxy, TUNNEL_ALPN } from './tunnel.ts'
 
 t.test('held proxies ride in ALPN names of at most 255 bytes', async (t) => {

@@ -10,7 +10,9 @@ export function addressGroup(address: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare)
   if (mapped) return mapped[1]!
   if (isIPv4(bare) || !isIPv6(bare)) return bare
-  const prefix = ipv6Words(bare).slice(0, 4).map((word) => word.toString(16))
+  const prefix = ipv6Words(bare)
+    .slice(0, 4)
+    .map((word) => word.toString(16))
   return `${prefix.join(':')}::/64`
 }
 

@@ -1,10 +1,10 @@
 // The ClientHello scan over real ClientHellos from Node's TLS client: whole or not, over
 // one record or several, and whether it offers a session ticket.
 
-import t from 'tap'
 import { once } from 'node:events'
-import { createServer, type AddressInfo } from 'node:net'
-import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls'
+import { type AddressInfo, createServer } from 'node:net'
+import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls'
+import t from 'tap'
 import { selfSignedCertificate } from '../../test/helpers/self-signed-cert.ts'
 import { scanClientHello } from './client-hello.ts'
 
@@ -13,17 +13,25 @@ async function helloFrom(options: { session?: Buffer; alpn?: string[] } = {}): P
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  const caught = new Promise<Buffer>((resolve) => server.once('connection', (socket) => {
-    let head = Buffer.alloc(0)
-    socket.on('data', (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk])
-      if (head.length >= 5 && head.length >= 5 + head.readUInt16BE(3)) {
-        socket.destroy()
-        resolve(head)
-      }
-    })
-  }))
-  const client = tlsConnect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, rejectUnauthorized: false, ALPNProtocols: options.alpn, ...(options.session ? { session: options.session } : {}) })
+  const caught = new Promise<Buffer>((resolve) =>
+    server.once('connection', (socket) => {
+      let head = Buffer.alloc(0)
+      socket.on('data', (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk])
+        if (head.length >= 5 && head.length >= 5 + head.readUInt16BE(3)) {
+          socket.destroy()
+          resolve(head)
+        }
+      })
+    }),
+  )
+  const client = tlsConnect({
+    host: '127.0.0.1',
+    port: (server.address() as AddressInfo).port,
+    rejectUnauthorized: false,
+    ALPNProtocols: options.alpn,
+    ...(options.session ? { session: options.session } : {}),
+  })
   client.on('error', () => {})
   const hello = await caught
   client.destroy()

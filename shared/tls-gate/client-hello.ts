@@ -25,10 +25,7 @@ export interface ClientHelloInfo {
   resuming: boolean
 }
 
-export type HelloScan =
-  | { state: 'incomplete' }
-  | { state: 'invalid'; reason: string }
-  | ({ state: 'complete' } & ClientHelloInfo)
+export type HelloScan = { state: 'incomplete' } | { state: 'invalid'; reason: string } | ({ state: 'complete' } & ClientHelloInfo)
 
 /**
  * What `head`, the first bytes a client sent, holds: a whole ClientHello (possibly over
@@ -38,7 +35,7 @@ export function scanClientHello(head: Buffer, maxHelloBytes = 16 * 1024): HelloS
   const fragments: Buffer[] = []
   let gathered = 0
   let needed: number | undefined
-  for (let at = 0; at + RECORD_HEADER <= head.length;) {
+  for (let at = 0; at + RECORD_HEADER <= head.length; ) {
     if (head[at] !== HANDSHAKE) return { state: 'invalid', reason: `a record of type ${head[at]} before the ClientHello was complete` }
     if (head[at + 1] !== 3) return { state: 'invalid', reason: 'not a TLS record' }
     const length = head.readUInt16BE(at + 3)

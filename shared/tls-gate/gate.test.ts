@@ -2,11 +2,11 @@
 // a ClientHello are closed and never reach TLS, one address cannot keep others (or itself)
 // out, and a handshake slot is held for the handshake only.
 
-import t, { type Test } from 'tap'
 import { once } from 'node:events'
-import { request as httpsRequest, createServer, Agent } from 'node:https'
-import { connect as netConnect, type AddressInfo, type Socket } from 'node:net'
+import { Agent, createServer, request as httpsRequest } from 'node:https'
+import { type AddressInfo, connect as netConnect, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
+import t, { type Test } from 'tap'
 import { selfSignedCertificate } from '../../test/helpers/self-signed-cert.ts'
 import { createLogger } from '../log.ts'
 import { TlsGate, type TlsGateOptions } from './gate.ts'
@@ -81,12 +81,12 @@ t.test('connections younger than the grace period are not closed to make room: a
   for (let i = 0; i < 5; i++) waiting.push(await slowloris(port, '127.0.0.6'))
   const served = await Promise.all(Array.from({ length: 5 }, () => get(port, '127.0.0.6')))
   t.same(served, ['ok', 'ok', 'ok', 'ok', 'ok'], 'five clients at once from that address are served')
-  t.equal(gate.stats.helloPerAddressClosed, 0, 'and nothing was closed for the address\'s limit')
+  t.equal(gate.stats.helloPerAddressClosed, 0, "and nothing was closed for the address's limit")
   t.notOk(waiting.some(({ socket }) => socket.destroyed))
   for (const { socket } of waiting) socket.destroy()
 })
 
-t.test('a slot is held for the handshake only, not for the connection\'s life', async (t) => {
+t.test("a slot is held for the handshake only, not for the connection's life", async (t) => {
   const { gate, port } = await guarded(t, { maxHandshakes: 1 })
   const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 })
   t.teardown(() => keepAlive.destroy())

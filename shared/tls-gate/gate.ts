@@ -15,11 +15,11 @@
 //   https.listen(3025)
 
 import type { Socket } from 'node:net'
-import type { Server as TlsServer, TLSSocket } from 'node:tls'
+import type { TLSSocket, Server as TlsServer } from 'node:tls'
 import { createLogger, type Logger } from '../log.ts'
 import { addressGroup } from './address-group.ts'
-import { scanClientHello, type ClientHelloInfo } from './client-hello.ts'
-import { resolveGateConfig, type GateConfig } from './config.ts'
+import { type ClientHelloInfo, scanClientHello } from './client-hello.ts'
+import { type GateConfig, resolveGateConfig } from './config.ts'
 import { HandshakeSlots } from './handshake-slots.ts'
 import { PendingHellos } from './pending-hellos.ts'
 import { GateStats, reportStats } from './stats.ts'

@@ -2,11 +2,11 @@
 // by hand: sources take turns, one source runs only its share, clients resuming a session
 // go first into slots of their own, and limits close connections rather than queue them.
 
-import t from 'tap'
 import { Socket } from 'node:net'
 import { Writable } from 'node:stream'
+import t from 'tap'
 import { createLogger } from '../log.ts'
-import { resolveGateConfig, type GateConfig } from './config.ts'
+import { type GateConfig, resolveGateConfig } from './config.ts'
 import { HandshakeSlots } from './handshake-slots.ts'
 import { GateStats } from './stats.ts'
 
@@ -23,13 +23,20 @@ function harness(config: Partial<GateConfig>) {
     const [group, , resuming] = name.split(':')
     const socket = new Socket()
     sockets.set(name, socket)
-    slots.request({ socket, group, resuming: resuming === 'r', start: (release) => {
-      started.push(name)
-      releases.set(name, release)
-    } })
+    slots.request({
+      socket,
+      group,
+      resuming: resuming === 'r',
+      start: (release) => {
+        started.push(name)
+        releases.set(name, release)
+      },
+    })
   }
   return {
-    stats, started, dial,
+    stats,
+    started,
+    dial,
     finish: (name: string) => releases.get(name)!(),
     closed: (name: string) => sockets.get(name)!.destroyed,
     close: (name: string) => sockets.get(name)!.destroy(),
@@ -42,19 +49,19 @@ t.test('sources take turns, whatever order they arrived in', async (t) => {
   for (const name of ['a:1', 'a:2', 'a:3', 'a:4', 'b:1', 'c:1', 'b:2']) h.dial(name)
   t.same(h.started, ['a:1'])
   for (const name of ['a:1', 'a:2', 'b:1', 'c:1', 'a:3', 'b:2']) h.finish(name)
-  t.same(h.started, ['a:1', 'a:2', 'b:1', 'c:1', 'a:3', 'b:2', 'a:4'], 'a, then b and c in between a\'s')
+  t.same(h.started, ['a:1', 'a:2', 'b:1', 'c:1', 'a:3', 'b:2', 'a:4'], "a, then b and c in between a's")
 })
 
 t.test('one source runs at most its share; others use the rest', async (t) => {
   const h = harness({ maxHandshakes: 4, reservedForResumption: 0, maxHandshakesPerAddress: 2 })
   for (const name of ['a:1', 'a:2', 'a:3', 'b:1']) h.dial(name)
-  t.same(h.started, ['a:1', 'a:2', 'b:1'], 'a\'s third waits though a slot is free')
+  t.same(h.started, ['a:1', 'a:2', 'b:1'], "a's third waits though a slot is free")
   t.equal(h.stats.queued, 1)
   h.finish('a:1')
   t.same(h.started, ['a:1', 'a:2', 'b:1', 'a:3'])
 })
 
-t.test('a trusted balancer\'s own connections (no source group) are not held to a source\'s share', async (t) => {
+t.test("a trusted balancer's own connections (no source group) are not held to a source's share", async (t) => {
   const stats = new GateStats()
   const log = createLogger('test', { level: 'error', stream: new Writable({ write: (_c, _e, done) => done() }) })
   const slots = new HandshakeSlots(resolveGateConfig({ maxHandshakes: 4, reservedForResumption: 0, maxHandshakesPerAddress: 1 }), stats, log)
@@ -74,7 +81,7 @@ t.test('clients resuming a session have slots no one else takes, and go first', 
   t.equal(h.stats.resumingStarted, 2)
 })
 
-t.test('limits close connections: a full queue, a source\'s share of it, a wait too long', async (t) => {
+t.test("limits close connections: a full queue, a source's share of it, a wait too long", async (t) => {
   const h = harness({ maxHandshakes: 1, reservedForResumption: 0, handshakeQueue: 4, maxQueuedPerAddress: 2, handshakeQueueWaitMs: 1000 })
   for (const name of ['a:0', 'a:1', 'a:2', 'a:3']) h.dial(name)
   t.ok(h.closed('a:3'), 'a third waiting from one source is closed')

@@ -1,7 +1,7 @@
 // The reading of a YAML document: the rule interface every value's reader implements, the
 // positions of nodes (for the line in a message), and the messages themselves.
 
-import { isAlias, isMap, isScalar, LineCounter, parseDocument, type Document, type Pair } from 'yaml'
+import { type Document, isAlias, isMap, isScalar, LineCounter, type Pair, parseDocument } from 'yaml'
 import { ConfigError } from '../errors.ts'
 import { closest } from '../suggest.ts'
 
@@ -55,9 +55,8 @@ export function readDocument<T>(schema: SectionRule<T>, text: string, source: st
   if (problem) {
     // Only the first line of the parser's message: the rest quotes the file, which may hold a token.
     const line = problem.linePos?.[0].line
-    const summary = problem.code === 'MULTIPLE_DOCS'
-      ? 'the file holds more than one document (a second "---")'
-      : problem.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')
+    const summary =
+      problem.code === 'MULTIPLE_DOCS' ? 'the file holds more than one document (a second "---")' : problem.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')
     throw new ConfigError(`${source}:${line === undefined ? '' : ` line ${line}:`} invalid YAML: ${summary}`)
   }
   const reading: Reading = { source, doc, lines, later: [] }

@@ -13,6 +13,6 @@
 //   type Config = Infer<typeof schema>          // { dataDir: string }
 //   const config = readDocument(schema, text, '/etc/x.yaml')
 
-export { readDefaults, readDocument, type DeclaredKey, type Infer, type Reading, type Rule, type SectionRule } from './document.ts'
-export { boolean, checkWith, converted, count, duration, list, map, oneOf, string, type Check, type ListOptions, type MapOptions } from './values.ts'
-export { key, marker, section, variants, type Built, type Fields, type Key, type Scope, type SectionOptions } from './sections.ts'
+export { type DeclaredKey, type Infer, type Reading, type Rule, readDefaults, readDocument, type SectionRule } from './document.ts'
+export { type Built, type Fields, type Key, key, marker, type Scope, type SectionOptions, section, variants } from './sections.ts'
+export { boolean, type Check, checkWith, converted, count, duration, type ListOptions, list, type MapOptions, map, oneOf, string } from './values.ts'

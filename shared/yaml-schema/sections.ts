@@ -2,7 +2,7 @@
 // it by, its rule, its default and what it is for; the type it reads is derived from that.
 
 import { isScalar, type Pair } from 'yaml'
-import { childPath, fail, isSection, keyText, pairsOf, sectionBlame, sectionName, unknownKey, type DeclaredKey, type Reading, type Rule, type SectionRule } from './document.ts'
+import { childPath, type DeclaredKey, fail, isSection, keyText, pairsOf, type Reading, type Rule, type SectionRule, sectionBlame, sectionName, unknownKey } from './document.ts'
 import { oneOf } from './values.ts'
 
 /**
@@ -12,7 +12,9 @@ import { oneOf } from './values.ts'
  * level down: one may read the computed defaults of the levels above its own.
  */
 export interface Scope {
+  // biome-ignore lint/suspicious/noExplicitAny: the schema that uses the scope gives it its type
   readonly config: any
+  // biome-ignore lint/suspicious/noExplicitAny: as for config
   readonly section: any
   readonly written: boolean
 }
@@ -48,6 +50,7 @@ export function marker<T>(name: string, rule: Rule<T>, doc: string): Key<T, 'nev
   return { name, rule, doc, required: false, kept: false, optional: true }
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: a key of any value type; Built<F> recovers each one's type
 export type Fields = Record<string, Key<any>>
 
 type Simplify<T> = { [K in keyof T]: T[K] } & {}
@@ -169,4 +172,3 @@ function readFields(reading: Reading, fields: Fields, pairs: readonly Pair[], pl
   }
   return out
 }
-

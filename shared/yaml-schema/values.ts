@@ -2,9 +2,9 @@
 // lists and maps of them.
 
 import { isScalar, isSeq } from 'yaml'
-import { UsageError } from '../errors.ts'
 import { parseDuration } from '../duration.ts'
-import { childPath, fail, isEmpty, keyText, pairsOf, positioned, resolved, sectionBlame, type Rule } from './document.ts'
+import { UsageError } from '../errors.ts'
+import { childPath, fail, isEmpty, keyText, pairsOf, positioned, type Rule, resolved, sectionBlame } from './document.ts'
 
 /** What a value's check says is wrong with it (after its name), or undefined. */
 export type Check = (value: string) => string | undefined
@@ -157,4 +157,3 @@ export function map<T>(value: Rule<T>, options: MapOptions = {}): Rule<Record<st
     },
   }
 }
-

@@ -1,29 +1,56 @@
 import t from 'tap'
 import { ConfigError } from '../errors.ts'
-import { boolean, converted, count, duration, key, list, map, marker, oneOf, readDefaults, readDocument, section, string, variants, type Infer } from './index.ts'
+import { boolean, converted, count, duration, type Infer, key, list, map, marker, oneOf, readDefaults, readDocument, section, string, variants } from './index.ts'
 
-const schema = section({
-  format: marker('format', oneOf('f1'), 'the format of the file'),
-  name: key('name', string(), { default: () => 'host', doc: 'a name' }),
-  home: key('home', string(), { default: '/home', doc: 'a directory' }),
-  note: key('note', string(), { doc: 'optional text' }),
-  tags: key('tags', map(string()), { default: {}, doc: 'free-form tags' }),
-  server: key('server', section({
-    on: key('on', boolean, { default: ({ written }) => written, doc: 'on when the section is written' }),
-    title: key('title', string(), { default: ({ config }) => `${config.name} server`, doc: 'after the name' }),
-    every: key('every', duration(1000), { default: 60_000, doc: 'an interval' }),
-    peers: key('peers', list(string(), { single: true, max: 2 }), { default: [], doc: 'at most two' }),
-    first: key('first', converted(list(string(), { single: true }), (items) => items[0]), { doc: 'the first of a list' }),
-  }), { doc: 'a role' }),
-  extra: key('extra', section({ level: key('level', count, { default: 1, doc: 'a count' }) }), { optional: true, doc: 'left out unless written' }),
-  items: key('items', list(section({
-    id: key('id', string(), { required: true, doc: 'each item names itself' }),
-  }), { uniqueBy: 'id' }), { default: [], doc: 'a list of sections' }),
-  store: key('store', variants('store', 'file', {
-    file: { path: key('path', string(), { default: ({ config }) => `${config.home}/data`, doc: 'under home' }) },
-    net: { url: key('url', string(), { required: true, doc: 'where' }) },
-  }, 'the kind of store'), { doc: 'a choice' }),
-}, { retired: { old: 'it did nothing; remove it' }, example: 'server' })
+const schema = section(
+  {
+    format: marker('format', oneOf('f1'), 'the format of the file'),
+    name: key('name', string(), { default: () => 'host', doc: 'a name' }),
+    home: key('home', string(), { default: '/home', doc: 'a directory' }),
+    note: key('note', string(), { doc: 'optional text' }),
+    tags: key('tags', map(string()), { default: {}, doc: 'free-form tags' }),
+    server: key(
+      'server',
+      section({
+        on: key('on', boolean, { default: ({ written }) => written, doc: 'on when the section is written' }),
+        title: key('title', string(), { default: ({ config }) => `${config.name} server`, doc: 'after the name' }),
+        every: key('every', duration(1000), { default: 60_000, doc: 'an interval' }),
+        peers: key('peers', list(string(), { single: true, max: 2 }), { default: [], doc: 'at most two' }),
+        first: key(
+          'first',
+          converted(list(string(), { single: true }), (items) => items[0]),
+          { doc: 'the first of a list' },
+        ),
+      }),
+      { doc: 'a role' },
+    ),
+    extra: key('extra', section({ level: key('level', count, { default: 1, doc: 'a count' }) }), { optional: true, doc: 'left out unless written' }),
+    items: key(
+      'items',
+      list(
+        section({
+          id: key('id', string(), { required: true, doc: 'each item names itself' }),
+        }),
+        { uniqueBy: 'id' },
+      ),
+      { default: [], doc: 'a list of sections' },
+    ),
+    store: key(
+      'store',
+      variants(
+        'store',
+        'file',
+        {
+          file: { path: key('path', string(), { default: ({ config }) => `${config.home}/data`, doc: 'under home' }) },
+          net: { url: key('url', string(), { required: true, doc: 'where' }) },
+        },
+        'the kind of store',
+      ),
+      { doc: 'a choice' },
+    ),
+  },
+  { retired: { old: 'it did nothing; remove it' }, example: 'server' },
+)
 
 type Read = Infer<typeof schema>
 
@@ -69,15 +96,19 @@ t.test('defaults: values, computed ones after what is written, sections built un
 })
 
 t.test('written values', async (t) => {
-  const read = readDocument(schema, [
-    'format: f1',
-    'note: hello',
-    'tags: { a: b }',
-    'server: { on: false, every: 90s, peers: p1, first: [x, y] }',
-    'extra: { level: 3 }',
-    'items: [{ id: one }, { id: two }]',
-    'store: { type: net, url: "https://db" }',
-  ].join('\n'), 'x.yaml')
+  const read = readDocument(
+    schema,
+    [
+      'format: f1',
+      'note: hello',
+      'tags: { a: b }',
+      'server: { on: false, every: 90s, peers: p1, first: [x, y] }',
+      'extra: { level: 3 }',
+      'items: [{ id: one }, { id: two }]',
+      'store: { type: net, url: "https://db" }',
+    ].join('\n'),
+    'x.yaml',
+  )
   t.same(read, {
     name: 'host',
     home: '/home',

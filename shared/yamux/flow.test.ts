@@ -4,10 +4,10 @@
 import { createHash } from 'node:crypto'
 import { type Duplex, duplexPair } from 'node:stream'
 import t from 'tap'
+import { frame, type PeerOptions, rawPeer, receiveHash, sendRandom, sleep, tcpPair, waitFor } from '../../test/helpers/yamux.ts'
 import { Flag, FrameType, INITIAL_STREAM_WINDOW } from './const.ts'
 import { createSession } from './session.ts'
 import type { Stream } from './stream.ts'
-import { type PeerOptions, frame, rawPeer, receiveHash, sendRandom, sleep, tcpPair, waitFor } from '../../test/helpers/yamux.ts'
 
 const MB = 1024 * 1024
 
@@ -22,8 +22,7 @@ t.test('window updates follow consumption, not receipt', async (t) => {
   }
   await waitFor(() => stream !== null && stream.recvBuffered === INITIAL_STREAM_WINDOW, 2000, 'window filled')
   await sleep(50)
-  const updates = (): number[] =>
-    peer.frames.filter((f) => f.streamId === 2 && f.type === FrameType.WindowUpdate && f.flags === 0).map((f) => f.length)
+  const updates = (): number[] => peer.frames.filter((f) => f.streamId === 2 && f.type === FrameType.WindowUpdate && f.flags === 0).map((f) => f.length)
   t.same(updates(), [], 'nothing consumed: no window update, however much arrived')
   let read = 0
   stream!.on('data', (d: Buffer) => (read += d.length))
@@ -31,8 +30,15 @@ t.test('window updates follow consumption, not receipt', async (t) => {
   await sleep(20)
   const deltas = updates()
   t.ok(deltas.length >= 1, `window re-opened as the reader consumed (${deltas.join(', ')})`)
-  t.ok(deltas.every((d) => d >= INITIAL_STREAM_WINDOW / 2), 'each update covers at least half the window')
-  t.equal(deltas.reduce((a, b) => a + b, 0), INITIAL_STREAM_WINDOW, 'and together exactly what was consumed')
+  t.ok(
+    deltas.every((d) => d >= INITIAL_STREAM_WINDOW / 2),
+    'each update covers at least half the window',
+  )
+  t.equal(
+    deltas.reduce((a, b) => a + b, 0),
+    INITIAL_STREAM_WINDOW,
+    'and together exactly what was consumed',
+  )
   peer.session.close()
 })
 
@@ -64,10 +70,7 @@ t.test('a paused reader stops the sender; memory stays within the window; resumi
         remote.pause()
         setTimeout(() => {
           const held = remote.recvBuffered + remote.readableLength
-          t.ok(
-            held <= remote.recvWindow,
-            `receiver holds ${held} bytes with a window of ${remote.recvWindow}`,
-          )
+          t.ok(held <= remote.recvWindow, `receiver holds ${held} bytes with a window of ${remote.recvWindow}`)
           t.ok(pair.server.stats().bufferedBytes <= remote.recvWindow, 'session-wide too')
           t.equal(stream.sendWindow, 0, "the sender has used up the receiver's window")
           t.ok(stream.writableLength > 0, `the rest waits in the sender (${stream.writableLength} bytes)`)

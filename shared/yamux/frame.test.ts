@@ -2,10 +2,10 @@
 // stream is cut, down to one byte per chunk.
 
 import t, { type Test } from 'tap'
-import { Flag, FrameType, HEADER_SIZE, YamuxError } from './const.ts'
-import { FrameParser, decodeHeader, encodeHeader } from './frame.ts'
-import type { Stream } from './stream.ts'
 import { type Frame, frame, rawPeer, rng } from '../../test/helpers/yamux.ts'
+import { Flag, FrameType, HEADER_SIZE, YamuxError } from './const.ts'
+import { decodeHeader, encodeHeader, FrameParser } from './frame.ts'
+import type { Stream } from './stream.ts'
 
 t.test('header layout is the spec: version, type, flags, stream id, length, big-endian', async (t) => {
   const h = encodeHeader(FrameType.WindowUpdate, Flag.SYN | Flag.FIN, 0x01020304, 0xa0b0c0d0)
@@ -60,8 +60,16 @@ function parseInPieces(bytes: Buffer, cut: (remaining: number) => number): Frame
 
 t.test('parser: one byte at a time and at random split points', async (t) => {
   const { bytes, frames } = sampleFrames()
-  t.same(parseInPieces(bytes, () => bytes.length), frames, 'all in one chunk')
-  t.same(parseInPieces(bytes, () => 1), frames, 'one byte per chunk')
+  t.same(
+    parseInPieces(bytes, () => bytes.length),
+    frames,
+    'all in one chunk',
+  )
+  t.same(
+    parseInPieces(bytes, () => 1),
+    frames,
+    'one byte per chunk',
+  )
   for (let seed = 1; seed <= 20; seed++) {
     const rand = rng(seed)
     const got = parseInPieces(bytes, () => 1 + rand(seed % 2 ? 40 : 9000))

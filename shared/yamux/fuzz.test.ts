@@ -7,11 +7,11 @@ import { Duplex } from 'node:stream'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import t from 'tap'
+import { rng } from '../../test/helpers/yamux.ts'
 import { Flag, FrameType, GoAwayCode, HEADER_SIZE, YamuxError } from './const.ts'
 import { encodeHeader } from './frame.ts'
-import { type Session, createSession } from './session.ts'
+import { createSession, type Session } from './session.ts'
 import type { Stream } from './stream.ts'
-import { rng } from '../../test/helpers/yamux.ts'
 
 const TARGET_FRAMES = 1_000_000
 const TIME_BUDGET_MS = 25_000

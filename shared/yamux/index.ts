@@ -12,8 +12,6 @@
 //   const stream = session.open()            // a Duplex
 //   session.on('stream', (s) => s.pipe(s))   // streams the peer opens
 
-export { createSession, Session, type SessionOptions, type SessionStats } from './session.ts'
-export { Stream } from './stream.ts'
 export { type Config, defaultConfig, resolveConfig, verifyConfig } from './config.ts'
 export {
   Flag,
@@ -25,4 +23,6 @@ export {
   YamuxError,
   type YamuxErrorCode,
 } from './const.ts'
-export { FrameParser, type FrameHandler, type FrameHeader, decodeHeader, encodeHeader } from './frame.ts'
+export { decodeHeader, encodeHeader, type FrameHandler, type FrameHeader, FrameParser } from './frame.ts'
+export { createSession, Session, type SessionOptions, type SessionStats } from './session.ts'
+export { Stream } from './stream.ts'

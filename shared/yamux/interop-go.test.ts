@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import t, { type Test } from 'tap'
-import { type Session, createSession } from './session.ts'
-import type { Stream } from './stream.ts'
 import { receiveHash, sendRandom, waitFor } from '../../test/helpers/yamux.ts'
+import { createSession, type Session } from './session.ts'
+import type { Stream } from './stream.ts'
 
 const MB = 1024 * 1024
 const GOPATH = '/usr/share/gocode'

@@ -7,9 +7,9 @@ import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import t from 'tap'
 import { Client as JsClient, Server as JsServer } from 'yamux-js'
+import { rng } from '../../test/helpers/yamux.ts'
 import { createSession } from './session.ts'
 import type { Stream } from './stream.ts'
-import { rng } from '../../test/helpers/yamux.ts'
 
 /** Reads exactly `n` bytes from a stream in flowing mode. */
 function readExactly(stream: Duplex, n: number): Promise<Buffer> {
@@ -83,7 +83,10 @@ t.test('Warren client, yamux-js server: streams echo byte-exact; pings answered'
     [1, 3, 5],
   )
   const totals = await Promise.all(streams.map((s, i) => echoRounds(s, 25, 10 + i)))
-  t.ok(totals.every((n) => n > 0), `echoed ${totals.join(' + ')} bytes`)
+  t.ok(
+    totals.every((n) => n > 0),
+    `echoed ${totals.join(' + ')} bytes`,
+  )
 
   // yamux-js must cope with our FINs and GoAway.
   for (const s of streams) s.end()
@@ -109,7 +112,10 @@ t.test('yamux-js client, Warren server: streams echo byte-exact; its FIN ends ou
   sock.pipe(js).pipe(sock)
   const streams = [js.open(), js.open(), js.open()]
   const totals = await Promise.all(streams.map((s, i) => echoRounds(s, 25, 20 + i)))
-  t.ok(totals.every((n) => n > 0), `echoed ${totals.join(' + ')} bytes`)
+  t.ok(
+    totals.every((n) => n > 0),
+    `echoed ${totals.join(' + ')} bytes`,
+  )
   for (const s of streams) s.close() // yamux-js sends FIN from close(), not from end()
   const deadline = Date.now() + 3000
   while (ended.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))

@@ -1,8 +1,8 @@
 // A session's pings: those a caller asks for (ping()), and the keepalive that notices a
 // dead peer or path. Both measure the round trip that window auto-tuning needs.
 
-import { Flag, YamuxError } from './const.ts'
 import { monotonicMs } from './clock.ts'
+import { Flag, YamuxError } from './const.ts'
 
 interface PendingPing {
   start: number

@@ -4,10 +4,10 @@
 import { once } from 'node:events'
 import { Duplex, duplexPair } from 'node:stream'
 import t from 'tap'
+import { frame, memoryPair, rawPeer, sleep, tcpPair, waitFor } from '../../test/helpers/yamux.ts'
 import { Flag, FrameType, GoAwayCode, INITIAL_STREAM_WINDOW, YamuxError } from './const.ts'
 import { createSession, type Session } from './session.ts'
 import type { Stream } from './stream.ts'
-import { frame, memoryPair, rawPeer, sleep, tcpPair, waitFor } from '../../test/helpers/yamux.ts'
 
 function readAll(stream: Duplex): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -20,12 +20,10 @@ function readAll(stream: Duplex): Promise<string> {
 }
 
 /** Unlike events.once, does not listen for 'error' (which would change what is emitted). */
-const closed = (e: { once(ev: 'close', fn: () => void): unknown }): Promise<void> =>
-  new Promise((resolve) => e.once('close', () => resolve()))
+const closed = (e: { once(ev: 'close', fn: () => void): unknown }): Promise<void> => new Promise((resolve) => e.once('close', () => resolve()))
 
 /** The error a session closed with (undefined for a clean close), without listening for 'error'. */
-const closeReason = (s: Session): Promise<YamuxError | undefined> =>
-  new Promise((resolve) => s.once('close', (err?: Error) => resolve(err as YamuxError | undefined)))
+const closeReason = (s: Session): Promise<YamuxError | undefined> => new Promise((resolve) => s.once('close', (err?: Error) => resolve(err as YamuxError | undefined)))
 
 const nextStream = (s: Session): Promise<Stream> => new Promise((resolve) => s.once('stream', resolve))
 

@@ -14,8 +14,8 @@ import { type Config, resolveConfig } from './config.ts'
 import { Flag, FrameType, GoAwayCode, MAX_STREAM_ID, YamuxError } from './const.ts'
 import { FrameParser } from './frame.ts'
 import { FrameWriter } from './frame-writer.ts'
-import { Stream, type StreamHost } from './stream.ts'
 import { Pings } from './pings.ts'
+import { Stream, type StreamHost } from './stream.ts'
 
 export interface SessionOptions extends Partial<Config> {
   /** The client opens odd stream ids and the server even ones; one side of each. */

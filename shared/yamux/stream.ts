@@ -11,9 +11,9 @@
 // and write() returns false; a WindowUpdate from the peer resumes it. Nothing polls.
 
 import { Duplex } from 'node:stream'
+import { monotonicMs } from './clock.ts'
 import type { Config } from './config.ts'
 import { Flag, FrameType, INITIAL_STREAM_WINDOW, MAX_DATA_FRAME, MAX_WINDOW, YamuxError } from './const.ts'
-import { monotonicMs } from './clock.ts'
 
 /** What a stream needs from its session. */
 export interface StreamHost {
@@ -122,10 +122,7 @@ export class Stream extends Duplex {
       throw new YamuxError('ERR_YAMUX_PROTOCOL', `data after FIN on stream ${this.id}`)
     }
     if (length > this.#recvAvail) {
-      throw new YamuxError(
-        'ERR_YAMUX_RECV_WINDOW_EXCEEDED',
-        `stream ${this.id}: ${length} bytes sent with ${this.#recvAvail} left in the window`,
-      )
+      throw new YamuxError('ERR_YAMUX_RECV_WINDOW_EXCEEDED', `stream ${this.id}: ${length} bytes sent with ${this.#recvAvail} left in the window`)
     }
     this.#recvAvail -= length
     this.#bodyPending = length
@@ -267,10 +264,7 @@ export class Stream extends Duplex {
     this.#startSend([chunk], chunk.length, callback)
   }
 
-  override _writev(
-    chunks: { chunk: Buffer; encoding: BufferEncoding }[],
-    callback: (err?: Error | null) => void,
-  ): void {
+  override _writev(chunks: { chunk: Buffer; encoding: BufferEncoding }[], callback: (err?: Error | null) => void): void {
     const bufs = new Array<Buffer>(chunks.length)
     let total = 0
     for (let i = 0; i < chunks.length; i++) {

@@ -2,8 +2,8 @@
 // every stream delivers exactly what was written, in both directions at once.
 
 import t from 'tap'
-import type { Stream } from './stream.ts'
 import { receiveHash, sendRandom, tcpPair } from '../../test/helpers/yamux.ts'
+import type { Stream } from './stream.ts'
 
 const MB = 1024 * 1024
 

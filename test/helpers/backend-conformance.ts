@@ -19,18 +19,13 @@ export interface ConformanceOptions {
 
 type Body = (t: Test, backend: Backend, subject: BackendUnderTest) => Promise<void>
 
-export function backendConformance(
-  t: Test,
-  name: string,
-  makeBackend: () => Promise<BackendUnderTest>,
-  options: ConformanceOptions = {},
-): Promise<unknown> {
+export function backendConformance(t: Test, name: string, makeBackend: () => Promise<BackendUnderTest>, options: ConformanceOptions = {}): Promise<unknown> {
   const ttlMs = options.ttlMs ?? 300
 
-  return t.test(`${name} conforms to Backend`, async t => {
+  return t.test(`${name} conforms to Backend`, async (t) => {
     // Each case gets a fresh, empty store so cases cannot leak into one another.
     const check = (title: string, body: Body) =>
-      t.test(title, async t => {
+      t.test(title, async (t) => {
         const subject = await makeBackend()
         t.teardown(async () => {
           await subject.backend.close()
@@ -59,13 +54,12 @@ export function backendConformance(
     })
 
     check('revisions increase across keys', async (t, backend) => {
-      const revisions = [
-        await backend.put('/a', '1'),
-        await backend.put('/b', '1'),
-        await backend.put('/a', '2'),
-        await backend.put('/c', '1'),
-      ]
-      t.same(revisions, [...revisions].sort((x, y) => x - y), 'in write order')
+      const revisions = [await backend.put('/a', '1'), await backend.put('/b', '1'), await backend.put('/a', '2'), await backend.put('/c', '1')]
+      t.same(
+        revisions,
+        [...revisions].sort((x, y) => x - y),
+        'in write order',
+      )
       t.equal(new Set(revisions).size, revisions.length, 'all distinct')
     })
 
@@ -108,9 +102,7 @@ export function backendConformance(
         t.same(await backend.get(item.key), item, `${item.key} as get sees it`)
       }
       t.same(keys(await backend.list('/users')), ['/users/alice', '/users/bob', '/users/carol/x', '/usersx'])
-      t.same(keys(await backend.list('')), [
-        '/roles/a', '/user', '/users/alice', '/users/bob', '/users/carol/x', '/usersx',
-      ])
+      t.same(keys(await backend.list('')), ['/roles/a', '/user', '/users/alice', '/users/bob', '/users/carol/x', '/usersx'])
       t.same(await backend.list('/nothing/'), [])
     })
 
@@ -147,16 +139,8 @@ export function backendConformance(
       t.equal(await backend.get('/ttl/put'), undefined, 'get no longer sees it')
       t.same(keys(await backend.list('/ttl/')), ['/ttl/forever'], 'list no longer sees them')
       t.equal(await backend.delete('/ttl/create'), false, 'delete treats it as absent')
-      t.equal(
-        await backend.txn([{ key: '/ttl/conditioned', revision: conditioned }], []),
-        false,
-        'its old revision no longer matches',
-      )
-      t.equal(
-        await backend.txn([{ key: '/ttl/txn', absent: true }], [{ op: 'put', key: '/ttl/txn', value: 'w' }]),
-        true,
-        'txn sees it as absent',
-      )
+      t.equal(await backend.txn([{ key: '/ttl/conditioned', revision: conditioned }], []), false, 'its old revision no longer matches')
+      t.equal(await backend.txn([{ key: '/ttl/txn', absent: true }], [{ op: 'put', key: '/ttl/txn', value: 'w' }]), true, 'txn sees it as absent')
       t.equal(await backend.create('/ttl/put', 'again'), true, 'create succeeds over it')
       const recreated = await backend.get('/ttl/put')
       t.match(recreated, { value: 'again' })
@@ -182,11 +166,14 @@ export function backendConformance(
     check('txn applies its operations when the revision matches', async (t, backend) => {
       const revision = await backend.put('/a', 'one')
       await backend.put('/gone', 'x')
-      const applied = await backend.txn([{ key: '/a', revision }], [
-        { op: 'put', key: '/a', value: 'two' },
-        { op: 'put', key: '/b', value: 'new' },
-        { op: 'delete', key: '/gone' },
-      ])
+      const applied = await backend.txn(
+        [{ key: '/a', revision }],
+        [
+          { op: 'put', key: '/a', value: 'two' },
+          { op: 'put', key: '/b', value: 'new' },
+          { op: 'delete', key: '/gone' },
+        ],
+      )
       t.equal(applied, true)
       const a = await backend.get('/a')
       t.match(a, { value: 'two' })
@@ -199,11 +186,14 @@ export function backendConformance(
       const stale = await backend.put('/a', 'one')
       const current = await backend.put('/a', 'two')
       await backend.put('/keep', 'x')
-      const applied = await backend.txn([{ key: '/a', revision: stale }], [
-        { op: 'put', key: '/a', value: 'three' },
-        { op: 'put', key: '/new', value: 'y' },
-        { op: 'delete', key: '/keep' },
-      ])
+      const applied = await backend.txn(
+        [{ key: '/a', revision: stale }],
+        [
+          { op: 'put', key: '/a', value: 'three' },
+          { op: 'put', key: '/new', value: 'y' },
+          { op: 'delete', key: '/keep' },
+        ],
+      )
       t.equal(applied, false)
       t.match(await backend.get('/a'), { value: 'two', revision: current })
       t.equal(await backend.get('/new'), undefined)
@@ -226,15 +216,25 @@ export function backendConformance(
       const b = await backend.put('/b', 'one')
       t.equal(
         await backend.txn(
-          [{ key: '/a', revision: a }, { key: '/b', revision: b + 1000 }, { key: '/c', absent: true }],
-          [{ op: 'delete', key: '/a' }, { op: 'put', key: '/c', value: 'x' }],
+          [
+            { key: '/a', revision: a },
+            { key: '/b', revision: b + 1000 },
+            { key: '/c', absent: true },
+          ],
+          [
+            { op: 'delete', key: '/a' },
+            { op: 'put', key: '/c', value: 'x' },
+          ],
         ),
         false,
         'one wrong revision among them fails the lot',
       )
       t.equal(
         await backend.txn(
-          [{ key: '/a', revision: a }, { key: '/b', absent: true }],
+          [
+            { key: '/a', revision: a },
+            { key: '/b', absent: true },
+          ],
           [{ op: 'delete', key: '/a' }],
         ),
         false,
@@ -244,8 +244,15 @@ export function backendConformance(
       t.equal(await backend.get('/c'), undefined, 'nothing applied')
       t.equal(
         await backend.txn(
-          [{ key: '/a', revision: a }, { key: '/b', revision: b }, { key: '/c', absent: true }],
-          [{ op: 'delete', key: '/a' }, { op: 'put', key: '/c', value: 'x' }],
+          [
+            { key: '/a', revision: a },
+            { key: '/b', revision: b },
+            { key: '/c', absent: true },
+          ],
+          [
+            { op: 'delete', key: '/a' },
+            { op: 'put', key: '/c', value: 'x' },
+          ],
         ),
         true,
         'all conditions hold',
@@ -263,10 +270,13 @@ export function backendConformance(
       const revision = await backend.put('/token', 'single-use')
       const results = await Promise.all(
         Array.from({ length: 50 }, (_, i) =>
-          backend.txn([{ key: '/token', revision }], [
-            { op: 'delete', key: '/token' },
-            { op: 'put', key: `/winners/${i}`, value: 'won' },
-          ]),
+          backend.txn(
+            [{ key: '/token', revision }],
+            [
+              { op: 'delete', key: '/token' },
+              { op: 'put', key: `/winners/${i}`, value: 'won' },
+            ],
+          ),
         ),
       )
       t.equal(results.filter(Boolean).length, 1)
@@ -275,9 +285,7 @@ export function backendConformance(
     })
 
     check('exactly one of 50 concurrent creates wins', async (t, backend) => {
-      const results = await Promise.all(
-        Array.from({ length: 50 }, (_, i) => backend.create('/lock', `holder ${i}`)),
-      )
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => backend.create('/lock', `holder ${i}`)))
       t.equal(results.filter(Boolean).length, 1)
       const winner = results.indexOf(true)
       t.match(await backend.get('/lock'), { value: `holder ${winner}` })
@@ -330,5 +338,5 @@ export function backendConformance(
 }
 
 function keys(items: Item[]): string[] {
-  return items.map(item => item.key)
+  return items.map((item) => item.key)
 }

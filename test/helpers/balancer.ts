@@ -2,10 +2,10 @@
 // tunnel ports of proxies made with proxiesBehindBalancer(), so that one agent holds a
 // tunnel to each of them.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { freePort, tempDir, type ProxyProcess } from './cluster.ts'
+import { freePort, type ProxyProcess, tempDir } from './cluster.ts'
 
 /** Why HAProxy tests cannot run here, or false when they can (for tap's `skip`). */
 export function haproxyUnavailable(): string | false {
@@ -20,19 +20,22 @@ export async function balancerAddress(): Promise<string> {
 /** Starts HAProxy at `address` over the proxies' tunnel ports; the caller kills it. */
 export function startBalancer(address: string, proxies: ProxyProcess[]): ChildProcess {
   const config = join(tempDir(), 'haproxy.cfg')
-  writeFileSync(config, [
-    'defaults',
-    '  mode tcp',
-    '  timeout connect 2s',
-    '  timeout client 1h',
-    '  timeout server 1h',
-    'frontend tunnels',
-    `  bind ${address}`,
-    '  default_backend proxies',
-    'backend proxies',
-    '  balance roundrobin',
-    ...proxies.map((proxy, i) => `  server p${i} ${proxy.tunnel} send-proxy-v2 check inter 300ms fall 1 rise 1`),
-    '',
-  ].join('\n'))
+  writeFileSync(
+    config,
+    [
+      'defaults',
+      '  mode tcp',
+      '  timeout connect 2s',
+      '  timeout client 1h',
+      '  timeout server 1h',
+      'frontend tunnels',
+      `  bind ${address}`,
+      '  default_backend proxies',
+      'backend proxies',
+      '  balance roundrobin',
+      ...proxies.map((proxy, i) => `  server p${i} ${proxy.tunnel} send-proxy-v2 check inter 300ms fall 1 rise 1`),
+      '',
+    ].join('\n'),
+  )
   return spawn('haproxy', ['-db', '-f', config], { stdio: 'ignore' })
 }

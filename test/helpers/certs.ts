@@ -3,8 +3,8 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject, randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { SqliteBackend } from '../../auth/backend/sqlite.ts'
-import { createCA, createCertificate, type DistinguishedName } from '../../shared/x509.ts'
 import type { NodeIdentity } from '../../shared/identity-store.ts'
+import { createCA, createCertificate, type DistinguishedName } from '../../shared/x509.ts'
 
 export interface TestCA {
   ca: ReturnType<typeof createCA>
@@ -67,8 +67,16 @@ export function nodeIdentityFrom(ca: IssuingCA, validity: { notBefore: Date; not
     extKeyUsage: ['clientAuth', 'serverAuth'],
   })
   return {
-    hostId, nodename: 'intruder', clusterName: 'test-cluster', roles: ['node'], authServers: [],
-    tlsKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, tlsCertPem,
-    sshKeyPem: '', sshCert: '', hostCAPems: [ca.certPem], userCASshKeys: [],
+    hostId,
+    nodename: 'intruder',
+    clusterName: 'test-cluster',
+    roles: ['node'],
+    authServers: [],
+    tlsKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    tlsCertPem,
+    sshKeyPem: '',
+    sshCert: '',
+    hostCAPems: [ca.certPem],
+    userCASshKeys: [],
   }
 }

@@ -1,14 +1,14 @@
 // Real processes for tests that cross roles: an auth server started with `warren start`,
 // warrenctl invocations, and node agents, each in its own temporary data dir.
 
-import { spawn, spawnSync, execFile, execFileSync, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { loadConfigFile } from '../../shared/config.ts'
-import { readStatus, statusSocketPath } from '../../shared/status-socket.ts'
 import type { WarrenStatus } from '../../shared/status.ts'
+import { readStatus, statusSocketPath } from '../../shared/status-socket.ts'
 
 export const ROOT = resolve(import.meta.dirname, '../..')
 const WARREN = join(ROOT, 'cli/warren.ts')
@@ -137,11 +137,15 @@ export class Daemon {
   /** Waits until the process's status satisfies `predicate`, and returns that status. */
   async waitForStatus(what: string, predicate: (status: WarrenStatus) => boolean, timeoutMs = 20_000): Promise<WarrenStatus> {
     let last: WarrenStatus | undefined
-    await this.waitFor(what, async () => {
-      // Nothing answers while the process starts, or replaces its image after joining.
-      last = await this.status().catch(() => undefined)
-      return last !== undefined && predicate(last)
-    }, timeoutMs).catch((error: Error) => {
+    await this.waitFor(
+      what,
+      async () => {
+        // Nothing answers while the process starts, or replaces its image after joining.
+        last = await this.status().catch(() => undefined)
+        return last !== undefined && predicate(last)
+      },
+      timeoutMs,
+    ).catch((error: Error) => {
       throw new Error(`${error.message}\nlast status: ${JSON.stringify(last)}`)
     })
     return last!
@@ -149,7 +153,10 @@ export class Daemon {
 
   /** The entries of a JSON log (WARREN_LOG_FORMAT=json, or `log: { format: json }`). */
   logEntries(): Record<string, unknown>[] {
-    return this.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
+    return this.stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -182,15 +189,18 @@ export class AuthProcess {
     this.dataDir = options.dataDir ?? tempDir()
     this.netns = options.netns
     this.configPath = join(this.dataDir, 'warren.yaml')
-    writeFileSync(this.configPath, [
-      'version: v1',
-      `data_dir: ${this.dataDir}`,
-      'auth_service:',
-      '  enabled: true',
-      `  listen_addr: ${options.host ?? '127.0.0.1'}:${options.port ?? 0}`,
-      `  cluster_name: ${options.clusterName ?? 'test-cluster'}`,
-      options.authServiceYaml ?? '',
-    ].join('\n'))
+    writeFileSync(
+      this.configPath,
+      [
+        'version: v1',
+        `data_dir: ${this.dataDir}`,
+        'auth_service:',
+        '  enabled: true',
+        `  listen_addr: ${options.host ?? '127.0.0.1'}:${options.port ?? 0}`,
+        `  cluster_name: ${options.clusterName ?? 'test-cluster'}`,
+        options.authServiceYaml ?? '',
+      ].join('\n'),
+    )
   }
 
   get identityPath(): string {
@@ -320,19 +330,22 @@ export class ProxyProcess {
     // Separate free ports unless told otherwise ("127.0.0.1:0" twice would mean one shared port).
     const web = options.webListenAddr ?? `127.0.0.1:${await freePort()}`
     const tunnel = options.tunnelListenAddr ?? `127.0.0.1:${await freePort()}`
-    writeFileSync(this.configPath, [
-      'version: v1',
-      `data_dir: ${this.dataDir}`,
-      `nodename: ${options.nodename ?? 'proxy'}`,
-      `auth_servers: ["${options.auth.address}"]`,
-      `auth_token: ${options.token}`,
-      `ca_pin: ${options.pin}`,
-      'proxy_service:',
-      '  enabled: true',
-      `  web_listen_addr: ${web}`,
-      `  tunnel_listen_addr: ${tunnel}`,
-      options.extraYaml ?? '',
-    ].join('\n'))
+    writeFileSync(
+      this.configPath,
+      [
+        'version: v1',
+        `data_dir: ${this.dataDir}`,
+        `nodename: ${options.nodename ?? 'proxy'}`,
+        `auth_servers: ["${options.auth.address}"]`,
+        `auth_token: ${options.token}`,
+        `ca_pin: ${options.pin}`,
+        'proxy_service:',
+        '  enabled: true',
+        `  web_listen_addr: ${web}`,
+        `  tunnel_listen_addr: ${tunnel}`,
+        options.extraYaml ?? '',
+      ].join('\n'),
+    )
     const debug = options.debug === false ? [] : ['--debug']
     this.daemon = new Daemon(['start', '--roles=proxy', `--config=${this.configPath}`, ...debug], this.options.env, this.options.netns)
     const { listen } = (await this.daemon.waitForStatus('the proxy to listen', (status) => status.proxy !== undefined)).proxy!
@@ -351,7 +364,15 @@ export class ProxyProcess {
  * agents are told to dial it, and the proxies believe PROXY headers from 127.0.0.1. Each
  * keeps its tunnel port across restarts, so the balancer's configuration stays right.
  */
-export async function proxiesBehindBalancer(auth: AuthProcess, pin: string, count: number, balancer: string, env?: Record<string, string>, debug = true, extraYaml = ''): Promise<ProxyProcess[]> {
+export async function proxiesBehindBalancer(
+  auth: AuthProcess,
+  pin: string,
+  count: number,
+  balancer: string,
+  env?: Record<string, string>,
+  debug = true,
+  extraYaml = '',
+): Promise<ProxyProcess[]> {
   const proxies: ProxyProcess[] = []
   for (let i = 0; i < count; i++) {
     const proxy = new ProxyProcess({

@@ -1,13 +1,13 @@
 // A real single-member etcd 3 on loopback for tests: its own temporary data dir and free
 // client and peer ports, stopped (and its data removed) by the caller's teardown.
 
-import { spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { get as httpGet, type IncomingMessage } from 'node:http'
 import { get as httpsGet } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from './cluster.ts'
 
@@ -61,20 +61,24 @@ export class EtcdServer {
     const name = 'warren-test'
     // Drop ETCD_* variables: etcd reads its flags from them too.
     const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('ETCD_')))
-    this.child = spawn(ETCD_BINARY, [
-      `--name=${name}`,
-      `--data-dir=${dataDir}`,
-      `--listen-client-urls=${clientUrl}`,
-      `--advertise-client-urls=${clientUrl}`,
-      `--listen-peer-urls=${peerUrl}`,
-      `--initial-advertise-peer-urls=${peerUrl}`,
-      `--initial-cluster=${name}=${peerUrl}`,
-      '--initial-cluster-state=new',
-      `--initial-cluster-token=${randomBytes(8).toString('hex')}`,
-      '--logger=zap',
-      '--log-outputs=stderr',
-      ...tlsFlags,
-    ], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+    this.child = spawn(
+      ETCD_BINARY,
+      [
+        `--name=${name}`,
+        `--data-dir=${dataDir}`,
+        `--listen-client-urls=${clientUrl}`,
+        `--advertise-client-urls=${clientUrl}`,
+        `--listen-peer-urls=${peerUrl}`,
+        `--initial-advertise-peer-urls=${peerUrl}`,
+        `--initial-cluster=${name}=${peerUrl}`,
+        '--initial-cluster-state=new',
+        `--initial-cluster-token=${randomBytes(8).toString('hex')}`,
+        '--logger=zap',
+        '--log-outputs=stderr',
+        ...tlsFlags,
+      ],
+      { env, stdio: ['ignore', 'ignore', 'pipe'] },
+    )
     this.child.stderr!.on('data', (chunk) => {
       // Keep the tail only: etcd is chatty and a test may run for minutes.
       this.stderr = (this.stderr + chunk).slice(-20_000)

@@ -6,11 +6,11 @@
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import { request } from 'node:https'
 import { request as httpRequest } from 'node:http'
+import { request } from 'node:https'
 import { join } from 'node:path'
-import { freePort, tempDir } from './cluster.ts'
 import { loopbackCert, testCA } from './certs.ts'
+import { freePort, tempDir } from './cluster.ts'
 
 /** Why Pebble cannot run here, or undefined when it can. */
 export function pebbleMissing(): string | undefined {
@@ -72,10 +72,20 @@ export class ChallTestServer {
     this.managementPort = await freePort()
     this.dnsAddress = `127.0.0.1:${dnsPort}`
     this.daemon = new Daemon('pebble-challtestsrv', [
-      '-dns01', this.dnsAddress,
-      '-management', `127.0.0.1:${this.managementPort}`,
-      '-http01', '', '-https01', '', '-tlsalpn01', '',
-      '-defaultIPv4', '', '-defaultIPv6', '',
+      '-dns01',
+      this.dnsAddress,
+      '-management',
+      `127.0.0.1:${this.managementPort}`,
+      '-http01',
+      '',
+      '-https01',
+      '',
+      '-tlsalpn01',
+      '',
+      '-defaultIPv4',
+      '',
+      '-defaultIPv6',
+      '',
     ])
     await whenUp(this.daemon, 'pebble-challtestsrv', () => this.post('/clear-a', { host: 'nothing.invalid' }))
     return this

@@ -4,8 +4,8 @@
 import { createHash, randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { type Duplex, duplexPair } from 'node:stream'
-import { FrameParser, encodeHeader } from '../../shared/yamux/frame.ts'
-import { type Session, type SessionOptions, createSession } from '../../shared/yamux/session.ts'
+import { encodeHeader, FrameParser } from '../../shared/yamux/frame.ts'
+import { createSession, type Session, type SessionOptions } from '../../shared/yamux/session.ts'
 
 export type PeerOptions = Omit<SessionOptions, 'client'>
 
@@ -44,7 +44,7 @@ export function memoryPair(clientOpts: PeerOptions = {}, serverOpts: PeerOptions
 async function closeAll(...sessions: Session[]): Promise<void> {
   await Promise.all(
     sessions.map((s) => {
-      if (s.isClosed) return
+      if (s.isClosed) return Promise.resolve()
       const closed = new Promise<void>((resolve) => s.once('close', () => resolve()))
       s.close()
       return closed
