@@ -1,26 +1,16 @@
-// How a node keeps its certificates: renewed on a timer once two thirds of their lifetime
-// has passed, and at once when the host CA that signs changes, always with its current
-// identity (never a token): through a tunnel's control stream in tunnel mode, from the auth
-// server itself in direct mode. Certificates that expired anyway (the device was offline)
-// open neither a tunnel nor the auth API, so they are recovered with the node's keys
-// through where it joined (shared/recover.ts). Failures are retried with backoff.
+// How a node renews its certificates (when, and recovery once they expired, is every
+// host's rule: shared/host-renewal.ts): always with its current identity, never a token,
+// through a tunnel's control stream in tunnel mode and from the auth server itself in
+// direct mode. Failures are retried with backoff.
 
-import { X509Certificate } from 'node:crypto'
+import { HostRenewal } from '../shared/host-renewal.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
 import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
-import { RenewalSchedule, RetryLater } from '../shared/renewal-schedule.ts'
-import { certificateUsable, renewalDueAt, renewalNeeded } from '../shared/renewal-window.ts'
 import type { AgentTunnel, TrustMessage } from './tunnel.ts'
 
 /** A renewal asked for through a tunnel and not answered within this has failed (the proxy may have gone). */
 const TUNNEL_ANSWER_MS = 30_000
-
-/**
- * Past the recovery window nothing changes until an admin acts (a new token, or a longer
- * `auth_service.recovery_window`): the node asks again hourly, and logs what would re-admit it.
- */
-export const PAST_WINDOW_RETRY_MS = 3_600_000
 
 export interface NodeRenewalOptions {
   identity: () => NodeIdentity
@@ -45,29 +35,28 @@ interface Pending {
 
 export class NodeRenewal {
   private readonly options: NodeRenewalOptions
-  private readonly schedule: RenewalSchedule
+  private readonly renewal: HostRenewal
   private pending?: Pending
 
   constructor(options: NodeRenewalOptions) {
     this.options = options
-    this.schedule = new RenewalSchedule({
+    this.renewal = new HostRenewal({
       what: "this node's certificates",
-      certificate: () => new X509Certificate(options.identity().tlsCertPem),
-      renew: () => this.renew(),
-      // Due in the renewal window, and at once when the CA that signs now did not issue it.
-      dueAt: (cert) => (renewalNeeded(cert, options.identity().hostCAPems[0]) ? Date.now() : renewalDueAt(cert)),
+      identity: options.identity,
+      renew: (identity) => (options.tunnelMode() ? this.throughTunnel() : this.direct(identity)),
+      apply: options.apply,
+      unusable: options.unusable,
       log: options.log,
     })
   }
 
   start(): void {
-    this.schedule.start()
+    this.renewal.start()
   }
 
   /** The trusted CAs changed: renews at once if the CA that signs now did not issue the certificate. */
   trustChanged(): void {
-    const identity = this.options.identity()
-    if (renewalNeeded(new X509Certificate(identity.tlsCertPem), identity.hostCAPems[0])) this.schedule.renewNow()
+    this.renewal.trustChanged()
   }
 
   /** A tunnel's control stream answered a renewal: 'certs' or 'renew_failed'. */
@@ -84,18 +73,8 @@ export class NodeRenewal {
   }
 
   stop(): void {
-    this.schedule.stop()
+    this.renewal.stop()
     this.pending?.reject(new Error('the node is stopping'))
-  }
-
-  private async renew(): Promise<void> {
-    const identity = this.options.identity()
-    if (!certificateUsable(identity)) {
-      this.options.unusable()
-      return this.recover(identity)
-    }
-    const renewed = this.options.tunnelMode() ? await this.throughTunnel() : await this.direct(identity)
-    this.options.apply(renewed, 'renewed')
   }
 
   /** Asks the proxy at the end of a tunnel, which asks the auth server for the key the tunnel proved. */
@@ -135,17 +114,6 @@ export class NodeRenewal {
       return await client.call('POST /v1/renew')
     } finally {
       await client.close()
-    }
-  }
-
-  private async recover(identity: NodeIdentity): Promise<void> {
-    const { PastRecoveryWindow, recoverCertificates } = await import('../shared/recover.ts')
-    try {
-      this.options.apply(await recoverCertificates(identity), 'recovered')
-    } catch (error) {
-      if (!(error instanceof PastRecoveryWindow)) throw error
-      this.options.log.error(error.message, { host_id: identity.hostId, readmit: error.readmit })
-      throw new RetryLater(error.message, PAST_WINDOW_RETRY_MS)
     }
   }
 }

@@ -14,6 +14,7 @@ import { DEFAULTS } from '../shared/config.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
 import { WarrenError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
+import type { HostRenewal } from '../shared/host-renewal.ts'
 import { applyCertificates, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { sendToAgent } from '../shared/protocol/control.ts'
@@ -27,7 +28,7 @@ import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
 import { LiveSetMembership } from './membership.ts'
 import { NodeDialer } from './node-dialer.ts'
-import { OwnCertificate } from './own-certificate.ts'
+import { ownCertificateRenewal } from './own-certificate.ts'
 import { PresenceReports } from './presence-reports.ts'
 import { ProxyRevocations } from './revocations.ts'
 import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
@@ -66,7 +67,7 @@ export class ProxyService {
   private presence!: PresenceReports
   private liveSetInFlight = false
   private membership?: LiveSetMembership
-  private ownCertificate?: OwnCertificate
+  private ownCertificate?: HostRenewal
   private readonly warn?: (message: string) => void
   readonly addresses: { web: string; tunnel: string } = { web: '', tunnel: '' }
 
@@ -211,7 +212,7 @@ export class ProxyService {
     this.timers.push(setInterval(() => void this.presence.reportAll(), DEFAULTS.heartbeatIntervalMs))
     this.tunnels.on('connect', (tunnel: Tunnel) => this.presence.opened(tunnel))
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
-    this.ownCertificate = new OwnCertificate({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
+    this.ownCertificate = ownCertificateRenewal({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
     this.ownCertificate.start()
   }
 

@@ -1,0 +1,80 @@
+// A host's own certificates (a node's or a proxy's) kept valid: renewed once two thirds of
+// their lifetime has passed and at once when the host CA that signs changes (a rotation),
+// always with the host's current identity. Certificates that expired anyway (the host was
+// offline for longer than their lifetime) can no longer renew, so they are recovered with
+// the host's keys (recover.ts). How a renewal travels differs: the holder's `renew` says.
+
+import { X509Certificate } from 'node:crypto'
+import type { NodeIdentity } from './identity-store.ts'
+import type { Logger } from './log.ts'
+import type { RenewedCertificates } from './protocol/hosts.ts'
+import { RenewalSchedule, RetryLater } from './renewal-schedule.ts'
+import { certificateUsable, renewalDueAt, renewalNeeded } from './renewal-window.ts'
+
+/**
+ * Past the recovery window nothing changes until an admin acts (a new token, or a longer
+ * `auth_service.recovery_window`): the host asks again hourly, and logs what would re-admit it.
+ */
+export const PAST_WINDOW_RETRY_MS = 3_600_000
+
+export interface HostRenewalOptions {
+  /** What is renewed, for the log ("this node's certificates"). */
+  what: string
+  identity: () => NodeIdentity
+  /** Renewed certificates for `identity`, which is still usable; throws when the renewal failed. */
+  renew: (identity: NodeIdentity) => Promise<RenewedCertificates>
+  /** Puts new certificates in place everywhere the host uses them. */
+  apply: (renewed: RenewedCertificates, how: 'renewed' | 'recovered') => void
+  /** The certificate can no longer be used (it expired, or its CA was dropped): recovery follows. */
+  unusable?: () => void
+  log: Logger
+}
+
+export class HostRenewal {
+  private readonly options: HostRenewalOptions
+  private readonly schedule: RenewalSchedule
+
+  constructor(options: HostRenewalOptions) {
+    this.options = options
+    this.schedule = new RenewalSchedule({
+      what: options.what,
+      certificate: () => new X509Certificate(options.identity().tlsCertPem),
+      renew: () => this.renewOrRecover(),
+      // Due in the renewal window, and at once when the CA that signs now did not issue it.
+      dueAt: (cert) => (renewalNeeded(cert, options.identity().hostCAPems[0]) ? Date.now() : renewalDueAt(cert)),
+      log: options.log,
+    })
+  }
+
+  start(): void {
+    this.schedule.start()
+  }
+
+  /** The trusted CAs changed: renews at once if the CA that signs now did not issue the certificate. */
+  trustChanged(): void {
+    const identity = this.options.identity()
+    if (renewalNeeded(new X509Certificate(identity.tlsCertPem), identity.hostCAPems[0])) this.schedule.renewNow()
+  }
+
+  stop(): void {
+    this.schedule.stop()
+  }
+
+  private async renewOrRecover(): Promise<void> {
+    const identity = this.options.identity()
+    if (certificateUsable(identity)) {
+      this.options.apply(await this.options.renew(identity), 'renewed')
+      return
+    }
+    this.options.unusable?.()
+    // Loaded only when needed: a node whose certificates stay valid never holds this code.
+    const { PastRecoveryWindow, recoverCertificates } = await import('./recover.ts')
+    try {
+      this.options.apply(await recoverCertificates(identity), 'recovered')
+    } catch (error) {
+      if (!(error instanceof PastRecoveryWindow)) throw error
+      this.options.log.error(error.message, { host_id: identity.hostId, readmit: error.readmit })
+      throw new RetryLater(error.message, PAST_WINDOW_RETRY_MS)
+    }
+  }
+}
