@@ -18,8 +18,12 @@ const CLOCK_SKEW_MS = 60_000
 export interface UserRecord {
   name: string
   logins: string[]
+  roles: string[]
   created: number
 }
+
+/** The role of users added before users had roles: reach every node as their logins. */
+const DEFAULT_ROLES = ['access']
 
 export class UserError extends Error {}
 
@@ -37,23 +41,30 @@ export class UserDirectory {
     this.backend = backend
   }
 
-  async add(name: string, logins: string[]): Promise<UserRecord> {
+  async add(name: string, logins: string[], roles: string[] = DEFAULT_ROLES): Promise<UserRecord> {
     validateName('user name', name)
     if (logins.length === 0) throw new UserError('a user needs at least one login, e.g. --logins=root,pi')
     for (const login of logins) validateName('login', login)
-    const record: UserRecord = { name, logins: [...new Set(logins)], created: Date.now() }
+    if (roles.length === 0) throw new UserError('a user needs at least one role, e.g. --roles=access')
+    for (const role of roles) validateName('role', role)
+    const record: UserRecord = { name, logins: [...new Set(logins)], roles: [...new Set(roles)], created: Date.now() }
     if (!(await this.backend.create(PREFIX + name, JSON.stringify(record)))) throw new UserError(`user "${name}" already exists`)
     return record
   }
 
   async get(name: string): Promise<UserRecord | undefined> {
     const item = await this.backend.get(PREFIX + name)
-    return item ? (JSON.parse(item.value) as UserRecord) : undefined
+    return item ? readRecord(item.value) : undefined
   }
 
   async list(): Promise<UserRecord[]> {
-    return (await this.backend.list(PREFIX)).map((item) => JSON.parse(item.value) as UserRecord)
+    return (await this.backend.list(PREFIX)).map((item) => readRecord(item.value))
   }
+}
+
+function readRecord(json: string): UserRecord {
+  const record = JSON.parse(json) as UserRecord
+  return { ...record, roles: record.roles ?? DEFAULT_ROLES }
 }
 
 export interface UserCertificates {

@@ -34,16 +34,16 @@ export const userRoutes = {
     bodyLimit: SMALL_BODY,
     async handle(call, context) {
       const body = await call.body()
-      const user = await context.users.add(body.name, body.logins)
-      context.log.info('user added', { user: user.name, logins: user.logins.join(',') })
-      return { name: user.name, logins: user.logins }
+      const user = await context.users.add(body.name, body.logins, body.roles)
+      context.log.info('user added', { user: user.name, logins: user.logins.join(','), roles: user.roles.join(',') })
+      return { name: user.name, logins: user.logins, roles: user.roles }
     },
   },
 
   'GET /v1/users': {
     access: 'admin',
     bodyLimit: NO_BODY,
-    handle: async (_call, context) => ({ users: (await context.users.list()).map((u) => ({ name: u.name, logins: u.logins })) }),
+    handle: async (_call, context) => ({ users: (await context.users.list()).map((u) => ({ name: u.name, logins: u.logins, roles: u.roles })) }),
   },
 
   'POST /v1/users/:name/certs': {

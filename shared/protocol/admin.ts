@@ -81,11 +81,13 @@ export interface TokenList {
   tokens: ListedToken[]
 }
 
-export const USER_BODY = object({ name: text({ max: 64 }), logins: optional(texts(32), []) })
+export const USER_BODY = object({ name: text({ max: 64 }), logins: optional(texts(32), []), roles: optional(texts(32), ['access']) })
 
 export interface UserJson {
   name: string
   logins: string[]
+  /** The roles that decide which nodes, logins and ports the user's certificates reach. */
+  roles: string[]
 }
 
 export interface UserList {
