@@ -6,8 +6,8 @@ import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import { ProtocolError } from '../../shared/protocol/errors.ts'
 import { parseSshPublicKey } from '../../shared/ssh-cert.ts'
 import { checkTlsKey, KeyPolicyError } from '../key-policy.ts'
-import { Locked } from '../locks.ts'
-import { issueUserCertificates, UnknownUser } from '../users.ts'
+import { userCertificatesFor } from '../user-certificates.ts'
+import { UnknownUser } from '../users.ts'
 import type { AuthRoutes } from './context.ts'
 
 const CERTS = 'POST /v1/users/:name/certs'
@@ -53,23 +53,8 @@ export const userRoutes = {
       const name = call.params.name
       const user = await context.users.get(name)
       if (!user) throw new UnknownUser(`no user "${name}": add it with "warrenctl users add ${name} --logins=..."`)
-      const locked = context.revocations.list.refusedUser(user.name)
-      if (locked) throw new Locked(locked)
       const body = await call.body()
-      const userCA = context.userCA()
-      const certs = issueUserCertificates(userCA, context.clusterName, user, publicKeys(body), body.ttl_ms)
-      const nodes = (await context.nodes.registered()).filter((n) => n.sshPublicKey && n.roles.includes('node'))
-      context.log.info('user certificates issued', { user: user.name, valid_before: new Date(certs.validBefore).toISOString() })
-      return {
-        ssh_cert: certs.sshCert,
-        tls_cert: certs.tlsCertPem,
-        valid_before: certs.validBefore,
-        logins: user.logins,
-        cluster_name: context.clusterName,
-        host_ca_certs: context.hostCA().tlsCertPems,
-        proxies: (await context.nodes.proxies()).map((p) => p.webAddr).filter(Boolean),
-        known_hosts: nodes.map((n) => `${n.nodename},${n.hostId},${n.hostId}.${context.clusterName} ${n.sshPublicKey}`),
-      }
+      return userCertificatesFor(context, user, publicKeys(body), body.ttl_ms)
     },
   },
 } satisfies Partial<AuthRoutes>
