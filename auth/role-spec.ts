@@ -5,6 +5,7 @@
 import { WILDCARD } from '../shared/access.ts'
 import { parseDuration } from '../shared/duration.ts'
 import { labelKeyProblem, labelValueProblem } from '../shared/labels.ts'
+import type { RoleJson, RoleRules } from '../shared/protocol/roles.ts'
 import { closest, didYouMean } from '../shared/suggest.ts'
 import { MAX_USER_CERT_TTL_MS, UserError } from './users.ts'
 
@@ -14,26 +15,8 @@ const NAME = /^[a-z_][a-z0-9_.-]{0,31}$/
 const PORT_NAME = /^[A-Za-z0-9_.-]{1,64}$/
 const MAX_ITEMS = 64
 
-export interface RoleRules {
-  logins?: string[]
-  /** Label name → accepted values (`'*'` any); the name `'*'` with `'*'` matches every node. */
-  node_labels?: Record<string, string[]>
-  /** Names of forwarded ports that nodes declare; `'*'` for all. */
-  ports?: string[]
-  /** May administer the cluster through the admin API. */
-  admin?: boolean
-}
-
-export interface Role {
-  kind: 'role'
-  version: 'v1'
-  metadata: { name: string; description?: string }
-  spec: {
-    allow: RoleRules
-    deny: RoleRules
-    options: { max_session_ttl?: string }
-  }
-}
+export type Role = RoleJson
+export type { RoleRules }
 
 /** A role resource that cannot be read as it is. */
 export class RoleError extends UserError {}
