@@ -161,6 +161,12 @@ t.test('roles are kept in the backend; built-ins are listed and cannot be replac
   await t.rejects(roles.remove('editor'), /role "editor" is built in and cannot be removed/)
   await t.rejects(roles.remove('nope'), /no role "nope"/)
   await t.rejects(roles.checkExist(['access', 'labb']), /no role "labb"/)
+  await roles.remove('lab')
+  t.equal(await roles.get('lab'), undefined, 'a role nobody has is removed')
+  t.same(
+    (await reopened.list()).map((r) => r.metadata.name),
+    ['access', 'editor'],
+  )
 })
 
 t.test('a role given to users is not removed, and the error names them', async (t) => {
