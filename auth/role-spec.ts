@@ -63,7 +63,9 @@ function rules(value: unknown, where: string): RoleRules {
   const result: RoleRules = {}
   if (section.logins !== undefined) {
     result.logins = strings(section.logins, `${where}.logins`, (login) => {
-      if (login === INTERNAL_LOGINS || login === WILDCARD) return undefined
+      // Logins are granted by name: "*" only denies them all.
+      if (login === WILDCARD) return where === 'spec.deny' ? undefined : '"*" only denies every login; allow logins by name'
+      if (login === INTERNAL_LOGINS) return undefined
       return NAME.test(login) ? undefined : `"${login}" is not a login name (nor ${INTERNAL_LOGINS})`
     })
   }

@@ -87,6 +87,10 @@ t.test('every field is checked, and the error names it', async (t) => {
     /^spec\.allow\.logins: "Bad Name" is not a login name/,
   )
   t.throws(
+    variant((r) => (r.spec.allow.logins = ['*'])),
+    /^spec\.allow\.logins: "\*" only denies every login; allow logins by name$/,
+  )
+  t.throws(
     variant((r) => (r.spec.allow.node_labels = { 'bad key!': 'x' })),
     /^spec\.allow\.node_labels: the label name "bad key!"/,
   )

@@ -100,8 +100,8 @@ export function resolveAccess(roles: Role[], userLogins: string[]): { access: Ac
   const expand = (logins: string[]) => logins.flatMap((login) => (login === INTERNAL_LOGINS ? userLogins : [login]))
   const allowedLogins = roles.flatMap((role) => expand(role.spec.allow.logins ?? [INTERNAL_LOGINS]))
   const deniedLogins = new Set(roles.flatMap((role) => expand(role.spec.deny.logins ?? [])))
-  // A `*` login grants nothing by itself (a login must be named), but denies every login.
-  const logins = [...new Set(allowedLogins)].filter((login) => login !== WILDCARD && !deniedLogins.has(login) && !deniedLogins.has(WILDCARD))
+  // A denied `*` (parseRole allows it only there) takes every login.
+  const logins = [...new Set(allowedLogins)].filter((login) => !deniedLogins.has(login) && !deniedLogins.has(WILDCARD))
   const matchers = (side: 'allow' | 'deny'): LabelMatcher[] => roles.flatMap((role) => (role.spec[side].node_labels ? [role.spec[side].node_labels] : []))
   const ports = (side: 'allow' | 'deny') => [...new Set(roles.flatMap((role) => role.spec[side].ports ?? []))]
   const admin = roles.some((role) => role.spec.allow.admin === true) && !roles.some((role) => role.spec.deny.admin === true)
