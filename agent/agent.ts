@@ -21,7 +21,7 @@ import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts
 import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
 import type { DirectListener } from './direct-listener.ts'
-import { forwardRefusal } from './forward-policy.ts'
+import { declaredPortName, forwardRefusal } from './forward-policy.ts'
 import type { Heartbeat } from './heartbeat.ts'
 import { NodeRenewal } from './renewal.ts'
 import { type ServiceTable, serveStream } from './services.ts'
@@ -105,6 +105,9 @@ export class Agent {
       log: this.log,
       // Read at each request: a reload changes the policy and the declared ports.
       forwardRefusal: (host, port) => forwardRefusal(this.config.ssh, host, port),
+      // The user's roles are judged against this node's labels and declared ports as they are now.
+      labels: () => this.config.labels,
+      declaredPortName: (host, port) => declaredPortName(this.config.ssh, host, port),
     })
     this.services = { ssh: this.ssh, ports: this.config.ssh.forwardPorts }
     this.renewal = new NodeRenewal({

@@ -17,6 +17,11 @@ export function forwardRefusal(ssh: Pick<SshConfig, 'portForwarding' | 'forwardP
   }
 }
 
+/** The name of the declared forward port at host:port, if any: the user's roles allow ports by name. */
+export function declaredPortName(ssh: Pick<SshConfig, 'forwardPorts'>, host: string, port: number): string | undefined {
+  return ssh.forwardPorts.find((declared) => sameTarget(declared.addr, host, port))?.name
+}
+
 /**
  * The declared address as written, host and port: `-L` must name it the same way. Names are
  * not resolved (a name that resolves to a declared address could resolve elsewhere later).

@@ -4,31 +4,29 @@
 
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../shared/log.ts'
-import type { NodeSshServer } from './ssh-server.ts'
+import type { NodeSshServer, SshServerOptions } from './ssh-server.ts'
+
+/** What the server is made with, besides the user CAs (which change with rotations). */
+type ServerSettings = Pick<SshServerOptions, 'hostKeyPem' | 'log' | 'forwardRefusal' | 'labels' | 'declaredPortName'>
 
 export class SshOnDemand {
   private server?: Promise<NodeSshServer>
   private userCAKeys: string[]
-  private readonly hostKeyPem: string
-  private readonly log: Logger
-  private readonly forwardRefusal: (host: string, port: number) => string | undefined
+  private readonly settings: ServerSettings & { log: Logger }
 
-  constructor(options: { hostKeyPem: string; userCAKeys: string[]; log: Logger; forwardRefusal: (host: string, port: number) => string | undefined }) {
-    this.hostKeyPem = options.hostKeyPem
-    this.userCAKeys = options.userCAKeys
-    this.log = options.log
-    this.forwardRefusal = options.forwardRefusal
+  constructor(options: ServerSettings & { userCAKeys: string[]; log: Logger }) {
+    const { userCAKeys, ...settings } = options
+    this.userCAKeys = userCAKeys
+    this.settings = settings
   }
 
   /** Serves one SSH connection, starting the server first if this is the first one. */
   handleConnection(stream: Duplex, info?: { remoteAddress?: string }): void {
-    this.server ??= import('./ssh-server.ts').then(
-      ({ NodeSshServer }) => new NodeSshServer({ hostKeyPem: this.hostKeyPem, userCAKeys: this.userCAKeys, log: this.log, forwardRefusal: this.forwardRefusal }),
-    )
+    this.server ??= import('./ssh-server.ts').then(({ NodeSshServer }) => new NodeSshServer({ ...this.settings, userCAKeys: this.userCAKeys }))
     this.server.then(
       (server) => server.handleConnection(stream, info),
       (error: Error) => {
-        this.log.error('the SSH server cannot start', { error })
+        this.settings.log.error('the SSH server cannot start', { error })
         stream.destroy()
       },
     )

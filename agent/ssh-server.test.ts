@@ -7,6 +7,8 @@ import { join } from 'node:path'
 import { duplexPair } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
+import type { Access } from '../shared/access.ts'
+import { sshAccessExtensions } from '../shared/access-cert.ts'
 import { createLogger } from '../shared/log.ts'
 import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import { lookupPasswd } from './login-accounts.ts'
@@ -53,6 +55,8 @@ function identity(name: string, cert: CertOptions | false = {}): string {
 }
 
 const good = identity('good')
+/** The port a test declares as the forwarded port "webui". */
+let webuiPort = -1
 const logLines: string[] = []
 const log = createLogger('node', { level: 'debug', stream: { write: (line: string) => logLines.push(line) } as unknown as NodeJS.WritableStream })
 // Sessions run as the real root account but with a fresh home: this machine's root startup
@@ -68,6 +72,9 @@ const server = new NodeSshServer({
   },
   // Where -L may go is the node's policy (test/port-forwarding.test.ts); here, anywhere.
   forwardRefusal: () => undefined,
+  // The node's own labels, which the user's roles in a certificate are judged against.
+  labels: () => ({ env: 'lab' }),
+  declaredPortName: (_host, port) => (port === webuiPort ? 'webui' : undefined),
 })
 const listener: Server = createServer((socket) => server.handleConnection(socket))
 await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
@@ -193,6 +200,30 @@ t.test('logins without an acceptable certificate are refused', async (t) => {
   t.notMatch(logLines.join(''), /AAAA/, 'no key material in the log')
 })
 
+/** A certificate whose access (the user's roles resolved) is `access`, its logins the principals. */
+function withAccess(name: string, access: Partial<Access>): string {
+  const full: Access = { logins: ['root'], nodes: [], deny_nodes: [], ports: [], deny_ports: [], admin: false, ...access }
+  return identity(name, { principals: full.logins, extensions: sshAccessExtensions(full) })
+}
+
+t.test("the user's roles in the certificate are judged against this node's labels", async (t) => {
+  const lab = await ssh(withAccess('role-lab', { nodes: [{ env: ['lab'] }] }), ['echo in'])
+  t.equal(lab.stdout, 'in\n', 'a role that allows env=lab logs in')
+  const cases: Array<[string, string, RegExp]> = [
+    ['another env', withAccess('role-prod', { nodes: [{ env: ['prod'] }] }), /the user's roles do not allow this node/],
+    ['a deny rule', withAccess('role-deny', { nodes: [{ '*': ['*'] }], deny_nodes: [{ env: ['lab'] }] }), /the user's roles deny this node/],
+    ['no node at all', withAccess('role-none', {}), /the user's roles do not allow this node/],
+    ['malformed access', identity('role-bad', { extensions: { 'warren-access@warren': '{"logins":' } }), /the certificate's access is malformed/],
+  ]
+  for (const [name, key, logged] of cases) {
+    logLines.length = 0
+    const result = await ssh(key, ['true'])
+    t.not(result.code, 0, name)
+    t.match(result.stderr, /Permission denied/, name)
+    await waitFor(`${name}: the log`, () => logged.test(logLines.join('')))
+  }
+})
+
 t.test('exec with a pty runs on a real terminal', async (t) => {
   // Without a local terminal OpenSSH sends a 0x0 window and the pty keeps the kernel's default.
   const bare = await ssh(good, ['-tt', 'tty; stty size; echo "$TERM"'])
@@ -290,6 +321,37 @@ t.test('local port forwarding reaches a port on the node', async (t) => {
   t.equal(await readSome(denied, 4), '', 'the forwarded connection is closed without data')
   await waitFor('the refusal', () => /open failed/.test(refused.stderr()))
   t.match(logLines.join(''), /SSH port forwarding refused: the certificate lacks permit-port-forwarding/)
+})
+
+t.test("ssh -L to a declared port needs the user's roles to allow its name", async (t) => {
+  const echo = createServer((socket) => socket.pipe(socket))
+  await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => echo.close())
+  webuiPort = (echo.address() as AddressInfo).port
+  t.teardown(() => {
+    webuiPort = -1
+  })
+
+  async function echoVia(key: string): Promise<string> {
+    const localPort = await freePort()
+    const client = spawn('ssh', [...sshArgs(key), '-N', '-L', `${localPort}:127.0.0.1:${webuiPort}`], { stdio: 'ignore' })
+    const exited = new Promise((resolve) => client.on('close', resolve))
+    try {
+      await waitFor('the forward', () => tryConnect(localPort))
+      const socket = connect(localPort, '127.0.0.1')
+      socket.write('ping')
+      return await readSome(socket, 4)
+    } finally {
+      client.kill('SIGKILL')
+      await exited
+    }
+  }
+
+  t.equal(await echoVia(withAccess('port-webui', { nodes: [{ env: ['lab'] }], ports: ['webui'] })), 'ping', 'ports: [webui] reaches it')
+  logLines.length = 0
+  t.equal(await echoVia(withAccess('port-other', { nodes: [{ env: ['lab'] }], ports: ['grafana'] })), '', 'ports: [grafana] does not')
+  t.match(logLines.join(''), /SSH port forwarding refused: the user's roles do not allow the port "webui"/)
+  t.equal(await echoVia(withAccess('port-denied', { nodes: [{ env: ['lab'] }], ports: ['*'], deny_ports: ['webui'] })), '', 'a deny rule overrides *')
 })
 
 t.test('remote port forwarding is refused', async (t) => {

@@ -1,7 +1,9 @@
 // The node's SSH server. It listens on no port: the tunnel hands it one stream per
 // connection. Users log in only with an OpenSSH user certificate from a trusted user CA;
 // sessions (ssh-session.ts) run as the certificate's login, and forwards (ssh-forwarding.ts)
-// open what the certificate and the node's policy allow.
+// open what the certificate and the node's policy allow. The user's roles, carried in the
+// certificate, are judged here too, against this node's own labels: a stream that got past
+// a proxy by any means still meets them.
 //
 // Parts, in order: the server and its connections; authentication; the client's signature.
 
@@ -10,6 +12,8 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { AuthContext, Connection, ParsedKey } from 'ssh2'
 import ssh2 from 'ssh2'
+import { type Access, loginRefusal, nodeRefusal, portRefusal, WILDCARD } from '../shared/access.ts'
+import { accessOfSshCertificate } from '../shared/access-cert.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, verifySshCertificate } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
@@ -32,6 +36,10 @@ export interface SshServerOptions {
   resolveLogin?: (login: string) => LoginAccount | undefined
   /** Why `ssh -L` may not reach host:port (see forward-policy.ts), undefined to allow; default: refuse every destination. */
   forwardRefusal?: (host: string, port: number) => string | undefined
+  /** This node's labels, read at each login (a reload changes them); default: none. */
+  labels?: () => Record<string, string>
+  /** The name of the declared forwarded port at host:port, if it is one (the user's roles name ports). */
+  declaredPortName?: (host: string, port: number) => string | undefined
 }
 
 /** What an accepted certificate grants on one connection. */
@@ -40,6 +48,7 @@ interface Grant {
   keyId: string
   permitPty: boolean
   permitPortForwarding: boolean
+  access: Access
 }
 
 interface Refusal {
@@ -66,6 +75,8 @@ export class NodeSshServer {
   private readonly log: Logger
   private readonly resolveLogin: (login: string) => LoginAccount | undefined
   private readonly forwardRefusal: (host: string, port: number) => string | undefined
+  private readonly labels: () => Record<string, string>
+  private readonly declaredPortName: (host: string, port: number) => string | undefined
   private readonly connections = new Set<ConnectionState>()
   private trustedCaKeys: KeyObject[] = []
   private closing = false
@@ -78,6 +89,8 @@ export class NodeSshServer {
     this.log = options.log?.child('ssh') ?? createLogger('node:ssh')
     this.resolveLogin = options.resolveLogin ?? lookupPasswd
     this.forwardRefusal = options.forwardRefusal ?? (() => 'port forwarding is off on this node')
+    this.labels = options.labels ?? (() => ({}))
+    this.declaredPortName = options.declaredPortName ?? (() => undefined)
     this.setUserCAKeys(options.userCAKeys)
   }
 
@@ -171,8 +184,9 @@ export class NodeSshServer {
       serveSession(accept(), { account, permitPty, remote: state.remote, processes: state.processes, log })
     })
     client.on('tcpip', (accept, reject, info) => {
-      const { account, permitPortForwarding } = state.grant!
-      forwardPort({ login: account.name, permitPortForwarding, remote: state.remote, refusal: this.forwardRefusal, sockets: state.sockets, log }, info, accept, reject)
+      const { account, permitPortForwarding, access } = state.grant!
+      const refusal = (host: string, port: number) => this.forwardRefusal(host, port) ?? this.forwardAccessRefusal(access, host, port)
+      forwardPort({ login: account.name, permitPortForwarding, remote: state.remote, refusal, sockets: state.sockets, log }, info, accept, reject)
     })
     client.on('request', (_accept, reject, name) => {
       log.info('SSH request refused: remote forwarding is not supported', { request: name, remote: state.remote })
@@ -201,6 +215,15 @@ export class NodeSshServer {
       return { reason: (err as Error).message, fields: {}, suspicious: true }
     }
     const fields = { key_id: cert.keyId, serial: String(cert.serial) }
+    let access: Access
+    try {
+      access = accessOfSshCertificate(cert)
+    } catch (err) {
+      return { reason: (err as Error).message, fields, suspicious: true }
+    }
+    // The principal check above stands for certificates without access; this one for all.
+    const denied = loginRefusal(access, login) ?? nodeRefusal(access, this.labels())
+    if (denied) return { reason: denied, fields: { ...fields, access_denied: true }, suspicious: true }
     const account = this.resolveLogin(login)
     if (!account) return { reason: 'no such login on this node', fields, suspicious: true }
     // Without a signature the client only asks whether the key would do; it signs next.
@@ -212,7 +235,16 @@ export class NodeSshServer {
       keyId: cert.keyId,
       permitPty: Object.hasOwn(cert.extensions, 'permit-pty'),
       permitPortForwarding: Object.hasOwn(cert.extensions, 'permit-port-forwarding'),
+      access,
     }
+  }
+
+  /** `ssh -L` to a declared port needs the user's roles to allow its name; elsewhere, every port (`'*'`). */
+  private forwardAccessRefusal(access: Access, host: string, port: number): string | undefined {
+    const name = this.declaredPortName(host, port)
+    if (name !== undefined) return portRefusal(access, name)
+    const every = access.ports.includes(WILDCARD) && !access.deny_ports.includes(WILDCARD)
+    return every ? undefined : "the user's roles allow only the node's named forward_ports"
   }
 }
 

@@ -20,9 +20,17 @@ t.test('the address a direct node is dialled at', async (t) => {
   }
 })
 
-t.test('proxies are told the nodes without a tunnel', async (t) => {
-  const presence = (hostId: string, tunnel: boolean, addr: string): Presence => ({ hostId, nodename: `n-${hostId}`, roles: ['node'], addr, tunnel, labels: {}, lastSeen: 0 })
+t.test('proxies are told the nodes without a tunnel, with their labels', async (t) => {
+  const presence = (hostId: string, tunnel: boolean, addr: string): Presence => ({
+    hostId,
+    nodename: `n-${hostId}`,
+    roles: ['node'],
+    addr,
+    tunnel,
+    labels: { env: 'lab' },
+    lastSeen: 0,
+  })
   t.same(directNodes([presence('a', false, '10.0.0.5:3022'), presence('b', true, '203.0.113.9'), presence('c', false, '')]), [
-    { host_id: 'a', nodename: 'n-a', addr: '10.0.0.5:3022' },
+    { host_id: 'a', nodename: 'n-a', addr: '10.0.0.5:3022', labels: { env: 'lab' } },
   ])
 })

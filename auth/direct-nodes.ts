@@ -34,5 +34,5 @@ export function serviceAddress(seenFrom: string, reported: string | undefined): 
 
 /** What a proxy needs to dial a direct node: the nodes present without a tunnel. */
 export function directNodes(present: Presence[]): DirectNodeEntry[] {
-  return present.filter((p) => !p.tunnel && p.addr !== '').map((p) => ({ host_id: p.hostId, nodename: p.nodename, addr: p.addr }))
+  return present.filter((p) => !p.tunnel && p.addr !== '').map((p) => ({ host_id: p.hostId, nodename: p.nodename, addr: p.addr, labels: p.labels }))
 }

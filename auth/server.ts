@@ -31,6 +31,7 @@ import { Renewals } from './renew.ts'
 import { Revocations } from './revocations.ts'
 import { advanceAutomatic } from './rotation.ts'
 import { parseStaticToken, TokenService } from './tokens.ts'
+import { RoleDirectory } from './user-roles.ts'
 import { UserDirectory } from './users.ts'
 
 export class AuthServer {
@@ -46,6 +47,7 @@ export class AuthServer {
   private recoveries!: Recoveries
   private own!: OwnCredentials
   private users!: UserDirectory
+  private roles!: RoleDirectory
   private acmeRecords!: AcmeRecords
   private revocations!: Revocations
   private locks!: Locks
@@ -139,6 +141,7 @@ export class AuthServer {
       refusedHost: async (hostId) => this.revocations.refusedHost(hostId),
     })
     this.users = new UserDirectory(this.backend)
+    this.roles = new RoleDirectory(this.backend, this.users)
     // Removals and locks are in force before the first request is served.
     this.revocations = new Revocations({ backend: this.backend, recoveryWindowMs: auth.recoveryWindowMs, onChange: () => this.callers.revocationsChanged(), log: this.log })
     await this.revocations.start()
@@ -235,6 +238,7 @@ export class AuthServer {
       renewals: this.renewals,
       recoveries: this.recoveries,
       users: this.users,
+      roles: this.roles,
       acmeRecords: this.acmeRecords,
       revocations: this.revocations,
       locks: this.locks,

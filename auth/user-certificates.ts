@@ -1,24 +1,30 @@
 // A user's short-lived certificates and everything a client needs with them: the answer of
 // `warrenctl auth sign` (an admin asks for a user) and of a user's own login alike, so that
 // both go through the same checks (a locked user gets nothing) and issue the same thing.
+// What the user's roles allow is resolved here, at each issue, and carried inside both
+// certificates; their lifetime is capped by the roles' smallest max_session_ttl.
 
 import type { KeyObject } from 'node:crypto'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import type { AuthContext } from './api/context.ts'
 import { Locked } from './locks.ts'
-import { issueUserCertificates, type UserRecord } from './users.ts'
+import { issueUserCertificates, UserError, type UserRecord } from './users.ts'
 
 export async function userCertificatesFor(context: AuthContext, user: UserRecord, keys: { ssh: KeyObject; tls: KeyObject }, ttlMs: number): Promise<UserCerts> {
   const locked = context.revocations.list.refusedUser(user.name)
   if (locked) throw new Locked(locked)
-  const certs = issueUserCertificates(context.userCA(), context.clusterName, user, keys, ttlMs)
+  const { access, maxSessionTtlMs } = await context.roles.accessOf(user)
+  // A certificate without principals would be valid for any login on a stock sshd.
+  if (access.logins.length === 0) throw new UserError(`the roles of user "${user.name}" (${user.roles.join(', ')}) allow no login`)
+  const certs = issueUserCertificates(context.userCA(), context.clusterName, user, keys, Math.min(ttlMs, maxSessionTtlMs), access)
   const nodes = (await context.nodes.registered()).filter((n) => n.sshPublicKey && n.roles.includes('node'))
   context.log.info('user certificates issued', { user: user.name, valid_before: new Date(certs.validBefore).toISOString() })
   return {
     ssh_cert: certs.sshCert,
     tls_cert: certs.tlsCertPem,
     valid_before: certs.validBefore,
-    logins: user.logins,
+    logins: access.logins,
+    roles: user.roles,
     cluster_name: context.clusterName,
     host_ca_certs: context.hostCA().tlsCertPems,
     proxies: (await context.nodes.proxies()).map((p) => p.webAddr).filter(Boolean),

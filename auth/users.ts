@@ -3,6 +3,8 @@
 // server, and an X.509 one that the proxy checks before it opens a stream to a node.
 
 import type { KeyObject } from 'node:crypto'
+import type { Access } from '../shared/access.ts'
+import { sshAccessExtensions, x509AccessExtension } from '../shared/access-cert.ts'
 import { createSshCertificate } from '../shared/ssh-cert.ts'
 import { createCertificate } from '../shared/x509.ts'
 import type { Authority } from './authorities.ts'
@@ -73,8 +75,18 @@ export interface UserCertificates {
   validBefore: number
 }
 
-/** Throws KeyPolicyError for a key type the cluster does not certify. */
-export function issueUserCertificates(userCA: Authority, clusterName: string, user: UserRecord, keys: { ssh: KeyObject; tls: KeyObject }, ttlMs: number): UserCertificates {
+/**
+ * Certificates that carry `access` (the user's roles resolved): its logins are the SSH
+ * principals. Throws KeyPolicyError for a key type the cluster does not certify.
+ */
+export function issueUserCertificates(
+  userCA: Authority,
+  clusterName: string,
+  user: UserRecord,
+  keys: { ssh: KeyObject; tls: KeyObject },
+  ttlMs: number,
+  access: Access,
+): UserCertificates {
   checkTlsKey(keys.tls)
   checkSshKey(keys.ssh)
   const now = Date.now()
@@ -86,9 +98,10 @@ export function issueUserCertificates(userCA: Authority, clusterName: string, us
     caKey: signing.sshKey,
     type: 'user',
     keyId: user.name,
-    principals: user.logins,
+    principals: access.logins,
     validAfter,
     validBefore,
+    extensions: sshAccessExtensions(access),
   })
   const tlsCertPem = createCertificate({
     subject: { CN: user.name, O: clusterName, OU: ['user'] },
@@ -98,6 +111,7 @@ export function issueUserCertificates(userCA: Authority, clusterName: string, us
     notBefore: validAfter,
     notAfter: validBefore,
     extKeyUsage: ['clientAuth'],
+    extensions: [x509AccessExtension(access)],
   })
   return { sshCert, tlsCertPem, validBefore: validBefore.getTime() }
 }

@@ -7,13 +7,33 @@ import type { Command } from './command.ts'
 import { authRotate, authSign } from './ctl/auth.ts'
 import { lock, lockLs, lockRm } from './ctl/locks.ts'
 import { nodesLs, nodesRm } from './ctl/nodes.ts'
+import { create, get, rm } from './ctl/roles.ts'
 import { status } from './ctl/status.ts'
 import { nodesAdd, tokensAdd, tokensDel, tokensLs, tokensRm } from './ctl/tokens.ts'
 import { usersAdd, usersLs } from './ctl/users.ts'
 import { runMain } from './main.ts'
 import { type Program, runProgram } from './program.ts'
 
-const COMMANDS: Command[] = [status, nodesAdd, nodesLs, nodesRm, tokensAdd, tokensLs, tokensRm, tokensDel, usersAdd, usersLs, authSign, authRotate, lock, lockLs, lockRm]
+const COMMANDS: Command[] = [
+  status,
+  nodesAdd,
+  nodesLs,
+  nodesRm,
+  tokensAdd,
+  tokensLs,
+  tokensRm,
+  tokensDel,
+  usersAdd,
+  usersLs,
+  authSign,
+  authRotate,
+  lock,
+  lockLs,
+  lockRm,
+  create,
+  get,
+  rm,
+]
 
 export const WARRENCTL: Program = {
   name: 'warrenctl',

@@ -16,14 +16,18 @@ function book(initial: DirectNodeEntry[]) {
   return { state, directory }
 }
 
-const pi = { host_id: 'h-1', nodename: 'pi', addr: '10.0.0.5:3022' }
+const pi = { host_id: 'h-1', nodename: 'pi', addr: '10.0.0.5:3022', labels: { env: 'lab' } }
 
-t.test('found by name or host ID, with the port of its address or the default', async (t) => {
+t.test('found by name or host ID, with the port of its address or the default, and its labels', async (t) => {
   const { directory } = book([pi, { host_id: 'h-2', nodename: 'old', addr: '10.0.0.6' }, { host_id: 'h-3', nodename: 'v6', addr: '[fd00::7]:4022' }])
-  t.same(await directory.find('pi'), { hostId: 'h-1', nodename: 'pi', host: '10.0.0.5', port: 3022 })
-  t.same(await directory.find('h-1'), { hostId: 'h-1', nodename: 'pi', host: '10.0.0.5', port: 3022 })
-  t.same(await directory.find('old'), { hostId: 'h-2', nodename: 'old', host: '10.0.0.6', port: 3022 }, 'an IP alone: the default port')
-  t.same(await directory.find('v6'), { hostId: 'h-3', nodename: 'v6', host: 'fd00::7', port: 4022 })
+  t.same(await directory.find('pi'), { hostId: 'h-1', nodename: 'pi', host: '10.0.0.5', port: 3022, labels: { env: 'lab' } })
+  t.same(await directory.find('h-1'), { hostId: 'h-1', nodename: 'pi', host: '10.0.0.5', port: 3022, labels: { env: 'lab' } })
+  t.same(
+    await directory.find('old'),
+    { hostId: 'h-2', nodename: 'old', host: '10.0.0.6', port: 3022, labels: {} },
+    'an IP alone: the default port; no labels from an older auth server',
+  )
+  t.same(await directory.find('v6'), { hostId: 'h-3', nodename: 'v6', host: 'fd00::7', port: 4022, labels: {} })
 })
 
 t.test('one answer serves a burst; a missing name asks again, at most once a second', async (t) => {

@@ -27,6 +27,8 @@ export interface DirectNode {
   nodename: string
   host: string
   port: number
+  /** As its heartbeats report them; none from an auth server that does not send them. */
+  labels: Record<string, string>
 }
 
 export interface DirectNodeBookOptions {
@@ -57,7 +59,7 @@ export class DirectNodeBook {
     }
     if (!found) return undefined
     const { host, port } = parseHostPort(found.addr, DEFAULTS.sshPort)
-    return { hostId: found.host_id, nodename: found.nodename, host, port }
+    return { hostId: found.host_id, nodename: found.nodename, host, port, labels: found.labels ?? {} }
   }
 
   /** A dial failed: the node may have moved, so the next lookup asks the auth server. */

@@ -34,7 +34,7 @@ export interface ProxyCredentials {
 export interface NodeDialerOptions {
   /** The reverse tunnels this proxy holds (TunnelServer). */
   tunnels: {
-    find(target: string): unknown
+    find(target: string): { labels: Record<string, string> } | undefined
     dial(target: string, request: DialRequestIn): Promise<Duplex>
   }
   /** The auth server's list of direct nodes. */
@@ -46,6 +46,13 @@ export interface NodeDialerOptions {
   /** TCP keepalive on direct legs, so a node that vanished is noticed. */
   keepAliveIntervalMs: number
   log: Logger
+}
+
+/** The user may not reach that node: no stream was opened. */
+export class AccessDenied extends Error {}
+
+function refuseIfDenied(target: string, refusal: string | undefined): void {
+  if (refusal !== undefined) throw new AccessDenied(`access to node "${target}" denied: ${refusal}`)
 }
 
 export class NodeDialer {
@@ -60,11 +67,20 @@ export class NodeDialer {
     this.book = new DirectNodeBook({ fetch: options.directNodes })
   }
 
-  /** Opens a stream to a service on the node; resolves once the node has connected it. */
-  async dial(target: string, request: DialRequestIn): Promise<Duplex> {
-    if (this.options.tunnels.find(target)) return this.options.tunnels.dial(target, request)
+  /**
+   * Opens a stream to a service on the node; resolves once the node has connected it.
+   * `admit` judges the node by its labels before any stream is opened: a reason to refuse
+   * it (the user's roles) is thrown as AccessDenied.
+   */
+  async dial(target: string, request: DialRequestIn, admit?: (labels: Record<string, string>) => string | undefined): Promise<Duplex> {
+    const tunnel = this.options.tunnels.find(target)
+    if (tunnel) {
+      refuseIfDenied(target, admit?.(tunnel.labels))
+      return this.options.tunnels.dial(target, request)
+    }
     const node = await this.findDirect(target)
     if (!node) throw new Error(`node "${target}" is not connected to this proxy, nor online as a direct node`)
+    refuseIfDenied(target, admit?.(node.labels))
     const refusal = this.options.refusedHost?.(node.hostId)
     if (refusal) throw new Error(`node "${target}" is refused: ${refusal}`)
     let socket: TLSSocket

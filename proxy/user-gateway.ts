@@ -5,17 +5,22 @@
 // expiry, but not past a change of trust: when a user CA rotation drops the CA that
 // issued its certificate, or when the user is locked (`warrenctl lock --user`), it is
 // closed, and a locked user's new connections are refused with the lock's message.
+// The user's roles, carried in the certificate, decide which nodes and forwarded ports it
+// reaches: a node or port they do not allow is refused before any stream is opened (the
+// node judges the login, and judges again on its own).
 
 import type { X509Certificate } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
+import { type Access, nodeRefusal, portRefusal } from '../shared/access.ts'
+import { accessOfX509Certificate } from '../shared/access-cert.ts'
 import { certSubject } from '../shared/cert-subject.ts'
 import { type Expected, judgeCertificate, judgeIdentity, type Verdict } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
 import { type DialReply, type DialRequestIn, parseUserDial } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { splice } from '../shared/splice.ts'
-import type { NodeDialer } from './node-dialer.ts'
+import { AccessDenied, type NodeDialer } from './node-dialer.ts'
 
 export interface UserGatewayOptions {
   /** Reaches a node through its tunnel, or directly. */
@@ -91,7 +96,9 @@ export class UserGateway {
     socket.once('close', () => this.open.delete(socket))
     let node: string
     let request: DialRequestIn
+    let access: Access
     try {
+      access = accessOfX509Certificate(cert)
       const message = await readFirstMessage(socket, parseUserDial)
       node = message.node
       request = { service: message.service, name: message.name, client: `${subject.commonName}@${remoteAddress}` }
@@ -102,9 +109,12 @@ export class UserGateway {
     }
     let stream: Duplex
     try {
-      stream = await this.options.nodes.dial(node, request)
+      const portDenied = request.service === 'port' ? portRefusal(access, request.name ?? '') : undefined
+      if (portDenied) throw new AccessDenied(`access to port "${request.name}" of node "${node}" denied: ${portDenied}`)
+      stream = await this.options.nodes.dial(node, request, (labels) => nodeRefusal(access, labels))
     } catch (error) {
-      log.info(`user ${subject.commonName} cannot reach ${node}: ${(error as Error).message}`)
+      const denied = error instanceof AccessDenied
+      log.info(`user ${subject.commonName} cannot reach ${node}: ${(error as Error).message}`, { user: subject.commonName, node, ...(denied ? { access_denied: true } : {}) })
       writeMessage<DialReply>(socket, { ok: false, error: (error as Error).message })
       socket.end()
       return

@@ -72,18 +72,18 @@ export function integer(value: Buffer | number): Buffer {
   return minimal[0] & 0x80 ? tlv(TAG.INTEGER, Buffer.of(0), minimal) : tlv(TAG.INTEGER, minimal)
 }
 
-/** An OBJECT IDENTIFIER from its dotted form, e.g. "2.5.4.3". */
+/** An OBJECT IDENTIFIER from its dotted form, e.g. "2.5.4.3"; arcs of any size (2.25.<UUID>). */
 export function oid(dotted: string): Buffer {
   const arcs = dotted.split('.').map((arc) => {
-    if (!/^\d+$/.test(arc) || !Number.isSafeInteger(Number(arc))) throw new Error(`invalid OID ${dotted}`)
-    return Number(arc)
+    if (!/^\d+$/.test(arc)) throw new Error(`invalid OID ${dotted}`)
+    return BigInt(arc)
   })
-  if (arcs.length < 2 || arcs[0] > 2 || (arcs[0] < 2 && arcs[1] > 39)) throw new Error(`invalid OID ${dotted}`)
+  if (arcs.length < 2 || arcs[0] > 2n || (arcs[0] < 2n && arcs[1] > 39n)) throw new Error(`invalid OID ${dotted}`)
   const bytes: number[] = []
-  for (const arc of [arcs[0] * 40 + arcs[1], ...arcs.slice(2)]) {
+  for (const arc of [arcs[0] * 40n + arcs[1], ...arcs.slice(2)]) {
     // Base 128, most significant group first, continuation bit on all but the last.
-    const groups = [arc % 128]
-    for (let rest = Math.floor(arc / 128); rest > 0; rest = Math.floor(rest / 128)) groups.unshift(0x80 | (rest % 128))
+    const groups = [Number(arc % 128n)]
+    for (let rest = arc / 128n; rest > 0n; rest /= 128n) groups.unshift(0x80 | Number(rest % 128n))
     bytes.push(...groups)
   }
   return tlv(TAG.OID, Buffer.from(bytes))

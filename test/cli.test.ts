@@ -5,7 +5,7 @@
 // before and after through the admin API.
 
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Program } from '../cli/program.ts'
@@ -29,12 +29,15 @@ t.teardown(() => node.stop())
 await waitForNode(auth, 'pi-help')
 for (const name of ['alice', 'carol']) await auth.api('POST', '/v1/users', { name, logins: ['root'] })
 const { id: lockId } = await auth.api<{ id: string }>('POST', '/v1/locks', { user: 'carol' })
+await auth.api('POST', '/v1/roles', { kind: 'role', version: 'v1', metadata: { name: 'lab' }, spec: { allow: { node_labels: { env: 'lab' } } } })
+const roleFile = join(tempDir(), 'role.yaml')
+writeFileSync(roleFile, 'kind: role\nversion: v1\nmetadata: { name: help-role }\n')
 
 const warren = (args: string[]): Promise<RunResult> => run(join(ROOT, 'cli/warren.ts'), args)
 const warrenctl = (args: string[]): Promise<RunResult> => run(join(ROOT, 'cli/warrenctl.ts'), args)
 const dataDir = `--data-dir=${auth.dataDir}`
 
-/** What a command would change: tokens, the CAs and their rotation, users, nodes, locks. */
+/** What a command would change: tokens, the CAs and their rotation, users, roles, nodes, locks. */
 async function backend(): Promise<unknown> {
   const status = await auth.api<{ host_ca: unknown; user_ca: unknown }>('GET', '/v1/status')
   const { nodes } = await auth.api<{ nodes: { nodename: string; host_id: string; status?: string }[] }>('GET', '/v1/nodes?all=true')
@@ -42,6 +45,7 @@ async function backend(): Promise<unknown> {
     tokens: await auth.api('GET', '/v1/tokens'),
     cas: [status.host_ca, status.user_ca],
     users: await auth.api('GET', '/v1/users'),
+    roles: await auth.api('GET', '/v1/roles'),
     nodes: nodes.map((n) => [n.nodename, n.host_id, n.status]),
     locks: await auth.api('GET', '/v1/locks'),
   }
@@ -70,6 +74,9 @@ const ACTING: Record<string, Record<string, string[]>> = {
     lock: ['--user=alice', '--ttl=1h', dataDir],
     'lock ls': [dataDir],
     'lock rm': [lockId, dataDir],
+    create: ['-f', roleFile, dataDir],
+    get: ['roles', dataDir],
+    rm: ['role/lab', dataDir],
     help: ['nodes', 'add'],
     version: [],
   },
@@ -120,7 +127,7 @@ for (const [program, runProgram] of [
         `${name}: the same help every way it is asked`,
       )
     }
-    t.same(await backend(), before, 'tokens, CAs, users, nodes and locks as they were')
+    t.same(await backend(), before, 'tokens, CAs, users, roles, nodes and locks as they were')
     for (const path of [signOut, startDir, installRoot]) t.notOk(existsSync(path), `${path} not created`)
   })
 }

@@ -34,6 +34,7 @@ export const userRoutes = {
     bodyLimit: SMALL_BODY,
     async handle(call, context) {
       const body = await call.body()
+      await context.roles.checkExist(body.roles)
       const user = await context.users.add(body.name, body.logins, body.roles)
       context.log.info('user added', { user: user.name, logins: user.logins.join(','), roles: user.roles.join(',') })
       return { name: user.name, logins: user.logins, roles: user.roles }

@@ -18,6 +18,7 @@ import type { Recoveries } from '../recovery.ts'
 import type { Renewals } from '../renew.ts'
 import type { Revocations } from '../revocations.ts'
 import type { TokenService } from '../tokens.ts'
+import type { RoleDirectory } from '../user-roles.ts'
 import type { UserDirectory } from '../users.ts'
 
 export interface AuthContext {
@@ -31,6 +32,8 @@ export interface AuthContext {
   readonly renewals: Renewals
   readonly recoveries: Recoveries
   readonly users: UserDirectory
+  /** Roles of people: what a user's certificates allow. */
+  readonly roles: RoleDirectory
   readonly acmeRecords: AcmeRecords
   readonly revocations: Revocations
   readonly locks: Locks

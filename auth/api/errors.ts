@@ -17,6 +17,7 @@ import { RecoveryRefusal, RecoveryWindowPassed, StillRenewable } from '../recove
 import { RenewalNotDue, RenewalRefusal } from '../renew.ts'
 import { RotationError } from '../rotation.ts'
 import { TokenError, TokenNotFound, TokenRefusal } from '../tokens.ts'
+import { RoleInUse, UnknownRole } from '../user-roles.ts'
 import { UnknownUser, UserError } from '../users.ts'
 
 /** Subclasses before the classes they extend. */
@@ -27,6 +28,8 @@ const STATUSES: [new (...args: never[]) => Error, number][] = [
   [TokenNotFound, 404],
   [TokenError, 400],
   [UnknownUser, 404],
+  [UnknownRole, 404],
+  [RoleInUse, 409],
   [UserError, 400],
   [TokenRefusal, 403],
   [ChallengeRefusal, 403],

@@ -4,6 +4,7 @@
 
 import { clusterRoutes } from './admin-cluster.ts'
 import { fleetRoutes } from './admin-fleet.ts'
+import { roleRoutes } from './admin-roles.ts'
 import { tokenRoutes } from './admin-tokens.ts'
 import { userRoutes } from './admin-users.ts'
 import type { AuthRoutes } from './context.ts'
@@ -18,5 +19,6 @@ export const AUTH_ROUTES: AuthRoutes = {
   ...clusterRoutes,
   ...tokenRoutes,
   ...userRoutes,
+  ...roleRoutes,
   ...fleetRoutes,
 }

@@ -107,7 +107,10 @@ export interface UserCerts {
   ssh_cert: string
   tls_cert: string
   valid_before: number
+  /** The logins the user's roles allow: the SSH certificate's principals. */
   logins: string[]
+  /** The user's roles, resolved into both certificates when they were issued. */
+  roles: string[]
   cluster_name: string
   host_ca_certs: string[]
   /** The live proxies' web addresses. */

@@ -8,6 +8,7 @@ import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Join
 import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
 import type { AcmeRecord, DirectNodes, LiveSet, PresenceAnswer, ProxyHeartbeatAnswer, RevocationSnapshot } from './proxies.ts'
 import { ACME_GET_BODY, ACME_PUT_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
+import { ROLE_BODY, type RoleList, type RoleSaved } from './roles.ts'
 import { type AnyShape, type In, type Out, parseWith } from './shape.ts'
 
 /** An answer with nothing to say. */
@@ -40,6 +41,9 @@ export interface ApiResponses {
   'POST /v1/users': UserJson
   'GET /v1/users': UserList
   'POST /v1/users/:name/certs': UserCerts
+  'POST /v1/roles': RoleSaved
+  'GET /v1/roles': RoleList
+  'DELETE /v1/roles/:name': { name: string }
   'GET /v1/nodes': NodeList
   'DELETE /v1/nodes/:node': RemovedNode
   'POST /v1/locks': LockJson
@@ -69,6 +73,7 @@ export const API_BODIES = {
   'POST /v1/tokens': TOKEN_BODY,
   'POST /v1/users': USER_BODY,
   'POST /v1/users/:name/certs': USER_CERTS_BODY,
+  'POST /v1/roles': ROLE_BODY,
   'POST /v1/locks': LOCK_BODY,
 } as const satisfies { [K in ApiRoute]?: unknown }
 

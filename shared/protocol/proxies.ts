@@ -56,6 +56,8 @@ export interface DirectNodeEntry {
   nodename: string
   /** host:port; an older node reports its IP alone, and is dialled on the default port. */
   addr: string
+  /** What the user's roles are judged against; absent from older auth servers. */
+  labels?: Record<string, string>
 }
 
 export interface DirectNodes {

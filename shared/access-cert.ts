@@ -1,0 +1,78 @@
+// Where a user's access (access.ts) travels: the same compact JSON in an OpenSSH certificate
+// extension, which the node's SSH server reads, and in an X.509 extension of the TLS
+// certificate, which the proxy reads. Both certificates are signed by the user CA, so the
+// access is as trustworthy as the certificate; one without it was issued before roles
+// existed and reads as the built-in role `access` (legacyAccess).
+
+import type { X509Certificate } from 'node:crypto'
+import { type Access, decodeAccess, encodeAccess, legacyAccess } from './access.ts'
+import { oid, readElement, utf8String } from './der.ts'
+import type { ParsedSshCertificate } from './ssh-cert.ts'
+import type { CertificateExtension } from './x509.ts'
+
+/** The OpenSSH certificate extension (a name with a domain, as PROTOCOL.certkeys asks). */
+export const ACCESS_SSH_EXTENSION = 'warren-access@warren'
+
+/**
+ * The X.509 extension's OID: a private one under the UUID arc 2.25 (ITU-T X.667), which
+ * needs no registration and clashes with nobody's.
+ */
+export const ACCESS_OID = '2.25.94283047316496007564464266383692597065'
+
+const ACCESS_OID_DER = oid(ACCESS_OID)
+const EXTENSIONS_TAG = 0xa3 // [3] EXPLICIT in TBSCertificate
+const BOOLEAN_TAG = 0x01
+
+/** The SSH certificate's extensions: the usual permit-* set and the access. */
+export function sshAccessExtensions(access: Access): Record<string, string> {
+  return {
+    'permit-X11-forwarding': '',
+    'permit-agent-forwarding': '',
+    'permit-port-forwarding': '',
+    'permit-pty': '',
+    'permit-user-rc': '',
+    [ACCESS_SSH_EXTENSION]: encodeAccess(access),
+  }
+}
+
+/** The TLS certificate's extension (not critical: other TLS stacks may ignore it). */
+export function x509AccessExtension(access: Access): CertificateExtension {
+  return { oid: ACCESS_OID, critical: false, value: utf8String(encodeAccess(access)) }
+}
+
+/** The access an accepted SSH user certificate carries; throws when it is malformed. */
+export function accessOfSshCertificate(cert: Pick<ParsedSshCertificate, 'extensions' | 'principals'>): Access {
+  if (!Object.hasOwn(cert.extensions, ACCESS_SSH_EXTENSION)) return legacyAccess(cert.principals)
+  return decodeAccess(cert.extensions[ACCESS_SSH_EXTENSION])
+}
+
+/** The access an accepted TLS user certificate carries; throws when it is malformed. */
+export function accessOfX509Certificate(cert: X509Certificate, principals: string[] = []): Access {
+  const value = x509Extension(cert.raw, ACCESS_OID_DER)
+  if (value === undefined) return legacyAccess(principals)
+  const text = readElement(value)
+  if (text.tag !== 0x0c) throw new Error("the certificate's access is not a UTF8String")
+  return decodeAccess(text.contents.toString('utf8'))
+}
+
+/** The extnValue of the extension with that OID (DER), or undefined when the certificate has none. */
+function x509Extension(der: Buffer, wanted: Buffer): Buffer | undefined {
+  const certificate = readElement(der)
+  const tbs = readElement(certificate.contents)
+  for (let offset = 0; offset < tbs.contents.length; ) {
+    const field = readElement(tbs.contents, offset)
+    offset = field.end
+    if (field.tag !== EXTENSIONS_TAG) continue
+    const list = readElement(field.contents)
+    for (let at = 0; at < list.contents.length; ) {
+      const extension = readElement(list.contents, at)
+      at = extension.end
+      const id = readElement(extension.contents)
+      if (!extension.contents.subarray(0, id.end).equals(wanted)) continue
+      let next = readElement(extension.contents, id.end)
+      if (next.tag === BOOLEAN_TAG) next = readElement(extension.contents, next.end)
+      return next.contents
+    }
+  }
+  return undefined
+}

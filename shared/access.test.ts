@@ -1,0 +1,133 @@
+import { execFileSync } from 'node:child_process'
+import { generateKeyPairSync, X509Certificate } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { type Access, decodeAccess, encodeAccess, legacyAccess, loginRefusal, matchesLabels, nodeRefusal, portRefusal } from './access.ts'
+import { ACCESS_OID, ACCESS_SSH_EXTENSION, accessOfSshCertificate, accessOfX509Certificate, sshAccessExtensions, x509AccessExtension } from './access-cert.ts'
+import { createSshCertificate, parseSshCertificate } from './ssh-cert.ts'
+import { createCA, createCertificate } from './x509.ts'
+
+const LAB = { env: 'lab', site: 'berlin' }
+const PROD = { env: 'prod', site: 'berlin' }
+
+function access(overrides: Partial<Access> = {}): Access {
+  return { logins: ['pi'], nodes: [], deny_nodes: [], ports: [], deny_ports: [], admin: false, ...overrides }
+}
+
+t.test('a matcher selects the nodes whose labels it names, with * for any value and {"*": ["*"]} for any node', async (t) => {
+  t.ok(matchesLabels({ env: ['lab'] }, LAB))
+  t.notOk(matchesLabels({ env: ['lab'] }, PROD))
+  t.ok(matchesLabels({ env: ['lab', 'prod'] }, PROD), 'a list of values is any of them')
+  t.ok(matchesLabels({ env: ['*'] }, PROD), 'a value * needs the label, with any value')
+  t.notOk(matchesLabels({ rack: ['*'] }, PROD), 'a node without the label does not match')
+  t.notOk(matchesLabels({ env: ['lab'], site: ['paris'] }, LAB), 'every label named must match')
+  t.ok(matchesLabels({ '*': ['*'] }, {}), 'any node, labelled or not')
+  t.notOk(matchesLabels({}, LAB), 'an empty matcher selects nothing')
+  t.notOk(matchesLabels({ constructor: ['*'] }, {}), "an object's inherited names are no labels")
+})
+
+t.test('nodes: allowed by any allow rule, refused by any deny rule, deny first', async (t) => {
+  const lab = access({ nodes: [{ env: ['lab'] }] })
+  t.equal(nodeRefusal(lab, LAB), undefined)
+  t.equal(nodeRefusal(lab, PROD), "the user's roles do not allow this node")
+  const union = access({ nodes: [{ env: ['lab'] }, { env: ['prod'] }] })
+  t.equal(nodeRefusal(union, PROD), undefined, 'the allow rules of several roles add up')
+  const denied = access({ nodes: [{ '*': ['*'] }], deny_nodes: [{ env: ['prod'] }] })
+  t.equal(nodeRefusal(denied, LAB), undefined)
+  t.equal(nodeRefusal(denied, PROD), "the user's roles deny this node")
+  t.equal(nodeRefusal(access(), LAB), "the user's roles do not allow this node", 'no allow rule, no node')
+})
+
+t.test('logins and ports', async (t) => {
+  t.equal(loginRefusal(access(), 'pi'), undefined)
+  t.equal(loginRefusal(access(), 'root'), `the user's roles do not allow the login "root"`)
+  const web = access({ ports: ['web', 'db'], deny_ports: ['db'] })
+  t.equal(portRefusal(web, 'web'), undefined)
+  t.equal(portRefusal(web, 'db'), `the user's roles deny the port "db"`)
+  t.equal(portRefusal(web, 'mqtt'), `the user's roles do not allow the port "mqtt"`)
+  t.equal(portRefusal(access({ ports: ['*'] }), 'mqtt'), undefined)
+  t.equal(portRefusal(access({ ports: ['*'], deny_ports: ['*'] }), 'web'), `the user's roles deny the port "web"`)
+})
+
+t.test('a certificate from before roles reaches every node and port as its principals', async (t) => {
+  const legacy = legacyAccess(['root'])
+  t.equal(nodeRefusal(legacy, PROD), undefined)
+  t.equal(nodeRefusal(legacy, {}), undefined)
+  t.equal(portRefusal(legacy, 'web'), undefined)
+  t.equal(loginRefusal(legacy, 'root'), undefined)
+  t.not(loginRefusal(legacy, 'pi'), undefined)
+  t.equal(legacy.admin, false)
+})
+
+t.test('the compact JSON reads back, and anything malformed is refused', async (t) => {
+  const original = access({ nodes: [{ env: ['lab'] }], deny_nodes: [{ tier: ['db'] }], ports: ['web'], deny_ports: ['ssh'], admin: true })
+  t.same(decodeAccess(encodeAccess(original)), original)
+  t.throws(() => decodeAccess('{'), /not JSON/)
+  t.throws(() => decodeAccess('[]'), /not an object/)
+  t.throws(() => decodeAccess(JSON.stringify({ ...original, logins: 'root' })), /"logins" is not a list of strings/)
+  t.throws(() => decodeAccess(JSON.stringify({ ...original, nodes: [{ env: 'lab' }] })), /"nodes" holds a label whose values are not strings/)
+  t.throws(() => decodeAccess(JSON.stringify({ ...original, admin: 'yes' })), /"admin"/)
+})
+
+t.test('both user certificates carry the access; OpenSSH and OpenSSL see the extensions', async (t) => {
+  const dir = t.testdir()
+  const granted = access({ logins: ['pi', 'root'], nodes: [{ env: ['lab'] }], ports: ['web'] })
+  const ca = generateKeyPairSync('ed25519')
+  const line = createSshCertificate({
+    publicKey: generateKeyPairSync('ed25519').publicKey,
+    caKey: ca.privateKey,
+    type: 'user',
+    keyId: 'alice',
+    principals: granted.logins,
+    validAfter: new Date(Date.now() - 60_000),
+    validBefore: new Date(Date.now() + 3_600_000),
+    extensions: sshAccessExtensions(granted),
+  })
+  t.same(accessOfSshCertificate(parseSshCertificate(line)), granted)
+  writeFileSync(join(dir, 'id-cert.pub'), line + '\n')
+  const listed = execFileSync('ssh-keygen', ['-L', '-f', join(dir, 'id-cert.pub')], { encoding: 'utf8' })
+  t.match(listed, ACCESS_SSH_EXTENSION, 'ssh-keygen lists the extension')
+  t.match(listed, 'permit-pty')
+
+  const tlsCA = createCA('users', 'cluster')
+  const pem = createCertificate({
+    subject: { CN: 'alice', O: 'cluster', OU: ['user'] },
+    issuer: { CN: 'users', O: 'cluster' },
+    publicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey,
+    signingKey: tlsCA.key,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 3_600_000),
+    extKeyUsage: ['clientAuth'],
+    extensions: [x509AccessExtension(granted)],
+  })
+  t.same(accessOfX509Certificate(new X509Certificate(pem)), granted)
+  writeFileSync(join(dir, 'user.pem'), pem)
+  const text = execFileSync('openssl', ['x509', '-noout', '-text', '-in', join(dir, 'user.pem')], { encoding: 'utf8' })
+  t.match(text, ACCESS_OID, 'OpenSSL reads the certificate and shows the extension by its OID')
+  t.match(text, '"env":["lab"]')
+})
+
+t.test('certificates without the access extension read as the built-in role access', async (t) => {
+  const ca = generateKeyPairSync('ed25519')
+  const line = createSshCertificate({
+    publicKey: generateKeyPairSync('ed25519').publicKey,
+    caKey: ca.privateKey,
+    type: 'user',
+    keyId: 'alice',
+    principals: ['root'],
+    validAfter: new Date(Date.now() - 60_000),
+    validBefore: new Date(Date.now() + 3_600_000),
+  })
+  t.same(accessOfSshCertificate(parseSshCertificate(line)), legacyAccess(['root']))
+  const tlsCA = createCA('users', 'cluster')
+  const pem = createCertificate({
+    subject: { CN: 'alice', O: 'cluster', OU: ['user'] },
+    issuer: { CN: 'users', O: 'cluster' },
+    publicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey,
+    signingKey: tlsCA.key,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 3_600_000),
+  })
+  t.same(accessOfX509Certificate(new X509Certificate(pem)), legacyAccess([]))
+})

@@ -1,0 +1,169 @@
+// Roles decide who reaches which devices, and they are judged in two places: the proxy
+// refuses a node or a forwarded port the user's roles do not allow before it opens any
+// stream, and the node judges the roles carried in the SSH certificate against its own
+// labels, so that a stream forged past every proxy (here: a direct node dialled with a
+// proxy's own certificate) meets the same refusal. Real processes, real OpenSSH, user
+// credentials from `warrenctl auth sign`, which issues what a login issues.
+
+import { X509Certificate } from 'node:crypto'
+import { once } from 'node:events'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import t from 'tap'
+import { PROFILE_FILES } from '../cli/profile.ts'
+import { identityDir } from '../shared/identity-store.ts'
+import { parseSshCertificate } from '../shared/ssh-cert.ts'
+import { AuthProcess, type Daemon, JSON_LOGS, openssh, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+
+const FORGED_DIAL = join(import.meta.dirname, 'helpers', 'forged-dial.ts')
+const LAB_ROLE = `kind: role
+version: v1
+metadata:
+  name: lab
+spec:
+  allow:
+    node_labels:
+      env: lab
+    ports: ['*']
+  deny:
+    ports: [db]
+  options:
+    max_session_ttl: 2h
+`
+
+const auth = await new AuthProcess().start()
+t.teardown(() => auth.stop())
+const pin = await auth.pin()
+const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, extraYaml: JSON_LOGS }).start()
+t.teardown(() => proxy.stop())
+
+/** An echo server that counts the connections it accepted. */
+async function countingEcho(): Promise<{ port: number; accepted: () => number }> {
+  let accepted = 0
+  const server = createServer((socket) => {
+    accepted++
+    socket.pipe(socket)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  return { port: (server.address() as { port: number }).port, accepted: () => accepted }
+}
+const webui = await countingEcho()
+const db = await countingEcho()
+
+/** A node labelled env=`env`, declaring webui and db; joined through the proxy (a tunnel) or to the auth server (direct). */
+async function node(name: string, env: string, direct = false): Promise<{ daemon: Daemon; listing: string }> {
+  const dir = tempDir()
+  const config = join(dir, 'warren.yaml')
+  const ports = `[{ name: webui, addr: "127.0.0.1:${webui.port}" }, { name: db, addr: "127.0.0.1:${db.port}" }]`
+  writeFileSync(
+    config,
+    ['version: v1', `data_dir: ${dir}`, `labels: { env: ${env} }`, 'ssh_service:', '  listen_addr: 127.0.0.1:0', `  forward_ports: ${ports}`, JSON_LOGS].join('\n'),
+  )
+  const joinAt = direct ? auth.address : proxy.web
+  const daemon = startNode([`--config=${config}`, `--auth-server=${joinAt}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${name}`])
+  t.teardown(() => daemon.stop())
+  return { daemon, listing: await waitForNode(auth, name) }
+}
+await node('lab-1', 'lab')
+await node('prod-1', 'prod')
+const direct = await node('prod-direct', 'prod', true)
+const directPort = Number(/^prod-direct\s+\S+\s+127\.0\.0\.1:(\d+)\s/m.exec(direct.listing)?.[1])
+
+/** warrenctl with standard input. */
+const ctlWithInput = (args: string[], input: string) => run(join(ROOT, 'cli/warrenctl.ts'), [...args, `--data-dir=${auth.dataDir}`], { input })
+
+/** Adds `name` with `roles` and signs OpenSSH credentials for it (asking for 8h). */
+async function user(name: string, roles: string): Promise<string> {
+  const added = await auth.ctl(['users', 'add', name, `--logins=${testLogin()}`, `--roles=${roles}`])
+  if (added.code !== 0) throw new Error(`users add: ${added.stderr}`)
+  const dir = tempDir('warren-user-')
+  const signed = await auth.ctl(['auth', 'sign', `--user=${name}`, '--ttl=8h', `--out=${dir}`, '--format=openssh', `--proxy=${proxy.web}`])
+  if (signed.code !== 0) throw new Error(`auth sign: ${signed.stderr}`)
+  return dir
+}
+
+const misspelt = await ctlWithInput(['create', '-f', '-'], LAB_ROLE.replace('node_labels', 'node_label'))
+const created = await ctlWithInput(['create', '-f', '-'], LAB_ROLE)
+const alice = await user('alice', 'lab')
+const bob = await user('bob', 'access')
+
+t.test('roles are created from YAML (standard input too), listed, and checked field by field', async (t) => {
+  t.equal(misspelt.code, 1)
+  t.equal(misspelt.stderr, 'ERROR: spec.allow: unknown key "node_label": did you mean node_labels?\n')
+  t.equal(created.stdout, 'role "lab" has been created\n', created.stderr)
+  const listed = JSON.parse((await auth.ctl(['get', 'roles', '--format=json'])).stdout) as { metadata: { name: string }; spec: unknown }[]
+  t.same(
+    listed.map((role) => role.metadata.name),
+    ['access', 'editor', 'lab'],
+  )
+  t.same(listed[2].spec, { allow: { node_labels: { env: ['lab'] }, ports: ['*'] }, deny: { ports: ['db'] }, options: { max_session_ttl: '2h' } })
+  const unknown = await auth.ctl(['users', 'add', 'mallory', `--logins=${testLogin()}`, '--roles=lab,labs'])
+  t.equal(unknown.code, 1)
+  t.match(unknown.stderr, /no role "labs"/)
+  t.notMatch((await auth.ctl(['users', 'ls'])).stdout, /mallory/, 'the user was not added')
+})
+
+t.test("max_session_ttl caps both certificates' lifetime", async (t) => {
+  const tls = new X509Certificate(readFileSync(join(alice, PROFILE_FILES.tlsCert)))
+  const ssh = parseSshCertificate(readFileSync(join(alice, PROFILE_FILES.sshCert), 'utf8'))
+  // Issued valid from a minute back (clock skew) to 2h ahead, though 8h were asked for.
+  const expected = 2 * 3_600_000 + 60_000
+  t.ok(Math.abs(tls.validToDate.getTime() - tls.validFromDate.getTime() - expected) <= 1000, `TLS: ${tls.validFrom} to ${tls.validTo}`)
+  t.ok(Math.abs(ssh.validBefore.getTime() - ssh.validAfter.getTime() - expected) <= 1000, `SSH: ${ssh.validAfter.toISOString()} to ${ssh.validBefore.toISOString()}`)
+  t.same(ssh.principals, [testLogin()], "the SSH principals are the logins the roles allow: the user's own")
+  const bobs = new X509Certificate(readFileSync(join(bob, PROFILE_FILES.tlsCert)))
+  t.ok(Math.abs(bobs.validToDate.getTime() - bobs.validFromDate.getTime() - (8 * 3_600_000 + 60_000)) <= 1000, 'access alone lets 8h through (its default cap is 12h)')
+})
+
+t.test('a role for env=lab reaches the lab node; the prod node is refused at the proxy', async (t) => {
+  const lab = await openssh(alice, [`${testLogin()}@lab-1`, 'echo reached'])
+  t.equal(lab.stdout, 'reached\n', lab.stderr)
+  for (const target of ['prod-1', 'prod-direct']) {
+    const prod = await openssh(alice, [`${testLogin()}@${target}`, 'echo reached'])
+    t.equal(prod.code, 255, `${target}: refused`)
+    t.equal(prod.stdout, '')
+    t.match(prod.stderr, `cannot reach node "${target}": access to node "${target}" denied: the user's roles do not allow this node`)
+    const logged = proxy.daemon.logEntries().filter((entry) => entry.access_denied === true && entry.node === target && entry.user === 'alice')
+    t.equal(logged.length, 1, `${target}: the proxy logs the refusal`)
+  }
+  const control = await openssh(bob, [`${testLogin()}@prod-1`, 'echo reached'])
+  t.equal(control.stdout, 'reached\n', `the built-in role access reaches the prod node (${control.stderr.trim()})`)
+})
+
+t.test('a denied port is refused at the proxy, before the node connects anything', async (t) => {
+  const allowed = await warren(['proxy', 'port', `--identity=${alice}`, 'lab-1', 'webui'], { input: 'hello webui' })
+  t.equal(allowed.stdout, 'hello webui', allowed.stderr)
+  const before = db.accepted()
+  const denied = await warren(['proxy', 'port', `--identity=${alice}`, 'lab-1', 'db'], { input: 'hello db' })
+  t.not(denied.code, 0)
+  t.equal(denied.stdout, '')
+  t.match(denied.stderr, `access to port "db" of node "lab-1" denied: the user's roles deny the port "db"`)
+  t.equal(db.accepted(), before, 'nothing connected to the db port')
+  const control = await warren(['proxy', 'port', `--identity=${bob}`, 'lab-1', 'db'], { input: 'hello db' })
+  t.equal(control.stdout, 'hello db', `the built-in role access reaches it (${control.stderr.trim()})`)
+})
+
+t.test('a stream forged past the proxy meets the same refusal at the node', async (t) => {
+  const proxyIdentity = identityDir(proxy.dataDir, 'proxy')
+  const forged = ['-o', `ProxyCommand=${process.execPath} ${FORGED_DIAL} 127.0.0.1 ${directPort} ${join(proxyIdentity, 'host.crt')} ${join(proxyIdentity, 'host.key')}`]
+  const control = await openssh(bob, [...forged, `${testLogin()}@prod-direct`, 'echo reached'])
+  t.equal(control.stdout, 'reached\n', `the forged stream does reach the node's SSH server (${control.stderr.trim()})`)
+  const refused = await openssh(alice, [...forged, `${testLogin()}@prod-direct`, 'echo reached'])
+  t.equal(refused.code, 255)
+  t.equal(refused.stdout, '')
+  t.match(refused.stderr, /Permission denied/)
+  const logged = direct.daemon.logEntries().filter((entry) => entry.access_denied === true && entry.key_id === 'alice')
+  t.ok(logged.length >= 1, 'the node logs the refusal by its roles')
+})
+
+t.test('a role given to a user is not removed', async (t) => {
+  const refused = await auth.ctl(['rm', 'role/lab'])
+  t.equal(refused.code, 1)
+  t.equal(refused.stderr, 'ERROR: role "lab" is given to user alice: take it from them first\n')
+  t.match((await auth.ctl(['get', 'roles', '--format=text'])).stdout, /^lab /m, 'still listed')
+  const builtIn = await auth.ctl(['rm', 'role/access'])
+  t.equal(builtIn.stderr, 'ERROR: role "access" is built in and cannot be removed\n')
+})
