@@ -62,7 +62,7 @@ const TABLE: RouteTable<TestRoute, Context, string> = {
       const body = await call.body()
       context.ran.push(`users ${body.name}`)
       if (body.name === 'taken') throw new Taken(`user "${body.name}" already exists`)
-      return { name: body.name, logins: body.logins, roles: body.roles }
+      return { name: body.name, logins: body.logins, roles: body.roles, signup_token: 'x', signup_token_id: 'x', signup_expires: 0 }
     },
   },
   'DELETE /v1/tokens/:token': { access: 'admin', bodyLimit: NO_BODY, handle: async (call) => ({ id: call.params.token }) },

@@ -1,0 +1,37 @@
+// The public API people use, straight to the auth server or through any proxy's web port:
+// accepting an invitation (a sign-up token, then a password and a second factor) and
+// logging in for short-lived certificates (`warren login`).
+
+import { number, object, text } from './shape.ts'
+
+/** A sign-up token, to see whose it is and get a second factor's secret to enrol. */
+export const SIGNUP_BODY = object({ token: text({ max: 512 }) })
+
+/** POST /v1/signup: the invited user and the TOTP secret kept pending until the sign-up completes. */
+export interface SignupStarted {
+  user: string
+  cluster_name: string
+  /** base32, for an authenticator app (or oathtool -b). */
+  totp_secret: string
+  otpauth_uri: string
+}
+
+export const SIGNUP_COMPLETE_BODY = object({ token: text({ max: 512 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }) })
+
+export interface SignupCompleted {
+  user: string
+}
+
+export const LOGIN_BODY = object({
+  user: text({ max: 64 }),
+  password: text({ max: 1024 }),
+  totp_code: text({ max: 16 }),
+  ttl_ms: number({ above: 0, expected: 'a positive number of milliseconds' }),
+  /** An OpenSSH public key line (ssh-ed25519). */
+  ssh_public_key: text({ max: 4096 }),
+  /** PEM (SubjectPublicKeyInfo). */
+  tls_public_key: text({ max: 4096 }),
+})
+
+/** The one answer to a wrong user name, password or code: which of them was wrong is not told. */
+export const LOGIN_REFUSED = 'wrong user name, password or second factor code'
