@@ -12,16 +12,22 @@ export async function userCertificatesFor(context: AuthContext, user: UserRecord
   const locked = context.revocations.list.refusedUser(user.name)
   if (locked) throw new Locked(locked)
   const certs = issueUserCertificates(context.userCA(), context.clusterName, user, keys, ttlMs)
-  const nodes = (await context.nodes.registered()).filter((n) => n.sshPublicKey && n.roles.includes('node'))
   context.log.info('user certificates issued', { user: user.name, valid_before: new Date(certs.validBefore).toISOString() })
   return {
     ssh_cert: certs.sshCert,
     tls_cert: certs.tlsCertPem,
     valid_before: certs.validBefore,
     logins: user.logins,
+    roles: user.roles,
     cluster_name: context.clusterName,
     host_ca_certs: context.hostCA().tlsCertPems,
     proxies: (await context.nodes.proxies()).map((p) => p.webAddr).filter(Boolean),
-    known_hosts: nodes.map((n) => `${n.nodename},${n.hostId},${n.hostId}.${context.clusterName} ${n.sshPublicKey}`),
+    known_hosts: await knownHostLines(context),
   }
+}
+
+/** The registered nodes' SSH host keys, as known_hosts lines naming each by name, host ID and host ID within the cluster. */
+export async function knownHostLines(context: AuthContext): Promise<string[]> {
+  const nodes = (await context.nodes.registered()).filter((n) => n.sshPublicKey && n.roles.includes('node'))
+  return nodes.map((n) => `${n.nodename},${n.hostId},${n.hostId}.${context.clusterName} ${n.sshPublicKey}`)
 }

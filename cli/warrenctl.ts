@@ -9,11 +9,29 @@ import { lock, lockLs, lockRm } from './ctl/locks.ts'
 import { nodesLs, nodesRm } from './ctl/nodes.ts'
 import { status } from './ctl/status.ts'
 import { nodesAdd, tokensAdd, tokensDel, tokensLs, tokensRm } from './ctl/tokens.ts'
-import { usersAdd, usersLs } from './ctl/users.ts'
+import { usersAdd, usersLs, usersReset, usersRm } from './ctl/users.ts'
 import { runMain } from './main.ts'
 import { type Program, runProgram } from './program.ts'
 
-const COMMANDS: Command[] = [status, nodesAdd, nodesLs, nodesRm, tokensAdd, tokensLs, tokensRm, tokensDel, usersAdd, usersLs, authSign, authRotate, lock, lockLs, lockRm]
+const COMMANDS: Command[] = [
+  status,
+  nodesAdd,
+  nodesLs,
+  nodesRm,
+  tokensAdd,
+  tokensLs,
+  tokensRm,
+  tokensDel,
+  usersAdd,
+  usersLs,
+  usersRm,
+  usersReset,
+  authSign,
+  authRotate,
+  lock,
+  lockLs,
+  lockRm,
+]
 
 export const WARRENCTL: Program = {
   name: 'warrenctl',

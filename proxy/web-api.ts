@@ -17,6 +17,8 @@ export interface WebApiOptions {
   /** The client for the auth server (replaced when this proxy's certificate is renewed). */
   auth: () => ApiClient
   clientAddress: (req: IncomingMessage) => string
+  /** The user the request's client certificate authenticates; throws why none. */
+  userOf: (req: IncomingMessage) => string
   log: Logger
 }
 
@@ -58,6 +60,26 @@ const WEB_ROUTES: WebRoutes = {
   'POST /v1/signup': { access: 'public', bodyLimit: SMALL_BODY, handle: (call, options) => forward(call, options, fromClient(call, options)) },
   'POST /v1/signup/complete': { access: 'public', bodyLimit: SMALL_BODY, handle: (call, options) => forward(call, options, fromClient(call, options)) },
   'POST /v1/login': { access: 'public', bodyLimit: SMALL_BODY, handle: (call, options) => forward(call, options, fromClient(call, options)) },
+  // Public to the router, but only a user of this cluster gets an answer: OpenSSH's
+  // KnownHostsCommand (`warren known-hosts`) asks here with the user's certificate.
+  'GET /v1/known-hosts': {
+    access: 'public',
+    bodyLimit: NO_BODY,
+    async handle(call, options) {
+      let user: string
+      try {
+        user = options.userOf(call.req)
+      } catch (error) {
+        throw new HttpError(401, `a valid user certificate of this cluster is required (${(error as Error).message})`)
+      }
+      try {
+        return await options.auth().call('POST /v1/proxies/known-hosts', { body: { user } })
+      } catch (error) {
+        if (error instanceof ApiError) throw error
+        throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
+      }
+    },
+  },
 }
 
 /** The auth server's refusal passes on as it is. */

@@ -1,12 +1,15 @@
 // The public routes people use, straight or through a proxy's web port: accepting an
 // invitation (POST /v1/signup shows whose it is and offers a second factor, POST
-// /v1/signup/complete sets the password and enrols it) and logging in for certificates.
+// /v1/signup/complete sets the password and enrols it, and logs in) and logging in for
+// certificates.
 // Like joins, every try is charged to the client's address before its body is read and
 // given back only when it succeeds.
 
 import { SMALL_BODY } from '../../shared/api-router.ts'
+import { Locked } from '../locks.ts'
 import { Logins } from '../logins.ts'
-import { userCertificatesFor } from '../user-certificates.ts'
+import { knownHostLines, userCertificatesFor } from '../user-certificates.ts'
+import { UnknownUser } from '../users.ts'
 import { clientAddress } from './access.ts'
 import { publicKeys } from './admin-users.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
@@ -50,10 +53,12 @@ export const loginRoutes = {
       reserveTry(context, address, 'sign-up', 'sign-up')
       try {
         const body = await call.body()
+        const keys = publicKeys(call.route, body)
         const user = await loginsOf(context).completeSignup(body.token, body.password, body.totp_code)
         context.limiter.refund(address)
         context.log.info('user signed up', { user: user.name, from: address })
-        return { user: user.name }
+        // The password and a fresh code were just proven: this is the user's first login too.
+        return userCertificatesFor(context, user, keys, body.ttl_ms)
       } catch (error) {
         throw described(context, error, 'sign-up refused', address)
       }
@@ -80,6 +85,20 @@ export const loginRoutes = {
         // The name as typed goes to the log (someone may be guessing names); the answer does not repeat it.
         throw described(context, error, 'login refused', address, { user: name })
       }
+    },
+  },
+
+  // A proxy asks for a user its certificate authenticated (GET /v1/known-hosts on its web
+  // port): the host keys of the nodes as they are now, nodes that joined after the login too.
+  'POST /v1/proxies/known-hosts': {
+    access: 'proxy',
+    bodyLimit: SMALL_BODY,
+    async handle(call, context) {
+      const { user } = await call.body()
+      if (!(await context.users.get(user))) throw new UnknownUser(`no user "${user}"`)
+      const locked = context.revocations.list.refusedUser(user)
+      if (locked) throw new Locked(locked)
+      return { known_hosts: await knownHostLines(context) }
     },
   },
 } satisfies Partial<AuthRoutes>

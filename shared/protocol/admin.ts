@@ -122,6 +122,8 @@ export interface UserCerts {
   tls_cert: string
   valid_before: number
   logins: string[]
+  /** The user's roles, for `warren status`. */
+  roles: string[]
   cluster_name: string
   host_ca_certs: string[]
   /** The live proxies' web addresses. */

@@ -6,8 +6,8 @@ import type { ClusterStatus, LockJson, LockList, NodeList, RemovedNode, Rotation
 import { LOCK_BODY, ROTATE_BODY, TOKEN_BODY, USER_BODY, USER_CERTS_BODY, USER_RESET_BODY } from './admin.ts'
 import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Joined, RenewedCertificates } from './hosts.ts'
 import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
-import type { SignupCompleted, SignupStarted } from './logins.ts'
-import { LOGIN_BODY, SIGNUP_BODY, SIGNUP_COMPLETE_BODY } from './logins.ts'
+import type { KnownHosts, SignupStarted } from './logins.ts'
+import { KNOWN_HOSTS_BODY, LOGIN_BODY, SIGNUP_BODY, SIGNUP_COMPLETE_BODY } from './logins.ts'
 import type { AcmeRecord, DirectNodes, LiveSet, PresenceAnswer, ProxyHeartbeatAnswer, RevocationSnapshot } from './proxies.ts'
 import { ACME_GET_BODY, ACME_PUT_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
 import { type AnyShape, type In, type Out, parseWith } from './shape.ts'
@@ -45,8 +45,10 @@ export interface ApiResponses {
   'POST /v1/users/:name/reset': UserInvited
   'POST /v1/users/:name/certs': UserCerts
   'POST /v1/signup': SignupStarted
-  'POST /v1/signup/complete': SignupCompleted
+  'POST /v1/signup/complete': UserCerts
   'POST /v1/login': UserCerts
+  'GET /v1/known-hosts': KnownHosts
+  'POST /v1/proxies/known-hosts': KnownHosts
   'GET /v1/nodes': NodeList
   'DELETE /v1/nodes/:node': RemovedNode
   'POST /v1/locks': LockJson
@@ -68,8 +70,9 @@ export type ProxyWebRoute =
   | 'POST /v1/signup'
   | 'POST /v1/signup/complete'
   | 'POST /v1/login'
-/** The routes of the auth server: all but discovery. */
-export type AuthRoute = Exclude<ApiRoute, 'GET /v1/discovery'>
+  | 'GET /v1/known-hosts'
+/** The routes of the auth server: all but what only a proxy answers. */
+export type AuthRoute = Exclude<ApiRoute, 'GET /v1/discovery' | 'GET /v1/known-hosts'>
 
 /** The request body of each route that reads one. */
 export const API_BODIES = {
@@ -89,6 +92,7 @@ export const API_BODIES = {
   'POST /v1/signup': SIGNUP_BODY,
   'POST /v1/signup/complete': SIGNUP_COMPLETE_BODY,
   'POST /v1/login': LOGIN_BODY,
+  'POST /v1/proxies/known-hosts': KNOWN_HOSTS_BODY,
   'POST /v1/locks': LOCK_BODY,
 } as const satisfies { [K in ApiRoute]?: unknown }
 

@@ -16,22 +16,30 @@ export interface SignupStarted {
   otpauth_uri: string
 }
 
-export const SIGNUP_COMPLETE_BODY = object({ token: text({ max: 512 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }) })
-
-export interface SignupCompleted {
-  user: string
-}
-
-export const LOGIN_BODY = object({
-  user: text({ max: 64 }),
-  password: text({ max: 1024 }),
-  totp_code: text({ max: 16 }),
+const KEYS_AND_TTL = {
   ttl_ms: number({ above: 0, expected: 'a positive number of milliseconds' }),
   /** An OpenSSH public key line (ssh-ed25519). */
   ssh_public_key: text({ max: 4096 }),
   /** PEM (SubjectPublicKeyInfo). */
   tls_public_key: text({ max: 4096 }),
-})
+}
+
+/** Sets the password and enrols the second factor with its first code; the answer is a login's (UserCerts), for these keys. */
+export const SIGNUP_COMPLETE_BODY = object({ token: text({ max: 512 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }), ...KEYS_AND_TTL })
+
+export const LOGIN_BODY = object({ user: text({ max: 64 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }), ...KEYS_AND_TTL })
 
 /** The one answer to a wrong user name, password or code: which of them was wrong is not told. */
 export const LOGIN_REFUSED = 'wrong user name, password or second factor code'
+
+/**
+ * GET /v1/known-hosts on a proxy's web port, with the user's certificate: the nodes' host
+ * keys as known_hosts lines, for OpenSSH's KnownHostsCommand (`warren known-hosts`), so that
+ * nodes that joined after the login are checked too. The proxy asks the auth server with
+ * POST /v1/proxies/known-hosts, naming the user its certificate authenticated.
+ */
+export interface KnownHosts {
+  known_hosts: string[]
+}
+
+export const KNOWN_HOSTS_BODY = object({ user: text({ max: 64 }) })
