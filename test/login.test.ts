@@ -139,6 +139,11 @@ t.test('logging in again, then stock ssh reaches a node, and one that joined aft
   t.equal(after.code, 0, after.stderr)
   t.equal(after.stdout, 'after\n')
 
+  // The nodes' host keys go only to users of the cluster.
+  const anonymous = new ApiClient({ server: proxy.web, caPems: [readFileSync(join(clusterDir, 'host_ca.pem'), 'utf8')] })
+  t.teardown(() => anonymous.close())
+  await t.rejects(anonymous.call('GET /v1/known-hosts'), { status: 401, message: /^a valid user certificate of this cluster is required/ })
+
   const status = await warren(['status'], { env })
   t.equal(status.code, 0, status.stderr)
   t.match(status.stdout, /Cluster:\s+test-cluster\n\s+User:\s+alice\n\s+Roles:\s+access\n\s+Logins:\s+\S+/)
