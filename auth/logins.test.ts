@@ -147,3 +147,16 @@ t.test('reset voids the password and second factor; rm removes the user, its sec
   )
   await refused(t, s.logins.startSignup(again.invitation.token), TokenRefusal, TOKEN_NOT_FOUND)
 })
+
+t.test('a sign-up survives a restart: the password and second factor are in the backend', async (t) => {
+  const s = setup(t)
+  const secret = await signedUp(s)
+  await s.backend.close()
+  const backend = SqliteBackend.open(join(s.dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const users = new UserDirectory(backend)
+  const tokens = new TokenService(backend, [], s.now)
+  const locks = new Locks({ backend, nodes: new NodeDirectory(backend, 30_000), users, clock: s.now })
+  const logins = new Logins({ backend, tokens, users, locks, clusterName: () => 'test-cluster', lockMade: async () => {}, clock: s.now })
+  t.equal((await logins.login('alice', PASSWORD, totpCode(secret, s.now()))).name, 'alice')
+})

@@ -117,6 +117,13 @@ t.test('a revoked invitation is refused', async (t) => {
   const refused = await signUp([`--proxy=${proxy.web}`, `--invite=${token}`, `--ca-pin=${pin}`])
   t.equal(refused.code, 1)
   t.match(refused.stderr, /token expired or not found/)
+
+  // Sign-up tokens come only with their user.
+  t.equal((await auth.ctl(['tokens', 'add', '--type=signup'])).code, 2)
+  await t.rejects(auth.api('POST', '/v1/tokens', { roles: 'signup', ttl_ms: 60_000 }), {
+    status: 400,
+    message: /sign-up tokens come with their user: "warrenctl users add NAME" \(or "users reset NAME"\) makes one/,
+  })
 })
 
 t.test('logging in again, then stock ssh reaches a node, and one that joined after the login', async (t) => {
