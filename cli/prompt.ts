@@ -33,10 +33,11 @@ export class Prompter {
   /** An answer not shown as it is typed. */
   async secret(question: string): Promise<string> {
     if (!this.isTerminal) return this.nextLine(question)
-    this.output.write(question)
     const input = this.input
+    // Echo off before the question shows: nothing typed after it is echoed.
     input.setRawMode(true)
     input.resume()
+    this.output.write(question)
     try {
       return await new Promise<string>((resolve, reject) => {
         let typed = ''
