@@ -85,10 +85,13 @@ async function signUp(client: ApiClient, token: string, keys: UserKeys, ttlMs: n
   return { user: started.user, signed }
 }
 
-async function logIn(client: ApiClient, user: string, keys: UserKeys, ttlMs: number, prompter: Prompter): Promise<UserCerts> {
+/** Password and code for `name` (asked when no flag or earlier login says). */
+async function logIn(client: ApiClient, name: string | undefined, keys: UserKeys, ttlMs: number, prompter: Prompter): Promise<{ user: string; signed: UserCerts }> {
+  const user = name ?? (await prompter.ask('User: ')).trim()
   const password = await prompter.secret(`Password for ${user}: `)
   const code = await prompter.ask('Second factor code: ')
-  return client.call('POST /v1/login', { body: { user, password, totp_code: code.trim(), ttl_ms: ttlMs, ...publicKeyFields(keys) } })
+  const signed = await client.call('POST /v1/login', { body: { user, password, totp_code: code.trim(), ttl_ms: ttlMs, ...publicKeyFields(keys) } })
+  return { user, signed }
 }
 
 export const loginCommand = defineCommand({
@@ -112,18 +115,8 @@ export const loginCommand = defineCommand({
     const { cluster, caPems } = await trustCluster(flags.proxy, pins, prompter)
     const client = new ApiClient({ server: flags.proxy, caPems })
     const keys = generateUserKeys()
-    let user: string
-    let signed: UserCerts
-    try {
-      if (flags.invite) {
-        ;({ user, signed } = await signUp(client, flags.invite, keys, flags.ttl, prompter))
-      } else {
-        user = flags.user ?? lastUser(cluster) ?? (await prompter.ask('User: ')).trim()
-        signed = await logIn(client, user, keys, flags.ttl, prompter)
-      }
-    } finally {
-      await client.close()
-    }
+    const answer = flags.invite ? signUp(client, flags.invite, keys, flags.ttl, prompter) : logIn(client, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
+    const { user, signed } = await answer.finally(() => client.close())
     const dir = clusterDir(signed.cluster_name)
     writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: true, extra: { roles: signed.roles } })
     out(`Logged in as ${user} to cluster ${signed.cluster_name} (roles ${signed.roles.join(',')}, logins ${signed.logins.join(',')}) until ${formatUtc(signed.valid_before)}`)
