@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { generateUserKeys, publicKeyFields } from '../cli/credentials-files.ts'
+import { shellQuote } from '../cli/profile.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
 import { AuthProcess, openssh, ProxyProcess, ROOT, type RunResult, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
@@ -155,6 +156,54 @@ t.test('logging in again, then stock ssh reaches a node, and one that joined aft
   t.equal(status.code, 0, status.stderr)
   t.match(status.stdout, /Cluster:\s+test-cluster\n\s+User:\s+alice\n\s+Roles:\s+access\n\s+Logins:\s+\S+/)
   t.match(status.stdout, /Valid:\s+until /)
+})
+
+/** Runs `argv` at a terminal (util-linux `script` gives it one), typing each answer once the output so far matches its question. */
+function atTerminal(argv: string[], env: Record<string, string>, dialogue: [RegExp, (match: RegExpExecArray) => string][]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('script', ['--quiet', '--return', '--command', argv.map(shellQuote).join(' '), '/dev/null'], { env: { ...process.env, ...env } })
+    let output = ''
+    let from = 0
+    child.stdout.on('data', (chunk) => {
+      output += chunk
+      const [question, answer] = dialogue[0] ?? []
+      const match = question?.exec(output.slice(from))
+      if (!match || !answer) return
+      dialogue.shift()
+      from = output.length
+      child.stdin.write(`${answer(match)}\r`)
+    })
+    const timer = setTimeout(() => child.kill(), 30_000)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code: code ?? 1, output })
+    })
+  })
+}
+
+t.test('at a terminal: the first contact asks to trust the CA, and passwords are not echoed', async (t) => {
+  const added = await auth.ctl(['users', 'add', 'carol', `--logins=${login}`])
+  const token = /--invite=(\S+)/.exec(added.stdout)![1]
+  let enrolled = ''
+  const session = await atTerminal(
+    [process.execPath, join(ROOT, 'cli/warren.ts'), 'login', `--proxy=${proxy.web}`, `--invite=${token}`],
+    { WARREN_HOME: tempDir('warren-home-') },
+    [
+      [new RegExp(`presents a CA with pin ${pin}\\.[\\s\\S]*Trust it \\(yes/no\\)\\? \\S*$`), () => 'yes'],
+      [
+        /secret=([A-Z2-7]+)[\s\S]*\(at least 12 characters\): $/,
+        (match) => {
+          enrolled = match[1]
+          return PASSWORD
+        },
+      ],
+      [/The same password again: $/, () => PASSWORD],
+      [/Code from the authenticator app: \S*$/, () => codeAt(enrolled, stepNow())],
+    ],
+  )
+  t.equal(session.code, 0, session.output)
+  t.match(session.output, /Logged in as carol to cluster test-cluster/)
+  t.notOk(session.output.includes(PASSWORD), 'the password is never shown')
 })
 
 t.test('an unknown user and a wrong password get the same answer; five failures lock the user', async (t) => {
