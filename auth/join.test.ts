@@ -101,6 +101,12 @@ t.test('key types are refused by name', async (t) => {
   t.throws(() => parseJoin({ ...body(), ssh_public_key: 'ecdsa-sha2-nistp256 AAAA' }), /field "ssh_public_key" must be an ssh-ed25519 public key line/)
 })
 
+t.test('a sign-up token makes no host: the signup role is no role to join with', async (t) => {
+  const { body } = await cluster(t)
+  t.throws(() => parseJoin(body({ roles: ['signup'] })), /no host joins with role "signup"/)
+  t.throws(() => parseJoin(body({ roles: ['node', 'signup'] })), /no host joins with role "signup"/)
+})
+
 t.test('node names: unique, not reserved, not shaped like a host ID', async (t) => {
   const { body, attempt, registry } = await cluster(t)
   const first = await attempt(body())

@@ -78,6 +78,8 @@ export function parseJoinRequest(body: JoinBody): JoinRequest {
   const roles = body.roles
   if (roles.length === 0) throw invalid('roles', 'field "roles" must name at least one role')
   for (const role of roles) if (!isTokenRole(role)) throw invalid('roles', `unknown role "${role}"`)
+  // A sign-up token lets a person set a password: it makes no host.
+  if (roles.includes('signup')) throw invalid('roles', 'no host joins with role "signup": sign-up tokens are for "warren login --invite"')
   const tlsPublicKey = publicKey(body.tls_public_key, 'tls_public_key', (text) => createPublicKey(text), checkTlsKey, 'a PEM public key')
   const sshPublicKey = publicKey(body.ssh_public_key, 'ssh_public_key', parseSshPublicKey, checkSshKey, 'an ssh-ed25519 public key line')
   if (body.public_addrs.length > 0 && !roles.includes('proxy')) throw invalid('public_addrs', 'field "public_addrs" is only for proxies')

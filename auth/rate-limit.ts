@@ -21,9 +21,9 @@ interface Bucket {
 export class TooManyAttempts extends Error {
   /** Whole seconds until a try is free again. */
   readonly retryAfterS: number
-  constructor(address: string, waitMs: number) {
+  constructor(address: string, waitMs: number, what = 'join') {
     const seconds = Math.ceil(waitMs / 1000)
-    super(`too many failed join attempts from ${address}; try again in ${seconds}s`)
+    super(`too many failed ${what} attempts from ${address}; try again in ${seconds}s`)
     this.retryAfterS = seconds
   }
 }

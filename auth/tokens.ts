@@ -23,6 +23,8 @@ export interface TokenRecord {
    * that holds the name: how an admin replaces a dead device on purpose.
    */
   nodename?: string
+  /** A sign-up token's user (`warrenctl users add`), who sets a password and a second factor with it. */
+  user?: string
 }
 
 /** What a successful validation hands back: enough to consume a single-use token atomically. */
@@ -97,7 +99,14 @@ export class TokenService {
     }))
   }
 
-  async add(options: { roles: TokenRole[]; ttlMs: number; singleUse?: boolean; value?: string; nodename?: string }): Promise<{ value: string; record: TokenRecord }> {
+  async add(options: {
+    roles: TokenRole[]
+    ttlMs: number
+    singleUse?: boolean
+    value?: string
+    nodename?: string
+    user?: string
+  }): Promise<{ value: string; record: TokenRecord }> {
     const value = options.value ?? generateToken()
     if (value.length < MIN_TOKEN_LENGTH) throw new TokenError(`a token must be at least ${MIN_TOKEN_LENGTH} characters long`)
     if (/\s/.test(value) || value.startsWith('/')) throw new TokenError('a token must not contain spaces or start with "/"')
@@ -108,11 +117,12 @@ export class TokenService {
       id: hash.toString('hex').slice(0, ID_LENGTH),
       roles: options.roles,
       expires: now + options.ttlMs,
-      // Replacing a device is done once: a token made for a name is always single-use.
-      singleUse: (options.singleUse ?? false) || options.nodename !== undefined,
+      // Replacing a device is done once, and so is signing up: such tokens are always single-use.
+      singleUse: (options.singleUse ?? false) || options.nodename !== undefined || options.user !== undefined,
       static: false,
       created: now,
       ...(options.nodename === undefined ? {} : { nodename: options.nodename }),
+      ...(options.user === undefined ? {} : { user: options.user }),
     }
     const created = await this.backend.create(PREFIX + hash.toString('hex'), JSON.stringify(record), { ttlMs: options.ttlMs })
     if (!created) throw new TokenError('a token with this value already exists')

@@ -17,7 +17,6 @@ export async function userCertificatesFor(context: AuthContext, user: UserRecord
   // A certificate without principals would be valid for any login on a stock sshd.
   if (access.logins.length === 0) throw new UserError(`the roles of user "${user.name}" (${user.roles.join(', ')}) allow no login`)
   const certs = issueUserCertificates(context.userCA(), context.clusterName, user, keys, Math.min(ttlMs, maxSessionTtlMs), access)
-  const nodes = (await context.nodes.registered()).filter((n) => n.sshPublicKey && n.roles.includes('node'))
   context.log.info('user certificates issued', { user: user.name, valid_before: new Date(certs.validBefore).toISOString() })
   return {
     ssh_cert: certs.sshCert,
@@ -28,6 +27,12 @@ export async function userCertificatesFor(context: AuthContext, user: UserRecord
     cluster_name: context.clusterName,
     host_ca_certs: context.hostCA().tlsCertPems,
     proxies: (await context.nodes.proxies()).map((p) => p.webAddr).filter(Boolean),
-    known_hosts: nodes.map((n) => `${n.nodename},${n.hostId},${n.hostId}.${context.clusterName} ${n.sshPublicKey}`),
+    known_hosts: await knownHostLines(context),
   }
+}
+
+/** The registered nodes' SSH host keys, as known_hosts lines naming each by name, host ID and host ID within the cluster. */
+export async function knownHostLines(context: AuthContext): Promise<string[]> {
+  const nodes = (await context.nodes.registered()).filter((n) => n.sshPublicKey && n.roles.includes('node'))
+  return nodes.map((n) => `${n.nodename},${n.hostId},${n.hostId}.${context.clusterName} ${n.sshPublicKey}`)
 }

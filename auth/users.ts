@@ -8,7 +8,7 @@ import { sshAccessExtensions, x509AccessExtension } from '../shared/access-cert.
 import { createSshCertificate } from '../shared/ssh-cert.ts'
 import { createCertificate } from '../shared/x509.ts'
 import type { Authority } from './authorities.ts'
-import type { Backend } from './backend/backend.ts'
+import type { Backend, Operation } from './backend/backend.ts'
 import { checkSshKey, checkTlsKey } from './key-policy.ts'
 
 const PREFIX = '/users/'
@@ -57,6 +57,16 @@ export class UserDirectory {
   async get(name: string): Promise<UserRecord | undefined> {
     const item = await this.backend.get(PREFIX + name)
     return item ? readRecord(item.value) : undefined
+  }
+
+  /** Deletes the user, with `also` in the same transaction; throws UnknownUser when there is none. */
+  async remove(name: string, also: Operation[] = []): Promise<UserRecord> {
+    const item = await this.backend.get(PREFIX + name)
+    if (!item) throw new UnknownUser(`no user "${name}": "warrenctl users ls" lists the users`)
+    if (!(await this.backend.txn([{ key: item.key, revision: item.revision }], [{ op: 'delete', key: item.key }, ...also]))) {
+      throw new UserError(`user "${name}" changed while being removed: try again`)
+    }
+    return readRecord(item.value)
   }
 
   async list(): Promise<UserRecord[]> {

@@ -15,6 +15,8 @@ export interface Profile {
   logins: string[]
   proxies: string[]
   valid_before: number
+  /** The user's roles, when its credentials come from a login. */
+  roles?: string[]
 }
 
 export const PROFILE_FILES = {

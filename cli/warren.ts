@@ -13,9 +13,12 @@ export const WARREN: Program = {
   commands: {
     start: async () => (await load.start()).startCommand,
     status: async () => (await load.status()).statusCommand,
+    login: async () => (await load.login()).loginCommand,
+    logout: async () => (await load.login()).logoutCommand,
     ssh: async () => (await load.ssh()).sshCommand,
     'proxy ssh': async () => (await load.ssh()).proxySshCommand,
     'proxy port': async () => (await load.ssh()).proxyPortCommand,
+    'known-hosts': async () => (await load.knownHosts()).knownHostsCommand,
     install: async () => (await load.install()).installCommand,
   },
   extraListing: [['ctl', 'administer the cluster: "warren ctl COMMAND" is "warrenctl COMMAND"']],

@@ -10,7 +10,7 @@ import { nodesLs, nodesRm } from './ctl/nodes.ts'
 import { create, get, rm } from './ctl/roles.ts'
 import { status } from './ctl/status.ts'
 import { nodesAdd, tokensAdd, tokensDel, tokensLs, tokensRm } from './ctl/tokens.ts'
-import { usersAdd, usersLs } from './ctl/users.ts'
+import { usersAdd, usersLs, usersReset, usersRm } from './ctl/users.ts'
 import { runMain } from './main.ts'
 import { type Program, runProgram } from './program.ts'
 
@@ -25,6 +25,8 @@ const COMMANDS: Command[] = [
   tokensDel,
   usersAdd,
   usersLs,
+  usersRm,
+  usersReset,
   authSign,
   authRotate,
   lock,

@@ -147,6 +147,7 @@ export class ProxyService {
       discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),
       auth: () => this.auth,
       clientAddress: (req: IncomingMessage) => this.clientAddresses.get(req.socket) ?? req.socket.remoteAddress ?? '',
+      userOf: (req: IncomingMessage) => this.users.userOf(req.socket as TLSSocket),
       log: this.log,
     })
     web.on('request', (req, res) => void router.handle(req, res))

@@ -71,6 +71,17 @@ export class UserGateway {
     }
   }
 
+  /** The user a web request's certificate authenticates (GET /v1/known-hosts); throws why none. */
+  userOf(socket: TLSSocket): string {
+    const cert = socket.getPeerX509Certificate()
+    // Judged like a user connection: the CA, cluster, role and dates, then the locks.
+    const verdict = cert ? judgeCertificate(cert, this.expected) : undefined
+    if (!verdict?.trusted) throw new Error(verdict && !verdict.trusted ? verdict.reason : 'no user certificate')
+    const locked = this.options.refusedUser?.(verdict.subject.commonName)
+    if (locked) throw new Error(locked)
+    return verdict.subject.commonName
+  }
+
   async handle(socket: TLSSocket, remoteAddress: string): Promise<void> {
     const { log } = this.options
     socket.on('error', () => {})

@@ -1,7 +1,8 @@
 // The proxy's HTTPS API on the web port, a route table on the same router as the auth
 // server's (shared/api-router.ts): health, discovery (where the tunnel listens, which proxy
-// this is, which cluster), and the join and recovery API carried to the auth server. Every
-// route is public: a joining or recovering device has no valid certificate yet.
+// this is, which cluster), and the join, recovery, sign-up and login API carried to the auth
+// server. Every route is public: a joining or recovering device has no valid certificate
+// yet, nor has a person logging in.
 
 import type { IncomingMessage } from 'node:http'
 import type { ApiClient } from '../shared/api-client.ts'
@@ -16,6 +17,8 @@ export interface WebApiOptions {
   /** The client for the auth server (replaced when this proxy's certificate is renewed). */
   auth: () => ApiClient
   clientAddress: (req: IncomingMessage) => string
+  /** The user the request's client certificate authenticates; throws why none. */
+  userOf: (req: IncomingMessage) => string
   log: Logger
 }
 
@@ -52,6 +55,31 @@ const WEB_ROUTES: WebRoutes = {
   // A node whose certificate expired cannot open a tunnel: it recovers here, with a signed
   // challenge (the auth server charges refused tries to the client's address, as for joins).
   'POST /v1/recover': { access: 'public', bodyLimit: SMALL_BODY, handle: (call, options) => forward(call, options, fromClient(call, options)) },
+  // People know only the proxy: they accept invitations and log in here (the auth server
+  // charges failed tries to the client's address, and locks a user after five).
+  'POST /v1/signup': { access: 'public', bodyLimit: SMALL_BODY, handle: (call, options) => forward(call, options, fromClient(call, options)) },
+  'POST /v1/signup/complete': { access: 'public', bodyLimit: SMALL_BODY, handle: (call, options) => forward(call, options, fromClient(call, options)) },
+  'POST /v1/login': { access: 'public', bodyLimit: SMALL_BODY, handle: (call, options) => forward(call, options, fromClient(call, options)) },
+  // Public to the router, but only a user of this cluster gets an answer: OpenSSH's
+  // KnownHostsCommand (`warren known-hosts`) asks here with the user's certificate.
+  'GET /v1/known-hosts': {
+    access: 'public',
+    bodyLimit: NO_BODY,
+    async handle(call, options) {
+      let user: string
+      try {
+        user = options.userOf(call.req)
+      } catch (error) {
+        throw new HttpError(401, `a valid user certificate of this cluster is required (${(error as Error).message})`)
+      }
+      try {
+        return await options.auth().call('POST /v1/proxies/known-hosts', { body: { user } })
+      } catch (error) {
+        if (error instanceof ApiError) throw error
+        throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
+      }
+    },
+  },
 }
 
 /** The auth server's refusal passes on as it is. */

@@ -62,7 +62,7 @@ const TABLE: RouteTable<TestRoute, Context, string> = {
       const body = await call.body()
       context.ran.push(`users ${body.name}`)
       if (body.name === 'taken') throw new Taken(`user "${body.name}" already exists`)
-      return { name: body.name, logins: body.logins, roles: body.roles }
+      return { name: body.name, logins: body.logins, roles: body.roles, signup_token: '', signup_token_id: '', signup_expires: body.signup_ttl_ms }
     },
   },
   'DELETE /v1/tokens/:token': { access: 'admin', bodyLimit: NO_BODY, handle: async (call) => ({ id: call.params.token }) },
@@ -125,7 +125,7 @@ t.test("bodies are read within the route's limit and with its shape", async (t) 
   const { context, call } = await serve(t)
   t.same(await call('POST', '/v1/users', { caller: 'admin', body: JSON.stringify({ name: 'alice', logins: ['root'] }) }), {
     status: 200,
-    body: { name: 'alice', logins: ['root'], roles: ['access'] },
+    body: { name: 'alice', logins: ['root'], roles: ['access'], signup_token: '', signup_token_id: '', signup_expires: 3_600_000 },
   })
   t.same(await call('POST', '/v1/users', { caller: 'admin', body: JSON.stringify({ name: 7 }) }), { status: 400, body: { error: 'field "name" must be a string' } })
   t.same(await call('POST', '/v1/users', { caller: 'admin', body: '{"name":' }), { status: 400, body: { error: 'request body is not valid JSON' } })

@@ -22,6 +22,7 @@ export const tokenRoutes = {
           static: t.static,
           value: t.value ?? null,
           nodename: t.nodename ?? null,
+          user: t.user ?? null,
         })),
       }
     },
@@ -38,6 +39,8 @@ export const tokenRoutes = {
       } catch (error) {
         throw new ProtocolError(call.route, 'roles', (error as Error).message)
       }
+      if (roles.includes('signup'))
+        throw new ProtocolError(call.route, 'roles', 'sign-up tokens come with their user: "warrenctl users add NAME" (or "users reset NAME") makes one')
       const { nodename } = body
       const problem = nodename === undefined ? undefined : nodenameProblem(nodename)
       if (problem) throw new ProtocolError(call.route, 'nodename', problem)

@@ -11,7 +11,9 @@ import { JoinRefusal } from '../join.ts'
 import { ChallengeRefusal } from '../join-challenge.ts'
 import { KeyPolicyError } from '../key-policy.ts'
 import { LockConflict, Locked, LockNotFound } from '../locks.ts'
+import { LoginRefused, SignupRefusal } from '../logins.ts'
 import { NodeLookupError, NodenameTaken, UnregisteredHost } from '../nodes.ts'
+import { WeakPassword } from '../passwords.ts'
 import { TooManyAttempts } from '../rate-limit.ts'
 import { RecoveryRefusal, RecoveryWindowPassed, StillRenewable } from '../recovery.ts'
 import { RenewalNotDue, RenewalRefusal } from '../renew.ts'
@@ -31,6 +33,9 @@ const STATUSES: [new (...args: never[]) => Error, number][] = [
   [UnknownRole, 404],
   [RoleInUse, 409],
   [UserError, 400],
+  [WeakPassword, 400],
+  [LoginRefused, 401],
+  [SignupRefusal, 403],
   [TokenRefusal, 403],
   [ChallengeRefusal, 403],
   [JoinRefusal, 403],

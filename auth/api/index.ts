@@ -10,6 +10,7 @@ import { userRoutes } from './admin-users.ts'
 import type { AuthRoutes } from './context.ts'
 import { hostRoutes } from './hosts.ts'
 import { joinRoutes } from './joins.ts'
+import { loginRoutes } from './logins.ts'
 import { proxyRoutes } from './proxies.ts'
 
 export const AUTH_ROUTES: AuthRoutes = {
@@ -20,5 +21,6 @@ export const AUTH_ROUTES: AuthRoutes = {
   ...tokenRoutes,
   ...userRoutes,
   ...roleRoutes,
+  ...loginRoutes,
   ...fleetRoutes,
 }

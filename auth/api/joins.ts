@@ -13,20 +13,20 @@ import { clientAddress } from './access.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
 import { statusOf } from './errors.ts'
 
-/** Takes a try from `address`, or refuses the request before its body is read. */
-function reserveTry(context: AuthContext, address: string, what: string): void {
+/** Takes a try from `address`, or refuses the request before its body is read. Joins, recoveries, logins and sign-ups share the address's tries. */
+export function reserveTry(context: AuthContext, address: string, what: string, attempts = 'join'): void {
   const wait = context.limiter.reserve(address)
   if (wait === 0) return
   context.log.warn(`${what} refused: too many failed attempts`, { from: address })
-  throw new TooManyAttempts(address, wait)
+  throw new TooManyAttempts(address, wait, attempts)
 }
 
 /** A refusal told with what it refused (logged, and the caller's answer); a failure as it is. */
-function described(context: AuthContext, error: unknown, what: string, address: string): unknown {
+export function described(context: AuthContext, error: unknown, what: string, address: string, fields: Record<string, string> = {}): unknown {
   const refusal = statusOf(error)
   if (!refusal) return error
   const message = `${what}: ${(error as Error).message}`
-  context.log.warn(message, { from: address })
+  context.log.warn(message, { from: address, ...fields })
   return new HttpError(refusal.status, message, refusal.headers)
 }
 

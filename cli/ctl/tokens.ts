@@ -5,11 +5,14 @@ import { TOKEN_ROLES } from '../../auth/roles.ts'
 import { DEFAULTS } from '../../shared/config.ts'
 import { describeTtl, formatExpiry } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
-import type { ListedToken } from '../../shared/protocol/admin.ts'
+import type { ClusterStatus, ListedToken } from '../../shared/protocol/admin.ts'
 import { defineFlags } from '../flags.ts'
 import { formatTable } from '../table.ts'
 import type { AdminConnection } from './admin-client.ts'
 import { ctlCommand, out } from './ctl-command.ts'
+
+/** The roles a host joins with; sign-up tokens come from users add and users reset. */
+const HOST_ROLES = TOKEN_ROLES.filter((role) => role !== 'signup')
 
 interface TokenRequest {
   roles: readonly string[]
@@ -25,13 +28,20 @@ const TOKEN_FLAGS = defineFlags({
   nodename: { type: 'string', placeholder: 'NAME', description: 'the only node name the token joins; it is single-use and replaces the node registered with that name' },
 })
 
+/**
+ * Where hosts join and people log in: a proxy's web port when there is one (then nodes keep
+ * reverse tunnels, and people know only proxies), else the auth server.
+ */
+export function clusterAddress(admin: AdminConnection, status: ClusterStatus): string {
+  return status.proxy_addrs[0] ?? status.public_addrs[0] ?? admin.client.server
+}
+
 async function addToken(admin: AdminConnection, request: TokenRequest): Promise<void> {
   const created = await admin.client.call('POST /v1/tokens', {
     body: { roles: request.roles.join(','), ttl_ms: request.ttlMs, single_use: request.singleUse, token: request.token, nodename: request.nodename },
   })
   const status = await admin.client.call('GET /v1/status')
-  // Nodes join through a proxy's web port when there is one (then they keep reverse tunnels).
-  const authServer = status.proxy_addrs[0] ?? status.public_addrs[0] ?? admin.client.server
+  const authServer = clusterAddress(admin, status)
   out(`The invite token: ${created.token}`)
   out(`This token will expire in ${describeTtl(request.ttlMs)}${created.single_use ? ' and can be used once' : ''}`)
   if (created.nodename) out(`It joins only a node named ${created.nodename}, and replaces the node registered with that name`)
@@ -60,7 +70,7 @@ export const nodesAdd = ctlCommand({
   summary: 'create a token and print the command that joins a node with it',
   flags: {
     ttl: { type: 'duration', default: DEFAULTS.nodeTokenTtlMs, description: 'how long the token lives' },
-    roles: { type: 'list', values: TOKEN_ROLES, noun: 'role', default: ['node'], description: 'roles the token grants' },
+    roles: { type: 'list', values: HOST_ROLES, noun: 'role', default: ['node'], description: 'roles the token grants' },
     ...TOKEN_FLAGS,
   },
   description: 'The join command it prints reads the token from standard input, so that no process list shows it.',
@@ -72,7 +82,7 @@ export const tokensAdd = ctlCommand({
   name: 'warrenctl tokens add',
   summary: 'create a token for any roles, and print the command that joins with it',
   flags: {
-    type: { type: 'list', values: TOKEN_ROLES, noun: 'role', description: 'roles the token grants (required)' },
+    type: { type: 'list', values: HOST_ROLES, noun: 'role', description: 'roles the token grants (required)' },
     ttl: { type: 'duration', default: DEFAULTS.tokenTtlMs, description: 'how long the token lives' },
     ...TOKEN_FLAGS,
   },
@@ -96,14 +106,16 @@ export const tokensLs = ctlCommand({
     }
     const now = Date.now()
     const show = (t: ListedToken) => (flags['with-secrets'] && t.value ? t.value : `${t.id}${t.static ? ' (static)' : ''}`)
-    const rows = tokens.map((t) => [
-      show(t),
-      t.roles.join(',') + (t.single_use ? ' (single use)' : '') + (t.nodename ? ` (for ${t.nodename})` : ''),
-      formatExpiry(t.expires ?? undefined, now),
-    ])
+    const rows = tokens.map((t) => [show(t), tokenType(t), formatExpiry(t.expires ?? undefined, now)])
     out(formatTable(['Token', 'Type', 'Expiry Time (UTC)'], rows))
   },
 })
+
+/** The Type column: the roles a token grants, or Signup and whose it is. */
+function tokenType(t: ListedToken): string {
+  if (t.roles.includes('signup')) return `Signup (for ${t.user ?? '?'})`
+  return t.roles.join(',') + (t.single_use ? ' (single use)' : '') + (t.nodename ? ` (for ${t.nodename})` : '')
+}
 
 function deleteToken(verb: 'rm' | 'del') {
   return ctlCommand({

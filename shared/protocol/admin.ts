@@ -75,13 +75,27 @@ export interface ListedToken {
   /** Static tokens only: their value (the others are stored as hashes). */
   value: string | null
   nodename: string | null
+  /** Sign-up tokens: the user who signs up with it. */
+  user: string | null
 }
 
 export interface TokenList {
   tokens: ListedToken[]
 }
 
-export const USER_BODY = object({ name: text({ max: 64 }), logins: optional(texts(32), []), roles: optional(texts(32), ['access']) })
+/** How long a sign-up token lives unless --ttl says otherwise. */
+export const DEFAULT_SIGNUP_TTL_MS = HOUR_MS
+const SIGNUP_TTL = optional(number({ above: 0, atMost: 30 * 24 * HOUR_MS, expected: 'a positive number of milliseconds, at most 30 days' }), DEFAULT_SIGNUP_TTL_MS)
+
+export const USER_BODY = object({ name: text({ max: 64 }), logins: optional(texts(32), []), roles: optional(texts(32), ['access']), signup_ttl_ms: SIGNUP_TTL })
+export const USER_RESET_BODY = object({ signup_ttl_ms: SIGNUP_TTL })
+
+/** A user added or reset, with the single-use sign-up token that sets its password and second factor. */
+export interface UserInvited extends UserJson {
+  signup_token: string
+  signup_token_id: string
+  signup_expires: number
+}
 
 export interface UserJson {
   name: string

@@ -2,10 +2,12 @@
 // shapes of the request bodies: the API client (shared/api-client.ts), the auth server's
 // route table (auth/api/), the proxy's web API and warrenctl all take their types from here.
 
-import type { ClusterStatus, LockJson, LockList, NodeList, RemovedNode, RotationStep, TokenCreated, TokenList, UserCerts, UserJson, UserList } from './admin.ts'
-import { LOCK_BODY, ROTATE_BODY, TOKEN_BODY, USER_BODY, USER_CERTS_BODY } from './admin.ts'
+import type { ClusterStatus, LockJson, LockList, NodeList, RemovedNode, RotationStep, TokenCreated, TokenList, UserCerts, UserInvited, UserJson, UserList } from './admin.ts'
+import { LOCK_BODY, ROTATE_BODY, TOKEN_BODY, USER_BODY, USER_CERTS_BODY, USER_RESET_BODY } from './admin.ts'
 import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Joined, RenewedCertificates } from './hosts.ts'
 import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
+import type { KnownHosts, SignupStarted } from './logins.ts'
+import { KNOWN_HOSTS_BODY, LOGIN_BODY, SIGNUP_BODY, SIGNUP_COMPLETE_BODY } from './logins.ts'
 import type { AcmeRecord, DirectNodes, LiveSet, PresenceAnswer, ProxyHeartbeatAnswer, RevocationSnapshot } from './proxies.ts'
 import { ACME_GET_BODY, ACME_PUT_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
 import { ROLE_BODY, type RoleList, type RoleSaved } from './roles.ts'
@@ -38,12 +40,19 @@ export interface ApiResponses {
   'POST /v1/tokens': TokenCreated
   'DELETE /v1/tokens/:token': { id: string }
   'POST /v1/rotate': RotationStep
-  'POST /v1/users': UserJson
+  'POST /v1/users': UserInvited
   'GET /v1/users': UserList
+  'DELETE /v1/users/:name': UserJson
+  'POST /v1/users/:name/reset': UserInvited
   'POST /v1/users/:name/certs': UserCerts
   'POST /v1/roles': RoleSaved
   'GET /v1/roles': RoleList
   'DELETE /v1/roles/:name': { name: string }
+  'POST /v1/signup': SignupStarted
+  'POST /v1/signup/complete': UserCerts
+  'POST /v1/login': UserCerts
+  'GET /v1/known-hosts': KnownHosts
+  'POST /v1/proxies/known-hosts': KnownHosts
   'GET /v1/nodes': NodeList
   'DELETE /v1/nodes/:node': RemovedNode
   'POST /v1/locks': LockJson
@@ -55,9 +64,19 @@ export type ApiRoute = keyof ApiResponses
 export type ApiResponse<K extends ApiRoute> = ApiResponses[K]
 
 /** The routes of a proxy's web port: discovery, and those it carries to the auth server. */
-export type ProxyWebRoute = 'GET /v1/health' | 'GET /v1/discovery' | 'GET /v1/ca' | 'POST /v1/join/challenge' | 'POST /v1/join' | 'POST /v1/recover'
-/** The routes of the auth server: all but discovery. */
-export type AuthRoute = Exclude<ApiRoute, 'GET /v1/discovery'>
+export type ProxyWebRoute =
+  | 'GET /v1/health'
+  | 'GET /v1/discovery'
+  | 'GET /v1/ca'
+  | 'POST /v1/join/challenge'
+  | 'POST /v1/join'
+  | 'POST /v1/recover'
+  | 'POST /v1/signup'
+  | 'POST /v1/signup/complete'
+  | 'POST /v1/login'
+  | 'GET /v1/known-hosts'
+/** The routes of the auth server: all but what only a proxy answers. */
+export type AuthRoute = Exclude<ApiRoute, 'GET /v1/discovery' | 'GET /v1/known-hosts'>
 
 /** The request body of each route that reads one. */
 export const API_BODIES = {
@@ -72,8 +91,13 @@ export const API_BODIES = {
   'POST /v1/rotate': ROTATE_BODY,
   'POST /v1/tokens': TOKEN_BODY,
   'POST /v1/users': USER_BODY,
+  'POST /v1/users/:name/reset': USER_RESET_BODY,
   'POST /v1/users/:name/certs': USER_CERTS_BODY,
   'POST /v1/roles': ROLE_BODY,
+  'POST /v1/signup': SIGNUP_BODY,
+  'POST /v1/signup/complete': SIGNUP_COMPLETE_BODY,
+  'POST /v1/login': LOGIN_BODY,
+  'POST /v1/proxies/known-hosts': KNOWN_HOSTS_BODY,
   'POST /v1/locks': LOCK_BODY,
 } as const satisfies { [K in ApiRoute]?: unknown }
 

@@ -1,0 +1,104 @@
+// The public routes people use, straight or through a proxy's web port: accepting an
+// invitation (POST /v1/signup shows whose it is and offers a second factor, POST
+// /v1/signup/complete sets the password and enrols it, and logs in) and logging in for
+// certificates.
+// Like joins, every try is charged to the client's address before its body is read and
+// given back only when it succeeds.
+
+import { SMALL_BODY } from '../../shared/api-router.ts'
+import { Locked } from '../locks.ts'
+import { Logins } from '../logins.ts'
+import { knownHostLines, userCertificatesFor } from '../user-certificates.ts'
+import { UnknownUser } from '../users.ts'
+import { clientAddress } from './access.ts'
+import { publicKeys } from './admin-users.ts'
+import type { AuthContext, AuthRoutes } from './context.ts'
+import { described, reserveTry } from './joins.ts'
+
+/** Logins keep nothing in memory (the backend has it all): one per request is as good as one per server. */
+export function loginsOf(context: AuthContext): Logins {
+  return new Logins({
+    backend: context.backend,
+    tokens: context.tokens,
+    users: context.users,
+    locks: context.locks,
+    clusterName: () => context.clusterName,
+    lockMade: async () => void (await context.revocations.refresh()),
+  })
+}
+
+export const loginRoutes = {
+  'POST /v1/signup': {
+    access: 'public',
+    bodyLimit: SMALL_BODY,
+    async handle(call, context) {
+      const address = clientAddress(call.req, call.peer)
+      reserveTry(context, address, 'sign-up', 'sign-up')
+      try {
+        const started = await loginsOf(context).startSignup((await call.body()).token)
+        context.limiter.refund(address)
+        context.log.info('sign-up started', { user: started.user, from: address })
+        return { user: started.user, cluster_name: context.clusterName, totp_secret: started.secret, otpauth_uri: started.uri }
+      } catch (error) {
+        throw described(context, error, 'sign-up refused', address)
+      }
+    },
+  },
+
+  'POST /v1/signup/complete': {
+    access: 'public',
+    bodyLimit: SMALL_BODY,
+    async handle(call, context) {
+      const address = clientAddress(call.req, call.peer)
+      reserveTry(context, address, 'sign-up', 'sign-up')
+      try {
+        const body = await call.body()
+        const keys = publicKeys(call.route, body)
+        const user = await loginsOf(context).completeSignup(body.token, body.password, body.totp_code)
+        context.limiter.refund(address)
+        context.log.info('user signed up', { user: user.name, from: address })
+        // The password and a fresh code were just proven: this is the user's first login too.
+        return userCertificatesFor(context, user, keys, body.ttl_ms)
+      } catch (error) {
+        throw described(context, error, 'sign-up refused', address)
+      }
+    },
+  },
+
+  'POST /v1/login': {
+    access: 'public',
+    bodyLimit: SMALL_BODY,
+    async handle(call, context) {
+      const address = clientAddress(call.req, call.peer)
+      reserveTry(context, address, 'login', 'login')
+      let name = '?'
+      try {
+        const body = await call.body()
+        name = body.user
+        const keys = publicKeys(call.route, body)
+        const user = await loginsOf(context).login(body.user, body.password, body.totp_code)
+        const certs = await userCertificatesFor(context, user, keys, body.ttl_ms)
+        context.limiter.refund(address)
+        context.log.info('user logged in', { user: user.name, from: address })
+        return certs
+      } catch (error) {
+        // The name as typed goes to the log (someone may be guessing names); the answer does not repeat it.
+        throw described(context, error, 'login refused', address, { user: name })
+      }
+    },
+  },
+
+  // A proxy asks for a user its certificate authenticated (GET /v1/known-hosts on its web
+  // port): the host keys of the nodes as they are now, nodes that joined after the login too.
+  'POST /v1/proxies/known-hosts': {
+    access: 'proxy',
+    bodyLimit: SMALL_BODY,
+    async handle(call, context) {
+      const { user } = await call.body()
+      if (!(await context.users.get(user))) throw new UnknownUser(`no user "${user}"`)
+      const locked = context.revocations.list.refusedUser(user)
+      if (locked) throw new Locked(locked)
+      return { known_hosts: await knownHostLines(context) }
+    },
+  },
+} satisfies Partial<AuthRoutes>

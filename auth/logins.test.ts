@@ -1,0 +1,162 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { SqliteBackend } from './backend/sqlite.ts'
+import { Invites } from './invites.ts'
+import { Locked, Locks } from './locks.ts'
+import { LOCKOUT, LoginRefused, Logins, SignupRefusal } from './logins.ts'
+import { NodeDirectory } from './nodes.ts'
+import { WeakPassword } from './passwords.ts'
+import { TOKEN_NOT_FOUND, TokenRefusal, TokenService } from './tokens.ts'
+import { TOTP, totpCode } from './totp.ts'
+import { UserDirectory } from './users.ts'
+
+const PASSWORD = 'correct horse battery'
+
+/** That `promise` rejects with an instance of `type` (and, when given, that message). */
+async function refused(t: Test, promise: Promise<unknown>, type: new (...args: never[]) => Error, message?: string, what?: string): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  t.ok(error instanceof type, `${what ?? 'refused'}: ${type.name} (${(error as Error | undefined)?.message})`)
+  if (message !== undefined) t.equal((error as Error).message, message)
+}
+
+function setup(t: Test) {
+  let now = 1_765_000_000_000
+  const clock = () => now
+  const dir = t.testdir()
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const tokens = new TokenService(backend, [], clock)
+  const users = new UserDirectory(backend)
+  const locks = new Locks({ backend, nodes: new NodeDirectory(backend, 30_000), users, clock })
+  const lockMade = async () => {}
+  const logins = new Logins({ backend, tokens, users, locks, clusterName: () => 'test-cluster', lockMade, clock })
+  const invites = new Invites({ backend, tokens, users, locks, lockMade })
+  return { dir, backend, tokens, users, locks, logins, invites, now: () => now, advance: (ms: number) => (now += ms) }
+}
+
+/** Adds alice and accepts her invitation; the TOTP secret she enrolled. */
+async function signedUp(s: ReturnType<typeof setup>): Promise<string> {
+  const { invitation } = await s.invites.addUser('alice', ['root'], ['access'], 3_600_000)
+  const started = await s.logins.startSignup(invitation.token)
+  await s.logins.completeSignup(invitation.token, PASSWORD, totpCode(started.secret, s.now()))
+  s.advance(TOTP.stepMs)
+  return started.secret
+}
+
+t.test('an invitation: whose it is, a second factor offered, then password and first code; the token is spent', async (t) => {
+  const s = setup(t)
+  const { invitation } = await s.invites.addUser('alice', ['root'], ['access'], 3_600_000)
+  t.same(invitation.record.roles, ['signup'])
+  t.equal(invitation.record.user, 'alice')
+  t.ok(invitation.record.singleUse)
+  const started = await s.logins.startSignup(invitation.token)
+  t.equal(started.user, 'alice')
+  t.match(started.uri, /^otpauth:\/\/totp\/test-cluster:alice\?secret=[A-Z2-7]+&issuer=test-cluster/)
+  await refused(t, s.logins.completeSignup(invitation.token, 'too short', totpCode(started.secret, s.now())), WeakPassword)
+  await refused(t, s.logins.completeSignup(invitation.token, PASSWORD, '000000'), SignupRefusal)
+  await s.logins.completeSignup(invitation.token, PASSWORD, totpCode(started.secret, s.now()))
+  await refused(t, s.logins.startSignup(invitation.token), TokenRefusal, TOKEN_NOT_FOUND, 'a spent invitation is refused')
+  await refused(t, s.logins.completeSignup(invitation.token, PASSWORD, totpCode(started.secret, s.now())), TokenRefusal, TOKEN_NOT_FOUND)
+  s.advance(TOTP.stepMs)
+  t.equal((await s.logins.login('alice', PASSWORD, totpCode(started.secret, s.now()))).name, 'alice')
+
+  await s.backend.close()
+  const bytes = readdirSync(s.dir)
+    .map((f) => readFileSync(join(s.dir, f)).toString('latin1'))
+    .join('')
+  t.notOk(bytes.includes(PASSWORD), 'the password is nowhere in the database files')
+  t.notOk(bytes.includes(invitation.token), 'nor the token')
+})
+
+t.test('only the second factor offered last to the same token is enrolled', async (t) => {
+  const s = setup(t)
+  const { invitation } = await s.invites.addUser('alice', ['root'], ['access'], 3_600_000)
+  const first = await s.logins.startSignup(invitation.token)
+  const second = await s.logins.startSignup(invitation.token)
+  await refused(t, s.logins.completeSignup(invitation.token, PASSWORD, totpCode(first.secret, s.now())), SignupRefusal)
+  await s.logins.completeSignup(invitation.token, PASSWORD, totpCode(second.secret, s.now()))
+})
+
+t.test('a code logs in once', async (t) => {
+  const s = setup(t)
+  const secret = await signedUp(s)
+  const code = totpCode(secret, s.now())
+  await s.logins.login('alice', PASSWORD, code)
+  await refused(t, s.logins.login('alice', PASSWORD, code), LoginRefused, undefined, 'the same code again, within its window')
+  const both = await Promise.allSettled([0, 1].map(() => s.logins.login('alice', PASSWORD, totpCode(secret, s.now() + TOTP.stepMs))))
+  t.same(both.map((r) => r.status).sort(), ['fulfilled', 'rejected'], 'of two logins with one fresh code, one succeeds')
+})
+
+t.test('a wrong user name, password or code is one refusal', async (t) => {
+  const s = setup(t)
+  const secret = await signedUp(s)
+  const answers = await Promise.allSettled([
+    s.logins.login('mallory', PASSWORD, totpCode(secret, s.now())),
+    s.logins.login('alice', 'wrong password!', totpCode(secret, s.now())),
+    s.logins.login('alice', PASSWORD, '000000'),
+    s.logins.login('../etc', PASSWORD, '000000'),
+  ])
+  for (const answer of answers)
+    t.same(answer.status === 'rejected' && [answer.reason.constructor, answer.reason.message], [LoginRefused, 'wrong user name, password or second factor code'])
+})
+
+t.test('five failures in a row lock the user for 30 minutes', async (t) => {
+  const s = setup(t)
+  const secret = await signedUp(s)
+  for (let i = 0; i < LOCKOUT.failures - 1; i++) await refused(t, s.logins.login('alice', 'wrong password!', '000000'), LoginRefused)
+  t.same(await s.locks.list(), [], 'four failures lock nothing')
+  await s.logins.login('alice', PASSWORD, totpCode(secret, s.now()))
+  for (let i = 0; i < LOCKOUT.failures - 1; i++) await refused(t, s.logins.login('alice', PASSWORD, '000000'), LoginRefused)
+  t.same(await s.locks.list(), [], 'a success starts the count again')
+  await refused(t, s.logins.login('alice', PASSWORD, '000000'), LoginRefused)
+  const [lock] = await s.locks.list()
+  t.same(lock.target, { user: 'alice' })
+  t.equal(lock.expires, s.now() + 30 * 60_000)
+  t.equal(lock.message, '5 failed logins in a row: locked for 30 minutes')
+  s.advance(TOTP.stepMs)
+  await refused(
+    t,
+    s.logins.login('alice', PASSWORD, totpCode(secret, s.now())),
+    Locked,
+    'user "alice" is locked: 5 failed logins in a row: locked for 30 minutes',
+    'who knows the password is told',
+  )
+  await refused(t, s.logins.login('alice', 'wrong password!', totpCode(secret, s.now())), LoginRefused, undefined, 'a guesser is not')
+})
+
+t.test('reset voids the password and second factor; rm removes the user, its secrets and invitations, and locks it', async (t) => {
+  const s = setup(t)
+  const secret = await signedUp(s)
+  const { invitation } = await s.invites.reset('alice', 3_600_000)
+  await refused(t, s.logins.login('alice', PASSWORD, totpCode(secret, s.now())), LoginRefused, undefined, 'the old password and factor are void')
+  const started = await s.logins.startSignup(invitation.token)
+  await s.logins.completeSignup(invitation.token, 'another long password', totpCode(started.secret, s.now()))
+  const again = await s.invites.reset('alice', 3_600_000)
+  t.equal((await s.tokens.list()).length, 1)
+  await s.invites.removeUser('alice')
+  t.same(await s.tokens.list(), [], 'its invitation is gone')
+  t.equal(await s.users.get('alice'), undefined)
+  t.same(await s.backend.list('/credentials/'), [], 'its secrets are gone')
+  t.same(
+    (await s.locks.list()).map((l) => [l.target, l.message]),
+    [[{ user: 'alice' }, 'the user was removed']],
+  )
+  await refused(t, s.logins.startSignup(again.invitation.token), TokenRefusal, TOKEN_NOT_FOUND)
+})
+
+t.test('a sign-up survives a restart: the password and second factor are in the backend', async (t) => {
+  const s = setup(t)
+  const secret = await signedUp(s)
+  await s.backend.close()
+  const backend = SqliteBackend.open(join(s.dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const users = new UserDirectory(backend)
+  const tokens = new TokenService(backend, [], s.now)
+  const locks = new Locks({ backend, nodes: new NodeDirectory(backend, 30_000), users, clock: s.now })
+  const logins = new Logins({ backend, tokens, users, locks, clusterName: () => 'test-cluster', lockMade: async () => {}, clock: s.now })
+  t.equal((await logins.login('alice', PASSWORD, totpCode(secret, s.now()))).name, 'alice')
+})

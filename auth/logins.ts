@@ -1,0 +1,139 @@
+// People proving who they are: accepting an invitation (a sign-up token names the user; a
+// password and a first TOTP code enrol them, spending the token in the same transaction)
+// and logging in with password and code. A wrong user name, password or code is one
+// refusal, and scrypt runs whichever it was. Five failures in a row lock the user for
+// half an hour, with a lock `warrenctl lock ls` shows and `lock rm` lifts.
+
+import { LOGIN_REFUSED } from '../shared/protocol/logins.ts'
+import type { Backend } from './backend/backend.ts'
+import { type CredentialRecord, readCredentials, unchanged, writeCredentials } from './credentials.ts'
+import { Locked, type Locks, lockReason } from './locks.ts'
+import { checkPassword, hashPassword, verifyPassword } from './passwords.ts'
+import { TOKEN_NOT_FOUND, TokenRefusal, type TokenService, type ValidToken } from './tokens.ts'
+import { generateTotpSecret, otpauthUri, verifyTotp } from './totp.ts'
+import type { UserDirectory, UserRecord } from './users.ts'
+
+/** Failed logins in a row that lock a user, and for how long: OWASP's usual account lockout. */
+export const LOCKOUT = { failures: 5, durationMs: 30 * 60_000 }
+/** Writes that lost a race with another login of the same user are tried again this often. */
+const WRITE_TRIES = 5
+const USER_NAME = /^[a-z_][a-z0-9_.-]{0,31}$/
+
+/** A login refused for a wrong user name, password or code: one message for all three. */
+export class LoginRefused extends Error {
+  constructor() {
+    super(LOGIN_REFUSED)
+  }
+}
+
+/** A sign-up that cannot complete as asked (a code that does not match, no second factor offered yet). */
+export class SignupRefusal extends Error {}
+
+export interface LoginsContext {
+  backend: Backend
+  tokens: TokenService
+  users: UserDirectory
+  locks: Locks
+  clusterName: () => string
+  /** After a lock is made: so that proxies and this server refuse the user at once. */
+  lockMade: () => Promise<void>
+  clock?: () => number
+}
+
+export class Logins {
+  private readonly context: LoginsContext
+  private readonly clock: () => number
+
+  constructor(context: LoginsContext) {
+    this.context = context
+    this.clock = context.clock ?? Date.now
+  }
+
+  /** The invited user, and a fresh TOTP secret offered to this token (the last one offered is the one to confirm). */
+  async startSignup(token: string): Promise<{ user: string; secret: string; uri: string }> {
+    const { user, valid } = await this.invitation(token)
+    const secret = generateTotpSecret()
+    for (let tries = 0; tries < WRITE_TRIES; tries++) {
+      const stored = await readCredentials(this.context.backend, user.name)
+      const record: CredentialRecord = { ...stored.record, pending: { secret, tokenId: valid.record.id } }
+      if (await this.context.backend.txn([unchanged(user.name, stored)], [writeCredentials(user.name, record)])) {
+        return { user: user.name, secret, uri: otpauthUri({ issuer: this.context.clusterName(), account: user.name, secret }) }
+      }
+    }
+    throw new SignupRefusal('the invitation is being accepted elsewhere at the same time: try again')
+  }
+
+  /** Sets the password and enrols the second factor offered to this token; the token is spent in the same transaction. */
+  async completeSignup(token: string, password: string, code: string): Promise<UserRecord> {
+    const { user, valid } = await this.invitation(token)
+    checkPassword(password)
+    const stored = await readCredentials(this.context.backend, user.name)
+    const pending = stored.record.pending
+    if (pending?.tokenId !== valid.record.id) throw new SignupRefusal('no second factor was offered to this invitation yet: start the sign-up again')
+    const step = verifyTotp(pending.secret, code, this.clock())
+    if (step === undefined) throw new SignupRefusal('the code does not match the new second factor: check the authenticator app (and the clock of its device), then try again')
+    const record: CredentialRecord = { password: await hashPassword(password), totp: { secret: pending.secret, lastStep: step }, failures: 0 }
+    const done = await this.context.backend.txn([...valid.consume.conditions, unchanged(user.name, stored)], [...valid.consume.operations, writeCredentials(user.name, record)])
+    if (!done) throw new TokenRefusal(TOKEN_NOT_FOUND)
+    return user
+  }
+
+  /**
+   * The user, once its password and a fresh code are right. Throws LoginRefused for a wrong
+   * user name, password or code, and Locked for the right ones of a locked user.
+   */
+  async login(name: string, password: string, code: string): Promise<UserRecord> {
+    const user = USER_NAME.test(name) ? await this.context.users.get(name) : undefined
+    let stored = user ? await readCredentials(this.context.backend, user.name) : undefined
+    // Unknown users are checked against a hash no password matches: the same scrypt either way.
+    const passwordRight = await verifyPassword(password, stored?.record.password)
+    const lock = user ? await this.lockOf(user.name) : undefined
+    if (!user || !stored) throw new LoginRefused()
+    if (lock) {
+      // The lock is told only to who knows the password; a guesser learns nothing, and is not counted.
+      if (passwordRight) throw new Locked(lockReason(lock))
+      throw new LoginRefused()
+    }
+    for (let tries = 0; tries < WRITE_TRIES; tries++) {
+      const totp = stored.record.totp
+      const step = passwordRight && totp ? verifyTotp(totp.secret, code, this.clock(), totp.lastStep) : undefined
+      if (step === undefined || !totp) {
+        await this.failed(user.name)
+        throw new LoginRefused()
+      }
+      const record: CredentialRecord = { ...stored.record, totp: { ...totp, lastStep: step }, failures: 0 }
+      // The condition makes a code good for one login, however many arrive at once.
+      if (await this.context.backend.txn([unchanged(user.name, stored)], [writeCredentials(user.name, record)])) return user
+      stored = await readCredentials(this.context.backend, user.name)
+    }
+    throw new LoginRefused()
+  }
+
+  /** Counts a failure; the fifth in a row locks the user and starts the count again. */
+  private async failed(user: string): Promise<void> {
+    for (let tries = 0; tries < WRITE_TRIES; tries++) {
+      const stored = await readCredentials(this.context.backend, user)
+      const failures = stored.record.failures + 1
+      const lockNow = failures >= LOCKOUT.failures
+      if (!(await this.context.backend.txn([unchanged(user, stored)], [writeCredentials(user, { ...stored.record, failures: lockNow ? 0 : failures })]))) continue
+      if (lockNow) {
+        await this.context.locks.add({ user, ttlMs: LOCKOUT.durationMs, message: `${LOCKOUT.failures} failed logins in a row: locked for ${LOCKOUT.durationMs / 60_000} minutes` })
+        await this.context.lockMade()
+      }
+      return
+    }
+  }
+
+  private async lockOf(user: string) {
+    const now = this.clock()
+    return (await this.context.locks.list()).find((lock) => 'user' in lock.target && lock.target.user === user && (lock.expires ?? Infinity) > now)
+  }
+
+  /** The user a sign-up token invites; a token that is no sign-up token, spent or expired, is refused alike. */
+  private async invitation(token: string): Promise<{ user: UserRecord; valid: ValidToken }> {
+    const valid = await this.context.tokens.validate(token, ['signup'])
+    const user = valid.record.user === undefined ? undefined : await this.context.users.get(valid.record.user)
+    if (!user) throw new TokenRefusal(TOKEN_NOT_FOUND)
+    return { user, valid }
+  }
+}

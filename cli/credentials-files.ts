@@ -1,0 +1,97 @@
+// A user's credentials written out, as `warrenctl auth sign` and `warren login` both write
+// them: fresh keys (made here, never sent), the certificates, the cluster's host CA,
+// known_hosts, profile.json and, for a stock OpenSSH client, an ssh_config.
+
+import { generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { mkdirSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { isAbsolute, join, relative } from 'node:path'
+import { isSea } from 'node:sea'
+import { writeFileAtomic } from '../shared/files.ts'
+import type { UserCerts } from '../shared/protocol/admin.ts'
+import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
+import { PROFILE_FILES, type Profile, shellQuote } from './profile.ts'
+
+export interface UserKeys {
+  ssh: { publicKey: KeyObject; privateKey: KeyObject }
+  tls: { publicKey: KeyObject; privateKey: KeyObject }
+}
+
+export function generateUserKeys(): UserKeys {
+  return { ssh: generateKeyPairSync('ed25519'), tls: generateKeyPairSync('ec', { namedCurve: 'P-256' }) }
+}
+
+/** The public halves, as a request for certificates carries them. */
+export function publicKeyFields(keys: UserKeys): { ssh_public_key: string; tls_public_key: string } {
+  return { ssh_public_key: sshPublicKeyLine(keys.ssh.publicKey), tls_public_key: keys.tls.publicKey.export({ type: 'spki', format: 'pem' }) as string }
+}
+
+export interface WriteOptions {
+  user: string
+  /** The proxy to go through, else the first the auth server listed. */
+  proxy?: string
+  /** Also an ssh_config for a stock OpenSSH client. */
+  sshConfig: boolean
+  /** What else the profile says (a login's roles). */
+  extra?: Partial<Profile>
+}
+
+export function writeUserCredentials(dir: string, keys: UserKeys, signed: UserCerts, options: WriteOptions): Profile {
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const write = (file: keyof typeof PROFILE_FILES, data: string, mode = 0o600) => writeFileAtomic(join(dir, PROFILE_FILES[file]), data, mode)
+  write('sshKey', openSshPrivateKey(keys.ssh.privateKey, options.user))
+  write('sshPublicKey', sshPublicKeyLine(keys.ssh.publicKey, options.user) + '\n', 0o644)
+  write('sshCert', signed.ssh_cert.trimEnd() + '\n', 0o644)
+  write('tlsKey', keys.tls.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string)
+  write('tlsCert', signed.tls_cert)
+  write('hostCA', signed.host_ca_certs.join(''), 0o644)
+  write('knownHosts', signed.known_hosts.map((line) => line + '\n').join(''), 0o644)
+  const proxies = options.proxy ? [options.proxy] : signed.proxies
+  const profile: Profile = { cluster_name: signed.cluster_name, user: options.user, logins: signed.logins, proxies, valid_before: signed.valid_before, ...options.extra }
+  write('profile', JSON.stringify(profile, null, 2) + '\n')
+  if (options.sshConfig) write('sshConfig', sshConfig(dir, signed.cluster_name, options.proxy), 0o644)
+  return profile
+}
+
+/**
+ * An ssh_config for a stock OpenSSH client. A directory under the home directory is named
+ * from it (`${HOME}/.warren/...`, which OpenSSH expands), and the ProxyCommand runs
+ * `warren` from PATH (or this single executable), so the directory still works when it is
+ * copied to the same place in another home, on a laptop that has warren installed. Host
+ * keys are the known_hosts written now, and for nodes that join later, what the cluster
+ * lists when OpenSSH asks (`warren known-hosts`, OpenSSH 8.5 and later).
+ */
+function sshConfig(dir: string, cluster: string, proxy: string | undefined): string {
+  const rel = relative(homedir(), dir)
+  const underHome = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)
+  const file = (name: keyof typeof PROFILE_FILES) => configWord(underHome ? `\${HOME}/${rel}/${PROFILE_FILES[name]}` : join(dir, PROFILE_FILES[name]))
+  const identity = underHome ? `~/${rel}` : dir
+  const warren = isSea() ? shellQuote(process.execPath) : 'warren'
+  const proxyFlag = proxy ? ` ${shellQuote(`--proxy=${proxy}`)}` : ''
+  return [
+    `# Reach the nodes of cluster ${cluster} with a stock OpenSSH client: ssh -F ${join(identity, PROFILE_FILES.sshConfig)} login@node`,
+    'Host *',
+    `    UserKnownHostsFile ${file('knownHosts')}`,
+    `    KnownHostsCommand ${knownHostsCommand(`${warren} known-hosts ${shellQuote(`--identity=${identity}`)}${proxyFlag} %H`)}`,
+    '    StrictHostKeyChecking yes',
+    '    IdentitiesOnly yes',
+    `    IdentityFile ${file('sshKey')}`,
+    `    CertificateFile ${file('sshCert')}`,
+    `    ProxyCommand ${warren} proxy ssh ${shellQuote(`--identity=${identity}`)}${proxyFlag} %r@%h:%p`,
+    '',
+  ].join('\n')
+}
+
+/**
+ * OpenSSH runs a KnownHostsCommand only by absolute path, without a shell: the single
+ * executable is one, and a `warren` from PATH goes through /bin/sh, like a ProxyCommand.
+ */
+function knownHostsCommand(command: string): string {
+  return isSea() ? command : `/bin/sh -c "exec ${command}"`
+}
+
+/** A path as one ssh_config argument: in double quotes when it has spaces. */
+function configWord(path: string): string {
+  return /\s/.test(path) ? `"${path}"` : path
+}

@@ -1,0 +1,186 @@
+// `warren login` and `warren logout`: a person's own short-lived certificates, through any
+// proxy. The first login to a cluster trusts its CA by pin (given, or shown and confirmed
+// at the terminal, like SSH's first connection); an invitation (--invite) sets a password
+// and enrols a TOTP second factor first. The credentials go to ~/.warren/<cluster>/ with an
+// ssh_config for a stock OpenSSH client.
+
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import QRCode from 'qrcode'
+import { ApiClient } from '../shared/api-client.ts'
+import { formatExpiry, formatUtc } from '../shared/duration.ts'
+import { UsageError, WarrenError } from '../shared/errors.ts'
+import { caPin, parsePin, pinMatches } from '../shared/pin.ts'
+import type { UserCerts } from '../shared/protocol/admin.ts'
+import { defineCommand } from './command.ts'
+import { generateUserKeys, publicKeyFields, type UserKeys, writeUserCredentials } from './credentials-files.ts'
+import { defaultProfileDir, PROFILE_FILES, type Profile } from './profile.ts'
+import { Prompter } from './prompt.ts'
+
+/** The longest a login asks for; the auth server gives less when the user's roles say so. */
+const DEFAULT_LOGIN_TTL_MS = 12 * 3_600_000
+const MIN_PASSWORD_LENGTH = 12
+/** A cluster's name names a directory: nothing that could climb out of ~/.warren. */
+const CLUSTER_DIR = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+
+const out = (text: string) => process.stdout.write(text + '\n')
+const tell = (text: string) => process.stderr.write(text + '\n')
+
+/** Where a cluster's login credentials are. */
+export function clusterDir(cluster: string): string {
+  if (!CLUSTER_DIR.test(cluster) || cluster.includes('..')) throw new WarrenError(`the cluster's name ${JSON.stringify(cluster)} cannot name a directory`)
+  return join(defaultProfileDir(), cluster)
+}
+
+/** The cluster's name and the host CA certificates to trust, by pin, by an earlier login, or by the person's yes. */
+async function trustCluster(server: string, pins: string[], prompter: Prompter): Promise<{ cluster: string; caPems: string[] }> {
+  const anonymous = new ApiClient({ server })
+  const ca = await anonymous.call('GET /v1/ca').finally(() => anonymous.close())
+  if (!Array.isArray(ca.host_ca_certs) || ca.host_ca_certs.length === 0) throw new WarrenError(`${server} did not return a cluster CA`)
+  const presented = ca.host_ca_certs.map(caPin)
+  const trusted = (accepted: string[]) => ca.host_ca_certs.filter((pem) => accepted.some((pin) => pinMatches([pem], pin)))
+  if (pins.length > 0) {
+    const pinned = trusted(pins)
+    if (pinned.length === 0)
+      throw new WarrenError(
+        `CA pin mismatch: ${server} presented a CA with pin ${presented.join(', ')}, but --ca-pin expects ${pins.join(', ')}. Refusing to log in: the address may be hijacked, or the pin is wrong.`,
+      )
+    return { cluster: ca.cluster_name, caPems: pinned }
+  }
+  const before = join(clusterDir(ca.cluster_name), PROFILE_FILES.hostCA)
+  if (existsSync(before)) {
+    const known = trusted(
+      readFileSync(before, 'utf8')
+        .match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g)
+        ?.map(caPin) ?? [],
+    )
+    if (known.length > 0) return { cluster: ca.cluster_name, caPems: known }
+  }
+  if (!prompter.isTerminal) {
+    throw new WarrenError(
+      `first login to cluster "${ca.cluster_name}" at ${server}: its CA has pin ${presented.join(', ')}. There is no terminal to confirm it: check the pin with the cluster's admin ("warrenctl status") and pass --ca-pin`,
+    )
+  }
+  const answer = await prompter.ask(
+    `The cluster "${ca.cluster_name}" at ${server} presents a CA with pin ${presented.join(', ')}.\nCheck it with the cluster's admin ("warrenctl status" shows it). Trust it (yes/no)? `,
+  )
+  if (answer.trim().toLowerCase() !== 'yes') throw new WarrenError('the cluster was not trusted: nothing was sent to it')
+  return { cluster: ca.cluster_name, caPems: ca.host_ca_certs }
+}
+
+/** Accepting an invitation: whose it is, the second factor to enrol, a password twice and a first code; the answer is a login's. */
+async function signUp(client: ApiClient, token: string, keys: UserKeys, ttlMs: number, prompter: Prompter): Promise<{ user: string; signed: UserCerts }> {
+  const started = await client.call('POST /v1/signup', { body: { token } })
+  tell(`Signing up as ${started.user} to cluster ${started.cluster_name}.`)
+  tell('')
+  tell('Scan this with an authenticator app (or enter the secret below by hand):')
+  tell(await QRCode.toString(started.otpauth_uri, { type: 'terminal', small: true }))
+  tell(started.otpauth_uri)
+  tell('')
+  const password = await prompter.secret(`Password for ${started.user} (at least ${MIN_PASSWORD_LENGTH} characters): `)
+  if ([...password].length < MIN_PASSWORD_LENGTH) throw new WarrenError(`a password needs at least ${MIN_PASSWORD_LENGTH} characters: run the same command again`)
+  if ((await prompter.secret('The same password again: ')) !== password) throw new WarrenError('the passwords differ: run the same command again')
+  const code = await prompter.ask('Code from the authenticator app: ')
+  const signed = await client.call('POST /v1/signup/complete', { body: { token, password, totp_code: code.trim(), ttl_ms: ttlMs, ...publicKeyFields(keys) } })
+  return { user: started.user, signed }
+}
+
+/** Password and code for `name` (asked when no flag or earlier login says). */
+async function logIn(client: ApiClient, name: string | undefined, keys: UserKeys, ttlMs: number, prompter: Prompter): Promise<{ user: string; signed: UserCerts }> {
+  const user = name ?? (await prompter.ask('User: ')).trim()
+  const password = await prompter.secret(`Password for ${user}: `)
+  const code = await prompter.ask('Second factor code: ')
+  const signed = await client.call('POST /v1/login', { body: { user, password, totp_code: code.trim(), ttl_ms: ttlMs, ...publicKeyFields(keys) } })
+  return { user, signed }
+}
+
+export const loginCommand = defineCommand({
+  name: 'warren login',
+  summary: 'log in through a proxy with password and second factor, for short-lived certificates to reach nodes',
+  flags: {
+    proxy: { type: 'string', placeholder: 'HOST:PORT', description: "a proxy's web port (required)" },
+    user: { type: 'string', placeholder: 'NAME', defaultText: "the last login's, else asked", description: 'the user to log in as' },
+    invite: { type: 'string', placeholder: 'TOKEN', description: 'accept an invitation first: set a password and enrol a second factor' },
+    'ca-pin': { type: 'list', noun: 'pin', description: "the cluster CA's pin (sha256:...), from its admin; without it a first login asks at the terminal" },
+    ttl: { type: 'duration', default: DEFAULT_LOGIN_TTL_MS, description: "the certificates' lifetime (the cluster may give less)" },
+  },
+  description: `Credentials go to ~/.warren/<cluster>/ ($WARREN_HOME/<cluster>/), with an ssh_config for a
+    stock OpenSSH client. Answers are read from the terminal; when standard input is not a terminal,
+    each answer is its next line (the CA is then trusted only by --ca-pin).`,
+  examples: ['warren login --proxy=proxy.example.com:3080 --invite=TOKEN', 'warren login --proxy=proxy.example.com:3080 --user=alice'],
+  async run(flags) {
+    if (!flags.proxy) throw new UsageError('missing --proxy: the proxy to log in through, e.g. --proxy=proxy.example.com:3080')
+    const pins = (flags['ca-pin'] ?? []).map(parsePin)
+    const prompter = new Prompter()
+    const { cluster, caPems } = await trustCluster(flags.proxy, pins, prompter)
+    const client = new ApiClient({ server: flags.proxy, caPems })
+    const keys = generateUserKeys()
+    const answer = flags.invite ? signUp(client, flags.invite, keys, flags.ttl, prompter) : logIn(client, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
+    const { user, signed } = await answer.finally(() => client.close())
+    const dir = clusterDir(signed.cluster_name)
+    writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: true, extra: { roles: signed.roles } })
+    out(`Logged in as ${user} to cluster ${signed.cluster_name} (roles ${signed.roles.join(',')}, logins ${signed.logins.join(',')}) until ${formatUtc(signed.valid_before)}`)
+    out(`Connect with: ssh -F ${join(dir, PROFILE_FILES.sshConfig)} ${signed.logins[0]}@NODE`)
+    return 0
+  },
+})
+
+function lastUser(cluster: string): string | undefined {
+  try {
+    return (JSON.parse(readFileSync(join(clusterDir(cluster), PROFILE_FILES.profile), 'utf8')) as Profile).user
+  } catch {
+    return undefined
+  }
+}
+
+/** The clusters logged in to: their directory and profile. */
+export function logins(): { dir: string; profile: Profile }[] {
+  const home = defaultProfileDir()
+  const found: { dir: string; profile: Profile }[] = []
+  for (const entry of existsSync(home) ? readdirSync(home, { withFileTypes: true }) : []) {
+    if (!entry.isDirectory()) continue
+    try {
+      const profile = JSON.parse(readFileSync(join(home, entry.name, PROFILE_FILES.profile), 'utf8')) as Profile
+      if (profile.roles) found.push({ dir: join(home, entry.name), profile })
+    } catch {}
+  }
+  return found
+}
+
+/** `warren status` without a node on this machine: who is logged in where, until when. */
+export function loginStatusText(now = Date.now()): string {
+  const found = logins()
+  if (found.length === 0) return 'Not logged in: "warren login --proxy=HOST:PORT" logs in\n'
+  return found
+    .map(({ dir, profile }) =>
+      [
+        `> Cluster:  ${profile.cluster_name}`,
+        `  User:     ${profile.user}`,
+        `  Roles:    ${profile.roles?.join(', ')}`,
+        `  Logins:   ${profile.logins.join(', ')}`,
+        `  Proxy:    ${profile.proxies[0] ?? '-'}`,
+        `  Valid:    until ${formatExpiry(profile.valid_before, now)}${profile.valid_before <= now ? ' EXPIRED' : ''}`,
+        `  Files:    ${dir}`,
+        '',
+      ].join('\n'),
+    )
+    .join('\n')
+}
+
+export const logoutCommand = defineCommand({
+  name: 'warren logout',
+  summary: "remove the credentials of a login (every cluster's, unless --cluster names one)",
+  flags: { cluster: { type: 'string', placeholder: 'NAME', description: 'only this cluster' } },
+  examples: ['warren logout', 'warren logout --cluster=home'],
+  async run(flags) {
+    const found = logins().filter(({ profile }) => flags.cluster === undefined || profile.cluster_name === flags.cluster)
+    if (found.length === 0) throw new WarrenError(flags.cluster ? `not logged in to cluster ${flags.cluster}` : 'not logged in')
+    for (const { dir, profile } of found) {
+      // Only the files a login writes: whatever else someone put there stays.
+      for (const file of Object.values(PROFILE_FILES)) rmSync(join(dir, file), { force: true })
+      if (readdirSync(dir).length === 0) rmSync(dir, { recursive: true })
+      out(`Logged out of cluster ${profile.cluster_name} (user ${profile.user})`)
+    }
+    return 0
+  },
+})

@@ -1,0 +1,45 @@
+// The public API people use, straight to the auth server or through any proxy's web port:
+// accepting an invitation (a sign-up token, then a password and a second factor) and
+// logging in for short-lived certificates (`warren login`).
+
+import { number, object, text } from './shape.ts'
+
+/** A sign-up token, to see whose it is and get a second factor's secret to enrol. */
+export const SIGNUP_BODY = object({ token: text({ max: 512 }) })
+
+/** POST /v1/signup: the invited user and the TOTP secret kept pending until the sign-up completes. */
+export interface SignupStarted {
+  user: string
+  cluster_name: string
+  /** base32, for an authenticator app (or oathtool -b). */
+  totp_secret: string
+  otpauth_uri: string
+}
+
+const KEYS_AND_TTL = {
+  ttl_ms: number({ above: 0, expected: 'a positive number of milliseconds' }),
+  /** An OpenSSH public key line (ssh-ed25519). */
+  ssh_public_key: text({ max: 4096 }),
+  /** PEM (SubjectPublicKeyInfo). */
+  tls_public_key: text({ max: 4096 }),
+}
+
+/** Sets the password and enrols the second factor with its first code; the answer is a login's (UserCerts), for these keys. */
+export const SIGNUP_COMPLETE_BODY = object({ token: text({ max: 512 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }), ...KEYS_AND_TTL })
+
+export const LOGIN_BODY = object({ user: text({ max: 64 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }), ...KEYS_AND_TTL })
+
+/** The one answer to a wrong user name, password or code: which of them was wrong is not told. */
+export const LOGIN_REFUSED = 'wrong user name, password or second factor code'
+
+/**
+ * GET /v1/known-hosts on a proxy's web port, with the user's certificate: the nodes' host
+ * keys as known_hosts lines, for OpenSSH's KnownHostsCommand (`warren known-hosts`), so that
+ * nodes that joined after the login are checked too. The proxy asks the auth server with
+ * POST /v1/proxies/known-hosts, naming the user its certificate authenticated.
+ */
+export interface KnownHosts {
+  known_hosts: string[]
+}
+
+export const KNOWN_HOSTS_BODY = object({ user: text({ max: 64 }) })

@@ -1,0 +1,239 @@
+// People: an admin invites a user (warrenctl users add), the person signs up and logs in
+// with warren login (answers on standard input, TOTP codes from oathtool, an independent
+// implementation), and stock OpenSSH reaches nodes through the written ssh_config with
+// strict host key checking, a node that joined after the login included. Then what a
+// guesser meets: one answer for an unknown user and a wrong password, a lock after five
+// failures, the address's tries running out; and invitations spent or revoked.
+
+import { execFileSync, spawn } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { generateUserKeys, publicKeyFields } from '../cli/credentials-files.ts'
+import { shellQuote } from '../cli/profile.ts'
+import { ApiClient } from '../shared/api-client.ts'
+import { ApiError } from '../shared/errors.ts'
+import { AuthProcess, openssh, ProxyProcess, ROOT, type RunResult, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+
+t.setTimeout(300_000)
+
+const PASSWORD = 'a long enough passphrase'
+const auth = await new AuthProcess().start()
+t.teardown(() => auth.stop())
+const pin = await auth.pin()
+const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+t.teardown(() => proxy.stop())
+const joinNode = async (name: string) => {
+  const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${name}`])
+  t.teardown(() => node.stop())
+  await waitForNode(auth, name)
+}
+await joinNode('pi-before')
+const login = testLogin()
+const home = tempDir('warren-home-')
+const env = { WARREN_HOME: home }
+const clusterDir = join(home, 'test-cluster')
+
+/** oathtool's code for the time step `step`. */
+const codeAt = (secret: string, step: number) => execFileSync('oathtool', ['--totp', '-b', secret, `--now=@${step * 30}`], { encoding: 'utf8' }).trim()
+const stepNow = () => Math.floor(Date.now() / 30_000)
+
+/** `warren login --invite`, answering on standard input once the enrolment's secret is shown: the password twice, then its first code. */
+function signUp(args: string[]): Promise<RunResult & { secret?: string; step?: number }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'cli/warren.ts'), 'login', ...args], { env: { ...process.env, ...env } })
+    let stdout = ''
+    let stderr = ''
+    let secret: string | undefined
+    let step: number | undefined
+    child.stdout.on('data', (chunk) => (stdout += chunk))
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk
+      const shown = /otpauth:\/\/totp\/\S*[?&]secret=([A-Z2-7]+)/.exec(stderr)
+      if (shown && !secret) {
+        secret = shown[1]
+        step = stepNow()
+        child.stdin.end(`${PASSWORD}\n${PASSWORD}\n${codeAt(secret, step)}\n`)
+      }
+    })
+    const timer = setTimeout(() => child.kill(), 30_000)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      if (!secret) child.stdin.destroy()
+      resolve({ code: code ?? 1, stdout, stderr, secret, step })
+    })
+  })
+}
+
+/** The answer of POST /v1/login through the proxy: its status and message. */
+async function loginAnswer(user: string, password: string, code: string): Promise<{ status: number; message: string }> {
+  const client = new ApiClient({ server: proxy.web, caPems: [readFileSync(join(clusterDir, 'host_ca.pem'), 'utf8')] })
+  try {
+    await client.call('POST /v1/login', { body: { user, password, totp_code: code, ttl_ms: 60_000, ...publicKeyFields(generateUserKeys()) } })
+    return { status: 200, message: '' }
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error
+    return { status: error.status, message: error.message }
+  } finally {
+    await client.close()
+  }
+}
+
+let secret = ''
+let lastStep = 0
+
+t.test('users add prints the invitation, tokens ls lists it as Signup', async (t) => {
+  const added = await auth.ctl(['users', 'add', 'alice', `--logins=${login}`])
+  t.equal(added.code, 0, added.stderr)
+  const lines = added.stdout.split('\n')
+  t.equal(lines[0], 'User "alice" has been created but requires a password. Share this with the user; it is valid for 1h:')
+  const command = /^warren login --proxy=(\S+) --invite=([0-9a-f]{32})$/m.exec(added.stdout)
+  t.ok(command, added.stdout)
+  t.equal(command![1], proxy.web, 'the proxy that nodes add names for joins')
+  const tokens = await auth.ctl(['tokens', 'ls'])
+  t.match(tokens.stdout, /^\S+\s+Signup \(for alice\)\s+/m)
+
+  t.equal((await warren(['login', `--proxy=${proxy.web}`, `--invite=${command![2]}`], { env })).code, 1, 'without a terminal and without --ca-pin, nothing happens')
+  t.notOk(existsSync(clusterDir))
+
+  const signed = await signUp([`--proxy=${proxy.web}`, `--invite=${command![2]}`, `--ca-pin=${pin}`])
+  t.equal(signed.code, 0, signed.stderr)
+  t.match(signed.stdout, new RegExp(`^Logged in as alice to cluster test-cluster \\(roles access, logins ${login}\\) until `))
+  secret = signed.secret!
+  lastStep = signed.step!
+  t.match(readFileSync(join(clusterDir, 'known_hosts'), 'utf8'), /^pi-before,/m)
+
+  const again = await signUp([`--proxy=${proxy.web}`, `--invite=${command![2]}`, `--ca-pin=${pin}`])
+  t.equal(again.code, 1)
+  t.match(again.stderr, /sign-up refused: token expired or not found/, 'a spent invitation is refused')
+  t.notMatch((await auth.ctl(['tokens', 'ls'])).stdout, /Signup/)
+})
+
+t.test('a revoked invitation is refused', async (t) => {
+  const added = await auth.ctl(['users', 'add', 'bob', `--logins=${login}`, '--ttl=10m'])
+  t.match(added.stdout, /it is valid for 10m:/)
+  const token = /--invite=(\S+)/.exec(added.stdout)![1]
+  const id = /^(\S+)\s+Signup \(for bob\)/m.exec((await auth.ctl(['tokens', 'ls'])).stdout)![1]
+  t.equal((await auth.ctl(['tokens', 'rm', id])).code, 0)
+  const refused = await signUp([`--proxy=${proxy.web}`, `--invite=${token}`, `--ca-pin=${pin}`])
+  t.equal(refused.code, 1)
+  t.match(refused.stderr, /token expired or not found/)
+
+  // Sign-up tokens come only with their user.
+  t.equal((await auth.ctl(['tokens', 'add', '--type=signup'])).code, 2)
+  await t.rejects(auth.api('POST', '/v1/tokens', { roles: 'signup', ttl_ms: 60_000 }), {
+    status: 400,
+    message: /sign-up tokens come with their user: "warrenctl users add NAME" \(or "users reset NAME"\) makes one/,
+  })
+})
+
+t.test('logging in again, then stock ssh reaches a node, and one that joined after the login', async (t) => {
+  const code = codeAt(secret, lastStep + 1)
+  lastStep += 1
+  // The cluster is known from the first login: no pin, no terminal needed.
+  const again = await warren(['login', `--proxy=${proxy.web}`, '--user=alice'], { env, input: `${PASSWORD}\n${code}\n` })
+  t.equal(again.code, 0, again.stderr)
+  t.match(again.stdout, /^Logged in as alice to cluster test-cluster/)
+  const config = readFileSync(join(clusterDir, 'ssh_config'), 'utf8')
+  t.match(config, /StrictHostKeyChecking yes/)
+
+  const before = await openssh(clusterDir, [`${login}@pi-before`, 'echo before'])
+  t.equal(before.code, 0, before.stderr)
+  t.equal(before.stdout, 'before\n')
+
+  await joinNode('pi-after')
+  t.notMatch(readFileSync(join(clusterDir, 'known_hosts'), 'utf8'), /pi-after/, 'the known_hosts file of the login does not know it')
+  const after = await openssh(clusterDir, [`${login}@pi-after`, 'echo after'])
+  t.equal(after.code, 0, after.stderr)
+  t.equal(after.stdout, 'after\n')
+
+  // The nodes' host keys go only to users of the cluster.
+  const anonymous = new ApiClient({ server: proxy.web, caPems: [readFileSync(join(clusterDir, 'host_ca.pem'), 'utf8')] })
+  t.teardown(() => anonymous.close())
+  await t.rejects(anonymous.call('GET /v1/known-hosts'), { status: 401, message: /^a valid user certificate of this cluster is required/ })
+
+  const status = await warren(['status'], { env })
+  t.equal(status.code, 0, status.stderr)
+  t.match(status.stdout, /Cluster:\s+test-cluster\n\s+User:\s+alice\n\s+Roles:\s+access\n\s+Logins:\s+\S+/)
+  t.match(status.stdout, /Valid:\s+until /)
+})
+
+/** Runs `argv` at a terminal (util-linux `script` gives it one), typing each answer once the output so far matches its question. */
+function atTerminal(argv: string[], env: Record<string, string>, dialogue: [RegExp, (match: RegExpExecArray) => string][]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('script', ['--quiet', '--return', '--command', argv.map(shellQuote).join(' '), '/dev/null'], { env: { ...process.env, ...env } })
+    let output = ''
+    let from = 0
+    child.stdout.on('data', (chunk) => {
+      output += chunk
+      const [question, answer] = dialogue[0] ?? []
+      const match = question?.exec(output.slice(from))
+      if (!match || !answer) return
+      dialogue.shift()
+      from = output.length
+      child.stdin.write(`${answer(match)}\r`)
+    })
+    const timer = setTimeout(() => child.kill(), 30_000)
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code: code ?? 1, output })
+    })
+  })
+}
+
+t.test('at a terminal: the first contact asks to trust the CA, and passwords are not echoed', async (t) => {
+  const added = await auth.ctl(['users', 'add', 'carol', `--logins=${login}`])
+  const token = /--invite=(\S+)/.exec(added.stdout)![1]
+  let enrolled = ''
+  const session = await atTerminal(
+    [process.execPath, join(ROOT, 'cli/warren.ts'), 'login', `--proxy=${proxy.web}`, `--invite=${token}`],
+    { WARREN_HOME: tempDir('warren-home-') },
+    [
+      [new RegExp(`presents a CA with pin ${pin}\\.[\\s\\S]*Trust it \\(yes/no\\)\\? \\S*$`), () => 'yes'],
+      [
+        /secret=([A-Z2-7]+)[\s\S]*\(at least 12 characters\): $/,
+        (match) => {
+          enrolled = match[1]
+          return PASSWORD
+        },
+      ],
+      [/The same password again: $/, () => PASSWORD],
+      [/Code from the authenticator app: \S*$/, () => codeAt(enrolled, stepNow())],
+    ],
+  )
+  t.equal(session.code, 0, session.output)
+  t.match(session.output, /Logged in as carol to cluster test-cluster/)
+  t.notOk(session.output.includes(PASSWORD), 'the password is never shown')
+})
+
+t.test('an unknown user and a wrong password get the same answer; five failures lock the user', async (t) => {
+  const unknown = await loginAnswer('mallory', PASSWORD, codeAt(secret, stepNow()))
+  const wrong = await loginAnswer('alice', 'not the password at all', codeAt(secret, stepNow()))
+  t.same(unknown, { status: 401, message: 'login refused: wrong user name, password or second factor code' })
+  t.same(wrong, unknown)
+  for (let i = 0; i < 4; i++) t.same(await loginAnswer('alice', 'not the password at all', '000000'), unknown)
+  const locks = await auth.ctl(['lock', 'ls'])
+  t.match(locks.stdout, /user:alice.*5 failed logins in a row: locked for 30 minutes/)
+  const right = await loginAnswer('alice', PASSWORD, codeAt(secret, stepNow()))
+  t.same(right, { status: 403, message: 'login refused: user "alice" is locked: 5 failed logins in a row: locked for 30 minutes' }, 'who knows the password is told why')
+  const ssh = await openssh(clusterDir, [`${login}@pi-before`, 'echo locked'])
+  t.not(ssh.code, 0, 'the locked user reaches no node')
+  t.match(ssh.stderr, /user "alice" is locked/)
+})
+
+t.test("the client address's tries run out", async (t) => {
+  let answer = { status: 0, message: '' }
+  for (let i = 0; i < 30 && answer.status !== 429; i++) answer = await loginAnswer('mallory', PASSWORD, '000000')
+  t.equal(answer.status, 429)
+  t.match(answer.message, /^too many failed login attempts from 127\.0\.0\.1; try again in \d+s$/)
+})
+
+t.test('users rm ends the user; logout removes the credentials', async (t) => {
+  t.equal((await auth.ctl(['users', 'rm', 'alice'])).code, 0)
+  t.notMatch((await auth.ctl(['users', 'ls'])).stdout, /alice/)
+  t.match((await auth.ctl(['lock', 'ls'])).stdout, /user:alice.*the user was removed/)
+  const out = await warren(['logout'], { env })
+  t.equal(out.code, 0, out.stderr)
+  t.notOk(existsSync(clusterDir))
+  t.match((await warren(['status'], { env })).stdout, /^Not logged in/)
+})
