@@ -5,7 +5,9 @@
 // Like joins, every try is charged to the client's address before its body is read and
 // given back only when it succeeds.
 
+import type { IncomingMessage } from 'node:http'
 import { SMALL_BODY } from '../../shared/api-router.ts'
+import type { Peer } from '../callers.ts'
 import { Locked } from '../locks.ts'
 import { Logins } from '../logins.ts'
 import { knownHostLines, userCertificatesFor } from '../user-certificates.ts'
@@ -27,69 +29,79 @@ export function loginsOf(context: AuthContext): Logins {
   })
 }
 
+/**
+ * Runs one try of `what` charged to the client's address: refused at once when the address
+ * has no tries left (before the body is read), given back when it succeeds, its refusal
+ * logged with `fields` as they are by then and answered as one.
+ */
+async function chargedTry<T>(
+  call: { req: IncomingMessage; peer: Peer | null },
+  context: AuthContext,
+  what: 'sign-up' | 'login',
+  attempt: (address: string) => Promise<T>,
+  fields: Record<string, string> = {},
+): Promise<T> {
+  const address = clientAddress(call.req, call.peer)
+  reserveTry(context, address, what, what)
+  try {
+    const result = await attempt(address)
+    context.limiter.refund(address)
+    return result
+  } catch (error) {
+    throw described(context, error, `${what} refused`, address, fields)
+  }
+}
+
 export const loginRoutes = {
   'POST /v1/signup': {
     access: 'public',
     bodyLimit: SMALL_BODY,
-    async handle(call, context) {
-      const address = clientAddress(call.req, call.peer)
-      reserveTry(context, address, 'sign-up', 'sign-up')
-      try {
+    handle: (call, context) =>
+      chargedTry(call, context, 'sign-up', async (address) => {
         const started = await loginsOf(context).startSignup((await call.body()).token)
-        context.limiter.refund(address)
         context.log.info('sign-up started', { user: started.user, from: address })
         return { user: started.user, cluster_name: context.clusterName, totp_secret: started.secret, otpauth_uri: started.uri }
-      } catch (error) {
-        throw described(context, error, 'sign-up refused', address)
-      }
-    },
+      }),
   },
 
   'POST /v1/signup/complete': {
     access: 'public',
     bodyLimit: SMALL_BODY,
-    async handle(call, context) {
-      const address = clientAddress(call.req, call.peer)
-      reserveTry(context, address, 'sign-up', 'sign-up')
-      try {
+    handle: (call, context) =>
+      chargedTry(call, context, 'sign-up', async (address) => {
         const body = await call.body()
         const keys = publicKeys(call.route, body)
         const user = await loginsOf(context).completeSignup(body.token, body.password, body.totp_code)
-        context.limiter.refund(address)
         context.log.info('user signed up', { user: user.name, from: address })
         // The password and a fresh code were just proven: this is the user's first login too.
         return userCertificatesFor(context, user, keys, body.ttl_ms)
-      } catch (error) {
-        throw described(context, error, 'sign-up refused', address)
-      }
-    },
+      }),
   },
 
   'POST /v1/login': {
     access: 'public',
     bodyLimit: SMALL_BODY,
-    async handle(call, context) {
-      const address = clientAddress(call.req, call.peer)
-      reserveTry(context, address, 'login', 'login')
-      let name = '?'
-      try {
-        const body = await call.body()
-        name = body.user
-        const keys = publicKeys(call.route, body)
-        const user = await loginsOf(context).login(body.user, body.password, body.totp_code)
-        const certs = await userCertificatesFor(context, user, keys, body.ttl_ms)
-        context.limiter.refund(address)
-        context.log.info('user logged in', { user: user.name, from: address })
-        return certs
-      } catch (error) {
-        // The name as typed goes to the log (someone may be guessing names); the answer does not repeat it.
-        throw described(context, error, 'login refused', address, { user: name })
-      }
+    handle(call, context) {
+      // The name as typed goes to the log of a refusal (someone may be guessing names); the answer does not repeat it.
+      const logged = { user: '?' }
+      return chargedTry(
+        call,
+        context,
+        'login',
+        async (address) => {
+          const body = await call.body()
+          logged.user = body.user
+          const keys = publicKeys(call.route, body)
+          const user = await loginsOf(context).login(body.user, body.password, body.totp_code)
+          const certs = await userCertificatesFor(context, user, keys, body.ttl_ms)
+          context.log.info('user logged in', { user: user.name, from: address })
+          return certs
+        },
+        logged,
+      )
     },
   },
 
-  // A proxy asks for a user its certificate authenticated (GET /v1/known-hosts on its web
-  // port): the host keys of the nodes as they are now, nodes that joined after the login too.
   'POST /v1/proxies/known-hosts': {
     access: 'proxy',
     bodyLimit: SMALL_BODY,
