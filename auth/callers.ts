@@ -6,16 +6,21 @@
 // longer grants anything are closed. A host removed or locked is refused at every request
 // too (resumed TLS sessions included), and its open connections are closed when that happens.
 
-import type { X509Certificate } from 'node:crypto'
+import { X509Certificate } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
+import { accessOfX509Certificate } from '../shared/access-cert.ts'
 import { type CertSubject, certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
-import { EXPIRED, VerdictCache } from '../shared/cert-trust.ts'
+import { EXPIRED, judgeCertificate, VerdictCache } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
 
-export interface Peer {
-  kind: 'host' | 'admin'
-  subject: CertSubject
-}
+/**
+ * Who a request is from: a host, the local admin identity, or a person logged in, whom a
+ * proxy vouches for (`via`, the proxy's host ID) with the user's certificate.
+ */
+export type Peer = { kind: 'host' | 'admin'; subject: CertSubject } | { kind: 'user'; subject: CertSubject; via: string; admin: boolean }
+
+/** A certificate in a header: a few kilobytes at most (Node's headers stop at 16 KiB anyway). */
+const MAX_USER_CERT_HEADER = 8192
 
 /** A connection's certificate judged: who it authenticates, or why nobody. */
 export interface Judged {
@@ -29,6 +34,8 @@ export interface CallersOptions {
   userCAPems: () => string[]
   /** Why a host is refused although its certificate is valid (removed, locked), or undefined. */
   refusedHost: (hostId: string) => string | undefined
+  /** Why a user is refused although its certificate is valid (removed, locked), or undefined. */
+  refusedUser: (name: string) => string | undefined
   log: Logger
 }
 
@@ -55,6 +62,32 @@ export class Callers {
       socket.once('close', () => this.authenticated.delete(socket))
     }
     return judged
+  }
+
+  /**
+   * The user a proxy vouches for on its request, judged as its certificate stands now: from
+   * a user CA of this cluster, within its dates, and not removed or locked. The proxy
+   * checked that the user holds the certificate's key (its TLS handshake); what the user may
+   * do is the access the certificate carries. Only a proxy's word is taken: see forwardedUser.
+   */
+  judgeForwardedUser(proxy: Peer, certBase64: string): Judged {
+    let cert: X509Certificate
+    try {
+      if (certBase64.length > MAX_USER_CERT_HEADER) throw new Error('too long')
+      cert = new X509Certificate(Buffer.from(certBase64, 'base64'))
+    } catch {
+      return { peer: null, reason: 'the user certificate the proxy forwarded is malformed' }
+    }
+    const verdict = judgeCertificate(cert, { clusterName: this.options.clusterName(), caPems: this.options.userCAPems(), role: 'user' })
+    if (!verdict.trusted) return { peer: null, reason: `user certificate: ${verdict.reason}` }
+    const name = verdict.subject.commonName
+    const refusal = this.options.refusedUser(name)
+    if (refusal) return { peer: null, reason: refusal }
+    try {
+      return { peer: { kind: 'user', subject: verdict.subject, via: proxy.subject.commonName, admin: accessOfX509Certificate(cert).admin } }
+    } catch {
+      return { peer: null, reason: `the access in the certificate of user "${name}" is malformed` }
+    }
   }
 
   /** After the trusted CAs changed: every verdict is made again, and connections that lost theirs are closed. */

@@ -110,6 +110,11 @@ export class Revocations {
     return this.list.refusedHost(hostId)
   }
 
+  /** Why this user is refused now (removed, or locked), or undefined. */
+  refusedUser(name: string): string | undefined {
+    return this.list.refusedUser(name)
+  }
+
   /** Why a recovery with this TLS key (SHA-256 of its SubjectPublicKeyInfo, hex) is refused, or undefined. */
   refusedKey(tlsKeySha256: string): string | undefined {
     const record = this.removedKeys.get(tlsKeySha256)

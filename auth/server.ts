@@ -70,6 +70,7 @@ export class AuthServer {
       hostCAPems: () => this.hostCA.tlsCertPems,
       userCAPems: () => this.userCA.tlsCertPems,
       refusedHost: (hostId) => this.revocations?.refusedHost(hostId),
+      refusedUser: (name) => this.revocations?.refusedUser(name),
       log: this.log,
     })
   }
@@ -175,7 +176,7 @@ export class AuthServer {
       handshakeTimeout: this.gate.config.handshakeTimeoutMs,
     })
     this.gate.guard(this.server)
-    const router = new Router(AUTH_ROUTES, { context: this.apiContext(), admit: admitter(this.callers, () => this.clusterName), statusOf, log: this.log })
+    const router = new Router(AUTH_ROUTES, { context: this.apiContext(), admit: admitter(this.callers, () => this.clusterName, this.log), statusOf, log: this.log })
     this.server.on('request', (req, res) => void router.handle(req, res))
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)

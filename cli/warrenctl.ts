@@ -39,7 +39,8 @@ const COMMANDS: Command[] = [
 
 export const WARRENCTL: Program = {
   name: 'warrenctl',
-  summary: "warrenctl administers a Warren cluster through its auth server's admin API, with the admin identity in the auth server's data dir.",
+  summary:
+    "warrenctl administers a Warren cluster through its auth server's admin API, with the admin identity in the auth server's data dir, or from any machine as a user logged in with warren login whose roles grant editor (through a proxy).",
   commands: Object.fromEntries(COMMANDS.map((command) => [command.spec.name.replace(/^warrenctl /, ''), async () => command])),
 }
 

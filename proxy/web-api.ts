@@ -2,14 +2,16 @@
 // server's (shared/api-router.ts): health, discovery (where the tunnel listens, which proxy
 // this is, which cluster), and the join, recovery, sign-up and login API carried to the auth
 // server. Every route is public: a joining or recovering device has no valid certificate
-// yet, nor has a person logging in.
+// yet, nor has a person logging in. The admin API is carried too, for a person logged in
+// with a user certificate, which this proxy checks and hands on: the auth server decides.
 
 import type { IncomingMessage } from 'node:http'
+import type { TLSSocket } from 'node:tls'
 import type { ApiClient } from '../shared/api-client.ts'
 import { type Call, HttpError, NO_BODY, Router, type RouteTable, SMALL_BODY } from '../shared/api-router.ts'
 import { ApiError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
-import type { ApiResponse, ProxyWebRoute } from '../shared/protocol/api.ts'
+import { ADMIN_ROUTES, type AdminRoute, type ApiResponse, type ProxyWebRoute, USER_CERT_HEADER } from '../shared/protocol/api.ts'
 import type { Discovery } from '../shared/protocol/hosts.ts'
 
 export interface WebApiOptions {
@@ -43,7 +45,41 @@ async function forward<K extends ProxyWebRoute>(
 /** The client's address, which the auth server charges refused joins and recoveries to. */
 const fromClient = (call: Call<ProxyWebRoute, unknown>, options: WebApiOptions) => ({ body: true, headers: { 'x-warren-client-addr': options.clientAddress(call.req) } })
 
+/** The user a request's certificate authenticates, checked here first (CA, cluster, dates, locks); a 401 when none. */
+function userOf(call: Call<ProxyWebRoute, unknown>, options: WebApiOptions): string {
+  try {
+    return options.userOf(call.req)
+  } catch (error) {
+    throw new HttpError(401, `a valid user certificate of this cluster is required (${(error as Error).message})`)
+  }
+}
+
+/**
+ * An admin request of a logged-in person, carried as it came (path, query, body) with this
+ * proxy's own identity, vouching for the user by its certificate: the auth server judges
+ * the user and its roles, and logs what it does.
+ */
+async function forwardAdmin(call: Call<AdminRoute, unknown>, options: WebApiOptions): Promise<ApiResponse<AdminRoute>> {
+  userOf(call, options)
+  const cert = (call.req.socket as TLSSocket).getPeerX509Certificate()
+  if (!cert) throw new HttpError(401, 'a valid user certificate of this cluster is required')
+  const method = call.route.slice(0, call.route.indexOf(' ')) as 'GET' | 'POST' | 'DELETE'
+  const body = method === 'POST' ? await call.json() : undefined
+  const headers = { [USER_CERT_HEADER]: cert.raw.toString('base64'), 'x-warren-client-addr': options.clientAddress(call.req) }
+  try {
+    return await options.auth().request<ApiResponse<AdminRoute>>(method, call.req.url ?? '/', body, { headers })
+  } catch (error) {
+    if (error instanceof ApiError) throw error
+    throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
+  }
+}
+
+const ADMIN_WEB_ROUTES = Object.fromEntries(
+  ADMIN_ROUTES.map((route) => [route, { access: 'public', bodyLimit: route.startsWith('POST ') ? SMALL_BODY : NO_BODY, handle: forwardAdmin }]),
+) as unknown as Pick<WebRoutes, AdminRoute>
+
 const WEB_ROUTES: WebRoutes = {
+  ...ADMIN_WEB_ROUTES,
   'GET /v1/health': { access: 'public', bodyLimit: NO_BODY, handle: async () => ({ ok: true }) },
   'GET /v1/discovery': { access: 'public', bodyLimit: NO_BODY, handle: async (_call, options) => options.discovery() },
   'GET /v1/ca': { access: 'public', bodyLimit: NO_BODY, handle: (call, options) => forward(call, options) },
@@ -66,12 +102,7 @@ const WEB_ROUTES: WebRoutes = {
     access: 'public',
     bodyLimit: NO_BODY,
     async handle(call, options) {
-      let user: string
-      try {
-        user = options.userOf(call.req)
-      } catch (error) {
-        throw new HttpError(401, `a valid user certificate of this cluster is required (${(error as Error).message})`)
-      }
+      const user = userOf(call, options)
       try {
         return await options.auth().call('POST /v1/proxies/known-hosts', { body: { user } })
       } catch (error) {

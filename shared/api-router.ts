@@ -74,8 +74,8 @@ export interface Refusal {
 
 export interface RouterOptions<Context, Peer> {
   context: Context
-  /** The caller of `req` on a route of `access`, or null (public routes only); throws HttpError 401 or 403. */
-  admit: (access: Access, req: IncomingMessage) => Peer | null
+  /** The caller of `req` on `route`, of `access`, or null (public routes only); throws HttpError 401 or 403. */
+  admit: (access: Access, req: IncomingMessage, route: ApiRoute) => Peer | null
   /** The answer to an error a handler threw, or undefined when it is no refusal but a failure (a 500). */
   statusOf: (error: unknown) => Refusal | undefined
   log: Logger
@@ -102,7 +102,7 @@ export class Router<K extends ApiRoute, Context, Peer> {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const { route, call } = this.match(req)
-      const peer = this.options.admit(route.route.access, req)
+      const peer = this.options.admit(route.route.access, req, route.key)
       const limit = route.route.bodyLimit
       const declared = Number(req.headers['content-length'] ?? 0)
       if (limit > NO_BODY && declared > limit) throw new HttpError(413, `request body larger than ${limit} bytes`)

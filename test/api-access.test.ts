@@ -1,70 +1,109 @@
 // Every route of the auth API's table, called against a real auth server by every kind of
 // caller: anonymous, a node, a proxy, the admin, a user, a host whose certificate expired,
-// and a node of another cluster. A caller the route's access level does not admit is refused
-// with 401 (no valid host certificate) or 403 (not the admin, or a host of another role)
-// before the handler runs: the backend is the same after all those calls. A caller it
+// a node of another cluster, a proxy vouching for a user whose roles grant editor and for
+// one whose roles do not, and a node and a user each claiming an editor's certificate in the
+// header only a proxy is believed with. A caller the route's access level does not admit is
+// refused with 401 (no valid host certificate) or 403 (not the admin, or a host of another
+// role) before the handler runs: the backend is the same after all those calls. A caller it
 // admits reaches the handler, whatever the handler then makes of the empty request.
 
-import { generateKeyPairSync, randomUUID } from 'node:crypto'
+import { generateKeyPairSync, randomUUID, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { AUTH_ROUTES } from '../auth/api/index.ts'
 import { SqliteBackend } from '../auth/backend/sqlite.ts'
+import { legacyAccess } from '../shared/access.ts'
+import { x509AccessExtension } from '../shared/access-cert.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import type { Access } from '../shared/api-router.ts'
 import { ApiError } from '../shared/errors.ts'
 import { joinCluster } from '../shared/join.ts'
-import { createCA, createCertificate } from '../shared/x509.ts'
+import { ADMIN_ROUTES, USER_CERT_HEADER } from '../shared/protocol/api.ts'
+import { type CertificateExtension, createCA, createCertificate } from '../shared/x509.ts'
 import { authorityOf, type IssuingCA } from './helpers/certs.ts'
 import { AuthProcess } from './helpers/cluster.ts'
 
-type Caller = 'anonymous' | 'node' | 'proxy' | 'admin' | 'user' | 'expired host' | 'other cluster'
-const CALLERS: Caller[] = ['anonymous', 'node', 'proxy', 'admin', 'user', 'expired host', 'other cluster']
+type Caller =
+  | 'anonymous'
+  | 'node'
+  | 'proxy'
+  | 'admin'
+  | 'user'
+  | 'expired host'
+  | 'other cluster'
+  | 'editor via proxy'
+  | 'user via proxy'
+  | 'node claiming an editor'
+  | 'user claiming an editor'
+const CALLERS: Caller[] = [
+  'anonymous',
+  'node',
+  'proxy',
+  'admin',
+  'user',
+  'expired host',
+  'other cluster',
+  'editor via proxy',
+  'user via proxy',
+  'node claiming an editor',
+  'user claiming an editor',
+]
 
 /** Who each access level admits. */
 const ADMITS: Record<Access, Caller[]> = {
   public: CALLERS,
-  host: ['node', 'proxy'],
-  node: ['node'],
+  host: ['node', 'proxy', 'node claiming an editor'],
+  node: ['node', 'node claiming an editor'],
   proxy: ['proxy'],
-  admin: ['admin'],
+  admin: ['admin', 'editor via proxy'],
 }
 
 /** What a refused caller gets: 403 from admin routes; from host routes 403 for a host of another role, else 401. */
 function refusalStatus(access: Access, caller: Caller): number {
   if (access === 'admin') return 403
-  return caller === 'node' || caller === 'proxy' ? 403 : 401
+  return caller === 'node' || caller === 'proxy' || caller === 'node claiming an editor' ? 403 : 401
 }
 
 const HOUR = 3_600_000
 const auth = new AuthProcess({ authServiceYaml: '  join_rate_limit: { burst: 1000, per_minute: 1000 }' })
-let callers: Map<Caller, ApiClient>
+let callers: Map<Caller, { client: ApiClient; headers?: Record<string, string> }>
 t.before(async () => {
   await auth.start()
   callers = await clients()
 })
 t.teardown(async () => {
-  await Promise.all([...(callers?.values() ?? [])].map((client) => client.close()))
+  await Promise.all([...(callers?.values() ?? [])].map(({ client }) => client.close()))
   await auth.stop()
 })
 
-function certificate(ca: IssuingCA, cluster: string, subject: { CN: string; OU: string[] }, notAfter: Date): { certPem: string; keyPem: string } {
+function certificate(
+  ca: IssuingCA,
+  cluster: string,
+  subject: { CN: string; OU: string[] },
+  notAfter: Date,
+  extensions: CertificateExtension[] = [],
+  issuerName = `${cluster} CA`,
+): { certPem: string; keyPem: string } {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const certPem = createCertificate({
     subject: { ...subject, O: cluster },
-    issuer: { CN: `${cluster} CA`, O: cluster },
+    issuer: { CN: issuerName, O: cluster },
     publicKey,
     signingKey: ca.key,
     notBefore: new Date(Date.now() - HOUR),
     notAfter,
     extKeyUsage: ['clientAuth'],
+    extensions,
   })
   return { certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
 }
 
-/** One client per kind of caller, each presenting its certificate (or none). */
-async function clients(): Promise<Map<Caller, ApiClient>> {
+/** A user certificate's DER in base64, as a proxy vouches with it. */
+const vouching = (certPem: string) => ({ [USER_CERT_HEADER]: new X509Certificate(certPem).raw.toString('base64') })
+
+/** One client per kind of caller, each presenting its certificate (or none), and the headers it sends. */
+async function clients(): Promise<Map<Caller, { client: ApiClient; headers?: Record<string, string> }>> {
   const admin = JSON.parse(readFileSync(auth.identityPath, 'utf8'))
   const caPems: string[] = admin.host_ca_certs
   const pin = await auth.pin()
@@ -76,19 +115,43 @@ async function clients(): Promise<Map<Caller, ApiClient>> {
   const hostCA = await authorityOf(auth, 'host')
   const userCA = await authorityOf(auth, 'user')
   const other = createCA('other host CA', 'other-cluster')
+  const userWith = (name: string, admin: boolean) =>
+    certificate(
+      userCA,
+      'test-cluster',
+      { CN: name, OU: ['user'] },
+      new Date(Date.now() + HOUR),
+      [x509AccessExtension({ ...legacyAccess(['root']), admin })],
+      'test-cluster user CA',
+    )
+  const editor = userWith('eve', true)
+  const plain = userWith('bob', false)
+  const node = await joined('node')
+  const proxy = await joined('proxy')
   const credentials: Record<Caller, { certPem: string; keyPem: string } | undefined> = {
     anonymous: undefined,
-    node: await joined('node'),
-    proxy: await joined('proxy'),
+    node,
+    proxy,
     admin: { certPem: admin.cert, keyPem: admin.key },
     user: certificate(userCA, 'test-cluster', { CN: 'alice', OU: ['user'] }, new Date(Date.now() + HOUR)),
     'expired host': certificate(hostCA, 'test-cluster', { CN: randomUUID(), OU: ['node'] }, new Date(Date.now() - 60_000)),
     'other cluster': certificate({ key: other.key, certPem: other.certPem }, 'other-cluster', { CN: randomUUID(), OU: ['node'] }, new Date(Date.now() + HOUR)),
+    'editor via proxy': proxy,
+    'user via proxy': proxy,
+    'node claiming an editor': node,
+    'user claiming an editor': plain,
+  }
+  const headers: Partial<Record<Caller, Record<string, string>>> = {
+    'editor via proxy': vouching(editor.certPem),
+    'user via proxy': vouching(plain.certPem),
+    'node claiming an editor': vouching(editor.certPem),
+    'user claiming an editor': vouching(editor.certPem),
   }
   return new Map(
     CALLERS.map((caller) => {
       const given = credentials[caller]
-      return [caller, new ApiClient({ server: auth.address, caPems, ...(given ? { certPem: given.certPem, keyPem: given.keyPem } : {}) })]
+      const client = new ApiClient({ server: auth.address, caPems, ...(given ? { certPem: given.certPem, keyPem: given.keyPem } : {}) })
+      return [caller, { client, headers: headers[caller] }]
     }),
   )
 }
@@ -104,10 +167,10 @@ async function backendState(): Promise<string[]> {
 }
 
 /** Calls `route` with placeholder path parameters and an empty body: the status, and the error if any. */
-async function callRoute(client: ApiClient, route: string): Promise<{ status: number; error?: string }> {
+async function callRoute({ client, headers }: { client: ApiClient; headers?: Record<string, string> }, route: string): Promise<{ status: number; error?: string }> {
   const [method, path] = route.split(' ') as ['GET' | 'POST' | 'DELETE', string]
   try {
-    await client.request(method, path.replace(/:[a-z_]+/g, 'x'), method === 'POST' ? {} : undefined)
+    await client.request(method, path.replace(/:[a-z_]+/g, 'x'), method === 'POST' ? {} : undefined, { headers })
     return { status: 200 }
   } catch (error) {
     if (error instanceof ApiError) return { status: error.status, error: error.message }
@@ -122,6 +185,11 @@ t.test('every route states an access level the matrix knows', async (t) => {
   t.ok(routes.length >= 29, `${routes.length} routes`)
   for (const [route, spec] of routes) t.ok(spec.access in ADMITS, `${route}: ${spec.access}`)
   t.same([...new Set(routes.map(([, spec]) => spec.access))].sort(), ['admin', 'host', 'node', 'proxy', 'public'], 'every level is in use')
+})
+
+t.test("the routes a proxy carries for editors are the table's admin routes", async (t) => {
+  const admin = Object.entries(AUTH_ROUTES).filter(([, spec]) => spec.access === 'admin')
+  t.same([...ADMIN_ROUTES].sort(), admin.map(([route]) => route).sort())
 })
 
 t.test('callers a route does not admit are refused before its handler runs', async (t) => {

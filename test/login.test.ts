@@ -5,7 +5,7 @@
 // guesser meets: one answer for an unknown user and a wrong password, a lock after five
 // failures, the address's tries running out; and invitations spent or revoked.
 
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -13,7 +13,8 @@ import { generateUserKeys, publicKeyFields } from '../cli/credentials-files.ts'
 import { shellQuote } from '../cli/profile.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
-import { AuthProcess, openssh, ProxyProcess, ROOT, type RunResult, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { AuthProcess, openssh, ProxyProcess, ROOT, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { codeAt, signUp as signUpAs, stepNow } from './helpers/people.ts'
 
 t.setTimeout(300_000)
 
@@ -34,36 +35,8 @@ const home = tempDir('warren-home-')
 const env = { WARREN_HOME: home }
 const clusterDir = join(home, 'test-cluster')
 
-/** oathtool's code for the time step `step`. */
-const codeAt = (secret: string, step: number) => execFileSync('oathtool', ['--totp', '-b', secret, `--now=@${step * 30}`], { encoding: 'utf8' }).trim()
-const stepNow = () => Math.floor(Date.now() / 30_000)
-
-/** `warren login --invite`, answering on standard input once the enrolment's secret is shown: the password twice, then its first code. */
-function signUp(args: string[]): Promise<RunResult & { secret?: string; step?: number }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'cli/warren.ts'), 'login', ...args], { env: { ...process.env, ...env } })
-    let stdout = ''
-    let stderr = ''
-    let secret: string | undefined
-    let step: number | undefined
-    child.stdout.on('data', (chunk) => (stdout += chunk))
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk
-      const shown = /otpauth:\/\/totp\/\S*[?&]secret=([A-Z2-7]+)/.exec(stderr)
-      if (shown && !secret) {
-        secret = shown[1]
-        step = stepNow()
-        child.stdin.end(`${PASSWORD}\n${PASSWORD}\n${codeAt(secret, step)}\n`)
-      }
-    })
-    const timer = setTimeout(() => child.kill(), 30_000)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      if (!secret) child.stdin.destroy()
-      resolve({ code: code ?? 1, stdout, stderr, secret, step })
-    })
-  })
-}
+/** `warren login --invite` for this test's person. */
+const signUp = (args: string[]) => signUpAs(args, env, PASSWORD)
 
 /** The answer of POST /v1/login through the proxy: its status and message. */
 async function loginAnswer(user: string, password: string, code: string): Promise<{ status: number; message: string }> {

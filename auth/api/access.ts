@@ -1,23 +1,38 @@
 // Who may call what: the router asks here, for every request and before any handler runs,
 // whether the caller's certificate (judged by callers.ts) grants the route's access level.
 // A route for hosts refuses a caller without a valid host certificate with 401 and a host
-// of the wrong role with 403; an admin route refuses everyone but the admin with 403.
+// of the wrong role with 403; an admin route refuses everyone but the admin, and users whose
+// roles grant administration (editor) through a proxy, with 403.
 
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import { type Access, HttpError } from '../../shared/api-router.ts'
-import type { Callers, Peer } from '../callers.ts'
+import type { Logger } from '../../shared/log.ts'
+import { type ApiRoute, USER_CERT_HEADER } from '../../shared/protocol/api.ts'
+import type { Callers, Judged, Peer } from '../callers.ts'
 
-export function admitter(callers: Callers, clusterName: () => string): (access: Access, req: IncomingMessage) => Peer | null {
-  return (access, req) => {
+export function admitter(callers: Callers, clusterName: () => string, log: Logger): (access: Access, req: IncomingMessage, route: ApiRoute) => Peer | null {
+  return (access, req, route) => {
     const socket = req.socket as TLSSocket
-    const judged = callers.judge(socket)
+    const judged = judgeRequest(callers, req)
     if (access === 'public') return judged.peer
-    const kind = access === 'admin' ? 'admin' : 'host'
     const peer = judged.peer
-    if (peer?.kind !== kind) {
+    if (access === 'admin') {
+      if (peer?.kind === 'admin') return peer
+      const user = peer?.kind === 'user' ? peer : undefined
+      const audit = user && { user: user.subject.commonName, proxy: user.via, route, client_addr: clientAddress(req, peer) }
+      if (user && audit && user.admin) {
+        // Every administration by a person, with who it was: the audit trail.
+        log.info(`admin request by user ${user.subject.commonName}`, audit)
+        return peer
+      }
+      if (audit) log.warn(`admin request by user ${audit.user} refused: the user's roles do not grant editor`, audit)
+      const why = user ? `user "${user.subject.commonName}": its roles do not grant editor` : (judged.reason ?? socket.authorizationError)
+      throw new HttpError(403, `this endpoint needs a valid admin certificate of cluster "${clusterName()}"${why ? ` (${why})` : ''}`)
+    }
+    if (peer?.kind !== 'host') {
       const why = socket.authorizationError ?? judged.reason
-      throw new HttpError(kind === 'admin' ? 403 : 401, `this endpoint needs a valid ${kind} certificate of cluster "${clusterName()}"${why ? ` (${why})` : ''}`)
+      throw new HttpError(401, `this endpoint needs a valid host certificate of cluster "${clusterName()}"${why ? ` (${why})` : ''}`)
     }
     if ((access === 'node' || access === 'proxy') && !peer.subject.roles.includes(access))
       throw new HttpError(403, `this endpoint is for ${access === 'node' ? 'nodes' : 'proxies'}`)
@@ -25,9 +40,26 @@ export function admitter(callers: Callers, clusterName: () => string): (access: 
   }
 }
 
+/**
+ * The caller of a request: its connection's certificate, or the user a proxy vouches for
+ * with the user's certificate. The header counts only from a proxy: from anyone else it is
+ * ignored, and the request is judged by its own certificate.
+ */
+function judgeRequest(callers: Callers, req: IncomingMessage): Judged {
+  const judged = callers.judge(req.socket as TLSSocket)
+  const vouched = req.headers[USER_CERT_HEADER]
+  if (typeof vouched !== 'string' || !judged.peer || !isProxy(judged.peer)) return judged
+  return callers.judgeForwardedUser(judged.peer, vouched)
+}
+
+function isProxy(peer: Peer | null): boolean {
+  return peer?.kind === 'host' && peer.subject.roles.includes('proxy')
+}
+
 /** The caller's address; behind a proxy (which proves itself by certificate) the one it reports. */
 export function clientAddress(req: IncomingMessage, peer: Peer | null): string {
   const forwarded = req.headers['x-warren-client-addr']
-  if (typeof forwarded === 'string' && forwarded.length <= 64 && peer?.kind === 'host' && peer.subject.roles.includes('proxy')) return forwarded
+  const viaProxy = isProxy(peer) || peer?.kind === 'user'
+  if (typeof forwarded === 'string' && forwarded.length <= 64 && viaProxy) return forwarded
   return (req.socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, '')
 }

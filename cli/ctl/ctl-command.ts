@@ -1,5 +1,6 @@
-// A warrenctl command: the flags every one of them takes (where the admin identity is), and
-// its run with a connection to the auth server, opened only once the flags are understood.
+// A warrenctl command: the flags every one of them takes (where the admin identity is, or
+// which login to act as), and its run with a connection to the auth server, opened only once
+// the flags are understood.
 
 import { type Command, type CommandSpec, defineCommand } from '../command.ts'
 import { defineFlags, type FlagSpec, type FlagValues } from '../flags.ts'
@@ -10,6 +11,12 @@ export const GLOBAL_FLAGS = defineFlags({
   config: { type: 'path', placeholder: 'FILE', description: "the auth server's config file (for its data_dir)" },
   identity: { type: 'path', placeholder: 'FILE', description: 'an admin identity file (default: <data_dir>/admin/identity.json)' },
   'auth-server': { type: 'string', placeholder: 'HOST:PORT', description: 'the auth server (default: from the identity)' },
+  proxy: {
+    type: 'string',
+    placeholder: 'HOST:PORT',
+    description: "as the user of warren login, through this proxy's web port (default, away from the auth host: the login's proxy)",
+  },
+  cluster: { type: 'string', placeholder: 'NAME', description: 'the cluster of warren login to use, when logged in to several' },
 })
 
 type CtlRun<F extends FlagSpec> = (admin: AdminConnection, flags: FlagValues<F & typeof GLOBAL_FLAGS>, args: string[]) => Promise<void>
@@ -17,9 +24,11 @@ type CtlRun<F extends FlagSpec> = (admin: AdminConnection, flags: FlagValues<F &
 export function ctlCommand<const F extends FlagSpec>(def: Omit<CommandSpec<F, typeof GLOBAL_FLAGS>, 'common'> & { run: CtlRun<F> }): Command {
   return defineCommand<F, typeof GLOBAL_FLAGS>({
     ...def,
-    common: { title: 'Flags of every warrenctl command:', flags: GLOBAL_FLAGS },
+    common: { title: 'Flags of every warrenctl command:', flags: globalFlagsBesides(def.flags ?? {}) },
     async run(flags, args) {
-      const admin = connectAdmin(flags)
+      // A command's own flag of the same name (auth sign's --proxy: the proxy its credentials
+      // name) is that command's, and does not choose how warrenctl connects.
+      const admin = connectAdmin(def.flags && 'proxy' in def.flags ? { ...flags, proxy: undefined } : flags)
       try {
         await def.run(admin, flags, args)
       } finally {
@@ -27,6 +36,11 @@ export function ctlCommand<const F extends FlagSpec>(def: Omit<CommandSpec<F, ty
       }
     },
   })
+}
+
+/** The flags of every command that this one does not define itself. */
+function globalFlagsBesides(own: FlagSpec): typeof GLOBAL_FLAGS {
+  return Object.fromEntries(Object.entries(GLOBAL_FLAGS).filter(([name]) => !Object.hasOwn(own, name))) as typeof GLOBAL_FLAGS
 }
 
 /** A line on standard output. */

@@ -63,8 +63,38 @@ export interface ApiResponses {
 export type ApiRoute = keyof ApiResponses
 export type ApiResponse<K extends ApiRoute> = ApiResponses[K]
 
+/**
+ * The auth server's admin routes, which a proxy also carries for a logged-in user (the auth
+ * server judges the user: the route table's access level still decides).
+ */
+export const ADMIN_ROUTES = [
+  'GET /v1/status',
+  'POST /v1/rotate',
+  'GET /v1/tokens',
+  'POST /v1/tokens',
+  'DELETE /v1/tokens/:token',
+  'POST /v1/users',
+  'GET /v1/users',
+  'DELETE /v1/users/:name',
+  'POST /v1/users/:name/reset',
+  'POST /v1/users/:name/certs',
+  'POST /v1/roles',
+  'GET /v1/roles',
+  'DELETE /v1/roles/:name',
+  'GET /v1/nodes',
+  'DELETE /v1/nodes/:node',
+  'POST /v1/locks',
+  'GET /v1/locks',
+  'DELETE /v1/locks/:id',
+] as const satisfies readonly ApiRoute[]
+export type AdminRoute = (typeof ADMIN_ROUTES)[number]
+
+/** Where a proxy vouches for the user it verified on an admin route: the user's TLS certificate, DER in base64. */
+export const USER_CERT_HEADER = 'x-warren-user-cert'
+
 /** The routes of a proxy's web port: discovery, and those it carries to the auth server. */
 export type ProxyWebRoute =
+  | AdminRoute
   | 'GET /v1/health'
   | 'GET /v1/discovery'
   | 'GET /v1/ca'
