@@ -20,6 +20,7 @@ import { createLogger, type Logger } from '../shared/log.ts'
 import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
+import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import type { DirectListener } from './direct-listener.ts'
 import { declaredPortName, forwardRefusal } from './forward-policy.ts'
 import type { Heartbeat } from './heartbeat.ts'
@@ -109,7 +110,12 @@ export class Agent {
       labels: () => this.config.labels,
       declaredPortName: (host, port) => declaredPortName(this.config.ssh, host, port),
     })
-    this.services = { ssh: this.ssh, ports: this.config.ssh.forwardPorts }
+    this.services = {
+      ssh: this.ssh,
+      ports: this.config.ssh.forwardPorts,
+      userCAKeys: () => this.identity.userCASshKeys.map((line) => parseSshPublicKey(line)),
+      labels: () => this.config.labels,
+    }
     this.renewal = new NodeRenewal({
       identity: () => this.identity,
       server,

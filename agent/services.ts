@@ -1,6 +1,9 @@
 // The services a proxy may reach on this device, one stream each: the node's SSH server,
-// and the local TCP ports that the node's config declares by name. Nothing else is dialled.
+// and the local TCP ports that the node's config declares by name. Nothing else is dialled,
+// and a port only for a user whose certificate, carried in the request, allows it here
+// (port-access.ts).
 
+import type { KeyObject } from 'node:crypto'
 import { connect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { parseHostPort } from '../shared/address.ts'
@@ -9,10 +12,15 @@ import { type DialReply, type DialRequest, parseDialRequest } from '../shared/pr
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { splice } from '../shared/splice.ts'
+import { judgePortAccess } from './port-access.ts'
 
 export interface ServiceTable {
   ssh?: { handleConnection(stream: Duplex, info?: { remoteAddress?: string }): void }
   ports: { name: string; addr: string }[]
+  /** The user CAs this node trusts, as they are now (a rotation changes them). */
+  userCAKeys: () => KeyObject[]
+  /** This node's labels, as they are now (a reload changes them). */
+  labels: () => Record<string, string>
 }
 
 export async function serveStream(stream: Duplex, services: ServiceTable, log: Logger): Promise<void> {
@@ -46,6 +54,13 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
     stream.end()
     return
   }
+  const verdict = judgePortAccess({ certificate: request.certificate, port: port.name, trustedCaKeys: services.userCAKeys(), labels: services.labels() })
+  if (!verdict.allowed) {
+    log.warn(`forwarded port ${port.name} refused to ${client}: ${verdict.reason}`, { user: verdict.user ?? 'unknown', port: port.name, reason: verdict.reason, client })
+    reply(stream, { ok: false, error: `access to port "${port.name}" refused by the node: ${verdict.reason}` })
+    stream.end()
+    return
+  }
   const { host, port: number } = parseHostPort(port.addr, 0)
   const socket = connect({ host, port: number })
   let connected = false
@@ -54,7 +69,7 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
     reply(stream, { ok: true })
     socket.setNoDelay(true)
     splice(stream, socket)
-    log.debug(`forwarding ${client} to ${port.name} (${port.addr})`)
+    log.debug(`forwarding ${client} to ${port.name} (${port.addr})`, { user: verdict.user })
   })
   socket.once('error', (error) => {
     if (connected) return

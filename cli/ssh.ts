@@ -35,6 +35,8 @@ function proxyAddress(flags: ProxyFlags, dir: string): { host: string; port: num
 export async function dialThroughProxy(flags: ProxyFlags, node: string, request: { service: 'ssh' | 'port'; name?: string }): Promise<TLSSocket> {
   const dir = flags.identity ?? defaultProfileDir()
   const { host, port } = proxyAddress(flags, dir)
+  // A forwarded port is judged by the node too, from the user's SSH certificate.
+  const certificate = request.service === 'port' ? readSshCertificate(dir) : undefined
   const socket = connect({
     host,
     port,
@@ -50,10 +52,18 @@ export async function dialThroughProxy(flags: ProxyFlags, node: string, request:
     socket.once('error', (error) => reject(new WarrenError(`cannot reach the proxy at ${host}:${port}: ${error.message}`)))
   })
   if (socket.alpnProtocol !== USER_ALPN) throw new WarrenError(`the server at ${host}:${port} does not accept user connections`)
-  writeMessage<UserDialIn>(socket, { node, ...request })
+  writeMessage<UserDialIn>(socket, { node, ...request, certificate })
   const reply = await readFirstMessage(socket, parseDialReply).catch((error: Error): DialReply => ({ ok: false, error: error.message }))
   if (!reply.ok) throw new WarrenError(`cannot reach node "${node}": ${reply.error}`)
   return socket
+}
+
+function readSshCertificate(dir: string): string {
+  try {
+    return readFileSync(profilePath(dir, 'sshCert'), 'utf8').trim()
+  } catch (error) {
+    throw new WarrenError(`cannot read the SSH certificate in ${dir}: ${(error as Error).message}`)
+  }
 }
 
 /** Splices standard input and output to `socket` until it closes. */

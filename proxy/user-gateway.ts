@@ -7,7 +7,9 @@
 // closed, and a locked user's new connections are refused with the lock's message.
 // The user's roles, carried in the certificate, decide which nodes and forwarded ports it
 // reaches: a node or port they do not allow is refused before any stream is opened (the
-// node judges the login, and judges again on its own).
+// node judges the login, and judges again on its own). For a forwarded port the client
+// sends its OpenSSH certificate too, which must name the same user, and which the node
+// verifies and judges itself (agent/port-access.ts).
 
 import type { X509Certificate } from 'node:crypto'
 import type { Duplex } from 'node:stream'
@@ -20,6 +22,7 @@ import type { Logger } from '../shared/log.ts'
 import { type DialReply, type DialRequestIn, parseUserDial } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { splice } from '../shared/splice.ts'
+import { parseSshCertificate } from '../shared/ssh-cert.ts'
 import { AccessDenied, type NodeDialer } from './node-dialer.ts'
 
 export interface UserGatewayOptions {
@@ -113,6 +116,7 @@ export class UserGateway {
       const message = await readFirstMessage(socket, parseUserDial)
       node = message.node
       request = { service: message.service, name: message.name, client: `${subject.commonName}@${remoteAddress}` }
+      if (message.service === 'port') request.certificate = message.certificate
     } catch (error) {
       writeMessage<DialReply>(socket, { ok: false, error: (error as Error).message })
       socket.end()
@@ -120,7 +124,7 @@ export class UserGateway {
     }
     let stream: Duplex
     try {
-      const portDenied = request.service === 'port' ? portRefusal(access, request.name ?? '') : undefined
+      const portDenied = request.service === 'port' ? (portRefusal(access, request.name ?? '') ?? portCertificateRefusal(request.certificate, subject.commonName)) : undefined
       if (portDenied) throw new AccessDenied(`access to port "${request.name}" of node "${node}" denied: ${portDenied}`)
       stream = await this.options.nodes.dial(node, request, (labels) => nodeRefusal(access, labels))
     } catch (error) {
@@ -139,4 +143,20 @@ export class UserGateway {
     writeMessage<DialReply>(socket, { ok: true })
     splice(socket, stream)
   }
+}
+
+/**
+ * Why the OpenSSH certificate sent for a forwarded port cannot go to the node, or undefined:
+ * it must be there and name the user this connection's TLS certificate names. The node
+ * checks its signature and dates; here, only that nobody passes on another user's.
+ */
+export function portCertificateRefusal(certificate: string | undefined, user: string): string | undefined {
+  if (certificate === undefined) return 'the request carries no SSH certificate, which nodes now require: upgrade warren'
+  let keyId: string
+  try {
+    keyId = parseSshCertificate(certificate).keyId
+  } catch (error) {
+    return `the request's SSH certificate cannot be read: ${(error as Error).message}`
+  }
+  return keyId === user ? undefined : `the request's SSH certificate names user "${keyId}", the TLS certificate user "${user}"`
 }

@@ -5,16 +5,19 @@
 // proxy's own certificate) meets the same refusal. Real processes, real OpenSSH, user
 // credentials from `warrenctl auth sign`, which issues what a login issues.
 
-import { X509Certificate } from 'node:crypto'
+import { generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
+import { NO_CERTIFICATE } from '../agent/port-access.ts'
 import { PROFILE_FILES } from '../cli/profile.ts'
 import { identityDir } from '../shared/identity-store.ts'
-import { parseSshCertificate } from '../shared/ssh-cert.ts'
+import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
+import { createSshCertificate, parseSshCertificate } from '../shared/ssh-cert.ts'
 import { AuthProcess, type Daemon, JSON_LOGS, openssh, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { lineDial } from './helpers/line-dial.ts'
 
 const FORGED_DIAL = join(import.meta.dirname, 'helpers', 'forged-dial.ts')
 const LAB_ROLE = `kind: role
@@ -85,10 +88,24 @@ async function user(name: string, roles: string): Promise<string> {
   return dir
 }
 
+const PROD_WEB_ROLE = `kind: role
+version: v1
+metadata:
+  name: prod-web
+spec:
+  allow:
+    node_labels:
+      env: prod
+    ports: [webui]
+`
+
 const misspelt = await ctlWithInput(['create', '-f', '-'], LAB_ROLE.replace('node_labels', 'node_label'))
 const created = await ctlWithInput(['create', '-f', '-'], LAB_ROLE)
 const alice = await user('alice', 'lab')
 const bob = await user('bob', 'access')
+const prodWeb = await ctlWithInput(['create', '-f', '-'], PROD_WEB_ROLE)
+if (prodWeb.code !== 0) throw new Error(`create role prod-web: ${prodWeb.stderr}`)
+const carol = await user('carol', 'prod-web')
 
 t.test('roles are created from YAML (standard input too), listed, and checked field by field', async (t) => {
   t.equal(misspelt.code, 1)
@@ -97,7 +114,7 @@ t.test('roles are created from YAML (standard input too), listed, and checked fi
   const listed = JSON.parse((await auth.ctl(['get', 'roles', '--format=json'])).stdout) as { metadata: { name: string }; spec: unknown }[]
   t.same(
     listed.map((role) => role.metadata.name),
-    ['access', 'editor', 'lab'],
+    ['access', 'editor', 'lab', 'prod-web'],
   )
   t.same(listed[2].spec, { allow: { node_labels: { env: ['lab'] }, ports: ['*'] }, deny: { ports: ['db'] }, options: { max_session_ttl: '2h' } })
   const unknown = await auth.ctl(['users', 'add', 'mallory', `--logins=${testLogin()}`, '--roles=lab,labs'])
@@ -157,6 +174,78 @@ t.test('a stream forged past the proxy meets the same refusal at the node', asyn
   t.match(refused.stderr, /Permission denied/)
   const logged = direct.daemon.logEntries().filter((entry) => entry.access_denied === true && entry.key_id === 'alice')
   t.ok(logged.length >= 1, 'the node logs the refusal by its roles')
+})
+
+/** The OpenSSH certificate line in a user's credentials. */
+const sshCertOf = (dir: string) => readFileSync(join(dir, PROFILE_FILES.sshCert), 'utf8').trim()
+
+t.test('a forwarded port is judged by the node too, from the SSH certificate the request carries', async (t) => {
+  const through = await warren(['proxy', 'port', `--identity=${carol}`, 'prod-direct', 'webui'], { input: 'hello webui' })
+  t.equal(through.stdout, 'hello webui', `the proxy passes the certificate on to a direct node (${through.stderr.trim()})`)
+  // Forged past the proxy: a proxy's own certificate, straight to the direct node's port.
+  const proxyIdentity = identityDir(proxy.dataDir, 'proxy')
+  const forged = (request: object) =>
+    lineDial(
+      { host: '127.0.0.1', port: directPort, rejectUnauthorized: false, cert: readFileSync(join(proxyIdentity, 'host.crt')), key: readFileSync(join(proxyIdentity, 'host.key')) },
+      { client: 'forged past the proxy', ...request },
+    )
+  const control = await forged({ service: 'port', name: 'webui', certificate: sshCertOf(carol) })
+  t.same(control.reply, { ok: true }, 'a certificate whose roles allow the port opens it')
+  t.equal(control.echoed, 'ping')
+  const otherCA = generateKeyPairSync('ed25519')
+  const foreign = createSshCertificate({
+    publicKey: generateKeyPairSync('ed25519').publicKey,
+    caKey: otherCA.privateKey,
+    type: 'user',
+    keyId: 'carol',
+    principals: [testLogin()],
+    validAfter: new Date(Date.now() - 60_000),
+    validBefore: new Date(Date.now() + 3_600_000),
+  })
+  const [webuiBefore, dbBefore] = [webui.accepted(), db.accepted()]
+  const refusals = [
+    { name: 'db', certificate: sshCertOf(carol), user: 'carol', reason: `the user's roles do not allow the port "db"` },
+    { name: 'webui', certificate: sshCertOf(alice), user: 'alice', reason: "the user's roles do not allow this node" },
+    { name: 'webui', certificate: undefined, user: 'unknown', reason: NO_CERTIFICATE },
+    { name: 'webui', certificate: foreign, user: 'unknown', reason: 'SSH certificate is signed by an untrusted CA' },
+  ]
+  for (const { name, certificate, user, reason } of refusals) {
+    const refused = await forged({ service: 'port', name, certificate })
+    t.same(refused.reply, { ok: false, error: `access to port "${name}" refused by the node: ${reason}` }, `${user}, ${name}: refused`)
+    t.equal(refused.echoed, '')
+    const logged = direct.daemon.logEntries().filter((entry) => entry.port === name && entry.user === user && entry.reason === reason)
+    t.equal(logged.length, 1, `${user}, ${name}: the node logs the refusal`)
+  }
+  t.equal(webui.accepted(), webuiBefore, "the webui port's server saw no connection")
+  t.equal(db.accepted(), dbBefore, "the db port's server saw no connection")
+})
+
+t.test('the proxy passes on only the SSH certificate of the user its TLS certificate names', async (t) => {
+  const before = webui.accepted()
+  const mixed = tempDir('warren-user-')
+  cpSync(alice, mixed, { recursive: true })
+  writeFileSync(join(mixed, PROFILE_FILES.sshCert), `${sshCertOf(bob)}\n`)
+  const swapped = await warren(['proxy', 'port', `--identity=${mixed}`, 'lab-1', 'webui'], { input: 'hello webui' })
+  t.not(swapped.code, 0)
+  t.equal(swapped.stdout, '')
+  t.match(swapped.stderr, `access to port "webui" of node "lab-1" denied: the request's SSH certificate names user "bob", the TLS certificate user "alice"`)
+  const [host, port] = proxy.web.split(':')
+  const tls = {
+    host,
+    port: Number(port),
+    ALPNProtocols: [USER_ALPN],
+    servername: CLUSTER_SERVER_NAME,
+    ca: readFileSync(join(alice, PROFILE_FILES.hostCA)),
+    cert: readFileSync(join(alice, PROFILE_FILES.tlsCert)),
+    key: readFileSync(join(alice, PROFILE_FILES.tlsKey)),
+    checkServerIdentity: () => undefined,
+  }
+  const bare = await lineDial(tls, { node: 'lab-1', service: 'port', name: 'webui' })
+  t.same(bare.reply, {
+    ok: false,
+    error: `access to port "webui" of node "lab-1" denied: the request carries no SSH certificate, which nodes now require: upgrade warren`,
+  })
+  t.equal(webui.accepted(), before, "the webui port's server saw no connection")
 })
 
 t.test('a role given to a user is not removed', async (t) => {

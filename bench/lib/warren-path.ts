@@ -52,6 +52,8 @@ export async function startWarrenPath(echoPort: number, env: Record<string, stri
       cert: readFileSync(join(user, 'tls.crt'), 'utf8'),
       key: readFileSync(join(user, 'tls.key'), 'utf8'),
     }
+    // The node judges a forwarded port's user from its SSH certificate.
+    const certificate = readFileSync(join(user, 'id_ed25519-cert.pub'), 'utf8').trim()
     const [host, port] = [proxy.web.slice(0, proxy.web.lastIndexOf(':')), Number(proxy.web.slice(proxy.web.lastIndexOf(':') + 1))]
     const started = { auth, proxy, node }
     return {
@@ -61,7 +63,7 @@ export async function startWarrenPath(echoPort: number, env: Record<string, stri
         const socket = connect({ host, port, ALPNProtocols: [USER_ALPN], ...credentials, checkServerIdentity: () => undefined })
         await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
         socket.setNoDelay(true)
-        writeMessage(socket, { node: NODE_NAME, service: 'port', name: PORT_NAME })
+        writeMessage(socket, { node: NODE_NAME, service: 'port', name: PORT_NAME, certificate })
         const reply = await readFirstMessage(socket, parseDialReply)
         if (!reply.ok) throw new Error(`the proxy refused the echo port: ${reply.error}`)
         return socket

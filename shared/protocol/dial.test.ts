@@ -14,10 +14,15 @@ t.test('dial requests name a service, and a port by name', async (t) => {
   })
   t.throws(() => parseDialRequest({ service: 'port', name: 7 }), { field: 'name', message: 'dial request: field "name" must be a string' })
   t.throws(() => parseDialRequest({}), { field: 'service', message: 'dial request: missing field "service"' })
+  const certificate = 'ssh-ed25519-cert-v01@openssh.com AAAA'
+  t.same(parseDialRequest({ service: 'port', name: 'web', certificate }), { service: 'port', name: 'web', client: undefined, certificate })
+  t.throws(() => parseDialRequest({ service: 'port', name: 'web', certificate: 'A'.repeat(32 * 1024 + 1) }), { name: 'ProtocolError', field: 'certificate' })
 })
 
 t.test('a user names the node too', async (t) => {
   t.same(parseUserDial({ node: 'pi-1', service: 'ssh' }), { node: 'pi-1', service: 'ssh', name: undefined })
+  const certificate = 'ssh-ed25519-cert-v01@openssh.com AAAA'
+  t.same(parseUserDial({ node: 'pi-1', service: 'port', name: 'web', certificate }), { node: 'pi-1', service: 'port', name: 'web', certificate })
   t.throws(() => parseUserDial({ service: 'ssh' }), { messageType: 'user dial', field: 'node', message: 'the request: missing field "node"' })
 })
 

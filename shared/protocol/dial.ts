@@ -3,10 +3,14 @@
 // request; the node answers with a dial reply, then both ends carry the service's bytes. A
 // user's connection to a proxy (ALPN warren-ssh) starts the same way, naming the node too.
 // A request the node cannot read is answered `ok: false` with the ProtocolError's message.
+// A forwarded port is judged by the node too: the user's OpenSSH certificate travels with
+// the request (the client sends it, the proxy checks it names the same user and passes it on).
 
 import { bool, type In, type Out, object, oneOf, optional, parseWith, text } from './shape.ts'
 
 const SERVICES = ['ssh', 'port'] as const
+/** Room for a certificate whose roles carry many labels, well inside framing's line limit. */
+const CERTIFICATE_MAX = 32 * 1024
 
 const DIAL_REQUEST = object({
   service: oneOf(SERVICES),
@@ -14,6 +18,8 @@ const DIAL_REQUEST = object({
   name: optional(text({ max: 256 })),
   /** Who is connecting, for the node's logs. */
   client: optional(text({ max: 1024 })),
+  /** For service 'port': the user's OpenSSH certificate line, which the node verifies itself. */
+  certificate: optional(text({ max: CERTIFICATE_MAX })),
 })
 
 const USER_DIAL = object({
@@ -21,6 +27,8 @@ const USER_DIAL = object({
   node: text({ max: 256 }),
   service: oneOf(SERVICES),
   name: optional(text({ max: 256 })),
+  /** For service 'port': the user's OpenSSH certificate line ("ssh-ed25519-cert-v01@openssh.com AAAA..."). */
+  certificate: optional(text({ max: CERTIFICATE_MAX })),
 })
 
 const DIAL_REPLY = object({ ok: bool(), error: optional(text({ max: 8192 })) })
