@@ -2,13 +2,12 @@
 // it holds exactly one tunnel to each proxy, SSH works through every proxy, losing a proxy
 // leaves the node reachable through the others, and the tunnel comes back with the proxy.
 
-import { spawn, spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { spawnSync } from 'node:child_process'
 import t from 'tap'
 import { ApiClient } from '../shared/api-client.ts'
 import { loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
 import type { WarrenStatus } from '../shared/status.ts'
+import { startBalancer } from './helpers/balancer.ts'
 import { AuthProcess, freePort, type ProxyProcess, proxiesBehindBalancer, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 const haproxy = spawnSync('haproxy', ['-v']).status === 0 ? undefined : 'HAProxy is not installed (apt-get install haproxy)'
@@ -24,26 +23,7 @@ t.test('an agent keeps one tunnel to each of three proxies behind HAProxy', { sk
   // HAProxy announces each agent's real address with a PROXY v2 header; only it is trusted to.
   const proxies = await proxiesBehindBalancer(auth, pin, 3, balancer)
   t.teardown(() => Promise.all(proxies.map((proxy) => proxy.stop())))
-  const dir = tempDir()
-  const config = join(dir, 'haproxy.cfg')
-  writeFileSync(
-    config,
-    [
-      'defaults',
-      '  mode tcp',
-      '  timeout connect 2s',
-      '  timeout client 1h',
-      '  timeout server 1h',
-      'frontend tunnels',
-      `  bind ${balancer}`,
-      '  default_backend proxies',
-      'backend proxies',
-      '  balance roundrobin',
-      ...proxies.map((proxy, i) => `  server p${i} ${proxy.tunnel} send-proxy-v2 check inter 300ms fall 1 rise 1`),
-      '',
-    ].join('\n'),
-  )
-  const lb = spawn('haproxy', ['-db', '-f', config], { stdio: 'ignore' })
+  const lb = startBalancer(balancer, proxies)
   t.teardown(() => lb.kill())
 
   const nodeDir = tempDir()
