@@ -10,7 +10,6 @@ import { basename } from 'node:path'
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
 import type { LoginAccount } from './login-accounts.ts'
-import { findSftpServer } from './sftp-server.ts'
 
 /** How long a session's processes get after SIGHUP before SIGKILL. */
 const KILL_GRACE_MS = 2000
@@ -27,6 +26,8 @@ export interface SessionContext {
   remote: string
   /** The connection's processes: each session adds its own, and they end with the connection. */
   processes: Set<SessionProcess>
+  /** OpenSSH's sftp-server, looked up at each request; undefined when the device has none. */
+  sftpServer: () => string | undefined
   log: Logger
 }
 
@@ -74,7 +75,7 @@ export function serveSession(session: Session, context: SessionContext): void {
   session.on('exec', (accept, _reject, info) => start(accept(), info.command))
   session.on('shell', (accept) => start(accept(), undefined))
   session.on('subsystem', (accept, reject, info) => {
-    const program = info.name === 'sftp' ? findSftpServer() : undefined
+    const program = info.name === 'sftp' ? context.sftpServer() : undefined
     if (!program) {
       const reason = info.name === 'sftp' ? 'no sftp-server on this device' : 'unknown subsystem'
       log.info(`SSH subsystem refused: ${reason}`, { subsystem: info.name, login: account.name, remote })
