@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -12,6 +12,7 @@ import { sshAccessExtensions } from '../shared/access-cert.ts'
 import { createLogger } from '../shared/log.ts'
 import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import { lookupPasswd } from './login-accounts.ts'
+import { findSftpServer } from './sftp-server.ts'
 import { NodeSshServer } from './ssh-server.ts'
 
 const HOUR = 3_600_000
@@ -62,6 +63,8 @@ const log = createLogger('node', { level: 'debug', stream: { write: (line: strin
 // Sessions run as the real root account but with a fresh home: this machine's root startup
 // files (not under test) can stall a bash that many parallel tests start at once.
 const TEST_HOME = mkdtempSync(join(tmpdir(), 'warren-home-'))
+/** The sftp-server the node finds; a test swaps in another, or none. */
+let sftpServerPath = findSftpServer()
 const server = new NodeSshServer({
   hostKeyPem: hostKey.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
   userCAKeys: [sshPublicKeyLine(userCA.publicKey)],
@@ -75,6 +78,7 @@ const server = new NodeSshServer({
   // The node's own labels, which the user's roles in a certificate are judged against.
   labels: () => ({ env: 'lab' }),
   declaredPortName: (_host, port) => (port === webuiPort ? 'webui' : undefined),
+  sftpServer: () => sftpServerPath,
 })
 const listener: Server = createServer((socket) => server.handleConnection(socket))
 await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
@@ -352,6 +356,43 @@ t.test("ssh -L to a declared port needs the user's roles to allow its name", asy
   t.equal(await echoVia(withAccess('port-other', { nodes: [{ env: ['lab'] }], ports: ['grafana'] })), '', 'ports: [grafana] does not')
   t.match(logLines.join(''), /SSH port forwarding refused: the user's roles do not allow the port "webui"/)
   t.equal(await echoVia(withAccess('port-denied', { nodes: [{ env: ['lab'] }], ports: ['*'], deny_ports: ['webui'] })), '', 'a deny rule overrides *')
+})
+
+t.test('the sftp subsystem runs sftp-server as a command runs; other subsystems, or none, are refused', async (t) => {
+  const system = sftpServerPath
+  t.teardown(() => {
+    sftpServerPath = system
+  })
+  // A stand-in that shows what it runs as, where its output goes and that its status arrives.
+  const fake = join(dir, 'fake-sftp-server')
+  writeFileSync(fake, '#!/bin/sh\necho "$(id -un) $HOME $(pwd)"\necho err >&2\nexit 7\n', { mode: 0o755 })
+  sftpServerPath = fake
+  const ran = await ssh(good, ['-s', 'sftp'])
+  t.equal(ran.code, 7)
+  t.equal(ran.stdout, `root ${TEST_HOME} ${TEST_HOME}\n`)
+  t.match(ran.stderr, /^err$/m)
+
+  const sftpArgs = [...sshArgs(good).slice(0, -3), '-P', String(port), '-b', '-', 'root@127.0.0.1']
+  const target = join(TEST_HOME, 'via-sftp.txt')
+  const source = join(dir, 'via-sftp.txt')
+  writeFileSync(source, 'sftp\n')
+  if (system) {
+    sftpServerPath = system
+    const copied = await run('sftp', sftpArgs, `put ${source} ${target}\n`)
+    t.equal(copied.code, 0, copied.stderr)
+    t.equal(readFileSync(target, 'utf8'), 'sftp\n')
+    rmSync(target)
+  }
+
+  sftpServerPath = undefined
+  logLines.length = 0
+  const refused = await run('sftp', sftpArgs, `put ${source} ${target}\n`)
+  t.not(refused.code, 0, 'no sftp-server on the device')
+  t.notOk(existsSync(target))
+  // Its fields, whatever the wording: the text format writes them as key=value.
+  t.match(logLines.join(''), / subsystem=sftp login=root /, 'the refusal is logged with the subsystem')
+
+  t.not((await ssh(good, ['-s', 'no-such-subsystem'])).code, 0, 'an unknown subsystem')
 })
 
 t.test('remote port forwarding is refused', async (t) => {

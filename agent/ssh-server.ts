@@ -19,6 +19,7 @@ import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, veri
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
 import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
+import { findSftpServer } from './sftp-server.ts'
 import { forwardPort } from './ssh-forwarding.ts'
 import { type SessionProcess, serveSession } from './ssh-session.ts'
 
@@ -40,6 +41,8 @@ export interface SshServerOptions {
   labels?: () => Record<string, string>
   /** The name of the declared forwarded port at host:port, if it is one (the user's roles name ports). */
   declaredPortName?: (host: string, port: number) => string | undefined
+  /** OpenSSH's sftp-server for the `sftp` subsystem, undefined when the device has none; default: the usual paths. */
+  sftpServer?: () => string | undefined
 }
 
 /** What an accepted certificate grants on one connection. */
@@ -77,6 +80,7 @@ export class NodeSshServer {
   private readonly forwardRefusal: (host: string, port: number) => string | undefined
   private readonly labels: () => Record<string, string>
   private readonly declaredPortName: (host: string, port: number) => string | undefined
+  private readonly sftpServer: () => string | undefined
   private readonly connections = new Set<ConnectionState>()
   private trustedCaKeys: KeyObject[] = []
   private closing = false
@@ -91,6 +95,7 @@ export class NodeSshServer {
     this.forwardRefusal = options.forwardRefusal ?? (() => 'port forwarding is off on this node')
     this.labels = options.labels ?? (() => ({}))
     this.declaredPortName = options.declaredPortName ?? (() => undefined)
+    this.sftpServer = options.sftpServer ?? (() => findSftpServer())
     this.setUserCAKeys(options.userCAKeys)
   }
 
@@ -181,7 +186,7 @@ export class NodeSshServer {
     })
     client.on('session', (accept) => {
       const { account, permitPty } = state.grant!
-      serveSession(accept(), { account, permitPty, remote: state.remote, processes: state.processes, log })
+      serveSession(accept(), { account, permitPty, remote: state.remote, processes: state.processes, sftpServer: this.sftpServer, log })
     })
     client.on('tcpip', (accept, reject, info) => {
       const { account, permitPortForwarding, access } = state.grant!

@@ -1,4 +1,4 @@
-// SSH sessions on the node: a command (exec) or a shell, with a pseudo-terminal when the
+// SSH sessions on the node: a command (exec), a shell or the sftp subsystem, with a pseudo-terminal when the
 // certificate permits one. The pty comes from util-linux `script`, so the agent needs no
 // native addon; window changes resize it through `stty`. Each session's processes run in a
 // process group of their own, ended with the channel or the connection.
@@ -26,6 +26,8 @@ export interface SessionContext {
   remote: string
   /** The connection's processes: each session adds its own, and they end with the connection. */
   processes: Set<SessionProcess>
+  /** OpenSSH's sftp-server, looked up at each request; undefined when the device has none. */
+  sftpServer: () => string | undefined
   log: Logger
 }
 
@@ -61,15 +63,28 @@ export function serveSession(session: Session, context: SessionContext): void {
     log.info('SSH X11 forwarding refused', { login: account.name, remote })
     reject?.()
   })
-  const start = (channel: ServerChannel, command: string | undefined) => {
-    log.info(command === undefined ? 'SSH shell started' : 'SSH command started', { login: account.name, pty: pty !== undefined, remote })
-    const started = runSession(channel, { account, command, env, pty })
+  const start = (channel: ServerChannel, command: string | undefined, subsystem?: string) => {
+    if (subsystem) log.info('SSH subsystem started', { subsystem, login: account.name, remote })
+    else log.info(command === undefined ? 'SSH shell started' : 'SSH command started', { login: account.name, pty: pty !== undefined, remote })
+    // A subsystem speaks a binary protocol: never through a pty, which would mangle it.
+    const started = runSession(channel, { account, command, env, pty: subsystem ? undefined : pty })
     proc = started
     context.processes.add(started)
     void started.exited.then(() => context.processes.delete(started))
   }
   session.on('exec', (accept, _reject, info) => start(accept(), info.command))
   session.on('shell', (accept) => start(accept(), undefined))
+  session.on('subsystem', (accept, reject, info) => {
+    const program = info.name === 'sftp' ? context.sftpServer() : undefined
+    if (!program) {
+      const reason = info.name === 'sftp' ? 'no sftp-server on this device' : 'unknown subsystem'
+      log.info(`SSH subsystem refused: ${reason}`, { subsystem: info.name, login: account.name, remote })
+      return reject?.()
+    }
+    // Run through the login's shell like a command, as sshd runs a subsystem: same user,
+    // environment and refusals (a nologin shell refuses it too).
+    start(accept(), shellQuote(program), info.name)
+  })
   // The client closed the channel (or went away): its processes go with it.
   session.on('close', () => proc?.terminate())
 }

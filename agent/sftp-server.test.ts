@@ -1,0 +1,18 @@
+import { chmodSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { findSftpServer } from './sftp-server.ts'
+
+t.test('the first executable sftp-server wins; none found gives undefined', async (t) => {
+  const dir = t.testdir()
+  const plain = join(dir, 'plain')
+  const runnable = join(dir, 'runnable')
+  writeFileSync(plain, '')
+  chmodSync(plain, 0o644)
+  writeFileSync(runnable, '#!/bin/sh\n')
+  chmodSync(runnable, 0o755)
+  t.equal(findSftpServer([join(dir, 'missing'), runnable]), runnable)
+  t.equal(findSftpServer([join(dir, 'missing')]), undefined, 'a device without sftp-server')
+  // Root may open any file but executes only what has an execute bit.
+  t.equal(findSftpServer([plain, runnable]), runnable, 'a file without an execute bit is skipped')
+})
