@@ -19,15 +19,8 @@ export function admitter(callers: Callers, clusterName: () => string, log: Logge
     const peer = judged.peer
     if (access === 'admin') {
       if (peer?.kind === 'admin') return peer
-      const user = peer?.kind === 'user' ? peer : undefined
-      const audit = user && { user: user.subject.commonName, proxy: user.via, route, client_addr: clientAddress(req, peer) }
-      if (user && audit && user.admin) {
-        // Every administration by a person, with who it was: the audit trail.
-        log.info(`admin request by user ${user.subject.commonName}`, audit)
-        return peer
-      }
-      if (audit) log.warn(`admin request by user ${audit.user} refused: the user's roles do not grant editor`, audit)
-      const why = user ? `user "${user.subject.commonName}": its roles do not grant editor` : (judged.reason ?? socket.authorizationError)
+      if (peer?.kind === 'user') return admittedUser(peer, req, route, clusterName(), log)
+      const why = judged.reason ?? socket.authorizationError
       throw new HttpError(403, `this endpoint needs a valid admin certificate of cluster "${clusterName()}"${why ? ` (${why})` : ''}`)
     }
     if (peer?.kind !== 'host') {
@@ -38,6 +31,19 @@ export function admitter(callers: Callers, clusterName: () => string, log: Logge
       throw new HttpError(403, `this endpoint is for ${access === 'node' ? 'nodes' : 'proxies'}`)
     return peer
   }
+}
+
+/** A person a proxy vouches for, on an admin route: admitted when their roles grant editor; either way the audit log says who. */
+function admittedUser(user: Extract<Peer, { kind: 'user' }>, req: IncomingMessage, route: ApiRoute, clusterName: string, log: Logger): Peer {
+  const name = user.subject.commonName
+  const audit = { user: name, proxy: user.via, route, client_addr: clientAddress(req, user) }
+  if (user.admin) {
+    // Every administration by a person, with who it was: the audit trail.
+    log.info(`admin request by user ${name}`, audit)
+    return user
+  }
+  log.warn(`admin request by user ${name} refused: the user's roles do not grant editor`, audit)
+  throw new HttpError(403, `this endpoint needs a valid admin certificate of cluster "${clusterName}" (user "${name}": its roles do not grant editor)`)
 }
 
 /**
