@@ -24,10 +24,14 @@ export interface ListView<T> {
   empty: string
 }
 
+/** The items with every field, for programs. */
+export function formatData(items: readonly unknown[], format: 'json' | 'yaml'): string {
+  return format === 'json' ? JSON.stringify(items, null, 2) + '\n' : stringify(items)
+}
+
 /** The items as `format` shows them, ending in a newline. */
 export function formatList<T>(items: readonly T[], format: Format, view: ListView<T>): string {
-  if (format === 'json') return JSON.stringify(items, null, 2) + '\n'
-  if (format === 'yaml') return stringify(items)
+  if (format !== 'text') return formatData(items, format)
   if (items.length === 0) return view.empty + '\n'
   return formatTable(view.headers, items.map(view.row))
 }
