@@ -19,7 +19,7 @@ import { ApiClient } from '../shared/api-client.ts'
 import type { Access } from '../shared/api-router.ts'
 import { ApiError } from '../shared/errors.ts'
 import { joinCluster } from '../shared/join.ts'
-import { ADMIN_ROUTES, USER_CERT_HEADER } from '../shared/protocol/api.ts'
+import { ADMIN_ROUTES, USER_CERT_HEADER, USER_ROUTES } from '../shared/protocol/api.ts'
 import { type CertificateExtension, createCA, createCertificate } from '../shared/x509.ts'
 import { authorityOf, type IssuingCA } from './helpers/certs.ts'
 import { AuthProcess } from './helpers/cluster.ts'
@@ -191,6 +191,8 @@ t.test('every route states an access level the matrix knows', async (t) => {
 t.test("the routes a proxy carries for editors are the table's admin routes", async (t) => {
   const admin = Object.entries(AUTH_ROUTES).filter(([, spec]) => spec.access === 'admin')
   t.same([...ADMIN_ROUTES].sort(), admin.map(([route]) => route).sort())
+  const user = Object.entries(AUTH_ROUTES).filter(([, spec]) => spec.access === 'user')
+  t.same([...USER_ROUTES].sort(), user.map(([route]) => route).sort(), 'and those it carries for any user are its user routes')
 })
 
 t.test('callers a route does not admit are refused before its handler runs', async (t) => {
