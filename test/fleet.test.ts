@@ -63,7 +63,15 @@ const aliceDir = join(laptop.WARREN_HOME, 'test-cluster')
 const asAlice = (args: string[]) => warren(args, { env: laptop, timeoutMs: 60_000 })
 
 t.test('warren ls lists the nodes the role reaches, never the others', async (t) => {
-  const listed = await asAlice(['ls'])
+  // Side by side: each is a process of its own.
+  const [listed, json, yaml, prodJson, none, bad] = await Promise.all([
+    asAlice(['ls']),
+    asAlice(['ls', 'env=lab', '--format=json']),
+    asAlice(['ls', 'env=lab,rack=r2', '--format=yaml']),
+    asAlice(['ls', 'env=prod', '--format=json']),
+    asAlice(['ls', 'env=prod']),
+    asAlice(['ls', 'env']),
+  ])
   t.equal(listed.code, 0, listed.stderr)
   const lines = listed.stdout.trimEnd().split('\n')
   t.match(lines[0], /^Node Name\s+Address\s+Labels$/)
@@ -74,7 +82,6 @@ t.test('warren ls lists the nodes the role reaches, never the others', async (t)
     'the four lab nodes, sorted, labels k=v sorted by key; prod-1 is not there',
   )
 
-  const json = await asAlice(['ls', 'env=lab', '--format=json'])
   t.equal(json.code, 0, json.stderr)
   const parsed = JSON.parse(json.stdout) as PresentNode[]
   t.same(
@@ -83,17 +90,14 @@ t.test('warren ls lists the nodes the role reaches, never the others', async (t)
   )
   t.same(Object.keys(parsed[0]), ['host_id', 'nodename', 'addr', 'tunnel', 'labels', 'last_seen'], 'every field, stable keys')
 
-  const narrowed = parse((await asAlice(['ls', 'env=lab,rack=r2', '--format=yaml'])).stdout) as PresentNode[]
+  const narrowed = parse(yaml.stdout) as PresentNode[]
   t.same(
     narrowed.map((n) => n.nodename),
     ['lab-2'],
     'several selectors must all match',
   )
-  t.same(JSON.parse((await asAlice(['ls', 'env=prod', '--format=json'])).stdout), [], 'prod is not reachable, whatever the selector')
-  const none = await asAlice(['ls', 'env=prod'])
+  t.same(JSON.parse(prodJson.stdout), [], 'prod is not reachable, whatever the selector')
   t.equal(none.stdout, 'No nodes found.\n')
-
-  const bad = await asAlice(['ls', 'env'])
   t.equal(bad.code, 2)
   t.equal(bad.stderr, 'ERROR: invalid selector "env": use key=value or key=*, e.g. env=prod\n')
 
@@ -186,14 +190,22 @@ t.test('warren ssh on a selector refuses what it cannot do, and runs nothing', a
 
 t.test('warrenctl lists nodes and tokens by selector, as json or yaml, and gets nodes as resources', async (t) => {
   const ctl = (args: string[]) => run(join(ROOT, 'cli/warrenctl.ts'), [...args, `--data-dir=${auth.dataDir}`])
-  const listed = await ctl(['nodes', 'ls', 'env=lab', '--format=json'])
+  await auth.ctl(['tokens', 'add', '--type=proxy', '--ttl=5m'])
+  const [listed, table, tokensYaml, signupsYaml, noneMatch, got, oneJson, missing] = await Promise.all([
+    ctl(['nodes', 'ls', 'env=lab', '--format=json']),
+    ctl(['nodes', 'ls', 'env=prod']),
+    ctl(['tokens', 'ls', '--format=yaml']),
+    ctl(['tokens', 'ls', 'type=signup', '--format=yaml']),
+    ctl(['tokens', 'ls', 'type=auth']),
+    ctl(['get', 'nodes']),
+    ctl(['get', 'nodes/lab-2', '--format=json']),
+    ctl(['get', 'nodes/nowhere']),
+  ])
   t.equal(listed.code, 0, listed.stderr)
   t.same((JSON.parse(listed.stdout) as PresentNode[]).map((n) => n.nodename).sort(), LAB, 'the admin sees env=lab nodes')
-  const table = await ctl(['nodes', 'ls', 'env=prod'])
   t.match(table.stdout, /^Node Name\s+Node ID\s+Address\s+Labels\n[- ]+\nprod-1\s+\S+\s+⟵ Tunnel\s+env=prod,rack=r1\n\n$/)
 
-  await auth.ctl(['tokens', 'add', '--type=proxy', '--ttl=5m'])
-  const tokens = parse((await ctl(['tokens', 'ls', '--format=yaml'])).stdout) as ListedToken[]
+  const tokens = parse(tokensYaml.stdout) as ListedToken[]
   t.ok(
     tokens.some((tk) => tk.roles.includes('proxy')),
     'the proxy token is listed',
@@ -202,16 +214,14 @@ t.test('warrenctl lists nodes and tokens by selector, as json or yaml, and gets 
     tokens.every((tk) => tk.value === null),
     'no secret without --with-secrets',
   )
-  const signups = parse((await ctl(['tokens', 'ls', 'type=signup', '--format=yaml'])).stdout) as ListedToken[]
+  const signups = parse(signupsYaml.stdout) as ListedToken[]
   t.same(
     signups.map((tk) => tk.user),
     ['bob'],
     "only bob's sign-up token is left (alice's was spent)",
   )
-  const noneMatch = await ctl(['tokens', 'ls', 'type=auth'])
   t.equal(noneMatch.stdout, 'No active tokens found.\n')
 
-  const got = await ctl(['get', 'nodes'])
   t.equal(got.code, 0, got.stderr)
   const docs = parseAllDocuments(got.stdout).map((doc) => doc.toJS()) as {
     kind: string
@@ -227,9 +237,8 @@ t.test('warrenctl lists nodes and tokens by selector, as json or yaml, and gets 
     t.equal(doc.metadata.name, hostIds.get(doc.spec.hostname as string), 'metadata.name is the host ID, spec.hostname the name')
     t.equal(doc.spec.tunnel, true)
   }
-  const one = JSON.parse((await ctl(['get', 'nodes/lab-2', '--format=json'])).stdout)
+  const one = JSON.parse(oneJson.stdout)
   t.same(one[0].metadata, { name: hostIds.get('lab-2'), labels: { env: 'lab', rack: 'r2' } })
-  const missing = await ctl(['get', 'nodes/nowhere'])
   t.equal(missing.code, 1)
   t.match(missing.stderr, /node "nowhere" not found/)
 })
