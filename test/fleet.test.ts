@@ -18,7 +18,7 @@ import { AuthProcess, type Daemon, JSON_LOGS, ProxyProcess, ROOT, run, startNode
 import { signUp } from './helpers/people.ts'
 import { until } from './helpers/until.ts'
 
-t.setTimeout(120_000)
+t.setTimeout(240_000)
 
 const LAB_ROLE = { kind: 'role', version: 'v1', metadata: { name: 'lab' }, spec: { allow: { node_labels: { env: 'lab' } } } }
 const LAB = ['lab-1', 'lab-2', 'lab-3', 'lab-4']
@@ -191,9 +191,10 @@ t.test('warren ssh on a selector refuses what it cannot do, and runs nothing', a
 t.test('warrenctl lists nodes and tokens by selector, as json or yaml, and gets nodes as resources', async (t) => {
   const ctl = (args: string[]) => run(join(ROOT, 'cli/warrenctl.ts'), [...args, `--data-dir=${auth.dataDir}`])
   await auth.ctl(['tokens', 'add', '--type=proxy', '--ttl=5m'])
-  const [listed, table, tokensYaml, signupsYaml, noneMatch, got, oneJson, missing] = await Promise.all([
+  const [listed, table, all, tokensYaml, signupsYaml, noneMatch, got, oneJson, missing] = await Promise.all([
     ctl(['nodes', 'ls', 'env=lab', '--format=json']),
     ctl(['nodes', 'ls', 'env=prod']),
+    ctl(['nodes', 'ls', '--all', 'env=prod', '--format=json']),
     ctl(['tokens', 'ls', '--format=yaml']),
     ctl(['tokens', 'ls', 'type=signup', '--format=yaml']),
     ctl(['tokens', 'ls', 'type=auth']),
@@ -203,6 +204,11 @@ t.test('warrenctl lists nodes and tokens by selector, as json or yaml, and gets 
   ])
   t.equal(listed.code, 0, listed.stderr)
   t.same((JSON.parse(listed.stdout) as PresentNode[]).map((n) => n.nodename).sort(), LAB, 'the admin sees env=lab nodes')
+  t.same(
+    (JSON.parse(all.stdout) as { nodename: string; status: string }[]).map((n) => [n.nodename, n.status]),
+    [['prod-1', 'online']],
+    '--all takes selectors and formats too',
+  )
   t.match(table.stdout, /^Node Name\s+Node ID\s+Address\s+Labels\n[- ]+\nprod-1\s+\S+\s+⟵ Tunnel\s+env=prod,rack=r1\n\n$/)
 
   const tokens = parse(tokensYaml.stdout) as ListedToken[]
