@@ -8,6 +8,7 @@
 
 import { X509Certificate } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
+import type { Access } from '../shared/access.ts'
 import { accessOfX509Certificate } from '../shared/access-cert.ts'
 import { type CertSubject, certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
 import { EXPIRED, judgeCertificate, VerdictCache } from '../shared/cert-trust.ts'
@@ -15,9 +16,10 @@ import type { Logger } from '../shared/log.ts'
 
 /**
  * Who a request is from: a host, the local admin identity, or a person logged in, whom a
- * proxy vouches for (`via`, the proxy's host ID) with the user's certificate.
+ * proxy vouches for (`via`, the proxy's host ID) with the user's certificate, and what
+ * that certificate's roles allow (`access`).
  */
-export type Peer = { kind: 'host' | 'admin'; subject: CertSubject } | { kind: 'user'; subject: CertSubject; via: string; admin: boolean }
+export type Peer = { kind: 'host' | 'admin'; subject: CertSubject } | { kind: 'user'; subject: CertSubject; via: string; admin: boolean; access: Access }
 
 /** A certificate in a header: a few kilobytes at most (Node's headers stop at 16 KiB anyway). */
 const MAX_USER_CERT_HEADER = 8192
@@ -84,7 +86,8 @@ export class Callers {
     const refusal = this.options.refusedUser(name)
     if (refusal) return { peer: null, reason: refusal }
     try {
-      return { peer: { kind: 'user', subject: verdict.subject, via: proxy.subject.commonName, admin: accessOfX509Certificate(cert).admin } }
+      const access = accessOfX509Certificate(cert)
+      return { peer: { kind: 'user', subject: verdict.subject, via: proxy.subject.commonName, admin: access.admin, access } }
     } catch {
       return { peer: null, reason: `the access in the certificate of user "${name}" is malformed` }
     }

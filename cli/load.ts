@@ -7,6 +7,7 @@ export const load = {
   start: () => import('./start.ts'),
   status: () => import('./status.ts'),
   ssh: () => import('./ssh.ts'),
+  ls: () => import('./ls.ts'),
   login: () => import('./login.ts'),
   knownHosts: () => import('./known-hosts.ts'),
   install: () => import('./install.ts'),

@@ -1,7 +1,8 @@
 // `warren ssh` and `warren proxy ssh`: a user reaches a node through any proxy. The proxy
 // connection is TLS with the user's certificate (ALPN warren-ssh); `proxy ssh` splices it
 // to standard input and output, which is what OpenSSH's ProxyCommand needs, and `warren ssh`
-// runs the system's OpenSSH client with that ProxyCommand and the user's certificate.
+// runs the system's OpenSSH client with that ProxyCommand and the user's certificate; on a
+// label selector instead of a node, on every node that matches (fleet-ssh.ts).
 
 import { spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
@@ -14,9 +15,12 @@ import { UsageError, WarrenError } from '../shared/errors.ts'
 import { type DialReply, parseDialReply, type UserDialIn } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
+import { isSelector, parseSelectors } from '../shared/selectors.ts'
 import { defineCommand } from './command.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
+import { DEFAULT_MAX_PARALLEL, failed, formatSummary, runOnNodes } from './fleet-ssh.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
+import { credentialsDir, reachableNodes, USER_FLAGS } from './reachable.ts'
 
 const COMMON = defineFlags({
   identity: { type: 'path', placeholder: 'DIR', defaultText: '$WARREN_HOME, else ~/.warren', description: 'directory with the credentials from "warrenctl auth sign"' },
@@ -102,25 +106,55 @@ export const proxyPortCommand = defineCommand({
 
 export const sshCommand = defineCommand({
   name: 'warren ssh',
-  summary: "log in to a node through a proxy with the system's OpenSSH client",
+  summary: "log in to a node through a proxy with the system's OpenSSH client, or run a command on every node a label selector matches",
   operands: ['login@node', '[command...]'],
   flags: {
-    ...COMMON,
+    ...USER_FLAGS,
     port: { type: 'string', short: 'p', placeholder: 'PORT', description: "the node's SSH port (informational)" },
     tty: { type: 'boolean', short: 't', description: 'force a terminal' },
+    'max-parallel': { type: 'string', placeholder: 'N', default: String(DEFAULT_MAX_PARALLEL), description: 'with a selector: how many nodes run the command at once' },
   },
   flagsEndAtFirstArgument: true,
-  description: 'Host keys are checked strictly against the known_hosts of the credentials. Flags go before login@node; what follows it is the command to run.',
-  examples: ['warren ssh root@pi-1', 'warren ssh --identity=~/creds root@pi-1 uptime'],
+  description: `Host keys are checked strictly against the known_hosts of the credentials. Flags go before login@node; what follows it is the command to run.
+
+With a label selector for the node (login@env=lab,site=*: key=value or key=*, all must match), the command runs on every node you may reach that matches, each output line prefixed with [node-name]; then a summary of each node's result on standard error. The exit status is 0 when the command succeeded everywhere, 1 when it failed on any node or no node matched.`,
+  examples: ['warren ssh root@pi-1', 'warren ssh --identity=~/creds root@pi-1 uptime', "warren ssh --max-parallel=8 root@env=lab,site=berlin 'uptime'"],
   run: (flags, args) => ssh(flags, args[0], args.slice(1)),
 })
 
-async function ssh(flags: ProxyFlags & { port?: string; tty: boolean }, destination: string, command: string[]): Promise<number> {
-  if (!destination.includes('@')) throw new UsageError(`"warren ssh" needs login@node, not ${JSON.stringify(destination)}`)
-  const dir = flags.identity ?? defaultProfileDir()
+type SshFlags = ProxyFlags & { cluster?: string; port?: string; tty: boolean; 'max-parallel': string }
+
+async function ssh(flags: SshFlags, destination: string, command: string[]): Promise<number> {
+  const at = destination.lastIndexOf('@')
+  if (at <= 0 || at === destination.length - 1) throw new UsageError(`"warren ssh" needs login@node, not ${JSON.stringify(destination)}`)
+  const dir = credentialsDir(flags)
   loadProfile(dir)
+  const host = destination.slice(at + 1)
+  if (isSelector(host)) return sshOnSelection(flags, dir, destination.slice(0, at), host, command)
+  return runSsh(opensshArgs(flags, dir, [...(flags.tty ? ['-t'] : []), ...(flags.port ? ['-p', String(flags.port)] : []), destination, ...command]))
+}
+
+/** `warren ssh login@SELECTOR command`: the command on every matching node the user may reach. */
+async function sshOnSelection(flags: SshFlags, dir: string, login: string, selector: string, command: string[]): Promise<number> {
+  const selectors = parseSelectors([selector])
+  if (command.length === 0) throw new UsageError(`an interactive session needs one node: name it (login@node), or give a command to run on every node "${selector}" matches`)
+  if (flags.tty) throw new UsageError('--tty is for one node: a command on several nodes runs without a terminal')
+  const maxParallel = Number(flags['max-parallel'])
+  if (!Number.isInteger(maxParallel) || maxParallel < 1) throw new UsageError(`--max-parallel must be a whole number of at least 1, not ${JSON.stringify(flags['max-parallel'])}`)
+  const nodes = await reachableNodes(dir, flags.proxy, selectors)
+  if (nodes.length === 0) throw new WarrenError(`no node you may reach matches "${selector}" ("warren ls" lists them)`)
+  // Nothing may ask a question: several sessions share one terminal. The host ID names the
+  // node without doubt (known_hosts names each node by it too).
+  const fixed = ['-n', '-T', '-o', 'BatchMode=yes', ...(flags.port ? ['-p', String(flags.port)] : [])]
+  const outcomes = await runOnNodes(nodes, maxParallel, (node) => opensshArgs(flags, dir, [...fixed, `${login}@${node.host_id}`, ...command]))
+  process.stderr.write(formatSummary(outcomes))
+  return outcomes.some(failed) ? 1 : 0
+}
+
+/** OpenSSH's arguments: the credentials of `dir`, strict host keys, warren as the ProxyCommand, then `rest`. */
+function opensshArgs(flags: ProxyFlags, dir: string, rest: string[]): string[] {
   const proxyFlags = [`--identity=${dir}`, ...(flags.proxy ? [`--proxy=${flags.proxy}`] : [])].map((f) => `'${f}'`).join(' ')
-  const args = [
+  return [
     '-F',
     '/dev/null',
     '-o',
@@ -135,11 +169,11 @@ async function ssh(flags: ProxyFlags & { port?: string; tty: boolean }, destinat
     `CertificateFile=${profilePath(dir, 'sshCert')}`,
     '-o',
     `ProxyCommand=${warrenCommand()} proxy ssh ${proxyFlags} %r@%h:%p`,
-    ...(flags.tty ? ['-t'] : []),
-    ...(flags.port ? ['-p', String(flags.port)] : []),
-    destination,
-    ...command,
+    ...rest,
   ]
+}
+
+function runSsh(args: string[]): Promise<number> {
   const child = spawn('ssh', args, { stdio: 'inherit' })
   return new Promise((resolve, reject) => {
     child.on('error', (error) => reject(new WarrenError(`cannot run the OpenSSH client "ssh": ${error.message}`)))

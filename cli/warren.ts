@@ -15,6 +15,7 @@ export const WARREN: Program = {
     status: async () => (await load.status()).statusCommand,
     login: async () => (await load.login()).loginCommand,
     logout: async () => (await load.login()).logoutCommand,
+    ls: async () => (await load.ls()).lsCommand,
     ssh: async () => (await load.ssh()).sshCommand,
     'proxy ssh': async () => (await load.ssh()).proxySshCommand,
     'proxy port': async () => (await load.ssh()).proxyPortCommand,

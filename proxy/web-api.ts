@@ -4,6 +4,7 @@
 // server. Every route is public: a joining or recovering device has no valid certificate
 // yet, nor has a person logging in. The admin API is carried too, for a person logged in
 // with a user certificate, which this proxy checks and hands on: the auth server decides.
+// So are the user routes (the nodes a person may reach), the same way.
 
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
@@ -11,7 +12,7 @@ import type { ApiClient } from '../shared/api-client.ts'
 import { type Call, HttpError, NO_BODY, Router, type RouteTable, SMALL_BODY } from '../shared/api-router.ts'
 import { ApiError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
-import { ADMIN_ROUTES, type AdminRoute, type ApiResponse, type ProxyWebRoute, USER_CERT_HEADER } from '../shared/protocol/api.ts'
+import { ADMIN_ROUTES, type AdminRoute, type ApiResponse, type ProxyWebRoute, USER_CERT_HEADER, USER_ROUTES, type UserRoute } from '../shared/protocol/api.ts'
 import type { Discovery } from '../shared/protocol/hosts.ts'
 
 export interface WebApiOptions {
@@ -55,11 +56,11 @@ function userOf(call: Call<ProxyWebRoute, unknown>, options: WebApiOptions): str
 }
 
 /**
- * An admin request of a logged-in person, carried as it came (path, query, body) with this
- * proxy's own identity, vouching for the user by its certificate: the auth server judges
- * the user and its roles, and logs what it does.
+ * An admin or user request of a logged-in person, carried as it came (path, query, body)
+ * with this proxy's own identity, vouching for the user by its certificate: the auth server
+ * judges the user and its roles, and logs what it does.
  */
-async function forwardAdmin(call: Call<AdminRoute, unknown>, options: WebApiOptions): Promise<ApiResponse<AdminRoute>> {
+async function forwardAdmin(call: Call<AdminRoute | UserRoute, unknown>, options: WebApiOptions): Promise<ApiResponse<AdminRoute | UserRoute>> {
   userOf(call, options)
   const cert = (call.req.socket as TLSSocket).getPeerX509Certificate()
   if (!cert) throw new HttpError(401, 'a valid user certificate of this cluster is required')
@@ -67,7 +68,7 @@ async function forwardAdmin(call: Call<AdminRoute, unknown>, options: WebApiOpti
   const body = method === 'POST' ? await call.json() : undefined
   const headers = { [USER_CERT_HEADER]: cert.raw.toString('base64'), 'x-warren-client-addr': options.clientAddress(call.req) }
   try {
-    return await options.auth().request<ApiResponse<AdminRoute>>(method, call.req.url ?? '/', body, { headers })
+    return await options.auth().request<ApiResponse<AdminRoute | UserRoute>>(method, call.req.url ?? '/', body, { headers })
   } catch (error) {
     if (error instanceof ApiError) throw error
     throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
@@ -75,8 +76,8 @@ async function forwardAdmin(call: Call<AdminRoute, unknown>, options: WebApiOpti
 }
 
 const ADMIN_WEB_ROUTES = Object.fromEntries(
-  ADMIN_ROUTES.map((route) => [route, { access: 'public', bodyLimit: route.startsWith('POST ') ? SMALL_BODY : NO_BODY, handle: forwardAdmin }]),
-) as unknown as Pick<WebRoutes, AdminRoute>
+  [...ADMIN_ROUTES, ...USER_ROUTES].map((route) => [route, { access: 'public', bodyLimit: route.startsWith('POST ') ? SMALL_BODY : NO_BODY, handle: forwardAdmin }]),
+) as unknown as Pick<WebRoutes, AdminRoute | UserRoute>
 
 const WEB_ROUTES: WebRoutes = {
   ...ADMIN_WEB_ROUTES,

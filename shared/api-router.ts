@@ -15,9 +15,10 @@ import { ProtocolError } from './protocol/errors.ts'
 
 /**
  * Who may call a route: anyone; a host of the cluster (its host certificate), a node or a
- * proxy among them; or the cluster's admin (warrenctl's certificate from the user CA).
+ * proxy among them; the cluster's admin (warrenctl's certificate from the user CA); or any
+ * person logged in, whom a proxy vouches for (and the admin), for what their roles allow.
  */
-export const ACCESS_LEVELS = ['public', 'host', 'node', 'proxy', 'admin'] as const
+export const ACCESS_LEVELS = ['public', 'host', 'node', 'proxy', 'admin', 'user'] as const
 export type Access = (typeof ACCESS_LEVELS)[number]
 
 /** The body limit of a route that reads no body. */

@@ -19,7 +19,7 @@ import { ApiClient } from '../shared/api-client.ts'
 import type { Access } from '../shared/api-router.ts'
 import { ApiError } from '../shared/errors.ts'
 import { joinCluster } from '../shared/join.ts'
-import { ADMIN_ROUTES, USER_CERT_HEADER } from '../shared/protocol/api.ts'
+import { ADMIN_ROUTES, USER_CERT_HEADER, USER_ROUTES } from '../shared/protocol/api.ts'
 import { type CertificateExtension, createCA, createCertificate } from '../shared/x509.ts'
 import { authorityOf, type IssuingCA } from './helpers/certs.ts'
 import { AuthProcess } from './helpers/cluster.ts'
@@ -57,11 +57,12 @@ const ADMITS: Record<Access, Caller[]> = {
   node: ['node', 'node claiming an editor'],
   proxy: ['proxy'],
   admin: ['admin', 'editor via proxy'],
+  user: ['admin', 'editor via proxy', 'user via proxy'],
 }
 
-/** What a refused caller gets: 403 from admin routes; from host routes 403 for a host of another role, else 401. */
+/** What a refused caller gets: 403 from admin and user routes; from host routes 403 for a host of another role, else 401. */
 function refusalStatus(access: Access, caller: Caller): number {
-  if (access === 'admin') return 403
+  if (access === 'admin' || access === 'user') return 403
   return caller === 'node' || caller === 'proxy' || caller === 'node claiming an editor' ? 403 : 401
 }
 
@@ -178,18 +179,20 @@ async function callRoute({ client, headers }: { client: ApiClient; headers?: Rec
   }
 }
 
-const ACCESS_REFUSAL = /^this endpoint (needs a valid (host|admin) certificate|is for (nodes|proxies))/
+const ACCESS_REFUSAL = /^this endpoint (needs a valid (host|admin|user) certificate|is for (nodes|proxies))/
 
 t.test('every route states an access level the matrix knows', async (t) => {
   const routes = Object.entries(AUTH_ROUTES)
   t.ok(routes.length >= 29, `${routes.length} routes`)
   for (const [route, spec] of routes) t.ok(spec.access in ADMITS, `${route}: ${spec.access}`)
-  t.same([...new Set(routes.map(([, spec]) => spec.access))].sort(), ['admin', 'host', 'node', 'proxy', 'public'], 'every level is in use')
+  t.same([...new Set(routes.map(([, spec]) => spec.access))].sort(), ['admin', 'host', 'node', 'proxy', 'public', 'user'], 'every level is in use')
 })
 
 t.test("the routes a proxy carries for editors are the table's admin routes", async (t) => {
   const admin = Object.entries(AUTH_ROUTES).filter(([, spec]) => spec.access === 'admin')
   t.same([...ADMIN_ROUTES].sort(), admin.map(([route]) => route).sort())
+  const user = Object.entries(AUTH_ROUTES).filter(([, spec]) => spec.access === 'user')
+  t.same([...USER_ROUTES].sort(), user.map(([route]) => route).sort(), 'and those it carries for any user are its user routes')
 })
 
 t.test('callers a route does not admit are refused before its handler runs', async (t) => {

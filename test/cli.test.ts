@@ -85,6 +85,7 @@ const ACTING: Record<string, Record<string, string[]>> = {
   warren: {
     start: ['--roles=node', `--data-dir=${startDir}`, `--auth-server=${auth.address}`, `--token=${token}`, `--ca-pin=${pin}`, '--nodename=help-node'],
     status: [`--data-dir=${nodeDir}`],
+    ls: ['env=lab'],
     ssh: ['root@pi-help', 'true'],
     'proxy ssh': ['root@pi-help'],
     'proxy port': ['pi-help', 'webui'],

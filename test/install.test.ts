@@ -104,7 +104,7 @@ t.test('install writes the config, the unit and the data dir; a node started fro
   const node = startNode([`--config=${configPath}`, `--data-dir=${dataDir}`])
   t.teardown(() => node.stop())
   const listing = await waitForNode(auth, 'installed-1')
-  t.match(listing, /^installed-1\s.*site=lab,rack=r7$/m)
+  t.match(listing, /^installed-1\s.*rack=r7,site=lab$/m)
 
   const again = await install([`--prefix=${prefix}`, '--token=other', `--auth-server=${auth.address}`, `--ca-pin=${pin}`, '--force'])
   t.equal(again.code, 0, again.stderr)

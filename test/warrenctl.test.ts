@@ -106,7 +106,7 @@ t.test('nodes ls', async (t) => {
   t.match(result.stdout, /^Node Name\s+Node ID\s+Address\s+Labels$/m)
   const bad = await auth.ctl(['nodes', 'ls', '--format=xml'])
   t.equal(bad.code, 2)
-  t.match(bad.stderr, /unknown flag --format/)
+  t.match(bad.stderr, /unknown --format "xml": use text, json or yaml/)
 })
 
 t.test('unknown commands and a missing admin identity', async (t) => {

@@ -2,7 +2,8 @@
 // whether the caller's certificate (judged by callers.ts) grants the route's access level.
 // A route for hosts refuses a caller without a valid host certificate with 401 and a host
 // of the wrong role with 403; an admin route refuses everyone but the admin, and users whose
-// roles grant administration (editor) through a proxy, with 403.
+// roles grant administration (editor) through a proxy, with 403. A user route admits the
+// admin and any user a proxy vouches for: its handler answers by the user's access.
 
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
@@ -17,6 +18,12 @@ export function admitter(callers: Callers, clusterName: () => string, log: Logge
     const judged = judgeRequest(callers, req)
     if (access === 'public') return judged.peer
     const peer = judged.peer
+    if (access === 'user') {
+      if (peer?.kind === 'admin') return peer
+      if (peer?.kind === 'user') return admittedPerson(peer, req, route, log)
+      const why = judged.reason ?? socket.authorizationError
+      throw new HttpError(403, `this endpoint needs a valid user certificate of cluster "${clusterName()}", through a proxy${why ? ` (${why})` : ''}`)
+    }
     if (access === 'admin') {
       if (peer?.kind === 'admin') return peer
       if (peer?.kind === 'user') return admittedUser(peer, req, route, clusterName(), log)
@@ -44,6 +51,13 @@ function admittedUser(user: Extract<Peer, { kind: 'user' }>, req: IncomingMessag
   }
   log.warn(`admin request by user ${name} refused: the user's roles do not grant editor`, audit)
   throw new HttpError(403, `this endpoint needs a valid admin certificate of cluster "${clusterName}" (user "${name}": its roles do not grant editor)`)
+}
+
+/** A person a proxy vouches for, on a user route: the audit log says who, and the handler answers by their access. */
+function admittedPerson(user: Extract<Peer, { kind: 'user' }>, req: IncomingMessage, route: ApiRoute, log: Logger): Peer {
+  const name = user.subject.commonName
+  log.info(`request by user ${name}`, { user: name, proxy: user.via, route, client_addr: clientAddress(req, user) })
+  return user
 }
 
 /**

@@ -4,10 +4,18 @@
 // within their next poll.
 
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
-import type { LockJson } from '../../shared/protocol/admin.ts'
+import type { LockJson, PresentNode } from '../../shared/protocol/admin.ts'
 import { describeTarget, type LockRecord, parseLockRequest } from '../locks.ts'
 import { listAllNodes } from '../node-listing.ts'
-import type { AuthRoutes } from './context.ts'
+import type { AuthContext, AuthRoutes } from './context.ts'
+
+/** The nodes whose heartbeat is fresh, removed ones left out, as the API shows them. */
+export async function presentNodes({ nodes, revocations }: Pick<AuthContext, 'nodes' | 'revocations'>): Promise<PresentNode[]> {
+  const removed = new Set(revocations.removed.map((record) => record.hostId))
+  return (await nodes.present('node'))
+    .filter((n) => !removed.has(n.hostId))
+    .map((n) => ({ host_id: n.hostId, nodename: n.nodename, addr: n.addr, tunnel: n.tunnel, labels: n.labels, last_seen: n.lastSeen }))
+}
 
 function lockJson(lock: LockRecord): LockJson {
   return {
@@ -25,16 +33,14 @@ export const fleetRoutes = {
     access: 'admin',
     bodyLimit: NO_BODY,
     async handle(call, { nodes, revocations, settings }) {
-      const removed = new Set(revocations.removed.map((record) => record.hostId))
-      const present = (await nodes.present('node')).filter((n) => !removed.has(n.hostId))
-      if (call.query.get('all') !== 'true')
-        return { nodes: present.map((n) => ({ host_id: n.hostId, nodename: n.nodename, addr: n.addr, tunnel: n.tunnel, labels: n.labels, last_seen: n.lastSeen })) }
+      const present = await presentNodes({ nodes, revocations })
+      if (call.query.get('all') !== 'true') return { nodes: present }
       const now = Date.now()
       return {
         now,
         nodes: listAllNodes({
           known: await nodes.known('node'),
-          online: new Set(present.map((n) => n.hostId)),
+          online: new Set(present.map((n) => n.host_id)),
           registered: await nodes.registered(),
           removed: revocations.removed,
           nodeLocks: revocations.nodeLocks(),

@@ -12,6 +12,7 @@ import { hostRoutes } from './hosts.ts'
 import { joinRoutes } from './joins.ts'
 import { loginRoutes } from './logins.ts'
 import { proxyRoutes } from './proxies.ts'
+import { userNodeRoutes } from './user-nodes.ts'
 
 export const AUTH_ROUTES: AuthRoutes = {
   ...joinRoutes,
@@ -23,4 +24,5 @@ export const AUTH_ROUTES: AuthRoutes = {
   ...roleRoutes,
   ...loginRoutes,
   ...fleetRoutes,
+  ...userNodeRoutes,
 }

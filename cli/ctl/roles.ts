@@ -1,5 +1,6 @@
 // `warrenctl create -f role.yaml`, `get roles` and `rm role/NAME`: roles of people, as
-// YAML documents close to Teleport's (the auth server checks every field).
+// YAML documents close to Teleport's (the auth server checks every field). `get nodes`
+// shows the fleet's nodes the same way (nodes.ts).
 
 import { readFileSync } from 'node:fs'
 import { parseAllDocuments, stringify } from 'yaml'
@@ -7,6 +8,7 @@ import { UsageError, WarrenError } from '../../shared/errors.ts'
 import type { RoleJson } from '../../shared/protocol/roles.ts'
 import { formatTable } from '../table.ts'
 import { ctlCommand, out } from './ctl-command.ts'
+import { getNodes } from './nodes.ts'
 
 export const create = ctlCommand({
   name: 'warrenctl create',
@@ -27,14 +29,17 @@ export const create = ctlCommand({
 
 export const get = ctlCommand({
   name: 'warrenctl get',
-  summary: 'show resources: roles',
-  operands: ['roles'],
+  summary: 'show resources: roles, nodes (or one: nodes/NAME)',
+  operands: ['RESOURCE'],
   flags: {
     format: { type: 'enum', values: ['yaml', 'json', 'text'], default: 'yaml', description: 'how to show them' },
   },
-  examples: ['warrenctl get roles', 'warrenctl get roles --format=text'],
+  description: 'Nodes are those whose heartbeat is fresh, one YAML document each (kind: node, metadata.name its host ID, spec.hostname its name), as tctl get nodes shows them.',
+  examples: ['warrenctl get roles', 'warrenctl get roles --format=text', 'warrenctl get nodes', 'warrenctl get nodes/pi-1 --format=json'],
   async run(admin, flags, args) {
-    if (args[0] !== 'roles' && args[0] !== 'role') throw new UsageError(`unknown resource "${args[0]}": "warrenctl get" shows roles`)
+    const [kind, name, ...more] = args[0].split('/')
+    if ((kind === 'nodes' || kind === 'node') && more.length === 0 && name !== '') return getNodes(admin, flags.format, name)
+    if ((kind !== 'roles' && kind !== 'role') || name !== undefined) throw new UsageError(`unknown resource "${args[0]}": "warrenctl get" shows roles, nodes or nodes/NAME`)
     const { roles, built_in } = await admin.client.call('GET /v1/roles')
     if (flags.format === 'json') out(JSON.stringify(roles, null, 2))
     else if (flags.format === 'yaml') process.stdout.write(roles.map((role) => stringify(role)).join('---\n'))

@@ -6,7 +6,9 @@ import { DEFAULTS } from '../../shared/config.ts'
 import { describeTtl, formatExpiry } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
 import type { ClusterStatus, ListedToken } from '../../shared/protocol/admin.ts'
+import { matchesSelectors, parseSelectors } from '../../shared/selectors.ts'
 import { defineFlags } from '../flags.ts'
+import { FORMAT_FLAG, formatData } from '../output.ts'
 import { formatTable } from '../table.ts'
 import type { AdminConnection } from './admin-client.ts'
 import { ctlCommand, out } from './ctl-command.ts'
@@ -93,13 +95,31 @@ export const tokensAdd = ctlCommand({
   },
 })
 
+/** What a selector matches on a token: `type` (each role it grants), `nodename` and `user` when it has them. */
+function tokenLabels(t: ListedToken): Record<string, string | string[]> {
+  return { type: t.roles, ...(t.nodename ? { nodename: t.nodename } : {}), ...(t.user ? { user: t.user } : {}) }
+}
+
 export const tokensLs = ctlCommand({
   name: 'warrenctl tokens ls',
   summary: 'the active tokens: ID, roles, expiry ("never" for static ones)',
-  flags: { 'with-secrets': { type: 'boolean', description: 'show the values of static tokens (dynamic ones are not recoverable)' } },
-  examples: ['warrenctl tokens ls'],
-  async run(admin, flags) {
-    const { tokens } = await admin.client.call('GET /v1/tokens')
+  operands: ['[SELECTOR...]'],
+  flags: {
+    'with-secrets': { type: 'boolean', description: 'show the values of static tokens (dynamic ones are not recoverable)' },
+    format: FORMAT_FLAG,
+  },
+  description:
+    "Selectors (key=value or key=*, all must match) pick tokens by type (a role the token grants: node, proxy, signup...), nodename (the node it is for) or user (whose sign-up it is). In json and yaml a static token's value is null unless --with-secrets.",
+  examples: ['warrenctl tokens ls', 'warrenctl tokens ls type=node --format=json', 'warrenctl tokens ls type=signup,user=alice'],
+  async run(admin, flags, args) {
+    const selectors = parseSelectors(args)
+    const listed = (await admin.client.call('GET /v1/tokens')).tokens.filter((t) => matchesSelectors(selectors, tokenLabels(t)))
+    // A secret appears only when asked for, in every format.
+    const tokens = listed.map((t) => (flags['with-secrets'] ? t : { ...t, value: null }))
+    if (flags.format !== 'text') {
+      process.stdout.write(formatData(tokens, flags.format))
+      return
+    }
     if (tokens.length === 0) {
       out('No active tokens found.')
       return

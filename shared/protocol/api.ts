@@ -4,6 +4,7 @@
 
 import type { ClusterStatus, LockJson, LockList, NodeList, RemovedNode, RotationStep, TokenCreated, TokenList, UserCerts, UserInvited, UserJson, UserList } from './admin.ts'
 import { LOCK_BODY, ROTATE_BODY, TOKEN_BODY, USER_BODY, USER_CERTS_BODY, USER_RESET_BODY } from './admin.ts'
+import type { ReachableNodes } from './fleet.ts'
 import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Joined, RenewedCertificates } from './hosts.ts'
 import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
 import type { KnownHosts, SignupStarted } from './logins.ts'
@@ -58,6 +59,7 @@ export interface ApiResponses {
   'POST /v1/locks': LockJson
   'GET /v1/locks': LockList
   'DELETE /v1/locks/:id': LockJson
+  'GET /v1/user/nodes': ReachableNodes
 }
 
 export type ApiRoute = keyof ApiResponses
@@ -89,12 +91,20 @@ export const ADMIN_ROUTES = [
 ] as const satisfies readonly ApiRoute[]
 export type AdminRoute = (typeof ADMIN_ROUTES)[number]
 
+/**
+ * The routes for any person logged in, which a proxy carries like the admin routes: the
+ * auth server answers by the access of the user's certificate (the admin sees everything).
+ */
+export const USER_ROUTES = ['GET /v1/user/nodes'] as const satisfies readonly ApiRoute[]
+export type UserRoute = (typeof USER_ROUTES)[number]
+
 /** Where a proxy vouches for the user it verified on an admin route: the user's TLS certificate, DER in base64. */
 export const USER_CERT_HEADER = 'x-warren-user-cert'
 
 /** The routes of a proxy's web port: discovery, and those it carries to the auth server. */
 export type ProxyWebRoute =
   | AdminRoute
+  | UserRoute
   | 'GET /v1/health'
   | 'GET /v1/discovery'
   | 'GET /v1/ca'

@@ -1,0 +1,68 @@
+// Which credentials a person's commands use, and the nodes those credentials reach: `warren
+// ls` lists them, `warren ssh LOGIN@SELECTOR` runs on them. The auth server decides the list
+// from the roles in the user's certificate, which the proxy vouches for; the selectors only
+// narrow what it answers.
+
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ApiClient } from '../shared/api-client.ts'
+import { UsageError, WarrenError } from '../shared/errors.ts'
+import type { PresentNode } from '../shared/protocol/admin.ts'
+import { formatLabels, matchesSelectors, type Selector } from '../shared/selectors.ts'
+import { defineFlags } from './flags.ts'
+import { logins } from './login.ts'
+import { defaultProfileDir, loadProfile, PROFILE_FILES, profilePath } from './profile.ts'
+
+export const USER_FLAGS = defineFlags({
+  identity: {
+    type: 'path',
+    placeholder: 'DIR',
+    defaultText: '$WARREN_HOME (~/.warren) when it holds credentials, else the login of warren login',
+    description: 'directory with the credentials of "warren login" or "warrenctl auth sign"',
+  },
+  proxy: { type: 'string', placeholder: 'HOST:PORT', defaultText: 'the first proxy of the credentials', description: "a proxy's web port" },
+  cluster: { type: 'string', placeholder: 'NAME', description: 'the cluster of warren login to use, when logged in to several' },
+})
+
+/**
+ * The credentials directory: --identity; else $WARREN_HOME itself when `auth sign` wrote
+ * there; else the login of `warren login` (of --cluster, when there are several).
+ */
+export function credentialsDir(flags: { identity?: string; cluster?: string }): string {
+  if (flags.identity !== undefined) return flags.identity
+  const home = defaultProfileDir()
+  if (flags.cluster === undefined && existsSync(join(home, PROFILE_FILES.profile))) return home
+  const found = logins().filter(({ profile }) => flags.cluster === undefined || profile.cluster_name === flags.cluster)
+  if (found.length === 1) return found[0].dir
+  if (found.length > 1) throw new UsageError(`logged in to several clusters (${found.map(({ profile }) => profile.cluster_name).sort().join(', ')}): pick one with --cluster=NAME`)
+  const which = flags.cluster === undefined ? 'any cluster' : `cluster "${flags.cluster}"`
+  throw new WarrenError(`not logged in to ${which}: log in with "warren login --proxy=HOST:PORT" (or pass --identity=DIR)`)
+}
+
+/** The present nodes the user of `dir` may reach that match every selector, sorted by name. */
+export async function reachableNodes(dir: string, proxy: string | undefined, selectors: readonly Selector[]): Promise<PresentNode[]> {
+  const server = proxy ?? loadProfile(dir).proxies[0]
+  if (!server) throw new UsageError('no proxy known: pass --proxy=HOST:PORT')
+  const client = new ApiClient({
+    server,
+    caPems: [readFileSync(profilePath(dir, 'hostCA'), 'utf8')],
+    certPem: readFileSync(profilePath(dir, 'tlsCert'), 'utf8'),
+    keyPem: readFileSync(profilePath(dir, 'tlsKey'), 'utf8'),
+  })
+  try {
+    const { nodes } = await client.call('GET /v1/user/nodes')
+    return nodes.filter((node) => matchesSelectors(selectors, node.labels))
+  } finally {
+    await client.close()
+  }
+}
+
+/** How a tunnel node's address shows in every list. */
+export const nodeAddress = (node: PresentNode) => (node.tunnel ? '⟵ Tunnel' : node.addr || '-')
+
+/** `warren ls`'s table: Node Name, Address, Labels (sorted `k=v`). */
+export const NODE_VIEW = {
+  headers: ['Node Name', 'Address', 'Labels'],
+  row: (node: PresentNode) => [node.nodename, nodeAddress(node), formatLabels(node.labels)],
+  empty: 'No nodes found.',
+}
