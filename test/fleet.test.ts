@@ -1,4 +1,4 @@
-// Commands on the fleet, with real processes: five nodes behind a proxy's tunnels (four
+// Commands on the fleet, with real processes: six nodes behind a proxy's tunnels (five
 // labelled env=lab, one env=prod) and a person logged in with warren login whose role allows
 // env=lab only. warren ls lists what the auth server says the user's certificate reaches,
 // which a request cannot widen; warren ssh on a selector runs a command on every matching
@@ -21,7 +21,7 @@ import { until } from './helpers/until.ts'
 t.setTimeout(240_000)
 
 const LAB_ROLE = { kind: 'role', version: 'v1', metadata: { name: 'lab' }, spec: { allow: { node_labels: { env: 'lab' } } } }
-const LAB = ['lab-1', 'lab-2', 'lab-3', 'lab-4']
+const LAB = ['lab-1', 'lab-2', 'lab-3', 'lab-4', 'lab-5']
 
 const auth = await new AuthProcess({ authServiceYaml: JSON_LOGS }).start()
 t.teardown(() => auth.stop())
@@ -45,7 +45,7 @@ for (const [name, env] of [...LAB.map((name) => [name, 'lab']), ['prod-1', 'prod
   t.teardown(() => node.stop())
 }
 const present = async () => (await auth.api<{ nodes: PresentNode[] }>('GET', '/v1/nodes')).nodes
-await until('five nodes with their tunnels', async () => (await present()).filter((n) => n.tunnel).length === 5, { timeoutMs: 60_000 })
+await until('six nodes with their tunnels', async () => (await present()).filter((n) => n.tunnel).length === 6, { timeoutMs: 60_000 })
 
 // A person whose role reaches env=lab only, logged in on a machine of its own, once the
 // nodes are registered (their host keys go into the login's known_hosts).
@@ -79,7 +79,7 @@ t.test('warren ls lists the nodes the role reaches, never the others', async (t)
   t.same(
     lines.slice(2).map((line) => line.split(/\s+/)),
     LAB.map((name) => [name, '⟵', 'Tunnel', `env=lab,rack=r${name.at(-1)}`]),
-    'the four lab nodes, sorted, labels k=v sorted by key; prod-1 is not there',
+    'the five lab nodes, sorted, labels k=v sorted by key; prod-1 is not there',
   )
 
   t.equal(json.code, 0, json.stderr)
@@ -112,7 +112,7 @@ t.test("the list is the certificate's, not the request's", async (t) => {
   const signedBob = await auth.ctl(['auth', 'sign', '--user=bob', `--out=${bobDir}`, `--proxy=${proxy.web}`])
   t.equal(signedBob.code, 0, signedBob.stderr)
   const bobs = JSON.parse((await warren(['ls', `--identity=${bobDir}`, '--format=json'])).stdout) as PresentNode[]
-  t.same(bobs.map((n) => n.nodename).sort(), [...LAB, 'prod-1'], 'a role that allows every node lists all five')
+  t.same(bobs.map((n) => n.nodename).sort(), [...LAB, 'prod-1'], 'a role that allows every node lists all six')
 
   const file = (dir: string, name: string) => readFileSync(join(dir, name), 'utf8')
   const header = { [USER_CERT_HEADER]: Buffer.from(file(bobDir, 'tls.crt').replace(/-----[^-]+-----|\s/g, ''), 'base64').toString('base64') }
@@ -164,7 +164,8 @@ t.test('warren ssh on a selector runs on every matching node: prefixed lines, a 
       'lab-2      ok (exit status 0)',
       'lab-3      failed (exit status 3)',
       'lab-4      ok (exit status 0)',
-      'Failed on 1 of 4 nodes: lab-3',
+      'lab-5      ok (exit status 0)',
+      'Failed on 1 of 5 nodes: lab-3',
       '',
     ].join('\n'),
   )
@@ -235,7 +236,7 @@ t.test('warrenctl lists nodes and tokens by selector, as json or yaml, and gets 
     metadata: { name: string; labels: Record<string, string> }
     spec: Record<string, unknown>
   }[]
-  t.equal(docs.length, 5, 'one document per node')
+  t.equal(docs.length, 6, 'one document per node')
   const hostIds = new Map((await present()).map((n) => [n.nodename, n.host_id]))
   for (const doc of docs) {
     t.equal(doc.kind, 'node')
