@@ -34,7 +34,13 @@ export function credentialsDir(flags: { identity?: string; cluster?: string }): 
   if (flags.cluster === undefined && existsSync(join(home, PROFILE_FILES.profile))) return home
   const found = logins().filter(({ profile }) => flags.cluster === undefined || profile.cluster_name === flags.cluster)
   if (found.length === 1) return found[0].dir
-  if (found.length > 1) throw new UsageError(`logged in to several clusters (${found.map(({ profile }) => profile.cluster_name).sort().join(', ')}): pick one with --cluster=NAME`)
+  if (found.length > 1)
+    throw new UsageError(
+      `logged in to several clusters (${found
+        .map(({ profile }) => profile.cluster_name)
+        .sort()
+        .join(', ')}): pick one with --cluster=NAME`,
+    )
   const which = flags.cluster === undefined ? 'any cluster' : `cluster "${flags.cluster}"`
   throw new WarrenError(`not logged in to ${which}: log in with "warren login --proxy=HOST:PORT" (or pass --identity=DIR)`)
 }
