@@ -26,6 +26,7 @@ import { declaredPortName, forwardRefusal } from './forward-policy.ts'
 import type { Heartbeat } from './heartbeat.ts'
 import { NodeRenewal } from './renewal.ts'
 import { type ServiceTable, serveStream } from './services.ts'
+import { sftpServerProgram } from './sftp-server.ts'
 import { SshOnDemand } from './ssh-on-demand.ts'
 import type { AgentTunnel, TrustMessage } from './tunnel.ts'
 import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
@@ -109,6 +110,7 @@ export class Agent {
       // The user's roles are judged against this node's labels and declared ports as they are now.
       labels: () => this.config.labels,
       declaredPortName: (host, port) => declaredPortName(this.config.ssh, host, port),
+      sftpServer: () => sftpServerProgram(this.config.ssh.sftpServer),
     })
     this.services = {
       ssh: this.ssh,

@@ -19,6 +19,7 @@ import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, veri
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
 import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
+import type { FileOperation } from './sftp/file-operations.ts'
 import { findSftpServer } from './sftp-server.ts'
 import { forwardPort } from './ssh-forwarding.ts'
 import { type SessionProcess, serveSession } from './ssh-session.ts'
@@ -41,8 +42,14 @@ export interface SshServerOptions {
   labels?: () => Record<string, string>
   /** The name of the declared forwarded port at host:port, if it is one (the user's roles name ports). */
   declaredPortName?: (host: string, port: number) => string | undefined
-  /** OpenSSH's sftp-server for the `sftp` subsystem, undefined when the device has none; default: the usual paths. */
+  /** OpenSSH's sftp-server for the `sftp` subsystem, undefined to run Warren's own; default: the usual paths, else Warren's own. */
   sftpServer?: () => string | undefined
+  /**
+   * Told of each file operation an SFTP session performs (open, read and write with their
+   * bytes when a file is closed, remove, rename, mkdir, rmdir, setstat, symlink, link), with
+   * who performed it; default: nobody. For an audit trail.
+   */
+  onFileOperation?: (op: FileOperation, session: { login: string; keyId: string; remote: string }) => void
 }
 
 /** What an accepted certificate grants on one connection. */
@@ -81,6 +88,7 @@ export class NodeSshServer {
   private readonly labels: () => Record<string, string>
   private readonly declaredPortName: (host: string, port: number) => string | undefined
   private readonly sftpServer: () => string | undefined
+  private readonly onFileOperation?: SshServerOptions['onFileOperation']
   private readonly connections = new Set<ConnectionState>()
   private trustedCaKeys: KeyObject[] = []
   private closing = false
@@ -96,6 +104,7 @@ export class NodeSshServer {
     this.labels = options.labels ?? (() => ({}))
     this.declaredPortName = options.declaredPortName ?? (() => undefined)
     this.sftpServer = options.sftpServer ?? (() => findSftpServer())
+    this.onFileOperation = options.onFileOperation
     this.setUserCAKeys(options.userCAKeys)
   }
 
@@ -185,8 +194,17 @@ export class NodeSshServer {
       log.info('SSH login accepted', { login: grant.account.name, key_id: grant.keyId, remote: state.remote })
     })
     client.on('session', (accept) => {
-      const { account, permitPty } = state.grant!
-      serveSession(accept(), { account, permitPty, remote: state.remote, processes: state.processes, sftpServer: this.sftpServer, log })
+      const { account, permitPty, keyId } = state.grant!
+      const report = this.onFileOperation
+      serveSession(accept(), {
+        account,
+        permitPty,
+        remote: state.remote,
+        processes: state.processes,
+        sftpServer: this.sftpServer,
+        onFileOperation: report && ((op) => report(op, { login: account.name, keyId, remote: state.remote })),
+        log,
+      })
     })
     client.on('tcpip', (accept, reject, info) => {
       const { account, permitPortForwarding, access } = state.grant!

@@ -7,9 +7,13 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import { basename } from 'node:path'
+import { Writable } from 'node:stream'
+import { StringDecoder } from 'node:string_decoder'
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
 import type { LoginAccount } from './login-accounts.ts'
+import { builtinSftpServerCommand } from './sftp/command.ts'
+import { type FileOperation, parseFileOperationLine } from './sftp/file-operations.ts'
 
 /** How long a session's processes get after SIGHUP before SIGKILL. */
 const KILL_GRACE_MS = 2000
@@ -17,6 +21,8 @@ const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 const USER_PATH = '/usr/local/bin:/usr/bin:/bin'
 /** Environment a client may set (OpenSSH's usual AcceptEnv); anything else could change how the login runs. */
 const ACCEPTED_ENV = /^(LANG|LC_[A-Z]+)$/
+/** The longest line read from an SFTP server's standard error; a longer one is dropped. */
+const MAX_SFTP_LOG_LINE = 16 * 1024
 
 /** The logged-in connection a session runs on. */
 export interface SessionContext {
@@ -26,8 +32,10 @@ export interface SessionContext {
   remote: string
   /** The connection's processes: each session adds its own, and they end with the connection. */
   processes: Set<SessionProcess>
-  /** OpenSSH's sftp-server, looked up at each request; undefined when the device has none. */
+  /** OpenSSH's sftp-server, looked up at each request; undefined runs Warren's own. */
   sftpServer: () => string | undefined
+  /** Told of each file operation an SFTP session performs. */
+  onFileOperation?: (op: FileOperation) => void
   log: Logger
 }
 
@@ -63,11 +71,11 @@ export function serveSession(session: Session, context: SessionContext): void {
     log.info('SSH X11 forwarding refused', { login: account.name, remote })
     reject?.()
   })
-  const start = (channel: ServerChannel, command: string | undefined, subsystem?: string) => {
-    if (subsystem) log.info('SSH subsystem started', { subsystem, login: account.name, remote })
+  const start = (channel: ServerChannel, command: string | undefined, subsystem?: { name: string; stderr: Writable }) => {
+    if (subsystem) log.info('SSH subsystem started', { subsystem: subsystem.name, login: account.name, remote })
     else log.info(command === undefined ? 'SSH shell started' : 'SSH command started', { login: account.name, pty: pty !== undefined, remote })
     // A subsystem speaks a binary protocol: never through a pty, which would mangle it.
-    const started = runSession(channel, { account, command, env, pty: subsystem ? undefined : pty })
+    const started = runSession(channel, { account, command, env, pty: subsystem ? undefined : pty, stderr: subsystem?.stderr })
     proc = started
     context.processes.add(started)
     void started.exited.then(() => context.processes.delete(started))
@@ -75,15 +83,22 @@ export function serveSession(session: Session, context: SessionContext): void {
   session.on('exec', (accept, _reject, info) => start(accept(), info.command))
   session.on('shell', (accept) => start(accept(), undefined))
   session.on('subsystem', (accept, reject, info) => {
-    const program = info.name === 'sftp' ? context.sftpServer() : undefined
-    if (!program) {
-      const reason = info.name === 'sftp' ? 'no sftp-server on this device' : 'unknown subsystem'
-      log.info(`SSH subsystem refused: ${reason}`, { subsystem: info.name, login: account.name, remote })
+    if (info.name !== 'sftp') {
+      log.info('SSH subsystem refused: unknown subsystem', { subsystem: info.name, login: account.name, remote })
       return reject?.()
     }
+    // OpenSSH's sftp-server logs each operation on stderr (-e) at INFO; Warren's own always does.
+    const program = context.sftpServer()
+    const argv = program ? [program, '-e', '-l', 'INFO'] : builtinSftpServerCommand()
+    const report = context.onFileOperation ?? (() => {})
+    const stderr = new LineWriter((line) => {
+      const ops = parseFileOperationLine(line, account.home)
+      if (ops.length === 0) log.debug('SFTP server said', { line, login: account.name, remote })
+      for (const op of ops) report(op)
+    })
     // Run through the login's shell like a command, as sshd runs a subsystem: same user,
     // environment and refusals (a nologin shell refuses it too).
-    start(accept(), shellQuote(program), info.name)
+    start(accept(), argv.map(shellQuote).join(' '), { name: info.name, stderr })
   })
   // The client closed the channel (or went away): its processes go with it.
   session.on('close', () => proc?.terminate())
@@ -97,6 +112,8 @@ interface SessionRequest {
   command: string | undefined
   env: Record<string, string>
   pty: PseudoTtyInfo | undefined
+  /** Where the process's standard error goes instead of the channel's (a subsystem's log). */
+  stderr?: Writable
 }
 
 /** A session's process: the command or shell itself, or `script` holding its pty. */
@@ -176,7 +193,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
   child.stdin!.on('error', () => {}) // EPIPE once the process has gone
   channel.pipe(child.stdin!)
   child.stdout!.pipe(channel, { end: false })
-  child.stderr!.pipe(channel.stderr, { end: false })
+  child.stderr!.pipe(req.stderr ?? channel.stderr, { end: false })
   child.once('error', (err) => {
     const hint = req.pty ? ' (a pty needs util-linux script)' : ''
     channel.stderr.write(`warren: cannot start the session: ${err.message}${hint}\r\n`)
@@ -204,6 +221,34 @@ function runAs(account: LoginAccount): { uid?: number; gid?: number } {
 function ptyCommand(command: string | undefined, shell: string, pty: PseudoTtyInfo): string {
   const size = pty.rows > 0 && pty.cols > 0 ? `stty rows ${pty.rows} cols ${pty.cols} 2>/dev/null\n` : ''
   return size + (command ?? `exec ${shellQuote(shell)} -l`)
+}
+
+/**
+ * The lines written to it, one call each; a line longer than MAX_SFTP_LOG_LINE is dropped
+ * rather than held, since the process writing runs as the login.
+ */
+class LineWriter extends Writable {
+  private partial = ''
+  private overlong = false
+  private readonly decoder = new StringDecoder('utf8')
+
+  constructor(onLine: (line: string) => void) {
+    super({
+      write: (chunk: Buffer, _encoding, done) => {
+        const lines = (this.partial + this.decoder.write(chunk)).split('\n')
+        this.partial = lines.pop()!
+        for (const line of lines) {
+          if (!this.overlong) onLine(line)
+          this.overlong = false
+        }
+        if (this.partial.length > MAX_SFTP_LOG_LINE) {
+          this.partial = ''
+          this.overlong = true
+        }
+        done()
+      },
+    })
+  }
 }
 
 function shellQuote(text: string): string {

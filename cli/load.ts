@@ -14,4 +14,5 @@ export const load = {
   auth: () => import('../auth/server.ts'),
   proxy: () => import('../proxy/proxy.ts'),
   node: () => import('../agent/agent.ts'),
+  sftpServer: () => import('../agent/sftp/stdio.ts'),
 }

@@ -26,6 +26,8 @@ export const WARREN: Program = {
 
 export async function warren(argv: string[]): Promise<number | undefined> {
   if (argv[0] === 'ctl') return (await load.warrenctl()).warrenctl(argv.slice(1))
+  // The node's own SFTP server, which the node starts as a login; not a command for people.
+  if (argv[0] === 'sftp-server') return (await load.sftpServer()).sftpServerCommand()
   return runProgram(WARREN, argv)
 }
 
