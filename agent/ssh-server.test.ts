@@ -214,7 +214,18 @@ t.test('logins without an acceptable certificate are refused', async (t) => {
 
 /** A certificate whose access (the user's roles resolved) is `access`, its logins the principals. */
 function withAccess(name: string, access: Partial<Access>): string {
-  const full: Access = { logins: ['root'], nodes: [], deny_nodes: [], ports: [], deny_ports: [], admin: false, ...access }
+  const full: Access = {
+    logins: ['root'],
+    nodes: [],
+    deny_nodes: [],
+    ports: [],
+    deny_ports: [],
+    admin: false,
+    local_forwarding: true,
+    remote_forwarding: false,
+    agent_forwarding: false,
+    ...access,
+  }
   return identity(name, { principals: full.logins, extensions: sshAccessExtensions(full) })
 }
 

@@ -14,6 +14,7 @@ import type { Logger } from '../shared/log.ts'
 import type { LoginAccount } from './login-accounts.ts'
 import { builtinSftpServerCommand } from './sftp/command.ts'
 import { type FileOperation, parseFileOperationLine } from './sftp/file-operations.ts'
+import type { AgentSocket } from './ssh-agent-forwarding.ts'
 
 /** How long a session's processes get after SIGHUP before SIGKILL. */
 const KILL_GRACE_MS = 2000
@@ -36,6 +37,10 @@ export interface SessionContext {
   sftpServer: () => string | undefined
   /** Told of each file operation an SFTP session performs. */
   onFileOperation?: (op: FileOperation) => void
+  /** Why `ssh -A` is refused (certificate or roles), undefined to allow. */
+  agentRefusal: string | undefined
+  /** A socket for SSH_AUTH_SOCK whose connections reach the client's agent. */
+  listenForAgent: () => Promise<AgentSocket>
   log: Logger
 }
 
@@ -45,6 +50,10 @@ export function serveSession(session: Session, context: SessionContext): void {
   const env: Record<string, string> = {}
   let pty: PseudoTtyInfo | undefined
   let proc: SessionProcess | undefined
+  let agent: AgentSocket | undefined
+  let closed = false
+  /** The agent socket, once asked for, is listening before a command or shell starts. */
+  let ready: Promise<void> = Promise.resolve()
 
   session.on('pty', (accept, reject, info) => {
     if (!context.permitPty) {
@@ -63,9 +72,23 @@ export function serveSession(session: Session, context: SessionContext): void {
     env[info.key] = info.val
     accept?.()
   })
-  session.on('auth-agent', (_accept, reject) => {
-    log.info('SSH agent forwarding refused', { login: account.name, remote })
-    reject?.()
+  session.on('auth-agent', (accept, reject) => {
+    const fields = { login: account.name, remote }
+    if (context.agentRefusal) {
+      log.info(`SSH agent forwarding refused: ${context.agentRefusal}`, fields)
+      return reject?.()
+    }
+    if (agent) return accept?.()
+    accept?.()
+    ready = context.listenForAgent().then(
+      (socket) => {
+        if (closed) return socket.close()
+        agent = socket
+        env.SSH_AUTH_SOCK = socket.path
+        log.debug('SSH agent forwarding on', { ...fields, socket: socket.path })
+      },
+      (error: Error) => log.warn('SSH agent forwarding failed', { ...fields, error }),
+    )
   })
   session.on('x11', (_accept, reject) => {
     log.info('SSH X11 forwarding refused', { login: account.name, remote })
@@ -80,8 +103,14 @@ export function serveSession(session: Session, context: SessionContext): void {
     context.processes.add(started)
     void started.exited.then(() => context.processes.delete(started))
   }
-  session.on('exec', (accept, _reject, info) => start(accept(), info.command))
-  session.on('shell', (accept) => start(accept(), undefined))
+  session.on('exec', (accept, _reject, info) => {
+    const channel = accept()
+    void ready.then(() => start(channel, info.command))
+  })
+  session.on('shell', (accept) => {
+    const channel = accept()
+    void ready.then(() => start(channel, undefined))
+  })
   session.on('subsystem', (accept, reject, info) => {
     if (info.name !== 'sftp') {
       log.info('SSH subsystem refused: unknown subsystem', { subsystem: info.name, login: account.name, remote })
@@ -100,8 +129,12 @@ export function serveSession(session: Session, context: SessionContext): void {
     // environment and refusals (a nologin shell refuses it too).
     start(accept(), argv.map(shellQuote).join(' '), { name: info.name, stderr })
   })
-  // The client closed the channel (or went away): its processes go with it.
-  session.on('close', () => proc?.terminate())
+  // The client closed the channel (or went away): its processes and agent socket go with it.
+  session.on('close', () => {
+    closed = true
+    proc?.terminate()
+    agent?.close()
+  })
 }
 
 // ---- Processes ----------------------------------------------------------------------------
