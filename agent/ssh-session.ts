@@ -51,6 +51,7 @@ export function serveSession(session: Session, context: SessionContext): void {
   let pty: PseudoTtyInfo | undefined
   let proc: SessionProcess | undefined
   let agent: AgentSocket | undefined
+  let agentAsked = false
   let closed = false
   /** The agent socket, once asked for, is listening before a command or shell starts. */
   let ready: Promise<void> = Promise.resolve()
@@ -78,8 +79,9 @@ export function serveSession(session: Session, context: SessionContext): void {
       log.info(`SSH agent forwarding refused: ${context.agentRefusal}`, fields)
       return reject?.()
     }
-    if (agent) return accept?.()
     accept?.()
+    if (agentAsked) return
+    agentAsked = true
     ready = context.listenForAgent().then(
       (socket) => {
         if (closed) return socket.close()

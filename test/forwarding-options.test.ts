@@ -103,6 +103,12 @@ t.test('port_forwarding: true lets ssh -R listen on the node, and a connection t
   ssh.kill()
 })
 
+t.test('a login that is not root gets no privileged port, even with port_forwarding: true', async (t) => {
+  const { exited } = remoteForward(forwarder, 'pi-fwd', 999)
+  t.not(await exited, 0)
+  t.equal(await readFrom(999), 'ECONNREFUSED')
+})
+
 t.test('without it, ssh -R fails and nothing listens on the node; the node logs why', async (t) => {
   const port = await freePort()
   const { exited } = remoteForward(plain, 'pi-fwd', port)
