@@ -7,13 +7,12 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import { basename } from 'node:path'
-import { Writable } from 'node:stream'
-import { StringDecoder } from 'node:string_decoder'
+import type { Writable } from 'node:stream'
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
 import type { LoginAccount } from './login-accounts.ts'
 import { builtinSftpServerCommand } from './sftp/command.ts'
-import { type FileOperation, parseFileOperationLine } from './sftp/file-operations.ts'
+import { type FileOperation, fileOperationSink } from './sftp/file-operations.ts'
 import type { AgentSocket } from './ssh-agent-forwarding.ts'
 
 /** How long a session's processes get after SIGHUP before SIGKILL. */
@@ -22,8 +21,6 @@ const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 const USER_PATH = '/usr/local/bin:/usr/bin:/bin'
 /** Environment a client may set (OpenSSH's usual AcceptEnv); anything else could change how the login runs. */
 const ACCEPTED_ENV = /^(LANG|LC_[A-Z]+)$/
-/** The longest line read from an SFTP server's standard error; a longer one is dropped. */
-const MAX_SFTP_LOG_LINE = 16 * 1024
 
 /** The logged-in connection a session runs on. */
 export interface SessionContext {
@@ -122,11 +119,7 @@ export function serveSession(session: Session, context: SessionContext): void {
     const program = context.sftpServer()
     const argv = program ? [program, '-e', '-l', 'INFO'] : builtinSftpServerCommand()
     const report = context.onFileOperation ?? (() => {})
-    const stderr = new LineWriter((line) => {
-      const ops = parseFileOperationLine(line, account.home)
-      if (ops.length === 0) log.debug('SFTP server said', { line, login: account.name, remote })
-      for (const op of ops) report(op)
-    })
+    const stderr = fileOperationSink(account.home, report, (line) => log.debug('SFTP server said', { line, login: account.name, remote }))
     // Run through the login's shell like a command, as sshd runs a subsystem: same user,
     // environment and refusals (a nologin shell refuses it too).
     start(accept(), argv.map(shellQuote).join(' '), { name: info.name, stderr })
@@ -256,34 +249,6 @@ function runAs(account: LoginAccount): { uid?: number; gid?: number } {
 function ptyCommand(command: string | undefined, shell: string, pty: PseudoTtyInfo): string {
   const size = pty.rows > 0 && pty.cols > 0 ? `stty rows ${pty.rows} cols ${pty.cols} 2>/dev/null\n` : ''
   return size + (command ?? `exec ${shellQuote(shell)} -l`)
-}
-
-/**
- * The lines written to it, one call each; a line longer than MAX_SFTP_LOG_LINE is dropped
- * rather than held, since the process writing runs as the login.
- */
-class LineWriter extends Writable {
-  private partial = ''
-  private overlong = false
-  private readonly decoder = new StringDecoder('utf8')
-
-  constructor(onLine: (line: string) => void) {
-    super({
-      write: (chunk: Buffer, _encoding, done) => {
-        const lines = (this.partial + this.decoder.write(chunk)).split('\n')
-        this.partial = lines.pop()!
-        for (const line of lines) {
-          if (!this.overlong) onLine(line)
-          this.overlong = false
-        }
-        if (this.partial.length > MAX_SFTP_LOG_LINE) {
-          this.partial = ''
-          this.overlong = true
-        }
-        done()
-      },
-    })
-  }
 }
 
 function shellQuote(text: string): string {

@@ -4,6 +4,11 @@
 // one JSON object a line. Both become the same FileOperation here.
 
 import { posix } from 'node:path'
+import { Writable } from 'node:stream'
+import { StringDecoder } from 'node:string_decoder'
+
+/** The longest line read from an SFTP server's standard error; a longer one is dropped. */
+const MAX_LINE = 16 * 1024
 
 export const FILE_OPERATIONS = ['open', 'read', 'write', 'remove', 'rename', 'mkdir', 'rmdir', 'setstat', 'symlink', 'link'] as const
 export type FileOperationName = (typeof FILE_OPERATIONS)[number]
@@ -67,4 +72,34 @@ function parseJsonLine(text: string): FileOperation[] {
   if (typeof target === 'string') op.target = target
   if (typeof bytes === 'number' && Number.isSafeInteger(bytes) && bytes >= 0) op.bytes = bytes
   return [op]
+}
+
+/**
+ * Where an SFTP server's standard error goes: each line that reports operations reaches
+ * `report`, any other reaches `other`. A line longer than MAX_LINE is dropped rather than
+ * held, since the process writing runs as the login.
+ */
+export function fileOperationSink(home: string, report: (op: FileOperation) => void, other: (line: string) => void): Writable {
+  const decoder = new StringDecoder('utf8')
+  let partial = ''
+  let overlong = false
+  return new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      const lines = (partial + decoder.write(chunk)).split('\n')
+      partial = lines.pop()!
+      for (const line of lines) {
+        if (!overlong) {
+          const ops = parseFileOperationLine(line, home)
+          if (ops.length === 0) other(line)
+          for (const op of ops) report(op)
+        }
+        overlong = false
+      }
+      if (partial.length > MAX_LINE) {
+        partial = ''
+        overlong = true
+      }
+      done()
+    },
+  })
 }
