@@ -1,14 +1,16 @@
 // Agent forwarding (`ssh -A`) on the node: the session gets a Unix socket, in a directory
 // only the login may enter, and SSH_AUTH_SOCK naming it; each connection to it opens an
-// auth-agent@openssh.com channel back to the client, whose agent answers. The socket and its
-// directory go when the session ends.
+// auth-agent@openssh.com channel back to the client, whose agent answers. The socket is made
+// by the login itself (`warren agent-socket`, agent-socket.ts) and handed to the node; it and
+// its directory go, removed as the login, when the session ends.
 
-import { chmodSync, chownSync, mkdtempSync, rmSync } from 'node:fs'
-import { createServer, type Server, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { type ChildProcess, spawn } from 'node:child_process'
+import type { Server, Socket } from 'node:net'
+import { dirname } from 'node:path'
 import type { Channel, Connection } from 'ssh2'
+import type { AgentSocketMessage } from './agent-socket.ts'
 import type { LoginAccount } from './login-accounts.ts'
+import { warrenCommand } from './warren-command.ts'
 
 /** ssh2's own window and packet sizes for channels the server opens (lib/Channel.js). */
 const CHANNEL_WINDOW = 2 * 1024 * 1024
@@ -22,44 +24,57 @@ export interface AgentSocket {
   close(): void
 }
 
-/** Listens on a fresh socket owned by the login; its connections reach the client's agent. */
+/** Listens on a fresh socket of the login's; its connections reach the client's agent. */
 export async function listenForAgent(client: Connection, account: LoginAccount, sockets: Set<Socket>): Promise<AgentSocket> {
-  const dir = mkdtempSync(join(tmpdir(), 'warren-agent-'))
-  const path = join(dir, 'agent.sock')
-  let server: Server | undefined
-  const close = () => {
-    server?.close()
-    rmSync(dir, { recursive: true, force: true })
-  }
-  try {
-    chmodSync(dir, 0o700)
-    server = createServer((socket) => {
-      sockets.add(socket)
-      socket.once('close', () => sockets.delete(socket))
-      socket.on('error', () => socket.destroy())
-      openAgentChannel(client, (error, channel) => {
-        if (error || !channel) {
-          socket.destroy()
-          return
-        }
-        socket.pipe(channel).pipe(socket)
-        channel.on('error', () => socket.destroy())
-        channel.on('close', () => socket.destroy())
-        socket.once('close', () => channel.destroy())
-      })
+  const { server, path } = await socketOfLogin(account)
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+    socket.on('error', () => socket.destroy())
+    openAgentChannel(client, (error, channel) => {
+      if (error || !channel) {
+        socket.destroy()
+        return
+      }
+      socket.pipe(channel).pipe(socket)
+      channel.on('error', () => socket.destroy())
+      channel.on('close', () => socket.destroy())
+      socket.once('close', () => channel.destroy())
     })
-    await new Promise<void>((resolve, reject) => {
-      server!.once('error', reject)
-      server!.listen(path, resolve)
-    })
-    // The login's alone: the directory keeps every other user out, as sshd's does.
-    chownSync(path, account.uid, account.gid)
-    chownSync(dir, account.uid, account.gid)
-    return { path, close }
-  } catch (error) {
-    close()
-    throw error
+  })
+  return {
+    path,
+    close: () => {
+      server.close()
+      asLogin(account, ['rm', '-rf', '--', dirname(path)], ['ignore', 'ignore', 'ignore'])
+    },
   }
+}
+
+/** `warren agent-socket` as the login: the listening socket it makes, and its path. */
+function socketOfLogin(account: LoginAccount): Promise<{ server: Server; path: string }> {
+  const child = asLogin(account, warrenCommand('agent-socket'), ['ignore', 'ignore', 'pipe', 'ipc'])
+  let stderr = ''
+  child.stderr!.on('data', (chunk) => (stderr += chunk))
+  return new Promise((resolve, reject) => {
+    child.once('message', (message: AgentSocketMessage, server: Server) => {
+      // The socket is the node's now: the helper has nothing left to do, and its IPC
+      // channel would keep the node from exiting.
+      child.disconnect()
+      child.kill('SIGKILL')
+      resolve({ server, path: message.path })
+    })
+    child.once('error', reject)
+    child.once('exit', () => reject(new Error(`warren agent-socket made no socket: ${stderr.trim().slice(0, 200) || 'no reason given'}`)))
+  })
+}
+
+/** `argv` run as the login, with nothing of the agent's environment. */
+function asLogin(account: LoginAccount, argv: string[], stdio: ('ignore' | 'pipe' | 'ipc')[]): ChildProcess {
+  const switchTo = process.getuid?.() === account.uid ? {} : { uid: account.uid, gid: account.gid }
+  const child = spawn(argv[0], argv.slice(1), { ...switchTo, cwd: '/', env: { PATH: '/usr/bin:/bin', HOME: account.home }, stdio })
+  child.on('error', () => {})
+  return child
 }
 
 /**

@@ -11,9 +11,9 @@ import type { Writable } from 'node:stream'
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
 import type { LoginAccount } from './login-accounts.ts'
-import { builtinSftpServerCommand } from './sftp/command.ts'
 import { type FileOperation, fileOperationSink } from './sftp/file-operations.ts'
 import type { AgentSocket } from './ssh-agent-forwarding.ts'
+import { warrenCommand } from './warren-command.ts'
 
 /** How long a session's processes get after SIGHUP before SIGKILL. */
 const KILL_GRACE_MS = 2000
@@ -117,7 +117,7 @@ export function serveSession(session: Session, context: SessionContext): void {
     }
     // OpenSSH's sftp-server logs each operation on stderr (-e) at INFO; Warren's own always does.
     const program = context.sftpServer()
-    const argv = program ? [program, '-e', '-l', 'INFO'] : builtinSftpServerCommand()
+    const argv = program ? [program, '-e', '-l', 'INFO'] : warrenCommand('sftp-server')
     const report = context.onFileOperation ?? (() => {})
     const stderr = fileOperationSink(account.home, report, (line) => log.debug('SFTP server said', { line, login: account.name, remote }))
     // Run through the login's shell like a command, as sshd runs a subsystem: same user,

@@ -15,4 +15,5 @@ export const load = {
   proxy: () => import('../proxy/proxy.ts'),
   node: () => import('../agent/agent.ts'),
   sftpServer: () => import('../agent/sftp/stdio.ts'),
+  agentSocket: () => import('../agent/agent-socket.ts'),
 }

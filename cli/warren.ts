@@ -26,8 +26,10 @@ export const WARREN: Program = {
 
 export async function warren(argv: string[]): Promise<number | undefined> {
   if (argv[0] === 'ctl') return (await load.warrenctl()).warrenctl(argv.slice(1))
-  // The node's own SFTP server, which the node starts as a login; not a command for people.
+  // Helpers the node starts as a login, not commands for people: its own SFTP server, and
+  // the socket of a forwarded SSH agent.
   if (argv[0] === 'sftp-server') return (await load.sftpServer()).sftpServerCommand()
+  if (argv[0] === 'agent-socket') return (await load.agentSocket()).agentSocketCommand()
   return runProgram(WARREN, argv)
 }
 

@@ -11,7 +11,7 @@ import { PassThrough } from 'node:stream'
 import t from 'tap'
 import { sshString, uint32 } from '../../shared/ssh-wire.ts'
 import { findSftpServer } from '../sftp-server.ts'
-import { builtinSftpServerCommand } from './command.ts'
+import { warrenCommand } from '../warren-command.ts'
 import { type FileOperation, parseFileOperationLine } from './file-operations.ts'
 import { FXP, packet, readPackets, STATUS } from './protocol.ts'
 import { serveSftp } from './server.ts'
@@ -33,7 +33,7 @@ function sftp(server: string, cwd: string, batch: string): Promise<Result> {
   })
 }
 
-const WARREN = builtinSftpServerCommand().join(' ')
+const WARREN = warrenCommand('sftp-server').join(' ')
 
 /** The operations a server reported on its standard error (which sftp -D passes through). */
 function reported(stderr: string, home: string): FileOperation[] {
