@@ -104,11 +104,11 @@ export function serveSession(session: Session, context: SessionContext): void {
   }
   session.on('exec', (accept, _reject, info) => {
     const channel = accept()
-    void ready.then(() => start(channel, info.command))
+    void ready.then(() => closed || start(channel, info.command))
   })
   session.on('shell', (accept) => {
     const channel = accept()
-    void ready.then(() => start(channel, undefined))
+    void ready.then(() => closed || start(channel, undefined))
   })
   session.on('subsystem', (accept, reject, info) => {
     if (info.name !== 'sftp') {
