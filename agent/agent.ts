@@ -22,10 +22,11 @@ import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import type { DirectListener } from './direct-listener.ts'
-import { declaredPortName, forwardRefusal } from './forward-policy.ts'
+import { declaredPortName, forwardRefusal, remoteForwardRefusal } from './forward-policy.ts'
 import type { Heartbeat } from './heartbeat.ts'
 import { NodeRenewal } from './renewal.ts'
 import { type ServiceTable, serveStream } from './services.ts'
+import { sftpServerProgram } from './sftp-server.ts'
 import { SshOnDemand } from './ssh-on-demand.ts'
 import type { AgentTunnel, TrustMessage } from './tunnel.ts'
 import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
@@ -106,9 +107,11 @@ export class Agent {
       log: this.log,
       // Read at each request: a reload changes the policy and the declared ports.
       forwardRefusal: (host, port) => forwardRefusal(this.config.ssh, host, port),
+      remoteForwardRefusal: () => remoteForwardRefusal(this.config.ssh),
       // The user's roles are judged against this node's labels and declared ports as they are now.
       labels: () => this.config.labels,
       declaredPortName: (host, port) => declaredPortName(this.config.ssh, host, port),
+      sftpServer: () => sftpServerProgram(this.config.ssh.sftpServer),
     })
     this.services = {
       ssh: this.ssh,

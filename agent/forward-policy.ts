@@ -6,6 +6,11 @@ import { splitHostPort } from '../shared/address.ts'
 import type { SshConfig } from '../shared/config.ts'
 
 /** Why a forward to host:port is refused, or undefined when the node's policy allows it. */
+/** Why `ssh -R` may not listen on this node: only when port forwarding is off here. */
+export function remoteForwardRefusal(ssh: Pick<SshConfig, 'portForwarding'>): string | undefined {
+  return ssh.portForwarding === 'off' ? 'port forwarding is off on this node (ssh_service.port_forwarding)' : undefined
+}
+
 export function forwardRefusal(ssh: Pick<SshConfig, 'portForwarding' | 'forwardPorts'>, host: string, port: number): string | undefined {
   switch (ssh.portForwarding) {
     case 'any':

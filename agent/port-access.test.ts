@@ -11,7 +11,17 @@ const userKey = generateKeyPairSync('ed25519')
 const now = new Date('2026-06-01T12:00:00Z')
 const hour = 3_600_000
 
-const labLimited: Access = { logins: ['pi'], nodes: [{ env: ['lab'] }], deny_nodes: [], ports: ['webui', 'db'], deny_ports: ['db'], admin: false }
+const labLimited: Access = {
+  logins: ['pi'],
+  nodes: [{ env: ['lab'] }],
+  deny_nodes: [],
+  ports: ['webui', 'db'],
+  deny_ports: ['db'],
+  admin: false,
+  local_forwarding: true,
+  remote_forwarding: false,
+  agent_forwarding: false,
+}
 
 function certificate(options: { access?: Access; ca?: KeyObject; type?: 'user' | 'host'; validAfter?: Date; validBefore?: Date; keyId?: string } = {}): string {
   return createSshCertificate({

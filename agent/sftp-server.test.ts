@@ -1,7 +1,7 @@
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { findSftpServer } from './sftp-server.ts'
+import { findSftpServer, sftpServerProgram } from './sftp-server.ts'
 
 t.test('the first executable sftp-server wins; none found gives undefined', async (t) => {
   const dir = t.testdir()
@@ -15,4 +15,10 @@ t.test('the first executable sftp-server wins; none found gives undefined', asyn
   t.equal(findSftpServer([join(dir, 'missing')]), undefined, 'a device without sftp-server')
   // Root may open any file but executes only what has an execute bit.
   t.equal(findSftpServer([plain, runnable]), runnable, 'a file without an execute bit is skipped')
+})
+
+t.test("ssh_service.sftp_server: auto finds OpenSSH's, builtin is Warren's own, a path is taken as it is", async (t) => {
+  t.equal(sftpServerProgram('auto'), findSftpServer())
+  t.equal(sftpServerProgram('builtin'), undefined)
+  t.equal(sftpServerProgram('/opt/openssh/sftp-server'), '/opt/openssh/sftp-server')
 })

@@ -1,6 +1,7 @@
 // Port forwarding (`ssh -L`) on the node: a direct-tcpip channel becomes a TCP connection
-// from the node, when the certificate has permit-port-forwarding and the node's
-// port_forwarding policy (forward-policy.ts) lets the destination through.
+// from the node, when the certificate has permit-port-forwarding, the user's roles do not
+// refuse it (port_forwarding: false) and the node's port_forwarding policy
+// (forward-policy.ts) lets the destination through. `ssh -R` is ssh-remote-forwarding.ts.
 
 import { connect, type Socket } from 'node:net'
 import type { ServerChannel, TcpipRequestInfo } from 'ssh2'

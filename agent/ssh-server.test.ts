@@ -65,6 +65,8 @@ const log = createLogger('node', { level: 'debug', stream: { write: (line: strin
 const TEST_HOME = mkdtempSync(join(tmpdir(), 'warren-home-'))
 /** The sftp-server the node finds; a test swaps in another, or none. */
 let sftpServerPath = findSftpServer()
+/** What onFileOperation was told, with who did it. */
+const fileOperations: Record<string, unknown>[] = []
 const server = new NodeSshServer({
   hostKeyPem: hostKey.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
   userCAKeys: [sshPublicKeyLine(userCA.publicKey)],
@@ -79,6 +81,7 @@ const server = new NodeSshServer({
   labels: () => ({ env: 'lab' }),
   declaredPortName: (_host, port) => (port === webuiPort ? 'webui' : undefined),
   sftpServer: () => sftpServerPath,
+  onFileOperation: (op, who) => fileOperations.push({ ...op, ...who }),
 })
 const listener: Server = createServer((socket) => server.handleConnection(socket))
 await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
@@ -137,6 +140,11 @@ function run(command: string, args: string[], input?: string | Buffer): Promise<
     child.on('close', (code) => resolve({ code, stdout, stderr }))
     child.stdin.end(input)
   })
+}
+
+/** `sftp -b -` as root with the good certificate. */
+function sftpArgs(): string[] {
+  return [...sshArgs(good).slice(0, -3), '-P', String(port), '-b', '-', 'root@127.0.0.1']
 }
 
 function ssh(key: string, remoteCommand: string[], input?: string | Buffer, login?: string): Promise<Result> {
@@ -206,7 +214,18 @@ t.test('logins without an acceptable certificate are refused', async (t) => {
 
 /** A certificate whose access (the user's roles resolved) is `access`, its logins the principals. */
 function withAccess(name: string, access: Partial<Access>): string {
-  const full: Access = { logins: ['root'], nodes: [], deny_nodes: [], ports: [], deny_ports: [], admin: false, ...access }
+  const full: Access = {
+    logins: ['root'],
+    nodes: [],
+    deny_nodes: [],
+    ports: [],
+    deny_ports: [],
+    admin: false,
+    local_forwarding: true,
+    remote_forwarding: false,
+    agent_forwarding: false,
+    ...access,
+  }
   return identity(name, { principals: full.logins, extensions: sshAccessExtensions(full) })
 }
 
@@ -358,41 +377,60 @@ t.test("ssh -L to a declared port needs the user's roles to allow its name", asy
   t.equal(await echoVia(withAccess('port-denied', { nodes: [{ env: ['lab'] }], ports: ['*'], deny_ports: ['webui'] })), '', 'a deny rule overrides *')
 })
 
-t.test('the sftp subsystem runs sftp-server as a command runs; other subsystems, or none, are refused', async (t) => {
+t.test("the sftp subsystem runs OpenSSH's sftp-server as a command runs, its log read for file operations", async (t) => {
   const system = sftpServerPath
   t.teardown(() => {
     sftpServerPath = system
   })
-  // A stand-in that shows what it runs as, where its output goes and that its status arrives.
+  // A stand-in that shows what it runs as and with, logs an operation and exits with a status.
   const fake = join(dir, 'fake-sftp-server')
-  writeFileSync(fake, '#!/bin/sh\necho "$(id -un) $HOME $(pwd)"\necho err >&2\nexit 7\n', { mode: 0o755 })
+  writeFileSync(fake, '#!/bin/sh\necho "$(id -un) $HOME $(pwd) $*"\necho \'remove name "gone.txt"\' >&2\necho other >&2\nexit 7\n', { mode: 0o755 })
   sftpServerPath = fake
+  fileOperations.length = 0
   const ran = await ssh(good, ['-s', 'sftp'])
   t.equal(ran.code, 7)
-  t.equal(ran.stdout, `root ${TEST_HOME} ${TEST_HOME}\n`)
-  t.match(ran.stderr, /^err$/m)
+  t.equal(ran.stdout, `root ${TEST_HOME} ${TEST_HOME} -e -l INFO\n`, 'as the login, in its home, logging to stderr')
+  t.equal(ran.stderr, '', "the server's log is not the client's")
+  t.match(fileOperations, [{ operation: 'remove', path: join(TEST_HOME, 'gone.txt'), login: 'root', keyId: 'test-good', remote: /^127\.0\.0\.1:\d+$/ }])
+  t.equal(fileOperations.length, 1, 'other lines report nothing')
 
-  const sftpArgs = [...sshArgs(good).slice(0, -3), '-P', String(port), '-b', '-', 'root@127.0.0.1']
   const target = join(TEST_HOME, 'via-sftp.txt')
   const source = join(dir, 'via-sftp.txt')
   writeFileSync(source, 'sftp\n')
   if (system) {
     sftpServerPath = system
-    const copied = await run('sftp', sftpArgs, `put ${source} ${target}\n`)
+    fileOperations.length = 0
+    const copied = await run('sftp', sftpArgs(), `put ${source} ${target}\n`)
     t.equal(copied.code, 0, copied.stderr)
     t.equal(readFileSync(target, 'utf8'), 'sftp\n')
+    t.match(fileOperations, [
+      { operation: 'open', path: target, login: 'root' },
+      { operation: 'write', path: target, bytes: 5, login: 'root' },
+    ])
     rmSync(target)
   }
-
-  sftpServerPath = undefined
-  logLines.length = 0
-  const refused = await run('sftp', sftpArgs, `put ${source} ${target}\n`)
-  t.not(refused.code, 0, 'no sftp-server on the device')
-  t.notOk(existsSync(target))
-  // Its fields, whatever the wording: the text format writes them as key=value.
-  t.match(logLines.join(''), / subsystem=sftp login=root /, 'the refusal is logged with the subsystem')
-
   t.not((await ssh(good, ['-s', 'no-such-subsystem'])).code, 0, 'an unknown subsystem')
+})
+
+t.test("without OpenSSH's sftp-server, Warren's own serves the subsystem", async (t) => {
+  const system = sftpServerPath
+  t.teardown(() => {
+    sftpServerPath = system
+  })
+  sftpServerPath = undefined
+  fileOperations.length = 0
+  const target = join(TEST_HOME, 'via-builtin.txt')
+  const source = join(dir, 'via-builtin.txt')
+  writeFileSync(source, 'builtin\n')
+  const copied = await run('sftp', sftpArgs(), `put ${source} via-builtin.txt\nrename via-builtin.txt moved.txt\n`)
+  t.equal(copied.code, 0, copied.stderr)
+  t.equal(readFileSync(join(TEST_HOME, 'moved.txt'), 'utf8'), 'builtin\n', 'relative to the home')
+  t.notOk(existsSync(target))
+  t.match(fileOperations, [
+    { operation: 'open', path: target, login: 'root', keyId: 'test-good' },
+    { operation: 'write', path: target, bytes: 8 },
+    { operation: 'rename', path: target, target: join(TEST_HOME, 'moved.txt') },
+  ])
 })
 
 t.test('remote port forwarding is refused', async (t) => {

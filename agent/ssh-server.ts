@@ -10,7 +10,7 @@
 import { type KeyObject, verify } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import type { AuthContext, Connection, ParsedKey } from 'ssh2'
+import type { AuthContext, Connection, ParsedKey, TcpipBindInfo } from 'ssh2'
 import ssh2 from 'ssh2'
 import { type Access, loginRefusal, nodeRefusal, portRefusal, WILDCARD } from '../shared/access.ts'
 import { accessOfSshCertificate } from '../shared/access-cert.ts'
@@ -19,8 +19,11 @@ import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, veri
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
 import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
+import type { FileOperation } from './sftp/file-operations.ts'
 import { findSftpServer } from './sftp-server.ts'
+import { listenForAgent } from './ssh-agent-forwarding.ts'
 import { forwardPort } from './ssh-forwarding.ts'
+import { RemoteForwards } from './ssh-remote-forwarding.ts'
 import { type SessionProcess, serveSession } from './ssh-session.ts'
 
 const CERT_ALGO = 'ssh-ed25519-cert-v01@openssh.com'
@@ -37,12 +40,20 @@ export interface SshServerOptions {
   resolveLogin?: (login: string) => LoginAccount | undefined
   /** Why `ssh -L` may not reach host:port (see forward-policy.ts), undefined to allow; default: refuse every destination. */
   forwardRefusal?: (host: string, port: number) => string | undefined
+  /** Why `ssh -R` may not listen on this node, undefined to allow; default: refuse. */
+  remoteForwardRefusal?: () => string | undefined
   /** This node's labels, read at each login (a reload changes them); default: none. */
   labels?: () => Record<string, string>
   /** The name of the declared forwarded port at host:port, if it is one (the user's roles name ports). */
   declaredPortName?: (host: string, port: number) => string | undefined
-  /** OpenSSH's sftp-server for the `sftp` subsystem, undefined when the device has none; default: the usual paths. */
+  /** OpenSSH's sftp-server for the `sftp` subsystem, undefined to run Warren's own; default: the usual paths, else Warren's own. */
   sftpServer?: () => string | undefined
+  /**
+   * Told of each file operation an SFTP session performs (open, read and write with their
+   * bytes when a file is closed, remove, rename, mkdir, rmdir, setstat, symlink, link), with
+   * who performed it; default: nobody. For an audit trail.
+   */
+  onFileOperation?: (op: FileOperation, session: { login: string; keyId: string; remote: string }) => void
 }
 
 /** What an accepted certificate grants on one connection. */
@@ -51,6 +62,7 @@ interface Grant {
   keyId: string
   permitPty: boolean
   permitPortForwarding: boolean
+  permitAgentForwarding: boolean
   access: Access
 }
 
@@ -70,6 +82,8 @@ interface ConnectionState {
   refusal?: { message: string; fields: Record<string, unknown> }
   processes: Set<SessionProcess>
   sockets: Set<Socket>
+  /** The connection's `ssh -R` listeners, once logged in. */
+  remoteForwards?: RemoteForwards
   closed: Promise<void>
 }
 
@@ -78,9 +92,11 @@ export class NodeSshServer {
   private readonly log: Logger
   private readonly resolveLogin: (login: string) => LoginAccount | undefined
   private readonly forwardRefusal: (host: string, port: number) => string | undefined
+  private readonly remoteForwardRefusal: () => string | undefined
   private readonly labels: () => Record<string, string>
   private readonly declaredPortName: (host: string, port: number) => string | undefined
   private readonly sftpServer: () => string | undefined
+  private readonly onFileOperation?: SshServerOptions['onFileOperation']
   private readonly connections = new Set<ConnectionState>()
   private trustedCaKeys: KeyObject[] = []
   private closing = false
@@ -93,9 +109,11 @@ export class NodeSshServer {
     this.log = options.log?.child('ssh') ?? createLogger('node:ssh')
     this.resolveLogin = options.resolveLogin ?? lookupPasswd
     this.forwardRefusal = options.forwardRefusal ?? (() => 'port forwarding is off on this node')
+    this.remoteForwardRefusal = options.remoteForwardRefusal ?? (() => 'port forwarding is off on this node')
     this.labels = options.labels ?? (() => ({}))
     this.declaredPortName = options.declaredPortName ?? (() => undefined)
     this.sftpServer = options.sftpServer ?? (() => findSftpServer())
+    this.onFileOperation = options.onFileOperation
     this.setUserCAKeys(options.userCAKeys)
   }
 
@@ -160,6 +178,7 @@ export class NodeSshServer {
   private release(state: ConnectionState): void {
     for (const proc of state.processes) proc.terminate()
     for (const socket of state.sockets) socket.destroy()
+    state.remoteForwards?.close()
   }
 
   private serveClient(state: ConnectionState, client: Connection): void {
@@ -183,19 +202,45 @@ export class NodeSshServer {
     client.on('ready', () => {
       const grant = state.grant!
       log.info('SSH login accepted', { login: grant.account.name, key_id: grant.keyId, remote: state.remote })
+      state.remoteForwards = new RemoteForwards({
+        client,
+        login: grant.account.name,
+        uid: grant.account.uid,
+        remote: state.remote,
+        refusal: () => this.remoteForwardingRefusal(grant),
+        sockets: state.sockets,
+        log,
+      })
     })
     client.on('session', (accept) => {
-      const { account, permitPty } = state.grant!
-      serveSession(accept(), { account, permitPty, remote: state.remote, processes: state.processes, sftpServer: this.sftpServer, log })
+      const { account, permitPty, keyId, permitAgentForwarding, access } = state.grant!
+      const report = this.onFileOperation
+      serveSession(accept(), {
+        account,
+        permitPty,
+        remote: state.remote,
+        processes: state.processes,
+        sftpServer: this.sftpServer,
+        onFileOperation: report && ((op) => report(op, { login: account.name, keyId, remote: state.remote })),
+        agentRefusal: !permitAgentForwarding
+          ? 'the certificate lacks permit-agent-forwarding'
+          : access.agent_forwarding
+            ? undefined
+            : "the user's roles do not allow agent forwarding (forward_agent)",
+        listenForAgent: () => listenForAgent(client, account, state.sockets),
+        log,
+      })
     })
     client.on('tcpip', (accept, reject, info) => {
       const { account, permitPortForwarding, access } = state.grant!
-      const refusal = (host: string, port: number) => this.forwardRefusal(host, port) ?? this.forwardAccessRefusal(access, host, port)
+      const refusal = (host: string, port: number) =>
+        (access.local_forwarding ? undefined : "the user's roles do not allow port forwarding (port_forwarding: false)") ??
+        this.forwardRefusal(host, port) ??
+        this.forwardAccessRefusal(access, host, port)
       forwardPort({ login: account.name, permitPortForwarding, remote: state.remote, refusal, sockets: state.sockets, log }, info, accept, reject)
     })
-    client.on('request', (_accept, reject, name) => {
-      log.info('SSH request refused: remote forwarding is not supported', { request: name, remote: state.remote })
-      reject?.()
+    client.on('request', (accept, reject, name, info) => {
+      state.remoteForwards?.request(name, info as TcpipBindInfo | undefined, accept as ((port?: number) => void) | undefined, reject)
     })
   }
 
@@ -240,8 +285,16 @@ export class NodeSshServer {
       keyId: cert.keyId,
       permitPty: Object.hasOwn(cert.extensions, 'permit-pty'),
       permitPortForwarding: Object.hasOwn(cert.extensions, 'permit-port-forwarding'),
+      permitAgentForwarding: Object.hasOwn(cert.extensions, 'permit-agent-forwarding'),
       access,
     }
+  }
+
+  /** Why `ssh -R` is refused to this grant: the certificate, the user's roles, then the node's policy. */
+  private remoteForwardingRefusal(grant: Grant): string | undefined {
+    if (!grant.permitPortForwarding) return 'the certificate lacks permit-port-forwarding'
+    if (!grant.access.remote_forwarding) return "the user's roles do not allow remote forwarding (port_forwarding: true)"
+    return this.remoteForwardRefusal()
   }
 
   /** `ssh -L` to a declared port needs the user's roles to allow its name; elsewhere, every port (`'*'`). */

@@ -7,9 +7,13 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import { basename } from 'node:path'
+import type { Writable } from 'node:stream'
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
 import type { LoginAccount } from './login-accounts.ts'
+import { type FileOperation, fileOperationSink } from './sftp/file-operations.ts'
+import type { AgentSocket } from './ssh-agent-forwarding.ts'
+import { warrenCommand } from './warren-command.ts'
 
 /** How long a session's processes get after SIGHUP before SIGKILL. */
 const KILL_GRACE_MS = 2000
@@ -26,8 +30,14 @@ export interface SessionContext {
   remote: string
   /** The connection's processes: each session adds its own, and they end with the connection. */
   processes: Set<SessionProcess>
-  /** OpenSSH's sftp-server, looked up at each request; undefined when the device has none. */
+  /** OpenSSH's sftp-server, looked up at each request; undefined runs Warren's own. */
   sftpServer: () => string | undefined
+  /** Told of each file operation an SFTP session performs. */
+  onFileOperation?: (op: FileOperation) => void
+  /** Why `ssh -A` is refused (certificate or roles), undefined to allow. */
+  agentRefusal: string | undefined
+  /** A socket for SSH_AUTH_SOCK whose connections reach the client's agent. */
+  listenForAgent: () => Promise<AgentSocket>
   log: Logger
 }
 
@@ -37,6 +47,11 @@ export function serveSession(session: Session, context: SessionContext): void {
   const env: Record<string, string> = {}
   let pty: PseudoTtyInfo | undefined
   let proc: SessionProcess | undefined
+  let agent: AgentSocket | undefined
+  let agentAsked = false
+  let closed = false
+  /** The agent socket, once asked for, is listening before a command or shell starts. */
+  let ready: Promise<void> = Promise.resolve()
 
   session.on('pty', (accept, reject, info) => {
     if (!context.permitPty) {
@@ -55,38 +70,66 @@ export function serveSession(session: Session, context: SessionContext): void {
     env[info.key] = info.val
     accept?.()
   })
-  session.on('auth-agent', (_accept, reject) => {
-    log.info('SSH agent forwarding refused', { login: account.name, remote })
-    reject?.()
+  session.on('auth-agent', (accept, reject) => {
+    const fields = { login: account.name, remote }
+    if (context.agentRefusal) {
+      log.info(`SSH agent forwarding refused: ${context.agentRefusal}`, fields)
+      return reject?.()
+    }
+    accept?.()
+    if (agentAsked) return
+    agentAsked = true
+    ready = context.listenForAgent().then(
+      (socket) => {
+        if (closed) return socket.close()
+        agent = socket
+        env.SSH_AUTH_SOCK = socket.path
+        log.debug('SSH agent forwarding on', { ...fields, socket: socket.path })
+      },
+      (error: Error) => log.warn('SSH agent forwarding failed', { ...fields, error }),
+    )
   })
   session.on('x11', (_accept, reject) => {
     log.info('SSH X11 forwarding refused', { login: account.name, remote })
     reject?.()
   })
-  const start = (channel: ServerChannel, command: string | undefined, subsystem?: string) => {
-    if (subsystem) log.info('SSH subsystem started', { subsystem, login: account.name, remote })
+  const start = (channel: ServerChannel, command: string | undefined, subsystem?: { name: string; stderr: Writable }) => {
+    if (subsystem) log.info('SSH subsystem started', { subsystem: subsystem.name, login: account.name, remote })
     else log.info(command === undefined ? 'SSH shell started' : 'SSH command started', { login: account.name, pty: pty !== undefined, remote })
     // A subsystem speaks a binary protocol: never through a pty, which would mangle it.
-    const started = runSession(channel, { account, command, env, pty: subsystem ? undefined : pty })
+    const started = runSession(channel, { account, command, env, pty: subsystem ? undefined : pty, stderr: subsystem?.stderr })
     proc = started
     context.processes.add(started)
     void started.exited.then(() => context.processes.delete(started))
   }
-  session.on('exec', (accept, _reject, info) => start(accept(), info.command))
-  session.on('shell', (accept) => start(accept(), undefined))
+  session.on('exec', (accept, _reject, info) => {
+    const channel = accept()
+    void ready.then(() => closed || start(channel, info.command))
+  })
+  session.on('shell', (accept) => {
+    const channel = accept()
+    void ready.then(() => closed || start(channel, undefined))
+  })
   session.on('subsystem', (accept, reject, info) => {
-    const program = info.name === 'sftp' ? context.sftpServer() : undefined
-    if (!program) {
-      const reason = info.name === 'sftp' ? 'no sftp-server on this device' : 'unknown subsystem'
-      log.info(`SSH subsystem refused: ${reason}`, { subsystem: info.name, login: account.name, remote })
+    if (info.name !== 'sftp') {
+      log.info('SSH subsystem refused: unknown subsystem', { subsystem: info.name, login: account.name, remote })
       return reject?.()
     }
+    // OpenSSH's sftp-server logs each operation on stderr (-e) at INFO; Warren's own always does.
+    const program = context.sftpServer()
+    const argv = program ? [program, '-e', '-l', 'INFO'] : warrenCommand('sftp-server')
+    const report = context.onFileOperation ?? (() => {})
+    const stderr = fileOperationSink(account.home, report, (line) => log.debug('SFTP server said', { line, login: account.name, remote }))
     // Run through the login's shell like a command, as sshd runs a subsystem: same user,
     // environment and refusals (a nologin shell refuses it too).
-    start(accept(), shellQuote(program), info.name)
+    start(accept(), argv.map(shellQuote).join(' '), { name: info.name, stderr })
   })
-  // The client closed the channel (or went away): its processes go with it.
-  session.on('close', () => proc?.terminate())
+  // The client closed the channel (or went away): its processes and agent socket go with it.
+  session.on('close', () => {
+    closed = true
+    proc?.terminate()
+    agent?.close()
+  })
 }
 
 // ---- Processes ----------------------------------------------------------------------------
@@ -97,6 +140,8 @@ interface SessionRequest {
   command: string | undefined
   env: Record<string, string>
   pty: PseudoTtyInfo | undefined
+  /** Where the process's standard error goes instead of the channel's (a subsystem's log). */
+  stderr?: Writable
 }
 
 /** A session's process: the command or shell itself, or `script` holding its pty. */
@@ -176,7 +221,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
   child.stdin!.on('error', () => {}) // EPIPE once the process has gone
   channel.pipe(child.stdin!)
   child.stdout!.pipe(channel, { end: false })
-  child.stderr!.pipe(channel.stderr, { end: false })
+  child.stderr!.pipe(req.stderr ?? channel.stderr, { end: false })
   child.once('error', (err) => {
     const hint = req.pty ? ' (a pty needs util-linux script)' : ''
     channel.stderr.write(`warren: cannot start the session: ${err.message}${hint}\r\n`)

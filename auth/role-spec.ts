@@ -37,7 +37,7 @@ export function parseRole(value: unknown): Role {
     throw new RoleError('metadata.description: must be one line of text, at most 256 characters')
   }
   const spec = record(top.spec ?? {}, 'spec', ['allow', 'deny', 'options'])
-  const options = record(spec.options ?? {}, 'spec.options', ['max_session_ttl'])
+  const options = record(spec.options ?? {}, 'spec.options', ['max_session_ttl', 'port_forwarding', 'forward_agent'])
   let maxSessionTtl: string | undefined
   if (options.max_session_ttl !== undefined) {
     if (typeof options.max_session_ttl !== 'string') throw new RoleError('spec.options.max_session_ttl: must be a duration such as 8h or 30m')
@@ -50,11 +50,18 @@ export function parseRole(value: unknown): Role {
     if (ms > MAX_USER_CERT_TTL_MS) throw new RoleError(`spec.options.max_session_ttl: at most ${MAX_USER_CERT_TTL_MS / 3_600_000}h; user certificates are short-lived`)
     maxSessionTtl = options.max_session_ttl
   }
+  for (const name of ['port_forwarding', 'forward_agent']) {
+    if (options[name] !== undefined && typeof options[name] !== 'boolean') throw new RoleError(`spec.options.${name}: must be true or false`)
+  }
+  const roleOptions: Role['spec']['options'] = {}
+  if (maxSessionTtl !== undefined) roleOptions.max_session_ttl = maxSessionTtl
+  if (options.port_forwarding !== undefined) roleOptions.port_forwarding = options.port_forwarding as boolean
+  if (options.forward_agent !== undefined) roleOptions.forward_agent = options.forward_agent as boolean
   return {
     kind: 'role',
     version: 'v1',
     metadata: { name: metadata.name, ...(metadata.description === undefined ? {} : { description: metadata.description as string }) },
-    spec: { allow: rules(spec.allow, 'spec.allow'), deny: rules(spec.deny, 'spec.deny'), options: maxSessionTtl === undefined ? {} : { max_session_ttl: maxSessionTtl } },
+    spec: { allow: rules(spec.allow, 'spec.allow'), deny: rules(spec.deny, 'spec.deny'), options: roleOptions },
   }
 }
 

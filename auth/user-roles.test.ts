@@ -147,6 +147,28 @@ t.test('access: allow rules add up, deny rules take away, logins default to the 
   t.same(everyLogin.access.logins, [], 'a denied * takes every login')
 })
 
+t.test('forwarding options: port_forwarding false refuses -L and -R, true grants -R; forward_agent true grants -A', async (t) => {
+  const role = (name: string, options: Record<string, unknown>) => parseRole({ kind: 'role', version: 'v1', metadata: { name }, spec: { options } })
+  t.same(role('o', { port_forwarding: true, forward_agent: false }).spec.options, { port_forwarding: true, forward_agent: false })
+  t.throws(() => role('o', { port_forwarding: 'yes' }), /^spec\.options\.port_forwarding: must be true or false$/)
+  t.throws(() => role('o', { forward_agent: 1 }), /^spec\.options\.forward_agent: must be true or false$/)
+  t.throws(() => role('o', { forward_agents: true }), /^spec\.options: unknown key "forward_agents": did you mean forward_agent\?$/)
+
+  const forwarding = (...roles: Record<string, unknown>[]) => {
+    const { local_forwarding, remote_forwarding, agent_forwarding } = resolveAccess(
+      roles.map((options, i) => role(`r${i}`, options)),
+      ['pi'],
+    ).access
+    return { local: local_forwarding, remote: remote_forwarding, agent: agent_forwarding }
+  }
+  t.same(forwarding({}), { local: true, remote: false, agent: false }, 'unset: ssh -L as before, nothing more')
+  t.same(forwarding({ port_forwarding: true }), { local: true, remote: true, agent: false })
+  t.same(forwarding({ port_forwarding: false }), { local: false, remote: false, agent: false })
+  t.same(forwarding({ port_forwarding: true }, { port_forwarding: false }), { local: false, remote: false, agent: false }, 'a role that refuses wins')
+  t.same(forwarding({ forward_agent: true }, { forward_agent: false }), { local: true, remote: false, agent: true }, 'a role that grants the agent suffices')
+  t.same(forwarding(), { local: true, remote: false, agent: false }, 'no role')
+})
+
 t.test('roles are kept in the backend; built-ins are listed and cannot be replaced or removed', async (t) => {
   const { backend, users, roles } = setup(t)
   t.same(

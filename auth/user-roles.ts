@@ -105,9 +105,22 @@ export function resolveAccess(roles: Role[], userLogins: string[]): { access: Ac
   const matchers = (side: 'allow' | 'deny'): LabelMatcher[] => roles.flatMap((role) => (role.spec[side].node_labels ? [role.spec[side].node_labels] : []))
   const ports = (side: 'allow' | 'deny') => [...new Set(roles.flatMap((role) => role.spec[side].ports ?? []))]
   const admin = roles.some((role) => role.spec.allow.admin === true) && !roles.some((role) => role.spec.deny.admin === true)
+  // As in Teleport: port_forwarding: false in any role refuses, forward_agent: true in any allows.
+  const portForwarding = roles.map((role) => role.spec.options.port_forwarding)
+  const forwardingRefused = portForwarding.includes(false)
   const ttls = roles.map((role) => (role.spec.options.max_session_ttl ? parseDuration(role.spec.options.max_session_ttl) : DEFAULT_MAX_SESSION_TTL_MS))
   return {
-    access: { logins, nodes: matchers('allow'), deny_nodes: matchers('deny'), ports: ports('allow'), deny_ports: ports('deny'), admin },
+    access: {
+      logins,
+      nodes: matchers('allow'),
+      deny_nodes: matchers('deny'),
+      ports: ports('allow'),
+      deny_ports: ports('deny'),
+      admin,
+      local_forwarding: !forwardingRefused,
+      remote_forwarding: portForwarding.includes(true) && !forwardingRefused,
+      agent_forwarding: roles.some((role) => role.spec.options.forward_agent === true),
+    },
     maxSessionTtlMs: ttls.length === 0 ? DEFAULT_MAX_SESSION_TTL_MS : Math.min(...ttls),
   }
 }

@@ -15,4 +15,6 @@ export const load = {
   auth: () => import('../auth/server.ts'),
   proxy: () => import('../proxy/proxy.ts'),
   node: () => import('../agent/agent.ts'),
+  sftpServer: () => import('../agent/sftp/stdio.ts'),
+  agentSocket: () => import('../agent/agent-socket.ts'),
 }

@@ -27,6 +27,10 @@ export const WARREN: Program = {
 
 export async function warren(argv: string[]): Promise<number | undefined> {
   if (argv[0] === 'ctl') return (await load.warrenctl()).warrenctl(argv.slice(1))
+  // Helpers the node starts as a login, not commands for people: its own SFTP server, and
+  // the socket of a forwarded SSH agent.
+  if (argv[0] === 'sftp-server') return (await load.sftpServer()).sftpServerCommand()
+  if (argv[0] === 'agent-socket') return (await load.agentSocket()).agentSocketCommand()
   return runProgram(WARREN, argv)
 }
 

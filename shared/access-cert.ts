@@ -23,12 +23,15 @@ const ACCESS_OID_DER = oid(ACCESS_OID)
 const EXTENSIONS_TAG = 0xa3 // [3] EXPLICIT in TBSCertificate
 const BOOLEAN_TAG = 0x01
 
-/** The SSH certificate's extensions: the usual permit-* set and the access. */
+/**
+ * The SSH certificate's extensions: the usual permit-* set, with agent and port forwarding
+ * only as the access allows them (a stock sshd then refuses them too), and the access.
+ */
 export function sshAccessExtensions(access: Access): Record<string, string> {
   return {
     'permit-X11-forwarding': '',
-    'permit-agent-forwarding': '',
-    'permit-port-forwarding': '',
+    ...(access.agent_forwarding ? { 'permit-agent-forwarding': '' } : {}),
+    ...(access.local_forwarding || access.remote_forwarding ? { 'permit-port-forwarding': '' } : {}),
     'permit-pty': '',
     'permit-user-rc': '',
     [ACCESS_SSH_EXTENSION]: encodeAccess(access),

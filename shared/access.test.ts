@@ -12,7 +12,18 @@ const LAB = { env: 'lab', site: 'berlin' }
 const PROD = { env: 'prod', site: 'berlin' }
 
 function access(overrides: Partial<Access> = {}): Access {
-  return { logins: ['pi'], nodes: [], deny_nodes: [], ports: [], deny_ports: [], admin: false, ...overrides }
+  return {
+    logins: ['pi'],
+    nodes: [],
+    deny_nodes: [],
+    ports: [],
+    deny_ports: [],
+    admin: false,
+    local_forwarding: true,
+    remote_forwarding: false,
+    agent_forwarding: false,
+    ...overrides,
+  }
 }
 
 t.test('a matcher selects the nodes whose labels it names, with * for any value and {"*": ["*"]} for any node', async (t) => {
@@ -68,6 +79,17 @@ t.test('the compact JSON reads back, and anything malformed is refused', async (
   t.throws(() => decodeAccess(JSON.stringify({ ...original, logins: 'root' })), /"logins" is not a list of strings/)
   t.throws(() => decodeAccess(JSON.stringify({ ...original, nodes: [{ env: 'lab' }] })), /"nodes" holds a label whose values are not strings/)
   t.throws(() => decodeAccess(JSON.stringify({ ...original, admin: 'yes' })), /"admin"/)
+})
+
+t.test('forwarding: absent from older certificates means ssh -L only; the permit-* extensions follow the access', async (t) => {
+  const { local_forwarding, remote_forwarding, agent_forwarding, ...older } = access()
+  t.match(decodeAccess(JSON.stringify(older)), { local_forwarding: true, remote_forwarding: false, agent_forwarding: false })
+  t.throws(() => decodeAccess(JSON.stringify({ ...older, agent_forwarding: 'yes' })), /"agent_forwarding" is not true or false/)
+  const permits = (overrides: Partial<Access>) => Object.keys(sshAccessExtensions(access(overrides))).filter((name) => /^permit-(agent|port)-forwarding$/.test(name))
+  t.same(permits({}), ['permit-port-forwarding'])
+  t.same(permits({ local_forwarding: false }), [], 'neither -L nor -R: a stock sshd refuses both too')
+  t.same(permits({ local_forwarding: false, remote_forwarding: true }), ['permit-port-forwarding'])
+  t.same(permits({ agent_forwarding: true }), ['permit-agent-forwarding', 'permit-port-forwarding'])
 })
 
 t.test('both user certificates carry the access; OpenSSH and OpenSSL see the extensions', async (t) => {

@@ -18,7 +18,16 @@ export interface Access {
   deny_ports: string[]
   /** May administer the cluster (the built-in role `editor`). */
   admin: boolean
+  /** May forward ports from the node (`ssh -L`); unless a role sets port_forwarding: false. */
+  local_forwarding: boolean
+  /** May listen on the node (`ssh -R`); when a role sets port_forwarding: true and none false. */
+  remote_forwarding: boolean
+  /** May forward an SSH agent to the node (`ssh -A`); when a role sets forward_agent: true. */
+  agent_forwarding: boolean
 }
+
+/** What a certificate issued before the forwarding options allows: ssh -L only, as then. */
+const FORWARDING_BEFORE_OPTIONS = { local_forwarding: true, remote_forwarding: false, agent_forwarding: false }
 
 export const WILDCARD = '*'
 
@@ -27,7 +36,7 @@ export const WILDCARD = '*'
  * certificate's principals as logins, so that clusters that were running keep working.
  */
 export function legacyAccess(principals: string[]): Access {
-  return { logins: [...principals], nodes: [{ [WILDCARD]: [WILDCARD] }], deny_nodes: [], ports: [WILDCARD], deny_ports: [], admin: false }
+  return { logins: [...principals], nodes: [{ [WILDCARD]: [WILDCARD] }], deny_nodes: [], ports: [WILDCARD], deny_ports: [], admin: false, ...FORWARDING_BEFORE_OPTIONS }
 }
 
 /** Whether a matcher selects a node with `labels`: every name it lists must match. An empty matcher selects nothing. */
@@ -69,6 +78,9 @@ export function encodeAccess(access: Access): string {
     ports: access.ports,
     deny_ports: access.deny_ports,
     admin: access.admin,
+    local_forwarding: access.local_forwarding,
+    remote_forwarding: access.remote_forwarding,
+    agent_forwarding: access.agent_forwarding,
   })
 }
 
@@ -100,6 +112,12 @@ export function decodeAccess(json: string): Access {
     return list as LabelMatcher[]
   }
   if (typeof record.admin !== 'boolean') throw bad('"admin" is not true or false')
+  // Absent from certificates issued before the forwarding options: what they allowed then.
+  const flag = (name: keyof typeof FORWARDING_BEFORE_OPTIONS): boolean => {
+    const value = record[name] ?? FORWARDING_BEFORE_OPTIONS[name]
+    if (typeof value !== 'boolean') throw bad(`"${name}" is not true or false`)
+    return value
+  }
   return {
     logins: strings('logins'),
     nodes: matchers('nodes'),
@@ -107,5 +125,8 @@ export function decodeAccess(json: string): Access {
     ports: strings('ports'),
     deny_ports: strings('deny_ports'),
     admin: record.admin,
+    local_forwarding: flag('local_forwarding'),
+    remote_forwarding: flag('remote_forwarding'),
+    agent_forwarding: flag('agent_forwarding'),
   }
 }

@@ -291,6 +291,14 @@ const ssh = section({
     default: 'declared',
     doc: 'where ssh -L may go: the declared forward_ports, any host:port the node reaches, or nowhere',
   }),
+  sftpServer: key(
+    'sftp_server',
+    string((value) => (value === 'auto' || value === 'builtin' || value.startsWith('/') ? undefined : 'must be auto, builtin or the absolute path of an sftp-server')),
+    {
+      default: 'auto',
+      doc: "what serves scp and sftp: OpenSSH's sftp-server if the device has one, else Warren's own (auto); always Warren's own (builtin); or an sftp-server's path",
+    },
+  ),
 })
 
 export const CONFIG_SCHEMA = section(

@@ -115,6 +115,7 @@ t.test('a full valid file', async (t) => {
         { name: 'db', addr: '[::1]:5432' },
       ],
       portForwarding: 'any',
+      sftpServer: 'auto',
     },
   } satisfies WarrenConfig)
 })
@@ -261,6 +262,7 @@ t.test('ill-typed values name the key path and line', async (t) => {
   configError(t, 'log:\n  level: verbose\n', '/etc/warren.yaml: line 2: "log.level" must be one of debug, info, warn, error')
   configError(t, 'version: v3\n', '/etc/warren.yaml: line 1: "version" must be one of v1')
   configError(t, 'ssh_service:\n  port_forwarding: all\n', '/etc/warren.yaml: line 2: "ssh_service.port_forwarding" must be one of declared, any, off')
+  configError(t, 'ssh_service:\n  sftp_server: none\n', '/etc/warren.yaml: line 2: "ssh_service.sftp_server" must be auto, builtin or the absolute path of an sftp-server')
   configError(t, 'auth_service:\n  join_rate_limit: { burst: 1.5 }\n', '/etc/warren.yaml: line 2: "auth_service.join_rate_limit.burst" must be a whole number above zero')
   configError(t, 'auth_service: yes\n', '/etc/warren.yaml: line 1: "auth_service" must be a section of keys')
   configError(t, '- a\n- b\n', '/etc/warren.yaml: line 1: the config must be a map of keys such as "auth_service:"')

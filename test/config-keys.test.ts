@@ -9,6 +9,7 @@ import { PassThrough } from 'node:stream'
 import t from 'tap'
 import { stringify } from 'yaml'
 import { forwardRefusal } from '../agent/forward-policy.ts'
+import { sftpServerProgram } from '../agent/sftp-server.ts'
 import { FailureRateLimiter } from '../auth/rate-limit.ts'
 import { TrustedAddresses } from '../proxy/listener/trusted.ts'
 import { parseConfig, type WarrenConfig } from '../shared/config.ts'
@@ -120,6 +121,13 @@ const ROWS: Row[] = [
     fields: ['ssh.portForwarding'],
     reader: ['agent/forward-policy.ts', 'ssh.portForwarding'],
     effect: (config) => forwardRefusal(config.ssh, '192.0.2.1', 80),
+  },
+  {
+    key: 'ssh_service.sftp_server',
+    value: '/opt/openssh/sftp-server',
+    fields: ['ssh.sftpServer'],
+    reader: ['agent/agent.ts', 'this.config.ssh.sftpServer'],
+    effect: (config) => sftpServerProgram(config.ssh.sftpServer),
   },
 ]
 

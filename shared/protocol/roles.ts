@@ -21,7 +21,13 @@ export interface RoleJson {
   spec: {
     allow: RoleRules
     deny: RoleRules
-    options: { max_session_ttl?: string }
+    options: {
+      max_session_ttl?: string
+      /** ssh -L and -R: false refuses both, true allows both; unset allows -L only. */
+      port_forwarding?: boolean
+      /** ssh -A: true allows it. */
+      forward_agent?: boolean
+    }
   }
 }
 

@@ -1,0 +1,69 @@
+// The file operations an SFTP server reports on its standard error, as the node reads them:
+// OpenSSH's sftp-server log lines (as its version 9.2 writes them with -e -l INFO) and
+// Warren's own JSON lines, split however the pipe delivers them.
+
+import t from 'tap'
+import { type FileOperation, fileOperationLine, fileOperationSink, parseFileOperationLine } from './file-operations.ts'
+
+const HOME = '/home/pi'
+
+t.test("OpenSSH's log lines, relative paths from the login's home", async (t) => {
+  const lines: [string, FileOperation[]][] = [
+    ['open "/tmp/b.txt" flags WRITE,CREATE,TRUNCATE mode 0644\r', [{ operation: 'open', path: '/tmp/b.txt' }]],
+    ['close "/tmp/b.txt" bytes read 0 written 3', [{ operation: 'write', path: '/tmp/b.txt', bytes: 3 }]],
+    [
+      'close "b.txt" bytes read 7 written 3',
+      [
+        { operation: 'read', path: '/home/pi/b.txt', bytes: 7 },
+        { operation: 'write', path: '/home/pi/b.txt', bytes: 3 },
+      ],
+    ],
+    ['close "b.txt" bytes read 0 written 0', []],
+    ['mkdir name "d" mode 0777', [{ operation: 'mkdir', path: '/home/pi/d' }]],
+    ['rmdir name "/tmp/d"', [{ operation: 'rmdir', path: '/tmp/d' }]],
+    ['remove name "/tmp/d/e.txt"', [{ operation: 'remove', path: '/tmp/d/e.txt' }]],
+    ['posix-rename old "/tmp/b.txt" new "/tmp/d/e.txt"', [{ operation: 'rename', path: '/tmp/b.txt', target: '/tmp/d/e.txt' }]],
+    ['rename old "a" new "b"', [{ operation: 'rename', path: '/home/pi/a', target: '/home/pi/b' }]],
+    ['symlink old "a.txt" new "/tmp/l"', [{ operation: 'symlink', path: '/tmp/l', target: 'a.txt' }]],
+    ['hardlink old "a.txt" new "h.txt"', [{ operation: 'link', path: '/home/pi/h.txt', target: '/home/pi/a.txt' }]],
+    ['set "/tmp/d/e.txt" mode 0600', [{ operation: 'setstat', path: '/tmp/d/e.txt' }]],
+    ['set "/tmp/d/e.txt" modtime 20261204-04:40:00', [{ operation: 'setstat', path: '/tmp/d/e.txt' }]],
+    ['session opened for local user pi from [UNKNOWN]', []],
+    ['opendir "/tmp/d/"', []],
+    ['sent status No such file', []],
+  ]
+  for (const [line, ops] of lines) t.same(parseFileOperationLine(line, HOME), ops, line)
+})
+
+t.test("Warren's JSON lines read back; a line that is not one reports nothing", async (t) => {
+  const op: FileOperation = { operation: 'rename', path: '/tmp/a', target: '/tmp/b' }
+  t.same(parseFileOperationLine(fileOperationLine(op).trim(), HOME), [op])
+  t.same(parseFileOperationLine('{"operation":"write","path":"/tmp/a","bytes":12}', HOME), [{ operation: 'write', path: '/tmp/a', bytes: 12 }])
+  t.same(parseFileOperationLine('{"operation":"format","path":"/"}', HOME), [], 'an unknown operation')
+  t.same(parseFileOperationLine('{"operation":"open"}', HOME), [], 'no path')
+  t.same(parseFileOperationLine('{"operation":"write","path":"/a","bytes":-1}', HOME), [{ operation: 'write', path: '/a' }], 'a count that is no count is left out')
+  t.same(parseFileOperationLine('{not json', HOME), [])
+})
+
+t.test('the sink joins lines split across writes, UTF-8 too, and drops an overlong line', async (t) => {
+  const ops: FileOperation[] = []
+  const other: string[] = []
+  const sink = fileOperationSink(
+    HOME,
+    (op) => ops.push(op),
+    (line) => other.push(line),
+  )
+  const write = (data: string | Buffer) => new Promise<void>((resolve) => sink.write(data, () => resolve()))
+  const line = Buffer.from('remove name "é.txt"\n')
+  await write(line.subarray(0, 14)) // cuts é in two
+  await write(line.subarray(14))
+  await write('hello\nmkdir name "x" mo')
+  await write(`de 0755\n${'y'.repeat(20_000)}`)
+  await write(`${'y'.repeat(20_000)}\nrmdir name "x"\n`)
+  t.same(ops, [
+    { operation: 'remove', path: '/home/pi/é.txt' },
+    { operation: 'mkdir', path: '/home/pi/x' },
+    { operation: 'rmdir', path: '/home/pi/x' },
+  ])
+  t.same(other, ['hello'], 'the overlong line is neither reported nor passed on')
+})
