@@ -72,3 +72,23 @@ export function cpuSecondsOf(pids: number[]): number {
   }
   return total
 }
+
+/**
+ * User plus system CPU time in seconds of `pid` and, separately, of its children that it
+ * has waited for (and theirs): sshd's connection processes, a node's session processes.
+ */
+export function cpuWithReapedChildren(pid: number): { own: number; children: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // utime, stime, cutime and cstime are fields 14 to 17.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return { own: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND, children: (Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND }
+}
+
+/** Waits until `pid` has no more descendants than `count` (a connection's processes have exited and been reaped). */
+export async function descendantsDown(pid: number, count: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (processTree(pid).length - 1 > count) {
+    if (Date.now() > deadline) throw new Error(`process ${pid} still has ${processTree(pid).length - 1} descendants after ${timeoutMs} ms`)
+    await sleep(20)
+  }
+}

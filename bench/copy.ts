@@ -1,0 +1,269 @@
+// File copies and interactive latency through Warren against OpenSSH's own path, in one run,
+// with the same stock OpenSSH client on both:
+//
+//   warren   scp → ssh → ProxyCommand `warren proxy ssh` → TLS → proxy → TLS 1.3 + yamux →
+//            agent (the node's SSH server, ssh2) → sftp-server
+//   openssh  scp → ssh → ProxyJump (`ssh -W` through a first sshd) → sshd → sftp-server
+//
+// Warren's client is configured by the ssh_config `warrenctl auth sign --format=openssh`
+// writes (the one `warren login` writes); both paths log in as root and run the same
+// sftp-server, and scp runs in its default SFTP mode (OpenSSH 9.0 and later).
+//
+// Per round and path: a random file copied to the node and back, each copy timed from
+// scp's start to its exit (the connection's set-up included, as a user waits for it) and
+// its sha256 checked (a copy that arrives wrong fails the run); 64-byte round trips through
+// `cat` in an `ssh -tt` session; the CPU time the node side spent per GB copied (the agent
+// and the sessions it ran, or sshd and its connection processes) and that of the hop in
+// between (Warren's proxy, the jump sshd). Rounds alternate the paths; medians are reported.
+//
+//   npm run bench:copy [-- --size=1G --rounds=3 --round-trips=2000]
+//
+// Needs root (sshd, and logins as root on both paths) and OpenSSH's sftp-server.
+
+import { spawnSync } from 'node:child_process'
+import { rmSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { findSftpServer } from '../agent/sftp-server.ts'
+import { tempDir } from '../test/helpers/cluster.ts'
+import { interactiveRoundTrips, randomFile, sha256File, timed } from './lib/file-copy.ts'
+import { type LatencyResult, median } from './lib/measure.ts'
+import { cpuWithReapedChildren, descendantsDown, processTree } from './lib/proc-stats.ts'
+import { type Sshd, sshdMissing, startSshd } from './lib/sshd.ts'
+import { formatTable } from './lib/table.ts'
+import { NODE_NAME, startWarrenCluster } from './lib/warren-path.ts'
+
+const { values } = parseArgs({
+  options: {
+    size: { type: 'string', default: '1G' },
+    rounds: { type: 'string', default: '3' },
+    'round-trips': { type: 'string', default: '2000' },
+  },
+})
+const bytes = parseSize(values.size)
+const rounds = Number(values.rounds)
+const roundTripCount = Number(values['round-trips'])
+
+/** A size in bytes: a number with K, M or G (powers of 1024), as `--size=1G` or `--size=64M`. */
+function parseSize(text: string): number {
+  const match = /^(\d+)([KMG]?)$/i.exec(text)
+  if (!match) throw new Error(`--size=${text}: give a number of bytes with K, M or G, as 1G or 64M`)
+  return Number(match[1]) * 1024 ** ' KMG'.indexOf((match[2] || ' ').toUpperCase())
+}
+
+const missing = sshdMissing() ?? (findSftpServer() ? undefined : "OpenSSH's sftp-server is not installed (apt-get install openssh-sftp-server)")
+if (missing) {
+  console.error(`bench:copy needs the OpenSSH baseline: ${missing}`)
+  process.exit(1)
+}
+
+interface CopyPath {
+  name: 'warren' | 'openssh'
+  /** ssh/scp options and the destination that reaches the node as root. */
+  ssh: string[]
+  host: string
+  /** The node side: the process whose own and reaped children's CPU time is counted. */
+  nodePid: number
+  /** The hop between client and node. */
+  hopPid: number
+}
+
+interface Sample {
+  toNode: number
+  fromNode: number
+  /** CPU seconds per GB copied, the mean of both directions. */
+  nodeCpu: number
+  /** Of which the agent itself, without the sessions it ran (Warren only). */
+  nodeOwnCpu: number
+  hopCpu: number
+  latency: LatencyResult
+}
+
+const stops: (() => Promise<void>)[] = []
+const cleanup = async () => {
+  for (const stop of stops.splice(0).reverse()) await stop().catch(() => {})
+}
+process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
+
+/** The cluster, a user allowed root, and the ssh_config its login writes. */
+async function warrenPath(): Promise<CopyPath> {
+  const cluster = await startWarrenCluster({ nodeYaml: ['ssh_service:', '  listen_addr: 127.0.0.1:0'] })
+  stops.push(cluster.stop)
+  const profile = tempDir('warren-bench-user-')
+  for (const args of [
+    ['users', 'add', 'bench', '--logins=root'],
+    ['auth', 'sign', '--user=bench', '--ttl=12h', `--out=${profile}`, '--format=openssh', `--proxy=${cluster.proxy.web}`],
+  ]) {
+    const result = await cluster.auth.ctl(args)
+    if (result.code !== 0) throw new Error(`warrenctl ${args.join(' ')} failed: ${result.stderr}`)
+  }
+  return {
+    name: 'warren',
+    ssh: ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes'],
+    host: `root@${NODE_NAME}`,
+    nodePid: cluster.node.child.pid!,
+    hopPid: cluster.proxy.daemon.child.pid!,
+  }
+}
+
+/** Two sshds: the node's, reached with ProxyJump through the other's. */
+async function opensshPath(sftpServer: string): Promise<CopyPath> {
+  const jump = await startSshd({ forwarding: 'yes' })
+  stops.push(jump.stop)
+  const target = await startSshd({ forwarding: 'no', sftpServer, userKey: jump.userKey })
+  stops.push(target.stop)
+  const dir = tempDir('warren-bench-openssh-')
+  const knownHost = (sshd: Sshd) => `[127.0.0.1]:${sshd.port} ${sshd.hostKey}`
+  writeFileSync(join(dir, 'known_hosts'), [knownHost(jump), knownHost(target), ''].join('\n'))
+  writeFileSync(
+    join(dir, 'ssh_config'),
+    [
+      'Host jump',
+      '    HostName 127.0.0.1',
+      `    Port ${jump.port}`,
+      'Host node',
+      '    HostName 127.0.0.1',
+      `    Port ${target.port}`,
+      '    ProxyJump jump',
+      'Host *',
+      '    User root',
+      `    UserKnownHostsFile ${join(dir, 'known_hosts')}`,
+      '    StrictHostKeyChecking yes',
+      '    IdentitiesOnly yes',
+      `    IdentityFile ${jump.userKey}`,
+      '',
+    ].join('\n'),
+  )
+  return { name: 'openssh', ssh: ['-F', join(dir, 'ssh_config'), '-o', 'BatchMode=yes'], host: 'root@node', nodePid: target.pid, hopPid: jump.pid }
+}
+
+/** The cipher the client and the node agreed on, from the client's verbose log. */
+function cipherOf(path: CopyPath): string {
+  const log = spawnSync('ssh', ['-v', ...path.ssh, path.host, 'true'], { encoding: 'utf8' }).stderr
+  return /kex: server->client cipher: (\S+) MAC: (\S+)/.exec(log)?.slice(1).join(', MAC ') ?? 'unknown cipher'
+}
+
+const work = tempDir('warren-bench-copy-')
+const source = join(work, 'source.bin')
+const remoteDir = tempDir('warren-bench-remote-')
+const results = new Map<string, Sample[]>()
+const notes: string[] = []
+
+/** Copies `from` to `to` with scp on `path` and checks the file that arrived; MB/s and the CPU it cost per GB. */
+async function copy(path: CopyPath, from: string, to: string, arrived: string, expected: string, baseline: { node: number; hop: number }) {
+  const nodeBefore = cpuWithReapedChildren(path.nodePid)
+  const hopBefore = cpuWithReapedChildren(path.hopPid)
+  const seconds = await timed('scp', ['-q', ...path.ssh, from, to])
+  // The connection's processes on each side are counted once they have exited.
+  await descendantsDown(path.nodePid, baseline.node)
+  await descendantsDown(path.hopPid, baseline.hop)
+  const nodeAfter = cpuWithReapedChildren(path.nodePid)
+  const hopAfter = cpuWithReapedChildren(path.hopPid)
+  const sum = (cpu: { own: number; children: number }) => cpu.own + cpu.children
+  const digest = await sha256File(arrived)
+  if (digest !== expected) throw new Error(`${path.name}: scp ${from} ${to} copied wrongly: sha256 ${digest}, the source has ${expected}`)
+  const perGB = 1e9 / bytes
+  return {
+    mbPerSecond: bytes / 1e6 / seconds,
+    nodeCpu: (sum(nodeAfter) - sum(nodeBefore)) * perGB,
+    nodeOwnCpu: (nodeAfter.own - nodeBefore.own) * perGB,
+    hopCpu: (sum(hopAfter) - sum(hopBefore)) * perGB,
+  }
+}
+
+try {
+  process.stderr.write(`writing ${bytes} random bytes\n`)
+  const expected = randomFile(source, bytes)
+  const sftpServer = findSftpServer()!
+  const paths = [await warrenPath(), await opensshPath(sftpServer)]
+  for (const path of paths) notes.push(`${path.name}: ${cipherOf(path)}`)
+  notes.push(`both: ${sftpServer}, scp in its default (SFTP) mode, ${spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim()}`)
+  const baselines = new Map(paths.map((path) => [path.name, { node: processTree(path.nodePid).length - 1, hop: processTree(path.hopPid).length - 1 }]))
+
+  // One unmeasured pass first: JIT compilation of the agent and proxy, the page cache.
+  for (const path of paths) {
+    process.stderr.write(`warming up ${path.name}\n`)
+    const warm = join(work, 'warm.bin')
+    randomFile(warm, Math.min(bytes, 32 << 20))
+    await timed('scp', ['-q', ...path.ssh, warm, `${path.host}:${join(remoteDir, 'warm.bin')}`])
+    await interactiveRoundTrips([...path.ssh, path.host], 200)
+    rmSync(join(remoteDir, 'warm.bin'))
+  }
+  for (let round = 1; round <= rounds; round++) {
+    for (const path of round % 2 === 0 ? [...paths].reverse() : paths) {
+      const remote = join(remoteDir, `${path.name}.bin`)
+      const back = join(work, `${path.name}.back`)
+      const baseline = baselines.get(path.name)!
+      const up = await copy(path, source, `${path.host}:${remote}`, remote, expected, baseline)
+      const down = await copy(path, `${path.host}:${remote}`, back, back, expected, baseline)
+      rmSync(remote)
+      rmSync(back)
+      const latency = await interactiveRoundTrips([...path.ssh, path.host], roundTripCount)
+      const sample: Sample = {
+        toNode: up.mbPerSecond,
+        fromNode: down.mbPerSecond,
+        nodeCpu: (up.nodeCpu + down.nodeCpu) / 2,
+        nodeOwnCpu: (up.nodeOwnCpu + down.nodeOwnCpu) / 2,
+        hopCpu: (up.hopCpu + down.hopCpu) / 2,
+        latency,
+      }
+      results.set(path.name, [...(results.get(path.name) ?? []), sample])
+      process.stderr.write(
+        `  ${path.name.padEnd(8)} to node ${up.mbPerSecond.toFixed(0).padStart(4)} MB/s  from node ${down.mbPerSecond.toFixed(0).padStart(4)} MB/s  p50 ${latency.p50Us.toFixed(0).padStart(5)} µs  p99 ${latency.p99Us.toFixed(0).padStart(5)} µs\n`,
+      )
+    }
+    process.stderr.write(`round ${round}/${rounds} done\n`)
+  }
+} finally {
+  await cleanup()
+  rmSync(work, { recursive: true, force: true })
+  rmSync(remoteDir, { recursive: true, force: true })
+}
+
+const rows = [...results].map(([name, samples]) => {
+  const of = (pick: (sample: Sample) => number) => median(samples.map(pick))
+  return {
+    name,
+    toNode: of((s) => s.toNode),
+    fromNode: of((s) => s.fromNode),
+    p50: of((s) => s.latency.p50Us),
+    p99: of((s) => s.latency.p99Us),
+    nodeCpu: of((s) => s.nodeCpu),
+    nodeOwnCpu: of((s) => s.nodeOwnCpu),
+    hopCpu: of((s) => s.hopCpu),
+  }
+})
+const warren = rows.find((row) => row.name === 'warren')!
+const openssh = rows.find((row) => row.name === 'openssh')!
+const size = bytes >= 1 << 30 ? `${bytes / 2 ** 30} GiB` : `${bytes / 2 ** 20} MiB`
+
+console.log(
+  `\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()[0]!.toFixed(1)}; ${size} each way, ${roundTripCount} round trips of 64 B, median of ${rounds} rounds\n`,
+)
+console.log(
+  formatTable(
+    ['path', 'to node MB/s', 'from node MB/s', 'p50 µs', 'p99 µs', 'node CPU s/GB', 'hop CPU s/GB'],
+    rows.map((row) => [row.name, row.toNode.toFixed(0), row.fromNode.toFixed(0), row.p50.toFixed(0), row.p99.toFixed(0), row.nodeCpu.toFixed(2), row.hopCpu.toFixed(2)]),
+  ),
+)
+console.log(
+  `\nnode CPU: warren is the agent and the sessions it ran (the agent alone ${warren.nodeOwnCpu.toFixed(2)} s/GB), openssh is sshd and its connection processes; sftp-server on both. hop: Warren's proxy, the jump sshd.`,
+)
+for (const note of notes) console.log(note)
+
+const ratio = (a: number, b: number) => (a / b).toFixed(2)
+const verdict = (met: boolean) => (met ? 'PASS' : 'MISS')
+console.log('\nWarren ÷ OpenSSH')
+console.log(
+  formatTable(
+    ['figure', 'ratio', 'target', 'verdict'],
+    [
+      ['throughput to node', ratio(warren.toNode, openssh.toNode), '≥ 1.00', verdict(warren.toNode >= openssh.toNode)],
+      ['throughput from node', ratio(warren.fromNode, openssh.fromNode), '≥ 1.00', verdict(warren.fromNode >= openssh.fromNode)],
+      ['interactive p50', ratio(warren.p50, openssh.p50), '≤ 1.00', verdict(warren.p50 <= openssh.p50)],
+      ['interactive p99', ratio(warren.p99, openssh.p99), '—', ''],
+      ['node CPU per GB', ratio(warren.nodeCpu, openssh.nodeCpu), '—', ''],
+    ],
+  ),
+)
