@@ -6,8 +6,10 @@
 //   openssh  scp → ssh → ProxyJump (`ssh -W` through a first sshd) → sshd → sftp-server
 //
 // Warren's client is configured by the ssh_config `warrenctl auth sign --format=openssh`
-// writes (the one `warren login` writes); both paths log in as root and run the same
-// sftp-server, and scp runs in its default SFTP mode (OpenSSH 9.0 and later).
+// writes (the one `warren login` writes). Both paths log in as the same throwaway account
+// whose shell is /bin/sh (root's startup files here take a second or more, which would weigh
+// on every copy), run the same sftp-server, and scp runs in its default SFTP mode (OpenSSH
+// 9.0 and later).
 //
 // Per round and path: a random file copied to the node and back, each copy timed from
 // scp's start to its exit (the connection's set-up included, as a user waits for it) and
@@ -18,15 +20,16 @@
 //
 //   npm run bench:copy [-- --size=1G --rounds=3 --round-trips=2000]
 //
-// Needs root (sshd, and logins as root on both paths) and OpenSSH's sftp-server.
+// Needs root (sshd, and the throwaway account) and OpenSSH's sftp-server.
 
-import { spawnSync } from 'node:child_process'
-import { rmSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { chownSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { lookupPasswd } from '../agent/login-accounts.ts'
 import { findSftpServer } from '../agent/sftp-server.ts'
-import { tempDir } from '../test/helpers/cluster.ts'
+import { tempDir, testLogin } from '../test/helpers/cluster.ts'
 import { interactiveRoundTrips, randomFile, sha256File, timed } from './lib/file-copy.ts'
 import { type LatencyResult, median } from './lib/measure.ts'
 import { cpuWithReapedChildren, descendantsDown, processTree } from './lib/proc-stats.ts'
@@ -44,6 +47,8 @@ const { values } = parseArgs({
 const bytes = parseSize(values.size)
 const rounds = Number(values.rounds)
 const roundTripCount = Number(values['round-trips'])
+/** `ssh node true` this many times a round, for the set-up a copy's time includes. */
+const SESSIONS_PER_ROUND = 5
 
 /** A size in bytes: a number with K, M or G (powers of 1024), as `--size=1G` or `--size=64M`. */
 function parseSize(text: string): number {
@@ -60,7 +65,7 @@ if (missing) {
 
 interface CopyPath {
   name: 'warren' | 'openssh'
-  /** ssh/scp options and the destination that reaches the node as root. */
+  /** ssh/scp options and the destination that reaches the node as the login. */
   ssh: string[]
   host: string
   /** The node side: the process whose own and reaped children's CPU time is counted. */
@@ -78,6 +83,8 @@ interface Sample {
   nodeOwnCpu: number
   hopCpu: number
   latency: LatencyResult
+  /** `ssh node true`, seconds: the set-up every copy's time includes. */
+  session: number
 }
 
 const stops: (() => Promise<void>)[] = []
@@ -86,13 +93,19 @@ const cleanup = async () => {
 }
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
 
-/** The cluster, a user allowed root, and the ssh_config its login writes. */
+// Both paths log in as this account and write to its own directory.
+const login = testLogin()
+const account = lookupPasswd(login)!
+const remoteDir = tempDir('warren-bench-remote-')
+chownSync(remoteDir, account.uid, account.gid)
+
+/** The cluster, a user allowed the login, and the ssh_config its login writes. */
 async function warrenPath(): Promise<CopyPath> {
   const cluster = await startWarrenCluster({ nodeYaml: ['ssh_service:', '  listen_addr: 127.0.0.1:0'] })
   stops.push(cluster.stop)
   const profile = tempDir('warren-bench-user-')
   for (const args of [
-    ['users', 'add', 'bench', '--logins=root'],
+    ['users', 'add', 'bench', `--logins=${login}`],
     ['auth', 'sign', '--user=bench', '--ttl=12h', `--out=${profile}`, '--format=openssh', `--proxy=${cluster.proxy.web}`],
   ]) {
     const result = await cluster.auth.ctl(args)
@@ -101,7 +114,7 @@ async function warrenPath(): Promise<CopyPath> {
   return {
     name: 'warren',
     ssh: ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes'],
-    host: `root@${NODE_NAME}`,
+    host: `${login}@${NODE_NAME}`,
     nodePid: cluster.node.child.pid!,
     hopPid: cluster.proxy.daemon.child.pid!,
   }
@@ -109,6 +122,9 @@ async function warrenPath(): Promise<CopyPath> {
 
 /** Two sshds: the node's, reached with ProxyJump through the other's. */
 async function opensshPath(sftpServer: string): Promise<CopyPath> {
+  // useradd leaves the password locked ("!"), which sshd without PAM takes for a locked
+  // account even for key logins; "*" allows no password either.
+  execFileSync('usermod', ['-p', '*', login])
   const jump = await startSshd({ forwarding: 'yes' })
   stops.push(jump.stop)
   const target = await startSshd({ forwarding: 'no', sftpServer, userKey: jump.userKey })
@@ -127,7 +143,7 @@ async function opensshPath(sftpServer: string): Promise<CopyPath> {
       `    Port ${target.port}`,
       '    ProxyJump jump',
       'Host *',
-      '    User root',
+      `    User ${login}`,
       `    UserKnownHostsFile ${join(dir, 'known_hosts')}`,
       '    StrictHostKeyChecking yes',
       '    IdentitiesOnly yes',
@@ -135,7 +151,7 @@ async function opensshPath(sftpServer: string): Promise<CopyPath> {
       '',
     ].join('\n'),
   )
-  return { name: 'openssh', ssh: ['-F', join(dir, 'ssh_config'), '-o', 'BatchMode=yes'], host: 'root@node', nodePid: target.pid, hopPid: jump.pid }
+  return { name: 'openssh', ssh: ['-F', join(dir, 'ssh_config'), '-o', 'BatchMode=yes'], host: `${login}@node`, nodePid: target.pid, hopPid: jump.pid }
 }
 
 /** The cipher the client and the node agreed on, from the client's verbose log. */
@@ -146,7 +162,6 @@ function cipherOf(path: CopyPath): string {
 
 const work = tempDir('warren-bench-copy-')
 const source = join(work, 'source.bin')
-const remoteDir = tempDir('warren-bench-remote-')
 const results = new Map<string, Sample[]>()
 const notes: string[] = []
 
@@ -200,6 +215,8 @@ try {
       rmSync(remote)
       rmSync(back)
       const latency = await interactiveRoundTrips([...path.ssh, path.host], roundTripCount)
+      const sessions: number[] = []
+      for (let i = 0; i < SESSIONS_PER_ROUND; i++) sessions.push(await timed('ssh', [...path.ssh, path.host, 'true']))
       const sample: Sample = {
         toNode: up.mbPerSecond,
         fromNode: down.mbPerSecond,
@@ -207,10 +224,11 @@ try {
         nodeOwnCpu: (up.nodeOwnCpu + down.nodeOwnCpu) / 2,
         hopCpu: (up.hopCpu + down.hopCpu) / 2,
         latency,
+        session: median(sessions),
       }
       results.set(path.name, [...(results.get(path.name) ?? []), sample])
       process.stderr.write(
-        `  ${path.name.padEnd(8)} to node ${up.mbPerSecond.toFixed(0).padStart(4)} MB/s  from node ${down.mbPerSecond.toFixed(0).padStart(4)} MB/s  p50 ${latency.p50Us.toFixed(0).padStart(5)} µs  p99 ${latency.p99Us.toFixed(0).padStart(5)} µs\n`,
+        `  ${path.name.padEnd(8)} to node ${up.mbPerSecond.toFixed(0).padStart(4)} MB/s  from node ${down.mbPerSecond.toFixed(0).padStart(4)} MB/s  p50 ${latency.p50Us.toFixed(0).padStart(5)} µs  p99 ${latency.p99Us.toFixed(0).padStart(5)} µs  session ${(sample.session * 1000).toFixed(0)} ms\n`,
       )
     }
     process.stderr.write(`round ${round}/${rounds} done\n`)
@@ -232,6 +250,7 @@ const rows = [...results].map(([name, samples]) => {
     nodeCpu: of((s) => s.nodeCpu),
     nodeOwnCpu: of((s) => s.nodeOwnCpu),
     hopCpu: of((s) => s.hopCpu),
+    session: of((s) => s.session),
   }
 })
 const warren = rows.find((row) => row.name === 'warren')!
@@ -243,8 +262,17 @@ console.log(
 )
 console.log(
   formatTable(
-    ['path', 'to node MB/s', 'from node MB/s', 'p50 µs', 'p99 µs', 'node CPU s/GB', 'hop CPU s/GB'],
-    rows.map((row) => [row.name, row.toNode.toFixed(0), row.fromNode.toFixed(0), row.p50.toFixed(0), row.p99.toFixed(0), row.nodeCpu.toFixed(2), row.hopCpu.toFixed(2)]),
+    ['path', 'to node MB/s', 'from node MB/s', 'p50 µs', 'p99 µs', 'session ms', 'node CPU s/GB', 'hop CPU s/GB'],
+    rows.map((row) => [
+      row.name,
+      row.toNode.toFixed(0),
+      row.fromNode.toFixed(0),
+      row.p50.toFixed(0),
+      row.p99.toFixed(0),
+      (row.session * 1000).toFixed(0),
+      row.nodeCpu.toFixed(2),
+      row.hopCpu.toFixed(2),
+    ]),
   ),
 )
 console.log(
@@ -263,6 +291,7 @@ console.log(
       ['throughput from node', ratio(warren.fromNode, openssh.fromNode), '≥ 1.00', verdict(warren.fromNode >= openssh.fromNode)],
       ['interactive p50', ratio(warren.p50, openssh.p50), '≤ 1.00', verdict(warren.p50 <= openssh.p50)],
       ['interactive p99', ratio(warren.p99, openssh.p99), '—', ''],
+      ['session set-up', ratio(warren.session, openssh.session), '—', ''],
       ['node CPU per GB', ratio(warren.nodeCpu, openssh.nodeCpu), '—', ''],
     ],
   ),

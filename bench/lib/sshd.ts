@@ -4,7 +4,7 @@
 // Needs root (sshd) and Debian's openssh-server and openssh-client.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -50,7 +50,8 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
     userKey = join(dir, 'user_key')
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', userKey])
   }
-  writeFileSync(join(dir, 'authorized_keys'), readFileSync(`${userKey}.pub`))
+  writeFileSync(join(dir, 'authorized_keys'), readFileSync(`${userKey}.pub`), { mode: 0o644 })
+  chmodSync(dir, 0o755) // sshd reads authorized_keys as the user logging in, which may not be root
   const port = await freePort()
   writeFileSync(
     join(dir, 'sshd_config'),
