@@ -18,7 +18,10 @@
 // and the sessions it ran, or sshd and its connection processes) and that of the hop in
 // between (Warren's proxy, the jump sshd). Rounds alternate the paths; medians are reported.
 //
-//   npm run bench:copy [-- --size=1G --rounds=3 --round-trips=2000]
+//   npm run bench:copy [-- --size=1G --rounds=3 --round-trips=2000 --cipher=aes128-gcm@openssh.com --profile]
+//
+// --cipher is OpenSSH's -c on both paths (the default is what client and server agree on).
+// --profile runs the proxy and the agent with --cpu-prof and prints where their time went.
 //
 // Needs root (sshd, and the throwaway account) and OpenSSH's sftp-server.
 
@@ -30,6 +33,7 @@ import { parseArgs } from 'node:util'
 import { lookupPasswd } from '../agent/login-accounts.ts'
 import { findSftpServer } from '../agent/sftp-server.ts'
 import { tempDir, testLogin } from '../test/helpers/cluster.ts'
+import { formatSummary, profilesOf, summariseProfiles } from './lib/cpu-profile.ts'
 import { interactiveRoundTrips, randomFile, sha256File, timed } from './lib/file-copy.ts'
 import { type LatencyResult, median } from './lib/measure.ts'
 import { cpuWithReapedChildren, descendantsDown, processTree } from './lib/proc-stats.ts'
@@ -42,6 +46,8 @@ const { values } = parseArgs({
     size: { type: 'string', default: '1G' },
     rounds: { type: 'string', default: '3' },
     'round-trips': { type: 'string', default: '2000' },
+    profile: { type: 'boolean', default: false },
+    cipher: { type: 'string' },
   },
 })
 const bytes = parseSize(values.size)
@@ -49,6 +55,8 @@ const rounds = Number(values.rounds)
 const roundTripCount = Number(values['round-trips'])
 /** `ssh node true` this many times a round, for the set-up a copy's time includes. */
 const SESSIONS_PER_ROUND = 5
+const clientOptions = ['-o', 'BatchMode=yes', ...(values.cipher ? ['-c', values.cipher] : [])]
+const profileDir = values.profile ? tempDir('warren-bench-profile-') : undefined
 
 /** A size in bytes: a number with K, M or G (powers of 1024), as `--size=1G` or `--size=64M`. */
 function parseSize(text: string): number {
@@ -101,7 +109,8 @@ chownSync(remoteDir, account.uid, account.gid)
 
 /** The cluster, a user allowed the login, and the ssh_config its login writes. */
 async function warrenPath(): Promise<CopyPath> {
-  const cluster = await startWarrenCluster({ nodeYaml: ['ssh_service:', '  listen_addr: 127.0.0.1:0'] })
+  const env: Record<string, string> = profileDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } : {}
+  const cluster = await startWarrenCluster({ env, nodeYaml: ['ssh_service:', '  listen_addr: 127.0.0.1:0'] })
   stops.push(cluster.stop)
   const profile = tempDir('warren-bench-user-')
   for (const args of [
@@ -113,7 +122,7 @@ async function warrenPath(): Promise<CopyPath> {
   }
   return {
     name: 'warren',
-    ssh: ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes'],
+    ssh: ['-F', join(profile, 'ssh_config'), ...clientOptions],
     host: `${login}@${NODE_NAME}`,
     nodePid: cluster.node.child.pid!,
     hopPid: cluster.proxy.daemon.child.pid!,
@@ -151,18 +160,20 @@ async function opensshPath(sftpServer: string): Promise<CopyPath> {
       '',
     ].join('\n'),
   )
-  return { name: 'openssh', ssh: ['-F', join(dir, 'ssh_config'), '-o', 'BatchMode=yes'], host: `${login}@node`, nodePid: target.pid, hopPid: jump.pid }
+  return { name: 'openssh', ssh: ['-F', join(dir, 'ssh_config'), ...clientOptions], host: `${login}@node`, nodePid: target.pid, hopPid: jump.pid }
 }
 
-/** The cipher the client and the node agreed on, from the client's verbose log. */
+/** The cipher the client and the node agreed on, from the client's verbose log (after the jump host's, on OpenSSH's path). */
 function cipherOf(path: CopyPath): string {
   const log = spawnSync('ssh', ['-v', ...path.ssh, path.host, 'true'], { encoding: 'utf8' }).stderr
-  return /kex: server->client cipher: (\S+) MAC: (\S+)/.exec(log)?.slice(1).join(', MAC ') ?? 'unknown cipher'
+  const last = [...log.matchAll(/kex: server->client cipher: (\S+) MAC: (\S+)/g)].at(-1)
+  return last ? `${last[1]}, MAC ${last[2]}` : 'unknown cipher'
 }
 
 const work = tempDir('warren-bench-copy-')
 const source = join(work, 'source.bin')
 const results = new Map<string, Sample[]>()
+const paths: CopyPath[] = []
 const notes: string[] = []
 
 /** Copies `from` to `to` with scp on `path` and checks the file that arrived; MB/s and the CPU it cost per GB. */
@@ -191,7 +202,7 @@ try {
   process.stderr.write(`writing ${bytes} random bytes\n`)
   const expected = randomFile(source, bytes)
   const sftpServer = findSftpServer()!
-  const paths = [await warrenPath(), await opensshPath(sftpServer)]
+  paths.push(await warrenPath(), await opensshPath(sftpServer))
   for (const path of paths) notes.push(`${path.name}: ${cipherOf(path)}`)
   notes.push(`both: ${sftpServer}, scp in its default (SFTP) mode, ${spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim()}`)
   const baselines = new Map(paths.map((path) => [path.name, { node: processTree(path.nodePid).length - 1, hop: processTree(path.hopPid).length - 1 }]))
@@ -296,3 +307,8 @@ console.log(
     ],
   ),
 )
+if (profileDir) {
+  const profiled = paths.find((path) => path.name === 'warren')!
+  console.log(`\n${formatSummary('proxy (warren start --roles=proxy)', summariseProfiles(profilesOf(profileDir, profiled.hopPid), 25))}`)
+  console.log(`\n${formatSummary('agent (warren start --roles=node)', summariseProfiles(profilesOf(profileDir, profiled.nodePid), 25))}`)
+}
