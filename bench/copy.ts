@@ -15,8 +15,8 @@
 // scp's start to its exit (the connection's set-up included, as a user waits for it) and
 // its sha256 checked (a copy that arrives wrong fails the run); 64-byte round trips through
 // `cat` in an `ssh -tt` session; the CPU time the node side spent per GB copied (the agent
-// and the sessions it ran, or sshd and its connection processes) and that of the hop in
-// between (Warren's proxy, the jump sshd). Rounds alternate the paths; medians are reported.
+// and the sessions it ran, or sshd and its connection processes, read from /proc during the
+// copy) and that of the hop in between (Warren's proxy, the jump sshd). Rounds alternate the paths; medians are reported.
 //
 //   npm run bench:copy [-- --size=1G --rounds=3 --round-trips=2000 --cipher=aes128-gcm@openssh.com --profile]
 //
@@ -36,7 +36,7 @@ import { tempDir, testLogin } from '../test/helpers/cluster.ts'
 import { formatSummary, profilesOf, summariseProfiles } from './lib/cpu-profile.ts'
 import { interactiveRoundTrips, randomFile, sha256File, timed } from './lib/file-copy.ts'
 import { type LatencyResult, median } from './lib/measure.ts'
-import { cpuWithReapedChildren, descendantsDown, processTree } from './lib/proc-stats.ts'
+import { TreeCpu } from './lib/proc-stats.ts'
 import { type Sshd, sshdMissing, startSshd } from './lib/sshd.ts'
 import { formatTable } from './lib/table.ts'
 import { NODE_NAME, startWarrenCluster } from './lib/warren-path.ts'
@@ -76,15 +76,19 @@ interface CopyPath {
   /** ssh/scp options and the destination that reaches the node as the login. */
   ssh: string[]
   host: string
-  /** The node side: the process whose own and reaped children's CPU time is counted. */
+  /** The node side: the process whose tree's CPU time is counted (its own and its sessions'). */
   nodePid: number
   /** The hop between client and node. */
   hopPid: number
 }
 
 interface Sample {
+  /** MB/s, from scp's start to its exit. */
   toNode: number
   fromNode: number
+  /** MB/s with the round's session set-up taken from the copy's time: the data transfer alone. */
+  toNodeNet: number
+  fromNodeNet: number
   /** CPU seconds per GB copied, the mean of both directions. */
   nodeCpu: number
   /** Of which the agent itself, without the sessions it ran (Warren only). */
@@ -173,29 +177,21 @@ function cipherOf(path: CopyPath): string {
 const work = tempDir('warren-bench-copy-')
 const source = join(work, 'source.bin')
 const results = new Map<string, Sample[]>()
+const loadAtStart = loadavg()[0]!
 const paths: CopyPath[] = []
 const notes: string[] = []
 
 /** Copies `from` to `to` with scp on `path` and checks the file that arrived; MB/s and the CPU it cost per GB. */
-async function copy(path: CopyPath, from: string, to: string, arrived: string, expected: string, baseline: { node: number; hop: number }) {
-  const nodeBefore = cpuWithReapedChildren(path.nodePid)
-  const hopBefore = cpuWithReapedChildren(path.hopPid)
+async function copy(path: CopyPath, from: string, to: string, arrived: string, expected: string) {
+  const node = new TreeCpu(path.nodePid)
+  const hop = new TreeCpu(path.hopPid)
   const seconds = await timed('scp', ['-q', ...path.ssh, from, to])
-  // The connection's processes on each side are counted once they have exited.
-  await descendantsDown(path.nodePid, baseline.node)
-  await descendantsDown(path.hopPid, baseline.hop)
-  const nodeAfter = cpuWithReapedChildren(path.nodePid)
-  const hopAfter = cpuWithReapedChildren(path.hopPid)
-  const sum = (cpu: { own: number; children: number }) => cpu.own + cpu.children
+  const nodeCpu = node.stop()
+  const hopCpu = hop.stop()
   const digest = await sha256File(arrived)
   if (digest !== expected) throw new Error(`${path.name}: scp ${from} ${to} copied wrongly: sha256 ${digest}, the source has ${expected}`)
   const perGB = 1e9 / bytes
-  return {
-    mbPerSecond: bytes / 1e6 / seconds,
-    nodeCpu: (sum(nodeAfter) - sum(nodeBefore)) * perGB,
-    nodeOwnCpu: (nodeAfter.own - nodeBefore.own) * perGB,
-    hopCpu: (sum(hopAfter) - sum(hopBefore)) * perGB,
-  }
+  return { seconds, mbPerSecond: bytes / 1e6 / seconds, nodeCpu: nodeCpu.total * perGB, nodeOwnCpu: nodeCpu.root * perGB, hopCpu: hopCpu.total * perGB }
 }
 
 try {
@@ -205,7 +201,6 @@ try {
   paths.push(await warrenPath(), await opensshPath(sftpServer))
   for (const path of paths) notes.push(`${path.name}: ${cipherOf(path)}`)
   notes.push(`both: ${sftpServer}, scp in its default (SFTP) mode, ${spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim()}`)
-  const baselines = new Map(paths.map((path) => [path.name, { node: processTree(path.nodePid).length - 1, hop: processTree(path.hopPid).length - 1 }]))
 
   // One unmeasured pass first: JIT compilation of the agent and proxy, the page cache.
   for (const path of paths) {
@@ -220,22 +215,25 @@ try {
     for (const path of round % 2 === 0 ? [...paths].reverse() : paths) {
       const remote = join(remoteDir, `${path.name}.bin`)
       const back = join(work, `${path.name}.back`)
-      const baseline = baselines.get(path.name)!
-      const up = await copy(path, source, `${path.host}:${remote}`, remote, expected, baseline)
-      const down = await copy(path, `${path.host}:${remote}`, back, back, expected, baseline)
+      const up = await copy(path, source, `${path.host}:${remote}`, remote, expected)
+      const down = await copy(path, `${path.host}:${remote}`, back, back, expected)
       rmSync(remote)
       rmSync(back)
       const latency = await interactiveRoundTrips([...path.ssh, path.host], roundTripCount)
       const sessions: number[] = []
       for (let i = 0; i < SESSIONS_PER_ROUND; i++) sessions.push(await timed('ssh', [...path.ssh, path.host, 'true']))
+      const session = median(sessions)
+      const net = (seconds: number) => bytes / 1e6 / (seconds - session)
       const sample: Sample = {
         toNode: up.mbPerSecond,
         fromNode: down.mbPerSecond,
+        toNodeNet: net(up.seconds),
+        fromNodeNet: net(down.seconds),
         nodeCpu: (up.nodeCpu + down.nodeCpu) / 2,
         nodeOwnCpu: (up.nodeOwnCpu + down.nodeOwnCpu) / 2,
         hopCpu: (up.hopCpu + down.hopCpu) / 2,
         latency,
-        session: median(sessions),
+        session,
       }
       results.set(path.name, [...(results.get(path.name) ?? []), sample])
       process.stderr.write(
@@ -256,6 +254,8 @@ const rows = [...results].map(([name, samples]) => {
     name,
     toNode: of((s) => s.toNode),
     fromNode: of((s) => s.fromNode),
+    toNodeNet: of((s) => s.toNodeNet),
+    fromNodeNet: of((s) => s.fromNodeNet),
     p50: of((s) => s.latency.p50Us),
     p99: of((s) => s.latency.p99Us),
     nodeCpu: of((s) => s.nodeCpu),
@@ -269,15 +269,17 @@ const openssh = rows.find((row) => row.name === 'openssh')!
 const size = bytes >= 1 << 30 ? `${bytes / 2 ** 30} GiB` : `${bytes / 2 ** 20} MiB`
 
 console.log(
-  `\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadavg()[0]!.toFixed(1)}; ${size} each way, ${roundTripCount} round trips of 64 B, median of ${rounds} rounds\n`,
+  `\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end; ${size} each way, ${roundTripCount} round trips of 64 B, median of ${rounds} rounds\n`,
 )
 console.log(
   formatTable(
-    ['path', 'to node MB/s', 'from node MB/s', 'p50 µs', 'p99 µs', 'session ms', 'node CPU s/GB', 'hop CPU s/GB'],
+    ['path', 'to node MB/s', 'net', 'from node MB/s', 'net', 'p50 µs', 'p99 µs', 'session ms', 'node CPU s/GB', 'hop CPU s/GB'],
     rows.map((row) => [
       row.name,
       row.toNode.toFixed(0),
+      row.toNodeNet.toFixed(0),
       row.fromNode.toFixed(0),
+      row.fromNodeNet.toFixed(0),
       row.p50.toFixed(0),
       row.p99.toFixed(0),
       (row.session * 1000).toFixed(0),
@@ -287,7 +289,7 @@ console.log(
   ),
 )
 console.log(
-  `\nnode CPU: warren is the agent and the sessions it ran (the agent alone ${warren.nodeOwnCpu.toFixed(2)} s/GB), openssh is sshd and its connection processes; sftp-server on both. hop: Warren's proxy, the jump sshd.`,
+  `\nnet: the round's session set-up (the median of ${SESSIONS_PER_ROUND} \`ssh node true\`) taken from each copy's time.\nnode CPU: warren is the agent and the sessions it ran (the agent alone ${warren.nodeOwnCpu.toFixed(2)} s/GB), openssh is sshd and its connection processes; sftp-server on both. hop: Warren's proxy, the jump sshd.`,
 )
 for (const note of notes) console.log(note)
 
@@ -300,6 +302,8 @@ console.log(
     [
       ['throughput to node', ratio(warren.toNode, openssh.toNode), '≥ 1.00', verdict(warren.toNode >= openssh.toNode)],
       ['throughput from node', ratio(warren.fromNode, openssh.fromNode), '≥ 1.00', verdict(warren.fromNode >= openssh.fromNode)],
+      ['to node, session set-up excluded', ratio(warren.toNodeNet, openssh.toNodeNet), '—', ''],
+      ['from node, session set-up excluded', ratio(warren.fromNodeNet, openssh.fromNodeNet), '—', ''],
       ['interactive p50', ratio(warren.p50, openssh.p50), '≤ 1.00', verdict(warren.p50 <= openssh.p50)],
       ['interactive p99', ratio(warren.p99, openssh.p99), '—', ''],
       ['session set-up', ratio(warren.session, openssh.session), '—', ''],

@@ -74,21 +74,40 @@ export function cpuSecondsOf(pids: number[]): number {
 }
 
 /**
- * User plus system CPU time in seconds of `pid` and, separately, of its children that it
- * has waited for (and theirs): sshd's connection processes, a node's session processes.
+ * The CPU time a process and every process below it spend from now until stop(), those
+ * that exit meanwhile included. Not every parent waits for its children (sshd's session
+ * processes for a login other than root never reach its cutime), so the tree is read from
+ * /proc every `intervalMs` and each process counted at its last reading: what a process
+ * spends after the last one before it exits (at most `intervalMs` of it) is missed.
  */
-export function cpuWithReapedChildren(pid: number): { own: number; children: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  // utime, stime, cutime and cstime are fields 14 to 17.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return { own: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND, children: (Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND }
-}
+export class TreeCpu {
+  private readonly root: number
+  private readonly atStart = new Map<number, number>()
+  private readonly latest = new Map<number, number>()
+  private readonly timer: NodeJS.Timeout
 
-/** Waits until `pid` has no more descendants than `count` (a connection's processes have exited and been reaped). */
-export async function descendantsDown(pid: number, count: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (processTree(pid).length - 1 > count) {
-    if (Date.now() > deadline) throw new Error(`process ${pid} still has ${processTree(pid).length - 1} descendants after ${timeoutMs} ms`)
-    await sleep(20)
+  constructor(root: number, intervalMs = 100) {
+    this.root = root
+    this.sample(this.atStart)
+    this.timer = setInterval(() => this.sample(this.latest), intervalMs)
+  }
+
+  /** CPU seconds spent since the start: all of the tree, and the root process alone. */
+  stop(): { total: number; root: number } {
+    clearInterval(this.timer)
+    this.sample(this.latest)
+    let total = 0
+    for (const [pid, seconds] of this.latest) total += seconds - (this.atStart.get(pid) ?? 0)
+    return { total, root: (this.latest.get(this.root) ?? 0) - (this.atStart.get(this.root) ?? 0) }
+  }
+
+  private sample(into: Map<number, number>): void {
+    for (const pid of processTree(this.root)) {
+      try {
+        into.set(pid, cpuSeconds(pid))
+      } catch {
+        // exited since the tree was read: its last reading stands
+      }
+    }
   }
 }
