@@ -16,7 +16,8 @@
 // its sha256 checked (a copy that arrives wrong fails the run); 64-byte round trips through
 // `cat` in an `ssh -tt` session; the CPU time the node side spent per GB copied (the agent
 // and the sessions it ran, or sshd and its connection processes, read from /proc during the
-// copy) and that of the hop in between (Warren's proxy, the jump sshd). Rounds alternate the paths; medians are reported.
+// copy) and that of the hop in between (Warren's proxy, the jump sshd). Rounds alternate the
+// paths; medians are reported.
 //
 //   npm run bench:copy [-- --size=1G --rounds=3 --round-trips=2000 --cipher=aes128-gcm@openssh.com --profile]
 //
@@ -53,6 +54,12 @@ const { values } = parseArgs({
 const bytes = parseSize(values.size)
 const rounds = Number(values.rounds)
 const roundTripCount = Number(values['round-trips'])
+for (const [flag, value] of [
+  ['--rounds', rounds],
+  ['--round-trips', roundTripCount],
+] as const) {
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${flag}: give a whole number of at least 1`)
+}
 /** `ssh node true` this many times a round, for the set-up a copy's time includes. */
 const SESSIONS_PER_ROUND = 5
 const clientOptions = ['-o', 'BatchMode=yes', ...(values.cipher ? ['-c', values.cipher] : [])]
@@ -61,7 +68,7 @@ const profileDir = values.profile ? tempDir('warren-bench-profile-') : undefined
 /** A size in bytes: a number with K, M or G (powers of 1024), as `--size=1G` or `--size=64M`. */
 function parseSize(text: string): number {
   const match = /^(\d+)([KMG]?)$/i.exec(text)
-  if (!match) throw new Error(`--size=${text}: give a number of bytes with K, M or G, as 1G or 64M`)
+  if (!match || Number(match[1]) === 0) throw new Error(`--size=${text}: give a number of bytes with K, M or G, as 1G or 64M`)
   return Number(match[1]) * 1024 ** ' KMG'.indexOf((match[2] || ' ').toUpperCase())
 }
 
