@@ -12,14 +12,9 @@
 //
 // Needs root (sshd) and Debian's openssh-server and openssh-client.
 
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
-import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { freePort, tempDir } from '../../test/helpers/cluster.ts'
-
-const SSHD = '/usr/sbin/sshd'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { freePort } from '../../test/helpers/cluster.ts'
+import { type Sshd, sshdMissing, startSshd, stopProcess, waitForPort } from './sshd.ts'
 
 export interface OpensshTunnel {
   /** Where clients connect: the remote end of `-R`, opened by sshd. */
@@ -33,53 +28,19 @@ export interface OpensshTunnel {
   stop(): Promise<void>
 }
 
-export function opensshMissing(): string | undefined {
-  if (!existsSync(SSHD)) return 'sshd is not installed (apt-get install openssh-server)'
-  if (process.getuid?.() !== 0) return 'sshd must run as root'
-  return undefined
-}
+export const opensshMissing = sshdMissing
 
 export async function startOpensshTunnel(echoPort: number, options: { userLeg?: boolean } = {}): Promise<OpensshTunnel> {
-  const dir = tempDir('warren-bench-sshd-')
-  mkdirSync('/run/sshd', { recursive: true }) // sshd's privilege separation directory
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')])
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'user_key')])
-  writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'user_key.pub')))
-  const sshdPort = await freePort()
-  writeFileSync(
-    join(dir, 'sshd_config'),
-    [
-      `Port ${sshdPort}`,
-      'ListenAddress 127.0.0.1',
-      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
-      'PidFile none',
-      'UsePAM no',
-      'StrictModes no',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'PermitRootLogin prohibit-password',
-      `AllowTcpForwarding ${options.userLeg ? 'yes' : 'remote'}`,
-      'GatewayPorts no',
-      'LogLevel ERROR',
-      '',
-    ].join('\n'),
-  )
-  const processes: ChildProcess[] = []
+  const clients: ChildProcess[] = []
+  let sshd: Sshd | undefined
   const stop = async () => {
-    for (const child of processes.reverse()) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM')
-        await new Promise((resolve) => child.once('exit', resolve))
-      }
-    }
+    for (const child of clients.reverse()) await stopProcess(child)
+    await sshd?.stop()
   }
   try {
-    const sshd = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config'), '-h', join(dir, 'host_key')], { stdio: ['ignore', 'ignore', 'pipe'] })
-    processes.push(sshd)
-    let sshdLog = ''
-    sshd.stderr!.on('data', (data) => (sshdLog += data))
-    await waitForPort(sshdPort, () => `sshd did not start: ${sshdLog}`)
-
+    const server = await startSshd({ forwarding: options.userLeg ? 'yes' : 'remote' })
+    sshd = server
+    const { port: sshdPort, userKey } = server
     const port = await freePort()
     const sshClient = (forward: string[]) => {
       const child = spawn(
@@ -100,7 +61,7 @@ export async function startOpensshTunnel(echoPort: number, options: { userLeg?: 
           '-o',
           'IdentitiesOnly=yes',
           '-i',
-          join(dir, 'user_key'),
+          userKey,
           '-p',
           String(sshdPort),
           ...forward,
@@ -108,40 +69,24 @@ export async function startOpensshTunnel(echoPort: number, options: { userLeg?: 
         ],
         { stdio: ['ignore', 'ignore', 'pipe'] },
       )
-      processes.push(child)
+      clients.push(child)
       const log = { text: '' }
       child.stderr!.on('data', (data) => (log.text += data))
       return { child, log }
     }
     const ssh = sshClient(['-R', `127.0.0.1:${port}:127.0.0.1:${echoPort}`])
-    await waitForPort(port, () => `ssh -R did not open the forwarded port: ${ssh.log.text}${sshdLog}`)
+    await waitForPort(port, () => `ssh -R did not open the forwarded port: ${ssh.log.text}${server.log()}`)
     const cipher = /kex: server->client cipher: (\S+ MAC: \S+ compression: \S+)/.exec(ssh.log.text)?.[1] ?? 'unknown cipher'
     let userLeg: OpensshTunnel['userLeg']
     if (options.userLeg) {
       const localPort = await freePort()
       const user = sshClient(['-L', `127.0.0.1:${localPort}:127.0.0.1:${port}`])
-      await waitForPort(localPort, () => `ssh -L did not open its local port: ${user.log.text}${sshdLog}`)
+      await waitForPort(localPort, () => `ssh -L did not open its local port: ${user.log.text}${server.log()}`)
       userLeg = { port: localPort, pid: user.child.pid! }
     }
-    return { port, cipher, sshdPid: sshd.pid!, sshPid: ssh.child.pid!, userLeg, stop }
+    return { port, cipher, sshdPid: server.pid, sshPid: ssh.child.pid!, userLeg, stop }
   } catch (error) {
     await stop()
     throw error
   }
-}
-
-async function waitForPort(port: number, why: () => string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port }, () => {
-        socket.destroy()
-        resolve(true)
-      })
-      socket.on('error', () => resolve(false))
-    })
-    if (open) return
-    await sleep(50)
-  }
-  throw new Error(why())
 }

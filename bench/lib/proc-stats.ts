@@ -72,3 +72,42 @@ export function cpuSecondsOf(pids: number[]): number {
   }
   return total
 }
+
+/**
+ * The CPU time a process and every process below it spend from now until stop(), those
+ * that exit meanwhile included. Not every parent waits for its children (sshd's session
+ * processes for a login other than root never reach its cutime), so the tree is read from
+ * /proc every `intervalMs` and each process counted at its last reading: what a process
+ * spends after the last one before it exits (at most `intervalMs` of it) is missed.
+ */
+export class TreeCpu {
+  private readonly root: number
+  private readonly atStart = new Map<number, number>()
+  private readonly latest = new Map<number, number>()
+  private readonly timer: NodeJS.Timeout
+
+  constructor(root: number, intervalMs = 100) {
+    this.root = root
+    this.sample(this.atStart)
+    this.timer = setInterval(() => this.sample(this.latest), intervalMs)
+  }
+
+  /** CPU seconds spent since the start: all of the tree, and the root process alone. */
+  stop(): { total: number; root: number } {
+    clearInterval(this.timer)
+    this.sample(this.latest)
+    let total = 0
+    for (const [pid, seconds] of this.latest) total += seconds - (this.atStart.get(pid) ?? 0)
+    return { total, root: (this.latest.get(this.root) ?? 0) - (this.atStart.get(this.root) ?? 0) }
+  }
+
+  private sample(into: Map<number, number>): void {
+    for (const pid of processTree(this.root)) {
+      try {
+        into.set(pid, cpuSeconds(pid))
+      } catch {
+        // exited since the tree was read: its last reading stands
+      }
+    }
+  }
+}

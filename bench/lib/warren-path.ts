@@ -22,11 +22,20 @@ export interface WarrenPath {
   stop(): Promise<void>
 }
 
-const NODE_NAME = 'bench-node'
+export const NODE_NAME = 'bench-node'
 const PORT_NAME = 'echo'
 
-/** `env` goes to the proxy and the agent (for example NODE_OPTIONS=--cpu-prof). */
-export async function startWarrenPath(echoPort: number, env: Record<string, string> = {}): Promise<WarrenPath> {
+export interface WarrenCluster {
+  auth: AuthProcess
+  proxy: ProxyProcess
+  /** The node NODE_NAME, joined through the proxy, its SSH server reached through its tunnel. */
+  node: Daemon
+  stop(): Promise<void>
+}
+
+/** An auth server, a proxy and a node, each a real `warren start`; `nodeYaml` is added to the node's config. */
+export async function startWarrenCluster(options: { env?: Record<string, string>; nodeYaml?: string[] } = {}): Promise<WarrenCluster> {
+  const env = options.env ?? {}
   const auth = await new AuthProcess().start()
   let proxy: ProxyProcess | undefined
   let node: Daemon | undefined
@@ -35,10 +44,22 @@ export async function startWarrenPath(echoPort: number, env: Record<string, stri
     proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, env }).start()
     const nodeDir = tempDir('warren-bench-node-')
     const config = join(nodeDir, 'warren.yaml')
-    writeFileSync(config, ['version: v1', `data_dir: ${nodeDir}`, 'ssh_service:', '  forward_ports:', `    - { name: ${PORT_NAME}, addr: "127.0.0.1:${echoPort}" }`, ''].join('\n'))
+    writeFileSync(config, ['version: v1', `data_dir: ${nodeDir}`, ...(options.nodeYaml ?? []), ''].join('\n'))
     node = startNode([`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${NODE_NAME}`], env)
     await waitForNode(auth, NODE_NAME)
+    const started = { auth, proxy, node }
+    return { ...started, stop: () => stopAll(started) }
+  } catch (error) {
+    await stopAll({ auth, proxy, node })
+    throw error
+  }
+}
 
+/** `env` goes to the proxy and the agent (for example NODE_OPTIONS=--cpu-prof). */
+export async function startWarrenPath(echoPort: number, env: Record<string, string> = {}): Promise<WarrenPath> {
+  const cluster = await startWarrenCluster({ env, nodeYaml: ['ssh_service:', '  forward_ports:', `    - { name: ${PORT_NAME}, addr: "127.0.0.1:${echoPort}" }`] })
+  const { auth, proxy } = cluster
+  try {
     const user = tempDir('warren-bench-user-')
     for (const args of [
       ['users', 'add', 'bench', '--logins=root'],
@@ -55,9 +76,8 @@ export async function startWarrenPath(echoPort: number, env: Record<string, stri
     // The node judges a forwarded port's user from its SSH certificate.
     const certificate = readFileSync(join(user, 'id_ed25519-cert.pub'), 'utf8').trim()
     const [host, port] = [proxy.web.slice(0, proxy.web.lastIndexOf(':')), Number(proxy.web.slice(proxy.web.lastIndexOf(':') + 1))]
-    const started = { auth, proxy, node }
     return {
-      ...started,
+      ...cluster,
       async connect() {
         // The proxy's certificate chains to the cluster's host CA; its name is not checked here.
         const socket = connect({ host, port, ALPNProtocols: [USER_ALPN], ...credentials, checkServerIdentity: () => undefined })
@@ -68,10 +88,9 @@ export async function startWarrenPath(echoPort: number, env: Record<string, stri
         if (!reply.ok) throw new Error(`the proxy refused the echo port: ${reply.error}`)
         return socket
       },
-      stop: () => stopAll(started),
     }
   } catch (error) {
-    await stopAll({ auth, proxy, node })
+    await cluster.stop()
     throw error
   }
 }
