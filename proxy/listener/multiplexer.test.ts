@@ -81,27 +81,30 @@ function reportAndEcho(handler: string) {
   }
 }
 
+/** A JSON logger whose entries the test reads as objects: tests assert levels and fields, not wording. */
 function captureLog() {
-  const lines: string[] = []
+  const entries: LogEntry[] = []
   const stream = new Writable({
     write(chunk, _encoding, callback) {
-      lines.push(String(chunk))
+      for (const line of String(chunk).split('\n')) if (line) entries.push(JSON.parse(line) as LogEntry)
       callback()
     },
   })
-  return { log: createLogger('test', { level: 'debug', stream }), lines }
+  return { log: createLogger('test', { level: 'debug', format: 'json', stream }), entries }
 }
+
+type LogEntry = { level: string } & Record<string, unknown>
 
 interface Harness {
   mux: Multiplexer
   port: number
   rejections: string[]
-  lines: string[]
+  entries: LogEntry[]
 }
 
 /** A multiplexer on 127.0.0.1 with TLS routed by ALPN; everything is closed at teardown. */
 async function harness(t: Test, options: Partial<MultiplexerOptions> = {}, tlsOptions: Partial<TlsRouterOptions> = {}): Promise<Harness> {
-  const { log, lines } = captureLog()
+  const { log, entries } = captureLog()
   const mux = new Multiplexer({ trustedLoadBalancers: [], ...options, log })
   mux.on(
     'tls',
@@ -124,7 +127,7 @@ async function harness(t: Test, options: Partial<MultiplexerOptions> = {}, tlsOp
     for (const socket of sockets) socket.destroy()
     server.close()
   })
-  return { mux, port: (server.address() as AddressInfo).port, rejections, lines }
+  return { mux, port: (server.address() as AddressInfo).port, rejections, entries }
 }
 
 /** A TLS client that has finished its handshake, or the error that ended it. */
@@ -219,9 +222,12 @@ t.test('TLS is routed by ALPN, with the client certificate left for the handler 
 })
 
 t.test('an unknown ALPN protocol is refused in the handshake', async (t) => {
-  const { port, lines } = await harness(t)
+  const { port, entries } = await harness(t)
   await expectHandshakeFailure(t, port, { ALPNProtocols: ['bogus'] }, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', 'alert no_application_protocol')
-  t.match(lines.join(''), /no acceptable ALPN protocol/)
+  t.ok(
+    entries.some((entry) => entry.remote === '127.0.0.1' && JSON.stringify(entry.offered) === '["bogus"]'),
+    'the refusal is logged with the protocols offered',
+  )
 })
 
 t.test('TLS 1.2 is refused for warren-tunnel but serves the web', async (t) => {
@@ -372,7 +378,7 @@ t.test('PROXY v1 and v2 from a trusted address name the client', async (t) => {
 })
 
 t.test('a PROXY header from an untrusted address is refused', async (t) => {
-  const { mux, port, rejections, lines } = await harness(t, { trustedLoadBalancers: ['10.0.0.0/8'] })
+  const { mux, port, rejections, entries } = await harness(t, { trustedLoadBalancers: ['10.0.0.0/8'] })
   reportSsh(mux)
   const v4 = { sourceAddress: '198.51.100.7', sourcePort: 51000, destinationAddress: '10.0.0.1', destinationPort: 3080 }
   for (const header of [encodeProxyV1(v4), encodeProxyV2(v4)]) {
@@ -380,7 +386,7 @@ t.test('a PROXY header from an untrusted address is refused', async (t) => {
     t.equal(received, '', 'closed without an answer')
   }
   t.same(rejections, ['127.0.0.1: PROXY protocol header from untrusted address 127.0.0.1 refused', '127.0.0.1: PROXY protocol header from untrusted address 127.0.0.1 refused'])
-  t.match(lines.join(''), /WARN .*PROXY protocol header from untrusted address 127\.0\.0\.1 refused/)
+  t.equal(entries.filter((entry) => entry.level === 'warn' && entry.remote === '127.0.0.1').length, 2, 'each refusal is a warning naming the address')
 
   // The refusal is about the header: the same client without one is served.
   const { received } = await sendRaw(port, SSH_HELLO)
@@ -439,14 +445,17 @@ t.test('garbage is closed while a concurrent TLS connection keeps working', asyn
 })
 
 t.test('a protocol without a handler, and a handler that throws, close only that connection', async (t) => {
-  const { mux, port, rejections, lines } = await harness(t)
+  const { mux, port, rejections, entries } = await harness(t)
   t.equal((await sendRaw(port, SSH_HELLO)).received, '')
   t.same(rejections, ['127.0.0.1: no handler for ssh on this port'])
   mux.on('http', () => {
     throw new Error('handler bug')
   })
   t.equal((await sendRaw(port, Buffer.from('GET / HTTP/1.1\r\n\r\n'))).received, '')
-  t.match(lines.join(''), /ERROR .*http handler failed.*handler bug/)
+  t.ok(
+    entries.some((entry) => entry.level === 'error' && entry.protocol === 'http' && JSON.stringify(entry.error).includes('handler bug')),
+    "the handler's error is logged as an error of the http handler",
+  )
   const tunnel = await dialTls(port, { ALPNProtocols: ['warren-tunnel'], ...nodeCert })
   t.match(await readReport(tunnel), { handler: 'tunnel' })
   tunnel.destroy()
@@ -523,7 +532,7 @@ async function stalledHandshake(port: number): Promise<Socket> {
 }
 
 t.test('handshakes beyond the limit wait their turn; beyond the queue they are closed at once', async (t) => {
-  const { port, lines } = await harness(t, {}, { maxHandshakes: 2, handshakeQueue: 1, handshakeTimeoutMs: 600_000 })
+  const { port, entries } = await harness(t, {}, { maxHandshakes: 2, handshakeQueue: 1, handshakeTimeoutMs: 600_000 })
   const stalled = [await stalledHandshake(port), await stalledHandshake(port)]
   t.teardown(() =>
     stalled.forEach((s) => {
@@ -549,8 +558,8 @@ t.test('handshakes beyond the limit wait their turn; beyond the queue they are c
   await closed(shed)
   t.equal(received, 0, 'closed without an answer')
   t.ok(
-    lines.some((line) => /2 TLS handshakes in progress and 1 waiting/.test(line)),
-    'the shedding is logged',
+    entries.some((entry) => entry.level === 'warn' && entry.handshakes_running === 2 && entry.handshakes_waiting === 1),
+    'the shedding is logged with the handshakes running and waiting',
   )
 
   // A slot frees: the queued client's handshake runs and it reaches its handler.
@@ -641,7 +650,7 @@ t.test('a client resuming a session takes a slot kept for it while others wait',
 })
 
 t.test('a dial declined from its ALPN names is answered from its ClientHello, without a handshake slot', async (t) => {
-  const { port, lines } = await harness(
+  const { port, entries } = await harness(
     t,
     {},
     {
@@ -670,11 +679,11 @@ t.test('a dial declined from its ALPN names is answered from its ClientHello, wi
   t.equal(error, 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', 'the client reads the alert a declining TLS server sends')
   t.equal(secrets, 0, 'no key was derived')
   t.ok(
-    lines.some((line) => /TLS handshake declined: held here/.test(line)),
-    'the decline is logged',
+    entries.some((entry) => entry.declined === 'held here'),
+    'the decline is logged with its reason',
   )
   t.notOk(
-    lines.some((line) => /handshakes in progress/.test(line)),
+    entries.some((entry) => 'handshakes_waiting' in entry),
     'it was not shed as an overflow',
   )
 })

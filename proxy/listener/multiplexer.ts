@@ -289,7 +289,7 @@ class Sniffer {
       mux.emit(protocol, conn)
     } catch (error) {
       // One handler's bug must not take the listener (and every other connection) down.
-      mux.log.error(`${protocol} handler failed`, { remote: this.#peer, error })
+      mux.log.error(`${protocol} handler failed`, { remote: this.#peer, protocol, error })
       socket.destroy()
     }
   }

@@ -110,7 +110,7 @@ export function createTlsRouter(options: TlsRouterOptions): (conn: RoutedConnect
   /** Why `options.declines` refuses these ALPN names (logged), or undefined. */
   const declineReason = (protocols: string[], remote: string): string | undefined => {
     const declined = options.declines?.(protocols)
-    if (declined !== undefined) log.debug(`TLS handshake declined: ${declined}`, { remote })
+    if (declined !== undefined) log.debug(`TLS handshake declined: ${declined}`, { remote, declined })
     return declined
   }
 

@@ -77,7 +77,11 @@ export class HandshakeSlots {
     }
     if (this.#waiting >= this.#config.handshakeQueue) {
       this.#stats.queueFullClosed++
-      if (this.#shed++ === 0) this.#log.warn(`${this.#running} TLS handshakes in progress and ${this.#waiting} waiting: closing new connections until the queue drains`)
+      if (this.#shed++ === 0)
+        this.#log.warn(`${this.#running} TLS handshakes in progress and ${this.#waiting} waiting: closing new connections until the queue drains`, {
+          handshakes_running: this.#running,
+          handshakes_waiting: this.#waiting,
+        })
       this.#drop(key, group)
       request.socket.destroy()
       return
