@@ -7,6 +7,7 @@ import { fleetRoutes } from './admin-fleet.ts'
 import { roleRoutes } from './admin-roles.ts'
 import { tokenRoutes } from './admin-tokens.ts'
 import { userRoutes } from './admin-users.ts'
+import { auditRoutes } from './audit.ts'
 import type { AuthRoutes } from './context.ts'
 import { hostRoutes } from './hosts.ts'
 import { joinRoutes } from './joins.ts'
@@ -23,4 +24,5 @@ export const AUTH_ROUTES: AuthRoutes = {
   ...roleRoutes,
   ...loginRoutes,
   ...fleetRoutes,
+  ...auditRoutes,
 }
