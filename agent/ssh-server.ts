@@ -7,7 +7,7 @@
 //
 // Parts, in order: the server and its connections; authentication; the client's signature.
 
-import { type KeyObject, verify } from 'node:crypto'
+import { type KeyObject, randomUUID, verify } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { AuthContext, Connection, ParsedKey } from 'ssh2'
@@ -15,6 +15,7 @@ import ssh2 from 'ssh2'
 import { type Access, loginRefusal, nodeRefusal, portRefusal, WILDCARD } from '../shared/access.ts'
 import { accessOfSshCertificate } from '../shared/access-cert.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
+import type { AuditValue, NodeEventType } from '../shared/protocol/audit.ts'
 import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, verifySshCertificate } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
@@ -43,7 +44,11 @@ export interface SshServerOptions {
   declaredPortName?: (host: string, port: number) => string | undefined
   /** OpenSSH's sftp-server for the `sftp` subsystem, undefined when the device has none; default: the usual paths. */
   sftpServer?: () => string | undefined
+  /** Records an audit event (sessions, commands, forwards); default: none are recorded. */
+  audit?: AuditRecorder
 }
+
+export type AuditRecorder = (type: NodeEventType, fields: Record<string, AuditValue | undefined>) => void
 
 /** What an accepted certificate grants on one connection. */
 interface Grant {
@@ -71,6 +76,8 @@ interface ConnectionState {
   processes: Set<SessionProcess>
   sockets: Set<Socket>
   closed: Promise<void>
+  /** The audit trail's view of a logged-in connection: its ID, when it began, the last exit status. */
+  audit?: { sessionId: string; started: number; exitStatus?: number }
 }
 
 export class NodeSshServer {
@@ -81,6 +88,7 @@ export class NodeSshServer {
   private readonly labels: () => Record<string, string>
   private readonly declaredPortName: (host: string, port: number) => string | undefined
   private readonly sftpServer: () => string | undefined
+  private readonly audit: AuditRecorder
   private readonly connections = new Set<ConnectionState>()
   private trustedCaKeys: KeyObject[] = []
   private closing = false
@@ -96,6 +104,7 @@ export class NodeSshServer {
     this.labels = options.labels ?? (() => ({}))
     this.declaredPortName = options.declaredPortName ?? (() => undefined)
     this.sftpServer = options.sftpServer ?? (() => findSftpServer())
+    this.audit = options.audit ?? (() => {})
     this.setUserCAKeys(options.userCAKeys)
   }
 
@@ -128,6 +137,7 @@ export class NodeSshServer {
     }
     stream.once('close', () => {
       if (!state.grant && state.refusal) this.log.info(`SSH login refused: ${state.refusal.message}`, state.refusal.fields)
+      if (state.audit) this.audit('session.end', { ...auditFields(state), duration_ms: Date.now() - state.audit.started, exit_status: state.audit.exitStatus ?? null })
       this.log.debug('SSH connection closed', { remote })
       this.connections.delete(state)
       this.release(state)
@@ -183,15 +193,19 @@ export class NodeSshServer {
     client.on('ready', () => {
       const grant = state.grant!
       log.info('SSH login accepted', { login: grant.account.name, key_id: grant.keyId, remote: state.remote })
+      state.audit = { sessionId: randomUUID(), started: Date.now() }
+      this.audit('session.start', auditFields(state))
     })
     client.on('session', (accept) => {
       const { account, permitPty } = state.grant!
-      serveSession(accept(), { account, permitPty, remote: state.remote, processes: state.processes, sftpServer: this.sftpServer, log })
+      const events = { exec: (command: string) => this.audit('exec', { ...auditFields(state), command }), exit: (status: number) => (state.audit!.exitStatus = status) }
+      serveSession(accept(), { account, permitPty, remote: state.remote, processes: state.processes, sftpServer: this.sftpServer, log, events })
     })
     client.on('tcpip', (accept, reject, info) => {
       const { account, permitPortForwarding, access } = state.grant!
       const refusal = (host: string, port: number) => this.forwardRefusal(host, port) ?? this.forwardAccessRefusal(access, host, port)
-      forwardPort({ login: account.name, permitPortForwarding, remote: state.remote, refusal, sockets: state.sockets, log }, info, accept, reject)
+      const opened = (host: string, port: number) => this.audit('port_forward', { ...auditFields(state), host, port })
+      forwardPort({ login: account.name, permitPortForwarding, remote: state.remote, refusal, sockets: state.sockets, log, opened }, info, accept, reject)
     })
     client.on('request', (_accept, reject, name) => {
       log.info('SSH request refused: remote forwarding is not supported', { request: name, remote: state.remote })
@@ -251,6 +265,11 @@ export class NodeSshServer {
     const every = access.ports.includes(WILDCARD) && !access.deny_ports.includes(WILDCARD)
     return every ? undefined : "the user's roles allow only the node's named forward_ports"
   }
+}
+
+/** What every audit event of a logged-in connection says: which session, whose, as which login, from where. */
+function auditFields(state: ConnectionState): Record<string, AuditValue> {
+  return { session_id: state.audit?.sessionId ?? null, user: state.grant?.keyId ?? null, login: state.grant?.account.name ?? null, client_addr: state.remote }
 }
 
 function socketAddress(stream: Duplex): string {

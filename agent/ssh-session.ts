@@ -29,6 +29,8 @@ export interface SessionContext {
   /** OpenSSH's sftp-server, looked up at each request; undefined when the device has none. */
   sftpServer: () => string | undefined
   log: Logger
+  /** For the audit trail: a command about to run, and each session's exit status. */
+  events?: { exec(command: string): void; exit(status: number): void }
 }
 
 /** Serves one session channel: its pty, env, exec and shell requests, until the client closes it. */
@@ -67,12 +69,15 @@ export function serveSession(session: Session, context: SessionContext): void {
     if (subsystem) log.info('SSH subsystem started', { subsystem, login: account.name, remote })
     else log.info(command === undefined ? 'SSH shell started' : 'SSH command started', { login: account.name, pty: pty !== undefined, remote })
     // A subsystem speaks a binary protocol: never through a pty, which would mangle it.
-    const started = runSession(channel, { account, command, env, pty: subsystem ? undefined : pty })
+    const started = runSession(channel, { account, command, env, pty: subsystem ? undefined : pty, onExit: context.events?.exit })
     proc = started
     context.processes.add(started)
     void started.exited.then(() => context.processes.delete(started))
   }
-  session.on('exec', (accept, _reject, info) => start(accept(), info.command))
+  session.on('exec', (accept, _reject, info) => {
+    context.events?.exec(info.command)
+    start(accept(), info.command)
+  })
   session.on('shell', (accept) => start(accept(), undefined))
   session.on('subsystem', (accept, reject, info) => {
     const program = info.name === 'sftp' ? context.sftpServer() : undefined
@@ -97,6 +102,7 @@ interface SessionRequest {
   command: string | undefined
   env: Record<string, string>
   pty: PseudoTtyInfo | undefined
+  onExit?: (status: number) => void
 }
 
 /** A session's process: the command or shell itself, or `script` holding its pty. */
@@ -184,7 +190,9 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
   child.once('close', (code, signal) => {
     channel.unpipe(child.stdin!)
     // A process that never started reports a negative errno: exit 127, as a shell would.
-    endChannel(channel, code === null || code < 0 ? 127 : code, signal)
+    const status = code === null || code < 0 ? 127 : code
+    req.onExit?.(signal ? 128 + (osConstants.signals[signal] ?? 0) : status)
+    endChannel(channel, status, signal)
   })
   return session
 }

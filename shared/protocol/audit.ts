@@ -61,8 +61,24 @@ export const AUDIT_BATCH_BYTES = 512 * 1024
 /** Fields the node may not set: the auth server decides them from the caller's certificate. */
 const STAMPED = new Set(['id', 'time', 'type', 'cluster', 'node', 'host_id'])
 
+/** A node's event as a receiver reads it: the header apart from the other fields. */
+export interface NodeEvent {
+  id: string
+  time: number
+  type: NodeEventType
+  fields: Record<string, AuditValue>
+}
+
+/** A node's event as a sender writes it: flat. */
+export interface FlatNodeEvent {
+  id: string
+  time: number
+  type: NodeEventType
+  [field: string]: AuditValue
+}
+
 /** A node's event: its ID, time and type checked, its other fields flat and bounded; node and host ID are the auth server's to stamp. */
-function nodeEvent(): Shape<{ id: string; time: number; type: NodeEventType; fields: Record<string, AuditValue> }> {
+export function nodeEvent(): Shape<NodeEvent, FlatNodeEvent> {
   const header = object({
     id: {
       optional: false,
@@ -92,6 +108,14 @@ function nodeEvent(): Shape<{ id: string; time: number; type: NodeEventType; fie
     },
   }
 }
+
+/** A node's event as it goes on the wire again: flat. */
+export function flatEvent(event: NodeEvent): FlatNodeEvent {
+  return { ...event.fields, id: event.id, time: event.time, type: event.type }
+}
+
+/** What one batch of a node's events may hold on a tunnel's control stream, whose lines are at most 64 KiB. */
+export const CONTROL_BATCH_BYTES = 48 * 1024
 
 export const AUDIT_EVENTS_BODY = object({ events: list(nodeEvent(), MAX_EVENTS_PER_BATCH) })
 /** A proxy carries a tunnelled node's batch with the host ID its tunnel's certificate proved. */
