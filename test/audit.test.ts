@@ -15,6 +15,7 @@ import t from 'tap'
 import { generateUserKeys, publicKeyFields } from '../cli/credentials-files.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
+import { loadIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
 import type { AuditEvent } from '../shared/protocol/audit.ts'
 import { AuthProcess, type Daemon, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
@@ -43,14 +44,14 @@ async function auditLs(args: string[] = []): Promise<AuditEvent[]> {
   return (await auth.api<{ events: AuditEvent[] }>('GET', `/v1/audit/events?${query}`)).events
 }
 
-/** A node joined through the proxy (tunnel mode) whose policy lets ssh -L go anywhere. */
-async function joinNode(name: string): Promise<Daemon> {
+/** A node joined through the proxy (tunnel mode), or to `server` (the auth server: direct mode), whose policy lets ssh -L go anywhere. */
+async function joinNode(name: string, server = proxy.web): Promise<Daemon> {
   const token = await auth.token()
   secrets.push(token)
   const dir = tempDir()
   const config = join(dir, 'warren.yaml')
-  writeFileSync(config, `version: v1\ndata_dir: ${dir}\nssh_service:\n  port_forwarding: any\n`)
-  const node = startNode([`--config=${config}`, `--data-dir=${dir}`, `--auth-server=${proxy.web}`, `--token=${token}`, `--ca-pin=${pin}`, `--nodename=${name}`])
+  writeFileSync(config, `version: v1\ndata_dir: ${dir}\nssh_service:\n  port_forwarding: any\n  listen_addr: 127.0.0.1:0\n`)
+  const node = startNode([`--config=${config}`, `--data-dir=${dir}`, `--auth-server=${server}`, `--token=${token}`, `--ca-pin=${pin}`, `--nodename=${name}`])
   t.teardown(() => node.stop())
   await waitForNode(auth, name)
   return node
@@ -210,6 +211,25 @@ t.test('an SSH session: its start, the command it ran, a port forward and its en
   t.match(forwardSession, [{ type: 'session.start' }, { type: 'port_forward', user: 'carol', host: '127.0.0.1', port: echoPort }, { type: 'session.end' }])
 })
 
+t.test('a direct node delivers its events itself, as the node its certificate names', async (t) => {
+  const direct = await joinNode('pi-direct', auth.address)
+  const ran = await openssh(profile, [`${login}@pi-direct`, 'exit 0'])
+  t.equal(ran.code, 0, ran.stderr)
+  const ended = await auditUntil(['--node=pi-direct', '--type=session.end'], (events) => events.length === 1)
+  t.match(ended, [{ user: 'carol', login, node: 'pi-direct', exit_status: 0 }])
+
+  // The node's own certificate, with events that name another node: the certificate decides.
+  const identity = loadIdentity(direct.dataDir!)!
+  const client = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
+  t.teardown(() => client.close())
+  const forged = { id: 'forged-event-0001', time: Date.now(), type: 'exec' as const, command: 'forged', node: 'pi-audit', host_id: 'someone-else' }
+  t.same(await client.call('POST /v1/audit/events', { body: { events: [forged] } }), { stored: 1 })
+  t.same(await client.call('POST /v1/audit/events', { body: { events: [forged] } }), { stored: 0 }, 'sent again: stored once')
+  const stored = (await auditLs(['--type=exec'])).filter((e) => e.id === forged.id)
+  t.match(stored, [{ node: 'pi-direct', host_id: identity.hostId, command: 'forged' }])
+  t.equal((await auditLs(['--node=pi-audit', '--type=exec'])).filter((e) => e.id === forged.id).length, 0, 'nothing was filed under the node it named')
+})
+
 t.test('the auth server killed during a session: every event of it is stored once after the restart', async (t) => {
   const ssh = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${login}@pi-audit`, 'read line; echo "got $line"; exit 7'], {
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -217,16 +237,19 @@ t.test('the auth server killed during a session: every event of it is stored onc
   let output = ''
   ssh.stdout.on('data', (chunk) => (output += chunk))
   const exited = once(ssh, 'exit')
-  // carol's third session: two came before.
-  const started = await auditUntil(['--user=carol', '--type=session.start'], (events) => events.length === 3)
+  let errors = ''
+  ssh.stderr.on('data', (chunk) => (errors += chunk))
+  // carol's third session on pi-audit (two came before), once its command runs.
+  const started = await auditUntil(['--user=carol', '--node=pi-audit', '--type=session.start'], (events) => events.length === 3)
   t.equal(started.length, 3, 'the session started while the auth server was up')
   const sessionId = started[2].session_id
+  await auditUntil(['--user=carol', '--type=exec'], (events) => events.some((e) => e.session_id === sessionId))
 
   await auth.stop('SIGKILL')
   // The session goes on through the proxy and the tunnel, and ends while the auth server is down.
   ssh.stdin.end('bye\n')
   const [code] = await exited
-  t.equal(code, 7)
+  t.equal(code, 7, errors)
   t.equal(output, 'got bye\n')
   const waiting = await node.waitForStatus('the session end queued', (status) => (status.node?.events?.queued ?? 0) > 0)
   t.equal(waiting.node?.events?.dropped, 0)
