@@ -203,7 +203,11 @@ export class AuthServer {
   async refreshAuthorities(advance = false): Promise<void> {
     if (advance) {
       for (const type of ['host', 'user'] as const) {
-        if (await advanceAutomatic(this.backend, type)) this.log.info(`${type} CA rotation moved on automatically`)
+        const from = (type === 'host' ? this.hostCA : this.userCA).rotation?.phase ?? 'standby'
+        if (!(await advanceAutomatic(this.backend, type))) continue
+        this.log.info(`${type} CA rotation moved on automatically`)
+        const to = (await loadAuthority(this.backend, type)).authority.rotation?.phase ?? 'standby'
+        await this.audit.record('rotation.phase', { ca: type, from, to, actor: 'automatic' })
       }
     }
     const host = (await loadAuthority(this.backend, 'host')).authority

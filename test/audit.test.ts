@@ -287,6 +287,17 @@ async function echoThrough(port: number, text: string): Promise<string> {
   throw new Error(`nothing listened on 127.0.0.1:${port}`)
 }
 
+t.test('an automatic rotation records each phase it steps through', async (t) => {
+  await auth.api('POST', '/v1/rotate', { type: 'user', grace_period_ms: 2000 })
+  const phases = await auditUntil(['--type=rotation.phase'], (events) => events.some((e) => e.actor === 'automatic' && e.to === 'standby'))
+  t.match(phases.filter((e) => e.actor !== 'admin' || e.to === 'init').slice(-4), [
+    { ca: 'user', from: 'standby', to: 'init', actor: 'admin' },
+    { ca: 'user', from: 'init', to: 'update_clients', actor: 'automatic' },
+    { ca: 'user', from: 'update_clients', to: 'update_servers', actor: 'automatic' },
+    { ca: 'user', from: 'update_servers', to: 'standby', actor: 'automatic' },
+  ])
+})
+
 t.test('the file holds the same events as the backend, and no secret is in either', async (t) => {
   const listed = await auditLs()
   const json = await auth.ctl(['audit', 'ls', '--since=1h', '--format=json'])
