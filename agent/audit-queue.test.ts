@@ -21,13 +21,7 @@ function queuePath(t: Test): string {
 
 function open(t: Test, path: string, bounds: { maxEvents?: number; maxBytes?: number } = {}): AuditQueue {
   const queue = new AuditQueue({ path, ...bounds })
-  t.teardown(() => {
-    try {
-      queue.close()
-    } catch {
-      // closed by the test already
-    }
-  })
+  t.teardown(() => queue.close())
   return queue
 }
 
@@ -55,6 +49,8 @@ t.test('queued events survive a restart; acknowledged ones do not come back', as
   t.same(again.peek(10, 1 << 20)[0], event(3), 'fields and all')
   again.add(event(5))
   again.close()
+  again.close()
+  t.throws(() => again.add(event(6)), /closed/, 'nothing is written once closed')
   t.same(ids(open(t, path).peek(10, 1 << 20)), ['event-0003', 'event-0004', 'event-0005'], 'an add after the torn line is read')
 })
 

@@ -33,7 +33,8 @@ export class AuditQueue {
   /** Waiting events, oldest first, with the size of each as written. */
   readonly #events = new Map<string, { event: QueuedEvent; bytes: number }>()
   #bytes = 0
-  #fd: number
+  /** The journal, open for appending; undefined once closed. */
+  #fd: number | undefined
   /** Events dropped to stay within bounds since the queue was opened. */
   dropped = 0
 
@@ -100,11 +101,15 @@ export class AuditQueue {
     this.dropped += known.length
   }
 
+  /** Closes the journal; safe to call again (a second close of the same number could close another file). */
   close(): void {
-    closeSync(this.#fd)
+    const fd = this.#fd
+    this.#fd = undefined
+    if (fd !== undefined) closeSync(fd)
   }
 
   #append(line: string): void {
+    if (this.#fd === undefined) throw new Error(`the audit queue ${this.path} is closed`)
     writeSync(this.#fd, line)
     fsyncSync(this.#fd)
   }
