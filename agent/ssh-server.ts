@@ -269,7 +269,9 @@ export class NodeSshServer {
 
 /** What every audit event of a logged-in connection says: which session, whose, as which login, from where. */
 function auditFields(state: ConnectionState): Record<string, AuditValue> {
-  return { session_id: state.audit?.sessionId ?? null, user: state.grant?.keyId ?? null, login: state.grant?.account.name ?? null, client_addr: state.remote }
+  // Through a proxy the remote is "user@address" (the user the proxy verified): the address alone here.
+  const clientAddr = state.remote.slice(state.remote.lastIndexOf('@') + 1)
+  return { session_id: state.audit?.sessionId ?? null, user: state.grant?.keyId ?? null, login: state.grant?.account.name ?? null, client_addr: clientAddr }
 }
 
 function socketAddress(stream: Duplex): string {
