@@ -8,6 +8,7 @@
 // never does.
 
 import { X509Certificate } from 'node:crypto'
+import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { joinHostPort, parseHostPort } from '../shared/address.ts'
 import type { WarrenConfig } from '../shared/config.ts'
@@ -17,10 +18,13 @@ import { ApiError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { applyCertificates, identityExists, loadIdentity, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
+import { AUDIT_BATCH_BYTES, CONTROL_BATCH_BYTES } from '../shared/protocol/audit.ts'
 import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
+import { AuditQueue } from './audit-queue.ts'
+import { AuditSender } from './audit-sender.ts'
 import type { DirectListener } from './direct-listener.ts'
 import { declaredPortName, forwardRefusal, remoteForwardRefusal } from './forward-policy.ts'
 import type { Heartbeat } from './heartbeat.ts'
@@ -28,7 +32,7 @@ import { NodeRenewal } from './renewal.ts'
 import { type ServiceTable, serveStream } from './services.ts'
 import { sftpServerProgram } from './sftp-server.ts'
 import { SshOnDemand } from './ssh-on-demand.ts'
-import type { AgentTunnel, TrustMessage } from './tunnel.ts'
+import { type AgentTunnel, AuditRefused, type TrustMessage } from './tunnel.ts'
 import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
 import { TunnelPool } from './tunnel-pool.ts'
 
@@ -60,6 +64,8 @@ export class Agent {
   private prepared?: { server: string; tunnel?: TunnelAddress; source?: string }
   /** How often this process asked a proxy where the tunnels go (agent/status.ts reports it). */
   discoveries = 0
+  /** The SSH server's audit events, on disk until the auth server has them. */
+  audit?: { queue: AuditQueue; sender: AuditSender }
   /** Where the tunnels go, and whether they wait for certificates the proxies accept (see holdTunnels). */
   private tunnels?: { server: string; address: TunnelAddress; held: boolean }
 
@@ -101,7 +107,9 @@ export class Agent {
   async start(): Promise<void> {
     await this.prepare()
     const { server, tunnel, source } = this.prepared!
+    const audit = this.startAudit(server)
     this.ssh = new SshOnDemand({
+      audit: (type, fields) => audit.record(type, fields),
       hostKeyPem: this.identity.sshKeyPem,
       userCAKeys: this.identity.userCASshKeys,
       log: this.log,
@@ -132,6 +140,35 @@ export class Agent {
     else if (certificateUsable(this.identity)) this.startTunnels(server, tunnel, source!)
     else this.tunnels = { server, address: tunnel, held: true }
     this.renewal.start()
+  }
+
+  /** The queue of audit events and what ships them: through a tunnel's proxy, or straight to the auth server. */
+  private startAudit(server: string): AuditSender {
+    const queue = new AuditQueue({ path: join(this.config.dataDir, 'audit-queue.jsonl') })
+    const direct = async (events: Parameters<AgentTunnel['deliverAudit']>[0]) => {
+      const { ApiClient } = await import('../shared/api-client.ts')
+      const { hostCAPems, tlsCertPem, tlsKeyPem } = this.identity
+      const client = new ApiClient({ server, caPems: hostCAPems, certPem: tlsCertPem, keyPem: tlsKeyPem })
+      try {
+        await client.call('POST /v1/audit/events', { body: { events } })
+      } finally {
+        await client.close()
+      }
+    }
+    const sender = new AuditSender({
+      queue,
+      transport: () => {
+        if (this.heartbeat) return { send: direct, maxBytes: AUDIT_BATCH_BYTES / 2 }
+        const tunnel = this.pool?.all.find((t) => t.carriesAudit)
+        return tunnel && { send: (events) => tunnel.deliverAudit(events), maxBytes: CONTROL_BATCH_BYTES }
+      },
+      refused: (error) => error instanceof AuditRefused || (error instanceof ApiError && (error.status === 400 || error.status === 413)),
+      log: this.log,
+    })
+    this.audit = { queue, sender }
+    // Events queued before a restart go out as soon as there is a way.
+    sender.kick()
+    return sender
   }
 
   /**
@@ -331,5 +368,7 @@ export class Agent {
     await this.heartbeat?.stop()
     await this.direct?.close()
     await this.ssh?.close()
+    this.audit?.sender.stop()
+    this.audit?.queue.close()
   }
 }

@@ -18,6 +18,8 @@ export interface ForwardContext {
   /** The connection's sockets: each forward adds its own, and they end with the connection. */
   sockets: Set<Socket>
   log: Logger
+  /** A forward opened to host:port (for the audit trail). */
+  opened?: (host: string, port: number) => void
 }
 
 /** Opens the destination, then accepts the channel and joins the two; rejects it if either step fails. */
@@ -44,6 +46,7 @@ export function forwardPort(context: ForwardContext, info: TcpipRequestInfo, acc
   })
   socket.once('connect', () => {
     log.debug('SSH port forward opened', fields)
+    context.opened?.(info.destIP, info.destPort)
     const channel = accept()
     socket.pipe(channel).pipe(socket)
     channel.on('error', () => socket.destroy())

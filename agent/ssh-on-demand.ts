@@ -7,7 +7,10 @@ import type { Logger } from '../shared/log.ts'
 import type { NodeSshServer, SshServerOptions } from './ssh-server.ts'
 
 /** What the server is made with, besides the user CAs (which change with rotations). */
-type ServerSettings = Pick<SshServerOptions, 'hostKeyPem' | 'log' | 'forwardRefusal' | 'labels' | 'declaredPortName' | 'sftpServer' | 'onFileOperation' | 'remoteForwardRefusal'>
+type ServerSettings = Pick<
+  SshServerOptions,
+  'hostKeyPem' | 'log' | 'forwardRefusal' | 'labels' | 'declaredPortName' | 'sftpServer' | 'onFileOperation' | 'remoteForwardRefusal' | 'audit'
+>
 
 export class SshOnDemand {
   private server?: Promise<NodeSshServer>

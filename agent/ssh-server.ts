@@ -7,7 +7,7 @@
 //
 // Parts, in order: the server and its connections; authentication; the client's signature.
 
-import { type KeyObject, verify } from 'node:crypto'
+import { type KeyObject, randomUUID, verify } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { AuthContext, Connection, ParsedKey, TcpipBindInfo } from 'ssh2'
@@ -15,6 +15,7 @@ import ssh2 from 'ssh2'
 import { type Access, loginRefusal, nodeRefusal, portRefusal, WILDCARD } from '../shared/access.ts'
 import { accessOfSshCertificate } from '../shared/access-cert.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
+import type { AuditValue, NodeEventType } from '../shared/protocol/audit.ts'
 import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, verifySshCertificate } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
@@ -54,7 +55,11 @@ export interface SshServerOptions {
    * who performed it; default: nobody. For an audit trail.
    */
   onFileOperation?: (op: FileOperation, session: { login: string; keyId: string; remote: string }) => void
+  /** Records an audit event (sessions, commands, forwards); default: none are recorded. */
+  audit?: AuditRecorder
 }
+
+export type AuditRecorder = (type: NodeEventType, fields: Record<string, AuditValue | undefined>) => void
 
 /** What an accepted certificate grants on one connection. */
 interface Grant {
@@ -85,6 +90,8 @@ interface ConnectionState {
   /** The connection's `ssh -R` listeners, once logged in. */
   remoteForwards?: RemoteForwards
   closed: Promise<void>
+  /** The audit trail's view of a logged-in connection: its ID, when it began, the last exit status. */
+  audit?: { sessionId: string; started: number; exitStatus?: number }
 }
 
 export class NodeSshServer {
@@ -97,6 +104,7 @@ export class NodeSshServer {
   private readonly declaredPortName: (host: string, port: number) => string | undefined
   private readonly sftpServer: () => string | undefined
   private readonly onFileOperation?: SshServerOptions['onFileOperation']
+  private readonly audit: AuditRecorder
   private readonly connections = new Set<ConnectionState>()
   private trustedCaKeys: KeyObject[] = []
   private closing = false
@@ -114,6 +122,7 @@ export class NodeSshServer {
     this.declaredPortName = options.declaredPortName ?? (() => undefined)
     this.sftpServer = options.sftpServer ?? (() => findSftpServer())
     this.onFileOperation = options.onFileOperation
+    this.audit = options.audit ?? (() => {})
     this.setUserCAKeys(options.userCAKeys)
   }
 
@@ -146,6 +155,7 @@ export class NodeSshServer {
     }
     stream.once('close', () => {
       if (!state.grant && state.refusal) this.log.info(`SSH login refused: ${state.refusal.message}`, state.refusal.fields)
+      if (state.audit) this.audit('session.end', { ...auditFields(state), duration_ms: Date.now() - state.audit.started, exit_status: state.audit.exitStatus ?? null })
       this.log.debug('SSH connection closed', { remote })
       this.connections.delete(state)
       this.release(state)
@@ -211,9 +221,12 @@ export class NodeSshServer {
         sockets: state.sockets,
         log,
       })
+      state.audit = { sessionId: randomUUID(), started: Date.now() }
+      this.audit('session.start', auditFields(state))
     })
     client.on('session', (accept) => {
       const { account, permitPty, keyId, permitAgentForwarding, access } = state.grant!
+      const events = { exec: (command: string) => this.audit('exec', { ...auditFields(state), command }), exit: (status: number) => (state.audit!.exitStatus = status) }
       const report = this.onFileOperation
       serveSession(accept(), {
         account,
@@ -221,7 +234,10 @@ export class NodeSshServer {
         remote: state.remote,
         processes: state.processes,
         sftpServer: this.sftpServer,
-        onFileOperation: report && ((op) => report(op, { login: account.name, keyId, remote: state.remote })),
+        onFileOperation: (op) => {
+          this.audit('sftp', { ...auditFields(state), ...fileOperationFields(op) })
+          report?.(op, { login: account.name, keyId, remote: state.remote })
+        },
         agentRefusal: !permitAgentForwarding
           ? 'the certificate lacks permit-agent-forwarding'
           : access.agent_forwarding
@@ -229,6 +245,7 @@ export class NodeSshServer {
             : "the user's roles do not allow agent forwarding (forward_agent)",
         listenForAgent: () => listenForAgent(client, account, state.sockets),
         log,
+        events,
       })
     })
     client.on('tcpip', (accept, reject, info) => {
@@ -237,7 +254,8 @@ export class NodeSshServer {
         (access.local_forwarding ? undefined : "the user's roles do not allow port forwarding (port_forwarding: false)") ??
         this.forwardRefusal(host, port) ??
         this.forwardAccessRefusal(access, host, port)
-      forwardPort({ login: account.name, permitPortForwarding, remote: state.remote, refusal, sockets: state.sockets, log }, info, accept, reject)
+      const opened = (host: string, port: number) => this.audit('port_forward', { ...auditFields(state), host, port })
+      forwardPort({ login: account.name, permitPortForwarding, remote: state.remote, refusal, sockets: state.sockets, log, opened }, info, accept, reject)
     })
     client.on('request', (accept, reject, name, info) => {
       state.remoteForwards?.request(name, info as TcpipBindInfo | undefined, accept as ((port?: number) => void) | undefined, reject)
@@ -304,6 +322,18 @@ export class NodeSshServer {
     const every = access.ports.includes(WILDCARD) && !access.deny_ports.includes(WILDCARD)
     return every ? undefined : "the user's roles allow only the node's named forward_ports"
   }
+}
+
+/** What every audit event of a logged-in connection says: which session, whose, as which login, from where. */
+function auditFields(state: ConnectionState): Record<string, AuditValue> {
+  // Through a proxy the remote is "user@address" (the user the proxy verified): the address alone here.
+  const clientAddr = state.remote.slice(state.remote.lastIndexOf('@') + 1)
+  return { session_id: state.audit?.sessionId ?? null, user: state.grant?.keyId ?? null, login: state.grant?.account.name ?? null, client_addr: clientAddr }
+}
+
+/** An SFTP file operation as audit fields: a rename's or link's target and the bytes only when known. */
+function fileOperationFields(op: FileOperation): Record<string, AuditValue> {
+  return { operation: op.operation, path: op.path, ...(op.target === undefined ? {} : { target: op.target }), ...(op.bytes === undefined ? {} : { bytes: op.bytes }) }
 }
 
 function socketAddress(stream: Duplex): string {

@@ -39,6 +39,8 @@ export interface SessionContext {
   /** A socket for SSH_AUTH_SOCK whose connections reach the client's agent. */
   listenForAgent: () => Promise<AgentSocket>
   log: Logger
+  /** For the audit trail: a command about to run, and each session's exit status. */
+  events?: { exec(command: string): void; exit(status: number): void }
 }
 
 /** Serves one session channel: its pty, env, exec and shell requests, until the client closes it. */
@@ -96,8 +98,9 @@ export function serveSession(session: Session, context: SessionContext): void {
   const start = (channel: ServerChannel, command: string | undefined, subsystem?: { name: string; stderr: Writable }) => {
     if (subsystem) log.info('SSH subsystem started', { subsystem: subsystem.name, login: account.name, remote })
     else log.info(command === undefined ? 'SSH shell started' : 'SSH command started', { login: account.name, pty: pty !== undefined, remote })
+    if (!subsystem && command !== undefined) context.events?.exec(command)
     // A subsystem speaks a binary protocol: never through a pty, which would mangle it.
-    const started = runSession(channel, { account, command, env, pty: subsystem ? undefined : pty, stderr: subsystem?.stderr })
+    const started = runSession(channel, { account, command, env, pty: subsystem ? undefined : pty, stderr: subsystem?.stderr, onExit: context.events?.exit })
     proc = started
     context.processes.add(started)
     void started.exited.then(() => context.processes.delete(started))
@@ -142,6 +145,8 @@ interface SessionRequest {
   pty: PseudoTtyInfo | undefined
   /** Where the process's standard error goes instead of the channel's (a subsystem's log). */
   stderr?: Writable
+  /** Told the process's exit status (the session's audit event). */
+  onExit?: (status: number) => void
 }
 
 /** A session's process: the command or shell itself, or `script` holding its pty. */
@@ -229,7 +234,9 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
   child.once('close', (code, signal) => {
     channel.unpipe(child.stdin!)
     // A process that never started reports a negative errno: exit 127, as a shell would.
-    endChannel(channel, code === null || code < 0 ? 127 : code, signal)
+    const status = code === null || code < 0 ? 127 : code
+    req.onExit?.(signal ? 128 + (osConstants.signals[signal] ?? 0) : status)
+    endChannel(channel, status, signal)
   })
   return session
 }

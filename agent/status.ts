@@ -21,6 +21,7 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
     certificate: certificateStatus(identity.tlsCertPem, identity.hostCAPems),
     trusted_host_ca_pins: identity.hostCAPems.map(caPin),
   }
+  if (agent.audit) status.events = { queued: agent.audit.queue.size, dropped: agent.audit.queue.dropped }
   if (pool) {
     status.tunnel = {
       address: pool.address,

@@ -5,13 +5,14 @@
 // stream the proxy opens. The yamux keepalive shows both ends the tunnel is alive, so an
 // idle tunnel carries nothing else.
 
-import { X509Certificate } from 'node:crypto'
+import { randomUUID, X509Certificate } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
 import { certSubject } from '../shared/cert-subject.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
+import type { FlatNodeEvent } from '../shared/protocol/audit.ts'
 import { type ProxyMessageOf, parseProxyMessage, sendToProxy } from '../shared/protocol/control.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readMessages } from '../shared/protocol/framing.ts'
@@ -41,6 +42,12 @@ export interface TunnelOptions {
 
 /** What the proxy says during CA rotations and renewals: the pool hands these to the agent. */
 export type TrustMessage = ProxyMessageOf<'ca' | 'certs' | 'renew_failed'>
+
+/** A batch of audit events the proxy answers for within this, or it is sent again. */
+const AUDIT_ANSWER_MS = 30_000
+
+/** The auth server refused audit events for what they are: sending them again is no use. */
+export class AuditRefused extends Error {}
 
 /** A dial that reached a proxy the agent already holds a tunnel to, refused before the handshake. */
 export class HeldProxyError extends Error {
@@ -77,6 +84,8 @@ export class AgentTunnel extends EventEmitter {
   ticket?: Buffer
   /** When the proxy welcomed this tunnel (epoch ms). */
   openedAt = 0
+  /** The proxy's welcome said it carries audit events to the auth server. */
+  carriesAudit = false
   private session?: Session
   private control?: Duplex
   private closed = false
@@ -154,6 +163,7 @@ export class AgentTunnel extends EventEmitter {
               if (this.proxyId) return
               this.proxyId = message.proxy_id
               this.openedAt = Date.now()
+              this.carriesAudit = message.audit
               clearTimeout(timer)
               socket.off('error', fail)
               socket.on('error', () => {})
@@ -190,6 +200,38 @@ export class AgentTunnel extends EventEmitter {
   /** Asks the proxy for certificates from the current signing CA (answered with a 'certs' event). */
   requestRenewal(): void {
     if (this.control) sendToProxy(this.control, { type: 'renew' })
+  }
+
+  /**
+   * Sends audit events to the auth server through the proxy; resolves once the proxy says
+   * the auth server has them. Rejects when it says otherwise (AuditRefused when sending them
+   * again is no use), when the tunnel closes first, or without an answer in time.
+   */
+  deliverAudit(events: FlatNodeEvent[]): Promise<void> {
+    const control = this.control
+    if (!control || !this.carriesAudit) return Promise.reject(new Error(`proxy ${this.proxyId} does not carry audit events`))
+    const batch = randomUUID()
+    return new Promise((resolve, reject) => {
+      const settle = (error?: Error) => {
+        clearTimeout(timer)
+        this.off('audit_stored', answered)
+        this.off('audit_failed', answered)
+        this.off('close', closed)
+        if (error) reject(error)
+        else resolve()
+      }
+      const answered = (message: ProxyMessageOf<'audit_stored' | 'audit_failed'>) => {
+        if (message.batch !== batch) return
+        if (message.type === 'audit_stored') settle()
+        else settle(message.refused ? new AuditRefused(message.error) : new Error(message.error))
+      }
+      const closed = () => settle(new Error('the tunnel closed before the answer came'))
+      const timer = setTimeout(() => settle(new Error(`no answer from proxy ${this.proxyId} within ${AUDIT_ANSWER_MS / 1000}s`)), AUDIT_ANSWER_MS)
+      this.on('audit_stored', answered)
+      this.on('audit_failed', answered)
+      this.once('close', closed)
+      sendToProxy(control, { type: 'audit', batch, events })
+    })
   }
 
   /** The round trip to the proxy in ms (a yamux ping). */

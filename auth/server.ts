@@ -16,6 +16,7 @@ import { admitter } from './api/access.ts'
 import type { AuthContext } from './api/context.ts'
 import { statusOf } from './api/errors.ts'
 import { AUTH_ROUTES } from './api/index.ts'
+import { Audit } from './audit.ts'
 import { type Authority, loadAuthority, loadOrCreateAuthority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
 import { openBackend } from './backend/index.ts'
@@ -51,6 +52,7 @@ export class AuthServer {
   private acmeRecords!: AcmeRecords
   private revocations!: Revocations
   private locks!: Locks
+  private audit!: Audit
   private offlineSweep?: OfflineSweep
   private hostCA!: Authority
   private userCA!: Authority
@@ -150,6 +152,8 @@ export class AuthServer {
     this.offlineSweep = new OfflineSweep({ backend: this.backend, nodeTtlMs: auth.nodeTtlMs, named: (hostId) => this.revocations.names(hostId), log: this.log })
     this.offlineSweep.start()
     this.acmeRecords = new AcmeRecords(this.backend)
+    this.audit = new Audit({ backend: this.backend, clusterName: this.clusterName, retentionMs: auth.audit.retentionMs, file: auth.audit.file, log: this.log })
+    this.audit.start()
 
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
     // Its certificate names what its configuration names, nothing more.
@@ -199,7 +203,11 @@ export class AuthServer {
   async refreshAuthorities(advance = false): Promise<void> {
     if (advance) {
       for (const type of ['host', 'user'] as const) {
-        if (await advanceAutomatic(this.backend, type)) this.log.info(`${type} CA rotation moved on automatically`)
+        const from = (type === 'host' ? this.hostCA : this.userCA).rotation?.phase ?? 'standby'
+        if (!(await advanceAutomatic(this.backend, type))) continue
+        this.log.info(`${type} CA rotation moved on automatically`)
+        const to = (await loadAuthority(this.backend, type)).authority.rotation?.phase ?? 'standby'
+        await this.audit.record('rotation.phase', { ca: type, from, to, actor: 'automatic' })
       }
     }
     const host = (await loadAuthority(this.backend, 'host')).authority
@@ -218,6 +226,7 @@ export class AuthServer {
     this.revocations?.stop()
     this.offlineSweep?.stop()
     this.own?.stop()
+    await this.audit?.stop()
     if (this.server) {
       this.gate?.close()
       this.server.closeAllConnections()
@@ -243,6 +252,7 @@ export class AuthServer {
       acmeRecords: this.acmeRecords,
       revocations: this.revocations,
       locks: this.locks,
+      audit: this.audit,
       limiter: this.limiter,
       settings: this.config.auth,
       log: this.log,

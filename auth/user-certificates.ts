@@ -18,6 +18,7 @@ export async function userCertificatesFor(context: AuthContext, user: UserRecord
   if (access.logins.length === 0) throw new UserError(`the roles of user "${user.name}" (${user.roles.join(', ')}) allow no login`)
   const certs = issueUserCertificates(context.userCA(), context.clusterName, user, keys, Math.min(ttlMs, maxSessionTtlMs), access)
   context.log.info('user certificates issued', { user: user.name, valid_before: new Date(certs.validBefore).toISOString() })
+  await context.audit.certIssued('user', certs.sshCert, { user: user.name })
   return {
     ssh_cert: certs.sshCert,
     tls_cert: certs.tlsCertPem,

@@ -104,6 +104,7 @@ function nodeBlock(node: NodeStatus, now: number): string {
     .map(([k, v]) => `${k}=${v}`)
     .join(',')
   if (labels) list.push(['Labels', labels])
+  if (node.events) list.push(['Audit events', `${node.events.queued} waiting for the auth server, ${node.events.dropped} dropped`])
   const { tunnel, direct } = node
   if (direct) {
     const beats = direct.heartbeats

@@ -4,6 +4,7 @@
 // group is a file of cli/ctl/.
 
 import type { Command } from './command.ts'
+import { auditLs } from './ctl/audit.ts'
 import { authRotate, authSign } from './ctl/auth.ts'
 import { lock, lockLs, lockRm } from './ctl/locks.ts'
 import { nodesLs, nodesRm } from './ctl/nodes.ts'
@@ -32,6 +33,7 @@ const COMMANDS: Command[] = [
   lock,
   lockLs,
   lockRm,
+  auditLs,
   create,
   get,
   rm,

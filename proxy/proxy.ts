@@ -24,6 +24,7 @@ import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
+import { type AuditMessage, relayAudit } from './audit-relay.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
 import { LiveSetMembership } from './membership.ts'
@@ -213,6 +214,7 @@ export class ProxyService {
     this.timers.push(setInterval(() => void this.presence.reportAll(), DEFAULTS.heartbeatIntervalMs))
     this.tunnels.on('connect', (tunnel: Tunnel) => this.presence.opened(tunnel))
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
+    this.tunnels.on('audit', (tunnel: Tunnel, message: AuditMessage) => void relayAudit(this.auth, tunnel, message))
     this.ownCertificate = ownCertificateRenewal({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
     this.ownCertificate.start()
   }

@@ -247,7 +247,8 @@ export class TunnelServer extends EventEmitter {
       })
       tunnel.session.close()
     })
-    sendToAgent(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName })
+    // audit: this proxy carries audit events to the auth server (proxy/audit-relay.ts).
+    sendToAgent(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName, audit: true })
     // Not before the first heartbeat has told this proxy the live set: an empty set would
     // tell the agent to close its tunnels to every other proxy.
     if (this.proxyIds.length > 0) sendToAgent(stream, { type: 'proxies', ids: this.proxyIds })
@@ -269,6 +270,9 @@ export class TunnelServer extends EventEmitter {
           if (this.tunnels.get(tunnel.hostId) !== tunnel) this.register(tunnel)
           if (message.services !== undefined) tunnel.services = message.services
           this.acceptLabels(tunnel, message.labels)
+          return
+        case 'audit':
+          this.emit('audit', tunnel, message)
           return
         case 'heartbeat':
           this.acceptLabels(tunnel, message.labels)

@@ -201,6 +201,19 @@ const auth = section({
     default: 8760 * HOUR_MS,
     doc: 'how long after its certificate expired a device may still recover it by proving its key',
   }),
+  audit: key(
+    'audit',
+    section({
+      retentionMs: key('retention', duration(), {
+        default: 90 * 24 * HOUR_MS,
+        doc: 'how long audit events are kept in the backend',
+      }),
+      file: key('file', string(), {
+        doc: 'a file that also gets every audit event as one JSON line, for log shippers',
+      }),
+    }),
+    { doc: 'the audit trail: who did what (warrenctl audit ls)' },
+  ),
 })
 
 const proxy = section({

@@ -96,6 +96,7 @@ t.test('a full valid file', async (t) => {
       hostCertTtlMs: 720 * 3_600_000,
       adminCertTtlMs: 12 * 3_600_000,
       recoveryWindowMs: 2160 * 3_600_000,
+      audit: { retentionMs: 90 * 24 * 3_600_000 },
     },
     proxy: {
       enabled: true,

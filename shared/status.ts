@@ -106,6 +106,8 @@ export interface NodeStatus {
   labels: Record<string, string>
   certificate: CertificateStatus
   trusted_host_ca_pins: string[]
+  /** The SSH server's audit events waiting for the auth server, and those dropped when the queue was full. */
+  events?: { queued: number; dropped: number }
   /** Tunnel mode. */
   tunnel?: {
     /** The (load-balanced) address the node dials. */

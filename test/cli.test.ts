@@ -76,6 +76,7 @@ const ACTING: Record<string, Record<string, string[]>> = {
     lock: ['--user=alice', '--ttl=1h', dataDir],
     'lock ls': [dataDir],
     'lock rm': [lockId, dataDir],
+    'audit ls': ['--since=1h', dataDir],
     create: ['-f', roleFile, dataDir],
     get: ['roles', dataDir],
     rm: ['role/lab', dataDir],

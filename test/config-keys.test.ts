@@ -86,6 +86,8 @@ const ROWS: Row[] = [
   { key: 'auth_service.host_cert_ttl', value: '24h', fields: ['auth.hostCertTtlMs'], reader: ['auth/server.ts', 'auth.hostCertTtlMs'] },
   { key: 'auth_service.admin_cert_ttl', value: '12h', fields: ['auth.adminCertTtlMs'], reader: ['auth/server.ts', 'auth.adminCertTtlMs'] },
   { key: 'auth_service.recovery_window', value: '48h', fields: ['auth.recoveryWindowMs'], reader: ['auth/server.ts', 'auth.recoveryWindowMs'] },
+  { key: 'auth_service.audit.retention', value: '720h', fields: ['auth.audit.retentionMs'], reader: ['auth/server.ts', 'auth.audit.retentionMs'] },
+  { key: 'auth_service.audit.file', value: '/var/log/warren-audit.jsonl', fields: ['auth.audit.file'], reader: ['auth/server.ts', 'auth.audit.file'] },
 
   { key: 'proxy_service.enabled', value: false, fields: ['proxy.enabled'], reader: ['cli/start.ts', 'config.proxy.enabled'] },
   { key: 'proxy_service.web_listen_addr', value: '127.0.0.1:4080', fields: ['proxy.webListenAddr'], reader: ['proxy/proxy.ts', 'this.config.proxy.webListenAddr'] },
@@ -175,7 +177,16 @@ t.test('every key of the schema has a row', async (t) => {
   // Sections whose keys have rows: written alone, a role's section turns the role on, which
   // the row of its enabled key covers. (auth_service.storage.tls is a key of its own: written,
   // even empty, it turns TLS to etcd on.)
-  const sections = new Set(['log', 'auth_service', 'auth_service.storage', 'auth_service.join_rate_limit', 'proxy_service', 'proxy_service.acme', 'ssh_service'])
+  const sections = new Set([
+    'log',
+    'auth_service',
+    'auth_service.storage',
+    'auth_service.join_rate_limit',
+    'auth_service.audit',
+    'proxy_service',
+    'proxy_service.acme',
+    'ssh_service',
+  ])
   const inSchema = keyPaths(CONFIG_SCHEMA).filter((path) => !sections.has(path))
   const inTable = [...ROWS.map((row) => row.key), ...Object.keys(CHECKED_ONLY)]
   t.same([...inTable].sort(), [...inSchema].sort(), 'the table names the keys of the schema, no more and no fewer')

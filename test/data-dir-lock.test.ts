@@ -54,6 +54,8 @@ t.test("a second start on a running node's data dir exits 1 naming it and leaves
   const tunnelAtProxy = async () => (await proxy.daemon.status()).proxy!.tunnels.hosts.find((tunnel) => tunnel.host_id === hostId)
   const tunnelBefore = await tunnelAtProxy()
   t.ok(tunnelBefore, "the proxy holds the node's tunnel")
+  // The running node writes its audit queue until the auth server has the session's events.
+  await node.waitForStatus('the audit events delivered', (status) => status.node?.events?.queued === 0)
   const before = files(nodeDir)
   const second = await warren(['start', '--roles=node', `--data-dir=${nodeDir}`])
   t.equal(second.code, 1)

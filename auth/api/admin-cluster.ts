@@ -5,6 +5,7 @@ import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import type { CAStatus } from '../../shared/protocol/admin.ts'
 import { ProtocolError } from '../../shared/protocol/errors.ts'
 import { VERSION } from '../../shared/version.ts'
+import { actorOf } from '../audit.ts'
 import type { Authority } from '../authorities.ts'
 import { type RotateRequest, rotate } from '../rotation.ts'
 import type { AuthRoutes } from './context.ts'
@@ -49,8 +50,10 @@ export const clusterRoutes = {
         body.manual && body.phase !== undefined
           ? { type: body.type, mode: 'manual', phase: body.phase, gracePeriodMs: body.grace_period_ms }
           : { type: body.type, mode: 'auto', gracePeriodMs: body.grace_period_ms }
+      const from = (body.type === 'host' ? context.hostCA() : context.userCA()).rotation?.phase ?? 'standby'
       const next = await rotate(context.backend, request)
       await context.refreshAuthorities()
+      await context.audit.record('rotation.phase', { ca: body.type, from, to: next.rotation?.phase ?? 'standby', actor: actorOf(call.peer) })
       context.log.info(`${body.type} CA rotation: ${request.mode === 'manual' ? request.phase : 'automatic, init'}`)
       return { type: body.type, phase: next.rotation?.phase ?? 'standby' }
     },

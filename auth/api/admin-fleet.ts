@@ -5,6 +5,7 @@
 
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import type { LockJson, PresentNode } from '../../shared/protocol/admin.ts'
+import { actorOf } from '../audit.ts'
 import { describeTarget, type LockRecord, parseLockRequest } from '../locks.ts'
 import { listAllNodes } from '../node-listing.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
@@ -57,11 +58,12 @@ export const fleetRoutes = {
   'DELETE /v1/nodes/:node': {
     access: 'admin',
     bodyLimit: NO_BODY,
-    async handle(call, { nodes, revocations, log }) {
+    async handle(call, { nodes, revocations, log, audit }) {
       const lastSeen = new Map((await nodes.known()).map((p) => [p.hostId, p.lastSeen]))
       const removed = await nodes.remove(call.params.node, (record) => [revocations.removalOperation(record, lastSeen.get(record.hostId))])
       await revocations.refresh()
       log.info('node removed', { host_id: removed.hostId, nodename: removed.nodename })
+      await audit.record('node.removed', { node: removed.nodename, host_id: removed.hostId, actor: actorOf(call.peer) })
       return { host_id: removed.hostId, nodename: removed.nodename, roles: removed.roles }
     },
   },
@@ -69,10 +71,19 @@ export const fleetRoutes = {
   'POST /v1/locks': {
     access: 'admin',
     bodyLimit: SMALL_BODY,
-    async handle(call, { locks, revocations, log }) {
+    async handle(call, { locks, revocations, log, audit }) {
       const lock = await locks.add(parseLockRequest(await call.body()))
       await revocations.refresh()
       log.info('lock created', { lock_id: lock.id, target: describeTarget(lock.target), ...(lock.expires ? { expires: new Date(lock.expires).toISOString() } : {}) })
+      const named = 'user' in lock.target ? { user: lock.target.user } : { node: lock.target.node, host_id: lock.target.hostId }
+      await audit.record('lock.created', {
+        lock_id: lock.id,
+        target: describeTarget(lock.target),
+        ...named,
+        message: lock.message,
+        expires: lock.expires,
+        actor: actorOf(call.peer),
+      })
       return lockJson(lock)
     },
   },
@@ -86,10 +97,11 @@ export const fleetRoutes = {
   'DELETE /v1/locks/:id': {
     access: 'admin',
     bodyLimit: NO_BODY,
-    async handle(call, { locks, revocations, log }) {
+    async handle(call, { locks, revocations, log, audit }) {
       const lock = await locks.remove(call.params.id)
       await revocations.refresh()
       log.info('lock removed', { lock_id: lock.id, target: describeTarget(lock.target) })
+      await audit.record('lock.removed', { lock_id: lock.id, target: describeTarget(lock.target), actor: actorOf(call.peer) })
       return lockJson(lock)
     },
   },

@@ -2,6 +2,7 @@
 // replace), `get roles` and `rm role/NAME`.
 
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
+import { actorOf } from '../audit.ts'
 import { parseRole } from '../role-spec.ts'
 import { BUILT_IN_ROLES } from '../user-roles.ts'
 import type { AuthRoutes } from './context.ts'
@@ -14,6 +15,7 @@ export const roleRoutes = {
       const role = parseRole(await call.body())
       const { created } = await context.roles.put(role)
       context.log.info(created ? 'role created' : 'role replaced', { role: role.metadata.name })
+      await context.audit.record('role.created', { role: role.metadata.name, replaced: !created, actor: actorOf(call.peer) })
       return { name: role.metadata.name, created }
     },
   },
@@ -30,6 +32,7 @@ export const roleRoutes = {
     async handle(call, context) {
       await context.roles.remove(call.params.name)
       context.log.info('role removed', { role: call.params.name })
+      await context.audit.record('role.removed', { role: call.params.name, actor: actorOf(call.peer) })
       return { name: call.params.name }
     },
   },

@@ -3,6 +3,7 @@
 
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import { ProtocolError } from '../../shared/protocol/errors.ts'
+import { actorOf } from '../audit.ts'
 import { nodenameProblem } from '../join.ts'
 import { parseRoles } from '../roles.ts'
 import type { AuthRoutes } from './context.ts'
@@ -47,6 +48,14 @@ export const tokenRoutes = {
       if (nodename !== undefined && !roles.includes('node')) throw new ProtocolError(call.route, 'nodename', 'field "nodename" is for tokens that grant the node role')
       const { value, record } = await context.tokens.add({ roles, ttlMs: body.ttl_ms, singleUse: body.single_use, value: body.token, nodename })
       context.log.info('token created', { id: record.id, roles: roles.join(','), single_use: record.singleUse, ...(record.nodename ? { nodename: record.nodename } : {}) })
+      await context.audit.record('token.created', {
+        token_id: record.id,
+        roles: roles.join(','),
+        single_use: record.singleUse,
+        expires: record.expires,
+        node: record.nodename,
+        actor: actorOf(call.peer),
+      })
       return { token: value, id: record.id, roles, expires: record.expires!, single_use: record.singleUse, nodename: record.nodename ?? null }
     },
   },
@@ -57,6 +66,7 @@ export const tokenRoutes = {
     async handle(call, context) {
       const record = await context.tokens.remove(call.params.token)
       context.log.info('token deleted', { id: record.id })
+      await context.audit.record('token.removed', { token_id: record.id, actor: actorOf(call.peer) })
       return { id: record.id }
     },
   },

@@ -7,6 +7,7 @@ import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import type { UserInvited } from '../../shared/protocol/admin.ts'
 import { ProtocolError } from '../../shared/protocol/errors.ts'
 import { parseSshPublicKey } from '../../shared/ssh-cert.ts'
+import { actorOf } from '../audit.ts'
 import { type Invitation, Invites } from '../invites.ts'
 import { checkTlsKey, KeyPolicyError } from '../key-policy.ts'
 import { userCertificatesFor } from '../user-certificates.ts'
@@ -57,6 +58,13 @@ export const userRoutes = {
       await context.roles.checkExist(body.roles)
       const { user, invitation } = await invitesOf(context).addUser(body.name, body.logins, body.roles, body.signup_ttl_ms)
       context.log.info('user added', { user: user.name, logins: user.logins.join(','), roles: user.roles.join(','), signup_token_id: invitation.record.id })
+      await context.audit.record('user.created', {
+        user: user.name,
+        logins: user.logins.join(','),
+        roles: user.roles.join(','),
+        signup_token_id: invitation.record.id,
+        actor: actorOf(call.peer),
+      })
       return invited(user, invitation)
     },
   },
@@ -68,6 +76,7 @@ export const userRoutes = {
     async handle(call, context) {
       const user = await invitesOf(context).removeUser(call.params.name)
       context.log.info('user removed', { user: user.name })
+      await context.audit.record('user.removed', { user: user.name, actor: actorOf(call.peer) })
       return { name: user.name, logins: user.logins, roles: user.roles }
     },
   },

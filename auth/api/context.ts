@@ -7,6 +7,7 @@ import type { WarrenConfig } from '../../shared/config.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { AuthRoute } from '../../shared/protocol/api.ts'
 import type { AcmeRecords } from '../acme-records.ts'
+import type { Audit } from '../audit.ts'
 import type { Authority } from '../authorities.ts'
 import type { Backend } from '../backend/backend.ts'
 import type { Peer } from '../callers.ts'
@@ -37,6 +38,8 @@ export interface AuthContext {
   readonly acmeRecords: AcmeRecords
   readonly revocations: Revocations
   readonly locks: Locks
+  /** Who did what: record(type, fields) once an action has committed. */
+  readonly audit: Audit
   /** Failed joins and recoveries per client address. */
   readonly limiter: FailureRateLimiter
   /** `auth_service`: certificate lifetimes, the heartbeat TTL, public addresses. */

@@ -12,7 +12,10 @@ import type { AuthContext, AuthRoutes } from './context.ts'
 /** New certificates for the holder of `certPem` (nodeOnly: on a node's behalf, by its proxy). */
 export async function renewFor(context: AuthContext, certPem: string, nodeOnly: boolean): Promise<RenewedCertificates> {
   const renewed = await context.renewals.renew(certPem, { nodeOnly })
-  if (renewed.issued) context.log.info('host certificates renewed', { host_id: renewed.hostId })
+  if (renewed.issued) {
+    context.log.info('host certificates renewed', { host_id: renewed.hostId })
+    await context.audit.certIssued('host', renewed.sshCert, { host_id: renewed.hostId, node: (await context.nodes.lookup(renewed.hostId))?.nodename })
+  }
   return { tls_cert: renewed.tlsCertPem, ssh_cert: renewed.sshCert, host_ca_certs: context.hostCA().tlsCertPems, user_ca_ssh_keys: context.userCA().sshPublicKeys }
 }
 

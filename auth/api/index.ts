@@ -7,6 +7,7 @@ import { fleetRoutes } from './admin-fleet.ts'
 import { roleRoutes } from './admin-roles.ts'
 import { tokenRoutes } from './admin-tokens.ts'
 import { userRoutes } from './admin-users.ts'
+import { auditRoutes } from './audit.ts'
 import type { AuthRoutes } from './context.ts'
 import { hostRoutes } from './hosts.ts'
 import { joinRoutes } from './joins.ts'
@@ -25,4 +26,5 @@ export const AUTH_ROUTES: AuthRoutes = {
   ...loginRoutes,
   ...fleetRoutes,
   ...userNodeRoutes,
+  ...auditRoutes,
 }

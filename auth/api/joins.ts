@@ -62,9 +62,13 @@ export const joinRoutes = {
         )
         context.limiter.refund(address)
         context.log.info('node joined', { nodename, host_id: joined.host_id, roles, from: address, ...(replaced ? { replaced } : {}) })
+        await context.audit.record('join', { accepted: true, node: nodename, host_id: joined.host_id, roles, client_addr: address })
+        await context.audit.certIssued('host', joined.ssh_cert, { node: nodename, host_id: joined.host_id })
         return joined
       } catch (error) {
-        throw described(context, error, `join refused for node "${nodename}" (role ${roles})`, address)
+        const refusal = described(context, error, `join refused for node "${nodename}" (role ${roles})`, address)
+        await context.audit.record('join', { accepted: false, node: nodename, roles, client_addr: address, reason: (refusal as Error).message })
+        throw refusal
       }
     },
   },
@@ -85,6 +89,7 @@ export const joinRoutes = {
         const recovered = await context.recoveries.recover(request)
         context.limiter.refund(address)
         context.log.info('host certificates recovered', { host_id: host, from: address, issued: recovered.issued })
+        if (recovered.issued) await context.audit.certIssued('host', recovered.sshCert, { host_id: host, client_addr: address })
         return { tls_cert: recovered.tlsCertPem, ssh_cert: recovered.sshCert, host_ca_certs: context.hostCA().tlsCertPems, user_ca_ssh_keys: context.userCA().sshPublicKeys }
       } catch (error) {
         throw described(context, error, `recovery refused for host ${host}`, address)

@@ -48,7 +48,10 @@ async function chargedTry<T>(
     context.limiter.refund(address)
     return result
   } catch (error) {
-    throw described(context, error, `${what} refused`, address, fields)
+    const refusal = described(context, error, `${what} refused`, address, fields)
+    // The name as typed and why, never what was typed as the password or code.
+    if (what === 'login') await context.audit.record('login', { success: false, user: fields.user, client_addr: address, reason: (refusal as Error).message })
+    throw refusal
   }
 }
 
@@ -73,6 +76,7 @@ export const loginRoutes = {
         const keys = publicKeys(call.route, body)
         const user = await loginsOf(context).completeSignup(body.token, body.password, body.totp_code)
         context.log.info('user signed up', { user: user.name, from: address })
+        await context.audit.record('invite.accepted', { user: user.name, client_addr: address })
         // The password and a fresh code were just proven: this is the user's first login too.
         return userCertificatesFor(context, user, keys, body.ttl_ms)
       }),
@@ -95,6 +99,7 @@ export const loginRoutes = {
           const user = await loginsOf(context).login(body.user, body.password, body.totp_code)
           const certs = await userCertificatesFor(context, user, keys, body.ttl_ms)
           context.log.info('user logged in', { user: user.name, from: address })
+          await context.audit.record('login', { success: true, user: user.name, client_addr: address })
           return certs
         },
         logged,

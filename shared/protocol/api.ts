@@ -4,6 +4,7 @@
 
 import type { ClusterStatus, LockJson, LockList, NodeList, RemovedNode, RotationStep, TokenCreated, TokenList, UserCerts, UserInvited, UserJson, UserList } from './admin.ts'
 import { LOCK_BODY, ROTATE_BODY, TOKEN_BODY, USER_BODY, USER_CERTS_BODY, USER_RESET_BODY } from './admin.ts'
+import { AUDIT_EVENTS_BODY, type AuditList, type AuditStored, PROXIED_AUDIT_EVENTS_BODY } from './audit.ts'
 import type { ReachableNodes } from './fleet.ts'
 import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Joined, RenewedCertificates } from './hosts.ts'
 import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
@@ -60,6 +61,9 @@ export interface ApiResponses {
   'GET /v1/locks': LockList
   'DELETE /v1/locks/:id': LockJson
   'GET /v1/user/nodes': ReachableNodes
+  'POST /v1/audit/events': AuditStored
+  'POST /v1/proxies/audit-events': AuditStored
+  'GET /v1/audit/events': AuditList
 }
 
 export type ApiRoute = keyof ApiResponses
@@ -88,6 +92,7 @@ export const ADMIN_ROUTES = [
   'POST /v1/locks',
   'GET /v1/locks',
   'DELETE /v1/locks/:id',
+  'GET /v1/audit/events',
 ] as const satisfies readonly ApiRoute[]
 export type AdminRoute = (typeof ADMIN_ROUTES)[number]
 
@@ -139,6 +144,8 @@ export const API_BODIES = {
   'POST /v1/login': LOGIN_BODY,
   'POST /v1/proxies/known-hosts': KNOWN_HOSTS_BODY,
   'POST /v1/locks': LOCK_BODY,
+  'POST /v1/audit/events': AUDIT_EVENTS_BODY,
+  'POST /v1/proxies/audit-events': PROXIED_AUDIT_EVENTS_BODY,
 } as const satisfies { [K in ApiRoute]?: unknown }
 
 export type BodyRoute = keyof typeof API_BODIES
@@ -150,6 +157,7 @@ export type BodyIn<K extends ApiRoute> = K extends BodyRoute ? In<(typeof API_BO
 /** Query parameters a route reads. */
 export interface ApiQueries {
   'GET /v1/nodes': { all?: boolean }
+  'GET /v1/audit/events': { since?: number; until?: number; type?: string; user?: string; node?: string }
 }
 
 type ParamNames<P extends string> = P extends `${string}:${infer Name}/${infer Rest}` ? Name | ParamNames<Rest> : P extends `${string}:${infer Name}` ? Name : never

@@ -23,10 +23,24 @@ t.test('each message an agent sends is read as its type', async (t) => {
     'labels the rules refuse are reported, not fatal',
   )
   t.same(parseAgentMessage({ type: 'hello', later_field: 1 }).type, 'hello', 'fields it does not know are left aside')
+  t.same(
+    parseAgentMessage({ type: 'audit', batch: 'b1', events: [{ id: 'event-0001', time: 5, type: 'exec', command: 'uptime', node: 'forged' }] }),
+    { type: 'audit', batch: 'b1', events: [{ id: 'event-0001', time: 5, type: 'exec', fields: { command: 'uptime' } }] },
+    "audit events, without the node's name for itself (the auth server decides it)",
+  )
+  t.throws(() => parseAgentMessage({ type: 'audit', batch: 'b1', events: [{ id: 'x', time: 5, type: 'exec' }] }), /events\[0\]\.id/)
+  t.throws(() => parseAgentMessage({ type: 'audit', batch: 'b1', events: [{ id: 'event-0001', time: 5, type: 'login' }] }), /events\[0\]\.type/, 'only the events a node reports')
 })
 
 t.test('each message a proxy sends is read as its type', async (t) => {
-  t.same(parseProxyMessage({ type: 'welcome', proxy_id: 'p1', cluster_name: 'c' }), { type: 'welcome', proxy_id: 'p1', cluster_name: 'c' })
+  t.same(
+    parseProxyMessage({ type: 'welcome', proxy_id: 'p1', cluster_name: 'c' }),
+    { type: 'welcome', proxy_id: 'p1', cluster_name: 'c', audit: false },
+    'a proxy that does not say it carries audit events does not',
+  )
+  t.match(parseProxyMessage({ type: 'welcome', proxy_id: 'p1', cluster_name: 'c', audit: true }), { audit: true })
+  t.same(parseProxyMessage({ type: 'audit_stored', batch: 'b1', stored: 2 }), { type: 'audit_stored', batch: 'b1', stored: 2 })
+  t.same(parseProxyMessage({ type: 'audit_failed', batch: 'b1', error: 'away' }), { type: 'audit_failed', batch: 'b1', error: 'away', refused: false })
   t.same(parseProxyMessage({ type: 'proxies', ids: ['a', 'b'], spread_ms: 5000 }), { type: 'proxies', ids: ['a', 'b'], spread_ms: 5000 })
   t.same(
     parseProxyMessage({ type: 'proxies', ids: [], spread_ms: MAX_RETURN_SPREAD_MS + 1 }),

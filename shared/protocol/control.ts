@@ -7,8 +7,9 @@
 // other end speaks it.
 
 import type { Duplex } from 'node:stream'
+import { MAX_EVENTS_PER_BATCH, nodeEvent } from './audit.ts'
 import { writeMessage } from './framing.ts'
-import { lenient, number, object, optional, ruledLabels, type Tagged, type TaggedIn, taggedParser, text, texts } from './shape.ts'
+import { flag, lenient, list, number, object, optional, ruledLabels, type Tagged, type TaggedIn, taggedParser, text, texts } from './shape.ts'
 import { MAX_RETURN_SPREAD_MS } from './tunnel.ts'
 
 /** Bounds that keep a message to what a sane peer sends; the line limit (framing.ts) bounds the rest. */
@@ -34,12 +35,14 @@ export const AGENT_MESSAGES = {
   renew: object({}),
   /** The certificate just renewed (through any proxy), for the same key: each proxy keeps trusting the tunnel by it. */
   cert: object({ tls_cert: text({ max: MAX_PEM }) }),
+  /** Audit events for the auth server (only to a proxy whose welcome said audit): answered with audit_stored or audit_failed for the batch. */
+  audit: object({ batch: text({ max: MAX_ID }), events: list(nodeEvent(), MAX_EVENTS_PER_BATCH) }),
 }
 
 /** Proxy → agent. */
 export const PROXY_MESSAGES = {
   /** The first message: which proxy this is. */
-  welcome: object({ proxy_id: text({ max: MAX_ID }), cluster_name: text({ max: MAX_ID }) }),
+  welcome: object({ proxy_id: text({ max: MAX_ID }), cluster_name: text({ max: MAX_ID }), audit: flag() }),
   /** The live proxy set; when a proxy joined it, the window over which to spread returns to it (a longer one is ignored). */
   proxies: object({ ids: texts(MAX_PROXIES), spread_ms: lenient(number({ atLeast: 0, atMost: MAX_RETURN_SPREAD_MS, expected: 'a spread in ms' })) }),
   /** The CAs to trust; when the first (signing) one did not issue the agent's certificate, it renews. */
@@ -47,6 +50,10 @@ export const PROXY_MESSAGES = {
   /** The answer to renew. */
   certs: object({ tls_cert: text({ max: MAX_PEM }), ssh_cert: text({ max: MAX_PEM }), host_ca_certs: texts(MAX_CAS), user_ca_ssh_keys: texts(MAX_CAS) }),
   renew_failed: object({ error: text({ max: MAX_TEXT }) }),
+  /** The auth server has the batch's events (`stored` of them were new to it). */
+  audit_stored: object({ batch: text({ max: MAX_ID }), stored: number({ atLeast: 0, expected: 'a count' }) }),
+  /** The batch did not reach the auth server; `refused` when it never will (sending it again is no use). */
+  audit_failed: object({ batch: text({ max: MAX_ID }), error: text({ max: MAX_TEXT }), refused: flag() }),
 }
 
 export type AgentMessage = Tagged<typeof AGENT_MESSAGES>

@@ -1,0 +1,67 @@
+// The audit routes: nodes deliver their SSH servers' events (straight, or through the proxy
+// holding their tunnel), and `warrenctl audit ls` reads the log. Which node sent an event is
+// decided here from the certificate that proved it, never from the events themselves.
+
+import { NO_BODY } from '../../shared/api-router.ts'
+import { AUDIT_BATCH_BYTES } from '../../shared/protocol/audit.ts'
+import { ProtocolError } from '../../shared/protocol/errors.ts'
+import { UnregisteredHost } from '../nodes.ts'
+import type { AuthContext, AuthRoutes } from './context.ts'
+
+async function nodeNamed(context: AuthContext, hostId: string): Promise<{ nodename: string; hostId: string }> {
+  const registered = await context.nodes.lookup(hostId)
+  if (!registered) throw new UnregisteredHost(hostId)
+  return { nodename: registered.nodename, hostId }
+}
+
+/** An epoch time from a query parameter: milliseconds, or absent. */
+function timeParameter(route: string, query: URLSearchParams, name: string): number | undefined {
+  const text = query.get(name)
+  if (text === null || text === '') return undefined
+  const value = Number(text)
+  if (!Number.isFinite(value) || value < 0) throw new ProtocolError(route, name, `query parameter "${name}" must be epoch milliseconds`)
+  return value
+}
+
+function textParameter(query: URLSearchParams, name: string): string | undefined {
+  const text = query.get(name)
+  return text === null || text === '' ? undefined : text
+}
+
+export const auditRoutes = {
+  // A direct node's own events: the node is the TLS certificate's host.
+  'POST /v1/audit/events': {
+    access: 'node',
+    bodyLimit: AUDIT_BATCH_BYTES,
+    async handle(call, context) {
+      const node = await nodeNamed(context, call.peer.subject.commonName)
+      return { stored: await context.audit.ingest((await call.body()).events, node) }
+    },
+  },
+
+  // A tunnelled node's events, carried by the proxy whose tunnel handshake proved the node's key.
+  'POST /v1/proxies/audit-events': {
+    access: 'proxy',
+    bodyLimit: AUDIT_BATCH_BYTES,
+    async handle(call, context) {
+      const body = await call.body()
+      const node = await nodeNamed(context, body.host_id)
+      return { stored: await context.audit.ingest(body.events, node) }
+    },
+  },
+
+  'GET /v1/audit/events': {
+    access: 'admin',
+    bodyLimit: NO_BODY,
+    async handle(call, context) {
+      const { query, route } = call
+      return context.audit.log.list({
+        since: timeParameter(route, query, 'since'),
+        until: timeParameter(route, query, 'until'),
+        type: textParameter(query, 'type'),
+        user: textParameter(query, 'user'),
+        node: textParameter(query, 'node'),
+      })
+    },
+  },
+} satisfies Partial<AuthRoutes>

@@ -1,0 +1,170 @@
+// The audit log on both backends: de-duplication by event ID in the write's own transaction,
+// listing in time order with the filters of `warrenctl audit ls`, and retention by the
+// injected clock. Then what auth/audit.ts adds: the JSON-lines file, and that a file that
+// cannot be written never costs the backend its event.
+
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import { Etcd3 } from 'etcd3'
+import type { Test } from 'tap'
+import t from 'tap'
+import { createLogger } from '../shared/log.ts'
+import type { AuditEvent } from '../shared/protocol/audit.ts'
+import { EtcdServer, etcdUnavailable, uniquePrefix } from '../test/helpers/etcd.ts'
+import { Audit } from './audit.ts'
+import { AuditLog, typeMatcher } from './audit-log.ts'
+import type { Backend } from './backend/backend.ts'
+import { EtcdBackend } from './backend/etcd.ts'
+import { SqliteBackend } from './backend/sqlite.ts'
+
+const DAY = 86_400_000
+const T0 = Date.UTC(2026, 11, 1, 12)
+
+async function tempDir(t: Test): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'warren-audit-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+function event(id: string, time: number, type: AuditEvent['type'], fields: Record<string, string> = {}): AuditEvent {
+  return { id, time, type, cluster: 'example', ...fields }
+}
+
+type Open = (t: Test) => Promise<Backend>
+
+function storeCases(t: Test, name: string, open: Open): void {
+  t.test(`${name}: an event whose ID is stored already is not stored again`, async (t) => {
+    const log = new AuditLog({ backend: await open(t), retentionMs: 90 * DAY })
+    t.equal(await log.append(event('event-0001', T0, 'exec', { command: 'uptime' })), true)
+    t.equal(await log.append(event('event-0001', T0 + 5, 'exec', { command: 'other' })), false, 'the retry is a no-op')
+    const concurrent = await Promise.all([1, 2, 3].map(() => log.append(event('event-0002', T0 + 1, 'exec'))))
+    t.equal(concurrent.filter(Boolean).length, 1, 'of three concurrent copies, one is stored')
+    const { events } = await log.list()
+    t.same(
+      events.map((e) => [e.id, e.command]),
+      [
+        ['event-0001', 'uptime'],
+        ['event-0002', undefined],
+      ],
+    )
+  })
+
+  t.test(`${name}: listing is in time order across days, and filters`, async (t) => {
+    const log = new AuditLog({ backend: await open(t), retentionMs: 90 * DAY })
+    await log.append(event('event-late', T0 + 2 * DAY, 'session.end', { user: 'alice', node: 'pi-1' }))
+    await log.append(event('event-early', T0, 'session.start', { user: 'alice', node: 'pi-1' }))
+    await log.append(event('event-middle', T0 + DAY, 'login', { user: 'bob' }))
+    await log.append(event('event-admin', T0 + DAY + 1, 'user.removed', { user: 'carol', actor: 'bob' }))
+    await log.append(event('event-host', T0 + DAY + 2, 'exec', { node: 'pi-2', host_id: 'host-2' }))
+    const ids = async (query: Parameters<AuditLog['list']>[0]) => (await log.list(query)).events.map((e) => e.id)
+    t.same(await ids({}), ['event-early', 'event-middle', 'event-admin', 'event-host', 'event-late'])
+    t.same(await ids({ since: T0 + 1 }), ['event-middle', 'event-admin', 'event-host', 'event-late'])
+    t.same(await ids({ since: T0 + 1, until: T0 + DAY + 1 }), ['event-middle', 'event-admin'])
+    t.same(await ids({ type: 'session.*' }), ['event-early', 'event-late'])
+    t.same(await ids({ type: 'login' }), ['event-middle'])
+    t.same(await ids({ user: 'bob' }), ['event-middle', 'event-admin'], 'as the user, or as the admin who acted')
+    t.same(await ids({ node: 'pi-1' }), ['event-early', 'event-late'])
+    t.same(await ids({ node: 'host-2' }), ['event-host'], 'a node by its host ID')
+    const limited = await log.list({}, 2)
+    t.same(
+      limited.events.map((e) => e.id),
+      ['event-host', 'event-late'],
+      'the newest when more match',
+    )
+    t.equal(limited.truncated, true)
+  })
+
+  t.test(`${name}: retention removes what is older, by the injected clock`, async (t) => {
+    let now = T0
+    const log = new AuditLog({ backend: await open(t), retentionMs: 10 * DAY, clock: () => now })
+    await log.append(event('event-old', T0 - 20 * DAY, 'login'))
+    await log.append(event('event-edge', T0 + 1000, 'login'))
+    await log.append(event('event-new', T0 + 5 * DAY, 'login'))
+    t.equal(await log.purge(), 1)
+    t.same(
+      (await log.list()).events.map((e) => e.id),
+      ['event-edge', 'event-new'],
+    )
+    now = T0 + 10 * DAY + 2000
+    t.equal(await log.purge(), 1, 'within a day, only the part past retention')
+    t.same(
+      (await log.list()).events.map((e) => e.id),
+      ['event-new'],
+    )
+    t.equal(await log.append(event('event-old', T0 + 6 * DAY, 'login')), true, 'a purged ID no longer counts as stored')
+  })
+}
+
+storeCases(t, 'SQLite', async (t) => {
+  const backend = SqliteBackend.open(join(await tempDir(t), 'backend.db'))
+  t.teardown(() => backend.close())
+  return backend
+})
+
+const unavailable = etcdUnavailable()
+if (unavailable) {
+  t.comment(`etcd cases skipped: ${unavailable}`)
+} else {
+  let etcd: EtcdServer
+  t.before(async () => {
+    etcd = await EtcdServer.start()
+  })
+  t.teardown(() => etcd?.stop())
+  storeCases(t, 'etcd', async (t) => {
+    const prefix = uniquePrefix('audit')
+    const backend = await EtcdBackend.open({ peers: [etcd.clientUrl], prefix })
+    t.teardown(async () => {
+      await backend.close()
+      const client = new Etcd3({ hosts: etcd.clientUrl })
+      await client.delete().prefix(prefix)
+      client.close()
+    })
+    return backend
+  })
+}
+
+t.test('type globs', async (t) => {
+  t.equal(typeMatcher('session.*')('session.start'), true)
+  t.equal(typeMatcher('session.*')('sessionXstart'), false, 'a dot is a dot')
+  t.equal(typeMatcher('*.removed')('lock.removed'), true)
+  t.equal(typeMatcher('exec')('exec'), true)
+  t.equal(typeMatcher('exec')('exec.more'), false)
+})
+
+t.test('every stored event goes to the file as one JSON line; a file that fails loses nothing in the backend', async (t) => {
+  const dir = await tempDir(t)
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const stream = new PassThrough()
+  const logLines: string[] = []
+  stream.on('data', (chunk) => logLines.push(String(chunk)))
+  const log = createLogger('audit', { stream, format: 'json' })
+  const file = join(dir, 'audit.jsonl')
+  const audit = new Audit({ backend, clusterName: 'example', retentionMs: DAY, file, log, clock: () => T0 })
+  await audit.record('token.removed', { token_id: 'a1b2c3', actor: 'admin', ignored: undefined })
+  const node = { nodename: 'pi-1', hostId: 'host-1' }
+  t.equal(await audit.ingest([{ id: 'node-event-1', time: T0 + 1, type: 'exec', fields: { command: 'uptime', node: 'forged' } }], node), 1)
+  t.equal(await audit.ingest([{ id: 'node-event-1', time: T0 + 1, type: 'exec', fields: { command: 'uptime' } }], node), 0, 'a retry stores nothing')
+  await audit.stop()
+  const lines = (await readFile(file, 'utf8'))
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line))
+  t.match(lines, [
+    { type: 'token.removed', token_id: 'a1b2c3', actor: 'admin', cluster: 'example', time: T0 },
+    { id: 'node-event-1', type: 'exec', command: 'uptime', node: 'pi-1', host_id: 'host-1' },
+  ])
+  t.notOk('ignored' in lines[0], 'undefined fields are left out')
+  t.same(lines, (await audit.log.list()).events, 'the file holds what the backend holds')
+
+  const broken = new Audit({ backend, clusterName: 'example', retentionMs: DAY, file: join(dir, 'missing', 'audit.jsonl'), log, clock: () => T0 + 2 })
+  await broken.record('role.removed', { role: 'ops' })
+  await broken.stop()
+  t.equal((await audit.log.list({ type: 'role.removed' })).events.length, 1, 'the event is in the backend')
+  t.ok(
+    logLines.some((line) => JSON.parse(line).level === 'warn' && JSON.parse(line).type === 'role.removed'),
+    'the failed write is logged',
+  )
+})
