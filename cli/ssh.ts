@@ -103,7 +103,7 @@ export const proxyPortCommand = defineCommand({
     listen: {
       type: 'string',
       placeholder: '[HOST:]PORT',
-      description: `listen there instead (host ${DEFAULT_LISTEN_HOST} unless given; port 0 picks one), as ssh -L does: each connection opens its own stream`,
+      description: `a local listener instead of standard input and output, as ssh -L has (host ${DEFAULT_LISTEN_HOST} unless given; port 0 picks a free one): each connection opens its own stream`,
     },
   },
   description: `With --listen, the first line of standard output is "listening on HOST:PORT"; a connection the proxy or the node refuses is told on standard error and closed, and the listener goes on until SIGTERM or Ctrl-C.`,
