@@ -19,6 +19,7 @@ import { isSelector, parseSelectors } from '../shared/selectors.ts'
 import { defineCommand } from './command.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 import { DEFAULT_MAX_PARALLEL, failed, formatSummary, runOnNodes } from './fleet-ssh.ts'
+import { DEFAULT_LISTEN_HOST, listenAndDial, parseListenAddress } from './port-listen.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
 import { credentialsDir, reachableNodes, USER_FLAGS } from './reachable.ts'
 
@@ -95,14 +96,39 @@ export const proxySshCommand = defineCommand({
 
 export const proxyPortCommand = defineCommand({
   name: 'warren proxy port',
-  summary: 'standard input and output to a TCP port that a node declares (ssh_service.forward_ports)',
+  summary: 'standard input and output, or a local listener, to a TCP port that a node declares (ssh_service.forward_ports)',
   operands: ['NODE', 'NAME'],
-  flags: COMMON,
-  examples: ['warren proxy port pi-1 webui', "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | warren proxy port --proxy=proxy.example.com:3080 pi-1 webui"],
+  flags: {
+    ...COMMON,
+    listen: {
+      type: 'string',
+      placeholder: '[HOST:]PORT',
+      description: `a local listener instead of standard input and output, as ssh -L has (host ${DEFAULT_LISTEN_HOST} unless given; port 0 picks a free one): each connection opens its own stream`,
+    },
+  },
+  description: `With --listen, the first line of standard output is "listening on HOST:PORT"; a connection the proxy or the node refuses is told on standard error and closed, and the listener goes on until SIGTERM or Ctrl-C.`,
+  examples: [
+    'warren proxy port pi-1 webui',
+    "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | warren proxy port --proxy=proxy.example.com:3080 pi-1 webui",
+    'warren proxy port --listen=8080 pi-1 webui',
+  ],
   async run(flags, args) {
-    return pipeStdio(await dialThroughProxy(flags, args[0], { service: 'port', name: args[1] }))
+    const [node, name] = args
+    const dial = () => dialThroughProxy(flags, node, { service: 'port', name })
+    if (flags.listen === undefined) return pipeStdio(await dial())
+    const address = parseListenAddress(flags.listen)
+    await checkReachable(flags, node)
+    return listenAndDial(address, dial)
   },
 })
+
+/** Fails before listening when the user's roles reach no node of that name or host ID. */
+async function checkReachable(flags: ProxyFlags, node: string): Promise<void> {
+  const nodes = await reachableNodes(flags.identity ?? defaultProfileDir(), flags.proxy, [])
+  if (!nodes.some((present) => present.nodename === node || present.host_id === node)) {
+    throw new WarrenError(`cannot reach node "${node}": no node you may reach has that name or host ID ("warren ls" lists them)`)
+  }
+}
 
 export const sshCommand = defineCommand({
   name: 'warren ssh',
