@@ -28,7 +28,7 @@ export const AUDIT_EVENT_TYPES = {
   'session.end': 'session_id, user, login, node, host_id, client_addr, duration_ms, exit_status',
   exec: 'session_id, user, login, node, host_id, client_addr, command',
   port_forward: 'session_id, user, login, node, host_id, client_addr, host, port',
-  sftp: 'session_id, user, login, node, host_id, client_addr, operation, path, bytes',
+  sftp: 'session_id, user, login, node, host_id, client_addr, operation, path, target (rename, symlink, link), bytes (read, write)',
 } as const
 
 export type AuditEventType = keyof typeof AUDIT_EVENT_TYPES
