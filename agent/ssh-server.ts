@@ -23,6 +23,7 @@ import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
 import type { FileOperation } from './sftp/file-operations.ts'
 import { findSftpServer } from './sftp-server.ts'
 import { listenForAgent } from './ssh-agent-forwarding.ts'
+import { serverCiphers } from './ssh-ciphers.ts'
 import { forwardPort } from './ssh-forwarding.ts'
 import { RemoteForwards } from './ssh-remote-forwarding.ts'
 import { type SessionProcess, serveSession } from './ssh-session.ts'
@@ -167,7 +168,8 @@ export class NodeSshServer {
     this.connections.add(state)
     this.log.debug('SSH connection opened', { remote })
     // One ssh2 Server per connection ties its events to this stream; the parsed key is shared.
-    const server = new ssh2.Server({ hostKeys: [{ key: this.hostKey }], ident: 'Warren' })
+    const cipher = serverCiphers()
+    const server = new ssh2.Server({ hostKeys: [{ key: this.hostKey }], ident: 'Warren', ...(cipher ? { algorithms: { cipher } } : {}) })
     server.on('connection', (client) => this.serveClient(state, client))
     server.injectSocket(stream as Socket)
   }
