@@ -324,13 +324,15 @@ t.test('the file holds the same events as the backend, and no secret is in eithe
 })
 
 t.test('an SFTP session: the file operations it performed, with their paths and bytes', async (t) => {
+  // Fresh credentials: the rotations above have replaced the CA that signed the first ones.
+  const sftpProfile = await signUser(auth, proxy.web, 'carol')
   const local = join(tempDir('warren-sftp-'), 'payload.bin')
   writeFileSync(local, Buffer.alloc(1000, 'a'))
   // The login is not root: /tmp is where it may write.
   const remote = `/tmp/warren-audit-${randomUUID()}.bin`
   const batch = join(tempDir('warren-sftp-batch-'), 'batch')
   writeFileSync(batch, `put ${local} ${remote}\nrename ${remote} ${remote}.old\nrm ${remote}.old\n`)
-  const sftp = spawn('sftp', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', '-b', batch, `${login}@pi-audit`], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const sftp = spawn('sftp', ['-F', join(sftpProfile, 'ssh_config'), '-o', 'BatchMode=yes', '-b', batch, `${login}@pi-audit`], { stdio: ['ignore', 'ignore', 'pipe'] })
   let errors = ''
   sftp.stderr.on('data', (chunk) => (errors += chunk))
   const [code] = await once(sftp, 'exit')
