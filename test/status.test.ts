@@ -64,7 +64,8 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
   const text = await warren(['status', `--data-dir=${nodeDir}`])
   t.equal(text.code, 0)
   t.match(text.stdout, new RegExp(`^Node\\s+${reported.host_id} \\(reported\\), cluster test-cluster$`, 'm'))
-  t.match(text.stdout, `Mode         tunnel: dialling ${proxy.tunnel}\n`)
+  t.match(text.stdout, new RegExp(`^Mode\\s+tunnel: dialling ${proxy.tunnel.replaceAll('.', '\\.')}$`, 'm'))
+  t.match(text.stdout, /^Audit events\s+0 waiting for the auth server, 0 dropped$/m)
   t.match(text.stdout, /^Tunnels\s+1 of 1$/m)
   t.match(text.stdout, new RegExp(`^${proxyId}\\s+\\d\\d [A-Z][a-z]{2} \\d\\d \\d\\d:\\d\\d UTC \\(\\S+ ago\\)\\s+new$`, 'm'), 'a table row per proxy held')
 
