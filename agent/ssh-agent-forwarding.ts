@@ -10,6 +10,7 @@ import { dirname } from 'node:path'
 import type { Channel, Connection } from 'ssh2'
 import type { AgentSocketMessage } from './agent-socket.ts'
 import type { LoginAccount } from './login-accounts.ts'
+import { joinSocketToChannel } from './ssh-forwarding.ts'
 import { warrenCommand } from './warren-command.ts'
 
 /** ssh2's own window and packet sizes for channels the server opens (lib/Channel.js). */
@@ -36,10 +37,7 @@ export async function listenForAgent(client: Connection, account: LoginAccount, 
         socket.destroy()
         return
       }
-      socket.pipe(channel).pipe(socket)
-      channel.on('error', () => socket.destroy())
-      channel.on('close', () => socket.destroy())
-      socket.once('close', () => channel.destroy())
+      joinSocketToChannel(socket, channel)
     })
   })
   return {

@@ -4,6 +4,7 @@
 // (forward-policy.ts) lets the destination through. `ssh -R` is ssh-remote-forwarding.ts.
 
 import { connect, type Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { ServerChannel, TcpipRequestInfo } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
 
@@ -47,10 +48,14 @@ export function forwardPort(context: ForwardContext, info: TcpipRequestInfo, acc
   socket.once('connect', () => {
     log.debug('SSH port forward opened', fields)
     context.opened?.(info.destIP, info.destPort)
-    const channel = accept()
-    socket.pipe(channel).pipe(socket)
-    channel.on('error', () => socket.destroy())
-    channel.on('close', () => socket.destroy())
-    socket.once('close', () => channel.destroy())
+    joinSocketToChannel(socket, accept())
   })
+}
+
+/** Bytes both ways between a TCP connection and an SSH channel; either closing ends both. */
+export function joinSocketToChannel(socket: Socket, channel: Duplex): void {
+  socket.pipe(channel).pipe(socket)
+  channel.on('error', () => socket.destroy())
+  channel.on('close', () => socket.destroy())
+  socket.once('close', () => channel.destroy())
 }

@@ -6,6 +6,7 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { Connection, TcpipBindInfo } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
+import { joinSocketToChannel } from './ssh-forwarding.ts'
 
 /** Where the node listens for `ssh -R`, whatever address the client names: like sshd's GatewayPorts no. */
 export const REMOTE_FORWARD_HOST = '127.0.0.1'
@@ -90,10 +91,7 @@ export class RemoteForwards {
         socket.destroy()
         return
       }
-      socket.pipe(channel).pipe(socket)
-      channel.on('error', () => socket.destroy())
-      channel.on('close', () => socket.destroy())
-      socket.once('close', () => channel.destroy())
+      joinSocketToChannel(socket, channel)
     })
   }
 }

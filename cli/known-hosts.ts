@@ -3,11 +3,8 @@
 // KnownHostsCommand, so that a node that joined after the login is checked as strictly as
 // those in the known_hosts file written then.
 
-import { readFileSync } from 'node:fs'
-import { ApiClient } from '../shared/api-client.ts'
-import { UsageError } from '../shared/errors.ts'
 import { defineCommand } from './command.ts'
-import { defaultProfileDir, loadProfile, profilePath } from './profile.ts'
+import { defaultProfileDir, proxyApiClient } from './profile.ts'
 
 export const knownHostsCommand = defineCommand({
   name: 'warren known-hosts',
@@ -21,14 +18,7 @@ export const knownHostsCommand = defineCommand({
   examples: ['warren known-hosts --identity=~/.warren/home'],
   async run(flags) {
     const dir = flags.identity ?? defaultProfileDir()
-    const server = flags.proxy ?? loadProfile(dir).proxies[0]
-    if (!server) throw new UsageError('no proxy known: pass --proxy=HOST:PORT')
-    const client = new ApiClient({
-      server,
-      caPems: [readFileSync(profilePath(dir, 'hostCA'), 'utf8')],
-      certPem: readFileSync(profilePath(dir, 'tlsCert'), 'utf8'),
-      keyPem: readFileSync(profilePath(dir, 'tlsKey'), 'utf8'),
-    })
+    const client = proxyApiClient(dir, flags.proxy)
     try {
       const { known_hosts } = await client.call('GET /v1/known-hosts')
       process.stdout.write(known_hosts.map((line) => line + '\n').join(''))

@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { WarrenError } from '../shared/errors.ts'
+import { ApiClient } from '../shared/api-client.ts'
+import { UsageError, WarrenError } from '../shared/errors.ts'
 import { expandHome } from './flags.ts'
 
 export interface Profile {
@@ -58,4 +59,16 @@ export function warrenCommand(): string {
 
 export function profilePath(dir: string, file: keyof typeof PROFILE_FILES): string {
   return resolve(dir, PROFILE_FILES[file])
+}
+
+/** A client of a proxy's HTTPS API as the user of `dir`: the proxy given, else the profile's first. */
+export function proxyApiClient(dir: string, proxy: string | undefined, noProxy = 'no proxy known: pass --proxy=HOST:PORT'): ApiClient {
+  const server = proxy ?? loadProfile(dir).proxies[0]
+  if (!server) throw new UsageError(noProxy)
+  return new ApiClient({
+    server,
+    caPems: [readFileSync(profilePath(dir, 'hostCA'), 'utf8')],
+    certPem: readFileSync(profilePath(dir, 'tlsCert'), 'utf8'),
+    keyPem: readFileSync(profilePath(dir, 'tlsKey'), 'utf8'),
+  })
 }

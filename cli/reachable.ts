@@ -3,15 +3,14 @@
 // from the roles in the user's certificate, which the proxy vouches for; the selectors only
 // narrow what it answers.
 
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { ApiClient } from '../shared/api-client.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import type { PresentNode } from '../shared/protocol/admin.ts'
 import { formatLabels, matchesSelectors, type Selector } from '../shared/selectors.ts'
 import { defineFlags } from './flags.ts'
 import { logins } from './login.ts'
-import { defaultProfileDir, loadProfile, PROFILE_FILES, profilePath } from './profile.ts'
+import { defaultProfileDir, PROFILE_FILES, proxyApiClient } from './profile.ts'
 
 export const USER_FLAGS = defineFlags({
   identity: {
@@ -47,14 +46,7 @@ export function credentialsDir(flags: { identity?: string; cluster?: string }): 
 
 /** The present nodes the user of `dir` may reach that match every selector, sorted by name. */
 export async function reachableNodes(dir: string, proxy: string | undefined, selectors: readonly Selector[]): Promise<PresentNode[]> {
-  const server = proxy ?? loadProfile(dir).proxies[0]
-  if (!server) throw new UsageError('no proxy known: pass --proxy=HOST:PORT')
-  const client = new ApiClient({
-    server,
-    caPems: [readFileSync(profilePath(dir, 'hostCA'), 'utf8')],
-    certPem: readFileSync(profilePath(dir, 'tlsCert'), 'utf8'),
-    keyPem: readFileSync(profilePath(dir, 'tlsKey'), 'utf8'),
-  })
+  const client = proxyApiClient(dir, proxy)
   try {
     const { nodes } = await client.call('GET /v1/user/nodes')
     return nodes.filter((node) => matchesSelectors(selectors, node.labels))

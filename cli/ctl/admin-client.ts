@@ -10,7 +10,7 @@ import { DEFAULTS, loadConfigFile } from '../../shared/config.ts'
 import { formatUtc } from '../../shared/duration.ts'
 import { UsageError, WarrenError } from '../../shared/errors.ts'
 import { logins } from '../login.ts'
-import { profilePath } from '../profile.ts'
+import { proxyApiClient } from '../profile.ts'
 
 export interface AdminConnection {
   client: ApiClient
@@ -68,13 +68,5 @@ function connectAsUser(flags: AdminFlags, now: number): AdminConnection {
   if (profile.valid_before <= now) {
     throw new WarrenError(`the login of ${profile.user} to cluster "${profile.cluster_name}" expired at ${formatUtc(profile.valid_before)}: log in again with "warren login"`)
   }
-  const server = flags.proxy ?? profile.proxies[0]
-  if (!server) throw new UsageError('no proxy known for this login: pass --proxy=HOST:PORT')
-  const client = new ApiClient({
-    server,
-    caPems: [readFileSync(profilePath(dir, 'hostCA'), 'utf8')],
-    certPem: readFileSync(profilePath(dir, 'tlsCert'), 'utf8'),
-    keyPem: readFileSync(profilePath(dir, 'tlsKey'), 'utf8'),
-  })
-  return { client }
+  return { client: proxyApiClient(dir, flags.proxy, 'no proxy known for this login: pass --proxy=HOST:PORT') }
 }
