@@ -167,6 +167,8 @@ export class RenewalSchedule {
       this.retrying = true
       if (!this.stopped)
         log.warn(`renewing ${what} failed: ${(error as Error).message}; trying again in ${formatDuration(delay)}`, {
+          what,
+          error: (error as Error).message,
           ...timeLeftFields(cert, this.clock()),
           retry_in: formatDuration(delay),
         })
