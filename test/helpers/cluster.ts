@@ -281,16 +281,23 @@ export async function waitForNode(auth: { ctl(args: string[]): Promise<RunResult
 }
 
 /** A TCP port that was free a moment ago, for servers that must keep their port across restarts. */
+/**
+ * A port free now on 127.0.0.1, for a process started later. Picked below Linux's ephemeral
+ * range (32768-60999): a port the kernel hands out there can be taken meanwhile as the source
+ * port of any outgoing connection, and the later listen then fails with EADDRINUSE.
+ */
 export async function freePort(): Promise<number> {
   const { createServer } = await import('node:net')
-  return new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolvePort(port))
+  for (let tries = 0; ; tries++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    const free = await new Promise<boolean>((resolveFree) => {
+      const server = createServer()
+      server.once('error', () => resolveFree(false))
+      server.listen(port, '127.0.0.1', () => server.close(() => resolveFree(true)))
     })
-  })
+    if (free) return port
+    if (tries === 50) throw new Error('no free port found between 20000 and 32000')
+  }
 }
 
 export interface ProxyOptions {
