@@ -11,6 +11,7 @@ import { writeFileAtomic } from '../shared/files.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
+import { HOST_KEYS_DIR } from './host-keys.ts'
 import { PROFILE_FILES, type Profile, shellQuote } from './profile.ts'
 
 export interface UserKeys {
@@ -59,8 +60,8 @@ export function writeUserCredentials(dir: string, keys: UserKeys, signed: UserCe
  * from it (`${HOME}/.warren/...`, which OpenSSH expands), and the ProxyCommand runs
  * `warren` from PATH (or this single executable), so the directory still works when it is
  * copied to the same place in another home, on a laptop that has warren installed. Host
- * keys are the known_hosts written now, and for nodes that join later, what the cluster
- * lists when OpenSSH asks (`warren known-hosts`, OpenSSH 8.5 and later).
+ * keys are the known_hosts written now, and the node's current key that the ProxyCommand
+ * writes to known_hosts.d/%h before each connection (host-keys.ts; %h: OpenSSH 8.4 and later).
  */
 function sshConfig(dir: string, cluster: string, proxy: string | undefined): string {
   const rel = relative(homedir(), dir)
@@ -72,8 +73,7 @@ function sshConfig(dir: string, cluster: string, proxy: string | undefined): str
   return [
     `# Reach the nodes of cluster ${cluster} with a stock OpenSSH client: ssh -F ${join(identity, PROFILE_FILES.sshConfig)} login@node`,
     'Host *',
-    `    UserKnownHostsFile ${file('knownHosts')}`,
-    `    KnownHostsCommand ${knownHostsCommand(`${warren} known-hosts ${shellQuote(`--identity=${identity}`)}${proxyFlag} %H`)}`,
+    `    UserKnownHostsFile ${file('knownHosts')} ${configWord(underHome ? `\${HOME}/${rel}/${HOST_KEYS_DIR}/%h` : join(dir, HOST_KEYS_DIR, '%h'))}`,
     '    StrictHostKeyChecking yes',
     '    IdentitiesOnly yes',
     `    IdentityFile ${file('sshKey')}`,
@@ -81,14 +81,6 @@ function sshConfig(dir: string, cluster: string, proxy: string | undefined): str
     `    ProxyCommand ${warren} proxy ssh ${shellQuote(`--identity=${identity}`)}${proxyFlag} %r@%h:%p`,
     '',
   ].join('\n')
-}
-
-/**
- * OpenSSH runs a KnownHostsCommand only by absolute path, without a shell: the single
- * executable is one, and a `warren` from PATH goes through /bin/sh, like a ProxyCommand.
- */
-function knownHostsCommand(command: string): string {
-  return isSea() ? command : `/bin/sh -c "exec ${command}"`
 }
 
 /** A path as one ssh_config argument: in double quotes when it has spaces. */

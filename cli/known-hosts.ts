@@ -1,10 +1,10 @@
 // `warren known-hosts`: the cluster's node host keys as known_hosts lines, asked of a proxy
-// with the user's certificate. The ssh_config a login writes names it as OpenSSH's
-// KnownHostsCommand, so that a node that joined after the login is checked as strictly as
-// those in the known_hosts file written then.
+// with the user's certificate, for an OpenSSH KnownHostsCommand or a known_hosts file of
+// one's own. (The ssh_config a login writes does without: see host-keys.ts.)
 
 import { defineCommand } from './command.ts'
-import { defaultProfileDir, proxyApiClient } from './profile.ts'
+import { fetchKnownHosts } from './host-keys.ts'
+import { defaultProfileDir } from './profile.ts'
 
 export const knownHostsCommand = defineCommand({
   name: 'warren known-hosts',
@@ -17,14 +17,8 @@ export const knownHostsCommand = defineCommand({
   description: 'Every node is listed, whatever HOST names: OpenSSH picks the lines for the host it connects to.',
   examples: ['warren known-hosts --identity=~/.warren/home'],
   async run(flags) {
-    const dir = flags.identity ?? defaultProfileDir()
-    const client = proxyApiClient(dir, flags.proxy)
-    try {
-      const { known_hosts } = await client.call('GET /v1/known-hosts')
-      process.stdout.write(known_hosts.map((line) => line + '\n').join(''))
-    } finally {
-      await client.close()
-    }
+    const lines = await fetchKnownHosts(flags.identity ?? defaultProfileDir(), flags.proxy)
+    process.stdout.write(lines.map((line) => line + '\n').join(''))
     return 0
   },
 })

@@ -14,6 +14,7 @@ import { caPin, parsePin, pinMatches } from '../shared/pin.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import { defineCommand } from './command.ts'
 import { generateUserKeys, publicKeyFields, type UserKeys, writeUserCredentials } from './credentials-files.ts'
+import { HOST_KEYS_DIR } from './host-keys.ts'
 import { defaultProfileDir, PROFILE_FILES, type Profile } from './profile.ts'
 import { Prompter } from './prompt.ts'
 
@@ -178,6 +179,7 @@ export const logoutCommand = defineCommand({
     for (const { dir, profile } of found) {
       // Only the files a login writes: whatever else someone put there stays.
       for (const file of Object.values(PROFILE_FILES)) rmSync(join(dir, file), { force: true })
+      rmSync(join(dir, HOST_KEYS_DIR), { recursive: true, force: true })
       if (readdirSync(dir).length === 0) rmSync(dir, { recursive: true })
       out(`Logged out of cluster ${profile.cluster_name} (user ${profile.user})`)
     }

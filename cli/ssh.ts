@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { connect, type TLSSocket } from 'node:tls'
 import { parseHostPort } from '../shared/address.ts'
 import { certSubject } from '../shared/cert-subject.ts'
@@ -19,6 +20,7 @@ import { isSelector, parseSelectors } from '../shared/selectors.ts'
 import { defineCommand } from './command.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 import { DEFAULT_MAX_PARALLEL, failed, formatSummary, runOnNodes } from './fleet-ssh.ts'
+import { HOST_KEYS_DIR, refreshHostKeys } from './host-keys.ts'
 import { DEFAULT_LISTEN_HOST, listenAndDial, parseListenAddress } from './port-listen.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
 import { credentialsDir, reachableNodes, USER_FLAGS } from './reachable.ts'
@@ -90,7 +92,15 @@ export const proxySshCommand = defineCommand({
   examples: ['ssh -o "ProxyCommand=warren proxy ssh %r@%h:%p" root@pi-1', 'warren proxy ssh --identity=~/.warren --proxy=proxy.example.com:3080 root@pi-1:22'],
   async run(flags, args) {
     const node = /^(?:[^@]+@)?(.+?)(?::\d+)?$/.exec(args[0])?.[1] ?? args[0]
-    return pipeStdio(await dialThroughProxy(flags, node, { service: 'ssh' }))
+    const dir = flags.identity ?? defaultProfileDir()
+    // Both before the node's first byte reaches OpenSSH, which then checks its host key.
+    const [socket] = await Promise.all([
+      dialThroughProxy(flags, node, { service: 'ssh' }),
+      refreshHostKeys(dir, flags.proxy, node).catch((error: Error) => {
+        process.stderr.write(`warren: cannot refresh the host keys of "${node}" (the known_hosts of the login still apply): ${error.message}\n`)
+      }),
+    ])
+    return pipeStdio(socket)
   },
 })
 
@@ -184,7 +194,7 @@ function opensshArgs(flags: ProxyFlags, dir: string, rest: string[]): string[] {
     '-F',
     '/dev/null',
     '-o',
-    `UserKnownHostsFile=${profilePath(dir, 'knownHosts')}`,
+    `UserKnownHostsFile=${profilePath(dir, 'knownHosts')} ${join(resolve(dir), HOST_KEYS_DIR, '%h')}`,
     '-o',
     'StrictHostKeyChecking=yes',
     '-o',

@@ -1,0 +1,43 @@
+// The host keys OpenSSH checks a node against. The login's known_hosts holds the nodes known
+// then; for every connection `warren proxy ssh` (the ProxyCommand) also asks the proxy it
+// dials for the node's current key and writes it to known_hosts.d/HOST, a file the ssh_config
+// names by OpenSSH's %h token, before it passes on the node's first byte. So a node that
+// joined after the login is checked as strictly, without a KnownHostsCommand, which OpenSSH
+// runs twice per connection: two more programs started for every ssh and scp.
+
+import { join } from 'node:path'
+import { writeFileAtomic } from '../shared/files.ts'
+import { proxyApiClient } from './profile.ts'
+
+/** The folder of one known_hosts file per host, in a credentials directory. */
+export const HOST_KEYS_DIR = 'known_hosts.d'
+
+/** The cluster's node host keys as known_hosts lines, asked of a proxy with the user's certificate. */
+export async function fetchKnownHosts(dir: string, proxy: string | undefined): Promise<string[]> {
+  const client = proxyApiClient(dir, proxy)
+  try {
+    return (await client.call('GET /v1/known-hosts')).known_hosts
+  } finally {
+    await client.close()
+  }
+}
+
+/** The file OpenSSH reads for `host` (its %h), or undefined when the name cannot be a file's. */
+export function hostKeysFile(dir: string, host: string): string | undefined {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:-]*$/.test(host)) return undefined
+  return join(dir, HOST_KEYS_DIR, host)
+}
+
+/** The lines of `lines` that name `host`, as OpenSSH matches names: without regard to case. */
+export function linesNaming(lines: string[], host: string): string[] {
+  const wanted = host.toLowerCase()
+  return lines.filter((line) => (line.split(' ')[0] ?? '').toLowerCase().split(',').includes(wanted))
+}
+
+/** Writes the proxy's current host keys of `host` to its known_hosts.d file (none: an empty file). */
+export async function refreshHostKeys(dir: string, proxy: string | undefined, host: string): Promise<void> {
+  const file = hostKeysFile(dir, host)
+  if (!file) return
+  const lines = linesNaming(await fetchKnownHosts(dir, proxy), host)
+  writeFileAtomic(file, lines.map((line) => line + '\n').join(''), 0o644)
+}
