@@ -313,34 +313,46 @@ console.log(
 console.log('\nup: to the server on the node side; CPU per GB moved, both directions together.')
 for (const note of notes) console.log(note)
 
-const ssh = rows.get('warren-ssh')
-const openssh = rows.get('openssh-auth')
-const port = rows.get('warren-port')
-const listen = rows.get('warren-port-listen')
-const stunnel = rows.get('stunnel')
-const ratio = (a: number, b: number) => (a / b).toFixed(2)
-const atLeast = (a: number, b: number) => [ratio(a, b), '≥ 1.00', a >= b ? 'PASS' : 'MISS']
-const atMost = (a: number, b: number) => [ratio(a, b), '≤ 1.00', a <= b ? 'PASS' : 'MISS']
-const reported = (a: number, b: number) => [ratio(a, b), '—', '']
-const ratios: string[][] = []
-if (ssh && openssh) {
-  ratios.push(
-    ['warren-ssh ÷ openssh-auth, up', ...atLeast(ssh.up, openssh.up)],
-    ['warren-ssh ÷ openssh-auth, down', ...atLeast(ssh.down, openssh.down)],
-    ['warren-ssh ÷ openssh-auth, p50', ...atMost(ssh.p50, openssh.p50)],
-    ['node agent ÷ sshd, CPU per GB', ...atMost(ssh.cpu.agent!, openssh.cpu.sshd!)],
-    ['warren-ssh ÷ openssh-auth, CPU per GB, all processes', ...reported(ssh.total, openssh.total)],
-  )
+/** A figure of a sample; a path's row holds the medians of its samples' figures. */
+type Figure = (sample: Sample) => number
+const figures = {
+  up: (s) => s.up,
+  down: (s) => s.down,
+  p50: (s) => s.latency.p50Us,
+  agent: (s) => s.cpu.agent,
+  sshd: (s) => s.cpu.sshd,
+  total: (s) => Object.values(s.cpu).reduce((sum, seconds) => sum + seconds, 0),
+} satisfies Record<string, Figure>
+
+/** A ratio of two paths' figures: of the medians, and its range over the rounds (the same round of each). */
+function compare(label: string, path: string, figure: Figure, baseline: string, baselineFigure: Figure, target?: '≥' | '≤'): string[] | undefined {
+  const ours = results.get(path)
+  const theirs = results.get(baseline)
+  if (!ours || !theirs) return undefined
+  const value = median(ours.map(figure)) / median(theirs.map(baselineFigure))
+  const perRound = ours.map((sample, i) => figure(sample) / baselineFigure(theirs[i]!))
+  const met = target === '≥' ? value >= 1 : value <= 1
+  return [
+    label,
+    value.toFixed(2),
+    `${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}`,
+    target ? `${target} 1.00` : '—',
+    target ? (met ? 'PASS' : 'MISS') : '',
+  ]
 }
-if (listen && stunnel) {
-  ratios.push(
-    ['warren-port-listen ÷ stunnel, up', ...atLeast(listen.up, stunnel.up)],
-    ['warren-port-listen ÷ stunnel, down', ...atLeast(listen.down, stunnel.down)],
-    ['warren-port-listen ÷ stunnel, p50', ...reported(listen.p50, stunnel.p50)],
-    ['warren-port-listen ÷ stunnel, CPU per GB', ...reported(listen.total, stunnel.total)],
-  )
-}
-if (port && stunnel) {
-  ratios.push(['warren-port ÷ stunnel, up', ...reported(port.up, stunnel.up)], ['warren-port ÷ stunnel, down', ...reported(port.down, stunnel.down)])
-}
-if (ratios.length > 0) console.log(`\n${formatTable(['ratio', 'value', 'target', 'verdict'], ratios)}`)
+
+const { up, down, p50, agent, sshd, total } = figures
+const ratios = [
+  compare('warren-ssh ÷ openssh-auth, up', 'warren-ssh', up, 'openssh-auth', up, '≥'),
+  compare('warren-ssh ÷ openssh-auth, down', 'warren-ssh', down, 'openssh-auth', down, '≥'),
+  compare('warren-ssh ÷ openssh-auth, p50', 'warren-ssh', p50, 'openssh-auth', p50, '≤'),
+  compare('node agent ÷ sshd, CPU per GB', 'warren-ssh', agent, 'openssh-auth', sshd, '≤'),
+  compare('warren-ssh ÷ openssh-auth, CPU per GB, all processes', 'warren-ssh', total, 'openssh-auth', total),
+  compare('warren-port-listen ÷ stunnel, up', 'warren-port-listen', up, 'stunnel', up, '≥'),
+  compare('warren-port-listen ÷ stunnel, down', 'warren-port-listen', down, 'stunnel', down, '≥'),
+  compare('warren-port-listen ÷ stunnel, p50', 'warren-port-listen', p50, 'stunnel', p50),
+  compare('warren-port-listen ÷ stunnel, CPU per GB', 'warren-port-listen', total, 'stunnel', total),
+  compare('warren-port ÷ stunnel, up', 'warren-port', up, 'stunnel', up),
+  compare('warren-port ÷ stunnel, down', 'warren-port', down, 'stunnel', down),
+].filter((row) => row !== undefined)
+if (ratios.length > 0) console.log(`\n${formatTable(['ratio', 'of medians', 'by round', 'target', 'verdict'], ratios)}`)
