@@ -86,6 +86,9 @@ interface Sample {
   down: number
   /** CPU seconds per GB moved (up and down together), by process. */
   cpu: Record<string, number>
+  /** The same for each direction. */
+  cpuUp: Record<string, number>
+  cpuDown: Record<string, number>
   latency: LatencyResult
 }
 
@@ -97,7 +100,7 @@ process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
 const notes: string[] = []
 
 /** A child process the run stops at its end. */
-function started(child: ChildProcess): ChildProcess {
+function stopAtEnd(child: ChildProcess): ChildProcess {
   stops.push(() => stopProcess(child))
   return child
 }
@@ -133,7 +136,7 @@ async function startPath(name: string, serverPort: number, warren: () => ReturnT
     case 'warren-ssh': {
       const { cluster, identity, login } = await warren()
       const port = await freePort()
-      const ssh = started(
+      const ssh = stopAtEnd(
         spawn(
           'ssh',
           [
@@ -197,7 +200,7 @@ async function startPath(name: string, serverPort: number, warren: () => ReturnT
     }
     case 'warren-port-listen': {
       const { cluster, identity } = await warren()
-      const listener = started(
+      const listener = stopAtEnd(
         spawn(process.execPath, [WARREN, 'proxy', 'port', '--listen=127.0.0.1:0', `--identity=${identity}`, NODE_NAME, PORT_NAME], { stdio: ['ignore', 'pipe', 'inherit'] }),
       )
       const port = await new Promise<number>((resolve, reject) => {
@@ -236,12 +239,15 @@ async function measure(path: Path, bytes: number, count: number): Promise<Sample
     const cpu = () => Object.fromEntries(Object.entries(processes).map(([label, pids]) => [label, cpuSecondsOf(pids)]))
     const before = cpu()
     const up = bytes / 1e6 / (await upload(socket, bytes))
+    const between = cpu()
     const down = bytes / 1e6 / (await download(socket, bytes))
     const after = cpu()
-    const perGB = 1e9 / (2 * bytes)
+    /** CPU seconds per GB moved from `from` to `to`, by process. */
+    const perGB = (from: Record<string, number>, to: Record<string, number>, moved: number) =>
+      Object.fromEntries(Object.keys(processes).map((label) => [label, ((to[label]! - from[label]!) * 1e9) / moved]))
     startEcho(socket)
     const latency = await roundTrips(socket, count)
-    return { up, down, cpu: Object.fromEntries(Object.keys(processes).map((label) => [label, (after[label]! - before[label]!) * perGB])), latency }
+    return { up, down, cpu: perGB(before, after, 2 * bytes), cpuUp: perGB(before, between, bytes), cpuDown: perGB(between, after, bytes), latency }
   } finally {
     await connection.close()
   }
@@ -286,8 +292,9 @@ const rows = new Map(
     const of = (pick: (sample: Sample) => number) => median(samples.map(pick))
     const labels = Object.keys(samples[0]!.cpu)
     const cpu = Object.fromEntries(labels.map((label) => [label, of((s) => s.cpu[label]!)]))
+    const byDirection = labels.map((label) => ({ label, up: of((s) => s.cpuUp[label]!), down: of((s) => s.cpuDown[label]!) }))
     const total = of((s) => Object.values(s.cpu).reduce((sum, seconds) => sum + seconds, 0))
-    return [name, { name, up: of((s) => s.up), down: of((s) => s.down), p50: of((s) => s.latency.p50Us), p99: of((s) => s.latency.p99Us), cpu, total }]
+    return [name, { name, up: of((s) => s.up), down: of((s) => s.down), p50: of((s) => s.latency.p50Us), p99: of((s) => s.latency.p99Us), cpu, byDirection, total }]
   }),
 )
 
@@ -310,7 +317,13 @@ console.log(
     ]),
   ),
 )
-console.log('\nup: to the server on the node side; CPU per GB moved, both directions together.')
+console.log('\nup: to the server on the node side; CPU per GB moved, both directions together.\n')
+console.log(
+  formatTable(
+    ['path', 'process', 'CPU s/GB up', 'down'],
+    [...rows.values()].flatMap((row) => row.byDirection.map(({ label, up, down }) => [row.name, label, up.toFixed(2), down.toFixed(2)])),
+  ),
+)
 for (const note of notes) console.log(note)
 
 /** A figure of a sample; a path's row holds the medians of its samples' figures. */
