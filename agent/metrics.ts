@@ -9,7 +9,7 @@ import { gaugeOf, labelledCounterOf, labelledGaugeOf } from '../shared/metrics.t
 import type { Agent } from './agent.ts'
 import type { RedialReason } from './tunnel-pool.ts'
 
-const REDIAL_REASONS: RedialReason[] = ['dial_failed', 'tunnel_lost', 'proxy_stopping']
+const REDIAL_REASONS: RedialReason[] = ['dial_failed', 'tunnel_lost', 'proxy_stopping', 'proxy_left']
 
 /** Must be called before agent.start(): the tunnels take the round-trip observer then. */
 export function watchNode(diag: DiagServer, agent: Agent): void {

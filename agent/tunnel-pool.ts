@@ -39,7 +39,7 @@ export interface PoolOptions<T> extends Omit<TunnelOptions, 'host' | 'port'> {
   onControl?: (tunnel: T, message: TrustMessage) => void
   /** After a round in which a dial failed, with the number of proxies held. */
   onFailedRound?: (held: number) => void
-  /** Each time the pool dials again, and why: a round's dial failed, a tunnel was lost, or its proxy is stopping. */
+  /** Each time the pool dials again, or will once the proxy returns, and why: a round's dial failed, a tunnel was lost, its proxy is stopping or left the live set. */
   onRedial?: (reason: RedialReason) => void
   /** A tunnel the pool held has closed. */
   onTunnelClosed?: (tunnel: T) => void
@@ -49,7 +49,7 @@ export interface PoolOptions<T> extends Omit<TunnelOptions, 'host' | 'port'> {
   duplicateBackoff?: { baseMs: number; capMs: number }
 }
 
-export type RedialReason = 'dial_failed' | 'tunnel_lost' | 'proxy_stopping'
+export type RedialReason = 'dial_failed' | 'tunnel_lost' | 'proxy_stopping' | 'proxy_left'
 
 /** Time as the pool sees it. */
 export interface PoolClock {
@@ -247,7 +247,7 @@ export class TunnelPoolOf<T extends PoolTunnel> {
     this.options.onTunnelClosed?.(tunnel)
     if (this.stopped) return
     const next = this.policy.lost(id, tunnel.leaving, this.tunnels.size)
-    if (next.kind !== 'left') this.options.onRedial?.(next.kind === 'stopping' ? 'proxy_stopping' : 'tunnel_lost')
+    this.options.onRedial?.(next.kind === 'left' ? 'proxy_left' : tunnel.leaving ? 'proxy_stopping' : 'tunnel_lost')
     if (next.kind === 'stopping') {
       this.log.info(`proxy ${id} is stopping; its tunnel closed (${this.tunnels.size} held)`)
       this.parts.clock.after(next.lookAgainAfterMs, () => this.onAnnounce(), true)

@@ -48,6 +48,10 @@ t.test("a node's /readyz follows its tunnel", async (t) => {
   await proxy.start()
   await until('the node to hold its tunnel again', async () => (await readyz(diag.node)).status === 200, { timeoutMs: 30_000 })
   t.same(await readyz(diag.node), { status: 200, body: { ready: true } }, 'with the tunnel back the node is ready again')
+  const metrics = await (await fetch(`http://${diag.node}/metrics`)).text()
+  const series = (name: string) => Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(metrics)?.[1])
+  t.equal(series('warren_node_reconnects_total{reason="proxy_stopping"}'), 1, 'its metrics count one redial for a proxy that stopped')
+  t.equal(series('warren_node_tunnels'), 1, 'and the tunnel held again')
 })
 
 t.test('a bad --diag-addr is refused before anything starts', async (t) => {
