@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { AuthProcess, freePort, ProxyProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 async function get(address: string, path: string): Promise<{ status: number; text: string }> {
@@ -69,6 +69,10 @@ t.test('prometheus scrapes the joins and the tunnel from every role', async (t) 
     throw new Error(`${error.message}\n${node.stderr}`)
   })
   const proxyId = (await proxy.daemon.status()).proxy!.proxy_id
+  // A user's session through the proxy and the tunnel, with a user certificate issued for it.
+  const profile = await signUser(auth, proxy.web)
+  const session = await openssh(profile, [`${testLogin()}@watched`, 'echo relayed'])
+  t.equal(session.code, 0, `an ssh session through the tunnel ${session.stderr}`)
 
   for (const [role, address] of Object.entries(diag)) {
     const metrics = await get(address, '/metrics')
@@ -85,6 +89,7 @@ t.test('prometheus scrapes the joins and the tunnel from every role', async (t) 
     'warren_auth_joins_total{job="warren-auth",result="accepted"}': 2,
     'warren_auth_joins_total{job="warren-auth",result="refused"}': 1,
     'warren_auth_certificates_issued_total{job="warren-auth",kind="host"}': 2,
+    'warren_auth_certificates_issued_total{job="warren-auth",kind="user"}': 1,
     'warren_proxy_tunnels{job="warren-proxy"}': 1,
     'warren_proxy_tunnel_opens_total{job="warren-proxy"}': 1,
     'warren_proxy_live_set_proxies{job="warren-proxy"}': 1,
@@ -92,6 +97,7 @@ t.test('prometheus scrapes the joins and the tunnel from every role', async (t) 
     'warren_node_tunnels_wanted{job="warren-node"}': 1,
     [`warren_node_tunnel_up{job="warren-node",proxy_id="${proxyId}"}`]: 1,
     'warren_node_ssh_sessions{job="warren-node"}': 0,
+    'warren_proxy_user_sessions{job="warren-proxy"}': 0,
   }
   const seen: Record<string, number | undefined> = {}
   await until(
@@ -105,4 +111,8 @@ t.test('prometheus scrapes the joins and the tunnel from every role', async (t) 
   t.same(seen, expected, 'the series have the expected values in Prometheus')
   t.ok(((await query(prometheus, 'warren_node_certificate_expiry_timestamp_seconds')) ?? 0) > Date.now() / 1000, 'the certificate expires in the future')
   t.ok(((await query(prometheus, 'sum(warren_node_tunnel_bytes_total)')) ?? 0) > 0, 'bytes went through the tunnel')
+  t.ok(((await query(prometheus, 'warren_proxy_relayed_bytes_total{direction="to_user"}')) ?? 0) > 0, "the proxy relayed the session's bytes to the user")
+  t.ok(((await query(prometheus, 'warren_proxy_relayed_bytes_total{direction="to_node"}')) ?? 0) > 0, 'and from the user to the node')
+  t.ok(((await query(prometheus, 'sum(warren_auth_backend_operation_duration_seconds_count)')) ?? 0) > 0, 'backend operations were timed')
+  t.ok(((await query(prometheus, 'warren_auth_heartbeats_received_total{role="proxy"}')) ?? 0) > 0, "the proxy's heartbeats were counted")
 })
