@@ -34,7 +34,7 @@ import { sftpServerProgram } from './sftp-server.ts'
 import { SshOnDemand } from './ssh-on-demand.ts'
 import { type AgentTunnel, AuditRefused, type TrustMessage } from './tunnel.ts'
 import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
-import { TunnelPool } from './tunnel-pool.ts'
+import { type RedialReason, TunnelPool } from './tunnel-pool.ts'
 
 /** How often at most the agent asks for the tunnel address again while no tunnel opens. */
 const REDISCOVER_MS = 30_000
@@ -66,6 +66,10 @@ export class Agent {
   discoveries = 0
   /** The SSH server's audit events, on disk until the auth server has them. */
   audit?: { queue: AuditQueue; sender: AuditSender }
+  /** Counts since this process started, across tunnel pools (agent/metrics.ts reads them). */
+  readonly counts = { redials: {} as Partial<Record<RedialReason, number>>, closedTunnelBytes: { sent: 0, received: 0 }, sshSessions: 0 }
+  /** Set before start() to be told each round trip a tunnel's keepalive measured (agent/metrics.ts). */
+  onRtt?: (rttMs: number) => void
   /** Where the tunnels go, and whether they wait for certificates the proxies accept (see holdTunnels). */
   private tunnels?: { server: string; address: TunnelAddress; held: boolean }
 
@@ -109,7 +113,12 @@ export class Agent {
     const { server, tunnel, source } = this.prepared!
     const audit = this.startAudit(server)
     this.ssh = new SshOnDemand({
-      audit: (type, fields) => audit.record(type, fields),
+      audit: (type, fields) => {
+        // The SSH server's events say when a session starts and ends: the sessions open now.
+        if (type === 'session.start') this.counts.sshSessions++
+        else if (type === 'session.end') this.counts.sshSessions--
+        audit.record(type, fields)
+      },
       hostKeyPem: this.identity.sshKeyPem,
       userCAKeys: this.identity.userCASshKeys,
       log: this.log,
@@ -245,6 +254,12 @@ export class Agent {
       onFailedRound: (held) => {
         if (held === 0) void this.rediscover(server, tunnel)
       },
+      onRedial: (reason) => (this.counts.redials[reason] = (this.counts.redials[reason] ?? 0) + 1),
+      onTunnelClosed: (closed) => {
+        this.counts.closedTunnelBytes.sent += closed.bytes.sent
+        this.counts.closedTunnelBytes.received += closed.bytes.received
+      },
+      onRtt: (rttMs) => this.onRtt?.(rttMs),
       log: this.log,
     })
     this.pool.start()

@@ -39,11 +39,17 @@ export interface PoolOptions<T> extends Omit<TunnelOptions, 'host' | 'port'> {
   onControl?: (tunnel: T, message: TrustMessage) => void
   /** After a round in which a dial failed, with the number of proxies held. */
   onFailedRound?: (held: number) => void
+  /** Each time the pool dials again, or will once the proxy returns, and why: a round's dial failed, a tunnel was lost, its proxy is stopping or left the live set. */
+  onRedial?: (reason: RedialReason) => void
+  /** A tunnel the pool held has closed. */
+  onTunnelClosed?: (tunnel: T) => void
   /** Backoff after failed dials. */
   failureBackoff?: { baseMs: number; capMs: number }
   /** Backoff after dials that landed on a proxy already held. */
   duplicateBackoff?: { baseMs: number; capMs: number }
 }
+
+export type RedialReason = 'dial_failed' | 'tunnel_lost' | 'proxy_stopping' | 'proxy_left'
 
 /** Time as the pool sees it. */
 export interface PoolClock {
@@ -187,6 +193,7 @@ export class TunnelPoolOf<T extends PoolTunnel> {
         if (failure) {
           this.log.warn(`tunnel to ${this.options.host}:${this.options.port} failed (${failure.message}); retrying in ${waitMs} ms`)
           this.options.onFailedRound?.(this.tunnels.size)
+          this.options.onRedial?.('dial_failed')
         }
         if (waitMs !== undefined) await this.sleep(waitMs)
       }
@@ -237,8 +244,10 @@ export class TunnelPoolOf<T extends PoolTunnel> {
   private onClose(id: string, tunnel: T): void {
     if (this.tunnels.get(id) !== tunnel) return
     this.tunnels.delete(id)
+    this.options.onTunnelClosed?.(tunnel)
     if (this.stopped) return
     const next = this.policy.lost(id, tunnel.leaving, this.tunnels.size)
+    this.options.onRedial?.(next.kind === 'left' ? 'proxy_left' : tunnel.leaving ? 'proxy_stopping' : 'tunnel_lost')
     if (next.kind === 'stopping') {
       this.log.info(`proxy ${id} is stopping; its tunnel closed (${this.tunnels.size} held)`)
       this.parts.clock.after(next.lookAgainAfterMs, () => this.onAnnounce(), true)

@@ -38,6 +38,8 @@ export interface TunnelOptions {
    * proxy cannot open the ticket and makes a full handshake.
    */
   session?: Buffer
+  /** Each round trip a keepalive or ping measured, in ms. */
+  onRtt?: (rttMs: number) => void
 }
 
 /** What the proxy says during CA rotations and renewals: the pool hands these to the agent. */
@@ -87,6 +89,7 @@ export class AgentTunnel extends EventEmitter {
   /** The proxy's welcome said it carries audit events to the auth server. */
   carriesAudit = false
   private session?: Session
+  private socket?: TLSSocket
   private control?: Duplex
   private closed = false
 
@@ -114,6 +117,7 @@ export class AgentTunnel extends EventEmitter {
           certSubject(new X509Certificate(cert.raw)).roles.includes('proxy') ? undefined : new Error('the server is not a proxy of this cluster'),
         ...(options.session ? { session: options.session } : {}),
       })
+      this.socket = socket
       socket.on('session', (ticket: Buffer) => {
         this.ticket = ticket
         this.emit('session', ticket)
@@ -137,6 +141,7 @@ export class AgentTunnel extends EventEmitter {
         const session = createSession(socket, { client: true, keepAliveIntervalMs: options.keepAliveIntervalMs })
         this.session = session
         session.on('error', () => {})
+        if (options.onRtt) session.on('rtt', options.onRtt)
         session.on('goaway', () => (this.leaving = true))
         session.on('close', (error?: Error) => {
           if (!this.proxyId) fail(error ?? new Error('the proxy closed the tunnel'))
@@ -238,6 +243,11 @@ export class AgentTunnel extends EventEmitter {
   ping(): Promise<number> {
     if (!this.session) return Promise.reject(new Error('not connected'))
     return this.session.ping()
+  }
+
+  /** Bytes this tunnel's connection sent and received, TLS included. */
+  get bytes(): { sent: number; received: number } {
+    return { sent: this.socket?.bytesWritten ?? 0, received: this.socket?.bytesRead ?? 0 }
   }
 
   /** Closes gracefully: GoAway first so the proxy opens no new streams. */

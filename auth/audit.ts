@@ -26,6 +26,8 @@ export interface AuditOptions {
   file?: string
   log: Logger
   clock?: () => number
+  /** Told of each event of the auth server's own as it is recorded (for metrics). */
+  onRecord?: (type: AuditEventType, fields: AuditFields) => void
 }
 
 export class Audit {
@@ -44,6 +46,7 @@ export class Audit {
 
   /** Records an event of the auth server's own, now. Never throws. */
   async record(type: AuditEventType, fields: AuditFields): Promise<void> {
+    this.#options.onRecord?.(type, fields)
     const defined = Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined))
     await this.#store({ ...defined, id: randomUUID(), time: this.#clock(), type, cluster: this.#options.clusterName })
   }

@@ -9,6 +9,8 @@ import { parseHostPort } from '../shared/address.ts'
 import { Router } from '../shared/api-router.ts'
 import { resolveTokenValue, type WarrenConfig } from '../shared/config.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
+import type { ApiRoute } from '../shared/protocol/api.ts'
+import type { AuditEventType } from '../shared/protocol/audit.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { AcmeRecords } from './acme-records.ts'
@@ -16,10 +18,11 @@ import { admitter } from './api/access.ts'
 import type { AuthContext } from './api/context.ts'
 import { statusOf } from './api/errors.ts'
 import { AUTH_ROUTES } from './api/index.ts'
-import { Audit } from './audit.ts'
+import { Audit, type AuditFields } from './audit.ts'
 import { type Authority, loadAuthority, loadOrCreateAuthority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
 import { openBackend } from './backend/index.ts'
+import { type BackendOperation, timedBackend } from './backend/timed.ts'
 import { Callers } from './callers.ts'
 import { JoinChallenges } from './join-challenge.ts'
 import { Locks } from './locks.ts'
@@ -34,6 +37,13 @@ import { advanceAutomatic } from './rotation.ts'
 import { parseStaticToken, TokenService } from './tokens.ts'
 import { RoleDirectory } from './user-roles.ts'
 import { UserDirectory } from './users.ts'
+
+/** What the auth server tells its observer (auth/metrics.ts) as it works. */
+export interface AuthObserver {
+  backendOperation: (operation: BackendOperation, seconds: number) => void
+  recorded: (type: AuditEventType, fields: AuditFields) => void
+  answered: (route: ApiRoute, status: number) => void
+}
 
 export class AuthServer {
   readonly config: WarrenConfig
@@ -62,6 +72,8 @@ export class AuthServer {
   private readonly callers: Callers
   /** Join requests that reached this server (accepted or not): lets tests prove a token never left a device. */
   private readonly counts = { joinAttempts: 0 }
+  /** Set before start() to be told what the server does (auth/metrics.ts). */
+  observer?: AuthObserver
 
   constructor(config: WarrenConfig, log?: Logger) {
     this.config = config
@@ -105,6 +117,13 @@ export class AuthServer {
     return { host: this.hostCA, user: this.userCA }
   }
 
+  /** Resolves when the backend answers a read; undefined before start(). */
+  async backendAnswers(): Promise<boolean> {
+    if (!this.backend) return false
+    await this.backend.get('/cluster/name')
+    return true
+  }
+
   get handshakeGate(): GateStats | undefined {
     return this.gate?.stats
   }
@@ -119,7 +138,9 @@ export class AuthServer {
         throw new Error(`auth_service.tokens[${i}]: ${(error as Error).message}`)
       }
     })
-    this.backend = await openBackend(auth.storage)
+    const observer = this.observer
+    const backend = await openBackend(auth.storage)
+    this.backend = observer ? timedBackend(backend, observer.backendOperation) : backend
     this.clusterName = await this.loadClusterName(auth.clusterName)
     this.hostCA = await loadOrCreateAuthority(this.backend, 'host', this.clusterName)
     this.userCA = await loadOrCreateAuthority(this.backend, 'user', this.clusterName)
@@ -152,7 +173,14 @@ export class AuthServer {
     this.offlineSweep = new OfflineSweep({ backend: this.backend, nodeTtlMs: auth.nodeTtlMs, named: (hostId) => this.revocations.names(hostId), log: this.log })
     this.offlineSweep.start()
     this.acmeRecords = new AcmeRecords(this.backend)
-    this.audit = new Audit({ backend: this.backend, clusterName: this.clusterName, retentionMs: auth.audit.retentionMs, file: auth.audit.file, log: this.log })
+    this.audit = new Audit({
+      backend: this.backend,
+      clusterName: this.clusterName,
+      retentionMs: auth.audit.retentionMs,
+      file: auth.audit.file,
+      log: this.log,
+      onRecord: observer?.recorded,
+    })
     this.audit.start()
 
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
@@ -180,7 +208,13 @@ export class AuthServer {
       handshakeTimeout: this.gate.config.handshakeTimeoutMs,
     })
     this.gate.guard(this.server)
-    const router = new Router(AUTH_ROUTES, { context: this.apiContext(), admit: admitter(this.callers, () => this.clusterName, this.log), statusOf, log: this.log })
+    const router = new Router(AUTH_ROUTES, {
+      context: this.apiContext(),
+      admit: admitter(this.callers, () => this.clusterName, this.log),
+      statusOf,
+      log: this.log,
+      answered: observer?.answered,
+    })
     this.server.on('request', (req, res) => void router.handle(req, res))
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)

@@ -3,7 +3,10 @@
 // idle with one tunnel and with many SSH sessions open through it. The agent is
 // dist/warren-linux-x64 itself; the auth server and the proxy run from source.
 //
-//   npm run package && node bench/agent-footprint.ts [--sessions=100 --starts=5]
+//   npm run package && node bench/agent-footprint.ts [--sessions=100 --starts=5] [--diag]
+//
+// --diag starts the agent with diag_addr (--diag-addr) and scrapes its /metrics, as a
+// Prometheus would, before each idle figure.
 //
 // Baselines in the same run: the executable printing its version (start-up alone), and a
 // bare Node 24 process at rest (`node -e` with a timer). The sessions log in as the tests'
@@ -16,9 +19,9 @@ import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { createGzip, constants as zlib } from 'node:zlib'
-import { AuthProcess, ProxyProcess, ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
+import { AuthProcess, freePort, ProxyProcess, ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
 
-const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, starts: { type: 'string', default: '5' } } })
+const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, starts: { type: 'string', default: '5' }, diag: { type: 'boolean', default: false } } })
 const SESSIONS = Number(values.sessions)
 const STARTS = Number(values.starts)
 const BUILT = join(ROOT, 'dist/warren-linux-x64')
@@ -62,10 +65,26 @@ try {
   console.log(`baseline: Node with the built-in modules an agent loads, one key made, at rest: ${await nodeWithAgentBuiltins()}`)
 
   const dataDir = tempDir()
-  const args = ['start', '--roles=node', `--auth-server=${proxy.web}`, `--ca-pin=${pin}`, '--nodename=footprint', `--data-dir=${dataDir}`]
+  const diagAddr = values.diag ? `127.0.0.1:${await freePort()}` : undefined
+  const args = [
+    'start',
+    '--roles=node',
+    `--auth-server=${proxy.web}`,
+    `--ca-pin=${pin}`,
+    '--nodename=footprint',
+    `--data-dir=${dataDir}`,
+    ...(diagAddr ? [`--diag-addr=${diagAddr}`] : []),
+  ]
+  if (diagAddr) console.log(`diag_addr on: ${diagAddr}, /metrics scraped before each idle figure`)
+  /** With --diag, three scrapes of /metrics, as a Prometheus makes every scrape interval. */
+  const scrape = async () => {
+    if (!diagAddr) return
+    for (let i = 0; i < 3; i++) await (await fetch(`http://${diagAddr}/metrics`)).text()
+  }
   const first = await startAgent([...args, `--token=${await auth.token()}`])
   console.log(`first start (join, then tunnel): ${first.ms.toFixed(0)} ms (${first.cpuMs} ms of CPU)`)
   await sleep(5_000)
+  await scrape()
   console.log(`agent idle with one tunnel after its first start (joined, then continued as a fresh image): ${describeMemory(first.child.pid!)}`)
   await stop(first.child)
   const restarts: number[] = []
@@ -82,6 +101,7 @@ try {
   )
 
   await sleep(5_000)
+  await scrape()
   console.log(`agent idle with one tunnel (restarted, identity on disk): ${describeMemory(agent.child.pid!)}`)
 
   // Users' credentials from the executable itself, so that each ssh's ProxyCommand is the executable too.
@@ -103,6 +123,7 @@ try {
   if (dropPageCache()) {
     agent = await startAgent(args)
     await sleep(5_000)
+    await scrape()
     console.log(`agent idle with one tunnel, started with the page cache dropped (as after a reboot): ${describeMemory(agent.child.pid!)}`)
     await stop(agent.child)
   } else {

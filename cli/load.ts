@@ -17,4 +17,10 @@ export const load = {
   node: () => import('../agent/agent.ts'),
   sftpServer: () => import('../agent/sftp/stdio.ts'),
   agentSocket: () => import('../agent/agent-socket.ts'),
+  diag: () => import('../shared/diag-server.ts'),
+  metrics: {
+    auth: () => import('../auth/metrics.ts'),
+    proxy: () => import('../proxy/metrics.ts'),
+    node: () => import('../agent/metrics.ts'),
+  },
 }

@@ -8,15 +8,18 @@ import { proxyStatus } from '../proxy/status.ts'
 import { applyFlags, DEFAULTS, defaultConfig, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
 import { secureDataDir } from '../shared/data-dir.ts'
 import { lockDataDir } from '../shared/data-dir-lock.ts'
+import type { DiagServer } from '../shared/diag-server.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { identityExists } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { parsePin } from '../shared/pin.ts'
+import { VERSION } from '../shared/version.ts'
 import { defineCommand } from './command.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 import { settleJoinToken, tokenOnCommandLine, tokenOrigin, withoutToken } from './join-token.ts'
 import { load } from './load.ts'
 import { StatusEndpoint } from './status-endpoint.ts'
+import { commit } from './version.ts'
 
 const ROLES = ['auth', 'proxy', 'node'] as const
 
@@ -36,6 +39,12 @@ export const START_FLAGS = defineFlags({
   'data-dir': { type: 'path', placeholder: 'DIR', defaultText: `the config's data_dir, else ${DEFAULTS.dataDir}`, description: 'where keys, certificates and state are kept' },
   nodename: { type: 'string', placeholder: 'NAME', defaultText: 'the host name', description: "this node's name" },
   labels: { type: 'string', placeholder: 'KEY=VALUE,..', description: 'labels of this node' },
+  'diag-addr': {
+    type: 'string',
+    placeholder: 'HOST:PORT',
+    defaultText: "the config's diag_addr, else off",
+    description: 'serve /metrics, /healthz and /readyz over plain HTTP here (e.g. 127.0.0.1:3000)',
+  },
   debug: { type: 'boolean', description: 'log at debug level, whatever the config says' },
 })
 
@@ -64,6 +73,7 @@ export function buildConfig(flags: StartFlags): WarrenConfig {
     authServer: flags['auth-server'],
     caPin: pins,
     labels: flags.labels === undefined ? undefined : parseLabels(flags.labels),
+    diagAddr: flags['diag-addr'],
   })
   if (flags.debug) merged.log.level = 'debug'
   return merged
@@ -111,6 +121,18 @@ function rolesToRun(flagRoles: string[] | undefined, config: WarrenConfig): stri
   return roles
 }
 
+/** The diagnostics server (shared/diag-server.ts), loaded only when diag_addr is set. */
+async function openDiagnostics(address: string, log: Logger): Promise<DiagServer> {
+  const { DiagServer } = await load.diag()
+  const diag = new DiagServer({ address, version: VERSION, commit: commit(), log: log.child('diag') })
+  try {
+    await diag.listen()
+  } catch (error) {
+    throw new WarrenError(`cannot serve diagnostics on ${address} (diag_addr): ${(error as Error).message}`)
+  }
+  return diag
+}
+
 export async function start(flags: StartFlags): Promise<number> {
   const config = buildConfig(flags)
   const roles = rolesToRun(flags.roles, config)
@@ -120,6 +142,8 @@ export async function start(flags: StartFlags): Promise<number> {
   lockDataDir(config.dataDir)
   const status = new StatusEndpoint(config.dataDir, roles, Boolean(process.env[STARTED_AFRESH]))
   await status.open(log)
+  // Before the roles: /healthz answers and /readyz says what is missing while they start.
+  const diag = config.diagAddr === undefined ? undefined : await openDiagnostics(config.diagAddr, log)
   // Roles that join with the operator's token (not one minted in this process) report a
   // join here, once: then the token is cleared away or its place named.
   const origin = tokenOrigin(flags, config.authToken)
@@ -130,7 +154,7 @@ export async function start(flags: StartFlags): Promise<number> {
     settleJoinToken(origin, flags['forget-token'], log)
   }
   const hideToken = tokenOnCommandLine(flags)
-  const stops: (() => Promise<void>)[] = [() => status.close()]
+  const stops: (() => Promise<void>)[] = [() => status.close(), async () => diag?.close()]
   const reloads: ((config: WarrenConfig) => void)[] = [(next) => log.setLevel(next.log.level)]
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch(() => {})
@@ -142,6 +166,7 @@ export async function start(flags: StartFlags): Promise<number> {
     if (roles.includes('auth')) {
       const { AuthServer } = await load.auth()
       const auth = new AuthServer(config, log.child('auth'))
+      if (diag) (await load.metrics.auth()).watchAuth(diag, auth)
       await auth.start()
       stops.push(() => auth.stop())
       status.add('auth', () => authStatus(auth))
@@ -158,6 +183,7 @@ export async function start(flags: StartFlags): Promise<number> {
       const joins = !minting && !identityExists(config.dataDir, 'proxy')
       const { ProxyService } = await load.proxy()
       const proxy = new ProxyService(proxyConfig, log.child('proxy'))
+      if (diag) (await load.metrics.proxy()).watchProxy(diag, proxy)
       await proxy.start()
       stops.push(() => proxy.stop())
       status.add('proxy', () => proxyStatus(proxy))
@@ -169,6 +195,7 @@ export async function start(flags: StartFlags): Promise<number> {
       const joins = !minting && !identityExists(config.dataDir)
       const { Agent } = await load.node()
       const agent = new Agent({ config: nodeConfig, log: log.child('node') })
+      if (diag) (await load.metrics.node()).watchNode(diag, agent)
       const usedHttps = await agent.prepare()
       if (joins) joinedWithToken()
       // Before the node's tunnels open; roles started before it start again from their identities.

@@ -10,7 +10,7 @@ export function versionLine(): string {
 }
 
 /** The commit the single executable was built from (defined by the build); from a checkout, git's. */
-function commit(): string {
+export function commit(): string {
   if (typeof __WARREN_COMMIT__ === 'string') return __WARREN_COMMIT__
   try {
     // Loaded here, not at the top: every agent runs the CLI, and child_process costs memory.

@@ -3,8 +3,9 @@
 // Node's built-in modules at run time, nor read files that packages keep beside their code).
 // Code that only some processes use is kept in parts of its own, compressed, loaded on
 // first use (see sea-part.ts): the etcd storage backend with its client (gRPC, protobufjs:
-// half of all the code), the proxy's ACME certificates, and ssh2, which only a node's SSH
-// server uses, from its first connection on.
+// half of all the code), the proxy's ACME certificates, ssh2, which only a node's SSH
+// server uses, from its first connection on, and prom-client, which only a process with
+// diag_addr uses.
 
 import { writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -14,7 +15,7 @@ import { etcdProtosInline } from './etcd-protos.ts'
 import { partAsset } from './sea-part.ts'
 
 /** Modules built as parts of their own, by part name: a file of Warren's, or an npm package. */
-const PARTS: Record<string, string> = { etcd: 'auth/backend/etcd.ts', acme: 'proxy/web-certificates.ts', ssh2: 'ssh2' }
+const PARTS: Record<string, string> = { etcd: 'auth/backend/etcd.ts', acme: 'proxy/web-certificates.ts', ssh2: 'ssh2', 'prom-client': 'prom-client' }
 
 /**
  * ssh2 tries two native addons inside try/catch and falls back to JavaScript without them:

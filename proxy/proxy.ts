@@ -83,6 +83,16 @@ export class ProxyService {
     return this.gate?.stats
   }
 
+  /** How many handshakes may wait for a slot (for proxy/metrics.ts). */
+  get handshakeQueueCapacity(): number | undefined {
+    return this.gate?.config.handshakeQueue
+  }
+
+  /** The user connections and their bytes (for proxy/metrics.ts). */
+  get userGateway(): UserGateway | undefined {
+    return this.users
+  }
+
   /** The ACME web certificate, when proxy_service.acme is enabled (for proxy/status.ts). */
   get acme(): WebCertificates | undefined {
     return this.webCertificates
@@ -154,7 +164,11 @@ export class ProxyService {
     web.on('request', (req, res) => void router.handle(req, res))
 
     const certificates = this.webCertificates
-    const declines = (protocols: string[]) => (listsHeldProxy(protocols, this.identity.hostId) ? 'the agent holds a tunnel to this proxy already' : undefined)
+    const declines = (protocols: string[]) => {
+      if (!listsHeldProxy(protocols, this.identity.hostId)) return undefined
+      this.tunnels.declined('already_held')
+      return 'the agent holds a tunnel to this proxy already'
+    }
     const serveTunnel = (socket: TLSSocket, conn: RoutedConnection) => this.tunnels.handle(socket, conn.clientAddress)
     // One gate for both listeners: its limits per source address hold for the whole proxy.
     const gate = new TlsGate({ log: this.log })

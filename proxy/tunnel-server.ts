@@ -38,6 +38,22 @@ export interface Tunnel {
    * only then: a fleet reconnecting at once would otherwise pay for it on every tunnel).
    */
   cert: X509Certificate
+  /** Registered once: its end counts as a close. */
+  opened?: boolean
+  /** Why this proxy is closing the tunnel, when it is (for the counts). */
+  closing?: TunnelCloseReason
+}
+
+/** Why a registered tunnel ended: a few fixed reasons, so the metrics stay bounded. */
+export type TunnelCloseReason = 'node_closed' | 'connection_lost' | 'replaced' | 'unregistered' | 'untrusted' | 'protocol_error' | 'proxy_stopping'
+/** Why a tunnel was refused before it was registered. */
+export type TunnelDeclineReason = 'certificate' | 'unregistered' | 'already_held' | 'no_hello'
+
+/** Tunnels opened, declined and closed since the proxy started (proxy/metrics.ts reads them). */
+export interface TunnelCounts {
+  opened: number
+  declined: Partial<Record<TunnelDeclineReason, number>>
+  closed: Partial<Record<TunnelCloseReason, number>>
 }
 
 /** The trust material agents must follow during CA rotations. */
@@ -84,6 +100,7 @@ export class TunnelServer extends EventEmitter {
   private ca?: CAAnnouncement
   /** Hosts the auth server no longer knows (removed or replaced): their tunnels are not kept. */
   private readonly unregistered = new Set<string>()
+  readonly counts: TunnelCounts = { opened: 0, declined: {}, closed: {} }
 
   constructor(options: TunnelServerOptions) {
     super()
@@ -92,7 +109,7 @@ export class TunnelServer extends EventEmitter {
       clusterName: options.clusterName,
       hostCAPems: options.hostCAPems,
       refusedHost: options.refusedHost,
-      close: (tunnel) => tunnel.session.close(),
+      close: (tunnel) => closeTunnel(tunnel, 'untrusted'),
       log: options.log,
     })
   }
@@ -138,7 +155,7 @@ export class TunnelServer extends EventEmitter {
       const tunnel = this.tunnels.get(hostId)
       if (!tunnel) continue
       this.options.log.info(`tunnel from ${tunnel.nodename} closed: the host is no longer registered`, { host_id: hostId, refused: true })
-      tunnel.session.close()
+      closeTunnel(tunnel, 'unregistered')
     }
   }
 
@@ -156,6 +173,7 @@ export class TunnelServer extends EventEmitter {
         refused: reason,
         ...(cert ? { host_id: certSubject(cert).commonName, resumed: socket.isSessionReused() } : {}),
       })
+      this.declined('certificate')
       socket.destroy()
       return
     }
@@ -178,11 +196,18 @@ export class TunnelServer extends EventEmitter {
     this.trust.opened(tunnel, cert)
     session.on('stream', (stream: Duplex) => this.control(tunnel, stream))
     // An agent that never says hello (it found it already holds a tunnel here) is let go.
-    const helloTimer = setTimeout(() => session.close(), HELLO_TIMEOUT_MS)
+    const helloTimer = setTimeout(() => {
+      this.declined('no_hello')
+      session.close()
+    }, HELLO_TIMEOUT_MS)
     tunnel.registered = () => clearTimeout(helloTimer)
     session.on('close', (error?: Error) => {
       clearTimeout(helloTimer)
       this.trust.closed(tunnel)
+      if (tunnel.opened) {
+        const reason = tunnel.closing ?? (error ? 'connection_lost' : 'node_closed')
+        this.counts.closed[reason] = (this.counts.closed[reason] ?? 0) + 1
+      }
       if (this.tunnels.get(tunnel.hostId) === tunnel) {
         this.tunnels.delete(tunnel.hostId)
         this.emit('disconnect', tunnel)
@@ -218,14 +243,17 @@ export class TunnelServer extends EventEmitter {
     tunnel.registered?.()
     if (this.unregistered.has(tunnel.hostId)) {
       this.options.log.info(`tunnel from ${tunnel.nodename} refused: the host is no longer registered`, { host_id: tunnel.hostId })
+      this.declined('unregistered')
       tunnel.session.close()
       return
     }
+    if (!tunnel.opened) this.counts.opened++
+    tunnel.opened = true
     const previous = this.tunnels.get(tunnel.hostId)
     this.tunnels.set(tunnel.hostId, tunnel)
     if (previous && previous !== tunnel) {
       this.options.log.info(`tunnel from ${tunnel.nodename} replaces its older one`, { host_id: tunnel.hostId })
-      previous.session.close()
+      closeTunnel(previous, 'replaced')
     }
     this.options.log.info(`tunnel from ${tunnel.nodename} (${tunnel.remoteAddress}) open`, { host_id: tunnel.hostId })
     this.emit('connect', tunnel)
@@ -245,7 +273,7 @@ export class TunnelServer extends EventEmitter {
         message_type: error.messageType,
         ...(error.field ? { field: error.field } : {}),
       })
-      tunnel.session.close()
+      closeTunnel(tunnel, 'protocol_error')
     })
     // audit: this proxy carries audit events to the auth server (proxy/audit-relay.ts).
     sendToAgent(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName, audit: true })
@@ -285,6 +313,11 @@ export class TunnelServer extends EventEmitter {
     if (labels === undefined) return
     if ('labels' in labels) tunnel.labels = labels.labels
     else this.options.log.warn(`labels from ${tunnel.nodename} ignored`, { host_id: tunnel.hostId, labels_refused: labels.refused })
+  }
+
+  /** A tunnel refused before it was registered (also by the TLS router: the agent holds one here already). */
+  declined(reason: TunnelDeclineReason): void {
+    this.counts.declined[reason] = (this.counts.declined[reason] ?? 0) + 1
   }
 
   /** Tells every agent which proxies are live, so each keeps a tunnel to all of them. */
@@ -336,8 +369,13 @@ export class TunnelServer extends EventEmitter {
   close(): void {
     for (const tunnel of this.tunnels.values()) {
       tunnel.session.goAway()
-      tunnel.session.close()
+      closeTunnel(tunnel, 'proxy_stopping')
     }
     this.tunnels.clear()
   }
+}
+
+function closeTunnel(tunnel: Tunnel, reason: TunnelCloseReason): void {
+  tunnel.closing ??= reason
+  tunnel.session.close()
 }

@@ -39,9 +39,26 @@ export class UserGateway {
   private readonly options: UserGatewayOptions
   /** Every accepted user connection until it closes, with the certificate it was accepted by. */
   private readonly open = new Map<TLSSocket, X509Certificate>()
+  /** Bytes of user connections already closed, from the user and to the user. */
+  private readonly closedBytes = { fromUsers: 0, toUsers: 0 }
 
   constructor(options: UserGatewayOptions) {
     this.options = options
+  }
+
+  /** User connections open now (each an SSH session, a port forward or a file copy). */
+  get sessions(): number {
+    return this.open.size
+  }
+
+  /** Bytes relayed between users and nodes since the start, open connections included. */
+  relayedBytes(): { fromUsers: number; toUsers: number } {
+    const total = { ...this.closedBytes }
+    for (const socket of this.open.keys()) {
+      total.fromUsers += socket.bytesRead
+      total.toUsers += socket.bytesWritten
+    }
+    return total
   }
 
   private get expected(): Expected {
@@ -107,7 +124,11 @@ export class UserGateway {
       return
     }
     this.open.set(socket, cert)
-    socket.once('close', () => this.open.delete(socket))
+    socket.once('close', () => {
+      this.open.delete(socket)
+      this.closedBytes.fromUsers += socket.bytesRead
+      this.closedBytes.toUsers += socket.bytesWritten
+    })
     let node: string
     let request: DialRequestIn
     let access: Access

@@ -80,6 +80,8 @@ export interface RouterOptions<Context, Peer> {
   /** The answer to an error a handler threw, or undefined when it is no refusal but a failure (a 500). */
   statusOf: (error: unknown) => Refusal | undefined
   log: Logger
+  /** Told of every request that matched a route, once answered (for metrics). */
+  answered?: (route: ApiRoute, status: number) => void
 }
 
 interface Compiled {
@@ -101,8 +103,10 @@ export class Router<K extends ApiRoute, Context, Peer> {
 
   /** Answers `req`; never rejects (a failure is a 500, logged). */
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let key: ApiRoute | undefined
     try {
       const { route, call } = this.match(req)
+      key = route.key
       const peer = this.options.admit(route.route.access, req, route.key)
       const limit = route.route.bodyLimit
       const declared = Number(req.headers['content-length'] ?? 0)
@@ -112,6 +116,7 @@ export class Router<K extends ApiRoute, Context, Peer> {
     } catch (error) {
       this.answer(req, res, error)
     }
+    if (key !== undefined) this.options.answered?.(key, res.statusCode)
   }
 
   private match(req: IncomingMessage): { route: Compiled; call: Omit<Call<ApiRoute, unknown>, 'peer'> } {

@@ -44,11 +44,13 @@ const HOUR_MS = 3600e3
 // Values
 
 const address = string(checkWith(splitHostPort))
-const addressWithPort = string((value) => {
+/** Why `value` is not HOST:PORT with a port, or undefined (for keys and their flags alike). */
+export function addressWithPortProblem(value: string): string | undefined {
   const problem = checkWith(splitHostPort)(value)
   if (problem) return problem
   return splitHostPort(value).port === undefined ? `must include a port, e.g. 127.0.0.1:8080` : undefined
-})
+}
+const addressWithPort = string(addressWithPortProblem)
 const addresses = list(address, { single: true })
 /** Where one thing is reached: a list of one is accepted, as for the other public addresses. */
 const oneAddress = list(address, { single: true, max: 1 })
@@ -354,6 +356,9 @@ export const CONFIG_SCHEMA = section(
       }),
       { doc: 'the log on standard error' },
     ),
+    diagAddr: key('diag_addr', addressWithPort, {
+      doc: 'HOST:PORT of plain-HTTP diagnostics (/metrics, /healthz, /readyz), e.g. 127.0.0.1:3000; off when unset',
+    }),
     keepaliveIntervalMs: key('keepalive_interval', duration(), {
       default: DEFAULTS.keepaliveIntervalMs,
       doc: 'how often each end of a tunnel pings the other; a silent peer is noticed within two intervals',

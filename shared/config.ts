@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { isatty } from 'node:tty'
 import { splitHostPort } from './address.ts'
-import { CONFIG_SCHEMA, DEFAULTS, type WarrenConfig } from './config-schema.ts'
+import { addressWithPortProblem, CONFIG_SCHEMA, DEFAULTS, type WarrenConfig } from './config-schema.ts'
 import { ConfigError, UsageError } from './errors.ts'
 import { checkFlagLabels } from './labels.ts'
 import { parsePin } from './pin.ts'
@@ -109,6 +109,7 @@ export interface ConfigFlags {
   authServer?: string[]
   caPin?: string[]
   labels?: Record<string, string>
+  diagAddr?: string
 }
 
 /**
@@ -132,6 +133,11 @@ export function applyFlags(config: WarrenConfig, flags: ConfigFlags): WarrenConf
     next.nodename = flags.nodename
   }
   if (flags.token !== undefined) next.authToken = flags.token
+  if (flags.diagAddr !== undefined) {
+    const problem = addressWithPortProblem(flags.diagAddr)
+    if (problem) throw new UsageError(`--diag-addr ${problem}`)
+    next.diagAddr = flags.diagAddr
+  }
   if (flags.authServer && flags.authServer.length > 0) {
     // A node joins and renews through one address, as auth_servers takes one.
     if (flags.authServer.length > 1) throw new UsageError(`--auth-server takes one address, not ${flags.authServer.length}`)

@@ -64,6 +64,7 @@ const ROWS: Row[] = [
   { key: 'labels', value: { site: 'kitchen' }, fields: ['labels'], reader: ['agent/agent.ts', 'this.config.labels'] },
   { key: 'log.level', value: 'debug', fields: ['log.level'], reader: ['cli/start.ts', 'config.log.level'], effect: logged },
   { key: 'log.format', value: 'json', fields: ['log.format'], reader: ['cli/start.ts', 'config.log.format'], effect: logged },
+  { key: 'diag_addr', value: '127.0.0.1:3000', fields: ['diagAddr'], reader: ['cli/start.ts', 'config.diagAddr'] },
   { key: 'keepalive_interval', value: '20s', fields: ['keepaliveIntervalMs'], reader: ['agent/agent.ts', 'this.config.keepaliveIntervalMs'] },
 
   { key: 'auth_service.enabled', value: false, fields: ['auth.enabled'], reader: ['cli/start.ts', 'config.auth.enabled'] },

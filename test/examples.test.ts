@@ -142,3 +142,82 @@ t.test('a mistake in a copy of an example names the key and its line', async (t)
     `proxy-not-boolean.yaml: line ${lineOf(notBoolean, 'enabled: maybe')}: "proxy_service.acme.enabled" must be true or false`,
   )
 })
+
+t.test('prometheus.yml and warren-alerts.yml: promtool accepts them, and the alerts fire when they should', async (t) => {
+  const promtool = (args: string[]) => spawnSync('promtool', args, { cwd: EXAMPLES, encoding: 'utf8' })
+  const config = promtool(['check', 'config', 'prometheus.yml'])
+  t.equal(config.status, 0, `promtool check config passes ${config.stdout}${config.stderr}`)
+  const rules = promtool(['check', 'rules', 'warren-alerts.yml'])
+  t.equal(rules.status, 0, `promtool check rules passes ${rules.stdout}${rules.stderr}`)
+
+  // promtool's rule tests: series over time in, the alerts firing at a given time out.
+  const node = 'job="warren-node",instance="pi:3000"'
+  const proxy = 'job="warren-proxy",instance="proxy:3000"'
+  const day = 86400
+  // An alert as it fires: its labels and its annotations as the rule renders them.
+  const fired = (labels: Record<string, string>, summary: string, description: string) => [{ exp_labels: labels, exp_annotations: { summary, description } }]
+  const offline = fired(
+    { severity: 'warning', job: 'warren-node', instance: 'pi:3000' },
+    'Warren node pi:3000 is offline',
+    'It has been unreachable or without a tunnel for 5 minutes: check its network and `warren status` on the device.',
+  )
+  const expiring = fired(
+    { severity: 'warning', job: 'warren-node', instance: 'pi:3000' },
+    'Warren node pi:3000: certificate expires within 7 days',
+    'Its host certificate expires in 2d 23h 45m 0s; look for failed renewals in its log.',
+  )
+  const saturated = fired(
+    { severity: 'critical', job: 'warren-proxy', instance: 'proxy:3000' },
+    'Warren proxy proxy:3000: handshake queue saturated',
+    'New tunnels and users wait or are refused; add proxies or look for a flood from few addresses.',
+  )
+  const cases = {
+    rule_files: [join(EXAMPLES, 'warren-alerts.yml')],
+    evaluation_interval: '1m',
+    tests: [
+      {
+        interval: '1m',
+        input_series: [
+          { series: `up{${node}}`, values: '1x20' },
+          { series: `warren_node_tunnels{${node}}`, values: '1 1 0x18' },
+          { series: `warren_node_tunnels_wanted{${node}}`, values: '1x20' },
+          // 3 days left at time 0 (time() starts at 0 in these tests).
+          { series: `warren_node_certificate_expiry_timestamp_seconds{${node}}`, values: `${3 * day}x20` },
+          { series: `warren_proxy_handshakes_queued{${proxy}}`, values: '0 0 2000x18' },
+          { series: `warren_proxy_handshake_queue_capacity{${proxy}}`, values: '2048x20' },
+          { series: `warren_proxy_handshake_queue_full_total{${proxy}}`, values: '0x20' },
+        ],
+        alert_rule_test: [
+          { eval_time: '1m', alertname: 'WarrenNodeOffline', exp_alerts: [] },
+          { eval_time: '10m', alertname: 'WarrenNodeOffline', exp_alerts: offline },
+          { eval_time: '5m', alertname: 'WarrenCertificateExpiringSoon', exp_alerts: [] },
+          { eval_time: '15m', alertname: 'WarrenCertificateExpiringSoon', exp_alerts: expiring },
+          { eval_time: '2m', alertname: 'WarrenProxyHandshakeQueueSaturated', exp_alerts: [] },
+          { eval_time: '6m', alertname: 'WarrenProxyHandshakeQueueSaturated', exp_alerts: saturated },
+        ],
+      },
+      {
+        // A healthy node and proxy: a tunnel held, a month left, an empty queue.
+        interval: '1m',
+        input_series: [
+          { series: `up{${node}}`, values: '1x20' },
+          { series: `warren_node_tunnels{${node}}`, values: '1x20' },
+          { series: `warren_node_tunnels_wanted{${node}}`, values: '1x20' },
+          { series: `warren_node_certificate_expiry_timestamp_seconds{${node}}`, values: `${30 * day}x20` },
+          { series: `warren_proxy_handshakes_queued{${proxy}}`, values: '3x20' },
+          { series: `warren_proxy_handshake_queue_capacity{${proxy}}`, values: '2048x20' },
+          { series: `warren_proxy_handshake_queue_full_total{${proxy}}`, values: '0x20' },
+        ],
+        alert_rule_test: ['WarrenNodeOffline', 'WarrenCertificateExpiringSoon', 'WarrenProxyHandshakeQueueSaturated'].map((alertname) => ({
+          eval_time: '15m',
+          alertname,
+          exp_alerts: [],
+        })),
+      },
+    ],
+  }
+  const file = join(tempDir(), 'alerts.test.yml')
+  writeFileSync(file, JSON.stringify(cases))
+  const tested = promtool(['test', 'rules', file])
+  t.equal(tested.status, 0, `promtool test rules passes ${tested.stdout}${tested.stderr}`)
+})

@@ -19,6 +19,8 @@ export interface PingsHost {
   openStreams(): number
   /** Ends the session: the keepalive found the peer silent. */
   keepAliveFailed(err: YamuxError): void
+  /** Each round trip measured, in ms (for metrics). */
+  rttSample?(rttMs: number): void
 }
 
 export class Pings {
@@ -137,6 +139,7 @@ export class Pings {
   }
 
   #sampleRtt(sample: number): void {
+    this.#host.rttSample?.(sample)
     this.#rttMs = this.#rttMs === 0 ? sample : this.#rttMs * 0.875 + sample * 0.125
   }
 }

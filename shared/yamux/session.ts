@@ -81,6 +81,8 @@ export class Session extends EventEmitter implements StreamHost {
       sendPing: (flags, opaque) => this.sendFrame(FrameType.Ping, flags, 0, opaque),
       openStreams: () => this.#streams.size,
       keepAliveFailed: (err) => this.#shutdown(err, null, true),
+      // 'rtt' (ms): each round trip a ping measured.
+      rttSample: (rttMs) => this.emit('rtt', rttMs),
     })
     this.#parser = new FrameParser({
       onFrame: (type, flags, streamId, length) => this.#onFrame(type, flags, streamId, length),

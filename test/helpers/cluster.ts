@@ -175,6 +175,8 @@ export interface AuthOptions {
   authServiceYaml?: string
   clusterName?: string
   port?: number
+  /** diag_addr: serve /metrics, /healthz and /readyz here. */
+  diagAddr?: string
 }
 
 /** An auth server on 127.0.0.1 with a fresh (or given) data dir. */
@@ -194,6 +196,7 @@ export class AuthProcess {
       [
         'version: v1',
         `data_dir: ${this.dataDir}`,
+        ...(options.diagAddr ? [`diag_addr: ${options.diagAddr}`] : []),
         'auth_service:',
         '  enabled: true',
         `  listen_addr: ${options.host ?? '127.0.0.1'}:${options.port ?? 0}`,
@@ -315,6 +318,8 @@ export interface ProxyOptions {
   netns?: string
   /** Log at debug level (the default here: tests read debug lines); false keeps the daemon's default level. */
   debug?: boolean
+  /** diag_addr: serve /metrics, /healthz and /readyz here. */
+  diagAddr?: string
 }
 
 /** A proxy process joined to `auth`; `web` and `tunnel` are its bound addresses. */
@@ -346,6 +351,7 @@ export class ProxyProcess {
         `auth_servers: ["${options.auth.address}"]`,
         `auth_token: ${options.token}`,
         `ca_pin: ${options.pin}`,
+        ...(options.diagAddr ? [`diag_addr: ${options.diagAddr}`] : []),
         'proxy_service:',
         '  enabled: true',
         `  web_listen_addr: ${web}`,
