@@ -15,7 +15,7 @@ import { etcdProtosInline } from './etcd-protos.ts'
 import { partAsset } from './sea-part.ts'
 
 /** Modules built as parts of their own, by part name: a file of Warren's, or an npm package. */
-const PARTS: Record<string, string> = { etcd: 'auth/backend/etcd.ts', acme: 'proxy/web-certificates.ts', ssh2: 'ssh2', 'prom-client': 'prom-client' }
+const PARTS: Record<string, string> = { etcd: 'auth/backend/etcd.ts', acme: 'proxy/web-certificates.ts', ssh2: 'ssh2', 'prom-client': 'prom-client', qrcode: 'qrcode' }
 
 /**
  * ssh2 tries two native addons inside try/catch and falls back to JavaScript without them:
