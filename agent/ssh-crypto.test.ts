@@ -7,12 +7,14 @@
 import { spawn } from 'node:child_process'
 import { generateKeyPairSync, KeyObject, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
 import type { CipherAlgorithm, Connection, MacAlgorithm } from 'ssh2'
 import ssh2 from 'ssh2'
 import t from 'tap'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
+import { hasAesInstructions, serverCiphers } from './ssh-ciphers.ts'
 
 const require = createRequire(import.meta.url)
 const ssh2Crypto = require('ssh2/lib/protocol/crypto.js') as { bindingAvailable: boolean }
@@ -106,10 +108,34 @@ for (const { cipher, mac, classes } of CASES) {
   })
 }
 
-/** Stock OpenSSH's client against the test server, `input` on its stdin. */
-async function runSsh(args: string[], input: Buffer): Promise<{ code: number | null; stdout: Buffer }> {
+t.test("a stock OpenSSH client, left to its own order, gets the cipher the node's offer leaves it", async (t) => {
+  const offer = serverCiphers()!
+  const node = new ssh2.Server({ hostKeys: [hostKey], algorithms: { cipher: offer } }, (client: Connection) => {
+    client.on('handshake', (negotiated) => chosen.push(negotiated.cs.cipher, negotiated.sc.cipher))
+    client.on('authentication', (ctx) => ctx.accept())
+    client.on('session', (accept) =>
+      accept().on('exec', (accept) => {
+        const stream = accept()
+        stream.exit(0)
+        stream.end()
+      }),
+    )
+    client.on('error', () => {})
+  })
+  const chosen: string[] = []
+  node.listen(0, '127.0.0.1')
+  await once(node, 'listening')
+  t.teardown(() => node.close())
+  const { code } = await runSsh(['true'], Buffer.alloc(0), (node.address() as AddressInfo).port)
+  t.equal(code, 0)
+  const expected = hasAesInstructions(readFileSync('/proc/cpuinfo', 'utf8')) ? 'aes128-gcm@openssh.com' : 'chacha20-poly1305@openssh.com'
+  t.same(chosen, [expected, expected], 'both directions')
+})
+
+/** Stock OpenSSH's client against a test server, `input` on its stdin. */
+async function runSsh(args: string[], input: Buffer, serverPort = port): Promise<{ code: number | null; stdout: Buffer }> {
   const options = ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR']
-  const child = spawn('ssh', [...options, '-p', String(port), 'test@127.0.0.1', ...args], { stdio: ['pipe', 'pipe', 'inherit'], timeout: 30_000 })
+  const child = spawn('ssh', [...options, '-p', String(serverPort), 'test@127.0.0.1', ...args], { stdio: ['pipe', 'pipe', 'inherit'], timeout: 30_000 })
   const chunks: Buffer[] = []
   child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
   child.stdin.end(input)
