@@ -18,9 +18,9 @@ import { partAsset } from './sea-part.ts'
 const PARTS: Record<string, string> = { etcd: 'auth/backend/etcd.ts', acme: 'proxy/web-certificates.ts', ssh2: 'ssh2', 'prom-client': 'prom-client', qrcode: 'qrcode' }
 
 /**
- * ssh2 tries two native addons inside try/catch and falls back to JavaScript without them:
- * `cpu-features` (to order ciphers) and its own `sshcrypto.node`. A single executable cannot
- * load addons, so each becomes a module that throws when required, as a missing one would.
+ * ssh2 tries `cpu-features` (to order ciphers) inside try/catch and does without it; its own
+ * `sshcrypto.node` it never loads (patches/ssh2+1.17.0.patch). A single executable cannot
+ * load addons, so any becomes a module that throws when required, as a missing one would.
  */
 const nativeAddonsAbsent: Plugin = {
   name: 'native-addons-absent',
