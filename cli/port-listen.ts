@@ -35,7 +35,7 @@ export async function listenAndDial(address: { host: string; port: number }, dia
   }
 
   // Half-open: a client that has sent all it will send still gets the answer.
-  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (client) => {
     track(client)
     const from = joinHostPort(client.remoteAddress ?? '?', client.remotePort ?? 0)
     // Until the splice takes over, a reset from the client must not end the process.

@@ -54,6 +54,8 @@ export async function dialThroughProxy(flags: ProxyFlags, node: string, request:
     servername: CLUSTER_SERVER_NAME,
     checkServerIdentity: (_h, cert) => (certSubject(new X509Certificate(cert.raw)).roles.includes('proxy') ? undefined : new Error('not a proxy of this cluster')),
   })
+  // Keystrokes are small writes: Nagle's algorithm would hold one back behind another's ACK.
+  socket.setNoDelay(true)
   await new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', () => resolve())
     socket.once('error', (error) => reject(new WarrenError(`cannot reach the proxy at ${host}:${port}: ${error.message}`)))
