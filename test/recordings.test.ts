@@ -1,12 +1,12 @@
 // Session recordings with real processes: stock `ssh -tt` through a proxy to a tunnelled
 // node, the recording exported with `warrenctl recordings get` and played by Debian's
-// asciinema; a command run without a pty is not recorded; another node's certificate cannot
-// add to the recording; and a session cut by killing the proxy is uploaded whole once the
-// proxy is back.
+// asciinema; a window size change is a resize event; a command run without a pty is not
+// recorded; another node's certificate cannot add to the recording; and a session cut by
+// killing the proxy is uploaded whole once the proxy is back.
 
-import { execFile, spawn } from 'node:child_process'
+import { execFile, execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
@@ -136,6 +136,36 @@ t.test('an interactive session is recorded, exported and played by asciinema; a 
   t.match(table.stdout, new RegExp(`${firstId} +carol +${login} +pi-rec `))
 })
 
+t.test('a window size change is recorded as a resize event', async (t) => {
+  // ssh in a terminal of its own (script's), so that resizing that terminal makes it send a window change.
+  const command = `exec ssh -tt -F ${join(profile, 'ssh_config')} -o BatchMode=yes ${login}@pi-rec`
+  const script = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let output = ''
+  script.stdout.on('data', (data) => (output += data))
+  const exited = once(script, 'exit')
+  const until = async (what: RegExp) => {
+    for (let i = 0; i < 200 && !what.test(output); i++) await sleep(100)
+    t.match(output, what)
+  }
+  script.stdin.write('echo ready-$((1+1))\n')
+  await until(/ready-2/)
+  const ssh = readFileSync(`/proc/${script.pid}/task/${script.pid}/children`, 'utf8').trim().split(' ')[0]
+  const tty = readlinkSync(`/proc/${ssh}/fd/0`)
+  execFileSync('stty', ['-F', tty, 'cols', '101', 'rows', '31'])
+  script.stdin.write('sleep 1; echo size-$(stty size | tr " " x)\n')
+  await until(/size-31x101/)
+  script.stdin.write('exit\n')
+  await exited
+
+  const listed = await completeRecordings(2)
+  const resized = listed.find((r) => r.session_id !== firstId)!
+  const { events } = parseCast(t, (await exported(resized.session_id)).text)
+  t.ok(
+    events.some(([, kind, size]) => kind === 'r' && size === '101x31'),
+    'a resize event with the new size',
+  )
+})
+
 t.test('a node cannot add to the recording of another node', async (t) => {
   const { token } = await auth.api<{ token: string }>('POST', '/v1/tokens', { roles: 'node', ttl_ms: 300_000 })
   const other = await joinCluster({ authServer: auth.address, token, caPins: [pin], nodename: 'pi-other', roles: ['node'], warn: () => {} })
@@ -151,6 +181,7 @@ t.test('a node cannot add to the recording of another node', async (t) => {
 })
 
 t.test('a session cut by killing the proxy is uploaded whole once the proxy is back', async (t) => {
+  const known = new Set((await recordingsLs()).map((r) => r.session_id))
   let printed!: () => void
   const before = new Promise<void>((resolve) => (printed = resolve))
   const session = interactive(['echo before-$((2*21))'], (output) => output.includes('before-42') && printed())
@@ -160,11 +191,11 @@ t.test('a session cut by killing the proxy is uploaded whole once the proxy is b
   t.not(code, 0, 'ssh lost its connection')
   // The session ended on the node with its tunnel; the recording waits there for a way.
   await sleep(1000)
-  t.equal((await recordingsLs()).length, 1, 'not uploaded while the proxy is down')
+  t.equal((await recordingsLs()).length, 2, 'not uploaded while the proxy is down')
 
   await proxy.start()
-  const listed = await completeRecordings(2)
-  const cut = listed.find((r) => r.session_id !== firstId)
+  const listed = await completeRecordings(3)
+  const cut = listed.find((r) => !known.has(r.session_id))
   t.match(cut, { user: 'carol', node: 'pi-rec', complete: true })
   const { path, text } = await exported(cut!.session_id)
   t.equal(Buffer.byteLength(text), cut!.size)
