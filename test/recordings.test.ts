@@ -1,7 +1,8 @@
 // Session recordings with real processes: stock `ssh -tt` through a proxy to a tunnelled
 // node, the recording exported with `warrenctl recordings get` and played by Debian's
 // asciinema; a window size change is a resize event; a command run without a pty is not
-// recorded; another node's certificate cannot add to the recording; and a session cut by
+// recorded; `warren play` replays it for an editor and for nobody else; another node's
+// certificate cannot add to the recording; and a session cut by
 // killing the proxy is uploaded whole once the proxy is back.
 
 import { execFile, execFileSync, spawn } from 'node:child_process'
@@ -14,7 +15,8 @@ import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
 import { joinCluster } from '../shared/join.ts'
 import type { RecordingJson } from '../shared/protocol/recordings.ts'
-import { AuthProcess, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { signUp } from './helpers/people.ts'
 
 t.setTimeout(120_000)
 
@@ -134,6 +136,46 @@ t.test('an interactive session is recorded, exported and played by asciinema; a 
   const table = await auth.ctl(['recordings', 'ls'])
   t.match(table.stdout, /^Session ID +User +Login +Node +Started +Duration +Size\n-+/)
   t.match(table.stdout, new RegExp(`${firstId} +carol +${login} +pi-rec `))
+})
+
+/** Invites `name` with `roles` and accepts the invitation in a home of its own: the environment to run warren as that user. */
+async function loggedIn(name: string, roles: string): Promise<Record<string, string>> {
+  const home = tempDir('warren-laptop-')
+  const env = { HOME: home, WARREN_HOME: join(home, '.warren') }
+  const added = await auth.ctl(['users', 'add', name, `--logins=${login}`, `--roles=${roles}`])
+  if (added.code !== 0) throw new Error(added.stderr)
+  const token = /--invite=(\S+)/.exec(added.stdout)![1]
+  const signed = await signUp([`--proxy=${proxy.web}`, `--invite=${token}`, `--ca-pin=${pin}`], env, 'a long enough passphrase')
+  if (signed.code !== 0) throw new Error(signed.stderr)
+  return env
+}
+
+t.test('warren play replays a recording through the proxy for an editor, and refuses a user without editor', async (t) => {
+  const editor = await loggedIn('eve', 'access,editor')
+  const played = await warren(['play', firstId, '--speed=20'], { env: editor })
+  t.equal(played.code, 0, played.stderr)
+  t.match(played.stdout, /hello-42/)
+  t.equal(
+    played.stdout,
+    firstCast
+      .split('\n')
+      .slice(1, -1)
+      .map((line) => JSON.parse(line) as [number, string, string])
+      .filter(([, kind]) => kind === 'o')
+      .map(([, , data]) => data)
+      .join(''),
+    'every output event, in order',
+  )
+
+  const bad = await warren(['play', firstId, '--speed=0'], { env: editor })
+  t.equal(bad.code, 2)
+  t.match(bad.stderr, /--speed must be a number above 0/)
+
+  const viewer = await loggedIn('bob', 'access')
+  const refused = await warren(['play', firstId], { env: viewer })
+  t.not(refused.code, 0)
+  t.match(refused.stderr, /roles do not grant editor/)
+  t.equal(refused.stdout, '')
 })
 
 t.test('a window size change is recorded as a resize event', async (t) => {
