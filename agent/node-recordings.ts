@@ -19,7 +19,7 @@ export interface NodeRecordingsOptions {
   /** The auth server's address and this node's credentials, while the node is in direct mode. */
   direct: () => { server: string; caPems: string[]; certPem: string; keyPem: string } | undefined
   /** A tunnel whose proxy carries audit events and recordings. */
-  tunnel: () => AgentTunnel | undefined
+  tunnel: () => Pick<AgentTunnel, 'deliverRecording'> | undefined
   log: Logger
   clock?: () => number
 }

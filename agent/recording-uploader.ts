@@ -38,6 +38,8 @@ export class RecordingUploader {
   #stopped = false
   #timer?: NodeJS.Timeout
   #failing = false
+  /** How much of each recording the auth server last said it holds: a retry starts there. */
+  readonly #held = new Map<string, number>()
 
   constructor(options: RecordingUploaderOptions) {
     this.#options = options
@@ -76,7 +78,8 @@ export class RecordingUploader {
   async #upload(path: string, sessionId: string): Promise<boolean> {
     const { log } = this.#options
     const size = statSync(path).size
-    let offset = 0
+    // After a restart nothing is known: the first answer says where the auth server's copy ends.
+    let offset = Math.min(this.#held.get(sessionId) ?? 0, size)
     for (;;) {
       const send = this.#options.transport()
       if (!send) return false
@@ -89,6 +92,7 @@ export class RecordingUploader {
         if (this.#options.refused(error)) {
           log.error(`the auth server refused session recording ${sessionId}; it is dropped: ${(error as Error).message}`, { session_id: sessionId })
           unlinkSync(path)
+          this.#held.delete(sessionId)
           return true
         }
         if (!this.#failing) log.warn(`session recording not uploaded, retrying: ${(error as Error).message}`, { session_id: sessionId })
@@ -100,12 +104,14 @@ export class RecordingUploader {
       this.#failing = false
       if (stored.complete) {
         unlinkSync(path)
+        this.#held.delete(sessionId)
         log.debug('session recording uploaded', { session_id: sessionId, bytes: size })
         return true
       }
       // The auth server's copy ends there: what it has is not sent again, a gap is filled first.
       if (stored.length === offset && !chunk.end) return false
       offset = Math.min(stored.length, size)
+      this.#held.set(sessionId, offset)
       if (chunk.end && stored.length >= size) return false // it has the bytes but not the end: a retry says it again
     }
   }

@@ -2,8 +2,8 @@
 // node, the recording exported with `warrenctl recordings get` and played by Debian's
 // asciinema; a window size change is a resize event; a command run without a pty is not
 // recorded; `warren play` replays it for an editor and for nobody else; another node's
-// certificate cannot add to the recording; and a session cut by
-// killing the proxy is uploaded whole once the proxy is back.
+// certificate cannot add to the recording; and a session cut by killing the proxy is
+// uploaded whole once the proxy is back.
 
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
