@@ -3,6 +3,7 @@
 // The cluster's `auth_service.recording` comes back with each upload's answer: at `off`
 // the node records nothing for an hour, then records the next session to hear it again.
 
+import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { ApiError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
@@ -13,6 +14,12 @@ import { type AgentTunnel, AuditRefused } from './tunnel.ts'
 
 /** How long an `off` heard from the auth server holds before the node asks again. */
 const OFF_HOLDS_MS = 3600_000
+/**
+ * At most this much of recordings waits for the auth server; beyond it, new sessions are not
+ * recorded until uploads make room. A device that cannot reach the cluster for long keeps
+ * its storage (four sessions at the 16 MiB cap, or days of ordinary shells).
+ */
+export const MAX_WAITING_BYTES = 64 * 1024 * 1024
 
 export interface NodeRecordingsOptions {
   dataDir: string
@@ -22,17 +29,22 @@ export interface NodeRecordingsOptions {
   tunnel: () => Pick<AgentTunnel, 'deliverRecording'> | undefined
   log: Logger
   clock?: () => number
+  maxWaitingBytes?: number
 }
 
 export class NodeRecordings {
   readonly uploader: RecordingUploader
   readonly #dir: string
   readonly #clock: () => number
+  readonly #log: Logger
+  readonly #maxWaitingBytes: number
   #offUntil = 0
 
   constructor(options: NodeRecordingsOptions) {
     this.#dir = join(options.dataDir, 'recordings')
     this.#clock = options.clock ?? Date.now
+    this.#log = options.log
+    this.#maxWaitingBytes = options.maxWaitingBytes ?? MAX_WAITING_BYTES
     finishInterrupted(this.#dir)
     this.uploader = new RecordingUploader({
       dir: this.#dir,
@@ -45,9 +57,15 @@ export class NodeRecordings {
     this.uploader.kick()
   }
 
-  /** Where the next interactive session is recorded, or undefined while the cluster does not record. */
+  /** Where the next interactive session is recorded, or undefined while the cluster does not record or too much waits. */
   dir(): string | undefined {
-    return this.#clock() < this.#offUntil ? undefined : this.#dir
+    if (this.#clock() < this.#offUntil) return undefined
+    const waiting = waitingBytes(this.#dir)
+    if (waiting >= this.#maxWaitingBytes) {
+      this.#log.warn(`session not recorded: ${waiting} bytes of recordings wait for the auth server already`, { waiting_bytes: waiting })
+      return undefined
+    }
+    return this.#dir
   }
 
   stop(): void {
@@ -70,4 +88,15 @@ function transport(options: NodeRecordingsOptions): RecordingTransport | undefin
   }
   const tunnel = options.tunnel()
   return tunnel && ((chunk) => tunnel.deliverRecording(chunk))
+}
+
+function waitingBytes(dir: string): number {
+  if (!existsSync(dir)) return 0
+  return readdirSync(dir).reduce((sum, name) => {
+    try {
+      return sum + statSync(join(dir, name)).size
+    } catch {
+      return sum // uploaded and removed while we looked
+    }
+  }, 0)
 }

@@ -118,3 +118,13 @@ t.test('a recording cut short by the agent stopping is uploaded as it is', async
   await until(() => store.list()[0]?.complete === true)
   t.equal(store.read(ID), '{"version":2,"width":80,"height":24,"timestamp":1}\n')
 })
+
+t.test('past the bound of recordings waiting for the auth server, new sessions are not recorded', async (t) => {
+  const dataDir = tempDir()
+  mkdirSync(join(dataDir, 'recordings'))
+  const recordings = new NodeRecordings({ dataDir, direct: () => undefined, tunnel: () => undefined, log, maxWaitingBytes: 1000 })
+  t.teardown(() => recordings.stop())
+  t.equal(recordings.dir(), join(dataDir, 'recordings'))
+  writeFileSync(join(dataDir, 'recordings', `${ID}.cast`), 'x'.repeat(1000))
+  t.equal(recordings.dir(), undefined, 'full: not recorded')
+})
