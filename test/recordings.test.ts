@@ -2,8 +2,8 @@
 // node, the recording exported with `warrenctl recordings get` and played by Debian's
 // asciinema; a window size change is a resize event; a command run without a pty is not
 // recorded; `warren play` replays it for an editor and for nobody else; another node's
-// certificate cannot add to the recording; and a session cut by killing the proxy is
-// uploaded whole once the proxy is back.
+// certificate cannot add to the recording; a session cut by killing the proxy is uploaded
+// whole once the proxy is back; and an auth server with recording off keeps nothing.
 
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -243,4 +243,21 @@ t.test('a session cut by killing the proxy is uploaded whole once the proxy is b
   t.equal(Buffer.byteLength(text), cut!.size)
   parseCast(t, text)
   t.match(await asciinemaCat(path), /before-42/)
+})
+
+t.test('auth_service.recording: off keeps nothing and tells the node', async (t) => {
+  const quiet = await new AuthProcess({ authServiceYaml: '  recording: off\n' }).start()
+  t.teardown(() => quiet.stop())
+  const { token } = await quiet.api<{ token: string }>('POST', '/v1/tokens', { roles: 'node', ttl_ms: 300_000 })
+  const identity = await joinCluster({ authServer: quiet.address, token, caPins: [await quiet.pin()], nodename: 'pi-quiet', roles: ['node'], warn: () => {} })
+  const client = new ApiClient({ server: quiet.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
+  t.teardown(() => client.close())
+  const data = Buffer.from(firstCast).toString('base64')
+  t.same(await client.call('POST /v1/recordings/chunks', { body: { session_id: firstId, offset: 0, data, end: true } }), {
+    length: Buffer.byteLength(firstCast),
+    complete: true,
+    recording: 'off',
+  })
+  const listed = await quiet.ctl(['recordings', 'ls'])
+  t.equal(listed.stdout, 'No recordings found.\n')
 })
