@@ -28,6 +28,7 @@ import { AuditSender } from './audit-sender.ts'
 import type { DirectListener } from './direct-listener.ts'
 import { declaredPortName, forwardRefusal, remoteForwardRefusal } from './forward-policy.ts'
 import type { Heartbeat } from './heartbeat.ts'
+import { NodeRecordings } from './node-recordings.ts'
 import { NodeRenewal } from './renewal.ts'
 import { type ServiceTable, serveStream } from './services.ts'
 import { sftpServerProgram } from './sftp-server.ts'
@@ -66,6 +67,8 @@ export class Agent {
   discoveries = 0
   /** The SSH server's audit events, on disk until the auth server has them. */
   audit?: { queue: AuditQueue; sender: AuditSender }
+  /** Interactive sessions' recordings, on disk until the auth server has them. */
+  private recordings?: NodeRecordings
   /** Counts since this process started, across tunnel pools (agent/metrics.ts reads them). */
   readonly counts = { redials: {} as Partial<Record<RedialReason, number>>, closedTunnelBytes: { sent: 0, received: 0 }, sshSessions: 0 }
   /** Set before start() to be told each round trip a tunnel's keepalive measured (agent/metrics.ts). */
@@ -112,6 +115,8 @@ export class Agent {
     await this.prepare()
     const { server, tunnel, source } = this.prepared!
     const audit = this.startAudit(server)
+    const direct = () => this.heartbeat && { server, caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem }
+    this.recordings = new NodeRecordings({ dataDir: this.config.dataDir, direct, tunnel: () => this.pool?.all.find((t) => t.carriesAudit), log: this.log })
     this.ssh = new SshOnDemand({
       audit: (type, fields) => {
         // The SSH server's events say when a session starts and ends: the sessions open now.
@@ -129,6 +134,8 @@ export class Agent {
       labels: () => this.config.labels,
       declaredPortName: (host, port) => declaredPortName(this.config.ssh, host, port),
       sftpServer: () => sftpServerProgram(this.config.ssh.sftpServer),
+      recordingDir: () => this.recordings?.dir(),
+      recorded: () => this.recordings?.uploader.kick(),
     })
     this.services = {
       ssh: this.ssh,
@@ -385,5 +392,6 @@ export class Agent {
     await this.ssh?.close()
     this.audit?.sender.stop()
     this.audit?.queue.close()
+    this.recordings?.stop()
   }
 }

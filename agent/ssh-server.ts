@@ -20,6 +20,7 @@ import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, veri
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
 import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
+import { type RecordingStart, SessionRecording } from './session-recording.ts'
 import type { FileOperation } from './sftp/file-operations.ts'
 import { findSftpServer } from './sftp-server.ts'
 import { listenForAgent } from './ssh-agent-forwarding.ts'
@@ -58,6 +59,10 @@ export interface SshServerOptions {
   onFileOperation?: (op: FileOperation, session: { login: string; keyId: string; remote: string }) => void
   /** Records an audit event (sessions, commands, forwards); default: none are recorded. */
   audit?: AuditRecorder
+  /** Where interactive sessions are recorded (session-recording.ts), read at each session; undefined: not recorded (the default). */
+  recordingDir?: () => string | undefined
+  /** Told when a recording is whole (its session ended). */
+  recorded?: () => void
 }
 
 export type AuditRecorder = (type: NodeEventType, fields: Record<string, AuditValue | undefined>) => void
@@ -92,7 +97,7 @@ interface ConnectionState {
   remoteForwards?: RemoteForwards
   closed: Promise<void>
   /** The audit trail's view of a logged-in connection: its ID, when it began, the last exit status. */
-  audit?: { sessionId: string; started: number; exitStatus?: number }
+  audit?: { sessionId: string; started: number; exitStatus?: number; recordings?: number }
 }
 
 export class NodeSshServer {
@@ -106,6 +111,8 @@ export class NodeSshServer {
   private readonly sftpServer: () => string | undefined
   private readonly onFileOperation?: SshServerOptions['onFileOperation']
   private readonly audit: AuditRecorder
+  private readonly recordingDir: () => string | undefined
+  private readonly recorded?: () => void
   private readonly connections = new Set<ConnectionState>()
   private trustedCaKeys: KeyObject[] = []
   private closing = false
@@ -124,6 +131,8 @@ export class NodeSshServer {
     this.sftpServer = options.sftpServer ?? (() => findSftpServer())
     this.onFileOperation = options.onFileOperation
     this.audit = options.audit ?? (() => {})
+    this.recordingDir = options.recordingDir ?? (() => undefined)
+    this.recorded = options.recorded
     this.setUserCAKeys(options.userCAKeys)
   }
 
@@ -248,6 +257,7 @@ export class NodeSshServer {
         listenForAgent: () => listenForAgent(client, account, state.sockets),
         log,
         events,
+        record: (start) => this.record(state, start),
       })
     })
     client.on('tcpip', (accept, reject, info) => {
@@ -311,6 +321,24 @@ export class NodeSshServer {
   }
 
   /** Why `ssh -R` is refused to this grant: the certificate, the user's roles, then the node's policy. */
+  /**
+   * A recording of one interactive session of the connection, named by the connection's
+   * session ID (as its audit events); a second pty on the same connection gets `ID.2`.
+   */
+  private record(state: ConnectionState, start: Omit<RecordingStart, 'sessionId'>): SessionRecording | undefined {
+    const dir = this.recordingDir()
+    if (!dir || !state.audit) return undefined
+    const count = (state.audit.recordings ?? 0) + 1
+    state.audit.recordings = count
+    const sessionId = count === 1 ? state.audit.sessionId : `${state.audit.sessionId}.${count}`
+    try {
+      return new SessionRecording(dir, { ...start, sessionId, onEnd: this.recorded }, this.log)
+    } catch (error) {
+      this.log.warn(`session not recorded: ${(error as Error).message}`, { session_id: sessionId })
+      return undefined
+    }
+  }
+
   private remoteForwardingRefusal(grant: Grant): string | undefined {
     if (!grant.permitPortForwarding) return 'the certificate lacks permit-port-forwarding'
     if (!grant.access.remote_forwarding) return "the user's roles do not allow remote forwarding (port_forwarding: true)"

@@ -11,6 +11,7 @@ import type { Writable } from 'node:stream'
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
 import type { LoginAccount } from './login-accounts.ts'
+import type { RecordingStart, SessionRecording } from './session-recording.ts'
 import { type FileOperation, fileOperationSink } from './sftp/file-operations.ts'
 import type { AgentSocket } from './ssh-agent-forwarding.ts'
 import { warrenCommand } from './warren-command.ts'
@@ -41,6 +42,8 @@ export interface SessionContext {
   log: Logger
   /** For the audit trail: a command about to run, and each session's exit status. */
   events?: { exec(command: string): void; exit(status: number): void }
+  /** A recording for an interactive session (one with a pty), or undefined when sessions are not recorded. */
+  record?: (start: Omit<RecordingStart, 'sessionId'>) => SessionRecording | undefined
 }
 
 /** Serves one session channel: its pty, env, exec and shell requests, until the client closes it. */
@@ -52,6 +55,7 @@ export function serveSession(session: Session, context: SessionContext): void {
   let agent: AgentSocket | undefined
   let agentAsked = false
   let closed = false
+  let recording: SessionRecording | undefined
   /** The agent socket, once asked for, is listening before a command or shell starts. */
   let ready: Promise<void> = Promise.resolve()
 
@@ -65,6 +69,7 @@ export function serveSession(session: Session, context: SessionContext): void {
   })
   session.on('window-change', (accept, _reject, info) => {
     proc?.resize(info.rows, info.cols)
+    recording?.resize(info.cols, info.rows)
     accept?.()
   })
   session.on('env', (accept, reject, info) => {
@@ -100,7 +105,10 @@ export function serveSession(session: Session, context: SessionContext): void {
     else log.info(command === undefined ? 'SSH shell started' : 'SSH command started', { login: account.name, pty: pty !== undefined, remote })
     if (!subsystem && command !== undefined) context.events?.exec(command)
     // A subsystem speaks a binary protocol: never through a pty, which would mangle it.
-    const started = runSession(channel, { account, command, env, pty: subsystem ? undefined : pty, stderr: subsystem?.stderr, onExit: context.events?.exit })
+    const sessionPty = subsystem ? undefined : pty
+    // Interactive sessions only: an exec's command and exit status are audit events already.
+    if (sessionPty) recording = context.record?.({ cols: sessionPty.cols, rows: sessionPty.rows, env: { TERM: sessionPty.term || undefined, SHELL: account.shell } })
+    const started = runSession(channel, { account, command, env, pty: sessionPty, stderr: subsystem?.stderr, onExit: context.events?.exit, recording })
     proc = started
     context.processes.add(started)
     void started.exited.then(() => context.processes.delete(started))
@@ -147,6 +155,8 @@ interface SessionRequest {
   stderr?: Writable
   /** Told the process's exit status (the session's audit event). */
   onExit?: (status: number) => void
+  /** Gets the session's output, and ends with it. */
+  recording?: SessionRecording
 }
 
 /** A session's process: the command or shell itself, or `script` holding its pty. */
@@ -226,6 +236,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
   child.stdin!.on('error', () => {}) // EPIPE once the process has gone
   channel.pipe(child.stdin!)
   child.stdout!.pipe(channel, { end: false })
+  if (req.recording) child.stdout!.on('data', (data: Buffer) => req.recording!.output(data))
   child.stderr!.pipe(req.stderr ?? channel.stderr, { end: false })
   child.once('error', (err) => {
     const hint = req.pty ? ' (a pty needs util-linux script)' : ''
@@ -236,6 +247,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
     // A process that never started reports a negative errno: exit 127, as a shell would.
     const status = code === null || code < 0 ? 127 : code
     req.onExit?.(signal ? 128 + (osConstants.signals[signal] ?? 0) : status)
+    void req.recording?.end()
     endChannel(channel, status, signal)
   })
   return session

@@ -16,6 +16,7 @@ import type { FlatNodeEvent } from '../shared/protocol/audit.ts'
 import { type ProxyMessageOf, parseProxyMessage, sendToProxy } from '../shared/protocol/control.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readMessages } from '../shared/protocol/framing.ts'
+import type { RecordingChunkIn, RecordingStored } from '../shared/protocol/recordings.ts'
 import { CLUSTER_SERVER_NAME, heldProxiesAlpn, TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { VERSION } from '../shared/version.ts'
 import { createSession, type Session } from '../shared/yamux/index.ts'
@@ -236,6 +237,34 @@ export class AgentTunnel extends EventEmitter {
       this.on('audit_failed', answered)
       this.once('close', closed)
       sendToProxy(control, { type: 'audit', batch, events })
+    })
+  }
+
+  /** Sends a recording chunk to the auth server through the proxy, as deliverAudit sends events; resolves with what the auth server holds. */
+  deliverRecording(chunk: RecordingChunkIn): Promise<RecordingStored> {
+    const control = this.control
+    if (!control || !this.carriesAudit) return Promise.reject(new Error(`proxy ${this.proxyId} does not carry recordings`))
+    const batch = randomUUID()
+    return new Promise((resolve, reject) => {
+      const settle = (error: Error | undefined, stored?: RecordingStored) => {
+        clearTimeout(timer)
+        this.off('recording_stored', answered)
+        this.off('audit_failed', answered)
+        this.off('close', closed)
+        if (error) reject(error)
+        else resolve(stored!)
+      }
+      const answered = (message: ProxyMessageOf<'recording_stored' | 'audit_failed'>) => {
+        if (message.batch !== batch) return
+        if (message.type === 'recording_stored') settle(undefined, { length: message.length, complete: message.complete, recording: message.recording })
+        else settle(message.refused ? new AuditRefused(message.error) : new Error(message.error))
+      }
+      const closed = () => settle(new Error('the tunnel closed before the answer came'))
+      const timer = setTimeout(() => settle(new Error(`no answer from proxy ${this.proxyId} within ${AUDIT_ANSWER_MS / 1000}s`)), AUDIT_ANSWER_MS)
+      this.on('recording_stored', answered)
+      this.on('audit_failed', answered)
+      this.once('close', closed)
+      sendToProxy(control, { type: 'recording', batch, chunk })
     })
   }
 

@@ -5,6 +5,7 @@
 
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import { parseHostPort } from '../shared/address.ts'
 import { Router } from '../shared/api-router.ts'
 import { resolveTokenValue, type WarrenConfig } from '../shared/config.ts'
@@ -30,6 +31,7 @@ import { NodeDirectory } from './nodes.ts'
 import { OfflineSweep } from './offline-nodes.ts'
 import { OwnCredentials } from './own-credentials.ts'
 import { FailureRateLimiter } from './rate-limit.ts'
+import { RecordingStore } from './recordings.ts'
 import { Recoveries } from './recovery.ts'
 import { Renewals } from './renew.ts'
 import { Revocations } from './revocations.ts'
@@ -287,6 +289,7 @@ export class AuthServer {
       revocations: this.revocations,
       locks: this.locks,
       audit: this.audit,
+      recordings: new RecordingStore(this.config.auth.recordingDir ?? join(this.config.dataDir, 'recordings')),
       limiter: this.limiter,
       settings: this.config.auth,
       log: this.log,

@@ -8,6 +8,7 @@ export const load = {
   status: () => import('./status.ts'),
   ssh: () => import('./ssh.ts'),
   ls: () => import('./ls.ts'),
+  play: () => import('./play.ts'),
   login: () => import('./login.ts'),
   knownHosts: () => import('./known-hosts.ts'),
   install: () => import('./install.ts'),

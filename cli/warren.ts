@@ -17,6 +17,7 @@ export const WARREN: Program = {
     logout: async () => (await load.login()).logoutCommand,
     ls: async () => (await load.ls()).lsCommand,
     ssh: async () => (await load.ssh()).sshCommand,
+    play: async () => (await load.play()).playCommand,
     'proxy ssh': async () => (await load.ssh()).proxySshCommand,
     'proxy port': async () => (await load.ssh()).proxyPortCommand,
     'known-hosts': async () => (await load.knownHosts()).knownHostsCommand,

@@ -8,6 +8,7 @@ import { auditLs } from './ctl/audit.ts'
 import { authRotate, authSign } from './ctl/auth.ts'
 import { lock, lockLs, lockRm } from './ctl/locks.ts'
 import { nodesLs, nodesRm } from './ctl/nodes.ts'
+import { recordingsGet, recordingsLs } from './ctl/recordings.ts'
 import { create, get, rm } from './ctl/roles.ts'
 import { status } from './ctl/status.ts'
 import { nodesAdd, tokensAdd, tokensDel, tokensLs, tokensRm } from './ctl/tokens.ts'
@@ -34,6 +35,8 @@ const COMMANDS: Command[] = [
   lockLs,
   lockRm,
   auditLs,
+  recordingsLs,
+  recordingsGet,
   create,
   get,
   rm,

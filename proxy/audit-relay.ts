@@ -1,4 +1,4 @@
-// A tunnelled node's audit events, carried to the auth server: the node cannot reach it
+// A tunnelled node's audit events and session recordings, carried to the auth server: the node cannot reach it
 // itself, so the proxy holding its tunnel sends each batch on with the host ID the tunnel's
 // handshake proved (never one the node names), and answers the node for that batch. The node
 // drops its copies only on audit_stored, so a batch lost anywhere here is sent again.
@@ -21,6 +21,21 @@ export async function relayAudit(auth: ApiClient, tunnel: Tunnel, message: Audit
     answer = { type: 'audit_stored' as const, batch: message.batch, stored }
   } catch (error) {
     const refused = error instanceof ApiError && REFUSED.has(error.status)
+    answer = { type: 'audit_failed' as const, batch: message.batch, error: (error as Error).message.slice(0, 4096), refused }
+  }
+  if (tunnel.control) sendToAgent(tunnel.control, answer)
+}
+
+export type RecordingMessage = Extract<AgentMessage, { type: 'recording' }>
+
+/** A chunk of a tunnelled node's session recording, likewise with the host ID the tunnel proved. */
+export async function relayRecording(auth: ApiClient, tunnel: Tunnel, message: RecordingMessage): Promise<void> {
+  let answer
+  try {
+    const stored = await auth.call('POST /v1/proxies/recording-chunks', { body: { host_id: tunnel.hostId, ...message.chunk } })
+    answer = { type: 'recording_stored' as const, batch: message.batch, ...stored }
+  } catch (error) {
+    const refused = error instanceof ApiError && (REFUSED.has(error.status) || error.status === 403)
     answer = { type: 'audit_failed' as const, batch: message.batch, error: (error as Error).message.slice(0, 4096), refused }
   }
   if (tunnel.control) sendToAgent(tunnel.control, answer)

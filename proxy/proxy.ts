@@ -24,7 +24,7 @@ import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
-import { type AuditMessage, relayAudit } from './audit-relay.ts'
+import { type AuditMessage, type RecordingMessage, relayAudit, relayRecording } from './audit-relay.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
 import { LiveSetMembership } from './membership.ts'
@@ -229,6 +229,7 @@ export class ProxyService {
     this.tunnels.on('connect', (tunnel: Tunnel) => this.presence.opened(tunnel))
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
     this.tunnels.on('audit', (tunnel: Tunnel, message: AuditMessage) => void relayAudit(this.auth, tunnel, message))
+    this.tunnels.on('recording', (tunnel: Tunnel, message: RecordingMessage) => void relayRecording(this.auth, tunnel, message))
     this.ownCertificate = ownCertificateRenewal({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
     this.ownCertificate.start()
   }

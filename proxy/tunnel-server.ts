@@ -302,6 +302,9 @@ export class TunnelServer extends EventEmitter {
         case 'audit':
           this.emit('audit', tunnel, message)
           return
+        case 'recording':
+          this.emit('recording', tunnel, message)
+          return
         case 'heartbeat':
           this.acceptLabels(tunnel, message.labels)
       }

@@ -216,6 +216,13 @@ const auth = section({
     }),
     { doc: 'the audit trail: who did what (warrenctl audit ls)' },
   ),
+  recording: key('recording', oneOf('node', 'off'), {
+    default: 'node',
+    doc: 'interactive sessions recorded on the node and uploaded here (node), or not kept (off)',
+  }),
+  recordingDir: key('recording_dir', string(), {
+    doc: 'where session recordings are stored (default: recordings in data_dir)',
+  }),
 })
 
 const proxy = section({

@@ -97,6 +97,7 @@ t.test('a full valid file', async (t) => {
       adminCertTtlMs: 12 * 3_600_000,
       recoveryWindowMs: 2160 * 3_600_000,
       audit: { retentionMs: 90 * 24 * 3_600_000 },
+      recording: 'node',
     },
     proxy: {
       enabled: true,

@@ -89,6 +89,8 @@ const ROWS: Row[] = [
   { key: 'auth_service.recovery_window', value: '48h', fields: ['auth.recoveryWindowMs'], reader: ['auth/server.ts', 'auth.recoveryWindowMs'] },
   { key: 'auth_service.audit.retention', value: '720h', fields: ['auth.audit.retentionMs'], reader: ['auth/server.ts', 'auth.audit.retentionMs'] },
   { key: 'auth_service.audit.file', value: '/var/log/warren-audit.jsonl', fields: ['auth.audit.file'], reader: ['auth/server.ts', 'auth.audit.file'] },
+  { key: 'auth_service.recording', value: 'off', fields: ['auth.recording'], reader: ['auth/api/recordings.ts', "context.settings.recording === 'off'"] },
+  { key: 'auth_service.recording_dir', value: '/srv/recordings', fields: ['auth.recordingDir'], reader: ['auth/server.ts', 'this.config.auth.recordingDir'] },
 
   { key: 'proxy_service.enabled', value: false, fields: ['proxy.enabled'], reader: ['cli/start.ts', 'config.proxy.enabled'] },
   { key: 'proxy_service.web_listen_addr', value: '127.0.0.1:4080', fields: ['proxy.webListenAddr'], reader: ['proxy/proxy.ts', 'this.config.proxy.webListenAddr'] },

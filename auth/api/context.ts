@@ -15,6 +15,7 @@ import type { JoinChallenges } from '../join-challenge.ts'
 import type { Locks } from '../locks.ts'
 import type { NodeDirectory } from '../nodes.ts'
 import type { FailureRateLimiter } from '../rate-limit.ts'
+import type { RecordingStore } from '../recordings.ts'
 import type { Recoveries } from '../recovery.ts'
 import type { Renewals } from '../renew.ts'
 import type { Revocations } from '../revocations.ts'
@@ -40,6 +41,8 @@ export interface AuthContext {
   readonly locks: Locks
   /** Who did what: record(type, fields) once an action has committed. */
   readonly audit: Audit
+  /** Interactive sessions' recordings, as nodes upload them. */
+  readonly recordings: RecordingStore
   /** Failed joins and recoveries per client address. */
   readonly limiter: FailureRateLimiter
   /** `auth_service`: certificate lifetimes, the heartbeat TTL, public addresses. */

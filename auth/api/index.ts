@@ -13,6 +13,7 @@ import { hostRoutes } from './hosts.ts'
 import { joinRoutes } from './joins.ts'
 import { loginRoutes } from './logins.ts'
 import { proxyRoutes } from './proxies.ts'
+import { recordingRoutes } from './recordings.ts'
 import { userNodeRoutes } from './user-nodes.ts'
 
 export const AUTH_ROUTES: AuthRoutes = {
@@ -27,4 +28,5 @@ export const AUTH_ROUTES: AuthRoutes = {
   ...fleetRoutes,
   ...userNodeRoutes,
   ...auditRoutes,
+  ...recordingRoutes,
 }

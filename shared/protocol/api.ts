@@ -12,6 +12,7 @@ import type { KnownHosts, SignupStarted } from './logins.ts'
 import { KNOWN_HOSTS_BODY, LOGIN_BODY, SIGNUP_BODY, SIGNUP_COMPLETE_BODY } from './logins.ts'
 import type { AcmeRecord, DirectNodes, LiveSet, PresenceAnswer, ProxyHeartbeatAnswer, RevocationSnapshot } from './proxies.ts'
 import { ACME_GET_BODY, ACME_PUT_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
+import { PROXIED_RECORDING_CHUNK_BODY, RECORDING_CHUNK_BODY, type RecordingFile, type RecordingList, type RecordingStored } from './recordings.ts'
 import { ROLE_BODY, type RoleList, type RoleSaved } from './roles.ts'
 import { type AnyShape, type In, type Out, parseWith } from './shape.ts'
 
@@ -64,6 +65,10 @@ export interface ApiResponses {
   'POST /v1/audit/events': AuditStored
   'POST /v1/proxies/audit-events': AuditStored
   'GET /v1/audit/events': AuditList
+  'POST /v1/recordings/chunks': RecordingStored
+  'POST /v1/proxies/recording-chunks': RecordingStored
+  'GET /v1/recordings': RecordingList
+  'GET /v1/recordings/:id': RecordingFile
 }
 
 export type ApiRoute = keyof ApiResponses
@@ -93,6 +98,8 @@ export const ADMIN_ROUTES = [
   'GET /v1/locks',
   'DELETE /v1/locks/:id',
   'GET /v1/audit/events',
+  'GET /v1/recordings',
+  'GET /v1/recordings/:id',
 ] as const satisfies readonly ApiRoute[]
 export type AdminRoute = (typeof ADMIN_ROUTES)[number]
 
@@ -146,6 +153,8 @@ export const API_BODIES = {
   'POST /v1/locks': LOCK_BODY,
   'POST /v1/audit/events': AUDIT_EVENTS_BODY,
   'POST /v1/proxies/audit-events': PROXIED_AUDIT_EVENTS_BODY,
+  'POST /v1/recordings/chunks': RECORDING_CHUNK_BODY,
+  'POST /v1/proxies/recording-chunks': PROXIED_RECORDING_CHUNK_BODY,
 } as const satisfies { [K in ApiRoute]?: unknown }
 
 export type BodyRoute = keyof typeof API_BODIES

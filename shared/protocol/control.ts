@@ -9,7 +9,8 @@
 import type { Duplex } from 'node:stream'
 import { MAX_EVENTS_PER_BATCH, nodeEvent } from './audit.ts'
 import { writeMessage } from './framing.ts'
-import { flag, lenient, list, number, object, optional, ruledLabels, type Tagged, type TaggedIn, taggedParser, text, texts } from './shape.ts'
+import { RECORDING_CHUNK_BODY } from './recordings.ts'
+import { flag, lenient, list, number, object, oneOf, optional, ruledLabels, type Tagged, type TaggedIn, taggedParser, text, texts } from './shape.ts'
 import { MAX_RETURN_SPREAD_MS } from './tunnel.ts'
 
 /** Bounds that keep a message to what a sane peer sends; the line limit (framing.ts) bounds the rest. */
@@ -37,6 +38,8 @@ export const AGENT_MESSAGES = {
   cert: object({ tls_cert: text({ max: MAX_PEM }) }),
   /** Audit events for the auth server (only to a proxy whose welcome said audit): answered with audit_stored or audit_failed for the batch. */
   audit: object({ batch: text({ max: MAX_ID }), events: list(nodeEvent(), MAX_EVENTS_PER_BATCH) }),
+  /** A chunk of a session recording, to the same proxies as audit events: answered with recording_stored or audit_failed for the batch. */
+  recording: object({ batch: text({ max: MAX_ID }), chunk: RECORDING_CHUNK_BODY }),
 }
 
 /** Proxy → agent. */
@@ -54,6 +57,13 @@ export const PROXY_MESSAGES = {
   audit_stored: object({ batch: text({ max: MAX_ID }), stored: number({ atLeast: 0, expected: 'a count' }) }),
   /** The batch did not reach the auth server; `refused` when it never will (sending it again is no use). */
   audit_failed: object({ batch: text({ max: MAX_ID }), error: text({ max: MAX_TEXT }), refused: flag() }),
+  /** The auth server's answer to a recording chunk: how much of the recording it holds. */
+  recording_stored: object({
+    batch: text({ max: MAX_ID }),
+    length: number({ atLeast: 0, expected: 'a byte count' }),
+    complete: flag(),
+    recording: oneOf(['node', 'off'] as const),
+  }),
 }
 
 export type AgentMessage = Tagged<typeof AGENT_MESSAGES>

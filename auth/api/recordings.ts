@@ -1,0 +1,76 @@
+// The recording routes: nodes upload their interactive sessions' recordings in chunks
+// (straight, or through the proxy holding their tunnel), and `warrenctl recordings` and
+// `warren play` read them. Which node a chunk comes from is decided here from the
+// certificate that proved it, never from the chunk.
+
+import { HttpError, NO_BODY } from '../../shared/api-router.ts'
+import { RECORDING_CHUNK_BODY_BYTES } from '../../shared/protocol/recordings.ts'
+import { UnregisteredHost } from '../nodes.ts'
+import type { RecordingChunk, RecordingNode } from '../recordings.ts'
+import type { AuthContext, AuthRoutes } from './context.ts'
+
+interface ChunkBody {
+  session_id: string
+  offset: number
+  data: string
+  end: boolean
+}
+
+async function storeChunk(context: AuthContext, body: ChunkBody, hostId: string) {
+  const registered = await context.nodes.lookup(hostId)
+  if (!registered) throw new UnregisteredHost(hostId)
+  const node: RecordingNode = { hostId, nodename: registered.nodename }
+  const chunk: RecordingChunk = { sessionId: body.session_id, offset: body.offset, data: Buffer.from(body.data, 'base64'), end: body.end }
+  // Nothing is kept when the cluster does not record; the node is told, and stops recording.
+  if (context.settings.recording === 'off') return { length: chunk.offset + chunk.data.length, complete: true, recording: 'off' as const }
+  const stored = await context.recordings.store(chunk, node, () => sessionOwner(context, hostId, body.session_id))
+  return { ...stored, recording: 'node' as const }
+}
+
+/** Who the session was and as which login: its session.start audit event, from the same node. */
+async function sessionOwner(context: AuthContext, hostId: string, recordingId: string): Promise<{ user: string | null; login: string | null }> {
+  const sessionId = recordingId.split('.')[0]
+  const { events } = await context.audit.log.list({ type: 'session.start', node: hostId })
+  const start = events.find((event) => event.session_id === sessionId)
+  return { user: typeof start?.user === 'string' ? start.user : null, login: typeof start?.login === 'string' ? start.login : null }
+}
+
+export const recordingRoutes = {
+  // A direct node's own recording: the node is the TLS certificate's host.
+  'POST /v1/recordings/chunks': {
+    access: 'node',
+    bodyLimit: RECORDING_CHUNK_BODY_BYTES,
+    async handle(call, context) {
+      return storeChunk(context, await call.body(), call.peer.subject.commonName)
+    },
+  },
+
+  // A tunnelled node's chunk, carried by the proxy whose tunnel handshake proved the node's key.
+  'POST /v1/proxies/recording-chunks': {
+    access: 'proxy',
+    bodyLimit: RECORDING_CHUNK_BODY_BYTES + 512,
+    async handle(call, context) {
+      const body = await call.body()
+      return storeChunk(context, body, body.host_id)
+    },
+  },
+
+  'GET /v1/recordings': {
+    access: 'admin',
+    bodyLimit: NO_BODY,
+    async handle(_call, context) {
+      return { recordings: context.recordings.list() }
+    },
+  },
+
+  // An editor reads a recording through a proxy (warren play), as the admin does directly.
+  'GET /v1/recordings/:id': {
+    access: 'admin',
+    bodyLimit: NO_BODY,
+    async handle(call, context) {
+      const id = call.params.id
+      if (id === undefined) throw new HttpError(400, 'no recording ID')
+      return { session_id: id, cast: context.recordings.read(id) }
+    },
+  },
+} satisfies Partial<AuthRoutes>
