@@ -5,9 +5,9 @@
 // own (up to eight per core) and keeps the memory freed there for that arena. V8's worker
 // threads (background compilation, concurrent marking and sweeping) each took one while an
 // agent started, and kept 1.6 MB more in them than the agent then used. With two arenas,
-// the main thread's and one the workers share, the idle agent holds 59.2 MB instead of
-// 60.8 MB; with one, the same 59.2 MB, but then the workers would wait for the main
-// thread's lock. Measured with bench:footprint (bench/results/2026-12-04-footprint.md).
+// the main thread's and one the workers share, the idle agent holds 60.6 MB instead of
+// 62.3 MB; with one, the same 60.6 MB, but then the workers would wait for the main
+// thread's lock. Measured in alternating runs of the executable (bench/results/2026-12-04-footprint.md).
 // The sessions a node serves do not inherit it: they start with an environment of their own.
 
 /** The environment variable glibc reads, and the value warren processes start with. */

@@ -76,7 +76,7 @@ export class StatusSocket {
 /**
  * Listens on the Unix socket `path` as `server.listen(path)` does, less its first step:
  * net's listen() first loads the cluster module (to ask whether a cluster primary holds the
- * address), which loads child_process and dgram too, 0.9 MB of an idle agent's memory that
+ * address), which loads child_process and dgram too, 0.7 MB of an idle agent's memory that
  * nothing else uses (bench:footprint). `_listen2` is the step that listen() then takes in a
  * process that is not a cluster worker, which a warren process never is.
  */
