@@ -1,7 +1,8 @@
 // What the single executable costs a device: the files' sizes (plain and gzip -9), the
 // time from `warren start` to a live tunnel on loopback, and the agent's resident memory
 // idle with one tunnel and with many SSH sessions open through it. The agent is
-// dist/warren-linux-x64 itself; the auth server and the proxy run from source.
+// dist/warren-linux-x64 itself, with the environment of its systemd unit (one figure without
+// it, as started by hand); the auth server and the proxy run from source.
 //
 //   npm run package && node bench/agent-footprint.ts [--sessions=100 --starts=5] [--diag]
 //
@@ -19,6 +20,7 @@ import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { createGzip, constants as zlib } from 'node:zlib'
+import { NODE_UNIT } from '../packaging/systemd/units.ts'
 import { AuthProcess, freePort, ProxyProcess, ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
 
 const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, starts: { type: 'string', default: '5' }, diag: { type: 'boolean', default: false } } })
@@ -29,6 +31,12 @@ const TUNNEL_OPEN = /tunnel to proxy \S+ open/
 if (!existsSync(BUILT)) {
   console.error('dist/warren-linux-x64 is missing: run "npm run package" first')
   process.exit(1)
+}
+
+/** The agent runs with the environment its systemd unit gives it (`Environment=` lines), as on a device. */
+const UNIT_ENV: NodeJS.ProcessEnv = {
+  ...process.env,
+  ...Object.fromEntries([...NODE_UNIT.matchAll(/^Environment=([^=\s]+)=(\S*)$/gm)].map(([, name, value]) => [name, value])),
 }
 
 const MB = 1e6
@@ -129,6 +137,16 @@ try {
   } else {
     console.log('agent idle after a reboot: not measured, dropping the page cache needs root')
   }
+  // Started by hand: without the unit's environment.
+  agent = await startAgent(args, process.env)
+  await sleep(5_000)
+  await scrape()
+  console.log(
+    `agent idle with one tunnel, started without its unit's environment (${Object.keys(UNIT_ENV)
+      .filter((name) => process.env[name] === undefined)
+      .join(', ')} unset): ${describeMemory(agent.child.pid!)}`,
+  )
+  await stop(agent.child)
 } finally {
   for (const child of running) child.kill('SIGKILL')
   await proxy.stop()
@@ -213,9 +231,9 @@ function cpuMs(pid: number): number {
 }
 
 /** Spawns the agent; resolves once it logs its tunnel open, with the time (and CPU time) that took. */
-function startAgent(args: string[]): Promise<{ child: ChildProcess; ms: number; cpuMs: number }> {
+function startAgent(args: string[], env = UNIT_ENV): Promise<{ child: ChildProcess; ms: number; cpuMs: number }> {
   const started = performance.now()
-  const child = spawn(BINARY, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(BINARY, args, { stdio: ['ignore', 'ignore', 'pipe'], env })
   running.push(child)
   let log = ''
   return new Promise((resolve, reject) => {

@@ -12,6 +12,7 @@ import type { DiagServer } from '../shared/diag-server.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { identityExists } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
+import { withMallocArenas } from '../shared/malloc-arenas.ts'
 import { parsePin } from '../shared/pin.ts'
 import { VERSION } from '../shared/version.ts'
 import { defineCommand } from './command.ts'
@@ -88,7 +89,8 @@ const STARTED_AFRESH = 'WARREN_STARTED_AFRESH'
  * and on the command line any local user could read it (`ps`, /proc/PID/cmdline). A node in
  * tunnel mode that has just joined or looked up its tunnel address also sheds the HTTPS
  * client it used, whose memory would count against the device's budget for as long as it
- * runs (see bench:footprint).
+ * runs (see bench:footprint). The fresh image starts with the malloc arenas its unit would
+ * give it (shared/malloc-arenas.ts).
  */
 function startAfresh(log: Logger, why: string, tokenVisible: boolean): void {
   if (process.env[STARTED_AFRESH]) return
@@ -109,7 +111,7 @@ function startAfresh(log: Logger, why: string, tokenVisible: boolean): void {
   // In the single executable argv[1] repeats the executable's path; from source it is the script.
   const args = isSea() ? withoutToken(process.argv.slice(2)) : [...process.execArgv, ...withoutToken(process.argv.slice(1))]
   log.info(`${why}: continuing in a fresh process image`)
-  process.execve(process.execPath, [process.argv0, ...args], { ...process.env, [STARTED_AFRESH]: '1' })
+  process.execve(process.execPath, [process.argv0, ...args], { ...withMallocArenas(process.env), [STARTED_AFRESH]: '1' })
 }
 
 /** The roles to run: --roles when given, else the `*_service.enabled` keys, as in Teleport. */

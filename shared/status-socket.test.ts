@@ -55,3 +55,16 @@ t.test('a builder that fails answers with its error; a path too long for a socke
     { message: /at most 107 bytes/ },
   )
 })
+
+t.test('serving the socket loads neither the cluster module nor child_process (an idle agent holds neither)', async (t) => {
+  const path = statusSocketPath(dataDir(t))
+  const script = `
+    const { StatusSocket } = await import(${JSON.stringify(new URL('./status-socket.ts', import.meta.url).href)})
+    const before = new Set(process.moduleLoadList)
+    const socket = await StatusSocket.listen(${JSON.stringify(path)}, () => ({ up: true }))
+    console.log(JSON.stringify(process.moduleLoadList.filter((name) => !before.has(name) && /^NativeModule (cluster|child_process|dgram)$/.test(name))))
+    await socket.close()`
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })
+  t.equal(child.status, 0, child.stderr)
+  t.same(JSON.parse(child.stdout), [])
+})

@@ -27,6 +27,8 @@ t.test('a restarted node dials the remembered tunnel address, and follows it whe
   // starts from what is on disk, so it does not keep the HTTPS client loaded.
   t.equal(afterJoin.process.pid, joined.child.pid)
   t.ok(afterJoin.process.fresh_image, 'the node continued in a fresh process image')
+  const environment = readFileSync(`/proc/${joined.child.pid}/environ`, 'utf8').split('\0')
+  t.ok(environment.includes(`MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? '2'}`), 'with the malloc arenas its systemd unit would give it')
   t.equal(afterJoin.node!.tunnel!.address, first.tunnel, 'which dials the remembered address')
   t.equal(afterJoin.node!.tunnel!.discoveries, 0, 'without asking the proxy again')
   await joined.stop()
