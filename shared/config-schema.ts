@@ -210,9 +210,7 @@ const auth = section({
         default: 90 * 24 * HOUR_MS,
         doc: 'how long audit events are kept in the backend',
       }),
-      file: key('file', string(), {
-        doc: 'a file that also gets every audit event as one JSON line, for log shippers',
-      }),
+      file: key('file', string(), { doc: 'a file that also gets every audit event as one JSON line, for log shippers' }),
     }),
     { doc: 'the audit trail: who did what (warrenctl audit ls)' },
   ),
@@ -220,9 +218,7 @@ const auth = section({
     default: 'node',
     doc: 'interactive sessions recorded on the node and uploaded here (node), or not kept (off)',
   }),
-  recordingDir: key('recording_dir', string(), {
-    doc: 'where session recordings are stored (default: recordings in data_dir)',
-  }),
+  recordingDir: key('recording_dir', string(), { doc: 'where session recordings are stored (default: recordings in data_dir)' }),
 })
 
 const proxy = section({
@@ -370,9 +366,7 @@ export const CONFIG_SCHEMA = section(
       default: DEFAULTS.keepaliveIntervalMs,
       doc: 'how often each end of a tunnel pings the other; a silent peer is noticed within two intervals',
     }),
-    auth: key('auth_service', auth, {
-      doc: 'the auth server role',
-    }),
+    auth: key('auth_service', auth, { doc: 'the auth server role' }),
     proxy: key('proxy_service', proxy, {
       doc: 'the proxy role',
     }),
