@@ -6,10 +6,10 @@
 // batch sent twice is stored once. Delivery is at least once.
 
 import { randomUUID } from 'node:crypto'
-import { Backoff } from '../shared/backoff.ts'
 import type { Logger } from '../shared/log.ts'
 import { type AuditValue, MAX_EVENTS_PER_BATCH, MAX_FIELD_LENGTH, type NodeEventType } from '../shared/protocol/audit.ts'
 import type { AuditQueue } from './audit-queue.ts'
+import { RetryingDrain } from './retrying-drain.ts'
 
 /** Sends one batch; rejects when the auth server may not have it. `refused` errors are never worth sending again. */
 export type AuditTransport = (events: ReturnType<AuditQueue['peek']>) => Promise<void>
@@ -31,10 +31,7 @@ const RETRY_CAP_MS = 30_000
 
 export class AuditSender {
   readonly #options: AuditSenderOptions
-  readonly #backoff = new Backoff({ baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS })
-  #running = false
-  #stopped = false
-  #timer?: NodeJS.Timeout
+  readonly #drain = new RetryingDrain(() => this.#sendQueued(), { baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS })
   #failing = false
 
   constructor(options: AuditSenderOptions) {
@@ -56,57 +53,42 @@ export class AuditSender {
       this.#options.log.error(`audit event not queued: ${(error as Error).message}`, { type })
       return
     }
-    if (!this.#timer) this.kick()
+    if (!this.#drain.retryPending) this.kick()
   }
 
   /** Sends what is queued now (a way to the auth server may just have opened). */
   kick(): void {
-    clearTimeout(this.#timer)
-    this.#timer = undefined
-    void this.#drain()
+    this.#drain.kick()
   }
 
   stop(): void {
-    this.#stopped = true
-    clearTimeout(this.#timer)
+    this.#drain.stop()
   }
 
-  async #drain(): Promise<void> {
-    if (this.#running || this.#stopped) return
-    this.#running = true
-    try {
-      const { queue, log } = this.#options
-      while (!this.#stopped && queue.size > 0) {
-        const way = this.#options.transport()
-        if (!way) return this.#retryLater()
-        const batch = queue.peek(MAX_EVENTS_PER_BATCH, way.maxBytes)
-        try {
-          await way.send(batch)
-          queue.remove(batch.map((event) => event.id))
-          this.#backoff.reset()
-          if (this.#failing) log.info('audit events reach the auth server again', { queued: queue.size })
-          this.#failing = false
-        } catch (error) {
-          if (this.#options.refused(error)) {
-            log.error(`the auth server refused ${batch.length} audit event(s); they are dropped: ${(error as Error).message}`, { dropped: batch.length })
-            queue.discard(batch.map((event) => event.id))
-            continue
-          }
-          if (!this.#failing) log.warn(`audit events not delivered, retrying: ${(error as Error).message}`, { queued: queue.size })
-          this.#failing = true
-          return this.#retryLater()
+  /** Batches until the queue is empty; false when the rest must wait for a retry. */
+  async #sendQueued(): Promise<boolean> {
+    const { queue, log } = this.#options
+    while (!this.#drain.stopped && queue.size > 0) {
+      const way = this.#options.transport()
+      if (!way) return false
+      const batch = queue.peek(MAX_EVENTS_PER_BATCH, way.maxBytes)
+      try {
+        await way.send(batch)
+        queue.remove(batch.map((event) => event.id))
+        this.#drain.delivered()
+        if (this.#failing) log.info('audit events reach the auth server again', { queued: queue.size })
+        this.#failing = false
+      } catch (error) {
+        if (this.#options.refused(error)) {
+          log.error(`the auth server refused ${batch.length} audit event(s); they are dropped: ${(error as Error).message}`, { dropped: batch.length })
+          queue.discard(batch.map((event) => event.id))
+          continue
         }
+        if (!this.#failing) log.warn(`audit events not delivered, retrying: ${(error as Error).message}`, { queued: queue.size })
+        this.#failing = true
+        return false
       }
-    } finally {
-      this.#running = false
     }
-  }
-
-  #retryLater(): void {
-    if (this.#stopped) return
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined
-      void this.#drain()
-    }, this.#backoff.next())
+    return true
   }
 }

@@ -8,9 +8,9 @@
 
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { Backoff } from '../shared/backoff.ts'
 import type { Logger } from '../shared/log.ts'
 import { RECORDING_CHUNK_BYTES, type RecordingChunkIn, type RecordingStored } from '../shared/protocol/recordings.ts'
+import { RetryingDrain } from './retrying-drain.ts'
 
 export type RecordingTransport = (chunk: RecordingChunkIn) => Promise<RecordingStored>
 
@@ -32,11 +32,7 @@ const RETRY_CAP_MS = 15_000
 
 export class RecordingUploader {
   readonly #options: RecordingUploaderOptions
-  readonly #backoff = new Backoff({ baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS })
-  #running = false
-  #again = false
-  #stopped = false
-  #timer?: NodeJS.Timeout
+  readonly #drain = new RetryingDrain(() => this.#uploadWaiting(), { baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS })
   #failing = false
   /** How much of each recording the auth server last said it holds: a retry starts there. */
   readonly #held = new Map<string, number>()
@@ -47,31 +43,20 @@ export class RecordingUploader {
 
   /** Uploads what is waiting now (a session just ended, or a way to the auth server opened). */
   kick(): void {
-    clearTimeout(this.#timer)
-    this.#timer = undefined
-    if (this.#running) this.#again = true
-    else void this.#drain()
+    this.#drain.kick()
   }
 
   stop(): void {
-    this.#stopped = true
-    clearTimeout(this.#timer)
+    this.#drain.stop()
   }
 
-  async #drain(): Promise<void> {
-    if (this.#running || this.#stopped) return
-    this.#running = true
-    try {
-      do {
-        this.#again = false
-        for (const name of waiting(this.#options.dir)) {
-          if (this.#stopped) return
-          if (!(await this.#upload(join(this.#options.dir, name), name.slice(0, -'.cast'.length)))) return this.#retryLater()
-        }
-      } while (this.#again && !this.#stopped)
-    } finally {
-      this.#running = false
+  /** Every finished recording, oldest first; false when the rest must wait for a retry. */
+  async #uploadWaiting(): Promise<boolean> {
+    for (const name of waiting(this.#options.dir)) {
+      if (this.#drain.stopped) return true
+      if (!(await this.#upload(join(this.#options.dir, name), name.slice(0, -'.cast'.length)))) return false
     }
+    return true
   }
 
   /** Sends one recording until the auth server holds it whole; false when it must wait for a retry. */
@@ -100,7 +85,7 @@ export class RecordingUploader {
         return false
       }
       this.#options.policy(stored.recording)
-      this.#backoff.reset()
+      this.#drain.delivered()
       this.#failing = false
       if (stored.complete) {
         unlinkSync(path)
@@ -114,14 +99,6 @@ export class RecordingUploader {
       this.#held.set(sessionId, offset)
       if (chunk.end && stored.length >= size) return false // it has the bytes but not the end: a retry says it again
     }
-  }
-
-  #retryLater(): void {
-    if (this.#stopped) return
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined
-      void this.#drain()
-    }, this.#backoff.next())
   }
 }
 
