@@ -1,10 +1,11 @@
 // /readyz as a load balancer or an orchestrator reads it: a node is ready while it holds a
 // tunnel, says what it lacks (503) when its only proxy stops, and is ready again once the
-// proxy is back. A bad --diag-addr is refused before anything starts.
+// proxy is back; an auth server likewise follows its backend. A bad --diag-addr is refused before anything starts.
 
 import { existsSync, readdirSync } from 'node:fs'
 import t from 'tap'
 import { AuthProcess, freePort, ProxyProcess, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
+import { EtcdServer, etcdUnavailable, uniquePrefix } from './helpers/etcd.ts'
 import { until } from './helpers/until.ts'
 
 async function readyz(address: string): Promise<{ status: number; body: { ready: boolean; missing?: Record<string, string> } }> {
@@ -52,6 +53,26 @@ t.test("a node's /readyz follows its tunnel", async (t) => {
   const series = (name: string) => Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(metrics)?.[1])
   t.equal(series('warren_node_reconnects_total{reason="proxy_stopping"}'), 1, 'its metrics count one redial for a proxy that stopped')
   t.equal(series('warren_node_tunnels'), 1, 'and the tunnel held again')
+})
+
+t.test("an auth server's /readyz follows its backend", { skip: etcdUnavailable() }, async (t) => {
+  const etcd = await EtcdServer.start()
+  t.teardown(() => etcd.stop())
+  const diag = `127.0.0.1:${await freePort()}`
+  const auth = await new AuthProcess({ diagAddr: diag, authServiceYaml: `  storage: { type: etcd, peers: ["${etcd.clientUrl}"], prefix: "${uniquePrefix('ready')}" }\n` }).start()
+  t.teardown(() => auth.stop())
+  t.same(await readyz(diag), { status: 200, body: { ready: true } }, 'ready while etcd answers')
+
+  etcd.freeze()
+  let down = await readyz(diag)
+  await until('the auth server to notice its backend is gone', async () => (down = await readyz(diag)).status === 503, { timeoutMs: 20_000 })
+  t.equal(down.body.ready, false, 'with its backend stuck the auth server is not ready')
+  t.ok(down.body.missing?.auth, 'and says what it lacks')
+  t.equal((await fetch(`http://${diag}/healthz`)).status, 200, 'while /healthz says the process runs')
+
+  etcd.thaw()
+  await until('the auth server to be ready again', async () => (await readyz(diag)).status === 200, { timeoutMs: 30_000 })
+  t.same(await readyz(diag), { status: 200, body: { ready: true } }, 'with its backend back it is ready again')
 })
 
 t.test('a bad --diag-addr is refused before anything starts', async (t) => {

@@ -137,7 +137,18 @@ export class EtcdServer {
     })
   }
 
+  /** Freezes etcd (SIGSTOP): it keeps its connections but answers nothing, as a stuck or partitioned backend. */
+  freeze(): void {
+    this.child.kill('SIGSTOP')
+  }
+
+  /** Lets a frozen etcd run again (SIGCONT). */
+  thaw(): void {
+    this.child.kill('SIGCONT')
+  }
+
   async stop(): Promise<void> {
+    this.thaw()
     if (this.running) this.child.kill('SIGTERM')
     await this.exited
     rmSync(this.dataDir, { recursive: true, force: true })
