@@ -3,7 +3,8 @@
 // asciinema; a window size change is a resize event; a command run without a pty is not
 // recorded; `warren play` replays it for an editor and for nobody else; another node's
 // certificate cannot add to the recording; a session cut by killing the proxy is uploaded
-// whole once the proxy is back; and an auth server with recording off keeps nothing.
+// whole once the proxy is back; a direct node (no tunnel) uploads its own; and an auth
+// server with recording off keeps nothing.
 
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -92,8 +93,12 @@ function parseCast(t: Test, text: string): { header: Record<string, unknown>; ev
 }
 
 /** An interactive `ssh -tt` session: `lines` typed one by one; resolves with its output once ssh exits. */
-function interactive(lines: string[], onOutput?: (output: string) => void): { done: Promise<{ code: number | null; output: string }>; type: (line: string) => void } {
-  const ssh = spawn('ssh', ['-tt', '-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${login}@pi-rec`], { stdio: ['pipe', 'pipe', 'pipe'] })
+function interactive(
+  lines: string[],
+  onOutput?: (output: string) => void,
+  nodeName = 'pi-rec',
+): { done: Promise<{ code: number | null; output: string }>; type: (line: string) => void } {
+  const ssh = spawn('ssh', ['-tt', '-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${login}@${nodeName}`], { stdio: ['pipe', 'pipe', 'pipe'] })
   let output = ''
   ssh.stdout.on('data', (data) => {
     output += data
@@ -260,4 +265,24 @@ t.test('auth_service.recording: off keeps nothing and tells the node', async (t)
   })
   const listed = await quiet.ctl(['recordings', 'ls'])
   t.equal(listed.stdout, 'No recordings found.\n')
+})
+
+t.test('a direct node uploads its recordings to the auth server itself', async (t) => {
+  const known = new Set((await recordingsLs()).map((r) => r.session_id))
+  const directDir = tempDir()
+  const config = join(directDir, 'warren.yaml')
+  writeFileSync(config, ['version: v1', `data_dir: ${directDir}`, 'ssh_service:', '  listen_addr: 127.0.0.1:0'].join('\n'))
+  const direct = startNode([`--config=${config}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=pi-direct'])
+  t.teardown(() => direct.stop())
+  await waitForNode(auth, 'pi-direct')
+
+  const { code, output } = await interactive(['echo direct-$((6*7))', 'exit'], undefined, 'pi-direct').done
+  t.equal(code, 0, output)
+  t.match(output, /direct-42/)
+  const listed = await completeRecordings(known.size + 1)
+  const recording = listed.find((r) => !known.has(r.session_id))
+  t.match(recording, { user: 'carol', login, node: 'pi-direct', complete: true }, 'recorded on the direct node and uploaded whole')
+  const { path, text } = await exported(recording!.session_id)
+  parseCast(t, text)
+  t.match(await asciinemaCat(path), /direct-42/, 'asciinema cat reproduces its output')
 })
