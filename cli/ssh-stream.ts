@@ -1,6 +1,6 @@
 // `warren proxy ssh --fdpass`: OpenSSH's ProxyUseFdpass. The connection to the proxy is a
-// plain SSH stream (shared/protocol/ssh-stream.ts): this process proves the user's key on
-// it, then hands the socket itself to `ssh` and exits, so no process of ours copies the
+// plain SSH stream (shared/protocol/ssh-stream.ts): this process checks the proxy against
+// the cluster's host CA and proves the user's key on it, then hands the socket itself to `ssh` and exits, so no process of ours copies the
 // session's bytes and the proxy copies them without a TLS layer around SSH's own.
 // Node passes a socket to another process only over its IPC channel, which is a Unix
 // socket when NODE_CHANNEL_FD names one: OpenSSH gives the ProxyCommand such a socket as
@@ -10,10 +10,10 @@ import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { UsageError, WarrenError } from '../shared/errors.ts'
-import { parseDialReply } from '../shared/protocol/dial.ts'
+import { splitPems } from '../shared/identity-store.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
-import { parseSshStreamChallenge, SSH_STREAM_MAGIC, type SshStreamRequest, signSshStream } from '../shared/protocol/ssh-stream.ts'
-import { profilePath } from './profile.ts'
+import { ClientHandshake, parseSshStreamHello, SSH_STREAM_MAGIC, type SshStreamSealed } from '../shared/protocol/ssh-stream.ts'
+import { loadProfile, profilePath } from './profile.ts'
 
 /** The ProxyCommand line for ssh_config and `warren ssh`: the IPC channel on standard output. */
 export function fdpassProxyCommand(warren: string, flags: string): string {
@@ -27,8 +27,9 @@ export function checkFdpassChannel(): void {
   }
 }
 
-/** A plain SSH stream to `node` through the proxy at host:port, with the user's key of `dir` proven on it. */
+/** A plain SSH stream to `node` through the proxy at host:port, the proxy checked and the user's key of `dir` proven on it. */
 export async function dialSshStream(host: string, port: number, dir: string, node: string): Promise<Socket> {
+  const expected = { clusterName: loadProfile(dir).cluster_name, caPems: splitPems(readFileSync(profilePath(dir, 'hostCA'), 'utf8')) }
   const cert = new X509Certificate(readFileSync(profilePath(dir, 'tlsCert')))
   const key = createPrivateKey(readFileSync(profilePath(dir, 'tlsKey')))
   const socket = connect({ host, port, noDelay: true })
@@ -36,14 +37,21 @@ export async function dialSshStream(host: string, port: number, dir: string, nod
     socket.once('connect', () => resolve())
     socket.once('error', (error) => reject(new WarrenError(`cannot reach the proxy at ${host}:${port}: ${error.message}`)))
   })
-  socket.write(SSH_STREAM_MAGIC)
-  const { challenge } = await readFirstMessage(socket, parseSshStreamChallenge).catch((error: Error) => {
-    throw new WarrenError(`the proxy at ${host}:${port} does not offer plain SSH streams: ${error.message}`)
-  })
-  writeMessage<SshStreamRequest>(socket, { node, certificate: cert.raw.toString('base64'), signature: signSshStream(key, Buffer.from(challenge, 'base64'), node) })
-  const reply = await readFirstMessage(socket, parseDialReply).catch((error: Error) => ({ ok: false as const, error: error.message }))
-  if (!reply.ok) throw new WarrenError(`cannot reach node "${node}": ${reply.error}`)
-  return socket
+  try {
+    socket.write(SSH_STREAM_MAGIC)
+    const hello = await readFirstMessage(socket, parseSshStreamHello).catch((error: Error) => {
+      throw new Error(`it does not offer plain SSH streams: ${error.message}`)
+    })
+    const handshake = new ClientHandshake()
+    writeMessage<SshStreamSealed>(socket, handshake.request(hello, expected, node, cert, key))
+    const reply = await readFirstMessage(socket, (value) => handshake.reply(value))
+    if (!reply.ok) throw new WarrenError(`cannot reach node "${node}": ${reply.error}`)
+    return socket
+  } catch (error) {
+    socket.destroy()
+    if (error instanceof WarrenError) throw error
+    throw new WarrenError(`the proxy at ${host}:${port}: ${(error as Error).message}`)
+  }
 }
 
 /** Sends `socket` to OpenSSH over the IPC channel, and lets go of the channel. */

@@ -3,7 +3,7 @@
 // ALPN — heartbeats into the auth server, and tells its agents which proxies are live.
 // Users reach a node through its tunnel, or a direct node by a dial (node-dialer.ts).
 
-import { X509Certificate } from 'node:crypto'
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
 import type { Server } from 'node:net'
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
@@ -64,6 +64,7 @@ export class ProxyService {
   private userCAPems: string[] = []
   private readonly clientAddresses = new WeakMap<object, string>()
   private cachedContext?: { key: string; context: SecureContext }
+  private cachedStreamCredentials?: { pem: string; cert: X509Certificate; key: KeyObject }
   private ticketKeys!: TicketKeys
   private webCertificates?: WebCertificates
   private presence!: PresenceReports
@@ -198,7 +199,7 @@ export class ProxyService {
       alpn: { [TUNNEL_ALPN]: serveTunnel },
     })
     // Users' plain SSH streams (ProxyUseFdpass) on the web port, beside their TLS connections.
-    const sshStreams = sshStreamGateway({ users: this.users, gate, log: this.log })
+    const sshStreams = sshStreamGateway({ users: this.users, credentials: () => this.streamCredentials(), gate, log: this.log })
     const listen = async (address: string, defaultPort: number, tls: (conn: RoutedConnection) => void, streams?: (conn: RoutedConnection) => void) => {
       const { host, port } = parseHostPort(address, defaultPort)
       // A connection gets no longer to show its ClientHello (or a plain stream's first line) than to show what it speaks at all.
@@ -236,6 +237,15 @@ export class ProxyService {
     this.tunnels.on('recording', (tunnel: Tunnel, message: RecordingMessage) => void relayRecording(this.auth, tunnel, message))
     this.ownCertificate = ownCertificateRenewal({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
     this.ownCertificate.start()
+  }
+
+  /** The host certificate and key that sign plain SSH streams' hellos, parsed once per certificate. */
+  private streamCredentials(): { cert: X509Certificate; key: KeyObject } {
+    const pem = this.identity.tlsCertPem
+    if (this.cachedStreamCredentials?.pem !== pem) {
+      this.cachedStreamCredentials = { pem, cert: new X509Certificate(pem), key: createPrivateKey(this.identity.tlsKeyPem) }
+    }
+    return this.cachedStreamCredentials
   }
 
   /**

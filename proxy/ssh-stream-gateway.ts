@@ -1,22 +1,25 @@
-// The proxy's side of the plain SSH stream (shared/protocol/ssh-stream.ts): a challenge made
-// for this connection alone, the user's certificate judged as a TLS user connection's would
-// be, the signature of the challenge checked against the certificate's key, and only then
-// the user gateway's checks (locks, roles) and the stream to the node. Each step runs in a
+// The proxy's side of the plain SSH stream (shared/protocol/ssh-stream.ts): a hello signed
+// with this proxy's host key, with a challenge made for this connection alone; the sealed
+// request opened, its user certificate judged as a TLS user connection's would be, its
+// signature of the challenge checked against the certificate's key; only then the user
+// gateway's checks (locks, roles) and the stream to the node. Each step runs in a
 // handshake slot of the listener's gate, as a TLS handshake would (a signature check costs
 // CPU too), under one deadline from the first byte to the dial.
 
-import { randomBytes, X509Certificate } from 'node:crypto'
+import type { KeyObject, X509Certificate } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { Logger } from '../shared/log.ts'
 import type { DialReply, UserDial } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
-import { CHALLENGE_BYTES, parseSshStreamRequest, SSH_STREAM_MAGIC, type SshStreamChallenge, sshStreamSignatureValid } from '../shared/protocol/ssh-stream.ts'
+import { ProxyHandshake, parseSshStreamSealed, SSH_STREAM_MAGIC, type SshStreamHello } from '../shared/protocol/ssh-stream.ts'
 import type { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { RoutedConnection } from './listener/multiplexer.ts'
 import type { UserGateway } from './user-gateway.ts'
 
 export interface SshStreamGatewayOptions {
   users: Pick<UserGateway, 'judge' | 'serve'>
+  /** This proxy's host certificate and key now (renewals replace them). */
+  credentials: () => { cert: X509Certificate; key: KeyObject }
   gate: TlsGate
   log: Logger
 }
@@ -38,15 +41,21 @@ export function sshStreamGateway(options: SshStreamGatewayOptions): (conn: Route
           release()
         }
         conn.socket.once('close', done)
-        authenticate(conn, options).then(
+        const handshake = new ProxyHandshake()
+        const answer = (reply: DialReply) => writeMessage(conn.socket, handshake.reply(reply))
+        authenticate(conn, handshake, options).then(
           (verified) => {
             conn.socket.off('close', done)
             done()
-            if (verified) void options.users.serve(conn.socket, verified.cert, verified.user, conn.clientAddress, verified.dial, true)
+            void options.users.serve(conn.socket, verified.cert, verified.user, conn.clientAddress, verified.dial, { answer })
           },
           (error: Error) => {
+            conn.socket.off('close', done)
+            done()
             log.debug('plain SSH stream refused', { remote: conn.clientAddress, error })
-            refuse(conn.socket, error.message)
+            if (conn.socket.destroyed) return
+            answer({ ok: false, error: error.message })
+            conn.socket.end()
           },
         )
       },
@@ -60,26 +69,20 @@ interface Verified {
   dial: UserDial
 }
 
-/** The magic, the challenge, and a request whose certificate and signature hold; undefined when refused (answered). */
-async function authenticate(conn: RoutedConnection, options: SshStreamGatewayOptions): Promise<Verified | undefined> {
+/** The magic, the hello, and a request whose certificate and signature hold; throws why not. */
+async function authenticate(conn: RoutedConnection, handshake: ProxyHandshake, options: SshStreamGatewayOptions): Promise<Verified> {
   const socket = conn.socket
   const magic = await readExactly(socket, SSH_STREAM_MAGIC.length)
   if (magic.toString('latin1') !== SSH_STREAM_MAGIC) throw new Error('not a plain SSH stream of this version')
-  const challenge = randomBytes(CHALLENGE_BYTES)
-  writeMessage<SshStreamChallenge>(socket, { challenge: challenge.toString('base64') })
-  const request = await readFirstMessage(socket, parseSshStreamRequest)
-  let cert: X509Certificate
-  try {
-    cert = new X509Certificate(Buffer.from(request.certificate, 'base64'))
-  } catch {
-    throw new Error('the certificate cannot be read')
-  }
+  const { cert: proxyCert, key: proxyKey } = options.credentials()
+  writeMessage<SshStreamHello>(socket, handshake.hello(proxyCert, proxyKey))
+  const { request, cert } = handshake.openRequest(await readFirstMessage(socket, parseSshStreamSealed))
   const judged = options.users.judge(cert)
   if ('refused' in judged) {
     options.log.warn(`user connection from ${conn.clientAddress} refused: ${judged.refused}`)
     throw new Error('a valid user certificate of this cluster is required')
   }
-  if (!sshStreamSignatureValid(cert, challenge, request.node, request.signature)) {
+  if (!handshake.signedByHolder(request, cert)) {
     options.log.warn(`user connection from ${conn.clientAddress} refused: the challenge is not signed by the certificate's key`, { user: judged.user })
     throw new Error("the challenge is not signed by the certificate's key")
   }
@@ -107,10 +110,4 @@ function readExactly(socket: Socket, length: number): Promise<Buffer> {
     socket.on('end', onEnd)
     onReadable()
   })
-}
-
-function refuse(socket: Socket, error: string): void {
-  if (socket.destroyed) return
-  writeMessage<DialReply>(socket, { ok: false, error })
-  socket.end()
 }

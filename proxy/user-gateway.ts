@@ -135,15 +135,21 @@ export class UserGateway {
    * Serves a user connection whose certificate has been verified and whose key has been
    * proven (by the TLS handshake, or by a signed challenge: ssh-stream-gateway.ts): refuses
    * a locked user, checks the roles, opens the stream to the node, answers, then splices.
-   * With `untilClientSpeaks`, the node's bytes wait for the client's first byte, so the
-   * answer is the last thing the client reads before it hands the socket on.
+   * A plain SSH stream answers in its own way (`stream.answer`), and the node's bytes wait
+   * for the client's first byte, so the answer is the last thing the client reads before
+   * it hands the socket on.
    */
-  async serve(socket: Socket, cert: X509Certificate, user: string, remoteAddress: string, message: UserDial, untilClientSpeaks = false): Promise<void> {
+  async serve(socket: Socket, cert: X509Certificate, user: string, remoteAddress: string, message: UserDial, plain?: { answer: (reply: DialReply) => void }): Promise<void> {
     const { log } = this.options
+    const answer = plain?.answer ?? ((reply: DialReply) => writeMessage<DialReply>(socket, reply))
+    const refuse = (error: string) => {
+      answer({ ok: false, error })
+      socket.end()
+    }
     const locked = this.options.refusedUser?.(user)
     if (locked) {
       log.warn(`user connection from ${remoteAddress} refused: ${locked}`, { user, locked: true })
-      refuse(socket, locked)
+      refuse(locked)
       return
     }
     this.open.set(socket, cert)
@@ -164,7 +170,7 @@ export class UserGateway {
     } catch (error) {
       const denied = error instanceof AccessDenied
       log.info(`user ${user} cannot reach ${node}: ${(error as Error).message}`, { user, node, ...(denied ? { access_denied: true } : {}) })
-      refuse(socket, (error as Error).message)
+      refuse((error as Error).message)
       return
     }
     if (socket.destroyed) {
@@ -173,8 +179,8 @@ export class UserGateway {
       return
     }
     log.info(`user ${user} connected to ${node} (${request.service})`, { from: remoteAddress })
-    writeMessage<DialReply>(socket, { ok: true })
-    if (!untilClientSpeaks) {
+    answer({ ok: true })
+    if (!plain) {
       splice(socket, stream)
       return
     }

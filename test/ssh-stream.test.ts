@@ -10,15 +10,16 @@ import { execFile, spawn } from 'node:child_process'
 import { createPrivateKey, generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync, writeFileSync } from 'node:fs'
-import { connect, type Socket } from 'node:net'
+import { connect, createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { PROFILE_FILES } from '../cli/profile.ts'
-import { fdpassProxyCommand } from '../cli/ssh-stream.ts'
+import { dialSshStream, fdpassProxyCommand } from '../cli/ssh-stream.ts'
 import { parseHostPort } from '../shared/address.ts'
+import { splitPems } from '../shared/identity-store.ts'
 import { type DialReply, parseDialReply } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
-import { parseSshStreamChallenge, SSH_STREAM_MAGIC, type SshStreamRequest, signSshStream } from '../shared/protocol/ssh-stream.ts'
+import { ClientHandshake, ProxyHandshake, parseSshStreamHello, SSH_STREAM_MAGIC, type SshStreamSealed } from '../shared/protocol/ssh-stream.ts'
 import { AuthProcess, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { selfSignedCertificate } from './helpers/self-signed-cert.ts'
 import { until } from './helpers/until.ts'
@@ -61,11 +62,14 @@ const credentials = (dir: string) => ({
   key: createPrivateKey(readFileSync(join(dir, PROFILE_FILES.tlsKey))),
 })
 
-/** OpenSSH with the ssh_config of `dir`, its ProxyCommand replaced by the descriptor-passing one. */
-function fdpassSsh(dir: string, args: string[]): ReturnType<typeof spawn> {
-  const warren = `${process.execPath} ${join(ROOT, 'cli/warren.ts')}`
-  const command = fdpassProxyCommand(warren, `--identity=${dir} %r@%h:%p`)
-  return spawn('ssh', ['-F', join(dir, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ProxyUseFdpass=yes', '-o', `ProxyCommand=${command}`, ...args], {
+const clusterName = JSON.parse(readFileSync(join(labUser, PROFILE_FILES.profile), 'utf8')).cluster_name as string
+const caPems = splitPems(readFileSync(join(labUser, PROFILE_FILES.hostCA), 'utf8'))
+const warrenCommand = `${process.execPath} ${join(ROOT, 'cli/warren.ts')}`
+
+/** OpenSSH with the ssh_config of `dir`, its ProxyCommand replaced by the descriptor-passing one (options first win). */
+function fdpassSsh(dir: string, args: string[], options: string[] = []): ReturnType<typeof spawn> {
+  const command = fdpassProxyCommand(warrenCommand, `--identity=${dir} %r@%h:%p`)
+  return spawn('ssh', ['-F', join(dir, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ProxyUseFdpass=yes', ...options, '-o', `ProxyCommand=${command}`, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
 }
@@ -89,24 +93,44 @@ t.test('stock ssh with ProxyUseFdpass reaches the node, and no process of ours s
   t.equal(output, 'via-42\ndone\n', 'the session went on after the hand-over')
 })
 
-interface RawOptions {
-  node: string
-  cert: X509Certificate
-  key: KeyObject
-  /** Sign this challenge instead of the one the proxy sent (a replay). */
-  challenge?: Buffer
+/** A TCP relay to the proxy that keeps what the client sent: what a passive observer on the path sees. */
+async function recordingRelay(): Promise<{ port: number; sent: () => Buffer[] }> {
+  const { host, port } = parseHostPort(proxy.web, 0)
+  const connections: Buffer[][] = []
+  const server = createServer((client) => {
+    const upstream = connect({ host, port })
+    const chunks: Buffer[] = []
+    connections.push(chunks)
+    client.on('data', (data) => chunks.push(data))
+    client.pipe(upstream).pipe(client)
+    client.on('error', () => upstream.destroy())
+    upstream.on('error', () => client.destroy())
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  return { port: (server.address() as { port: number }).port, sent: () => connections.map((chunks) => Buffer.concat(chunks)) }
 }
 
-/** Speaks the plain stream by hand; the proxy's reply, and for `ok` the node's first bytes. */
-async function rawStream(options: RawOptions): Promise<{ reply: DialReply; challenge: Buffer; after: string }> {
+/** Reads one line from `socket` (leaving nothing else read: the peer sends no more until answered). */
+const line = (socket: Socket) => readFirstMessage(socket, (value) => value)
+
+/**
+ * Speaks the plain stream by hand as `cert`'s holder would, signing with `key`, or sends
+ * `raw` bytes instead of the request; the proxy's reply, and for an acceptance the node's
+ * first line after a client banner.
+ */
+async function rawStream(options: { node: string; cert: X509Certificate; key: KeyObject; raw?: Buffer }): Promise<{ reply: DialReply; after: string }> {
   const { host, port } = parseHostPort(proxy.web, 0)
   const socket: Socket = connect({ host, port })
   await once(socket, 'connect')
   socket.write(SSH_STREAM_MAGIC)
-  const challenge = Buffer.from((await readFirstMessage(socket, parseSshStreamChallenge)).challenge, 'base64')
-  const signature = signSshStream(options.key, options.challenge ?? challenge, options.node)
-  writeMessage<SshStreamRequest>(socket, { node: options.node, certificate: options.cert.raw.toString('base64'), signature })
-  const reply = await readFirstMessage(socket, parseDialReply)
+  const hello = parseSshStreamHello(await line(socket))
+  const handshake = new ClientHandshake()
+  if (options.raw) socket.write(options.raw)
+  else writeMessage<SshStreamSealed>(socket, handshake.request(hello, { clusterName, caPems }, options.node, options.cert, options.key))
+  const answer = await line(socket)
+  const reply = options.raw ? parseDialReply(answer) : handshake.reply(answer)
   // The node's SSH server speaks after the client's first byte; a refused stream only closes.
   if (reply.ok) socket.write('SSH-2.0-rawtest\r\n')
   let after = ''
@@ -115,17 +139,29 @@ async function rawStream(options: RawOptions): Promise<{ reply: DialReply; chall
     if (after.includes('\n')) socket.destroy()
   })
   await once(socket, 'close')
-  return { reply, challenge, after }
+  return { reply, after }
 }
 
-t.test('the proxy checks the user before any stream to a node', async (t) => {
+t.test('the proxy checks the user before any stream to a node; an observer learns neither', async (t) => {
   const lab = credentials(labUser)
   const good = await rawStream({ node: 'lab-1', ...lab })
   t.same(good.reply, { ok: true }, 'a signed challenge of a valid user opens the node')
   t.match(good.after, /^SSH-2\.0-/, "and the node's SSH server answers")
 
-  const replayed = await rawStream({ node: 'lab-1', ...lab, challenge: good.challenge })
-  t.same(replayed.reply, { ok: false, error: "the challenge is not signed by the certificate's key" }, "a signature made for another connection's challenge is refused")
+  // What the real client sends, seen on the path, then sent again on a new connection.
+  const relay = await recordingRelay()
+  const observed = fdpassProxyCommand(warrenCommand, `--identity=${labUser} --proxy=127.0.0.1:${relay.port} %r@%h:%p`)
+  const seen = fdpassSsh(labUser, [`${testLogin()}@lab-1`, 'true'], ['-o', `ProxyCommand=${observed}`])
+  t.equal((await once(seen, 'exit'))[0], 0, 'a session through the observed path')
+  // The ProxyCommand's HTTPS request for host keys took the relay too: the stream is the other connection.
+  const sent = relay.sent().find((bytes) => bytes.subarray(0, SSH_STREAM_MAGIC.length).toString() === SSH_STREAM_MAGIC) ?? Buffer.alloc(0)
+  const request = sent.subarray(SSH_STREAM_MAGIC.length, sent.indexOf('\n', SSH_STREAM_MAGIC.length) + 1)
+  t.ok(request.length > 0 && request.toString().startsWith('{'), 'the observer saw the sealed request')
+  for (const secret of ['lab-user', 'lab-1', lab.cert.raw.toString('base64').slice(0, 40)]) {
+    t.notOk(sent.includes(secret), `and cannot read ${secret === 'lab-1' ? 'the node' : secret === 'lab-user' ? 'the user' : 'the certificate'} in what the client sent`)
+  }
+  const replayed = await rawStream({ node: 'lab-1', ...lab, raw: request })
+  t.same(replayed.reply, { ok: false, error: 'the sealed message does not open with this connection’s key' }, 'the recorded request replayed on a new connection is refused')
   t.equal(replayed.after, '', 'and nothing of the node follows')
 
   const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
@@ -140,7 +176,6 @@ t.test('the proxy checks the user before any stream to a node', async (t) => {
 
   const prod = await rawStream({ node: 'prod-1', ...lab })
   t.equal(prod.reply.ok, false, "a node the user's roles do not allow is refused")
-  t.match(prod.reply, { error: /denied|not allowed|no node/ })
   t.equal(prod.after, '')
 
   const locked = await auth.ctl(['lock', '--user=lab-user', '--message=lent laptop'])
@@ -148,6 +183,25 @@ t.test('the proxy checks the user before any stream to a node', async (t) => {
   let refused: DialReply = { ok: true }
   await until('the proxy to know the lock', async () => (refused = (await rawStream({ node: 'lab-1', ...lab })).reply).ok === false, { timeoutMs: 30_000 })
   t.match(refused, { ok: false, error: /lent laptop/ }, "a locked user is refused with the lock's message")
+  await auth.ctl(['lock', 'rm', '--user=lab-user'])
+})
+
+t.test('the client shows nothing to a server that is not a proxy of the cluster', async (t) => {
+  const forged = selfSignedCertificate()
+  let received = ''
+  const impostor = createServer((socket) => {
+    socket.on('data', (data) => {
+      received += data
+      if (received === SSH_STREAM_MAGIC) writeMessage(socket, new ProxyHandshake().hello(new X509Certificate(forged.cert), createPrivateKey(forged.key)))
+    })
+    socket.on('error', () => {})
+  })
+  impostor.listen(0, '127.0.0.1')
+  await once(impostor, 'listening')
+  t.teardown(() => impostor.close())
+  const port = (impostor.address() as { port: number }).port
+  await t.rejects(dialSshStream('127.0.0.1', port, labUser, 'lab-1'), /not a proxy of this cluster/, 'the client refuses the impostor')
+  t.equal(received, SSH_STREAM_MAGIC, 'having sent nothing but its first line')
 })
 
 t.test('a connection that is not a stream of this version is closed unanswered', async (t) => {
