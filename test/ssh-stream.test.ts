@@ -20,7 +20,7 @@ import { splitPems } from '../shared/identity-store.ts'
 import { type DialReply, parseDialReply } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { ClientHandshake, ProxyHandshake, parseSshStreamHello, SSH_STREAM_MAGIC, type SshStreamSealed } from '../shared/protocol/ssh-stream.ts'
-import { AuthProcess, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { selfSignedCertificate } from './helpers/self-signed-cert.ts'
 import { until } from './helpers/until.ts'
 
@@ -91,6 +91,15 @@ t.test('stock ssh with ProxyUseFdpass reaches the node, and no process of ours s
   const [code] = await exited
   t.equal(code, 3, `the exit status comes back (${errors.trim()})`)
   t.equal(output, 'via-42\ndone\n', 'the session went on after the hand-over')
+})
+
+t.test('warren ssh --fdpass runs a command on a node and on every node a selector matches', async (t) => {
+  const one = await warren(['ssh', '--fdpass', `--identity=${labUser}`, `${testLogin()}@lab-1`, 'echo one-$((6*7))'])
+  t.equal(one.code, 0, one.stderr)
+  t.equal(one.stdout, 'one-42\n')
+  const many = await warren(['ssh', '--fdpass', `--identity=${labUser}`, `${testLogin()}@env=*`, 'echo many'])
+  t.equal(many.code, 0, many.stderr)
+  t.equal(many.stdout, '[lab-1] many\n', "on the nodes the user's roles allow")
 })
 
 /** A TCP relay to the proxy that keeps what the client sent: what a passive observer on the path sees. */
