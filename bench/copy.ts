@@ -19,8 +19,10 @@
 // copy) and that of the hop in between (Warren's proxy, the jump sshd). Rounds alternate the
 // paths; medians are reported.
 //
-//   npm run bench:copy [-- --size=1G --rounds=3 --round-trips=2000 --cipher=aes128-gcm@openssh.com --profile]
+//   npm run bench:copy [-- --size=1G --rounds=3 --round-trips=2000 --cipher=aes128-gcm@openssh.com --fdpass --profile]
 //
+// --fdpass has Warren's ssh talk to the proxy itself over a plain SSH stream (ProxyUseFdpass,
+// `warren ssh --fdpass`) instead of through the ProxyCommand's TLS connection.
 // --cipher is OpenSSH's -c on both paths (the default is what client and server agree on).
 // --profile runs the proxy and the agent with --cpu-prof and prints where their time went.
 //
@@ -33,7 +35,8 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { lookupPasswd } from '../agent/login-accounts.ts'
 import { findSftpServer } from '../agent/sftp-server.ts'
-import { tempDir, testLogin } from '../test/helpers/cluster.ts'
+import { fdpassProxyCommand } from '../cli/ssh-stream.ts'
+import { ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
 import { formatSummary, profilesOf, summariseProfiles } from './lib/cpu-profile.ts'
 import { interactiveRoundTrips, randomFile, sha256File, timed } from './lib/file-copy.ts'
 import { type LatencyResult, median } from './lib/measure.ts'
@@ -49,6 +52,7 @@ const { values } = parseArgs({
     'round-trips': { type: 'string', default: '2000' },
     profile: { type: 'boolean', default: false },
     cipher: { type: 'string' },
+    fdpass: { type: 'boolean', default: false },
   },
 })
 const bytes = parseSize(values.size)
@@ -118,6 +122,13 @@ const account = lookupPasswd(login)!
 const remoteDir = tempDir('warren-bench-remote-')
 chownSync(remoteDir, account.uid, account.gid)
 
+/** With --fdpass, options that win over the ssh_config's ProxyCommand. */
+function fdpassOptions(profile: string): string[] {
+  if (!values.fdpass) return []
+  const warren = `${process.execPath} ${join(ROOT, 'cli/warren.ts')}`
+  return ['-o', 'ProxyUseFdpass=yes', '-o', `ProxyCommand=${fdpassProxyCommand(warren, `--identity=${profile} %r@%h:%p`)}`]
+}
+
 /** The cluster, a user allowed the login, and the ssh_config its login writes. */
 async function warrenPath(): Promise<CopyPath> {
   const env: Record<string, string> = profileDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } : {}
@@ -133,7 +144,7 @@ async function warrenPath(): Promise<CopyPath> {
   }
   return {
     name: 'warren',
-    ssh: ['-F', join(profile, 'ssh_config'), ...clientOptions],
+    ssh: ['-F', join(profile, 'ssh_config'), ...fdpassOptions(profile), ...clientOptions],
     host: `${login}@${NODE_NAME}`,
     nodePid: cluster.node.child.pid!,
     hopPid: cluster.proxy.daemon.child.pid!,
@@ -208,6 +219,7 @@ try {
   paths.push(await warrenPath(), await opensshPath(sftpServer))
   for (const path of paths) notes.push(`${path.name}: ${cipherOf(path)}`)
   notes.push(`both: ${sftpServer}, scp in its default (SFTP) mode, ${spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim()}`)
+  if (values.fdpass) notes.push('warren: ssh talks to the proxy itself (--fdpass: a plain SSH stream, ProxyUseFdpass)')
 
   // One unmeasured pass first: JIT compilation of the agent and proxy, the page cache.
   for (const path of paths) {

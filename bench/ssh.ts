@@ -5,6 +5,8 @@
 //   warren-ssh          client → TCP → stock `ssh -L` → ProxyCommand `warren proxy ssh` → TLS →
 //                       proxy → TLS 1.3 + yamux → agent (the node's SSH server, ssh2) → TCP → server;
 //                       ssh configured by the ssh_config `warrenctl auth sign --format=openssh` writes
+//   warren-ssh-fdpass   client → TCP → stock `ssh -L` → proxy (a plain SSH stream, ProxyUseFdpass:
+//                       the ProxyCommand hands ssh its socket and exits) → TLS 1.3 + yamux → agent → …
 //   openssh-auth        client → TCP → `ssh -L` → sshd → TCP → sshd → `ssh -R` → TCP → server
 //                       (bench/lib/openssh-tunnel.ts: the user's authenticated, encrypted leg)
 //   warren-port         client → `warren proxy port NODE sink` over its standard input and output →
@@ -29,6 +31,7 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { Duplex } from 'node:stream'
 import { parseArgs } from 'node:util'
+import { fdpassProxyCommand } from '../cli/ssh-stream.ts'
 import { freePort, ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
 import { Helper } from './lib/child.ts'
 import { type LatencyResult, median, roundTrips } from './lib/measure.ts'
@@ -40,7 +43,7 @@ import { startStunnelChain, stunnelMissing } from './lib/stunnel.ts'
 import { formatTable } from './lib/table.ts'
 import { NODE_NAME, startWarrenCluster, type WarrenCluster } from './lib/warren-path.ts'
 
-const ALL_PATHS = ['warren-ssh', 'openssh-auth', 'warren-port', 'warren-port-listen', 'stunnel']
+const ALL_PATHS = ['warren-ssh', 'warren-ssh-fdpass', 'openssh-auth', 'warren-port', 'warren-port-listen', 'stunnel']
 const { values } = parseArgs({
   options: {
     mb: { type: 'string', default: '1000' },
@@ -133,15 +136,22 @@ async function startWarren(serverPort: number): Promise<{ cluster: WarrenCluster
 
 async function startPath(name: string, serverPort: number, warren: () => ReturnType<typeof startWarren>): Promise<Path | string> {
   switch (name) {
-    case 'warren-ssh': {
+    case 'warren-ssh':
+    case 'warren-ssh-fdpass': {
       const { cluster, identity, login } = await warren()
       const port = await freePort()
+      // Options given first win over the ssh_config's.
+      const fdpass =
+        name === 'warren-ssh-fdpass'
+          ? ['-o', 'ProxyUseFdpass=yes', '-o', `ProxyCommand=${fdpassProxyCommand(`${process.execPath} ${WARREN}`, `--identity=${identity} %r@%h:%p`)}`]
+          : []
       const ssh = stopAtEnd(
         spawn(
           'ssh',
           [
             '-F',
             join(identity, 'ssh_config'),
+            ...fdpass,
             '-v',
             '-N',
             '-o',
@@ -158,7 +168,7 @@ async function startPath(name: string, serverPort: number, warren: () => ReturnT
       let log = ''
       ssh.stderr!.on('data', (data) => (log += data))
       await waitForPort(port, () => `ssh -L through Warren did not open its port: ${log}`, 30_000)
-      notes.push(`warren-ssh: ${/kex: server->client cipher: (\S+ MAC: \S+)/.exec(log)?.[1] ?? 'unknown cipher'}`)
+      notes.push(`${name}: ${/kex: server->client cipher: (\S+ MAC: \S+)/.exec(log)?.[1] ?? 'unknown cipher'}`)
       const sshPid = ssh.pid!
       return {
         name,
@@ -361,6 +371,10 @@ const ratios = [
   compare('warren-ssh ÷ openssh-auth, p50', 'warren-ssh', p50, 'openssh-auth', p50, '≤'),
   compare('node agent ÷ sshd, CPU per GB', 'warren-ssh', agent, 'openssh-auth', sshd, '≤'),
   compare('warren-ssh ÷ openssh-auth, CPU per GB, all processes', 'warren-ssh', total, 'openssh-auth', total),
+  compare('warren-ssh-fdpass ÷ openssh-auth, up', 'warren-ssh-fdpass', up, 'openssh-auth', up, '≥'),
+  compare('warren-ssh-fdpass ÷ openssh-auth, down', 'warren-ssh-fdpass', down, 'openssh-auth', down, '≥'),
+  compare('warren-ssh-fdpass ÷ openssh-auth, p50', 'warren-ssh-fdpass', p50, 'openssh-auth', p50, '≤'),
+  compare('warren-ssh-fdpass ÷ openssh-auth, CPU per GB, all processes', 'warren-ssh-fdpass', total, 'openssh-auth', total),
   compare('warren-port-listen ÷ stunnel, up', 'warren-port-listen', up, 'stunnel', up, '≥'),
   compare('warren-port-listen ÷ stunnel, down', 'warren-port-listen', down, 'stunnel', down, '≥'),
   compare('warren-port-listen ÷ stunnel, p50', 'warren-port-listen', p50, 'stunnel', p50),

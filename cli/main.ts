@@ -18,13 +18,14 @@ export async function runMain(command: (argv: string[]) => Promise<number | unde
 
 /**
  * A reader that stops early (`warrenctl tokens ls | head -1`) closes standard output; the
- * next write fails with EPIPE. What was written is what the reader wanted, so the command
+ * next write fails with EPIPE (ECONNRESET for a socket). What was written is what the reader wanted, so the command
  * ends there with status 0, as it would have had the reader read on. Every command prints
  * only after it has done its work, so nothing is left half done.
  */
 function endQuietlyOnClosedOutput(): void {
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code === 'EPIPE') process.exit(0)
+    // A socket's reader resets it rather than closing a pipe (OpenSSH's ProxyUseFdpass does).
+    if (error.code === 'EPIPE' || error.code === 'ECONNRESET') process.exit(0)
     throw error
   })
 }

@@ -24,6 +24,7 @@ import { HOST_KEYS_DIR, refreshHostKeys } from './host-keys.ts'
 import { DEFAULT_LISTEN_HOST, listenAndDial, parseListenAddress } from './port-listen.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
 import { credentialsDir, reachableNodes, USER_FLAGS } from './reachable.ts'
+import { checkFdpassChannel, dialSshStream, fdpassProxyCommand, handOver } from './ssh-stream.ts'
 
 const COMMON = defineFlags({
   identity: { type: 'path', placeholder: 'DIR', defaultText: '$WARREN_HOME, else ~/.warren', description: 'directory with the credentials from "warrenctl auth sign"' },
@@ -32,7 +33,7 @@ const COMMON = defineFlags({
 
 type ProxyFlags = FlagValues<typeof COMMON>
 
-function proxyAddress(flags: ProxyFlags, dir: string): { host: string; port: number } {
+export function proxyAddress(flags: ProxyFlags, dir: string): { host: string; port: number } {
   const proxy = flags.proxy ?? loadProfile(dir).proxies[0]
   if (!proxy) throw new UsageError('no proxy known: pass --proxy=HOST:PORT')
   return parseHostPort(proxy, DEFAULTS.webPort)
@@ -89,20 +90,32 @@ export const proxySshCommand = defineCommand({
   name: 'warren proxy ssh',
   summary: "standard input and output to a node's SSH server: an OpenSSH ProxyCommand",
   operands: ['login@node[:port]'],
-  flags: COMMON,
+  flags: {
+    ...COMMON,
+    fdpass: {
+      type: 'boolean',
+      description: 'hand the connection itself to OpenSSH (ProxyUseFdpass yes) as a plain SSH stream: no process copies the bytes, and the proxy no TLS layer around them',
+    },
+  },
   description: 'OpenSSH runs it with the tokens %r@%h:%p; the ssh_config that "warrenctl auth sign --format=openssh" writes names it.',
   examples: ['ssh -o "ProxyCommand=warren proxy ssh %r@%h:%p" root@pi-1', 'warren proxy ssh --identity=~/.warren --proxy=proxy.example.com:3080 root@pi-1:22'],
   async run(flags, args) {
     const node = /^(?:[^@]+@)?(.+?)(?::\d+)?$/.exec(args[0])?.[1] ?? args[0]
     const dir = flags.identity ?? defaultProfileDir()
+    if (flags.fdpass) checkFdpassChannel()
+    const dial = () => {
+      if (!flags.fdpass) return dialThroughProxy(flags, node, { service: 'ssh' })
+      const { host, port } = proxyAddress(flags, dir)
+      return dialSshStream(host, port, dir, node)
+    }
     // Both before the node's first byte reaches OpenSSH, which then checks its host key.
     const [socket] = await Promise.all([
-      dialThroughProxy(flags, node, { service: 'ssh' }),
+      dial(),
       refreshHostKeys(dir, flags.proxy, node).catch((error: Error) => {
         process.stderr.write(`warren: cannot refresh the host keys of "${node}" (the known_hosts of the login still apply): ${error.message}\n`)
       }),
     ])
-    return pipeStdio(socket)
+    return flags.fdpass ? handOver(socket) : pipeStdio(socket as TLSSocket)
   },
 })
 
@@ -151,6 +164,7 @@ export const sshCommand = defineCommand({
     port: { type: 'string', short: 'p', placeholder: 'PORT', description: "the node's SSH port (informational)" },
     tty: { type: 'boolean', short: 't', description: 'force a terminal' },
     'max-parallel': { type: 'string', placeholder: 'N', default: String(DEFAULT_MAX_PARALLEL), description: 'with a selector: how many nodes run the command at once' },
+    fdpass: { type: 'boolean', description: 'ssh talks to the proxy itself over a plain SSH stream (ProxyUseFdpass): no process of ours copies the bytes' },
   },
   flagsEndAtFirstArgument: true,
   description: `Host keys are checked strictly against the known_hosts of the credentials. Flags go before login@node; what follows it is the command to run.
@@ -160,7 +174,7 @@ With a label selector for the node (login@env=lab,site=*: key=value or key=*, al
   run: (flags, args) => ssh(flags, args[0], args.slice(1)),
 })
 
-type SshFlags = ProxyFlags & { cluster?: string; port?: string; tty: boolean; 'max-parallel': string }
+type SshFlags = ProxyFlags & { cluster?: string; port?: string; tty: boolean; 'max-parallel': string; fdpass?: boolean }
 
 async function ssh(flags: SshFlags, destination: string, command: string[]): Promise<number> {
   const at = destination.lastIndexOf('@')
@@ -190,8 +204,11 @@ async function sshOnSelection(flags: SshFlags, dir: string, login: string, selec
 }
 
 /** OpenSSH's arguments: the credentials of `dir`, strict host keys, warren as the ProxyCommand, then `rest`. */
-function opensshArgs(flags: ProxyFlags, dir: string, rest: string[]): string[] {
+function opensshArgs(flags: ProxyFlags & { fdpass?: boolean }, dir: string, rest: string[]): string[] {
   const proxyFlags = [`--identity=${dir}`, ...(flags.proxy ? [`--proxy=${flags.proxy}`] : [])].map((f) => `'${f}'`).join(' ')
+  const proxyCommand = flags.fdpass
+    ? ['-o', 'ProxyUseFdpass=yes', '-o', `ProxyCommand=${fdpassProxyCommand(warrenCommand(), `${proxyFlags} %r@%h:%p`)}`]
+    : ['-o', `ProxyCommand=${warrenCommand()} proxy ssh ${proxyFlags} %r@%h:%p`]
   return [
     '-F',
     '/dev/null',
@@ -205,8 +222,7 @@ function opensshArgs(flags: ProxyFlags, dir: string, rest: string[]): string[] {
     `IdentityFile=${profilePath(dir, 'sshKey')}`,
     '-o',
     `CertificateFile=${profilePath(dir, 'sshCert')}`,
-    '-o',
-    `ProxyCommand=${warrenCommand()} proxy ssh ${proxyFlags} %r@%h:%p`,
+    ...proxyCommand,
     ...rest,
   ]
 }

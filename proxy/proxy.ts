@@ -3,7 +3,7 @@
 // ALPN — heartbeats into the auth server, and tells its agents which proxies are live.
 // Users reach a node through its tunnel, or a direct node by a dial (node-dialer.ts).
 
-import { X509Certificate } from 'node:crypto'
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
 import type { Server } from 'node:net'
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
@@ -32,6 +32,7 @@ import { NodeDialer } from './node-dialer.ts'
 import { ownCertificateRenewal } from './own-certificate.ts'
 import { PresenceReports } from './presence-reports.ts'
 import { ProxyRevocations } from './revocations.ts'
+import { sshStreamGateway } from './ssh-stream-gateway.ts'
 import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
 import { type Tunnel, TunnelServer } from './tunnel-server.ts'
 import { UserGateway } from './user-gateway.ts'
@@ -63,6 +64,7 @@ export class ProxyService {
   private userCAPems: string[] = []
   private readonly clientAddresses = new WeakMap<object, string>()
   private cachedContext?: { key: string; context: SecureContext }
+  private cachedStreamCredentials?: { pem: string; cert: X509Certificate; key: KeyObject }
   private ticketKeys!: TicketKeys
   private webCertificates?: WebCertificates
   private presence!: PresenceReports
@@ -196,18 +198,21 @@ export class ProxyService {
       declines: (protocols) => (protocols.includes(TUNNEL_ALPN) ? declines(protocols) : 'this port serves only reverse tunnels'),
       alpn: { [TUNNEL_ALPN]: serveTunnel },
     })
-    const listen = async (address: string, defaultPort: number, tls: (conn: RoutedConnection) => void) => {
+    // Users' plain SSH streams (ProxyUseFdpass) on the web port, beside their TLS connections.
+    const sshStreams = sshStreamGateway({ users: this.users, credentials: () => this.streamCredentials(), gate, log: this.log })
+    const listen = async (address: string, defaultPort: number, tls: (conn: RoutedConnection) => void, streams?: (conn: RoutedConnection) => void) => {
       const { host, port } = parseHostPort(address, defaultPort)
-      // Every protocol here is TLS: a connection gets no longer to show its ClientHello than to show it speaks TLS at all.
+      // A connection gets no longer to show its ClientHello (or a plain stream's first line) than to show what it speaks at all.
       const mux = new Multiplexer({ trustedLoadBalancers: this.config.proxy.trustedLoadBalancers, gate, sniffTimeoutMs: gate.config.helloTimeoutMs, log: this.log })
       mux.on('tls', tls)
+      if (streams) mux.on('ssh-stream', streams)
       mux.on('rejected', (reason: string, remote: string) => this.log.debug(`connection from ${remote} closed: ${reason}`))
       const server = await mux.listen(host, port)
       this.servers.push(server)
       const bound = server.address() as { address: string; port: number }
       return `${bound.address.includes(':') ? `[${bound.address}]` : bound.address}:${bound.port}`
     }
-    this.addresses.web = await listen(this.config.proxy.webListenAddr, DEFAULTS.webPort, everything)
+    this.addresses.web = await listen(this.config.proxy.webListenAddr, DEFAULTS.webPort, everything, sshStreams)
     if (this.multiplexed) {
       this.addresses.tunnel = this.addresses.web
       this.log.debug('Setup Proxy: Reverse tunnel proxy and web proxy listen on the same port, multiplexing is on')
@@ -232,6 +237,15 @@ export class ProxyService {
     this.tunnels.on('recording', (tunnel: Tunnel, message: RecordingMessage) => void relayRecording(this.auth, tunnel, message))
     this.ownCertificate = ownCertificateRenewal({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
     this.ownCertificate.start()
+  }
+
+  /** The host certificate and key that sign plain SSH streams' hellos, parsed once per certificate. */
+  private streamCredentials(): { cert: X509Certificate; key: KeyObject } {
+    const pem = this.identity.tlsCertPem
+    if (this.cachedStreamCredentials?.pem !== pem) {
+      this.cachedStreamCredentials = { pem, cert: new X509Certificate(pem), key: createPrivateKey(this.identity.tlsKeyPem) }
+    }
+    return this.cachedStreamCredentials
   }
 
   /**

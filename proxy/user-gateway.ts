@@ -12,14 +12,15 @@
 // verifies and judges itself (agent/port-access.ts).
 
 import type { X509Certificate } from 'node:crypto'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
-import { type Access, nodeRefusal, portRefusal } from '../shared/access.ts'
+import { nodeRefusal, portRefusal } from '../shared/access.ts'
 import { accessOfX509Certificate } from '../shared/access-cert.ts'
 import { certSubject } from '../shared/cert-subject.ts'
 import { type Expected, judgeCertificate, judgeIdentity, type Verdict } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
-import { type DialReply, type DialRequestIn, parseUserDial } from '../shared/protocol/dial.ts'
+import { type DialReply, type DialRequestIn, parseUserDial, type UserDial } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { splice } from '../shared/splice.ts'
 import { parseSshCertificate } from '../shared/ssh-cert.ts'
@@ -38,7 +39,7 @@ export interface UserGatewayOptions {
 export class UserGateway {
   private readonly options: UserGatewayOptions
   /** Every accepted user connection until it closes, with the certificate it was accepted by. */
-  private readonly open = new Map<TLSSocket, X509Certificate>()
+  private readonly open = new Map<Socket, X509Certificate>()
   /** Bytes of user connections already closed, from the user and to the user. */
   private readonly closedBytes = { fromUsers: 0, toUsers: 0 }
 
@@ -111,16 +112,44 @@ export class UserGateway {
     if (!cert || !verdict?.trusted) {
       const reason = socket.authorizationError ?? (verdict && !verdict.trusted ? verdict.reason : 'no valid user certificate')
       log.warn(`user connection from ${remoteAddress} refused: ${reason}`)
-      writeMessage<DialReply>(socket, { ok: false, error: 'a valid user certificate of this cluster is required' })
-      socket.end()
+      refuse(socket, 'a valid user certificate of this cluster is required')
       return
     }
-    const subject = verdict.subject
-    const locked = this.options.refusedUser?.(subject.commonName)
-    if (locked) {
-      log.warn(`user connection from ${remoteAddress} refused: ${locked}`, { user: subject.commonName, locked: true })
-      writeMessage<DialReply>(socket, { ok: false, error: locked })
+    let message: UserDial
+    try {
+      message = await readFirstMessage(socket, parseUserDial)
+    } catch (error) {
+      refuse(socket, (error as Error).message)
+      return
+    }
+    await this.serve(socket, cert, verdict.subject.commonName, remoteAddress, message)
+  }
+
+  /** Judges a user certificate as a user connection's (CA, cluster, role, dates): its user, or why not. */
+  judge(cert: X509Certificate): { user: string } | { refused: string } {
+    const verdict = judgeCertificate(cert, this.expected)
+    return verdict.trusted ? { user: verdict.subject.commonName } : { refused: verdict.reason }
+  }
+
+  /**
+   * Serves a user connection whose certificate has been verified and whose key has been
+   * proven (by the TLS handshake, or by a signed challenge: ssh-stream-gateway.ts): refuses
+   * a locked user, checks the roles, opens the stream to the node, answers, then splices.
+   * A plain SSH stream answers in its own way (`stream.answer`), and the node's bytes wait
+   * for the client's first byte, so the answer is the last thing the client reads before
+   * it hands the socket on.
+   */
+  async serve(socket: Socket, cert: X509Certificate, user: string, remoteAddress: string, message: UserDial, plain?: { answer: (reply: DialReply) => void }): Promise<void> {
+    const { log } = this.options
+    const answer = plain?.answer ?? ((reply: DialReply) => writeMessage<DialReply>(socket, reply))
+    const refuse = (error: string) => {
+      answer({ ok: false, error })
       socket.end()
+    }
+    const locked = this.options.refusedUser?.(user)
+    if (locked) {
+      log.warn(`user connection from ${remoteAddress} refused: ${locked}`, { user, locked: true })
+      refuse(locked)
       return
     }
     this.open.set(socket, cert)
@@ -129,30 +158,19 @@ export class UserGateway {
       this.closedBytes.fromUsers += socket.bytesRead
       this.closedBytes.toUsers += socket.bytesWritten
     })
-    let node: string
-    let request: DialRequestIn
-    let access: Access
-    try {
-      access = accessOfX509Certificate(cert)
-      const message = await readFirstMessage(socket, parseUserDial)
-      node = message.node
-      request = { service: message.service, name: message.name, client: `${subject.commonName}@${remoteAddress}` }
-      if (message.service === 'port') request.certificate = message.certificate
-    } catch (error) {
-      writeMessage<DialReply>(socket, { ok: false, error: (error as Error).message })
-      socket.end()
-      return
-    }
+    const node = message.node
+    const request: DialRequestIn = { service: message.service, name: message.name, client: `${user}@${remoteAddress}` }
+    if (message.service === 'port') request.certificate = message.certificate
     let stream: Duplex
     try {
-      const portDenied = request.service === 'port' ? (portRefusal(access, request.name ?? '') ?? portCertificateRefusal(request.certificate, subject.commonName)) : undefined
+      const access = accessOfX509Certificate(cert)
+      const portDenied = request.service === 'port' ? (portRefusal(access, request.name ?? '') ?? portCertificateRefusal(request.certificate, user)) : undefined
       if (portDenied) throw new AccessDenied(`access to port "${request.name}" of node "${node}" denied: ${portDenied}`)
       stream = await this.options.nodes.dial(node, request, (labels) => nodeRefusal(access, labels))
     } catch (error) {
       const denied = error instanceof AccessDenied
-      log.info(`user ${subject.commonName} cannot reach ${node}: ${(error as Error).message}`, { user: subject.commonName, node, ...(denied ? { access_denied: true } : {}) })
-      writeMessage<DialReply>(socket, { ok: false, error: (error as Error).message })
-      socket.end()
+      log.info(`user ${user} cannot reach ${node}: ${(error as Error).message}`, { user, node, ...(denied ? { access_denied: true } : {}) })
+      refuse((error as Error).message)
       return
     }
     if (socket.destroyed) {
@@ -160,10 +178,25 @@ export class UserGateway {
       stream.destroy()
       return
     }
-    log.info(`user ${subject.commonName} connected to ${node} (${request.service})`, { from: remoteAddress })
-    writeMessage<DialReply>(socket, { ok: true })
-    splice(socket, stream)
+    log.info(`user ${user} connected to ${node} (${request.service})`, { from: remoteAddress })
+    answer({ ok: true })
+    if (!plain) {
+      splice(socket, stream)
+      return
+    }
+    const drop = () => stream.destroy()
+    socket.once('close', drop)
+    socket.once('readable', () => {
+      socket.off('close', drop)
+      splice(socket, stream)
+    })
   }
+}
+
+/** Answers a refused user connection with why, then closes it. */
+function refuse(socket: Socket, error: string): void {
+  writeMessage<DialReply>(socket, { ok: false, error })
+  socket.end()
 }
 
 /**

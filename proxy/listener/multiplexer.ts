@@ -73,6 +73,7 @@ export interface MultiplexerEvents {
   tls: [conn: RoutedConnection]
   http: [conn: RoutedConnection]
   ssh: [conn: RoutedConnection]
+  'ssh-stream': [conn: RoutedConnection]
   /** A connection closed before routing; `remoteAddress` is the TCP peer. */
   rejected: [reason: string, remoteAddress: string]
 }

@@ -2,13 +2,15 @@
 // with a fixed pattern from the client, so a few bytes decide, and anything else is refused
 // rather than guessed at.
 
-export type Protocol = 'tls' | 'http' | 'ssh' | 'unknown'
+export type Protocol = 'tls' | 'http' | 'ssh' | 'ssh-stream' | 'unknown'
 
 const PATTERNS: ReadonlyArray<readonly [Buffer, Protocol]> = [
   // A TLS handshake record (content type 22) with a 3.x record version.
   [Buffer.from([0x16, 0x03]), 'tls'],
   // RFC 4253 4.2: the identification string.
   [Buffer.from('SSH-', 'latin1'), 'ssh'],
+  // A user's plain SSH stream (shared/protocol/ssh-stream.ts): its first line.
+  [Buffer.from('WARR', 'latin1'), 'ssh-stream'],
   ...['GET ', 'POST', 'HEAD', 'PUT ', 'DELE', 'OPTI', 'PATC', 'CONN'].map((method) => [Buffer.from(method, 'latin1'), 'http'] as const),
 ]
 

@@ -1,0 +1,225 @@
+// The plain SSH stream with real processes: stock OpenSSH with ProxyUseFdpass reaches a node
+// through the proxy, and once the session runs no process of ours stands between ssh and
+// the proxy. A client speaking the stream's protocol by hand is refused, before any stream
+// to a node is opened, when it replays a signature made for another connection, signs with
+// a key that is not its certificate's, brings a certificate of no CA of the cluster, asks
+// for a node its roles do not allow, or is a locked user; the same client signing properly
+// gets the node's SSH banner, so each refusal is the proxy's.
+
+import { execFile, spawn } from 'node:child_process'
+import { createPrivateKey, generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto'
+import { once } from 'node:events'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { connect, createServer, type Socket } from 'node:net'
+import { join } from 'node:path'
+import t from 'tap'
+import { PROFILE_FILES } from '../cli/profile.ts'
+import { dialSshStream, fdpassProxyCommand } from '../cli/ssh-stream.ts'
+import { parseHostPort } from '../shared/address.ts'
+import { splitPems } from '../shared/identity-store.ts'
+import { type DialReply, parseDialReply } from '../shared/protocol/dial.ts'
+import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
+import { ClientHandshake, ProxyHandshake, parseSshStreamHello, SSH_STREAM_MAGIC, type SshStreamSealed } from '../shared/protocol/ssh-stream.ts'
+import { AuthProcess, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { selfSignedCertificate } from './helpers/self-signed-cert.ts'
+import { until } from './helpers/until.ts'
+
+t.setTimeout(120_000)
+
+const auth = await new AuthProcess().start()
+t.teardown(() => auth.stop())
+const pin = await auth.pin()
+const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+t.teardown(() => proxy.stop())
+
+async function node(name: string, env: string): Promise<void> {
+  const dir = tempDir()
+  const config = join(dir, 'warren.yaml')
+  writeFileSync(config, ['version: v1', `data_dir: ${dir}`, `labels: { env: ${env} }`].join('\n'))
+  const daemon = startNode([`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${name}`])
+  t.teardown(() => daemon.stop())
+  await waitForNode(auth, name)
+}
+await node('lab-1', 'lab')
+await node('prod-1', 'prod')
+
+const LAB_ROLE = 'kind: role\nversion: v1\nmetadata:\n  name: lab\nspec:\n  allow:\n    node_labels:\n      env: lab\n'
+const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: LAB_ROLE })
+if (created.code !== 0) throw new Error(created.stderr)
+
+/** Adds `name` with `roles` and signs OpenSSH credentials for it. */
+async function user(name: string, roles: string): Promise<string> {
+  const added = await auth.ctl(['users', 'add', name, `--logins=${testLogin()}`, `--roles=${roles}`])
+  if (added.code !== 0) throw new Error(`users add: ${added.stderr}`)
+  const dir = tempDir('warren-user-')
+  const signed = await auth.ctl(['auth', 'sign', `--user=${name}`, '--ttl=1h', `--out=${dir}`, '--format=openssh', `--proxy=${proxy.web}`])
+  if (signed.code !== 0) throw new Error(`auth sign: ${signed.stderr}`)
+  return dir
+}
+const labUser = await user('lab-user', 'lab')
+const credentials = (dir: string) => ({
+  cert: new X509Certificate(readFileSync(join(dir, PROFILE_FILES.tlsCert))),
+  key: createPrivateKey(readFileSync(join(dir, PROFILE_FILES.tlsKey))),
+})
+
+const clusterName = JSON.parse(readFileSync(join(labUser, PROFILE_FILES.profile), 'utf8')).cluster_name as string
+const caPems = splitPems(readFileSync(join(labUser, PROFILE_FILES.hostCA), 'utf8'))
+const warrenCommand = `${process.execPath} ${join(ROOT, 'cli/warren.ts')}`
+
+/** OpenSSH with the ssh_config of `dir`, its ProxyCommand replaced by the descriptor-passing one (options first win). */
+function fdpassSsh(dir: string, args: string[], options: string[] = []): ReturnType<typeof spawn> {
+  const command = fdpassProxyCommand(warrenCommand, `--identity=${dir} %r@%h:%p`)
+  return spawn('ssh', ['-F', join(dir, 'ssh_config'), '-o', 'BatchMode=yes', '-o', 'ProxyUseFdpass=yes', ...options, '-o', `ProxyCommand=${command}`, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+}
+
+/** Processes whose command line names `dir`: a ProxyCommand still running for that user. */
+function processesNaming(dir: string): Promise<string[]> {
+  return new Promise((resolve) => execFile('pgrep', ['-af', `--identity=${dir}`], (_error, stdout) => resolve(stdout.split('\n').filter((line) => line.includes('proxy ssh')))))
+}
+
+t.test('stock ssh with ProxyUseFdpass reaches the node, and no process of ours stays in the byte path', async (t) => {
+  const ssh = fdpassSsh(labUser, [`${testLogin()}@lab-1`, 'echo via-$((6*7)); sleep 1; echo done; exit 3'])
+  const exited = once(ssh, 'exit')
+  let output = ''
+  let errors = ''
+  ssh.stdout!.on('data', (data) => (output += data))
+  ssh.stderr!.on('data', (data) => (errors += data))
+  await until('the command to start on the node', async () => output.includes('via-42'), { timeoutMs: 30_000 })
+  t.same(await processesNaming(labUser), [], 'the ProxyCommand has exited while the session runs')
+  const [code] = await exited
+  t.equal(code, 3, `the exit status comes back (${errors.trim()})`)
+  t.equal(output, 'via-42\ndone\n', 'the session went on after the hand-over')
+})
+
+t.test('warren ssh --fdpass runs a command on a node and on every node a selector matches', async (t) => {
+  const one = await warren(['ssh', '--fdpass', `--identity=${labUser}`, `${testLogin()}@lab-1`, 'echo one-$((6*7))'])
+  t.equal(one.code, 0, one.stderr)
+  t.equal(one.stdout, 'one-42\n')
+  const many = await warren(['ssh', '--fdpass', `--identity=${labUser}`, `${testLogin()}@env=*`, 'echo many'])
+  t.equal(many.code, 0, many.stderr)
+  t.equal(many.stdout, '[lab-1] many\n', "on the nodes the user's roles allow")
+})
+
+/** A TCP relay to the proxy that keeps what the client sent: what a passive observer on the path sees. */
+async function recordingRelay(): Promise<{ port: number; sent: () => Buffer[] }> {
+  const { host, port } = parseHostPort(proxy.web, 0)
+  const connections: Buffer[][] = []
+  const server = createServer((client) => {
+    const upstream = connect({ host, port })
+    const chunks: Buffer[] = []
+    connections.push(chunks)
+    client.on('data', (data) => chunks.push(data))
+    client.pipe(upstream).pipe(client)
+    client.on('error', () => upstream.destroy())
+    upstream.on('error', () => client.destroy())
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  return { port: (server.address() as { port: number }).port, sent: () => connections.map((chunks) => Buffer.concat(chunks)) }
+}
+
+/** Reads one line from `socket` (leaving nothing else read: the peer sends no more until answered). */
+const line = (socket: Socket) => readFirstMessage(socket, (value) => value)
+
+/**
+ * Speaks the plain stream by hand as `cert`'s holder would, signing with `key`, or sends
+ * `raw` bytes instead of the request; the proxy's reply, and for an acceptance the node's
+ * first line after a client banner.
+ */
+async function rawStream(options: { node: string; cert: X509Certificate; key: KeyObject; raw?: Buffer }): Promise<{ reply: DialReply; after: string }> {
+  const { host, port } = parseHostPort(proxy.web, 0)
+  const socket: Socket = connect({ host, port })
+  await once(socket, 'connect')
+  socket.write(SSH_STREAM_MAGIC)
+  const hello = parseSshStreamHello(await line(socket))
+  const handshake = new ClientHandshake()
+  if (options.raw) socket.write(options.raw)
+  else writeMessage<SshStreamSealed>(socket, handshake.request(hello, { clusterName, caPems }, options.node, options.cert, options.key))
+  const answer = await line(socket)
+  const reply = options.raw ? parseDialReply(answer) : handshake.reply(answer)
+  // The node's SSH server speaks after the client's first byte; a refused stream only closes.
+  if (reply.ok) socket.write('SSH-2.0-rawtest\r\n')
+  let after = ''
+  socket.on('data', (data) => {
+    after += data
+    if (after.includes('\n')) socket.destroy()
+  })
+  await once(socket, 'close')
+  return { reply, after }
+}
+
+t.test('the proxy checks the user before any stream to a node; an observer learns neither', async (t) => {
+  const lab = credentials(labUser)
+  const good = await rawStream({ node: 'lab-1', ...lab })
+  t.same(good.reply, { ok: true }, 'a signed challenge of a valid user opens the node')
+  t.match(good.after, /^SSH-2\.0-/, "and the node's SSH server answers")
+
+  // What the real client sends, seen on the path, then sent again on a new connection.
+  const relay = await recordingRelay()
+  const observed = fdpassProxyCommand(warrenCommand, `--identity=${labUser} --proxy=127.0.0.1:${relay.port} %r@%h:%p`)
+  const seen = fdpassSsh(labUser, [`${testLogin()}@lab-1`, 'true'], ['-o', `ProxyCommand=${observed}`])
+  t.equal((await once(seen, 'exit'))[0], 0, 'a session through the observed path')
+  // The ProxyCommand's HTTPS request for host keys took the relay too: the stream is the other connection.
+  const sent = relay.sent().find((bytes) => bytes.subarray(0, SSH_STREAM_MAGIC.length).toString() === SSH_STREAM_MAGIC) ?? Buffer.alloc(0)
+  const request = sent.subarray(SSH_STREAM_MAGIC.length, sent.indexOf('\n', SSH_STREAM_MAGIC.length) + 1)
+  t.ok(request.length > 0 && request.toString().startsWith('{'), 'the observer saw the sealed request')
+  for (const secret of ['lab-user', 'lab-1', lab.cert.raw.toString('base64').slice(0, 40)]) {
+    t.notOk(sent.includes(secret), `and cannot read ${secret === 'lab-1' ? 'the node' : secret === 'lab-user' ? 'the user' : 'the certificate'} in what the client sent`)
+  }
+  const replayed = await rawStream({ node: 'lab-1', ...lab, raw: request })
+  t.same(replayed.reply, { ok: false, error: 'the sealed message does not open with this connection’s key' }, 'the recorded request replayed on a new connection is refused')
+  t.equal(replayed.after, '', 'and nothing of the node follows')
+
+  const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
+  const stolen = await rawStream({ node: 'lab-1', cert: lab.cert, key: otherKey })
+  t.same(stolen.reply, { ok: false, error: "the challenge is not signed by the certificate's key" }, 'a certificate whose key the client does not hold is refused')
+  t.equal(stolen.after, '')
+
+  const forged = selfSignedCertificate()
+  const foreign = await rawStream({ node: 'lab-1', cert: new X509Certificate(forged.cert), key: createPrivateKey(forged.key) })
+  t.same(foreign.reply, { ok: false, error: 'a valid user certificate of this cluster is required' }, 'a certificate of no CA of the cluster is refused')
+  t.equal(foreign.after, '')
+
+  const prod = await rawStream({ node: 'prod-1', ...lab })
+  t.equal(prod.reply.ok, false, "a node the user's roles do not allow is refused")
+  t.equal(prod.after, '')
+
+  const locked = await auth.ctl(['lock', '--user=lab-user', '--message=lent laptop'])
+  t.equal(locked.code, 0, locked.stderr)
+  let refused: DialReply = { ok: true }
+  await until('the proxy to know the lock', async () => (refused = (await rawStream({ node: 'lab-1', ...lab })).reply).ok === false, { timeoutMs: 30_000 })
+  t.match(refused, { ok: false, error: /lent laptop/ }, "a locked user is refused with the lock's message")
+  await auth.ctl(['lock', 'rm', '--user=lab-user'])
+})
+
+t.test('the client shows nothing to a server that is not a proxy of the cluster', async (t) => {
+  const forged = selfSignedCertificate()
+  let received = ''
+  const impostor = createServer((socket) => {
+    socket.on('data', (data) => {
+      received += data
+      if (received === SSH_STREAM_MAGIC) writeMessage(socket, new ProxyHandshake().hello(new X509Certificate(forged.cert), createPrivateKey(forged.key)))
+    })
+    socket.on('error', () => {})
+  })
+  impostor.listen(0, '127.0.0.1')
+  await once(impostor, 'listening')
+  t.teardown(() => impostor.close())
+  const port = (impostor.address() as { port: number }).port
+  await t.rejects(dialSshStream('127.0.0.1', port, labUser, 'lab-1'), /not a proxy of this cluster/, 'the client refuses the impostor')
+  t.equal(received, SSH_STREAM_MAGIC, 'having sent nothing but its first line')
+})
+
+t.test('a connection that is not a stream of this version is closed unanswered', async (t) => {
+  const { host, port } = parseHostPort(proxy.web, 0)
+  const socket = connect({ host, port })
+  await once(socket, 'connect')
+  socket.write('WARREN-SSH-STREAM/9\n')
+  let received = ''
+  socket.on('data', (data) => (received += data))
+  await once(socket, 'close')
+  t.same(JSON.parse(received), { ok: false, error: 'not a plain SSH stream of this version' }, 'answered why, then closed')
+})
