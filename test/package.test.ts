@@ -50,9 +50,10 @@ if (!existsSync(x64)) {
 
 function run(): void {
   t.setTimeout(300_000)
-  // The tools the agent's sessions use, and nothing else: no node.
+  // The tools the agent's sessions use, and OpenSSH's client for `warren ssh` (env runs its
+  // descriptor-passing ProxyCommand), and nothing else: no node.
   const tools = tempDir('warren-tools-')
-  for (const name of ['sh', 'script', 'stty']) {
+  for (const name of ['sh', 'script', 'stty', 'ssh', 'env']) {
     const path = onPath(name)
     if (path) symlinkSync(path, join(tools, name))
   }
@@ -157,6 +158,8 @@ function run(): void {
         t.match(readFileSync(join(own, 'ssh_config'), 'utf8'), new RegExp(`ProxyCommand ${warren} proxy ssh `), 'the ProxyCommand names the executable, not node')
         const viaOwn = await openssh(own, [`${testLogin()}@${nodename}`, 'echo own'], { timeoutMs: target.timeoutMs })
         t.equal(viaOwn.stdout, 'own\n', "ssh through the executable's own ProxyCommand", { stderr: viaOwn.stderr })
+        const fdpass = await exec('warren', ['ssh', '--fdpass', `--identity=${own}`, `${testLogin()}@${nodename}`, 'echo fdpass'])
+        t.equal(fdpass.stdout, 'fdpass\n', 'warren ssh --fdpass: the executable hands ssh its connection to the proxy', { stderr: fdpass.stderr })
       }
     })
   }
