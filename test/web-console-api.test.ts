@@ -220,11 +220,14 @@ t.test('a user whose roles do not allow a node neither lists it nor opens a term
     (listed.body.nodes as { nodename: string }[]).map((n) => n.nodename),
     ['lab-pi'],
   )
-  const all = await web(proxyA.web, 'GET', '/web/api/user/nodes', { cookie: alice.cookie })
+  const all = await web(proxyA.web, 'GET', '/web/api/user/nodes?all=true', { cookie: alice.cookie })
   t.same(
     (all.body.nodes as { nodename: string }[]).map((n) => n.nodename),
     ['lab-pi', 'prod-pi'],
   )
+  const [lab] = listed.body.nodes as Record<string, unknown>[]
+  t.match(lab, { status: 'online', tunnel: true, version: String, cert_expires: Number, logins: [login], labels: { env: 'lab' } }, 'what the Nodes page shows')
+  t.equal((lab.proxies as { live: number }).live, 2, 'of two live proxies')
   const term = terminal(proxyA.web, bob, 'prod-pi')
   await until('the terminal to close', () => term.state.closed, { timeoutMs: 15_000 })
   t.equal(term.state.control?.type, 'error')
