@@ -190,6 +190,21 @@ t.test('a POST without the CSRF token, with a wrong one or from a foreign Origin
   t.equal(notEditor.status, 403, 'a user whose roles do not grant editor is refused by the auth server')
 })
 
+t.test('the auth server takes a web session only from a proxy', async (t) => {
+  const token = alice.cookie.slice('warren_session='.length)
+  for (const path of ['/v1/user/nodes', '/v1/tokens', '/v1/web-sessions/current']) {
+    const answer = await new Promise<number>((resolve, reject) => {
+      const req = request(`https://${auth.address}${path}`, { headers: { 'x-warren-web-session': token }, rejectUnauthorized: false }, (res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+      })
+      req.on('error', reject)
+      req.end()
+    })
+    t.ok(answer === 401 || answer === 403, `${path} without a proxy's certificate: ${answer}`)
+  }
+})
+
 /** A terminal to `node` as the test's login, with the session of `person`; its output so far and its last control message. */
 function terminal(proxy: string, person: Person, node: string, size = { cols: 80, rows: 24 }) {
   const query = new URLSearchParams({ node, login, cols: String(size.cols), rows: String(size.rows), csrf: person.csrf })
