@@ -38,6 +38,7 @@ import { type Tunnel, TunnelServer } from './tunnel-server.ts'
 import { UserGateway } from './user-gateway.ts'
 import { webApi } from './web-api.ts'
 import type { WebCertificates } from './web-certificates.ts'
+import { WebConsole } from './web-console/console.ts'
 
 /** How often the proxy reads the live set between its heartbeats. */
 const LIVE_SET_POLL_MS = 1000
@@ -55,6 +56,7 @@ export class ProxyService {
   tunnels!: TunnelServer
   private users!: UserGateway
   private nodes!: NodeDialer
+  private webConsole?: WebConsole
   private revocations!: ProxyRevocations
   private auth!: ApiClient
   private servers: Server[] = []
@@ -156,14 +158,18 @@ export class ProxyService {
       log: this.log,
     })
     const web = createHttpServer()
+    const clientAddress = (req: IncomingMessage) => this.clientAddresses.get(req.socket) ?? req.socket.remoteAddress ?? ''
     const router = webApi({
       discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),
       auth: () => this.auth,
-      clientAddress: (req: IncomingMessage) => this.clientAddresses.get(req.socket) ?? req.socket.remoteAddress ?? '',
+      clientAddress,
       userOf: (req: IncomingMessage) => this.users.userOf(req.socket as TLSSocket),
       log: this.log,
     })
-    web.on('request', (req, res) => void router.handle(req, res))
+    const webConsole = new WebConsole({ auth: () => this.auth, nodes, clientAddress, refusedUser: (name) => this.revocations.list.refusedUser(name), log: this.log })
+    this.webConsole = webConsole
+    web.on('request', (req, res) => webConsole.handle(req, res) || void router.handle(req, res))
+    web.on('upgrade', (req, socket, head) => webConsole.upgrade(req, socket, head))
 
     const certificates = this.webCertificates
     const declines = (protocols: string[]) => {
@@ -345,6 +351,7 @@ export class ProxyService {
     this.tunnels?.dropRefused()
     this.nodes?.dropRefused()
     this.users?.dropLocked()
+    this.webConsole?.dropLocked()
   }
 
   private async heartbeat(first: boolean): Promise<void> {
