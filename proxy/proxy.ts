@@ -3,10 +3,10 @@
 // ALPN — heartbeats into the auth server, and tells its agents which proxies are live.
 // Users reach a node through its tunnel, or a direct node by a dial (node-dialer.ts).
 
-import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto'
+import { X509Certificate } from 'node:crypto'
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
 import type { Server } from 'node:net'
-import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
+import type { TLSSocket } from 'node:tls'
 import { parseHostPort } from '../shared/address.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import type { WarrenConfig } from '../shared/config.ts'
@@ -30,10 +30,11 @@ import { createTlsRouter } from './listener/tls-router.ts'
 import { LiveSetMembership } from './membership.ts'
 import { NodeDialer } from './node-dialer.ts'
 import { ownCertificateRenewal } from './own-certificate.ts'
+import { OwnCredentials } from './own-credentials.ts'
 import { PresenceReports } from './presence-reports.ts'
 import { ProxyRevocations } from './revocations.ts'
 import { sshStreamGateway } from './ssh-stream-gateway.ts'
-import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
+import { TicketKeys } from './ticket-keys.ts'
 import { type Tunnel, TunnelServer } from './tunnel-server.ts'
 import { UserGateway } from './user-gateway.ts'
 import { webApi } from './web-api.ts'
@@ -65,9 +66,7 @@ export class ProxyService {
   private hostCAPems: string[] = []
   private userCAPems: string[] = []
   private readonly clientAddresses = new WeakMap<object, string>()
-  private cachedContext?: { key: string; context: SecureContext }
-  private cachedStreamCredentials?: { pem: string; cert: X509Certificate; key: KeyObject }
-  private ticketKeys!: TicketKeys
+  private credentials!: OwnCredentials
   private webCertificates?: WebCertificates
   private presence!: PresenceReports
   private liveSetInFlight = false
@@ -111,7 +110,12 @@ export class ProxyService {
     this.identity = await obtainIdentity(this.config, 'proxy', this.log, this.warn)
     if (!certificateUsable(this.identity))
       throw new WarrenError("this proxy's certificate has expired and could not be recovered (the log says why): it cannot reach the auth server")
-    this.ticketKeys = new TicketKeys(this.config.dataDir)
+    this.credentials = new OwnCredentials({
+      identity: () => this.identity,
+      hostCAPems: () => this.hostCAPems,
+      userCAPems: () => this.userCAPems,
+      ticketKeys: new TicketKeys(this.config.dataDir),
+    })
     this.hostCAPems = this.identity.hostCAPems
     this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
     if (this.config.proxy.acme.enabled) {
@@ -184,7 +188,7 @@ export class ProxyService {
     const everything = createTlsRouter({
       gate,
       log: this.log,
-      secureContext: () => this.secureContext(),
+      secureContext: () => this.credentials.secureContext(),
       ...(certificates ? { contextByName: (name: string) => certificates.contextByName(name), challenge: (name: string) => certificates.challenge(name) } : {}),
       declines,
       alpn: {
@@ -200,12 +204,12 @@ export class ProxyService {
     const tunnelsOnly = createTlsRouter({
       gate,
       log: this.log,
-      secureContext: () => this.secureContext(),
+      secureContext: () => this.credentials.secureContext(),
       declines: (protocols) => (protocols.includes(TUNNEL_ALPN) ? declines(protocols) : 'this port serves only reverse tunnels'),
       alpn: { [TUNNEL_ALPN]: serveTunnel },
     })
     // Users' plain SSH streams (ProxyUseFdpass) on the web port, beside their TLS connections.
-    const sshStreams = sshStreamGateway({ users: this.users, credentials: () => this.streamCredentials(), gate, log: this.log })
+    const sshStreams = sshStreamGateway({ users: this.users, credentials: () => this.credentials.streamCredentials(), gate, log: this.log })
     const listen = async (address: string, defaultPort: number, tls: (conn: RoutedConnection) => void, streams?: (conn: RoutedConnection) => void) => {
       const { host, port } = parseHostPort(address, defaultPort)
       // A connection gets no longer to show its ClientHello (or a plain stream's first line) than to show what it speaks at all.
@@ -243,39 +247,6 @@ export class ProxyService {
     this.tunnels.on('recording', (tunnel: Tunnel, message: RecordingMessage) => void relayRecording(this.auth, tunnel, message))
     this.ownCertificate = ownCertificateRenewal({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
     this.ownCertificate.start()
-  }
-
-  /** The host certificate and key that sign plain SSH streams' hellos, parsed once per certificate. */
-  private streamCredentials(): { cert: X509Certificate; key: KeyObject } {
-    const pem = this.identity.tlsCertPem
-    if (this.cachedStreamCredentials?.pem !== pem) {
-      this.cachedStreamCredentials = { pem, cert: new X509Certificate(pem), key: createPrivateKey(this.identity.tlsKeyPem) }
-    }
-    return this.cachedStreamCredentials
-  }
-
-  /**
-   * Built once per change of certificates, CAs or ticket key: parsing PEMs for every
-   * connection would be wasted work. Tickets are sealed with the key kept on disk, so they
-   * outlive a restart (every handler checks the certificate a resumed session carries).
-   */
-  private secureContext(): SecureContext {
-    const ticketKey = this.ticketKeys.current()
-    const key = [ticketKey.created, this.identity.tlsCertPem, ...this.hostCAPems, ...this.userCAPems].join('')
-    if (this.cachedContext?.key !== key) {
-      const context = createSecureContext({
-        key: this.identity.tlsKeyPem,
-        cert: this.identity.tlsCertPem,
-        ca: [...this.hostCAPems, ...this.userCAPems],
-        ticketKeys: ticketKey.key,
-        sessionTimeout: TICKET_LIFETIME_S,
-      })
-      // OpenSSL resumes sessions that requested a client certificate only within the same
-      // session ID context, which tls.Server sets for its own contexts; this one outlives restarts.
-      ;(context.context as { setSessionIdContext(id: string): void }).setSessionIdContext(sessionIdContext(this.identity.clusterName))
-      this.cachedContext = { key, context }
-    }
-    return this.cachedContext.context
   }
 
   private serveHttp(web: ReturnType<typeof createHttpServer>, socket: TLSSocket, conn: RoutedConnection): void {
