@@ -374,6 +374,7 @@ const ratios = [
   compare('warren-ssh-fdpass ÷ openssh-auth, up', 'warren-ssh-fdpass', up, 'openssh-auth', up, '≥'),
   compare('warren-ssh-fdpass ÷ openssh-auth, down', 'warren-ssh-fdpass', down, 'openssh-auth', down, '≥'),
   compare('warren-ssh-fdpass ÷ openssh-auth, p50', 'warren-ssh-fdpass', p50, 'openssh-auth', p50, '≤'),
+  compare('node agent ÷ sshd, CPU per GB (fdpass)', 'warren-ssh-fdpass', agent, 'openssh-auth', sshd, '≤'),
   compare('warren-ssh-fdpass ÷ openssh-auth, CPU per GB, all processes', 'warren-ssh-fdpass', total, 'openssh-auth', total),
   compare('warren-port-listen ÷ stunnel, up', 'warren-port-listen', up, 'stunnel', up, '≥'),
   compare('warren-port-listen ÷ stunnel, down', 'warren-port-listen', down, 'stunnel', down, '≥'),
