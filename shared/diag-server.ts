@@ -3,23 +3,23 @@
 //   GET /metrics  Prometheus text format: the roles' series, build info, process CPU and memory
 //   GET /healthz  200 while the process runs
 //   GET /readyz   200 when every role is ready, else 503 and what each role is missing
-// One prom-client registry per process; each role adds its series and its readiness check
+// One registry per process (shared/metrics-text.ts: the text format without prom-client, so
+// an agent with diag_addr stays small); each role adds its series and its readiness check
 // from its own folder (auth/metrics.ts, proxy/metrics.ts, agent/metrics.ts). Loaded only
-// when diag_addr is set, so a node without it never evaluates prom-client.
+// when diag_addr is set.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { joinHostPort, splitHostPort } from './address.ts'
 import type { Logger } from './log.ts'
+import { family, MetricsRegistry } from './metrics-text.ts'
+import { watchProcess } from './process-metrics.ts'
 
 /** What a role still lacks to serve (undefined: ready). Checks that await get this long. */
 export type ReadinessCheck = () => Promise<string | undefined> | string | undefined
 
 /** A readiness check that does not answer within this long counts as not ready (a stuck backend, say). */
 const CHECK_TIMEOUT_MS = 2000
-
-const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
 
 export interface DiagServerOptions {
   /** HOST:PORT to listen on; port 0 picks a free one. */
@@ -30,23 +30,18 @@ export interface DiagServerOptions {
 }
 
 export class DiagServer {
-  readonly registry = new Registry()
+  readonly registry = new MetricsRegistry()
   private readonly checks = new Map<string, ReadinessCheck>()
   private readonly server: Server
   private readonly options: DiagServerOptions
 
   constructor(options: DiagServerOptions) {
     this.options = options
-    collectDefaultMetrics({ register: this.registry, prefix: 'warren_' })
-    // Gauges that prom-client names like counters: Prometheus's lint (promtool check metrics)
-    // refuses them, and process_* and nodejs_* say the rest.
-    for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(`warren_${name}`)
-    new Gauge({
-      name: 'warren_build_info',
-      help: 'Always 1: the version and commit this process runs',
-      labelNames: ['version', 'commit'],
-      registers: [this.registry],
-    }).set({ version: options.version, commit: options.commit }, 1)
+    const buildInfo = family('warren_build_info', 'gauge', 'Always 1: the version and commit this process runs', [
+      { labels: { version: options.version, commit: options.commit }, value: 1 },
+    ])
+    this.registry.add(() => buildInfo)
+    watchProcess(this.registry)
     this.server = createServer((req, res) => void this.answer(req, res))
   }
 
