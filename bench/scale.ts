@@ -154,7 +154,9 @@ async function scrapeMetrics(address: string): Promise<Row['scrape']> {
 }
 
 try {
-  auth = await new AuthProcess().start()
+  // Joins in flight from one address draw on its join rate limit (auth/rate-limit.ts): the
+  // swarms' concurrent joins all come from 127.0.0.1, as a fleet behind one NAT would.
+  auth = await new AuthProcess({ authServiceYaml: '  join_rate_limit: { burst: 1000, per_minute: 1000 }' }).start()
   const pin = await auth.pin()
   proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, env: proxyEnv, diagAddr }).start()
   if (values.inspect) inspector = await InspectorClient.fromLog(proxy.daemon.stderr)
