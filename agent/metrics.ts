@@ -1,11 +1,11 @@
 // The node's series and readiness on the diagnostics endpoint (shared/diag-server.ts), read
-// from the agent's state at each scrape. Loaded only when diag_addr is set: a node without
-// it keeps its footprint (bench:footprint).
+// from the agent's state at each scrape, without prom-client (shared/metrics-text.ts).
+// Loaded only when diag_addr is set: a node without it keeps its footprint (bench:footprint).
 
 import { X509Certificate } from 'node:crypto'
-import { Histogram } from 'prom-client'
 import type { DiagServer } from '../shared/diag-server.ts'
 import { gaugeOf, labelledCounterOf, labelledGaugeOf } from '../shared/metrics.ts'
+import { Histogram } from '../shared/metrics-text.ts'
 import type { Agent } from './agent.ts'
 import type { RedialReason } from './tunnel-pool.ts'
 
@@ -24,11 +24,10 @@ export function watchNode(diag: DiagServer, agent: Agent): void {
     pool() ? (pool()?.announcedSet?.length ?? 1) : 0,
   )
   labelledCounterOf(registry, { name: 'warren_node_reconnects_total', help: 'Tunnel dials again, by reason' }, 'reason', REDIAL_REASONS, () => agent.counts.redials)
-  const rtt = new Histogram({
+  const rtt = new Histogram(registry, {
     name: 'warren_node_keepalive_rtt_seconds',
     help: 'Round trips to the proxies measured by tunnel keepalives',
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-    registers: [registry],
   })
   agent.onRtt = (rttMs) => rtt.observe(rttMs / 1000)
   gaugeOf(registry, { name: 'warren_node_ssh_sessions', help: 'SSH sessions open on this node' }, () => agent.counts.sshSessions)

@@ -1,9 +1,10 @@
 // The auth server's series and readiness on the diagnostics endpoint (shared/diag-server.ts).
 // Joins, logins and certificates are counted from the audit events the server records for
 // them anyway (one place says what happened), heartbeats from the routes that take them,
-// and the backend's latency from a timing wrapper around it (backend/timed.ts).
+// and the backend's latency from a timing wrapper around it (backend/timed.ts). These are
+// counted as things happen, with prom-client, whose output joins the process's /metrics.
 
-import { Counter, Histogram } from 'prom-client'
+import { Counter, Histogram, Registry } from 'prom-client'
 import type { DiagServer } from '../shared/diag-server.ts'
 import type { ApiRoute } from '../shared/protocol/api.ts'
 import { BACKEND_OPERATIONS } from './backend/timed.ts'
@@ -19,7 +20,9 @@ const HEARTBEAT_ROUTES: Partial<Record<ApiRoute, string>> = {
 
 /** Must be called before auth.start(): the server reads its observer then. */
 export function watchAuth(diag: DiagServer, auth: AuthServer): void {
-  const registers = [diag.registry]
+  const registry = new Registry()
+  diag.registry.add(() => registry.metrics())
+  const registers = [registry]
   const joins = new Counter({ name: 'warren_auth_joins_total', help: 'Join requests answered, by result', labelNames: ['result'], registers })
   const logins = new Counter({ name: 'warren_auth_logins_total', help: 'User logins, by result', labelNames: ['result'], registers })
   const issued = new Counter({ name: 'warren_auth_certificates_issued_total', help: 'Certificates issued, by kind (host or user)', labelNames: ['kind'], registers })

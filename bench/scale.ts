@@ -19,7 +19,11 @@
 // alongside the proxy's.
 //
 //   npm run bench:scale [-- --tunnels=1000,10000 --swarms=2 --idle=10 --settle=5 --stop-auth
-//                          --ramp-limit=120 --join=bulk|cluster --proxy-env=MALLOC_ARENA_MAX=2 --inspect]
+//                          --ramp-limit=120 --scrapes=5 --no-metrics --join=bulk|cluster --proxy-env=MALLOC_ARENA_MAX=2 --inspect]
+//
+// The proxy serves /metrics (diag_addr; --no-metrics: without): after each step the bench
+// scrapes it --scrapes times, as a Prometheus would, and reports how long a scrape took and
+// the tunnels it reported. The scrapes come after the step's idle window and its memory.
 //
 // --inspect runs the proxy with the V8 inspector on: after each step it reports the proxy's
 // memory after a full GC (V8 heap against native memory) and a CPU profile of the idle window.
@@ -35,7 +39,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { DEFAULTS } from '../shared/config.ts'
-import { AuthProcess, ProxyProcess, tempDir } from '../test/helpers/cluster.ts'
+import { AuthProcess, freePort, ProxyProcess, tempDir } from '../test/helpers/cluster.ts'
 import { Helper } from './lib/child.ts'
 import { formatSummary, summariseProfiles } from './lib/cpu-profile.ts'
 import { InspectorClient } from './lib/inspector-client.ts'
@@ -53,7 +57,10 @@ const { values } = parseArgs({
     'stop-auth': { type: 'boolean', default: false },
     'proxy-env': { type: 'string', default: '' },
     'ramp-limit': { type: 'string', default: '120' },
+    metrics: { type: 'boolean', default: true },
+    scrapes: { type: 'string', default: '5' },
   },
+  allowNegative: true,
 })
 const steps = values.tunnels
   .split(',')
@@ -87,8 +94,11 @@ interface Row {
   cpu: number
   authCpu: number
   openSeconds: number
+  /** Milliseconds per /metrics scrape, median and slowest; the tunnels it reported. */
+  scrape?: { medianMs: number; maxMs: number; tunnelsReported: number }
 }
 const rows: Row[] = []
+const diagAddr = values.metrics ? `127.0.0.1:${await freePort()}` : undefined
 const proxyEnv: Record<string, string> = Object.fromEntries(
   values['proxy-env']
     .split(',')
@@ -109,9 +119,10 @@ async function measureIdle(tunnels: number, openSeconds: number, wanted = tunnel
   const pids = [proxy!.daemon.child.pid!, ...(auth!.daemon.running ? [auth!.daemon.child.pid!] : [])]
   const [cpu, authCpu = 0] = await cpuShare(pids, idleSeconds)
   const rss = rssBytes(proxy!.daemon.child.pid!)
-  rows.push({ tunnels, wanted, rss, cpu: cpu!, authCpu, openSeconds })
+  const scrape = diagAddr ? await scrapeMetrics(diagAddr) : undefined
+  rows.push({ tunnels, wanted, rss, cpu: cpu!, authCpu, openSeconds, scrape })
   log(
-    `${tunnels} tunnels: proxy RSS ${(rss / MiB).toFixed(1)} MiB, idle CPU ${(cpu! * 100).toFixed(1)}% of a core${!values['stop-auth'] ? ` (auth ${(authCpu * 100).toFixed(1)}%)` : ''}`,
+    `${tunnels} tunnels: proxy RSS ${(rss / MiB).toFixed(1)} MiB, idle CPU ${(cpu! * 100).toFixed(1)}% of a core${!values['stop-auth'] ? ` (auth ${(authCpu * 100).toFixed(1)}%)` : ''}${scrape ? `, /metrics in ${scrape.medianMs.toFixed(1)} ms (slowest ${scrape.maxMs.toFixed(1)}), warren_proxy_tunnels ${scrape.tunnelsReported}` : ''}`,
   )
   if (inspector) {
     // Profiling costs CPU itself, so it gets a window of its own after the measured one.
@@ -126,10 +137,28 @@ async function measureIdle(tunnels: number, openSeconds: number, wanted = tunnel
   }
 }
 
+/** --scrapes scrapes of /metrics, each timed from the request to the last byte of the answer. */
+async function scrapeMetrics(address: string): Promise<Row['scrape']> {
+  const times: number[] = []
+  let text = ''
+  for (let i = 0; i < Number(values.scrapes); i++) {
+    const started = performance.now()
+    const response = await fetch(`http://${address}/metrics`)
+    text = await response.text()
+    times.push(performance.now() - started)
+    if (response.status !== 200) throw new Error(`/metrics answered ${response.status}: ${text}`)
+  }
+  times.sort((a, b) => a - b)
+  const tunnelsReported = Number(/^warren_proxy_tunnels (\d+)$/m.exec(text)?.[1] ?? Number.NaN)
+  return { medianMs: times[Math.floor(times.length / 2)]!, maxMs: times[times.length - 1]!, tunnelsReported }
+}
+
 try {
-  auth = await new AuthProcess().start()
+  // Joins in flight from one address draw on its join rate limit (auth/rate-limit.ts): the
+  // swarms' concurrent joins all come from 127.0.0.1, as a fleet behind one NAT would.
+  auth = await new AuthProcess({ authServiceYaml: '  join_rate_limit: { burst: 1000, per_minute: 1000 }' }).start()
   const pin = await auth.pin()
-  proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, env: proxyEnv }).start()
+  proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, env: proxyEnv, diagAddr }).start()
   if (values.inspect) inspector = await InspectorClient.fromLog(proxy.daemon.stderr)
   const token = await auth.token(['nodes', 'add', '--ttl=1h'])
 
@@ -189,9 +218,18 @@ console.log(
 )
 console.log(!values['stop-auth'] ? 'the auth server ran throughout' : 'the auth server was stopped after the joins (--stop-auth: presence reports fail at once)')
 if (Object.keys(proxyEnv).length) console.log(`proxy environment: ${JSON.stringify(proxyEnv)}`)
+console.log(diagAddr ? `metrics on: the proxy serves /metrics (diag_addr), scraped ${values.scrapes} times after each step` : 'metrics off (--no-metrics)')
 console.log(
   formatTable(
-    ['tunnels', 'opened in s', 'proxy RSS MiB', 'KB per tunnel', 'proxy idle CPU', ...(!values['stop-auth'] ? ['auth idle CPU'] : [])],
+    [
+      'tunnels',
+      'opened in s',
+      'proxy RSS MiB',
+      'KB per tunnel',
+      'proxy idle CPU',
+      ...(!values['stop-auth'] ? ['auth idle CPU'] : []),
+      ...(diagAddr ? ['scrape ms (slowest)'] : []),
+    ],
     rows.map((row) => [
       row.tunnels < row.wanted ? `${row.tunnels} of ${row.wanted}` : String(row.tunnels),
       row.tunnels ? row.openSeconds.toFixed(1) : '',
@@ -199,6 +237,7 @@ console.log(
       row.tunnels ? ((row.rss - idle.rss) / row.tunnels / 1000).toFixed(1) : '',
       `${(row.cpu * 100).toFixed(1)}%`,
       ...(!values['stop-auth'] ? [`${(row.authCpu * 100).toFixed(1)}%`] : []),
+      ...(row.scrape ? [`${row.scrape.medianMs.toFixed(1)} (${row.scrape.maxMs.toFixed(1)})`] : []),
     ]),
   ),
 )
@@ -211,3 +250,9 @@ if (rows.length >= 3) {
 for (const finding of findings) console.log(finding)
 const last = rows[rows.length - 1]!
 console.log(`target ≤ 100 KB per tunnel at ${last.tunnels}: ${(last.rss - idle.rss) / last.tunnels / 1000 <= 100 ? 'met' : 'missed'}`)
+if (last.scrape) {
+  console.log(
+    `target a /metrics scrape < 50 ms at ${last.tunnels}: ${last.scrape.maxMs < 50 ? 'met' : 'missed'} (median ${last.scrape.medianMs.toFixed(1)} ms, slowest ${last.scrape.maxMs.toFixed(1)} ms)`,
+  )
+  if (last.scrape.tunnelsReported !== last.tunnels) console.log(`/metrics reported ${last.scrape.tunnelsReported} tunnels, not ${last.tunnels}`)
+}

@@ -1,25 +1,24 @@
 // The diagnostics endpoint of a `warren start` process (`diag_addr`, off by default): plain
-// HTTP, meant for loopback or a monitoring network, holding nothing secret.
+// HTTP (shared/diag-http.ts), meant for loopback or a monitoring network, holding nothing secret.
 //   GET /metrics  Prometheus text format: the roles' series, build info, process CPU and memory
 //   GET /healthz  200 while the process runs
 //   GET /readyz   200 when every role is ready, else 503 and what each role is missing
-// One prom-client registry per process; each role adds its series and its readiness check
+// One registry per process (shared/metrics-text.ts: the text format without prom-client, so
+// an agent with diag_addr stays small); each role adds its series and its readiness check
 // from its own folder (auth/metrics.ts, proxy/metrics.ts, agent/metrics.ts). Loaded only
-// when diag_addr is set, so a node without it never evaluates prom-client.
+// when diag_addr is set.
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { joinHostPort, splitHostPort } from './address.ts'
+import { type DiagAnswer, DiagHttpServer, type DiagRequest } from './diag-http.ts'
 import type { Logger } from './log.ts'
+import { family, MetricsRegistry } from './metrics-text.ts'
+import { watchProcess } from './process-metrics.ts'
 
 /** What a role still lacks to serve (undefined: ready). Checks that await get this long. */
 export type ReadinessCheck = () => Promise<string | undefined> | string | undefined
 
 /** A readiness check that does not answer within this long counts as not ready (a stuck backend, say). */
 const CHECK_TIMEOUT_MS = 2000
-
-const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
 
 export interface DiagServerOptions {
   /** HOST:PORT to listen on; port 0 picks a free one. */
@@ -30,37 +29,25 @@ export interface DiagServerOptions {
 }
 
 export class DiagServer {
-  readonly registry = new Registry()
+  readonly registry = new MetricsRegistry()
   private readonly checks = new Map<string, ReadinessCheck>()
-  private readonly server: Server
+  private readonly server: DiagHttpServer
   private readonly options: DiagServerOptions
 
   constructor(options: DiagServerOptions) {
     this.options = options
-    collectDefaultMetrics({ register: this.registry, prefix: 'warren_' })
-    // Gauges that prom-client names like counters: Prometheus's lint (promtool check metrics)
-    // refuses them, and process_* and nodejs_* say the rest.
-    for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(`warren_${name}`)
-    new Gauge({
-      name: 'warren_build_info',
-      help: 'Always 1: the version and commit this process runs',
-      labelNames: ['version', 'commit'],
-      registers: [this.registry],
-    }).set({ version: options.version, commit: options.commit }, 1)
-    this.server = createServer((req, res) => void this.answer(req, res))
+    const buildInfo = family('warren_build_info', 'gauge', 'Always 1: the version and commit this process runs', [
+      { labels: { version: options.version, commit: options.commit }, value: 1 },
+    ])
+    this.registry.add(() => buildInfo)
+    watchProcess(this.registry)
+    this.server = new DiagHttpServer((request) => this.answer(request))
   }
 
   /** Listens; resolves with the address bound (the port filled in when it was 0). */
   async listen(): Promise<string> {
     const { host, port } = splitHostPort(this.options.address)
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(port ?? 0, host, () => {
-        this.server.off('error', reject)
-        resolve()
-      })
-    })
-    const bound = this.server.address() as AddressInfo
+    const bound = await this.server.listen(host, port ?? 0)
     const address = joinHostPort(bound.address, bound.port)
     this.options.log.info(`diagnostics on http://${address} (/metrics, /healthz, /readyz)`, { diag_addr: address })
     return address
@@ -72,8 +59,7 @@ export class DiagServer {
   }
 
   async close(): Promise<void> {
-    this.server.closeAllConnections()
-    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+    await this.server.close()
   }
 
   /** Each role's answer: undefined when ready, else what it lacks. */
@@ -96,33 +82,30 @@ export class DiagServer {
     return Object.fromEntries(entries)
   }
 
-  private async answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0]
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'application/json', JSON.stringify({ error: 'only GET' }))
+  private async answer({ method, path }: DiagRequest): Promise<DiagAnswer> {
+    if (method !== 'GET' && method !== 'HEAD') return json(405, { error: 'only GET' })
     try {
       switch (path) {
         case '/metrics':
-          return send(res, 200, this.registry.contentType, await this.registry.metrics())
+          return { status: 200, type: this.registry.contentType, body: await this.registry.metrics() }
         case '/healthz':
-          return send(res, 200, 'application/json', JSON.stringify({ ok: true }))
+          return json(200, { ok: true })
         case '/readyz': {
           const roles = await this.readiness()
           const missing = Object.fromEntries(Object.entries(roles).filter(([, problem]) => problem !== undefined))
           const ready = Object.keys(missing).length === 0 && this.checks.size > 0
-          const body = ready ? { ready: true } : { ready: false, missing: this.checks.size === 0 ? { process: 'no role has started yet' } : missing }
-          return send(res, ready ? 200 : 503, 'application/json', JSON.stringify(body))
+          return json(ready ? 200 : 503, ready ? { ready: true } : { ready: false, missing: this.checks.size === 0 ? { process: 'no role has started yet' } : missing })
         }
         default:
-          return send(res, 404, 'application/json', JSON.stringify({ error: `no such endpoint: ${path} (try /metrics, /healthz or /readyz)` }))
+          return json(404, { error: `no such endpoint: ${path} (try /metrics, /healthz or /readyz)` })
       }
     } catch (error) {
       this.options.log.warn(`diagnostics request ${path} failed: ${(error as Error).message}`)
-      send(res, 500, 'application/json', JSON.stringify({ error: (error as Error).message }))
+      return json(500, { error: (error as Error).message })
     }
   }
 }
 
-function send(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' })
-  res.end(body)
+function json(status: number, body: unknown): DiagAnswer {
+  return { status, type: 'application/json', body: JSON.stringify(body) }
 }

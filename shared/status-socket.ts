@@ -8,6 +8,7 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { WarrenError } from './errors.ts'
+import { listenOnPath } from './listen-without-cluster.ts'
 
 export const STATUS_SOCKET = 'warren.sock'
 
@@ -15,9 +16,6 @@ export const STATUS_SOCKET = 'warren.sock'
 const MAX_SOCKET_PATH = 107
 
 const READ_TIMEOUT_MS = 5000
-
-/** net's default backlog for listen(). */
-const LISTEN_BACKLOG = 511
 
 export function statusSocketPath(dataDir: string): string {
   return join(dataDir, STATUS_SOCKET)
@@ -46,7 +44,7 @@ export class StatusSocket {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error) => reject(new WarrenError(`cannot serve the status socket ${path}: ${error.message}`)))
       server.once('listening', () => resolve())
-      listenWithoutCluster(server, path)
+      listenOnPath(server, path)
     })
     // Created with the umask's mode, inside a data dir that only its owner may enter.
     chmodSync(path, 0o600)
@@ -71,23 +69,6 @@ export class StatusSocket {
     for (const connection of this.connections) connection.destroy()
     return new Promise((resolve) => this.server.close(() => resolve()))
   }
-}
-
-/**
- * Listens on the Unix socket `path` as `server.listen(path)` does, less its first step:
- * net's listen() first loads the cluster module (to ask whether a cluster primary holds the
- * address), which loads child_process and dgram too, 0.7 MB of an idle agent's memory that
- * nothing else uses (bench:footprint). `_listen2` is the step that listen() then takes in a
- * process that is not a cluster worker, which a warren process never is.
- */
-function listenWithoutCluster(server: Server, path: string): void {
-  const internal = server as Server & { _pipeName?: string; _listen2?: (address: string, port: number, addressType: number, backlog: number) => void }
-  if (typeof internal._listen2 !== 'function') {
-    server.listen(path)
-    return
-  }
-  internal._pipeName = path // what address() reports for a socket
-  internal._listen2(path, -1, -1, LISTEN_BACKLOG)
 }
 
 function removeStaleSocket(path: string): void {
