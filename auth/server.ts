@@ -19,6 +19,7 @@ import { admitter } from './api/access.ts'
 import type { AuthContext } from './api/context.ts'
 import { statusOf } from './api/errors.ts'
 import { AUTH_ROUTES } from './api/index.ts'
+import { webSessionsOf } from './api/web-sessions.ts'
 import { Audit, type AuditFields } from './audit.ts'
 import { type Authority, loadAuthority, loadOrCreateAuthority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
@@ -210,9 +211,15 @@ export class AuthServer {
       handshakeTimeout: this.gate.config.handshakeTimeoutMs,
     })
     this.gate.guard(this.server)
+    const context = this.apiContext()
     const router = new Router(AUTH_ROUTES, {
-      context: this.apiContext(),
-      admit: admitter(this.callers, () => this.clusterName, this.log),
+      context,
+      admit: admitter(
+        this.callers,
+        () => this.clusterName,
+        this.log,
+        (token) => webSessionsOf(context).use(token),
+      ),
       statusOf,
       log: this.log,
       answered: observer?.answered,

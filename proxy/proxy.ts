@@ -37,6 +37,7 @@ import { type Tunnel, TunnelServer } from './tunnel-server.ts'
 import { UserGateway } from './user-gateway.ts'
 import { webApi } from './web-api.ts'
 import type { WebCertificates } from './web-certificates.ts'
+import { WebConsole } from './web-console/console.ts'
 
 /** How often the proxy reads the live set between its heartbeats. */
 const LIVE_SET_POLL_MS = 1000
@@ -154,14 +155,17 @@ export class ProxyService {
       log: this.log,
     })
     const web = createHttpServer()
+    const clientAddress = (req: IncomingMessage) => this.clientAddresses.get(req.socket) ?? req.socket.remoteAddress ?? ''
     const router = webApi({
       discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),
       auth: () => this.auth,
-      clientAddress: (req: IncomingMessage) => this.clientAddresses.get(req.socket) ?? req.socket.remoteAddress ?? '',
+      clientAddress,
       userOf: (req: IncomingMessage) => this.users.userOf(req.socket as TLSSocket),
       log: this.log,
     })
-    web.on('request', (req, res) => void router.handle(req, res))
+    const webConsole = new WebConsole({ auth: () => this.auth, nodes, clientAddress, log: this.log })
+    web.on('request', (req, res) => webConsole.handle(req, res) || void router.handle(req, res))
+    web.on('upgrade', (req, socket, head) => webConsole.upgrade(req, socket, head))
 
     const certificates = this.webCertificates
     const declines = (protocols: string[]) => {

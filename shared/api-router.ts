@@ -75,8 +75,8 @@ export interface Refusal {
 
 export interface RouterOptions<Context, Peer> {
   context: Context
-  /** The caller of `req` on `route`, of `access`, or null (public routes only); throws HttpError 401 or 403. */
-  admit: (access: Access, req: IncomingMessage, route: ApiRoute) => Peer | null
+  /** The caller of `req` on `route`, of `access`, or null (public routes only); throws (or rejects with) HttpError 401 or 403. */
+  admit: (access: Access, req: IncomingMessage, route: ApiRoute) => Peer | null | Promise<Peer | null>
   /** The answer to an error a handler threw, or undefined when it is no refusal but a failure (a 500). */
   statusOf: (error: unknown) => Refusal | undefined
   log: Logger
@@ -107,7 +107,7 @@ export class Router<K extends ApiRoute, Context, Peer> {
     try {
       const { route, call } = this.match(req)
       key = route.key
-      const peer = this.options.admit(route.route.access, req, route.key)
+      const peer = await this.options.admit(route.route.access, req, route.key)
       const limit = route.route.bodyLimit
       const declared = Number(req.headers['content-length'] ?? 0)
       if (limit > NO_BODY && declared > limit) throw new HttpError(413, `request body larger than ${limit} bytes`)

@@ -3,18 +3,36 @@
 // A route for hosts refuses a caller without a valid host certificate with 401 and a host
 // of the wrong role with 403; an admin route refuses everyone but the admin, and users whose
 // roles grant administration (editor) through a proxy, with 403. A user route admits the
-// admin and any user a proxy vouches for: its handler answers by the user's access.
+// admin and any user a proxy vouches for: its handler answers by the user's access. A proxy
+// vouches for a user by the user's certificate, or by the user's web session, which is
+// judged again at every request (web-sessions.ts) and gives the access of the user's roles now.
 
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import { type Access, HttpError } from '../../shared/api-router.ts'
 import type { Logger } from '../../shared/log.ts'
 import { type ApiRoute, USER_CERT_HEADER } from '../../shared/protocol/api.ts'
+import { WEB_SESSION_HEADER } from '../../shared/protocol/web-sessions.ts'
 import type { Callers, Judged, Peer } from '../callers.ts'
+import type { ActiveWebSession } from '../web-sessions.ts'
 
-export function admitter(callers: Callers, clusterName: () => string, log: Logger): (access: Access, req: IncomingMessage, route: ApiRoute) => Peer | null {
+/** The web session of a token a proxy presents, as it stands now; rejects why there is none. */
+export type WebSessionJudge = (token: string) => Promise<ActiveWebSession>
+
+export function admitter(
+  callers: Callers,
+  clusterName: () => string,
+  log: Logger,
+  webSession?: WebSessionJudge,
+): (access: Access, req: IncomingMessage, route: ApiRoute) => Peer | null | Promise<Peer | null> {
   return (access, req, route) => {
     const socket = req.socket as TLSSocket
+    const session = req.headers[WEB_SESSION_HEADER]
+    if (webSession && typeof session === 'string' && (access === 'user' || access === 'admin')) {
+      const proxy = callers.judge(socket).peer
+      // Only a proxy's word is taken: from anyone else the header is ignored.
+      if (proxy && isProxy(proxy)) return sessionPeer(webSession, session, proxy, access, req, route, clusterName(), log)
+    }
     const judged = judgeRequest(callers, req)
     if (access === 'public') return judged.peer
     const peer = judged.peer
@@ -38,6 +56,28 @@ export function admitter(callers: Callers, clusterName: () => string, log: Logge
       throw new HttpError(403, `this endpoint is for ${access === 'node' ? 'nodes' : 'proxies'}`)
     return peer
   }
+}
+
+/** The person of a web session a proxy presents, admitted as one it vouches for by certificate is. */
+async function sessionPeer(
+  webSession: WebSessionJudge,
+  token: string,
+  proxy: Peer,
+  access: 'user' | 'admin',
+  req: IncomingMessage,
+  route: ApiRoute,
+  clusterName: string,
+  log: Logger,
+): Promise<Peer> {
+  let session: ActiveWebSession
+  try {
+    session = await webSession(token)
+  } catch (error) {
+    throw new HttpError(401, (error as Error).message)
+  }
+  const subject = { commonName: session.user.name, cluster: clusterName, roles: ['user'] }
+  const user: Extract<Peer, { kind: 'user' }> = { kind: 'user', subject, via: proxy.subject.commonName, admin: session.access.admin, access: session.access }
+  return access === 'admin' ? admittedUser(user, req, route, clusterName, log) : admittedPerson(user, req, route, log)
 }
 
 /** A person a proxy vouches for, on an admin route: admitted when their roles grant editor; either way the audit log says who. */

@@ -13,6 +13,7 @@ import { checkTlsKey, KeyPolicyError } from '../key-policy.ts'
 import { userCertificatesFor } from '../user-certificates.ts'
 import { UnknownUser, type UserRecord } from '../users.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
+import { webSessionsOf } from './web-sessions.ts'
 
 const CERTS = 'POST /v1/users/:name/certs'
 
@@ -69,12 +70,14 @@ export const userRoutes = {
     },
   },
 
-  // Removing a user ends its sessions at once: a lock every proxy follows (invites.ts).
+  // Removing a user ends its sessions at once: a lock every proxy follows (invites.ts), and
+  // its web sessions go from the backend.
   'DELETE /v1/users/:name': {
     access: 'admin',
     bodyLimit: NO_BODY,
     async handle(call, context) {
       const user = await invitesOf(context).removeUser(call.params.name)
+      await webSessionsOf(context).endAllOf(user.name)
       context.log.info('user removed', { user: user.name })
       await context.audit.record('user.removed', { user: user.name, actor: actorOf(call.peer) })
       return { name: user.name, logins: user.logins, roles: user.roles }
@@ -86,6 +89,8 @@ export const userRoutes = {
     bodyLimit: SMALL_BODY,
     async handle(call, context) {
       const { user, invitation } = await invitesOf(context).reset(call.params.name, (await call.body()).signup_ttl_ms)
+      // A reset voids the password: the web sessions it opened end with it.
+      await webSessionsOf(context).endAllOf(user.name)
       context.log.info('user reset', { user: user.name, signup_token_id: invitation.record.id })
       return invited(user, invitation)
     },

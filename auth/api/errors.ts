@@ -21,6 +21,7 @@ import { RotationError } from '../rotation.ts'
 import { TokenError, TokenNotFound, TokenRefusal } from '../tokens.ts'
 import { RoleInUse, UnknownRole } from '../user-roles.ts'
 import { UnknownUser, UserError } from '../users.ts'
+import { WebSessionRefused } from '../web-sessions.ts'
 
 /** Subclasses before the classes they extend. */
 const STATUSES: [new (...args: never[]) => Error, number][] = [
@@ -35,6 +36,7 @@ const STATUSES: [new (...args: never[]) => Error, number][] = [
   [UserError, 400],
   [WeakPassword, 400],
   [LoginRefused, 401],
+  [WebSessionRefused, 401],
   [SignupRefusal, 403],
   [TokenRefusal, 403],
   [ChallengeRefusal, 403],

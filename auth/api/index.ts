@@ -15,6 +15,7 @@ import { loginRoutes } from './logins.ts'
 import { proxyRoutes } from './proxies.ts'
 import { recordingRoutes } from './recordings.ts'
 import { userNodeRoutes } from './user-nodes.ts'
+import { webSessionRoutes } from './web-sessions.ts'
 
 export const AUTH_ROUTES: AuthRoutes = {
   ...joinRoutes,
@@ -29,4 +30,5 @@ export const AUTH_ROUTES: AuthRoutes = {
   ...userNodeRoutes,
   ...auditRoutes,
   ...recordingRoutes,
+  ...webSessionRoutes,
 }

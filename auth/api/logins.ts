@@ -34,7 +34,7 @@ export function loginsOf(context: AuthContext): Logins {
  * has no tries left (before the body is read), given back when it succeeds, its refusal
  * logged with `fields` as they are by then and answered as one.
  */
-async function chargedTry<T>(
+export async function chargedTry<T>(
   call: { req: IncomingMessage; peer: Peer | null },
   context: AuthContext,
   what: 'sign-up' | 'login',
@@ -50,7 +50,14 @@ async function chargedTry<T>(
   } catch (error) {
     const refusal = described(context, error, `${what} refused`, address, fields)
     // The name as typed and why, never what was typed as the password or code.
-    if (what === 'login') await context.audit.record('login', { success: false, user: fields.user, client_addr: address, reason: (refusal as Error).message })
+    if (what === 'login')
+      await context.audit.record('login', {
+        success: false,
+        user: fields.user,
+        client_addr: address,
+        reason: (refusal as Error).message,
+        ...(fields.method ? { method: fields.method } : {}),
+      })
     throw refusal
   }
 }

@@ -15,6 +15,7 @@ import { ACME_GET_BODY, ACME_PUT_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEA
 import { PROXIED_RECORDING_CHUNK_BODY, RECORDING_CHUNK_BODY, type RecordingFile, type RecordingList, type RecordingStored } from './recordings.ts'
 import { ROLE_BODY, type RoleList, type RoleSaved } from './roles.ts'
 import { type AnyShape, type In, type Out, parseWith } from './shape.ts'
+import { WEB_LOGIN_BODY, WEB_SIGNUP_BODY, WEB_SSH_CERT_BODY, type WebSessionCreated, type WebSessionInfo, type WebSshCert } from './web-sessions.ts'
 
 /** An answer with nothing to say. */
 export type Empty = Record<string, never>
@@ -69,6 +70,11 @@ export interface ApiResponses {
   'POST /v1/proxies/recording-chunks': RecordingStored
   'GET /v1/recordings': RecordingList
   'GET /v1/recordings/:id': RecordingFile
+  'POST /v1/web-sessions': WebSessionCreated
+  'POST /v1/web-sessions/signup': WebSessionCreated
+  'GET /v1/web-sessions/current': WebSessionInfo
+  'DELETE /v1/web-sessions/current': Empty
+  'POST /v1/web-sessions/current/ssh-cert': WebSshCert
 }
 
 export type ApiRoute = keyof ApiResponses
@@ -155,6 +161,9 @@ export const API_BODIES = {
   'POST /v1/proxies/audit-events': PROXIED_AUDIT_EVENTS_BODY,
   'POST /v1/recordings/chunks': RECORDING_CHUNK_BODY,
   'POST /v1/proxies/recording-chunks': PROXIED_RECORDING_CHUNK_BODY,
+  'POST /v1/web-sessions': WEB_LOGIN_BODY,
+  'POST /v1/web-sessions/signup': WEB_SIGNUP_BODY,
+  'POST /v1/web-sessions/current/ssh-cert': WEB_SSH_CERT_BODY,
 } as const satisfies { [K in ApiRoute]?: unknown }
 
 export type BodyRoute = keyof typeof API_BODIES

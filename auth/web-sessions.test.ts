@@ -1,0 +1,74 @@
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { SqliteBackend } from './backend/sqlite.ts'
+import { parseRole } from './role-spec.ts'
+import { RoleDirectory } from './user-roles.ts'
+import { UserDirectory } from './users.ts'
+import { WebSessionRefused, WebSessions } from './web-sessions.ts'
+
+function setup(t: Test) {
+  let now = 1_765_000_000_000
+  const backend = SqliteBackend.open(join(t.testdir(), 'backend.db'))
+  t.teardown(() => backend.close())
+  const users = new UserDirectory(backend)
+  const roles = new RoleDirectory(backend, users)
+  const locked = new Map<string, string>()
+  const sessions = new WebSessions({ backend, users, roles, refusedUser: (name) => locked.get(name), clock: () => now })
+  return { backend, users, roles, locked, sessions, advance: (ms: number) => (now += ms) }
+}
+
+async function refused(t: Test, promise: Promise<unknown>, pattern: RegExp): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  t.ok(error instanceof WebSessionRefused, `refused: ${(error as Error | undefined)?.message}`)
+  t.match((error as Error).message, pattern)
+}
+
+t.test('a session is kept hashed, answers with its user, access and CSRF token, and ends at logout', async (t) => {
+  const s = setup(t)
+  const alice = await s.users.add('alice', ['root'], ['access'])
+  const created = await s.sessions.create(alice)
+  t.ok(Buffer.from(created.token, 'base64url').length >= 32, 'at least 32 random bytes')
+  t.not(created.csrf_token, created.token)
+  const stored = JSON.stringify(await s.backend.list('/web-sessions/'))
+  t.notOk(stored.includes(created.token), 'the backend holds no token')
+  const active = await s.sessions.use(created.token)
+  t.equal(active.user.name, 'alice')
+  t.same(active.access.logins, ['root'])
+  t.equal(active.csrf, created.csrf_token)
+  t.ok(await s.sessions.end(created.token))
+  await refused(t, s.sessions.use(created.token), /logged out or expired/)
+  await refused(t, s.sessions.use('not a token!'), /no valid web session/)
+})
+
+t.test("the roles' max_session_ttl bounds a session, as it bounds a certificate, and a shortened one ends it", async (t) => {
+  const s = setup(t)
+  await s.roles.put(parseRole({ kind: 'role', version: 'v1', metadata: { name: 'short' }, spec: { options: { max_session_ttl: '2h' } } }))
+  const bob = await s.users.add('bob', ['pi'], ['short'])
+  const created = await s.sessions.create(bob)
+  t.equal(created.expires - (await s.sessions.use(created.token)).expires, 0)
+  s.advance(3_600_000)
+  t.ok(await s.sessions.use(created.token), "valid within the role's two hours")
+  await s.roles.put(parseRole({ kind: 'role', version: 'v1', metadata: { name: 'short' }, spec: { options: { max_session_ttl: '30m' } } }))
+  await refused(t, s.sessions.use(created.token), /expired/)
+  const again = await s.sessions.create(bob)
+  s.advance(31 * 60_000)
+  await refused(t, s.sessions.use(again.token), /expired/)
+})
+
+t.test('a locked or removed user has no session, and removal ends them all', async (t) => {
+  const s = setup(t)
+  const carol = await s.users.add('carol', ['root'], ['access'])
+  const first = await s.sessions.create(carol)
+  const second = await s.sessions.create(carol)
+  s.locked.set('carol', 'user carol is locked: lost laptop')
+  await refused(t, s.sessions.use(first.token), /lost laptop/)
+  s.locked.delete('carol')
+  t.ok(await s.sessions.use(first.token), 'valid again once the lock is gone')
+  await s.users.remove('carol')
+  await refused(t, s.sessions.use(second.token), /no longer exists/)
+  t.equal(await s.sessions.endAllOf('carol'), 2)
+  t.same(await s.backend.list('/web-sessions/'), [])
+})

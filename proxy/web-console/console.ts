@@ -1,0 +1,67 @@
+// The web console on the proxy's web port: its API under /web/api/ (api.ts), its terminal
+// WebSocket (terminal.ts, with ws and ssh2 loaded at the first terminal), and its pages and
+// assets for every other GET under /web (assets.ts). Every answer under /web carries the
+// security headers.
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { ApiClient } from '../../shared/api-client.ts'
+import type { Logger } from '../../shared/log.ts'
+import type { NodeDialer } from '../node-dialer.ts'
+import { WEB_API_PREFIX, WebConsoleApi } from './api.ts'
+import { serveWebConsoleAsset } from './assets.ts'
+import { securityHeaders } from './security-headers.ts'
+import type { WebTerminals } from './terminal.ts'
+
+export interface WebConsoleOptions {
+  auth: () => ApiClient
+  nodes: Pick<NodeDialer, 'dial'>
+  clientAddress: (req: IncomingMessage) => string
+  log: Logger
+}
+
+const TERMINAL_PATH = `${WEB_API_PREFIX}terminal`
+
+function pathOf(req: IncomingMessage): string {
+  return (req.url ?? '/').split('?')[0]
+}
+
+export class WebConsole {
+  private readonly options: WebConsoleOptions
+  private readonly api: WebConsoleApi
+  private terminals?: Promise<WebTerminals>
+
+  constructor(options: WebConsoleOptions) {
+    this.options = options
+    this.api = new WebConsoleApi(options)
+  }
+
+  /** Answers a request under /web; false when `req` is not one. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const path = pathOf(req)
+    if (path.startsWith(WEB_API_PREFIX)) {
+      void this.api.handle(req, res)
+      return true
+    }
+    if (!(path === '/web' || path.startsWith('/web/'))) return false
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      for (const [name, value] of Object.entries(securityHeaders())) res.setHeader(name, value)
+      return serveWebConsoleAsset(req, res)
+    }
+    const text = JSON.stringify({ error: `method ${req.method} not allowed on ${path}` })
+    res.writeHead(405, { ...securityHeaders(), 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+    res.end(text)
+    return true
+  }
+
+  /** An HTTP upgrade: the terminal's WebSocket, or refused. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (pathOf(req) !== TERMINAL_PATH) {
+      socket.on('error', () => {})
+      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n')
+      return
+    }
+    this.terminals ??= import('./terminal.ts').then(({ WebTerminals }) => new WebTerminals({ ...this.options, api: this.api }))
+    void this.terminals.then((terminals) => terminals.upgrade(req, socket, head))
+  }
+}

@@ -1,0 +1,184 @@
+// The web terminal: a WebSocket at /web/api/terminal?node=&login=&cols=&rows=&csrf= that
+// carries a shell on a node. Before the upgrade: the Origin must be the console's own, the
+// cookie a valid session, and `csrf` the session's CSRF token. Then the node must be one the
+// user's roles allow (the auth server's list for the session) and the login one they allow;
+// the proxy makes a key for this terminal, gets the session's SSH certificate for it, and
+// opens the shell (ssh-shell.ts). Binary frames carry the terminal's bytes both ways; the
+// browser sends {"type":"resize"} text frames; the proxy ends with {"type":"exit"} or
+// {"type":"error"}. Each side waits for the other to take what it sent (backpressure), and
+// closing either side closes the other.
+
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { type RawData, WebSocket, WebSocketServer } from 'ws'
+import type { Logger } from '../../shared/log.ts'
+import type { ReachableNodes } from '../../shared/protocol/fleet.ts'
+import type { KnownHosts } from '../../shared/protocol/logins.ts'
+import type { WebSessionInfo, WebSshCert } from '../../shared/protocol/web-sessions.ts'
+import { sshPublicKeyLine } from '../../shared/ssh-cert.ts'
+import type { NodeDialer } from '../node-dialer.ts'
+import type { WebConsoleApi } from './api.ts'
+import { checkCsrf, checkOrigin } from './guards.ts'
+import { openShell, type Shell, terminalKey } from './ssh-shell.ts'
+
+/** A frame from the browser: keystrokes and pastes are small; a paste of this size is plenty. */
+const MAX_FRAME = 64 * 1024
+/** Output waiting for the browser beyond this pauses the shell; below LOW it resumes. */
+const HIGH_WATER = 1024 * 1024
+const LOW_WATER = 256 * 1024
+const LOGIN = /^[a-z_][a-z0-9_.-]{0,31}$/
+const MAX_SIZE = 1000
+
+export interface WebTerminalOptions {
+  api: WebConsoleApi
+  nodes: Pick<NodeDialer, 'dial'>
+  clientAddress: (req: IncomingMessage) => string
+  log: Logger
+}
+
+interface TerminalRequest {
+  node: string
+  login: string
+  cols: number
+  rows: number
+}
+
+export class WebTerminals {
+  private readonly options: WebTerminalOptions
+  private readonly server = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME, perMessageDeflate: false })
+
+  constructor(options: WebTerminalOptions) {
+    this.options = options
+  }
+
+  /** Judges an upgrade request and, when it passes, opens the terminal. */
+  async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {})
+    let token: string
+    let session: WebSessionInfo
+    let request: TerminalRequest
+    try {
+      const url = new URL(req.url ?? '/', 'https://proxy')
+      // A browser always sends Origin with a WebSocket: without it, this is no console page.
+      checkOrigin(req, true)
+      ;({ token, session } = await this.options.api.session(req))
+      checkCsrf(url.searchParams.get('csrf'), session.csrf_token)
+      request = terminalRequest(url.searchParams)
+    } catch (error) {
+      const status = (error as { status?: number }).status ?? 500
+      const message = (error as Error).message
+      socket.end(`HTTP/1.1 ${status} Refused\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: message })}`)
+      return
+    }
+    this.server.handleUpgrade(req, socket, head, (ws) => void this.run(ws, req, token, session, request))
+  }
+
+  private async run(ws: WebSocket, req: IncomingMessage, token: string, session: WebSessionInfo, request: TerminalRequest): Promise<void> {
+    const { api, log } = this.options
+    const client = `${session.user}@${this.options.clientAddress(req)}`
+    let stream: Duplex | undefined
+    let shell: Shell | undefined
+    ws.once('close', () => {
+      shell?.end()
+      stream?.destroy()
+    })
+    try {
+      if (!session.logins.includes(request.login)) throw new Error(`the roles of user "${session.user}" do not allow login "${request.login}"`)
+      const headers = api.sessionHeaders(req, token)
+      // The auth server's word on which nodes the roles allow, as `warren ls` has it.
+      const { nodes } = await api.callAuth<ReachableNodes>('GET /v1/user/nodes', undefined, headers)
+      const node = nodes.find((n) => n.nodename === request.node || n.host_id === request.node)
+      if (!node) throw new Error(`node "${request.node}" is not online, or the roles of user "${session.user}" do not allow it`)
+      const key = terminalKey()
+      const cert = await api.callAuth<WebSshCert>('POST /v1/web-sessions/current/ssh-cert', { ssh_public_key: sshPublicKeyLine(key.publicKey) }, headers)
+      const { known_hosts } = await api.callAuth<KnownHosts>('POST /v1/proxies/known-hosts', { user: session.user }, {})
+      const hostKey = registeredHostKey(known_hosts, node.host_id)
+      if (ws.readyState !== WebSocket.OPEN) return
+      stream = await this.options.nodes.dial(node.host_id, { service: 'ssh', client })
+      if (ws.readyState !== WebSocket.OPEN) return void stream.destroy()
+      shell = await openShell({ stream, login: request.login, privateKey: key.privateKey, certificate: cert.ssh_cert, hostKey, cols: request.cols, rows: request.rows })
+      if (ws.readyState !== WebSocket.OPEN) return shell.end()
+      log.info(`user ${session.user} opened a web terminal to ${node.nodename} as ${request.login}`, {
+        user: session.user,
+        node: node.nodename,
+        login: request.login,
+        from: client,
+      })
+      bridge(ws, shell)
+    } catch (error) {
+      log.info(`user ${session.user} cannot open a web terminal to ${request.node}: ${(error as Error).message}`, { user: session.user, node: request.node })
+      stream?.destroy()
+      if (ws.readyState === WebSocket.OPEN) {
+        ws.send(JSON.stringify({ type: 'error', message: (error as Error).message }))
+        ws.close(1011)
+      }
+    }
+  }
+}
+
+/** The terminal's node, login and size from its URL; throws a 400 naming the parameter. */
+function terminalRequest(query: URLSearchParams): TerminalRequest {
+  const bad = (message: string) => Object.assign(new Error(message), { status: 400 })
+  const node = query.get('node') ?? ''
+  const login = query.get('login') ?? ''
+  if (node === '' || node.length > 253) throw bad('parameter "node" must name a node')
+  if (!LOGIN.test(login)) throw bad('parameter "login" must be a login name')
+  const size = (name: string, fallback: number) => {
+    const value = Number(query.get(name) ?? fallback)
+    if (!Number.isInteger(value) || value < 1 || value > MAX_SIZE) throw bad(`parameter "${name}" must be a whole number from 1 to ${MAX_SIZE}`)
+    return value
+  }
+  return { node, login, cols: size('cols', 80), rows: size('rows', 24) }
+}
+
+/** The host key blob the cluster registered for the node (known_hosts lines name it by host ID too). */
+function registeredHostKey(lines: string[], hostId: string): Buffer {
+  for (const line of lines) {
+    const [names, , blob] = line.split(' ')
+    if (names.split(',').includes(hostId) && blob) return Buffer.from(blob, 'base64')
+  }
+  throw new Error(`node ${hostId} has no registered SSH host key`)
+}
+
+/** Carries bytes both ways until either side closes. */
+function bridge(ws: WebSocket, shell: Shell): void {
+  const { channel } = shell
+  let status: number | null = null
+  channel.on('exit', (code: number | null) => {
+    status = code
+  })
+  const toBrowser = (data: Buffer) => {
+    ws.send(data, { binary: true }, () => {
+      if (channel.isPaused() && ws.bufferedAmount < LOW_WATER) channel.resume()
+    })
+    if (ws.bufferedAmount > HIGH_WATER) channel.pause()
+  }
+  channel.on('data', toBrowser)
+  channel.stderr.on('data', toBrowser)
+  channel.on('drain', () => ws.resume())
+  channel.once('close', () => {
+    if (ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify({ type: 'exit', status }))
+      ws.close(1000)
+    }
+    shell.end()
+  })
+  ws.on('message', (data: RawData, isBinary: boolean) => {
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
+    if (isBinary) {
+      if (!channel.write(bytes)) ws.pause()
+      return
+    }
+    try {
+      const message = JSON.parse(bytes.toString('utf8')) as { type?: unknown; cols?: unknown; rows?: unknown }
+      const { cols, rows } = message
+      if (message.type === 'resize' && isSize(cols) && isSize(rows)) channel.setWindow(rows, cols, 0, 0)
+    } catch {
+      // Not JSON: nothing a console sends; ignored.
+    }
+  })
+}
+
+function isSize(value: unknown): value is number {
+  return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= MAX_SIZE
+}
