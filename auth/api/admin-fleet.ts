@@ -4,7 +4,7 @@
 // within their next poll.
 
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
-import type { LockJson, PresentNode } from '../../shared/protocol/admin.ts'
+import type { ListedNode, LockJson, PresentNode } from '../../shared/protocol/admin.ts'
 import { actorOf } from '../audit.ts'
 import { describeTarget, type LockRecord, parseLockRequest } from '../locks.ts'
 import { listAllNodes } from '../node-listing.ts'
@@ -16,6 +16,24 @@ export async function presentNodes({ nodes, revocations }: Pick<AuthContext, 'no
   return (await nodes.present('node'))
     .filter((n) => !removed.has(n.hostId))
     .map((n) => ({ host_id: n.hostId, nodename: n.nodename, addr: n.addr, tunnel: n.tunnel, labels: n.labels, last_seen: n.lastSeen }))
+}
+
+/** Every node the cluster knows, online or not (`nodes ls --all`), as of `now`. */
+export async function allNodes(
+  { nodes, revocations, settings }: Pick<AuthContext, 'nodes' | 'revocations' | 'settings'>,
+  present: PresentNode[],
+  now: number,
+): Promise<ListedNode[]> {
+  return listAllNodes({
+    known: await nodes.known('node'),
+    online: new Set(present.map((n) => n.host_id)),
+    registered: await nodes.registered(),
+    removed: revocations.removed,
+    nodeLocks: revocations.nodeLocks(),
+    liveProxies: (await nodes.proxies()).map((p) => p.proxyId),
+    reportFreshMs: Math.floor(settings.heartbeatTtlMs * 1.5),
+    now,
+  })
 }
 
 function lockJson(lock: LockRecord): LockJson {
@@ -37,19 +55,7 @@ export const fleetRoutes = {
       const present = await presentNodes({ nodes, revocations })
       if (call.query.get('all') !== 'true') return { nodes: present }
       const now = Date.now()
-      return {
-        now,
-        nodes: listAllNodes({
-          known: await nodes.known('node'),
-          online: new Set(present.map((n) => n.host_id)),
-          registered: await nodes.registered(),
-          removed: revocations.removed,
-          nodeLocks: revocations.nodeLocks(),
-          liveProxies: (await nodes.proxies()).map((p) => p.proxyId),
-          reportFreshMs: Math.floor(settings.heartbeatTtlMs * 1.5),
-          now,
-        }),
-      }
+      return { now, nodes: await allNodes({ nodes, revocations, settings }, present, now) }
     },
   },
 

@@ -1,11 +1,16 @@
-// What a person may list of the fleet (`warren ls`, and `warren ssh` on a selector): the
-// present nodes that the roles in the user's certificate let them reach, judged here from
-// the certificate the proxy vouches with, never from anything the request says. A node none
-// of the user's roles allow is not listed; the admin identity sees every node.
+// What a person may list of the fleet (`warren ls`, `warren ssh` on a selector, and the web
+// console's Nodes page): the nodes that the roles in the user's certificate (or web
+// session) let them reach, judged here from what the proxy vouches with, never from
+// anything the request says. A node none of the user's roles allow is not listed; the
+// admin identity sees every node. Each comes with its state, agent version, certificate
+// expiry, the proxies holding its tunnel and the logins the user may use; with all=true,
+// the nodes offline or locked too.
 
 import { nodeRefusal } from '../../shared/access.ts'
 import { NO_BODY } from '../../shared/api-router.ts'
-import { presentNodes } from './admin-fleet.ts'
+import type { PresentNode } from '../../shared/protocol/admin.ts'
+import type { ReachableNode } from '../../shared/protocol/fleet.ts'
+import { allNodes, presentNodes } from './admin-fleet.ts'
 import type { AuthRoutes } from './context.ts'
 
 export const userNodeRoutes = {
@@ -14,9 +19,18 @@ export const userNodeRoutes = {
     bodyLimit: NO_BODY,
     async handle(call, context) {
       const peer = call.peer
-      const nodes = await presentNodes(context)
-      const reachable = peer.kind === 'user' ? nodes.filter((n) => nodeRefusal(peer.access, n.labels) === undefined) : nodes
-      return { nodes: reachable.sort((a, b) => a.nodename.localeCompare(b.nodename) || a.host_id.localeCompare(b.host_id)) }
+      const allowed = (node: PresentNode) => peer.kind !== 'user' || nodeRefusal(peer.access, node.labels) === undefined
+      const logins = peer.kind === 'user' ? peer.access.logins : []
+      const now = Date.now()
+      const present = await presentNodes(context)
+      const listed = (await allNodes(context, present, now)).filter((node) => node.status !== 'removed')
+      const presentIds = new Set(present.map((node) => node.host_id))
+      const wanted = call.query.get('all') === 'true' ? listed : listed.filter((node) => presentIds.has(node.host_id))
+      const nodes: ReachableNode[] = wanted
+        .map((node) => ({ ...node, last_seen: node.last_seen ?? 0, logins }))
+        .filter(allowed)
+        .sort((a, b) => a.nodename.localeCompare(b.nodename) || a.host_id.localeCompare(b.host_id))
+      return { now, nodes }
     },
   },
 } satisfies Partial<AuthRoutes>

@@ -78,6 +78,8 @@ export class WebTerminals {
     const client = `${session.user}@${this.options.clientAddress(req)}`
     let stream: Duplex | undefined
     let shell: Shell | undefined
+    // What the browser types before the shell is open waits in the socket, not lost.
+    ws.pause()
     ws.once('close', () => {
       shell?.end()
       stream?.destroy()
@@ -108,6 +110,7 @@ export class WebTerminals {
     } catch (error) {
       log.info(`user ${session.user} cannot open a web terminal to ${request.node}: ${(error as Error).message}`, { user: session.user, node: request.node })
       stream?.destroy()
+      ws.resume()
       if (ws.readyState === WebSocket.OPEN) {
         ws.send(JSON.stringify({ type: 'error', message: (error as Error).message }))
         ws.close(1011)
@@ -163,6 +166,7 @@ function bridge(ws: WebSocket, shell: Shell): void {
     }
     shell.end()
   })
+  ws.resume()
   ws.on('message', (data: RawData, isBinary: boolean) => {
     const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
     if (isBinary) {

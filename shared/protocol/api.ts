@@ -175,6 +175,7 @@ export type BodyIn<K extends ApiRoute> = K extends BodyRoute ? In<(typeof API_BO
 /** Query parameters a route reads. */
 export interface ApiQueries {
   'GET /v1/nodes': { all?: boolean }
+  'GET /v1/user/nodes': { all?: boolean }
   'GET /v1/audit/events': { since?: number; until?: number; type?: string; user?: string; node?: string }
 }
 

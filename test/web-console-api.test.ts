@@ -1,0 +1,276 @@
+// The web console's server, from outside as a browser meets it (Node's https and the ws
+// client; the browser itself is tested apart): invitations and login with a password and a
+// TOTP code from oathtool, the session cookie's flags, CSRF and Origin refusals that change
+// nothing, the user's roles deciding which nodes are listed and reachable, the terminal
+// WebSocket (a shell on a node through its tunnel: output, resize, exit status, the audit
+// trail), one session at two proxies of the cluster, logout, and a locked or removed user.
+
+import { writeFileSync } from 'node:fs'
+import { request } from 'node:https'
+import { join } from 'node:path'
+import t from 'tap'
+import { WebSocket } from 'ws'
+import type { AuditEvent } from '../shared/protocol/audit.ts'
+import { AuthProcess, JSON_LOGS, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { codeAt, stepNow } from './helpers/people.ts'
+import { until } from './helpers/until.ts'
+
+t.setTimeout(120_000)
+
+const PASSWORD = 'a long enough passphrase'
+const LAB_ROLE = `kind: role
+version: v1
+metadata:
+  name: lab
+spec:
+  allow:
+    node_labels:
+      env: lab
+`
+const login = testLogin()
+const auth = await new AuthProcess().start()
+t.teardown(() => auth.stop())
+const pin = await auth.pin()
+const startProxy = async (nodename: string) => {
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, nodename, extraYaml: JSON_LOGS }).start()
+  t.teardown(() => proxy.stop())
+  return proxy
+}
+const proxyA = await startProxy('proxy-a')
+const proxyB = await startProxy('proxy-b')
+
+async function node(name: string, env: string): Promise<void> {
+  const dir = tempDir()
+  const config = join(dir, 'warren.yaml')
+  writeFileSync(config, ['version: v1', `data_dir: ${dir}`, `labels: { env: ${env} }`, 'ssh_service:', '  listen_addr: 127.0.0.1:0', JSON_LOGS].join('\n'))
+  const daemon = startNode([`--config=${config}`, `--auth-server=${proxyA.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${name}`])
+  t.teardown(() => daemon.stop())
+  await waitForNode(auth, name)
+}
+await node('lab-pi', 'lab')
+await node('prod-pi', 'prod')
+const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: LAB_ROLE })
+if (created.code !== 0) throw new Error(`create role: ${created.stderr}`)
+
+interface Answer {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: Record<string, unknown>
+  text: string
+}
+
+/** One request to a proxy's web port, as a page of the console (same Origin) unless told otherwise. */
+function web(proxy: string, method: string, path: string, options: { body?: unknown; cookie?: string; csrf?: string; origin?: string | null } = {}): Promise<Answer> {
+  const headers: Record<string, string> = {}
+  const origin = options.origin === undefined ? `https://${proxy}` : options.origin
+  if (origin !== null) headers.origin = origin
+  if (options.cookie) headers.cookie = options.cookie
+  if (options.csrf) headers['x-csrf-token'] = options.csrf
+  const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
+  if (payload !== undefined) headers['content-type'] = 'application/json'
+  return new Promise((resolve, reject) => {
+    const req = request(`https://${proxy}${path}`, { method, headers, rejectUnauthorized: false }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk) => (text += chunk))
+      res.on('end', () => {
+        let body: Record<string, unknown> = {}
+        try {
+          body = JSON.parse(text)
+        } catch {}
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text })
+      })
+    })
+    req.on('error', reject)
+    req.end(payload)
+  })
+}
+
+/** The cookie's `name=value` from a Set-Cookie header, and the whole header. */
+function cookieOf(answer: Answer): { cookie: string; header: string } {
+  const header = ([] as string[]).concat(answer.headers['set-cookie'] ?? [])[0] ?? ''
+  return { cookie: header.split(';')[0], header }
+}
+
+interface Person {
+  cookie: string
+  csrf: string
+  secret: string
+  step: number
+}
+
+/** Invites `name` with `roles` and accepts the invitation in the console: the session it opens. */
+async function invited(name: string, roles: string): Promise<Person> {
+  const added = await auth.ctl(['users', 'add', name, `--logins=${login}`, `--roles=${roles}`])
+  const token = /--invite=([0-9a-f]{32})$/m.exec(added.stdout)?.[1]
+  if (!token) throw new Error(`users add: ${added.stdout}${added.stderr}`)
+  const started = await web(proxyA.web, 'POST', '/web/api/invite/start', { body: { token } })
+  if (started.status !== 200) throw new Error(`invite/start: ${started.text}`)
+  const secret = new URL(started.body.otpauth_uri as string).searchParams.get('secret')!
+  const step = stepNow()
+  const completed = await web(proxyA.web, 'POST', '/web/api/invite/complete', { body: { token, password: PASSWORD, totp_code: codeAt(secret, step) } })
+  if (completed.status !== 200) throw new Error(`invite/complete: ${completed.text}`)
+  return { cookie: cookieOf(completed).cookie, csrf: completed.body.csrf_token as string, secret, step }
+}
+
+const alice = await invited('alice', 'access,editor')
+const bob = await invited('bob', 'lab')
+
+t.test('an invitation shows its QR code; login with password and TOTP sets a strict cookie', async (t) => {
+  const added = await auth.ctl(['users', 'add', 'dora', `--logins=${login}`])
+  const token = /--invite=([0-9a-f]{32})$/m.exec(added.stdout)![1]
+  const started = await web(proxyA.web, 'POST', '/web/api/invite/start', { body: { token } })
+  t.equal(started.status, 200, started.text)
+  t.equal(started.body.user, 'dora')
+  t.match(started.body.qr_svg, /<svg[\s\S]*<\/svg>/)
+  t.match(started.body.otpauth_uri, /^otpauth:\/\/totp\//)
+
+  const step = Math.max(stepNow(), alice.step + 1)
+  const wrong = await web(proxyA.web, 'POST', '/web/api/login', { body: { user: 'alice', password: 'not the password', totp_code: codeAt(alice.secret, step) } })
+  t.equal(wrong.status, 401)
+  t.notOk(wrong.headers['set-cookie'], 'no cookie for a wrong password')
+  const answer = await web(proxyA.web, 'POST', '/web/api/login', { body: { user: 'alice', password: PASSWORD, totp_code: codeAt(alice.secret, step) } })
+  t.equal(answer.status, 200, answer.text)
+  const { header } = cookieOf(answer)
+  t.match(header, /^warren_session=[A-Za-z0-9_-]{43,}; /)
+  for (const flag of ['HttpOnly', 'Secure', 'SameSite=Strict', 'Path=/web']) t.ok(header.split('; ').includes(flag), flag)
+  t.equal(answer.body.user, 'alice')
+  t.ok(Date.parse(answer.body.expires as string) > Date.now())
+  const session = await web(proxyA.web, 'GET', '/web/api/session', { cookie: cookieOf(answer).cookie })
+  t.equal(session.status, 200)
+  t.match(session.body, { user: 'alice', roles: ['access', 'editor'], editor: true, csrf_token: answer.body.csrf_token })
+  t.equal((await web(proxyA.web, 'GET', '/web/api/session')).status, 401, 'no cookie: 401')
+
+  const events = await auth.api<{ events: AuditEvent[] }>('GET', '/v1/audit/events?type=login&user=alice')
+  t.ok(
+    events.events.some((e) => e.success === true && e.method === 'web'),
+    'the login is audited with method web',
+  )
+  t.notOk(JSON.stringify(events).includes(PASSWORD), 'never the password')
+})
+
+t.test('a POST without the CSRF token, with a wrong one or from a foreign Origin is refused and changes nothing', async (t) => {
+  const tokens = async () => (await auth.ctl(['tokens', 'ls', '--format=json'])).stdout
+  const before = await tokens()
+  const body = { roles: 'node', ttl_ms: 600_000 }
+  const without = await web(proxyA.web, 'POST', '/web/api/tokens', { cookie: alice.cookie, body })
+  t.equal(without.status, 403)
+  t.match(without.body.error, /CSRF/)
+  const wrong = await web(proxyA.web, 'POST', '/web/api/tokens', { cookie: alice.cookie, csrf: bob.csrf, body })
+  t.equal(wrong.status, 403)
+  const foreign = await web(proxyA.web, 'POST', '/web/api/tokens', { cookie: alice.cookie, csrf: alice.csrf, body, origin: 'https://evil.example' })
+  t.equal(foreign.status, 403)
+  const foreignLogout = await web(proxyA.web, 'POST', '/web/api/logout', { cookie: alice.cookie, csrf: alice.csrf, origin: 'https://evil.example' })
+  t.equal(foreignLogout.status, 403)
+  t.equal(await tokens(), before, 'no token was made')
+  t.equal((await web(proxyA.web, 'GET', '/web/api/session', { cookie: alice.cookie })).status, 200, 'and the session is still there')
+
+  const made = await web(proxyA.web, 'POST', '/web/api/tokens', { cookie: alice.cookie, csrf: alice.csrf, body })
+  t.equal(made.status, 200, `with the token and the console's origin it is done: ${made.text}`)
+  t.not(await tokens(), before)
+  const notEditor = await web(proxyA.web, 'POST', '/web/api/tokens', { cookie: bob.cookie, csrf: bob.csrf, body })
+  t.equal(notEditor.status, 403, 'a user whose roles do not grant editor is refused by the auth server')
+})
+
+/** A terminal to `node` as the test's login, with the session of `person`; its output so far and its last control message. */
+function terminal(proxy: string, person: Person, node: string, size = { cols: 80, rows: 24 }) {
+  const query = new URLSearchParams({ node, login, cols: String(size.cols), rows: String(size.rows), csrf: person.csrf })
+  const ws = new WebSocket(`wss://${proxy}/web/api/terminal?${query}`, { headers: { cookie: person.cookie, origin: `https://${proxy}` }, rejectUnauthorized: false })
+  const state = { output: '', control: undefined as undefined | { type: string; status?: number; message?: string }, closed: false }
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) state.output += data.toString()
+    else state.control = JSON.parse(data.toString())
+  })
+  ws.on('close', () => (state.closed = true))
+  ws.on('error', () => {})
+  return { ws, state, type: (text: string) => ws.send(Buffer.from(text), { binary: true }) }
+}
+
+t.test('the terminal: a shell on the node, resized, with its exit status, in the audit trail', async (t) => {
+  const term = terminal(proxyA.web, alice, 'lab-pi')
+  term.ws.once('open', () => term.type('echo $((6*7))\n'))
+  // What is typed before the shell's first prompt is echoed before it: 42 may follow a prompt.
+  await until('42 in the terminal', () => /^(\$ )?42\r?$/m.test(term.state.output), { timeoutMs: 30_000 })
+  term.ws.send(JSON.stringify({ type: 'resize', cols: 100, rows: 30 }))
+  // The node applies a size change on its own time (stty on the pty): asked until it shows.
+  await until(
+    'the new size',
+    () => {
+      if (/^(\$ )?30 100\r?$/m.test(term.state.output)) return true
+      term.type('stty size\n')
+      return false
+    },
+    { timeoutMs: 15_000, everyMs: 1000 },
+  )
+  term.type('exit 3\n')
+  await until('the terminal to close', () => term.state.closed, { timeoutMs: 15_000 })
+  t.same(term.state.control, { type: 'exit', status: 3 })
+  let events: AuditEvent[] = []
+  await until('the session in the audit log', async () => {
+    events = (await auth.api<{ events: AuditEvent[] }>('GET', '/v1/audit/events?type=session.end&node=lab-pi')).events
+    return events.length > 0
+  })
+  t.match(events[0], { user: 'alice', login, node: 'lab-pi', exit_status: 3 })
+})
+
+t.test('a user whose roles do not allow a node neither lists it nor opens a terminal to it', async (t) => {
+  const listed = await web(proxyA.web, 'GET', '/web/api/user/nodes', { cookie: bob.cookie })
+  t.equal(listed.status, 200, listed.text)
+  t.same(
+    (listed.body.nodes as { nodename: string }[]).map((n) => n.nodename),
+    ['lab-pi'],
+  )
+  const all = await web(proxyA.web, 'GET', '/web/api/user/nodes?all=true', { cookie: alice.cookie })
+  t.same(
+    (all.body.nodes as { nodename: string }[]).map((n) => n.nodename),
+    ['lab-pi', 'prod-pi'],
+  )
+  const [lab] = listed.body.nodes as Record<string, unknown>[]
+  t.match(lab, { status: 'online', tunnel: true, version: String, cert_expires: Number, logins: [login], labels: { env: 'lab' } }, 'what the Nodes page shows')
+  t.equal((lab.proxies as { live: number }).live, 2, 'of two live proxies')
+  const term = terminal(proxyA.web, bob, 'prod-pi')
+  await until('the terminal to close', () => term.state.closed, { timeoutMs: 15_000 })
+  t.equal(term.state.control?.type, 'error')
+  t.match(term.state.control?.message, /prod-pi/)
+  t.equal(term.state.output, '', 'no byte of a shell')
+
+  const noCsrf = terminal(proxyA.web, { ...bob, csrf: 'wrong' }, 'lab-pi')
+  const refused = await new Promise<number>((resolve) => noCsrf.ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)))
+  t.equal(refused, 403, 'a wrong CSRF token: no upgrade')
+})
+
+t.test('a session made at one proxy works at another; logout ends it at both', async (t) => {
+  const step = Math.max(stepNow(), bob.step + 1)
+  const answer = await web(proxyA.web, 'POST', '/web/api/login', { body: { user: 'bob', password: PASSWORD, totp_code: codeAt(bob.secret, step) } })
+  t.equal(answer.status, 200, answer.text)
+  const cookie = cookieOf(answer).cookie
+  const atB = await web(proxyB.web, 'GET', '/web/api/session', { cookie })
+  t.equal(atB.status, 200, atB.text)
+  t.equal(atB.body.user, 'bob')
+  const out = await web(proxyB.web, 'POST', '/web/api/logout', { cookie, csrf: answer.body.csrf_token as string })
+  t.equal(out.status, 200, out.text)
+  t.match(cookieOf(out).header, /Max-Age=0/)
+  t.equal((await web(proxyA.web, 'GET', '/web/api/session', { cookie })).status, 401)
+  t.equal((await web(proxyB.web, 'GET', '/web/api/user/nodes', { cookie })).status, 401)
+})
+
+t.test('a locked or removed user has no session', async (t) => {
+  t.equal((await web(proxyB.web, 'GET', '/web/api/session', { cookie: bob.cookie })).status, 200)
+  t.equal((await auth.ctl(['lock', '--user=bob', '--message=lost laptop'])).code, 0)
+  t.equal((await web(proxyB.web, 'GET', '/web/api/session', { cookie: bob.cookie })).status, 401)
+  t.equal((await web(proxyB.web, 'GET', '/web/api/user/nodes', { cookie: bob.cookie })).status, 401)
+  const carol = await invited('carol', 'access')
+  t.equal((await web(proxyA.web, 'GET', '/web/api/session', { cookie: carol.cookie })).status, 200)
+  t.equal((await auth.ctl(['users', 'rm', 'carol'])).code, 0)
+  t.equal((await web(proxyA.web, 'GET', '/web/api/session', { cookie: carol.cookie })).status, 401)
+})
+
+t.test('every /web answer carries the content security policy', async (t) => {
+  for (const path of ['/web/', '/web/nodes', '/web/api/session']) {
+    const answer = await web(proxyA.web, 'GET', path)
+    t.match(answer.headers['content-security-policy'], /^default-src 'self'; script-src 'self';/, path)
+    t.notMatch(answer.headers['content-security-policy'], /script-src[^;]*unsafe-inline/)
+    t.equal(answer.headers['x-frame-options'], 'DENY')
+    t.equal(answer.headers['x-content-type-options'], 'nosniff')
+  }
+})
