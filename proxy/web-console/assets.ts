@@ -10,15 +10,7 @@ import { join } from 'node:path'
 import { getAsset, isSea } from 'node:sea'
 import { brotliDecompressSync } from 'node:zlib'
 import { MANIFEST, type ManifestEntry, SEA_ASSET_PREFIX } from './manifest.ts'
-
-/** The headers of every /web answer (the same as the console's API sends). */
-const SECURITY_HEADERS: Record<string, string> = {
-  'content-security-policy':
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'x-frame-options': 'DENY',
-}
+import { securityHeaders } from './security-headers.ts'
 
 const CONTENT_TYPES: Record<string, string> = {
   html: 'text/html; charset=utf-8',
@@ -70,7 +62,7 @@ export function serveWebConsoleAsset(req: IncomingMessage, res: ServerResponse):
   if (!(path === '/web' || path.startsWith('/web/')) || path.startsWith('/web/api/')) return false
   files ??= load()
   if (files instanceof Error) {
-    res.writeHead(503, { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' })
+    res.writeHead(503, { ...securityHeaders(), 'content-type': 'text/plain; charset=utf-8' })
     res.end(`${files.message}\n`)
     return true
   }
@@ -78,11 +70,11 @@ export function serveWebConsoleAsset(req: IncomingMessage, res: ServerResponse):
   // that is not there is a 404, not the page, so a stale script name fails plainly.
   const file = path.startsWith('/web/assets/') ? files.get(path) : files.get('/web/index.html')
   if (!file) {
-    res.writeHead(404, { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8' })
+    res.writeHead(404, { ...securityHeaders(), 'content-type': 'text/plain; charset=utf-8' })
     res.end('no such file\n')
     return true
   }
-  const headers: Record<string, string> = { ...SECURITY_HEADERS, 'content-type': file.type, 'cache-control': file.cacheControl, vary: 'accept-encoding' }
+  const headers: Record<string, string> = { ...securityHeaders(), 'content-type': file.type, 'cache-control': file.cacheControl, vary: 'accept-encoding' }
   const body = acceptsBrotli(req) ? file.brotli : brotliDecompressSync(file.brotli)
   if (body === file.brotli) headers['content-encoding'] = 'br'
   headers['content-length'] = String(body.length)

@@ -6,6 +6,8 @@ export interface Session {
   roles: string[]
   /** Whether the user may use the token and user pages. */
   editor: boolean
+  /** The logins the roles allow on nodes. */
+  logins: string[]
   csrf_token: string
   expires: string
 }

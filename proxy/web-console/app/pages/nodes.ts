@@ -1,7 +1,7 @@
 // The nodes the user's roles allow, searchable by name and by label selector, each with
 // links that open a terminal to it as one of the logins the roles allow.
 
-import { call } from '../api.ts'
+import { call, currentSession } from '../api.ts'
 import { h, replace, table } from '../dom.ts'
 import { relative, utcTime } from '../format.ts'
 import { navigate, type RouteParams } from '../router.ts'
@@ -39,7 +39,8 @@ function matches(node: WebNode, name: string, selector: [string, string][]): boo
 }
 
 export async function nodesPage(main: HTMLElement, params: RouteParams): Promise<void> {
-  const { nodes } = await call<{ nodes: WebNode[]; now?: number }>('GET', 'user/nodes')
+  // all=true: the offline nodes too, with when they were last seen.
+  const { nodes, now } = await call<{ nodes: WebNode[]; now?: number }>('GET', 'user/nodes?all=true')
   const name = h('input', { type: 'search', name: 'name', placeholder: 'name', 'aria-label': 'Search by name', value: params.query.get('name') ?? '' })
   const labels = h('input', { type: 'search', name: 'labels', placeholder: 'key=value,key=*', 'aria-label': 'Label selector', value: params.query.get('labels') ?? '' })
   const list = h('div', { class: 'list' })
@@ -50,7 +51,7 @@ export async function nodesPage(main: HTMLElement, params: RouteParams): Promise
     if (name.value.trim()) query.set('name', name.value.trim())
     if (labels.value.trim()) query.set('labels', labels.value.trim())
     history.replaceState(null, '', `/web/nodes${query.size ? `?${query}` : ''}`)
-    replace(list, shown.length === 0 ? h('p', { class: 'empty' }, nodes.length === 0 ? 'No nodes your roles allow.' : 'No node matches.') : nodeTable(shown))
+    replace(list, shown.length === 0 ? h('p', { class: 'empty' }, nodes.length === 0 ? 'No nodes your roles allow.' : 'No node matches.') : nodeTable(shown, now ?? Date.now()))
   }
   name.addEventListener('input', draw)
   labels.addEventListener('input', draw)
@@ -58,8 +59,8 @@ export async function nodesPage(main: HTMLElement, params: RouteParams): Promise
   draw()
 }
 
-function nodeTable(nodes: WebNode[]): HTMLTableElement {
-  const now = Date.now()
+/** `now`: the server's clock, which the times are relative to. */
+function nodeTable(nodes: WebNode[], now: number): HTMLTableElement {
   return table(
     ['Node', 'Status', 'Address', 'Proxies', 'Version', 'Certificate expires', 'Labels', 'Connect'],
     nodes.map((node) => {
@@ -83,16 +84,17 @@ function nodeTable(nodes: WebNode[]): HTMLTableElement {
             .sort()
             .map(([key, value]) => h('code', {}, `${key}=${value}`)),
         ),
-        connectLinks(node),
+        online ? connectLinks(node) : '',
       ]
     }),
   )
 }
 
-/** One link per login the roles allow; a field to type one when the list does not say. */
+/** One link per login the roles allow (on this node, or the session's); a field to type one when neither says. */
 function connectLinks(node: WebNode): HTMLElement {
   const to = (login: string) => `/web/terminal?${new URLSearchParams({ node: node.nodename, login })}`
-  if (node.logins) return h('span', { class: 'connect' }, ...node.logins.map((login) => h('a', { href: to(login), class: 'button' }, login)))
+  const logins = node.logins ?? currentSession()?.logins
+  if (logins && logins.length > 0) return h('span', { class: 'connect' }, ...logins.map((login) => h('a', { href: to(login), class: 'button' }, login)))
   const login = h('input', { name: 'login', placeholder: 'login', 'aria-label': `Login on ${node.nodename}`, size: 8 })
   const form = h('form', { class: 'connect' }, login, h('button', { type: 'submit' }, 'Connect'))
   form.addEventListener('submit', (event) => {

@@ -24,7 +24,12 @@ export function terminalPage(main: HTMLElement, params: RouteParams): void {
   const fit = new FitAddon()
   term.loadAddon(fit)
   term.open(screen)
+  // The size as `stty size` prints it, rows then columns, for anyone checking what the node sees.
+  const showSize = () => {
+    screen.dataset.size = `${term.rows} ${term.cols}`
+  }
   fit.fit()
+  showSize()
   term.focus()
 
   const query = new URLSearchParams({ node, login, cols: String(term.cols), rows: String(term.rows), csrf: currentSession()?.csrf_token ?? '' })
@@ -59,7 +64,10 @@ export function terminalPage(main: HTMLElement, params: RouteParams): void {
   }
   term.onData((data) => send(encoder.encode(data)))
   term.onBinary((data) => send(Uint8Array.from(data, (c) => c.charCodeAt(0))))
-  term.onResize(({ cols, rows }) => send(JSON.stringify({ type: 'resize', cols, rows })))
+  term.onResize(({ cols, rows }) => {
+    showSize()
+    send(JSON.stringify({ type: 'resize', cols, rows }))
+  })
   // Copy on select, as in most terminals; paste is xterm's own (the browser's paste event).
   term.onSelectionChange(() => {
     const selected = term.getSelection()
