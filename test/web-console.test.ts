@@ -6,96 +6,24 @@
 // it nor reaches it, and a page of another site cannot make changes with their session;
 // the session just seen is replayed from its recording in the browser.
 
-import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import t from 'tap'
 import type { RecordingJson } from '../shared/protocol/recordings.ts'
-import { chromiumMissing, launchChromium, spkiPin, terminalLines, waitForLine } from './helpers/browser.ts'
-import { AuthProcess, JSON_LOGS, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
-import { codeAt, stepNow } from './helpers/people.ts'
-
-const PASSWORD = 'correct horse battery staple'
+import { chromiumMissing, terminalLines, waitForLine } from './helpers/browser.ts'
+import { type Person, startConsoleCluster } from './helpers/console-cluster.ts'
 
 if (chromiumMissing()) t.plan(0, chromiumMissing() as string)
 else await main()
 
 async function main(): Promise<void> {
   t.setTimeout(120_000)
-  const login = testLogin()
-  const auth = await new AuthProcess().start()
-  t.teardown(() => auth.stop())
-  const pin = await auth.pin()
-  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, extraYaml: JSON_LOGS }).start()
-  t.teardown(() => proxy.stop())
-
-  const role = (name: string, env: string) =>
-    run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], {
-      input: `kind: role\nversion: v1\nmetadata:\n  name: ${name}\nspec:\n  allow:\n    logins: ['{{internal.logins}}']\n    node_labels:\n      env: ${env}\n`,
-    })
-  for (const [name, env] of [
-    ['lab', 'lab'],
-    ['prod', 'prod'],
-  ]) {
-    const created = await role(name, env)
-    if (created.code !== 0) throw new Error(`create role ${name}: ${created.stderr}`)
-  }
-
-  /** A node labelled env=`env`, joined through the proxy: it keeps a tunnel. */
-  async function node(name: string, env: string): Promise<void> {
-    const dir = tempDir()
-    const config = join(dir, 'warren.yaml')
-    writeFileSync(config, ['version: v1', `data_dir: ${dir}`, `labels: { env: ${env} }`, 'ssh_service:', '  listen_addr: 127.0.0.1:0', JSON_LOGS].join('\n'))
-    const daemon = startNode([`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${name}`])
-    t.teardown(() => daemon.stop())
-    await waitForNode(auth, name)
-  }
-  await node('lab-1', 'lab')
-  await node('prod-1', 'prod')
-
-  const browser: Browser = await launchChromium([await spkiPin(proxy.web)])
-  t.teardown(() => browser.close())
-  const base = `https://${proxy.web}`
-
-  /** A person as the test plays them: their TOTP secret and the last step whose code they used. */
-  interface Person {
-    name: string
-    secret: string
-    lastStep: number
-  }
-
-  /** `warrenctl users add`, then the invitation accepted in a fresh browser context. */
-  async function invited(name: string, roles: string): Promise<{ person: Person; context: BrowserContext; page: Page }> {
-    const added = await auth.ctl(['users', 'add', name, `--logins=${login}`, `--roles=${roles}`])
-    const token = /--invite=(\S+)/.exec(added.stdout)?.[1]
-    if (!token) throw new Error(`users add ${name}: ${added.stdout}${added.stderr}`)
-    const context = await browser.newContext({ viewport: { width: 1100, height: 700 } })
-    t.teardown(() => context.close())
-    const page = await context.newPage()
-    await page.goto(`${base}/web/invite/${token}`)
-    const secret = (await page.textContent('#totp-secret', { timeout: 10_000 }))!.trim()
-    const step = stepNow()
-    await page.fill('#invite input[name=password]', PASSWORD)
-    await page.fill('#invite input[name=again]', PASSWORD)
-    await page.fill('#invite input[name=totp_code]', codeAt(secret, step))
-    await page.click('#invite button[type=submit]')
-    await page.waitForURL(`${base}/web/nodes`, { timeout: 10_000 })
-    return { person: { name, secret, lastStep: step }, context, page }
-  }
-
-  /** The login page with a code of a step not used before (a used code is never taken twice). */
-  async function logIn(page: Page, person: Person): Promise<void> {
-    await page.goto(`${base}/web/login`)
-    const step = Math.max(stepNow(), person.lastStep + 1)
-    person.lastStep = step
-    await page.fill('#login input[name=user]', person.name)
-    await page.fill('#login input[name=password]', PASSWORD)
-    await page.fill('#login input[name=totp_code]', codeAt(person.secret, step))
-    await page.click('#login button[type=submit]')
-    await page.waitForURL(`${base}/web/nodes`, { timeout: 10_000 })
-  }
+  const { auth, browser, base, login, node, role, invited, logIn } = await startConsoleCluster((stop) => t.teardown(stop))
+  await role('lab', { env: 'lab' })
+  await role('prod', { env: 'prod' })
+  await node('lab-1', { env: 'lab' })
+  await node('prod-1', { env: 'prod' })
 
   /** The node names the Nodes page lists now. */
   const listedNodes = (page: Page) => page.$$eval('.node-name', (cells) => cells.map((cell) => cell.textContent))
