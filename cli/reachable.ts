@@ -49,7 +49,10 @@ export async function reachableNodes(dir: string, proxy: string | undefined, sel
   const client = proxyApiClient(dir, proxy)
   try {
     const { nodes } = await client.call('GET /v1/user/nodes')
-    return nodes.filter((node) => matchesSelectors(selectors, node.labels))
+    // warren ls keeps its fields; what the web console's Nodes page shows besides stays out.
+    return nodes
+      .filter((node) => matchesSelectors(selectors, node.labels))
+      .map(({ host_id, nodename, addr, tunnel, labels, last_seen }) => ({ host_id, nodename, addr, tunnel, labels, last_seen }))
   } finally {
     await client.close()
   }

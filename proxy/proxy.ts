@@ -55,6 +55,7 @@ export class ProxyService {
   tunnels!: TunnelServer
   private users!: UserGateway
   private nodes!: NodeDialer
+  private webConsole?: WebConsole
   private revocations!: ProxyRevocations
   private auth!: ApiClient
   private servers: Server[] = []
@@ -163,7 +164,8 @@ export class ProxyService {
       userOf: (req: IncomingMessage) => this.users.userOf(req.socket as TLSSocket),
       log: this.log,
     })
-    const webConsole = new WebConsole({ auth: () => this.auth, nodes, clientAddress, log: this.log })
+    const webConsole = new WebConsole({ auth: () => this.auth, nodes, clientAddress, refusedUser: (name) => this.revocations.list.refusedUser(name), log: this.log })
+    this.webConsole = webConsole
     web.on('request', (req, res) => webConsole.handle(req, res) || void router.handle(req, res))
     web.on('upgrade', (req, socket, head) => webConsole.upgrade(req, socket, head))
 
@@ -335,6 +337,7 @@ export class ProxyService {
     this.tunnels?.dropRefused()
     this.nodes?.dropRefused()
     this.users?.dropLocked()
+    this.webConsole?.dropLocked()
   }
 
   private async heartbeat(first: boolean): Promise<void> {

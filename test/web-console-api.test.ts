@@ -261,8 +261,13 @@ t.test('a locked or removed user has no session', async (t) => {
   t.equal((await web(proxyB.web, 'GET', '/web/api/user/nodes', { cookie: bob.cookie })).status, 401)
   const carol = await invited('carol', 'access')
   t.equal((await web(proxyA.web, 'GET', '/web/api/session', { cookie: carol.cookie })).status, 200)
+  const term = terminal(proxyA.web, carol, 'lab-pi')
+  term.ws.once('open', () => term.type('echo carol-$((2+3))\n'))
+  await until("carol's shell", () => /^(\$ )?carol-5\r?$/m.test(term.state.output), { timeoutMs: 30_000 })
   t.equal((await auth.ctl(['users', 'rm', 'carol'])).code, 0)
   t.equal((await web(proxyA.web, 'GET', '/web/api/session', { cookie: carol.cookie })).status, 401)
+  await until("carol's terminal to close", () => term.state.closed, { timeoutMs: 15_000 })
+  t.match(term.state.control, { type: 'error', message: /removed/ }, 'her open terminal is closed too')
 })
 
 t.test('every /web answer carries the content security policy', async (t) => {

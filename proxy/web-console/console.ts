@@ -17,6 +17,8 @@ export interface WebConsoleOptions {
   auth: () => ApiClient
   nodes: Pick<NodeDialer, 'dial'>
   clientAddress: (req: IncomingMessage) => string
+  /** Why a user is refused although its session was valid (a lock, a removal), or undefined. */
+  refusedUser: (name: string) => string | undefined
   log: Logger
 }
 
@@ -52,6 +54,11 @@ export class WebConsole {
     res.writeHead(405, { ...securityHeaders(), 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
     res.end(text)
     return true
+  }
+
+  /** After a lock or a removal: the terminals of users now refused are closed. */
+  dropLocked(): void {
+    void this.terminals?.then((terminals) => terminals.dropLocked(this.options.refusedUser))
   }
 
   /** An HTTP upgrade: the terminal's WebSocket, or refused. */

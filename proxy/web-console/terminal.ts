@@ -46,9 +46,24 @@ interface TerminalRequest {
 export class WebTerminals {
   private readonly options: WebTerminalOptions
   private readonly server = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME, perMessageDeflate: false })
+  /** Every open terminal: its user, and what ends its shell. */
+  private readonly open = new Map<WebSocket, { user: string; end: () => void }>()
 
   constructor(options: WebTerminalOptions) {
     this.options = options
+  }
+
+  /** Closes the terminals of users `refused` names a reason for (locked, removed). */
+  dropLocked(refused: (user: string) => string | undefined): void {
+    for (const [ws, { user, end }] of this.open) {
+      const reason = refused(user)
+      if (!reason) continue
+      this.options.log.warn(`web terminal of user ${user} closed: ${reason}`, { user, locked: true })
+      this.open.delete(ws)
+      ws.send(JSON.stringify({ type: 'error', message: reason }))
+      ws.close(1008)
+      end()
+    }
   }
 
   /** Judges an upgrade request and, when it passes, opens the terminal. */
@@ -80,9 +95,14 @@ export class WebTerminals {
     let shell: Shell | undefined
     // What the browser types before the shell is open waits in the socket, not lost.
     ws.pause()
-    ws.once('close', () => {
+    const end = () => {
       shell?.end()
       stream?.destroy()
+    }
+    this.open.set(ws, { user: session.user, end })
+    ws.once('close', () => {
+      this.open.delete(ws)
+      end()
     })
     try {
       if (!session.logins.includes(request.login)) throw new Error(`the roles of user "${session.user}" do not allow login "${request.login}"`)
