@@ -3,8 +3,9 @@
 // certificate by its key (helpers/browser.ts). A person invited with warrenctl accepts the
 // invitation in the browser (the TOTP code from oathtool), logs in, finds a node by label
 // and works in a terminal to it; a person whose roles do not allow that node neither sees
-// it nor reaches it, and a page of another site cannot make changes with their session;
-// the session just seen is replayed from its recording in the browser.
+// it nor reaches it, and a page of another site cannot make changes with their session,
+// while that editor's own pages create a token, invite a user and read the audit log; the
+// session just seen is replayed from its recording in the browser.
 
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -113,6 +114,37 @@ async function main(): Promise<void> {
     const answer = await answered
     t.ok(answer.status() === 401 || answer.status() === 403, `the cross-site POST is refused (${answer.status()})`)
     t.equal(await tokens(), before, 'and created no token')
+
+    // The Users page invites: the URL it shows opens the invitation.
+    await page.goto(`${base}/web/users`)
+    await page.fill('#user-form input[name=name]', 'frank')
+    await page.fill('#user-form input[name=roles]', 'prod')
+    await page.fill('#user-form input[name=logins]', login)
+    await page.click('#user-form button[type=submit]')
+    const url = (await page.textContent('#invite-url', { timeout: 10_000 }))!
+    t.match(url, new RegExp(`^${base}/web/invite/\\S+$`), 'the invitation URL')
+    const invitee = await context.newPage()
+    await invitee.goto(url)
+    t.equal(await invitee.textContent('#invite-user', { timeout: 10_000 }), 'frank', 'the URL opens the invitation')
+
+    // The Audit page, filtered, shows bob's session of the first test (once the node sent it).
+    let rows: string[] = []
+    for (const deadline = Date.now() + 20_000; Date.now() < deadline; await page.waitForTimeout(250)) {
+      await page.goto(`${base}/web/audit?type=session.*&user=bob`)
+      await page.locator('#audit-filters').waitFor()
+      rows = await page.$$eval('main tbody tr', (trs) => trs.map((tr) => Array.from(tr.children, (td) => (td as { textContent: string | null }).textContent).join(' | ')))
+      if (rows.some((row) => row.includes('session.end'))) break
+    }
+    t.ok(
+      rows.some((row) => / \| session\.start \| bob \| lab-1 \| /.test(row)),
+      'the session started',
+      { rows },
+    )
+    t.ok(
+      rows.every((row) => / \| session\.(start|end) \| bob \| /.test(row)),
+      'only what the filters ask for',
+      { rows },
+    )
   })
 
   await t.test(
