@@ -3,14 +3,14 @@
 // headers on every answer, the app's one page for every app path, and 404 for an asset
 // that is not there.
 
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { createServer, request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { brotliDecompressSync } from 'node:zlib'
 import t from 'tap'
 import { serveWebConsoleAsset } from './assets.ts'
-import { buildWebConsole, CHECKOUT_DIST } from './build.ts'
+import { builtInCheckout, CHECKOUT_DIST } from './build.ts'
 import { MANIFEST, type ManifestEntry } from './manifest.ts'
 
 const CSP =
@@ -22,8 +22,7 @@ interface Answer {
   body: Buffer
 }
 
-// `npm install` builds the console; a checkout that skipped it builds it here.
-if (!existsSync(join(CHECKOUT_DIST, MANIFEST))) await buildWebConsole(CHECKOUT_DIST)
+await builtInCheckout()
 const manifest = JSON.parse(readFileSync(join(CHECKOUT_DIST, MANIFEST), 'utf8')) as ManifestEntry[]
 const script = manifest.find((entry) => entry.path.endsWith('.js'))!.path
 

@@ -4,7 +4,7 @@
 // manifest of them. `npm install` runs this into proxy/web-console/dist/ (where the proxy
 // reads them from a checkout); `npm run package` puts the same files into the executable.
 
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import { brotliCompressSync, constants as zlib } from 'node:zlib'
 import { build } from 'esbuild'
@@ -52,6 +52,11 @@ export async function buildWebConsole(outdir: string): Promise<string[]> {
   }
   writeFileSync(join(outdir, MANIFEST), JSON.stringify(manifest, null, 2))
   return [MANIFEST, ...manifest.map((entry) => entry.file)]
+}
+
+/** The checkout's build, made unless there is one (`npm install` makes it): for tests and scripts. */
+export async function builtInCheckout(): Promise<void> {
+  if (!existsSync(join(CHECKOUT_DIST, MANIFEST))) await buildWebConsole(CHECKOUT_DIST)
 }
 
 /** The one page: no inline script or style (the Content-Security-Policy allows neither). */

@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { builtInCheckout } from '../../proxy/web-console/build.ts'
 import { launchChromium, spkiPin } from './browser.ts'
 import { AuthProcess, JSON_LOGS, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './cluster.ts'
 import { codeAt, stepNow } from './people.ts'
@@ -39,6 +40,7 @@ export interface ConsoleCluster {
 
 /** Starts it all; `cleanup` is handed what to stop, in the order started. */
 export async function startConsoleCluster(cleanup: (stop: () => unknown) => void): Promise<ConsoleCluster> {
+  await builtInCheckout()
   const login = testLogin()
   const auth = await new AuthProcess().start()
   cleanup(() => auth.stop())
