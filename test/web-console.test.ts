@@ -33,6 +33,8 @@ async function main(): Promise<void> {
   const sessionStatus = (page: Page) => page.evaluate(() => fetch('/web/api/session').then((response) => response.status))
 
   let erin: Person | undefined
+  /** The terminal's size after the first test's resize, as `stty size` printed it. */
+  let resized = ''
 
   await t.test('an invited user accepts in the browser, logs in with a TOTP code, finds a node by label and works in its terminal', async (t) => {
     const { page, context, person } = await invited('bob', 'lab')
@@ -67,6 +69,7 @@ async function main(): Promise<void> {
     t.not(size, before, 'the terminal took the smaller window')
     await page.keyboard.type('stty size\n')
     t.equal(await waitForLine(page, (line) => /^\d+ \d+$/.test(line)), size, 'the node saw the new size')
+    resized = size
 
     await page.keyboard.type('exit\n')
     await page.locator('#terminal-state', { hasText: /^session ended/ }).waitFor({ timeout: 10_000 })
@@ -169,6 +172,9 @@ async function main(): Promise<void> {
       await page.click(`a.replay[href$="${recording!.session_id}"]`)
       await page.selectOption('#replay-speed', '8')
       t.equal(await waitForLine(page, (line) => line === '42', 30_000, '#replay'), '42', 'the replayed terminal shows the output')
+      await page.locator('main[data-replay="ended"]').waitFor({ timeout: 30_000 })
+      const rows = await page.$$eval('#replay .xterm-rows > div', (lines) => lines.length)
+      t.equal(rows, Number(resized.split(' ')[0]), 'the replay took the recorded size change')
     },
   )
 }
