@@ -27,7 +27,11 @@ async function main(): Promise<void> {
   await node('prod-1', { env: 'prod' })
 
   /** The node names the Nodes page lists now. */
-  const listedNodes = (page: Page) => page.$$eval('.node-name', (cells) => cells.map((cell) => cell.textContent))
+  const listedNodes = async (page: Page) => {
+    // The list is drawn once the page has the nodes: a row, or the line that says none match.
+    await page.locator('main .list .node-name, main .list .empty').first().waitFor({ timeout: 10_000 })
+    return page.$$eval('.node-name', (cells) => cells.map((cell) => cell.textContent))
+  }
 
   /** What GET /web/api/session answers this browser's cookie, from inside the page. */
   const sessionStatus = (page: Page) => page.evaluate(() => fetch('/web/api/session').then((response) => response.status))
@@ -134,7 +138,7 @@ async function main(): Promise<void> {
     let rows: string[] = []
     for (const deadline = Date.now() + 20_000; Date.now() < deadline; await page.waitForTimeout(250)) {
       await page.goto(`${base}/web/audit?type=session.*&user=bob`)
-      await page.locator('#audit-filters').waitFor()
+      await page.locator('main .list table, main .list .empty').first().waitFor({ timeout: 10_000 })
       rows = await page.$$eval('main tbody tr', (trs) => trs.map((tr) => Array.from(tr.children, (td) => (td as { textContent: string | null }).textContent).join(' | ')))
       if (rows.some((row) => row.includes('session.end'))) break
     }
