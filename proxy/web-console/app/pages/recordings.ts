@@ -7,7 +7,7 @@ import { CastPlayer, parseCast } from '../cast.ts'
 import { h, table } from '../dom.ts'
 import { duration, utcTime } from '../format.ts'
 import { onLeave, type RouteParams } from '../router.ts'
-import { TERMINAL_THEME } from './terminal.ts'
+import { LINE_HEIGHT, TERMINAL_THEME } from './terminal.ts'
 
 interface Recording {
   session_id: string
@@ -56,7 +56,7 @@ export async function replayPage(main: HTMLElement, params: RouteParams): Promis
   const clock = h('span', { class: 'state', id: 'replay-clock' })
   main.append(h('div', { class: 'terminal-bar' }, h('a', { href: '/web/recordings' }, 'Recordings'), h('strong', {}, id), playButton, speed, restart, clock), screen)
 
-  const term = new Terminal({ cols: cast.width, rows: cast.height, theme: TERMINAL_THEME, disableStdin: true, scrollback: 5000 })
+  const term = new Terminal({ cols: cast.width, rows: cast.height, lineHeight: LINE_HEIGHT, theme: TERMINAL_THEME, disableStdin: true, scrollback: 5000 })
   term.open(screen)
   const player = new CastPlayer(cast, {
     write: (data) => term.write(data),

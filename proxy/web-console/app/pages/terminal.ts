@@ -12,6 +12,8 @@ import { onLeave, type RouteParams } from '../router.ts'
 type ServerMessage = { type: 'exit'; status: number | null } | { type: 'error'; message?: string }
 
 export const TERMINAL_THEME = { background: '#101418', foreground: '#e6e6e6', cursor: '#f0c674' }
+/** A little room between rows, so underscores are not cut off at the bottom of theirs. */
+export const LINE_HEIGHT = 1.2
 
 export function terminalPage(main: HTMLElement, params: RouteParams): void {
   const node = params.query.get('node') ?? ''
@@ -20,7 +22,7 @@ export function terminalPage(main: HTMLElement, params: RouteParams): void {
   const screen = h('div', { class: 'terminal', id: 'terminal' })
   main.append(h('div', { class: 'terminal-bar' }, h('strong', {}, `${login}@${node}`), state), screen)
 
-  const term = new Terminal({ cursorBlink: true, fontSize: 14, theme: TERMINAL_THEME, scrollback: 5000 })
+  const term = new Terminal({ cursorBlink: true, fontSize: 14, lineHeight: LINE_HEIGHT, theme: TERMINAL_THEME, scrollback: 5000 })
   const fit = new FitAddon()
   term.loadAddon(fit)
   term.open(screen)
