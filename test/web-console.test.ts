@@ -176,7 +176,7 @@ async function main(): Promise<void> {
       await page.click(`a.replay[href$="${recording!.session_id}"]`)
       await page.selectOption('#replay-speed', '8')
       t.equal(await waitForLine(page, (line) => line === '42', 30_000, '#replay'), '42', 'the replayed terminal shows the output')
-      await page.locator('main[data-replay="ended"]').waitFor({ timeout: 30_000 })
+      await page.locator('[data-replay="ended"]').waitFor({ timeout: 30_000 })
       const rows = await page.$$eval('#replay .xterm-rows > div', (lines) => lines.length)
       t.equal(rows, Number(resized.split(' ')[0]), 'the replay took the recorded size change')
     },

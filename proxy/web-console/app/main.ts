@@ -68,11 +68,14 @@ async function display(render: Render, params: Parameters<Render>[1]): Promise<v
   }
   document.body.dataset.page = location.pathname.split('/')[2] ?? ''
   drawHeader()
-  replace(main)
+  // Each page draws into an element of its own: a page still loading when the next is shown
+  // then draws into one that is no longer on the screen.
+  const page = h('div', { class: 'page' })
+  replace(main, page)
   try {
-    await render(main, params)
+    await render(page, params)
   } catch (error) {
-    main.append(errorLine(error))
+    page.append(errorLine(error))
   }
 }
 
