@@ -147,6 +147,24 @@ t.test('an invitation shows its QR code; login with password and TOTP sets a str
     'the login is audited with method web',
   )
   t.notOk(JSON.stringify(events).includes(PASSWORD), 'never the password')
+  const accepted = await auth.api<{ events: AuditEvent[] }>('GET', '/v1/audit/events?type=invite.accepted&user=alice')
+  t.match(accepted.events, [{ user: 'alice', method: 'web' }], 'the invitation accepted in the console too')
+
+  const asForm = await new Promise<number>((resolve, reject) => {
+    const req = request(
+      `https://${proxyA.web}/web/api/login`,
+      { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, rejectUnauthorized: false },
+      (res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+      },
+    )
+    req.on('error', reject)
+    req.end('user=alice&password=x&totp_code=1')
+  })
+  t.equal(asForm, 415, 'a form post is no JSON: refused')
+  const huge = await web(proxyA.web, 'POST', '/web/api/login', { body: { user: 'alice', password: 'x'.repeat(70_000), totp_code: '1' } })
+  t.equal(huge.status, 413, 'a body over 64 KiB: refused')
 })
 
 t.test('a POST without the CSRF token, with a wrong one or from a foreign Origin is refused and changes nothing', async (t) => {
@@ -170,6 +188,21 @@ t.test('a POST without the CSRF token, with a wrong one or from a foreign Origin
   t.not(await tokens(), before)
   const notEditor = await web(proxyA.web, 'POST', '/web/api/tokens', { cookie: bob.cookie, csrf: bob.csrf, body })
   t.equal(notEditor.status, 403, 'a user whose roles do not grant editor is refused by the auth server')
+})
+
+t.test('the auth server takes a web session only from a proxy', async (t) => {
+  const token = alice.cookie.slice('warren_session='.length)
+  for (const path of ['/v1/user/nodes', '/v1/tokens', '/v1/web-sessions/current']) {
+    const answer = await new Promise<number>((resolve, reject) => {
+      const req = request(`https://${auth.address}${path}`, { headers: { 'x-warren-web-session': token }, rejectUnauthorized: false }, (res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+      })
+      req.on('error', reject)
+      req.end()
+    })
+    t.ok(answer === 401 || answer === 403, `${path} without a proxy's certificate: ${answer}`)
+  }
 })
 
 /** A terminal to `node` as the test's login, with the session of `person`; its output so far and its last control message. */

@@ -14,7 +14,7 @@ import type { Logger } from '../../shared/log.ts'
 import { type ApiRoute, USER_CERT_HEADER } from '../../shared/protocol/api.ts'
 import { WEB_SESSION_HEADER } from '../../shared/protocol/web-sessions.ts'
 import type { Callers, Judged, Peer } from '../callers.ts'
-import type { ActiveWebSession } from '../web-sessions.ts'
+import { type ActiveWebSession, WebSessionRefused } from '../web-sessions.ts'
 
 /** The web session of a token a proxy presents, as it stands now; rejects why there is none. */
 export type WebSessionJudge = (token: string) => Promise<ActiveWebSession>
@@ -73,7 +73,9 @@ async function sessionPeer(
   try {
     session = await webSession(token)
   } catch (error) {
-    throw new HttpError(401, (error as Error).message)
+    // No valid session is the caller's 401; a backend that fails is the server's 500.
+    if (error instanceof WebSessionRefused) throw new HttpError(401, error.message)
+    throw error
   }
   const subject = { commonName: session.user.name, cluster: clusterName, roles: ['user'] }
   const user: Extract<Peer, { kind: 'user' }> = { kind: 'user', subject, via: proxy.subject.commonName, admin: session.access.admin, access: session.access }

@@ -188,7 +188,7 @@ function bridge(ws: WebSocket, shell: Shell): void {
   })
   ws.resume()
   ws.on('message', (data: RawData, isBinary: boolean) => {
-    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)
     if (isBinary) {
       if (!channel.write(bytes)) ws.pause()
       return
