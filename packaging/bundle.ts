@@ -12,6 +12,8 @@ import { writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { brotliCompressSync, constants as zlib } from 'node:zlib'
 import { type BuildOptions, build, type Plugin } from 'esbuild'
+import { buildWebConsole } from '../proxy/web-console/build.ts'
+import { SEA_ASSET_PREFIX } from '../proxy/web-console/manifest.ts'
 import { etcdProtosInline } from './etcd-protos.ts'
 import { fromMainScript, mainModuleTable } from './main-modules.ts'
 import { partAsset } from './sea-part.ts'
@@ -149,6 +151,8 @@ export async function bundle(options: BundleOptions): Promise<Bundle> {
     writeFileSync(join(options.outdir, partAsset(name)), compressed)
     assets[partAsset(name)] = partAsset(name)
   }
+  // The web console's files, brotli-compressed as the proxy serves them (assets.ts).
+  for (const file of await buildWebConsole(join(options.outdir, SEA_ASSET_PREFIX))) assets[SEA_ASSET_PREFIX + file] = SEA_ASSET_PREFIX + file
   // The main script again, now publishing the modules the parts take before the entry runs.
   const table = mainModuleTable(options.root, taken, PARTS)
   const stdin = {

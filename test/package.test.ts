@@ -3,14 +3,17 @@
 // the name warrenctl, joins a cluster through a proxy's web port and serves SSH through
 // its reverse tunnel. The arm64 one runs under qemu-user. The x64 one also runs an auth
 // server on etcd, whose client needs files that only the bundle carries, and a proxy that
-// gets its web certificate from an ACME server (both are parts loaded only when used).
+// gets its web certificate from an ACME server (both are parts loaded only when used) and
+// serves the web console's page and script from the executable's own assets.
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import type { X509Certificate } from 'node:crypto'
-import { accessSync, constants, copyFileSync, existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { accessSync, constants, copyFileSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { request as httpsRequest } from 'node:https'
 import { delimiter, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { connect as tlsConnect } from 'node:tls'
+import { brotliDecompressSync } from 'node:zlib'
 import t from 'tap'
 import type { WarrenStatus } from '../shared/status.ts'
 import { VERSION } from '../shared/version.ts'
@@ -70,6 +73,11 @@ function run(): void {
   t.teardown(async () => {
     await proxy?.stop()
     await auth.stop()
+  })
+
+  // The budget of bench:footprint (README): the web console's files are in it, compressed.
+  t.test('the x64 executable stays within 110,000,000 bytes', async (t) => {
+    t.ok(statSync(x64).size <= 110_000_000, `${statSync(x64).size} bytes`)
   })
 
   const qemu = onPath('qemu-aarch64-static')
@@ -237,6 +245,27 @@ function run(): void {
       socket.on('error', reject)
     })
     t.equal(peer.subjectAltName, `DNS:${domain}`, "the executable obtained and serves a certificate that Pebble's root verifies")
+
+    // The web console's page and script come from the executable's own assets, as stored.
+    const get = (path: string, encoding: string) =>
+      new Promise<{ status: number; encoding?: string; body: Buffer }>((resolve, reject) => {
+        const req = httpsRequest({ host: '127.0.0.1', port, servername: domain, ca: root, path, headers: { 'accept-encoding': encoding } }, (res) => {
+          const chunks: Buffer[] = []
+          res.on('data', (chunk) => chunks.push(chunk))
+          res.on('end', () => resolve({ status: res.statusCode!, encoding: res.headers['content-encoding'], body: Buffer.concat(chunks) }))
+        })
+        req.on('error', reject)
+        req.end()
+      })
+    const page = await get('/web/nodes', 'br')
+    t.equal(page.status, 200)
+    t.equal(page.encoding, 'br')
+    const script = /<script src="(\/web\/assets\/app-\w+\.js)"/.exec(brotliDecompressSync(page.body).toString('utf8'))?.[1]
+    t.ok(script, "the console's page names its script")
+    const plain = await get(script!, 'identity')
+    t.equal(plain.status, 200)
+    t.equal(plain.encoding, undefined, 'decompressed for a client without br')
+    t.match(plain.body.toString('utf8'), /xterm/, 'the script holds the terminal')
   })
 }
 
