@@ -154,58 +154,50 @@ async function main(): Promise<void> {
     )
   })
 
-  await t.test(
-    'the session of the first test is replayed from its recording in the browser',
-    { todo: 'the proxy answers GET /web/api/recordings/ID with 500 (a path parameter it does not fill in)' },
-    async (t) => {
-      // erin (an editor) reads the recordings; bob's session is uploaded once it ended.
-      const deadline = Date.now() + 30_000
-      let recordings: RecordingJson[] = []
-      while (Date.now() < deadline) {
-        recordings = JSON.parse((await auth.ctl(['recordings', 'ls', '--format=json'])).stdout) as RecordingJson[]
-        if (recordings.some((r) => r.user === 'bob' && r.complete)) break
-        await new Promise((resolve) => setTimeout(resolve, 250))
-      }
-      const recording = recordings.find((r) => r.user === 'bob' && r.complete)
-      t.ok(recording, "bob's session was recorded", { recordings })
-      const context = await browser.newContext()
-      t.teardown(() => context.close())
-      const page = await context.newPage()
-      await logIn(page, erin!)
-      await page.goto(`${base}/web/recordings`)
-      await page.click(`a.replay[href$="${recording!.session_id}"]`)
-      await page.selectOption('#replay-speed', '8')
-      t.equal(await waitForLine(page, (line) => line === '42', 30_000, '#replay'), '42', 'the replayed terminal shows the output')
-      await page.locator('[data-replay="ended"]').waitFor({ timeout: 30_000 })
-      const rows = await page.$$eval('#replay .xterm-rows > div', (lines) => lines.length)
-      t.equal(rows, Number(resized.split(' ')[0]), 'the replay took the recorded size change')
-    },
-  )
+  await t.test('the session of the first test is replayed from its recording in the browser', async (t) => {
+    // erin (an editor) reads the recordings; bob's session is uploaded once it ended.
+    const deadline = Date.now() + 30_000
+    let recordings: RecordingJson[] = []
+    while (Date.now() < deadline) {
+      recordings = JSON.parse((await auth.ctl(['recordings', 'ls', '--format=json'])).stdout) as RecordingJson[]
+      if (recordings.some((r) => r.user === 'bob' && r.complete)) break
+      await new Promise((resolve) => setTimeout(resolve, 250))
+    }
+    const recording = recordings.find((r) => r.user === 'bob' && r.complete)
+    t.ok(recording, "bob's session was recorded", { recordings })
+    const context = await browser.newContext()
+    t.teardown(() => context.close())
+    const page = await context.newPage()
+    await logIn(page, erin!)
+    await page.goto(`${base}/web/recordings`)
+    await page.click(`a.replay[href$="${recording!.session_id}"]`)
+    await page.selectOption('#replay-speed', '8')
+    t.equal(await waitForLine(page, (line) => line === '42', 30_000, '#replay'), '42', 'the replayed terminal shows the output')
+    await page.locator('[data-replay="ended"]').waitFor({ timeout: 30_000 })
+    const rows = await page.$$eval('#replay .xterm-rows > div', (lines) => lines.length)
+    t.equal(rows, Number(resized.split(' ')[0]), 'the replay took the recorded size change')
+  })
 
-  await t.test(
-    "an editor's pages revoke a token, and reset and remove a user",
-    { todo: 'the proxy answers DELETE /web/api/tokens/ID and /web/api/users/NAME[/reset] with 500 (a path parameter it does not fill in)' },
-    async (t) => {
-      const context = await browser.newContext()
-      t.teardown(() => context.close())
-      const page = await context.newPage()
-      page.on('dialog', (dialog) => dialog.accept())
-      await logIn(page, erin!)
-      const nodeTokens = async () => (JSON.parse((await auth.ctl(['tokens', 'ls', 'type=node', '--format=json'])).stdout) as { id: string }[]).map((token) => token.id).sort()
-      const before = await nodeTokens()
-      await page.goto(`${base}/web/tokens`)
-      const row = page.locator('main tbody tr', { hasText: before[0] })
-      await row.locator('button', { hasText: 'Revoke' }).click()
-      await row.waitFor({ state: 'detached', timeout: 10_000 })
-      t.same(await nodeTokens(), before.slice(1), 'the token is revoked')
+  await t.test("an editor's pages revoke a token, and reset and remove a user", async (t) => {
+    const context = await browser.newContext()
+    t.teardown(() => context.close())
+    const page = await context.newPage()
+    page.on('dialog', (dialog) => dialog.accept())
+    await logIn(page, erin!)
+    const nodeTokens = async () => (JSON.parse((await auth.ctl(['tokens', 'ls', 'type=node', '--format=json'])).stdout) as { id: string }[]).map((token) => token.id).sort()
+    const before = await nodeTokens()
+    await page.goto(`${base}/web/tokens`)
+    const row = page.locator('main tbody tr', { hasText: before[0] })
+    await row.locator('button', { hasText: 'Revoke' }).click()
+    await row.waitFor({ state: 'detached', timeout: 10_000 })
+    t.same(await nodeTokens(), before.slice(1), 'the token is revoked')
 
-      await page.goto(`${base}/web/users`)
-      const frank = page.locator('main tbody tr', { hasText: 'frank' })
-      await frank.locator('button', { hasText: 'Reset' }).click()
-      t.match(await page.textContent('#invite-url', { timeout: 10_000 }), new RegExp(`^${base}/web/invite/\\S+$`), 'a new invitation URL')
-      await frank.locator('button', { hasText: 'Remove' }).click()
-      await frank.waitFor({ state: 'detached', timeout: 10_000 })
-      t.notMatch((await auth.ctl(['users', 'ls'])).stdout, /^frank /m, 'the user is removed')
-    },
-  )
+    await page.goto(`${base}/web/users`)
+    const frank = page.locator('main tbody tr', { hasText: 'frank' })
+    await frank.locator('button', { hasText: 'Reset' }).click()
+    t.match(await page.textContent('#invite-url', { timeout: 10_000 }), new RegExp(`^${base}/web/invite/\\S+$`), 'a new invitation URL')
+    await frank.locator('button', { hasText: 'Remove' }).click()
+    await frank.waitFor({ state: 'detached', timeout: 10_000 })
+    t.notMatch((await auth.ctl(['users', 'ls'])).stdout, /^frank /m, 'the user is removed')
+  })
 }

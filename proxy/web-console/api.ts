@@ -90,9 +90,10 @@ export class WebConsoleApi {
 
   /** Calls the auth server; an unreachable one is a 502. */
   async callAuth<T>(route: ApiRoute, body: unknown, headers: Record<string, string>, path?: string): Promise<T> {
-    const line = requestLine(route)
+    // A carried route brings its path as it came (its parameters filled in); others have none.
+    const method = route.slice(0, route.indexOf(' ')) as 'GET' | 'POST' | 'DELETE'
     try {
-      return await this.options.auth().request<T>(line.method, path ?? line.path, body, { headers })
+      return await this.options.auth().request<T>(method, path ?? requestLine(route).path, body, { headers })
     } catch (error) {
       if (error instanceof ApiError) throw error
       throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
