@@ -186,6 +186,14 @@ t.test('a POST without the CSRF token, with a wrong one or from a foreign Origin
   const made = await web(proxyA.web, 'POST', '/web/api/tokens', { cookie: alice.cookie, csrf: alice.csrf, body })
   t.equal(made.status, 200, `with the token and the console's origin it is done: ${made.text}`)
   t.not(await tokens(), before)
+  // A route with a path parameter, carried as it came: refused without the token, done with it.
+  const id = (made.body as { id: string }).id
+  const revokeWithout = await web(proxyA.web, 'DELETE', `/web/api/tokens/${id}`, { cookie: alice.cookie })
+  t.equal(revokeWithout.status, 403, 'a revocation without the CSRF token is refused')
+  t.match(await tokens(), id, 'and the token stays')
+  const revoked = await web(proxyA.web, 'DELETE', `/web/api/tokens/${id}`, { cookie: alice.cookie, csrf: alice.csrf })
+  t.same(revoked.body, { id }, `with it the token is revoked: ${revoked.text}`)
+  t.notMatch(await tokens(), id)
   const notEditor = await web(proxyA.web, 'POST', '/web/api/tokens', { cookie: bob.cookie, csrf: bob.csrf, body })
   t.equal(notEditor.status, 403, 'a user whose roles do not grant editor is refused by the auth server')
 })
