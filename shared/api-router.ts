@@ -182,7 +182,7 @@ function describe(error: unknown): string {
 }
 
 /** The request body as a JSON object (empty: {}), at most `limit` bytes. */
-async function readBody(req: IncomingMessage, limit: number): Promise<JsonObject> {
+export async function readBody(req: IncomingMessage, limit: number): Promise<JsonObject> {
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of req as AsyncIterable<Buffer>) {

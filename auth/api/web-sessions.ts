@@ -11,7 +11,6 @@ import { ProtocolError } from '../../shared/protocol/errors.ts'
 import { WEB_SESSION_HEADER } from '../../shared/protocol/web-sessions.ts'
 import { createSshCertificate, parseSshPublicKey } from '../../shared/ssh-cert.ts'
 import { checkSshKey } from '../key-policy.ts'
-import { Locked } from '../locks.ts'
 import { UserError } from '../users.ts'
 import { type ActiveWebSession, WebSessions } from '../web-sessions.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
@@ -51,9 +50,8 @@ export const webSessionRoutes = {
         async (address) => {
           const body = await call.body()
           logged.user = body.user
+          // Logins refuses a locked user, as it does for certificates.
           const user = await loginsOf(context).login(body.user, body.password, body.totp_code)
-          const locked = context.revocations.list.refusedUser(user.name)
-          if (locked) throw new Locked(locked)
           const session = await webSessionsOf(context).create(user)
           context.log.info('user logged in', { user: user.name, from: address, method: 'web' })
           await context.audit.record('login', { success: true, user: user.name, client_addr: address, method: 'web' })

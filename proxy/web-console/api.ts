@@ -6,7 +6,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ApiClient } from '../../shared/api-client.ts'
-import { HttpError, type JsonObject, SMALL_BODY } from '../../shared/api-router.ts'
+import { HttpError, type JsonObject, readBody, SMALL_BODY } from '../../shared/api-router.ts'
 import { ApiError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import { type ApiRoute, requestLine } from '../../shared/protocol/api.ts'
@@ -183,21 +183,7 @@ async function readJson(req: IncomingMessage): Promise<JsonObject> {
   const type = req.headers['content-type'] ?? ''
   if (!/^application\/json\b/i.test(type)) throw new HttpError(415, 'the request body must be JSON (content-type: application/json)')
   if (Number(req.headers['content-length'] ?? 0) > SMALL_BODY) throw new HttpError(413, `request body larger than ${SMALL_BODY} bytes`)
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > SMALL_BODY) throw new HttpError(413, `request body larger than ${SMALL_BODY} bytes`)
-    chunks.push(chunk)
-  }
-  let body: unknown
-  try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
-  } catch {
-    throw new HttpError(400, 'request body is not valid JSON')
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'request body must be a JSON object')
-  return body as JsonObject
+  return readBody(req, SMALL_BODY)
 }
 
 /** The otpauth URI as a QR code, an SVG document. qrcode is loaded on first use: a part of its own in the single executable. */
