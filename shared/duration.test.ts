@@ -1,5 +1,5 @@
 import t from 'tap'
-import { describeTtl, formatDuration, formatExpiry, formatUtc, parseDuration } from './duration.ts'
+import { describeTtl, formatDuration, formatExpiry, formatUtc, isoTime, parseDuration } from './duration.ts'
 import { UsageError } from './errors.ts'
 
 function errorOf(fn: () => unknown): unknown {
@@ -79,4 +79,19 @@ t.test('describeTtl reads as a phrase', async (t) => {
   t.equal(describeTtl(2 * 3_600_000 + 1_000), '2 hours 1 second')
   t.equal(describeTtl(1_000), '1 second')
   t.equal(describeTtl(250), '250 milliseconds')
+})
+
+t.test('isoTime writes what toISOString writes, over the whole range of dates', async (t) => {
+  const edges = [0, -1, 1, 8.64e15, -8.64e15, Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(10000, 0, 1), Date.UTC(-1, 0, 1), Date.UTC(0, 0, 1) - 1, 1e12 + 7]
+  let random = 0x2545f491
+  const next = () => ((random = (random * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1
+  const samples = [...edges, ...Array.from({ length: 2000 }, () => Math.round(next() * 8.64e15)), ...Array.from({ length: 2000 }, () => Math.round(Date.now() + next() * 1e11))]
+  const wrong = samples.filter((ms) => isoTime(ms) !== new Date(ms).toISOString())
+  t.same(
+    wrong.map((ms) => [ms, isoTime(ms), new Date(ms).toISOString()]),
+    [],
+    'no moment differs',
+  )
+  t.throws(() => isoTime(Number.NaN), RangeError, 'an invalid time is refused as toISOString refuses it')
+  t.throws(() => isoTime(8.64e15 + 1), RangeError, 'so is a time beyond the range of dates')
 })

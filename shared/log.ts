@@ -2,6 +2,8 @@
 // for people or JSON for collectors. Secrets are redacted here, at the last step before the
 // stream, so that no caller can leak a token by logging the object that carries it.
 
+import { isoTime } from './duration.ts'
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
 export type LogFormat = 'text' | 'json'
 export type LogFields = Record<string, unknown>
@@ -74,7 +76,7 @@ export function createLogger(component: string, options: LoggerOptions = {}): Lo
 function makeLogger(component: string, shared: Shared): Logger {
   const log = (level: LogLevel) => (message: string, fields?: LogFields) => {
     if (RANK[level] < RANK[shared.level]) return
-    const time = shared.now().toISOString()
+    const time = isoTime(shared.now().getTime())
     const line = shared.format === 'json' ? jsonLine(time, level, component, message, fields) : textLine(time, level, component, message, fields)
     shared.stream.write(line + '\n')
   }
@@ -132,7 +134,7 @@ function stringify(value: unknown): string {
 /** A copy of `value` safe to write: secret-named keys replaced, errors reduced to messages. */
 export function redact(value: unknown, seen = new WeakSet<object>()): unknown {
   if (value instanceof Error) return value.message
-  if (value instanceof Date) return value.toISOString()
+  if (value instanceof Date) return isoTime(value.getTime())
   if (typeof value !== 'object' || value === null) return value
   if (seen.has(value)) return '[circular]'
   if (ArrayBuffer.isView(value)) return `[${value.byteLength} bytes]`

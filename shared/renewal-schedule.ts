@@ -7,7 +7,7 @@
 
 import type { X509Certificate } from 'node:crypto'
 import { Backoff } from './backoff.ts'
-import { formatDuration } from './duration.ts'
+import { formatDuration, isoTime } from './duration.ts'
 import type { Logger } from './log.ts'
 import { renewalDueAt } from './renewal-window.ts'
 
@@ -66,7 +66,7 @@ export interface RenewalScheduleOptions {
 /** The log fields that say how long `cert` has left. */
 export function timeLeftFields(cert: X509Certificate, nowMs = Date.now()): { cert_expires: string; time_left: string } {
   const expires = cert.validToDate.getTime()
-  return { cert_expires: new Date(expires).toISOString(), time_left: formatDuration(expires - nowMs) }
+  return { cert_expires: isoTime(expires), time_left: formatDuration(expires - nowMs) }
 }
 
 export class RenewalSchedule {

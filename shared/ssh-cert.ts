@@ -3,6 +3,7 @@
 // hostile (shared/ssh-wire.ts checks each length against what remains).
 
 import { createPublicKey, type KeyObject, randomBytes, sign, verify } from 'node:crypto'
+import { isoTime } from './duration.ts'
 import { SshReader, sshString, uint32, uint64 } from './ssh-wire.ts'
 
 const KEY_TYPE = 'ssh-ed25519'
@@ -180,10 +181,10 @@ export function verifySshCertificate(cert: ParsedSshCertificate, opts: SshVerify
   }
   const now = opts.now ?? new Date()
   if (now.getTime() < cert.validAfter.getTime()) {
-    throw new Error(`SSH certificate is not yet valid: valid from ${cert.validAfter.toISOString()}`)
+    throw new Error(`SSH certificate is not yet valid: valid from ${isoTime(cert.validAfter.getTime())}`)
   }
   if (now.getTime() >= cert.validBefore.getTime()) {
-    throw new Error(`SSH certificate has expired: valid until ${cert.validBefore.toISOString()}`)
+    throw new Error(`SSH certificate has expired: valid until ${isoTime(cert.validBefore.getTime())}`)
   }
   const allowed = opts.allowedCriticalOptions ?? []
   for (const option of Object.keys(cert.criticalOptions)) {

@@ -4,6 +4,7 @@
 
 import { X509Certificate } from 'node:crypto'
 import { issuedByAny } from './cert-subject.ts'
+import { isoTime } from './duration.ts'
 import { caPin } from './pin.ts'
 
 export interface WarrenStatus {
@@ -129,7 +130,7 @@ export interface NodeStatus {
 
 /** Epoch ms as a status time. */
 export function statusTime(epochMs: number): string {
-  return new Date(epochMs).toISOString()
+  return isoTime(epochMs)
 }
 
 /** What a certificate's status says: serial, validity and the pin of the trusted CA that issued it. */
