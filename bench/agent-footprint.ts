@@ -1,8 +1,9 @@
 // What the single executable costs a device: the files' sizes (plain and gzip -9), the
 // time from `warren start` to a live tunnel on loopback, and the agent's resident memory
 // idle with one tunnel and with many SSH sessions open through it. The agent is
-// dist/warren-linux-x64 itself, with the environment of its systemd unit (one figure without
-// it, as started by hand); the auth server and the proxy run from source.
+// dist/warren-linux-x64 itself, started as its systemd unit starts it: with a config file
+// and the unit's environment (one figure without that environment, as started by hand);
+// the auth server and the proxy run from source.
 //
 //   npm run package && node bench/agent-footprint.ts [--sessions=100 --starts=5] [--diag]
 //
@@ -74,15 +75,23 @@ try {
 
   const dataDir = tempDir()
   const diagAddr = values.diag ? `127.0.0.1:${await freePort()}` : undefined
-  const args = [
-    'start',
-    '--roles=node',
-    `--auth-server=${proxy.web}`,
-    `--ca-pin=${pin}`,
-    '--nodename=footprint',
-    `--data-dir=${dataDir}`,
-    ...(diagAddr ? [`--diag-addr=${diagAddr}`] : []),
-  ]
+  // As its systemd unit runs it: `warren start --config=FILE`, the file as `warren install` writes it.
+  const config = join(tempDir('warren-etc-'), 'warren.yaml')
+  writeFileSync(
+    config,
+    [
+      'version: v1',
+      'nodename: footprint',
+      `data_dir: ${dataDir}`,
+      `ca_pin: ${pin}`,
+      `auth_servers: ["${proxy.web}"]`,
+      'labels:',
+      '  env: bench',
+      ...(diagAddr ? [`diag_addr: ${diagAddr}`] : []),
+      '',
+    ].join('\n'),
+  )
+  const args = ['start', `--config=${config}`]
   if (diagAddr) console.log(`diag_addr on: ${diagAddr}, /metrics scraped before each idle figure`)
   /** With --diag, three scrapes of /metrics, as a Prometheus makes every scrape interval. */
   const scrape = async () => {
