@@ -34,9 +34,14 @@ if (!existsSync(BUILT)) {
   process.exit(1)
 }
 
-/** The agent runs with the environment its systemd unit gives it (`Environment=` lines), as on a device. */
+/**
+ * The environment systemd gives the agent, as on a device: the service manager's default PATH
+ * and the unit's `Environment=` lines, nothing of this shell's. A variable from here would
+ * change what is measured (NODE_EXTRA_CA_CERTS, which some machines set, makes Node parse
+ * that file's certificates at start-up and hold them: 0.4 MB).
+ */
 const UNIT_ENV: NodeJS.ProcessEnv = {
-  ...process.env,
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
   ...Object.fromEntries([...NODE_UNIT.matchAll(/^Environment=([^=\s]+)=(\S*)$/gm)].map(([, name, value]) => [name, value])),
 }
 
@@ -146,12 +151,12 @@ try {
   } else {
     console.log('agent idle after a reboot: not measured, dropping the page cache needs root')
   }
-  // Started by hand: without the unit's environment.
+  // Started by hand: with this shell's environment instead of the unit's.
   agent = await startAgent(args, process.env)
   await sleep(5_000)
   await scrape()
   console.log(
-    `agent idle with one tunnel, started without its unit's environment (${Object.keys(UNIT_ENV)
+    `agent idle with one tunnel, started by hand with this shell's environment (${Object.keys(UNIT_ENV)
       .filter((name) => process.env[name] === undefined)
       .join(', ')} unset): ${describeMemory(agent.child.pid!)}`,
   )
