@@ -80,7 +80,7 @@ try {
 
   const dataDir = tempDir()
   const diagAddr = values.diag ? `127.0.0.1:${await freePort()}` : undefined
-  // As its systemd unit runs it: `warren start --config=FILE`, the file as `warren install` writes it.
+  // As its systemd unit runs it: `warren start --config=FILE`, with the keys `warren install` writes.
   const config = join(tempDir('warren-etc-'), 'warren.yaml')
   writeFileSync(
     config,

@@ -58,11 +58,13 @@ export function formatDuration(ms: number): string {
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
 
+/** `n` in at least `width` digits, zeros in front. */
+const pad = (n: number, width = 2) => String(n).padStart(width, '0')
+
 /** A moment in UTC in Go's RFC 822 layout, `02 Jan 06 15:04 UTC`, as Teleport prints expiries. */
 export function formatUtc(epochMs: number): string {
   const date = new Date(epochMs)
-  const two = (n: number) => String(n).padStart(2, '0')
-  return `${two(date.getUTCDate())} ${MONTHS[date.getUTCMonth()]} ${two(date.getUTCFullYear() % 100)} ` + `${two(date.getUTCHours())}:${two(date.getUTCMinutes())} UTC`
+  return `${pad(date.getUTCDate())} ${MONTHS[date.getUTCMonth()]} ${pad(date.getUTCFullYear() % 100)} ` + `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())} UTC`
 }
 
 /**
@@ -75,7 +77,6 @@ export function isoTime(epochMs: number): string {
   const date = new Date(epochMs)
   const year = date.getUTCFullYear()
   if (Number.isNaN(year)) throw new RangeError('Invalid time value')
-  const pad = (n: number, width = 2) => String(n).padStart(width, '0')
   const yyyy = year >= 0 && year <= 9999 ? pad(year, 4) : `${year < 0 ? '-' : '+'}${pad(Math.abs(year), 6)}`
   return (
     `${yyyy}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}` +
