@@ -2,9 +2,11 @@
 // with this proxy's host key, with a challenge made for this connection alone; the sealed
 // request opened, its user certificate judged as a TLS user connection's would be, its
 // signature of the challenge checked against the certificate's key; only then the user
-// gateway's checks (locks, roles) and the stream to the node. Each step runs in a
-// handshake slot of the listener's gate, as a TLS handshake would (a signature check costs
-// CPU too), under one deadline from the first byte to the dial.
+// gateway's checks (locks, roles) and the stream to the node. The multiplexer routes a
+// stream here only once its whole first line is in, as it waits for a TLS ClientHello, so
+// a client that stalls before then holds no slot. Each step runs in a handshake slot of
+// the listener's gate, as a TLS handshake would (a signature check costs CPU too), under
+// one deadline from the slot to the dial.
 
 import type { KeyObject, X509Certificate } from 'node:crypto'
 import type { Socket } from 'node:net'
@@ -29,6 +31,13 @@ export function sshStreamGateway(options: SshStreamGatewayOptions): (conn: Route
   const { gate, log } = options
   return (conn) => {
     conn.socket.setNoDelay(true)
+    // The multiplexer routes a stream once its first line is whole: judged before any slot.
+    const line = conn.head.subarray(0, conn.head.indexOf(0x0a) + 1).toString('latin1')
+    if (line !== SSH_STREAM_MAGIC) {
+      writeMessage<DialReply>(conn.socket, { ok: false, error: 'not a plain SSH stream of this version' })
+      conn.socket.end()
+      return
+    }
     gate.slots.request({
       socket: conn.socket,
       group: conn.group,
@@ -72,8 +81,7 @@ interface Verified {
 /** The magic, the hello, and a request whose certificate and signature hold; throws why not. */
 async function authenticate(conn: RoutedConnection, handshake: ProxyHandshake, options: SshStreamGatewayOptions): Promise<Verified> {
   const socket = conn.socket
-  const magic = await readExactly(socket, SSH_STREAM_MAGIC.length)
-  if (magic.toString('latin1') !== SSH_STREAM_MAGIC) throw new Error('not a plain SSH stream of this version')
+  await readExactly(socket, SSH_STREAM_MAGIC.length) // the line judged before the slot
   const { cert: proxyCert, key: proxyKey } = options.credentials()
   writeMessage<SshStreamHello>(socket, handshake.hello(proxyCert, proxyKey))
   const { request, cert } = handshake.openRequest(await readFirstMessage(socket, parseSshStreamSealed))

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { type ConnectionOptions, createSecureContext, type SecureContext, type TLSSocket, connect as tlsConnect } from 'node:tls'
 import t, { type Test } from 'tap'
 import { createLogger } from '../../shared/log.ts'
+import { SSH_STREAM_MAGIC } from '../../shared/protocol/ssh-stream.ts'
 import { TlsGate } from '../../shared/tls-gate/gate.ts'
 import { createCA, createCertificate } from '../../shared/x509.ts'
 import { Multiplexer, type MultiplexerOptions, type RoutedConnection } from './multiplexer.ts'
@@ -489,6 +490,44 @@ t.test('silent, dripping and stalled clients are cut off', async (t) => {
   t.ok(stalled.closedAfterMs >= 250 && stalled.closedAfterMs < 2000, `stalled ClientHello closed after ${stalled.closedAfterMs} ms`)
   t.equal(rejections.length, 3, 'the stalled ClientHello did not get past the multiplexer')
   t.match(rejections[2], /no whole ClientHello within 300 ms/)
+})
+
+t.test('a plain SSH stream is routed only once its whole first line is in, and an endless line is refused', async (t) => {
+  const gate = new TlsGate({ log: captureLog().log })
+  const { mux, port } = await harness(t, { sniffTimeoutMs: 300, gate })
+  const routed: RoutedConnection[] = []
+  mux.on('ssh-stream', (conn) => {
+    routed.push(conn)
+    // The handler reads the line itself, as the proxy's gateway does, and answers.
+    conn.socket.once('readable', () => conn.socket.end(`got ${JSON.stringify(conn.socket.read()?.toString('latin1'))}`))
+  })
+  const line = Buffer.from(SSH_STREAM_MAGIC, 'latin1')
+
+  const stalled = await sendRaw(port, line.subarray(0, 10))
+  t.equal(stalled.received, '', 'a stream that stops inside its first line is closed unanswered')
+  t.equal(routed.length, 0, 'and never reaches the handler, so it holds no handshake slot')
+  t.equal(gate.stats.lateHelloClosed, 1, 'counted as late')
+
+  const endless = await sendRaw(port, Buffer.from(`WARREN-${'x'.repeat(100)}`, 'latin1'))
+  t.equal(endless.received, '', 'a first line longer than any version of it is closed unanswered')
+  t.equal(routed.length, 0)
+  t.equal(gate.stats.invalidHelloClosed, 1, 'counted as invalid')
+
+  // Enough to sniff the protocol, then the rest of the line a moment later, then SSH's first bytes.
+  const client = netConnect({ host: '127.0.0.1', port })
+  client.on('error', () => {})
+  await once(client, 'connect')
+  client.write(line.subarray(0, 6))
+  await sleep(100)
+  t.equal(routed.length, 0, 'not routed while the line is incomplete')
+  let received = ''
+  client.on('data', (data) => (received += data))
+  client.write(Buffer.concat([line.subarray(6), Buffer.from('SSH-2.0-x\r\n', 'latin1')]))
+  await closed(client)
+  t.equal(routed.length, 1, 'routed once the line is whole')
+  t.ok(routed[0]!.head.subarray(0, line.length).equals(line), 'with the whole line at the front of its head')
+  t.equal(received, `got ${JSON.stringify(`${SSH_STREAM_MAGIC}SSH-2.0-x\r\n`)}`, 'the handler reads every byte, the line first')
+  t.equal(gate.stats.pendingHello, 0, 'nothing is left counted as waiting')
 })
 
 /** The first bytes a real TLS client (Node's) sends: its whole ClientHello. */

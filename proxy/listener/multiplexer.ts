@@ -2,8 +2,10 @@
 // protocol is known: first an optional PROXY protocol header (only from a trusted load
 // balancer), then the first bytes of the stream itself (TLS, HTTP or SSH), and for TLS on
 // until its whole ClientHello is in (shared/tls-gate: a connection holds no handshake slot
-// before that, and one source address may have only so many in this state). The connection
-// is then handed to the listener for that protocol with the bytes read so far put back.
+// before that, and one source address may have only so many in this state). A plain SSH
+// stream's first line is its ClientHello: the proxy signs a hello in a handshake slot once
+// that line is whole, and not before. The connection is then handed to the listener for
+// that protocol with the bytes read so far put back.
 //
 // Hand-over: the socket reaches the handler as if fresh. The sniffed bytes are back at the
 // front of its read buffer (`socket.unshift`), no listener of ours reads from it, and it is
@@ -44,6 +46,12 @@ export interface MultiplexerOptions {
 }
 
 export const DEFAULT_SNIFF_TIMEOUT_MS = 10_000
+
+/**
+ * The longest first line of a plain SSH stream, newline included: room for other versions'
+ * names than this one's (SSH_STREAM_MAGIC), so that the handler can tell such a client why not.
+ */
+const MAX_STREAM_LINE_BYTES = 64
 
 export interface RoutedConnection {
   /** The TCP connection, not flowing, with `head` put back at the front of its buffer. */
@@ -191,7 +199,22 @@ class Sniffer {
     const protocol = sniffProtocol(this.#head)
     if (protocol === undefined) return
     if (protocol === 'unknown') this.#reject('unrecognised protocol')
-    else if (protocol !== 'tls' || this.#helloRead()) this.#route(protocol)
+    else if (protocol === 'tls' ? this.#helloRead() : protocol === 'ssh-stream' ? this.#streamLineRead() : true) this.#route(protocol)
+  }
+
+  /**
+   * Whether a plain SSH stream's whole first line is in (the handler judges its version and
+   * answers one it does not speak); closes the connection if the line grows too long.
+   */
+  #streamLineRead(): boolean {
+    if (this.#head.includes(0x0a)) return true
+    if (this.#head.length >= MAX_STREAM_LINE_BYTES) {
+      this.#mux.gate.stats.invalidHelloClosed++
+      this.#reject(`a plain SSH stream's first line is longer than ${MAX_STREAM_LINE_BYTES} bytes`)
+      return false
+    }
+    this.#awaitHello("a plain SSH stream's first line")
+    return false
   }
 
   /** Whether the whole ClientHello is in; closes the connection if it cannot become one. */
@@ -205,14 +228,20 @@ class Sniffer {
     if (scan.state === 'invalid') {
       gate.stats.invalidHelloClosed++
       this.#reject(`not a ClientHello: ${scan.reason}`)
-    } else if (!this.#awaitingHello) {
-      // Counted from the accept, like the sniff's deadline, and never later than that one.
-      this.#awaitingHello = true
-      const timeoutMs = Math.min(gate.config.helloTimeoutMs, this.#mux.sniffTimeoutMs)
-      clearTimeout(this.#timer)
-      this.#timer = afterDeadline(Math.max(0, this.#acceptedAt + timeoutMs - Date.now()), () => this.#late(`no whole ClientHello within ${timeoutMs} ms`))
+    } else {
+      this.#awaitHello('ClientHello')
     }
     return false
+  }
+
+  /** Gives the connection until the hello deadline to finish `what` (once armed, it stays). */
+  #awaitHello(what: string): void {
+    if (this.#awaitingHello) return
+    // Counted from the accept, like the sniff's deadline, and never later than that one.
+    this.#awaitingHello = true
+    const timeoutMs = Math.min(this.#mux.gate.config.helloTimeoutMs, this.#mux.sniffTimeoutMs)
+    clearTimeout(this.#timer)
+    this.#timer = afterDeadline(Math.max(0, this.#acceptedAt + timeoutMs - Date.now()), () => this.#late(`no whole ${what} within ${timeoutMs} ms`))
   }
 
   /** Counts the connection as waiting for its protocol and ClientHello, in #group. */

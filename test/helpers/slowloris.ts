@@ -1,5 +1,6 @@
 // A bounded slowloris from loopback: TCP connections that each send the 5-byte header of a
-// TLS handshake record announcing 512 bytes (`16 03 01 02 00`) and then nothing, spread
+// TLS handshake record announcing 512 bytes (`16 03 01 02 00`), or another opening the
+// caller gives (part of a plain SSH stream's first line, say), and then nothing, spread
 // over several source addresses (127.0.0.x) and targets. The attacker never closes a
 // connection itself: whatever closes was closed by the server, which is what tests assert.
 
@@ -24,20 +25,22 @@ export class Slowloris {
   readonly #targets: { host: string; port: number }[]
   readonly #sources: string[]
   readonly #max: number
+  readonly #header: Buffer
   readonly #sockets = new Set<Socket>()
   #timer?: NodeJS.Timeout
   #next = 0
   #settled = new Set<() => void>()
   readonly counts: SlowlorisCounts = { opened: 0, connected: 0, failed: 0, closedByServer: 0, open: 0 }
 
-  /** `targets` as host:port; at most `max` connections in all, whatever the rate. */
-  constructor(targets: string[], sources: string[], max: number) {
+  /** `targets` as host:port; at most `max` connections in all, whatever the rate; each sends `header` once. */
+  constructor(targets: string[], sources: string[], max: number, header: Buffer = SLOWLORIS_HEADER) {
     this.#targets = targets.map((target) => {
       const at = target.lastIndexOf(':')
       return { host: target.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(target.slice(at + 1)) }
     })
     this.#sources = sources
     this.#max = max
+    this.#header = header
   }
 
   /** Opens `count` connections now, round robin over targets and sources. */
@@ -99,7 +102,7 @@ export class Slowloris {
       connected = true
       this.counts.connected++
       this.counts.open++
-      socket.write(SLOWLORIS_HEADER)
+      socket.write(this.#header)
     })
     socket.once('close', () => {
       this.#sockets.delete(socket)
