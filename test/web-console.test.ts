@@ -1,11 +1,12 @@
-// The web console in a real browser: Debian's chromium, headless, driven by playwright-core,
-// against a real auth server, proxy and tunnelled nodes. The browser verifies the proxy's
-// certificate by its key (helpers/browser.ts). A person invited with warrenctl accepts the
-// invitation in the browser (the TOTP code from oathtool), logs in, finds a node by label
-// and works in a terminal to it; a person whose roles do not allow that node neither sees
-// it nor reaches it, and a page of another site cannot make changes with their session,
-// while that editor's own pages create a token, invite a user and read the audit log; the
-// session just seen is replayed from its recording in the browser.
+// The web console in a real browser: Debian's chromium, headless, driven by
+// playwright-core, against a real auth server, proxy and tunnelled nodes. The browser
+// verifies the proxy's certificate by its key (helpers/browser.ts). A person invited with
+// warrenctl accepts the invitation in the browser (the TOTP code from oathtool), logs in,
+// finds a node by label and works in a terminal to it (typing, copy and paste, resizing); a
+// person whose roles do not allow that node neither sees it nor reaches it, and a page of
+// another site cannot make changes with their session, while that editor's own pages create
+// a token, invite a user and read the audit log; the session just seen is replayed from its
+// recording in the browser.
 
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -65,6 +66,32 @@ async function main(): Promise<void> {
     await page.focus('#terminal .xterm-helper-textarea')
     await page.keyboard.type('echo $((6*7))\n')
     t.equal(await waitForLine(page, (line) => line === '42'), '42', 'the shell on the node answered')
+
+    // Copy on select: a double click on the answer selects it, and the clipboard then holds it.
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base })
+    await page
+      .locator('#terminal .xterm-rows > div')
+      .filter({ hasText: /^42\s*$/ })
+      .first()
+    // The rows are text under xterm's own layer, which takes the mouse: click where the answer is.
+    const answer = (await page
+      .locator('#terminal .xterm-rows > div')
+      .filter({ hasText: /^42\s*$/ })
+      .first()
+      .boundingBox())!
+    await page.mouse.dblclick(answer.x + 4, answer.y + answer.height / 2)
+    t.equal(await page.evaluate('navigator.clipboard.readText()'), '42', 'the selected answer was copied to the clipboard')
+    // Paste: the browser's paste event on the terminal, as Ctrl+V or the context menu fire it.
+    // (Run in the page, whose DOM these tests' TypeScript does not describe.)
+    await page.evaluate(`{
+      const data = new DataTransfer()
+      data.setData('text/plain', ${JSON.stringify('echo pasted-$((40+2))')})
+      const paste = new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true })
+      document.querySelector('#terminal .xterm-helper-textarea').dispatchEvent(paste)
+    }`)
+    await page.focus('#terminal .xterm-helper-textarea')
+    await page.keyboard.press('Enter')
+    t.equal(await waitForLine(page, (line) => line === 'pasted-42'), 'pasted-42', 'the pasted command ran on the node')
 
     const before = await page.getAttribute('#terminal', 'data-size')
     await page.setViewportSize({ width: 800, height: 450 })
