@@ -449,6 +449,9 @@ t.test('a protocol without a handler, and a handler that throws, close only that
   const { mux, port, rejections, entries } = await harness(t)
   t.equal((await sendRaw(port, SSH_HELLO)).received, '')
   t.same(rejections, ['127.0.0.1: no handler for ssh on this port'])
+  // Refused as soon as the protocol is known, not after waiting for a whole first line.
+  t.equal((await sendRaw(port, Buffer.from('WARREN-SSH', 'latin1'))).received, '')
+  t.same(rejections, ['127.0.0.1: no handler for ssh on this port', '127.0.0.1: no handler for ssh-stream on this port'])
   mux.on('http', () => {
     throw new Error('handler bug')
   })

@@ -199,6 +199,7 @@ class Sniffer {
     const protocol = sniffProtocol(this.#head)
     if (protocol === undefined) return
     if (protocol === 'unknown') this.#reject('unrecognised protocol')
+    else if (this.#mux.listenerCount(protocol) === 0) this.#reject(`no handler for ${protocol} on this port`)
     else if (protocol === 'tls' ? this.#helloRead() : protocol === 'ssh-stream' ? this.#streamLineRead() : true) this.#route(protocol)
   }
 
@@ -295,10 +296,6 @@ class Sniffer {
 
   #route(protocol: RoutedProtocol): void {
     const mux = this.#mux
-    if (mux.listenerCount(protocol) === 0) {
-      this.#reject(`no handler for ${protocol} on this port`)
-      return
-    }
     this.#settle()
     const socket = this.#socket
     if (this.#head.length > 0) socket.unshift(this.#head)
