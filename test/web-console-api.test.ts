@@ -5,7 +5,7 @@
 // WebSocket (a shell on a node through its tunnel: output, resize, exit status, the audit
 // trail), one session at two proxies of the cluster, logout, and a locked or removed user.
 
-import { writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { join } from 'node:path'
 import t from 'tap'
@@ -252,6 +252,36 @@ t.test('the terminal: a shell on the node, resized, with its exit status, in the
     return events.length > 0
   })
   t.match(events[0], { user: 'alice', login, node: 'lab-pi', exit_status: 3 })
+})
+
+t.test('a browser that stops reading holds back the shell on the node, and then gets every byte', async (t) => {
+  // Where the login (not root) may write.
+  const markerDir = tempDir()
+  chmodSync(markerDir, 0o777)
+  const marker = join(markerDir, 'done')
+  const bytes = 200_000_000
+  const query = new URLSearchParams({ node: 'lab-pi', login, cols: '80', rows: '24', csrf: alice.csrf })
+  const ws = new WebSocket(`wss://${proxyA.web}/web/api/terminal?${query}`, { headers: { cookie: alice.cookie, origin: `https://${proxyA.web}` }, rejectUnauthorized: false })
+  ws.on('error', () => {})
+  t.teardown(() => ws.terminate())
+  let received = 0
+  let tail = ''
+  ws.on('message', (data: Buffer, isBinary) => {
+    if (!isBinary) return
+    received += data.length
+    tail = (tail + data.toString('latin1')).slice(-64)
+  })
+  await new Promise((resolve) => ws.once('open', resolve))
+  // The browser reads nothing from now on (its socket paused), while the shell writes far
+  // more than every buffer on the way holds; a file on the node says when it has written all.
+  ws.pause()
+  ws.send(Buffer.from(`head -c ${bytes} /dev/zero | tr '\\0' x; echo; touch ${marker}; echo finished-$((6*7))\n`), { binary: true })
+  await new Promise((resolve) => setTimeout(resolve, 8000))
+  t.notOk(existsSync(marker), 'the command is still held back on the node while the browser reads nothing')
+  ws.resume()
+  await until('the output to end', () => tail.includes('finished-42'), { timeoutMs: 120_000 })
+  t.ok(existsSync(marker), 'the command went on once the browser read again')
+  t.ok(received >= bytes, `every byte reached the browser (${received} bytes received for ${bytes} written)`)
 })
 
 t.test('a user whose roles do not allow a node neither lists it nor opens a terminal to it', async (t) => {
