@@ -5,10 +5,13 @@
 // and the unit's environment (one figure without that environment, as started by hand);
 // the auth server and the proxy run from source.
 //
-//   npm run package && node bench/agent-footprint.ts [--sessions=100 --starts=5] [--diag]
+//   npm run package && node bench/agent-footprint.ts [--sessions=100 --starts=5 --idle=300] [--diag]
 //
 // --diag starts the agent with diag_addr (--diag-addr) and scrapes its /metrics, as a
-// Prometheus would, before each idle figure.
+// Prometheus would, before each idle figure. The restarted agent then idles for --idle
+// seconds with its VmRSS read every 15 s (and /metrics scraped then, with --diag: a common
+// Prometheus scrape interval): an agent's memory settles only after its first garbage
+// collections, which an idle agent runs minutes after it started, and every scrape brings on.
 //
 // Baselines in the same run: the executable printing its version (start-up alone), and a
 // bare Node 24 process at rest (`node -e` with a timer). The sessions log in as the tests'
@@ -24,9 +27,19 @@ import { createGzip, constants as zlib } from 'node:zlib'
 import { NODE_UNIT } from '../packaging/systemd/units.ts'
 import { AuthProcess, freePort, ProxyProcess, ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
 
-const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, starts: { type: 'string', default: '5' }, diag: { type: 'boolean', default: false } } })
+const { values } = parseArgs({
+  options: {
+    sessions: { type: 'string', default: '100' },
+    starts: { type: 'string', default: '5' },
+    idle: { type: 'string', default: '300' },
+    diag: { type: 'boolean', default: false },
+  },
+})
 const SESSIONS = Number(values.sessions)
 const STARTS = Number(values.starts)
+const IDLE_SECONDS = Number(values.idle)
+/** How often the long idle reads VmRSS (and with --diag scrapes /metrics): Prometheus's common scrape interval. */
+const SCRAPE_INTERVAL_S = 15
 const BUILT = join(ROOT, 'dist/warren-linux-x64')
 const TUNNEL_OPEN = /tunnel to proxy \S+ open/
 if (!existsSync(BUILT)) {
@@ -125,6 +138,19 @@ try {
   await sleep(5_000)
   await scrape()
   console.log(`agent idle with one tunnel (restarted, identity on disk): ${describeMemory(agent.child.pid!)}`)
+  if (IDLE_SECONDS > 0) {
+    const samples: number[] = []
+    const startedAt = performance.now()
+    for (let at = 0; at <= IDLE_SECONDS; at += SCRAPE_INTERVAL_S) {
+      await sleep(Math.max(0, startedAt + at * 1000 - performance.now()))
+      if (diagAddr) await (await fetch(`http://${diagAddr}/metrics`)).text()
+      samples.push(memory(agent.child.pid!).rss)
+    }
+    console.log(
+      `agent idle for ${IDLE_SECONDS} s more, VmRSS read every ${SCRAPE_INTERVAL_S} s${diagAddr ? ' just after a scrape of /metrics' : ''}: ` +
+        `first ${mb(samples[0]!)} MB, highest ${mb(Math.max(...samples))} MB, last ${mb(samples.at(-1)!)} MB (${describeMemory(agent.child.pid!)})`,
+    )
+  }
 
   // Users' credentials from the executable itself, so that each ssh's ProxyCommand is the executable too.
   await auth.ctl(['users', 'add', 'bench', `--logins=${login}`])
