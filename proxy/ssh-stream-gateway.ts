@@ -35,7 +35,8 @@ export function sshStreamGateway(options: SshStreamGatewayOptions): (conn: Route
     const line = conn.head.subarray(0, conn.head.indexOf(0x0a) + 1).toString('latin1')
     if (line !== SSH_STREAM_MAGIC) {
       writeMessage<DialReply>(conn.socket, { ok: false, error: 'not a plain SSH stream of this version' })
-      conn.socket.end()
+      // Closed whole once the answer is out, not half-open until the client closes its side.
+      conn.socket.destroySoon()
       return
     }
     gate.slots.request({
