@@ -3,6 +3,9 @@
 // (certificate from a host CA trusted now) may open a service. Behind the handshake each
 // connection carries what one tunnel stream does (one JSON line naming the service, then
 // its bytes), so the services and everything above them are the same in both modes.
+// The port may face any network, so the TLS gate of the proxy and the auth server stands in
+// front of it: a connection holds nothing but a descriptor until its whole ClientHello is in
+// (within 2 s, only so many waiting per source address), and handshakes take their turn.
 
 import type { AddressInfo } from 'node:net'
 import { createServer, type Server, type TLSSocket } from 'node:tls'
@@ -11,14 +14,9 @@ import { judgeCertificate } from '../shared/cert-trust.ts'
 import { DEFAULTS } from '../shared/config.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
+import { TlsGate } from '../shared/tls-gate/gate.ts'
+import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { type ServiceTable, serveStream } from './services.ts'
-
-/**
- * A connection must finish its TLS handshake within this time, or it is closed: an open
- * port on the internet otherwise collects sockets that never speak. Ten seconds covers a
- * handshake over a slow mobile link many times over (Node's own default is 120 s).
- */
-export const DIRECT_HANDSHAKE_TIMEOUT_MS = 10_000
 
 export interface DirectListenerOptions {
   /** `ssh_service.listen_addr`. */
@@ -34,18 +32,21 @@ export class DirectListener {
   private readonly options: DirectListenerOptions
   private identity: NodeIdentity
   private readonly server: Server
+  private readonly gate: TlsGate
   /** Every accepted connection, closed with the listener. */
   private readonly open = new Set<TLSSocket>()
 
   constructor(options: DirectListenerOptions) {
     this.options = options
     this.identity = options.identity
+    this.gate = new TlsGate({ log: options.log })
     this.server = createServer({
       ...contextOptions(options.identity),
       requestCert: true,
       // Judged in accept(), where the reason is logged and resumed sessions are checked too.
       rejectUnauthorized: false,
-      handshakeTimeout: DIRECT_HANDSHAKE_TIMEOUT_MS,
+      // The gate's deadline for a handshake, which frees its slot (gate.ts).
+      handshakeTimeout: this.gate.config.handshakeTimeoutMs,
       // A proxy passes on a user's half close; the service's answer must still come back.
       allowHalfOpen: true,
     })
@@ -55,6 +56,12 @@ export class DirectListener {
       options.log.debug(`direct connection from ${socket.remoteAddress} closed before its handshake ended: ${error.message}`)
       socket.destroy()
     })
+    this.gate.guard(this.server)
+  }
+
+  /** What the TLS gate in front of the port counts (for the status). */
+  get handshakeGate(): GateStats {
+    return this.gate.stats
   }
 
   /** Listens on `listenAddr`; resolves with the port bound (the one configured, or a free one for port 0). */
@@ -111,6 +118,7 @@ export class DirectListener {
 
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    this.gate.close()
     for (const socket of this.open) socket.destroy()
     await closed
   }

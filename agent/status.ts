@@ -35,6 +35,7 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
     const { heartbeat } = direct
     status.direct = {
       listen_addr: direct.listener.address ?? '',
+      handshake_gate: direct.listener.handshakeGate.toJSON(),
       heartbeats: { ok: heartbeat.ok, failed: heartbeat.failed, last_ok: heartbeat.lastOkAt === undefined ? null : statusTime(heartbeat.lastOkAt) },
     }
   }

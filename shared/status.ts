@@ -124,6 +124,8 @@ export interface NodeStatus {
   direct?: {
     /** Where proxies reach the node's services. */
     listen_addr: string
+    /** The TLS gate in front of that address: connections waiting, handshakes, closes by reason. */
+    handshake_gate: Record<string, number>
     heartbeats: { ok: number; failed: number; last_ok: string | null }
   }
 }

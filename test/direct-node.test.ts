@@ -3,7 +3,7 @@
 // heartbeats, and a proxy dials it there. A stock OpenSSH client and `warren proxy port`
 // reach it through the proxy as they reach a tunnel node; a client without a proxy
 // certificate of the cluster is refused before any service opens, and connections that
-// say nothing are not kept.
+// say nothing are not kept, nor more than a few at a time from one address.
 
 import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net'
@@ -14,6 +14,11 @@ import { PROFILE_FILES } from '../cli/profile.ts'
 import { identityDir } from '../shared/identity-store.ts'
 import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { probe } from './helpers/direct-probe.ts'
+import { Slowloris } from './helpers/slowloris.ts'
+import { until } from './helpers/until.ts'
+
+/** Attackers' addresses: the cluster's own processes use 127.0.0.1. */
+const ATTACKERS = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`)
 
 t.test('a direct node reached through the proxy, and only by proxies', async (t) => {
   const auth = await new AuthProcess().start()
@@ -80,6 +85,35 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
     ])
     t.ok(beforeHandshake, 'a TCP connection that never starts its TLS handshake')
     t.ok(beforeRequest, "a proxy's connection that never names a service")
+  })
+
+  t.test('a slowloris at the node keeps no proxy out and holds only so many connections', async (t) => {
+    // 900 connections at once from 8 addresses, then 40 a second, each sending the first
+    // bytes of a TLS record and then nothing.
+    const attack = new Slowloris([`127.0.0.1:${port}`], ATTACKERS, 3000)
+    t.teardown(() => attack.destroy())
+    attack.burst(900)
+    attack.start(40)
+    await until('the attack to be connected', async () => attack.counts.connected >= 900, { timeoutMs: 20_000 })
+    // A burst is let in whole (its connections are young); the next arrivals push out the oldest.
+    const limit = ATTACKERS.length * 32
+    const during = (
+      await node.waitForStatus('the node to keep at most 32 waiting per address', (status) => {
+        const waiting = status.node?.direct?.handshake_gate.pending_hello ?? 0
+        return waiting > 0 && waiting <= limit
+      })
+    ).node!.direct!.handshake_gate
+    t.ok(during.pending_hello <= limit, `the node keeps at most 32 waiting per address while the attack goes on (${during.pending_hello} waiting)`)
+    t.equal(during.handshaking, 0, 'and none of them in a handshake')
+    for (let i = 0; i < 3; i++) {
+      const result = await openssh(profile, [`${testLogin()}@direct-1`, 'echo reached'])
+      t.equal(result.stdout, 'reached\n', `the proxy reaches the node during the attack (${result.stderr.trim()})`)
+    }
+    attack.stop()
+    t.ok(await attack.allClosed(15_000), `every attacking connection was closed by the node (${JSON.stringify(attack.counts)})`)
+    const after = (await node.waitForStatus("the node's counts to settle", (status) => status.node?.direct?.handshake_gate.pending_hello === 0)).node!.direct!.handshake_gate
+    t.ok(after.late_hello_closed > 0, `the node closed connections whose ClientHello was late (${after.late_hello_closed})`)
+    t.ok(after.hello_per_address_closed > 0, `and, per source address, the oldest of too many waiting (${after.hello_per_address_closed})`)
   })
 })
 
