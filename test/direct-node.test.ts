@@ -14,11 +14,8 @@ import { PROFILE_FILES } from '../cli/profile.ts'
 import { identityDir } from '../shared/identity-store.ts'
 import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { probe } from './helpers/direct-probe.ts'
-import { Slowloris } from './helpers/slowloris.ts'
+import { ATTACKERS, Slowloris } from './helpers/slowloris.ts'
 import { until } from './helpers/until.ts'
-
-/** Attackers' addresses: the cluster's own processes use 127.0.0.1. */
-const ATTACKERS = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`)
 
 t.test('a direct node reached through the proxy, and only by proxies', async (t) => {
   const auth = await new AuthProcess().start()

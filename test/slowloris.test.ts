@@ -10,11 +10,8 @@ import { request as httpsRequest } from 'node:https'
 import t from 'tap'
 import type { WarrenStatus } from '../shared/status.ts'
 import { AuthProcess, type Daemon, ProxyProcess, signUser, startNode, tempDir, testLogin, warren } from './helpers/cluster.ts'
-import { Slowloris } from './helpers/slowloris.ts'
+import { ATTACKERS, Slowloris } from './helpers/slowloris.ts'
 import { until } from './helpers/until.ts'
-
-/** Attackers' addresses: the cluster's own processes use 127.0.0.1. */
-const ATTACKERS = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`)
 
 /** GET /v1/health on the proxy's web port: true if it answered 200. */
 function healthProbe(web: string): Promise<boolean> {

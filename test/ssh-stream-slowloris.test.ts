@@ -8,11 +8,8 @@
 import t from 'tap'
 import { SSH_STREAM_MAGIC } from '../shared/protocol/ssh-stream.ts'
 import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, warren } from './helpers/cluster.ts'
-import { Slowloris } from './helpers/slowloris.ts'
+import { ATTACKERS, Slowloris } from './helpers/slowloris.ts'
 import { until } from './helpers/until.ts'
-
-/** Attackers' addresses: the cluster's own processes and the users use 127.0.0.1. */
-const ATTACKERS = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`)
 
 /** Enough of the stream's first line for the proxy to know the protocol, not all of it. */
 const PARTIAL_LINE = Buffer.from(SSH_STREAM_MAGIC.slice(0, 10), 'latin1')

@@ -8,6 +8,9 @@ import { connect, type Socket } from 'node:net'
 
 export const SLOWLORIS_HEADER = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00])
 
+/** Eight attackers' addresses on loopback: the cluster's own processes and its users use 127.0.0.1. */
+export const ATTACKERS = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`)
+
 export interface SlowlorisCounts {
   /** Connections opened so far (connected or not). */
   opened: number
