@@ -111,10 +111,10 @@ try {
   )
   const args = ['start', `--config=${config}`]
   if (diagAddr) console.log(`diag_addr on: ${diagAddr}, /metrics scraped before each idle figure`)
-  /** With --diag, three scrapes of /metrics, as a Prometheus makes every scrape interval. */
-  const scrape = async () => {
+  /** With --diag, `times` scrapes of /metrics, one after the other (three, as a Prometheus makes every scrape interval). */
+  const scrape = async (times = 3) => {
     if (!diagAddr) return
-    for (let i = 0; i < 3; i++) await (await fetch(`http://${diagAddr}/metrics`)).text()
+    for (let i = 0; i < times; i++) await (await fetch(`http://${diagAddr}/metrics`)).text()
   }
   const first = await startAgent([...args, `--token=${await auth.token()}`])
   console.log(`first start (join, then tunnel): ${first.ms.toFixed(0)} ms (${first.cpuMs} ms of CPU)`)
@@ -143,7 +143,7 @@ try {
     const startedAt = performance.now()
     for (let at = 0; at <= IDLE_SECONDS; at += SCRAPE_INTERVAL_S) {
       await sleep(Math.max(0, startedAt + at * 1000 - performance.now()))
-      if (diagAddr) await (await fetch(`http://${diagAddr}/metrics`)).text()
+      await scrape(1)
       samples.push(memory(agent.child.pid!).rss)
     }
     console.log(
