@@ -193,7 +193,7 @@ t.test('keys of refused types are refused by name', async (t) => {
 
 t.test('a flood of renewal requests on a control stream makes at most one certificate', async (t) => {
   const issued = async () => (await auth.api<{ renewals_issued: number }>('GET', '/v1/status')).renewals_issued
-  const identity = await joinCluster({ authServer: proxy.web, token: await auth.token(), caPins: [pin], nodename: 'flooder', roles: ['node'], warn: () => {} })
+  let identity = await joinCluster({ authServer: proxy.web, token: await auth.token(), caPins: [pin], nodename: 'flooder', roles: ['node'], warn: () => {} })
   const [host, port] = [proxy.tunnel.slice(0, proxy.tunnel.lastIndexOf(':')), Number(proxy.tunnel.slice(proxy.tunnel.lastIndexOf(':') + 1))]
   const answers: string[] = []
   const open = async () => {
@@ -215,6 +215,9 @@ t.test('a flood of renewal requests on a control stream makes at most one certif
 
   // In a rotation every node's certificate is due at once: still one certificate per host.
   t.equal((await auth.ctl(['auth', 'rotate', '--type=host', '--manual', '--phase=init'])).code, 0)
+  // What an agent takes from the proxy's CA announcement in this phase: from update_clients
+  // on, the proxy may present a certificate from the new CA.
+  identity = { ...identity, hostCAPems: (await auth.api<{ host_ca_certs: string[] }>('GET', '/v1/ca')).host_ca_certs }
   t.equal((await auth.ctl(['auth', 'rotate', '--type=host', '--manual', '--phase=update_clients'])).code, 0)
   answers.length = 0
   // One tunnel after the other: a second tunnel of the same host replaces the first at the
