@@ -1,8 +1,10 @@
 // CA rotation without downtime, in Teleport's phases:
 //   init            a new key set is published and trusted; the old one still signs
 //   update_clients  the new key set signs: nodes and proxies renew their certificates
-//                   (with their current identity, no token) and keep their connections
-//   update_servers  servers present certificates from the new CA; both are still trusted
+//                   (with their current identity, no token) and keep their connections;
+//                   new connections to a proxy get its new certificate, which every host
+//                   trusts since init
+//   update_servers  every host holds a certificate from the new CA; both are still trusted
 //   standby         the old key set is dropped: only the new CA is trusted (and pinned)
 // rollback returns to the old key set from any phase before standby. Automatic mode walks
 // the phases over the grace period. Every change is a compare-and-swap on the stored CA,
