@@ -8,6 +8,7 @@ import { connect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { parseHostPort } from '../shared/address.ts'
 import type { Logger } from '../shared/log.ts'
+import { startOptimisingCompilers } from '../shared/optimising-compilers.ts'
 import { type DialReply, type DialRequest, parseDialRequest } from '../shared/protocol/dial.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
@@ -44,6 +45,7 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
   }
   const client = request.client ?? 'unknown'
   if (request.service === 'ssh' && services.ssh) {
+    startOptimisingCompilers()
     reply(stream, { ok: true })
     services.ssh.handleConnection(stream, { remoteAddress: client })
     return
@@ -61,6 +63,7 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
     stream.end()
     return
   }
+  startOptimisingCompilers()
   const { host, port: number } = parseHostPort(port.addr, 0)
   const socket = connect({ host, port: number })
   let connected = false

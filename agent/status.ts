@@ -2,6 +2,7 @@
 // state when someone asks: its identity, the tunnels it holds and the live set its proxies
 // announce, or in direct mode where proxies reach it and how its heartbeats fare.
 
+import { optimisingCompilers } from '../shared/optimising-compilers.ts'
 import { caPin } from '../shared/pin.ts'
 import { certificateStatus, type NodeStatus, statusTime } from '../shared/status.ts'
 import type { Agent } from './agent.ts'
@@ -20,6 +21,7 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
     labels: agent.config.labels,
     certificate: certificateStatus(identity.tlsCertPem, identity.hostCAPems),
     trusted_host_ca_pins: identity.hostCAPems.map(caPin),
+    optimising_compilers: optimisingCompilers(),
   }
   if (agent.audit) status.events = { queued: agent.audit.queue.size, dropped: agent.audit.queue.dropped }
   if (pool) {

@@ -13,6 +13,7 @@ import { UsageError, WarrenError } from '../shared/errors.ts'
 import { identityExists } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { withMallocArenas } from '../shared/malloc-arenas.ts'
+import { deferOptimisingCompilers } from '../shared/optimising-compilers.ts'
 import { parsePin } from '../shared/pin.ts'
 import { VERSION } from '../shared/version.ts'
 import { defineCommand } from './command.ts'
@@ -138,6 +139,9 @@ async function openDiagnostics(address: string, log: Logger): Promise<DiagServer
 export async function start(flags: StartFlags): Promise<number> {
   const config = buildConfig(flags)
   const roles = rolesToRun(flags.roles, config)
+  // An agent on its own waits for work before it pays for V8's optimisers (the proxy and
+  // the auth server, in this process or not, want them from the start).
+  if (roles.length === 1 && roles[0] === 'node') deferOptimisingCompilers()
   const log = createLogger('warren', { level: config.log.level, format: config.log.format })
   log.info(`starting ${roles.join(', ')}`, { roles: roles.join(',') })
   secureDataDir(config.dataDir, log)

@@ -5,6 +5,7 @@
 import { X509Certificate } from 'node:crypto'
 import { issuedByAny } from './cert-subject.ts'
 import { isoTime } from './duration.ts'
+import type { OptimisingCompilersState } from './optimising-compilers.ts'
 import { caPin } from './pin.ts'
 
 export interface WarrenStatus {
@@ -107,6 +108,8 @@ export interface NodeStatus {
   labels: Record<string, string>
   certificate: CertificateStatus
   trusted_host_ca_pins: string[]
+  /** V8's optimising compilers: an agent alone turns them on at the first stream it serves. */
+  optimising_compilers: OptimisingCompilersState
   /** The SSH server's audit events waiting for the auth server, and those dropped when the queue was full. */
   events?: { queued: number; dropped: number }
   /** Tunnel mode. */

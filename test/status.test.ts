@@ -9,7 +9,7 @@ import t from 'tap'
 import { defaultConfig } from '../shared/config.ts'
 import type { WarrenStatus } from '../shared/status.ts'
 import { STATUS_SOCKET } from '../shared/status-socket.ts'
-import { AuthProcess, ProxyProcess, startNode, tempDir, warren } from './helpers/cluster.ts'
+import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, warren } from './helpers/cluster.ts'
 
 async function statusOf(dataDir: string): Promise<WarrenStatus> {
   const result = await warren(['status', `--data-dir=${dataDir}`, '--format=json'])
@@ -51,6 +51,7 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
   t.same(reported.tunnel!.live_set, [proxyId])
   t.equal(reported.certificate.issuer_pin, pin, 'its certificate is from the host CA it pinned')
   t.ok(Date.parse(reported.certificate.not_after) > Date.now() + defaultConfig().auth.hostCertTtlMs * 0.9, 'for the default host certificate lifetime')
+  t.equal(reported.optimising_compilers, 'off until the first stream', "an idle agent alone runs without V8's optimisers")
 
   const atProxy = await proxy.daemon.waitForStatus('the tunnel at the proxy', (s) => s.proxy!.tunnels.count === 1)
   t.same(
@@ -68,6 +69,11 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
   t.match(text.stdout, /^Audit events\s+0 waiting for the auth server, 0 dropped$/m)
   t.match(text.stdout, /^Tunnels\s+1 of 1$/m)
   t.match(text.stdout, new RegExp(`^${proxyId}\\s+\\d\\d [A-Z][a-z]{2} \\d\\d \\d\\d:\\d\\d UTC \\(\\S+ ago\\)\\s+new$`, 'm'), 'a table row per proxy held')
+
+  // The first stream it serves turns them on.
+  const profile = await signUser(auth, proxy.web)
+  t.equal((await openssh(profile, [`${testLogin()}@reported`, 'echo served'])).stdout, 'served\n')
+  t.equal((await statusOf(nodeDir)).node!.optimising_compilers, 'on', 'after an SSH session')
 
   await node.stop()
   t.notOk(existsSync(join(nodeDir, STATUS_SOCKET)), 'a stopped process leaves no socket')
