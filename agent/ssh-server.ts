@@ -19,6 +19,7 @@ import type { AuditValue, NodeEventType } from '../shared/protocol/audit.ts'
 import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, verifySshCertificate } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
+import { corkEachTick } from './cork-each-tick.ts'
 import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
 import { type RecordingStart, SessionRecording } from './session-recording.ts'
 import type { FileOperation } from './sftp/file-operations.ts'
@@ -180,6 +181,7 @@ export class NodeSshServer {
     const cipher = serverCiphers()
     const server = new ssh2.Server({ hostKeys: [{ key: this.hostKey }], ident: 'Warren', ...(cipher ? { algorithms: { cipher } } : {}) })
     server.on('connection', (client) => this.serveClient(state, client))
+    corkEachTick(stream)
     server.injectSocket(stream as Socket)
   }
 
