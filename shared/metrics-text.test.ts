@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process'
 import t from 'tap'
-import { counterOf, gaugeOf, labelledCounterOf, labelledGaugeOf } from './metrics.ts'
+import { gaugeOf, labelledCounterOf, labelledGaugeOf } from './metrics.ts'
 import { Histogram, MetricsRegistry } from './metrics-text.ts'
 import { watchProcess } from './process-metrics.ts'
 
@@ -15,7 +15,6 @@ t.test('every kind of series is written in a form promtool accepts', async (t) =
   watchProcess(registry)
   let reconnects: Record<string, number> = { dial_failed: 2 }
   labelledCounterOf(registry, { name: 'test_reconnects_total', help: 'Redials, by reason' }, 'reason', ['dial_failed', 'tunnel_lost'], () => reconnects)
-  counterOf(registry, { name: 'test_opens_total', help: 'Opens' }, () => 5)
   gaugeOf(registry, { name: 'test_expiry_timestamp_seconds', help: 'Not known yet' }, () => undefined)
   labelledGaugeOf(registry, { name: 'test_tunnel_up', help: 'Per proxy, with a "quoted" \\ help' }, 'proxy_id', () => ({ 'a"b\\c\nd': 1 }))
   const rtt = new Histogram(registry, { name: 'test_rtt_seconds', help: 'Round trips', buckets: [0.01, 0.1, 1] })

@@ -45,12 +45,3 @@ export function labelledCounterOf(registry: MetricsRegistry, series: Series, lab
     )
   })
 }
-
-/** A counter without labels whose total is read at each scrape. */
-export function counterOf(registry: MetricsRegistry, series: Series, read: () => number): void {
-  let reported = 0
-  registry.add(() => {
-    reported = Math.max(reported, read())
-    return family(series.name, 'counter', series.help, [{ value: reported }])
-  })
-}
