@@ -4,8 +4,8 @@
 // Code that only some processes use is kept in parts of its own, compressed, loaded on
 // first use (see sea-part.ts): the etcd storage backend with its client (gRPC, protobufjs:
 // half of all the code), the proxy's ACME certificates, ssh2, which only a node's SSH
-// server uses, from its first connection on, prom-client, which only an auth server
-// with diag_addr uses, and the auth server's and the proxy's code, which a node never runs
+// server uses, from its first connection on, prom-client, which only an auth server or a
+// proxy with diag_addr uses, and the auth server's and the proxy's code, which a node never runs
 // (those two take the modules they share with the main script from it: main-modules.ts).
 
 import { writeFileSync } from 'node:fs'

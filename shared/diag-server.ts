@@ -4,7 +4,8 @@
 //   GET /healthz  200 while the process runs
 //   GET /readyz   200 when every role is ready, else 503 and what each role is missing
 // One registry per process (shared/metrics-text.ts: the text format without prom-client, so
-// an agent with diag_addr stays small); each role adds its series and its readiness check
+// an agent with diag_addr stays small; the auth server's and the proxy's prom-client
+// registries join it as text); each role adds its series and its readiness check
 // from its own folder (auth/metrics.ts, proxy/metrics.ts, agent/metrics.ts). Loaded only
 // when diag_addr is set.
 

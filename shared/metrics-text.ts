@@ -2,7 +2,8 @@
 // its series through it rather than through prom-client, whose code and default collectors
 // cost an agent with diag_addr about 8 MB resident (bench:footprint): every series here is
 // read from the role's own state at each scrape, so the format is all that is needed.
-// Series that prom-client keeps (the auth server's) join the output as text of their own.
+// Series that prom-client keeps (the auth server's and the proxy's) join the output as text
+// of their own.
 
 /** One line of a series: its labels and value; `suffix` for a histogram's _bucket, _sum, _count. */
 export interface Sample {
