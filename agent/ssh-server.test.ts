@@ -11,7 +11,9 @@ import type { Access } from '../shared/access.ts'
 import { sshAccessExtensions } from '../shared/access-cert.ts'
 import { createLogger } from '../shared/log.ts'
 import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { testLogin } from '../test/helpers/cluster.ts'
 import { lookupPasswd } from './login-accounts.ts'
+import { findPerl } from './pty.ts'
 import { findSftpServer } from './sftp-server.ts'
 import { NodeSshServer } from './ssh-server.ts'
 
@@ -65,6 +67,8 @@ const log = createLogger('node', { level: 'debug', stream: { write: (line: strin
 const TEST_HOME = mkdtempSync(join(tmpdir(), 'warren-home-'))
 /** The sftp-server the node finds; a test swaps in another, or none. */
 let sftpServerPath = findSftpServer()
+/** The perl the node opens ptys with; a test takes it away to have `script` hold them. */
+let perlPath = findPerl()
 /** What onFileOperation was told, with who did it. */
 const fileOperations: Record<string, unknown>[] = []
 const server = new NodeSshServer({
@@ -81,6 +85,7 @@ const server = new NodeSshServer({
   labels: () => ({ env: 'lab' }),
   declaredPortName: (_host, port) => (port === webuiPort ? 'webui' : undefined),
   sftpServer: () => sftpServerPath,
+  perl: () => perlPath,
   onFileOperation: (op, who) => fileOperations.push({ ...op, ...who }),
 })
 const listener: Server = createServer((socket) => server.handleConnection(socket))
@@ -247,56 +252,80 @@ t.test("the user's roles in the certificate are judged against this node's label
   }
 })
 
-t.test('exec with a pty runs on a real terminal', async (t) => {
-  // Without a local terminal OpenSSH sends a 0x0 window and the pty keeps the kernel's default.
-  const bare = await ssh(good, ['-tt', 'tty; stty size; echo "$TERM"'])
-  t.match(bare.stdout, /^\/dev\/pts\/\d+\r\n0 0\r\n/)
-  t.equal(bare.code, 0)
-  // Inside a terminal of its own, OpenSSH sends its size and TERM, and they arrive.
-  const sized = await run(
-    'script',
-    ['-q', '-e', '-c', `stty rows 33 cols 111; exec env TERM=xterm-test ssh ${sshArgs(good).join(' ')} -t 'tty; stty size; echo $TERM; exit 7'`, '/dev/null'],
-    '',
-  )
-  t.match(sized.stdout, /\/dev\/pts\/\d+\r\n33 111\r\nxterm-test\r\n/)
-  t.equal(sized.code, 7)
-})
+// Ptys come from the agent itself with perl, and from util-linux `script` on a system without perl.
+for (const mode of ['perl', 'script'] as const) {
+  t.test(`exec with a pty runs on a real terminal, its controlling terminal (${mode})`, async (t) => {
+    perlPath = mode === 'perl' ? findPerl() : undefined
+    // Without a local terminal OpenSSH sends a 0x0 window and the pty keeps the kernel's default.
+    // /dev/tty opens only for a process with a controlling terminal (job control needs one).
+    const bare = await ssh(good, ['-tt', 'tty; stty size; echo "$TERM"; : </dev/tty && echo controlling'])
+    t.match(bare.stdout, /^\/dev\/pts\/\d+\r\n0 0\r\n.*\r\ncontrolling\r\n/)
+    t.equal(bare.code, 0)
+    // Inside a terminal of its own, OpenSSH sends its size and TERM, and they arrive.
+    const sized = await run(
+      'script',
+      ['-q', '-e', '-c', `stty rows 33 cols 111; exec env TERM=xterm-test ssh ${sshArgs(good).join(' ')} -t 'tty; stty size; echo $TERM; exit 7'`, '/dev/null'],
+      '',
+    )
+    t.match(sized.stdout, /\/dev\/pts\/\d+\r\n33 111\r\nxterm-test\r\n/)
+    t.equal(sized.code, 7)
+  })
 
-t.test('an interactive shell with a pty', async (t) => {
-  const result = await ssh(good, ['-tt'], 'echo $((6*7))\nexit 5\n')
-  t.match(result.stdout, /^42\r$/m)
-  t.equal(result.code, 5)
-})
+  t.test(`an interactive shell with a pty (${mode})`, async (t) => {
+    perlPath = mode === 'perl' ? findPerl() : undefined
+    const result = await ssh(good, ['-tt'], 'echo $((6*7))\nexit 5\n')
+    t.match(result.stdout, /^42\r$/m)
+    t.equal(result.code, 5)
+  })
+
+  t.test(`window changes resize the pty (${mode})`, async (t) => {
+    perlPath = mode === 'perl' ? findPerl() : undefined
+    // OpenSSH runs inside a terminal that the test resizes with stty; it forwards the change.
+    const marker = join(dir, 'resize-tty')
+    const client = spawn('script', ['-q', '-c', `tty > ${marker}; stty rows 20 cols 70; exec ssh ${sshArgs(good).join(' ')} -t`, '/dev/null'], {
+      stdio: 'pipe',
+      env: { ...process.env, TERM: 'xterm-test' },
+    })
+    let output = ''
+    client.stdout.on('data', (chunk) => {
+      output += chunk
+    })
+    const exited = new Promise<number | null>((resolve) => client.on('close', resolve))
+    client.stdin.write('stty size\n')
+    await waitFor('the initial size', () => /^20 70\r$/m.test(output))
+    const localTty = readFileSync(marker, 'utf8').trim()
+    spawnSync('stty', ['-F', localTty, 'rows', '41', 'cols', '132'])
+    await waitFor('the new size', async () => {
+      client.stdin.write('stty size\n')
+      await sleep(100)
+      return /^41 132\r$/m.test(output)
+    })
+    client.stdin.end('exit\n')
+    t.equal(await exited, 0)
+  })
+
+  t.test(`output written just before the exit arrives whole, and a background job does not hold the session open (${mode})`, async (t) => {
+    perlPath = mode === 'perl' ? findPerl() : undefined
+    const result = await ssh(good, ['-tt', 'seq 100000; (trap "" HUP; exec sleep 303) & exit 3'])
+    t.match(result.stdout, /\r\n99999\r\n100000\r\n$/)
+    t.equal(result.code, 3)
+    spawnSync('pkill', ['-x', '-f', 'sleep 303'])
+  })
+
+  t.test(`a pty belongs to the login it was made for (${mode})`, async (t) => {
+    perlPath = mode === 'perl' ? findPerl() : undefined
+    const login = testLogin()
+    const key = identity(`pty-${mode}`, { principals: [login], extensions: { 'permit-pty': '' } })
+    const result = await ssh(key, ['-tt', 'id -un; stat -c %U "$(tty)"'], undefined, login)
+    t.equal(result.stdout, `${login}\r\n${login}\r\n`)
+    t.equal(result.code, 0)
+  })
+}
 
 t.test('a shell without a pty runs over pipes', async (t) => {
   const result = await ssh(good, ['-T'], 'tty; echo $((6*7))\nexit 4\n')
   t.equal(result.stdout, 'not a tty\n42\n')
   t.equal(result.code, 4)
-})
-
-t.test('window changes resize the pty', async (t) => {
-  // OpenSSH runs inside a terminal that the test resizes with stty; it forwards the change.
-  const marker = join(dir, 'resize-tty')
-  const client = spawn('script', ['-q', '-c', `tty > ${marker}; stty rows 20 cols 70; exec ssh ${sshArgs(good).join(' ')} -t`, '/dev/null'], {
-    stdio: 'pipe',
-    env: { ...process.env, TERM: 'xterm-test' },
-  })
-  let output = ''
-  client.stdout.on('data', (chunk) => {
-    output += chunk
-  })
-  const exited = new Promise<number | null>((resolve) => client.on('close', resolve))
-  client.stdin.write('stty size\n')
-  await waitFor('the initial size', () => /^20 70\r$/m.test(output))
-  const localTty = readFileSync(marker, 'utf8').trim()
-  spawnSync('stty', ['-F', localTty, 'rows', '41', 'cols', '132'])
-  await waitFor('the new size', async () => {
-    client.stdin.write('stty size\n')
-    await sleep(100)
-    return /^41 132\r$/m.test(output)
-  })
-  client.stdin.end('exit\n')
-  t.equal(await exited, 0)
 })
 
 t.test('a certificate without permit-pty gets no pty', async (t) => {

@@ -21,6 +21,7 @@ import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
 import { corkEachTick } from './cork-each-tick.ts'
 import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
+import { findPerl } from './pty.ts'
 import { type RecordingStart, SessionRecording } from './session-recording.ts'
 import type { FileOperation } from './sftp/file-operations.ts'
 import { findSftpServer } from './sftp-server.ts'
@@ -52,6 +53,8 @@ export interface SshServerOptions {
   declaredPortName?: (host: string, port: number) => string | undefined
   /** OpenSSH's sftp-server for the `sftp` subsystem, undefined to run Warren's own; default: the usual paths, else Warren's own. */
   sftpServer?: () => string | undefined
+  /** The perl that opens session ptys, undefined to have util-linux `script` hold them; default: the system's, if any. */
+  perl?: () => string | undefined
   /**
    * Told of each file operation an SFTP session performs (open, read and write with their
    * bytes when a file is closed, remove, rename, mkdir, rmdir, setstat, symlink, link), with
@@ -110,6 +113,7 @@ export class NodeSshServer {
   private readonly labels: () => Record<string, string>
   private readonly declaredPortName: (host: string, port: number) => string | undefined
   private readonly sftpServer: () => string | undefined
+  private readonly perl: () => string | undefined
   private readonly onFileOperation?: SshServerOptions['onFileOperation']
   private readonly audit: AuditRecorder
   private readonly recordingDir: () => string | undefined
@@ -130,6 +134,7 @@ export class NodeSshServer {
     this.labels = options.labels ?? (() => ({}))
     this.declaredPortName = options.declaredPortName ?? (() => undefined)
     this.sftpServer = options.sftpServer ?? (() => findSftpServer())
+    this.perl = options.perl ?? (() => findPerl())
     this.onFileOperation = options.onFileOperation
     this.audit = options.audit ?? (() => {})
     this.recordingDir = options.recordingDir ?? (() => undefined)
@@ -247,6 +252,7 @@ export class NodeSshServer {
         remote: state.remote,
         processes: state.processes,
         sftpServer: this.sftpServer,
+        perl: this.perl(),
         onFileOperation: (op) => {
           this.audit('sftp', { ...auditFields(state), ...fileOperationFields(op) })
           report?.(op, { login: account.name, keyId, remote: state.remote })

@@ -1,16 +1,19 @@
 // SSH sessions on the node: a command (exec), a shell or the sftp subsystem, with a pseudo-terminal when the
-// certificate permits one. The pty comes from util-linux `script`, so the agent needs no
-// native addon; window changes resize it through `stty`. Each session's processes run in a
+// certificate permits one. The agent holds the pty's master itself (agent/pty.ts, with perl
+// for the ioctls Node cannot make), or util-linux `script` does where there is no perl;
+// either way without a native addon. Window changes resize it through `stty`. Each session's processes run in a
 // process group of their own, ended with the channel or the connection.
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import type { Socket } from 'node:net'
 import { constants as osConstants } from 'node:os'
 import { basename } from 'node:path'
-import type { Writable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
 import type { LoginAccount } from './login-accounts.ts'
+import { spawnOnPty } from './pty.ts'
 import type { RecordingStart, SessionRecording } from './session-recording.ts'
 import { type FileOperation, fileOperationSink } from './sftp/file-operations.ts'
 import type { AgentSocket } from './ssh-agent-forwarding.ts'
@@ -18,6 +21,8 @@ import { warrenCommand } from './warren-command.ts'
 
 /** How long a session's processes get after SIGHUP before SIGKILL. */
 const KILL_GRACE_MS = 2000
+/** How long the output a shell wrote before exiting gets to be read once it has exited, when a background job still holds its terminal. */
+const PTY_DRAIN_MS = 200
 const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 const USER_PATH = '/usr/local/bin:/usr/bin:/bin'
 /** Environment a client may set (OpenSSH's usual AcceptEnv); anything else could change how the login runs. */
@@ -31,6 +36,8 @@ export interface SessionContext {
   remote: string
   /** The connection's processes: each session adds its own, and they end with the connection. */
   processes: Set<SessionProcess>
+  /** The perl that opens ptys (agent/pty.ts); undefined has util-linux `script` hold them. */
+  perl: string | undefined
   /** OpenSSH's sftp-server, looked up at each request; undefined runs Warren's own. */
   sftpServer: () => string | undefined
   /** Told of each file operation an SFTP session performs. */
@@ -108,8 +115,9 @@ export function serveSession(session: Session, context: SessionContext): void {
     const sessionPty = subsystem ? undefined : pty
     // Interactive sessions only: an exec's command and exit status are audit events already.
     if (sessionPty) recording = context.record?.({ cols: sessionPty.cols, rows: sessionPty.rows, env: { TERM: sessionPty.term || undefined, SHELL: account.shell } })
-    const started = runSession(channel, { account, command, env, pty: sessionPty, stderr: subsystem?.stderr, onExit: context.events?.exit, recording })
+    const started = runSession(channel, { account, command, env, pty: sessionPty, stderr: subsystem?.stderr, onExit: context.events?.exit, recording, perl: context.perl })
     proc = started
+    if (!started) return
     context.processes.add(started)
     void started.exited.then(() => context.processes.delete(started))
   }
@@ -157,24 +165,26 @@ interface SessionRequest {
   onExit?: (status: number) => void
   /** Gets the session's output, and ends with it. */
   recording?: SessionRecording
+  /** The perl that opens ptys (agent/pty.ts); undefined has `script` hold them. */
+  perl: string | undefined
 }
 
-/** A session's process: the command or shell itself, or `script` holding its pty. */
+/** A session's process: the command or shell itself, on a pipe or on a pty. */
 export class SessionProcess {
+  /** The process has exited and its output has reached the channel. */
   readonly exited: Promise<void>
   private readonly child: ChildProcess
   private readonly resizer?: PtyResizer
+  private readonly master?: Socket
   private done = false
 
-  constructor(child: ChildProcess, withPty: boolean) {
+  constructor(child: ChildProcess, exited: Promise<void>, pty?: { resizer: PtyResizer; master?: Socket }) {
     this.child = child
-    this.resizer = withPty ? new PtyResizer(child) : undefined
-    this.exited = new Promise((resolve) =>
-      child.once('close', () => {
-        this.done = true
-        resolve()
-      }),
-    )
+    this.resizer = pty?.resizer
+    this.master = pty?.master
+    this.exited = exited.then(() => {
+      this.done = true
+    })
   }
 
   resize(rows: number, cols: number): void {
@@ -183,12 +193,14 @@ export class SessionProcess {
 
   /**
    * SIGHUP to the process group, as a hangup would send; SIGKILL after a grace period for
-   * whatever ignored it. Killing `script` closes the pty, which hangs up the shell inside.
+   * whatever ignored it. Closing the pty's master (ours, or `script`'s when it is killed)
+   * hangs up the terminal, as a dropped connection does to sshd's sessions.
    */
   terminate(): void {
     if (this.done || this.child.pid === undefined) return
     const group = -this.child.pid
     signalGroup(group, 'SIGHUP')
+    this.master?.destroy()
     setTimeout(() => {
       if (!this.done) signalGroup(group, 'SIGKILL')
     }, KILL_GRACE_MS).unref()
@@ -203,8 +215,18 @@ function signalGroup(group: number, signal: NodeJS.Signals): void {
   }
 }
 
+/** A started process: where the channel's input goes and its output comes from. */
+interface Started {
+  child: ChildProcess
+  input: Writable
+  output: Readable
+  /** The output has ended: for a pipe, with the process; for a pty, once nothing holds the slave. */
+  outputEnded: Promise<void>
+  pty?: { resizer: PtyResizer; master?: Socket }
+}
+
 /** Starts the session's process and wires it to the channel until it exits. */
-function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess {
+function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess | undefined {
   const { account } = req
   const env: Record<string, string> = {
     ...req.env,
@@ -221,36 +243,78 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
     env,
     // Its own process group, so that terminate() reaches everything it started.
     detached: true,
-    stdio: 'pipe' as const,
   }
-  let child: ChildProcess
-  if (req.pty) {
-    child = spawn('script', ['-q', '-f', '-e', '-c', ptyCommand(req.command, account.shell, req.pty), '/dev/null'], options)
-  } else if (req.command === undefined) {
-    // A leading dash makes it a login shell, as sshd starts it.
-    child = spawn(account.shell, [], { ...options, argv0: `-${basename(account.shell)}` })
-  } else {
-    child = spawn(account.shell, ['-c', req.command], options)
+  let started: Started
+  try {
+    started = req.pty ? startOnPty(req, req.pty, options) : startOnPipes(req, options)
+  } catch (err) {
+    // No pty to be had (no /dev/ptmx, none left): the client is told, as by sshd.
+    channel.stderr.write(`warren: cannot start the session: ${(err as Error).message}\r\n`)
+    req.onExit?.(1)
+    endChannel(channel, 1, null)
+    return undefined
   }
-  const session = new SessionProcess(child, req.pty !== undefined)
-  child.stdin!.on('error', () => {}) // EPIPE once the process has gone
-  channel.pipe(child.stdin!)
-  child.stdout!.pipe(channel, { end: false })
-  if (req.recording) child.stdout!.on('data', (data: Buffer) => req.recording!.output(data))
-  child.stderr!.pipe(req.stderr ?? channel.stderr, { end: false })
+  const { child, input, output } = started
+  input.on('error', () => {}) // EPIPE once the process has gone, EIO once the pty has
+  // A pty has no half-close: the client's end of input leaves the terminal to the shell, as with sshd.
+  channel.pipe(input, { end: !started.pty?.master })
+  output.pipe(channel, { end: false })
+  if (req.recording) output.on('data', (data: Buffer) => req.recording!.output(data))
+  child.stderr?.pipe(req.stderr ?? channel.stderr, { end: false })
   child.once('error', (err) => {
-    const hint = req.pty ? ' (a pty needs util-linux script)' : ''
+    const hint = req.pty && !req.perl ? ' (a pty needs perl or util-linux script)' : ''
     channel.stderr.write(`warren: cannot start the session: ${err.message}${hint}\r\n`)
   })
-  child.once('close', (code, signal) => {
-    channel.unpipe(child.stdin!)
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })))
+  const exited = Promise.all([exit, started.outputEnded]).then(([{ code, signal }]) => {
+    channel.unpipe(input)
     // A process that never started reports a negative errno: exit 127, as a shell would.
     const status = code === null || code < 0 ? 127 : code
     req.onExit?.(signal ? 128 + (osConstants.signals[signal] ?? 0) : status)
     void req.recording?.end()
     endChannel(channel, status, signal)
   })
-  return session
+  return new SessionProcess(child, exited, started.pty)
+}
+
+interface SpawnBase {
+  uid?: number
+  gid?: number
+  cwd: string
+  env: Record<string, string>
+  detached: boolean
+}
+
+function startOnPipes(req: SessionRequest, options: SpawnBase): Started {
+  const { account } = req
+  const child =
+    req.command === undefined
+      ? // A leading dash makes it a login shell, as sshd starts it.
+        spawn(account.shell, [], { ...options, stdio: 'pipe', argv0: `-${basename(account.shell)}` })
+      : spawn(account.shell, ['-c', req.command], { ...options, stdio: 'pipe' })
+  const outputEnded = new Promise<void>((resolve) => child.once('close', () => resolve()))
+  return { child, input: child.stdin!, output: child.stdout!, outputEnded }
+}
+
+function startOnPty(req: SessionRequest, pty: PseudoTtyInfo, options: SpawnBase): Started {
+  const { account } = req
+  if (!req.perl) {
+    const child = spawn('script', ['-q', '-f', '-e', '-c', ptyCommand(req.command, account.shell, pty), '/dev/null'], { ...options, stdio: 'pipe' })
+    const outputEnded = new Promise<void>((resolve) => child.once('close', () => resolve()))
+    const resizer = new PtyResizer(() => findTty(child))
+    return { child, input: child.stdin!, output: child.stdout!, outputEnded, pty: { resizer } }
+  }
+  const [args, argv0] = req.command === undefined ? [[], `-${basename(account.shell)}`] : [['-c', req.command], account.shell]
+  const { child, master, path } = spawnOnPty(account.shell, args, { ...options, perl: req.perl, argv0, rows: pty.rows, cols: pty.cols })
+  const outputEnded = new Promise<void>((resolve) => {
+    master.once('close', () => resolve())
+    // EIO: nothing holds the slave any more, the master's end of file.
+    master.on('error', () => master.destroy())
+    // Whatever a background job still holds the terminal for is cut off, as sshd does: what
+    // the shell wrote before it exited is read first.
+    child.once('close', () => setTimeout(() => master.destroy(), PTY_DRAIN_MS).unref())
+  })
+  return { child, input: master, output: master, outputEnded, pty: { resizer: new PtyResizer(async () => path), master } }
 }
 
 /** uid/gid to switch to; none when the agent already runs as the login. */
@@ -294,17 +358,17 @@ function endChannel(channel: ServerChannel, code: number, signal: NodeJS.Signals
 }
 
 /**
- * Applies window-change requests to a `script` pty. A pty is sized with an ioctl, which
+ * Applies window-change requests to a session's pty. A pty is sized with an ioctl, which
  * Node cannot make, so `stty -F /dev/pts/N` makes it; the kernel then sends SIGWINCH to the
  * foreground job. Requests are applied one at a time, and only the latest pending one.
  */
 class PtyResizer {
-  private readonly child: ChildProcess
+  private readonly findTty: () => Promise<string | undefined>
   private pending?: { rows: number; cols: number }
   private running = false
 
-  constructor(child: ChildProcess) {
-    this.child = child
+  constructor(findTty: () => Promise<string | undefined>) {
+    this.findTty = findTty
   }
 
   resize(rows: number, cols: number): void {
@@ -323,16 +387,16 @@ class PtyResizer {
     }
     this.running = false
   }
+}
 
-  /** `script` may not have opened its pty yet just after spawning: look a few times. */
-  private async findTty(): Promise<string | undefined> {
-    for (let attempt = 0; attempt < 20 && this.child.exitCode === null && this.child.signalCode === null; attempt++) {
-      const tty = this.child.pid === undefined ? undefined : ptyOf(this.child.pid)
-      if (tty) return tty
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-    return undefined
+/** The pty of a `script` process, which may not have opened it yet just after spawning: look a few times. */
+async function findTty(child: ChildProcess): Promise<string | undefined> {
+  for (let attempt = 0; attempt < 20 && child.exitCode === null && child.signalCode === null; attempt++) {
+    const tty = child.pid === undefined ? undefined : ptyOf(child.pid)
+    if (tty) return tty
+    await new Promise((resolve) => setTimeout(resolve, 50))
   }
+  return undefined
 }
 
 /** The pty slave that process `pid` holds, or whose master it holds, from /proc. */

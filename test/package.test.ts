@@ -148,6 +148,9 @@ function run(): void {
       const login = await openssh(profile, [`${testLogin()}@${nodename}`, 'echo ok'], { timeoutMs: target.timeoutMs })
       t.equal(login.code, 0, 'ssh exits 0', { stderr: login.stderr })
       t.equal(login.stdout, 'ok\n', 'a command runs over SSH through the tunnel')
+      // The executable holds the master end of a session's pty itself (agent/pty.ts).
+      const onPty = await openssh(profile, ['-tt', `${testLogin()}@${nodename}`, 'tty; echo $PPID'], { timeoutMs: target.timeoutMs })
+      t.match(onPty.stdout, new RegExp(`^/dev/pts/\\d+\r\n${agent.child.pid}\r\n$`), 'a session on a pty, a child of the agent', { stderr: onPty.stderr })
 
       // The ProxyCommand that the executable writes for OpenSSH runs the executable itself
       // (only where this machine runs the file without an emulator).

@@ -1,0 +1,122 @@
+// A process on a pseudo-terminal whose master end the agent holds itself, so a keystroke
+// crosses no process between the SSH channel and the shell (the interactive round trip of
+// `bench:copy`). Node opens /dev/ptmx and reads and writes the master, but cannot make the
+// ioctls that unlock the slave and make it a controlling terminal: a few lines of Perl,
+// which every Debian-based system carries (perl-base is essential there), make them and
+// then become the session's command. Without perl the session falls back to util-linux
+// `script` (agent/ssh-session.ts).
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { chownSync, closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs'
+import { Socket, type SocketConstructorOpts } from 'node:net'
+import { join } from 'node:path'
+
+/** Where perl is looked for: the PATH a session gets. */
+const PERL_DIRS = ['/usr/local/bin', '/usr/bin', '/bin']
+
+/**
+ * Run by perl with the master as fd 3: unlock and size the slave, let go of the master
+ * (the shell must not hold it, or closing ours would not hang it up), take the slave as
+ * controlling terminal (the child is a session leader already, so opening it would do;
+ * TIOCSCTTY says so outright) and as standard streams, then exec the command. The ioctl numbers are Linux's on x86-64 and arm64: TIOCSPTLCK,
+ * TIOCSWINSZ, TIOCSCTTY. PERL_BADLANG keeps perl quiet about a locale the client asked for
+ * and the device lacks; the shell still gets LANG and reports it its own way.
+ */
+const HELPER = String.raw`
+delete $ENV{PERL_BADLANG};
+my ($slave, $rows, $cols, $file, @argv) = @ARGV;
+open(my $master, '+<&=', 3) or die "warren: pty master: $!\n";
+my $unlock = pack('i', 0);
+ioctl($master, 0x40045431, $unlock) or die "warren: unlocking $slave: $!\n";
+if ($rows > 0 && $cols > 0) {
+  my $size = pack('S4', $rows, $cols, 0, 0);
+  ioctl($master, 0x5414, $size) or die "warren: sizing $slave: $!\n";
+}
+close($master);
+open(my $tty, '+<', $slave) or die "warren: $slave: $!\n";
+ioctl($tty, 0x540E, 0) or die "warren: $slave as controlling terminal: $!\n";
+open(STDIN, '<&', $tty) && open(STDOUT, '>&', $tty) && open(STDERR, '>&', $tty) or die "warren: $slave: $!\n";
+close($tty);
+exec { $file } @argv or die "warren: $file: $!\n";
+`
+
+/** The perl that opens session ptys, or undefined when the system has none. */
+export function findPerl(dirs: readonly string[] = PERL_DIRS): string | undefined {
+  return dirs.map((dir) => join(dir, 'perl')).find((path) => existsSync(path))
+}
+
+export interface PtySpawnOptions {
+  perl: string
+  /** argv[0] the command sees (a leading dash makes a login shell). */
+  argv0?: string
+  cwd: string
+  env: Record<string, string>
+  /** The login's: the slave is handed to it before the command opens it. */
+  uid?: number
+  gid?: number
+  rows: number
+  cols: number
+}
+
+export interface PtyProcess {
+  child: ChildProcess
+  /** The master end: what the command writes to its terminal, and what it reads from it. */
+  master: Socket
+  /** The slave, e.g. /dev/pts/3. */
+  path: string
+}
+
+/** Starts `file` on a new pty, in a session of its own, with the agent holding the master. */
+export function spawnOnPty(file: string, args: string[], options: PtySpawnOptions): PtyProcess {
+  // O_CLOEXEC comes from Node: only the helper below inherits the master.
+  const masterFd = openSync('/dev/ptmx', constants.O_RDWR | constants.O_NOCTTY)
+  let child: ChildProcess
+  let path: string
+  try {
+    path = slavePath(masterFd)
+    // Still locked, so nobody can open it before it belongs to the login, as sshd hands it over.
+    if (options.uid !== undefined && options.uid !== process.getuid?.()) chownSync(path, options.uid, options.gid ?? -1)
+    child = spawn(options.perl, ['-e', HELPER, '--', path, String(options.rows), String(options.cols), file, options.argv0 ?? file, ...args], {
+      cwd: options.cwd,
+      env: { ...options.env, PERL_BADLANG: '0' },
+      uid: options.uid,
+      gid: options.gid,
+      // setsid(): the slave becomes this session's controlling terminal.
+      detached: true,
+      stdio: ['ignore', 'ignore', 'pipe', masterFd],
+    })
+  } catch (err) {
+    closeSync(masterFd)
+    throw err
+  }
+  return { child, master: masterSocket(masterFd), path }
+}
+
+/** The slave's path, which the kernel reports for a master in /proc. */
+function slavePath(masterFd: number): string {
+  const index = /^tty-index:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${masterFd}`, 'utf8'))
+  if (!index) throw new Error('the kernel does not report which pty /dev/ptmx opened (tty-index in /proc/self/fdinfo)')
+  return `/dev/pts/${index[1]}`
+}
+
+/**
+ * A stream on the master. A tty handle (what net.Socket would choose for it) writes with
+ * blocking calls, which would stall the agent whenever a shell stops reading; a pipe handle
+ * on the same descriptor is non-blocking and polled like any socket. Reading the master
+ * fails with EIO once no process holds the slave: that is its end, which the caller handles.
+ */
+function masterSocket(fd: number): Socket {
+  const { Pipe, constants: pipeConstants } = (process as unknown as { binding(name: 'pipe_wrap'): PipeWrap }).binding('pipe_wrap')
+  const handle = new Pipe(pipeConstants.SOCKET)
+  const err = handle.open(fd)
+  if (err) {
+    closeSync(fd)
+    throw new Error(`cannot open the pty master (errno ${-err})`)
+  }
+  return new Socket({ handle: handle as unknown as SocketConstructorOpts['handle'], readable: true, writable: true })
+}
+
+interface PipeWrap {
+  Pipe: new (type: number) => { open(fd: number): number }
+  constants: { SOCKET: number }
+}
