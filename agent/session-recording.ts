@@ -3,8 +3,13 @@
 // of output and `[seconds, "r", "COLSxROWS"]` per window change. Only output: keystrokes may
 // hold passwords. The file is `<id>.cast.part` while the session runs and `<id>.cast` once it
 // ended, which is when the uploader (recording-uploader.ts) takes it.
+//
+// Each line is written at once, on the event loop: a small write to the page cache costs
+// less than a round through the thread pool per keystroke, which wakes the agent once more
+// for every echo (the interactive round trip of `bench:copy`), and what the session showed is
+// in the kernel's hands before the next output, so a crash of the agent loses none of it.
 
-import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, type WriteStream } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
 import type { Logger } from '../shared/log.ts'
@@ -22,7 +27,8 @@ export interface RecordingStart {
 
 export class SessionRecording {
   readonly path: string
-  readonly #file: WriteStream
+  readonly #sessionId: string
+  #fd: number | undefined
   readonly #decoder = new StringDecoder('utf8')
   readonly #started: number
   readonly #clock: () => number
@@ -39,8 +45,8 @@ export class SessionRecording {
     this.#started = this.#clock()
     this.#log = log
     this.#onEnd = start.onEnd
-    this.#file = createWriteStream(`${this.path}.part`, { mode: 0o600 })
-    this.#file.on('error', (error) => log.warn(`session recording not written: ${error.message}`, { session_id: start.sessionId }))
+    this.#sessionId = start.sessionId
+    this.#fd = openSync(`${this.path}.part`, 'w', 0o600)
     const env = Object.fromEntries(Object.entries(start.env).filter(([, value]) => value))
     this.#line({ version: 2, width: start.cols || 80, height: start.rows || 24, timestamp: Math.floor(this.#started / 1000), env })
   }
@@ -60,17 +66,14 @@ export class SessionRecording {
     this.#ended = true
     const rest = this.#decoder.end()
     if (rest) this.#event('o', rest)
-    return new Promise((resolve) =>
-      this.#file.end(() => {
-        try {
-          renameSync(`${this.path}.part`, this.path)
-        } catch (error) {
-          this.#log.warn(`session recording not kept: ${(error as Error).message}`, { path: this.path })
-        }
-        this.#onEnd?.()
-        resolve()
-      }),
-    )
+    this.#close()
+    try {
+      renameSync(`${this.path}.part`, this.path)
+    } catch (error) {
+      this.#log.warn(`session recording not kept: ${(error as Error).message}`, { path: this.path })
+    }
+    this.#onEnd?.()
+    return Promise.resolve()
   }
 
   #event(kind: 'o' | 'r', data: string): void {
@@ -80,7 +83,7 @@ export class SessionRecording {
   }
 
   #line(value: unknown): void {
-    if (this.#full) return
+    if (this.#full || this.#fd === undefined) return
     const line = `${JSON.stringify(value)}\n`
     const bytes = Buffer.byteLength(line)
     if (this.#bytes + bytes > MAX_RECORDING_BYTES) {
@@ -89,7 +92,19 @@ export class SessionRecording {
       return
     }
     this.#bytes += bytes
-    this.#file.write(line)
+    try {
+      writeSync(this.#fd, line)
+    } catch (error) {
+      // A full or failing disk: the session goes on unrecorded from here.
+      this.#log.warn(`session recording not written: ${(error as Error).message}`, { session_id: this.#sessionId })
+      this.#close()
+    }
+  }
+
+  #close(): void {
+    if (this.#fd === undefined) return
+    closeSync(this.#fd)
+    this.#fd = undefined
   }
 }
 
