@@ -40,9 +40,39 @@ close($tty);
 exec { $file } @argv or die "warren: $file: $!\n";
 `
 
-/** The perl that opens session ptys, or undefined when the system has none. */
+/** The system's perl, or undefined when it has none. */
 export function findPerl(dirs: readonly string[] = PERL_DIRS): string | undefined {
   return dirs.map((dir) => join(dir, 'perl')).find((path) => existsSync(path))
+}
+
+let kernelNamesPtys: boolean | undefined
+
+/**
+ * The perl that opens session ptys here, or undefined to leave them to `script`: also when
+ * the kernel does not say which pty /dev/ptmx opened (tty-index in fdinfo, which older
+ * kernels lack).
+ */
+export function ptyPerl(): string | undefined {
+  const perl = findPerl()
+  if (perl === undefined) return undefined
+  if (kernelNamesPtys === undefined) {
+    let fd: number
+    try {
+      fd = openSync('/dev/ptmx', constants.O_RDWR | constants.O_NOCTTY)
+    } catch {
+      // No pty to be had now (none left, or no /dev/ptmx): ask again at the next session.
+      return undefined
+    }
+    try {
+      slavePath(fd)
+      kernelNamesPtys = true
+    } catch {
+      kernelNamesPtys = false
+    } finally {
+      closeSync(fd)
+    }
+  }
+  return kernelNamesPtys ? perl : undefined
 }
 
 export interface PtySpawnOptions {

@@ -21,7 +21,7 @@ import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
 import { corkEachTick } from './cork-each-tick.ts'
 import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
-import { findPerl } from './pty.ts'
+import { ptyPerl } from './pty.ts'
 import { type RecordingStart, SessionRecording } from './session-recording.ts'
 import type { FileOperation } from './sftp/file-operations.ts'
 import { findSftpServer } from './sftp-server.ts'
@@ -134,7 +134,7 @@ export class NodeSshServer {
     this.labels = options.labels ?? (() => ({}))
     this.declaredPortName = options.declaredPortName ?? (() => undefined)
     this.sftpServer = options.sftpServer ?? (() => findSftpServer())
-    this.perl = options.perl ?? (() => findPerl())
+    this.perl = options.perl ?? ptyPerl
     this.onFileOperation = options.onFileOperation
     this.audit = options.audit ?? (() => {})
     this.recordingDir = options.recordingDir ?? (() => undefined)
