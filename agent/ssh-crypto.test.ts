@@ -108,6 +108,22 @@ for (const { cipher, mac, classes } of CASES) {
   })
 }
 
+t.test('each packet gets random padding of its own, from a pool that is refilled', async (t) => {
+  const { cipher } = established.find(({ cipher }) => cipher.constructor.name === 'AESGCMCipherNative')!
+  const encrypting = cipher as { allocPacket(payloadLen: number): Buffer }
+  const paddings = new Set<string>()
+  let bytes = 0
+  // A 1-byte payload gets 14 bytes of padding: 1,000 packets use the 4 KiB pool up three times over.
+  for (let i = 0; i < 1000; i++) {
+    const packet = encrypting.allocPacket(1)
+    const padLen = packet[4]!
+    paddings.add(packet.subarray(5 + 1, 5 + 1 + padLen).toString('hex'))
+    bytes += padLen
+  }
+  t.ok(bytes > 3 * 4096, 'the pool was refilled')
+  t.equal(paddings.size, 1000, 'no two packets share their padding')
+})
+
 t.test("a stock OpenSSH client, left to its own order, gets the cipher the node's offer leaves it", async (t) => {
   const offer = serverCiphers()!
   const node = new ssh2.Server({ hostKeys: [hostKey], algorithms: { cipher: offer } }, (client: Connection) => {
