@@ -130,7 +130,8 @@ interface Result {
   stderr: string
 }
 
-function run(command: string, args: string[], input?: string | Buffer): Promise<Result> {
+/** With `holdInput` stdin stays open until the process exits: the terminal `script` gives ssh then sees no end of input, which ssh would send on as a ^D that the remote pty echoes. */
+function run(command: string, args: string[], input?: string | Buffer, holdInput = false): Promise<Result> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: 'pipe' })
     let stdout = ''
@@ -142,8 +143,11 @@ function run(command: string, args: string[], input?: string | Buffer): Promise<
       stderr += chunk
     })
     child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(input)
+    child.on('close', (code) => {
+      child.stdin.destroy()
+      resolve({ code, stdout, stderr })
+    })
+    if (!holdInput) child.stdin.end(input)
   })
 }
 
@@ -265,7 +269,8 @@ for (const mode of ['perl', 'script'] as const) {
     const sized = await run(
       'script',
       ['-q', '-e', '-c', `stty rows 33 cols 111; exec env TERM=xterm-test ssh ${sshArgs(good).join(' ')} -t 'tty; stty size; echo $TERM; exit 7'`, '/dev/null'],
-      '',
+      undefined,
+      true,
     )
     t.match(sized.stdout, /\/dev\/pts\/\d+\r\n33 111\r\nxterm-test\r\n/)
     t.equal(sized.code, 7)
