@@ -7,7 +7,7 @@
 // `script` (agent/ssh-session.ts).
 
 import { type ChildProcess, spawn } from 'node:child_process'
-import { chownSync, closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs'
+import { closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs'
 import { Socket, type SocketConstructorOpts } from 'node:net'
 import { join } from 'node:path'
 
@@ -81,7 +81,7 @@ export interface PtySpawnOptions {
   argv0?: string
   cwd: string
   env: Record<string, string>
-  /** The login's: the slave is handed to it before the command opens it. */
+  /** The login's: the pty is made as the login's, before the command opens it. */
   uid?: number
   gid?: number
   rows: number
@@ -98,14 +98,11 @@ export interface PtyProcess {
 
 /** Starts `file` on a new pty, in a session of its own, with the agent holding the master. */
 export function spawnOnPty(file: string, args: string[], options: PtySpawnOptions): PtyProcess {
-  // O_CLOEXEC comes from Node: only the helper below inherits the master.
-  const masterFd = openSync('/dev/ptmx', constants.O_RDWR | constants.O_NOCTTY)
+  const masterFd = openMaster(options.uid, options.gid)
   let child: ChildProcess
   let path: string
   try {
     path = slavePath(masterFd)
-    // Still locked, so nobody can open it before it belongs to the login, as sshd hands it over.
-    if (options.uid !== undefined && options.uid !== process.getuid?.()) chownSync(path, options.uid, options.gid ?? -1)
     child = spawn(options.perl, ['-e', HELPER, '--', path, String(options.rows), String(options.cols), file, options.argv0 ?? file, ...args], {
       cwd: options.cwd,
       env: { ...options.env, PERL_BADLANG: '0' },
@@ -120,6 +117,32 @@ export function spawnOnPty(file: string, args: string[], options: PtySpawnOption
     throw err
   }
   return { child, master: masterSocket(masterFd), path }
+}
+
+/**
+ * Opens /dev/ptmx (O_CLOEXEC comes from Node: only the helper inherits the master). devpts
+ * gives the new slave the opener's effective IDs, so it is opened as the login, and the pty
+ * is the login's from the start, as sshd hands one over; handing it over afterwards would
+ * take CAP_CHOWN, which the node's unit leaves out on purpose. The switch lasts one open
+ * call on this thread, and the agent runs nothing meanwhile that depends on its IDs.
+ */
+function openMaster(uid: number | undefined, gid: number | undefined): number {
+  const flags = constants.O_RDWR | constants.O_NOCTTY
+  const { seteuid, setegid } = process
+  const euid = process.geteuid?.()
+  const egid = process.getegid?.()
+  if (uid === undefined || uid === euid || euid === undefined || egid === undefined || !seteuid || !setegid) return openSync('/dev/ptmx', flags)
+  setegid(gid ?? egid)
+  try {
+    seteuid(uid)
+    try {
+      return openSync('/dev/ptmx', flags)
+    } finally {
+      seteuid(euid)
+    }
+  } finally {
+    setegid(egid)
+  }
 }
 
 /** The slave's path, which the kernel reports for a master in /proc. */

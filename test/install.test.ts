@@ -346,6 +346,19 @@ t.test("the node unit's capabilities let the SSH server run sessions as another 
   t.notOk(processAlive(sleeper), "the session's process ended with its connection")
 })
 
+t.test("under the node unit's capabilities a session's pty belongs to its login", { skip: capabilitySkip }, async (t) => {
+  const ssh = await sshServerUnder(boundingSet(NODE_UNIT), privateHome())
+  t.teardown(() => ssh.stop())
+  // The unit leaves CAP_CHOWN out, so the pty cannot be handed over after it is made.
+  const session = await new Promise<RunResult>((resolve) =>
+    execFile('ssh', ['-tt', ...ssh.args('id -u; stat -c %u "$(tty)"')], { timeout: 30_000 }, (error, stdout, stderr) =>
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+    ),
+  )
+  t.equal(session.code, 0, session.stderr)
+  t.equal(session.stdout, `${NOBODY}\r\n${NOBODY}\r\n`)
+})
+
 t.test('without CAP_DAC_READ_SEARCH the server cannot enter a private home: the unit needs it', { skip: capabilitySkip }, async (t) => {
   const ssh = await sshServerUnder(boundingSet(NODE_UNIT, ['dac_read_search']), privateHome())
   t.teardown(() => ssh.stop())
