@@ -6,6 +6,7 @@ import { optimisingCompilers } from '../shared/optimising-compilers.ts'
 import { caPin } from '../shared/pin.ts'
 import { certificateStatus, type NodeStatus, statusTime } from '../shared/status.ts'
 import type { Agent } from './agent.ts'
+import { ptyPerl } from './pty.ts'
 
 export function nodeStatus(agent: Agent): NodeStatus | undefined {
   const identity = agent.identity
@@ -22,6 +23,7 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
     certificate: certificateStatus(identity.tlsCertPem, identity.hostCAPems),
     trusted_host_ca_pins: identity.hostCAPems.map(caPin),
     optimising_compilers: optimisingCompilers(),
+    ptys: ptyPerl() ? 'agent' : 'script',
   }
   if (agent.audit) status.events = { queued: agent.audit.queue.size, dropped: agent.audit.queue.dropped }
   if (pool) {

@@ -110,6 +110,8 @@ export interface NodeStatus {
   trusted_host_ca_pins: string[]
   /** V8's optimising compilers: an agent alone turns them on at the first stream it serves. */
   optimising_compilers: OptimisingCompilersState
+  /** Who holds a session's pty: the agent itself (with the system's perl), or util-linux `script` between it and the shell. */
+  ptys: 'agent' | 'script'
   /** The SSH server's audit events waiting for the auth server, and those dropped when the queue was full. */
   events?: { queued: number; dropped: number }
   /** Tunnel mode. */

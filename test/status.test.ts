@@ -52,6 +52,8 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
   t.equal(reported.certificate.issuer_pin, pin, 'its certificate is from the host CA it pinned')
   t.ok(Date.parse(reported.certificate.not_after) > Date.now() + defaultConfig().auth.hostCertTtlMs * 0.9, 'for the default host certificate lifetime')
   t.equal(reported.optimising_compilers, 'off until the first stream', "an idle agent alone runs without V8's optimisers")
+  // perl-base is part of every Debian system, this one included.
+  t.equal(reported.ptys, 'agent', 'the agent holds ptys itself')
 
   const atProxy = await proxy.daemon.waitForStatus('the tunnel at the proxy', (s) => s.proxy!.tunnels.count === 1)
   t.same(
