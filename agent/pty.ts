@@ -18,9 +18,10 @@ const PERL_DIRS = ['/usr/local/bin', '/usr/bin', '/bin']
  * Run by perl with the master as fd 3: unlock and size the slave, let go of the master
  * (the shell must not hold it, or closing ours would not hang it up), take the slave as
  * controlling terminal (the child is a session leader already, so opening it would do;
- * TIOCSCTTY says so outright) and as standard streams, then exec the command. The ioctl numbers are Linux's on x86-64 and arm64: TIOCSPTLCK,
- * TIOCSWINSZ, TIOCSCTTY. PERL_BADLANG keeps perl quiet about a locale the client asked for
- * and the device lacks; the shell still gets LANG and reports it its own way.
+ * TIOCSCTTY says so outright) and as standard streams, then exec the command. The ioctl
+ * numbers are Linux's on x86-64 and arm64: TIOCSPTLCK, TIOCSWINSZ, TIOCSCTTY.
+ * PERL_BADLANG keeps perl quiet about a locale the client asked for and the device lacks;
+ * the shell still gets LANG and reports it its own way.
  */
 const HELPER = String.raw`
 delete $ENV{PERL_BADLANG};

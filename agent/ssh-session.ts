@@ -1,8 +1,9 @@
-// SSH sessions on the node: a command (exec), a shell or the sftp subsystem, with a pseudo-terminal when the
-// certificate permits one. The agent holds the pty's master itself (agent/pty.ts, with perl
-// for the ioctls Node cannot make), or util-linux `script` does where there is no perl;
-// either way without a native addon. Window changes resize it through `stty`. Each session's processes run in a
-// process group of their own, ended with the channel or the connection.
+// SSH sessions on the node: a command (exec), a shell or the sftp subsystem, with a
+// pseudo-terminal when the certificate permits one. The agent holds the pty's master itself
+// (agent/pty.ts, with perl for the ioctls Node cannot make), or util-linux `script` does
+// where there is no perl; either way without a native addon. Window changes resize it
+// through `stty`. Each session's processes run in a process group of their own, ended with
+// the channel or the connection.
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
@@ -21,7 +22,10 @@ import { warrenCommand } from './warren-command.ts'
 
 /** How long a session's processes get after SIGHUP before SIGKILL. */
 const KILL_GRACE_MS = 2000
-/** How long the output a shell wrote before exiting gets to be read once it has exited, when a background job still holds its terminal. */
+/**
+ * How long what a shell wrote before it exited gets to be read, when a background job still
+ * holds its terminal (otherwise the pty's end comes as soon as the output is read).
+ */
 const PTY_DRAIN_MS = 200
 const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 const USER_PATH = '/usr/local/bin:/usr/bin:/bin'
