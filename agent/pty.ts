@@ -146,11 +146,17 @@ function openMaster(uid: number | undefined, gid: number | undefined): number {
   }
 }
 
-/** The slave's path, which the kernel reports for a master in /proc. */
+/** The slave of our master `masterFd`. */
 function slavePath(masterFd: number): string {
-  const index = /^tty-index:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${masterFd}`, 'utf8'))
-  if (!index) throw new Error('the kernel does not report which pty /dev/ptmx opened (tty-index in /proc/self/fdinfo)')
-  return `/dev/pts/${index[1]}`
+  const path = slaveOfMaster('self', masterFd)
+  if (!path) throw new Error('the kernel does not report which pty /dev/ptmx opened (tty-index in /proc/self/fdinfo)')
+  return path
+}
+
+/** The slave of a pty master that process `pid` holds as `fd`, as the kernel reports it in /proc; undefined if it does not. */
+export function slaveOfMaster(pid: number | 'self', fd: number | string): string | undefined {
+  const index = /^tty-index:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))
+  return index ? `/dev/pts/${index[1]}` : undefined
 }
 
 /**

@@ -61,8 +61,8 @@ export class SessionRecording {
   }
 
   /** The session ended: the file is whole and ready to upload. */
-  end(): Promise<void> {
-    if (this.#ended) return Promise.resolve()
+  end(): void {
+    if (this.#ended) return
     this.#ended = true
     const rest = this.#decoder.end()
     if (rest) this.#event('o', rest)
@@ -73,7 +73,6 @@ export class SessionRecording {
       this.#log.warn(`session recording not kept: ${(error as Error).message}`, { path: this.path })
     }
     this.#onEnd?.()
-    return Promise.resolve()
   }
 
   #event(kind: 'o' | 'r', data: string): void {

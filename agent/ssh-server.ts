@@ -252,7 +252,7 @@ export class NodeSshServer {
         remote: state.remote,
         processes: state.processes,
         sftpServer: this.sftpServer,
-        perl: this.perl(),
+        perl: this.perl,
         onFileOperation: (op) => {
           this.audit('sftp', { ...auditFields(state), ...fileOperationFields(op) })
           report?.(op, { login: account.name, keyId, remote: state.remote })

@@ -6,7 +6,7 @@
 // the channel or the connection.
 
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { existsSync, readdirSync, readlinkSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import { constants as osConstants } from 'node:os'
 import { basename } from 'node:path'
@@ -14,7 +14,7 @@ import type { Readable, Writable } from 'node:stream'
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
 import type { LoginAccount } from './login-accounts.ts'
-import { spawnOnPty } from './pty.ts'
+import { slaveOfMaster, spawnOnPty } from './pty.ts'
 import type { RecordingStart, SessionRecording } from './session-recording.ts'
 import { type FileOperation, fileOperationSink } from './sftp/file-operations.ts'
 import type { AgentSocket } from './ssh-agent-forwarding.ts'
@@ -40,8 +40,8 @@ export interface SessionContext {
   remote: string
   /** The connection's processes: each session adds its own, and they end with the connection. */
   processes: Set<SessionProcess>
-  /** The perl that opens ptys (agent/pty.ts); undefined has util-linux `script` hold them. */
-  perl: string | undefined
+  /** The perl that opens ptys (agent/pty.ts), looked up for each session with one; undefined has util-linux `script` hold them. */
+  perl: () => string | undefined
   /** OpenSSH's sftp-server, looked up at each request; undefined runs Warren's own. */
   sftpServer: () => string | undefined
   /** Told of each file operation an SFTP session performs. */
@@ -119,7 +119,16 @@ export function serveSession(session: Session, context: SessionContext): void {
     const sessionPty = subsystem ? undefined : pty
     // Interactive sessions only: an exec's command and exit status are audit events already.
     if (sessionPty) recording = context.record?.({ cols: sessionPty.cols, rows: sessionPty.rows, env: { TERM: sessionPty.term || undefined, SHELL: account.shell } })
-    const started = runSession(channel, { account, command, env, pty: sessionPty, stderr: subsystem?.stderr, onExit: context.events?.exit, recording, perl: context.perl })
+    const started = runSession(channel, {
+      account,
+      command,
+      env,
+      pty: sessionPty,
+      stderr: subsystem?.stderr,
+      onExit: context.events?.exit,
+      recording,
+      perl: sessionPty && context.perl(),
+    })
     proc = started
     if (!started) return
     context.processes.add(started)
@@ -275,7 +284,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
     // A process that never started reports a negative errno: exit 127, as a shell would.
     const status = code === null || code < 0 ? 127 : code
     req.onExit?.(signal ? 128 + (osConstants.signals[signal] ?? 0) : status)
-    void req.recording?.end()
+    req.recording?.end()
     endChannel(channel, status, signal)
   })
   return new SessionProcess(child, exited, started.pty)
@@ -417,8 +426,8 @@ function ptyOf(pid: number): string | undefined {
       target = readlinkSync(`/proc/${pid}/fd/${fd}`)
       if (/^\/dev\/pts\/\d+$/.test(target)) return target
       if (target !== '/dev/ptmx') continue
-      const index = /^tty-index:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))
-      if (index) return `/dev/pts/${index[1]}`
+      const slave = slaveOfMaster(pid, fd)
+      if (slave) return slave
     } catch {
       // The fd closed while we looked.
     }
