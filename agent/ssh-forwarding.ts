@@ -7,6 +7,7 @@ import { connect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { ServerChannel, TcpipRequestInfo } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
+import { forward } from '../shared/splice.ts'
 
 /** The logged-in connection a forward is asked on. */
 export interface ForwardContext {
@@ -54,7 +55,8 @@ export function forwardPort(context: ForwardContext, info: TcpipRequestInfo, acc
 
 /** Bytes both ways between a TCP connection and an SSH channel; either closing ends both. */
 export function joinSocketToChannel(socket: Socket, channel: Duplex): void {
-  socket.pipe(channel).pipe(socket)
+  forward(socket, channel)
+  forward(channel, socket)
   channel.on('error', () => socket.destroy())
   channel.on('close', () => socket.destroy())
   socket.once('close', () => channel.destroy())

@@ -2,14 +2,25 @@
 // half-closed connection still gets its answer), and a failure on either side tears down
 // both.
 //
-// What `pipe` does, with one difference: the destination is corked until the event loop's
+// What `pipe` does, with two differences. The destination is corked until the event loop's
 // check phase (setImmediate), so whatever the poll phase delivered leaves in one writev. A
 // TLS socket hands on a read as one 16 KiB record per callback, each followed by its own
 // nextTick queue, and a yamux stream hands on each piece of a frame as it comes: written one
 // by one (or corked only until nextTick), each piece cost the destination a syscall. The
-// batch leaves before the loop waits again, so a lone small message is not delayed.
+// batch leaves before the loop waits again, so a lone small message is not delayed. And the
+// source is paused at a backlog of its own (BACKLOG_BYTES), not at the destination's mark.
 
-import type { Duplex } from 'node:stream'
+import type { Duplex, Readable, Writable } from 'node:stream'
+
+/**
+ * What the destination may hold before the source is paused. The streams' own mark (64 KiB)
+ * is one socket read: pausing there stops and restarts reading (two epoll_ctl calls and a
+ * loop turn) for every read, and each hop of a bulk copy sits idle while its neighbour
+ * catches up. A larger backlog keeps every hop busy (`bench:ssh`: warren-port-listen, and
+ * warren-ssh-fdpass through `agent/ssh-forwarding.ts`). It bounds what one direction of a
+ * connection may hold, as a yamux stream's window bounds what it may receive.
+ */
+export const BACKLOG_BYTES = 1024 * 1024
 
 export function splice(a: Duplex, b: Duplex): void {
   forward(a, b)
@@ -25,7 +36,7 @@ export function splice(a: Duplex, b: Duplex): void {
 }
 
 /** `from`'s data to `to`, with backpressure, and `from`'s end as `to`'s end. */
-function forward(from: Duplex, to: Duplex): void {
+export function forward(from: Readable, to: Writable): void {
   let corked = false
   let waiting = false
   const uncork = () => {
@@ -43,7 +54,7 @@ function forward(from: Duplex, to: Duplex): void {
       to.cork()
       setImmediate(uncork)
     }
-    if (!to.write(chunk) && !waiting) {
+    if (!to.write(chunk) && !waiting && to.writableLength >= BACKLOG_BYTES) {
       waiting = true
       from.pause()
       to.once('drain', resume)

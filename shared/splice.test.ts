@@ -1,0 +1,104 @@
+// A splice passes bytes and ends both ways, and pauses its source only once the destination
+// holds BACKLOG_BYTES, not at the stream's own mark of one read.
+
+import { once } from 'node:events'
+import { connect, createServer } from 'node:net'
+import { Duplex, PassThrough, Writable } from 'node:stream'
+import { setImmediate as nextLoop } from 'node:timers/promises'
+import t from 'tap'
+import { BACKLOG_BYTES, forward, splice } from './splice.ts'
+
+/** A destination that keeps every write's callback until `release`. */
+function heldWritable(): { stream: Writable; received: Buffer[]; release: () => void } {
+  const received: Buffer[] = []
+  let held: (() => void)[] = []
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      received.push(chunk)
+      held.push(callback)
+    },
+  })
+  const release = () => {
+    const callbacks = held
+    held = []
+    for (const callback of callbacks) callback()
+  }
+  return { stream, received, release }
+}
+
+t.test('the source reads on while the destination holds less than the backlog', async (t) => {
+  const from = new PassThrough()
+  const { stream: to, received, release } = heldWritable()
+  forward(from, to)
+  const chunk = Buffer.alloc(64 * 1024, 1)
+  const chunksBelow = BACKLOG_BYTES / chunk.length - 1
+  for (let i = 0; i < chunksBelow; i++) from.write(chunk)
+  await nextLoop()
+  t.ok(to.writableLength > to.writableHighWaterMark, 'the destination holds more than its own mark')
+  t.equal(from.isPaused(), false, 'below the backlog the source is not paused')
+
+  from.write(chunk)
+  await nextLoop()
+  t.equal(to.writableLength, BACKLOG_BYTES)
+  t.equal(from.isPaused(), true, 'at the backlog the source is paused')
+
+  // Drained, the source flows again and nothing was lost or reordered.
+  while (to.writableLength > 0) {
+    release()
+    await nextLoop()
+  }
+  t.equal(from.isPaused(), false, 'drained, the source reads again')
+  from.write(Buffer.from('last'))
+  await nextLoop()
+  release()
+  t.equal(Buffer.concat(received).length, BACKLOG_BYTES + 4)
+  t.equal(Buffer.concat(received).subarray(-4).toString(), 'last')
+})
+
+t.test('an end passes on to the destination', async (t) => {
+  const from = new PassThrough()
+  const to = new PassThrough()
+  forward(from, to)
+  from.end('bye')
+  const chunks: Buffer[] = []
+  for await (const chunk of to) chunks.push(chunk as Buffer)
+  t.equal(Buffer.concat(chunks).toString(), 'bye')
+})
+
+t.test('two sockets spliced carry bytes both ways, half-closed, and a failure closes both', async (t) => {
+  // An echo server that answers after its client has ended its side.
+  const echo = createServer({ allowHalfOpen: true }, (socket) => {
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk) => chunks.push(chunk))
+    socket.on('end', () => socket.end(Buffer.concat(chunks)))
+  })
+  echo.listen(0, '127.0.0.1')
+  await once(echo, 'listening')
+  const front = createServer({ allowHalfOpen: true }, (client) => {
+    const back = connect({ port: (echo.address() as { port: number }).port, host: '127.0.0.1', allowHalfOpen: true })
+    splice(client, back)
+  })
+  front.listen(0, '127.0.0.1')
+  await once(front, 'listening')
+  t.teardown(() => {
+    front.close()
+    echo.close()
+  })
+  const port = (front.address() as { port: number }).port
+
+  const payload = Buffer.alloc(3 * BACKLOG_BYTES, 7)
+  const client = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+  client.end(payload)
+  const answer: Buffer[] = []
+  for await (const chunk of client) answer.push(chunk as Buffer)
+  t.ok(Buffer.concat(answer).equals(payload), 'the whole payload came back after the half-close')
+
+  // One side fails: the other is destroyed too.
+  const a = new Duplex({ read() {}, write: (_c, _e, cb) => cb() })
+  const b = new Duplex({ read() {}, write: (_c, _e, cb) => cb() })
+  splice(a, b)
+  a.on('error', () => {})
+  a.destroy(new Error('reset'))
+  await nextLoop()
+  t.equal(b.destroyed, true)
+})
