@@ -32,6 +32,7 @@ import { join } from 'node:path'
 import { Duplex } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { fdpassProxyCommand } from '../cli/ssh-stream.ts'
+import { WARREN_EXEC_ARGV } from '../shared/heap-tuning.ts'
 import { freePort, ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
 import { Helper } from './lib/child.ts'
 import { type LatencyResult, median, roundTrips } from './lib/measure.ts'
@@ -194,7 +195,10 @@ async function startPath(name: string, serverPort: number, warren: () => ReturnT
       return {
         name,
         async open() {
-          const child = spawn(process.execPath, [WARREN, 'proxy', 'port', `--identity=${identity}`, NODE_NAME, PORT_NAME], { stdio: ['pipe', 'pipe', 'inherit'] })
+          // Node's options as the single executable starts it (shared/heap-tuning.ts).
+          const child = spawn(process.execPath, [...WARREN_EXEC_ARGV, WARREN, 'proxy', 'port', `--identity=${identity}`, NODE_NAME, PORT_NAME], {
+            stdio: ['pipe', 'pipe', 'inherit'],
+          })
           const socket = Duplex.from({ readable: child.stdout, writable: child.stdin })
           return {
             socket,
@@ -211,7 +215,9 @@ async function startPath(name: string, serverPort: number, warren: () => ReturnT
     case 'warren-port-listen': {
       const { cluster, identity } = await warren()
       const listener = stopAtEnd(
-        spawn(process.execPath, [WARREN, 'proxy', 'port', '--listen=127.0.0.1:0', `--identity=${identity}`, NODE_NAME, PORT_NAME], { stdio: ['ignore', 'pipe', 'inherit'] }),
+        spawn(process.execPath, [...WARREN_EXEC_ARGV, WARREN, 'proxy', 'port', '--listen=127.0.0.1:0', `--identity=${identity}`, NODE_NAME, PORT_NAME], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        }),
       )
       const port = await new Promise<number>((resolve, reject) => {
         let stdout = ''

@@ -10,6 +10,7 @@ import { secureDataDir } from '../shared/data-dir.ts'
 import { lockDataDir } from '../shared/data-dir-lock.ts'
 import type { DiagServer } from '../shared/diag-server.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
+import { startedWithWarrenExecArgv, WARREN_EXEC_ARGV } from '../shared/heap-tuning.ts'
 import { identityExists } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { withMallocArenas } from '../shared/malloc-arenas.ts'
@@ -115,6 +116,21 @@ function startAfresh(log: Logger, why: string, tokenVisible: boolean): void {
   process.execve(process.execPath, [process.argv0, ...args], { ...withMallocArenas(process.env), [STARTED_AFRESH]: '1' })
 }
 
+/**
+ * From source, replaces this process (same PID) with the same command under Node's options
+ * of the single executable (shared/heap-tuning.ts), so that a daemon run from a checkout
+ * runs as the executable does. Nothing happens where they are already in place.
+ */
+function relaunchWithWarrenExecArgv(): void {
+  if (isSea() || startedWithWarrenExecArgv() || typeof process.execve !== 'function') return
+  try {
+    accessSync(process.execPath, constants.X_OK)
+  } catch {
+    return
+  }
+  process.execve(process.execPath, [process.argv0, ...WARREN_EXEC_ARGV, ...process.execArgv, ...process.argv.slice(1)], process.env)
+}
+
 /** The roles to run: --roles when given, else the `*_service.enabled` keys, as in Teleport. */
 function rolesToRun(flagRoles: string[] | undefined, config: WarrenConfig): string[] {
   if (flagRoles) return flagRoles
@@ -137,6 +153,7 @@ async function openDiagnostics(address: string, log: Logger): Promise<DiagServer
 }
 
 export async function start(flags: StartFlags): Promise<number> {
+  relaunchWithWarrenExecArgv()
   const config = buildConfig(flags)
   const roles = rolesToRun(flags.roles, config)
   // An agent on its own waits for work before it pays for V8's optimisers (the proxy and

@@ -3,6 +3,7 @@
 // agent/status.ts). Opened once the data dir is locked, closed (and its socket removed)
 // when the process stops.
 
+import { youngGenerationBytes } from '../shared/heap-tuning.ts'
 import type { Logger } from '../shared/log.ts'
 import { statusTime, type WarrenStatus } from '../shared/status.ts'
 import { StatusSocket, statusSocketPath } from '../shared/status-socket.ts'
@@ -11,7 +12,7 @@ import { VERSION } from '../shared/version.ts'
 type Section = 'auth' | 'proxy' | 'node'
 
 export class StatusEndpoint {
-  private readonly process: WarrenStatus['process']
+  private readonly process: Omit<WarrenStatus['process'], 'young_generation_bytes'>
   private readonly sections = new Map<Section, () => unknown>()
   private socket?: StatusSocket
 
@@ -47,7 +48,7 @@ export class StatusEndpoint {
   }
 
   build(): WarrenStatus {
-    const status: Record<string, unknown> = { process: this.process }
+    const status: Record<string, unknown> = { process: { ...this.process, young_generation_bytes: youngGenerationBytes() } }
     for (const [section, build] of this.sections) {
       const built = build()
       if (built !== undefined) status[section] = built

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process'
 import { chmodSync, copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
+import { WARREN_EXEC_ARGV } from '../shared/heap-tuning.ts'
 
 /** The fuse Node checks for an injected blob; postject flips it. */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'
@@ -33,6 +34,7 @@ export function makeBlob(main: string, assets: Record<string, string>, workDir: 
         // A code cache is specific to the V8 that made it: this build's, an x64 one.
         useCodeCache: false,
         useSnapshot: false,
+        execArgv: WARREN_EXEC_ARGV,
       },
       null,
       2,

@@ -1,4 +1,5 @@
-// V8 heap growth for the processes that forward users' bytes (the proxy and the agent).
+// V8's heap for the processes that forward users' bytes (the proxy, the agent, a local
+// listener): how large the young generation may grow, and when a major GC starts.
 //
 // Every socket or TLS read hands JavaScript a freshly allocated buffer, and V8 counts those
 // bytes (external memory) against the old generation's allocation limit until its next
@@ -11,7 +12,36 @@
 //
 // Measured with bench:tunnel (the GC counts are in bench/results/2026-11-25-tunnel.md).
 
-import { setFlagsFromString } from 'node:v8'
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
+
+/**
+ * The young generation of a process that forwards bytes stays at V8's first size, one MiB
+ * per semi-space. Each read's buffer is young until a scavenge frees it, and until a GC
+ * frees them V8 counts buffers' bytes against the limit that starts the next full GC. Left
+ * to grow (V8 grows a steadily allocating heap's semi-spaces to 16 MiB or more), scavenges
+ * came so rarely that those bytes reached the limit first, and the agent ran a full
+ * mark-compact every few tens of MB copied; a scavenge every MiB of objects frees them at a
+ * fraction of the cost (bench:copy, node CPU per GB; the GC counts are in
+ * bench/results/2026-12-05-young-gen.md). A 2 MiB semi-space was already too large there.
+ */
+export const YOUNG_GENERATION_SEMI_SPACE_MB = 1
+
+/**
+ * Node's options every Warren process starts with. V8 reads the semi-space cap only when
+ * the process starts: the single executable embeds them (packaging/sea.ts), and from source
+ * `warren start` relaunches itself with them (cli/start.ts).
+ */
+export const WARREN_EXEC_ARGV = [`--max-semi-space-size=${YOUNG_GENERATION_SEMI_SPACE_MB}`]
+
+/** Whether this process started with WARREN_EXEC_ARGV. */
+export function startedWithWarrenExecArgv(): boolean {
+  return WARREN_EXEC_ARGV.every((option) => process.execArgv.includes(option))
+}
+
+/** The young generation's size now: both semi-spaces. */
+export function youngGenerationBytes(): number {
+  return getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0
+}
 
 /** The old generation may grow to 1 + this/100 times its live size before the next major GC. */
 export const HEAP_GROWING_PERCENT = 200

@@ -25,6 +25,8 @@ export interface ProcessStatus {
   started: string
   /** It replaced itself with a fresh image of the same command after joining (same PID). */
   fresh_image: boolean
+  /** V8's young generation now, both semi-spaces (shared/heap-tuning.ts keeps it small). */
+  young_generation_bytes: number
   /** The last SIGHUP: when, and why the config was not applied if it was not. */
   last_reload: { time: string; ok: boolean; error?: string } | null
 }

@@ -139,6 +139,7 @@ function run(): void {
         t.equal(status.code, 0, 'warren status reads the agent', { stderr: status.stderr })
         const { process: agentProcess } = JSON.parse(status.stdout) as WarrenStatus
         t.same([agentProcess.pid, agentProcess.fresh_image], [agent.child.pid, true], 'after joining, the executable continues as a fresh image of itself')
+        t.ok(agentProcess.young_generation_bytes <= 2 * 1024 * 1024, `the executable caps the young generation (${agentProcess.young_generation_bytes} bytes)`)
         const second = await exec('warren', ['start', `--data-dir=${agentDir}`])
         t.equal(second.code, 1, 'a second start on its data dir exits 1')
         t.match(second.stderr, `data dir ${agentDir} is in use by process ${agent.child.pid}`, 'naming the agent, which kept its lock across the new image')

@@ -41,6 +41,8 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
   const status = await statusOf(nodeDir)
   t.equal(status.process.pid, node.child.pid)
   t.ok(status.process.fresh_image, 'it continued in a fresh image after joining')
+  const young = status.process.young_generation_bytes
+  t.ok(young > 0 && young <= 2 * 1024 * 1024, `from source too, it runs with the executable's cap on the young generation (${young} bytes; shared/heap-tuning.ts)`)
   const reported = status.node!
   t.equal(reported.mode, 'tunnel')
   t.equal(reported.nodename, 'reported')
