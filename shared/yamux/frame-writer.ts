@@ -7,17 +7,28 @@ import { YamuxError } from './const.ts'
 import { encodeHeader } from './frame.ts'
 
 /**
- * Unsent output beyond which the session stops reading the connection until it drains.
- * Data frames already wait for 'drain', so only replies (pings, window updates) can pile up
- * here: a peer that floods pings without reading our answers must not grow our memory.
+ * Unsent output at which data frames wait for 'drain'. The connection's own mark (64 KiB)
+ * is less than one burst of frames: a TLS socket counts a write as unsent until its
+ * callback, a loop turn after the bytes went to the kernel, so stopping there idled the
+ * tunnel for a turn every few frames (`bench:ssh`, warren-port-listen and warren-ssh-fdpass).
  */
-const READ_PAUSE_OUTPUT_BYTES = 1024 * 1024
+const WRITE_BACKLOG_BYTES = 1024 * 1024
+
+/**
+ * Unsent output beyond which the session stops reading the connection until it drains.
+ * Data frames already wait for 'drain' at WRITE_BACKLOG_BYTES, so only replies (pings,
+ * window updates) can pile up past it: a peer that floods pings without reading our answers
+ * must not grow our memory.
+ */
+const READ_PAUSE_OUTPUT_BYTES = 2 * WRITE_BACKLOG_BYTES
 
 export class FrameWriter {
   readonly #conn: Duplex
   readonly #timeoutMs: number
   readonly #stuck: (err: YamuxError) => void
   #corked = false
+  /** A write was refused (the connection is past its own mark): 'drain' is due. */
+  #behind = false
   #blocked = false
   #pausedForOutput = false
   #drainWaiters: (() => void)[] = []
@@ -31,7 +42,7 @@ export class FrameWriter {
     conn.on('drain', this.#onDrain)
   }
 
-  /** The connection's buffer is full: data waits for 'drain'. */
+  /** The connection holds WRITE_BACKLOG_BYTES unsent: data waits for 'drain'. */
   get blocked(): boolean {
     return this.#blocked
   }
@@ -50,11 +61,13 @@ export class FrameWriter {
       if (Array.isArray(body)) for (const part of body) ok = conn.write(part)
       else ok = conn.write(body)
     }
-    if (!ok && !this.#blocked) {
-      this.#blocked = true
+    if (!ok && !this.#behind) {
+      // The deadline runs from the first refused write, however little is queued.
+      this.#behind = true
       this.#timer = setTimeout(() => this.#stuck(new YamuxError('ERR_YAMUX_WRITE_TIMEOUT', `no progress for ${this.#timeoutMs} ms`)), this.#timeoutMs)
       this.#timer.unref()
     }
+    if (this.#behind && conn.writableLength >= WRITE_BACKLOG_BYTES) this.#blocked = true
   }
 
   /** Runs `fn` once the connection takes bytes again (on the next tick when it does now). */
@@ -65,7 +78,7 @@ export class FrameWriter {
 
   /** After input was handled: stops reading while replies to it cannot leave. */
   pauseReadingIfBacklogged(): void {
-    if (!this.#blocked || this.#conn.writableLength <= READ_PAUSE_OUTPUT_BYTES) return
+    if (!this.#behind || this.#conn.writableLength <= READ_PAUSE_OUTPUT_BYTES) return
     this.#pausedForOutput = true
     this.#conn.pause()
   }
@@ -90,7 +103,8 @@ export class FrameWriter {
   }
 
   #onDrain = (): void => {
-    if (!this.#blocked) return
+    if (!this.#behind) return
+    this.#behind = false
     this.#blocked = false
     if (this.#timer !== null) {
       clearTimeout(this.#timer)

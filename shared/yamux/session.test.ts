@@ -292,6 +292,32 @@ t.test('a connection that stops taking writes closes the session after connectio
   t.ok(stream.destroyed, 'its streams are gone')
 })
 
+t.test("data frames go on into a connection past its own mark, up to the session's backlog", async (t) => {
+  // A connection that holds every write until released: a TLS socket counts a write as
+  // unsent until its callback, a loop turn after the kernel took it.
+  let held: (() => void)[] = []
+  const conn = new Duplex({
+    read() {},
+    write(_chunk, _encoding, callback) {
+      held.push(callback)
+    },
+    highWaterMark: 16 * 1024,
+  })
+  const session = createSession(conn, { client: true, enableKeepAlive: false })
+  const streams = [session.open(), session.open(), session.open()]
+  for (const stream of streams) stream.write(Buffer.alloc(INITIAL_STREAM_WINDOW, 1))
+  await sleep(20)
+  t.ok(conn.writableLength >= 3 * INITIAL_STREAM_WINDOW, `each stream's window went out at once (${conn.writableLength} bytes unsent)`)
+  while (held.length > 0) {
+    const callbacks = held
+    held = []
+    for (const callback of callbacks) callback()
+    await sleep(1)
+  }
+  t.equal(conn.writableLength, 0, 'and drained')
+  session.close()
+})
+
 t.test('a peer that floods pings without reading the answers is not read any further', async (t) => {
   const [mine, theirs] = duplexPair()
   const session = createSession(mine, { client: true, enableKeepAlive: false })
