@@ -2,15 +2,18 @@
 // listener): how large the young generation may grow, and when a major GC starts.
 //
 // Every socket or TLS read hands JavaScript a freshly allocated buffer, and V8 counts those
-// bytes (external memory) against the old generation's allocation limit until its next
-// major GC. With V8's default heap growing factor, the limit of a heap as small as these
+// bytes (external memory) against the old generation's allocation limit until a GC frees
+// them. With V8's default heap growing factor, the limit of a heap as small as these
 // processes hold sits only a few MB above the live heap, so bulk forwarding ran a full
 // mark-compact every few tens of MB moved, a large share of the CPU of a process that
-// moves nothing but bytes. A growing factor of 3 leaves room for about three times that
+// moves nothing but bytes. A growing factor of 7 leaves room for about seven times that
 // between major GCs; the heap itself stays as it was (what grows is only the limit that
-// starts the next GC), and V8's memory reducer still shrinks an idle heap.
-//
-// Measured with bench:tunnel (the GC counts are in bench/results/2026-11-25-tunnel.md).
+// starts the next GC), and V8's memory reducer still shrinks an idle heap. A factor of 3
+// was enough for bench:tunnel (bench/results/2026-11-25-tunnel.md) but not for an SSH
+// port forward downloading through the agent, where ssh2's packets and ciphertexts add
+// their own buffers: 78 major GCs for 1 GB each way, 2 with a factor of 5 or 7, and the
+// agent's CPU per GB halved; the peak resident size was the same (bench:ssh,
+// bench/results/2026-12-05-young-gen.md).
 
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
 
@@ -44,7 +47,7 @@ export function youngGenerationBytes(): number {
 }
 
 /** The old generation may grow to 1 + this/100 times its live size before the next major GC. */
-export const HEAP_GROWING_PERCENT = 200
+export const HEAP_GROWING_PERCENT = 600
 
 let tuned = false
 
