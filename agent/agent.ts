@@ -90,7 +90,7 @@ export class Agent {
    */
   async prepare(): Promise<boolean> {
     if (this.prepared) return false
-    tuneHeapForForwarding()
+    tuneHeapForForwarding('node')
     // Joining, or recovering certificates that expired while the device was away.
     const joined = !identityExists(this.config.dataDir) || !certificateUsable(loadIdentity(this.config.dataDir)!)
     this.identity = await obtainIdentity(this.config, 'node', this.log, this.options.warn)

@@ -7,6 +7,7 @@ import type { KeyObject } from 'node:crypto'
 import { connect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { parseHostPort } from '../shared/address.ts'
+import { tuneHeapForStreams } from '../shared/heap-tuning.ts'
 import type { Logger } from '../shared/log.ts'
 import { startOptimisingCompilers } from '../shared/optimising-compilers.ts'
 import { type DialReply, type DialRequest, parseDialRequest } from '../shared/protocol/dial.ts'
@@ -46,6 +47,7 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
   const client = request.client ?? 'unknown'
   if (request.service === 'ssh' && services.ssh) {
     startOptimisingCompilers()
+    tuneHeapForStreams()
     reply(stream, { ok: true })
     services.ssh.handleConnection(stream, { remoteAddress: client })
     return
@@ -64,6 +66,7 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
     return
   }
   startOptimisingCompilers()
+  tuneHeapForStreams()
   const { host, port: number } = parseHostPort(port.addr, 0)
   const socket = connect({ host, port: number })
   let connected = false

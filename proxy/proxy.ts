@@ -106,7 +106,7 @@ export class ProxyService {
   }
 
   async start(): Promise<void> {
-    tuneHeapForForwarding()
+    tuneHeapForForwarding('proxy')
     this.identity = await obtainIdentity(this.config, 'proxy', this.log, this.warn)
     if (!certificateUsable(this.identity))
       throw new WarrenError("this proxy's certificate has expired and could not be recovered (the log says why): it cannot reach the auth server")

@@ -6,14 +6,17 @@
 // them. With V8's default heap growing factor, the limit of a heap as small as these
 // processes hold sits only a few MB above the live heap, so bulk forwarding ran a full
 // mark-compact every few tens of MB moved, a large share of the CPU of a process that
-// moves nothing but bytes. A growing factor of 7 leaves room for about seven times that
+// moves nothing but bytes. A growing factor of 3 leaves room for about three times that
 // between major GCs; the heap itself stays as it was (what grows is only the limit that
-// starts the next GC), and V8's memory reducer still shrinks an idle heap. A factor of 3
-// was enough for bench:tunnel (bench/results/2026-11-25-tunnel.md) but not for an SSH
-// port forward downloading through the agent, where ssh2's packets and ciphertexts add
-// their own buffers: 78 major GCs for 1 GB each way, 2 with a factor of 5 or 7, and the
-// agent's CPU per GB halved; the peak resident size was the same (bench:ssh,
-// bench/results/2026-12-05-young-gen.md).
+// starts the next GC), and V8's memory reducer still shrinks an idle heap (bench:tunnel,
+// bench/results/2026-11-25-tunnel.md).
+//
+// An SSH port forward downloading through the agent adds ssh2's packets and ciphertexts to
+// those buffers: with a factor of 3 it still ran 78 major GCs for 1 GB each way, with 5 or 7
+// it ran 2 and the agent's CPU per GB halved, at the same peak resident size (bench:ssh,
+// bench/results/2026-12-05-young-gen.md). An idle node scraped for metrics, though, held
+// about 1 MB more with 7 (bench:footprint): so a node takes 7 only from its first stream,
+// and never in a process that also runs the proxy, whose heap at 10,000 tunnels is large.
 
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
 
@@ -47,13 +50,23 @@ export function youngGenerationBytes(): number {
 }
 
 /** The old generation may grow to 1 + this/100 times its live size before the next major GC. */
-export const HEAP_GROWING_PERCENT = 600
+export const HEAP_GROWING_PERCENT = 200
 
-let tuned = false
+/** The same for a node once it serves a stream (a factor of 7). */
+export const STREAMING_HEAP_GROWING_PERCENT = 600
 
-/** Sets the heap growing factor for this process; idempotent. Call once a forwarding role starts. */
-export function tuneHeapForForwarding(): void {
-  if (tuned) return
-  tuned = true
+let proxyInProcess = false
+let streaming = false
+
+/** Sets the heap growing factor for a forwarding role; call once the role starts. */
+export function tuneHeapForForwarding(role: 'proxy' | 'node'): void {
+  if (role === 'proxy') proxyInProcess = true
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
+}
+
+/** A node's first stream: from now on it moves bytes (not in a process with the proxy). */
+export function tuneHeapForStreams(): void {
+  if (proxyInProcess || streaming) return
+  streaming = true
+  setFlagsFromString(`--heap-growing-percent=${STREAMING_HEAP_GROWING_PERCENT}`)
 }
