@@ -86,6 +86,20 @@ export function buildConfig(flags: StartFlags): WarrenConfig {
 const STARTED_AFRESH = 'WARREN_STARTED_AFRESH'
 
 /**
+ * Why process.execve cannot replace this process's image, or undefined if it can. A failed
+ * execve ends the process (Node treats it as fatal), so only what can run is tried.
+ */
+function whyImageCannotBeReplaced(): string | undefined {
+  if (typeof process.execve !== 'function') return 'this Node has no process.execve'
+  try {
+    accessSync(process.execPath, constants.X_OK)
+  } catch {
+    return `${process.execPath} is not executable`
+  }
+  return undefined
+}
+
+/**
  * Replaces this process, once, with the same command in a fresh process image (same PID, so
  * systemd sees nothing), minus the join token: with the identity on disk it is not needed,
  * and on the command line any local user could read it (`ps`, /proc/PID/cmdline). A node in
@@ -96,24 +110,15 @@ const STARTED_AFRESH = 'WARREN_STARTED_AFRESH'
  */
 function startAfresh(log: Logger, why: string, tokenVisible: boolean): void {
   if (process.env[STARTED_AFRESH]) return
-  const cannot = (reason: string) => {
-    if (tokenVisible) log.warn(`the join token stays visible in this process's command line (${reason}): pass it as --token=- or --token=/path instead`)
-  }
-  if (typeof process.execve !== 'function') {
-    cannot('this Node has no process.execve')
-    return
-  }
-  // A failed execve ends the process (Node treats it as fatal), so only try what can run.
-  try {
-    accessSync(process.execPath, constants.X_OK)
-  } catch {
-    cannot(`${process.execPath} is not executable`)
+  const cannot = whyImageCannotBeReplaced()
+  if (cannot) {
+    if (tokenVisible) log.warn(`the join token stays visible in this process's command line (${cannot}): pass it as --token=- or --token=/path instead`)
     return
   }
   // In the single executable argv[1] repeats the executable's path; from source it is the script.
   const args = isSea() ? withoutToken(process.argv.slice(2)) : [...process.execArgv, ...withoutToken(process.argv.slice(1))]
   log.info(`${why}: continuing in a fresh process image`)
-  process.execve(process.execPath, [process.argv0, ...args], { ...withMallocArenas(process.env), [STARTED_AFRESH]: '1' })
+  process.execve!(process.execPath, [process.argv0, ...args], { ...withMallocArenas(process.env), [STARTED_AFRESH]: '1' })
 }
 
 /**
@@ -122,13 +127,8 @@ function startAfresh(log: Logger, why: string, tokenVisible: boolean): void {
  * runs as the executable does. Nothing happens where they are already in place.
  */
 function relaunchWithWarrenExecArgv(): void {
-  if (isSea() || startedWithWarrenExecArgv() || typeof process.execve !== 'function') return
-  try {
-    accessSync(process.execPath, constants.X_OK)
-  } catch {
-    return
-  }
-  process.execve(process.execPath, [process.argv0, ...WARREN_EXEC_ARGV, ...process.execArgv, ...process.argv.slice(1)], process.env)
+  if (isSea() || startedWithWarrenExecArgv() || whyImageCannotBeReplaced()) return
+  process.execve!(process.execPath, [process.argv0, ...WARREN_EXEC_ARGV, ...process.execArgv, ...process.argv.slice(1)], process.env)
 }
 
 /** The roles to run: --roles when given, else the `*_service.enabled` keys, as in Teleport. */
