@@ -284,8 +284,11 @@ t.test('a token made for a name replaces the device that holds it; the old one c
 
   const replacement = await node('pi-9', 'new pi-9', token)
   await until('the new pi-9 to answer', async () => (await webui('pi-9')) === 'new pi-9', { timeoutMs: 60_000, everyMs: 500 })
-  const hosts = (await registeredHosts()).filter((n) => n.nodename === 'pi-9').map((n) => n.host_id)
-  t.same(hosts, [loadIdentity(replacement.dataDir)!.hostId], 'one pi-9, the new one')
+  // The listing shows nodes whose heartbeat is fresh: the new pi-9's first may land after its tunnel is up.
+  const newHostId = loadIdentity(replacement.dataDir)!.hostId
+  const pi9Hosts = async () => (await registeredHosts()).filter((n) => n.nodename === 'pi-9').map((n) => n.host_id)
+  await until('the new pi-9 to be listed', async () => (await pi9Hosts()).includes(newHostId), { timeoutMs: 60_000, everyMs: 200 })
+  t.same(await pi9Hosts(), [newHostId], 'one pi-9, the new one')
   t.match(await webui(oldIdentity.hostId), `node "${oldIdentity.hostId}" is not connected to this proxy`, "the old device's tunnel is closed")
 
   const direct = new ApiClient({ server: auth.address, caPems: oldIdentity.hostCAPems, certPem: oldIdentity.tlsCertPem, keyPem: oldIdentity.tlsKeyPem })
