@@ -106,6 +106,9 @@ interface Sample {
   nodeOwnCpu: number
   hopCpu: number
   latency: LatencyResult
+  /** CPU microseconds per interactive round trip: the node's process tree, and the hop's. */
+  nodeRoundTripCpu: number
+  hopRoundTripCpu: number
   /** `ssh node true`, seconds: the set-up every copy's time includes. */
   session: number
 }
@@ -238,7 +241,15 @@ try {
       const down = await copy(path, `${path.host}:${remote}`, back, back, expected)
       rmSync(remote)
       rmSync(back)
-      const latency = await interactiveRoundTrips([...path.ssh, path.host], roundTripCount)
+      const roundTripCpu = { node: 0, hop: 0 }
+      const latency = await interactiveRoundTrips([...path.ssh, path.host], roundTripCount, () => {
+        const node = new TreeCpu(path.nodePid)
+        const hop = new TreeCpu(path.hopPid)
+        return () => {
+          roundTripCpu.node = (node.stop().total * 1e6) / roundTripCount
+          roundTripCpu.hop = (hop.stop().total * 1e6) / roundTripCount
+        }
+      })
       const sessions: number[] = []
       for (let i = 0; i < SESSIONS_PER_ROUND; i++) sessions.push(await timed('ssh', [...path.ssh, path.host, 'true']))
       const session = median(sessions)
@@ -252,6 +263,8 @@ try {
         nodeOwnCpu: (up.nodeOwnCpu + down.nodeOwnCpu) / 2,
         hopCpu: (up.hopCpu + down.hopCpu) / 2,
         latency,
+        nodeRoundTripCpu: roundTripCpu.node,
+        hopRoundTripCpu: roundTripCpu.hop,
         session,
       }
       results.set(path.name, [...(results.get(path.name) ?? []), sample])
@@ -280,6 +293,8 @@ const rows = [...results].map(([name, samples]) => {
     nodeCpu: of((s) => s.nodeCpu),
     nodeOwnCpu: of((s) => s.nodeOwnCpu),
     hopCpu: of((s) => s.hopCpu),
+    nodeRoundTripCpu: of((s) => s.nodeRoundTripCpu),
+    hopRoundTripCpu: of((s) => s.hopRoundTripCpu),
     session: of((s) => s.session),
   }
 })
@@ -292,7 +307,7 @@ console.log(
 )
 console.log(
   formatTable(
-    ['path', 'to node MB/s', 'net', 'from node MB/s', 'net', 'p50 µs', 'p99 µs', 'session ms', 'node CPU s/GB', 'hop CPU s/GB'],
+    ['path', 'to node MB/s', 'net', 'from node MB/s', 'net', 'p50 µs', 'p99 µs', 'session ms', 'node CPU s/GB', 'hop CPU s/GB', 'node µs/RT', 'hop µs/RT'],
     rows.map((row) => [
       row.name,
       row.toNode.toFixed(0),
@@ -304,11 +319,13 @@ console.log(
       (row.session * 1000).toFixed(0),
       row.nodeCpu.toFixed(2),
       row.hopCpu.toFixed(2),
+      row.nodeRoundTripCpu.toFixed(0),
+      row.hopRoundTripCpu.toFixed(0),
     ]),
   ),
 )
 console.log(
-  `\nnet: the round's session set-up (the median of ${SESSIONS_PER_ROUND} \`ssh node true\`) taken from each copy's time.\nnode CPU: warren is the agent and the sessions it ran (the agent alone ${warren.nodeOwnCpu.toFixed(2)} s/GB), openssh is sshd and its connection processes; sftp-server on both. hop: Warren's proxy, the jump sshd.`,
+  `\nnet: the round's session set-up (the median of ${SESSIONS_PER_ROUND} \`ssh node true\`) taken from each copy's time.\nnode CPU: warren is the agent and the sessions it ran (the agent alone ${warren.nodeOwnCpu.toFixed(2)} s/GB), openssh is sshd and its connection processes; sftp-server on both. hop: Warren's proxy, the jump sshd. µs/RT: CPU per interactive round trip (the p50's work).`,
 )
 for (const note of notes) console.log(note)
 

@@ -94,6 +94,8 @@ interface Sample {
   cpuUp: Record<string, number>
   cpuDown: Record<string, number>
   latency: LatencyResult
+  /** CPU microseconds per 64-byte round trip, by process: where a round trip's time goes. */
+  cpuPerRoundTrip: Record<string, number>
 }
 
 const stops: (() => Promise<void>)[] = []
@@ -262,8 +264,11 @@ async function measure(path: Path, bytes: number, count: number): Promise<Sample
     const perGB = (from: Record<string, number>, to: Record<string, number>, moved: number) =>
       Object.fromEntries(Object.keys(processes).map((label) => [label, ((to[label]! - from[label]!) * 1e9) / moved]))
     startEcho(socket)
+    const beforeRoundTrips = cpu()
     const latency = await roundTrips(socket, count)
-    return { up, down, cpu: perGB(before, after, 2 * bytes), cpuUp: perGB(before, between, bytes), cpuDown: perGB(between, after, bytes), latency }
+    const afterRoundTrips = cpu()
+    const cpuPerRoundTrip = Object.fromEntries(Object.keys(processes).map((label) => [label, ((afterRoundTrips[label]! - beforeRoundTrips[label]!) * 1e6) / count]))
+    return { up, down, cpu: perGB(before, after, 2 * bytes), cpuUp: perGB(before, between, bytes), cpuDown: perGB(between, after, bytes), latency, cpuPerRoundTrip }
   } finally {
     await connection.close()
   }
@@ -310,7 +315,8 @@ const rows = new Map(
     const cpu = Object.fromEntries(labels.map((label) => [label, of((s) => s.cpu[label]!)]))
     const byDirection = labels.map((label) => ({ label, up: of((s) => s.cpuUp[label]!), down: of((s) => s.cpuDown[label]!) }))
     const total = of((s) => Object.values(s.cpu).reduce((sum, seconds) => sum + seconds, 0))
-    return [name, { name, up: of((s) => s.up), down: of((s) => s.down), p50: of((s) => s.latency.p50Us), p99: of((s) => s.latency.p99Us), cpu, byDirection, total }]
+    const perRoundTrip = Object.fromEntries(labels.map((label) => [label, of((s) => s.cpuPerRoundTrip[label]!)]))
+    return [name, { name, up: of((s) => s.up), down: of((s) => s.down), p50: of((s) => s.latency.p50Us), p99: of((s) => s.latency.p99Us), cpu, byDirection, total, perRoundTrip }]
   }),
 )
 
@@ -338,6 +344,18 @@ console.log(
   formatTable(
     ['path', 'process', 'CPU s/GB up', 'down'],
     [...rows.values()].flatMap((row) => row.byDirection.map(({ label, up, down }) => [row.name, label, up.toFixed(2), down.toFixed(2)])),
+  ),
+)
+console.log("\nCPU per round trip: what each process spends on one 64-byte round trip (the p50 column's work).\n")
+console.log(
+  formatTable(
+    ['path', 'CPU µs per round trip by process'],
+    [...rows.values()].map((row) => [
+      row.name,
+      Object.entries(row.perRoundTrip)
+        .map(([label, micros]) => `${label} ${micros.toFixed(0)}`)
+        .join(', '),
+    ]),
   ),
 )
 for (const note of notes) console.log(note)

@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { joinHostPort, splitHostPort } from '../shared/address.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
+import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { splice } from '../shared/splice.ts'
 
 /** Like `ssh -L`, a listener without a host is on the loopback only. */
@@ -27,6 +28,7 @@ export function parseListenAddress(text: string): { host: string; port: number }
  * port that port 0 picked.
  */
 export async function listenAndDial(address: { host: string; port: number }, dial: () => Promise<Duplex>): Promise<number> {
+  tuneHeapForForwarding('client')
   const open = new Set<Duplex>()
   let closing = false
   const track = (socket: Duplex) => {

@@ -13,10 +13,12 @@ import { parseHostPort } from '../shared/address.ts'
 import { certSubject } from '../shared/cert-subject.ts'
 import { DEFAULTS } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
+import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { type DialReply, parseDialReply, type UserDialIn } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
 import { isSelector, parseSelectors } from '../shared/selectors.ts'
+import { forward } from '../shared/splice.ts'
 import { defineCommand } from './command.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 import { DEFAULT_MAX_PARALLEL, failed, formatSummary, runOnNodes } from './fleet-ssh.ts'
@@ -76,10 +78,15 @@ function readSshCertificate(dir: string): string {
   }
 }
 
-/** Splices standard input and output to `socket` until it closes. */
+/**
+ * Splices standard input and output to `socket` until it closes, with the backlog and the
+ * batching of a splice (`shared/splice.ts`): `pipe` paused standard input at every write the
+ * TLS socket counted as unsent (bench:ssh, warren-ssh up).
+ */
 function pipeStdio(socket: TLSSocket): Promise<number> {
-  process.stdin.pipe(socket)
-  socket.pipe(process.stdout)
+  tuneHeapForForwarding('client')
+  forward(process.stdin, socket)
+  forward(socket, process.stdout)
   return new Promise((resolve) => {
     socket.on('close', () => resolve(0))
     socket.on('error', () => resolve(1))

@@ -58,8 +58,8 @@ export const STREAMING_HEAP_GROWING_PERCENT = 600
 let proxyInProcess = false
 let streaming = false
 
-/** Sets the heap growing factor for a forwarding role; call once the role starts. */
-export function tuneHeapForForwarding(role: 'proxy' | 'node'): void {
+/** Sets the heap growing factor for a forwarding role (a client: `warren proxy ssh`, `proxy port`); call once it starts. */
+export function tuneHeapForForwarding(role: 'proxy' | 'node' | 'client'): void {
   if (role === 'proxy') proxyInProcess = true
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
 }

@@ -47,7 +47,8 @@ export function timed(command: string, args: string[], timeoutMs = 30 * 60_000):
  * running `cat` with the terminal raw and silent, so each 64-byte write comes back as it
  * was sent; the round trip is from the write to the last byte of its echo.
  */
-export async function interactiveRoundTrips(sshArgs: string[], count: number): Promise<LatencyResult> {
+/** `whileMeasuring` is called once the session is ready and returns what to call when the round trips are done. */
+export async function interactiveRoundTrips(sshArgs: string[], count: number, whileMeasuring?: () => () => void): Promise<LatencyResult> {
   const ssh = spawn('ssh', ['-tt', '-e', 'none', ...sshArgs, 'stty raw -echo && echo ready && exec cat'], { stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
   ssh.stderr.on('data', (data) => (stderr += data))
@@ -65,7 +66,10 @@ export async function interactiveRoundTrips(sshArgs: string[], count: number): P
       session.on('data', onData)
       ssh.once('exit', (code) => reject(new Error(`ssh ${sshArgs.join(' ')} exited (${code}) before the session was ready: ${stderr}`)))
     })
-    return await roundTrips(session, count)
+    const done = whileMeasuring?.()
+    const result = await roundTrips(session, count)
+    done?.()
+    return result
   } finally {
     // Ending the session is not an error of the measurement.
     session.on('error', () => {})

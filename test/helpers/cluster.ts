@@ -7,6 +7,7 @@ import { tmpdir, userInfo } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { loadConfigFile } from '../../shared/config.ts'
+import { WARREN_EXEC_ARGV } from '../../shared/heap-tuning.ts'
 import type { WarrenStatus } from '../../shared/status.ts'
 import { readStatus, statusSocketPath } from '../../shared/status-socket.ts'
 
@@ -29,12 +30,13 @@ export function tempDir(prefix = 'warren-test-'): string {
 /**
  * Puts `warren` on PATH for this process and every process it starts: the ssh_config that
  * `warrenctl auth sign` writes runs `warren` from PATH, as it would on a user's machine.
- * This one runs the checkout's warren with the Node running the tests.
+ * This one runs the checkout's warren with the Node running the tests, and with the Node
+ * options the single executable embeds (a ProxyCommand is what `bench:ssh` measures).
  */
 function putWarrenOnPath(): void {
   const dir = tempDir('warren-bin-')
   chmodSync(dir, 0o755)
-  writeFileSync(join(dir, 'warren'), `#!/bin/sh\nexec '${process.execPath}' '${WARREN}' "$@"\n`, { mode: 0o755 })
+  writeFileSync(join(dir, 'warren'), `#!/bin/sh\nexec '${process.execPath}' ${WARREN_EXEC_ARGV.join(' ')} '${WARREN}' "$@"\n`, { mode: 0o755 })
   process.env.PATH = `${dir}:${process.env.PATH ?? ''}`
 }
 putWarrenOnPath()
