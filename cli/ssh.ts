@@ -88,7 +88,12 @@ function pipeStdio(socket: TLSSocket): Promise<number> {
   forward(process.stdin, socket)
   forward(socket, process.stdout)
   return new Promise((resolve) => {
-    socket.on('close', () => resolve(0))
+    socket.on('close', () => {
+      // Nothing more can go anywhere: a standard input still read would keep the process, and
+      // so the ssh that runs it, waiting on a dead connection.
+      process.stdin.destroy()
+      resolve(0)
+    })
     socket.on('error', () => resolve(1))
   })
 }
