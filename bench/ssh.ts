@@ -260,14 +260,15 @@ async function measure(path: Path, bytes: number, count: number): Promise<Sample
     const between = cpu()
     const down = bytes / 1e6 / (await download(socket, bytes))
     const after = cpu()
+    /** CPU seconds spent from `from` to `to`, by process, times `scale`. */
+    const spent = (from: Record<string, number>, to: Record<string, number>, scale: number) =>
+      Object.fromEntries(Object.keys(processes).map((label) => [label, (to[label]! - from[label]!) * scale]))
     /** CPU seconds per GB moved from `from` to `to`, by process. */
-    const perGB = (from: Record<string, number>, to: Record<string, number>, moved: number) =>
-      Object.fromEntries(Object.keys(processes).map((label) => [label, ((to[label]! - from[label]!) * 1e9) / moved]))
+    const perGB = (from: Record<string, number>, to: Record<string, number>, moved: number) => spent(from, to, 1e9 / moved)
     startEcho(socket)
     const beforeRoundTrips = cpu()
     const latency = await roundTrips(socket, count)
-    const afterRoundTrips = cpu()
-    const cpuPerRoundTrip = Object.fromEntries(Object.keys(processes).map((label) => [label, ((afterRoundTrips[label]! - beforeRoundTrips[label]!) * 1e6) / count]))
+    const cpuPerRoundTrip = spent(beforeRoundTrips, cpu(), 1e6 / count)
     return { up, down, cpu: perGB(before, after, 2 * bytes), cpuUp: perGB(before, between, bytes), cpuDown: perGB(between, after, bytes), latency, cpuPerRoundTrip }
   } finally {
     await connection.close()

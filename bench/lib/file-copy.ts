@@ -46,8 +46,9 @@ export function timed(command: string, args: string[], timeoutMs = 30 * 60_000):
  * An interactive session as a user has one: `ssh -tt` (a pseudo-terminal on the server)
  * running `cat` with the terminal raw and silent, so each 64-byte write comes back as it
  * was sent; the round trip is from the write to the last byte of its echo.
+ * `whileMeasuring` is called once the session is ready and returns what to call when the
+ * round trips are done (bench:copy reads the CPU spent between the two).
  */
-/** `whileMeasuring` is called once the session is ready and returns what to call when the round trips are done. */
 export async function interactiveRoundTrips(sshArgs: string[], count: number, whileMeasuring?: () => () => void): Promise<LatencyResult> {
   const ssh = spawn('ssh', ['-tt', '-e', 'none', ...sshArgs, 'stty raw -echo && echo ready && exec cat'], { stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
