@@ -4,10 +4,13 @@
 // hold passwords. The file is `<id>.cast.part` while the session runs and `<id>.cast` once it
 // ended, which is when the uploader (recording-uploader.ts) takes it.
 //
-// Each line is written at once, on the event loop: a small write to the page cache costs
-// less than a round through the thread pool per keystroke, which wakes the agent once more
-// for every echo (the interactive round trip of `bench:copy`), and what the session showed is
-// in the kernel's hands before the next output, so a crash of the agent loses none of it.
+// Lines are written on the event loop, not through the thread pool, which would wake the
+// agent once more for every echo. They wait for the check phase of the loop turn that
+// produced them (setImmediate): by then the output has left for the client (the channel's
+// writes are corked until the tick ends), so the write to the file is not on the keystroke's
+// round trip, and a turn's lines leave in one write (the interactive round trip of
+// `bench:copy`). What the session showed is in the kernel's hands before the agent waits for
+// anything else, so a crash of the agent loses none of it.
 
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
@@ -37,6 +40,8 @@ export class SessionRecording {
   #bytes = 0
   #full = false
   #ended = false
+  /** Lines of this loop turn, written together in its check phase. */
+  #pending: string[] = []
 
   constructor(dir: string, start: RecordingStart, log: Logger) {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
@@ -49,6 +54,7 @@ export class SessionRecording {
     this.#fd = openSync(`${this.path}.part`, 'w', 0o600)
     const env = Object.fromEntries(Object.entries(start.env).filter(([, value]) => value))
     this.#line({ version: 2, width: start.cols || 80, height: start.rows || 24, timestamp: Math.floor(this.#started / 1000), env })
+    this.#flush()
   }
 
   output(data: Buffer): void {
@@ -66,6 +72,7 @@ export class SessionRecording {
     this.#ended = true
     const rest = this.#decoder.end()
     if (rest) this.#event('o', rest)
+    this.#flush()
     this.#close()
     try {
       renameSync(`${this.path}.part`, this.path)
@@ -91,8 +98,15 @@ export class SessionRecording {
       return
     }
     this.#bytes += bytes
+    if (this.#pending.push(line) === 1) setImmediate(this.#flush)
+  }
+
+  readonly #flush = (): void => {
+    if (this.#pending.length === 0 || this.#fd === undefined) return
+    const lines = this.#pending.join('')
+    this.#pending = []
     try {
-      writeSync(this.#fd, line)
+      writeSync(this.#fd, lines)
     } catch (error) {
       // A full or failing disk: the session goes on unrecorded from here.
       this.#log.warn(`session recording not written: ${(error as Error).message}`, { session_id: this.#sessionId })
