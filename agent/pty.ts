@@ -91,11 +91,27 @@ export interface PtySpawnOptions {
 
 export interface PtyProcess {
   child: ChildProcess
-  /** The master end: what the command writes to its terminal, and what it reads from it. */
+  /**
+   * The master end: what the command reads from its terminal is written here. What it
+   * writes comes through `onOutput`, not as the socket's data events; the socket still
+   * ends, fails with EIO once nothing holds the slave, and closes.
+   */
   master: Socket
+  /**
+   * Where the command's output goes: `sink` gets each read's bytes as a buffer of its own.
+   * When it returns false, reading stops until `master.resume()`.
+   */
+  onOutput(sink: (chunk: Buffer) => boolean): void
   /** The slave, e.g. /dev/pts/3. */
   path: string
 }
+
+/**
+ * The master's one read buffer. A read of the master returns at most what the line
+ * discipline holds (4 KiB on Linux); a socket's default read allocates 64 KiB and then
+ * shrinks it, once per keystroke's echo (the interactive round trip of `bench:copy`).
+ */
+const MASTER_READ_BYTES = 16 * 1024
 
 /** Starts `file` on a new pty, in a session of its own, with the agent holding the master. */
 export function spawnOnPty(file: string, args: string[], options: PtySpawnOptions): PtyProcess {
@@ -117,7 +133,7 @@ export function spawnOnPty(file: string, args: string[], options: PtySpawnOption
     closeSync(masterFd)
     throw err
   }
-  return { child, master: masterSocket(masterFd), path }
+  return { child, path, ...masterSocket(masterFd) }
 }
 
 /**
@@ -165,7 +181,7 @@ export function slaveOfMaster(pid: number | 'self', fd: number | string): string
  * on the same descriptor is non-blocking and polled like any socket. Reading the master
  * fails with EIO once no process holds the slave: that is its end, which the caller handles.
  */
-function masterSocket(fd: number): Socket {
+function masterSocket(fd: number): Pick<PtyProcess, 'master' | 'onOutput'> {
   const { Pipe, constants: pipeConstants } = (process as unknown as { binding(name: 'pipe_wrap'): PipeWrap }).binding('pipe_wrap')
   const handle = new Pipe(pipeConstants.SOCKET)
   const err = handle.open(fd)
@@ -173,7 +189,30 @@ function masterSocket(fd: number): Socket {
     closeSync(fd)
     throw new Error(`cannot open the pty master (errno ${-err})`)
   }
-  return new Socket({ handle: handle as unknown as SocketConstructorOpts['handle'], readable: true, writable: true })
+  // Output read before a sink is given waits for it (reads only come from the event loop,
+  // so the caller that gives one in the same tick never leaves any here).
+  let sink: ((chunk: Buffer) => boolean) | undefined
+  const early: Buffer[] = []
+  const master = new Socket({
+    handle: handle as unknown as SocketConstructorOpts['handle'],
+    readable: true,
+    writable: true,
+    // The callback's buffer is read into again next time: each chunk is copied out.
+    onread: {
+      buffer: Buffer.allocUnsafe(MASTER_READ_BYTES),
+      callback: (bytes: number, buffer: Uint8Array) => {
+        const chunk = Buffer.from(buffer.subarray(0, bytes))
+        if (sink) return sink(chunk)
+        early.push(chunk)
+        return true
+      },
+    },
+  })
+  const onOutput = (given: (chunk: Buffer) => boolean) => {
+    sink = given
+    for (const chunk of early.splice(0)) given(chunk)
+  }
+  return { master, onOutput }
 }
 
 interface PipeWrap {

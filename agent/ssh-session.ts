@@ -232,7 +232,9 @@ function signalGroup(group: number, signal: NodeJS.Signals): void {
 interface Started {
   child: ChildProcess
   input: Writable
-  output: Readable
+  /** The process's output, piped to the channel; or `onOutput`, for a pty the agent holds. */
+  output?: Readable
+  onOutput?: (sink: (chunk: Buffer) => boolean) => void
   /** The output has ended: for a pipe, with the process; for a pty, once nothing holds the slave. */
   outputEnded: Promise<void>
   pty?: { resizer: PtyResizer; master?: Socket }
@@ -267,12 +269,20 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
     endChannel(channel, 1, null)
     return undefined
   }
-  const { child, input, output } = started
+  const { child, input, output, onOutput } = started
   input.on('error', () => {}) // EPIPE once the process has gone, EIO once the pty has
   // A pty has no half-close: the client's end of input leaves the terminal to the shell, as with sshd.
   channel.pipe(input, { end: !started.pty?.master })
-  output.pipe(channel, { end: false })
-  if (req.recording) output.on('data', (data: Buffer) => req.recording!.output(data))
+  output?.pipe(channel, { end: false })
+  if (req.recording) output?.on('data', (data: Buffer) => req.recording!.output(data))
+  onOutput?.((chunk) => {
+    // The client has gone: the output stays with the pty, as once a pipe has unpiped.
+    if (!channel.writable) return false
+    const more = channel.write(chunk)
+    req.recording?.output(chunk)
+    if (!more) channel.once('drain', () => started.pty?.master?.resume())
+    return more
+  })
   child.stderr?.pipe(req.stderr ?? channel.stderr, { end: false })
   child.once('error', (err) => {
     const hint = req.pty && !req.perl ? ' (a pty needs perl or util-linux script)' : ''
@@ -318,7 +328,7 @@ function startOnPty(req: SessionRequest, pty: PseudoTtyInfo, options: SpawnBase)
     return { child, input: child.stdin!, output: child.stdout!, outputEnded, pty: { resizer } }
   }
   const [args, argv0] = req.command === undefined ? [[], `-${basename(account.shell)}`] : [['-c', req.command], account.shell]
-  const { child, master, path } = spawnOnPty(account.shell, args, { ...options, perl: req.perl, argv0, rows: pty.rows, cols: pty.cols })
+  const { child, master, onOutput, path } = spawnOnPty(account.shell, args, { ...options, perl: req.perl, argv0, rows: pty.rows, cols: pty.cols })
   const outputEnded = new Promise<void>((resolve) => {
     master.once('close', () => resolve())
     // EIO: nothing holds the slave any more, the master's end of file.
@@ -327,7 +337,7 @@ function startOnPty(req: SessionRequest, pty: PseudoTtyInfo, options: SpawnBase)
     // the shell wrote before it exited is read first.
     child.once('close', () => setTimeout(() => master.destroy(), PTY_DRAIN_MS).unref())
   })
-  return { child, input: master, output: master, outputEnded, pty: { resizer: new PtyResizer(async () => path), master } }
+  return { child, input: master, onOutput, outputEnded, pty: { resizer: new PtyResizer(async () => path), master } }
 }
 
 /** uid/gid to switch to; none when the agent already runs as the login. */
