@@ -14,9 +14,10 @@
 // Per round and path: a random file copied to the node and back, each copy timed from
 // scp's start to its exit (the connection's set-up included, as a user waits for it) and
 // its sha256 checked (a copy that arrives wrong fails the run); 64-byte round trips through
-// `cat` in an `ssh -tt` session; the CPU time the node side spent per GB copied (the agent
-// and the sessions it ran, or sshd and its connection processes, read from /proc during the
-// copy) and that of the hop in between (Warren's proxy, the jump sshd). Rounds alternate the
+// `cat` in an `ssh -tt` session, both paths' sessions open at once and measured in
+// alternating batches; the CPU time the node side spent per GB copied (the agent and the
+// sessions it ran, or sshd and its connection processes, read from /proc during the copy)
+// and that of the hop in between (Warren's proxy, the jump sshd). Rounds alternate the
 // paths; medians are reported.
 //
 //   npm run bench:copy [-- --size=1G --rounds=3 --round-trips=2000 --cipher=aes128-gcm@openssh.com --fdpass --profile]
@@ -38,8 +39,8 @@ import { findSftpServer } from '../agent/sftp-server.ts'
 import { fdpassProxyCommand } from '../cli/ssh-stream.ts'
 import { ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
 import { formatSummary, profilesOf, summariseProfiles } from './lib/cpu-profile.ts'
-import { interactiveRoundTrips, randomFile, sha256File, timed } from './lib/file-copy.ts'
-import { type LatencyResult, median } from './lib/measure.ts'
+import { interactiveRoundTrips, openInteractive, randomFile, sha256File, timed } from './lib/file-copy.ts'
+import { type LatencyResult, latencyOf, median } from './lib/measure.ts'
 import { TreeCpu } from './lib/proc-stats.ts'
 import { type Sshd, sshdMissing, startSshd } from './lib/sshd.ts'
 import { formatTable } from './lib/table.ts'
@@ -202,6 +203,8 @@ const loadAtStart = loadavg()[0]!
 const paths: CopyPath[] = []
 const notes: string[] = []
 
+type CopyResult = Awaited<ReturnType<typeof copy>>
+
 /** Copies `from` to `to` with scp on `path` and checks the file that arrived; MB/s and the CPU it cost per GB. */
 async function copy(path: CopyPath, from: string, to: string, arrived: string, expected: string) {
   const node = new TreeCpu(path.nodePid)
@@ -213,6 +216,46 @@ async function copy(path: CopyPath, from: string, to: string, arrived: string, e
   if (digest !== expected) throw new Error(`${path.name}: scp ${from} ${to} copied wrongly: sha256 ${digest}, the source has ${expected}`)
   const perGB = 1e9 / bytes
   return { seconds, mbPerSecond: bytes / 1e6 / seconds, nodeCpu: nodeCpu.total * perGB, nodeOwnCpu: nodeCpu.root * perGB, hopCpu: hopCpu.total * perGB }
+}
+
+/** Round trips per path between switches in interleavedRoundTrips. */
+const ROUND_TRIP_BATCH = 250
+
+/**
+ * `count` round trips on each path, in an interactive session per path, in batches taken
+ * in turn (and in the other order every second turn), so that both paths are measured in
+ * the same seconds: this machine's speed drifts within a run (other guests on the host),
+ * and one path measured a second after the other saw a different machine. Latency and the
+ * CPU per round trip of the node's tree and the hop's, counted around each batch.
+ */
+async function interleavedRoundTrips(order: CopyPath[], count: number) {
+  const sessions = []
+  for (const path of order) sessions.push({ path, session: await openInteractive([...path.ssh, path.host]), times: [] as Float64Array[], node: 0, hop: 0 })
+  try {
+    for (let done = 0, turn = 0; done < count; done += ROUND_TRIP_BATCH, turn++) {
+      const batch = Math.min(ROUND_TRIP_BATCH, count - done)
+      for (const measured of turn % 2 === 0 ? sessions : [...sessions].reverse()) {
+        const node = new TreeCpu(measured.path.nodePid)
+        const hop = new TreeCpu(measured.path.hopPid)
+        measured.times.push(await measured.session.roundTrips(batch))
+        measured.node += node.stop().total
+        measured.hop += hop.stop().total
+      }
+    }
+  } finally {
+    for (const { session } of sessions) await session.close()
+  }
+  return new Map(
+    sessions.map(({ path, times, node, hop }) => {
+      const all = new Float64Array(count)
+      let offset = 0
+      for (const batch of times) {
+        all.set(batch, offset)
+        offset += batch.length
+      }
+      return [path, { latency: latencyOf(all), nodeRoundTripCpu: (node * 1e6) / count, hopRoundTripCpu: (hop * 1e6) / count }]
+    }),
+  )
 }
 
 try {
@@ -234,22 +277,21 @@ try {
     rmSync(join(remoteDir, 'warm.bin'))
   }
   for (let round = 1; round <= rounds; round++) {
-    for (const path of round % 2 === 0 ? [...paths].reverse() : paths) {
+    const order = round % 2 === 0 ? [...paths].reverse() : paths
+    const copies = new Map<CopyPath, { up: CopyResult; down: CopyResult }>()
+    for (const path of order) {
       const remote = join(remoteDir, `${path.name}.bin`)
       const back = join(work, `${path.name}.back`)
       const up = await copy(path, source, `${path.host}:${remote}`, remote, expected)
       const down = await copy(path, `${path.host}:${remote}`, back, back, expected)
       rmSync(remote)
       rmSync(back)
-      const roundTripCpu = { node: 0, hop: 0 }
-      const latency = await interactiveRoundTrips([...path.ssh, path.host], roundTripCount, () => {
-        const node = new TreeCpu(path.nodePid)
-        const hop = new TreeCpu(path.hopPid)
-        return () => {
-          roundTripCpu.node = (node.stop().total * 1e6) / roundTripCount
-          roundTripCpu.hop = (hop.stop().total * 1e6) / roundTripCount
-        }
-      })
+      copies.set(path, { up, down })
+    }
+    const interactive = await interleavedRoundTrips(order, roundTripCount)
+    for (const path of order) {
+      const { up, down } = copies.get(path)!
+      const { latency, nodeRoundTripCpu, hopRoundTripCpu } = interactive.get(path)!
       const sessions: number[] = []
       for (let i = 0; i < SESSIONS_PER_ROUND; i++) sessions.push(await timed('ssh', [...path.ssh, path.host, 'true']))
       const session = median(sessions)
@@ -263,8 +305,8 @@ try {
         nodeOwnCpu: (up.nodeOwnCpu + down.nodeOwnCpu) / 2,
         hopCpu: (up.hopCpu + down.hopCpu) / 2,
         latency,
-        nodeRoundTripCpu: roundTripCpu.node,
-        hopRoundTripCpu: roundTripCpu.hop,
+        nodeRoundTripCpu,
+        hopRoundTripCpu,
         session,
       }
       results.set(path.name, [...(results.get(path.name) ?? []), sample])

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { closeSync, createReadStream, openSync, writeSync } from 'node:fs'
 import { Duplex } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { type LatencyResult, roundTrips } from './measure.ts'
+import { type LatencyResult, latencyOf, roundTripTimes } from './measure.ts'
 
 /** Writes `bytes` of random data (nothing for a cipher or compression to shortcut) and returns its sha256. */
 export function randomFile(path: string, bytes: number): string {
@@ -45,16 +45,28 @@ export function timed(command: string, args: string[], timeoutMs = 30 * 60_000):
 /**
  * An interactive session as a user has one: `ssh -tt` (a pseudo-terminal on the server)
  * running `cat` with the terminal raw and silent, so each 64-byte write comes back as it
- * was sent; the round trip is from the write to the last byte of its echo.
- * `whileMeasuring` is called once the session is ready and returns what to call when the
- * round trips are done (bench:copy reads the CPU spent between the two).
+ * was sent; a round trip is from the write to the last byte of its echo. The session stays
+ * open for round trips in batches until it is closed.
  */
-export async function interactiveRoundTrips(sshArgs: string[], count: number, whileMeasuring?: () => () => void): Promise<LatencyResult> {
+export interface InteractiveSession {
+  /** `count` round trips, one at a time; each one's time in µs. */
+  roundTrips(count: number): Promise<Float64Array>
+  close(): Promise<void>
+}
+
+export async function openInteractive(sshArgs: string[]): Promise<InteractiveSession> {
   const ssh = spawn('ssh', ['-tt', '-e', 'none', ...sshArgs, 'stty raw -echo && echo ready && exec cat'], { stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
   ssh.stderr.on('data', (data) => (stderr += data))
   const exited = new Promise((resolve) => ssh.once('exit', resolve))
   const session = Duplex.from({ readable: ssh.stdout, writable: ssh.stdin })
+  const close = async () => {
+    // Ending the session is not an error of the measurement.
+    session.on('error', () => {})
+    session.destroy()
+    ssh.kill('SIGTERM')
+    await exited
+  }
   try {
     await new Promise<void>((resolve, reject) => {
       let seen = ''
@@ -67,15 +79,19 @@ export async function interactiveRoundTrips(sshArgs: string[], count: number, wh
       session.on('data', onData)
       ssh.once('exit', (code) => reject(new Error(`ssh ${sshArgs.join(' ')} exited (${code}) before the session was ready: ${stderr}`)))
     })
-    const done = whileMeasuring?.()
-    const result = await roundTrips(session, count)
-    done?.()
-    return result
+  } catch (error) {
+    await close()
+    throw error
+  }
+  return { roundTrips: (count) => roundTripTimes(session, count), close }
+}
+
+/** `count` round trips in a session of their own (see openInteractive). */
+export async function interactiveRoundTrips(sshArgs: string[], count: number): Promise<LatencyResult> {
+  const session = await openInteractive(sshArgs)
+  try {
+    return latencyOf(await session.roundTrips(count))
   } finally {
-    // Ending the session is not an error of the measurement.
-    session.on('error', () => {})
-    session.destroy()
-    ssh.kill('SIGTERM')
-    await exited
+    await session.close()
   }
 }

@@ -51,7 +51,12 @@ export function bulkEcho(socket: Duplex, totalBytes: number, chunkBytes = 64 * 1
 }
 
 /** Sends `size` bytes, waits for all of them to come back, `count` times; percentiles of the round trips. */
-export function roundTrips(socket: Duplex, count: number, size = 64): Promise<LatencyResult> {
+export async function roundTrips(socket: Duplex, count: number, size = 64): Promise<LatencyResult> {
+  return latencyOf(await roundTripTimes(socket, count, size))
+}
+
+/** Sends `size` bytes, waits for all of them to come back, `count` times; each round trip's time in µs. */
+export function roundTripTimes(socket: Duplex, count: number, size = 64): Promise<Float64Array> {
   const message = Buffer.alloc(size, 0x61)
   const samples = new Float64Array(count)
   return new Promise((resolve, reject) => {
@@ -71,10 +76,7 @@ export function roundTrips(socket: Duplex, count: number, size = 64): Promise<La
       if (index < count) return send()
       socket.off('data', onData)
       socket.off('error', fail)
-      samples.sort()
-      let sum = 0
-      for (const sample of samples) sum += sample
-      resolve({ p50Us: percentile(samples, 0.5), p99Us: percentile(samples, 0.99), meanUs: sum / count })
+      resolve(samples)
     }
     const fail = (error: Error) => {
       socket.off('data', onData)
@@ -84,6 +86,14 @@ export function roundTrips(socket: Duplex, count: number, size = 64): Promise<La
     socket.on('error', fail)
     send()
   })
+}
+
+/** Percentiles and mean of round trip times in µs (in any order). */
+export function latencyOf(times: Float64Array): LatencyResult {
+  const sorted = Float64Array.from(times).sort()
+  let sum = 0
+  for (const time of sorted) sum += time
+  return { p50Us: percentile(sorted, 0.5), p99Us: percentile(sorted, 0.99), meanUs: sum / sorted.length }
 }
 
 function percentile(sorted: Float64Array, q: number): number {
