@@ -19,7 +19,8 @@
 // it, each timed from the command to the last byte (MB are 10^6 bytes); the CPU seconds per
 // GB moved of every process on the path (read from /proc; the benchmark's own client and the
 // server are the same on every path and not counted); then 64-byte round trips through the
-// server's echo. Rounds alternate the order of the paths; medians are reported.
+// server's echo, every path's connection open at once and measured in alternating batches.
+// Rounds alternate the order of the paths; medians are reported.
 //
 //   npm run bench:ssh [-- --mb=1000 --round-trips=10000 --rounds=3 --paths=warren-ssh,openssh-auth]
 //
@@ -35,7 +36,7 @@ import { fdpassProxyCommand } from '../cli/ssh-stream.ts'
 import { WARREN_EXEC_ARGV } from '../shared/heap-tuning.ts'
 import { freePort, ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
 import { Helper } from './lib/child.ts'
-import { type LatencyResult, median, roundTrips } from './lib/measure.ts'
+import { type LatencyResult, latencyOf, median, roundTripTimes } from './lib/measure.ts'
 import { opensshMissing, startOpensshTunnel } from './lib/openssh-tunnel.ts'
 import { cpuSecondsOf, processTree } from './lib/proc-stats.ts'
 import { download, ping, startEcho, upload } from './lib/sink.ts'
@@ -247,8 +248,22 @@ async function startPath(name: string, serverPort: number, warren: () => ReturnT
   }
 }
 
-/** One round on `path`: LENGTH bytes each way with the CPU they cost, then the round trips. */
-async function measure(path: Path, bytes: number, count: number): Promise<Sample> {
+/** A path's connection after its bulk transfers, echoing, for the round trips. */
+interface Opened {
+  path: Path
+  connection: Connection
+  /** CPU seconds so far, by process. */
+  cpu(): Record<string, number>
+  bulk: Omit<Sample, 'latency' | 'cpuPerRoundTrip'>
+}
+
+/** CPU seconds spent from `from` to `to`, by process, times `scale`. */
+function spent(from: Record<string, number>, to: Record<string, number>, scale: number): Record<string, number> {
+  return Object.fromEntries(Object.keys(from).map((label) => [label, (to[label]! - from[label]!) * scale]))
+}
+
+/** Opens `path` and moves `bytes` each way with the CPU they cost; the connection is left open and echoing. */
+async function bulk(path: Path, bytes: number): Promise<Opened> {
   const connection = await path.open()
   try {
     const { socket } = connection
@@ -260,19 +275,49 @@ async function measure(path: Path, bytes: number, count: number): Promise<Sample
     const between = cpu()
     const down = bytes / 1e6 / (await download(socket, bytes))
     const after = cpu()
-    /** CPU seconds spent from `from` to `to`, by process, times `scale`. */
-    const spent = (from: Record<string, number>, to: Record<string, number>, scale: number) =>
-      Object.fromEntries(Object.keys(processes).map((label) => [label, (to[label]! - from[label]!) * scale]))
     /** CPU seconds per GB moved from `from` to `to`, by process. */
     const perGB = (from: Record<string, number>, to: Record<string, number>, moved: number) => spent(from, to, 1e9 / moved)
     startEcho(socket)
-    const beforeRoundTrips = cpu()
-    const latency = await roundTrips(socket, count)
-    const cpuPerRoundTrip = spent(beforeRoundTrips, cpu(), 1e6 / count)
-    return { up, down, cpu: perGB(before, after, 2 * bytes), cpuUp: perGB(before, between, bytes), cpuDown: perGB(between, after, bytes), latency, cpuPerRoundTrip }
-  } finally {
+    return { path, connection, cpu, bulk: { up, down, cpu: perGB(before, after, 2 * bytes), cpuUp: perGB(before, between, bytes), cpuDown: perGB(between, after, bytes) } }
+  } catch (error) {
     await connection.close()
+    throw error
   }
+}
+
+/** Round trips per path between switches in `interleavedRoundTrips`. */
+const ROUND_TRIP_BATCH = 250
+
+/**
+ * `count` round trips on every opened path, in batches taken in turn (in the other order
+ * every second turn), so that all paths are measured in the same seconds: this machine's
+ * speed drifts within a run, and a path measured after another saw a different machine.
+ * Closes the connections.
+ */
+async function interleavedRoundTrips(opened: Opened[], count: number): Promise<Sample[]> {
+  const measured = opened.map((one) => ({ one, times: [] as Float64Array[], cpu: {} as Record<string, number> }))
+  try {
+    for (let done = 0, turn = 0; done < count; done += ROUND_TRIP_BATCH, turn++) {
+      const batch = Math.min(ROUND_TRIP_BATCH, count - done)
+      for (const path of turn % 2 === 0 ? measured : [...measured].reverse()) {
+        const before = path.one.cpu()
+        path.times.push(await roundTripTimes(path.one.connection.socket, batch))
+        for (const [label, seconds] of Object.entries(spent(before, path.one.cpu(), 1))) path.cpu[label] = (path.cpu[label] ?? 0) + seconds
+      }
+    }
+  } finally {
+    for (const { one } of measured) await one.connection.close()
+  }
+  return measured.map(({ one, times, cpu }) => {
+    const all = new Float64Array(count)
+    let offset = 0
+    for (const batch of times) {
+      all.set(batch, offset)
+      offset += batch.length
+    }
+    const cpuPerRoundTrip = Object.fromEntries(Object.entries(cpu).map(([label, seconds]) => [label, (seconds * 1e6) / count]))
+    return { ...one.bulk, latency: latencyOf(all), cpuPerRoundTrip }
+  })
 }
 
 const results = new Map<string, Sample[]>()
@@ -291,13 +336,19 @@ try {
   }
 
   // One unmeasured pass first: JIT compilation of the Node processes, TCP and TLS warm-up.
+  const warm: Opened[] = []
   for (const path of started) {
     process.stderr.write(`warming up ${path.name}\n`)
-    await measure(path, Math.min(length, 20e6), 500)
+    warm.push(await bulk(path, Math.min(length, 20e6)))
   }
+  await interleavedRoundTrips(warm, 500)
   for (let round = 1; round <= rounds; round++) {
-    for (const path of round % 2 === 0 ? [...started].reverse() : started) {
-      const sample = await measure(path, length, roundTripCount)
+    const order = round % 2 === 0 ? [...started].reverse() : started
+    const opened: Opened[] = []
+    for (const path of order) opened.push(await bulk(path, length))
+    const samples = await interleavedRoundTrips(opened, roundTripCount)
+    for (const [index, path] of order.entries()) {
+      const sample = samples[index]!
       results.set(path.name, [...(results.get(path.name) ?? []), sample])
       process.stderr.write(
         `  ${path.name.padEnd(18)} up ${sample.up.toFixed(0).padStart(4)} MB/s  down ${sample.down.toFixed(0).padStart(4)} MB/s  p50 ${sample.latency.p50Us.toFixed(0).padStart(5)} µs  p99 ${sample.latency.p99Us.toFixed(0).padStart(5)} µs\n`,
