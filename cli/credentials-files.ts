@@ -13,6 +13,7 @@ import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { HOST_KEYS_DIR } from './host-keys.ts'
 import { PROFILE_FILES, type Profile, shellQuote } from './profile.ts'
+import { fdpassProxyCommand } from './ssh-stream.ts'
 
 export interface UserKeys {
   ssh: { publicKey: KeyObject; privateKey: KeyObject }
@@ -34,6 +35,8 @@ export interface WriteOptions {
   proxy?: string
   /** Also an ssh_config for a stock OpenSSH client. */
   sshConfig: boolean
+  /** The ssh_config hands ssh the connection to the proxy itself (ProxyUseFdpass: a plain SSH stream). */
+  fdpass?: boolean
   /** What else the profile says (a login's roles). */
   extra?: Partial<Profile>
 }
@@ -51,7 +54,7 @@ export function writeUserCredentials(dir: string, keys: UserKeys, signed: UserCe
   const proxies = options.proxy ? [options.proxy] : signed.proxies
   const profile: Profile = { cluster_name: signed.cluster_name, user: options.user, logins: signed.logins, proxies, valid_before: signed.valid_before, ...options.extra }
   write('profile', JSON.stringify(profile, null, 2) + '\n')
-  if (options.sshConfig) write('sshConfig', sshConfig(dir, signed.cluster_name, options.proxy), 0o644)
+  if (options.sshConfig) write('sshConfig', sshConfig(dir, signed.cluster_name, options.proxy, options.fdpass ?? false), 0o644)
   return profile
 }
 
@@ -62,8 +65,10 @@ export function writeUserCredentials(dir: string, keys: UserKeys, signed: UserCe
  * copied to the same place in another home, on a laptop that has warren installed. Host
  * keys are the known_hosts written now, and the node's current key that the ProxyCommand
  * writes to known_hosts.d/%h before each connection (host-keys.ts; %h: OpenSSH 8.4 and later).
+ * With `fdpass` the ProxyCommand hands ssh its connection to the proxy and exits, so no
+ * process copies the session (SECURITY.md, "Plain SSH streams").
  */
-function sshConfig(dir: string, cluster: string, proxy: string | undefined): string {
+function sshConfig(dir: string, cluster: string, proxy: string | undefined, fdpass: boolean): string {
   const rel = relative(homedir(), dir)
   const underHome = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)
   const file = (name: keyof typeof PROFILE_FILES) => configWord(underHome ? `\${HOME}/${rel}/${PROFILE_FILES[name]}` : join(dir, PROFILE_FILES[name]))
@@ -78,7 +83,9 @@ function sshConfig(dir: string, cluster: string, proxy: string | undefined): str
     '    IdentitiesOnly yes',
     `    IdentityFile ${file('sshKey')}`,
     `    CertificateFile ${file('sshCert')}`,
-    `    ProxyCommand ${warren} proxy ssh ${shellQuote(`--identity=${identity}`)}${proxyFlag} %r@%h:%p`,
+    ...(fdpass
+      ? [`    ProxyCommand ${fdpassProxyCommand(warren, `${shellQuote(`--identity=${identity}`)}${proxyFlag} %r@%h:%p`)}`, '    ProxyUseFdpass yes']
+      : [`    ProxyCommand ${warren} proxy ssh ${shellQuote(`--identity=${identity}`)}${proxyFlag} %r@%h:%p`]),
     '',
   ].join('\n')
 }

@@ -104,9 +104,11 @@ export const loginCommand = defineCommand({
     invite: { type: 'string', placeholder: 'TOKEN', description: 'accept an invitation first: set a password and enrol a second factor' },
     'ca-pin': { type: 'list', noun: 'pin', description: "the cluster CA's pin (sha256:...), from its admin; without it a first login asks at the terminal" },
     ttl: { type: 'duration', default: DEFAULT_LOGIN_TTL_MS, description: "the certificates' lifetime (the cluster may give less)" },
+    fdpass: { type: 'boolean', description: 'the ssh_config has ssh talk to the proxy itself (ProxyUseFdpass): a plain SSH stream, no process copying it' },
   },
   description: `Credentials go to ~/.warren/<cluster>/ ($WARREN_HOME/<cluster>/), with an ssh_config for a
-    stock OpenSSH client. Answers are read from the terminal; when standard input is not a terminal,
+    stock OpenSSH client (with --fdpass, one whose ProxyCommand hands ssh the connection to the proxy; SECURITY.md,
+    "Plain SSH streams"). Answers are read from the terminal; when standard input is not a terminal,
     each answer is its next line (the CA is then trusted only by --ca-pin).`,
   examples: ['warren login --proxy=proxy.example.com:3080 --invite=TOKEN', 'warren login --proxy=proxy.example.com:3080 --user=alice'],
   async run(flags) {
@@ -119,7 +121,7 @@ export const loginCommand = defineCommand({
     const answer = flags.invite ? signUp(client, flags.invite, keys, flags.ttl, prompter) : logIn(client, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
     const { user, signed } = await answer.finally(() => client.close())
     const dir = clusterDir(signed.cluster_name)
-    writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: true, extra: { roles: signed.roles } })
+    writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: true, fdpass: flags.fdpass, extra: { roles: signed.roles } })
     out(`Logged in as ${user} to cluster ${signed.cluster_name} (roles ${signed.roles.join(',')}, logins ${signed.logins.join(',')}) until ${formatUtc(signed.valid_before)}`)
     out(`Connect with: ssh -F ${join(dir, PROFILE_FILES.sshConfig)} ${signed.logins[0]}@NODE`)
     return 0

@@ -9,7 +9,7 @@
 import { execFile, spawn } from 'node:child_process'
 import { createPrivateKey, generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect, createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
@@ -91,6 +91,30 @@ t.test('stock ssh with ProxyUseFdpass reaches the node, and no process of ours s
   const [code] = await exited
   t.equal(code, 3, `the exit status comes back (${errors.trim()})`)
   t.equal(output, 'via-42\ndone\n', 'the session went on after the hand-over')
+})
+
+t.test('an ssh_config signed with --fdpass: stock ssh given only -F hands its connection over', async (t) => {
+  const dir = tempDir('warren-user-')
+  const signed = await auth.ctl(['auth', 'sign', '--user=lab-user', '--ttl=1h', `--out=${dir}`, '--format=openssh', `--proxy=${proxy.web}`, '--fdpass'])
+  t.equal(signed.code, 0, signed.stderr)
+  const ssh = spawn('ssh', ['-F', join(dir, 'ssh_config'), '-o', 'BatchMode=yes', `${testLogin()}@lab-1`, 'echo signed-$((6*7)); sleep 1; echo done'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const exited = once(ssh, 'exit')
+  let output = ''
+  let errors = ''
+  ssh.stdout.on('data', (data) => (output += data))
+  ssh.stderr.on('data', (data) => (errors += data))
+  await until('the command to start on the node', async () => output.includes('signed-42'), { timeoutMs: 30_000 })
+  t.same(await processesNaming(dir), [], 'the ProxyCommand has exited while the session runs')
+  const [code] = await exited
+  t.equal(code, 0, errors)
+  t.equal(output, 'signed-42\ndone\n')
+
+  const plain = tempDir('warren-user-')
+  const refused = await auth.ctl(['auth', 'sign', '--user=lab-user', `--out=${plain}`, '--fdpass'])
+  t.equal(refused.code, 2, '--fdpass without an ssh_config to write is a usage error')
+  t.notOk(existsSync(join(plain, PROFILE_FILES.profile)), 'and writes nothing')
 })
 
 t.test('warren ssh --fdpass runs a command on a node and on every node a selector matches', async (t) => {

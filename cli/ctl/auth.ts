@@ -14,11 +14,17 @@ export const authSign = ctlCommand({
     out: { type: 'path', placeholder: 'DIR', defaultText: '$WARREN_HOME, else ~/.warren', description: 'the directory to write the credentials to' },
     format: { type: 'enum', values: ['warren', 'openssh'], default: 'warren', description: 'openssh adds an ssh_config for a stock ssh client' },
     proxy: { type: 'string', placeholder: 'HOST:PORT', defaultText: "the live proxies' addresses", description: 'the proxy to reach nodes through' },
+    fdpass: { type: 'boolean', description: 'the ssh_config has ssh talk to the proxy itself (ProxyUseFdpass): a plain SSH stream, no process copying it' },
   },
   description: `The keys are made here and never sent. Under the home directory, the ssh_config names the files
     relative to it and runs "warren" from PATH, so the directory works when copied to the same place on another
-    machine that has warren.`,
-  examples: ['warrenctl auth sign --user=alice --ttl=8h --format=openssh', 'warrenctl auth sign --user=ci --out=~/ci-creds'],
+    machine that has warren. With --fdpass its ProxyCommand hands ssh the connection to the proxy and exits
+    (SECURITY.md, "Plain SSH streams", says what that keeps and what it gives up).`,
+  examples: [
+    'warrenctl auth sign --user=alice --ttl=8h --format=openssh',
+    'warrenctl auth sign --user=ci --out=~/ci-creds',
+    'warrenctl auth sign --user=bob --format=openssh --fdpass',
+  ],
   run: (admin, flags) => signUser(admin, flags),
 })
 

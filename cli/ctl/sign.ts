@@ -14,15 +14,17 @@ interface SignFlags {
   out?: string
   format: 'warren' | 'openssh'
   proxy?: string
+  fdpass?: boolean
 }
 
 export async function signUser(admin: AdminConnection, flags: SignFlags): Promise<void> {
   const user = flags.user
   if (!user) throw new UsageError('missing --user: the user to sign certificates for')
+  if (flags.fdpass && flags.format !== 'openssh') throw new UsageError('--fdpass is a setting of the ssh_config: give it with --format=openssh')
   const keys = generateUserKeys()
   const signed = await admin.client.call('POST /v1/users/:name/certs', { params: { name: user }, body: { ...publicKeyFields(keys), ttl_ms: flags.ttl } })
   const dir = resolve(flags.out ?? defaultProfileDir())
-  writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: flags.format === 'openssh' })
+  writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: flags.format === 'openssh', fdpass: flags.fdpass })
   // Printed once every file is written: a reader that stops early (| head -1) loses nothing.
   const out = (text: string) => process.stdout.write(text + '\n')
   out(`Certificates for ${user} (logins ${signed.logins.join(',')}) valid until ${formatUtc(signed.valid_before)} written to ${dir}`)
