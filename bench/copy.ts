@@ -22,8 +22,8 @@
 //
 //   npm run bench:copy [-- --size=1G --rounds=3 --round-trips=2000 --cipher=aes128-gcm@openssh.com --fdpass --profile]
 //
-// --fdpass has Warren's ssh talk to the proxy itself over a plain SSH stream (ProxyUseFdpass,
-// `warren ssh --fdpass`) instead of through the ProxyCommand's TLS connection.
+// --fdpass has Warren's ssh talk to the proxy itself over a plain SSH stream (ProxyUseFdpass:
+// the ssh_config of `auth sign --fdpass`) instead of through the ProxyCommand's TLS connection.
 // --cipher is OpenSSH's -c on both paths (the default is what client and server agree on).
 // --profile runs the proxy and the agent with --cpu-prof and prints where their time went.
 //
@@ -36,8 +36,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { lookupPasswd } from '../agent/login-accounts.ts'
 import { findSftpServer } from '../agent/sftp-server.ts'
-import { fdpassProxyCommand } from '../cli/ssh-stream.ts'
-import { ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
+import { tempDir, testLogin } from '../test/helpers/cluster.ts'
 import { formatSummary, profilesOf, summariseProfiles } from './lib/cpu-profile.ts'
 import { interactiveRoundTrips, openInteractive, randomFile, sha256File, timed } from './lib/file-copy.ts'
 import { type LatencyResult, latencyOf, median } from './lib/measure.ts'
@@ -126,13 +125,6 @@ const account = lookupPasswd(login)!
 const remoteDir = tempDir('warren-bench-remote-')
 chownSync(remoteDir, account.uid, account.gid)
 
-/** With --fdpass, options that win over the ssh_config's ProxyCommand. */
-function fdpassOptions(profile: string): string[] {
-  if (!values.fdpass) return []
-  const warren = `${process.execPath} ${join(ROOT, 'cli/warren.ts')}`
-  return ['-o', 'ProxyUseFdpass=yes', '-o', `ProxyCommand=${fdpassProxyCommand(warren, `--identity=${profile} %r@%h:%p`)}`]
-}
-
 /** The cluster, a user allowed the login, and the ssh_config its login writes. */
 async function warrenPath(): Promise<CopyPath> {
   const env: Record<string, string> = profileDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } : {}
@@ -141,14 +133,14 @@ async function warrenPath(): Promise<CopyPath> {
   const profile = tempDir('warren-bench-user-')
   for (const args of [
     ['users', 'add', 'bench', `--logins=${login}`],
-    ['auth', 'sign', '--user=bench', '--ttl=12h', `--out=${profile}`, '--format=openssh', `--proxy=${cluster.proxy.web}`],
+    ['auth', 'sign', '--user=bench', '--ttl=12h', `--out=${profile}`, '--format=openssh', `--proxy=${cluster.proxy.web}`, ...(values.fdpass ? ['--fdpass'] : [])],
   ]) {
     const result = await cluster.auth.ctl(args)
     if (result.code !== 0) throw new Error(`warrenctl ${args.join(' ')} failed: ${result.stderr}`)
   }
   return {
     name: 'warren',
-    ssh: ['-F', join(profile, 'ssh_config'), ...fdpassOptions(profile), ...clientOptions],
+    ssh: ['-F', join(profile, 'ssh_config'), ...clientOptions],
     host: `${login}@${NODE_NAME}`,
     nodePid: cluster.node.child.pid!,
     hopPid: cluster.proxy.daemon.child.pid!,

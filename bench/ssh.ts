@@ -6,7 +6,8 @@
 //                       proxy → TLS 1.3 + yamux → agent (the node's SSH server, ssh2) → TCP → server;
 //                       ssh configured by the ssh_config `warrenctl auth sign --format=openssh` writes
 //   warren-ssh-fdpass   client → TCP → stock `ssh -L` → proxy (a plain SSH stream, ProxyUseFdpass:
-//                       the ProxyCommand hands ssh its socket and exits) → TLS 1.3 + yamux → agent → …
+//                       the ProxyCommand hands ssh its socket and exits) → TLS 1.3 + yamux → agent → …;
+//                       ssh configured by the ssh_config of `warrenctl auth sign --format=openssh --fdpass`
 //   openssh-auth        client → TCP → `ssh -L` → sshd → TCP → sshd → `ssh -R` → TCP → server
 //                       (bench/lib/openssh-tunnel.ts: the user's authenticated, encrypted leg)
 //   warren-port         client → `warren proxy port NODE sink` over its standard input and output →
@@ -32,7 +33,6 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { Duplex } from 'node:stream'
 import { parseArgs } from 'node:util'
-import { fdpassProxyCommand } from '../cli/ssh-stream.ts'
 import { WARREN_EXEC_ARGV } from '../shared/heap-tuning.ts'
 import { freePort, ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
 import { Helper } from './lib/child.ts'
@@ -120,42 +120,35 @@ async function tcp(port: number, processes: () => Processes): Promise<Connection
 }
 
 /** The cluster, a user allowed the login, and the credentials with the ssh_config its login writes. */
-async function startWarren(serverPort: number): Promise<{ cluster: WarrenCluster; identity: string; login: string }> {
+async function startWarren(serverPort: number): Promise<{ cluster: WarrenCluster; identity: string; fdpassIdentity: string; login: string }> {
   const cluster = await startWarrenCluster({
     nodeYaml: ['ssh_service:', '  listen_addr: 127.0.0.1:0', '  forward_ports:', `    - { name: ${PORT_NAME}, addr: "127.0.0.1:${serverPort}" }`],
   })
   stops.push(cluster.stop)
   const identity = tempDir('warren-bench-user-')
+  const fdpassIdentity = tempDir('warren-bench-user-')
   // No session runs: the throwaway account only has to exist on the node.
   const login = testLogin()
-  for (const args of [
-    ['users', 'add', 'bench', `--logins=${login}`],
-    ['auth', 'sign', '--user=bench', '--ttl=12h', `--out=${identity}`, '--format=openssh', `--proxy=${cluster.proxy.web}`],
-  ]) {
+  const sign = (dir: string) => ['auth', 'sign', '--user=bench', '--ttl=12h', `--out=${dir}`, '--format=openssh', `--proxy=${cluster.proxy.web}`]
+  for (const args of [['users', 'add', 'bench', `--logins=${login}`], sign(identity), [...sign(fdpassIdentity), '--fdpass']]) {
     const result = await cluster.auth.ctl(args)
     if (result.code !== 0) throw new Error(`warrenctl ${args.join(' ')} failed: ${result.stderr}`)
   }
-  return { cluster, identity, login }
+  return { cluster, identity, fdpassIdentity, login }
 }
 
 async function startPath(name: string, serverPort: number, warren: () => ReturnType<typeof startWarren>): Promise<Path | string> {
   switch (name) {
     case 'warren-ssh':
     case 'warren-ssh-fdpass': {
-      const { cluster, identity, login } = await warren()
+      const { cluster, identity, fdpassIdentity, login } = await warren()
       const port = await freePort()
-      // Options given first win over the ssh_config's.
-      const fdpass =
-        name === 'warren-ssh-fdpass'
-          ? ['-o', 'ProxyUseFdpass=yes', '-o', `ProxyCommand=${fdpassProxyCommand(`${process.execPath} ${WARREN}`, `--identity=${identity} %r@%h:%p`)}`]
-          : []
       const ssh = stopAtEnd(
         spawn(
           'ssh',
           [
             '-F',
-            join(identity, 'ssh_config'),
-            ...fdpass,
+            join(name === 'warren-ssh-fdpass' ? fdpassIdentity : identity, 'ssh_config'),
             '-v',
             '-N',
             '-o',
