@@ -201,7 +201,7 @@ function masterSocket(fd: number): Pick<PtyProcess, 'master' | 'onOutput'> {
     onread: {
       buffer: Buffer.allocUnsafe(MASTER_READ_BYTES),
       callback: (bytes: number, buffer: Uint8Array) => {
-        const chunk = Buffer.from(buffer.subarray(0, bytes))
+        const chunk = Buffer.copyBytesFrom(buffer, 0, bytes)
         if (sink) return sink(chunk)
         early.push(chunk)
         return true

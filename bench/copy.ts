@@ -39,7 +39,7 @@ import { findSftpServer } from '../agent/sftp-server.ts'
 import { tempDir, testLogin } from '../test/helpers/cluster.ts'
 import { formatSummary, profilesOf, summariseProfiles } from './lib/cpu-profile.ts'
 import { interactiveRoundTrips, openInteractive, randomFile, sha256File, timed } from './lib/file-copy.ts'
-import { type LatencyResult, latencyOf, median } from './lib/measure.ts'
+import { interleavedRoundTrips, type LatencyResult, latencyOf, median } from './lib/measure.ts'
 import { TreeCpu } from './lib/proc-stats.ts'
 import { type Sshd, sshdMissing, startSshd } from './lib/sshd.ts'
 import { formatTable } from './lib/table.ts'
@@ -210,44 +210,29 @@ async function copy(path: CopyPath, from: string, to: string, arrived: string, e
   return { seconds, mbPerSecond: bytes / 1e6 / seconds, nodeCpu: nodeCpu.total * perGB, nodeOwnCpu: nodeCpu.root * perGB, hopCpu: hopCpu.total * perGB }
 }
 
-/** Round trips per path between switches in interleavedRoundTrips. */
-const ROUND_TRIP_BATCH = 250
-
 /**
- * `count` round trips on each path, in an interactive session per path, in batches taken
- * in turn (and in the other order every second turn), so that both paths are measured in
- * the same seconds: this machine's speed drifts within a run (other guests on the host),
- * and one path measured a second after the other saw a different machine. Latency and the
- * CPU per round trip of the node's tree and the hop's, counted around each batch.
+ * `count` round trips through an interactive session per path, interleaved
+ * (`interleavedRoundTrips`), with the CPU per round trip of the node's tree and the hop's,
+ * counted around each batch.
  */
-async function interleavedRoundTrips(order: CopyPath[], count: number) {
+async function interactiveLatency(order: CopyPath[], count: number) {
   const sessions = []
-  for (const path of order) sessions.push({ path, session: await openInteractive([...path.ssh, path.host]), times: [] as Float64Array[], node: 0, hop: 0 })
+  for (const path of order) sessions.push({ path, session: await openInteractive([...path.ssh, path.host]), node: 0, hop: 0 })
   try {
-    for (let done = 0, turn = 0; done < count; done += ROUND_TRIP_BATCH, turn++) {
-      const batch = Math.min(ROUND_TRIP_BATCH, count - done)
-      for (const measured of turn % 2 === 0 ? sessions : [...sessions].reverse()) {
-        const node = new TreeCpu(measured.path.nodePid)
-        const hop = new TreeCpu(measured.path.hopPid)
-        measured.times.push(await measured.session.roundTrips(batch))
-        measured.node += node.stop().total
-        measured.hop += hop.stop().total
-      }
-    }
+    const times = await interleavedRoundTrips(sessions, count, async (measured, n) => {
+      const node = new TreeCpu(measured.path.nodePid)
+      const hop = new TreeCpu(measured.path.hopPid)
+      const batch = await measured.session.roundTrips(n)
+      measured.node += node.stop().total
+      measured.hop += hop.stop().total
+      return batch
+    })
+    return new Map(
+      sessions.map(({ path, node, hop }, index) => [path, { latency: latencyOf(times[index]!), nodeRoundTripCpu: (node * 1e6) / count, hopRoundTripCpu: (hop * 1e6) / count }]),
+    )
   } finally {
     for (const { session } of sessions) await session.close()
   }
-  return new Map(
-    sessions.map(({ path, times, node, hop }) => {
-      const all = new Float64Array(count)
-      let offset = 0
-      for (const batch of times) {
-        all.set(batch, offset)
-        offset += batch.length
-      }
-      return [path, { latency: latencyOf(all), nodeRoundTripCpu: (node * 1e6) / count, hopRoundTripCpu: (hop * 1e6) / count }]
-    }),
-  )
 }
 
 try {
@@ -280,7 +265,7 @@ try {
       rmSync(back)
       copies.set(path, { up, down })
     }
-    const interactive = await interleavedRoundTrips(order, roundTripCount)
+    const interactive = await interactiveLatency(order, roundTripCount)
     for (const path of order) {
       const { up, down } = copies.get(path)!
       const { latency, nodeRoundTripCpu, hopRoundTripCpu } = interactive.get(path)!

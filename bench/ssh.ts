@@ -36,7 +36,7 @@ import { parseArgs } from 'node:util'
 import { WARREN_EXEC_ARGV } from '../shared/heap-tuning.ts'
 import { freePort, ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
 import { Helper } from './lib/child.ts'
-import { type LatencyResult, latencyOf, median, roundTripTimes } from './lib/measure.ts'
+import { interleavedRoundTrips, type LatencyResult, latencyOf, median, roundTripTimes } from './lib/measure.ts'
 import { opensshMissing, startOpensshTunnel } from './lib/openssh-tunnel.ts'
 import { cpuSecondsOf, processTree } from './lib/proc-stats.ts'
 import { download, ping, startEcho, upload } from './lib/sink.ts'
@@ -278,39 +278,24 @@ async function bulk(path: Path, bytes: number): Promise<Opened> {
   }
 }
 
-/** Round trips per path between switches in `interleavedRoundTrips`. */
-const ROUND_TRIP_BATCH = 250
-
 /**
- * `count` round trips on every opened path, in batches taken in turn (in the other order
- * every second turn), so that all paths are measured in the same seconds: this machine's
- * speed drifts within a run, and a path measured after another saw a different machine.
- * Closes the connections.
+ * `count` round trips on every opened path, interleaved (`interleavedRoundTrips`), with the
+ * CPU per round trip of each process, counted around each batch. Closes the connections.
  */
-async function interleavedRoundTrips(opened: Opened[], count: number): Promise<Sample[]> {
-  const measured = opened.map((one) => ({ one, times: [] as Float64Array[], cpu: {} as Record<string, number> }))
+async function roundTripSamples(opened: Opened[], count: number): Promise<Sample[]> {
+  const cpu = opened.map(() => ({}) as Record<string, number>)
   try {
-    for (let done = 0, turn = 0; done < count; done += ROUND_TRIP_BATCH, turn++) {
-      const batch = Math.min(ROUND_TRIP_BATCH, count - done)
-      for (const path of turn % 2 === 0 ? measured : [...measured].reverse()) {
-        const before = path.one.cpu()
-        path.times.push(await roundTripTimes(path.one.connection.socket, batch))
-        for (const [label, seconds] of Object.entries(spent(before, path.one.cpu(), 1))) path.cpu[label] = (path.cpu[label] ?? 0) + seconds
-      }
-    }
+    const times = await interleavedRoundTrips(opened, count, async (path, n, index) => {
+      const before = path.cpu()
+      const batch = await roundTripTimes(path.connection.socket, n)
+      const total = cpu[index]!
+      for (const [label, seconds] of Object.entries(spent(before, path.cpu(), 1e6 / count))) total[label] = (total[label] ?? 0) + seconds
+      return batch
+    })
+    return opened.map((path, index) => ({ ...path.bulk, latency: latencyOf(times[index]!), cpuPerRoundTrip: cpu[index]! }))
   } finally {
-    for (const { one } of measured) await one.connection.close()
+    for (const { connection } of opened) await connection.close()
   }
-  return measured.map(({ one, times, cpu }) => {
-    const all = new Float64Array(count)
-    let offset = 0
-    for (const batch of times) {
-      all.set(batch, offset)
-      offset += batch.length
-    }
-    const cpuPerRoundTrip = Object.fromEntries(Object.entries(cpu).map(([label, seconds]) => [label, (seconds * 1e6) / count]))
-    return { ...one.bulk, latency: latencyOf(all), cpuPerRoundTrip }
-  })
 }
 
 const results = new Map<string, Sample[]>()
@@ -334,12 +319,12 @@ try {
     process.stderr.write(`warming up ${path.name}\n`)
     warm.push(await bulk(path, Math.min(length, 20e6)))
   }
-  await interleavedRoundTrips(warm, 500)
+  await roundTripSamples(warm, 500)
   for (let round = 1; round <= rounds; round++) {
     const order = round % 2 === 0 ? [...started].reverse() : started
     const opened: Opened[] = []
     for (const path of order) opened.push(await bulk(path, length))
-    const samples = await interleavedRoundTrips(opened, roundTripCount)
+    const samples = await roundTripSamples(opened, roundTripCount)
     for (const [index, path] of order.entries()) {
       const sample = samples[index]!
       results.set(path.name, [...(results.get(path.name) ?? []), sample])

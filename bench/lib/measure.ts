@@ -88,6 +88,27 @@ export function roundTripTimes(socket: Duplex, count: number, size = 64): Promis
   })
 }
 
+/** Round trips on one path between switches in `interleavedRoundTrips`. */
+const ROUND_TRIP_BATCH = 250
+
+/**
+ * `count` round trips on each of `paths`, in batches taken in turn (in the other order every
+ * second turn), so that all paths are measured in the same seconds: this machine's speed
+ * drifts within a run (other guests on the host), and a path measured after another saw a
+ * different machine. `batch` runs one batch of `n` on the path at `index` and returns their
+ * times; the result is each path's times, in the order of `paths`.
+ */
+export async function interleavedRoundTrips<P>(paths: readonly P[], count: number, batch: (path: P, n: number, index: number) => Promise<Float64Array>): Promise<Float64Array[]> {
+  const times = paths.map(() => new Float64Array(count))
+  const order = paths.map((_, index) => index)
+  for (let done = 0; done < count; done += ROUND_TRIP_BATCH) {
+    const n = Math.min(ROUND_TRIP_BATCH, count - done)
+    for (const index of order) times[index]!.set(await batch(paths[index]!, n, index), done)
+    order.reverse()
+  }
+  return times
+}
+
 /** Percentiles and mean of round trip times in µs (in any order). */
 export function latencyOf(times: Float64Array): LatencyResult {
   const sorted = Float64Array.from(times).sort()
