@@ -21,7 +21,7 @@ const CHANNEL_PACKET_SIZE = 32 * 1024
 export interface AgentSocket {
   /** For SSH_AUTH_SOCK. */
   path: string
-  /** Stops listening and removes the socket and its directory. */
+  /** Stops listening and removes the socket and its directory; once, however often called. */
   close(): void
 }
 
@@ -40,9 +40,13 @@ export async function listenForAgent(client: Connection, account: LoginAccount, 
       joinSocketToChannel(socket, channel)
     })
   })
+  let closed = false
   return {
     path,
     close: () => {
+      // The session's end and its connection's end may both close it.
+      if (closed) return
+      closed = true
       server.close()
       asLogin(account, ['rm', '-rf', '--', dirname(path)], ['ignore', 'ignore', 'ignore'])
     },

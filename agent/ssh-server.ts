@@ -25,7 +25,7 @@ import { ptyPerl } from './pty.ts'
 import { type RecordingStart, SessionRecording } from './session-recording.ts'
 import type { FileOperation } from './sftp/file-operations.ts'
 import { findSftpServer } from './sftp-server.ts'
-import { listenForAgent } from './ssh-agent-forwarding.ts'
+import { type AgentSocket, listenForAgent } from './ssh-agent-forwarding.ts'
 import { serverCiphers } from './ssh-ciphers.ts'
 import { forwardPort } from './ssh-forwarding.ts'
 import { RemoteForwards } from './ssh-remote-forwarding.ts'
@@ -97,6 +97,14 @@ interface ConnectionState {
   refusal?: { message: string; fields: Record<string, unknown> }
   processes: Set<SessionProcess>
   sockets: Set<Socket>
+  /**
+   * The sessions' `ssh -A` sockets. A session closes its own when the client closes the
+   * channel; a client that vanishes (its connection cut, its ProxyCommand killed before it
+   * passed on the close) closes no channel, so the connection's end closes them too.
+   */
+  agentSockets: Set<AgentSocket>
+  /** The connection has ended and released what it held: anything made later goes at once. */
+  released: boolean
   /** The connection's `ssh -R` listeners, once logged in. */
   remoteForwards?: RemoteForwards
   closed: Promise<void>
@@ -165,6 +173,8 @@ export class NodeSshServer {
       remote,
       processes: new Set(),
       sockets: new Set(),
+      agentSockets: new Set(),
+      released: false,
       closed: new Promise((resolve) => {
         markClosed = resolve
       }),
@@ -204,9 +214,29 @@ export class NodeSshServer {
   }
 
   private release(state: ConnectionState): void {
+    state.released = true
     for (const proc of state.processes) proc.terminate()
+    for (const agent of state.agentSockets) agent.close()
+    state.agentSockets.clear()
     for (const socket of state.sockets) socket.destroy()
     state.remoteForwards?.close()
+  }
+
+  /** A session's agent socket, held by the connection until the session or the connection ends. */
+  private async listenForAgent(state: ConnectionState, client: Connection, account: LoginAccount): Promise<AgentSocket> {
+    const agent = await listenForAgent(client, account, state.sockets)
+    if (state.released) {
+      agent.close()
+      return agent
+    }
+    state.agentSockets.add(agent)
+    return {
+      path: agent.path,
+      close: () => {
+        state.agentSockets.delete(agent)
+        agent.close()
+      },
+    }
   }
 
   private serveClient(state: ConnectionState, client: Connection): void {
@@ -262,7 +292,7 @@ export class NodeSshServer {
           : access.agent_forwarding
             ? undefined
             : "the user's roles do not allow agent forwarding (forward_agent)",
-        listenForAgent: () => listenForAgent(client, account, state.sockets),
+        listenForAgent: () => this.listenForAgent(state, client, account),
         log,
         events,
         record: (start) => this.record(state, start),

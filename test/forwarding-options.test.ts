@@ -174,3 +174,28 @@ t.test('without it, SSH_AUTH_SOCK is unset on the node and ssh-add -l fails', as
   await pi.waitFor('the refusal in the node log', refused)
   t.ok(refused(), 'the node logs why')
 })
+
+t.test('a client that vanishes without closing its channel leaves neither its agent socket nor its command on the node', async (t) => {
+  // OpenSSH signals its ProxyCommand as it exits, which may be before the ProxyCommand has
+  // passed on the channel's close; here the ProxyCommand is killed outright mid-session.
+  const ssh = spawn('ssh', ['-F', forwarder, '-o', 'BatchMode=yes', '-A', `${login}@pi-fwd`, 'echo "sock=$SSH_AUTH_SOCK pid=$$"; exec sleep 300'], {
+    env: { ...process.env, SSH_AUTH_SOCK: agentSocket },
+  })
+  t.teardown(() => ssh.kill())
+  let stdout = ''
+  ssh.stdout.on('data', (chunk) => (stdout += chunk))
+  for (let tries = 0; tries < 200 && !/pid=\d+\n/.test(stdout); tries++) await sleep(50)
+  const [, socket, pid] = /^sock=(\S+) pid=(\d+)$/m.exec(stdout) ?? []
+  // The node is this machine: its files and processes are seen from here.
+  const running = () => existsSync(`/proc/${pid}`)
+  t.ok(socket && existsSync(socket), 'the session has its agent socket')
+  t.ok(running(), 'the command runs')
+  const proxyCommand = execFileSync('pgrep', ['-P', String(ssh.pid)], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+  t.equal(proxyCommand.length, 1, 'ssh runs one ProxyCommand')
+  process.kill(Number(proxyCommand[0]), 'SIGKILL')
+  for (let tries = 0; tries < 100 && (existsSync(socket!) || running()); tries++) await sleep(50)
+  t.notOk(existsSync(socket!), 'the agent socket is removed')
+  t.notOk(running(), 'the command is ended')
+})
