@@ -281,6 +281,7 @@ export class NodeSshServer {
         permitPty,
         remote: state.remote,
         processes: state.processes,
+        connectionEnded: () => state.released,
         sftpServer: this.sftpServer,
         perl: this.perl,
         onFileOperation: (op) => {

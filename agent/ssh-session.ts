@@ -40,6 +40,8 @@ export interface SessionContext {
   remote: string
   /** The connection's processes: each session adds its own, and they end with the connection. */
   processes: Set<SessionProcess>
+  /** The connection has ended (a client that vanishes closes no channel): start nothing more. */
+  connectionEnded: () => boolean
   /** The perl that opens ptys (agent/pty.ts), looked up for each session with one; undefined has util-linux `script` hold them. */
   perl: () => string | undefined
   /** OpenSSH's sftp-server, looked up at each request; undefined runs Warren's own. */
@@ -136,11 +138,11 @@ export function serveSession(session: Session, context: SessionContext): void {
   }
   session.on('exec', (accept, _reject, info) => {
     const channel = accept()
-    void ready.then(() => closed || start(channel, info.command))
+    void ready.then(() => closed || context.connectionEnded() || start(channel, info.command))
   })
   session.on('shell', (accept) => {
     const channel = accept()
-    void ready.then(() => closed || start(channel, undefined))
+    void ready.then(() => closed || context.connectionEnded() || start(channel, undefined))
   })
   session.on('subsystem', (accept, reject, info) => {
     if (info.name !== 'sftp') {
