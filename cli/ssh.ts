@@ -18,6 +18,7 @@ import { type DialReply, parseDialReply, type UserDialIn } from '../shared/proto
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
 import { isSelector, parseSelectors } from '../shared/selectors.ts'
+import { forward } from '../shared/splice.ts'
 import { defineCommand } from './command.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 import { DEFAULT_MAX_PARALLEL, failed, formatSummary, runOnNodes } from './fleet-ssh.ts'
@@ -77,13 +78,22 @@ function readSshCertificate(dir: string): string {
   }
 }
 
-/** Splices standard input and output to `socket` until it closes. */
+/**
+ * Splices standard input and output to `socket` until it closes, with the backlog and the
+ * batching of a splice (`shared/splice.ts`): `pipe` paused standard input at every write the
+ * TLS socket counted as unsent (bench:ssh, warren-ssh up).
+ */
 function pipeStdio(socket: TLSSocket): Promise<number> {
   tuneHeapForForwarding('client')
-  process.stdin.pipe(socket)
-  socket.pipe(process.stdout)
+  forward(process.stdin, socket)
+  forward(socket, process.stdout)
   return new Promise((resolve) => {
-    socket.on('close', () => resolve(0))
+    socket.on('close', () => {
+      // Nothing more can go anywhere: a standard input still read would keep the process, and
+      // so the ssh that runs it, waiting on a dead connection.
+      process.stdin.destroy()
+      resolve(0)
+    })
     socket.on('error', () => resolve(1))
   })
 }
