@@ -6,6 +6,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir, userInfo } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { onExit } from 'signal-exit'
 import { loadConfigFile } from '../../shared/config.ts'
 import { WARREN_EXEC_ARGV } from '../../shared/heap-tuning.ts'
 import type { WarrenStatus } from '../../shared/status.ts'
@@ -15,9 +16,31 @@ export const ROOT = resolve(import.meta.dirname, '../..')
 const WARREN = join(ROOT, 'cli/warren.ts')
 const WARRENCTL = join(ROOT, 'cli/warrenctl.ts')
 
+/**
+ * What a test process leaves behind goes when it exits: daemons first, then logins and
+ * directories. signal-exit runs these also when tap ends the process on a timeout (a signal,
+ * which skips teardowns and `process.on('exit')`); a daemon left running would hold its ports
+ * and CPU through the rest of the run.
+ */
+const atExit: (() => void)[] = []
+onExit(() => {
+  for (const cleanup of atExit.toReversed()) {
+    try {
+      cleanup()
+    } catch {
+      // The rest still runs.
+    }
+  }
+})
+
 const tempDirs: string[] = []
-process.on('exit', () => {
+atExit.push(() => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true })
+})
+
+const runningDaemons = new Set<ChildProcess>()
+atExit.push(() => {
+  for (const child of runningDaemons) child.kill('SIGKILL')
 })
 
 /** A fresh directory, removed when the test process exits. */
@@ -110,6 +133,8 @@ export class Daemon {
     if (args[0] === 'start') this.dataDir = dataDirOf(args)
     const [command, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, WARREN, ...args]] : [process.execPath, [WARREN, ...args]]
     this.child = spawn(command, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    runningDaemons.add(this.child)
+    this.child.once('exit', () => runningDaemons.delete(this.child))
     this.child.stdout!.on('data', (d) => (this.stdout += d))
     this.child.stderr!.on('data', (d) => (this.stderr += d))
     this.exited = new Promise((r) => this.child.once('exit', (code, signal) => r(code ?? (signal ? -1 : null))))
@@ -430,7 +455,7 @@ export function testLogin(): string {
   if (process.getuid?.() !== 0) return (throwawayLogin = userInfo().username)
   const name = `wt${process.pid}`
   execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', name])
-  process.on('exit', () => {
+  atExit.push(() => {
     spawnSync('pkill', ['-KILL', '-u', name])
     spawnSync('userdel', ['--remove', name])
   })
