@@ -1,5 +1,6 @@
-// A splice passes bytes and ends both ways, and pauses its source only once the destination
-// holds BACKLOG_BYTES, not at the stream's own mark of one read.
+// A splice passes bytes and ends both ways, batches a loop turn's pieces after the first, and
+// pauses its source only once the destination holds BACKLOG_BYTES, not at the stream's own
+// mark of one read.
 
 import { once } from 'node:events'
 import { connect, createServer } from 'node:net'
@@ -53,6 +54,27 @@ t.test('the source reads on while the destination holds less than the backlog', 
   release()
   t.equal(Buffer.concat(received).length, BACKLOG_BYTES + 4)
   t.equal(Buffer.concat(received).subarray(-4).toString(), 'last')
+})
+
+t.test("a loop turn's first piece is written at once, and the rest of the turn together at its check phase", async (t) => {
+  const from = new PassThrough()
+  const writes: string[][] = []
+  const to = new Writable({
+    writev(chunks, callback) {
+      writes.push(chunks.map(({ chunk }) => chunk.toString()))
+      callback()
+    },
+  })
+  forward(from, to)
+  await nextLoop() // the source flows
+  from.write('a')
+  from.write('b')
+  from.write('c')
+  t.same(writes, [['a']], 'the first piece left at once')
+  await nextLoop()
+  t.same(writes, [['a'], ['b', 'c']], 'the rest of the turn in one write')
+  from.write('d')
+  t.same(writes.at(-1), ['d'], "the next turn's first piece left at once")
 })
 
 t.test('an end passes on to the destination', async (t) => {

@@ -2,13 +2,15 @@
 // half-closed connection still gets its answer), and a failure on either side tears down
 // both.
 //
-// What `pipe` does, with two differences. The destination is corked until the event loop's
-// check phase (setImmediate), so whatever the poll phase delivered leaves in one writev. A
-// TLS socket hands on a read as one 16 KiB record per callback, each followed by its own
-// nextTick queue, and a yamux stream hands on each piece of a frame as it comes: written one
-// by one (or corked only until nextTick), each piece cost the destination a syscall. The
-// batch leaves before the loop waits again, so a lone small message is not delayed. And the
-// source is paused at a backlog of its own (BACKLOG_BYTES), not at the destination's mark.
+// What `pipe` does, with two differences. The first piece of data in a loop turn is written
+// at once, and what follows it in the same turn is corked until the loop's check phase
+// (setImmediate), so it leaves in one writev. A TLS socket hands on a read as one 16 KiB
+// record per callback, each followed by its own nextTick queue, and a yamux stream hands on
+// each piece of a frame as it comes: written one by one (or corked only until nextTick), each
+// piece cost the destination a syscall. A keystroke or its echo is the only piece of its turn
+// and does not wait for the check phase; corking that one too cost the interactive round trip
+// a few per cent (bench:copy and bench:ssh, p50). And the source is paused at a backlog of its
+// own (BACKLOG_BYTES), not at the destination's mark.
 
 import type { Duplex, Readable, Writable } from 'node:stream'
 
@@ -38,8 +40,12 @@ export function splice(a: Duplex, b: Duplex): void {
 /** `from`'s data to `to`, with backpressure, and `from`'s end as `to`'s end. */
 export function forward(from: Readable, to: Writable): void {
   let corked = false
+  /** A piece was written this loop turn: the next ones wait for its check phase. */
+  let turnOpen = false
   let waiting = false
-  const uncork = () => {
+  const endTurn = () => {
+    turnOpen = false
+    if (!corked) return
     corked = false
     to.uncork()
   }
@@ -49,10 +55,12 @@ export function forward(from: Readable, to: Writable): void {
   }
   from.on('data', (chunk: Buffer) => {
     if (to.writableEnded || to.destroyed) return
-    if (!corked) {
+    if (!turnOpen) {
+      turnOpen = true
+      setImmediate(endTurn)
+    } else if (!corked) {
       corked = true
       to.cork()
-      setImmediate(uncork)
     }
     if (!to.write(chunk) && !waiting && to.writableLength >= BACKLOG_BYTES) {
       waiting = true
