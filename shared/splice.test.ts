@@ -1,13 +1,13 @@
-// A splice passes bytes and ends both ways, batches a loop turn's pieces after the first, and
-// pauses its source only once the destination holds BACKLOG_BYTES, not at the stream's own
-// mark of one read.
+// A splice passes bytes and ends both ways, batches what a loop turn brings (all but a small
+// first piece), and pauses its source only once the destination holds BACKLOG_BYTES, not at
+// the stream's own mark of one read.
 
 import { once } from 'node:events'
 import { connect, createServer } from 'node:net'
 import { Duplex, PassThrough, Writable } from 'node:stream'
 import { setImmediate as nextLoop } from 'node:timers/promises'
 import t from 'tap'
-import { BACKLOG_BYTES, forward, splice } from './splice.ts'
+import { BACKLOG_BYTES, forward, SMALL_PIECE_BYTES, splice } from './splice.ts'
 
 /** A destination that keeps every write's callback until `release`. */
 function heldWritable(): { stream: Writable; received: Buffer[]; release: () => void } {
@@ -56,15 +56,21 @@ t.test('the source reads on while the destination holds less than the backlog', 
   t.equal(Buffer.concat(received).subarray(-4).toString(), 'last')
 })
 
-t.test("a loop turn's first piece is written at once, and the rest of the turn together at its check phase", async (t) => {
-  const from = new PassThrough()
+/** A destination that records what each write to it carried. */
+function recordingWritable(): { stream: Writable; writes: string[][] } {
   const writes: string[][] = []
-  const to = new Writable({
+  const stream = new Writable({
     writev(chunks, callback) {
       writes.push(chunks.map(({ chunk }) => chunk.toString()))
       callback()
     },
   })
+  return { stream, writes }
+}
+
+t.test("a loop turn's small first piece is written at once, and the rest of the turn together at its check phase", async (t) => {
+  const from = new PassThrough()
+  const { stream: to, writes } = recordingWritable()
   forward(from, to)
   await nextLoop() // the source flows
   from.write('a')
@@ -75,6 +81,19 @@ t.test("a loop turn's first piece is written at once, and the rest of the turn t
   t.same(writes, [['a'], ['b', 'c']], 'the rest of the turn in one write')
   from.write('d')
   t.same(writes.at(-1), ['d'], "the next turn's first piece left at once")
+})
+
+t.test("a loop turn's large first piece waits for the check phase with the rest", async (t) => {
+  const from = new PassThrough()
+  const { stream: to, writes } = recordingWritable()
+  forward(from, to)
+  await nextLoop()
+  const large = 'x'.repeat(SMALL_PIECE_BYTES + 1)
+  from.write(large)
+  from.write('b')
+  t.same(writes, [], 'nothing left before the check phase')
+  await nextLoop()
+  t.same(writes, [[large, 'b']], 'the turn in one write')
 })
 
 t.test('an end passes on to the destination', async (t) => {

@@ -2,15 +2,14 @@
 // half-closed connection still gets its answer), and a failure on either side tears down
 // both.
 //
-// What `pipe` does, with two differences. The first piece of data in a loop turn is written
-// at once, and what follows it in the same turn is corked until the loop's check phase
-// (setImmediate), so it leaves in one writev. A TLS socket hands on a read as one 16 KiB
-// record per callback, each followed by its own nextTick queue, and a yamux stream hands on
-// each piece of a frame as it comes: written one by one (or corked only until nextTick), each
-// piece cost the destination a syscall. A keystroke or its echo is the only piece of its turn
-// and does not wait for the check phase; corking that one too cost the interactive round trip
-// a few per cent (bench:copy and bench:ssh, p50). And the source is paused at a backlog of its
-// own (BACKLOG_BYTES), not at the destination's mark.
+// What `pipe` does, with two differences. The destination is corked until the event loop's
+// check phase (setImmediate), so whatever the poll phase delivered leaves in one writev. A
+// TLS socket hands on a read as one 16 KiB record per callback, each followed by its own
+// nextTick queue, and a yamux stream hands on each piece of a frame as it comes: written one
+// by one (or corked only until nextTick), each piece cost the destination a syscall. Only a
+// small first piece of a loop turn (a keystroke, its echo, a request) is written at once,
+// without waiting for the check phase. And the source is paused at a backlog of its own
+// (BACKLOG_BYTES), not at the destination's mark.
 
 import type { Duplex, Readable, Writable } from 'node:stream'
 
@@ -23,6 +22,16 @@ import type { Duplex, Readable, Writable } from 'node:stream'
  * connection may hold, as a yamux stream's window bounds what it may receive.
  */
 export const BACKLOG_BYTES = 1024 * 1024
+
+/**
+ * A loop turn's first piece up to this size is written at once. Waiting for the check phase
+ * cost a keystroke's round trip a few per cent (bench:copy interactive p50, bench:ssh p50);
+ * writing every first piece at once, whatever its size, cost the TLS path's bulk copies more
+ * (bench:ssh, warren-ssh: each hop then passed on a record alone and woke the next for it).
+ * An SSH packet of typed text or its echo is far smaller; bulk pieces are records and reads
+ * of 16 KiB and more. Results: bench/results/2026-12-05-splice-first-piece.md.
+ */
+export const SMALL_PIECE_BYTES = 1024
 
 export function splice(a: Duplex, b: Duplex): void {
   forward(a, b)
@@ -40,7 +49,7 @@ export function splice(a: Duplex, b: Duplex): void {
 /** `from`'s data to `to`, with backpressure, and `from`'s end as `to`'s end. */
 export function forward(from: Readable, to: Writable): void {
   let corked = false
-  /** A piece was written this loop turn: the next ones wait for its check phase. */
+  /** A piece came this loop turn: the next ones wait for its check phase. */
   let turnOpen = false
   let waiting = false
   const endTurn = () => {
@@ -58,6 +67,10 @@ export function forward(from: Readable, to: Writable): void {
     if (!turnOpen) {
       turnOpen = true
       setImmediate(endTurn)
+      if (chunk.length > SMALL_PIECE_BYTES) {
+        corked = true
+        to.cork()
+      }
     } else if (!corked) {
       corked = true
       to.cork()
