@@ -27,6 +27,8 @@ const KILL_GRACE_MS = 2000
  * holds its terminal (otherwise the pty's end comes as soon as the output is read).
  */
 const PTY_DRAIN_MS = 200
+/** How long a helper (stty for a window change) may take before it is killed. */
+const HELPER_TIMEOUT_MS = 5000
 const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 const USER_PATH = '/usr/local/bin:/usr/bin:/bin'
 /** Environment a client may set (OpenSSH's usual AcceptEnv); anything else could change how the login runs. */
@@ -275,6 +277,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
   input.on('error', () => {}) // EPIPE once the process has gone, EIO once the pty has
   // A pty has no half-close: the client's end of input leaves the terminal to the shell, as with sshd.
   channel.pipe(input, { end: !started.pty?.master })
+  started.pty?.resizer.holdInputWhileResizing(channel)
   output?.pipe(channel, { end: false })
   if (req.recording) output?.on('data', (data: Buffer) => req.recording!.output(data))
   onOutput?.((chunk) => {
@@ -391,9 +394,20 @@ class PtyResizer {
   private readonly findTty: () => Promise<string | undefined>
   private pending?: { rows: number; cols: number }
   private running = false
+  private input?: Readable
 
   constructor(findTty: () => Promise<string | undefined>) {
     this.findTty = findTty
+  }
+
+  /**
+   * Holds `input` (the channel's keystrokes) back while a window change is applied. sshd
+   * sizes the terminal before it reads on, so a command typed just after a resize sees the new
+   * size; here the size is set by a process of its own (stty), which the keystrokes after the
+   * change would otherwise overtake.
+   */
+  holdInputWhileResizing(input: Readable): void {
+    this.input = input
   }
 
   resize(rows: number, cols: number): void {
@@ -404,6 +418,7 @@ class PtyResizer {
 
   private async drain(): Promise<void> {
     this.running = true
+    this.input?.pause()
     while (this.pending) {
       const size = this.pending
       this.pending = undefined
@@ -411,6 +426,7 @@ class PtyResizer {
       if (tty) await run('stty', ['-F', tty, 'rows', String(size.rows), 'cols', String(size.cols)])
     }
     this.running = false
+    this.input?.resume()
   }
 }
 
@@ -447,10 +463,16 @@ function ptyOf(pid: number): string | undefined {
   return undefined
 }
 
+/** Runs a helper to its end; one that hangs is killed, so the input it holds back moves on. */
 function run(command: string, args: string[]): Promise<void> {
   return new Promise((resolve) => {
     const child = spawn(command, args, { stdio: 'ignore' })
-    child.once('error', () => resolve())
-    child.once('close', () => resolve())
+    const timer = setTimeout(() => child.kill('SIGKILL'), HELPER_TIMEOUT_MS)
+    const done = () => {
+      clearTimeout(timer)
+      resolve()
+    }
+    child.once('error', done)
+    child.once('close', done)
   })
 }

@@ -232,17 +232,16 @@ t.test('the terminal: a shell on the node, resized, with its exit status, in the
   term.ws.once('open', () => term.type('echo $((6*7))\n'))
   // What is typed before the shell's first prompt is echoed before it: 42 may follow a prompt.
   await until('42 in the terminal', () => /^(\$ )?42\r?$/m.test(term.state.output), { timeoutMs: 30_000 })
+  // What is typed after a resize reaches the terminal after its new size, as with sshd. A
+  // program already running reads the size as soon as a line arrives (an ioctl, no process
+  // to start), so a keystroke that overtook the resize would show the old size.
+  term.type(`perl -e '$|=1; print "re"."ady\\n"; while (<STDIN>) { my $w = "\\0" x 8; ioctl(STDIN, 0x5413, $w); printf "size=%d %d\\n", unpack("S2", $w) }'\n`)
+  await until('the size reader', () => /^ready\r?$/m.test(term.state.output), { timeoutMs: 15_000 })
   term.ws.send(JSON.stringify({ type: 'resize', cols: 100, rows: 30 }))
-  // The node applies a size change on its own time (stty on the pty): asked until it shows.
-  await until(
-    'the new size',
-    () => {
-      if (/^(\$ )?30 100\r?$/m.test(term.state.output)) return true
-      term.type('stty size\n')
-      return false
-    },
-    { timeoutMs: 15_000, everyMs: 1000 },
-  )
+  term.type('\n')
+  await until('the size', () => /size=\d+ \d+/.test(term.state.output), { timeoutMs: 15_000 })
+  t.match(term.state.output, /size=30 100/, 'the new size, not the old')
+  term.type('\x04') // end of input: the reader exits
   term.type('exit 3\n')
   await until('the terminal to close', () => term.state.closed, { timeoutMs: 15_000 })
   t.same(term.state.control, { type: 'exit', status: 3 })
