@@ -116,6 +116,8 @@ export function serveSession(session: Session, context: SessionContext): void {
     reject?.()
   })
   const start = (channel: ServerChannel, command: string | undefined, subsystem?: { name: string; stderr: Writable }) => {
+    // Nothing would end a process started for a channel or connection that has gone.
+    if (closed || context.connectionEnded()) return
     if (subsystem) log.info('SSH subsystem started', { subsystem: subsystem.name, login: account.name, remote })
     else log.info(command === undefined ? 'SSH shell started' : 'SSH command started', { login: account.name, pty: pty !== undefined, remote })
     if (!subsystem && command !== undefined) context.events?.exec(command)
@@ -140,11 +142,11 @@ export function serveSession(session: Session, context: SessionContext): void {
   }
   session.on('exec', (accept, _reject, info) => {
     const channel = accept()
-    void ready.then(() => closed || context.connectionEnded() || start(channel, info.command))
+    void ready.then(() => start(channel, info.command))
   })
   session.on('shell', (accept) => {
     const channel = accept()
-    void ready.then(() => closed || context.connectionEnded() || start(channel, undefined))
+    void ready.then(() => start(channel, undefined))
   })
   session.on('subsystem', (accept, reject, info) => {
     if (info.name !== 'sftp') {

@@ -16,31 +16,24 @@ export const ROOT = resolve(import.meta.dirname, '../..')
 const WARREN = join(ROOT, 'cli/warren.ts')
 const WARRENCTL = join(ROOT, 'cli/warrenctl.ts')
 
-/**
- * What a test process leaves behind goes when it exits: daemons first, then logins and
- * directories. signal-exit runs these also when tap ends the process on a timeout (a signal,
- * which skips teardowns and `process.on('exit')`); a daemon left running would hold its ports
- * and CPU through the rest of the run.
- */
-const atExit: (() => void)[] = []
-onExit(() => {
-  for (const cleanup of atExit.toReversed()) {
-    try {
-      cleanup()
-    } catch {
-      // The rest still runs.
-    }
-  }
-})
-
-const tempDirs: string[] = []
-atExit.push(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true })
-})
-
 const runningDaemons = new Set<ChildProcess>()
-atExit.push(() => {
+/** The throwaway login testLogin() made, if it made one. */
+let createdLogin: string | undefined
+const tempDirs: string[] = []
+
+/**
+ * What a test process leaves behind goes when it exits: daemons first, then the login and
+ * the directories. signal-exit runs this also when tap ends the process on a timeout (a
+ * signal, which skips teardowns and `process.on('exit')`); a daemon left running would hold
+ * its ports and CPU through the rest of the run.
+ */
+onExit(() => {
   for (const child of runningDaemons) child.kill('SIGKILL')
+  if (createdLogin) {
+    spawnSync('pkill', ['-KILL', '-u', createdLogin])
+    spawnSync('userdel', ['--remove', createdLogin])
+  }
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true })
 })
 
 /** A fresh directory, removed when the test process exits. */
@@ -455,10 +448,7 @@ export function testLogin(): string {
   if (process.getuid?.() !== 0) return (throwawayLogin = userInfo().username)
   const name = `wt${process.pid}`
   execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', name])
-  atExit.push(() => {
-    spawnSync('pkill', ['-KILL', '-u', name])
-    spawnSync('userdel', ['--remove', name])
-  })
+  createdLogin = name
   return (throwawayLogin = name)
 }
 
