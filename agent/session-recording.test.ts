@@ -1,5 +1,5 @@
 // A recording on real files: the lines of one loop turn reach the file in that turn's check
-// phase, output given just before the session ends is in the finished file, and every
+// phase with the times their events happened, output given just before the session ends is in the finished file, and every
 // event keeps its order.
 
 import { existsSync, readFileSync } from 'node:fs'
@@ -28,6 +28,22 @@ t.test("a turn's output is in the file once the turn's check phase has run", asy
     [0, 'o', 'one '],
     [0, 'o', 'two\r\n'],
     [0, 'r', '100x30'],
+  ])
+  recording.end()
+})
+
+t.test('an event keeps the time it happened, not the time its line is written', async (t) => {
+  let now = 5_000
+  const recording = new SessionRecording(tempDir(), { ...start, clock: () => now }, log)
+  recording.output(Buffer.from('prompt$ '))
+  now += 250
+  recording.resize(120, 40)
+  now += 4_000
+  t.same(events(`${recording.path}.part`), [], 'nothing is written before the check phase')
+  await nextTurn()
+  t.same(events(`${recording.path}.part`), [
+    [0, 'o', 'prompt$ '],
+    [0.25, 'r', '120x40'],
   ])
   recording.end()
 })

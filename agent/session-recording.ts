@@ -5,12 +5,13 @@
 // ended, which is when the uploader (recording-uploader.ts) takes it.
 //
 // Lines are written on the event loop, not through the thread pool, which would wake the
-// agent once more for every echo. They wait for the check phase of the loop turn that
-// produced them (setImmediate): by then the output has left for the client (the channel's
-// writes are corked until the tick ends), so the write to the file is not on the keystroke's
-// round trip, and a turn's lines leave in one write (the interactive round trip of
-// `bench:copy`). What the session showed is in the kernel's hands before the agent waits for
-// anything else, so a crash of the agent loses none of it.
+// agent once more for every echo. Output is only noted (its time and bytes) as it passes;
+// decoding it, making its line and writing the file wait for the check phase of the loop turn
+// that produced it (setImmediate). By then the output has left for the client (the channel's
+// writes are corked until the tick ends), so none of the recording's work is on the
+// keystroke's round trip, and a turn's lines leave in one write (the interactive round trip
+// of `bench:copy`). What the session showed is in the kernel's hands before the agent waits
+// for anything else, so a crash of the agent loses none of it.
 
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
@@ -28,6 +29,13 @@ export interface RecordingStart {
   onEnd?: () => void
 }
 
+/** Output or a window change as it passed, before it is made into a line. */
+interface PendingEvent {
+  at: number
+  kind: 'o' | 'r'
+  data: Buffer | string
+}
+
 export class SessionRecording {
   readonly path: string
   readonly #sessionId: string
@@ -40,8 +48,8 @@ export class SessionRecording {
   #bytes = 0
   #full = false
   #ended = false
-  /** Lines of this loop turn, written together in its check phase. */
-  #pending: string[] = []
+  /** Events of this loop turn, made into lines and written together in its check phase. */
+  #pending: PendingEvent[] = []
 
   constructor(dir: string, start: RecordingStart, log: Logger) {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
@@ -53,26 +61,27 @@ export class SessionRecording {
     this.#sessionId = start.sessionId
     this.#fd = openSync(`${this.path}.part`, 'w', 0o600)
     const env = Object.fromEntries(Object.entries(start.env).filter(([, value]) => value))
-    this.#line({ version: 2, width: start.cols || 80, height: start.rows || 24, timestamp: Math.floor(this.#started / 1000), env })
-    this.#flush()
+    const header = this.#line({ version: 2, width: start.cols || 80, height: start.rows || 24, timestamp: Math.floor(this.#started / 1000), env })
+    if (header) this.#write(header)
   }
 
+  /** `data` is the session's to keep: it is read in the check phase. */
   output(data: Buffer): void {
-    const text = this.#decoder.write(data)
-    if (text) this.#event('o', text)
+    this.#note('o', data)
   }
 
   resize(cols: number, rows: number): void {
-    if (cols > 0 && rows > 0) this.#event('r', `${cols}x${rows}`)
+    if (cols > 0 && rows > 0) this.#note('r', `${cols}x${rows}`)
   }
 
   /** The session ended: the file is whole and ready to upload. */
   end(): void {
     if (this.#ended) return
     this.#ended = true
-    const rest = this.#decoder.end()
-    if (rest) this.#event('o', rest)
     this.#flush()
+    const rest = this.#decoder.end()
+    const line = rest ? this.#line(this.#eventOf(this.#clock(), 'o', rest)) : undefined
+    if (line) this.#write(line)
     this.#close()
     try {
       renameSync(`${this.path}.part`, this.path)
@@ -82,29 +91,45 @@ export class SessionRecording {
     this.#onEnd?.()
   }
 
-  #event(kind: 'o' | 'r', data: string): void {
-    if (this.#ended) return
-    const seconds = Math.max(0, this.#clock() - this.#started) / 1000
-    this.#line([Number(seconds.toFixed(6)), kind, data])
+  #note(kind: 'o' | 'r', data: Buffer | string): void {
+    if (this.#ended || this.#full || this.#fd === undefined) return
+    if (this.#pending.push({ at: this.#clock(), kind, data }) === 1) setImmediate(this.#flush)
   }
 
-  #line(value: unknown): void {
-    if (this.#full || this.#fd === undefined) return
+  #eventOf(at: number, kind: 'o' | 'r', data: string): unknown[] {
+    const seconds = Math.max(0, at - this.#started) / 1000
+    return [Number(seconds.toFixed(6)), kind, data]
+  }
+
+  /** `value` as a line, or undefined once the recording is full. */
+  #line(value: unknown): string | undefined {
+    if (this.#full || this.#fd === undefined) return undefined
     const line = `${JSON.stringify(value)}\n`
     const bytes = Buffer.byteLength(line)
     if (this.#bytes + bytes > MAX_RECORDING_BYTES) {
       this.#full = true
       this.#log.warn(`session recording reached ${MAX_RECORDING_BYTES} bytes: later output is not recorded`, { path: this.path })
-      return
+      return undefined
     }
     this.#bytes += bytes
-    if (this.#pending.push(line) === 1) setImmediate(this.#flush)
+    return line
   }
 
   readonly #flush = (): void => {
-    if (this.#pending.length === 0 || this.#fd === undefined) return
-    const lines = this.#pending.join('')
+    const events = this.#pending
+    if (events.length === 0) return
     this.#pending = []
+    let lines = ''
+    for (const { at, kind, data } of events) {
+      const text = typeof data === 'string' ? data : this.#decoder.write(data)
+      const line = text ? this.#line(this.#eventOf(at, kind, text)) : undefined
+      if (line) lines += line
+    }
+    if (lines) this.#write(lines)
+  }
+
+  #write(lines: string): void {
+    if (this.#fd === undefined) return
     try {
       writeSync(this.#fd, lines)
     } catch (error) {
