@@ -16,13 +16,15 @@ import { DEFAULTS } from '../shared/config.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
 import { ApiError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
-import { applyCertificates, identityExists, loadIdentity, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
+import { applyTrust, identityExists, loadIdentity, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { AUDIT_BATCH_BYTES, CONTROL_BATCH_BYTES } from '../shared/protocol/audit.ts'
 import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
+import { acceptRenewed } from '../shared/renewed-certificates.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
+import { checkTrust, TrustRefused, type TrustStatement } from '../shared/trust-statement.ts'
 import { AuditQueue } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
 import type { DirectListener } from './direct-listener.ts'
@@ -70,7 +72,7 @@ export class Agent {
   /** Interactive sessions' recordings, on disk until the auth server has them. */
   private recordings?: NodeRecordings
   /** Counts since this process started, across tunnel pools (agent/metrics.ts reads them). */
-  readonly counts = { redials: {} as Partial<Record<RedialReason, number>>, closedTunnelBytes: { sent: 0, received: 0 }, sshSessions: 0 }
+  readonly counts = { redials: {} as Partial<Record<RedialReason, number>>, closedTunnelBytes: { sent: 0, received: 0 }, sshSessions: 0, refusedTrust: 0 }
   /** Set before start() to be told each round trip a tunnel's keepalive measured (agent/metrics.ts). */
   onRtt?: (rttMs: number) => void
   /** Where the tunnels go, and whether they wait for certificates the proxies accept (see holdTunnels). */
@@ -225,7 +227,7 @@ export class Agent {
       labels: this.config.labels,
       serviceAddr: this.serviceAddr(port),
       log: this.log,
-      onAnswer: (answer) => this.followCAs(answer.host_ca_certs, answer.user_ca_ssh_keys),
+      onAnswer: (answer) => this.followCAs(answer.trust, server),
     })
     this.heartbeat.start()
   }
@@ -306,32 +308,50 @@ export class Agent {
 
   /** CA rotations and renewals' answers, as the proxies relay them over the control stream. */
   private onControl(tunnel: AgentTunnel, message: TrustMessage): void {
-    if (message.type === 'ca') this.followCAs(message.host_ca_certs, message.user_ca_ssh_keys)
+    if (message.type === 'ca') this.followCAs(message.trust, `proxy ${tunnel.proxyId}`)
     else this.renewal?.answered(tunnel, message)
   }
 
   /**
-   * Trust what the cluster trusts now, and when the signing CA did not issue our
+   * Trust what the cluster trusts now, as the auth server signed it (shared/trust-statement.ts:
+   * whoever relays it cannot change it), and when the signing CA did not issue our
    * certificate, renew it at once for the same keys. Nothing is torn down: open tunnels and
    * SSH sessions carry on; new ones use the new certificate.
    */
-  private followCAs(hostCAs: string[], userKeys: string[]): void {
-    if (hostCAs.length === 0 || userKeys.length === 0) return
-    if (hostCAs.join('') !== this.identity.hostCAPems.join('') || userKeys.join('\n') !== this.identity.userCASshKeys.join('\n')) {
-      this.identity.hostCAPems = hostCAs
-      this.identity.userCASshKeys = userKeys
-      this.ssh?.setUserCAKeys(userKeys)
-      saveIdentity(this.config.dataDir, this.identity)
-      this.heartbeat?.setIdentity(this.identity)
-      this.direct?.setIdentity(this.identity)
-      this.log.info('trusted CAs updated', { host_cas: hostCAs.length, user_cas: userKeys.length })
+  private followCAs(trust: TrustStatement | undefined, from: string): void {
+    try {
+      if (!checkTrust(trust, { ...this.identity, version: this.identity.trustVersion })) {
+        this.renewal?.trustChanged()
+        return
+      }
+    } catch (error) {
+      if (!(error instanceof TrustRefused)) throw error
+      this.refuseTrust(error.message, from)
+      return
     }
+    applyTrust(this.identity, trust!)
+    this.trustChanged()
+    this.log.info('trusted CAs updated', { host_cas: trust!.host_ca_certs.length, user_cas: trust!.user_ca_ssh_keys.length, trust_version: trust!.version })
     this.renewal?.trustChanged()
   }
 
-  /** New certificates for the same keys (in place: the tunnel pool dials with this identity). */
+  /** A set of CAs that did not come signed as it must: what the node trusts stays as it is. */
+  private refuseTrust(reason: string, from: string): void {
+    this.counts.refusedTrust++
+    this.log.warn(`trusted CAs from ${from} refused: ${reason}`, { trust_refused: reason })
+  }
+
+  /** The trusted CAs in the identity changed: everything that uses them follows. */
+  private trustChanged(): void {
+    this.ssh?.setUserCAKeys(this.identity.userCASshKeys)
+    saveIdentity(this.config.dataDir, this.identity)
+    this.heartbeat?.setIdentity(this.identity)
+    this.direct?.setIdentity(this.identity)
+  }
+
+  /** New certificates for the same keys (in place: the tunnel pool dials with this identity); throws when they are not for them. */
   private applyRenewal(renewed: RenewedCertificates, how: 'renewed' | 'recovered'): void {
-    applyCertificates(this.identity, renewed)
+    const trustChanged = acceptRenewed(this.identity, renewed, (reason) => this.refuseTrust(reason, 'a renewal answer'))
     this.ssh?.setUserCAKeys(this.identity.userCASshKeys)
     saveIdentity(this.config.dataDir, this.identity)
     this.heartbeat?.setIdentity(this.identity)
@@ -340,6 +360,7 @@ export class Agent {
     this.pool?.announceCertificate(renewed.tls_cert)
     if (this.tunnels?.held && !this.stopped) this.startTunnels(this.tunnels.server, this.tunnels.address, 'with the recovered certificates')
     this.log.info(`${how} this node's certificates`, { host_id: this.identity.hostId, ...timeLeftFields(new X509Certificate(this.identity.tlsCertPem)) })
+    if (trustChanged) this.renewal?.trustChanged()
   }
 
   /** The proxy's discovery answer, or undefined when `server` is an auth server (direct mode). */

@@ -64,9 +64,16 @@ export class NodeRenewal {
     const pending = this.pending
     if (message.type === 'certs') {
       const { type: _, ...renewed } = message
-      // Unasked (another version of the proxy): taken all the same, it is for our key.
-      if (pending?.tunnel === tunnel) pending.resolve(renewed)
-      else this.options.apply(renewed, 'renewed')
+      if (pending?.tunnel === tunnel) {
+        pending.resolve(renewed)
+        return
+      }
+      // Unasked (another version of the proxy): taken all the same if it is for our keys.
+      try {
+        this.options.apply(renewed, 'renewed')
+      } catch (error) {
+        this.options.log.warn(`certificates from proxy ${tunnel.proxyId} refused: ${(error as Error).message}`, { proxy_id: tunnel.proxyId })
+      }
     } else if (pending?.tunnel === tunnel) {
       pending.reject(new Error(message.error))
     }

@@ -22,6 +22,7 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
     labels: agent.config.labels,
     certificate: certificateStatus(identity.tlsCertPem, identity.hostCAPems),
     trusted_host_ca_pins: identity.hostCAPems.map(caPin),
+    trust: { version: identity.trustVersion, refused: agent.counts.refusedTrust },
     optimising_compilers: optimisingCompilers(),
     ptys: ptyPerl() ? 'agent' : 'script',
   }

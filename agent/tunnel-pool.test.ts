@@ -211,6 +211,7 @@ const identity: NodeIdentity = {
   sshCert: '',
   hostCAPems: [],
   userCASshKeys: [],
+  trustVersion: 0,
 }
 
 /** A pool whose n-th dial (from 0) is answered by `answer`, on a manual clock. */

@@ -38,6 +38,7 @@ const identity: NodeIdentity = {
   sshCert: '',
   hostCAPems: [ca.ca.certPem],
   userCASshKeys: [],
+  trustVersion: 0,
 }
 
 /** A proxy that answers the agent's control stream with `lines`. */

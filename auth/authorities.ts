@@ -36,6 +36,8 @@ export interface StoredAuthority {
   keySets: StoredKeySet[]
   /** Epoch ms of the last completed rotation; undefined when never rotated. */
   lastRotated?: number
+  /** Epoch ms of the last change to the key sets (any rotation step, a rollback too): the version of what nodes trust (shared/trust-statement.ts). */
+  changedAt?: number
   rotation?: Rotation
 }
 
@@ -51,10 +53,14 @@ export class Authority {
   readonly keySets: KeySet[]
   readonly lastRotated?: number
   readonly rotation?: Rotation
+  /** When the key sets last changed (epoch ms); 0 for a CA that never changed. */
+  readonly changedAt: number
 
   constructor(stored: StoredAuthority) {
     this.type = stored.type
     this.lastRotated = stored.lastRotated
+    // CAs stored before changedAt was kept: their latest step is the best that is known.
+    this.changedAt = stored.changedAt ?? Math.max(stored.lastRotated ?? 0, stored.rotation?.phaseStarted ?? 0)
     this.rotation = stored.rotation
     this.keySets = stored.keySets.map((set) => ({
       tlsCertPem: set.tlsCertPem,

@@ -21,6 +21,7 @@ import { checkSshKey, checkTlsKey, KeyPolicyError, publicKeyFingerprint } from '
 import { type NodeDirectory, NodenameTaken } from './nodes.ts'
 import { isTokenRole, type TokenRole } from './roles.ts'
 import { TOKEN_NOT_FOUND, TokenRefusal, type TokenService } from './tokens.ts'
+import { trustStatement } from './trust.ts'
 
 const NODENAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$/
 /** A host ID's shape: a node named like one could be mistaken for that host when routed to. */
@@ -162,6 +163,7 @@ export async function join(context: JoinContext, request: JoinRequest): Promise<
     ssh_cert: identity.sshCert,
     host_ca_certs: context.hostCA.tlsCertPems,
     user_ca_ssh_keys: context.userCA.sshPublicKeys,
+    trust: trustStatement(context.clusterName, context.hostCA, context.userCA),
     ...(registration.replaces ? { replaced: registration.replaces } : {}),
   }
 }

@@ -56,7 +56,7 @@ async function setup(t: Test, options: { refusedHost?: (hostId: string) => Promi
       { backend, tokens, nodes, challenges, hostCA, userCA, clusterName: CLUSTER, hostCertTtlMs: TTL },
       parseJoinRequest(parseBody('POST /v1/join', signedJoinBody(CLUSTER, challenges.issue().nonce, { token, nodename, roles: ['node'] }, keys))),
     )
-    return identityFromJoin(response, { tls: keys.tls.privateKey, ssh: keys.ssh.privateKey }, { nodename, roles: ['node'], authServer: 'unused:1' })
+    return identityFromJoin(response, { tls: keys.tls.privateKey, ssh: keys.ssh.privateKey }, { nodename, roles: ['node'], authServer: 'unused:1', trustedCAs: hostCA.tlsCertPems })
   }
   const recover = (identity: NodeIdentity) => recoveries.recover(parseRecoveryRequest(recoveryBody(identity, challenges.issue().nonce)))
   const rotate = () => {

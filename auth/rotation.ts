@@ -23,6 +23,11 @@ const NEXT: Record<RotationPhase, RotationPhase> = { standby: 'init', init: 'upd
 
 /** The stored CA after entering `phase` from its current state; throws when the step is not allowed. */
 export function step(stored: StoredAuthority, phase: RotationPhase | 'rollback', mode: 'auto' | 'manual', gracePeriodMs: number, now: number): StoredAuthority {
+  // Every step may change what nodes trust: they take a set only when it is newer than theirs.
+  return { ...nextState(stored, phase, mode, gracePeriodMs, now), changedAt: Math.max(now, (stored.changedAt ?? 0) + 1) }
+}
+
+function nextState(stored: StoredAuthority, phase: RotationPhase | 'rollback', mode: 'auto' | 'manual', gracePeriodMs: number, now: number): StoredAuthority {
   const current = stored.rotation?.phase ?? 'standby'
   if (phase === 'rollback') {
     if (current === 'standby' || !stored.rotation) throw new RotationError(`no ${stored.type} CA rotation is in progress to roll back`)

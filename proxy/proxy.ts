@@ -304,8 +304,10 @@ export class ProxyService {
   private applyRenewal(renewed: RenewedCertificates, how: 'renewed' | 'recovered'): void {
     // The trusted CAs stay those of the last heartbeat (followCAs), which may be newer than
     // the answer's; a rotation the answer knew of first comes with the next heartbeat.
-    const hostCAs = this.hostCAPems.length > 0 ? this.hostCAPems : renewed.host_ca_certs
-    this.identity = applyCertificates({ ...this.identity }, { ...renewed, host_ca_certs: hostCAs })
+    // (The answer comes from the auth server itself, over a connection verified against the host CA.)
+    const hostCAPems = this.hostCAPems.length > 0 ? this.hostCAPems : renewed.host_ca_certs
+    const userCASshKeys = renewed.user_ca_ssh_keys.length > 0 ? renewed.user_ca_ssh_keys : this.identity.userCASshKeys
+    this.identity = applyCertificates({ ...this.identity, hostCAPems, userCASshKeys }, renewed)
     saveIdentity(this.config.dataDir, this.identity, 'proxy')
     this.replaceAuthClient()
     this.log.info(`${how} this proxy's certificate`, { proxy_id: this.identity.hostId, ...timeLeftFields(new X509Certificate(this.identity.tlsCertPem)) })
@@ -329,7 +331,7 @@ export class ProxyService {
     try {
       const response = await this.auth.call('POST /v1/proxies/heartbeat', { body: { web_addr: this.config.proxy.publicAddrs[0] ?? this.addresses.web } })
       await this.followCAs(response.host_ca_certs, response.user_ca_certs)
-      this.tunnels?.announceCA({ host_ca_certs: response.host_ca_certs, user_ca_ssh_keys: response.user_ca_ssh_keys })
+      this.tunnels?.announceCA({ host_ca_certs: response.host_ca_certs, user_ca_ssh_keys: response.user_ca_ssh_keys, trust: response.trust })
       this.tunnels?.announce(response.proxies)
       if (response.presence_interval_ms >= 1000) this.presence.intervalMs = response.presence_interval_ms
     } catch (error) {

@@ -47,6 +47,7 @@ function nodeIdentity(nodename?: string): NodeIdentity {
     sshCert: '',
     hostCAPems: [ca.certPem],
     userCASshKeys: [],
+    trustVersion: 0,
   }
 }
 

@@ -50,6 +50,7 @@ function node(): { identity: NodeIdentity; renew: (ca: CA) => string } {
     sshCert: '',
     hostCAPems: [oldCA.certPem],
     userCASshKeys: [],
+    trustVersion: 0,
   }
   return { identity, renew: (ca) => certificate(ca, hostId, 'node', publicKey) }
 }

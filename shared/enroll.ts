@@ -7,11 +7,12 @@ import { parseHostPort } from './address.ts'
 import type { WarrenConfig } from './config.ts'
 import { resolveTokenValue } from './config.ts'
 import { WarrenError } from './errors.ts'
-import { applyCertificates, loadIdentity, type NodeIdentity, saveIdentity } from './identity-store.ts'
+import { loadIdentity, type NodeIdentity, saveIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import { caPin } from './pin.ts'
 import { timeLeftFields } from './renewal-schedule.ts'
 import { certificateUsable } from './renewal-window.ts'
+import { acceptRenewed } from './renewed-certificates.ts'
 
 type Role = 'node' | 'proxy'
 
@@ -35,7 +36,9 @@ async function recoverStored(config: WarrenConfig, role: Role, stored: NodeIdent
   const { PastRecoveryWindow, recoverCertificates } = await import('./recover.ts')
   log.warn(`this ${role}'s certificate can no longer be used: recovering it with the keys it joined with`, { host_id: stored.hostId })
   try {
-    const recovered = applyCertificates(stored, await recoverCertificates(stored))
+    const answer = await recoverCertificates(stored)
+    const recovered = { ...stored }
+    acceptRenewed(recovered, answer, (reason) => log.warn(`the CAs that came with the recovered certificates were refused: ${reason}`, { host_id: stored.hostId }))
     saveIdentity(config.dataDir, recovered, role)
     log.info(`recovered this ${role}'s certificates`, { host_id: recovered.hostId, ...timeLeftFields(new X509Certificate(recovered.tlsCertPem)) })
     return recovered

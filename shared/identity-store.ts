@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from './files.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
+import type { TrustStatement } from './trust-statement.ts'
 
 export interface NodeIdentity {
   hostId: string
@@ -20,14 +21,22 @@ export interface NodeIdentity {
   sshCert: string
   hostCAPems: string[]
   userCASshKeys: string[]
+  /** The version of the signed set the CAs above came from (shared/trust-statement.ts); 0 before any. */
+  trustVersion: number
 }
 
-/** Puts renewed certificates, and the trust that came with them, into `identity` in place (the tunnels' TLS contexts follow it). */
-export function applyCertificates(identity: NodeIdentity, renewed: RenewedCertificates): NodeIdentity {
+/** Puts renewed certificates into `identity` in place (the tunnels' TLS contexts follow it); what it trusts is the caller's to change. */
+export function applyCertificates(identity: NodeIdentity, renewed: Pick<RenewedCertificates, 'tls_cert' | 'ssh_cert'>): NodeIdentity {
   identity.tlsCertPem = renewed.tls_cert
   identity.sshCert = renewed.ssh_cert
-  if (renewed.host_ca_certs.length > 0) identity.hostCAPems = renewed.host_ca_certs
-  if (renewed.user_ca_ssh_keys.length > 0) identity.userCASshKeys = renewed.user_ca_ssh_keys
+  return identity
+}
+
+/** Takes the CAs of a signed set that checkTrust accepted. */
+export function applyTrust(identity: NodeIdentity, trust: TrustStatement): NodeIdentity {
+  identity.hostCAPems = trust.host_ca_certs
+  identity.userCASshKeys = trust.user_ca_ssh_keys
+  identity.trustVersion = trust.version
   return identity
 }
 
@@ -38,6 +47,8 @@ interface IdentityMeta {
   roles: string[]
   auth_servers: string[]
   user_ca_ssh_keys: string[]
+  /** Absent in identities saved before signed sets. */
+  trust_version?: number
 }
 
 const FILES = { tlsKey: 'host.key', tlsCert: 'host.crt', sshKey: 'ssh_host_ed25519_key', sshCert: 'ssh_host_ed25519_key-cert.pub', ca: 'host_ca.pem', meta: 'identity.json' }
@@ -69,6 +80,7 @@ export function loadIdentity(dataDir: string, role = 'node'): NodeIdentity | und
     sshKeyPem: read(FILES.sshKey),
     sshCert: read(FILES.sshCert),
     hostCAPems: splitPems(read(FILES.ca)),
+    trustVersion: meta.trust_version ?? 0,
   }
 }
 
@@ -87,6 +99,7 @@ export function saveIdentity(dataDir: string, identity: NodeIdentity, role = 'no
     roles: identity.roles,
     auth_servers: identity.authServers,
     user_ca_ssh_keys: identity.userCASshKeys,
+    trust_version: identity.trustVersion,
   }
   write(FILES.meta, JSON.stringify(meta, null, 2) + '\n')
 }

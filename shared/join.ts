@@ -12,6 +12,7 @@ import { joinProofMessage, signProof } from './join-proof.ts'
 import { caPin, pinMatches } from './pin.ts'
 import type { ClusterCA, JoinBodyIn, Joined } from './protocol/hosts.ts'
 import { sshPublicKeyLine } from './ssh-cert.ts'
+import { checkTrust, TrustRefused } from './trust-statement.ts'
 
 export interface JoinOptions {
   /** host:port of an auth server or of a proxy's web port. */
@@ -112,11 +113,36 @@ export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
   } finally {
     await client.close()
   }
-  return identityFromJoin(response, { tls: keys.tls.privateKey, ssh: keys.ssh.privateKey }, { nodename: options.nodename, roles: options.roles, authServer: options.authServer })
+  return identityFromJoin(
+    response,
+    { tls: keys.tls.privateKey, ssh: keys.ssh.privateKey },
+    {
+      nodename: options.nodename,
+      roles: options.roles,
+      authServer: options.authServer,
+      trustedCAs: ca.host_ca_certs,
+    },
+  )
 }
 
-/** The identity a join gives: the keys made on the device and the certificates for them. */
-export function identityFromJoin(response: Joined, keys: { tls: KeyObject; ssh: KeyObject }, request: { nodename: string; roles: string[]; authServer: string }): NodeIdentity {
+/**
+ * The identity a join gives: the keys made on the device and the certificates for them. The
+ * CAs it trusts from then on are the answer's signed set, which a CA the device already
+ * trusts (the pinned one) must have signed: the answer may come through a proxy, and a proxy
+ * must not choose them.
+ */
+export function identityFromJoin(
+  response: Joined,
+  keys: { tls: KeyObject; ssh: KeyObject },
+  request: { nodename: string; roles: string[]; authServer: string; trustedCAs: string[] },
+): NodeIdentity {
+  try {
+    checkTrust(response.trust, { clusterName: response.cluster_name, hostCAPems: request.trustedCAs, userCASshKeys: [], version: -1 })
+  } catch (error) {
+    if (error instanceof TrustRefused) throw new WarrenError(`the join's answer is not what the cluster's CA signed: ${error.message}`)
+    throw error
+  }
+  const trust = response.trust!
   return {
     hostId: response.host_id,
     nodename: request.nodename,
@@ -127,7 +153,8 @@ export function identityFromJoin(response: Joined, keys: { tls: KeyObject; ssh: 
     tlsCertPem: response.tls_cert,
     sshKeyPem: keys.ssh.export({ type: 'pkcs8', format: 'pem' }) as string,
     sshCert: response.ssh_cert,
-    hostCAPems: response.host_ca_certs,
-    userCASshKeys: response.user_ca_ssh_keys,
+    hostCAPems: trust.host_ca_certs,
+    userCASshKeys: trust.user_ca_ssh_keys,
+    trustVersion: trust.version,
   }
 }

@@ -110,6 +110,8 @@ export interface NodeStatus {
   labels: Record<string, string>
   certificate: CertificateStatus
   trusted_host_ca_pins: string[]
+  /** The signed set of CAs the node holds (its version), and how many sets it refused since it started. */
+  trust: { version: number; refused: number }
   /** V8's optimising compilers: an agent alone turns them on at the first stream it serves. */
   optimising_compilers: OptimisingCompilersState
   /** Who holds a session's pty: the agent itself (with the system's perl), or util-linux `script` between it and the shell. */

@@ -6,6 +6,7 @@ import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import type { RenewedCertificates } from '../../shared/protocol/hosts.ts'
 import { serviceAddress } from '../direct-nodes.ts'
 import { UnregisteredHost } from '../nodes.ts'
+import { trustStatement } from '../trust.ts'
 import { clientAddress } from './access.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
 
@@ -16,7 +17,14 @@ export async function renewFor(context: AuthContext, certPem: string, nodeOnly: 
     context.log.info('host certificates renewed', { host_id: renewed.hostId })
     await context.audit.certIssued('host', renewed.sshCert, { host_id: renewed.hostId, node: (await context.nodes.lookup(renewed.hostId))?.nodename })
   }
-  return { tls_cert: renewed.tlsCertPem, ssh_cert: renewed.sshCert, host_ca_certs: context.hostCA().tlsCertPems, user_ca_ssh_keys: context.userCA().sshPublicKeys }
+  return { tls_cert: renewed.tlsCertPem, ssh_cert: renewed.sshCert, ...trustedCAs(context) }
+}
+
+/** The CAs hosts trust now, as lists and signed for nodes (auth/trust.ts). */
+export function trustedCAs(context: Pick<AuthContext, 'clusterName' | 'hostCA' | 'userCA'>) {
+  const hostCA = context.hostCA()
+  const userCA = context.userCA()
+  return { host_ca_certs: hostCA.tlsCertPems, user_ca_ssh_keys: userCA.sshPublicKeys, trust: trustStatement(context.clusterName, hostCA, userCA) }
 }
 
 export const hostRoutes = {
@@ -41,7 +49,7 @@ export const hostRoutes = {
         ...(body.version ? { version: body.version } : {}),
       })
       if (!recorded) throw new UnregisteredHost(hostId)
-      return { ok: true, host_ca_certs: context.hostCA().tlsCertPems, user_ca_ssh_keys: context.userCA().sshPublicKeys }
+      return { ok: true, ...trustedCAs(context) }
     },
   },
 

@@ -12,6 +12,7 @@ import { parseRecoveryRequest } from '../recovery.ts'
 import { clientAddress } from './access.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
 import { statusOf } from './errors.ts'
+import { trustedCAs } from './hosts.ts'
 
 /** Takes a try from `address`, or refuses the request before its body is read. Joins, recoveries, logins and sign-ups share the address's tries. */
 export function reserveTry(context: AuthContext, address: string, what: string, attempts = 'join'): void {
@@ -90,7 +91,7 @@ export const joinRoutes = {
         context.limiter.refund(address)
         context.log.info('host certificates recovered', { host_id: host, from: address, issued: recovered.issued })
         if (recovered.issued) await context.audit.certIssued('host', recovered.sshCert, { host_id: host, client_addr: address })
-        return { tls_cert: recovered.tlsCertPem, ssh_cert: recovered.sshCert, host_ca_certs: context.hostCA().tlsCertPems, user_ca_ssh_keys: context.userCA().sshPublicKeys }
+        return { tls_cert: recovered.tlsCertPem, ssh_cert: recovered.sshCert, ...trustedCAs(context) }
       } catch (error) {
         throw described(context, error, `recovery refused for host ${host}`, address)
       }

@@ -4,6 +4,7 @@
 
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import { directNodes } from '../direct-nodes.ts'
+import { trustStatement } from '../trust.ts'
 import type { AuthRoutes } from './context.ts'
 import { renewFor } from './hosts.ts'
 
@@ -26,6 +27,7 @@ export const proxyRoutes = {
         host_ca_certs: hostCA.tlsCertPems,
         user_ca_certs: userCA.tlsCertPems,
         user_ca_ssh_keys: userCA.sshPublicKeys,
+        trust: trustStatement(context.clusterName, hostCA, userCA),
         host_ca_phase: hostCA.rotation?.phase ?? 'standby',
         presence_interval_ms: Math.floor(context.settings.heartbeatTtlMs / 3),
       }

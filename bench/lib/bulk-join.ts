@@ -15,6 +15,7 @@ export class BulkJoiner {
   private readonly token: string
   private client?: ApiClient
   private clusterName = ''
+  private trustedCAs: string[] = []
 
   constructor(authServer: string, token: string) {
     this.authServer = authServer
@@ -26,13 +27,18 @@ export class BulkJoiner {
     const ca = await fetchTrustedCA(this.authServer, [pin], () => {})
     this.client = new ApiClient({ server: this.authServer, caPems: ca.host_ca_certs })
     this.clusterName = ca.cluster_name
+    this.trustedCAs = ca.host_ca_certs
   }
 
   async join(nodename: string): Promise<NodeIdentity> {
     if (!this.client) throw new Error('connect() first')
     const keys = generateJoinKeys()
     const response = await requestJoin(this.client, this.clusterName, { token: this.token, nodename, roles: ['node'] }, keys)
-    return identityFromJoin(response, { tls: keys.tls.privateKey, ssh: keys.ssh.privateKey }, { nodename, roles: ['node'], authServer: this.authServer })
+    return identityFromJoin(
+      response,
+      { tls: keys.tls.privateKey, ssh: keys.ssh.privateKey },
+      { nodename, roles: ['node'], authServer: this.authServer, trustedCAs: this.trustedCAs },
+    )
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,7 @@
 // other end speaks it.
 
 import type { Duplex } from 'node:stream'
+import { TRUST_STATEMENT } from '../trust-statement.ts'
 import { MAX_EVENTS_PER_BATCH, nodeEvent } from './audit.ts'
 import { writeMessage } from './framing.ts'
 import { RECORDING_CHUNK_BODY } from './recordings.ts'
@@ -48,10 +49,20 @@ export const PROXY_MESSAGES = {
   welcome: object({ proxy_id: text({ max: MAX_ID }), cluster_name: text({ max: MAX_ID }), audit: flag() }),
   /** The live proxy set; when a proxy joined it, the window over which to spread returns to it (a longer one is ignored). */
   proxies: object({ ids: texts(MAX_PROXIES), spread_ms: lenient(number({ atLeast: 0, atMost: MAX_RETURN_SPREAD_MS, expected: 'a spread in ms' })) }),
-  /** The CAs to trust; when the first (signing) one did not issue the agent's certificate, it renews. */
-  ca: object({ host_ca_certs: texts(MAX_CAS), user_ca_ssh_keys: texts(MAX_CAS) }),
+  /**
+   * The CAs to trust; when the first (signing) one did not issue the agent's certificate, it
+   * renews. The agent takes them only as `trust` has them, signed by the auth server
+   * (shared/trust-statement.ts); the lists are for agents from before it.
+   */
+  ca: object({ host_ca_certs: texts(MAX_CAS), user_ca_ssh_keys: texts(MAX_CAS), trust: optional(TRUST_STATEMENT) }),
   /** The answer to renew. */
-  certs: object({ tls_cert: text({ max: MAX_PEM }), ssh_cert: text({ max: MAX_PEM }), host_ca_certs: texts(MAX_CAS), user_ca_ssh_keys: texts(MAX_CAS) }),
+  certs: object({
+    tls_cert: text({ max: MAX_PEM }),
+    ssh_cert: text({ max: MAX_PEM }),
+    host_ca_certs: texts(MAX_CAS),
+    user_ca_ssh_keys: texts(MAX_CAS),
+    trust: optional(TRUST_STATEMENT),
+  }),
   renew_failed: object({ error: text({ max: MAX_TEXT }) }),
   /** The auth server has the batch's events (`stored` of them were new to it). */
   audit_stored: object({ batch: text({ max: MAX_ID }), stored: number({ atLeast: 0, expected: 'a count' }) }),

@@ -3,6 +3,7 @@
 // proxy's discovery answer (where its tunnels listen). Request bodies are shapes (their
 // parsers and types in one declaration); answers are types.
 
+import type { TrustStatement } from '../trust-statement.ts'
 import { type In, labels, type Out, object, optional, refused, text, texts } from './shape.ts'
 
 const PEM = { max: 16_384 }
@@ -54,6 +55,8 @@ export interface RenewedCertificates {
   ssh_cert: string
   host_ca_certs: string[]
   user_ca_ssh_keys: string[]
+  /** The same CAs signed for nodes, which take them only so (shared/trust-statement.ts). */
+  trust?: TrustStatement
 }
 
 /** POST /v1/join: the identity the auth server gives a new host, and the CAs it trusts. */
@@ -84,6 +87,7 @@ export interface HeartbeatAnswer {
   ok: true
   host_ca_certs: string[]
   user_ca_ssh_keys: string[]
+  trust?: TrustStatement
 }
 
 /** GET /v1/discovery on a proxy's web port. */

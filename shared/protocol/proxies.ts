@@ -2,6 +2,7 @@
 // nodes whose tunnels they hold, renewals on those nodes' behalf, the direct nodes' address
 // book, the shared ACME records, and who the cluster refuses (removed hosts, locks).
 
+import type { TrustStatement } from '../trust-statement.ts'
 import { lenient, list, number, type Out, object, optional, parseWith, ruledLabels, text } from './shape.ts'
 
 /** The largest ACME record (an account key or a certificate chain) the auth server keeps. */
@@ -17,6 +18,8 @@ export interface ProxyHeartbeatAnswer {
   host_ca_certs: string[]
   user_ca_certs: string[]
   user_ca_ssh_keys: string[]
+  /** The CAs nodes trust, signed for them: proxies pass it on unchanged (shared/trust-statement.ts). */
+  trust: TrustStatement
   host_ca_phase: string
   /** How often the auth server wants every tunnel's presence: a third of its presence TTL. */
   presence_interval_ms: number
@@ -82,11 +85,16 @@ export interface RevokedHost {
   until?: number
 }
 
-/** A locked user. */
+/** A locked user: every certificate of it, or (after `users reset`) those issued before the reset. */
 export interface RevokedUser {
   name: string
   reason: string
   until?: number
+  /**
+   * Epoch ms: only the user's certificates whose validity starts before this are refused
+   * (those issued before a reset; its new ones are not). Absent: all of them, and the user.
+   */
+  valid_from_before?: number
 }
 
 /** GET /v1/proxies/revocations: who the cluster refuses although their certificates are valid. */
@@ -102,7 +110,8 @@ const UNTIL = lenient(number({ expected: 'epoch ms' }))
 const SNAPSHOT = object({
   generation: text({ max: 64 }),
   hosts: list(lenient(object({ host_id: text({ max: 256 }), nodename: optional(text({ max: 256 }), ''), reason: text(), until: UNTIL })), MAX_REVOKED),
-  users: list(lenient(object({ name: text({ max: 256 }), reason: text(), until: UNTIL })), MAX_REVOKED),
+  // A malformed valid_from_before reads as absent: the user refused altogether, never less.
+  users: list(lenient(object({ name: text({ max: 256 }), reason: text(), until: UNTIL, valid_from_before: UNTIL })), MAX_REVOKED),
 })
 
 const withUntil = (until: number | undefined) => (until === undefined ? {} : { until })
@@ -121,6 +130,10 @@ export function parseSnapshot(value: unknown): RevocationSnapshot | undefined {
   return {
     generation: snapshot.generation,
     hosts: snapshot.hosts.flatMap((host) => (host ? [{ host_id: host.host_id, nodename: host.nodename, reason: host.reason, ...withUntil(host.until) }] : [])),
-    users: snapshot.users.flatMap((user) => (user ? [{ name: user.name, reason: user.reason, ...withUntil(user.until) }] : [])),
+    users: snapshot.users.flatMap((user) =>
+      user
+        ? [{ name: user.name, reason: user.reason, ...withUntil(user.until), ...(user.valid_from_before === undefined ? {} : { valid_from_before: user.valid_from_before }) }]
+        : [],
+    ),
   }
 }

@@ -78,5 +78,6 @@ export function nodeIdentityFrom(ca: IssuingCA, validity: { notBefore: Date; not
     sshCert: '',
     hostCAPems: [ca.certPem],
     userCASshKeys: [],
+    trustVersion: 0,
   }
 }

@@ -1,0 +1,89 @@
+// What a node trusts (the host CAs it accepts servers by, the user CA keys it accepts logins
+// by) reaches it through proxies, which are not trusted with it: a proxy's keys prove only
+// that it is a proxy of this cluster. So the auth server signs the set with the keys of the
+// host CAs, and a node takes a new set only when a host CA it already trusts signed it (at
+// its join: the CA it pinned) and the set is newer than the one it holds. A stolen proxy key
+// can neither add a CA nor bring back one a rotation dropped. SECURITY.md, "What proxies
+// cannot change".
+
+import { createPublicKey, type KeyObject, sign, verify, X509Certificate } from 'node:crypto'
+import { caPin } from './pin.ts'
+import { list, number, type Out, object, text, texts } from './protocol/shape.ts'
+
+const MAX_CAS = 16
+const MAX_PEM = 16_384
+/** What the signatures are over, so that no other signed message of ours can pass for one. */
+const PURPOSE = 'warren trusted CAs v1'
+
+export const TRUST_STATEMENT = object({
+  cluster_name: text({ max: 256 }),
+  /**
+   * When the set last changed (epoch ms of the latest CA rotation step, as the backend
+   * holds it): a node refuses a different set that is not newer than its own.
+   */
+  version: number({ atLeast: 0, expected: 'a version' }),
+  host_ca_certs: texts(MAX_CAS),
+  user_ca_ssh_keys: texts(MAX_CAS),
+  /** One per host CA that signed: its pin and its signature (base64). */
+  signatures: list(object({ ca_pin: text({ max: 128 }), signature: text({ max: 1024 }) }), MAX_CAS),
+})
+export type TrustStatement = Out<typeof TRUST_STATEMENT>
+
+export interface TrustSigner {
+  certPem: string
+  key: KeyObject
+}
+
+/** The set signed by every one of `signers` (the host CAs whose keys the auth server holds). */
+export function signTrust(statement: Omit<TrustStatement, 'signatures'>, signers: TrustSigner[]): TrustStatement {
+  const message = signedBytes(statement)
+  return {
+    ...statement,
+    signatures: signers.map(({ certPem, key }) => ({ ca_pin: caPin(certPem), signature: sign('sha256', message, key).toString('base64') })),
+  }
+}
+
+export class TrustRefused extends Error {}
+
+/**
+ * Checks `statement` against what a node holds: its cluster, the host CAs it trusts now (or
+ * pinned), and the version of its set. Returns true when the set differs from `held` and
+ * may replace it, false when it is the same set; throws TrustRefused otherwise.
+ */
+export function checkTrust(statement: TrustStatement | undefined, held: { clusterName: string; hostCAPems: string[]; userCASshKeys: string[]; version: number }): boolean {
+  if (!statement) throw new TrustRefused('the CAs came without the auth server’s signature')
+  if (statement.cluster_name !== held.clusterName)
+    throw new TrustRefused(`the CAs are for cluster ${JSON.stringify(statement.cluster_name)}, not ${JSON.stringify(held.clusterName)}`)
+  if (statement.host_ca_certs.length === 0 || statement.user_ca_ssh_keys.length === 0) throw new TrustRefused('the set names no host CA or no user CA')
+  for (const pem of statement.host_ca_certs) {
+    if (pem.length > MAX_PEM) throw new TrustRefused('a host CA certificate is too long')
+  }
+  if (!signedByOneOf(statement, held.hostCAPems)) throw new TrustRefused('no host CA this node trusts signed the set')
+  const same = sameList(statement.host_ca_certs, held.hostCAPems) && sameList(statement.user_ca_ssh_keys, held.userCASshKeys)
+  if (same) return false
+  if (statement.version <= held.version) throw new TrustRefused(`the set (version ${statement.version}) is not newer than the one held (version ${held.version})`)
+  return true
+}
+
+function signedByOneOf(statement: TrustStatement, trustedPems: string[]): boolean {
+  const message = signedBytes(statement)
+  for (const pem of trustedPems) {
+    const pin = caPin(pem)
+    for (const { ca_pin, signature } of statement.signatures) {
+      if (ca_pin !== pin) continue
+      const key = createPublicKey(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'pem' }))
+      if (verify('sha256', message, key, Buffer.from(signature, 'base64'))) return true
+    }
+  }
+  return false
+}
+
+function signedBytes(statement: Omit<TrustStatement, 'signatures'>): Buffer {
+  // An array, so the order of the fields is fixed whatever produced the object.
+  return Buffer.from(`${PURPOSE}\n${JSON.stringify([statement.cluster_name, statement.version, statement.host_ca_certs, statement.user_ca_ssh_keys])}`)
+}
+
+/** The same entries in the same order (the first host CA signs); PEMs as stored may differ in their trailing newline. */
+function sameList(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((value, index) => value.trim() === b[index]!.trim())
+}
