@@ -20,6 +20,18 @@ t.test("public addresses are a proxy's grant: a node asking for them gets none",
   t.same(proxy.principals, [hostId, 'proxy-a', 'proxy.example.com', 'other-node', '203.0.113.7'])
 })
 
+t.test('a node name shaped like an IP address names no IP address', async (t) => {
+  for (const nodename of ['10.0.0.1', '203.0.113.7', '::1']) {
+    t.same(hostCertificateNames({ hostId, nodename, roles: ['node'] }).ipAddresses, [], `a node named ${nodename}`)
+    t.same(hostCertificateNames({ hostId, nodename, roles: ['proxy'], publicAddrs: ['proxy.example.com'] }).ipAddresses, [], `a proxy named ${nodename}`)
+  }
+  t.same(
+    hostCertificateNames({ hostId, nodename: '10.0.0.1', roles: ['proxy'], publicAddrs: ['10.0.0.1'] }).ipAddresses,
+    ['10.0.0.1'],
+    "unless a proxy's configured public address is that IP",
+  )
+})
+
 t.test("never localhost, the cluster's reserved server name or another .invalid name", async (t) => {
   for (const name of ['localhost', 'LocalHost', 'a.localhost', 'cluster.warren.invalid', 'x.invalid']) {
     const names = hostCertificateNames({ hostId, nodename: name, roles: ['proxy'], publicAddrs: [name] })

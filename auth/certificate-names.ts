@@ -43,8 +43,10 @@ function classify(names: string[], allowReserved = false): { dnsNames: string[];
 
 /** The names of a node's or a proxy's certificates (TLS and SSH). */
 export function hostCertificateNames(request: HostNameRequest): CertificateNames {
-  const granted = request.roles.includes('proxy') ? (request.publicAddrs ?? []) : []
-  const tls = classify([request.hostId, request.nodename, ...granted])
+  const granted = classify(request.roles.includes('proxy') ? (request.publicAddrs ?? []) : [])
+  // A node name is the holder's choice: a DNS name at most, never an IP address (only an admin's grant names one).
+  const own = classify([request.hostId, request.nodename])
+  const tls = { dnsNames: [...new Set([...own.dnsNames, ...granted.dnsNames])], ipAddresses: granted.ipAddresses }
   const principals = [...new Set([request.hostId, ...(reservedName(request.nodename) ? [] : [request.nodename]), ...tls.dnsNames, ...tls.ipAddresses])]
   return { ...tls, principals }
 }
