@@ -2,9 +2,15 @@
 // takes them to the auth server, through a tunnel's proxy or straight for a direct node.
 // The cluster's `auth_service.recording` comes back with each upload's answer: at `off`
 // the node records nothing for an hour, then records the next session to hear it again.
+//
+// The node's outbox is `<data_dir>/node-recordings`, a folder of its own: an auth server in
+// the same data dir keeps its recordings in `<data_dir>/recordings` by default, and an
+// uploader reading the store's folder would take the store's files for its own (shared/
+// config.ts refuses an `auth_service.recording_dir` that is the outbox).
 
-import { existsSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs'
 import { join } from 'node:path'
+import { nodeRecordingsDir } from '../shared/config.ts'
 import { ApiError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
 import type { RecordingChunkIn } from '../shared/protocol/recordings.ts'
@@ -41,10 +47,11 @@ export class NodeRecordings {
   #offUntil = 0
 
   constructor(options: NodeRecordingsOptions) {
-    this.#dir = join(options.dataDir, 'recordings')
+    this.#dir = nodeRecordingsDir(options.dataDir)
     this.#clock = options.clock ?? Date.now
     this.#log = options.log
     this.#maxWaitingBytes = options.maxWaitingBytes ?? MAX_WAITING_BYTES
+    adoptOldOutbox(options.dataDir, this.#dir, this.#log)
     finishInterrupted(this.#dir)
     this.uploader = new RecordingUploader({
       dir: this.#dir,
@@ -88,6 +95,30 @@ function transport(options: NodeRecordingsOptions): RecordingTransport | undefin
   }
   const tunnel = options.tunnel()
   return tunnel && ((chunk) => tunnel.deliverRecording(chunk))
+}
+
+/**
+ * Before node-recordings/ the outbox was `<data_dir>/recordings`, the auth store's default
+ * folder. Its recordings (finished, or cut short by a stop) move into the outbox to be
+ * uploaded, unless the folder holds an `<id>.json`: the auth store writes one beside every
+ * recording it keeps and the node never wrote any, so an auth server's folder (of this
+ * process or another) is left alone. The folder itself stays: a store may be using it.
+ */
+function adoptOldOutbox(dataDir: string, outbox: string, log: Logger): void {
+  const old = join(dataDir, 'recordings')
+  try {
+    if (!existsSync(old)) return
+    const names = readdirSync(old)
+    if (names.some((name) => name.endsWith('.json'))) return
+    const moving = names.filter((name) => name.endsWith('.cast') || name.endsWith('.cast.part'))
+    if (moving.length === 0) return
+    mkdirSync(outbox, { recursive: true, mode: 0o700 })
+    // Renamed, so their times (the upload order) stay; a name the outbox holds already is never overwritten.
+    for (const name of moving) if (!existsSync(join(outbox, name))) renameSync(join(old, name), join(outbox, name))
+    log.info(`${moving.length} session recordings waiting from before the upgrade moved from ${old} to ${outbox}`, { recordings: moving.length })
+  } catch (error) {
+    log.warn(`session recordings in ${old} not moved to ${outbox}: ${(error as Error).message}`)
+  }
 }
 
 function waitingBytes(dir: string): number {

@@ -33,7 +33,7 @@ async function until(done: () => boolean): Promise<void> {
 
 t.test('lost answers and a restart resume where the store ends; the node keeps its copy until the store has it whole', async (t) => {
   const dataDir = tempDir()
-  const dir = join(dataDir, 'recordings')
+  const dir = join(dataDir, 'node-recordings')
   mkdirSync(dir)
   const text = cast()
   writeFileSync(join(dir, `${ID}.cast`), text)
@@ -77,8 +77,8 @@ t.test('lost answers and a restart resume where the store ends; the node keeps i
 
 t.test('an answer saying the cluster does not record stops the node recording', async (t) => {
   const dataDir = tempDir()
-  mkdirSync(join(dataDir, 'recordings'))
-  writeFileSync(join(dataDir, 'recordings', `${ID}.cast`), cast())
+  mkdirSync(join(dataDir, 'node-recordings'))
+  writeFileSync(join(dataDir, 'node-recordings', `${ID}.cast`), cast())
   let now = 1_000_000
   const recordings = new NodeRecordings({
     dataDir,
@@ -90,18 +90,18 @@ t.test('an answer saying the cluster does not record stops the node recording', 
     clock: () => now,
   })
   t.teardown(() => recordings.stop())
-  t.equal(recordings.dir(), join(dataDir, 'recordings'), 'recording until told otherwise')
+  t.equal(recordings.dir(), join(dataDir, 'node-recordings'), 'recording until told otherwise')
   await until(() => recordings.dir() === undefined)
   t.equal(recordings.dir(), undefined, 'off: the next session is not recorded')
-  t.notOk(existsSync(join(dataDir, 'recordings', `${ID}.cast`)), 'the recording the auth server would not keep is gone')
+  t.notOk(existsSync(join(dataDir, 'node-recordings', `${ID}.cast`)), 'the recording the auth server would not keep is gone')
   now += 3600_000
-  t.equal(recordings.dir(), join(dataDir, 'recordings'), 'an hour on, the next session is recorded to ask again')
+  t.equal(recordings.dir(), join(dataDir, 'node-recordings'), 'an hour on, the next session is recorded to ask again')
 })
 
 t.test('a recording cut short by the agent stopping is uploaded as it is', async (t) => {
   const dataDir = tempDir()
-  mkdirSync(join(dataDir, 'recordings'))
-  writeFileSync(join(dataDir, 'recordings', `${ID}.cast.part`), '{"version":2,"width":80,"height":24,"timestamp":1}\n')
+  mkdirSync(join(dataDir, 'node-recordings'))
+  writeFileSync(join(dataDir, 'node-recordings', `${ID}.cast.part`), '{"version":2,"width":80,"height":24,"timestamp":1}\n')
   const store = new RecordingStore(tempDir())
   const recordings = new NodeRecordings({
     dataDir,
@@ -124,10 +124,10 @@ t.test('a recording cut short by the agent stopping is uploaded as it is', async
 
 t.test('past the bound of recordings waiting for the auth server, new sessions are not recorded', async (t) => {
   const dataDir = tempDir()
-  mkdirSync(join(dataDir, 'recordings'))
+  mkdirSync(join(dataDir, 'node-recordings'))
   const recordings = new NodeRecordings({ dataDir, direct: () => undefined, tunnel: () => undefined, log, maxWaitingBytes: 1000 })
   t.teardown(() => recordings.stop())
-  t.equal(recordings.dir(), join(dataDir, 'recordings'))
-  writeFileSync(join(dataDir, 'recordings', `${ID}.cast`), 'x'.repeat(1000))
+  t.equal(recordings.dir(), join(dataDir, 'node-recordings'))
+  writeFileSync(join(dataDir, 'node-recordings', `${ID}.cast`), 'x'.repeat(1000))
   t.equal(recordings.dir(), undefined, 'full: not recorded')
 })

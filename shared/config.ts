@@ -5,7 +5,7 @@
 // confusing failure.
 
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { isatty } from 'node:tty'
 import { splitHostPort } from './address.ts'
 import { addressWithPortProblem, CONFIG_SCHEMA, DEFAULTS, type WarrenConfig } from './config-schema.ts'
@@ -39,7 +39,28 @@ export function loadConfigFile(path: string): WarrenConfig {
 }
 
 export function parseConfig(text: string, sourceName: string): WarrenConfig {
-  return readDocument(CONFIG_SCHEMA, text, sourceName)
+  const config = readDocument(CONFIG_SCHEMA, text, sourceName)
+  const problem = recordingDirProblem(config)
+  if (problem) throw new ConfigError(`${sourceName}: ${problem}`)
+  return config
+}
+
+/** The node's outbox: its finished session recordings until the auth server has them (agent/node-recordings.ts). */
+export function nodeRecordingsDir(dataDir: string): string {
+  return join(dataDir, 'node-recordings')
+}
+
+/**
+ * The auth store may not keep its recordings in the node's outbox: the node's uploader
+ * takes every recording there for its own, and deletes what the store holds whole.
+ */
+function recordingDirProblem(config: WarrenConfig): string | undefined {
+  const dir = config.auth.recordingDir
+  if (dir === undefined || resolve(dir) !== resolve(nodeRecordingsDir(config.dataDir))) return undefined
+  return (
+    `auth_service.recording_dir ${dir} is the node's own folder of recordings waiting to upload ` +
+    `(node-recordings in data_dir ${config.dataDir}): choose another folder, such as ${join(config.dataDir, 'recordings')}`
+  )
 }
 
 /** The config of a file that writes nothing: every key at its default. */
@@ -126,6 +147,8 @@ export function applyFlags(config: WarrenConfig, flags: ConfigFlags): WarrenConf
       storage.path = join(flags.dataDir, DEFAULTS.storageFile)
     }
     next.dataDir = flags.dataDir
+    const problem = recordingDirProblem(next)
+    if (problem) throw new ConfigError(`with --data-dir=${flags.dataDir}: ${problem}`)
   }
   if (flags.nodename !== undefined) {
     if (flags.nodename.trim() === '') throw new UsageError('--nodename needs a name')
