@@ -6,7 +6,7 @@
 // as a cluster server to clients that ask for it.
 
 import { isIP } from 'node:net'
-import { CLUSTER_SERVER_NAME } from '../shared/protocol/tunnel.ts'
+import { reservedName } from '../shared/nodename.ts'
 
 export interface HostNameRequest {
   hostId: string
@@ -24,12 +24,6 @@ export interface CertificateNames {
 }
 
 const DNS_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/
-
-/** Names no certificate of a host may carry, whoever asks. */
-export function reservedName(name: string): boolean {
-  const lower = name.toLowerCase()
-  return lower === 'localhost' || lower.endsWith('.localhost') || lower === CLUSTER_SERVER_NAME || lower.endsWith('.invalid')
-}
 
 function classify(names: string[], allowReserved = false): { dnsNames: string[]; ipAddresses: string[] } {
   const dnsNames: string[] = []

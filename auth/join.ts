@@ -9,12 +9,12 @@
 
 import { createPublicKey, type KeyObject, randomUUID } from 'node:crypto'
 import { joinProofMessage, verifyProof } from '../shared/join-proof.ts'
+import { nodenameProblem } from '../shared/nodename.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import type { JoinBody, Joined } from '../shared/protocol/hosts.ts'
 import { parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import type { Authority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
-import { reservedName } from './certificate-names.ts'
 import { HOST_CERT_TTL_MS, issueHostIdentity, validity } from './issuer.ts'
 import { type JoinChallenges, usedNonceKey } from './join-challenge.ts'
 import { checkSshKey, checkTlsKey, KeyPolicyError, publicKeyFingerprint } from './key-policy.ts'
@@ -22,18 +22,6 @@ import { type NodeDirectory, NodenameTaken } from './nodes.ts'
 import { isTokenRole, type TokenRole } from './roles.ts'
 import { TOKEN_NOT_FOUND, TokenRefusal, type TokenService } from './tokens.ts'
 import { trustStatement } from './trust.ts'
-
-const NODENAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$/
-/** A host ID's shape: a node named like one could be mistaken for that host when routed to. */
-const HOST_ID_LIKE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
-/** What is wrong with `nodename` as a node's name (for a 400 naming `field`), or undefined. */
-export function nodenameProblem(nodename: string, field = 'nodename'): string | undefined {
-  if (!NODENAME.test(nodename)) return `field "${field}" must be a host name (letters, digits, ".", "_", "-")`
-  if (reservedName(nodename)) return `field "${field}": "${nodename}" is a reserved name`
-  if (HOST_ID_LIKE.test(nodename)) return `field "${field}" must not look like a host ID`
-  return undefined
-}
 
 /** A join the cluster refuses: the caller does not hold the keys it asks to have certified, or replayed a challenge. */
 export class JoinRefusal extends Error {}

@@ -10,10 +10,11 @@ import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { stringify } from 'yaml'
 import { DEFAULT_BINARY, NODE_UNIT, withBinary } from '../packaging/systemd/units.ts'
 import { splitHostPort } from '../shared/address.ts'
-import { DEFAULTS, parseConfig, parseLabels, resolveTokenValue } from '../shared/config.ts'
+import { DEFAULTS, MIN_TOKEN_LENGTH, parseConfig, parseLabels, resolveTokenValue } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { writeFileAtomic } from '../shared/files.ts'
 import { identityDir } from '../shared/identity-store.ts'
+import { nodenameProblem } from '../shared/nodename.ts'
 import { parsePin } from '../shared/pin.ts'
 import { defineCommand } from './command.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
@@ -92,6 +93,15 @@ function planFromFlags(flags: FlagValues<typeof INSTALL_FLAGS>): InstallPlan {
   }
   const nodename = flags.nodename ?? hostname()
   if (nodename.trim() === '') throw new UsageError('--nodename needs a name')
+  // The auth server's own rule for a joining node's name: a config it would refuse never joins.
+  const problem = nodenameProblem(nodename)
+  if (problem) {
+    throw new UsageError(
+      flags.nodename === undefined
+        ? `the host name ${JSON.stringify(nodename)} cannot be this node's name (${problem}): give one with --nodename=NAME`
+        : `invalid --nodename ${JSON.stringify(nodename)}: ${problem}`,
+    )
+  }
   const binary = flags.binary
   // Written into ExecStart as it is: no spaces, quotes, % (specifiers) or $ (variables).
   if (!isAbsolute(binary) || !/^[A-Za-z0-9/._+-]+$/.test(binary)) {
@@ -99,10 +109,12 @@ function planFromFlags(flags: FlagValues<typeof INSTALL_FLAGS>): InstallPlan {
   }
   const prefix = flags.prefix
   if (prefix !== undefined && prefix.trim() === '') throw new UsageError('--prefix needs a directory')
+  // From standard input, once the flags are known good: the value itself goes into the
+  // config (0600), since the unit has no standard input.
+  const value = token === '-' ? resolveTokenValue(token) : token
+  if (!value.startsWith('/')) checkTokenLength(value, token === '-' ? 'the token on standard input (--token=-)' : '--token')
   return {
-    // From standard input, once the flags are known good: the value itself goes into the
-    // config (0600), since the unit has no standard input.
-    token: token === '-' ? resolveTokenValue(token) : token,
+    token: value,
     authServers,
     caPins: pins.map((pin) => parsePin(pin)),
     nodename,
@@ -110,6 +122,17 @@ function planFromFlags(flags: FlagValues<typeof INSTALL_FLAGS>): InstallPlan {
     binary,
     prefix: prefix === undefined ? undefined : resolve(prefix),
     force: flags.force,
+  }
+}
+
+/**
+ * Every token the auth server issues or accepts has at least MIN_TOKEN_LENGTH characters: a
+ * shorter one is a mistake (a truncated paste, a wrong file) that would never join. The
+ * message never repeats the token.
+ */
+function checkTokenLength(token: string, source: string): void {
+  if (token.length < MIN_TOKEN_LENGTH) {
+    throw new UsageError(`${source} holds ${token.length} characters, but join tokens have at least ${MIN_TOKEN_LENGTH}: give the whole token from "warrenctl nodes add"`)
   }
 }
 
@@ -125,7 +148,7 @@ function writeInstallation(plan: InstallPlan): string {
   }
   // A token file is read only at the node's first start: check it now, while someone is
   // watching. Under --prefix the file may not be in place yet.
-  if (plan.prefix === undefined && plan.token.startsWith('/')) resolveTokenValue(plan.token)
+  if (plan.prefix === undefined && plan.token.startsWith('/')) checkTokenLength(resolveTokenValue(plan.token), `token file ${plan.token}`)
 
   const config = configText(plan)
   // The file must load as the node will load it; a failure here is a bug, not a bad flag.

@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import QRCode from 'qrcode'
 import { ApiClient } from '../shared/api-client.ts'
+import { clusterNameProblem } from '../shared/cluster-name.ts'
 import { formatExpiry, formatUtc } from '../shared/duration.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { caPin, parsePin, pinMatches } from '../shared/pin.ts'
@@ -21,15 +22,13 @@ import { Prompter } from './prompt.ts'
 /** The longest a login asks for; the auth server gives less when the user's roles say so. */
 const DEFAULT_LOGIN_TTL_MS = 12 * 3_600_000
 const MIN_PASSWORD_LENGTH = 12
-/** A cluster's name names a directory: nothing that could climb out of ~/.warren. */
-const CLUSTER_DIR = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
 
 const out = (text: string) => process.stdout.write(text + '\n')
 const tell = (text: string) => process.stderr.write(text + '\n')
 
-/** Where a cluster's login credentials are. */
+/** Where a cluster's login credentials are. Its name names a directory: nothing that could climb out of ~/.warren. */
 export function clusterDir(cluster: string): string {
-  if (!CLUSTER_DIR.test(cluster) || cluster.includes('..')) throw new WarrenError(`the cluster's name ${JSON.stringify(cluster)} cannot name a directory`)
+  if (clusterNameProblem(cluster)) throw new WarrenError(`the cluster's name ${JSON.stringify(cluster)} cannot name a directory`)
   return join(defaultProfileDir(), cluster)
 }
 

@@ -65,7 +65,15 @@ const TABLE: RouteTable<TestRoute, Context, string> = {
       return { name: body.name, logins: body.logins, roles: body.roles, signup_token: '', signup_token_id: '', signup_expires: body.signup_ttl_ms }
     },
   },
-  'DELETE /v1/tokens/:token': { access: 'admin', bodyLimit: NO_BODY, handle: async (call) => ({ id: call.params.token }) },
+  'DELETE /v1/tokens/:token': {
+    access: 'admin',
+    bodyLimit: NO_BODY,
+    async handle(call, context) {
+      const id = call.params.token
+      if (context.fail) throw context.fail
+      return { id }
+    },
+  },
 }
 
 async function serve(t: Test) {
@@ -156,6 +164,17 @@ t.test('a failure is a 500 with a request ID; the detail goes to the log only', 
   t.notMatch(JSON.stringify(answer.body), /SQLITE|backend\.db/, 'no detail for the caller')
   const entry = lines.find((line) => line.level === 'error')
   t.match(entry, { request_id: answer.body.request_id, method: 'GET', path: '/v1/status', error: /SQLITE_IOERR: disk I\/O error/ }, 'the log has the detail under the same ID')
+})
+
+t.test("a failure's log entry names the route's pattern, never the values in its path", async (t) => {
+  const { context, lines, call } = await serve(t)
+  context.fail = new Error('etcd: deadline exceeded')
+  const secret = '5f0c3a7e9b214d6c8a1e0f2b3c4d5e6f'
+  const answer = await call('DELETE', `/v1/tokens/${secret}?token=${secret}`, { caller: 'admin' })
+  t.equal(answer.status, 500)
+  const entry = lines.find((line) => line.level === 'error')
+  t.match(entry, { request_id: answer.body.request_id, method: 'DELETE', path: '/v1/tokens/:token', error: /deadline exceeded/ })
+  t.notMatch(JSON.stringify(lines), secret, 'the token is in no log entry')
 })
 
 t.test('a route without an access level is refused when the router is built', async (t) => {

@@ -114,7 +114,7 @@ export class Router<K extends ApiRoute, Context, Peer> {
       const handled = await route.route.handle({ ...call, peer } as never, this.options.context)
       sendJson(res, 200, handled ?? {})
     } catch (error) {
-      this.answer(req, res, error)
+      this.answer(req, res, error, key)
     }
     if (key !== undefined) this.options.answered?.(key, res.statusCode)
   }
@@ -144,14 +144,16 @@ export class Router<K extends ApiRoute, Context, Peer> {
     }
   }
 
-  private answer(req: IncomingMessage, res: ServerResponse, error: unknown): void {
+  private answer(req: IncomingMessage, res: ServerResponse, error: unknown, key: ApiRoute | undefined): void {
     const refusal = error instanceof HttpError ? error : error instanceof ProtocolError ? { status: 400 } : this.options.statusOf(error)
     if (refusal) {
       sendJson(res, refusal.status, { error: (error as Error).message }, refusal.headers)
       return
     }
     const requestId = randomBytes(8).toString('hex')
-    this.options.log.error('request failed', { request_id: requestId, method: req.method, path: req.url, error: describe(error) })
+    // The route's pattern (`/v1/tokens/:token`), never the path as it came: a path parameter
+    // may be a secret (`warrenctl tokens rm VALUE`), and the query string may hold one too.
+    this.options.log.error('request failed', { request_id: requestId, method: req.method, path: routePath(key), error: describe(error) })
     sendJson(res, 500, { error: `internal error (request ID ${requestId}): the server's log has the details`, request_id: requestId })
   }
 }
@@ -168,6 +170,11 @@ function compile(key: ApiRoute, route: Route<ApiRoute, unknown, unknown>): Compi
     return '([^/]+)'
   })
   return { key, method: key.slice(0, space), pattern: new RegExp(`^${source}$`), names, route }
+}
+
+/** The path of a route as the table writes it, its parameters by name; `(no route)` before one matched. */
+function routePath(key: ApiRoute | undefined): string {
+  return key === undefined ? '(no route)' : key.slice(key.indexOf(' ') + 1)
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -7,10 +7,11 @@ import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { joinHostPort, splitHostPort } from './address.ts'
+import { clusterNameProblem } from './cluster-name.ts'
 import { LABEL_LIMITS, labelKeyProblem, labelValueProblem } from './labels.ts'
 import { logFormatFromEnv, logLevelFromEnv } from './log.ts'
 import { parsePin } from './pin.ts'
-import { boolean, checkWith, converted, count, duration, type Infer, key, list, map, marker, oneOf, section, string, variants } from './yaml-schema/index.ts'
+import { boolean, type Check, checkWith, converted, count, duration, type Infer, key, list, map, marker, oneOf, section, string, variants } from './yaml-schema/index.ts'
 
 /** Values other code needs as well: ports, intervals, file names. */
 export const DEFAULTS = {
@@ -40,6 +41,12 @@ export const MIN_TOKEN_LENGTH = 16
 
 const HOUR_MS = 3600e3
 
+/**
+ * The longest any duration of the file may be, 10 years: beyond it the expiry it gives a
+ * certificate or a stored record is no longer a date (nor an etcd lease) that works.
+ */
+const MAX_DURATION_MS = 10 * 8760 * HOUR_MS
+
 // ---------------------------------------------------------------------------------------
 // Values
 
@@ -62,7 +69,35 @@ const caPin = converted(string(checkWith(parsePin)), parsePin)
  * A certificate's lifetime: renewals run at two thirds of it, over the network and with
  * retries, which need a few seconds (tests run several lifetimes of 15 s in real time).
  */
-const lifetime = duration(MIN_CERT_TTL_MS)
+const lifetime = duration({ min: MIN_CERT_TTL_MS, max: MAX_DURATION_MS })
+
+/** How long something is kept or may wait (node_ttl, recovery_window, audit retention). */
+const longDuration = duration({ max: MAX_DURATION_MS })
+
+/**
+ * Each end of a tunnel pings the other at this interval (setInterval, whose longest delay is
+ * about 24.8 days: a longer one fires every millisecond). A ping every millisecond would be a
+ * storm; one an hour apart outlasts every NAT's idle timeout, and a dead peer is noticed only
+ * within two intervals.
+ */
+const keepalive = duration({ min: 1000, max: HOUR_MS })
+
+/**
+ * Direct nodes and proxies report every heartbeatIntervalMs: a shorter TTL would put nodes
+ * offline between two reports. An hour of a silent node still shown online is the most that
+ * makes sense (and it becomes an etcd lease).
+ */
+const heartbeatTtl = duration({
+  min: DEFAULTS.heartbeatIntervalMs + 1000,
+  max: HOUR_MS,
+  minReason: `longer than the ${DEFAULTS.heartbeatIntervalMs / 1000}s between the heartbeats of nodes and proxies`,
+})
+
+/** A string that may not be empty: an empty path is no path, and not the default either. */
+const nonEmpty =
+  (what: string): Check =>
+  (value) =>
+    value.trim() === '' ? `is empty: give ${what}, or leave the key out` : undefined
 
 const ipOrCidr = string((value) => {
   const [ip, bits, extra] = value.split('/')
@@ -112,7 +147,7 @@ const auth = section({
     default: [],
     doc: 'further names of the auth server, written into its certificate',
   }),
-  clusterName: key('cluster_name', string(), {
+  clusterName: key('cluster_name', string(clusterNameProblem), {
     default: ({ config }) => config.nodename,
     doc: "the cluster's name, in every certificate; fixed at the first start (default: the nodename)",
   }),
@@ -133,7 +168,7 @@ const auth = section({
           }),
         },
         etcd: {
-          peers: key('peers', list(string(), { single: true }), {
+          peers: key('peers', list(string(), { single: true, min: 1 }), {
             required: true,
             doc: "etcd's client URLs",
           }),
@@ -183,11 +218,11 @@ const auth = section({
       doc: 'how fast one address may fail to join or recover (guessing tokens)',
     },
   ),
-  heartbeatTtlMs: key('heartbeat_ttl', duration(), {
+  heartbeatTtlMs: key('heartbeat_ttl', heartbeatTtl, {
     default: DEFAULTS.heartbeatTtlMs,
-    doc: 'how long a heartbeat keeps a node online; proxies report presence at a third of it',
+    doc: 'how long a heartbeat keeps a node online (6s to 1h); proxies report presence at a third of it',
   }),
-  nodeTtlMs: key('node_ttl', duration(), {
+  nodeTtlMs: key('node_ttl', longDuration, {
     default: 720 * HOUR_MS,
     doc: 'how long an offline node stays in nodes ls --all, unless a lock or removal names it',
   }),
@@ -199,18 +234,18 @@ const auth = section({
     default: 168 * HOUR_MS,
     doc: "warrenctl's admin identity in the data dir, rewritten likewise",
   }),
-  recoveryWindowMs: key('recovery_window', duration(), {
+  recoveryWindowMs: key('recovery_window', longDuration, {
     default: 8760 * HOUR_MS,
     doc: 'how long after its certificate expired a device may still recover it by proving its key',
   }),
   audit: key(
     'audit',
     section({
-      retentionMs: key('retention', duration(), {
+      retentionMs: key('retention', longDuration, {
         default: 90 * 24 * HOUR_MS,
         doc: 'how long audit events are kept in the backend',
       }),
-      file: key('file', string(), { doc: 'a file that also gets every audit event as one JSON line, for log shippers' }),
+      file: key('file', string(nonEmpty('a file')), { doc: 'a file that also gets every audit event as one JSON line, for log shippers' }),
     }),
     { doc: 'the audit trail: who did what (warrenctl audit ls)' },
   ),
@@ -218,7 +253,7 @@ const auth = section({
     default: 'node',
     doc: 'interactive sessions recorded on the node and uploaded here (node), or not kept (off)',
   }),
-  recordingDir: key('recording_dir', string(), { doc: 'where session recordings are stored (default: recordings in data_dir)' }),
+  recordingDir: key('recording_dir', string(nonEmpty('a directory')), { doc: 'where session recordings are stored (default: recordings in data_dir)' }),
 })
 
 const proxy = section({
@@ -322,7 +357,7 @@ const ssh = section({
 export const CONFIG_SCHEMA = section(
   {
     version: marker('version', oneOf(DEFAULTS.version), 'the format of this file; v1 is the only one'),
-    dataDir: key('data_dir', string(), {
+    dataDir: key('data_dir', string(nonEmpty('a directory')), {
       default: DEFAULTS.dataDir,
       doc: 'where keys, certificates and state are kept',
     }),
@@ -362,9 +397,9 @@ export const CONFIG_SCHEMA = section(
     diagAddr: key('diag_addr', addressWithPort, {
       doc: 'HOST:PORT of plain-HTTP diagnostics (/metrics, /healthz, /readyz), e.g. 127.0.0.1:3000; off when unset',
     }),
-    keepaliveIntervalMs: key('keepalive_interval', duration(), {
+    keepaliveIntervalMs: key('keepalive_interval', keepalive, {
       default: DEFAULTS.keepaliveIntervalMs,
-      doc: 'how often each end of a tunnel pings the other; a silent peer is noticed within two intervals',
+      doc: 'how often each end of a tunnel pings the other (1s to 1h); a silent peer is noticed within two intervals',
     }),
     auth: key('auth_service', auth, { doc: 'the auth server role' }),
     proxy: key('proxy_service', proxy, {

@@ -291,6 +291,50 @@ t.test('durations', async (t) => {
   t.equal(parseConfig('auth_service:\n  host_cert_ttl: 15s\n', 'x').auth.hostCertTtlMs, 15_000, 'short lifetimes are accepted')
 })
 
+t.test('durations have bounds: none fed to a timer overflows it, none is shorter than what it waits for', async (t) => {
+  // setInterval's longest delay is 2^31-1 ms (about 597h): a longer keepalive fired every millisecond.
+  configError(t, 'keepalive_interval: 600h\n', '/etc/warren.yaml: line 1: "keepalive_interval" is 600h: it must be at most 1h')
+  configError(t, 'keepalive_interval: 2h\n', '/etc/warren.yaml: line 1: "keepalive_interval" is 2h: it must be at most 1h')
+  configError(t, 'keepalive_interval: 1ms\n', '/etc/warren.yaml: line 1: "keepalive_interval" is 1ms: it must be at least 1s')
+  configError(
+    t,
+    'auth_service:\n  heartbeat_ttl: 3s\n',
+    '/etc/warren.yaml: line 2: "auth_service.heartbeat_ttl" is 3s: it must be at least 6s (longer than the 5s between the heartbeats of nodes and proxies)',
+  )
+  configError(t, 'auth_service:\n  heartbeat_ttl: 5s\n', /line 2: "auth_service.heartbeat_ttl" is 5s: it must be at least 6s/)
+  configError(t, 'auth_service:\n  heartbeat_ttl: 90m\n', '/etc/warren.yaml: line 2: "auth_service.heartbeat_ttl" is 90m: it must be at most 1h')
+  for (const key of ['node_ttl', 'host_cert_ttl', 'admin_cert_ttl', 'recovery_window']) {
+    configError(t, `auth_service:\n  ${key}: 2500000000h\n`, `/etc/warren.yaml: line 2: "auth_service.${key}" is 2500000000h: it must be at most 87600h`)
+  }
+  configError(t, 'auth_service:\n  audit: { retention: 100000h }\n', '/etc/warren.yaml: line 2: "auth_service.audit.retention" is 100000h: it must be at most 87600h')
+  const bounds = parseConfig('keepalive_interval: 1s\nauth_service:\n  heartbeat_ttl: 6s\n  recovery_window: 87600h\n', 'x')
+  t.same([bounds.keepaliveIntervalMs, bounds.auth.heartbeatTtlMs, bounds.auth.recoveryWindowMs], [1000, 6000, 87600 * 3_600_000], 'the bounds themselves are accepted')
+  t.equal(parseConfig('keepalive_interval: 1h\nauth_service:\n  heartbeat_ttl: 1h\n', 'x').keepaliveIntervalMs, 3_600_000)
+})
+
+t.test('the cluster name is a name: it names a directory of every login and is in every certificate', async (t) => {
+  for (const name of ['', 'a b/c', '../../x', '..', '.hidden', 'a/b', 'x'.repeat(129), 'tab\tname']) {
+    configError(
+      t,
+      `auth_service:\n  cluster_name: ${JSON.stringify(name)}\n`,
+      `/etc/warren.yaml: line 2: "auth_service.cluster_name" must be 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit and without "..": it names a directory of every login (~/.warren/<cluster>) and is in every certificate`,
+    )
+  }
+  for (const name of ['example', 'lab.example.com', 'Home_Lab-2', 'x'.repeat(128)]) {
+    t.equal(parseConfig(`auth_service:\n  cluster_name: ${name}\n`, 'x').auth.clusterName, name)
+  }
+})
+
+t.test('paths and lists that must hold something', async (t) => {
+  configError(t, 'data_dir: ""\n', '/etc/warren.yaml: line 1: "data_dir" is empty: give a directory, or leave the key out')
+  configError(t, 'data_dir: "  "\n', '/etc/warren.yaml: line 1: "data_dir" is empty: give a directory, or leave the key out')
+  configError(t, 'auth_service:\n  recording_dir: ""\n', '/etc/warren.yaml: line 2: "auth_service.recording_dir" is empty: give a directory, or leave the key out')
+  configError(t, 'auth_service:\n  audit: { file: "" }\n', '/etc/warren.yaml: line 2: "auth_service.audit.file" is empty: give a file, or leave the key out')
+  configError(t, 'auth_service:\n  storage: { type: etcd, peers: [] }\n', '/etc/warren.yaml: line 2: "auth_service.storage.peers" has no entries; at least 1 is needed')
+  configError(t, 'auth_service:\n  storage:\n    type: etcd\n    peers:\n', '/etc/warren.yaml: line 4: "auth_service.storage.peers" has no entries; at least 1 is needed')
+  t.equal(parseConfig('nodename: n\n', 'x').dataDir, DEFAULTS.dataDir, 'left out: the default')
+})
+
 t.test('addresses, pins and load balancers are checked', async (t) => {
   configError(t, 'auth_service:\n  listen_addr: "host:99999"\n', /^\/etc\/warren\.yaml: line 2: "auth_service\.listen_addr" is not valid: invalid port "99999"/)
   configError(t, 'auth_servers: ["https://auth.example.com:3025"]\n', /line 1: "auth_servers\[0\]" is not valid: invalid address/)

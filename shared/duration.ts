@@ -56,6 +56,13 @@ export function formatDuration(ms: number): string {
   return `${sign}${seconds}s`
 }
 
+/** As formatDuration, without the zero units at its end, as people write a duration: `1h`, `1h30m`, `10s`. */
+export function shortDuration(ms: number): string {
+  return formatDuration(ms)
+    .replace(/(?<=[hm])0s$/, '')
+    .replace(/(?<=h)0m$/, '')
+}
+
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
 
 /** `n` in at least `width` digits, zeros in front. */

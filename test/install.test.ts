@@ -16,6 +16,8 @@ import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../sh
 import { AuthProcess, ROOT, type RunResult, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
 
 const PIN = 'sha256:' + 'ab'.repeat(32)
+/** A token as long as those the auth server issues (shorter ones are refused). */
+const TOKEN = 'a-join-token-0123456789'
 const isRoot = process.getuid?.() === 0
 const NOBODY = 65534
 
@@ -106,7 +108,7 @@ t.test('install writes the config, the unit and the data dir; a node started fro
   const listing = await waitForNode(auth, 'installed-1')
   t.match(listing, /^installed-1\s.*rack=r7,site=lab$/m)
 
-  const again = await install([`--prefix=${prefix}`, '--token=other', `--auth-server=${auth.address}`, `--ca-pin=${pin}`, '--force'])
+  const again = await install([`--prefix=${prefix}`, '--token=other-token-0123456789', `--auth-server=${auth.address}`, `--ca-pin=${pin}`, '--force'])
   t.equal(again.code, 0, again.stderr)
   t.match(again.stdout, /holds a node identity already/, 'a reinstall warns that the stored identity wins over the new token')
 })
@@ -114,18 +116,18 @@ t.test('install writes the config, the unit and the data dir; a node started fro
 t.test('install refuses an existing config unless --force', async (t) => {
   const prefix = tempDir()
   const args = [`--prefix=${prefix}`, '--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`]
-  t.equal((await install([...args, '--token=first'])).code, 0)
+  t.equal((await install([...args, '--token=first-token-0123456789'])).code, 0)
   const configPath = join(prefix, 'etc/warren.yaml')
   const before = readFileSync(configPath, 'utf8')
 
-  const refused = await install([...args, '--token=second'])
+  const refused = await install([...args, '--token=second-token-0123456789'])
   t.equal(refused.code, 1)
   t.match(refused.stderr, `ERROR: ${configPath} exists already: give --force to replace it`)
   t.equal(readFileSync(configPath, 'utf8'), before, 'the config is untouched')
 
-  const forced = await install([...args, '--token=second', '--force'])
+  const forced = await install([...args, '--token=second-token-0123456789', '--force'])
   t.equal(forced.code, 0, forced.stderr)
-  t.equal(loadConfigFile(configPath).authToken, 'second')
+  t.equal(loadConfigFile(configPath).authToken, 'second-token-0123456789')
   t.equal(mode(configPath), 0o600)
 })
 
@@ -137,7 +139,7 @@ t.test('install refuses bad flags with exit status 2, writing nothing', async (t
   t.same(listTree(prefix), [], 'nothing written')
 
   // The rest in this process: each must be a UsageError, which warren exits with status 2.
-  const good = { token: '--token=abc', server: '--auth-server=proxy.example.com:3080', pin: `--ca-pin=${PIN}` }
+  const good = { token: `--token=${TOKEN}`, server: '--auth-server=proxy.example.com:3080', pin: `--ca-pin=${PIN}` }
   const cases: [string[], RegExp][] = [
     [[good.server, good.pin], /--token is required/],
     [['--token=', good.server, good.pin], /--token is required/],
@@ -151,6 +153,15 @@ t.test('install refuses bad flags with exit status 2, writing nothing', async (t
     [[good.token, good.server, good.pin, '--binary=bin/warren'], /--binary "bin\/warren" must be an absolute path/],
     [[good.token, good.server, good.pin, '--binary=/opt/my warren'], /must be an absolute path/],
     [[good.token, good.server, good.pin, 'extra'], /unexpected argument "extra"/],
+    // What the join would refuse: a token shorter than any the auth server issues, a node name it does not take.
+    [['--token=abc', good.server, good.pin], /^--token holds 3 characters, but join tokens have at least 16: give the whole token from "warrenctl nodes add"$/],
+    [[good.token, good.server, good.pin, '--nodename=pi 1'], /^invalid --nodename "pi 1": field "nodename" must be a host name/],
+    [[good.token, good.server, good.pin, '--nodename=../pi'], /^invalid --nodename "\.\.\/pi": field "nodename" must be a host name/],
+    [[good.token, good.server, good.pin, '--nodename=localhost'], /^invalid --nodename "localhost": .*reserved name/],
+    [
+      [good.token, good.server, good.pin, '--nodename=3b0c5d3e-5b0f-4c1e-9a53-2f1d7f0e4b21'],
+      /^invalid --nodename "3b0c5d3e-5b0f-4c1e-9a53-2f1d7f0e4b21": .*must not look like a host ID/,
+    ],
   ]
   for (const [args, expected] of cases) {
     const prefix = join(tempDir(), 'root')
@@ -164,15 +175,31 @@ t.test('install refuses bad flags with exit status 2, writing nothing', async (t
   }
 })
 
+t.test('install refuses a token shorter than any the auth server issues with exit status 2, from every source', async (t) => {
+  const args = ['--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`]
+  const fromFlag = join(tempDir(), 'root')
+  const flag = await install([`--prefix=${fromFlag}`, '--token=s3cr3t', ...args])
+  t.equal(flag.code, 2)
+  t.match(flag.stderr, /^ERROR: --token holds 6 characters, but join tokens have at least 16/)
+  t.same(listTree(fromFlag), [], 'nothing written')
+
+  const fromInput = join(tempDir(), 'root')
+  const input = await install([`--prefix=${fromInput}`, '--token=-', ...args], { input: 's3cr3t\n' })
+  t.equal(input.code, 2)
+  t.match(input.stderr, /^ERROR: the token on standard input \(--token=-\) holds 6 characters/)
+  t.same(listTree(fromInput), [], 'nothing written')
+  for (const result of [flag, input]) t.notMatch(result.stderr, 's3cr3t', 'the token is never repeated')
+})
+
 t.test('install refuses to run without root unless given --prefix', async (t) => {
   // As root, the refusal is checked by running as nobody, which could not write /etc anyway.
-  const result = await install(['--token=abc', '--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`], isRoot ? { uid: NOBODY } : {})
+  const result = await install([`--token=${TOKEN}`, '--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`], isRoot ? { uid: NOBODY } : {})
   t.equal(result.code, 1)
   t.match(result.stderr, /^ERROR: warren install must run as root: it writes \/etc\/warren\.yaml and \/etc\/systemd\/system\/warren\.service \(or give --prefix=DIR/)
 
   const prefix = tempDir()
   if (isRoot) chownSync(prefix, NOBODY, NOBODY)
-  const staged = await install([`--prefix=${prefix}`, '--token=abc', '--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`], isRoot ? { uid: NOBODY } : {})
+  const staged = await install([`--prefix=${prefix}`, `--token=${TOKEN}`, '--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`], isRoot ? { uid: NOBODY } : {})
   t.equal(staged.code, 0, staged.stderr)
   t.ok(existsSync(join(prefix, 'etc/warren.yaml')), 'with --prefix it writes there as any user')
 })
@@ -187,7 +214,7 @@ const analyzer = spawnSync('systemd-analyze', ['--version']).status === 0
 t.test('systemd-analyze verify accepts both units', { skip: analyzer ? false : 'systemd-analyze is not installed (Debian package systemd)' }, async (t) => {
   const prefix = tempDir()
   const binary = fakeBinary()
-  const installed = await install([`--prefix=${prefix}`, '--token=abc', '--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`, `--binary=${binary}`])
+  const installed = await install([`--prefix=${prefix}`, `--token=${TOKEN}`, '--auth-server=proxy.example.com:3080', `--ca-pin=${PIN}`, `--binary=${binary}`])
   t.equal(installed.code, 0, installed.stderr)
   const proxyUnit = join(tempDir(), 'warren-proxy.service')
   writeFileSync(proxyUnit, withBinary(PROXY_UNIT, binary))

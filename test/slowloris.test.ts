@@ -35,7 +35,7 @@ async function tunnelPresent(auth: AuthProcess, nodename: string): Promise<boole
 
 t.test('a slowloris at the proxy and the auth server keeps no node or user out', async (t) => {
   // A short presence TTL, so that a node that stops leaves the list within seconds.
-  const auth = await new AuthProcess({ authServiceYaml: '  heartbeat_ttl: 3s' }).start()
+  const auth = await new AuthProcess({ authServiceYaml: '  heartbeat_ttl: 6s' }).start()
   t.teardown(() => auth.stop())
   const pin = await auth.pin()
   const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()

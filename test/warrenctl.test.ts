@@ -2,6 +2,7 @@
 
 import { join } from 'node:path'
 import t from 'tap'
+import { ApiError } from '../shared/errors.ts'
 import { AuthProcess, ROOT, run, tempDir, warren } from './helpers/cluster.ts'
 
 const auth = new AuthProcess()
@@ -80,6 +81,32 @@ t.test('tokens add and tokens ls', async (t) => {
   t.match(short.stderr, /at least 16 characters/)
 })
 
+t.test("a token's TTL is at most 30 days: the auth server refuses more (400), warrenctl too (exit 2)", async (t) => {
+  const before = await auth.api<{ tokens: unknown[] }>('GET', '/v1/tokens')
+  for (const ttl_ms of [9e15, 30 * 24 * 3_600_000 + 1]) {
+    const refused = await auth.api('POST', '/v1/tokens', { roles: 'node', ttl_ms }).then(
+      () => undefined,
+      (error: unknown) => error,
+    )
+    t.type(refused, ApiError)
+    t.equal((refused as ApiError).status, 400)
+    t.match((refused as ApiError).message, /field "ttl_ms" must be a positive number of milliseconds, at most 30 days/)
+  }
+  for (const args of [
+    ['tokens', 'add', '--type=node', '--ttl=2500000000h'],
+    ['nodes', 'add', '--ttl=721h'],
+  ]) {
+    const result = await auth.ctl(args)
+    t.equal(result.code, 2, args.join(' '))
+    t.match(result.stderr, /^ERROR: --ttl \S+ is longer than a token may live \(720h, 30 days\)/)
+    t.equal(result.stdout, '')
+  }
+  t.same(await auth.api('GET', '/v1/tokens'), before, 'no token made')
+  const longest = await auth.ctl(['tokens', 'add', '--type=node', '--ttl=720h'])
+  t.equal(longest.code, 0, longest.stderr)
+  t.match(longest.stdout, /^This token will expire in 720 hours$/m)
+})
+
 for (const verb of ['rm', 'del']) {
   t.test(`tokens ${verb}`, async (t) => {
     const token = await auth.token()
@@ -116,6 +143,29 @@ t.test('unknown commands and a missing admin identity', async (t) => {
   const noIdentity = await run(join(ROOT, 'cli/warrenctl.ts'), ['status', `--data-dir=${tempDir()}`])
   t.equal(noIdentity.code, 1)
   t.match(noIdentity.stderr, /cannot read the admin identity/)
+})
+
+t.test('away from the auth host, a mistake in the arguments is a usage error (exit 2) naming it, not a missing identity', async (t) => {
+  const away = `--data-dir=${tempDir()}`
+  const cases: [string[], RegExp][] = [
+    [['lock', '--user=a', '--node=b'], /a lock needs exactly one target: --user=NAME or --node=NODE/],
+    [['lock'], /a lock needs exactly one target/],
+    [['tokens', 'ls', 'bad'], /invalid selector "bad": use key=value or key=\*/],
+    [['nodes', 'ls', 'bad'], /invalid selector "bad"/],
+    [['get', 'foo'], /unknown resource "foo": "warrenctl get" shows roles, nodes or nodes\/NAME/],
+    [['create'], /missing -f FILE/],
+    [['rm', 'roles'], /cannot remove "roles": name a role as role\/NAME/],
+    [['tokens', 'add'], /missing --type/],
+    [['tokens', 'add', '--type=node', '--ttl=721h'], /--ttl 721h is longer than a token may live/],
+    [['users', 'add', 'bob'], /missing --logins/],
+    [['auth', 'sign'], /missing --user/],
+    [['auth', 'rotate', '--manual'], /--manual needs --phase=/],
+  ]
+  for (const [args, message] of cases) {
+    const result = await run(join(ROOT, 'cli/warrenctl.ts'), [...args, away])
+    t.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`)
+    t.match(result.stderr, new RegExp(`^ERROR: ${message.source}`), args.join(' '))
+  }
 })
 
 t.test('warren start: bad input', async (t) => {

@@ -2,9 +2,9 @@
 // `tokens rm`.
 
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
+import { nodenameProblem } from '../../shared/nodename.ts'
 import { ProtocolError } from '../../shared/protocol/errors.ts'
 import { actorOf } from '../audit.ts'
-import { nodenameProblem } from '../join.ts'
 import { parseRoles } from '../roles.ts'
 import type { AuthRoutes } from './context.ts'
 

@@ -3,7 +3,7 @@
 import { describeTtl } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
 import { ctlCommand, out } from './ctl-command.ts'
-import { signUser } from './sign.ts'
+import { checkSignFlags, signUser } from './sign.ts'
 
 export const authSign = ctlCommand({
   name: 'warrenctl auth sign',
@@ -25,6 +25,7 @@ export const authSign = ctlCommand({
     'warrenctl auth sign --user=ci --out=~/ci-creds',
     'warrenctl auth sign --user=bob --format=openssh --fdpass',
   ],
+  check: (flags) => checkSignFlags(flags),
   run: (admin, flags) => signUser(admin, flags),
 })
 
@@ -42,9 +43,11 @@ export const authRotate = ctlCommand({
   description: `An automatic rotation goes through every phase within the grace period; "warrenctl status" shows
     where it is. A manual one moves when told: init, update_clients, update_servers, standby (or rollback).`,
   examples: ['warrenctl auth rotate --type=host --grace-period=2h', 'warrenctl auth rotate --type=user --manual --phase=init'],
-  async run(admin, flags) {
+  check(flags) {
     if (flags.manual && !flags.phase) throw new UsageError(`--manual needs --phase=${PHASES.join('|')}`)
     if (!flags.manual && flags.phase) throw new UsageError('--phase goes with --manual')
+  },
+  async run(admin, flags) {
     const result = await admin.client.call('POST /v1/rotate', { body: { type: flags.type, manual: flags.manual, phase: flags.phase, grace_period_ms: flags['grace-period'] } })
     out(
       flags.manual

@@ -1,6 +1,7 @@
 // A warrenctl command: the flags every one of them takes (where the admin identity is, or
 // which login to act as), and its run with a connection to the auth server, opened only once
-// the flags are understood.
+// the flags and arguments are understood: a mistake in them is a usage error (exit 2) that
+// names it, here or away from the auth host alike, never a failure to find the identity.
 
 import { type Command, type CommandSpec, defineCommand } from '../command.ts'
 import { defineFlags, type FlagSpec, type FlagValues } from '../flags.ts'
@@ -20,12 +21,15 @@ export const GLOBAL_FLAGS = defineFlags({
 })
 
 type CtlRun<F extends FlagSpec> = (admin: AdminConnection, flags: FlagValues<F & typeof GLOBAL_FLAGS>, args: string[]) => Promise<void>
+/** Throws a UsageError for flags or arguments the command cannot take, before anything connects. */
+type CtlCheck<F extends FlagSpec> = (flags: FlagValues<F & typeof GLOBAL_FLAGS>, args: string[]) => void
 
-export function ctlCommand<const F extends FlagSpec>(def: Omit<CommandSpec<F, typeof GLOBAL_FLAGS>, 'common'> & { run: CtlRun<F> }): Command {
+export function ctlCommand<const F extends FlagSpec>(def: Omit<CommandSpec<F, typeof GLOBAL_FLAGS>, 'common'> & { check?: CtlCheck<F>; run: CtlRun<F> }): Command {
   return defineCommand<F, typeof GLOBAL_FLAGS>({
     ...def,
     common: { title: 'Flags of every warrenctl command:', flags: globalFlagsBesides(def.flags ?? {}) },
     async run(flags, args) {
+      def.check?.(flags, args)
       // A command's own flag of the same name (auth sign's --proxy: the proxy its credentials
       // name) is that command's, and does not choose how warrenctl connects.
       const admin = connectAdmin(def.flags && 'proxy' in def.flags ? { ...flags, proxy: undefined } : flags)

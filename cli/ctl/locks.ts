@@ -17,8 +17,10 @@ export const lock = ctlCommand({
   },
   description: 'Give exactly one of --user and --node. "warrenctl lock ls" lists the locks, "warrenctl lock rm ID" ends one.',
   examples: ['warrenctl lock --user=alice --ttl=1h --message="key lost, call IT"', 'warrenctl lock --node=pi-1'],
-  async run(admin, flags) {
+  check(flags) {
     if ((flags.user === undefined) === (flags.node === undefined)) throw new UsageError('a lock needs exactly one target: --user=NAME or --node=NODE')
+  },
+  async run(admin, flags) {
     const lock = await admin.client.call('POST /v1/locks', { body: { user: flags.user, node: flags.node, ttl_ms: flags.ttl, message: flags.message } })
     out(`Created a lock with ID "${lock.id}" on ${lock.target}${lock.expires ? `, until ${formatExpiry(lock.expires, Date.now())}` : ''}`)
   },

@@ -58,6 +58,9 @@ export const nodesLs = ctlCommand({
   },
   description: 'A selector is key=value or key=* (the label with any value); several, joined by commas or given apart, must all match.',
   examples: ['warrenctl nodes ls', 'warrenctl nodes ls --all', 'warrenctl nodes ls env=lab,site=* --format=json'],
+  check(_flags, args) {
+    parseSelectors(args)
+  },
   async run(admin, flags, args) {
     const selectors = parseSelectors(args)
     if (flags.all) return listAllNodes(admin, selectors, flags.format)

@@ -18,9 +18,11 @@ export const create = ctlCommand({
   },
   description: 'A role takes effect at the next login or "warrenctl auth sign" of its users. The built-in roles access and editor cannot be replaced.',
   examples: ['warrenctl create -f lab.yaml', 'cat lab.yaml | warrenctl create -f -'],
+  check(flags) {
+    roleFile(flags.file)
+  },
   async run(admin, flags) {
-    if (flags.file === undefined) throw new UsageError('missing -f FILE: the YAML file of the role ("-" for standard input)')
-    for (const role of readDocuments(flags.file)) {
+    for (const role of readDocuments(roleFile(flags.file))) {
       const saved = await admin.client.call('POST /v1/roles', { body: role })
       out(`role "${saved.name}" has been ${saved.created ? 'created' : 'updated'}`)
     }
@@ -36,10 +38,12 @@ export const get = ctlCommand({
   },
   description: 'Nodes are those whose heartbeat is fresh, one YAML document each (kind: node, metadata.name its host ID, spec.hostname its name), as tctl get nodes shows them.',
   examples: ['warrenctl get roles', 'warrenctl get roles --format=text', 'warrenctl get nodes', 'warrenctl get nodes/pi-1 --format=json'],
+  check(_flags, args) {
+    resource(args[0])
+  },
   async run(admin, flags, args) {
-    const [kind, name, ...more] = args[0].split('/')
-    if ((kind === 'nodes' || kind === 'node') && more.length === 0 && name !== '') return getNodes(admin, flags.format, name)
-    if ((kind !== 'roles' && kind !== 'role') || name !== undefined) throw new UsageError(`unknown resource "${args[0]}": "warrenctl get" shows roles, nodes or nodes/NAME`)
+    const { kind, name } = resource(args[0])
+    if (kind === 'nodes') return getNodes(admin, flags.format, name)
     const { roles, built_in } = await admin.client.call('GET /v1/roles')
     if (flags.format === 'json') out(JSON.stringify(roles, null, 2))
     else if (flags.format === 'yaml') process.stdout.write(roles.map((role) => stringify(role)).join('---\n'))
@@ -53,20 +57,41 @@ export const get = ctlCommand({
   },
 })
 
+/** The file `create` reads (-f), which it needs. */
+function roleFile(file: string | undefined): string {
+  if (file === undefined) throw new UsageError('missing -f FILE: the YAML file of the role ("-" for standard input)')
+  return file
+}
+
+/** What `warrenctl get` shows: roles, nodes, or one node by name (`nodes/NAME`). */
+function resource(text: string): { kind: 'roles' | 'nodes'; name?: string } {
+  const [kind, name, ...more] = text.split('/')
+  if ((kind === 'nodes' || kind === 'node') && more.length === 0 && name !== '') return { kind: 'nodes', name }
+  if ((kind !== 'roles' && kind !== 'role') || name !== undefined) throw new UsageError(`unknown resource "${text}": "warrenctl get" shows roles, nodes or nodes/NAME`)
+  return { kind: 'roles' }
+}
+
 export const rm = ctlCommand({
   name: 'warrenctl rm',
   summary: 'remove a resource: role/NAME (refused while a user has the role)',
   operands: ['role/NAME'],
   flags: {},
   examples: ['warrenctl rm role/lab'],
+  check(_flags, args) {
+    roleToRemove(args[0])
+  },
   async run(admin, _flags, args) {
-    const slash = args[0].indexOf('/')
-    const kind = args[0].slice(0, slash)
-    if (slash < 0 || kind !== 'role' || args[0].length === slash + 1) throw new UsageError(`cannot remove "${args[0]}": name a role as role/NAME, e.g. role/lab`)
-    const removed = await admin.client.call('DELETE /v1/roles/:name', { params: { name: args[0].slice(slash + 1) } })
+    const removed = await admin.client.call('DELETE /v1/roles/:name', { params: { name: roleToRemove(args[0]) } })
     out(`role "${removed.name}" has been deleted`)
   },
 })
+
+/** The name of the role that `rm`'s argument (`role/NAME`) names. */
+function roleToRemove(text: string): string {
+  const slash = text.indexOf('/')
+  if (slash < 0 || text.slice(0, slash) !== 'role' || text.length === slash + 1) throw new UsageError(`cannot remove "${text}": name a role as role/NAME, e.g. role/lab`)
+  return text.slice(slash + 1)
+}
 
 /** The YAML documents of `file` as objects; a document that is no YAML mapping is an error naming it. */
 function readDocuments(file: string): Record<string, unknown>[] {

@@ -17,10 +17,16 @@ interface SignFlags {
   fdpass?: boolean
 }
 
-export async function signUser(admin: AdminConnection, flags: SignFlags): Promise<void> {
+/** The flags' mistakes, before anything connects; returns the user to sign for. */
+export function checkSignFlags(flags: SignFlags): string {
   const user = flags.user
   if (!user) throw new UsageError('missing --user: the user to sign certificates for')
   if (flags.fdpass && flags.format !== 'openssh') throw new UsageError('--fdpass is a setting of the ssh_config: give it with --format=openssh')
+  return user
+}
+
+export async function signUser(admin: AdminConnection, flags: SignFlags): Promise<void> {
+  const user = checkSignFlags(flags)
   const keys = generateUserKeys()
   const signed = await admin.client.call('POST /v1/users/:name/certs', { params: { name: user }, body: { ...publicKeyFields(keys), ttl_ms: flags.ttl } })
   const dir = resolve(flags.out ?? defaultProfileDir())

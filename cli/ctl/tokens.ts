@@ -3,9 +3,9 @@
 
 import { TOKEN_ROLES } from '../../auth/roles.ts'
 import { DEFAULTS } from '../../shared/config.ts'
-import { describeTtl, formatExpiry } from '../../shared/duration.ts'
+import { describeTtl, formatExpiry, shortDuration } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
-import type { ClusterStatus, ListedToken } from '../../shared/protocol/admin.ts'
+import { type ClusterStatus, type ListedToken, MAX_TOKEN_TTL_MS } from '../../shared/protocol/admin.ts'
 import { matchesSelectors, parseSelectors } from '../../shared/selectors.ts'
 import { defineFlags } from '../flags.ts'
 import { FORMAT_FLAG, formatData } from '../output.ts'
@@ -29,6 +29,21 @@ const TOKEN_FLAGS = defineFlags({
   'single-use': { type: 'boolean', description: 'the first successful join consumes the token' },
   nodename: { type: 'string', placeholder: 'NAME', description: 'the only node name the token joins; it is single-use and replaces the node registered with that name' },
 })
+
+/** A token's --ttl within what the auth server grants (MAX_TOKEN_TTL_MS, 30 days). */
+function checkTtl(ttlMs: number): void {
+  if (ttlMs > MAX_TOKEN_TTL_MS) {
+    throw new UsageError(
+      `--ttl ${shortDuration(ttlMs)} is longer than a token may live (${shortDuration(MAX_TOKEN_TTL_MS)}, 30 days): for a token that never expires, use a static token (auth_service.tokens)`,
+    )
+  }
+}
+
+/** The roles of `tokens add --type`, which it needs. */
+function tokenRoles(type: readonly string[] | undefined): readonly string[] {
+  if (!type?.length) throw new UsageError('missing --type: the roles the token grants, e.g. --type=node')
+  return type
+}
 
 /**
  * Where hosts join and people log in: a proxy's web port when there is one (then nodes keep
@@ -77,6 +92,7 @@ export const nodesAdd = ctlCommand({
   },
   description: 'The join command it prints reads the token from standard input, so that no process list shows it.',
   examples: ['warrenctl nodes add --ttl=5m', 'warrenctl nodes add --nodename=pi-1   # replaces the dead device named pi-1'],
+  check: (flags) => checkTtl(flags.ttl),
   run: (admin, flags) => addToken(admin, { roles: flags.roles, ttlMs: flags.ttl, singleUse: flags['single-use'], token: flags.token, nodename: flags.nodename }),
 })
 
@@ -89,9 +105,12 @@ export const tokensAdd = ctlCommand({
     ...TOKEN_FLAGS,
   },
   examples: ['warrenctl tokens add --type=proxy', 'warrenctl tokens add --type=node,proxy --ttl=10m --single-use'],
+  check(flags) {
+    tokenRoles(flags.type)
+    checkTtl(flags.ttl)
+  },
   run(admin, flags) {
-    if (!flags.type?.length) throw new UsageError('missing --type: the roles the token grants, e.g. --type=node')
-    return addToken(admin, { roles: flags.type, ttlMs: flags.ttl, singleUse: flags['single-use'], token: flags.token, nodename: flags.nodename })
+    return addToken(admin, { roles: tokenRoles(flags.type), ttlMs: flags.ttl, singleUse: flags['single-use'], token: flags.token, nodename: flags.nodename })
   },
 })
 
@@ -111,6 +130,9 @@ export const tokensLs = ctlCommand({
   description:
     "Selectors (key=value or key=*, all must match) pick tokens by type (a role the token grants: node, proxy, signup...), nodename (the node it is for) or user (whose sign-up it is). In json and yaml a static token's value is null unless --with-secrets.",
   examples: ['warrenctl tokens ls', 'warrenctl tokens ls type=node --format=json', 'warrenctl tokens ls type=signup,user=alice'],
+  check(_flags, args) {
+    parseSelectors(args)
+  },
   async run(admin, flags, args) {
     const selectors = parseSelectors(args)
     const listed = (await admin.client.call('GET /v1/tokens')).tokens.filter((t) => matchesSelectors(selectors, tokenLabels(t)))

@@ -37,8 +37,10 @@ export const usersAdd = ctlCommand({
     ttl: TTL_FLAG,
   },
   examples: ['warrenctl users add alice --logins=root,pi', 'warrenctl users add bob --logins=pi --roles=access,editor --ttl=24h'],
-  async run(admin, flags, args) {
+  check(flags) {
     if (!flags.logins?.length) throw new UsageError('missing --logins: the OS accounts this user may log in as, e.g. --logins=root,pi')
+  },
+  async run(admin, flags, args) {
     const user = await admin.client.call('POST /v1/users', { body: { name: args[0], logins: flags.logins, roles: flags.roles, signup_ttl_ms: flags.ttl } })
     await printInvitation(admin, user, flags.ttl, 'created')
   },

@@ -173,9 +173,21 @@ export class WebConsoleApi {
     if (error instanceof HttpError) return { status: error.status, body: { error: error.message }, headers: error.headers }
     if (error instanceof ApiError) return { status: error.status, body: { error: error.message } }
     if (error instanceof ProtocolError) return { status: 400, body: { error: error.message } }
-    this.options.log.error('web console request failed', { method: req.method, path: req.url?.split('?')[0], error: (error as Error).message })
+    this.options.log.error('web console request failed', { method: req.method, path: loggedPath(req), error: (error as Error).message })
     return { status: 500, body: { error: "internal error: the proxy's log has the details" } }
   }
+}
+
+/**
+ * The path of a request for the log: a carried route's by its pattern (`/web/api/tokens/:token`),
+ * never with the values in it, which may be secrets (a token being revoked). The console's own
+ * routes have no parameters.
+ */
+function loggedPath(req: IncomingMessage): string {
+  const pathname = (req.url ?? '/').split('?')[0]
+  const path = `/v1${pathname.slice(WEB_API_PREFIX.length - 1)}`
+  const carried = CARRIED_PATTERNS.find((candidate) => candidate.method === req.method && candidate.pattern.test(path))
+  return carried ? WEB_API_PREFIX + carried.route.slice(carried.route.indexOf(' /v1/') + ' /v1/'.length) : pathname
 }
 
 /** The request body as a JSON object, at most SMALL_BODY bytes; a browser's form post (no JSON) is refused. */

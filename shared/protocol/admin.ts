@@ -7,6 +7,11 @@ const HOUR_MS = 3_600_000
 /** The longest lock a TTL may ask for; without a TTL a lock lasts until it is removed. */
 export const MAX_LOCK_TTL_MS = 10 * 365 * 24 * HOUR_MS
 export const MAX_LOCK_MESSAGE_LENGTH = 256
+/**
+ * The longest a join token made with `tokens add` (or `nodes add`) may live: 30 days, as a
+ * sign-up token. A token that joins for longer is a static token of the config.
+ */
+export const MAX_TOKEN_TTL_MS = 30 * 24 * HOUR_MS
 
 export const ROTATION_PHASES = ['init', 'update_clients', 'update_servers', 'standby', 'rollback'] as const
 
@@ -48,7 +53,7 @@ export interface RotationStep {
 export const TOKEN_BODY = object({
   /** Comma-separated, as --type and --roles give them. */
   roles: text({ max: 256 }),
-  ttl_ms: number({ above: 0, expected: 'a positive number' }),
+  ttl_ms: number({ above: 0, atMost: MAX_TOKEN_TTL_MS, expected: 'a positive number of milliseconds, at most 30 days' }),
   single_use: flag(),
   /** A value chosen by the admin instead of a generated one. */
   token: optional(text({ max: 512 })),

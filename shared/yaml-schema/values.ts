@@ -2,7 +2,7 @@
 // lists and maps of them.
 
 import { isScalar, isSeq } from 'yaml'
-import { parseDuration } from '../duration.ts'
+import { parseDuration, shortDuration } from '../duration.ts'
 import { UsageError } from '../errors.ts'
 import { childPath, fail, isEmpty, keyText, pairsOf, positioned, type Rule, resolved, sectionBlame } from './document.ts'
 
@@ -72,8 +72,18 @@ export function oneOf<const V extends readonly string[]>(...values: V): Rule<V[n
   })
 }
 
-/** A duration with a unit (`30s`, `1h30m`), read as milliseconds; `min` in milliseconds. */
-export function duration(min?: number): Rule<number> {
+/** The bounds of a duration, in milliseconds, and what makes them so (said after the bound in an error). */
+export interface DurationBounds {
+  min?: number
+  max?: number
+  minReason?: string
+  maxReason?: string
+}
+
+/** A duration with a unit (`30s`, `1h30m`), read as milliseconds, within `bounds` (`min` alone: a number). */
+export function duration(bounds: DurationBounds | number = {}): Rule<number> {
+  const { min, max, minReason, maxReason }: DurationBounds = typeof bounds === 'number' ? { min: bounds } : bounds
+  const because = (reason?: string) => (reason ? ` (${reason})` : '')
   return scalar('must be a duration with a unit, e.g. 30s, 5m, 1h', (value, { name, wrong, refuse }) => {
     if (typeof value !== 'string') return wrong()
     let ms: number
@@ -83,7 +93,8 @@ export function duration(min?: number): Rule<number> {
       if (err instanceof UsageError) return refuse(err.message)
       throw err
     }
-    if (min !== undefined && ms < min) return refuse(`${name} is ${value}: it must be at least ${min / 1000}s`)
+    if (min !== undefined && ms < min) return refuse(`${name} is ${value}: it must be at least ${shortDuration(min)}${because(minReason)}`)
+    if (max !== undefined && ms > max) return refuse(`${name} is ${value}: it must be at most ${shortDuration(max)}${because(maxReason)}`)
     return ms
   })
 }
@@ -96,6 +107,8 @@ export function converted<T, U>(rule: Rule<T>, convert: (value: T) => U): Rule<U
 export interface ListOptions<T> {
   /** A single value is accepted as a list of one (`ca_pin: sha256:...`). */
   single?: boolean
+  /** The fewest items that make sense: fewer (an empty list, too) are refused. */
+  min?: number
   /** The most items that mean something: more are refused, not ignored. */
   max?: number
   /** A field that no two items may share. */
@@ -110,9 +123,18 @@ export function list<T>(item: Rule<T>, options: ListOptions<T> = {}): Rule<T[]> 
       const blame = positioned(node) ? node : at
       const target = resolved(reading, node)
       const name = JSON.stringify(path)
-      if (isEmpty(target)) return []
+      const tooFew = (count: number) => {
+        if (options.min !== undefined && count < options.min) {
+          fail(reading, blame, `${name} has ${count === 0 ? 'no' : count} ${count === 1 ? 'entry' : 'entries'}; at least ${options.min} ${options.min === 1 ? 'is' : 'are'} needed`)
+        }
+      }
+      if (isEmpty(target)) {
+        tooFew(0)
+        return []
+      }
       if (options.single && isScalar(target)) return [item.read(reading, target, path, blame)]
       if (!isSeq(target)) fail(reading, blame, `${name} must be a list`)
+      tooFew(target.items.length)
       if (options.max !== undefined && target.items.length > options.max) {
         fail(reading, positioned(at) ? at : blame, `${name} has ${target.items.length} entries; at most ${options.max} ${options.max === 1 ? 'is' : 'are'} allowed`)
       }
