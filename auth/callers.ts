@@ -13,6 +13,7 @@ import { accessOfX509Certificate } from '../shared/access-cert.ts'
 import { type CertSubject, certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
 import { EXPIRED, judgeCertificate, VerdictCache } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
+import { type UserCertificate, userCertificate } from '../shared/revocation-list.ts'
 
 /**
  * Who a request is from: a host, the local admin identity, or a person logged in, whom a
@@ -36,8 +37,8 @@ export interface CallersOptions {
   userCAPems: () => string[]
   /** Why a host is refused although its certificate is valid (removed, locked), or undefined. */
   refusedHost: (hostId: string) => string | undefined
-  /** Why a user is refused although its certificate is valid (removed, locked), or undefined. */
-  refusedUser: (name: string) => string | undefined
+  /** Why a user's certificate is refused although it is valid (the user removed or locked, or its certificates from before a reset), or undefined. */
+  refusedUser: (user: string | UserCertificate) => string | undefined
   log: Logger
 }
 
@@ -83,7 +84,7 @@ export class Callers {
     const verdict = judgeCertificate(cert, { clusterName: this.options.clusterName(), caPems: this.options.userCAPems(), role: 'user' })
     if (!verdict.trusted) return { peer: null, reason: `user certificate: ${verdict.reason}` }
     const name = verdict.subject.commonName
-    const refusal = this.options.refusedUser(name)
+    const refusal = this.options.refusedUser(userCertificate(cert))
     if (refusal) return { peer: null, reason: refusal }
     try {
       const access = accessOfX509Certificate(cert)

@@ -1,12 +1,13 @@
 // Invitations: a user is added without a password, with a single-use sign-up token that
 // lets that person set one and enrol a second factor (`warren login --invite`). Resetting a
-// user voids its password and second factor and invites it again; removing a user also
-// ends its sessions at once, with a lock every proxy follows that outlives its last
-// certificate.
+// user voids its password and second factor, refuses the certificates issued before the
+// reset, and invites it again; removing a user also ends its sessions at once. Both lock
+// (a lock every proxy follows) until the last certificate they refuse has expired.
 
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Backend } from './backend/backend.ts'
 import { deleteCredentials } from './credentials.ts'
-import type { Locks } from './locks.ts'
+import type { LockRecord, Locks } from './locks.ts'
 import type { TokenRecord, TokenService } from './tokens.ts'
 import { MAX_USER_CERT_TTL_MS, UnknownUser, type UserDirectory, type UserRecord } from './users.ts'
 
@@ -17,6 +18,7 @@ export interface InvitesContext {
   locks: Locks
   /** After a lock is made: so that proxies and this server refuse the user at once. */
   lockMade: () => Promise<void>
+  clock?: () => number
 }
 
 export interface Invitation {
@@ -26,9 +28,11 @@ export interface Invitation {
 
 export class Invites {
   private readonly context: InvitesContext
+  private readonly clock: () => number
 
   constructor(context: InvitesContext) {
     this.context = context
+    this.clock = context.clock ?? Date.now
   }
 
   /** Adds a user who signs up with the token returned. */
@@ -37,13 +41,29 @@ export class Invites {
     return { user, invitation: await this.invite(user.name, ttlMs) }
   }
 
-  /** Voids the user's password, second factor and earlier invitations, and invites it again. */
-  async reset(name: string, ttlMs: number): Promise<{ user: UserRecord; invitation: Invitation }> {
+  /**
+   * Voids the user's password, second factor and earlier invitations, refuses the
+   * certificates issued before now, and invites it again. Those certificates stay valid by
+   * their dates (whoever signed up with a leaked invitation holds some): a lock on them alone
+   * refuses them everywhere until the last has expired, while the certificates the user gets
+   * after the reset work. Certificates carry whole seconds, so the reset's instant is the next
+   * whole second, and the invitation is returned only once it has come: whatever is issued
+   * with it is from after the reset.
+   */
+  async reset(name: string, ttlMs: number): Promise<{ user: UserRecord; invitation: Invitation; lock: LockRecord }> {
     const user = await this.context.users.get(name)
     if (!user) throw new UnknownUser(`no user "${name}": "warrenctl users ls" lists the users`)
+    const now = this.clock()
+    const issuedBefore = Math.ceil(now / 1000) * 1000
+    const lockTtlMs = issuedBefore + MAX_USER_CERT_TTL_MS - now
+    const lock = await this.context.locks.add({ user: name, issuedBefore, ttlMs: lockTtlMs, message: 'the user was reset' })
+    await this.context.lockMade()
     await this.dropInvitations(name)
     await this.context.backend.txn([], [deleteCredentials(name)])
-    return { user, invitation: await this.invite(name, ttlMs) }
+    const invitation = await this.invite(name, ttlMs)
+    const early = issuedBefore - this.clock()
+    if (early > 0) await sleep(early)
+    return { user, invitation, lock }
   }
 
   /** Removes the user, its secrets and its invitations, and ends its sessions everywhere now. */

@@ -5,8 +5,13 @@
 //
 // A node lock names the host by ID (a name can pass to another host): it is created only
 // while that host is registered, in one transaction with that condition.
+//
+// A user lock may be limited to the certificates issued before an instant (`users reset`
+// makes one): those are refused until the last of them has expired, while the user logs in
+// and gets new certificates as usual.
 
 import { randomUUID } from 'node:crypto'
+import { isoTime } from '../shared/duration.ts'
 import type { LockBody } from '../shared/protocol/admin.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import type { Backend } from './backend/backend.ts'
@@ -16,7 +21,8 @@ import { UnknownUser, type UserDirectory } from './users.ts'
 export const LOCKS = '/locks/'
 const ROUTE = 'POST /v1/locks'
 
-export type LockTarget = { user: string } | { node: string; hostId: string }
+/** A user (`issuedBefore`, epoch ms: only its certificates issued before then), or a node by host ID. */
+export type LockTarget = { user: string; issuedBefore?: number } | { node: string; hostId: string }
 
 export interface LockRecord {
   id: string
@@ -29,6 +35,8 @@ export interface LockRecord {
 
 export interface LockRequest {
   user?: string
+  /** With `user`: lock only the certificates issued before this (epoch ms). */
+  issuedBefore?: number
   node?: string
   ttlMs?: number
   message?: string
@@ -36,13 +44,24 @@ export interface LockRequest {
 
 /** What a refused caller is told: who is locked, and the admin's message. */
 export function lockReason(lock: LockRecord): string {
-  const who = 'user' in lock.target ? `user "${lock.target.user}"` : `node "${lock.target.node}"`
-  return `${who} is locked${lock.message ? `: ${lock.message}` : ''}`
+  const target = lock.target
+  const who = !('user' in target)
+    ? `node "${target.node}" is`
+    : target.issuedBefore === undefined
+      ? `user "${target.user}" is`
+      : `the certificates of user "${target.user}" issued before ${isoTime(target.issuedBefore)} are`
+  return `${who} locked${lock.message ? `: ${lock.message}` : ''}`
 }
 
-/** `lock ls`'s Target column: `user:alice`, `node:pi-1 (HOST_ID)`. */
+/** `lock ls`'s Target column: `user:alice`, `user:alice (certificates issued before TIME)`, `node:pi-1 (HOST_ID)`. */
 export function describeTarget(target: LockTarget): string {
-  return 'user' in target ? `user:${target.user}` : `node:${target.node} (${target.hostId})`
+  if (!('user' in target)) return `node:${target.node} (${target.hostId})`
+  return target.issuedBefore === undefined ? `user:${target.user}` : `user:${target.user} (certificates issued before ${isoTime(target.issuedBefore)})`
+}
+
+/** Whether a lock refuses the user itself (its logins and new certificates), not only certificates issued before some time. */
+export function locksWholeUser(lock: LockRecord, user: string): boolean {
+  return 'user' in lock.target && lock.target.user === user && lock.target.issuedBefore === undefined
 }
 
 /** No lock with that ID is in force (it may have expired). */
@@ -86,7 +105,8 @@ export class Locks {
     const put = (record: LockRecord) => ({ op: 'put' as const, key: LOCKS + record.id, value: JSON.stringify(record), ...(request.ttlMs ? { ttlMs: request.ttlMs } : {}) })
     if (request.user !== undefined) {
       if (!(await this.context.users.get(request.user))) throw new UnknownUser(`no user "${request.user}": lock a user that "warrenctl users ls" lists`)
-      const record: LockRecord = { ...base, target: { user: request.user } }
+      const target = { user: request.user, ...(request.issuedBefore === undefined ? {} : { issuedBefore: request.issuedBefore }) }
+      const record: LockRecord = { ...base, target }
       await this.context.backend.txn([], [put(record)])
       return record
     }

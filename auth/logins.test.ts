@@ -9,7 +9,7 @@ import { NodeDirectory } from './nodes.ts'
 import { WeakPassword } from './passwords.ts'
 import { TOKEN_NOT_FOUND, TokenRefusal, TokenService } from './tokens.ts'
 import { TOTP, totpCode } from './totp.ts'
-import { UserDirectory } from './users.ts'
+import { MAX_USER_CERT_TTL_MS, UserDirectory } from './users.ts'
 
 const PASSWORD = 'correct horse battery'
 
@@ -34,7 +34,7 @@ function setup(t: Test) {
   const locks = new Locks({ backend, nodes: new NodeDirectory(backend, 30_000), users, clock })
   const lockMade = async () => {}
   const logins = new Logins({ backend, tokens, users, locks, clusterName: () => 'test-cluster', lockMade, clock })
-  const invites = new Invites({ backend, tokens, users, locks, lockMade })
+  const invites = new Invites({ backend, tokens, users, locks, lockMade, clock })
   return { dir, backend, tokens, users, locks, logins, invites, now: () => now, advance: (ms: number) => (now += ms) }
 }
 
@@ -128,22 +128,35 @@ t.test('five failures in a row lock the user for 30 minutes', async (t) => {
   await refused(t, s.logins.login('alice', 'wrong password!', totpCode(secret, s.now())), LoginRefused, undefined, 'a guesser is not')
 })
 
-t.test('reset voids the password and second factor; rm removes the user, its secrets and invitations, and locks it', async (t) => {
+t.test('reset voids the password and second factor and locks the certificates from before it; rm removes the user, its secrets and invitations, and locks it', async (t) => {
   const s = setup(t)
   const secret = await signedUp(s)
-  const { invitation } = await s.invites.reset('alice', 3_600_000)
+  s.advance(400) // not on a whole second: the reset's instant is the next one
+  const resetAt = s.now()
+  const { invitation, lock } = await s.invites.reset('alice', 3_600_000)
+  const firstCut = Math.ceil(resetAt / 1000) * 1000
+  t.same(lock.target, { user: 'alice', issuedBefore: firstCut }, 'a lock on the certificates issued before the reset, from the next whole second')
+  t.equal(lock.expires, firstCut + MAX_USER_CERT_TTL_MS, 'until the last of them has expired')
   await refused(t, s.logins.login('alice', PASSWORD, totpCode(secret, s.now())), LoginRefused, undefined, 'the old password and factor are void')
   const started = await s.logins.startSignup(invitation.token)
   await s.logins.completeSignup(invitation.token, 'another long password', totpCode(started.secret, s.now()))
+  s.advance(TOTP.stepMs)
+  t.equal((await s.logins.login('alice', 'another long password', totpCode(started.secret, s.now()))).name, 'alice', 'that lock does not bar the logins that follow')
+  s.advance(TOTP.stepMs)
   const again = await s.invites.reset('alice', 3_600_000)
   t.equal((await s.tokens.list()).length, 1)
+  s.advance(1000)
   await s.invites.removeUser('alice')
   t.same(await s.tokens.list(), [], 'its invitation is gone')
   t.equal(await s.users.get('alice'), undefined)
   t.same(await s.backend.list('/credentials/'), [], 'its secrets are gone')
   t.same(
     (await s.locks.list()).map((l) => [l.target, l.message]),
-    [[{ user: 'alice' }, 'the user was removed']],
+    [
+      [{ user: 'alice', issuedBefore: firstCut }, 'the user was reset'],
+      [{ user: 'alice', issuedBefore: firstCut + 2 * TOTP.stepMs }, 'the user was reset'],
+      [{ user: 'alice' }, 'the user was removed'],
+    ],
   )
   await refused(t, s.logins.startSignup(again.invitation.token), TokenRefusal, TOKEN_NOT_FOUND)
 })

@@ -7,7 +7,7 @@
 import { LOGIN_REFUSED } from '../shared/protocol/logins.ts'
 import type { Backend } from './backend/backend.ts'
 import { type CredentialRecord, readCredentials, unchanged, writeCredentials } from './credentials.ts'
-import { Locked, type Locks, lockReason } from './locks.ts'
+import { Locked, type Locks, lockReason, locksWholeUser } from './locks.ts'
 import { checkPassword, hashPassword, verifyPassword } from './passwords.ts'
 import { TOKEN_NOT_FOUND, TokenRefusal, type TokenService, type ValidToken } from './tokens.ts'
 import { generateTotpSecret, otpauthUri, verifyTotp } from './totp.ts'
@@ -126,7 +126,8 @@ export class Logins {
 
   private async lockOf(user: string) {
     const now = this.clock()
-    return (await this.context.locks.list()).find((lock) => 'user' in lock.target && lock.target.user === user && (lock.expires ?? Infinity) > now)
+    // A lock on the certificates from before a reset does not bar the logins that follow it.
+    return (await this.context.locks.list()).find((lock) => locksWholeUser(lock, user) && (lock.expires ?? Infinity) > now)
   }
 
   /** The user a sign-up token invites; a token that is no sign-up token, spent or expired, is refused alike. */

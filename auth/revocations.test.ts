@@ -14,11 +14,11 @@ import { refusal } from '../test/helpers/refusal.ts'
 import type { Backend } from './backend/backend.ts'
 import { EtcdBackend } from './backend/etcd.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
-import { Locks } from './locks.ts'
+import { describeTarget, Locks, lockReason } from './locks.ts'
 import { NodeDirectory, type NodeRecord, PRESENCE, type Presence, registerNodeOperation } from './nodes.ts'
 import { OfflineSweep } from './offline-nodes.ts'
 import { Revocations } from './revocations.ts'
-import { UserDirectory } from './users.ts'
+import { USER_CERT_BACKDATE_MS, UserDirectory } from './users.ts'
 
 const log = createLogger('test', { level: 'error' })
 const DAY = 24 * 3600_000
@@ -98,6 +98,20 @@ function suite(name: string, open: () => Promise<Backend>): void {
     t.not(w.revocations.generation, short)
     t.same(w.revocations.snapshot.users, [])
     t.ok(w.changes >= 4, 'and each change was announced')
+  })
+
+  t.test(`${name}: a lock on the certificates issued before an instant refuses them by their back-dated start, not the user`, async (t) => {
+    const w = await world(t, open)
+    const issuedBefore = Math.ceil(w.clock.now / 1000) * 1000
+    const lock = await w.locks.add({ user: 'alice', issuedBefore, ttlMs: 60_000, message: 'the user was reset' })
+    t.equal(describeTarget(lock.target), `user:alice (certificates issued before ${new Date(issuedBefore).toISOString()})`, 'lock ls says which certificates')
+    await w.revocations.refresh()
+    const cut = issuedBefore - USER_CERT_BACKDATE_MS
+    t.same(w.revocations.snapshot.users, [{ name: 'alice', reason: lockReason(lock), until: lock.expires, valid_from_before: cut }], 'what proxies receive')
+    t.match(lockReason(lock), /^the certificates of user "alice" issued before \S+ are locked: the user was reset$/)
+    t.equal(w.revocations.refusedUser({ name: 'alice', validFrom: cut - 1000 }), lockReason(lock), 'a certificate issued a second before the instant')
+    t.equal(w.revocations.refusedUser({ name: 'alice', validFrom: cut }), undefined, 'one issued at the instant')
+    t.equal(w.revocations.refusedUser('alice'), undefined, 'the user logs in and gets certificates')
   })
 
   t.test(`${name}: a removal record refuses the host and its key until its certificate would have expired plus the recovery window`, async (t) => {

@@ -11,11 +11,12 @@
 
 import type { Logger } from '../shared/log.ts'
 import type { RevocationSnapshot } from '../shared/protocol/proxies.ts'
-import { RevocationList } from '../shared/revocation-list.ts'
+import { RevocationList, type UserCertificate } from '../shared/revocation-list.ts'
 import type { Backend, Item, Operation } from './backend/backend.ts'
 import { HOST_CERT_TTL_MS } from './issuer.ts'
 import { LOCKS, type LockRecord, lockReason } from './locks.ts'
 import type { NodeRecord } from './nodes.ts'
+import { USER_CERT_BACKDATE_MS } from './users.ts'
 
 export const REMOVED = '/removed/'
 
@@ -110,9 +111,9 @@ export class Revocations {
     return this.list.refusedHost(hostId)
   }
 
-  /** Why this user is refused now (removed, or locked), or undefined. */
-  refusedUser(name: string): string | undefined {
-    return this.list.refusedUser(name)
+  /** Why this user, or this certificate of it, is refused now (locked), or undefined. */
+  refusedUser(user: string | UserCertificate): string | undefined {
+    return this.list.refusedUser(user)
   }
 
   /** Why a recovery with this TLS key (SHA-256 of its SubjectPublicKeyInfo, hex) is refused, or undefined. */
@@ -173,11 +174,20 @@ export class Revocations {
         ...[...this.removals.values()].map((record) => ({ host_id: record.hostId, nodename: record.nodename, reason: removalReason(record) })),
         ...this.locks.flatMap((lock) => ('hostId' in lock.target ? [{ host_id: lock.target.hostId, nodename: lock.target.node, reason: lockReason(lock), ...until(lock) }] : [])),
       ],
-      users: this.locks.flatMap((lock) => ('user' in lock.target ? [{ name: lock.target.user, reason: lockReason(lock), ...until(lock) }] : [])),
+      users: this.locks.flatMap((lock) => ('user' in lock.target ? [{ name: lock.target.user, reason: lockReason(lock), ...until(lock), ...validFromBefore(lock.target) }] : [])),
     })
     this.options.onChange()
     return true
   }
+}
+
+/**
+ * A lock on the certificates issued before an instant refuses those whose validity starts
+ * before it less the back-dating every user certificate gets (users.ts): in whole seconds,
+ * which is why a reset takes the next whole second as its instant (invites.ts).
+ */
+function validFromBefore(target: { issuedBefore?: number }): { valid_from_before?: number } {
+  return target.issuedBefore === undefined ? {} : { valid_from_before: target.issuedBefore - USER_CERT_BACKDATE_MS }
 }
 
 function until(lock: LockRecord): { until?: number } {

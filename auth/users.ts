@@ -15,7 +15,12 @@ const PREFIX = '/users/'
 const NAME = /^[a-z_][a-z0-9_.-]{0,31}$/
 /** User certificates are short-lived by design; a day and a bit at most. */
 export const MAX_USER_CERT_TTL_MS = 30 * 3600_000
-const CLOCK_SKEW_MS = 60_000
+/**
+ * A user certificate's validity starts this long before it is issued, for nodes whose clock
+ * runs a little behind (whole seconds: certificates carry whole seconds). A lock on the
+ * certificates issued before a reset compares their start with it (revocations.ts).
+ */
+export const USER_CERT_BACKDATE_MS = 60_000
 
 export interface UserRecord {
   name: string
@@ -100,7 +105,7 @@ export function issueUserCertificates(
   checkTlsKey(keys.tls)
   checkSshKey(keys.ssh)
   const now = Date.now()
-  const validAfter = new Date(now - CLOCK_SKEW_MS)
+  const validAfter = new Date(now - USER_CERT_BACKDATE_MS)
   const validBefore = new Date(now + Math.min(ttlMs, MAX_USER_CERT_TTL_MS))
   const signing = userCA.signing
   const sshCert = createSshCertificate({

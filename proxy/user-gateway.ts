@@ -3,8 +3,9 @@
 // checks the user before it opens any stream to the node, then splices the bytes. A user
 // connection lasts as long as its session, like an SSH session past its certificate's
 // expiry, but not past a change of trust: when a user CA rotation drops the CA that
-// issued its certificate, or when the user is locked (`warrenctl lock --user`), it is
-// closed, and a locked user's new connections are refused with the lock's message.
+// issued its certificate, or when the user is locked (`warrenctl lock --user`; after
+// `users reset`, the certificates issued before it), it is closed, and a locked user's new
+// connections are refused with the lock's message.
 // The user's roles, carried in the certificate, decide which nodes and forwarded ports it
 // reaches: a node or port they do not allow is refused before any stream is opened (the
 // node judges the login, and judges again on its own). For a forwarded port the client
@@ -17,11 +18,11 @@ import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { nodeRefusal, portRefusal } from '../shared/access.ts'
 import { accessOfX509Certificate } from '../shared/access-cert.ts'
-import { certSubject } from '../shared/cert-subject.ts'
 import { type Expected, judgeCertificate, judgeIdentity, type Verdict } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
 import { type DialReply, type DialRequestIn, parseUserDial, type UserDial } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
+import { type UserCertificate, userCertificate } from '../shared/revocation-list.ts'
 import { splice } from '../shared/splice.ts'
 import { parseSshCertificate } from '../shared/ssh-cert.ts'
 import { AccessDenied, type NodeDialer } from './node-dialer.ts'
@@ -31,8 +32,8 @@ export interface UserGatewayOptions {
   nodes: Pick<NodeDialer, 'dial'>
   clusterName: string
   userCAPems: () => string[]
-  /** Why a user is refused although its certificate is valid (a lock), or undefined. */
-  refusedUser?: (name: string) => string | undefined
+  /** Why a user's certificate is refused although it is valid (a lock on the user, or on its certificates from before a reset), or undefined. */
+  refusedUser?: (user: string | UserCertificate) => string | undefined
   log: Logger
 }
 
@@ -83,11 +84,11 @@ export class UserGateway {
   /** After a lock: the connections of users now locked are closed, port forwards and all. */
   dropLocked(): void {
     for (const [socket, cert] of this.open) {
-      const user = certSubject(cert).commonName
+      const user = userCertificate(cert)
       const refusal = this.options.refusedUser?.(user)
       if (!refusal) continue
       this.open.delete(socket)
-      this.options.log.warn(`user connection from ${socket.remoteAddress} closed: ${refusal}`, { user, locked: true })
+      this.options.log.warn(`user connection from ${socket.remoteAddress} closed: ${refusal}`, { user: user.name, locked: true })
       socket.destroy()
     }
   }
@@ -97,8 +98,8 @@ export class UserGateway {
     const cert = socket.getPeerX509Certificate()
     // Judged like a user connection: the CA, cluster, role and dates, then the locks.
     const verdict = cert ? judgeCertificate(cert, this.expected) : undefined
-    if (!verdict?.trusted) throw new Error(verdict && !verdict.trusted ? verdict.reason : 'no user certificate')
-    const locked = this.options.refusedUser?.(verdict.subject.commonName)
+    if (!cert || !verdict?.trusted) throw new Error(verdict && !verdict.trusted ? verdict.reason : 'no user certificate')
+    const locked = this.options.refusedUser?.(userCertificate(cert))
     if (locked) throw new Error(locked)
     return verdict.subject.commonName
   }
@@ -146,7 +147,7 @@ export class UserGateway {
       answer({ ok: false, error })
       socket.end()
     }
-    const locked = this.options.refusedUser?.(user)
+    const locked = this.options.refusedUser?.(userCertificate(cert))
     if (locked) {
       log.warn(`user connection from ${remoteAddress} refused: ${locked}`, { user, locked: true })
       refuse(locked)

@@ -44,3 +44,36 @@ t.test('a list from the network keeps only well-formed entries', async (t) => {
     },
   )
 })
+
+t.test('a lock on the certificates from before a reset refuses those alone, by the start of their validity', async (t) => {
+  const list = new RevocationList(() => 5_000)
+  list.replace({
+    generation: '1.1',
+    hosts: [],
+    users: [
+      { name: 'alice', reason: 'certificates of alice from before the reset', until: 9_000, valid_from_before: 3_000 },
+      { name: 'bob', reason: 'user "bob" is locked' },
+    ],
+  })
+  t.equal(list.refusedUser({ name: 'alice', validFrom: 2_000 }), 'certificates of alice from before the reset', 'a certificate valid from before the cut')
+  t.equal(list.refusedUser({ name: 'alice', validFrom: 3_000 }), undefined, 'one valid from the cut on is not refused')
+  t.equal(list.refusedUser('alice'), undefined, 'nor the user itself: logins and new certificates go on')
+  t.equal(list.refusedUser({ name: 'bob', validFrom: 4_000 }), 'user "bob" is locked', 'a lock on the user refuses every certificate of it')
+  t.equal(list.refusedUser('bob'), 'user "bob" is locked')
+
+  t.same(
+    parseSnapshot({
+      generation: '1.3',
+      hosts: [],
+      users: [
+        { name: 'alice', reason: 'r', valid_from_before: 3_000 },
+        { name: 'carol', reason: 'r', valid_from_before: 'soon' },
+      ],
+    })?.users,
+    [
+      { name: 'alice', reason: 'r', valid_from_before: 3_000 },
+      { name: 'carol', reason: 'r' },
+    ],
+    'the limit travels to proxies; a malformed one is dropped, which locks the whole user rather than less',
+  )
+})

@@ -2,14 +2,35 @@
 // `warrenctl nodes rm`, and nodes and users under a lock (`warrenctl lock`). The auth server
 // builds the list from its backend; every proxy holds a copy, fetched whenever the list's
 // generation changes (the proxies read it with the live set, every second). Both judge with
-// the same code: a host by its host ID (the certificate's CN, never reused), a user by name.
+// the same code: a host by its host ID (the certificate's CN, never reused), a user by name,
+// or a user's certificate by name and the start of its validity: `users reset` refuses the
+// certificates issued before it, not the ones the user gets afterwards.
 
+import type { X509Certificate } from 'node:crypto'
+import { certSubject } from './cert-subject.ts'
 import type { RevocationSnapshot, RevokedHost, RevokedUser } from './protocol/proxies.ts'
+
+/** A user certificate as the list judges it: whose it is, and when its validity starts (epoch ms). */
+export interface UserCertificate {
+  name: string
+  validFrom: number
+}
+
+/** The user and validity start of an X.509 user certificate (its CN names the user). */
+export function userCertificate(cert: X509Certificate): UserCertificate {
+  return { name: certSubject(cert).commonName, validFrom: cert.validFromDate.getTime() }
+}
 
 export const EMPTY_SNAPSHOT: RevocationSnapshot = { generation: '', hosts: [], users: [] }
 
 function inForce(entry: { until?: number }, nowMs: number): boolean {
   return entry.until === undefined || nowMs < entry.until
+}
+
+/** Whether a user entry refuses a certificate valid from `validFrom` (undefined: the user itself, no certificate). */
+function covers(entry: RevokedUser, validFrom: number | undefined): boolean {
+  if (entry.valid_from_before === undefined) return true
+  return validFrom !== undefined && validFrom < entry.valid_from_before
 }
 
 function byKey<T>(entries: T[], key: (entry: T) => string): Map<string, T[]> {
@@ -55,9 +76,14 @@ export class RevocationList {
     return this.hosts.get(hostId)?.find((entry) => inForce(entry, now))?.reason
   }
 
-  /** Why this user is refused now, or undefined when it is not. */
-  refusedUser(name: string): string | undefined {
+  /**
+   * Why this user is refused now, or undefined when it is not. Given a certificate, every
+   * lock on its user counts, those limited to certificates issued before a reset too; given
+   * a name alone (a login, certificates about to be issued), only the locks on the user.
+   */
+  refusedUser(user: string | UserCertificate): string | undefined {
     const now = this.now()
-    return this.users.get(name)?.find((entry) => inForce(entry, now))?.reason
+    const { name, validFrom } = typeof user === 'string' ? { name: user, validFrom: undefined } : user
+    return this.users.get(name)?.find((entry) => inForce(entry, now) && covers(entry, validFrom))?.reason
   }
 }

@@ -340,6 +340,30 @@ t.test('a locked or removed user has no session', async (t) => {
   t.match(term.state.control, { type: 'error', message: /removed/ }, 'her open terminal is closed too')
 })
 
+t.test('users reset closes the terminal its certificate opened before the reset; the new invitation opens one that works', async (t) => {
+  const dave = await invited('dave', 'access')
+  const before = terminal(proxyA.web, dave, 'lab-pi')
+  before.ws.once('open', () => before.type('echo dave-$((2+3))\n'))
+  await until("dave's shell", () => /^(\$ )?dave-5\r?$/m.test(before.state.output), { timeoutMs: 30_000 })
+  const reset = await auth.ctl(['users', 'reset', 'dave'])
+  t.equal(reset.code, 0, reset.stderr)
+  t.equal((await web(proxyA.web, 'GET', '/web/api/session', { cookie: dave.cookie })).status, 401, 'the session ended')
+  await until("dave's terminal to close", () => before.state.closed, { timeoutMs: 15_000 })
+  t.match(before.state.control, { type: 'error', message: /issued before .* locked: the user was reset/ }, 'the open terminal is closed too')
+
+  const token = /--invite=([0-9a-f]{32})$/m.exec(reset.stdout)![1]
+  const started = await web(proxyA.web, 'POST', '/web/api/invite/start', { body: { token } })
+  t.equal(started.status, 200, 'the new invitation opens')
+  const secret = new URL(started.body.otpauth_uri as string).searchParams.get('secret')!
+  const completed = await web(proxyA.web, 'POST', '/web/api/invite/complete', { body: { token, password: PASSWORD, totp_code: codeAt(secret, stepNow()) } })
+  t.equal(completed.status, 200, 'and is accepted')
+  const after = terminal(proxyA.web, { cookie: cookieOf(completed).cookie, csrf: completed.body.csrf_token as string, secret, step: stepNow() }, 'lab-pi')
+  after.ws.once('open', () => after.type('echo again-$((2+3))\n'))
+  await until("dave's new shell", () => /^(\$ )?again-5\r?$/m.test(after.state.output), { timeoutMs: 30_000 })
+  t.notOk(after.state.closed, 'the terminal of the new sign-up stays open')
+  after.ws.close()
+})
+
 t.test('every /web answer carries the content security policy', async (t) => {
   for (const path of ['/web/', '/web/nodes', '/web/api/session']) {
     const answer = await web(proxyA.web, 'GET', path)

@@ -88,10 +88,11 @@ export const userRoutes = {
     access: 'admin',
     bodyLimit: SMALL_BODY,
     async handle(call, context) {
-      const { user, invitation } = await invitesOf(context).reset(call.params.name, (await call.body()).signup_ttl_ms)
+      // The certificates issued before the reset are refused from here on, by a lock on them alone.
+      const { user, invitation, lock } = await invitesOf(context).reset(call.params.name, (await call.body()).signup_ttl_ms)
       // A reset voids the password: the web sessions it opened end with it.
       await webSessionsOf(context).endAllOf(user.name)
-      context.log.info('user reset', { user: user.name, signup_token_id: invitation.record.id })
+      context.log.info('user reset', { user: user.name, signup_token_id: invitation.record.id, lock_id: lock.id })
       return invited(user, invitation)
     },
   },

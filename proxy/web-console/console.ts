@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { ApiClient } from '../../shared/api-client.ts'
 import type { Logger } from '../../shared/log.ts'
+import type { UserCertificate } from '../../shared/revocation-list.ts'
 import type { NodeDialer } from '../node-dialer.ts'
 import { WEB_API_PREFIX, WebConsoleApi } from './api.ts'
 import { serveWebConsoleAsset } from './assets.ts'
@@ -17,8 +18,8 @@ export interface WebConsoleOptions {
   auth: () => ApiClient
   nodes: Pick<NodeDialer, 'dial'>
   clientAddress: (req: IncomingMessage) => string
-  /** Why a user is refused although its session was valid (a lock, a removal), or undefined. */
-  refusedUser: (name: string) => string | undefined
+  /** Why a user, or a terminal's certificate, is refused although its session was valid (a lock, a removal; after `users reset`, certificates from before it), or undefined. */
+  refusedUser: (user: string | UserCertificate) => string | undefined
   log: Logger
 }
 

@@ -15,7 +15,8 @@ import type { Logger } from '../../shared/log.ts'
 import type { ReachableNodes } from '../../shared/protocol/fleet.ts'
 import type { KnownHosts } from '../../shared/protocol/logins.ts'
 import type { WebSessionInfo, WebSshCert } from '../../shared/protocol/web-sessions.ts'
-import { sshPublicKeyLine } from '../../shared/ssh-cert.ts'
+import type { UserCertificate } from '../../shared/revocation-list.ts'
+import { parseSshCertificate, sshPublicKeyLine } from '../../shared/ssh-cert.ts'
 import type { NodeDialer } from '../node-dialer.ts'
 import type { WebConsoleApi } from './api.ts'
 import { checkCsrf, checkOrigin } from './guards.ts'
@@ -36,6 +37,13 @@ export interface WebTerminalOptions {
   log: Logger
 }
 
+/** An open terminal: its user, what ends its shell, and when its certificate's validity starts once it has one. */
+interface OpenTerminal {
+  user: string
+  end: () => void
+  validFrom?: number
+}
+
 interface TerminalRequest {
   node: string
   login: string
@@ -46,17 +54,17 @@ interface TerminalRequest {
 export class WebTerminals {
   private readonly options: WebTerminalOptions
   private readonly server = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME, perMessageDeflate: false })
-  /** Every open terminal: its user, and what ends its shell. */
-  private readonly open = new Map<WebSocket, { user: string; end: () => void }>()
+  /** Every open terminal. */
+  private readonly open = new Map<WebSocket, OpenTerminal>()
 
   constructor(options: WebTerminalOptions) {
     this.options = options
   }
 
-  /** Closes the terminals of users `refused` names a reason for (locked, removed). */
-  dropLocked(refused: (user: string) => string | undefined): void {
-    for (const [ws, { user, end }] of this.open) {
-      const reason = refused(user)
+  /** Closes the terminals `refused` names a reason for (their user locked or removed, their certificate from before a reset). */
+  dropLocked(refused: (user: string | UserCertificate) => string | undefined): void {
+    for (const [ws, { user, end, validFrom }] of this.open) {
+      const reason = refused(validFrom === undefined ? user : { name: user, validFrom })
       if (!reason) continue
       this.options.log.warn(`web terminal of user ${user} closed: ${reason}`, { user, locked: true })
       this.open.delete(ws)
@@ -99,7 +107,8 @@ export class WebTerminals {
       shell?.end()
       stream?.destroy()
     }
-    this.open.set(ws, { user: session.user, end })
+    const terminal: OpenTerminal = { user: session.user, end }
+    this.open.set(ws, terminal)
     ws.once('close', () => {
       this.open.delete(ws)
       end()
@@ -113,6 +122,7 @@ export class WebTerminals {
       if (!node) throw new Error(`node "${request.node}" is not online, or the roles of user "${session.user}" do not allow it`)
       const key = terminalKey()
       const cert = await api.callAuth<WebSshCert>('POST /v1/web-sessions/current/ssh-cert', { ssh_public_key: sshPublicKeyLine(key.publicKey) }, headers)
+      terminal.validFrom = parseSshCertificate(cert.ssh_cert).validAfter.getTime()
       const { known_hosts } = await api.callAuth<KnownHosts>('POST /v1/proxies/known-hosts', { user: session.user }, {})
       const hostKey = registeredHostKey(known_hosts, node.host_id)
       if (ws.readyState !== WebSocket.OPEN) return
