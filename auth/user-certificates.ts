@@ -6,8 +6,11 @@
 
 import type { KeyObject } from 'node:crypto'
 import type { UserCerts } from '../shared/protocol/admin.ts'
+import type { KnownHosts } from '../shared/protocol/logins.ts'
+import { signKnownHosts } from '../shared/signed-known-hosts.ts'
 import type { AuthContext } from './api/context.ts'
 import { Locked } from './locks.ts'
+import { trustStatement } from './trust.ts'
 import { issueUserCertificates, UserError, type UserRecord } from './users.ts'
 
 export async function userCertificatesFor(context: AuthContext, user: UserRecord, keys: { ssh: KeyObject; tls: KeyObject }, ttlMs: number): Promise<UserCerts> {
@@ -27,9 +30,17 @@ export async function userCertificatesFor(context: AuthContext, user: UserRecord
     roles: user.roles,
     cluster_name: context.clusterName,
     host_ca_certs: context.hostCA().tlsCertPems,
+    trust: trustStatement(context.clusterName, context.hostCA(), context.userCA()),
     proxies: (await context.nodes.proxies()).map((p) => p.webAddr).filter(Boolean),
-    known_hosts: await knownHostLines(context),
+    ...(await signedKnownHosts(context)),
   }
+}
+
+/** The known_hosts lines and the host CAs' signatures over them, for clients that get them through a proxy. */
+export async function signedKnownHosts(context: AuthContext): Promise<KnownHosts> {
+  const lines = await knownHostLines(context)
+  const signers = context.hostCA().keySets.map((set) => ({ certPem: set.tlsCertPem, key: set.tlsKey }))
+  return { known_hosts: lines, known_hosts_signatures: signKnownHosts(context.clusterName, lines, signers) }
 }
 
 /** The registered nodes' SSH host keys, as known_hosts lines naming each by name, host ID and host ID within the cluster. */

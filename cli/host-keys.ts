@@ -5,21 +5,36 @@
 // joined after the login is checked as strictly, without a KnownHostsCommand, which OpenSSH
 // runs twice per connection: two more programs started for every ssh and scp.
 
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { WarrenError } from '../shared/errors.ts'
 import { writeFileAtomic } from '../shared/files.ts'
-import { proxyApiClient } from './profile.ts'
+import { splitPems } from '../shared/identity-store.ts'
+import type { KnownHosts } from '../shared/protocol/logins.ts'
+import { knownHostsSigned } from '../shared/signed-known-hosts.ts'
+import { loadProfile, profilePath, proxyApiClient } from './profile.ts'
 
 /** The folder of one known_hosts file per host, in a credentials directory. */
 export const HOST_KEYS_DIR = 'known_hosts.d'
 
-/** The cluster's node host keys as known_hosts lines, asked of a proxy with the user's certificate. */
+/**
+ * The cluster's node host keys as known_hosts lines, asked of a proxy with the user's
+ * certificate: only as a host CA of the login signed them, since the proxy could otherwise
+ * name a key of its own for a node (shared/signed-known-hosts.ts).
+ */
 export async function fetchKnownHosts(dir: string, proxy: string | undefined): Promise<string[]> {
   const client = proxyApiClient(dir, proxy)
+  let answer: KnownHosts
   try {
-    return (await client.call('GET /v1/known-hosts')).known_hosts
+    answer = await client.call('GET /v1/known-hosts')
   } finally {
     await client.close()
   }
+  const hostCAs = splitPems(readFileSync(profilePath(dir, 'hostCA'), 'utf8'))
+  if (!knownHostsSigned(loadProfile(dir).cluster_name, answer.known_hosts, answer.known_hosts_signatures, hostCAs)) {
+    throw new WarrenError("the proxy's host keys are not signed by the cluster's host CA: none were taken")
+  }
+  return answer.known_hosts
 }
 
 /** The file OpenSSH reads for `host` (its %h), or undefined when the name cannot be a file's. */

@@ -13,6 +13,8 @@ import { formatExpiry, formatUtc } from '../shared/duration.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { caPin, parsePin, pinMatches } from '../shared/pin.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
+import { knownHostsSigned } from '../shared/signed-known-hosts.ts'
+import { checkTrust, TrustRefused } from '../shared/trust-statement.ts'
 import { defineCommand } from './command.ts'
 import { generateUserKeys, publicKeyFields, type UserKeys, writeUserCredentials } from './credentials-files.ts'
 import { HOST_KEYS_DIR } from './host-keys.ts'
@@ -118,7 +120,8 @@ export const loginCommand = defineCommand({
     const client = new ApiClient({ server: flags.proxy, caPems })
     const keys = generateUserKeys()
     const answer = flags.invite ? signUp(client, flags.invite, keys, flags.ttl, prompter) : logIn(client, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
-    const { user, signed } = await answer.finally(() => client.close())
+    const { user, signed: answered } = await answer.finally(() => client.close())
+    const signed = checkedThroughProxy(answered, cluster, caPems)
     const dir = clusterDir(signed.cluster_name)
     writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: true, fdpass: flags.fdpass, extra: { roles: signed.roles } })
     out(`Logged in as ${user} to cluster ${signed.cluster_name} (roles ${signed.roles.join(',')}, logins ${signed.logins.join(',')}) until ${formatUtc(signed.valid_before)}`)
@@ -126,6 +129,25 @@ export const loginCommand = defineCommand({
     return 0
   },
 })
+
+/**
+ * The answer came through the proxy, which is not trusted with what the login will trust:
+ * the host CAs and the nodes' host keys are taken only as a CA trusted now (pinned, or
+ * accepted at the prompt) signed them.
+ */
+function checkedThroughProxy(signed: UserCerts, cluster: string, caPems: string[]): UserCerts {
+  try {
+    checkTrust(signed.trust, { clusterName: cluster, hostCAPems: caPems, userCASshKeys: [], version: -1 })
+  } catch (error) {
+    if (error instanceof TrustRefused) throw new WarrenError(`the login's answer is not what the cluster's CA signed (${error.message}): nothing was written`)
+    throw error
+  }
+  const hostCAs = signed.trust!.host_ca_certs
+  if (!knownHostsSigned(signed.cluster_name, signed.known_hosts, signed.known_hosts_signatures, hostCAs)) {
+    throw new WarrenError("the login's host keys are not signed by the cluster's host CA: nothing was written")
+  }
+  return { ...signed, host_ca_certs: hostCAs }
+}
 
 function lastUser(cluster: string): string | undefined {
   try {

@@ -15,6 +15,10 @@ const MAX_PEM = 16_384
 /** What the signatures are over, so that no other signed message of ours can pass for one. */
 const PURPOSE = 'warren trusted CAs v1'
 
+const SIGNATURES = list(object({ ca_pin: text({ max: 128 }), signature: text({ max: 1024 }) }), MAX_CAS)
+/** Signatures by host CAs, each named by its CA's pin. */
+export type HostCASignatures = Out<typeof SIGNATURES>
+
 export const TRUST_STATEMENT = object({
   cluster_name: text({ max: 256 }),
   /**
@@ -25,7 +29,7 @@ export const TRUST_STATEMENT = object({
   host_ca_certs: texts(MAX_CAS),
   user_ca_ssh_keys: texts(MAX_CAS),
   /** One per host CA that signed: its pin and its signature (base64). */
-  signatures: list(object({ ca_pin: text({ max: 128 }), signature: text({ max: 1024 }) }), MAX_CAS),
+  signatures: SIGNATURES,
 })
 export type TrustStatement = Out<typeof TRUST_STATEMENT>
 
@@ -36,11 +40,27 @@ export interface TrustSigner {
 
 /** The set signed by every one of `signers` (the host CAs whose keys the auth server holds). */
 export function signTrust(statement: Omit<TrustStatement, 'signatures'>, signers: TrustSigner[]): TrustStatement {
-  const message = signedBytes(statement)
-  return {
-    ...statement,
-    signatures: signers.map(({ certPem, key }) => ({ ca_pin: caPin(certPem), signature: sign('sha256', message, key).toString('base64') })),
+  return { ...statement, signatures: signWithHostCAs(PURPOSE, trustPayload(statement), signers) }
+}
+
+/** `payload` (JSON: an array, so that its order is fixed) signed for `purpose` by each of `signers`. */
+export function signWithHostCAs(purpose: string, payload: unknown[], signers: TrustSigner[]): HostCASignatures {
+  const message = signedBytes(purpose, payload)
+  return signers.map(({ certPem, key }) => ({ ca_pin: caPin(certPem), signature: sign('sha256', message, key).toString('base64') }))
+}
+
+/** Whether one of `signatures` over `payload` for `purpose` is by a host CA among `trustedPems`. */
+export function signedByHostCA(purpose: string, payload: unknown[], signatures: HostCASignatures, trustedPems: string[]): boolean {
+  const message = signedBytes(purpose, payload)
+  for (const pem of trustedPems) {
+    const pin = caPin(pem)
+    for (const { ca_pin, signature } of signatures) {
+      if (ca_pin !== pin) continue
+      const key = createPublicKey(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'pem' }))
+      if (verify('sha256', message, key, Buffer.from(signature, 'base64'))) return true
+    }
   }
+  return false
 }
 
 export class TrustRefused extends Error {}
@@ -58,29 +78,19 @@ export function checkTrust(statement: TrustStatement | undefined, held: { cluste
   for (const pem of statement.host_ca_certs) {
     if (pem.length > MAX_PEM) throw new TrustRefused('a host CA certificate is too long')
   }
-  if (!signedByOneOf(statement, held.hostCAPems)) throw new TrustRefused('no host CA this node trusts signed the set')
+  if (!signedByHostCA(PURPOSE, trustPayload(statement), statement.signatures, held.hostCAPems)) throw new TrustRefused('no host CA this node trusts signed the set')
   const same = sameList(statement.host_ca_certs, held.hostCAPems) && sameList(statement.user_ca_ssh_keys, held.userCASshKeys)
   if (same) return false
   if (statement.version <= held.version) throw new TrustRefused(`the set (version ${statement.version}) is not newer than the one held (version ${held.version})`)
   return true
 }
 
-function signedByOneOf(statement: TrustStatement, trustedPems: string[]): boolean {
-  const message = signedBytes(statement)
-  for (const pem of trustedPems) {
-    const pin = caPin(pem)
-    for (const { ca_pin, signature } of statement.signatures) {
-      if (ca_pin !== pin) continue
-      const key = createPublicKey(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'pem' }))
-      if (verify('sha256', message, key, Buffer.from(signature, 'base64'))) return true
-    }
-  }
-  return false
+function trustPayload(statement: Omit<TrustStatement, 'signatures'>): unknown[] {
+  return [statement.cluster_name, statement.version, statement.host_ca_certs, statement.user_ca_ssh_keys]
 }
 
-function signedBytes(statement: Omit<TrustStatement, 'signatures'>): Buffer {
-  // An array, so the order of the fields is fixed whatever produced the object.
-  return Buffer.from(`${PURPOSE}\n${JSON.stringify([statement.cluster_name, statement.version, statement.host_ca_certs, statement.user_ca_ssh_keys])}`)
+function signedBytes(purpose: string, payload: unknown[]): Buffer {
+  return Buffer.from(`${purpose}\n${JSON.stringify(payload)}`)
 }
 
 /** The same entries in the same order (the first host CA signs); PEMs as stored may differ in their trailing newline. */

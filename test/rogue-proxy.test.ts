@@ -8,7 +8,8 @@ import { execFile, execFileSync, spawnSync } from 'node:child_process'
 import { createPrivateKey } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { createServer as createTcpServer, type Server } from 'node:net'
+import { createServer as createHttpsServer } from 'node:https'
+import { type AddressInfo, createServer as createTcpServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { createServer, type TLSSocket } from 'node:tls'
 import t from 'tap'
@@ -21,7 +22,7 @@ import { splice } from '../shared/splice.ts'
 import type { NodeStatus } from '../shared/status.ts'
 import { signTrust, type TrustStatement } from '../shared/trust-statement.ts'
 import { createCA } from '../shared/x509.ts'
-import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 const cannot = process.getuid?.() !== 0 ? 'needs root to create a throwaway login' : spawnSync('ssh', ['-V']).status !== 0 ? 'needs the OpenSSH client' : undefined
@@ -123,4 +124,52 @@ t.test('a stolen proxy key cannot make a node trust another CA, nor log in with 
   const member = await ssh(join(user, 'id_ed25519'))
   t.equal(member.code, 0, `a certificate from the cluster's user CA still logs in (${member.stderr.trim()})`)
   t.match(member.stdout, /logged-in/)
+})
+
+t.test("a stolen proxy key cannot hand users a node's host key of its own", { timeout: 120_000, skip: cannot }, async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=pi-1'])
+  t.teardown(() => node.stop())
+  await waitForNode(auth, 'pi-1')
+  const user = await signUser(auth, proxy.web)
+  const real = await warren(['known-hosts', `--identity=${user}`, `--proxy=${proxy.web}`])
+  t.equal(real.code, 0, 'the real proxy answers with what the auth server signed')
+  const line = real.stdout.split('\n').find((l) => l.startsWith('pi-1,'))!
+  t.ok(line, "pi-1's host key")
+
+  // The attacker answers the web API at an address the user is sent to, with the proxy's keys.
+  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+  const genuine = await new ApiClient({
+    server: proxy.web,
+    caPems: stolen.hostCAPems,
+    certPem: readFileSync(join(user, 'tls.crt'), 'utf8'),
+    keyPem: readFileSync(join(user, 'tls.key'), 'utf8'),
+  })
+  const signed = await genuine.call('GET /v1/known-hosts')
+  await genuine.close()
+  const keyDir = tempDir('warren-attacker-')
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(keyDir, 'host_key')])
+  const attackerKey = `${line.split(' ')[0]} ${readFileSync(join(keyDir, 'host_key.pub'), 'utf8').split(' ').slice(0, 2).join(' ')}`
+  let answer: object = {}
+  const rogue = createHttpsServer({ cert: stolen.tlsCertPem, key: stolen.tlsKeyPem, ca: stolen.hostCAPems, requestCert: true, rejectUnauthorized: false }, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer))
+  })
+  rogue.listen(0, '127.0.0.1')
+  await once(rogue, 'listening')
+  t.teardown(() => rogue.close())
+  const rogueWeb = `127.0.0.1:${(rogue.address() as AddressInfo).port}`
+  const forgeries: Record<string, object> = {
+    'unsigned lines': { known_hosts: [attackerKey] },
+    "the auth server's signatures over other lines": { ...signed, known_hosts: [attackerKey] },
+  }
+  for (const [what, forged] of Object.entries(forgeries)) {
+    answer = forged
+    const fetched = await warren(['known-hosts', `--identity=${user}`, `--proxy=${rogueWeb}`])
+    t.equal(fetched.code, 1, `${what}: refused`)
+    t.equal(fetched.stdout, '', `${what}: no host key is printed`)
+  }
 })

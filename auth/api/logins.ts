@@ -10,7 +10,7 @@ import { SMALL_BODY } from '../../shared/api-router.ts'
 import type { Peer } from '../callers.ts'
 import { Locked } from '../locks.ts'
 import { Logins } from '../logins.ts'
-import { knownHostLines, userCertificatesFor } from '../user-certificates.ts'
+import { signedKnownHosts, userCertificatesFor } from '../user-certificates.ts'
 import { UnknownUser } from '../users.ts'
 import { clientAddress } from './access.ts'
 import { publicKeys } from './admin-users.ts'
@@ -122,7 +122,7 @@ export const loginRoutes = {
       if (!(await context.users.get(user))) throw new UnknownUser(`no user "${user}"`)
       const locked = context.revocations.list.refusedUser(user)
       if (locked) throw new Locked(locked)
-      return { known_hosts: await knownHostLines(context) }
+      return signedKnownHosts(context)
     },
   },
 } satisfies Partial<AuthRoutes>

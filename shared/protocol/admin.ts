@@ -1,6 +1,7 @@
 // The admin API that warrenctl calls with the admin certificate: the cluster's status and
 // CA rotations, tokens, users and their certificates, the fleet's nodes, and locks.
 
+import type { HostCASignatures, TrustStatement } from '../trust-statement.ts'
 import { flag, type In, number, type Out, object, oneOf, optional, text, texts } from './shape.ts'
 
 const HOUR_MS = 3_600_000
@@ -135,6 +136,10 @@ export interface UserCerts {
   /** The live proxies' web addresses. */
   proxies: string[]
   known_hosts: string[]
+  /** The same lines signed by the host CAs (shared/signed-known-hosts.ts). */
+  known_hosts_signatures?: HostCASignatures
+  /** host_ca_certs signed for clients that got them through a proxy (shared/trust-statement.ts). */
+  trust?: TrustStatement
 }
 
 /** A node whose heartbeat is fresh (GET /v1/nodes). */
