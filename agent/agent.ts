@@ -24,7 +24,7 @@ import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
 import { acceptRenewed } from '../shared/renewed-certificates.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
-import { checkTrust, TrustRefused, type TrustStatement } from '../shared/trust-statement.ts'
+import { checkTrust, type TrustStatement } from '../shared/trust-statement.ts'
 import { AuditQueue } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
 import type { DirectListener } from './direct-listener.ts'
@@ -324,9 +324,11 @@ export class Agent {
         this.renewal?.trustChanged()
         return
       }
+      // Read before anything changes: a set the SSH server could not use is refused whole.
+      for (const line of trust!.user_ca_ssh_keys) parseSshPublicKey(line)
     } catch (error) {
-      if (!(error instanceof TrustRefused)) throw error
-      this.refuseTrust(error.message, from)
+      // Anything thrown here would escape the control stream's handler and end the agent.
+      this.refuseTrust((error as Error).message, from)
       return
     }
     applyTrust(this.identity, trust!)

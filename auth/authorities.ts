@@ -59,8 +59,7 @@ export class Authority {
   constructor(stored: StoredAuthority) {
     this.type = stored.type
     this.lastRotated = stored.lastRotated
-    // CAs stored before changedAt was kept: their latest step is the best that is known.
-    this.changedAt = stored.changedAt ?? Math.max(stored.lastRotated ?? 0, stored.rotation?.phaseStarted ?? 0)
+    this.changedAt = changedAtOf(stored)
     this.rotation = stored.rotation
     this.keySets = stored.keySets.map((set) => ({
       tlsCertPem: set.tlsCertPem,
@@ -89,6 +88,11 @@ export class Authority {
   get pins(): string[] {
     return this.keySets.map((set) => caPin(set.tlsCertPem))
   }
+}
+
+/** When the CA's key sets last changed; for a CA stored before that was kept, its latest step is the best that is known. */
+export function changedAtOf(stored: StoredAuthority): number {
+  return stored.changedAt ?? Math.max(stored.lastRotated ?? 0, stored.rotation?.phaseStarted ?? 0)
 }
 
 export function newKeySet(type: AuthorityType, clusterName: string): StoredKeySet {

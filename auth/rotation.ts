@@ -10,7 +10,7 @@
 // the phases over the grace period. Every change is a compare-and-swap on the stored CA,
 // so two auth servers cannot step the same rotation twice.
 
-import { type AuthorityType, authorityKey, loadAuthority, newKeySet, type RotationPhase, type StoredAuthority } from './authorities.ts'
+import { type AuthorityType, authorityKey, changedAtOf, loadAuthority, newKeySet, type RotationPhase, type StoredAuthority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
 
 export type RotateRequest =
@@ -24,7 +24,7 @@ const NEXT: Record<RotationPhase, RotationPhase> = { standby: 'init', init: 'upd
 /** The stored CA after entering `phase` from its current state; throws when the step is not allowed. */
 export function step(stored: StoredAuthority, phase: RotationPhase | 'rollback', mode: 'auto' | 'manual', gracePeriodMs: number, now: number): StoredAuthority {
   // Every step may change what nodes trust: they take a set only when it is newer than theirs.
-  return { ...nextState(stored, phase, mode, gracePeriodMs, now), changedAt: Math.max(now, (stored.changedAt ?? 0) + 1) }
+  return { ...nextState(stored, phase, mode, gracePeriodMs, now), changedAt: Math.max(now, changedAtOf(stored) + 1) }
 }
 
 function nextState(stored: StoredAuthority, phase: RotationPhase | 'rollback', mode: 'auto' | 'manual', gracePeriodMs: number, now: number): StoredAuthority {

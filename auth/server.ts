@@ -255,7 +255,8 @@ export class AuthServer {
     }
     const host = (await loadAuthority(this.backend, 'host')).authority
     const user = (await loadAuthority(this.backend, 'user')).authority
-    const fingerprint = (ca: Authority) => ca.tlsCertPems.join('') + (ca.rotation?.phase ?? '')
+    // changedAt too: a rotation begun and rolled back between two looks leaves the same certificates at a newer version.
+    const fingerprint = (ca: Authority) => ca.tlsCertPems.join('') + (ca.rotation?.phase ?? '') + ca.changedAt
     if (fingerprint(host) === fingerprint(this.hostCA) && fingerprint(user) === fingerprint(this.userCA)) return
     this.hostCA = host
     this.userCA = user

@@ -12,7 +12,9 @@ export function trustStatement(clusterName: string, hostCA: Authority, userCA: A
   const statement = signTrust(
     {
       cluster_name: clusterName,
-      version: Math.max(hostCA.changedAt, userCA.changedAt),
+      // A sum, not the later of the two: a step of either CA makes it grow, whatever the
+      // clocks of the auth servers that made the steps.
+      version: hostCA.changedAt + userCA.changedAt,
       host_ca_certs: hostCA.tlsCertPems,
       user_ca_ssh_keys: userCA.sshPublicKeys,
     },

@@ -13,8 +13,7 @@ import { formatExpiry, formatUtc } from '../shared/duration.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { caPin, parsePin, pinMatches } from '../shared/pin.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
-import { knownHostsSigned } from '../shared/signed-known-hosts.ts'
-import { checkTrust, TrustRefused } from '../shared/trust-statement.ts'
+import { checkedUserCerts } from './checked-user-certs.ts'
 import { defineCommand } from './command.ts'
 import { generateUserKeys, publicKeyFields, type UserKeys, writeUserCredentials } from './credentials-files.ts'
 import { HOST_KEYS_DIR } from './host-keys.ts'
@@ -57,6 +56,12 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
         ?.map(caPin) ?? [],
     )
     if (known.length > 0) return { cluster: ca.cluster_name, caPems: known }
+  }
+  if (ca.host_ca_certs.length > 1) {
+    // A proxy's keys can list a CA of their own beside the real one: a yes to two pins would trust both.
+    throw new WarrenError(
+      `first login to cluster "${ca.cluster_name}" at ${server}: it presents ${ca.host_ca_certs.length} CAs (pins ${presented.join(', ')}), as during a CA rotation. Check which is the cluster's with its admin ("warrenctl status") and pass it with --ca-pin`,
+    )
   }
   if (!prompter.isTerminal) {
     throw new WarrenError(
@@ -121,7 +126,7 @@ export const loginCommand = defineCommand({
     const keys = generateUserKeys()
     const answer = flags.invite ? signUp(client, flags.invite, keys, flags.ttl, prompter) : logIn(client, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
     const { user, signed: answered } = await answer.finally(() => client.close())
-    const signed = checkedThroughProxy(answered, cluster, caPems)
+    const signed = checkedUserCerts(answered, cluster, caPems)
     const dir = clusterDir(signed.cluster_name)
     writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: true, fdpass: flags.fdpass, extra: { roles: signed.roles } })
     out(`Logged in as ${user} to cluster ${signed.cluster_name} (roles ${signed.roles.join(',')}, logins ${signed.logins.join(',')}) until ${formatUtc(signed.valid_before)}`)
@@ -129,25 +134,6 @@ export const loginCommand = defineCommand({
     return 0
   },
 })
-
-/**
- * The answer came through the proxy, which is not trusted with what the login will trust:
- * the host CAs and the nodes' host keys are taken only as a CA trusted now (pinned, or
- * accepted at the prompt) signed them.
- */
-function checkedThroughProxy(signed: UserCerts, cluster: string, caPems: string[]): UserCerts {
-  try {
-    checkTrust(signed.trust, { clusterName: cluster, hostCAPems: caPems, userCASshKeys: [], version: -1 })
-  } catch (error) {
-    if (error instanceof TrustRefused) throw new WarrenError(`the login's answer is not what the cluster's CA signed (${error.message}): nothing was written`)
-    throw error
-  }
-  const hostCAs = signed.trust!.host_ca_certs
-  if (!knownHostsSigned(signed.cluster_name, signed.known_hosts, signed.known_hosts_signatures, hostCAs)) {
-    throw new WarrenError("the login's host keys are not signed by the cluster's host CA: nothing was written")
-  }
-  return { ...signed, host_ca_certs: hostCAs }
-}
 
 function lastUser(cluster: string): string | undefined {
   try {

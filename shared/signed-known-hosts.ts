@@ -6,13 +6,27 @@
 
 import { type HostCASignatures, signedByHostCA, signWithHostCAs, type TrustSigner } from './trust-statement.ts'
 
-const PURPOSE = 'warren known hosts v1'
+const PURPOSE = 'warren known hosts v2'
+/**
+ * How old a signed list may be, clocks apart included. The auth server signs the list anew
+ * for every answer; an older one is a replay, which could bring back the key of a device
+ * since removed or replaced.
+ */
+export const KNOWN_HOSTS_MAX_AGE_MS = 15 * 60_000
 
-export function signKnownHosts(clusterName: string, lines: string[], signers: TrustSigner[]): HostCASignatures {
-  return signWithHostCAs(PURPOSE, [clusterName, lines], signers)
+export interface KnownHostsSignature {
+  /** When the auth server signed the list (epoch ms). */
+  signed_at: number
+  signatures: HostCASignatures
 }
 
-/** Whether a host CA among `trustedPems` signed `lines` for this cluster. */
-export function knownHostsSigned(clusterName: string, lines: string[], signatures: HostCASignatures | undefined, trustedPems: string[]): boolean {
-  return signatures !== undefined && signedByHostCA(PURPOSE, [clusterName, lines], signatures, trustedPems)
+export function signKnownHosts(clusterName: string, lines: string[], signers: TrustSigner[], now = Date.now()): KnownHostsSignature {
+  return { signed_at: now, signatures: signWithHostCAs(PURPOSE, [clusterName, now, lines], signers) }
+}
+
+/** Whether a host CA among `trustedPems` signed `lines` for this cluster, recently. */
+export function knownHostsSigned(clusterName: string, lines: string[], signed: KnownHostsSignature | undefined, trustedPems: string[], now = Date.now()): boolean {
+  if (signed === undefined || typeof signed.signed_at !== 'number' || !Array.isArray(signed.signatures)) return false
+  if (Math.abs(now - signed.signed_at) > KNOWN_HOSTS_MAX_AGE_MS) return false
+  return signedByHostCA(PURPOSE, [clusterName, signed.signed_at, lines], signed.signatures, trustedPems)
 }

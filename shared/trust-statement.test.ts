@@ -28,7 +28,16 @@ t.test('a newer set signed by a trusted CA is taken; the same set again changes 
   t.equal(checkTrust(signTrust(rotated, [signer(current), signer(next)]), held), true)
   t.equal(checkTrust(signTrust(rotated, [signer(next), signer(current)]), held), true, 'any one trusted signature will do')
   const same = signTrust({ ...rotated, version: 50, host_ca_certs: [current.certPem.trimEnd()] }, [signer(current)])
-  t.equal(checkTrust(same, held), false, 'the held set (a PEM without its last newline is the same PEM), whatever its version')
+  t.equal(checkTrust(same, held), false, 'the held set at an older version (a PEM without its last newline is the same PEM)')
+  t.equal(checkTrust(signTrust({ ...rotated, version: 100, host_ca_certs: [current.certPem] }, [signer(current)]), held), false, 'the held set at its own version')
+})
+
+t.test('the held set at a newer version is taken, so that a set in between cannot come back', async (t) => {
+  // A rotation the node missed (rotated, 200) was rolled back (the held set again, 300).
+  const rolledBack = signTrust({ ...rotated, version: 300, host_ca_certs: [current.certPem] }, [signer(current)])
+  t.equal(checkTrust(rolledBack, held), true)
+  const now = { ...held, version: 300 }
+  refused(t, () => checkTrust(signTrust(rotated, [signer(current), signer(next)]), now), /not newer/, 'the rotation rolled back, replayed')
 })
 
 t.test('what a proxy cannot do', async (t) => {

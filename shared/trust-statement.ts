@@ -22,8 +22,9 @@ export type HostCASignatures = Out<typeof SIGNATURES>
 export const TRUST_STATEMENT = object({
   cluster_name: text({ max: 256 }),
   /**
-   * When the set last changed (epoch ms of the latest CA rotation step, as the backend
-   * holds it): a node refuses a different set that is not newer than its own.
+   * Grows with every change of the set: the sum of both CAs' times of their last rotation
+   * step (epoch ms, as the backend holds them; each only grows). A node refuses a different
+   * set that is not newer than its own.
    */
   version: number({ atLeast: 0, expected: 'a version' }),
   host_ca_certs: texts(MAX_CAS),
@@ -67,8 +68,9 @@ export class TrustRefused extends Error {}
 
 /**
  * Checks `statement` against what a node holds: its cluster, the host CAs it trusts now (or
- * pinned), and the version of its set. Returns true when the set differs from `held` and
- * may replace it, false when it is the same set; throws TrustRefused otherwise.
+ * pinned), and the version of its set. Returns true when it may replace what is held (a
+ * different set, or the same one at a newer version, which must be kept so that an older
+ * set can never come back), false when it is what is held; throws TrustRefused otherwise.
  */
 export function checkTrust(statement: TrustStatement | undefined, held: { clusterName: string; hostCAPems: string[]; userCASshKeys: string[]; version: number }): boolean {
   if (!statement) throw new TrustRefused('the CAs came without the auth server’s signature')
@@ -80,7 +82,7 @@ export function checkTrust(statement: TrustStatement | undefined, held: { cluste
   }
   if (!signedByHostCA(PURPOSE, trustPayload(statement), statement.signatures, held.hostCAPems)) throw new TrustRefused('no host CA this node trusts signed the set')
   const same = sameList(statement.host_ca_certs, held.hostCAPems) && sameList(statement.user_ca_ssh_keys, held.userCASshKeys)
-  if (same) return false
+  if (same) return statement.version > held.version
   if (statement.version <= held.version) throw new TrustRefused(`the set (version ${statement.version}) is not newer than the one held (version ${held.version})`)
   return true
 }

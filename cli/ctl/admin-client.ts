@@ -9,13 +9,17 @@ import { ApiClient } from '../../shared/api-client.ts'
 import { DEFAULTS, loadConfigFile } from '../../shared/config.ts'
 import { formatUtc } from '../../shared/duration.ts'
 import { UsageError, WarrenError } from '../../shared/errors.ts'
+import { splitPems } from '../../shared/identity-store.ts'
 import { logins } from '../login.ts'
-import { proxyApiClient } from '../profile.ts'
+import { profilePath, proxyApiClient } from '../profile.ts'
 
 export interface AdminConnection {
   client: ApiClient
   /** The local admin identity, when that is who calls. */
   identity?: AdminIdentityFile
+  /** The cluster, and the host CAs this connection trusts (what answers relayed by a proxy are checked against). */
+  cluster: string
+  hostCAs: string[]
 }
 
 export interface AdminFlags {
@@ -47,7 +51,12 @@ export function connectAdmin(flags: AdminFlags, now = Date.now()): AdminConnecti
     )
   }
   const server = flags['auth-server'] ?? identity.auth_server
-  return { identity, client: new ApiClient({ server, caPems: identity.host_ca_certs, certPem: identity.cert, keyPem: identity.key }) }
+  return {
+    identity,
+    client: new ApiClient({ server, caPems: identity.host_ca_certs, certPem: identity.cert, keyPem: identity.key }),
+    cluster: identity.cluster_name,
+    hostCAs: identity.host_ca_certs,
+  }
 }
 
 /**
@@ -68,5 +77,9 @@ function connectAsUser(flags: AdminFlags, now: number): AdminConnection {
   if (profile.valid_before <= now) {
     throw new WarrenError(`the login of ${profile.user} to cluster "${profile.cluster_name}" expired at ${formatUtc(profile.valid_before)}: log in again with "warren login"`)
   }
-  return { client: proxyApiClient(dir, flags.proxy, 'no proxy known for this login: pass --proxy=HOST:PORT') }
+  return {
+    client: proxyApiClient(dir, flags.proxy, 'no proxy known for this login: pass --proxy=HOST:PORT'),
+    cluster: profile.cluster_name,
+    hostCAs: splitPems(readFileSync(profilePath(dir, 'hostCA'), 'utf8')),
+  }
 }

@@ -4,6 +4,7 @@
 import { join, resolve } from 'node:path'
 import { formatUtc } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
+import { checkedUserCerts } from '../checked-user-certs.ts'
 import { generateUserKeys, publicKeyFields, writeUserCredentials } from '../credentials-files.ts'
 import { defaultProfileDir, PROFILE_FILES } from '../profile.ts'
 import type { AdminConnection } from './admin-client.ts'
@@ -28,7 +29,8 @@ export function checkSignFlags(flags: SignFlags): string {
 export async function signUser(admin: AdminConnection, flags: SignFlags): Promise<void> {
   const user = checkSignFlags(flags)
   const keys = generateUserKeys()
-  const signed = await admin.client.call('POST /v1/users/:name/certs', { params: { name: user }, body: { ...publicKeyFields(keys), ttl_ms: flags.ttl } })
+  const answered = await admin.client.call('POST /v1/users/:name/certs', { params: { name: user }, body: { ...publicKeyFields(keys), ttl_ms: flags.ttl } })
+  const signed = checkedUserCerts(answered, admin.cluster, admin.hostCAs)
   const dir = resolve(flags.out ?? defaultProfileDir())
   writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: flags.format === 'openssh', fdpass: flags.fdpass })
   // Printed once every file is written: a reader that stops early (| head -1) loses nothing.

@@ -1,7 +1,8 @@
 // The admin API that warrenctl calls with the admin certificate: the cluster's status and
 // CA rotations, tokens, users and their certificates, the fleet's nodes, and locks.
 
-import type { HostCASignatures, TrustStatement } from '../trust-statement.ts'
+import type { KnownHostsSignature } from '../signed-known-hosts.ts'
+import type { TrustStatement } from '../trust-statement.ts'
 import { flag, type In, number, type Out, object, oneOf, optional, text, texts } from './shape.ts'
 
 const HOUR_MS = 3_600_000
@@ -137,7 +138,7 @@ export interface UserCerts {
   proxies: string[]
   known_hosts: string[]
   /** The same lines signed by the host CAs (shared/signed-known-hosts.ts). */
-  known_hosts_signatures?: HostCASignatures
+  known_hosts_signatures?: KnownHostsSignature
   /** host_ca_certs signed for clients that got them through a proxy (shared/trust-statement.ts). */
   trust?: TrustStatement
 }

@@ -2,7 +2,7 @@
 // accepting an invitation (a sign-up token, then a password and a second factor) and
 // logging in for short-lived certificates (`warren login`).
 
-import type { HostCASignatures } from '../trust-statement.ts'
+import type { KnownHostsSignature } from '../signed-known-hosts.ts'
 import { number, object, text } from './shape.ts'
 
 /** A sign-up token, to see whose it is and get a second factor's secret to enrol. */
@@ -42,7 +42,7 @@ export const LOGIN_REFUSED = 'wrong user name, password or second factor code'
 export interface KnownHosts {
   known_hosts: string[]
   /** The same lines signed by the host CAs: the client writes only what a host CA it trusts signed (shared/signed-known-hosts.ts). */
-  known_hosts_signatures?: HostCASignatures
+  known_hosts_signatures?: KnownHostsSignature
 }
 
 export const KNOWN_HOSTS_BODY = object({ user: text({ max: 64 }) })

@@ -1,0 +1,24 @@
+// A user's certificates and what comes with them (the host CAs, the nodes' host keys) reach
+// warren login, and warrenctl auth sign away from the auth host, through a proxy, which is
+// not trusted with what the user will trust: they are taken only as a host CA the user
+// trusts already (pinned, accepted at the prompt, or saved at login) signed them.
+
+import { WarrenError } from '../shared/errors.ts'
+import type { UserCerts } from '../shared/protocol/admin.ts'
+import { knownHostsSigned } from '../shared/signed-known-hosts.ts'
+import { checkTrust, TrustRefused } from '../shared/trust-statement.ts'
+
+/** `signed` with the host CAs of its signed set; throws WarrenError, writing nothing, when a check fails. */
+export function checkedUserCerts(signed: UserCerts, cluster: string, trustedCAs: string[]): UserCerts {
+  try {
+    checkTrust(signed.trust, { clusterName: cluster, hostCAPems: trustedCAs, userCASshKeys: [], version: -1 })
+  } catch (error) {
+    if (error instanceof TrustRefused) throw new WarrenError(`the answer is not what the cluster's CA signed (${error.message}): nothing was written`)
+    throw error
+  }
+  const hostCAs = signed.trust!.host_ca_certs
+  if (!knownHostsSigned(signed.cluster_name, signed.known_hosts, signed.known_hosts_signatures, hostCAs)) {
+    throw new WarrenError("the nodes' host keys in the answer are not signed by the cluster's host CA: nothing was written")
+  }
+  return { ...signed, host_ca_certs: hostCAs }
+}
