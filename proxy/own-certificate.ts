@@ -21,7 +21,7 @@ export function ownCertificateRenewal(options: OwnCertificateOptions): HostRenew
 
 async function renewFromAuthServer(identity: NodeIdentity): Promise<RenewedCertificates> {
   // A client of its own: the proxy's main one is replaced when certificates or CAs change.
-  const client = new ApiClient({ server: identity.authServers[0], caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
+  const client = new ApiClient({ server: identity.authServers[0], caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem, authServer: true })
   try {
     return await client.call('POST /v1/renew')
   } finally {

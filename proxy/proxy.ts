@@ -117,7 +117,13 @@ export class ProxyService {
       ticketKeys: new TicketKeys(this.config.dataDir),
     })
     this.hostCAPems = this.identity.hostCAPems
-    this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
+    this.auth = new ApiClient({
+      server: this.identity.authServers[0],
+      caPems: this.identity.hostCAPems,
+      certPem: this.identity.tlsCertPem,
+      keyPem: this.identity.tlsKeyPem,
+      authServer: true,
+    })
     if (this.config.proxy.acme.enabled) {
       // Loaded only when used: the ACME client and its HTTP stack would otherwise weigh on
       // every process of the single executable, agents included.
@@ -304,7 +310,7 @@ export class ProxyService {
   private applyRenewal(renewed: RenewedCertificates, how: 'renewed' | 'recovered'): void {
     // The trusted CAs stay those of the last heartbeat (followCAs), which may be newer than
     // the answer's; a rotation the answer knew of first comes with the next heartbeat.
-    // (The answer comes from the auth server itself, over a connection verified against the host CA.)
+    // (The answer comes from the auth server itself: the connection requires its host-CA certificate with the auth role.)
     const hostCAPems = this.hostCAPems.length > 0 ? this.hostCAPems : renewed.host_ca_certs
     const userCASshKeys = renewed.user_ca_ssh_keys.length > 0 ? renewed.user_ca_ssh_keys : this.identity.userCASshKeys
     this.identity = applyCertificates({ ...this.identity, hostCAPems, userCASshKeys }, renewed)
@@ -315,7 +321,13 @@ export class ProxyService {
 
   private replaceAuthClient(): void {
     const previous = this.auth
-    this.auth = new ApiClient({ server: this.identity.authServers[0], caPems: this.identity.hostCAPems, certPem: this.identity.tlsCertPem, keyPem: this.identity.tlsKeyPem })
+    this.auth = new ApiClient({
+      server: this.identity.authServers[0],
+      caPems: this.identity.hostCAPems,
+      certPem: this.identity.tlsCertPem,
+      keyPem: this.identity.tlsKeyPem,
+      authServer: true,
+    })
     setTimeout(() => void previous.close(), RETIRED_CLIENT_MS).unref()
   }
 

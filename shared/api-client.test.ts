@@ -28,3 +28,27 @@ t.test('API calls ask for the cluster server name, whatever address they dial', 
   }
   t.same(asked, [CLUSTER_SERVER_NAME, CLUSTER_SERVER_NAME], 'both sent the reserved name, an IP address included')
 })
+
+t.test("a caller of the auth server itself refuses a proxy's certificate at its address", async (t) => {
+  const ca = testCA('cluster host CA', 'cluster')
+  const serve = async (role: string) => {
+    const { certPem, keyPem } = loopbackCert(ca, { CN: `a-${role}`, O: 'cluster', OU: [role] }, ['serverAuth', 'clientAuth'])
+    const server = createServer({ key: keyPem, cert: certPem }, (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => server.close())
+    return `127.0.0.1:${(server.address() as { port: number }).port}`
+  }
+  const proxy = await serve('proxy')
+  const auth = await serve('auth')
+  const call = async (server: string, authServer: boolean) => {
+    const client = new ApiClient({ server, caPems: [ca.ca.certPem], authServer })
+    try {
+      return await client.call('GET /v1/health')
+    } finally {
+      await client.close()
+    }
+  }
+  t.same(await call(auth, true), { ok: true }, 'an auth server is one')
+  await t.rejects(call(proxy, true), /not an auth server certificate/, 'a proxy is not')
+  t.same(await call(proxy, false), { ok: true }, 'a caller of any cluster server takes a proxy')
+})

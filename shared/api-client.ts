@@ -24,14 +24,21 @@ export interface ClientOptions {
   certPem?: string
   keyPem?: string
   timeoutMs?: number
+  /**
+   * The server must be an auth server, not any server of the cluster: for callers that dial
+   * the auth server itself (proxies, warrenctl on the auth host), whom a proxy's keys at the
+   * auth server's address must not answer.
+   */
+  authServer?: boolean
 }
 
-/** Accepts the server when its (already CA-verified) certificate carries a server role. */
-function checkClusterServer(_host: string, cert: TlsPeerCertificate): Error | undefined {
+/** Accepts the server when its (already CA-verified) certificate carries a server role (`auth` when `authOnly`). */
+function checkClusterServer(cert: TlsPeerCertificate, authOnly: boolean): Error | undefined {
   try {
     const subject = certSubject(new X509Certificate(cert.raw))
-    if (subject.roles.some((role) => SERVER_ROLES.includes(role))) return undefined
-    return new Error(`the server's certificate (${subject.commonName}) is not an auth or proxy certificate`)
+    const roles = authOnly ? ['auth'] : SERVER_ROLES
+    if (subject.roles.some((role) => roles.includes(role))) return undefined
+    return new Error(`the server's certificate (${subject.commonName}) is not ${authOnly ? 'an auth server' : 'an auth or proxy'} certificate`)
   } catch (error) {
     return error as Error
   }
@@ -55,7 +62,14 @@ export class ApiClient {
     // certificate answers with its host-CA one.
     const tls =
       options.caPems !== undefined
-        ? { ca: options.caPems, cert: options.certPem, key: options.keyPem, checkServerIdentity: checkClusterServer, rejectUnauthorized: true, servername: CLUSTER_SERVER_NAME }
+        ? {
+            ca: options.caPems,
+            cert: options.certPem,
+            key: options.keyPem,
+            checkServerIdentity: (_host: string, cert: TlsPeerCertificate) => checkClusterServer(cert, options.authServer === true),
+            rejectUnauthorized: true,
+            servername: CLUSTER_SERVER_NAME,
+          }
         : { rejectUnauthorized: false, servername: CLUSTER_SERVER_NAME }
     // Connections are kept for the next call, and closed after 10 s unused.
     this.agent = new Agent({ ...tls, keepAlive: true, timeout: 10_000 })
