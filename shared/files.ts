@@ -17,10 +17,15 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o60
     closeSync(fd)
   }
   renameSync(temp, path)
-  const dirFd = openSync(dir, 'r')
+  fsyncDirectory(dir)
+}
+
+/** Makes the entries of `dir` (a file or directory just created or renamed in it) survive a power loss. */
+export function fsyncDirectory(dir: string): void {
+  const fd = openSync(dir, 'r')
   try {
-    fsyncSync(dirFd)
+    fsyncSync(fd)
   } finally {
-    closeSync(dirFd)
+    closeSync(fd)
   }
 }

@@ -2,9 +2,9 @@
 // files 0600, replaced atomically) plus identity.json. A restarted node reuses it, so the
 // join token is needed only once.
 
-import { existsSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { writeFileAtomic } from './files.ts'
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fsyncDirectory, writeFileAtomic } from './files.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
 import type { TrustStatement } from './trust-statement.ts'
 
@@ -51,6 +51,10 @@ interface IdentityMeta {
   trust_version?: number
 }
 
+/** Where a save writes the new identity, and where the old one waits until the new one is in place. */
+const NEXT = '.next'
+const PREVIOUS = '.previous'
+
 const FILES = { tlsKey: 'host.key', tlsCert: 'host.crt', sshKey: 'ssh_host_ed25519_key', sshCert: 'ssh_host_ed25519_key-cert.pub', ca: 'host_ca.pem', meta: 'identity.json' }
 
 /** Each role that joins keeps its own identity: `identity/` for a node, `proxy-identity/` for a proxy. */
@@ -60,7 +64,24 @@ export function identityDir(dataDir: string, role = 'node'): string {
 
 /** Whether a complete identity is stored: identity.json is written last. */
 export function identityExists(dataDir: string, role = 'node'): boolean {
-  return existsSync(join(identityDir(dataDir, role), FILES.meta))
+  return existsSync(join(settledIdentityDir(dataDir, role), FILES.meta))
+}
+
+/**
+ * The identity directory after a save that a crash cut short (see saveIdentity): the new
+ * identity if it was written whole, else the one before it.
+ */
+function settledIdentityDir(dataDir: string, role: string): string {
+  const dir = identityDir(dataDir, role)
+  if (existsSync(join(dir, FILES.meta))) return dir
+  for (const candidate of [`${dir}${NEXT}`, `${dir}${PREVIOUS}`]) {
+    if (!existsSync(join(candidate, FILES.meta))) continue
+    rmSync(dir, { recursive: true, force: true })
+    renameSync(candidate, dir)
+    fsyncDirectory(dirname(dir))
+    break
+  }
+  return dir
 }
 
 export function loadIdentity(dataDir: string, role = 'node'): NodeIdentity | undefined {
@@ -84,9 +105,18 @@ export function loadIdentity(dataDir: string, role = 'node'): NodeIdentity | und
   }
 }
 
+/**
+ * Writes the whole identity to a directory of its own, which then takes the old one's place:
+ * a crash leaves one whole identity (settledIdentityDir), never a new key beside an old
+ * certificate, as rewriting the files one by one could (a join again after the recovery
+ * window replaces every file).
+ */
 export function saveIdentity(dataDir: string, identity: NodeIdentity, role = 'node'): void {
   const dir = identityDir(dataDir, role)
-  const write = (name: string, data: string) => writeFileAtomic(join(dir, name), data)
+  const next = `${dir}${NEXT}`
+  const previous = `${dir}${PREVIOUS}`
+  rmSync(next, { recursive: true, force: true })
+  const write = (name: string, data: string) => writeFileAtomic(join(next, name), data)
   write(FILES.tlsKey, identity.tlsKeyPem)
   write(FILES.tlsCert, identity.tlsCertPem)
   write(FILES.sshKey, identity.sshKeyPem)
@@ -102,6 +132,11 @@ export function saveIdentity(dataDir: string, identity: NodeIdentity, role = 'no
     trust_version: identity.trustVersion,
   }
   write(FILES.meta, JSON.stringify(meta, null, 2) + '\n')
+  rmSync(previous, { recursive: true, force: true })
+  if (existsSync(dir)) renameSync(dir, previous)
+  renameSync(next, dir)
+  fsyncDirectory(dirname(dir))
+  rmSync(previous, { recursive: true, force: true })
 }
 
 export function splitPems(text: string): string[] {
