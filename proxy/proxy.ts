@@ -117,13 +117,7 @@ export class ProxyService {
       ticketKeys: new TicketKeys(this.config.dataDir),
     })
     this.hostCAPems = this.identity.hostCAPems
-    this.auth = new ApiClient({
-      server: this.identity.authServers[0],
-      caPems: this.identity.hostCAPems,
-      certPem: this.identity.tlsCertPem,
-      keyPem: this.identity.tlsKeyPem,
-      authServer: true,
-    })
+    this.auth = this.authClient()
     if (this.config.proxy.acme.enabled) {
       // Loaded only when used: the ACME client and its HTTP stack would otherwise weigh on
       // every process of the single executable, agents included.
@@ -319,15 +313,20 @@ export class ProxyService {
     this.log.info(`${how} this proxy's certificate`, { proxy_id: this.identity.hostId, ...timeLeftFields(new X509Certificate(this.identity.tlsCertPem)) })
   }
 
-  private replaceAuthClient(): void {
-    const previous = this.auth
-    this.auth = new ApiClient({
+  /** A client of the auth server with this proxy's identity: only a server with the auth role answers it. */
+  private authClient(): ApiClient {
+    return new ApiClient({
       server: this.identity.authServers[0],
       caPems: this.identity.hostCAPems,
       certPem: this.identity.tlsCertPem,
       keyPem: this.identity.tlsKeyPem,
       authServer: true,
     })
+  }
+
+  private replaceAuthClient(): void {
+    const previous = this.auth
+    this.auth = this.authClient()
     setTimeout(() => void previous.close(), RETIRED_CLIENT_MS).unref()
   }
 
