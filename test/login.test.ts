@@ -6,7 +6,7 @@
 // failures, the address's tries running out; and invitations spent or revoked.
 
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { generateUserKeys, publicKeyFields } from '../cli/credentials-files.ts'
@@ -213,4 +213,33 @@ t.test('users rm ends the user; logout removes the credentials', async (t) => {
   t.equal(out.code, 0, out.stderr)
   t.notOk(existsSync(clusterDir))
   t.match((await warren(['status'], { env })).stdout, /^Not logged in/)
+})
+
+t.test('a first login without --ca-pin is not offered while the cluster presents two CAs', { timeout: 120_000 }, async (t) => {
+  // A cluster of its own: its host CA rotation must not touch the other tests'.
+  const rotating = await new AuthProcess().start()
+  t.teardown(() => rotating.stop())
+  const rotatingPin = await rotating.pin()
+  const rotatingProxy = await new ProxyProcess({ auth: rotating, token: await rotating.token(['tokens', 'add', '--type=proxy']), pin: rotatingPin }).start()
+  t.teardown(() => rotatingProxy.stop())
+  const invite = /--invite=(\S+)/.exec((await rotating.ctl(['users', 'add', 'erin', `--logins=${login}`])).stdout)![1]!
+  const argv = [process.execPath, join(ROOT, 'cli/warren.ts'), 'login', `--proxy=${rotatingProxy.web}`, `--invite=${invite}`]
+  const trustPrompt = /Trust it \(yes\/no\)\? \S*$/
+  let asked = 0
+  const answerNo = () => {
+    asked++
+    return 'no'
+  }
+
+  const oneCA = tempDir('warren-home-')
+  const before = await atTerminal(argv, { WARREN_HOME: oneCA }, [[trustPrompt, answerNo]])
+  t.equal(asked, 1, 'with one CA the pin is shown to be confirmed')
+  t.not(before.code, 0, 'and a no ends it')
+
+  t.equal((await rotating.ctl(['auth', 'rotate', '--type=host', '--manual', '--phase=init'])).code, 0)
+  const twoCAs = tempDir('warren-home-')
+  const during = await atTerminal(argv, { WARREN_HOME: twoCAs }, [[trustPrompt, answerNo]])
+  t.equal(asked, 1, 'with two CAs no pin is offered to trust')
+  t.not(during.code, 0)
+  t.same(readdirSync(twoCAs), [], 'and nothing is written')
 })

@@ -17,11 +17,12 @@ import { TunnelServer } from '../proxy/tunnel-server.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { identityDir, loadIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
+import { sendToAgent } from '../shared/protocol/control.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { splice } from '../shared/splice.ts'
 import type { NodeStatus } from '../shared/status.ts'
 import { signTrust, type TrustStatement } from '../shared/trust-statement.ts'
-import { createCA } from '../shared/x509.ts'
+import { createCA, createCertificate } from '../shared/x509.ts'
 import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
@@ -40,15 +41,29 @@ t.test('a stolen proxy key cannot make a node trust another CA, nor log in with 
   const login = testLogin()
   const user = await signUser(auth, proxy.web)
   const nodeStatus = async () => (await node.status()).node as NodeStatus
+  // A set the auth server signed, as any proxy can fetch it; then a user CA rotation begins
+  // and the node takes the newer set from the real proxy.
+  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+  const fetchSigned = async () => {
+    const api = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem })
+    try {
+      return (await api.call('POST /v1/proxies/heartbeat', { body: {} })).trust
+    } finally {
+      await api.close()
+    }
+  }
+  const older = await fetchSigned()
+  t.equal((await auth.ctl(['auth', 'rotate', '--type=user', '--manual', '--phase=init'])).code, 0)
+  await until('the node to take the rotation', async () => (await nodeStatus()).trust.version > older.version, { timeoutMs: 30_000 })
   const trusted = await nodeStatus()
   const stored = () => ({
     hostCAs: readFileSync(join(identityDir(nodeDir), 'host_ca.pem'), 'utf8'),
     userCAs: JSON.parse(readFileSync(join(identityDir(nodeDir), 'identity.json'), 'utf8')).user_ca_ssh_keys,
   })
   const storedBefore = stored()
+  const trustedCert = readFileSync(join(identityDir(nodeDir), 'host.crt'), 'utf8')
 
   // The attacker has the proxy's identity and takes its tunnel address.
-  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
   const [host, port] = [proxy.tunnel.slice(0, proxy.tunnel.lastIndexOf(':')), Number(proxy.tunnel.slice(proxy.tunnel.lastIndexOf(':') + 1))]
   await proxy.stop()
   const rogue = new TunnelServer({
@@ -78,25 +93,46 @@ t.test('a stolen proxy key cannot make a node trust another CA, nor log in with 
   execFileSync('ssh-keygen', ['-q', '-s', join(keys, 'user_ca'), '-I', 'attacker', '-n', login, '-V', '-5m:+1h', join(keys, 'id_ed25519.pub')])
   const attackerUserCA = readFileSync(join(keys, 'user_ca.pub'), 'utf8').trim()
   const forgedSet = { cluster_name: stolen.clusterName, version: Date.now() + 365 * 86_400_000, host_ca_certs: [attackerHostCA.certPem], user_ca_ssh_keys: [attackerUserCA] }
-  // What the auth server signs, as any proxy can fetch it with its own keys.
-  const api = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem })
-  const genuine = (await api.call('POST /v1/proxies/heartbeat', { body: {} })).trust
-  await api.close()
+  const genuine = await fetchSigned()
   const forgeries: Record<string, TrustStatement | undefined> = {
     'the lists alone, unsigned': undefined,
     'signed by a CA of its own': signTrust(forgedSet, [{ certPem: attackerHostCA.certPem, key: attackerHostCA.key }]),
     "signed with the proxy's own key": signTrust(forgedSet, [{ certPem: stolen.tlsCertPem, key: createPrivateKey(stolen.tlsKeyPem) }]),
     "the auth server's signatures over another set": { ...genuine, version: forgedSet.version, user_ca_ssh_keys: [attackerUserCA] },
+    'an older set the auth server signed, from before the rotation': older,
   }
   for (const [what, trust] of Object.entries(forgeries)) {
     const { refused } = (await nodeStatus()).trust
     rogue.announceCA({ host_ca_certs: [attackerHostCA.certPem], user_ca_ssh_keys: [attackerUserCA], trust })
     await until(`the node to refuse ${what}`, async () => (await nodeStatus()).trust.refused === refused + 1, { timeoutMs: 10_000 })
   }
+  // Certificates for the node's own key from the attacker's CA, unasked, with the attacker's CAs.
+  const tunnel = rogue.list()[0]!
+  const forgedCert = createCertificate({
+    subject: { CN: tunnel.hostId, O: stolen.clusterName, OU: ['node'], name: 'pi-1' },
+    issuer: { CN: 'attacker host CA', O: stolen.clusterName },
+    publicKey: tunnel.cert.publicKey,
+    signingKey: attackerHostCA.key,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 3_600_000),
+    extKeyUsage: ['serverAuth', 'clientAuth'],
+  })
+  const { refused } = (await nodeStatus()).trust
+  sendToAgent(tunnel.control!, {
+    type: 'certs',
+    tls_cert: forgedCert,
+    ssh_cert: readFileSync(join(identityDir(nodeDir), 'ssh_host_ed25519_key-cert.pub'), 'utf8'),
+    host_ca_certs: [attackerHostCA.certPem],
+    user_ca_ssh_keys: [attackerUserCA],
+    trust: forgeries['signed by a CA of its own'],
+  })
+  await until('the node to refuse the certificates', async () => (await nodeStatus()).trust.refused === refused + 1, { timeoutMs: 10_000 })
   const after = await nodeStatus()
+  t.same(after.certificate, trusted.certificate, 'the node keeps its certificate')
   t.same(after.trusted_host_ca_pins, trusted.trusted_host_ca_pins, 'the node trusts the host CAs it trusted')
   t.equal(after.trust.version, trusted.trust.version, 'and holds the same signed set')
   t.same(stored(), storedBefore, 'nothing else was written to its identity')
+  t.equal(readFileSync(join(identityDir(nodeDir), 'host.crt'), 'utf8'), trustedCert, 'its certificate on disk is the one it had')
 
   // Logins over the attacker's tunnel: OpenSSH through a local port that dials the node.
   const bridge: Server = createTcpServer((socket) => {
