@@ -18,7 +18,7 @@ export class CertificatesRefused extends Error {}
  * CertificatesRefused when the certificates are not for this host's keys or not from its
  * CAs. Returns whether the trusted CAs changed.
  */
-export function acceptRenewed(identity: NodeIdentity, renewed: RenewedCertificates, refusedTrust: (reason: string) => void): boolean {
+export function acceptRenewed(identity: NodeIdentity, renewed: RenewedCertificates, refusedTrust: (reason: string) => void, now = Date.now()): boolean {
   let trustChanged = false
   try {
     trustChanged = checkTrust(renewed.trust, { ...identity, version: identity.trustVersion })
@@ -31,9 +31,14 @@ export function acceptRenewed(identity: NodeIdentity, renewed: RenewedCertificat
   if (!issuedByAny(cert, hostCAs)) throw new CertificatesRefused('the renewed certificate is not from a host CA this host trusts')
   if (!cert.publicKey.equals(createPublicKey(createPrivateKey(identity.tlsKeyPem)))) throw new CertificatesRefused('the renewed certificate is not for this host’s TLS key')
   if (certSubject(cert).commonName !== identity.hostId) throw new CertificatesRefused(`the renewed certificate names host ${certSubject(cert).commonName}, not ${identity.hostId}`)
+  // An earlier certificate of ours, sent again, would put off a renewal that is due.
+  if (cert.validFromDate < new X509Certificate(identity.tlsCertPem).validFromDate) throw new CertificatesRefused('the renewed certificate is older than the one held')
   const ssh = parseSshCertificate(renewed.ssh_cert)
   if (ssh.type !== 'host' || !ssh.publicKey.equals(createPublicKey(createPrivateKey(identity.sshKeyPem)))) {
     throw new CertificatesRefused('the renewed SSH certificate is not a host certificate for this host’s SSH key')
+  }
+  if (!ssh.principals.includes(identity.hostId) || ssh.validBefore.getTime() <= now) {
+    throw new CertificatesRefused('the renewed SSH certificate does not name this host or has expired')
   }
   if (trustChanged) applyTrust(identity, renewed.trust!)
   applyCertificates(identity, renewed)
