@@ -332,7 +332,7 @@ export class Agent {
       return
     }
     applyTrust(this.identity, trust!)
-    this.trustChanged()
+    this.identityChanged()
     this.log.info('trusted CAs updated', { host_cas: trust!.host_ca_certs.length, user_cas: trust!.user_ca_ssh_keys.length, trust_version: trust!.version })
     this.renewal?.trustChanged()
   }
@@ -343,8 +343,8 @@ export class Agent {
     this.log.warn(`trusted CAs from ${from} refused: ${reason}`, { trust_refused: reason })
   }
 
-  /** The trusted CAs in the identity changed: everything that uses them follows. */
-  private trustChanged(): void {
+  /** The identity changed (its certificates or the CAs it trusts): on disk, and everything that uses it follows. */
+  private identityChanged(): void {
     this.ssh?.setUserCAKeys(this.identity.userCASshKeys)
     saveIdentity(this.config.dataDir, this.identity)
     this.heartbeat?.setIdentity(this.identity)
@@ -354,10 +354,7 @@ export class Agent {
   /** New certificates for the same keys (in place: the tunnel pool dials with this identity); throws when they are not for them. */
   private applyRenewal(renewed: RenewedCertificates, how: 'renewed' | 'recovered'): void {
     const trustChanged = acceptRenewed(this.identity, renewed, (reason) => this.refuseTrust(reason, 'a renewal answer'))
-    this.ssh?.setUserCAKeys(this.identity.userCASshKeys)
-    saveIdentity(this.config.dataDir, this.identity)
-    this.heartbeat?.setIdentity(this.identity)
-    this.direct?.setIdentity(this.identity)
+    this.identityChanged()
     // Every proxy must know it: each closes tunnels whose certificates are all from a dropped CA.
     this.pool?.announceCertificate(renewed.tls_cert)
     if (this.tunnels?.held && !this.stopped) this.startTunnels(this.tunnels.server, this.tunnels.address, 'with the recovered certificates')

@@ -6,7 +6,7 @@
 // can neither add a CA nor bring back one a rotation dropped. SECURITY.md, "What proxies
 // cannot change".
 
-import { createPublicKey, type KeyObject, sign, verify, X509Certificate } from 'node:crypto'
+import { type KeyObject, sign, verify, X509Certificate } from 'node:crypto'
 import { caPin } from './pin.ts'
 import { list, number, type Out, object, text, texts } from './protocol/shape.ts'
 
@@ -57,8 +57,7 @@ export function signedByHostCA(purpose: string, payload: unknown[], signatures: 
     const pin = caPin(pem)
     for (const { ca_pin, signature } of signatures) {
       if (ca_pin !== pin) continue
-      const key = createPublicKey(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'pem' }))
-      if (verify('sha256', message, key, Buffer.from(signature, 'base64'))) return true
+      if (verify('sha256', message, new X509Certificate(pem).publicKey, Buffer.from(signature, 'base64'))) return true
     }
   }
   return false
