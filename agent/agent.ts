@@ -72,7 +72,7 @@ export class Agent {
   /** Interactive sessions' recordings, on disk until the auth server has them. */
   private recordings?: NodeRecordings
   /** Counts since this process started, across tunnel pools (agent/metrics.ts reads them). */
-  readonly counts = { redials: {} as Partial<Record<RedialReason, number>>, closedTunnelBytes: { sent: 0, received: 0 }, sshSessions: 0, refusedTrust: 0 }
+  readonly counts = { redials: {} as Partial<Record<RedialReason, number>>, closedTunnelBytes: { sent: 0, received: 0 }, sshSessions: 0, refusedTrust: 0, refusedLiveSets: 0 }
   /** Set before start() to be told each round trip a tunnel's keepalive measured (agent/metrics.ts). */
   onRtt?: (rttMs: number) => void
   /** Where the tunnels go, and whether they wait for certificates the proxies accept (see holdTunnels). */
@@ -260,6 +260,10 @@ export class Agent {
       services: ['ssh', ...this.config.ssh.forwardPorts.map((p) => p.name)],
       onStream: (stream: Duplex) => void serveStream(stream, this.services, this.log),
       onControl: (tunnel, message) => this.onControl(tunnel, message),
+      onLiveSetRefused: (tunnel, reason) => {
+        this.counts.refusedLiveSets++
+        this.log.warn(`live proxy set from proxy ${tunnel.proxyId} refused: ${reason}`, { proxy_id: tunnel.proxyId, live_set_refused: reason })
+      },
       onFailedRound: (held) => {
         if (held === 0) void this.rediscover(server, tunnel)
       },

@@ -35,6 +35,7 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
         .map((tunnel) => ({ proxy_id: tunnel.proxyId, since: statusTime(tunnel.openedAt), resumed: tunnel.resumed }))
         .sort((a, b) => a.proxy_id.localeCompare(b.proxy_id)),
       live_set: pool.announcedSet ?? null,
+      live_sets_refused: agent.counts.refusedLiveSets,
     }
   } else if (direct) {
     const { heartbeat } = direct

@@ -38,8 +38,11 @@ const PROXY_LOOK_MS = DEFAULTS.heartbeatIntervalMs
 /** Declined single dials retried at once, per proxy in the set (see the top of this file). */
 export const DECLINES_IN_A_ROW_PER_PROXY = 2
 
-/** The tunnels held, by proxy ID in the order they were opened, each with the latest set its proxy announced. */
-export type HeldTunnels = ReadonlyMap<string, { readonly announced?: readonly string[] }>
+/**
+ * The tunnels held, by proxy ID in the order they were opened, each with the latest set its
+ * proxy announced and when the auth server signed that set (epoch ms, its clock).
+ */
+export type HeldTunnels = ReadonlyMap<string, { readonly announced?: readonly string[]; readonly announcedAt?: number }>
 
 export interface PolicyOptions {
   /** Backoff after failed dials. */
@@ -66,7 +69,7 @@ export interface RoundOutcome {
   size: number
   /** Tunnels to proxies not held before, now held. */
   adopted: number
-  /** Tunnels to proxies held already (by an earlier dial of the same round), closed. */
+  /** Tunnels closed at once: to proxies held already (by an earlier dial of the same round), or outside the newest live set. */
   duplicates: number
   /** Dials a proxy held already refused before its handshake. */
   declined: number
@@ -84,7 +87,9 @@ export type LossDecision =
   | { kind: 'redial'; afterMs?: number }
 
 export class TunnelPolicy {
-  /** The live set last heard; undefined before any proxy announced one. */
+  /** The newest live set heard, and when the auth server signed it: an older set, from any proxy, is passed over. */
+  private newest?: { ids: readonly string[]; at: number }
+  /** The proxies to hold: the newest set, less any that said it is stopping since. Undefined before a set is heard. */
   private wanted?: Set<string>
   private declinedInARow = 0
   private readonly failures: Backoff
@@ -97,12 +102,12 @@ export class TunnelPolicy {
     this.duplicates = new Backoff({ ...(options.duplicateBackoff ?? { baseMs: 500, capMs: 15_000 }), random: options.random })
   }
 
-  /** Whether the pool should hold a tunnel to this proxy (any proxy, before a set is known). */
-  /** The live set last heard, sorted; undefined before any proxy announced one. */
+  /** The newest live set heard, sorted; undefined before any proxy announced one. */
   get liveSet(): string[] | undefined {
     return this.wanted && [...this.wanted].sort()
   }
 
+  /** Whether the pool should hold a tunnel to this proxy (any proxy, before a set is known). */
   wants(proxyId: string): boolean {
     return this.wanted === undefined || this.wanted.has(proxyId)
   }
@@ -149,13 +154,15 @@ export class TunnelPolicy {
   }
 
   /**
-   * The held proxies announced a set (`spreadMs`: how long the fleet should take to reach a
-   * proxy that joined it, the announcing proxy's hint). Undefined when they have not
-   * announced one yet.
+   * A held proxy announced a set, or a tunnel was adopted (`spreadMs`: how long the fleet
+   * should take to reach a proxy that joined it, the announcing proxy's hint). The newest
+   * set heard decides, whichever proxy relayed it; undefined before any was heard.
    */
   announced(held: HeldTunnels, spreadMs = LOSS_SPREAD_MS): AnnounceDecision | undefined {
-    const live = liveSet(held)
-    if (!live) return undefined
+    const heard = newestSet(held)
+    if (heard && (!this.newest || heard.at > this.newest.at)) this.newest = heard
+    if (!this.newest) return undefined
+    const live = new Set(this.newest.ids)
     const first = this.wanted === undefined
     const joined = !first && [...live].some((id) => !this.wanted!.has(id))
     this.wanted = live
@@ -199,19 +206,17 @@ export class TunnelPolicy {
 }
 
 /**
- * The live set as the held proxies tell it. Each proxy learns it from the auth server
- * every few seconds, so two may briefly disagree (one has not yet heard of a proxy that
- * just started): a proxy counts as live while any other proxy announces it, and the
- * agent follows the latest word of each. A proxy's word about itself alone does not
- * count once others speak: one cut off from the auth server keeps announcing itself.
- * Undefined before any proxy has announced a set (an empty set says nothing: the proxy
- * has just started and does not know it yet).
+ * The newest set the held proxies announced: the auth server signed each with the time it
+ * read it, so the latest read wins, whichever proxy relays it. A proxy that has not heard of
+ * a change yet, or one cut off from the auth server, relays an older set, which is passed
+ * over. Undefined when none has announced a set (an empty set says nothing: the proxy has
+ * just started and does not know it yet).
  */
-export function liveSet(held: HeldTunnels): Set<string> | undefined {
-  const sets: [string, readonly string[]][] = []
-  for (const [id, tunnel] of held) if (tunnel.announced?.length) sets.push([id, tunnel.announced])
-  if (sets.length === 0) return undefined
-  const live = new Set<string>()
-  for (const [from, ids] of sets) for (const id of ids) if (sets.length === 1 || id !== from) live.add(id)
-  return live.size > 0 ? live : undefined
+export function newestSet(held: HeldTunnels): { ids: readonly string[]; at: number } | undefined {
+  let newest: { ids: readonly string[]; at: number } | undefined
+  for (const { announced, announcedAt } of held.values()) {
+    if (!announced?.length || announcedAt === undefined) continue
+    if (!newest || announcedAt > newest.at) newest = { ids: announced, at: announcedAt }
+  }
+  return newest
 }

@@ -8,40 +8,62 @@ import t from 'tap'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
 import { HeldProxyError, type TunnelOptions } from './tunnel.ts'
-import { DECLINES_IN_A_ROW_PER_PROXY, LOSS_SPREAD_MS, liveSet, TunnelPolicy } from './tunnel-policy.ts'
+import { DECLINES_IN_A_ROW_PER_PROXY, LOSS_SPREAD_MS, newestSet, TunnelPolicy } from './tunnel-policy.ts'
 import { type PoolClock, type PoolTunnel, TunnelPoolOf } from './tunnel-pool.ts'
 
+/** A set a proxy announced: its IDs alone, or with the time the auth server signed it. */
+type Announced = string[] | { ids: string[]; at: number } | undefined
+
+/** Sets given as IDs alone were signed at this time, later with every call of held(). */
+let signedAt = 1000
+
 /** Held tunnels as the policy reads them: proxy ID → the set it announced. */
-function held(entries: Record<string, string[] | undefined>): Map<string, { announced?: string[] }> {
-  return new Map(Object.entries(entries).map(([id, announced]) => [id, { announced }]))
+function held(entries: Record<string, Announced>): Map<string, { announced?: string[]; announcedAt?: number }> {
+  const at = ++signedAt
+  return new Map(
+    Object.entries(entries).map(([id, set]) => [
+      id,
+      set === undefined ? {} : Array.isArray(set) ? { announced: set, announcedAt: at } : { announced: set.ids, announcedAt: set.at },
+    ]),
+  )
 }
 
 function policy(random = () => 0.5): TunnelPolicy {
   return new TunnelPolicy({ random })
 }
 
-function sorted(set: Set<string> | undefined): string[] | undefined {
-  return set && [...set].sort()
-}
-
 t.test('policy: the live set', async (t) => {
-  t.test('one proxy that has not heard of a new one yet does not make the pool drop it', async (t) => {
-    const tunnels = held({ a: ['a', 'b'], b: ['a', 'b', 'c'], c: ['a', 'b', 'c'] })
-    t.same(sorted(liveSet(tunnels)), ['a', 'b', 'c'])
-    t.same(policy().announced(tunnels)?.close, [], 'no tunnel closed')
+  t.test('the newest set decides, whichever proxy relayed it: one that has not heard of a new proxy yet does not make the pool drop it', async (t) => {
+    const tunnels = held({ a: { ids: ['a', 'b'], at: 1 }, b: { ids: ['a', 'b', 'c'], at: 2 }, c: { ids: ['a', 'b', 'c'], at: 2 } })
+    t.same(newestSet(tunnels), { ids: ['a', 'b', 'c'], at: 2 })
+    const p = policy()
+    t.same(p.announced(tunnels)?.close, [], 'no tunnel closed')
+    t.same(p.liveSet, ['a', 'b', 'c'])
   })
 
-  t.test('a proxy every other proxy leaves out has left, even if it still names itself', async (t) => {
-    const tunnels = held({ z: ['a', 'z'], a: ['a'] })
-    t.same(sorted(liveSet(tunnels)), ['a'])
+  t.test('a proxy outside the newest set has left, even if it still names itself', async (t) => {
+    const tunnels = held({ z: { ids: ['a', 'z'], at: 1 }, a: { ids: ['a'], at: 2 } })
     t.same(policy().announced(tunnels)?.close, ['z'], 'its tunnel is closed')
   })
 
-  t.test('a single proxy is taken at its word; empty or no sets say nothing', async (t) => {
-    t.same(sorted(liveSet(held({ a: ['a', 'b'] }))), ['a', 'b'])
-    t.equal(liveSet(held({ a: [] })), undefined)
-    t.equal(liveSet(held({ a: undefined })), undefined)
-    t.equal(liveSet(held({})), undefined)
+  t.test('a set older than the newest heard is passed over, even when its proxy is the only one left to say it', async (t) => {
+    const p = policy()
+    p.announced(held({ a: { ids: ['a', 'b'], at: 5 }, b: { ids: ['a', 'b'], at: 5 } }))
+    const replay = p.announced(held({ b: { ids: ['b'], at: 3 }, a: { ids: ['a', 'b'], at: 5 } }))
+    t.same(replay, { close: [], dial: 'wake' }, 'no tunnel closed, no dial')
+    t.same(p.liveSet, ['a', 'b'])
+    // The only tunnel left is to a proxy the newest set leaves out; it repeats a set from before.
+    const alone = p.announced(held({ z: { ids: ['a', 'b', 'z'], at: 4 } }))
+    t.same(alone?.close, [], 'the last tunnel is kept')
+    t.same(p.liveSet, ['a', 'b'], 'the older set is not taken')
+    t.same(p.announced(held({ z: { ids: ['a', 'b', 'z'], at: 4 }, a: { ids: ['a', 'b'], at: 5 } }))?.close, ['z'], 'and closed once another is held')
+  })
+
+  t.test('empty or no sets say nothing', async (t) => {
+    t.same(newestSet(held({ a: ['a', 'b'] }))?.ids, ['a', 'b'])
+    t.equal(newestSet(held({ a: [] })), undefined)
+    t.equal(newestSet(held({ a: undefined })), undefined)
+    t.equal(newestSet(held({})), undefined)
     t.equal(policy().announced(held({ a: undefined })), undefined, 'no decision before a set is heard')
   })
 
@@ -128,8 +150,11 @@ t.test('policy: when to dial', async (t) => {
 
 /** A tunnel as a proxy would answer: it announces sets and closes when told. */
 class FakeTunnel extends EventEmitter implements PoolTunnel {
+  /** When the auth server "signed" each set: every set announced is newer than the one before. */
+  static signedAt = 0
   readonly proxyId: string
   announced?: string[]
+  announcedAt?: number
   leaving = false
   resumed = false
   activated = false
@@ -139,6 +164,7 @@ class FakeTunnel extends EventEmitter implements PoolTunnel {
     super()
     this.proxyId = proxyId
     this.announced = announced
+    if (announced) this.announcedAt = ++FakeTunnel.signedAt
   }
 
   activate(): void {
@@ -157,6 +183,7 @@ class FakeTunnel extends EventEmitter implements PoolTunnel {
   /** The proxy announces the live set. */
   announce(ids: string[]): void {
     this.announced = ids
+    this.announcedAt = ++FakeTunnel.signedAt
     this.emit('proxies', ids)
   }
 }
@@ -286,6 +313,34 @@ t.test('pool: a tunnel closed because its proxy left the set is not redialled', 
   t.same(p.held, ['a', 'b'])
   await clock.advance(60_000)
   t.equal(dials(), 4, 'no redial of its own')
+})
+
+t.test('pool: a tunnel to a proxy outside the newest set is closed at once, repeating an older set or none, and the next round waits', async (t) => {
+  // z was removed before the node started: its set is older than the one a, b and c announce.
+  const removedOlder = new FakeTunnel('z', ['a', 'b', 'z'])
+  const removedSilent = new FakeTunnel('z')
+  const set = ['a', 'b', 'c']
+  const [a, b, c] = [new FakeTunnel('a', set), new FakeTunnel('b', set), new FakeTunnel('c', set)]
+  // The first dial reaches a; the full round b, c and b again; then, looking for c, z twice.
+  const answers = [a, b, c, new FakeTunnel('b', set), removedOlder, removedSilent]
+  const { pool: p, clock } = pool(
+    (n) => Promise.resolve(answers[n] ?? new FakeTunnel('c', set)),
+    () => 0.5,
+  )
+  p.start()
+  await settled()
+  t.same(p.held, ['a', 'b', 'c'])
+  c.close()
+  await clock.advance(LOSS_SPREAD_MS / 2)
+  t.ok(removedOlder.closed, 'the tunnel to z, which repeats a set older than the newest, is closed')
+  t.same(p.held, ['a', 'b'])
+  t.equal(clock.waiting.length, 1, 'the pool waits before the next round')
+  await clock.advance(clock.waiting[0]!)
+  t.ok(removedSilent.closed, 'a tunnel to z that announces nothing is closed too')
+  t.same(p.held, ['a', 'b'])
+  await clock.advance(clock.waiting[0]!)
+  t.same(p.held, ['a', 'b', 'c'], 'c is held again')
+  t.same(p.announcedSet, set)
 })
 
 t.test('pool: a tunnel lost otherwise is redialled once the drawn share of the loss spread has passed', async (t) => {

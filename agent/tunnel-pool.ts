@@ -13,8 +13,10 @@ import { TunnelPolicy } from './tunnel-policy.ts'
 /** A tunnel as the pool uses it (AgentTunnel's shape). */
 export interface PoolTunnel {
   readonly proxyId: string
-  /** The latest live proxy set this proxy announced. */
+  /** The latest live proxy set this proxy announced, as the auth server signed it. */
   readonly announced?: readonly string[]
+  /** When the auth server signed `announced` (epoch ms, its clock). */
+  readonly announcedAt?: number
   /** The proxy said it is stopping. */
   readonly leaving: boolean
   /** The TLS handshake resumed an earlier session. */
@@ -29,6 +31,7 @@ export interface PoolTunnel {
   on(event: 'close', listener: () => void): this
   on(event: 'session', listener: (ticket: Buffer) => void): this
   on(event: 'proxies', listener: (ids: string[], spreadMs?: number) => void): this
+  on(event: 'live_set_refused', listener: (reason: string) => void): this
   on(event: TrustMessage['type'], listener: (message: TrustMessage) => void): this
 }
 
@@ -37,6 +40,8 @@ export interface PoolOptions<T> extends Omit<TunnelOptions, 'host' | 'port'> {
   port: number
   /** CA and certificate messages from any tunnel's control stream. */
   onControl?: (tunnel: T, message: TrustMessage) => void
+  /** A live set a tunnel's proxy announced without a valid signature of the auth server, and why. */
+  onLiveSetRefused?: (tunnel: T, reason: string) => void
   /** After a round in which a dial failed, with the number of proxies held. */
   onFailedRound?: (held: number) => void
   /** Each time the pool dials again, or will once the proxy returns, and why: a round's dial failed, a tunnel was lost, its proxy is stopping or left the live set. */
@@ -120,7 +125,7 @@ export class TunnelPoolOf<T extends PoolTunnel> {
     return joinHostPort(this.options.host, this.options.port)
   }
 
-  /** The live proxy set the held proxies announce (undefined before any did). */
+  /** The newest live proxy set the proxies announced (undefined before any did). */
   get announcedSet(): string[] | undefined {
     return this.policy.liveSet
   }
@@ -187,7 +192,10 @@ export class TunnelPoolOf<T extends PoolTunnel> {
             continue
           }
           this.adopt(tunnel)
-          round.adopted++
+          // Closed at once, as outside the newest live set (a removed proxy the balancer
+          // still sends dials to): no better than a duplicate, and the next round waits as long.
+          if (this.tunnels.get(tunnel.proxyId) === tunnel) round.adopted++
+          else round.duplicates++
         }
         const waitMs = this.policy.afterRound({ ...round, failed: failure !== undefined })
         if (failure) {
@@ -236,9 +244,12 @@ export class TunnelPoolOf<T extends PoolTunnel> {
     tunnel.on('session', (ticket) => this.keepTicket(id, ticket))
     this.log.info(`tunnel to proxy ${id} open (${this.tunnels.size} held${tunnel.resumed ? ', TLS session resumed' : ''})`)
     tunnel.on('proxies', (_ids, spreadMs) => this.onAnnounce(spreadMs))
+    tunnel.on('live_set_refused', (reason) => this.options.onLiveSetRefused?.(tunnel, reason))
     for (const event of ['ca', 'certs', 'renew_failed'] as const) tunnel.on(event, (message) => this.options.onControl?.(tunnel, message))
     tunnel.on('close', () => this.onClose(id, tunnel))
-    if (tunnel.announced) this.onAnnounce()
+    // Judged at once against the newest set heard, whatever this proxy says: one the
+    // cluster removed is outside it and closed (it can only repeat older sets).
+    this.onAnnounce()
   }
 
   private onClose(id: string, tunnel: T): void {

@@ -18,6 +18,7 @@ import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readMessages } from '../shared/protocol/framing.ts'
 import type { RecordingChunkIn, RecordingStored } from '../shared/protocol/recordings.ts'
 import { CLUSTER_SERVER_NAME, heldProxiesAlpn, TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
+import { liveSetSigned } from '../shared/signed-live-set.ts'
 import { VERSION } from '../shared/version.ts'
 import { createSession, type Session } from '../shared/yamux/index.ts'
 
@@ -70,15 +71,18 @@ export class ResumedSessionRefusedError extends Error {
 
 /**
  * Events: 'proxies' (ids: string[], spreadMs?: number) whenever the proxy announces the
- * live set, with the window over which to reach a proxy that joined it; 'ca',
+ * live set, with the window over which to reach a proxy that joined it; 'live_set_refused'
+ * (reason) for a set without a valid signature of the auth server; 'ca',
  * 'certs' and 'renew_failed' (the message) during CA rotations; 'session' (ticket: Buffer)
  * for each TLS session ticket the proxy sends; 'close' once, when the tunnel is gone for
  * any reason.
  */
 export class AgentTunnel extends EventEmitter {
   proxyId = ''
-  /** The latest live proxy set this proxy announced (it may arrive before anyone listens). */
+  /** The latest live proxy set this proxy announced, as the auth server signed it (it may arrive before anyone listens). */
   announced?: string[]
+  /** When the auth server signed `announced` (epoch ms, its clock). */
+  announcedAt?: number
   /** The proxy said GoAway: it is stopping cleanly (and leaves the live set). */
   leaving = false
   /** The TLS handshake resumed an earlier session (the ticket offered was this proxy's). */
@@ -176,7 +180,13 @@ export class AgentTunnel extends EventEmitter {
               resolve()
               return
             case 'proxies':
+              // Only as the auth server signed it (shared/signed-live-set.ts): the proxy could otherwise name itself alone.
+              if (!liveSetSigned(identity.clusterName, message.ids, message.signed, identity.hostCAPems)) {
+                this.emit('live_set_refused', message.signed ? 'no host CA this node trusts signed the set' : 'the set came without the auth server’s signature')
+                return
+              }
               this.announced = message.ids
+              this.announcedAt = message.signed!.signed_at
               this.emit('proxies', this.announced, message.spread_ms)
               return
             default:

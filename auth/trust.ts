@@ -1,8 +1,14 @@
 // The set of CAs nodes trust, signed for them (shared/trust-statement.ts): what the auth
-// server hands nodes and proxies with every answer that carries CAs.
+// server hands nodes and proxies with every answer that carries CAs; and the live proxy
+// set, signed for them too (shared/signed-live-set.ts).
 
-import { signTrust, type TrustStatement } from '../shared/trust-statement.ts'
+import { type LiveSetSignature, liveSetOrder, signLiveSet } from '../shared/signed-live-set.ts'
+import { signTrust, type TrustSigner, type TrustStatement } from '../shared/trust-statement.ts'
 import type { Authority } from './authorities.ts'
+
+function signers(hostCA: Authority): TrustSigner[] {
+  return hostCA.keySets.map((set) => ({ certPem: set.tlsCertPem, key: set.tlsKey }))
+}
 
 let last: { hostCA: Authority; userCA: Authority; clusterName: string; statement: TrustStatement } | undefined
 
@@ -18,8 +24,14 @@ export function trustStatement(clusterName: string, hostCA: Authority, userCA: A
       host_ca_certs: hostCA.tlsCertPems,
       user_ca_ssh_keys: userCA.sshPublicKeys,
     },
-    hostCA.keySets.map((set) => ({ certPem: set.tlsCertPem, key: set.tlsKey })),
+    signers(hostCA),
   )
   last = { hostCA, userCA, clusterName, statement }
   return statement
+}
+
+/** The live proxy set (sorted) and its signature for nodes, made for every read: its time orders it. */
+export function signedLiveSet(clusterName: string, hostCA: Authority, ids: string[]): { proxies: string[]; proxies_signed: LiveSetSignature } {
+  const proxies = liveSetOrder(ids)
+  return { proxies, proxies_signed: signLiveSet(clusterName, proxies, signers(hostCA)) }
 }

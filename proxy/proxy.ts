@@ -343,7 +343,7 @@ export class ProxyService {
       const response = await this.auth.call('POST /v1/proxies/heartbeat', { body: { web_addr: this.config.proxy.publicAddrs[0] ?? this.addresses.web } })
       await this.followCAs(response.host_ca_certs, response.user_ca_certs)
       this.tunnels?.announceCA({ host_ca_certs: response.host_ca_certs, user_ca_ssh_keys: response.user_ca_ssh_keys, trust: response.trust })
-      this.tunnels?.announce(response.proxies)
+      this.tunnels?.announce(response.proxies, response.proxies_signed)
       if (response.presence_interval_ms >= 1000) this.presence.intervalMs = response.presence_interval_ms
     } catch (error) {
       if (first) throw error
@@ -361,7 +361,7 @@ export class ProxyService {
     this.liveSetInFlight = true
     try {
       const response = await this.auth.call('GET /v1/proxies', {}, { timeoutMs: LIVE_SET_POLL_MS * 2 })
-      this.tunnels.announce(response.proxies)
+      this.tunnels.announce(response.proxies, response.proxies_signed)
       // A removal or a lock shows as a new generation: everything it refuses closes within the poll.
       await this.revocations.follow(response.revocations)
     } catch (error) {

@@ -10,6 +10,7 @@ import { AgentTunnel } from '../agent/tunnel.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
+import { signLiveSet } from '../shared/signed-live-set.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
 import { until } from '../test/helpers/until.ts'
 import { AmbiguousNodeName, returnSpreadMs, TunnelServer } from './tunnel-server.ts'
@@ -17,6 +18,8 @@ import { AmbiguousNodeName, returnSpreadMs, TunnelServer } from './tunnel-server
 const HOUR = 3_600_000
 const ca = createCA('test-cluster host CA', 'test-cluster')
 const log = createLogger('test', { level: 'error' })
+/** Announces `ids` as the auth server would hand them to the proxy: signed with the host CA's key. */
+const announceSigned = (tunnels: TunnelServer, ids: string[]) => tunnels.announce(ids, signLiveSet('test-cluster', ids, [{ certPem: ca.certPem, key: ca.key }]))
 
 function certificate(commonName: string, role: string, nodename = commonName): { cert: string; key: string } {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
@@ -79,7 +82,7 @@ async function tunnelServer(t: Test): Promise<{ proxyId: string; tunnels: Tunnel
 t.test('agents hear the live set, with a spread only when a proxy joined it', async (t) => {
   const { proxyId, tunnels, port } = await tunnelServer(t)
 
-  tunnels.announce(['p1', proxyId])
+  announceSigned(tunnels, ['p1', proxyId])
   const agents = await Promise.all(
     [0, 1, 2].map(() =>
       AgentTunnel.open({ host: '127.0.0.1', port, identity: nodeIdentity(), keepAliveIntervalMs: 15_000, labels: () => ({}), services: [], onStream: (s) => s.destroy(), log }),
@@ -100,17 +103,54 @@ t.test('agents hear the live set, with a spread only when a proxy joined it', as
 
   const heard = (agent: AgentTunnel) => new Promise<[string[], number | undefined]>((resolve) => agent.once('proxies', (ids: string[], spread?: number) => resolve([ids, spread])))
   let next = agents.map(heard)
-  tunnels.announce(['p1', 'p2', proxyId])
+  announceSigned(tunnels, ['p1', 'p2', proxyId])
   for (const [ids, spread] of await Promise.all(next)) {
     t.same(ids, ['p1', 'p2', proxyId].sort(), 'the new set')
     t.equal(spread, returnSpreadMs(3), 'a proxy joined: returns are spread')
   }
 
   next = agents.map(heard)
-  tunnels.announce(['p2', proxyId])
+  announceSigned(tunnels, ['p2', proxyId])
   for (const [ids, spread] of await Promise.all(next)) {
     t.same(ids, ['p2', proxyId].sort())
     t.equal(spread, undefined, 'a proxy left: nothing to spread')
+  }
+})
+
+t.test('agents take a live set only as a host CA they trust signed it', async (t) => {
+  const { proxyId, tunnels, port } = await tunnelServer(t)
+  announceSigned(tunnels, ['p1', proxyId])
+  const agent = await AgentTunnel.open({
+    host: '127.0.0.1',
+    port,
+    identity: nodeIdentity(),
+    keepAliveIntervalMs: 15_000,
+    labels: () => ({}),
+    services: [],
+    onStream: (s) => s.destroy(),
+    log,
+  })
+  t.teardown(() => agent.close())
+  agent.activate()
+  await until('the tunnel', () => tunnels.size === 1, { timeoutMs: 10_000, everyMs: 10 })
+  const refusal = () => new Promise<string>((resolve) => agent.once('live_set_refused', resolve))
+  const other = createCA('another host CA', 'test-cluster')
+  const genuine = signLiveSet('test-cluster', [proxyId], [{ certPem: ca.certPem, key: ca.key }])
+  const forgeries: [string, string[], Parameters<TunnelServer['announce']>[1]][] = [
+    ['unsigned', [proxyId], undefined],
+    ['signed by a CA the node does not trust', [proxyId], signLiveSet('test-cluster', [proxyId], [{ certPem: other.certPem, key: other.key }])],
+    ['signed for another cluster', [proxyId], signLiveSet('other-cluster', [proxyId], [{ certPem: ca.certPem, key: ca.key }])],
+    ['a genuine signature over another set', ['p1', 'p2', proxyId], genuine],
+    ['a genuine signature with its time changed', [proxyId], { ...genuine, signed_at: genuine.signed_at + 1 }],
+  ]
+  for (const [what, ids, signed] of forgeries) {
+    const refused = refusal()
+    tunnels.announce(['p0'], undefined) // a different set first, so that the next is sent
+    await refused
+    const next = refusal()
+    tunnels.announce(ids, signed)
+    t.ok(await next, `refused: ${what}`)
+    t.same(agent.announced, ['p1', proxyId].sort(), 'the signed set is kept')
   }
 })
 

@@ -15,6 +15,7 @@ import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readFirstMessage, readMessages, writeMessage } from '../shared/protocol/framing.ts'
 import type { RuledLabels } from '../shared/protocol/shape.ts'
 import { MAX_RETURN_SPREAD_MS } from '../shared/protocol/tunnel.ts'
+import { type LiveSetSignature, liveSetOrder } from '../shared/signed-live-set.ts'
 import { createSession, type Session } from '../shared/yamux/index.ts'
 import { TunnelTrust } from './tunnel-trust.ts'
 
@@ -97,6 +98,7 @@ export class TunnelServer extends EventEmitter {
   private readonly options: TunnelServerOptions
   private readonly trust: TunnelTrust<Tunnel>
   private proxyIds: string[] = []
+  private proxyIdsSigned?: LiveSetSignature
   private ca?: CAAnnouncement
   /** Hosts the auth server no longer knows (removed or replaced): their tunnels are not kept. */
   private readonly unregistered = new Set<string>()
@@ -279,7 +281,7 @@ export class TunnelServer extends EventEmitter {
     sendToAgent(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName, audit: true })
     // Not before the first heartbeat has told this proxy the live set: an empty set would
     // tell the agent to close its tunnels to every other proxy.
-    if (this.proxyIds.length > 0) sendToAgent(stream, { type: 'proxies', ids: this.proxyIds })
+    if (this.proxyIds.length > 0) sendToAgent(stream, { type: 'proxies', ids: this.proxyIds, signed: this.proxyIdsSigned })
     if (this.ca) sendToAgent(stream, { type: 'ca', ...this.ca })
     readMessages(stream, parseAgentMessage, (message) => {
       switch (message.type) {
@@ -323,14 +325,20 @@ export class TunnelServer extends EventEmitter {
     this.counts.declined[reason] = (this.counts.declined[reason] ?? 0) + 1
   }
 
-  /** Tells every agent which proxies are live, so each keeps a tunnel to all of them. */
-  announce(proxyIds: string[]): void {
-    const ids = [...proxyIds].sort()
-    if (ids.join() === this.proxyIds.join()) return
+  /**
+   * Tells every agent which proxies are live, so each keeps a tunnel to all of them, with
+   * the auth server's signature of the set (agents take no set without one). A set the
+   * agents have heard already is not sent again: its signature is kept with it.
+   */
+  announce(proxyIds: string[], signed?: LiveSetSignature): void {
+    const ids = liveSetOrder(proxyIds)
+    // The same set again, unless it now comes signed (the auth server was upgraded).
+    if (ids.join() === this.proxyIds.join() && (this.proxyIdsSigned !== undefined || signed === undefined)) return
     const joined = this.proxyIds.length > 0 && ids.some((id) => !this.proxyIds.includes(id))
     this.proxyIds = ids
+    this.proxyIdsSigned = signed
     const spread = joined ? returnSpreadMs(this.tunnels.size) : undefined
-    const message = { type: 'proxies' as const, ids, ...(spread === undefined ? {} : { spread_ms: spread }) }
+    const message = { type: 'proxies' as const, ids, ...(spread === undefined ? {} : { spread_ms: spread }), signed }
     for (const tunnel of this.tunnels.values()) if (tunnel.control) sendToAgent(tunnel.control, message)
     const change = spread === undefined ? '' : `, returns spread over ${spread} ms`
     this.options.log.info(`live proxies: ${ids.length}; told ${this.tunnels.size} node(s)${change}`)

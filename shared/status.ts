@@ -126,8 +126,10 @@ export interface NodeStatus {
     discoveries: number
     /** One per proxy held. */
     proxies: NodeTunnelStatus[]
-    /** The live proxy set the held proxies announce; null before any announced one. */
+    /** The newest live proxy set the proxies announced, as the auth server signed it; null before any announced one. */
     live_set: string[] | null
+    /** Sets a proxy announced without a valid signature of the auth server, refused since the node started. */
+    live_sets_refused: number
   }
   /** Direct mode. */
   direct?: {

@@ -15,9 +15,9 @@ const MAX_PEM = 16_384
 /** What the signatures are over, so that no other signed message of ours can pass for one. */
 const PURPOSE = 'warren trusted CAs v1'
 
-const SIGNATURES = list(object({ ca_pin: text({ max: 128 }), signature: text({ max: 1024 }) }), MAX_CAS)
+export const HOST_CA_SIGNATURES = list(object({ ca_pin: text({ max: 128 }), signature: text({ max: 1024 }) }), MAX_CAS)
 /** Signatures by host CAs, each named by its CA's pin. */
-export type HostCASignatures = Out<typeof SIGNATURES>
+export type HostCASignatures = Out<typeof HOST_CA_SIGNATURES>
 
 export const TRUST_STATEMENT = object({
   cluster_name: text({ max: 256 }),
@@ -30,7 +30,7 @@ export const TRUST_STATEMENT = object({
   host_ca_certs: texts(MAX_CAS),
   user_ca_ssh_keys: texts(MAX_CAS),
   /** One per host CA that signed: its pin and its signature (base64). */
-  signatures: SIGNATURES,
+  signatures: HOST_CA_SIGNATURES,
 })
 export type TrustStatement = Out<typeof TRUST_STATEMENT>
 

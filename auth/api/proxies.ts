@@ -4,12 +4,20 @@
 
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import { directNodes } from '../direct-nodes.ts'
-import { trustStatement } from '../trust.ts'
-import type { AuthRoutes } from './context.ts'
+import { signedLiveSet, trustStatement } from '../trust.ts'
+import type { AuthContext, AuthRoutes } from './context.ts'
 import { renewFor } from './hosts.ts'
 
 /** A presence report names up to 20,000 tunnels. */
 const PRESENCE_BODY_LIMIT = 4 * 1024 * 1024
+
+/**
+ * The proxies whose heartbeats are fresh, less those removed or locked: a removed proxy's
+ * record would otherwise stay until it expires, and nodes would keep its tunnels meanwhile.
+ */
+async function liveProxies(context: AuthContext): Promise<string[]> {
+  return (await context.nodes.proxies()).map((p) => p.proxyId).filter((id) => context.revocations.refusedHost(id) === undefined)
+}
 
 export const proxyRoutes = {
   'POST /v1/proxies/heartbeat': {
@@ -19,11 +27,10 @@ export const proxyRoutes = {
       const body = await call.body()
       const peer = call.peer.subject
       await context.nodes.proxyHeartbeat({ proxyId: peer.commonName, nodename: peer.nodename ?? '', webAddr: body.web_addr ?? '', lastSeen: Date.now() })
-      const proxies = await context.nodes.proxies()
       const hostCA = context.hostCA()
       const userCA = context.userCA()
       return {
-        proxies: proxies.map((p) => p.proxyId),
+        ...signedLiveSet(context.clusterName, hostCA, await liveProxies(context)),
         host_ca_certs: hostCA.tlsCertPems,
         user_ca_certs: userCA.tlsCertPems,
         user_ca_ssh_keys: userCA.sshPublicKeys,
@@ -39,7 +46,10 @@ export const proxyRoutes = {
   'GET /v1/proxies': {
     access: 'proxy',
     bodyLimit: NO_BODY,
-    handle: async (_call, context) => ({ proxies: (await context.nodes.proxies()).map((p) => p.proxyId), revocations: context.revocations.generation }),
+    handle: async (_call, context) => ({
+      ...signedLiveSet(context.clusterName, context.hostCA(), await liveProxies(context)),
+      revocations: context.revocations.generation,
+    }),
   },
 
   // A proxy stopping cleanly: the others stop announcing it, and announce it again (so

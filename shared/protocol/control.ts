@@ -7,6 +7,7 @@
 // other end speaks it.
 
 import type { Duplex } from 'node:stream'
+import { LIVE_SET_SIGNATURE } from '../signed-live-set.ts'
 import { TRUST_STATEMENT } from '../trust-statement.ts'
 import { MAX_EVENTS_PER_BATCH, nodeEvent } from './audit.ts'
 import { writeMessage } from './framing.ts'
@@ -47,8 +48,16 @@ export const AGENT_MESSAGES = {
 export const PROXY_MESSAGES = {
   /** The first message: which proxy this is. */
   welcome: object({ proxy_id: text({ max: MAX_ID }), cluster_name: text({ max: MAX_ID }), audit: flag() }),
-  /** The live proxy set; when a proxy joined it, the window over which to spread returns to it (a longer one is ignored). */
-  proxies: object({ ids: texts(MAX_PROXIES), spread_ms: lenient(number({ atLeast: 0, atMost: MAX_RETURN_SPREAD_MS, expected: 'a spread in ms' })) }),
+  /**
+   * The live proxy set; when a proxy joined it, the window over which to spread returns to
+   * it (a longer one is ignored). The agent takes the set only as `signed` has it, by the
+   * auth server (shared/signed-live-set.ts); one without is for agents from before it.
+   */
+  proxies: object({
+    ids: texts(MAX_PROXIES),
+    spread_ms: lenient(number({ atLeast: 0, atMost: MAX_RETURN_SPREAD_MS, expected: 'a spread in ms' })),
+    signed: lenient(LIVE_SET_SIGNATURE),
+  }),
   /**
    * The CAs to trust; when the first (signing) one did not issue the agent's certificate, it
    * renews. The agent takes them only as `trust` has them, signed by the auth server

@@ -2,6 +2,7 @@
 // nodes whose tunnels they hold, renewals on those nodes' behalf, the direct nodes' address
 // book, the shared ACME records, and who the cluster refuses (removed hosts, locks).
 
+import type { LiveSetSignature } from '../signed-live-set.ts'
 import type { TrustStatement } from '../trust-statement.ts'
 import { lenient, list, number, type Out, object, optional, parseWith, ruledLabels, text } from './shape.ts'
 
@@ -13,8 +14,10 @@ export const MAX_PRESENCE_REPORTS = 20_000
 export const PROXY_HEARTBEAT_BODY = object({ web_addr: optional(text({ max: 256 })) })
 
 export interface ProxyHeartbeatAnswer {
-  /** The live proxy set (proxy IDs). */
+  /** The live proxy set (proxy IDs, sorted). */
   proxies: string[]
+  /** The set signed for nodes: proxies pass it on unchanged (shared/signed-live-set.ts). */
+  proxies_signed: LiveSetSignature
   host_ca_certs: string[]
   user_ca_certs: string[]
   user_ca_ssh_keys: string[]
@@ -28,6 +31,7 @@ export interface ProxyHeartbeatAnswer {
 /** GET /v1/proxies: the live set, and the generation of the list of refused identities. */
 export interface LiveSet {
   proxies: string[]
+  proxies_signed: LiveSetSignature
   revocations: string
 }
 
