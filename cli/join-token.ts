@@ -8,6 +8,7 @@ import { readFileSync, rmSync, statSync } from 'node:fs'
 import { parseDocument } from 'yaml'
 import { writeFileAtomic } from '../shared/files.ts'
 import type { Logger } from '../shared/log.ts'
+import { withoutFlag } from './command-line-secrets.ts'
 
 /** Where the token a role joined with came from. */
 export interface TokenOrigin {
@@ -30,17 +31,7 @@ export function tokenOnCommandLine(flags: { token?: string }): boolean {
 
 /** `args` without `--token=VALUE` or `--token VALUE`. */
 export function withoutToken(args: string[]): string[] {
-  const kept: string[] = []
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === '--') return [...kept, ...args.slice(i)]
-    if (args[i].startsWith('--token=')) continue
-    if (args[i] === '--token') {
-      i++
-      continue
-    }
-    kept.push(args[i])
-  }
-  return kept
+  return withoutFlag(args, 'token')
 }
 
 /**

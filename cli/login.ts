@@ -15,6 +15,7 @@ import { caPin, parsePin, pinMatches } from '../shared/pin.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import { checkedUserCerts } from './checked-user-certs.ts'
 import { defineCommand } from './command.ts'
+import { hideFlagValue } from './command-line-secrets.ts'
 import { generateUserKeys, publicKeyFields, type UserKeys, writeUserCredentials } from './credentials-files.ts'
 import { HOST_KEYS_DIR } from './host-keys.ts'
 import { defaultProfileDir, PROFILE_FILES, type Profile } from './profile.ts'
@@ -118,6 +119,8 @@ export const loginCommand = defineCommand({
     each answer is its next line (the CA is then trusted only by --ca-pin).`,
   examples: ['warren login --proxy=proxy.example.com:3080 --invite=TOKEN', 'warren login --proxy=proxy.example.com:3080 --user=alice'],
   async run(flags) {
+    // The sign-up waits at the terminal: the invitation must not sit in `ps` meanwhile.
+    hideFlagValue('invite')
     if (!flags.proxy) throw new UsageError('missing --proxy: the proxy to log in through, e.g. --proxy=proxy.example.com:3080')
     const pins = (flags['ca-pin'] ?? []).map(parsePin)
     const prompter = new Prompter()

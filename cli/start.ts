@@ -18,6 +18,7 @@ import { deferOptimisingCompilers } from '../shared/optimising-compilers.ts'
 import { parsePin } from '../shared/pin.ts'
 import { VERSION } from '../shared/version.ts'
 import { defineCommand } from './command.ts'
+import { hideFlagValue } from './command-line-secrets.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 import { settleJoinToken, tokenOnCommandLine, tokenOrigin, withoutToken } from './join-token.ts'
 import { load } from './load.ts'
@@ -112,7 +113,10 @@ function startAfresh(log: Logger, why: string, tokenVisible: boolean): void {
   if (process.env[STARTED_AFRESH]) return
   const cannot = whyImageCannotBeReplaced()
   if (cannot) {
-    if (tokenVisible) log.warn(`the join token stays visible in this process's command line (${cannot}): pass it as --token=- or --token=/path instead`)
+    if (tokenVisible)
+      log.warn(
+        `this process cannot start afresh without the join token (${cannot}); its title hides the token, but pass it as --token=- or --token=/path to keep it out of sight from the start`,
+      )
     return
   }
   // In the single executable argv[1] repeats the executable's path; from source it is the script.
@@ -154,6 +158,8 @@ async function openDiagnostics(address: string, log: Logger): Promise<DiagServer
 
 export async function start(flags: StartFlags): Promise<number> {
   relaunchWithWarrenExecArgv()
+  // Until the join replaces this process image without it (startAfresh), or for good where it cannot.
+  if (tokenOnCommandLine(flags)) hideFlagValue('token')
   const config = buildConfig(flags)
   const roles = rolesToRun(flags.roles, config)
   // An agent on its own waits for work before it pays for V8's optimisers (the proxy and

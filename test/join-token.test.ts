@@ -5,10 +5,12 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { parseConfig } from '../shared/config.ts'
 import { AuthProcess, Daemon, freePort, ROOT, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+import { until } from './helpers/until.ts'
 
 const auth = new AuthProcess()
 t.before(() => auth.start())
@@ -199,4 +201,27 @@ t.test('bad input: --token=- with nothing on standard input', async (t) => {
   t.not(await node.exited, 0)
   t.match(node.stderr, /no join token on standard input \(--token=-\)/)
   t.notOk(existsSync(join(dataDir, 'identity', 'identity.json')), 'nothing is stored')
+})
+
+t.test('a secret on the command line is out of sight while the command still waits: a join that hangs, a sign-up', async (t) => {
+  // A server that takes connections and never answers: the commands wait on it.
+  const silent = createServer((socket) => socket.on('error', () => {}))
+  silent.listen(0, '127.0.0.1')
+  await once(silent, 'listening')
+  t.teardown(() => silent.close())
+  const address = `127.0.0.1:${(silent.address() as AddressInfo).port}`
+  const commands = {
+    'warren start --token': ['start', `--data-dir=${tempDir()}`, '--roles=node', `--auth-server=${address}`, '--token=SECRET-join-0123456789'],
+    'warren login --invite': ['login', `--proxy=${address}`, '--invite=SECRET-invite-0123456789'],
+  }
+  for (const [what, args] of Object.entries(commands)) {
+    const child = spawn(process.execPath, [join(ROOT, 'cli/warren.ts'), ...args], { stdio: ['pipe', 'ignore', 'ignore'] })
+    t.teardown(() => child.kill('SIGKILL'))
+    await until(`${what} to hide its secret`, () => {
+      const lines = commandLines(child.pid!)
+      return lines.length > 0 && lines.every((line) => !line.includes('SECRET'))
+    })
+    t.equal(child.exitCode, null, `${what}: still waiting`)
+    t.match(commandLines(child.pid!)[0], args[0], `${what}: the command is still named`)
+  }
 })
