@@ -29,7 +29,7 @@ t.test("a turn's output is in the file once the turn's check phase has run", asy
     [0, 'o', 'two\r\n'],
     [0, 'r', '100x30'],
   ])
-  recording.end()
+  await recording.end()
 })
 
 t.test('an event keeps the time it happened, not the time its line is written', async (t) => {
@@ -45,7 +45,7 @@ t.test('an event keeps the time it happened, not the time its line is written', 
     [0, 'o', 'prompt$ '],
     [0.25, 'r', '120x40'],
   ])
-  recording.end()
+  await recording.end()
 })
 
 t.test('output given just before the end is in the finished file, in order', async (t) => {
@@ -55,7 +55,7 @@ t.test('output given just before the end is in the finished file, in order', asy
   await nextTurn()
   now += 1_500
   recording.output(Buffer.from('last\r\n'))
-  recording.end()
+  await recording.end()
   t.notOk(existsSync(`${recording.path}.part`), 'the working file is renamed')
   t.same(events(recording.path), [
     [0, 'o', 'first\r\n'],
@@ -68,6 +68,6 @@ t.test('a character split across two reads is recorded whole', async (t) => {
   const euro = Buffer.from('€')
   recording.output(euro.subarray(0, 1))
   recording.output(euro.subarray(1))
-  recording.end()
+  await recording.end()
   t.same(events(recording.path), [[0, 'o', '€']])
 })

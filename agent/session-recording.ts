@@ -13,8 +13,9 @@
 // of `bench:copy`). What the session showed is in the kernel's hands before the agent waits
 // for anything else, so a crash of the agent loses none of it.
 
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, renameSync, writeSync } from 'node:fs'
-import { join } from 'node:path'
+import { close, closeSync, existsSync, fdatasync, mkdirSync, openSync, readdirSync, renameSync, writeSync } from 'node:fs'
+import { open, rename } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
 import type { Logger } from '../shared/log.ts'
 import { MAX_RECORDING_BYTES } from '../shared/protocol/recordings.ts'
@@ -74,21 +75,26 @@ export class SessionRecording {
     if (cols > 0 && rows > 0) this.#note('r', `${cols}x${rows}`)
   }
 
-  /** The session ended: the file is whole and ready to upload. */
-  end(): void {
-    if (this.#ended) return
+  /**
+   * The session ended: resolves once the file is whole, on disk and named ready to upload.
+   * It is flushed to the disk (fsync) before it is renamed, so a `.cast` file survives a
+   * power loss whole; the fsyncs run in the thread pool, never stalling the tunnels on a
+   * slow SD card.
+   */
+  end(): Promise<void> {
+    if (this.#ended) return Promise.resolve()
     this.#ended = true
     this.#flush()
     const rest = this.#decoder.end()
     const line = rest ? this.#line(this.#eventOf(this.#clock(), 'o', rest)) : undefined
     if (line) this.#write(line)
-    this.#close()
-    try {
-      renameSync(`${this.path}.part`, this.path)
-    } catch (error) {
-      this.#log.warn(`session recording not kept: ${(error as Error).message}`, { path: this.path })
-    }
-    this.#onEnd?.()
+    const fd = this.#fd
+    this.#fd = undefined
+    return (fd === undefined ? Promise.resolve() : syncAndClose(fd))
+      .then(() => rename(`${this.path}.part`, this.path))
+      .then(() => syncDirectory(dirname(this.path)))
+      .catch((error: Error) => this.#log.warn(`session recording not kept whole: ${error.message}`, { path: this.path }))
+      .finally(() => this.#onEnd?.())
   }
 
   #note(kind: 'o' | 'r', data: Buffer | string): void {
@@ -143,6 +149,29 @@ export class SessionRecording {
     if (this.#fd === undefined) return
     closeSync(this.#fd)
     this.#fd = undefined
+  }
+}
+
+/** Flushes the file's data to the disk, then closes it (closed even when the flush fails). */
+function syncAndClose(fd: number): Promise<void> {
+  return new Promise((resolve, reject) =>
+    fdatasync(fd, (syncError) =>
+      close(fd, (closeError) => {
+        const error = syncError ?? closeError
+        if (error) reject(error)
+        else resolve()
+      }),
+    ),
+  )
+}
+
+/** Makes a rename in `dir` survive a power loss. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
   }
 }
 

@@ -301,7 +301,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
     // A process that never started reports a negative errno: exit 127, as a shell would.
     const status = code === null || code < 0 ? 127 : code
     req.onExit?.(signal ? 128 + (osConstants.signals[signal] ?? 0) : status)
-    req.recording?.end()
+    void req.recording?.end()
     endChannel(channel, status, signal)
   })
   return new SessionProcess(child, exited, started.pty)
