@@ -30,8 +30,12 @@ export function trustStatement(clusterName: string, hostCA: Authority, userCA: A
   return statement
 }
 
+/** The time of the last live set this process signed: a clock stepped back must not make later reads look older. */
+let lastSignedAt = 0
+
 /** The live proxy set (sorted) and its signature for nodes, made for every read: its time orders it. */
-export function signedLiveSet(clusterName: string, hostCA: Authority, ids: string[]): { proxies: string[]; proxies_signed: LiveSetSignature } {
+export function signedLiveSet(clusterName: string, hostCA: Authority, ids: string[], now = Date.now()): { proxies: string[]; proxies_signed: LiveSetSignature } {
   const proxies = liveSetOrder(ids)
-  return { proxies, proxies_signed: signLiveSet(clusterName, proxies, signers(hostCA)) }
+  lastSignedAt = Math.max(now, lastSignedAt + 1)
+  return { proxies, proxies_signed: signLiveSet(clusterName, proxies, signers(hostCA), lastSignedAt) }
 }

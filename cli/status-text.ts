@@ -106,6 +106,12 @@ function nodeBlock(node: NodeStatus, now: number): string {
   if (labels) list.push(['Labels', labels])
   if (node.events) list.push(['Audit events', `${node.events.queued} waiting for the auth server, ${node.events.dropped} dropped`])
   const { tunnel, direct } = node
+  // What a proxy sent without the auth server's signature: worth a look (SECURITY.md, "A stolen proxy").
+  const refused = [
+    node.trust.refused > 0 ? `${node.trust.refused} set(s) of CAs or certificates` : '',
+    (tunnel?.live_sets_refused ?? 0) > 0 ? `${tunnel!.live_sets_refused} live proxy set(s)` : '',
+  ].filter(Boolean)
+  if (refused.length > 0) list.push(['Refused', `${refused.join(', ')} not signed by a trusted CA`])
   if (direct) {
     const beats = direct.heartbeats
     list.push(['Mode', `direct: proxies dial ${direct.listen_addr}`])

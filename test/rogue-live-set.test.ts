@@ -21,7 +21,7 @@ import { signLiveSet } from '../shared/signed-live-set.ts'
 import type { WarrenStatus } from '../shared/status.ts'
 import { createCA } from '../shared/x509.ts'
 import { haproxyUnavailable, startBalancer } from './helpers/balancer.ts'
-import { AuthProcess, freePort, proxiesBehindBalancer, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, freePort, proxiesBehindBalancer, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 /** Hands the socket on once HAProxy's PROXY v2 header (16 bytes and the length they give) has been read off it. */
@@ -61,7 +61,8 @@ t.test('a stolen proxy cannot make a node drop its other tunnels, nor keep its o
   t.same(older.proxies, [p1], 'the set signed while the first proxy was away')
   await proxies[0].start()
 
-  const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=pi-1'])
+  const nodeDir = tempDir()
+  const node = startNode([`--data-dir=${nodeDir}`, `--auth-server=${proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=pi-1'])
   t.teardown(() => node.stop())
   const tunnelsAre = (ids: string[]) => (status: WarrenStatus) => (status.node?.tunnel?.proxies.map((p) => p.proxy_id) ?? []).join() === [...ids].sort().join()
   await node.waitForStatus('a tunnel to each proxy', tunnelsAre([p0, p1]), 30_000)
@@ -127,6 +128,9 @@ t.test('a stolen proxy cannot make a node drop its other tunnels, nor keep its o
   const replayed = await tunnel()
   t.same(replayed.live_set, [p0, p1].sort(), 'the older set is not taken')
   t.same(replayed.proxies.map((p) => p.proxy_id).sort(), [p0, p1].sort(), 'the real proxy keeps its tunnel')
+  t.equal(replayed.live_sets_refused, live_sets_refused + 1)
+  const shown = await warren(['status', `--data-dir=${nodeDir}`])
+  t.match(shown.stdout, new RegExp(`^Refused +${replayed.live_sets_refused} live proxy set`, 'm'), '`warren status` shows the refusals')
 
   // The theft found: the proxy is removed. The real proxies announce a set without it, and
   // the node closes its tunnel to the attacker, whose heartbeats are refused from now on.
