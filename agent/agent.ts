@@ -18,6 +18,7 @@ import { ApiError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { applyTrust, identityExists, loadIdentity, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
+import { PortProofs } from '../shared/port-request-proof.ts'
 import { AUDIT_BATCH_BYTES, CONTROL_BATCH_BYTES } from '../shared/protocol/audit.ts'
 import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { timeLeftFields } from '../shared/renewal-schedule.ts'
@@ -144,6 +145,8 @@ export class Agent {
       ports: this.config.ssh.forwardPorts,
       userCAKeys: () => this.identity.userCASshKeys.map((line) => parseSshPublicKey(line)),
       labels: () => this.config.labels,
+      node: () => ({ cluster: this.identity.clusterName, names: [this.identity.nodename, this.identity.hostId] }),
+      portProofs: new PortProofs(),
     }
     this.renewal = new NodeRenewal({
       identity: () => this.identity,

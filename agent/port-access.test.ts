@@ -2,6 +2,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import t from 'tap'
 import type { Access } from '../shared/access.ts'
 import { sshAccessExtensions } from '../shared/access-cert.ts'
+import { PortProofs, PROOF_WINDOW_MS, signPortRequest } from '../shared/port-request-proof.ts'
 import { createSshCertificate } from '../shared/ssh-cert.ts'
 import { judgePortAccess, NO_CERTIFICATE, type PortAccessRequest } from './port-access.ts'
 
@@ -36,8 +37,13 @@ function certificate(options: { access?: Access; ca?: KeyObject; type?: 'user' |
   })
 }
 
-function judge(request: Partial<PortAccessRequest>) {
-  return judgePortAccess({ port: 'webui', trustedCaKeys: [userCA.publicKey], labels: { env: 'lab' }, now, ...request })
+const node = { cluster: 'c1', names: ['pi-1', '6f1c2a3e-0000-4000-8000-000000000001'] }
+
+/** Judged as the node would, with a fresh proof by the user's key for the port unless the request gives its own. */
+function judge(request: Partial<PortAccessRequest>, proofs = new PortProofs(() => now.getTime())) {
+  const port = request.port ?? 'webui'
+  const proof = 'proof' in request ? request.proof : signPortRequest(userKey.privateKey, { cluster: 'c1', node: 'pi-1', port }, now.getTime())
+  return judgePortAccess({ port, trustedCaKeys: [userCA.publicKey], labels: { env: 'lab' }, now, node, proofs, ...request, proof })
 }
 
 t.test("a certificate whose roles allow this node's labels and the port opens it", async (t) => {
@@ -86,4 +92,26 @@ t.test('malformed access in a trusted certificate is refused, naming the user', 
     extensions: { 'warren-access@warren': '{"logins":"pi","admin":false}' },
   })
   t.same(judge({ certificate: line }), { allowed: false, user: 'alice', reason: `the certificate's access is malformed: "logins" is not a list of strings` })
+})
+
+t.test("a request must be signed by the certificate's key, for this port of this node, recently, and once", async (t) => {
+  const cert = certificate({ access: labLimited })
+  const at = now.getTime()
+  const signed = (fields: { cluster?: string; node?: string; port?: string; key?: KeyObject; at?: number }) =>
+    signPortRequest(fields.key ?? userKey.privateKey, { cluster: fields.cluster ?? 'c1', node: fields.node ?? 'pi-1', port: fields.port ?? 'webui' }, fields.at ?? at)
+  const refused = (reason: RegExp | string) => ({ allowed: false, user: 'alice', reason })
+  t.match(judge({ certificate: cert, proof: undefined }), refused(/not signed by the user's key/), 'the certificate alone, as anyone who saw it could send it')
+  t.match(judge({ certificate: cert, proof: signed({ key: generateKeyPairSync('ed25519').privateKey }) }), refused(/not the certificate key's/), 'signed by another key')
+  t.match(judge({ certificate: cert, proof: signed({ port: 'grafana' }) }), refused(/not the certificate key's/), 'signed for another port')
+  t.match(judge({ certificate: cert, proof: signed({ node: 'pi-2' }) }), refused(/not the certificate key's/), 'signed for another node')
+  t.match(judge({ certificate: cert, proof: signed({ cluster: 'c2' }) }), refused(/not the certificate key's/), 'signed for another cluster')
+  t.match(judge({ certificate: cert, proof: { ...signed({}), at: at + 1 } }), refused(/not the certificate key's/), 'its time changed')
+  t.match(judge({ certificate: cert, proof: signed({ at: at - PROOF_WINDOW_MS - 1 }) }), refused(/more than 5 minutes from this node's clock/), 'signed too long ago')
+  t.match(judge({ certificate: cert, proof: signed({ at: at + PROOF_WINDOW_MS + 1 }) }), refused(/more than 5 minutes/), 'or too far ahead')
+  const proofs = new PortProofs(() => at)
+  const once = signed({ node: node.names[1] })
+  t.same(judge({ certificate: cert, proof: once }, proofs), { allowed: true, user: 'alice' }, 'the node named by its host ID, within the window')
+  t.match(judge({ certificate: cert, proof: once }, proofs), refused(/used before/), 'the same request again')
+  const denied = signed({ port: 'db' })
+  t.match(judge({ certificate: cert, port: 'db', proof: denied }, proofs), refused(/deny the port "db"/), 'the roles are judged before the proof')
 })

@@ -2,17 +2,25 @@
 // node judges them again from the user's OpenSSH certificate, which the user's client sends
 // with its request and the proxy passes on, so that a bug in a proxy's checks, or a stream
 // forged past every proxy without a user's certificate, reaches no port the roles deny.
-// The certificate proves who it was issued to, not who sent it: a proxy that saw one could
-// replay it until it expires (an SSH login, by contrast, is signed with the user's own key).
+// The certificate proves who it was issued to, not who sent it, so the request must also be
+// signed by the certificate's key, recently and once (shared/port-request-proof.ts): a proxy
+// that saw a certificate, or a request, cannot open the port again with it.
 
 import type { KeyObject } from 'node:crypto'
 import { type Access, nodeRefusal, portRefusal } from '../shared/access.ts'
 import { accessOfSshCertificate } from '../shared/access-cert.ts'
+import type { PortProof, PortProofs } from '../shared/port-request-proof.ts'
 import { type ParsedSshCertificate, parseSshCertificate, verifySshCertificate } from '../shared/ssh-cert.ts'
 
 export interface PortAccessRequest {
   /** The OpenSSH certificate line the dial request carried, if any. */
   certificate?: string
+  /** The request signed by the certificate's key, if the dial request carried it. */
+  proof?: PortProof
+  /** Proofs seen on this node: a proof taken is remembered here. */
+  proofs: PortProofs
+  /** This node: its cluster, and the names a user may give it (its name and host ID). */
+  node: { cluster: string; names: string[] }
   /** The declared forwarded port asked for. */
   port: string
   /** The user CAs this node trusts. */
@@ -44,6 +52,10 @@ export function judgePortAccess(request: PortAccessRequest): PortAccessVerdict {
   } catch (error) {
     return { allowed: false, user, reason: (error as Error).message }
   }
-  const denied = nodeRefusal(access, request.labels) ?? portRefusal(access, request.port)
+  // Judged last, so that only a request the roles allow spends its proof.
+  const denied =
+    nodeRefusal(access, request.labels) ??
+    portRefusal(access, request.port) ??
+    request.proofs.refusal(request.proof, request.node.cluster, request.node.names, request.port, cert.publicKey)
   return denied === undefined ? { allowed: true, user } : { allowed: false, user, reason: denied }
 }

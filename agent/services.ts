@@ -10,6 +10,7 @@ import { parseHostPort } from '../shared/address.ts'
 import { tuneHeapForStreams } from '../shared/heap-tuning.ts'
 import type { Logger } from '../shared/log.ts'
 import { startOptimisingCompilers } from '../shared/optimising-compilers.ts'
+import type { PortProofs } from '../shared/port-request-proof.ts'
 import { type DialReply, type DialRequest, parseDialRequest } from '../shared/protocol/dial.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
@@ -23,6 +24,10 @@ export interface ServiceTable {
   userCAKeys: () => KeyObject[]
   /** This node's labels, as they are now (a reload changes them). */
   labels: () => Record<string, string>
+  /** This node's cluster, and the names a user may give it (its name and host ID). */
+  node: () => { cluster: string; names: string[] }
+  /** Signed port requests seen, so that none opens a second stream. */
+  portProofs: PortProofs
 }
 
 export async function serveStream(stream: Duplex, services: ServiceTable, log: Logger): Promise<void> {
@@ -58,7 +63,15 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
     stream.end()
     return
   }
-  const verdict = judgePortAccess({ certificate: request.certificate, port: port.name, trustedCaKeys: services.userCAKeys(), labels: services.labels() })
+  const verdict = judgePortAccess({
+    certificate: request.certificate,
+    proof: request.proof,
+    proofs: services.portProofs,
+    node: services.node(),
+    port: port.name,
+    trustedCaKeys: services.userCAKeys(),
+    labels: services.labels(),
+  })
   if (!verdict.allowed) {
     log.warn(`forwarded port ${port.name} refused to ${client}: ${verdict.reason}`, { user: verdict.user ?? 'unknown', port: port.name, reason: verdict.reason, client })
     reply(stream, { ok: false, error: `access to port "${port.name}" refused by the node: ${verdict.reason}` })

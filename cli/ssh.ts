@@ -5,7 +5,7 @@
 // label selector instead of a node, on every node that matches (fleet-ssh.ts).
 
 import { spawn } from 'node:child_process'
-import { X509Certificate } from 'node:crypto'
+import { type KeyObject, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { connect, type TLSSocket } from 'node:tls'
@@ -14,11 +14,13 @@ import { certSubject } from '../shared/cert-subject.ts'
 import { DEFAULTS } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
+import { type PortProof, signPortRequest } from '../shared/port-request-proof.ts'
 import { type DialReply, parseDialReply, type UserDialIn } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
 import { isSelector, parseSelectors } from '../shared/selectors.ts'
 import { forward } from '../shared/splice.ts'
+import { readOpenSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { defineCommand } from './command.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 import { DEFAULT_MAX_PARALLEL, failed, formatSummary, runOnNodes } from './fleet-ssh.ts'
@@ -45,8 +47,10 @@ export function proxyAddress(flags: ProxyFlags, dir: string): { host: string; po
 export async function dialThroughProxy(flags: ProxyFlags, node: string, request: { service: 'ssh' | 'port'; name?: string }): Promise<TLSSocket> {
   const dir = flags.identity ?? defaultProfileDir()
   const { host, port } = proxyAddress(flags, dir)
-  // A forwarded port is judged by the node too, from the user's SSH certificate.
+  // A forwarded port is judged by the node too, from the user's SSH certificate and the
+  // request signed by its key (shared/port-request-proof.ts), made just before it is sent.
   const certificate = request.service === 'port' ? readSshCertificate(dir) : undefined
+  const signProof = request.service === 'port' ? portRequestSigner(dir, node, request.name ?? '') : undefined
   const socket = connect({
     host,
     port,
@@ -64,10 +68,22 @@ export async function dialThroughProxy(flags: ProxyFlags, node: string, request:
     socket.once('error', (error) => reject(new WarrenError(`cannot reach the proxy at ${host}:${port}: ${error.message}`)))
   })
   if (socket.alpnProtocol !== USER_ALPN) throw new WarrenError(`the server at ${host}:${port} does not accept user connections`)
-  writeMessage<UserDialIn>(socket, { node, ...request, certificate })
+  writeMessage<UserDialIn>(socket, { node, ...request, certificate, proof: signProof?.() })
   const reply = await readFirstMessage(socket, parseDialReply).catch((error: Error): DialReply => ({ ok: false, error: error.message }))
   if (!reply.ok) throw new WarrenError(`cannot reach node "${node}": ${reply.error}`)
   return socket
+}
+
+/** Signs a port request with the user's SSH key: a fresh proof for every stream (`--listen` opens one per connection). */
+function portRequestSigner(dir: string, node: string, port: string): () => PortProof {
+  let key: KeyObject
+  try {
+    key = readOpenSshPrivateKey(readFileSync(profilePath(dir, 'sshKey'), 'utf8'))
+  } catch (error) {
+    throw new WarrenError(`cannot read the SSH key in ${dir}: ${(error as Error).message}`)
+  }
+  const cluster = loadProfile(dir).cluster_name
+  return () => signPortRequest(key, { cluster, node, port })
 }
 
 function readSshCertificate(dir: string): string {

@@ -95,7 +95,7 @@ async function authenticate(conn: RoutedConnection, handshake: ProxyHandshake, o
     options.log.warn(`user connection from ${conn.clientAddress} refused: the challenge is not signed by the certificate's key`, { user: judged.user })
     throw new Error("the challenge is not signed by the certificate's key")
   }
-  return { cert, user: judged.user, dial: { node: request.node, service: 'ssh', name: undefined, certificate: undefined } }
+  return { cert, user: judged.user, dial: { node: request.node, service: 'ssh', name: undefined, certificate: undefined, proof: undefined } }
 }
 
 /** The next `length` bytes of `socket` (leaving later ones unread). */

@@ -161,7 +161,10 @@ export class UserGateway {
     })
     const node = message.node
     const request: DialRequestIn = { service: message.service, name: message.name, client: `${user}@${remoteAddress}` }
-    if (message.service === 'port') request.certificate = message.certificate
+    if (message.service === 'port') {
+      request.certificate = message.certificate
+      request.proof = message.proof
+    }
     let stream: Duplex
     try {
       const access = accessOfX509Certificate(cert)

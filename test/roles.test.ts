@@ -14,8 +14,10 @@ import t from 'tap'
 import { NO_CERTIFICATE } from '../agent/port-access.ts'
 import { PROFILE_FILES } from '../cli/profile.ts'
 import { identityDir } from '../shared/identity-store.ts'
+import { signPortRequest } from '../shared/port-request-proof.ts'
 import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
 import { createSshCertificate, parseSshCertificate } from '../shared/ssh-cert.ts'
+import { readOpenSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { AuthProcess, type Daemon, JSON_LOGS, openssh, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { lineDial } from './helpers/line-dial.ts'
 
@@ -178,8 +180,11 @@ t.test('a stream forged past the proxy meets the same refusal at the node', asyn
 
 /** The OpenSSH certificate line in a user's credentials. */
 const sshCertOf = (dir: string) => readFileSync(join(dir, PROFILE_FILES.sshCert), 'utf8').trim()
+/** A request for `port` of prod-direct signed with the SSH key in `dir`, as warren proxy port signs it. */
+const proofOf = (dir: string, port: string) =>
+  signPortRequest(readOpenSshPrivateKey(readFileSync(join(dir, PROFILE_FILES.sshKey), 'utf8')), { cluster: 'test-cluster', node: 'prod-direct', port })
 
-t.test('a forwarded port is judged by the node too, from the SSH certificate the request carries', async (t) => {
+t.test('a forwarded port is judged by the node too, from the SSH certificate the request carries and its signature', async (t) => {
   const through = await warren(['proxy', 'port', `--identity=${carol}`, 'prod-direct', 'webui'], { input: 'hello webui' })
   t.equal(through.stdout, 'hello webui', `the proxy passes the certificate on to a direct node (${through.stderr.trim()})`)
   // Forged past the proxy: a proxy's own certificate, straight to the direct node's port.
@@ -189,8 +194,9 @@ t.test('a forwarded port is judged by the node too, from the SSH certificate the
       { host: '127.0.0.1', port: directPort, rejectUnauthorized: false, cert: readFileSync(join(proxyIdentity, 'host.crt')), key: readFileSync(join(proxyIdentity, 'host.key')) },
       { client: 'forged past the proxy', ...request },
     )
-  const control = await forged({ service: 'port', name: 'webui', certificate: sshCertOf(carol) })
-  t.same(control.reply, { ok: true }, 'a certificate whose roles allow the port opens it')
+  const genuine = proofOf(carol, 'webui')
+  const control = await forged({ service: 'port', name: 'webui', certificate: sshCertOf(carol), proof: genuine })
+  t.same(control.reply, { ok: true }, "a certificate whose roles allow the port opens it, with the request signed by the user's key")
   t.equal(control.echoed, 'ping')
   const otherCA = generateKeyPairSync('ed25519')
   const foreign = createSshCertificate({
@@ -204,13 +210,29 @@ t.test('a forwarded port is judged by the node too, from the SSH certificate the
   })
   const [webuiBefore, dbBefore] = [webui.accepted(), db.accepted()]
   const refusals = [
-    { name: 'db', certificate: sshCertOf(carol), user: 'carol', reason: `the user's roles do not allow the port "db"` },
-    { name: 'webui', certificate: sshCertOf(alice), user: 'alice', reason: "the user's roles do not allow this node" },
-    { name: 'webui', certificate: undefined, user: 'unknown', reason: NO_CERTIFICATE },
-    { name: 'webui', certificate: foreign, user: 'unknown', reason: 'SSH certificate is signed by an untrusted CA' },
+    { name: 'db', certificate: sshCertOf(carol), proof: proofOf(carol, 'db'), user: 'carol', reason: `the user's roles do not allow the port "db"` },
+    { name: 'webui', certificate: sshCertOf(alice), proof: proofOf(alice, 'webui'), user: 'alice', reason: "the user's roles do not allow this node" },
+    { name: 'webui', certificate: undefined, proof: undefined, user: 'unknown', reason: NO_CERTIFICATE },
+    { name: 'webui', certificate: foreign, proof: undefined, user: 'unknown', reason: 'SSH certificate is signed by an untrusted CA' },
+    // What anyone who relays a user's request (a proxy's stolen keys) could send again.
+    {
+      name: 'webui',
+      certificate: sshCertOf(carol),
+      proof: undefined,
+      user: 'carol',
+      reason: "the request is not signed by the user's key: warren proxy port must be of this node's version or later",
+    },
+    { name: 'webui', certificate: sshCertOf(carol), proof: genuine, user: 'carol', reason: 'the request was used before: a signed request opens one stream' },
+    {
+      name: 'webui',
+      certificate: sshCertOf(carol),
+      proof: proofOf(alice, 'webui'),
+      user: 'carol',
+      reason: "the request's signature is not the certificate key's for this port of this node",
+    },
   ]
-  for (const { name, certificate, user, reason } of refusals) {
-    const refused = await forged({ service: 'port', name, certificate })
+  for (const { name, certificate, proof, user, reason } of refusals) {
+    const refused = await forged({ service: 'port', name, certificate, proof })
     t.same(refused.reply, { ok: false, error: `access to port "${name}" refused by the node: ${reason}` }, `${user}, ${name}: refused`)
     t.equal(refused.echoed, '')
     const logged = direct.daemon.logEntries().filter((entry) => entry.port === name && entry.user === user && entry.reason === reason)

@@ -8,9 +8,11 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect, type TLSSocket } from 'node:tls'
+import { signPortRequest } from '../../shared/port-request-proof.ts'
 import { parseDialReply } from '../../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../../shared/protocol/framing.ts'
 import { USER_ALPN } from '../../shared/protocol/tunnel.ts'
+import { readOpenSshPrivateKey } from '../../shared/ssh-key-file.ts'
 import { AuthProcess, type Daemon, ProxyProcess, startNode, tempDir, waitForNode } from '../../test/helpers/cluster.ts'
 
 export interface WarrenPath {
@@ -73,8 +75,10 @@ export async function startWarrenPath(echoPort: number, env: Record<string, stri
       cert: readFileSync(join(user, 'tls.crt'), 'utf8'),
       key: readFileSync(join(user, 'tls.key'), 'utf8'),
     }
-    // The node judges a forwarded port's user from its SSH certificate.
+    // The node judges a forwarded port's user from its SSH certificate, and the request signed by its key.
     const certificate = readFileSync(join(user, 'id_ed25519-cert.pub'), 'utf8').trim()
+    const sshKey = readOpenSshPrivateKey(readFileSync(join(user, 'id_ed25519'), 'utf8'))
+    const clusterName = JSON.parse(readFileSync(join(user, 'profile.json'), 'utf8')).cluster_name as string
     const [host, port] = [proxy.web.slice(0, proxy.web.lastIndexOf(':')), Number(proxy.web.slice(proxy.web.lastIndexOf(':') + 1))]
     return {
       ...cluster,
@@ -83,7 +87,8 @@ export async function startWarrenPath(echoPort: number, env: Record<string, stri
         const socket = connect({ host, port, ALPNProtocols: [USER_ALPN], ...credentials, checkServerIdentity: () => undefined })
         await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject))
         socket.setNoDelay(true)
-        writeMessage(socket, { node: NODE_NAME, service: 'port', name: PORT_NAME, certificate })
+        const proof = signPortRequest(sshKey, { cluster: clusterName, node: NODE_NAME, port: PORT_NAME })
+        writeMessage(socket, { node: NODE_NAME, service: 'port', name: PORT_NAME, certificate, proof })
         const reply = await readFirstMessage(socket, parseDialReply)
         if (!reply.ok) throw new Error(`the proxy refused the echo port: ${reply.error}`)
         return socket

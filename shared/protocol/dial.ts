@@ -4,8 +4,10 @@
 // user's connection to a proxy (ALPN warren-ssh) starts the same way, naming the node too.
 // A request the node cannot read is answered `ok: false` with the ProtocolError's message.
 // A forwarded port is judged by the node too: the user's OpenSSH certificate travels with
-// the request (the client sends it, the proxy checks it names the same user and passes it on).
+// the request (the client sends it, the proxy checks it names the same user and passes it on),
+// with the request signed by the certificate's key.
 
+import { PORT_PROOF } from '../port-request-proof.ts'
 import { bool, type In, type Out, object, oneOf, optional, parseWith, text } from './shape.ts'
 
 const SERVICES = ['ssh', 'port'] as const
@@ -20,6 +22,8 @@ const DIAL_REQUEST = object({
   client: optional(text({ max: 1024 })),
   /** For service 'port': the user's OpenSSH certificate line, which the node verifies itself. */
   certificate: optional(text({ max: CERTIFICATE_MAX })),
+  /** For service 'port': the request signed by the certificate's key (shared/port-request-proof.ts). */
+  proof: optional(PORT_PROOF),
 })
 
 const USER_DIAL = object({
@@ -29,6 +33,8 @@ const USER_DIAL = object({
   name: optional(text({ max: 256 })),
   /** For service 'port': the user's OpenSSH certificate line ("ssh-ed25519-cert-v01@openssh.com AAAA..."). */
   certificate: optional(text({ max: CERTIFICATE_MAX })),
+  /** For service 'port': the request signed by the certificate's key, which the proxy passes on. */
+  proof: optional(PORT_PROOF),
 })
 
 const DIAL_REPLY = object({ ok: bool(), error: optional(text({ max: 8192 })) })
