@@ -5,13 +5,14 @@
 // stream the proxy opens. The yamux keepalive shows both ends the tunnel is alive, so an
 // idle tunnel carries nothing else.
 
-import { randomUUID, X509Certificate } from 'node:crypto'
+import { createPrivateKey, type KeyObject, randomUUID, X509Certificate } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
 import { certSubject } from '../shared/cert-subject.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
+import { signAsNode } from '../shared/node-signature.ts'
 import type { FlatNodeEvent } from '../shared/protocol/audit.ts'
 import { type ProxyMessageOf, parseProxyMessage, sendToProxy } from '../shared/protocol/control.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
@@ -95,6 +96,8 @@ export class AgentTunnel extends EventEmitter {
   carriesAudit = false
   private session?: Session
   private socket?: TLSSocket
+  /** The node's identity (its certificates and keys change in place at renewals). */
+  private identity?: NodeIdentity
   private control?: Duplex
   private closed = false
 
@@ -107,6 +110,7 @@ export class AgentTunnel extends EventEmitter {
 
   private connect(options: TunnelOptions): Promise<void> {
     const { identity } = options
+    this.identity = identity
     const held = heldProxiesAlpn(options.held ?? [])
     return new Promise((resolve, reject) => {
       const socket: TLSSocket = connect({
@@ -246,7 +250,8 @@ export class AgentTunnel extends EventEmitter {
       this.on('audit_stored', answered)
       this.on('audit_failed', answered)
       this.once('close', closed)
-      sendToProxy(control, { type: 'audit', batch, events })
+      // Signed, so that the proxy passing them on cannot change them or write others in this node's name.
+      sendToProxy(control, { type: 'audit', batch, events, signature: signAsNode(this.hostId, { kind: 'audit events', events }, this.signingKey()) })
     })
   }
 
@@ -274,8 +279,17 @@ export class AgentTunnel extends EventEmitter {
       this.on('recording_stored', answered)
       this.on('audit_failed', answered)
       this.once('close', closed)
-      sendToProxy(control, { type: 'recording', batch, chunk })
+      sendToProxy(control, { type: 'recording', batch, chunk, signature: signAsNode(this.hostId, { kind: 'recording chunk', chunk }, this.signingKey()) })
     })
+  }
+
+  private get hostId(): string {
+    return this.identity?.hostId ?? ''
+  }
+
+  /** The node's host TLS key, which signs what the proxy carries to the auth server for it. */
+  private signingKey(): KeyObject {
+    return createPrivateKey(this.identity?.tlsKeyPem ?? '')
   }
 
   /** The round trip to the proxy in ms (a yamux ping). */

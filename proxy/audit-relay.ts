@@ -17,7 +17,7 @@ const REFUSED = new Set([400, 413])
 export async function relayAudit(auth: ApiClient, tunnel: Tunnel, message: AuditMessage): Promise<void> {
   let answer
   try {
-    const { stored } = await auth.call('POST /v1/proxies/audit-events', { body: { host_id: tunnel.hostId, events: message.events.map(flatEvent) } })
+    const { stored } = await auth.call('POST /v1/proxies/audit-events', { body: { host_id: tunnel.hostId, events: message.events.map(flatEvent), signature: message.signature } })
     answer = { type: 'audit_stored' as const, batch: message.batch, stored }
   } catch (error) {
     const refused = error instanceof ApiError && REFUSED.has(error.status)
@@ -32,7 +32,7 @@ export type RecordingMessage = Extract<AgentMessage, { type: 'recording' }>
 export async function relayRecording(auth: ApiClient, tunnel: Tunnel, message: RecordingMessage): Promise<void> {
   let answer
   try {
-    const stored = await auth.call('POST /v1/proxies/recording-chunks', { body: { host_id: tunnel.hostId, ...message.chunk } })
+    const stored = await auth.call('POST /v1/proxies/recording-chunks', { body: { host_id: tunnel.hostId, ...message.chunk, signature: message.signature } })
     answer = { type: 'recording_stored' as const, batch: message.batch, ...stored }
   } catch (error) {
     const refused = error instanceof ApiError && (REFUSED.has(error.status) || error.status === 403)

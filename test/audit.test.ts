@@ -6,7 +6,7 @@
 // during a session and restarted, and every event of that session is in the log once.
 
 import { spawn } from 'node:child_process'
-import { randomUUID } from 'node:crypto'
+import { createPrivateKey, generateKeyPairSync, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
@@ -18,6 +18,7 @@ import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
+import { signAsNode } from '../shared/node-signature.ts'
 import type { AuditEvent } from '../shared/protocol/audit.ts'
 import { AuthProcess, type Daemon, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { codeAt, signUp } from './helpers/people.ts'
@@ -210,6 +211,46 @@ t.test('an SSH session: its start, the command it ran, a port forward and its en
     { type: 'session.end', user: 'carol', login, node: 'pi-audit', exit_status: 3, duration_ms: Number },
   ])
   t.match(forwardSession, [{ type: 'session.start' }, { type: 'port_forward', user: 'carol', host: '127.0.0.1', port: echoPort }, { type: 'session.end' }])
+})
+
+t.test("a proxy's stolen keys cannot write events or recordings in the node's name, nor change the node's", async (t) => {
+  // By now the node has signed what the proxy carried for it (the session above).
+  const hostId = loadIdentity(node.dataDir!, 'node')!.hostId
+  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+  const asProxy = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem })
+  t.teardown(() => asProxy.close())
+  const attackerKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
+  const forged = { id: `forged-${randomUUID()}`, time: Date.now(), type: 'exec', user: 'mallory', login, node: 'pi-audit', command: 'rm -rf /' }
+  // The node's own signature, as the proxy saw it pass, over events other than the ones sent.
+  const nodeKey = createPrivateKey(loadIdentity(node.dataDir!, 'node')!.tlsKeyPem)
+  const genuine = signAsNode(hostId, { kind: 'audit events', events: [{ ...forged, user: 'carol' }] }, nodeKey)
+  const batches: [string, Record<string, unknown>][] = [
+    ['unsigned', {}],
+    ['signed with a key of its own', { signature: signAsNode(hostId, { kind: 'audit events', events: [forged] }, attackerKey) }],
+    ['a signature over other events', { signature: genuine }],
+  ]
+  for (const [what, extra] of batches) {
+    const sent = asProxy.call('POST /v1/proxies/audit-events', { body: { host_id: hostId, events: [forged], ...extra } as never })
+    await t.rejects(sent, { status: 400, message: /not signed by/ }, `events ${what}: refused`)
+  }
+  const chunk = { session_id: `forged-${randomUUID()}`, offset: 0, data: Buffer.from('{"version":2}\n').toString('base64'), end: true }
+  await t.rejects(
+    asProxy.call('POST /v1/proxies/recording-chunks', { body: { host_id: hostId, ...chunk } }),
+    { status: 400, message: /not signed by/ },
+    'an unsigned recording chunk: refused',
+  )
+  const chunkSigned = signAsNode(hostId, { kind: 'recording chunk', chunk }, attackerKey)
+  await t.rejects(
+    asProxy.call('POST /v1/proxies/recording-chunks', { body: { host_id: hostId, ...chunk, signature: chunkSigned } }),
+    { status: 400, message: /not signed by/ },
+    'a recording chunk signed with its own key: refused',
+  )
+  t.same(
+    (await auditLs(['--type=*'])).filter((event) => String(event.id).startsWith('forged-')),
+    [],
+    'no forged event is in the log',
+  )
+  t.equal((await auth.ctl(['recordings', 'ls', '--format=json'])).stdout.includes(chunk.session_id), false, 'no forged recording is kept')
 })
 
 t.test('a direct node delivers its events itself, as the node its certificate names', async (t) => {

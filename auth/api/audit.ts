@@ -3,9 +3,10 @@
 // decided here from the certificate that proved it, never from the events themselves.
 
 import { NO_BODY } from '../../shared/api-router.ts'
-import { AUDIT_BATCH_BYTES } from '../../shared/protocol/audit.ts'
+import { AUDIT_BATCH_BYTES, flatEvent } from '../../shared/protocol/audit.ts'
 import { ProtocolError } from '../../shared/protocol/errors.ts'
 import { UnregisteredHost } from '../nodes.ts'
+import { judgeRelayed } from '../relayed-by-proxy.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
 
 async function nodeNamed(context: AuthContext, hostId: string): Promise<{ nodename: string; hostId: string }> {
@@ -45,8 +46,8 @@ export const auditRoutes = {
     bodyLimit: AUDIT_BATCH_BYTES,
     async handle(call, context) {
       const body = await call.body()
-      const node = await nodeNamed(context, body.host_id)
-      return { stored: await context.audit.ingest(body.events, node) }
+      const registered = await judgeRelayed(context, body.host_id, { kind: 'audit events', events: body.events.map(flatEvent) }, body.signature)
+      return { stored: await context.audit.ingest(body.events, { nodename: registered.nodename, hostId: body.host_id }) }
     },
   },
 

@@ -7,6 +7,7 @@ import { HttpError, NO_BODY } from '../../shared/api-router.ts'
 import { RECORDING_CHUNK_BODY_BYTES } from '../../shared/protocol/recordings.ts'
 import { UnregisteredHost } from '../nodes.ts'
 import type { RecordingChunk, RecordingNode } from '../recordings.ts'
+import { judgeRelayed } from '../relayed-by-proxy.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
 
 interface ChunkBody {
@@ -51,6 +52,7 @@ export const recordingRoutes = {
     bodyLimit: RECORDING_CHUNK_BODY_BYTES + 512,
     async handle(call, context) {
       const body = await call.body()
+      await judgeRelayed(context, body.host_id, { kind: 'recording chunk', chunk: body }, body.signature)
       return storeChunk(context, body, body.host_id)
     },
   },

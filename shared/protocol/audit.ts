@@ -3,7 +3,8 @@
 // /v1/audit/events). The auth server keeps the log (auth/audit.ts); nodes queue their own
 // events on disk until the auth server has them (agent/audit-queue.ts).
 
-import { FieldError, list, number, object, oneOf, type Shape, text } from './shape.ts'
+import { NODE_SIGNATURE } from '../node-signature.ts'
+import { FieldError, lenient, list, number, object, oneOf, type Shape, text } from './shape.ts'
 
 /**
  * Every event type and the fields it carries besides id, time, type and cluster. Secrets
@@ -119,7 +120,12 @@ export const CONTROL_BATCH_BYTES = 48 * 1024
 
 export const AUDIT_EVENTS_BODY = object({ events: list(nodeEvent(), MAX_EVENTS_PER_BATCH) })
 /** A proxy carries a tunnelled node's batch with the host ID its tunnel's certificate proved. */
-export const PROXIED_AUDIT_EVENTS_BODY = object({ host_id: text({ max: 253 }), events: list(nodeEvent(), MAX_EVENTS_PER_BATCH) })
+export const PROXIED_AUDIT_EVENTS_BODY = object({
+  host_id: text({ max: 253 }),
+  events: list(nodeEvent(), MAX_EVENTS_PER_BATCH),
+  /** The node's signature of the batch (shared/node-signature.ts); absent from nodes of earlier versions. */
+  signature: lenient(NODE_SIGNATURE),
+})
 
 /** POST /v1/audit/events: how many of the batch were new (the others were already stored). */
 export interface AuditStored {

@@ -7,6 +7,7 @@
 // other end speaks it.
 
 import type { Duplex } from 'node:stream'
+import { NODE_SIGNATURE } from '../node-signature.ts'
 import { LIVE_SET_SIGNATURE } from '../signed-live-set.ts'
 import { TRUST_STATEMENT } from '../trust-statement.ts'
 import { MAX_EVENTS_PER_BATCH, nodeEvent } from './audit.ts'
@@ -39,9 +40,9 @@ export const AGENT_MESSAGES = {
   /** The certificate just renewed (through any proxy), for the same key: each proxy keeps trusting the tunnel by it. */
   cert: object({ tls_cert: text({ max: MAX_PEM }) }),
   /** Audit events for the auth server (only to a proxy whose welcome said audit): answered with audit_stored or audit_failed for the batch. */
-  audit: object({ batch: text({ max: MAX_ID }), events: list(nodeEvent(), MAX_EVENTS_PER_BATCH) }),
+  audit: object({ batch: text({ max: MAX_ID }), events: list(nodeEvent(), MAX_EVENTS_PER_BATCH), signature: lenient(NODE_SIGNATURE) }),
   /** A chunk of a session recording, to the same proxies as audit events: answered with recording_stored or audit_failed for the batch. */
-  recording: object({ batch: text({ max: MAX_ID }), chunk: RECORDING_CHUNK_BODY }),
+  recording: object({ batch: text({ max: MAX_ID }), chunk: RECORDING_CHUNK_BODY, signature: lenient(NODE_SIGNATURE) }),
 }
 
 /** Proxy → agent. */

@@ -3,7 +3,8 @@
 // the auth server's copy ends. Which node a recording belongs to is the auth server's to say,
 // from the certificate (or the tunnel) that proved the sender.
 
-import { flag, type In, number, object, text } from './shape.ts'
+import { NODE_SIGNATURE } from '../node-signature.ts'
+import { flag, type In, lenient, number, object, text } from './shape.ts'
 
 /** A recording's ID: the session ID its audit events carry (randomUUID on the node), `.N` for a connection's Nth pty. */
 export const RECORDING_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.[0-9]{1,4})?$/
@@ -32,7 +33,12 @@ export const RECORDING_CHUNK_BODY = object(chunkFields)
 /** A chunk as the node sends it. */
 export type RecordingChunkIn = In<typeof RECORDING_CHUNK_BODY>
 /** A proxy carries a tunnelled node's chunk with the host ID its tunnel's certificate proved. */
-export const PROXIED_RECORDING_CHUNK_BODY = object({ host_id: text({ max: 253 }), ...chunkFields })
+export const PROXIED_RECORDING_CHUNK_BODY = object({
+  host_id: text({ max: 253 }),
+  ...chunkFields,
+  /** The node's signature of the chunk (shared/node-signature.ts); absent from nodes of earlier versions. */
+  signature: lenient(NODE_SIGNATURE),
+})
 
 /** How much of the recording the auth server holds: the next chunk starts there. */
 export interface RecordingStored {
