@@ -7,7 +7,7 @@
 // direct mode) is loaded only when one of those needs it: a node restarted in tunnel mode
 // never does.
 
-import { X509Certificate } from 'node:crypto'
+import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { joinHostPort, parseHostPort } from '../shared/address.ts'
@@ -18,6 +18,7 @@ import { ApiError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { applyTrust, identityExists, loadIdentity, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
+import { signAsNode } from '../shared/node-signature.ts'
 import { PortProofs } from '../shared/port-request-proof.ts'
 import { AUDIT_BATCH_BYTES, CONTROL_BATCH_BYTES } from '../shared/protocol/audit.ts'
 import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts'
@@ -171,7 +172,9 @@ export class Agent {
       const { hostCAPems, tlsCertPem, tlsKeyPem } = this.identity
       const client = new ApiClient({ server, caPems: hostCAPems, certPem: tlsCertPem, keyPem: tlsKeyPem })
       try {
-        await client.call('POST /v1/audit/events', { body: { events } })
+        // Signed as through a proxy, so that the auth server learns this host signs: no proxy can then write unsigned events in its name.
+        const signature = signAsNode(this.identity.hostId, { kind: 'audit events', events }, createPrivateKey(tlsKeyPem))
+        await client.call('POST /v1/audit/events', { body: { events, signature } })
       } finally {
         await client.close()
       }

@@ -270,6 +270,12 @@ t.test('a direct node delivers its events itself, as the node its certificate na
   const stored = (await auditLs(['--type=exec'])).filter((e) => e.id === forged.id)
   t.match(stored, [{ node: 'pi-direct', host_id: identity.hostId, command: 'forged' }])
   t.equal((await auditLs(['--node=pi-audit', '--type=exec'])).filter((e) => e.id === forged.id).length, 0, 'nothing was filed under the node it named')
+  // Its events were signed: a proxy's keys cannot write unsigned ones in its name.
+  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+  const asProxy = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem })
+  t.teardown(() => asProxy.close())
+  const relayed = { ...forged, id: 'relayed-event-0001' }
+  await t.rejects(asProxy.call('POST /v1/proxies/audit-events', { body: { host_id: identity.hostId, events: [relayed] } }), { status: 400, message: /not signed by/ })
 })
 
 t.test('the auth server killed during a session: every event of it is stored once after the restart', async (t) => {

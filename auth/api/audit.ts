@@ -35,8 +35,13 @@ export const auditRoutes = {
     access: 'node',
     bodyLimit: AUDIT_BATCH_BYTES,
     async handle(call, context) {
-      const node = await nodeNamed(context, call.peer.subject.commonName)
-      return { stored: await context.audit.ingest((await call.body()).events, node) }
+      const body = await call.body()
+      const hostId = call.peer.subject.commonName
+      // The certificate proved the node; a signature also tells that it signs what proxies carry for it.
+      const node = body.signature
+        ? await judgeRelayed(context, hostId, { kind: 'audit events', events: body.events.map(flatEvent) }, body.signature)
+        : await nodeNamed(context, hostId)
+      return { stored: await context.audit.ingest(body.events, { nodename: node.nodename, hostId }) }
     },
   },
 

@@ -118,7 +118,11 @@ export function flatEvent(event: NodeEvent): FlatNodeEvent {
 /** What one batch of a node's events may hold on a tunnel's control stream, whose lines are at most 64 KiB. */
 export const CONTROL_BATCH_BYTES = 48 * 1024
 
-export const AUDIT_EVENTS_BODY = object({ events: list(nodeEvent(), MAX_EVENTS_PER_BATCH) })
+export const AUDIT_EVENTS_BODY = object({
+  events: list(nodeEvent(), MAX_EVENTS_PER_BATCH),
+  /** The node's signature of the batch, as through a proxy (absent from nodes of earlier versions). */
+  signature: lenient(NODE_SIGNATURE),
+})
 /** A proxy carries a tunnelled node's batch with the host ID its tunnel's certificate proved. */
 export const PROXIED_AUDIT_EVENTS_BODY = object({
   host_id: text({ max: 253 }),
