@@ -23,6 +23,7 @@ export async function judgeRelayed(context: AuthContext, hostId: string, content
   if (key === undefined || (registered.tlsKeySha256 !== undefined && key !== registered.tlsKeySha256)) {
     throw new HttpError(400, `${what} not signed by the key registered for host ${hostId}`)
   }
-  if (!registered.signsRelayed) await context.nodes.recordSignsRelayed(hostId)
+  // A host registered before keys were recorded cannot be told from whoever signed: it stays as unsigned ones are.
+  if (registered.tlsKeySha256 !== undefined && !registered.signsRelayed) await context.nodes.recordSignsRelayed(hostId)
   return registered
 }
