@@ -131,7 +131,8 @@ process.once('SIGINT', () => void cleanup().then(() => process.exit(130)))
 
 const results: Record<string, PhaseResult> = {}
 try {
-  auth = await new AuthProcess({ authServiceYaml: JSON_DEBUG_LOG }).start()
+  // The swarm's concurrent joins all come from 127.0.0.1 and draw on its join rate limit (auth/rate-limit.ts).
+  auth = await new AuthProcess({ authServiceYaml: `  join_rate_limit: { burst: 1000, per_minute: 1000 }\n${JSON_DEBUG_LOG}` }).start()
   const pin = await auth.pin()
   proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, extraYaml: JSON_DEBUG_LOG }).start()
   const web = proxy.web

@@ -84,7 +84,8 @@ let auth: AuthProcess | undefined
 let proxy: ProxyProcess | undefined
 let tlsServer: Helper | undefined
 try {
-  auth = await new AuthProcess().start()
+  // The concurrent joins below all come from 127.0.0.1 and draw on its join rate limit (auth/rate-limit.ts).
+  auth = await new AuthProcess({ authServiceYaml: '  join_rate_limit: { burst: 1000, per_minute: 1000 }' }).start()
   const pin = await auth.pin()
   const profileDir = join(dir, 'profiles')
   const env: Record<string, string> = values.profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } : {}

@@ -190,7 +190,9 @@ let proxyRss: number[] = []
 const proxyPids: number[] = []
 
 try {
-  auth = await new AuthProcess().start()
+  // Joins in flight from one address draw on its join rate limit (auth/rate-limit.ts): the
+  // swarms' concurrent joins all come from 127.0.0.1, as a fleet behind one NAT would.
+  auth = await new AuthProcess({ authServiceYaml: '  join_rate_limit: { burst: 1000, per_minute: 1000 }' }).start()
   const pin = await auth.pin()
   const lbPort = await freePort()
   for (const proxy of await proxiesBehindBalancer(auth, pin, proxyCount, `127.0.0.1:${lbPort}`, profileEnv, values['proxy-log'] === 'debug')) {
