@@ -97,13 +97,13 @@ export class ApiClient {
     const { headers: extraHeaders = {}, timeoutMs = this.timeoutMs } = options
     const payload = body === undefined ? undefined : JSON.stringify(body)
     const headers = payload === undefined ? extraHeaders : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), ...extraHeaders }
-    let response: { statusCode: number; text: string }
+    let response: { statusCode: number; text: string; retryAfter?: string }
     try {
       response = await new Promise((resolve, reject) => {
         const req = request(`https://${this.server}${path}`, { method, agent: this.agent, headers }, (res) => {
           const chunks: Buffer[] = []
           res.on('data', (chunk: Buffer) => chunks.push(chunk))
-          res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }))
+          res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), retryAfter: res.headers['retry-after'] }))
           res.on('error', reject)
         })
         // No progress (connecting, waiting for the answer, or within it) for timeoutMs fails the call.
@@ -114,7 +114,7 @@ export class ApiClient {
     } catch (error) {
       throw new WarrenError(`cannot reach ${this.server}: ${describeNetworkError(error)}`)
     }
-    const { statusCode, text } = response
+    const { statusCode, text, retryAfter } = response
     let parsed: unknown
     try {
       parsed = text ? JSON.parse(text) : {}
@@ -123,7 +123,8 @@ export class ApiClient {
     }
     if (statusCode >= 400) {
       const message = (parsed as { error?: string }).error ?? `HTTP ${statusCode}`
-      throw new ApiError(statusCode, message)
+      const retryAfterS = retryAfter !== undefined && /^\d{1,6}$/.test(retryAfter) ? Number(retryAfter) : undefined
+      throw new ApiError(statusCode, message, retryAfterS)
     }
     return parsed as T
   }

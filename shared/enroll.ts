@@ -6,7 +6,7 @@ import { X509Certificate } from 'node:crypto'
 import { parseHostPort } from './address.ts'
 import type { WarrenConfig } from './config.ts'
 import { resolveTokenValue } from './config.ts'
-import { WarrenError } from './errors.ts'
+import { ApiError, WarrenError } from './errors.ts'
 import { loadIdentity, type NodeIdentity, saveIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import { caPin } from './pin.ts'
@@ -70,18 +70,46 @@ async function joinWithToken(
   if (!config.authToken) throw new WarrenError(`this ${role} has not joined a cluster yet: pass --token=VALUE (or a file path starting with "/") to join`)
   // Joining and recovering are the only uses of the HTTPS client here: a usable stored identity does not load it.
   const { joinCluster } = await import('./join.ts')
-  const identity = await joinCluster({
-    authServer: server,
-    token: resolveTokenValue(config.authToken),
-    caPins: config.caPins.length > 0 ? config.caPins : (before?.pins ?? []),
-    nodename: before?.nodename ?? config.nodename,
-    roles: [role],
-    // A proxy's certificates also name its public addresses (its token is an admin's grant).
-    publicAddrs: role === 'proxy' ? config.proxy.publicAddrs.map((addr) => parseHostPort(addr, 443).host) : [],
-    labels: config.labels,
-    warn,
-  })
+  const token = resolveTokenValue(config.authToken)
+  const identity = await whileTooMany(log, () =>
+    joinCluster({
+      authServer: server,
+      token,
+      caPins: config.caPins.length > 0 ? config.caPins : (before?.pins ?? []),
+      nodename: before?.nodename ?? config.nodename,
+      roles: [role],
+      // A proxy's certificates also name its public addresses (its token is an admin's grant).
+      publicAddrs: role === 'proxy' ? config.proxy.publicAddrs.map((addr) => parseHostPort(addr, 443).host) : [],
+      labels: config.labels,
+      warn,
+    }),
+  )
   saveIdentity(config.dataDir, identity, role)
   log.info(`joined cluster "${identity.clusterName}" as ${identity.nodename}`, { host_id: identity.hostId, role, ...timeLeftFields(new X509Certificate(identity.tlsCertPem)) })
   return identity
+}
+
+/** How long a join keeps trying while the auth server asks it to wait. */
+export const JOIN_WAIT_LIMIT_MS = 10 * 60_000
+
+/**
+ * Runs `attempt` again while the auth server answers 429 with a time to wait: joins in
+ * flight from one address share its tries (auth/rate-limit.ts), so a fleet booting behind
+ * one NAT address would otherwise see all but the first few fail. Each wait is the server's,
+ * plus up to as much again at random, so that the fleet does not come back at one moment.
+ */
+export async function whileTooMany<T>(log: Logger, attempt: () => Promise<T>, limitMs = JOIN_WAIT_LIMIT_MS, random = Math.random): Promise<T> {
+  const deadline = Date.now() + limitMs
+  for (;;) {
+    try {
+      return await attempt()
+    } catch (error) {
+      const waitS = error instanceof ApiError && error.status === 429 ? error.retryAfterS : undefined
+      if (waitS === undefined) throw error
+      const waitMs = Math.ceil((waitS + random() * waitS) * 1000)
+      if (Date.now() + waitMs > deadline) throw error
+      log.warn(`the auth server asks joins from this address to wait: trying again in ${Math.ceil(waitMs / 1000)}s`, { retry_in_ms: waitMs })
+      await new Promise((resolve) => setTimeout(resolve, waitMs))
+    }
+  }
 }

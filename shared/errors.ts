@@ -16,8 +16,11 @@ export class ConfigError extends WarrenError {}
 /** A refusal from the other side of an API call (HTTP status and the server's message). */
 export class ApiError extends WarrenError {
   readonly status: number
-  constructor(status: number, message: string) {
+  /** Seconds the server asked the caller to wait before trying again (its Retry-After), when it said. */
+  readonly retryAfterS?: number
+  constructor(status: number, message: string, retryAfterS?: number) {
     super(message)
     this.status = status
+    if (retryAfterS !== undefined) this.retryAfterS = retryAfterS
   }
 }
