@@ -10,10 +10,8 @@ import { once } from 'node:events'
 import { createServer as createTcpServer, type Socket } from 'node:net'
 import { createServer, type TLSSocket } from 'node:tls'
 import t from 'tap'
-import { TunnelServer } from '../proxy/tunnel-server.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
-import { createLogger } from '../shared/log.ts'
 import { type ProxyMessageIn, sendToAgent } from '../shared/protocol/control.ts'
 import type { LiveSet } from '../shared/protocol/proxies.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
@@ -22,6 +20,7 @@ import type { WarrenStatus } from '../shared/status.ts'
 import { createCA } from '../shared/x509.ts'
 import { haproxyUnavailable, startBalancer } from './helpers/balancer.ts'
 import { AuthProcess, freePort, proxiesBehindBalancer, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
+import { rogueTunnelServer } from './helpers/rogue-tunnels.ts'
 import { until } from './helpers/until.ts'
 
 /** Hands the socket on once HAProxy's PROXY v2 header (16 bytes and the length they give) has been read off it. */
@@ -72,13 +71,7 @@ t.test('a stolen proxy cannot make a node drop its other tunnels, nor keep its o
   await proxies[1].stop('SIGKILL')
   const heartbeats = setInterval(() => void asStolen.call('POST /v1/proxies/heartbeat', { body: {} }).catch(() => {}), 1000)
   t.teardown(() => clearInterval(heartbeats))
-  const rogue = new TunnelServer({
-    proxyId: stolen.hostId,
-    clusterName: stolen.clusterName,
-    hostCAPems: () => stolen.hostCAPems,
-    keepAliveIntervalMs: 15_000,
-    log: createLogger('rogue', { level: 'error' }),
-  })
+  const rogue = rogueTunnelServer(stolen)
   let reached = 0
   const tlsServer = createServer(
     { cert: stolen.tlsCertPem, key: stolen.tlsKeyPem, ca: stolen.hostCAPems, requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] },

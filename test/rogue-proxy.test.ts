@@ -13,10 +13,8 @@ import { type AddressInfo, createServer as createTcpServer, type Server } from '
 import { join } from 'node:path'
 import { createServer, type TLSSocket } from 'node:tls'
 import t from 'tap'
-import { TunnelServer } from '../proxy/tunnel-server.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { identityDir, loadIdentity } from '../shared/identity-store.ts'
-import { createLogger } from '../shared/log.ts'
 import { sendToAgent } from '../shared/protocol/control.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { splice } from '../shared/splice.ts'
@@ -24,6 +22,7 @@ import type { NodeStatus } from '../shared/status.ts'
 import { signTrust, type TrustStatement } from '../shared/trust-statement.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
 import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { rogueTunnelServer } from './helpers/rogue-tunnels.ts'
 import { until } from './helpers/until.ts'
 
 const cannot = process.getuid?.() !== 0 ? 'needs root to create a throwaway login' : spawnSync('ssh', ['-V']).status !== 0 ? 'needs the OpenSSH client' : undefined
@@ -66,13 +65,7 @@ t.test('a stolen proxy key cannot make a node trust another CA, nor log in with 
   // The attacker has the proxy's identity and takes its tunnel address.
   const [host, port] = [proxy.tunnel.slice(0, proxy.tunnel.lastIndexOf(':')), Number(proxy.tunnel.slice(proxy.tunnel.lastIndexOf(':') + 1))]
   await proxy.stop()
-  const rogue = new TunnelServer({
-    proxyId: stolen.hostId,
-    clusterName: stolen.clusterName,
-    hostCAPems: () => stolen.hostCAPems,
-    keepAliveIntervalMs: 15_000,
-    log: createLogger('rogue', { level: 'error' }),
-  })
+  const rogue = rogueTunnelServer(stolen)
   const tunnelListener = createServer(
     { cert: stolen.tlsCertPem, key: stolen.tlsKeyPem, ca: stolen.hostCAPems, requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] },
     (socket: TLSSocket) => rogue.handle(socket, '127.0.0.1'),
