@@ -56,6 +56,6 @@ export function judgePortAccess(request: PortAccessRequest): PortAccessVerdict {
   const denied =
     nodeRefusal(access, request.labels) ??
     portRefusal(access, request.port) ??
-    request.proofs.refusal(request.proof, request.node.cluster, request.node.names, request.port, cert.publicKey)
+    request.proofs.refusal(request.proof, request.node.cluster, request.node.names, request.port, cert.publicKey, user)
   return denied === undefined ? { allowed: true, user } : { allowed: false, user, reason: denied }
 }

@@ -23,6 +23,8 @@ export const PROOF_WINDOW_MS = 5 * 60_000
  * few MB at the most).
  */
 export const MAX_REMEMBERED_NONCES = 50_000
+/** Of those, one user's at most: no user can use up the others' room. */
+export const MAX_NONCES_PER_USER = 5_000
 
 export const PORT_PROOF = object({
   /** When the client signed (epoch ms, its clock). */
@@ -53,8 +55,10 @@ export function signPortRequest(key: KeyObject, fields: PortRequestFields, now =
 
 /** The node's side: checks proofs, and remembers their nonces for as long as they could be used. */
 export class PortProofs {
-  /** Nonce → until when it is remembered (epoch ms), in the order seen. */
-  private readonly seen = new Map<string, number>()
+  /** The user and nonce → until when it is remembered (epoch ms) and whose it is, in the order seen. */
+  private readonly seen = new Map<string, { until: number; user: string }>()
+  /** How many of `seen` each user has. */
+  private readonly perUser = new Map<string, number>()
   private readonly now: () => number
 
   constructor(now: () => number = Date.now) {
@@ -66,7 +70,7 @@ export class PortProofs {
    * asked for this port on this node (named by `names`: its name or host ID) just now,
    * and for the first time. A proof taken is remembered.
    */
-  refusal(proof: PortProof | undefined, cluster: string, names: string[], port: string, publicKey: KeyObject): string | undefined {
+  refusal(proof: PortProof | undefined, cluster: string, names: string[], port: string, publicKey: KeyObject, user: string): string | undefined {
     if (proof === undefined) return "the request is not signed by the user's key: warren proxy port must be of this node's version or later"
     const now = this.now()
     this.forget(now)
@@ -75,9 +79,12 @@ export class PortProofs {
     if (Math.abs(now - proof.at) > PROOF_WINDOW_MS) {
       return `the request was signed ${new Date(proof.at).toISOString()}, more than ${PROOF_WINDOW_MS / 60_000} minutes from this node's clock (${new Date(now).toISOString()})`
     }
-    if (this.seen.has(proof.nonce)) return 'the request was used before: a signed request opens one stream'
-    if (this.seen.size >= MAX_REMEMBERED_NONCES) return 'too many forwarded-port requests in the last minutes: try again shortly'
-    this.seen.set(proof.nonce, proof.at + PROOF_WINDOW_MS)
+    const key = `${user}\n${proof.nonce}`
+    if (this.seen.has(key)) return 'the request was used before: a signed request opens one stream'
+    const users = this.perUser.get(user) ?? 0
+    if (this.seen.size >= MAX_REMEMBERED_NONCES || users >= MAX_NONCES_PER_USER) return 'too many forwarded-port requests in the last minutes: try again shortly'
+    this.seen.set(key, { until: proof.at + PROOF_WINDOW_MS, user })
+    this.perUser.set(user, users + 1)
     return undefined
   }
 
@@ -87,9 +94,12 @@ export class PortProofs {
    * longer is only remembered longer.
    */
   private forget(now: number): void {
-    for (const [nonce, until] of this.seen) {
+    for (const [key, { until, user }] of this.seen) {
       if (until >= now) return
-      this.seen.delete(nonce)
+      this.seen.delete(key)
+      const left = (this.perUser.get(user) ?? 1) - 1
+      if (left > 0) this.perUser.set(user, left)
+      else this.perUser.delete(user)
     }
   }
 }
