@@ -154,6 +154,41 @@ t.test('agents take a live set only as a host CA they trust signed it', async (t
   }
 })
 
+t.test('the same set signed again is not sent again, but an agent that connects later gets the latest signature', async (t) => {
+  const { proxyId, tunnels, port } = await tunnelServer(t)
+  const ids = ['p1', proxyId]
+  const signer = [{ certPem: ca.certPem, key: ca.key }]
+  const first = signLiveSet('test-cluster', ids, signer, 1000)
+  const later = signLiveSet('test-cluster', ids, signer, 2000)
+  const open = async () => {
+    const agent = await AgentTunnel.open({
+      host: '127.0.0.1',
+      port,
+      identity: nodeIdentity(),
+      keepAliveIntervalMs: 15_000,
+      labels: () => ({}),
+      services: [],
+      onStream: (s) => s.destroy(),
+      log,
+    })
+    t.teardown(() => agent.close())
+    agent.activate()
+    return agent
+  }
+  tunnels.announce(ids, first)
+  const early = await open()
+  await until('the tunnel', () => tunnels.size === 1, { timeoutMs: 10_000, everyMs: 10 })
+  let heard = 0
+  early.on('proxies', () => heard++)
+  tunnels.announce(ids, later)
+  tunnels.announce(ids, first)
+  const late = await open()
+  await until('the later agent to hear the set', () => late.announcedAt !== undefined, { timeoutMs: 10_000, everyMs: 10 })
+  t.equal(early.announcedAt, 1000, 'the agent there before keeps the set it heard')
+  t.equal(late.announcedAt, 2000, 'a later agent gets the latest signature, not an older one that came after it')
+  t.equal(heard, 0, 'nothing was sent again')
+})
+
 t.test("a node's new labels reach the proxy through its tunnel", async (t) => {
   const { tunnels, port } = await tunnelServer(t)
   const identity = nodeIdentity()

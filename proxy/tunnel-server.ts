@@ -328,12 +328,18 @@ export class TunnelServer extends EventEmitter {
   /**
    * Tells every agent which proxies are live, so each keeps a tunnel to all of them, with
    * the auth server's signature of the set (agents take no set without one). A set the
-   * agents have heard already is not sent again: its signature is kept with it.
+   * agents have heard already is not sent again.
    */
   announce(proxyIds: string[], signed?: LiveSetSignature): void {
     const ids = liveSetOrder(proxyIds)
-    // The same set again, unless it now comes signed (the auth server was upgraded).
-    if (ids.join() === this.proxyIds.join() && (this.proxyIdsSigned !== undefined || signed === undefined)) return
+    if (ids.join() === this.proxyIds.join()) {
+      const firstSigned = this.proxyIdsSigned === undefined && signed !== undefined
+      // The latest signature of the same set is kept for agents that connect later: one made
+      // before a host CA rotation would not verify once nodes have dropped the old CA.
+      if (signed && (!this.proxyIdsSigned || signed.signed_at > this.proxyIdsSigned.signed_at)) this.proxyIdsSigned = signed
+      // Sent again only when it first comes signed (the auth server was upgraded).
+      if (!firstSigned) return
+    }
     const joined = this.proxyIds.length > 0 && ids.some((id) => !this.proxyIds.includes(id))
     this.proxyIds = ids
     this.proxyIdsSigned = signed

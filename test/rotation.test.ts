@@ -168,6 +168,9 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
   t.teardown(() => again.stop())
   await until('the restarted agent to hold a tunnel', () => again.pool!.held.length === 1, { timeoutMs: 30_000 })
   t.pass('a new tunnel with the renewed certificate is accepted')
+  // The proxy's live set has not changed since before the rotation; it is signed by the new CA now.
+  await until('the restarted agent to take the live set', () => again.pool!.announcedSet !== undefined, { timeoutMs: 10_000 })
+  t.equal(again.counts.refusedLiveSets, 0, 'the live set the proxy hands it verifies with the CA it trusts now')
   await t.rejects(joinCluster({ authServer: proxy.web, token, caPins: [oldPin], nodename: 'late', roles: ['node'] }), /CA pin mismatch/, 'a join with the old pin is refused')
   const invite = (await auth.ctl(['nodes', 'add'])).stdout
   t.match(invite, new RegExp(`--ca-pin=${newPin}`), 'nodes add prints the new pin')
