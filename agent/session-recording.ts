@@ -13,8 +13,7 @@
 // of `bench:copy`). What the session showed is in the kernel's hands before the agent waits
 // for anything else, so a crash of the agent loses none of it.
 
-import { close, closeSync, existsSync, fdatasync, mkdirSync, openSync, readdirSync, renameSync, writeSync } from 'node:fs'
-import { open, rename } from 'node:fs/promises'
+import { close, closeSync, existsSync, fdatasync, fsync, mkdirSync, open, openSync, readdirSync, rename, renameSync, writeSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
 import type { Logger } from '../shared/log.ts'
@@ -91,7 +90,7 @@ export class SessionRecording {
     const fd = this.#fd
     this.#fd = undefined
     return (fd === undefined ? Promise.resolve() : syncAndClose(fd))
-      .then(() => rename(`${this.path}.part`, this.path))
+      .then(() => new Promise<void>((resolve, reject) => rename(`${this.path}.part`, this.path, (error) => (error ? reject(error) : resolve()))))
       .then(() => syncDirectory(dirname(this.path)))
       .catch((error: Error) => this.#log.warn(`session recording not kept whole: ${error.message}`, { path: this.path }))
       .finally(() => this.#onEnd?.())
@@ -152,10 +151,14 @@ export class SessionRecording {
   }
 }
 
-/** Flushes the file's data to the disk, then closes it (closed even when the flush fails). */
-function syncAndClose(fd: number): Promise<void> {
+/**
+ * Flushes a file's data (`datasync`) or a directory's entries to the disk, then closes it,
+ * closed even when the flush fails. node:fs's callbacks, not its promises API, which an idle
+ * agent would load for this alone (bench:footprint).
+ */
+function syncAndClose(fd: number, datasync = true): Promise<void> {
   return new Promise((resolve, reject) =>
-    fdatasync(fd, (syncError) =>
+    (datasync ? fdatasync : fsync)(fd, (syncError) =>
       close(fd, (closeError) => {
         const error = syncError ?? closeError
         if (error) reject(error)
@@ -166,13 +169,8 @@ function syncAndClose(fd: number): Promise<void> {
 }
 
 /** Makes a rename in `dir` survive a power loss. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
+function syncDirectory(dir: string): Promise<void> {
+  return new Promise<number>((resolve, reject) => open(dir, 'r', (error, fd) => (error ? reject(error) : resolve(fd)))).then((fd) => syncAndClose(fd, false))
 }
 
 /** Recordings whose session was cut short by the agent stopping: what they hold is all there will be. */
