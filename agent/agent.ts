@@ -7,7 +7,7 @@
 // direct mode) is loaded only when one of those needs it: a node restarted in tunnel mode
 // never does.
 
-import { createPrivateKey, X509Certificate } from 'node:crypto'
+import { X509Certificate } from 'node:crypto'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { joinHostPort, parseHostPort } from '../shared/address.ts'
@@ -173,7 +173,7 @@ export class Agent {
       const client = new ApiClient({ server, caPems: hostCAPems, certPem: tlsCertPem, keyPem: tlsKeyPem })
       try {
         // Signed as through a proxy, so that the auth server learns this host signs: no proxy can then write unsigned events in its name.
-        const signature = signAsNode(this.identity.hostId, { kind: 'audit events', events }, createPrivateKey(tlsKeyPem))
+        const signature = signAsNode(this.identity.hostId, { kind: 'audit events', events }, tlsKeyPem)
         await client.call('POST /v1/audit/events', { body: { events, signature } })
       } finally {
         await client.close()

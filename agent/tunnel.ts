@@ -5,7 +5,7 @@
 // stream the proxy opens. The yamux keepalive shows both ends the tunnel is alive, so an
 // idle tunnel carries nothing else.
 
-import { createPrivateKey, type KeyObject, randomUUID, X509Certificate } from 'node:crypto'
+import { randomUUID, X509Certificate } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import { connect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls'
@@ -251,7 +251,7 @@ export class AgentTunnel extends EventEmitter {
       this.on('audit_failed', answered)
       this.once('close', closed)
       // Signed, so that the proxy passing them on cannot change them or write others in this node's name.
-      sendToProxy(control, { type: 'audit', batch, events, signature: signAsNode(this.hostId, { kind: 'audit events', events }, this.signingKey()) })
+      sendToProxy(control, { type: 'audit', batch, events, signature: signAsNode(this.hostId, { kind: 'audit events', events }, this.identity?.tlsKeyPem ?? '') })
     })
   }
 
@@ -279,17 +279,12 @@ export class AgentTunnel extends EventEmitter {
       this.on('recording_stored', answered)
       this.on('audit_failed', answered)
       this.once('close', closed)
-      sendToProxy(control, { type: 'recording', batch, chunk, signature: signAsNode(this.hostId, { kind: 'recording chunk', chunk }, this.signingKey()) })
+      sendToProxy(control, { type: 'recording', batch, chunk, signature: signAsNode(this.hostId, { kind: 'recording chunk', chunk }, this.identity?.tlsKeyPem ?? '') })
     })
   }
 
   private get hostId(): string {
     return this.identity?.hostId ?? ''
-  }
-
-  /** The node's host TLS key, which signs what the proxy carries to the auth server for it. */
-  private signingKey(): KeyObject {
-    return createPrivateKey(this.identity?.tlsKeyPem ?? '')
   }
 
   /** The round trip to the proxy in ms (a yamux ping). */

@@ -48,9 +48,9 @@ export async function dialThroughProxy(flags: ProxyFlags, node: string, request:
   const dir = flags.identity ?? defaultProfileDir()
   const { host, port } = proxyAddress(flags, dir)
   // A forwarded port is judged by the node too, from the user's SSH certificate and the
-  // request signed by its key (shared/port-request-proof.ts), made just before it is sent.
+  // request signed by its key (shared/port-request-proof.ts).
   const certificate = request.service === 'port' ? readSshCertificate(dir) : undefined
-  const signProof = request.service === 'port' ? portRequestSigner(dir, node, request.name ?? '') : undefined
+  const proof = request.service === 'port' ? signedPortRequest(dir, node, request.name ?? '') : undefined
   const socket = connect({
     host,
     port,
@@ -68,22 +68,21 @@ export async function dialThroughProxy(flags: ProxyFlags, node: string, request:
     socket.once('error', (error) => reject(new WarrenError(`cannot reach the proxy at ${host}:${port}: ${error.message}`)))
   })
   if (socket.alpnProtocol !== USER_ALPN) throw new WarrenError(`the server at ${host}:${port} does not accept user connections`)
-  writeMessage<UserDialIn>(socket, { node, ...request, certificate, proof: signProof?.() })
+  writeMessage<UserDialIn>(socket, { node, ...request, certificate, proof })
   const reply = await readFirstMessage(socket, parseDialReply).catch((error: Error): DialReply => ({ ok: false, error: error.message }))
   if (!reply.ok) throw new WarrenError(`cannot reach node "${node}": ${reply.error}`)
   return socket
 }
 
-/** Signs a port request with the user's SSH key: a fresh proof for every stream (`--listen` opens one per connection). */
-function portRequestSigner(dir: string, node: string, port: string): () => PortProof {
+/** A port request signed with the user's SSH key: one per stream (`--listen` opens one per connection). */
+function signedPortRequest(dir: string, node: string, port: string): PortProof {
   let key: KeyObject
   try {
     key = readOpenSshPrivateKey(readFileSync(profilePath(dir, 'sshKey'), 'utf8'))
   } catch (error) {
     throw new WarrenError(`cannot read the SSH key in ${dir}: ${(error as Error).message}`)
   }
-  const cluster = loadProfile(dir).cluster_name
-  return () => signPortRequest(key, { cluster, node, port })
+  return signPortRequest(key, { cluster: loadProfile(dir).cluster_name, node, port })
 }
 
 function readSshCertificate(dir: string): string {

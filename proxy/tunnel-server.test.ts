@@ -18,8 +18,10 @@ import { AmbiguousNodeName, returnSpreadMs, TunnelServer } from './tunnel-server
 const HOUR = 3_600_000
 const ca = createCA('test-cluster host CA', 'test-cluster')
 const log = createLogger('test', { level: 'error' })
+/** The auth server's signer of live sets: the host CA's key. */
+const signer = [{ certPem: ca.certPem, key: ca.key }]
 /** Announces `ids` as the auth server would hand them to the proxy: signed with the host CA's key. */
-const announceSigned = (tunnels: TunnelServer, ids: string[]) => tunnels.announce(ids, signLiveSet('test-cluster', ids, [{ certPem: ca.certPem, key: ca.key }]))
+const announceSigned = (tunnels: TunnelServer, ids: string[]) => tunnels.announce(ids, signLiveSet('test-cluster', ids, signer))
 
 function certificate(commonName: string, role: string, nodename = commonName): { cert: string; key: string } {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
@@ -79,6 +81,14 @@ async function tunnelServer(t: Test): Promise<{ proxyId: string; tunnels: Tunnel
   return { proxyId, tunnels, port: (server.address() as AddressInfo).port }
 }
 
+/** An agent's tunnel to the server at `port`, kept (its hello said), closed when the test ends. */
+async function openAgent(t: Test, port: number, identity = nodeIdentity(), labels: () => Record<string, string> = () => ({})): Promise<AgentTunnel> {
+  const agent = await AgentTunnel.open({ host: '127.0.0.1', port, identity, keepAliveIntervalMs: 15_000, labels, services: [], onStream: (s) => s.destroy(), log })
+  t.teardown(() => agent.close())
+  agent.activate()
+  return agent
+}
+
 t.test('agents hear the live set, with a spread only when a proxy joined it', async (t) => {
   const { proxyId, tunnels, port } = await tunnelServer(t)
 
@@ -120,26 +130,15 @@ t.test('agents hear the live set, with a spread only when a proxy joined it', as
 t.test('agents take a live set only as a host CA they trust signed it', async (t) => {
   const { proxyId, tunnels, port } = await tunnelServer(t)
   announceSigned(tunnels, ['p1', proxyId])
-  const agent = await AgentTunnel.open({
-    host: '127.0.0.1',
-    port,
-    identity: nodeIdentity(),
-    keepAliveIntervalMs: 15_000,
-    labels: () => ({}),
-    services: [],
-    onStream: (s) => s.destroy(),
-    log,
-  })
-  t.teardown(() => agent.close())
-  agent.activate()
+  const agent = await openAgent(t, port)
   await until('the tunnel', () => tunnels.size === 1, { timeoutMs: 10_000, everyMs: 10 })
   const refusal = () => new Promise<string>((resolve) => agent.once('live_set_refused', resolve))
   const other = createCA('another host CA', 'test-cluster')
-  const genuine = signLiveSet('test-cluster', [proxyId], [{ certPem: ca.certPem, key: ca.key }])
+  const genuine = signLiveSet('test-cluster', [proxyId], signer)
   const forgeries: [string, string[], Parameters<TunnelServer['announce']>[1]][] = [
     ['unsigned', [proxyId], undefined],
     ['signed by a CA the node does not trust', [proxyId], signLiveSet('test-cluster', [proxyId], [{ certPem: other.certPem, key: other.key }])],
-    ['signed for another cluster', [proxyId], signLiveSet('other-cluster', [proxyId], [{ certPem: ca.certPem, key: ca.key }])],
+    ['signed for another cluster', [proxyId], signLiveSet('other-cluster', [proxyId], signer)],
     ['a genuine signature over another set', ['p1', 'p2', proxyId], genuine],
     ['a genuine signature with its time changed', [proxyId], { ...genuine, signed_at: genuine.signed_at + 1 }],
   ]
@@ -157,32 +156,16 @@ t.test('agents take a live set only as a host CA they trust signed it', async (t
 t.test('the same set signed again is not sent again, but an agent that connects later gets the latest signature', async (t) => {
   const { proxyId, tunnels, port } = await tunnelServer(t)
   const ids = ['p1', proxyId]
-  const signer = [{ certPem: ca.certPem, key: ca.key }]
   const first = signLiveSet('test-cluster', ids, signer, 1000)
   const later = signLiveSet('test-cluster', ids, signer, 2000)
-  const open = async () => {
-    const agent = await AgentTunnel.open({
-      host: '127.0.0.1',
-      port,
-      identity: nodeIdentity(),
-      keepAliveIntervalMs: 15_000,
-      labels: () => ({}),
-      services: [],
-      onStream: (s) => s.destroy(),
-      log,
-    })
-    t.teardown(() => agent.close())
-    agent.activate()
-    return agent
-  }
   tunnels.announce(ids, first)
-  const early = await open()
+  const early = await openAgent(t, port)
   await until('the tunnel', () => tunnels.size === 1, { timeoutMs: 10_000, everyMs: 10 })
   let heard = 0
   early.on('proxies', () => heard++)
   tunnels.announce(ids, later)
   tunnels.announce(ids, first)
-  const late = await open()
+  const late = await openAgent(t, port)
   await until('the later agent to hear the set', () => late.announcedAt !== undefined, { timeoutMs: 10_000, everyMs: 10 })
   t.equal(early.announcedAt, 1000, 'the agent there before keeps the set it heard')
   t.equal(late.announcedAt, 2000, 'a later agent gets the latest signature, not an older one that came after it')
@@ -209,13 +192,6 @@ t.test("a node's new labels reach the proxy through its tunnel", async (t) => {
   await until('the new labels', () => tunnels.find(identity.hostId)?.labels.stage === 'two', { timeoutMs: 10_000, everyMs: 10 })
   t.same(tunnels.find(identity.hostId)?.labels, { stage: 'two' })
 })
-
-const openAgent = async (t: Test, port: number, identity: NodeIdentity, labels: () => Record<string, string> = () => ({})) => {
-  const agent = await AgentTunnel.open({ host: '127.0.0.1', port, identity, keepAliveIntervalMs: 15_000, labels, services: [], onStream: (s) => s.destroy(), log })
-  t.teardown(() => agent.close())
-  agent.activate()
-  return agent
-}
 
 t.test('a node name that two connected hosts carry is never guessed between', async (t) => {
   const { tunnels, port } = await tunnelServer(t)

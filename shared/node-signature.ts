@@ -29,7 +29,8 @@ function signedBytes(hostId: string, content: SignedContent): Buffer {
   return Buffer.from(`warren node ${content.kind} v1\n${JSON.stringify([hostId, body])}`)
 }
 
-export function signAsNode(hostId: string, content: SignedContent, key: KeyObject): NodeSignature {
+/** Signed with the host's TLS private key (a KeyObject, or the PEM the identity holds). */
+export function signAsNode(hostId: string, content: SignedContent, key: KeyObject | string): NodeSignature {
   const publicKey = createPublicKey(key).export({ type: 'spki', format: 'der' })
   return { public_key: publicKey.toString('base64'), signature: sign('sha256', signedBytes(hostId, content), key).toString('base64') }
 }

@@ -8,6 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { connect, type TLSSocket } from 'node:tls'
+import { loadProfile } from '../../cli/profile.ts'
 import { signPortRequest } from '../../shared/port-request-proof.ts'
 import { parseDialReply } from '../../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../../shared/protocol/framing.ts'
@@ -78,7 +79,7 @@ export async function startWarrenPath(echoPort: number, env: Record<string, stri
     // The node judges a forwarded port's user from its SSH certificate, and the request signed by its key.
     const certificate = readFileSync(join(user, 'id_ed25519-cert.pub'), 'utf8').trim()
     const sshKey = readOpenSshPrivateKey(readFileSync(join(user, 'id_ed25519'), 'utf8'))
-    const clusterName = JSON.parse(readFileSync(join(user, 'profile.json'), 'utf8')).cluster_name as string
+    const clusterName = loadProfile(user).cluster_name
     const [host, port] = [proxy.web.slice(0, proxy.web.lastIndexOf(':')), Number(proxy.web.slice(proxy.web.lastIndexOf(':') + 1))]
     return {
       ...cluster,
