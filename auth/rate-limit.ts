@@ -23,7 +23,9 @@ export class TooManyAttempts extends Error {
   readonly retryAfterS: number
   constructor(address: string, waitMs: number, what = 'join') {
     const seconds = Math.ceil(waitMs / 1000)
-    super(`too many failed ${what} attempts from ${address}; try again in ${seconds}s`)
+    // Tries are taken as requests arrive: concurrent ones from one address (a fleet behind
+    // one NAT address) count until they succeed, not only the ones that failed.
+    super(`too many ${what} attempts from ${address} (failed or still under way); try again in ${seconds}s`)
     this.retryAfterS = seconds
   }
 }

@@ -11,7 +11,7 @@ const log = createLogger('test', { level: 'error' })
 t.test('tried again after each wait the server asks for, until it succeeds', async (t) => {
   let calls = 0
   const value = await whileTooMany(log, async () => {
-    if (++calls < 3) throw new ApiError(429, 'too many failed join attempts', 0)
+    if (++calls < 3) throw new ApiError(429, 'too many join attempts', 0)
     return 'joined'
   })
   t.equal(value, 'joined')
@@ -39,11 +39,11 @@ t.test('given up when the wait would pass the limit', async (t) => {
       log,
       async () => {
         calls++
-        throw new ApiError(429, 'too many failed join attempts', 60)
+        throw new ApiError(429, 'too many join attempts', 60)
       },
       30_000,
     ),
-    /too many failed join attempts/,
+    /too many join attempts/,
   )
   t.equal(calls, 1, 'tried once: a wait of 60 s or more would pass the limit of 30 s')
 })

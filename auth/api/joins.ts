@@ -18,7 +18,7 @@ import { trustedCAs } from './hosts.ts'
 export function reserveTry(context: AuthContext, address: string, what: string, attempts = 'join'): void {
   const wait = context.limiter.reserve(address)
   if (wait === 0) return
-  context.log.warn(`${what} refused: too many failed attempts`, { from: address })
+  context.log.warn(`${what} refused: too many attempts`, { from: address })
   throw new TooManyAttempts(address, wait, attempts)
 }
 
