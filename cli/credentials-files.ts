@@ -1,5 +1,5 @@
 // A user's credentials written out, as `warrenctl auth sign` and `warren login` both write
-// them: fresh keys (made here, never sent), the certificates, the cluster's host CA,
+// them: fresh keys (made here; only their public halves and signatures are sent), the certificates, the cluster's host CA,
 // known_hosts, profile.json and, for a stock OpenSSH client, an ssh_config.
 
 import { generateKeyPairSync, type KeyObject } from 'node:crypto'
@@ -8,7 +8,9 @@ import { homedir } from 'node:os'
 import { isAbsolute, join, relative } from 'node:path'
 import { isSea } from 'node:sea'
 import { writeFileAtomic } from '../shared/files.ts'
+import { joinProofMessage, LOGIN_PURPOSE, signProof } from '../shared/join-proof.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
+import type { LoginKeyFields } from '../shared/protocol/logins.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { HOST_KEYS_DIR } from './host-keys.ts'
@@ -27,6 +29,12 @@ export function generateUserKeys(): UserKeys {
 /** The public halves, as a request for certificates carries them. */
 export function publicKeyFields(keys: UserKeys): { ssh_public_key: string; tls_public_key: string } {
   return { ssh_public_key: sshPublicKeyLine(keys.ssh.publicKey), tls_public_key: keys.tls.publicKey.export({ type: 'spki', format: 'pem' }) as string }
+}
+
+/** The public halves with each key's signature over the cluster's challenge `nonce`, as a login or a sign-up proves them. */
+export function provenKeyFields(keys: UserKeys, clusterName: string, nonce: string): LoginKeyFields {
+  const message = joinProofMessage({ purpose: LOGIN_PURPOSE, clusterName, nonce, tlsPublicKey: keys.tls.publicKey, sshPublicKey: keys.ssh.publicKey })
+  return { ...publicKeyFields(keys), nonce, tls_signature: signProof(message, keys.tls.privateKey), ssh_signature: signProof(message, keys.ssh.privateKey) }
 }
 
 export interface WriteOptions {

@@ -13,10 +13,11 @@ import { formatExpiry, formatUtc } from '../shared/duration.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { caPin, parsePin, pinMatches } from '../shared/pin.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
+import type { LoginKeyFields } from '../shared/protocol/logins.ts'
 import { checkedUserCerts } from './checked-user-certs.ts'
 import { defineCommand } from './command.ts'
 import { hideFlagValue } from './command-line-secrets.ts'
-import { generateUserKeys, publicKeyFields, type UserKeys, writeUserCredentials } from './credentials-files.ts'
+import { generateUserKeys, provenKeyFields, type UserKeys, writeUserCredentials } from './credentials-files.ts'
 import { HOST_KEYS_DIR } from './host-keys.ts'
 import { defaultProfileDir, PROFILE_FILES, type Profile } from './profile.ts'
 import { Prompter } from './prompt.ts'
@@ -77,7 +78,7 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
 }
 
 /** Accepting an invitation: whose it is, the second factor to enrol, a password twice and a first code; the answer is a login's. */
-async function signUp(client: ApiClient, token: string, keys: UserKeys, ttlMs: number, prompter: Prompter): Promise<{ user: string; signed: UserCerts }> {
+async function signUp(client: ApiClient, cluster: string, token: string, keys: UserKeys, ttlMs: number, prompter: Prompter): Promise<{ user: string; signed: UserCerts }> {
   const started = await client.call('POST /v1/signup', { body: { token } })
   tell(`Signing up as ${started.user} to cluster ${started.cluster_name}.`)
   tell('')
@@ -89,17 +90,32 @@ async function signUp(client: ApiClient, token: string, keys: UserKeys, ttlMs: n
   if ([...password].length < MIN_PASSWORD_LENGTH) throw new WarrenError(`a password needs at least ${MIN_PASSWORD_LENGTH} characters: run the same command again`)
   if ((await prompter.secret('The same password again: ')) !== password) throw new WarrenError('the passwords differ: run the same command again')
   const code = await prompter.ask('Code from the authenticator app: ')
-  const signed = await client.call('POST /v1/signup/complete', { body: { token, password, totp_code: code.trim(), ttl_ms: ttlMs, ...publicKeyFields(keys) } })
+  const proven = await provenKeys(client, cluster, keys)
+  const signed = await client.call('POST /v1/signup/complete', { body: { token, password, totp_code: code.trim(), ttl_ms: ttlMs, ...proven } })
   return { user: started.user, signed }
 }
 
 /** Password and code for `name` (asked when no flag or earlier login says). */
-async function logIn(client: ApiClient, name: string | undefined, keys: UserKeys, ttlMs: number, prompter: Prompter): Promise<{ user: string; signed: UserCerts }> {
+async function logIn(
+  client: ApiClient,
+  cluster: string,
+  name: string | undefined,
+  keys: UserKeys,
+  ttlMs: number,
+  prompter: Prompter,
+): Promise<{ user: string; signed: UserCerts }> {
   const user = name ?? (await prompter.ask('User: ')).trim()
   const password = await prompter.secret(`Password for ${user}: `)
   const code = await prompter.ask('Second factor code: ')
-  const signed = await client.call('POST /v1/login', { body: { user, password, totp_code: code.trim(), ttl_ms: ttlMs, ...publicKeyFields(keys) } })
+  const proven = await provenKeys(client, cluster, keys)
+  const signed = await client.call('POST /v1/login', { body: { user, password, totp_code: code.trim(), ttl_ms: ttlMs, ...proven } })
   return { user, signed }
+}
+
+/** The keys with their proof over a fresh challenge, asked for once the answers are in (a challenge lasts two minutes). */
+async function provenKeys(client: ApiClient, cluster: string, keys: UserKeys): Promise<LoginKeyFields> {
+  const { nonce } = await client.call('POST /v1/join/challenge')
+  return provenKeyFields(keys, cluster, nonce)
 }
 
 export const loginCommand = defineCommand({
@@ -127,7 +143,9 @@ export const loginCommand = defineCommand({
     const { cluster, caPems } = await trustCluster(flags.proxy, pins, prompter)
     const client = new ApiClient({ server: flags.proxy, caPems })
     const keys = generateUserKeys()
-    const answer = flags.invite ? signUp(client, flags.invite, keys, flags.ttl, prompter) : logIn(client, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
+    const answer = flags.invite
+      ? signUp(client, cluster, flags.invite, keys, flags.ttl, prompter)
+      : logIn(client, cluster, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
     const { user, signed: answered } = await answer.finally(() => client.close())
     const signed = checkedUserCerts(answered, cluster, caPems)
     const dir = clusterDir(signed.cluster_name)

@@ -13,6 +13,8 @@ const PURPOSE = 'warren join proof-of-possession v1'
  * (auth/recovery.ts), under a purpose of its own: a join's proof never reads as a recovery's.
  */
 export const RECOVERY_PURPOSE = 'warren recovery proof-of-possession v1'
+/** A person logging in (or signing up) proves the keys the user CA is to certify the same way (auth/login-keys.ts). */
+export const LOGIN_PURPOSE = 'warren login proof-of-possession v1'
 
 export interface JoinProofFields {
   /** PURPOSE (a join) unless given. */

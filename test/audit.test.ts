@@ -13,7 +13,6 @@ import { connect, createServer } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { generateUserKeys, publicKeyFields } from '../cli/credentials-files.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
@@ -21,7 +20,7 @@ import { joinCluster } from '../shared/join.ts'
 import { signAsNode } from '../shared/node-signature.ts'
 import type { AuditEvent } from '../shared/protocol/audit.ts'
 import { AuthProcess, type Daemon, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
-import { codeAt, signUp } from './helpers/people.ts'
+import { codeAt, provenFields, signUp } from './helpers/people.ts'
 
 t.setTimeout(240_000)
 
@@ -102,7 +101,7 @@ async function logIn(user: string, password: string, code: string): Promise<bool
   const caPems = JSON.parse(readFileSync(auth.identityPath, 'utf8')).host_ca_certs
   const client = new ApiClient({ server: proxy.web, caPems })
   try {
-    await client.call('POST /v1/login', { body: { user, password, totp_code: code, ttl_ms: 60_000, ...publicKeyFields(generateUserKeys()) } })
+    await client.call('POST /v1/login', { body: { user, password, totp_code: code, ttl_ms: 60_000, ...(await provenFields(client)) } })
     return true
   } catch (error) {
     if (error instanceof ApiError) return false

@@ -1,7 +1,7 @@
 // The public routes people use, straight or through a proxy's web port: accepting an
 // invitation (POST /v1/signup shows whose it is and offers a second factor, POST
 // /v1/signup/complete sets the password and enrols it, and logs in) and logging in for
-// certificates.
+// certificates, for keys the caller proves it holds (login-keys.ts).
 // Like joins, every try is charged to the client's address before its body is read and
 // given back only when it succeeds.
 
@@ -9,11 +9,11 @@ import type { IncomingMessage } from 'node:http'
 import { SMALL_BODY } from '../../shared/api-router.ts'
 import type { Peer } from '../callers.ts'
 import { Locked } from '../locks.ts'
+import { provenLoginKeys } from '../login-keys.ts'
 import { Logins } from '../logins.ts'
 import { signedKnownHosts, userCertificatesFor } from '../user-certificates.ts'
 import { UnknownUser } from '../users.ts'
 import { clientAddress } from './access.ts'
-import { publicKeys } from './admin-users.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
 import { described, reserveTry } from './joins.ts'
 
@@ -80,7 +80,7 @@ export const loginRoutes = {
     handle: (call, context) =>
       chargedTry(call, context, 'sign-up', async (address) => {
         const body = await call.body()
-        const keys = publicKeys(call.route, body)
+        const keys = await provenLoginKeys(call.route, body, context)
         const user = await loginsOf(context).completeSignup(body.token, body.password, body.totp_code)
         context.log.info('user signed up', { user: user.name, from: address })
         await context.audit.record('invite.accepted', { user: user.name, client_addr: address })
@@ -102,7 +102,7 @@ export const loginRoutes = {
         async (address) => {
           const body = await call.body()
           logged.user = body.user
-          const keys = publicKeys(call.route, body)
+          const keys = await provenLoginKeys(call.route, body, context)
           const user = await loginsOf(context).login(body.user, body.password, body.totp_code)
           const certs = await userCertificatesFor(context, user, keys, body.ttl_ms)
           context.log.info('user logged in', { user: user.name, from: address })

@@ -3,7 +3,7 @@
 // logging in for short-lived certificates (`warren login`).
 
 import type { KnownHostsSignature } from '../signed-known-hosts.ts'
-import { number, object, text } from './shape.ts'
+import { number, type Out, object, text } from './shape.ts'
 
 /** A sign-up token, to see whose it is and get a second factor's secret to enrol. */
 export const SIGNUP_BODY = object({ token: text({ max: 512 }) })
@@ -23,12 +23,19 @@ const KEYS_AND_TTL = {
   ssh_public_key: text({ max: 4096 }),
   /** PEM (SubjectPublicKeyInfo). */
   tls_public_key: text({ max: 4096 }),
+  /** A challenge from POST /v1/join/challenge, which both keys signed (shared/join-proof.ts, LOGIN_PURPOSE). */
+  nonce: text({ max: 256 }),
+  /** Base64 signatures of the proof message by the TLS key and the SSH key. */
+  tls_signature: text({ max: 2048 }),
+  ssh_signature: text({ max: 2048 }),
 }
 
 /** Sets the password and enrols the second factor with its first code; the answer is a login's (UserCerts), for these keys. */
 export const SIGNUP_COMPLETE_BODY = object({ token: text({ max: 512 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }), ...KEYS_AND_TTL })
 
 export const LOGIN_BODY = object({ user: text({ max: 64 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }), ...KEYS_AND_TTL })
+/** The keys a login or a sign-up asks to have certified, with their proof. */
+export type LoginKeyFields = Omit<Out<typeof LOGIN_BODY>, 'user' | 'password' | 'totp_code' | 'ttl_ms'>
 
 /** The one answer to a wrong user name, password or code: which of them was wrong is not told. */
 export const LOGIN_REFUSED = 'wrong user name, password or second factor code'

@@ -4,6 +4,9 @@
 
 import { execFileSync, spawn } from 'node:child_process'
 import { join } from 'node:path'
+import { generateUserKeys, provenKeyFields } from '../../cli/credentials-files.ts'
+import type { ApiClient } from '../../shared/api-client.ts'
+import type { LoginKeyFields } from '../../shared/protocol/logins.ts'
 import { ROOT, type RunResult } from './cluster.ts'
 
 /** oathtool's code for the time step `step`. */
@@ -35,4 +38,10 @@ export function signUp(args: string[], env: Record<string, string>, password: st
       resolve({ code: code ?? 1, stdout, stderr, secret, step })
     })
   })
+}
+
+/** Fresh keys with their proof over a challenge from `client`'s server, as `warren login` sends them. */
+export async function provenFields(client: ApiClient, cluster = 'test-cluster'): Promise<LoginKeyFields> {
+  const { nonce } = await client.call('POST /v1/join/challenge')
+  return provenKeyFields(generateUserKeys(), cluster, nonce)
 }
