@@ -11,17 +11,13 @@ import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
 import { joinProofMessage, LOGIN_PURPOSE, signProof } from '../shared/join-proof.ts'
 import type { LoginKeyFields } from '../shared/protocol/logins.ts'
-import { AuthProcess, ProxyProcess, testLogin } from './helpers/cluster.ts'
+import { authAndProxy, testLogin } from './helpers/cluster.ts'
 import { codeAt, stepNow } from './helpers/people.ts'
 
 t.setTimeout(120_000)
 
 const PASSWORD = 'a long enough passphrase'
-const auth = await new AuthProcess().start()
-t.teardown(() => auth.stop())
-const pin = await auth.pin()
-const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
-t.teardown(() => proxy.stop())
+const { auth, proxy } = await authAndProxy(t)
 const client = new ApiClient({ server: proxy.web, caPems: JSON.parse(readFileSync(auth.identityPath, 'utf8')).host_ca_certs })
 t.teardown(() => client.close())
 

@@ -12,17 +12,13 @@ import t from 'tap'
 import { shellQuote } from '../cli/profile.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
-import { AuthProcess, openssh, ProxyProcess, ROOT, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { AuthProcess, authAndProxy, openssh, ProxyProcess, ROOT, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { codeAt, provenFields, signUp as signUpAs, stepNow } from './helpers/people.ts'
 
 t.setTimeout(300_000)
 
 const PASSWORD = 'a long enough passphrase'
-const auth = await new AuthProcess().start()
-t.teardown(() => auth.stop())
-const pin = await auth.pin()
-const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
-t.teardown(() => proxy.stop())
+const { auth, pin, proxy } = await authAndProxy(t)
 const joinNode = async (name: string) => {
   const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${name}`])
   t.teardown(() => node.stop())

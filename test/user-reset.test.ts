@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { PROFILE_FILES } from '../cli/profile.ts'
-import { AuthProcess, openssh, ProxyProcess, ROOT, type RunResult, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { authAndProxy, openssh, ROOT, type RunResult, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { signUp } from './helpers/people.ts'
 import { until } from './helpers/until.ts'
 
@@ -23,11 +23,7 @@ t.setTimeout(300_000)
 
 const PASSWORD = 'a long enough passphrase'
 const NODE = 'pi-reset'
-const auth = await new AuthProcess().start()
-t.teardown(() => auth.stop())
-const pin = await auth.pin()
-const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
-t.teardown(() => proxy.stop())
+const { auth, pin, proxy } = await authAndProxy(t)
 const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${NODE}`])
 t.teardown(() => node.stop())
 await waitForNode(auth, NODE)

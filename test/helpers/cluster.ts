@@ -392,6 +392,16 @@ export class ProxyProcess {
   }
 }
 
+/** An auth server and one proxy joined to it, both stopped when `t` ends; `pin` is the CA pin. */
+export async function authAndProxy(t: { teardown(fn: () => unknown): void }): Promise<{ auth: AuthProcess; pin: string; proxy: ProxyProcess }> {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  return { auth, pin, proxy }
+}
+
 /**
  * `count` proxies whose tunnel ports sit behind a load balancer at `balancer` (host:port):
  * agents are told to dial it, and the proxies believe PROXY headers from 127.0.0.1. Each
