@@ -18,13 +18,21 @@ const PURPOSE = 'warren port request v1'
  */
 export const PROOF_WINDOW_MS = 5 * 60_000
 /**
- * Nonces a node keeps, at most: the requests of PROOF_WINDOW_MS either side. Beyond it new
- * requests are refused until old ones age out (about 80 a second, held for ten minutes: a
- * few MB at the most).
+ * Nonces a node keeps, at most: the requests of PROOF_WINDOW_MS either side (about 80 a
+ * second, held for ten minutes: a few MB at the most). Beyond it the oldest are forgotten to
+ * make room, and requests signed no later than them are refused from then on, so a request
+ * is still taken only once; only a flood that forgot nonces of the last seconds would refuse
+ * a request just signed.
  */
 export const MAX_REMEMBERED_NONCES = 50_000
-/** Of those, one user's at most: no user can use up the others' room. */
+/** Of those, one user's at most: beyond it that user's requests are refused until old ones age out. */
 export const MAX_NONCES_PER_USER = 5_000
+/**
+ * Nonces looked at, oldest seen first, for one to forget: those signed ahead of the node's
+ * clock (a client's clock ahead) cannot be, as the time they would refuse is still to come.
+ * Bounded, so that a memory full of them costs each request little; then it is refused.
+ */
+const FORGET_LOOKAHEAD = 64
 
 export const PORT_PROOF = object({
   /** When the client signed (epoch ms, its clock). */
@@ -55,14 +63,18 @@ export function signPortRequest(key: KeyObject, fields: PortRequestFields, now =
 
 /** The node's side: checks proofs, and remembers their nonces for as long as they could be used. */
 export class PortProofs {
-  /** The user and nonce → until when it is remembered (epoch ms) and whose it is, in the order seen. */
-  private readonly seen = new Map<string, { until: number; user: string }>()
+  /** The user and nonce → when it was signed (epoch ms, the client's clock) and whose it is, in the order seen. */
+  private readonly seen = new Map<string, { at: number; user: string }>()
   /** How many of `seen` each user has. */
   private readonly perUser = new Map<string, number>()
+  /** Proofs signed at or before this time are refused: nonces that old were forgotten to make room. */
+  private floor = Number.NEGATIVE_INFINITY
   private readonly now: () => number
+  private readonly limits: { total: number; perUser: number }
 
-  constructor(now: () => number = Date.now) {
+  constructor(now: () => number = Date.now, limits = { total: MAX_REMEMBERED_NONCES, perUser: MAX_NONCES_PER_USER }) {
     this.now = now
+    this.limits = limits
   }
 
   /**
@@ -79,13 +91,37 @@ export class PortProofs {
     if (Math.abs(now - proof.at) > PROOF_WINDOW_MS) {
       return `the request was signed ${new Date(proof.at).toISOString()}, more than ${PROOF_WINDOW_MS / 60_000} minutes from this node's clock (${new Date(now).toISOString()})`
     }
+    if (proof.at <= this.floor) {
+      return `the request was signed ${new Date(proof.at).toISOString()}, no later than requests this node forgot to make room for others (too many in the last minutes): ask again`
+    }
     const key = `${user}\n${proof.nonce}`
     if (this.seen.has(key)) return 'the request was used before: a signed request opens one stream'
     const users = this.perUser.get(user) ?? 0
-    if (this.seen.size >= MAX_REMEMBERED_NONCES || users >= MAX_NONCES_PER_USER) return 'too many forwarded-port requests in the last minutes: try again shortly'
-    this.seen.set(key, { until: proof.at + PROOF_WINDOW_MS, user })
+    if (users >= this.limits.perUser) return `too many forwarded-port requests from ${user} in the last minutes: try again shortly`
+    if (this.seen.size >= this.limits.total && !this.makeRoom(now)) return 'too many forwarded-port requests in the last minutes: try again shortly'
+    this.seen.set(key, { at: proof.at, user })
     this.perUser.set(user, users + 1)
     return undefined
+  }
+
+  /** Forgets the oldest nonce seen that was signed no later than `now`, and from then on refuses what was signed before it; false when none of the first few was. */
+  private makeRoom(now: number): boolean {
+    let looked = 0
+    for (const [key, { at, user }] of this.seen) {
+      if (++looked > FORGET_LOOKAHEAD) return false
+      if (at > now) continue
+      this.drop(key, user)
+      this.floor = Math.max(this.floor, at)
+      return true
+    }
+    return false
+  }
+
+  private drop(key: string, user: string): void {
+    this.seen.delete(key)
+    const left = (this.perUser.get(user) ?? 1) - 1
+    if (left > 0) this.perUser.set(user, left)
+    else this.perUser.delete(user)
   }
 
   /**
@@ -94,12 +130,9 @@ export class PortProofs {
    * longer is only remembered longer.
    */
   private forget(now: number): void {
-    for (const [key, { until, user }] of this.seen) {
-      if (until >= now) return
-      this.seen.delete(key)
-      const left = (this.perUser.get(user) ?? 1) - 1
-      if (left > 0) this.perUser.set(user, left)
-      else this.perUser.delete(user)
+    for (const [key, { at, user }] of this.seen) {
+      if (at + PROOF_WINDOW_MS >= now) return
+      this.drop(key, user)
     }
   }
 }
