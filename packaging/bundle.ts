@@ -5,8 +5,10 @@
 // first use (see sea-part.ts): the etcd storage backend with its client (gRPC, protobufjs:
 // half of all the code), the proxy's ACME certificates, ssh2, which only a node's SSH
 // server uses, from its first connection on, prom-client, which only an auth server or a
-// proxy with diag_addr uses, and the auth server's and the proxy's code, which a node never runs
-// (those two take the modules they share with the main script from it: main-modules.ts).
+// proxy with diag_addr uses, the auth server's and the proxy's code, which a node never runs,
+// warrenctl's commands and `warren install`, which only people run (these four take the
+// modules they share with the main script from it: main-modules.ts), and the YAML library,
+// which every process loads but which was a quarter of the main script.
 
 import { writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -25,16 +27,24 @@ const PARTS: Record<string, string> = {
   ssh2: 'ssh2',
   'prom-client': 'prom-client',
   qrcode: 'qrcode',
+  // Every process reads YAML (its config), so this part saves no memory: compressed, it
+  // keeps the executable within its size budget, for the decompressor's pages in an idle
+  // agent (bench:footprint).
+  yaml: 'yaml',
   auth: 'auth/server.ts',
   proxy: 'proxy/proxy.ts',
+  // Commands that only people run, never a device's daemon.
+  warrenctl: 'cli/warrenctl.ts',
+  install: 'cli/install.ts',
 }
 
 /**
  * Parts that run beside the main script's code in one process: they take the modules they
  * share with it from it (main-modules.ts). Apart, the auth server's and the proxy's code
- * (0.22 MB) is neither held nor compiled by a node: 0.5 MB less in an idle agent.
+ * (0.22 MB) is neither held nor compiled by a node: 0.5 MB less in an idle agent. The same
+ * holds, on a smaller scale, for the commands only people run.
  */
-const BESIDE_MAIN = new Set(['auth', 'proxy'])
+const BESIDE_MAIN = new Set(['auth', 'proxy', 'warrenctl', 'install'])
 
 /**
  * ssh2 tries `cpu-features` (to order ciphers) inside try/catch and does without it; its own
