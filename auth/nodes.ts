@@ -33,8 +33,6 @@ export interface NodeRecord {
   publicAddrs?: string[]
   /** When the host's latest certificates expire (epoch ms): set at join, renewal and recovery. */
   certExpires?: number
-  /** The host has signed what proxies carry for it (node-signature.ts): from then on, nothing unsigned is taken in its name. */
-  signsRelayed?: boolean
 }
 
 /** A proxy's last heartbeat: how agents and other proxies find it. */
@@ -236,21 +234,6 @@ export class NodeDirectory {
       }
     }
     throw new Error(`the registry record of host ${hostId} kept changing while its certificate expiry was written`)
-  }
-
-  /** Records that the host signs what proxies carry for it, unless it was removed meanwhile (as recordCertificate writes). */
-  async recordSignsRelayed(hostId: string): Promise<void> {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const item = await this.backend.get(REGISTRY + hostId)
-      if (!item) return
-      const record = JSON.parse(item.value) as NodeRecord
-      if (record.signsRelayed) return
-      if (await this.backend.txn([{ key: item.key, revision: item.revision }], [registerNodeOperation({ ...record, signsRelayed: true })])) {
-        this.registry.delete(hostId)
-        return
-      }
-    }
-    throw new Error(`the registry record of host ${hostId} kept changing while its signing was recorded`)
   }
 
   /** Drops what this server remembers of a host that was removed or replaced. */

@@ -1,5 +1,5 @@
 // What a proxy carries in a node's name, judged against the node's registered key: taken
-// unsigned only until the host's first signed batch, and signed only by that key.
+// only signed by that key, from the first batch on.
 
 import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
@@ -18,31 +18,21 @@ const content = { kind: 'audit events' as const, events }
 
 /** A registry of one host, as the auth server's node directory answers for it. */
 function contextWith(record: NodeRecord | undefined): AuthContext {
-  const nodes = {
-    lookup: async (hostId: string) => (record && hostId === record.hostId ? { ...record } : undefined),
-    recordSignsRelayed: async () => {
-      if (record) record.signsRelayed = true
-    },
-  }
+  const nodes = { lookup: async (hostId: string) => (record && hostId === record.hostId ? { ...record } : undefined) }
   return { nodes } as unknown as AuthContext
 }
 
-t.test('unsigned until the first signed batch, then only signed by the registered key', async (t) => {
-  const record: NodeRecord = { hostId: 'h1', nodename: 'pi-1', roles: ['node'], joinedAt: 0, tlsKeySha256: fingerprint }
-  const context = contextWith(record)
-  t.equal((await judgeRelayed(context, 'h1', content, undefined)).nodename, 'pi-1', 'a node of an earlier version: taken')
+t.test("only the registered key's signature is taken, from the first batch on", async (t) => {
+  const context = contextWith({ hostId: 'h1', nodename: 'pi-1', roles: ['node'], joinedAt: 0, tlsKeySha256: fingerprint })
+  await t.rejects(judgeRelayed(context, 'h1', content, undefined), /not signed by host h1/, 'unsigned, although the host never sent anything: refused')
   await t.rejects(judgeRelayed(context, 'h1', content, signAsNode('h1', content, otherKey)), /not signed by the key registered for host h1/, 'another key: refused')
-  t.notOk(record.signsRelayed, 'a refused signature teaches nothing')
-  await judgeRelayed(context, 'h1', content, signAsNode('h1', content, nodeKey))
-  t.ok(record.signsRelayed, "the host's own signature is taken, and remembered")
-  await t.rejects(judgeRelayed(context, 'h1', content, undefined), /not signed by host h1, which signs/, 'unsigned from then on: refused')
-  await t.rejects(judgeRelayed(context, 'h2', content, undefined), /host h2 is not registered/, 'a host not registered')
+  await t.rejects(judgeRelayed(context, 'h1', { kind: 'audit events', events: [] }, signAsNode('h1', content, nodeKey)), /not signed/, 'a signature over other content: refused')
+  t.equal((await judgeRelayed(context, 'h1', content, signAsNode('h1', content, nodeKey))).nodename, 'pi-1', "the host's own signature: taken")
+  await t.rejects(judgeRelayed(context, 'h2', content, signAsNode('h2', content, nodeKey)), /host h2 is not registered/, 'a host not registered')
 })
 
-t.test('a host registered before keys were recorded: any valid signature is taken, and teaches nothing', async (t) => {
-  const record: NodeRecord = { hostId: 'h1', nodename: 'pi-1', roles: ['node'], joinedAt: 0 }
-  const context = contextWith(record)
-  await judgeRelayed(context, 'h1', content, signAsNode('h1', content, otherKey))
-  t.notOk(record.signsRelayed)
-  await t.rejects(judgeRelayed(context, 'h1', { kind: 'audit events', events: [] }, signAsNode('h1', content, nodeKey)), /not signed/, 'a signature over other content: refused')
+t.test('a host registered without its key: no signature is taken', async (t) => {
+  const context = contextWith({ hostId: 'h1', nodename: 'pi-1', roles: ['node'], joinedAt: 0 })
+  await t.rejects(judgeRelayed(context, 'h1', content, signAsNode('h1', content, otherKey)), /not signed by the key registered/)
+  await t.rejects(judgeRelayed(context, 'h1', content, signAsNode('h1', content, nodeKey)), /not signed by the key registered/)
 })

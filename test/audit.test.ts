@@ -252,6 +252,31 @@ t.test("a proxy's stolen keys cannot write events or recordings in the node's na
   t.equal((await auth.ctl(['recordings', 'ls', '--format=json'])).stdout.includes(chunk.session_id), false, 'no forged recording is kept')
 })
 
+t.test('nor in the name of a node that has not sent anything yet', async (t) => {
+  const quiet = await joinNode('pi-quiet')
+  const hostId = loadIdentity(quiet.dataDir!, 'node')!.hostId
+  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+  const asProxy = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem })
+  t.teardown(() => asProxy.close())
+  const forged = { id: `forged-${randomUUID()}`, time: Date.now(), type: 'exec', user: 'mallory', login, node: 'pi-quiet', command: 'rm -rf /' }
+  await t.rejects(
+    asProxy.call('POST /v1/proxies/audit-events', { body: { host_id: hostId, events: [forged] } as never }),
+    { status: 400, message: /not signed by host/ },
+    'unsigned: refused',
+  )
+  const chunk = { session_id: `forged-${randomUUID()}`, offset: 0, data: Buffer.from('{"version":2}\n').toString('base64'), end: true }
+  await t.rejects(
+    asProxy.call('POST /v1/proxies/recording-chunks', { body: { host_id: hostId, ...chunk } }),
+    { status: 400, message: /not signed by host/ },
+    'an unsigned recording chunk: refused',
+  )
+  t.same(
+    (await auditLs(['--node=pi-quiet', '--type=*'])).filter((event) => event.id === forged.id),
+    [],
+    'the forged event is not in the log',
+  )
+})
+
 t.test('a direct node delivers its events itself, as the node its certificate names', async (t) => {
   const direct = await joinNode('pi-direct', auth.address)
   const ran = await openssh(profile, [`${login}@pi-direct`, 'exit 0'])
