@@ -15,7 +15,7 @@ import type { AuditEventType } from '../shared/protocol/audit.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { AcmeRecords } from './acme-records.ts'
-import { admitter } from './api/access.ts'
+import { admitter, checkSignedBody, spendAdminNonce } from './api/access.ts'
 import type { AuthContext } from './api/context.ts'
 import { statusOf } from './api/errors.ts'
 import { AUTH_ROUTES } from './api/index.ts'
@@ -218,8 +218,10 @@ export class AuthServer {
         this.callers,
         () => this.clusterName,
         this.log,
+        (key) => spendAdminNonce(this.backend, key),
         (token) => webSessionsOf(context).use(token),
       ),
+      checkBody: checkSignedBody,
       statusOf,
       log: this.log,
       answered: observer?.answered,

@@ -2,10 +2,12 @@
 // `warren proxy ssh` read them: keys, certificates, the cluster's host CA, known_hosts,
 // and profile.json with the proxy to use.
 
+import { createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { ADMIN_PROOF_HEADER, signAdminRequest } from '../shared/admin-request-proof.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { expandHome } from './flags.ts'
@@ -61,14 +63,22 @@ export function profilePath(dir: string, file: keyof typeof PROFILE_FILES): stri
   return resolve(dir, PROFILE_FILES[file])
 }
 
-/** A client of a proxy's HTTPS API as the user of `dir`: the proxy given, else the profile's first. */
+/**
+ * A client of a proxy's HTTPS API as the user of `dir`: the proxy given, else the profile's
+ * first. Each request is signed with the user's TLS key (shared/admin-request-proof.ts), which
+ * the auth server requires of admin requests a proxy carries.
+ */
 export function proxyApiClient(dir: string, proxy: string | undefined, noProxy = 'no proxy known: pass --proxy=HOST:PORT'): ApiClient {
-  const server = proxy ?? loadProfile(dir).proxies[0]
+  const profile = loadProfile(dir)
+  const server = proxy ?? profile.proxies[0]
   if (!server) throw new UsageError(noProxy)
+  const keyPem = readFileSync(profilePath(dir, 'tlsKey'), 'utf8')
+  const key = createPrivateKey(keyPem)
   return new ApiClient({
     server,
     caPems: [readFileSync(profilePath(dir, 'hostCA'), 'utf8')],
     certPem: readFileSync(profilePath(dir, 'tlsCert'), 'utf8'),
-    keyPem: readFileSync(profilePath(dir, 'tlsKey'), 'utf8'),
+    keyPem,
+    headersFor: (method, path, body) => ({ [ADMIN_PROOF_HEADER]: signAdminRequest(key, profile.cluster_name, method, path, body) }),
   })
 }

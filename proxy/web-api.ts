@@ -8,6 +8,7 @@
 
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
+import { ADMIN_PROOF_HEADER } from '../shared/admin-request-proof.ts'
 import type { ApiClient } from '../shared/api-client.ts'
 import { type Call, HttpError, NO_BODY, Router, type RouteTable, SMALL_BODY } from '../shared/api-router.ts'
 import { ApiError } from '../shared/errors.ts'
@@ -57,8 +58,9 @@ function userOf(call: Call<ProxyWebRoute, unknown>, options: WebApiOptions): str
 
 /**
  * An admin or user request of a logged-in person, carried as it came (path, query, body)
- * with this proxy's own identity, vouching for the user by its certificate: the auth server
- * judges the user and its roles, and logs what it does.
+ * with this proxy's own identity, vouching for the user by its certificate and passing on
+ * the user's signature of the request: the auth server judges the user, its roles and its
+ * signature, and logs what it does.
  */
 async function forwardAdmin(call: Call<AdminRoute | UserRoute, unknown>, options: WebApiOptions): Promise<ApiResponse<AdminRoute | UserRoute>> {
   userOf(call, options)
@@ -66,7 +68,10 @@ async function forwardAdmin(call: Call<AdminRoute | UserRoute, unknown>, options
   if (!cert) throw new HttpError(401, 'a valid user certificate of this cluster is required')
   const method = call.route.slice(0, call.route.indexOf(' ')) as 'GET' | 'POST' | 'DELETE'
   const body = method === 'POST' ? await call.json() : undefined
-  const headers = { [USER_CERT_HEADER]: cert.raw.toString('base64'), 'x-warren-client-addr': options.clientAddress(call.req) }
+  const headers: Record<string, string> = { [USER_CERT_HEADER]: cert.raw.toString('base64'), 'x-warren-client-addr': options.clientAddress(call.req) }
+  // The person's own signature of the request, which the auth server requires of admin requests.
+  const proof = call.req.headers[ADMIN_PROOF_HEADER]
+  if (typeof proof === 'string') headers[ADMIN_PROOF_HEADER] = proof
   try {
     return await options.auth().request<ApiResponse<AdminRoute | UserRoute>>(method, call.req.url ?? '/', body, { headers })
   } catch (error) {

@@ -30,6 +30,8 @@ export interface ClientOptions {
    * auth server's address must not answer.
    */
   authServer?: boolean
+  /** Headers each request carries that depend on it (a signature of it): from its method, path with query, and body. */
+  headersFor?: (method: string, path: string, body: unknown) => Record<string, string>
 }
 
 /** Accepts the server when its (already CA-verified) certificate carries a server role (`auth` when `authOnly`). */
@@ -54,10 +56,12 @@ export class ApiClient {
   readonly server: string
   private readonly agent: Agent
   private readonly timeoutMs: number
+  private readonly headersFor?: ClientOptions['headersFor']
 
   constructor(options: ClientOptions) {
     this.server = options.server
     this.timeoutMs = options.timeoutMs ?? 15_000
+    this.headersFor = options.headersFor
     // Every call asks for the cluster's own server name, so a proxy with a public (ACME)
     // certificate answers with its host-CA one.
     const tls =
@@ -96,7 +100,12 @@ export class ApiClient {
   async request<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, options: CallOptions = {}): Promise<T> {
     const { headers: extraHeaders = {}, timeoutMs = this.timeoutMs } = options
     const payload = body === undefined ? undefined : JSON.stringify(body)
-    const headers = payload === undefined ? extraHeaders : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)), ...extraHeaders }
+    const own = this.headersFor?.(method, path, body)
+    const headers = {
+      ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }),
+      ...own,
+      ...extraHeaders,
+    }
     let response: { statusCode: number; text: string; retryAfter?: string }
     try {
       response = await new Promise((resolve, reject) => {

@@ -82,6 +82,8 @@ export interface RouterOptions<Context, Peer> {
   log: Logger
   /** Told of every request that matched a route, once answered (for metrics). */
   answered?: (route: ApiRoute, status: number) => void
+  /** Judges a request's body as read, before the handler sees it; throws (HttpError) to refuse it. */
+  checkBody?: (req: IncomingMessage, body: JsonObject) => void
 }
 
 interface Compiled {
@@ -127,7 +129,11 @@ export class Router<K extends ApiRoute, Context, Peer> {
     if (!route) throw new HttpError(405, `method ${req.method} not allowed on ${url.pathname}`)
     const values = (route.pattern.exec(url.pathname) as RegExpExecArray).slice(1)
     let json: Promise<JsonObject> | undefined
-    const readJson = () => (json ??= readBody(req, route.route.bodyLimit))
+    const readJson = () =>
+      (json ??= readBody(req, route.route.bodyLimit).then((body) => {
+        this.options.checkBody?.(req, body)
+        return body
+      }))
     return {
       route,
       call: {

@@ -7,7 +7,7 @@
 // role) before the handler runs: the backend is the same after all those calls. A caller it
 // admits reaches the handler, whatever the handler then makes of the empty request.
 
-import { generateKeyPairSync, randomUUID, X509Certificate } from 'node:crypto'
+import { createPrivateKey, generateKeyPairSync, randomUUID, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -15,6 +15,7 @@ import { AUTH_ROUTES } from '../auth/api/index.ts'
 import { SqliteBackend } from '../auth/backend/sqlite.ts'
 import { legacyAccess } from '../shared/access.ts'
 import { x509AccessExtension } from '../shared/access-cert.ts'
+import { ADMIN_PROOF_HEADER, signAdminRequest } from '../shared/admin-request-proof.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import type { Access } from '../shared/api-router.ts'
 import { ApiError } from '../shared/errors.ts'
@@ -68,7 +69,9 @@ function refusalStatus(access: Access, caller: Caller): number {
 
 const HOUR = 3_600_000
 const auth = new AuthProcess({ authServiceYaml: '  join_rate_limit: { burst: 1000, per_minute: 1000 }' })
-let callers: Map<Caller, { client: ApiClient; headers?: Record<string, string> }>
+/** A caller's client, and the headers it sends with a request. */
+type CallerClient = { client: ApiClient; headers?: (method: string, path: string, body: unknown) => Record<string, string> }
+let callers: Map<Caller, CallerClient>
 t.before(async () => {
   await auth.start()
   callers = await clients()
@@ -103,8 +106,8 @@ function certificate(
 /** A user certificate's DER in base64, as a proxy vouches with it. */
 const vouching = (certPem: string) => ({ [USER_CERT_HEADER]: new X509Certificate(certPem).raw.toString('base64') })
 
-/** One client per kind of caller, each presenting its certificate (or none), and the headers it sends. */
-async function clients(): Promise<Map<Caller, { client: ApiClient; headers?: Record<string, string> }>> {
+/** One client per kind of caller, each presenting its certificate (or none), and the headers it sends with each request. */
+async function clients(): Promise<Map<Caller, CallerClient>> {
   const admin = JSON.parse(readFileSync(auth.identityPath, 'utf8'))
   const caPems: string[] = admin.host_ca_certs
   const pin = await auth.pin()
@@ -142,11 +145,17 @@ async function clients(): Promise<Map<Caller, { client: ApiClient; headers?: Rec
     'node claiming an editor': node,
     'user claiming an editor': plain,
   }
-  const headers: Partial<Record<Caller, Record<string, string>>> = {
-    'editor via proxy': vouching(editor.certPem),
-    'user via proxy': vouching(plain.certPem),
-    'node claiming an editor': vouching(editor.certPem),
-    'user claiming an editor': vouching(editor.certPem),
+  // The editor signs its requests, as warrenctl does; those claiming to be the editor cannot.
+  const editorKey = createPrivateKey(editor.keyPem)
+  const signedByEditor = (method: string, path: string, body: unknown) => ({
+    ...vouching(editor.certPem),
+    [ADMIN_PROOF_HEADER]: signAdminRequest(editorKey, 'test-cluster', method, path, body),
+  })
+  const headers: Partial<Record<Caller, (method: string, path: string, body: unknown) => Record<string, string>>> = {
+    'editor via proxy': signedByEditor,
+    'user via proxy': () => vouching(plain.certPem),
+    'node claiming an editor': () => vouching(editor.certPem),
+    'user claiming an editor': () => vouching(editor.certPem),
   }
   return new Map(
     CALLERS.map((caller) => {
@@ -168,10 +177,12 @@ async function backendState(): Promise<string[]> {
 }
 
 /** Calls `route` with placeholder path parameters and an empty body: the status, and the error if any. */
-async function callRoute({ client, headers }: { client: ApiClient; headers?: Record<string, string> }, route: string): Promise<{ status: number; error?: string }> {
-  const [method, path] = route.split(' ') as ['GET' | 'POST' | 'DELETE', string]
+async function callRoute({ client, headers }: CallerClient, route: string): Promise<{ status: number; error?: string }> {
+  const [method, pattern] = route.split(' ') as ['GET' | 'POST' | 'DELETE', string]
+  const path = pattern.replace(/:[a-z_]+/g, 'x')
+  const body = method === 'POST' ? {} : undefined
   try {
-    await client.request(method, path.replace(/:[a-z_]+/g, 'x'), method === 'POST' ? {} : undefined, { headers })
+    await client.request(method, path, body, { headers: headers?.(method, path, body) })
     return { status: 200 }
   } catch (error) {
     if (error instanceof ApiError) return { status: error.status, error: error.message }

@@ -5,12 +5,14 @@
 // refused, and so is the header naming an editor from anyone but a proxy. The local admin
 // identity keeps working, and --help never acts.
 
-import { X509Certificate } from 'node:crypto'
+import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { ADMIN_PROOF_HEADER, signAdminRequest } from '../shared/admin-request-proof.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
+import { loadIdentity } from '../shared/identity-store.ts'
 import type { TokenList } from '../shared/protocol/admin.ts'
 import { USER_CERT_HEADER } from '../shared/protocol/api.ts'
 import { AuthProcess, JSON_LOGS, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
@@ -142,6 +144,51 @@ t.test('the local admin identity keeps working, and --help never acts', async (t
   const unknown = await warrenctl(laptop, ['nodes', 'ls', '--cluster=elsewhere'])
   t.equal(unknown.code, 1)
   t.match(unknown.stderr, /not logged in to cluster "elsewhere"/)
+})
+
+t.test("a proxy's stolen keys and an editor's certificate, which passes the proxy, do not administer the cluster", async (t) => {
+  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+  const asProxy = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem })
+  t.teardown(() => asProxy.close())
+  const vouching = { [USER_CERT_HEADER]: new X509Certificate(credential(laptop, 'tls.crt')).raw.toString('base64') }
+  const evesKey = createPrivateKey(credential(laptop, 'tls.key'))
+  const attackersKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
+  const send = async (body: object, proof?: string) => {
+    try {
+      await asProxy.request('POST', '/v1/tokens', body, { headers: { ...vouching, ...(proof ? { [ADMIN_PROOF_HEADER]: proof } : {}) } })
+      return { status: 200, message: '' }
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error
+      return { status: error.status, message: error.message }
+    }
+  }
+  const before = await tokenCount()
+  const proxyTokens = async () => (await auth.api<TokenList>('GET', '/v1/tokens')).tokens.filter((token) => token.roles.includes('proxy')).length
+  const proxyTokensBefore = await proxyTokens()
+  const asked = { roles: 'proxy' }
+  t.match(await send(asked), { status: 403, message: /user "eve": the request is not signed by the user's key/ }, 'unsigned')
+  t.match(
+    await send(asked, signAdminRequest(attackersKey, 'test-cluster', 'POST', '/v1/tokens', asked)),
+    { status: 403, message: /not signed by the key of the user's certificate/ },
+    'signed by another key',
+  )
+  t.match(
+    await send(asked, signAdminRequest(evesKey, 'test-cluster', 'GET', '/v1/tokens', undefined)),
+    { status: 403, message: /not signed by the key/ },
+    "eve's signature of another request",
+  )
+  // eve's own signed request for a node token, as the proxy saw it pass: refused under another
+  // body, and, its nonce once used, not taken again even as it was.
+  const evesBody = { roles: 'node' }
+  const evesProof = signAdminRequest(evesKey, 'test-cluster', 'POST', '/v1/tokens', evesBody)
+  t.match(await send(asked, evesProof), { status: 400, message: /body is not the one the user signed/ }, 'her signature over another body')
+  t.match(await send(evesBody, evesProof), { status: 403, message: /used before/ }, 'her request, once its nonce was seen, sent again')
+  t.equal(await tokenCount(), before, 'no token was made')
+  t.equal(await proxyTokens(), proxyTokensBefore, 'no proxy token above all')
+  // eve herself, through the real proxy, still administers.
+  const genuine = await warrenctl(laptop, ['tokens', 'add', '--type=node'])
+  t.equal(genuine.code, 0, genuine.stderr)
+  t.equal(await tokenCount(), before + 1)
 })
 
 t.test('an editor removed is refused at once', async (t) => {

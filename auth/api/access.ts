@@ -7,22 +7,41 @@
 // vouches for a user by the user's certificate, or by the user's web session, which is
 // judged again at every request (web-sessions.ts) and gives the access of the user's roles now.
 
+import { createHash, X509Certificate } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
+import { ADMIN_PROOF_HEADER, ADMIN_PROOF_WINDOW_MS, bodyDigest, readAdminProof } from '../../shared/admin-request-proof.ts'
 import { type Access, HttpError } from '../../shared/api-router.ts'
 import type { Logger } from '../../shared/log.ts'
 import { type ApiRoute, USER_CERT_HEADER } from '../../shared/protocol/api.ts'
 import { WEB_SESSION_HEADER } from '../../shared/protocol/web-sessions.ts'
+import type { Backend } from '../backend/backend.ts'
 import type { Callers, Judged, Peer } from '../callers.ts'
 import { type ActiveWebSession, WebSessionRefused } from '../web-sessions.ts'
 
 /** The web session of a token a proxy presents, as it stands now; rejects why there is none. */
 export type WebSessionJudge = (token: string) => Promise<ActiveWebSession>
 
+/**
+ * Records the nonce of an admin request signed by a person (`user` and nonce in `key`), for
+ * as long as it could be sent again; false when it was recorded before.
+ */
+export type SpendNonce = (key: string) => Promise<boolean>
+
+const ADMIN_NONCES = '/admin-request-nonces/'
+
+/** SpendNonce in the backend, so that every auth server sharing it refuses a request sent again. */
+export function spendAdminNonce(backend: Backend, key: string): Promise<boolean> {
+  const stored = ADMIN_NONCES + createHash('sha256').update(key).digest('hex')
+  // Kept while a request could still be taken: the window either side.
+  return backend.txn([{ key: stored, absent: true }], [{ op: 'put', key: stored, value: '1', ttlMs: 2 * ADMIN_PROOF_WINDOW_MS }])
+}
+
 export function admitter(
   callers: Callers,
   clusterName: () => string,
   log: Logger,
+  spendNonce: SpendNonce,
   webSession?: WebSessionJudge,
 ): (access: Access, req: IncomingMessage, route: ApiRoute) => Peer | null | Promise<Peer | null> {
   return (access, req, route) => {
@@ -44,7 +63,8 @@ export function admitter(
     }
     if (access === 'admin') {
       if (peer?.kind === 'admin') return peer
-      if (peer?.kind === 'user') return admittedUser(peer, req, route, clusterName(), log)
+      if (peer?.kind === 'user' && !peer.admin) return admittedUser(peer, req, route, clusterName(), log)
+      if (peer?.kind === 'user') return signedByUser(peer, req, route, clusterName(), log, spendNonce).then(() => admittedUser(peer, req, route, clusterName(), log))
       const why = judged.reason ?? socket.authorizationError
       throw new HttpError(403, `this endpoint needs a valid admin certificate of cluster "${clusterName()}"${why ? ` (${why})` : ''}`)
     }
@@ -93,6 +113,35 @@ function admittedUser(user: Extract<Peer, { kind: 'user' }>, req: IncomingMessag
   }
   log.warn(`admin request by user ${name} refused: the user's roles do not grant editor`, audit)
   throw new HttpError(403, `this endpoint needs a valid admin certificate of cluster "${clusterName}" (user "${name}": its roles do not grant editor)`)
+}
+
+/** The body digest each admitted admin request of a person was signed with, for checkSignedBody. */
+const signedBodies = new WeakMap<IncomingMessage, string>()
+
+/**
+ * An editor's admin request through a proxy counts only signed by the editor's own key
+ * (shared/admin-request-proof.ts), once: the proxy's word and the certificate, which is no
+ * secret, could be anyone's who holds the proxy's keys.
+ */
+async function signedByUser(user: Extract<Peer, { kind: 'user' }>, req: IncomingMessage, route: ApiRoute, clusterName: string, log: Logger, spendNonce: SpendNonce): Promise<void> {
+  const name = user.subject.commonName
+  const refuse = (why: string): never => {
+    log.warn(`admin request by user ${name} refused: ${why}`, { user: name, proxy: user.via, route, client_addr: clientAddress(req, user) })
+    throw new HttpError(403, `this endpoint needs a valid admin certificate of cluster "${clusterName}" (user "${name}": ${why})`)
+  }
+  // The certificate was judged from this header (callers.ts judgeForwardedUser).
+  const publicKey = new X509Certificate(Buffer.from(req.headers[USER_CERT_HEADER] as string, 'base64')).publicKey
+  const header = req.headers[ADMIN_PROOF_HEADER]
+  const proof = readAdminProof(typeof header === 'string' ? header : undefined, { cluster: clusterName, method: req.method ?? '', path: req.url ?? '/' }, publicKey, Date.now())
+  if (typeof proof === 'string') return refuse(proof)
+  if (!(await spendNonce(`${name}\n${proof.nonce}`))) return refuse('the request was used before: a signed request is taken once')
+  signedBodies.set(req, proof.body_sha256)
+}
+
+/** The router's check of a body as read: an admin request a person signed must carry the body they signed. */
+export function checkSignedBody(req: IncomingMessage, body: unknown): void {
+  const signed = signedBodies.get(req)
+  if (signed !== undefined && bodyDigest(body) !== signed) throw new HttpError(400, 'the request body is not the one the user signed')
 }
 
 /** A person a proxy vouches for, on a user route: the audit log says who, and the handler answers by their access. */
