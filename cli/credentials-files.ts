@@ -1,6 +1,7 @@
 // A user's credentials written out, as `warrenctl auth sign` and `warren login` both write
-// them: fresh keys (made here; only their public halves and signatures are sent), the certificates, the cluster's host CA,
-// known_hosts, profile.json and, for a stock OpenSSH client, an ssh_config.
+// them: fresh keys (made here; only their public halves and signatures leave), the
+// certificates, the cluster's host CA, known_hosts, profile.json and, for a stock OpenSSH
+// client, an ssh_config.
 
 import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { mkdirSync } from 'node:fs'

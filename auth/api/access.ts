@@ -130,7 +130,9 @@ async function signedByUser(user: Extract<Peer, { kind: 'user' }>, req: Incoming
     throw new HttpError(403, `this endpoint needs a valid admin certificate of cluster "${clusterName}" (user "${name}": ${why})`)
   }
   // The certificate was judged from this header (callers.ts judgeForwardedUser).
-  const publicKey = new X509Certificate(Buffer.from(req.headers[USER_CERT_HEADER] as string, 'base64')).publicKey
+  const vouched = req.headers[USER_CERT_HEADER]
+  if (typeof vouched !== 'string') return refuse('no certificate of the user came with the request')
+  const publicKey = new X509Certificate(Buffer.from(vouched, 'base64')).publicKey
   const header = req.headers[ADMIN_PROOF_HEADER]
   const proof = readAdminProof(typeof header === 'string' ? header : undefined, { cluster: clusterName, method: req.method ?? '', path: req.url ?? '/' }, publicKey, Date.now())
   if (typeof proof === 'string') return refuse(proof)
