@@ -28,6 +28,7 @@ import { type BackendOperation, timedBackend } from './backend/timed.ts'
 import { Callers } from './callers.ts'
 import { JoinChallenges } from './join-challenge.ts'
 import { Locks } from './locks.ts'
+import { LoginSealing } from './login-sealing.ts'
 import { NodeDirectory } from './nodes.ts'
 import { OfflineSweep } from './offline-nodes.ts'
 import { OwnCredentials } from './own-credentials.ts'
@@ -57,6 +58,7 @@ export class AuthServer {
   private tokens!: TokenService
   private nodes!: NodeDirectory
   private challenges!: JoinChallenges
+  private sealing!: LoginSealing
   private renewals!: Renewals
   private recoveries!: Recoveries
   private own!: OwnCredentials
@@ -150,6 +152,7 @@ export class AuthServer {
     this.tokens = new TokenService(this.backend, statics)
     this.nodes = new NodeDirectory(this.backend, auth.heartbeatTtlMs)
     this.challenges = await JoinChallenges.open(this.backend)
+    this.sealing = await LoginSealing.open(this.backend)
     this.renewals = new Renewals({
       hostCA: () => this.hostCA,
       nodes: this.nodes,
@@ -291,6 +294,7 @@ export class AuthServer {
       tokens: this.tokens,
       nodes: this.nodes,
       challenges: this.challenges,
+      sealing: this.sealing,
       renewals: this.renewals,
       recoveries: this.recoveries,
       users: this.users,

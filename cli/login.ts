@@ -13,14 +13,14 @@ import { formatExpiry, formatUtc } from '../shared/duration.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { caPin, parsePin, pinMatches } from '../shared/pin.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
-import type { LoginKeyFields } from '../shared/protocol/logins.ts'
 import { checkedUserCerts } from './checked-user-certs.ts'
 import { defineCommand } from './command.ts'
 import { hideFlagValue } from './command-line-secrets.ts'
-import { generateUserKeys, provenKeyFields, type UserKeys, writeUserCredentials } from './credentials-files.ts'
+import { generateUserKeys, type UserKeys, writeUserCredentials } from './credentials-files.ts'
 import { HOST_KEYS_DIR } from './host-keys.ts'
 import { defaultProfileDir, PROFILE_FILES, type Profile } from './profile.ts'
 import { Prompter } from './prompt.ts'
+import { completeSignup, logIn, startSignup, type TrustedCluster } from './sealed-login-requests.ts'
 
 /** The longest a login asks for; the auth server gives less when the user's roles say so. */
 const DEFAULT_LOGIN_TTL_MS = 12 * 3_600_000
@@ -78,8 +78,8 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
 }
 
 /** Accepting an invitation: whose it is, the second factor to enrol, a password twice and a first code; the answer is a login's. */
-async function signUp(client: ApiClient, cluster: string, token: string, keys: UserKeys, ttlMs: number, prompter: Prompter): Promise<{ user: string; signed: UserCerts }> {
-  const started = await client.call('POST /v1/signup', { body: { token } })
+async function signUp(client: ApiClient, cluster: TrustedCluster, token: string, keys: UserKeys, ttlMs: number, prompter: Prompter): Promise<{ user: string; signed: UserCerts }> {
+  const started = await startSignup(client, cluster, token)
   tell(`Signing up as ${started.user} to cluster ${started.cluster_name}.`)
   tell('')
   tell('Scan this with an authenticator app (or enter the secret below by hand):')
@@ -90,15 +90,14 @@ async function signUp(client: ApiClient, cluster: string, token: string, keys: U
   if ([...password].length < MIN_PASSWORD_LENGTH) throw new WarrenError(`a password needs at least ${MIN_PASSWORD_LENGTH} characters: run the same command again`)
   if ((await prompter.secret('The same password again: ')) !== password) throw new WarrenError('the passwords differ: run the same command again')
   const code = await prompter.ask('Code from the authenticator app: ')
-  const proven = await provenKeys(client, cluster, keys)
-  const signed = await client.call('POST /v1/signup/complete', { body: { token, password, totp_code: code.trim(), ttl_ms: ttlMs, ...proven } })
+  const signed = await completeSignup(client, cluster, { token, password, totp_code: code.trim() }, keys, ttlMs)
   return { user: started.user, signed }
 }
 
 /** Password and code for `name` (asked when no flag or earlier login says). */
-async function logIn(
+async function logInAs(
   client: ApiClient,
-  cluster: string,
+  cluster: TrustedCluster,
   name: string | undefined,
   keys: UserKeys,
   ttlMs: number,
@@ -107,15 +106,9 @@ async function logIn(
   const user = name ?? (await prompter.ask('User: ')).trim()
   const password = await prompter.secret(`Password for ${user}: `)
   const code = await prompter.ask('Second factor code: ')
-  const proven = await provenKeys(client, cluster, keys)
-  const signed = await client.call('POST /v1/login', { body: { user, password, totp_code: code.trim(), ttl_ms: ttlMs, ...proven } })
+  // The challenge is asked for once the answers are in: it lasts two minutes.
+  const signed = await logIn(client, cluster, user, { password, totp_code: code.trim() }, keys, ttlMs)
   return { user, signed }
-}
-
-/** The keys with their proof over a fresh challenge, asked for once the answers are in (a challenge lasts two minutes). */
-async function provenKeys(client: ApiClient, cluster: string, keys: UserKeys): Promise<LoginKeyFields> {
-  const { nonce } = await client.call('POST /v1/join/challenge')
-  return provenKeyFields(keys, cluster, nonce)
 }
 
 export const loginCommand = defineCommand({
@@ -143,9 +136,10 @@ export const loginCommand = defineCommand({
     const { cluster, caPems } = await trustCluster(flags.proxy, pins, prompter)
     const client = new ApiClient({ server: flags.proxy, caPems })
     const keys = generateUserKeys()
+    const trusted = { name: cluster, caPems }
     const answer = flags.invite
-      ? signUp(client, cluster, flags.invite, keys, flags.ttl, prompter)
-      : logIn(client, cluster, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
+      ? signUp(client, trusted, flags.invite, keys, flags.ttl, prompter)
+      : logInAs(client, trusted, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
     const { user, signed: answered } = await answer.finally(() => client.close())
     const signed = checkedUserCerts(answered, cluster, caPems)
     const dir = clusterDir(signed.cluster_name)

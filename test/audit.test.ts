@@ -20,7 +20,7 @@ import { joinCluster } from '../shared/join.ts'
 import { signAsNode } from '../shared/node-signature.ts'
 import type { AuditEvent } from '../shared/protocol/audit.ts'
 import { AuthProcess, type Daemon, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
-import { codeAt, provenFields, signUp } from './helpers/people.ts'
+import { codeAt, loginBody, signUp } from './helpers/people.ts'
 
 t.setTimeout(240_000)
 
@@ -101,7 +101,7 @@ async function logIn(user: string, password: string, code: string): Promise<bool
   const caPems = JSON.parse(readFileSync(auth.identityPath, 'utf8')).host_ca_certs
   const client = new ApiClient({ server: proxy.web, caPems })
   try {
-    await client.call('POST /v1/login', { body: { user, password, totp_code: code, ttl_ms: 60_000, ...(await provenFields(client)) } })
+    await client.call('POST /v1/login', { body: await loginBody(client, caPems, user, password, code) })
     return true
   } catch (error) {
     if (error instanceof ApiError) return false

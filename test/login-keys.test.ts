@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { generateUserKeys, provenKeyFields, publicKeyFields, type UserKeys } from '../cli/credentials-files.ts'
+import { type SealingChallenge, sealedLogin, sealedSignup, sealingChallenge, startSignup } from '../cli/sealed-login-requests.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
 import { joinProofMessage, LOGIN_PURPOSE, signProof } from '../shared/join-proof.ts'
@@ -18,15 +19,24 @@ t.setTimeout(120_000)
 
 const PASSWORD = 'a long enough passphrase'
 const { auth, proxy } = await authAndProxy(t)
-const client = new ApiClient({ server: proxy.web, caPems: JSON.parse(readFileSync(auth.identityPath, 'utf8')).host_ca_certs })
+const caPems: string[] = JSON.parse(readFileSync(auth.identityPath, 'utf8')).host_ca_certs
+const client = new ApiClient({ server: proxy.web, caPems })
 t.teardown(() => client.close())
+const cluster = { name: 'test-cluster', caPems }
 
 const own = generateUserKeys()
 const someoneElse = generateUserKeys()
 
+/** A fresh challenge, which the secrets are sealed for. */
+type Request = { challenge: SealingChallenge; keys: Partial<LoginKeyFields> }
+
 /** `keys` signed as the proof message of `purpose` (a login's unless given), over a fresh challenge; `signers` sign in their place when given. */
-async function proof(keys: UserKeys, options: { purpose?: string; signers?: UserKeys } = {}): Promise<LoginKeyFields> {
-  const { nonce } = await client.call('POST /v1/join/challenge')
+async function proof(keys: UserKeys, options: { purpose?: string; signers?: UserKeys } = {}): Promise<Request> {
+  const challenge = await sealingChallenge(client, cluster)
+  return { challenge, keys: proofFields(challenge.nonce, keys, options) }
+}
+
+function proofFields(nonce: string, keys: UserKeys, options: { purpose?: string; signers?: UserKeys }): LoginKeyFields {
   if (!options.purpose && !options.signers) return provenKeyFields(keys, 'test-cluster', nonce)
   const message = joinProofMessage({
     purpose: options.purpose ?? LOGIN_PURPOSE,
@@ -52,10 +62,13 @@ async function answer(route: 'POST /v1/login' | 'POST /v1/signup/complete', body
 }
 
 /** The ways to ask for certificates for keys one does not hold, with what each is refused by. */
-const forgeries: [string, () => Promise<object>, RegExp][] = [
+const forgeries: [string, () => Promise<Request>, RegExp][] = [
   [
     "another person's keys, signed by one's own",
-    async () => ({ ...(await proof(own)), ...publicKeyFields(someoneElse) }),
+    async () => {
+      const request = await proof(own)
+      return { ...request, keys: { ...request.keys, ...publicKeyFields(someoneElse) } }
+    },
     /field "tls_signature" is not a signature by the key in "tls_public_key"/,
   ],
   [
@@ -63,7 +76,7 @@ const forgeries: [string, () => Promise<object>, RegExp][] = [
     () => proof({ tls: own.tls, ssh: someoneElse.ssh }, { signers: { tls: own.tls, ssh: own.ssh } }),
     /field "ssh_signature" is not a signature by the key in "ssh_public_key"/,
   ],
-  ['no proof at all', async () => publicKeyFields(own), /nonce/],
+  ['no proof at all', async () => ({ challenge: await sealingChallenge(client, cluster), keys: publicKeyFields(own) }), /nonce/],
   ['a proof made for a join, not a login', () => proof(own, { purpose: 'warren join proof-of-possession v1' }), /field "tls_signature"/],
 ]
 
@@ -71,15 +84,17 @@ t.test('an invitation is not accepted for keys the caller does not hold, and sti
   const added = await auth.ctl(['users', 'add', 'bob', `--logins=${testLogin()}`])
   t.equal(added.code, 0, added.stderr)
   const token = /--invite=([0-9a-f]{32})/.exec(added.stdout)![1]
-  const { totp_secret } = await client.call('POST /v1/signup', { body: { token } })
-  const signUp = async (keys: object) => answer('POST /v1/signup/complete', { token, password: PASSWORD, totp_code: codeAt(totp_secret, stepNow()), ttl_ms: 60_000, ...keys })
+  const { totp_secret } = await startSignup(client, cluster, token)
+  const signUp = async ({ challenge, keys }: Request) =>
+    answer('POST /v1/signup/complete', { ...keys, sealed: sealedSignup(challenge, { token, password: PASSWORD, totp_code: codeAt(totp_secret, stepNow()) }), ttl_ms: 60_000 })
   for (const [what, forge, refusal] of forgeries) t.match(await signUp(await forge()), { status: 400, message: refusal }, what)
   t.same(await signUp(await proof(own)), { status: 200, message: '' }, 'the invitation was not spent')
 
   t.test('a login is not granted for keys the caller does not hold, nor twice for one request', async (t) => {
     // The sign-up used this step's code: the next one is accepted from now on.
     const code = codeAt(totp_secret, stepNow() + 1)
-    const logIn = (keys: object) => answer('POST /v1/login', { user: 'bob', password: PASSWORD, totp_code: code, ttl_ms: 60_000, ...keys })
+    const logIn = ({ challenge, keys }: Request) =>
+      answer('POST /v1/login', { user: 'bob', ...keys, sealed: sealedLogin(challenge, 'bob', { password: PASSWORD, totp_code: code }), ttl_ms: 60_000 })
     for (const [what, forge, refusal] of forgeries) t.match(await logIn(await forge()), { status: 400, message: refusal }, what)
     const recorded = await proof(own)
     t.same(await logIn(recorded), { status: 200, message: '' }, 'the code was not used up')

@@ -13,7 +13,7 @@ import { shellQuote } from '../cli/profile.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
 import { AuthProcess, authAndProxy, openssh, ProxyProcess, ROOT, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
-import { codeAt, provenFields, signUp as signUpAs, stepNow } from './helpers/people.ts'
+import { codeAt, loginBody, signUp as signUpAs, stepNow } from './helpers/people.ts'
 
 t.setTimeout(300_000)
 
@@ -37,7 +37,7 @@ const signUp = (args: string[]) => signUpAs(args, env, PASSWORD)
 async function loginAnswer(user: string, password: string, code: string): Promise<{ status: number; message: string }> {
   const client = new ApiClient({ server: proxy.web, caPems: [readFileSync(join(clusterDir, 'host_ca.pem'), 'utf8')] })
   try {
-    await client.call('POST /v1/login', { body: { user, password, totp_code: code, ttl_ms: 60_000, ...(await provenFields(client)) } })
+    await client.call('POST /v1/login', { body: await loginBody(client, [readFileSync(join(clusterDir, 'host_ca.pem'), 'utf8')], user, password, code) })
     return { status: 200, message: '' }
   } catch (error) {
     if (!(error instanceof ApiError)) throw error

@@ -13,6 +13,7 @@ import type { Backend } from '../backend/backend.ts'
 import type { Peer } from '../callers.ts'
 import type { JoinChallenges } from '../join-challenge.ts'
 import type { Locks } from '../locks.ts'
+import type { LoginSealing } from '../login-sealing.ts'
 import type { NodeDirectory } from '../nodes.ts'
 import type { FailureRateLimiter } from '../rate-limit.ts'
 import type { RecordingStore } from '../recordings.ts'
@@ -31,6 +32,8 @@ export interface AuthContext {
   readonly tokens: TokenService
   readonly nodes: NodeDirectory
   readonly challenges: JoinChallenges
+  /** The key people's logins are sealed for (login-sealing.ts). */
+  readonly sealing: LoginSealing
   readonly renewals: Renewals
   readonly recoveries: Recoveries
   readonly users: UserDirectory

@@ -6,6 +6,7 @@
 
 import { HttpError, NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import { certSubject } from '../../shared/cert-subject.ts'
+import { signSealingKey } from '../../shared/sealed-login.ts'
 import { join, parseJoinRequest } from '../join.ts'
 import { TooManyAttempts } from '../rate-limit.ts'
 import { parseRecoveryRequest } from '../recovery.ts'
@@ -41,7 +42,15 @@ export const joinRoutes = {
   },
 
   // The nonce a joining or recovering device signs with its keys (join-challenge.ts).
-  'POST /v1/join/challenge': { access: 'public', bodyLimit: NO_BODY, handle: async (_call, context) => context.challenges.issue() },
+  'POST /v1/join/challenge': {
+    access: 'public',
+    bodyLimit: NO_BODY,
+    // With the key people's logins are sealed for, signed by the host CA keys, as a login comes for both.
+    handle: async (_call, context) => {
+      const signers = context.hostCA().keySets.map((set) => ({ certPem: set.tlsCertPem, key: set.tlsKey }))
+      return { ...context.challenges.issue(), sealing_key: signSealingKey(context.clusterName, context.sealing.publicKey, signers) }
+    },
+  },
 
   'POST /v1/join': {
     access: 'public',

@@ -1,12 +1,16 @@
 // The public routes people use, straight or through a proxy's web port: accepting an
 // invitation (POST /v1/signup shows whose it is and offers a second factor, POST
 // /v1/signup/complete sets the password and enrols it, and logs in) and logging in for
-// certificates, for keys the caller proves it holds (login-keys.ts).
+// certificates, for keys the caller proves it holds (login-keys.ts). What people type is
+// sealed for the auth server (shared/sealed-login.ts): the proxy that carries it reads none.
 // Like joins, every try is charged to the client's address before its body is read and
 // given back only when it succeeds.
 
 import type { IncomingMessage } from 'node:http'
 import { SMALL_BODY } from '../../shared/api-router.ts'
+import { ProtocolError } from '../../shared/protocol/errors.ts'
+import { LOGIN_SECRETS, SIGNUP_COMPLETE_SECRETS, SIGNUP_SECRETS, sealedPurpose } from '../../shared/protocol/logins.ts'
+import { parseWith } from '../../shared/protocol/shape.ts'
 import type { Peer } from '../callers.ts'
 import { Locked } from '../locks.ts'
 import { provenLoginKeys } from '../login-keys.ts'
@@ -68,9 +72,15 @@ export const loginRoutes = {
     bodyLimit: SMALL_BODY,
     handle: (call, context) =>
       chargedTry(call, context, 'sign-up', async (address) => {
-        const started = await loginsOf(context).startSignup((await call.body()).token)
+        const body = await call.body()
+        // Sealed from warren login, whose answer is sealed back; as it is from the web console's proxy.
+        const opened = body.sealed && context.sealing.open(call.route, sealedPurpose(call.route, context.clusterName), body.sealed)
+        const token = opened ? parseWith('sign-up', SIGNUP_SECRETS, opened.value, 'the sealed sign-up: ').token : body.token
+        if (token === undefined) throw new ProtocolError(call.route, 'token', 'field "token" or "sealed" is required')
+        const started = await loginsOf(context).startSignup(token)
         context.log.info('sign-up started', { user: started.user, from: address })
-        return { user: started.user, cluster_name: context.clusterName, totp_secret: started.secret, otpauth_uri: started.uri }
+        const answer = { user: started.user, cluster_name: context.clusterName, totp_secret: started.secret, otpauth_uri: started.uri }
+        return opened ? { sealed: opened.sealAnswer(answer) } : answer
       }),
   },
 
@@ -80,8 +90,10 @@ export const loginRoutes = {
     handle: (call, context) =>
       chargedTry(call, context, 'sign-up', async (address) => {
         const body = await call.body()
+        const opened = context.sealing.open(call.route, sealedPurpose(call.route, context.clusterName, body.nonce), body.sealed).value
+        const { token, password, totp_code } = parseWith('sign-up', SIGNUP_COMPLETE_SECRETS, opened, 'the sealed sign-up: ')
         const keys = await provenLoginKeys(call.route, body, context)
-        const user = await loginsOf(context).completeSignup(body.token, body.password, body.totp_code)
+        const user = await loginsOf(context).completeSignup(token, password, totp_code)
         context.log.info('user signed up', { user: user.name, from: address })
         await context.audit.record('invite.accepted', { user: user.name, client_addr: address })
         // The password and a fresh code were just proven: this is the user's first login too.
@@ -102,8 +114,10 @@ export const loginRoutes = {
         async (address) => {
           const body = await call.body()
           logged.user = body.user
+          const opened = context.sealing.open(call.route, sealedPurpose(call.route, context.clusterName, body.nonce, body.user), body.sealed).value
+          const { password, totp_code } = parseWith('login', LOGIN_SECRETS, opened, 'the sealed login: ')
           const keys = await provenLoginKeys(call.route, body, context)
-          const user = await loginsOf(context).login(body.user, body.password, body.totp_code)
+          const user = await loginsOf(context).login(body.user, password, totp_code)
           const certs = await userCertificatesFor(context, user, keys, body.ttl_ms)
           context.log.info('user logged in', { user: user.name, from: address })
           await context.audit.record('login', { success: true, user: user.name, client_addr: address })

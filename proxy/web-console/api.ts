@@ -11,10 +11,9 @@ import { ApiError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import { type ApiRoute, requestLine } from '../../shared/protocol/api.ts'
 import { ProtocolError } from '../../shared/protocol/errors.ts'
-import { SIGNUP_BODY } from '../../shared/protocol/logins.ts'
 import type { RecordingFile } from '../../shared/protocol/recordings.ts'
 import { parseWith } from '../../shared/protocol/shape.ts'
-import { WEB_LOGIN_BODY, WEB_SESSION_HEADER, WEB_SIGNUP_BODY, type WebSessionCreated, type WebSessionInfo } from '../../shared/protocol/web-sessions.ts'
+import { WEB_LOGIN_BODY, WEB_SESSION_HEADER, WEB_SIGNUP_BODY, WEB_SIGNUP_START_BODY, type WebSessionCreated, type WebSessionInfo } from '../../shared/protocol/web-sessions.ts'
 import { CSRF_HEADER, checkCsrf, checkOrigin, clearedCookie, sessionCookie, sessionToken } from './guards.ts'
 import { securityHeaders } from './security-headers.ts'
 
@@ -121,7 +120,7 @@ export class WebConsoleApi {
       }
       case 'POST /invite/start': {
         checkOrigin(req)
-        const body = parseWith('invitation', SIGNUP_BODY, await readJson(req))
+        const body = parseWith('invitation', WEB_SIGNUP_START_BODY, await readJson(req))
         const started = await this.callAuth<{ user: string; cluster_name: string; otpauth_uri: string }>('POST /v1/signup', body, clientAddr)
         return { body: { user: started.user, cluster_name: started.cluster_name, otpauth_uri: started.otpauth_uri, qr_svg: await qrSvg(started.otpauth_uri) } }
       }

@@ -8,7 +8,7 @@ import { AUDIT_EVENTS_BODY, type AuditList, type AuditStored, PROXIED_AUDIT_EVEN
 import type { ReachableNodes } from './fleet.ts'
 import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Joined, RenewedCertificates } from './hosts.ts'
 import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
-import type { KnownHosts, SignupStarted } from './logins.ts'
+import type { KnownHosts, SealedAnswer, SignupStarted } from './logins.ts'
 import { KNOWN_HOSTS_BODY, LOGIN_BODY, SIGNUP_BODY, SIGNUP_COMPLETE_BODY } from './logins.ts'
 import type { AcmeRecord, DirectNodes, LiveSet, PresenceAnswer, ProxyHeartbeatAnswer, RevocationSnapshot } from './proxies.ts'
 import { ACME_GET_BODY, ACME_PUT_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
@@ -52,7 +52,7 @@ export interface ApiResponses {
   'POST /v1/roles': RoleSaved
   'GET /v1/roles': RoleList
   'DELETE /v1/roles/:name': { name: string }
-  'POST /v1/signup': SignupStarted
+  'POST /v1/signup': SignupStarted | SealedAnswer
   'POST /v1/signup/complete': UserCerts
   'POST /v1/login': UserCerts
   'GET /v1/known-hosts': KnownHosts

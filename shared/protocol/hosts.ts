@@ -3,6 +3,7 @@
 // proxy's discovery answer (where its tunnels listen). Request bodies are shapes (their
 // parsers and types in one declaration); answers are types.
 
+import type { SealingKeyStatement } from '../sealed-login.ts'
 import type { TrustStatement } from '../trust-statement.ts'
 import { type In, labels, type Out, object, optional, refused, text, texts } from './shape.ts'
 
@@ -26,6 +27,8 @@ export interface JoinChallenge {
   nonce: string
   /** Epoch ms after which the nonce is refused. */
   expires: number
+  /** The cluster's key for sealing logins (shared/sealed-login.ts), signed by its host CAs. */
+  sealing_key?: SealingKeyStatement
 }
 
 export const JOIN_BODY = object({

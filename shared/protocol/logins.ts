@@ -2,11 +2,18 @@
 // accepting an invitation (a sign-up token, then a password and a second factor) and
 // logging in for short-lived certificates (`warren login`).
 
+import { SEALED } from '../sealed-login.ts'
 import type { KnownHostsSignature } from '../signed-known-hosts.ts'
-import { number, type Out, object, text } from './shape.ts'
+import { number, type Out, object, optional, text } from './shape.ts'
 
-/** A sign-up token, to see whose it is and get a second factor's secret to enrol. */
-export const SIGNUP_BODY = object({ token: text({ max: 512 }) })
+/**
+ * A sign-up token, to see whose it is and get a second factor's secret to enrol: sealed for
+ * the auth server (shared/sealed-login.ts), whose answer is then sealed back, or as it is
+ * from the web console's proxy, which is the console's server.
+ */
+export const SIGNUP_BODY = object({ token: optional(text({ max: 512 })), sealed: optional(SEALED) })
+/** What a sealed sign-up start holds. */
+export const SIGNUP_SECRETS = object({ token: text({ max: 512 }) })
 
 /** POST /v1/signup: the invited user and the TOTP secret kept pending until the sign-up completes. */
 export interface SignupStarted {
@@ -15,6 +22,11 @@ export interface SignupStarted {
   /** base32, for an authenticator app (or oathtool -b). */
   totp_secret: string
   otpauth_uri: string
+}
+
+/** POST /v1/signup's answer to a sealed request: a SignupStarted, sealed back. */
+export interface SealedAnswer {
+  sealed: string
 }
 
 const KEYS_AND_TTL = {
@@ -30,12 +42,24 @@ const KEYS_AND_TTL = {
   ssh_signature: text({ max: 2048 }),
 }
 
-/** Sets the password and enrols the second factor with its first code; the answer is a login's (UserCerts), for these keys. */
-export const SIGNUP_COMPLETE_BODY = object({ token: text({ max: 512 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }), ...KEYS_AND_TTL })
+/**
+ * Sets the password and enrols the second factor with its first code; the answer is a
+ * login's (UserCerts), for these keys. The token, password and code are sealed
+ * (SIGNUP_COMPLETE_SECRETS), for the challenge in `nonce`.
+ */
+export const SIGNUP_COMPLETE_BODY = object({ sealed: SEALED, ...KEYS_AND_TTL })
+export const SIGNUP_COMPLETE_SECRETS = object({ token: text({ max: 512 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }) })
 
-export const LOGIN_BODY = object({ user: text({ max: 64 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }), ...KEYS_AND_TTL })
+/** A login: the password and code sealed (LOGIN_SECRETS), for the challenge in `nonce` and this user. */
+export const LOGIN_BODY = object({ user: text({ max: 64 }), sealed: SEALED, ...KEYS_AND_TTL })
+export const LOGIN_SECRETS = object({ password: text({ max: 1024 }), totp_code: text({ max: 16 }) })
 /** The keys a login or a sign-up asks to have certified, with their proof. */
-export type LoginKeyFields = Omit<Out<typeof LOGIN_BODY>, 'user' | 'password' | 'totp_code' | 'ttl_ms'>
+export type LoginKeyFields = Omit<Out<typeof LOGIN_BODY>, 'user' | 'sealed' | 'ttl_ms'>
+
+/** What a sealed box is for, which binds it: the route, the cluster and, for the last step, the challenge and the user. */
+export function sealedPurpose(route: 'POST /v1/signup' | 'POST /v1/signup/complete' | 'POST /v1/login', cluster: string, nonce = '', user = ''): string {
+  return JSON.stringify([route, cluster, nonce, user])
+}
 
 /** The one answer to a wrong user name, password or code: which of them was wrong is not told. */
 export const LOGIN_REFUSED = 'wrong user name, password or second factor code'

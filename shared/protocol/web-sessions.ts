@@ -10,6 +10,8 @@ import { object, text } from './shape.ts'
 /** Where a proxy presents a person's web session token to the auth server. */
 export const WEB_SESSION_HEADER = 'x-warren-web-session'
 
+/** The web console's start of a sign-up: the token, which its own proxy carries as it is. */
+export const WEB_SIGNUP_START_BODY = object({ token: text({ max: 512 }) })
 export const WEB_LOGIN_BODY = object({ user: text({ max: 64 }), password: text({ max: 1024 }), totp_code: text({ max: 16 }) })
 
 /** Sets the password and enrols the second factor offered by POST /v1/signup, and logs in. */

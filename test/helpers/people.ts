@@ -5,8 +5,8 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { generateUserKeys, provenKeyFields } from '../../cli/credentials-files.ts'
+import { sealedLogin, sealingChallenge } from '../../cli/sealed-login-requests.ts'
 import type { ApiClient } from '../../shared/api-client.ts'
-import type { LoginKeyFields } from '../../shared/protocol/logins.ts'
 import { ROOT, type RunResult } from './cluster.ts'
 
 /** oathtool's code for the time step `step`. */
@@ -40,8 +40,8 @@ export function signUp(args: string[], env: Record<string, string>, password: st
   })
 }
 
-/** Fresh keys with their proof over a challenge from `client`'s server, as `warren login` sends them. */
-export async function provenFields(client: ApiClient, cluster = 'test-cluster'): Promise<LoginKeyFields> {
-  const { nonce } = await client.call('POST /v1/join/challenge')
-  return provenKeyFields(generateUserKeys(), cluster, nonce)
+/** POST /v1/login's body as `warren login` sends it: fresh keys proven, the password and code sealed for the auth server. */
+export async function loginBody(client: ApiClient, caPems: string[], user: string, password: string, code: string, cluster = 'test-cluster') {
+  const challenge = await sealingChallenge(client, { name: cluster, caPems })
+  return { user, ...provenKeyFields(generateUserKeys(), cluster, challenge.nonce), sealed: sealedLogin(challenge, user, { password, totp_code: code }), ttl_ms: 60_000 }
 }
