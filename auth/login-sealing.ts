@@ -5,7 +5,8 @@
 
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { ProtocolError } from '../shared/protocol/errors.ts'
-import { openSealed, type Sealed, sealReply } from '../shared/sealed-login.ts'
+import { openSealed, type Sealed, type SealingKeyStatement, sealReply, signSealingKey } from '../shared/sealed-login.ts'
+import type { TrustSigner } from '../shared/trust-statement.ts'
 import type { Backend } from './backend/backend.ts'
 
 const KEY = '/cluster/login-sealing-key'
@@ -13,6 +14,8 @@ const KEY = '/cluster/login-sealing-key'
 export class LoginSealing {
   readonly publicKey: KeyObject
   private readonly privateKey: KeyObject
+  /** The statement last signed, and by which CA certificates: signed again only when they change (a rotation). */
+  private signed?: { by: string; statement: SealingKeyStatement }
 
   private constructor(privateKey: KeyObject) {
     this.privateKey = privateKey
@@ -25,6 +28,16 @@ export class LoginSealing {
     const item = await backend.get(KEY)
     if (!item) throw new Error('the login sealing key vanished while being created')
     return new LoginSealing(createPrivateKey(item.value))
+  }
+
+  /**
+   * The key, signed by `signers` (the host CA's key sets): it goes with every challenge, joins'
+   * too, so it is signed once for each set of CA keys, not for every answer (bench:join).
+   */
+  statement(clusterName: string, signers: TrustSigner[]): SealingKeyStatement {
+    const by = JSON.stringify([clusterName, signers.map((signer) => signer.certPem)])
+    if (this.signed?.by !== by) this.signed = { by, statement: signSealingKey(clusterName, this.publicKey, signers) }
+    return this.signed.statement
   }
 
   /** What `sealed` holds, for `purpose`, and how to seal the answer; a ProtocolError (400) for a box that does not open. */

@@ -6,7 +6,6 @@
 
 import { HttpError, NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import { certSubject } from '../../shared/cert-subject.ts'
-import { signSealingKey } from '../../shared/sealed-login.ts'
 import { join, parseJoinRequest } from '../join.ts'
 import { TooManyAttempts } from '../rate-limit.ts'
 import { parseRecoveryRequest } from '../recovery.ts'
@@ -48,7 +47,7 @@ export const joinRoutes = {
     // With the key people's logins are sealed for, signed by the host CA keys, as a login comes for both.
     handle: async (_call, context) => {
       const signers = context.hostCA().keySets.map((set) => ({ certPem: set.tlsCertPem, key: set.tlsKey }))
-      return { ...context.challenges.issue(), sealing_key: signSealingKey(context.clusterName, context.sealing.publicKey, signers) }
+      return { ...context.challenges.issue(), sealing_key: context.sealing.statement(context.clusterName, signers) }
     },
   },
 
