@@ -5,7 +5,8 @@
 
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { ProtocolError } from '../shared/protocol/errors.ts'
-import { openSealed, type Sealed, type SealingKeyStatement, sealReply, signSealingKey } from '../shared/sealed-login.ts'
+import { sealJson } from '../shared/sealed-box.ts'
+import { openSealed, type Sealed, type SealingKeyStatement, signSealingKey } from '../shared/sealed-login.ts'
 import type { TrustSigner } from '../shared/trust-statement.ts'
 import type { Backend } from './backend/backend.ts'
 
@@ -44,7 +45,7 @@ export class LoginSealing {
   open(route: string, purpose: string, sealed: Sealed): { value: unknown; sealAnswer: (value: unknown) => string } {
     try {
       const { value, replyKey } = openSealed({ privateKey: this.privateKey, publicKey: this.publicKey }, purpose, sealed)
-      return { value, sealAnswer: (answer) => sealReply(replyKey, answer) }
+      return { value, sealAnswer: (answer) => sealJson(replyKey, answer) }
     } catch {
       throw new ProtocolError(route, 'sealed', 'field "sealed" does not open with this cluster\'s sealing key for this request')
     }

@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { defineCommand } from './command.ts'
-import { proxyApiClient } from './profile.ts'
+import { adminProxyApiClient } from './profile.ts'
 import { credentialsDir, USER_FLAGS } from './reachable.ts'
 
 export const playCommand = defineCommand({
@@ -19,7 +19,7 @@ export const playCommand = defineCommand({
   async run(flags, args) {
     const speed = flags.speed === undefined ? 1 : Number(flags.speed)
     if (!Number.isFinite(speed) || speed <= 0) throw new UsageError(`--speed must be a number above 0, not "${flags.speed}"`)
-    const client = proxyApiClient(credentialsDir(flags), flags.proxy)
+    const client = adminProxyApiClient(credentialsDir(flags), flags.proxy)
     let cast: string
     try {
       cast = (await client.call('GET /v1/recordings/:id', { params: { id: args[0] } })).cast

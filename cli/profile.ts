@@ -8,7 +8,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ADMIN_PROOF_HEADER, signAdminRequest } from '../shared/admin-request-proof.ts'
-import { ApiClient } from '../shared/api-client.ts'
+import { ApiClient, type ClientOptions } from '../shared/api-client.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { expandHome } from './flags.ts'
 
@@ -63,22 +63,29 @@ export function profilePath(dir: string, file: keyof typeof PROFILE_FILES): stri
   return resolve(dir, PROFILE_FILES[file])
 }
 
-/**
- * A client of a proxy's HTTPS API as the user of `dir`: the proxy given, else the profile's
- * first. Each request is signed with the user's TLS key (shared/admin-request-proof.ts), which
- * the auth server requires of admin requests a proxy carries.
- */
+/** A client of a proxy's HTTPS API as the user of `dir`: the proxy given, else the profile's first. */
 export function proxyApiClient(dir: string, proxy: string | undefined, noProxy = 'no proxy known: pass --proxy=HOST:PORT'): ApiClient {
-  const profile = loadProfile(dir)
-  const server = proxy ?? profile.proxies[0]
+  return new ApiClient(proxyClientOptions(dir, proxy, noProxy))
+}
+
+/**
+ * The same for admin routes: each request signed with the user's TLS key
+ * (shared/admin-request-proof.ts), which the auth server requires of admin requests a proxy carries.
+ */
+export function adminProxyApiClient(dir: string, proxy: string | undefined, noProxy?: string): ApiClient {
+  const options = proxyClientOptions(dir, proxy, noProxy)
+  const key = createPrivateKey(options.keyPem!)
+  const cluster = loadProfile(dir).cluster_name
+  return new ApiClient({ ...options, headersFor: (method, path, body) => ({ [ADMIN_PROOF_HEADER]: signAdminRequest(key, cluster, method, path, body) }) })
+}
+
+function proxyClientOptions(dir: string, proxy: string | undefined, noProxy = 'no proxy known: pass --proxy=HOST:PORT'): ClientOptions {
+  const server = proxy ?? loadProfile(dir).proxies[0]
   if (!server) throw new UsageError(noProxy)
-  const keyPem = readFileSync(profilePath(dir, 'tlsKey'), 'utf8')
-  const key = createPrivateKey(keyPem)
-  return new ApiClient({
+  return {
     server,
     caPems: [readFileSync(profilePath(dir, 'hostCA'), 'utf8')],
     certPem: readFileSync(profilePath(dir, 'tlsCert'), 'utf8'),
-    keyPem,
-    headersFor: (method, path, body) => ({ [ADMIN_PROOF_HEADER]: signAdminRequest(key, profile.cluster_name, method, path, body) }),
-  })
+    keyPem: readFileSync(profilePath(dir, 'tlsKey'), 'utf8'),
+  }
 }

@@ -10,6 +10,7 @@
 
 import { createHash, type KeyObject, randomBytes } from 'node:crypto'
 import { signProof, verifyProof } from './join-proof.ts'
+import { number, type Out, object, parseWith, text } from './protocol/shape.ts'
 
 /** The header that carries the proof, as base64url of its JSON. */
 export const ADMIN_PROOF_HEADER = 'x-warren-admin-proof'
@@ -18,15 +19,16 @@ export const ADMIN_PROOF_WINDOW_MS = 5 * 60_000
 
 const PURPOSE = 'warren admin request v1'
 
-export interface AdminRequestProof {
+const ADMIN_REQUEST_PROOF = object({
   /** When the person's client signed (epoch ms, its clock). */
-  at: number
-  nonce: string
+  at: number({ atLeast: 0, expected: 'a time in ms' }),
+  nonce: text({ max: 64 }),
   /** SHA-256 (hex) of the body as JSON (`{}` when there is none): what the auth server reads. */
-  body_sha256: string
+  body_sha256: text({ max: 64 }),
   /** By the key the person's TLS certificate certifies, base64. */
-  signature: string
-}
+  signature: text({ max: 1024 }),
+})
+export type AdminRequestProof = Out<typeof ADMIN_REQUEST_PROOF>
 
 /** The digest a request's body is signed by: of its JSON, `{}` for none, as a proxy passes it on. */
 export function bodyDigest(body: unknown): string {
@@ -61,16 +63,8 @@ export function readAdminProof(
   let proof: AdminRequestProof
   try {
     if (header.length > 2048) throw new Error('too long')
-    proof = JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as AdminRequestProof
-    if (
-      !Number.isFinite(proof.at) ||
-      typeof proof.nonce !== 'string' ||
-      proof.nonce.length > 64 ||
-      !/^[0-9a-f]{64}$/.test(proof.body_sha256) ||
-      typeof proof.signature !== 'string'
-    ) {
-      throw new Error('malformed')
-    }
+    proof = parseWith('admin request proof', ADMIN_REQUEST_PROOF, JSON.parse(Buffer.from(header, 'base64url').toString('utf8')))
+    if (!/^[0-9a-f]{64}$/.test(proof.body_sha256)) throw new Error('not a SHA-256 digest')
   } catch {
     return "the request's signature is malformed"
   }

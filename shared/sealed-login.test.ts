@@ -4,7 +4,8 @@
 
 import { generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
-import { openReply, openSealed, seal, sealReply, signSealingKey, trustedSealingKey } from './sealed-login.ts'
+import { openJson, sealJson } from './sealed-box.ts'
+import { openSealed, seal, signSealingKey, trustedSealingKey } from './sealed-login.ts'
 import { createCA } from './x509.ts'
 
 const server = generateKeyPairSync('x25519')
@@ -15,7 +16,7 @@ t.test('a box opens for its purpose with the server key, and the answer with the
   const { sealed, replyKey } = seal(server.publicKey, 'login c1 n1 bob', { password: 'secret words' })
   const opened = openSealed(server, 'login c1 n1 bob', sealed)
   t.same(opened.value, { password: 'secret words' })
-  t.same(openReply(replyKey, sealReply(opened.replyKey, { totp_secret: 'ABC' })), { totp_secret: 'ABC' })
+  t.same(openJson(replyKey, sealJson(opened.replyKey, { totp_secret: 'ABC' })), { totp_secret: 'ABC' })
   t.throws(() => openSealed(server, 'login c1 n2 bob', sealed), 'sealed for another challenge')
   t.throws(() => openSealed(generateKeyPairSync('x25519'), 'login c1 n1 bob', sealed), 'another key')
   const tampered = Buffer.from(sealed.box, 'base64')

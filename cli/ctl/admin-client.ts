@@ -11,7 +11,7 @@ import { formatUtc } from '../../shared/duration.ts'
 import { UsageError, WarrenError } from '../../shared/errors.ts'
 import { splitPems } from '../../shared/identity-store.ts'
 import { logins } from '../login.ts'
-import { profilePath, proxyApiClient } from '../profile.ts'
+import { adminProxyApiClient, profilePath } from '../profile.ts'
 
 export interface AdminConnection {
   client: ApiClient
@@ -78,7 +78,7 @@ function connectAsUser(flags: AdminFlags, now: number): AdminConnection {
     throw new WarrenError(`the login of ${profile.user} to cluster "${profile.cluster_name}" expired at ${formatUtc(profile.valid_before)}: log in again with "warren login"`)
   }
   return {
-    client: proxyApiClient(dir, flags.proxy, 'no proxy known for this login: pass --proxy=HOST:PORT'),
+    client: adminProxyApiClient(dir, flags.proxy, 'no proxy known for this login: pass --proxy=HOST:PORT'),
     cluster: profile.cluster_name,
     hostCAs: splitPems(readFileSync(profilePath(dir, 'hostCA'), 'utf8')),
   }

@@ -18,20 +18,9 @@
 // the user is and which node it asks for never cross the network readable. Every primitive
 // is Node's (OpenSSL's). SECURITY.md gives the argument.
 
-import {
-  createCipheriv,
-  createDecipheriv,
-  createPublicKey,
-  diffieHellman,
-  generateKeyPairSync,
-  hkdfSync,
-  type KeyObject,
-  randomBytes,
-  sign,
-  verify,
-  X509Certificate,
-} from 'node:crypto'
+import { generateKeyPairSync, type KeyObject, randomBytes, sign, verify, X509Certificate } from 'node:crypto'
 import { type Expected, judgeCertificate } from '../cert-trust.ts'
+import { exchangeKeys, openJson, rawX25519, sealJson } from '../sealed-box.ts'
 import { type DialReply, parseDialReply } from './dial.ts'
 import { object, optional, parseWith, text } from './shape.ts'
 
@@ -84,37 +73,13 @@ function digestFor(key: KeyObject): string | null {
 const proxySigned = (challenge: Buffer, key: string) => Buffer.concat([Buffer.from('warren ssh stream v1 proxy\0'), challenge, Buffer.from(key)])
 const userSigned = (challenge: Buffer, node: string) => Buffer.concat([Buffer.from('warren ssh stream v1 user\0'), challenge, Buffer.from(`\0${node}`)])
 
-const exportKey = (key: KeyObject) => key.export({ format: 'jwk' }).x as string
-const importKey = (x: string) => createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' })
-
 /** The request key and the reply key: from the X25519 secret, the challenge and both public keys. */
 function sessionKeys(privateKey: KeyObject, peer: string, challenge: Buffer, clientKey: string, proxyKey: string): { request: Buffer; reply: Buffer } {
-  const secret = diffieHellman({ privateKey, publicKey: importKey(peer) })
-  const keys = Buffer.from(hkdfSync('sha256', secret, challenge, `warren ssh stream v1\0${clientKey}\0${proxyKey}`, 64))
-  return { request: keys.subarray(0, 32), reply: keys.subarray(32) }
+  return exchangeKeys(privateKey, peer, challenge, `warren ssh stream v1\0${clientKey}\0${proxyKey}`)
 }
 
-/** AES-256-GCM with a key used for one message only, so a fixed nonce never repeats under it. */
-const NONCE = Buffer.alloc(12)
-
-function seal(key: Buffer, value: object): string {
-  const cipher = createCipheriv('aes-256-gcm', key, NONCE)
-  return Buffer.concat([cipher.update(JSON.stringify(value)), cipher.final(), cipher.getAuthTag()]).toString('base64')
-}
-
-function open(key: Buffer, sealed: string): unknown {
-  const bytes = Buffer.from(sealed, 'base64')
-  if (bytes.length < 16) throw new Error('the sealed message is too short')
-  const decipher = createDecipheriv('aes-256-gcm', key, NONCE)
-  decipher.setAuthTag(bytes.subarray(bytes.length - 16))
-  let plain: Buffer
-  try {
-    plain = Buffer.concat([decipher.update(bytes.subarray(0, bytes.length - 16)), decipher.final()])
-  } catch {
-    throw new Error('the sealed message does not open with this connection’s key')
-  }
-  return JSON.parse(plain.toString('utf8'))
-}
+/** What a message sealed for this connection holds. */
+const open = (key: Buffer, sealed: string) => openJson(key, sealed, 'the sealed message does not open with this connection’s key')
 
 /** The proxy's side, one per connection. */
 export class ProxyHandshake {
@@ -124,7 +89,7 @@ export class ProxyHandshake {
 
   /** The hello, signed with the proxy's host key. */
   hello(proxyCert: X509Certificate, proxyKey: KeyObject): SshStreamHello {
-    const key = exportKey(this.#ephemeral.publicKey)
+    const key = rawX25519(this.#ephemeral.publicKey)
     const signature = sign(digestFor(proxyKey), proxySigned(this.challenge, key), proxyKey).toString('base64')
     return { challenge: this.challenge.toString('base64'), key, certificate: proxyCert.raw.toString('base64'), signature }
   }
@@ -132,7 +97,7 @@ export class ProxyHandshake {
   /** The request inside `message`, and the user's certificate; throws why it cannot be read. */
   openRequest(message: SshStreamSealed): { request: SshStreamRequest; cert: X509Certificate } {
     if (!message.key) throw new Error("the request lacks the client's key")
-    const keys = sessionKeys(this.#ephemeral.privateKey, message.key, this.challenge, message.key, exportKey(this.#ephemeral.publicKey))
+    const keys = sessionKeys(this.#ephemeral.privateKey, message.key, this.challenge, message.key, rawX25519(this.#ephemeral.publicKey))
     const request = parseWith('stream request', REQUEST, open(keys.request, message.sealed), 'the request: ')
     // Only a client that sealed the request holds the reply key; before, refusals go plain.
     this.#replyKey = keys.reply
@@ -156,7 +121,7 @@ export class ProxyHandshake {
 
   /** The reply, sealed when the request could be opened (plain before that: there is no key yet). */
   reply(reply: DialReply): SshStreamSealed | DialReply {
-    return this.#replyKey ? { sealed: seal(this.#replyKey, reply) } : reply
+    return this.#replyKey ? { sealed: sealJson(this.#replyKey, reply) } : reply
   }
 }
 
@@ -175,11 +140,11 @@ export class ClientHandshake {
     if (!verify(digestFor(proxyCert.publicKey), proxySigned(challenge, hello.key), proxyCert.publicKey, Buffer.from(hello.signature, 'base64'))) {
       throw new Error("the hello is not signed by the proxy certificate's key")
     }
-    const key = exportKey(this.#ephemeral.publicKey)
+    const key = rawX25519(this.#ephemeral.publicKey)
     const keys = sessionKeys(this.#ephemeral.privateKey, hello.key, challenge, key, hello.key)
     this.#replyKey = keys.reply
     const signature = sign(digestFor(userKey), userSigned(challenge, node), userKey).toString('base64')
-    return { key, sealed: seal(keys.request, { node, certificate: userCert.raw.toString('base64'), signature } satisfies SshStreamRequest) }
+    return { key, sealed: sealJson(keys.request, { node, certificate: userCert.raw.toString('base64'), signature } satisfies SshStreamRequest) }
   }
 
   /** The proxy's reply: sealed once it opened the request; a refusal before that comes plain, an acceptance never. */
