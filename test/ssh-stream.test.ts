@@ -126,15 +126,16 @@ t.test('warren ssh --fdpass runs a command on a node and on every node a selecto
   t.equal(many.stdout, '[lab-1] many\n', "on the nodes the user's roles allow")
 })
 
-/** A TCP relay to the proxy that keeps what the client sent: what a passive observer on the path sees. */
-async function recordingRelay(): Promise<{ port: number; sent: () => Buffer[] }> {
+/** A TCP relay to the proxy that keeps what each side sent: what a passive observer on the path sees. */
+async function recordingRelay(): Promise<{ port: number; sent: () => Buffer[]; received: () => Buffer[] }> {
   const { host, port } = parseHostPort(proxy.web, 0)
-  const connections: Buffer[][] = []
+  const connections: Array<{ sent: Buffer[]; received: Buffer[] }> = []
   const server = createServer((client) => {
     const upstream = connect({ host, port })
-    const chunks: Buffer[] = []
-    connections.push(chunks)
-    client.on('data', (data) => chunks.push(data))
+    const seen = { sent: [] as Buffer[], received: [] as Buffer[] }
+    connections.push(seen)
+    client.on('data', (data) => seen.sent.push(data))
+    upstream.on('data', (data) => seen.received.push(data))
     client.pipe(upstream).pipe(client)
     client.on('error', () => upstream.destroy())
     upstream.on('error', () => client.destroy())
@@ -142,7 +143,11 @@ async function recordingRelay(): Promise<{ port: number; sent: () => Buffer[] }>
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   t.teardown(() => server.close())
-  return { port: (server.address() as { port: number }).port, sent: () => connections.map((chunks) => Buffer.concat(chunks)) }
+  return {
+    port: (server.address() as { port: number }).port,
+    sent: () => connections.map((seen) => Buffer.concat(seen.sent)),
+    received: () => connections.map((seen) => Buffer.concat(seen.received)),
+  }
 }
 
 /** Reads one line from `socket` (leaving nothing else read: the peer sends no more until answered). */
@@ -175,7 +180,7 @@ async function rawStream(options: { node: string; cert: X509Certificate; key: Ke
   return { reply, after }
 }
 
-t.test('the proxy checks the user before any stream to a node; an observer learns neither', async (t) => {
+t.test('the proxy checks the user before any stream to a node; an observer learns neither from the request', async (t) => {
   const lab = credentials(labUser)
   const good = await rawStream({ node: 'lab-1', ...lab })
   t.same(good.reply, { ok: true }, 'a signed challenge of a valid user opens the node')
@@ -187,11 +192,19 @@ t.test('the proxy checks the user before any stream to a node; an observer learn
   const seen = fdpassSsh(labUser, [`${testLogin()}@lab-1`, 'true'], ['-o', `ProxyCommand=${observed}`])
   t.equal((await once(seen, 'exit'))[0], 0, 'a session through the observed path')
   // The ProxyCommand's HTTPS request for host keys took the relay too: the stream is the other connection.
-  const sent = relay.sent().find((bytes) => bytes.subarray(0, SSH_STREAM_MAGIC.length).toString() === SSH_STREAM_MAGIC) ?? Buffer.alloc(0)
+  const streamIndex = relay.sent().findIndex((bytes) => bytes.subarray(0, SSH_STREAM_MAGIC.length).toString() === SSH_STREAM_MAGIC)
+  const sent = relay.sent()[streamIndex] ?? Buffer.alloc(0)
+  const received = relay.received()[streamIndex] ?? Buffer.alloc(0)
   const request = sent.subarray(SSH_STREAM_MAGIC.length, sent.indexOf('\n', SSH_STREAM_MAGIC.length) + 1)
   t.ok(request.length > 0 && request.toString().startsWith('{'), 'the observer saw the sealed request')
   for (const secret of ['lab-user', 'lab-1', lab.cert.raw.toString('base64').slice(0, 40)]) {
     t.notOk(sent.includes(secret), `and cannot read ${secret === 'lab-1' ? 'the node' : secret === 'lab-user' ? 'the user' : 'the certificate'} in what the client sent`)
+  }
+  // SSH's key exchange shows the node's host certificate (its name) in the clear, as SECURITY.md
+  // says; the user's name and certificate go only in SSH's encrypted user authentication.
+  t.ok(received.length > 0, 'the observer saw what the proxy and the node sent back')
+  for (const secret of ['lab-user', lab.cert.raw.toString('base64').slice(0, 40)]) {
+    t.notOk(received.includes(secret), `and cannot read the ${secret === 'lab-user' ? 'user' : 'certificate'} in it`)
   }
   const replayed = await rawStream({ node: 'lab-1', ...lab, raw: request })
   t.same(replayed.reply, { ok: false, error: 'the sealed message does not open with this connection’s key' }, 'the recorded request replayed on a new connection is refused')
