@@ -170,7 +170,7 @@ export class TunnelPoolOf<T extends PoolTunnel> {
         this.dials += size
         const held = this.held
         const offers = this.offers(size)
-        const results = await Promise.allSettled(offers.map((offer) => this.parts.dial({ ...this.options, held, session: offer?.ticket })))
+        const results = await Promise.allSettled(offers.map((offer) => this.parts.dial({ ...this.options, held, session: offer?.ticket, sessionProxyId: offer?.proxyId })))
         const round = { size, adopted: 0, duplicates: 0, declined: 0 }
         let failure: Error | undefined
         for (const [i, result] of results.entries()) {

@@ -1,6 +1,7 @@
 // An agent's tunnel against a proxy that speaks out of turn, over real TLS and a real yamux
 // session: a control message the agent cannot read closes the tunnel, before the welcome
-// (the dial fails, naming the message) and after it.
+// (the dial fails, naming the message) and after it; a welcome must name the proxy its
+// certificate does.
 
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
@@ -41,9 +42,10 @@ const identity: NodeIdentity = {
   trustVersion: 0,
 }
 
-/** A proxy that answers the agent's control stream with `lines`. */
-async function proxySaying(t: Test, lines: string[]): Promise<number> {
+/** A proxy that answers the agent's control stream with `lines`, given its own host ID. */
+async function proxySaying(t: Test, said: (proxyId: string) => string[]): Promise<number> {
   const proxy = certificate('proxy')
+  const lines = said(proxy.hostId)
   const server = createServer({ cert: proxy.cert, key: proxy.key, ca: [ca.ca.certPem], requestCert: true, ALPNProtocols: [TUNNEL_ALPN] }, (socket: TLSSocket) => {
     const session = createSession(socket, { client: false })
     session.on('error', () => {})
@@ -62,14 +64,28 @@ const open = (port: number) =>
   AgentTunnel.open({ host: '127.0.0.1', port, identity, keepAliveIntervalMs: 15_000, labels: () => ({}), services: [], onStream: (s) => s.destroy(), log, connectTimeoutMs: 5000 })
 
 t.test('a first message the agent cannot read fails the dial, naming it', async (t) => {
-  const port = await proxySaying(t, ['{"type":"greetings","proxy_id":"p"}'])
+  const port = await proxySaying(t, () => ['{"type":"greetings","proxy_id":"p"}'])
   await t.rejects(open(port), { name: 'ProtocolError', messageType: 'greetings', field: 'type', message: 'unknown control message type "greetings"' })
 })
 
+t.test('a welcome naming another proxy than its certificate fails the dial', async (t) => {
+  const other = randomUUID()
+  let id = ''
+  const port = await proxySaying(t, (proxyId) => {
+    id = proxyId
+    return [`{"type":"welcome","proxy_id":"${other}","cluster_name":"test-cluster"}`]
+  })
+  await t.rejects(open(port), { message: `the proxy's welcome names ${other}, its certificate ${id}` })
+})
+
 t.test('after the welcome, a message the agent cannot read closes the tunnel', async (t) => {
-  const port = await proxySaying(t, ['{"type":"welcome","proxy_id":"p1","cluster_name":"test-cluster"}', '{"type":"proxies","ids":"p1"}'])
+  let id = ''
+  const port = await proxySaying(t, (proxyId) => {
+    id = proxyId
+    return [`{"type":"welcome","proxy_id":"${proxyId}","cluster_name":"test-cluster"}`, `{"type":"proxies","ids":"${proxyId}"}`]
+  })
   const tunnel = await open(port)
-  t.equal(tunnel.proxyId, 'p1', 'welcomed')
+  t.equal(tunnel.proxyId, id, 'welcomed')
   await until(
     'the tunnel to close',
     () =>

@@ -41,6 +41,8 @@ export interface TunnelOptions {
    * proxy cannot open the ticket and makes a full handshake.
    */
   session?: Buffer
+  /** The proxy whose certificate the full handshake behind `session` showed: a resumed session shows none. */
+  sessionProxyId?: string
   /** Each round trip a keepalive or ping measured, in ms. */
   onRtt?: (rttMs: number) => void
 }
@@ -173,8 +175,12 @@ export class AgentTunnel extends EventEmitter {
         this.activate = () => sendToProxy(control, { type: 'hello', version: 1, agent_version: VERSION, labels: options.labels(), services: options.services })
         readMessages(control, parseProxyMessage, (message) => {
           switch (message.type) {
-            case 'welcome':
+            case 'welcome': {
               if (this.proxyId) return
+              // The pool keys tunnels by this ID: a proxy's word for it would let one proxy's
+              // keys pose as another proxy, which the node would then stop dialling.
+              const named = this.resumed ? options.sessionProxyId : certifiedProxyId(socket)
+              if (message.proxy_id !== named) return fail(new Error(`the proxy's welcome names ${message.proxy_id}, its certificate ${named ?? 'nothing'}`))
               this.proxyId = message.proxy_id
               this.openedAt = Date.now()
               this.carriesAudit = message.audit
@@ -183,6 +189,7 @@ export class AgentTunnel extends EventEmitter {
               socket.on('error', () => {})
               resolve()
               return
+            }
             case 'proxies':
               // Only as the auth server signed it (shared/signed-live-set.ts): the proxy could otherwise name itself alone.
               if (!liveSetSigned(identity.clusterName, message.ids, message.signed, identity.hostCAPems)) {
@@ -335,4 +342,10 @@ function secureContextFor(identity: NodeIdentity): SecureContext {
     contexts.set(identity, cached)
   }
   return cached.context
+}
+
+/** The host ID (CN) of the proxy certificate a full handshake showed. */
+function certifiedProxyId(socket: TLSSocket): string | undefined {
+  const cert = socket.getPeerX509Certificate()
+  return cert ? certSubject(cert).commonName : undefined
 }

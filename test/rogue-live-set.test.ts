@@ -72,20 +72,29 @@ t.test('a stolen proxy cannot make a node drop its other tunnels, nor keep its o
   const heartbeats = setInterval(() => void asStolen.call('POST /v1/proxies/heartbeat', { body: {} }).catch(() => {}), 1000)
   t.teardown(() => clearInterval(heartbeats))
   const rogue = rogueTunnelServer(stolen)
+  // Once it holds the node's tunnel, the attacker answers further dials as the first proxy:
+  // its welcome names that proxy's ID, under the stolen proxy's certificate.
+  const impostor = rogueTunnelServer({ ...stolen, hostId: p0 })
   let reached = 0
+  let impostorReached = 0
   const tlsServer = createServer(
     { cert: stolen.tlsCertPem, key: stolen.tlsKeyPem, ca: stolen.hostCAPems, requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] },
     (tls: TLSSocket) => {
       reached++
-      rogue.handle(tls, '127.0.0.1')
+      if (posing && rogue.size > 0) {
+        impostorReached++
+        impostor.handle(tls, '127.0.0.1')
+      } else rogue.handle(tls, '127.0.0.1')
     },
   )
+  let posing = false
   const listener = createTcpServer((socket) => afterProxyHeader(socket, (raw) => tlsServer.emit('connection', raw)))
   const tunnelAddr = proxies[1].tunnel
   listener.listen(Number(tunnelAddr.slice(tunnelAddr.lastIndexOf(':') + 1)), tunnelAddr.slice(0, tunnelAddr.lastIndexOf(':')))
   await once(listener, 'listening')
   t.teardown(() => {
     rogue.close()
+    impostor.close()
     listener.close()
   })
   await until('the node to open a tunnel to the attacker', () => rogue.size === 1, { timeoutMs: 60_000 })
@@ -124,6 +133,18 @@ t.test('a stolen proxy cannot make a node drop its other tunnels, nor keep its o
   t.equal(replayed.live_sets_refused, live_sets_refused + 1)
   const shown = await warren(['status', `--data-dir=${nodeDir}`])
   t.match(shown.stdout, new RegExp(`^Refused +${replayed.live_sets_refused} live proxy set`, 'm'), '`warren status` shows the refusals')
+
+  // The first proxy goes away for a moment (a restart, a network blip), and the balancer
+  // sends the node's dials to the attacker, who welcomes them as the first proxy. Were the
+  // node to believe it, it would hold "both" and never dial the real first proxy again.
+  posing = true
+  await proxies[0].stop('SIGKILL')
+  await until('a dial to reach the attacker posing as the first proxy', () => impostorReached > 0, { timeoutMs: 60_000 })
+  await proxies[0].start()
+  await node.waitForStatus('a tunnel to the real first proxy again', tunnelsAre([p0, p1]), 60_000)
+  await until('the real first proxy to hold the tunnel', async () => (await proxies[0].daemon.status()).proxy?.tunnels.count === 1, { timeoutMs: 60_000 })
+  t.equal(impostor.size, 0, 'the node holds no tunnel whose welcome names another proxy than its certificate')
+  posing = false
 
   // The theft found: the proxy is removed. The real proxies announce a set without it, and
   // the node closes its tunnel to the attacker, whose heartbeats are refused from now on.

@@ -36,12 +36,16 @@ const proxy = await new ProxyProcess({
 t.teardown(() => proxy.stop())
 const log = createLogger('test', { level: 'error' })
 
+/** The proxy's host ID, which a resumed session shows no certificate for. */
+let proxyId = ''
+
 async function openTunnel(identity: NodeIdentity, session?: Buffer): Promise<AgentTunnel> {
   const tunnel = await AgentTunnel.open({
     host: '127.0.0.1',
     port: tunnelPort,
     identity,
     session,
+    sessionProxyId: proxyId,
     keepAliveIntervalMs: 15_000,
     labels: () => ({}),
     services: [],
@@ -56,6 +60,7 @@ async function openTunnel(identity: NodeIdentity, session?: Buffer): Promise<Age
 /** Opens a tunnel with a full handshake and waits for a session ticket (the proxy sends them after the handshake). */
 async function ticketFrom(identity: NodeIdentity): Promise<{ tunnel: AgentTunnel; ticket: Buffer }> {
   const tunnel = await openTunnel(identity)
+  proxyId = tunnel.proxyId
   const ticket = tunnel.ticket ?? (await new Promise<Buffer>((resolve) => tunnel.once('session', resolve)))
   return { tunnel, ticket }
 }
