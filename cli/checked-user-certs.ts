@@ -3,13 +3,23 @@
 // not trusted with what the user will trust: they are taken only as a host CA the user
 // trusts already (pinned, accepted at the prompt, or saved at login) signed them.
 
+import { type KeyObject, X509Certificate } from 'node:crypto'
 import { WarrenError } from '../shared/errors.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import { knownHostsSigned } from '../shared/signed-known-hosts.ts'
+import { parseSshCertificate } from '../shared/ssh-cert.ts'
 import { checkTrust, TrustRefused } from '../shared/trust-statement.ts'
+import type { UserKeys } from './credentials-files.ts'
 
-/** `signed` with the host CAs of its signed set; throws WarrenError, writing nothing, when a check fails. */
-export function checkedUserCerts(signed: UserCerts, cluster: string, trustedCAs: string[]): UserCerts {
+/**
+ * `signed` with the host CAs of its signed set; throws WarrenError, writing nothing, when a
+ * check fails: among them, certificates for other keys than `keys` (what a proxy that had
+ * swapped the keys of the request would hand back).
+ */
+export function checkedUserCerts(signed: UserCerts, cluster: string, trustedCAs: string[], keys: UserKeys): UserCerts {
+  if (!sameKey(certifiedTlsKey(signed.tls_cert), keys.tls.publicKey) || !sameKey(certifiedSshKey(signed.ssh_cert), keys.ssh.publicKey)) {
+    throw new WarrenError('the certificates in the answer are not for the keys this client made: nothing was written')
+  }
   try {
     checkTrust(signed.trust, { clusterName: cluster, hostCAPems: trustedCAs, userCASshKeys: [], version: -1 })
   } catch (error) {
@@ -21,4 +31,24 @@ export function checkedUserCerts(signed: UserCerts, cluster: string, trustedCAs:
     throw new WarrenError("the nodes' host keys in the answer are not signed by the cluster's host CA: nothing was written")
   }
   return { ...signed, host_ca_certs: hostCAs }
+}
+
+function certifiedTlsKey(pem: string): KeyObject | undefined {
+  try {
+    return new X509Certificate(pem).publicKey
+  } catch {
+    return undefined
+  }
+}
+
+function certifiedSshKey(line: string): KeyObject | undefined {
+  try {
+    return parseSshCertificate(line).publicKey
+  } catch {
+    return undefined
+  }
+}
+
+function sameKey(certified: KeyObject | undefined, own: KeyObject): boolean {
+  return certified?.equals(own) === true
 }

@@ -141,7 +141,7 @@ export const loginCommand = defineCommand({
       ? signUp(client, trusted, flags.invite, keys, flags.ttl, prompter)
       : logInAs(client, trusted, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
     const { user, signed: answered } = await answer.finally(() => client.close())
-    const signed = checkedUserCerts(answered, cluster, caPems)
+    const signed = checkedUserCerts(answered, cluster, caPems, keys)
     const dir = clusterDir(signed.cluster_name)
     writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: true, fdpass: flags.fdpass, extra: { roles: signed.roles } })
     out(`Logged in as ${user} to cluster ${signed.cluster_name} (roles ${signed.roles.join(',')}, logins ${signed.logins.join(',')}) until ${formatUtc(signed.valid_before)}`)

@@ -8,7 +8,7 @@ import type { KeyObject } from 'node:crypto'
 import type { ApiClient } from '../shared/api-client.ts'
 import { WarrenError } from '../shared/errors.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
-import { type SignupStarted, sealedPurpose } from '../shared/protocol/logins.ts'
+import { type SealedRequest, type SignupStarted, sealedPurpose } from '../shared/protocol/logins.ts'
 import { openJson } from '../shared/sealed-box.ts'
 import { type Sealed, seal, trustedSealingKey } from '../shared/sealed-login.ts'
 import { provenKeyFields, type UserKeys } from './credentials-files.ts'
@@ -48,14 +48,14 @@ export async function startSignup(client: ApiClient, cluster: TrustedCluster, to
   return started
 }
 
-/** The token, password and code of a sign-up, sealed for `challenge`. */
-export function sealedSignup(challenge: SealingChallenge, secrets: { token: string; password: string; totp_code: string }): Sealed {
-  return seal(challenge.sealingKey, sealedPurpose('POST /v1/signup/complete', challenge.cluster, challenge.nonce), secrets).sealed
+/** The token, password and code of a sign-up, sealed for `challenge` and the keys and lifetime of `request`. */
+export function sealedSignup(challenge: SealingChallenge, request: SealedRequest, secrets: { token: string; password: string; totp_code: string }): Sealed {
+  return seal(challenge.sealingKey, sealedPurpose('POST /v1/signup/complete', challenge.cluster, challenge.nonce, '', request), secrets).sealed
 }
 
-/** The password and code of `user`'s login, sealed for `challenge`. */
-export function sealedLogin(challenge: SealingChallenge, user: string, secrets: { password: string; totp_code: string }): Sealed {
-  return seal(challenge.sealingKey, sealedPurpose('POST /v1/login', challenge.cluster, challenge.nonce, user), secrets).sealed
+/** The password and code of `user`'s login, sealed for `challenge` and the keys and lifetime of `request`. */
+export function sealedLogin(challenge: SealingChallenge, user: string, request: SealedRequest, secrets: { password: string; totp_code: string }): Sealed {
+  return seal(challenge.sealingKey, sealedPurpose('POST /v1/login', challenge.cluster, challenge.nonce, user, request), secrets).sealed
 }
 
 export async function completeSignup(
@@ -66,7 +66,8 @@ export async function completeSignup(
   ttlMs: number,
 ): Promise<UserCerts> {
   const challenge = await sealingChallenge(client, cluster)
-  const body = { ...provenKeyFields(keys, cluster.name, challenge.nonce), sealed: sealedSignup(challenge, secrets), ttl_ms: ttlMs }
+  const request = { ...provenKeyFields(keys, cluster.name, challenge.nonce), ttl_ms: ttlMs }
+  const body = { ...request, sealed: sealedSignup(challenge, request, secrets) }
   return client.call('POST /v1/signup/complete', { body })
 }
 
@@ -79,6 +80,7 @@ export async function logIn(
   ttlMs: number,
 ): Promise<UserCerts> {
   const challenge = await sealingChallenge(client, cluster)
-  const body = { user, ...provenKeyFields(keys, cluster.name, challenge.nonce), sealed: sealedLogin(challenge, user, secrets), ttl_ms: ttlMs }
+  const request = { ...provenKeyFields(keys, cluster.name, challenge.nonce), ttl_ms: ttlMs }
+  const body = { user, ...request, sealed: sealedLogin(challenge, user, request, secrets) }
   return client.call('POST /v1/login', { body })
 }

@@ -80,13 +80,20 @@ const forgeries: [string, () => Promise<Request>, RegExp][] = [
   ['a proof made for a join, not a login', () => proof(own, { purpose: 'warren join proof-of-possession v1' }), /field "tls_signature"/],
 ]
 
+/** The keys and lifetime a request's sealed box is bound to, as the caller sends them. */
+const bound = (keys: Request['keys']) => ({ ssh_public_key: keys.ssh_public_key ?? '', tls_public_key: keys.tls_public_key ?? '', ttl_ms: 60_000 })
+
 t.test('an invitation is not accepted for keys the caller does not hold, and still serves its person', async (t) => {
   const added = await auth.ctl(['users', 'add', 'bob', `--logins=${testLogin()}`])
   t.equal(added.code, 0, added.stderr)
   const token = /--invite=([0-9a-f]{32})/.exec(added.stdout)![1]
   const { totp_secret } = await startSignup(client, cluster, token)
   const signUp = async ({ challenge, keys }: Request) =>
-    answer('POST /v1/signup/complete', { ...keys, sealed: sealedSignup(challenge, { token, password: PASSWORD, totp_code: codeAt(totp_secret, stepNow()) }), ttl_ms: 60_000 })
+    answer('POST /v1/signup/complete', {
+      ...keys,
+      sealed: sealedSignup(challenge, bound(keys), { token, password: PASSWORD, totp_code: codeAt(totp_secret, stepNow()) }),
+      ttl_ms: 60_000,
+    })
   for (const [what, forge, refusal] of forgeries) t.match(await signUp(await forge()), { status: 400, message: refusal }, what)
   t.same(await signUp(await proof(own)), { status: 200, message: '' }, 'the invitation was not spent')
 
@@ -94,7 +101,12 @@ t.test('an invitation is not accepted for keys the caller does not hold, and sti
     // The sign-up used this step's code: the next one is accepted from now on.
     const code = codeAt(totp_secret, stepNow() + 1)
     const logIn = ({ challenge, keys }: Request) =>
-      answer('POST /v1/login', { user: 'bob', ...keys, sealed: sealedLogin(challenge, 'bob', { password: PASSWORD, totp_code: code }), ttl_ms: 60_000 })
+      answer('POST /v1/login', {
+        user: 'bob',
+        ...keys,
+        sealed: sealedLogin(challenge, 'bob', bound(keys), { password: PASSWORD, totp_code: code }),
+        ttl_ms: 60_000,
+      })
     for (const [what, forge, refusal] of forgeries) t.match(await logIn(await forge()), { status: 400, message: refusal }, what)
     const recorded = await proof(own)
     t.same(await logIn(recorded), { status: 200, message: '' }, 'the code was not used up')

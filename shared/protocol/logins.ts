@@ -56,9 +56,18 @@ export const LOGIN_SECRETS = object({ password: text({ max: 1024 }), totp_code: 
 /** The keys a login or a sign-up asks to have certified, with their proof. */
 export type LoginKeyFields = Omit<Out<typeof LOGIN_BODY>, 'user' | 'sealed' | 'ttl_ms'>
 
-/** What a sealed box is for, which binds it: the route, the cluster and, for the last step, the challenge and the user. */
-export function sealedPurpose(route: 'POST /v1/signup' | 'POST /v1/signup/complete' | 'POST /v1/login', cluster: string, nonce = '', user = ''): string {
-  return JSON.stringify([route, cluster, nonce, user])
+/** What else of a login or a completed sign-up its sealed box is bound to: the keys to certify and the lifetime asked. */
+export type SealedRequest = Pick<Out<typeof LOGIN_BODY>, 'ssh_public_key' | 'tls_public_key' | 'ttl_ms'>
+
+/**
+ * What a sealed box is for, which binds it: the route, the cluster and, for the last step,
+ * the challenge, the user, the keys and the lifetime. A proxy that passes a login on could
+ * otherwise swap in keys of its own, proven over the same challenge, and be certified as
+ * the person who typed the password.
+ */
+export function sealedPurpose(route: 'POST /v1/signup' | 'POST /v1/signup/complete' | 'POST /v1/login', cluster: string, nonce = '', user = '', request?: SealedRequest): string {
+  const bound = request ? [request.tls_public_key, request.ssh_public_key, request.ttl_ms] : []
+  return JSON.stringify([route, cluster, nonce, user, ...bound])
 }
 
 /** The one answer to a wrong user name, password or code: which of them was wrong is not told. */

@@ -43,5 +43,6 @@ export function signUp(args: string[], env: Record<string, string>, password: st
 /** POST /v1/login's body as `warren login` sends it: fresh keys proven, the password and code sealed for the auth server. */
 export async function loginBody(client: ApiClient, caPems: string[], user: string, password: string, code: string, cluster = 'test-cluster') {
   const challenge = await sealingChallenge(client, { name: cluster, caPems })
-  return { user, ...provenKeyFields(generateUserKeys(), cluster, challenge.nonce), sealed: sealedLogin(challenge, user, { password, totp_code: code }), ttl_ms: 60_000 }
+  const request = { ...provenKeyFields(generateUserKeys(), cluster, challenge.nonce), ttl_ms: 60_000 }
+  return { user, ...request, sealed: sealedLogin(challenge, user, request, { password, totp_code: code }) }
 }

@@ -1,0 +1,67 @@
+// The client takes certificates only for the keys it made: a proxy that swapped the keys of
+// a login (or an answer for someone else) hands back certificates the client refuses
+// before it writes anything.
+
+import { generateKeyPairSync, type KeyObject } from 'node:crypto'
+import t from 'tap'
+import type { UserCerts } from '../shared/protocol/admin.ts'
+import { createSshCertificate } from '../shared/ssh-cert.ts'
+import { createCA, createCertificate } from '../shared/x509.ts'
+import { checkedUserCerts } from './checked-user-certs.ts'
+import { generateUserKeys, type UserKeys } from './credentials-files.ts'
+
+const ca = createCA('test-cluster user CA', 'test-cluster')
+const sshCA = generateKeyPairSync('ed25519').privateKey
+
+/** An answer certifying `tls` and `ssh`, without the signed trust that would follow. */
+function answerFor(tls: KeyObject, ssh: KeyObject): UserCerts {
+  const now = Date.now()
+  const tlsCert = createCertificate({
+    subject: { CN: 'dora', O: 'test-cluster', OU: ['user'] },
+    issuer: { CN: 'test-cluster user CA', O: 'test-cluster' },
+    publicKey: tls,
+    signingKey: ca.key,
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + 3_600_000),
+  })
+  const sshCert = createSshCertificate({
+    publicKey: ssh,
+    caKey: sshCA,
+    type: 'user',
+    keyId: 'dora',
+    principals: ['dora'],
+    validAfter: new Date(now - 60_000),
+    validBefore: new Date(now + 3_600_000),
+  })
+  return {
+    ssh_cert: sshCert,
+    tls_cert: tlsCert,
+    valid_before: now + 3_600_000,
+    logins: ['dora'],
+    roles: ['access'],
+    cluster_name: 'test-cluster',
+    host_ca_certs: [],
+    proxies: [],
+    known_hosts: [],
+  }
+}
+
+const refusal = /not for the keys this client made/
+const own: UserKeys = generateUserKeys()
+const other: UserKeys = generateUserKeys()
+
+t.test('certificates for other keys are refused', async (t) => {
+  t.throws(() => checkedUserCerts(answerFor(other.tls.publicKey, other.ssh.publicKey), 'test-cluster', [], own), { message: refusal }, 'both swapped')
+  t.throws(() => checkedUserCerts(answerFor(own.tls.publicKey, other.ssh.publicKey), 'test-cluster', [], own), { message: refusal }, 'the SSH key swapped')
+  t.throws(() => checkedUserCerts(answerFor(other.tls.publicKey, own.ssh.publicKey), 'test-cluster', [], own), { message: refusal }, 'the TLS key swapped')
+  t.throws(
+    () => checkedUserCerts({ ...answerFor(own.tls.publicKey, own.ssh.publicKey), tls_cert: 'not a certificate' }, 'test-cluster', [], own),
+    { message: refusal },
+    'no certificate',
+  )
+})
+
+t.test('certificates for its own keys go on to the trust checks', async (t) => {
+  // No signed trust in this answer: the next check refuses it, for that reason.
+  t.throws(() => checkedUserCerts(answerFor(own.tls.publicKey, own.ssh.publicKey), 'test-cluster', [], own), { message: /not what the cluster's CA signed/ })
+})
