@@ -123,9 +123,10 @@ t.test('five failures in a row lock the user for 30 minutes', async (t) => {
     s.logins.login('alice', PASSWORD, totpCode(secret, s.now())),
     Locked,
     'user "alice" is locked: 5 failed logins in a row: locked for 30 minutes',
-    'who knows the password is told',
+    'who knows the password and a code is told',
   )
   await refused(t, s.logins.login('alice', 'wrong password!', totpCode(secret, s.now())), LoginRefused, undefined, 'a guesser is not')
+  await refused(t, s.logins.login('alice', PASSWORD, '000000'), LoginRefused, undefined, 'nor who has the password alone')
 })
 
 t.test('reset voids the password and second factor and locks the certificates from before it; rm removes the user, its secrets and invitations, and locks it', async (t) => {

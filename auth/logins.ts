@@ -80,7 +80,7 @@ export class Logins {
 
   /**
    * The user, once its password and a fresh code are right. Throws LoginRefused for a wrong
-   * user name, password or code, and Locked for the right ones of a locked user.
+   * user name, password or code, and Locked when both are right but the user is locked.
    */
   async login(name: string, password: string, code: string): Promise<UserRecord> {
     const user = USER_NAME.test(name) ? await this.context.users.get(name) : undefined
@@ -90,8 +90,10 @@ export class Logins {
     const lock = user ? await this.lockOf(user.name) : undefined
     if (!user || !stored) throw new LoginRefused()
     if (lock) {
-      // The lock is told only to who knows the password; a guesser learns nothing, and is not counted.
-      if (passwordRight) throw new Locked(lockReason(lock))
+      // Told only to who has the password and a fresh code (not spent): told on the password
+      // alone, a guesser could try passwords at the address's rate for as long as the lock lasts.
+      const totp = stored.record.totp
+      if (passwordRight && totp && verifyTotp(totp.secret, code, this.clock(), totp.lastStep) !== undefined) throw new Locked(lockReason(lock))
       throw new LoginRefused()
     }
     for (let tries = 0; tries < WRITE_TRIES; tries++) {
