@@ -53,11 +53,7 @@ export class Invites {
   async reset(name: string, ttlMs: number): Promise<{ user: UserRecord; invitation: Invitation; lock: LockRecord }> {
     const user = await this.context.users.get(name)
     if (!user) throw new UnknownUser(`no user "${name}": "warrenctl users ls" lists the users`)
-    const now = this.clock()
-    const issuedBefore = Math.ceil(now / 1000) * 1000
-    const lockTtlMs = issuedBefore + MAX_USER_CERT_TTL_MS - now
-    const lock = await this.context.locks.add({ user: name, issuedBefore, ttlMs: lockTtlMs, message: 'the user was reset' })
-    await this.context.lockMade()
+    const { lock, issuedBefore } = await this.lockIssuedUntilNow(name, 'the user was reset')
     await this.dropInvitations(name)
     await this.context.backend.txn([], [deleteCredentials(name)])
     const invitation = await this.invite(name, ttlMs)
@@ -66,14 +62,30 @@ export class Invites {
     return { user, invitation, lock }
   }
 
-  /** Removes the user, its secrets and its invitations, and ends its sessions everywhere now. */
+  /**
+   * Removes the user, its secrets and its invitations, and ends its sessions everywhere now.
+   * Certificates already issued stay valid by their dates: a lock on those issued until now
+   * refuses them until the last has expired. Not a lock on the name: a user added later
+   * under it would be locked, and lifting that lock would bring the old certificates back.
+   */
   async removeUser(name: string): Promise<UserRecord> {
     if (!(await this.context.users.get(name))) throw new UnknownUser(`no user "${name}": "warrenctl users ls" lists the users`)
-    // Certificates already issued stay valid until they expire: the lock refuses them until then.
-    await this.context.locks.add({ user: name, ttlMs: MAX_USER_CERT_TTL_MS, message: 'the user was removed' })
-    await this.context.lockMade()
+    const { issuedBefore } = await this.lockIssuedUntilNow(name, 'the user was removed')
     await this.dropInvitations(name)
-    return this.context.users.remove(name, [deleteCredentials(name)])
+    const removed = await this.context.users.remove(name, [deleteCredentials(name)])
+    // Whatever a user added again under the name is issued comes after the lock's instant.
+    const early = issuedBefore - this.clock()
+    if (early > 0) await sleep(early)
+    return removed
+  }
+
+  /** A lock on `name`'s certificates issued until the next whole second (certificates carry whole seconds), until the last has expired. */
+  private async lockIssuedUntilNow(name: string, message: string): Promise<{ lock: LockRecord; issuedBefore: number }> {
+    const now = this.clock()
+    const issuedBefore = Math.ceil(now / 1000) * 1000
+    const lock = await this.context.locks.add({ user: name, issuedBefore, ttlMs: issuedBefore + MAX_USER_CERT_TTL_MS - now, message })
+    await this.context.lockMade()
+    return { lock, issuedBefore }
   }
 
   private async invite(user: string, ttlMs: number): Promise<Invitation> {

@@ -108,3 +108,23 @@ t.test('certificates issued straight after a reset work: the reset ends on a who
   t.equal(after.code, 0, after.stderr)
   t.equal(after.stdout, 'reached\n', 'the certificates signed right after the reset reach the node')
 })
+
+t.test('users rm, then users add under the same name: the old certificates stay refused, the new ones work with no lock to lift', async (t) => {
+  const sign = async () => {
+    const dir = tempDir('warren-user-')
+    const signed = await auth.ctl(['auth', 'sign', '--user=alice', '--ttl=1h', `--out=${dir}`, '--format=openssh', `--proxy=${proxy.web}`])
+    t.equal(signed.code, 0, signed.stderr)
+    return dir
+  }
+  const before = await sign()
+  t.equal((await openssh(before, [`${login}@${NODE}`, 'true'])).code, 0, 'the control: certificates from before the removal work')
+  t.equal((await auth.ctl(['users', 'rm', 'alice'])).code, 0)
+  t.equal((await auth.ctl(['users', 'add', 'alice', `--logins=${login}`])).code, 0)
+  const after = await sign()
+  await until('the proxy to refuse the certificates from before the removal', async () => (await openssh(before, [`${login}@${NODE}`, 'true'])).code !== 0, { timeoutMs: 20_000 })
+  const reached = await openssh(after, [`${login}@${NODE}`, 'echo reached'])
+  t.equal(reached.stdout, 'reached\n', `the new user's certificates reach the node: ${reached.stderr}`)
+  const onTheName = (await auth.ctl(['lock', 'ls'])).stdout.split('\n').filter((line) => / user:alice /.test(line) && !line.includes('(certificates issued before'))
+  t.same(onTheName, [], 'no lock on the name itself')
+  t.not((await openssh(before, [`${login}@${NODE}`, 'true'])).code, 0, 'the old ones stay refused')
+})

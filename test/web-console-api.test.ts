@@ -326,9 +326,14 @@ t.test('a session made at one proxy works at another; logout ends it at both', a
 
 t.test('a locked or removed user has no session', async (t) => {
   t.equal((await web(proxyB.web, 'GET', '/web/api/session', { cookie: bob.cookie })).status, 200)
-  t.equal((await auth.ctl(['lock', '--user=bob', '--message=lost laptop'])).code, 0)
+  const locked = await auth.ctl(['lock', '--user=bob', '--message=lost laptop'])
+  t.equal(locked.code, 0, locked.stderr)
   t.equal((await web(proxyB.web, 'GET', '/web/api/session', { cookie: bob.cookie })).status, 401)
   t.equal((await web(proxyB.web, 'GET', '/web/api/user/nodes', { cookie: bob.cookie })).status, 401)
+  // The session ended with the lock: lifting it does not bring a stolen cookie back.
+  const lockId = /with ID "([^"]+)"/.exec(locked.stdout)![1]
+  t.equal((await auth.ctl(['lock', 'rm', lockId])).code, 0)
+  t.equal((await web(proxyB.web, 'GET', '/web/api/session', { cookie: bob.cookie })).status, 401, 'the session stays ended once the lock is lifted')
   const carol = await invited('carol', 'access')
   t.equal((await web(proxyA.web, 'GET', '/web/api/session', { cookie: carol.cookie })).status, 200)
   const term = terminal(proxyA.web, carol, 'lab-pi')

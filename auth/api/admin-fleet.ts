@@ -9,6 +9,7 @@ import { actorOf } from '../audit.ts'
 import { describeTarget, type LockRecord, parseLockRequest } from '../locks.ts'
 import { listAllNodes } from '../node-listing.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
+import { webSessionsOf } from './web-sessions.ts'
 
 /** The nodes whose heartbeat is fresh, removed ones left out, as the API shows them. */
 export async function presentNodes({ nodes, revocations }: Pick<AuthContext, 'nodes' | 'revocations'>): Promise<PresentNode[]> {
@@ -77,9 +78,13 @@ export const fleetRoutes = {
   'POST /v1/locks': {
     access: 'admin',
     bodyLimit: SMALL_BODY,
-    async handle(call, { locks, revocations, log, audit }) {
+    async handle(call, context) {
+      const { locks, revocations, log, audit } = context
       const lock = await locks.add(parseLockRequest(await call.body()))
       await revocations.refresh()
+      // A locked user's web sessions end, not just pause: a stolen cookie must not work again
+      // once the lock expires or is lifted.
+      if ('user' in lock.target && lock.target.issuedBefore === undefined) await webSessionsOf(context).endAllOf(lock.target.user)
       log.info('lock created', { lock_id: lock.id, target: describeTarget(lock.target), ...(lock.expires ? { expires: new Date(lock.expires).toISOString() } : {}) })
       const named = 'user' in lock.target ? { user: lock.target.user } : { node: lock.target.node, host_id: lock.target.hostId }
       await audit.record('lock.created', {
