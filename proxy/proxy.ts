@@ -25,6 +25,7 @@ import { certificateUsable } from '../shared/renewal-window.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { type AuditMessage, type RecordingMessage, relayAudit, relayRecording } from './audit-relay.ts'
+import { HttpConnections } from './http-connections.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
 import { LiveSetMembership } from './membership.ts'
@@ -58,6 +59,7 @@ export class ProxyService {
   private users!: UserGateway
   private nodes!: NodeDialer
   private webConsole?: WebConsole
+  private httpConnections?: HttpConnections
   private revocations!: ProxyRevocations
   private auth!: ApiClient
   private servers: Server[] = []
@@ -162,6 +164,7 @@ export class ProxyService {
       log: this.log,
     })
     const web = createHttpServer()
+    this.httpConnections = new HttpConnections(web)
     const clientAddress = (req: IncomingMessage) => this.clientAddresses.get(req.socket) ?? req.socket.remoteAddress ?? ''
     const router = webApi({
       discovery: () => ({ proxy_id: this.identity.hostId, cluster_name: this.identity.clusterName, tunnel_addr: this.tunnelAddressForAgents() }),
@@ -194,8 +197,8 @@ export class ProxyService {
       alpn: {
         [TUNNEL_ALPN]: serveTunnel,
         [USER_ALPN]: (socket: TLSSocket, conn: RoutedConnection) => void this.users.handle(socket, conn.clientAddress),
-        'http/1.1': (socket: TLSSocket, conn: RoutedConnection) => this.serveHttp(web, socket, conn),
-        '': (socket: TLSSocket, conn: RoutedConnection) => this.serveHttp(web, socket, conn),
+        'http/1.1': (socket: TLSSocket, conn: RoutedConnection) => this.serveHttp(socket, conn),
+        '': (socket: TLSSocket, conn: RoutedConnection) => this.serveHttp(socket, conn),
       },
     })
     // A tunnel port of its own serves tunnels alone: the web API (joins, discovery), users
@@ -249,9 +252,9 @@ export class ProxyService {
     this.ownCertificate.start()
   }
 
-  private serveHttp(web: ReturnType<typeof createHttpServer>, socket: TLSSocket, conn: RoutedConnection): void {
+  private serveHttp(socket: TLSSocket, conn: RoutedConnection): void {
     this.clientAddresses.set(socket, conn.clientAddress)
-    web.emit('connection', socket)
+    this.httpConnections!.admit(socket, conn.group)
   }
 
   /** Where agents dial the tunnel: its public address, or (multiplexed) null for "the web address you used". */

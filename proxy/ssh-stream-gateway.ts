@@ -65,7 +65,7 @@ export function sshStreamGateway(options: SshStreamGatewayOptions): (conn: Route
             log.debug('plain SSH stream refused', { remote: conn.clientAddress, error })
             if (conn.socket.destroyed) return
             answer({ ok: false, error: error.message })
-            conn.socket.end()
+            conn.socket.destroySoon()
           },
         )
       },

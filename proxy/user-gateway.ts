@@ -145,7 +145,8 @@ export class UserGateway {
     const answer = plain?.answer ?? ((reply: DialReply) => writeMessage<DialReply>(socket, reply))
     const refuse = (error: string) => {
       answer({ ok: false, error })
-      socket.end()
+      // Closed whole once the answer is out: half-open, a client that never closes its side would hold it for good.
+      socket.destroySoon()
     }
     const locked = this.options.refusedUser?.(userCertificate(cert))
     if (locked) {
@@ -200,7 +201,8 @@ export class UserGateway {
 /** Answers a refused user connection with why, then closes it. */
 function refuse(socket: Socket, error: string): void {
   writeMessage<DialReply>(socket, { ok: false, error })
-  socket.end()
+  // Closed whole once the answer is out: half-open, a client that never closes its side would hold it for good.
+  socket.destroySoon()
 }
 
 /**
