@@ -389,9 +389,15 @@ t.test("ssh -L to a declared port needs the user's roles to allow its name", asy
     webuiPort = -1
   })
 
-  async function echoVia(key: string): Promise<string> {
+  // A port the node does not declare, which `ssh_service.port_forwarding: any` lets through.
+  const undeclared = createServer((socket) => socket.pipe(socket))
+  await new Promise<void>((resolve) => undeclared.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => undeclared.close())
+  const undeclaredPort = (undeclared.address() as AddressInfo).port
+
+  async function echoVia(key: string, port = webuiPort): Promise<string> {
     const localPort = await freePort()
-    const client = spawn('ssh', [...sshArgs(key), '-N', '-L', `${localPort}:127.0.0.1:${webuiPort}`], { stdio: 'ignore' })
+    const client = spawn('ssh', [...sshArgs(key), '-N', '-L', `${localPort}:127.0.0.1:${port}`], { stdio: 'ignore' })
     const exited = new Promise((resolve) => client.on('close', resolve))
     try {
       await waitFor('the forward', () => tryConnect(localPort))
@@ -408,7 +414,14 @@ t.test("ssh -L to a declared port needs the user's roles to allow its name", asy
   logLines.length = 0
   t.equal(await echoVia(withAccess('port-other', { nodes: [{ env: ['lab'] }], ports: ['grafana'] })), '', 'ports: [grafana] does not')
   t.match(logLines.join(''), /SSH port forwarding refused: the user's roles do not allow the port "webui"/)
-  t.equal(await echoVia(withAccess('port-denied', { nodes: [{ env: ['lab'] }], ports: ['*'], deny_ports: ['webui'] })), '', 'a deny rule overrides *')
+  const denied = withAccess('port-denied', { nodes: [{ env: ['lab'] }], ports: ['*'], deny_ports: ['webui'] })
+  t.equal(await echoVia(denied), '', 'a deny rule overrides *')
+  t.equal(await echoVia(withAccess('every-port', { nodes: [{ env: ['lab'] }], ports: ['*'] })), 'ping', '* reaches a port the node does not declare')
+  // Another spelling of the denied port's address (localhost, 127.1, the node's LAN address)
+  // would be such a port: with any port denied, * no longer reaches undeclared ones.
+  logLines.length = 0
+  t.equal(await echoVia(denied, undeclaredPort), '', 'but not with a port denied')
+  t.match(logLines.join(''), /SSH port forwarding refused: the user's roles deny some of the node's ports/)
 })
 
 t.test("the sftp subsystem runs OpenSSH's sftp-server as a command runs, its log read for file operations", async (t) => {

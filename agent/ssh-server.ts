@@ -384,12 +384,17 @@ export class NodeSshServer {
     return this.remoteForwardRefusal()
   }
 
-  /** `ssh -L` to a declared port needs the user's roles to allow its name; elsewhere, every port (`'*'`). */
+  /**
+   * `ssh -L` to a declared port needs the user's roles to allow its name; elsewhere, every
+   * port (`'*'`) and none denied: a declared port is known by its address as written, and
+   * another spelling of it (localhost, 127.1, the node's LAN address) is "elsewhere".
+   */
   private forwardAccessRefusal(access: Access, host: string, port: number): string | undefined {
     const name = this.declaredPortName(host, port)
     if (name !== undefined) return portRefusal(access, name)
-    const every = access.ports.includes(WILDCARD) && !access.deny_ports.includes(WILDCARD)
-    return every ? undefined : "the user's roles allow only the node's named forward_ports"
+    if (!access.ports.includes(WILDCARD)) return "the user's roles allow only the node's named forward_ports"
+    if (access.deny_ports.length > 0) return "the user's roles deny some of the node's ports, so they allow only its named forward_ports"
+    return undefined
   }
 }
 
