@@ -127,23 +127,25 @@ export class Renewals {
   /**
    * New certificates for a host that proved its key by other means than a TLS handshake
    * (recovery.ts: its certificate expired). `cert` is its last certificate, which
-   * checkRegisteredHolder has accepted; a repeated request is answered like a renewal.
+   * checkRegisteredHolder has accepted; a repeated request is answered like a renewal, and
+   * so is any while the certificates last issued here are not yet due: a certificate made up
+   * with a later start would otherwise get new ones at every try.
    */
   recover(cert: X509Certificate, hostId: string): Promise<Renewed> {
-    return this.reissue(cert, hostId, () => {})
+    return this.reissue(cert, hostId, () => {}, true)
   }
 
   /**
    * Issues for `hostId` after the renewals queued before, or answers from the last one when
    * `cert` is older than it; `due` throws when this request may not have new certificates.
    */
-  private reissue(cert: X509Certificate, hostId: string, due: (signer: string, nowMs: number) => void): Promise<Renewed> {
+  private reissue(cert: X509Certificate, hostId: string, due: (signer: string, nowMs: number) => void, answerFromLast = false): Promise<Renewed> {
     return this.exclusive(hostId, async () => {
       const now = this.clock()
       const hostCA = this.context.hostCA()
       const signer = hostCA.tlsCertPems[0]
       const last = this.last.get(hostId)
-      const replaced = last !== undefined && cert.fingerprint256 !== last.fingerprint && cert.validFromDate.getTime() <= last.validFrom
+      const replaced = last !== undefined && cert.fingerprint256 !== last.fingerprint && (answerFromLast || cert.validFromDate.getTime() <= last.validFrom)
       if (last && replaced && last.signer === signer && now < last.dueAt) return { ...last.identity, hostId, issued: false }
       due(signer, now)
       // Read again: a renewal queued before this one, or a removal, may have changed it.

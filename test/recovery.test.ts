@@ -5,7 +5,7 @@
 // re-admits it; a recovery with the right host ID and another key, or for a removed node,
 // is refused and charged to the join rate limiter.
 
-import { generateKeyPairSync, X509Certificate } from 'node:crypto'
+import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
@@ -15,7 +15,9 @@ import { ApiClient } from '../shared/api-client.ts'
 import { validNow } from '../shared/cert-subject.ts'
 import { ApiError } from '../shared/errors.ts'
 import { loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
+import { joinCluster } from '../shared/join.ts'
 import { recoveryBody } from '../shared/recover.ts'
+import { createCertificate } from '../shared/x509.ts'
 import { AuthProcess, type Daemon, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
@@ -194,4 +196,38 @@ t.test('a recovery with the right host ID and another key, or for a removed node
   t.equal(limited.status, 429, 'the fifth try from the same address is refused before it is read: every refusal was counted')
   t.match(limited.message, /too many join attempts from 127\.0\.0\.1 \(failed or still under way\); try again in \d+s/)
   t.notMatch((await auth.ctl(['nodes', 'ls'])).stdout, /victim/, 'and the removed node stays removed')
+})
+
+t.test('a host that holds its keys gets no new certificates at will by recovering with one of its own making', async (t) => {
+  const auth = await new AuthProcess({ authServiceYaml: '  join_rate_limit: { burst: 4, per_minute: 1 }' }).start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const identity = await joinCluster({ authServer: auth.address, caPins: [pin], token: await auth.token(), nodename: 'pi-9', roles: ['node'], warn: () => {} })
+  const client = new ApiClient({ server: auth.address, caPems: identity.hostCAPems })
+  t.teardown(() => client.close())
+  const key = createPrivateKey(identity.tlsKeyPem)
+  // Its certificate is good and not due; one of its own making, with a later start each time, would pass for newer.
+  const recoverWithMadeUp = async (i: number): Promise<string> => {
+    const madeUp = createCertificate({
+      subject: { CN: identity.hostId, O: identity.clusterName, OU: ['node'], name: 'pi-9' },
+      issuer: { CN: 'pi-9 itself' },
+      publicKey: createPublicKey(key),
+      signingKey: key,
+      notBefore: new Date(Date.now() + 1000 * (i + 1)),
+      notAfter: new Date(Date.now() + 86_400_000),
+    })
+    const { nonce } = await client.request<{ nonce: string }>('POST', '/v1/join/challenge', {})
+    try {
+      const answer = await client.request<{ tls_cert: string }>('POST', '/v1/recover', recoveryBody({ ...identity, tlsCertPem: madeUp }, nonce))
+      return new X509Certificate(answer.tls_cert).serialNumber
+    } catch (error) {
+      if (error instanceof ApiError) return `refused ${error.status}`
+      throw error
+    }
+  }
+  const answers: string[] = []
+  for (let i = 0; i < 5; i++) answers.push(await recoverWithMadeUp(i))
+  const issued = new Set(answers.filter((answer) => !answer.startsWith('refused')))
+  t.equal(issued.size, 1, `one set of certificates, answered again while it is good: ${answers.join(', ')}`)
+  t.equal(answers[4], 'refused 429', 'and every recovery counts against the address, a success too')
 })

@@ -95,8 +95,9 @@ export const joinRoutes = {
       try {
         const request = parseRecoveryRequest(await call.body())
         host = certSubject(request.cert).commonName
+        // Kept, unlike a join's: a host recovers once after a long absence, and the tries
+        // bound how often anyone holding its keys can have certificates made.
         const recovered = await context.recoveries.recover(request)
-        context.limiter.refund(address)
         context.log.info('host certificates recovered', { host_id: host, from: address, issued: recovered.issued })
         if (recovered.issued) await context.audit.certIssued('host', recovered.sshCert, { host_id: host, client_addr: address })
         return { tls_cert: recovered.tlsCertPem, ssh_cert: recovered.sshCert, ...trustedCAs(context) }
