@@ -18,7 +18,10 @@ import { TokenService } from './tokens.ts'
 const CLUSTER = 'c1'
 
 /** A join body as the router reads it (its shape), then as the join reads it. */
-const parseJoin = (body: unknown) => parseJoinRequest(parseBody('POST /v1/join', body))
+const parseJoin = (body: unknown) => {
+  const parsed = parseBody('POST /v1/join', body)
+  return parseJoinRequest(parsed, parsed.token ?? '')
+}
 
 async function cluster(t: Test) {
   const backend = SqliteBackend.open(joinPath(t.testdir(), 'backend.db'))

@@ -61,7 +61,8 @@ function publicKey(text: string, field: string, parse: (text: string) => KeyObje
 }
 
 /** Checks what the body's shape cannot: the node name, the roles, the keys; every problem is a ProtocolError naming the field. */
-export function parseJoinRequest(body: JoinBody): JoinRequest {
+/** The request in `body`, with its token as opened from its sealed box (or sent plain). */
+export function parseJoinRequest(body: JoinBody, token: string): JoinRequest {
   const problem = nodenameProblem(body.nodename)
   if (problem) throw invalid('nodename', problem)
   const roles = body.roles
@@ -73,7 +74,7 @@ export function parseJoinRequest(body: JoinBody): JoinRequest {
   const sshPublicKey = publicKey(body.ssh_public_key, 'ssh_public_key', parseSshPublicKey, checkSshKey, 'an ssh-ed25519 public key line')
   if (body.public_addrs.length > 0 && !roles.includes('proxy')) throw invalid('public_addrs', 'field "public_addrs" is only for proxies')
   return {
-    token: body.token,
+    token,
     nodename: body.nodename,
     roles: roles as TokenRole[],
     tlsPublicKey,

@@ -54,7 +54,7 @@ async function setup(t: Test, options: { refusedHost?: (hostId: string) => Promi
     const keys = generateJoinKeys()
     const response = await join(
       { backend, tokens, nodes, challenges, hostCA, userCA, clusterName: CLUSTER, hostCertTtlMs: TTL },
-      parseJoinRequest(parseBody('POST /v1/join', signedJoinBody(CLUSTER, challenges.issue().nonce, { token, nodename, roles: ['node'] }, keys))),
+      parseJoinRequest(parseBody('POST /v1/join', signedJoinBody(CLUSTER, challenges.issue().nonce, { token, nodename, roles: ['node'] }, keys)), token),
     )
     return identityFromJoin(response, { tls: keys.tls.privateKey, ssh: keys.ssh.privateKey }, { nodename, roles: ['node'], authServer: 'unused:1', trustedCAs: hostCA.tlsCertPems })
   }

@@ -41,7 +41,8 @@ try {
   // A join is the challenge, the signatures with both keys and the join itself; every node
   // name once (names are unique among registered nodes).
   let round = 'warm'
-  const join = (i: number) => requestJoin(client, ca.cluster_name, { token, nodename: `bench-${round}-${i}`, roles: ['node'] }, keys[i % keys.length])
+  const join = (i: number) =>
+    requestJoin(client, { name: ca.cluster_name, caPems: ca.host_ca_certs }, { token, nodename: `bench-${round}-${i}`, roles: ['node'] }, keys[i % keys.length])
   await measure('warm-up joins', join)
   round = 'measured'
   const health = await measure('baseline: GET /v1/health', () => client.call('GET /v1/health'))

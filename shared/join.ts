@@ -10,7 +10,8 @@ import { WarrenError } from './errors.ts'
 import type { NodeIdentity } from './identity-store.ts'
 import { joinProofMessage, signProof } from './join-proof.ts'
 import { caPin, pinMatches } from './pin.ts'
-import type { ClusterCA, JoinBodyIn, Joined } from './protocol/hosts.ts'
+import { type ClusterCA, type JoinBodyIn, type Joined, joinSealPurpose } from './protocol/hosts.ts'
+import { seal, trustedSealingKey } from './sealed-login.ts'
 import { sshPublicKeyLine } from './ssh-cert.ts'
 import { checkTrust, TrustRefused } from './trust-statement.ts'
 
@@ -75,16 +76,26 @@ export interface JoinFields {
  * Asks the server for a challenge, signs it with both keys, and joins: over `client`, which
  * must already verify the server against the pinned CA.
  */
-export async function requestJoin(client: ApiClient, clusterName: string, fields: JoinFields, keys: JoinKeys): Promise<Joined> {
-  const { nonce } = await client.call('POST /v1/join/challenge')
-  return client.call('POST /v1/join', { body: signedJoinBody(clusterName, nonce, fields, keys) })
+export async function requestJoin(client: ApiClient, cluster: { name: string; caPems: string[] }, fields: JoinFields, keys: JoinKeys): Promise<Joined> {
+  const challenge = await client.call('POST /v1/join/challenge')
+  // The token goes sealed for the auth server: a proxy on the way reads none of it.
+  const sealingKey = trustedSealingKey(cluster.name, challenge.sealing_key, cluster.caPems)
+  if (!sealingKey) {
+    throw new WarrenError(
+      `cluster "${cluster.name}" offers no sealing key signed by its CA, so the token was not sent: its auth server is of an earlier version, or the proxy is not what it claims`,
+    )
+  }
+  return client.call('POST /v1/join', { body: signedJoinBody(cluster.name, challenge.nonce, fields, keys, sealingKey) })
 }
 
-/** The body of POST /v1/join: the fields, both public keys, and each key's signature over the challenge. */
-export function signedJoinBody(clusterName: string, nonce: string, fields: JoinFields, keys: JoinKeys): JoinBodyIn {
+/**
+ * The body of POST /v1/join: the fields, both public keys, and each key's signature over the
+ * challenge; the token sealed for `sealingKey` (bound to the challenge and the rest of the
+ * request), or plain without one, as clients of earlier versions send it.
+ */
+export function signedJoinBody(clusterName: string, nonce: string, fields: JoinFields, keys: JoinKeys, sealingKey?: KeyObject): JoinBodyIn {
   const message = joinProofMessage({ clusterName, nonce, tlsPublicKey: keys.tls.publicKey, sshPublicKey: keys.ssh.publicKey })
-  return {
-    token: fields.token,
+  const body: JoinBodyIn = {
     nodename: fields.nodename,
     roles: fields.roles,
     tls_public_key: keys.tls.publicKey.export({ type: 'spki', format: 'pem' }) as string,
@@ -95,6 +106,8 @@ export function signedJoinBody(clusterName: string, nonce: string, fields: JoinF
     tls_signature: signProof(message, keys.tls.privateKey),
     ssh_signature: signProof(message, keys.ssh.privateKey),
   }
+  if (!sealingKey) return { ...body, token: fields.token }
+  return { ...body, sealed: seal(sealingKey, joinSealPurpose(clusterName, body), { token: fields.token }).sealed }
 }
 
 /** Fresh keys as a device makes them: ECDSA P-256 for TLS, Ed25519 for SSH. */
@@ -109,7 +122,7 @@ export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
   const client = new ApiClient({ server: options.authServer, caPems: ca.host_ca_certs })
   let response: Joined
   try {
-    response = await requestJoin(client, ca.cluster_name, options, keys)
+    response = await requestJoin(client, { name: ca.cluster_name, caPems: ca.host_ca_certs }, options, keys)
   } finally {
     await client.close()
   }

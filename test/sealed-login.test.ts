@@ -5,16 +5,16 @@
 // accepts an invitation and logs in through it; the record holds neither the sign-up token,
 // nor the password, nor the second factor's secret or codes. Nor can such a relay have the
 // person's login certify keys of its own, proven over the same challenge: the sealed box is
-// bound to the keys it was sent with.
+// bound to the keys it was sent with. A join token passes the same way, sealed and bound to
+// the join's name, roles and keys.
 
-import { once } from 'node:events'
-import { createServer as createHttpsServer, request } from 'node:https'
-import { connect, createServer, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { generateUserKeys, provenKeyFields } from '../cli/credentials-files.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
+import { joinCluster } from '../shared/join.ts'
 import { authAndProxy, tempDir, testLogin, warren } from './helpers/cluster.ts'
 import { codeAt, signUp } from './helpers/people.ts'
+import { recordingRelay, rewritingRelay } from './helpers/stolen-proxy-relays.ts'
 
 t.setTimeout(120_000)
 
@@ -22,30 +22,7 @@ const PASSWORD = 'a long enough passphrase'
 const { auth, pin, proxy } = await authAndProxy(t)
 const stolen = loadIdentity(proxy.dataDir, 'proxy')!
 
-// The relay: TLS ended with the stolen keys, and on to the real proxy's web port.
-const recorded: Buffer[] = []
-const relay = createServer({ cert: stolen.tlsCertPem, key: stolen.tlsKeyPem }, (client: TLSSocket) => {
-  const [host, port] = proxy.web.split(':')
-  const upstream = connect({ host, port: Number(port), rejectUnauthorized: false, servername: 'warren-cluster' })
-  client.on('data', (chunk: Buffer) => {
-    recorded.push(chunk)
-    upstream.write(chunk)
-  })
-  upstream.on('data', (chunk: Buffer) => {
-    recorded.push(chunk)
-    client.write(chunk)
-  })
-  const close = () => {
-    client.destroy()
-    upstream.destroy()
-  }
-  client.on('error', close).on('close', close)
-  upstream.on('error', close).on('close', close)
-})
-relay.listen(0, '127.0.0.1')
-await once(relay, 'listening')
-t.teardown(() => relay.close())
-const relayAddress = `127.0.0.1:${(relay.address() as { port: number }).port}`
+const { address: relayAddress, recorded } = await recordingRelay(t, stolen, proxy.web)
 
 t.test('a sign-up and a login through a relay with a proxy’s keys: it reads none of what the person typed', async (t) => {
   const added = await auth.ctl(['users', 'add', 'dora', `--logins=${testLogin()}`])
@@ -78,36 +55,12 @@ t.test('a sign-up and a login through a relay with a proxy’s keys: it reads no
   }
 })
 
-/** An HTTPS relay with the stolen keys that puts keys of its own, proven over the request's challenge, into logins and sign-ups. */
-async function keySwappingRelay(): Promise<{ address: string; answers: { route: string; status: number }[] }> {
+/** A relay with the stolen keys that puts keys of its own, proven over the request's challenge, into logins and sign-ups. */
+function keySwappingRelay() {
   const attacker = generateUserKeys()
-  const answers: { route: string; status: number }[] = []
-  const server = createHttpsServer({ cert: stolen.tlsCertPem, key: stolen.tlsKeyPem }, async (req, res) => {
-    const chunks: Buffer[] = []
-    for await (const chunk of req) chunks.push(chunk as Buffer)
-    let body = Buffer.concat(chunks)
-    const route = `${req.method} ${req.url}`
-    const swapped = route === 'POST /v1/login' || route === 'POST /v1/signup/complete'
-    if (swapped) {
-      const fields = JSON.parse(body.toString())
-      body = Buffer.from(JSON.stringify({ ...fields, ...provenKeyFields(attacker, 'test-cluster', fields.nonce) }))
-    }
-    const [host, port] = proxy.web.split(':')
-    const headers = { ...req.headers, 'content-length': String(body.length) }
-    const upstream = request({ host, port: Number(port), method: req.method, path: req.url, headers, rejectUnauthorized: false, servername: 'warren-cluster' }, async (answer) => {
-      const out: Buffer[] = []
-      for await (const chunk of answer) out.push(chunk as Buffer)
-      if (swapped) answers.push({ route, status: answer.statusCode! })
-      res.writeHead(answer.statusCode!, answer.headers)
-      res.end(Buffer.concat(out))
-    })
-    upstream.on('error', () => res.destroy())
-    upstream.end(body)
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => server.close())
-  return { address: `127.0.0.1:${(server.address() as { port: number }).port}`, answers }
+  return rewritingRelay(t, stolen, proxy.web, (route, fields) =>
+    route === 'POST /v1/login' || route === 'POST /v1/signup/complete' ? { ...fields, ...provenKeyFields(attacker, 'test-cluster', fields.nonce as string) } : undefined,
+  )
 }
 
 t.test('a relay with a proxy’s keys cannot have a sign-up or a login certify keys of its own', async (t) => {
@@ -129,4 +82,22 @@ t.test('a relay with a proxy’s keys cannot have a sign-up or a login certify k
   t.same(relay.answers.at(-1), { route: 'POST /v1/login', status: 400 }, 'the auth server refused the swapped keys')
   const login = await warren(['login', `--proxy=${proxy.web}`, '--user=erin'], { env, input: `${PASSWORD}\n${code}\n` })
   t.equal(login.code, 0, login.code === 0 ? 'and the code was not used up' : login.stderr)
+})
+
+t.test('a node joining through a relay with a proxy’s keys: the token is not in what it read, nor can it spend it on another name', async (t) => {
+  const token = await auth.token(['tokens', 'add', '--type=node', '--single-use'])
+  const joinThrough = (authServer: string, nodename: string) => joinCluster({ authServer, token, caPins: [pin], nodename, roles: ['node'], warn: () => {} })
+
+  // A relay that puts its own name (and keys) on the sealed token: the box no longer opens.
+  const renaming = await rewritingRelay(t, stolen, proxy.web, (route, fields) => (route === 'POST /v1/join' ? { ...fields, nodename: 'planted' } : undefined))
+  await t.rejects(joinThrough(renaming.address, 'pi-sealed'), /field "sealed" does not open/, 'the join renamed on the way is refused')
+  t.same(renaming.answers, [{ route: 'POST /v1/join', status: 400 }])
+
+  const before = recorded.length
+  const joined = await joinThrough(relayAddress, 'pi-sealed')
+  t.equal(joined.nodename, 'pi-sealed', 'the single-use token was not spent by the refused join: it joins the node')
+  const seen = Buffer.concat(recorded.slice(before)).toString('latin1')
+  t.match(seen, /POST \/v1\/join HTTP/, 'the relay did record the join in the clear')
+  t.notOk(seen.includes(token), 'and the token is not in what it read')
+  t.notMatch((await auth.ctl(['nodes', 'ls'])).stdout, /planted/, 'no node was registered under the planted name')
 })

@@ -6,6 +6,9 @@
 
 import { HttpError, NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import { certSubject } from '../../shared/cert-subject.ts'
+import { ProtocolError } from '../../shared/protocol/errors.ts'
+import { JOIN_SECRETS, type JoinBody, joinSealPurpose } from '../../shared/protocol/hosts.ts'
+import { parseWith } from '../../shared/protocol/shape.ts'
 import { join, parseJoinRequest } from '../join.ts'
 import { TooManyAttempts } from '../rate-limit.ts'
 import { parseRecoveryRequest } from '../recovery.ts'
@@ -29,6 +32,16 @@ export function described(context: AuthContext, error: unknown, what: string, ad
   const message = `${what}: ${(error as Error).message}`
   context.log.warn(message, { from: address, ...fields })
   return new HttpError(refusal.status, message, refusal.headers)
+}
+
+/** A join's token: opened from its sealed box, or as clients of earlier versions send it. */
+function joinToken(context: AuthContext, body: JoinBody): string {
+  if (body.sealed) {
+    const opened = context.sealing.open('POST /v1/join', joinSealPurpose(context.clusterName, body), body.sealed)
+    return parseWith('join', JOIN_SECRETS, opened.value, 'the sealed join: ').token
+  }
+  if (body.token !== undefined) return body.token
+  throw new ProtocolError('POST /v1/join', 'token', 'field "token" or "sealed" is required')
 }
 
 export const joinRoutes = {
@@ -61,7 +74,8 @@ export const joinRoutes = {
       let nodename = '?'
       let roles = '?'
       try {
-        const request = parseJoinRequest(await call.body())
+        const body = await call.body()
+        const request = parseJoinRequest(body, joinToken(context, body))
         nodename = request.nodename
         roles = request.roles.join(',')
         const { backend, tokens, nodes, challenges, clusterName } = context

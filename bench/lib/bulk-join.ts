@@ -33,7 +33,7 @@ export class BulkJoiner {
   async join(nodename: string): Promise<NodeIdentity> {
     if (!this.client) throw new Error('connect() first')
     const keys = generateJoinKeys()
-    const response = await requestJoin(this.client, this.clusterName, { token: this.token, nodename, roles: ['node'] }, keys)
+    const response = await requestJoin(this.client, { name: this.clusterName, caPems: this.trustedCAs }, { token: this.token, nodename, roles: ['node'] }, keys)
     return identityFromJoin(
       response,
       { tls: keys.tls.privateKey, ssh: keys.ssh.privateKey },

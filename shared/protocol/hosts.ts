@@ -3,7 +3,7 @@
 // proxy's discovery answer (where its tunnels listen). Request bodies are shapes (their
 // parsers and types in one declaration); answers are types.
 
-import type { SealingKeyStatement } from '../sealed-login.ts'
+import { SEALED, type SealingKeyStatement } from '../sealed-login.ts'
 import type { TrustStatement } from '../trust-statement.ts'
 import { type In, labels, type Out, object, optional, refused, text, texts } from './shape.ts'
 
@@ -34,7 +34,10 @@ export interface JoinChallenge {
 export const JOIN_BODY = object({
   host_id: refused('the auth server assigns host IDs; a host that has one renews with its certificate instead of joining'),
   addresses: refused("certificates name only the host ID and the node name (a proxy's public addresses come from proxy_service.public_addr)"),
-  token: text({ max: 512 }),
+  /** The token as typed, from clients of earlier versions; `sealed` (JOIN_SECRETS) otherwise. */
+  token: optional(text({ max: 512 })),
+  /** The token sealed for the auth server (shared/sealed-login.ts), bound by joinSealPurpose: a proxy passing the join reads none of it. */
+  sealed: optional(SEALED),
   nodename: text({ max: 253 }),
   roles: optional(texts(8), []),
   /** PEM (SubjectPublicKeyInfo). */
@@ -51,6 +54,16 @@ export const JOIN_BODY = object({
 })
 export type JoinBody = Out<typeof JOIN_BODY>
 export type JoinBodyIn = In<typeof JOIN_BODY>
+/** What a join's sealed box holds. */
+export const JOIN_SECRETS = object({ token: text({ max: 512 }) })
+
+/**
+ * What a join's sealed token is bound to: the challenge, and everything the join asks for,
+ * so a proxy that passes it on cannot spend the token on another name, role or key.
+ */
+export function joinSealPurpose(cluster: string, body: Pick<JoinBodyIn, 'nonce' | 'nodename' | 'roles' | 'public_addrs' | 'tls_public_key' | 'ssh_public_key'>): string {
+  return JSON.stringify(['POST /v1/join', cluster, body.nonce, body.nodename, body.roles ?? [], body.public_addrs ?? [], body.tls_public_key, body.ssh_public_key])
+}
 
 /** New certificates for a host's keys, as renewals and recoveries answer. */
 export interface RenewedCertificates {
