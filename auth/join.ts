@@ -14,11 +14,11 @@ import { ProtocolError } from '../shared/protocol/errors.ts'
 import type { JoinBody, Joined } from '../shared/protocol/hosts.ts'
 import { parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import type { Authority } from './authorities.ts'
-import type { Backend } from './backend/backend.ts'
+import type { Backend, Operation } from './backend/backend.ts'
 import { HOST_CERT_TTL_MS, issueHostIdentity, validity } from './issuer.ts'
 import { type JoinChallenges, usedNonceKey } from './join-challenge.ts'
 import { checkSshKey, checkTlsKey, KeyPolicyError, publicKeyFingerprint } from './key-policy.ts'
-import { type NodeDirectory, NodenameTaken } from './nodes.ts'
+import { type NodeDirectory, NodenameTaken, type NodeRecord } from './nodes.ts'
 import { isTokenRole, type TokenRole } from './roles.ts'
 import { TOKEN_NOT_FOUND, TokenRefusal, type TokenService } from './tokens.ts'
 import { trustStatement } from './trust.ts'
@@ -96,6 +96,8 @@ export interface JoinContext {
   clusterName: string
   /** `auth_service.host_cert_ttl`. */
   hostCertTtlMs?: number
+  /** The removal record of a host this join replaces (revocations.ts), written in the join's transaction. */
+  removal?: (replaced: NodeRecord, replacedBy: string) => Operation
 }
 
 /** The caller must hold both private keys: each signed this cluster's nonce and both public keys. */
@@ -130,7 +132,7 @@ export async function join(context: JoinContext, request: JoinRequest): Promise<
     tlsKeySha256: publicKeyFingerprint(request.tlsPublicKey),
     ...(request.publicAddrs.length > 0 ? { publicAddrs: request.publicAddrs } : {}),
   }
-  const registration = await context.nodes.planRegistration(record, { replaceHolder: valid.record.nodename !== undefined })
+  const registration = await context.nodes.planRegistration(record, { replaceHolder: valid.record.nodename !== undefined, removal: context.removal })
   const identity = issueHostIdentity(context.hostCA, {
     ...record,
     clusterName: context.clusterName,

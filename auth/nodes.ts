@@ -172,9 +172,11 @@ export class NodeDirectory {
   /**
    * The registration of a new host, for the join's transaction: its record must not exist
    * yet, and its name must be free, unless `replaceHolder` (a token made for that name),
-   * which removes the holder's record and presence in the same transaction.
+   * which removes the holder's record and presence in the same transaction, with the
+   * operation `removal` gives for it (its removal record: the replaced host's certificates
+   * are then refused as a removed host's are, by every proxy, restarted ones too).
    */
-  async planRegistration(record: NodeRecord, options: { replaceHolder: boolean }): Promise<RegistrationPlan> {
+  async planRegistration(record: NodeRecord, options: { replaceHolder: boolean; removal?: (holder: NodeRecord, replacedBy: string) => Operation }): Promise<RegistrationPlan> {
     const plan: RegistrationPlan = {
       conditions: [{ key: REGISTRY + record.hostId, absent: true }],
       operations: [registerNodeOperation(record)],
@@ -187,6 +189,11 @@ export class NodeDirectory {
       const holder = (JSON.parse(claim.value) as { hostId: string }).hostId
       plan.conditions.push({ key, revision: claim.revision })
       plan.operations.push({ op: 'delete', key: REGISTRY + holder }, { op: 'delete', key: PRESENCE + holder })
+      const held = await this.backend.get(REGISTRY + holder)
+      if (held && options.removal) {
+        plan.conditions.push({ key: held.key, revision: held.revision })
+        plan.operations.push(options.removal(JSON.parse(held.value) as NodeRecord, record.hostId))
+      }
       plan.replaces = holder
     } else {
       plan.conditions.push({ key, absent: true })

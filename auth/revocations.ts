@@ -45,6 +45,8 @@ export interface RemovalRecord {
   keepUntil: number
   /** When the host was last seen before its removal, for `nodes ls --all`. */
   lastSeen?: number
+  /** The host that took its name with a token made for it (`warrenctl nodes add --nodename`). */
+  replacedBy?: string
 }
 
 export interface RevocationsOptions {
@@ -58,7 +60,8 @@ export interface RevocationsOptions {
 
 /** What refuses a removed host: the text the takeover of a name also gives ("not registered"). */
 function removalReason(record: RemovalRecord): string {
-  return `host ${record.hostId} is not registered in this cluster: node "${record.nodename}" was removed ${new Date(record.removedAt).toISOString()}`
+  const how = record.replacedBy ? `replaced by host ${record.replacedBy}` : 'removed'
+  return `host ${record.hostId} is not registered in this cluster: node "${record.nodename}" was ${how} ${new Date(record.removedAt).toISOString()}`
 }
 
 export class Revocations {
@@ -142,7 +145,7 @@ export class Revocations {
   }
 
   /** The removal record of `record`, for the removal's transaction. */
-  removalOperation(record: NodeRecord, lastSeen?: number): Operation {
+  removalOperation(record: NodeRecord, lastSeen?: number, replacedBy?: string): Operation {
     const now = this.clock()
     const certExpires = record.certExpires ?? now + HOST_CERT_TTL_MS
     const keepUntil = Math.max(certExpires, now) + this.options.recoveryWindowMs
@@ -154,6 +157,7 @@ export class Revocations {
       removedAt: now,
       keepUntil,
       ...(lastSeen ? { lastSeen } : {}),
+      ...(replacedBy ? { replacedBy } : {}),
     }
     return { op: 'put', key: REMOVED + record.hostId, value: JSON.stringify(removal), ttlMs: keepUntil - now }
   }

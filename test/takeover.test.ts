@@ -294,8 +294,13 @@ t.test('a token made for a name replaces the device that holds it; the old one c
   const direct = new ApiClient({ server: auth.address, caPems: oldIdentity.hostCAPems, certPem: oldIdentity.tlsCertPem, keyPem: oldIdentity.tlsKeyPem })
   t.teardown(() => direct.close())
   const renewal = await refusal(direct.request('POST', '/v1/renew', {}))
-  t.equal(renewal.status, 403)
-  t.match(renewal.message, `host ${oldIdentity.hostId} is not registered in this cluster`)
+  t.equal(renewal.status, 401, 'its certificate is refused as a removed host’s is')
+  t.match(renewal.message, `host ${oldIdentity.hostId} is not registered in this cluster: node "pi-9" was replaced by host ${newHostId}`)
+  // Refused as a removed host is, by what every proxy reads, a restarted one too: not only by
+  // the memory of the proxies that saw the replacement happen.
+  const all = (await auth.ctl(['nodes', 'ls', '--all', '--format=json'])).stdout
+  const listed = (JSON.parse(all) as { host_id: string; status: string }[]).find((n) => n.host_id === oldIdentity.hostId)
+  t.equal(listed?.status, 'removed', 'the old device is listed as removed')
 })
 
 t.test('warrenctl nodes rm removes a node by name or host ID; it can no longer renew or heartbeat', async (t) => {

@@ -80,7 +80,17 @@ export const joinRoutes = {
         roles = request.roles.join(',')
         const { backend, tokens, nodes, challenges, clusterName } = context
         const { replaced, ...joined } = await join(
-          { backend, tokens, nodes, challenges, clusterName, hostCA: context.hostCA(), userCA: context.userCA(), hostCertTtlMs: context.settings.hostCertTtlMs },
+          {
+            backend,
+            tokens,
+            nodes,
+            challenges,
+            clusterName,
+            hostCA: context.hostCA(),
+            userCA: context.userCA(),
+            hostCertTtlMs: context.settings.hostCertTtlMs,
+            removal: (replaced, replacedBy) => context.revocations.removalOperation(replaced, undefined, replacedBy),
+          },
           request,
         )
         context.limiter.refund(address)
