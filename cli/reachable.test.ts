@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { PROFILE_FILES, type Profile } from './profile.ts'
-import { credentialsDir } from './reachable.ts'
+import { checkedNodes, credentialsDir } from './reachable.ts'
 
 /** A WARREN_HOME with a login to each cluster named, and credentials of its own when `signed`. */
 function home(clusters: string[], signed = false): string {
@@ -54,4 +54,17 @@ t.test('several logins need --cluster; none, or an unknown cluster, is a failure
   t.ok(unknown instanceof WarrenError && !(unknown instanceof UsageError))
   t.match((unknown as Error).message, /^not logged in to cluster "gamma": log in with "warren login --proxy=HOST:PORT"/)
   t.match((chosen(home([]), {}) as Error).message, /^not logged in to any cluster/)
+})
+
+t.test("a proxy's list of nodes is taken only with host IDs and names of their shapes: they reach ssh's command line", async (t) => {
+  const node = { host_id: '0b6a2c1e-4f7d-4e2a-9c3b-5d8e7f6a1b2c', nodename: 'pi-1', addr: '', tunnel: true, labels: {}, last_seen: 0 }
+  t.same(checkedNodes([node]), [node], 'a node as the auth server names it')
+  for (const [what, forged] of [
+    ['a host ID with a command in it', { ...node, host_id: 'x$(id>/tmp/pwned)' }],
+    ['a name with a command in it', { ...node, nodename: 'pi`id`' }],
+    ['a name with a space and an option', { ...node, nodename: 'pi -oProxyCommand=sh' }],
+    ['no host ID', { ...node, host_id: undefined as unknown as string }],
+  ] as const) {
+    t.throws(() => checkedNodes([node, forged]), { message: /no node of a cluster/ }, what)
+  }
 })

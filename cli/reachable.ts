@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { UsageError, WarrenError } from '../shared/errors.ts'
+import { isHostId, nodenameProblem } from '../shared/nodename.ts'
 import type { PresentNode } from '../shared/protocol/admin.ts'
 import { formatLabels, matchesSelectors, type Selector } from '../shared/selectors.ts'
 import { defineFlags } from './flags.ts'
@@ -50,12 +51,26 @@ export async function reachableNodes(dir: string, proxy: string | undefined, sel
   try {
     const { nodes } = await client.call('GET /v1/user/nodes')
     // warren ls keeps its fields; what the web console's Nodes page shows besides stays out.
-    return nodes
+    return checkedNodes(nodes)
       .filter((node) => matchesSelectors(selectors, node.labels))
       .map(({ host_id, nodename, addr, tunnel, labels, last_seen }) => ({ host_id, nodename, addr, tunnel, labels, last_seen }))
   } finally {
     await client.close()
   }
+}
+
+/**
+ * `nodes` as the proxy listed them, once each host ID and name has its shape: they go into
+ * ssh's command line and its ProxyCommand's `%h`, which a shell expands (OpenSSH before 9.6
+ * passes any character on). Throws when one does not.
+ */
+export function checkedNodes(nodes: PresentNode[]): PresentNode[] {
+  for (const node of nodes) {
+    if (typeof node.host_id !== 'string' || !isHostId(node.host_id) || typeof node.nodename !== 'string' || nodenameProblem(node.nodename)) {
+      throw new WarrenError(`the proxy's list of nodes holds one that is no node of a cluster (host ID ${JSON.stringify(node.host_id)}): nothing was run`)
+    }
+  }
+  return nodes
 }
 
 /** How a tunnel node's address shows in every list. */

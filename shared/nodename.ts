@@ -14,6 +14,11 @@ export function reservedName(name: string): boolean {
   return lower === 'localhost' || lower.endsWith('.localhost') || lower === CLUSTER_SERVER_NAME || lower.endsWith('.invalid')
 }
 
+/** Whether `value` has a host ID's shape (a UUID the auth server chose). */
+export function isHostId(value: string): boolean {
+  return HOST_ID_LIKE.test(value)
+}
+
 /** What is wrong with `nodename` as a node's name (for a 400 naming `field`), or undefined. */
 export function nodenameProblem(nodename: string, field = 'nodename'): string | undefined {
   if (!NODENAME.test(nodename)) return `field "${field}" must be a host name (letters, digits, ".", "_", "-")`
