@@ -168,3 +168,29 @@ t.test('every stored event goes to the file as one JSON line; a file that fails 
     'the failed write is logged',
   )
 })
+
+t.test("a node's event dated ahead of the server's clock is dated when it arrived, the node's time kept", async (t) => {
+  const dir = await tempDir(t)
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const audit = new Audit({ backend, clusterName: 'example', retentionMs: DAY, log: createLogger('audit', { level: 'error' }), clock: () => T0 })
+  const node = { nodename: 'pi-1', hostId: 'host-1' }
+  const years = 5 * 365 * DAY
+  await audit.ingest(
+    [
+      { id: 'node-event-skewed', time: T0 + 60_000, type: 'exec', fields: { command: 'a clock a minute ahead' } },
+      { id: 'node-event-ahead', time: T0 + years, type: 'exec', fields: { command: 'hide the rest' } },
+    ],
+    node,
+  )
+  const { events } = await audit.log.list()
+  t.match(
+    events,
+    [
+      { id: 'node-event-ahead', time: T0, node_time: T0 + years },
+      { id: 'node-event-skewed', time: T0 + 60_000 },
+    ],
+    'the event dated years ahead is dated when it arrived',
+  )
+  t.notOk('node_time' in events[1], 'a clock a little ahead is believed')
+})

@@ -17,6 +17,12 @@ export type AuditFields = Record<string, AuditValue | undefined>
 
 // Retention is a matter of days: looking once an hour is plenty.
 const PURGE_INTERVAL_MS = 3_600_000
+/**
+ * How far ahead of this server's clock a node's event may be dated: clocks differ a little.
+ * Later ones are dated when they arrive (the node's time kept as `node_time`): dated years
+ * ahead, one node's events would crowd the newest of a listing and outlast retention.
+ */
+export const NODE_CLOCK_AHEAD_MS = 5 * 60_000
 
 export interface AuditOptions {
   backend: Backend
@@ -61,7 +67,9 @@ export class Audit {
   async ingest(events: { id: string; time: number; type: NodeEventType; fields: Record<string, AuditValue> }[], node: { nodename: string; hostId: string }): Promise<number> {
     let stored = 0
     for (const event of events) {
-      const full: AuditEvent = { ...event.fields, id: event.id, time: event.time, type: event.type, cluster: this.#options.clusterName, node: node.nodename, host_id: node.hostId }
+      const now = this.#clock()
+      const dated = event.time > now + NODE_CLOCK_AHEAD_MS ? { time: now, node_time: event.time } : { time: event.time }
+      const full: AuditEvent = { ...event.fields, id: event.id, ...dated, type: event.type, cluster: this.#options.clusterName, node: node.nodename, host_id: node.hostId }
       // A node's event that fails to store fails the batch: the node keeps it and sends it again.
       if (await this.log.append(full)) {
         stored++
