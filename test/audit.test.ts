@@ -135,6 +135,7 @@ t.test('a user is added, signs up, logs in, fails to log in, is locked and remov
 
   const lock = await auth.api<{ id: string }>('POST', '/v1/locks', { user: 'bob', message: 'on leave' })
   await auth.api('DELETE', `/v1/locks/${lock.id}`)
+  await auth.api('POST', '/v1/users/bob/reset', {})
   await auth.api('DELETE', '/v1/users/bob')
   const later = await auditLs(['--user=bob', '--type=*.*'])
   t.match(
@@ -143,6 +144,7 @@ t.test('a user is added, signs up, logs in, fails to log in, is locked and remov
       { type: 'user.created' },
       { type: 'invite.accepted' },
       { type: 'lock.created', lock_id: lock.id, target: /bob/, message: 'on leave', actor: 'admin' },
+      { type: 'user.reset', user: 'bob', lock_id: /\S/, signup_token_id: /\S/, actor: 'admin' },
       { type: 'user.removed', user: 'bob', actor: 'admin' },
     ],
   )

@@ -93,6 +93,7 @@ export const userRoutes = {
       // A reset voids the password: the web sessions it opened end with it.
       await webSessionsOf(context).endAllOf(user.name)
       context.log.info('user reset', { user: user.name, signup_token_id: invitation.record.id, lock_id: lock.id })
+      await context.audit.record('user.reset', { user: user.name, lock_id: lock.id, signup_token_id: invitation.record.id, actor: actorOf(call.peer) })
       return invited(user, invitation)
     },
   },

@@ -17,6 +17,7 @@ export const AUDIT_EVENT_TYPES = {
   'lock.removed': 'lock_id, target, actor',
   'user.created': 'user, logins, roles, signup_token_id, actor',
   'user.removed': 'user, actor',
+  'user.reset': 'user, lock_id (the lock on the certificates from before), signup_token_id, actor',
   'invite.accepted': 'user, client_addr, method (web: in the web console)',
   login: 'success (true/false), user, client_addr, method (web: in the web console), reason (failed)',
   'cert.issued': 'kind (user/host), user or node and host_id, principals, ttl_ms, method (web: a web terminal)',
