@@ -72,8 +72,9 @@ export function writeUserCredentials(dir: string, keys: UserKeys, signed: UserCe
  * from it (`${HOME}/.warren/...`, which OpenSSH expands), and the ProxyCommand runs
  * `warren` from PATH (or this single executable), so the directory still works when it is
  * copied to the same place in another home, on a laptop that has warren installed. Host
- * keys are the known_hosts written now, and the node's current key that the ProxyCommand
- * writes to known_hosts.d/%h before each connection (host-keys.ts; %h: OpenSSH 8.4 and later).
+ * keys are only the node's current key that the ProxyCommand writes to known_hosts.d/%h
+ * before each connection (host-keys.ts; %h: OpenSSH 8.4 and later): OpenSSH takes a key that
+ * any file it names holds, so the login's known_hosts would keep a removed node's key good.
  * With `fdpass` the ProxyCommand hands ssh its connection to the proxy and exits, so no
  * process copies the session (SECURITY.md, "Plain SSH streams").
  */
@@ -87,7 +88,7 @@ function sshConfig(dir: string, cluster: string, proxy: string | undefined, fdpa
   return [
     `# Reach the nodes of cluster ${cluster} with a stock OpenSSH client: ssh -F ${join(identity, PROFILE_FILES.sshConfig)} login@node`,
     'Host *',
-    `    UserKnownHostsFile ${file('knownHosts')} ${configWord(underHome ? `\${HOME}/${rel}/${HOST_KEYS_DIR}/%h` : join(dir, HOST_KEYS_DIR, '%h'))}`,
+    `    UserKnownHostsFile ${configWord(underHome ? `\${HOME}/${rel}/${HOST_KEYS_DIR}/%h` : join(dir, HOST_KEYS_DIR, '%h'))}`,
     '    StrictHostKeyChecking yes',
     '    IdentitiesOnly yes',
     `    IdentityFile ${file('sshKey')}`,

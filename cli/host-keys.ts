@@ -1,9 +1,10 @@
-// The host keys OpenSSH checks a node against. The login's known_hosts holds the nodes known
-// then; for every connection `warren proxy ssh` (the ProxyCommand) also asks the proxy it
-// dials for the node's current key and writes it to known_hosts.d/HOST, a file the ssh_config
-// names by OpenSSH's %h token, before it passes on the node's first byte. So a node that
-// joined after the login is checked as strictly, without a KnownHostsCommand, which OpenSSH
-// runs twice per connection: two more programs started for every ssh and scp.
+// The host keys OpenSSH checks a node against: for every connection `warren proxy ssh` (the
+// ProxyCommand) asks the proxy it dials for the node's current key, signed by the cluster's
+// host CA within 15 minutes, and writes it to known_hosts.d/HOST, the one file the ssh_config
+// names (by OpenSSH's %h token), before it passes on the node's first byte. So a node that
+// joined after the login is checked as strictly, and one removed since is not known at all,
+// without a KnownHostsCommand, which OpenSSH runs twice per connection: two more programs
+// started for every ssh and scp.
 
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -47,6 +48,12 @@ export function hostKeysFile(dir: string, host: string): string | undefined {
 export function linesNaming(lines: string[], host: string): string[] {
   const wanted = host.toLowerCase()
   return lines.filter((line) => (line.split(' ')[0] ?? '').toLowerCase().split(',').includes(wanted))
+}
+
+/** Empties `host`'s known_hosts.d file, so that OpenSSH knows no key for it. */
+export function forgetHostKeys(dir: string, host: string): void {
+  const file = hostKeysFile(dir, host)
+  if (file) writeFileAtomic(file, '', 0o644)
 }
 
 /** Writes the proxy's current host keys of `host` to its known_hosts.d file (none: an empty file). */

@@ -24,7 +24,7 @@ import { readOpenSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { defineCommand } from './command.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 import { DEFAULT_MAX_PARALLEL, failed, formatSummary, runOnNodes } from './fleet-ssh.ts'
-import { HOST_KEYS_DIR, refreshHostKeys } from './host-keys.ts'
+import { forgetHostKeys, HOST_KEYS_DIR, refreshHostKeys } from './host-keys.ts'
 import { DEFAULT_LISTEN_HOST, listenAndDial, parseListenAddress } from './port-listen.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
 import { credentialsDir, reachableNodes, USER_FLAGS } from './reachable.ts'
@@ -139,7 +139,9 @@ export const proxySshCommand = defineCommand({
     const [socket] = await Promise.all([
       dial(),
       refreshHostKeys(dir, flags.proxy, node).catch((error: Error) => {
-        process.stderr.write(`warren: cannot refresh the host keys of "${node}" (the known_hosts of the login still apply): ${error.message}\n`)
+        // No key then, rather than one the cluster no longer vouches for: OpenSSH refuses the node.
+        forgetHostKeys(dir, node)
+        process.stderr.write(`warren: cannot refresh the host keys of "${node}", so none is known for it: ${error.message}\n`)
       }),
     ])
     return flags.fdpass ? handOver(socket) : pipeStdio(socket as TLSSocket)
@@ -240,7 +242,7 @@ function opensshArgs(flags: ProxyFlags & { fdpass?: boolean }, dir: string, rest
     '-F',
     '/dev/null',
     '-o',
-    `UserKnownHostsFile=${profilePath(dir, 'knownHosts')} ${join(resolve(dir), HOST_KEYS_DIR, '%h')}`,
+    `UserKnownHostsFile=${join(resolve(dir), HOST_KEYS_DIR, '%h')}`,
     '-o',
     'StrictHostKeyChecking=yes',
     '-o',

@@ -6,12 +6,18 @@
 // failures, the address's tries running out; and invitations spent or revoked.
 
 import { spawn } from 'node:child_process'
+import { createPrivateKey } from 'node:crypto'
+import { once } from 'node:events'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import ssh2 from 'ssh2'
 import t from 'tap'
 import { shellQuote } from '../cli/profile.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
+import { loadIdentity } from '../shared/identity-store.ts'
+import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { AuthProcess, authAndProxy, openssh, ProxyProcess, ROOT, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { codeAt, loginBody, signUp as signUpAs, stepNow } from './helpers/people.ts'
 
@@ -19,12 +25,15 @@ t.setTimeout(300_000)
 
 const PASSWORD = 'a long enough passphrase'
 const { auth, pin, proxy } = await authAndProxy(t)
-const joinNode = async (name: string) => {
-  const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${name}`])
+/** A node joined through the proxy: its data dir. */
+const joinNode = async (name: string): Promise<string> => {
+  const dataDir = tempDir()
+  const node = startNode([`--data-dir=${dataDir}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${name}`])
   t.teardown(() => node.stop())
   await waitForNode(auth, name)
+  return dataDir
 }
-await joinNode('pi-before')
+const piBefore = await joinNode('pi-before')
 const login = testLogin()
 const home = tempDir('warren-home-')
 const env = { WARREN_HOME: home }
@@ -127,6 +136,43 @@ t.test('logging in again, then stock ssh reaches a node, and one that joined aft
   t.equal(status.code, 0, status.stderr)
   t.match(status.stdout, /Cluster:\s+test-cluster\n\s+User:\s+alice\n\s+Roles:\s+access\n\s+Logins:\s+\S+/)
   t.match(status.stdout, /Valid:\s+until /)
+})
+
+t.test("ssh takes a node's host key only from the cluster's current list, not from the login's known_hosts", async (t) => {
+  // What a device stolen with its keys would serve: pi-before's host key, any login
+  // accepted, "impostor" as the answer. The login's known_hosts still holds that key.
+  const stolenKey = openSshPrivateKey(createPrivateKey(loadIdentity(piBefore)!.sshKeyPem))
+  const impostor = new ssh2.Server({ hostKeys: [stolenKey] }, (client) => {
+    client.on('error', () => {})
+    client.on('authentication', (ctx) => ctx.accept())
+    client.on('session', (accept) =>
+      accept().on('exec', (accept) => {
+        const channel = accept()
+        channel.end('impostor\n')
+        channel.exit(0)
+      }),
+    )
+  })
+  impostor.listen(0, '127.0.0.1')
+  await once(impostor, 'listening')
+  t.teardown(() => impostor.close())
+  t.match(readFileSync(join(clusterDir, 'known_hosts'), 'utf8'), /^pi-before,/m, "the control: the login's known_hosts holds pi-before's key")
+  // The connection reaches the impostor instead of the node (as a stolen proxy would route it).
+  const port = (impostor.address() as AddressInfo).port
+  const reached = await openssh(clusterDir, [
+    '-o',
+    'ProxyCommand=none',
+    '-o',
+    'HostName=127.0.0.1',
+    '-o',
+    'HostKeyAlias=pi-before',
+    '-p',
+    String(port),
+    `${login}@pi-before`,
+    'true',
+  ])
+  t.not(reached.stdout, 'impostor\n', 'ssh does not accept the key')
+  t.not(reached.code, 0)
 })
 
 /** Runs `argv` at a terminal (util-linux `script` gives it one), typing each answer once the output so far matches its question. */
