@@ -18,6 +18,7 @@ const labLimited: Access = {
   deny_nodes: [],
   ports: ['webui', 'db'],
   deny_ports: ['db'],
+  rules: [{ nodes: { env: ['lab'] }, logins: ['pi'], ports: ['webui', 'db'] }],
   admin: false,
   local_forwarding: true,
   remote_forwarding: false,

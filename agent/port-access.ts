@@ -55,7 +55,7 @@ export function judgePortAccess(request: PortAccessRequest): PortAccessVerdict {
   // Judged last, so that only a request the roles allow spends its proof.
   const denied =
     nodeRefusal(access, request.labels) ??
-    portRefusal(access, request.port) ??
+    portRefusal(access, request.port, request.labels) ??
     request.proofs.refusal(request.proof, request.node.cluster, request.node.names, request.port, cert.publicKey, user)
   return denied === undefined ? { allowed: true, user } : { allowed: false, user, reason: denied }
 }

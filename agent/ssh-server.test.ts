@@ -234,6 +234,8 @@ function withAccess(name: string, access: Partial<Access>): string {
     remote_forwarding: false,
     agent_forwarding: false,
     ...access,
+    // Each role here allows all its logins and ports on the nodes it selects, unless given.
+    rules: access.rules ?? (access.nodes ?? []).map((nodes) => ({ nodes, logins: access.logins ?? ['root'], ports: access.ports ?? [] })),
   }
   return identity(name, { principals: full.logins, extensions: sshAccessExtensions(full) })
 }

@@ -12,7 +12,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { AuthContext, Connection, ParsedKey, TcpipBindInfo } from 'ssh2'
 import ssh2 from 'ssh2'
-import { type Access, loginRefusal, nodeRefusal, portRefusal, WILDCARD } from '../shared/access.ts'
+import { type Access, allPortsOn, loginRefusal, nodeRefusal, portRefusal } from '../shared/access.ts'
 import { accessOfSshCertificate } from '../shared/access-cert.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import type { AuditValue, NodeEventType } from '../shared/protocol/audit.ts'
@@ -341,7 +341,8 @@ export class NodeSshServer {
       return { reason: (err as Error).message, fields, suspicious: true }
     }
     // The principal check above stands for certificates without access; this one for all.
-    const denied = loginRefusal(access, login) ?? nodeRefusal(access, this.labels())
+    const labels = this.labels()
+    const denied = nodeRefusal(access, labels) ?? loginRefusal(access, login, labels)
     if (denied) return { reason: denied, fields: { ...fields, access_denied: true }, suspicious: true }
     const account = this.resolveLogin(login)
     if (!account) return { reason: 'no such login on this node', fields, suspicious: true }
@@ -391,10 +392,11 @@ export class NodeSshServer {
    */
   private forwardAccessRefusal(access: Access, host: string, port: number): string | undefined {
     const name = this.declaredPortName(host, port)
-    if (name !== undefined) return portRefusal(access, name)
-    if (!access.ports.includes(WILDCARD)) return "the user's roles allow only the node's named forward_ports"
-    if (access.deny_ports.length > 0) return "the user's roles deny some of the node's ports, so they allow only its named forward_ports"
-    return undefined
+    if (name !== undefined) return portRefusal(access, name, this.labels())
+    if (allPortsOn(access, this.labels())) return undefined
+    return access.deny_ports.length > 0
+      ? "the user's roles deny some of the node's ports, so they allow only its named forward_ports"
+      : "the user's roles allow only the node's named forward_ports"
   }
 }
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { parse } from 'yaml'
-import { nodeRefusal, portRefusal } from '../shared/access.ts'
+import { loginRefusal, nodeRefusal, portRefusal } from '../shared/access.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
 import { parseRole } from './role-spec.ts'
 import { BUILT_IN_ROLES, DEFAULT_MAX_SESSION_TTL_MS, RoleDirectory, resolveAccess } from './user-roles.ts'
@@ -133,13 +133,24 @@ t.test('access: allow rules add up, deny rules take away, logins default to the 
   t.equal(nodeRefusal(access, { env: 'lab', site: 'paris' }), undefined)
   t.not(nodeRefusal(access, { env: 'lab', site: 'rome' }), undefined)
   t.equal(maxSessionTtlMs, 2 * 3_600_000, 'the smallest max_session_ttl')
-  t.equal(portRefusal(access, 'web'), undefined)
-  t.not(portRefusal(access, 'db'), undefined)
+  t.equal(portRefusal(access, 'web', { env: 'lab', site: 'paris' }), undefined)
+  t.not(portRefusal(access, 'db', { env: 'lab', site: 'paris' }), undefined)
   const builtIn = resolveAccess([...BUILT_IN_ROLES], ['root'])
   t.same(builtIn.access.logins, ['root'])
   t.equal(nodeRefusal(builtIn.access, { env: 'prod' }), undefined)
   t.equal(builtIn.access.admin, true)
   t.equal(builtIn.maxSessionTtlMs, DEFAULT_MAX_SESSION_TTL_MS)
+  // Two roles, each its own logins on its own nodes: root on db nodes does not make root on web nodes.
+  const role = (name: string, env: string, logins: string[], ports: string[]) =>
+    parseRole({ kind: 'role', version: 'v1', metadata: { name }, spec: { allow: { node_labels: { env }, logins, ports } } })
+  const split = resolveAccess([role('dba', 'db', ['root'], ['pg']), role('web', 'web', ['www'], ['http'])], [])
+  t.same(split.access.logins, ['root', 'www'], 'the certificate names every login')
+  t.equal(loginRefusal(split.access, 'root', { env: 'db' }), undefined)
+  t.not(loginRefusal(split.access, 'root', { env: 'web' }), undefined, "dba's root is not good on web's nodes")
+  t.not(portRefusal(split.access, 'pg', { env: 'web' }), undefined, "nor dba's port")
+  const loginsOnly = parseRole({ kind: 'role', version: 'v1', metadata: { name: 'logins-only' }, spec: { allow: { logins: ['root'] } } })
+  const widened = resolveAccess([role('web', 'web', ['www'], []), loginsOnly], [])
+  t.not(loginRefusal(widened.access, 'root', { env: 'web' }), undefined, 'a role that selects no node adds its logins to none')
   const none = resolveAccess([], ['root'])
   t.same(none.access.logins, [], 'no role, no login')
   t.not(nodeRefusal(none.access, {}), undefined)

@@ -3,7 +3,7 @@
 // resolve to when they are issued (resolveAccess), so a changed role applies from the next
 // login or `auth sign` on.
 
-import { type Access, type LabelMatcher, WILDCARD } from '../shared/access.ts'
+import { type Access, type AccessRule, type LabelMatcher, WILDCARD } from '../shared/access.ts'
 import { parseDuration } from '../shared/duration.ts'
 import type { Backend } from './backend/backend.ts'
 import { INTERNAL_LOGINS, parseRole, type Role, RoleError, type RoleRules, validateRoleName } from './role-spec.ts'
@@ -92,9 +92,11 @@ function refuseBuiltIn(name: string, what: string): void {
 }
 
 /**
- * The allow rules of all the roles added up, minus every deny rule; logins absent from a
- * role, or `{{internal.logins}}`, are the user's own. The certificate lifetime is capped by
- * the smallest `max_session_ttl` (DEFAULT_MAX_SESSION_TTL_MS for a role without one).
+ * Each role's allow rule on its own (its logins and ports on the nodes its labels select,
+ * as Teleport judges roles), minus every role's deny rule; logins absent from a role, or
+ * `{{internal.logins}}`, are the user's own. The flat lists (all logins, all matchers) are
+ * what the certificates name besides. The certificate lifetime is capped by the smallest
+ * `max_session_ttl` (DEFAULT_MAX_SESSION_TTL_MS for a role without one).
  */
 export function resolveAccess(roles: Role[], userLogins: string[]): { access: Access; maxSessionTtlMs: number } {
   const expand = (logins: string[]) => logins.flatMap((login) => (login === INTERNAL_LOGINS ? userLogins : [login]))
@@ -102,6 +104,11 @@ export function resolveAccess(roles: Role[], userLogins: string[]): { access: Ac
   const deniedLogins = new Set(roles.flatMap((role) => expand(role.spec.deny.logins ?? [])))
   // A denied `*` (parseRole allows it only there) takes every login.
   const logins = [...new Set(allowedLogins)].filter((login) => !deniedLogins.has(login) && !deniedLogins.has(WILDCARD))
+  const allowedHere = (role: Role) => expand(role.spec.allow.logins ?? [INTERNAL_LOGINS]).filter((login) => logins.includes(login))
+  const rules: AccessRule[] = roles.flatMap((role) => {
+    const nodes = role.spec.allow.node_labels
+    return nodes ? [{ nodes, logins: [...new Set(allowedHere(role))], ports: role.spec.allow.ports ?? [] }] : []
+  })
   const matchers = (side: 'allow' | 'deny'): LabelMatcher[] => roles.flatMap((role) => (role.spec[side].node_labels ? [role.spec[side].node_labels] : []))
   const ports = (side: 'allow' | 'deny') => [...new Set(roles.flatMap((role) => role.spec[side].ports ?? []))]
   const admin = roles.some((role) => role.spec.allow.admin === true) && !roles.some((role) => role.spec.deny.admin === true)
@@ -116,6 +123,7 @@ export function resolveAccess(roles: Role[], userLogins: string[]): { access: Ac
       deny_nodes: matchers('deny'),
       ports: ports('allow'),
       deny_ports: ports('deny'),
+      rules,
       admin,
       local_forwarding: !forwardingRefused,
       remote_forwarding: portForwarding.includes(true) && !forwardingRefused,

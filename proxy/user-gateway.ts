@@ -169,9 +169,14 @@ export class UserGateway {
     let stream: Duplex
     try {
       const access = accessOfX509Certificate(cert)
-      const portDenied = request.service === 'port' ? (portRefusal(access, request.name ?? '') ?? portCertificateRefusal(request.certificate, user)) : undefined
-      if (portDenied) throw new AccessDenied(`access to port "${request.name}" of node "${node}" denied: ${portDenied}`)
-      stream = await this.options.nodes.dial(node, request, (labels) => nodeRefusal(access, labels))
+      // Judged by the node's labels: a role's ports count on the nodes that role selects.
+      stream = await this.options.nodes.dial(node, request, (labels) => {
+        const nodeDenied = nodeRefusal(access, labels)
+        if (nodeDenied || request.service !== 'port') return nodeDenied
+        const portDenied = portRefusal(access, request.name ?? '', labels) ?? portCertificateRefusal(request.certificate, user)
+        if (portDenied) throw new AccessDenied(`access to port "${request.name}" of node "${node}" denied: ${portDenied}`)
+        return undefined
+      })
     } catch (error) {
       const denied = error instanceof AccessDenied
       log.info(`user ${user} cannot reach ${node}: ${(error as Error).message}`, { user, node, ...(denied ? { access_denied: true } : {}) })

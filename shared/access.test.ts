@@ -3,7 +3,7 @@ import { generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { type Access, decodeAccess, encodeAccess, legacyAccess, loginRefusal, matchesLabels, nodeRefusal, portRefusal } from './access.ts'
+import { type Access, decodeAccess, encodeAccess, legacyAccess, loginRefusal, loginsOn, matchesLabels, nodeRefusal, portRefusal } from './access.ts'
 import { ACCESS_OID, ACCESS_SSH_EXTENSION, accessOfSshCertificate, accessOfX509Certificate, sshAccessExtensions, x509AccessExtension } from './access-cert.ts'
 import { createSshCertificate, parseSshCertificate } from './ssh-cert.ts'
 import { createCA, createCertificate } from './x509.ts'
@@ -11,13 +11,18 @@ import { createCA, createCertificate } from './x509.ts'
 const LAB = { env: 'lab', site: 'berlin' }
 const PROD = { env: 'prod', site: 'berlin' }
 
+/** An access whose roles each select one of `nodes`, with all its logins and ports, unless `rules` says otherwise. */
 function access(overrides: Partial<Access> = {}): Access {
+  const logins = overrides.logins ?? ['pi']
+  const ports = overrides.ports ?? []
+  const nodes = overrides.nodes ?? []
   return {
-    logins: ['pi'],
-    nodes: [],
+    logins,
+    nodes,
     deny_nodes: [],
-    ports: [],
+    ports,
     deny_ports: [],
+    rules: nodes.map((matcher) => ({ nodes: matcher, logins, ports })),
     admin: false,
     local_forwarding: true,
     remote_forwarding: false,
@@ -25,6 +30,7 @@ function access(overrides: Partial<Access> = {}): Access {
     ...overrides,
   }
 }
+const EVERYWHERE = [{ '*': ['*'] }]
 
 t.test('a matcher selects the nodes whose labels it names, with * for any value and {"*": ["*"]} for any node', async (t) => {
   t.ok(matchesLabels({ env: ['lab'] }, LAB))
@@ -51,23 +57,45 @@ t.test('nodes: allowed by any allow rule, refused by any deny rule, deny first',
 })
 
 t.test('logins and ports', async (t) => {
-  t.equal(loginRefusal(access(), 'pi'), undefined)
-  t.equal(loginRefusal(access(), 'root'), `the user's roles do not allow the login "root"`)
-  const web = access({ ports: ['web', 'db'], deny_ports: ['db'] })
-  t.equal(portRefusal(web, 'web'), undefined)
-  t.equal(portRefusal(web, 'db'), `the user's roles deny the port "db"`)
-  t.equal(portRefusal(web, 'mqtt'), `the user's roles do not allow the port "mqtt"`)
-  t.equal(portRefusal(access({ ports: ['*'] }), 'mqtt'), undefined)
-  t.equal(portRefusal(access({ ports: ['*'], deny_ports: ['*'] }), 'web'), `the user's roles deny the port "web"`)
+  t.equal(loginRefusal(access({ nodes: EVERYWHERE }), 'pi', LAB), undefined)
+  t.equal(loginRefusal(access({ nodes: EVERYWHERE }), 'root', LAB), `the user's roles do not allow the login "root"`)
+  const web = access({ nodes: EVERYWHERE, ports: ['web', 'db'], deny_ports: ['db'] })
+  t.equal(portRefusal(web, 'web', LAB), undefined)
+  t.equal(portRefusal(web, 'db', LAB), `the user's roles deny the port "db"`)
+  t.equal(portRefusal(web, 'mqtt', LAB), `the user's roles do not allow the port "mqtt"`)
+  t.equal(portRefusal(access({ nodes: EVERYWHERE, ports: ['*'] }), 'mqtt', LAB), undefined)
+  t.equal(portRefusal(access({ nodes: EVERYWHERE, ports: ['*'], deny_ports: ['*'] }), 'web', LAB), `the user's roles deny the port "web"`)
+})
+
+t.test("each role's logins and ports count on the nodes that role selects, not on another role's", async (t) => {
+  // Role dba: root on env=db nodes, port pg; role web: www on env=web nodes, port http.
+  const roles = access({
+    logins: ['root', 'www'],
+    nodes: [{ env: ['db'] }, { env: ['web'] }],
+    ports: ['pg', 'http'],
+    rules: [
+      { nodes: { env: ['db'] }, logins: ['root'], ports: ['pg'] },
+      { nodes: { env: ['web'] }, logins: ['www'], ports: ['http'] },
+    ],
+  })
+  const [db, web] = [{ env: 'db' }, { env: 'web' }]
+  t.equal(loginRefusal(roles, 'root', db), undefined)
+  t.equal(loginRefusal(roles, 'root', web), `the user's roles do not allow the login "root" on this node`)
+  t.equal(loginRefusal(roles, 'www', web), undefined)
+  t.same(loginsOn(roles, web), ['www'])
+  t.equal(portRefusal(roles, 'pg', db), undefined)
+  t.equal(portRefusal(roles, 'pg', web), `the user's roles do not allow the port "pg"`)
+  t.equal(nodeRefusal(roles, { env: 'prod' }), "the user's roles do not allow this node")
+  t.same(loginsOn(roles, { env: 'prod' }), [])
 })
 
 t.test('a certificate from before roles reaches every node and port as its principals', async (t) => {
   const legacy = legacyAccess(['root'])
   t.equal(nodeRefusal(legacy, PROD), undefined)
   t.equal(nodeRefusal(legacy, {}), undefined)
-  t.equal(portRefusal(legacy, 'web'), undefined)
-  t.equal(loginRefusal(legacy, 'root'), undefined)
-  t.not(loginRefusal(legacy, 'pi'), undefined)
+  t.equal(portRefusal(legacy, 'web', PROD), undefined)
+  t.equal(loginRefusal(legacy, 'root', PROD), undefined)
+  t.not(loginRefusal(legacy, 'pi', PROD), undefined)
   t.equal(legacy.admin, false)
 })
 
@@ -79,6 +107,14 @@ t.test('the compact JSON reads back, and anything malformed is refused', async (
   t.throws(() => decodeAccess(JSON.stringify({ ...original, logins: 'root' })), /"logins" is not a list of strings/)
   t.throws(() => decodeAccess(JSON.stringify({ ...original, nodes: [{ env: 'lab' }] })), /"nodes" holds a label whose values are not strings/)
   t.throws(() => decodeAccess(JSON.stringify({ ...original, admin: 'yes' })), /"admin"/)
+  t.throws(() => decodeAccess(JSON.stringify({ ...original, rules: [{ nodes: { env: ['lab'] }, logins: 'root', ports: [] }] })), /"rules" holds a rule whose logins/)
+  t.throws(() => decodeAccess(JSON.stringify({ ...original, rules: {} })), /"rules" is not a list/)
+  // Certificates from before roles were judged one by one: each allowed node took every login and port.
+  const { rules: _, ...older } = access({ nodes: [{ env: ['lab'] }, { env: ['prod'] }], logins: ['pi', 'root'], ports: ['web'] })
+  t.same(decodeAccess(JSON.stringify(older)).rules, [
+    { nodes: { env: ['lab'] }, logins: ['pi', 'root'], ports: ['web'] },
+    { nodes: { env: ['prod'] }, logins: ['pi', 'root'], ports: ['web'] },
+  ])
 })
 
 t.test('forwarding: absent from older certificates means ssh -L only; the permit-* extensions follow the access', async (t) => {

@@ -6,8 +6,18 @@
 /** Label name → the values that match; `'*'` matches any value, and the name `'*'` any node. */
 export type LabelMatcher = Record<string, string[]>
 
+/**
+ * What one role allows, as Teleport judges roles: its logins and its ports, on the nodes its
+ * labels select. A role's logins never reach the nodes only another role selects.
+ */
+export interface AccessRule {
+  nodes: LabelMatcher
+  logins: string[]
+  ports: string[]
+}
+
 export interface Access {
-  /** The OS accounts the user may log in as: the SSH certificate's principals too. */
+  /** The OS accounts the user may log in as somewhere: the SSH certificate's principals too. */
   logins: string[]
   /** A node is reachable when one of these matches its labels (one per role that allows nodes)... */
   nodes: LabelMatcher[]
@@ -16,6 +26,8 @@ export interface Access {
   /** Names of the forwarded ports nodes declare; `'*'` for all of them. */
   ports: string[]
   deny_ports: string[]
+  /** One per role that allows nodes: which logins and ports on which nodes (the denied ones taken out). */
+  rules: AccessRule[]
   /** May administer the cluster (the built-in role `editor`). */
   admin: boolean
   /** May forward ports from the node (`ssh -L`); unless a role sets port_forwarding: false. */
@@ -36,7 +48,17 @@ export const WILDCARD = '*'
  * certificate's principals as logins, so that clusters that were running keep working.
  */
 export function legacyAccess(principals: string[]): Access {
-  return { logins: [...principals], nodes: [{ [WILDCARD]: [WILDCARD] }], deny_nodes: [], ports: [WILDCARD], deny_ports: [], admin: false, ...FORWARDING_BEFORE_OPTIONS }
+  const everywhere = { [WILDCARD]: [WILDCARD] }
+  return {
+    logins: [...principals],
+    nodes: [everywhere],
+    deny_nodes: [],
+    ports: [WILDCARD],
+    deny_ports: [],
+    rules: [{ nodes: everywhere, logins: [...principals], ports: [WILDCARD] }],
+    admin: false,
+    ...FORWARDING_BEFORE_OPTIONS,
+  }
 }
 
 /** Whether a matcher selects a node with `labels`: every name it lists must match. An empty matcher selects nothing. */
@@ -50,23 +72,41 @@ export function matchesLabels(matcher: LabelMatcher, labels: Record<string, stri
   })
 }
 
+/** The rules of the roles that select a node with these labels. */
+function rulesFor(access: Access, labels: Record<string, string>): AccessRule[] {
+  return access.rules.filter((rule) => matchesLabels(rule.nodes, labels))
+}
+
 /** Why the access may not reach a node with these labels, or undefined when it may. */
 export function nodeRefusal(access: Access, labels: Record<string, string>): string | undefined {
   if (access.deny_nodes.some((matcher) => matchesLabels(matcher, labels))) return "the user's roles deny this node"
-  if (!access.nodes.some((matcher) => matchesLabels(matcher, labels))) return "the user's roles do not allow this node"
+  if (rulesFor(access, labels).length === 0) return "the user's roles do not allow this node"
   return undefined
 }
 
-/** Why the access may not log in as `login`, or undefined when it may. */
-export function loginRefusal(access: Access, login: string): string | undefined {
-  return access.logins.includes(login) ? undefined : `the user's roles do not allow the login "${login}"`
+/** The logins the access allows on a node with these labels: those of the roles that select it. */
+export function loginsOn(access: Access, labels: Record<string, string>): string[] {
+  if (nodeRefusal(access, labels)) return []
+  return [...new Set(rulesFor(access, labels).flatMap((rule) => rule.logins))].filter((login) => access.logins.includes(login))
 }
 
-/** Why the access may not reach the forwarded port of that name, or undefined when it may. */
-export function portRefusal(access: Access, name: string): string | undefined {
+/** Why the access may not log in as `login` on a node with these labels, or undefined when it may. */
+export function loginRefusal(access: Access, login: string, labels: Record<string, string>): string | undefined {
+  if (!access.logins.includes(login)) return `the user's roles do not allow the login "${login}"`
+  if (!loginsOn(access, labels).includes(login)) return `the user's roles do not allow the login "${login}" on this node`
+  return undefined
+}
+
+/** Why the access may not reach the forwarded port of that name on a node with these labels, or undefined when it may. */
+export function portRefusal(access: Access, name: string, labels: Record<string, string>): string | undefined {
   if (access.deny_ports.includes(name) || access.deny_ports.includes(WILDCARD)) return `the user's roles deny the port "${name}"`
-  if (!access.ports.includes(name) && !access.ports.includes(WILDCARD)) return `the user's roles do not allow the port "${name}"`
+  if (!rulesFor(access, labels).some((rule) => rule.ports.includes(name) || rule.ports.includes(WILDCARD))) return `the user's roles do not allow the port "${name}"`
   return undefined
+}
+
+/** Whether the access reaches every port (`'*'`) on a node with these labels, none denied. */
+export function allPortsOn(access: Access, labels: Record<string, string>): boolean {
+  return access.deny_ports.length === 0 && rulesFor(access, labels).some((rule) => rule.ports.includes(WILDCARD))
 }
 
 /** The compact JSON both certificates carry. */
@@ -77,6 +117,7 @@ export function encodeAccess(access: Access): string {
     deny_nodes: access.deny_nodes,
     ports: access.ports,
     deny_ports: access.deny_ports,
+    rules: access.rules,
     admin: access.admin,
     local_forwarding: access.local_forwarding,
     remote_forwarding: access.remote_forwarding,
@@ -100,16 +141,31 @@ export function decodeAccess(json: string): Access {
     if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) throw bad(`"${name}" is not a list of strings`)
     return list
   }
-  const matchers = (name: string): LabelMatcher[] => {
-    const list = record[name]
-    if (!Array.isArray(list)) throw bad(`"${name}" is not a list`)
+  const isStrings = (list: unknown): list is string[] => Array.isArray(list) && list.every((item) => typeof item === 'string')
+  const matchersIn = (list: unknown[], name: string): LabelMatcher[] => {
     for (const matcher of list) {
-      if (typeof matcher !== 'object' || matcher === null || Array.isArray(matcher)) throw bad(`"${name}" holds a matcher that is not an object`)
+      if (typeof matcher !== 'object' || matcher === null || Array.isArray(matcher)) throw bad(`${name} holds a matcher that is not an object`)
       for (const values of Object.values(matcher)) {
-        if (!Array.isArray(values) || !values.every((item) => typeof item === 'string')) throw bad(`"${name}" holds a label whose values are not strings`)
+        if (!isStrings(values)) throw bad(`${name} holds a label whose values are not strings`)
       }
     }
     return list as LabelMatcher[]
+  }
+  const matchers = (name: string): LabelMatcher[] => {
+    const list = record[name]
+    if (!Array.isArray(list)) throw bad(`"${name}" is not a list`)
+    return matchersIn(list, `"${name}"`)
+  }
+  // Absent from certificates issued before roles were judged one by one: every allowed node then took every login and port.
+  const rules = (list: unknown): AccessRule[] => {
+    if (!Array.isArray(list)) throw bad('"rules" is not a list')
+    return list.map((rule) => {
+      if (typeof rule !== 'object' || rule === null || Array.isArray(rule)) throw bad('"rules" holds a rule that is not an object')
+      const { nodes, logins, ports } = rule as Record<string, unknown>
+      const [matcher] = matchersIn([nodes], '"rules"')
+      if (!isStrings(logins) || !isStrings(ports)) throw bad('"rules" holds a rule whose logins or ports are not lists of strings')
+      return { nodes: matcher, logins, ports }
+    })
   }
   if (typeof record.admin !== 'boolean') throw bad('"admin" is not true or false')
   // Absent from certificates issued before the forwarding options: what they allowed then.
@@ -118,12 +174,16 @@ export function decodeAccess(json: string): Access {
     if (typeof value !== 'boolean') throw bad(`"${name}" is not true or false`)
     return value
   }
+  const logins = strings('logins')
+  const nodes = matchers('nodes')
+  const ports = strings('ports')
   return {
-    logins: strings('logins'),
-    nodes: matchers('nodes'),
+    logins,
+    nodes,
     deny_nodes: matchers('deny_nodes'),
-    ports: strings('ports'),
+    ports,
     deny_ports: strings('deny_ports'),
+    rules: record.rules === undefined ? nodes.map((matcher) => ({ nodes: matcher, logins, ports })) : rules(record.rules),
     admin: record.admin,
     local_forwarding: flag('local_forwarding'),
     remote_forwarding: flag('remote_forwarding'),

@@ -167,10 +167,16 @@ t.test('a denied port is refused at the proxy, before the node connects anything
 
 t.test('a stream forged past the proxy meets the same refusal at the node', async (t) => {
   const proxyIdentity = identityDir(proxy.dataDir, 'proxy')
-  const forged = ['-o', `ProxyCommand=${process.execPath} ${FORGED_DIAL} 127.0.0.1 ${directPort} ${join(proxyIdentity, 'host.crt')} ${join(proxyIdentity, 'host.key')}`]
-  const control = await openssh(bob, [...forged, `${testLogin()}@prod-direct`, 'echo reached'])
+  // The forged ProxyCommand writes no known_hosts.d file: the login's known_hosts stands in.
+  const forgedFor = (dir: string) => [
+    '-o',
+    `ProxyCommand=${process.execPath} ${FORGED_DIAL} 127.0.0.1 ${directPort} ${join(proxyIdentity, 'host.crt')} ${join(proxyIdentity, 'host.key')}`,
+    '-o',
+    `UserKnownHostsFile=${join(dir, PROFILE_FILES.knownHosts)}`,
+  ]
+  const control = await openssh(bob, [...forgedFor(bob), `${testLogin()}@prod-direct`, 'echo reached'])
   t.equal(control.stdout, 'reached\n', `the forged stream does reach the node's SSH server (${control.stderr.trim()})`)
-  const refused = await openssh(alice, [...forged, `${testLogin()}@prod-direct`, 'echo reached'])
+  const refused = await openssh(alice, [...forgedFor(alice), `${testLogin()}@prod-direct`, 'echo reached'])
   t.equal(refused.code, 255)
   t.equal(refused.stdout, '')
   t.match(refused.stderr, /Permission denied/)
@@ -268,6 +274,25 @@ t.test('the proxy passes on only the SSH certificate of the user its TLS certifi
     error: `access to port "webui" of node "lab-1" denied: the request carries no SSH certificate, which nodes now require: upgrade warren`,
   })
   t.equal(webui.accepted(), before, "the webui port's server saw no connection")
+})
+
+t.test("each role's logins count on the nodes that role selects, not on another role's", async (t) => {
+  // A role that opens the prod node's webui port but gives no login there, beside lab's
+  // (whose logins are the user's own): lab's login must not reach the prod node.
+  const prodPorts = await ctlWithInput(
+    ['create', '-f', '-'],
+    PROD_WEB_ROLE.replace('name: prod-web', 'name: prod-ports').replace('    ports: [webui]', '    logins: []\n    ports: [webui]'),
+  )
+  t.equal(prodPorts.code, 0, prodPorts.stderr)
+  const dave = await user('dave', 'lab,prod-ports')
+  const lab = await openssh(dave, [`${testLogin()}@lab-1`, 'echo reached'])
+  t.equal(lab.stdout, 'reached\n', `the control: lab's login on the lab node (${lab.stderr.trim()})`)
+  const port = await warren(['proxy', 'port', `--identity=${dave}`, 'prod-1', 'webui'], { input: 'hello webui' })
+  t.equal(port.stdout, 'hello webui', `prod-ports reaches the prod node's webui (${port.stderr.trim()})`)
+  const prod = await openssh(dave, [`${testLogin()}@prod-1`, 'echo reached'])
+  t.equal(prod.stdout, '', "lab's login does not log in on the prod node")
+  t.not(prod.code, 0)
+  t.equal((await auth.ctl(['users', 'rm', 'dave'])).code, 0, 'lab is given to alice alone again')
 })
 
 t.test('a role given to a user is not removed', async (t) => {

@@ -96,6 +96,9 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
           join(profile, 'ssh_config'),
           '-o',
           'ProxyCommand=none',
+          // No ProxyCommand writes known_hosts.d: the list from sign time stands in.
+          '-o',
+          `UserKnownHostsFile=${join(profile, 'known_hosts')}`,
           '-o',
           `HostKeyAlias=${name}`,
           '-o',

@@ -6,7 +6,7 @@
 // expiry, the proxies holding its tunnel and the logins the user may use; with all=true,
 // the nodes offline or locked too.
 
-import { nodeRefusal } from '../../shared/access.ts'
+import { loginsOn, nodeRefusal } from '../../shared/access.ts'
 import { NO_BODY } from '../../shared/api-router.ts'
 import type { PresentNode } from '../../shared/protocol/admin.ts'
 import type { ReachableNode } from '../../shared/protocol/fleet.ts'
@@ -20,14 +20,14 @@ export const userNodeRoutes = {
     async handle(call, context) {
       const peer = call.peer
       const allowed = (node: PresentNode) => peer.kind !== 'user' || nodeRefusal(peer.access, node.labels) === undefined
-      const logins = peer.kind === 'user' ? peer.access.logins : []
       const now = Date.now()
       const present = await presentNodes(context)
       const listed = (await allNodes(context, present, now)).filter((node) => node.status !== 'removed')
       const presentIds = new Set(present.map((node) => node.host_id))
       const wanted = call.query.get('all') === 'true' ? listed : listed.filter((node) => presentIds.has(node.host_id))
       const nodes: ReachableNode[] = wanted
-        .map((node) => ({ ...node, last_seen: node.last_seen ?? 0, logins }))
+        // The logins of the roles that select each node, not every login the user has.
+        .map((node) => ({ ...node, last_seen: node.last_seen ?? 0, logins: peer.kind === 'user' ? loginsOn(peer.access, node.labels) : [] }))
         .filter(allowed)
         .sort((a, b) => a.nodename.localeCompare(b.nodename) || a.host_id.localeCompare(b.host_id))
       return { now, nodes }
