@@ -4,9 +4,10 @@
 // pin checks, so turning ACME on never breaks joins or tunnels.
 //
 // The account key and certificates live in the cluster's backend (through the auth API), so
-// a restarted proxy reuses them and proxies of one cluster share them. The proxy starts
-// serving at once with its cluster certificate; ACME runs in the background and, when the CA
-// is unreachable or refuses, logs why and tries again later.
+// a restarted proxy reuses them and proxies of one cluster share them; a stored certificate
+// is served only if it chains to a trusted root (the public ones and ca_file's). The proxy
+// starts serving at once with its cluster certificate; ACME runs in the background and, when
+// the CA is unreachable or refuses, logs why and tries again later.
 
 import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type Server } from 'node:http'
@@ -18,7 +19,7 @@ import { Backoff } from '../shared/backoff.ts'
 import { type AcmeConfig, DEFAULTS } from '../shared/config.ts'
 import { WarrenError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
-import { type AcmeCertificate, AcmeManager, type CertStore } from './acme/index.ts'
+import { type AcmeCertificate, AcmeManager, type CertStore, pemCertificates } from './acme/index.ts'
 
 export interface WebCertificatesOptions {
   acme: AcmeConfig
@@ -61,6 +62,8 @@ export class WebCertificates {
       } catch (error) {
         throw new WarrenError(`proxy_service.acme.ca_file: cannot read ${acme.caFile}: ${(error as Error).message}`)
       }
+      // Its roots vouch for the ACME server's HTTPS and for the certificates taken from the store.
+      if (pemCertificates(caBundle).length === 0) throw new WarrenError(`proxy_service.acme.ca_file: ${acme.caFile} holds no PEM certificate`)
     }
     this.manager = new AcmeManager({
       directoryUrl: acme.uri,

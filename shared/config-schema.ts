@@ -296,7 +296,7 @@ const proxy = section({
         doc: "the ACME directory (default: Let's Encrypt)",
       }),
       caFile: key('ca_file', string(), {
-        doc: "an extra root (PEM) to trust for the ACME server's own HTTPS: a private or test CA",
+        doc: "extra roots (PEM, one or more) to trust for the ACME server's HTTPS and for the certificates it issues: a private or test CA",
       }),
       httpListenAddr: key('http_listen_addr', address, {
         doc: 'a plain HTTP listener (port 80 of the public names) that answers HTTP-01 challenges',

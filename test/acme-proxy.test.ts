@@ -3,16 +3,20 @@
 // multiplexed port (or by HTTP-01 on its port-80 listener), serves it to clients asking for
 // that name while cluster clients keep the host-CA certificate their pin checks, keeps it in
 // the cluster's backend across a restart, renews it without touching live tunnels or SSH
-// sessions, and says plainly why when the ACME server refuses.
+// sessions, and says plainly why when the ACME server refuses. A stolen proxy's keys can write
+// the shared records, yet a certificate they plant is not served and the account keeps its key.
 
 import { spawn } from 'node:child_process'
-import type { X509Certificate } from 'node:crypto'
+import { generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import { connect } from 'node:tls'
 import t from 'tap'
+import { ApiClient } from '../shared/api-client.ts'
+import { loadIdentity } from '../shared/identity-store.ts'
 import type { WarrenStatus } from '../shared/status.ts'
+import { createCertificate } from '../shared/x509.ts'
 import { AuthProcess, freePort, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { ChallTestServer, Pebble, pebbleMissing } from './helpers/pebble.ts'
 
@@ -20,6 +24,8 @@ const DOMAIN = 'proxy.warren.test'
 const RENEWING = 'renewing.warren.test'
 const BLOCKED = 'blocked.warren.test'
 const SHORT_VALIDITY_SECONDS = 20
+// As Let's Encrypt's: Pebble's default of five years is more than a stored certificate may last.
+const VALIDITY_SECONDS = 90 * 86_400
 
 const missing = pebbleMissing()
 if (missing) {
@@ -37,7 +43,7 @@ async function main(): Promise<void> {
   const webPort = await freePort()
   const renewingWebPort = await freePort()
   const renewingHttpPort = await freePort()
-  const pebble = await new Pebble({ dnsServer: dns.dnsAddress, tlsPort: webPort, httpPort: await freePort(), blocklist: [BLOCKED] }).start()
+  const pebble = await new Pebble({ dnsServer: dns.dnsAddress, tlsPort: webPort, httpPort: await freePort(), blocklist: [BLOCKED], validitySeconds: VALIDITY_SECONDS }).start()
   t.teardown(() => pebble.stop())
   const shortLived = await new Pebble({ dnsServer: dns.dnsAddress, tlsPort: renewingWebPort, httpPort: renewingHttpPort, validitySeconds: SHORT_VALIDITY_SECONDS }).start()
   t.teardown(() => shortLived.stop())
@@ -48,8 +54,9 @@ async function main(): Promise<void> {
 
   /** A proxy serving web and tunnel on one port, with ACME for `domain` from `server`. */
   async function acmeProxy(server: Pebble, domain: string, port: number, extra = ''): Promise<ProxyProcess> {
+    // The root of Pebble's HTTPS, and the one it issues from: a certificate from the backend is served only if it chains to a trusted root.
     const caFile = join(tempDir(), 'acme-ca.pem')
-    writeFileSync(caFile, server.caBundle)
+    writeFileSync(caFile, `${server.caBundle}\n${await server.root()}`)
     const address = `127.0.0.1:${port}`
     return new ProxyProcess({
       auth,
@@ -148,6 +155,39 @@ async function main(): Promise<void> {
     t.equal((await peerCertificate(pebble, webPort, DOMAIN)).fingerprint256, issued.fingerprint256, 'the same certificate')
   })
 
+  await t.test("a stolen proxy's keys cannot plant a web certificate, nor replace the ACME account", async (t) => {
+    const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+    const asProxy = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem })
+    const record = async (key: string) => (await asProxy.call('POST /v1/proxies/acme/get', { body: { key } })).value
+
+    // The attack: a certificate for the public name, of the attacker's making, until 2999.
+    const planted = selfSigned(DOMAIN, new Date('2999-01-01T00:00:00Z'))
+    await asProxy.call('POST /v1/proxies/acme/put', { body: { key: `acme/cert/${DOMAIN}`, value: JSON.stringify(planted) } })
+    t.equal(JSON.parse((await record(`acme/cert/${DOMAIN}`))!).certPem, planted.certPem, 'any proxy may write the certificate record')
+    const plantedFingerprint = new X509Certificate(planted.certPem).fingerprint256
+
+    await proxy.start()
+    t.teardown(() => proxy.stop())
+    const acme = await acmeServed(proxy, 60_000)
+    t.not(acme.certificate!.fingerprint, plantedFingerprint, 'the restarted proxy does not serve the planted certificate')
+    t.equal(acme.orders, 1, 'it orders one from Pebble instead')
+    const served = await peerCertificate(pebble, webPort, DOMAIN)
+    t.equal(served.fingerprint256, acme.certificate!.fingerprint, "what clients get verifies against Pebble's root")
+    t.not(served.issuer, new X509Certificate(planted.certPem).issuer)
+    t.match(proxy.daemon.stderr + proxy.daemon.stdout, /ignoring the stored ACME certificate acme\/cert\/proxy\.warren\.test: its chain does not lead to a trusted root/)
+    t.equal(JSON.parse((await record(`acme/cert/${DOMAIN}`))!).certPem.includes(planted.certPem), false, "Pebble's certificate replaces it in the backend")
+
+    const account = await record('acme/account')
+    t.ok(account, 'the account the proxies created')
+    const attackerKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
+    await t.rejects(
+      asProxy.call('POST /v1/proxies/acme/put', { body: { key: 'acme/account', value: JSON.stringify({ keyPem: attackerKey }) } }),
+      { status: 400, message: /the ACME account exists with another key/ },
+      "an account of the attacker's is refused",
+    )
+    t.equal(await record('acme/account'), account, 'the account is unchanged')
+  })
+
   await t.test('HTTP-01 on the port-80 listener; renewal keeps live tunnels and SSH sessions', async (t) => {
     const renewing = await acmeProxy(shortLived, RENEWING, renewingWebPort, `    http_listen_addr: 127.0.0.1:${renewingHttpPort}`)
     await renewing.start()
@@ -203,6 +243,21 @@ async function main(): Promise<void> {
     await t.rejects(withAcme('  public_addr: ["127.0.0.1:3080"]\n'), /proxy_service\.acme is enabled, but proxy_service\.public_addr names no DNS name/)
     await t.rejects(withAcme(`    ca_file: /nonexistent/ca.pem\n  public_addr: ["${DOMAIN}:1"]\n`), /proxy_service\.acme\.ca_file: cannot read \/nonexistent\/ca\.pem/)
   })
+}
+
+/** What a stolen proxy's keys could make: a certificate for `domain`, self-signed. */
+function selfSigned(domain: string, notAfter: Date): { keyPem: string; certPem: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const certPem = createCertificate({
+    subject: { CN: domain },
+    issuer: { CN: domain },
+    publicKey,
+    signingKey: privateKey,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter,
+    dnsNames: [domain],
+  })
+  return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, certPem }
 }
 
 /** An OpenSSH session through the proxy that stays open until its standard input ends. */

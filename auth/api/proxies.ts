@@ -109,7 +109,9 @@ export const proxyRoutes = {
     handle: async (_call, context) => ({ nodes: directNodes((await context.nodes.present('node')).filter((p) => !context.revocations.refusedHost(p.hostId))) }),
   },
 
-  // The proxies' shared ACME account and certificates (proxy/acme's CertStore).
+  // The proxies' shared ACME account and certificates (proxy/acme's CertStore). Any proxy
+  // writes them: the account keeps its first key, and proxies serve a certificate only if a
+  // CA they trust issued it.
   'POST /v1/proxies/acme/get': {
     access: 'proxy',
     bodyLimit: SMALL_BODY,

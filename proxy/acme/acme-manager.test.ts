@@ -1,7 +1,8 @@
 // The whole ACME flow against Pebble (Debian package `pebble`) on loopback: Pebble resolves
 // the test domains through pebble-challtestsrv to 127.0.0.1 and validates TLS-ALPN-01 by a
 // real TLS handshake with our test server, which answers through the same hooks the proxy
-// uses. Certificates are then checked with real TLS against Pebble's issuing root.
+// uses. Certificates are then checked with real TLS against Pebble's issuing root, which the
+// managers trust (as an operator's ca_file would) so that they take certificates from the store.
 
 import { generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { createServer as createHttpServer } from 'node:http'
@@ -22,6 +23,8 @@ const WEB_DOMAIN = 'www.warren.test'
 const BLOCKED = 'blocked.warren.test'
 const UNRESOLVED = 'nowhere.warren.test'
 const SHORT_VALIDITY_SECONDS = 12
+// As Let's Encrypt's: Pebble's default of five years is more than a stored certificate may last.
+const VALIDITY_SECONDS = 90 * 86_400
 
 const missing = pebbleMissing()
 if (missing) {
@@ -56,10 +59,12 @@ async function main(): Promise<void> {
   t.teardown(() => new Promise<void>((resolve) => httpServer.close(() => resolve())))
   const httpPort = (httpServer.address() as { port: number }).port
 
-  const pebble = await new Pebble({ dnsServer: dns.dnsAddress, tlsPort: tlsServer.port, httpPort, blocklist: [BLOCKED] }).start()
+  const pebble = await new Pebble({ dnsServer: dns.dnsAddress, tlsPort: tlsServer.port, httpPort, blocklist: [BLOCKED], validitySeconds: VALIDITY_SECONDS }).start()
   t.teardown(() => pebble.stop())
   const shortLived = await new Pebble({ dnsServer: dns.dnsAddress, tlsPort: tlsServer.port, httpPort, validitySeconds: SHORT_VALIDITY_SECONDS }).start()
   t.teardown(() => shortLived.stop())
+  // Both servers' HTTPS roots and issuing roots: a store shared by managers of either takes both's certificates.
+  const trust = [pebble.caBundle, shortLived.caBundle, await pebble.root(), await shortLived.root()].join('\n')
 
   /** A manager wired like the proxy: its 'certificate' event replaces the context for new connections. */
   function manager(t: Test, server: Pebble, overrides: Partial<AcmeOptions> & { store: MemoryCertStore }) {
@@ -68,7 +73,7 @@ async function main(): Promise<void> {
       directoryUrl: server.directoryUrl,
       email: 'ops@warren.test',
       domains: [DOMAIN],
-      caBundle: server.caBundle,
+      caBundle: trust,
       log,
       ...overrides,
     })
@@ -217,6 +222,63 @@ async function main(): Promise<void> {
     t.not(await damaged.get(ACCOUNT_KEY), '{"keyPem": "not a key"}', 'and a new account')
   })
 
+  t.test('a certificate planted in the store is not served: a new one is ordered', async (t) => {
+    const planted = new MemoryCertStore()
+    const forged = selfSigned(DOMAIN, Date.parse('2999-01-01T00:00:00Z'))
+    await planted.put(`acme/cert/${DOMAIN}`, JSON.stringify(forged))
+    const { acme, lines } = manager(t, pebble, { store: planted })
+    await acme.start()
+    t.equal(acme.orders, 1, 'ordered from Pebble')
+    t.not(acme.current()!.certPem, forged.certPem, 'the planted certificate is not served')
+    t.match(lines.join(''), /WARN .*ignoring the stored ACME certificate acme\/cert\/proxy\.warren\.test: its chain does not lead to a trusted root/)
+    const { peer } = await fetchOverTls(pebble, DOMAIN)
+    t.equal(peer.fingerprint256, new X509Certificate(acme.current()!.certPem).fingerprint256, "clients get Pebble's certificate")
+    t.equal(JSON.parse((await planted.get(`acme/cert/${DOMAIN}`))!).certPem, acme.current()!.certPem, 'which replaces the planted one in the store')
+  })
+
+  t.test('a certificate planted during the lifetime is not taken as renewed elsewhere', async (t) => {
+    const shared = new MemoryCertStore()
+    const { acme, lines } = manager(t, shortLived, { store: shared })
+    await acme.start()
+    const initial = acme.current()!
+    const forged = selfSigned(DOMAIN, Date.parse('2999-01-01T00:00:00Z'))
+    await shared.put(`acme/cert/${DOMAIN}`, JSON.stringify(forged))
+    const renewed = await nextCertificate(acme, initial)
+    t.not(renewed.certPem, forged.certPem, 'the renewal is not the planted certificate')
+    t.equal(acme.orders, 2, 'it was ordered from Pebble')
+    t.match(lines.join(''), /ignoring the stored ACME certificate .*does not lead to a trusted root/)
+  })
+
+  t.test('a certificate whose root is not in caBundle is served, with a warning that the store will not give it back', async (t) => {
+    const store = new MemoryCertStore()
+    const { acme, lines } = manager(t, pebble, { store, caBundle: pebble.caBundle })
+    await acme.start()
+    t.ok(acme.current(), 'served: the ACME server vouched for it over HTTPS')
+    t.match(lines.join(''), /WARN .*the issued ACME certificate will not be taken from the store: its chain does not lead to a trusted root.*give the ACME CA's root in ca_file/)
+  })
+
+  t.test('when another proxy creates the account first, this one shares it', async (t) => {
+    const other = JSON.stringify({ keyPem: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) })
+    // As the auth server does: the account keeps its first key; here the other proxy's lands just before ours.
+    const racing = new (class extends MemoryCertStore {
+      override async put(key: string, value: string): Promise<void> {
+        if (key === ACCOUNT_KEY && !this.entries.has(key)) {
+          this.entries.set(key, other)
+          throw new Error('the ACME account exists with another key; proxies share it and cannot replace it')
+        }
+        const held = this.entries.get(key)
+        if (key === ACCOUNT_KEY && held && JSON.parse(held).keyPem !== JSON.parse(value).keyPem) throw new Error('another key')
+        await super.put(key, value)
+      }
+    })()
+    const { acme } = manager(t, pebble, { store: racing })
+    await acme.start()
+    t.ok(acme.current(), 'the certificate is obtained')
+    const account = JSON.parse((await racing.get(ACCOUNT_KEY))!)
+    t.equal(account.keyPem, JSON.parse(other).keyPem, "with the other proxy's account")
+    t.match(account.url, /^https:\/\/127\.0\.0\.1:\d+\//, 'which it registered')
+  })
+
   t.test('refusals are errors naming the domain, the step and the reason', async (t) => {
     const refused = manager(t, pebble, { store: new MemoryCertStore(), domains: [BLOCKED] })
     await t.rejects(
@@ -273,6 +335,21 @@ function nextCertificate(acme: AcmeManager, current: AcmeCertificate): Promise<A
       resolve(certificate)
     })
   })
+}
+
+/** What a stolen proxy's keys could put in the store: a certificate for `domain` of their own making. */
+function selfSigned(domain: string, notAfter: number): { keyPem: string; certPem: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const certPem = createCertificate({
+    subject: { CN: domain },
+    issuer: { CN: domain },
+    publicKey,
+    signingKey: privateKey,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(notAfter),
+    dnsNames: [domain],
+  })
+  return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, certPem }
 }
 
 /** Before any ACME certificate: what the proxy serves with its own identity. */

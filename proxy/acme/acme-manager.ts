@@ -5,9 +5,11 @@
 //
 // The account key and the certificate live in the CertStore (`acme/account`,
 // `acme/cert/<first domain>`), so a restarted proxy, or another one sharing the store,
-// neither registers again nor asks for a certificate it already has.
+// neither registers again nor asks for a certificate it already has. Any proxy can write the
+// store, so a stored certificate is served only if it chains to a trusted root
+// (cert-store.ts checkServable); one that does not is treated as absent.
 
-import { generateKeyPairSync } from 'node:crypto'
+import { generateKeyPairSync, type X509Certificate } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Agent } from 'node:https'
 import type { SecureContext } from 'node:tls'
@@ -21,10 +23,12 @@ import {
   type AccountRecord,
   type CertStore,
   certificateKey,
+  checkServable,
   describeCertificate,
   type ManagedCertificate,
   parseAccountRecord,
   parseCertificateRecord,
+  trustedRoots,
 } from './cert-store.ts'
 import { ChallengeResponder } from './challenge-responder.ts'
 import { AcmeError } from './errors.ts'
@@ -40,7 +44,10 @@ export interface AcmeOptions {
   /** The names on the certificate; the first one names it in the store. */
   domains: string[]
   store: CertStore
-  /** An extra trusted root (PEM) for the ACME server's own HTTPS, e.g. Pebble's test CA. */
+  /**
+   * Extra trusted roots (PEM, one or more) for the ACME server's HTTPS and for the certificates
+   * it issues, e.g. Pebble's: a private or test CA. Node's public roots are always trusted.
+   */
   caBundle?: string
   /** Renew when less than this fraction of the lifetime remains. Default 1/3. */
   renewWhenRemaining?: number
@@ -79,6 +86,8 @@ export class AcmeManager extends EventEmitter<AcmeManagerEvents> {
   private readonly fraction: number
   private readonly clock: () => number
   private readonly challengeTypes: readonly ChallengeType[]
+  /** What a certificate from the store must chain to. */
+  private readonly roots: readonly X509Certificate[]
   private readonly log: Logger
   private readonly responder = new ChallengeResponder()
   private readonly retries = new Backoff({ baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS })
@@ -103,6 +112,11 @@ export class AcmeManager extends EventEmitter<AcmeManagerEvents> {
       if (!DOMAIN.test(name)) throw new AcmeError(`not a domain name an ACME certificate can carry here: ${JSON.stringify(name)}`)
     }
     this.domains = [...new Set(domains)]
+    try {
+      this.roots = trustedRoots(options.caBundle)
+    } catch (error) {
+      throw new AcmeError(`caBundle holds a certificate that cannot be read: ${(error as Error).message}`)
+    }
     this.challengeTypes = options.challengeTypes ?? ['tls-alpn-01']
     const unknown = this.challengeTypes.filter((type) => !CHALLENGE_TYPES.includes(type))
     if (!this.challengeTypes.length || unknown.length) {
@@ -151,7 +165,10 @@ export class AcmeManager extends EventEmitter<AcmeManagerEvents> {
     this.trust = undefined
   }
 
-  /** A stored certificate worth serving: it parses, names every domain and has not expired. */
+  /**
+   * A stored certificate worth serving: it parses, a trusted CA issued it, it names every
+   * domain and has not expired.
+   */
   private async loadCertificate(): Promise<ManagedCertificate | undefined> {
     const key = certificateKey(this.domains)
     const text = await this.options.store.get(key)
@@ -159,8 +176,9 @@ export class AcmeManager extends EventEmitter<AcmeManagerEvents> {
     let stored: ManagedCertificate
     try {
       stored = parseCertificateRecord(text)
+      checkServable(stored, this.roots, this.clock())
     } catch (error) {
-      this.log.warn(`ignoring the stored ACME certificate ${key}: ${(error as Error).message}`)
+      this.log.warn(`ignoring the stored ACME certificate ${key}: ${(error as Error).message}; obtaining a new one`)
       return undefined
     }
     if (!coversDomains(stored.domains, this.domains)) {
@@ -253,6 +271,16 @@ export class AcmeManager extends EventEmitter<AcmeManagerEvents> {
       if (!coversDomains(certificate.domains, this.domains)) {
         throw new AcmeError(`the issued certificate names ${certificate.domains.join(', ')}, not every requested domain`)
       }
+      // Served all the same (the ACME server's HTTPS vouches for it), but the store's check
+      // would refuse it: say so, or every restart and every other proxy orders again.
+      try {
+        checkServable(certificate, this.roots, this.clock())
+      } catch (error) {
+        this.log.warn(
+          `the issued ACME certificate will not be taken from the store: ${(error as Error).message}; ` +
+            "restarts and the other proxies will order their own (give the ACME CA's root in ca_file)",
+        )
+      }
       await this.options.store.put(certificateKey(this.domains), JSON.stringify({ keyPem, certPem }))
       this.log.info('ACME certificate issued', { domains: this.domains, not_after: new Date(certificate.notAfter).toISOString() })
       return certificate
@@ -273,7 +301,15 @@ export class AcmeManager extends EventEmitter<AcmeManagerEvents> {
     }
     const keyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
     const account: AccountRecord = { keyPem }
-    await this.options.store.put(ACCOUNT_KEY, JSON.stringify(account))
+    try {
+      await this.options.store.put(ACCOUNT_KEY, JSON.stringify(account))
+    } catch (error) {
+      // The auth server keeps the first account and refuses another key: another proxy
+      // created one meanwhile, and this proxy shares it.
+      const created = await this.options.store.get(ACCOUNT_KEY)
+      if (created === undefined || created === text) throw error
+      return parseAccountRecord(created)
+    }
     return account
   }
 

@@ -2,8 +2,14 @@
 // another proxy of the cluster sharing the store) reuses them instead of asking the ACME
 // server again. Values are JSON records; a record that cannot be read is treated as absent
 // and replaced, with a warning, rather than stopping the proxy.
+//
+// Every proxy of the cluster can write the store, so a stolen proxy's keys can put anything
+// there. A stored certificate is served only if a CA the proxy trusts issued it
+// (checkServable): otherwise those keys could plant a certificate of their own, for years,
+// on every proxy.
 
 import { createPrivateKey, X509Certificate } from 'node:crypto'
+import { rootCertificates } from 'node:tls'
 
 export interface CertStore {
   get(key: string): Promise<string | undefined>
@@ -65,6 +71,68 @@ export function describeCertificate(record: CertificateRecord): ManagedCertifica
     notAfter: Date.parse(leaf.validTo),
     domains: dnsNames(leaf),
   }
+}
+
+/** The CA/Browser Forum's limit for a web certificate: a public CA issues none longer. */
+export const MAX_LIFETIME_MS = 398 * 86_400_000
+// The clocks of the CA and of the proxies differ a little; a fresh certificate may start a moment ahead.
+const CLOCK_SKEW_MS = 5 * 60_000
+
+/** The PEM certificates in a text (a bundle, or a leaf and its chain), in order. */
+export function pemCertificates(text: string): string[] {
+  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
+}
+
+let publicRoots: X509Certificate[] | undefined
+
+/** The roots a served certificate must chain to: Node's public ones plus `extraPem` (ca_file). */
+export function trustedRoots(extraPem = ''): X509Certificate[] {
+  publicRoots ??= rootCertificates.map((pem) => new X509Certificate(pem))
+  return [...publicRoots, ...pemCertificates(extraPem).map((pem) => new X509Certificate(pem))]
+}
+
+/**
+ * Throws, saying why, unless the certificate is one a trusted ACME CA issued: its chain leads
+ * to one of `roots`, it lasts no longer than a public CA allows, and it has begun.
+ */
+export function checkServable(certificate: ManagedCertificate, roots: readonly X509Certificate[], now: number): void {
+  verifyChain(certificate.certPem, roots, now)
+  const days = (certificate.notAfter - certificate.notBefore) / 86_400_000
+  if (days > MAX_LIFETIME_MS / 86_400_000) throw new Error(`it is valid for ${Math.round(days)} days, longer than any CA may issue (398)`)
+  if (certificate.notBefore > now + CLOCK_SKEW_MS) throw new Error(`it is not valid before ${new Date(certificate.notBefore).toISOString()}`)
+}
+
+/** The leaf (first in `certPem`) leads, through the chain after it, to one of `roots`. */
+export function verifyChain(certPem: string, roots: readonly X509Certificate[], now: number): void {
+  const [leaf, ...chain] = pemCertificates(certPem).map((pem) => new X509Certificate(pem))
+  if (!leaf) throw new Error('it holds no certificate')
+  let current = leaf
+  // One issuer up per step: a chain that loops runs out of steps.
+  for (let step = 0; step <= chain.length; step++) {
+    if (roots.some((root) => issuedBy(current, root))) return
+    // An intermediate must be a CA, and a current one: a leaf of a trusted CA issues nothing.
+    const issuer = chain.find((candidate) => candidate.ca && withinDates(candidate, now) && issuedBy(current, candidate))
+    if (!issuer) break
+    current = issuer
+  }
+  throw new Error(`its chain does not lead to a trusted root: nothing trusted issued ${nameOf(current)} (issuer ${oneLine(current.issuer)})`)
+}
+
+function issuedBy(certificate: X509Certificate, issuer: X509Certificate): boolean {
+  return certificate.checkIssued(issuer) && certificate.verify(issuer.publicKey)
+}
+
+function withinDates(certificate: X509Certificate, now: number): boolean {
+  return Date.parse(certificate.validFrom) <= now && now < Date.parse(certificate.validTo)
+}
+
+// A leaf from ACME has no subject, only alternative names.
+function nameOf(certificate: X509Certificate): string {
+  return certificate.subject ? oneLine(certificate.subject) : (certificate.subjectAltName ?? 'a certificate without a name')
+}
+
+function oneLine(name: string | undefined): string {
+  return JSON.stringify((name ?? '').split('\n').join(', '))
 }
 
 function dnsNames(leaf: X509Certificate): string[] {
