@@ -1,5 +1,8 @@
+import { chmodSync } from 'node:fs'
+import { delimiter, join } from 'node:path'
 import t from 'tap'
-import { describeOutcome, formatSummary, LinePrefixer } from './fleet-ssh.ts'
+import type { PresentNode } from '../shared/protocol/admin.ts'
+import { describeOutcome, formatSummary, LinePrefixer, runOnNodes } from './fleet-ssh.ts'
 
 t.test('only complete lines are written, each prefixed; a last partial line ends with the stream', async (t) => {
   const writes: string[] = []
@@ -39,4 +42,28 @@ t.test('the summary names each node, its result, and those that failed', async (
   )
   t.match(formatSummary([{ node: 'a', code: 0, signal: null }]), /\nSucceeded on all 1 node\.\n$/)
   t.equal(describeOutcome({ node: 'a', code: 0, signal: null }), 'ok (exit status 0)')
+})
+
+t.test("a node's name is escaped in its lines' prefix and in the summary; what the command prints passes as it is", async (t) => {
+  // An ssh that prints a coloured line on stdout and a line on stderr, and fails.
+  const bin = t.testdir({ ssh: "#!/bin/sh\nprintf '\\033[31mred\\033[0m\\n'\necho oops >&2\nexit 3\n" })
+  chmodSync(join(bin, 'ssh'), 0o755)
+  const path = process.env.PATH
+  process.env.PATH = `${bin}${delimiter}${path}`
+  t.teardown(() => {
+    process.env.PATH = path
+  })
+  // A title and a bell, which a terminal would act on, in a name from the cluster's listing.
+  const nodename = 'pi\x1b]0;owned\x07\x1b[2J'
+  const node = { host_id: '3b0c5d3e-5b0f-4c1e-9a53-2f1d7f0e4b21', nodename, addr: '', tunnel: true, labels: {}, last_seen: 0 } satisfies PresentNode
+  const stdout: string[] = []
+  const stderr: string[] = []
+  const outcomes = await runOnNodes([node], 1, () => [], { stdout: (text) => stdout.push(text), stderr: (text) => stderr.push(text) })
+  const escaped = '[pi\\x1b]0;owned\\x07\\x1b[2J] '
+  t.same(stdout, [`${escaped}\x1b[31mred\x1b[0m\n`], "the prefix escaped, the node's output untouched")
+  t.same(stderr, [`${escaped}oops\n`])
+  t.same(outcomes, [{ node: nodename, code: 3, signal: null }])
+  const summary = formatSummary(outcomes)
+  t.notOk(/[\x07\x1b]/.test(summary), 'the summary holds no ESC or BEL')
+  t.match(summary, /\nFailed on 1 of 1 node: pi\\x1b\]0;owned\\x07\\x1b\[2J\n$/)
 })

@@ -7,6 +7,7 @@
 
 import { spawn } from 'node:child_process'
 import { WarrenError } from '../shared/errors.ts'
+import { printable } from '../shared/printable.ts'
 import type { PresentNode } from '../shared/protocol/admin.ts'
 import { formatTable } from './table.ts'
 
@@ -77,28 +78,43 @@ export function formatSummary(outcomes: readonly NodeOutcome[]): string {
   )
   const bad = outcomes.filter(failed)
   const nodes = `${outcomes.length} node${outcomes.length === 1 ? '' : 's'}`
-  const last = bad.length === 0 ? `Succeeded on all ${nodes}.` : `Failed on ${bad.length} of ${nodes}: ${bad.map((outcome) => outcome.node).join(', ')}`
+  // The names come from the cluster's listing: escaped, like the table's.
+  const last = bad.length === 0 ? `Succeeded on all ${nodes}.` : `Failed on ${bad.length} of ${nodes}: ${bad.map((outcome) => printable(outcome.node)).join(', ')}`
   return `${table}${last}\n`
 }
 
+/** Where the nodes' output lines go. */
+export interface FleetOutput {
+  stdout: (text: string) => void
+  stderr: (text: string) => void
+}
+
+const PROCESS_OUTPUT: FleetOutput = { stdout: (text) => process.stdout.write(text), stderr: (text) => process.stderr.write(text) }
+
 /** Runs `ssh` with `argsFor(node)` on every node, at most `maxParallel` at once; the outcomes in the nodes' order. */
-export async function runOnNodes(nodes: readonly PresentNode[], maxParallel: number, argsFor: (node: PresentNode) => string[]): Promise<NodeOutcome[]> {
+export async function runOnNodes(
+  nodes: readonly PresentNode[],
+  maxParallel: number,
+  argsFor: (node: PresentNode) => string[],
+  output: FleetOutput = PROCESS_OUTPUT,
+): Promise<NodeOutcome[]> {
   const outcomes: NodeOutcome[] = new Array(nodes.length)
   let next = 0
   const worker = async () => {
     while (next < nodes.length) {
       const index = next++
-      outcomes[index] = await runOne(nodes[index], argsFor(nodes[index]))
+      outcomes[index] = await runOne(nodes[index], argsFor(nodes[index]), output)
     }
   }
   await Promise.all(Array.from({ length: Math.min(maxParallel, nodes.length) }, worker))
   return outcomes
 }
 
-function runOne(node: PresentNode, args: string[]): Promise<NodeOutcome> {
-  const prefix = `[${node.nodename}] `
-  const out = new LinePrefixer(prefix, (text) => process.stdout.write(text))
-  const err = new LinePrefixer(prefix, (text) => process.stderr.write(text))
+function runOne(node: PresentNode, args: string[], output: FleetOutput): Promise<NodeOutcome> {
+  // The name is the cluster's, escaped; what the command prints is passed on as it is, as ssh does.
+  const prefix = `[${printable(node.nodename)}] `
+  const out = new LinePrefixer(prefix, output.stdout)
+  const err = new LinePrefixer(prefix, output.stderr)
   const child = spawn('ssh', args, { stdio: ['ignore', 'pipe', 'pipe'] })
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => out.push(chunk))
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => err.push(chunk))

@@ -11,7 +11,8 @@ import { ApiClient } from '../shared/api-client.ts'
 import { clusterNameProblem } from '../shared/cluster-name.ts'
 import { formatExpiry, formatUtc } from '../shared/duration.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
-import { caPin, parsePin, pinMatches } from '../shared/pin.ts'
+import { caPin, parsePin, pinMatches, singleCertificate } from '../shared/pin.ts'
+import { printable } from '../shared/printable.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import { checkedUserCerts } from './checked-user-certs.ts'
 import { defineCommand } from './command.ts'
@@ -40,8 +41,10 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
   const anonymous = new ApiClient({ server })
   const ca = await anonymous.call('GET /v1/ca').finally(() => anonymous.close())
   if (!Array.isArray(ca.host_ca_certs) || ca.host_ca_certs.length === 0) throw new WarrenError(`${server} did not return a cluster CA`)
-  const presented = ca.host_ca_certs.map(caPin)
-  const trusted = (accepted: string[]) => ca.host_ca_certs.filter((pem) => accepted.some((pin) => pinMatches([pem], pin)))
+  // One certificate per entry, re-encoded: what TLS then trusts is exactly what was pinned or confirmed.
+  const certs = ca.host_ca_certs.map((pem, i) => singleCertificate(pem, `CA entry ${i + 1} from ${server}`))
+  const presented = certs.map(caPin)
+  const trusted = (accepted: string[]) => certs.filter((pem) => accepted.some((pin) => pinMatches([pem], pin)))
   if (pins.length > 0) {
     const pinned = trusted(pins)
     if (pinned.length === 0)
@@ -59,10 +62,10 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
     )
     if (known.length > 0) return { cluster: ca.cluster_name, caPems: known }
   }
-  if (ca.host_ca_certs.length > 1) {
+  if (certs.length > 1) {
     // A proxy's keys can list a CA of their own beside the real one: a yes to two pins would trust both.
     throw new WarrenError(
-      `first login to cluster "${ca.cluster_name}" at ${server}: it presents ${ca.host_ca_certs.length} CAs (pins ${presented.join(', ')}), as during a CA rotation. Check which is the cluster's with its admin ("warrenctl status") and pass it with --ca-pin`,
+      `first login to cluster "${ca.cluster_name}" at ${server}: it presents ${certs.length} CAs (pins ${presented.join(', ')}), as during a CA rotation. Check which is the cluster's with its admin ("warrenctl status") and pass it with --ca-pin`,
     )
   }
   if (!prompter.isTerminal) {
@@ -74,19 +77,20 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
     `The cluster "${ca.cluster_name}" at ${server} presents a CA with pin ${presented.join(', ')}.\nCheck it with the cluster's admin ("warrenctl status" shows it). Trust it (yes/no)? `,
   )
   if (answer.trim().toLowerCase() !== 'yes') throw new WarrenError('the cluster was not trusted: nothing was sent to it')
-  return { cluster: ca.cluster_name, caPems: ca.host_ca_certs }
+  return { cluster: ca.cluster_name, caPems: certs }
 }
 
 /** Accepting an invitation: whose it is, the second factor to enrol, a password twice and a first code; the answer is a login's. */
 async function signUp(client: ApiClient, cluster: TrustedCluster, token: string, keys: UserKeys, ttlMs: number, prompter: Prompter): Promise<{ user: string; signed: UserCerts }> {
   const started = await startSignup(client, cluster, token)
-  tell(`Signing up as ${started.user} to cluster ${started.cluster_name}.`)
+  // The answer comes through the proxy: printed escaped.
+  tell(`Signing up as ${printable(started.user)} to cluster ${printable(started.cluster_name)}.`)
   tell('')
   tell('Scan this with an authenticator app (or enter the secret below by hand):')
   tell(await QRCode.toString(started.otpauth_uri, { type: 'terminal', small: true }))
-  tell(started.otpauth_uri)
+  tell(printable(started.otpauth_uri))
   tell('')
-  const password = await prompter.secret(`Password for ${started.user} (at least ${MIN_PASSWORD_LENGTH} characters): `)
+  const password = await prompter.secret(`Password for ${printable(started.user)} (at least ${MIN_PASSWORD_LENGTH} characters): `)
   if ([...password].length < MIN_PASSWORD_LENGTH) throw new WarrenError(`a password needs at least ${MIN_PASSWORD_LENGTH} characters: run the same command again`)
   if ((await prompter.secret('The same password again: ')) !== password) throw new WarrenError('the passwords differ: run the same command again')
   const code = await prompter.ask('Code from the authenticator app: ')
@@ -144,11 +148,19 @@ export const loginCommand = defineCommand({
     const signed = checkedUserCerts(answered, cluster, caPems, keys)
     const dir = clusterDir(signed.cluster_name)
     writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: true, fdpass: flags.fdpass, extra: { roles: signed.roles } })
-    out(`Logged in as ${user} to cluster ${signed.cluster_name} (roles ${signed.roles.join(',')}, logins ${signed.logins.join(',')}) until ${formatUtc(signed.valid_before)}`)
-    out(`Connect with: ssh -F ${join(dir, PROFILE_FILES.sshConfig)} ${signed.logins[0]}@NODE`)
+    out(loggedInText(user, signed, dir))
     return 0
   },
 })
+
+/** What a login says once done; the names in the answer came through the proxy, and are printed escaped. */
+export function loggedInText(user: string, signed: UserCerts, dir: string): string {
+  const list = (names: string[]) => names.map(printable).join(',')
+  return [
+    `Logged in as ${printable(user)} to cluster ${printable(signed.cluster_name)} (roles ${list(signed.roles)}, logins ${list(signed.logins)}) until ${formatUtc(signed.valid_before)}`,
+    `Connect with: ssh -F ${join(dir, PROFILE_FILES.sshConfig)} ${printable(signed.logins[0] ?? 'LOGIN')}@NODE`,
+  ].join('\n')
+}
 
 function lastUser(cluster: string): string | undefined {
   try {

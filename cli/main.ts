@@ -2,6 +2,7 @@
 // reads "ERROR: ..." on standard error, never a stack trace (unless WARREN_DEBUG is set).
 
 import { WarrenError } from '../shared/errors.ts'
+import { printable } from '../shared/printable.ts'
 
 export async function runMain(command: (argv: string[]) => Promise<number | undefined>, argv: string[]): Promise<void> {
   endQuietlyOnClosedOutput()
@@ -10,7 +11,8 @@ export async function runMain(command: (argv: string[]) => Promise<number | unde
     if (typeof code === 'number') process.exitCode = code
   } catch (error) {
     const err = error as Error
-    process.stderr.write(`ERROR: ${err.message}\n`)
+    // A message can carry a proxy's or a node's refusal: nothing in it may act on the terminal.
+    process.stderr.write(`ERROR: ${printable(String(err?.message ?? error))}\n`)
     if (process.env.WARREN_DEBUG && err.stack) process.stderr.write(err.stack + '\n')
     process.exitCode = error instanceof WarrenError ? error.exitCode : 1
   }

@@ -7,6 +7,10 @@ import { UsageError, WarrenError } from '../shared/errors.ts'
 import { defineCommand } from './command.ts'
 import { adminProxyApiClient } from './profile.ts'
 import { credentialsDir, USER_FLAGS } from './reachable.ts'
+import { TerminalFilter } from './terminal-filter.ts'
+
+/** SGR 0: a recording that ends inside a colour does not leave it to the viewer's prompt. */
+export const RESET_ATTRIBUTES = '\x1b[0m'
 
 export const playCommand = defineCommand({
   name: 'warren play',
@@ -31,17 +35,30 @@ export const playCommand = defineCommand({
   },
 })
 
-/** Writes each output event of an asciicast v2 file when it came, `speed` times as fast. */
+/**
+ * Writes each output event of an asciicast v2 file when it came, `speed` times as fast, with
+ * what would make the terminal do more than draw taken out (terminal-filter.ts): the
+ * recording holds whatever another user's session printed.
+ */
 export async function replay(cast: string, speed: number, write: (text: string) => void): Promise<void> {
   const [header, ...events] = cast.split('\n').filter((line) => line.length > 0)
   if ((JSON.parse(header ?? '{}') as { version?: number }).version !== 2) throw new WarrenError('the recording is not an asciicast v2 file')
+  const filter = new TerminalFilter()
   let previous = 0
-  for (const line of events) {
-    const [time, kind, data] = JSON.parse(line) as [number, string, string]
-    const pause = Math.max(0, time - previous) / speed
-    previous = time
-    if (pause > 0) await sleep(pause * 1000)
-    // A size change cannot be made to this terminal; the output after it says enough.
-    if (kind === 'o') write(data)
+  try {
+    for (const line of events) {
+      const [time, kind, data] = JSON.parse(line) as [number, string, string]
+      const pause = Math.max(0, time - previous) / speed
+      previous = time
+      if (pause > 0) await sleep(pause * 1000)
+      // A size change cannot be made to this terminal; the output after it says enough.
+      if (kind === 'o' && typeof data === 'string') {
+        const safe = filter.push(data)
+        if (safe !== '') write(safe)
+      }
+    }
+  } finally {
+    filter.end()
+    write(RESET_ATTRIBUTES)
   }
 }

@@ -9,7 +9,7 @@ import { ApiClient } from './api-client.ts'
 import { WarrenError } from './errors.ts'
 import type { NodeIdentity } from './identity-store.ts'
 import { joinProofMessage, signProof } from './join-proof.ts'
-import { caPin, pinMatches } from './pin.ts'
+import { caPin, pinMatches, singleCertificate } from './pin.ts'
 import { type ClusterCA, type JoinBodyIn, type Joined, joinSealPurpose } from './protocol/hosts.ts'
 import { seal, trustedSealingKey } from './sealed-login.ts'
 import { sshPublicKeyLine } from './ssh-cert.ts'
@@ -41,15 +41,17 @@ export async function fetchTrustedCA(server: string, pins: string[], warn: (mess
     await anonymous.close()
   }
   if (!Array.isArray(ca.host_ca_certs) || ca.host_ca_certs.length === 0) throw new WarrenError(`${server} did not return a cluster CA`)
-  const presented = ca.host_ca_certs.map(caPin)
+  // One certificate per entry, re-encoded: what TLS then trusts is exactly what was pinned.
+  const certs = ca.host_ca_certs.map((pem, i) => singleCertificate(pem, `CA entry ${i + 1} from ${server}`))
+  const presented = certs.map(caPin)
   if (pins.length === 0) {
     warn(
       `WARN: joining without --ca-pin: the identity of ${server} is not verified. The CA it presented has pin ${presented.join(', ')}; check it with "warrenctl status" and pass --ca-pin next time.`,
     )
-    return ca
+    return { ...ca, host_ca_certs: certs }
   }
   // Trust only the pinned certificates: a hijacker could list its own CA beside the real one.
-  const pinned = ca.host_ca_certs.filter((pem) => pins.some((pin) => pinMatches([pem], pin)))
+  const pinned = certs.filter((pem) => pins.some((pin) => pinMatches([pem], pin)))
   if (pinned.length === 0) {
     throw new PinMismatchError(
       `CA pin mismatch: ${server} presented a CA with pin ${presented.join(', ')}, but --ca-pin expects ${pins.join(', ')}. Refusing to send the join token: the address may be hijacked, or the pin is wrong.`,

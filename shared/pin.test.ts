@@ -2,8 +2,8 @@ import { execSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { UsageError } from './errors.ts'
-import { caPin, parsePin, pinMatches } from './pin.ts'
+import { UsageError, WarrenError } from './errors.ts'
+import { caPin, parsePin, pinMatches, singleCertificate } from './pin.ts'
 import { createCA } from './x509.ts'
 
 function usageErrorOf(fn: () => unknown): unknown {
@@ -56,4 +56,37 @@ t.test('parsePin accepts the documented form only', async (t) => {
   }
   t.throws(() => parsePin('sha256:xyz'), /invalid CA pin "sha256:xyz": expected sha256: followed by 64 hex digits/)
   t.equal((usageErrorOf(() => parsePin('nope')) as UsageError).exitCode, 2, 'bad usage exit code')
+})
+
+t.test('a text of two certificates is refused: its pin would name the first while TLS trusts both', async (t) => {
+  const real = createCA('Warren Host CA', 'cluster').certPem
+  const evil = createCA('Warren Host CA', 'cluster').certPem
+  const pin = caPin(real)
+  const refusal = /holds 2 certificates, where it must hold exactly one certificate/
+  t.throws(() => caPin(real + evil), refusal)
+  t.throws(() => pinMatches([real + evil], pin), refusal)
+  t.throws(() => pinMatches([evil, real + evil], pin), refusal, 'whichever entry holds them')
+  t.throws(() => singleCertificate(real + evil, 'CA entry 1 from 127.0.0.1:3080'), /^CA entry 1 from 127\.0\.0\.1:3080 holds 2 certificates/)
+  t.type(
+    (() => {
+      try {
+        singleCertificate(real + evil)
+      } catch (err) {
+        return err
+      }
+    })(),
+    WarrenError,
+  )
+})
+
+t.test('singleCertificate takes one certificate and gives it back alone', async (t) => {
+  const { certPem, key } = createCA('Warren Host CA', 'cluster')
+  const keyPem = key.export({ type: 'pkcs8', format: 'pem' }) as string
+  t.equal(singleCertificate(certPem), certPem.trimEnd() + '\n')
+  t.equal(singleCertificate(`comment before\n${certPem}\ncomment after\n`), certPem.trimEnd() + '\n', 'the text around the block is left out')
+  t.throws(() => singleCertificate(''), /holds 0 certificates/)
+  t.throws(() => singleCertificate('not PEM at all'), /holds 0 certificates/)
+  t.throws(() => singleCertificate(certPem + keyPem), /holds 1 certificate and 1 other PEM block/, 'any other block is refused too')
+  t.throws(() => singleCertificate(certPem.replaceAll('CERTIFICATE', 'TRUSTED CERTIFICATE')), /holds 0 certificates and 1 other PEM block/)
+  t.throws(() => singleCertificate(42 as unknown as string), /holds 0 certificates/, 'a value from JSON that is no text')
 })

@@ -12,6 +12,8 @@ import { readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
+import { RESET_ATTRIBUTES } from '../cli/play.ts'
+import { TerminalFilter } from '../cli/terminal-filter.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
 import { joinCluster } from '../shared/join.ts'
@@ -113,10 +115,18 @@ function interactive(
 let firstId = ''
 let firstCast = ''
 
+/**
+ * What a session can print to act on the terminal of whoever replays it: a clipboard write,
+ * a title, and queries whose answers the terminal would type (window title, cursor position,
+ * DECRQSS, device attributes); a colour between the texts, which replay keeps.
+ */
+const HOSTILE_PRINTF = String.raw`printf 'text-before\033]52;c;ZXZpbA==\007\033]0;owned-title\007\033[21t\033[6n\033P$qm\033\\\033[c\033[31mred\033[0m-text-after\n'`
+const HOSTILE_SEQUENCES = ['\x1b]52;c;ZXZpbA==\x07', '\x1b]0;owned-title\x07', '\x1b[21t', '\x1b[6n', '\x1bP$qm\x1b\\', '\x1b[c']
+
 t.test('an interactive session is recorded, exported and played by asciinema; a command without a pty is not', async (t) => {
   const plain = await openssh(profile, [`${login}@pi-rec`, 'echo not-recorded'])
   t.equal(plain.stdout, 'not-recorded\n')
-  const session = interactive(['echo hello-$((6*7))', 'exit'])
+  const session = interactive(['echo hello-$((6*7))', HOSTILE_PRINTF, 'exit'])
   const { code, output } = await session.done
   t.equal(code, 0, output)
   t.match(output, /hello-42/)
@@ -160,17 +170,19 @@ t.test('warren play replays a recording through the proxy for an editor, and ref
   const played = await warren(['play', firstId, '--speed=20'], { env: editor })
   t.equal(played.code, 0, played.stderr)
   t.match(played.stdout, /hello-42/)
-  t.equal(
-    played.stdout,
-    firstCast
-      .split('\n')
-      .slice(1, -1)
-      .map((line) => JSON.parse(line) as [number, string, string])
-      .filter(([, kind]) => kind === 'o')
-      .map(([, , data]) => data)
-      .join(''),
-    'every output event, in order',
-  )
+  const recorded = firstCast
+    .split('\n')
+    .slice(1, -1)
+    .map((line) => JSON.parse(line) as [number, string, string])
+    .filter(([, kind]) => kind === 'o')
+    .map(([, , data]) => data)
+    .join('')
+  for (const sequence of HOSTILE_SEQUENCES) {
+    t.ok(recorded.includes(sequence), `the recording holds ${JSON.stringify(sequence)}`)
+    t.notOk(played.stdout.includes(sequence), `the replay does not write ${JSON.stringify(sequence)}`)
+  }
+  t.ok(played.stdout.includes('text-before\x1b[31mred\x1b[0m-text-after'), 'the text and colour around them are kept')
+  t.equal(played.stdout, new TerminalFilter().push(recorded) + RESET_ATTRIBUTES, 'every output event, in order, filtered; then the attributes reset')
 
   const bad = await warren(['play', firstId, '--speed=0'], { env: editor })
   t.equal(bad.code, 2)
