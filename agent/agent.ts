@@ -233,7 +233,10 @@ export class Agent {
       labels: this.config.labels,
       serviceAddr: this.serviceAddr(port),
       log: this.log,
-      onAnswer: (answer) => this.followCAs(answer.trust, server),
+      onAnswer: (answer) => {
+        this.direct?.setRefusedProxies(answer.refused_proxies ?? [])
+        return this.followCAs(answer.trust, server)
+      },
     })
     this.heartbeat.start()
   }

@@ -34,7 +34,9 @@ export class DirectListener {
   private readonly server: Server
   private readonly gate: TlsGate
   /** Every accepted connection, closed with the listener. */
-  private readonly open = new Set<TLSSocket>()
+  /** Open connections, with the host ID of the proxy on the other end. */
+  private readonly open = new Map<TLSSocket, string>()
+  private refusedProxies = new Set<string>()
 
   constructor(options: DirectListenerOptions) {
     this.options = options
@@ -87,6 +89,21 @@ export class DirectListener {
     return bound ? joinHostPort(bound.address, bound.port) : undefined
   }
 
+  /**
+   * The proxies the cluster refuses (removed or locked), as the auth server's heartbeat
+   * answers tell them: their certificates, still in date, are refused, and their open
+   * connections closed.
+   */
+  setRefusedProxies(hostIds: string[]): void {
+    this.refusedProxies = new Set(hostIds)
+    for (const [socket, proxyId] of this.open) {
+      if (this.refusedProxies.has(proxyId)) {
+        this.options.log.info(`direct connection from proxy ${proxyId} closed: the cluster refuses the proxy`, { proxy_id: proxyId, refused: 'removed or locked' })
+        socket.destroy()
+      }
+    }
+  }
+
   /** Renewed certificates or new trusted CAs: new connections get and judge by them; live ones carry on. */
   setIdentity(identity: NodeIdentity): void {
     this.identity = identity
@@ -108,7 +125,13 @@ export class DirectListener {
       socket.destroy()
       return
     }
-    this.open.add(socket)
+    const proxyId = verdict.subject.commonName
+    if (this.refusedProxies.has(proxyId)) {
+      log.warn(`direct connection from ${from} refused: proxy ${proxyId} is removed or locked`, { from, proxy_id: proxyId, refused: 'removed or locked' })
+      socket.destroy()
+      return
+    }
+    this.open.set(socket, proxyId)
     socket.once('close', () => this.open.delete(socket))
     socket.setNoDelay(true)
     socket.setKeepAlive(true, this.options.keepAliveIntervalMs)
@@ -119,7 +142,7 @@ export class DirectListener {
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
     this.gate.close()
-    for (const socket of this.open) socket.destroy()
+    for (const socket of this.open.keys()) socket.destroy()
     await closed
   }
 }

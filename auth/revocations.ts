@@ -130,6 +130,17 @@ export class Revocations {
     return this.removals.has(hostId) || this.locks.some((lock) => 'hostId' in lock.target && lock.target.hostId === hostId)
   }
 
+  /**
+   * The proxies whose certificates are refused now, by host ID: those removed (or replaced),
+   * and every host under a lock (a lock names no roles; the list stays short either way).
+   */
+  refusedProxies(): string[] {
+    const now = this.clock()
+    const removed = [...this.removals.values()].filter((record) => record.roles.includes('proxy')).map((record) => record.hostId)
+    const locked = this.locks.flatMap((lock) => ('hostId' in lock.target && (lock.expires ?? Infinity) > now ? [lock.target.hostId] : []))
+    return [...new Set([...removed, ...locked])]
+  }
+
   get removed(): RemovalRecord[] {
     return [...this.removals.values()]
   }

@@ -112,6 +112,22 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
     t.ok(after.late_hello_closed > 0, `the node closed connections whose ClientHello was late (${after.late_hello_closed})`)
     t.ok(after.hello_per_address_closed > 0, `and, per source address, the oldest of too many waiting (${after.hello_per_address_closed})`)
   })
+
+  t.test('a proxy removed with nodes rm is refused by the node, though its certificate is in date', async (t) => {
+    const second = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, nodename: 'edge-2' }).start()
+    t.teardown(() => second.stop())
+    const stolen = identityDir(second.dataDir, 'proxy')
+    const credentials = { certFile: join(stolen, 'host.crt'), keyFile: join(stolen, 'host.key') }
+    t.match((await probe('127.0.0.1', port, credentials)).reply, /^\{"ok":true\}\nSSH-2\.0-/, 'the control: its certificate opens the SSH service')
+    t.equal((await auth.ctl(['nodes', 'rm', 'edge-2'])).code, 0)
+    await second.stop()
+    // The node hears of the removal with its next heartbeat's answer.
+    await until('the node to refuse the removed proxy', async () => (await probe('127.0.0.1', port, credentials)).reply === '', { timeoutMs: 30_000 })
+    const refused = await probe('127.0.0.1', port, credentials)
+    t.equal(refused.reply, '', "the removed proxy's keys open nothing")
+    const reached = await openssh(profile, [`${testLogin()}@direct-1`, 'echo reached'])
+    t.equal(reached.stdout, 'reached\n', `the cluster's proxy still reaches the node (${reached.stderr.trim()})`)
+  })
 })
 
 t.test('a listen address that is taken stops the node with the key that names it', async (t) => {

@@ -49,7 +49,8 @@ export const hostRoutes = {
         ...(body.version ? { version: body.version } : {}),
       })
       if (!recorded) throw new UnregisteredHost(hostId)
-      return { ok: true, ...trustedCAs(context) }
+      // A direct node judges the proxies that dial it: told which ones the cluster refuses.
+      return { ok: true, ...trustedCAs(context), refused_proxies: context.revocations.refusedProxies() }
     },
   },
 

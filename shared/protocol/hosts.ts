@@ -104,6 +104,8 @@ export interface HeartbeatAnswer {
   host_ca_certs: string[]
   user_ca_ssh_keys: string[]
   trust?: TrustStatement
+  /** Host IDs of proxies removed or locked: a direct node refuses their certificates, still in date. */
+  refused_proxies?: string[]
 }
 
 /** GET /v1/discovery on a proxy's web port. */
