@@ -5,8 +5,7 @@
 
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { ProtocolError } from '../shared/protocol/errors.ts'
-import { sealJson } from '../shared/sealed-box.ts'
-import { openSealed, type Sealed, type SealingKeyStatement, signSealingKey } from '../shared/sealed-login.ts'
+import { openSealed, type Sealed, type SealingKeyStatement, sealAnswer, signSealingKey } from '../shared/sealed-login.ts'
 import type { TrustSigner } from '../shared/trust-statement.ts'
 import type { Backend } from './backend/backend.ts'
 
@@ -45,7 +44,7 @@ export class LoginSealing {
   open(route: string, purpose: string, sealed: Sealed): { value: unknown; sealAnswer: (value: unknown) => string } {
     try {
       const { value, replyKey } = openSealed({ privateKey: this.privateKey, publicKey: this.publicKey }, purpose, sealed)
-      return { value, sealAnswer: (answer) => sealJson(replyKey, answer) }
+      return { value, sealAnswer: (answer) => sealAnswer(replyKey, answer) }
     } catch {
       throw new ProtocolError(route, 'sealed', 'field "sealed" does not open with this cluster\'s sealing key for this request')
     }

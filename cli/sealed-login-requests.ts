@@ -9,8 +9,7 @@ import type { ApiClient } from '../shared/api-client.ts'
 import { WarrenError } from '../shared/errors.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import { type SealedRequest, type SignupStarted, sealedPurpose } from '../shared/protocol/logins.ts'
-import { openJson } from '../shared/sealed-box.ts'
-import { type Sealed, seal, trustedSealingKey } from '../shared/sealed-login.ts'
+import { openAnswer, type Sealed, seal, trustedSealingKey } from '../shared/sealed-login.ts'
 import { provenKeyFields, type UserKeys } from './credentials-files.ts'
 
 /** The cluster as this client trusts it: its name and host CAs. */
@@ -43,7 +42,7 @@ export async function startSignup(client: ApiClient, cluster: TrustedCluster, to
   const { sealed, replyKey } = seal(sealingKey, sealedPurpose('POST /v1/signup', cluster.name), { token })
   const answer = await client.call('POST /v1/signup', { body: { sealed } })
   if (!('sealed' in answer)) throw new WarrenError('the sign-up answer came unsealed: it was refused')
-  const started = openJson(replyKey, answer.sealed) as SignupStarted
+  const started = openAnswer(replyKey, answer.sealed) as SignupStarted
   if (typeof started?.user !== 'string' || typeof started.otpauth_uri !== 'string') throw new WarrenError('the sign-up answer is malformed')
   return started
 }

@@ -4,8 +4,7 @@
 
 import { generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
-import { openJson, sealJson } from './sealed-box.ts'
-import { openSealed, seal, signSealingKey, trustedSealingKey } from './sealed-login.ts'
+import { openAnswer, openSealed, seal, sealAnswer, signSealingKey, trustedSealingKey } from './sealed-login.ts'
 import { createCA } from './x509.ts'
 
 const server = generateKeyPairSync('x25519')
@@ -16,7 +15,11 @@ t.test('a box opens for its purpose with the server key, and the answer with the
   const { sealed, replyKey } = seal(server.publicKey, 'login c1 n1 bob', { password: 'secret words' })
   const opened = openSealed(server, 'login c1 n1 bob', sealed)
   t.same(opened.value, { password: 'secret words' })
-  t.same(openJson(replyKey, sealJson(opened.replyKey, { totp_secret: 'ABC' })), { totp_secret: 'ABC' })
+  t.same(openAnswer(replyKey, sealAnswer(opened.replyKey, { totp_secret: 'ABC' })), { totp_secret: 'ABC' })
+  // The same request sent again gets the same reply key: each answer is sealed under a key of its own.
+  const [first, second] = [sealAnswer(opened.replyKey, { totp_secret: 'ABC' }), sealAnswer(opened.replyKey, { totp_secret: 'ABC' })]
+  t.not(first.slice(first.indexOf('.') + 1), second.slice(second.indexOf('.') + 1), 'two answers to one request differ')
+  t.throws(() => openAnswer(generateKeyPairSync('x25519').publicKey.export({ format: 'der', type: 'spki' }).subarray(-32), first), 'another reply key')
   t.throws(() => openSealed(server, 'login c1 n2 bob', sealed), 'sealed for another challenge')
   t.throws(() => openSealed(generateKeyPairSync('x25519'), 'login c1 n1 bob', sealed), 'another key')
   const tampered = Buffer.from(sealed.box, 'base64')

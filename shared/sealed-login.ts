@@ -9,13 +9,14 @@
 // answer to a sealed request (the second factor's secret at sign-up) is sealed back with a key derived
 // from the same exchange. SECURITY.md, "A stolen proxy".
 
-import { generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { generateKeyPairSync, hkdfSync, type KeyObject, randomBytes } from 'node:crypto'
 import { type Out, object, text } from './protocol/shape.ts'
 import { exchangeKeys, openJson, rawX25519, sealJson, x25519Key } from './sealed-box.ts'
 import { type HostCASignatures, signedByHostCA, signWithHostCAs, type TrustSigner } from './trust-statement.ts'
 
 const KEY_PURPOSE = 'warren login sealing key v1'
 const BOX_INFO = 'warren sealed login v1'
+const ANSWER_INFO = 'warren sealed answer v1'
 
 /** The cluster's sealing key (X25519, base64url as JWK's x) and the host CAs' signatures of it. */
 export interface SealingKeyStatement {
@@ -56,7 +57,7 @@ function boxKeys(privateKey: KeyObject, peer: string, purpose: string, clientKey
 /**
  * The client's side: `value` sealed for the holder of `serverKey`, for `purpose` (what the
  * box is for and what it is bound to, e.g. the route and the challenge), and the key that
- * opens the answer (openJson).
+ * opens the answer (openAnswer).
  */
 export function seal(serverKey: KeyObject, purpose: string, value: unknown): { sealed: Sealed; replyKey: Buffer } {
   const own = generateKeyPairSync('x25519')
@@ -66,7 +67,28 @@ export function seal(serverKey: KeyObject, purpose: string, value: unknown): { s
   return { sealed: { key, box: sealJson(keys.request, value) }, replyKey: keys.reply }
 }
 
-/** The auth server's side: what `sealed` holds, for `purpose`, and the key to seal the answer with (sealJson); throws when it does not open. */
+/**
+ * The answer to a sealed request, under a key of its own: the exchange's reply key with a
+ * salt the server draws. A request not bound to a challenge (a sign-up's start) can be sent
+ * again, and two answers must never be sealed with one key and nonce.
+ */
+export function sealAnswer(replyKey: Buffer, value: unknown): string {
+  const salt = randomBytes(16)
+  return `${salt.toString('base64url')}.${sealJson(answerKey(replyKey, salt), value)}`
+}
+
+/** What an answer sealed with sealAnswer holds; throws when it does not open with `replyKey`. */
+export function openAnswer(replyKey: Buffer, sealed: string): unknown {
+  const dot = sealed.indexOf('.')
+  if (dot < 0) throw new Error('the sealed answer is malformed')
+  return openJson(answerKey(replyKey, Buffer.from(sealed.slice(0, dot), 'base64url')), sealed.slice(dot + 1))
+}
+
+function answerKey(replyKey: Buffer, salt: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', replyKey, salt, ANSWER_INFO, 32))
+}
+
+/** The auth server's side: what `sealed` holds, for `purpose`, and the key to seal the answer with (sealAnswer); throws when it does not open. */
 export function openSealed(serverKey: { privateKey: KeyObject; publicKey: KeyObject }, purpose: string, sealed: Sealed): { value: unknown; replyKey: Buffer } {
   const keys = boxKeys(serverKey.privateKey, sealed.key, purpose, sealed.key, rawX25519(serverKey.publicKey))
   return { value: openJson(keys.request, sealed.box), replyKey: keys.reply }
