@@ -53,9 +53,10 @@ export class Invites {
   async reset(name: string, ttlMs: number): Promise<{ user: UserRecord; invitation: Invitation; lock: LockRecord }> {
     const user = await this.context.users.get(name)
     if (!user) throw new UnknownUser(`no user "${name}": "warrenctl users ls" lists the users`)
-    const { lock, issuedBefore } = await this.lockIssuedUntilNow(name, 'the user was reset')
-    await this.dropInvitations(name)
-    await this.context.backend.txn([], [deleteCredentials(name)])
+    const { lock, issuedBefore } = await this.lockAround(name, 'the user was reset', async () => {
+      await this.dropInvitations(name)
+      await this.context.backend.txn([], [deleteCredentials(name)])
+    })
     const invitation = await this.invite(name, ttlMs)
     const early = issuedBefore - this.clock()
     if (early > 0) await sleep(early)
@@ -70,20 +71,38 @@ export class Invites {
    */
   async removeUser(name: string): Promise<UserRecord> {
     if (!(await this.context.users.get(name))) throw new UnknownUser(`no user "${name}": "warrenctl users ls" lists the users`)
-    const { issuedBefore } = await this.lockIssuedUntilNow(name, 'the user was removed')
-    await this.dropInvitations(name)
-    const removed = await this.context.users.remove(name, [deleteCredentials(name)])
+    let removed: UserRecord | undefined
+    const { issuedBefore } = await this.lockAround(name, 'the user was removed', async () => {
+      await this.dropInvitations(name)
+      removed = await this.context.users.remove(name, [deleteCredentials(name)])
+    })
     // Whatever a user added again under the name is issued comes after the lock's instant.
     const early = issuedBefore - this.clock()
     if (early > 0) await sleep(early)
-    return removed
+    return removed!
+  }
+
+  /**
+   * Runs `voiding` (which takes the user's secrets away) between two locks on `name`'s
+   * certificates, the second replacing the first. The first covers whatever was issued
+   * before, should the server stop half-way; the second what a login or sign-up racing
+   * `voiding` issued meanwhile: those issue before their own write, which either met the
+   * deletion and failed, or came before it.
+   */
+  private async lockAround(name: string, message: string, voiding: () => Promise<void>): Promise<{ lock: LockRecord; issuedBefore: number }> {
+    const first = await this.lockIssuedUntilNow(name, message)
+    await voiding()
+    const second = await this.lockIssuedUntilNow(name, message, true)
+    await this.context.locks.remove(first.lock.id).catch(() => undefined)
+    await this.context.lockMade()
+    return second
   }
 
   /** A lock on `name`'s certificates issued until the next whole second (certificates carry whole seconds), until the last has expired. */
-  private async lockIssuedUntilNow(name: string, message: string): Promise<{ lock: LockRecord; issuedBefore: number }> {
+  private async lockIssuedUntilNow(name: string, message: string, userRemoved = false): Promise<{ lock: LockRecord; issuedBefore: number }> {
     const now = this.clock()
     const issuedBefore = Math.ceil(now / 1000) * 1000
-    const lock = await this.context.locks.add({ user: name, issuedBefore, ttlMs: issuedBefore + MAX_USER_CERT_TTL_MS - now, message })
+    const lock = await this.context.locks.add({ user: name, issuedBefore, ttlMs: issuedBefore + MAX_USER_CERT_TTL_MS - now, message }, { userRemoved })
     await this.context.lockMade()
     return { lock, issuedBefore }
   }

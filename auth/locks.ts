@@ -98,13 +98,17 @@ export class Locks {
     this.clock = context.clock ?? Date.now
   }
 
-  /** Creates a lock; throws UnknownUser or NodeLookupError for a target that does not exist, LockConflict when a node went meanwhile. */
-  async add(request: LockRequest): Promise<LockRecord> {
+  /**
+   * Creates a lock; throws UnknownUser or NodeLookupError for a target that does not exist,
+   * LockConflict when a node went meanwhile. `userRemoved`: the user has just been removed,
+   * and the lock is on the certificates it was issued.
+   */
+  async add(request: LockRequest, options: { userRemoved?: boolean } = {}): Promise<LockRecord> {
     const now = this.clock()
     const base = { id: randomUUID(), created: now, ...(request.message ? { message: request.message } : {}), ...(request.ttlMs ? { expires: now + request.ttlMs } : {}) }
     const put = (record: LockRecord) => ({ op: 'put' as const, key: LOCKS + record.id, value: JSON.stringify(record), ...(request.ttlMs ? { ttlMs: request.ttlMs } : {}) })
     if (request.user !== undefined) {
-      if (!(await this.context.users.get(request.user))) throw new UnknownUser(`no user "${request.user}": lock a user that "warrenctl users ls" lists`)
+      if (!options.userRemoved && !(await this.context.users.get(request.user))) throw new UnknownUser(`no user "${request.user}": lock a user that "warrenctl users ls" lists`)
       const target = { user: request.user, ...(request.issuedBefore === undefined ? {} : { issuedBefore: request.issuedBefore }) }
       const record: LockRecord = { ...base, target }
       await this.context.backend.txn([], [put(record)])

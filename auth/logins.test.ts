@@ -62,7 +62,7 @@ t.test('an invitation: whose it is, a second factor offered, then password and f
   await refused(t, s.logins.startSignup(invitation.token), TokenRefusal, TOKEN_NOT_FOUND, 'a spent invitation is refused')
   await refused(t, s.logins.completeSignup(invitation.token, PASSWORD, totpCode(started.secret, s.now())), TokenRefusal, TOKEN_NOT_FOUND)
   s.advance(TOTP.stepMs)
-  t.equal((await s.logins.login('alice', PASSWORD, totpCode(started.secret, s.now()))).name, 'alice')
+  t.equal((await s.logins.login('alice', PASSWORD, totpCode(started.secret, s.now()))).user.name, 'alice')
 
   await s.backend.close()
   const bytes = readdirSync(s.dir)
@@ -129,6 +129,26 @@ t.test('five failures in a row lock the user for 30 minutes', async (t) => {
   await refused(t, s.logins.login('alice', PASSWORD, '000000'), LoginRefused, undefined, 'nor who has the password alone')
 })
 
+t.test('a login racing a reset or a removal: its certificates are issued before its write, which then fails, or come under the lock', async (t) => {
+  for (const race of ['reset', 'removal'] as const) {
+    const s = setup(t)
+    const secret = await signedUp(s)
+    let issuedAt = 0
+    // The reset (or removal) runs whole between the certificate's issue and the login's write.
+    const racing = s.logins.login('alice', PASSWORD, totpCode(secret, s.now()), async () => {
+      issuedAt = s.now()
+      s.advance(400)
+      if (race === 'reset') await s.invites.reset('alice', 3_600_000)
+      else await s.invites.removeUser('alice')
+      return 'certificates'
+    })
+    await refused(t, racing, LoginRefused, undefined, `${race}: the login's write meets the deletion and fails`)
+    const [lock] = await s.locks.list()
+    t.ok('user' in lock.target && lock.target.issuedBefore! > issuedAt, `${race}: and had it won, the lock would cover what it issued`)
+    t.equal((await s.locks.list()).length, 1, `${race}: one lock`)
+  }
+})
+
 t.test('reset voids the password and second factor and locks the certificates from before it; rm removes the user, its secrets and invitations, and locks it', async (t) => {
   const s = setup(t)
   const secret = await signedUp(s)
@@ -142,7 +162,7 @@ t.test('reset voids the password and second factor and locks the certificates fr
   const started = await s.logins.startSignup(invitation.token)
   await s.logins.completeSignup(invitation.token, 'another long password', totpCode(started.secret, s.now()))
   s.advance(TOTP.stepMs)
-  t.equal((await s.logins.login('alice', 'another long password', totpCode(started.secret, s.now()))).name, 'alice', 'that lock does not bar the logins that follow')
+  t.equal((await s.logins.login('alice', 'another long password', totpCode(started.secret, s.now()))).user.name, 'alice', 'that lock does not bar the logins that follow')
   s.advance(TOTP.stepMs)
   const again = await s.invites.reset('alice', 3_600_000)
   t.equal((await s.tokens.list()).length, 1)
@@ -172,5 +192,5 @@ t.test('a sign-up survives a restart: the password and second factor are in the 
   const tokens = new TokenService(backend, [], s.now)
   const locks = new Locks({ backend, nodes: new NodeDirectory(backend, 30_000), users, clock: s.now })
   const logins = new Logins({ backend, tokens, users, locks, clusterName: () => 'test-cluster', lockMade: async () => {}, clock: s.now })
-  t.equal((await logins.login('alice', PASSWORD, totpCode(secret, s.now()))).name, 'alice')
+  t.equal((await logins.login('alice', PASSWORD, totpCode(secret, s.now()))).user.name, 'alice')
 })

@@ -63,8 +63,13 @@ export class Logins {
     throw new SignupRefusal('the invitation is being accepted elsewhere at the same time: try again')
   }
 
-  /** Sets the password and enrols the second factor offered to this token; the token is spent in the same transaction. */
-  async completeSignup(token: string, password: string, code: string): Promise<UserRecord> {
+  /**
+   * Sets the password and enrols the second factor offered to this token; the token is spent
+   * in the same transaction. `issue` (the certificates the sign-up answers with) runs before
+   * that transaction: a certificate exists only if the sign-up won against a reset or a
+   * removal running at the same time, so their lock, taken after, covers it.
+   */
+  async completeSignup<T = undefined>(token: string, password: string, code: string, issue?: (user: UserRecord) => Promise<T>): Promise<{ user: UserRecord; issued: T }> {
     const { user, valid } = await this.invitation(token)
     checkPassword(password)
     const stored = await readCredentials(this.context.backend, user.name)
@@ -73,16 +78,20 @@ export class Logins {
     const step = verifyTotp(pending.secret, code, this.clock())
     if (step === undefined) throw new SignupRefusal('the code does not match the new second factor: check the authenticator app (and the clock of its device), then try again')
     const record: CredentialRecord = { password: await hashPassword(password), totp: { secret: pending.secret, lastStep: step }, failures: 0 }
+    const issued = (await issue?.(user)) as T
     const done = await this.context.backend.txn([...valid.consume.conditions, unchanged(user.name, stored)], [...valid.consume.operations, writeCredentials(user.name, record)])
     if (!done) throw new TokenRefusal(TOKEN_NOT_FOUND)
-    return user
+    return { user, issued }
   }
 
   /**
    * The user, once its password and a fresh code are right. Throws LoginRefused for a wrong
    * user name, password or code, and Locked when both are right but the user is locked.
+   * `issue` (the login's certificates) runs before the write that spends the code: a
+   * certificate exists only if the login won against a reset or a removal running at the
+   * same time, so their lock, taken after, covers it.
    */
-  async login(name: string, password: string, code: string): Promise<UserRecord> {
+  async login<T = undefined>(name: string, password: string, code: string, issue?: (user: UserRecord) => Promise<T>): Promise<{ user: UserRecord; issued: T }> {
     const user = USER_NAME.test(name) ? await this.context.users.get(name) : undefined
     let stored = user ? await readCredentials(this.context.backend, user.name) : undefined
     // Unknown users are checked against a hash no password matches: the same scrypt either way.
@@ -104,8 +113,9 @@ export class Logins {
         throw new LoginRefused()
       }
       const record: CredentialRecord = { ...stored.record, totp: { ...totp, lastStep: step }, failures: 0 }
+      const issued = (await issue?.(user)) as T
       // The condition makes a code good for one login, however many arrive at once.
-      if (await this.context.backend.txn([unchanged(user.name, stored)], [writeCredentials(user.name, record)])) return user
+      if (await this.context.backend.txn([unchanged(user.name, stored)], [writeCredentials(user.name, record)])) return { user, issued }
       stored = await readCredentials(this.context.backend, user.name)
     }
     throw new LoginRefused()

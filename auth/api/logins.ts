@@ -93,11 +93,11 @@ export const loginRoutes = {
         const opened = context.sealing.open(call.route, sealedPurpose(call.route, context.clusterName, body.nonce, '', body), body.sealed).value
         const { token, password, totp_code } = parseWith('sign-up', SIGNUP_COMPLETE_SECRETS, opened, 'the sealed sign-up: ')
         const keys = await provenLoginKeys(call.route, body, context)
-        const user = await loginsOf(context).completeSignup(token, password, totp_code)
+        // The password and a fresh code were just proven: this is the user's first login too.
+        const { user, issued } = await loginsOf(context).completeSignup(token, password, totp_code, (user) => userCertificatesFor(context, user, keys, body.ttl_ms))
         context.log.info('user signed up', { user: user.name, from: address })
         await context.audit.record('invite.accepted', { user: user.name, client_addr: address })
-        // The password and a fresh code were just proven: this is the user's first login too.
-        return userCertificatesFor(context, user, keys, body.ttl_ms)
+        return issued
       }),
   },
 
@@ -117,8 +117,7 @@ export const loginRoutes = {
           const opened = context.sealing.open(call.route, sealedPurpose(call.route, context.clusterName, body.nonce, body.user, body), body.sealed).value
           const { password, totp_code } = parseWith('login', LOGIN_SECRETS, opened, 'the sealed login: ')
           const keys = await provenLoginKeys(call.route, body, context)
-          const user = await loginsOf(context).login(body.user, password, totp_code)
-          const certs = await userCertificatesFor(context, user, keys, body.ttl_ms)
+          const { user, issued: certs } = await loginsOf(context).login(body.user, password, totp_code, (user) => userCertificatesFor(context, user, keys, body.ttl_ms))
           context.log.info('user logged in', { user: user.name, from: address })
           await context.audit.record('login', { success: true, user: user.name, client_addr: address })
           return certs

@@ -50,9 +50,9 @@ export const webSessionRoutes = {
         async (address) => {
           const body = await call.body()
           logged.user = body.user
-          // Logins refuses a locked user, as it does for certificates.
-          const user = await loginsOf(context).login(body.user, body.password, body.totp_code)
-          const session = await webSessionsOf(context).create(user)
+          // Logins refuses a locked user, as it does for certificates. The session is made before
+          // the login's write, so a reset or removal racing it, which ends sessions after, ends it.
+          const { user, issued: session } = await loginsOf(context).login(body.user, body.password, body.totp_code, (user) => webSessionsOf(context).create(user))
           context.log.info('user logged in', { user: user.name, from: address, method: 'web' })
           await context.audit.record('login', { success: true, user: user.name, client_addr: address, method: 'web' })
           return session
@@ -68,10 +68,10 @@ export const webSessionRoutes = {
     handle: (call, context) =>
       chargedTry(call, context, 'sign-up', async (address) => {
         const body = await call.body()
-        const user = await loginsOf(context).completeSignup(body.token, body.password, body.totp_code)
+        const { user, issued: session } = await loginsOf(context).completeSignup(body.token, body.password, body.totp_code, (user) => webSessionsOf(context).create(user))
         context.log.info('user signed up', { user: user.name, from: address, method: 'web' })
         await context.audit.record('invite.accepted', { user: user.name, client_addr: address, method: 'web' })
-        return webSessionsOf(context).create(user)
+        return session
       }),
   },
 
