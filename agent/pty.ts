@@ -141,7 +141,10 @@ export function spawnOnPty(file: string, args: string[], options: PtySpawnOption
  * gives the new slave the opener's effective IDs, so it is opened as the login, and the pty
  * is the login's from the start, as sshd hands one over; handing it over afterwards would
  * take CAP_CHOWN, which the node's unit leaves out on purpose. The switch lasts one open
- * call on this thread, and the agent runs nothing meanwhile that depends on its IDs.
+ * call, but glibc makes it for every thread of the process: a file operation of Node's
+ * thread pool that runs in that instant runs as the login, and fails with EACCES in the
+ * root-only data dir: nothing there can be made or read as the login. Node offers no
+ * per-thread setfsuid, and a helper that opened the master could not pass it back.
  */
 function openMaster(uid: number | undefined, gid: number | undefined): number {
   const flags = constants.O_RDWR | constants.O_NOCTTY
