@@ -15,7 +15,7 @@ import type { LoginKeyFields } from '../shared/protocol/logins.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { HOST_KEYS_DIR } from './host-keys.ts'
-import { PROFILE_FILES, type Profile, shellQuote } from './profile.ts'
+import { PROFILE_FILES, type Profile, secureCredentialsDir, shellQuote } from './profile.ts'
 import { fdpassProxyCommand } from './ssh-stream.ts'
 
 export interface UserKeys {
@@ -51,7 +51,9 @@ export interface WriteOptions {
 }
 
 export function writeUserCredentials(dir: string, keys: UserKeys, signed: UserCerts, options: WriteOptions): Profile {
+  // Checked once it exists: one made meanwhile by someone else is refused, not written into.
   mkdirSync(dir, { recursive: true, mode: 0o700 })
+  secureCredentialsDir(dir)
   const write = (file: keyof typeof PROFILE_FILES, data: string, mode = 0o600) => writeFileAtomic(join(dir, PROFILE_FILES[file]), data, mode)
   write('sshKey', openSshPrivateKey(keys.ssh.privateKey, options.user))
   write('sshPublicKey', sshPublicKeyLine(keys.ssh.publicKey, options.user) + '\n', 0o644)

@@ -13,7 +13,7 @@ import { writeFileAtomic } from '../shared/files.ts'
 import { splitPems } from '../shared/identity-store.ts'
 import type { KnownHosts } from '../shared/protocol/logins.ts'
 import { knownHostsSigned } from '../shared/signed-known-hosts.ts'
-import { loadProfile, profilePath, proxyApiClient } from './profile.ts'
+import { checkCredentialsDir, loadProfile, profilePath, proxyApiClient } from './profile.ts'
 
 /** The folder of one known_hosts file per host, in a credentials directory. */
 export const HOST_KEYS_DIR = 'known_hosts.d'
@@ -52,12 +52,14 @@ export function linesNaming(lines: string[], host: string): string[] {
 
 /** Empties `host`'s known_hosts.d file, so that OpenSSH knows no key for it. */
 export function forgetHostKeys(dir: string, host: string): void {
+  checkCredentialsDir(dir)
   const file = hostKeysFile(dir, host)
   if (file) writeFileAtomic(file, '', 0o644)
 }
 
 /** Writes the proxy's current host keys of `host` to its known_hosts.d file (none: an empty file). */
 export async function refreshHostKeys(dir: string, proxy: string | undefined, host: string): Promise<void> {
+  checkCredentialsDir(dir)
   const file = hostKeysFile(dir, host)
   if (!file) return
   const lines = linesNaming(await fetchKnownHosts(dir, proxy), host)

@@ -4,7 +4,7 @@
 // must be at --binary. With --prefix, every path is written under that directory (a root
 // file system being prepared), while the files name the paths they will have at run time.
 
-import { chmodSync, existsSync, mkdirSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { stringify } from 'yaml'
@@ -16,6 +16,7 @@ import { writeFileAtomic } from '../shared/files.ts'
 import { identityDir } from '../shared/identity-store.ts'
 import { nodenameProblem } from '../shared/nodename.ts'
 import { parsePin } from '../shared/pin.ts'
+import { checkPrivateDir } from '../shared/private-dir.ts'
 import { defineCommand } from './command.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 
@@ -136,6 +137,22 @@ function checkTokenLength(token: string, source: string): void {
   }
 }
 
+/**
+ * Throws when a user other than root (or the one installing) could replace `binary`: it, if
+ * it is there, and every directory above it must be theirs and writable by no one else.
+ */
+export function checkBinaryPath(binary: string): void {
+  checkPrivateDir(dirname(binary), { what: 'the directory of --binary', harm: 'replace the executable the unit runs as root' })
+  const stats = statSync(binary, { throwIfNoEntry: false })
+  if (!stats) return
+  const me = process.getuid?.()
+  if ((stats.uid !== 0 && stats.uid !== me) || (stats.mode & 0o022) !== 0) {
+    throw new WarrenError(
+      `--binary ${binary} is owned by uid ${stats.uid} with mode ${(stats.mode & 0o7777).toString(8).padStart(4, '0')}: another user could replace what the unit runs as root; make it root's (chown root: ${binary} && chmod go-w ${binary})`,
+    )
+  }
+}
+
 /** Writes the config, unit and data dir; returns what to tell the person. */
 function writeInstallation(plan: InstallPlan): string {
   const under = (path: string) => (plan.prefix === undefined ? path : join(plan.prefix, path))
@@ -146,6 +163,8 @@ function writeInstallation(plan: InstallPlan): string {
   if (existsSync(configPath) && !plan.force) {
     throw new WarrenError(`${configPath} exists already: give --force to replace it`)
   }
+  // The unit runs the executable as root: one that another user could replace is theirs to run as root.
+  if (plan.prefix === undefined) checkBinaryPath(plan.binary)
   // A token file is read only at the node's first start: check it now, while someone is
   // watching. Under --prefix the file may not be in place yet.
   if (plan.prefix === undefined && plan.token.startsWith('/')) checkTokenLength(resolveTokenValue(plan.token), `token file ${plan.token}`)

@@ -19,7 +19,7 @@ import { defineCommand } from './command.ts'
 import { hideFlagValue } from './command-line-secrets.ts'
 import { generateUserKeys, type UserKeys, writeUserCredentials } from './credentials-files.ts'
 import { HOST_KEYS_DIR } from './host-keys.ts'
-import { defaultProfileDir, PROFILE_FILES, type Profile } from './profile.ts'
+import { checkCredentialsDir, defaultProfileDir, PROFILE_FILES, type Profile } from './profile.ts'
 import { Prompter } from './prompt.ts'
 import { completeSignup, logIn, startSignup, type TrustedCluster } from './sealed-login-requests.ts'
 
@@ -55,6 +55,8 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
   }
   const before = join(clusterDir(ca.cluster_name), PROFILE_FILES.hostCA)
   if (existsSync(before)) {
+    // The CAs of an earlier login are trusted again: only from a directory no one else can change.
+    checkCredentialsDir(clusterDir(ca.cluster_name))
     const known = trusted(
       readFileSync(before, 'utf8')
         .match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g)
@@ -164,6 +166,7 @@ export function loggedInText(user: string, signed: UserCerts, dir: string): stri
 
 function lastUser(cluster: string): string | undefined {
   try {
+    checkCredentialsDir(clusterDir(cluster))
     return (JSON.parse(readFileSync(join(clusterDir(cluster), PROFILE_FILES.profile), 'utf8')) as Profile).user
   } catch {
     return undefined
@@ -177,6 +180,8 @@ export function logins(): { dir: string; profile: Profile }[] {
   for (const entry of existsSync(home) ? readdirSync(home, { withFileTypes: true }) : []) {
     if (!entry.isDirectory()) continue
     try {
+      // A directory another user could change is no login of ours: never listed, used or emptied.
+      checkCredentialsDir(join(home, entry.name))
       const profile = JSON.parse(readFileSync(join(home, entry.name, PROFILE_FILES.profile), 'utf8')) as Profile
       if (profile.roles) found.push({ dir: join(home, entry.name), profile })
     } catch {}

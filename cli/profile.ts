@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { ADMIN_PROOF_HEADER, signAdminRequest } from '../shared/admin-request-proof.ts'
 import { ApiClient, type ClientOptions } from '../shared/api-client.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
+import { checkPrivateDir, type PrivateDirRules } from '../shared/private-dir.ts'
 import { expandHome } from './flags.ts'
 
 export interface Profile {
@@ -39,7 +40,29 @@ export function defaultProfileDir(): string {
   return process.env.WARREN_HOME ? expandHome(process.env.WARREN_HOME) : join(homedir(), '.warren')
 }
 
+const CREDENTIALS_DIR: PrivateDirRules = {
+  what: 'credentials dir',
+  harm: 'replace its ssh_config (whose ProxyCommand runs as you), host keys or host CA',
+}
+
+/**
+ * Refuses a credentials dir that users other than the running one (and root) could have
+ * written into: its files would not be the user's own (shared/private-dir.ts).
+ */
+export function checkCredentialsDir(dir: string): void {
+  checkPrivateDir(dir, CREDENTIALS_DIR)
+}
+
+/** Before credentials are written into `dir`: the same, but a dir of ours that others may write into is made 0700, with a warning. */
+export function secureCredentialsDir(dir: string): void {
+  checkPrivateDir(dir, {
+    ...CREDENTIALS_DIR,
+    madePrivate: (mode) => process.stderr.write(`WARNING: credentials dir ${dir} was writable by other users (mode ${mode}); its mode is now 0700\n`),
+  })
+}
+
 export function loadProfile(dir: string): Profile {
+  checkCredentialsDir(dir)
   try {
     return JSON.parse(readFileSync(join(dir, PROFILE_FILES.profile), 'utf8')) as Profile
   } catch {
@@ -59,7 +82,9 @@ export function warrenCommand(): string {
   return `${shellQuote(process.execPath)} ${shellQuote(fileURLToPath(new URL('./warren.ts', import.meta.url)))}`
 }
 
+/** A credentials file's path, once `dir` passes checkCredentialsDir: every reader of one asks here first. */
 export function profilePath(dir: string, file: keyof typeof PROFILE_FILES): string {
+  checkCredentialsDir(dir)
   return resolve(dir, PROFILE_FILES[file])
 }
 

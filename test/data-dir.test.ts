@@ -1,5 +1,6 @@
 // A data dir that other users may write into: refused when it belongs to someone else,
-// made private (0700, with a warning) when it belongs to the user running warren.
+// made private (0700, with a warning) when it belongs to the user running warren. One that
+// belongs to another user, or sits under a directory another user owns, is refused too.
 
 import { chmodSync, chownSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -25,6 +26,33 @@ t.test("someone else's data dir that others may write into is refused; nothing i
     t.equal(statSync(dir).mode & 0o7777, mode, 'its mode is left alone')
   }
 })
+
+t.test(
+  "a data dir of another user's, or under one, is refused though only its owner may write into it",
+  { skip: !root && 'needs root to give a directory to another user' },
+  async (t) => {
+    const theirs = join(tempDir(), 'theirs')
+    mkdirSync(theirs, { mode: 0o755 })
+    chownSync(theirs, NOBODY, NOBODY)
+    const under = join(tempDir(), 'above')
+    mkdirSync(under, { mode: 0o755 })
+    chownSync(under, NOBODY, NOBODY)
+    const ours = join(under, 'data')
+    mkdirSync(ours, { mode: 0o700 })
+    const refusals = [
+      { dir: theirs, message: `data dir ${theirs} belongs to uid ${NOBODY}, not to root, who runs this: its owner could replace its keys` },
+      { dir: ours, message: `data dir ${ours} is under ${under}, which belongs to uid ${NOBODY}` },
+    ]
+    for (const { dir, message } of refusals) {
+      const config = join(tempDir(), 'warren.yaml')
+      writeFileSync(config, `version: v1\ndata_dir: ${dir}\nauth_service:\n  listen_addr: 127.0.0.1:0\n  cluster_name: test-cluster\n`)
+      const result = await warren(['start', '--roles=auth', `--config=${config}`])
+      t.equal(result.code, 1, `${dir}: refused`)
+      t.match(result.stderr, message)
+      t.same(readdirSync(dir), [], 'nothing was created in it')
+    }
+  },
+)
 
 t.test('our own data dir that others may write into is made 0700, with a warning', async (t) => {
   const dir = join(tempDir(), 'data')
