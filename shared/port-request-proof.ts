@@ -19,20 +19,14 @@ const PURPOSE = 'warren port request v1'
 export const PROOF_WINDOW_MS = 5 * 60_000
 /**
  * Nonces a node keeps, at most: the requests of PROOF_WINDOW_MS either side (about 80 a
- * second, held for ten minutes: a few MB at the most). Beyond it the oldest are forgotten to
- * make room, and requests signed no later than them are refused from then on, so a request
- * is still taken only once; only a flood that forgot nonces of the last seconds would refuse
- * a request just signed.
+ * second, held for ten minutes: a few MB at the most). Beyond it the user holding the most
+ * forgets the first of theirs to expire, and that user's requests signed no later than it are
+ * refused from then on, so a request is still taken only once, and users flooding together
+ * (even with requests dated ahead) only make room at their own expense.
  */
 export const MAX_REMEMBERED_NONCES = 50_000
 /** Of those, one user's at most: beyond it that user's requests are refused until old ones age out. */
 export const MAX_NONCES_PER_USER = 5_000
-/**
- * Nonces looked at, oldest seen first, for one to forget: those signed ahead of the node's
- * clock (a client's clock ahead) cannot be, as the time they would refuse is still to come.
- * Bounded, so that a memory full of them costs each request little; then it is refused.
- */
-const FORGET_LOOKAHEAD = 64
 
 export const PORT_PROOF = object({
   /** When the client signed (epoch ms, its clock). */
@@ -61,14 +55,102 @@ export function signPortRequest(key: KeyObject, fields: PortRequestFields, now =
   return { at: now, nonce, signature: sign(null, signedBytes(fields, now, nonce), key).toString('base64') }
 }
 
+/** A nonce taken, with its places in the two orders it is kept in. */
+interface Remembered {
+  key: string
+  /** When it was signed (epoch ms, the client's clock): it expires PROOF_WINDOW_MS later. */
+  at: number
+  holder: Holder
+  placeInAll: number
+  placeInHolder: number
+}
+
+/** A user with nonces remembered. */
+interface Holder {
+  user: string
+  nonces: ByExpiry<Remembered>
+  /** This user's proofs signed at or before this time are refused: nonces that old were forgotten to make room. */
+  floor: number
+}
+
+/**
+ * A binary min-heap by signing time, so by expiry, that can also take out any entry in
+ * O(log n): each entry is told its place, as it is kept in two heaps at once.
+ */
+class ByExpiry<T extends { at: number }> {
+  private readonly items: T[] = []
+  private readonly place: (item: T, index: number) => void
+
+  constructor(place: (item: T, index: number) => void) {
+    this.place = place
+  }
+
+  get size(): number {
+    return this.items.length
+  }
+
+  first(): T | undefined {
+    return this.items[0]
+  }
+
+  push(item: T): void {
+    this.items.push(item)
+    this.up(item, this.items.length - 1)
+  }
+
+  /**
+   * Takes out the entry at `index` as though it were the first to expire (those above it move
+   * down a place, the last entry fills the top), so removal has no rarely taken branch.
+   */
+  remove(index: number): void {
+    const item = this.items[index]!
+    for (; index > 0; index = (index - 1) >> 1) this.set(this.items[(index - 1) >> 1]!, index)
+    const last = this.items.pop()!
+    if (last !== item) this.down(last, 0)
+  }
+
+  private up(item: T, index: number): void {
+    while (index > 0) {
+      const parent = (index - 1) >> 1
+      if (this.items[parent]!.at <= item.at) break
+      this.set(this.items[parent]!, index)
+      index = parent
+    }
+    this.set(item, index)
+  }
+
+  private down(item: T, index: number): void {
+    for (;;) {
+      let child = 2 * index + 1
+      if (child >= this.items.length) break
+      if (child + 1 < this.items.length && this.items[child + 1]!.at < this.items[child]!.at) child++
+      if (this.items[child]!.at >= item.at) break
+      this.set(this.items[child]!, index)
+      index = child
+    }
+    this.set(item, index)
+  }
+
+  private set(item: T, index: number): void {
+    this.items[index] = item
+    this.place(item, index)
+  }
+}
+
 /** The node's side: checks proofs, and remembers their nonces for as long as they could be used. */
 export class PortProofs {
-  /** The user and nonce → when it was signed (epoch ms, the client's clock) and whose it is, in the order seen. */
-  private readonly seen = new Map<string, { at: number; user: string }>()
-  /** How many of `seen` each user has. */
-  private readonly perUser = new Map<string, number>()
-  /** Proofs signed at or before this time are refused: nonces that old were forgotten to make room. */
-  private floor = Number.NEGATIVE_INFINITY
+  /** The user and nonce → the nonce remembered. */
+  private readonly seen = new Map<string, Remembered>()
+  /** All nonces remembered, by expiry: forgotten as they expire, whatever order they came in. */
+  private readonly all = new ByExpiry<Remembered>((nonce, index) => {
+    nonce.placeInAll = index
+  })
+  /** Users with nonces remembered; one who has none has no floor worth keeping (see makeRoom). */
+  private readonly holders = new Map<string, Holder>()
+  /** How many nonces → the users holding that many, to find one holding the most in O(1). */
+  private readonly holding = new Map<number, Set<Holder>>()
+  /** The most nonces a user holds. */
+  private most = 0
   private readonly now: () => number
   private readonly limits: { total: number; perUser: number }
 
@@ -91,48 +173,80 @@ export class PortProofs {
     if (Math.abs(now - proof.at) > PROOF_WINDOW_MS) {
       return `the request was signed ${new Date(proof.at).toISOString()}, more than ${PROOF_WINDOW_MS / 60_000} minutes from this node's clock (${new Date(now).toISOString()})`
     }
-    if (proof.at <= this.floor) {
+    const holder = this.holders.get(user)
+    if (holder !== undefined && proof.at <= holder.floor) {
       return `the request was signed ${new Date(proof.at).toISOString()}, no later than requests this node forgot to make room for others (too many in the last minutes): ask again`
     }
     const key = `${user}\n${proof.nonce}`
     if (this.seen.has(key)) return 'the request was used before: a signed request opens one stream'
-    const users = this.perUser.get(user) ?? 0
-    if (users >= this.limits.perUser) return `too many forwarded-port requests from ${user} in the last minutes: try again shortly`
-    if (this.seen.size >= this.limits.total && !this.makeRoom(now)) return 'too many forwarded-port requests in the last minutes: try again shortly'
-    this.seen.set(key, { at: proof.at, user })
-    this.perUser.set(user, users + 1)
+    if ((holder?.nonces.size ?? 0) >= this.limits.perUser) return `too many forwarded-port requests from ${user} in the last minutes: try again shortly`
+    if (this.seen.size >= this.limits.total && !this.makeRoom()) return 'too many forwarded-port requests in the last minutes: try again shortly'
+    this.remember(key, proof.at, user)
     return undefined
   }
 
-  /** Forgets the oldest nonce seen that was signed no later than `now`, and from then on refuses what was signed before it; false when none of the first few was. */
-  private makeRoom(now: number): boolean {
-    let looked = 0
-    for (const [key, { at, user }] of this.seen) {
-      if (++looked > FORGET_LOOKAHEAD) return false
-      if (at > now) continue
-      this.drop(key, user)
-      this.floor = Math.max(this.floor, at)
-      return true
-    }
-    return false
-  }
-
-  private drop(key: string, user: string): void {
-    this.seen.delete(key)
-    const left = (this.perUser.get(user) ?? 1) - 1
-    if (left > 0) this.perUser.set(user, left)
-    else this.perUser.delete(user)
-  }
-
   /**
-   * Drops nonces whose proofs are too old to be taken again, oldest seen first, up to the
-   * first one still in force: seen order is close to time order, and one kept a little
-   * longer is only remembered longer.
+   * Forgets, of a user holding the most, the nonce that expires first, and refuses that user's
+   * proofs signed no later than it from then on: the cost of a flood falls on its senders,
+   * whatever times they sign with. Only from a user holding two or more, so a floor always sits
+   * at or below a nonce its user still holds and expires with it, keeping floors within the
+   * bound; false when every user holds one (as many users as places).
    */
-  private forget(now: number): void {
-    for (const [key, { at, user }] of this.seen) {
-      if (at + PROOF_WINDOW_MS >= now) return
-      this.drop(key, user)
+  private makeRoom(): boolean {
+    if (this.most < 2) return false
+    const holder: Holder = this.holding.get(this.most)!.values().next().value!
+    const first = holder.nonces.first()!
+    this.drop(first)
+    holder.floor = Math.max(holder.floor, first.at)
+    return true
+  }
+
+  private remember(key: string, at: number, user: string): void {
+    let holder = this.holders.get(user)
+    if (holder === undefined) {
+      holder = {
+        user,
+        nonces: new ByExpiry<Remembered>((nonce, index) => {
+          nonce.placeInHolder = index
+        }),
+        floor: Number.NEGATIVE_INFINITY,
+      }
+      this.holders.set(user, holder)
     }
+    const nonce: Remembered = { key, at, holder, placeInAll: 0, placeInHolder: 0 }
+    this.seen.set(key, nonce)
+    this.all.push(nonce)
+    holder.nonces.push(nonce)
+    this.recount(holder, holder.nonces.size - 1)
+  }
+
+  private drop(nonce: Remembered): void {
+    const { holder } = nonce
+    this.seen.delete(nonce.key)
+    this.all.remove(nonce.placeInAll)
+    holder.nonces.remove(nonce.placeInHolder)
+    this.recount(holder, holder.nonces.size + 1)
+    if (holder.nonces.size === 0) this.holders.delete(holder.user)
+  }
+
+  /** Moves `holder` from the users holding `before` nonces to those holding as many as it now does. */
+  private recount(holder: Holder, before: number): void {
+    const after = holder.nonces.size
+    const was = this.holding.get(before)
+    was?.delete(holder)
+    if (was?.size === 0) this.holding.delete(before)
+    if (after > 0) {
+      const now = this.holding.get(after)
+      if (now === undefined) this.holding.set(after, new Set([holder]))
+      else now.add(holder)
+    }
+    // Counts move by one, so when the last holder of the most drops, the next most is one less.
+    if (after > this.most) this.most = after
+    else if (before === this.most && !this.holding.has(before)) this.most = after
+  }
+
+  /** Drops nonces whose proofs are too old to be taken again, the first to expire first. */
+  private forget(now: number): void {
+    for (let first = this.all.first(); first !== undefined && first.at + PROOF_WINDOW_MS < now; first = this.all.first()) this.drop(first)
   }
 }
