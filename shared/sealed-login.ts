@@ -41,13 +41,25 @@ export function signSealingKey(clusterName: string, publicKey: KeyObject, signer
 /** The sealing key, when a host CA among `trustedPems` signed it for this cluster; else undefined. */
 export function trustedSealingKey(clusterName: string, statement: SealingKeyStatement | undefined, trustedPems: string[]): KeyObject | undefined {
   if (!statement || typeof statement.key !== 'string' || !Array.isArray(statement.signatures)) return undefined
+  // A client that joins or logs in many times (a provisioning script) checks each statement once.
+  const checked = JSON.stringify([clusterName, statement, trustedPems])
+  const known = trustedStatements.get(checked)
+  if (known) return known
   if (!signedByHostCA(KEY_PURPOSE, [clusterName, statement.key], statement.signatures, trustedPems)) return undefined
+  let key: KeyObject
   try {
-    return x25519Key(statement.key)
+    key = x25519Key(statement.key)
   } catch {
     return undefined
   }
+  trustedStatements.set(checked, key)
+  if (trustedStatements.size > TRUSTED_STATEMENTS_KEPT) trustedStatements.delete(trustedStatements.keys().next().value!)
+  return key
 }
+
+/** Statements found signed, by what was checked: a few (a CA rotation makes a second). */
+const trustedStatements = new Map<string, KeyObject>()
+const TRUSTED_STATEMENTS_KEPT = 4
 
 /** The keys of one exchange, bound to what the box is for (`purpose`: its route and challenge) and both public keys. */
 function boxKeys(privateKey: KeyObject, peer: string, purpose: string, clientKey: string, serverKey: string): { request: Buffer; reply: Buffer } {
