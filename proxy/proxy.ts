@@ -246,8 +246,9 @@ export class ProxyService {
     this.timers.push(setInterval(() => void this.presence.reportAll(), DEFAULTS.heartbeatIntervalMs))
     this.tunnels.on('connect', (tunnel: Tunnel) => this.presence.opened(tunnel))
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
-    this.tunnels.on('audit', (tunnel: Tunnel, message: AuditMessage) => void relayAudit(this.auth, tunnel, message))
-    this.tunnels.on('recording', (tunnel: Tunnel, message: RecordingMessage) => void relayRecording(this.auth, tunnel, message))
+    // `done` lets the tunnel's control stream be read on (tunnel-server.ts: relays in flight per tunnel).
+    this.tunnels.on('audit', (tunnel: Tunnel, message: AuditMessage, done: () => void) => void relayAudit(this.auth, tunnel, message).then(done, done))
+    this.tunnels.on('recording', (tunnel: Tunnel, message: RecordingMessage, done: () => void) => void relayRecording(this.auth, tunnel, message).then(done, done))
     this.ownCertificate = ownCertificateRenewal({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
     this.ownCertificate.start()
   }

@@ -232,3 +232,54 @@ t.test('renewal requests on a control stream go out one at a time', async (t) =>
   await flood()
   t.equal(requested, 2, 'after the answer, the next one')
 })
+
+t.test('a host holds at most 4 connections here that have not said hello: past that the oldest goes', async (t) => {
+  const { tunnels, port } = await tunnelServer(t)
+  const identity = nodeIdentity()
+  const agents: AgentTunnel[] = []
+  // A modified agent's dials that never say hello, each held until the hello's timeout otherwise.
+  for (let i = 0; i < 6; i++) {
+    const agent = await AgentTunnel.open({ host: '127.0.0.1', port, identity, keepAliveIntervalMs: 15_000, labels: () => ({}), services: [], onStream: (s) => s.destroy(), log })
+    t.teardown(() => agent.close())
+    agents.push(agent)
+  }
+  const alive = () =>
+    Promise.all(
+      agents.map((agent) =>
+        agent.ping().then(
+          () => true,
+          () => false,
+        ),
+      ),
+    )
+  await until('the two oldest to be closed', async () => (await alive()).filter((open) => !open).length === 2, { timeoutMs: 10_000, everyMs: 50 })
+  t.same(await alive(), [false, false, true, true, true, true], 'the four newest are held')
+  t.equal(tunnels.counts.declined.no_hello, 2)
+})
+
+t.test('a tunnel has at most 4 audit batches with the auth server at once: the rest wait, unread', async (t) => {
+  const { tunnels, port } = await tunnelServer(t)
+  let inFlight = 0
+  let most = 0
+  let relayed = 0
+  tunnels.on('audit', (_tunnel, _message, done: () => void) => {
+    inFlight++
+    relayed++
+    most = Math.max(most, inFlight)
+    // The auth server answers a little later.
+    setTimeout(() => {
+      inFlight--
+      done()
+    }, 20)
+  })
+  const identity = nodeIdentity()
+  const agent = await openAgent(t, port, identity)
+  await until('the hello', () => tunnels.find(identity.hostId) !== undefined, { timeoutMs: 10_000, everyMs: 10 })
+  // Ten batches at once, as a modified agent would send them (the real one waits for each answer).
+  for (let i = 0; i < 10; i++) void agent.deliverAudit([{ id: `flood-${i}-event`, time: Date.now(), type: 'exec', command: 'true' }]).catch(() => {})
+  // Labels sent after the flood are read after every batch of it, on the same stream.
+  agent.sendLabels({ after: 'flood' })
+  await until('the flood to be read', () => tunnels.find(identity.hostId)?.labels.after === 'flood', { timeoutMs: 10_000, everyMs: 10 })
+  t.equal(relayed, 10, 'every batch was relayed')
+  t.equal(most, 4, 'never more than 4 at once')
+})

@@ -43,6 +43,10 @@ export interface Tunnel {
   opened?: boolean
   /** Why this proxy is closing the tunnel, when it is (for the counts). */
   closing?: TunnelCloseReason
+  /** Audit batches and recording chunks of this tunnel with the auth server now. */
+  relaying?: number
+  /** When refused labels of this tunnel were last logged. */
+  labelsRefusedLoggedAt?: number
 }
 
 /** Why a registered tunnel ended: a few fixed reasons, so the metrics stay bounded. */
@@ -61,6 +65,20 @@ export interface TunnelCounts {
 export type CAAnnouncement = Omit<ProxyMessageOf<'ca'>, 'type'>
 
 const HELLO_TIMEOUT_MS = 15_000
+/**
+ * Tunnels of one host not registered yet (no hello): an agent has at most one dial here in
+ * flight; more would be a modified agent holding connections (each a TLS session and its
+ * buffers) for the hello's whole timeout. Past this the oldest goes.
+ */
+const MAX_PENDING_PER_HOST = 4
+/**
+ * Audit batches and recording chunks of one tunnel with the auth server at once: the agent
+ * sends one at a time and waits for its answer. At this many the control stream is read no
+ * further until one is answered, so a modified agent's flood waits in its own TCP window.
+ */
+const MAX_RELAYS_PER_TUNNEL = 4
+/** How often a tunnel's refused labels are logged, at most, while it sends no good ones: it could send them with every heartbeat. */
+const LABELS_REFUSED_LOG_MS = 60_000
 
 /**
  * When a proxy joins the live set (a restart, say), every agent here hears it at once and
@@ -102,6 +120,8 @@ export class TunnelServer extends EventEmitter {
   private ca?: CAAnnouncement
   /** Hosts the auth server no longer knows (removed or replaced): their tunnels are not kept. */
   private readonly unregistered = new Set<string>()
+  /** Tunnels that have not said hello yet, by host, oldest first. */
+  private readonly pending = new Map<string, Set<Tunnel>>()
   readonly counts: TunnelCounts = { opened: 0, declined: {}, closed: {} }
 
   constructor(options: TunnelServerOptions) {
@@ -197,14 +217,19 @@ export class TunnelServer extends EventEmitter {
     }
     this.trust.opened(tunnel, cert)
     session.on('stream', (stream: Duplex) => this.control(tunnel, stream))
+    this.holdPending(tunnel)
     // An agent that never says hello (it found it already holds a tunnel here) is let go.
     const helloTimer = setTimeout(() => {
       this.declined('no_hello')
       session.close()
     }, HELLO_TIMEOUT_MS)
-    tunnel.registered = () => clearTimeout(helloTimer)
+    tunnel.registered = () => {
+      clearTimeout(helloTimer)
+      this.releasePending(tunnel)
+    }
     session.on('close', (error?: Error) => {
       clearTimeout(helloTimer)
+      this.releasePending(tunnel)
       this.trust.closed(tunnel)
       if (tunnel.opened) {
         const reason = tunnel.closing ?? (error ? 'connection_lost' : 'node_closed')
@@ -220,6 +245,24 @@ export class TunnelServer extends EventEmitter {
         })
       }
     })
+  }
+
+  /** Counts a tunnel among its host's not yet registered; the oldest goes past MAX_PENDING_PER_HOST. */
+  private holdPending(tunnel: Tunnel): void {
+    const held = this.pending.get(tunnel.hostId) ?? new Set<Tunnel>()
+    this.pending.set(tunnel.hostId, held)
+    held.add(tunnel)
+    if (held.size <= MAX_PENDING_PER_HOST) return
+    const oldest = held.values().next().value!
+    this.releasePending(oldest)
+    this.declined('no_hello')
+    oldest.session.close()
+  }
+
+  private releasePending(tunnel: Tunnel): void {
+    const held = this.pending.get(tunnel.hostId)
+    if (!held?.delete(tunnel)) return
+    if (held.size === 0) this.pending.delete(tunnel.hostId)
   }
 
   /**
@@ -283,9 +326,22 @@ export class TunnelServer extends EventEmitter {
     // tell the agent to close its tunnels to every other proxy.
     if (this.proxyIds.length > 0) sendToAgent(stream, { type: 'proxies', ids: this.proxyIds, signed: this.proxyIdsSigned })
     if (this.ca) sendToAgent(stream, { type: 'ca', ...this.ca })
+    // Until its hello registers it, a tunnel carries nothing on the node's behalf.
+    const registered = () => this.tunnels.get(tunnel.hostId) === tunnel
+    const relay = (type: 'audit' | 'recording', message: unknown) => {
+      if (!registered()) return
+      tunnel.relaying = (tunnel.relaying ?? 0) + 1
+      if (tunnel.relaying >= MAX_RELAYS_PER_TUNNEL) stream.pause()
+      const done = () => {
+        tunnel.relaying = (tunnel.relaying ?? 1) - 1
+        if (tunnel.relaying < MAX_RELAYS_PER_TUNNEL && !stream.destroyed) stream.resume()
+      }
+      if (!this.emit(type, tunnel, message, done)) done()
+    }
     readMessages(stream, parseAgentMessage, (message) => {
       switch (message.type) {
         case 'renew':
+          if (!registered()) return
           // One renewal at a time per tunnel: requests while one is out are dropped (the
           // answer to that one serves them all).
           if (tunnel.renewing) return
@@ -293,6 +349,7 @@ export class TunnelServer extends EventEmitter {
           this.emit('renew', tunnel)
           return
         case 'cert':
+          if (!registered()) return
           this.trust.renewed(tunnel, message.tls_cert)
           return
         case 'hello':
@@ -302,10 +359,8 @@ export class TunnelServer extends EventEmitter {
           this.acceptLabels(tunnel, message.labels)
           return
         case 'audit':
-          this.emit('audit', tunnel, message)
-          return
         case 'recording':
-          this.emit('recording', tunnel, message)
+          relay(message.type, message)
           return
         case 'heartbeat':
           this.acceptLabels(tunnel, message.labels)
@@ -316,8 +371,16 @@ export class TunnelServer extends EventEmitter {
   /** Labels that break the rules are ignored (the tunnel keeps its previous ones), never reported. */
   private acceptLabels(tunnel: Tunnel, labels: RuledLabels | undefined): void {
     if (labels === undefined) return
-    if ('labels' in labels) tunnel.labels = labels.labels
-    else this.options.log.warn(`labels from ${tunnel.nodename} ignored`, { host_id: tunnel.hostId, labels_refused: labels.refused })
+    if ('labels' in labels) {
+      tunnel.labels = labels.labels
+      // A refusal after good labels is news again.
+      tunnel.labelsRefusedLoggedAt = undefined
+      return
+    }
+    const now = Date.now()
+    if (tunnel.labelsRefusedLoggedAt !== undefined && now - tunnel.labelsRefusedLoggedAt < LABELS_REFUSED_LOG_MS) return
+    tunnel.labelsRefusedLoggedAt = now
+    this.options.log.warn(`labels from ${tunnel.nodename} ignored`, { host_id: tunnel.hostId, labels_refused: labels.refused })
   }
 
   /** A tunnel refused before it was registered (also by the TLS router: the agent holds one here already). */
