@@ -12,6 +12,7 @@ import { parseSshCertificate } from '../shared/ssh-cert.ts'
 import { AuditLog } from './audit-log.ts'
 import type { Backend } from './backend/backend.ts'
 import type { Peer } from './callers.ts'
+import { TooManyAttempts } from './rate-limit.ts'
 
 export type AuditFields = Record<string, AuditValue | undefined>
 
@@ -24,6 +25,104 @@ const PURGE_INTERVAL_MS = 3_600_000
  */
 export const NODE_CLOCK_AHEAD_MS = 5 * 60_000
 
+/**
+ * Each node's budget of events stored, a token bucket per host ID: a burst for a queue that
+ * waited out an outage (the node sends at most 100 a batch), then a steady rate far above what
+ * people's sessions make, yet ~200 times below what one node's stolen keys were seen to send
+ * (4,300 a second, 16 GB of backend an hour). Over it, a batch is refused whole, before its
+ * signature is checked or anything is stored; the node keeps it and sends it again later.
+ */
+export const NODE_EVENT_BURST = 1000
+export const NODE_EVENTS_PER_SECOND = 20
+/** Buckets kept before the full (idle) ones are forgotten; doubles while most are in use, as in rate-limit.ts. */
+const NODE_BUCKETS_PRUNE_AT = 10_000
+
+/**
+ * A node over its budget: answered 429 with Retry-After (errors.ts, as TooManyAttempts), which
+ * the node and the proxy carrying its events treat as "later", never as "drop" (400, 413).
+ */
+export class NodeEventsOverBudget extends TooManyAttempts {
+  constructor(hostId: string, waitMs: number) {
+    super(hostId, waitMs)
+    this.message = `host ${hostId} sent more audit events than its budget; try again in ${this.retryAfterS}s`
+  }
+}
+
+export interface NodeEventBudgetOptions {
+  burst?: number
+  perSecond?: number
+  clock?: () => number
+}
+
+/** Token buckets by host ID, in memory: each auth server holds every node to the budget by itself. */
+export class NodeEventBudget {
+  readonly #buckets = new Map<string, { tokens: number; updated: number; refusing: boolean }>()
+  readonly #burst: number
+  readonly #refillPerMs: number
+  readonly #clock: () => number
+  #pruneAt = NODE_BUCKETS_PRUNE_AT
+  /** Batches refused since start, for whoever watches. */
+  refused = 0
+
+  constructor(options: NodeEventBudgetOptions = {}) {
+    this.#burst = options.burst ?? NODE_EVENT_BURST
+    this.#refillPerMs = (options.perSecond ?? NODE_EVENTS_PER_SECOND) / 1000
+    this.#clock = options.clock ?? Date.now
+  }
+
+  /**
+   * Takes `count` events from `hostId`'s budget, all or none. Returns 0 when taken, else the
+   * milliseconds until they would be (nothing taken). A batch is never above the burst: at
+   * most a burst is asked, or it could never pass.
+   */
+  take(hostId: string, count: number): number {
+    const cost = Math.min(count, this.#burst)
+    const bucket = this.#refill(hostId) ?? { tokens: this.#burst, updated: this.#clock(), refusing: false }
+    this.#buckets.set(hostId, bucket)
+    if (bucket.tokens < cost) {
+      this.refused++
+      return Math.ceil((cost - bucket.tokens) / this.#refillPerMs)
+    }
+    bucket.tokens -= cost
+    if (this.#buckets.size > this.#pruneAt) this.#prune()
+    return 0
+  }
+
+  /**
+   * Whether this is `hostId`'s first refusal since its budget was last full: a flood is
+   * logged once, not once a batch (nor once for each batch it squeezes in at the rate).
+   */
+  firstRefusal(hostId: string): boolean {
+    const bucket = this.#buckets.get(hostId)
+    if (!bucket || bucket.refusing) return false
+    bucket.refusing = true
+    return true
+  }
+
+  get size(): number {
+    return this.#buckets.size
+  }
+
+  #refill(hostId: string): { tokens: number; updated: number; refusing: boolean } | undefined {
+    const bucket = this.#buckets.get(hostId)
+    if (!bucket) return undefined
+    const now = this.#clock()
+    bucket.tokens = Math.min(this.#burst, bucket.tokens + Math.max(0, now - bucket.updated) * this.#refillPerMs)
+    bucket.updated = now
+    if (bucket.tokens >= this.#burst) bucket.refusing = false
+    return bucket
+  }
+
+  /** Forgets idle hosts (buckets full again): memory stays bounded by the hosts sending now. */
+  #prune(): void {
+    for (const hostId of this.#buckets.keys()) {
+      const bucket = this.#refill(hostId)
+      if (bucket && bucket.tokens >= this.#burst) this.#buckets.delete(hostId)
+    }
+    this.#pruneAt = Math.max(NODE_BUCKETS_PRUNE_AT, this.#buckets.size * 2)
+  }
+}
+
 export interface AuditOptions {
   backend: Backend
   clusterName: string
@@ -34,10 +133,13 @@ export interface AuditOptions {
   clock?: () => number
   /** Told of each event of the auth server's own as it is recorded (for metrics). */
   onRecord?: (type: AuditEventType, fields: AuditFields) => void
+  /** Each node's budget of events; NODE_EVENT_BURST and NODE_EVENTS_PER_SECOND unless given. */
+  nodeBudget?: Omit<NodeEventBudgetOptions, 'clock'>
 }
 
 export class Audit {
   readonly log: AuditLog
+  readonly nodeBudget: NodeEventBudget
   readonly #options: AuditOptions
   readonly #clock: () => number
   /** File appends, one after another, so lines never interleave and keep their order. */
@@ -48,6 +150,25 @@ export class Audit {
     this.#options = options
     this.#clock = options.clock ?? Date.now
     this.log = new AuditLog({ backend: options.backend, retentionMs: options.retentionMs, clock: this.#clock })
+    this.nodeBudget = new NodeEventBudget({ ...options.nodeBudget, clock: this.#clock })
+  }
+
+  /**
+   * Charges `count` events to the node `hostId` before anything else is done with them
+   * (signature checks cost too); throws NodeEventsOverBudget, refusing the batch whole, when
+   * the node is over its budget. Which host is charged is the caller's to prove: the TLS
+   * certificate, or the proxy that carries the node's tunnel.
+   */
+  admitNodeEvents(hostId: string, count: number): void {
+    const waitMs = this.nodeBudget.take(hostId, count)
+    if (waitMs === 0) return
+    // A flood must not become one in the log too.
+    if (this.nodeBudget.firstRefusal(hostId))
+      this.#options.log.warn('a node sends more audit events than its budget: its batches are refused until it slows down', {
+        host_id: hostId,
+        refused_batches: this.nodeBudget.refused,
+      })
+    throw new NodeEventsOverBudget(hostId, waitMs)
   }
 
   /** Records an event of the auth server's own, now. Never throws. */

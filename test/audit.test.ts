@@ -304,6 +304,36 @@ t.test('a direct node delivers its events itself, as the node its certificate na
   await t.rejects(asProxy.call('POST /v1/proxies/audit-events', { body: { host_id: identity.hostId, events: [relayed] } }), { status: 400, message: /not signed by/ })
 })
 
+t.test("a node's keys sending past its budget: the batch over it is refused with 429, and stored once the budget refilled", async (t) => {
+  const flooding = await joinNode('pi-flood', auth.address)
+  const identity = loadIdentity(flooding.dataDir!)!
+  const client = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
+  t.teardown(() => client.close())
+  const batchOf = (n: number) => Array.from({ length: 100 }, (_, i) => ({ id: `flood-${n}-${i}`, time: Date.now(), type: 'exec' as const, command: 'flood' }))
+  // Batches of 100 until one is refused: at least the burst (1,000) passes, and not much more.
+  let accepted = 0
+  let refusal: ApiError | undefined
+  let batch = 0
+  for (; batch < 30 && !refusal; batch++) {
+    try {
+      accepted += (await client.call('POST /v1/audit/events', { body: { events: batchOf(batch) } })).stored
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error
+      refusal = error
+    }
+  }
+  t.ok(accepted >= 1000 && accepted < 3000, `the burst passed (${accepted} stored)`)
+  t.match(refusal, { status: 429, retryAfterS: Number }, 'then refused with the status the node retries on')
+  const refused = batch - 1
+  t.same(
+    (await auditLs(['--node=pi-flood', '--type=exec'])).filter((e) => String(e.id).startsWith(`flood-${refused}-`)),
+    [],
+    'nothing of the refused batch stored',
+  )
+  await sleep(refusal!.retryAfterS! * 1000)
+  t.same(await client.call('POST /v1/audit/events', { body: { events: batchOf(refused) } }), { stored: 100 }, 'sent again after Retry-After: stored')
+})
+
 t.test('the auth server killed during a session: every event of it is stored once after the restart', async (t) => {
   const ssh = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${login}@pi-audit`, 'read line; echo "got $line"; exit 7'], {
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -37,6 +37,8 @@ export const auditRoutes = {
     async handle(call, context) {
       const body = await call.body()
       const hostId = call.peer.subject.commonName
+      // Before anything costs: a node's stolen keys could otherwise fill the backend.
+      context.audit.admitNodeEvents(hostId, body.events.length)
       // The certificate proved the node; a signature also tells that it signs what proxies carry for it.
       const node = body.signature
         ? await judgeRelayed(context, hostId, { kind: 'audit events', events: body.events.map(flatEvent) }, body.signature)
@@ -51,6 +53,8 @@ export const auditRoutes = {
     bodyLimit: AUDIT_BATCH_BYTES,
     async handle(call, context) {
       const body = await call.body()
+      // Charged to the host the proxy names, before its signature is checked: a flood costs no verifying.
+      context.audit.admitNodeEvents(body.host_id, body.events.length)
       const registered = await judgeRelayed(context, body.host_id, { kind: 'audit events', events: body.events.map(flatEvent) }, body.signature)
       return { stored: await context.audit.ingest(body.events, { nodename: registered.nodename, hostId: body.host_id }) }
     },
