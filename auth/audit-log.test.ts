@@ -95,6 +95,46 @@ function storeCases(t: Test, name: string, open: Open): void {
     )
     t.equal(await log.append(event('event-old', T0 + 6 * DAY, 'login')), true, 'a purged ID no longer counts as stored')
   })
+
+  t.test(`${name}: a session's owner is one item, filed under the node that sent its start, gone with it`, async (t) => {
+    let now = T0
+    const log = new AuditLog({ backend: await open(t), retentionMs: 10 * DAY, clock: () => now })
+    const start = { session_id: 'session-1', user: 'carol', login: 'pi', host_id: 'host-1', node: 'pi-1' }
+    await log.append(event('event-start', T0, 'session.start', start))
+    t.equal(await log.append(event('event-start', T0, 'session.start', { ...start, user: 'mallory' })), false, 'a retry changes nothing')
+    await log.append(event('event-forged', T0 + 1, 'session.start', { ...start, user: 'mallory', host_id: 'host-2', node: 'pi-2' }))
+    await log.append(event('event-exec', T0 + 2, 'exec', { ...start, session_id: 'session-2' }))
+    t.same(await log.sessionOwner('host-1', 'session-1'), { user: 'carol', login: 'pi' })
+    t.same(await log.sessionOwner('host-2', 'session-1'), { user: 'mallory', login: 'pi' }, "another node's start names only its own session")
+    t.equal(await log.sessionOwner('host-1', 'session-2'), undefined, 'only session.start files an owner')
+    now = T0 + 11 * DAY
+    await log.purge()
+    t.equal(await log.sessionOwner('host-1', 'session-1'), undefined, 'removed with its event')
+  })
+
+  t.test(`${name}: a limited listing reads the newest days only, and keeps time order`, async (t) => {
+    const backend = await open(t)
+    const listed: string[] = []
+    const counting = new Proxy(backend, {
+      get(target, property) {
+        if (property === 'list')
+          return (prefix: string) => {
+            listed.push(prefix)
+            return target.list(prefix)
+          }
+        const value = Reflect.get(target, property)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+    const log = new AuditLog({ backend: counting, retentionMs: 90 * DAY })
+    for (let day = 0; day < 3; day++) for (const n of [1, 2, 3]) await log.append(event(`event-${day}-${n}`, T0 + day * DAY + n, 'exec'))
+    listed.length = 0
+    t.same(await log.list({}, 2).then(({ events, truncated }) => [events.map((e) => e.id), truncated]), [['event-2-2', 'event-2-3'], true])
+    t.equal(listed.filter((prefix) => prefix.startsWith('/audit/events/')).length, 1, 'the older days are never read')
+    t.same(await log.list({}, 4).then(({ events, truncated }) => [events.map((e) => e.id), truncated]), [['event-1-3', 'event-2-1', 'event-2-2', 'event-2-3'], true])
+    t.same(await log.list({ since: T0 + DAY }, 6).then(({ events, truncated }) => [events.length, truncated]), [6, false], 'exactly the limit is not truncated')
+    t.same((await log.list({ type: 'exec' }, 100)).events.map((e) => e.id).slice(0, 2), ['event-0-1', 'event-0-2'])
+  })
 }
 
 storeCases(t, 'SQLite', async (t) => {

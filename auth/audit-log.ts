@@ -3,14 +3,16 @@
 // listing reads only the days it asks for and comes out in time order; each event's ID has
 // an item of its own, written in the same transaction as the event, so an event sent twice
 // (a node retrying a batch whose answer it lost) is stored once. Retention removes whole
-// days, and the old part of the last one.
+// days, and the old part of the last one. A session.start event also files who the session
+// was under its node and session ID, so that finding a session's owner reads one item.
 
 import type { AuditEvent, AuditQuery } from '../shared/protocol/audit.ts'
-import type { Backend } from './backend/backend.ts'
+import type { Backend, Operation } from './backend/backend.ts'
 
 const EVENTS = '/audit/events/'
 const IDS = '/audit/ids/'
 const DAYS = '/audit/days/'
+const SESSIONS = '/audit/sessions/'
 const DAY_MS = 86_400_000
 // Epoch milliseconds as fixed-width digits, so that key order is time order.
 const TIME_DIGITS = 15
@@ -40,14 +42,18 @@ export class AuditLog {
   async append(event: AuditEvent): Promise<boolean> {
     const key = eventKey(event)
     const day = dayOf(event.time)
+    const session = sessionKey(event)
+    const owner: Operation[] = session ? [{ op: 'put', key: session, value: JSON.stringify({ user: stringOrNull(event.user), login: stringOrNull(event.login) }) }] : []
     return this.#backend.txn(
       [{ key: IDS + event.id, absent: true }],
-      [
-        { op: 'put', key: IDS + event.id, value: key },
-        { op: 'put', key: DAYS + day, value: '' },
-        { op: 'put', key, value: JSON.stringify(event) },
-      ],
+      [{ op: 'put', key: IDS + event.id, value: key }, { op: 'put', key: DAYS + day, value: '' }, { op: 'put', key, value: JSON.stringify(event) }, ...owner],
     )
+  }
+
+  /** Who a session of the node `hostId` was and as which login, from its session.start event; undefined when none is kept. */
+  async sessionOwner(hostId: string, sessionId: string): Promise<{ user: string | null; login: string | null } | undefined> {
+    const item = await this.#backend.get(sessionKey({ type: 'session.start', host_id: hostId, session_id: sessionId })!)
+    return item ? (JSON.parse(item.value) as { user: string | null; login: string | null }) : undefined
   }
 
   /** Events that match `query`, oldest first; at most `limit`, the newest when more match. */
@@ -56,17 +62,20 @@ export class AuditLog {
     const until = query.until ?? Number.POSITIVE_INFINITY
     const matches = typeMatcher(query.type)
     const days = (await this.#days()).filter((day) => day >= dayOf(since) && day <= dayOf(Math.min(until, 9e14)))
-    const events: AuditEvent[] = []
-    for (const day of days) {
-      for (const item of await this.#backend.list(`${EVENTS}${day}/`)) {
+    // Newest first, stopping at one past `limit`: that one says the listing is truncated,
+    // and the older days are never read.
+    const newestFirst: AuditEvent[] = []
+    scan: for (const day of days.reverse()) {
+      for (const item of (await this.#backend.list(`${EVENTS}${day}/`)).reverse()) {
         const event = JSON.parse(item.value) as AuditEvent
         if (event.time < since || event.time > until || !matches(event.type)) continue
         if (query.user !== undefined && event.user !== query.user && event.actor !== query.user) continue
         if (query.node !== undefined && event.node !== query.node && event.host_id !== query.node) continue
-        events.push(event)
+        newestFirst.push(event)
+        if (newestFirst.length > limit) break scan
       }
     }
-    return { events: events.slice(-limit), truncated: events.length > limit }
+    return { events: newestFirst.slice(0, limit).reverse(), truncated: newestFirst.length > limit }
   }
 
   /** Removes the events older than the retention period; returns how many went. */
@@ -79,13 +88,8 @@ export class AuditLog {
       for (const item of await this.#backend.list(`${EVENTS}${day}/`)) {
         const event = JSON.parse(item.value) as AuditEvent
         if (!whole && event.time >= cutoff) continue
-        await this.#backend.txn(
-          [],
-          [
-            { op: 'delete', key: item.key },
-            { op: 'delete', key: IDS + event.id },
-          ],
-        )
+        const session = sessionKey(event)
+        await this.#backend.txn([], [{ op: 'delete', key: item.key }, { op: 'delete', key: IDS + event.id }, ...(session ? [{ op: 'delete' as const, key: session }] : [])])
         removed++
       }
       if (whole) await this.#backend.delete(DAYS + day)
@@ -100,6 +104,16 @@ export class AuditLog {
 
 function eventKey(event: AuditEvent): string {
   return `${EVENTS}${dayOf(event.time)}/${String(Math.floor(event.time)).padStart(TIME_DIGITS, '0')}-${event.id}`
+}
+
+/** Where a session.start event files its session's owner: under the node that sent it, so one node cannot name another's. */
+function sessionKey(event: Pick<AuditEvent, 'type'> & Record<string, unknown>): string | undefined {
+  if (event.type !== 'session.start' || typeof event.host_id !== 'string' || typeof event.session_id !== 'string') return undefined
+  return `${SESSIONS}${encodeURIComponent(event.host_id)}/${encodeURIComponent(event.session_id)}`
+}
+
+function stringOrNull(value: unknown): string | null {
+  return typeof value === 'string' ? value : null
 }
 
 /** The UTC day of an epoch time, as digits that sort in time order (days since 1970). */

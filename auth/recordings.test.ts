@@ -1,27 +1,35 @@
 // The auth server's recording store on a real directory: chunks placed by offset (a repeat
 // or an overlap adds only what is new, a chunk past the end waits for the gap), the end
-// marks the file whole with who and how long, and another node's chunks are refused.
+// marks the file whole with who and how long, and another node's chunks are refused. Each
+// node's quota (recordings open, bytes in all) and retention by the injected clock.
 
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { HttpError } from '../shared/api-router.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
-import { RecordingStore } from './recordings.ts'
+import { MAX_OPEN_RECORDINGS, RecordingStore } from './recordings.ts'
 
 const ID = '3b0c5d3e-5b0f-4c1e-9a53-2f1d7f0e4b21'
 const CAST = '{"version":2,"width":80,"height":24,"timestamp":1700000000,"env":{}}\n[0.25,"o","hello\\r\\n"]\n[1.5,"r","100x30"]\n'
 const pi = { hostId: 'host-pi', nodename: 'pi' }
 const whose = async () => ({ user: 'carol', login: 'pi' })
 
-/** The HTTP status `action` throws with. */
-function statusOf(action: () => unknown): number | undefined {
+const DAY = 86_400_000
+
+/** The HTTP status `action` throws (or rejects) with. */
+async function statusOf(action: () => unknown): Promise<number | undefined> {
   try {
-    action()
+    await action()
   } catch (error) {
     return (error as HttpError).status
   }
   return undefined
+}
+
+/** A recording ID, the Nth. */
+function idOf(n: number): string {
+  return `3b0c5d3e-5b0f-4c1e-9a53-${String(n).padStart(12, '0')}`
 }
 
 function chunk(from: number, to: number, end = false) {
@@ -47,18 +55,66 @@ t.test("another node's chunks and bad IDs are refused", async (t) => {
   const store = new RecordingStore(tempDir())
   await store.store(chunk(0, 40), pi, whose)
   const other = { hostId: 'host-other', nodename: 'other' }
-  t.throws(() => store.store(chunk(40, CAST.length, true), other, whose), new HttpError(403, `recording ${ID} belongs to another node`))
-  t.equal(
-    statusOf(() => store.store({ ...chunk(0, 4), sessionId: '../../etc/passwd' }, pi, whose)),
-    400,
-  )
-  t.equal(
-    statusOf(() => store.read('../x')),
-    400,
-  )
-  t.equal(
-    statusOf(() => store.read('3b0c5d3e-5b0f-4c1e-9a53-2f1d7f0e4b22')),
-    404,
-  )
+  await t.rejects(store.store(chunk(40, CAST.length, true), other, whose), new HttpError(403, `recording ${ID} belongs to another node`))
+  t.equal(await statusOf(() => store.store({ ...chunk(0, 4), sessionId: '../../etc/passwd' }, pi, whose)), 400)
+  t.equal(await statusOf(() => store.read('../x')), 400)
+  t.equal(await statusOf(() => store.read('3b0c5d3e-5b0f-4c1e-9a53-2f1d7f0e4b22')), 404)
   t.equal(store.read(ID), CAST.slice(0, 40), 'unchanged')
+})
+
+t.test('chunks of one recording sent at once are placed one after another', async (t) => {
+  const store = new RecordingStore(tempDir())
+  await Promise.all([store.store(chunk(0, 40), pi, whose), store.store(chunk(0, 40), pi, whose), store.store(chunk(20, 60), pi, whose)])
+  t.equal(store.read(ID), CAST.slice(0, 60), 'no part written twice')
+})
+
+t.test('a node may keep so many recordings open, and so many bytes', async (t) => {
+  let now = Date.now()
+  const store = new RecordingStore(tempDir(), { clock: () => now })
+  const other = { hostId: 'host-other', nodename: 'other' }
+  for (let n = 0; n < MAX_OPEN_RECORDINGS; n++) await store.store({ ...chunk(0, 10), sessionId: idOf(n) }, pi, whose)
+  t.equal(await statusOf(() => store.store({ ...chunk(0, 10), sessionId: idOf(99) }, pi, whose)), 429, 'one more is refused')
+  t.equal(await statusOf(() => store.checkQuota(pi.hostId, idOf(99))), 429, 'and asked before, too')
+  t.equal(existsSync(join(store.dir, `${idOf(99)}.json`)), false, 'nothing kept of it')
+  t.same(await store.store({ ...chunk(10, 20), sessionId: idOf(0) }, pi, whose), { length: 20, complete: false }, 'an open one goes on')
+  t.same(await store.store({ ...chunk(0, 10), sessionId: idOf(99) }, other, whose), { length: 10, complete: false }, 'another node has its own')
+  await store.store({ ...chunk(10, CAST.length, true), sessionId: idOf(1) }, pi, whose)
+  t.same(await store.store({ ...chunk(0, 10), sessionId: idOf(100) }, pi, whose), { length: 10, complete: false }, 'an ended one frees its place')
+  now += 2 * DAY
+  t.same(await store.store({ ...chunk(0, 10), sessionId: idOf(101) }, pi, whose), { length: 10, complete: false }, 'an open one long unwritten no longer counts')
+  t.equal(await statusOf(() => store.checkQuota(pi.hostId, idOf(0))), undefined)
+})
+
+t.test('a node at its byte quota stores no more until retention frees it', async (t) => {
+  // Each recording counts its bytes and 4 KiB for its files: this quota holds two of 10 bytes.
+  const store = new RecordingStore(tempDir(), { maxHostBytes: 2 * (4096 + 10) })
+  const other = { hostId: 'host-other', nodename: 'other' }
+  await store.store({ ...chunk(0, 10, true), sessionId: idOf(1) }, pi, whose)
+  await store.store({ ...chunk(0, 10), sessionId: idOf(2) }, pi, whose)
+  t.equal(await statusOf(() => store.store({ ...chunk(10, 11), sessionId: idOf(2) }, pi, whose)), 413, 'one byte more is refused')
+  t.same(await store.store({ ...chunk(0, 10), sessionId: idOf(2) }, pi, whose), { length: 10, complete: false }, 'a repeat adds nothing, and is answered')
+  t.equal(await statusOf(() => store.checkQuota(pi.hostId, idOf(3))), 413, 'asked before, too')
+  t.same(await store.store({ ...chunk(0, 10), sessionId: idOf(3) }, other, whose), { length: 10, complete: false }, 'another node is not held back')
+  const reopened = new RecordingStore(store.dir, { maxHostBytes: 2 * (4096 + 10) })
+  t.equal(await statusOf(() => reopened.checkQuota(pi.hostId, idOf(3))), 413, 'a store opened again counts what is there')
+  t.equal(store.purge(0), 3, 'retention frees it')
+  t.same(await store.store({ ...chunk(0, 10), sessionId: idOf(3) }, pi, whose), { length: 10, complete: false })
+})
+
+t.test('recordings older than the retention are removed, by the injected clock', async (t) => {
+  let now = Date.UTC(2026, 11, 1)
+  const store = new RecordingStore(tempDir(), { clock: () => now })
+  await store.store({ ...chunk(0, CAST.length, true), sessionId: idOf(1) }, pi, whose)
+  await store.store({ ...chunk(0, 10), sessionId: idOf(2) }, pi, whose)
+  now += 50 * DAY
+  await store.store({ ...chunk(0, CAST.length, true), sessionId: idOf(3) }, pi, whose)
+  t.equal(store.purge(90 * DAY), 0, 'nothing is old enough yet')
+  now += 41 * DAY
+  t.equal(store.purge(90 * DAY), 2, 'the two from 91 days ago, ended or not')
+  t.same(
+    store.list().map((recording) => recording.session_id),
+    [idOf(3)],
+  )
+  t.equal(existsSync(join(store.dir, `${idOf(1)}.cast`)), false, 'its cast is gone too')
+  t.equal(await statusOf(() => store.read(idOf(2))), 404)
 })

@@ -5,8 +5,11 @@
 // sending again after a lost answer, or after a restart, continues where the file ends.
 // A recording belongs to the node that sent its first chunk, decided from that node's
 // certificate; chunks of it from any other node are refused.
+// Session IDs are the node's to choose, so each node has a quota: so many recordings open at
+// once and so many bytes in all; recordings older than the audit retention are removed.
 
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HttpError } from '../shared/api-router.ts'
 import { writeFileAtomic } from '../shared/files.ts'
@@ -28,6 +31,18 @@ export interface RecordingNode {
 /** How much of a recording is held, and whether it is whole. */
 export type Held = Omit<RecordingStored, 'recording'>
 
+/** Recordings of one node not yet ended (and written to lately) at once: a node runs a few interactive sessions, not dozens. */
+export const MAX_OPEN_RECORDINGS = 32
+/**
+ * All of one node's recordings, in bytes: 64 whole recordings (16 MiB each), months of an
+ * ordinary node, while a stolen node's keys can fill no more than this of the auth server's disk.
+ */
+export const MAX_HOST_RECORDING_BYTES = 1024 * 1024 * 1024
+/** What each recording counts for besides its bytes (its two files), so that empty ones cannot be made without end. */
+const RECORDING_OVERHEAD_BYTES = 4096
+/** An unended recording written to less lately than this no longer counts as open: its node most likely lost it in a crash. */
+const OPEN_IDLE_MS = 86_400_000
+
 interface Meta {
   host_id: string
   node: string
@@ -36,44 +51,130 @@ interface Meta {
   login: string | null
   started: number
   duration_ms: number
+  /** When this server last wrote the metadata (its clock): what retention goes by. Absent from earlier versions' files. */
+  received?: number
+}
+
+/** One node's share of the store. */
+interface HostUsage {
+  bytes: number
+  /** Unended recordings and when each was last written to. */
+  open: Map<string, number>
+}
+
+export interface RecordingStoreOptions {
+  /** Epoch milliseconds; injected so tests can move time. */
+  clock?: () => number
+  /** MAX_HOST_RECORDING_BYTES unless a test wants a quota it can fill. */
+  maxHostBytes?: number
 }
 
 export class RecordingStore {
   readonly dir: string
+  readonly #clock: () => number
+  readonly #maxHostBytes: number
+  /** Built from the directory on first use, then kept up to date, so that a chunk costs no directory scan. */
+  #usage?: Map<string, HostUsage>
+  /** Each recording's chunks one after another: a write awaits its fsync, and another chunk must not see the file half done. */
+  readonly #queues = new Map<string, Promise<unknown>>()
 
-  constructor(dir: string) {
+  constructor(dir: string, options: RecordingStoreOptions = {}) {
     this.dir = dir
+    this.#clock = options.clock ?? Date.now
+    this.#maxHostBytes = options.maxHostBytes ?? MAX_HOST_RECORDING_BYTES
     mkdirSync(dir, { recursive: true, mode: 0o700 })
   }
 
+  /**
+   * Refuses a chunk its node's quota has no room for; cheap, so callers ask before they check
+   * signatures. `store` asks again, exactly.
+   */
+  checkQuota(hostId: string, sessionId: string): void {
+    const usage = this.#usageOf(hostId)
+    if (usage.bytes >= this.#maxHostBytes) throw quotaFull(hostId, this.#maxHostBytes)
+    // An ID that is no recording's counts as new here; `store` refuses it, after the signature checks.
+    const known = usage.open.has(sessionId) || (RECORDING_ID.test(sessionId) && existsSync(join(this.dir, `${sessionId}.json`)))
+    if (!known && this.#openCount(usage) >= MAX_OPEN_RECORDINGS) throw tooManyOpen(hostId)
+  }
+
   /** Places one chunk; `whose` looks up the session's user and login once the recording is whole. */
-  store(chunk: RecordingChunk, node: RecordingNode, whose: () => Promise<{ user: string | null; login: string | null }>): Promise<Held> | Held {
+  async store(chunk: RecordingChunk, node: RecordingNode, whose: () => Promise<{ user: string | null; login: string | null }>): Promise<Held> {
     const id = checkedId(chunk.sessionId)
+    const before = this.#queues.get(id) ?? Promise.resolve()
+    const placed = before.then(
+      () => this.#place(id, chunk, node, whose),
+      () => this.#place(id, chunk, node, whose),
+    )
+    this.#queues.set(id, placed)
+    try {
+      return await placed
+    } finally {
+      if (this.#queues.get(id) === placed) this.#queues.delete(id)
+    }
+  }
+
+  async #place(id: string, chunk: RecordingChunk, node: RecordingNode, whose: () => Promise<{ user: string | null; login: string | null }>): Promise<Held> {
     const meta = this.#meta(id)
     if (meta && meta.host_id !== node.hostId) throw new HttpError(403, `recording ${id} belongs to another node`)
     const path = join(this.dir, `${id}.cast`)
     let length = existsSync(path) ? statSync(path).size : 0
-    const current: Meta = meta ?? { host_id: node.hostId, node: node.nodename, complete: false, user: null, login: null, started: 0, duration_ms: 0 }
-    if (current.complete) return { length, complete: true }
+    if (meta?.complete) return { length, complete: true }
     const end = chunk.offset + chunk.data.length
     if (end > MAX_RECORDING_BYTES + 1024) throw new HttpError(413, `a recording holds at most ${MAX_RECORDING_BYTES} bytes`)
+    const usage = this.#usageOf(node.hostId)
+    if (!meta && this.#openCount(usage) >= MAX_OPEN_RECORDINGS) throw tooManyOpen(node.hostId)
     // Only the part past the file's end is new; a chunk that starts beyond it waits for the gap.
-    if (chunk.offset <= length && end > length) {
-      const fd = openSync(path, 'a', 0o600)
-      try {
-        writeSync(fd, chunk.data, length - chunk.offset)
-        fsyncSync(fd)
-      } finally {
-        closeSync(fd)
+    const added = chunk.offset <= length && end > length ? end - length : 0
+    const charged = added + (meta ? 0 : RECORDING_OVERHEAD_BYTES)
+    if (charged > 0 && usage.bytes + charged > this.#maxHostBytes) throw quotaFull(node.hostId, this.#maxHostBytes)
+    // Charged before the write's first await, so that chunks of other recordings arriving meanwhile see it.
+    usage.bytes += charged
+    usage.open.set(id, this.#clock())
+    const current: Meta = meta ?? { host_id: node.hostId, node: node.nodename, complete: false, user: null, login: null, started: 0, duration_ms: 0, received: this.#clock() }
+    try {
+      if (added > 0) {
+        // Synced before the answer: the node forgets a chunk once it is told the chunk is held.
+        const file = await open(path, 'a', 0o600)
+        try {
+          await file.write(chunk.data, length - chunk.offset)
+          await file.sync()
+        } finally {
+          await file.close()
+        }
+        length = end
       }
-      length = end
+      if (!meta) this.#writeMeta(id, current)
+    } catch (error) {
+      usage.bytes -= charged
+      if (!meta) usage.open.delete(id)
+      throw error
     }
-    if (!meta) this.#writeMeta(id, current)
     if (!chunk.end || end !== length) return { length, complete: false }
-    return whose().then((who) => {
-      this.#writeMeta(id, { ...current, ...who, ...timing(readFileSync(path, 'utf8')), complete: true })
-      return { length, complete: true }
-    })
+    const who = await whose()
+    this.#writeMeta(id, { ...current, ...who, ...timing(readFileSync(path, 'utf8')), complete: true, received: this.#clock() })
+    usage.open.delete(id)
+    return { length, complete: true }
+  }
+
+  /** Removes the recordings last written before `retentionMs` ago (the audit retention: a recording outlives no audit event of its session); returns how many went. */
+  purge(retentionMs: number): number {
+    const cutoff = this.#clock() - retentionMs
+    let removed = 0
+    for (const name of readdirSync(this.dir)) {
+      if (!name.endsWith('.json')) continue
+      const id = name.slice(0, -'.json'.length)
+      if (this.#queues.has(id)) continue
+      const meta = this.#meta(id)
+      if (!meta || receivedOf(this.dir, id, meta) >= cutoff) continue
+      const usage = this.#usageOf(meta.host_id)
+      usage.bytes -= sizeOf(join(this.dir, `${id}.cast`)) + RECORDING_OVERHEAD_BYTES
+      usage.open.delete(id)
+      // The metadata first: without it the recording is not listed, and a cast left behind is overwritten if its ID comes again.
+      rmSync(join(this.dir, name), { force: true })
+      rmSync(join(this.dir, `${id}.cast`), { force: true })
+      removed++
+    }
+    return removed
   }
 
   list(): RecordingJson[] {
@@ -108,6 +209,39 @@ export class RecordingStore {
     return readFileSync(path, 'utf8')
   }
 
+  #usageOf(hostId: string): HostUsage {
+    this.#usage ??= this.#scanUsage()
+    let usage = this.#usage.get(hostId)
+    if (!usage) {
+      usage = { bytes: 0, open: new Map() }
+      this.#usage.set(hostId, usage)
+    }
+    return usage
+  }
+
+  #scanUsage(): Map<string, HostUsage> {
+    const usages = new Map<string, HostUsage>()
+    for (const name of readdirSync(this.dir)) {
+      if (!name.endsWith('.json')) continue
+      const id = name.slice(0, -'.json'.length)
+      const meta = this.#meta(id)
+      if (!meta) continue
+      const usage = usages.get(meta.host_id) ?? { bytes: 0, open: new Map<string, number>() }
+      usages.set(meta.host_id, usage)
+      const cast = join(this.dir, `${id}.cast`)
+      usage.bytes += sizeOf(cast) + RECORDING_OVERHEAD_BYTES
+      if (!meta.complete) usage.open.set(id, existsSync(cast) ? statSync(cast).mtimeMs : receivedOf(this.dir, id, meta))
+    }
+    return usages
+  }
+
+  #openCount(usage: HostUsage): number {
+    const idleSince = this.#clock() - OPEN_IDLE_MS
+    let count = 0
+    for (const written of usage.open.values()) if (written >= idleSince) count++
+    return count
+  }
+
   #meta(id: string): Meta | undefined {
     const path = join(this.dir, `${id}.json`)
     return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Meta) : undefined
@@ -116,6 +250,24 @@ export class RecordingStore {
   #writeMeta(id: string, meta: Meta): void {
     writeFileAtomic(join(this.dir, `${id}.json`), `${JSON.stringify(meta)}\n`)
   }
+}
+
+// 413 tells the node to give the recording up (it keeps no more of it); 429 to send it again later, once a session has ended.
+function quotaFull(hostId: string, maxBytes: number): HttpError {
+  return new HttpError(413, `node ${hostId} holds ${maxBytes} bytes of recordings, its most`)
+}
+
+function tooManyOpen(hostId: string): HttpError {
+  return new HttpError(429, `node ${hostId} has ${MAX_OPEN_RECORDINGS} recordings open, its most`)
+}
+
+function sizeOf(path: string): number {
+  return existsSync(path) ? statSync(path).size : 0
+}
+
+/** When the metadata was last written; for files of earlier versions, its modification time. */
+function receivedOf(dir: string, id: string, meta: Meta): number {
+  return meta.received ?? statSync(join(dir, `${id}.json`)).mtimeMs
 }
 
 function checkedId(id: string): string {

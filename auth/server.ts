@@ -49,6 +49,9 @@ export interface AuthObserver {
   answered: (route: ApiRoute, status: number) => void
 }
 
+/** How often recordings past the audit retention are looked for: retention is a matter of days. */
+const RECORDINGS_PURGE_INTERVAL_MS = 3_600_000
+
 export class AuthServer {
   readonly config: WarrenConfig
   readonly log: Logger
@@ -74,6 +77,8 @@ export class AuthServer {
   private clusterName = ''
   private readonly limiter: FailureRateLimiter
   private refreshTimer?: NodeJS.Timeout
+  private recordings?: RecordingStore
+  private recordingsPurgeTimer?: NodeJS.Timeout
   private readonly callers: Callers
   /** Join requests that reached this server (accepted or not): lets tests prove a token never left a device. */
   private readonly counts = { joinAttempts: 0 }
@@ -188,6 +193,19 @@ export class AuthServer {
       onRecord: observer?.recorded,
     })
     this.audit.start()
+    this.recordings = new RecordingStore(this.config.auth.recordingDir ?? join(this.config.dataDir, 'recordings'))
+    // A recording outlives no audit event of its session: the same retention, looked at as often.
+    const purgeRecordings = () => {
+      try {
+        const removed = this.recordings!.purge(auth.audit.retentionMs)
+        if (removed > 0) this.log.info('recordings past retention removed', { removed })
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn(`removing recordings past retention failed: ${(error as Error).message}`)
+      }
+    }
+    purgeRecordings()
+    this.recordingsPurgeTimer = setInterval(purgeRecordings, RECORDINGS_PURGE_INTERVAL_MS)
+    this.recordingsPurgeTimer.unref()
 
     const { host, port } = parseHostPort(auth.listenAddr, 3025)
     // Its certificate names what its configuration names, nothing more.
@@ -272,6 +290,7 @@ export class AuthServer {
 
   async stop(): Promise<void> {
     clearInterval(this.refreshTimer)
+    clearInterval(this.recordingsPurgeTimer)
     this.revocations?.stop()
     this.offlineSweep?.stop()
     this.own?.stop()
@@ -303,7 +322,7 @@ export class AuthServer {
       revocations: this.revocations,
       locks: this.locks,
       audit: this.audit,
-      recordings: new RecordingStore(this.config.auth.recordingDir ?? join(this.config.dataDir, 'recordings')),
+      recordings: this.recordings!,
       limiter: this.limiter,
       settings: this.config.auth,
       log: this.log,

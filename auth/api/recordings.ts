@@ -18,6 +18,7 @@ interface ChunkBody {
 }
 
 async function storeChunk(context: AuthContext, body: ChunkBody, hostId: string) {
+  checkQuota(context, body, hostId)
   const registered = await context.nodes.lookup(hostId)
   if (!registered) throw new UnregisteredHost(hostId)
   const node: RecordingNode = { hostId, nodename: registered.nodename }
@@ -28,12 +29,15 @@ async function storeChunk(context: AuthContext, body: ChunkBody, hostId: string)
   return { ...stored, recording: 'node' as const }
 }
 
-/** Who the session was and as which login: its session.start audit event, from the same node. */
+/** A chunk past its node's quota is refused before any lookup or signature check: refusing costs the least. */
+function checkQuota(context: AuthContext, body: ChunkBody, hostId: string): void {
+  if (context.settings.recording !== 'off') context.recordings.checkQuota(hostId, body.session_id)
+}
+
+/** Who the session was and as which login: its session.start audit event, from the same node (one item, filed with the event). */
 async function sessionOwner(context: AuthContext, hostId: string, recordingId: string): Promise<{ user: string | null; login: string | null }> {
-  const sessionId = recordingId.split('.')[0]
-  const { events } = await context.audit.log.list({ type: 'session.start', node: hostId })
-  const start = events.find((event) => event.session_id === sessionId)
-  return { user: typeof start?.user === 'string' ? start.user : null, login: typeof start?.login === 'string' ? start.login : null }
+  const sessionId = recordingId.split('.')[0] ?? recordingId
+  return (await context.audit.log.sessionOwner(hostId, sessionId)) ?? { user: null, login: null }
 }
 
 export const recordingRoutes = {
@@ -52,6 +56,7 @@ export const recordingRoutes = {
     bodyLimit: RECORDING_CHUNK_BODY_BYTES + 512,
     async handle(call, context) {
       const body = await call.body()
+      checkQuota(context, body, body.host_id)
       await judgeRelayed(context, body.host_id, { kind: 'recording chunk', chunk: body }, body.signature)
       return storeChunk(context, body, body.host_id)
     },
