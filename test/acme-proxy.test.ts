@@ -16,7 +16,7 @@ import t from 'tap'
 import { ApiClient } from '../shared/api-client.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
 import type { WarrenStatus } from '../shared/status.ts'
-import { createCertificate } from '../shared/x509.ts'
+import { selfSignedFor } from './helpers/certs.ts'
 import { AuthProcess, freePort, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { ChallTestServer, Pebble, pebbleMissing } from './helpers/pebble.ts'
 
@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     const record = async (key: string) => (await asProxy.call('POST /v1/proxies/acme/get', { body: { key } })).value
 
     // The attack: a certificate for the public name, of the attacker's making, until 2999.
-    const planted = selfSigned(DOMAIN, new Date('2999-01-01T00:00:00Z'))
+    const planted = selfSignedFor(DOMAIN, new Date('2999-01-01T00:00:00Z'))
     await asProxy.call('POST /v1/proxies/acme/put', { body: { key: `acme/cert/${DOMAIN}`, value: JSON.stringify(planted) } })
     t.equal(JSON.parse((await record(`acme/cert/${DOMAIN}`))!).certPem, planted.certPem, 'any proxy may write the certificate record')
     const plantedFingerprint = new X509Certificate(planted.certPem).fingerprint256
@@ -243,21 +243,6 @@ async function main(): Promise<void> {
     await t.rejects(withAcme('  public_addr: ["127.0.0.1:3080"]\n'), /proxy_service\.acme is enabled, but proxy_service\.public_addr names no DNS name/)
     await t.rejects(withAcme(`    ca_file: /nonexistent/ca.pem\n  public_addr: ["${DOMAIN}:1"]\n`), /proxy_service\.acme\.ca_file: cannot read \/nonexistent\/ca\.pem/)
   })
-}
-
-/** What a stolen proxy's keys could make: a certificate for `domain`, self-signed. */
-function selfSigned(domain: string, notAfter: Date): { keyPem: string; certPem: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const certPem = createCertificate({
-    subject: { CN: domain },
-    issuer: { CN: domain },
-    publicKey,
-    signingKey: privateKey,
-    notBefore: new Date(Date.now() - 60_000),
-    notAfter,
-    dnsNames: [domain],
-  })
-  return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, certPem }
 }
 
 /** An OpenSSH session through the proxy that stays open until its standard input ends. */

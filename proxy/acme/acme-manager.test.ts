@@ -11,6 +11,7 @@ import { connect, createSecureContext, type SecureContext } from 'node:tls'
 import t, { type Test } from 'tap'
 import { createLogger, type Logger } from '../../shared/log.ts'
 import { createCA, createCertificate } from '../../shared/x509.ts'
+import { selfSignedFor } from '../../test/helpers/certs.ts'
 import { ChallengeTestServer } from '../../test/helpers/challenge-test-server.ts'
 import { freePort } from '../../test/helpers/cluster.ts'
 import { ChallTestServer, Pebble, pebbleMissing } from '../../test/helpers/pebble.ts'
@@ -224,7 +225,7 @@ async function main(): Promise<void> {
 
   t.test('a certificate planted in the store is not served: a new one is ordered', async (t) => {
     const planted = new MemoryCertStore()
-    const forged = selfSigned(DOMAIN, Date.parse('2999-01-01T00:00:00Z'))
+    const forged = selfSignedFor(DOMAIN, new Date('2999-01-01T00:00:00Z'))
     await planted.put(`acme/cert/${DOMAIN}`, JSON.stringify(forged))
     const { acme, lines } = manager(t, pebble, { store: planted })
     await acme.start()
@@ -241,7 +242,7 @@ async function main(): Promise<void> {
     const { acme, lines } = manager(t, shortLived, { store: shared })
     await acme.start()
     const initial = acme.current()!
-    const forged = selfSigned(DOMAIN, Date.parse('2999-01-01T00:00:00Z'))
+    const forged = selfSignedFor(DOMAIN, new Date('2999-01-01T00:00:00Z'))
     await shared.put(`acme/cert/${DOMAIN}`, JSON.stringify(forged))
     const renewed = await nextCertificate(acme, initial)
     t.not(renewed.certPem, forged.certPem, 'the renewal is not the planted certificate')
@@ -335,21 +336,6 @@ function nextCertificate(acme: AcmeManager, current: AcmeCertificate): Promise<A
       resolve(certificate)
     })
   })
-}
-
-/** What a stolen proxy's keys could put in the store: a certificate for `domain` of their own making. */
-function selfSigned(domain: string, notAfter: number): { keyPem: string; certPem: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const certPem = createCertificate({
-    subject: { CN: domain },
-    issuer: { CN: domain },
-    publicKey,
-    signingKey: privateKey,
-    notBefore: new Date(Date.now() - 60_000),
-    notAfter: new Date(notAfter),
-    dnsNames: [domain],
-  })
-  return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, certPem }
 }
 
 /** Before any ACME certificate: what the proxy serves with its own identity. */

@@ -81,3 +81,18 @@ export function nodeIdentityFrom(ca: IssuingCA, validity: { notBefore: Date; not
     trustVersion: 0,
   }
 }
+
+/** What a stolen proxy's keys could put in the ACME store: a certificate for `domain` of their own making, self-signed. */
+export function selfSignedFor(domain: string, notAfter: Date): { keyPem: string; certPem: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const certPem = createCertificate({
+    subject: { CN: domain },
+    issuer: { CN: domain },
+    publicKey,
+    signingKey: privateKey,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter,
+    dnsNames: [domain],
+  })
+  return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, certPem }
+}
