@@ -70,6 +70,7 @@ export class Revocations {
   private readonly clock: () => number
   private removals = new Map<string, RemovalRecord>()
   private removedKeys = new Map<string, RemovalRecord>()
+  private removedProxies: string[] = []
   private locks: LockRecord[] = []
   /** Reads run one after the other: one asked for after a write starts after it. */
   private reading: Promise<boolean> = Promise.resolve(false)
@@ -136,9 +137,8 @@ export class Revocations {
    */
   refusedProxies(): string[] {
     const now = this.clock()
-    const removed = [...this.removals.values()].filter((record) => record.roles.includes('proxy')).map((record) => record.hostId)
     const locked = this.locks.flatMap((lock) => ('hostId' in lock.target && (lock.expires ?? Infinity) > now ? [lock.target.hostId] : []))
-    return [...new Set([...removed, ...locked])]
+    return [...new Set([...this.removedProxies, ...locked])]
   }
 
   get removed(): RemovalRecord[] {
@@ -182,6 +182,8 @@ export class Revocations {
     if (generation === this.list.generation) return false
     this.removals = new Map(removed.map((item) => JSON.parse(item.value) as RemovalRecord).map((record) => [record.hostId, record]))
     this.removedKeys = new Map([...this.removals.values()].filter((record) => record.tlsKeySha256).map((record) => [record.tlsKeySha256!, record]))
+    // Read once per change, not at every direct node's heartbeat: removal records last a year.
+    this.removedProxies = [...this.removals.values()].filter((record) => record.roles.includes('proxy')).map((record) => record.hostId)
     this.locks = locks.map((item) => JSON.parse(item.value) as LockRecord)
     this.list.replace({
       generation,

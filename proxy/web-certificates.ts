@@ -18,8 +18,9 @@ import type { ApiClient } from '../shared/api-client.ts'
 import { Backoff } from '../shared/backoff.ts'
 import { type AcmeConfig, DEFAULTS } from '../shared/config.ts'
 import { WarrenError } from '../shared/errors.ts'
+import { splitPems } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
-import { type AcmeCertificate, AcmeManager, type CertStore, pemCertificates } from './acme/index.ts'
+import { type AcmeCertificate, AcmeManager, type CertStore } from './acme/index.ts'
 
 export interface WebCertificatesOptions {
   acme: AcmeConfig
@@ -63,7 +64,7 @@ export class WebCertificates {
         throw new WarrenError(`proxy_service.acme.ca_file: cannot read ${acme.caFile}: ${(error as Error).message}`)
       }
       // Its roots vouch for the ACME server's HTTPS and for the certificates taken from the store.
-      if (pemCertificates(caBundle).length === 0) throw new WarrenError(`proxy_service.acme.ca_file: ${acme.caFile} holds no PEM certificate`)
+      if (splitPems(caBundle).length === 0) throw new WarrenError(`proxy_service.acme.ca_file: ${acme.caFile} holds no PEM certificate`)
     }
     this.manager = new AcmeManager({
       directoryUrl: acme.uri,

@@ -10,6 +10,7 @@
 
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { rootCertificates } from 'node:tls'
+import { splitPems } from '../../shared/identity-store.ts'
 
 export interface CertStore {
   get(key: string): Promise<string | undefined>
@@ -78,17 +79,12 @@ export const MAX_LIFETIME_MS = 398 * 86_400_000
 // The clocks of the CA and of the proxies differ a little; a fresh certificate may start a moment ahead.
 const CLOCK_SKEW_MS = 5 * 60_000
 
-/** The PEM certificates in a text (a bundle, or a leaf and its chain), in order. */
-export function pemCertificates(text: string): string[] {
-  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
-}
-
 let publicRoots: X509Certificate[] | undefined
 
 /** The roots a served certificate must chain to: Node's public ones plus `extraPem` (ca_file). */
 export function trustedRoots(extraPem = ''): X509Certificate[] {
   publicRoots ??= rootCertificates.map((pem) => new X509Certificate(pem))
-  return [...publicRoots, ...pemCertificates(extraPem).map((pem) => new X509Certificate(pem))]
+  return [...publicRoots, ...splitPems(extraPem).map((pem) => new X509Certificate(pem))]
 }
 
 /**
@@ -104,7 +100,7 @@ export function checkServable(certificate: ManagedCertificate, roots: readonly X
 
 /** The leaf (first in `certPem`) leads, through the chain after it, to one of `roots`. */
 export function verifyChain(certPem: string, roots: readonly X509Certificate[], now: number): void {
-  const [leaf, ...chain] = pemCertificates(certPem).map((pem) => new X509Certificate(pem))
+  const [leaf, ...chain] = splitPems(certPem).map((pem) => new X509Certificate(pem))
   if (!leaf) throw new Error('it holds no certificate')
   let current = leaf
   // One issuer up per step: a chain that loops runs out of steps.

@@ -19,7 +19,7 @@
 //   const hooks = tlsAlpnHooks((name) => acme.challengeContext(name), (name) => (acme.domains.includes(name) ? context : undefined))
 
 export { type AcmeCertificate, AcmeManager, type AcmeManagerEvents, type AcmeOptions, type ChallengeType } from './acme-manager.ts'
-export { ACCOUNT_KEY, type CertStore, certificateKey, MemoryCertStore, pemCertificates } from './cert-store.ts'
+export { ACCOUNT_KEY, type CertStore, certificateKey, MemoryCertStore } from './cert-store.ts'
 export { AcmeError } from './errors.ts'
 export { DEFAULT_RENEW_WHEN_REMAINING } from './renewal.ts'
 export { ACME_IDENTIFIER_OID, ACME_TLS_ALPN, createTlsAlpnCertificate } from './tls-alpn-certificate.ts'
