@@ -16,10 +16,11 @@ import t from 'tap'
 import { PROFILE_FILES } from '../cli/profile.ts'
 import { dialSshStream, fdpassProxyCommand } from '../cli/ssh-stream.ts'
 import { parseHostPort } from '../shared/address.ts'
-import { splitPems } from '../shared/identity-store.ts'
+import { loadIdentity, splitPems } from '../shared/identity-store.ts'
 import { type DialReply, parseDialReply } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
-import { ClientHandshake, ProxyHandshake, parseSshStreamHello, SSH_STREAM_MAGIC, type SshStreamSealed } from '../shared/protocol/ssh-stream.ts'
+import { ClientHandshake, ProxyHandshake, parseSshStreamHello, parseSshStreamSealed, SSH_STREAM_MAGIC, type SshStreamSealed } from '../shared/protocol/ssh-stream.ts'
+import { exchangeKeys, openJson, rawX25519, sealJson } from '../shared/sealed-box.ts'
 import { AuthProcess, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { selfSignedCertificate } from './helpers/self-signed-cert.ts'
 import { until } from './helpers/until.ts'
@@ -254,6 +255,84 @@ t.test('the client shows nothing to a server that is not a proxy of the cluster'
   const port = (impostor.address() as { port: number }).port
   await t.rejects(dialSshStream('127.0.0.1', port, labUser, 'lab-1'), /not a proxy of this cluster/, 'the client refuses the impostor')
   t.equal(received, SSH_STREAM_MAGIC, 'having sent nothing but its first line')
+})
+
+/** Whether `socket`'s first line is the stream's (read), or it is another protocol (left unread). */
+async function startsStream(socket: Socket): Promise<boolean> {
+  let read = Buffer.alloc(0)
+  while (read.length < SSH_STREAM_MAGIC.length) {
+    const chunk = socket.read() as Buffer | null
+    if (!chunk) {
+      await once(socket, 'readable')
+      continue
+    }
+    read = Buffer.concat([read, chunk])
+    if (!SSH_STREAM_MAGIC.startsWith(read.subarray(0, SSH_STREAM_MAGIC.length).toString('latin1'))) break
+  }
+  socket.unshift(read.subarray(SSH_STREAM_MAGIC.length))
+  if (read.subarray(0, SSH_STREAM_MAGIC.length).toString('latin1') === SSH_STREAM_MAGIC) return true
+  socket.unshift(read.subarray(0, SSH_STREAM_MAGIC.length))
+  return false
+}
+
+/**
+ * A relay holding a proxy's keys (a proxy removed from the cluster whose certificate clients
+ * still trust): it passes the real proxy's stream challenge on under its own ephemeral key, opens
+ * the client's request, seals it again for the real proxy, and notes what it read and the
+ * real proxy's reply.
+ */
+async function reSealingRelay(): Promise<{ port: number; seen: Array<{ node: string; reply: DialReply }> }> {
+  const stolen = loadIdentity(proxy.dataDir!, 'proxy')!
+  const stolenCert = new X509Certificate(stolen.tlsCertPem)
+  const stolenKey = createPrivateKey(stolen.tlsKeyPem)
+  const { host, port } = parseHostPort(proxy.web, 0)
+  const seen: Array<{ node: string; reply: DialReply }> = []
+  const server = createServer(async (client) => {
+    const upstream = connect({ host, port })
+    client.on('error', () => upstream.destroy())
+    upstream.on('error', () => client.destroy())
+    try {
+      // The ProxyCommand's HTTPS request for host keys passes as it is.
+      if (!(await startsStream(client))) return void client.pipe(upstream).pipe(client)
+      upstream.write(SSH_STREAM_MAGIC)
+      const real = parseSshStreamHello(await line(upstream))
+      const posing = new ProxyHandshake()
+      ;(posing as { challenge: Buffer }).challenge = Buffer.from(real.challenge, 'base64')
+      writeMessage(client, posing.hello(stolenCert, stolenKey))
+      const { request } = posing.openRequest(parseSshStreamSealed(await line(client)))
+      // Sealed again for the real proxy, as a client would seal it (shared/protocol/ssh-stream.ts).
+      const ephemeral = generateKeyPairSync('x25519')
+      const key = rawX25519(ephemeral.publicKey)
+      const keys = exchangeKeys(ephemeral.privateKey, real.key, Buffer.from(real.challenge, 'base64'), `warren ssh stream v2\0${key}\0${real.key}`)
+      writeMessage<SshStreamSealed>(upstream, { key, sealed: sealJson(keys.request, request) })
+      const answer = (await line(upstream)) as SshStreamSealed
+      const reply = parseDialReply(openJson(keys.reply, answer.sealed))
+      seen.push({ node: request.node, reply })
+      writeMessage(client, posing.reply(reply))
+      if (!reply.ok) return void client.end()
+      client.pipe(upstream).pipe(client)
+    } catch {
+      client.destroy()
+      upstream.destroy()
+    }
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  return { port: (server.address() as { port: number }).port, seen }
+}
+
+t.test("a relay with a proxy's keys cannot pass a client's request on under its own key", async (t) => {
+  const relay = await reSealingRelay()
+  const through = fdpassProxyCommand(warrenCommand, `--identity=${labUser} --proxy=127.0.0.1:${relay.port} %r@%h:%p`)
+  const session = fdpassSsh(labUser, [`${testLogin()}@lab-1`, 'true'], ['-o', `ProxyCommand=${through}`])
+  t.not((await once(session, 'exit'))[0], 0, 'no session through the relay')
+  t.equal(relay.seen.length, 1, 'the relay opened the request it was sent')
+  t.same(
+    relay.seen[0]?.reply,
+    { ok: false, error: "the challenge is not signed by the certificate's key" },
+    "the real proxy refused it: the user signed the key it was shown, not the proxy's",
+  )
 })
 
 t.test('a connection that is not a stream of this version is closed unanswered', async (t) => {

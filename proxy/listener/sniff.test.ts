@@ -9,7 +9,7 @@ t.test('each protocol from its first bytes', async (t) => {
     [Buffer.from([0x16, 0x02]), 'unknown'],
     [Buffer.from([0x17, 0x03, 0x03]), 'unknown'],
     ['SSH-2.0-OpenSSH_9.6\r\n', 'ssh'],
-    ['WARREN-SSH-STREAM/1\n', 'ssh-stream'],
+    ['WARREN-SSH-STREAM/2\n', 'ssh-stream'],
     ['SSH', undefined],
     ['SSH_', 'unknown'],
     ['GET / HTTP/1.1\r\n', 'http'],

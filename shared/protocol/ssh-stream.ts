@@ -8,7 +8,7 @@
 //                    the proxy's certificate and its signature of both
 //   client → proxy   the client's ephemeral X25519 key and, sealed with a key derived from
 //                    both (AES-256-GCM), the request: node, user certificate, and the user
-//                    key's signature of the challenge and node
+//                    key's signature of the challenge, the proxy's ephemeral key and node
 //   proxy  → client  the dial reply, sealed the same way
 //
 // then the node's SSH stream, which the proxy starts sending once the client's first SSH
@@ -25,7 +25,7 @@ import { type DialReply, parseDialReply } from './dial.ts'
 import { object, optional, parseWith, text } from './shape.ts'
 
 /** The client's first line: the proxy's listener tells this protocol from TLS and HTTP by it. */
-export const SSH_STREAM_MAGIC = 'WARREN-SSH-STREAM/1\n'
+export const SSH_STREAM_MAGIC = 'WARREN-SSH-STREAM/2\n'
 
 /** Random bytes in a challenge: never repeated, so a signature is good for one connection. */
 const CHALLENGE_BYTES = 32
@@ -53,7 +53,7 @@ const REQUEST = object({
   node: text({ max: 256 }),
   /** The user's X.509 certificate (DER, base64). */
   certificate: text({ max: CERTIFICATE_MAX }),
-  /** The user key's signature of the challenge and node. */
+  /** The user key's signature of the challenge, the proxy's ephemeral key and node. */
   signature: text({ max: 1024 }),
 })
 
@@ -70,12 +70,18 @@ function digestFor(key: KeyObject): string | null {
 }
 
 /** What each side signs: a purpose of its own (no key signs anything else this way) and what binds the signature to this connection. */
-const proxySigned = (challenge: Buffer, key: string) => Buffer.concat([Buffer.from('warren ssh stream v1 proxy\0'), challenge, Buffer.from(key)])
-const userSigned = (challenge: Buffer, node: string) => Buffer.concat([Buffer.from('warren ssh stream v1 user\0'), challenge, Buffer.from(`\0${node}`)])
+const proxySigned = (challenge: Buffer, key: string) => Buffer.concat([Buffer.from('warren ssh stream v2 proxy\0'), challenge, Buffer.from(key)])
+/**
+ * The user signs the proxy's ephemeral key too: a proxy that passed another proxy's challenge
+ * on under its own key (one removed, but whose certificate clients still trust) could open the
+ * request and seal it again for the real proxy; the real proxy finds its own key missing.
+ */
+const userSigned = (challenge: Buffer, proxyKey: string, node: string) =>
+  Buffer.concat([Buffer.from('warren ssh stream v2 user\0'), challenge, Buffer.from(`${proxyKey}\0${node}`)])
 
 /** The request key and the reply key: from the X25519 secret, the challenge and both public keys. */
 function sessionKeys(privateKey: KeyObject, peer: string, challenge: Buffer, clientKey: string, proxyKey: string): { request: Buffer; reply: Buffer } {
-  return exchangeKeys(privateKey, peer, challenge, `warren ssh stream v1\0${clientKey}\0${proxyKey}`)
+  return exchangeKeys(privateKey, peer, challenge, `warren ssh stream v2\0${clientKey}\0${proxyKey}`)
 }
 
 /** What a message sealed for this connection holds. */
@@ -110,10 +116,11 @@ export class ProxyHandshake {
     return { request, cert }
   }
 
-  /** Whether the request's signature is its certificate key's, of this connection's challenge and the node asked for. */
+  /** Whether the request's signature is its certificate key's, of this connection's challenge and key and the node asked for. */
   signedByHolder(request: SshStreamRequest, cert: X509Certificate): boolean {
     try {
-      return verify(digestFor(cert.publicKey), userSigned(this.challenge, request.node), cert.publicKey, Buffer.from(request.signature, 'base64'))
+      const signed = userSigned(this.challenge, rawX25519(this.#ephemeral.publicKey), request.node)
+      return verify(digestFor(cert.publicKey), signed, cert.publicKey, Buffer.from(request.signature, 'base64'))
     } catch {
       return false
     }
@@ -143,7 +150,7 @@ export class ClientHandshake {
     const key = rawX25519(this.#ephemeral.publicKey)
     const keys = sessionKeys(this.#ephemeral.privateKey, hello.key, challenge, key, hello.key)
     this.#replyKey = keys.reply
-    const signature = sign(digestFor(userKey), userSigned(challenge, node), userKey).toString('base64')
+    const signature = sign(digestFor(userKey), userSigned(challenge, hello.key, node), userKey).toString('base64')
     return { key, sealed: sealJson(keys.request, { node, certificate: userCert.raw.toString('base64'), signature } satisfies SshStreamRequest) }
   }
 
