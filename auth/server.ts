@@ -23,7 +23,7 @@ import { webSessionsOf } from './api/web-sessions.ts'
 import { Audit, type AuditFields } from './audit.ts'
 import { type Authority, loadAuthority, loadOrCreateAuthority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
-import { openBackend } from './backend/index.ts'
+import { openBackend, type StorageTransport, storageTransport } from './backend/index.ts'
 import { type BackendOperation, timedBackend } from './backend/timed.ts'
 import { Callers } from './callers.ts'
 import { JoinChallenges } from './join-challenge.ts'
@@ -56,6 +56,7 @@ export class AuthServer {
   readonly config: WarrenConfig
   readonly log: Logger
   private backend!: Backend
+  private transport?: StorageTransport
   private server!: Server
   private gate?: TlsGate
   private tokens!: TokenService
@@ -123,6 +124,11 @@ export class AuthServer {
     return this.clusterName
   }
 
+  /** How the backend is reached; undefined before start(). */
+  get storage(): StorageTransport | undefined {
+    return this.transport
+  }
+
   get authorities(): { host: Authority; user: Authority } {
     return { host: this.hostCA, user: this.userCA }
   }
@@ -150,6 +156,13 @@ export class AuthServer {
     })
     const observer = this.observer
     const backend = await openBackend(auth.storage)
+    const transport = storageTransport(backend)
+    this.transport = transport
+    if (transport.type === 'etcd' && transport.plaintextPeers.length > 0) {
+      this.log.warn("etcd is reached without TLS (auth_service.storage.insecure_plaintext): what is stored there, the CAs' private keys among it, crosses the network readable", {
+        plaintext_peers: transport.plaintextPeers,
+      })
+    }
     this.backend = observer ? timedBackend(backend, observer.backendOperation) : backend
     this.clusterName = await this.loadClusterName(auth.clusterName)
     this.hostCA = await loadOrCreateAuthority(this.backend, 'host', this.clusterName)

@@ -4,6 +4,7 @@
 
 import { type AuthStatus, type CAStatus, statusTime } from '../shared/status.ts'
 import type { Authority } from './authorities.ts'
+import type { StorageTransport } from './backend/index.ts'
 import type { AuthServer } from './server.ts'
 
 /** For an auth server whose start() has resolved. */
@@ -13,6 +14,7 @@ export function authStatus(auth: AuthServer): AuthStatus {
     cluster: auth.cluster,
     address: auth.address,
     backend: auth.config.auth.storage.type === 'etcd' ? 'etcd' : 'sqlite',
+    storage: storageStatus(auth.storage!),
     host_ca: caStatus(host),
     user_ca: caStatus(user),
     handshake_gate: auth.handshakeGate?.toJSON() ?? {},
@@ -26,4 +28,9 @@ function caStatus(ca: Authority): CAStatus {
     pins: ca.pins,
     last_rotated: ca.lastRotated === undefined ? null : statusTime(ca.lastRotated),
   }
+}
+
+function storageStatus(transport: StorageTransport): AuthStatus['storage'] {
+  if (transport.type === 'sqlite') return { type: 'sqlite' }
+  return { type: 'etcd', tls: transport.tls, plaintext_peers: transport.plaintextPeers }
 }

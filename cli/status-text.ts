@@ -50,7 +50,7 @@ function processRows(process: ProcessStatus, now: number): Row[] {
 
 function authRows(auth: AuthStatus): Row[] {
   return [
-    ['Auth server', `${auth.address}, cluster ${auth.cluster}, ${auth.backend} backend`],
+    ['Auth server', `${auth.address}, cluster ${auth.cluster}, ${backendText(auth)}`],
     ['Host CA', rotation(auth.host_ca)],
     ['User CA', rotation(auth.user_ca)],
     ...auth.host_ca.pins.map((pin): Row => ['CA pin', pin]),
@@ -130,4 +130,12 @@ function nodeBlock(node: NodeStatus, now: number): string {
           tunnel.proxies.map((p) => [p.proxy_id, ago(p.since, now), p.resumed ? 'resumed' : 'new']),
         )
   return rows(list) + table
+}
+
+/** The backend, and an etcd reached in the clear named as such (auth_service.storage.insecure_plaintext). */
+function backendText(auth: AuthStatus): string {
+  const storage = auth.storage
+  if (storage?.type !== 'etcd') return `${auth.backend} backend`
+  if (storage.plaintext_peers.length > 0) return `etcd backend, WITHOUT TLS to ${storage.plaintext_peers.join(', ')}`
+  return `etcd backend${storage.tls ? ' over TLS' : ' on loopback'}`
 }

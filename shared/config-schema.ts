@@ -170,7 +170,7 @@ const auth = section({
         etcd: {
           peers: key('peers', list(string(), { single: true, min: 1 }), {
             required: true,
-            doc: "etcd's client URLs",
+            doc: "etcd's client URLs; one not on loopback needs tls (or insecure_plaintext)",
           }),
           prefix: key('prefix', string(), {
             default: '/warren/',
@@ -194,6 +194,9 @@ const auth = section({
               doc: 'TLS to etcd; a bare host:port peer gets https:// when written, else http://',
             },
           ),
+          insecurePlaintext: key('insecure_plaintext', boolean, {
+            doc: "true: reach peers not on loopback without TLS, the CAs' private keys crossing the network readable (the auth server warns, and its status says so)",
+          }),
         },
       },
       'the backend: sqlite (one auth server) or etcd (several sharing one store)',

@@ -54,6 +54,11 @@ export interface AuthStatus {
   /** Where it serves the auth API (a wildcard listen address shows as loopback). */
   address: string
   backend: 'sqlite' | 'etcd'
+  /**
+   * How the backend is reached. `plaintext_peers`: etcd peers not on loopback that see every
+   * stored secret in the clear (auth_service.storage.insecure_plaintext), for an operator to notice.
+   */
+  storage: { type: 'sqlite' } | { type: 'etcd'; tls: boolean; plaintext_peers: string[] }
   host_ca: CAStatus
   user_ca: CAStatus
   /** The handshake gate's counts (shared/tls-gate/stats.ts). */

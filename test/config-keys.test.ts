@@ -80,6 +80,13 @@ const ROWS: Row[] = [
   { key: 'auth_service.storage.tls.ca_file', value: '/ca.pem', base: ETCD, fields: ['auth.storage.tls.caFile'], reader: ['auth/backend/etcd.ts', 'tls.caFile'] },
   { key: 'auth_service.storage.tls.cert_file', value: '/c.pem', base: ETCD, fields: ['auth.storage.tls.certFile'], reader: ['auth/backend/etcd.ts', 'tls.certFile'] },
   { key: 'auth_service.storage.tls.key_file', value: '/k.pem', base: ETCD, fields: ['auth.storage.tls.keyFile'], reader: ['auth/backend/etcd.ts', 'tls.keyFile'] },
+  {
+    key: 'auth_service.storage.insecure_plaintext',
+    value: true,
+    base: ETCD,
+    fields: ['auth.storage.insecurePlaintext'],
+    reader: ['auth/backend/etcd.ts', 'options.insecurePlaintext'],
+  },
   { key: 'auth_service.join_rate_limit.burst', value: 3, fields: ['auth.joinRateLimit.burst'], reader: ['auth/rate-limit.ts', 'options.burst'], effect: rateLimit },
   { key: 'auth_service.join_rate_limit.per_minute', value: 600, fields: ['auth.joinRateLimit.perMinute'], reader: ['auth/rate-limit.ts', 'options.perMinute'], effect: rateLimit },
   { key: 'auth_service.heartbeat_ttl', value: '45s', fields: ['auth.heartbeatTtlMs'], reader: ['auth/server.ts', 'auth.heartbeatTtlMs'] },

@@ -1,8 +1,11 @@
 // The etcd backend against a real etcd 3 started on loopback: the shared conformance suite,
 // then what is particular to etcd (expiry ahead of lease revocation, shared leases, several
-// clients racing, prefixes, TLS with client certificates).
+// clients racing, prefixes, TLS with client certificates and the peer's name checked, and no
+// plaintext to a peer that is not on loopback unless asked for outright).
 
 import { writeFileSync } from 'node:fs'
+import { connect, createServer, type Socket } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Etcd3 } from 'etcd3'
@@ -12,8 +15,8 @@ import { backendConformance } from '../../test/helpers/backend-conformance.ts'
 import { loopbackCert, testCA } from '../../test/helpers/certs.ts'
 import { freePort, tempDir } from '../../test/helpers/cluster.ts'
 import { EtcdServer, etcdUnavailable, uniquePrefix } from '../../test/helpers/etcd.ts'
-import { decode, EtcdBackend, encode, rangeEnd } from './etcd.ts'
-import { openBackend } from './index.ts'
+import { decode, EtcdBackend, encode, onLoopback, rangeEnd } from './etcd.ts'
+import { openBackend, storageTransport } from './index.ts'
 
 const unavailable = etcdUnavailable()
 if (unavailable) {
@@ -257,6 +260,80 @@ if (unavailable) {
     t.ok((await backend.put('/a', 'v')) > 0, 'a bare host:port means plain http')
   })
 
+  t.test('a loopback peer may be reached over plain http', async (t) => {
+    const backend = await open(t)
+    t.same(storageTransport(backend), { type: 'etcd', tls: false, plaintextPeers: [] })
+  })
+
+  t.test('which peers are on loopback', async (t) => {
+    for (const peer of [
+      'http://127.0.0.1:2379',
+      'http://127.8.9.10:2379',
+      'http://localhost:2379',
+      'http://LOCALHOST:2379',
+      'http://[::1]:2379',
+      'http://[0:0:0:0:0:0:0:1]:2379',
+      'http://[::ffff:127.0.0.1]:2379',
+    ]) {
+      t.ok(onLoopback(peer), peer)
+    }
+    for (const peer of [
+      'http://192.0.2.2:2379',
+      'http://10.0.0.1:2379',
+      'http://128.0.0.1:2379',
+      'http://[::2]:2379',
+      'http://[::ffff:10.0.0.1]:2379',
+      'http://127.0.0.1.example.com:2379',
+      'http://localhost.example.com:2379',
+      'http://etcd:2379',
+      'not a url',
+    ]) {
+      t.notOk(onLoopback(peer), peer)
+    }
+  })
+
+  t.test('a peer not on loopback over plain http', { skip: nonLoopbackAddress() === undefined && 'no non-loopback IPv4 address here' }, async (t) => {
+    const relay = await relayTo(t, etcd.clientUrl)
+    const prefix = uniquePrefix('plaintext')
+    const client = raw(t)
+    const stored = async () => (await client.getAll().prefix(prefix).keys()).length
+
+    const refusal = new RegExp(
+      `^etcd peer http://${relay.host.replaceAll('.', '\\.')}:${relay.port} is not on loopback and would be reached without TLS: .*` +
+        'Give auth_service\\.storage\\.tls with ca_file .*cert_file and key_file .*set auth_service\\.storage\\.insecure_plaintext: true',
+    )
+    await t.rejects(EtcdBackend.open({ peers: [relay.address], prefix }), { message: refusal }, 'a bare host:port is refused')
+    await t.rejects(openBackend({ type: 'etcd', peers: [`http://${relay.address}`], prefix }), { message: refusal }, 'and so is http://')
+    await t.rejects(
+      EtcdBackend.open({ peers: [etcd.clientUrl, `http://${relay.address}`], prefix }),
+      { message: new RegExp(`^etcd peer http://${relay.host.replaceAll('.', '\\.')}:${relay.port} is not on loopback`) },
+      'a loopback peer beside it does not make it safe',
+    )
+    t.equal(relay.connections(), 0, 'refused before any connection to the peer')
+    await t.rejects(EtcdBackend.open({ peers: [relay.address], prefix, insecurePlaintext: false }), { message: refusal }, 'insecurePlaintext: false is the default')
+    t.equal(relay.connections(), 0)
+    t.equal(await stored(), 0, 'nothing was written')
+
+    const backend = await EtcdBackend.open({ peers: [relay.address], prefix, insecurePlaintext: true })
+    t.teardown(() => backend.close())
+    t.same(storageTransport(backend), { type: 'etcd', tls: false, plaintextPeers: [`http://${relay.address}`] }, 'said outright, it is allowed and it shows')
+    t.ok((await backend.put('/a', 'v')) > 0)
+    t.ok(relay.connections() > 0, 'through the peer that is not on loopback')
+    t.equal(await stored(), 1, 'the write reached etcd')
+  })
+
+  t.test('insecurePlaintext with TLS, or http:// beside https://, is refused', async (t) => {
+    await t.rejects(EtcdBackend.open({ peers: ['10.0.0.1:2379'], prefix: '/warren/', tls: {}, insecurePlaintext: true }), {
+      message: /^etcd at https:\/\/10\.0\.0\.1:2379 is reached over TLS, which auth_service\.storage\.insecure_plaintext: true contradicts/,
+    })
+    await t.rejects(EtcdBackend.open({ peers: ['https://10.0.0.1:2379', 'http://10.0.0.2:2379'], prefix: '/warren/' }), {
+      message: /^etcd peer http:\/\/10\.0\.0\.2:2379 uses http:\/\/ but another peer uses https:\/\//,
+    })
+    await t.rejects(EtcdBackend.open({ peers: ['https://10.0.0.1:2379', 'http://127.0.0.1:2379'], prefix: '/warren/', insecurePlaintext: true }), {
+      message: /uses http:\/\/ but another peer uses https:\/\//,
+    })
+  })
+
   t.test('an unreachable etcd fails at open, naming the address', async (t) => {
     const peer = `http://127.0.0.1:${await freePort()}`
     await t.rejects(EtcdBackend.open({ peers: [peer], prefix: '/warren/' }), {
@@ -292,6 +369,26 @@ if (unavailable) {
       message: /both a certificate file and a key file/,
     })
     await t.rejects(EtcdBackend.open({ peers: [`http://${peer}`], prefix: '/warren/', tls: { caFile: files.caFile } }), { message: /uses http:\/\/ but TLS is configured/ })
+    t.same(storageTransport(backend), { type: 'etcd', tls: true, plaintextPeers: [] })
+  })
+
+  t.test('TLS checks the name of the peer against the server certificate', { skip: nonLoopbackAddress() === undefined && 'no non-loopback IPv4 address here' }, async (t) => {
+    const dir = tempDir('warren-etcd-tls-')
+    const files = writeTlsFiles(dir)
+    const secure = await EtcdServer.start({ tls: files })
+    t.teardown(() => secure.stop())
+    // The same etcd, its certificate for 127.0.0.1 and localhost only, reached by another address.
+    const relay = await relayTo(t, secure.clientUrl)
+    const tls = { caFile: files.caFile, certFile: files.clientCertFile, keyFile: files.clientKeyFile }
+    const prefix = uniquePrefix('wrong-name')
+
+    await t.rejects(EtcdBackend.open({ peers: [relay.address], prefix, tls }), {
+      message: new RegExp(`^cannot use etcd at https://${relay.host.replaceAll('.', '\\.')}:${relay.port}: .*${relay.host.replaceAll('.', '\\.')} is not in the cert's list`),
+    })
+    t.ok(relay.connections() > 0, 'the peer was dialled, and its certificate refused')
+    const backend = await EtcdBackend.open({ peers: [secure.clientUrl], prefix, tls })
+    t.teardown(() => backend.close())
+    t.same(await backend.list('/'), [], 'by its own name the same etcd is trusted, and nothing was written')
   })
 
   t.test('encoding helpers', async (t) => {
@@ -302,6 +399,43 @@ if (unavailable) {
     t.same(decode(encode('a\nb', 1_767_225_600_000), '/k'), { value: 'a\nb', expires: 1_767_225_600_000 })
     t.throws(() => decode(Buffer.from('{"not":"ours"}'), '/k'), { message: /etcd key "\/k" has a lease but no expiry/ })
   })
+}
+
+/** An IPv4 address of this machine that is not on loopback, if it has one. */
+function nonLoopbackAddress(): string | undefined {
+  const addresses = Object.values(networkInterfaces()).flatMap((list) => list ?? [])
+  return addresses.find((address) => address.family === 'IPv4' && !address.internal)?.address
+}
+
+/**
+ * A TCP relay on this machine's non-loopback address to the etcd at `clientUrl`, which
+ * listens on loopback: the same etcd, reached as a peer across a network would be.
+ */
+async function relayTo(t: Test, clientUrl: string) {
+  const target = new URL(clientUrl)
+  const host = nonLoopbackAddress()!
+  const sockets = new Set<Socket>()
+  let connections = 0
+  const server = createServer((socket) => {
+    connections++
+    const upstream = connect(Number(target.port), target.hostname)
+    for (const end of [socket, upstream]) {
+      sockets.add(end)
+      end.on('error', () => {})
+      end.on('close', () => {
+        socket.destroy()
+        upstream.destroy()
+      })
+    }
+    socket.pipe(upstream).pipe(socket)
+  })
+  await new Promise<void>((resolve) => server.listen(0, host, resolve))
+  t.teardown(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise((resolve) => server.close(resolve))
+  })
+  const port = (server.address() as { port: number }).port
+  return { host, port, address: `${host}:${port}`, connections: () => connections }
 }
 
 /** A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files. */

@@ -16,6 +16,7 @@
 // second share one lease, so a burst of heartbeats costs one lease grant, not one each.
 
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { noop } from 'cockatiel'
 import { Etcd3, EtcdLeaseInvalidError, type ICompare, type IKeyValue, type IOptions, type IRequestOp, isRecoverableError } from 'etcd3'
@@ -30,11 +31,19 @@ export interface EtcdTlsOptions {
 }
 
 export interface EtcdBackendOptions {
-  /** etcd client URLs; a bare host:port gets https:// when `tls` is given, else http://. */
+  /**
+   * etcd client URLs; a bare host:port gets https:// when `tls` is given or another peer is
+   * https://, else http://. A peer not on loopback needs TLS unless `insecurePlaintext`.
+   */
   peers: string[]
   /** Every key lives under this prefix; a missing trailing "/" is added. */
   prefix: string
   tls?: EtcdTlsOptions
+  /**
+   * Allows peers that are not on loopback to be reached without TLS. Everything the auth
+   * server stores (the CAs' private keys among it) then crosses the network readable.
+   */
+  insecurePlaintext?: boolean
 }
 
 // An expiry is written as this many decimal digits (zero-padded, so that byte order is
@@ -61,6 +70,10 @@ const TXN_ATTEMPTS = 25
 export class EtcdBackend implements Backend {
   readonly peers: string[]
   readonly prefix: string
+  /** The peers are reached over TLS, their certificates checked against the CA and their names. */
+  readonly tls: boolean
+  /** Peers not on loopback that are reached without TLS, which only insecurePlaintext allows. */
+  readonly plaintextPeers: string[]
   #client: Etcd3 | undefined
   readonly #prefixBytes: Buffer
   /** Leases by the epoch second by which their items are all gone. */
@@ -85,7 +98,15 @@ export class EtcdBackend implements Backend {
     if (options.prefix === '') throw new Error('etcd storage needs a key prefix such as "/warren/"')
     this.prefix = options.prefix.endsWith('/') ? options.prefix : `${options.prefix}/`
     this.#prefixBytes = Buffer.from(this.prefix)
-    this.peers = options.peers.map((peer) => withScheme(peer, options.tls !== undefined))
+    // etcd3 speaks TLS to every peer once one of them is https://, so all or none are.
+    this.tls = options.tls !== undefined || options.peers.some((peer) => peer.startsWith('https://'))
+    this.peers = options.peers.map((peer) => withScheme(peer, this.tls, options.tls !== undefined))
+    this.plaintextPeers = this.tls ? [] : this.peers.filter((peer) => !onLoopback(peer))
+    // Refused before any client exists: not one byte goes to a peer in the clear.
+    if (this.plaintextPeers.length > 0 && options.insecurePlaintext !== true) throw new Error(plaintextRefusal(this.plaintextPeers))
+    if (this.tls && options.insecurePlaintext === true) {
+      throw new Error(`etcd at ${this.peers.join(', ')} is reached over TLS, which auth_service.storage.insecure_plaintext: true contradicts: remove insecure_plaintext`)
+    }
     const clientOptions: IOptions = {
       hosts: this.peers,
       credentials: options.tls && tlsCredentials(options.tls, this.peers),
@@ -355,12 +376,42 @@ function lastOperationPerKey(operations: Operation[]): Operation[] {
   return [...last.values()]
 }
 
-function withScheme(peer: string, tls: boolean): string {
+function withScheme(peer: string, secure: boolean, tlsConfigured: boolean): string {
   if (/^https?:\/\//.test(peer)) {
-    if (tls && peer.startsWith('http://')) throw new Error(`etcd peer ${peer} uses http:// but TLS is configured`)
+    if (secure && peer.startsWith('http://')) {
+      throw new Error(
+        tlsConfigured
+          ? `etcd peer ${peer} uses http:// but TLS is configured`
+          : `etcd peer ${peer} uses http:// but another peer uses https://: the client speaks TLS to all of them or to none`,
+      )
+    }
     return peer
   }
-  return `${tls ? 'https' : 'http'}://${peer}`
+  return `${secure ? 'https' : 'http'}://${peer}`
+}
+
+/** The peer's host is 127.0.0.0/8, ::1 (or an IPv4-mapped loopback address) or localhost. */
+export function onLoopback(peer: string): boolean {
+  let host: string
+  try {
+    host = new URL(peer).hostname.replace(/^\[(.*)\]$/, '$1')
+  } catch {
+    return false
+  }
+  if (host === 'localhost') return true
+  if (isIP(host) === 4) return host.startsWith('127.')
+  // URL writes IPv6 in its shortest form, ::ffff:127.0.0.1 as ::ffff:7f00:1.
+  return host === '::1' || /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(host)
+}
+
+function plaintextRefusal(peers: string[]): string {
+  const named = peers.length === 1 ? `etcd peer ${peers[0]} is` : `etcd peers ${peers.join(', ')} are`
+  return (
+    `${named} not on loopback and would be reached without TLS: everything the auth server stores there, the CAs' private keys among it, ` +
+    `would cross the network readable. Give auth_service.storage.tls with ca_file (the CA of etcd's server certificates), ` +
+    `and cert_file and key_file for etcd's client-certificate auth (--client-cert-auth); ` +
+    `or, to send it all in the clear anyway, set auth_service.storage.insecure_plaintext: true`
+  )
 }
 
 function tlsCredentials(tls: EtcdTlsOptions, peers: string[]): IOptions['credentials'] {
@@ -375,6 +426,8 @@ function tlsCredentials(tls: EtcdTlsOptions, peers: string[]): IOptions['credent
       throw new Error(`cannot read the etcd TLS ${what} ${path} (for ${peers.join(', ')}): ${errorMessage(error)}`, { cause: error })
     }
   }
+  // gRPC checks each peer's certificate against its host (Node's checkServerIdentity), as long
+  // as no grpc.ssl_target_name_override is set, so a certificate for another name is refused.
   return {
     // Without a CA file gRPC trusts the system's CAs; its type insists on a Buffer.
     rootCertificate: read('CA file', tls.caFile) as Buffer,

@@ -1,0 +1,128 @@
+// The auth server's status says how it reaches its backend, so that an etcd reached in the
+// clear (auth_service.storage.insecure_plaintext) is seen: a real auth server on a real etcd,
+// reached as a peer across a network would be, through this machine's non-loopback address.
+
+import { readdirSync } from 'node:fs'
+import { connect, createServer, type Socket } from 'node:net'
+import { networkInterfaces } from 'node:os'
+import { PassThrough } from 'node:stream'
+import { Etcd3 } from 'etcd3'
+import type { Test } from 'tap'
+import t from 'tap'
+import { formatStatus } from '../cli/status-text.ts'
+import { parseConfig } from '../shared/config.ts'
+import { createLogger } from '../shared/log.ts'
+import { tempDir } from '../test/helpers/cluster.ts'
+import { EtcdServer, etcdUnavailable, uniquePrefix } from '../test/helpers/etcd.ts'
+import { AuthServer } from './server.ts'
+import { authStatus } from './status.ts'
+
+/** An auth server of `storage` (YAML), its JSON log kept as parsed entries. */
+async function startAuth(t: Test, storage: string) {
+  const dataDir = tempDir()
+  const config = parseConfig(
+    [`data_dir: ${dataDir}`, 'auth_service:', '  listen_addr: 127.0.0.1:0', '  cluster_name: status-test', `  storage: ${storage}`, 'ssh_service: { enabled: false }'].join('\n'),
+    'status-test.yaml',
+  )
+  const stream = new PassThrough()
+  const auth = new AuthServer(config, createLogger('auth', { level: 'info', format: 'json', stream }))
+  const entries = () =>
+    String(stream.read() ?? '')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+  t.teardown(() => auth.stop())
+  return { auth, dataDir, started: auth.start(), entries }
+}
+
+t.test('on SQLite', async (t) => {
+  const { auth, started } = await startAuth(t, '{ type: sqlite }')
+  await started
+  t.same(authStatus(auth).storage, { type: 'sqlite' })
+})
+
+const unavailable = etcdUnavailable() || (nonLoopbackAddress() === undefined && 'no non-loopback IPv4 address here')
+t.test('on etcd', { skip: unavailable }, async (t) => {
+  const etcd = await EtcdServer.start()
+  t.teardown(() => etcd.stop())
+  const client = new Etcd3({ hosts: etcd.clientUrl })
+  t.teardown(() => client.close())
+  const stored = async (prefix: string) => (await client.getAll().prefix(prefix).keys()).length
+
+  t.test('on loopback over plain http: no TLS, and no peer that sees it in the clear', async (t) => {
+    const prefix = uniquePrefix('status')
+    const { auth, started, entries } = await startAuth(t, `{ type: etcd, peers: ["${etcd.clientUrl}"], prefix: "${prefix}" }`)
+    await started
+    t.same(authStatus(auth).storage, { type: 'etcd', tls: false, plaintext_peers: [] })
+    t.same(
+      entries().filter((entry) => entry.level === 'warn'),
+      [],
+      'no warning',
+    )
+  })
+
+  t.test('not on loopback without TLS: refused, nothing written or started', async (t) => {
+    const relay = await relayTo(t, etcd.clientUrl)
+    const prefix = uniquePrefix('status')
+    const { started, dataDir } = await startAuth(t, `{ type: etcd, peers: ["${relay.address}"], prefix: "${prefix}" }`)
+    await t.rejects(started, { message: new RegExp(`^etcd peer http://${relay.address.replaceAll('.', '\\.')} is not on loopback .*auth_service\\.storage\\.tls with ca_file`) })
+    t.equal(relay.connections(), 0, 'the peer was never dialled')
+    t.equal(await stored(prefix), 0, 'no CA or anything else in etcd')
+    t.same(readdirSync(dataDir), [], 'no admin identity or anything else in the data dir')
+  })
+
+  t.test('not on loopback, with insecure_plaintext: true: it starts, warns, and its status shows the peer', async (t) => {
+    const relay = await relayTo(t, etcd.clientUrl)
+    const prefix = uniquePrefix('status')
+    const { auth, started, entries } = await startAuth(t, `{ type: etcd, peers: ["${relay.address}"], prefix: "${prefix}", insecure_plaintext: true }`)
+    await started
+    const peer = `http://${relay.address}`
+    t.same(authStatus(auth).storage, { type: 'etcd', tls: false, plaintext_peers: [peer] })
+    t.ok((await stored(prefix)) > 0, 'the CAs are in etcd, through the peer not on loopback')
+    t.ok(relay.connections() > 0, 'the peer was dialled')
+    const warnings = entries().filter((entry) => entry.level === 'warn')
+    t.same(
+      warnings.map((entry) => entry.plaintext_peers),
+      [[peer]],
+      'one warning, naming the peer',
+    )
+    const text = formatStatus({
+      process: { pid: 1, version: 'v', roles: ['auth'], data_dir: '/d', started: new Date().toISOString(), fresh_image: false, young_generation_bytes: 0, last_reload: null },
+      auth: authStatus(auth),
+    })
+    t.ok(text.includes(`etcd backend, WITHOUT TLS to ${peer}`), '`warren status` names the peer reached in the clear')
+  })
+})
+
+/** An IPv4 address of this machine that is not on loopback, if it has one. */
+function nonLoopbackAddress(): string | undefined {
+  const addresses = Object.values(networkInterfaces()).flatMap((list) => list ?? [])
+  return addresses.find((address) => address.family === 'IPv4' && !address.internal)?.address
+}
+
+/** A TCP relay on this machine's non-loopback address to the etcd at `clientUrl` (on loopback). */
+async function relayTo(t: Test, clientUrl: string) {
+  const target = new URL(clientUrl)
+  const sockets = new Set<Socket>()
+  let connections = 0
+  const server = createServer((socket) => {
+    connections++
+    const upstream = connect(Number(target.port), target.hostname)
+    for (const end of [socket, upstream]) {
+      sockets.add(end)
+      end.on('error', () => {})
+      end.on('close', () => {
+        socket.destroy()
+        upstream.destroy()
+      })
+    }
+    socket.pipe(upstream).pipe(socket)
+  })
+  await new Promise<void>((resolve) => server.listen(0, nonLoopbackAddress(), resolve))
+  t.teardown(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise((resolve) => server.close(resolve))
+  })
+  const { address, port } = server.address() as { address: string; port: number }
+  return { address: `${address}:${port}`, connections: () => connections }
+}
