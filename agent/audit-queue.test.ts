@@ -1,7 +1,8 @@
 // The node's audit queue on a real file: what is queued survives a restart (and a line torn
 // by a crash), what the auth server acknowledged does not come back, and the bounds drop
 // the oldest events first and count them. Then the sender: a batch is removed only after a
-// send succeeds, and sent again after a failure.
+// send succeeds, and sent again after a failure; refused by the auth server's budget (429
+// with Retry-After), no sooner than the wait it named, by an injected clock and timer.
 
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -9,9 +10,14 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
 import t from 'tap'
+import { statusOf } from '../auth/api/errors.ts'
+import { Audit } from '../auth/audit.ts'
+import type { Backend } from '../auth/backend/backend.ts'
+import { ApiError } from '../shared/errors.ts'
 import { createLogger } from '../shared/log.ts'
 import { AuditQueue, type QueuedEvent } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
+import { MAX_SERVER_WAIT_MS, serverWaitMs } from './retrying-drain.ts'
 
 function queuePath(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'warren-audit-queue-'))
@@ -140,3 +146,136 @@ t.test('a batch the auth server refuses for what it is is dropped and counted, n
   t.equal(queue.size, 0)
   t.equal(queue.dropped, 1)
 })
+
+/** A clock and the timers set by it, run only when the test moves the clock past them. */
+function manualTime(start: number) {
+  const timers: { at: number; run: () => void }[] = []
+  const time = {
+    now: start,
+    timers,
+    setTimer: (run: () => void, ms: number) => {
+      const timer = { at: time.now + ms, run }
+      timers.push(timer)
+      return () => void (timers.includes(timer) && timers.splice(timers.indexOf(timer), 1))
+    },
+    /** Moves the clock to `to` and runs the timers due by then. */
+    advance(to: number) {
+      time.now = to
+      for (const timer of timers.filter((timer) => timer.at <= to)) {
+        timers.splice(timers.indexOf(timer), 1)
+        timer.run()
+      }
+    },
+  }
+  return time
+}
+
+/** What the node's ApiClient makes of the auth server's answer to `error`: its status and Retry-After. */
+function asAnswered(error: unknown): ApiError {
+  const answer = statusOf(error)
+  if (!answer) throw error
+  const retryAfter = answer.headers?.['retry-after']
+  return new ApiError(answer.status, (error as Error).message, retryAfter === undefined ? undefined : Number(retryAfter))
+}
+
+t.test('a batch over the auth server budget is kept and sent again no sooner than its Retry-After', async (t) => {
+  const T0 = Date.UTC(2026, 11, 1, 12)
+  const time = manualTime(T0)
+  const log = createLogger('test', { level: 'error', stream: new (await import('node:stream')).PassThrough() })
+  // The auth server's own budget, on the same clock: 2 events a second.
+  const audit = new Audit({ backend: {} as Backend, clusterName: 'example', retentionMs: 1, log, clock: () => time.now, nodeBudget: { burst: 100, perSecond: 2 } })
+  const queue = open(t, queuePath(t))
+  for (let n = 1; n <= 20; n++) queue.add(event(n))
+  audit.admitNodeEvents('host-pi', 100)
+  const attempts: { at: number; ids: string[]; answer: number | ApiError }[] = []
+  const sender = new AuditSender({
+    queue,
+    transport: () => ({
+      maxBytes: 1 << 20,
+      send: async (events) => {
+        try {
+          audit.admitNodeEvents('host-pi', events.length)
+        } catch (error) {
+          const answered = asAnswered(error)
+          attempts.push({ at: time.now, ids: ids(events), answer: answered })
+          throw answered
+        }
+        attempts.push({ at: time.now, ids: ids(events), answer: 200 })
+      },
+    }),
+    refused: () => false,
+    log,
+    clock: () => time.now,
+    setTimer: time.setTimer,
+  })
+  t.teardown(() => sender.stop())
+
+  sender.kick()
+  await until(() => attempts.length === 1 && time.timers.length === 1)
+  const refusal = attempts[0].answer as ApiError
+  t.match(refusal, { status: 429, retryAfterS: 10 }, '20 events at 2 a second: 429 with Retry-After 10')
+  t.equal(queue.size, 20, 'the batch is kept')
+  const allowedAt = T0 + refusal.retryAfterS! * 1000
+  t.ok(time.timers[0].at >= allowedAt, 'the retry is set for no sooner than Retry-After')
+
+  // A way to the auth server opening, the clock moving up to a moment before: no attempt.
+  sender.kick()
+  time.advance(allowedAt - 1)
+  sender.kick()
+  await settle()
+  t.equal(attempts.length, 1, 'nothing sent before Retry-After')
+  time.advance(Math.max(allowedAt, time.timers[0]?.at ?? allowedAt))
+  await until(() => queue.size === 0)
+  t.equal(attempts.length, 2, 'sent once the wait is over')
+  t.same(attempts[1], { at: allowedAt, ids: attempts[0].ids, answer: 200 }, 'the same events, taken by the budget then')
+})
+
+t.test("the auth server's wait is bounded, and without one (or a garbled one) the backoff decides", async (t) => {
+  t.equal(serverWaitMs(new ApiError(429, 'over budget', 7)), 7000)
+  t.equal(serverWaitMs(new ApiError(429, 'over budget', 86_400)), MAX_SERVER_WAIT_MS, 'a day is cut to the bound')
+  t.equal(MAX_SERVER_WAIT_MS, 600_000)
+  for (const garbled of [undefined, Number.NaN, -5, Number.POSITIVE_INFINITY, '30'])
+    t.equal(serverWaitMs(Object.assign(new ApiError(429, 'over budget'), { retryAfterS: garbled })), undefined, `${String(garbled)}: the backoff decides`)
+  t.equal(serverWaitMs(new Error('the tunnel closed')), undefined)
+  t.equal(serverWaitMs(null), undefined)
+
+  const time = manualTime(Date.UTC(2026, 11, 1, 12))
+  const queue = open(t, queuePath(t))
+  queue.add(event(1))
+  let answer: ApiError = new ApiError(429, 'over budget', 86_400)
+  let attempts = 0
+  const sender = new AuditSender({
+    queue,
+    transport: () => ({
+      maxBytes: 1 << 20,
+      send: async () => {
+        attempts++
+        throw answer
+      },
+    }),
+    refused: () => false,
+    log: createLogger('test', { level: 'error', stream: new (await import('node:stream')).PassThrough() }),
+    clock: () => time.now,
+    setTimer: time.setTimer,
+  })
+  t.teardown(() => sender.stop())
+  const start = time.now
+  sender.kick()
+  await until(() => attempts === 1 && time.timers.length === 1)
+  t.equal(time.timers[0].at, start + MAX_SERVER_WAIT_MS, 'a Retry-After of a day waits 10 minutes')
+  answer = new ApiError(429, 'over budget')
+  time.advance(time.timers[0].at)
+  await until(() => attempts === 2 && time.timers.length === 1)
+  t.ok(time.timers[0].at - time.now <= 2000, 'no Retry-After: the backoff (at most 2 s by now)')
+  t.equal(queue.size, 1, 'kept all along')
+})
+
+/** Waits until `done`, for at most 5 s. */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !done(); i++) await sleep(10)
+}
+
+/** Lets promises and I/O callbacks run: whatever a kick started has reached its send. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+}

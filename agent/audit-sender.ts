@@ -2,14 +2,15 @@
 // time, oldest first: through a tunnel's proxy in tunnel mode, straight to the auth server
 // in direct mode. Events leave the queue only once the auth server has them; a batch that
 // fails is sent again after a backoff with jitter (a restarted auth server meets a trickle,
-// not the whole fleet at once), and since the auth server de-duplicates by event ID, a
-// batch sent twice is stored once. Delivery is at least once.
+// not the whole fleet at once), and no sooner than a refusal's Retry-After asks; since the
+// auth server de-duplicates by event ID, a batch sent twice is stored once. Delivery is at
+// least once.
 
 import { randomUUID } from 'node:crypto'
 import type { Logger } from '../shared/log.ts'
 import { type AuditValue, MAX_EVENTS_PER_BATCH, MAX_FIELD_LENGTH, type NodeEventType } from '../shared/protocol/audit.ts'
 import type { AuditQueue } from './audit-queue.ts'
-import { RetryingDrain } from './retrying-drain.ts'
+import { RetryingDrain, type SetTimer, serverWaitMs } from './retrying-drain.ts'
 
 /** Sends one batch; rejects when the auth server may not have it. `refused` errors are never worth sending again. */
 export type AuditTransport = (events: ReturnType<AuditQueue['peek']>) => Promise<void>
@@ -22,6 +23,8 @@ export interface AuditSenderOptions {
   refused: (error: unknown) => boolean
   log: Logger
   clock?: () => number
+  /** How retries are timed; tests inject it with the clock. */
+  setTimer?: SetTimer
 }
 
 // From a second up to half a minute: an auth server back from a restart hears from every
@@ -31,11 +34,12 @@ const RETRY_CAP_MS = 30_000
 
 export class AuditSender {
   readonly #options: AuditSenderOptions
-  readonly #drain = new RetryingDrain(() => this.#sendQueued(), { baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS })
+  readonly #drain: RetryingDrain
   #failing = false
 
   constructor(options: AuditSenderOptions) {
     this.#options = options
+    this.#drain = new RetryingDrain(() => this.#sendQueued(), { baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS, clock: options.clock, setTimer: options.setTimer })
   }
 
   /** Queues an event the node's SSH server saw, durably, and sends it soon. */
@@ -86,6 +90,9 @@ export class AuditSender {
         }
         if (!this.#failing) log.warn(`audit events not delivered, retrying: ${(error as Error).message}`, { queued: queue.size })
         this.#failing = true
+        // Over its budget (429): the batch stays queued, and goes again only once the auth server said it fits.
+        const wait = serverWaitMs(error)
+        if (wait !== undefined) this.#drain.waitAtLeast(wait)
         return false
       }
     }

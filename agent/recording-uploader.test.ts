@@ -2,13 +2,17 @@
 // recording larger than a chunk arrives byte for byte; answers lost mid-upload (the auth
 // server has the chunk, the node does not know) and a restart of the node resume where the
 // store's copy ends, nothing written twice; the node's copy goes once the store's is whole;
-// and an answer saying the cluster does not record stops the node recording.
+// and an answer saying the cluster does not record stops the node recording. A node with
+// too many recordings open at the store (429 with Retry-After) keeps its file and sends no
+// sooner than that, by an injected clock and timer.
 
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { RecordingStore } from '../auth/recordings.ts'
+import { statusOf } from '../auth/api/errors.ts'
+import { MAX_OPEN_RECORDINGS, RecordingStore } from '../auth/recordings.ts'
+import { ApiError } from '../shared/errors.ts'
 import { createLogger } from '../shared/log.ts'
 import { RECORDING_CHUNK_BYTES, type RecordingChunkIn, type RecordingStored } from '../shared/protocol/recordings.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
@@ -130,4 +134,67 @@ t.test('past the bound of recordings waiting for the auth server, new sessions a
   t.equal(recordings.dir(), join(dataDir, 'node-recordings'))
   writeFileSync(join(dataDir, 'node-recordings', `${ID}.cast`), 'x'.repeat(1000))
   t.equal(recordings.dir(), undefined, 'full: not recorded')
+})
+
+t.test('a recording refused for too many open waits the Retry-After, then is uploaded', async (t) => {
+  const DAY = 86_400_000
+  const T0 = Date.UTC(2026, 11, 1, 12)
+  let now = T0 - DAY + 5 * 60_000
+  const timers: { at: number; run: () => void }[] = []
+  const setTimer = (run: () => void, ms: number) => {
+    const timer = { at: now + ms, run }
+    timers.push(timer)
+    return () => void (timers.includes(timer) && timers.splice(timers.indexOf(timer), 1))
+  }
+  const advance = (to: number) => {
+    now = to
+    for (const timer of timers.filter((timer) => timer.at <= to)) {
+      timers.splice(timers.indexOf(timer), 1)
+      timer.run()
+    }
+  }
+  const store = new RecordingStore(tempDir(), { clock: () => now })
+  const whose = async () => ({ user: null, login: null })
+  // Recordings the node lost before they ended, the oldest written a day less five minutes before T0.
+  for (let n = 0; n < MAX_OPEN_RECORDINGS; n++) {
+    await store.store({ sessionId: `3b0c5d3e-5b0f-4c1e-9a53-${String(n).padStart(12, '0')}`, offset: 0, data: Buffer.from('{}\n'), end: false }, node, whose)
+    now += 60_000
+  }
+  now = T0
+  const dir = join(tempDir(), 'node-recordings')
+  mkdirSync(dir)
+  writeFileSync(join(dir, `${ID}.cast`), '{"version":2,"width":80,"height":24,"timestamp":1}\n')
+  const attempts: { at: number; status: number }[] = []
+  const send = async (chunk: RecordingChunkIn): Promise<RecordingStored> => {
+    try {
+      const held = await store.store({ sessionId: chunk.session_id, offset: chunk.offset, data: Buffer.from(chunk.data, 'base64'), end: chunk.end ?? false }, node, whose)
+      attempts.push({ at: now, status: 200 })
+      return { ...held, recording: 'node' }
+    } catch (error) {
+      // As the node's ApiClient reads the answer: status and Retry-After.
+      const answer = statusOf(error)!
+      attempts.push({ at: now, status: answer.status })
+      throw new ApiError(answer.status, (error as Error).message, Number(answer.headers!['retry-after']))
+    }
+  }
+  const uploader = new RecordingUploader({ dir, transport: () => send, refused: () => false, policy: () => {}, log, clock: () => now, setTimer })
+  t.teardown(() => uploader.stop())
+  uploader.kick()
+  await until(() => attempts.length === 1 && timers.length === 1)
+  t.same(attempts, [{ at: T0, status: 429 }])
+  const freesAt = T0 + 5 * 60_000 + 1000
+  t.ok(timers[0].at >= freesAt, 'the retry is set for no sooner than Retry-After (5 min, when the oldest open one stops counting)')
+  uploader.kick()
+  advance(freesAt - 1)
+  uploader.kick()
+  await sleep(20)
+  t.equal(attempts.length, 1, 'nothing sent before then')
+  t.ok(existsSync(join(dir, `${ID}.cast`)), 'and the recording kept')
+  advance(Math.max(freesAt, timers[0]?.at ?? freesAt))
+  await until(() => !existsSync(join(dir, `${ID}.cast`)))
+  t.same(attempts.slice(1), [{ at: freesAt, status: 200 }], 'sent once the wait is over, and taken')
+  t.match(
+    store.list().find((r) => r.session_id === ID),
+    { complete: true },
+  )
 })

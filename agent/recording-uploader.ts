@@ -4,13 +4,14 @@
 // how much of the recording it holds, and the next chunk starts there; so a chunk sent twice
 // is stored once, and after a lost answer, a disconnect or a restart the upload continues
 // where the auth server's copy ends. A file leaves the node once the auth server says it is
-// whole. Failures are retried after a backoff with jitter, like audit events.
+// whole. Failures are retried after a backoff with jitter, and no sooner than a refusal's
+// Retry-After asks, like audit events.
 
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from '../shared/log.ts'
 import { RECORDING_CHUNK_BYTES, type RecordingChunkIn, type RecordingStored } from '../shared/protocol/recordings.ts'
-import { RetryingDrain } from './retrying-drain.ts'
+import { RetryingDrain, type SetTimer, serverWaitMs } from './retrying-drain.ts'
 
 export type RecordingTransport = (chunk: RecordingChunkIn) => Promise<RecordingStored>
 
@@ -23,6 +24,9 @@ export interface RecordingUploaderOptions {
   /** Told the cluster's `auth_service.recording` from each answer. */
   policy: (recording: RecordingStored['recording']) => void
   log: Logger
+  /** How retries are timed; tests inject both. */
+  clock?: () => number
+  setTimer?: SetTimer
 }
 
 // From a second up to a quarter of a minute: a proxy or auth server back from a restart gets
@@ -32,13 +36,14 @@ const RETRY_CAP_MS = 15_000
 
 export class RecordingUploader {
   readonly #options: RecordingUploaderOptions
-  readonly #drain = new RetryingDrain(() => this.#uploadWaiting(), { baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS })
+  readonly #drain: RetryingDrain
   #failing = false
   /** How much of each recording the auth server last said it holds: a retry starts there. */
   readonly #held = new Map<string, number>()
 
   constructor(options: RecordingUploaderOptions) {
     this.#options = options
+    this.#drain = new RetryingDrain(() => this.#uploadWaiting(), { baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS, clock: options.clock, setTimer: options.setTimer })
   }
 
   /** Uploads what is waiting now (a session just ended, or a way to the auth server opened). */
@@ -82,6 +87,9 @@ export class RecordingUploader {
         }
         if (!this.#failing) log.warn(`session recording not uploaded, retrying: ${(error as Error).message}`, { session_id: sessionId })
         this.#failing = true
+        // Over its quota for now (429): kept, and sent again no sooner than the auth server asked.
+        const wait = serverWaitMs(error)
+        if (wait !== undefined) this.#drain.waitAtLeast(wait)
         return false
       }
       this.#options.policy(stored.recording)

@@ -2,39 +2,80 @@
 // recordings): send what waits, one pass at a time; when a pass cannot finish (no way to
 // the auth server, or a failure), try again after a backoff with jitter, so that a
 // restarted auth server or proxy meets a trickle from the fleet rather than all of it at once.
+// When the auth server said how long to wait (a 429's Retry-After: the node is over its
+// budget), nothing is sent before that, however often a pass is asked for.
 
 import { Backoff, type BackoffOptions } from '../shared/backoff.ts'
 
 /** One pass: sends what waits now; resolves false when the rest must wait for a retry. */
 export type DrainPass = () => Promise<boolean>
 
+/**
+ * The longest wait an answer can impose: a Retry-After from a confused or hostile server
+ * (or a proxy) must not silence the node for hours.
+ */
+export const MAX_SERVER_WAIT_MS = 10 * 60_000
+
+/** Starts `run` after `ms`; returns what cancels it. Injected by tests, with the clock. */
+export type SetTimer = (run: () => void, ms: number) => () => void
+
+export interface RetryingDrainOptions extends BackoffOptions {
+  clock?: () => number
+  setTimer?: SetTimer
+}
+
+const realTimer: SetTimer = (run, ms) => {
+  const timer = setTimeout(run, ms)
+  return () => clearTimeout(timer)
+}
+
+/**
+ * The wait the auth server asked for with a refusal (ApiError's `retryAfterS`, from its
+ * Retry-After), in ms and at most MAX_SERVER_WAIT_MS; undefined when it asked none or the
+ * value is not a number of seconds, and the backoff alone decides.
+ */
+export function serverWaitMs(error: unknown): number | undefined {
+  const seconds = (error as { retryAfterS?: unknown } | null)?.retryAfterS
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) return undefined
+  return Math.min(seconds * 1000, MAX_SERVER_WAIT_MS)
+}
+
 export class RetryingDrain {
   readonly #pass: DrainPass
   readonly #backoff: Backoff
+  readonly #clock: () => number
+  readonly #setTimer: SetTimer
   #running = false
   /** Something new arrived during a pass: one more pass when it ends. */
   #again = false
   #stopped = false
-  #timer?: NodeJS.Timeout
+  #cancelTimer?: () => void
+  /** No pass before this time (the clock's): the auth server asked to wait. */
+  #notBefore = 0
 
-  constructor(pass: DrainPass, backoff: BackoffOptions) {
+  constructor(pass: DrainPass, options: RetryingDrainOptions) {
     this.#pass = pass
-    this.#backoff = new Backoff(backoff)
+    this.#backoff = new Backoff(options)
+    this.#clock = options.clock ?? Date.now
+    this.#setTimer = options.setTimer ?? realTimer
   }
 
   /** Whether a retry waits for its backoff. */
   get retryPending(): boolean {
-    return this.#timer !== undefined
+    return this.#cancelTimer !== undefined
   }
 
   get stopped(): boolean {
     return this.#stopped
   }
 
-  /** Runs a pass now (something new waits, or a way to the auth server opened). */
+  /** Runs a pass now (something new waits, or a way to the auth server opened), unless the auth server asked to wait: then when the wait ends. */
   kick(): void {
-    clearTimeout(this.#timer)
-    this.#timer = undefined
+    if (this.#clock() < this.#notBefore) {
+      if (!this.#running && !this.retryPending) this.#schedule(this.#notBefore - this.#clock())
+      return
+    }
+    this.#cancel()
     if (this.#running) this.#again = true
     else void this.#run()
   }
@@ -44,9 +85,14 @@ export class RetryingDrain {
     this.#backoff.reset()
   }
 
+  /** The auth server refused with a time to wait (see serverWaitMs): the next pass comes no sooner. */
+  waitAtLeast(ms: number): void {
+    this.#notBefore = Math.max(this.#notBefore, this.#clock() + Math.min(ms, MAX_SERVER_WAIT_MS))
+  }
+
   stop(): void {
     this.#stopped = true
-    clearTimeout(this.#timer)
+    this.#cancel()
   }
 
   async #run(): Promise<void> {
@@ -64,9 +110,21 @@ export class RetryingDrain {
 
   #retryLater(): void {
     if (this.#stopped) return
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined
-      void this.#run()
-    }, this.#backoff.next())
+    this.#schedule(Math.max(this.#backoff.next(), this.#notBefore - this.#clock()))
+  }
+
+  #schedule(ms: number): void {
+    this.#cancel()
+    this.#cancelTimer = this.#setTimer(() => {
+      this.#cancelTimer = undefined
+      // A timer may fire a little early by the wall clock: the auth server's wait is kept whole.
+      if (this.#clock() < this.#notBefore) this.#schedule(this.#notBefore - this.#clock())
+      else void this.#run()
+    }, ms)
+  }
+
+  #cancel(): void {
+    this.#cancelTimer?.()
+    this.#cancelTimer = undefined
   }
 }

@@ -250,7 +250,7 @@ export class AgentTunnel extends EventEmitter {
       const answered = (message: ProxyMessageOf<'audit_stored' | 'audit_failed'>) => {
         if (message.batch !== batch) return
         if (message.type === 'audit_stored') settle()
-        else settle(message.refused ? new AuditRefused(message.error) : new Error(message.error))
+        else settle(auditFailure(message))
       }
       const closed = () => settle(new Error('the tunnel closed before the answer came'))
       const timer = setTimeout(() => settle(new Error(`no answer from proxy ${this.proxyId} within ${AUDIT_ANSWER_MS / 1000}s`)), AUDIT_ANSWER_MS)
@@ -279,7 +279,7 @@ export class AgentTunnel extends EventEmitter {
       const answered = (message: ProxyMessageOf<'recording_stored' | 'audit_failed'>) => {
         if (message.batch !== batch) return
         if (message.type === 'recording_stored') settle(undefined, { length: message.length, complete: message.complete, recording: message.recording })
-        else settle(message.refused ? new AuditRefused(message.error) : new Error(message.error))
+        else settle(auditFailure(message))
       }
       const closed = () => settle(new Error('the tunnel closed before the answer came'))
       const timer = setTimeout(() => settle(new Error(`no answer from proxy ${this.proxyId} within ${AUDIT_ANSWER_MS / 1000}s`)), AUDIT_ANSWER_MS)
@@ -348,4 +348,10 @@ function secureContextFor(identity: NodeIdentity): SecureContext {
 function certifiedProxyId(socket: TLSSocket): string | undefined {
   const cert = socket.getPeerX509Certificate()
   return cert ? certSubject(cert).commonName : undefined
+}
+
+/** What an audit_failed answer means to the sender: given up, or to be sent again, not before the auth server's Retry-After. */
+function auditFailure(message: ProxyMessageOf<'audit_failed'>): Error {
+  if (message.refused) return new AuditRefused(message.error)
+  return Object.assign(new Error(message.error), { retryAfterS: message.retry_after_s })
 }

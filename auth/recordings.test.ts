@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { HttpError } from '../shared/api-router.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
+import { statusOf as answerTo } from './api/errors.ts'
 import { MAX_OPEN_RECORDINGS, RecordingStore } from './recordings.ts'
 
 const ID = '3b0c5d3e-5b0f-4c1e-9a53-2f1d7f0e4b21'
@@ -83,6 +84,34 @@ t.test('a node may keep so many recordings open, and so many bytes', async (t) =
   now += 2 * DAY
   t.same(await store.store({ ...chunk(0, 10), sessionId: idOf(101) }, pi, whose), { length: 10, complete: false }, 'an open one long unwritten no longer counts')
   t.equal(await statusOf(() => store.checkQuota(pi.hostId, idOf(0))), undefined)
+})
+
+t.test('a node with too many open is told, in Retry-After, when one stops counting', async (t) => {
+  let now = Date.UTC(2026, 11, 1, 12)
+  const store = new RecordingStore(tempDir(), { clock: () => now })
+  for (let n = 0; n < MAX_OPEN_RECORDINGS; n++) {
+    await store.store({ ...chunk(0, 10), sessionId: idOf(n) }, pi, whose)
+    now += 60_000
+  }
+  now += 3_600_000
+  let refusal: unknown
+  await store.store({ ...chunk(0, 10), sessionId: idOf(99) }, pi, whose).catch((error) => (refusal = error))
+  const answer = answerTo(refusal)
+  t.equal(answer?.status, 429)
+  const retryAfterS = Number(answer?.headers?.['retry-after'])
+  // The first was written 32 minutes and an hour ago: a day after it, it no longer counts.
+  t.equal(retryAfterS, (DAY - 32 * 60_000 - 3_600_000) / 1000 + 1, 'the seconds until the least lately written one goes idle')
+  let asked: unknown
+  try {
+    store.checkQuota(pi.hostId, idOf(99))
+  } catch (error) {
+    asked = error
+  }
+  t.same(answerTo(asked), answer, 'asked before, the same')
+  now += retryAfterS * 1000 - 2000
+  t.equal(await statusOf(() => store.checkQuota(pi.hostId, idOf(99))), 429, 'not before then')
+  now += 2000
+  t.equal(await statusOf(() => store.checkQuota(pi.hostId, idOf(99))), undefined, 'then there is room')
 })
 
 t.test('a node at its byte quota stores no more until retention frees it', async (t) => {

@@ -94,7 +94,7 @@ export class RecordingStore {
     if (usage.bytes >= this.#maxHostBytes) throw quotaFull(hostId, this.#maxHostBytes)
     // An ID that is no recording's counts as new here; `store` refuses it, after the signature checks.
     const known = usage.open.has(sessionId) || (RECORDING_ID.test(sessionId) && existsSync(join(this.dir, `${sessionId}.json`)))
-    if (!known && this.#openCount(usage) >= MAX_OPEN_RECORDINGS) throw tooManyOpen(hostId)
+    if (!known && this.#openCount(usage) >= MAX_OPEN_RECORDINGS) throw tooManyOpen(hostId, this.#untilSlotFrees(usage))
   }
 
   /** Places one chunk; `whose` looks up the session's user and login once the recording is whole. */
@@ -122,7 +122,7 @@ export class RecordingStore {
     const end = chunk.offset + chunk.data.length
     if (end > MAX_RECORDING_BYTES + 1024) throw new HttpError(413, `a recording holds at most ${MAX_RECORDING_BYTES} bytes`)
     const usage = this.#usageOf(node.hostId)
-    if (!meta && this.#openCount(usage) >= MAX_OPEN_RECORDINGS) throw tooManyOpen(node.hostId)
+    if (!meta && this.#openCount(usage) >= MAX_OPEN_RECORDINGS) throw tooManyOpen(node.hostId, this.#untilSlotFrees(usage))
     // Only the part past the file's end is new; a chunk that starts beyond it waits for the gap.
     const added = chunk.offset <= length && end > length ? end - length : 0
     const charged = added + (meta ? 0 : RECORDING_OVERHEAD_BYTES)
@@ -242,6 +242,14 @@ export class RecordingStore {
     return count
   }
 
+  /** Milliseconds until the least lately written open recording stops counting (an end from the node frees one sooner). */
+  #untilSlotFrees(usage: HostUsage): number {
+    const idleSince = this.#clock() - OPEN_IDLE_MS
+    let oldest = Infinity
+    for (const written of usage.open.values()) if (written >= idleSince) oldest = Math.min(oldest, written)
+    return oldest === Infinity ? 0 : oldest - idleSince + 1
+  }
+
   #meta(id: string): Meta | undefined {
     const path = join(this.dir, `${id}.json`)
     return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Meta) : undefined
@@ -257,8 +265,9 @@ function quotaFull(hostId: string, maxBytes: number): HttpError {
   return new HttpError(413, `node ${hostId} holds ${maxBytes} bytes of recordings, its most`)
 }
 
-function tooManyOpen(hostId: string): HttpError {
-  return new HttpError(429, `node ${hostId} has ${MAX_OPEN_RECORDINGS} recordings open, its most`)
+/** Retry-After says when a slot frees for certain; the node waits at most its own bound of it. */
+function tooManyOpen(hostId: string, waitMs: number): HttpError {
+  return new HttpError(429, `node ${hostId} has ${MAX_OPEN_RECORDINGS} recordings open, its most`, { 'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))) })
 }
 
 function sizeOf(path: string): number {

@@ -14,6 +14,11 @@ export type AuditMessage = Extract<AgentMessage, { type: 'audit' }>
 /** Answers that will be the same however often the batch is sent: the node should give it up. */
 const REFUSED = new Set([400, 413])
 
+/** The auth server's Retry-After (a node over its budget), passed on so that the node waits it out. */
+function retryAfterOf(error: unknown): { retry_after_s?: number } {
+  return error instanceof ApiError && error.retryAfterS !== undefined ? { retry_after_s: error.retryAfterS } : {}
+}
+
 export async function relayAudit(auth: ApiClient, tunnel: Tunnel, message: AuditMessage): Promise<void> {
   let answer
   try {
@@ -21,7 +26,7 @@ export async function relayAudit(auth: ApiClient, tunnel: Tunnel, message: Audit
     answer = { type: 'audit_stored' as const, batch: message.batch, stored }
   } catch (error) {
     const refused = error instanceof ApiError && REFUSED.has(error.status)
-    answer = { type: 'audit_failed' as const, batch: message.batch, error: (error as Error).message.slice(0, 4096), refused }
+    answer = { type: 'audit_failed' as const, batch: message.batch, error: (error as Error).message.slice(0, 4096), refused, ...retryAfterOf(error) }
   }
   if (tunnel.control) sendToAgent(tunnel.control, answer)
 }
@@ -36,7 +41,7 @@ export async function relayRecording(auth: ApiClient, tunnel: Tunnel, message: R
     answer = { type: 'recording_stored' as const, batch: message.batch, ...stored }
   } catch (error) {
     const refused = error instanceof ApiError && (REFUSED.has(error.status) || error.status === 403)
-    answer = { type: 'audit_failed' as const, batch: message.batch, error: (error as Error).message.slice(0, 4096), refused }
+    answer = { type: 'audit_failed' as const, batch: message.batch, error: (error as Error).message.slice(0, 4096), refused, ...retryAfterOf(error) }
   }
   if (tunnel.control) sendToAgent(tunnel.control, answer)
 }

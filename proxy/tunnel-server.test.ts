@@ -1,19 +1,25 @@
 // The proxy's tunnel server with real agents (AgentTunnel) over real TLS: what it tells
-// them about the live proxy set, and the spread it asks for when a proxy joins.
+// them about the live proxy set, and the spread it asks for when a proxy joins; refused
+// labels logged at most once a minute per tunnel, by an injected clock.
 
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
+import { PassThrough } from 'node:stream'
 import { createServer, type TLSSocket } from 'node:tls'
 import t, { type Test } from 'tap'
-import { AgentTunnel } from '../agent/tunnel.ts'
+import { serverWaitMs } from '../agent/retrying-drain.ts'
+import { AgentTunnel, AuditRefused } from '../agent/tunnel.ts'
+import type { ApiClient } from '../shared/api-client.ts'
+import { ApiError } from '../shared/errors.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { signLiveSet } from '../shared/signed-live-set.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
 import { until } from '../test/helpers/until.ts'
-import { AmbiguousNodeName, returnSpreadMs, TunnelServer } from './tunnel-server.ts'
+import { type AuditMessage, relayAudit } from './audit-relay.ts'
+import { AmbiguousNodeName, returnSpreadMs, type Tunnel, TunnelServer } from './tunnel-server.ts'
 
 const HOUR = 3_600_000
 const ca = createCA('test-cluster host CA', 'test-cluster')
@@ -65,9 +71,12 @@ t.test('returns are spread so that a joining proxy gets about 300 a second, over
 })
 
 /** A tunnel server behind a real TLS listener, as the proxy's tunnel port is. */
-async function tunnelServer(t: Test): Promise<{ proxyId: string; tunnels: TunnelServer; port: number }> {
+async function tunnelServer(
+  t: Test,
+  options: Partial<Pick<ConstructorParameters<typeof TunnelServer>[0], 'clock' | 'log'>> = {},
+): Promise<{ proxyId: string; tunnels: TunnelServer; port: number }> {
   const proxyId = randomUUID()
-  const tunnels = new TunnelServer({ proxyId, clusterName: 'test-cluster', hostCAPems: () => [ca.certPem], keepAliveIntervalMs: 15_000, log })
+  const tunnels = new TunnelServer({ proxyId, clusterName: 'test-cluster', hostCAPems: () => [ca.certPem], keepAliveIntervalMs: 15_000, log, ...options })
   const { cert, key } = certificate(proxyId, 'proxy')
   const server = createServer({ cert, key, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] }, (socket: TLSSocket) =>
     tunnels.handle(socket, '127.0.0.1'),
@@ -282,4 +291,68 @@ t.test('a tunnel has at most 4 audit batches with the auth server at once: the r
   await until('the flood to be read', () => tunnels.find(identity.hostId)?.labels.after === 'flood', { timeoutMs: 10_000, everyMs: 10 })
   t.equal(relayed, 10, 'every batch was relayed')
   t.equal(most, 4, 'never more than 4 at once')
+})
+
+t.test("the auth server's Retry-After reaches the node with the failed batch, which it keeps", async (t) => {
+  const { tunnels, port } = await tunnelServer(t)
+  // The auth server's answer to a node over its event budget (auth/api/errors.ts: 429 with Retry-After).
+  const overBudget = { call: () => Promise.reject(new ApiError(429, 'too many audit events from this node', 7)) } as unknown as ApiClient
+  tunnels.on('audit', (tunnel: Tunnel, message: AuditMessage, done: () => void) => void relayAudit(overBudget, tunnel, message).then(done, done))
+  const identity = nodeIdentity()
+  const agent = await openAgent(t, port, identity)
+  await until('the hello', () => tunnels.find(identity.hostId) !== undefined, { timeoutMs: 10_000, everyMs: 10 })
+  const failed = await agent.deliverAudit([{ id: 'budget-event', time: Date.now(), type: 'exec', command: 'true' }]).then(
+    () => undefined,
+    (error: Error) => error,
+  )
+  t.ok(failed && !(failed instanceof AuditRefused), 'the batch failed, to be sent again')
+  t.equal((failed as { retryAfterS?: number }).retryAfterS, 7, "with the auth server's wait")
+  t.equal(serverWaitMs(failed), 7000, 'which the node waits out before sending it again')
+})
+
+t.test("a node's refused labels are logged once a minute at most, however often it sends them", async (t) => {
+  const T0 = Date.UTC(2026, 11, 1, 12)
+  let now = T0
+  // Read once for each refused set the server takes in: which also says it has taken it in.
+  let read = 0
+  const clock = () => {
+    read++
+    return now
+  }
+  const lines = new PassThrough()
+  const entries: Record<string, unknown>[] = []
+  lines.on('data', (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) entries.push(JSON.parse(line))
+  })
+  const jsonLog = createLogger('proxy', { level: 'warn', format: 'json', stream: lines, now: () => new Date(now) })
+  const { tunnels, port } = await tunnelServer(t, { clock, log: jsonLog })
+  const identity = nodeIdentity()
+  const agent = await openAgent(t, port, identity, () => ({ stage: 'one' }))
+  await until('the hello', () => tunnels.find(identity.hostId)?.labels.stage === 'one', { timeoutMs: 10_000, everyMs: 10 })
+  const refusals = () => entries.filter((entry) => entry.labels_refused !== undefined)
+  const sendRefused = async () => {
+    const before = read
+    agent.sendLabels({ 'a key with spaces': 'x' })
+    await until('the server to take the labels in', () => read > before, { timeoutMs: 10_000, everyMs: 5 })
+  }
+
+  for (let n = 0; n < 30; n++) {
+    await sendRefused()
+    now += 2000
+  }
+  t.equal(now, T0 + 60_000)
+  t.equal(refusals().length, 1, '30 refused sets within a minute: one entry')
+  t.match(refusals()[0], { host_id: identity.hostId, time: new Date(T0).toISOString() })
+  t.same(tunnels.find(identity.hostId)?.labels, { stage: 'one' }, 'the good labels are kept')
+
+  await sendRefused()
+  t.equal(refusals().length, 2, 'a minute after the first entry, the next refusal is logged')
+  t.equal(refusals()[1].time, new Date(T0 + 60_000).toISOString())
+  await sendRefused()
+  t.equal(refusals().length, 2, 'and then not again within the minute')
+
+  agent.sendLabels({ stage: 'two' })
+  await until('the good labels', () => tunnels.find(identity.hostId)?.labels.stage === 'two', { timeoutMs: 10_000, everyMs: 10 })
+  await sendRefused()
+  t.equal(refusals().length, 3, 'a refusal after good labels is news again')
 })

@@ -109,6 +109,8 @@ export interface TunnelServerOptions {
   refusedHost?: (hostId: string) => string | undefined
   keepAliveIntervalMs: number
   log: Logger
+  /** Epoch milliseconds for the refused-labels log's window; injected so tests can move time. */
+  clock?: () => number
 }
 
 export class TunnelServer extends EventEmitter {
@@ -377,7 +379,7 @@ export class TunnelServer extends EventEmitter {
       tunnel.labelsRefusedLoggedAt = undefined
       return
     }
-    const now = Date.now()
+    const now = (this.options.clock ?? Date.now)()
     if (tunnel.labelsRefusedLoggedAt !== undefined && now - tunnel.labelsRefusedLoggedAt < LABELS_REFUSED_LOG_MS) return
     tunnel.labelsRefusedLoggedAt = now
     this.options.log.warn(`labels from ${tunnel.nodename} ignored`, { host_id: tunnel.hostId, labels_refused: labels.refused })

@@ -8,10 +8,10 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { connect as tlsConnect } from 'node:tls'
+import { type TLSSocket, connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { PROFILE_FILES } from '../cli/profile.ts'
-import { identityDir } from '../shared/identity-store.ts'
+import { identityDir, loadIdentity } from '../shared/identity-store.ts'
 import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { probe } from './helpers/direct-probe.ts'
 import { ATTACKERS, Slowloris } from './helpers/slowloris.ts'
@@ -128,6 +128,27 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
     const reached = await openssh(profile, [`${testLogin()}@direct-1`, 'echo reached'])
     t.equal(reached.stdout, 'reached\n', `the cluster's proxy still reaches the node (${reached.stderr.trim()})`)
   })
+
+  t.test("a proxy locked while its connections are open: the node closes them, and keeps the other proxy's", async (t) => {
+    const third = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, nodename: 'edge-3' }).start()
+    t.teardown(() => third.stop())
+    const thirdIdentity = identityDir(third.dataDir, 'proxy')
+    const clusterIdentity = identityDir(proxy.dataDir, 'proxy')
+    const locked = await openService(port, { certFile: join(thirdIdentity, 'host.crt'), keyFile: join(thirdIdentity, 'host.key') })
+    const kept = await openService(port, { certFile: join(clusterIdentity, 'host.crt'), keyFile: join(clusterIdentity, 'host.key') })
+    t.teardown(() => {
+      locked.destroy()
+      kept.destroy()
+    })
+    const lockedClosed = closedByPeer(locked)
+    // The keys stay with whoever holds the connection: nothing but the node can end it.
+    const lock = await auth.ctl(['lock', `--node=${loadIdentity(third.dataDir, 'proxy')!.hostId}`, '--message=taken out of service'])
+    t.equal(lock.code, 0, lock.stderr)
+    t.ok(await lockedClosed, "the node closed the locked proxy's open connection once its heartbeat's answer named the proxy")
+    t.equal(kept.destroyed, false, "the cluster's other proxy keeps its open connection")
+    kept.write('SSH-2.0-still-here\r\n')
+    t.equal(kept.destroyed, false)
+  })
 })
 
 t.test('a listen address that is taken stops the node with the key that names it', async (t) => {
@@ -149,6 +170,24 @@ t.test('a listen address that is taken stops the node with the key that names it
   t.equal(await node.exited, 1)
   t.match(node.stderr, `ERROR: cannot listen on ssh_service.listen_addr ${address}: the address is in use`)
 })
+
+/** A connection with a proxy's keys that has opened the SSH service (its banner came), left open. */
+function openService(port: number, credentials: { certFile: string; keyFile: string }): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, cert: readFileSync(credentials.certFile), key: readFileSync(credentials.keyFile) })
+    let reply = ''
+    socket.once('secureConnect', () => socket.write(`${JSON.stringify({ service: 'ssh', client: 'test' })}\n`))
+    const read = (chunk: Buffer) => {
+      reply += chunk.toString('latin1')
+      if (!reply.includes('SSH-2.0-')) return
+      socket.off('data', read)
+      resolve(socket)
+    }
+    socket.on('data', read)
+    socket.once('error', reject)
+    socket.once('close', () => reject(new Error(`closed before the service opened: ${JSON.stringify(reply)}`)))
+  })
+}
 
 /** True once the node closes `socket`; false if it is still open after 30 s. */
 function closedByPeer(socket: Socket): Promise<boolean> {

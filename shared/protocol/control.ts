@@ -76,8 +76,16 @@ export const PROXY_MESSAGES = {
   renew_failed: object({ error: text({ max: MAX_TEXT }) }),
   /** The auth server has the batch's events (`stored` of them were new to it). */
   audit_stored: object({ batch: text({ max: MAX_ID }), stored: number({ atLeast: 0, expected: 'a count' }) }),
-  /** The batch did not reach the auth server; `refused` when it never will (sending it again is no use). */
-  audit_failed: object({ batch: text({ max: MAX_ID }), error: text({ max: MAX_TEXT }), refused: flag() }),
+  /**
+   * The batch did not reach the auth server; `refused` when it never will (sending it again is
+   * no use); `retry_after_s`, the auth server's Retry-After, when it said how long to wait.
+   */
+  audit_failed: object({
+    batch: text({ max: MAX_ID }),
+    error: text({ max: MAX_TEXT }),
+    refused: flag(),
+    retry_after_s: lenient(number({ atLeast: 0, expected: 'seconds' })),
+  }),
   /** The auth server's answer to a recording chunk: how much of the recording it holds. */
   recording_stored: object({
     batch: text({ max: MAX_ID }),
