@@ -129,3 +129,26 @@ t.test('a line that is not a JSON object is refused as such', async (t) => {
     t.match(error, { name: 'ProtocolError', message: /a control message is not (valid JSON|a JSON object)/ }, line)
   }
 })
+
+t.test('lines come whole however the stream cuts them, and a line past 64 KiB is refused unfinished', async (t) => {
+  const stream = new PassThrough()
+  const read: AgentMessage[] = []
+  readMessages(stream, parseAgentMessage, (message) => read.push(message))
+  const text = '{"type":"renew"}\n{"type":"heartbeat","labels":{"site":"lab"}}\n{"type":"renew"}\n'
+  // A byte per chunk, as a node sending a frame per byte would; then all three lines in one.
+  for (const byte of text) stream.write(byte)
+  stream.write(text)
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(
+    read.map((message) => message.type),
+    ['renew', 'heartbeat', 'renew', 'renew', 'heartbeat', 'renew'],
+  )
+
+  const long = new PassThrough()
+  readMessages(long, parseAgentMessage, () => t.fail('nothing is read'))
+  const failed = once(long, 'error')
+  const piece = `{"type":"heartbeat","labels":{"pad":"${'a'.repeat(1024)}`
+  for (let i = 0; i < 70 && !long.destroyed; i++) long.write(i === 0 ? piece : 'a'.repeat(1024))
+  const [error] = await failed
+  t.match(error, { name: 'ProtocolError', message: 'a control message is too long' })
+})

@@ -32,13 +32,25 @@ function parseLine<T>(line: string, parse: (value: unknown) => T, what: string):
  * stream's 'error' listeners see it) and nothing after it is read.
  */
 export function readMessages<T>(stream: Duplex, parse: (value: unknown) => T, onMessage: (message: T) => void): void {
-  let buffered = ''
+  // A line's pieces before its newline, searched each once: a line sent a byte per frame
+  // costs its length, not its length squared.
+  let pieces: string[] = []
+  let piecesLength = 0
   stream.setEncoding('utf8')
   stream.on('data', (chunk: string) => {
     if (stream.destroyed) return
-    buffered += chunk
-    let newline: number
-    while ((newline = buffered.indexOf('\n')) >= 0) {
+    let newline = chunk.indexOf('\n')
+    if (newline < 0) {
+      pieces.push(chunk)
+      piecesLength += chunk.length
+      if (piecesLength > MAX_LINE_BYTES) stream.destroy(new ProtocolError(LINE, undefined, 'a control message is too long'))
+      return
+    }
+    let buffered = pieces.join('') + chunk
+    newline += piecesLength
+    pieces = []
+    piecesLength = 0
+    for (; newline >= 0; newline = buffered.indexOf('\n')) {
       const line = buffered.slice(0, newline)
       buffered = buffered.slice(newline + 1)
       let message: T
@@ -52,6 +64,10 @@ export function readMessages<T>(stream: Duplex, parse: (value: unknown) => T, on
       if (stream.destroyed) return
     }
     if (buffered.length > MAX_LINE_BYTES) stream.destroy(new ProtocolError(LINE, undefined, 'a control message is too long'))
+    else if (buffered.length > 0) {
+      pieces = [buffered]
+      piecesLength = buffered.length
+    }
   })
 }
 
