@@ -3,8 +3,6 @@
 // reached as a peer across a network would be, through this machine's non-loopback address.
 
 import { readdirSync } from 'node:fs'
-import { connect, createServer, type Socket } from 'node:net'
-import { networkInterfaces } from 'node:os'
 import { PassThrough } from 'node:stream'
 import { Etcd3 } from 'etcd3'
 import type { Test } from 'tap'
@@ -13,7 +11,7 @@ import { formatStatus } from '../cli/status-text.ts'
 import { parseConfig } from '../shared/config.ts'
 import { createLogger } from '../shared/log.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
-import { EtcdServer, etcdUnavailable, uniquePrefix } from '../test/helpers/etcd.ts'
+import { EtcdServer, etcdUnavailable, nonLoopbackAddress, relayTo, uniquePrefix } from '../test/helpers/etcd.ts'
 import { AuthServer } from './server.ts'
 import { authStatus } from './status.ts'
 
@@ -93,36 +91,3 @@ t.test('on etcd', { skip: unavailable }, async (t) => {
     t.ok(text.includes(`etcd backend, WITHOUT TLS to ${peer}`), '`warren status` names the peer reached in the clear')
   })
 })
-
-/** An IPv4 address of this machine that is not on loopback, if it has one. */
-function nonLoopbackAddress(): string | undefined {
-  const addresses = Object.values(networkInterfaces()).flatMap((list) => list ?? [])
-  return addresses.find((address) => address.family === 'IPv4' && !address.internal)?.address
-}
-
-/** A TCP relay on this machine's non-loopback address to the etcd at `clientUrl` (on loopback). */
-async function relayTo(t: Test, clientUrl: string) {
-  const target = new URL(clientUrl)
-  const sockets = new Set<Socket>()
-  let connections = 0
-  const server = createServer((socket) => {
-    connections++
-    const upstream = connect(Number(target.port), target.hostname)
-    for (const end of [socket, upstream]) {
-      sockets.add(end)
-      end.on('error', () => {})
-      end.on('close', () => {
-        socket.destroy()
-        upstream.destroy()
-      })
-    }
-    socket.pipe(upstream).pipe(socket)
-  })
-  await new Promise<void>((resolve) => server.listen(0, nonLoopbackAddress(), resolve))
-  t.teardown(async () => {
-    for (const socket of sockets) socket.destroy()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  const { address, port } = server.address() as { address: string; port: number }
-  return { address: `${address}:${port}`, connections: () => connections }
-}

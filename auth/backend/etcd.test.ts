@@ -4,8 +4,6 @@
 // plaintext to a peer that is not on loopback unless asked for outright).
 
 import { writeFileSync } from 'node:fs'
-import { connect, createServer, type Socket } from 'node:net'
-import { networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Etcd3 } from 'etcd3'
@@ -14,7 +12,7 @@ import t from 'tap'
 import { backendConformance } from '../../test/helpers/backend-conformance.ts'
 import { loopbackCert, testCA } from '../../test/helpers/certs.ts'
 import { freePort, tempDir } from '../../test/helpers/cluster.ts'
-import { EtcdServer, etcdUnavailable, uniquePrefix } from '../../test/helpers/etcd.ts'
+import { EtcdServer, etcdUnavailable, nonLoopbackAddress, relayTo, uniquePrefix } from '../../test/helpers/etcd.ts'
 import { decode, EtcdBackend, encode, onLoopback, rangeEnd } from './etcd.ts'
 import { openBackend, storageTransport } from './index.ts'
 
@@ -399,43 +397,6 @@ if (unavailable) {
     t.same(decode(encode('a\nb', 1_767_225_600_000), '/k'), { value: 'a\nb', expires: 1_767_225_600_000 })
     t.throws(() => decode(Buffer.from('{"not":"ours"}'), '/k'), { message: /etcd key "\/k" has a lease but no expiry/ })
   })
-}
-
-/** An IPv4 address of this machine that is not on loopback, if it has one. */
-function nonLoopbackAddress(): string | undefined {
-  const addresses = Object.values(networkInterfaces()).flatMap((list) => list ?? [])
-  return addresses.find((address) => address.family === 'IPv4' && !address.internal)?.address
-}
-
-/**
- * A TCP relay on this machine's non-loopback address to the etcd at `clientUrl`, which
- * listens on loopback: the same etcd, reached as a peer across a network would be.
- */
-async function relayTo(t: Test, clientUrl: string) {
-  const target = new URL(clientUrl)
-  const host = nonLoopbackAddress()!
-  const sockets = new Set<Socket>()
-  let connections = 0
-  const server = createServer((socket) => {
-    connections++
-    const upstream = connect(Number(target.port), target.hostname)
-    for (const end of [socket, upstream]) {
-      sockets.add(end)
-      end.on('error', () => {})
-      end.on('close', () => {
-        socket.destroy()
-        upstream.destroy()
-      })
-    }
-    socket.pipe(upstream).pipe(socket)
-  })
-  await new Promise<void>((resolve) => server.listen(0, host, resolve))
-  t.teardown(async () => {
-    for (const socket of sockets) socket.destroy()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  const port = (server.address() as { port: number }).port
-  return { host, port, address: `${host}:${port}`, connections: () => connections }
 }
 
 /** A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files. */

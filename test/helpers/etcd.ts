@@ -6,9 +6,11 @@ import { randomBytes } from 'node:crypto'
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { get as httpGet, type IncomingMessage } from 'node:http'
 import { get as httpsGet } from 'node:https'
-import { tmpdir } from 'node:os'
+import { connect, createServer, type Socket } from 'node:net'
+import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { Test } from 'tap'
 import { freePort } from './cluster.ts'
 
 /** Debian's `etcd-server` package installs it here; ETCD_BINARY points elsewhere. */
@@ -153,4 +155,42 @@ export class EtcdServer {
     await this.exited
     rmSync(this.dataDir, { recursive: true, force: true })
   }
+}
+
+/** An IPv4 address of this machine that is not on loopback, if it has one. */
+export function nonLoopbackAddress(): string | undefined {
+  const addresses = Object.values(networkInterfaces()).flatMap((list) => list ?? [])
+  return addresses.find((address) => address.family === 'IPv4' && !address.internal)?.address
+}
+
+/**
+ * A TCP relay on this machine's non-loopback address to the etcd at `clientUrl`, which
+ * listens on loopback: the same etcd, reached as a peer across a network would be.
+ */
+export async function relayTo(t: Test, clientUrl: string): Promise<{ host: string; port: number; address: string; connections: () => number }> {
+  const target = new URL(clientUrl)
+  const host = nonLoopbackAddress()
+  if (host === undefined) throw new Error('no non-loopback IPv4 address here')
+  const sockets = new Set<Socket>()
+  let connections = 0
+  const server = createServer((socket) => {
+    connections++
+    const upstream = connect(Number(target.port), target.hostname)
+    for (const end of [socket, upstream]) {
+      sockets.add(end)
+      end.on('error', () => {})
+      end.on('close', () => {
+        socket.destroy()
+        upstream.destroy()
+      })
+    }
+    socket.pipe(upstream).pipe(socket)
+  })
+  await new Promise<void>((resolve) => server.listen(0, host, resolve))
+  t.teardown(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise((resolve) => server.close(resolve))
+  })
+  const port = (server.address() as { port: number }).port
+  return { host, port, address: `${host}:${port}`, connections: () => connections }
 }
