@@ -132,8 +132,8 @@ t.test('an invitation shows its QR code; login with password and TOTP sets a str
   const answer = await web(proxyA.web, 'POST', '/web/api/login', { body: { user: 'alice', password: PASSWORD, totp_code: codeAt(alice.secret, step) } })
   t.equal(answer.status, 200, answer.text)
   const { header } = cookieOf(answer)
-  t.match(header, /^warren_session=[A-Za-z0-9_-]{43,}; /)
-  for (const flag of ['HttpOnly', 'Secure', 'SameSite=Strict', 'Path=/web']) t.ok(header.split('; ').includes(flag), flag)
+  t.match(header, /^__Host-warren_session=[A-Za-z0-9_-]{43,}; /)
+  for (const flag of ['HttpOnly', 'Secure', 'SameSite=Strict', 'Path=/']) t.ok(header.split('; ').includes(flag), flag)
   t.equal(answer.body.user, 'alice')
   t.ok(Date.parse(answer.body.expires as string) > Date.now())
   const session = await web(proxyA.web, 'GET', '/web/api/session', { cookie: cookieOf(answer).cookie })
@@ -199,7 +199,7 @@ t.test('a POST without the CSRF token, with a wrong one or from a foreign Origin
 })
 
 t.test('the auth server takes a web session only from a proxy', async (t) => {
-  const token = alice.cookie.slice('warren_session='.length)
+  const token = alice.cookie.slice('__Host-warren_session='.length)
   for (const path of ['/v1/user/nodes', '/v1/tokens', '/v1/web-sessions/current']) {
     const answer = await new Promise<number>((resolve, reject) => {
       const req = request(`https://${auth.address}${path}`, { headers: { 'x-warren-web-session': token }, rejectUnauthorized: false }, (res) => {

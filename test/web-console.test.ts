@@ -44,8 +44,8 @@ async function main(): Promise<void> {
   await t.test('an invited user accepts in the browser, logs in with a TOTP code, finds a node by label and works in its terminal', async (t) => {
     const { page, context, person } = await invited('bob', 'lab')
     t.equal(await page.textContent('header .who'), 'bobLog out', 'logged in as bob after the invitation')
-    const [cookie] = (await context.cookies()).filter((c) => c.name === 'warren_session')
-    t.match(cookie, { httpOnly: true, secure: true, sameSite: 'Strict', path: '/web' }, 'the session cookie')
+    const [cookie] = (await context.cookies()).filter((c) => c.name === '__Host-warren_session')
+    t.match(cookie, { httpOnly: true, secure: true, sameSite: 'Strict', path: '/' }, 'the session cookie')
 
     await page.click('button.logout')
     await page.waitForURL(`${base}/web/login`)

@@ -38,7 +38,7 @@ t.test("a failure's log entry names the carried route's pattern, not the token i
   const secret = '5f0c3a7e9b214d6c8a1e0f2b3c4d5e6f'
   const status = await new Promise<number>((resolve, reject) => {
     const port = (server.address() as AddressInfo).port
-    const req = request({ host: '127.0.0.1', port, method: 'DELETE', path: `/web/api/tokens/${secret}`, headers: { cookie: 'warren_session=abc' } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, method: 'DELETE', path: `/web/api/tokens/${secret}`, headers: { cookie: '__Host-warren_session=abc' } }, (res) => {
       res.resume()
       res.on('end', () => resolve(res.statusCode ?? 0))
     })

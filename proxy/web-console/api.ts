@@ -23,6 +23,8 @@ export interface WebConsoleApiOptions {
   /** The client for the auth server (replaced when this proxy's certificate is renewed). */
   auth: () => ApiClient
   clientAddress: (req: IncomingMessage) => string
+  /** The session of `token` was ended by its user: what still runs on it (terminals) ends too. */
+  loggedOut?: (token: string) => void
   log: Logger
 }
 
@@ -116,6 +118,7 @@ export class WebConsoleApi {
       case 'POST /logout': {
         const { token } = await this.changing(req)
         await this.callAuth('DELETE /v1/web-sessions/current', undefined, this.sessionHeaders(req, token))
+        this.options.loggedOut?.(token)
         return { body: {}, headers: { 'set-cookie': clearedCookie() } }
       }
       case 'POST /invite/start': {

@@ -36,7 +36,8 @@ export class WebConsole {
 
   constructor(options: WebConsoleOptions) {
     this.options = options
-    this.api = new WebConsoleApi(options)
+    // A logout closes the session's terminals here at once (other proxies' within SESSION_RECHECK_MS).
+    this.api = new WebConsoleApi({ ...options, loggedOut: (token) => void this.terminals?.then((terminals) => terminals.sessionEnded(token)) })
   }
 
   /** Answers a request under /web; false when `req` is not one. */

@@ -1,24 +1,27 @@
 // What the web console checks of a request before anything is carried to the auth server:
 // the session cookie, the CSRF token of a state-changing request, and that a browser's
 // request comes from the console's own origin. The cookie is HttpOnly (no script reads it),
-// Secure, SameSite=Strict (no other site's page sends it) and scoped to /web.
+// Secure and SameSite=Strict (no other site's page sends it). Its __Host- prefix makes the
+// browser take it only from this origin over HTTPS, for Path=/ and without Domain: a sibling
+// domain or a plain-HTTP answer for this host cannot plant a session of its own choosing
+// (one made for the attacker's account, which the victim would then use unawares).
 
 import { timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { HttpError } from '../../shared/api-router.ts'
 
-export const SESSION_COOKIE = 'warren_session'
+export const SESSION_COOKIE = '__Host-warren_session'
 export const CSRF_HEADER = 'x-csrf-token'
 
 /** The cookie that carries a new session's token, for as long as the session lasts. */
 export function sessionCookie(token: string, expires: number, now = Date.now()): string {
   const maxAge = Math.max(0, Math.floor((expires - now) / 1000))
-  return `${SESSION_COOKIE}=${token}; HttpOnly; Secure; SameSite=Strict; Path=/web; Max-Age=${maxAge}`
+  return `${SESSION_COOKIE}=${token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=${maxAge}`
 }
 
 /** The cookie that makes the browser forget the session. */
 export function clearedCookie(): string {
-  return `${SESSION_COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/web; Max-Age=0`
+  return `${SESSION_COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0`
 }
 
 /** The session token the browser's cookie carries; 401 when there is none. */

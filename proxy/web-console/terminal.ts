@@ -6,11 +6,15 @@
 // opens the shell (ssh-shell.ts). Binary frames carry the terminal's bytes both ways; the
 // browser sends {"type":"resize"} text frames; the proxy ends with {"type":"exit"} or
 // {"type":"error"}. Each side waits for the other to take what it sent (backpressure), and
-// closing either side closes the other.
+// closing either side closes the other. A terminal lasts no longer than its web session: it
+// is closed at the session's expiry, at once on a logout through this proxy, and within
+// SESSION_RECHECK_MS when the auth server no longer knows the session (a logout at another
+// proxy, a role's max_session_ttl shortened).
 
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { type RawData, WebSocket, WebSocketServer } from 'ws'
+import { ApiError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { ReachableNodes } from '../../shared/protocol/fleet.ts'
 import type { KnownHosts } from '../../shared/protocol/logins.ts'
@@ -29,6 +33,8 @@ const HIGH_WATER = 1024 * 1024
 const LOW_WATER = 256 * 1024
 const LOGIN = /^[a-z_][a-z0-9_.-]{0,31}$/
 const MAX_SIZE = 1000
+/** How often the auth server is asked whether each open terminal's session still stands. */
+const SESSION_RECHECK_MS = 30_000
 
 export interface WebTerminalOptions {
   api: WebConsoleApi
@@ -37,10 +43,15 @@ export interface WebTerminalOptions {
   log: Logger
 }
 
-/** An open terminal: its user, what ends its shell, and when its certificate's validity starts once it has one. */
+/** An open terminal: its user and session, what ends its shell, and when its certificate's validity starts once it has one. */
 interface OpenTerminal {
   user: string
+  /** The session's token, and the headers that present it to the auth server. */
+  token: string
+  headers: Record<string, string>
   end: () => void
+  /** Closes the terminal when the session expires. */
+  expiry: NodeJS.Timeout
   validFrom?: number
 }
 
@@ -56,6 +67,8 @@ export class WebTerminals {
   private readonly server = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME, perMessageDeflate: false })
   /** Every open terminal. */
   private readonly open = new Map<WebSocket, OpenTerminal>()
+  /** Asks the auth server after the open terminals' sessions while there are any. */
+  private recheckTimer?: NodeJS.Timeout
 
   constructor(options: WebTerminalOptions) {
     this.options = options
@@ -63,15 +76,53 @@ export class WebTerminals {
 
   /** Closes the terminals `refused` names a reason for (their user locked or removed, their certificate from before a reset). */
   dropLocked(refused: (user: string | UserCertificate) => string | undefined): void {
-    for (const [ws, { user, end, validFrom }] of this.open) {
+    for (const [ws, terminal] of this.open) {
+      const { user, validFrom } = terminal
       const reason = refused(validFrom === undefined ? user : { name: user, validFrom })
       if (!reason) continue
       this.options.log.warn(`web terminal of user ${user} closed: ${reason}`, { user, locked: true })
-      this.open.delete(ws)
-      ws.send(JSON.stringify({ type: 'error', message: reason }))
-      ws.close(1008)
-      end()
+      this.close(ws, terminal, reason)
     }
+  }
+
+  /** The session of `token` has ended (its user logged out): its terminals are closed. */
+  sessionEnded(token: string): void {
+    for (const [ws, terminal] of this.open) {
+      if (terminal.token === token) this.sessionGone(ws, terminal, 'the web session ended: logged out')
+    }
+  }
+
+  private sessionGone(ws: WebSocket, terminal: OpenTerminal, reason: string): void {
+    this.options.log.info(`web terminal of user ${terminal.user} closed: ${reason}`, { user: terminal.user })
+    this.close(ws, terminal, reason)
+  }
+
+  /** Tells the browser why, then closes the socket and the shell. */
+  private close(ws: WebSocket, terminal: OpenTerminal, reason: string): void {
+    if (!this.open.delete(ws)) return
+    clearTimeout(terminal.expiry)
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'error', message: reason }))
+    ws.close(1008)
+    terminal.end()
+  }
+
+  /** Asks the auth server whether each open terminal's session still stands; closes those it no longer knows. */
+  private async recheck(): Promise<void> {
+    if (this.open.size === 0) {
+      clearInterval(this.recheckTimer)
+      this.recheckTimer = undefined
+      return
+    }
+    await Promise.all(
+      [...this.open].map(async ([ws, terminal]) => {
+        try {
+          await this.options.api.callAuth('GET /v1/web-sessions/current', undefined, terminal.headers)
+        } catch (error) {
+          // Only the auth server's word that the session is gone ends it, not an auth server out of reach.
+          if (error instanceof ApiError && error.status === 401) this.sessionGone(ws, terminal, error.message)
+        }
+      }),
+    )
   }
 
   /** Judges an upgrade request and, when it passes, opens the terminal. */
@@ -107,15 +158,24 @@ export class WebTerminals {
       shell?.end()
       stream?.destroy()
     }
-    const terminal: OpenTerminal = { user: session.user, end }
+    const headers = api.sessionHeaders(req, token)
+    const terminal: OpenTerminal = {
+      user: session.user,
+      token,
+      headers,
+      end,
+      // A timer holds at most 2^31 - 1 ms (24.8 days), far more than any session lasts.
+      expiry: setTimeout(() => this.sessionGone(ws, terminal, 'the web session has expired'), Math.min(Math.max(0, session.expires - Date.now()), 2 ** 31 - 1)).unref(),
+    }
     this.open.set(ws, terminal)
+    this.recheckTimer ??= setInterval(() => void this.recheck(), SESSION_RECHECK_MS).unref()
     ws.once('close', () => {
       this.open.delete(ws)
+      clearTimeout(terminal.expiry)
       end()
     })
     try {
       if (!session.logins.includes(request.login)) throw new Error(`the roles of user "${session.user}" do not allow login "${request.login}"`)
-      const headers = api.sessionHeaders(req, token)
       // The auth server's word on which nodes the roles allow, as `warren ls` has it.
       const { nodes } = await api.callAuth<ReachableNodes>('GET /v1/user/nodes', undefined, headers)
       const node = nodes.find((n) => n.nodename === request.node || n.host_id === request.node)

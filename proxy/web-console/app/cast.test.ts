@@ -3,7 +3,7 @@
 // clean screen, and a recording in another format refused.
 
 import t from 'tap'
-import { CastPlayer, type PlayerScreen, parseCast } from './cast.ts'
+import { CastPlayer, MAX_SIZE, type PlayerScreen, parseCast } from './cast.ts'
 
 const CAST = [
   JSON.stringify({ version: 2, width: 80, height: 24, timestamp: 1_700_000_000 }),
@@ -77,4 +77,17 @@ t.test('play after the end starts again from a clean screen', async (t) => {
 t.test('a file that is not asciicast v2 is refused', async (t) => {
   t.throws(() => parseCast(''), /empty/)
   t.throws(() => parseCast('{"version":1}\n'), /not in asciicast v2 format/)
+})
+
+t.test('sizes no screen could hold are cut to MAX_SIZE', async (t) => {
+  const huge = [JSON.stringify({ version: 2, width: 60000, height: 1e9 }), JSON.stringify([0.01, 'r', '65535x65535']), JSON.stringify([0.02, 'r', '0x0']), ''].join('\n')
+  const cast = parseCast(huge)
+  t.equal(cast.width, MAX_SIZE)
+  t.equal(cast.height, MAX_SIZE)
+  const s = screen()
+  const player = new CastPlayer(cast, s)
+  player.setSpeed(100)
+  player.play()
+  await s.ended
+  t.same(s.calls, [`r ${MAX_SIZE}x${MAX_SIZE}`], 'the huge resize is cut, the empty one left out')
 })

@@ -1,6 +1,8 @@
 // Asciicast v2 (what nodes record): a JSON header line, then one JSON array per event,
 // [seconds since the start, code, data]: "o" output, "i" input, "r" a resize to "COLSxROWS".
 // The player hands output and resizes to a terminal at the recorded pace times `speed`.
+// Sizes come from whoever drove the session (an SSH client asks for any window size), so
+// they are bounded here: a screen of 65535×65535 cells would take the replaying browser down.
 
 export interface Cast {
   width: number
@@ -8,13 +10,22 @@ export interface Cast {
   events: [number, string, string][]
 }
 
+/** The largest screen replayed, as the web terminal allows (terminal.ts); larger sizes are cut to it. */
+export const MAX_SIZE = 1000
+
+/** A recorded width or height as a screen may take it: a whole number from 1 to MAX_SIZE, else `fallback`. */
+function screenSize(value: unknown, fallback: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 1) return fallback
+  return Math.min(Math.floor(value), MAX_SIZE)
+}
+
 export function parseCast(text: string): Cast {
   const lines = text.split('\n').filter((line) => line.trim() !== '')
   if (lines.length === 0) throw new Error('the recording is empty')
-  const header = JSON.parse(lines[0]) as { version?: number; width?: number; height?: number }
+  const header = JSON.parse(lines[0]) as { version?: number; width?: unknown; height?: unknown }
   if (header.version !== 2) throw new Error('the recording is not in asciicast v2 format')
   const events = lines.slice(1).map((line) => JSON.parse(line) as [number, string, string])
-  return { width: header.width ?? 80, height: header.height ?? 24, events }
+  return { width: screenSize(header.width, 80), height: screenSize(header.height, 24), events }
 }
 
 export interface PlayerScreen {
@@ -96,7 +107,7 @@ export class CastPlayer {
       if (code === 'o') this.#screen.write(data)
       else if (code === 'r') {
         const [cols, rows] = data.split('x').map(Number)
-        if (cols > 0 && rows > 0) this.#screen.resize(cols, rows)
+        if (cols >= 1 && rows >= 1) this.#screen.resize(screenSize(cols, 80), screenSize(rows, 24))
       }
     }
     const ended = this.#next >= events.length
