@@ -40,7 +40,7 @@ t.test('answers one request per connection; refuses what is not one', async (t) 
     'the path without its query',
   )
 
-  const head = await raw(port, 'HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n')
+  const head = await raw(port, 'HEAD /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
   t.match(head, /^HTTP\/1\.1 200 OK\r\n/)
   t.match(head, /content-length: 7\r\n/)
   t.ok(head.endsWith('\r\n\r\n'), 'HEAD: no body')
@@ -49,6 +49,25 @@ t.test('answers one request per connection; refuses what is not one', async (t) 
   t.match(await raw(port, `GET / HTTP/1.1\r\nX: ${'a'.repeat(20_000)}`), /^HTTP\/1\.1 431 /, 'a head without end past the limit: 431')
   t.equal(await raw(port, 'GET /metrics HTTP/1.1\r\nHost: x\r\n'), '', 'a head never finished: closed unanswered after the timeout')
   t.equal(seen.length, 3, 'none of those reached the handler but the HEAD')
+})
+
+t.test('on loopback, only a loopback host name is answered: a rebound name is refused', async (t) => {
+  let answered = 0
+  const server = new DiagHttpServer(async () => {
+    answered++
+    return { status: 200, type: 'text/plain', body: 'version 1' }
+  })
+  const { port } = await server.listen('127.0.0.1', 0)
+  t.teardown(() => server.close())
+  for (const host of ['localhost', `localhost:${port}`, '127.0.0.1', `127.0.0.2:${port}`, `[::1]:${port}`]) {
+    t.match(await raw(port, `GET /metrics HTTP/1.1\r\nHost: ${host}\r\n\r\n`), /^HTTP\/1\.1 200 /, host)
+  }
+  t.match(await raw(port, 'GET /metrics HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 /, 'no Host header (HTTP/1.0)')
+  // What a browser sends for a page on evil.example once that name resolves to 127.0.0.1.
+  for (const host of ['evil.example', `evil.example:${port}`, 'localhost.evil.example', '127.0.0.1.evil.example']) {
+    t.match(await raw(port, `GET /metrics HTTP/1.1\r\nHost: ${host}\r\n\r\n`), /^HTTP\/1\.1 421 /, host)
+  }
+  t.equal(answered, 6, 'the refused ones never reached the handler')
 })
 
 t.test('a port in use is refused with its error', async (t) => {

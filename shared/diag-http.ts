@@ -3,7 +3,9 @@
 // a load balancer's probe asks. node:http, with its parser and its modules, would cost an
 // agent with diag_addr about 2.5 MB resident (bench:footprint), for an endpoint that reads
 // nothing of a request but its first line. The head is bounded in size and in time, so a
-// client that never finishes holds a connection for HEAD_TIMEOUT_MS at most.
+// client that never finishes holds a connection for HEAD_TIMEOUT_MS at most. A request that
+// came in on loopback must name a loopback host: a web page whose name was made to resolve to
+// 127.0.0.1 (DNS rebinding) would otherwise read the endpoint from a browser on this machine.
 
 import { createServer, type Server, type Socket } from 'node:net'
 import { listenOnTcp } from './listen-without-cluster.ts'
@@ -30,6 +32,7 @@ const REASONS: Record<number, string> = {
   200: 'OK',
   400: 'Bad Request',
   404: 'Not Found',
+  421: 'Misdirected Request',
   405: 'Method Not Allowed',
   431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
@@ -37,6 +40,17 @@ const REASONS: Record<number, string> = {
 }
 
 const REQUEST_LINE = /^([A-Z]+) (\S+) HTTP\/1\.[01]\r?$/
+
+/** A Host header's value naming this machine's loopback, with or without a port. */
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d{1,5})?$/i
+
+/** Whether a request that came in on `localAddress` may carry the Host header in `head`. */
+function hostAllowed(localAddress: string | undefined, head: string): boolean {
+  const onLoopback = localAddress !== undefined && (localAddress.startsWith('127.') || localAddress === '::1' || localAddress.startsWith('::ffff:127.'))
+  if (!onLoopback) return true
+  const host = /\r?\nhost:[ \t]*([^\r\n]*?)[ \t]*\r?\n/i.exec(head)
+  return host === null || LOOPBACK_HOST.test(host[1])
+}
 
 export class DiagHttpServer {
   private readonly server: Server
@@ -84,6 +98,9 @@ export class DiagHttpServer {
       const line = REQUEST_LINE.exec(head.slice(0, head.indexOf('\n')))
       if (!line) return respond(socket, 'GET', { status: 400, type: 'application/json', body: JSON.stringify({ error: 'not an HTTP/1 request' }) })
       const [, method, target] = line
+      if (!hostAllowed(socket.localAddress, head.slice(0, end + 2))) {
+        return respond(socket, method, { status: 421, type: 'application/json', body: JSON.stringify({ error: 'a request on loopback must name a loopback host' }) })
+      }
       answer({ method, path: target.split('?')[0] }).then(
         (reply) => respond(socket, method, reply),
         (error: Error) => respond(socket, method, { status: 500, type: 'application/json', body: JSON.stringify({ error: error.message }) }),
