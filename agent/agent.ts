@@ -29,6 +29,7 @@ import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import { checkTrust, type TrustStatement } from '../shared/trust-statement.ts'
 import { AuditQueue } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
+import { type ClockProblem, type ClockStatus, ClockWatch, clockProblemOfError, clockStatus, probeServerClock } from './clock.ts'
 import type { DirectListener } from './direct-listener.ts'
 import { declaredPortName, forwardRefusal, remoteForwardRefusal } from './forward-policy.ts'
 import type { Heartbeat } from './heartbeat.ts'
@@ -43,6 +44,9 @@ import { type RedialReason, TunnelPool } from './tunnel-pool.ts'
 
 /** How often at most the agent asks for the tunnel address again while no tunnel opens. */
 const REDISCOVER_MS = 30_000
+
+/** How often at most an unreachable node checks the certificate its server presents against its clock (clock.ts). */
+const CLOCK_PROBE_MS = 30_000
 
 export interface AgentOptions {
   config: WarrenConfig
@@ -79,6 +83,14 @@ export class Agent {
   onRtt?: (rttMs: number) => void
   /** Where the tunnels go, and whether they wait for certificates the proxies accept (see holdTunnels). */
   private tunnels?: { server: string; address: TunnelAddress; held: boolean }
+  /** Steps of the system clock, and the checks that follow each tick (see watchClock). */
+  private clockWatch?: ClockWatch
+  /** What the latest TLS handshake with the cluster said about this host's clock, if it failed for time. */
+  private clockSeen?: { problem: ClockProblem; evidence: string }
+  /** When the clock was last checked against the server's certificate (monotonic ms). */
+  private clockProbedAt?: number
+  /** The clock problem last logged (null: none). */
+  private clockLogged: ClockProblem | null = null
 
   constructor(options: AgentOptions) {
     this.options = options
@@ -153,7 +165,8 @@ export class Agent {
       identity: () => this.identity,
       server,
       tunnel: () => this.pool?.all[0],
-      tunnelMode: () => this.pool !== undefined,
+      // Held tunnels included: a node in tunnel mode renews through its tunnels, never at the proxy's web port.
+      tunnelMode: () => this.tunnels !== undefined,
       unusable: () => this.holdTunnels(),
       apply: (renewed, how) => this.applyRenewal(renewed, how),
       log: this.log,
@@ -162,6 +175,75 @@ export class Agent {
     else if (certificateUsable(this.identity)) this.startTunnels(server, tunnel, source!)
     else this.tunnels = { server, address: tunnel, held: true }
     this.renewal.start()
+    this.watchClock(server)
+  }
+
+  /**
+   * The node's clock against the cluster's certificates (clock.ts), checked every few
+   * seconds: a problem is logged when it appears and when it ends, and tunnels held for a
+   * certificate that only looked unusable by a wrong clock open once the clock is set.
+   */
+  private watchClock(server: string): void {
+    this.clockWatch = new ClockWatch({
+      stepped: (byMs) => {
+        this.log.info('the system clock was set', { clock_step_ms: Math.round(byMs) })
+        this.clockSeen = undefined
+        this.clockProbedAt = undefined
+        this.renewal?.clockChanged()
+      },
+      tick: () => this.checkClock(server),
+    })
+    this.clockWatch.start()
+    this.checkClock(server)
+  }
+
+  private checkClock(server: string): void {
+    if (this.stopped) return
+    const heartbeat = this.heartbeat
+    const reachable = (this.pool?.heldCount ?? 0) > 0 || (heartbeat !== undefined && heartbeat.ok > 0 && !heartbeat.failing)
+    // The common case costs nothing: reachable, nothing held back, nothing to take back.
+    if (reachable && !this.tunnels?.held && this.clockLogged === null) {
+      this.clockSeen = undefined
+      return
+    }
+    const usable = certificateUsable(this.identity)
+    if (this.tunnels?.held && usable) this.startTunnels(this.tunnels.server, this.tunnels.address, 'now that the certificate is valid by the clock')
+    // A handshake that went through shows the clock agrees with the cluster's certificates.
+    if (reachable) this.clockSeen = undefined
+    // Tunnel dials name a time error themselves; an expired certificate and failing heartbeats do not.
+    else if ((!usable || heartbeat?.failing) && this.clockSeen === undefined && (this.clockProbedAt === undefined || performance.now() - this.clockProbedAt >= CLOCK_PROBE_MS)) {
+      this.clockProbedAt = performance.now()
+      void probeServerClock(server, this.identity.hostCAPems).then((seen) => {
+        if (this.stopped) return
+        this.clockSeen = seen
+        this.reportClock()
+      })
+    }
+    this.reportClock()
+  }
+
+  /** Logs a clock problem once when it appears, and once when it is over. */
+  private reportClock(): void {
+    const status = this.clock
+    if (!status || status.problem === this.clockLogged) return
+    this.clockLogged = status.problem
+    if (status.problem === null) this.log.info('the system clock agrees with the cluster again', { clock: 'ok', clock_now: status.now })
+    else
+      this.log.warn(`the system clock is ${status.problem} (${status.now}: ${status.evidence}): TLS with the cluster fails until it is set`, {
+        clock: status.problem,
+        clock_now: status.now,
+        clock_evidence: status.evidence,
+      })
+  }
+
+  /** What the node can tell about its system clock (agent/status.ts). */
+  get clock(): ClockStatus | undefined {
+    return this.identity && clockStatus(new X509Certificate(this.identity.tlsCertPem), this.clockSeen)
+  }
+
+  /** Tunnel mode waiting for certificates the proxies accept (see holdTunnels): where the tunnels will go. */
+  get heldTunnelAddress(): string | undefined {
+    return this.tunnels?.held && !this.pool ? joinHostPort(this.tunnels.address.host, this.tunnels.address.port) : undefined
   }
 
   /** The queue of audit events and what ships them: through a tunnel's proxy, or straight to the auth server. */
@@ -273,7 +355,9 @@ export class Agent {
         this.counts.refusedLiveSets++
         this.log.warn(`live proxy set from proxy ${tunnel.proxyId} refused: ${reason}`, { proxy_id: tunnel.proxyId, live_set_refused: reason })
       },
-      onFailedRound: (held) => {
+      onFailedRound: (held, error) => {
+        const problem = clockProblemOfError(error)
+        if (problem) this.clockSeen = { problem, evidence: `a tunnel's TLS handshake with ${tunnel.host}:${tunnel.port} failed: ${error.message}` }
         if (held === 0) void this.rediscover(server, tunnel)
       },
       onRedial: (reason) => (this.counts.redials[reason] = (this.counts.redials[reason] ?? 0) + 1),
@@ -307,6 +391,7 @@ export class Agent {
       this.log.warn(`${server} now answers as an auth server: heartbeating to it directly`)
       this.pool.stop()
       this.pool = undefined
+      this.tunnels = undefined
       forgetTunnelAddress(this.config.dataDir)
       await this.startDirect(server).catch((error: Error) => this.log.error(`direct mode cannot start: ${error.message}`))
       return
@@ -418,6 +503,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.stopped = true
+    this.clockWatch?.stop()
     this.renewal?.stop()
     this.pool?.stop()
     await this.heartbeat?.stop()

@@ -30,7 +30,8 @@ export class Heartbeat {
   private labels: Record<string, string>
   private readonly serviceAddr: string
   private timer?: NodeJS.Timeout
-  private failing = false
+  /** The last beat failed. */
+  failing = false
   /** Beats the auth server accepted and beats that failed, since start. */
   ok = 0
   failed = 0

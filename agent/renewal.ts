@@ -59,6 +59,12 @@ export class NodeRenewal {
     this.renewal.trustChanged()
   }
 
+  /** The system clock was set: the renewal window is timed again by the clock as it reads now. */
+  clockChanged(): void {
+    this.renewal.stop()
+    this.renewal.start()
+  }
+
   /** A tunnel's control stream answered a renewal: 'certs' or 'renew_failed'. */
   answered(tunnel: AgentTunnel, message: Exclude<TrustMessage, { type: 'ca' }>): void {
     const pending = this.pending

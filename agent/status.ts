@@ -12,9 +12,11 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
   const identity = agent.identity
   const direct = agent.directMode
   const pool = agent.pool
-  if (!identity || (!pool && !direct)) return undefined
+  // Tunnels held back until the certificate is usable (a wrong clock, an expiry) are reported too: that is when the status matters most.
+  const held = agent.heldTunnelAddress
+  if (!identity || (!pool && !direct && held === undefined)) return undefined
   const status: NodeStatus = {
-    mode: pool ? 'tunnel' : 'direct',
+    mode: pool || held !== undefined ? 'tunnel' : 'direct',
     host_id: identity.hostId,
     nodename: identity.nodename,
     cluster: identity.clusterName,
@@ -25,6 +27,7 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
     trust: { version: identity.trustVersion, refused: agent.counts.refusedTrust },
     optimising_compilers: optimisingCompilers(),
     ptys: ptyPerl() ? 'agent' : 'script',
+    clock: agent.clock!,
   }
   if (agent.audit) status.events = { queued: agent.audit.queue.size, dropped: agent.audit.queue.dropped }
   if (pool) {
@@ -37,6 +40,8 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
       live_set: pool.announcedSet ?? null,
       live_sets_refused: agent.counts.refusedLiveSets,
     }
+  } else if (held !== undefined) {
+    status.tunnel = { address: held, discoveries: agent.discoveries, proxies: [], live_set: null, live_sets_refused: agent.counts.refusedLiveSets }
   } else if (direct) {
     const { heartbeat } = direct
     status.direct = {

@@ -42,8 +42,8 @@ export interface PoolOptions<T> extends Omit<TunnelOptions, 'host' | 'port'> {
   onControl?: (tunnel: T, message: TrustMessage) => void
   /** A live set a tunnel's proxy announced without a valid signature of the auth server, and why. */
   onLiveSetRefused?: (tunnel: T, reason: string) => void
-  /** After a round in which a dial failed, with the number of proxies held. */
-  onFailedRound?: (held: number) => void
+  /** After a round in which a dial failed, with the number of proxies held and the error of a failed dial. */
+  onFailedRound?: (held: number, error: Error) => void
   /** Each time the pool dials again, or will once the proxy returns, and why: a round's dial failed, a tunnel was lost, its proxy is stopping or left the live set. */
   onRedial?: (reason: RedialReason) => void
   /** A tunnel the pool held has closed. */
@@ -200,7 +200,7 @@ export class TunnelPoolOf<T extends PoolTunnel> {
         const waitMs = this.policy.afterRound({ ...round, failed: failure !== undefined })
         if (failure) {
           this.log.warn(`tunnel to ${this.options.host}:${this.options.port} failed (${failure.message}); retrying in ${waitMs} ms`)
-          this.options.onFailedRound?.(this.tunnels.size)
+          this.options.onFailedRound?.(this.tunnels.size, failure)
           this.options.onRedial?.('dial_failed')
         }
         if (waitMs !== undefined) await this.sleep(waitMs)

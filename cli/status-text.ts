@@ -104,6 +104,7 @@ function nodeBlock(node: NodeStatus, now: number): string {
     .map(([k, v]) => `${k}=${v}`)
     .join(',')
   if (labels) list.push(['Labels', labels])
+  if (node.clock?.problem) list.push(['Clock', `${node.clock.now} is ${node.clock.problem}: ${printable(node.clock.evidence ?? '')}; TLS with the cluster fails until it is set`])
   if (node.events) list.push(['Audit events', `${node.events.queued} waiting for the auth server, ${node.events.dropped} dropped`])
   const { tunnel, direct } = node
   // What a proxy sent without the auth server's signature: worth a look (SECURITY.md, "A stolen proxy").

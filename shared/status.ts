@@ -105,6 +105,16 @@ export interface NodeTunnelStatus {
   resumed: boolean
 }
 
+/** What a node can tell of its system clock. */
+export interface ClockStatus {
+  /** The system clock now, as the node reads it. */
+  now: string
+  /** Null while the clock agrees with the cluster's certificates. */
+  problem: 'behind' | 'ahead' | null
+  /** What showed it: which certificate looked outside its validity, and its dates. */
+  evidence: string | null
+}
+
 export interface NodeStatus {
   mode: 'tunnel' | 'direct'
   host_id: string
@@ -121,6 +131,8 @@ export interface NodeStatus {
   optimising_compilers: OptimisingCompilersState
   /** Who holds a session's pty: the agent itself (with the system's perl), or util-linux `script` between it and the shell. */
   ptys: 'agent' | 'script'
+  /** The system clock as the node can judge it by the cluster's certificates (agent/clock.ts). */
+  clock: ClockStatus
   /** The SSH server's audit events waiting for the auth server, and those dropped when the queue was full. */
   events?: { queued: number; dropped: number }
   /** Tunnel mode. */

@@ -1,0 +1,111 @@
+// The system clock as the node can judge it. A board without a real-time clock boots in
+// 1970 or at a time saved long ago, and some boot far ahead, until NTP sets them; with such
+// a clock every certificate looks not yet valid or expired, and TLS fails both ways. The
+// node tells this apart from a real expiry by the cluster's own certificates: its own was
+// issued by the auth server's clock, and a proxy's or auth server's certificate is kept
+// renewed, so one that looks outside its validity says the clock is off. The watch also
+// notices the clock being set (a step against the monotonic clock), after which anything
+// timed by the wall clock (the renewal window) is timed again.
+
+import type { X509Certificate } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import { connect } from 'node:tls'
+import { parseHostPort } from '../shared/address.ts'
+import { DEFAULTS } from '../shared/config.ts'
+import { isoTime } from '../shared/duration.ts'
+import { CLUSTER_SERVER_NAME } from '../shared/protocol/tunnel.ts'
+import type { ClockStatus } from '../shared/status.ts'
+
+export type { ClockStatus }
+
+export type ClockProblem = NonNullable<ClockStatus['problem']>
+
+/**
+ * How often the watch compares the wall clock with the monotonic one: a node whose clock was
+ * set opens its held tunnels within this. Rare enough to cost an idle device nothing.
+ */
+export const CLOCK_CHECK_MS = 5_000
+
+/** A difference between the two clocks beyond this, over one check, is the clock being set. */
+const STEP_MS = 5_000
+
+/** What a certificate from the cluster, checked by this host's clock, says about that clock. */
+export function clockAgainst(cert: X509Certificate, whose: string, nowMs = Date.now()): { problem: ClockProblem; evidence: string } | undefined {
+  const from = cert.validFromDate.getTime()
+  const to = cert.validToDate.getTime()
+  if (nowMs < from) return { problem: 'behind', evidence: `${whose} is valid from ${isoTime(from)}` }
+  if (nowMs > to) return { problem: 'ahead', evidence: `${whose} expired at ${isoTime(to)}` }
+  return undefined
+}
+
+/** The clock problem a TLS verification error names, if it is one of time. */
+export function clockProblemOfError(error: unknown): ClockProblem | undefined {
+  const { code, cause } = (error ?? {}) as { code?: string; cause?: { code?: string } }
+  const name = code ?? cause?.code
+  if (name === 'CERT_NOT_YET_VALID') return 'behind'
+  if (name === 'CERT_HAS_EXPIRED') return 'ahead'
+  return undefined
+}
+
+/**
+ * The certificate `server` (a proxy's web port or the auth server) presents, judged by this
+ * host's clock against the CAs it trusts. Undefined when it cannot be reached or looks right.
+ */
+export function probeServerClock(server: string, caPems: string[], timeoutMs = 10_000): Promise<{ problem: ClockProblem; evidence: string } | undefined> {
+  const { host, port } = parseHostPort(server, DEFAULTS.webPort)
+  return new Promise((resolve) => {
+    // Nothing is sent: the handshake alone shows the certificate, and its verdict is read, not enforced.
+    const socket = connect({ host, port, servername: CLUSTER_SERVER_NAME, ca: caPems, rejectUnauthorized: false })
+    const done = (result?: { problem: ClockProblem; evidence: string }) => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(result)
+    }
+    const timer = setTimeout(() => done(), timeoutMs)
+    socket.once('error', () => done())
+    socket.once('secureConnect', () => {
+      const code = socket.authorizationError as unknown as string | undefined
+      const cert = socket.getPeerX509Certificate()
+      if (!cert || (code !== 'CERT_NOT_YET_VALID' && code !== 'CERT_HAS_EXPIRED')) return done()
+      done(clockAgainst(cert, `the certificate ${server} presents`))
+    })
+  })
+}
+
+/** Calls `stepped` (with how far the wall clock moved against the monotonic one, in ms) whenever the clock is set, and `tick` at every check. */
+export class ClockWatch {
+  private readonly handlers: { stepped: (byMs: number) => void; tick: () => void }
+  private timer?: NodeJS.Timeout
+  private last = { wall: Date.now(), mono: performance.now() }
+
+  constructor(handlers: { stepped: (byMs: number) => void; tick: () => void }) {
+    this.handlers = handlers
+  }
+
+  start(): void {
+    this.last = { wall: Date.now(), mono: performance.now() }
+    // In the background: the watch alone must not keep the process alive.
+    this.timer = setInterval(() => this.check(), CLOCK_CHECK_MS).unref()
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+    this.timer = undefined
+  }
+
+  private check(): void {
+    const now = { wall: Date.now(), mono: performance.now() }
+    const step = now.wall - this.last.wall - (now.mono - this.last.mono)
+    this.last = now
+    if (Math.abs(step) > STEP_MS) this.handlers.stepped(step)
+    this.handlers.tick()
+  }
+}
+
+/** The node's clock status from the evidence at hand (its own certificate first). */
+export function clockStatus(own: X509Certificate, seen: { problem: ClockProblem; evidence: string } | undefined, nowMs = Date.now()): ClockStatus {
+  const judged = clockAgainst(own, "this node's certificate", nowMs)
+  // An expired certificate of its own may really have expired: only a cluster's server certificate then says the clock is ahead.
+  const found = judged?.problem === 'behind' ? judged : (seen ?? undefined)
+  return { now: isoTime(nowMs), problem: found?.problem ?? null, evidence: found?.evidence ?? null }
+}
