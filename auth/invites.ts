@@ -35,10 +35,11 @@ export class Invites {
     this.clock = context.clock ?? Date.now
   }
 
-  /** Adds a user who signs up with the token returned. */
+  /** Adds a user who signs up with the token returned; the user and its invitation are stored in one transaction. */
   async addUser(name: string, logins: string[], roles: string[] | undefined, ttlMs: number): Promise<{ user: UserRecord; invitation: Invitation }> {
-    const user = await this.context.users.add(name, logins, roles)
-    return { user, invitation: await this.invite(user.name, ttlMs) }
+    const { value, record, condition, operation } = this.context.tokens.prepare({ roles: ['signup'], ttlMs, user: name })
+    const user = await this.context.users.add(name, logins, roles, { conditions: [condition], operations: [operation] })
+    return { user, invitation: { token: value, record } }
   }
 
   /**

@@ -30,7 +30,7 @@ export interface TokenRecord {
 /** What a successful validation hands back: enough to consume a single-use token atomically. */
 export interface ValidToken {
   record: TokenRecord
-  /** Conditions and operations that consume the token in the same transaction as the join. */
+  /** Conditions (the token is still as read) and operations (a single-use token is spent) for the join's transaction. */
   consume: { conditions: Condition[]; operations: Operation[] }
 }
 
@@ -84,6 +84,15 @@ export function parseStaticToken(entry: string, resolve: (value: string) => stri
   return { roles: roles as TokenRole[], value }
 }
 
+export interface TokenOptions {
+  roles: TokenRole[]
+  ttlMs: number
+  singleUse?: boolean
+  value?: string
+  nodename?: string
+  user?: string
+}
+
 export class TokenService {
   private readonly backend: Backend
   private readonly staticTokens: StaticToken[]
@@ -99,14 +108,14 @@ export class TokenService {
     }))
   }
 
-  async add(options: {
-    roles: TokenRole[]
-    ttlMs: number
-    singleUse?: boolean
-    value?: string
-    nodename?: string
-    user?: string
-  }): Promise<{ value: string; record: TokenRecord }> {
+  async add(options: TokenOptions): Promise<{ value: string; record: TokenRecord }> {
+    const { value, record, condition, operation } = this.prepare(options)
+    if (!(await this.backend.txn([condition], [operation]))) throw new TokenError('a token with this value already exists')
+    return { value, record }
+  }
+
+  /** A new token's value and record, and the write that stores it, for a caller's transaction (which must hold `condition`). */
+  prepare(options: TokenOptions): { value: string; record: TokenRecord; condition: Condition; operation: Operation } {
     const value = options.value ?? generateToken()
     if (value.length < MIN_TOKEN_LENGTH) throw new TokenError(`a token must be at least ${MIN_TOKEN_LENGTH} characters long`)
     if (/\s/.test(value) || value.startsWith('/')) throw new TokenError('a token must not contain spaces or start with "/"')
@@ -124,16 +133,16 @@ export class TokenService {
       ...(options.nodename === undefined ? {} : { nodename: options.nodename }),
       ...(options.user === undefined ? {} : { user: options.user }),
     }
-    const created = await this.backend.create(PREFIX + hash.toString('hex'), JSON.stringify(record), { ttlMs: options.ttlMs })
-    if (!created) throw new TokenError('a token with this value already exists')
-    return { value, record }
+    const key = PREFIX + hash.toString('hex')
+    return { value, record, condition: { key, absent: true }, operation: { op: 'put', key, value: JSON.stringify(record), ttlMs: options.ttlMs } }
   }
 
   /**
    * Checks a presented token for the requested roles (and, for a token made for one node
    * name, that name). Throws TokenRefusal with a reason
    * that never includes the token. Nothing is consumed here: the caller applies `consume`
-   * in the same transaction that registers the node.
+   * in the same transaction that registers the node, which then fails if the token was
+   * removed, spent or expired meanwhile.
    */
   async validate(value: string, requestedRoles: TokenRole[], nodename?: string): Promise<ValidToken> {
     const hash = hashToken(value)
@@ -150,10 +159,10 @@ export class TokenService {
         // The lookup is by hash; compare the full hash in constant time all the same.
         if (timingSafeEqual(Buffer.from(key.slice(PREFIX.length), 'hex'), hash) && (stored.expires ?? Infinity) > this.clock()) {
           record = stored
-          if (stored.singleUse) {
-            consume.conditions.push({ key, revision: item.revision })
-            consume.operations.push({ op: 'delete', key })
-          }
+          // Every use is conditional on the token as read: one removed (or expired, or spent
+          // by a racing join) before the transaction commits admits nothing.
+          consume.conditions.push({ key, revision: item.revision })
+          if (stored.singleUse) consume.operations.push({ op: 'delete', key })
         }
       }
     }

@@ -9,12 +9,12 @@ import type { UserCerts } from '../shared/protocol/admin.ts'
 import type { KnownHosts } from '../shared/protocol/logins.ts'
 import { signKnownHosts } from '../shared/signed-known-hosts.ts'
 import type { AuthContext } from './api/context.ts'
-import { Locked } from './locks.ts'
+import { Locked, lockReason, locksWholeUser } from './locks.ts'
 import { trustStatement } from './trust.ts'
 import { issueUserCertificates, UserError, type UserRecord } from './users.ts'
 
 export async function userCertificatesFor(context: AuthContext, user: UserRecord, keys: { ssh: KeyObject; tls: KeyObject }, ttlMs: number): Promise<UserCerts> {
-  const locked = context.revocations.list.refusedUser(user.name)
+  const locked = context.revocations.list.refusedUser(user.name) ?? (await lockOnUser(context, user.name))
   if (locked) throw new Locked(locked)
   const { access, maxSessionTtlMs } = await context.roles.accessOf(user)
   // A certificate without principals would be valid for any login on a stock sshd.
@@ -34,6 +34,17 @@ export async function userCertificatesFor(context: AuthContext, user: UserRecord
     proxies: (await context.nodes.proxies()).map((p) => p.webAddr).filter(Boolean),
     ...(await signedKnownHosts(context)),
   }
+}
+
+/**
+ * A lock on the whole user as the backend holds it now. The list in memory follows the
+ * backend every 500 ms; a lock made through another auth server sharing it must bar new
+ * certificates from the moment that server answered.
+ */
+async function lockOnUser(context: AuthContext, user: string): Promise<string | undefined> {
+  const now = Date.now()
+  const lock = (await context.locks.list()).find((lock) => locksWholeUser(lock, user) && (lock.expires ?? Infinity) > now)
+  return lock && lockReason(lock)
 }
 
 /** The known_hosts lines and the host CAs' signatures over them, for clients that get them through a proxy. */

@@ -8,7 +8,7 @@ import { sshAccessExtensions, x509AccessExtension } from '../shared/access-cert.
 import { createSshCertificate } from '../shared/ssh-cert.ts'
 import { createCertificate } from '../shared/x509.ts'
 import type { Authority } from './authorities.ts'
-import type { Backend, Operation } from './backend/backend.ts'
+import type { Backend, Condition, Operation } from './backend/backend.ts'
 import { checkSshKey, checkTlsKey } from './key-policy.ts'
 
 const PREFIX = '/users/'
@@ -48,14 +48,24 @@ export class UserDirectory {
     this.backend = backend
   }
 
-  async add(name: string, logins: string[], roles: string[] = DEFAULT_ROLES): Promise<UserRecord> {
+  async add(
+    name: string,
+    logins: string[],
+    roles: string[] = DEFAULT_ROLES,
+    also: { conditions: Condition[]; operations: Operation[] } = { conditions: [], operations: [] },
+  ): Promise<UserRecord> {
     validateName('user name', name)
     if (logins.length === 0) throw new UserError('a user needs at least one login, e.g. --logins=root,pi')
     for (const login of logins) validateName('login', login)
     if (roles.length === 0) throw new UserError('a user needs at least one role, e.g. --roles=access')
     for (const role of roles) validateName('role', role)
     const record: UserRecord = { name, logins: [...new Set(logins)], roles: [...new Set(roles)], created: Date.now() }
-    if (!(await this.backend.create(PREFIX + name, JSON.stringify(record)))) throw new UserError(`user "${name}" already exists`)
+    const key = PREFIX + name
+    // `also` (the user's invitation) is written with the user or not at all.
+    if (!(await this.backend.txn([{ key, absent: true }, ...also.conditions], [{ op: 'put', key, value: JSON.stringify(record) }, ...also.operations]))) {
+      if (await this.backend.get(key)) throw new UserError(`user "${name}" already exists`)
+      throw new UserError(`user "${name}" could not be added: try again`)
+    }
     return record
   }
 
