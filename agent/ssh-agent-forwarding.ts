@@ -25,10 +25,14 @@ export interface AgentSocket {
   close(): void
 }
 
-/** Listens on a fresh socket of the login's; its connections reach the client's agent. */
-export async function listenForAgent(client: Connection, account: LoginAccount, sockets: Set<Socket>): Promise<AgentSocket> {
+/** Listens on a fresh socket of the login's; its connections reach the client's agent, up to `maxSockets` of the connection's at once. */
+export async function listenForAgent(client: Connection, account: LoginAccount, sockets: Set<Socket>, maxSockets = Number.POSITIVE_INFINITY): Promise<AgentSocket> {
   const { server, path } = await socketOfLogin(account)
   server.on('connection', (socket: Socket) => {
+    if (sockets.size >= maxSockets) {
+      socket.destroy()
+      return
+    }
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
     socket.on('error', () => socket.destroy())

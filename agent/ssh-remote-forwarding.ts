@@ -25,6 +25,8 @@ export interface RemoteForwardContext {
   refusal: () => string | undefined
   /** The connection's sockets: each forwarded connection adds its own, and they end with the connection. */
   sockets: Set<Socket>
+  /** Sockets the connection may hold at once: a connection beyond is closed. */
+  maxSockets: number
   log: Logger
 }
 
@@ -81,6 +83,10 @@ export class RemoteForwards {
   /** A connection to a listener: a forwarded-tcpip channel back to the client, joined to it. */
   private forward(info: TcpipBindInfo, server: Server, socket: Socket): void {
     const { client, sockets } = this.context
+    if (sockets.size >= this.context.maxSockets) {
+      socket.destroy()
+      return
+    }
     sockets.add(socket)
     socket.once('close', () => sockets.delete(socket))
     socket.on('error', () => socket.destroy())

@@ -35,6 +35,49 @@ const CERT_ALGO = 'ssh-ed25519-cert-v01@openssh.com'
 /** How long close() lets a connection say goodbye before destroying its stream. */
 const CLOSE_GRACE_MS = 1000
 
+/**
+ * What one user may hold on this node, so that a user (or a proxy, before any login) cannot
+ * spend a small device's processes, sockets and memory without end.
+ */
+export interface SshLimits {
+  /**
+   * Connections not yet logged in, at once; more are closed as they come. Each costs a key
+   * exchange and ssh2's state before anyone is known. Default 32, a fraction of OpenSSH's
+   * MaxStartups (10:30:100): every login here is a certificate, over at once.
+   */
+  maxUnauthenticated: number
+  /**
+   * How long a connection may take to log in before it is closed. Default 30 s: OpenSSH's
+   * LoginGraceTime of 120 s leaves time to type a password, and no login here needs one.
+   */
+  loginGraceMs: number
+  /**
+   * Logged-in connections one user (the certificate's key ID) may hold at once; a login
+   * beyond is refused. Default 16, as for Teleport's `max_connections` role option (which
+   * has none by default): room for scripts in parallel, but no thousands of them.
+   */
+  maxConnectionsPerUser: number
+  /**
+   * Session channels (shell, exec, sftp), each a process, open at once on one connection;
+   * more are refused. Default 10, OpenSSH's MaxSessions.
+   */
+  maxSessionsPerConnection: number
+  /**
+   * Forwarded connections (`ssh -L` channels, connections to `ssh -R` listeners, agent
+   * connections) open at once on one connection, each a socket of this process; more are
+   * refused. Default 64: a browser through a forward opens about six per host.
+   */
+  maxForwardsPerConnection: number
+}
+
+export const defaultSshLimits: Readonly<SshLimits> = Object.freeze({
+  maxUnauthenticated: 32,
+  loginGraceMs: 30_000,
+  maxConnectionsPerUser: 16,
+  maxSessionsPerConnection: 10,
+  maxForwardsPerConnection: 64,
+})
+
 export interface SshServerOptions {
   /** The host's Ed25519 private key, PKCS8 PEM. */
   hostKeyPem: string
@@ -67,6 +110,8 @@ export interface SshServerOptions {
   recordingDir?: () => string | undefined
   /** Told when a recording is whole (its session ended). */
   recorded?: () => void
+  /** Bounds on what connections and users may hold; default: defaultSshLimits. */
+  limits?: Partial<SshLimits>
 }
 
 export type AuditRecorder = (type: NodeEventType, fields: Record<string, AuditValue | undefined>) => void
@@ -96,6 +141,8 @@ interface ConnectionState {
   /** The last routine refusal, logged if the connection ends without a login. */
   refusal?: { message: string; fields: Record<string, unknown> }
   processes: Set<SessionProcess>
+  /** Session channels open on the connection. */
+  sessions: number
   sockets: Set<Socket>
   /**
    * The sessions' `ssh -A` sockets. A session closes its own when the client closes the
@@ -105,6 +152,8 @@ interface ConnectionState {
   agentSockets: Set<AgentSocket>
   /** The connection has ended and released what it held: anything made later goes at once. */
   released: boolean
+  /** The connection logged in, or ended: it no longer counts as one logging in. */
+  loggedIn: () => void
   /** The connection's `ssh -R` listeners, once logged in. */
   remoteForwards?: RemoteForwards
   closed: Promise<void>
@@ -127,6 +176,9 @@ export class NodeSshServer {
   private readonly recordingDir: () => string | undefined
   private readonly recorded?: () => void
   private readonly connections = new Set<ConnectionState>()
+  private readonly limits: Readonly<SshLimits>
+  /** Connections open that have not logged in (yet). */
+  private unauthenticated = 0
   private trustedCaKeys: KeyObject[] = []
   private closing = false
 
@@ -147,6 +199,7 @@ export class NodeSshServer {
     this.audit = options.audit ?? (() => {})
     this.recordingDir = options.recordingDir ?? (() => undefined)
     this.recorded = options.recorded
+    this.limits = { ...defaultSshLimits, ...options.limits }
     this.setUserCAKeys(options.userCAKeys)
   }
 
@@ -167,11 +220,31 @@ export class NodeSshServer {
       return
     }
     const remote = info?.remoteAddress ?? socketAddress(stream)
+    if (this.unauthenticated >= this.limits.maxUnauthenticated) {
+      this.log.warn('SSH connection refused: too many connections not logged in', { remote, unauthenticated: this.unauthenticated })
+      stream.destroy()
+      return
+    }
+    this.unauthenticated++
+    let loggingIn = true
+    const loggedIn = () => {
+      if (!loggingIn) return
+      loggingIn = false
+      this.unauthenticated--
+      clearTimeout(grace)
+    }
+    const grace = setTimeout(() => {
+      this.log.info('SSH connection closed: not logged in in time', { remote, grace_ms: this.limits.loginGraceMs })
+      stream.destroy()
+    }, this.limits.loginGraceMs)
+    grace.unref()
     let markClosed!: () => void
     const state: ConnectionState = {
       stream,
       remote,
+      loggedIn,
       processes: new Set(),
+      sessions: 0,
       sockets: new Set(),
       agentSockets: new Set(),
       released: false,
@@ -180,6 +253,7 @@ export class NodeSshServer {
       }),
     }
     stream.once('close', () => {
+      loggedIn()
       if (!state.grant && state.refusal) this.log.info(`SSH login refused: ${state.refusal.message}`, state.refusal.fields)
       if (state.audit) this.audit('session.end', { ...auditFields(state), duration_ms: Date.now() - state.audit.started, exit_status: state.audit.exitStatus ?? null })
       this.log.debug('SSH connection closed', { remote })
@@ -224,7 +298,7 @@ export class NodeSshServer {
 
   /** A session's agent socket, held by the connection until the session or the connection ends. */
   private async listenForAgent(state: ConnectionState, client: Connection, account: LoginAccount): Promise<AgentSocket> {
-    const agent = await listenForAgent(client, account, state.sockets)
+    const agent = await listenForAgent(client, account, state.sockets, this.limits.maxForwardsPerConnection)
     if (state.released) {
       agent.close()
       return agent
@@ -254,10 +328,23 @@ export class NodeSshServer {
         state.refusal = result.suspicious ? undefined : { message: result.reason, fields }
         return ctx.reject(['publickey'])
       }
-      if (ctx.method === 'publickey' && ctx.signature) state.grant = result
+      if (ctx.method === 'publickey' && ctx.signature) {
+        const held = [...this.connections].filter((other) => other !== state && other.grant?.keyId === result.keyId).length
+        if (held >= this.limits.maxConnectionsPerUser) {
+          log.info('SSH login refused: the user holds as many connections as this node allows', {
+            login: ctx.username,
+            key_id: result.keyId,
+            connections: held,
+            remote: state.remote,
+          })
+          return ctx.reject(['publickey'])
+        }
+        state.grant = result
+      }
       ctx.accept()
     })
     client.on('ready', () => {
+      state.loggedIn()
       const grant = state.grant!
       log.info('SSH login accepted', { login: grant.account.name, key_id: grant.keyId, remote: state.remote })
       state.remoteForwards = new RemoteForwards({
@@ -267,16 +354,24 @@ export class NodeSshServer {
         remote: state.remote,
         refusal: () => this.remoteForwardingRefusal(grant),
         sockets: state.sockets,
+        maxSockets: this.limits.maxForwardsPerConnection,
         log,
       })
       state.audit = { sessionId: randomUUID(), started: Date.now() }
       this.audit('session.start', auditFields(state))
     })
-    client.on('session', (accept) => {
+    client.on('session', (accept, reject) => {
       const { account, permitPty, keyId, permitAgentForwarding, access } = state.grant!
+      if (state.sessions >= this.limits.maxSessionsPerConnection) {
+        log.info('SSH session refused: the connection holds as many sessions as this node allows', { login: account.name, sessions: state.sessions, remote: state.remote })
+        return reject()
+      }
+      state.sessions++
+      const session = accept()
+      session.once('close', () => state.sessions--)
       const events = { exec: (command: string) => this.audit('exec', { ...auditFields(state), command }), exit: (status: number) => (state.audit!.exitStatus = status) }
       const report = this.onFileOperation
-      serveSession(accept(), {
+      serveSession(session, {
         account,
         permitPty,
         remote: state.remote,
@@ -301,6 +396,14 @@ export class NodeSshServer {
     })
     client.on('tcpip', (accept, reject, info) => {
       const { account, permitPortForwarding, access } = state.grant!
+      if (state.sockets.size >= this.limits.maxForwardsPerConnection) {
+        log.info('SSH port forwarding refused: the connection holds as many forwards as this node allows', {
+          login: account.name,
+          forwards: state.sockets.size,
+          remote: state.remote,
+        })
+        return reject()
+      }
       const refusal = (host: string, port: number) =>
         (access.local_forwarding ? undefined : "the user's roles do not allow port forwarding (port_forwarding: false)") ??
         this.forwardRefusal(host, port) ??

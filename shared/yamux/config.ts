@@ -13,6 +13,25 @@ export interface Config {
   acceptBacklog: number
 
   /**
+   * Streams the peer may hold open at once (those it opened and that are not yet closed on
+   * both sides, or reset). A SYN beyond this is answered with RST, so a peer cannot make us
+   * keep thousands of streams and the work each one starts. Default 256, hashicorp/yamux's
+   * accept backlog; room for as many users at once as one tunnel to a device needs.
+   */
+  maxIncomingStreams: number
+
+  /**
+   * Received bytes that all the session's streams together may hold unread. Each stream
+   * holds at most its window, but a peer that fills the window of every stream it may open
+   * (256 KiB each from the SYN on) would hold 64 MiB at the default stream count. Windows
+   * grow only within this, so streams whose readers stall reach it only when more than 128
+   * of them hold a first window each; past it, the stream holding the most unread bytes is
+   * reset (RST) until the new data fits, and memory stays bounded. Default 32 MiB: twice
+   * maxStreamWindowSize, so two streams at their largest windows fit.
+   */
+  maxSessionReceiveBuffer: number
+
+  /**
    * Send a ping every `keepAliveIntervalMs`. Besides measuring the round trip (which the
    * window auto-tuning uses), it keeps NAT and load-balancer flow state alive and notices
    * a dead peer when the network drops packets silently (no FIN, no RST). Default on.
@@ -61,6 +80,8 @@ export interface Config {
 
 export const defaultConfig: Readonly<Config> = Object.freeze({
   acceptBacklog: 256,
+  maxIncomingStreams: 256,
+  maxSessionReceiveBuffer: 32 * 1024 * 1024,
   enableKeepAlive: true,
   keepAliveIntervalMs: 15_000,
   keepAliveWhenQuietOnly: false,
@@ -76,6 +97,9 @@ export function verifyConfig(config: Config): void {
   }
   if (!Number.isSafeInteger(config.acceptBacklog) || config.acceptBacklog <= 0) {
     bad('acceptBacklog must be a positive integer')
+  }
+  if (!Number.isSafeInteger(config.maxIncomingStreams) || config.maxIncomingStreams <= 0) {
+    bad('maxIncomingStreams must be a positive integer')
   }
   if (typeof config.enableKeepAlive !== 'boolean') bad('enableKeepAlive must be a boolean')
   if (typeof config.keepAliveWhenQuietOnly !== 'boolean') bad('keepAliveWhenQuietOnly must be a boolean')
@@ -93,6 +117,9 @@ export function verifyConfig(config: Config): void {
   }
   if (config.maxStreamWindowSize < config.initialStreamWindow) {
     bad('maxStreamWindowSize must be at least initialStreamWindow')
+  }
+  if (!Number.isSafeInteger(config.maxSessionReceiveBuffer) || config.maxSessionReceiveBuffer < config.maxStreamWindowSize) {
+    bad('maxSessionReceiveBuffer must be an integer of at least maxStreamWindowSize')
   }
 }
 

@@ -65,6 +65,7 @@ const messages = {
   ERR_YAMUX_UNKNOWN_STREAM: 'frame for a stream that was never opened',
   ERR_YAMUX_DUPLICATE_STREAM: 'duplicate stream initiated',
   ERR_YAMUX_RECV_WINDOW_EXCEEDED: 'receive window exceeded',
+  ERR_YAMUX_RECV_BUFFER_EXCEEDED: "reset: the session's receive buffer is full and this stream held the most unread data",
   ERR_YAMUX_SEND_WINDOW_OVERFLOW: 'send window grown beyond 2^32-1',
   ERR_YAMUX_UNEXPECTED_FLAG: 'unexpected flag',
   ERR_YAMUX_SESSION_SHUTDOWN: 'session shutdown',

@@ -22,6 +22,14 @@ const WRITE_BACKLOG_BYTES = 1024 * 1024
  */
 const READ_PAUSE_OUTPUT_BYTES = 2 * WRITE_BACKLOG_BYTES
 
+/**
+ * Frames written since the connection last refused a write, beyond which the session stops
+ * reading too. Each queued write costs a few hundred bytes besides its own: 2 MiB of 12-byte
+ * ping answers is 175,000 writes, some 60 MB, where 4,096 cost about 1 MB. Only replies
+ * (pings, window updates) come in such numbers: data frames wait for 'drain' long before.
+ */
+const READ_PAUSE_OUTPUT_FRAMES = 4096
+
 export class FrameWriter {
   readonly #conn: Duplex
   readonly #timeoutMs: number
@@ -31,6 +39,8 @@ export class FrameWriter {
   #behind = false
   #blocked = false
   #pausedForOutput = false
+  /** Frames written while behind (since the first refused write). */
+  #framesBehind = 0
   #drainWaiters: (() => void)[] = []
   #timer: NodeJS.Timeout | null = null
 
@@ -61,6 +71,7 @@ export class FrameWriter {
       if (Array.isArray(body)) for (const part of body) ok = conn.write(part)
       else ok = conn.write(body)
     }
+    if (this.#behind) this.#framesBehind++
     if (!ok && !this.#behind) {
       // The deadline runs from the first refused write, however little is queued.
       this.#behind = true
@@ -78,7 +89,7 @@ export class FrameWriter {
 
   /** After input was handled: stops reading while replies to it cannot leave. */
   pauseReadingIfBacklogged(): void {
-    if (!this.#behind || this.#conn.writableLength <= READ_PAUSE_OUTPUT_BYTES) return
+    if (!this.#behind || (this.#conn.writableLength <= READ_PAUSE_OUTPUT_BYTES && this.#framesBehind <= READ_PAUSE_OUTPUT_FRAMES)) return
     this.#pausedForOutput = true
     this.#conn.pause()
   }
@@ -105,6 +116,7 @@ export class FrameWriter {
   #onDrain = (): void => {
     if (!this.#behind) return
     this.#behind = false
+    this.#framesBehind = 0
     this.#blocked = false
     if (this.#timer !== null) {
       clearTimeout(this.#timer)

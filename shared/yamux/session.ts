@@ -55,6 +55,13 @@ export class Session extends EventEmitter implements StreamHost {
    * traffic for a stream already closed here, and is discarded.
    */
   #maxPeerStreamId = 0
+  /** Streams the peer opened that are in #streams (bounded by maxIncomingStreams). */
+  #incoming = 0
+  /**
+   * The receive windows of the streams in #streams, added up: no more can be held unread.
+   * While it stays within maxSessionReceiveBuffer, data frames need no further check.
+   */
+  #granted = 0
 
   /** Stream a Data body is being delivered to (null: the body is discarded). */
   #bodyStream: Stream | null = null
@@ -150,7 +157,7 @@ export class Session extends EventEmitter implements StreamHost {
     if (id >= MAX_STREAM_ID - 1) throw new YamuxError('ERR_YAMUX_STREAMS_EXHAUSTED')
     this.#nextStreamId += 2
     const stream = new Stream(this, id, true)
-    this.#streams.set(id, stream)
+    this.#track(stream)
     stream._open()
     return stream
   }
@@ -187,7 +194,30 @@ export class Session extends EventEmitter implements StreamHost {
 
   /** @internal */
   streamClosed(stream: Stream): void {
-    if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id)
+    if (this.#streams.get(stream.id) !== stream) return
+    this.#streams.delete(stream.id)
+    this.#granted -= stream.recvWindow
+    if (this.#isIncoming(stream.id)) this.#incoming--
+  }
+
+  /** @internal */
+  windowGrown(delta: number): void {
+    this.#granted += delta
+  }
+
+  /** @internal */
+  get windowRoom(): number {
+    return Math.max(0, this.config.maxSessionReceiveBuffer - this.#granted)
+  }
+
+  #track(stream: Stream): void {
+    this.#streams.set(stream.id, stream)
+    this.#granted += stream.recvWindow
+    if (this.#isIncoming(stream.id)) this.#incoming++
+  }
+
+  #isIncoming(id: number): boolean {
+    return (id & 1) !== (this.client ? 1 : 0)
   }
 
   // ---- input ----------------------------------------------------------------------------
@@ -256,8 +286,30 @@ export class Session extends EventEmitter implements StreamHost {
       return
     }
     stream._dataHeader(length)
+    if (this.#granted > this.config.maxSessionReceiveBuffer && !this.#makeRoom(stream, length)) {
+      this.#bodyStream = null
+      return
+    }
     this.#bodyStream = stream
     this.#bodyFlags = flags
+  }
+
+  /**
+   * Resets the streams holding the most unread bytes until `length` more fit within
+   * maxSessionReceiveBuffer. False when `stream`, the one receiving them, was reset.
+   */
+  #makeRoom(stream: Stream, length: number): boolean {
+    let held = 0
+    for (const s of this.#streams.values()) held += s.held
+    while (held + length > this.config.maxSessionReceiveBuffer) {
+      let victim: Stream | null = null
+      for (const s of this.#streams.values()) if (victim === null || s.held > victim.held) victim = s
+      if (victim === null || victim.held === 0) break
+      held -= victim.held
+      victim._reset(new YamuxError('ERR_YAMUX_RECV_BUFFER_EXCEEDED', `stream ${victim.id}`))
+      if (victim === stream) return false
+    }
+    return true
   }
 
   #onBodyEnd(): void {
@@ -274,20 +326,20 @@ export class Session extends EventEmitter implements StreamHost {
   }
 
   #incomingStream(id: number): Stream | null {
-    if ((id & 1) === (this.client ? 1 : 0)) {
+    if (!this.#isIncoming(id)) {
       throw new YamuxError('ERR_YAMUX_PROTOCOL', `peer opened stream ${id}, an id of our parity`)
     }
     if (this.#streams.has(id)) throw new YamuxError('ERR_YAMUX_DUPLICATE_STREAM', `stream ${id}`)
     // Ids are allocated in order but need not arrive in order: the Go implementation sends
     // each SYN from the goroutine that opened the stream.
     if (id > this.#maxPeerStreamId) this.#maxPeerStreamId = id
-    if (this.#localGoAway) {
+    if (this.#localGoAway || this.#incoming >= this.config.maxIncomingStreams) {
       this.sendFrame(FrameType.WindowUpdate, Flag.RST, id, 0)
       return null
     }
     const stream = new Stream(this, id, false)
     if (this.listenerCount('stream') > 0) {
-      this.#streams.set(id, stream)
+      this.#track(stream)
       stream._accept()
       this.emit('stream', stream)
       return stream.destroyed ? null : stream
@@ -296,7 +348,7 @@ export class Session extends EventEmitter implements StreamHost {
       this.sendFrame(FrameType.WindowUpdate, Flag.RST, id, 0)
       return null
     }
-    this.#streams.set(id, stream)
+    this.#track(stream)
     this.#backlog.push(stream)
     return stream
   }
@@ -346,6 +398,8 @@ export class Session extends EventEmitter implements StreamHost {
     this.#pings.close(reason)
     const streams = [...this.#streams.values()]
     this.#streams.clear()
+    this.#granted = 0
+    this.#incoming = 0
     this.#backlog = []
     for (const stream of streams) stream._onSessionClosed(reason)
 

@@ -27,6 +27,10 @@ export interface StreamHost {
   whenWritable(fn: () => void): void
   /** The stream is finished on the wire; the session forgets its id. */
   streamClosed(stream: Stream): void
+  /** The stream's receive window grew by `delta` (the session bounds what all may hold). */
+  windowGrown(delta: number): void
+  /** How much the streams' windows may still grow together, within maxSessionReceiveBuffer. */
+  readonly windowRoom: number
 }
 
 export class Stream extends Duplex {
@@ -88,6 +92,11 @@ export class Stream extends Duplex {
   /** Bytes received and queued by this stream, not yet pushed into the Readable's buffer. */
   get recvBuffered(): number {
     return this.#queued
+  }
+
+  /** Received bytes not yet read by the consumer: our queue and the Readable's buffer. */
+  get held(): number {
+    return this.#queued + this.readableLength
   }
 
   /** Bytes we may still send before the peer must open its window. */
@@ -171,6 +180,11 @@ export class Stream extends Duplex {
     }
   }
 
+  /** @internal Aborts the stream with RST (the session needs the memory it holds). */
+  _reset(err: Error): void {
+    if (!this.destroyed) this.#fail(err)
+  }
+
   /** @internal The session is gone: end the stream without touching the wire. */
   _onSessionClosed(err: Error): void {
     this.#silenced = true
@@ -236,9 +250,12 @@ export class Stream extends Duplex {
     const rtt = this.#host.rttMs
     const max = this.#host.config.maxStreamWindowSize
     if (rtt > 0 && window < max && now - this.#epochStart < 4 * (this.#consumedInEpoch / window) * rtt) {
-      const grown = Math.min(window * 2, max)
+      // Within the session's budget: a window granted is memory the peer may fill, and windows
+      // kept within it mean streams whose readers stall never reach the resets past it.
+      const grown = Math.max(window, Math.min(window * 2, max, window + this.#host.windowRoom))
       delta += grown - window
       this.#recvWindow = grown
+      if (grown > window) this.#host.windowGrown(grown - window)
     }
     this.#epochStart = now
     this.#consumedInEpoch = 0

@@ -1,0 +1,196 @@
+// One user with a valid certificate, attacking the node's SSH server as OpenSSH's client can:
+// many sessions on one connection (ControlMaster), many forwards on one connection, many
+// connections at once; and connections that never log in. Each is bounded: what goes beyond
+// is refused, and what the node holds is counted (processes, sockets, connections).
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { createPublicKey, generateKeyPairSync } from 'node:crypto'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t, { type Test } from 'tap'
+import { createLogger } from '../shared/log.ts'
+import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { lookupPasswd } from './login-accounts.ts'
+import { defaultSshLimits, NodeSshServer, type SshLimits } from './ssh-server.ts'
+
+const cannot = process.getuid?.() !== 0 ? 'runs sessions as root' : spawnSync('ssh', ['-V']).status !== 0 ? 'needs the OpenSSH client' : undefined
+const dir = t.testdir()
+const userCA = generateKeyPairSync('ed25519')
+const hostKey = generateKeyPairSync('ed25519')
+const key = join(dir, 'id_ed25519')
+spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test', '-f', key], { stdio: 'ignore' })
+writeFileSync(
+  `${key}-cert.pub`,
+  createSshCertificate({
+    publicKey: parseSshPublicKey(readFileSync(`${key}.pub`, 'utf8')),
+    caKey: userCA.privateKey,
+    type: 'user',
+    keyId: 'mallory',
+    principals: ['root'],
+    validAfter: new Date(Date.now() - 3_600_000),
+    validBefore: new Date(Date.now() + 3_600_000),
+    extensions: { 'permit-pty': '', 'permit-port-forwarding': '' },
+  }) + '\n',
+)
+const knownHosts = join(dir, 'known_hosts')
+const log = createLogger('node', { level: 'error' })
+
+async function sshServer(t: Test, limits: Partial<SshLimits> = {}): Promise<{ server: NodeSshServer; port: number }> {
+  const server = new NodeSshServer({
+    hostKeyPem: hostKey.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    userCAKeys: [sshPublicKeyLine(userCA.publicKey)],
+    log,
+    resolveLogin: (login) => {
+      const account = lookupPasswd(login)
+      return account && { ...account, home: dir, shell: '/bin/sh' }
+    },
+    forwardRefusal: () => undefined,
+    limits,
+  })
+  const listener: Server = createServer((socket) => server.handleConnection(socket))
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
+  const port = (listener.address() as AddressInfo).port
+  writeFileSync(knownHosts, `[127.0.0.1]:${port} ${sshPublicKeyLine(createPublicKey(hostKey.privateKey))}\n`, { flag: 'a' })
+  t.teardown(async () => {
+    await server.close()
+    listener.close()
+  })
+  return { server, port }
+}
+
+function sshArgs(port: number, ...more: string[]): string[] {
+  const options = ['StrictHostKeyChecking=yes', `UserKnownHostsFile=${knownHosts}`, 'GlobalKnownHostsFile=/dev/null', 'IdentitiesOnly=yes', 'BatchMode=yes']
+  return ['-F', '/dev/null', ...options.flatMap((o) => ['-o', o]), '-i', key, '-p', String(port), ...more, 'root@127.0.0.1']
+}
+
+/** OpenSSH clients, each with its exit status once it has one. */
+function clients(t: Test, count: number, args: (i: number) => string[]): { exited: () => number; children: ChildProcess[] } {
+  let exited = 0
+  const children = Array.from({ length: count }, (_, i) => {
+    const child = spawn('ssh', args(i), { stdio: 'ignore' })
+    child.once('exit', () => exited++)
+    return child
+  })
+  t.teardown(() => {
+    for (const child of children) child.kill('SIGKILL')
+  })
+  return { exited: () => exited, children }
+}
+
+function processes(pattern: string): number {
+  const out = spawnSync('pgrep', ['-f', '-c', pattern], { encoding: 'utf8' }).stdout
+  return Number(out.trim() || 0)
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+/**
+ * Where nothing listens: a client of a ControlMaster whose session the node refuses would
+ * otherwise fall back to a connection of its own.
+ */
+const CLOSED_PORT = 1
+
+/** A ControlMaster connection: further `ssh -S` clients open their sessions over it. */
+async function master(t: Test, port: number, ...more: string[]): Promise<string> {
+  const socket = join(dir, `ctl-${port}-${Math.random().toString(36).slice(2)}`)
+  const child = spawn('ssh', [...sshArgs(port, '-M', '-S', socket, '-N', ...more)], { stdio: 'ignore' })
+  t.teardown(() => child.kill('SIGKILL'))
+  await until('the master connection', () => existsSync(socket))
+  return socket
+}
+
+t.test('sessions on one connection are bounded: the rest are refused and start no process', { skip: cannot }, async (t) => {
+  const { port } = await sshServer(t)
+  const control = await master(t, port)
+  const marker = `sleep 4${port}`
+  const asked = 40
+  const { exited } = clients(t, asked, () => [...sshArgs(CLOSED_PORT, '-S', control), marker])
+  const limit = defaultSshLimits.maxSessionsPerConnection
+  await until('every session to start or be refused', () => processes(`^${marker}$`) + exited() === asked)
+  t.equal(processes(`^${marker}$`), limit, `${limit} of ${asked} sessions run`)
+  t.equal(exited(), asked - limit, 'the others were refused')
+})
+
+t.test('forwards on one connection are bounded: the rest are refused and open no socket', { skip: cannot }, async (t) => {
+  const { port } = await sshServer(t)
+  const held: Socket[] = []
+  const destination = createServer((socket) => held.push(socket))
+  await new Promise<void>((resolve) => destination.listen(0, '127.0.0.1', resolve))
+  const local = createServer()
+  await new Promise<void>((resolve) => local.listen(0, '127.0.0.1', resolve))
+  const localPort = (local.address() as AddressInfo).port
+  local.close()
+  t.teardown(() => {
+    for (const socket of held) socket.destroy()
+    destination.close()
+  })
+  await master(t, port, '-L', `${localPort}:127.0.0.1:${(destination.address() as AddressInfo).port}`)
+  const asked = 150
+  let closed = 0
+  const sockets = Array.from({ length: asked }, () => {
+    const socket = connect(localPort, '127.0.0.1')
+    socket.on('error', () => {})
+    socket.once('close', () => closed++)
+    return socket
+  })
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+  })
+  const limit = defaultSshLimits.maxForwardsPerConnection
+  await until('every forward to open or be refused', () => held.length + closed === asked)
+  t.equal(held.length, limit, `${limit} of ${asked} forwards reach the destination`)
+  t.equal(closed, asked - limit, 'the others were refused')
+})
+
+t.test("one user's connections are bounded: logins beyond are refused", { skip: cannot }, async (t) => {
+  const { server, port } = await sshServer(t)
+  const marker = `sleep 5${port}`
+  const asked = 24
+  const { exited } = clients(t, asked, () => [...sshArgs(port), marker])
+  const limit = defaultSshLimits.maxConnectionsPerUser
+  await until('every login to run or be refused', () => processes(`^${marker}$`) + exited() === asked, 30_000)
+  t.equal(processes(`^${marker}$`), limit, `${limit} of ${asked} connections run their command`)
+  t.equal(exited(), asked - limit, 'the others were refused')
+  t.equal(server.activeSessions, limit, 'and only those are held')
+})
+
+/** Raw TCP connections to `port` that never say a word, and how many the server closed. */
+function silent(t: Test, port: number, count: number): () => number {
+  let closed = 0
+  const sockets = Array.from({ length: count }, () => {
+    const socket = connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    socket.once('close', () => closed++)
+    // Read what the node says (its version line), so that its close is seen; answer nothing.
+    socket.resume()
+    return socket
+  })
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+  })
+  return () => closed
+}
+
+t.test('connections that never log in are bounded in number', { skip: cannot }, async (t) => {
+  const { server, port } = await sshServer(t)
+  const asked = 100
+  const closed = silent(t, port, asked)
+  const limit = defaultSshLimits.maxUnauthenticated
+  await until('the connections beyond the limit to be closed', () => closed() === asked - limit)
+  t.equal(server.activeSessions, limit, `the node holds ${limit} of ${asked} connections that do not log in`)
+})
+
+t.test('connections that never log in are closed after the login grace time', { skip: cannot }, async (t) => {
+  const { server, port } = await sshServer(t, { loginGraceMs: 500 })
+  const closed = silent(t, port, 5)
+  await until('the grace time to close them', () => closed() === 5)
+  t.equal(server.activeSessions, 0, 'the node holds none of them')
+})
