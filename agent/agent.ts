@@ -10,6 +10,7 @@
 import { X509Certificate } from 'node:crypto'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { joinHostPort, parseHostPort } from '../shared/address.ts'
 import type { WarrenConfig } from '../shared/config.ts'
 import { DEFAULTS } from '../shared/config.ts'
@@ -19,6 +20,7 @@ import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { applyTrust, identityExists, loadIdentity, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { signAsNode } from '../shared/node-signature.ts'
+import { caPin } from '../shared/pin.ts'
 import { PortProofs } from '../shared/port-request-proof.ts'
 import { AUDIT_BATCH_BYTES, CONTROL_BATCH_BYTES } from '../shared/protocol/audit.ts'
 import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts'
@@ -29,7 +31,17 @@ import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import { checkTrust, type TrustStatement } from '../shared/trust-statement.ts'
 import { AuditQueue } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
-import { type ClockProblem, type ClockStatus, ClockWatch, clockProblemOfError, clockStatus, probeServerClock } from './clock.ts'
+import {
+  type ClockProblem,
+  type ClockStatus,
+  ClockWatch,
+  clockProblemOfError,
+  clockStatus,
+  probeServerCertificate,
+  probeServerClock,
+  untrustedIssuerCode,
+  untrustedPeerOfError,
+} from './clock.ts'
 import type { DirectListener } from './direct-listener.ts'
 import { declaredPortName, forwardRefusal, remoteForwardRefusal } from './forward-policy.ts'
 import type { Heartbeat } from './heartbeat.ts'
@@ -47,6 +59,12 @@ const REDISCOVER_MS = 30_000
 
 /** How often at most an unreachable node checks the certificate its server presents against its clock (clock.ts). */
 const CLOCK_PROBE_MS = 30_000
+
+/** How often at most a node whose servers present a CA it does not trust asks for trust bridges (see bridgeTrust). */
+const BRIDGE_MS = 60_000
+
+/** How long a node starting across a host CA rotation it missed waits between discoveries that fail for it. */
+const START_RETRY_MS = 10_000
 
 export interface AgentOptions {
   config: WarrenConfig
@@ -91,6 +109,9 @@ export class Agent {
   private clockProbedAt?: number
   /** The clock problem last logged (null: none). */
   private clockLogged: ClockProblem | null = null
+  /** When trust bridges were last asked for (monotonic ms), and the request in flight (see bridgeTrust). */
+  private bridgeAskedAt?: number
+  private bridging?: Promise<boolean>
 
   constructor(options: AgentOptions) {
     this.options = options
@@ -116,7 +137,7 @@ export class Agent {
       this.prepared = { server, tunnel: remembered, source: 'remembered from the last start' }
       return joined
     }
-    const discovery = await this.discover(server)
+    const discovery = await this.discoverAcrossRotation(server)
     if (!discovery) {
       this.prepared = { server }
       return false // direct mode heartbeats over HTTPS for as long as it runs
@@ -191,7 +212,10 @@ export class Agent {
         this.clockProbedAt = undefined
         this.renewal?.clockChanged()
       },
-      tick: () => this.checkClock(server),
+      tick: () => {
+        this.checkClock(server)
+        this.checkDirectTrust(server)
+      },
     })
     this.clockWatch.start()
     this.checkClock(server)
@@ -358,6 +382,7 @@ export class Agent {
       onFailedRound: (held, error) => {
         const problem = clockProblemOfError(error)
         if (problem) this.clockSeen = { problem, evidence: `a tunnel's TLS handshake with ${tunnel.host}:${tunnel.port} failed: ${error.message}` }
+        if (held === 0 && untrustedPeerOfError(error)) void this.bridgeTrust(server)
         if (held === 0) void this.rediscover(server, tunnel)
       },
       onRedial: (reason) => (this.counts.redials[reason] = (this.counts.redials[reason] ?? 0) + 1),
@@ -416,23 +441,106 @@ export class Agent {
    * certificate, renew it at once for the same keys. Nothing is torn down: open tunnels and
    * SSH sessions carry on; new ones use the new certificate.
    */
-  private followCAs(trust: TrustStatement | undefined, from: string): void {
+  private followCAs(trust: TrustStatement | undefined, from: string, bridge = false): boolean {
     try {
       if (!checkTrust(trust, { ...this.identity, version: this.identity.trustVersion })) {
-        this.renewal?.trustChanged()
-        return
+        if (!bridge) this.renewal?.trustChanged()
+        return false
       }
       // Read before anything changes: a set the SSH server could not use is refused whole.
       for (const line of trust!.user_ca_ssh_keys) parseSshPublicKey(line)
     } catch (error) {
       // Anything thrown here would escape the control stream's handler and end the agent.
       this.refuseTrust((error as Error).message, from)
-      return
+      return false
     }
     applyTrust(this.identity, trust!)
     this.identityChanged()
-    this.log.info('trusted CAs updated', { host_cas: trust!.host_ca_certs.length, user_cas: trust!.user_ca_ssh_keys.length, trust_version: trust!.version })
+    const fields = { host_cas: trust!.host_ca_certs.length, user_cas: trust!.user_ca_ssh_keys.length, trust_version: trust!.version }
+    if (bridge) {
+      // The set that follows renews (or recovers) the certificate: not a bridge, whose CA is dropped already.
+      this.log.info(`trusted CAs taken from ${from}, across a host CA rotation`, { ...fields, trust_bridged: caPin(trust!.host_ca_certs[0]) })
+      return true
+    }
+    this.log.info('trusted CAs updated', fields)
     this.renewal?.trustChanged()
+    return true
+  }
+
+  /**
+   * Discovery at start. A server presenting a certificate from a CA this node does not trust
+   * (the node was off through a host CA rotation) is bridged to (bridgeTrust) and asked again,
+   * for as long as it takes, rather than ending the node: nothing else would bring it back.
+   */
+  private async discoverAcrossRotation(server: string): Promise<Discovery | undefined> {
+    for (;;) {
+      try {
+        return await this.discover(server)
+      } catch (error) {
+        if (this.stopped || !untrustedPeerOfError(error)) throw error
+        if (!(await this.bridgeTrust(server))) await sleep(START_RETRY_MS)
+      }
+    }
+  }
+
+  /** Direct mode: heartbeats failing because the auth server presents a CA this node does not trust are bridged to. */
+  private checkDirectTrust(server: string): void {
+    const heartbeat = this.heartbeat
+    if (this.stopped || !heartbeat?.failing || this.bridging || !this.bridgeDue) return
+    // Heartbeats do not say why they fail: the certificate the server presents does.
+    void probeServerCertificate(server, this.identity.hostCAPems).then((seen) => {
+      if (!this.stopped && untrustedIssuerCode(seen?.code)) void this.bridgeTrust(server)
+    })
+  }
+
+  private get bridgeDue(): boolean {
+    return this.bridgeAskedAt === undefined || performance.now() - this.bridgeAskedAt >= BRIDGE_MS
+  }
+
+  /**
+   * A server of the cluster presented a certificate from a host CA this node does not trust:
+   * the node missed a host CA rotation. It asks where it joined, at most every BRIDGE_MS, for
+   * the bridges out of the CAs it trusts (trust-bridge.ts), and takes each only as any set
+   * (followCAs: signed by a host CA it trusts, newer than its own), then what the cluster
+   * trusts now, after which its certificate, from the dropped CA, is recovered (renewal.ts).
+   * True when it took a bridge.
+   */
+  private bridgeTrust(server: string): Promise<boolean> {
+    if (this.bridging) return this.bridging
+    if (!this.bridgeDue) return Promise.resolve(false)
+    this.bridgeAskedAt = performance.now()
+    this.bridging = this.askForBridges(server)
+      .catch((error: Error) => {
+        this.log.warn(`trust bridges from ${server} failed: ${error.message}`, { trust_bridge_error: error.message })
+        return false
+      })
+      .finally(() => (this.bridging = undefined))
+    return this.bridging
+  }
+
+  private async askForBridges(server: string): Promise<boolean> {
+    const { fetchTrustBridges } = await import('./trust-bridge.ts')
+    const pins = this.identity.hostCAPems.map(caPin)
+    this.log.warn(`${server} presents a certificate from a host CA this node does not trust: asking it for a bridge across a host CA rotation`, {
+      trusted_host_ca_pins: pins.join(','),
+    })
+    for (const pin of pins) {
+      const answer = await fetchTrustBridges(server, pin)
+      if (this.stopped) return false
+      let bridged = false
+      for (const bridge of answer.bridges) if (this.followCAs(bridge, `a bridge from ${server}`, true)) bridged = true
+      if (!bridged) continue
+      // Signed by the CA the bridges lead to: the dropped CA goes, and the certificate from it is recovered.
+      this.followCAs(answer.trust, server)
+      return true
+    }
+    const { readmitCommand } = await import('../shared/recover.ts')
+    const readmit = readmitCommand(this.identity.nodename, this.identity.roles)
+    this.log.error(
+      `no trust bridge leads from the host CAs this node trusts to the one ${server} presents (the rotation was longer ago than bridges are kept, or it is not this cluster's server): re-admit this node with "${readmit}" and start it with that token`,
+      { host_id: this.identity.hostId, readmit, trust_unbridged: pins.join(',') },
+    )
+    return false
   }
 
   /** A set of CAs that did not come signed as it must: what the node trusts stays as it is. */

@@ -9,9 +9,17 @@
 // rollback returns to the old key set from any phase before standby. Automatic mode walks
 // the phases over the grace period. Every change is a compare-and-swap on the stored CA,
 // so two auth servers cannot step the same rotation twice.
+//
+// A node that was off through a whole host rotation trusts only the dropped CA, so it cannot
+// verify any server of the cluster after standby. The step to standby therefore keeps, in the
+// same compare-and-swap, a bridge (trust.ts): the set as it was just before, signed with the
+// old and the new key set, which the node takes by the old CA's signature. It is kept as long
+// as such a node may still recover: its certificate's lifetime plus the recovery window.
 
-import { type AuthorityType, authorityKey, changedAtOf, loadAuthority, newKeySet, type RotationPhase, type StoredAuthority } from './authorities.ts'
-import type { Backend } from './backend/backend.ts'
+import { caPin } from '../shared/pin.ts'
+import { Authority, type AuthorityType, authorityKey, changedAtOf, loadAuthority, newKeySet, type RotationPhase, type StoredAuthority } from './authorities.ts'
+import type { Backend, Condition, Operation } from './backend/backend.ts'
+import { bridgeKey, hostBridge } from './trust.ts'
 
 export type RotateRequest =
   | { type: AuthorityType; mode: 'auto'; gracePeriodMs: number }
@@ -55,22 +63,53 @@ function nextState(stored: StoredAuthority, phase: RotationPhase | 'rollback', m
   }
 }
 
+export interface RotationOptions {
+  /** How long the bridge out of a dropped host CA is kept: `auth_service.host_cert_ttl` + `recovery_window`. */
+  bridgeTtlMs: number
+}
+
+/** The options a server's settings give: a node holding a certificate of the dropped CA may recover for its lifetime plus the recovery window. */
+export function rotationOptions(settings: { hostCertTtlMs: number; recoveryWindowMs: number }): RotationOptions {
+  return { bridgeTtlMs: settings.hostCertTtlMs + settings.recoveryWindowMs }
+}
+
 /** Applies one requested step (or starts an automatic rotation) atomically. */
-export async function rotate(backend: Backend, request: RotateRequest, now = Date.now()): Promise<StoredAuthority> {
+export async function rotate(backend: Backend, request: RotateRequest, options: RotationOptions, now = Date.now()): Promise<StoredAuthority> {
   const { stored, revision } = await loadAuthority(backend, request.type)
   const phase = request.mode === 'auto' ? 'init' : request.phase
   if (request.mode === 'auto' && stored.rotation) throw new RotationError(`a ${request.type} CA rotation is already in progress (phase ${stored.rotation.phase})`)
   const next = step(stored, phase, request.mode, request.gracePeriodMs, now)
-  const applied = await backend.txn([{ key: authorityKey(request.type), revision }], [{ op: 'put', key: authorityKey(request.type), value: JSON.stringify(next) }])
-  if (!applied) throw new RotationError(`the ${request.type} CA changed meanwhile; try again`)
+  if (!(await commit(backend, stored, revision, next, options))) throw new RotationError(`the ${request.type} CA changed meanwhile; try again`)
   return next
 }
 
 /** For automatic rotations: moves to the next phase once a quarter of the grace period has passed in this one. */
-export async function advanceAutomatic(backend: Backend, type: AuthorityType, now = Date.now()): Promise<boolean> {
+export async function advanceAutomatic(backend: Backend, type: AuthorityType, options: RotationOptions, now = Date.now()): Promise<boolean> {
   const { stored, revision } = await loadAuthority(backend, type)
   const rotation = stored.rotation
   if (rotation?.mode !== 'auto' || now - rotation.phaseStarted < rotation.gracePeriodMs / 4) return false
   const next = step(stored, NEXT[rotation.phase], 'auto', rotation.gracePeriodMs, now)
-  return backend.txn([{ key: authorityKey(type), revision }], [{ op: 'put', key: authorityKey(type), value: JSON.stringify(next) }])
+  return commit(backend, stored, revision, next, options)
+}
+
+/** The host CA certificate that entering `next` drops at standby, if it does. */
+function droppedHostCA(stored: StoredAuthority, next: StoredAuthority): string | undefined {
+  if (stored.type !== 'host' || stored.rotation?.phase !== 'update_servers' || next.rotation !== undefined) return undefined
+  return stored.keySets.find((set) => !next.keySets.some((kept) => kept.tlsCertPem === set.tlsCertPem))?.tlsCertPem
+}
+
+/** Stores `next` if the CA is still at `revision`, with the bridge out of the host CA it drops. */
+async function commit(backend: Backend, stored: StoredAuthority, revision: number, next: StoredAuthority, options: RotationOptions): Promise<boolean> {
+  const conditions: Condition[] = [{ key: authorityKey(stored.type), revision }]
+  const operations: Operation[] = [{ op: 'put', key: authorityKey(stored.type), value: JSON.stringify(next) }]
+  const dropped = droppedHostCA(stored, next)
+  if (dropped !== undefined) {
+    // Signed while the old key is still held; the user CA as nodes trusted it with this set,
+    // its revision a condition so that the bridge names exactly those keys.
+    const user = await loadAuthority(backend, 'user')
+    const bridge = hostBridge(stored.clusterName, new Authority(stored), user.authority)
+    conditions.push({ key: authorityKey('user'), revision: user.revision })
+    operations.push({ op: 'put', key: bridgeKey(caPin(dropped)), value: JSON.stringify(bridge), ttlMs: options.bridgeTtlMs })
+  }
+  return backend.txn(conditions, operations)
 }

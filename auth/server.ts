@@ -37,7 +37,7 @@ import { RecordingStore } from './recordings.ts'
 import { Recoveries } from './recovery.ts'
 import { Renewals } from './renew.ts'
 import { Revocations } from './revocations.ts'
-import { advanceAutomatic } from './rotation.ts'
+import { advanceAutomatic, rotationOptions } from './rotation.ts'
 import { parseStaticToken, TokenService } from './tokens.ts'
 import { RoleDirectory } from './user-roles.ts'
 import { UserDirectory } from './users.ts'
@@ -283,7 +283,7 @@ export class AuthServer {
     if (advance) {
       for (const type of ['host', 'user'] as const) {
         const from = (type === 'host' ? this.hostCA : this.userCA).rotation?.phase ?? 'standby'
-        if (!(await advanceAutomatic(this.backend, type))) continue
+        if (!(await advanceAutomatic(this.backend, type, rotationOptions(this.config.auth)))) continue
         this.log.info(`${type} CA rotation moved on automatically`)
         const to = (await loadAuthority(this.backend, type)).authority.rotation?.phase ?? 'standby'
         await this.audit.record('rotation.phase', { ca: type, from, to, actor: 'automatic' })

@@ -89,6 +89,20 @@ const WEB_ROUTES: WebRoutes = {
   'GET /v1/health': { access: 'public', bodyLimit: NO_BODY, handle: async () => ({ ok: true }) },
   'GET /v1/discovery': { access: 'public', bodyLimit: NO_BODY, handle: async (_call, options) => options.discovery() },
   'GET /v1/ca': { access: 'public', bodyLimit: NO_BODY, handle: (call, options) => forward(call, options) },
+  // For a node that missed a host CA rotation and cannot verify this proxy: what it gets is
+  // signed by the auth server's host CAs, and it believes the signatures, not this relay.
+  'GET /v1/trust/bridges': {
+    access: 'public',
+    bodyLimit: NO_BODY,
+    async handle(call, options) {
+      try {
+        return await options.auth().call('GET /v1/trust/bridges', { query: { pin: call.query.get('pin') ?? '' } })
+      } catch (error) {
+        if (error instanceof ApiError) throw error
+        throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
+      }
+    },
+  },
   // The token travels inside TLS to this proxy (whose certificate the agent checked against
   // the pinned CA) and on inside TLS to the auth server; the proxy reports who joined. The
   // challenge the joining device signs comes from the auth server the same way.

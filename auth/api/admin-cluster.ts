@@ -7,7 +7,7 @@ import { ProtocolError } from '../../shared/protocol/errors.ts'
 import { VERSION } from '../../shared/version.ts'
 import { actorOf } from '../audit.ts'
 import type { Authority } from '../authorities.ts'
-import { type RotateRequest, rotate } from '../rotation.ts'
+import { type RotateRequest, rotate, rotationOptions } from '../rotation.ts'
 import type { AuthRoutes } from './context.ts'
 
 function describe(ca: Authority): CAStatus {
@@ -51,7 +51,7 @@ export const clusterRoutes = {
           ? { type: body.type, mode: 'manual', phase: body.phase, gracePeriodMs: body.grace_period_ms }
           : { type: body.type, mode: 'auto', gracePeriodMs: body.grace_period_ms }
       const from = (body.type === 'host' ? context.hostCA() : context.userCA()).rotation?.phase ?? 'standby'
-      const next = await rotate(context.backend, request)
+      const next = await rotate(context.backend, request, rotationOptions(context.settings))
       await context.refreshAuthorities()
       await context.audit.record('rotation.phase', { ca: body.type, from, to: next.rotation?.phase ?? 'standby', actor: actorOf(call.peer) })
       context.log.info(`${body.type} CA rotation: ${request.mode === 'manual' ? request.phase : 'automatic, init'}`)

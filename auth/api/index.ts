@@ -14,11 +14,13 @@ import { joinRoutes } from './joins.ts'
 import { loginRoutes } from './logins.ts'
 import { proxyRoutes } from './proxies.ts'
 import { recordingRoutes } from './recordings.ts'
+import { trustBridgeRoutes } from './trust-bridges.ts'
 import { userNodeRoutes } from './user-nodes.ts'
 import { webSessionRoutes } from './web-sessions.ts'
 
 export const AUTH_ROUTES: AuthRoutes = {
   ...joinRoutes,
+  ...trustBridgeRoutes,
   ...hostRoutes,
   ...proxyRoutes,
   ...clusterRoutes,

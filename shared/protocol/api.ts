@@ -5,6 +5,7 @@
 import type { ClusterStatus, LockJson, LockList, NodeList, RemovedNode, RotationStep, TokenCreated, TokenList, UserCerts, UserInvited, UserJson, UserList } from './admin.ts'
 import { LOCK_BODY, ROTATE_BODY, TOKEN_BODY, USER_BODY, USER_CERTS_BODY, USER_RESET_BODY } from './admin.ts'
 import { AUDIT_EVENTS_BODY, type AuditList, type AuditStored, PROXIED_AUDIT_EVENTS_BODY } from './audit.ts'
+import type { TrustBridges } from './bridges.ts'
 import type { ReachableNodes } from './fleet.ts'
 import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Joined, RenewedCertificates } from './hosts.ts'
 import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
@@ -25,6 +26,7 @@ export interface ApiResponses {
   'GET /v1/health': Health
   'GET /v1/ca': ClusterCA
   'GET /v1/discovery': Discovery
+  'GET /v1/trust/bridges': TrustBridges
   'POST /v1/join/challenge': JoinChallenge
   'POST /v1/join': Joined
   'POST /v1/recover': RenewedCertificates
@@ -126,6 +128,7 @@ export type ProxyWebRoute =
   | 'GET /v1/health'
   | 'GET /v1/discovery'
   | 'GET /v1/ca'
+  | 'GET /v1/trust/bridges'
   | 'POST /v1/join/challenge'
   | 'POST /v1/join'
   | 'POST /v1/recover'
@@ -175,6 +178,7 @@ export type BodyIn<K extends ApiRoute> = K extends BodyRoute ? In<(typeof API_BO
 /** Query parameters a route reads. */
 export interface ApiQueries {
   'GET /v1/nodes': { all?: boolean }
+  'GET /v1/trust/bridges': { pin: string }
   'GET /v1/user/nodes': { all?: boolean }
   'GET /v1/audit/events': { since?: number; until?: number; type?: string; user?: string; node?: string }
 }
