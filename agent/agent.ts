@@ -382,7 +382,10 @@ export class Agent {
       onFailedRound: (held, error) => {
         const problem = clockProblemOfError(error)
         if (problem) this.clockSeen = { problem, evidence: `a tunnel's TLS handshake with ${tunnel.host}:${tunnel.port} failed: ${error.message}` }
-        if (held === 0 && untrustedPeerOfError(error)) void this.bridgeTrust(server)
+        // No proxy takes this node: either its servers present a CA it does not trust, or
+        // they refuse its certificate, whose CA the cluster may have dropped while the node
+        // was off (it heard a rotation begin, not end). What the cluster trusts now says which.
+        if (held === 0) void this.bridgeTrust(server, untrustedPeerOfError(error) ? 'untrusted' : 'refused')
         if (held === 0) void this.rediscover(server, tunnel)
       },
       onRedial: (reason) => (this.counts.redials[reason] = (this.counts.redials[reason] ?? 0) + 1),
@@ -505,35 +508,40 @@ export class Agent {
    * trusts now, after which its certificate, from the dropped CA, is recovered (renewal.ts).
    * True when it took a bridge.
    */
-  private bridgeTrust(server: string): Promise<boolean> {
+  private bridgeTrust(server: string, why: 'untrusted' | 'refused' = 'untrusted'): Promise<boolean> {
     if (this.bridging) return this.bridging
     if (!this.bridgeDue) return Promise.resolve(false)
     this.bridgeAskedAt = performance.now()
-    this.bridging = this.askForBridges(server)
+    this.bridging = this.askForBridges(server, why)
       .catch((error: Error) => {
-        this.log.warn(`trust bridges from ${server} failed: ${error.message}`, { trust_bridge_error: error.message })
+        // Asked only because no proxy takes the node, the server may well be down too.
+        const level = why === 'untrusted' ? 'warn' : 'debug'
+        this.log[level](`trust bridges from ${server} failed: ${error.message}`, { trust_bridge_error: error.message })
         return false
       })
       .finally(() => (this.bridging = undefined))
     return this.bridging
   }
 
-  private async askForBridges(server: string): Promise<boolean> {
+  private async askForBridges(server: string, why: 'untrusted' | 'refused'): Promise<boolean> {
     const { fetchTrustBridges } = await import('./trust-bridge.ts')
     const pins = this.identity.hostCAPems.map(caPin)
-    this.log.warn(`${server} presents a certificate from a host CA this node does not trust: asking it for a bridge across a host CA rotation`, {
-      trusted_host_ca_pins: pins.join(','),
-    })
+    if (why === 'untrusted') {
+      this.log.warn(`${server} presents a certificate from a host CA this node does not trust: asking it for a bridge across a host CA rotation`, {
+        trusted_host_ca_pins: pins.join(','),
+      })
+    }
     for (const pin of pins) {
       const answer = await fetchTrustBridges(server, pin)
       if (this.stopped) return false
       let bridged = false
       for (const bridge of answer.bridges) if (this.followCAs(bridge, `a bridge from ${server}`, true)) bridged = true
-      if (!bridged) continue
-      // Signed by the CA the bridges lead to: the dropped CA goes, and the certificate from it is recovered.
-      this.followCAs(answer.trust, server)
-      return true
+      // Signed by the CA the bridges lead to (or, refused, one this node trusts already): a
+      // dropped CA goes, and the certificate from it is recovered.
+      if (this.followCAs(answer.trust, server) || bridged) return true
+      if (why === 'refused') return false
     }
+    if (why === 'refused') return false
     const { readmitCommand } = await import('../shared/recover.ts')
     const readmit = readmitCommand(this.identity.nodename, this.identity.roles)
     this.log.error(
