@@ -171,6 +171,7 @@ export class Agent {
       labels: () => this.config.labels,
       declaredPortName: (host, port) => declaredPortName(this.config.ssh, host, port),
       sftpServer: () => sftpServerProgram(this.config.ssh.sftpServer),
+      limits: () => this.config.ssh.limits,
       recordingDir: () => this.recordings?.dir(),
       recorded: () => this.recordings?.uploader.kick(),
     })

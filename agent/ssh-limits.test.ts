@@ -47,7 +47,7 @@ async function sshServer(t: Test, limits: Partial<SshLimits> = {}): Promise<{ se
       return account && { ...account, home: dir, shell: '/bin/sh' }
     },
     forwardRefusal: () => undefined,
-    limits,
+    limits: () => limits,
   })
   const listener: Server = createServer((socket) => server.handleConnection(socket))
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))

@@ -9,7 +9,18 @@ import type { NodeSshServer, SshServerOptions } from './ssh-server.ts'
 /** What the server is made with, besides the user CAs (which change with rotations). */
 type ServerSettings = Pick<
   SshServerOptions,
-  'hostKeyPem' | 'log' | 'forwardRefusal' | 'labels' | 'declaredPortName' | 'sftpServer' | 'onFileOperation' | 'remoteForwardRefusal' | 'audit' | 'recordingDir' | 'recorded'
+  | 'hostKeyPem'
+  | 'log'
+  | 'forwardRefusal'
+  | 'labels'
+  | 'declaredPortName'
+  | 'sftpServer'
+  | 'onFileOperation'
+  | 'remoteForwardRefusal'
+  | 'audit'
+  | 'recordingDir'
+  | 'recorded'
+  | 'limits'
 >
 
 export class SshOnDemand {

@@ -110,8 +110,8 @@ export interface SshServerOptions {
   recordingDir?: () => string | undefined
   /** Told when a recording is whole (its session ended). */
   recorded?: () => void
-  /** Bounds on what connections and users may hold; default: defaultSshLimits. */
-  limits?: Partial<SshLimits>
+  /** Bounds on what connections and users may hold, read at each use (a reload changes them); default: defaultSshLimits. */
+  limits?: () => Partial<SshLimits>
 }
 
 export type AuditRecorder = (type: NodeEventType, fields: Record<string, AuditValue | undefined>) => void
@@ -176,7 +176,7 @@ export class NodeSshServer {
   private readonly recordingDir: () => string | undefined
   private readonly recorded?: () => void
   private readonly connections = new Set<ConnectionState>()
-  private readonly limits: Readonly<SshLimits>
+  private readonly limitsGiven: () => Partial<SshLimits>
   /** Connections open that have not logged in (yet). */
   private unauthenticated = 0
   private trustedCaKeys: KeyObject[] = []
@@ -199,8 +199,13 @@ export class NodeSshServer {
     this.audit = options.audit ?? (() => {})
     this.recordingDir = options.recordingDir ?? (() => undefined)
     this.recorded = options.recorded
-    this.limits = { ...defaultSshLimits, ...options.limits }
+    this.limitsGiven = options.limits ?? (() => ({}))
     this.setUserCAKeys(options.userCAKeys)
+  }
+
+  /** The limits as configured now. */
+  private get limits(): Readonly<SshLimits> {
+    return { ...defaultSshLimits, ...this.limitsGiven() }
   }
 
   /** Replaces the trusted user CAs; connections already logged in keep running. */

@@ -355,6 +355,18 @@ const ssh = section({
       doc: "what serves scp and sftp: OpenSSH's sftp-server if the device has one, else Warren's own (auto); always Warren's own (builtin); or an sftp-server's path",
     },
   ),
+  // The defaults and why: defaultSshLimits in agent/ssh-server.ts.
+  limits: key(
+    'limits',
+    section({
+      maxUnauthenticated: key('max_unauthenticated', count, { default: 32, doc: 'SSH connections not yet logged in at once; more are closed' }),
+      loginGraceMs: key('login_grace', duration({ min: 1000, max: HOUR_MS }), { default: 30_000, doc: 'how long a connection may take to log in' }),
+      maxConnectionsPerUser: key('max_connections_per_user', count, { default: 16, doc: 'logged-in connections one user may hold at once' }),
+      maxSessionsPerConnection: key('max_sessions_per_connection', count, { default: 10, doc: "sessions (shell, exec, sftp) at once on one connection, as OpenSSH's MaxSessions" }),
+      maxForwardsPerConnection: key('max_forwards_per_connection', count, { default: 64, doc: 'forwarded connections (-L, -R, -A) at once on one connection' }),
+    }),
+    { doc: 'what one user or connection may hold on this node (read at each connection: a reload applies to new ones)' },
+  ),
 })
 
 export const CONFIG_SCHEMA = section(

@@ -118,6 +118,7 @@ t.test('a full valid file', async (t) => {
       ],
       portForwarding: 'any',
       sftpServer: 'auto',
+      limits: { maxUnauthenticated: 32, loginGraceMs: 30_000, maxConnectionsPerUser: 16, maxSessionsPerConnection: 10, maxForwardsPerConnection: 64 },
     },
   } satisfies WarrenConfig)
 })

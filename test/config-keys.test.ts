@@ -120,6 +120,21 @@ const ROWS: Row[] = [
   { key: 'ssh_service.enabled', value: false, fields: ['ssh.enabled'], reader: ['cli/start.ts', 'config.ssh.enabled'] },
   { key: 'ssh_service.listen_addr', value: '127.0.0.1:4022', fields: ['ssh.listenAddr'], reader: ['agent/agent.ts', 'this.config.ssh.listenAddr'] },
   { key: 'ssh_service.public_addr', value: ['pi.example.com:4022'], fields: ['ssh.publicAddr'], reader: ['agent/agent.ts', 'this.config.ssh.publicAddr'] },
+  { key: 'ssh_service.limits.max_unauthenticated', value: 4, fields: ['ssh.limits.maxUnauthenticated'], reader: ['agent/ssh-server.ts', 'limits.maxUnauthenticated'] },
+  { key: 'ssh_service.limits.login_grace', value: '5s', fields: ['ssh.limits.loginGraceMs'], reader: ['agent/ssh-server.ts', 'limits.loginGraceMs'] },
+  { key: 'ssh_service.limits.max_connections_per_user', value: 2, fields: ['ssh.limits.maxConnectionsPerUser'], reader: ['agent/ssh-server.ts', 'limits.maxConnectionsPerUser'] },
+  {
+    key: 'ssh_service.limits.max_sessions_per_connection',
+    value: 2,
+    fields: ['ssh.limits.maxSessionsPerConnection'],
+    reader: ['agent/ssh-server.ts', 'limits.maxSessionsPerConnection'],
+  },
+  {
+    key: 'ssh_service.limits.max_forwards_per_connection',
+    value: 2,
+    fields: ['ssh.limits.maxForwardsPerConnection'],
+    reader: ['agent/ssh-server.ts', 'limits.maxForwardsPerConnection'],
+  },
   {
     key: 'ssh_service.forward_ports',
     value: [{ name: 'webui', addr: '127.0.0.1:8080' }],
@@ -196,6 +211,7 @@ t.test('every key of the schema has a row', async (t) => {
     'proxy_service',
     'proxy_service.acme',
     'ssh_service',
+    'ssh_service.limits',
   ])
   const inSchema = keyPaths(CONFIG_SCHEMA).filter((path) => !sections.has(path))
   const inTable = [...ROWS.map((row) => row.key), ...Object.keys(CHECKED_ONLY)]
