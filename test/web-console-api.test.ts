@@ -12,6 +12,7 @@ import t from 'tap'
 import { WebSocket } from 'ws'
 import type { AuditEvent } from '../shared/protocol/audit.ts'
 import { AuthProcess, JSON_LOGS, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { type Answer, web } from './helpers/console-requests.ts'
 import { codeAt, stepNow } from './helpers/people.ts'
 import { until } from './helpers/until.ts'
 
@@ -51,40 +52,6 @@ await node('lab-pi', 'lab')
 await node('prod-pi', 'prod')
 const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: LAB_ROLE })
 if (created.code !== 0) throw new Error(`create role: ${created.stderr}`)
-
-interface Answer {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: Record<string, unknown>
-  text: string
-}
-
-/** One request to a proxy's web port, as a page of the console (same Origin) unless told otherwise. */
-function web(proxy: string, method: string, path: string, options: { body?: unknown; cookie?: string; csrf?: string; origin?: string | null } = {}): Promise<Answer> {
-  const headers: Record<string, string> = {}
-  const origin = options.origin === undefined ? `https://${proxy}` : options.origin
-  if (origin !== null) headers.origin = origin
-  if (options.cookie) headers.cookie = options.cookie
-  if (options.csrf) headers['x-csrf-token'] = options.csrf
-  const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
-  if (payload !== undefined) headers['content-type'] = 'application/json'
-  return new Promise((resolve, reject) => {
-    const req = request(`https://${proxy}${path}`, { method, headers, rejectUnauthorized: false }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk) => (text += chunk))
-      res.on('end', () => {
-        let body: Record<string, unknown> = {}
-        try {
-          body = JSON.parse(text)
-        } catch {}
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text })
-      })
-    })
-    req.on('error', reject)
-    req.end(payload)
-  })
-}
 
 /** The cookie's `name=value` from a Set-Cookie header, and the whole header. */
 function cookieOf(answer: Answer): { cookie: string; header: string } {

@@ -6,7 +6,6 @@
 
 import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
-import { request } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
@@ -15,6 +14,7 @@ import { WebSocket } from 'ws'
 import { builtInCheckout } from '../proxy/web-console/build.ts'
 import { CHROMIUM, chromiumMissing, spkiPin } from './helpers/browser.ts'
 import { AuthProcess, JSON_LOGS, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { type Answer, web } from './helpers/console-requests.ts'
 import { codeAt, stepNow } from './helpers/people.ts'
 import { until } from './helpers/until.ts'
 
@@ -55,38 +55,6 @@ const proxyB = await startProxy('proxy-b')
 }
 const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: BRIEF_ROLE })
 if (created.code !== 0) throw new Error(`create role: ${created.stderr}`)
-
-interface Answer {
-  status: number
-  headers: Record<string, string | string[] | undefined>
-  body: Record<string, unknown>
-  text: string
-}
-
-/** One request to a proxy's web port as a page of the console. */
-function web(proxy: string, method: string, path: string, options: { body?: unknown; cookie?: string; csrf?: string } = {}): Promise<Answer> {
-  const headers: Record<string, string> = { origin: `https://${proxy}` }
-  if (options.cookie) headers.cookie = options.cookie
-  if (options.csrf) headers['x-csrf-token'] = options.csrf
-  const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
-  if (payload !== undefined) headers['content-type'] = 'application/json'
-  return new Promise((resolve, reject) => {
-    const req = request(`https://${proxy}${path}`, { method, headers, rejectUnauthorized: false }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk) => (text += chunk))
-      res.on('end', () => {
-        let body: Record<string, unknown> = {}
-        try {
-          body = JSON.parse(text)
-        } catch {}
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, text })
-      })
-    })
-    req.on('error', reject)
-    req.end(payload)
-  })
-}
 
 /** The Set-Cookie header of an answer. */
 const setCookieOf = (answer: Answer) => ([] as string[]).concat(answer.headers['set-cookie'] ?? [])[0] ?? ''
