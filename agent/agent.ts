@@ -28,20 +28,11 @@ import { timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
 import { acceptRenewed } from '../shared/renewed-certificates.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
+import { probeServerCertificate, untrustedIssuerCode, untrustedPeerOfError } from '../shared/tls-verdict.ts'
 import { checkTrust, type TrustStatement } from '../shared/trust-statement.ts'
 import { AuditQueue } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
-import {
-  type ClockProblem,
-  type ClockStatus,
-  ClockWatch,
-  clockProblemOfError,
-  clockStatus,
-  probeServerCertificate,
-  probeServerClock,
-  untrustedIssuerCode,
-  untrustedPeerOfError,
-} from './clock.ts'
+import { type ClockProblem, type ClockStatus, ClockWatch, clockProblemOfError, clockStatus, probeServerClock } from './clock.ts'
 import type { DirectListener } from './direct-listener.ts'
 import { declaredPortName, forwardRefusal, remoteForwardRefusal } from './forward-policy.ts'
 import type { Heartbeat } from './heartbeat.ts'
@@ -504,7 +495,7 @@ export class Agent {
   /**
    * A server of the cluster presented a certificate from a host CA this node does not trust:
    * the node missed a host CA rotation. It asks where it joined, at most every BRIDGE_MS, for
-   * the bridges out of the CAs it trusts (trust-bridge.ts), and takes each only as any set
+   * the bridges out of the CAs it trusts (shared/trust-bridge.ts), and takes each only as any set
    * (followCAs: signed by a host CA it trusts, newer than its own), then what the cluster
    * trusts now, after which its certificate, from the dropped CA, is recovered (renewal.ts).
    * True when it took a bridge.
@@ -525,7 +516,7 @@ export class Agent {
   }
 
   private async askForBridges(server: string, why: 'untrusted' | 'refused'): Promise<boolean> {
-    const { fetchTrustBridges } = await import('./trust-bridge.ts')
+    const { fetchTrustBridges } = await import('../shared/trust-bridge.ts')
     const pins = this.identity.hostCAPems.map(caPin)
     if (why === 'untrusted') {
       this.log.warn(`${server} presents a certificate from a host CA this node does not trust: asking it for a bridge across a host CA rotation`, {

@@ -6,6 +6,7 @@
 import { X509Certificate } from 'node:crypto'
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http'
 import type { Server } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { TLSSocket } from 'node:tls'
 import { parseHostPort } from '../shared/address.ts'
 import { ApiClient } from '../shared/api-client.ts'
@@ -15,20 +16,23 @@ import { obtainIdentity } from '../shared/enroll.ts'
 import { WarrenError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import type { HostRenewal } from '../shared/host-renewal.ts'
-import { applyCertificates, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
+import { applyCertificates, applyTrust, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { sendToAgent } from '../shared/protocol/control.ts'
 import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { listsHeldProxy, TUNNEL_ALPN, USER_ALPN } from '../shared/protocol/tunnel.ts'
-import { timeLeftFields } from '../shared/renewal-schedule.ts'
+import { RetryLater, timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
+import { probeServerCertificate, untrustedIssuerCode } from '../shared/tls-verdict.ts'
+import type { TrustStatement } from '../shared/trust-statement.ts'
 import { type AuditMessage, type RecordingMessage, relayAudit, relayRecording } from './audit-relay.ts'
 import { HttpConnections } from './http-connections.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
 import { LiveSetMembership } from './membership.ts'
+import { missedRotationOf, ProxyTrustBridge } from './missed-rotation.ts'
 import { NodeDialer } from './node-dialer.ts'
 import { ownCertificateRenewal } from './own-certificate.ts'
 import { OwnCredentials } from './own-credentials.ts'
@@ -50,6 +54,9 @@ const LEAVE_TIMEOUT_MS = 2000
 
 /** A client replaced by a renewal is closed this long after, so that calls on it can finish. */
 const RETIRED_CLIENT_MS = 20_000
+
+/** How long a proxy starting across a host CA rotation it missed waits between tries that fail for it. */
+const START_RETRY_MS = 10_000
 
 export class ProxyService {
   readonly config: WarrenConfig
@@ -74,6 +81,7 @@ export class ProxyService {
   private liveSetInFlight = false
   private membership?: LiveSetMembership
   private ownCertificate?: HostRenewal
+  private missedRotation!: ProxyTrustBridge
   private readonly warn?: (message: string) => void
   readonly addresses: { web: string; tunnel: string } = { web: '', tunnel: '' }
 
@@ -110,8 +118,12 @@ export class ProxyService {
   async start(): Promise<void> {
     tuneHeapForForwarding('proxy')
     this.identity = await obtainIdentity(this.config, 'proxy', this.log, this.warn)
-    if (!certificateUsable(this.identity))
+    // Unless the auth server presents a CA this proxy does not trust: it then missed a
+    // rotation, and bridging to the cluster's trust comes before recovering (reachAuthServer).
+    if (!certificateUsable(this.identity) && !untrustedIssuerCode((await probeServerCertificate(this.identity.authServers[0]!, this.identity.hostCAPems))?.code))
       throw new WarrenError("this proxy's certificate has expired and could not be recovered (the log says why): it cannot reach the auth server")
+    this.missedRotation = new ProxyTrustBridge({ identity: () => this.identity, dataDir: this.config.dataDir, take: (trust) => this.takeTrust(trust), log: this.log })
+    this.ownCertificate = ownCertificateRenewal({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
     this.credentials = new OwnCredentials({
       identity: () => this.identity,
       hostCAPems: () => this.hostCAPems,
@@ -135,7 +147,7 @@ export class ProxyService {
 
     // Removed and locked hosts and users are refused from the first connection on.
     this.revocations = new ProxyRevocations({ fetch: () => this.auth.call('GET /v1/proxies/revocations'), onChange: () => this.dropRefused(), log: this.log })
-    await this.revocations.refresh()
+    await this.reachAuthServer(() => this.revocations.refresh())
     const refusedHost = (hostId: string) => this.revocations.list.refusedHost(hostId)
     this.tunnels = new TunnelServer({
       proxyId: this.identity.hostId,
@@ -249,8 +261,45 @@ export class ProxyService {
     // `done` lets the tunnel's control stream be read on (tunnel-server.ts: relays in flight per tunnel).
     this.tunnels.on('audit', (tunnel: Tunnel, message: AuditMessage, done: () => void) => void relayAudit(this.auth, tunnel, message).then(done, done))
     this.tunnels.on('recording', (tunnel: Tunnel, message: RecordingMessage, done: () => void) => void relayRecording(this.auth, tunnel, message).then(done, done))
-    this.ownCertificate = ownCertificateRenewal({ identity: () => this.identity, apply: (renewed, how) => this.applyRenewal(renewed, how), log: this.log })
     this.ownCertificate.start()
+  }
+
+  /**
+   * The first call to the auth server, until it takes this proxy. One that missed a host CA
+   * rotation keeps trying instead of exiting, as nothing else would bring it back: it bridges
+   * to what the cluster trusts now (missed-rotation.ts) and recovers its certificate, whose
+   * CA was dropped. Any other failure ends the start, as it always did.
+   */
+  private async reachAuthServer(call: () => Promise<void>): Promise<void> {
+    for (;;) {
+      try {
+        return await call()
+      } catch (error) {
+        const why = missedRotationOf(error)
+        if (why === undefined) throw error
+        const took = await this.missedRotation.afterFailure(error)
+        if (!certificateUsable(this.identity)) {
+          if (await this.recoverAtStart()) continue
+        } else if (!took && why === 'refused') {
+          // Refused for another reason (a removal, a lock): as before.
+          throw error
+        }
+        if (!took) await sleep(START_RETRY_MS)
+      }
+    }
+  }
+
+  /** Recovers this proxy's certificate before it serves; false when it should be tried again. */
+  private async recoverAtStart(): Promise<boolean> {
+    try {
+      await this.ownCertificate!.renewOrRecoverNow()
+      return true
+    } catch (error) {
+      // Past the recovery window (logged with the command that re-admits it): only an admin helps.
+      if (error instanceof RetryLater) throw new WarrenError(error.message)
+      this.log.warn(`recovering this proxy's certificate failed: ${(error as Error).message}`, { proxy_id: this.identity.hostId })
+      return false
+    }
   }
 
   private serveHttp(socket: TLSSocket, conn: RoutedConnection): void {
@@ -290,16 +339,30 @@ export class ProxyService {
    * connections whose certificates are from a CA no longer trusted, and once a new CA
    * signs, renews this proxy's own certificate (own-certificate.ts).
    */
-  private async followCAs(hostCAPems: string[], userCAPems: string[]): Promise<void> {
+  private async followCAs(hostCAPems: string[], userCAPems: string[], trust: TrustStatement): Promise<void> {
     const changed = hostCAPems.join('') !== this.hostCAPems.join('')
     const usersChanged = userCAPems.join('') !== this.userCAPems.join('')
     this.hostCAPems = hostCAPems
     this.userCAPems = userCAPems
     if (usersChanged) this.users?.dropUntrusted()
+    // The signed set's version is kept with it: a bridge asked for unverified
+    // (missed-rotation.ts) must never bring back a set older than this one.
+    const versioned = trust.host_ca_certs.join('') === hostCAPems.join('') && trust.version > this.identity.trustVersion
+    if (!changed && !versioned) return
+    this.identity = { ...this.identity, hostCAPems, ...(versioned ? { userCASshKeys: trust.user_ca_ssh_keys, trustVersion: trust.version } : {}) }
+    saveIdentity(this.config.dataDir, this.identity, 'proxy')
     if (!changed) return
     this.tunnels?.dropUntrusted()
-    this.identity = { ...this.identity, hostCAPems }
+    this.replaceAuthClient()
+    this.ownCertificate?.trustChanged()
+  }
+
+  /** A set of CAs taken across a rotation this proxy missed (missed-rotation.ts); its certificate is recovered next. */
+  private takeTrust(trust: TrustStatement): void {
+    this.identity = applyTrust({ ...this.identity }, trust)
+    this.hostCAPems = this.identity.hostCAPems
     saveIdentity(this.config.dataDir, this.identity, 'proxy')
+    this.tunnels?.dropUntrusted()
     this.replaceAuthClient()
     this.ownCertificate?.trustChanged()
   }
@@ -345,13 +408,15 @@ export class ProxyService {
   private async heartbeat(first: boolean): Promise<void> {
     try {
       const response = await this.auth.call('POST /v1/proxies/heartbeat', { body: { web_addr: this.config.proxy.publicAddrs[0] ?? this.addresses.web } })
-      await this.followCAs(response.host_ca_certs, response.user_ca_certs)
+      await this.followCAs(response.host_ca_certs, response.user_ca_certs, response.trust)
       this.tunnels?.announceCA({ host_ca_certs: response.host_ca_certs, user_ca_ssh_keys: response.user_ca_ssh_keys, trust: response.trust })
       this.tunnels?.announce(response.proxies, response.proxies_signed)
       if (response.presence_interval_ms >= 1000) this.presence.intervalMs = response.presence_interval_ms
     } catch (error) {
       if (first) throw error
       this.log.warn(`heartbeat to the auth server failed: ${(error as Error).message}`)
+      // Refused, or the server unverifiable: a host CA rotation may have passed this proxy by.
+      void this.missedRotation.afterFailure(error)
     }
   }
 

@@ -60,6 +60,14 @@ export class HostRenewal {
     this.schedule.stop()
   }
 
+  /**
+   * Renews now, or recovers a certificate that can no longer be used, outside the schedule
+   * (a proxy whose auth server refuses it before it serves). Throws when that failed.
+   */
+  renewOrRecoverNow(): Promise<void> {
+    return this.renewOrRecover()
+  }
+
   private async renewOrRecover(): Promise<void> {
     const identity = this.options.identity()
     if (certificateUsable(identity)) {

@@ -1,0 +1,110 @@
+// A proxy that missed part or all of a host CA rotation cannot reach its auth server any
+// more: off through the whole rotation, it trusts only the dropped CA and cannot verify the
+// server; off from its start, it trusts both CAs but holds a certificate from the dropped one,
+// which the server refuses. Either way it asks for the trust bridges (shared/trust-bridge.ts),
+// as nodes do, and takes a set only as checkTrust allows (signed by a host CA it trusts, for
+// its cluster, newer than its own). Its certificate is then from a CA it no longer trusts and
+// is recovered with its registered keys (shared/host-renewal.ts, shared/recover.ts).
+
+import { performance } from 'node:perf_hooks'
+import { ApiError } from '../shared/errors.ts'
+import { identityDir, type NodeIdentity } from '../shared/identity-store.ts'
+import type { Logger } from '../shared/log.ts'
+import { caPin } from '../shared/pin.ts'
+import { readmitCommand } from '../shared/recover.ts'
+import { untrustedPeerOfError } from '../shared/tls-verdict.ts'
+import { checkTrust, TrustRefused, type TrustStatement } from '../shared/trust-statement.ts'
+
+/** How often at most a proxy that the auth server refuses, or cannot verify, asks for trust bridges. */
+export const BRIDGE_MS = 60_000
+
+/** Why a call to the auth server failed, when a missed host CA rotation may explain it. */
+export type MissedRotation = 'untrusted' | 'refused'
+
+export function missedRotationOf(error: unknown): MissedRotation | undefined {
+  // A refusal quotes the TLS verdict on this proxy's certificate too: the status tells them apart.
+  if (error instanceof ApiError) return error.status === 401 ? 'refused' : undefined
+  return untrustedPeerOfError(error) ? 'untrusted' : undefined
+}
+
+export interface TrustBridgeOptions {
+  identity: () => NodeIdentity
+  dataDir: string
+  /** Takes a set checkTrust accepted: it is what the proxy trusts from then on. */
+  take: (trust: TrustStatement) => void
+  log: Logger
+}
+
+export class ProxyTrustBridge {
+  private readonly options: TrustBridgeOptions
+  private askedAt?: number
+  private asking?: Promise<boolean>
+
+  constructor(options: TrustBridgeOptions) {
+    this.options = options
+  }
+
+  /**
+   * After a failed call to the auth server: when a missed rotation may explain it, asks for
+   * the bridges, at most every BRIDGE_MS. True when a set was taken.
+   */
+  afterFailure(error: unknown): Promise<boolean> {
+    const why = missedRotationOf(error)
+    if (why === undefined) return Promise.resolve(false)
+    if (this.asking) return this.asking
+    if (this.askedAt !== undefined && performance.now() - this.askedAt < BRIDGE_MS) return Promise.resolve(false)
+    this.askedAt = performance.now()
+    const server = this.options.identity().authServers[0]!
+    this.asking = this.ask(server, why)
+      .catch((error: Error) => {
+        this.options.log.warn(`trust bridges from ${server} failed: ${error.message}`, { trust_bridge_error: error.message })
+        return false
+      })
+      .finally(() => (this.asking = undefined))
+    return this.asking
+  }
+
+  private async ask(server: string, why: MissedRotation): Promise<boolean> {
+    const identity = this.options.identity()
+    const pins = identity.hostCAPems.map(caPin)
+    if (why === 'untrusted') {
+      this.options.log.warn(`${server} presents a certificate from a host CA this proxy does not trust: asking it for a bridge across a host CA rotation`, {
+        trusted_host_ca_pins: pins.join(','),
+      })
+    }
+    // Loaded only when needed: a proxy that follows every rotation never holds this code.
+    const { fetchTrustBridges } = await import('../shared/trust-bridge.ts')
+    for (const pin of pins) {
+      const answer = await fetchTrustBridges(server, pin)
+      let bridged = false
+      for (const bridge of answer.bridges) if (this.follow(bridge, server, true)) bridged = true
+      // What the cluster trusts now: after the bridges, or (refused) signed by a CA held already.
+      if (this.follow(answer.trust, server, false) || bridged) return true
+      // Every answer carries the current set, so one question tells whether it is newer.
+      if (why === 'refused') return false
+    }
+    if (why === 'refused') return false
+    const readmit = readmitCommand(identity.nodename, identity.roles)
+    this.options.log.error(
+      `no trust bridge leads from the host CAs this proxy trusts to the one ${server} presents (the rotation was longer ago than bridges are kept, or it is not this cluster's auth server): make a token with "${readmit}", remove ${identityDir(this.options.dataDir, 'proxy')} and start the proxy with that token`,
+      { proxy_id: identity.hostId, readmit, trust_unbridged: pins.join(',') },
+    )
+    return false
+  }
+
+  private follow(trust: TrustStatement, server: string, bridge: boolean): boolean {
+    const identity = this.options.identity()
+    try {
+      if (!checkTrust(trust, { ...identity, version: identity.trustVersion })) return false
+    } catch (error) {
+      if (!(error instanceof TrustRefused)) throw error
+      this.options.log.warn(`trusted CAs from ${server} refused: ${error.message}`, { trust_refused: error.message })
+      return false
+    }
+    this.options.take(trust)
+    const fields = { host_cas: trust.host_ca_certs.length, user_cas: trust.user_ca_ssh_keys.length, trust_version: trust.version }
+    if (bridge) this.options.log.info(`trusted CAs taken from a bridge from ${server}, across a host CA rotation`, { ...fields, trust_bridged: caPin(trust.host_ca_certs[0]!) })
+    else this.options.log.info(`trusted CAs taken from ${server}: what the cluster trusts now`, fields)
+    return true
+  }
+}
