@@ -30,6 +30,7 @@ import { acceptRenewed } from '../shared/renewed-certificates.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import { probeServerCertificate, untrustedIssuerCode, untrustedPeerOfError } from '../shared/tls-verdict.ts'
 import { checkTrust, type TrustStatement } from '../shared/trust-statement.ts'
+import { monotonicMs } from '../shared/yamux/clock.ts'
 import { AuditQueue } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
 import { type ClockProblem, type ClockStatus, ClockWatch, clockProblemOfError, clockStatus, probeServerClock } from './clock.ts'
@@ -227,8 +228,8 @@ export class Agent {
     // A handshake that went through shows the clock agrees with the cluster's certificates.
     if (reachable) this.clockSeen = undefined
     // Tunnel dials name a time error themselves; an expired certificate and failing heartbeats do not.
-    else if ((!usable || heartbeat?.failing) && this.clockSeen === undefined && (this.clockProbedAt === undefined || performance.now() - this.clockProbedAt >= CLOCK_PROBE_MS)) {
-      this.clockProbedAt = performance.now()
+    else if ((!usable || heartbeat?.failing) && this.clockSeen === undefined && (this.clockProbedAt === undefined || monotonicMs() - this.clockProbedAt >= CLOCK_PROBE_MS)) {
+      this.clockProbedAt = monotonicMs()
       void probeServerClock(server, this.identity.hostCAPems).then((seen) => {
         if (this.stopped) return
         this.clockSeen = seen
@@ -489,7 +490,7 @@ export class Agent {
   }
 
   private get bridgeDue(): boolean {
-    return this.bridgeAskedAt === undefined || performance.now() - this.bridgeAskedAt >= BRIDGE_MS
+    return this.bridgeAskedAt === undefined || monotonicMs() - this.bridgeAskedAt >= BRIDGE_MS
   }
 
   /**
@@ -503,7 +504,7 @@ export class Agent {
   private bridgeTrust(server: string, why: 'untrusted' | 'refused' = 'untrusted'): Promise<boolean> {
     if (this.bridging) return this.bridging
     if (!this.bridgeDue) return Promise.resolve(false)
-    this.bridgeAskedAt = performance.now()
+    this.bridgeAskedAt = monotonicMs()
     this.bridging = this.askForBridges(server, why)
       .catch((error: Error) => {
         // Asked only because no proxy takes the node, the server may well be down too.

@@ -8,10 +8,11 @@
 // timed by the wall clock (the renewal window) is timed again.
 
 import type { X509Certificate } from 'node:crypto'
-import { performance } from 'node:perf_hooks'
 import { isoTime } from '../shared/duration.ts'
 import type { ClockStatus } from '../shared/status.ts'
 import { probeServerCertificate } from '../shared/tls-verdict.ts'
+// Not performance.now(): the `performance` global loads perf_hooks into every agent (bench:footprint).
+import { monotonicMs } from '../shared/yamux/clock.ts'
 
 export type { ClockStatus }
 
@@ -58,14 +59,14 @@ export async function probeServerClock(server: string, caPems: string[], timeout
 export class ClockWatch {
   private readonly handlers: { stepped: (byMs: number) => void; tick: () => void }
   private timer?: NodeJS.Timeout
-  private last = { wall: Date.now(), mono: performance.now() }
+  private last = { wall: Date.now(), mono: monotonicMs() }
 
   constructor(handlers: { stepped: (byMs: number) => void; tick: () => void }) {
     this.handlers = handlers
   }
 
   start(): void {
-    this.last = { wall: Date.now(), mono: performance.now() }
+    this.last = { wall: Date.now(), mono: monotonicMs() }
     // In the background: the watch alone must not keep the process alive.
     this.timer = setInterval(() => this.check(), CLOCK_CHECK_MS).unref()
   }
@@ -76,7 +77,7 @@ export class ClockWatch {
   }
 
   private check(): void {
-    const now = { wall: Date.now(), mono: performance.now() }
+    const now = { wall: Date.now(), mono: monotonicMs() }
     const step = now.wall - this.last.wall - (now.mono - this.last.mono)
     this.last = now
     if (Math.abs(step) > STEP_MS) this.handlers.stepped(step)

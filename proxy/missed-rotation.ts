@@ -6,7 +6,6 @@
 // its cluster, newer than its own). Its certificate is then from a CA it no longer trusts and
 // is recovered with its registered keys (shared/host-renewal.ts, shared/recover.ts).
 
-import { performance } from 'node:perf_hooks'
 import { ApiError } from '../shared/errors.ts'
 import { identityDir, type NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
@@ -14,6 +13,7 @@ import { caPin } from '../shared/pin.ts'
 import { readmitCommand } from '../shared/recover.ts'
 import { untrustedPeerOfError } from '../shared/tls-verdict.ts'
 import { checkTrust, TrustRefused, type TrustStatement } from '../shared/trust-statement.ts'
+import { monotonicMs } from '../shared/yamux/clock.ts'
 
 /** How often at most a proxy that the auth server refuses, or cannot verify, asks for trust bridges. */
 export const BRIDGE_MS = 60_000
@@ -52,8 +52,8 @@ export class ProxyTrustBridge {
     const why = missedRotationOf(error)
     if (why === undefined) return Promise.resolve(false)
     if (this.asking) return this.asking
-    if (this.askedAt !== undefined && performance.now() - this.askedAt < BRIDGE_MS) return Promise.resolve(false)
-    this.askedAt = performance.now()
+    if (this.askedAt !== undefined && monotonicMs() - this.askedAt < BRIDGE_MS) return Promise.resolve(false)
+    this.askedAt = monotonicMs()
     const server = this.options.identity().authServers[0]!
     this.asking = this.ask(server, why)
       .catch((error: Error) => {
