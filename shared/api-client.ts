@@ -9,7 +9,7 @@ import { X509Certificate } from 'node:crypto'
 import { Agent, request } from 'node:https'
 import type { PeerCertificate as TlsPeerCertificate } from 'node:tls'
 import { certSubject } from './cert-subject.ts'
-import { ApiError, WarrenError } from './errors.ts'
+import { ApiError, UnreachableError } from './errors.ts'
 import { type ApiResponse, type ApiRoute, type RouteInput, requestLine } from './protocol/api.ts'
 import { CLUSTER_SERVER_NAME } from './protocol/tunnel.ts'
 
@@ -121,7 +121,7 @@ export class ApiClient {
         req.end(payload)
       })
     } catch (error) {
-      throw new WarrenError(`cannot reach ${this.server}: ${describeNetworkError(error)}`)
+      throw new UnreachableError(`cannot reach ${this.server}: ${describeNetworkError(error)}`, networkErrorCode(error))
     }
     const { statusCode, text, retryAfter } = response
     let parsed: unknown
@@ -141,6 +141,11 @@ export class ApiClient {
   async close(): Promise<void> {
     this.agent.destroy()
   }
+}
+
+function networkErrorCode(error: unknown): string | undefined {
+  const err = error as { code?: string; cause?: { code?: string } }
+  return (err.cause ?? err).code
 }
 
 function describeNetworkError(error: unknown): string {

@@ -1,12 +1,14 @@
 // A joining role's identity: the one stored in the data dir, or a fresh one obtained with
 // the join token (then stored, so the token is never needed again). A stored certificate
 // that expired while the host was offline is recovered with the stored keys (recover.ts).
+// A join that gets no answer is tried again with the same keys (untilAnswered, below).
 
 import { X509Certificate } from 'node:crypto'
 import { parseHostPort } from './address.ts'
+import { Backoff } from './backoff.ts'
 import type { WarrenConfig } from './config.ts'
 import { resolveTokenValue } from './config.ts'
-import { ApiError, WarrenError } from './errors.ts'
+import { ApiError, UnreachableError, WarrenError } from './errors.ts'
 import { loadIdentity, type NodeIdentity, saveIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import { caPin } from './pin.ts'
@@ -69,9 +71,12 @@ async function joinWithToken(
   if (!server) throw new WarrenError('no auth server to join: pass --auth-server=HOST:PORT (or auth_servers in the config file)')
   if (!config.authToken) throw new WarrenError(`this ${role} has not joined a cluster yet: pass --token=VALUE (or a file path starting with "/") to join`)
   // Joining and recovering are the only uses of the HTTPS client here: a usable stored identity does not load it.
-  const { joinCluster } = await import('./join.ts')
+  const { generateJoinKeys, joinCluster } = await import('./join.ts')
   const token = resolveTokenValue(config.authToken)
-  const identity = await whileTooMany(log, () =>
+  // One set of keys for every try of this join: a try whose answer was lost registered them,
+  // and only a try with the same keys is answered again (auth/join-repeat.ts).
+  const keys = generateJoinKeys()
+  const identity = await untilAnswered(log, () =>
     joinCluster({
       authServer: server,
       token,
@@ -82,6 +87,7 @@ async function joinWithToken(
       publicAddrs: role === 'proxy' ? config.proxy.publicAddrs.map((addr) => parseHostPort(addr, 443).host) : [],
       labels: config.labels,
       warn,
+      keys,
     }),
   )
   saveIdentity(config.dataDir, identity, role)
@@ -89,27 +95,68 @@ async function joinWithToken(
   return identity
 }
 
-/** How long a join keeps trying while the auth server asks it to wait. */
+/** How long a join keeps trying: while the auth server asks it to wait, or while it gets no answer. */
 export const JOIN_WAIT_LIMIT_MS = 10 * 60_000
+/** The backoff between tries that got no answer (shared/backoff.ts: full jitter, doubling up to the cap). */
+export const JOIN_RETRY_BASE_MS = 1000
+export const JOIN_RETRY_CAP_MS = 30_000
 
 /**
- * Runs `attempt` again while the auth server answers 429 with a time to wait: joins in
- * flight from one address share its tries (auth/rate-limit.ts), so a fleet booting behind
- * one NAT address would otherwise see all but the first few fail. Each wait is the server's,
- * plus up to as much again at random, so that the fleet does not come back at one moment.
+ * Network failures after which a join may or may not have happened: the connection was
+ * refused, reset, cut or went silent, or the network was briefly gone. A certificate that
+ * fails verification, or a name that does not resolve, is none of these: tried again, it
+ * fails again.
  */
-export async function whileTooMany<T>(log: Logger, attempt: () => Promise<T>, limitMs = JOIN_WAIT_LIMIT_MS, random = Math.random): Promise<T> {
-  const deadline = Date.now() + limitMs
+const NO_ANSWER = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN'])
+
+/**
+ * Whether a join's failure leaves its outcome unknown, so that it is worth trying again: no
+ * answer came, or the server (or a proxy on the way) failed with a 5xx. A 4xx is a refusal,
+ * final.
+ */
+export function unanswered(error: unknown): boolean {
+  if (error instanceof ApiError) return error.status >= 500
+  return error instanceof UnreachableError && error.code !== undefined && NO_ANSWER.has(error.code)
+}
+
+export interface RetryOptions {
+  limitMs?: number
+  baseMs?: number
+  capMs?: number
+  random?: () => number
+  /** The clock and the wait (injected by tests). */
+  now?: () => number
+  sleep?: (ms: number) => Promise<void>
+}
+
+const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/**
+ * Runs `attempt` (one join, always with the same keys) until it is answered, for up to
+ * `limitMs`:
+ * - after a 429 with a time to wait: joins in flight from one address share its tries
+ *   (auth/rate-limit.ts), so a fleet booting behind one NAT address would otherwise see all
+ *   but the first few fail. Each wait is the server's, plus up to as much again at random, so
+ *   that the fleet does not come back at one moment.
+ * - after no answer, or a 5xx (unanswered() above), with exponential backoff and full jitter
+ *   (a restarted proxy is not stormed by its fleet). The join may have happened: the auth
+ *   server answers its repeat with the same host (auth/join-repeat.ts).
+ * Any other failure, a refusal, ends it at once with the server's message.
+ */
+export async function untilAnswered<T>(log: Logger, attempt: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
+  const { limitMs = JOIN_WAIT_LIMIT_MS, baseMs = JOIN_RETRY_BASE_MS, capMs = JOIN_RETRY_CAP_MS, random = Math.random, now = Date.now, sleep = sleepFor } = options
+  const deadline = now() + limitMs
+  const backoff = new Backoff({ baseMs, capMs, random })
   for (;;) {
     try {
       return await attempt()
     } catch (error) {
       const waitS = error instanceof ApiError && error.status === 429 ? error.retryAfterS : undefined
-      if (waitS === undefined) throw error
-      const waitMs = Math.ceil((waitS + random() * waitS) * 1000)
-      if (Date.now() + waitMs > deadline) throw error
-      log.warn(`the auth server asks joins from this address to wait: trying again in ${Math.ceil(waitMs / 1000)}s`, { retry_in_ms: waitMs })
-      await new Promise((resolve) => setTimeout(resolve, waitMs))
+      const waitMs = waitS !== undefined ? Math.ceil((waitS + random() * waitS) * 1000) : unanswered(error) ? backoff.next() : undefined
+      if (waitMs === undefined || now() + waitMs > deadline) throw error
+      if (waitS !== undefined) log.warn(`the auth server asks joins from this address to wait: trying again in ${Math.ceil(waitMs / 1000)}s`, { retry_in_ms: waitMs })
+      else log.warn(`the join's outcome is unknown (${(error as Error).message}): trying it again with the same keys in ${Math.ceil(waitMs / 1000)}s`, { retry_in_ms: waitMs })
+      await sleep(waitMs)
     }
   }
 }

@@ -5,6 +5,16 @@ export class WarrenError extends Error {
   readonly exitCode: number = 1
 }
 
+/** A call that got no answer from its server: `code` is the network error's (ECONNRESET, ETIMEDOUT, ...), when it had one. */
+export class UnreachableError extends WarrenError {
+  readonly code?: string
+
+  constructor(message: string, code?: string) {
+    super(message)
+    this.code = code
+  }
+}
+
 /** A command line that cannot be understood: unknown flag, malformed value, missing argument. */
 export class UsageError extends WarrenError {
   override readonly exitCode: number = 2

@@ -2,7 +2,8 @@
 // against the pin; only then does the token leave the device, over a connection whose
 // server must chain to that pinned CA. A hijacked address therefore never sees the token.
 // The device makes its keys, signs the server's challenge with both (proof that it holds
-// them, join-proof.ts) and receives certificates and the host ID the server chose.
+// them, join-proof.ts) and receives certificates and the host ID the server chose. A device
+// tries one join again with the same keys when it got no answer (enroll.ts).
 
 import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { ApiClient } from './api-client.ts'
@@ -27,6 +28,11 @@ export interface JoinOptions {
   labels?: Record<string, string>
   /** Where warnings go (standard error by default). */
   warn?: (message: string) => void
+  /**
+   * The keys to have certified (fresh ones unless given): every try of one join sends the
+   * same, so that a try whose answer was lost is answered again (auth/join-repeat.ts).
+   */
+  keys?: JoinKeys
 }
 
 export class PinMismatchError extends WarrenError {}
@@ -120,7 +126,7 @@ export function generateJoinKeys(): JoinKeys {
 export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
   const warn = options.warn ?? ((message: string) => process.stderr.write(message + '\n'))
   const ca = await fetchTrustedCA(options.authServer, options.caPins, warn)
-  const keys = generateJoinKeys()
+  const keys = options.keys ?? generateJoinKeys()
   const client = new ApiClient({ server: options.authServer, caPems: ca.host_ca_certs })
   let response: Joined
   try {

@@ -79,7 +79,7 @@ export const joinRoutes = {
         nodename = request.nodename
         roles = request.roles.join(',')
         const { backend, tokens, nodes, challenges, clusterName } = context
-        const { replaced, ...joined } = await join(
+        const { replaced, repeated, ...joined } = await join(
           {
             backend,
             tokens,
@@ -90,12 +90,17 @@ export const joinRoutes = {
             userCA: context.userCA(),
             hostCertTtlMs: context.settings.hostCertTtlMs,
             removal: (replaced, replacedBy) => context.revocations.removalOperation(replaced, undefined, replacedBy),
+            refusedHost: (hostId) => context.revocations.refusedHost(hostId),
           },
           request,
         )
-        context.limiter.refund(address)
-        context.log.info('node joined', { nodename, host_id: joined.host_id, roles, from: address, ...(replaced ? { replaced } : {}) })
-        await context.audit.record('join', { accepted: true, node: nodename, host_id: joined.host_id, roles, client_addr: address })
+        // A repeat answers, with new certificates, a join whose answer was lost (join-repeat.ts).
+        // Its try is kept, as a recovery's: a device repeats a join once or twice, and the tries
+        // bound how often anyone holding its keys and token can have certificates made.
+        if (!repeated) context.limiter.refund(address)
+        const again = repeated ? { repeated: true } : {}
+        context.log.info('node joined', { nodename, host_id: joined.host_id, roles, from: address, ...(replaced ? { replaced } : {}), ...again })
+        await context.audit.record('join', { accepted: true, node: nodename, host_id: joined.host_id, roles, client_addr: address, ...again })
         await context.audit.certIssued('host', joined.ssh_cert, { node: nodename, host_id: joined.host_id })
         return joined
       } catch (error) {

@@ -11,7 +11,7 @@ import { FieldError, lenient, list, number, object, oneOf, type Shape, text } fr
  * never appear: a token is named by its ID (as `tokens ls` shows it), a login by its user.
  */
 export const AUDIT_EVENT_TYPES = {
-  join: 'accepted (true/false), node, host_id, roles, client_addr, reason (refused)',
+  join: 'accepted (true/false), node, host_id, roles, client_addr, reason (refused), repeated (true: the repeat of a join whose answer was lost)',
   'node.removed': 'node, host_id, actor',
   'lock.created': 'lock_id, target, user or node and host_id, message, expires, actor',
   'lock.removed': 'lock_id, target, actor',
