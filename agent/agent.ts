@@ -29,6 +29,7 @@ import { certificateUsable } from '../shared/renewal-window.ts'
 import { acceptRenewed } from '../shared/renewed-certificates.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
 import { probeServerCertificate, untrustedIssuerCode, untrustedPeerOfError } from '../shared/tls-verdict.ts'
+import type { MissedRotation, TrustBridge } from '../shared/trust-bridge.ts'
 import { checkTrust, type TrustStatement } from '../shared/trust-statement.ts'
 import { monotonicMs } from '../shared/yamux/clock.ts'
 import { AuditQueue } from './audit-queue.ts'
@@ -51,9 +52,6 @@ const REDISCOVER_MS = 30_000
 
 /** How often at most an unreachable node checks the certificate its server presents against its clock (clock.ts). */
 const CLOCK_PROBE_MS = 30_000
-
-/** How often at most a node whose servers present a CA it does not trust asks for trust bridges (see bridgeTrust). */
-const BRIDGE_MS = 60_000
 
 /** How long a node starting across a host CA rotation it missed waits between discoveries that fail for it. */
 const START_RETRY_MS = 10_000
@@ -101,9 +99,10 @@ export class Agent {
   private clockProbedAt?: number
   /** The clock problem last logged (null: none). */
   private clockLogged: ClockProblem | null = null
-  /** When trust bridges were last asked for (monotonic ms), and the request in flight (see bridgeTrust). */
-  private bridgeAskedAt?: number
-  private bridging?: Promise<boolean>
+  /** Asks for trust bridges (see bridgeTrust), once one is needed. */
+  private bridges?: TrustBridge
+  /** When held tunnels last had the server's certificate checked for an unknown CA (see checkServerTrust). */
+  private heldTrustProbedAt?: number
 
   constructor(options: AgentOptions) {
     this.options = options
@@ -207,7 +206,7 @@ export class Agent {
       },
       tick: () => {
         this.checkClock(server)
-        this.checkDirectTrust(server)
+        this.checkServerTrust(server)
       },
     })
     this.clockWatch.start()
@@ -479,18 +478,24 @@ export class Agent {
     }
   }
 
-  /** Direct mode: heartbeats failing because the auth server presents a CA this node does not trust are bridged to. */
-  private checkDirectTrust(server: string): void {
-    const heartbeat = this.heartbeat
-    if (this.stopped || !heartbeat?.failing || this.bridging || !this.bridgeDue) return
-    // Heartbeats do not say why they fail: the certificate the server presents does.
+  /**
+   * A server presenting a CA this node does not trust is bridged to when nothing else would
+   * find it: heartbeats failing (direct mode), or tunnels held for a certificate that expired
+   * while the node missed a rotation (no dial fails to say why, and recovery cannot verify the
+   * server). An expired certificate alone holds tunnels too, so those probe at most every
+   * CLOCK_PROBE_MS.
+   */
+  private checkServerTrust(server: string): void {
+    if (this.stopped || this.bridges?.busy || this.bridges?.due === false) return
+    if (!this.heartbeat?.failing) {
+      if (!this.tunnels?.held || certificateUsable(this.identity)) return
+      if (this.heldTrustProbedAt !== undefined && monotonicMs() - this.heldTrustProbedAt < CLOCK_PROBE_MS) return
+      this.heldTrustProbedAt = monotonicMs()
+    }
+    // Neither says why it fails: the certificate the server presents does.
     void probeServerCertificate(server, this.identity.hostCAPems).then((seen) => {
       if (!this.stopped && untrustedIssuerCode(seen?.code)) void this.bridgeTrust(server)
     })
-  }
-
-  private get bridgeDue(): boolean {
-    return this.bridgeAskedAt === undefined || monotonicMs() - this.bridgeAskedAt >= BRIDGE_MS
   }
 
   /**
@@ -501,47 +506,24 @@ export class Agent {
    * trusts now, after which its certificate, from the dropped CA, is recovered (renewal.ts).
    * True when it took a bridge.
    */
-  private bridgeTrust(server: string, why: 'untrusted' | 'refused' = 'untrusted'): Promise<boolean> {
-    if (this.bridging) return this.bridging
-    if (!this.bridgeDue) return Promise.resolve(false)
-    this.bridgeAskedAt = monotonicMs()
-    this.bridging = this.askForBridges(server, why)
-      .catch((error: Error) => {
-        // Asked only because no proxy takes the node, the server may well be down too.
-        const level = why === 'untrusted' ? 'warn' : 'debug'
-        this.log[level](`trust bridges from ${server} failed: ${error.message}`, { trust_bridge_error: error.message })
-        return false
-      })
-      .finally(() => (this.bridging = undefined))
-    return this.bridging
-  }
-
-  private async askForBridges(server: string, why: 'untrusted' | 'refused'): Promise<boolean> {
-    const { fetchTrustBridges } = await import('../shared/trust-bridge.ts')
-    const pins = this.identity.hostCAPems.map(caPin)
-    if (why === 'untrusted') {
-      this.log.warn(`${server} presents a certificate from a host CA this node does not trust: asking it for a bridge across a host CA rotation`, {
-        trusted_host_ca_pins: pins.join(','),
-      })
-    }
-    for (const pin of pins) {
-      const answer = await fetchTrustBridges(server, pin)
-      if (this.stopped) return false
-      let bridged = false
-      for (const bridge of answer.bridges) if (this.followCAs(bridge, `a bridge from ${server}`, true)) bridged = true
-      // Signed by the CA the bridges lead to (or, refused, one this node trusts already): a
-      // dropped CA goes, and the certificate from it is recovered.
-      if (this.followCAs(answer.trust, server) || bridged) return true
-      if (why === 'refused') return false
-    }
-    if (why === 'refused') return false
-    const { readmitCommand } = await import('../shared/recover.ts')
-    const readmit = readmitCommand(this.identity.nodename, this.identity.roles)
-    this.log.error(
-      `no trust bridge leads from the host CAs this node trusts to the one ${server} presents (the rotation was longer ago than bridges are kept, or it is not this cluster's server): re-admit this node with "${readmit}" and start it with that token`,
-      { host_id: this.identity.hostId, readmit, trust_unbridged: pins.join(',') },
-    )
-    return false
+  private async bridgeTrust(server: string, why: MissedRotation = 'untrusted'): Promise<boolean> {
+    // Loaded only when needed: a node that follows every rotation never holds this code.
+    const { TrustBridge } = await import('../shared/trust-bridge.ts')
+    this.bridges ??= new TrustBridge({
+      role: 'node',
+      identity: () => this.identity,
+      follow: (trust, server, bridge) => this.followCAs(trust, bridge ? `a bridge from ${server}` : server, bridge),
+      unbridged: (server, readmit, pins) =>
+        this.log.error(
+          `no trust bridge leads from the host CAs this node trusts to the one ${server} presents (the rotation was longer ago than bridges are kept, or it is not this cluster's server): re-admit this node with "${readmit}" and start it with that token`,
+          { host_id: this.identity.hostId, readmit, trust_unbridged: pins.join(',') },
+        ),
+      stopped: () => this.stopped,
+      // Asked only because no proxy takes the node, the server may well be down too.
+      failureLevel: (why) => (why === 'untrusted' ? 'warn' : 'debug'),
+      log: this.log,
+    })
+    return this.bridges.ask(server, why)
   }
 
   /** A set of CAs that did not come signed as it must: what the node trusts stays as it is. */

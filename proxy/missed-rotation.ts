@@ -10,24 +10,18 @@ import { ApiError } from '../shared/errors.ts'
 import { identityDir, type NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
 import { caPin } from '../shared/pin.ts'
-import { readmitCommand } from '../shared/recover.ts'
 import { untrustedPeerOfError } from '../shared/tls-verdict.ts'
+import type { MissedRotation, TrustBridge } from '../shared/trust-bridge.ts'
 import { checkTrust, TrustRefused, type TrustStatement } from '../shared/trust-statement.ts'
-import { monotonicMs } from '../shared/yamux/clock.ts'
-
-/** How often at most a proxy that the auth server refuses, or cannot verify, asks for trust bridges. */
-export const BRIDGE_MS = 60_000
 
 /** Why a call to the auth server failed, when a missed host CA rotation may explain it. */
-export type MissedRotation = 'untrusted' | 'refused'
-
 export function missedRotationOf(error: unknown): MissedRotation | undefined {
   // A refusal quotes the TLS verdict on this proxy's certificate too: the status tells them apart.
   if (error instanceof ApiError) return error.status === 401 ? 'refused' : undefined
   return untrustedPeerOfError(error) ? 'untrusted' : undefined
 }
 
-export interface TrustBridgeOptions {
+export interface ProxyTrustBridgeOptions {
   identity: () => NodeIdentity
   dataDir: string
   /** Takes a set checkTrust accepted: it is what the proxy trusts from then on. */
@@ -36,11 +30,10 @@ export interface TrustBridgeOptions {
 }
 
 export class ProxyTrustBridge {
-  private readonly options: TrustBridgeOptions
-  private askedAt?: number
-  private asking?: Promise<boolean>
+  private readonly options: ProxyTrustBridgeOptions
+  private bridge?: TrustBridge
 
-  constructor(options: TrustBridgeOptions) {
+  constructor(options: ProxyTrustBridgeOptions) {
     this.options = options
   }
 
@@ -48,48 +41,24 @@ export class ProxyTrustBridge {
    * After a failed call to the auth server: when a missed rotation may explain it, asks for
    * the bridges, at most every BRIDGE_MS. True when a set was taken.
    */
-  afterFailure(error: unknown): Promise<boolean> {
+  async afterFailure(error: unknown): Promise<boolean> {
     const why = missedRotationOf(error)
-    if (why === undefined) return Promise.resolve(false)
-    if (this.asking) return this.asking
-    if (this.askedAt !== undefined && monotonicMs() - this.askedAt < BRIDGE_MS) return Promise.resolve(false)
-    this.askedAt = monotonicMs()
-    const server = this.options.identity().authServers[0]!
-    this.asking = this.ask(server, why)
-      .catch((error: Error) => {
-        this.options.log.warn(`trust bridges from ${server} failed: ${error.message}`, { trust_bridge_error: error.message })
-        return false
-      })
-      .finally(() => (this.asking = undefined))
-    return this.asking
-  }
-
-  private async ask(server: string, why: MissedRotation): Promise<boolean> {
-    const identity = this.options.identity()
-    const pins = identity.hostCAPems.map(caPin)
-    if (why === 'untrusted') {
-      this.options.log.warn(`${server} presents a certificate from a host CA this proxy does not trust: asking it for a bridge across a host CA rotation`, {
-        trusted_host_ca_pins: pins.join(','),
-      })
-    }
+    if (why === undefined) return false
     // Loaded only when needed: a proxy that follows every rotation never holds this code.
-    const { fetchTrustBridges } = await import('../shared/trust-bridge.ts')
-    for (const pin of pins) {
-      const answer = await fetchTrustBridges(server, pin)
-      let bridged = false
-      for (const bridge of answer.bridges) if (this.follow(bridge, server, true)) bridged = true
-      // What the cluster trusts now: after the bridges, or (refused) signed by a CA held already.
-      if (this.follow(answer.trust, server, false) || bridged) return true
-      // Every answer carries the current set, so one question tells whether it is newer.
-      if (why === 'refused') return false
-    }
-    if (why === 'refused') return false
-    const readmit = readmitCommand(identity.nodename, identity.roles)
-    this.options.log.error(
-      `no trust bridge leads from the host CAs this proxy trusts to the one ${server} presents (the rotation was longer ago than bridges are kept, or it is not this cluster's auth server): make a token with "${readmit}", remove ${identityDir(this.options.dataDir, 'proxy')} and start the proxy with that token`,
-      { proxy_id: identity.hostId, readmit, trust_unbridged: pins.join(',') },
-    )
-    return false
+    const { TrustBridge } = await import('../shared/trust-bridge.ts')
+    const { identity, dataDir, log } = this.options
+    this.bridge ??= new TrustBridge({
+      role: 'proxy',
+      identity,
+      follow: (trust, server, bridge) => this.follow(trust, server, bridge),
+      unbridged: (server, readmit, pins) =>
+        log.error(
+          `no trust bridge leads from the host CAs this proxy trusts to the one ${server} presents (the rotation was longer ago than bridges are kept, or it is not this cluster's auth server): make a token with "${readmit}", remove ${identityDir(dataDir, 'proxy')} and start the proxy with that token`,
+          { proxy_id: identity().hostId, readmit, trust_unbridged: pins.join(',') },
+        ),
+      log,
+    })
+    return this.bridge.ask(identity().authServers[0]!, why)
   }
 
   private follow(trust: TrustStatement, server: string, bridge: boolean): boolean {

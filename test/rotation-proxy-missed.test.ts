@@ -2,7 +2,8 @@
 // (test/rotation-bridge.test.ts, test/rotation-half-missed.test.ts): it learns what the
 // cluster trusts now from the signed trust bridges, then recovers its certificate with the
 // keys it registered, and nodes reach it again. Off from just after `init` (it trusts both
-// CAs, its certificate is from the dropped one), and off through a whole automatic rotation.
+// CAs, its certificate is from the dropped one), off through a whole automatic rotation, and
+// off for so long that its certificate expired as well (recovered within the recovery window).
 
 import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
@@ -17,8 +18,8 @@ import { until } from './helpers/until.ts'
 
 const tunnels = (status: WarrenStatus) => status.node?.tunnel?.proxies.length ?? 0
 
-async function clusterWithNode(t: Test, name: string) {
-  const auth = await new AuthProcess().start()
+async function clusterWithNode(t: Test, name: string, authServiceYaml?: string) {
+  const auth = await new AuthProcess({ authServiceYaml }).start()
   t.teardown(() => auth.stop())
   const pinA = await auth.pin()
   const token = await auth.token(['tokens', 'add', '--type=proxy'])
@@ -101,6 +102,23 @@ t.test('a proxy off through a whole automatic rotation comes back by itself', { 
   const pinB = caPin((await c.hostCAs())[0])
   t.same(loadIdentity(c.proxy.dataDir, 'proxy')!.hostCAPems.map(caPin), [c.pinA], 'the stopped proxy trusts the old CA alone')
 
+  await assertBack(t, c, await c.restart(), pinB)
+})
+
+t.test('a proxy whose certificate expired while it was off through a rotation comes back by itself', { timeout: 150_000 }, async (t) => {
+  const c = await clusterWithNode(t, 'proxy-expired', '  host_cert_ttl: 15s')
+  await c.proxy.stop()
+  await c.node.stop()
+  const result = await c.auth.ctl(['auth', 'rotate', '--type=host', '--grace-period=12s'])
+  t.equal(result.code, 0, `rotation started: ${result.stdout.trim()}${result.stderr.trim()}`)
+  await until('the rotation to reach standby', async () => (await c.hostCAs()).length === 1 && caPin((await c.hostCAs())[0]!) !== c.pinA, { timeoutMs: 40_000 })
+  const pinB = caPin((await c.hostCAs())[0]!)
+  const stopped = loadIdentity(c.proxy.dataDir, 'proxy')!
+  const expires = new X509Certificate(stopped.tlsCertPem).validToDate.getTime()
+  await until("the stopped proxy's certificate to expire", () => Date.now() > expires + 1000, { timeoutMs: 30_000 })
+  t.same(stopped.hostCAPems.map(caPin), [c.pinA], 'the stopped proxy trusts the old CA alone')
+
+  // Its node is in the same state: it comes back too (test/rotation-expired.test.ts).
   await assertBack(t, c, await c.restart(), pinB)
 })
 
