@@ -7,8 +7,11 @@
 // certificate; chunks of it from any other node are refused.
 // Session IDs are the node's to choose, so each node has a quota: so many recordings open at
 // once and so many bytes in all; recordings older than the audit retention are removed.
+// Auth servers sharing an etcd backend share this folder too (auth/recording-dir-check.ts
+// checks it): each keeps its own count of the quotas, so one that shares the folder with
+// another counts it again from the folder every minute, and looks again before a refusal.
 
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HttpError } from '../shared/api-router.ts'
@@ -42,6 +45,10 @@ export const MAX_HOST_RECORDING_BYTES = 1024 * 1024 * 1024
 const RECORDING_OVERHEAD_BYTES = 4096
 /** An unended recording written to less lately than this no longer counts as open: its node most likely lost it in a crash. */
 const OPEN_IDLE_MS = 86_400_000
+/** With another auth server writing into the folder, the counts are made afresh from it this often: what a node stores through the others counts here within this. */
+const SHARED_RECOUNT_MS = 60_000
+/** And before refusing a node its bytes, at most this often: it is refused for what the folder holds, not for what another server's purge removed. */
+const REFUSAL_RECOUNT_MS = 1000
 
 interface Meta {
   host_id: string
@@ -62,6 +69,12 @@ interface HostUsage {
   open: Map<string, number>
 }
 
+/** What auth/recording-dir-check.ts found: the live auth servers on the same backend whose marker is in this folder, and those whose marker is not. */
+export interface RecordingDirSharing {
+  shared_with: string[]
+  not_shared_with: string[]
+}
+
 export interface RecordingStoreOptions {
   /** Epoch milliseconds; injected so tests can move time. */
   clock?: () => number
@@ -75,6 +88,10 @@ export class RecordingStore {
   readonly #maxHostBytes: number
   /** Built from the directory on first use, then kept up to date, so that a chunk costs no directory scan. */
   #usage?: Map<string, HostUsage>
+  /** When #usage was built (by the clock). */
+  #countedAt = 0
+  /** Undefined unless checked (an etcd backend): then other auth servers may write here too. */
+  #sharing?: RecordingDirSharing
   /** Each recording's chunks one after another: a write awaits its fsync, and another chunk must not see the file half done. */
   readonly #queues = new Map<string, Promise<unknown>>()
 
@@ -90,11 +107,23 @@ export class RecordingStore {
    * signatures. `store` asks again, exactly.
    */
   checkQuota(hostId: string, sessionId: string): void {
-    const usage = this.#usageOf(hostId)
-    if (usage.bytes >= this.#maxHostBytes) throw quotaFull(hostId, this.#maxHostBytes)
-    // An ID that is no recording's counts as new here; `store` refuses it, after the signature checks.
-    const known = usage.open.has(sessionId) || (RECORDING_ID.test(sessionId) && existsSync(join(this.dir, `${sessionId}.json`)))
-    if (!known && this.#openCount(usage) >= MAX_OPEN_RECORDINGS) throw tooManyOpen(hostId, this.#untilSlotFrees(usage))
+    const refusal = this.#refusal(hostId, (usage) => {
+      if (usage.bytes >= this.#maxHostBytes) return quotaFull(hostId, this.#maxHostBytes)
+      // An ID that is no recording's counts as new here; `store` refuses it, after the signature checks.
+      const known = usage.open.has(sessionId) || (RECORDING_ID.test(sessionId) && existsSync(join(this.dir, `${sessionId}.json`)))
+      if (!known && this.#openCount(usage) >= MAX_OPEN_RECORDINGS) return tooManyOpen(hostId, this.#untilSlotFrees(usage))
+      return undefined
+    })
+    if (refusal) throw refusal
+  }
+
+  /** What the check of the folder found (auth/recording-dir-check.ts); undefined when nothing checks it. */
+  get sharing(): RecordingDirSharing | undefined {
+    return this.#sharing
+  }
+
+  set sharing(sharing: RecordingDirSharing) {
+    this.#sharing = sharing
   }
 
   /** Places one chunk; `whose` looks up the session's user and login once the recording is whole. */
@@ -117,16 +146,20 @@ export class RecordingStore {
     const meta = this.#meta(id)
     if (meta && meta.host_id !== node.hostId) throw new HttpError(403, `recording ${id} belongs to another node`)
     const path = join(this.dir, `${id}.cast`)
-    let length = existsSync(path) ? statSync(path).size : 0
+    let length = sizeOf(path)
     if (meta?.complete) return { length, complete: true }
     const end = chunk.offset + chunk.data.length
     if (end > MAX_RECORDING_BYTES + 1024) throw new HttpError(413, `a recording holds at most ${MAX_RECORDING_BYTES} bytes`)
-    const usage = this.#usageOf(node.hostId)
-    if (!meta && this.#openCount(usage) >= MAX_OPEN_RECORDINGS) throw tooManyOpen(node.hostId, this.#untilSlotFrees(usage))
     // Only the part past the file's end is new; a chunk that starts beyond it waits for the gap.
     const added = chunk.offset <= length && end > length ? end - length : 0
     const charged = added + (meta ? 0 : RECORDING_OVERHEAD_BYTES)
-    if (charged > 0 && usage.bytes + charged > this.#maxHostBytes) throw quotaFull(node.hostId, this.#maxHostBytes)
+    const refusal = this.#refusal(node.hostId, (usage) => {
+      if (!meta && this.#openCount(usage) >= MAX_OPEN_RECORDINGS) return tooManyOpen(node.hostId, this.#untilSlotFrees(usage))
+      if (charged > 0 && usage.bytes + charged > this.#maxHostBytes) return quotaFull(node.hostId, this.#maxHostBytes)
+      return undefined
+    })
+    if (refusal) throw refusal
+    const usage = this.#usageOf(node.hostId)
     // Charged before the write's first await, so that chunks of other recordings arriving meanwhile see it.
     usage.bytes += charged
     usage.open.set(id, this.#clock())
@@ -134,9 +167,12 @@ export class RecordingStore {
     try {
       if (added > 0) {
         // Synced before the answer: the node forgets a chunk once it is told the chunk is held.
-        const file = await open(path, 'a', 0o600)
+        // Written at its offset, not appended: another auth server sharing the folder may be
+        // placing the same chunk (a node's retry after a lost answer), and the same bytes
+        // written twice at one place change nothing.
+        const file = await open(path, constants.O_WRONLY | constants.O_CREAT, 0o600)
         try {
-          await file.write(chunk.data, length - chunk.offset)
+          await file.write(chunk.data, length - chunk.offset, end - length, length)
           await file.sync()
         } finally {
           await file.close()
@@ -185,7 +221,7 @@ export class RecordingStore {
       const meta = this.#meta(id)
       if (!meta) continue
       const path = join(this.dir, `${id}.cast`)
-      const size = existsSync(path) ? statSync(path).size : 0
+      const size = sizeOf(path)
       recordings.push({
         session_id: id,
         user: meta.user,
@@ -205,18 +241,49 @@ export class RecordingStore {
   read(sessionId: string): string {
     const id = checkedId(sessionId)
     const path = join(this.dir, `${id}.cast`)
-    if (!this.#meta(id) || !existsSync(path)) throw new HttpError(404, `no recording ${id}`)
-    return readFileSync(path, 'utf8')
+    const cast = this.#meta(id) && readIfThere(path)
+    if (cast === undefined) throw new HttpError(404, `no recording ${id}`)
+    return cast
   }
 
   #usageOf(hostId: string): HostUsage {
-    this.#usage ??= this.#scanUsage()
-    let usage = this.#usage.get(hostId)
+    let usages = this.#usage
+    if (!usages || (this.#sharing && this.#sharing.shared_with.length > 0 && this.#clock() - this.#countedAt >= SHARED_RECOUNT_MS)) usages = this.#recount()
+    let usage = usages.get(hostId)
     if (!usage) {
       usage = { bytes: 0, open: new Map() }
-      this.#usage.set(hostId, usage)
+      usages.set(hostId, usage)
     }
     return usage
+  }
+
+  /**
+   * The refusal `judge` finds in the node's counts. When other auth servers may write into
+   * the folder, a refusal is judged again on what the folder holds: the recordings this
+   * server counts open may have been completed through another (each is looked up), its
+   * bytes removed by another's purge (the folder is counted afresh, at most once a second).
+   */
+  #refusal(hostId: string, judge: (usage: HostUsage) => HttpError | undefined): HttpError | undefined {
+    const usage = this.#usageOf(hostId)
+    const refusal = judge(usage)
+    if (!refusal || !this.#sharing) return refusal
+    if (refusal.status === 429) {
+      for (const id of usage.open.keys()) {
+        // One whose first chunk this server is placing has no metadata yet.
+        if (this.#queues.has(id)) continue
+        const meta = this.#meta(id)
+        if (!meta || meta.complete) usage.open.delete(id)
+      }
+    } else if (this.#clock() - this.#countedAt >= REFUSAL_RECOUNT_MS) {
+      this.#recount()
+    }
+    return judge(this.#usageOf(hostId))
+  }
+
+  #recount(): Map<string, HostUsage> {
+    this.#usage = this.#scanUsage()
+    this.#countedAt = this.#clock()
+    return this.#usage
   }
 
   #scanUsage(): Map<string, HostUsage> {
@@ -230,7 +297,7 @@ export class RecordingStore {
       usages.set(meta.host_id, usage)
       const cast = join(this.dir, `${id}.cast`)
       usage.bytes += sizeOf(cast) + RECORDING_OVERHEAD_BYTES
-      if (!meta.complete) usage.open.set(id, existsSync(cast) ? statSync(cast).mtimeMs : receivedOf(this.dir, id, meta))
+      if (!meta.complete) usage.open.set(id, statSync(cast, { throwIfNoEntry: false })?.mtimeMs ?? receivedOf(this.dir, id, meta))
     }
     return usages
   }
@@ -252,7 +319,8 @@ export class RecordingStore {
 
   #meta(id: string): Meta | undefined {
     const path = join(this.dir, `${id}.json`)
-    return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Meta) : undefined
+    const text = readIfThere(path)
+    return text === undefined ? undefined : (JSON.parse(text) as Meta)
   }
 
   #writeMeta(id: string, meta: Meta): void {
@@ -270,13 +338,24 @@ function tooManyOpen(hostId: string, waitMs: number): HttpError {
   return new HttpError(429, `node ${hostId} has ${MAX_OPEN_RECORDINGS} recordings open, its most`, { 'retry-after': String(Math.max(1, Math.ceil(waitMs / 1000))) })
 }
 
+// Files looked at may be gone the next moment: another auth server sharing the folder removes
+// what is past retention, and its purge runs while this one lists or counts.
 function sizeOf(path: string): number {
-  return existsSync(path) ? statSync(path).size : 0
+  return statSync(path, { throwIfNoEntry: false })?.size ?? 0
+}
+
+function readIfThere(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
 }
 
 /** When the metadata was last written; for files of earlier versions, its modification time. */
 function receivedOf(dir: string, id: string, meta: Meta): number {
-  return meta.received ?? statSync(join(dir, `${id}.json`)).mtimeMs
+  return meta.received ?? statSync(join(dir, `${id}.json`), { throwIfNoEntry: false })?.mtimeMs ?? 0
 }
 
 function checkedId(id: string): string {

@@ -12,6 +12,7 @@ import { resolveTokenValue, type WarrenConfig } from '../shared/config.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import type { ApiRoute } from '../shared/protocol/api.ts'
 import type { AuditEventType } from '../shared/protocol/audit.ts'
+import type { RecordingDirStatus } from '../shared/status.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { AcmeRecords } from './acme-records.ts'
@@ -33,6 +34,7 @@ import { NodeDirectory } from './nodes.ts'
 import { OfflineSweep } from './offline-nodes.ts'
 import { OwnCredentials } from './own-credentials.ts'
 import { FailureRateLimiter } from './rate-limit.ts'
+import { RecordingDirCheck } from './recording-dir-check.ts'
 import { RecordingStore } from './recordings.ts'
 import { Recoveries } from './recovery.ts'
 import { Renewals } from './renew.ts'
@@ -80,6 +82,7 @@ export class AuthServer {
   private refreshTimer?: NodeJS.Timeout
   private recordings?: RecordingStore
   private recordingsPurgeTimer?: NodeJS.Timeout
+  private recordingDirCheck?: RecordingDirCheck
   private readonly callers: Callers
   /** Join requests that reached this server (accepted or not): lets tests prove a token never left a device. */
   private readonly counts = { joinAttempts: 0 }
@@ -142,6 +145,11 @@ export class AuthServer {
 
   get handshakeGate(): GateStats | undefined {
     return this.gate?.stats
+  }
+
+  /** Whether the other auth servers of an etcd backend share recording_dir; undefined when not checked (SQLite, recording off). */
+  get recordingDir(): RecordingDirStatus | undefined {
+    return this.recordingDirCheck?.status()
   }
 
   async start(): Promise<void> {
@@ -268,6 +276,11 @@ export class AuthServer {
     this.own.writeAdminIdentity()
     this.own.start()
     this.log.info(`auth server listening on ${this.address}`, { cluster: this.clusterName, pin: this.hostCA.pins[0] })
+    // Auth servers sharing a backend must share recording_dir: each looks for the others' markers in its own.
+    if (transport.type === 'etcd' && auth.recording !== 'off') {
+      this.recordingDirCheck = new RecordingDirCheck({ backend: this.backend, store: this.recordings!, address: () => this.address, log: this.log })
+      await this.recordingDirCheck.start()
+    }
     // CAs change with rotations, here or on another auth server sharing the backend.
     this.refreshTimer = setInterval(() => void this.refreshAuthorities(true).catch((error) => this.log.warn(`CA refresh failed: ${(error as Error).message}`)), 2000)
     this.refreshTimer.unref()
@@ -307,6 +320,7 @@ export class AuthServer {
     this.revocations?.stop()
     this.offlineSweep?.stop()
     this.own?.stop()
+    await this.recordingDirCheck?.stop()
     await this.audit?.stop()
     if (this.server) {
       this.gate?.close()

@@ -4,7 +4,7 @@
 
 import { formatDuration, formatExpiry, formatUtc } from '../shared/duration.ts'
 import { printable } from '../shared/printable.ts'
-import type { AuthStatus, CAStatus, CertificateStatus, NodeStatus, ProcessStatus, ProxyStatus, WarrenStatus } from '../shared/status.ts'
+import type { AuthStatus, CAStatus, CertificateStatus, NodeStatus, ProcessStatus, ProxyStatus, RecordingDirStatus, WarrenStatus } from '../shared/status.ts'
 import { formatTable } from './table.ts'
 
 /** Tunnels listed in text; JSON lists all of them (a proxy may hold thousands). */
@@ -54,7 +54,18 @@ function authRows(auth: AuthStatus): Row[] {
     ['Host CA', rotation(auth.host_ca)],
     ['User CA', rotation(auth.user_ca)],
     ...auth.host_ca.pins.map((pin): Row => ['CA pin', pin]),
+    ...(auth.recordings ? [['Recordings', recordingDirText(auth.recordings)] as Row] : []),
   ]
+}
+
+/** Whether the other live auth servers of the backend share recording_dir (auth/recording-dir-check.ts). */
+function recordingDirText(recordings: RecordingDirStatus): string {
+  const { dir, shared_with: shared, not_shared_with: notShared } = recordings
+  const others = shared.length + notShared.length
+  const servers = (n: number) => `${n} other auth server${n === 1 ? '' : 's'}`
+  if (notShared.length > 0)
+    return `${dir}, NOT shared with ${notShared.length} of ${servers(others)} (${notShared.join(', ')}): their recordings are not seen here, nor these there`
+  return others === 0 ? `${dir}, no other auth server live` : `${dir}, shared with ${servers(others)}`
 }
 
 function rotation(ca: CAStatus): string {

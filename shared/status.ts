@@ -63,6 +63,22 @@ export interface AuthStatus {
   user_ca: CAStatus
   /** The handshake gate's counts (shared/tls-gate/stats.ts). */
   handshake_gate: Record<string, number>
+  /** With an etcd backend and `auth_service.recording` on: whether the auth servers of the backend share this one's recording_dir. */
+  recordings?: RecordingDirStatus
+}
+
+/** Auth servers sharing a backend must share their recording_dir (auth/recording-dir-check.ts). */
+export interface RecordingDirStatus {
+  /** `auth_service.recording_dir`. */
+  dir: string
+  /** This auth server's ID in the check: its marker `<dir>/.warren-auth-server-<id>`, and its item in the backend. */
+  auth_server_id: string
+  /** The live auth servers of the backend whose marker is in `dir`: they keep their recordings here too. */
+  shared_with: string[]
+  /** Those whose marker is not: what is uploaded through them is not listed or played through this one, nor the other way round. */
+  not_shared_with: string[]
+  /** When it last looked (every 5 s); null before it could. */
+  last_check: string | null
 }
 
 export interface ProxyTunnelStatus {

@@ -62,11 +62,13 @@ export const recordingRoutes = {
     },
   },
 
+  // With etcd, the auth servers whose recording_dir is not this one's are named: their recordings are not in the list.
   'GET /v1/recordings': {
     access: 'admin',
     bodyLimit: NO_BODY,
     async handle(_call, context) {
-      return { recordings: context.recordings.list() }
+      const sharing = context.recordings.sharing
+      return { recordings: context.recordings.list(), ...(sharing ? { not_shared_with: sharing.not_shared_with } : {}) }
     },
   },
 
@@ -77,7 +79,13 @@ export const recordingRoutes = {
     async handle(call, context) {
       const id = call.params.id
       if (id === undefined) throw new HttpError(400, 'no recording ID')
-      return { session_id: id, cast: context.recordings.read(id) }
+      try {
+        return { session_id: id, cast: context.recordings.read(id) }
+      } catch (error) {
+        const elsewhere = context.recordings.sharing?.not_shared_with.length ?? 0
+        if (!(error instanceof HttpError) || error.status !== 404 || elsewhere === 0) throw error
+        throw new HttpError(404, `${error.message} here; ${elsewhere} other live auth server(s) keep recordings in another folder than this one's recording_dir and may hold it`)
+      }
     },
   },
 } satisfies Partial<AuthRoutes>

@@ -10,10 +10,18 @@ export const recordingsLs = ctlCommand({
   name: 'warrenctl recordings ls',
   summary: 'the recorded interactive sessions, oldest first',
   flags: { format: FORMAT_FLAG },
-  description: 'A session still being uploaded shows "(partial)" after its size.',
+  description: `A session still being uploaded shows "(partial)" after its size. With auth servers on etcd,
+    a note on standard error says when other live auth servers keep their recordings in another folder
+    than this one's recording_dir: what was uploaded through them is then missing from the list.`,
   examples: ['warrenctl recordings ls', 'warrenctl recordings ls --format=json'],
   async run(admin, flags) {
-    const { recordings } = await admin.client.call('GET /v1/recordings')
+    const { recordings, not_shared_with: elsewhere } = await admin.client.call('GET /v1/recordings')
+    if (elsewhere && elsewhere.length > 0) {
+      process.stderr.write(
+        `Note: this auth server's recording_dir is not shared with ${elsewhere.length} other live auth server(s) (${elsewhere.join(', ')}): ` +
+          'recordings uploaded through them are not listed here. Auth servers on one backend need one shared recording_dir.\n',
+      )
+    }
     process.stdout.write(
       formatList(recordings, flags.format, {
         headers: ['Session ID', 'User', 'Login', 'Node', 'Started', 'Duration', 'Size'],

@@ -64,6 +64,12 @@ export interface RecordingJson {
 
 export interface RecordingList {
   recordings: RecordingJson[]
+  /**
+   * The live auth servers of the backend that keep their recordings in another folder than
+   * this one's recording_dir: what was uploaded through them is missing from `recordings`.
+   * Absent when nothing checks it (SQLite, recording off, auth servers of earlier versions).
+   */
+  not_shared_with?: string[]
 }
 
 /** GET /v1/recordings/:id: the asciicast v2 file, exactly as the node wrote it. */
