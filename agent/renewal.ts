@@ -7,6 +7,7 @@ import { HostRenewal } from '../shared/host-renewal.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
 import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
+import { CertificatesRefused, SshCertificateRefused } from '../shared/renewed-certificates.ts'
 import type { AgentTunnel, TrustMessage } from './tunnel.ts'
 
 /** A renewal asked for through a tunnel and not answered within this has failed (the proxy may have gone). */
@@ -45,6 +46,8 @@ export class NodeRenewal {
       identity: options.identity,
       renew: (identity) => (options.tunnelMode() ? this.throughTunnel() : this.direct(identity)),
       apply: options.apply,
+      // The agent's apply judges the certificates (acceptRenewed), counting a refused set of CAs as it does.
+      applyChecks: true,
       unusable: options.unusable,
       log: options.log,
     })
@@ -78,7 +81,10 @@ export class NodeRenewal {
       try {
         this.options.apply(renewed, 'renewed')
       } catch (error) {
-        this.options.log.warn(`certificates from proxy ${tunnel.proxyId} refused: ${(error as Error).message}`, { proxy_id: tunnel.proxyId })
+        const reason = (error as Error).message
+        const refused =
+          error instanceof CertificatesRefused ? { certificates_refused: reason, ...(error instanceof SshCertificateRefused ? { ssh_cert_refused: reason } : {}) } : {}
+        this.options.log.warn(`certificates from proxy ${tunnel.proxyId} refused: ${reason}`, { proxy_id: tunnel.proxyId, ...refused })
       }
     } else if (pending?.tunnel === tunnel) {
       pending.reject(new Error(message.error))

@@ -3,6 +3,10 @@
 // always with the host's current identity. Certificates that expired anyway (the host was
 // offline for longer than their lifetime) can no longer renew, so they are recovered with
 // the host's keys (recover.ts). How a renewal travels differs: the holder's `renew` says.
+// Whatever comes back is judged before it is put in place (renewed-certificates.ts): one
+// refused is logged at ERROR (field `certificates_refused`, and `ssh_cert_refused` when the
+// SSH host certificate was what failed), the host keeps what it holds, and tries again as
+// after any failed renewal.
 
 import { X509Certificate } from 'node:crypto'
 import type { NodeIdentity } from './identity-store.ts'
@@ -10,6 +14,7 @@ import type { Logger } from './log.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
 import { RenewalSchedule, RetryLater } from './renewal-schedule.ts'
 import { certificateUsable, renewalDueAt, renewalNeeded } from './renewal-window.ts'
+import { CertificatesRefused, checkRenewed, SshCertificateRefused } from './renewed-certificates.ts'
 
 /**
  * Past the recovery window nothing changes until an admin acts (a new token, or a longer
@@ -25,6 +30,11 @@ export interface HostRenewalOptions {
   renew: (identity: NodeIdentity) => Promise<RenewedCertificates>
   /** Puts new certificates in place everywhere the host uses them. */
   apply: (renewed: RenewedCertificates, how: 'renewed' | 'recovered') => void
+  /**
+   * `apply` judges the certificates itself (acceptRenewed, throwing CertificatesRefused), as
+   * a node's does; otherwise they are judged (checkRenewed) before `apply` is called.
+   */
+  applyChecks?: boolean
   /** The certificate can no longer be used (it expired, or its CA was dropped): recovery follows. */
   unusable?: () => void
   log: Logger
@@ -71,18 +81,38 @@ export class HostRenewal {
   private async renewOrRecover(): Promise<void> {
     const identity = this.options.identity()
     if (certificateUsable(identity)) {
-      this.options.apply(await this.options.renew(identity), 'renewed')
+      this.accept(await this.options.renew(identity), 'renewed')
       return
     }
     this.options.unusable?.()
     // Loaded only when needed: a node whose certificates stay valid never holds this code.
     const { PastRecoveryWindow, recoverCertificates } = await import('./recover.ts')
+    let recovered: RenewedCertificates
     try {
-      this.options.apply(await recoverCertificates(identity), 'recovered')
+      recovered = await recoverCertificates(identity)
     } catch (error) {
       if (!(error instanceof PastRecoveryWindow)) throw error
       this.options.log.error(error.message, { host_id: identity.hostId, readmit: error.readmit })
       throw new RetryLater(error.message, PAST_WINDOW_RETRY_MS)
+    }
+    this.accept(recovered, 'recovered')
+  }
+
+  /** Puts `renewed` in place once judged; a refusal is logged and thrown, so that the schedule tries again. */
+  private accept(renewed: RenewedCertificates, how: 'renewed' | 'recovered'): void {
+    const identity = this.options.identity()
+    try {
+      if (!this.options.applyChecks) checkRenewed(identity, renewed)
+      this.options.apply(renewed, how)
+    } catch (error) {
+      if (error instanceof CertificatesRefused) {
+        this.options.log.error(`refused the ${how} certificates, keeping those held: ${error.message}`, {
+          host_id: identity.hostId,
+          certificates_refused: error.message,
+          ...(error instanceof SshCertificateRefused ? { ssh_cert_refused: error.message } : {}),
+        })
+      }
+      throw error
     }
   }
 }

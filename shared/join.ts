@@ -5,13 +5,14 @@
 // them, join-proof.ts) and receives certificates and the host ID the server chose. A device
 // tries one join again with the same keys when it got no answer (enroll.ts).
 
-import { generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { ApiClient } from './api-client.ts'
 import { WarrenError } from './errors.ts'
 import type { NodeIdentity } from './identity-store.ts'
 import { joinProofMessage, signProof } from './join-proof.ts'
 import { caPin, pinMatches, singleCertificate } from './pin.ts'
 import { type ClusterCA, type JoinBodyIn, type Joined, joinSealPurpose } from './protocol/hosts.ts'
+import { CertificatesRefused, checkHostSshCertificate, checkHostTlsCertificate } from './renewed-certificates.ts'
 import { seal, trustedSealingKey } from './sealed-login.ts'
 import { sshPublicKeyLine } from './ssh-cert.ts'
 import { checkTrust, TrustRefused } from './trust-statement.ts'
@@ -150,7 +151,11 @@ export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
  * The identity a join gives: the keys made on the device and the certificates for them. The
  * CAs it trusts from then on are the answer's signed set, which a CA the device already
  * trusts (the pinned one) must have signed: the answer may come through a proxy, and a proxy
- * must not choose them.
+ * must not choose them. The certificates are taken only as renewed ones are
+ * (renewed-certificates.ts): the TLS certificate from a CA of that set, for the device's key
+ * and the host ID given; the SSH certificate a host certificate for its SSH key, naming what
+ * the TLS certificate names, in its dates, and whole under the key it names as its signer
+ * (the host CA's SSH key, which renewals are then held to).
  */
 export function identityFromJoin(
   response: Joined,
@@ -164,6 +169,13 @@ export function identityFromJoin(
     throw error
   }
   const trust = response.trust!
+  try {
+    const tlsCert = checkHostTlsCertificate(response.tls_cert, { hostCAs: trust.host_ca_certs, tlsPublicKey: createPublicKey(keys.tls), hostId: response.host_id })
+    checkHostSshCertificate(response.ssh_cert, { tlsCert, sshPublicKey: createPublicKey(keys.ssh), now: Date.now() })
+  } catch (error) {
+    if (error instanceof CertificatesRefused) throw new WarrenError(`the join's certificates were refused: ${error.message}`)
+    throw error
+  }
   return {
     hostId: response.host_id,
     nodename: request.nodename,

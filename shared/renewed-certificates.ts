@@ -1,24 +1,52 @@
 // Renewed certificates reach a node through a proxy (or a proxy's web port), so the node
 // takes them only when they are what it asked for: its own keys, its own host ID, signed by
 // a host CA it trusts. With them may come a new signed set of CAs (trust-statement.ts).
+//
+// The OpenSSH host certificate that comes with them is held to the TLS certificate, which a
+// trusted host CA vouches for: a host certificate for this host's own SSH key, naming exactly
+// what the TLS certificate names, within its dates and valid now, and signed by the host CA's
+// SSH key. Hosts are not sent that key (the signed set carries the host CAs' X.509
+// certificates and the user CA's SSH keys only), so the one a host trusts is the key that
+// signed the SSH certificate it holds, for as long as the host CA that issued its TLS
+// certificate issues the new one too. A new SSH key is taken only with a TLS certificate from
+// another host CA (a rotation, a rollback, a recovery after a missed rotation), and at join,
+// as it comes: at those moments the signature is checked against the key it names.
 
-import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto'
+import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from 'node:crypto'
+import { isIP } from 'node:net'
 import { certSubject, issuedByAny } from './cert-subject.ts'
+import { isoTime } from './duration.ts'
 import { applyCertificates, applyTrust, type NodeIdentity } from './identity-store.ts'
+import { reservedName } from './nodename.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
-import { parseSshCertificate } from './ssh-cert.ts'
+import { type ParsedSshCertificate, parseSshCertificate, verifySshCertificateSignature } from './ssh-cert.ts'
 import { checkTrust, TrustRefused } from './trust-statement.ts'
 
 export class CertificatesRefused extends Error {}
 
+/** The certificates were refused for the SSH host certificate among them. */
+export class SshCertificateRefused extends CertificatesRefused {}
+
 /**
- * Puts `renewed` into `identity` in place, after checking it. A signed set that is newer is
- * taken first (the certificate may come from a CA only it names); one that is refused is
- * reported through `refusedTrust` and the certificates are judged by the CAs held. Throws
- * CertificatesRefused when the certificates are not for this host's keys or not from its
- * CAs. Returns whether the trusted CAs changed.
+ * Puts `renewed` into `identity` in place, after checking it (checkRenewed). Throws
+ * CertificatesRefused, changing nothing, when the certificates are not for this host's keys
+ * or not from its CAs. Returns whether the trusted CAs changed.
  */
 export function acceptRenewed(identity: NodeIdentity, renewed: RenewedCertificates, refusedTrust: (reason: string) => void, now = Date.now()): boolean {
+  const trustChanged = checkRenewed(identity, renewed, refusedTrust, now)
+  if (trustChanged) applyTrust(identity, renewed.trust!)
+  applyCertificates(identity, renewed)
+  return trustChanged
+}
+
+/**
+ * Judges `renewed` for `identity`, changing nothing. A signed set that is newer counts first
+ * (the certificate may come from a CA only it names); one that is refused is reported through
+ * `refusedTrust` and the certificates are judged by the CAs held. Throws CertificatesRefused
+ * (SshCertificateRefused for the SSH certificate) when they cannot be taken; returns whether
+ * the trusted CAs would change.
+ */
+export function checkRenewed(identity: NodeIdentity, renewed: RenewedCertificates, refusedTrust: (reason: string) => void = () => {}, now = Date.now()): boolean {
   let trustChanged = false
   try {
     trustChanged = checkTrust(renewed.trust, { ...identity, version: identity.trustVersion })
@@ -26,21 +54,140 @@ export function acceptRenewed(identity: NodeIdentity, renewed: RenewedCertificat
     if (!(error instanceof TrustRefused)) throw error
     refusedTrust(error.message)
   }
-  const cert = new X509Certificate(renewed.tls_cert)
   const hostCAs = trustChanged ? renewed.trust!.host_ca_certs : identity.hostCAPems
-  if (!issuedByAny(cert, hostCAs)) throw new CertificatesRefused('the renewed certificate is not from a host CA this host trusts')
-  if (!cert.publicKey.equals(createPublicKey(createPrivateKey(identity.tlsKeyPem)))) throw new CertificatesRefused('the renewed certificate is not for this host’s TLS key')
-  if (certSubject(cert).commonName !== identity.hostId) throw new CertificatesRefused(`the renewed certificate names host ${certSubject(cert).commonName}, not ${identity.hostId}`)
+  const cert = checkHostTlsCertificate(renewed.tls_cert, { hostCAs, tlsPublicKey: createPublicKey(createPrivateKey(identity.tlsKeyPem)), hostId: identity.hostId })
   // An earlier certificate of ours, sent again, would put off a renewal that is due.
   if (cert.validFromDate < new X509Certificate(identity.tlsCertPem).validFromDate) throw new CertificatesRefused('the renewed certificate is older than the one held')
-  const ssh = parseSshCertificate(renewed.ssh_cert)
-  if (ssh.type !== 'host' || !ssh.publicKey.equals(createPublicKey(createPrivateKey(identity.sshKeyPem)))) {
-    throw new CertificatesRefused('the renewed SSH certificate is not a host certificate for this host’s SSH key')
-  }
-  if (!ssh.principals.includes(identity.hostId) || ssh.validBefore.getTime() <= now) {
-    throw new CertificatesRefused('the renewed SSH certificate does not name this host or has expired')
-  }
-  if (trustChanged) applyTrust(identity, renewed.trust!)
-  applyCertificates(identity, renewed)
+  checkHostSshCertificate(renewed.ssh_cert, {
+    tlsCert: cert,
+    sshPublicKey: createPublicKey(createPrivateKey(identity.sshKeyPem)),
+    signers: heldSshSigners(identity, cert),
+    now,
+  })
   return trustChanged
 }
+
+/** The TLS certificate of a host: from one of `hostCAs`, for its key, naming its host ID. */
+export function checkHostTlsCertificate(pem: string, expected: { hostCAs: string[]; tlsPublicKey: KeyObject; hostId: string }): X509Certificate {
+  let cert: X509Certificate
+  try {
+    cert = new X509Certificate(pem)
+  } catch {
+    throw new CertificatesRefused('the TLS certificate cannot be read')
+  }
+  if (!issuedByAny(cert, expected.hostCAs)) throw new CertificatesRefused('the TLS certificate is not from a host CA this host trusts')
+  if (!cert.publicKey.equals(expected.tlsPublicKey)) throw new CertificatesRefused('the TLS certificate is not for this host’s TLS key')
+  const { commonName } = certSubject(cert)
+  if (commonName !== expected.hostId) throw new CertificatesRefused(`the TLS certificate names host ${commonName}, not ${expected.hostId}`)
+  return cert
+}
+
+export interface ExpectedSshCertificate {
+  /** The TLS certificate that came with it, already judged: what the SSH certificate may name, and when. */
+  tlsCert: X509Certificate
+  /** This host's SSH public key. */
+  sshPublicKey: KeyObject
+  /** The host CA SSH keys trusted to sign it; undefined: the key it names, on first use. */
+  signers?: KeyObject[]
+  now: number
+}
+
+/**
+ * Throws SshCertificateRefused unless `line` is an OpenSSH host certificate for this host's
+ * SSH key, signed by one of `signers`, naming what its TLS certificate names and nothing
+ * else, within that certificate's dates and valid now. A start ahead of this host's clock is
+ * taken only when it is the TLS certificate's own start (the auth server's clock is ahead of
+ * this host's, and the TLS certificate, taken all the same, shows it too).
+ */
+export function checkHostSshCertificate(line: string, expected: ExpectedSshCertificate): ParsedSshCertificate {
+  const refuse = (why: string) => new SshCertificateRefused(`the SSH host certificate ${why}`)
+  let ssh: ParsedSshCertificate
+  try {
+    ssh = parseSshCertificate(line)
+  } catch (error) {
+    throw refuse(`cannot be read: ${(error as Error).message}`)
+  }
+  if (ssh.type !== 'host') throw refuse(`is a ${ssh.type} certificate, not a host certificate`)
+  try {
+    verifySshCertificateSignature(ssh, expected.signers ?? [ssh.signatureKey])
+  } catch (error) {
+    throw refuse(
+      expected.signers
+        ? `is not signed by the host CA SSH key that signed the one this host holds, although its TLS certificate comes from the same host CA (${(error as Error).message})`
+        : `does not verify (${(error as Error).message})`,
+    )
+  }
+  if (!ssh.publicKey.equals(expected.sshPublicKey)) throw refuse('is not for this host’s SSH key')
+  const options = Object.keys(ssh.criticalOptions)
+  if (options.length > 0) throw refuse(`carries critical options (${options.join(', ')}), which host certificates do not`)
+  const names = tlsCertificateNames(expected.tlsCert)
+  const principals = new Set(ssh.principals.map(normalName))
+  const extra = [...principals].filter((principal) => !names.has(principal))
+  if (extra.length > 0) throw refuse(`names ${quoted(extra)}, which its TLS certificate does not`)
+  const missing = [...names].filter((name) => !principals.has(name))
+  if (missing.length > 0) throw refuse(`does not name ${quoted(missing)}, which its TLS certificate names`)
+  const from = expected.tlsCert.validFromDate.getTime()
+  const to = expected.tlsCert.validToDate.getTime()
+  const after = ssh.validAfter.getTime()
+  const before = ssh.validBefore.getTime()
+  if (after < from || before > to) throw refuse(`is valid from ${isoTime(after)} to ${isoTime(before)}, beyond its TLS certificate (${isoTime(from)} to ${isoTime(to)})`)
+  if (before <= expected.now) throw refuse(`expired at ${isoTime(before)}`)
+  if (after > expected.now && after !== from) throw refuse(`is not valid until ${isoTime(after)}`)
+  return ssh
+}
+
+/**
+ * The host CA SSH keys `held` trusts for an SSH certificate that comes with `tls`: the one
+ * that signed the SSH certificate it holds, when the host CA that issued the TLS certificate
+ * it holds issued `tls` too. Undefined (the key the certificate names is taken) when the host
+ * CA changed, or when what is held does not say (no SSH certificate, as in some tests).
+ */
+function heldSshSigners(held: Pick<NodeIdentity, 'tlsCertPem' | 'sshCert' | 'hostCAPems'>, tls: X509Certificate): KeyObject[] | undefined {
+  let signer: KeyObject
+  let heldTls: X509Certificate
+  try {
+    signer = parseSshCertificate(held.sshCert).signatureKey
+    heldTls = new X509Certificate(held.tlsCertPem)
+  } catch {
+    return undefined
+  }
+  const issuer = held.hostCAPems.find((pem) => issuedByAny(heldTls, [pem]))
+  return issuer !== undefined && issuedByAny(tls, [issuer]) ? [signer] : undefined
+}
+
+/**
+ * What a host's TLS certificate names, as the issuer (auth/certificate-names.ts) names it in
+ * the SSH certificate too: the host ID, the node name unless reserved, and every DNS name and
+ * IP address among its alternative names.
+ */
+function tlsCertificateNames(cert: X509Certificate): Set<string> {
+  const { commonName, nodename } = certSubject(cert)
+  const names = new Set([commonName])
+  if (nodename !== undefined && !reservedName(nodename)) names.add(nodename)
+  for (const [type, value] of alternativeNames(cert.subjectAltName)) {
+    if (type === 'DNS' || type === 'IP Address') names.add(normalName(value))
+  }
+  return names
+}
+
+/** Node's text of the alternative names ("DNS:a, IP Address:127.0.0.1"): a value with a comma or quote in it comes JSON-quoted. */
+function alternativeNames(text: string | undefined): [string, string][] {
+  const names: [string, string][] = []
+  for (const match of (text ?? '').matchAll(/([^:,"]+):("(?:[^"\\]|\\.)*"|[^,]*)(?:, |$)/g)) {
+    const value = match[2]!
+    names.push([match[1]!, value.startsWith('"') ? (JSON.parse(value) as string) : value])
+  }
+  return names
+}
+
+/** IPv6 addresses in one form (OpenSSL writes them whole and in capitals, the issuer as configured). */
+function normalName(name: string): string {
+  if (isIP(name) !== 6) return name
+  try {
+    return new URL(`http://[${name}]`).hostname.slice(1, -1)
+  } catch {
+    return name
+  }
+}
+
+const quoted = (names: string[]) => names.map((name) => JSON.stringify(name)).join(', ')

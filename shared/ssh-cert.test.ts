@@ -3,7 +3,16 @@ import { createHash, generateKeyPairSync, type KeyObject, randomBytes, randomInt
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { createSshCertificate, parseSshCertificate, parseSshPublicKey, SSH_CERT_FOREVER, type SshCertificateRequest, sshPublicKeyLine, verifySshCertificate } from './ssh-cert.ts'
+import {
+  createSshCertificate,
+  parseSshCertificate,
+  parseSshPublicKey,
+  SSH_CERT_FOREVER,
+  type SshCertificateRequest,
+  sshPublicKeyLine,
+  verifySshCertificate,
+  verifySshCertificateSignature,
+} from './ssh-cert.ts'
 
 const HOUR = 3_600_000
 const NOW = new Date('2030-05-06T07:08:09Z')
@@ -201,6 +210,16 @@ t.test('verification accepts the good and names what is wrong with the rest', as
   const restricted = parseSshCertificate(createSshCertificate(userRequest(ca.privateKey, { criticalOptions: { 'force-command': 'uptime' } })))
   t.throws(() => verifySshCertificate(restricted, trusted), /unsupported critical option "force-command"/)
   t.doesNotThrow(() => verifySshCertificate(restricted, { ...trusted, allowedCriticalOptions: ['force-command'] }))
+})
+
+t.test('the signature alone: by a trusted CA, and whole, whatever the dates and type', async (t) => {
+  const ca = ed25519()
+  const expired = parseSshCertificate(createSshCertificate(userRequest(ca.privateKey, { type: 'host', validBefore: new Date(NOW.getTime() - HOUR) })))
+  t.doesNotThrow(() => verifySshCertificateSignature(expired, [ca.publicKey]))
+  t.doesNotThrow(() => verifySshCertificateSignature(expired, [expired.signatureKey]), 'the key the certificate names, on first use')
+  t.throws(() => verifySshCertificateSignature(expired, [ed25519().publicKey]), /untrusted CA/)
+  const forged = parseSshCertificate(createSshCertificate(userRequest(ed25519().privateKey)))
+  t.throws(() => verifySshCertificateSignature({ ...forged, signatureKey: ca.publicKey }, [ca.publicKey]), /bad signature/)
 })
 
 t.test('certificates from ssh-keygen -s parse and verify', async (t) => {

@@ -167,15 +167,20 @@ export function parseSshCertificate(blobOrLine: Buffer | string): ParsedSshCerti
   }
 }
 
-/** Throws an Error naming the first reason the certificate cannot be accepted. */
-export function verifySshCertificate(cert: ParsedSshCertificate, opts: SshVerifyOptions): void {
+/** Throws an Error unless one of `trustedCaKeys` signed the certificate (the key it names as its signer, and the signature verifies). */
+export function verifySshCertificateSignature(cert: ParsedSshCertificate, trustedCaKeys: KeyObject[]): void {
   const caKey = rawEd25519(cert.signatureKey)
-  if (!opts.trustedCaKeys.some((trusted) => isEd25519(trusted) && rawEd25519(trusted).equals(caKey))) {
+  if (!trustedCaKeys.some((trusted) => isEd25519(trusted) && rawEd25519(trusted).equals(caKey))) {
     throw new Error('SSH certificate is signed by an untrusted CA')
   }
   if (!verify(null, cert.signedData, cert.signatureKey, cert.signature)) {
     throw new Error('SSH certificate has a bad signature')
   }
+}
+
+/** Throws an Error naming the first reason the certificate cannot be accepted. */
+export function verifySshCertificate(cert: ParsedSshCertificate, opts: SshVerifyOptions): void {
+  verifySshCertificateSignature(cert, opts.trustedCaKeys)
   if (cert.type !== opts.type) {
     throw new Error(`SSH certificate has the wrong type: it is a ${cert.type} certificate, a ${opts.type} certificate is required`)
   }

@@ -1,0 +1,127 @@
+// A node renewing its certificates through a proxy whose keys were stolen: the attacker stops
+// the proxy and serves its tunnel address with the repo's own tunnel server and the proxy's
+// identity, so the node's agent (a real `warren start` process) reconnects to it and asks it
+// for its renewals. The attacker asks the real auth server for them as the proxy would (its
+// certificate is a proxy's), and hands the node the genuine TLS certificate with an OpenSSH
+// host certificate of its own making: every field as issued but signed by an SSH CA of its
+// own, the node's own earlier SSH certificate (the cluster's signature, other dates), and one
+// naming another host too. The node keeps the identity it holds each time and asks again, as
+// after any refused renewal; the genuine answer is then taken.
+
+import { generateKeyPairSync } from 'node:crypto'
+import { once } from 'node:events'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createServer, type TLSSocket } from 'node:tls'
+import t from 'tap'
+import type { Tunnel } from '../proxy/tunnel-server.ts'
+import { ApiClient } from '../shared/api-client.ts'
+import { identityDir, loadIdentity } from '../shared/identity-store.ts'
+import { sendToAgent } from '../shared/protocol/control.ts'
+import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
+import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
+import { createSshCertificate, parseSshCertificate } from '../shared/ssh-cert.ts'
+import type { NodeStatus } from '../shared/status.ts'
+import { AuthProcess, JSON_LOGS, ProxyProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+import { rogueTunnelServer } from './helpers/rogue-tunnels.ts'
+import { until } from './helpers/until.ts'
+
+t.setTimeout(240_000)
+
+t.test('a stolen proxy key cannot hand a renewing node an SSH host certificate of its own making', async (t) => {
+  // Certificates of a minute: the node asks for its renewal about 40 s after it joined.
+  const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 60s' }).start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  const nodeDir = tempDir()
+  const config = join(tempDir(), 'node.yaml')
+  writeFileSync(config, JSON_LOGS)
+  const node = startNode([`--config=${config}`, `--data-dir=${nodeDir}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=pi-1'])
+  t.teardown(() => node.stop())
+  await waitForNode(auth, 'pi-1')
+  const nodeStatus = async () => (await node.status()).node as NodeStatus
+  const stored = () => ({
+    tls: readFileSync(join(identityDir(nodeDir), 'host.crt'), 'utf8'),
+    ssh: readFileSync(join(identityDir(nodeDir), 'ssh_host_ed25519_key-cert.pub'), 'utf8').trim(),
+  })
+  const joined = stored()
+
+  // The attacker has the proxy's identity and takes its tunnel address.
+  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+  const at = proxy.tunnel.lastIndexOf(':')
+  await proxy.stop()
+  const rogue = rogueTunnelServer(stolen)
+  const listener = createServer(
+    { cert: stolen.tlsCertPem, key: stolen.tlsKeyPem, ca: stolen.hostCAPems, requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] },
+    (socket: TLSSocket) => rogue.handle(socket, '127.0.0.1'),
+  )
+  listener.listen(Number(proxy.tunnel.slice(at + 1)), proxy.tunnel.slice(0, at))
+  await once(listener, 'listening')
+  t.teardown(() => {
+    rogue.close()
+    listener.close()
+  })
+  const requests: Tunnel[] = []
+  rogue.on('renew', (tunnel: Tunnel) => requests.push(tunnel))
+  await until('the node to reconnect to the stolen address', () => rogue.size === 1, { timeoutMs: 30_000 })
+  const held = await nodeStatus()
+
+  /** The genuine answer, asked of the auth server as the proxy asks it (it answers a repeat with the same certificates). */
+  const genuineFor = async (tunnel: Tunnel): Promise<RenewedCertificates> => {
+    const api = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem, authServer: true })
+    try {
+      return await api.call('POST /v1/hosts/renew', { body: { tls_cert: tunnel.cert.toString() } })
+    } finally {
+      await api.close()
+    }
+  }
+  const attackerCA = generateKeyPairSync('ed25519').privateKey
+  /** An SSH host certificate for the node's key as the auth server issued it, but signed by the attacker's CA, with `principals` when given. */
+  const forged = (genuine: RenewedCertificates, principals?: string[]) => {
+    const issued = parseSshCertificate(genuine.ssh_cert)
+    return createSshCertificate({
+      publicKey: issued.publicKey,
+      caKey: attackerCA,
+      type: 'host',
+      keyId: issued.keyId,
+      principals: principals ?? issued.principals,
+      validAfter: issued.validAfter,
+      validBefore: issued.validBefore,
+    })
+  }
+  const tampered: [string, (genuine: RenewedCertificates) => string][] = [
+    ["every field as issued, signed by the attacker's SSH CA", (genuine) => forged(genuine)],
+    ["the node's own SSH certificate from its join, signed by the cluster", () => joined.ssh],
+    ['naming another host too', (genuine) => forged(genuine, [...parseSshCertificate(genuine.ssh_cert).principals, 'db-1'])],
+  ]
+  let genuine: RenewedCertificates | undefined
+  for (const [index, [what, sshCert]] of tampered.entries()) {
+    await until(`the node to ask for a renewal (${index + 1})`, () => requests.length > index, { timeoutMs: 90_000 })
+    const tunnel = requests[index]!
+    genuine ??= await genuineFor(tunnel)
+    sendToAgent(tunnel.control!, { type: 'certs', ...genuine, ssh_cert: sshCert(genuine) })
+    tunnel.renewing = false
+    // Asked again: the answer was refused, and the renewal is tried again (or, were it taken, the identity changed).
+    await until(`the node to ask again after ${what}`, () => requests.length > index + 1 || stored().ssh !== joined.ssh, { timeoutMs: 30_000 })
+    t.same(stored(), joined, `${what}: the node's identity on disk is the one it had`)
+    t.ok(requests.length > index + 1, `${what}: the node asked again`)
+    const status = await nodeStatus()
+    t.same(status.certificate, held.certificate, `${what}: the node's status shows the certificate it had`)
+    t.equal(status.trust.version, held.trust.version, `${what}: and the set of CAs it held`)
+  }
+  t.ok(node.running, 'the node is still running')
+  t.ok(
+    node.logEntries().filter((entry) => entry.level === 'error' && typeof entry.ssh_cert_refused === 'string').length >= tampered.length,
+    'each refusal is logged with its field',
+  )
+
+  // The genuine answer is taken.
+  const tunnel = requests[tampered.length]!
+  sendToAgent(tunnel.control!, { type: 'certs', ...genuine! })
+  tunnel.renewing = false
+  await until('the node to take the genuine certificates', () => stored().ssh === genuine!.ssh_cert.trim(), { timeoutMs: 10_000 })
+  t.equal(stored().tls, genuine!.tls_cert, 'with its TLS certificate')
+  t.not((await nodeStatus()).certificate.serial, held.certificate.serial, 'which its status shows')
+})
