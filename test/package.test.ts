@@ -204,6 +204,43 @@ function run(): void {
     const status = await runFile(targets[0], join(dir, 'warrenctl'), ['status', `--data-dir=${dataDir}`], { cwd: dir, env, timeoutMs: 20_000 })
     t.match(status.stdout, /^Cluster\s+sea-etcd$/m, 'the auth server runs on etcd', { stderr: status.stderr })
   })
+  // The YAML library is a compressed part of the executable (packaging/bundle.ts): read at
+  // start and on SIGHUP, with the line of a mistake.
+  t.test('a node reads its config file at start and again on SIGHUP, from warren-linux-x64', { skip: targets[0].skip }, async (t) => {
+    const dir = install(x64)
+    const dataDir = tempDir()
+    const config = join(dataDir, 'warren.yaml')
+    const write = (labels: string) =>
+      writeFileSync(
+        config,
+        ['version: v1', `data_dir: ${dataDir}`, 'nodename: sea-yaml', `ca_pin: ${pin}`, `auth_servers: ["${proxy.web}"]`, `labels: { ${labels} }`, ''].join('\n'),
+      )
+    write('stage: one')
+    const agent = startFile(targets[0], join(dir, 'warren'), ['start', `--config=${config}`, `--token=${await auth.token()}`], { cwd: dir, env })
+    t.teardown(() => stop(agent.child))
+    t.match(await waitForNode(auth, 'sea-yaml'), /^sea-yaml\s.*stage=one$/m, 'the labels of the config file at start')
+    const lastReload = async (previous?: string) => {
+      for (let waited = 0; waited < 20_000; waited += 100) {
+        const status = await runFile(targets[0], join(dir, 'warren'), ['status', `--data-dir=${dataDir}`, '--format=json'], { cwd: dir, env, timeoutMs: 20_000 })
+        const parsed = JSON.parse(status.stdout) as WarrenStatus
+        const reload = parsed.process.last_reload
+        if (reload && reload.time !== previous) return { reload, labels: parsed.node?.labels }
+        await sleep(100)
+      }
+      throw new Error(`no reload:\n${agent.output()}`)
+    }
+    write('stage: two')
+    agent.child.kill('SIGHUP')
+    const reloaded = await lastReload()
+    t.same([reloaded.reload.ok, reloaded.labels], [true, { stage: 'two' }], 'read again on SIGHUP')
+    writeFileSync(config, 'version: v1\nlabels: [not, a, map]\n')
+    agent.child.kill('SIGHUP')
+    const refused = await lastReload(reloaded.reload.time)
+    t.equal(refused.reload.ok, false, 'a bad file is refused')
+    t.match(refused.reload.error, /line 2/, 'naming its line')
+    t.same(refused.labels, { stage: 'two' }, 'and changes nothing')
+  })
+
   t.test('a proxy with ACME, from warren-linux-x64, against Pebble', { skip: targets[0].skip ?? pebbleMissing() }, async (t) => {
     const domain = 'sea.warren.test'
     const dns = await new ChallTestServer().start()
