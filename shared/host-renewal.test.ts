@@ -210,3 +210,67 @@ t.test('a recovery (the certificate expired): what comes back is judged the same
   t.equal(await renewOnce(renewal), undefined)
   t.same(applied, [[answer, 'recovered']], 'the certificates the auth server issued are taken')
 })
+
+t.test('while renewals fail, trust heard again changes nothing; trust that changed asks again at once', async (t) => {
+  const host = proxyHost(DAY)
+  const identity = host.identity
+  // A rotation under way: the certificate, from a CA still trusted, is due at once; the server cannot be verified.
+  const next = new Authority({ type: 'host', clusterName: 'c1', keySets: [newKeySet('host', 'c1')] })
+  identity.hostCAPems = [...next.tlsCertPems, ...host.hostCA.tlsCertPems]
+  let now = Date.now()
+  const pending = new Map<number, { at: number; callback: () => void }>()
+  let ids = 0
+  const advanceTo = async (until: number) => {
+    for (;;) {
+      const [id, due] = [...pending.entries()].sort((a, b) => a[1].at - b[1].at)[0] ?? []
+      if (due === undefined || due.at > until) break
+      pending.delete(id!)
+      now = due.at
+      due.callback()
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+    }
+    now = until
+  }
+  const tries: number[] = []
+  const renewal = new HostRenewal({
+    what: "this proxy's certificate",
+    identity: () => identity,
+    renew: async () => {
+      tries.push(now)
+      throw new Error('unable to verify the first certificate')
+    },
+    apply: () => {},
+    log: capturedLog().log,
+    schedule: {
+      clock: () => now,
+      timers: {
+        set: (callback, ms) => {
+          pending.set(++ids, { at: now + ms, callback })
+          return ids
+        },
+        clear: (id) => void pending.delete(id as number),
+      },
+      random: () => 0.999,
+    },
+  })
+  t.teardown(() => renewal.stop())
+  renewal.start()
+  await advanceTo(now + 15 * 60_000)
+  const failed = tries.length
+  t.ok(failed >= 8 && failed <= 15, `failing, with backoff (${failed} tries in 15 minutes)`)
+  // Just after a try: the next is minutes away.
+  while (tries.length === failed) await advanceTo(now + 1000)
+  const after = tries.length
+
+  renewal.trustChanged()
+  await advanceTo(now + 10_000)
+  t.equal(tries.length, after, 'the same CAs heard again: no try before the backoff says')
+
+  const bridged = new Authority({ type: 'host', clusterName: 'c1', keySets: [newKeySet('host', 'c1')] })
+  identity.hostCAPems = [...bridged.tlsCertPems, ...identity.hostCAPems]
+  renewal.trustChanged()
+  await advanceTo(now + 1000)
+  t.equal(tries.length, after + 1, 'CAs that changed: tried again at once')
+  await advanceTo(now + 60_000)
+  t.equal(tries.length, after + 1, 'and that failure is backed off from where it was')
+})

@@ -12,7 +12,7 @@ import { X509Certificate } from 'node:crypto'
 import type { NodeIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
-import { RenewalSchedule, RetryLater } from './renewal-schedule.ts'
+import { RenewalSchedule, type RenewalScheduleOptions, RetryLater } from './renewal-schedule.ts'
 import { certificateUsable, renewalDueAt, renewalNeeded } from './renewal-window.ts'
 import { CertificatesRefused, checkRenewed, SshCertificateRefused } from './renewed-certificates.ts'
 
@@ -38,20 +38,28 @@ export interface HostRenewalOptions {
   /** The certificate can no longer be used (it expired, or its CA was dropped): recovery follows. */
   unusable?: () => void
   log: Logger
+  /** For tests: the schedule's clock, timers and randomness. */
+  schedule?: Pick<RenewalScheduleOptions, 'clock' | 'timers' | 'random'>
 }
 
 export class HostRenewal {
   private readonly options: HostRenewalOptions
   private readonly schedule: RenewalSchedule
+  /** The host CAs trusted when the last try started: a failing renewal is asked again at once only when they changed. */
+  private triedWithCAs?: string
 
   constructor(options: HostRenewalOptions) {
     this.options = options
+    const clock = options.schedule?.clock ?? Date.now
     this.schedule = new RenewalSchedule({
+      ...options.schedule,
       what: options.what,
       certificate: () => new X509Certificate(options.identity().tlsCertPem),
       renew: () => this.renewOrRecover(),
       // Due in the renewal window, and at once when the CA that signs now did not issue it.
-      dueAt: (cert) => (renewalNeeded(cert, options.identity().hostCAPems[0]) ? Date.now() : renewalDueAt(cert)),
+      dueAt: (cert) => (renewalNeeded(cert, options.identity().hostCAPems[0], clock()) ? clock() : renewalDueAt(cert)),
+      // One that can no longer be used is recovered, and its retries back off fully.
+      usable: () => certificateUsable(options.identity(), clock()),
       log: options.log,
     })
   }
@@ -60,10 +68,17 @@ export class HostRenewal {
     this.schedule.start()
   }
 
-  /** The trusted CAs changed: renews at once if the CA that signs now did not issue the certificate. */
+  /**
+   * The trusted CAs changed: renews at once if the CA that signs now did not issue the
+   * certificate. While tries are failing, only if the CAs differ from those the last try
+   * trusted (a bridge to the CA the server presents, say): the same set heard again (every
+   * proxy relays it) changes nothing, and the backoff stands.
+   */
   trustChanged(): void {
     const identity = this.options.identity()
-    if (renewalNeeded(new X509Certificate(identity.tlsCertPem), identity.hostCAPems[0])) this.schedule.renewNow()
+    if (!renewalNeeded(new X509Certificate(identity.tlsCertPem), identity.hostCAPems[0])) return
+    if (this.schedule.failing && this.triedWithCAs === identity.hostCAPems.join('\n')) return
+    this.schedule.renewNow()
   }
 
   stop(): void {
@@ -80,6 +95,7 @@ export class HostRenewal {
 
   private async renewOrRecover(): Promise<void> {
     const identity = this.options.identity()
+    this.triedWithCAs = identity.hostCAPems.join('\n')
     if (certificateUsable(identity)) {
       this.accept(await this.options.renew(identity), 'renewed')
       return

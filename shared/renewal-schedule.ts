@@ -1,9 +1,15 @@
 // Renewing a certificate on a timer, by whoever holds it: nodes and proxies their host
 // certificates, the auth server its own TLS certificate and warrenctl's identity. The timer
-// fires once two thirds of the certificate's lifetime has passed (renewal-window.ts); a
-// failed renewal is tried again with backoff and logged at WARN with the time left; a
-// renewed certificate arms the timer for its own window. A CA rotation asks for a renewal
-// at once (renewNow). One renewal runs at a time.
+// fires once two thirds of the certificate's lifetime has passed (renewal-window.ts). Every
+// failed renewal (or recovery) is tried again with exponential backoff and full jitter, from
+// 1 s up to RETRY_CAP_MS, and only a success starts it over: a failure the host can do
+// nothing about (a server it cannot verify, one that is down) costs the cluster one try every
+// few minutes per host, not one a second. A RetryLater names its own wait. The failure is
+// logged at WARN when it starts, when its error changes and at most once a minute while it
+// repeats (with how many failures there were), the others at DEBUG. A renewed certificate
+// arms the timer for its own window. Something that can make the renewal succeed (a CA
+// rotation, trust bridged to a new CA) asks for a try at once (renewNow), which also cuts
+// a retry's wait short. One renewal runs at a time.
 
 import type { X509Certificate } from 'node:crypto'
 import { Backoff } from './backoff.ts'
@@ -22,8 +28,22 @@ const MAX_TIMER_MS = 2 ** 31 - 1
 export const RETRY_BASE_MS = 1000
 export const RETRY_CAP_MS = 5 * 60_000
 
-/** A retry never waits longer than this share of the certificate's lifetime, so that short lifetimes get several tries. */
+/**
+ * A retry never waits longer than this share of the certificate's lifetime while it can still
+ * be renewed, so that short lifetimes get several tries before they end. One that can no
+ * longer be used (expired, or its CA dropped) has no window left to share out: its recovery
+ * backs off up to RETRY_CAP_MS like any other failure.
+ */
 const RETRY_SHARE_OF_LIFETIME = 1 / 10
+
+/** A failure that repeats with the same error is logged at WARN at most this often (at DEBUG otherwise). */
+export const REPEATED_FAILURE_LOG_MS = 60_000
+
+/**
+ * A try asked for while failures are retried (renewNow) comes no sooner than this after the
+ * last one: whatever asks cannot make the host try more than once a second.
+ */
+export const NUDGE_GAP_MS = RETRY_BASE_MS
 
 /** A failure after which trying again makes sense only later (a refusal that will not change soon). */
 export class RetryLater extends Error {
@@ -57,6 +77,8 @@ export interface RenewalScheduleOptions {
    * asked again after every renewal, so a rotation that began during one is not missed.
    */
   dueAt?: (cert: X509Certificate) => number
+  /** Whether `cert` can still be used to renew (by default: it has not expired by `clock`). */
+  usable?: (cert: X509Certificate) => boolean
   log: Logger
   clock?: () => number
   timers?: Timers
@@ -67,6 +89,18 @@ export interface RenewalScheduleOptions {
 export function timeLeftFields(cert: X509Certificate, nowMs = Date.now()): { cert_expires: string; time_left: string } {
   const expires = cert.validToDate.getTime()
   return { cert_expires: isoTime(expires), time_left: formatDuration(expires - nowMs) }
+}
+
+/** Where a schedule stands, for the status and tests. */
+export interface RenewalState {
+  /** Tries since start, successful or not. */
+  attempts: number
+  /** Failures since the last success. */
+  failures: number
+  /** The error of the last failure, while failures last. */
+  lastError?: string
+  /** Epoch ms of the next try. */
+  nextAt: number
 }
 
 export class RenewalSchedule {
@@ -80,7 +114,18 @@ export class RenewalSchedule {
   private running = false
   /** The next try is a retry after a failure: its backoff is kept. */
   private retrying = false
+  /** The next try waits for a time the failure named (RetryLater): nothing brings it sooner. */
+  private waitNamed = false
+  /** renewNow was called while a try ran: one that fails is tried again soon. */
+  private nudgedWhileRunning = false
   private stopped = true
+  /** Epoch ms when the last try started. */
+  private lastTryAt = 0
+  private attempts = 0
+  private failures = 0
+  private lastError?: string
+  /** The last failure logged at WARN, and the failures since that were logged at DEBUG. */
+  private warned?: { error: string; at: number; since: number }
   /** Renewals that succeeded (for tests). */
   renewals = 0
 
@@ -91,10 +136,11 @@ export class RenewalSchedule {
     this.backoff = new Backoff({ baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS, random: options.random })
   }
 
-  /** Arms the timer for the certificate's renewal window (at once when it is already due). */
+  /** Arms the timer for the certificate's renewal window (at once when it is already due). Failures are still counted, and backed off, from before. */
   start(): void {
     this.stopped = false
     this.retrying = false
+    this.waitNamed = false
     this.nextAt = this.dueAt()
     this.arm()
   }
@@ -104,19 +150,32 @@ export class RenewalSchedule {
     return this.options.dueAt ? this.options.dueAt(cert) : renewalDueAt(cert)
   }
 
-  /** The wait before another try: growing with each failure, and never a large part of the certificate's lifetime. */
+  /** The wait before another try: growing with each failure, and never a large part of the lifetime of a certificate that can still be used. */
   private retryDelay(cert: X509Certificate): number {
+    const delay = this.backoff.next()
+    const usable = this.options.usable ? this.options.usable(cert) : this.clock() < cert.validToDate.getTime()
+    if (!usable) return delay
     const lifetime = cert.validToDate.getTime() - cert.validFromDate.getTime()
-    return Math.min(this.backoff.next(), Math.max(RETRY_BASE_MS, Math.floor(lifetime * RETRY_SHARE_OF_LIFETIME)))
+    return Math.min(delay, Math.max(RETRY_BASE_MS, Math.floor(lifetime * RETRY_SHARE_OF_LIFETIME)))
   }
 
   /**
-   * Renews as soon as possible (a CA rotation made the certificate due), unless a renewal is
-   * under way (the next one is then timed by dueAt) or failures are being retried with backoff.
+   * Renews as soon as possible: something changed that can make it succeed (a CA rotation
+   * made the certificate due, trust was bridged to the CA a server presents). A wait between
+   * retries is cut short too, to NUDGE_GAP_MS after the last try at the soonest, without
+   * starting the backoff over; a wait a failure named (RetryLater) is kept. While a renewal
+   * runs, the next one is timed by dueAt if it succeeds, and comes soon if it fails.
    */
   renewNow(): void {
-    if (this.stopped || this.running || this.retrying) return
-    this.nextAt = this.clock()
+    if (this.stopped) return
+    if (this.running) {
+      this.nudgedWhileRunning = true
+      return
+    }
+    if (this.waitNamed) return
+    const at = this.retrying ? Math.max(this.clock(), this.lastTryAt + NUDGE_GAP_MS) : this.clock()
+    if (this.retrying && at >= this.nextAt) return
+    this.nextAt = at
     this.arm()
   }
 
@@ -129,6 +188,15 @@ export class RenewalSchedule {
   /** When the next try is due (epoch ms), for tests and logs. */
   get next(): number {
     return this.nextAt
+  }
+
+  /** Whether failures are being retried (the next try is one). */
+  get failing(): boolean {
+    return this.retrying
+  }
+
+  get state(): RenewalState {
+    return { attempts: this.attempts, failures: this.failures, ...(this.lastError === undefined ? {} : { lastError: this.lastError }), nextAt: this.nextAt }
   }
 
   private arm(): void {
@@ -146,10 +214,18 @@ export class RenewalSchedule {
 
   private async run(): Promise<void> {
     this.running = true
+    this.nudgedWhileRunning = false
+    this.lastTryAt = this.clock()
+    this.attempts++
     const { log, what } = this.options
     try {
       await this.options.renew()
       this.renewals++
+      this.waitNamed = false
+      if (this.failures > 0) log.info(`renewed ${what} after ${this.failures} failed tries`, { what, renewal_failures: this.failures })
+      this.failures = 0
+      this.lastError = undefined
+      this.warned = undefined
       const due = this.dueAt()
       // Still due (the answer came from a server that had not seen a rotation yet, say):
       // asked again after a pause, not in a loop.
@@ -162,19 +238,44 @@ export class RenewalSchedule {
       }
     } catch (error) {
       const cert = this.options.certificate()
-      const delay = error instanceof RetryLater ? error.retryInMs : this.retryDelay(cert)
+      const message = (error as Error).message
+      this.waitNamed = error instanceof RetryLater
+      let delay = error instanceof RetryLater ? error.retryInMs : this.retryDelay(cert)
+      // Something changed while this try ran (the CAs it trusts, say): the next may succeed.
+      if (this.nudgedWhileRunning && !this.waitNamed) delay = Math.min(delay, NUDGE_GAP_MS)
       this.nextAt = this.clock() + delay
       this.retrying = true
-      if (!this.stopped)
-        log.warn(`renewing ${what} failed: ${(error as Error).message}; trying again in ${formatDuration(delay)}`, {
-          what,
-          error: (error as Error).message,
-          ...timeLeftFields(cert, this.clock()),
-          retry_in: formatDuration(delay),
-        })
+      this.failures++
+      this.lastError = message
+      if (!this.stopped) this.logFailure(cert, message, delay)
     } finally {
       this.running = false
     }
     if (!this.stopped) this.arm()
+  }
+
+  /** WARN when a failure starts, when its error changes, and at most once a minute while it repeats; DEBUG otherwise. */
+  private logFailure(cert: X509Certificate, error: string, delay: number): void {
+    const { log, what } = this.options
+    const now = this.clock()
+    const warned = this.warned
+    const fields = {
+      what,
+      error,
+      renewal_failures: this.failures,
+      ...timeLeftFields(cert, now),
+      retry_in: formatDuration(delay),
+      retry_in_ms: delay,
+    }
+    const message = `renewing ${what} failed: ${error}; trying again in ${formatDuration(delay)}`
+    if (warned === undefined || warned.error !== error || now - warned.at >= REPEATED_FAILURE_LOG_MS) {
+      // How many failures since the last WARN were logged at DEBUG alone.
+      const repeated = warned !== undefined && warned.error === error ? { failures_not_logged: warned.since } : {}
+      log.warn(this.failures > 1 ? `${message} (${this.failures} failures in a row)` : message, { ...fields, ...repeated })
+      this.warned = { error, at: now, since: 0 }
+    } else {
+      warned.since++
+      log.debug(message, fields)
+    }
   }
 }

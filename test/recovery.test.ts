@@ -14,9 +14,10 @@ import { issueHostIdentity } from '../auth/issuer.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { validNow } from '../shared/cert-subject.ts'
 import { ApiError } from '../shared/errors.ts'
-import { loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
+import { loadIdentity, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
 import { recoveryBody } from '../shared/recover.ts'
+import { RETRY_CAP_MS } from '../shared/renewal-schedule.ts'
 import { createCertificate } from '../shared/x509.ts'
 import { AuthProcess, type Daemon, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
@@ -37,9 +38,9 @@ async function expiry(dataDir: string): Promise<void> {
 }
 
 /** A node config that logs JSON (and serves a direct node's port on a free loopback port). */
-function jsonLogConfig(): string {
+function jsonLogConfig(level = 'info'): string {
   const path = join(tempDir(), 'node.yaml')
-  writeFileSync(path, 'log: { format: json }\nssh_service:\n  listen_addr: 127.0.0.1:0\n')
+  writeFileSync(path, `log: { format: json, level: ${level} }\nssh_service:\n  listen_addr: 127.0.0.1:0\n`)
   return `--config=${path}`
 }
 
@@ -230,4 +231,42 @@ t.test('a host that holds its keys gets no new certificates at will by recoverin
   const issued = new Set(answers.filter((answer) => !answer.startsWith('refused')))
   t.equal(issued.size, 1, `one set of certificates, answered again while it is good: ${answers.join(', ')}`)
   t.equal(answers[4], 'refused 429', 'and every recovery counts against the address, a success too')
+})
+
+t.test('a node that cannot verify its server backs off its recovery', async (t) => {
+  const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 15s' }).start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  const dataDir = tempDir()
+  const node = startNode([`--data-dir=${dataDir}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=stranded'])
+  await listedHostId(auth, 'stranded')
+  await node.stop()
+  // It trusts a host CA the cluster never had: its certificate is unusable, and no server of the cluster can be verified (nor bridged to).
+  const identity = loadIdentity(dataDir)!
+  identity.hostCAPems = new Authority({ type: 'host', clusterName: 'test-cluster', keySets: [newKeySet('host', 'test-cluster')] }).tlsCertPems
+  saveIdentity(dataDir, identity)
+
+  const again = startNode([jsonLogConfig('debug'), `--data-dir=${dataDir}`])
+  t.teardown(() => again.stop())
+  const failures = () => entries(again).filter((entry) => entry.what === "this node's certificates" && entry.retry_in !== undefined)
+  await again.waitFor('the first failed recovery', () => failures().length > 0, 30_000)
+  const first = Date.now()
+  await new Promise((resolve) => setTimeout(resolve, 30_000))
+  const failed = failures()
+  // Backoff (1 s, doubling, full jitter) makes about 6 tries in 30 s, and more than 10 almost never; a try every 1-2 s, about 20.
+  t.ok(failed.length <= 10, `at most 10 tries in ${Math.round((Date.now() - first) / 1000)} s (${failed.length}), not one every second or two`)
+  t.same(
+    failed.map((entry) => entry.renewal_failures),
+    failed.map((_, i) => i + 1),
+    'each logged once, counted in a row',
+  )
+  t.ok(
+    failed.every((entry) => typeof entry.retry_in_ms === 'number' && (entry.retry_in_ms as number) <= RETRY_CAP_MS && typeof entry.error === 'string'),
+    'with the error and the wait in ms',
+  )
+  const warnings = failed.filter((entry) => entry.level === 'warn')
+  t.ok(warnings.length <= 3, `a WARN when it started and when its error changed, not each time (${warnings.length})`)
+  t.ok(again.running, 'the node keeps running, to try again later')
 })
