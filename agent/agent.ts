@@ -24,7 +24,7 @@ import { caPin } from '../shared/pin.ts'
 import { PortProofs } from '../shared/port-request-proof.ts'
 import { AUDIT_BATCH_BYTES, CONTROL_BATCH_BYTES } from '../shared/protocol/audit.ts'
 import type { Discovery, RenewedCertificates } from '../shared/protocol/hosts.ts'
-import { timeLeftFields } from '../shared/renewal-schedule.ts'
+import { type RenewalState, timeLeftFields } from '../shared/renewal-schedule.ts'
 import { certificateUsable } from '../shared/renewal-window.ts'
 import { acceptRenewed } from '../shared/renewed-certificates.ts'
 import { parseSshPublicKey } from '../shared/ssh-cert.ts'
@@ -260,6 +260,11 @@ export class Agent {
   /** Tunnel mode waiting for certificates the proxies accept (see holdTunnels): where the tunnels will go. */
   get heldTunnelAddress(): string | undefined {
     return this.tunnels?.held && !this.pool ? joinHostPort(this.tunnels.address.host, this.tunnels.address.port) : undefined
+  }
+
+  /** Where the renewal of the certificates stands, once it is scheduled. */
+  get renewalState(): RenewalState | undefined {
+    return this.renewal?.state
   }
 
   /** The queue of audit events and what ships them: through a tunnel's proxy, or straight to the auth server. */

@@ -7,6 +7,7 @@ import { HostRenewal } from '../shared/host-renewal.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import type { Logger } from '../shared/log.ts'
 import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
+import type { RenewalState } from '../shared/renewal-schedule.ts'
 import { CertificatesRefused, SshCertificateRefused } from '../shared/renewed-certificates.ts'
 import type { AgentTunnel, TrustMessage } from './tunnel.ts'
 
@@ -55,6 +56,10 @@ export class NodeRenewal {
 
   start(): void {
     this.renewal.start()
+  }
+
+  get state(): RenewalState {
+    return this.renewal.state
   }
 
   /** The trusted CAs changed: renews at once if the CA that signs now did not issue the certificate. */

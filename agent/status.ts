@@ -29,6 +29,8 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
     ptys: ptyPerl() ? 'agent' : 'script',
     clock: agent.clock!,
   }
+  const renewal = agent.renewalState
+  if (renewal) status.renewal = { next_try: statusTime(renewal.nextAt), failures: renewal.failures, last_error: renewal.lastError ?? null }
   if (agent.audit) status.events = { queued: agent.audit.queue.size, dropped: agent.audit.queue.dropped }
   if (pool) {
     status.tunnel = {

@@ -116,6 +116,13 @@ function nodeBlock(node: NodeStatus, now: number): string {
     .join(',')
   if (labels) list.push(['Labels', labels])
   if (node.clock?.problem) list.push(['Clock', `${node.clock.now} is ${node.clock.problem}: ${printable(node.clock.evidence ?? '')}; TLS with the cluster fails until it is set`])
+  if (node.renewal?.failures) {
+    const { failures, last_error, next_try } = node.renewal
+    list.push([
+      'Renewal',
+      `${failures} failed in a row (${printable(last_error ?? '')}); next try ${formatUtc(Date.parse(next_try))} (in ${formatDuration(Math.max(0, Date.parse(next_try) - now))})`,
+    ])
+  }
   if (node.events) list.push(['Audit events', `${node.events.queued} waiting for the auth server, ${node.events.dropped} dropped`])
   const { tunnel, direct } = node
   // What a proxy sent without the auth server's signature: worth a look (SECURITY.md, "A stolen proxy").

@@ -12,7 +12,7 @@ import { X509Certificate } from 'node:crypto'
 import type { NodeIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
-import { RenewalSchedule, type RenewalScheduleOptions, RetryLater } from './renewal-schedule.ts'
+import { RenewalSchedule, type RenewalScheduleOptions, type RenewalState, RetryLater } from './renewal-schedule.ts'
 import { certificateUsable, renewalDueAt, renewalNeeded } from './renewal-window.ts'
 import { CertificatesRefused, checkRenewed, SshCertificateRefused } from './renewed-certificates.ts'
 
@@ -66,6 +66,11 @@ export class HostRenewal {
 
   start(): void {
     this.schedule.start()
+  }
+
+  /** Where the schedule stands: the next try, and the failures since the last success. */
+  get state(): RenewalState {
+    return this.schedule.state
   }
 
   /**

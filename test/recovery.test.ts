@@ -19,7 +19,7 @@ import { joinCluster } from '../shared/join.ts'
 import { recoveryBody } from '../shared/recover.ts'
 import { RETRY_CAP_MS } from '../shared/renewal-schedule.ts'
 import { createCertificate } from '../shared/x509.ts'
-import { AuthProcess, type Daemon, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, type Daemon, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 t.setTimeout(300_000)
@@ -269,4 +269,9 @@ t.test('a node that cannot verify its server backs off its recovery', async (t) 
   const warnings = failed.filter((entry) => entry.level === 'warn')
   t.ok(warnings.length <= 3, `a WARN when it started and when its error changed, not each time (${warnings.length})`)
   t.ok(again.running, 'the node keeps running, to try again later')
+  const renewal = (await again.status()).node?.renewal
+  t.ok(renewal && renewal.failures >= failed.length, `its status counts the failures in a row (${renewal?.failures})`)
+  t.equal(typeof renewal?.last_error, 'string', 'and names the last error')
+  t.ok(renewal && Date.parse(renewal.next_try) > Date.now() - 1000, `and the next try (${renewal?.next_try})`)
+  t.match((await warren(['status', `--data-dir=${dataDir}`])).stdout, /^Renewal\s+\d+ failed in a row \(.+\); next try .+ \(in .+\)$/m, 'as warren status shows it')
 })
