@@ -229,7 +229,8 @@ function memory(pid: number): { rss: number; anon: number; file: number } {
 
 function describeMemory(pid: number): string {
   const { rss, anon, file } = memory(pid)
-  return `VmRSS ${mb(rss)} MB (anonymous ${mb(anon)} MB, file-backed ${mb(file)} MB)`
+  // The KiB that /proc reports as well: the budget is close enough for a tenth of a MB to matter.
+  return `VmRSS ${mb(rss)} MB, ${Math.round(rss / 1024)} KiB (anonymous ${mb(anon)} MB, file-backed ${mb(file)} MB)`
 }
 
 function timeToExit(file: string, args: string[]): Promise<number> {
