@@ -1,7 +1,8 @@
-// The set of CAs nodes trust, signed for them (shared/trust-statement.ts): what the auth
-// server hands nodes and proxies with every answer that carries CAs; the bridges that lead
-// nodes which were away through a host CA rotation to the new set; and the live proxy set,
-// signed for them too (shared/signed-live-set.ts).
+// The set of CAs nodes trust (the host CAs' certificates and SSH keys, the user CA's SSH
+// keys), signed for them (shared/trust-statement.ts): what the auth server hands nodes and
+// proxies with every answer that carries CAs; the bridges that lead nodes which were away
+// through a host CA rotation to the new set; and the live proxy set, signed for them too
+// (shared/signed-live-set.ts).
 
 import { caPin } from '../shared/pin.ts'
 import { MAX_BRIDGES } from '../shared/protocol/bridges.ts'
@@ -27,6 +28,7 @@ export function trustStatement(clusterName: string, hostCA: Authority, userCA: A
       version: hostCA.changedAt + userCA.changedAt,
       host_ca_certs: hostCA.tlsCertPems,
       user_ca_ssh_keys: userCA.sshPublicKeys,
+      host_ca_ssh_keys: hostCA.sshPublicKeys,
     },
     signers(hostCA),
   )
@@ -45,7 +47,13 @@ export const bridgeKey = (droppedPin: string): string => `/authorities/host-brid
  */
 export function hostBridge(clusterName: string, hostBefore: Authority, userCA: Authority): TrustStatement {
   return signTrust(
-    { cluster_name: clusterName, version: hostBefore.changedAt + userCA.changedAt, host_ca_certs: hostBefore.tlsCertPems, user_ca_ssh_keys: userCA.sshPublicKeys },
+    {
+      cluster_name: clusterName,
+      version: hostBefore.changedAt + userCA.changedAt,
+      host_ca_certs: hostBefore.tlsCertPems,
+      user_ca_ssh_keys: userCA.sshPublicKeys,
+      host_ca_ssh_keys: hostBefore.sshPublicKeys,
+    },
     signers(hostBefore),
   )
 }

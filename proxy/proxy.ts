@@ -347,9 +347,20 @@ export class ProxyService {
     if (usersChanged) this.users?.dropUntrusted()
     // The signed set's version is kept with it: a bridge asked for unverified
     // (missed-rotation.ts) must never bring back a set older than this one.
-    const versioned = trust.host_ca_certs.join('') === hostCAPems.join('') && trust.version > this.identity.trustVersion
-    if (!changed && !versioned) return
-    this.identity = { ...this.identity, hostCAPems, ...(versioned ? { userCASshKeys: trust.user_ca_ssh_keys, trustVersion: trust.version } : {}) }
+    const sameSet = trust.host_ca_certs.join('') === hostCAPems.join('')
+    const versioned = sameSet && trust.version > this.identity.trustVersion
+    // And the host CAs' SSH keys, which this proxy's own SSH certificates are checked by
+    // (shared/renewed-certificates.ts): those of the set, or none for other host CAs.
+    const sshKeys = sameSet && trust.host_ca_ssh_keys ? trust.host_ca_ssh_keys : changed ? undefined : this.identity.hostCASshKeys
+    const sshKeysChanged = (sshKeys ?? []).join('\n') !== (this.identity.hostCASshKeys ?? []).join('\n')
+    if (!changed && !versioned && !sshKeysChanged) return
+    const { hostCASshKeys: _, ...identity } = this.identity
+    this.identity = {
+      ...identity,
+      hostCAPems,
+      ...(sshKeys ? { hostCASshKeys: sshKeys } : {}),
+      ...(versioned ? { userCASshKeys: trust.user_ca_ssh_keys, trustVersion: trust.version } : {}),
+    }
     saveIdentity(this.config.dataDir, this.identity, 'proxy')
     if (!changed) return
     this.tunnels?.dropUntrusted()

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fsyncDirectory, writeFileAtomic } from './files.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
-import type { TrustStatement } from './trust-statement.ts'
+import { type TrustStatement, trustedHostCAs } from './trust-statement.ts'
 
 export interface NodeIdentity {
   hostId: string
@@ -20,6 +20,13 @@ export interface NodeIdentity {
   sshKeyPem: string
   sshCert: string
   hostCAPems: string[]
+  /**
+   * The SSH public key of each host CA, in the order of hostCAPems, as the signed set names
+   * them: what SSH host certificates must be signed by (renewed-certificates.ts). Undefined
+   * when the set this host took did not carry them (an identity saved before them, or a set
+   * from an auth server of an earlier version): the next one that carries them brings them.
+   */
+  hostCASshKeys?: string[]
   userCASshKeys: string[]
   /** The version of the signed set the CAs above came from (shared/trust-statement.ts); 0 before any. */
   trustVersion: number
@@ -34,7 +41,10 @@ export function applyCertificates(identity: NodeIdentity, renewed: Pick<RenewedC
 
 /** Takes the CAs of a signed set that checkTrust accepted. */
 export function applyTrust(identity: NodeIdentity, trust: TrustStatement): NodeIdentity {
-  identity.hostCAPems = trust.host_ca_certs
+  const { hostCAPems, hostCASshKeys } = trustedHostCAs(trust, identity)
+  identity.hostCAPems = hostCAPems
+  if (hostCASshKeys) identity.hostCASshKeys = hostCASshKeys
+  else delete identity.hostCASshKeys
   identity.userCASshKeys = trust.user_ca_ssh_keys
   identity.trustVersion = trust.version
   return identity
@@ -49,6 +59,8 @@ interface IdentityMeta {
   user_ca_ssh_keys: string[]
   /** Absent in identities saved before signed sets. */
   trust_version?: number
+  /** The host CAs' SSH keys (NodeIdentity.hostCASshKeys); absent in identities saved before sets carried them, or that took none. */
+  host_ca_ssh_keys?: string[]
 }
 
 /** Where a save writes the new identity, and where the old one waits until the new one is in place. */
@@ -89,6 +101,9 @@ export function loadIdentity(dataDir: string, role = 'node'): NodeIdentity | und
   if (!identityExists(dataDir, role)) return undefined
   const read = (name: string) => readFileSync(join(dir, name), 'utf8')
   const meta = JSON.parse(read(FILES.meta)) as IdentityMeta
+  const hostCAPems = splitPems(read(FILES.ca))
+  // One per host CA, or none: a host without them checks SSH certificates as before them (renewed-certificates.ts).
+  const hostCASshKeys = meta.host_ca_ssh_keys?.length === hostCAPems.length ? meta.host_ca_ssh_keys : undefined
   return {
     hostId: meta.host_id,
     nodename: meta.nodename,
@@ -100,7 +115,8 @@ export function loadIdentity(dataDir: string, role = 'node'): NodeIdentity | und
     tlsCertPem: read(FILES.tlsCert),
     sshKeyPem: read(FILES.sshKey),
     sshCert: read(FILES.sshCert),
-    hostCAPems: splitPems(read(FILES.ca)),
+    hostCAPems,
+    ...(hostCASshKeys ? { hostCASshKeys } : {}),
     trustVersion: meta.trust_version ?? 0,
   }
 }
@@ -130,6 +146,7 @@ export function saveIdentity(dataDir: string, identity: NodeIdentity, role = 'no
     auth_servers: identity.authServers,
     user_ca_ssh_keys: identity.userCASshKeys,
     trust_version: identity.trustVersion,
+    ...(identity.hostCASshKeys ? { host_ca_ssh_keys: identity.hostCASshKeys } : {}),
   }
   write(FILES.meta, JSON.stringify(meta, null, 2) + '\n')
   rmSync(previous, { recursive: true, force: true })

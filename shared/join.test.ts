@@ -41,6 +41,7 @@ t.test('the answer as the auth server gives it makes the identity', async (t) =>
   t.equal(identity.hostId, response.host_id)
   t.equal(identity.sshCert, response.ssh_cert)
   t.equal(identity.tlsCertPem, response.tls_cert)
+  t.same(identity.hostCASshKeys, hostCA.sshPublicKeys, 'with the host CA’s SSH key, from the signed set')
 })
 
 t.test('certificates a proxy on the way could swap in are refused', async (t) => {
@@ -89,6 +90,8 @@ t.test('certificates a proxy on the way could swap in are refused', async (t) =>
       }),
     ],
     ['garbage', joined({ ssh: () => 'ssh-ed25519-cert-v01@openssh.com AAAA' })],
+    // Before the set named the host CA's SSH key, a join took the key the certificate named.
+    ['an SSH certificate from a key of its own, every field as issued', joined({ ssh: (issued) => forge(issued, {}) })],
   ]
   for (const [what, { response, keys }] of cases) {
     let refused: unknown
@@ -99,4 +102,12 @@ t.test('certificates a proxy on the way could swap in are refused', async (t) =>
     }
     t.ok(refused instanceof WarrenError, `${what}: refused${refused ? ` (${(refused as Error).message})` : ''}`)
   }
+})
+
+t.test('from an auth server whose set names no SSH keys, the SSH certificate is taken under the key it names', async (t) => {
+  const { response, keys } = joined()
+  const { host_ca_ssh_keys: _, signatures_v2: __, ...earlier } = response.trust!
+  const identity = identityFromJoin({ ...response, trust: { ...earlier, host_ca_ssh_keys: undefined, signatures_v2: undefined } }, keys, request)
+  t.equal(identity.sshCert, response.ssh_cert)
+  t.equal(identity.hostCASshKeys, undefined, 'and no host CA SSH keys are held')
 })

@@ -12,7 +12,7 @@ import type { NodeIdentity } from './identity-store.ts'
 import { joinProofMessage, signProof } from './join-proof.ts'
 import { caPin, pinMatches, singleCertificate } from './pin.ts'
 import { type ClusterCA, type JoinBodyIn, type Joined, joinSealPurpose } from './protocol/hosts.ts'
-import { CertificatesRefused, checkHostSshCertificate, checkHostTlsCertificate } from './renewed-certificates.ts'
+import { CertificatesRefused, checkHostSshCertificate, checkHostTlsCertificate, setSshSigner } from './renewed-certificates.ts'
 import { seal, trustedSealingKey } from './sealed-login.ts'
 import { sshPublicKeyLine } from './ssh-cert.ts'
 import { checkTrust, TrustRefused } from './trust-statement.ts'
@@ -154,8 +154,9 @@ export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
  * must not choose them. The certificates are taken only as renewed ones are
  * (renewed-certificates.ts): the TLS certificate from a CA of that set, for the device's key
  * and the host ID given; the SSH certificate a host certificate for its SSH key, naming what
- * the TLS certificate names, in its dates, and whole under the key it names as its signer
- * (the host CA's SSH key, which renewals are then held to).
+ * the TLS certificate names, in its dates, and signed by the SSH key the set names for the
+ * host CA that issued the TLS certificate (from an auth server of an earlier version, whose
+ * set names none: whole under the key it names as its signer, which renewals are then held to).
  */
 export function identityFromJoin(
   response: Joined,
@@ -171,7 +172,8 @@ export function identityFromJoin(
   const trust = response.trust!
   try {
     const tlsCert = checkHostTlsCertificate(response.tls_cert, { hostCAs: trust.host_ca_certs, tlsPublicKey: createPublicKey(keys.tls), hostId: response.host_id })
-    checkHostSshCertificate(response.ssh_cert, { tlsCert, sshPublicKey: createPublicKey(keys.ssh), now: Date.now() })
+    const signers = setSshSigner({ hostCAPems: trust.host_ca_certs, hostCASshKeys: trust.host_ca_ssh_keys }, tlsCert)
+    checkHostSshCertificate(response.ssh_cert, { tlsCert, sshPublicKey: createPublicKey(keys.ssh), signers, now: Date.now() })
   } catch (error) {
     if (error instanceof CertificatesRefused) throw new WarrenError(`the join's certificates were refused: ${error.message}`)
     throw error
@@ -187,6 +189,7 @@ export function identityFromJoin(
     sshKeyPem: keys.ssh.export({ type: 'pkcs8', format: 'pem' }) as string,
     sshCert: response.ssh_cert,
     hostCAPems: trust.host_ca_certs,
+    ...(trust.host_ca_ssh_keys ? { hostCASshKeys: trust.host_ca_ssh_keys } : {}),
     userCASshKeys: trust.user_ca_ssh_keys,
     trustVersion: trust.version,
   }

@@ -13,6 +13,7 @@ import { generateJoinKeys } from './join.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
 import { acceptRenewed, CertificatesRefused, SshCertificateRefused } from './renewed-certificates.ts'
 import { createSshCertificate, parseSshCertificate, SSH_CERT_FOREVER, sshPublicKeyLine } from './ssh-cert.ts'
+import { signTrust, type TrustStatement } from './trust-statement.ts'
 import { createCA, createCertificate } from './x509.ts'
 
 const HOUR = 3_600_000
@@ -137,8 +138,9 @@ function cluster(options: { roles?: string[]; publicAddrs?: string[]; nodename?:
     sshKeyPem: keys.ssh.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
     sshCert: first.sshCert,
     hostCAPems: hostCA.tlsCertPems,
+    hostCASshKeys: hostCA.sshPublicKeys,
     userCASshKeys: userCA.sshPublicKeys,
-    trustVersion: 0,
+    trustVersion: hostCA.changedAt + userCA.changedAt,
   }
   /** The auth server's answer to a renewal at `nowMs`, with its SSH certificate replaced when asked. */
   const renewal = (nowMs = NOW, ssh?: (issued: { tlsCert: X509Certificate; sshCert: string }) => string) => {
@@ -169,7 +171,13 @@ function cluster(options: { roles?: string[]; publicAddrs?: string[]; nodename?:
     const changedAt = hostCA.changedAt + 1000
     hostCA = new Authority({ type: 'host', clusterName: 'c1', keySets: [newKeySet('host', 'c1'), hostCA.keySets[0]!].map(storedKeySet), changedAt })
   }
-  return { identity, renewal, forge, rotate, hostCA: () => hostCA, keys, hostId }
+  /** A set as an auth server of an earlier version (or a relay that took the SSH keys out) hands it: signed for the other fields only. */
+  const keyless = (): TrustStatement =>
+    signTrust(
+      { cluster_name: 'c1', version: hostCA.changedAt + userCA.changedAt, host_ca_certs: hostCA.tlsCertPems, user_ca_ssh_keys: userCA.sshPublicKeys },
+      hostCA.keySets.map((set) => ({ certPem: set.tlsCertPem, key: set.tlsKey })),
+    )
+  return { identity, renewal, forge, rotate, keyless, hostCA: () => hostCA, keys, hostId }
 }
 
 function storedKeySet(set: Authority['keySets'][number] | ReturnType<typeof newKeySet>): ReturnType<typeof newKeySet> {
@@ -184,8 +192,8 @@ function storedKeySet(set: Authority['keySets'][number] | ReturnType<typeof newK
 
 const sshPrincipals = (line: string) => parseSshCertificate(line).principals
 
-/** Whether `renewed` is refused for its SSH certificate, `identity` left as it was. */
-function refusedForSsh(t: Test, identity: NodeIdentity, renewed: RenewedCertificates, what: string, now = NOW): void {
+/** Whether `renewed` is refused for its SSH certificate, `identity` left as it was; the refusal's message. */
+function refusedForSsh(t: Test, identity: NodeIdentity, renewed: RenewedCertificates, what: string, now = NOW): string {
   const before = structuredClone(identity)
   let refused: unknown
   try {
@@ -195,6 +203,7 @@ function refusedForSsh(t: Test, identity: NodeIdentity, renewed: RenewedCertific
   }
   t.ok(refused instanceof SshCertificateRefused, `${what}: refused for its SSH certificate${refused ? ` (${(refused as Error).message})` : ''}`)
   t.same(identity, before, `${what}: nothing changes`)
+  return (refused as Error | undefined)?.message ?? ''
 }
 
 t.test('an SSH host certificate as the auth server issues it is taken', async (t) => {
@@ -268,6 +277,103 @@ t.test('across a host CA rotation the SSH key that signs changes with the TLS CA
   const later = host.renewal(NOW + 21 * 24 * HOUR, ({ tlsCert }) => host.forge(tlsCert, { caKey: before.signing.sshKey }))
   refusedForSsh(t, host.identity, later, 'a certificate from the SSH key of the CA rotated out', NOW + 21 * 24 * HOUR)
   t.doesNotThrow(() => acceptRenewed(host.identity, host.renewal(NOW + 21 * 24 * HOUR), noTrust, NOW + 21 * 24 * HOUR), 'one from the new key is')
+})
+
+t.test('at a rotation the SSH certificate is held to the new host CA’s SSH key, as the signed set names it', async (t) => {
+  // The weakness this closes: with a TLS certificate from another host CA, a host took the SSH key the certificate named.
+  const attackerCA = generateKeyPairSync('ed25519').privateKey
+  const host = cluster()
+  const before = host.hostCA()
+  host.rotate()
+  const forged = host.renewal(NOW, ({ tlsCert }) => host.forge(tlsCert, { caKey: attackerCA }))
+  t.match(
+    refusedForSsh(t, host.identity, forged, 'the genuine TLS certificate from the new CA, an SSH certificate from a key of its own'),
+    /SSH key of the host CA that issued its TLS certificate/,
+  )
+  // Both keys are in the set; only the one of the CA that issued the TLS certificate signs with it.
+  refusedForSsh(
+    t,
+    host.identity,
+    host.renewal(NOW, ({ tlsCert }) => host.forge(tlsCert, { caKey: before.signing.sshKey })),
+    'an SSH certificate from the old CA’s SSH key',
+  )
+  // The set taken out, the new CA is not trusted: nothing is taken.
+  const stripped = { ...host.renewal(NOW, ({ tlsCert }) => host.forge(tlsCert, { caKey: attackerCA })), trust: host.keyless() }
+  const unchanged = structuredClone(host.identity)
+  const refusals: string[] = []
+  t.throws(
+    () => acceptRenewed(host.identity, stripped, (reason) => refusals.push(reason), NOW),
+    { message: /not from a host CA this host trusts/ },
+    'the set without its SSH keys: refused',
+  )
+  t.match(refusals, [/without their SSH keys/], 'for the set, which names other host CAs without their SSH keys')
+  t.same(host.identity, unchanged, 'nothing changes')
+
+  const genuine = host.renewal()
+  t.equal(acceptRenewed(host.identity, genuine, noTrust, NOW), true, 'the genuine answer is taken')
+  t.same(host.identity.hostCASshKeys, host.hostCA().sshPublicKeys, 'with the SSH keys of both CAs')
+})
+
+t.test('a host whose set named no SSH keys (an identity from before them)', async (t) => {
+  const attackerCA = generateKeyPairSync('ed25519').privateKey
+  const migrated = () => {
+    const host = cluster()
+    delete host.identity.hostCASshKeys
+    return host
+  }
+  // From an auth server of this version: the keys come with the set, at the version held, and the certificate is held to them.
+  const host = migrated()
+  refusedForSsh(
+    t,
+    host.identity,
+    host.renewal(NOW, ({ tlsCert }) => host.forge(tlsCert, { caKey: attackerCA })),
+    'a certificate from another key, the set naming the keys',
+  )
+  t.equal(acceptRenewed(host.identity, host.renewal(), noTrust, NOW), true, 'the genuine answer is taken, and its set (the same CAs, with their SSH keys)')
+  t.same(host.identity.hostCASshKeys, host.hostCA().sshPublicKeys)
+
+  // At a rotation, the set that makes the new CA trusted brings its SSH key: one of the relay's is refused.
+  const rotating = migrated()
+  rotating.rotate()
+  refusedForSsh(
+    t,
+    rotating.identity,
+    rotating.renewal(NOW, ({ tlsCert }) => rotating.forge(tlsCert, { caKey: attackerCA })),
+    'at a rotation, a certificate from another key',
+  )
+  t.equal(acceptRenewed(rotating.identity, rotating.renewal(), noTrust, NOW), true, 'and the genuine one taken')
+
+  // From an auth server of an earlier version: as before, the key that signed the certificate held.
+  const earlier = migrated()
+  const keyless = (renewed: RenewedCertificates) => ({ ...renewed, trust: earlier.keyless() })
+  t.match(
+    refusedForSsh(t, earlier.identity, keyless(earlier.renewal(NOW, ({ tlsCert }) => earlier.forge(tlsCert, { caKey: attackerCA }))), 'without keys, another key'),
+    /signed the one this host holds/,
+  )
+  t.doesNotThrow(() => acceptRenewed(earlier.identity, keyless(earlier.renewal()), noTrust, NOW), 'without keys, the key held')
+  t.equal(earlier.identity.hostCASshKeys, undefined, 'and still none')
+})
+
+t.test('a host holding the SSH keys keeps them with a set of the same CAs that does not name them', async (t) => {
+  const host = cluster()
+  const keys = host.identity.hostCASshKeys
+  const renewed = {
+    ...host.renewal(NOW + HOUR),
+    trust: signTrust(
+      { ...host.keyless(), version: host.identity.trustVersion + 1 },
+      host.hostCA().keySets.map((set) => ({ certPem: set.tlsCertPem, key: set.tlsKey })),
+    ),
+  }
+  t.equal(acceptRenewed(host.identity, renewed, noTrust, NOW + HOUR), true, 'a newer set from an auth server of an earlier version is taken')
+  t.same(host.identity.hostCASshKeys, keys, 'the SSH keys held stay')
+  const attackerCA = generateKeyPairSync('ed25519').privateKey
+  refusedForSsh(
+    t,
+    host.identity,
+    host.renewal(NOW + 2 * HOUR, ({ tlsCert }) => host.forge(tlsCert, { caKey: attackerCA })),
+    'and hold the next certificate',
+    NOW + 2 * HOUR,
+  )
 })
 
 t.test('a host holding no readable SSH certificate takes a sound one from the key it names', async (t) => {

@@ -4,13 +4,17 @@
 //
 // The OpenSSH host certificate that comes with them is held to the TLS certificate, which a
 // trusted host CA vouches for: a host certificate for this host's own SSH key, naming exactly
-// what the TLS certificate names, within its dates and valid now, and signed by the host CA's
-// SSH key. Hosts are not sent that key (the signed set carries the host CAs' X.509
-// certificates and the user CA's SSH keys only), so the one a host trusts is the key that
-// signed the SSH certificate it holds, for as long as the host CA that issued its TLS
-// certificate issues the new one too. A new SSH key is taken only with a TLS certificate from
-// another host CA (a rotation, a rollback, a recovery after a missed rotation), and at join,
-// as it comes: at those moments the signature is checked against the key it names.
+// what the TLS certificate names, within its dates and valid now, and signed by the SSH key
+// of the host CA that issued the TLS certificate, as the signed set names it (the set the TLS
+// certificate is judged by: the one held, or the newer one that came with it). A relay
+// therefore cannot plant an SSH CA of its own, not even at a rotation, where the TLS
+// certificate comes from a CA the host trusts only from that answer on.
+//
+// A host whose set names no SSH keys (it took its set from an auth server of an earlier
+// version, or its identity was saved before sets carried them) falls back to what it holds:
+// the key that signed the SSH certificate it holds, for as long as the host CA that issued its
+// TLS certificate issues the new one too; a new key is taken only with a TLS certificate from
+// another host CA, and at join, as it comes. The next set that names the keys ends that.
 
 import { createPrivateKey, createPublicKey, type KeyObject, X509Certificate } from 'node:crypto'
 import { isIP } from 'node:net'
@@ -19,8 +23,8 @@ import { isoTime } from './duration.ts'
 import { applyCertificates, applyTrust, type NodeIdentity } from './identity-store.ts'
 import { reservedName } from './nodename.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
-import { type ParsedSshCertificate, parseSshCertificate, verifySshCertificateSignature } from './ssh-cert.ts'
-import { checkTrust, TrustRefused } from './trust-statement.ts'
+import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, verifySshCertificateSignature } from './ssh-cert.ts'
+import { checkTrust, TrustRefused, trustedHostCAs } from './trust-statement.ts'
 
 export class CertificatesRefused extends Error {}
 
@@ -54,14 +58,19 @@ export function checkRenewed(identity: NodeIdentity, renewed: RenewedCertificate
     if (!(error instanceof TrustRefused)) throw error
     refusedTrust(error.message)
   }
-  const hostCAs = trustChanged ? renewed.trust!.host_ca_certs : identity.hostCAPems
-  const cert = checkHostTlsCertificate(renewed.tls_cert, { hostCAs, tlsPublicKey: createPublicKey(createPrivateKey(identity.tlsKeyPem)), hostId: identity.hostId })
+  // What the certificates are judged by: what would be trusted once they are taken.
+  const trusted = trustChanged ? trustedHostCAs(renewed.trust!, identity) : identity
+  const cert = checkHostTlsCertificate(renewed.tls_cert, {
+    hostCAs: trusted.hostCAPems,
+    tlsPublicKey: createPublicKey(createPrivateKey(identity.tlsKeyPem)),
+    hostId: identity.hostId,
+  })
   // An earlier certificate of ours, sent again, would put off a renewal that is due.
   if (cert.validFromDate < new X509Certificate(identity.tlsCertPem).validFromDate) throw new CertificatesRefused('the renewed certificate is older than the one held')
   checkHostSshCertificate(renewed.ssh_cert, {
     tlsCert: cert,
     sshPublicKey: createPublicKey(createPrivateKey(identity.sshKeyPem)),
-    signers: heldSshSigners(identity, cert),
+    signers: setSshSigner(trusted, cert) ?? heldSshSigner(identity, cert),
     now,
   })
   return trustChanged
@@ -82,13 +91,23 @@ export function checkHostTlsCertificate(pem: string, expected: { hostCAs: string
   return cert
 }
 
+export interface SshSigners {
+  keys: KeyObject[]
+  from: 'set' | 'held'
+}
+
 export interface ExpectedSshCertificate {
   /** The TLS certificate that came with it, already judged: what the SSH certificate may name, and when. */
   tlsCert: X509Certificate
   /** This host's SSH public key. */
   sshPublicKey: KeyObject
-  /** The host CA SSH keys trusted to sign it; undefined: the key it names, on first use. */
-  signers?: KeyObject[]
+  /**
+   * The host CA SSH key trusted to sign it, and where it comes from: the signed set (the key
+   * of the host CA that issued the TLS certificate), or what the host holds (the key that
+   * signed its SSH certificate, for a set without SSH keys). Undefined: the key it names, on
+   * first use (at join from a set without SSH keys).
+   */
+  signers?: SshSigners
   now: number
 }
 
@@ -109,13 +128,13 @@ export function checkHostSshCertificate(line: string, expected: ExpectedSshCerti
   }
   if (ssh.type !== 'host') throw refuse(`is a ${ssh.type} certificate, not a host certificate`)
   try {
-    verifySshCertificateSignature(ssh, expected.signers ?? [ssh.signatureKey])
+    verifySshCertificateSignature(ssh, expected.signers?.keys ?? [ssh.signatureKey])
   } catch (error) {
-    throw refuse(
-      expected.signers
-        ? `is not signed by the host CA SSH key that signed the one this host holds, although its TLS certificate comes from the same host CA (${(error as Error).message})`
-        : `does not verify (${(error as Error).message})`,
-    )
+    const why = (error as Error).message
+    if (expected.signers?.from === 'set') throw refuse(`is not signed by the SSH key of the host CA that issued its TLS certificate, as the signed set names it (${why})`)
+    if (expected.signers?.from === 'held')
+      throw refuse(`is not signed by the host CA SSH key that signed the one this host holds, although its TLS certificate comes from the same host CA (${why})`)
+    throw refuse(`does not verify (${why})`)
   }
   if (!ssh.publicKey.equals(expected.sshPublicKey)) throw refuse('is not for this host’s SSH key')
   const options = Object.keys(ssh.criticalOptions)
@@ -137,12 +156,30 @@ export function checkHostSshCertificate(line: string, expected: ExpectedSshCerti
 }
 
 /**
- * The host CA SSH keys `held` trusts for an SSH certificate that comes with `tls`: the one
- * that signed the SSH certificate it holds, when the host CA that issued the TLS certificate
- * it holds issued `tls` too. Undefined (the key the certificate names is taken) when the host
- * CA changed, or when what is held does not say (no SSH certificate, as in some tests).
+ * The SSH key of the host CA that issued `tls`, as `trusted` (a signed set, as held or about
+ * to be) names it; undefined when it names no SSH keys.
  */
-function heldSshSigners(held: Pick<NodeIdentity, 'tlsCertPem' | 'sshCert' | 'hostCAPems'>, tls: X509Certificate): KeyObject[] | undefined {
+export function setSshSigner(trusted: { hostCAPems: string[]; hostCASshKeys?: string[] }, tls: X509Certificate): SshSigners | undefined {
+  const keys = trusted.hostCASshKeys
+  if (keys === undefined) return undefined
+  const index = trusted.hostCAPems.findIndex((pem) => issuedByAny(tls, [pem]))
+  const line = keys[index]
+  if (keys.length !== trusted.hostCAPems.length || line === undefined)
+    throw new SshCertificateRefused('the signed set names no SSH key for the host CA that issued the TLS certificate')
+  try {
+    return { keys: [parseSshPublicKey(line)], from: 'set' }
+  } catch (error) {
+    throw new SshCertificateRefused(`the SSH key the signed set names for the host CA that issued the TLS certificate cannot be read: ${(error as Error).message}`)
+  }
+}
+
+/**
+ * For a host whose set names no SSH keys: the key that signed the SSH certificate `held`
+ * holds, when the host CA that issued the TLS certificate it holds issued `tls` too.
+ * Undefined (the key the certificate names is taken) when the host CA changed, or when what
+ * is held does not say (no SSH certificate, as in some tests).
+ */
+function heldSshSigner(held: Pick<NodeIdentity, 'tlsCertPem' | 'sshCert' | 'hostCAPems'>, tls: X509Certificate): SshSigners | undefined {
   let signer: KeyObject
   let heldTls: X509Certificate
   try {
@@ -152,7 +189,7 @@ function heldSshSigners(held: Pick<NodeIdentity, 'tlsCertPem' | 'sshCert' | 'hos
     return undefined
   }
   const issuer = held.hostCAPems.find((pem) => issuedByAny(heldTls, [pem]))
-  return issuer !== undefined && issuedByAny(tls, [issuer]) ? [signer] : undefined
+  return issuer !== undefined && issuedByAny(tls, [issuer]) ? { keys: [signer], from: 'held' } : undefined
 }
 
 /**
