@@ -6,9 +6,11 @@
 // half of all the code), the proxy's ACME certificates, ssh2, which only a node's SSH
 // server uses, from its first connection on, prom-client, which only an auth server or a
 // proxy with diag_addr uses, the auth server's and the proxy's code, which a node never runs,
-// warrenctl's commands and `warren install`, which only people run (these four take the
-// modules they share with the main script from it: main-modules.ts), and the YAML library,
-// which every process loads but which was a quarter of the main script.
+// the node's SSH and SFTP servers, which it loads at its first SSH connection, warrenctl's
+// commands, `warren install` and the user's commands (ssh, login, ls, play, known-hosts),
+// which only people run (these take the modules they share with the main script from it:
+// main-modules.ts), and the YAML library, which every process loads but which was a quarter
+// of the main script.
 
 import { writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -33,6 +35,19 @@ const PARTS: Record<string, string> = {
   yaml: 'yaml',
   auth: 'auth/server.ts',
   proxy: 'proxy/proxy.ts',
+  // The node's SSH server (sessions, SFTP, forwarding, ptys, recordings): loaded at the first
+  // SSH connection (agent/ssh-on-demand.ts); the SFTP server and a forwarded agent's socket
+  // run as the login in processes of their own. Apart, an idle node does not hold their
+  // source: 0.2 MB less resident (bench:footprint; bench/results/2026-12-06-footprint-parts.md).
+  'ssh-server': 'agent/ssh-server.ts',
+  'sftp-server': 'agent/sftp/stdio.ts',
+  'agent-socket': 'agent/agent-socket.ts',
+  // Commands only people run.
+  'client-ssh': 'cli/ssh.ts',
+  'client-login': 'cli/login.ts',
+  'client-ls': 'cli/ls.ts',
+  'client-play': 'cli/play.ts',
+  'client-known-hosts': 'cli/known-hosts.ts',
   // Commands that only people run, never a device's daemon.
   warrenctl: 'cli/warrenctl.ts',
   install: 'cli/install.ts',
@@ -44,7 +59,20 @@ const PARTS: Record<string, string> = {
  * (0.22 MB) is neither held nor compiled by a node: 0.5 MB less in an idle agent. The same
  * holds, on a smaller scale, for the commands only people run.
  */
-const BESIDE_MAIN = new Set(['auth', 'proxy', 'warrenctl', 'install'])
+const BESIDE_MAIN = new Set([
+  'auth',
+  'proxy',
+  'ssh-server',
+  'sftp-server',
+  'agent-socket',
+  'client-ssh',
+  'client-login',
+  'client-ls',
+  'client-play',
+  'client-known-hosts',
+  'warrenctl',
+  'install',
+])
 
 /**
  * ssh2 tries `cpu-features` (to order ciphers) inside try/catch and does without it; its own

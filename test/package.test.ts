@@ -7,8 +7,8 @@
 // serves the web console's page and script from the executable's own assets.
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import type { X509Certificate } from 'node:crypto'
-import { accessSync, constants, copyFileSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { randomBytes, type X509Certificate } from 'node:crypto'
+import { accessSync, chmodSync, constants, copyFileSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { request as httpsRequest } from 'node:https'
 import { delimiter, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -206,19 +206,48 @@ function run(): void {
   })
   // The YAML library is a compressed part of the executable (packaging/bundle.ts): read at
   // start and on SIGHUP, with the line of a mistake.
-  t.test('a node reads its config file at start and again on SIGHUP, from warren-linux-x64', { skip: targets[0].skip }, async (t) => {
+  t.test('a node with a config file, from warren-linux-x64: scp through its own SFTP server, the config read again on SIGHUP', { skip: targets[0].skip }, async (t) => {
     const dir = install(x64)
+    // Installed where every login may run it (as /usr/local/bin is): its SFTP server runs as the login.
+    chmodSync(dir, 0o755)
     const dataDir = tempDir()
     const config = join(dataDir, 'warren.yaml')
     const write = (labels: string) =>
       writeFileSync(
         config,
-        ['version: v1', `data_dir: ${dataDir}`, 'nodename: sea-yaml', `ca_pin: ${pin}`, `auth_servers: ["${proxy.web}"]`, `labels: { ${labels} }`, ''].join('\n'),
+        [
+          'version: v1',
+          `data_dir: ${dataDir}`,
+          'nodename: sea-yaml',
+          `ca_pin: ${pin}`,
+          `auth_servers: ["${proxy.web}"]`,
+          `labels: { ${labels} }`,
+          // Warren's own SFTP server, a part of the executable that the login's process loads.
+          'ssh_service: { sftp_server: builtin }',
+          '',
+        ].join('\n'),
       )
     write('stage: one')
     const agent = startFile(targets[0], join(dir, 'warren'), ['start', `--config=${config}`, `--token=${await auth.token()}`], { cwd: dir, env })
     t.teardown(() => stop(agent.child))
     t.match(await waitForNode(auth, 'sea-yaml'), /^sea-yaml\s.*stage=one$/m, 'the labels of the config file at start')
+    // scp in its default (SFTP) mode, through the executable's own SFTP server and back.
+    const profile = await signUser(auth, proxy.web, 'user-sftp')
+    const local = join(tempDir(), 'up.bin')
+    writeFileSync(local, randomBytes(100_000))
+    const remote = `${testLogin()}@sea-yaml:sea-${process.pid}.bin`
+    const scp = (args: string[]) =>
+      runFile({ ...targets[0], runner: [] }, 'scp', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', ...args], {
+        cwd: dir,
+        env: process.env as Record<string, string>,
+        timeoutMs: 30_000,
+      })
+    const up = await scp([local, remote])
+    t.equal(up.code, 0, 'scp uploads through the executable', { stderr: up.stderr })
+    const back = join(tempDir(), 'down.bin')
+    const down = await scp([remote, back])
+    t.equal(down.code, 0, 'and downloads', { stderr: down.stderr })
+    t.ok(readFileSync(back).equals(readFileSync(local)), 'the same bytes')
     const lastReload = async (previous?: string) => {
       for (let waited = 0; waited < 20_000; waited += 100) {
         const status = await runFile(targets[0], join(dir, 'warren'), ['status', `--data-dir=${dataDir}`, '--format=json'], { cwd: dir, env, timeoutMs: 20_000 })
