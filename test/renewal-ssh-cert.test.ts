@@ -9,21 +9,18 @@
 // after any refused renewal; the genuine answer is then taken.
 
 import { generateKeyPairSync } from 'node:crypto'
-import { once } from 'node:events'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createServer, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import type { Tunnel } from '../proxy/tunnel-server.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { identityDir, loadIdentity } from '../shared/identity-store.ts'
 import { sendToAgent } from '../shared/protocol/control.ts'
 import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
-import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { createSshCertificate, parseSshCertificate } from '../shared/ssh-cert.ts'
 import type { NodeStatus } from '../shared/status.ts'
 import { AuthProcess, JSON_LOGS, ProxyProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
-import { rogueTunnelServer } from './helpers/rogue-tunnels.ts'
+import { listenAsStolenProxy, rogueTunnelServer } from './helpers/rogue-tunnels.ts'
 import { until } from './helpers/until.ts'
 
 t.setTimeout(240_000)
@@ -50,15 +47,9 @@ t.test('a stolen proxy key cannot hand a renewing node an SSH host certificate o
 
   // The attacker has the proxy's identity and takes its tunnel address.
   const stolen = loadIdentity(proxy.dataDir, 'proxy')!
-  const at = proxy.tunnel.lastIndexOf(':')
   await proxy.stop()
   const rogue = rogueTunnelServer(stolen)
-  const listener = createServer(
-    { cert: stolen.tlsCertPem, key: stolen.tlsKeyPem, ca: stolen.hostCAPems, requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] },
-    (socket: TLSSocket) => rogue.handle(socket, '127.0.0.1'),
-  )
-  listener.listen(Number(proxy.tunnel.slice(at + 1)), proxy.tunnel.slice(0, at))
-  await once(listener, 'listening')
+  const listener = await listenAsStolenProxy(stolen, proxy.tunnel, rogue)
   t.teardown(() => {
     rogue.close()
     listener.close()

@@ -11,18 +11,16 @@ import { readFileSync } from 'node:fs'
 import { createServer as createHttpsServer } from 'node:https'
 import { type AddressInfo, createServer as createTcpServer, type Server } from 'node:net'
 import { join } from 'node:path'
-import { createServer, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { ApiClient } from '../shared/api-client.ts'
 import { identityDir, loadIdentity } from '../shared/identity-store.ts'
 import { sendToAgent } from '../shared/protocol/control.ts'
-import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { splice } from '../shared/splice.ts'
 import type { NodeStatus } from '../shared/status.ts'
 import { signTrust, type TrustStatement } from '../shared/trust-statement.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
 import { AuthProcess, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
-import { rogueTunnelServer } from './helpers/rogue-tunnels.ts'
+import { listenAsStolenProxy, rogueTunnelServer } from './helpers/rogue-tunnels.ts'
 import { until } from './helpers/until.ts'
 
 const cannot = process.getuid?.() !== 0 ? 'needs root to create a throwaway login' : spawnSync('ssh', ['-V']).status !== 0 ? 'needs the OpenSSH client' : undefined
@@ -63,15 +61,9 @@ t.test('a stolen proxy key cannot make a node trust another CA, nor log in with 
   const trustedCert = readFileSync(join(identityDir(nodeDir), 'host.crt'), 'utf8')
 
   // The attacker has the proxy's identity and takes its tunnel address.
-  const [host, port] = [proxy.tunnel.slice(0, proxy.tunnel.lastIndexOf(':')), Number(proxy.tunnel.slice(proxy.tunnel.lastIndexOf(':') + 1))]
   await proxy.stop()
   const rogue = rogueTunnelServer(stolen)
-  const tunnelListener = createServer(
-    { cert: stolen.tlsCertPem, key: stolen.tlsKeyPem, ca: stolen.hostCAPems, requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] },
-    (socket: TLSSocket) => rogue.handle(socket, '127.0.0.1'),
-  )
-  tunnelListener.listen(port, host)
-  await once(tunnelListener, 'listening')
+  const tunnelListener = await listenAsStolenProxy(stolen, proxy.tunnel, rogue)
   t.teardown(() => {
     rogue.close()
     tunnelListener.close()
