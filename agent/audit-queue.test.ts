@@ -13,11 +13,11 @@ import t from 'tap'
 import { statusOf } from '../auth/api/errors.ts'
 import { Audit } from '../auth/audit.ts'
 import type { Backend } from '../auth/backend/backend.ts'
+import { MAX_SERVER_WAIT_MS, serverWaitMs } from '../shared/backoff.ts'
 import { ApiError } from '../shared/errors.ts'
 import { createLogger } from '../shared/log.ts'
 import { AuditQueue, type QueuedEvent } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
-import { MAX_SERVER_WAIT_MS, serverWaitMs } from './retrying-drain.ts'
 
 function queuePath(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'warren-audit-queue-'))

@@ -7,10 +7,11 @@
 // least once.
 
 import { randomUUID } from 'node:crypto'
+import { serverWaitMs } from '../shared/backoff.ts'
 import type { Logger } from '../shared/log.ts'
 import { type AuditValue, MAX_EVENTS_PER_BATCH, MAX_FIELD_LENGTH, type NodeEventType } from '../shared/protocol/audit.ts'
 import type { AuditQueue } from './audit-queue.ts'
-import { RetryingDrain, type SetTimer, serverWaitMs } from './retrying-drain.ts'
+import { RetryingDrain, type SetTimer } from './retrying-drain.ts'
 
 /** Sends one batch; rejects when the auth server may not have it. `refused` errors are never worth sending again. */
 export type AuditTransport = (events: ReturnType<AuditQueue['peek']>) => Promise<void>

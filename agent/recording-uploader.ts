@@ -9,9 +9,10 @@
 
 import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
+import { serverWaitMs } from '../shared/backoff.ts'
 import type { Logger } from '../shared/log.ts'
 import { RECORDING_CHUNK_BYTES, type RecordingChunkIn, type RecordingStored } from '../shared/protocol/recordings.ts'
-import { RetryingDrain, type SetTimer, serverWaitMs } from './retrying-drain.ts'
+import { RetryingDrain, type SetTimer } from './retrying-drain.ts'
 
 export type RecordingTransport = (chunk: RecordingChunkIn) => Promise<RecordingStored>
 

@@ -5,16 +5,10 @@
 // When the auth server said how long to wait (a 429's Retry-After: the node is over its
 // budget), nothing is sent before that, however often a pass is asked for.
 
-import { Backoff, type BackoffOptions } from '../shared/backoff.ts'
+import { Backoff, type BackoffOptions, MAX_SERVER_WAIT_MS } from '../shared/backoff.ts'
 
 /** One pass: sends what waits now; resolves false when the rest must wait for a retry. */
 export type DrainPass = () => Promise<boolean>
-
-/**
- * The longest wait an answer can impose: a Retry-After from a confused or hostile server
- * (or a proxy) must not silence the node for hours.
- */
-export const MAX_SERVER_WAIT_MS = 10 * 60_000
 
 /** Starts `run` after `ms`; returns what cancels it. Injected by tests, with the clock. */
 export type SetTimer = (run: () => void, ms: number) => () => void
@@ -27,17 +21,6 @@ export interface RetryingDrainOptions extends BackoffOptions {
 const realTimer: SetTimer = (run, ms) => {
   const timer = setTimeout(run, ms)
   return () => clearTimeout(timer)
-}
-
-/**
- * The wait the auth server asked for with a refusal (ApiError's `retryAfterS`, from its
- * Retry-After), in ms and at most MAX_SERVER_WAIT_MS; undefined when it asked none or the
- * value is not a number of seconds, and the backoff alone decides.
- */
-export function serverWaitMs(error: unknown): number | undefined {
-  const seconds = (error as { retryAfterS?: unknown } | null)?.retryAfterS
-  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) return undefined
-  return Math.min(seconds * 1000, MAX_SERVER_WAIT_MS)
 }
 
 export class RetryingDrain {

@@ -32,3 +32,20 @@ export class Backoff {
     return this.attempt
   }
 }
+
+/**
+ * The longest wait an answer can impose: a Retry-After from a confused or hostile server
+ * (or a proxy) must not silence a node or a proxy for hours.
+ */
+export const MAX_SERVER_WAIT_MS = 10 * 60_000
+
+/**
+ * The wait the auth server asked for with a refusal (ApiError's `retryAfterS`, from its
+ * Retry-After), in ms and at most MAX_SERVER_WAIT_MS; undefined when it asked none or the
+ * value is not a number of seconds, and the backoff alone decides.
+ */
+export function serverWaitMs(error: unknown): number | undefined {
+  const seconds = (error as { retryAfterS?: unknown } | null)?.retryAfterS
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) return undefined
+  return Math.min(seconds * 1000, MAX_SERVER_WAIT_MS)
+}

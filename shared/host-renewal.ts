@@ -9,6 +9,7 @@
 // after any failed renewal.
 
 import { X509Certificate } from 'node:crypto'
+import { serverWaitMs } from './backoff.ts'
 import type { NodeIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
@@ -102,7 +103,7 @@ export class HostRenewal {
     const identity = this.options.identity()
     this.triedWithCAs = identity.hostCAPems.join('\n')
     if (certificateUsable(identity)) {
-      this.accept(await this.options.renew(identity), 'renewed')
+      this.accept(await this.options.renew(identity).catch(throwWithServerWait), 'renewed')
       return
     }
     this.options.unusable?.()
@@ -112,7 +113,7 @@ export class HostRenewal {
     try {
       recovered = await recoverCertificates(identity)
     } catch (error) {
-      if (!(error instanceof PastRecoveryWindow)) throw error
+      if (!(error instanceof PastRecoveryWindow)) throwWithServerWait(error)
       this.options.log.error(error.message, { host_id: identity.hostId, readmit: error.readmit })
       throw new RetryLater(error.message, PAST_WINDOW_RETRY_MS)
     }
@@ -136,4 +137,10 @@ export class HostRenewal {
       throw error
     }
   }
+}
+
+/** A refusal that names a time to wait (a 429's Retry-After, at most MAX_SERVER_WAIT_MS) is tried again no sooner. */
+function throwWithServerWait(error: unknown): never {
+  const wait = serverWaitMs(error)
+  throw wait === undefined ? error : new RetryLater((error as Error).message, wait)
 }
