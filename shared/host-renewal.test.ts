@@ -13,6 +13,7 @@ import t, { type Test } from 'tap'
 import { Authority, newKeySet } from '../auth/authorities.ts'
 import { issueHostIdentity, issueServerCredentials } from '../auth/issuer.ts'
 import { trustStatement } from '../auth/trust.ts'
+import { fakeTimers } from '../test/helpers/fake-timers.ts'
 import { MAX_SERVER_WAIT_MS } from './backoff.ts'
 import { ApiError } from './errors.ts'
 import { HostRenewal } from './host-renewal.ts'
@@ -219,72 +220,40 @@ t.test('while renewals fail, trust heard again changes nothing; trust that chang
   // A rotation under way: the certificate, from a CA still trusted, is due at once; the server cannot be verified.
   const next = new Authority({ type: 'host', clusterName: 'c1', keySets: [newKeySet('host', 'c1')] })
   identity.hostCAPems = [...next.tlsCertPems, ...host.hostCA.tlsCertPems]
-  const time = fakeTime()
+  const time = fakeTimers(Date.now())
   const tries: number[] = []
   const renewal = new HostRenewal({
     what: "this proxy's certificate",
     identity: () => identity,
     renew: async () => {
-      tries.push(time.now())
+      tries.push(time.clock())
       throw new Error('unable to verify the first certificate')
     },
     apply: () => {},
     log: capturedLog().log,
-    schedule: time.schedule,
+    schedule: { clock: time.clock, timers: time.timers, random: () => 0.999 },
   })
   t.teardown(() => renewal.stop())
   renewal.start()
-  await time.advanceTo(time.now() + 15 * 60_000)
+  await time.advanceTo(time.clock() + 15 * 60_000)
   const failed = tries.length
   t.ok(failed >= 8 && failed <= 15, `failing, with backoff (${failed} tries in 15 minutes)`)
   // Just after a try: the next is minutes away.
-  while (tries.length === failed) await time.advanceTo(time.now() + 1000)
+  while (tries.length === failed) await time.advanceTo(time.clock() + 1000)
   const after = tries.length
 
   renewal.trustChanged()
-  await time.advanceTo(time.now() + 10_000)
+  await time.advanceTo(time.clock() + 10_000)
   t.equal(tries.length, after, 'the same CAs heard again: no try before the backoff says')
 
   const bridged = new Authority({ type: 'host', clusterName: 'c1', keySets: [newKeySet('host', 'c1')] })
   identity.hostCAPems = [...bridged.tlsCertPems, ...identity.hostCAPems]
   renewal.trustChanged()
-  await time.advanceTo(time.now() + 1000)
+  await time.advanceTo(time.clock() + 1000)
   t.equal(tries.length, after + 1, 'CAs that changed: tried again at once')
-  await time.advanceTo(time.now() + 60_000)
+  await time.advanceTo(time.clock() + 60_000)
   t.equal(tries.length, after + 1, 'and that failure is backed off from where it was')
 })
-
-/** A clock and timers that only advanceTo moves: each due timer runs, and what it started settles, in order. */
-function fakeTime() {
-  let now = Date.now()
-  const pending = new Map<number, { at: number; callback: () => void }>()
-  let ids = 0
-  return {
-    now: () => now,
-    schedule: {
-      clock: () => now,
-      timers: {
-        set: (callback: () => void, ms: number) => {
-          pending.set(++ids, { at: now + ms, callback })
-          return ids
-        },
-        clear: (id: unknown) => void pending.delete(id as number),
-      },
-      random: () => 0.999,
-    },
-    advanceTo: async (until: number) => {
-      for (;;) {
-        const [id, due] = [...pending.entries()].sort((a, b) => a[1].at - b[1].at)[0] ?? []
-        if (due === undefined || due.at > until) break
-        pending.delete(id!)
-        now = due.at
-        due.callback()
-        for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
-      }
-      now = until
-    },
-  }
-}
 
 t.test('a refusal that names a time to wait (Retry-After) is tried again no sooner, and at most 10 minutes on', async (t) => {
   for (const [retryAfterS, expectedMs] of [
@@ -295,21 +264,21 @@ t.test('a refusal that names a time to wait (Retry-After) is tried again no soon
     // Due at once: the CA that signs now did not issue it.
     const next = new Authority({ type: 'host', clusterName: 'c1', keySets: [newKeySet('host', 'c1')] })
     host.identity.hostCAPems = [...next.tlsCertPems, ...host.hostCA.tlsCertPems]
-    const time = fakeTime()
+    const time = fakeTimers(Date.now())
     const tries: number[] = []
     const renewal = new HostRenewal({
       what: "this proxy's certificate",
       identity: () => host.identity,
       renew: async () => {
-        tries.push(time.now())
+        tries.push(time.clock())
         throw new ApiError(429, 'too many renewals from this address', retryAfterS)
       },
       apply: () => {},
       log: capturedLog().log,
-      schedule: time.schedule,
+      schedule: { clock: time.clock, timers: time.timers, random: () => 0.999 },
     })
     renewal.start()
-    await time.advanceTo(time.now() + 1000)
+    await time.advanceTo(time.clock() + 1000)
     t.equal(tries.length, 1, 'tried once')
     renewal.trustChanged()
     await time.advanceTo(tries[0]! + expectedMs - 1)

@@ -7,41 +7,15 @@ import { Writable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { Authority, newKeySet } from '../auth/authorities.ts'
 import { issueHostIdentity } from '../auth/issuer.ts'
+import { fakeTimers } from '../test/helpers/fake-timers.ts'
 import { issuedByAny } from './cert-subject.ts'
 import { generateJoinKeys } from './join.ts'
 import { createLogger } from './log.ts'
-import { NUDGE_GAP_MS, RETRY_BASE_MS, RETRY_CAP_MS, RenewalSchedule, RetryLater, type Timers } from './renewal-schedule.ts'
+import { NUDGE_GAP_MS, RETRY_BASE_MS, RETRY_CAP_MS, RenewalSchedule, RetryLater } from './renewal-schedule.ts'
 import { renewalDueAt } from './renewal-window.ts'
 
 const DAY = 24 * 3_600_000
 const CLUSTER = 'c1'
-
-/** A clock and timers that move only when told to. */
-function fakeTime() {
-  let now = Date.UTC(2027, 0, 1)
-  let nextId = 0
-  const pending = new Map<number, { at: number; callback: () => void }>()
-  const timers: Timers = {
-    set: (callback, ms) => {
-      pending.set(++nextId, { at: now + ms, callback })
-      return nextId
-    },
-    clear: (handle) => void pending.delete(handle as number),
-  }
-  /** Runs every timer due up to `until`, in order, letting the renewals they start finish. */
-  const advanceTo = async (until: number) => {
-    for (;;) {
-      const [id, next] = [...pending.entries()].sort((a, b) => a[1].at - b[1].at)[0] ?? []
-      if (next === undefined || next.at > until) break
-      pending.delete(id!)
-      now = next.at
-      next.callback()
-      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
-    }
-    now = until
-  }
-  return { clock: () => now, timers, advanceTo, pending }
-}
 
 /** A host with a certificate from a real host CA, renewed by issuing another at the fake now. */
 function host(clock: () => number, ttlMs: number) {
@@ -79,7 +53,7 @@ function jsonLog() {
 }
 
 t.test('three lifetimes: renewed each time two thirds have passed, never expired', async (t) => {
-  const time = fakeTime()
+  const time = fakeTimers()
   const ttl = 30 * DAY
   const h = host(time.clock, ttl)
   const start = time.clock()
@@ -111,7 +85,7 @@ t.test('three lifetimes: renewed each time two thirds have passed, never expired
 })
 
 t.test("a year-long certificate is renewed after 243 days, past setTimeout's longest wait", async (t) => {
-  const time = fakeTime()
+  const time = fakeTimers()
   const h = host(time.clock, 365 * DAY)
   const schedule = new RenewalSchedule({ what: 'x', certificate: h.certificate, renew: h.renew, log: jsonLog().log, clock: time.clock, timers: time.timers })
   schedule.start()
@@ -123,7 +97,7 @@ t.test("a year-long certificate is renewed after 243 days, past setTimeout's lon
 })
 
 t.test('failures are retried with growing waits and logged at WARN with the time left', async (t) => {
-  const time = fakeTime()
+  const time = fakeTimers()
   const h = host(time.clock, 30 * DAY)
   const { entries, log } = jsonLog()
   let failures = 12
@@ -184,7 +158,7 @@ t.test('failures are retried with growing waits and logged at WARN with the time
 })
 
 t.test('retries of a short lifetime come within a tenth of it while it is valid', async (t) => {
-  const time = fakeTime()
+  const time = fakeTimers()
   const h = host(time.clock, 15_000)
   const tries: number[] = []
   const schedule = new RenewalSchedule({
@@ -219,7 +193,7 @@ t.test('retries of a short lifetime come within a tenth of it while it is valid'
 })
 
 t.test('a rotation renews at once, also one that began during a renewal', async (t) => {
-  const time = fakeTime()
+  const time = fakeTimers()
   const h = host(time.clock, 30 * DAY)
   const signer = () => h.signing()
   let rotateDuring = false
@@ -257,7 +231,7 @@ t.test('a rotation renews at once, also one that began during a renewal', async 
 })
 
 t.test('a refusal that names a later time waits for it', async (t) => {
-  const time = fakeTime()
+  const time = fakeTimers()
   const h = host(time.clock, 15_000)
   const tries: number[] = []
   const schedule = new RenewalSchedule({
@@ -283,7 +257,7 @@ t.test('a refusal that names a later time waits for it', async (t) => {
 
 /** A schedule for a 15-second certificate that expired an hour ago, whose every try fails as a TLS handshake with an untrusted server does. */
 async function expiredAndFailing(t: Test, random = () => 0.999) {
-  const time = fakeTime()
+  const time = fakeTimers()
   const h = host(time.clock, 15_000)
   await time.advanceTo(time.clock() + 3_600_000)
   const { entries, log } = jsonLog()
@@ -391,7 +365,7 @@ t.test('a success starts the backoff over', async (t) => {
   const before = s.tries.length
   t.ok(s.waits().at(-1)! >= RETRY_CAP_MS * 0.99, 'failing at the cap')
   s.failWith(undefined)
-  await s.time.advanceTo(s.schedule.next)
+  await s.time.advanceTo(s.schedule.state.nextAt)
   t.equal(s.h.state.renewedAt.length, 1, 'renewed')
   t.equal(s.schedule.state.failures, 0, 'no failures in a row any more')
   t.equal(s.schedule.state.lastError, undefined)
@@ -408,13 +382,13 @@ t.test('a nudge cuts a long wait short, no sooner than a second after the last t
   await s.time.advanceTo(s.time.clock() + 1_200_000)
   const failures = s.tries.length
   const last = s.tries.at(-1)!
-  t.ok(s.schedule.next - s.time.clock() > 60_000, 'the next try is minutes away')
+  t.ok(s.schedule.state.nextAt - s.time.clock() > 60_000, 'the next try is minutes away')
 
   s.schedule.renewNow()
   await s.time.advanceTo(s.time.clock() + NUDGE_GAP_MS)
   t.equal(s.tries.length, failures + 1, 'a nudge: tried at once')
   t.ok(s.tries.at(-1)! - last >= NUDGE_GAP_MS, 'and not sooner than a second after the last try')
-  t.ok(s.schedule.next - s.time.clock() >= RETRY_CAP_MS * 0.98, 'failed again: the wait that follows is at the cap, not a second')
+  t.ok(s.schedule.state.nextAt - s.time.clock() >= RETRY_CAP_MS * 0.98, 'failed again: the wait that follows is at the cap, not a second')
 
   // Nudged at once after a try: not before a second has passed.
   s.schedule.renewNow()
@@ -441,7 +415,7 @@ t.test('a nudge cuts a long wait short, no sooner than a second after the last t
 })
 
 t.test('a nudge does not cut short a wait the failure named', async (t) => {
-  const time = fakeTime()
+  const time = fakeTimers()
   const h = host(time.clock, 15_000)
   await time.advanceTo(time.clock() + 60_000)
   const tries: number[] = []

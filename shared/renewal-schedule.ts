@@ -93,8 +93,6 @@ export function timeLeftFields(cert: X509Certificate, nowMs = Date.now()): { cer
 
 /** Where a schedule stands, for the status and tests. */
 export interface RenewalState {
-  /** Tries since start, successful or not. */
-  attempts: number
   /** Failures since the last success. */
   failures: number
   /** The error of the last failure, while failures last. */
@@ -121,7 +119,6 @@ export class RenewalSchedule {
   private stopped = true
   /** Epoch ms when the last try started. */
   private lastTryAt = 0
-  private attempts = 0
   private failures = 0
   private lastError?: string
   /** The last failure logged at WARN, and the failures since that were logged at DEBUG. */
@@ -185,18 +182,13 @@ export class RenewalSchedule {
     this.timer = undefined
   }
 
-  /** When the next try is due (epoch ms), for tests and logs. */
-  get next(): number {
-    return this.nextAt
-  }
-
   /** Whether failures are being retried (the next try is one). */
   get failing(): boolean {
     return this.retrying
   }
 
   get state(): RenewalState {
-    return { attempts: this.attempts, failures: this.failures, ...(this.lastError === undefined ? {} : { lastError: this.lastError }), nextAt: this.nextAt }
+    return { failures: this.failures, ...(this.lastError === undefined ? {} : { lastError: this.lastError }), nextAt: this.nextAt }
   }
 
   private arm(): void {
@@ -216,7 +208,6 @@ export class RenewalSchedule {
     this.running = true
     this.nudgedWhileRunning = false
     this.lastTryAt = this.clock()
-    this.attempts++
     const { log, what } = this.options
     try {
       await this.options.renew()

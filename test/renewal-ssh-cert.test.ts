@@ -9,65 +9,30 @@
 // after any refused renewal; the genuine answer is then taken.
 
 import { generateKeyPairSync } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import type { Tunnel } from '../proxy/tunnel-server.ts'
-import { ApiClient } from '../shared/api-client.ts'
-import { identityDir, loadIdentity } from '../shared/identity-store.ts'
+import { identityDir } from '../shared/identity-store.ts'
 import { sendToAgent } from '../shared/protocol/control.ts'
 import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { createSshCertificate, parseSshCertificate } from '../shared/ssh-cert.ts'
 import type { NodeStatus } from '../shared/status.ts'
-import { AuthProcess, JSON_LOGS, ProxyProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
-import { listenAsStolenProxy, rogueTunnelServer } from './helpers/rogue-tunnels.ts'
+import { nodeBehindStolenProxy } from './helpers/rogue-tunnels.ts'
 import { until } from './helpers/until.ts'
 
 t.setTimeout(240_000)
 
 t.test('a stolen proxy key cannot hand a renewing node an SSH host certificate of its own making', async (t) => {
-  // Certificates of a minute: the node asks for its renewal about 40 s after it joined.
-  const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 60s' }).start()
-  t.teardown(() => auth.stop())
-  const pin = await auth.pin()
-  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
-  t.teardown(() => proxy.stop())
-  const nodeDir = tempDir()
-  const config = join(tempDir(), 'node.yaml')
-  writeFileSync(config, JSON_LOGS)
-  const node = startNode([`--config=${config}`, `--data-dir=${nodeDir}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=pi-1'])
-  t.teardown(() => node.stop())
-  await waitForNode(auth, 'pi-1')
+  const { node, nodeDir, requests, renewAsProxy } = await nodeBehindStolenProxy(t)
   const nodeStatus = async () => (await node.status()).node as NodeStatus
   const stored = () => ({
     tls: readFileSync(join(identityDir(nodeDir), 'host.crt'), 'utf8'),
     ssh: readFileSync(join(identityDir(nodeDir), 'ssh_host_ed25519_key-cert.pub'), 'utf8').trim(),
   })
+  // The takeover renews nothing: what the node holds is what it joined with.
   const joined = stored()
-
-  // The attacker has the proxy's identity and takes its tunnel address.
-  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
-  await proxy.stop()
-  const rogue = rogueTunnelServer(stolen)
-  const listener = await listenAsStolenProxy(stolen, proxy.tunnel, rogue)
-  t.teardown(() => {
-    rogue.close()
-    listener.close()
-  })
-  const requests: Tunnel[] = []
-  rogue.on('renew', (tunnel: Tunnel) => requests.push(tunnel))
-  await until('the node to reconnect to the stolen address', () => rogue.size === 1, { timeoutMs: 30_000 })
   const held = await nodeStatus()
 
-  /** The genuine answer, asked of the auth server as the proxy asks it (it answers a repeat with the same certificates). */
-  const genuineFor = async (tunnel: Tunnel): Promise<RenewedCertificates> => {
-    const api = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem, authServer: true })
-    try {
-      return await api.call('POST /v1/hosts/renew', { body: { tls_cert: tunnel.cert.toString() } })
-    } finally {
-      await api.close()
-    }
-  }
   const attackerCA = generateKeyPairSync('ed25519').privateKey
   /** An SSH host certificate for the node's key as the auth server issued it, but signed by the attacker's CA, with `principals` when given. */
   const forged = (genuine: RenewedCertificates, principals?: string[]) => {
@@ -91,7 +56,7 @@ t.test('a stolen proxy key cannot hand a renewing node an SSH host certificate o
   for (const [index, [what, sshCert]] of tampered.entries()) {
     await until(`the node to ask for a renewal (${index + 1})`, () => requests.length > index, { timeoutMs: 90_000 })
     const tunnel = requests[index]!
-    genuine ??= await genuineFor(tunnel)
+    genuine ??= await renewAsProxy(tunnel)
     sendToAgent(tunnel.control!, { type: 'certs', ...genuine, ssh_cert: sshCert(genuine) })
     tunnel.renewing = false
     // Asked again: the answer was refused, and the renewal is tried again (or, were it taken, the identity changed).

@@ -10,36 +10,23 @@
 // it keeps what it holds each time, and takes the genuine answer afterwards.
 
 import { generateKeyPairSync, X509Certificate } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { Tunnel } from '../proxy/tunnel-server.ts'
-import { ApiClient } from '../shared/api-client.ts'
-import { identityDir, loadIdentity } from '../shared/identity-store.ts'
+import { identityDir } from '../shared/identity-store.ts'
 import { fetchTrustedCA } from '../shared/join.ts'
 import { sendToAgent } from '../shared/protocol/control.ts'
 import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
 import { createSshCertificate, parseSshCertificate } from '../shared/ssh-cert.ts'
 import type { NodeStatus } from '../shared/status.ts'
-import { AuthProcess, JSON_LOGS, ProxyProcess, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
-import { listenAsStolenProxy, rogueTunnelServer } from './helpers/rogue-tunnels.ts'
+import { nodeBehindStolenProxy } from './helpers/rogue-tunnels.ts'
 import { until } from './helpers/until.ts'
 
 t.setTimeout(240_000)
 
 t.test('at a host CA rotation, a stolen proxy key cannot plant an SSH CA of its own with the new CA’s genuine TLS certificate', async (t) => {
-  // Certificates of a minute: the node asks for its renewal about 40 s after it joined.
-  const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 60s' }).start()
-  t.teardown(() => auth.stop())
-  const pin = await auth.pin()
-  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
-  t.teardown(() => proxy.stop())
-  const nodeDir = tempDir()
-  const config = join(tempDir(), 'node.yaml')
-  writeFileSync(config, JSON_LOGS)
-  const node = startNode([`--config=${config}`, `--data-dir=${nodeDir}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=pi-1'])
-  t.teardown(() => node.stop())
-  await waitForNode(auth, 'pi-1')
+  const { auth, node, nodeDir, stolen, requests, renewAsProxy } = await nodeBehindStolenProxy(t)
   const nodeStatus = async () => (await node.status()).node as NodeStatus
   const file = (name: string) => readFileSync(join(identityDir(nodeDir), name), 'utf8')
   const stored = () => ({
@@ -48,21 +35,9 @@ t.test('at a host CA rotation, a stolen proxy key cannot plant an SSH CA of its 
     hostCAs: file('host_ca.pem'),
     meta: JSON.parse(file('identity.json')) as { host_ca_ssh_keys?: string[]; trust_version: number },
   })
+  // The takeover renews nothing: what the node holds is what it joined with.
   const joined = stored()
   t.equal(joined.meta.host_ca_ssh_keys?.length, 1, 'the node holds the host CA’s SSH key from its join')
-
-  // The attacker has the proxy's identity and takes its tunnel address.
-  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
-  await proxy.stop()
-  const rogue = rogueTunnelServer(stolen)
-  const listener = await listenAsStolenProxy(stolen, proxy.tunnel, rogue)
-  t.teardown(() => {
-    rogue.close()
-    listener.close()
-  })
-  const requests: Tunnel[] = []
-  rogue.on('renew', (tunnel: Tunnel) => requests.push(tunnel))
-  await until('the node to reconnect to the stolen address', () => rogue.size === 1, { timeoutMs: 30_000 })
   const held = await nodeStatus()
 
   // The rotation, to the step where the new host CA signs.
@@ -75,14 +50,7 @@ t.test('at a host CA rotation, a stolen proxy key cannot plant an SSH CA of its 
   const clusterCAs = (await fetchTrustedCA(auth.address, [], () => {})).host_ca_certs
 
   /** The genuine answer, asked of the auth server as the proxy asks it (it answers a repeat with the same certificates). */
-  const genuineFor = async (tunnel: Tunnel): Promise<RenewedCertificates> => {
-    const api = new ApiClient({ server: auth.address, caPems: clusterCAs, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem, authServer: true })
-    try {
-      return await api.call('POST /v1/hosts/renew', { body: { tls_cert: tunnel.cert.toString() } })
-    } finally {
-      await api.close()
-    }
-  }
+  const genuineFor = (tunnel: Tunnel) => renewAsProxy(tunnel, clusterCAs)
   const attackerCA = generateKeyPairSync('ed25519').privateKey
   /** The node's SSH host certificate as the auth server issued it, every field as issued, but signed by the attacker's CA. */
   const forged = (genuine: RenewedCertificates) => {
