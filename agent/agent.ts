@@ -32,6 +32,7 @@ import { probeServerCertificate, untrustedIssuerCode, untrustedPeerOfError } fro
 import type { MissedRotation, TrustBridge } from '../shared/trust-bridge.ts'
 import { checkTrust, type TrustStatement } from '../shared/trust-statement.ts'
 import { monotonicMs } from '../shared/yamux/clock.ts'
+import { NodeAssignedLabels } from './assigned-labels.ts'
 import { AuditQueue } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
 import { type ClockProblem, type ClockStatus, ClockWatch, clockProblemOfError, clockStatus, probeServerClock } from './clock.ts'
@@ -103,11 +104,14 @@ export class Agent {
   private bridges?: TrustBridge
   /** When held tunnels last had the server's certificate checked for an unknown CA (see checkServerTrust). */
   private heldTrustProbedAt?: number
+  /** The labels the cluster assigns to this node, which win over its own where it judges access (agent/assigned-labels.ts). */
+  readonly assignedLabels: NodeAssignedLabels
 
   constructor(options: AgentOptions) {
     this.options = options
     this.config = options.config
     this.log = options.log ?? createLogger('node', { level: options.config.log.level })
+    this.assignedLabels = new NodeAssignedLabels({ identity: () => this.identity, ownLabels: () => this.config.labels, dataDir: this.config.dataDir, log: this.log })
   }
 
   /**
@@ -158,8 +162,8 @@ export class Agent {
       // Read at each request: a reload changes the policy and the declared ports.
       forwardRefusal: (host, port) => forwardRefusal(this.config.ssh, host, port),
       remoteForwardRefusal: () => remoteForwardRefusal(this.config.ssh),
-      // The user's roles are judged against this node's labels and declared ports as they are now.
-      labels: () => this.config.labels,
+      // The user's roles are judged against this node's labels (the assigned ones winning) and declared ports as they are now.
+      labels: () => this.judgedLabels,
       declaredPortName: (host, port) => declaredPortName(this.config.ssh, host, port),
       sftpServer: () => sftpServerProgram(this.config.ssh.sftpServer),
       limits: () => this.config.ssh.limits,
@@ -170,7 +174,7 @@ export class Agent {
       ssh: this.ssh,
       ports: this.config.ssh.forwardPorts,
       userCAKeys: () => this.identity.userCASshKeys.map((line) => parseSshPublicKey(line)),
-      labels: () => this.config.labels,
+      labels: () => this.judgedLabels,
       node: () => ({ cluster: this.identity.clusterName, names: [this.identity.nodename, this.identity.hostId] }),
       portProofs: new PortProofs(),
     }
@@ -262,6 +266,15 @@ export class Agent {
     return this.tunnels?.held && !this.pool ? joinHostPort(this.tunnels.address.host, this.tunnels.address.port) : undefined
   }
 
+  /**
+   * The labels users' roles are judged against on this node: its own (its config, as reloaded)
+   * with those the cluster assigns in place of its own of the same keys. What it reports
+   * (tunnel hello and heartbeats, direct heartbeats) stays its own: the cluster merges them.
+   */
+  get judgedLabels(): Record<string, string> {
+    return this.assignedLabels.judged()
+  }
+
   /** Where the renewal of the certificates stands, once it is scheduled. */
   get renewalState(): RenewalState | undefined {
     return this.renewal?.state
@@ -338,7 +351,9 @@ export class Agent {
       log: this.log,
       onAnswer: (answer) => {
         this.direct?.setRefusedProxies(answer.refused_proxies ?? [])
-        return this.followCAs(answer.trust, server)
+        this.followCAs(answer.trust, server)
+        // After the CAs: labels signed by a CA trusted from this answer on are judged by it.
+        this.assignedLabels.receive(answer.assigned_labels, server)
       },
     })
     this.heartbeat.start()
@@ -429,9 +444,10 @@ export class Agent {
     this.startTunnels(server, next, "from the proxy's discovery")
   }
 
-  /** CA rotations and renewals' answers, as the proxies relay them over the control stream. */
+  /** CA rotations, renewals' answers and assigned labels, as the proxies relay them over the control stream. */
   private onControl(tunnel: AgentTunnel, message: TrustMessage): void {
     if (message.type === 'ca') this.followCAs(message.trust, `proxy ${tunnel.proxyId}`)
+    else if (message.type === 'labels') this.assignedLabels.receive(message.assigned, `proxy ${tunnel.proxyId}`)
     else this.renewal?.answered(tunnel, message)
   }
 
@@ -548,6 +564,8 @@ export class Agent {
   /** New certificates for the same keys (in place: the tunnel pool dials with this identity); throws when they are not for them. */
   private applyRenewal(renewed: RenewedCertificates, how: 'renewed' | 'recovered'): void {
     const trustChanged = acceptRenewed(this.identity, renewed, (reason) => this.refuseTrust(reason, 'a renewal answer'))
+    // Judged by the CAs trusted now, those that came with the answer included; saved with the certificates.
+    this.assignedLabels.take(renewed.assigned_labels, `the ${how === 'renewed' ? 'renewal' : 'recovery'} answer`)
     this.identityChanged()
     // Every proxy must know it: each closes tunnels whose certificates are all from a dropped CA.
     this.pool?.announceCertificate(renewed.tls_cert)
@@ -571,7 +589,10 @@ export class Agent {
     }
   }
 
-  /** Applies what may change without a restart: labels (sent with the next heartbeat), forwarded ports and where ssh -L may go. */
+  /**
+   * Applies what may change without a restart: labels (sent with the next heartbeat; those
+   * the cluster assigns still win where access is judged), forwarded ports and where ssh -L may go.
+   */
   reload(next: WarrenConfig): void {
     this.config.labels = next.labels
     this.config.ssh.forwardPorts = next.ssh.forwardPorts

@@ -25,7 +25,7 @@ export interface PortAccessRequest {
   port: string
   /** The user CAs this node trusts. */
   trustedCaKeys: KeyObject[]
-  /** This node's own labels, as they are now. */
+  /** This node's labels as access is judged, as they are now: its own, with those the cluster assigns in place of its own of the same keys. */
   labels: Record<string, string>
   now?: Date
 }

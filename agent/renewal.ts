@@ -74,7 +74,7 @@ export class NodeRenewal {
   }
 
   /** A tunnel's control stream answered a renewal: 'certs' or 'renew_failed'. */
-  answered(tunnel: AgentTunnel, message: Exclude<TrustMessage, { type: 'ca' }>): void {
+  answered(tunnel: AgentTunnel, message: Extract<TrustMessage, { type: 'certs' | 'renew_failed' }>): void {
     const pending = this.pending
     if (message.type === 'certs') {
       const { type: _, ...renewed } = message

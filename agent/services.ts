@@ -22,7 +22,7 @@ export interface ServiceTable {
   ports: { name: string; addr: string }[]
   /** The user CAs this node trusts, as they are now (a rotation changes them). */
   userCAKeys: () => KeyObject[]
-  /** This node's labels, as they are now (a reload changes them). */
+  /** This node's labels as access is judged, as they are now (the assigned ones winning; a reload changes its own). */
   labels: () => Record<string, string>
   /** This node's cluster, and the names a user may give it (its name and host ID). */
   node: () => { cluster: string; names: string[] }

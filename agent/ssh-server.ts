@@ -2,8 +2,9 @@
 // connection. Users log in only with an OpenSSH user certificate from a trusted user CA;
 // sessions (ssh-session.ts) run as the certificate's login, and forwards (ssh-forwarding.ts)
 // open what the certificate and the node's policy allow. The user's roles, carried in the
-// certificate, are judged here too, against this node's own labels: a stream that got past
-// a proxy by any means still meets them.
+// certificate, are judged here too, against this node's labels (its own, with those the
+// cluster assigns to it in place of its own of the same keys): a stream that got past a
+// proxy by any means still meets them.
 //
 // Parts, in order: the server and its connections; authentication; the client's signature.
 
@@ -90,7 +91,7 @@ export interface SshServerOptions {
   forwardRefusal?: (host: string, port: number) => string | undefined
   /** Why `ssh -R` may not listen on this node, undefined to allow; default: refuse. */
   remoteForwardRefusal?: () => string | undefined
-  /** This node's labels, read at each login (a reload changes them); default: none. */
+  /** This node's labels as access is judged (the assigned ones winning), read at each login (a reload or new assigned labels change them); default: none. */
   labels?: () => Record<string, string>
   /** The name of the declared forwarded port at host:port, if it is one (the user's roles name ports). */
   declaredPortName?: (host: string, port: number) => string | undefined

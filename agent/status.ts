@@ -29,6 +29,9 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
     ptys: ptyPerl() ? 'agent' : 'script',
     clock: agent.clock!,
   }
+  const assigned = identity.assignedLabels
+  const refusedLabels = agent.assignedLabels.refused
+  if (assigned || refusedLabels > 0) status.assigned_labels = { labels: assigned?.labels ?? {}, changed: assigned ? statusTime(assigned.changed) : null, refused: refusedLabels }
   const renewal = agent.renewalState
   if (renewal) status.renewal = { next_try: statusTime(renewal.nextAt), failures: renewal.failures, last_error: renewal.lastError ?? null }
   if (agent.audit) status.events = { queued: agent.audit.queue.size, dropped: agent.audit.queue.dropped }

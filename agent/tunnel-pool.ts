@@ -38,7 +38,7 @@ export interface PoolTunnel {
 export interface PoolOptions<T> extends Omit<TunnelOptions, 'host' | 'port'> {
   host: string
   port: number
-  /** CA and certificate messages from any tunnel's control stream. */
+  /** CA, certificate and assigned labels messages from any tunnel's control stream. */
   onControl?: (tunnel: T, message: TrustMessage) => void
   /** A live set a tunnel's proxy announced without a valid signature of the auth server, and why. */
   onLiveSetRefused?: (tunnel: T, reason: string) => void
@@ -245,7 +245,7 @@ export class TunnelPoolOf<T extends PoolTunnel> {
     this.log.info(`tunnel to proxy ${id} open (${this.tunnels.size} held${tunnel.resumed ? ', TLS session resumed' : ''})`)
     tunnel.on('proxies', (_ids, spreadMs) => this.onAnnounce(spreadMs))
     tunnel.on('live_set_refused', (reason) => this.options.onLiveSetRefused?.(tunnel, reason))
-    for (const event of ['ca', 'certs', 'renew_failed'] as const) tunnel.on(event, (message) => this.options.onControl?.(tunnel, message))
+    for (const event of ['ca', 'certs', 'renew_failed', 'labels'] as const) tunnel.on(event, (message) => this.options.onControl?.(tunnel, message))
     tunnel.on('close', () => this.onClose(id, tunnel))
     // Judged at once against the newest set heard, whatever this proxy says: one the
     // cluster removed is outside it and closed (it can only repeat older sets).

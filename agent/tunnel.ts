@@ -47,8 +47,8 @@ export interface TunnelOptions {
   onRtt?: (rttMs: number) => void
 }
 
-/** What the proxy says during CA rotations and renewals: the pool hands these to the agent. */
-export type TrustMessage = ProxyMessageOf<'ca' | 'certs' | 'renew_failed'>
+/** What the proxy says during CA rotations and renewals, and the labels the cluster assigns to the node: the pool hands these to the agent. */
+export type TrustMessage = ProxyMessageOf<'ca' | 'certs' | 'renew_failed' | 'labels'>
 
 /** A batch of audit events the proxy answers for within this, or it is sent again. */
 const AUDIT_ANSWER_MS = 30_000
@@ -76,7 +76,8 @@ export class ResumedSessionRefusedError extends Error {
  * Events: 'proxies' (ids: string[], spreadMs?: number) whenever the proxy announces the
  * live set, with the window over which to reach a proxy that joined it; 'live_set_refused'
  * (reason) for a set without a valid signature of the auth server; 'ca',
- * 'certs' and 'renew_failed' (the message) during CA rotations; 'session' (ticket: Buffer)
+ * 'certs' and 'renew_failed' (the message) during CA rotations; 'labels' (the message) with
+ * the labels the cluster assigns to the node; 'session' (ticket: Buffer)
  * for each TLS session ticket the proxy sends; 'close' once, when the tunnel is gone for
  * any reason.
  */
@@ -172,7 +173,9 @@ export class AgentTunnel extends EventEmitter {
           if (!this.proxyId) fail(error)
         })
         control.on('close', () => session.close())
-        this.activate = () => sendToProxy(control, { type: 'hello', version: 1, agent_version: VERSION, labels: options.labels(), services: options.services })
+        // assigned_labels: this agent takes `labels` messages (the agent checks each, shared/assigned-labels.ts).
+        this.activate = () =>
+          sendToProxy(control, { type: 'hello', version: 1, agent_version: VERSION, labels: options.labels(), services: options.services, assigned_labels: true })
         readMessages(control, parseProxyMessage, (message) => {
           switch (message.type) {
             case 'welcome': {

@@ -103,6 +103,8 @@ export interface JoinContext {
   removal?: (replaced: NodeRecord, replacedBy: string) => Operation
   /** Why a registered host is refused now (a lock), or undefined: such a host's join is not repeated (join-repeat.ts). */
   refusedHost?: (hostId: string) => string | undefined
+  /** The writes that give a new node the labels its token assigns and take those of the host it replaces away (assigned-labels.ts). */
+  assignLabels?: (hostId: string, labels: Record<string, string>, replaced?: string) => Operation[]
   clock?: () => number
 }
 
@@ -179,9 +181,11 @@ async function register(context: JoinContext, request: JoinRequest, spend: Spend
     nowMs: joinedAt,
   })
   const written = writeReceipt(receipt, valid, record, joinedAt)
+  // A token's labels are the cluster's word on the node, in force from its first tunnel on.
+  const labels = context.assignLabels?.(hostId, request.roles.includes('node') ? (valid.record.labels ?? {}) : {}, registration.replaces) ?? []
   const applied = await context.backend.txn(
     [...valid.consume.conditions, ...spend.conditions, ...registration.conditions, written.condition],
-    [...valid.consume.operations, ...spend.operations, ...registration.operations, written.operation],
+    [...valid.consume.operations, ...spend.operations, ...registration.operations, written.operation, ...labels],
   )
   if (!applied) await explainConflict(context, request)
   if (registration.replaces) context.nodes.forget(registration.replaces)

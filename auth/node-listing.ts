@@ -3,12 +3,15 @@
 // with its state, when it was last seen, its agent's version, when its certificate expires
 // and, for a node behind tunnels, how many of the live proxies hold one.
 
+import { withAssigned } from '../shared/assigned-labels.ts'
 import type { ListedNode } from '../shared/protocol/admin.ts'
 import type { LockRecord } from './locks.ts'
 import type { NodeRecord, Presence } from './nodes.ts'
 import type { RemovalRecord } from './revocations.ts'
 
 export interface ListingInput {
+  /** The labels the cluster assigned to a host, which win over its own. */
+  assigned: (hostId: string) => Record<string, string> | undefined
   /** Every presence item (known()), and the host IDs of those online (present()). */
   known: Presence[]
   online: Set<string>
@@ -30,12 +33,14 @@ export function listAllNodes(input: ListingInput): ListedNode[] {
     .map((presence) => {
       const holding = Object.entries(presence.via ?? {}).filter(([proxyId, reported]) => live.has(proxyId) && input.now - reported <= input.reportFreshMs).length
       const online = input.online.has(presence.hostId)
+      const assigned = input.assigned(presence.hostId) ?? {}
       return {
         host_id: presence.hostId,
         nodename: presence.nodename,
         addr: presence.addr,
         tunnel: presence.tunnel,
-        labels: presence.labels,
+        labels: withAssigned(presence.labels, assigned),
+        assigned_labels: assigned,
         status: input.nodeLocks.has(presence.hostId) ? 'locked' : online ? 'online' : 'offline',
         last_seen: presence.lastSeen,
         version: presence.version ?? null,
@@ -51,6 +56,7 @@ export function listAllNodes(input: ListingInput): ListedNode[] {
       addr: '',
       tunnel: false,
       labels: {},
+      assigned_labels: {},
       status: 'removed',
       last_seen: record.lastSeen ?? null,
       version: null,

@@ -21,6 +21,7 @@ import type { AuthContext } from './api/context.ts'
 import { statusOf } from './api/errors.ts'
 import { AUTH_ROUTES } from './api/index.ts'
 import { webSessionsOf } from './api/web-sessions.ts'
+import { AssignedLabels } from './assigned-labels.ts'
 import { Audit, type AuditFields } from './audit.ts'
 import { type Authority, loadAuthority, loadOrCreateAuthority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
@@ -72,6 +73,7 @@ export class AuthServer {
   private roles!: RoleDirectory
   private acmeRecords!: AcmeRecords
   private revocations!: Revocations
+  private assignedLabels!: AssignedLabels
   private locks!: Locks
   private audit!: Audit
   private offlineSweep?: OfflineSweep
@@ -201,6 +203,8 @@ export class AuthServer {
     // Removals and locks are in force before the first request is served.
     this.revocations = new Revocations({ backend: this.backend, recoveryWindowMs: auth.recoveryWindowMs, onChange: () => this.callers.revocationsChanged(), log: this.log })
     await this.revocations.start()
+    this.assignedLabels = new AssignedLabels({ backend: this.backend, clusterName: this.clusterName, hostCA: () => this.hostCA, log: this.log })
+    await this.assignedLabels.start()
     this.locks = new Locks({ backend: this.backend, nodes: this.nodes, users: this.users })
     this.offlineSweep = new OfflineSweep({ backend: this.backend, nodeTtlMs: auth.nodeTtlMs, named: (hostId) => this.revocations.names(hostId), log: this.log })
     this.offlineSweep.start()
@@ -318,6 +322,7 @@ export class AuthServer {
     clearInterval(this.refreshTimer)
     clearInterval(this.recordingsPurgeTimer)
     this.revocations?.stop()
+    this.assignedLabels?.stop()
     this.offlineSweep?.stop()
     this.own?.stop()
     await this.recordingDirCheck?.stop()
@@ -347,6 +352,7 @@ export class AuthServer {
       roles: this.roles,
       acmeRecords: this.acmeRecords,
       revocations: this.revocations,
+      assignedLabels: this.assignedLabels,
       locks: this.locks,
       audit: this.audit,
       recordings: this.recordings!,

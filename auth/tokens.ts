@@ -25,6 +25,8 @@ export interface TokenRecord {
   nodename?: string
   /** A sign-up token's user (`warrenctl users add`), who sets a password and a second factor with it. */
   user?: string
+  /** Labels the cluster assigns to each node that joins with it (auth/assigned-labels.ts). */
+  labels?: Record<string, string>
 }
 
 /** What a successful validation hands back: enough to consume a single-use token atomically. */
@@ -91,6 +93,7 @@ export interface TokenOptions {
   value?: string
   nodename?: string
   user?: string
+  labels?: Record<string, string>
 }
 
 export class TokenService {
@@ -132,6 +135,7 @@ export class TokenService {
       created: now,
       ...(options.nodename === undefined ? {} : { nodename: options.nodename }),
       ...(options.user === undefined ? {} : { user: options.user }),
+      ...(options.labels === undefined || Object.keys(options.labels).length === 0 ? {} : { labels: options.labels }),
     }
     const key = PREFIX + hash.toString('hex')
     return { value, record, condition: { key, absent: true }, operation: { op: 'put', key, value: JSON.stringify(record), ttlMs: options.ttlMs } }

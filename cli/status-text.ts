@@ -115,6 +115,11 @@ function nodeBlock(node: NodeStatus, now: number): string {
     .map(([k, v]) => `${k}=${v}`)
     .join(',')
   if (labels) list.push(['Labels', labels])
+  const assigned = Object.entries(node.assigned_labels?.labels ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',')
+  // The cluster's word on the node, winning over its own labels of the same keys where it judges access.
+  if (assigned) list.push(['Assigned labels', `${assigned} (changed ${formatUtc(Date.parse(node.assigned_labels!.changed!))})`])
   if (node.clock?.problem) list.push(['Clock', `${node.clock.now} is ${node.clock.problem}: ${printable(node.clock.evidence ?? '')}; TLS with the cluster fails until it is set`])
   if (node.renewal?.failures) {
     const { failures, last_error, next_try } = node.renewal
@@ -131,6 +136,8 @@ function nodeBlock(node: NodeStatus, now: number): string {
     (tunnel?.live_sets_refused ?? 0) > 0 ? `${tunnel!.live_sets_refused} live proxy set(s)` : '',
   ].filter(Boolean)
   if (refused.length > 0) list.push(['Refused', `${refused.join(', ')} not signed by a trusted CA`])
+  const refusedLabels = node.assigned_labels?.refused ?? 0
+  if (refusedLabels > 0) list.push(['Refused labels', `${refusedLabels} set(s) of assigned labels not for this node or not signed by a trusted CA`])
   if (direct) {
     const beats = direct.heartbeats
     list.push(['Mode', `direct: proxies dial ${direct.listen_addr}`])

@@ -7,7 +7,7 @@ import type { Command } from './command.ts'
 import { auditLs } from './ctl/audit.ts'
 import { authRotate, authSign } from './ctl/auth.ts'
 import { lock, lockLs, lockRm } from './ctl/locks.ts'
-import { nodesLs, nodesRm } from './ctl/nodes.ts'
+import { nodesLabel, nodesLs, nodesRm } from './ctl/nodes.ts'
 import { recordingsGet, recordingsLs } from './ctl/recordings.ts'
 import { create, get, rm } from './ctl/roles.ts'
 import { status } from './ctl/status.ts'
@@ -21,6 +21,7 @@ const COMMANDS: Command[] = [
   nodesAdd,
   nodesLs,
   nodesRm,
+  nodesLabel,
   tokensAdd,
   tokensLs,
   tokensRm,

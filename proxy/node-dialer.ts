@@ -10,6 +10,7 @@ import { X509Certificate } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import { type ConnectionOptions, connect, createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls'
 import { joinHostPort } from '../shared/address.ts'
+import { withAssigned } from '../shared/assigned-labels.ts'
 import { certSubject } from '../shared/cert-subject.ts'
 import { WarrenError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
@@ -34,10 +35,15 @@ export interface ProxyCredentials {
 export interface NodeDialerOptions {
   /** The reverse tunnels this proxy holds (TunnelServer). */
   tunnels: {
-    find(target: string): { labels: Record<string, string> } | undefined
+    find(target: string): { hostId: string; labels: Record<string, string> } | undefined
     dial(target: string, request: DialRequestIn): Promise<Duplex>
   }
-  /** The auth server's list of direct nodes. */
+  /**
+   * The labels the cluster assigns to a host (assigned-labels.ts), which win over its own of
+   * the same keys when a user is judged: a node cannot label itself into a role's reach.
+   */
+  assignedLabels: (hostId: string) => Record<string, string> | undefined
+  /** The auth server's list of direct nodes (their labels come with the assigned ones in place). */
   directNodes: () => Promise<DirectNodeEntry[]>
   clusterName: string
   credentials: () => ProxyCredentials
@@ -69,18 +75,20 @@ export class NodeDialer {
 
   /**
    * Opens a stream to a service on the node; resolves once the node has connected it.
-   * `admit` judges the node by its labels before any stream is opened: a reason to refuse
-   * it (the user's roles) is thrown as AccessDenied.
+   * `admit` judges the node by its labels (with the cluster's assigned ones in place of its
+   * own) before any stream is opened: a reason to refuse it (the user's roles) is thrown as AccessDenied.
    */
   async dial(target: string, request: DialRequestIn, admit?: (labels: Record<string, string>) => string | undefined): Promise<Duplex> {
     const tunnel = this.options.tunnels.find(target)
     if (tunnel) {
-      refuseIfDenied(target, admit?.(tunnel.labels))
+      // Judged when the user connects, so that a change of the assigned labels applies to live tunnels at once.
+      refuseIfDenied(target, admit?.(withAssigned(tunnel.labels, this.options.assignedLabels(tunnel.hostId))))
       return this.options.tunnels.dial(target, request)
     }
     const node = await this.findDirect(target)
     if (!node) throw new Error(`node "${target}" is not connected to this proxy, nor online as a direct node`)
-    refuseIfDenied(target, admit?.(node.labels))
+    // The book's labels came with the assigned ones of its fetch; those held now are newer.
+    refuseIfDenied(target, admit?.(withAssigned(node.labels, this.options.assignedLabels(node.hostId))))
     const refusal = this.options.refusedHost?.(node.hostId)
     if (refusal) throw new Error(`node "${target}" is refused: ${refusal}`)
     let socket: TLSSocket

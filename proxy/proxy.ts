@@ -27,6 +27,7 @@ import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { probeServerCertificate, untrustedIssuerCode } from '../shared/tls-verdict.ts'
 import type { TrustStatement } from '../shared/trust-statement.ts'
+import { certsMessage, ProxyAssignedLabels } from './assigned-labels.ts'
 import { type AuditMessage, type RecordingMessage, relayAudit, relayRecording } from './audit-relay.ts'
 import { HttpConnections } from './http-connections.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
@@ -68,6 +69,7 @@ export class ProxyService {
   private webConsole?: WebConsole
   private httpConnections?: HttpConnections
   private revocations!: ProxyRevocations
+  private assignedLabels!: ProxyAssignedLabels
   private auth!: ApiClient
   private servers: Server[] = []
   private gate?: TlsGate
@@ -147,13 +149,24 @@ export class ProxyService {
 
     // Removed and locked hosts and users are refused from the first connection on.
     this.revocations = new ProxyRevocations({ fetch: () => this.auth.call('GET /v1/proxies/revocations'), onChange: () => this.dropRefused(), log: this.log })
-    await this.reachAuthServer(() => this.revocations.refresh())
+    // And users are judged by the labels the cluster assigns from the first connection on too.
+    this.assignedLabels = new ProxyAssignedLabels({
+      fetch: () => this.auth.call('GET /v1/proxies/assigned-labels'),
+      clusterName: this.identity.clusterName,
+      onChange: (hostIds) => this.tunnels?.relayAssignedLabels(hostIds),
+      log: this.log,
+    })
+    await this.reachAuthServer(async () => {
+      await this.revocations.refresh()
+      await this.assignedLabels.follow((await this.auth.call('GET /v1/proxies')).assigned_labels)
+    })
     const refusedHost = (hostId: string) => this.revocations.list.refusedHost(hostId)
     this.tunnels = new TunnelServer({
       proxyId: this.identity.hostId,
       clusterName: this.identity.clusterName,
       hostCAPems: () => this.hostCAPems,
       refusedHost,
+      assignedLabels: (hostId) => this.assignedLabels.statement(hostId),
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
       log: this.log,
     })
@@ -163,6 +176,7 @@ export class ProxyService {
       directNodes: async () => (await this.auth.call('GET /v1/proxies/direct-nodes')).nodes,
       clusterName: this.identity.clusterName,
       refusedHost,
+      assignedLabels: (hostId) => this.assignedLabels.labels(hostId),
       credentials: () => ({ keyPem: this.identity.tlsKeyPem, certPem: this.identity.tlsCertPem, hostCAPems: this.hostCAPems }),
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
       log: this.log,
@@ -324,7 +338,8 @@ export class ProxyService {
     try {
       if (!tunnel.control) return
       const renewed = await this.auth.call('POST /v1/hosts/renew', { body: { tls_cert: tunnel.cert.toString() } })
-      sendToAgent(tunnel.control, { type: 'certs', ...renewed })
+      // With the node's assigned labels, signed for it, when the answer carries them.
+      sendToAgent(tunnel.control, certsMessage(renewed))
       // The answer's CAs may be older than what this proxy heard since: the node follows the later word.
       this.tunnels.sendCA(tunnel)
     } catch (error) {
@@ -444,6 +459,8 @@ export class ProxyService {
       this.tunnels.announce(response.proxies, response.proxies_signed)
       // A removal or a lock shows as a new generation: everything it refuses closes within the poll.
       await this.revocations.follow(response.revocations)
+      // So does a change of assigned labels: users are judged by them at once, and agents told.
+      await this.assignedLabels.follow(response.assigned_labels)
     } catch (error) {
       this.log.debug(`reading the live set failed: ${(error as Error).message}`)
     } finally {

@@ -7,6 +7,7 @@ import type { X509Certificate } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
+import type { AssignedLabelsStatement } from '../shared/assigned-labels.ts'
 import { certSubject, validNow } from '../shared/cert-subject.ts'
 import type { Logger } from '../shared/log.ts'
 import { type ProxyMessageOf, parseAgentMessage, sendToAgent } from '../shared/protocol/control.ts'
@@ -17,6 +18,7 @@ import type { RuledLabels } from '../shared/protocol/shape.ts'
 import { MAX_RETURN_SPREAD_MS } from '../shared/protocol/tunnel.ts'
 import { type LiveSetSignature, liveSetOrder } from '../shared/signed-live-set.ts'
 import { createSession, type Session } from '../shared/yamux/index.ts'
+import { sameStatement } from './assigned-labels.ts'
 import { TunnelTrust } from './tunnel-trust.ts'
 
 export interface Tunnel {
@@ -25,6 +27,10 @@ export interface Tunnel {
   session: Session
   /** Where the agent's connection came from (after a PROXY protocol header, the real client). */
   remoteAddress: string
+  /**
+   * The labels the node reported, as it reported them (its presence reports carry these):
+   * users are judged by them with the cluster's assigned ones in place (node-dialer.ts).
+   */
   labels: Record<string, string>
   services: string[]
   connectedAt: number
@@ -47,6 +53,10 @@ export interface Tunnel {
   relaying?: number
   /** When refused labels of this tunnel were last logged. */
   labelsRefusedLoggedAt?: number
+  /** Its hello said the agent takes `labels` messages: agents from before them close the tunnel on one. */
+  takesAssignedLabels?: boolean
+  /** The statement of the node's assigned labels last sent to it. */
+  assignedLabelsSent?: AssignedLabelsStatement
 }
 
 /** Why a registered tunnel ended: a few fixed reasons, so the metrics stay bounded. */
@@ -107,6 +117,8 @@ export interface TunnelServerOptions {
   hostCAPems: () => string[]
   /** Why a host is refused although its certificate is valid (removed, locked), or undefined. */
   refusedHost?: (hostId: string) => string | undefined
+  /** The labels the cluster assigns to a host, signed for it (assigned-labels.ts), handed to its agent when it takes them. */
+  assignedLabels?: (hostId: string) => AssignedLabelsStatement | undefined
   keepAliveIntervalMs: number
   log: Logger
   /** Epoch milliseconds for the refused-labels log's window; injected so tests can move time. */
@@ -356,9 +368,11 @@ export class TunnelServer extends EventEmitter {
           return
         case 'hello':
           if (message.agent_version !== undefined) tunnel.version = message.agent_version.slice(0, 64)
+          if (message.assigned_labels) tunnel.takesAssignedLabels = true
           if (this.tunnels.get(tunnel.hostId) !== tunnel) this.register(tunnel)
           if (message.services !== undefined) tunnel.services = message.services
           this.acceptLabels(tunnel, message.labels)
+          if (registered()) this.sendAssignedLabels(tunnel)
           return
         case 'audit':
         case 'recording':
@@ -420,6 +434,27 @@ export class TunnelServer extends EventEmitter {
     if (this.ca && JSON.stringify(this.ca) === JSON.stringify(ca)) return
     this.ca = ca
     for (const tunnel of this.tunnels.values()) if (tunnel.control) sendToAgent(tunnel.control, { type: 'ca', ...ca })
+  }
+
+  /** The assigned labels of these hosts changed: those of their agents that take them are told. */
+  relayAssignedLabels(hostIds: Iterable<string>): void {
+    for (const hostId of hostIds) {
+      const tunnel = this.tunnels.get(hostId)
+      if (tunnel) this.sendAssignedLabels(tunnel)
+    }
+  }
+
+  /**
+   * Hands the node the statement of its assigned labels, if it has one this agent was not
+   * sent yet, and only if its hello said it takes them: an agent from before would close
+   * the tunnel on the unknown message. (A host whose statement went was removed: nothing to tell.)
+   */
+  private sendAssignedLabels(tunnel: Tunnel): void {
+    if (!tunnel.takesAssignedLabels || !tunnel.control) return
+    const statement = this.options.assignedLabels?.(tunnel.hostId)
+    if (!statement || sameStatement(statement, tunnel.assignedLabelsSent)) return
+    tunnel.assignedLabelsSent = statement
+    sendToAgent(tunnel.control, { type: 'labels', assigned: statement })
   }
 
   /** Tells one agent the CAs to trust as this proxy knows them now (after a renewal's answer, which may predate them). */

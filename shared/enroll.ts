@@ -5,11 +5,12 @@
 
 import { X509Certificate } from 'node:crypto'
 import { parseHostPort } from './address.ts'
+import { AssignedLabelsRefused, type AssignedLabelsStatement } from './assigned-labels.ts'
 import { Backoff } from './backoff.ts'
 import type { WarrenConfig } from './config.ts'
 import { resolveTokenValue } from './config.ts'
 import { ApiError, UnreachableError, WarrenError } from './errors.ts'
-import { loadIdentity, type NodeIdentity, saveIdentity } from './identity-store.ts'
+import { acceptAssignedLabels, assignedLabelsFields, loadIdentity, type NodeIdentity, saveIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import { caPin } from './pin.ts'
 import { timeLeftFields } from './renewal-schedule.ts'
@@ -41,6 +42,8 @@ async function recoverStored(config: WarrenConfig, role: Role, stored: NodeIdent
     const answer = await recoverCertificates(stored)
     const recovered = { ...stored }
     acceptRenewed(recovered, answer, (reason) => log.warn(`the CAs that came with the recovered certificates were refused: ${reason}`, { host_id: stored.hostId }))
+    // Judged by the CAs trusted now, those that came with the answer included.
+    takeAssignedLabels(recovered, answer.assigned_labels, log)
     saveIdentity(config.dataDir, recovered, role)
     log.info(`recovered this ${role}'s certificates`, { host_id: recovered.hostId, ...timeLeftFields(new X509Certificate(recovered.tlsCertPem)) })
     return recovered
@@ -88,11 +91,31 @@ async function joinWithToken(
       labels: config.labels,
       warn,
       keys,
+      refusedAssignedLabels: (reason) => refusedAssignedLabels(reason, 'the join answer', log),
     }),
   )
   saveIdentity(config.dataDir, identity, role)
-  log.info(`joined cluster "${identity.clusterName}" as ${identity.nodename}`, { host_id: identity.hostId, role, ...timeLeftFields(new X509Certificate(identity.tlsCertPem)) })
+  log.info(`joined cluster "${identity.clusterName}" as ${identity.nodename}`, {
+    host_id: identity.hostId,
+    role,
+    ...timeLeftFields(new X509Certificate(identity.tlsCertPem)),
+    ...assignedLabelsFields(identity),
+  })
   return identity
+}
+
+/** Takes the assigned labels of a recovery's answer into `identity` (in place) when they check out; a refusal is logged, and changes nothing. */
+function takeAssignedLabels(identity: NodeIdentity, statement: AssignedLabelsStatement | undefined, log: Logger): void {
+  try {
+    if (acceptAssignedLabels(identity, statement)) log.info('assigned labels updated', assignedLabelsFields(identity))
+  } catch (error) {
+    if (!(error instanceof AssignedLabelsRefused)) throw error
+    refusedAssignedLabels(error.message, 'the recovery answer', log)
+  }
+}
+
+function refusedAssignedLabels(reason: string, from: string, log: Logger): void {
+  log.warn(`assigned labels from ${from} refused: ${reason}`, { assigned_labels_refused: reason, from })
 }
 
 /** How long a join keeps trying: while the auth server asks it to wait, or while it gets no answer. */

@@ -4,8 +4,10 @@
 
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { dirname, join } from 'node:path'
+import { type AssignedLabelsStatement, checkAssignedLabels } from './assigned-labels.ts'
 import { fsyncDirectory, writeFileAtomic } from './files.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
+import { formatLabels } from './selectors.ts'
 import { type TrustStatement, trustedHostCAs } from './trust-statement.ts'
 
 export interface NodeIdentity {
@@ -30,6 +32,19 @@ export interface NodeIdentity {
   userCASshKeys: string[]
   /** The version of the signed set the CAs above came from (shared/trust-statement.ts); 0 before any. */
   trustVersion: number
+  /**
+   * The labels the cluster assigns to this host, from the newest signed statement it took
+   * (shared/assigned-labels.ts): they win over its own (its config) wherever it judges
+   * access. Undefined until one came (an identity saved before them, or a host never
+   * assigned any); empty labels are how assignments are removed.
+   */
+  assignedLabels?: HeldAssignedLabels
+}
+
+/** Assigned labels as a host holds them: what a statement said, and when the cluster changed them (epoch ms, the auth server's clock). */
+export interface HeldAssignedLabels {
+  labels: Record<string, string>
+  changed: number
 }
 
 /** Puts renewed certificates into `identity` in place (the tunnels' TLS contexts follow it); what it trusts is the caller's to change. */
@@ -37,6 +52,30 @@ export function applyCertificates(identity: NodeIdentity, renewed: Pick<RenewedC
   identity.tlsCertPem = renewed.tls_cert
   identity.sshCert = renewed.ssh_cert
   return identity
+}
+
+/**
+ * Takes `statement` into `identity` in place when it is this host's, signed by a host CA the
+ * identity trusts now, and newer than the labels held; true when it did. Throws
+ * AssignedLabelsRefused (changing nothing) when it is another host's or cluster's, or not
+ * signed so; one no newer changes nothing. No statement changes nothing either.
+ */
+export function acceptAssignedLabels(identity: NodeIdentity, statement: AssignedLabelsStatement | undefined): boolean {
+  if (statement === undefined) return false
+  const host = { clusterName: identity.clusterName, hostId: identity.hostId, trustedPems: identity.hostCAPems }
+  if (!checkAssignedLabels(statement, host, identity.assignedLabels)) return false
+  identity.assignedLabels = { labels: { ...statement.labels }, changed: statement.changed }
+  return true
+}
+
+/** The log's fields for the assigned labels `identity` holds. */
+export function assignedLabelsFields(identity: NodeIdentity): Record<string, string | number> {
+  const held = identity.assignedLabels
+  if (!held) return {}
+  return {
+    assigned_labels: formatLabels(held.labels),
+    assigned_labels_changed: held.changed,
+  }
 }
 
 /** Takes the CAs of a signed set that checkTrust accepted. */
@@ -61,6 +100,8 @@ interface IdentityMeta {
   trust_version?: number
   /** The host CAs' SSH keys (NodeIdentity.hostCASshKeys); absent in identities saved before sets carried them, or that took none. */
   host_ca_ssh_keys?: string[]
+  /** NodeIdentity.assignedLabels; absent in identities saved before them, or that took none. */
+  assigned_labels?: HeldAssignedLabels
 }
 
 /** Where a save writes the new identity, and where the old one waits until the new one is in place. */
@@ -118,7 +159,18 @@ export function loadIdentity(dataDir: string, role = 'node'): NodeIdentity | und
     hostCAPems,
     ...(hostCASshKeys ? { hostCASshKeys } : {}),
     trustVersion: meta.trust_version ?? 0,
+    ...heldAssignedLabels(meta.assigned_labels),
   }
+}
+
+/** The assigned labels identity.json holds, when they are as saveIdentity writes them: anything else is none (the next statement brings them). */
+function heldAssignedLabels(held: unknown): { assignedLabels?: HeldAssignedLabels } {
+  if (typeof held !== 'object' || held === null) return {}
+  const { labels, changed } = held as Record<string, unknown>
+  if (typeof changed !== 'number' || !Number.isFinite(changed) || typeof labels !== 'object' || labels === null || Array.isArray(labels)) return {}
+  const entries = Object.entries(labels)
+  if (!entries.every(([, value]) => typeof value === 'string')) return {}
+  return { assignedLabels: { labels: Object.fromEntries(entries) as Record<string, string>, changed } }
 }
 
 /**
@@ -147,6 +199,7 @@ export function saveIdentity(dataDir: string, identity: NodeIdentity, role = 'no
     user_ca_ssh_keys: identity.userCASshKeys,
     trust_version: identity.trustVersion,
     ...(identity.hostCASshKeys ? { host_ca_ssh_keys: identity.hostCASshKeys } : {}),
+    ...(identity.assignedLabels ? { assigned_labels: identity.assignedLabels } : {}),
   }
   write(FILES.meta, JSON.stringify(meta, null, 2) + '\n')
   rmSync(previous, { recursive: true, force: true })

@@ -7,8 +7,9 @@
 
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { ApiClient } from './api-client.ts'
+import { AssignedLabelsRefused } from './assigned-labels.ts'
 import { WarrenError } from './errors.ts'
-import type { NodeIdentity } from './identity-store.ts'
+import { acceptAssignedLabels, type NodeIdentity } from './identity-store.ts'
 import { joinProofMessage, signProof } from './join-proof.ts'
 import { caPin, pinMatches, singleCertificate } from './pin.ts'
 import { type ClusterCA, type JoinBodyIn, type Joined, joinSealPurpose } from './protocol/hosts.ts'
@@ -34,6 +35,8 @@ export interface JoinOptions {
    * same, so that a try whose answer was lost is answered again (auth/join-repeat.ts).
    */
   keys?: JoinKeys
+  /** The answer's assigned labels were refused (not this host's, or not signed by the set it took), and why: the join stands without them. */
+  refusedAssignedLabels?: (reason: string) => void
 }
 
 export class PinMismatchError extends WarrenError {}
@@ -143,6 +146,7 @@ export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
       roles: options.roles,
       authServer: options.authServer,
       trustedCAs: ca.host_ca_certs,
+      refusedAssignedLabels: options.refusedAssignedLabels,
     },
   )
 }
@@ -157,11 +161,13 @@ export async function joinCluster(options: JoinOptions): Promise<NodeIdentity> {
  * the TLS certificate names, in its dates, and signed by the SSH key the set names for the
  * host CA that issued the TLS certificate (from an auth server of an earlier version, whose
  * set names none: whole under the key it names as its signer, which renewals are then held to).
+ * The labels the cluster assigns to the host come with it, taken only for this host and
+ * signed by a CA of that set (shared/assigned-labels.ts); refused ones are left out.
  */
 export function identityFromJoin(
   response: Joined,
   keys: { tls: KeyObject; ssh: KeyObject },
-  request: { nodename: string; roles: string[]; authServer: string; trustedCAs: string[] },
+  request: { nodename: string; roles: string[]; authServer: string; trustedCAs: string[]; refusedAssignedLabels?: (reason: string) => void },
 ): NodeIdentity {
   try {
     checkTrust(response.trust, { clusterName: response.cluster_name, hostCAPems: request.trustedCAs, userCASshKeys: [], version: -1 })
@@ -178,7 +184,7 @@ export function identityFromJoin(
     if (error instanceof CertificatesRefused) throw new WarrenError(`the join's certificates were refused: ${error.message}`)
     throw error
   }
-  return {
+  const identity: NodeIdentity = {
     hostId: response.host_id,
     nodename: request.nodename,
     clusterName: response.cluster_name,
@@ -193,4 +199,11 @@ export function identityFromJoin(
     userCASshKeys: trust.user_ca_ssh_keys,
     trustVersion: trust.version,
   }
+  try {
+    acceptAssignedLabels(identity, response.assigned_labels)
+  } catch (error) {
+    if (!(error instanceof AssignedLabelsRefused)) throw error
+    request.refusedAssignedLabels?.(error.message)
+  }
+  return identity
 }

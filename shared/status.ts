@@ -143,6 +143,13 @@ export interface NodeStatus {
   trusted_host_ca_pins: string[]
   /** The signed set of CAs the node holds (its version), and how many sets it refused since it started. */
   trust: { version: number; refused: number }
+  /**
+   * The labels the cluster assigns to the node (they win over `labels`, its own, where it
+   * judges access), as the newest signed statement it took said, and when the cluster changed
+   * them (null: none taken); and how many statements it refused since it started. Absent
+   * while it holds none and refused none.
+   */
+  assigned_labels?: { labels: Record<string, string>; changed: string | null; refused: number }
   /** V8's optimising compilers: an agent alone turns them on at the first stream it serves. */
   optimising_compilers: OptimisingCompilersState
   /** Who holds a session's pty: the agent itself (with the system's perl), or util-linux `script` between it and the shell. */

@@ -24,7 +24,7 @@ t.teardown(() => auth.stop())
 const pin = await auth.pin()
 const token = await auth.token()
 const nodeDir = tempDir()
-const node = startNode([`--data-dir=${nodeDir}`, `--auth-server=${auth.address}`, `--token=${token}`, `--ca-pin=${pin}`, '--nodename=pi-help'])
+const node = startNode([`--data-dir=${nodeDir}`, `--auth-server=${auth.address}`, `--token=${token}`, `--ca-pin=${pin}`, '--nodename=pi-help', '--labels=env=own,rack=r1'])
 t.teardown(() => node.stop())
 await waitForNode(auth, 'pi-help')
 for (const name of ['alice', 'carol']) await auth.api('POST', '/v1/users', { name, logins: ['root'] })
@@ -37,16 +37,16 @@ const warren = (args: string[]): Promise<RunResult> => run(join(ROOT, 'cli/warre
 const warrenctl = (args: string[]): Promise<RunResult> => run(join(ROOT, 'cli/warrenctl.ts'), args)
 const dataDir = `--data-dir=${auth.dataDir}`
 
-/** What a command would change: tokens, the CAs and their rotation, users, roles, nodes, locks. */
+/** What a command would change: tokens, the CAs and their rotation, users, roles, nodes and their assigned labels, locks. */
 async function backend(): Promise<unknown> {
   const status = await auth.api<{ host_ca: unknown; user_ca: unknown }>('GET', '/v1/status')
-  const { nodes } = await auth.api<{ nodes: { nodename: string; host_id: string; status?: string }[] }>('GET', '/v1/nodes?all=true')
+  const { nodes } = await auth.api<{ nodes: { nodename: string; host_id: string; status?: string; assigned_labels?: Record<string, string> }[] }>('GET', '/v1/nodes?all=true')
   return {
     tokens: await auth.api('GET', '/v1/tokens'),
     cas: [status.host_ca, status.user_ca],
     users: await auth.api('GET', '/v1/users'),
     roles: await auth.api('GET', '/v1/roles'),
-    nodes: nodes.map((n) => [n.nodename, n.host_id, n.status]),
+    nodes: nodes.map((n) => [n.nodename, n.host_id, n.status, n.assigned_labels]),
     locks: await auth.api('GET', '/v1/locks'),
   }
 }
@@ -63,7 +63,8 @@ const ACTING: Record<string, Record<string, string[]>> = {
     'nodes add': ['--ttl=5m', dataDir],
     'nodes ls': [dataDir],
     'nodes rm': ['pi-help', dataDir],
-    'tokens add': ['--type=node', dataDir],
+    'nodes label': ['pi-help', 'env=acted', '--remove=site', dataDir],
+    'tokens add': ['--type=node', '--labels=env=acted', dataDir],
     'tokens ls': [dataDir],
     'tokens rm': [token, dataDir],
     'tokens del': [token, dataDir],
@@ -160,6 +161,7 @@ t.test('the program alone, --help and help list the commands', async (t) => {
   const group = await warrenctl(['nodes', '--help'])
   t.equal(group.code, 0)
   t.match(group.stdout, /^ {2}nodes add .*\n {2}nodes ls .*\n {2}nodes rm /m, 'a group lists its commands')
+  t.match(group.stdout, /^ {2}nodes label {2,}assign labels to a node/m)
   t.equal((await warrenctl(['nodes'])).code, 2, 'a group without its command is a usage error')
   const version = await warrenctl(['version'])
   t.equal(version.code, 0)
@@ -189,6 +191,11 @@ t.test('a malformed value, a misspelt flag or command, a wrong argument: exit 2 
     [warrenctl, ['users', 'add', 'bob', dataDir], /missing --logins/],
     [warrenctl, ['lock', '--user=alice', '--ttl=-5m', dataDir], /invalid duration "-5m" for --ttl: must be more than zero/],
     [warrenctl, ['lock', 'rm', lockId, 'extra', dataDir], /unexpected argument "extra" for "warrenctl lock rm"/],
+    [warrenctl, ['tokens', 'add', '--type=proxy', '--labels=env=lab', dataDir], /--labels assigns labels .* must grant the node role \(--type=node\)/],
+    [warrenctl, ['nodes', 'add', '--labels=env=lab,=x', dataDir], /invalid label "=x": use key=value/],
+    [warrenctl, ['nodes', 'label', 'pi-help', dataDir], /nothing to change: give KEY=VALUE to assign a label, or --remove=KEY to remove one/],
+    [warrenctl, ['nodes', 'label', 'pi-help', 'env=lab', '--remove=site,env', dataDir], /label "env" is both assigned and removed/],
+    [warrenctl, ['nodes', 'label', 'pi-help', 'env:lab', dataDir], /invalid label "env:lab": use key=value/],
     [warren, ['start', `--ca_pin=${pin}`], /unknown flag --ca_pin for "warren start": did you mean --ca-pin\?/],
     [warren, ['start', '--roles=nodes', `--data-dir=${startDir}`], /unknown role "nodes" for --roles: did you mean node\?/],
     [warren, ['status', '--format=yml', `--data-dir=${nodeDir}`], /unknown --format "yml": use text or json/],
@@ -226,4 +233,20 @@ t.test('warrenctl tokens ls | head -1: the command ends quietly with status 0', 
   t.ok(STATIC_TOKENS * 35 > 3 * 65536, 'the listing is more than the pipe and head take in')
   t.equal(code, 0)
   t.equal(stderr, '', 'no error, no stack trace')
+})
+
+t.test("warrenctl nodes label: assigned labels win over the node's own in nodes ls, and go again", async (t) => {
+  const labelled = await warrenctl(['nodes', 'label', 'pi-help', 'env=lab', 'site=kitchen', dataDir])
+  t.equal(labelled.code, 0, labelled.stderr)
+  t.match(labelled.stdout, /^Node pi-help \([0-9a-f-]{36}\) now has the assigned labels env=lab,site=kitchen\n$/)
+  const [all, table] = await Promise.all([warrenctl(['nodes', 'ls', '--all', dataDir]), warrenctl(['nodes', 'ls', dataDir])])
+  t.match(all.stdout, /^Node Name .*\s+Proxies\s+Labels\s+Assigned\n/, '--all: an Assigned column once a node has some')
+  t.match(all.stdout, /^pi-help\s.*\senv=lab,rack=r1,site=kitchen\s+env=lab,site=kitchen\n/m, 'the labels as the cluster judges the node, then the assigned ones')
+  t.match(table.stdout, /^pi-help\s+\S+\s+\S+\s+env=lab,rack=r1,site=kitchen\n/m, 'nodes ls: the labels as the cluster judges the node')
+  const removed = await warrenctl(['nodes', 'label', 'pi-help', '--remove=env,site', dataDir])
+  t.equal(removed.code, 0, removed.stderr)
+  t.match(removed.stdout, /^Node pi-help \(\S+\) now has no assigned labels\n$/)
+  const after = (await warrenctl(['nodes', 'ls', '--all', dataDir])).stdout
+  t.notMatch(after, /Assigned/, 'no Assigned column when no node has any')
+  t.match(after, /^pi-help\s.*\senv=own,rack=r1\n/m, "the node's own labels count again")
 })

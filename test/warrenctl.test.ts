@@ -66,7 +66,7 @@ t.test('tokens add and tokens ls', async (t) => {
   t.match(result.stdout, /^This token will expire in 1 hour$/m)
   const listing = await auth.ctl(['tokens', 'ls'])
   const lines = listing.stdout.trimEnd().split('\n')
-  t.match(lines[0], /^Token\s+Type\s+Expiry Time \(UTC\)$/)
+  t.match(lines[0], /^Token\s+Type\s+Expiry Time \(UTC\)$/, 'no token assigns labels: no Labels column')
   t.match(lines[1], /^-+\s+-+\s+-+$/)
   t.match(listing.stdout, /^[0-9a-f]{12}\s+node\s+\d\d [A-Z][a-z]{2} \d\d \d\d:\d\d UTC \((59m\d+s|1h0m0s)\)$/m)
   t.notMatch(listing.stdout, /my-own-token-value-0001/, 'values are masked')
@@ -127,6 +127,46 @@ for (const verb of ['rm', 'del']) {
   })
 }
 
+t.test('tokens add --labels, tokens ls and nodes label: the labels the cluster assigns', async (t) => {
+  const pin = await auth.pin()
+  const added = await auth.ctl(['tokens', 'add', '--type=node', '--labels=site=kitchen,env=lab'])
+  t.equal(added.code, 0, added.stderr)
+  const token = /^The invite token: ([0-9a-f]{32})$/m.exec(added.stdout)?.[1]
+  t.match(added.stdout, /^The node that joins with it is assigned the labels env=lab,site=kitchen$/m, 'the labels, sorted by key')
+  t.ok(
+    added.stdout.includes(
+      ['> warren start \\', '   --roles=node \\', '   --token=- \\', `   --ca-pin=${pin} \\`, `   --auth-server=${auth.address} <<'EOF'`, token, 'EOF'].join('\n'),
+    ),
+    `the join command as without labels:\n${added.stdout}`,
+  )
+  const nodesAdded = await auth.ctl(['nodes', 'add', '--labels=env=prod'])
+  t.equal(nodesAdded.code, 0, nodesAdded.stderr)
+  t.match(nodesAdded.stdout, /^The node that joins with it is assigned the labels env=prod$/m)
+  t.notMatch((await auth.ctl(['nodes', 'add'])).stdout, /assigned/, 'no such line for a token without labels')
+
+  const [json, yaml, table] = await Promise.all([auth.ctl(['tokens', 'ls', '--format=json']), auth.ctl(['tokens', 'ls', '--format=yaml']), auth.ctl(['tokens', 'ls'])])
+  t.equal(json.code, 0, json.stderr)
+  const listed = JSON.parse(json.stdout) as { labels: Record<string, string> }[]
+  t.ok(
+    listed.some((tk) => tk.labels.env === 'lab' && tk.labels.site === 'kitchen'),
+    'json: the labels of the token',
+  )
+  t.ok(
+    listed.every((tk) => typeof tk.labels === 'object'),
+    'json: labels on every token, {} when none',
+  )
+  t.match(yaml.stdout, /labels:\n\s+site: kitchen\n\s+env: lab\n|labels:\n\s+env: lab\n\s+site: kitchen\n/, 'yaml: the labels')
+  t.match(table.stdout, /^[0-9a-f]{12}\s+node\s+env=lab,site=kitchen\s+\d\d [A-Z][a-z]{2} \d\d \d\d:\d\d UTC /m, 'text: a Labels column')
+
+  const unknown = await auth.ctl(['nodes', 'label', 'no-such-node', 'env=prod'])
+  t.equal(unknown.code, 1, 'a node the cluster does not know: a failure, not bad usage')
+  t.match(unknown.stderr, /^ERROR: .*no node "no-such-node" is registered/)
+  t.equal(unknown.stdout, '')
+  const malformed = await auth.ctl(['nodes', 'label', 'no-such-node', 'env'])
+  t.equal(malformed.code, 2)
+  t.match(malformed.stderr, /^ERROR: invalid label "env": use key=value/)
+})
+
 t.test('nodes ls', async (t) => {
   const result = await auth.ctl(['nodes', 'ls'])
   t.equal(result.code, 0)
@@ -157,6 +197,16 @@ t.test('away from the auth host, a mistake in the arguments is a usage error (ex
     [['rm', 'roles'], /cannot remove "roles": name a role as role\/NAME/],
     [['tokens', 'add'], /missing --type/],
     [['tokens', 'add', '--type=node', '--ttl=721h'], /--ttl 721h is longer than a token may live/],
+    [['tokens', 'add', '--type=proxy', '--labels=env=lab'], /--labels assigns labels to the nodes that join with the token, so the token must grant the node role \(--type=node\)/],
+    [['tokens', 'add', '--type=node', '--labels=env'], /invalid label "env": use key=value, e\.g\. env=prod/],
+    [['nodes', 'add', '--roles=proxy', '--labels=env=lab'], /--labels .* must grant the node role \(--roles=node\)/],
+    [['nodes', 'add', '--labels=env=lab,bad key=x'], /invalid label "bad key=x"/],
+    [['nodes', 'label', 'pi-1'], /nothing to change: give KEY=VALUE to assign a label, or --remove=KEY to remove one/],
+    [['nodes', 'label', 'pi-1', 'env=lab', '--remove=env'], /label "env" is both assigned and removed/],
+    [['nodes', 'label', 'env=lab'], /"warrenctl nodes label" needs the node first/],
+    [['nodes', 'label', 'pi-1', 'env'], /invalid label "env": use key=value/],
+    [['nodes', 'label', 'pi-1', '--remove=a b'], /--remove: "a b" is not a valid label name/],
+    [['nodes', 'label'], /"warrenctl nodes label" needs a NODE argument/],
     [['users', 'add', 'bob'], /missing --logins/],
     [['auth', 'sign'], /missing --user/],
     [['auth', 'rotate', '--manual'], /--manual needs --phase=/],

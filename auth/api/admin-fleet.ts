@@ -5,27 +5,31 @@
 
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import type { ListedNode, LockJson, PresentNode } from '../../shared/protocol/admin.ts'
+import { ProtocolError } from '../../shared/protocol/errors.ts'
+import { formatLabels } from '../../shared/selectors.ts'
 import { actorOf } from '../audit.ts'
 import { describeTarget, type LockRecord, parseLockRequest } from '../locks.ts'
 import { listAllNodes } from '../node-listing.ts'
+import { NodeLookupError, type NodeRecord, registryKey } from '../nodes.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
 import { webSessionsOf } from './web-sessions.ts'
 
 /** The nodes whose heartbeat is fresh, removed ones left out, as the API shows them. */
-export async function presentNodes({ nodes, revocations }: Pick<AuthContext, 'nodes' | 'revocations'>): Promise<PresentNode[]> {
+export async function presentNodes({ nodes, revocations, assignedLabels }: Pick<AuthContext, 'nodes' | 'revocations' | 'assignedLabels'>): Promise<PresentNode[]> {
   const removed = new Set(revocations.removed.map((record) => record.hostId))
   return (await nodes.present('node'))
     .filter((n) => !removed.has(n.hostId))
-    .map((n) => ({ host_id: n.hostId, nodename: n.nodename, addr: n.addr, tunnel: n.tunnel, labels: n.labels, last_seen: n.lastSeen }))
+    .map((n) => assignedLabels.apply(n.hostId, { host_id: n.hostId, nodename: n.nodename, addr: n.addr, tunnel: n.tunnel, labels: n.labels, last_seen: n.lastSeen }))
 }
 
 /** Every node the cluster knows, online or not (`nodes ls --all`), as of `now`. */
 export async function allNodes(
-  { nodes, revocations, settings }: Pick<AuthContext, 'nodes' | 'revocations' | 'settings'>,
+  { nodes, revocations, assignedLabels, settings }: Pick<AuthContext, 'nodes' | 'revocations' | 'assignedLabels' | 'settings'>,
   present: PresentNode[],
   now: number,
 ): Promise<ListedNode[]> {
   return listAllNodes({
+    assigned: (hostId) => assignedLabels.forHost(hostId),
     known: await nodes.known('node'),
     online: new Set(present.map((n) => n.host_id)),
     registered: await nodes.registered(),
@@ -52,11 +56,11 @@ export const fleetRoutes = {
   'GET /v1/nodes': {
     access: 'admin',
     bodyLimit: NO_BODY,
-    async handle(call, { nodes, revocations, settings }) {
-      const present = await presentNodes({ nodes, revocations })
+    async handle(call, context) {
+      const present = await presentNodes(context)
       if (call.query.get('all') !== 'true') return { nodes: present }
       const now = Date.now()
-      return { now, nodes: await allNodes({ nodes, revocations, settings }, present, now) }
+      return { now, nodes: await allNodes(context, present, now) }
     },
   },
 
@@ -65,13 +69,47 @@ export const fleetRoutes = {
   'DELETE /v1/nodes/:node': {
     access: 'admin',
     bodyLimit: NO_BODY,
-    async handle(call, { nodes, revocations, log, audit }) {
+    async handle(call, { nodes, revocations, assignedLabels, log, audit }) {
       const lastSeen = new Map((await nodes.known()).map((p) => [p.hostId, p.lastSeen]))
-      const removed = await nodes.remove(call.params.node, (record) => [revocations.removalOperation(record, lastSeen.get(record.hostId))])
+      const removed = await nodes.remove(call.params.node, (record) => [
+        revocations.removalOperation(record, lastSeen.get(record.hostId)),
+        ...assignedLabels.removeOperations(record.hostId),
+      ])
       await revocations.refresh()
+      await assignedLabels.refresh()
       log.info('node removed', { host_id: removed.hostId, nodename: removed.nodename })
       await audit.record('node.removed', { node: removed.nodename, host_id: removed.hostId, actor: actorOf(call.peer) })
       return { host_id: removed.hostId, nodename: removed.nodename, roles: removed.roles }
+    },
+  },
+
+  // The labels the cluster assigns win over the node's own of the same keys, at every proxy
+  // within its next poll; the node learns them from its proxies or its next heartbeat.
+  'POST /v1/nodes/:node/labels': {
+    access: 'admin',
+    bodyLimit: SMALL_BODY,
+    async handle(call, { backend, nodes, assignedLabels, log, audit }) {
+      const body = await call.body()
+      for (const key of body.remove) {
+        if (Object.hasOwn(body.set, key)) throw new ProtocolError(call.route, 'remove', `label "${key}" is both set and removed`)
+      }
+      const hostId = await nodes.resolve(call.params.node)
+      const item = await backend.get(registryKey(hostId))
+      const record = item && (JSON.parse(item.value) as NodeRecord)
+      if (!item || !record?.roles.includes('node')) throw new NodeLookupError(`"${call.params.node}" is not a registered node`)
+      const change = await assignedLabels.plan(hostId, (current) => {
+        const next = { ...current, ...body.set }
+        for (const key of body.remove) delete next[key]
+        return next
+      })
+      // Only while the node is registered as read: never labels for a host removed meanwhile.
+      if (!(await backend.txn([{ key: item.key, revision: item.revision }, ...change.conditions], change.operations)))
+        throw new NodeLookupError(`node "${call.params.node}" or its labels changed meanwhile: try again`)
+      await assignedLabels.refresh()
+      const assigned = formatLabels(change.record.labels)
+      log.info('node labels assigned', { host_id: hostId, nodename: record.nodename, assigned })
+      await audit.record('node.labels', { node: record.nodename, host_id: hostId, assigned, actor: actorOf(call.peer) })
+      return { host_id: hostId, nodename: record.nodename, assigned_labels: change.record.labels }
     },
   },
 

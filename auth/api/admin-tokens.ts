@@ -4,6 +4,7 @@
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import { nodenameProblem } from '../../shared/nodename.ts'
 import { ProtocolError } from '../../shared/protocol/errors.ts'
+import { formatLabels } from '../../shared/selectors.ts'
 import { actorOf } from '../audit.ts'
 import { parseRoles } from '../roles.ts'
 import type { AuthRoutes } from './context.ts'
@@ -24,6 +25,7 @@ export const tokenRoutes = {
           value: t.value ?? null,
           nodename: t.nodename ?? null,
           user: t.user ?? null,
+          labels: t.labels ?? {},
         })),
       }
     },
@@ -46,7 +48,9 @@ export const tokenRoutes = {
       const problem = nodename === undefined ? undefined : nodenameProblem(nodename)
       if (problem) throw new ProtocolError(call.route, 'nodename', problem)
       if (nodename !== undefined && !roles.includes('node')) throw new ProtocolError(call.route, 'nodename', 'field "nodename" is for tokens that grant the node role')
-      const { value, record } = await context.tokens.add({ roles, ttlMs: body.ttl_ms, singleUse: body.single_use, value: body.token, nodename })
+      const labels = body.labels
+      if (Object.keys(labels).length > 0 && !roles.includes('node')) throw new ProtocolError(call.route, 'labels', 'field "labels" is for tokens that grant the node role')
+      const { value, record } = await context.tokens.add({ roles, ttlMs: body.ttl_ms, singleUse: body.single_use, value: body.token, nodename, labels })
       context.log.info('token created', { id: record.id, roles: roles.join(','), single_use: record.singleUse, ...(record.nodename ? { nodename: record.nodename } : {}) })
       await context.audit.record('token.created', {
         token_id: record.id,
@@ -54,9 +58,10 @@ export const tokenRoutes = {
         single_use: record.singleUse,
         expires: record.expires,
         node: record.nodename,
+        labels: record.labels ? formatLabels(record.labels) : undefined,
         actor: actorOf(call.peer),
       })
-      return { token: value, id: record.id, roles, expires: record.expires!, single_use: record.singleUse, nodename: record.nodename ?? null }
+      return { token: value, id: record.id, roles, expires: record.expires!, single_use: record.singleUse, nodename: record.nodename ?? null, labels: record.labels ?? {} }
     },
   },
 

@@ -7,6 +7,7 @@ import type { WarrenConfig } from '../../shared/config.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { AuthRoute } from '../../shared/protocol/api.ts'
 import type { AcmeRecords } from '../acme-records.ts'
+import type { AssignedLabels } from '../assigned-labels.ts'
 import type { Audit } from '../audit.ts'
 import type { Authority } from '../authorities.ts'
 import type { Backend } from '../backend/backend.ts'
@@ -41,6 +42,8 @@ export interface AuthContext {
   readonly roles: RoleDirectory
   readonly acmeRecords: AcmeRecords
   readonly revocations: Revocations
+  /** The labels the cluster assigns to hosts, which win over the nodes' own. */
+  readonly assignedLabels: AssignedLabels
   readonly locks: Locks
   /** Who did what: record(type, fields) once an action has committed. */
   readonly audit: Audit

@@ -3,6 +3,7 @@
 
 import type { TLSSocket } from 'node:tls'
 import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
+import type { AssignedLabelsStatement } from '../../shared/assigned-labels.ts'
 import type { RenewedCertificates } from '../../shared/protocol/hosts.ts'
 import { serviceAddress } from '../direct-nodes.ts'
 import { UnregisteredHost } from '../nodes.ts'
@@ -17,7 +18,13 @@ export async function renewFor(context: AuthContext, certPem: string, nodeOnly: 
     context.log.info('host certificates renewed', { host_id: renewed.hostId })
     await context.audit.certIssued('host', renewed.sshCert, { host_id: renewed.hostId, node: (await context.nodes.lookup(renewed.hostId))?.nodename })
   }
-  return { tls_cert: renewed.tlsCertPem, ssh_cert: renewed.sshCert, ...trustedCAs(context) }
+  return { tls_cert: renewed.tlsCertPem, ssh_cert: renewed.sshCert, ...trustedCAs(context), ...assignedLabelsOf(context, renewed.hostId) }
+}
+
+/** The host's assigned labels, signed for it, as answers to it carry them: nothing when it has none. */
+export function assignedLabelsOf(context: Pick<AuthContext, 'assignedLabels'>, hostId: string): { assigned_labels?: AssignedLabelsStatement } {
+  const statement = context.assignedLabels.statement(hostId)
+  return statement ? { assigned_labels: statement } : {}
 }
 
 /** The CAs hosts trust now, as lists and signed for nodes (auth/trust.ts). */
@@ -50,7 +57,7 @@ export const hostRoutes = {
       })
       if (!recorded) throw new UnregisteredHost(hostId)
       // A direct node judges the proxies that dial it: told which ones the cluster refuses.
-      return { ok: true, ...trustedCAs(context), refused_proxies: context.revocations.refusedProxies() }
+      return { ok: true, ...trustedCAs(context), refused_proxies: context.revocations.refusedProxies(), ...assignedLabelsOf(context, hostId) }
     },
   },
 

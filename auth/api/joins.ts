@@ -15,7 +15,7 @@ import { parseRecoveryRequest } from '../recovery.ts'
 import { clientAddress } from './access.ts'
 import type { AuthContext, AuthRoutes } from './context.ts'
 import { statusOf } from './errors.ts'
-import { trustedCAs } from './hosts.ts'
+import { assignedLabelsOf, trustedCAs } from './hosts.ts'
 
 /** Takes a try from `address`, or refuses the request before its body is read. Joins, recoveries, logins and sign-ups share the address's tries. */
 export function reserveTry(context: AuthContext, address: string, what: string, attempts = 'join'): void {
@@ -91,9 +91,11 @@ export const joinRoutes = {
             hostCertTtlMs: context.settings.hostCertTtlMs,
             removal: (replaced, replacedBy) => context.revocations.removalOperation(replaced, undefined, replacedBy),
             refusedHost: (hostId) => context.revocations.refusedHost(hostId),
+            assignLabels: (hostId, labels, replaced) => context.assignedLabels.joinOperations(hostId, labels, replaced),
           },
           request,
         )
+        await context.assignedLabels.refresh()
         // A repeat answers, with new certificates, a join whose answer was lost (join-repeat.ts).
         // Its try is kept, as a recovery's: a device repeats a join once or twice, and the tries
         // bound how often anyone holding its keys and token can have certificates made.
@@ -102,7 +104,7 @@ export const joinRoutes = {
         context.log.info('node joined', { nodename, host_id: joined.host_id, roles, from: address, ...(replaced ? { replaced } : {}), ...again })
         await context.audit.record('join', { accepted: true, node: nodename, host_id: joined.host_id, roles, client_addr: address, ...again })
         await context.audit.certIssued('host', joined.ssh_cert, { node: nodename, host_id: joined.host_id })
-        return joined
+        return { ...joined, ...assignedLabelsOf(context, joined.host_id) }
       } catch (error) {
         const refusal = described(context, error, `join refused for node "${nodename}" (role ${roles})`, address)
         await context.audit.record('join', { accepted: false, node: nodename, roles, client_addr: address, reason: (refusal as Error).message })
@@ -129,7 +131,7 @@ export const joinRoutes = {
         const recovered = await context.recoveries.recover(request)
         context.log.info('host certificates recovered', { host_id: host, from: address, issued: recovered.issued })
         if (recovered.issued) await context.audit.certIssued('host', recovered.sshCert, { host_id: host, client_addr: address })
-        return { tls_cert: recovered.tlsCertPem, ssh_cert: recovered.sshCert, ...trustedCAs(context) }
+        return { tls_cert: recovered.tlsCertPem, ssh_cert: recovered.sshCert, ...trustedCAs(context), ...assignedLabelsOf(context, host) }
       } catch (error) {
         throw described(context, error, `recovery refused for host ${host}`, address)
       }

@@ -49,6 +49,7 @@ export const proxyRoutes = {
     handle: async (_call, context) => ({
       ...signedLiveSet(context.clusterName, context.hostCA(), await liveProxies(context)),
       revocations: context.revocations.generation,
+      assigned_labels: context.assignedLabels.generation,
     }),
   },
 
@@ -106,7 +107,11 @@ export const proxyRoutes = {
   'GET /v1/proxies/direct-nodes': {
     access: 'proxy',
     bodyLimit: NO_BODY,
-    handle: async (_call, context) => ({ nodes: directNodes((await context.nodes.present('node')).filter((p) => !context.revocations.refusedHost(p.hostId))) }),
+    handle: async (_call, context) => ({
+      nodes: directNodes((await context.nodes.present('node')).filter((p) => !context.revocations.refusedHost(p.hostId))).map((node) =>
+        context.assignedLabels.apply(node.host_id, { ...node, labels: node.labels ?? {} }),
+      ),
+    }),
   },
 
   // The proxies' shared ACME account and certificates (proxy/acme's CertStore). Any proxy
@@ -140,4 +145,12 @@ export const proxyRoutes = {
 
   // What proxies refuse: fetched again whenever GET /v1/proxies reports another generation.
   'GET /v1/proxies/revocations': { access: 'proxy', bodyLimit: NO_BODY, handle: async (_call, context) => context.revocations.snapshot },
+
+  // The labels the cluster assigns, signed for each host: fetched again whenever GET
+  // /v1/proxies reports another generation.
+  'GET /v1/proxies/assigned-labels': {
+    access: 'proxy',
+    bodyLimit: NO_BODY,
+    handle: async (_call, context) => ({ generation: context.assignedLabels.generation, hosts: context.assignedLabels.statements() }),
+  },
 } satisfies Partial<AuthRoutes>

@@ -1,12 +1,14 @@
 // `warrenctl tokens add|ls|rm|del` and `nodes add`: invite tokens, and the command that
-// joins a host with one.
+// joins a host with one. A node token may carry labels that the cluster assigns to each node
+// that joins with it (shared/assigned-labels.ts).
 
 import { TOKEN_ROLES } from '../../auth/roles.ts'
 import { DEFAULTS } from '../../shared/config.ts'
 import { describeTtl, formatExpiry, shortDuration } from '../../shared/duration.ts'
-import { UsageError } from '../../shared/errors.ts'
+import { UsageError, WarrenError } from '../../shared/errors.ts'
+import { parseLabels } from '../../shared/labels.ts'
 import { type ClusterStatus, type ListedToken, MAX_TOKEN_TTL_MS } from '../../shared/protocol/admin.ts'
-import { matchesSelectors, parseSelectors } from '../../shared/selectors.ts'
+import { formatLabels, matchesSelectors, parseSelectors } from '../../shared/selectors.ts'
 import { defineFlags } from '../flags.ts'
 import { FORMAT_FLAG, formatData } from '../output.ts'
 import { formatTable } from '../table.ts'
@@ -22,12 +24,19 @@ interface TokenRequest {
   singleUse: boolean
   token?: string
   nodename?: string
+  /** Assigned to each node that joins with the token; empty for none. */
+  labels: Record<string, string>
 }
 
 const TOKEN_FLAGS = defineFlags({
   token: { type: 'string', placeholder: 'VALUE', description: 'use this value (at least 16 characters) instead of a generated one' },
   'single-use': { type: 'boolean', description: 'the first successful join consumes the token' },
   nodename: { type: 'string', placeholder: 'NAME', description: 'the only node name the token joins; it is single-use and replaces the node registered with that name' },
+  labels: {
+    type: 'string',
+    placeholder: 'KEY=VALUE,..',
+    description: "labels the cluster assigns to each node that joins with the token: they win over the node's own labels of the same keys",
+  },
 })
 
 /** A token's --ttl within what the auth server grants (MAX_TOKEN_TTL_MS, 30 days). */
@@ -37,6 +46,18 @@ function checkTtl(ttlMs: number): void {
       `--ttl ${shortDuration(ttlMs)} is longer than a token may live (${shortDuration(MAX_TOKEN_TTL_MS)}, 30 days): for a token that never expires, use a static token (auth_service.tokens)`,
     )
   }
+}
+
+/**
+ * The labels of --labels (none without it), for a token that grants the node role: a token
+ * for proxies only would assign them to no one. `rolesFlag` is how the command names the roles.
+ */
+function requestedLabels(text: string | undefined, roles: readonly string[], rolesFlag: string): Record<string, string> {
+  if (text === undefined) return {}
+  const labels = parseLabels(text)
+  if (Object.keys(labels).length > 0 && !roles.includes('node'))
+    throw new UsageError(`--labels assigns labels to the nodes that join with the token, so the token must grant the node role (${rolesFlag}=node)`)
+  return labels
 }
 
 /** The roles of `tokens add --type`, which it needs. */
@@ -55,13 +76,21 @@ export function clusterAddress(admin: AdminConnection, status: ClusterStatus): s
 
 async function addToken(admin: AdminConnection, request: TokenRequest): Promise<void> {
   const created = await admin.client.call('POST /v1/tokens', {
-    body: { roles: request.roles.join(','), ttl_ms: request.ttlMs, single_use: request.singleUse, token: request.token, nodename: request.nodename },
+    body: { roles: request.roles.join(','), ttl_ms: request.ttlMs, single_use: request.singleUse, token: request.token, nodename: request.nodename, labels: request.labels },
   })
+  // An auth server from before assigned labels ignores the field: its token would join nodes
+  // without the labels asked for, which a role that selects by them would then not reach.
+  if (Object.keys(request.labels).length > 0 && created.labels === undefined) {
+    await admin.client.call('DELETE /v1/tokens/:token', { params: { token: created.id } })
+    throw new WarrenError('the auth server does not assign labels with tokens: upgrade it (the token it made has been deleted)')
+  }
   const status = await admin.client.call('GET /v1/status')
   const authServer = clusterAddress(admin, status)
   out(`The invite token: ${created.token}`)
   out(`This token will expire in ${describeTtl(request.ttlMs)}${created.single_use ? ' and can be used once' : ''}`)
   if (created.nodename) out(`It joins only a node named ${created.nodename}, and replaces the node registered with that name`)
+  const assigned = formatLabels(created.labels ?? {})
+  if (assigned) out(`The node that joins with it is assigned the labels ${assigned}`)
   out('')
   out(`Run this on the new ${created.roles.join(' and ')} to join the cluster:`)
   out('')
@@ -91,9 +120,20 @@ export const nodesAdd = ctlCommand({
     ...TOKEN_FLAGS,
   },
   description: 'The join command it prints reads the token from standard input, so that no process list shows it.',
-  examples: ['warrenctl nodes add --ttl=5m', 'warrenctl nodes add --nodename=pi-1   # replaces the dead device named pi-1'],
-  check: (flags) => checkTtl(flags.ttl),
-  run: (admin, flags) => addToken(admin, { roles: flags.roles, ttlMs: flags.ttl, singleUse: flags['single-use'], token: flags.token, nodename: flags.nodename }),
+  examples: ['warrenctl nodes add --ttl=5m', 'warrenctl nodes add --labels=env=prod,site=berlin', 'warrenctl nodes add --nodename=pi-1   # replaces the dead device named pi-1'],
+  check(flags) {
+    checkTtl(flags.ttl)
+    requestedLabels(flags.labels, flags.roles, '--roles')
+  },
+  run: (admin, flags) =>
+    addToken(admin, {
+      roles: flags.roles,
+      ttlMs: flags.ttl,
+      singleUse: flags['single-use'],
+      token: flags.token,
+      nodename: flags.nodename,
+      labels: requestedLabels(flags.labels, flags.roles, '--roles'),
+    }),
 })
 
 export const tokensAdd = ctlCommand({
@@ -104,13 +144,21 @@ export const tokensAdd = ctlCommand({
     ttl: { type: 'duration', default: DEFAULTS.tokenTtlMs, description: 'how long the token lives' },
     ...TOKEN_FLAGS,
   },
-  examples: ['warrenctl tokens add --type=proxy', 'warrenctl tokens add --type=node,proxy --ttl=10m --single-use'],
+  examples: ['warrenctl tokens add --type=proxy', 'warrenctl tokens add --type=node,proxy --ttl=10m --single-use', 'warrenctl tokens add --type=node --labels=env=lab'],
   check(flags) {
-    tokenRoles(flags.type)
+    requestedLabels(flags.labels, tokenRoles(flags.type), '--type')
     checkTtl(flags.ttl)
   },
   run(admin, flags) {
-    return addToken(admin, { roles: tokenRoles(flags.type), ttlMs: flags.ttl, singleUse: flags['single-use'], token: flags.token, nodename: flags.nodename })
+    const roles = tokenRoles(flags.type)
+    return addToken(admin, {
+      roles,
+      ttlMs: flags.ttl,
+      singleUse: flags['single-use'],
+      token: flags.token,
+      nodename: flags.nodename,
+      labels: requestedLabels(flags.labels, roles, '--type'),
+    })
   },
 })
 
@@ -121,7 +169,7 @@ function tokenLabels(t: ListedToken): Record<string, string | string[]> {
 
 export const tokensLs = ctlCommand({
   name: 'warrenctl tokens ls',
-  summary: 'the active tokens: ID, roles, expiry ("never" for static ones)',
+  summary: 'the active tokens: ID, roles, the labels they assign, expiry ("never" for static ones)',
   operands: ['[SELECTOR...]'],
   flags: {
     'with-secrets': { type: 'boolean', description: 'show the values of static tokens (dynamic ones are not recoverable)' },
@@ -148,8 +196,11 @@ export const tokensLs = ctlCommand({
     }
     const now = Date.now()
     const show = (t: ListedToken) => (flags['with-secrets'] && t.value ? t.value : `${t.id}${t.static ? ' (static)' : ''}`)
-    const rows = tokens.map((t) => [show(t), tokenType(t), formatExpiry(t.expires ?? undefined, now)])
-    out(formatTable(['Token', 'Type', 'Expiry Time (UTC)'], rows))
+    // Labels (those a token assigns to the nodes that join with it) only when a token has
+    // any, where Teleport puts them: the usual three columns otherwise.
+    const labelled = tokens.some((t) => Object.keys(t.labels ?? {}).length > 0)
+    const rows = tokens.map((t) => [show(t), tokenType(t), ...(labelled ? [formatLabels(t.labels ?? {})] : []), formatExpiry(t.expires ?? undefined, now)])
+    out(formatTable(['Token', 'Type', ...(labelled ? ['Labels'] : []), 'Expiry Time (UTC)'], rows))
   },
 })
 

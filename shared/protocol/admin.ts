@@ -3,7 +3,7 @@
 
 import type { KnownHostsSignature } from '../signed-known-hosts.ts'
 import type { TrustStatement } from '../trust-statement.ts'
-import { flag, type In, number, type Out, object, oneOf, optional, text, texts } from './shape.ts'
+import { flag, type In, labels, number, type Out, object, oneOf, optional, text, texts } from './shape.ts'
 
 const HOUR_MS = 3_600_000
 /** The longest lock a TTL may ask for; without a TTL a lock lasts until it is removed. */
@@ -61,6 +61,8 @@ export const TOKEN_BODY = object({
   token: optional(text({ max: 512 })),
   /** The only node name the token joins. */
   nodename: optional(text({ max: 253 })),
+  /** Labels the cluster assigns to each node that joins with it. */
+  labels: labels(),
 })
 export type TokenBody = Out<typeof TOKEN_BODY>
 
@@ -71,6 +73,7 @@ export interface TokenCreated {
   expires: number
   single_use: boolean
   nodename: string | null
+  labels: Record<string, string>
 }
 
 export interface ListedToken {
@@ -84,6 +87,8 @@ export interface ListedToken {
   nodename: string | null
   /** Sign-up tokens: the user who signs up with it. */
   user: string | null
+  /** Labels the cluster assigns to each node that joins with it. */
+  labels: Record<string, string>
 }
 
 export interface TokenList {
@@ -161,7 +166,10 @@ export interface ListedNode {
   nodename: string
   addr: string
   tunnel: boolean
+  /** As the cluster judges the node: its own, with those assigned in place of its own of the same keys. */
   labels: Record<string, string>
+  /** Those the cluster assigned (a token's, `warrenctl nodes label`). */
+  assigned_labels: Record<string, string>
   status: NodeStatus
   last_seen: number | null
   version: string | null
@@ -172,6 +180,22 @@ export interface ListedNode {
 
 /** GET /v1/nodes: the nodes present, or (all=true) every node known, as of `now`. */
 export type NodeList = { nodes: PresentNode[] } | { now: number; nodes: ListedNode[] }
+
+/** POST /v1/nodes/:node/labels: what `warrenctl nodes label` changes. */
+export const NODE_LABELS_BODY = object({
+  /** Assigned, in place of any held of the same keys. */
+  set: labels(),
+  /** Keys whose assigned label goes. */
+  remove: optional(texts(64), []),
+})
+export type NodeLabelsBodyIn = In<typeof NODE_LABELS_BODY>
+
+/** The node's assigned labels after the change. */
+export interface NodeLabelsChanged {
+  host_id: string
+  nodename: string
+  assigned_labels: Record<string, string>
+}
 
 export interface RemovedNode {
   host_id: string

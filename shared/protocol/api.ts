@@ -2,8 +2,22 @@
 // shapes of the request bodies: the API client (shared/api-client.ts), the auth server's
 // route table (auth/api/), the proxy's web API and warrenctl all take their types from here.
 
-import type { ClusterStatus, LockJson, LockList, NodeList, RemovedNode, RotationStep, TokenCreated, TokenList, UserCerts, UserInvited, UserJson, UserList } from './admin.ts'
-import { LOCK_BODY, ROTATE_BODY, TOKEN_BODY, USER_BODY, USER_CERTS_BODY, USER_RESET_BODY } from './admin.ts'
+import type {
+  ClusterStatus,
+  LockJson,
+  LockList,
+  NodeLabelsChanged,
+  NodeList,
+  RemovedNode,
+  RotationStep,
+  TokenCreated,
+  TokenList,
+  UserCerts,
+  UserInvited,
+  UserJson,
+  UserList,
+} from './admin.ts'
+import { LOCK_BODY, NODE_LABELS_BODY, ROTATE_BODY, TOKEN_BODY, USER_BODY, USER_CERTS_BODY, USER_RESET_BODY } from './admin.ts'
 import { AUDIT_EVENTS_BODY, type AuditList, type AuditStored, PROXIED_AUDIT_EVENTS_BODY } from './audit.ts'
 import type { TrustBridges } from './bridges.ts'
 import type { ReachableNodes } from './fleet.ts'
@@ -11,7 +25,7 @@ import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Join
 import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
 import type { KnownHosts, SealedAnswer, SignupStarted } from './logins.ts'
 import { KNOWN_HOSTS_BODY, LOGIN_BODY, SIGNUP_BODY, SIGNUP_COMPLETE_BODY } from './logins.ts'
-import type { AcmeRecord, DirectNodes, LiveSet, PresenceAnswer, ProxyHeartbeatAnswer, RevocationSnapshot } from './proxies.ts'
+import type { AcmeRecord, AssignedLabelsSnapshot, DirectNodes, LiveSet, PresenceAnswer, ProxyHeartbeatAnswer, RevocationSnapshot } from './proxies.ts'
 import { ACME_GET_BODY, ACME_PUT_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
 import { PROXIED_RECORDING_CHUNK_BODY, RECORDING_CHUNK_BODY, type RecordingFile, type RecordingList, type RecordingStored } from './recordings.ts'
 import { ROLE_BODY, type RoleList, type RoleSaved } from './roles.ts'
@@ -41,6 +55,7 @@ export interface ApiResponses {
   'POST /v1/proxies/acme/get': AcmeRecord
   'POST /v1/proxies/acme/put': Empty
   'GET /v1/proxies/revocations': RevocationSnapshot
+  'GET /v1/proxies/assigned-labels': AssignedLabelsSnapshot
   'GET /v1/status': ClusterStatus
   'GET /v1/tokens': TokenList
   'POST /v1/tokens': TokenCreated
@@ -61,6 +76,7 @@ export interface ApiResponses {
   'POST /v1/proxies/known-hosts': KnownHosts
   'GET /v1/nodes': NodeList
   'DELETE /v1/nodes/:node': RemovedNode
+  'POST /v1/nodes/:node/labels': NodeLabelsChanged
   'POST /v1/locks': LockJson
   'GET /v1/locks': LockList
   'DELETE /v1/locks/:id': LockJson
@@ -102,6 +118,7 @@ export const ADMIN_ROUTES = [
   'DELETE /v1/roles/:name',
   'GET /v1/nodes',
   'DELETE /v1/nodes/:node',
+  'POST /v1/nodes/:node/labels',
   'POST /v1/locks',
   'GET /v1/locks',
   'DELETE /v1/locks/:id',
@@ -160,6 +177,7 @@ export const API_BODIES = {
   'POST /v1/login': LOGIN_BODY,
   'POST /v1/proxies/known-hosts': KNOWN_HOSTS_BODY,
   'POST /v1/locks': LOCK_BODY,
+  'POST /v1/nodes/:node/labels': NODE_LABELS_BODY,
   'POST /v1/audit/events': AUDIT_EVENTS_BODY,
   'POST /v1/proxies/audit-events': PROXIED_AUDIT_EVENTS_BODY,
   'POST /v1/recordings/chunks': RECORDING_CHUNK_BODY,

@@ -13,6 +13,7 @@ import { FieldError, lenient, list, number, object, oneOf, type Shape, text } fr
 export const AUDIT_EVENT_TYPES = {
   join: 'accepted (true/false), node, host_id, roles, client_addr, reason (refused), repeated (true: the repeat of a join whose answer was lost)',
   'node.removed': 'node, host_id, actor',
+  'node.labels': 'node, host_id, assigned (the assigned labels after the change, key=value,…), actor',
   'lock.created': 'lock_id, target, user or node and host_id, message, expires, actor',
   'lock.removed': 'lock_id, target, actor',
   'user.created': 'user, logins, roles, signup_token_id, actor',
@@ -23,7 +24,7 @@ export const AUDIT_EVENT_TYPES = {
   'cert.issued': 'kind (user/host), user or node and host_id, principals, ttl_ms, method (web: a web terminal)',
   'role.created': 'role, replaced (true/false), actor',
   'role.removed': 'role, actor',
-  'token.created': 'token_id, roles, single_use, expires, node (a token for one node name), actor',
+  'token.created': 'token_id, roles, single_use, expires, node (a token for one node name), labels (those it assigns, key=value,…), actor',
   'token.removed': 'token_id, actor',
   'rotation.phase': 'ca (host/user), from, to, actor',
   'session.start': 'session_id, user (the certificate key ID), login, node, host_id, client_addr',

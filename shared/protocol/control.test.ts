@@ -7,13 +7,15 @@ import { readMessages } from './framing.ts'
 import { MAX_RETURN_SPREAD_MS } from './tunnel.ts'
 
 t.test('each message an agent sends is read as its type', async (t) => {
-  t.same(parseAgentMessage({ type: 'hello', version: 1, agent_version: '1.2.3', labels: { env: 'lab' }, services: ['ssh', 'web'] }), {
+  t.same(parseAgentMessage({ type: 'hello', version: 1, agent_version: '1.2.3', labels: { env: 'lab' }, services: ['ssh', 'web'], assigned_labels: true }), {
     type: 'hello',
     version: 1,
     agent_version: '1.2.3',
     labels: { labels: { env: 'lab' } },
     services: ['ssh', 'web'],
+    assigned_labels: true,
   })
+  t.match(parseAgentMessage({ type: 'hello' }), { assigned_labels: false }, 'an agent from before assigned labels does not take them')
   t.same(parseAgentMessage({ type: 'heartbeat', labels: { env: 'prod' } }), { type: 'heartbeat', labels: { labels: { env: 'prod' } } })
   t.same(parseAgentMessage({ type: 'renew' }), { type: 'renew' })
   t.same(parseAgentMessage({ type: 'cert', tls_cert: 'PEM' }), { type: 'cert', tls_cert: 'PEM' })

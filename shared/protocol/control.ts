@@ -7,6 +7,7 @@
 // other end speaks it.
 
 import type { Duplex } from 'node:stream'
+import { ASSIGNED_LABELS_STATEMENT } from '../assigned-labels.ts'
 import { NODE_SIGNATURE } from '../node-signature.ts'
 import { LIVE_SET_SIGNATURE } from '../signed-live-set.ts'
 import { TRUST_STATEMENT } from '../trust-statement.ts'
@@ -32,6 +33,8 @@ export const AGENT_MESSAGES = {
     agent_version: optional(text({ max: MAX_TEXT })),
     labels: ruledLabels(),
     services: optional(texts(MAX_SERVICES)),
+    /** The agent takes `labels` messages (agents from before them would close the tunnel). */
+    assigned_labels: flag(),
   }),
   /** The node's labels changed (a configuration reload). */
   heartbeat: object({ labels: ruledLabels() }),
@@ -72,7 +75,14 @@ export const PROXY_MESSAGES = {
     host_ca_certs: texts(MAX_CAS),
     user_ca_ssh_keys: texts(MAX_CAS),
     trust: optional(TRUST_STATEMENT),
+    assigned_labels: lenient(ASSIGNED_LABELS_STATEMENT),
   }),
+  /**
+   * The labels the cluster assigns to the node, signed for it by the auth server (shared/
+   * assigned-labels.ts): sent once the tunnel is up and whenever they change, only to an
+   * agent whose hello said it takes them.
+   */
+  labels: object({ assigned: ASSIGNED_LABELS_STATEMENT }),
   renew_failed: object({ error: text({ max: MAX_TEXT }) }),
   /** The auth server has the batch's events (`stored` of them were new to it). */
   audit_stored: object({ batch: text({ max: MAX_ID }), stored: number({ atLeast: 0, expected: 'a count' }) }),

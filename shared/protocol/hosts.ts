@@ -3,6 +3,7 @@
 // proxy's discovery answer (where its tunnels listen). Request bodies are shapes (their
 // parsers and types in one declaration); answers are types.
 
+import type { AssignedLabelsStatement } from '../assigned-labels.ts'
 import { SEALED, type SealingKeyStatement } from '../sealed-login.ts'
 import type { TrustStatement } from '../trust-statement.ts'
 import { type In, labels, type Out, object, optional, refused, text, texts } from './shape.ts'
@@ -73,6 +74,8 @@ export interface RenewedCertificates {
   user_ca_ssh_keys: string[]
   /** The same CAs signed for nodes, which take them only so (shared/trust-statement.ts). */
   trust?: TrustStatement
+  /** The labels the cluster assigns to the host, signed for it (shared/assigned-labels.ts); absent when it has none. */
+  assigned_labels?: AssignedLabelsStatement
 }
 
 /** POST /v1/join: the identity the auth server gives a new host, and the CAs it trusts. */
@@ -106,6 +109,8 @@ export interface HeartbeatAnswer {
   trust?: TrustStatement
   /** Host IDs of proxies removed or locked: a direct node refuses their certificates, still in date. */
   refused_proxies?: string[]
+  /** The labels the cluster assigns to the node, signed for it; absent when it has none. */
+  assigned_labels?: AssignedLabelsStatement
 }
 
 /** GET /v1/discovery on a proxy's web port. */

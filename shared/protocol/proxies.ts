@@ -2,6 +2,7 @@
 // nodes whose tunnels they hold, renewals on those nodes' behalf, the direct nodes' address
 // book, the shared ACME records, and who the cluster refuses (removed hosts, locks).
 
+import type { AssignedLabelsStatement } from '../assigned-labels.ts'
 import type { LiveSetSignature } from '../signed-live-set.ts'
 import type { TrustStatement } from '../trust-statement.ts'
 import { lenient, list, number, type Out, object, optional, parseWith, ruledLabels, text } from './shape.ts'
@@ -28,11 +29,22 @@ export interface ProxyHeartbeatAnswer {
   presence_interval_ms: number
 }
 
-/** GET /v1/proxies: the live set, and the generation of the list of refused identities. */
+/** GET /v1/proxies: the live set, and the generations of the list of refused identities and of the assigned labels. */
 export interface LiveSet {
   proxies: string[]
   proxies_signed: LiveSetSignature
   revocations: string
+  /** Absent from auth servers of earlier versions. */
+  assigned_labels?: string
+}
+
+/**
+ * GET /v1/proxies/assigned-labels: each host's labels the cluster assigned, signed for the
+ * host (shared/assigned-labels.ts); proxies judge users by them and hand each to its node.
+ */
+export interface AssignedLabelsSnapshot {
+  generation: string
+  hosts: AssignedLabelsStatement[]
 }
 
 export const PRESENCE_BODY = object({

@@ -1,0 +1,108 @@
+// The labels the cluster assigns, on both backends (SQLite, and a real etcd when installed):
+// written with a join or a change, read again by every auth server only when their
+// generation changed, signed for their host, and gone with it.
+
+import { randomUUID } from 'node:crypto'
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import t from 'tap'
+import { checkAssignedLabels } from '../shared/assigned-labels.ts'
+import { createLogger } from '../shared/log.ts'
+import { tempDir } from '../test/helpers/cluster.ts'
+import { EtcdServer, etcdUnavailable, uniquePrefix } from '../test/helpers/etcd.ts'
+import { AssignedLabels } from './assigned-labels.ts'
+import { Authority, newKeySet } from './authorities.ts'
+import type { Backend } from './backend/backend.ts'
+import { EtcdBackend } from './backend/etcd.ts'
+import { SqliteBackend } from './backend/sqlite.ts'
+
+const log = createLogger('test', { level: 'error' })
+const CLUSTER = 'c1'
+const hostCA = new Authority({ type: 'host', clusterName: CLUSTER, keySets: [newKeySet('host', CLUSTER)] })
+
+function suite(name: string, open: () => Promise<Backend>): void {
+  t.test(name, async (t) => {
+    const world = async (t: Test) => {
+      const backend = await open()
+      t.teardown(() => backend.close())
+      const clock = { now: 1_000_000 }
+      const make = () => new AssignedLabels({ backend, clusterName: CLUSTER, hostCA: () => hostCA, log, clock: () => clock.now })
+      return { backend, clock, here: make(), there: make() }
+    }
+
+    t.test('a join writes them; every auth server reads them; they are signed for their host', async (t) => {
+      const { backend, here, there } = await world(t)
+      const hostId = randomUUID()
+      t.same(here.joinOperations(hostId, {}), [], 'a token without labels writes nothing')
+      t.ok(await backend.txn([], here.joinOperations(hostId, { env: 'lab' })))
+      await here.refresh()
+      await there.refresh()
+      t.same(there.forHost(hostId), { env: 'lab' })
+      t.not(there.generation, '')
+      t.same(there.apply(hostId, { labels: { env: 'prod', site: 'hq' } }).labels, { env: 'lab', site: 'hq' }, 'assigned keys win; the rest stay the node’s')
+      t.same(there.apply(randomUUID(), { labels: { env: 'prod' } }).labels, { env: 'prod' }, 'a host with none keeps its own')
+      const statement = there.statement(hostId)!
+      t.equal(checkAssignedLabels(statement, { clusterName: CLUSTER, hostId, trustedPems: hostCA.tlsCertPems }, undefined), true)
+      t.throws(() => checkAssignedLabels(statement, { clusterName: CLUSTER, hostId: randomUUID(), trustedPems: hostCA.tlsCertPems }, undefined), { name: 'AssignedLabelsRefused' })
+      t.throws(() => checkAssignedLabels({ ...statement, labels: { env: 'prod' } }, { clusterName: CLUSTER, hostId, trustedPems: hostCA.tlsCertPems }, undefined), {
+        name: 'AssignedLabelsRefused',
+      })
+      t.equal(there.statements().length, 1)
+    })
+
+    t.test('a change is conditional on the record as read, newer than the last, and read again only after a generation change', async (t) => {
+      const { backend, clock, here, there } = await world(t)
+      const hostId = randomUUID()
+      await backend.txn([], here.joinOperations(hostId, { env: 'lab' }))
+      await there.refresh()
+      const first = there.statement(hostId)!
+      const change = await here.plan(hostId, (current) => ({ ...current, site: 'hq' }))
+      const racing = await here.plan(hostId, () => ({}))
+      t.ok(await backend.txn(change.conditions, change.operations))
+      t.notOk(await backend.txn(racing.conditions, racing.operations), 'a change planned on the old record loses')
+      t.ok(change.record.changed > first.changed, 'changed grows even within one millisecond')
+      await there.refresh()
+      t.same(there.forHost(hostId), { env: 'lab', site: 'hq' })
+      const second = there.statement(hostId)!
+      t.equal(checkAssignedLabels(second, { clusterName: CLUSTER, hostId, trustedPems: hostCA.tlsCertPems }, first), true, 'the newer set replaces the held one')
+      t.equal(checkAssignedLabels(first, { clusterName: CLUSTER, hostId, trustedPems: hostCA.tlsCertPems }, second), false, 'the older one does not come back')
+
+      // Without a generation change nothing is read again: a record written behind the
+      // store's back is not seen, so every write must change the generation.
+      await backend.put(`/assigned-labels/${hostId}`, JSON.stringify({ hostId, labels: { env: 'sneaky' }, changed: clock.now + 10 }))
+      await there.refresh()
+      t.same(there.forHost(hostId), { env: 'lab', site: 'hq' })
+
+      const emptied = await here.plan(hostId, () => ({}))
+      t.ok(await backend.txn(emptied.conditions, emptied.operations))
+      await there.refresh()
+      t.same(there.forHost(hostId), {}, 'all removed: an empty set, which a node takes in place of its own')
+      t.same(there.statement(hostId)?.labels, {})
+    })
+
+    t.test('they go with their host', async (t) => {
+      const { backend, here, there } = await world(t)
+      const hostId = randomUUID()
+      await backend.txn([], here.joinOperations(hostId, { env: 'lab' }))
+      await there.refresh()
+      t.ok(await backend.txn([], here.removeOperations(hostId)))
+      await there.refresh()
+      t.equal(there.forHost(hostId), undefined)
+      t.equal(there.statement(hostId), undefined)
+    })
+  })
+}
+
+suite('SQLite', async () => SqliteBackend.open(join(tempDir(), 'backend.db')))
+
+const unavailable = etcdUnavailable()
+if (unavailable) {
+  t.test('etcd', { skip: unavailable }, async () => {})
+} else {
+  let etcd: EtcdServer | undefined
+  t.teardown(() => etcd?.stop())
+  suite('etcd', async () => {
+    etcd ??= await EtcdServer.start()
+    return EtcdBackend.open({ peers: [etcd.clientUrl], prefix: uniquePrefix('assigned-labels') })
+  })
+}

@@ -1,0 +1,144 @@
+// A stolen device can rewrite its own config, labels included: one that joined as a lab
+// device labels itself env=prod to receive prod users' sessions (the commands of `warren
+// ssh root@env=prod`, an agent forwarded to it). The labels the cluster assigns (from the
+// token it joined with, or `warrenctl nodes label`) win over its own of the same key: at
+// every proxy, in every listing and selector, and at the node itself, which learns them
+// signed by the auth server. Real processes and real OpenSSH; a node behind a tunnel and a
+// direct node.
+
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { AuthProcess, JSON_LOGS, openssh, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+
+const auth = await new AuthProcess().start()
+t.teardown(() => auth.stop())
+const pin = await auth.pin()
+const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, extraYaml: JSON_LOGS }).start()
+t.teardown(() => proxy.stop())
+
+const role = (env: string) => `kind: role
+version: v1
+metadata:
+  name: ${env}
+spec:
+  allow:
+    node_labels:
+      env: ${env}
+`
+for (const env of ['lab', 'prod']) {
+  const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: role(env) })
+  if (created.code !== 0) throw new Error(`create role ${env}: ${created.stderr}`)
+}
+
+/** Adds `name` with `roles` and signs OpenSSH credentials for it. */
+async function user(name: string, roles: string): Promise<string> {
+  const added = await auth.ctl(['users', 'add', name, `--logins=${testLogin()}`, `--roles=${roles}`])
+  if (added.code !== 0) throw new Error(`users add: ${added.stderr}`)
+  const dir = tempDir('warren-user-')
+  const signed = await auth.ctl(['auth', 'sign', `--user=${name}`, '--ttl=1h', `--out=${dir}`, '--format=openssh', `--proxy=${proxy.web}`])
+  if (signed.code !== 0) throw new Error(`auth sign: ${signed.stderr}`)
+  return dir
+}
+const labUser = await user('lena', 'lab')
+const prodUser = await user('paul', 'prod')
+
+/** A device whose config says env=prod, joined with a token that assigns env=lab. */
+async function device(name: string, direct: boolean): Promise<void> {
+  const dir = tempDir()
+  const config = join(dir, 'warren.yaml')
+  writeFileSync(config, ['version: v1', `data_dir: ${dir}`, 'labels: { env: prod, owner: thief }', 'ssh_service:', '  listen_addr: 127.0.0.1:0', JSON_LOGS].join('\n'))
+  const token = await auth.token(['nodes', 'add', '--labels=env=lab'])
+  const daemon = startNode([`--config=${config}`, `--auth-server=${direct ? auth.address : proxy.web}`, `--token=${token}`, `--ca-pin=${pin}`, `--nodename=${name}`])
+  t.teardown(() => daemon.stop())
+  await waitForNode(auth, name)
+}
+await device('lab-tunnel', false)
+await device('lab-direct', true)
+
+interface Listed {
+  nodename: string
+  labels: Record<string, string>
+  assigned_labels?: Record<string, string>
+}
+const listing = async (args: string[] = []): Promise<Listed[]> => JSON.parse((await auth.ctl(['nodes', 'ls', '--format=json', ...args])).stdout) as Listed[]
+const reach = (identity: string, node: string) => openssh(identity, [`${testLogin()}@${node}`, 'echo reached'])
+
+/** Tries `check` until it holds or 15 s pass (the proxies' poll, the node's next word). */
+async function eventually(check: () => Promise<boolean>): Promise<boolean> {
+  for (let tries = 0; tries < 60; tries++) {
+    if (await check()) return true
+    await sleep(250)
+  }
+  return false
+}
+
+t.test("the token's labels win over the device's own in every listing", async (t) => {
+  for (const node of await listing()) t.same(node.labels, { env: 'lab', owner: 'thief' }, `${node.nodename}: env as assigned, its other labels its own`)
+  for (const node of await listing(['--all'])) t.same(node.assigned_labels, { env: 'lab' }, `${node.nodename}: the assigned ones shown apart`)
+  const selected = JSON.parse((await auth.ctl(['nodes', 'ls', 'env=prod', '--format=json'])).stdout) as Listed[]
+  t.same(selected, [], 'a selector for env=prod finds neither')
+  const reachable = await warren(['ls', `--identity=${prodUser}`, '--format=json'])
+  t.same(JSON.parse(reachable.stdout), [], `a prod user may reach neither (${reachable.stderr.trim()})`)
+})
+
+t.test('a prod user is refused at the proxy; a lab user reaches both, the nodes judging by the assigned label too', async (t) => {
+  for (const node of ['lab-tunnel', 'lab-direct']) {
+    const refused = await reach(prodUser, node)
+    t.equal(refused.code, 255, `${node}: refused`)
+    t.equal(refused.stdout, '')
+    t.match(refused.stderr, `access to node "${node}" denied`)
+    const logged = proxy.daemon.logEntries().filter((entry) => entry.access_denied === true && entry.node === node && entry.user === 'paul')
+    t.equal(logged.length, 1, `${node}: the proxy logs the refusal`)
+    // The node's own config says env=prod: only the assigned label lets the lab user in there.
+    const reached = await reach(labUser, node)
+    t.equal(reached.stdout, 'reached\n', `${node}: ${reached.stderr.trim()}`)
+  }
+})
+
+t.test('an admin changes the assigned labels: proxies and nodes follow, and the change is audited', async (t) => {
+  const changed = await auth.ctl(['nodes', 'label', 'lab-tunnel', 'env=prod'])
+  t.equal(changed.code, 0, changed.stderr)
+  const direct = await auth.ctl(['nodes', 'label', 'lab-direct', 'env=prod'])
+  t.equal(direct.code, 0, direct.stderr)
+  for (const node of ['lab-tunnel', 'lab-direct']) {
+    t.ok(await eventually(async () => (await reach(prodUser, node)).stdout === 'reached\n'), `${node}: the prod user reaches it now`)
+    const refused = await reach(labUser, node)
+    t.equal(refused.code, 255, `${node}: the lab user no longer does`)
+  }
+  const removed = await auth.ctl(['nodes', 'label', 'lab-tunnel', '--remove=env'])
+  t.equal(removed.code, 0, removed.stderr)
+  const [tunnel] = (await listing(['--all'])).filter((node) => node.nodename === 'lab-tunnel')
+  t.same(tunnel.assigned_labels, {}, 'none assigned any more')
+  t.same(tunnel.labels, { env: 'prod', owner: 'thief' }, 'its own labels count again')
+  const events = JSON.parse((await auth.ctl(['audit', 'ls', '--type=node.labels', '--format=json'])).stdout) as { node: string; assigned: string; actor: string }[]
+  t.same(
+    events.map((event) => [event.node, event.assigned]),
+    [
+      ['lab-tunnel', 'env=prod'],
+      ['lab-direct', 'env=prod'],
+      ['lab-tunnel', ''],
+    ],
+  )
+  t.ok(
+    events.every((event) => typeof event.actor === 'string' && event.actor !== ''),
+    'each names who changed them',
+  )
+})
+
+t.test('bad input changes nothing', async (t) => {
+  const labelsNow = async () => (await listing(['--all'])).map((node) => [node.nodename, node.labels, node.assigned_labels])
+  const before = await labelsNow()
+  const unknown = await auth.ctl(['nodes', 'label', 'no-such-node', 'env=prod'])
+  t.equal(unknown.code, 1)
+  t.match(unknown.stderr, /no-such-node/)
+  const malformed = await auth.ctl(['nodes', 'label', 'lab-direct', 'env'])
+  t.equal(malformed.code, 2, 'bad usage')
+  t.match(malformed.stderr, /key=value/)
+  const proxyToken = await auth.ctl(['tokens', 'add', '--type=proxy', '--labels=env=lab'])
+  t.equal(proxyToken.code, 2, 'a proxy token assigns no labels')
+  const refused = await auth.api<unknown>('POST', '/v1/tokens', { roles: 'proxy', ttl_ms: 60_000, labels: { env: 'lab' } }).catch((error: Error) => error)
+  t.match(refused, { message: /field "labels" is for tokens that grant the node role/ }, 'nor does the auth server make one')
+  t.same(await labelsNow(), before, 'every node’s labels as they were')
+})
