@@ -17,7 +17,8 @@ import { DEFAULTS } from '../shared/config.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
 import { ApiError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
-import { applyTrust, identityExists, loadIdentity, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
+import { IdentityKeeper } from '../shared/identity-keeper.ts'
+import { applyTrust, identityExists, loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { signAsNode } from '../shared/node-signature.ts'
 import { caPin } from '../shared/pin.ts'
@@ -106,12 +107,21 @@ export class Agent {
   private heldTrustProbedAt?: number
   /** The labels the cluster assigns to this node, which win over its own where it judges access (agent/assigned-labels.ts). */
   readonly assignedLabels: NodeAssignedLabels
+  /** Saves the identity as it changes, and keeps it in memory when the disk refuses (shared/identity-keeper.ts). */
+  readonly keeper: IdentityKeeper
 
   constructor(options: AgentOptions) {
     this.options = options
     this.config = options.config
     this.log = options.log ?? createLogger('node', { level: options.config.log.level })
-    this.assignedLabels = new NodeAssignedLabels({ identity: () => this.identity, ownLabels: () => this.config.labels, dataDir: this.config.dataDir, log: this.log })
+    this.keeper = new IdentityKeeper({ dataDir: this.config.dataDir, log: this.log, current: () => this.identity })
+    this.assignedLabels = new NodeAssignedLabels({
+      identity: () => this.identity,
+      ownLabels: () => this.config.labels,
+      dataDir: this.config.dataDir,
+      log: this.log,
+      save: (identity) => this.keeper.save(identity),
+    })
   }
 
   /**
@@ -125,7 +135,7 @@ export class Agent {
     tuneHeapForForwarding('node')
     // Joining, or recovering certificates that expired while the device was away.
     const joined = !identityExists(this.config.dataDir) || !certificateUsable(loadIdentity(this.config.dataDir)!)
-    this.identity = await obtainIdentity(this.config, 'node', this.log, this.options.warn)
+    this.identity = await obtainIdentity(this.config, 'node', this.log, this.options.warn, this.keeper)
     const server = this.identity.authServers[0]
     const remembered = rememberedTunnelAddress(this.config.dataDir, server)
     if (remembered) {
@@ -556,7 +566,8 @@ export class Agent {
   /** The identity changed (its certificates or the CAs it trusts): on disk, and everything that uses it follows. */
   private identityChanged(): void {
     this.ssh?.setUserCAKeys(this.identity.userCASshKeys)
-    saveIdentity(this.config.dataDir, this.identity)
+    // A full disk must not cut the node off: the new certificates serve from memory meanwhile.
+    this.keeper.save(this.identity)
     this.heartbeat?.setIdentity(this.identity)
     this.direct?.setIdentity(this.identity)
   }
@@ -620,6 +631,7 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.stopped = true
+    this.keeper.stop()
     this.clockWatch?.stop()
     this.renewal?.stop()
     this.pool?.stop()

@@ -25,6 +25,8 @@ export interface NodeAssignedLabelsOptions {
   ownLabels: () => Record<string, string>
   /** Where the identity is saved. */
   dataDir: string
+  /** Saves the identity (the agent's IdentityKeeper, which keeps it in memory when the disk refuses); saveIdentity otherwise. */
+  save?: (identity: NodeIdentity) => void
   log: Logger
   /** Monotonic ms, for the refusals' log (tests pass their own). */
   clock?: () => number
@@ -72,7 +74,8 @@ export class NodeAssignedLabels {
   receive(statement: AssignedLabelsStatement | undefined, from: string): boolean {
     if (!this.take(statement, from)) return false
     try {
-      saveIdentity(this.options.dataDir, this.options.identity()!)
+      if (this.options.save) this.options.save(this.options.identity()!)
+      else saveIdentity(this.options.dataDir, this.options.identity()!)
     } catch (error) {
       // Held all the same; the next save of the identity writes them.
       this.options.log.error(`the assigned labels could not be saved: ${(error as Error).message}`, { data_dir: this.options.dataDir })

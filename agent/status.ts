@@ -32,6 +32,8 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
   const assigned = identity.assignedLabels
   const refusedLabels = agent.assignedLabels.refused
   if (assigned || refusedLabels > 0) status.assigned_labels = { labels: assigned?.labels ?? {}, changed: assigned ? statusTime(assigned.changed) : null, refused: refusedLabels }
+  const unsaved = agent.keeper.status
+  if (unsaved) status.identity_unsaved = unsaved
   const renewal = agent.renewalState
   if (renewal) status.renewal = { next_try: statusTime(renewal.nextAt), failures: renewal.failures, last_error: renewal.lastError ?? null }
   if (agent.audit) status.events = { queued: agent.audit.queue.size, dropped: agent.audit.queue.dropped }

@@ -4,6 +4,7 @@
 
 import { formatDuration, formatExpiry, formatUtc } from '../shared/duration.ts'
 import { printable } from '../shared/printable.ts'
+import { formatLabels } from '../shared/selectors.ts'
 import type { AuthStatus, CAStatus, CertificateStatus, NodeStatus, ProcessStatus, ProxyStatus, RecordingDirStatus, WarrenStatus } from '../shared/status.ts'
 import { formatTable } from './table.ts'
 
@@ -115,9 +116,7 @@ function nodeBlock(node: NodeStatus, now: number): string {
     .map(([k, v]) => `${k}=${v}`)
     .join(',')
   if (labels) list.push(['Labels', labels])
-  const assigned = Object.entries(node.assigned_labels?.labels ?? {})
-    .map(([k, v]) => `${k}=${v}`)
-    .join(',')
+  const assigned = formatLabels(node.assigned_labels?.labels ?? {})
   // The cluster's word on the node, winning over its own labels of the same keys where it judges access.
   if (assigned) list.push(['Assigned labels', `${assigned} (changed ${formatUtc(Date.parse(node.assigned_labels!.changed!))})`])
   if (node.clock?.problem) list.push(['Clock', `${node.clock.now} is ${node.clock.problem}: ${printable(node.clock.evidence ?? '')}; TLS with the cluster fails until it is set`])
@@ -128,6 +127,8 @@ function nodeBlock(node: NodeStatus, now: number): string {
       `${failures} failed in a row (${printable(last_error ?? '')}); next try ${formatUtc(Date.parse(next_try))} (in ${formatDuration(Math.max(0, Date.parse(next_try) - now))})`,
     ])
   }
+  // A disk that refused the identity's last save: the node runs on it from memory (shared/identity-keeper.ts).
+  if (node.identity_unsaved) list.push(['Identity', `not saved since ${formatUtc(Date.parse(node.identity_unsaved.since))}: ${printable(node.identity_unsaved.error)}`])
   if (node.events) list.push(['Audit events', `${node.events.queued} waiting for the auth server, ${node.events.dropped} dropped`])
   const { tunnel, direct } = node
   // What a proxy sent without the auth server's signature: worth a look (SECURITY.md, "A stolen proxy").

@@ -3,15 +3,17 @@
 // across execve, and of many processes trying at the same instant exactly one wins.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import t from 'tap'
-import { LOCK_FILE } from './data-dir-lock.ts'
+import { LOCK_FILE, type LockHolder, lockHolder } from './data-dir-lock.ts'
 
 const fixture = join(import.meta.dirname, '../test/fixtures/data-dir-lock-holder.ts')
 const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+/** As the lock names it: without dashes, so that the lock's target fits in its inode. */
+const lockBootId = bootId.replaceAll('-', '')
 const NOBODY = 65534
 /** Runs its arguments as nobody, with a /proc that shows only nobody's processes, as systemd's ProtectProc=invisible does. */
 const HIDDEN_PROC_AS_NOBODY = [
@@ -85,8 +87,10 @@ function dataDir(t: { teardown(fn: () => void): void }): string {
   return dir
 }
 
-function holder(dir: string): { pid: number; start_time: string; boot_id: string } {
-  return JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8'))
+function holder(dir: string): LockHolder {
+  const found = lockHolder(dir)
+  if (!found) throw new Error(`no lock holder in ${dir}`)
+  return found
 }
 
 /** The start time (field 22 of /proc/PID/stat) of a running process. */
@@ -100,7 +104,7 @@ t.test('a second process is refused naming the first; a clean exit releases the 
   const first = new Locker(dir)
   t.teardown(() => first.kill())
   t.match(await first.lock(), { locked: true })
-  t.same(holder(dir), { pid: first.child.pid, start_time: startTime(first.child.pid!), boot_id: bootId }, 'the lock names the first process')
+  t.same(holder(dir), { pid: first.child.pid, start_time: startTime(first.child.pid!), boot_id: lockBootId }, 'the lock names the first process')
 
   const second = new Locker(dir)
   t.same(await second.lock(), { locked: false, pid: second.child.pid, error: `data dir ${dir} is in use by process ${first.child.pid}` })
@@ -119,7 +123,7 @@ t.test('a data dir created for the lock is removed again when nothing else was w
   const dir = join(dataDir(t), 'new', 'data')
   const locker = new Locker(dir)
   t.match(await locker.lock(), { locked: true })
-  t.ok(existsSync(join(dir, LOCK_FILE)))
+  t.ok(lockHolder(dir), 'the lock is there')
   await locker.release()
   t.notOk(existsSync(join(dir, '..')), 'the directories it created are gone')
 })
@@ -165,7 +169,7 @@ t.test('a guard left by a process that died while taking a lock over does not bl
   const first = new Locker(dir)
   t.match(await first.lock(), { locked: true })
   await first.kill()
-  const stale = readFileSync(join(dir, LOCK_FILE), 'utf8')
+  const stale = readlinkSync(join(dir, LOCK_FILE), 'utf8')
   const { createHash } = await import('node:crypto')
   const guard = `${LOCK_FILE}.${createHash('sha256').update(stale).digest('hex').slice(0, 16)}`
   writeFileSync(join(dir, guard), JSON.stringify({ pid: first.child.pid, start_time: startTime(process.pid), boot_id: bootId }))

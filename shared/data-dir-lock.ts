@@ -1,16 +1,20 @@
 // One process per data dir: two processes sharing one identity would each replace the
 // other's tunnels without end. `warren start` holds <data dir>/warren.lock for its
-// lifetime. The file names its holder by PID, the process's start time and the boot it
+// lifetime. The lock names its holder by PID, the process's start time and the boot it
 // runs in, so a lock whose process died (even by SIGKILL), or whose PID now belongs to
 // another process, is known to be stale and is taken over. Node has no flock(), so the
-// lock is a file: it is created only by link() (which fails if it exists) and replaced
-// only by the one process that created the guard file named after the stale content, so
-// of two processes starting at once exactly one wins. The lock lives in the data dir
-// itself, the one place every warren process on the host sees (systemd gives a service
-// its own /tmp, and only the data dir is writable under ProtectSystem=strict).
+// lock is a symbolic link whose target is that name: symlink() creates it in one step (it
+// fails if it exists), and it is replaced only by the one process that created the guard
+// named after the stale content, so of two processes starting at once exactly one wins. A
+// target this short lives in the inode itself (ext4, XFS, tmpfs), so a node restarted on
+// a full filesystem still takes its lock and comes back (test/full-disk.test.ts); a lock
+// file of a previous version (JSON in a regular file) is read, and replaced when stale.
+// The lock lives in the data dir itself, the one place every warren process on the host
+// sees (systemd gives a service its own /tmp, and only the data dir is writable under
+// ProtectSystem=strict).
 
 import { createHash } from 'node:crypto'
-import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs'
+import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, symlinkSync, unlinkSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { WarrenError } from './errors.ts'
 
@@ -21,8 +25,31 @@ export interface LockHolder {
   pid: number
   /** Field 22 of /proc/PID/stat: clock ticks from boot to the process's start; execve keeps it. */
   start_time: string
-  /** /proc/sys/kernel/random/boot_id: PIDs and start times begin again at every boot. */
+  /** /proc/sys/kernel/random/boot_id without its dashes: PIDs and start times begin again at every boot. */
   boot_id: string
+}
+
+/** The lock's target: `PID.START_TIME.BOOT_ID`, at most 51 characters (under ext4's 60 for a symlink kept in its inode). */
+function encode(holder: LockHolder): string {
+  return `${holder.pid}.${holder.start_time}.${holder.boot_id}`
+}
+
+/** The holder a lock's target (or a previous version's JSON file) names; undefined for anything else. */
+export function parseHolder(content: string): LockHolder | undefined {
+  const compact = /^(\d+)\.(\d*)\.([0-9a-f]*)$/.exec(content)
+  if (compact) return { pid: Number(compact[1]), start_time: compact[2], boot_id: compact[3] }
+  try {
+    const holder = JSON.parse(content)
+    if (Number.isInteger(holder?.pid) && typeof holder.start_time === 'string' && typeof holder.boot_id === 'string')
+      return { pid: holder.pid, start_time: holder.start_time, boot_id: holder.boot_id.replaceAll('-', '') }
+  } catch {}
+  return undefined
+}
+
+/** Who holds the lock of `dir` as it stands, or undefined (none, or not a lock any holder wrote). */
+export function lockHolder(dir: string): LockHolder | undefined {
+  const content = read(join(dir, LOCK_FILE))
+  return content === undefined ? undefined : parseHolder(content)
 }
 
 /** Rounds of "create, or read and take over" before giving up on a lock that keeps changing. */
@@ -35,7 +62,7 @@ const MAX_ATTEMPTS = 10
  */
 export function lockDataDir(dir: string): void {
   const path = join(dir, LOCK_FILE)
-  const me = JSON.stringify(self())
+  const me = encode(self())
   let created: string | undefined
   let holder: LockHolder | undefined
   try {
@@ -64,7 +91,7 @@ function claim(path: string, me: string): LockHolder | undefined {
     if (create(path, me)) return undefined
     const content = read(path)
     if (content === undefined) continue // released meanwhile
-    const holder = parse(content)
+    const holder = parseHolder(content)
     if (holder && isSelf(holder)) return undefined
     if (holder && isRunning(holder)) return holder
     // Stale: whoever creates the guard named after this content replaces it; a racer that
@@ -84,47 +111,33 @@ function claim(path: string, me: string): LockHolder | undefined {
   throw new WarrenError(`cannot lock data dir ${dirname(path)}: ${path} keeps changing`)
 }
 
-/** Creates `path` with `content` in one step (link fails if it exists); false if it exists. */
+/** Creates `path` pointing at `content` in one step (symlink fails if it exists); false if it exists. */
 function create(path: string, content: string): boolean {
-  const temp = writeTemp(path, content)
   try {
-    linkSync(temp, path)
+    symlinkSync(content, path)
     return true
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
     throw error
-  } finally {
-    unlinkQuietly(temp)
   }
 }
 
+/** Puts a link to `content` in place of `path` in one step: beside it, named by our PID (no running process shares it), then renamed. */
 function replace(path: string, content: string): void {
-  renameSync(writeTemp(path, content), path)
-}
-
-/** A temporary file beside `path`, named by our PID: no running process shares it. */
-function writeTemp(path: string, content: string): string {
   const temp = join(dirname(path), `.${LOCK_FILE}.${process.pid}.tmp`)
-  writeFileSync(temp, content, { mode: 0o600 })
-  return temp
+  unlinkQuietly(temp)
+  symlinkSync(content, temp)
+  renameSync(temp, path)
 }
 
+/** The lock's target; a previous version's lock is a regular file, whose content is read instead. */
 function read(path: string): string | undefined {
   try {
-    return readFileSync(path, 'utf8')
+    return lstatSync(path).isSymbolicLink() ? readlinkSync(path, 'utf8') : readFileSync(path, 'utf8')
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw error
   }
-}
-
-/** The holder a lock file names; undefined for a file no holder wrote whole (a crash, a power loss). */
-function parse(content: string): LockHolder | undefined {
-  try {
-    const holder = JSON.parse(content)
-    if (Number.isInteger(holder?.pid) && typeof holder.start_time === 'string' && typeof holder.boot_id === 'string') return holder
-  } catch {}
-  return undefined
 }
 
 function self(): LockHolder {
@@ -166,7 +179,7 @@ function processStat(pid: number): { state: string; startTime: string } | undefi
 
 function bootId(): string {
   try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replaceAll('-', '')
   } catch {
     return ''
   }

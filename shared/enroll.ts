@@ -10,6 +10,7 @@ import { Backoff } from './backoff.ts'
 import type { WarrenConfig } from './config.ts'
 import { resolveTokenValue } from './config.ts'
 import { ApiError, UnreachableError, WarrenError } from './errors.ts'
+import type { IdentityKeeper } from './identity-keeper.ts'
 import { acceptAssignedLabels, assignedLabelsFields, loadIdentity, type NodeIdentity, saveIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import { caPin } from './pin.ts'
@@ -19,11 +20,16 @@ import { acceptRenewed } from './renewed-certificates.ts'
 
 type Role = 'node' | 'proxy'
 
-export async function obtainIdentity(config: WarrenConfig, role: Role, log: Logger, warn?: (message: string) => void): Promise<NodeIdentity> {
+/**
+ * `keeper`: where a recovered identity is saved (shared/identity-keeper.ts): a disk that
+ * refuses it then leaves the host running on it from memory. Without one, a refused save is a
+ * failed recovery.
+ */
+export async function obtainIdentity(config: WarrenConfig, role: Role, log: Logger, warn?: (message: string) => void, keeper?: IdentityKeeper): Promise<NodeIdentity> {
   const stored = loadIdentity(config.dataDir, role)
   if (stored) {
     log.info(`using the identity stored in ${config.dataDir}`, { host_id: stored.hostId, cluster: stored.clusterName, ...timeLeftFields(new X509Certificate(stored.tlsCertPem)) })
-    return certificateUsable(stored) ? stored : recoverStored(config, role, stored, log, warn)
+    return certificateUsable(stored) ? stored : recoverStored(config, role, stored, log, warn, keeper)
   }
   return joinWithToken(config, role, log, warn)
 }
@@ -35,7 +41,14 @@ export async function obtainIdentity(config: WarrenConfig, role: Role, log: Logg
  * neither works, the stored identity is returned as it is: the role's renewal schedule
  * keeps trying (a proxy cannot start without a valid certificate, and says so).
  */
-async function recoverStored(config: WarrenConfig, role: Role, stored: NodeIdentity, log: Logger, warn?: (message: string) => void): Promise<NodeIdentity> {
+async function recoverStored(
+  config: WarrenConfig,
+  role: Role,
+  stored: NodeIdentity,
+  log: Logger,
+  warn?: (message: string) => void,
+  keeper?: IdentityKeeper,
+): Promise<NodeIdentity> {
   const { PastRecoveryWindow, recoverCertificates } = await import('./recover.ts')
   log.warn(`this ${role}'s certificate can no longer be used: recovering it with the keys it joined with`, { host_id: stored.hostId })
   try {
@@ -44,7 +57,8 @@ async function recoverStored(config: WarrenConfig, role: Role, stored: NodeIdent
     acceptRenewed(recovered, answer, (reason) => log.warn(`the CAs that came with the recovered certificates were refused: ${reason}`, { host_id: stored.hostId }))
     // Judged by the CAs trusted now, those that came with the answer included.
     takeAssignedLabels(recovered, answer.assigned_labels, log)
-    saveIdentity(config.dataDir, recovered, role)
+    if (keeper) keeper.save(recovered)
+    else saveIdentity(config.dataDir, recovered, role)
     log.info(`recovered this ${role}'s certificates`, { host_id: recovered.hostId, ...timeLeftFields(new X509Certificate(recovered.tlsCertPem)) })
     return recovered
   } catch (error) {

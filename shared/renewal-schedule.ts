@@ -59,7 +59,8 @@ export interface Timers {
   clear(handle: unknown): void
 }
 
-const realTimers: Timers = {
+/** setTimeout, unref'd: a timer of ours never keeps a process alive. */
+export const realTimers: Timers = {
   set: (callback, ms) => setTimeout(callback, ms).unref(),
   clear: (handle) => clearTimeout(handle as NodeJS.Timeout),
 }

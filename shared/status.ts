@@ -158,6 +158,8 @@ export interface NodeStatus {
   clock: ClockStatus
   /** The SSH server's audit events waiting for the auth server, and those dropped when the queue was full. */
   events?: { queued: number; dropped: number }
+  /** Since when, and why, the identity in use is not the one saved in the data dir (a full disk: shared/identity-keeper.ts). */
+  identity_unsaved?: { since: string; error: string }
   /** The certificates' renewal (or recovery): its next try, and while tries fail, how many in a row and the last error. */
   renewal?: { next_try: string; failures: number; last_error: string | null }
   /** Tunnel mode. */

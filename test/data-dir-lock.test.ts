@@ -6,11 +6,11 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { LOCK_FILE } from '../shared/data-dir-lock.ts'
+import { LOCK_FILE, lockHolder } from '../shared/data-dir-lock.ts'
 import { AuthProcess, Daemon, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
-const lockPid = (dir: string): number => JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')).pid
+const lockPid = (dir: string): number | undefined => lockHolder(dir)?.pid
 
 /** Every file under `dir` with its content, to show that a refused start wrote nothing. */
 function files(dir: string, skip?: RegExp): Record<string, string> {

@@ -1,0 +1,75 @@
+// A device's disk fills up (logs, a runaway program): the operator needs to reach it now more
+// than ever. A node restarted on a data dir whose filesystem is full takes its lock, opens
+// its tunnel and serves SSH, a shell with its recording included, through the proxy; its
+// certificates renewed meanwhile serve from memory past the expiry of those on disk, and are
+// saved once the disk has room. Real processes on a real tmpfs of 4 MiB, filled to the last
+// byte; host certificates of 15 s, renewed every 10.
+
+import { execFileSync, spawnSync } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
+import { cpSync, mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { lockHolder } from '../shared/data-dir-lock.ts'
+import { loadIdentity } from '../shared/identity-store.ts'
+import type { NodeStatus } from '../shared/status.ts'
+import { readStatus, statusSocketPath } from '../shared/status-socket.ts'
+import { AuthProcess, JSON_LOGS, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { until } from './helpers/until.ts'
+
+const skip = process.getuid?.() !== 0 ? 'needs root to mount a tmpfs' : undefined
+
+t.test('a node restarted on a full disk comes back and serves SSH', { skip }, async (t) => {
+  const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 15s' }).start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  const user = await signUser(auth, proxy.web)
+  const joinedDir = tempDir()
+  const configOf = (dataDir: string) => ['version: v1', `data_dir: ${dataDir}`, 'ssh_service:', '  listen_addr: 127.0.0.1:0', JSON_LOGS].join('\n')
+  writeFileSync(join(joinedDir, 'warren.yaml'), configOf(joinedDir))
+  const first = startNode([`--config=${join(joinedDir, 'warren.yaml')}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=full-1'])
+  await waitForNode(auth, 'full-1')
+  await first.stop()
+
+  const mount = join(tempDir(), 'disk')
+  mkdirSync(mount)
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mount])
+  t.teardown(() => spawnSync('umount', ['-l', mount]))
+  const dataDir = join(mount, 'data')
+  cpSync(joinedDir, dataDir, { recursive: true })
+  writeFileSync(join(dataDir, 'warren.yaml'), configOf(dataDir))
+  // dd stops at the first write the filesystem refuses.
+  spawnSync('dd', ['if=/dev/zero', `of=${join(mount, 'filler')}`, 'bs=4k'])
+  t.equal(statfsSync(mount).bavail, 0, 'the filesystem is full')
+
+  const node = startNode([`--config=${join(dataDir, 'warren.yaml')}`])
+  t.teardown(() => node.stop())
+  const status = async () => (await readStatus<{ node?: NodeStatus }>(statusSocketPath(dataDir)).catch(() => undefined))?.node
+  await until('its tunnel, as its status says', async () => (await status())?.tunnel?.proxies.length === 1, { timeoutMs: 30_000 })
+  t.equal(lockHolder(dataDir)?.pid, node.child.pid, 'it holds its data dir’s lock')
+
+  const command = await openssh(user, [`${testLogin()}@full-1`, 'echo reached'])
+  t.equal(command.stdout, 'reached\n', `a command runs (${command.stderr.trim()})`)
+  const shell = await openssh(user, ['-tt', `${testLogin()}@full-1`, 'echo on a pty'])
+  t.match(shell.stdout, /on a pty/, `a shell on a pty runs, its recording refused by the disk (${shell.stderr.trim()})`)
+
+  // Renewed while the disk refuses to save: the status says so, and the certificates on disk
+  // expire while the node goes on with its new ones.
+  const onDisk = loadIdentity(dataDir)!
+  await until('a renewal the disk refused', async () => (await status())?.identity_unsaved !== undefined, { timeoutMs: 30_000 })
+  const unsaved = await status()
+  t.match(unsaved?.identity_unsaved, { error: /ENOSPC/ }, 'the status names the refusal')
+  t.not(unsaved?.certificate.serial, new X509Certificate(onDisk.tlsCertPem).serialNumber, 'the node holds new certificates')
+  await sleep(Math.max(0, new X509Certificate(onDisk.tlsCertPem).validToDate.getTime() - Date.now()) + 1000)
+  const later = await openssh(user, [`${testLogin()}@full-1`, 'echo reached'])
+  t.equal(later.stdout, 'reached\n', `past the expiry of the certificates on disk, still reached (${later.stderr.trim()})`)
+
+  rmSync(join(mount, 'filler'))
+  await until('the identity saved', async () => (await status())?.identity_unsaved === undefined, { timeoutMs: 30_000 })
+  const saved = loadIdentity(dataDir)!
+  t.ok(new X509Certificate(saved.tlsCertPem).validToDate.getTime() > Date.now(), 'once the disk has room, the data dir holds certificates in date')
+  t.equal(node.child.exitCode, null, 'the node is still running')
+})
