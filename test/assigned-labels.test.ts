@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { AuthProcess, JSON_LOGS, openssh, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { AuthProcess, JSON_LOGS, openssh, ProxyProcess, ROOT, run, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 const auth = await new AuthProcess().start()
 t.teardown(() => auth.stop())
@@ -32,15 +32,7 @@ for (const env of ['lab', 'prod']) {
   if (created.code !== 0) throw new Error(`create role ${env}: ${created.stderr}`)
 }
 
-/** Adds `name` with `roles` and signs OpenSSH credentials for it. */
-async function user(name: string, roles: string): Promise<string> {
-  const added = await auth.ctl(['users', 'add', name, `--logins=${testLogin()}`, `--roles=${roles}`])
-  if (added.code !== 0) throw new Error(`users add: ${added.stderr}`)
-  const dir = tempDir('warren-user-')
-  const signed = await auth.ctl(['auth', 'sign', `--user=${name}`, '--ttl=1h', `--out=${dir}`, '--format=openssh', `--proxy=${proxy.web}`])
-  if (signed.code !== 0) throw new Error(`auth sign: ${signed.stderr}`)
-  return dir
-}
+const user = (name: string, roles: string) => signUser(auth, proxy.web, name, roles)
 const labUser = await user('lena', 'lab')
 const prodUser = await user('paul', 'prod')
 

@@ -21,7 +21,7 @@ import { type DialReply, parseDialReply } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { ClientHandshake, ProxyHandshake, parseSshStreamHello, parseSshStreamSealed, SSH_STREAM_MAGIC, type SshStreamSealed } from '../shared/protocol/ssh-stream.ts'
 import { exchangeKeys, openJson, rawX25519, sealJson } from '../shared/sealed-box.ts'
-import { AuthProcess, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { AuthProcess, ProxyProcess, ROOT, run, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { selfSignedCertificate } from './helpers/self-signed-cert.ts'
 import { until } from './helpers/until.ts'
 
@@ -48,15 +48,7 @@ const LAB_ROLE = 'kind: role\nversion: v1\nmetadata:\n  name: lab\nspec:\n  allo
 const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: LAB_ROLE })
 if (created.code !== 0) throw new Error(created.stderr)
 
-/** Adds `name` with `roles` and signs OpenSSH credentials for it. */
-async function user(name: string, roles: string): Promise<string> {
-  const added = await auth.ctl(['users', 'add', name, `--logins=${testLogin()}`, `--roles=${roles}`])
-  if (added.code !== 0) throw new Error(`users add: ${added.stderr}`)
-  const dir = tempDir('warren-user-')
-  const signed = await auth.ctl(['auth', 'sign', `--user=${name}`, '--ttl=1h', `--out=${dir}`, '--format=openssh', `--proxy=${proxy.web}`])
-  if (signed.code !== 0) throw new Error(`auth sign: ${signed.stderr}`)
-  return dir
-}
+const user = (name: string, roles: string) => signUser(auth, proxy.web, name, roles)
 const labUser = await user('lab-user', 'lab')
 const credentials = (dir: string) => ({
   cert: new X509Certificate(readFileSync(join(dir, PROFILE_FILES.tlsCert))),

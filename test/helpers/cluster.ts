@@ -463,8 +463,10 @@ export function testLogin(): string {
 }
 
 /** A user allowed to log in as testLogin(), with OpenSSH credentials in a fresh directory. */
-export async function signUser(auth: AuthProcess, proxyWeb: string, name = 'alice'): Promise<string> {
-  await auth.ctl(['users', 'add', name, `--logins=${testLogin()}`])
+export async function signUser(auth: AuthProcess, proxyWeb: string, name = 'alice', roles?: string): Promise<string> {
+  const added = await auth.ctl(['users', 'add', name, `--logins=${testLogin()}`, ...(roles ? [`--roles=${roles}`] : [])])
+  // Without roles the user may exist already (a test signing again); with them, it must be new.
+  if (roles && added.code !== 0) throw new Error(`users add: ${added.stderr}`)
   const dir = tempDir('warren-user-')
   const signed = await auth.ctl(['auth', 'sign', `--user=${name}`, '--ttl=1h', `--out=${dir}`, '--format=openssh', `--proxy=${proxyWeb}`])
   if (signed.code !== 0) throw new Error(`auth sign failed: ${signed.stderr}`)
