@@ -60,7 +60,8 @@ export interface SshLimits {
   maxConnectionsPerUser: number
   /**
    * Session channels (shell, exec, sftp), each a process, open at once on one connection;
-   * more are refused. Default 10, OpenSSH's MaxSessions.
+   * more are refused. Default 10, OpenSSH's MaxSessions. The user's roles may allow fewer
+   * (max_sessions, carried in the certificate's access).
    */
   maxSessionsPerConnection: number
   /**
@@ -368,9 +369,23 @@ export class NodeSshServer {
     })
     client.on('session', (accept, reject) => {
       const { account, permitPty, keyId, permitAgentForwarding, access } = state.grant!
+      // The user's roles (max_sessions) first: when both limits are reached, theirs is the reason.
+      if (access.max_sessions !== undefined && state.sessions >= access.max_sessions) {
+        const reason = `the user's roles allow ${access.max_sessions} session${access.max_sessions === 1 ? '' : 's'} at once on one connection (max_sessions)`
+        log.info(`SSH session refused: ${reason}`, {
+          login: account.name,
+          key_id: keyId,
+          reason,
+          max_sessions: access.max_sessions,
+          sessions: state.sessions,
+          remote: state.remote,
+        })
+        return refuseChannel(client, reject, reason)
+      }
       if (state.sessions >= this.limits.maxSessionsPerConnection) {
-        log.info('SSH session refused: the connection holds as many sessions as this node allows', { login: account.name, sessions: state.sessions, remote: state.remote })
-        return reject()
+        const reason = 'the connection holds as many sessions as this node allows'
+        log.info(`SSH session refused: ${reason}`, { login: account.name, key_id: keyId, reason, sessions: state.sessions, remote: state.remote })
+        return refuseChannel(client, reject, reason)
       }
       state.sessions++
       const session = accept()
@@ -519,6 +534,35 @@ function auditFields(state: ConnectionState): Record<string, AuditValue> {
 /** An SFTP file operation as audit fields: a rename's or link's target and the bytes only when known. */
 function fileOperationFields(op: FileOperation): Record<string, AuditValue> {
   return { operation: op.operation, path: op.path, ...(op.target === undefined ? {} : { target: op.target }), ...(op.bytes === undefined ? {} : { bytes: op.bytes }) }
+}
+
+/** SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (RFC 4254, 5.1), as OpenSSH's sshd refuses a channel its configuration forbids. */
+const OPEN_ADMINISTRATIVELY_PROHIBITED = 1
+
+interface ChannelOpenFailer {
+  channelOpenFail?: (recipient: number, reason: number, description?: string) => void
+}
+
+/**
+ * Refuses a channel the client asked to open, as administratively prohibited with why: OpenSSH
+ * prints `channel N: open failed: administratively prohibited: WHY`. ssh2's own reject() takes
+ * neither reason nor description (it says "connect failed", with no words); it writes the
+ * refusal at once, so its protocol's channelOpenFail is wrapped for that one call. Should
+ * ssh2's insides differ, the refusal stands, without the words.
+ */
+function refuseChannel(client: Connection, reject: () => void, description: string): void {
+  const protocol = (client as unknown as { _protocol?: ChannelOpenFailer })._protocol
+  const fail = protocol?.channelOpenFail
+  if (!protocol || typeof fail !== 'function' || Object.hasOwn(protocol, 'channelOpenFail')) {
+    reject()
+    return
+  }
+  protocol.channelOpenFail = (recipient) => fail.call(protocol, recipient, OPEN_ADMINISTRATIVELY_PROHIBITED, description)
+  try {
+    reject()
+  } finally {
+    delete protocol.channelOpenFail
+  }
 }
 
 function socketAddress(stream: Duplex): string {

@@ -9,6 +9,9 @@ import type { RoleJson, RoleRules } from '../shared/protocol/roles.ts'
 import { closest, didYouMean } from '../shared/suggest.ts'
 import { MAX_USER_CERT_TTL_MS, UserError } from './users.ts'
 
+/** The largest max_sessions or max_connections a role may set: more is no limit at all. */
+const MAX_LIMIT = 10_000
+
 /** In `logins`: the logins given to the user (`warrenctl users add --logins`). */
 export const INTERNAL_LOGINS = '{{internal.logins}}'
 const NAME = /^[a-z_][a-z0-9_.-]{0,31}$/
@@ -37,7 +40,7 @@ export function parseRole(value: unknown): Role {
     throw new RoleError('metadata.description: must be one line of text, at most 256 characters')
   }
   const spec = record(top.spec ?? {}, 'spec', ['allow', 'deny', 'options'])
-  const options = record(spec.options ?? {}, 'spec.options', ['max_session_ttl', 'port_forwarding', 'forward_agent'])
+  const options = record(spec.options ?? {}, 'spec.options', ['max_session_ttl', 'port_forwarding', 'forward_agent', 'max_sessions', 'max_connections'])
   let maxSessionTtl: string | undefined
   if (options.max_session_ttl !== undefined) {
     if (typeof options.max_session_ttl !== 'string') throw new RoleError('spec.options.max_session_ttl: must be a duration such as 8h or 30m')
@@ -53,10 +56,17 @@ export function parseRole(value: unknown): Role {
   for (const name of ['port_forwarding', 'forward_agent']) {
     if (options[name] !== undefined && typeof options[name] !== 'boolean') throw new RoleError(`spec.options.${name}: must be true or false`)
   }
+  for (const name of ['max_sessions', 'max_connections']) {
+    const limit = options[name]
+    if (limit !== undefined && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT))
+      throw new RoleError(`spec.options.${name}: must be a whole number from 1 to ${MAX_LIMIT}`)
+  }
   const roleOptions: Role['spec']['options'] = {}
   if (maxSessionTtl !== undefined) roleOptions.max_session_ttl = maxSessionTtl
   if (options.port_forwarding !== undefined) roleOptions.port_forwarding = options.port_forwarding as boolean
   if (options.forward_agent !== undefined) roleOptions.forward_agent = options.forward_agent as boolean
+  if (options.max_sessions !== undefined) roleOptions.max_sessions = options.max_sessions as number
+  if (options.max_connections !== undefined) roleOptions.max_connections = options.max_connections as number
   return {
     kind: 'role',
     version: 'v1',

@@ -28,6 +28,7 @@ import type { Backend } from './backend/backend.ts'
 import { openBackend, type StorageTransport, storageTransport } from './backend/index.ts'
 import { type BackendOperation, timedBackend } from './backend/timed.ts'
 import { Callers } from './callers.ts'
+import { ConnectionLeases } from './connection-leases.ts'
 import { JoinChallenges } from './join-challenge.ts'
 import { Locks } from './locks.ts'
 import { LoginSealing } from './login-sealing.ts'
@@ -75,6 +76,7 @@ export class AuthServer {
   private revocations!: Revocations
   private assignedLabels!: AssignedLabels
   private locks!: Locks
+  private connectionLeases!: ConnectionLeases
   private audit!: Audit
   private offlineSweep?: OfflineSweep
   private hostCA!: Authority
@@ -206,6 +208,7 @@ export class AuthServer {
     this.assignedLabels = new AssignedLabels({ backend: this.backend, clusterName: this.clusterName, hostCA: () => this.hostCA, log: this.log })
     await this.assignedLabels.start()
     this.locks = new Locks({ backend: this.backend, nodes: this.nodes, users: this.users })
+    this.connectionLeases = new ConnectionLeases({ backend: this.backend })
     this.offlineSweep = new OfflineSweep({ backend: this.backend, nodeTtlMs: auth.nodeTtlMs, named: (hostId) => this.revocations.names(hostId), log: this.log })
     this.offlineSweep.start()
     this.acmeRecords = new AcmeRecords(this.backend)
@@ -354,6 +357,7 @@ export class AuthServer {
       revocations: this.revocations,
       assignedLabels: this.assignedLabels,
       locks: this.locks,
+      connectionLeases: this.connectionLeases,
       audit: this.audit,
       recordings: this.recordings!,
       limiter: this.limiter,

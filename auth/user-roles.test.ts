@@ -180,6 +180,24 @@ t.test('forwarding options: port_forwarding false refuses -L and -R, true grants
   t.same(forwarding(), { local: true, remote: false, agent: false }, 'no role')
 })
 
+t.test('connection and session limits: whole numbers from 1, the strictest role wins, none unless a role sets one', async (t) => {
+  const role = (name: string, options: Record<string, unknown>) => parseRole({ kind: 'role', version: 'v1', metadata: { name }, spec: { options } })
+  t.same(role('o', { max_sessions: 2, max_connections: 3 }).spec.options, { max_sessions: 2, max_connections: 3 })
+  for (const bad of [0, -1, 1.5, '2', 10_001]) {
+    t.throws(() => role('o', { max_sessions: bad }), /^spec\.options\.max_sessions: must be a whole number from 1 to 10000$/, `max_sessions: ${bad}`)
+    t.throws(() => role('o', { max_connections: bad }), /^spec\.options\.max_connections: must be a whole number from 1 to 10000$/, `max_connections: ${bad}`)
+  }
+  const limits = (...roles: Record<string, unknown>[]) => {
+    const { max_sessions, max_connections } = resolveAccess(
+      roles.map((options, i) => role(`r${i}`, options)),
+      ['pi'],
+    ).access
+    return { max_sessions, max_connections }
+  }
+  t.same(limits({}), { max_sessions: undefined, max_connections: undefined }, 'no role sets one: no limit')
+  t.same(limits({ max_sessions: 4, max_connections: 2 }, { max_sessions: 2 }, {}), { max_sessions: 2, max_connections: 2 }, 'the strictest of those set')
+})
+
 t.test('roles are kept in the backend; built-ins are listed and cannot be replaced or removed', async (t) => {
   const { backend, users, roles } = setup(t)
   t.same(

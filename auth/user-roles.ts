@@ -98,6 +98,12 @@ function refuseBuiltIn(name: string, what: string): void {
  * what the certificates name besides. The certificate lifetime is capped by the smallest
  * `max_session_ttl` (DEFAULT_MAX_SESSION_TTL_MS for a role without one).
  */
+/** The smallest limit of that name among `roles`, as an access field; none when no role sets it. */
+function strictest(name: 'max_sessions' | 'max_connections', roles: Role[]): Partial<Pick<Access, typeof name>> {
+  const limits = roles.flatMap((role) => (role.spec.options[name] === undefined ? [] : [role.spec.options[name]]))
+  return limits.length === 0 ? {} : { [name]: Math.min(...limits) }
+}
+
 export function resolveAccess(roles: Role[], userLogins: string[]): { access: Access; maxSessionTtlMs: number } {
   const expand = (logins: string[]) => logins.flatMap((login) => (login === INTERNAL_LOGINS ? userLogins : [login]))
   const allowedLogins = roles.flatMap((role) => expand(role.spec.allow.logins ?? [INTERNAL_LOGINS]))
@@ -128,6 +134,9 @@ export function resolveAccess(roles: Role[], userLogins: string[]): { access: Ac
       local_forwarding: !forwardingRefused,
       remote_forwarding: portForwarding.includes(true) && !forwardingRefused,
       agent_forwarding: roles.some((role) => role.spec.options.forward_agent === true),
+      // As in Teleport: the strictest of the roles that set one.
+      ...strictest('max_sessions', roles),
+      ...strictest('max_connections', roles),
     },
     maxSessionTtlMs: ttls.length === 0 ? DEFAULT_MAX_SESSION_TTL_MS : Math.min(...ttls),
   }

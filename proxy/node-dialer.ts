@@ -9,6 +9,7 @@
 import { X509Certificate } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import { type ConnectionOptions, connect, createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls'
+import type { Access } from '../shared/access.ts'
 import { joinHostPort } from '../shared/address.ts'
 import { withAssigned } from '../shared/assigned-labels.ts'
 import { certSubject } from '../shared/cert-subject.ts'
@@ -17,6 +18,7 @@ import type { Logger } from '../shared/log.ts'
 import { type DialRequestIn, parseDialReply } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
+import type { ConnectionLimits, Lease } from './connection-limits.ts'
 import { type DirectNode, DirectNodeBook } from './direct-nodes.ts'
 
 /**
@@ -51,14 +53,35 @@ export interface NodeDialerOptions {
   refusedHost?: (hostId: string) => string | undefined
   /** TCP keepalive on direct legs, so a node that vanished is noticed. */
   keepAliveIntervalMs: number
+  /** Counts the SSH connections of users whose roles set max_connections (connection-limits.ts). */
+  connectionLimits?: Pick<ConnectionLimits, 'acquire'>
   log: Logger
 }
 
+/**
+ * Whose SSH connection a dial is: a user whose roles set max_connections takes a lease on
+ * one of its connections before the stream is opened, released when the stream or `client`
+ * (the user's side) closes, whichever is first.
+ */
+export interface ConnectionHolder {
+  user: string
+  access: Pick<Access, 'max_connections'>
+  client?: { once(event: 'close', listener: () => void): unknown }
+}
+
 /** The user may not reach that node: no stream was opened. */
-export class AccessDenied extends Error {}
+export class AccessDenied extends Error {
+  /** Why, without the node's name (the logs' `reason`). */
+  readonly reason: string
+
+  constructor(message: string, reason: string = message) {
+    super(message)
+    this.reason = reason
+  }
+}
 
 function refuseIfDenied(target: string, refusal: string | undefined): void {
-  if (refusal !== undefined) throw new AccessDenied(`access to node "${target}" denied: ${refusal}`)
+  if (refusal !== undefined) throw new AccessDenied(`access to node "${target}" denied: ${refusal}`, refusal)
 }
 
 export class NodeDialer {
@@ -77,13 +100,16 @@ export class NodeDialer {
    * Opens a stream to a service on the node; resolves once the node has connected it.
    * `admit` judges the node by its labels (with the cluster's assigned ones in place of its
    * own) before any stream is opened: a reason to refuse it (the user's roles) is thrown as AccessDenied.
+   * An SSH connection of a `holder` whose roles set max_connections then takes a lease, held
+   * while the stream is open: one beyond the limit is thrown as AccessDenied too.
    */
-  async dial(target: string, request: DialRequestIn, admit?: (labels: Record<string, string>) => string | undefined): Promise<Duplex> {
+  async dial(target: string, request: DialRequestIn, admit?: (labels: Record<string, string>) => string | undefined, holder?: ConnectionHolder): Promise<Duplex> {
     const tunnel = this.options.tunnels.find(target)
     if (tunnel) {
       // Judged when the user connects, so that a change of the assigned labels applies to live tunnels at once.
       refuseIfDenied(target, admit?.(withAssigned(tunnel.labels, this.options.assignedLabels(tunnel.hostId))))
-      return this.options.tunnels.dial(target, request)
+      const lease = await this.lease(target, request, holder)
+      return this.holding(lease, holder, () => this.options.tunnels.dial(target, request))
     }
     const node = await this.findDirect(target)
     if (!node) throw new Error(`node "${target}" is not connected to this proxy, nor online as a direct node`)
@@ -91,6 +117,35 @@ export class NodeDialer {
     refuseIfDenied(target, admit?.(withAssigned(node.labels, this.options.assignedLabels(node.hostId))))
     const refusal = this.options.refusedHost?.(node.hostId)
     if (refusal) throw new Error(`node "${target}" is refused: ${refusal}`)
+    const lease = await this.lease(target, request, holder)
+    return this.holding(lease, holder, () => this.dialDirect(target, node, request))
+  }
+
+  /** A lease on the holder's connection when it is an SSH one and its roles limit them (only SSH connections count, not forwarded ports). */
+  private async lease(target: string, request: DialRequestIn, holder: ConnectionHolder | undefined): Promise<Lease | undefined> {
+    if (!holder || request.service !== 'ssh' || holder.access.max_connections === undefined) return undefined
+    const limits = this.options.connectionLimits
+    if (!limits) return undefined
+    return limits.acquire(target, holder.user, holder.access)
+  }
+
+  /** Opens the stream; a lease is released when it cannot be opened, else when the stream or the user's side closes. */
+  private async holding(lease: Lease | undefined, holder: ConnectionHolder | undefined, open: () => Promise<Duplex>): Promise<Duplex> {
+    if (!lease) return open()
+    let stream: Duplex
+    try {
+      stream = await open()
+    } catch (error) {
+      lease.release()
+      throw error
+    }
+    if (stream.closed) lease.release()
+    stream.once('close', lease.release)
+    holder?.client?.once('close', lease.release)
+    return stream
+  }
+
+  private async dialDirect(target: string, node: DirectNode, request: DialRequestIn): Promise<Duplex> {
     let socket: TLSSocket
     try {
       socket = await this.connect(node)

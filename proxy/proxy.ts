@@ -29,6 +29,7 @@ import { probeServerCertificate, untrustedIssuerCode } from '../shared/tls-verdi
 import type { TrustStatement } from '../shared/trust-statement.ts'
 import { certsMessage, ProxyAssignedLabels } from './assigned-labels.ts'
 import { type AuditMessage, type RecordingMessage, relayAudit, relayRecording } from './audit-relay.ts'
+import { ConnectionLimits } from './connection-limits.ts'
 import { HttpConnections } from './http-connections.ts'
 import { Multiplexer, type RoutedConnection } from './listener/multiplexer.ts'
 import { createTlsRouter } from './listener/tls-router.ts'
@@ -66,6 +67,7 @@ export class ProxyService {
   tunnels!: TunnelServer
   private users!: UserGateway
   private nodes!: NodeDialer
+  private connectionLimits?: ConnectionLimits
   private webConsole?: WebConsole
   private httpConnections?: HttpConnections
   private revocations!: ProxyRevocations
@@ -171,6 +173,8 @@ export class ProxyService {
       log: this.log,
     })
     this.presence = new PresenceReports({ tunnels: this.tunnels, auth: () => this.auth, log: this.log })
+    // Users' SSH connections counted with those through the other proxies (max_connections).
+    this.connectionLimits = new ConnectionLimits({ call: (route, ...rest) => this.auth.call(route, ...rest), log: this.log })
     const nodes = new NodeDialer({
       tunnels: this.tunnels,
       directNodes: async () => (await this.auth.call('GET /v1/proxies/direct-nodes')).nodes,
@@ -179,6 +183,7 @@ export class ProxyService {
       assignedLabels: (hostId) => this.assignedLabels.labels(hostId),
       credentials: () => ({ keyPem: this.identity.tlsKeyPem, certPem: this.identity.tlsCertPem, hostCAPems: this.hostCAPems }),
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
+      connectionLimits: this.connectionLimits,
       log: this.log,
     })
     this.nodes = nodes
@@ -476,7 +481,12 @@ export class ProxyService {
     // instead of dialling the balancer for it while it is away. Briefly: an unreachable auth
     // server must not hold up the stop (the record then expires by itself).
     const started = Date.now()
-    await this.membership?.leave(LEAVE_TIMEOUT_MS).catch((error: Error) => this.log.warn(`could not leave the live set: ${error.message}`))
+    // And the users' connections through it, which end with it, free their slots at once
+    // (best effort, beside the leave: those not released end unrenewed).
+    await Promise.all([
+      this.membership?.leave(LEAVE_TIMEOUT_MS).catch((error: Error) => this.log.warn(`could not leave the live set: ${error.message}`)),
+      this.connectionLimits?.stop(LEAVE_TIMEOUT_MS),
+    ])
     const left = Date.now()
     this.webCertificates?.stop()
     const tunnels = this.tunnels?.size ?? 0

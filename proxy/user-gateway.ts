@@ -10,7 +10,9 @@
 // reaches: a node or port they do not allow is refused before any stream is opened (the
 // node judges the login, and judges again on its own). For a forwarded port the client
 // sends its OpenSSH certificate too, which must name the same user, and which the node
-// verifies and judges itself (agent/port-access.ts).
+// verifies and judges itself (agent/port-access.ts). An SSH connection of a user whose
+// roles set max_connections then counts against it, with the user's others through every
+// proxy of the cluster (connection-limits.ts): one beyond is refused as a role refuses.
 
 import type { X509Certificate } from 'node:crypto'
 import type { Socket } from 'node:net'
@@ -169,17 +171,23 @@ export class UserGateway {
     let stream: Duplex
     try {
       const access = accessOfX509Certificate(cert)
-      // Judged by the node's labels: a role's ports count on the nodes that role selects.
-      stream = await this.options.nodes.dial(node, request, (labels) => {
-        const nodeDenied = nodeRefusal(access, labels)
-        if (nodeDenied || request.service !== 'port') return nodeDenied
-        const portDenied = portRefusal(access, request.name ?? '', labels) ?? portCertificateRefusal(request.certificate, user)
-        if (portDenied) throw new AccessDenied(`access to port "${request.name}" of node "${node}" denied: ${portDenied}`)
-        return undefined
-      })
+      // Judged by the node's labels: a role's ports count on the nodes that role selects. Then
+      // an SSH connection counts against the roles' max_connections (connection-limits.ts).
+      stream = await this.options.nodes.dial(
+        node,
+        request,
+        (labels) => {
+          const nodeDenied = nodeRefusal(access, labels)
+          if (nodeDenied || request.service !== 'port') return nodeDenied
+          const portDenied = portRefusal(access, request.name ?? '', labels) ?? portCertificateRefusal(request.certificate, user)
+          if (portDenied) throw new AccessDenied(`access to port "${request.name}" of node "${node}" denied: ${portDenied}`, portDenied)
+          return undefined
+        },
+        { user, access, client: socket },
+      )
     } catch (error) {
-      const denied = error instanceof AccessDenied
-      log.info(`user ${user} cannot reach ${node}: ${(error as Error).message}`, { user, node, ...(denied ? { access_denied: true } : {}) })
+      const denied = error instanceof AccessDenied ? { access_denied: true, reason: error.reason } : {}
+      log.info(`user ${user} cannot reach ${node}: ${(error as Error).message}`, { user, node, ...denied })
       refuse((error as Error).message)
       return
     }

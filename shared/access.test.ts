@@ -102,6 +102,11 @@ t.test('a certificate from before roles reaches every node and port as its princ
 t.test('the compact JSON reads back, and anything malformed is refused', async (t) => {
   const original = access({ nodes: [{ env: ['lab'] }], deny_nodes: [{ tier: ['db'] }], ports: ['web'], deny_ports: ['ssh'], admin: true })
   t.same(decodeAccess(encodeAccess(original)), original)
+  const limited: Access = { ...original, max_sessions: 2, max_connections: 3 }
+  t.same(decodeAccess(encodeAccess(limited)), limited, 'the limits travel too')
+  t.notMatch(encodeAccess(original), /max_/, 'and only when a role sets them')
+  t.throws(() => decodeAccess(JSON.stringify({ ...original, max_sessions: 0 })), /"max_sessions" is not a whole number of at least 1/)
+  t.throws(() => decodeAccess(JSON.stringify({ ...original, max_connections: '3' })), /"max_connections" is not a whole number of at least 1/)
   t.throws(() => decodeAccess('{'), /not JSON/)
   t.throws(() => decodeAccess('[]'), /not an object/)
   t.throws(() => decodeAccess(JSON.stringify({ ...original, logins: 'root' })), /"logins" is not a list of strings/)

@@ -36,6 +36,10 @@ export interface Access {
   remote_forwarding: boolean
   /** May forward an SSH agent to the node (`ssh -A`); when a role sets forward_agent: true. */
   agent_forwarding: boolean
+  /** Sessions at once on one SSH connection (the node counts them); absent: no limit. */
+  max_sessions?: number
+  /** SSH connections at once through the cluster's proxies (they count them together); absent: no limit. */
+  max_connections?: number
 }
 
 /** What a certificate issued before the forwarding options allows: ssh -L only, as then. */
@@ -122,6 +126,8 @@ export function encodeAccess(access: Access): string {
     local_forwarding: access.local_forwarding,
     remote_forwarding: access.remote_forwarding,
     agent_forwarding: access.agent_forwarding,
+    ...(access.max_sessions === undefined ? {} : { max_sessions: access.max_sessions }),
+    ...(access.max_connections === undefined ? {} : { max_connections: access.max_connections }),
   })
 }
 
@@ -174,6 +180,13 @@ export function decodeAccess(json: string): Access {
     if (typeof value !== 'boolean') throw bad(`"${name}" is not true or false`)
     return value
   }
+  // Absent from certificates whose roles set none, and from those issued before the limits.
+  const limit = (name: 'max_sessions' | 'max_connections'): Partial<Pick<Access, typeof name>> => {
+    const value = record[name]
+    if (value === undefined) return {}
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw bad(`"${name}" is not a whole number of at least 1`)
+    return { [name]: value }
+  }
   const logins = strings('logins')
   const nodes = matchers('nodes')
   const ports = strings('ports')
@@ -188,5 +201,7 @@ export function decodeAccess(json: string): Access {
     local_forwarding: flag('local_forwarding'),
     remote_forwarding: flag('remote_forwarding'),
     agent_forwarding: flag('agent_forwarding'),
+    ...limit('max_sessions'),
+    ...limit('max_connections'),
   }
 }

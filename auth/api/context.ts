@@ -12,6 +12,7 @@ import type { Audit } from '../audit.ts'
 import type { Authority } from '../authorities.ts'
 import type { Backend } from '../backend/backend.ts'
 import type { Peer } from '../callers.ts'
+import type { ConnectionLeases } from '../connection-leases.ts'
 import type { JoinChallenges } from '../join-challenge.ts'
 import type { Locks } from '../locks.ts'
 import type { LoginSealing } from '../login-sealing.ts'
@@ -45,6 +46,8 @@ export interface AuthContext {
   /** The labels the cluster assigns to hosts, which win over the nodes' own. */
   readonly assignedLabels: AssignedLabels
   readonly locks: Locks
+  /** Users' SSH connections through all proxies, counted for max_connections. */
+  readonly connectionLeases: ConnectionLeases
   /** Who did what: record(type, fields) once an action has committed. */
   readonly audit: Audit
   /** Interactive sessions' recordings, as nodes upload them. */

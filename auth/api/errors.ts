@@ -7,6 +7,7 @@ import { HttpError, type Refusal } from '../../shared/api-router.ts'
 import { ProtocolError } from '../../shared/protocol/errors.ts'
 import { PAST_RECOVERY_WINDOW } from '../../shared/recover.ts'
 import { AcmeRecordError } from '../acme-records.ts'
+import { ConnectionLimitReached } from '../connection-leases.ts'
 import { JoinRefusal } from '../join.ts'
 import { ChallengeRefusal } from '../join-challenge.ts'
 import { KeyPolicyError } from '../key-policy.ts'
@@ -53,6 +54,7 @@ const STATUSES: [new (...args: never[]) => Error, number][] = [
   [RenewalNotDue, 409],
   [RotationError, 409],
   [LockConflict, 409],
+  [ConnectionLimitReached, 409],
 ]
 
 /** How the auth API answers `error`, or undefined when it is a failure (a 500). */

@@ -8,6 +8,7 @@ import { roleRoutes } from './admin-roles.ts'
 import { tokenRoutes } from './admin-tokens.ts'
 import { userRoutes } from './admin-users.ts'
 import { auditRoutes } from './audit.ts'
+import { connectionLeaseRoutes } from './connection-leases.ts'
 import type { AuthRoutes } from './context.ts'
 import { hostRoutes } from './hosts.ts'
 import { joinRoutes } from './joins.ts'
@@ -23,6 +24,7 @@ export const AUTH_ROUTES: AuthRoutes = {
   ...trustBridgeRoutes,
   ...hostRoutes,
   ...proxyRoutes,
+  ...connectionLeaseRoutes,
   ...clusterRoutes,
   ...tokenRoutes,
   ...userRoutes,

@@ -3,17 +3,19 @@
 // cookie a valid session, and `csrf` the session's CSRF token. Then the node must be one the
 // user's roles allow (the auth server's list for the session) and the login one they allow;
 // the proxy makes a key for this terminal, gets the session's SSH certificate for it, and
-// opens the shell (ssh-shell.ts). Binary frames carry the terminal's bytes both ways; the
-// browser sends {"type":"resize"} text frames; the proxy ends with {"type":"exit"} or
-// {"type":"error"}. Each side waits for the other to take what it sent (backpressure), and
-// closing either side closes the other. A terminal lasts no longer than its web session: it
-// is closed at the session's expiry, at once on a logout through this proxy, and within
-// SESSION_RECHECK_MS when the auth server no longer knows the session (a logout at another
-// proxy, a role's max_session_ttl shortened).
+// opens the shell (ssh-shell.ts), an SSH connection that counts against the roles'
+// max_connections as any other (connection-limits.ts). Binary frames carry the terminal's
+// bytes both ways; the browser sends {"type":"resize"} text frames; the proxy ends with
+// {"type":"exit"} or {"type":"error"}. Each side waits for the other to take what it sent
+// (backpressure), and closing either side closes the other. A terminal lasts no longer than
+// its web session: it is closed at the session's expiry, at once on a logout through this
+// proxy, and within SESSION_RECHECK_MS when the auth server no longer knows the session (a
+// logout at another proxy, a role's max_session_ttl shortened).
 
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { type RawData, WebSocket, WebSocketServer } from 'ws'
+import { accessOfSshCertificate } from '../../shared/access-cert.ts'
 import { ApiError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { ReachableNodes } from '../../shared/protocol/fleet.ts'
@@ -21,7 +23,7 @@ import type { KnownHosts } from '../../shared/protocol/logins.ts'
 import type { WebSessionInfo, WebSshCert } from '../../shared/protocol/web-sessions.ts'
 import type { UserCertificate } from '../../shared/revocation-list.ts'
 import { parseSshCertificate, sshPublicKeyLine } from '../../shared/ssh-cert.ts'
-import type { NodeDialer } from '../node-dialer.ts'
+import { AccessDenied, type NodeDialer } from '../node-dialer.ts'
 import type { WebConsoleApi } from './api.ts'
 import { checkCsrf, checkOrigin } from './guards.ts'
 import { openShell, type Shell, terminalKey } from './ssh-shell.ts'
@@ -182,11 +184,14 @@ export class WebTerminals {
       if (!node) throw new Error(`node "${request.node}" is not online, or the roles of user "${session.user}" do not allow it`)
       const key = terminalKey()
       const cert = await api.callAuth<WebSshCert>('POST /v1/web-sessions/current/ssh-cert', { ssh_public_key: sshPublicKeyLine(key.publicKey) }, headers)
-      terminal.validFrom = parseSshCertificate(cert.ssh_cert).validAfter.getTime()
+      const sshCert = parseSshCertificate(cert.ssh_cert)
+      terminal.validFrom = sshCert.validAfter.getTime()
+      // The roles' max_connections, which the certificate carries: a terminal is an SSH connection too.
+      const access = accessOfSshCertificate(sshCert)
       const { known_hosts } = await api.callAuth<KnownHosts>('POST /v1/proxies/known-hosts', { user: session.user }, {})
       const hostKey = registeredHostKey(known_hosts, node.host_id)
       if (ws.readyState !== WebSocket.OPEN) return
-      stream = await this.options.nodes.dial(node.host_id, { service: 'ssh', client })
+      stream = await this.options.nodes.dial(node.host_id, { service: 'ssh', client }, undefined, { user: session.user, access, client: ws })
       if (ws.readyState !== WebSocket.OPEN) return void stream.destroy()
       shell = await openShell({ stream, login: request.login, privateKey: key.privateKey, certificate: cert.ssh_cert, hostKey, cols: request.cols, rows: request.rows })
       if (ws.readyState !== WebSocket.OPEN) return shell.end()
@@ -198,7 +203,8 @@ export class WebTerminals {
       })
       bridge(ws, shell)
     } catch (error) {
-      log.info(`user ${session.user} cannot open a web terminal to ${request.node}: ${(error as Error).message}`, { user: session.user, node: request.node })
+      const denied = error instanceof AccessDenied ? { access_denied: true, reason: error.reason } : {}
+      log.info(`user ${session.user} cannot open a web terminal to ${request.node}: ${(error as Error).message}`, { user: session.user, node: request.node, ...denied })
       stream?.destroy()
       ws.resume()
       if (ws.readyState === WebSocket.OPEN) {

@@ -25,8 +25,18 @@ import type { ClusterCA, Discovery, Health, HeartbeatAnswer, JoinChallenge, Join
 import { HEARTBEAT_BODY, JOIN_BODY, RECOVER_BODY } from './hosts.ts'
 import type { KnownHosts, SealedAnswer, SignupStarted } from './logins.ts'
 import { KNOWN_HOSTS_BODY, LOGIN_BODY, SIGNUP_BODY, SIGNUP_COMPLETE_BODY } from './logins.ts'
-import type { AcmeRecord, AssignedLabelsSnapshot, DirectNodes, LiveSet, PresenceAnswer, ProxyHeartbeatAnswer, RevocationSnapshot } from './proxies.ts'
-import { ACME_GET_BODY, ACME_PUT_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
+import type {
+  AcmeRecord,
+  AssignedLabelsSnapshot,
+  ConnectionLease,
+  ConnectionLeasesRenewed,
+  DirectNodes,
+  LiveSet,
+  PresenceAnswer,
+  ProxyHeartbeatAnswer,
+  RevocationSnapshot,
+} from './proxies.ts'
+import { ACME_GET_BODY, ACME_PUT_BODY, CONNECTION_LEASE_BODY, CONNECTION_LEASES_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
 import { PROXIED_RECORDING_CHUNK_BODY, RECORDING_CHUNK_BODY, type RecordingFile, type RecordingList, type RecordingStored } from './recordings.ts'
 import { ROLE_BODY, type RoleList, type RoleSaved } from './roles.ts'
 import { type AnyShape, type In, type Out, parseWith } from './shape.ts'
@@ -56,6 +66,9 @@ export interface ApiResponses {
   'POST /v1/proxies/acme/put': Empty
   'GET /v1/proxies/revocations': RevocationSnapshot
   'GET /v1/proxies/assigned-labels': AssignedLabelsSnapshot
+  'POST /v1/proxies/connection-leases': ConnectionLease
+  'POST /v1/proxies/connection-leases/renew': ConnectionLeasesRenewed
+  'POST /v1/proxies/connection-leases/release': Empty
   'GET /v1/status': ClusterStatus
   'GET /v1/tokens': TokenList
   'POST /v1/tokens': TokenCreated
@@ -166,6 +179,9 @@ export const API_BODIES = {
   'POST /v1/presence': PRESENCE_BODY,
   'POST /v1/proxies/acme/get': ACME_GET_BODY,
   'POST /v1/proxies/acme/put': ACME_PUT_BODY,
+  'POST /v1/proxies/connection-leases': CONNECTION_LEASE_BODY,
+  'POST /v1/proxies/connection-leases/renew': CONNECTION_LEASES_BODY,
+  'POST /v1/proxies/connection-leases/release': CONNECTION_LEASES_BODY,
   'POST /v1/rotate': ROTATE_BODY,
   'POST /v1/tokens': TOKEN_BODY,
   'POST /v1/users': USER_BODY,

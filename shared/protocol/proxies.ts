@@ -153,3 +153,34 @@ export function parseSnapshot(value: unknown): RevocationSnapshot | undefined {
     ),
   }
 }
+
+/** Leases a proxy renews in one call: every SSH connection it holds for users with a limit. */
+const MAX_LEASES = 100_000
+
+/**
+ * POST /v1/proxies/connection-leases: a lease on one of the user's `max` SSH connections at
+ * once through the cluster's proxies (the role option max_connections); refused (409) when
+ * the user holds `max` already. The proxy renews it while the connection lasts and releases
+ * it when the connection ends; a lease not renewed ends by itself (a proxy that died).
+ */
+export const CONNECTION_LEASE_BODY = object({
+  user: text({ max: 64 }),
+  max: number({ atLeast: 1, atMost: 10_000, expected: 'a whole number of connections' }),
+})
+
+export interface ConnectionLease {
+  lease_id: string
+  /** Epoch ms: renew before then. */
+  expires: number
+}
+
+/** POST /v1/proxies/connection-leases/renew and /release: the leases this proxy holds (or ends). */
+export const CONNECTION_LEASES_BODY = object({
+  leases: list(object({ user: text({ max: 64 }), lease_id: text({ max: 64 }) }), MAX_LEASES),
+})
+
+export interface ConnectionLeasesRenewed {
+  /** The leases renewed; one missing had ended (it expired): its connection counts no more. */
+  renewed: string[]
+  expires: number
+}

@@ -27,6 +27,10 @@ export interface RoleJson {
       port_forwarding?: boolean
       /** ssh -A: true allows it. */
       forward_agent?: boolean
+      /** Sessions (shells, commands, SFTP) at once on one SSH connection; unset: no limit. */
+      max_sessions?: number
+      /** SSH connections at once through every proxy of the cluster; unset: no limit. */
+      max_connections?: number
     }
   }
 }

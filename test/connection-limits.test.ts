@@ -1,0 +1,98 @@
+// A role's max_connections counts a user's SSH connections through every proxy of the
+// cluster together: with one held through one proxy, another is refused through either,
+// and the slot is free again once the first ends. Real processes: an auth server, two
+// proxies behind HAProxy, a node, stock OpenSSH.
+
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import t from 'tap'
+import type { WarrenStatus } from '../shared/status.ts'
+import { startBalancer } from './helpers/balancer.ts'
+import {
+  AuthProcess,
+  freePort,
+  JSON_LOGS,
+  openssh,
+  type ProxyProcess,
+  proxiesBehindBalancer,
+  ROOT,
+  type RunResult,
+  run,
+  startNode,
+  tempDir,
+  testLogin,
+  waitForNode,
+} from './helpers/cluster.ts'
+import { until } from './helpers/until.ts'
+
+const auth = await new AuthProcess().start()
+t.teardown(() => auth.stop())
+const pin = await auth.pin()
+// Behind a load balancer, as proxies run: the node holds a tunnel to each.
+const balancer = `127.0.0.1:${await freePort()}`
+const proxies = await proxiesBehindBalancer(auth, pin, 2, balancer, undefined, true, JSON_LOGS)
+t.teardown(() => Promise.all(proxies.map((proxy) => proxy.stop())))
+const lb = startBalancer(balancer, proxies)
+t.teardown(() => lb.kill())
+const node = startNode([`--auth-server=${proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=limited-1', `--data-dir=${tempDir()}`])
+t.teardown(() => node.stop())
+await node.waitForStatus('a tunnel to each proxy', (status: WarrenStatus) => status.node?.tunnel?.proxies.length === 2, 20_000)
+await waitForNode(auth, 'limited-1')
+
+const ROLE = `kind: role
+version: v1
+metadata:
+  name: one-at-a-time
+spec:
+  allow:
+    node_labels: { '*': '*' }
+  options:
+    max_connections: 1
+`
+const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: ROLE })
+if (created.code !== 0) throw new Error(`create role: ${created.stderr}`)
+await auth.ctl(['users', 'add', 'lim', `--logins=${testLogin()}`, '--roles=one-at-a-time'])
+/** Credentials of `user` whose ssh_config goes through `proxy`. */
+async function credentials(user: string, proxy: ProxyProcess): Promise<string> {
+  const dir = tempDir('warren-user-')
+  const signed = await auth.ctl(['auth', 'sign', `--user=${user}`, '--ttl=1h', `--out=${dir}`, '--format=openssh', `--proxy=${proxy.web}`])
+  if (signed.code !== 0) throw new Error(`auth sign: ${signed.stderr}`)
+  return dir
+}
+const through = [await credentials('lim', proxies[0]), await credentials('lim', proxies[1])]
+const target = `${testLogin()}@limited-1`
+
+t.test('one connection held: another is refused through either proxy, and allowed once it ends', async (t) => {
+  const held = spawn('ssh', ['-F', join(through[0], 'ssh_config'), '-o', 'BatchMode=yes', target, 'echo started; sleep 60'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => held.kill('SIGKILL'))
+  let output = ''
+  held.stdout.on('data', (chunk) => (output += chunk))
+  await until('the first connection', () => output.includes('started'), { timeoutMs: 20_000 })
+
+  for (const [i, dir] of through.entries()) {
+    const refused = await openssh(dir, [target, 'echo second'])
+    t.equal(refused.code, 255, `through proxy ${i + 1}: refused`)
+    t.equal(refused.stdout, '')
+    t.match(refused.stderr, /holds 1 connection, the most the roles allow \(max_connections 1\)/)
+  }
+  const logged = proxies.flatMap((proxy) => proxy.daemon.logEntries()).filter((entry) => entry.access_denied === true && entry.user === 'lim')
+  t.equal(logged.length, 2, 'each proxy logs its refusal')
+
+  held.kill('SIGTERM')
+  await once(held, 'exit')
+  // The proxy releases the lease as the connection closes; the next one may race it.
+  let again: RunResult | undefined
+  await until('a free slot', async () => (again = await openssh(through[1], [target, 'echo again'])).stdout === 'again\n', { timeoutMs: 10_000 })
+  t.equal(again?.stdout, 'again\n', 'after the first ended, a connection through the other proxy is allowed')
+})
+
+t.test('a user whose roles set no limit holds several at once', async (t) => {
+  await auth.ctl(['users', 'add', 'free', `--logins=${testLogin()}`])
+  const dir = await credentials('free', proxies[0])
+  const results = await Promise.all([openssh(dir, [target, 'sleep 1; echo one']), openssh(dir, [target, 'sleep 1; echo two'])])
+  t.same(
+    results.map((result) => result.stdout),
+    ['one\n', 'two\n'],
+  )
+})
