@@ -12,19 +12,13 @@
 
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { CONNECTION_LEASE_TTL_MS } from '../shared/protocol/proxies.ts'
 import type { Backend, Condition, Item, Operation } from './backend/backend.ts'
 
 export const CONNECTION_LEASES = '/connection-leases/'
 
-/**
- * How long a lease lasts unless it is renewed. A proxy renews the leases it holds every
- * third of this (so two renewals in a row may fail, say during an auth server's restart,
- * before one ends under a live connection), and a dead proxy's leases free their slots
- * within it. 30 s: a user whose proxy died waits at most that long for the slots its
- * connections held, and a proxy holding thousands of connections renews them in one call
- * every 10 s.
- */
-export const LEASE_TTL_MS = 30_000
+/** How long a lease lasts unless it is renewed: the protocol's word, which proxies renew by. */
+export const LEASE_TTL_MS = CONNECTION_LEASE_TTL_MS
 
 /**
  * The lifetime of a user's record after its last write: the backend drops the record of a

@@ -11,13 +11,11 @@ import type { Access } from '../shared/access.ts'
 import type { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
+import { CONNECTION_LEASE_TTL_MS } from '../shared/protocol/proxies.ts'
 import { AccessDenied } from './node-dialer.ts'
 
-/**
- * How long the auth server keeps a lease that is not renewed (auth/connection-leases.ts
- * LEASE_TTL_MS): a proxy that died frees its users' slots within it.
- */
-export const LEASE_TTL_MS = 30_000
+/** How long the auth server keeps a lease that is not renewed: a proxy that died frees its users' slots within it. */
+export const LEASE_TTL_MS = CONNECTION_LEASE_TTL_MS
 
 export interface ConnectionLimitsConfig {
   /**

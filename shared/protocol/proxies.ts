@@ -154,6 +154,15 @@ export function parseSnapshot(value: unknown): RevocationSnapshot | undefined {
   }
 }
 
+/**
+ * How long a connection lease lasts unless it is renewed. A proxy renews the leases it holds
+ * every third of this, so two renewals in a row may fail (an auth server restarting) before
+ * one ends under a live connection, and a dead proxy's leases free their slots within it.
+ * 30 s: a user whose proxy died waits at most that long for the slots its connections held,
+ * and a proxy holding thousands of connections renews them in one call every 10 s.
+ */
+export const CONNECTION_LEASE_TTL_MS = 30_000
+
 /** Leases a proxy renews in one call: every SSH connection it holds for users with a limit. */
 const MAX_LEASES = 100_000
 
