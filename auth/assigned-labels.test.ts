@@ -3,18 +3,14 @@
 // generation changed, signed for their host, and gone with it.
 
 import { randomUUID } from 'node:crypto'
-import { join } from 'node:path'
 import type { Test } from 'tap'
 import t from 'tap'
 import { checkAssignedLabels } from '../shared/assigned-labels.ts'
 import { createLogger } from '../shared/log.ts'
-import { tempDir } from '../test/helpers/cluster.ts'
-import { EtcdServer, etcdUnavailable, uniquePrefix } from '../test/helpers/etcd.ts'
+import { onEveryBackend } from '../test/helpers/backends.ts'
 import { AssignedLabels } from './assigned-labels.ts'
 import { Authority, newKeySet } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
-import { EtcdBackend } from './backend/etcd.ts'
-import { SqliteBackend } from './backend/sqlite.ts'
 
 const log = createLogger('test', { level: 'error' })
 const CLUSTER = 'c1'
@@ -93,16 +89,4 @@ function suite(name: string, open: () => Promise<Backend>): void {
   })
 }
 
-suite('SQLite', async () => SqliteBackend.open(join(tempDir(), 'backend.db')))
-
-const unavailable = etcdUnavailable()
-if (unavailable) {
-  t.test('etcd', { skip: unavailable }, async () => {})
-} else {
-  let etcd: EtcdServer | undefined
-  t.teardown(() => etcd?.stop())
-  suite('etcd', async () => {
-    etcd ??= await EtcdServer.start()
-    return EtcdBackend.open({ peers: [etcd.clientUrl], prefix: uniquePrefix('assigned-labels') })
-  })
-}
+onEveryBackend('assigned-labels', suite)

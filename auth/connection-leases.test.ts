@@ -7,13 +7,12 @@ import { join } from 'node:path'
 import type { Test } from 'tap'
 import t from 'tap'
 import { createLogger, type LogFields } from '../shared/log.ts'
+import { onEveryBackend } from '../test/helpers/backends.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
-import { EtcdServer, etcdUnavailable, uniquePrefix } from '../test/helpers/etcd.ts'
 import { refusal } from '../test/helpers/refusal.ts'
 import { connectionLeaseRoutes } from './api/connection-leases.ts'
 import type { AuthContext } from './api/context.ts'
 import type { Backend } from './backend/backend.ts'
-import { EtcdBackend } from './backend/etcd.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
 import type { Peer } from './callers.ts'
 import { ConnectionLeases, ConnectionLimitReached, LEASE_TTL_MS, leaseKey } from './connection-leases.ts'
@@ -147,19 +146,7 @@ function suite(name: string, open: () => Promise<Backend>): void {
   })
 }
 
-suite('SQLite', async () => SqliteBackend.open(join(tempDir(), 'backend.db')))
-
-const unavailable = etcdUnavailable()
-if (unavailable) {
-  t.test('etcd', { skip: unavailable }, async () => {})
-} else {
-  let etcd: EtcdServer | undefined
-  t.teardown(() => etcd?.stop())
-  suite('etcd', async () => {
-    etcd ??= await EtcdServer.start()
-    return EtcdBackend.open({ peers: [etcd.clientUrl], prefix: uniquePrefix('connection-leases') })
-  })
-}
+onEveryBackend('connection-leases', suite)
 
 t.test('routes: the proxy is the caller; a refusal is a 409 and is logged without secrets', async (t) => {
   const backend = await SqliteBackend.open(join(tempDir(), 'backend.db'))

@@ -11,11 +11,10 @@ import { generateJoinKeys, type JoinFields, type JoinKeys, signedJoinBody } from
 import { joinProofMessage, signProof } from '../shared/join-proof.ts'
 import { createLogger } from '../shared/log.ts'
 import { parseBody } from '../shared/protocol/api.ts'
+import { onEveryBackend } from '../test/helpers/backends.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
-import { EtcdServer, etcdUnavailable, uniquePrefix } from '../test/helpers/etcd.ts'
 import { Authority, newKeySet } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
-import { EtcdBackend } from './backend/etcd.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
 import { JoinRefusal, join, parseJoinRequest } from './join.ts'
 import { JoinChallenges } from './join-challenge.ts'
@@ -213,7 +212,7 @@ function suite(name: string, open: () => Promise<Backend>): void {
   })
 }
 
-suite('SQLite', async () => SqliteBackend.open(joinPath(tempDir(), 'backend.db')))
+onEveryBackend('join-repeat', suite)
 
 t.test('SQLite: the backend files hold no token, only its hash', async (t) => {
   const dir = tempDir()
@@ -235,15 +234,3 @@ t.test('SQLite: the backend files hold no token, only its hash', async (t) => {
     .join('')
   t.notOk(bytes.includes(value), 'the token value is nowhere in the database files')
 })
-
-const unavailable = etcdUnavailable()
-if (unavailable) {
-  t.test('etcd', { skip: unavailable }, async () => {})
-} else {
-  let etcd: EtcdServer | undefined
-  t.teardown(() => etcd?.stop())
-  suite('etcd', async () => {
-    etcd ??= await EtcdServer.start()
-    return EtcdBackend.open({ peers: [etcd.clientUrl], prefix: uniquePrefix('join-repeat') })
-  })
-}

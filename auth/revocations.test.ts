@@ -3,17 +3,13 @@
 // hold the same on each. Clocks are injected where the logic reads the time.
 
 import { randomUUID } from 'node:crypto'
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
 import t from 'tap'
 import { createLogger } from '../shared/log.ts'
-import { tempDir } from '../test/helpers/cluster.ts'
-import { EtcdServer, etcdUnavailable, uniquePrefix } from '../test/helpers/etcd.ts'
+import { onEveryBackend } from '../test/helpers/backends.ts'
 import { refusal } from '../test/helpers/refusal.ts'
 import type { Backend } from './backend/backend.ts'
-import { EtcdBackend } from './backend/etcd.ts'
-import { SqliteBackend } from './backend/sqlite.ts'
 import { describeTarget, Locks, lockReason } from './locks.ts'
 import { NodeDirectory, type NodeRecord, PRESENCE, type Presence, registerNodeOperation } from './nodes.ts'
 import { OfflineSweep } from './offline-nodes.ts'
@@ -166,16 +162,4 @@ function suite(name: string, open: () => Promise<Backend>): void {
   })
 }
 
-suite('SQLite', async () => SqliteBackend.open(join(tempDir(), 'backend.db')))
-
-const unavailable = etcdUnavailable()
-if (unavailable) {
-  t.test('etcd', { skip: unavailable }, async () => {})
-} else {
-  let etcd: EtcdServer | undefined
-  t.teardown(() => etcd?.stop())
-  suite('etcd', async () => {
-    etcd ??= await EtcdServer.start()
-    return EtcdBackend.open({ peers: [etcd.clientUrl], prefix: uniquePrefix('revocations') })
-  })
-}
+onEveryBackend('revocations', suite)
