@@ -5,18 +5,17 @@
 // forwarded connections are not sessions.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { createPublicKey, generateKeyPairSync } from 'node:crypto'
+import { generateKeyPairSync } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { type AddressInfo, connect, createServer, type Server } from 'node:net'
+import { type AddressInfo, connect, createServer } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import type { Access } from '../shared/access.ts'
+import { type Access, legacyAccess } from '../shared/access.ts'
 import { sshAccessExtensions } from '../shared/access-cert.ts'
 import { createLogger } from '../shared/log.ts'
-import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
-import { lookupPasswd } from './login-accounts.ts'
-import { NodeSshServer } from './ssh-server.ts'
+import { createSshCertificate, parseSshPublicKey } from '../shared/ssh-cert.ts'
+import { startTestSshServer } from '../test/helpers/node-ssh-server.ts'
 
 const cannot = process.getuid?.() !== 0 ? 'runs sessions as root' : spawnSync('ssh', ['-V']).status !== 0 ? 'needs the OpenSSH client' : undefined
 const dir = t.testdir()
@@ -31,20 +30,8 @@ function identity(name: string, access: Partial<Access>): string {
   mkdirSync(home)
   const key = join(home, 'id_ed25519')
   copyFileSync(keyFile, key)
-  const everywhere = { '*': ['*'] }
-  const full: Access = {
-    logins: ['root'],
-    nodes: [everywhere],
-    deny_nodes: [],
-    ports: ['*'],
-    deny_ports: [],
-    rules: [{ nodes: everywhere, logins: ['root'], ports: ['*'] }],
-    admin: false,
-    local_forwarding: true,
-    remote_forwarding: false,
-    agent_forwarding: false,
-    ...access,
-  }
+  // What a certificate of the built-in role access allows, as root.
+  const full: Access = { ...legacyAccess(['root']), ...access }
   const cert = createSshCertificate({
     publicKey: parseSshPublicKey(readFileSync(`${keyFile}.pub`, 'utf8')),
     caKey: userCA.privateKey,
@@ -66,25 +53,8 @@ const log = createLogger('node', {
   format: 'json',
   stream: { write: (line: string) => entries.push(JSON.parse(line)) } as unknown as NodeJS.WritableStream,
 })
-const server = new NodeSshServer({
-  hostKeyPem: hostKey.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
-  userCAKeys: [sshPublicKeyLine(userCA.publicKey)],
-  log,
-  resolveLogin: (login) => {
-    const account = lookupPasswd(login)
-    return account && { ...account, home: dir, shell: '/bin/sh' }
-  },
-  forwardRefusal: () => undefined,
-})
-const listener: Server = createServer((socket) => server.handleConnection(socket))
-await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
-const port = (listener.address() as AddressInfo).port
 const knownHosts = join(dir, 'known_hosts')
-writeFileSync(knownHosts, `[127.0.0.1]:${port} ${sshPublicKeyLine(createPublicKey(hostKey.privateKey))}\n`)
-t.teardown(async () => {
-  await server.close()
-  listener.close()
-})
+const { port } = await startTestSshServer(t, { hostKey: hostKey.privateKey, userCA: userCA.publicKey, home: dir, log, knownHosts })
 
 /**
  * Where nothing listens: a client of a ControlMaster whose session the node refuses would

@@ -4,16 +4,16 @@
 // is refused, and what the node holds is counted (processes, sockets, connections).
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { createPublicKey, generateKeyPairSync } from 'node:crypto'
+import { generateKeyPairSync } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { createLogger } from '../shared/log.ts'
-import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
-import { lookupPasswd } from './login-accounts.ts'
-import { defaultSshLimits, NodeSshServer, type SshLimits } from './ssh-server.ts'
+import { createSshCertificate, parseSshPublicKey } from '../shared/ssh-cert.ts'
+import { startTestSshServer } from '../test/helpers/node-ssh-server.ts'
+import { defaultSshLimits, type NodeSshServer, type SshLimits } from './ssh-server.ts'
 
 const cannot = process.getuid?.() !== 0 ? 'runs sessions as root' : spawnSync('ssh', ['-V']).status !== 0 ? 'needs the OpenSSH client' : undefined
 const dir = t.testdir()
@@ -37,27 +37,8 @@ writeFileSync(
 const knownHosts = join(dir, 'known_hosts')
 const log = createLogger('node', { level: 'error' })
 
-async function sshServer(t: Test, limits: Partial<SshLimits> = {}): Promise<{ server: NodeSshServer; port: number }> {
-  const server = new NodeSshServer({
-    hostKeyPem: hostKey.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
-    userCAKeys: [sshPublicKeyLine(userCA.publicKey)],
-    log,
-    resolveLogin: (login) => {
-      const account = lookupPasswd(login)
-      return account && { ...account, home: dir, shell: '/bin/sh' }
-    },
-    forwardRefusal: () => undefined,
-    limits: () => limits,
-  })
-  const listener: Server = createServer((socket) => server.handleConnection(socket))
-  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
-  const port = (listener.address() as AddressInfo).port
-  writeFileSync(knownHosts, `[127.0.0.1]:${port} ${sshPublicKeyLine(createPublicKey(hostKey.privateKey))}\n`, { flag: 'a' })
-  t.teardown(async () => {
-    await server.close()
-    listener.close()
-  })
-  return { server, port }
+function sshServer(t: Test, limits: Partial<SshLimits> = {}): Promise<{ server: NodeSshServer; port: number }> {
+  return startTestSshServer(t, { hostKey: hostKey.privateKey, userCA: userCA.publicKey, home: dir, log, knownHosts, limits })
 }
 
 function sshArgs(port: number, ...more: string[]): string[] {

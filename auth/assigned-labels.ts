@@ -112,10 +112,10 @@ export class AssignedLabels {
    */
   async plan(hostId: string, change: (current: Record<string, string>) => Record<string, string>): Promise<AssignedChange> {
     const item = await this.options.backend.get(PREFIX + hostId)
-    const current = item ? (JSON.parse(item.value) as AssignedRecord).labels : {}
+    const stored = item && (JSON.parse(item.value) as AssignedRecord)
     // Never two changes in one millisecond: a node keeps only a newer set than its own.
-    const changed = Math.max(this.clock(), item ? (JSON.parse(item.value) as AssignedRecord).changed + 1 : 0)
-    const record: AssignedRecord = { hostId, labels: change(current), changed }
+    const changed = Math.max(this.clock(), stored ? stored.changed + 1 : 0)
+    const record: AssignedRecord = { hostId, labels: change(stored?.labels ?? {}), changed }
     return {
       conditions: [item ? { key: item.key, revision: item.revision } : { key: PREFIX + hostId, absent: true }],
       operations: [{ op: 'put', key: PREFIX + hostId, value: JSON.stringify(record) }, this.bump()],

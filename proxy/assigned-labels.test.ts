@@ -4,7 +4,7 @@
 // when its hello said it takes them, at registration and whenever it changes. Tunnels are
 // real (TLS and yamux); the agents are minimal ones that say what hello they are told to.
 
-import { generateKeyPairSync, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -18,14 +18,14 @@ import { parseDialRequest } from '../shared/protocol/dial.ts'
 import { readFirstMessage, readMessages, writeMessage } from '../shared/protocol/framing.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { signLiveSet } from '../shared/signed-live-set.ts'
-import { createCA, createCertificate } from '../shared/x509.ts'
+import { createCA } from '../shared/x509.ts'
 import { createSession } from '../shared/yamux/index.ts'
+import { loopbackCert } from '../test/helpers/certs.ts'
 import { until } from '../test/helpers/until.ts'
 import { certsMessage, ProxyAssignedLabels, parseAssignedLabels } from './assigned-labels.ts'
 import { AccessDenied, NodeDialer } from './node-dialer.ts'
 import { TunnelServer } from './tunnel-server.ts'
 
-const HOUR = 3_600_000
 const CLUSTER = 'test-cluster'
 const ca = createCA('test-cluster host CA', CLUSTER)
 const signer = [{ certPem: ca.certPem, key: ca.key }]
@@ -36,18 +36,13 @@ function statement(hostId: string, labels: Record<string, string>, changed = 100
   return signAssignedLabels({ cluster_name: cluster, host_id: hostId, labels, changed }, signer)
 }
 
+/** A host certificate from the cluster's host CA, with the subject Warren gives hosts. */
 function certificate(commonName: string, role: string): { cert: string; key: string } {
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const cert = createCertificate({
-    subject: { CN: commonName, O: CLUSTER, OU: [role], name: commonName },
-    issuer: { CN: 'test-cluster host CA', O: CLUSTER },
-    publicKey,
-    signingKey: ca.key,
-    notBefore: new Date(Date.now() - 60_000),
-    notAfter: new Date(Date.now() + HOUR),
-    extKeyUsage: ['serverAuth', 'clientAuth'],
-  })
-  return { cert, key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
+  const { certPem, keyPem } = loopbackCert({ ca, name: { CN: 'test-cluster host CA', O: CLUSTER } }, { CN: commonName, O: CLUSTER, OU: [role], name: commonName }, [
+    'serverAuth',
+    'clientAuth',
+  ])
+  return { cert: certPem, key: keyPem }
 }
 
 /** An auth server's GET /v1/proxies/assigned-labels, as the test sets it, counting fetches. */

@@ -318,6 +318,20 @@ async function socketPair(): Promise<{ proxySide: Socket; userSide: Socket; clos
   return { proxySide, userSide, close: () => server.close() }
 }
 
+/** alice asks `gateway` for SSH to web1 with `cert`; the replies it answered. */
+async function serveSsh(gateway: UserGateway, proxySide: Socket, cert: X509Certificate): Promise<DialReply[]> {
+  const replies: DialReply[] = []
+  await gateway.serve(
+    proxySide,
+    cert,
+    'alice',
+    '192.0.2.1',
+    { node: 'web1', service: 'ssh', name: undefined, certificate: undefined, proof: undefined },
+    { answer: (reply) => replies.push(reply) },
+  )
+  return replies
+}
+
 function limitedUserCert(max: number): X509Certificate {
   const ca = createCA('users', 'test')
   const access: Access = { ...legacyAccess(['pi']), max_connections: max }
@@ -349,15 +363,7 @@ t.test("the user gateway: a user at its limit is told why, and the refusal is lo
     userSide.destroy()
     close()
   })
-  const replies: DialReply[] = []
-  await gateway.serve(
-    proxySide,
-    limitedUserCert(1),
-    'alice',
-    '192.0.2.1',
-    { node: 'web1', service: 'ssh', name: undefined, certificate: undefined, proof: undefined },
-    { answer: (reply) => replies.push(reply) },
-  )
+  const replies = await serveSsh(gateway, proxySide, limitedUserCert(1))
   t.same(replies, [{ ok: false, error: `access to node "web1" denied: ${message}` }])
   t.same(auth.calls[0]!.body, { user: 'alice', max: 1 })
   t.equal(dialled.length, 0)
@@ -372,15 +378,7 @@ t.test("the user gateway: the lease lasts as long as the user's connection", asy
   const gateway = new UserGateway({ nodes: dialer, clusterName: 'test', userCAPems: () => [], log })
   const { proxySide, userSide, close } = await socketPair()
   t.teardown(close)
-  const replies: DialReply[] = []
-  await gateway.serve(
-    proxySide,
-    limitedUserCert(2),
-    'alice',
-    '192.0.2.1',
-    { node: 'web1', service: 'ssh', name: undefined, certificate: undefined, proof: undefined },
-    { answer: (reply) => replies.push(reply) },
-  )
+  const replies = await serveSsh(gateway, proxySide, limitedUserCert(2))
   t.same(replies, [{ ok: true }])
   t.equal(limits.size, 1)
   const gone = new Promise((resolve) => proxySide.once('close', resolve))
