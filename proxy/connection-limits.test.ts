@@ -19,14 +19,20 @@ const LIMITED = { max_connections: 2 }
 interface Call {
   route: string
   body: unknown
+  headers?: Record<string, string>
+}
+
+/** A connection's holder, vouched for by a stand-in of its certificate. */
+function holder(user: string, access: Pick<Access, 'max_connections'>, client?: EventEmitter) {
+  return { user, access, vouch: { 'x-warren-user-cert': `cert-of-${user}` }, ...(client ? { client } : {}) }
 }
 
 /** A fake auth server: records every call; `answer` decides each (a value, or a thrown error). */
 function fakeAuth(answer: (route: string, body: unknown) => unknown = defaultAnswer) {
   const calls: Call[] = []
   const events: string[] = []
-  const call = (async (route: string, input?: { body?: unknown }) => {
-    calls.push({ route, body: input?.body })
+  const call = (async (route: string, input?: { body?: unknown }, options?: { headers?: Record<string, string> }) => {
+    calls.push({ route, body: input?.body, ...(options?.headers ? { headers: options.headers } : {}) })
     events.push(route)
     return answer(route, input?.body)
   }) as unknown as LeaseCall
@@ -85,9 +91,9 @@ const settle = () => new Promise((resolve) => setImmediate(resolve))
 t.test('a user whose roles set no max_connections takes no lease', async (t) => {
   const auth = fakeAuth()
   const limits = new ConnectionLimits({ call: auth.call, log })
-  t.equal(await limits.acquire('web1', 'alice', {}), undefined)
+  t.equal(await limits.acquire('web1', holder('alice', {})), undefined)
   const { dialer, dialled } = dialerWith(limits, auth.events)
-  const stream = await dialer.dial('web1', { service: 'ssh' }, () => undefined, { user: 'alice', access: {} })
+  const stream = await dialer.dial('web1', { service: 'ssh' }, () => undefined, holder('alice', {}))
   stream.destroy()
   await settle()
   t.equal(dialled.length, 1)
@@ -100,9 +106,13 @@ t.test('a lease is taken before the stream is opened, and released when the stre
   const { timer, every } = manualTimer()
   const limits = new ConnectionLimits({ call: auth.call, log, every })
   const { dialer } = dialerWith(limits, auth.events)
-  const stream = (await dialer.dial('web1', { service: 'ssh' }, () => undefined, { user: 'alice', access: LIMITED })) as PassThrough
+  const stream = (await dialer.dial('web1', { service: 'ssh' }, () => undefined, holder('alice', LIMITED))) as PassThrough
   t.same(auth.events, ['POST /v1/proxies/connection-leases', 'dial'], 'the lease comes first')
-  t.same(auth.calls[0]!.body, { user: 'alice', max: 2 })
+  t.same(
+    auth.calls[0],
+    { route: 'POST /v1/proxies/connection-leases', body: undefined, headers: { 'x-warren-user-cert': 'cert-of-alice' } },
+    "the user's certificate, not a name and a limit",
+  )
   t.equal(limits.size, 1)
   t.equal(timer.ms, LEASE_TTL_MS / 3, 'renewed every third of the lease TTL (10 s)')
   const gone = closed(stream)
@@ -121,7 +131,7 @@ t.test("the lease is released when the user's side closes first", async (t) => {
   const limits = new ConnectionLimits({ call: auth.call, log, every: manualTimer().every })
   const { dialer } = dialerWith(limits, auth.events)
   const client = new EventEmitter()
-  const stream = (await dialer.dial('web1', { service: 'ssh' }, undefined, { user: 'alice', access: LIMITED, client })) as PassThrough
+  const stream = (await dialer.dial('web1', { service: 'ssh' }, undefined, holder('alice', LIMITED, client))) as PassThrough
   client.emit('close')
   await settle()
   t.equal(limits.size, 0)
@@ -135,9 +145,9 @@ t.test('forwarded ports and users the roles refuse take no lease', async (t) => 
   const auth = fakeAuth()
   const limits = new ConnectionLimits({ call: auth.call, log, every: manualTimer().every })
   const { dialer, dialled } = dialerWith(limits, auth.events)
-  const port = await dialer.dial('web1', { service: 'port', name: 'http' }, () => undefined, { user: 'alice', access: LIMITED })
+  const port = await dialer.dial('web1', { service: 'port', name: 'http' }, () => undefined, holder('alice', LIMITED))
   port.destroy()
-  const refused = await dialer.dial('web1', { service: 'ssh' }, () => "the user's roles do not allow this node", { user: 'alice', access: LIMITED }).catch((e: Error) => e)
+  const refused = await dialer.dial('web1', { service: 'ssh' }, () => "the user's roles do not allow this node", holder('alice', LIMITED)).catch((e: Error) => e)
   t.type(refused, AccessDenied)
   t.equal(dialled.length, 1)
   t.same(auth.calls, [])
@@ -150,7 +160,7 @@ t.test('a user at its limit (409) is refused as a role refuses, and nothing is d
   })
   const limits = new ConnectionLimits({ call: auth.call, log, every: manualTimer().every })
   const { dialer, dialled } = dialerWith(limits, auth.events)
-  const error = await dialer.dial('web1', { service: 'ssh' }, () => undefined, { user: 'alice', access: LIMITED }).catch((e: Error) => e)
+  const error = await dialer.dial('web1', { service: 'ssh' }, () => undefined, holder('alice', LIMITED)).catch((e: Error) => e)
   t.type(error, AccessDenied)
   t.equal((error as AccessDenied).message, `access to node "web1" denied: ${message}`)
   t.equal((error as AccessDenied).reason, message)
@@ -164,7 +174,7 @@ t.test('the limit holds when the auth server cannot count: the connection is ref
   })
   const limits = new ConnectionLimits({ call: auth.call, log, every: manualTimer().every })
   const { dialer, dialled } = dialerWith(limits, auth.events)
-  const error = await dialer.dial('web1', { service: 'ssh' }, undefined, { user: 'alice', access: LIMITED }).catch((e: Error) => e)
+  const error = await dialer.dial('web1', { service: 'ssh' }, undefined, holder('alice', LIMITED)).catch((e: Error) => e)
   t.type(error, Error)
   t.notOk(error instanceof AccessDenied, 'a failure, not a refusal by the roles')
   t.match((error as Error).message, /^access to node "web1" refused: the connections of user "alice" cannot be counted now \(its roles set max_connections\): cannot reach auth/)
@@ -174,7 +184,7 @@ t.test('the limit holds when the auth server cannot count: the connection is ref
     throw new ApiError(404, 'no route POST /v1/proxies/connection-leases')
   })
   const { dialer: another } = dialerWith(new ConnectionLimits({ call: old.call, log }), old.events)
-  await t.rejects(another.dial('web1', { service: 'ssh' }, undefined, { user: 'alice', access: LIMITED }), /cannot be counted now/, 'an auth server without the routes too')
+  await t.rejects(another.dial('web1', { service: 'ssh' }, undefined, holder('alice', LIMITED)), /cannot be counted now/, 'an auth server without the routes too')
 })
 
 t.test('a dial that fails after the lease was taken releases it', async (t) => {
@@ -183,7 +193,7 @@ t.test('a dial that fails after the lease was taken releases it', async (t) => {
   const { dialer } = dialerWith(limits, auth.events, async () => {
     throw new Error('the tunnel closed')
   })
-  await t.rejects(dialer.dial('web1', { service: 'ssh' }, undefined, { user: 'alice', access: LIMITED }), /the tunnel closed/)
+  await t.rejects(dialer.dial('web1', { service: 'ssh' }, undefined, holder('alice', LIMITED)), /the tunnel closed/)
   await settle()
   t.same(auth.events, ['POST /v1/proxies/connection-leases', 'dial', 'POST /v1/proxies/connection-leases/release'])
   t.equal(limits.size, 0)
@@ -203,7 +213,7 @@ t.test('a direct node that cannot be reached releases the lease too', async (t) 
     connectionLimits: limits,
     log,
   })
-  await t.rejects(dialer.dial('db1', { service: 'ssh' }, undefined, { user: 'alice', access: LIMITED }))
+  await t.rejects(dialer.dial('db1', { service: 'ssh' }, undefined, holder('alice', LIMITED)))
   await settle()
   t.same(
     auth.calls.map((c) => c.route),
@@ -220,9 +230,9 @@ t.test('every lease held is renewed in one call; those not renewed are dropped, 
   })
   const { timer, every } = manualTimer()
   const limits = new ConnectionLimits({ call: auth.call, log, every })
-  const a = await limits.acquire('web1', 'alice', LIMITED)
-  const b = await limits.acquire('web1', 'alice', LIMITED)
-  const c = await limits.acquire('web2', 'bob', { max_connections: 1 })
+  const a = await limits.acquire('web1', holder('alice', LIMITED))
+  const b = await limits.acquire('web1', holder('alice', LIMITED))
+  const c = await limits.acquire('web2', holder('bob', { max_connections: 1 }))
   expired = new Set([b!.leaseId])
   timer.task!()
   await settle()
@@ -262,7 +272,7 @@ t.test('a failed renewal keeps the leases for the next one', async (t) => {
     return defaultAnswer(route, body)
   })
   const limits = new ConnectionLimits({ call: auth.call, log, every: manualTimer().every })
-  await limits.acquire('web1', 'alice', LIMITED)
+  await limits.acquire('web1', holder('alice', LIMITED))
   await limits.renew()
   t.equal(limits.size, 1)
   down = false
@@ -275,8 +285,8 @@ t.test('a stop ends the renewals and releases every lease held in one call', asy
   const auth = fakeAuth()
   const { timer, every } = manualTimer()
   const limits = new ConnectionLimits({ call: auth.call, log, every })
-  const a = await limits.acquire('web1', 'alice', LIMITED)
-  const b = await limits.acquire('web1', 'bob', LIMITED)
+  const a = await limits.acquire('web1', holder('alice', LIMITED))
+  const b = await limits.acquire('web1', holder('bob', LIMITED))
   await limits.stop()
   t.ok(timer.stopped)
   t.same(auth.calls.at(-1), {
@@ -293,7 +303,7 @@ t.test('a stop ends the renewals and releases every lease held in one call', asy
   a!.release()
   await settle()
   t.equal(auth.calls.length, calls, 'released already')
-  await t.rejects(limits.acquire('web1', 'alice', LIMITED), /this proxy is stopping/)
+  await t.rejects(limits.acquire('web1', holder('alice', LIMITED)), /this proxy is stopping/)
   t.equal(auth.calls.length, calls, 'no lease taken once stopping')
 
   const failing = new ConnectionLimits({
@@ -304,7 +314,7 @@ t.test('a stop ends the renewals and releases every lease held in one call', asy
     log,
     every: manualTimer().every,
   })
-  await failing.acquire('web1', 'alice', LIMITED)
+  await failing.acquire('web1', holder('alice', LIMITED))
   await t.resolves(failing.stop(), 'best effort: an auth server out of reach does not fail the stop')
 })
 
@@ -363,9 +373,10 @@ t.test("the user gateway: a user at its limit is told why, and the refusal is lo
     userSide.destroy()
     close()
   })
-  const replies = await serveSsh(gateway, proxySide, limitedUserCert(1))
+  const cert = limitedUserCert(1)
+  const replies = await serveSsh(gateway, proxySide, cert)
   t.same(replies, [{ ok: false, error: `access to node "web1" denied: ${message}` }])
-  t.same(auth.calls[0]!.body, { user: 'alice', max: 1 })
+  t.same(auth.calls[0]!.headers, { 'x-warren-user-cert': cert.raw.toString('base64') }, "the lease is asked for with the user's certificate")
   t.equal(dialled.length, 0)
   const entry = lines.map((line) => JSON.parse(line)).find((e) => e.access_denied === true)
   t.match(entry, { user: 'alice', node: 'web1', access_denied: true, reason: message })

@@ -1,7 +1,8 @@
 // The role option max_connections on the proxy's side: the most SSH connections a user may
 // hold at once through all the cluster's proxies, counted together by the auth server with
 // leases (auth/connection-leases.ts). A user whose certificate carries the option gets a
-// lease before the stream to the node is opened (after its roles were judged, so a refused
+// lease, asked for with that certificate or the user's web session (the auth server takes
+// the user and the limit from it, not from the proxy's word), before the stream to the node is opened (after its roles were judged, so a refused
 // user takes none); the lease is released when the connection ends, and every lease this
 // proxy holds is renewed in one call while its connection lasts. When the auth server
 // cannot count, the connection is refused: a limit that cannot be checked is not waived.
@@ -98,15 +99,16 @@ export class ConnectionLimits {
    * undefined (no limit). Throws AccessDenied when the user holds as many as they allow, and
    * an Error when the auth server cannot count them now (the connection is refused either way).
    */
-  async acquire(target: string, user: string, access: Pick<Access, 'max_connections'>): Promise<Lease | undefined> {
-    const max = access.max_connections
+  async acquire(target: string, holder: { user: string; access: Pick<Access, 'max_connections'>; vouch: Record<string, string> }): Promise<Lease | undefined> {
+    const { user } = holder
+    const max = holder.access.max_connections
     if (max === undefined) return undefined
     const cannotCount = (why: string) =>
       new Error(`access to node "${target}" refused: the connections of user "${user}" cannot be counted now (its roles set max_connections): ${why}`)
     if (this.stopped) throw cannotCount('this proxy is stopping')
     let answer
     try {
-      answer = await this.options.call('POST /v1/proxies/connection-leases', { body: { user, max } }, { timeoutMs: this.config.callTimeoutMs })
+      answer = await this.options.call('POST /v1/proxies/connection-leases', {}, { timeoutMs: this.config.callTimeoutMs, headers: holder.vouch })
     } catch (error) {
       if (error instanceof ApiError && error.status === 409) {
         const reason = error.message || `user "${user}" holds ${max} connection${max === 1 ? '' : 's'}, the most the roles allow (max_connections)`

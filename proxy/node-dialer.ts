@@ -66,6 +66,8 @@ export interface NodeDialerOptions {
 export interface ConnectionHolder {
   user: string
   access: Pick<Access, 'max_connections'>
+  /** How the proxy vouches for the user to the auth server, which counts the connection by it: the user's certificate, or web session (connection-limits.ts). */
+  vouch: Record<string, string>
   client?: { once(event: 'close', listener: () => void): unknown }
 }
 
@@ -126,7 +128,7 @@ export class NodeDialer {
     if (!holder || request.service !== 'ssh' || holder.access.max_connections === undefined) return undefined
     const limits = this.options.connectionLimits
     if (!limits) return undefined
-    return limits.acquire(target, holder.user, holder.access)
+    return limits.acquire(target, holder)
   }
 
   /** Opens the stream; a lease is released when it cannot be opened, else when the stream or the user's side closes. */

@@ -22,6 +22,7 @@ import { nodeRefusal, portRefusal } from '../shared/access.ts'
 import { accessOfX509Certificate } from '../shared/access-cert.ts'
 import { type Expected, judgeCertificate, judgeIdentity, type Verdict } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
+import { USER_CERT_HEADER } from '../shared/protocol/api.ts'
 import { type DialReply, type DialRequestIn, parseUserDial, type UserDial } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { type UserCertificate, userCertificate } from '../shared/revocation-list.ts'
@@ -183,7 +184,7 @@ export class UserGateway {
           if (portDenied) throw new AccessDenied(`access to port "${request.name}" of node "${node}" denied: ${portDenied}`, portDenied)
           return undefined
         },
-        { user, access, client: socket },
+        { user, access, vouch: { [USER_CERT_HEADER]: cert.raw.toString('base64') }, client: socket },
       )
     } catch (error) {
       const denied = error instanceof AccessDenied ? { access_denied: true, reason: error.reason } : {}

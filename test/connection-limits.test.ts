@@ -4,10 +4,19 @@
 // proxies behind HAProxy, a node, stock OpenSSH.
 
 import { spawn } from 'node:child_process'
+import { generateKeyPairSync } from 'node:crypto'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { legacyAccess } from '../shared/access.ts'
+import { x509AccessExtension } from '../shared/access-cert.ts'
+import { ApiClient } from '../shared/api-client.ts'
+import { ApiError } from '../shared/errors.ts'
+import { loadIdentity } from '../shared/identity-store.ts'
+import { USER_CERT_HEADER } from '../shared/protocol/api.ts'
 import type { WarrenStatus } from '../shared/status.ts'
+import { createCA, createCertificate } from '../shared/x509.ts'
 import { startBalancer } from './helpers/balancer.ts'
 import {
   AuthProcess,
@@ -35,7 +44,8 @@ const proxies = await proxiesBehindBalancer(auth, pin, 2, balancer, undefined, t
 t.teardown(() => Promise.all(proxies.map((proxy) => proxy.stop())))
 const lb = startBalancer(balancer, proxies)
 t.teardown(() => lb.kill())
-const node = startNode([`--auth-server=${proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=limited-1', `--data-dir=${tempDir()}`])
+const nodeDir = tempDir()
+const node = startNode([`--auth-server=${proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=limited-1', `--data-dir=${nodeDir}`])
 t.teardown(() => node.stop())
 await node.waitForStatus('a tunnel to each proxy', (status: WarrenStatus) => status.node?.tunnel?.proxies.length === 2, 20_000)
 await waitForNode(auth, 'limited-1')
@@ -95,4 +105,52 @@ t.test('a user whose roles set no limit holds several at once', async (t) => {
     results.map((result) => result.stdout),
     ['one\n', 'two\n'],
   )
+})
+
+t.test("a proxy's stolen keys cannot fill a user's slots with a name and a limit of their choosing", async (t) => {
+  const stolen = loadIdentity(proxies[1].dataDir, 'proxy')!
+  const asProxy = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem })
+  t.teardown(() => asProxy.close())
+  const status = (request: Promise<unknown>) =>
+    request.then(
+      () => 200,
+      (error) => (error instanceof ApiError ? error.status : error),
+    )
+  const vouching = (certPem: string) => ({ headers: { [USER_CERT_HEADER]: Buffer.from(certPem.replace(/-----[^-]+-----|\s/g, ''), 'base64').toString('base64') } })
+
+  // The request that once took a lease: a user's name and a limit, on the proxy's word.
+  t.equal(
+    await status(asProxy.request('POST', '/v1/proxies/connection-leases', { user: 'lim', max: 10_000 })),
+    403,
+    "a name and a limit in the body: refused, no user's certificate",
+  )
+  // A certificate of the attacker's making, with the user's name and a limit it chose.
+  const forged = createCA('users', 'warren-test')
+  const forgedCert = createCertificate({
+    subject: { CN: 'lim', O: stolen.clusterName, OU: ['user'] },
+    issuer: { CN: 'users', O: stolen.clusterName },
+    publicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey,
+    signingKey: forged.key,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 3_600_000),
+    extKeyUsage: ['clientAuth'],
+    extensions: [x509AccessExtension({ ...legacyAccess([testLogin()]), max_connections: 10_000 })],
+  })
+  t.equal(await status(asProxy.call('POST /v1/proxies/connection-leases', {}, vouching(forgedCert))), 403, "a certificate not from the cluster's user CA: refused")
+  // A node's keys vouch for nobody: the header is not taken from it.
+  const nodeIdentity = loadIdentity(nodeDir)!
+  const asNode = new ApiClient({ server: auth.address, caPems: nodeIdentity.hostCAPems, certPem: nodeIdentity.tlsCertPem, keyPem: nodeIdentity.tlsKeyPem })
+  t.teardown(() => asNode.close())
+  const userCert = readFileSync(join(through[0], 'tls.crt'), 'utf8')
+  t.equal(await status(asNode.call('POST /v1/proxies/connection-leases', {}, vouching(userCert))), 403, "a node forwarding a user's certificate: refused")
+  // None of them took a slot: the user's one connection goes through.
+  const ok = await openssh(through[0], [target, 'echo free'])
+  t.equal(ok.stdout, 'free\n', 'the slot is still free')
+
+  // With the user's real certificate the limit is the certificate's (1), whatever the proxy would like.
+  const lease = await asProxy.call('POST /v1/proxies/connection-leases', {}, vouching(userCert))
+  t.equal(await status(asProxy.call('POST /v1/proxies/connection-leases', {}, vouching(userCert))), 409, "a second lease beyond the certificate's max_connections: refused")
+  await asProxy.call('POST /v1/proxies/connection-leases/release', { body: { leases: [{ user: 'lim', lease_id: lease.lease_id }] } })
+  const after = await openssh(through[0], [target, 'echo released'])
+  t.equal(after.stdout, 'released\n', 'released, the slot is free again')
 })

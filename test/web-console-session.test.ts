@@ -53,8 +53,22 @@ const proxyB = await startProxy('proxy-b')
   t.teardown(() => daemon.stop())
   await waitForNode(auth, 'lab-pi')
 }
-const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: BRIEF_ROLE })
-if (created.code !== 0) throw new Error(`create role: ${created.stderr}`)
+/** One SSH connection at once: a terminal counts as one. */
+const SINGLE_ROLE = `kind: role
+version: v1
+metadata:
+  name: single
+spec:
+  allow:
+    logins: ['{{internal.logins}}']
+    node_labels: { env: lab }
+  options:
+    max_connections: 1
+`
+for (const input of [BRIEF_ROLE, SINGLE_ROLE]) {
+  const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input })
+  if (created.code !== 0) throw new Error(`create role: ${created.stderr}`)
+}
 
 /** The Set-Cookie header of an answer. */
 const setCookieOf = (answer: Answer) => ([] as string[]).concat(answer.headers['set-cookie'] ?? [])[0] ?? ''
@@ -151,6 +165,16 @@ t.test("a terminal closes when its session expires (the role's max_session_ttl)"
   await until('the expired session to close its terminal', () => term.state.closed, { timeoutMs: 60_000 })
   t.match(term.state.control, { type: 'error', message: /expired/ })
   t.equal((await web(proxyA.web, 'GET', '/web/api/session', { cookie: eve.session.cookie })).status, 401)
+})
+
+t.test("a terminal counts against the roles' max_connections, vouched for to the auth server by its web session", async (t) => {
+  const una = await invited('una', 'single')
+  const first = await openTerminal(proxyA.web, una.session)
+  // The auth server counts by the session the proxy presents: a second terminal is refused.
+  await t.rejects(openTerminal(proxyA.web, una.session), /closed before its shell answered/)
+  const refusal = proxyA.daemon.logEntries().find((entry) => entry.user === 'una' && entry.access_denied === true)
+  t.match(refusal, { reason: /max_connections 1/ }, "refused for the roles' limit")
+  t.ok(await first.answers(1), "the first terminal's shell still answers")
 })
 
 t.test('the session cookie is a __Host- cookie: Secure, Path=/, no Domain', async (t) => {

@@ -1,9 +1,12 @@
 // The routes by which proxies count users' SSH connections together (the role option
 // max_connections): a lease for each connection, renewed while it lasts and released when
 // it ends (auth/connection-leases.ts). The proxy is the caller; it renews and releases only
-// the leases it took.
+// the leases it took. Whose connection a lease counts, and the limit, come from what the
+// proxy vouches for the user with (its certificate, or its web session for a web terminal),
+// judged here as on every route a proxy carries for a user: a proxy's keys alone cannot fill
+// another user's slots with a name and a limit of their choosing.
 
-import { SMALL_BODY } from '../../shared/api-router.ts'
+import { HttpError, NO_BODY } from '../../shared/api-router.ts'
 import { ConnectionLimitReached } from '../connection-leases.ts'
 import type { AuthRoutes } from './context.ts'
 
@@ -13,12 +16,17 @@ const LEASES_BODY_LIMIT = 16 * 1024 * 1024
 export const connectionLeaseRoutes = {
   // A lease on one of the user's connections, or a 409 naming the limit when it holds them all.
   'POST /v1/proxies/connection-leases': {
-    access: 'proxy',
-    bodyLimit: SMALL_BODY,
+    access: 'user',
+    bodyLimit: NO_BODY,
     async handle(call, context) {
-      const { user, max } = await call.body()
+      const holder = call.peer
+      // A person a proxy vouches for (access.ts), not the admin identity, whose connections no role limits.
+      if (holder.kind !== 'user') throw new HttpError(403, 'a connection lease is taken by a proxy, for the user whose connection it is')
+      const user = holder.subject.commonName
+      const max = holder.access.max_connections
+      if (max === undefined) throw new HttpError(400, `the roles of user "${user}" set no max_connections: its connections are not counted`)
       try {
-        const lease = await context.connectionLeases.acquire(user, max, call.peer.subject.commonName)
+        const lease = await context.connectionLeases.acquire(user, max, holder.via)
         return { lease_id: lease.leaseId, expires: lease.expires }
       } catch (error) {
         if (error instanceof ConnectionLimitReached)
@@ -26,7 +34,7 @@ export const connectionLeaseRoutes = {
             user: error.user,
             max: error.max,
             held: error.held,
-            proxy: call.peer.subject.commonName,
+            proxy: holder.via,
           })
         throw error
       }

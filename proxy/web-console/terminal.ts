@@ -191,7 +191,7 @@ export class WebTerminals {
       const { known_hosts } = await api.callAuth<KnownHosts>('POST /v1/proxies/known-hosts', { user: session.user }, {})
       const hostKey = registeredHostKey(known_hosts, node.host_id)
       if (ws.readyState !== WebSocket.OPEN) return
-      stream = await this.options.nodes.dial(node.host_id, { service: 'ssh', client }, undefined, { user: session.user, access, client: ws })
+      stream = await this.options.nodes.dial(node.host_id, { service: 'ssh', client }, undefined, { user: session.user, access, vouch: headers, client: ws })
       if (ws.readyState !== WebSocket.OPEN) return void stream.destroy()
       shell = await openShell({ stream, login: request.login, privateKey: key.privateKey, certificate: cert.ssh_cert, hostKey, cols: request.cols, rows: request.rows })
       if (ws.readyState !== WebSocket.OPEN) return shell.end()

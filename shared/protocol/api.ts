@@ -36,7 +36,7 @@ import type {
   ProxyHeartbeatAnswer,
   RevocationSnapshot,
 } from './proxies.ts'
-import { ACME_GET_BODY, ACME_PUT_BODY, CONNECTION_LEASE_BODY, CONNECTION_LEASES_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
+import { ACME_GET_BODY, ACME_PUT_BODY, CONNECTION_LEASES_BODY, HOST_RENEW_BODY, PRESENCE_BODY, PROXY_HEARTBEAT_BODY } from './proxies.ts'
 import { PROXIED_RECORDING_CHUNK_BODY, RECORDING_CHUNK_BODY, type RecordingFile, type RecordingList, type RecordingStored } from './recordings.ts'
 import { ROLE_BODY, type RoleList, type RoleSaved } from './roles.ts'
 import { type AnyShape, type In, type Out, parseWith } from './shape.ts'
@@ -179,7 +179,6 @@ export const API_BODIES = {
   'POST /v1/presence': PRESENCE_BODY,
   'POST /v1/proxies/acme/get': ACME_GET_BODY,
   'POST /v1/proxies/acme/put': ACME_PUT_BODY,
-  'POST /v1/proxies/connection-leases': CONNECTION_LEASE_BODY,
   'POST /v1/proxies/connection-leases/renew': CONNECTION_LEASES_BODY,
   'POST /v1/proxies/connection-leases/release': CONNECTION_LEASES_BODY,
   'POST /v1/rotate': ROTATE_BODY,

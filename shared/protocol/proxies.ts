@@ -166,16 +166,15 @@ export const CONNECTION_LEASE_TTL_MS = 30_000
 /** Leases a proxy renews in one call: every SSH connection it holds for users with a limit. */
 const MAX_LEASES = 100_000
 
-/**
- * POST /v1/proxies/connection-leases: a lease on one of the user's `max` SSH connections at
- * once through the cluster's proxies (the role option max_connections); refused (409) when
- * the user holds `max` already. The proxy renews it while the connection lasts and releases
- * it when the connection ends; a lease not renewed ends by itself (a proxy that died).
+/*
+ * POST /v1/proxies/connection-leases: a lease on one of the user's SSH connections at once
+ * through the cluster's proxies (the role option max_connections); refused (409) when the
+ * user holds as many as its roles allow already. The request has no body: the proxy sends
+ * the user's certificate (USER_CERT_HEADER), and the user and its limit are the
+ * certificate's, judged by the auth server, never the proxy's word. The proxy renews the
+ * lease while the connection lasts and releases it when the connection ends; a lease not
+ * renewed ends by itself (a proxy that died).
  */
-export const CONNECTION_LEASE_BODY = object({
-  user: text({ max: 64 }),
-  max: number({ atLeast: 1, atMost: 10_000, expected: 'a whole number of connections' }),
-})
 
 export interface ConnectionLease {
   lease_id: string
