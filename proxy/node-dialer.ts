@@ -102,21 +102,22 @@ export class NodeDialer {
    * Opens a stream to a service on the node; resolves once the node has connected it.
    * `admit` judges the node by its labels (with the cluster's assigned ones in place of its
    * own) before any stream is opened: a reason to refuse it (the user's roles) is thrown as AccessDenied.
+   * It is told the node's host ID too, so that the connection can be judged again when those labels change (labelsOf).
    * An SSH connection of a `holder` whose roles set max_connections then takes a lease, held
    * while the stream is open: one beyond the limit is thrown as AccessDenied too.
    */
-  async dial(target: string, request: DialRequestIn, admit?: (labels: Record<string, string>) => string | undefined, holder?: ConnectionHolder): Promise<Duplex> {
+  async dial(target: string, request: DialRequestIn, admit?: (labels: Record<string, string>, hostId: string) => string | undefined, holder?: ConnectionHolder): Promise<Duplex> {
     const tunnel = this.options.tunnels.find(target)
     if (tunnel) {
       // Judged when the user connects, so that a change of the assigned labels applies to live tunnels at once.
-      refuseIfDenied(target, admit?.(withAssigned(tunnel.labels, this.options.assignedLabels(tunnel.hostId))))
+      refuseIfDenied(target, admit?.(withAssigned(tunnel.labels, this.options.assignedLabels(tunnel.hostId)), tunnel.hostId))
       const lease = await this.lease(target, request, holder)
       return this.holding(lease, holder, () => this.options.tunnels.dial(target, request))
     }
     const node = await this.findDirect(target)
     if (!node) throw new Error(`node "${target}" is not connected to this proxy, nor online as a direct node`)
     // The book's labels came with the assigned ones of its fetch; those held now are newer.
-    refuseIfDenied(target, admit?.(withAssigned(node.labels, this.options.assignedLabels(node.hostId))))
+    refuseIfDenied(target, admit?.(withAssigned(node.labels, this.options.assignedLabels(node.hostId)), node.hostId))
     const refusal = this.options.refusedHost?.(node.hostId)
     if (refusal) throw new Error(`node "${target}" is refused: ${refusal}`)
     const lease = await this.lease(target, request, holder)
@@ -182,6 +183,19 @@ export class NodeDialer {
       this.options.log.warn(`direct connection to ${hostId} closed: ${refusal}`, { host_id: hostId, refused: true })
       socket.destroy()
     }
+  }
+
+  /**
+   * The labels of the host now, as `dial` judges them (the assigned ones in place of its own),
+   * or undefined when it is neither behind a tunnel here nor a direct node the auth server lists.
+   */
+  async labelsOf(hostId: string): Promise<Record<string, string> | undefined> {
+    const tunnel = this.options.tunnels.find(hostId)
+    if (tunnel?.hostId === hostId) return withAssigned(tunnel.labels, this.options.assignedLabels(hostId))
+    // Asked again: the book's labels came with the assigned ones of its fetch, which may be gone now.
+    this.book.forget()
+    const node = await this.book.find(hostId).catch(() => undefined)
+    return node?.hostId === hostId ? withAssigned(node.labels, this.options.assignedLabels(hostId)) : undefined
   }
 
   /** The direct node by that name; the auth server's failures are logged here, not shown to users. */

@@ -155,7 +155,11 @@ export class ProxyService {
     this.assignedLabels = new ProxyAssignedLabels({
       fetch: () => this.auth.call('GET /v1/proxies/assigned-labels'),
       clusterName: this.identity.clusterName,
-      onChange: (hostIds) => this.tunnels?.relayAssignedLabels(hostIds),
+      // Their agents are told, and the user connections to them that the new labels refuse are closed.
+      onChange: (hostIds) => {
+        this.tunnels?.relayAssignedLabels(hostIds)
+        void this.users?.dropRelabelled(hostIds)
+      },
       log: this.log,
     })
     await this.reachAuthServer(async () => {
@@ -277,6 +281,8 @@ export class ProxyService {
     this.timers.push(setInterval(() => void this.presence.reportAll(), DEFAULTS.heartbeatIntervalMs))
     this.tunnels.on('connect', (tunnel: Tunnel) => this.presence.opened(tunnel))
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
+    // A node's own labels changed: so may what its users' roles allow.
+    this.tunnels.on('labels', (tunnel: Tunnel) => void this.users.dropRelabelled([tunnel.hostId]))
     // `done` lets the tunnel's control stream be read on (tunnel-server.ts: relays in flight per tunnel).
     this.tunnels.on('audit', (tunnel: Tunnel, message: AuditMessage, done: () => void) => void relayAudit(this.auth, tunnel, message).then(done, done))
     this.tunnels.on('recording', (tunnel: Tunnel, message: RecordingMessage, done: () => void) => void relayRecording(this.auth, tunnel, message).then(done, done))

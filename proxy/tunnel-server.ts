@@ -388,9 +388,12 @@ export class TunnelServer extends EventEmitter {
   private acceptLabels(tunnel: Tunnel, labels: RuledLabels | undefined): void {
     if (labels === undefined) return
     if ('labels' in labels) {
+      const changed = !sameLabels(tunnel.labels, labels.labels)
       tunnel.labels = labels.labels
       // A refusal after good labels is news again.
       tunnel.labelsRefusedLoggedAt = undefined
+      // Users connected through it are judged again by the new ones (user-gateway.ts).
+      if (changed && this.tunnels.get(tunnel.hostId) === tunnel) this.emit('labels', tunnel)
       return
     }
     const now = (this.options.clock ?? Date.now)()
@@ -490,6 +493,11 @@ export class TunnelServer extends EventEmitter {
     }
     this.tunnels.clear()
   }
+}
+
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a)
+  return keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && a[key] === b[key])
 }
 
 function closeTunnel(tunnel: Tunnel, reason: TunnelCloseReason): void {

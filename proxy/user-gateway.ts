@@ -8,7 +8,9 @@
 // connections are refused with the lock's message.
 // The user's roles, carried in the certificate, decide which nodes and forwarded ports it
 // reaches: a node or port they do not allow is refused before any stream is opened (the
-// node judges the login, and judges again on its own). For a forwarded port the client
+// node judges the login, and judges again on its own). They are judged again when the
+// node's labels change (`warrenctl nodes label`, or the node's own): a connection they no
+// longer allow is closed. For a forwarded port the client
 // sends its OpenSSH certificate too, which must name the same user, and which the node
 // verifies and judges itself (agent/port-access.ts). An SSH connection of a user whose
 // roles set max_connections then counts against it, with the user's others through every
@@ -18,7 +20,7 @@ import type { X509Certificate } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
-import { nodeRefusal, portRefusal } from '../shared/access.ts'
+import { type Access, nodeRefusal, portRefusal } from '../shared/access.ts'
 import { accessOfX509Certificate } from '../shared/access-cert.ts'
 import { type Expected, judgeCertificate, judgeIdentity, type Verdict } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
@@ -31,8 +33,8 @@ import { parseSshCertificate } from '../shared/ssh-cert.ts'
 import { AccessDenied, type NodeDialer } from './node-dialer.ts'
 
 export interface UserGatewayOptions {
-  /** Reaches a node through its tunnel, or directly. */
-  nodes: Pick<NodeDialer, 'dial'>
+  /** Reaches a node through its tunnel, or directly; tells its labels now. */
+  nodes: Pick<NodeDialer, 'dial' | 'labelsOf'>
   clusterName: string
   userCAPems: () => string[]
   /** Why a user's certificate is refused although it is valid (a lock on the user, or on its certificates from before a reset), or undefined. */
@@ -40,10 +42,20 @@ export interface UserGatewayOptions {
   log: Logger
 }
 
+/** Judges a node by its labels for one user connection: why it is refused, or undefined (a port's refusal is thrown as AccessDenied). */
+type Admit = (labels: Record<string, string>) => string | undefined
+
+/** An accepted user connection: the certificate it was accepted by, and once its node was admitted, how to judge it again. */
+interface OpenConnection {
+  cert: X509Certificate
+  user: string
+  admitted?: { node: string; hostId: string; admit: Admit }
+}
+
 export class UserGateway {
   private readonly options: UserGatewayOptions
-  /** Every accepted user connection until it closes, with the certificate it was accepted by. */
-  private readonly open = new Map<Socket, X509Certificate>()
+  /** Every accepted user connection until it closes. */
+  private readonly open = new Map<Socket, OpenConnection>()
   /** Bytes of user connections already closed, from the user and to the user. */
   private readonly closedBytes = { fromUsers: 0, toUsers: 0 }
 
@@ -75,7 +87,7 @@ export class UserGateway {
    * changed: those made with a certificate from a CA that was dropped.
    */
   dropUntrusted(): void {
-    for (const [socket, cert] of this.open) {
+    for (const [socket, { cert }] of this.open) {
       const verdict = judgeIdentity(cert, this.expected)
       if (verdict.trusted) continue
       this.open.delete(socket)
@@ -86,12 +98,35 @@ export class UserGateway {
 
   /** After a lock: the connections of users now locked are closed, port forwards and all. */
   dropLocked(): void {
-    for (const [socket, cert] of this.open) {
+    for (const [socket, { cert }] of this.open) {
       const user = userCertificate(cert)
       const refusal = this.options.refusedUser?.(user)
       if (!refusal) continue
       this.open.delete(socket)
       this.options.log.warn(`user connection from ${socket.remoteAddress} closed: ${refusal}`, { user: user.name, locked: true })
+      socket.destroy()
+    }
+  }
+
+  /**
+   * After the labels of these hosts changed (assigned by the cluster, or the node's own): the
+   * connections to them that the user's roles no longer allow are closed, judged as when
+   * they opened. A host no longer found is not judged: its connections end with it.
+   */
+  async dropRelabelled(hostIds: Iterable<string>): Promise<void> {
+    const hosts = new Set(hostIds)
+    const affected = [...this.open].flatMap(([socket, { user, admitted }]) => (admitted && hosts.has(admitted.hostId) ? [{ socket, user, ...admitted }] : []))
+    const labels = new Map<string, Record<string, string> | undefined>()
+    for (const { hostId } of affected) {
+      if (!labels.has(hostId)) labels.set(hostId, await this.options.nodes.labelsOf(hostId).catch(() => undefined))
+    }
+    for (const { socket, user, node, hostId, admit } of affected) {
+      const now = labels.get(hostId)
+      if (!now || !this.open.has(socket)) continue
+      const reason = refusalOf(admit, now)
+      if (!reason) continue
+      this.open.delete(socket)
+      this.options.log.warn(`user connection from ${socket.remoteAddress} to ${node} closed: ${reason}`, { user, node, access_denied: true, reason })
       socket.destroy()
     }
   }
@@ -157,7 +192,8 @@ export class UserGateway {
       refuse(locked)
       return
     }
-    this.open.set(socket, cert)
+    const connection: OpenConnection = { cert, user }
+    this.open.set(socket, connection)
     socket.once('close', () => {
       this.open.delete(socket)
       this.closedBytes.fromUsers += socket.bytesRead
@@ -172,17 +208,17 @@ export class UserGateway {
     let stream: Duplex
     try {
       const access = accessOfX509Certificate(cert)
-      // Judged by the node's labels: a role's ports count on the nodes that role selects. Then
-      // an SSH connection counts against the roles' max_connections (connection-limits.ts).
+      const admit = admitter(access, user, node, request)
+      // Judged by the node's labels, then an SSH connection counts against the roles'
+      // max_connections (connection-limits.ts). Once admitted, the connection is judged again
+      // whenever the node's labels change (dropRelabelled), from before its stream opens.
       stream = await this.options.nodes.dial(
         node,
         request,
-        (labels) => {
-          const nodeDenied = nodeRefusal(access, labels)
-          if (nodeDenied || request.service !== 'port') return nodeDenied
-          const portDenied = portRefusal(access, request.name ?? '', labels) ?? portCertificateRefusal(request.certificate, user)
-          if (portDenied) throw new AccessDenied(`access to port "${request.name}" of node "${node}" denied: ${portDenied}`, portDenied)
-          return undefined
+        (labels, hostId) => {
+          const refusal = admit(labels)
+          if (refusal === undefined) connection.admitted = { node, hostId, admit }
+          return refusal
         },
         { user, access, vouch: { [USER_CERT_HEADER]: cert.raw.toString('base64') }, client: socket },
       )
@@ -209,6 +245,27 @@ export class UserGateway {
       socket.off('close', drop)
       splice(socket, stream)
     })
+  }
+}
+
+/** How a user connection to `node` is judged by the node's labels: a role's ports count on the nodes that role selects. */
+function admitter(access: Access, user: string, node: string, request: DialRequestIn): Admit {
+  return (labels) => {
+    const nodeDenied = nodeRefusal(access, labels)
+    if (nodeDenied || request.service !== 'port') return nodeDenied
+    const portDenied = portRefusal(access, request.name ?? '', labels) ?? portCertificateRefusal(request.certificate, user)
+    if (portDenied) throw new AccessDenied(`access to port "${request.name}" of node "${node}" denied: ${portDenied}`, portDenied)
+    return undefined
+  }
+}
+
+/** Why `admit` refuses these labels now, or undefined. */
+function refusalOf(admit: Admit, labels: Record<string, string>): string | undefined {
+  try {
+    return admit(labels)
+  } catch (error) {
+    if (error instanceof AccessDenied) return error.reason
+    throw error
   }
 }
 

@@ -3,13 +3,15 @@
 // ssh root@env=prod`, an agent forwarded to it). The labels the cluster assigns (from the
 // token it joined with, or `warrenctl nodes label`) win over its own of the same key: at
 // every proxy, in every listing and selector, and at the node itself, which learns them
-// signed by the auth server. Real processes and real OpenSSH; a node behind a tunnel and a
-// direct node.
+// signed by the auth server. A change of them closes the sessions already open that the
+// users' roles no longer allow. Real processes and real OpenSSH; a node behind a tunnel and
+// a direct node.
 
+import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { AuthProcess, JSON_LOGS, openssh, ProxyProcess, ROOT, run, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 
 const auth = await new AuthProcess().start()
@@ -133,4 +135,55 @@ t.test('bad input changes nothing', async (t) => {
   const refused = await auth.api<unknown>('POST', '/v1/tokens', { roles: 'proxy', ttl_ms: 60_000, labels: { env: 'lab' } }).catch((error: Error) => error)
   t.match(refused, { message: /field "labels" is for tokens that grant the node role/ }, 'nor does the auth server make one')
   t.same(await labelsNow(), before, 'every node’s labels as they were')
+})
+
+/**
+ * An SSH session kept open on `node` (its command sleeps), once the node's shell answered:
+ * stock OpenSSH with the profile's ssh_config, or `warren ssh --fdpass` (a plain SSH stream).
+ */
+async function openSession(t: Test, identity: string, node: string, fdpass = false) {
+  const command = ['echo up; sleep 600']
+  const [file, args] = fdpass
+    ? [process.execPath, [join(ROOT, 'cli/warren.ts'), 'ssh', '--fdpass', `--identity=${identity}`, `${testLogin()}@${node}`, ...command]]
+    : ['ssh', ['-F', join(identity, 'ssh_config'), '-o', 'BatchMode=yes', `${testLogin()}@${node}`, ...command]]
+  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk))
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  t.teardown(() => child.kill('SIGKILL'))
+  const ended = await Promise.race([until(() => output.includes('up\n')).then(() => false), exited.then(() => true)])
+  if (ended) throw new Error(`the session to ${node} ended at once: ${output}`)
+  return { exited, running: () => child.exitCode === null && child.signalCode === null }
+}
+
+/** Resolves once `check` holds (every 100 ms). */
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await sleep(100)
+}
+
+/** What `promise` gives within `ms`, or 'timeout'. */
+const within = <T>(promise: Promise<T>, ms: number) => Promise.race([promise, sleep(ms).then(() => 'timeout' as const)])
+
+t.test('an admin relabels a node: the open sessions its new labels refuse are closed, the others stay open', async (t) => {
+  const bothUser = await user('bea', 'lab,prod')
+  for (const node of ['lab-tunnel', 'lab-direct']) {
+    const assigned = await auth.ctl(['nodes', 'label', node, 'env=lab'])
+    t.equal(assigned.code, 0, assigned.stderr)
+    t.ok(await eventually(async () => (await reach(labUser, node)).stdout === 'reached\n'), `${node}: the lab user reaches it`)
+    const lena = await openSession(t, labUser, node)
+    const lenaFdpass = await openSession(t, labUser, node, true)
+    const bea = await openSession(t, bothUser, node)
+    const refusals = () => proxy.daemon.logEntries().filter((entry) => entry.access_denied === true && entry.user === 'lena' && entry.node === node).length
+    const refusedBefore = refusals()
+
+    const relabelled = await auth.ctl(['nodes', 'label', node, 'env=prod'])
+    t.equal(relabelled.code, 0, relabelled.stderr)
+    // The proxy follows within its poll of the live set (a second).
+    t.equal(await within(lena.exited, 15_000), 255, `${node}: the lab user's OpenSSH session is closed`)
+    t.not(await within(lenaFdpass.exited, 15_000), 'timeout', `${node}: and the one over a plain SSH stream (fdpass)`)
+    t.equal(refusals() - refusedBefore, 2, `${node}: both closed by the proxy, as refusals (the node judges only logins)`)
+    await sleep(1000)
+    t.ok(bea.running(), `${node}: the session of a user whose roles select env=prod too stays open`)
+  }
 })
