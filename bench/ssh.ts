@@ -25,6 +25,10 @@
 //
 //   npm run bench:ssh [-- --mb=1000 --round-trips=10000 --rounds=3 --paths=warren-ssh,openssh-auth]
 //
+// --gap-ms=N waits N ms after each answer before the next round trip (0, back to back, by
+// default, as the targets are set): with a typist's pace (50) each keystroke finds every
+// process on the path asleep, as a user's keystrokes do.
+//
 // Needs root (sshd), Debian's openssh-server and openssh-client, and stunnel4.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
@@ -51,11 +55,14 @@ const { values } = parseArgs({
     mb: { type: 'string', default: '1000' },
     'round-trips': { type: 'string', default: '10000' },
     rounds: { type: 'string', default: '3' },
+    'gap-ms': { type: 'string', default: '0' },
     paths: { type: 'string', default: ALL_PATHS.join(',') },
   },
 })
 const megabytes = Number(values.mb)
 const roundTripCount = Number(values['round-trips'])
+const gapMs = Number(values['gap-ms'])
+if (!Number.isInteger(gapMs) || gapMs < 0) throw new Error('--gap-ms: give a whole number of milliseconds, 0 or more')
 const rounds = Number(values.rounds)
 for (const [flag, value] of [
   ['--mb', megabytes],
@@ -287,7 +294,7 @@ async function roundTripSamples(opened: Opened[], count: number): Promise<Sample
   try {
     const times = await interleavedRoundTrips(opened, count, async (path, n, index) => {
       const before = path.cpu()
-      const batch = await roundTripTimes(path.connection.socket, n)
+      const batch = await roundTripTimes(path.connection.socket, n, 64, gapMs)
       const total = cpu[index]!
       for (const [label, seconds] of Object.entries(spent(before, path.cpu(), 1e6 / count))) total[label] = (total[label] ?? 0) + seconds
       return batch
@@ -351,7 +358,7 @@ const rows = new Map(
 )
 
 console.log(
-  `\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end; ${megabytes} MB each way, ${roundTripCount} round trips of 64 B, median of ${rounds} rounds, Node ${process.version}\n`,
+  `\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${cpus().length} cores (${cpus()[0]?.model.trim()}), load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end; ${megabytes} MB each way, ${roundTripCount} round trips of 64 B${gapMs > 0 ? `, each ${gapMs} ms after the last answer` : ''}, median of ${rounds} rounds, Node ${process.version}\n`,
 )
 console.log(
   formatTable(
@@ -376,7 +383,11 @@ console.log(
     [...rows.values()].flatMap((row) => row.byDirection.map(({ label, up, down }) => [row.name, label, up.toFixed(2), down.toFixed(2)])),
   ),
 )
-console.log("\nCPU per round trip: what each process spends on one 64-byte round trip (the p50 column's work).\n")
+console.log(
+  gapMs > 0
+    ? `\nCPU per round trip: what each process spends per 64-byte round trip, with what it spends idle in the ${gapMs} ms between them (timers, heartbeats).\n`
+    : "\nCPU per round trip: what each process spends on one 64-byte round trip (the p50 column's work).\n",
+)
 console.log(
   formatTable(
     ['path', 'CPU µs per round trip by process'],

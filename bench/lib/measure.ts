@@ -55,8 +55,13 @@ export async function roundTrips(socket: Duplex, count: number, size = 64): Prom
   return latencyOf(await roundTripTimes(socket, count, size))
 }
 
-/** Sends `size` bytes, waits for all of them to come back, `count` times; each round trip's time in µs. */
-export function roundTripTimes(socket: Duplex, count: number, size = 64): Promise<Float64Array> {
+/**
+ * Sends `size` bytes, waits for all of them to come back, `count` times; each round trip's
+ * time in µs. With `gapMs`, each send waits that long after the last answer, as a typist's
+ * next key does: every process on the path has gone back to sleep, and on a virtual machine
+ * its caches have gone cold, before the bytes arrive.
+ */
+export function roundTripTimes(socket: Duplex, count: number, size = 64, gapMs = 0): Promise<Float64Array> {
   const message = Buffer.alloc(size, 0x61)
   const samples = new Float64Array(count)
   return new Promise((resolve, reject) => {
@@ -73,7 +78,7 @@ export function roundTripTimes(socket: Duplex, count: number, size = 64): Promis
       if (pending > 0) return
       if (pending < 0) return fail(new Error(`the echo returned ${-pending} bytes more than were sent`))
       samples[index++] = Number(process.hrtime.bigint() - sentAt) / 1000
-      if (index < count) return send()
+      if (index < count) return gapMs > 0 ? void setTimeout(send, gapMs) : send()
       socket.off('data', onData)
       socket.off('error', fail)
       resolve(samples)
