@@ -159,6 +159,7 @@ export class ProxyService {
       onChange: (hostIds) => {
         this.tunnels?.relayAssignedLabels(hostIds)
         void this.users?.dropRelabelled(hostIds)
+        this.webConsole?.dropRelabelled(hostIds)
       },
       log: this.log,
     })
@@ -282,7 +283,10 @@ export class ProxyService {
     this.tunnels.on('connect', (tunnel: Tunnel) => this.presence.opened(tunnel))
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
     // A node's own labels changed: so may what its users' roles allow.
-    this.tunnels.on('labels', (tunnel: Tunnel) => void this.users.dropRelabelled([tunnel.hostId]))
+    this.tunnels.on('labels', (tunnel: Tunnel) => {
+      void this.users.dropRelabelled([tunnel.hostId])
+      this.webConsole?.dropRelabelled([tunnel.hostId])
+    })
     // `done` lets the tunnel's control stream be read on (tunnel-server.ts: relays in flight per tunnel).
     this.tunnels.on('audit', (tunnel: Tunnel, message: AuditMessage, done: () => void) => void relayAudit(this.auth, tunnel, message).then(done, done))
     this.tunnels.on('recording', (tunnel: Tunnel, message: RecordingMessage, done: () => void) => void relayRecording(this.auth, tunnel, message).then(done, done))

@@ -177,6 +177,19 @@ t.test("a terminal counts against the roles' max_connections, vouched for to the
   t.ok(await first.answers(1), "the first terminal's shell still answers")
 })
 
+t.test("a terminal closes when the node's labels change so that the user's roles no longer allow it", async (t) => {
+  const lou = await invited('lou', 'single')
+  const term = await openTerminal(proxyA.web, lou.session)
+  const labelled = await auth.ctl(['nodes', 'label', 'lab-pi', 'env=prod'])
+  t.equal(labelled.code, 0, labelled.stderr)
+  // Put back for the tests after this one, whatever it found.
+  t.teardown(() => auth.ctl(['nodes', 'label', 'lab-pi', '--remove=env']))
+  await until('the terminal to close', () => term.state.closed, { timeoutMs: 15_000 })
+  const closed = proxyA.daemon.logEntries().find((entry) => entry.user === 'lou' && entry.access_denied === true)
+  t.match(closed, { node: 'lab-pi', reason: String }, 'the proxy closed it for the roles')
+  t.same(term.state.control, { type: 'error', message: closed?.reason }, 'the browser is told why')
+})
+
 t.test('the session cookie is a __Host- cookie: Secure, Path=/, no Domain', async (t) => {
   const mallory = await invited('mallory-cookie', 'access')
   const answer = await web(proxyA.web, 'POST', '/web/api/login', {

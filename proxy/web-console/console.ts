@@ -16,7 +16,7 @@ import type { WebTerminals } from './terminal.ts'
 
 export interface WebConsoleOptions {
   auth: () => ApiClient
-  nodes: Pick<NodeDialer, 'dial'>
+  nodes: Pick<NodeDialer, 'dial' | 'labelsOf'>
   clientAddress: (req: IncomingMessage) => string
   /** Why a user, or a terminal's certificate, is refused although its session was valid (a lock, a removal; after `users reset`, certificates from before it), or undefined. */
   refusedUser: (user: string | UserCertificate) => string | undefined
@@ -61,6 +61,11 @@ export class WebConsole {
   /** After a lock or a removal: the terminals of users now refused are closed. */
   dropLocked(): void {
     void this.terminals?.then((terminals) => terminals.dropLocked(this.options.refusedUser))
+  }
+
+  /** After the labels of these hosts changed: the terminals the users' roles no longer allow there are closed. */
+  dropRelabelled(hostIds: string[]): void {
+    void this.terminals?.then((terminals) => terminals.dropRelabelled(hostIds))
   }
 
   /** An HTTP upgrade: the terminal's WebSocket, or refused. */

@@ -10,11 +10,14 @@
 // (backpressure), and closing either side closes the other. A terminal lasts no longer than
 // its web session: it is closed at the session's expiry, at once on a logout through this
 // proxy, and within SESSION_RECHECK_MS when the auth server no longer knows the session (a
-// logout at another proxy, a role's max_session_ttl shortened).
+// logout at another proxy, a role's max_session_ttl shortened). Its node is judged by the
+// roles its certificate carries too, when it opens and again whenever the node's labels
+// change: a terminal the roles no longer allow there is closed.
 
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { type RawData, WebSocket, WebSocketServer } from 'ws'
+import { type Access, nodeRefusal } from '../../shared/access.ts'
 import { accessOfSshCertificate } from '../../shared/access-cert.ts'
 import { ApiError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
@@ -40,7 +43,7 @@ const SESSION_RECHECK_MS = 30_000
 
 export interface WebTerminalOptions {
   api: WebConsoleApi
-  nodes: Pick<NodeDialer, 'dial'>
+  nodes: Pick<NodeDialer, 'dial' | 'labelsOf'>
   clientAddress: (req: IncomingMessage) => string
   log: Logger
 }
@@ -55,6 +58,8 @@ interface OpenTerminal {
   /** Closes the terminal when the session expires. */
   expiry: NodeJS.Timeout
   validFrom?: number
+  /** Once its node was admitted: which host, and the access it was judged by (dropRelabelled). */
+  admitted?: { node: string; hostId: string; access: Access }
 }
 
 interface TerminalRequest {
@@ -83,6 +88,27 @@ export class WebTerminals {
       const reason = refused(validFrom === undefined ? user : { name: user, validFrom })
       if (!reason) continue
       this.options.log.warn(`web terminal of user ${user} closed: ${reason}`, { user, locked: true })
+      this.close(ws, terminal, reason)
+    }
+  }
+
+  /** After the labels of these hosts changed: the terminals to them that their roles no longer allow are closed. */
+  async dropRelabelled(hostIds: Iterable<string>): Promise<void> {
+    const hosts = new Set(hostIds)
+    const labels = new Map<string, Record<string, string> | undefined>()
+    for (const [ws, terminal] of this.open) {
+      const admitted = terminal.admitted
+      if (!admitted || !hosts.has(admitted.hostId)) continue
+      if (!labels.has(admitted.hostId)) labels.set(admitted.hostId, await this.options.nodes.labelsOf(admitted.hostId).catch(() => undefined))
+      const now = labels.get(admitted.hostId)
+      const reason = now && nodeRefusal(admitted.access, now)
+      if (!reason || !this.open.has(ws)) continue
+      this.options.log.warn(`web terminal of user ${terminal.user} to ${admitted.node} closed: ${reason}`, {
+        user: terminal.user,
+        node: admitted.node,
+        access_denied: true,
+        reason,
+      })
       this.close(ws, terminal, reason)
     }
   }
@@ -191,7 +217,13 @@ export class WebTerminals {
       const { known_hosts } = await api.callAuth<KnownHosts>('POST /v1/proxies/known-hosts', { user: session.user }, {})
       const hostKey = registeredHostKey(known_hosts, node.host_id)
       if (ws.readyState !== WebSocket.OPEN) return
-      stream = await this.options.nodes.dial(node.host_id, { service: 'ssh', client }, undefined, { user: session.user, access, vouch: headers, client: ws })
+      // Judged by the certificate's roles as a user connection is, and again when the node's labels change.
+      const admit = (labels: Record<string, string>, hostId: string) => {
+        const refusal = nodeRefusal(access, labels)
+        if (refusal === undefined) terminal.admitted = { node: node.nodename, hostId, access }
+        return refusal
+      }
+      stream = await this.options.nodes.dial(node.host_id, { service: 'ssh', client }, admit, { user: session.user, access, vouch: headers, client: ws })
       if (ws.readyState !== WebSocket.OPEN) return void stream.destroy()
       shell = await openShell({ stream, login: request.login, privateKey: key.privateKey, certificate: cert.ssh_cert, hostKey, cols: request.cols, rows: request.rows })
       if (ws.readyState !== WebSocket.OPEN) return shell.end()
