@@ -6,9 +6,8 @@
 
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { connect, createServer, type TLSSocket } from 'node:tls'
+import { connect } from 'node:tls'
 import t, { type Test } from 'tap'
 import { type Access, type LabelMatcher, nodeRefusal } from '../shared/access.ts'
 import { type AssignedLabelsStatement, checkAssignedLabels, signAssignedLabels } from '../shared/assigned-labels.ts'
@@ -20,7 +19,7 @@ import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { signLiveSet } from '../shared/signed-live-set.ts'
 import { createCA } from '../shared/x509.ts'
 import { createSession } from '../shared/yamux/index.ts'
-import { loopbackCert } from '../test/helpers/certs.ts'
+import { hostCertificate, serveTunnels } from '../test/helpers/tunnel-port.ts'
 import { until } from '../test/helpers/until.ts'
 import { certsMessage, ProxyAssignedLabels, parseAssignedLabels } from './assigned-labels.ts'
 import { AccessDenied, NodeDialer } from './node-dialer.ts'
@@ -34,15 +33,6 @@ const WAIT = { timeoutMs: 10_000, everyMs: 10 }
 
 function statement(hostId: string, labels: Record<string, string>, changed = 1000, cluster = CLUSTER): AssignedLabelsStatement {
   return signAssignedLabels({ cluster_name: cluster, host_id: hostId, labels, changed }, signer)
-}
-
-/** A host certificate from the cluster's host CA, with the subject Warren gives hosts. */
-function certificate(commonName: string, role: string): { cert: string; key: string } {
-  const { certPem, keyPem } = loopbackCert({ ca, name: { CN: 'test-cluster host CA', O: CLUSTER } }, { CN: commonName, O: CLUSTER, OU: [role], name: commonName }, [
-    'serverAuth',
-    'clientAuth',
-  ])
-  return { cert: certPem, key: keyPem }
 }
 
 /** An auth server's GET /v1/proxies/assigned-labels, as the test sets it, counting fetches. */
@@ -77,18 +67,9 @@ async function proxy(t: Test, auth: ReturnType<typeof authServer>) {
     keepAliveIntervalMs: 15_000,
     log,
   })
-  const { cert, key } = certificate(proxyId, 'proxy')
-  const server = createServer({ cert, key, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] }, (socket: TLSSocket) =>
-    tunnels.handle(socket, '127.0.0.1'),
-  )
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
+  const port = await serveTunnels(t, tunnels, ca, CLUSTER, proxyId)
   const all = tunnels
-  t.teardown(() => {
-    all.close()
-    server.close()
-  })
-  return { proxyId, assigned, tunnels: all, nodes, port: (server.address() as AddressInfo).port }
+  return { proxyId, assigned, tunnels: all, nodes, port }
 }
 
 /**
@@ -96,7 +77,7 @@ async function proxy(t: Test, auth: ReturnType<typeof authServer>) {
  * `asks`), answers every dial with ok, and keeps every control message the proxy sends.
  */
 async function agent(t: Test, port: number, labels: Record<string, string>, asks: boolean, hostId: string = randomUUID()) {
-  const { cert, key } = certificate(hostId, 'node')
+  const { cert, key } = hostCertificate(ca, CLUSTER, hostId, 'node')
   const socket = connect({ host: '127.0.0.1', port, cert, key, ca: [ca.certPem], ALPNProtocols: [TUNNEL_ALPN], checkServerIdentity: () => undefined })
   await once(socket, 'secureConnect')
   const session = createSession(socket, { client: true, keepAliveIntervalMs: 15_000 })

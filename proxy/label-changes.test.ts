@@ -8,7 +8,7 @@ import { generateKeyPairSync, randomUUID, X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
 import { type AddressInfo, createServer as createTcpServer, type Socket, connect as tcpConnect } from 'node:net'
 import { type Duplex, Writable } from 'node:stream'
-import { connect, createServer, type TLSSocket } from 'node:tls'
+import { connect } from 'node:tls'
 import t, { type Test } from 'tap'
 import type { Access, LabelMatcher } from '../shared/access.ts'
 import { x509AccessExtension } from '../shared/access-cert.ts'
@@ -20,7 +20,7 @@ import { readFirstMessage, readMessages, writeMessage } from '../shared/protocol
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
 import { createSession } from '../shared/yamux/index.ts'
-import { loopbackCert } from '../test/helpers/certs.ts'
+import { hostCertificate, serveTunnels } from '../test/helpers/tunnel-port.ts'
 import { until } from '../test/helpers/until.ts'
 import { ProxyAssignedLabels } from './assigned-labels.ts'
 import { NodeDialer } from './node-dialer.ts'
@@ -31,15 +31,6 @@ const CLUSTER = 'test-cluster'
 const ca = createCA('test-cluster host CA', CLUSTER)
 const userCA = createCA('users', CLUSTER)
 const WAIT = { timeoutMs: 10_000, everyMs: 10 }
-
-/** A host certificate from the cluster's host CA, with the subject Warren gives hosts. */
-function certificate(commonName: string, role: string): { cert: string; key: string } {
-  const { certPem, keyPem } = loopbackCert({ ca, name: { CN: 'test-cluster host CA', O: CLUSTER } }, { CN: commonName, O: CLUSTER, OU: [role], name: commonName }, [
-    'serverAuth',
-    'clientAuth',
-  ])
-  return { cert: certPem, key: keyPem }
-}
 
 /** What roles selecting each of `nodes` allow (login root). */
 function access(...nodes: LabelMatcher[]): Access {
@@ -101,24 +92,14 @@ async function proxy(t: Test) {
   users = new UserGateway({ nodes, clusterName: CLUSTER, userCAPems: () => [userCA.certPem], log })
   const gateway = users
   tunnels.on('labels', (tunnel: Tunnel) => void gateway.dropRelabelled([tunnel.hostId]))
-  const { cert, key } = certificate(randomUUID(), 'proxy')
-  const server = createServer({ cert, key, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false, ALPNProtocols: [TUNNEL_ALPN] }, (socket: TLSSocket) =>
-    tunnels.handle(socket, '127.0.0.1'),
-  )
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const all = tunnels
-  t.teardown(() => {
-    all.close()
-    server.close()
-  })
+  const port = await serveTunnels(t, tunnels, ca, CLUSTER, randomUUID())
   /** The auth server assigns these labels now, and the proxy follows (as its poll of the live set does). */
   const assign = async (generation: string, hostId: string, labels: Record<string, string>) => {
     auth.answer = { generation, hosts: [signAssignedLabels({ cluster_name: CLUSTER, host_id: hostId, labels, changed: Date.now() }, [{ certPem: ca.certPem, key: ca.key }])] }
     await assigned.follow(generation)
   }
   const logged = () => lines.map((line) => JSON.parse(line) as Record<string, unknown>)
-  return { tunnels, users: gateway, assign, logged, port: (server.address() as AddressInfo).port }
+  return { tunnels, users: gateway, assign, logged, port }
 }
 
 /**
@@ -127,7 +108,7 @@ async function proxy(t: Test) {
  */
 async function agent(t: Test, port: number, labels: Record<string, string>) {
   const hostId = randomUUID()
-  const { cert, key } = certificate(hostId, 'node')
+  const { cert, key } = hostCertificate(ca, CLUSTER, hostId, 'node')
   const socket = connect({ host: '127.0.0.1', port, cert, key, ca: [ca.certPem], ALPNProtocols: [TUNNEL_ALPN], checkServerIdentity: () => undefined })
   await once(socket, 'secureConnect')
   const session = createSession(socket, { client: true, keepAliveIntervalMs: 15_000 })
