@@ -88,6 +88,8 @@ function proxyBlock(proxy: ProxyStatus, now: number): string {
     ['Live set', proxies(proxy.live_set.length)],
     ['Tunnels', String(tunnels.count)],
   ]
+  // A disk that refused the identity's last save: the proxy runs on it from memory (shared/identity-keeper.ts).
+  if (proxy.identity_unsaved) list.push(['Identity', `not saved since ${formatUtc(Date.parse(proxy.identity_unsaved.since))}: ${printable(proxy.identity_unsaved.error)}`])
   if (proxy.acme) {
     const { certificate: served, domains, last_error } = proxy.acme
     const state = served ? `expires ${formatExpiry(Date.parse(served.not_after), now)}` : `none yet${last_error ? `: ${last_error}` : ''}`

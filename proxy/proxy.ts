@@ -16,7 +16,8 @@ import { obtainIdentity } from '../shared/enroll.ts'
 import { WarrenError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import type { HostRenewal } from '../shared/host-renewal.ts'
-import { applyCertificates, applyTrust, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
+import { IdentityKeeper } from '../shared/identity-keeper.ts'
+import { applyCertificates, applyTrust, type NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { sendToAgent } from '../shared/protocol/control.ts'
 import type { RenewedCertificates } from '../shared/protocol/hosts.ts'
@@ -87,12 +88,15 @@ export class ProxyService {
   private ownCertificate?: HostRenewal
   private missedRotation!: ProxyTrustBridge
   private readonly warn?: (message: string) => void
+  /** Saves the identity as it changes, and keeps it in memory when the disk refuses (shared/identity-keeper.ts). */
+  readonly keeper: IdentityKeeper
   readonly addresses: { web: string; tunnel: string } = { web: '', tunnel: '' }
 
   constructor(config: WarrenConfig, log?: Logger, warn?: (message: string) => void) {
     this.config = config
     this.log = log ?? createLogger('proxy', { level: config.log.level })
     this.warn = warn
+    this.keeper = new IdentityKeeper({ dataDir: config.dataDir, role: 'proxy', log: this.log, current: () => this.identity })
   }
 
   /** The handshake gate's counts (for proxy/status.ts). */
@@ -121,7 +125,7 @@ export class ProxyService {
 
   async start(): Promise<void> {
     tuneHeapForForwarding('proxy')
-    this.identity = await obtainIdentity(this.config, 'proxy', this.log, this.warn)
+    this.identity = await obtainIdentity(this.config, 'proxy', this.log, this.warn, this.keeper)
     // Unless the auth server presents a CA this proxy does not trust: it then missed a
     // rotation, and bridging to the cluster's trust comes before recovering (reachAuthServer).
     if (!certificateUsable(this.identity) && !untrustedIssuerCode((await probeServerCertificate(this.identity.authServers[0]!, this.identity.hostCAPems))?.code))
@@ -391,7 +395,7 @@ export class ProxyService {
       ...(sshKeys ? { hostCASshKeys: sshKeys } : {}),
       ...(versioned ? { userCASshKeys: trust.user_ca_ssh_keys, trustVersion: trust.version } : {}),
     }
-    saveIdentity(this.config.dataDir, this.identity, 'proxy')
+    this.keeper.save(this.identity)
     if (!changed) return
     this.tunnels?.dropUntrusted()
     this.replaceAuthClient()
@@ -402,7 +406,7 @@ export class ProxyService {
   private takeTrust(trust: TrustStatement): void {
     this.identity = applyTrust({ ...this.identity }, trust)
     this.hostCAPems = this.identity.hostCAPems
-    saveIdentity(this.config.dataDir, this.identity, 'proxy')
+    this.keeper.save(this.identity)
     this.tunnels?.dropUntrusted()
     this.replaceAuthClient()
     this.ownCertificate?.trustChanged()
@@ -416,7 +420,7 @@ export class ProxyService {
     const hostCAPems = this.hostCAPems.length > 0 ? this.hostCAPems : renewed.host_ca_certs
     const userCASshKeys = renewed.user_ca_ssh_keys.length > 0 ? renewed.user_ca_ssh_keys : this.identity.userCASshKeys
     this.identity = applyCertificates({ ...this.identity, hostCAPems, userCASshKeys }, renewed)
-    saveIdentity(this.config.dataDir, this.identity, 'proxy')
+    this.keeper.save(this.identity)
     this.replaceAuthClient()
     this.log.info(`${how} this proxy's certificate`, { proxy_id: this.identity.hostId, ...timeLeftFields(new X509Certificate(this.identity.tlsCertPem)) })
   }
@@ -486,6 +490,7 @@ export class ProxyService {
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer)
     this.ownCertificate?.stop()
+    this.keeper.stop()
     this.presence?.stop()
     // Leave the live set first: agents then wait for this proxy's return to be announced
     // instead of dialling the balancer for it while it is away. Briefly: an unreachable auth

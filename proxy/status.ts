@@ -18,6 +18,7 @@ export function proxyStatus(proxy: ProxyService): ProxyStatus {
     since: statusTime(tunnel.connectedAt),
   }))
   const acme = proxy.acme
+  const unsaved = proxy.keeper.status
   return {
     proxy_id: identity.hostId,
     nodename: identity.nodename,
@@ -28,6 +29,7 @@ export function proxyStatus(proxy: ProxyService): ProxyStatus {
     live_set: tunnels.liveSet,
     tunnels: { count: hosts.length, hosts: hosts.sort((a, b) => a.nodename.localeCompare(b.nodename) || a.host_id.localeCompare(b.host_id)) },
     handshake_gate: proxy.handshakeGate?.toJSON() ?? {},
+    ...(unsaved ? { identity_unsaved: unsaved } : {}),
     ...(acme ? { acme: acmeStatus(acme) } : {}),
   }
 }

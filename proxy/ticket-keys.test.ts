@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
+import { SAVE_RETRY_MS, sessionIdContext, TICKET_LIFETIME_S, TicketKeys } from './ticket-keys.ts'
 
 const DAY = 86_400_000
 
@@ -51,4 +51,25 @@ t.test('the session ID context is stable per cluster and fits OpenSSL', async (t
   t.equal(sessionIdContext('a'), sessionIdContext('a'))
   t.not(sessionIdContext('a'), sessionIdContext('b'))
   t.ok(Buffer.byteLength(sessionIdContext('a')) <= 32)
+})
+
+t.test('a key the disk refuses is used from memory, and saved once the disk allows', async (t) => {
+  // The data dir's place is taken by a file: every write there fails, as on a full disk.
+  const dir = join(mkdtempSync(join(tmpdir(), 'warren-ticket-')), 'data')
+  writeFileSync(dir, '')
+  let now = 1_000_000
+  const keys = new TicketKeys(dir, () => now)
+  const first = keys.current()
+  t.equal(first.key.length, 48, 'a key, although it could not be saved')
+  t.ok(keys.unsaved)
+  t.equal(keys.current(), first, 'the same key for the next connection')
+  rmSync(dir)
+  mkdirSync(dir)
+  now += SAVE_RETRY_MS - 1
+  keys.current()
+  t.ok(keys.unsaved, 'not tried again before SAVE_RETRY_MS')
+  now += 1
+  t.equal(keys.current(), first)
+  t.notOk(keys.unsaved, 'saved')
+  t.same(new TicketKeys(dir, () => now).current().key, first.key, 'a restart finds it')
 })

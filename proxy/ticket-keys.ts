@@ -3,7 +3,9 @@
 // before the restart, so a fleet returning to it resumes its sessions: no certificates
 // sent, signed or verified on either side, about half the CPU of a full handshake. The key
 // is as secret as the proxy's private key beside it (mode 0600) and is replaced once it is
-// a ticket lifetime old, which ends the tickets it sealed.
+// a ticket lifetime old, which ends the tickets it sealed. A key the disk refuses (a full
+// disk) is used from memory and saved at a later connection: refusing connections for it
+// would cut the proxy off; losing it at a restart costs one full handshake per agent.
 
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -11,6 +13,9 @@ import { join } from 'node:path'
 import { writeFileAtomic } from '../shared/files.ts'
 
 const FILE = 'tls-ticket-key.json'
+
+/** How long after a save the disk refused the next is tried: not at every connection of a proxy on a full disk. */
+export const SAVE_RETRY_MS = 60_000
 
 /** TLS 1.3's longest ticket lifetime (RFC 8446 section 4.6.1): 7 days. */
 export const TICKET_LIFETIME_S = 7 * 24 * 3600
@@ -34,6 +39,8 @@ export class TicketKeys {
   private readonly path: string
   private readonly now: () => number
   private cached?: TicketKey
+  /** When the cached key's save was last refused; undefined once it is on disk. */
+  private unsavedSince?: number
 
   constructor(dataDir: string, now: () => number = Date.now) {
     this.path = join(dataDir, FILE)
@@ -46,9 +53,23 @@ export class TicketKeys {
     this.cached ??= this.load()
     if (!this.cached || now - this.cached.created >= TICKET_LIFETIME_S * 1000 || this.cached.created > now + 60_000) {
       this.cached = { key: randomBytes(KEY_BYTES), created: now }
-      writeFileAtomic(this.path, JSON.stringify({ created: this.cached.created, key: this.cached.key.toString('base64') }) + '\n', 0o600)
-    }
+      this.save(this.cached, now)
+    } else if (this.unsavedSince !== undefined && now - this.unsavedSince >= SAVE_RETRY_MS) this.save(this.cached, now)
     return this.cached
+  }
+
+  /** Whether the key in use is not the one on disk (its save was refused). */
+  get unsaved(): boolean {
+    return this.unsavedSince !== undefined
+  }
+
+  private save(key: TicketKey, now: number): void {
+    try {
+      writeFileAtomic(this.path, JSON.stringify({ created: key.created, key: key.key.toString('base64') }) + '\n', 0o600)
+      this.unsavedSince = undefined
+    } catch {
+      this.unsavedSince = now
+    }
   }
 
   private load(): TicketKey | undefined {

@@ -100,6 +100,8 @@ export interface ProxyStatus {
   live_set: string[]
   tunnels: { count: number; hosts: ProxyTunnelStatus[] }
   handshake_gate: Record<string, number>
+  /** Since when, and why, the identity in use is not the one saved in the data dir (a full disk: shared/identity-keeper.ts). */
+  identity_unsaved?: { since: string; error: string }
   /** With `proxy_service.acme.enabled`. */
   acme?: AcmeStatus
 }

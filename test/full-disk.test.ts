@@ -2,20 +2,20 @@
 // than ever. A node restarted on a data dir whose filesystem is full takes its lock, opens
 // its tunnel and serves SSH, a shell with its recording included, through the proxy; its
 // certificates renewed meanwhile serve from memory past the expiry of those on disk, and are
-// saved once the disk has room. Real processes on a real tmpfs of 4 MiB, filled to the last
-// byte; host certificates of 15 s, renewed every 10.
+// saved once the disk has room. A proxy does the same. Real processes on a real tmpfs of 4 MiB,
+// filled to the last byte; host certificates of 15 s, renewed every 10.
 
 import { execFileSync, spawnSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
-import { cpSync, mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { lockHolder } from '../shared/data-dir-lock.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
-import type { NodeStatus } from '../shared/status.ts'
+import type { NodeStatus, ProxyStatus } from '../shared/status.ts'
 import { readStatus, statusSocketPath } from '../shared/status-socket.ts'
-import { AuthProcess, JSON_LOGS, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, Daemon, JSON_LOGS, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 const skip = process.getuid?.() !== 0 ? 'needs root to mount a tmpfs' : undefined
@@ -72,4 +72,52 @@ t.test('a node restarted on a full disk comes back and serves SSH', { skip }, as
   const saved = loadIdentity(dataDir)!
   t.ok(new X509Certificate(saved.tlsCertPem).validToDate.getTime() > Date.now(), 'once the disk has room, the data dir holds certificates in date')
   t.equal(node.child.exitCode, null, 'the node is still running')
+})
+
+t.test('a proxy restarted on a full disk renews from memory and saves once it can', { skip }, async (t) => {
+  const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 15s' }).start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const joined = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  await joined.stop()
+
+  const mount = join(tempDir(), 'disk')
+  mkdirSync(mount)
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mount])
+  t.teardown(() => spawnSync('umount', ['-l', mount]))
+  const dataDir = join(mount, 'data')
+  cpSync(joined.dataDir, dataDir, { recursive: true })
+  // The same config (and so the same ports) but for its data dir.
+  writeFileSync(join(dataDir, 'warren.yaml'), readFileSync(joined.configPath, 'utf8').replace(`data_dir: ${joined.dataDir}`, `data_dir: ${dataDir}`))
+  spawnSync('dd', ['if=/dev/zero', `of=${join(mount, 'filler')}`, 'bs=4k'])
+  t.equal(statfsSync(mount).bavail, 0, 'the filesystem is full')
+
+  const proxy = new Daemon(['start', '--roles=proxy', `--config=${join(dataDir, 'warren.yaml')}`])
+  t.teardown(() => proxy.stop())
+  const status = async () => (await readStatus<{ proxy?: ProxyStatus }>(statusSocketPath(dataDir)).catch(() => undefined))?.proxy
+  const web = (await proxy.waitForStatus('the proxy to listen', (s) => s.proxy !== undefined)).proxy!.listen.web
+  t.equal(lockHolder(dataDir)?.pid, proxy.child.pid, 'it holds its data dir’s lock')
+
+  // A node (on a disk with room) reached through it, before and after the certificate on disk expires.
+  const user = await signUser(auth, web)
+  const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=behind-full'])
+  t.teardown(() => node.stop())
+  await waitForNode(auth, 'behind-full')
+  await until('the node’s tunnel to it', async () => (await status())?.tunnels.count === 1, { timeoutMs: 30_000 })
+
+  const onDisk = new X509Certificate(loadIdentity(dataDir, 'proxy')!.tlsCertPem)
+  await until('a renewal the disk refused', async () => (await status())?.identity_unsaved !== undefined, { timeoutMs: 30_000 })
+  const unsaved = await status()
+  t.match(unsaved?.identity_unsaved, { error: /ENOSPC/ }, 'the status names the refusal')
+  t.not(unsaved?.certificate.serial, onDisk.serialNumber, 'the proxy holds a new certificate')
+  await sleep(Math.max(0, onDisk.validToDate.getTime() - Date.now()) + 1000)
+  t.ok(Date.parse((await status())!.certificate.not_after) > Date.now(), 'past the expiry of the certificate on disk, the one it uses is in date')
+  const later = await openssh(user, [`${testLogin()}@behind-full`, 'echo reached'])
+  t.equal(later.stdout, 'reached\n', `past the expiry of the certificate on disk, the node is reached through it (${later.stderr.trim()})`)
+
+  rmSync(join(mount, 'filler'))
+  await until('the identity saved', async () => (await status())?.identity_unsaved === undefined, { timeoutMs: 30_000 })
+  const saved = new X509Certificate(loadIdentity(dataDir, 'proxy')!.tlsCertPem)
+  t.ok(saved.validToDate.getTime() > Date.now(), 'once the disk has room, the data dir holds a certificate in date')
+  t.equal(proxy.child.exitCode, null, 'the proxy is still running')
 })
