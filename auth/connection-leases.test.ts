@@ -6,6 +6,7 @@
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import t from 'tap'
+import { legacyAccess } from '../shared/access.ts'
 import { createLogger, type LogFields } from '../shared/log.ts'
 import { onEveryBackend } from '../test/helpers/backends.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
@@ -148,7 +149,7 @@ function suite(name: string, open: () => Promise<Backend>): void {
 
 onEveryBackend('connection-leases', suite)
 
-t.test('routes: the proxy is the caller; a refusal is a 409 and is logged without secrets', async (t) => {
+t.test('routes: the proxy is the caller, for the user it vouches for; a refusal is a 409 and is logged without secrets', async (t) => {
   const backend = await SqliteBackend.open(join(tempDir(), 'backend.db'))
   t.teardown(() => backend.close())
   const logged: { message: string; fields?: LogFields }[] = []
@@ -156,11 +157,25 @@ t.test('routes: the proxy is the caller; a refusal is a 409 and is logged withou
   const context = { connectionLeases: new ConnectionLeases({ backend }), log } as unknown as AuthContext
   const peer = (proxyId: string): Peer => ({ kind: 'host', subject: { commonName: proxyId, cluster: 'test', roles: ['proxy'] } })
   const call = (proxyId: string, body: unknown) => ({ peer: peer(proxyId), body: async () => body }) as never
+  /** The user a proxy vouches for, as access.ts admits them: the name and the limit are their certificate's. */
+  const vouched = (proxyId: string, user: string, max?: number) =>
+    ({
+      peer: {
+        kind: 'user',
+        subject: { commonName: user, cluster: 'test', roles: ['user'] },
+        via: proxyId,
+        admin: false,
+        access: { ...legacyAccess(['pi']), ...(max ? { max_connections: max } : {}) },
+      },
+    }) as never
   const routes = connectionLeaseRoutes
+  const acquire = routes['POST /v1/proxies/connection-leases']
 
-  const lease = await routes['POST /v1/proxies/connection-leases'].handle(call('proxy-a', { user: 'alice', max: 1 }), context)
+  t.match(await refusal(acquire.handle(call('proxy-a', undefined), context)), { status: 403 }, "a proxy's own word names no user")
+  t.match(await refusal(acquire.handle(vouched('proxy-a', 'carol'), context)), { status: 400, message: /set no max_connections/ })
+  const lease = await acquire.handle(vouched('proxy-a', 'alice', 1), context)
   t.match(lease, { lease_id: String, expires: Number })
-  t.match(await refusal(routes['POST /v1/proxies/connection-leases'].handle(call('proxy-b', { user: 'alice', max: 1 }), context)), {
+  t.match(await refusal(acquire.handle(vouched('proxy-b', 'alice', 1), context)), {
     status: 409,
     message: /user "alice" holds 1 connection, the most the roles allow/,
   })
@@ -173,5 +188,5 @@ t.test('routes: the proxy is the caller; a refusal is a 409 and is logged withou
   t.same((await routes['POST /v1/proxies/connection-leases/renew'].handle(call('proxy-b', { leases }), context)).renewed, [], "proxy-b cannot renew proxy-a's lease")
   t.same((await routes['POST /v1/proxies/connection-leases/renew'].handle(call('proxy-a', { leases }), context)).renewed, [lease.lease_id])
   t.same(await routes['POST /v1/proxies/connection-leases/release'].handle(call('proxy-a', { leases }), context), {})
-  t.ok(await routes['POST /v1/proxies/connection-leases'].handle(call('proxy-b', { user: 'alice', max: 1 }), context), 'the slot is free again')
+  t.ok(await acquire.handle(vouched('proxy-b', 'alice', 1), context), 'the slot is free again')
 })

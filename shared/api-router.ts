@@ -15,10 +15,13 @@ import { ProtocolError } from './protocol/errors.ts'
 
 /**
  * Who may call a route: anyone; a host of the cluster (its host certificate), a node or a
- * proxy among them; the cluster's admin (warrenctl's certificate from the user CA); or any
- * person logged in, whom a proxy vouches for (and the admin), for what their roles allow.
+ * proxy among them; the cluster's admin (warrenctl's certificate from the user CA); any
+ * person logged in, whom a proxy vouches for (and the admin), for what their roles allow;
+ * or a proxy for such a person only ('vouched': what the proxy does on the person's behalf,
+ * such as counting their connections, which the admin identity has no part in and which
+ * the proxy does not carry for users).
  */
-export const ACCESS_LEVELS = ['public', 'host', 'node', 'proxy', 'admin', 'user'] as const
+export const ACCESS_LEVELS = ['public', 'host', 'node', 'proxy', 'admin', 'user', 'vouched'] as const
 export type Access = (typeof ACCESS_LEVELS)[number]
 
 /** The body limit of a route that reads no body. */

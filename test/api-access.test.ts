@@ -59,11 +59,12 @@ const ADMITS: Record<Access, Caller[]> = {
   proxy: ['proxy'],
   admin: ['admin', 'editor via proxy'],
   user: ['admin', 'editor via proxy', 'user via proxy'],
+  vouched: ['editor via proxy', 'user via proxy'],
 }
 
 /** What a refused caller gets: 403 from admin and user routes; from host routes 403 for a host of another role, else 401. */
 function refusalStatus(access: Access, caller: Caller): number {
-  if (access === 'admin' || access === 'user') return 403
+  if (access === 'admin' || access === 'user' || access === 'vouched') return 403
   return caller === 'node' || caller === 'proxy' || caller === 'node claiming an editor' ? 403 : 401
 }
 
@@ -196,7 +197,7 @@ t.test('every route states an access level the matrix knows', async (t) => {
   const routes = Object.entries(AUTH_ROUTES)
   t.ok(routes.length >= 29, `${routes.length} routes`)
   for (const [route, spec] of routes) t.ok(spec.access in ADMITS, `${route}: ${spec.access}`)
-  t.same([...new Set(routes.map(([, spec]) => spec.access))].sort(), ['admin', 'host', 'node', 'proxy', 'public', 'user'], 'every level is in use')
+  t.same([...new Set(routes.map(([, spec]) => spec.access))].sort(), ['admin', 'host', 'node', 'proxy', 'public', 'user', 'vouched'], 'every level is in use')
 })
 
 t.test("the routes a proxy carries for editors are the table's admin routes", async (t) => {

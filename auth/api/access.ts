@@ -3,7 +3,8 @@
 // A route for hosts refuses a caller without a valid host certificate with 401 and a host
 // of the wrong role with 403; an admin route refuses everyone but the admin, and users whose
 // roles grant administration (editor) through a proxy, with 403. A user route admits the
-// admin and any user a proxy vouches for: its handler answers by the user's access. A proxy
+// admin and any user a proxy vouches for: its handler answers by the user's access; a
+// vouched route admits only the latter (what a proxy does on a user's behalf). A proxy
 // vouches for a user by the user's certificate, or by the user's web session, which is
 // judged again at every request (web-sessions.ts) and gives the access of the user's roles now.
 
@@ -47,7 +48,7 @@ export function admitter(
   return (access, req, route) => {
     const socket = req.socket as TLSSocket
     const session = req.headers[WEB_SESSION_HEADER]
-    if (webSession && typeof session === 'string' && (access === 'user' || access === 'admin')) {
+    if (webSession && typeof session === 'string' && (access === 'user' || access === 'admin' || access === 'vouched')) {
       const proxy = callers.judge(socket).peer
       // Only a proxy's word is taken: from anyone else the header is ignored.
       if (proxy && isProxy(proxy)) return sessionPeer(webSession, session, proxy, access, req, route, clusterName(), log)
@@ -55,8 +56,8 @@ export function admitter(
     const judged = judgeRequest(callers, req)
     if (access === 'public') return judged.peer
     const peer = judged.peer
-    if (access === 'user') {
-      if (peer?.kind === 'admin') return peer
+    if (access === 'user' || access === 'vouched') {
+      if (peer?.kind === 'admin' && access === 'user') return peer
       if (peer?.kind === 'user') return admittedPerson(peer, req, route, log)
       const why = judged.reason ?? socket.authorizationError
       throw new HttpError(403, `this endpoint needs a valid user certificate of cluster "${clusterName()}", through a proxy${why ? ` (${why})` : ''}`)
@@ -83,7 +84,7 @@ async function sessionPeer(
   webSession: WebSessionJudge,
   token: string,
   proxy: Peer,
-  access: 'user' | 'admin',
+  access: 'user' | 'admin' | 'vouched',
   req: IncomingMessage,
   route: ApiRoute,
   clusterName: string,

@@ -16,11 +16,11 @@ const LEASES_BODY_LIMIT = 16 * 1024 * 1024
 export const connectionLeaseRoutes = {
   // A lease on one of the user's connections, or a 409 naming the limit when it holds them all.
   'POST /v1/proxies/connection-leases': {
-    access: 'user',
+    access: 'vouched',
     bodyLimit: NO_BODY,
     async handle(call, context) {
       const holder = call.peer
-      // A person a proxy vouches for (access.ts), not the admin identity, whose connections no role limits.
+      // Only a person a proxy vouches for is admitted here (access.ts).
       if (holder.kind !== 'user') throw new HttpError(403, 'a connection lease is taken by a proxy, for the user whose connection it is')
       const user = holder.subject.commonName
       const max = holder.access.max_connections
