@@ -67,6 +67,11 @@ export class DirectNodeBook {
     this.askedAt = -Infinity
   }
 
+  /** The next lookup asks the auth server unless it was asked within `ms`: many lookups in one pass cost one request. */
+  forgetOlderThan(ms: number): void {
+    if (this.age() >= ms) this.forget()
+  }
+
   private age(): number {
     return this.now() - this.askedAt
   }

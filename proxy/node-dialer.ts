@@ -19,7 +19,7 @@ import { type DialRequestIn, parseDialReply } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
 import type { ConnectionLimits, Lease } from './connection-limits.ts'
-import { type DirectNode, DirectNodeBook } from './direct-nodes.ts'
+import { DIRECT_NODES_MISS_REFRESH_MS, type DirectNode, DirectNodeBook } from './direct-nodes.ts'
 
 /**
  * A direct node must accept the TCP connection and finish the TLS handshake within this
@@ -192,8 +192,9 @@ export class NodeDialer {
   async labelsOf(hostId: string): Promise<Record<string, string> | undefined> {
     const tunnel = this.options.tunnels.find(hostId)
     if (tunnel?.hostId === hostId) return withAssigned(tunnel.labels, this.options.assignedLabels(hostId))
-    // Asked again: the book's labels came with the assigned ones of its fetch, which may be gone now.
-    this.book.forget()
+    // Asked again (once for a pass over many hosts): the book's labels came with the assigned
+    // ones of its fetch, which may be gone now, and a direct node's own change only the auth server hears.
+    this.book.forgetOlderThan(DIRECT_NODES_MISS_REFRESH_MS)
     const node = await this.book.find(hostId).catch(() => undefined)
     return node?.hostId === hostId ? withAssigned(node.labels, this.options.assignedLabels(hostId)) : undefined
   }

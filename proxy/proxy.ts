@@ -284,6 +284,9 @@ export class ProxyService {
     this.timers.push(setInterval(() => void this.membership?.heartbeat(), DEFAULTS.heartbeatIntervalMs))
     this.timers.push(setInterval(() => void this.followLiveSet(), LIVE_SET_POLL_MS))
     this.timers.push(setInterval(() => void this.presence.reportAll(), DEFAULTS.heartbeatIntervalMs))
+    // A direct node's own labels reach proxies only through the auth server's list (it heartbeats
+    // there): connections to it are judged again at that pace, a tunnelled node's at its word.
+    this.timers.push(setInterval(() => void this.judgeOpenConnectionsAgain(), DEFAULTS.heartbeatIntervalMs))
     this.tunnels.on('connect', (tunnel: Tunnel) => this.presence.opened(tunnel))
     this.tunnels.on('renew', (tunnel: Tunnel) => void this.renewFor(tunnel))
     // A node's own labels changed: so may what its users' roles allow.
@@ -400,6 +403,14 @@ export class ProxyService {
     this.tunnels?.dropUntrusted()
     this.replaceAuthClient()
     this.ownCertificate?.trustChanged()
+  }
+
+  /** Every open user connection and terminal judged again by its node's labels now: those they no longer allow are closed. */
+  private async judgeOpenConnectionsAgain(): Promise<void> {
+    const hosts = [...new Set([...(this.users?.admittedHosts() ?? []), ...((await this.webConsole?.admittedHosts()) ?? [])])]
+    if (hosts.length === 0) return
+    await this.users?.dropRelabelled(hosts)
+    this.webConsole?.dropRelabelled(hosts)
   }
 
   /** A set of CAs taken across a rotation this proxy missed (missed-rotation.ts); its certificate is recovered next. */

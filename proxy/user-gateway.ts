@@ -131,6 +131,11 @@ export class UserGateway {
     }
   }
 
+  /** The hosts that user connections open now were admitted to. */
+  admittedHosts(): string[] {
+    return [...new Set([...this.open.values()].flatMap(({ admitted }) => (admitted ? [admitted.hostId] : [])))]
+  }
+
   /** The user a web request's certificate authenticates (GET /v1/known-hosts); throws why none. */
   userOf(socket: TLSSocket): string {
     const cert = socket.getPeerX509Certificate()

@@ -8,7 +8,7 @@
 // a direct node.
 
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
@@ -38,8 +38,8 @@ const user = (name: string, roles: string) => signUser(auth, proxy.web, name, ro
 const labUser = await user('lena', 'lab')
 const prodUser = await user('paul', 'prod')
 
-/** A device whose config says env=prod, joined with a token that assigns env=lab. */
-async function device(name: string, direct: boolean): Promise<void> {
+/** A device whose config says env=prod, joined with a token that assigns env=lab; its config file and process. */
+async function device(name: string, direct: boolean): Promise<{ config: string; daemon: ReturnType<typeof startNode> }> {
   const dir = tempDir()
   const config = join(dir, 'warren.yaml')
   writeFileSync(config, ['version: v1', `data_dir: ${dir}`, 'labels: { env: prod, owner: thief }', 'ssh_service:', '  listen_addr: 127.0.0.1:0', JSON_LOGS].join('\n'))
@@ -47,9 +47,9 @@ async function device(name: string, direct: boolean): Promise<void> {
   const daemon = startNode([`--config=${config}`, `--auth-server=${direct ? auth.address : proxy.web}`, `--token=${token}`, `--ca-pin=${pin}`, `--nodename=${name}`])
   t.teardown(() => daemon.stop())
   await waitForNode(auth, name)
+  return { config, daemon }
 }
-await device('lab-tunnel', false)
-await device('lab-direct', true)
+const devices = { 'lab-tunnel': await device('lab-tunnel', false), 'lab-direct': await device('lab-direct', true) }
 
 interface Listed {
   nodename: string
@@ -185,5 +185,32 @@ t.test('an admin relabels a node: the open sessions its new labels refuse are cl
     t.equal(refusals() - refusedBefore, 2, `${node}: both closed by the proxy, as refusals (the node judges only logins)`)
     await sleep(1000)
     t.ok(bea.running(), `${node}: the session of a user whose roles select env=prod too stays open`)
+  }
+})
+
+t.test("a node's own labels change (its config reloaded): the open sessions they no longer allow are closed", async (t) => {
+  // A key no one assigned: the node's to report, as its config says (owner=thief).
+  const OWNED = `kind: role
+version: v1
+metadata:
+  name: owned
+spec:
+  allow:
+    node_labels:
+      owner: thief
+`
+  const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: OWNED })
+  t.equal(created.code, 0, created.stderr)
+  const ownerUser = await user('olga', 'owned')
+  // A direct node's word reaches proxies through the auth server; a tunnelled node's through its tunnel.
+  for (const node of ['lab-direct', 'lab-tunnel'] as const) {
+    const { config, daemon } = devices[node]
+    t.ok(await eventually(async () => (await reach(ownerUser, node)).stdout === 'reached\n'), `${node}: the owner's user reaches it`)
+    const olga = await openSession(t, ownerUser, node)
+    writeFileSync(config, readFileSync(config, 'utf8').replace('owner: thief', 'owner: nobody'))
+    daemon.child.kill('SIGHUP')
+    t.equal(await within(olga.exited, 20_000), 255, `${node}: the session its new labels refuse is closed`)
+    writeFileSync(config, readFileSync(config, 'utf8').replace('owner: nobody', 'owner: thief'))
+    daemon.child.kill('SIGHUP')
   }
 })

@@ -68,6 +68,11 @@ export class WebConsole {
     void this.terminals?.then((terminals) => terminals.dropRelabelled(hostIds))
   }
 
+  /** The hosts that open terminals were admitted to (none before the first terminal). */
+  async admittedHosts(): Promise<string[]> {
+    return (await this.terminals)?.admittedHosts() ?? []
+  }
+
   /** An HTTP upgrade: the terminal's WebSocket, or refused. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (pathOf(req) !== TERMINAL_PATH) {

@@ -113,6 +113,11 @@ export class WebTerminals {
     }
   }
 
+  /** The hosts that open terminals were admitted to. */
+  admittedHosts(): string[] {
+    return [...new Set([...this.open.values()].flatMap(({ admitted }) => (admitted ? [admitted.hostId] : [])))]
+  }
+
   /** The session of `token` has ended (its user logged out): its terminals are closed. */
   sessionEnded(token: string): void {
     for (const [ws, terminal] of this.open) {
