@@ -405,9 +405,14 @@ export class ProxyService {
     this.ownCertificate?.trustChanged()
   }
 
-  /** Every open user connection and terminal judged again by its node's labels now: those they no longer allow are closed. */
+  /**
+   * The open user connections and terminals to direct nodes judged again by each node's labels
+   * now: those they no longer allow are closed. (A tunnelled node's own change comes through its
+   * tunnel and is judged at once: see the 'labels' event.)
+   */
   private async judgeOpenConnectionsAgain(): Promise<void> {
-    const hosts = [...new Set([...(this.users?.admittedHosts() ?? []), ...((await this.webConsole?.admittedHosts()) ?? [])])]
+    const admitted = new Set([...(this.users?.admittedHosts() ?? []), ...((await this.webConsole?.admittedHosts()) ?? [])])
+    const hosts = [...admitted].filter((hostId) => this.tunnels?.find(hostId)?.hostId !== hostId)
     if (hosts.length === 0) return
     await this.users?.dropRelabelled(hosts)
     this.webConsole?.dropRelabelled(hosts)
