@@ -184,7 +184,7 @@ t.test('a route without an access level is refused when the router is built', as
     'GET /v1/health': { bodyLimit: NO_BODY, handle: async () => ({ ok: true }) },
   }
   t.throws(() => new Router(incomplete, { context: { ran: [] }, admit, statusOf: () => undefined, log: createLogger('test') }), {
-    message: 'route GET /v1/health states no access level (one of public, host, node, proxy, admin, user)',
+    message: 'route GET /v1/health states no access level (one of public, host, node, proxy, admin, user, vouched)',
   })
   const noLimit = { ...TABLE, 'POST /v1/users': { ...TABLE['POST /v1/users'], bodyLimit: NO_BODY } }
   t.throws(() => new Router(noLimit, { context: { ran: [] }, admit, statusOf: () => undefined, log: createLogger('test') }), {
