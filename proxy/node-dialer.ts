@@ -199,6 +199,13 @@ export class NodeDialer {
     return node?.hostId === hostId ? withAssigned(node.labels, this.options.assignedLabels(hostId)) : undefined
   }
 
+  /** labelsOf for each of `hostIds`, each asked once (a host not found, or a failure, is undefined). */
+  async labelsOfHosts(hostIds: Iterable<string>): Promise<Map<string, Record<string, string> | undefined>> {
+    const labels = new Map<string, Record<string, string> | undefined>()
+    for (const hostId of new Set(hostIds)) labels.set(hostId, await this.labelsOf(hostId).catch(() => undefined))
+    return labels
+  }
+
   /** The direct node by that name; the auth server's failures are logged here, not shown to users. */
   private async findDirect(target: string): Promise<DirectNode | undefined> {
     try {

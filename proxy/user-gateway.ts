@@ -34,7 +34,7 @@ import { AccessDenied, type NodeDialer } from './node-dialer.ts'
 
 export interface UserGatewayOptions {
   /** Reaches a node through its tunnel, or directly; tells its labels now. */
-  nodes: Pick<NodeDialer, 'dial' | 'labelsOf'>
+  nodes: Pick<NodeDialer, 'dial' | 'labelsOfHosts'>
   clusterName: string
   userCAPems: () => string[]
   /** Why a user's certificate is refused although it is valid (a lock on the user, or on its certificates from before a reset), or undefined. */
@@ -116,10 +116,7 @@ export class UserGateway {
   async dropRelabelled(hostIds: Iterable<string>): Promise<void> {
     const hosts = new Set(hostIds)
     const affected = [...this.open].flatMap(([socket, { user, admitted }]) => (admitted && hosts.has(admitted.hostId) ? [{ socket, user, ...admitted }] : []))
-    const labels = new Map<string, Record<string, string> | undefined>()
-    for (const { hostId } of affected) {
-      if (!labels.has(hostId)) labels.set(hostId, await this.options.nodes.labelsOf(hostId).catch(() => undefined))
-    }
+    const labels = await this.options.nodes.labelsOfHosts(affected.map(({ hostId }) => hostId))
     for (const { socket, user, node, hostId, admit } of affected) {
       const now = labels.get(hostId)
       if (!now || !this.open.has(socket)) continue

@@ -16,7 +16,7 @@ import type { WebTerminals } from './terminal.ts'
 
 export interface WebConsoleOptions {
   auth: () => ApiClient
-  nodes: Pick<NodeDialer, 'dial' | 'labelsOf'>
+  nodes: Pick<NodeDialer, 'dial' | 'labelsOfHosts'>
   clientAddress: (req: IncomingMessage) => string
   /** Why a user, or a terminal's certificate, is refused although its session was valid (a lock, a removal; after `users reset`, certificates from before it), or undefined. */
   refusedUser: (user: string | UserCertificate) => string | undefined

@@ -43,7 +43,7 @@ const SESSION_RECHECK_MS = 30_000
 
 export interface WebTerminalOptions {
   api: WebConsoleApi
-  nodes: Pick<NodeDialer, 'dial' | 'labelsOf'>
+  nodes: Pick<NodeDialer, 'dial' | 'labelsOfHosts'>
   clientAddress: (req: IncomingMessage) => string
   log: Logger
 }
@@ -95,11 +95,9 @@ export class WebTerminals {
   /** After the labels of these hosts changed: the terminals to them that their roles no longer allow are closed. */
   async dropRelabelled(hostIds: Iterable<string>): Promise<void> {
     const hosts = new Set(hostIds)
-    const labels = new Map<string, Record<string, string> | undefined>()
-    for (const [ws, terminal] of this.open) {
-      const admitted = terminal.admitted
-      if (!admitted || !hosts.has(admitted.hostId)) continue
-      if (!labels.has(admitted.hostId)) labels.set(admitted.hostId, await this.options.nodes.labelsOf(admitted.hostId).catch(() => undefined))
+    const affected = [...this.open].flatMap(([ws, terminal]) => (terminal.admitted && hosts.has(terminal.admitted.hostId) ? [{ ws, terminal, admitted: terminal.admitted }] : []))
+    const labels = await this.options.nodes.labelsOfHosts(affected.map(({ admitted }) => admitted.hostId))
+    for (const { ws, terminal, admitted } of affected) {
       const now = labels.get(admitted.hostId)
       const reason = now && nodeRefusal(admitted.access, now)
       if (!reason || !this.open.has(ws)) continue
