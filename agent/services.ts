@@ -16,9 +16,10 @@ import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { splice } from '../shared/splice.ts'
 import { judgePortAccess } from './port-access.ts'
+import type { StreamInfo } from './ssh-server.ts'
 
 export interface ServiceTable {
-  ssh?: { handleConnection(stream: Duplex, info?: { remoteAddress?: string }): void }
+  ssh?: { handleConnection(stream: Duplex, info?: StreamInfo): void }
   ports: { name: string; addr: string }[]
   /** The user CAs this node trusts, as they are now (a rotation changes them). */
   userCAKeys: () => KeyObject[]
@@ -54,7 +55,7 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
     startOptimisingCompilers()
     tuneHeapForStreams()
     reply(stream, { ok: true })
-    services.ssh.handleConnection(stream, { remoteAddress: client })
+    services.ssh.handleConnection(stream, { remoteAddress: client, user: request.user, validFrom: request.valid_from })
     return
   }
   const port = request.service === 'port' ? services.ports.find((p) => p.name === request.name) : undefined

@@ -4,7 +4,7 @@
 
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../shared/log.ts'
-import type { NodeSshServer, SshServerOptions } from './ssh-server.ts'
+import type { NodeSshServer, SshServerOptions, StreamInfo } from './ssh-server.ts'
 
 /** What the server is made with, besides the user CAs (which change with rotations). */
 type ServerSettings = Pick<
@@ -35,7 +35,7 @@ export class SshOnDemand {
   }
 
   /** Serves one SSH connection, starting the server first if this is the first one. */
-  handleConnection(stream: Duplex, info?: { remoteAddress?: string }): void {
+  handleConnection(stream: Duplex, info?: StreamInfo): void {
     this.server ??= import('./ssh-server.ts').then(({ NodeSshServer }) => new NodeSshServer({ ...this.settings, userCAKeys: this.userCAKeys }))
     this.server.then(
       (server) => server.handleConnection(stream, info),

@@ -508,6 +508,27 @@ t.test('a connection over any duplex stream, as the tunnel hands them over', asy
   await waitFor('the stream to close', () => server.activeSessions === 0)
 })
 
+t.test('a stream the proxy opened for one user logs in only that user', async (t) => {
+  const streamFor = async (user: string) => {
+    const bridge = createServer((socket) => {
+      const [near, far] = duplexPair()
+      socket.pipe(near).pipe(socket)
+      server.handleConnection(far, { remoteAddress: 'tunnel:test', user })
+    })
+    await new Promise<void>((resolve) => bridge.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => bridge.close())
+    const bridgePort = (bridge.address() as AddressInfo).port
+    writeFileSync(knownHosts, `[127.0.0.1]:${bridgePort} ${sshPublicKeyLine(createPublicKey(hostKey.privateKey))}\n`, { flag: 'a' })
+    return sshArgs(good).map((arg) => (arg === String(port) ? String(bridgePort) : arg))
+  }
+  const own = await run('ssh', [...(await streamFor('test-good')), 'echo own'])
+  t.equal(own.stdout, 'own\n', "the certificate of the stream's user logs in")
+  const other = await run('ssh', [...(await streamFor('someone-else')), 'echo other'])
+  t.not(other.code, 0, "another user's certificate is refused on it")
+  t.equal(other.stdout, '', 'and runs nothing')
+  await waitFor('the streams to close', () => server.activeSessions === 0)
+})
+
 t.test('processes end with their connection', async (t) => {
   await waitFor('earlier connections to close', () => server.activeSessions === 0)
   const client = spawn('ssh', [...sshArgs(good), 'sleep 301'], { stdio: 'ignore' })

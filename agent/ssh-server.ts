@@ -33,6 +33,16 @@ import { RemoteForwards } from './ssh-remote-forwarding.ts'
 import { type SessionProcess, serveSession } from './ssh-session.ts'
 
 const CERT_ALGO = 'ssh-ed25519-cert-v01@openssh.com'
+
+/** What the proxy says of a stream it hands the node's SSH server (agent/services.ts). */
+export interface StreamInfo {
+  /** Who is connecting, for the logs. */
+  remoteAddress?: string
+  /** The user the proxy judged: only that user's certificate logs in on the stream. */
+  user?: string
+  /** That user's certificates valid from before this instant (epoch ms) are refused, as the proxy refuses them. */
+  validFrom?: number
+}
 /** How long close() lets a connection say goodbye before destroying its stream. */
 const CLOSE_GRACE_MS = 1000
 
@@ -138,6 +148,8 @@ interface Refusal {
 interface ConnectionState {
   stream: Duplex
   remote: string
+  /** Whom the proxy judged for this stream, when it says: no other certificate logs in on it. */
+  judged: Pick<StreamInfo, 'user' | 'validFrom'>
   client?: Connection
   grant?: Grant
   /** The last routine refusal, logged if the connection ends without a login. */
@@ -220,8 +232,14 @@ export class NodeSshServer {
     return this.connections.size
   }
 
-  /** Serves one SSH connection over any duplex stream: a tunnel stream or a TCP socket. */
-  handleConnection(stream: Duplex, info?: { remoteAddress?: string }): void {
+  /**
+   * Serves one SSH connection over any duplex stream: a tunnel stream or a TCP socket.
+   * `info.user` is the user the proxy judged before it opened the stream: only a certificate
+   * of that user (its key ID), valid from `info.validFrom` or later, logs in on it, so a
+   * connection taken over on its way (a plain SSH stream, after the proxy's reply) is of no
+   * use to anyone the proxy would refuse, a locked user included.
+   */
+  handleConnection(stream: Duplex, info?: StreamInfo): void {
     if (this.closing) {
       stream.destroy()
       return
@@ -249,6 +267,7 @@ export class NodeSshServer {
     const state: ConnectionState = {
       stream,
       remote,
+      judged: { user: info?.user, validFrom: info?.validFrom },
       loggedIn,
       processes: new Set(),
       sessions: 0,
@@ -325,7 +344,7 @@ export class NodeSshServer {
     const log = this.log
     client.on('error', (err) => log.debug('SSH connection error', { remote: state.remote, error: err }))
     client.on('authentication', (ctx) => {
-      const result = this.authenticate(ctx)
+      const result = this.authenticate(ctx, state.judged)
       if ('reason' in result) {
         const fields = { login: ctx.username, ...result.fields, remote: state.remote }
         // A refused certificate is worth a warning now; other refusals are routine until
@@ -439,8 +458,8 @@ export class NodeSshServer {
 
   // ---- Authentication -------------------------------------------------------------------
 
-  /** The grant for an acceptable request, or why it is refused. */
-  private authenticate(ctx: AuthContext): Grant | Refusal {
+  /** The grant for an acceptable request on a stream whose user the proxy `judged` (if it said), or why it is refused. */
+  private authenticate(ctx: AuthContext, judged: ConnectionState['judged']): Grant | Refusal {
     const login = ctx.username
     // OpenSSH probes with "none" and offers a key before its certificate: that is no attack.
     if (ctx.method === 'none') return { reason: 'no user certificate offered', fields: {}, suspicious: false }
@@ -458,6 +477,20 @@ export class NodeSshServer {
       return { reason: (err as Error).message, fields: {}, suspicious: true }
     }
     const fields = { key_id: cert.keyId, serial: String(cert.serial) }
+    if (judged.user !== undefined && cert.keyId !== judged.user) {
+      return {
+        reason: `the certificate is of user "${cert.keyId}", and the proxy opened this connection for "${judged.user}"`,
+        fields: { ...fields, stream_user: judged.user },
+        suspicious: true,
+      }
+    }
+    if (judged.validFrom !== undefined && cert.validAfter.getTime() < judged.validFrom) {
+      return {
+        reason: "the certificate was issued before the user's certificates were locked (users reset)",
+        fields: { ...fields, stream_user: judged.user, locked: true },
+        suspicious: true,
+      }
+    }
     let access: Access
     try {
       access = accessOfSshCertificate(cert)

@@ -201,6 +201,7 @@ export class ProxyService {
       clusterName: this.identity.clusterName,
       userCAPems: () => this.userCAPems,
       refusedUser: (name) => this.revocations.list.refusedUser(name),
+      validFromAtLeast: (name) => this.revocations.list.validFromAtLeast(name),
       log: this.log,
     })
     const web = createHttpServer()

@@ -39,6 +39,8 @@ export interface UserGatewayOptions {
   userCAPems: () => string[]
   /** Why a user's certificate is refused although it is valid (a lock on the user, or on its certificates from before a reset), or undefined. */
   refusedUser?: (user: string | UserCertificate) => string | undefined
+  /** The start of validity before which a user's certificates are refused now (a `users reset`), or undefined. */
+  validFromAtLeast?: (user: string) => number | undefined
   log: Logger
 }
 
@@ -203,6 +205,11 @@ export class UserGateway {
     })
     const node = message.node
     const request: DialRequestIn = { service: message.service, name: message.name, client: `${user}@${remoteAddress}` }
+    if (message.service === 'ssh') {
+      // The node logs in no one else on this stream, nor this user's locked certificates (shared/protocol/dial.ts).
+      request.user = user
+      request.valid_from = this.options.validFromAtLeast?.(user)
+    }
     if (message.service === 'port') {
       request.certificate = message.certificate
       request.proof = message.proof

@@ -60,6 +60,20 @@ t.test('a lock on the certificates from before a reset refuses those alone, by t
   t.equal(list.refusedUser('alice'), undefined, 'nor the user itself: logins and new certificates go on')
   t.equal(list.refusedUser({ name: 'bob', validFrom: 4_000 }), 'user "bob" is locked', 'a lock on the user refuses every certificate of it')
   t.equal(list.refusedUser('bob'), 'user "bob" is locked')
+  t.equal(list.validFromAtLeast('alice'), 3_000, "what a node is told of alice's certificates")
+  t.equal(list.validFromAtLeast('bob'), undefined, 'a lock on the whole user limits no start (the proxy refuses the user)')
+  t.equal(new RevocationList(() => 9_000).validFromAtLeast('alice'), undefined)
+  const later = new RevocationList(() => 5_000)
+  later.replace({
+    generation: '1.2',
+    hosts: [],
+    users: [
+      { name: 'alice', reason: 'r', valid_from_before: 3_000 },
+      { name: 'alice', reason: 'r', valid_from_before: 4_000 },
+      { name: 'alice', reason: 'ended', until: 4_500, valid_from_before: 4_400 },
+    ],
+  })
+  t.equal(later.validFromAtLeast('alice'), 4_000, 'the latest of the resets in force')
 
   t.same(
     parseSnapshot({

@@ -86,4 +86,11 @@ export class RevocationList {
     const { name, validFrom } = typeof user === 'string' ? { name: user, validFrom: undefined } : user
     return this.users.get(name)?.find((entry) => inForce(entry, now) && covers(entry, validFrom))?.reason
   }
+
+  /** The start of validity (epoch ms) before which this user's certificates are refused now (a `users reset`), or undefined. */
+  validFromAtLeast(name: string): number | undefined {
+    const now = this.now()
+    const starts = (this.users.get(name) ?? []).filter((entry) => inForce(entry, now) && entry.valid_from_before !== undefined).map((entry) => entry.valid_from_before!)
+    return starts.length === 0 ? undefined : Math.max(...starts)
+  }
 }

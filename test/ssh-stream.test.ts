@@ -21,7 +21,7 @@ import { type DialReply, parseDialReply } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { ClientHandshake, ProxyHandshake, parseSshStreamHello, parseSshStreamSealed, SSH_STREAM_MAGIC, type SshStreamSealed } from '../shared/protocol/ssh-stream.ts'
 import { exchangeKeys, openJson, rawX25519, sealJson } from '../shared/sealed-box.ts'
-import { AuthProcess, ProxyProcess, ROOT, run, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { AuthProcess, JSON_LOGS, logEntries, ProxyProcess, ROOT, run, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { selfSignedCertificate } from './helpers/self-signed-cert.ts'
 import { until } from './helpers/until.ts'
 
@@ -33,12 +33,15 @@ const pin = await auth.pin()
 const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
 t.teardown(() => proxy.stop())
 
+/** Each node's daemon, by name: its JSON log is what a test reads of the node's side. */
+const nodes = new Map<string, ReturnType<typeof startNode>>()
 async function node(name: string, env: string): Promise<void> {
   const dir = tempDir()
   const config = join(dir, 'warren.yaml')
-  writeFileSync(config, ['version: v1', `data_dir: ${dir}`, `labels: { env: ${env} }`].join('\n'))
+  writeFileSync(config, ['version: v1', `data_dir: ${dir}`, `labels: { env: ${env} }`, JSON_LOGS].join('\n'))
   const daemon = startNode([`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${name}`])
   t.teardown(() => daemon.stop())
+  nodes.set(name, daemon)
   await waitForNode(auth, name)
 }
 await node('lab-1', 'lab')
@@ -143,6 +146,9 @@ async function recordingRelay(): Promise<{ port: number; sent: () => Buffer[]; r
   }
 }
 
+/** The ID of the lock `warrenctl lock` made, from what it printed. */
+const lockId = (stdout: string) => /with ID "([^"]+)"/.exec(stdout)?.[1] ?? 'none printed'
+
 /** Reads one line from `socket` (leaving nothing else read: the peer sends no more until answered). */
 const line = (socket: Socket) => readFirstMessage(socket, (value) => value)
 
@@ -228,7 +234,8 @@ t.test('the proxy checks the user before any stream to a node; an observer learn
     )
   await until('the proxy to know the lock', async () => (refused = await tryStream()).ok === false, { timeoutMs: 30_000 })
   t.match(refused, { ok: false, error: /lent laptop/ }, "a locked user is refused with the lock's message")
-  await auth.ctl(['lock', 'rm', '--user=lab-user'])
+  t.equal((await auth.ctl(['lock', 'rm', lockId(locked.stdout)])).code, 0)
+  await until('the proxy to know the lock ended', async () => (await tryStream()).ok, { timeoutMs: 30_000 })
 })
 
 t.test('the client shows nothing to a server that is not a proxy of the cluster', async (t) => {
@@ -336,4 +343,97 @@ t.test('a connection that is not a stream of this version is closed unanswered',
   socket.on('data', (data) => (received += data))
   await once(socket, 'close')
   t.same(JSON.parse(received), { ok: false, error: 'not a plain SSH stream of this version' }, 'answered why, then closed')
+})
+
+/**
+ * Takes over a plain stream after its reply, as an attacker on the user's path could, and
+ * serves it to stock ssh run with the identity of `dir`: the session's output and exit status.
+ */
+async function takenOver(stream: Socket, dir: string, command: string): Promise<{ code: number | null; output: string }> {
+  const server = createServer((client) => {
+    client.pipe(stream).pipe(client)
+    client.on('error', () => stream.destroy())
+    stream.on('error', () => client.destroy())
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  const { port } = server.address() as { port: number }
+  const pipeTo = `${process.execPath} -e "const s = require('node:net').connect(${port}, '127.0.0.1'); process.stdin.pipe(s).pipe(process.stdout)"`
+  // The attacker has no use for the node's host key: it is not checked.
+  const ssh = spawn(
+    'ssh',
+    [
+      '-F',
+      join(dir, 'ssh_config'),
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      `ProxyCommand=${pipeTo}`,
+      `${testLogin()}@lab-1`,
+      command,
+    ],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  )
+  let output = ''
+  ssh.stdout.on('data', (data) => (output += data))
+  const [code] = await once(ssh, 'exit')
+  return { code, output }
+}
+
+t.test('a stream taken over after its reply logs in no one but the user the proxy judged', async (t) => {
+  const { host, port } = parseHostPort(proxy.web, 0)
+  // Mallory's roles allow lab-1, but she is locked: the proxies refuse her.
+  const mallory = await user('mallory', 'lab')
+  const locked = await auth.ctl(['lock', '--user=mallory', '--message=left the company'])
+  t.equal(locked.code, 0, locked.stderr)
+  await until('the proxy to know the lock', async () => (await rawStream({ node: 'lab-1', ...credentials(mallory) }).catch(() => ({ reply: { ok: true } }))).reply.ok === false, {
+    timeoutMs: 30_000,
+  })
+
+  // The mechanics of the take-over: the user whose stream it is logs in over it.
+  const own = await takenOver(await dialSshStream(host, port, labUser, 'lab-1'), labUser, 'echo own-$((6*7))')
+  t.equal(own.code, 0, 'the user the proxy judged logs in on the stream taken over')
+  t.equal(own.output, 'own-42\n')
+
+  // Mallory, on the path of lab-user's connection, lets its handshake through and takes it after the reply.
+  const taken = await takenOver(await dialSshStream(host, port, labUser, 'lab-1'), mallory, 'echo taken-$((6*7))')
+  t.not(taken.code, 0, 'the locked user gets no session on the stream the proxy opened for another')
+  t.equal(taken.output, '', 'and runs nothing')
+  const daemon = nodes.get('lab-1')!
+  await until('the node to log the refusal', async () => logEntries(daemon.stderr, { key_id: 'mallory', stream_user: 'lab-user' }).length > 0, { timeoutMs: 10_000 })
+  t.pass("the node refused her certificate on lab-user's stream")
+  t.equal((await auth.ctl(['lock', 'rm', lockId(locked.stdout)])).code, 0)
+})
+
+t.test("a stream taken over from a user's new connection refuses that user's certificates from before a reset", async (t) => {
+  const { host, port } = parseHostPort(proxy.web, 0)
+  const before = await user('reset-user', 'lab')
+  const reset = await auth.ctl(['users', 'reset', 'reset-user'])
+  t.equal(reset.code, 0, reset.stderr)
+  await until('the proxy to refuse the certificates from before the reset', async () => {
+    const result = await rawStream({ node: 'lab-1', ...credentials(before) }).catch(() => ({ reply: { ok: true } }))
+    return result.reply.ok === false
+  })
+  // Certificates carry whole seconds: the new ones start a second after the reset at least.
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  const after = tempDir('warren-user-')
+  const signed = await auth.ctl(['auth', 'sign', '--user=reset-user', '--ttl=1h', `--out=${after}`, '--format=openssh', `--proxy=${proxy.web}`])
+  t.equal(signed.code, 0, signed.stderr)
+
+  const own = await takenOver(await dialSshStream(host, port, after, 'lab-1'), after, 'echo new-$((6*7))')
+  t.equal(own.code, 0, 'the certificate issued after the reset logs in on its stream taken over')
+  t.equal(own.output, 'new-42\n')
+  const old = await takenOver(await dialSshStream(host, port, after, 'lab-1'), before, 'echo old-$((6*7))')
+  t.not(old.code, 0, 'the same user’s certificate from before the reset is refused on it')
+  t.equal(old.output, '', 'and runs nothing')
+  const daemon = nodes.get('lab-1')!
+  await until('the node to log the refusal', async () => logEntries(daemon.stderr, { key_id: 'reset-user', stream_user: 'reset-user', locked: true }).length > 0, {
+    timeoutMs: 10_000,
+  })
+  t.pass("the node refused the locked certificate on the user's own stream")
 })

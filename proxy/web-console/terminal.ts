@@ -226,7 +226,7 @@ export class WebTerminals {
         if (refusal === undefined) terminal.admitted = { node: node.nodename, hostId, access }
         return refusal
       }
-      stream = await this.options.nodes.dial(node.host_id, { service: 'ssh', client }, admit, { user: session.user, access, vouch: headers, client: ws })
+      stream = await this.options.nodes.dial(node.host_id, { service: 'ssh', client, user: session.user }, admit, { user: session.user, access, vouch: headers, client: ws })
       if (ws.readyState !== WebSocket.OPEN) return void stream.destroy()
       shell = await openShell({ stream, login: request.login, privateKey: key.privateKey, certificate: cert.ssh_cert, hostKey, cols: request.cols, rows: request.rows })
       if (ws.readyState !== WebSocket.OPEN) return shell.end()

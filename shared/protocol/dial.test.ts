@@ -6,6 +6,12 @@ import { readFirstMessage } from './framing.ts'
 t.test('dial requests name a service, and a port by name', async (t) => {
   t.same(parseDialRequest({ service: 'ssh', client: 'alice@10.0.0.1' }), { service: 'ssh', name: undefined, client: 'alice@10.0.0.1' })
   t.same(parseDialRequest({ service: 'port', name: 'web' }), { service: 'port', name: 'web', client: undefined })
+  t.match(
+    parseDialRequest({ service: 'ssh', user: 'alice', valid_from: 1_700_000_000_000 }),
+    { user: 'alice', valid_from: 1_700_000_000_000 },
+    'an SSH stream names the user the proxy judged',
+  )
+  t.throws(() => parseDialRequest({ service: 'ssh', valid_from: 'yesterday' }), { name: 'ProtocolError', field: 'valid_from' })
   t.throws(() => parseDialRequest({ service: 'vnc' }), {
     name: 'ProtocolError',
     messageType: 'dial request',

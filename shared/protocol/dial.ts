@@ -8,7 +8,7 @@
 // with the request signed by the certificate's key.
 
 import { PORT_PROOF } from '../port-request-proof.ts'
-import { bool, type In, type Out, object, oneOf, optional, parseWith, text } from './shape.ts'
+import { bool, type In, number, type Out, object, oneOf, optional, parseWith, text } from './shape.ts'
 
 const SERVICES = ['ssh', 'port'] as const
 /** Room for a certificate whose roles carry many labels, well inside framing's line limit. */
@@ -20,6 +20,14 @@ const DIAL_REQUEST = object({
   name: optional(text({ max: 256 })),
   /** Who is connecting, for the node's logs. */
   client: optional(text({ max: 1024 })),
+  /**
+   * For service 'ssh': the user the proxy judged (by TLS certificate, a plain SSH stream's
+   * signed request, or web session). The node lets only that user's certificate log in on
+   * the stream, so a connection taken over on its way gets no login the proxy did not judge.
+   */
+  user: optional(text({ max: 256 })),
+  /** For service 'ssh': that user's certificates valid from before this instant (epoch ms) are refused, as the proxy refuses them (a `users reset`). */
+  valid_from: optional(number({ atLeast: 0, expected: 'epoch milliseconds' })),
   /** For service 'port': the user's OpenSSH certificate line, which the node verifies itself. */
   certificate: optional(text({ max: CERTIFICATE_MAX })),
   /** For service 'port': the request signed by the certificate's key (shared/port-request-proof.ts). */
