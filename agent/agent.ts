@@ -148,7 +148,7 @@ export class Agent {
       return false // direct mode heartbeats over HTTPS for as long as it runs
     }
     const tunnel = this.tunnelAddress(server, discovery)
-    rememberTunnelAddress(this.config.dataDir, server, tunnel)
+    this.rememberTunnelAddress(server, tunnel)
     this.prepared = { server, tunnel, source: "from the proxy's discovery" }
     return true
   }
@@ -378,6 +378,17 @@ export class Agent {
   }
 
   /** Where the proxy's discovery answer sends tunnels; a bare ":port" is on the web address's host. */
+  /** Remembers where tunnels go; a disk that refuses it costs the next start one discovery, nothing more. */
+  private rememberTunnelAddress(server: string, tunnel: TunnelAddress): void {
+    try {
+      rememberTunnelAddress(this.config.dataDir, server, tunnel)
+    } catch (error) {
+      this.log.warn(`the tunnel address could not be saved in ${this.config.dataDir}: ${(error as Error).message}; the next start asks the proxy for it again`, {
+        data_dir: this.config.dataDir,
+      })
+    }
+  }
+
   private tunnelAddress(server: string, discovery: Discovery): TunnelAddress {
     const web = parseHostPort(server, DEFAULTS.webPort)
     if (discovery.tunnel_addr === null) return web
@@ -449,7 +460,7 @@ export class Agent {
     const next = this.tunnelAddress(server, discovery)
     if (next.host === current.host && next.port === current.port) return
     this.log.info(`the proxies moved the tunnel address from ${current.host}:${current.port} to ${next.host}:${next.port}`)
-    rememberTunnelAddress(this.config.dataDir, server, next)
+    this.rememberTunnelAddress(server, next)
     this.pool.stop()
     this.startTunnels(server, next, "from the proxy's discovery")
   }

@@ -177,8 +177,14 @@ export async function start(flags: StartFlags): Promise<number> {
   // join here, once: then the token is cleared away or its place named.
   const origin = tokenOrigin(flags, config.authToken)
   let settled = false
-  const joinedWithToken = () => {
+  // A join whose identity the disk refused (the role runs on it from memory) keeps its token
+  // where it is, and this process image: a restart before the save joins again with it.
+  const joinedWithToken = (role: 'node' | 'proxy') => {
     if (settled || origin === undefined) return
+    if (!identityExists(config.dataDir, role)) {
+      log.warn(`the ${role}'s identity is not saved yet: the join token is kept until it is`, { data_dir: config.dataDir })
+      return
+    }
     settled = true
     settleJoinToken(origin, flags['forget-token'], log)
   }
@@ -216,7 +222,7 @@ export async function start(flags: StartFlags): Promise<number> {
       await proxy.start()
       stops.push(() => proxy.stop())
       status.add('proxy', () => proxyStatus(proxy))
-      if (joins) joinedWithToken()
+      if (joins) joinedWithToken('proxy')
       proxyWeb = proxy.addresses.web.replace(/^(0\.0\.0\.0|\[::\])/, '127.0.0.1')
     }
     if (roles.includes('node')) {
@@ -226,16 +232,20 @@ export async function start(flags: StartFlags): Promise<number> {
       const agent = new Agent({ config: nodeConfig, log: log.child('node') })
       if (diag) (await load.metrics.node()).watchNode(diag, agent)
       const usedHttps = await agent.prepare()
-      if (joins) joinedWithToken()
+      if (joins) joinedWithToken('node')
       // Before the node's tunnels open; roles started before it start again from their identities.
-      if (usedHttps && roles.length === 1) startAfresh(log, 'identity and tunnel address stored', hideToken)
-      else if (hideToken) startAfresh(log, 'identity stored, the join token is not needed any more', true)
+      // Not while the disk refuses the identity: the fresh image would find neither it nor the token.
+      const stored = identityExists(config.dataDir)
+      if (stored && usedHttps && roles.length === 1) startAfresh(log, 'identity and tunnel address stored', hideToken)
+      else if (stored && hideToken) startAfresh(log, 'identity stored, the join token is not needed any more', true)
       await agent.start()
       stops.push(() => agent.stop())
       status.add('node', () => nodeStatus(agent))
       reloads.push((next) => agent.reload(next))
     }
-    if (hideToken && !roles.includes('node')) startAfresh(log, 'identities stored, the join token is not needed any more', true)
+    if (hideToken && !roles.includes('node') && (!roles.includes('proxy') || identityExists(config.dataDir, 'proxy'))) {
+      startAfresh(log, 'identities stored, the join token is not needed any more', true)
+    }
   } catch (error) {
     await stopAll()
     throw error instanceof WarrenError ? error : new WarrenError((error as Error).message)

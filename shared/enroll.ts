@@ -13,6 +13,7 @@ import { ApiError, UnreachableError, WarrenError } from './errors.ts'
 import type { IdentityKeeper } from './identity-keeper.ts'
 import { acceptAssignedLabels, assignedLabelsFields, loadIdentity, type NodeIdentity, saveIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
+import { forgetPendingJoinKeys, loadPendingJoinKeys, savePendingJoinKeys } from './pending-join-keys.ts'
 import { caPin } from './pin.ts'
 import { timeLeftFields } from './renewal-schedule.ts'
 import { certificateUsable } from './renewal-window.ts'
@@ -28,10 +29,12 @@ type Role = 'node' | 'proxy'
 export async function obtainIdentity(config: WarrenConfig, role: Role, log: Logger, warn?: (message: string) => void, keeper?: IdentityKeeper): Promise<NodeIdentity> {
   const stored = loadIdentity(config.dataDir, role)
   if (stored) {
+    // Left by a join whose identity was saved after all (on a retry of the keeper's): done with.
+    forgetPendingJoinKeys(config.dataDir, role)
     log.info(`using the identity stored in ${config.dataDir}`, { host_id: stored.hostId, cluster: stored.clusterName, ...timeLeftFields(new X509Certificate(stored.tlsCertPem)) })
     return certificateUsable(stored) ? stored : recoverStored(config, role, stored, log, warn, keeper)
   }
-  return joinWithToken(config, role, log, warn)
+  return joinWithToken(config, role, log, warn, undefined, keeper)
 }
 
 /**
@@ -73,7 +76,7 @@ async function recoverStored(
     log.warn(`${error.message}; joining again with the token given`, { host_id: stored.hostId })
     // As the host it was (the name the log told the admin to make the token for), where it
     // joined before and trusting the CAs it trusted then, unless the config names others.
-    return joinWithToken(config, role, log, warn, { nodename: stored.nodename, server: stored.authServers[0], pins: stored.hostCAPems.map(caPin) })
+    return joinWithToken(config, role, log, warn, { nodename: stored.nodename, server: stored.authServers[0], pins: stored.hostCAPems.map(caPin) }, keeper)
   }
 }
 
@@ -83,6 +86,7 @@ async function joinWithToken(
   log: Logger,
   warn?: (message: string) => void,
   before?: { nodename: string; server: string; pins: string[] },
+  keeper?: IdentityKeeper,
 ): Promise<NodeIdentity> {
   const server = config.authServers[0] ?? before?.server
   if (!server) throw new WarrenError('no auth server to join: pass --auth-server=HOST:PORT (or auth_servers in the config file)')
@@ -90,9 +94,17 @@ async function joinWithToken(
   // Joining and recovering are the only uses of the HTTPS client here: a usable stored identity does not load it.
   const { generateJoinKeys, joinCluster } = await import('./join.ts')
   const token = resolveTokenValue(config.authToken)
-  // One set of keys for every try of this join: a try whose answer was lost registered them,
-  // and only a try with the same keys is answered again (auth/join-repeat.ts).
-  const keys = generateJoinKeys()
+  // One set of keys for every try of this join, also across a restart: a try whose answer was
+  // lost registered them, and only a try with the same keys is answered again (auth/join-repeat.ts).
+  const keys = loadPendingJoinKeys(config.dataDir, role) ?? generateJoinKeys()
+  try {
+    savePendingJoinKeys(config.dataDir, role, keys)
+  } catch (error) {
+    log.warn(`the join's keys could not be saved in ${config.dataDir}: ${(error as Error).message}; if this ${role} restarts before its identity is saved, it needs a new token`, {
+      data_dir: config.dataDir,
+      join_keys_unsaved: (error as NodeJS.ErrnoException).code ?? (error as Error).message,
+    })
+  }
   const identity = await untilAnswered(log, () =>
     joinCluster({
       authServer: server,
@@ -107,8 +119,15 @@ async function joinWithToken(
       keys,
       refusedAssignedLabels: (reason) => refusedAssignedLabels(reason, 'the join answer', log),
     }),
-  )
-  saveIdentity(config.dataDir, identity, role)
+  ).catch((error: unknown) => {
+    // Refused (or never sent): no registration waits on these keys. Unanswered: one may.
+    if (!unanswered(error)) forgetPendingJoinKeys(config.dataDir, role)
+    throw error
+  })
+  // A disk that refuses the identity leaves the host running on it from memory (the keeper
+  // saves it later), and the keys saved above repeat the join after a restart meanwhile.
+  if (!keeper) saveIdentity(config.dataDir, identity, role)
+  if (!keeper || keeper.save(identity)) forgetPendingJoinKeys(config.dataDir, role)
   log.info(`joined cluster "${identity.clusterName}" as ${identity.nodename}`, {
     host_id: identity.hostId,
     role,

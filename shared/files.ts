@@ -2,7 +2,7 @@
 // rename, fsync the directory) so that a crash leaves either the old file or the new one.
 
 import { randomBytes } from 'node:crypto'
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 
 export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): void {
@@ -11,12 +11,18 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o60
   const temp = join(dir, `.${randomBytes(6).toString('hex')}.tmp`)
   const fd = openSync(temp, 'wx', mode)
   try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data)
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
+    try {
+      writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data)
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(temp, path)
+  } catch (error) {
+    // A full disk refused it: what was written of the temporary file would hold on to the room a retry needs.
+    rmSync(temp, { force: true })
+    throw error
   }
-  renameSync(temp, path)
   fsyncDirectory(dir)
 }
 

@@ -2,17 +2,20 @@
 // than ever. A node restarted on a data dir whose filesystem is full takes its lock, opens
 // its tunnel and serves SSH, a shell with its recording included, through the proxy; its
 // certificates renewed meanwhile serve from memory past the expiry of those on disk, and are
-// saved once the disk has room. A proxy does the same. Real processes on a real tmpfs of 4 MiB,
-// filled to the last byte; host certificates of 15 s, renewed every 10.
+// saved once the disk has room. A proxy does the same. A node joining on a disk with room
+// for its join's keys only runs on its identity from memory, and after a power cut joins again
+// with the same keys and its spent token. Real processes on a real tmpfs, filled to the last
+// byte (or page); host certificates of 15 s, renewed every 10.
 
 import { execFileSync, spawnSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
-import { cpSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { lockHolder } from '../shared/data-dir-lock.ts'
-import { loadIdentity } from '../shared/identity-store.ts'
+import { identityExists, loadIdentity } from '../shared/identity-store.ts'
+import { pendingJoinKeysPath } from '../shared/pending-join-keys.ts'
 import type { NodeStatus, ProxyStatus } from '../shared/status.ts'
 import { readStatus, statusSocketPath } from '../shared/status-socket.ts'
 import { AuthProcess, Daemon, JSON_LOGS, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
@@ -120,4 +123,56 @@ t.test('a proxy restarted on a full disk renews from memory and saves once it ca
   const saved = new X509Certificate(loadIdentity(dataDir, 'proxy')!.tlsCertPem)
   t.ok(saved.validToDate.getTime() > Date.now(), 'once the disk has room, the data dir holds a certificate in date')
   t.equal(proxy.child.exitCode, null, 'the proxy is still running')
+})
+
+t.test('a node that joins on a full disk runs from memory, and after a power cut joins again with the keys it kept', { skip }, async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  const user = await signUser(auth, proxy.web)
+
+  const mount = join(tempDir(), 'disk')
+  mkdirSync(mount)
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', mount])
+  t.teardown(() => spawnSync('umount', ['-l', mount]))
+  const dataDir = join(mount, 'data')
+  mkdirSync(dataDir, { mode: 0o700 })
+  const config = join(tempDir(), 'warren.yaml')
+  writeFileSync(config, ['version: v1', `data_dir: ${dataDir}`, 'ssh_service:', '  listen_addr: 127.0.0.1:0', JSON_LOGS].join('\n'))
+  // One page left: room for the join's keys, none for the identity.
+  writeFileSync(join(mount, 'reserve'), Buffer.alloc(4096))
+  spawnSync('dd', ['if=/dev/zero', `of=${join(mount, 'filler')}`, 'bs=4k'])
+  rmSync(join(mount, 'reserve'))
+  t.equal(statfsSync(mount).bavail, 1, 'one page of the filesystem is free')
+
+  // A single-use token: once the join is answered, only a repeat with the same keys is.
+  const args = [`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=full-join-1']
+  const first = startNode(args)
+  t.teardown(() => first.stop())
+  const status = async () => (await readStatus<{ node?: NodeStatus }>(statusSocketPath(dataDir)).catch(() => undefined))?.node
+  await until('its tunnel, as its status says', async () => (await status())?.tunnel?.proxies.length === 1, { timeoutMs: 30_000 })
+  const joined = (await status())!
+  t.match(joined.identity_unsaved, { error: /ENOSPC/ }, 'the status says the identity is not saved')
+  t.notOk(identityExists(dataDir), 'the data dir holds no identity')
+  t.ok(existsSync(pendingJoinKeysPath(dataDir, 'node')), "but the join's keys")
+  const partial = readdirSync(dataDir, { recursive: true, encoding: 'utf8' }).filter((name) => name.endsWith('.tmp'))
+  t.same(partial, [], 'and no part of a refused write, which would hold on to room a retry needs')
+  const command = await openssh(user, [`${testLogin()}@full-join-1`, 'echo reached'])
+  t.equal(command.stdout, 'reached\n', `the node is reached on its identity in memory (${command.stderr.trim()})`)
+
+  // The power goes before the disk has room; it comes back with room, and the same command.
+  await first.stop('SIGKILL')
+  rmSync(join(mount, 'filler'))
+  const second = startNode(args)
+  t.teardown(() => second.stop())
+  await until('its tunnel again', async () => (await status())?.tunnel?.proxies.length === 1, { timeoutMs: 30_000 })
+  const again = (await status())!
+  t.equal(again.host_id, joined.host_id, 'the spent token repeated the join: the same host')
+  t.equal(again.identity_unsaved, undefined, 'its identity is saved now')
+  t.equal(loadIdentity(dataDir)?.hostId, joined.host_id, 'in the data dir')
+  t.notOk(existsSync(pendingJoinKeysPath(dataDir, 'node')), "and the join's keys are gone")
+  const later = await openssh(user, [`${testLogin()}@full-join-1`, 'echo reached'])
+  t.equal(later.stdout, 'reached\n', `reached (${later.stderr.trim()})`)
 })
