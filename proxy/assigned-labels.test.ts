@@ -19,10 +19,10 @@ import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { signLiveSet } from '../shared/signed-live-set.ts'
 import { createCA } from '../shared/x509.ts'
 import { createSession } from '../shared/yamux/index.ts'
-import { hostCertificate, serveTunnels } from '../test/helpers/tunnel-port.ts'
+import { hostCertificate, serveTunnels, tunnelDialer } from '../test/helpers/tunnel-port.ts'
 import { until } from '../test/helpers/until.ts'
 import { certsMessage, ProxyAssignedLabels, parseAssignedLabels } from './assigned-labels.ts'
-import { AccessDenied, NodeDialer } from './node-dialer.ts'
+import { AccessDenied } from './node-dialer.ts'
 import { TunnelServer } from './tunnel-server.ts'
 
 const CLUSTER = 'test-cluster'
@@ -58,15 +58,7 @@ async function proxy(t: Test, auth: ReturnType<typeof authServer>) {
     keepAliveIntervalMs: 15_000,
     log,
   })
-  const nodes = new NodeDialer({
-    tunnels,
-    assignedLabels: (hostId) => assigned.labels(hostId),
-    directNodes: async () => [],
-    clusterName: CLUSTER,
-    credentials: () => ({ keyPem: '', certPem: '', hostCAPems: [ca.certPem] }),
-    keepAliveIntervalMs: 15_000,
-    log,
-  })
+  const nodes = tunnelDialer(tunnels, assigned, ca, CLUSTER, log)
   const port = await serveTunnels(t, tunnels, ca, CLUSTER, proxyId)
   const all = tunnels
   return { proxyId, assigned, tunnels: all, nodes, port }

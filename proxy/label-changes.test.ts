@@ -20,10 +20,9 @@ import { readFirstMessage, readMessages, writeMessage } from '../shared/protocol
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
 import { createSession } from '../shared/yamux/index.ts'
-import { hostCertificate, serveTunnels } from '../test/helpers/tunnel-port.ts'
+import { hostCertificate, serveTunnels, tunnelDialer } from '../test/helpers/tunnel-port.ts'
 import { until } from '../test/helpers/until.ts'
 import { ProxyAssignedLabels } from './assigned-labels.ts'
-import { NodeDialer } from './node-dialer.ts'
 import { type Tunnel, TunnelServer } from './tunnel-server.ts'
 import { UserGateway } from './user-gateway.ts'
 
@@ -80,15 +79,7 @@ async function proxy(t: Test) {
     log,
   })
   tunnels = new TunnelServer({ proxyId: randomUUID(), clusterName: CLUSTER, hostCAPems: () => [ca.certPem], keepAliveIntervalMs: 15_000, log })
-  const nodes = new NodeDialer({
-    tunnels,
-    assignedLabels: (hostId) => assigned.labels(hostId),
-    directNodes: async () => [],
-    clusterName: CLUSTER,
-    credentials: () => ({ keyPem: '', certPem: '', hostCAPems: [ca.certPem] }),
-    keepAliveIntervalMs: 15_000,
-    log,
-  })
+  const nodes = tunnelDialer(tunnels, assigned, ca, CLUSTER, log)
   users = new UserGateway({ nodes, clusterName: CLUSTER, userCAPems: () => [userCA.certPem], log })
   const gateway = users
   tunnels.on('labels', (tunnel: Tunnel) => void gateway.dropRelabelled([tunnel.hostId]))

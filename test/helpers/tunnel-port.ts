@@ -5,7 +5,10 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { createServer, type TLSSocket } from 'node:tls'
 import type { Test } from 'tap'
+import type { ProxyAssignedLabels } from '../../proxy/assigned-labels.ts'
+import { NodeDialer } from '../../proxy/node-dialer.ts'
 import type { TunnelServer } from '../../proxy/tunnel-server.ts'
+import type { Logger } from '../../shared/log.ts'
 import { TUNNEL_ALPN } from '../../shared/protocol/tunnel.ts'
 import type { createCA } from '../../shared/x509.ts'
 import { loopbackCert } from './certs.ts'
@@ -32,4 +35,17 @@ export async function serveTunnels(t: Test, tunnels: TunnelServer, ca: ReturnTyp
     server.close()
   })
   return (server.address() as AddressInfo).port
+}
+
+/** A NodeDialer that reaches nodes through `tunnels` only (no direct nodes), with the labels `assigned` holds in place. */
+export function tunnelDialer(tunnels: TunnelServer, assigned: ProxyAssignedLabels, ca: ReturnType<typeof createCA>, cluster: string, log: Logger): NodeDialer {
+  return new NodeDialer({
+    tunnels,
+    assignedLabels: (hostId) => assigned.labels(hostId),
+    directNodes: async () => [],
+    clusterName: cluster,
+    credentials: () => ({ keyPem: '', certPem: '', hostCAPems: [ca.certPem] }),
+    keepAliveIntervalMs: 15_000,
+    log,
+  })
 }
