@@ -215,6 +215,8 @@ t.test('a flood of renewal requests on a control stream makes at most one certif
 
   // In a rotation every node's certificate is due at once: still one certificate per host.
   t.equal((await auth.ctl(['auth', 'rotate', '--type=host', '--manual', '--phase=init'])).code, 0)
+  // As an admin waits between phases: the proxy trusts the new CA before the auth server may serve with it.
+  await proxy.daemon.waitForStatus('the proxy to trust the new host CA', (status) => status.proxy?.trusted_host_ca_pins.length === 2)
   // What an agent takes from the proxy's CA announcement in this phase: from update_clients
   // on, the proxy may present a certificate from the new CA.
   identity = { ...identity, hostCAPems: (await auth.api<{ host_ca_certs: string[] }>('GET', '/v1/ca')).host_ca_certs }
