@@ -385,15 +385,22 @@ async function takenOver(stream: Socket, dir: string, command: string): Promise<
   return { code, output }
 }
 
+/** Waits until a lock reaches the proxy: it refuses the certificate of `dir` on a plain stream to lab-1. */
+const proxyRefuses = (dir: string) =>
+  until('the proxy to refuse the certificate', async () => (await rawStream({ node: 'lab-1', ...credentials(dir) }).catch(() => ({ reply: { ok: true } }))).reply.ok === false, {
+    timeoutMs: 30_000,
+  })
+
+/** Waits until lab-1's JSON log has an entry with these fields. */
+const nodeLogged = (fields: Record<string, unknown>) => until('the node to log it', async () => logEntries(nodes.get('lab-1')!.stderr, fields).length > 0, { timeoutMs: 10_000 })
+
 t.test('a stream taken over after its reply logs in no one but the user the proxy judged', async (t) => {
   const { host, port } = parseHostPort(proxy.web, 0)
   // Mallory's roles allow lab-1, but she is locked: the proxies refuse her.
   const mallory = await user('mallory', 'lab')
   const locked = await auth.ctl(['lock', '--user=mallory', '--message=left the company'])
   t.equal(locked.code, 0, locked.stderr)
-  await until('the proxy to know the lock', async () => (await rawStream({ node: 'lab-1', ...credentials(mallory) }).catch(() => ({ reply: { ok: true } }))).reply.ok === false, {
-    timeoutMs: 30_000,
-  })
+  await proxyRefuses(mallory)
 
   // The mechanics of the take-over: the user whose stream it is logs in over it.
   const own = await takenOver(await dialSshStream(host, port, labUser, 'lab-1'), labUser, 'echo own-$((6*7))')
@@ -404,8 +411,7 @@ t.test('a stream taken over after its reply logs in no one but the user the prox
   const taken = await takenOver(await dialSshStream(host, port, labUser, 'lab-1'), mallory, 'echo taken-$((6*7))')
   t.not(taken.code, 0, 'the locked user gets no session on the stream the proxy opened for another')
   t.equal(taken.output, '', 'and runs nothing')
-  const daemon = nodes.get('lab-1')!
-  await until('the node to log the refusal', async () => logEntries(daemon.stderr, { key_id: 'mallory', stream_user: 'lab-user' }).length > 0, { timeoutMs: 10_000 })
+  await nodeLogged({ key_id: 'mallory', stream_user: 'lab-user' })
   t.pass("the node refused her certificate on lab-user's stream")
   t.equal((await auth.ctl(['lock', 'rm', lockId(locked.stdout)])).code, 0)
 })
@@ -415,10 +421,7 @@ t.test("a stream taken over from a user's new connection refuses that user's cer
   const before = await user('reset-user', 'lab')
   const reset = await auth.ctl(['users', 'reset', 'reset-user'])
   t.equal(reset.code, 0, reset.stderr)
-  await until('the proxy to refuse the certificates from before the reset', async () => {
-    const result = await rawStream({ node: 'lab-1', ...credentials(before) }).catch(() => ({ reply: { ok: true } }))
-    return result.reply.ok === false
-  })
+  await proxyRefuses(before)
   const after = tempDir('warren-user-')
   const signed = await auth.ctl(['auth', 'sign', '--user=reset-user', '--ttl=1h', `--out=${after}`, '--format=openssh', `--proxy=${proxy.web}`])
   t.equal(signed.code, 0, signed.stderr)
@@ -429,9 +432,6 @@ t.test("a stream taken over from a user's new connection refuses that user's cer
   const old = await takenOver(await dialSshStream(host, port, after, 'lab-1'), before, 'echo old-$((6*7))')
   t.not(old.code, 0, 'the same user’s certificate from before the reset is refused on it')
   t.equal(old.output, '', 'and runs nothing')
-  const daemon = nodes.get('lab-1')!
-  await until('the node to log the refusal', async () => logEntries(daemon.stderr, { key_id: 'reset-user', stream_user: 'reset-user', locked: true }).length > 0, {
-    timeoutMs: 10_000,
-  })
+  await nodeLogged({ key_id: 'reset-user', stream_user: 'reset-user', locked: true })
   t.pass("the node refused the locked certificate on the user's own stream")
 })
