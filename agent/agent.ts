@@ -377,7 +377,6 @@ export class Agent {
     return joinHostPort(host, publicPort)
   }
 
-  /** Where the proxy's discovery answer sends tunnels; a bare ":port" is on the web address's host. */
   /** Remembers where tunnels go; a disk that refuses it costs the next start one discovery, nothing more. */
   private rememberTunnelAddress(server: string, tunnel: TunnelAddress): void {
     try {
@@ -389,6 +388,7 @@ export class Agent {
     }
   }
 
+  /** Where the proxy's discovery answer sends tunnels; a bare ":port" is on the web address's host. */
   private tunnelAddress(server: string, discovery: Discovery): TunnelAddress {
     const web = parseHostPort(server, DEFAULTS.webPort)
     if (discovery.tunnel_addr === null) return web

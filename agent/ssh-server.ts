@@ -43,6 +43,7 @@ export interface StreamInfo {
   /** That user's certificates valid from before this instant (epoch ms) are refused, as the proxy refuses them. */
   validFrom?: number
 }
+
 /** How long close() lets a connection say goodbye before destroying its stream. */
 const CLOSE_GRACE_MS = 1000
 
@@ -149,7 +150,7 @@ interface ConnectionState {
   stream: Duplex
   remote: string
   /** Whom the proxy judged for this stream, when it says: no other certificate logs in on it. */
-  judged: Pick<StreamInfo, 'user' | 'validFrom'>
+  judged: StreamInfo
   client?: Connection
   grant?: Grant
   /** The last routine refusal, logged if the connection ends without a login. */
@@ -267,7 +268,7 @@ export class NodeSshServer {
     const state: ConnectionState = {
       stream,
       remote,
-      judged: { user: info?.user, validFrom: info?.validFrom },
+      judged: info ?? {},
       loggedIn,
       processes: new Set(),
       sessions: 0,
@@ -459,7 +460,7 @@ export class NodeSshServer {
   // ---- Authentication -------------------------------------------------------------------
 
   /** The grant for an acceptable request on a stream whose user the proxy `judged` (if it said), or why it is refused. */
-  private authenticate(ctx: AuthContext, judged: ConnectionState['judged']): Grant | Refusal {
+  private authenticate(ctx: AuthContext, judged: StreamInfo): Grant | Refusal {
     const login = ctx.username
     // OpenSSH probes with "none" and offers a key before its certificate: that is no attack.
     if (ctx.method === 'none') return { reason: 'no user certificate offered', fields: {}, suspicious: false }

@@ -179,9 +179,9 @@ export async function start(flags: StartFlags): Promise<number> {
   let settled = false
   // A join whose identity the disk refused (the role runs on it from memory) keeps its token
   // where it is, and this process image: a restart before the save joins again with it.
-  const joinedWithToken = (role: 'node' | 'proxy') => {
+  const joinedWithToken = (role: 'node' | 'proxy', stored: boolean) => {
     if (settled || origin === undefined) return
-    if (!identityExists(config.dataDir, role)) {
+    if (!stored) {
       log.warn(`the ${role}'s identity is not saved yet: the join token is kept until it is`, { data_dir: config.dataDir })
       return
     }
@@ -213,6 +213,8 @@ export async function start(flags: StartFlags): Promise<number> {
     }
     const minting = config.authServers.length === 0 ? local : undefined
     let proxyWeb: string | undefined
+    // Whether the proxy of this process, if it runs one, has its identity on disk: a fresh image needs it.
+    let proxyStored = true
     if (roles.includes('proxy')) {
       const proxyConfig = minting ? { ...config, authServers: [minting.authServer], authToken: await minting.mint('proxy'), caPins: minting.pins } : config
       const joins = !minting && !identityExists(config.dataDir, 'proxy')
@@ -222,7 +224,8 @@ export async function start(flags: StartFlags): Promise<number> {
       await proxy.start()
       stops.push(() => proxy.stop())
       status.add('proxy', () => proxyStatus(proxy))
-      if (joins) joinedWithToken('proxy')
+      proxyStored = identityExists(config.dataDir, 'proxy')
+      if (joins) joinedWithToken('proxy', proxyStored)
       proxyWeb = proxy.addresses.web.replace(/^(0\.0\.0\.0|\[::\])/, '127.0.0.1')
     }
     if (roles.includes('node')) {
@@ -232,10 +235,10 @@ export async function start(flags: StartFlags): Promise<number> {
       const agent = new Agent({ config: nodeConfig, log: log.child('node') })
       if (diag) (await load.metrics.node()).watchNode(diag, agent)
       const usedHttps = await agent.prepare()
-      if (joins) joinedWithToken('node')
+      const stored = identityExists(config.dataDir)
+      if (joins) joinedWithToken('node', stored)
       // Before the node's tunnels open; roles started before it start again from their identities.
       // Not while the disk refuses the identity: the fresh image would find neither it nor the token.
-      const stored = identityExists(config.dataDir)
       if (stored && usedHttps && roles.length === 1) startAfresh(log, 'identity and tunnel address stored', hideToken)
       else if (stored && hideToken) startAfresh(log, 'identity stored, the join token is not needed any more', true)
       await agent.start()
@@ -243,7 +246,7 @@ export async function start(flags: StartFlags): Promise<number> {
       status.add('node', () => nodeStatus(agent))
       reloads.push((next) => agent.reload(next))
     }
-    if (hideToken && !roles.includes('node') && (!roles.includes('proxy') || identityExists(config.dataDir, 'proxy'))) {
+    if (hideToken && !roles.includes('node') && proxyStored) {
       startAfresh(log, 'identities stored, the join token is not needed any more', true)
     }
   } catch (error) {

@@ -126,8 +126,10 @@ async function joinWithToken(
   })
   // A disk that refuses the identity leaves the host running on it from memory (the keeper
   // saves it later), and the keys saved above repeat the join after a restart meanwhile.
-  if (!keeper) saveIdentity(config.dataDir, identity, role)
-  if (!keeper || keeper.save(identity)) forgetPendingJoinKeys(config.dataDir, role)
+  let saved = true
+  if (keeper) saved = keeper.save(identity)
+  else saveIdentity(config.dataDir, identity, role)
+  if (saved) forgetPendingJoinKeys(config.dataDir, role)
   log.info(`joined cluster "${identity.clusterName}" as ${identity.nodename}`, {
     host_id: identity.hostId,
     role,
