@@ -11,6 +11,7 @@ import { lockDataDir } from '../shared/data-dir-lock.ts'
 import type { DiagServer } from '../shared/diag-server.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { startedWithWarrenExecArgv, WARREN_EXEC_ARGV } from '../shared/heap-tuning.ts'
+import type { IdentityKeeper } from '../shared/identity-keeper.ts'
 import { identityExists } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { withMallocArenas } from '../shared/malloc-arenas.ts'
@@ -178,15 +179,16 @@ export async function start(flags: StartFlags): Promise<number> {
   const origin = tokenOrigin(flags, config.authToken)
   let settled = false
   // A join whose identity the disk refused (the role runs on it from memory) keeps its token
-  // where it is, and this process image: a restart before the save joins again with it.
-  const joinedWithToken = (role: 'node' | 'proxy', stored: boolean) => {
+  // where it is, and this process image: a restart before the save joins again with it. The
+  // token is settled once the keeper's retry or a renewal has saved the identity.
+  const joinedWithToken = (role: 'node' | 'proxy', keeper: IdentityKeeper) => {
     if (settled || origin === undefined) return
-    if (!stored) {
-      log.warn(`the ${role}'s identity is not saved yet: the join token is kept until it is`, { data_dir: config.dataDir })
-      return
-    }
-    settled = true
-    settleJoinToken(origin, flags['forget-token'], log)
+    if (keeper.status) log.warn(`the ${role}'s identity is not saved yet: the join token is kept until it is`, { data_dir: config.dataDir })
+    keeper.whenSaved(() => {
+      if (settled) return
+      settled = true
+      settleJoinToken(origin, flags['forget-token'], log)
+    })
   }
   const hideToken = tokenOnCommandLine(flags)
   const stops: (() => Promise<void>)[] = [() => status.close(), async () => diag?.close()]
@@ -225,7 +227,7 @@ export async function start(flags: StartFlags): Promise<number> {
       stops.push(() => proxy.stop())
       status.add('proxy', () => proxyStatus(proxy))
       proxyStored = identityExists(config.dataDir, 'proxy')
-      if (joins) joinedWithToken('proxy', proxyStored)
+      if (joins) joinedWithToken('proxy', proxy.keeper)
       proxyWeb = proxy.addresses.web.replace(/^(0\.0\.0\.0|\[::\])/, '127.0.0.1')
     }
     if (roles.includes('node')) {
@@ -236,7 +238,7 @@ export async function start(flags: StartFlags): Promise<number> {
       if (diag) (await load.metrics.node()).watchNode(diag, agent)
       const usedHttps = await agent.prepare()
       const stored = identityExists(config.dataDir)
-      if (joins) joinedWithToken('node', stored)
+      if (joins) joinedWithToken('node', agent.keeper)
       // Before the node's tunnels open; roles started before it start again from their identities.
       // Not while the disk refuses the identity: the fresh image would find neither it nor the token.
       if (stored && usedHttps && roles.length === 1) startAfresh(log, 'identity and tunnel address stored', hideToken)

@@ -83,3 +83,21 @@ t.test('saved at once when the disk has room: nothing is logged, nothing is due'
   t.same(entries, [])
   t.equal(fake.pending.size, 0)
 })
+
+t.test('whenSaved waits for the save that puts the identity on disk, and tells each caller once', async (t) => {
+  const { fake, disk, keeper, change } = world()
+  const start = fake.clock()
+  keeper.save(change('cert-2'))
+  const told: string[] = []
+  keeper.whenSaved(() => told.push(`first ${disk.saved.join()}`))
+  keeper.whenSaved(() => told.push(`second ${disk.saved.join()}`))
+  await fake.advanceTo(start + RETRY_MS)
+  t.same(told, [], 'not while the disk refuses')
+  disk.full = false
+  await fake.advanceTo(start + 2 * RETRY_MS)
+  t.same(told, ['first cert-2', 'second cert-2'], 'both, after the retry saved it')
+  keeper.save(change('cert-3'))
+  t.equal(told.length, 2, 'a later save tells nobody again')
+  keeper.whenSaved(() => told.push('saved already'))
+  t.equal(told[2], 'saved already', 'a caller after the save is told at once')
+})

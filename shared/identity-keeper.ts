@@ -29,6 +29,8 @@ export class IdentityKeeper {
   private unsaved?: { since: number; error: string }
   private loggedAt?: number
   private timer?: unknown
+  /** Told once, at the next save that succeeds. */
+  private waiting: (() => void)[] = []
 
   constructor(options: IdentityKeeperOptions) {
     this.options = options
@@ -57,7 +59,16 @@ export class IdentityKeeper {
     this.unsaved = undefined
     this.loggedAt = undefined
     this.stop()
+    const waiting = this.waiting
+    this.waiting = []
+    for (const saved of waiting) saved()
     return true
+  }
+
+  /** Calls `saved` once the identity in memory is on disk: now, if it is, or at the save that puts it there. */
+  whenSaved(saved: () => void): void {
+    if (this.unsaved) this.waiting.push(saved)
+    else saved()
   }
 
   /** Since when, and why, the identity in memory is not the one on disk; undefined when they are the same. */
