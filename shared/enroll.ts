@@ -29,7 +29,7 @@ type Role = 'node' | 'proxy'
 export async function obtainIdentity(config: WarrenConfig, role: Role, log: Logger, warn?: (message: string) => void, keeper?: IdentityKeeper): Promise<NodeIdentity> {
   const stored = loadIdentity(config.dataDir, role)
   if (stored) {
-    // Left by a join whose identity was saved after all (on a retry of the keeper's): done with.
+    // Left by a join that ended before they could go (its process stopped): done with.
     forgetPendingJoinKeys(config.dataDir, role)
     log.info(`using the identity stored in ${config.dataDir}`, { host_id: stored.hostId, cluster: stored.clusterName, ...timeLeftFields(new X509Certificate(stored.tlsCertPem)) })
     return certificateUsable(stored) ? stored : recoverStored(config, role, stored, log, warn, keeper)
@@ -125,11 +125,15 @@ async function joinWithToken(
     throw error
   })
   // A disk that refuses the identity leaves the host running on it from memory (the keeper
-  // saves it later), and the keys saved above repeat the join after a restart meanwhile.
-  let saved = true
-  if (keeper) saved = keeper.save(identity)
-  else saveIdentity(config.dataDir, identity, role)
-  if (saved) forgetPendingJoinKeys(config.dataDir, role)
+  // saves it later), and the keys saved above repeat the join after a restart meanwhile:
+  // they go once the identity is on disk.
+  if (keeper) {
+    keeper.save(identity)
+    keeper.whenSaved(() => forgetPendingJoinKeys(config.dataDir, role))
+  } else {
+    saveIdentity(config.dataDir, identity, role)
+    forgetPendingJoinKeys(config.dataDir, role)
+  }
   log.info(`joined cluster "${identity.clusterName}" as ${identity.nodename}`, {
     host_id: identity.hostId,
     role,

@@ -61,7 +61,14 @@ export class IdentityKeeper {
     this.stop()
     const waiting = this.waiting
     this.waiting = []
-    for (const saved of waiting) saved()
+    for (const saved of waiting) {
+      try {
+        saved()
+      } catch (error) {
+        // The save stands: what waited on it failing is its own matter.
+        this.options.log.warn(`after saving the identity: ${(error as Error).message}`, { data_dir: this.options.dataDir })
+      }
+    }
     return true
   }
 

@@ -215,5 +215,6 @@ t.test('a node that joins on a full disk with --forget-token removes its token f
     timeoutMs: 40_000,
   })
   t.equal(loadIdentity(dataDir)?.hostId, joined.host_id, 'the identity on disk is the one it joined with')
+  t.notOk(existsSync(pendingJoinKeysPath(dataDir, 'node')), "the join's keys are gone with the token")
   t.equal(node.child.exitCode, null, 'the node runs on')
 })
