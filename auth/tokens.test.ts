@@ -2,9 +2,9 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { SqliteBackend } from './backend/sqlite.ts'
-import { hashToken, parseStaticToken, TokenRefusal, TokenService } from './tokens.ts'
+import { hashToken, parseStaticToken, type StaticTokenSpec, TokenRefusal, TokenService } from './tokens.ts'
 
-function setup(t: Test, statics: { roles: ('node' | 'proxy')[]; value: string }[] = []) {
+function setup(t: Test, statics: StaticTokenSpec[] = []) {
   let now = 1_000_000
   const dir = t.testdir()
   const backend = SqliteBackend.open(join(dir, 'backend.db'))
@@ -61,6 +61,23 @@ t.test('parseStaticToken', async (t) => {
   t.throws(() => parseStaticToken('node:/path', () => 'short'), /^the token in \/path is shorter than 16 characters/)
   t.throws(() => parseStaticToken('noroles', (v) => v), /must look like/)
   t.throws(() => parseStaticToken('wizard:abc', (v) => v), /unknown role "wizard"/)
+  t.same(
+    parseStaticToken({ roles: ['node'], token: '/path', labels: { env: 'prod' } }, (v) => (v === '/path' ? 'from-file-0123456789' : v)),
+    { roles: ['node'], value: 'from-file-0123456789', labels: { env: 'prod' } },
+    'the long form, with the labels it assigns',
+  )
+  t.same(
+    parseStaticToken({ roles: ['proxy'], token: 'abc-0123456789abcdef', labels: {} }, (v) => v),
+    { roles: ['proxy'], value: 'abc-0123456789abcdef' },
+  )
+  t.throws(() => parseStaticToken({ roles: ['proxy'], token: 'abc-0123456789abcdef', labels: { env: 'prod' } }, (v) => v), /roles must include node/)
+  t.throws(() => parseStaticToken({ roles: ['node'], token: 'abc', labels: {} }, (v) => v), /^the token is shorter than 16 characters/)
+})
+
+t.test("a static token's labels come with the record a join reads", async (t) => {
+  const { service } = setup(t, [{ roles: ['node'], value: 'static-value-0123456789', labels: { env: 'prod' } }])
+  t.same((await service.validate('static-value-0123456789', ['node'])).record.labels, { env: 'prod' })
+  t.same((await service.list())[0].labels, { env: 'prod' }, 'and tokens ls shows them')
 })
 
 t.test('tokens chosen by the user are checked', async (t) => {

@@ -66,24 +66,51 @@ export function generateToken(): string {
   return randomBytes(16).toString('hex')
 }
 
-/** Parses a static token entry "proxy,node:VALUE" whose VALUE has already been resolved. */
-export function parseStaticToken(entry: string, resolve: (value: string) => string): { roles: TokenRole[]; value: string } {
-  const colon = entry.indexOf(':')
-  if (colon <= 0) throw new Error('a static token must look like "node,proxy:VALUE" or "node:/path/to/file"')
-  const roles = entry
-    .slice(0, colon)
-    .split(',')
-    .map((r) => r.trim().toLowerCase())
+/** A static token of auth_service.tokens, once its value is read: what TokenService takes. */
+export interface StaticTokenSpec {
+  roles: TokenRole[]
+  value: string
+  /** Assigned to each node that joins with it, as a dynamic token's (auth/assigned-labels.ts). */
+  labels?: Record<string, string>
+}
+
+/** The long form of a static token entry (shared/config-schema.ts). */
+export interface StaticTokenEntry {
+  roles: string[]
+  token: string
+  labels: Record<string, string>
+}
+
+/**
+ * Parses a static token entry, "proxy,node:VALUE" or { roles, token, labels }, whose value
+ * `resolve` reads (from its file, when it starts with /). Errors never hold the value.
+ */
+export function parseStaticToken(entry: string | StaticTokenEntry, resolve: (value: string) => string): StaticTokenSpec {
+  let roles: string[]
+  let source: string
+  let labels: Record<string, string> = {}
+  if (typeof entry === 'string') {
+    const colon = entry.indexOf(':')
+    if (colon <= 0) throw new Error('a static token must look like "node,proxy:VALUE" or "node:/path/to/file"')
+    roles = entry.slice(0, colon).split(',')
+    source = entry.slice(colon + 1)
+  } else {
+    ;({ roles, token: source, labels } = entry)
+  }
+  roles = roles.map((r) => r.trim().toLowerCase())
   for (const role of roles) {
     if (!isTokenRole(role)) throw new Error(`a static token names an unknown role "${role}"`)
   }
-  const source = entry.slice(colon + 1).trim()
+  if (Object.keys(labels).length > 0 && !roles.includes('node')) {
+    throw new Error('a static token with labels assigns them to the nodes that join with it, so its roles must include node')
+  }
+  source = source.trim()
   const value = resolve(source)
   if (value.length === 0) throw new Error('a static token has an empty value')
   if (value.length < MIN_TOKEN_LENGTH) {
     throw new Error(`${source.startsWith('/') ? `the token in ${source}` : 'the token'} is shorter than ${MIN_TOKEN_LENGTH} characters, which could be guessed`)
   }
-  return { roles: roles as TokenRole[], value }
+  return { roles: roles as TokenRole[], value, ...(Object.keys(labels).length > 0 ? { labels } : {}) }
 }
 
 export interface TokenOptions {
@@ -101,13 +128,13 @@ export class TokenService {
   private readonly staticTokens: StaticToken[]
   private readonly clock: () => number
 
-  constructor(backend: Backend, staticTokens: { roles: TokenRole[]; value: string }[], clock: () => number = Date.now) {
+  constructor(backend: Backend, staticTokens: StaticTokenSpec[], clock: () => number = Date.now) {
     this.backend = backend
     this.clock = clock
-    this.staticTokens = staticTokens.map(({ roles, value }) => ({
+    this.staticTokens = staticTokens.map(({ roles, value, labels }) => ({
       hash: hashToken(value),
       value,
-      record: { id: tokenId(value), roles, singleUse: false, static: true },
+      record: { id: tokenId(value), roles, singleUse: false, static: true, ...(labels ? { labels } : {}) },
     }))
   }
 

@@ -11,7 +11,24 @@ import { clusterNameProblem } from './cluster-name.ts'
 import { LABEL_LIMITS, labelKeyProblem, labelValueProblem } from './labels.ts'
 import { logFormatFromEnv, logLevelFromEnv } from './log.ts'
 import { parsePin } from './pin.ts'
-import { boolean, type Check, checkWith, converted, count, duration, type Infer, key, list, map, marker, oneOf, section, string, variants } from './yaml-schema/index.ts'
+import {
+  boolean,
+  type Check,
+  checkWith,
+  converted,
+  count,
+  duration,
+  type Infer,
+  key,
+  list,
+  map,
+  marker,
+  oneOf,
+  section,
+  shortOrLong,
+  string,
+  variants,
+} from './yaml-schema/index.ts'
 
 /** Values other code needs as well: ports, intervals, file names. */
 export const DEFAULTS = {
@@ -107,9 +124,16 @@ const ipOrCidr = string((value) => {
   return family === 0 || !bitsOk || extra !== undefined ? 'must be an IP address or a CIDR range, e.g. 10.0.0.0/24' : undefined
 })
 
-// ROLES:VALUE. The complaint never repeats the value: it is a secret or names one. A token
-// in a file is read (and its length checked) when the auth server starts.
-const staticToken = string((value) => {
+/** A token's value, or the path of the file that holds it: its complaint never repeats it, a secret. */
+function tokenValueProblem(token: string): string | undefined {
+  if (!token.startsWith('/') && token.length < MIN_TOKEN_LENGTH) {
+    return `holds a token shorter than ${MIN_TOKEN_LENGTH} characters, which could be guessed: use a longer one, e.g. from "openssl rand -hex 16"`
+  }
+  return undefined
+}
+
+// ROLES:VALUE. A token in a file is read (and its length checked) when the auth server starts.
+const staticTokenLine = string((value) => {
   const colon = value.indexOf(':')
   const roles = value
     .slice(0, colon)
@@ -117,12 +141,40 @@ const staticToken = string((value) => {
     .map((role) => role.trim())
   const token = value.slice(colon + 1).trim()
   const ok = colon > 0 && token !== '' && roles.every((role) => /^[a-z]+$/.test(role))
-  if (!ok) return 'must be ROLES:TOKEN, e.g. "node:/var/lib/warren/node-token" (a token starting with / is a file)'
-  if (!token.startsWith('/') && token.length < MIN_TOKEN_LENGTH) {
-    return `holds a token shorter than ${MIN_TOKEN_LENGTH} characters, which could be guessed: use a longer one, e.g. from "openssl rand -hex 16"`
-  }
-  return undefined
+  if (!ok) return 'must be ROLES:TOKEN, e.g. "node:/var/lib/warren/node-token" (a token starting with / is a file), or a section with roles, token and labels'
+  return tokenValueProblem(token)
 })
+
+const nodeLabels = map(string(labelValueProblem), { checkKey: labelKeyProblem, maxKeys: LABEL_LIMITS.maxLabels })
+
+// The long form, for a token that also assigns labels (as `warrenctl tokens add --labels`).
+const staticTokenSection = section({
+  roles: key(
+    'roles',
+    list(
+      string((role) => (/^[a-z]+$/.test(role) ? undefined : 'must be a role, e.g. node')),
+      { single: true, min: 1 },
+    ),
+    {
+      required: true,
+      doc: 'the roles the token grants, e.g. [node]',
+    },
+  ),
+  token: key(
+    'token',
+    string((token) => (token.trim() === '' ? 'is empty' : tokenValueProblem(token.trim()))),
+    {
+      required: true,
+      doc: 'the token, or the path of the file that holds it (starting with /)',
+    },
+  ),
+  labels: key('labels', nodeLabels, {
+    default: {},
+    doc: 'labels the cluster assigns to every node that joins with it, over those the node reports',
+  }),
+})
+
+const staticToken = shortOrLong(staticTokenLine, staticTokenSection)
 
 const portName = string((value) => (/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(value) ? undefined : 'must be letters, digits, ".", "_" or "-", e.g. webui'))
 
@@ -153,7 +205,7 @@ const auth = section({
   }),
   tokens: key('tokens', list(staticToken), {
     default: [],
-    doc: 'static join tokens, ROLES:TOKEN (a token starting with / is a file)',
+    doc: 'static join tokens, ROLES:TOKEN (a token starting with / is a file), or { roles, token, labels }',
   }),
   storage: key(
     'storage',
@@ -391,7 +443,7 @@ export const CONFIG_SCHEMA = section(
       default: [],
       doc: "where to join: the auth server, or a proxy's web port",
     }),
-    labels: key('labels', map(string(labelValueProblem), { checkKey: labelKeyProblem, maxKeys: LABEL_LIMITS.maxLabels }), {
+    labels: key('labels', nodeLabels, {
       default: {},
       doc: "this node's labels, shown by nodes ls",
     }),

@@ -377,6 +377,29 @@ t.test('static tokens shorter than 16 characters are refused with the key and li
   )
 })
 
+t.test('a static token in its long form assigns labels; its problems are named without its value', async (t) => {
+  const config = parseConfig(
+    'auth_service:\n  tokens:\n    - "proxy:proxy-token-0123456789"\n    - { roles: [node], token: /etc/warren/fleet-token, labels: { env: prod, site: berlin } }\n',
+    'x',
+  )
+  t.same(config.auth.tokens, ['proxy:proxy-token-0123456789', { roles: ['node'], token: '/etc/warren/fleet-token', labels: { env: 'prod', site: 'berlin' } }])
+  const withoutLabels = parseConfig('auth_service:\n  tokens:\n    - roles: node\n      token: fleet-token-0123456789\n', 'x')
+  t.same(withoutLabels.auth.tokens, [{ roles: ['node'], token: 'fleet-token-0123456789', labels: {} }], 'one role may stand alone, and labels may be left out')
+  const problems: [string, RegExp][] = [
+    ['{ roles: [node], token: s3cr3t-short }', /line 3: "auth_service\.tokens\[0\]\.token" holds a token shorter than 16 characters/],
+    ['{ roles: [node] }', /line 3: "auth_service\.tokens\[0\]" needs "token"/],
+    ['{ token: s3cr3t-0123456789abcdef }', /line 3: "auth_service\.tokens\[0\]" needs "roles"/],
+    ['{ roles: [node], token: s3cr3t-0123456789abcdef, labels: { "bad key": x } }', /"auth_service\.tokens\[0\]\.labels\.bad key" is not a valid label name/],
+    ['{ roles: [node], tokn: s3cr3t-0123456789abcdef }', /"tokn"/],
+  ]
+  for (const [entry, message] of problems) {
+    const err = errorOf(() => parseConfig(`auth_service:\n  tokens:\n    - ${entry}\n`, 'x'))
+    t.type(err, ConfigError, entry)
+    t.match(err?.message, message, entry)
+    t.notMatch(err?.message, 's3cr3t', `${entry}: the value is not repeated`)
+  }
+})
+
 t.test('loadConfigFile reads a file and names it in errors', async (t) => {
   const dir = await tempDir(t)
   const path = join(dir, 'warren.yaml')

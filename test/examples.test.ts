@@ -61,7 +61,7 @@ t.test('auth.yaml: static tokens and SQLite storage', async (t) => {
   t.equal(config.auth.listenAddr, '0.0.0.0:3025')
   t.same(config.auth.publicAddrs, ['auth.example.com:3025'])
   t.equal(config.auth.clusterName, 'example')
-  t.same(config.auth.tokens, ['proxy:/etc/warren/proxy-token', 'node:/etc/warren/node-token'])
+  t.same(config.auth.tokens, ['proxy:/etc/warren/proxy-token', { roles: ['node'], token: '/etc/warren/node-token', labels: { env: 'prod' } }])
   t.same(config.auth.storage, { type: 'sqlite', path: '/var/lib/warren/backend.db' })
   t.same(config.auth.joinRateLimit, { burst: 10, perMinute: 30 })
 })

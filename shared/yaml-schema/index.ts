@@ -15,4 +15,19 @@
 
 export { type DeclaredKey, type Infer, type Reading, type Rule, readDefaults, readDocument, type SectionRule } from './document.ts'
 export { type Built, type Fields, type Key, key, marker, type Scope, type SectionOptions, section, variants } from './sections.ts'
-export { boolean, type Check, checkWith, converted, count, type DurationBounds, duration, type ListOptions, list, type MapOptions, map, oneOf, string } from './values.ts'
+export {
+  boolean,
+  type Check,
+  checkWith,
+  converted,
+  count,
+  type DurationBounds,
+  duration,
+  type ListOptions,
+  list,
+  type MapOptions,
+  map,
+  oneOf,
+  shortOrLong,
+  string,
+} from './values.ts'

@@ -1,7 +1,7 @@
 // The rules for values: scalars (strings, booleans, counts, one of a few words, durations),
 // lists and maps of them.
 
-import { isScalar, isSeq } from 'yaml'
+import { isMap, isScalar, isSeq } from 'yaml'
 import { parseDuration, shortDuration } from '../duration.ts'
 import { UsageError } from '../errors.ts'
 import { childPath, fail, isEmpty, keyText, pairsOf, positioned, type Rule, resolved, sectionBlame } from './document.ts'
@@ -176,6 +176,16 @@ export function map<T>(value: Rule<T>, options: MapOptions = {}): Rule<Record<st
         out[text] = value.read(reading, pair.value, keyPath, pair.key)
       }
       return out
+    },
+  }
+}
+
+/** A short form and a long one: a section of keys is read by `long`, anything else by `short`. */
+export function shortOrLong<A, B>(short: Rule<A>, long: Rule<B>): Rule<A | B> {
+  return {
+    expects: `${short.expects}, or a section of keys`,
+    read(reading, node, path, at) {
+      return isMap(resolved(reading, node)) ? long.read(reading, node, path, at) : short.read(reading, node, path, at)
     },
   }
 }
