@@ -13,7 +13,7 @@ import { X509Certificate } from 'node:crypto'
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { lockHolder } from '../shared/data-dir-lock.ts'
 import { identityExists, loadIdentity } from '../shared/identity-store.ts'
 import { pendingJoinKeysPath } from '../shared/pending-join-keys.ts'
@@ -126,14 +126,11 @@ t.test('a proxy restarted on a full disk renews from memory and saves once it ca
   t.equal(proxy.child.exitCode, null, 'the proxy is still running')
 })
 
-t.test('a node that joins on a full disk runs from memory, and after a power cut joins again with the keys it kept', { skip }, async (t) => {
-  const auth = await new AuthProcess().start()
-  t.teardown(() => auth.stop())
-  const pin = await auth.pin()
-  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
-  t.teardown(() => proxy.stop())
-  const user = await signUser(auth, proxy.web)
-
+/**
+ * A node's data dir on a tmpfs of its own with one page left: room for a join's keys, none
+ * for the identity. Freeing room: remove `<mount>/filler`.
+ */
+function onePageLeft(t: Test): { mount: string; dataDir: string; config: string } {
   const mount = join(tempDir(), 'disk')
   mkdirSync(mount)
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', mount])
@@ -142,11 +139,22 @@ t.test('a node that joins on a full disk runs from memory, and after a power cut
   mkdirSync(dataDir, { mode: 0o700 })
   const config = join(tempDir(), 'warren.yaml')
   writeFileSync(config, ['version: v1', `data_dir: ${dataDir}`, 'ssh_service:', '  listen_addr: 127.0.0.1:0', JSON_LOGS].join('\n'))
-  // One page left: room for the join's keys, none for the identity.
   writeFileSync(join(mount, 'reserve'), Buffer.alloc(4096))
   spawnSync('dd', ['if=/dev/zero', `of=${join(mount, 'filler')}`, 'bs=4k'])
   rmSync(join(mount, 'reserve'))
   t.equal(statfsSync(mount).bavail, 1, 'one page of the filesystem is free')
+  return { mount, dataDir, config }
+}
+
+t.test('a node that joins on a full disk runs from memory, and after a power cut joins again with the keys it kept', { skip }, async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  const user = await signUser(auth, proxy.web)
+
+  const { mount, dataDir, config } = onePageLeft(t)
 
   // A single-use token: once the join is answered, only a repeat with the same keys is.
   const args = [`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=full-join-1']
@@ -186,21 +194,10 @@ t.test('a node that joins on a full disk with --forget-token removes its token f
   const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
   t.teardown(() => proxy.stop())
 
-  const mount = join(tempDir(), 'disk')
-  mkdirSync(mount)
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', mount])
-  t.teardown(() => spawnSync('umount', ['-l', mount]))
-  const dataDir = join(mount, 'data')
-  mkdirSync(dataDir, { mode: 0o700 })
-  const config = join(tempDir(), 'warren.yaml')
-  writeFileSync(config, ['version: v1', `data_dir: ${dataDir}`, 'ssh_service:', '  listen_addr: 127.0.0.1:0', JSON_LOGS].join('\n'))
   // A multi-use token (the default), which would let hosts join from wherever it is left.
   const tokenFile = join(tempDir(), 'node-token')
   writeFileSync(tokenFile, `${await auth.token(['tokens', 'add', '--type=node'])}\n`, { mode: 0o600 })
-  writeFileSync(join(mount, 'reserve'), Buffer.alloc(4096))
-  spawnSync('dd', ['if=/dev/zero', `of=${join(mount, 'filler')}`, 'bs=4k'])
-  rmSync(join(mount, 'reserve'))
-  t.equal(statfsSync(mount).bavail, 1, 'one page of the filesystem is free')
+  const { mount, dataDir, config } = onePageLeft(t)
 
   const node = startNode([`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${tokenFile}`, '--forget-token', `--ca-pin=${pin}`, '--nodename=full-forget-1'])
   t.teardown(() => node.stop())
