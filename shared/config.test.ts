@@ -391,6 +391,8 @@ t.test('a static token in its long form assigns labels; its problems are named w
     ['{ token: s3cr3t-0123456789abcdef }', /line 3: "auth_service\.tokens\[0\]" needs "roles"/],
     ['{ roles: [node], token: s3cr3t-0123456789abcdef, labels: { "bad key": x } }', /"auth_service\.tokens\[0\]\.labels\.bad key" is not a valid label name/],
     ['{ roles: [node], tokn: s3cr3t-0123456789abcdef }', /"tokn"/],
+    ['12345', /line 3: "auth_service\.tokens\[0\]" must be a string, or a section of keys/],
+    ['[node, s3cr3t-0123456789abcdef]', /line 3: "auth_service\.tokens\[0\]" must be a string, or a section of keys/],
   ]
   for (const [entry, message] of problems) {
     const err = errorOf(() => parseConfig(`auth_service:\n  tokens:\n    - ${entry}\n`, 'x'))

@@ -182,10 +182,17 @@ export function map<T>(value: Rule<T>, options: MapOptions = {}): Rule<Record<st
 
 /** A short form and a long one: a section of keys is read by `long`, anything else by `short`. */
 export function shortOrLong<A, B>(short: Rule<A>, long: Rule<B>): Rule<A | B> {
+  const expects = `${short.expects}, or a section of keys`
   return {
-    expects: `${short.expects}, or a section of keys`,
+    expects,
     read(reading, node, path, at) {
-      return isMap(resolved(reading, node)) ? long.read(reading, node, path, at) : short.read(reading, node, path, at)
+      const target = resolved(reading, node)
+      if (isMap(target)) return long.read(reading, node, path, at)
+      // Neither form (a number, a list): say both, not only what the short one wanted.
+      if (!isEmpty(target) && !(isScalar(target) && typeof target.value === 'string')) {
+        fail(reading, positioned(node) ? node : at, `${JSON.stringify(path)} ${expects}`)
+      }
+      return short.read(reading, node, path, at)
     },
   }
 }
