@@ -43,7 +43,7 @@ const TOKEN_FLAGS = defineFlags({
 function checkTtl(ttlMs: number): void {
   if (ttlMs > MAX_TOKEN_TTL_MS) {
     throw new UsageError(
-      `--ttl ${shortDuration(ttlMs)} is longer than a token may live (${shortDuration(MAX_TOKEN_TTL_MS)}, 30 days): for a token that never expires, use a static token (auth_service.tokens)`,
+      `--ttl ${shortDuration(ttlMs)} is longer than a token may live (${shortDuration(MAX_TOKEN_TTL_MS)}, 30 days): for a token that never expires, use a static token (auth_service.tokens; its long form { roles, token, labels } assigns labels too)`,
     )
   }
 }
