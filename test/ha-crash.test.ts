@@ -213,11 +213,12 @@ if (unavailable) {
     ] as const) {
       const value = `outage-token-${name}-0123456789`
       refusedTokens.push(value)
+      // One call at a time: a second call made up front could fail before anything awaits it.
       for (const call of [
-        server.api('POST', '/v1/tokens', { roles: 'node', ttl_ms: 600_000, token: value }),
-        server.api('POST', '/v1/users', { name: `outage-${name}`, logins: ['root'], roles: ['access'], signup_ttl_ms: 600_000 }),
+        () => server.api('POST', '/v1/tokens', { roles: 'node', ttl_ms: 600_000, token: value }),
+        () => server.api('POST', '/v1/users', { name: `outage-${name}`, logins: ['root'], roles: ['access'], signup_ttl_ms: 600_000 }),
       ]) {
-        const status = await call.then(
+        const status = await call().then(
           () => 200,
           (error) => (error instanceof ApiError ? error.status : -1),
         )
