@@ -101,7 +101,8 @@ export function parseStaticToken(entry: string | StaticTokenEntry, resolve: (val
   for (const role of roles) {
     if (!isTokenRole(role)) throw new Error(`a static token names an unknown role "${role}"`)
   }
-  if (Object.keys(labels).length > 0 && !roles.includes('node')) {
+  const assigns = Object.keys(labels).length > 0
+  if (assigns && !roles.includes('node')) {
     throw new Error('a static token with labels assigns them to the nodes that join with it, so its roles must include node')
   }
   source = source.trim()
@@ -110,7 +111,7 @@ export function parseStaticToken(entry: string | StaticTokenEntry, resolve: (val
   if (value.length < MIN_TOKEN_LENGTH) {
     throw new Error(`${source.startsWith('/') ? `the token in ${source}` : 'the token'} is shorter than ${MIN_TOKEN_LENGTH} characters, which could be guessed`)
   }
-  return { roles: roles as TokenRole[], value, ...(Object.keys(labels).length > 0 ? { labels } : {}) }
+  return { roles: roles as TokenRole[], value, ...(assigns ? { labels } : {}) }
 }
 
 export interface TokenOptions {

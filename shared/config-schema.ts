@@ -132,6 +132,9 @@ function tokenValueProblem(token: string): string | undefined {
   return undefined
 }
 
+/** What a static token's role looks like here; auth/tokens.ts knows which roles exist. */
+const roleWord = (role: string) => /^[a-z]+$/.test(role)
+
 // ROLES:VALUE. A token in a file is read (and its length checked) when the auth server starts.
 const staticTokenLine = string((value) => {
   const colon = value.indexOf(':')
@@ -140,7 +143,7 @@ const staticTokenLine = string((value) => {
     .split(',')
     .map((role) => role.trim())
   const token = value.slice(colon + 1).trim()
-  const ok = colon > 0 && token !== '' && roles.every((role) => /^[a-z]+$/.test(role))
+  const ok = colon > 0 && token !== '' && roles.every(roleWord)
   if (!ok) return 'must be ROLES:TOKEN, e.g. "node:/var/lib/warren/node-token" (a token starting with / is a file), or a section with roles, token and labels'
   return tokenValueProblem(token)
 })
@@ -152,7 +155,7 @@ const staticTokenSection = section({
   roles: key(
     'roles',
     list(
-      string((role) => (/^[a-z]+$/.test(role) ? undefined : 'must be a role, e.g. node')),
+      string((role) => (roleWord(role) ? undefined : 'must be a role, e.g. node')),
       { single: true, min: 1 },
     ),
     {
