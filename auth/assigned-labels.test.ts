@@ -22,8 +22,8 @@ function suite(name: string, open: () => Promise<Backend>): void {
       const backend = await open()
       t.teardown(() => backend.close())
       const clock = { now: 1_000_000 }
-      const make = () => new AssignedLabels({ backend, clusterName: CLUSTER, hostCA: () => hostCA, log, clock: () => clock.now })
-      return { backend, clock, here: make(), there: make() }
+      const make = (assignedOnlyKeys?: string[]) => new AssignedLabels({ backend, clusterName: CLUSTER, hostCA: () => hostCA, log, clock: () => clock.now, assignedOnlyKeys })
+      return { backend, clock, make, here: make(), there: make() }
     }
 
     t.test('a join writes them; every auth server reads them; they are signed for their host', async (t) => {
@@ -74,6 +74,22 @@ function suite(name: string, open: () => Promise<Backend>): void {
       await there.refresh()
       t.same(there.forHost(hostId), {}, 'all removed: an empty set, which a node takes in place of its own')
       t.same(there.statement(hostId)?.labels, {})
+    })
+
+    t.test('of the keys only assigned, a node carries what was assigned and none of its own; proxies see the keys in the generation', async (t) => {
+      const { backend, make, here } = await world(t)
+      const strict = make(['env'])
+      await strict.refresh()
+      t.not(strict.generation, '', 'a generation although nothing was ever assigned: proxies fetch the keys')
+      t.not(strict.generation, make(['env', 'site']).generation, 'other keys, another generation')
+      const hostId = randomUUID()
+      t.same(strict.apply(hostId, { labels: { env: 'prod', room: 'a' } }).labels, { room: 'a' }, 'nothing assigned: its own env is dropped')
+      t.same(here.apply(hostId, { labels: { env: 'prod' } }).labels, { env: 'prod' }, 'no keys only assigned: its own counts')
+      await backend.txn([], strict.joinOperations(hostId, { env: 'lab' }))
+      const before = strict.generation
+      await strict.refresh()
+      t.not(strict.generation, before, 'an assignment changes it as before')
+      t.same(strict.apply(hostId, { labels: { env: 'prod', room: 'a' } }).labels, { env: 'lab', room: 'a' }, 'assigned: the assigned value')
     })
 
     t.test('they go with their host', async (t) => {

@@ -5,7 +5,7 @@
 // record every REFRESH_MS, and proxies fetch the view when its generation (in GET
 // /v1/proxies) differs from theirs, as they do the revocation list.
 
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { type AssignedLabelsStatement, signAssignedLabels, withAssigned } from '../shared/assigned-labels.ts'
 import type { Logger } from '../shared/log.ts'
 import type { TrustSigner } from '../shared/trust-statement.ts'
@@ -36,11 +36,15 @@ export interface AssignedLabelsOptions {
   hostCA: () => Authority
   log: Logger
   clock?: () => number
+  /** `auth_service.assigned_label_keys`: keys a node carries only as assigned. */
+  assignedOnlyKeys?: readonly string[]
 }
 
 export class AssignedLabels {
   private readonly options: AssignedLabelsOptions
   private readonly clock: () => number
+  /** Keys a node carries only as assigned: its own values for them are dropped (withAssigned). */
+  readonly assignedOnly: ReadonlySet<string>
   private records = new Map<string, AssignedRecord>()
   private readGeneration = ''
   private timer?: NodeJS.Timeout
@@ -51,6 +55,7 @@ export class AssignedLabels {
   constructor(options: AssignedLabelsOptions) {
     this.options = options
     this.clock = options.clock ?? Date.now
+    this.assignedOnly = new Set(options.assignedOnlyKeys ?? [])
   }
 
   async start(): Promise<void> {
@@ -72,9 +77,17 @@ export class AssignedLabels {
     return next
   }
 
-  /** Changes whenever any host's assigned labels do ('' while none were ever assigned). */
+  /**
+   * Changes whenever any host's assigned labels do, or the keys only assigned ('' while none
+   * were ever assigned and no key is): what proxies follow to fetch them again.
+   */
   get generation(): string {
-    return this.readGeneration
+    if (this.assignedOnly.size === 0) return this.readGeneration
+    const keys = createHash('sha256')
+      .update(JSON.stringify([...this.assignedOnly].sort()))
+      .digest('base64url')
+      .slice(0, 16)
+    return `${this.readGeneration}/${keys}`
   }
 
   /** The host's assigned labels, or undefined when it has none. */
@@ -82,10 +95,13 @@ export class AssignedLabels {
     return this.records.get(hostId)?.labels
   }
 
-  /** `node` with its labels as the cluster judges them: the assigned ones in place of its own of the same keys. */
+  /**
+   * `node` with its labels as the cluster judges them: the assigned ones in place of its own of
+   * the same keys, and none of its own of the keys only assigned.
+   */
   apply<T extends { labels: Record<string, string> }>(hostId: string, node: T): T {
     const assigned = this.forHost(hostId)
-    return assigned ? { ...node, labels: withAssigned(node.labels, assigned) } : node
+    return assigned || this.assignedOnly.size > 0 ? { ...node, labels: withAssigned(node.labels, assigned, this.assignedOnly) } : node
   }
 
   /** The host's assigned labels, signed for it; undefined when it has none and never had. */

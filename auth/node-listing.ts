@@ -12,6 +12,8 @@ import type { RemovalRecord } from './revocations.ts'
 export interface ListingInput {
   /** The labels the cluster assigned to a host, which win over its own. */
   assigned: (hostId: string) => Record<string, string> | undefined
+  /** Keys a node carries only as assigned (`auth_service.assigned_label_keys`). */
+  assignedOnly: ReadonlySet<string>
   /** Every presence item (known()), and the host IDs of those online (present()). */
   known: Presence[]
   online: Set<string>
@@ -39,7 +41,7 @@ export function listAllNodes(input: ListingInput): ListedNode[] {
         nodename: presence.nodename,
         addr: presence.addr,
         tunnel: presence.tunnel,
-        labels: withAssigned(presence.labels, assigned),
+        labels: withAssigned(presence.labels, assigned, input.assignedOnly),
         assigned_labels: assigned,
         status: input.nodeLocks.has(presence.hostId) ? 'locked' : online ? 'online' : 'offline',
         last_seen: presence.lastSeen,

@@ -205,7 +205,13 @@ export class AuthServer {
     // Removals and locks are in force before the first request is served.
     this.revocations = new Revocations({ backend: this.backend, recoveryWindowMs: auth.recoveryWindowMs, onChange: () => this.callers.revocationsChanged(), log: this.log })
     await this.revocations.start()
-    this.assignedLabels = new AssignedLabels({ backend: this.backend, clusterName: this.clusterName, hostCA: () => this.hostCA, log: this.log })
+    this.assignedLabels = new AssignedLabels({
+      backend: this.backend,
+      clusterName: this.clusterName,
+      hostCA: () => this.hostCA,
+      log: this.log,
+      assignedOnlyKeys: auth.assignedLabelKeys,
+    })
     await this.assignedLabels.start()
     this.locks = new Locks({ backend: this.backend, nodes: this.nodes, users: this.users })
     this.connectionLeases = new ConnectionLeases({ backend: this.backend })

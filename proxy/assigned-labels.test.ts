@@ -36,7 +36,7 @@ function statement(hostId: string, labels: Record<string, string>, changed = 100
 }
 
 /** An auth server's GET /v1/proxies/assigned-labels, as the test sets it, counting fetches. */
-function authServer(initial: { generation: string; hosts: unknown[] }) {
+function authServer(initial: { generation: string; hosts: unknown[]; assigned_only_keys?: unknown }) {
   const state = { answer: initial as unknown, fetches: 0 }
   const fetch = async () => {
     state.fetches++
@@ -46,10 +46,10 @@ function authServer(initial: { generation: string; hosts: unknown[] }) {
 }
 
 /** The proxy's parts as proxy.ts wires them: the follower, the tunnel server, and the dialer users go through. */
-async function proxy(t: Test, auth: ReturnType<typeof authServer>) {
+async function proxy(t: Test, auth: ReturnType<typeof authServer>, onKeysChange?: () => void) {
   const proxyId = randomUUID()
   let tunnels: TunnelServer | undefined
-  const assigned = new ProxyAssignedLabels({ fetch: auth.fetch, clusterName: CLUSTER, onChange: (hostIds) => tunnels?.relayAssignedLabels(hostIds), log })
+  const assigned = new ProxyAssignedLabels({ fetch: auth.fetch, clusterName: CLUSTER, onChange: (hostIds) => tunnels?.relayAssignedLabels(hostIds), onKeysChange, log })
   tunnels = new TunnelServer({
     proxyId,
     clusterName: CLUSTER,
@@ -137,7 +137,21 @@ t.test('each entry is taken whole or left out: malformed ones and other clusters
   t.same(parsed?.hosts.get('h1'), good)
   t.same(parsed?.hosts.get('h8')?.labels, { env: 'one' }, 'of two entries for one host, the newer')
   t.equal(parsed?.dropped, 7)
-  for (const bad of [undefined, null, [], 'x', { hosts: [] }, { generation: 'g', hosts: {} }, { generation: 1, hosts: [] }]) {
+  t.same([...(parsed?.assignedOnly ?? ['x'])], [], 'no keys only assigned: from an auth server of an earlier version')
+  t.same([...(parseAssignedLabels({ generation: 'g', hosts: [], assigned_only_keys: ['env', 'site'] }, CLUSTER)?.assignedOnly ?? [])], ['env', 'site'])
+  for (const bad of [
+    undefined,
+    null,
+    [],
+    'x',
+    { hosts: [] },
+    { generation: 'g', hosts: {} },
+    { generation: 1, hosts: [] },
+    // The keys are taken whole or the answer is none: fewer would judge by labels a node gave itself.
+    { generation: 'g', hosts: [], assigned_only_keys: 'env' },
+    { generation: 'g', hosts: [], assigned_only_keys: ['env', 'bad key'] },
+    { generation: 'g', hosts: [], assigned_only_keys: ['env', 7] },
+  ]) {
     t.equal(parseAssignedLabels(bad, CLUSTER), undefined, `no answer: ${JSON.stringify(bad)}`)
   }
 })
@@ -152,8 +166,8 @@ t.test('the statements are fetched only when their generation changes', async (t
   t.equal(auth.state.fetches, 0, "'' (none ever assigned) is the generation a proxy starts with: nothing to fetch")
   await assigned.follow('g1')
   t.equal(auth.state.fetches, 1, 'a new generation: fetched')
-  t.same(assigned.labels('h1'), { env: 'lab' })
-  t.equal(assigned.labels('h2'), undefined, 'the malformed entry is left out')
+  t.same(assigned.judged('h1', { env: 'own', room: 'a' }), { env: 'lab', room: 'a' })
+  t.same(assigned.judged('h2', { env: 'own' }), { env: 'own' }, 'the malformed entry is left out')
   t.same(changes, [['h1']])
   await assigned.follow('g1')
   await assigned.follow(42)
@@ -167,7 +181,7 @@ t.test('the statements are fetched only when their generation changes', async (t
   auth.state.answer = { generation: 'g3' }
   await t.rejects(assigned.follow('g3'), /no assigned labels/)
   t.equal(assigned.generation, 'g2', 'a bad answer changes nothing, and is fetched again at the next poll')
-  t.same(assigned.labels('h3'), { env: 'prod' })
+  t.same(assigned.judged('h3', {}), { env: 'prod' })
 
   await assigned.follow(undefined)
   t.equal(assigned.size, 0, 'an auth server of an earlier version sends no generation: it assigns no labels')
@@ -207,6 +221,42 @@ t.test('users are judged by the assigned labels in place of those the node repor
   await assigned.follow('g2')
   ;(await dial(prodOnly)).destroy()
   t.pass('assigned labels gone: its own count again')
+})
+
+t.test('of the keys only assigned, a node carries what was assigned and none of its own', async (t) => {
+  const auth = authServer({ generation: '', hosts: [] })
+  const keysChanged: number[] = []
+  const { assigned, tunnels, nodes, port } = await proxy(t, auth, () => keysChanged.push(keysChanged.length))
+  // A stolen device labels itself env=prod, a key the cluster keeps for assignments.
+  const node = await agent(t, port, { env: 'prod', site: 'kitchen' }, false)
+  const assignedNode = await agent(t, port, { env: 'prod' }, false)
+  await until('the tunnels', () => [node, assignedNode].every((a) => tunnels.byHostId(a.hostId) !== undefined), WAIT)
+  const dial = (hostId: string, who: Access) => nodes.dial(hostId, { service: 'ssh' }, (labels) => nodeRefusal(who, labels))
+  const refusal = (hostId: string, who: Access) =>
+    dial(hostId, who).then(
+      (stream) => {
+        stream.destroy()
+        return undefined
+      },
+      (error: Error) => error,
+    )
+
+  auth.state.answer = { generation: 'g1/k', hosts: [statement(assignedNode.hostId, { env: 'lab' })], assigned_only_keys: ['env'] }
+  await assigned.follow('g1/k')
+  t.same(keysChanged, [0], 'the keys changed: open connections are judged again')
+  t.type(await refusal(node.hostId, access({ env: ['prod'] })), AccessDenied, 'its own env=prod counts for nothing')
+  t.type(await refusal(node.hostId, access({ env: ['*'] })), AccessDenied, 'not even as some env')
+  t.equal(await refusal(node.hostId, access({ site: ['kitchen'] })), undefined, 'its own labels of other keys still count')
+  t.same(assigned.judged(assignedNode.hostId, { env: 'prod', room: 'a' }), { env: 'lab', room: 'a' }, 'an assigned value stands in for its own')
+  t.equal(await refusal(assignedNode.hostId, access({ env: ['lab'] })), undefined, 'and admits')
+
+  auth.state.answer = { generation: 'g2/k', hosts: [], assigned_only_keys: ['env'] }
+  await assigned.follow('g2/k')
+  t.same(keysChanged, [0], 'the same keys: not judged again for them')
+  auth.state.answer = { generation: 'g2', hosts: [] }
+  await assigned.follow('g2')
+  t.same(keysChanged, [0, 1], 'none now (an auth server of an earlier version sends none)')
+  t.equal(await refusal(node.hostId, access({ env: ['prod'] })), undefined, 'its own env counts again')
 })
 
 t.test('agents that take them are sent their assigned labels at registration and on change; others never', async (t) => {

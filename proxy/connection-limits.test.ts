@@ -74,7 +74,7 @@ function dialerWith(limits: ConnectionLimits | undefined, events: string[], open
         return open()
       },
     },
-    assignedLabels: () => undefined,
+    judgedLabels: (_hostId, reported) => reported,
     directNodes: async () => [],
     clusterName: 'test',
     credentials: () => ({ keyPem: '', certPem: '', hostCAPems: [] }),
@@ -204,7 +204,7 @@ t.test('a direct node that cannot be reached releases the lease too', async (t) 
   const limits = new ConnectionLimits({ call: auth.call, log, every: manualTimer().every })
   const dialer = new NodeDialer({
     tunnels: { find: () => undefined, dial: async () => new PassThrough() },
-    assignedLabels: () => undefined,
+    judgedLabels: (_hostId, reported) => reported,
     // Nothing listens on port 1.
     directNodes: async () => [{ host_id: 'host-2', nodename: 'db1', addr: '127.0.0.1:1', labels: {} }],
     clusterName: 'test',

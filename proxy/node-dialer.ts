@@ -11,7 +11,6 @@ import type { Duplex } from 'node:stream'
 import { type ConnectionOptions, connect, createSecureContext, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls'
 import type { Access } from '../shared/access.ts'
 import { joinHostPort } from '../shared/address.ts'
-import { withAssigned } from '../shared/assigned-labels.ts'
 import { certSubject } from '../shared/cert-subject.ts'
 import { WarrenError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
@@ -41,10 +40,10 @@ export interface NodeDialerOptions {
     dial(target: string, request: DialRequestIn): Promise<Duplex>
   }
   /**
-   * The labels the cluster assigns to a host (assigned-labels.ts), which win over its own of
-   * the same keys when a user is judged: a node cannot label itself into a role's reach.
+   * A host's labels as users are judged by them, from those it `reported`: the ones the cluster
+   * assigns win over its own (assigned-labels.ts), so a node cannot label itself into a role's reach.
    */
-  assignedLabels: (hostId: string) => Record<string, string> | undefined
+  judgedLabels: (hostId: string, reported: Record<string, string>) => Record<string, string>
   /** The auth server's list of direct nodes (their labels come with the assigned ones in place). */
   directNodes: () => Promise<DirectNodeEntry[]>
   clusterName: string
@@ -110,14 +109,14 @@ export class NodeDialer {
     const tunnel = this.options.tunnels.find(target)
     if (tunnel) {
       // Judged when the user connects, so that a change of the assigned labels applies to live tunnels at once.
-      refuseIfDenied(target, admit?.(withAssigned(tunnel.labels, this.options.assignedLabels(tunnel.hostId)), tunnel.hostId))
+      refuseIfDenied(target, admit?.(this.options.judgedLabels(tunnel.hostId, tunnel.labels), tunnel.hostId))
       const lease = await this.lease(target, request, holder)
       return this.holding(lease, holder, () => this.options.tunnels.dial(target, request))
     }
     const node = await this.findDirect(target)
     if (!node) throw new Error(`node "${target}" is not connected to this proxy, nor online as a direct node`)
     // The book's labels came with the assigned ones of its fetch; those held now are newer.
-    refuseIfDenied(target, admit?.(withAssigned(node.labels, this.options.assignedLabels(node.hostId)), node.hostId))
+    refuseIfDenied(target, admit?.(this.options.judgedLabels(node.hostId, node.labels), node.hostId))
     const refusal = this.options.refusedHost?.(node.hostId)
     if (refusal) throw new Error(`node "${target}" is refused: ${refusal}`)
     const lease = await this.lease(target, request, holder)
@@ -191,12 +190,12 @@ export class NodeDialer {
    */
   async labelsOf(hostId: string): Promise<Record<string, string> | undefined> {
     const tunnel = this.options.tunnels.find(hostId)
-    if (tunnel?.hostId === hostId) return withAssigned(tunnel.labels, this.options.assignedLabels(hostId))
+    if (tunnel?.hostId === hostId) return this.options.judgedLabels(hostId, tunnel.labels)
     // Asked again (once for a pass over many hosts): the book's labels came with the assigned
     // ones of its fetch, which may be gone now, and a direct node's own change only the auth server hears.
     this.book.forgetOlderThan(DIRECT_NODES_MISS_REFRESH_MS)
     const node = await this.book.find(hostId).catch(() => undefined)
-    return node?.hostId === hostId ? withAssigned(node.labels, this.options.assignedLabels(hostId)) : undefined
+    return node?.hostId === hostId ? this.options.judgedLabels(hostId, node.labels) : undefined
   }
 
   /** labelsOf for each of `hostIds`, each asked once (a host not found, or a failure, is undefined). */

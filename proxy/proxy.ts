@@ -165,6 +165,7 @@ export class ProxyService {
         void this.users?.dropRelabelled(hostIds)
         this.webConsole?.dropRelabelled(hostIds)
       },
+      onKeysChange: () => void this.judgeOpenConnectionsAgain({ tunnelled: true }),
       log: this.log,
     })
     await this.reachAuthServer(async () => {
@@ -189,7 +190,7 @@ export class ProxyService {
       directNodes: async () => (await this.auth.call('GET /v1/proxies/direct-nodes')).nodes,
       clusterName: this.identity.clusterName,
       refusedHost,
-      assignedLabels: (hostId) => this.assignedLabels.labels(hostId),
+      judgedLabels: (hostId, reported) => this.assignedLabels.judged(hostId, reported),
       credentials: () => ({ keyPem: this.identity.tlsKeyPem, certPem: this.identity.tlsCertPem, hostCAPems: this.hostCAPems }),
       keepAliveIntervalMs: this.config.keepaliveIntervalMs,
       connectionLimits: this.connectionLimits,
@@ -407,13 +408,14 @@ export class ProxyService {
   }
 
   /**
-   * The open user connections and terminals to direct nodes judged again by each node's labels
-   * now: those they no longer allow are closed. (A tunnelled node's own change comes through its
-   * tunnel and is judged at once: see the 'labels' event.)
+   * The open user connections and terminals to direct nodes (and tunnelled ones, with
+   * `tunnelled`) judged again by each node's labels now: those they no longer allow are closed.
+   * (A tunnelled node's own change comes through its tunnel and is judged at once: see the
+   * 'labels' event.)
    */
-  private async judgeOpenConnectionsAgain(): Promise<void> {
+  private async judgeOpenConnectionsAgain({ tunnelled = false } = {}): Promise<void> {
     const admitted = new Set([...(this.users?.admittedHosts() ?? []), ...((await this.webConsole?.admittedHosts()) ?? [])])
-    const hosts = [...admitted].filter((hostId) => this.tunnels?.find(hostId)?.hostId !== hostId)
+    const hosts = [...admitted].filter((hostId) => tunnelled || this.tunnels?.find(hostId)?.hostId !== hostId)
     if (hosts.length === 0) return
     await this.users?.dropRelabelled(hosts)
     this.webConsole?.dropRelabelled(hosts)

@@ -59,8 +59,15 @@ export function checkAssignedLabels(
   return held === undefined || statement.changed > held.changed
 }
 
-/** A node's labels as the cluster judges it: its own, with the assigned ones in place of its own of the same keys. */
-export function withAssigned(reported: Record<string, string>, assigned: Record<string, string> | undefined): Record<string, string> {
-  if (!assigned || Object.keys(assigned).length === 0) return reported
-  return { ...reported, ...assigned }
+/**
+ * A node's labels as the cluster judges it: its own, with the assigned ones in place of its own
+ * of the same keys. Of the keys in `assignedOnly` (`auth_service.assigned_label_keys`) a node
+ * carries only what was assigned: its own values for them count for nothing.
+ */
+export function withAssigned(reported: Record<string, string>, assigned: Record<string, string> | undefined, assignedOnly: ReadonlySet<string> = NO_KEYS): Record<string, string> {
+  const own = assignedOnly.size === 0 ? reported : Object.fromEntries(Object.entries(reported).filter(([key]) => !assignedOnly.has(key)))
+  if (!assigned || Object.keys(assigned).length === 0) return own
+  return { ...own, ...assigned }
 }
+
+const NO_KEYS: ReadonlySet<string> = new Set()

@@ -210,6 +210,10 @@ const auth = section({
     default: [],
     doc: 'static join tokens, ROLES:TOKEN (a token starting with / is a file), or { roles, token, labels }',
   }),
+  assignedLabelKeys: key('assigned_label_keys', list(string(labelKeyProblem), { max: LABEL_LIMITS.maxLabels }), {
+    default: [],
+    doc: "label keys a node carries only as assigned (tokens' labels, warrenctl nodes label): its own values for them are ignored",
+  }),
   storage: key(
     'storage',
     variants(

@@ -24,6 +24,7 @@ auth_service:
   public_addr: ["auth.example.com:3025"]
   cluster_name: example
   tokens: ["proxy,node:secret-value-0123456", "auth:/path/to/file"]
+  assigned_label_keys: [env, site]
   storage: { type: sqlite, path: /var/lib/warren/backend.db }
   join_rate_limit: { burst: 20, per_minute: 60 }
   heartbeat_ttl: 45s
@@ -89,6 +90,7 @@ t.test('a full valid file', async (t) => {
       publicAddrs: ['auth.example.com:3025'],
       clusterName: 'example',
       tokens: ['proxy,node:secret-value-0123456', 'auth:/path/to/file'],
+      assignedLabelKeys: ['env', 'site'],
       storage: { type: 'sqlite', path: '/var/lib/warren/backend.db' },
       joinRateLimit: { burst: 20, perMinute: 60 },
       heartbeatTtlMs: 45_000,
@@ -400,6 +402,16 @@ t.test('a static token in its long form assigns labels; its problems are named w
     t.match(err?.message, message, entry)
     t.notMatch(err?.message, 's3cr3t', `${entry}: the value is not repeated`)
   }
+})
+
+t.test('assigned_label_keys takes label keys, and names one that is none by its position', async (t) => {
+  t.same(parseConfig('auth_service:\n  assigned_label_keys: [env, team/owner]\n', 'x').auth.assignedLabelKeys, ['env', 'team/owner'])
+  t.same(parseConfig('auth_service:\n  enabled: true\n', 'x').auth.assignedLabelKeys, [], 'none unless written')
+  t.match(
+    errorOf(() => parseConfig('auth_service:\n  assigned_label_keys: [env, "bad key"]\n', 'x'))?.message,
+    /line 2: "auth_service\.assigned_label_keys\[1\]" is not a valid label name/,
+  )
+  t.match(errorOf(() => parseConfig('auth_service:\n  assigned_label_keys: env\n', 'x'))?.message, /"auth_service\.assigned_label_keys" must be a list/)
 })
 
 t.test('loadConfigFile reads a file and names it in errors', async (t) => {

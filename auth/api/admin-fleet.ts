@@ -30,6 +30,7 @@ export async function allNodes(
 ): Promise<ListedNode[]> {
   return listAllNodes({
     assigned: (hostId) => assignedLabels.forHost(hostId),
+    assignedOnly: assignedLabels.assignedOnly,
     known: await nodes.known('node'),
     online: new Set(present.map((n) => n.host_id)),
     registered: await nodes.registered(),

@@ -151,6 +151,10 @@ export const proxyRoutes = {
   'GET /v1/proxies/assigned-labels': {
     access: 'proxy',
     bodyLimit: NO_BODY,
-    handle: async (_call, context) => ({ generation: context.assignedLabels.generation, hosts: context.assignedLabels.statements() }),
+    handle: async (_call, context) => ({
+      generation: context.assignedLabels.generation,
+      hosts: context.assignedLabels.statements(),
+      assigned_only_keys: [...context.assignedLabels.assignedOnly],
+    }),
   },
 } satisfies Partial<AuthRoutes>

@@ -45,6 +45,8 @@ export interface LiveSet {
 export interface AssignedLabelsSnapshot {
   generation: string
   hosts: AssignedLabelsStatement[]
+  /** `auth_service.assigned_label_keys`: keys a node carries only as assigned. Absent from auth servers of earlier versions. */
+  assigned_only_keys?: string[]
 }
 
 export const PRESENCE_BODY = object({

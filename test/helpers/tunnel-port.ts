@@ -41,7 +41,7 @@ export async function serveTunnels(t: Test, tunnels: TunnelServer, ca: ReturnTyp
 export function tunnelDialer(tunnels: TunnelServer, assigned: ProxyAssignedLabels, ca: ReturnType<typeof createCA>, cluster: string, log: Logger): NodeDialer {
   return new NodeDialer({
     tunnels,
-    assignedLabels: (hostId) => assigned.labels(hostId),
+    judgedLabels: (hostId, reported) => assigned.judged(hostId, reported),
     directNodes: async () => [],
     clusterName: cluster,
     credentials: () => ({ keyPem: '', certPem: '', hostCAPems: [ca.certPem] }),
