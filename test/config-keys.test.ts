@@ -12,6 +12,7 @@ import { forwardRefusal } from '../agent/forward-policy.ts'
 import { sftpServerProgram } from '../agent/sftp-server.ts'
 import { FailureRateLimiter } from '../auth/rate-limit.ts'
 import { TrustedAddresses } from '../proxy/listener/trusted.ts'
+import { withAssigned } from '../shared/assigned-labels.ts'
 import { parseConfig, type WarrenConfig } from '../shared/config.ts'
 import { CONFIG_SCHEMA } from '../shared/config-schema.ts'
 import { createLogger } from '../shared/log.ts'
@@ -72,6 +73,14 @@ const ROWS: Row[] = [
   { key: 'auth_service.public_addr', value: ['auth.example.com:3025'], fields: ['auth.publicAddrs'], reader: ['auth/server.ts', 'auth.publicAddrs'] },
   { key: 'auth_service.cluster_name', value: 'example', fields: ['auth.clusterName'], reader: ['auth/server.ts', 'auth.clusterName'] },
   { key: 'auth_service.tokens', value: ['node:/etc/warren/node-token'], fields: ['auth.tokens'], reader: ['auth/server.ts', 'auth.tokens'] },
+  {
+    key: 'auth_service.assigned_label_keys',
+    value: ['env'],
+    fields: ['auth.assignedLabelKeys'],
+    reader: ['auth/server.ts', 'auth.assignedLabelKeys'],
+    // As AssignedLabels judges a node with nothing assigned that reports env=prod itself.
+    effect: (config) => withAssigned({ env: 'prod', room: '2' }, undefined, new Set(config.auth.assignedLabelKeys)),
+  },
   { key: 'auth_service.storage.type', value: 'etcd', beside: { peers: ['10.0.0.1:2379'] }, fields: ['auth.storage'], reader: ['auth/server.ts', 'openBackend(auth.storage)'] },
   { key: 'auth_service.storage.path', value: '/srv/backend.db', fields: ['auth.storage.path'], reader: ['auth/backend/index.ts', 'SqliteBackend.open(config.path)'] },
   { key: 'auth_service.storage.peers', value: ['10.0.0.2:2379'], base: ETCD, fields: ['auth.storage.peers'], reader: ['auth/backend/etcd.ts', 'options.peers'] },
