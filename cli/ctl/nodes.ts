@@ -148,7 +148,7 @@ export const nodesLabel = ctlCommand({
     remove: { type: 'list', noun: 'key', description: "keys whose assigned label goes (the node's own label of that key, if any, counts again)" },
   },
   description:
-    'The cluster judges access, and nodes ls and warren ls list nodes, by the node\'s own labels (its config, --labels) with those assigned in place of its own of the same keys, so a role that selects by an assigned label cannot be reached by a device that merely reports it. A KEY=VALUE replaces an assigned label of that key; the others stay. A token\'s --labels ("warrenctl nodes add --labels") are assigned to the node that joins with it.',
+    "The cluster judges access, and nodes ls and warren ls list nodes, by the node's own labels (its config, --labels) with those assigned in place of its own of the same keys, so a role that selects by an assigned label cannot be reached by a device that merely reports it; of the keys the auth server's assigned_label_keys names, a node carries only those assigned. A KEY=VALUE replaces an assigned label of that key; the others stay. A token's --labels (\"warrenctl nodes add --labels\") are assigned to the node that joins with it.",
   examples: ['warrenctl nodes label pi-1 env=prod site=berlin', 'warrenctl nodes label pi-1 --remove=site', 'warrenctl nodes label pi-1 env=lab --remove=owner,site'],
   check(flags, args) {
     parseLabelChanges(args[0], args.slice(1), flags.remove ?? [])
