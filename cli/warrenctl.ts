@@ -6,6 +6,7 @@
 import type { Command } from './command.ts'
 import { auditLs } from './ctl/audit.ts'
 import { authRotate, authSign } from './ctl/auth.ts'
+import { backup, restore } from './ctl/backup.ts'
 import { lock, lockLs, lockRm } from './ctl/locks.ts'
 import { nodesLabel, nodesLs, nodesRm } from './ctl/nodes.ts'
 import { recordingsGet, recordingsLs } from './ctl/recordings.ts'
@@ -41,6 +42,8 @@ const COMMANDS: Command[] = [
   create,
   get,
   rm,
+  backup,
+  restore,
 ]
 
 export const WARRENCTL: Program = {

@@ -55,6 +55,7 @@ async function backend(): Promise<unknown> {
 const signOut = join(tempDir(), 'creds')
 const startDir = join(tempDir(), 'data')
 const installRoot = join(tempDir(), 'root')
+const backupOut = join(tempDir(), 'backup.db')
 
 /** For each command, arguments that make it act (or try to) when no help is asked. */
 const ACTING: Record<string, Record<string, string[]>> = {
@@ -83,6 +84,9 @@ const ACTING: Record<string, Record<string, string[]>> = {
     create: ['-f', roleFile, dataDir],
     get: ['roles', dataDir],
     rm: ['role/lab', dataDir],
+    backup: [backupOut, dataDir],
+    // Refused while the auth server runs, as it tries to act.
+    restore: [backupOut, dataDir],
     help: ['nodes', 'add'],
     version: [],
   },
@@ -139,7 +143,7 @@ for (const [program, runProgram] of [
       )
     }
     t.same(await backend(), before, 'tokens, CAs, users, roles, nodes and locks as they were')
-    for (const path of [signOut, startDir, installRoot]) t.notOk(existsSync(path), `${path} not created`)
+    for (const path of [signOut, startDir, installRoot, backupOut]) t.notOk(existsSync(path), `${path} not created`)
   })
 }
 

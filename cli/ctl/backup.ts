@@ -1,0 +1,71 @@
+// `warrenctl backup FILE` and `warrenctl restore FILE`: the embedded backend copied while the
+// auth server runs, and put back while it is stopped (auth/backend/sqlite-backup.ts). Both
+// act on the auth server's files on this host, never through the API: the copy holds the
+// CAs' private keys, which never leave the auth host over the network.
+
+import { join } from 'node:path'
+import { backUpSqlite, restoreSqlite } from '../../auth/backend/sqlite-backup.ts'
+import { DEFAULTS, loadConfigFile } from '../../shared/config.ts'
+import { lockDataDir } from '../../shared/data-dir-lock.ts'
+import { UsageError } from '../../shared/errors.ts'
+import { defineCommand } from '../command.ts'
+import { defineFlags, type FlagValues } from '../flags.ts'
+import { out } from './ctl-command.ts'
+
+const FLAGS = defineFlags({
+  config: { type: 'path', placeholder: 'FILE', description: "the auth server's config file (its data_dir and storage)" },
+  'data-dir': {
+    type: 'path',
+    placeholder: 'DIR',
+    description: "the auth server's data dir, its backend the default backend.db there (default: the config's data_dir, else /var/lib/warren)",
+  },
+})
+
+/** The auth server's data dir and SQLite file, as its config (or --data-dir) says; etcd is refused. */
+function backendOf(flags: FlagValues<typeof FLAGS>): { dataDir: string; path: string } {
+  if (flags.config === undefined) {
+    const dataDir = flags['data-dir'] ?? DEFAULTS.dataDir
+    return { dataDir, path: join(dataDir, DEFAULTS.storageFile) }
+  }
+  const config = loadConfigFile(flags.config)
+  const dataDir = flags['data-dir'] ?? config.dataDir
+  if (config.auth.storage.type !== 'sqlite')
+    throw new UsageError('the backend is etcd: back it up with "etcdctl snapshot save FILE" (and put it back with "etcdutl snapshot restore"), as the etcd cluster\'s own tools do')
+  return { dataDir, path: config.auth.storage.path }
+}
+
+export const backup = defineCommand({
+  name: 'warrenctl backup',
+  summary: "a copy of the auth server's embedded backend (its CAs, nodes, users, roles, tokens), made while it runs",
+  operands: ['FILE'],
+  flags: FLAGS,
+  description:
+    "Run on the auth server's host. FILE must not exist; it is made readable by its owner only, since it holds the CAs' private keys: keep it as secret as they are. The copy is whole although the auth server keeps writing. With an etcd backend, use etcdctl snapshot save.",
+  examples: ['warrenctl backup /var/backups/warren-$(date +%F).db', 'warrenctl backup --config=/etc/warren.yaml /root/warren.db'],
+  run(flags, args) {
+    const { path } = backendOf(flags)
+    const summary = backUpSqlite(path, args[0])
+    out(`Backed up cluster "${summary.clusterName}" (${summary.items} records) to ${args[0]}.`)
+    out("It holds the CAs' private keys: keep it as secret as they are.")
+    return 0
+  },
+})
+
+export const restore = defineCommand({
+  name: 'warrenctl restore',
+  summary: "puts a backup of warrenctl backup in place of the auth server's backend; the auth server must be stopped",
+  operands: ['FILE'],
+  flags: FLAGS,
+  description:
+    "Run on the auth server's host with the auth server stopped: refused while it runs (the data dir's lock), and refused when the backend there is another cluster's. The backend it replaces is kept beside it (backend.db.before-restore-TIME). What changed since the backup is undone: nodes that joined since must join again, and removals, locks and deleted tokens made since are void, so make them again as soon as it runs.",
+  examples: ['warrenctl restore /var/backups/warren-2026-12-01.db'],
+  run(flags, args) {
+    const { dataDir, path } = backendOf(flags)
+    lockDataDir(dataDir)
+    const restored = restoreSqlite(args[0], path)
+    out(`Restored cluster "${restored.clusterName}" (${restored.items} records) to ${path}.`)
+    if (restored.keptAs) out(`The backend it replaced is kept as ${restored.keptAs}.`)
+    out('Removals, locks and deleted tokens made since the backup are void: make them again once the auth server runs.')
+    return 0
+  },
+})

@@ -1,0 +1,57 @@
+// The auth server's disk is lost: its backend held both CAs, and without them every device
+// would have to join again. `warrenctl backup` copied it while the auth server ran;
+// `warrenctl restore` puts the copy back once it is stopped, and the cluster carries on: the
+// same CA pin, the node behind its tunnel listed again, and a user's certificate from before
+// reaching it over OpenSSH. What changed after the copy (a token made since) is gone with
+// the restore, as its output says. Real processes and real OpenSSH.
+
+import { existsSync, rmSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { AuthProcess, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+
+t.test('a backup made while the auth server runs brings the cluster back after its backend is lost', async (t) => {
+  const port = await freePort()
+  const auth = await new AuthProcess({ port }).start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  t.teardown(() => proxy.stop())
+  const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=kept'])
+  t.teardown(() => node.stop())
+  await waitForNode(auth, 'kept')
+  const user = await signUser(auth, proxy.web, 'alice', 'access')
+
+  const backup = join(tempDir(), 'warren.db')
+  const made = await auth.ctl(['backup', backup])
+  t.equal(made.code, 0, `backed up while the auth server runs ${made.stderr.trim()}`)
+  t.equal(statSync(backup).mode & 0o777, 0o600, "the copy holds the CAs' keys: its owner's alone")
+  t.not((await auth.ctl(['backup', backup])).code, 0, 'an existing file is never overwritten')
+
+  const tokenIds = async (of: AuthProcess) => (JSON.parse((await of.ctl(['tokens', 'ls', '--format=json'])).stdout) as { id: string }[]).map((token) => token.id)
+  const before = await tokenIds(auth)
+  await auth.token(['tokens', 'add', '--type=node', '--ttl=1h'])
+  const [later] = (await tokenIds(auth)).filter((id) => !before.includes(id))
+  t.ok(later, 'a token made after the backup')
+  const refused = await auth.ctl(['restore', backup])
+  t.not(refused.code, 0, 'no restore while the auth server runs')
+  t.ok((await tokenIds(auth)).includes(later), 'and the running backend is untouched')
+
+  await auth.stop()
+  const backend = join(auth.dataDir, 'backend.db')
+  for (const suffix of ['', '-wal', '-shm']) rmSync(backend + suffix, { force: true })
+  const restored = await auth.ctl(['restore', backup])
+  t.equal(restored.code, 0, `restored onto the lost backend ${restored.stderr.trim()}`)
+  t.equal(statSync(backend).mode & 0o777, 0o600)
+  t.notOk(existsSync(`${backend}.restoring`) || existsSync(join(auth.dataDir, '.backend.db.restoring')), 'nothing left half way')
+
+  const back = await new AuthProcess({ port, dataDir: auth.dataDir }).start()
+  t.teardown(() => back.stop())
+  t.equal(await back.pin(), pin, 'the same CAs: the pin every device holds is unchanged')
+  await waitForNode(back, 'kept')
+  t.pass('the node behind its tunnel is listed again')
+  const reached = await openssh(user, [`${testLogin()}@kept`, 'echo reached'])
+  t.equal(reached.stdout, 'reached\n', `a certificate from before the backup reaches it (${reached.stderr.trim()})`)
+  const after = await tokenIds(back)
+  t.same(after.sort(), [...before].sort(), 'the tokens are those of the backup: one made after it is gone with the restore')
+})
