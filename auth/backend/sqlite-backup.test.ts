@@ -2,7 +2,7 @@
 // refused when it would mix clusters or is no backend of ours, and the backend it replaces
 // kept beside it with what its write-ahead log still held.
 
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
@@ -87,3 +87,20 @@ t.test('the backend a restore replaces is kept with its write-ahead log, whole',
   await current.close()
   t.same(readBackup(restored.keptAs!).items, held, 'the one it replaced, every item of it')
 })
+
+t.test(
+  "the log files a copy makes beside a stopped backend are its owner's, not the copier's",
+  { skip: process.getuid?.() !== 0 && 'needs root, to own a file as another user' },
+  async (t) => {
+    const source = join(dir(), 'backend.db')
+    await (await backendOf(source, 'c1')).close()
+    // The auth server's own user (nobody here); the copy is made as root, with the server stopped.
+    const nobody = 65534
+    chownSync(source, nobody, nobody)
+    t.notOk(existsSync(`${source}-shm`), 'a stopped backend has no log files')
+    backUpSqlite(source, join(dir(), 'copy.db'))
+    for (const suffix of ['-wal', '-shm']) {
+      if (existsSync(source + suffix)) t.equal(statSync(source + suffix).uid, nobody, `${suffix}: the backend's owner's`)
+    }
+  },
+)

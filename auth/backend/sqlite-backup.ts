@@ -15,6 +15,9 @@ import { DatabaseSync } from 'node:sqlite'
 import { WarrenError } from '../../shared/errors.ts'
 import { authorityKey } from '../authorities.ts'
 
+/** SQLite's write-ahead log and its index, beside the database file. */
+const LOG_FILES = ['-wal', '-shm'] as const
+
 /** What a backup holds, as read back from it. */
 export interface BackupSummary {
   clusterName: string
@@ -33,6 +36,9 @@ export function backUpSqlite(source: string, target: string): BackupSummary {
     throw new WarrenError(code === 'EEXIST' ? `${target} exists: give a new file` : `cannot create ${target}: ${(error as Error).message}`)
   }
   try {
+    // Reading a WAL database makes its -wal and -shm files when the auth server is stopped;
+    // run as root, SQLite gives them the database's owner, so an auth server that runs as a
+    // user of its own can still open them (sqlite-backup.test.ts).
     const db = new DatabaseSync(source, { readOnly: true, timeout: 5000 })
     try {
       db.prepare('VACUUM INTO ?').run(target)
@@ -118,7 +124,7 @@ export function restoreSqlite(backup: string, target: string, now: Date = new Da
     keptAs = `${target}.before-restore-${now.toISOString().replaceAll(':', '')}`
     // The old file stays where it is until the new one replaces it in one rename; its log goes with its copy.
     linkSync(target, keptAs)
-    for (const suffix of ['-wal', '-shm']) {
+    for (const suffix of LOG_FILES) {
       if (existsSync(target + suffix)) renameSync(target + suffix, keptAs + suffix)
     }
   }
