@@ -5,10 +5,10 @@
 // reaching it over OpenSSH. What changed after the copy (a token made since) is gone with
 // the restore, as its output says. Real processes and real OpenSSH.
 
-import { existsSync, rmSync, statSync } from 'node:fs'
+import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { AuthProcess, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, freePort, openssh, ProxyProcess, ROOT, run, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 
 t.test('a backup made while the auth server runs brings the cluster back after its backend is lost', async (t) => {
   const port = await freePort()
@@ -54,4 +54,17 @@ t.test('a backup made while the auth server runs brings the cluster back after i
   t.equal(reached.stdout, 'reached\n', `a certificate from before the backup reaches it (${reached.stderr.trim()})`)
   const after = await tokenIds(back)
   t.same(after.sort(), [...before].sort(), 'the tokens are those of the backup: one made after it is gone with the restore')
+})
+
+t.test("with etcd, each command points to etcd's own tools and writes nothing", async (t) => {
+  const dir = tempDir()
+  const config = join(dir, 'auth.yaml')
+  writeFileSync(config, `version: v1\ndata_dir: ${dir}\nauth_service:\n  storage: { type: etcd, peers: ["127.0.0.1:2379"] }\n`)
+  for (const command of ['backup', 'restore']) {
+    const file = join(dir, `${command}.db`)
+    const result = await run(join(ROOT, 'cli/warrenctl.ts'), [command, `--config=${config}`, file])
+    t.equal(result.code, 2, `${command}: a usage error`)
+    t.match(result.stderr, /etcdctl snapshot save/, command)
+    t.notOk(existsSync(file), `${command}: no file made`)
+  }
 })
