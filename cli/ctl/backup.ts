@@ -57,7 +57,7 @@ export const restore = defineCommand({
   operands: ['FILE'],
   flags: FLAGS,
   description:
-    "Run on the auth server's host with the auth server stopped: refused while it runs (the data dir's lock), and refused when the backend there is another cluster's. The backend it replaces is kept beside it (backend.db.before-restore-TIME). What changed since the backup is undone: nodes that joined since must join again, and removals, locks and deleted tokens made since are void, so make them again as soon as it runs.",
+    "Run on the auth server's host with the auth server stopped: refused while it runs (the data dir's lock), and refused when the backend there is another cluster's. The backend it replaces is kept beside it (backend.db.before-restore-TIME). What changed since the backup is undone: nodes that joined since must join again, and removals, locks and deleted tokens made since are void, so make them again as soon as it runs. A copy from before a CA rotation holds CAs that rotated devices no longer trust: make a new one after each rotation.",
   examples: ['warrenctl restore /var/backups/warren-2026-12-01.db'],
   run(flags, args) {
     const { dataDir, path } = backendOf(flags)
