@@ -98,7 +98,13 @@ function claim(path: string, me: string): LockHolder | undefined {
     // holds the guard is about to hold the lock, and is named as its holder.
     const guard = `${path}.${createHash('sha256').update(content).digest('hex').slice(0, 16)}`
     const racer = claim(guard, me)
-    if (racer) return racer
+    if (racer) {
+      // The guard's holder takes the lock, unless one before it already did (and let go of the
+      // guard): then the lock names that one, who holds it.
+      const now = read(path)
+      const current = now !== undefined && now !== content ? parseHolder(now) : undefined
+      return current && isRunning(current) ? current : racer
+    }
     try {
       if (read(path) === content) {
         replace(path, me)
