@@ -45,6 +45,8 @@ export class AssignedLabels {
   private readonly clock: () => number
   /** Keys a node carries only as assigned: its own values for them are dropped (withAssigned). */
   readonly assignedOnly: ReadonlySet<string>
+  /** The keys' part of the generation ('' when there are none). */
+  private readonly keysDigest: string
   private records = new Map<string, AssignedRecord>()
   private readGeneration = ''
   private timer?: NodeJS.Timeout
@@ -56,6 +58,14 @@ export class AssignedLabels {
     this.options = options
     this.clock = options.clock ?? Date.now
     this.assignedOnly = new Set(options.assignedOnlyKeys ?? [])
+    // The keys come from the config: their part of the generation is worked out once, not at each proxy's poll.
+    this.keysDigest =
+      this.assignedOnly.size === 0
+        ? ''
+        : createHash('sha256')
+            .update(JSON.stringify([...this.assignedOnly].sort()))
+            .digest('base64url')
+            .slice(0, 16)
   }
 
   async start(): Promise<void> {
@@ -82,12 +92,7 @@ export class AssignedLabels {
    * were ever assigned and no key is): what proxies follow to fetch them again.
    */
   get generation(): string {
-    if (this.assignedOnly.size === 0) return this.readGeneration
-    const keys = createHash('sha256')
-      .update(JSON.stringify([...this.assignedOnly].sort()))
-      .digest('base64url')
-      .slice(0, 16)
-    return `${this.readGeneration}/${keys}`
+    return this.keysDigest === '' ? this.readGeneration : `${this.readGeneration}/${this.keysDigest}`
   }
 
   /** The host's assigned labels, or undefined when it has none. */

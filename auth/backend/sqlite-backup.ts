@@ -63,13 +63,8 @@ export function readBackup(path: string): BackupSummary {
     throw new WarrenError(`${path} cannot be read: ${(error as Error).message}`)
   }
   try {
-    const value = (key: string) => {
-      try {
-        return (db.prepare('SELECT value FROM items WHERE key = ?').get(key) as { value: string } | undefined)?.value
-      } catch (error) {
-        throw new WarrenError(`${path} is not a backup of a Warren backend: ${(error as Error).message}`)
-      }
-    }
+    // A file that is no SQLite database, or one without our table, fails here: the catch below names it.
+    const value = (key: string) => (db.prepare('SELECT value FROM items WHERE key = ?').get(key) as { value: string } | undefined)?.value
     const name = value('/cluster/name')
     if (name === undefined) throw new WarrenError(`${path} is not a backup of a Warren backend (no cluster name)`)
     for (const type of ['host', 'user'] as const) {

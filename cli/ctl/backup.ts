@@ -3,9 +3,8 @@
 // act on the auth server's files on this host, never through the API: the copy holds the
 // CAs' private keys, which never leave the auth host over the network.
 
-import { join } from 'node:path'
 import { backUpSqlite, restoreSqlite } from '../../auth/backend/sqlite-backup.ts'
-import { DEFAULTS, loadConfigFile } from '../../shared/config.ts'
+import { applyFlags, defaultConfig, loadConfigFile } from '../../shared/config.ts'
 import { lockDataDir } from '../../shared/data-dir-lock.ts'
 import { UsageError } from '../../shared/errors.ts'
 import { defineCommand } from '../command.ts'
@@ -21,17 +20,16 @@ const FLAGS = defineFlags({
   },
 })
 
-/** The auth server's data dir and SQLite file, as its config (or --data-dir) says; etcd is refused. */
+/**
+ * The auth server's data dir and SQLite file, resolved as `warren start` resolves them from
+ * the same --config and --data-dir (a storage path left at its default follows the data dir),
+ * so that restore locks the data dir of the very auth server whose file it replaces.
+ */
 function backendOf(flags: FlagValues<typeof FLAGS>): { dataDir: string; path: string } {
-  if (flags.config === undefined) {
-    const dataDir = flags['data-dir'] ?? DEFAULTS.dataDir
-    return { dataDir, path: join(dataDir, DEFAULTS.storageFile) }
-  }
-  const config = loadConfigFile(flags.config)
-  const dataDir = flags['data-dir'] ?? config.dataDir
+  const config = applyFlags(flags.config === undefined ? defaultConfig() : loadConfigFile(flags.config), { dataDir: flags['data-dir'] })
   if (config.auth.storage.type !== 'sqlite')
     throw new UsageError('the backend is etcd: back it up with "etcdctl snapshot save FILE" (and put it back with "etcdutl snapshot restore"), as the etcd cluster\'s own tools do')
-  return { dataDir, path: config.auth.storage.path }
+  return { dataDir: config.dataDir, path: config.auth.storage.path }
 }
 
 export const backup = defineCommand({
