@@ -44,9 +44,9 @@ export class AssignedLabels {
   private readonly options: AssignedLabelsOptions
   private readonly clock: () => number
   /** Keys a node carries only as assigned: its own values for them are dropped (withAssigned). */
-  readonly assignedOnly: ReadonlySet<string>
+  private onlyAssignedKeys: ReadonlySet<string> = new Set()
   /** The keys' part of the generation ('' when there are none). */
-  private readonly keysDigest: string
+  private keysDigest = ''
   private records = new Map<string, AssignedRecord>()
   private readGeneration = ''
   private timer?: NodeJS.Timeout
@@ -58,12 +58,24 @@ export class AssignedLabels {
     this.options = options
     this.clock = options.clock ?? Date.now
     this.assignedOnly = new Set(options.assignedOnlyKeys ?? [])
-    // The keys come from the config: their part of the generation is worked out once, not at each proxy's poll.
+  }
+
+  /** Keys a node carries only as assigned: its own values for them are dropped (withAssigned). */
+  get assignedOnly(): ReadonlySet<string> {
+    return this.onlyAssignedKeys
+  }
+
+  /**
+   * The config's keys, or the union of the live auth servers' (auth/assigned-label-keys.ts).
+   * Their part of the generation is worked out here, once per change, not at each proxy's poll.
+   */
+  set assignedOnly(keys: ReadonlySet<string>) {
+    this.onlyAssignedKeys = new Set(keys)
     this.keysDigest =
-      this.assignedOnly.size === 0
+      keys.size === 0
         ? ''
         : createHash('sha256')
-            .update(JSON.stringify([...this.assignedOnly].sort()))
+            .update(JSON.stringify([...keys].sort()))
             .digest('base64url')
             .slice(0, 16)
   }

@@ -12,7 +12,7 @@ import { resolveTokenValue, type WarrenConfig } from '../shared/config.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import type { ApiRoute } from '../shared/protocol/api.ts'
 import type { AuditEventType } from '../shared/protocol/audit.ts'
-import type { RecordingDirStatus } from '../shared/status.ts'
+import type { AssignedLabelKeysStatus, RecordingDirStatus } from '../shared/status.ts'
 import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { AcmeRecords } from './acme-records.ts'
@@ -21,6 +21,7 @@ import type { AuthContext } from './api/context.ts'
 import { statusOf } from './api/errors.ts'
 import { AUTH_ROUTES } from './api/index.ts'
 import { webSessionsOf } from './api/web-sessions.ts'
+import { ClusterAssignedKeys } from './assigned-label-keys.ts'
 import { AssignedLabels } from './assigned-labels.ts'
 import { Audit, type AuditFields } from './audit.ts'
 import { type Authority, loadAuthority, loadOrCreateAuthority } from './authorities.ts'
@@ -87,6 +88,7 @@ export class AuthServer {
   private recordings?: RecordingStore
   private recordingsPurgeTimer?: NodeJS.Timeout
   private recordingDirCheck?: RecordingDirCheck
+  private clusterAssignedKeys?: ClusterAssignedKeys
   private readonly callers: Callers
   /** Join requests that reached this server (accepted or not): lets tests prove a token never left a device. */
   private readonly counts = { joinAttempts: 0 }
@@ -151,6 +153,11 @@ export class AuthServer {
     return this.gate?.stats
   }
 
+  /** With etcd: this server's keys kept for assignments and the live auth servers'; undefined with SQLite. */
+  get assignedLabelKeys(): AssignedLabelKeysStatus | undefined {
+    return this.clusterAssignedKeys?.status()
+  }
+
   /** Whether the other auth servers of an etcd backend share recording_dir; undefined when not checked (SQLite, recording off). */
   get recordingDir(): RecordingDirStatus | undefined {
     return this.recordingDirCheck?.status()
@@ -213,6 +220,20 @@ export class AuthServer {
       assignedOnlyKeys: auth.assignedLabelKeys,
     })
     await this.assignedLabels.start()
+    // Auth servers sharing a backend judge by the keys any of them keeps for assignments.
+    if (transport.type === 'etcd') {
+      this.clusterAssignedKeys = new ClusterAssignedKeys({
+        backend: this.backend,
+        own: auth.assignedLabelKeys,
+        address: () => (this.server?.listening ? this.address : ''),
+        onChange: (keys) => {
+          this.assignedLabels.assignedOnly = keys
+          this.log.info('the keys kept for assignments changed', { assigned_label_keys_effective: [...keys].sort() })
+        },
+        log: this.log,
+      })
+      await this.clusterAssignedKeys.start()
+    }
     this.locks = new Locks({ backend: this.backend, nodes: this.nodes, users: this.users })
     this.connectionLeases = new ConnectionLeases({ backend: this.backend })
     this.offlineSweep = new OfflineSweep({ backend: this.backend, nodeTtlMs: auth.nodeTtlMs, named: (hostId) => this.revocations.names(hostId), log: this.log })
@@ -335,6 +356,7 @@ export class AuthServer {
     this.offlineSweep?.stop()
     this.own?.stop()
     await this.recordingDirCheck?.stop()
+    await this.clusterAssignedKeys?.stop()
     await this.audit?.stop()
     if (this.server) {
       this.gate?.close()

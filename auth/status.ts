@@ -1,7 +1,7 @@
 // The auth server's section of the status document (shared/status.ts), built from its
 // state when someone asks: the cluster, where it listens, its backend and the phase of each
 // CA's rotation with the pins of the key sets it trusts; with etcd, whether the other auth
-// servers of the backend share its recording_dir.
+// servers of the backend share its recording_dir, and the keys they keep for assignments.
 
 import { type AuthStatus, type CAStatus, statusTime } from '../shared/status.ts'
 import type { Authority } from './authorities.ts'
@@ -20,6 +20,7 @@ export function authStatus(auth: AuthServer): AuthStatus {
     user_ca: caStatus(user),
     handshake_gate: auth.handshakeGate?.toJSON() ?? {},
     ...(auth.recordingDir ? { recordings: auth.recordingDir } : {}),
+    ...(auth.assignedLabelKeys ? { assigned_label_keys: auth.assignedLabelKeys } : {}),
   }
 }
 

@@ -5,7 +5,17 @@
 import { formatDuration, formatExpiry, formatUtc } from '../shared/duration.ts'
 import { printable } from '../shared/printable.ts'
 import { formatLabels } from '../shared/selectors.ts'
-import type { AuthStatus, CAStatus, CertificateStatus, NodeStatus, ProcessStatus, ProxyStatus, RecordingDirStatus, WarrenStatus } from '../shared/status.ts'
+import type {
+  AssignedLabelKeysStatus,
+  AuthStatus,
+  CAStatus,
+  CertificateStatus,
+  NodeStatus,
+  ProcessStatus,
+  ProxyStatus,
+  RecordingDirStatus,
+  WarrenStatus,
+} from '../shared/status.ts'
 import { formatTable } from './table.ts'
 
 /** Tunnels listed in text; JSON lists all of them (a proxy may hold thousands). */
@@ -56,7 +66,16 @@ function authRows(auth: AuthStatus): Row[] {
     ['User CA', rotation(auth.user_ca)],
     ...auth.host_ca.pins.map((pin): Row => ['CA pin', pin]),
     ...(auth.recordings ? [['Recordings', recordingDirText(auth.recordings)] as Row] : []),
+    ...(auth.assigned_label_keys ? [['Assigned keys', assignedKeysText(auth.assigned_label_keys)] as Row] : []),
   ]
+}
+
+/** The keys kept for assignments, when another live auth server lists others (auth/assigned-label-keys.ts). */
+function assignedKeysText(keys: AssignedLabelKeysStatus): string {
+  const list = (names: string[]) => (names.length === 0 ? 'none' : names.join(', '))
+  if (keys.differing.length === 0) return list(keys.effective)
+  const peers = keys.differing.map((peer) => `${peer.auth_server_id}: ${list(peer.keys)}`).join('; ')
+  return `${list(keys.effective)}, NOT the same on every auth server (here: ${list(keys.own)}; ${peers}): every one keeps the keys any lists`
 }
 
 /** Whether the other live auth servers of the backend share recording_dir (auth/recording-dir-check.ts). */

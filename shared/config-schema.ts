@@ -212,7 +212,7 @@ const auth = section({
   }),
   assignedLabelKeys: key('assigned_label_keys', list(string(labelKeyProblem), { max: LABEL_LIMITS.maxLabels }), {
     default: [],
-    doc: "label keys a node carries only as assigned (tokens' labels, warrenctl nodes label): its own values for them are ignored",
+    doc: "label keys a node carries only as assigned (tokens' labels, warrenctl nodes label): its own values for them are ignored; auth servers sharing a backend keep every key any of them lists",
   }),
   storage: key(
     'storage',

@@ -65,6 +65,20 @@ export interface AuthStatus {
   handshake_gate: Record<string, number>
   /** With an etcd backend and `auth_service.recording` on: whether the auth servers of the backend share this one's recording_dir. */
   recordings?: RecordingDirStatus
+  /** With an etcd backend: the keys kept for assignments, this server's and the live auth servers' (auth/assigned-label-keys.ts). */
+  assigned_label_keys?: AssignedLabelKeysStatus
+}
+
+/** Auth servers sharing a backend keep the union of their `assigned_label_keys` (auth/assigned-label-keys.ts). */
+export interface AssignedLabelKeysStatus {
+  /** This server's `auth_service.assigned_label_keys`. */
+  own: string[]
+  /** What it judges by: the keys any live auth server of the backend lists. */
+  effective: string[]
+  /** The live auth servers whose list is not this one's. */
+  differing: { auth_server_id: string; address: string; hostname: string; keys: string[] }[]
+  /** When it last looked (every 5 s); null before it could. */
+  last_check: string | null
 }
 
 /** Auth servers sharing a backend must share their recording_dir (auth/recording-dir-check.ts). */
