@@ -140,13 +140,34 @@ export function serveSession(session: Session, context: SessionContext): void {
     context.processes.add(started)
     void started.exited.then(() => context.processes.delete(started))
   }
-  session.on('exec', (accept, _reject, info) => {
+  /**
+   * The session's channel, or undefined when it already runs a command, shell or subsystem:
+   * a session runs one (sshd refuses a second too), and ssh2 then gives no channel, so the
+   * request is refused here before anything is started for it.
+   */
+  const open = (accept: () => ServerChannel | undefined, reject: (() => void) | undefined, request: string): ServerChannel | undefined => {
     const channel = accept()
-    void ready.then(() => start(channel, info.command))
+    if (channel) return channel
+    log.info('SSH request refused: the session already runs one', { request, login: account.name, remote })
+    reject?.()
+    return undefined
+  }
+  /** Starts once the agent socket asked for is listening; a failure ends the channel, never the agent. */
+  const startWhenReady = (channel: ServerChannel, command: string | undefined) => {
+    ready
+      .then(() => start(channel, command))
+      .catch((error: Error) => {
+        log.error('SSH session could not start', { error, login: account.name, remote })
+        channel.destroy()
+      })
+  }
+  session.on('exec', (accept, reject, info) => {
+    const channel = open(accept, reject, 'exec')
+    if (channel) startWhenReady(channel, info.command)
   })
-  session.on('shell', (accept) => {
-    const channel = accept()
-    void ready.then(() => start(channel, undefined))
+  session.on('shell', (accept, reject) => {
+    const channel = open(accept, reject, 'shell')
+    if (channel) startWhenReady(channel, undefined)
   })
   session.on('subsystem', (accept, reject, info) => {
     if (info.name !== 'sftp') {
@@ -160,7 +181,8 @@ export function serveSession(session: Session, context: SessionContext): void {
     const stderr = fileOperationSink(account.home, report, (line) => log.debug('SFTP server said', { line, login: account.name, remote }))
     // Run through the login's shell like a command, as sshd runs a subsystem: same user,
     // environment and refusals (a nologin shell refuses it too).
-    start(accept(), argv.map(shellQuote).join(' '), { name: info.name, stderr })
+    const channel = open(accept, reject, 'subsystem')
+    if (channel) start(channel, argv.map(shellQuote).join(' '), { name: info.name, stderr })
   })
   // The client closed the channel (or went away): its processes and agent socket go with it.
   session.on('close', () => {
