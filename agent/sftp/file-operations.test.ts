@@ -67,3 +67,35 @@ t.test('the sink joins lines split across writes, UTF-8 too, and drops an overlo
   ])
   t.same(other, ['hello'], 'the overlong line is neither reported nor passed on')
 })
+
+t.test('paths that hold the separator or quotes split as a greedy pattern splits them', async (t) => {
+  const greedy = (verb: string, line: string) => new RegExp(`^${verb} old "(.*)" new "(.*)"$`).exec(line)
+  const cases = [
+    'rename old "a" new "b" new "c"',
+    'rename old "" new ""',
+    'rename old "x"y" new "z"',
+    'rename old "a"',
+    'rename old " new "b"',
+    'rename old "a" new "',
+    'rename old "a" new "b',
+  ]
+  for (const line of cases) {
+    const match = greedy('rename', line)
+    const expected: FileOperation[] = match ? [{ operation: 'rename', path: `/home/pi/${match[1]}`.replace(/\/$/, ''), target: `/home/pi/${match[2]}`.replace(/\/$/, '') }] : []
+    t.same(parseFileOperationLine(line, HOME), expected, line)
+  }
+})
+
+t.test('a line longer than the limit is dropped when it arrives whole in one write', async (t) => {
+  const ops: FileOperation[] = []
+  const other: string[] = []
+  const sink = fileOperationSink(
+    HOME,
+    (op) => ops.push(op),
+    (line) => other.push(line),
+  )
+  const write = (data: string) => new Promise<void>((resolve) => sink.write(data, () => resolve()))
+  await write(`rename old "${'" new "'.repeat(4_000)}\nrmdir name "x"\n`)
+  t.same(ops, [{ operation: 'rmdir', path: '/home/pi/x' }], 'only the line within the limit is reported')
+  t.same(other, [], 'the overlong line is not passed on')
+})

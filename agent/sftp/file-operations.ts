@@ -49,13 +49,27 @@ export function parseFileOperationLine(line: string, home: string): FileOperatio
   if ((match = /^remove name "(.*)"$/.exec(text))) return [{ operation: 'remove', path: at(match[1]) }]
   if ((match = /^mkdir name "(.*)" mode 0[0-7]+$/.exec(text))) return [{ operation: 'mkdir', path: at(match[1]) }]
   if ((match = /^rmdir name "(.*)"$/.exec(text))) return [{ operation: 'rmdir', path: at(match[1]) }]
-  if ((match = /^(?:posix-)?rename old "(.*)" new "(.*)"$/.exec(text))) return [{ operation: 'rename', path: at(match[1]), target: at(match[2]) }]
+  let paths: [string, string] | undefined
+  if ((paths = oldAndNew(text, 'rename') ?? oldAndNew(text, 'posix-rename'))) return [{ operation: 'rename', path: at(paths[0]), target: at(paths[1]) }]
   // A symlink's target is stored as given: relative to the link, not to the home.
-  if ((match = /^symlink old "(.*)" new "(.*)"$/.exec(text))) return [{ operation: 'symlink', path: at(match[2]), target: match[1] }]
-  if ((match = /^hardlink old "(.*)" new "(.*)"$/.exec(text))) return [{ operation: 'link', path: at(match[2]), target: at(match[1]) }]
+  if ((paths = oldAndNew(text, 'symlink'))) return [{ operation: 'symlink', path: at(paths[1]), target: paths[0] }]
+  if ((paths = oldAndNew(text, 'hardlink'))) return [{ operation: 'link', path: at(paths[1]), target: at(paths[0]) }]
   // One line per attribute set: size, mode, modtime, owner.
   if ((match = /^set "(.*)" (?:size|mode|modtime|owner) /.exec(text))) return [{ operation: 'setstat', path: at(match[1]) }]
   return []
+}
+
+/**
+ * The two paths of `VERB old "A" new "B"`, split at the last `" new "` as a greedy pattern
+ * would, but in time linear in the line: the paths are the login's to choose, and a pattern
+ * with two greedy groups takes time quadratic in a line made of `" new "` over and over.
+ */
+function oldAndNew(text: string, verb: string): [string, string] | undefined {
+  const head = `${verb} old "`
+  if (!text.startsWith(head) || !text.endsWith('"')) return undefined
+  const at = text.lastIndexOf('" new "')
+  if (at < head.length || at + '" new "'.length > text.length - 1) return undefined
+  return [text.slice(head.length, at), text.slice(at + '" new "'.length, -1)]
 }
 
 function parseJsonLine(text: string): FileOperation[] {
@@ -88,7 +102,8 @@ export function fileOperationSink(home: string, report: (op: FileOperation) => v
       const lines = (partial + decoder.write(chunk)).split('\n')
       partial = lines.pop()!
       for (const line of lines) {
-        if (!overlong) {
+        // A line whose end came in this chunk is held to MAX_LINE too.
+        if (!overlong && line.length <= MAX_LINE) {
           const ops = parseFileOperationLine(line, home)
           if (ops.length === 0) other(line)
           for (const op of ops) report(op)
