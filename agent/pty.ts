@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs'
 import { Socket, type SocketConstructorOpts } from 'node:net'
 import { join } from 'node:path'
+import { DROP_PERL } from './login-groups.ts'
 
 /** Where perl is looked for: the PATH a session gets. */
 const PERL_DIRS = ['/usr/local/bin', '/usr/bin', '/bin']
@@ -23,9 +24,9 @@ const PERL_DIRS = ['/usr/local/bin', '/usr/bin', '/bin']
  * PERL_BADLANG keeps perl quiet about a locale the client asked for and the device lacks;
  * the shell still gets LANG and reports it its own way.
  */
-const HELPER = String.raw`
+const HELPER = String.raw`${DROP_PERL}
 delete $ENV{PERL_BADLANG};
-my ($slave, $rows, $cols, $file, @argv) = @ARGV;
+my ($drop, $slave, $rows, $cols, $file, @argv) = @ARGV;
 open(my $master, '+<&=', 3) or die "warren: pty master: $!\n";
 my $unlock = pack('i', 0);
 ioctl($master, 0x40045431, $unlock) or die "warren: unlocking $slave: $!\n";
@@ -38,6 +39,7 @@ open(my $tty, '+<', $slave) or die "warren: $slave: $!\n";
 ioctl($tty, 0x540E, 0) or die "warren: $slave as controlling terminal: $!\n";
 open(STDIN, '<&', $tty) && open(STDOUT, '>&', $tty) && open(STDERR, '>&', $tty) or die "warren: $slave: $!\n";
 close($tty);
+warren_drop(split(/:/, $drop, 3)) if $drop ne '-';
 exec { $file } @argv or die "warren: $file: $!\n";
 `
 
@@ -85,6 +87,8 @@ export interface PtySpawnOptions {
   /** The login's: the pty is made as the login's, before the command opens it. */
   uid?: number
   gid?: number
+  /** The login's supplementary groups: perl then starts as root and takes the login's IDs and groups itself (agent/login-groups.ts). */
+  groups?: number[]
   rows: number
   cols: number
 }
@@ -120,11 +124,13 @@ export function spawnOnPty(file: string, args: string[], options: PtySpawnOption
   let path: string
   try {
     path = slavePath(masterFd)
-    child = spawn(options.perl, ['-e', HELPER, '--', path, String(options.rows), String(options.cols), file, options.argv0 ?? file, ...args], {
+    // With groups to set, perl takes the login's IDs itself once the terminal is its own.
+    const drop = options.groups && options.uid !== undefined && options.gid !== undefined ? `${options.uid}:${options.gid}:${options.groups.join(',')}` : undefined
+    child = spawn(options.perl, ['-e', HELPER, '--', drop ?? '-', path, String(options.rows), String(options.cols), file, options.argv0 ?? file, ...args], {
       cwd: options.cwd,
       env: { ...options.env, PERL_BADLANG: '0' },
-      uid: options.uid,
-      gid: options.gid,
+      uid: drop ? undefined : options.uid,
+      gid: drop ? undefined : options.gid,
       // setsid(): the slave becomes this session's controlling terminal.
       detached: true,
       stdio: ['ignore', 'ignore', 'pipe', masterFd],

@@ -14,7 +14,8 @@ import type { Readable, Writable } from 'node:stream'
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
 import type { LoginAccount } from './login-accounts.ts'
-import { slaveOfMaster, spawnOnPty } from './pty.ts'
+import { type DropTo, dropAndExec, supplementaryGroups } from './login-groups.ts'
+import { findPerl, slaveOfMaster, spawnOnPty } from './pty.ts'
 import type { RecordingStart, SessionRecording } from './session-recording.ts'
 import { type FileOperation, fileOperationSink } from './sftp/file-operations.ts'
 import type { AgentSocket } from './ssh-agent-forwarding.ts'
@@ -332,6 +333,8 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
 interface SpawnBase {
   uid?: number
   gid?: number
+  /** For a login with supplementary groups: started as root through perl, which sets them (agent/login-groups.ts). */
+  drop?: DropTo & { perl: string }
   cwd: string
   env: Record<string, string>
   detached: boolean
@@ -339,25 +342,30 @@ interface SpawnBase {
 
 function startOnPipes(req: SessionRequest, options: SpawnBase): Started {
   const { account } = req
-  const child =
-    req.command === undefined
-      ? // A leading dash makes it a login shell, as sshd starts it.
-        spawn(account.shell, [], { ...options, stdio: 'pipe', argv0: `-${basename(account.shell)}` })
-      : spawn(account.shell, ['-c', req.command], { ...options, stdio: 'pipe' })
+  // A leading dash makes it a login shell, as sshd starts it.
+  const argv = req.command === undefined ? [`-${basename(account.shell)}`] : [account.shell, '-c', req.command]
+  const child = spawnAs(account.shell, argv, options)
   const outputEnded = new Promise<void>((resolve) => child.once('close', () => resolve()))
   return { child, input: child.stdin!, output: child.stdout!, outputEnded }
+}
+
+/** Starts `file` with `argv` (argv[0] first) as the login: through perl when it has supplementary groups to set. */
+function spawnAs(file: string, argv: string[], options: SpawnBase): ChildProcess {
+  const { drop, ...base } = options
+  if (!drop) return spawn(file, argv.slice(1), { ...base, argv0: argv[0], stdio: 'pipe' })
+  return spawn(drop.perl, dropAndExec(drop, file, argv), { ...base, uid: undefined, gid: undefined, env: { ...base.env, PERL_BADLANG: '0' }, stdio: 'pipe' })
 }
 
 function startOnPty(req: SessionRequest, pty: PseudoTtyInfo, options: SpawnBase): Started {
   const { account } = req
   if (!req.perl) {
-    const child = spawn('script', ['-q', '-f', '-e', '-c', ptyCommand(req.command, account.shell, pty), '/dev/null'], { ...options, stdio: 'pipe' })
+    const child = spawnAs('script', ['script', '-q', '-f', '-e', '-c', ptyCommand(req.command, account.shell, pty), '/dev/null'], options)
     const outputEnded = new Promise<void>((resolve) => child.once('close', () => resolve()))
     const resizer = new PtyResizer(() => findTty(child))
     return { child, input: child.stdin!, output: child.stdout!, outputEnded, pty: { resizer } }
   }
   const [args, argv0] = req.command === undefined ? [[], `-${basename(account.shell)}`] : [['-c', req.command], account.shell]
-  const { child, master, onOutput, path } = spawnOnPty(account.shell, args, { ...options, perl: req.perl, argv0, rows: pty.rows, cols: pty.cols })
+  const { child, master, onOutput, path } = spawnOnPty(account.shell, args, { ...options, perl: req.perl, argv0, rows: pty.rows, cols: pty.cols, groups: options.drop?.groups })
   const outputEnded = new Promise<void>((resolve) => {
     master.once('close', () => resolve())
     // EIO: nothing holds the slave any more, the master's end of file.
@@ -369,12 +377,19 @@ function startOnPty(req: SessionRequest, pty: PseudoTtyInfo, options: SpawnBase)
   return { child, input: master, onOutput, outputEnded, pty: { resizer: new PtyResizer(async () => path), master } }
 }
 
-/** uid/gid to switch to; none when the agent already runs as the login. */
-function runAs(account: LoginAccount): { uid?: number; gid?: number } {
+/**
+ * uid/gid to switch to; none when the agent already runs as the login. An agent running as
+ * root gives a login its supplementary groups too, through perl when there is one.
+ */
+function runAs(account: LoginAccount): Pick<SpawnBase, 'uid' | 'gid' | 'drop'> {
   const uid = process.getuid?.()
-  if (uid === account.uid) return uid === 0 ? { uid: 0, gid: account.gid } : {}
+  if (uid === account.uid && uid !== 0) return {}
   // Only root can switch; spawn then fails with EPERM and the client is told.
-  return { uid: account.uid, gid: account.gid }
+  const ids = { uid: account.uid, gid: account.gid }
+  if (uid !== 0) return ids
+  const groups = supplementaryGroups(account.name, account.gid)
+  const perl = groups.length > 0 ? findPerl() : undefined
+  return perl ? { ...ids, drop: { ...ids, groups, perl } } : ids
 }
 
 /**
