@@ -4,7 +4,7 @@
 
 import t from 'tap'
 import { statusOf } from './api/errors.ts'
-import { Audit, NODE_EVENT_BURST, NODE_EVENTS_PER_SECOND, NodeEventBudget, NodeEventsOverBudget } from './audit.ts'
+import { Audit, NODE_EVENT_BURST, NODE_EVENTS_PER_SECOND, NodeEventBudget, NodeEventsOverBudget, PROXY_FAILED_RELAY_BURST, PROXY_FAILED_RELAYS_PER_SECOND } from './audit.ts'
 import type { Backend } from './backend/backend.ts'
 
 const T0 = Date.UTC(2026, 11, 1, 12)
@@ -61,4 +61,23 @@ t.test('the audit service refuses a node over budget with 429 and a time to wait
   for (let batch = 0; batch < 10; batch++) audit.admitNodeEvents('host-a', 100)
   t.throws(() => audit.admitNodeEvents('host-a', 100))
   t.equal(warnings.length, 2, 'a new flood, after its budget was full again, is logged again')
+})
+
+t.test("a proxy's relayed batches that fail their check are charged to the proxy: past its budget they are refused before any check", async (t) => {
+  let now = T0
+  const warnings: string[] = []
+  const log = { debug() {}, info() {}, warn: (message: string) => warnings.push(message), error() {} }
+  const audit = new Audit({ backend: {} as Backend, clusterName: 'example', retentionMs: 1, log: log as never, clock: () => now })
+  for (let failed = 0; failed < PROXY_FAILED_RELAY_BURST; failed++) {
+    audit.admitRelayedBy('proxy-a')
+    audit.relayRefused('proxy-a')
+  }
+  const refusal = t.throws(() => audit.admitRelayedBy('proxy-a')) as unknown
+  t.same(statusOf(refusal), { status: 429, headers: { 'retry-after': '1' } }, 'answered 429: an honest proxy tries again later')
+  t.doesNotThrow(() => audit.admitRelayedBy('proxy-b'), 'another proxy is not held back')
+  t.doesNotThrow(() => audit.admitNodeEvents('host-a', NODE_EVENT_BURST), 'nor any node')
+  t.equal(warnings.length, 1)
+  now += 1000 / PROXY_FAILED_RELAYS_PER_SECOND
+  t.doesNotThrow(() => audit.admitRelayedBy('proxy-a'), 'one more check once the budget refilled by one')
+  t.doesNotThrow(() => audit.admitRelayedBy('proxy-a'), 'admitting takes nothing: only a failure does')
 })

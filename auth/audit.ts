@@ -34,6 +34,17 @@ export const NODE_CLOCK_AHEAD_MS = 5 * 60_000
  */
 export const NODE_EVENT_BURST = 1000
 export const NODE_EVENTS_PER_SECOND = 20
+/**
+ * Batches a proxy relays in a node's name are charged to that node only once the node's
+ * signature proved them: a proxy's stolen keys could otherwise spend any node's budget with
+ * forged batches, and the node's real events would wait, then be dropped from its queue. What
+ * a proxy relays that fails the check is charged to the proxy instead, so a flood of forgeries
+ * costs few signature checks: past this budget, its relayed batches are refused before they
+ * are checked. An honest proxy relays nothing signed that fails (a node of an earlier version
+ * does not sign: its batches are refused without a check, and charged to no one).
+ */
+export const PROXY_FAILED_RELAY_BURST = 100
+export const PROXY_FAILED_RELAYS_PER_SECOND = 5
 /** Buckets kept before the full (idle) ones are forgotten; doubles while most are in use, as in rate-limit.ts. */
 const NODE_BUCKETS_PRUNE_AT = 10_000
 
@@ -88,6 +99,15 @@ export class NodeEventBudget {
     return 0
   }
 
+  /** 0 when `count` could be taken from `key`'s budget now, else the milliseconds until it could; takes nothing. */
+  waitFor(key: string, count: number): number {
+    const cost = Math.min(count, this.#burst)
+    const tokens = this.#refill(key)?.tokens ?? this.#burst
+    if (tokens >= cost) return 0
+    this.refused++
+    return Math.ceil((cost - tokens) / this.#refillPerMs)
+  }
+
   /**
    * Whether this is `hostId`'s first refusal since its budget was last full: a flood is
    * logged once, not once a batch (nor once for each batch it squeezes in at the rate).
@@ -140,6 +160,8 @@ export interface AuditOptions {
 export class Audit {
   readonly log: AuditLog
   readonly nodeBudget: NodeEventBudget
+  /** Relayed batches that failed their check, by proxy ID. */
+  readonly failedRelays: NodeEventBudget
   readonly #options: AuditOptions
   readonly #clock: () => number
   /** File appends, one after another, so lines never interleave and keep their order. */
@@ -151,6 +173,7 @@ export class Audit {
     this.#clock = options.clock ?? Date.now
     this.log = new AuditLog({ backend: options.backend, retentionMs: options.retentionMs, clock: this.#clock })
     this.nodeBudget = new NodeEventBudget({ ...options.nodeBudget, clock: this.#clock })
+    this.failedRelays = new NodeEventBudget({ burst: PROXY_FAILED_RELAY_BURST, perSecond: PROXY_FAILED_RELAYS_PER_SECOND, clock: this.#clock })
   }
 
   /**
@@ -159,6 +182,20 @@ export class Audit {
    * the node is over its budget. Which host is charged is the caller's to prove: the TLS
    * certificate, or the proxy that carries the node's tunnel.
    */
+  /** Before a proxy's relayed batch is checked: refused (429) while the proxy's forgeries are over their budget. */
+  admitRelayedBy(proxyId: string): void {
+    const waitMs = this.failedRelays.waitFor(proxyId, 1)
+    if (waitMs === 0) return
+    if (this.failedRelays.firstRefusal(proxyId))
+      this.#options.log.warn("a proxy relays audit events that fail their node's signature: its relayed batches are refused until it slows down", { proxy_id: proxyId })
+    throw new NodeEventsOverBudget(`relayed by proxy ${proxyId}`, waitMs)
+  }
+
+  /** A batch a proxy relayed failed its check: charged to the proxy, not to the node it named. */
+  relayRefused(proxyId: string): void {
+    this.failedRelays.take(proxyId, 1)
+  }
+
   admitNodeEvents(hostId: string, count: number): void {
     const waitMs = this.nodeBudget.take(hostId, count)
     if (waitMs === 0) return

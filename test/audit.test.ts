@@ -302,6 +302,22 @@ t.test('a direct node delivers its events itself, as the node its certificate na
   t.teardown(() => asProxy.close())
   const relayed = { ...forged, id: 'relayed-event-0001' }
   await t.rejects(asProxy.call('POST /v1/proxies/audit-events', { body: { host_id: identity.hostId, events: [relayed] } }), { status: 400, message: /not signed by/ })
+
+  // Nor spend its budget with forgeries in its name, so that its own events would wait and then be dropped.
+  const refusals = new Set<number>()
+  for (let batch = 0; batch < 15; batch++) {
+    const events = Array.from({ length: 100 }, (_, i) => ({ ...forged, id: `spent-${batch}-${i}` }))
+    const signature = signAsNode(identity.hostId, { kind: 'audit events', events }, stolen.tlsKeyPem)
+    try {
+      await asProxy.call('POST /v1/proxies/audit-events', { body: { host_id: identity.hostId, events, signature } })
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error
+      refusals.add(error.status)
+    }
+  }
+  t.same([...refusals], [400], "fifteen batches of 100 signed with the proxy's key, past the node's burst: each refused")
+  const own = Array.from({ length: 100 }, (_, i) => ({ ...forged, id: `own-after-forgeries-${i}` }))
+  t.same(await client.call('POST /v1/audit/events', { body: { events: own } }), { stored: 100 }, "the node's own batch is stored at once")
 })
 
 t.test("a node's keys sending past its budget: the batch over it is refused with 429, and stored once the budget refilled", async (t) => {

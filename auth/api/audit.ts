@@ -53,9 +53,18 @@ export const auditRoutes = {
     bodyLimit: AUDIT_BATCH_BYTES,
     async handle(call, context) {
       const body = await call.body()
-      // Charged to the host the proxy names, before its signature is checked: a flood costs no verifying.
+      // The node named pays only for what its signature proves: forgeries are the proxy's to pay (auth/audit.ts).
+      const proxyId = call.peer.subject.commonName
+      context.audit.admitRelayedBy(proxyId)
+      let registered: { nodename: string }
+      try {
+        registered = await judgeRelayed(context, body.host_id, { kind: 'audit events', events: body.events.map(flatEvent) }, body.signature)
+      } catch (error) {
+        // An unsigned batch (a node of an earlier version, behind an honest proxy) cost no check.
+        if (body.signature !== undefined) context.audit.relayRefused(proxyId)
+        throw error
+      }
       context.audit.admitNodeEvents(body.host_id, body.events.length)
-      const registered = await judgeRelayed(context, body.host_id, { kind: 'audit events', events: body.events.map(flatEvent) }, body.signature)
       return { stored: await context.audit.ingest(body.events, { nodename: registered.nodename, hostId: body.host_id }) }
     },
   },
