@@ -86,3 +86,23 @@ t.test('another auth server reads the stored presence', async (t) => {
   const [present] = await other.present('node')
   t.equal(present?.addr, '10.0.0.9')
 })
+
+t.test("a proxy's report of a node that heartbeats directly changes nothing, here or at another auth server; once it stops, the reports count", async (t) => {
+  const { backend, nodes } = await directory(t, 1000)
+  const direct: Presence = { ...beat('10.0.0.5:3022', { site: 'a' }), tunnel: false }
+  await nodes.heartbeat(direct)
+  t.ok(await nodes.heartbeat(beat('', { site: 'forged' }), 'proxy-x'), 'the report is answered as for a registered host')
+  const other = new NodeDirectory(backend, 1000)
+  t.ok(await other.heartbeat(beat('', { site: 'forged' }), 'proxy-x'))
+  for (const [which, directory] of [
+    ['here', nodes],
+    ['at another auth server', other],
+  ] as const) {
+    const [present] = await directory.present()
+    t.match(present, { addr: '10.0.0.5:3022', tunnel: false, labels: { site: 'a' } }, `${which}: as the node said`)
+  }
+  t.equal(nodes.presenceWrites + other.presenceWrites, 1, 'only the heartbeat was written')
+  await sleep(1600)
+  t.ok(await other.heartbeat(beat('10.9.9.9', { site: 'moved' }), 'proxy-y'))
+  t.match((await other.present())[0], { addr: '10.9.9.9', tunnel: true }, 'a node gone from direct to a tunnel is reported by its proxies after the TTL')
+})

@@ -135,6 +135,8 @@ export class NodeDirectory {
   private readonly refreshMs: number
   private readonly registry = new Map<string, { record: NodeRecord; revision: number; fetched: number }>()
   private readonly seen = new Map<string, SeenPresence>()
+  /** Hosts a proxy reported that this server had not heard of: whether their stored presence was a fresh direct one, and when that was read. */
+  private readonly directStored = new Map<string, { direct: boolean; read: number }>()
   private lastSweep = Date.now()
   /** Backend writes of presence so far (for tests and benchmarks). */
   presenceWrites = 0
@@ -285,6 +287,9 @@ export class NodeDirectory {
   async heartbeat(presence: Presence, via?: string): Promise<boolean> {
     const now = Date.now()
     this.sweep(now)
+    // What a node says of itself beats what a proxy reports of it: a proxy's keys must not
+    // take a direct node out of the proxies' address book, nor relabel it in listings.
+    if (via && (await this.heardDirect(presence.hostId, now))) return true
     let entry = this.seen.get(presence.hostId)
     if (!entry) {
       entry = { presence, written: 0, signature: '', via: {} }
@@ -311,6 +316,24 @@ export class NodeDirectory {
       entry.written = 0
       throw error
     }
+  }
+
+  /**
+   * Whether the host heartbeated to an auth server itself within the TTL: here, or at
+   * another auth server of the backend, as its stored presence says. The store is read only
+   * for a host this server has not heard of, at most once per refresh period: a proxy reports
+   * its tunnels every few seconds, and a tunnel's host is one this server heard of through it.
+   */
+  private async heardDirect(hostId: string, now: number): Promise<boolean> {
+    const entry = this.seen.get(hostId)
+    if (entry) return !entry.presence.tunnel && now - entry.presence.lastSeen <= this.ttlMs
+    const known = this.directStored.get(hostId)
+    if (known && now - known.read < this.refreshMs) return known.direct
+    const item = await this.backend.get(PRESENCE + hostId)
+    const stored = item && (JSON.parse(item.value) as Presence)
+    const direct = !!stored && !stored.tunnel && now - stored.lastSeen <= this.ttlMs + this.refreshMs
+    this.directStored.set(hostId, { direct, read: now })
+    return direct
   }
 
   /**
@@ -368,6 +391,7 @@ export class NodeDirectory {
     if (now - this.lastSweep < this.refreshMs) return
     this.lastSweep = now
     for (const [hostId, entry] of this.seen) if (now - entry.presence.lastSeen > this.ttlMs + this.refreshMs) this.seen.delete(hostId)
+    for (const [hostId, known] of this.directStored) if (now - known.read >= this.refreshMs) this.directStored.delete(hostId)
     for (const [hostId, cached] of this.registry) if (now - cached.fetched >= REGISTRY_CACHE_MS) this.registry.delete(hostId)
   }
 }

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { type TLSSocket, connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { PROFILE_FILES } from '../cli/profile.ts'
+import { ApiClient } from '../shared/api-client.ts'
 import { identityDir, loadIdentity } from '../shared/identity-store.ts'
 import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { probe } from './helpers/direct-probe.ts'
@@ -70,6 +71,26 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
       t.equal(refused.error, undefined, `${what}: the node closed the connection`)
     }
     t.ok(node.running, 'the node carries on')
+  })
+
+  t.test("a proxy's keys cannot report the direct node as behind a tunnel, nor relabel it", async (t) => {
+    const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+    const asProxy = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem })
+    t.teardown(() => asProxy.close())
+    // Reported every 200 ms for 3 s, more often than the node's own heartbeats.
+    for (let report = 0; report < 15; report++) {
+      await asProxy.call('POST /v1/presence', { body: { nodes: [{ host_id: hostId, addr: '', labels: { env: 'dev' } }] } })
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    const listed = JSON.parse((await auth.ctl(['nodes', 'ls', '--format=json'])).stdout) as { nodename: string; addr: string; labels: Record<string, string> }[]
+    t.match(
+      listed.find((entry) => entry.nodename === 'direct-1'),
+      { addr: `127.0.0.1:${port}`, labels: {} },
+      'still listed at the address it serves on, with its own labels',
+    )
+    t.notOk(listed.find((entry) => entry.nodename === 'direct-1')?.labels.env, 'no label the proxy made up')
+    const reached = await openssh(profile, [`${testLogin()}@direct-1`, 'echo reached'])
+    t.equal(reached.stdout, 'reached\n', `the proxy still dials it (${reached.stderr.trim()})`)
   })
 
   t.test('connections that stay silent are closed by the node', async (t) => {
