@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { duplexPair } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
+import ssh2 from 'ssh2'
 import t from 'tap'
 import type { Access } from '../shared/access.ts'
 import { sshAccessExtensions } from '../shared/access-cert.ts'
@@ -177,6 +178,22 @@ t.test('exec runs the command with its exit status, stdout and stderr', async (t
   t.equal(result.stdout, 'hello\n')
   t.match(result.stderr, /^oops$/m)
   t.equal(result.code, 3)
+})
+
+t.test('compression is never negotiated: ssh -C gets none, and a client that insists on zlib is refused', async (t) => {
+  const compressed = await run('ssh', ['-C', '-v', ...sshArgs(good), 'echo compressed'])
+  t.equal(compressed.stdout, 'compressed\n', 'ssh -C works')
+  t.match(compressed.stderr, /compression: none/, 'with no compression')
+  const insisting = await new Promise<Error | undefined>((resolve) => {
+    const client = new ssh2.Client()
+    client.once('ready', () => {
+      client.end()
+      resolve(undefined)
+    })
+    client.once('error', resolve)
+    client.connect({ host: '127.0.0.1', port, username: 'root', algorithms: { compress: ['zlib@openssh.com', 'zlib'] }, hostVerifier: () => true })
+  })
+  t.match(insisting, { level: 'handshake' }, 'no algorithm in common: the handshake fails')
 })
 
 t.test('exec passes standard input through, with flow control', async (t) => {

@@ -295,7 +295,9 @@ export class NodeSshServer {
     this.log.debug('SSH connection opened', { remote })
     // One ssh2 Server per connection ties its events to this stream; the parsed key is shared.
     const cipher = serverCiphers()
-    const server = new ssh2.Server({ hostKeys: [{ key: this.hostKey }], ident: 'Warren', ...(cipher ? { algorithms: { cipher } } : {}) })
+    // No compression (`ssh -C` then gets none): ssh2 frees its zlib state when the transport
+    // ends, and a session's output written after that would throw outside any handler.
+    const server = new ssh2.Server({ hostKeys: [{ key: this.hostKey }], ident: 'Warren', algorithms: { compress: ['none'], ...(cipher ? { cipher } : {}) } })
     server.on('connection', (client) => this.serveClient(state, client))
     corkEachTick(stream)
     server.injectSocket(stream as Socket)

@@ -250,6 +250,20 @@ t.test('a browser that stops reading holds back the shell on the node, and then 
   t.ok(received >= bytes, `every byte reached the browser (${received} bytes received for ${bytes} written)`)
 })
 
+t.test('a frame the WebSocket protocol refuses closes that terminal, never the proxy', async (t) => {
+  const broken = terminal(proxyA.web, alice, 'lab-pi')
+  await new Promise((resolve) => broken.ws.once('open', resolve))
+  // Over the terminal's largest frame (64 KiB): ws answers it with an error on the socket.
+  broken.type('x'.repeat(70 * 1024))
+  await until('the terminal to close', () => broken.state.closed, { timeoutMs: 15_000 })
+  t.ok(proxyA.daemon.running, 'the proxy runs on')
+  const next = terminal(proxyA.web, alice, 'lab-pi')
+  t.teardown(() => next.ws.terminate())
+  next.ws.once('open', () => next.type('echo $((7*6))\n'))
+  await until('42 in a new terminal', () => /^(\$ )?42\r?$/m.test(next.state.output) || next.state.closed, { timeoutMs: 30_000 })
+  t.match(next.state.output, /42/, 'and opens the next terminal')
+})
+
 t.test('a user whose roles do not allow a node neither lists it nor opens a terminal to it', async (t) => {
   const listed = await web(proxyA.web, 'GET', '/web/api/user/nodes', { cookie: bob.cookie })
   t.equal(listed.status, 200, listed.text)

@@ -54,12 +54,15 @@ export async function openShell(request: ShellRequest): Promise<Shell> {
       client.end()
       reject(error)
     }
-    client.once('error', fail)
+    // Every error of the node's stream, the first and any after it (a reset after a bad
+    // packet), is heard: one unheard would take the proxy down. After the first, the promise
+    // is settled and the rest are nothing to act on.
+    client.on('error', fail)
+    // The stream's own errors after ssh2 let go of it (a reset once the client ended) are nothing to act on either.
+    request.stream.on('error', () => {})
     client.once('ready', () => {
       client.shell({ term: 'xterm-256color', cols: request.cols, rows: request.rows }, (error, channel) => {
         if (error) return fail(error)
-        client.off('error', fail)
-        client.on('error', () => {})
         resolve({ channel, end: () => client.end() })
       })
     })
@@ -73,6 +76,8 @@ export async function openShell(request: ShellRequest): Promise<Shell> {
         tried = true
       },
       hostVerifier: (key: Buffer) => key.equals(request.hostKey),
+      // No compression: ssh2 frees its zlib state when the stream ends, and a write after that throws outside any handler.
+      algorithms: { compress: ['none'] },
       readyTimeout: READY_TIMEOUT_MS,
       keepaliveInterval: 0,
     })

@@ -183,6 +183,11 @@ export class WebTerminals {
     const client = `${session.user}@${this.options.clientAddress(req)}`
     let stream: Duplex | undefined
     let shell: Shell | undefined
+    // A frame the protocol refuses (over MAX_FRAME, bad UTF-8, unmasked) is an error on the
+    // socket, which ws then closes: heard here, it ends this terminal, never the proxy.
+    ws.on('error', (error) => {
+      log.info('web terminal closed: the browser broke the WebSocket protocol', { client, error: error.message })
+    })
     // What the browser types before the shell is open waits in the socket, not lost.
     ws.pause()
     const end = () => {
