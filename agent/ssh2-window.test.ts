@@ -72,3 +72,56 @@ t.test('data past the window a client gave is dropped likewise', async (t) => {
   await overrun(server, 8 * 1024 * 1024)
   await afterEof(t, client as unknown as Held, 'client')
 })
+
+t.test("a peer that grants the largest window and reads nothing holds back the channel's writes, not memory", async (t) => {
+  const hostKey = openSshPrivateKey(generateKeyPairSync('ed25519').privateKey)
+  let transport!: { writableLength: number; destroy(): void }
+  let serverEnd!: (channel: ServerChannel) => void
+  const server = new Promise<ServerChannel>((resolve) => (serverEnd = resolve))
+  const listener = new ssh2.Server({ hostKeys: [hostKey] }, (connection) => {
+    transport = (connection as unknown as { _sock: typeof transport })._sock
+    connection.on('authentication', (context) => context.accept())
+    connection.on('session', (accept) => accept().on('exec', (acceptExec) => serverEnd(acceptExec())))
+    connection.on('error', () => {})
+  })
+  listener.listen(0, '127.0.0.1')
+  await once(listener, 'listening')
+  const connection = new ssh2.Client()
+  // Neither end would finish a clean close with the client's socket paused.
+  t.teardown(() => {
+    transport?.destroy()
+    connection.destroy()
+    listener.close()
+  })
+  connection.connect({ host: '127.0.0.1', port: (listener.address() as AddressInfo).port, username: 'u', hostVerifier: () => true })
+  await once(connection, 'ready')
+  const internals = connection as unknown as { _protocol: { channelWindowAdjust(id: number, bytes: number): void }; _sock: { pause(): void } }
+  connection.exec('cat /dev/zero', (error, channel) => {
+    if (error) throw error
+    internals._protocol.channelWindowAdjust((channel as unknown as { outgoing: { id: number } }).outgoing.id, 2 ** 32 - 1 - WINDOW)
+    internals._sock.pause()
+  })
+  const channel = await server
+  // Writes as a pipe makes them, until the channel says to wait (or 256 MiB, were nothing to hold them back).
+  const chunk = Buffer.alloc(64 * 1024)
+  let written = 0
+  let waiting = false
+  const pump = () => {
+    while (written < 256 * 1024 * 1024) {
+      written += chunk.length
+      if (!channel.write(chunk)) {
+        waiting = true
+        channel.once('drain', () => {
+          waiting = false
+          pump()
+        })
+        return
+      }
+    }
+  }
+  pump()
+  await until('the channel to hold its writes back', () => waiting && transport.writableLength > 0, { timeoutMs: 20_000 })
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  t.ok(waiting, 'the writes still wait')
+  t.ok(transport.writableLength <= 5 * 1024 * 1024, `the connection holds ${transport.writableLength} bytes unsent, not all that was written (${written})`)
+})
