@@ -40,8 +40,10 @@ export const NODE_EVENTS_PER_SECOND = 20
  * forged batches, and the node's real events would wait, then be dropped from its queue. What
  * a proxy relays that fails the check is charged to the proxy instead, so a flood of forgeries
  * costs few signature checks: past this budget, its relayed batches are refused before they
- * are checked. An honest proxy relays nothing signed that fails (a node of an earlier version
- * does not sign: its batches are refused without a check, and charged to no one).
+ * are checked. An honest proxy relays nothing signed that fails: it checks a node's signature
+ * against the key of the node's tunnel certificate before relaying (proxy/audit-relay.ts), so
+ * a node's own forgeries stop there. A node of an earlier version does not sign: its batches
+ * are refused without a check, and charged to no one.
  */
 export const PROXY_FAILED_RELAY_BURST = 100
 export const PROXY_FAILED_RELAYS_PER_SECOND = 5

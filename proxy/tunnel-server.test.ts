@@ -5,7 +5,7 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
-import { PassThrough } from 'node:stream'
+import { type Duplex, PassThrough } from 'node:stream'
 import { createServer, type TLSSocket } from 'node:tls'
 import t, { type Test } from 'tap'
 import { AgentTunnel, AuditRefused } from '../agent/tunnel.ts'
@@ -14,6 +14,8 @@ import { serverWaitMs } from '../shared/backoff.ts'
 import { ApiError } from '../shared/errors.ts'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
+import { signAsNode } from '../shared/node-signature.ts'
+import { sendToProxy } from '../shared/protocol/control.ts'
 import { TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { signLiveSet } from '../shared/signed-live-set.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
@@ -308,6 +310,38 @@ t.test("the auth server's Retry-After reaches the node with the failed batch, wh
   t.ok(failed && !(failed instanceof AuditRefused), 'the batch failed, to be sent again')
   t.equal((failed as { retryAfterS?: number }).retryAfterS, 7, "with the auth server's wait")
   t.equal(serverWaitMs(failed), 7000, 'which the node waits out before sending it again')
+})
+
+t.test("a batch the node did not sign with its tunnel certificate's key is refused at the proxy, never relayed", async (t) => {
+  const { tunnels, port } = await tunnelServer(t)
+  const relayed: string[] = []
+  const auth = {
+    call: (_route: string, { body }: { body: { events: { id: string }[] } }) => {
+      relayed.push(...body.events.map((event) => event.id))
+      return Promise.resolve({ stored: body.events.length })
+    },
+  } as unknown as ApiClient
+  tunnels.on('audit', (tunnel: Tunnel, message: AuditMessage, done: () => void) => void relayAudit(auth, tunnel, message).then(done, done))
+  const identity = nodeIdentity()
+  const agent = await openAgent(t, port, identity)
+  await until('the hello', () => tunnels.find(identity.hostId) !== undefined, { timeoutMs: 10_000, everyMs: 10 })
+  // Signed with another key: the auth server would refuse it, and charge this proxy for it.
+  const events = [{ id: 'forged-by-node', time: Date.now(), type: 'exec' as const, command: 'true' }]
+  const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey
+  const batch = randomUUID()
+  const answer = new Promise<{ type: string; refused?: boolean }>((resolve) => {
+    for (const type of ['audit_failed', 'audit_stored'])
+      agent.on(type, (message: { type: string; batch: string; refused?: boolean }) => message.batch === batch && resolve(message))
+  })
+  sendToProxy((agent as unknown as { control: Duplex }).control, {
+    type: 'audit',
+    batch,
+    events,
+    signature: signAsNode(identity.hostId, { kind: 'audit events', events }, otherKey),
+  })
+  t.match(await answer, { type: 'audit_failed', refused: true }, 'the node is told it is refused for good')
+  await agent.deliverAudit([{ id: 'signed-by-node', time: Date.now(), type: 'exec', command: 'true' }])
+  t.same(relayed, ['signed-by-node'], 'only what the node signed with its own key reached the auth server')
 })
 
 t.test("a node's refused labels are logged once a minute at most, however often it sends them", async (t) => {
