@@ -199,7 +199,8 @@ export class Audit {
   }
 
   admitNodeEvents(hostId: string, count: number): void {
-    const waitMs = this.nodeBudget.take(hostId, count)
+    // An empty batch costs the check of its signature all the same: it is charged as one event.
+    const waitMs = this.nodeBudget.take(hostId, Math.max(1, count))
     if (waitMs === 0) return
     // A flood must not become one in the log too.
     if (this.nodeBudget.firstRefusal(hostId))

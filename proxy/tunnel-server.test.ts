@@ -295,6 +295,29 @@ t.test('a tunnel has at most 4 audit batches with the auth server at once: the r
   t.equal(most, 4, 'never more than 4 at once')
 })
 
+t.test('batches sent in one write wait their turn too: at most 4 with the auth server at once', async (t) => {
+  const { tunnels, port } = await tunnelServer(t)
+  let inFlight = 0
+  let most = 0
+  let relayed = 0
+  tunnels.on('audit', (_tunnel, _message, done: () => void) => {
+    inFlight++
+    relayed++
+    most = Math.max(most, inFlight)
+    setTimeout(() => {
+      inFlight--
+      done()
+    }, 20)
+  })
+  const identity = nodeIdentity()
+  const agent = await openAgent(t, port, identity)
+  await until('the hello', () => tunnels.find(identity.hostId) !== undefined, { timeoutMs: 10_000, everyMs: 10 })
+  const lines = Array.from({ length: 40 }, (_, i) => `${JSON.stringify({ type: 'audit', batch: `one-write-${i}`, events: [] })}\n`).join('')
+  ;(agent as unknown as { control: Duplex }).control.write(lines)
+  await until('every batch to be relayed', () => relayed === 40, { timeoutMs: 10_000, everyMs: 10 })
+  t.equal(most, 4, 'never more than 4 at once')
+})
+
 t.test("the auth server's Retry-After reaches the node with the failed batch, which it keeps", async (t) => {
   const { tunnels, port } = await tunnelServer(t)
   // The auth server's answer to a node over its event budget (auth/api/errors.ts: 429 with Retry-After).

@@ -36,21 +36,17 @@ export function readMessages<T>(stream: Duplex, parse: (value: unknown) => T, on
   // costs its length, not its length squared.
   let pieces: string[] = []
   let piecesLength = 0
-  stream.setEncoding('utf8')
-  stream.on('data', (chunk: string) => {
-    if (stream.destroyed) return
-    let newline = chunk.indexOf('\n')
-    if (newline < 0) {
-      pieces.push(chunk)
-      piecesLength += chunk.length
-      if (piecesLength > MAX_LINE_BYTES) stream.destroy(new ProtocolError(LINE, undefined, 'a control message is too long'))
-      return
-    }
-    let buffered = pieces.join('') + chunk
-    newline += piecesLength
-    pieces = []
-    piecesLength = 0
-    for (; newline >= 0; newline = buffered.indexOf('\n')) {
+  // Lines that came in the chunk being read when `onMessage` paused the stream: a pause holds
+  // back the rest of that chunk too (many lines sent in one write), until the stream resumes.
+  let held = ''
+  /** Handles the whole lines of `text` (which starts a line); keeps its unfinished end. */
+  const handle = (text: string): void => {
+    let buffered = text
+    for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
+      if (stream.isPaused()) {
+        held = buffered
+        return
+      }
       const line = buffered.slice(0, newline)
       buffered = buffered.slice(newline + 1)
       let message: T
@@ -68,6 +64,28 @@ export function readMessages<T>(stream: Duplex, parse: (value: unknown) => T, on
       pieces = [buffered]
       piecesLength = buffered.length
     }
+  }
+  stream.setEncoding('utf8')
+  // Emitted before the stream flows again: what was held is handled before anything newer.
+  stream.on('resume', () => {
+    if (held === '' || stream.destroyed) return
+    const text = held
+    held = ''
+    handle(text)
+  })
+  stream.on('data', (chunk: string) => {
+    if (stream.destroyed) return
+    const newline = chunk.indexOf('\n')
+    if (newline < 0) {
+      pieces.push(chunk)
+      piecesLength += chunk.length
+      if (piecesLength > MAX_LINE_BYTES) stream.destroy(new ProtocolError(LINE, undefined, 'a control message is too long'))
+      return
+    }
+    const text = pieces.join('') + chunk
+    pieces = []
+    piecesLength = 0
+    handle(text)
   })
 }
 
