@@ -318,6 +318,25 @@ t.test('batches sent in one write wait their turn too: at most 4 with the auth s
   t.equal(most, 4, 'never more than 4 at once')
 })
 
+t.test('a node that reads none of its answers has its tunnel closed, not held in memory', async (t) => {
+  const { tunnels, port } = await tunnelServer(t)
+  // Each answer carries the auth server's 4 KiB refusal: 256 of them pass the limit.
+  const refusing = { call: () => Promise.reject(new ApiError(500, 'x'.repeat(4000))) } as unknown as ApiClient
+  tunnels.on('audit', (tunnel: Tunnel, message: AuditMessage, done: () => void) => void relayAudit(refusing, tunnel, message).then(done, done))
+  const identity = nodeIdentity()
+  const agent = await openAgent(t, port, identity)
+  await until('the hello', () => tunnels.find(identity.hostId) !== undefined, { timeoutMs: 10_000, everyMs: 10 })
+  const control = (agent as unknown as { control: Duplex }).control
+  control.pause()
+  control.removeAllListeners('data')
+  for (let batch = 0; batch < 2000 && tunnels.find(identity.hostId); batch += 40) {
+    control.write(Array.from({ length: 40 }, (_, i) => `${JSON.stringify({ type: 'audit', batch: `unread-${batch + i}`, events: [] })}\n`).join(''))
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  await until('the tunnel to close', () => tunnels.find(identity.hostId) === undefined, { timeoutMs: 20_000, everyMs: 20 })
+  t.equal(tunnels.counts.closed.protocol_error, 1, 'closed as a protocol error')
+})
+
 t.test("the auth server's Retry-After reaches the node with the failed batch, which it keeps", async (t) => {
   const { tunnels, port } = await tunnelServer(t)
   // The auth server's answer to a node over its event budget (auth/api/errors.ts: 429 with Retry-After).

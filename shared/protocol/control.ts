@@ -12,6 +12,7 @@ import { NODE_SIGNATURE } from '../node-signature.ts'
 import { LIVE_SET_SIGNATURE } from '../signed-live-set.ts'
 import { TRUST_STATEMENT } from '../trust-statement.ts'
 import { MAX_EVENTS_PER_BATCH, nodeEvent } from './audit.ts'
+import { ProtocolError } from './errors.ts'
 import { writeMessage } from './framing.ts'
 import { RECORDING_CHUNK_BODY } from './recordings.ts'
 import { flag, lenient, list, number, object, oneOf, optional, ruledLabels, type Tagged, type TaggedIn, taggedParser, text, texts } from './shape.ts'
@@ -121,6 +122,19 @@ export function sendToProxy(stream: Duplex, message: AgentMessageIn): boolean {
   return writeMessage(stream, message)
 }
 
+/**
+ * What a proxy holds unsent for one agent's control stream before it gives up on the agent:
+ * an agent that stops reading (a modified one, asking for answers it never reads) would
+ * otherwise make the proxy hold every answer. Far above what a reading agent lets pile up
+ * (the largest message, a CA set, is tens of KiB).
+ */
+export const MAX_UNREAD_CONTROL_BYTES = 1024 * 1024
+
+/** Writes `message` to an agent; an agent that left more than MAX_UNREAD_CONTROL_BYTES unread has its control stream destroyed instead (its tunnel closes). */
 export function sendToAgent(stream: Duplex, message: ProxyMessageIn): boolean {
+  if (stream.writableLength > MAX_UNREAD_CONTROL_BYTES) {
+    stream.destroy(new ProtocolError('control message', undefined, `the agent left more than ${MAX_UNREAD_CONTROL_BYTES} bytes of its control stream unread`))
+    return false
+  }
   return writeMessage(stream, message)
 }
