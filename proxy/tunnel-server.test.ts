@@ -337,6 +337,19 @@ t.test('a node that reads none of its answers has its tunnel closed, not held in
   t.equal(tunnels.counts.closed.protocol_error, 1, 'closed as a protocol error')
 })
 
+t.test('label changes in a loop have the users judged again at most once a second, the last labels included', async (t) => {
+  const { tunnels, port } = await tunnelServer(t)
+  const judged: string[] = []
+  tunnels.on('labels', (tunnel: Tunnel) => judged.push(tunnel.labels.k ?? ''))
+  const identity = nodeIdentity()
+  const agent = await openAgent(t, port, identity)
+  await until('the hello', () => tunnels.find(identity.hostId) !== undefined, { timeoutMs: 10_000, everyMs: 10 })
+  for (let i = 0; i < 200; i++) agent.sendLabels({ k: String(i) })
+  await until('the last labels to be read', () => tunnels.find(identity.hostId)?.labels.k === '199', { timeoutMs: 10_000, everyMs: 10 })
+  await until('the last labels to be judged', () => judged.at(-1) === '199', { timeoutMs: 5_000, everyMs: 20 })
+  t.ok(judged.length <= 3, `judged ${judged.length} times for 200 changes`)
+})
+
 t.test("the auth server's Retry-After reaches the node with the failed batch, which it keeps", async (t) => {
   const { tunnels, port } = await tunnelServer(t)
   // The auth server's answer to a node over its event budget (auth/api/errors.ts: 429 with Retry-After).

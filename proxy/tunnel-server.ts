@@ -53,6 +53,9 @@ export interface Tunnel {
   relaying?: number
   /** When refused labels of this tunnel were last logged. */
   labelsRefusedLoggedAt?: number
+  /** When its label changes last had the user connections judged again, and the timer of the next time, if one is due. */
+  labelsJudgedAt?: number
+  labelsTimer?: NodeJS.Timeout
   /** Its hello said the agent takes `labels` messages: agents from before them close the tunnel on one. */
   takesAssignedLabels?: boolean
   /** The statement of the node's assigned labels last sent to it. */
@@ -75,6 +78,8 @@ export interface TunnelCounts {
 export type CAAnnouncement = Omit<ProxyMessageOf<'ca'>, 'type'>
 
 const HELLO_TIMEOUT_MS = 15_000
+/** A tunnel's label changes have the user connections judged again at most this often (labelsChanged). */
+export const LABELS_JUDGED_EVERY_MS = 1000
 /**
  * Tunnels of one host not registered yet (no hello): an agent has at most one dial here in
  * flight; more would be a modified agent holding connections (each a TLS session and its
@@ -393,13 +398,35 @@ export class TunnelServer extends EventEmitter {
       // A refusal after good labels is news again.
       tunnel.labelsRefusedLoggedAt = undefined
       // Users connected through it are judged again by the new ones (user-gateway.ts).
-      if (changed && this.tunnels.get(tunnel.hostId) === tunnel) this.emit('labels', tunnel)
+      if (changed) this.labelsChanged(tunnel)
       return
     }
     const now = (this.options.clock ?? Date.now)()
     if (tunnel.labelsRefusedLoggedAt !== undefined && now - tunnel.labelsRefusedLoggedAt < LABELS_REFUSED_LOG_MS) return
     tunnel.labelsRefusedLoggedAt = now
     this.options.log.warn(`labels from ${tunnel.nodename} ignored`, { host_id: tunnel.hostId, labels_refused: labels.refused })
+  }
+
+  /**
+   * Emits 'labels' for `tunnel` at once, or, within LABELS_JUDGED_EVERY_MS of the last time,
+   * once at the end of that time with the labels it has then: each emission has every open
+   * user connection judged again, and a node changing its labels in a loop must not keep the
+   * proxy doing nothing else.
+   */
+  private labelsChanged(tunnel: Tunnel): void {
+    if (tunnel.labelsTimer) return
+    const emit = () => {
+      tunnel.labelsTimer = undefined
+      tunnel.labelsJudgedAt = Date.now()
+      if (this.tunnels.get(tunnel.hostId) === tunnel) this.emit('labels', tunnel)
+    }
+    const wait = (tunnel.labelsJudgedAt ?? Number.NEGATIVE_INFINITY) + LABELS_JUDGED_EVERY_MS - Date.now()
+    if (wait <= 0) {
+      emit()
+      return
+    }
+    tunnel.labelsTimer = setTimeout(emit, wait)
+    tunnel.labelsTimer.unref()
   }
 
   /** A tunnel refused before it was registered (also by the TLS router: the agent holds one here already). */
