@@ -268,21 +268,25 @@ t.test('a host holds at most 4 connections here that have not said hello: past t
   t.equal(tunnels.counts.declined.no_hello, 2)
 })
 
-t.test('a tunnel has at most 4 audit batches with the auth server at once: the rest wait, unread', async (t) => {
-  const { tunnels, port } = await tunnelServer(t)
+/** Counts the audit batches `tunnels` relays, and the most with the auth server at once, which answers each a little later. */
+function countRelays(tunnels: TunnelServer): { relayed: number; most: number } {
+  const counts = { relayed: 0, most: 0 }
   let inFlight = 0
-  let most = 0
-  let relayed = 0
   tunnels.on('audit', (_tunnel, _message, done: () => void) => {
     inFlight++
-    relayed++
-    most = Math.max(most, inFlight)
-    // The auth server answers a little later.
+    counts.relayed++
+    counts.most = Math.max(counts.most, inFlight)
     setTimeout(() => {
       inFlight--
       done()
     }, 20)
   })
+  return counts
+}
+
+t.test('a tunnel has at most 4 audit batches with the auth server at once: the rest wait, unread', async (t) => {
+  const { tunnels, port } = await tunnelServer(t)
+  const counts = countRelays(tunnels)
   const identity = nodeIdentity()
   const agent = await openAgent(t, port, identity)
   await until('the hello', () => tunnels.find(identity.hostId) !== undefined, { timeoutMs: 10_000, everyMs: 10 })
@@ -291,31 +295,20 @@ t.test('a tunnel has at most 4 audit batches with the auth server at once: the r
   // Labels sent after the flood are read after every batch of it, on the same stream.
   agent.sendLabels({ after: 'flood' })
   await until('the flood to be read', () => tunnels.find(identity.hostId)?.labels.after === 'flood', { timeoutMs: 10_000, everyMs: 10 })
-  t.equal(relayed, 10, 'every batch was relayed')
-  t.equal(most, 4, 'never more than 4 at once')
+  t.equal(counts.relayed, 10, 'every batch was relayed')
+  t.equal(counts.most, 4, 'never more than 4 at once')
 })
 
 t.test('batches sent in one write wait their turn too: at most 4 with the auth server at once', async (t) => {
   const { tunnels, port } = await tunnelServer(t)
-  let inFlight = 0
-  let most = 0
-  let relayed = 0
-  tunnels.on('audit', (_tunnel, _message, done: () => void) => {
-    inFlight++
-    relayed++
-    most = Math.max(most, inFlight)
-    setTimeout(() => {
-      inFlight--
-      done()
-    }, 20)
-  })
+  const counts = countRelays(tunnels)
   const identity = nodeIdentity()
   const agent = await openAgent(t, port, identity)
   await until('the hello', () => tunnels.find(identity.hostId) !== undefined, { timeoutMs: 10_000, everyMs: 10 })
   const lines = Array.from({ length: 40 }, (_, i) => `${JSON.stringify({ type: 'audit', batch: `one-write-${i}`, events: [] })}\n`).join('')
   ;(agent as unknown as { control: Duplex }).control.write(lines)
-  await until('every batch to be relayed', () => relayed === 40, { timeoutMs: 10_000, everyMs: 10 })
-  t.equal(most, 4, 'never more than 4 at once')
+  await until('every batch to be relayed', () => counts.relayed === 40, { timeoutMs: 10_000, everyMs: 10 })
+  t.equal(counts.most, 4, 'never more than 4 at once')
 })
 
 t.test('a node that reads none of its answers has its tunnel closed, not held in memory', async (t) => {

@@ -7,6 +7,18 @@ import { type FileOperation, fileOperationLine, fileOperationSink, parseFileOper
 
 const HOME = '/home/pi'
 
+/** A sink for `HOME`, with what it reported and passed on, and a write that resolves once it took the data. */
+function sinkOf(): { ops: FileOperation[]; other: string[]; write: (data: string | Buffer) => Promise<void> } {
+  const ops: FileOperation[] = []
+  const other: string[] = []
+  const sink = fileOperationSink(
+    HOME,
+    (op) => ops.push(op),
+    (line) => other.push(line),
+  )
+  return { ops, other, write: (data) => new Promise<void>((resolve) => sink.write(data, () => resolve())) }
+}
+
 t.test("OpenSSH's log lines, relative paths from the login's home", async (t) => {
   const lines: [string, FileOperation[]][] = [
     ['open "/tmp/b.txt" flags WRITE,CREATE,TRUNCATE mode 0644\r', [{ operation: 'open', path: '/tmp/b.txt' }]],
@@ -46,14 +58,7 @@ t.test("Warren's JSON lines read back; a line that is not one reports nothing", 
 })
 
 t.test('the sink joins lines split across writes, UTF-8 too, and drops an overlong line', async (t) => {
-  const ops: FileOperation[] = []
-  const other: string[] = []
-  const sink = fileOperationSink(
-    HOME,
-    (op) => ops.push(op),
-    (line) => other.push(line),
-  )
-  const write = (data: string | Buffer) => new Promise<void>((resolve) => sink.write(data, () => resolve()))
+  const { ops, other, write } = sinkOf()
   const line = Buffer.from('remove name "é.txt"\n')
   await write(line.subarray(0, 14)) // cuts é in two
   await write(line.subarray(14))
@@ -87,14 +92,7 @@ t.test('paths that hold the separator or quotes split as a greedy pattern splits
 })
 
 t.test('a line longer than the limit is dropped when it arrives whole in one write', async (t) => {
-  const ops: FileOperation[] = []
-  const other: string[] = []
-  const sink = fileOperationSink(
-    HOME,
-    (op) => ops.push(op),
-    (line) => other.push(line),
-  )
-  const write = (data: string) => new Promise<void>((resolve) => sink.write(data, () => resolve()))
+  const { ops, other, write } = sinkOf()
   await write(`rename old "${'" new "'.repeat(4_000)}\nrmdir name "x"\n`)
   t.same(ops, [{ operation: 'rmdir', path: '/home/pi/x' }], 'only the line within the limit is reported')
   t.same(other, [], 'the overlong line is not passed on')
