@@ -6,9 +6,13 @@
 // identity keeps working, and --help never acts.
 
 import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto'
+import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
+import { createServer as createHttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
+import { type AdminIdentityFile, adminIdentityPath } from '../auth/admin-identity.ts'
 import { ADMIN_PROOF_HEADER, signAdminRequest } from '../shared/admin-request-proof.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
@@ -189,6 +193,37 @@ t.test("a proxy's stolen keys and an editor's certificate, which passes the prox
   const genuine = await warrenctl(laptop, ['tokens', 'add', '--type=node'])
   t.equal(genuine.code, 0, genuine.stderr)
   t.equal(await tokenCount(), before + 1)
+})
+
+t.test("a proxy's stolen keys that rewrite the status answer cannot make warrenctl print a CA pin of theirs", async (t) => {
+  // Where the proxy stands, with its stolen certificate: it carries the editor's requests on
+  // with an authority of its own (here the admin identity) and makes up the status answer.
+  const forged = `sha256:${'ab'.repeat(32)}`
+  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+  const admin = JSON.parse(readFileSync(adminIdentityPath(auth.dataDir), 'utf8')) as AdminIdentityFile
+  const upstream = new ApiClient({ server: auth.address, caPems: admin.host_ca_certs, certPem: admin.cert, keyPem: admin.key, authServer: true })
+  t.teardown(() => upstream.close())
+  const relay = createHttpsServer({ cert: stolen.tlsCertPem, key: stolen.tlsKeyPem }, async (req, res) => {
+    const chunks: Buffer[] = []
+    for await (const chunk of req) chunks.push(chunk as Buffer)
+    const body = chunks.length > 0 ? JSON.parse(Buffer.concat(chunks).toString()) : undefined
+    const path = req.url!.replace(/^\/web\/api/, '')
+    const answer = await upstream.request<Record<string, unknown>>(req.method as 'GET' | 'POST', path, body)
+    const made = path === '/v1/status' ? { ...answer, host_ca: { ...(answer.host_ca as object), pins: [forged] } } : answer
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(made))
+  })
+  relay.listen(0, '127.0.0.1')
+  await once(relay, 'listening')
+  t.teardown(() => relay.close())
+  const address = `127.0.0.1:${(relay.address() as AddressInfo).port}`
+  const added = await warrenctl(laptop, ['tokens', 'add', '--type=node', `--proxy=${address}`])
+  t.equal(added.code, 0, added.stderr)
+  t.match(added.stdout, `--ca-pin=${pin} `, 'the join command pins the CA this login trusts')
+  t.notMatch(added.stdout, forged, 'and not the one the proxy wrote')
+  const invited = await warrenctl(laptop, ['users', 'add', 'mallory-target', '--logins=pi', `--proxy=${address}`])
+  t.equal(invited.code, 0, invited.stderr)
+  t.match(invited.stdout, `should read ${pin}`, 'so does the invitation')
+  t.notMatch(invited.stdout, forged)
 })
 
 t.test('an editor removed is refused at once', async (t) => {

@@ -7,6 +7,7 @@ import { DEFAULTS } from '../../shared/config.ts'
 import { describeTtl, formatExpiry, shortDuration } from '../../shared/duration.ts'
 import { UsageError, WarrenError } from '../../shared/errors.ts'
 import { parseLabels } from '../../shared/labels.ts'
+import { caPin } from '../../shared/pin.ts'
 import { type ClusterStatus, type ListedToken, MAX_TOKEN_TTL_MS } from '../../shared/protocol/admin.ts'
 import { formatLabels, matchesSelectors, parseSelectors } from '../../shared/selectors.ts'
 import { defineFlags } from '../flags.ts'
@@ -74,6 +75,15 @@ export function clusterAddress(admin: AdminConnection, status: ClusterStatus): s
   return status.proxy_addrs[0] ?? status.public_addrs[0] ?? admin.client.server
 }
 
+/**
+ * The pins of the host CAs this connection trusts, for the commands it prints: never those of
+ * the status answer, which a proxy relays for an editor's warrenctl and could have made up, so
+ * that join commands and invitations would pin a CA of its own.
+ */
+export function trustedPins(admin: AdminConnection): string[] {
+  return [...new Set(admin.hostCAs.map((pem) => caPin(pem)))]
+}
+
 async function addToken(admin: AdminConnection, request: TokenRequest): Promise<void> {
   const created = await admin.client.call('POST /v1/tokens', {
     body: { roles: request.roles.join(','), ttl_ms: request.ttlMs, single_use: request.singleUse, token: request.token, nodename: request.nodename, labels: request.labels },
@@ -99,7 +109,7 @@ async function addToken(admin: AdminConnection, request: TokenRequest): Promise<
   out('> warren start \\')
   out(`   --roles=${created.roles.join(',')} \\`)
   out('   --token=- \\')
-  for (const pin of status.host_ca.pins) out(`   --ca-pin=${pin} \\`)
+  for (const pin of trustedPins(admin)) out(`   --ca-pin=${pin} \\`)
   out(`   --auth-server=${authServer} <<'EOF'`)
   out(created.token)
   out('EOF')

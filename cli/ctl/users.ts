@@ -8,7 +8,7 @@ import { DEFAULT_SIGNUP_TTL_MS, type UserInvited } from '../../shared/protocol/a
 import { formatTable } from '../table.ts'
 import type { AdminConnection } from './admin-client.ts'
 import { ctlCommand, out } from './ctl-command.ts'
-import { clusterAddress } from './tokens.ts'
+import { clusterAddress, trustedPins } from './tokens.ts'
 
 const TTL_FLAG = { type: 'duration', default: DEFAULT_SIGNUP_TTL_MS, description: 'how long the sign-up token lives' } as const
 
@@ -24,7 +24,7 @@ async function printInvitation(admin: AdminConnection, invited: UserInvited, ttl
   out('')
   out(`warren login --proxy=${clusterAddress(admin, status)} --invite=${invited.signup_token}`)
   out('')
-  out(`On first contact warren login shows the cluster's CA pin, which should read ${status.host_ca.pins.join(' or ')}`)
+  out(`On first contact warren login shows the cluster's CA pin, which should read ${trustedPins(admin).join(' or ')}`)
 }
 
 export const usersAdd = ctlCommand({
