@@ -63,6 +63,10 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
         ?.map(caPin) ?? [],
     )
     if (known.length > 0) return { cluster: ca.cluster_name, caPems: known }
+    // As OpenSSH does when a host's key changed: no question whose yes would replace what was trusted.
+    throw new WarrenError(
+      `cluster "${ca.cluster_name}" at ${server} presents a CA with pin ${presented.join(', ')}, which is not the CA trusted at the last login to it (${before}). The address may be hijacked, or the cluster's CA was rotated since: check the pin with the cluster's admin ("warrenctl status") and pass it with --ca-pin`,
+    )
   }
   if (certs.length > 1) {
     // A proxy's keys can list a CA of their own beside the real one: a yes to two pins would trust both.
@@ -197,9 +201,9 @@ export function loginStatusText(now = Date.now()): string {
     .map(({ dir, profile }) =>
       [
         `> Cluster:  ${profile.cluster_name}`,
-        `  User:     ${profile.user}`,
-        `  Roles:    ${profile.roles?.join(', ')}`,
-        `  Logins:   ${profile.logins.join(', ')}`,
+        `  User:     ${printable(profile.user)}`,
+        `  Roles:    ${printable(profile.roles?.join(', ') ?? '')}`,
+        `  Logins:   ${printable(profile.logins.join(', '))}`,
         `  Proxy:    ${profile.proxies[0] ?? '-'}`,
         `  Valid:    until ${formatExpiry(profile.valid_before, now)}${profile.valid_before <= now ? ' EXPIRED' : ''}`,
         `  Files:    ${dir}`,

@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process'
 import { createPrivateKey } from 'node:crypto'
 import { once } from 'node:events'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import ssh2 from 'ssh2'
@@ -290,4 +290,30 @@ t.test('a first login without --ca-pin is not offered while the cluster presents
   t.equal(asked, 1, 'with two CAs no pin is offered to trust')
   t.not(during.code, 0)
   t.same(readdirSync(twoCAs), [], 'and nothing is written')
+})
+
+t.test('a cluster already logged in to that presents another CA is refused, not offered to trust', { timeout: 120_000 }, async (t) => {
+  // Another cluster of the same name, as an attacker at the proxy's address would present.
+  const impostor = await new AuthProcess().start()
+  t.teardown(() => impostor.stop())
+  const impostorProxy = await new ProxyProcess({ auth: impostor, token: await impostor.token(['tokens', 'add', '--type=proxy']), pin: await impostor.pin() }).start()
+  t.teardown(() => impostorProxy.stop())
+  // A home whose earlier login trusted the genuine cluster's CA.
+  const anonymous = new ApiClient({ server: proxy.web })
+  const genuine = await anonymous.call('GET /v1/ca').finally(() => anonymous.close())
+  const home = tempDir('warren-home-')
+  const earlier = join(home, 'test-cluster')
+  mkdirSync(earlier, { mode: 0o700 })
+  const trustedBefore = genuine.host_ca_certs.join('')
+  writeFileSync(join(earlier, 'host_ca.pem'), trustedBefore, { mode: 0o600 })
+  let asked = 0
+  const answerYes = () => {
+    asked++
+    return 'yes'
+  }
+  const argv = [process.execPath, join(ROOT, 'cli/warren.ts'), 'login', `--proxy=${impostorProxy.web}`, '--user=alice']
+  const refused = await atTerminal(argv, { WARREN_HOME: home }, [[/Trust it \(yes\/no\)\? \S*$/, answerYes]])
+  t.equal(asked, 0, 'no question whose yes would replace the CA trusted before')
+  t.not(refused.code, 0, 'the login fails')
+  t.equal(readFileSync(join(earlier, 'host_ca.pem'), 'utf8'), trustedBefore, 'and the trusted CA is as it was')
 })
