@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream'
 import { joinHostPort, splitHostPort } from '../shared/address.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
+import { printable } from '../shared/printable.ts'
 import { splice } from '../shared/splice.ts'
 
 /** Like `ssh -L`, a listener without a host is on the loopback only. */
@@ -52,7 +53,7 @@ export async function listenAndDial(address: { host: string; port: number }, dia
         splice(client, stream)
       },
       (error: Error) => {
-        process.stderr.write(`connection from ${from} closed: ${error.message}\n`)
+        process.stderr.write(`connection from ${from} closed: ${printable(error.message)}\n`)
         client.destroy()
       },
     )

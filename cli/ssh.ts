@@ -15,6 +15,7 @@ import { DEFAULTS } from '../shared/config.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { type PortProof, signPortRequest } from '../shared/port-request-proof.ts'
+import { printable } from '../shared/printable.ts'
 import { type DialReply, parseDialReply, type UserDialIn } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
@@ -141,7 +142,7 @@ export const proxySshCommand = defineCommand({
       refreshHostKeys(dir, flags.proxy, node).catch((error: Error) => {
         // No key then, rather than one the cluster no longer vouches for: OpenSSH refuses the node.
         forgetHostKeys(dir, node)
-        process.stderr.write(`warren: cannot refresh the host keys of "${node}", so none is known for it: ${error.message}\n`)
+        process.stderr.write(`warren: cannot refresh the host keys of "${node}", so none is known for it: ${printable(error.message)}\n`)
       }),
     ])
     return flags.fdpass ? handOver(socket) : pipeStdio(socket as TLSSocket)

@@ -52,3 +52,25 @@ t.test("a caller of the auth server itself refuses a proxy's certificate at its 
   await t.rejects(call(proxy, true), /not an auth server certificate/, 'a proxy is not')
   t.same(await call(proxy, false), { ok: true }, 'a caller of any cluster server takes a proxy')
 })
+
+t.test('an answer longer than the limit fails the call instead of filling memory', async (t) => {
+  const { certPem, keyPem } = loopbackCert(testCA('API test CA', 'Warren tests'), { CN: 'localhost' }, ['serverAuth'])
+  const server = createServer({ key: keyPem, cert: certPem }, (_req, res) => {
+    // A server that sends without end.
+    res.writeHead(200, { 'content-type': 'application/json' })
+    const chunk = Buffer.alloc(64 * 1024, 0x20)
+    const send = () => {
+      while (!res.destroyed && res.write(chunk));
+      if (!res.destroyed) res.once('drain', send)
+    }
+    send()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+  const client = new ApiClient({ server: `127.0.0.1:${(server.address() as { port: number }).port}`, maxAnswerBytes: 1024 * 1024 })
+  t.teardown(() => client.close())
+  await t.rejects(client.call('GET /v1/health'), { message: /the answer is longer than 1048576 bytes/ })
+})

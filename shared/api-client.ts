@@ -15,6 +15,13 @@ import { CLUSTER_SERVER_NAME } from './protocol/tunnel.ts'
 
 const SERVER_ROLES = ['auth', 'proxy']
 
+/**
+ * The longest answer taken (256 MiB): far above any the API gives (an export of the largest
+ * recording, a day of a large fleet's audit events), while a server that sends without end (a
+ * man in the middle before the CA is pinned, a stolen proxy's keys) cannot fill the caller's memory.
+ */
+export const MAX_ANSWER_BYTES = 256 * 1024 * 1024
+
 export interface ClientOptions {
   /** host:port of the server. */
   server: string
@@ -32,6 +39,8 @@ export interface ClientOptions {
   authServer?: boolean
   /** Headers each request carries that depend on it (a signature of it): from its method, path with query, and body. */
   headersFor?: (method: string, path: string, body: unknown) => Record<string, string>
+  /** The longest answer taken; default MAX_ANSWER_BYTES. */
+  maxAnswerBytes?: number
 }
 
 /** Accepts the server when its (already CA-verified) certificate carries a server role (`auth` when `authOnly`). */
@@ -57,11 +66,13 @@ export class ApiClient {
   private readonly agent: Agent
   private readonly timeoutMs: number
   private readonly headersFor?: ClientOptions['headersFor']
+  private readonly maxAnswerBytes: number
 
   constructor(options: ClientOptions) {
     this.server = options.server
     this.timeoutMs = options.timeoutMs ?? 15_000
     this.headersFor = options.headersFor
+    this.maxAnswerBytes = options.maxAnswerBytes ?? MAX_ANSWER_BYTES
     // Every call asks for the cluster's own server name, so a proxy with a public (ACME)
     // certificate answers with its host-CA one.
     const tls =
@@ -111,7 +122,12 @@ export class ApiClient {
       response = await new Promise((resolve, reject) => {
         const req = request(`https://${this.server}${path}`, { method, agent: this.agent, headers }, (res) => {
           const chunks: Buffer[] = []
-          res.on('data', (chunk: Buffer) => chunks.push(chunk))
+          let received = 0
+          res.on('data', (chunk: Buffer) => {
+            received += chunk.length
+            if (received > this.maxAnswerBytes) req.destroy(new Error(`the answer is longer than ${this.maxAnswerBytes} bytes`))
+            else chunks.push(chunk)
+          })
           res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), retryAfter: res.headers['retry-after'] }))
           res.on('error', reject)
         })

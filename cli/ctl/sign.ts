@@ -4,6 +4,7 @@
 import { join, resolve } from 'node:path'
 import { formatUtc } from '../../shared/duration.ts'
 import { UsageError } from '../../shared/errors.ts'
+import { printable } from '../../shared/printable.ts'
 import { checkedUserCerts } from '../checked-user-certs.ts'
 import { generateUserKeys, publicKeyFields, writeUserCredentials } from '../credentials-files.ts'
 import { defaultProfileDir, PROFILE_FILES } from '../profile.ts'
@@ -35,10 +36,8 @@ export async function signUser(admin: AdminConnection, flags: SignFlags): Promis
   writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: flags.format === 'openssh', fdpass: flags.fdpass })
   // Printed once every file is written: a reader that stops early (| head -1) loses nothing.
   const out = (text: string) => process.stdout.write(text + '\n')
-  out(`Certificates for ${user} (logins ${signed.logins.join(',')}) valid until ${formatUtc(signed.valid_before)} written to ${dir}`)
-  out(
-    flags.format === 'openssh'
-      ? `Connect with: ssh -F ${join(dir, PROFILE_FILES.sshConfig)} ${signed.logins[0]}@NODE`
-      : `Connect with: warren ssh --identity=${dir} ${signed.logins[0]}@NODE`,
-  )
+  // The logins come in the answer (through a proxy for an editor): printed escaped.
+  const logins = signed.logins.map(printable)
+  out(`Certificates for ${user} (logins ${logins.join(',')}) valid until ${formatUtc(signed.valid_before)} written to ${dir}`)
+  out(flags.format === 'openssh' ? `Connect with: ssh -F ${join(dir, PROFILE_FILES.sshConfig)} ${logins[0]}@NODE` : `Connect with: warren ssh --identity=${dir} ${logins[0]}@NODE`)
 }
