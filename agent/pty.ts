@@ -10,7 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs'
 import { Socket, type SocketConstructorOpts } from 'node:net'
 import { join } from 'node:path'
-import { DROP_PERL } from './login-groups.ts'
+import { DROP_PERL, type DropTo } from './login-groups.ts'
 
 /** Where perl is looked for: the PATH a session gets. */
 const PERL_DIRS = ['/usr/local/bin', '/usr/bin', '/bin']
@@ -87,8 +87,8 @@ export interface PtySpawnOptions {
   /** The login's: the pty is made as the login's, before the command opens it. */
   uid?: number
   gid?: number
-  /** The login's supplementary groups: perl then starts as root and takes the login's IDs and groups itself (agent/login-groups.ts). */
-  groups?: number[]
+  /** For a login with supplementary groups: perl starts as root and takes these IDs and groups itself (agent/login-groups.ts). */
+  drop?: DropTo
   rows: number
   cols: number
 }
@@ -125,16 +125,20 @@ export function spawnOnPty(file: string, args: string[], options: PtySpawnOption
   try {
     path = slavePath(masterFd)
     // With groups to set, perl takes the login's IDs itself once the terminal is its own.
-    const drop = options.groups && options.uid !== undefined && options.gid !== undefined ? `${options.uid}:${options.gid}:${options.groups.join(',')}` : undefined
-    child = spawn(options.perl, ['-e', HELPER, '--', drop ?? '-', path, String(options.rows), String(options.cols), file, options.argv0 ?? file, ...args], {
-      cwd: options.cwd,
-      env: { ...options.env, PERL_BADLANG: '0' },
-      uid: drop ? undefined : options.uid,
-      gid: drop ? undefined : options.gid,
-      // setsid(): the slave becomes this session's controlling terminal.
-      detached: true,
-      stdio: ['ignore', 'ignore', 'pipe', masterFd],
-    })
+    const { drop } = options
+    child = spawn(
+      options.perl,
+      ['-e', HELPER, '--', drop ? `${drop.uid}:${drop.gid}:${drop.groups.join(',')}` : '-', path, String(options.rows), String(options.cols), file, options.argv0 ?? file, ...args],
+      {
+        cwd: options.cwd,
+        env: { ...options.env, PERL_BADLANG: '0' },
+        uid: drop ? undefined : options.uid,
+        gid: drop ? undefined : options.gid,
+        // setsid(): the slave becomes this session's controlling terminal.
+        detached: true,
+        stdio: ['ignore', 'ignore', 'pipe', masterFd],
+      },
+    )
   } catch (err) {
     closeSync(masterFd)
     throw err

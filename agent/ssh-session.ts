@@ -365,7 +365,7 @@ function startOnPty(req: SessionRequest, pty: PseudoTtyInfo, options: SpawnBase)
     return { child, input: child.stdin!, output: child.stdout!, outputEnded, pty: { resizer } }
   }
   const [args, argv0] = req.command === undefined ? [[], `-${basename(account.shell)}`] : [['-c', req.command], account.shell]
-  const { child, master, onOutput, path } = spawnOnPty(account.shell, args, { ...options, perl: req.perl, argv0, rows: pty.rows, cols: pty.cols, groups: options.drop?.groups })
+  const { child, master, onOutput, path } = spawnOnPty(account.shell, args, { ...options, perl: req.perl, argv0, rows: pty.rows, cols: pty.cols })
   const outputEnded = new Promise<void>((resolve) => {
     master.once('close', () => resolve())
     // EIO: nothing holds the slave any more, the master's end of file.

@@ -89,7 +89,7 @@ export class ClusterAssignedKeys {
       const differing = peers.filter((peer) => !sameKeys(peer.keys, this.#own))
       const effective = [...new Set([...this.#own, ...peers.flatMap((peer) => peer.keys)])].sort()
       this.#lastCheck = Date.now()
-      this.#report(differing)
+      this.#report(differing, effective)
       this.#differing = differing
       if (!sameKeys(effective, this.#effective)) {
         this.#effective = effective
@@ -104,14 +104,13 @@ export class ClusterAssignedKeys {
   }
 
   /** A WARN when the set of differing peers changes to a non-empty one, an INFO once they all agree again. */
-  #report(differing: ServerKeys[]): void {
+  #report(differing: ServerKeys[], effective: string[]): void {
     const described = (peers: ServerKeys[]) => peers.map((peer) => `${peer.id} ${JSON.stringify(peer.keys)}`).sort()
     const before = described(this.#differing).join('\n')
     const now = described(differing).join('\n')
     if (before === now) return
     const { log } = this.#options
     if (differing.length > 0) {
-      const effective = [...new Set([...this.#own, ...differing.flatMap((peer) => peer.keys)])].sort()
       log.warn(
         `auth_service.assigned_label_keys ${JSON.stringify(this.#own)} differs from that of ${differing.length} live auth server(s) of this backend: ` +
           `every auth server keeps the keys any of them lists (${JSON.stringify(effective)}); make their configs agree`,

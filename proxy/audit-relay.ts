@@ -21,37 +21,28 @@ function retryAfterOf(error: unknown): { retry_after_s?: number } {
   return error instanceof ApiError && error.retryAfterS !== undefined ? { retry_after_s: error.retryAfterS } : {}
 }
 
-/** The SHA-256 (hex) of each tunnel's certificate key: the key its node signs with. */
-const tunnelKeys = new WeakMap<Tunnel, string>()
-
 /**
- * Whether the node behind `tunnel` signed `content` with its certificate's key. The auth
- * server charges a relayed batch that fails its check to the proxy that relayed it (so that a
- * proxy's keys cannot spend a node's budget with forgeries): a node's own bad signatures are
- * refused here, so that they cost this proxy nothing there. An unsigned one (a node of an
- * earlier version) goes on: the auth server refuses it without a check, charging no one.
+ * Whether the node behind `tunnel` signed `content` with its certificate's key; when not, the
+ * node is told its batch is refused for good. The auth server charges a relayed batch that
+ * fails its check to the proxy that relayed it (so that a proxy's keys cannot spend a node's
+ * budget with forgeries): a node's own bad signatures are refused here, so that they cost this
+ * proxy nothing there. An unsigned one (a node of an earlier version) goes on: the auth server
+ * refuses it without a check, charging no one.
  */
-function signedByTunnelNode(tunnel: Tunnel, content: SignedContent, signature: NodeSignature | undefined): boolean {
+function signedByTunnelNode(tunnel: Tunnel, batch: string, content: SignedContent, signature: NodeSignature | undefined): boolean {
   if (signature === undefined) return true
-  let key = tunnelKeys.get(tunnel)
-  if (key === undefined) {
-    key = createHash('sha256')
-      .update(tunnel.cert.publicKey.export({ type: 'spki', format: 'der' }))
-      .digest('hex')
-    tunnelKeys.set(tunnel, key)
-  }
-  return signingKeyOf(tunnel.hostId, content, signature) === key
+  const key = createHash('sha256')
+    .update(tunnel.cert.publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
+  if (signingKeyOf(tunnel.hostId, content, signature) === key) return true
+  if (tunnel.control) sendToAgent(tunnel.control, { type: 'audit_failed', batch, error: 'not signed with the key of the certificate this tunnel was opened with', refused: true })
+  return false
 }
-
-const NOT_SIGNED = 'not signed with the key of the certificate this tunnel was opened with'
 
 export async function relayAudit(auth: ApiClient, tunnel: Tunnel, message: AuditMessage): Promise<void> {
   let answer
   const events = message.events.map(flatEvent)
-  if (!signedByTunnelNode(tunnel, { kind: 'audit events', events }, message.signature)) {
-    if (tunnel.control) sendToAgent(tunnel.control, { type: 'audit_failed', batch: message.batch, error: NOT_SIGNED, refused: true })
-    return
-  }
+  if (!signedByTunnelNode(tunnel, message.batch, { kind: 'audit events', events }, message.signature)) return
   try {
     const { stored } = await auth.call('POST /v1/proxies/audit-events', { body: { host_id: tunnel.hostId, events, signature: message.signature } })
     answer = { type: 'audit_stored' as const, batch: message.batch, stored }
@@ -67,10 +58,7 @@ export type RecordingMessage = Extract<AgentMessage, { type: 'recording' }>
 /** A chunk of a tunnelled node's session recording, likewise with the host ID the tunnel proved. */
 export async function relayRecording(auth: ApiClient, tunnel: Tunnel, message: RecordingMessage): Promise<void> {
   let answer
-  if (!signedByTunnelNode(tunnel, { kind: 'recording chunk', chunk: message.chunk }, message.signature)) {
-    if (tunnel.control) sendToAgent(tunnel.control, { type: 'audit_failed', batch: message.batch, error: NOT_SIGNED, refused: true })
-    return
-  }
+  if (!signedByTunnelNode(tunnel, message.batch, { kind: 'recording chunk', chunk: message.chunk }, message.signature)) return
   try {
     const stored = await auth.call('POST /v1/proxies/recording-chunks', { body: { host_id: tunnel.hostId, ...message.chunk, signature: message.signature } })
     answer = { type: 'recording_stored' as const, batch: message.batch, ...stored }

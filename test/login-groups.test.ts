@@ -9,7 +9,7 @@ import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { join } from 'node:path'
 import t from 'tap'
 import { findPerl } from '../agent/pty.ts'
-import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { authAndProxy, openssh, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 
 const cannot =
   process.getuid?.() !== 0
@@ -42,11 +42,7 @@ writeFileSync(shared, 'for the group\n')
 chownSync(shared, 0, gid)
 chmodSync(shared, 0o640)
 
-const auth = await new AuthProcess().start()
-t.teardown(() => auth.stop())
-const pin = await auth.pin()
-const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
-t.teardown(() => proxy.stop())
+const { auth, pin, proxy } = await authAndProxy(t)
 const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=device'])
 t.teardown(() => node.stop())
 await waitForNode(auth, 'device')

@@ -10,15 +10,11 @@ import { join } from 'node:path'
 import { Duplex } from 'node:stream'
 import ssh2, { type ClientChannel } from 'ssh2'
 import t from 'tap'
-import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { authAndProxy, openssh, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 
 t.setTimeout(120_000)
 
-const auth = await new AuthProcess().start()
-t.teardown(() => auth.stop())
-const pin = await auth.pin()
-const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
-t.teardown(() => proxy.stop())
+const { auth, pin, proxy } = await authAndProxy(t)
 const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=target'])
 t.teardown(() => node.stop())
 await waitForNode(auth, 'target')
