@@ -24,6 +24,7 @@ import { webSessionsOf } from './api/web-sessions.ts'
 import { ClusterAssignedKeys } from './assigned-label-keys.ts'
 import { AssignedLabels } from './assigned-labels.ts'
 import { Audit, type AuditFields } from './audit.ts'
+import { AuthServers } from './auth-servers.ts'
 import { type Authority, loadAuthority, loadOrCreateAuthority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
 import { openBackend, type StorageTransport, storageTransport } from './backend/index.ts'
@@ -87,6 +88,7 @@ export class AuthServer {
   private refreshTimer?: NodeJS.Timeout
   private recordings?: RecordingStore
   private recordingsPurgeTimer?: NodeJS.Timeout
+  private authServers?: AuthServers
   private recordingDirCheck?: RecordingDirCheck
   private clusterAssignedKeys?: ClusterAssignedKeys
   private readonly callers: Callers
@@ -220,20 +222,6 @@ export class AuthServer {
       assignedOnlyKeys: auth.assignedLabelKeys,
     })
     await this.assignedLabels.start()
-    // Auth servers sharing a backend judge by the keys any of them keeps for assignments.
-    if (transport.type === 'etcd') {
-      this.clusterAssignedKeys = new ClusterAssignedKeys({
-        backend: this.backend,
-        own: auth.assignedLabelKeys,
-        address: () => (this.server?.listening ? this.address : ''),
-        onChange: (keys) => {
-          this.assignedLabels.assignedOnly = keys
-          this.log.info('the keys kept for assignments changed', { assigned_label_keys_effective: [...keys].sort() })
-        },
-        log: this.log,
-      })
-      await this.clusterAssignedKeys.start()
-    }
     this.locks = new Locks({ backend: this.backend, nodes: this.nodes, users: this.users })
     this.connectionLeases = new ConnectionLeases({ backend: this.backend })
     this.offlineSweep = new OfflineSweep({ backend: this.backend, nodeTtlMs: auth.nodeTtlMs, named: (hostId) => this.revocations.names(hostId), log: this.log })
@@ -302,6 +290,7 @@ export class AuthServer {
       log: this.log,
       answered: observer?.answered,
     })
+    if (transport.type === 'etcd') await this.watchOtherAuthServers()
     this.server.on('request', (req, res) => void router.handle(req, res))
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)
@@ -310,14 +299,39 @@ export class AuthServer {
     this.own.writeAdminIdentity()
     this.own.start()
     this.log.info(`auth server listening on ${this.address}`, { cluster: this.clusterName, pin: this.hostCA.pins[0] })
-    // Auth servers sharing a backend must share recording_dir: each looks for the others' markers in its own.
-    if (transport.type === 'etcd' && auth.recording !== 'off') {
-      this.recordingDirCheck = new RecordingDirCheck({ backend: this.backend, store: this.recordings!, address: () => this.address, log: this.log })
-      await this.recordingDirCheck.start()
-    }
     // CAs change with rotations, here or on another auth server sharing the backend.
     this.refreshTimer = setInterval(() => void this.refreshAuthorities(true).catch((error) => this.log.warn(`CA refresh failed: ${(error as Error).message}`)), 2000)
     this.refreshTimer.unref()
+  }
+
+  /**
+   * Auth servers sharing a backend look at each other (auth/auth-servers.ts): they judge by the
+   * keys any of them keeps for assignments, and must share recording_dir. The first look is
+   * made before the first request is served.
+   */
+  private async watchOtherAuthServers(): Promise<void> {
+    const auth = this.config.auth
+    const recording = auth.recording !== 'off'
+    this.authServers = new AuthServers({
+      backend: this.backend,
+      address: () => (this.server?.listening ? this.address : ''),
+      recordingDir: recording ? this.recordings!.dir : undefined,
+      assignedLabelKeys: auth.assignedLabelKeys,
+    })
+    this.clusterAssignedKeys = new ClusterAssignedKeys({
+      own: auth.assignedLabelKeys,
+      onChange: (keys) => {
+        this.assignedLabels.assignedOnly = keys
+        this.log.info('the keys kept for assignments changed', { assigned_label_keys_effective: [...keys].sort() })
+      },
+      log: this.log,
+    })
+    this.authServers.watch(this.clusterAssignedKeys)
+    if (recording) {
+      this.recordingDirCheck = new RecordingDirCheck({ servers: this.authServers, store: this.recordings!, log: this.log })
+      this.authServers.watch(this.recordingDirCheck)
+    }
+    await this.authServers.start()
   }
 
   /**
@@ -355,8 +369,7 @@ export class AuthServer {
     this.assignedLabels?.stop()
     this.offlineSweep?.stop()
     this.own?.stop()
-    await this.recordingDirCheck?.stop()
-    await this.clusterAssignedKeys?.stop()
+    await this.authServers?.stop()
     await this.audit?.stop()
     if (this.server) {
       this.gate?.close()

@@ -2,7 +2,7 @@
 // clear (auth_service.storage.insecure_plaintext) is seen: a real auth server on a real etcd,
 // reached as a peer across a network would be, through this machine's non-loopback address.
 // With etcd it also says whether the other auth servers share its recording_dir (alone here:
-// test/ha-recordings.test.ts has two); with SQLite, or recording off, nothing is checked.
+// test/ha-recordings.test.ts has two); with SQLite, or recording off, no folder is checked.
 
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -16,6 +16,7 @@ import { createLogger } from '../shared/log.ts'
 import type { RecordingDirStatus } from '../shared/status.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
 import { EtcdServer, etcdUnavailable, nonLoopbackAddress, relayTo, uniquePrefix } from '../test/helpers/etcd.ts'
+import { decode } from './backend/etcd.ts'
 import { AuthServer } from './server.ts'
 import { authStatus } from './status.ts'
 
@@ -87,7 +88,11 @@ t.test('on etcd', { skip: unavailable }, async (t) => {
     await started
     t.equal(authStatus(auth).recordings, undefined, 'no recordings section')
     t.same(readdirSync(join(dataDir, 'recordings')), [], 'no marker')
-    t.equal(await stored(`${prefix}/auth-servers/`), 0, 'nothing in etcd')
+    const records = Object.entries(await client.getAll().prefix(`${prefix}/auth-servers/`).buffers()).map(
+      ([key, value]) => JSON.parse(decode(value, key).value) as Record<string, unknown>,
+    )
+    t.equal(records.length, 1, 'its record in etcd, for the keys kept for assignments')
+    t.notOk('recording_dir' in records[0], 'with no recording_dir: its peers do not look for its marker')
   })
 
   t.test('not on loopback without TLS: refused, nothing written or started', async (t) => {
