@@ -16,6 +16,7 @@ import type { Backend } from '../auth/backend/backend.ts'
 import { MAX_SERVER_WAIT_MS, serverWaitMs } from '../shared/backoff.ts'
 import { ApiError } from '../shared/errors.ts'
 import { createLogger } from '../shared/log.ts'
+import { repoModule, underFileSizeLimit } from '../test/helpers/file-size-limit.ts'
 import { AuditQueue, type QueuedEvent } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
 
@@ -279,3 +280,26 @@ async function until(done: () => boolean): Promise<void> {
 async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
 }
+
+t.test('an event the disk takes only part of is refused whole, and the events after it are kept', async (t) => {
+  // Under a 1 KiB file size limit: the second event's line crosses it; the third fits again.
+  const { accepted, kept } = underFileSizeLimit<{ accepted: string[]; kept: string[] }>(
+    1,
+    `import { AuditQueue } from ${repoModule('agent/audit-queue.ts')}
+const event = (id, size) => ({ id, time: '2026-12-07T05:00:00.000Z', type: 'exec', command: 'x'.repeat(size) })
+const queue = new AuditQueue({ path: 'audit-queue.jsonl' })
+const accepted = []
+for (const [id, size] of [['e0', 500], ['e1', 500], ['e2', 100]]) {
+  try {
+    queue.add(event(id, size))
+    accepted.push(id)
+  } catch {}
+}
+queue.close()
+const kept = new AuditQueue({ path: 'audit-queue.jsonl' }).peek(10, 1 << 20).map((event) => event.id)
+process.stdout.write(JSON.stringify({ accepted, kept }))
+`,
+  )
+  t.same(accepted, ['e0', 'e2'], 'the event cut short is refused')
+  t.same(kept, accepted, 'after a restart: every event accepted, and nothing else')
+})

@@ -5,7 +5,7 @@
 // writes it again with only the waiting events (which also removes a line torn by a crash).
 // When the queue is full the oldest events are dropped first, and counted.
 
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { writeFileAtomic } from '../shared/files.ts'
 import type { FlatNodeEvent } from '../shared/protocol/audit.ts'
 
@@ -35,6 +35,8 @@ export class AuditQueue {
   #bytes = 0
   /** The journal, open for appending; undefined once closed. */
   #fd: number | undefined
+  /** The journal's length after its last whole line. */
+  #length = 0
   /** Events dropped to stay within bounds since the queue was opened. */
   dropped = 0
 
@@ -45,6 +47,7 @@ export class AuditQueue {
     if (existsSync(this.path)) this.#replay(readFileSync(this.path, 'utf8'))
     writeFileAtomic(this.path, [...this.#events.values()].map(({ event }) => journalLine({ add: event })).join(''))
     this.#fd = openSync(this.path, 'a', 0o600)
+    this.#length = fstatSync(this.#fd).size
   }
 
   get size(): number {
@@ -110,8 +113,20 @@ export class AuditQueue {
 
   #append(line: string): void {
     if (this.#fd === undefined) throw new Error(`the audit queue ${this.path} is closed`)
-    writeSync(this.#fd, line)
-    fsyncSync(this.#fd)
+    const bytes = Buffer.from(line)
+    try {
+      // Every byte or none: part of a line left by a full disk would join the next line written.
+      writeFileSync(this.#fd, bytes)
+      fsyncSync(this.#fd)
+    } catch (error) {
+      try {
+        ftruncateSync(this.#fd, this.#length)
+      } catch {
+        // The torn line stays; replay at the next start drops what does not parse.
+      }
+      throw error
+    }
+    this.#length += bytes.length
   }
 
   #forget(ids: string[]): void {

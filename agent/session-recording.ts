@@ -13,7 +13,7 @@
 // of `bench:copy`). What the session showed is in the kernel's hands before the agent waits
 // for anything else, so a crash of the agent loses none of it.
 
-import { close, closeSync, existsSync, fdatasync, fsync, mkdirSync, open, openSync, readdirSync, rename, renameSync, writeSync } from 'node:fs'
+import { close, closeSync, existsSync, fdatasync, fsync, mkdirSync, open, openSync, readdirSync, rename, renameSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
 import type { Logger } from '../shared/log.ts'
@@ -136,7 +136,8 @@ export class SessionRecording {
   #write(lines: string): void {
     if (this.#fd === undefined) return
     try {
-      writeSync(this.#fd, lines)
+      // Every byte, or a failure: a lone writeSync may take part of them and say so only in its count.
+      writeFileSync(this.#fd, lines)
     } catch (error) {
       // A full or failing disk: the session goes on unrecorded from here.
       this.#log.warn(`session recording not written: ${(error as Error).message}`, { session_id: this.#sessionId })

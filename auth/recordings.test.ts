@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { HttpError } from '../shared/api-router.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
+import { repoModule, underFileSizeLimit } from '../test/helpers/file-size-limit.ts'
 import { statusOf as answerTo } from './api/errors.ts'
 import { MAX_OPEN_RECORDINGS, RecordingStore } from './recordings.ts'
 
@@ -146,4 +147,26 @@ t.test('recordings older than the retention are removed, by the injected clock',
   )
   t.equal(existsSync(join(store.dir, `${idOf(1)}.cast`)), false, 'its cast is gone too')
   t.equal(await statusOf(() => store.read(idOf(2))), 404)
+})
+
+t.test('a chunk the disk takes only part of is refused, never answered as held', async (t) => {
+  // Under a 1 KiB file size limit: the node would forget a chunk answered as held.
+  const { answer, error, length } = underFileSizeLimit<{ answer: unknown; error: string | null; length: number }>(
+    1,
+    `import { statSync } from 'node:fs'
+import { RecordingStore } from ${repoModule('auth/recordings.ts')}
+const store = new RecordingStore('recordings')
+let answer = null
+let error = null
+try {
+  answer = await store.store({ sessionId: '${ID}', offset: 0, data: Buffer.alloc(3000, 'a'), end: false }, { hostId: 'host-pi', nodename: 'pi' }, async () => ({ user: 'carol', login: 'pi' }))
+} catch (e) {
+  error = e.code
+}
+process.stdout.write(JSON.stringify({ answer, error, length: statSync('recordings/${ID}.cast').size }))
+`,
+  )
+  t.equal(answer, null, 'no answer that the bytes are held')
+  t.equal(error, 'EFBIG')
+  t.ok(length < 3000, 'as the disk holds less')
 })

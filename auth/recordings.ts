@@ -172,7 +172,12 @@ export class RecordingStore {
         // written twice at one place change nothing.
         const file = await open(path, constants.O_WRONLY | constants.O_CREAT, 0o600)
         try {
-          await file.write(chunk.data, length - chunk.offset, end - length, length)
+          // Until every byte is taken: a write may take part of them and say so only in its count.
+          for (let at = length; at < end; ) {
+            const { bytesWritten } = await file.write(chunk.data, at - chunk.offset, end - at, at)
+            if (bytesWritten === 0) throw new Error(`nothing more of recording ${id} could be written`)
+            at += bytesWritten
+          }
           await file.sync()
         } finally {
           await file.close()

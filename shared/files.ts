@@ -2,7 +2,7 @@
 // rename, fsync the directory) so that a crash leaves either the old file or the new one.
 
 import { randomBytes } from 'node:crypto'
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 
 export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): void {
@@ -12,7 +12,9 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o60
   const fd = openSync(temp, 'wx', mode)
   try {
     try {
-      writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data)
+      // writeFileSync writes until every byte is taken: a lone writeSync may take part of them
+      // (a file size limit, a nearly full disk) and say so only in its count.
+      writeFileSync(fd, data)
       fsyncSync(fd)
     } finally {
       closeSync(fd)
