@@ -359,5 +359,6 @@ t.test('every /web answer carries the content security policy', async (t) => {
     t.notMatch(answer.headers['content-security-policy'], /script-src[^;]*unsafe-inline/)
     t.equal(answer.headers['x-frame-options'], 'DENY')
     t.equal(answer.headers['x-content-type-options'], 'nosniff')
+    t.equal(answer.headers['strict-transport-security'], 'max-age=31536000', 'HTTPS only, from now on')
   }
 })

@@ -218,6 +218,9 @@ t.test("a session cookie planted by a sibling domain is not the session the vict
       'content-type': 'text/html',
       'set-cookie': [
         `warren_session=${planted}; Domain=warren.test; Path=/web/api`,
+        // No __Host- cookie to the browser, which sends it first (the longer path), but the
+        // session cookie's name to a server that trims a no-break space off names.
+        `\u00a0__Host-warren_session=${planted}; Domain=warren.test; Path=/web/api`,
         `__Host-warren_session=${planted}; Path=/`,
         `__Host-warren_session=${planted}; Domain=warren.test; Path=/; Secure`,
       ],
@@ -241,6 +244,10 @@ t.test("a session cookie planted by a sibling domain is not the session the vict
   t.ok(
     (await context.cookies()).some((cookie) => cookie.value === planted),
     'the sibling planted its cookie',
+  )
+  t.ok(
+    (await context.cookies()).some((cookie) => cookie.name.endsWith('__Host-warren_session') && cookie.path === '/web/api'),
+    'the one whose name starts with a no-break space too (a __Host- cookie could have no Domain, and only Path=/)',
   )
 
   const base = `https://console.warren.test:${proxyA.web.slice(proxyA.web.lastIndexOf(':') + 1)}`

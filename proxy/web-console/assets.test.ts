@@ -66,6 +66,7 @@ t.test('the security headers are on every answer, the 404 too', async (t) => {
     t.equal(answer.headers['x-content-type-options'], 'nosniff', path)
     t.equal(answer.headers['referrer-policy'], 'no-referrer', path)
     t.equal(answer.headers['x-frame-options'], 'DENY', path)
+    t.equal(answer.headers['strict-transport-security'], 'max-age=31536000', path)
   }
 })
 

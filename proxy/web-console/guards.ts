@@ -24,16 +24,25 @@ export function clearedCookie(): string {
   return `${SESSION_COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0`
 }
 
-/** The session token the browser's cookie carries; 401 when there is none. */
+/**
+ * The session token the browser's cookie carries; 401 when there is none. The name must be the
+ * session cookie's exactly, with only spaces and tabs around it (RFC 6265): a cookie named
+ * `\u00a0__Host-warren_session` is no __Host- cookie to a browser, which takes it from a
+ * sibling domain or a plain-HTTP answer, yet String.prototype.trim() would make it ours.
+ */
 export function sessionToken(req: IncomingMessage): string {
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const eq = part.indexOf('=')
-    if (eq > 0 && part.slice(0, eq).trim() === SESSION_COOKIE) {
-      const value = part.slice(eq + 1).trim()
+    if (eq > 0 && trimSpaces(part.slice(0, eq)) === SESSION_COOKIE) {
+      const value = trimSpaces(part.slice(eq + 1))
       if (value !== '') return value
     }
   }
   throw new HttpError(401, 'not logged in')
+}
+
+function trimSpaces(text: string): string {
+  return text.replace(/^[ \t]+|[ \t]+$/g, '')
 }
 
 /**
