@@ -8,7 +8,9 @@
 //
 // A user lock may be limited to the certificates issued before an instant (`users reset`
 // makes one): those are refused until the last of them has expired, while the user logs in
-// and gets new certificates as usual.
+// and gets new certificates as usual. Or to logins with a password (failed logins make one,
+// auth/logins.ts): anyone may try a user's password, so what they set off must not end the
+// user's sessions or refuse the certificates the user holds.
 
 import { randomUUID } from 'node:crypto'
 import { isoTime } from '../shared/duration.ts'
@@ -21,8 +23,11 @@ import { UnknownUser, type UserDirectory } from './users.ts'
 export const LOCKS = '/locks/'
 const ROUTE = 'POST /v1/locks'
 
-/** A user (`issuedBefore`, epoch ms: only its certificates issued before then), or a node by host ID. */
-export type LockTarget = { user: string; issuedBefore?: number } | { node: string; hostId: string }
+/**
+ * A user (`issuedBefore`, epoch ms: only its certificates issued before then; `loginsOnly`:
+ * only its logins with a password), or a node by host ID.
+ */
+export type LockTarget = { user: string; issuedBefore?: number; loginsOnly?: true } | { node: string; hostId: string }
 
 export interface LockRecord {
   id: string
@@ -37,6 +42,8 @@ export interface LockRequest {
   user?: string
   /** With `user`: lock only the certificates issued before this (epoch ms). */
   issuedBefore?: number
+  /** With `user`: lock only its logins with a password. */
+  loginsOnly?: true
   node?: string
   ttlMs?: number
   message?: string
@@ -47,21 +54,34 @@ export function lockReason(lock: LockRecord): string {
   const target = lock.target
   const who = !('user' in target)
     ? `node "${target.node}" is`
-    : target.issuedBefore === undefined
-      ? `user "${target.user}" is`
-      : `the certificates of user "${target.user}" issued before ${isoTime(target.issuedBefore)} are`
+    : target.loginsOnly
+      ? `logins of user "${target.user}" are`
+      : target.issuedBefore === undefined
+        ? `user "${target.user}" is`
+        : `the certificates of user "${target.user}" issued before ${isoTime(target.issuedBefore)} are`
   return `${who} locked${lock.message ? `: ${lock.message}` : ''}`
 }
 
-/** `lock ls`'s Target column: `user:alice`, `user:alice (certificates issued before TIME)`, `node:pi-1 (HOST_ID)`. */
+/** `lock ls`'s Target column: `user:alice`, `user:alice (logins)`, `user:alice (certificates issued before TIME)`, `node:pi-1 (HOST_ID)`. */
 export function describeTarget(target: LockTarget): string {
   if (!('user' in target)) return `node:${target.node} (${target.hostId})`
+  if (target.loginsOnly) return `user:${target.user} (logins)`
   return target.issuedBefore === undefined ? `user:${target.user}` : `user:${target.user} (certificates issued before ${isoTime(target.issuedBefore)})`
 }
 
-/** Whether a lock refuses the user itself (its logins and new certificates), not only certificates issued before some time. */
+/** Whether a lock refuses the user itself (its logins, new certificates and the ones it holds), not only some certificates or its logins. */
 export function locksWholeUser(lock: LockRecord, user: string): boolean {
-  return 'user' in lock.target && lock.target.user === user && lock.target.issuedBefore === undefined
+  return 'user' in lock.target && lock.target.user === user && lock.target.issuedBefore === undefined && !lock.target.loginsOnly
+}
+
+/** Whether a lock refuses the user's logins with a password: a lock of the whole user, or of its logins. */
+export function locksLogins(lock: LockRecord, user: string): boolean {
+  return 'user' in lock.target && lock.target.user === user && (lock.target.loginsOnly === true || locksWholeUser(lock, user))
+}
+
+/** Whether a lock refuses the certificates of a user (all, or those issued before an instant): what proxies and nodes enforce. */
+export function locksCertificates(lock: LockRecord): boolean {
+  return !('user' in lock.target) || !lock.target.loginsOnly
 }
 
 /** No lock with that ID is in force (it may have expired). */
@@ -109,7 +129,11 @@ export class Locks {
     const put = (record: LockRecord) => ({ op: 'put' as const, key: LOCKS + record.id, value: JSON.stringify(record), ...(request.ttlMs ? { ttlMs: request.ttlMs } : {}) })
     if (request.user !== undefined) {
       if (!options.userRemoved && !(await this.context.users.get(request.user))) throw new UnknownUser(`no user "${request.user}": lock a user that "warrenctl users ls" lists`)
-      const target = { user: request.user, ...(request.issuedBefore === undefined ? {} : { issuedBefore: request.issuedBefore }) }
+      const target = {
+        user: request.user,
+        ...(request.issuedBefore === undefined ? {} : { issuedBefore: request.issuedBefore }),
+        ...(request.loginsOnly ? { loginsOnly: true as const } : {}),
+      }
       const record: LockRecord = { ...base, target }
       await this.context.backend.txn([], [put(record)])
       return record

@@ -33,7 +33,7 @@ function setup(t: Test) {
   const users = new UserDirectory(backend)
   const locks = new Locks({ backend, nodes: new NodeDirectory(backend, 30_000), users, clock })
   const lockMade = async () => {}
-  const logins = new Logins({ backend, tokens, users, locks, clusterName: () => 'test-cluster', lockMade, clock })
+  const logins = new Logins({ backend, tokens, users, locks, clusterName: () => 'test-cluster', clock })
   const invites = new Invites({ backend, tokens, users, locks, lockMade, clock })
   return { dir, backend, tokens, users, locks, logins, invites, now: () => now, advance: (ms: number) => (now += ms) }
 }
@@ -114,7 +114,7 @@ t.test('five failures in a row lock the user for 30 minutes', async (t) => {
   t.same(await s.locks.list(), [], 'a success starts the count again')
   await refused(t, s.logins.login('alice', PASSWORD, '000000'), LoginRefused)
   const [lock] = await s.locks.list()
-  t.same(lock.target, { user: 'alice' })
+  t.same(lock.target, { user: 'alice', loginsOnly: true }, 'its logins only: whoever tried the password cannot end her sessions')
   t.equal(lock.expires, s.now() + 30 * 60_000)
   t.equal(lock.message, '5 failed logins in a row: locked for 30 minutes')
   s.advance(TOTP.stepMs)
@@ -122,7 +122,7 @@ t.test('five failures in a row lock the user for 30 minutes', async (t) => {
     t,
     s.logins.login('alice', PASSWORD, totpCode(secret, s.now())),
     Locked,
-    'user "alice" is locked: 5 failed logins in a row: locked for 30 minutes',
+    'logins of user "alice" are locked: 5 failed logins in a row: locked for 30 minutes',
     'who knows the password and a code is told',
   )
   await refused(t, s.logins.login('alice', 'wrong password!', totpCode(secret, s.now())), LoginRefused, undefined, 'a guesser is not')
@@ -191,6 +191,6 @@ t.test('a sign-up survives a restart: the password and second factor are in the 
   const users = new UserDirectory(backend)
   const tokens = new TokenService(backend, [], s.now)
   const locks = new Locks({ backend, nodes: new NodeDirectory(backend, 30_000), users, clock: s.now })
-  const logins = new Logins({ backend, tokens, users, locks, clusterName: () => 'test-cluster', lockMade: async () => {}, clock: s.now })
+  const logins = new Logins({ backend, tokens, users, locks, clusterName: () => 'test-cluster', clock: s.now })
   t.equal((await logins.login('alice', PASSWORD, totpCode(secret, s.now()))).user.name, 'alice')
 })

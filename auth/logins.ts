@@ -1,13 +1,14 @@
 // People proving who they are: accepting an invitation (a sign-up token names the user; a
 // password and a first TOTP code enrol them, spending the token in the same transaction)
 // and logging in with password and code. A wrong user name, password or code is one
-// refusal, and scrypt runs whichever it was. Five failures in a row lock the user for
-// half an hour, with a lock `warrenctl lock ls` shows and `lock rm` lifts.
+// refusal, and scrypt runs whichever it was. Five failures in a row lock the user's logins
+// for half an hour, with a lock `warrenctl lock ls` shows and `lock rm` lifts; its sessions
+// and certificates carry on, since anyone may try its password.
 
 import { LOGIN_REFUSED } from '../shared/protocol/logins.ts'
 import type { Backend } from './backend/backend.ts'
 import { type CredentialRecord, readCredentials, unchanged, writeCredentials } from './credentials.ts'
-import { Locked, type Locks, lockReason, locksWholeUser } from './locks.ts'
+import { Locked, type Locks, lockReason, locksLogins } from './locks.ts'
 import { checkPassword, hashPassword, verifyPassword } from './passwords.ts'
 import { TOKEN_NOT_FOUND, TokenRefusal, type TokenService, type ValidToken } from './tokens.ts'
 import { generateTotpSecret, otpauthUri, verifyTotp } from './totp.ts'
@@ -35,8 +36,6 @@ export interface LoginsContext {
   users: UserDirectory
   locks: Locks
   clusterName: () => string
-  /** After a lock is made: so that proxies and this server refuse the user at once. */
-  lockMade: () => Promise<void>
   clock?: () => number
 }
 
@@ -129,8 +128,13 @@ export class Logins {
       const lockNow = failures >= LOCKOUT.failures
       if (!(await this.context.backend.txn([unchanged(user, stored)], [writeCredentials(user, { ...stored.record, failures: lockNow ? 0 : failures })]))) continue
       if (lockNow) {
-        await this.context.locks.add({ user, ttlMs: LOCKOUT.durationMs, message: `${LOCKOUT.failures} failed logins in a row: locked for ${LOCKOUT.durationMs / 60_000} minutes` })
-        await this.context.lockMade()
+        // Its logins only: whoever tried the password must not end the user's sessions.
+        await this.context.locks.add({
+          user,
+          loginsOnly: true,
+          ttlMs: LOCKOUT.durationMs,
+          message: `${LOCKOUT.failures} failed logins in a row: locked for ${LOCKOUT.durationMs / 60_000} minutes`,
+        })
       }
       return
     }
@@ -139,7 +143,7 @@ export class Logins {
   private async lockOf(user: string) {
     const now = this.clock()
     // A lock on the certificates from before a reset does not bar the logins that follow it.
-    return (await this.context.locks.list()).find((lock) => locksWholeUser(lock, user) && (lock.expires ?? Infinity) > now)
+    return (await this.context.locks.list()).find((lock) => locksLogins(lock, user) && (lock.expires ?? Infinity) > now)
   }
 
   /** The user a sign-up token invites; a token that is no sign-up token, spent or expired, is refused alike. */

@@ -14,7 +14,7 @@ import type { RevocationSnapshot } from '../shared/protocol/proxies.ts'
 import { RevocationList, type UserCertificate } from '../shared/revocation-list.ts'
 import type { Backend, Item, Operation } from './backend/backend.ts'
 import { HOST_CERT_TTL_MS } from './issuer.ts'
-import { LOCKS, type LockRecord, lockReason } from './locks.ts'
+import { LOCKS, type LockRecord, lockReason, locksCertificates } from './locks.ts'
 import type { NodeRecord } from './nodes.ts'
 import { USER_CERT_BACKDATE_MS } from './users.ts'
 
@@ -184,7 +184,8 @@ export class Revocations {
     this.removedKeys = new Map([...this.removals.values()].filter((record) => record.tlsKeySha256).map((record) => [record.tlsKeySha256!, record]))
     // Read once per change, not at every direct node's heartbeat: removal records last a year.
     this.removedProxies = [...this.removals.values()].filter((record) => record.roles.includes('proxy')).map((record) => record.hostId)
-    this.locks = locks.map((item) => JSON.parse(item.value) as LockRecord)
+    // A lock of a user's logins alone is the auth server's to enforce: certificates and sessions stand.
+    this.locks = locks.map((item) => JSON.parse(item.value) as LockRecord).filter(locksCertificates)
     this.list.replace({
       generation,
       hosts: [

@@ -29,7 +29,6 @@ export function loginsOf(context: AuthContext): Logins {
     users: context.users,
     locks: context.locks,
     clusterName: () => context.clusterName,
-    lockMade: async () => void (await context.revocations.refresh()),
   })
 }
 
