@@ -16,7 +16,7 @@ import type { AssignedLabelKeysStatus, RecordingDirStatus } from '../shared/stat
 import { TlsGate } from '../shared/tls-gate/gate.ts'
 import type { GateStats } from '../shared/tls-gate/stats.ts'
 import { AcmeRecords } from './acme-records.ts'
-import { admitter, checkSignedBody, spendAdminNonce } from './api/access.ts'
+import { admitter, checkSignedBody, editorNow, spendAdminNonce } from './api/access.ts'
 import type { AuthContext } from './api/context.ts'
 import { statusOf } from './api/errors.ts'
 import { AUTH_ROUTES } from './api/index.ts'
@@ -283,6 +283,7 @@ export class AuthServer {
         () => this.clusterName,
         this.log,
         (key) => spendAdminNonce(this.backend, key),
+        (user) => editorNow(context, user),
         (token) => webSessionsOf(context).use(token),
       ),
       checkBody: checkSignedBody,

@@ -226,6 +226,32 @@ t.test("a proxy's stolen keys that rewrite the status answer cannot make warrenc
   t.notMatch(invited.stdout, forged)
 })
 
+t.test('a role that no longer grants editor serves no admin request, whatever certificate the user holds', async (t) => {
+  const role = (admin: boolean) => `kind: role
+version: v1
+metadata:
+  name: night-shift
+spec:
+  allow:
+    admin: ${admin}
+`
+  const create = (admin: boolean) => run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: role(admin) })
+  t.equal((await create(true)).code, 0)
+  const desk = machine()
+  await invited('olga', 'access,night-shift', desk)
+  const granted = await warrenctl(desk, ['users', 'ls'])
+  t.equal(granted.code, 0, granted.stderr)
+  t.match(granted.stdout, /^olga\b/m, 'the role grants editor: she administers')
+
+  const replaced = await create(false)
+  t.equal(replaced.code, 0, replaced.stderr)
+  const before = await tokenCount()
+  const added = await warrenctl(desk, ['tokens', 'add', '--type=node'])
+  t.equal(added.code, 1, 'her certificate, issued while the role granted editor, no longer does')
+  t.match(added.stderr, /\(user "olga": its roles do not grant editor\)/)
+  t.equal(await tokenCount(), before, 'no token made')
+})
+
 t.test('an editor removed is refused at once', async (t) => {
   t.equal((await auth.ctl(['users', 'rm', 'eve'])).code, 0)
   await until('the removal to apply', async () => (await warrenctl(laptop, ['users', 'ls'])).code === 1, { timeoutMs: 20_000 })

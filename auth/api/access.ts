@@ -7,6 +7,8 @@
 // vouched route admits only the latter (what a proxy does on a user's behalf). A proxy
 // vouches for a user by the user's certificate, or by the user's web session, which is
 // judged again at every request (web-sessions.ts) and gives the access of the user's roles now.
+// On an admin route the roles now count for a certificate too: one issued while the user's
+// roles granted editor serves no admin request once they no longer do.
 
 import { createHash, X509Certificate } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
@@ -19,6 +21,7 @@ import { WEB_SESSION_HEADER } from '../../shared/protocol/web-sessions.ts'
 import type { Backend } from '../backend/backend.ts'
 import type { Callers, Judged, Peer } from '../callers.ts'
 import { type ActiveWebSession, WebSessionRefused } from '../web-sessions.ts'
+import type { AuthContext } from './context.ts'
 
 /** The web session of a token a proxy presents, as it stands now; rejects why there is none. */
 export type WebSessionJudge = (token: string) => Promise<ActiveWebSession>
@@ -29,7 +32,16 @@ export type WebSessionJudge = (token: string) => Promise<ActiveWebSession>
  */
 export type SpendNonce = (key: string) => Promise<boolean>
 
+/** Whether the user's roles grant editor now (the user may have lost it since its certificate). */
+export type EditorNow = (user: string) => Promise<boolean>
+
 const ADMIN_NONCES = '/admin-request-nonces/'
+
+/** EditorNow by the user's roles as the backend holds them: a user removed since is none. */
+export async function editorNow(context: Pick<AuthContext, 'users' | 'roles'>, name: string): Promise<boolean> {
+  const user = await context.users.get(name)
+  return user !== undefined && (await context.roles.accessOf(user)).access.admin
+}
 
 /** SpendNonce in the backend, so that every auth server sharing it refuses a request sent again. */
 export function spendAdminNonce(backend: Backend, key: string): Promise<boolean> {
@@ -43,6 +55,7 @@ export function admitter(
   clusterName: () => string,
   log: Logger,
   spendNonce: SpendNonce,
+  editorNow: EditorNow,
   webSession?: WebSessionJudge,
 ): (access: Access, req: IncomingMessage, route: ApiRoute) => Peer | null | Promise<Peer | null> {
   return (access, req, route) => {
@@ -65,7 +78,10 @@ export function admitter(
     if (access === 'admin') {
       if (peer?.kind === 'admin') return peer
       if (peer?.kind === 'user' && !peer.admin) return admittedUser(peer, req, route, clusterName(), log)
-      if (peer?.kind === 'user') return signedByUser(peer, req, route, clusterName(), log, spendNonce).then(() => admittedUser(peer, req, route, clusterName(), log))
+      if (peer?.kind === 'user')
+        return signedByUser(peer, req, route, clusterName(), log, spendNonce)
+          .then(() => editorNow(peer.subject.commonName))
+          .then((admin) => admittedUser({ ...peer, admin }, req, route, clusterName(), log))
       const why = judged.reason ?? socket.authorizationError
       throw new HttpError(403, `this endpoint needs a valid admin certificate of cluster "${clusterName()}"${why ? ` (${why})` : ''}`)
     }
