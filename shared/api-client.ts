@@ -21,6 +21,8 @@ const SERVER_ROLES = ['auth', 'proxy']
  * man in the middle before the CA is pinned, a stolen proxy's keys) cannot fill the caller's memory.
  */
 export const MAX_ANSWER_BYTES = 256 * 1024 * 1024
+/** Connections kept to one server at most (the agent's maxSockets); more calls at once queue. */
+export const MAX_SOCKETS_PER_SERVER = 64
 
 export interface ClientOptions {
   /** host:port of the server. */
@@ -86,8 +88,10 @@ export class ApiClient {
             servername: CLUSTER_SERVER_NAME,
           }
         : { rejectUnauthorized: false, servername: CLUSTER_SERVER_NAME }
-    // Connections are kept for the next call, and closed after 10 s unused.
-    this.agent = new Agent({ ...tls, keepAlive: true, timeout: 10_000 })
+    // Connections are kept for the next call, and closed after 10 s unused. At most 64 to a
+    // server: more calls at once wait their turn, within what the server takes from one
+    // address (maxOpenPerAddress, shared/tls-gate/config.ts).
+    this.agent = new Agent({ ...tls, keepAlive: true, timeout: 10_000, maxSockets: MAX_SOCKETS_PER_SERVER })
   }
 
   /**

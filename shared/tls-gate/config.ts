@@ -81,6 +81,19 @@ export interface GateConfig {
    * stops after its ClientHello hold a slot for two minutes.
    */
   handshakeTimeoutMs: number
+
+  /**
+   * Connections from one source address (an IPv6 /64) open at once on a server the gate
+   * guards (`guard`: the auth server's port, a direct node's), from the accept to the close,
+   * HTTP keep-alive included; beyond this a new one is closed at once. Without it one address
+   * holds as many connections, each with its TLS and HTTP state (about 60 KB), as it opens.
+   * The clients there are proxies, whose API client keeps at most 64 connections to a server
+   * (shared/api-client.ts), direct nodes and admins at the auth server, and a proxy's dials
+   * (one per user connection) at a direct node: 512 leaves room for several proxies or a site
+   * of devices behind one NAT. Not applied on the proxy's port, where a fleet behind one
+   * NAT holds a tunnel each (its multiplexer bounds what does not become one). 512.
+   */
+  maxOpenPerAddress: number
 }
 
 export const defaultGateConfig: Readonly<GateConfig> = Object.freeze({
@@ -95,6 +108,7 @@ export const defaultGateConfig: Readonly<GateConfig> = Object.freeze({
   maxQueuedPerAddress: 1024,
   handshakeQueueWaitMs: 5000,
   handshakeTimeoutMs: 10_000,
+  maxOpenPerAddress: 512,
 })
 
 /** The defaults with `partial` over them; throws a RangeError naming the first unusable setting. */

@@ -8,6 +8,7 @@ import { type AddressInfo, connect as netConnect, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
 import t, { type Test } from 'tap'
 import { selfSignedCertificate } from '../../test/helpers/self-signed-cert.ts'
+import { until } from '../../test/helpers/until.ts'
 import { createLogger } from '../log.ts'
 import { TlsGate, type TlsGateOptions } from './gate.ts'
 
@@ -94,6 +95,22 @@ t.test("a slot is held for the handshake only, not for the connection's life", a
   t.equal(await get(port, '127.0.0.5'), 'ok', 'a second one gets the only slot')
   t.equal(await get(port, '127.0.0.1', keepAlive), 'ok', 'and the first still works')
   t.equal(gate.stats.handshaking, 0)
+})
+
+t.test('one address keeps only so many connections open; its next is closed at once, and other addresses are served', async (t) => {
+  const { gate, port } = await guarded(t, { maxOpenPerAddress: 3 })
+  const held = new Agent({ keepAlive: true, maxSockets: 3 })
+  t.teardown(() => held.destroy())
+  t.same(await Promise.all([1, 2, 3].map(() => get(port, '127.0.0.1', held))), ['ok', 'ok', 'ok'], 'three connections, kept open')
+  t.equal(await get(port, '127.0.0.1'), 'ECONNRESET', 'a fourth from the same address is closed')
+  t.equal(gate.stats.openPerAddressClosed, 1, 'for its address having its most open')
+  t.equal(await get(port, '127.0.0.7'), 'ok', 'another address is served')
+  t.equal(await get(port, '127.0.0.1', held), 'ok', 'the three still work')
+  held.destroy()
+  await t.resolves(
+    until('the address to be served', () => get(port, '127.0.0.1').then((answer) => answer === 'ok'), { timeoutMs: 10_000 }),
+    'once they are closed, the address is served again',
+  )
 })
 
 t.test('guard refuses a server whose connections someone else handles too', async (t) => {

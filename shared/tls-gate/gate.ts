@@ -39,6 +39,8 @@ export class TlsGate {
   readonly #stopReporting: () => void
   /** Connections `guard` is reading, closed by close(). */
   readonly #reading = new Set<Socket>()
+  /** Connections open on the guarded server, by address group. */
+  readonly #openByGroup = new Map<string, number>()
 
   constructor(options: TlsGateOptions = {}) {
     const { log, now, ...config } = options
@@ -80,6 +82,7 @@ export class TlsGate {
         return
       }
       const group = addressGroup(peer)
+      if (!this.#admitOpen(socket, group)) return
       this.#reading.add(socket)
       this.#readHello(socket, group, (head, hello) => {
         this.#reading.delete(socket)
@@ -109,6 +112,23 @@ export class TlsGate {
    * the socket not flowing and none of our listeners on it; closes it if the hello is late,
    * invalid, or its group has too many waiting.
    */
+  /** Counts `socket` as open for `group` until it closes; false (and closed) when the group has its most. */
+  #admitOpen(socket: Socket, group: string): boolean {
+    const open = this.#openByGroup.get(group) ?? 0
+    if (open >= this.config.maxOpenPerAddress) {
+      this.stats.openPerAddressClosed++
+      socket.destroy()
+      return false
+    }
+    this.#openByGroup.set(group, open + 1)
+    socket.once('close', () => {
+      const left = (this.#openByGroup.get(group) ?? 1) - 1
+      if (left > 0) this.#openByGroup.set(group, left)
+      else this.#openByGroup.delete(group)
+    })
+    return true
+  }
+
   #readHello(socket: Socket, group: string, onHello: (head: Buffer, hello: ClientHelloInfo) => void): void {
     let head = Buffer.alloc(0)
     let settled = false

@@ -26,6 +26,8 @@ export class GateStats {
   queueWaitClosed = 0
   /** Handshakes started for clients resuming a session. */
   resumingStarted = 0
+  /** Closed at the accept because their address had too many connections open (`guard` only). */
+  openPerAddressClosed = 0
 
   toJSON(): Record<string, number> {
     return {
@@ -39,6 +41,7 @@ export class GateStats {
       handshake_queue_full_closed: this.queueFullClosed,
       handshake_queue_wait_closed: this.queueWaitClosed,
       resuming_started: this.resumingStarted,
+      open_per_address_closed: this.openPerAddressClosed,
     }
   }
 }
