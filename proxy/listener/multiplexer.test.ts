@@ -573,6 +573,19 @@ async function stalledHandshake(port: number): Promise<Socket> {
   return socket
 }
 
+t.test('a ClientHello split into a record per byte, sent a segment at a time, is refused once it has too many records', async (t) => {
+  const gate = new TlsGate({ log: captureLog().log })
+  const { port, rejections } = await harness(t, { gate })
+  const hello = (await realClientHello()).subarray(5)
+  const record = (fragment: Buffer) => Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x00, fragment.length]), fragment])
+  // Each piece its own write: its own segment with Nagle off, as an attacker would send them.
+  const pieces = Array.from({ length: hello.length }, (_, i) => record(hello.subarray(i, i + 1)))
+  const refused = await sendRaw(port, ...pieces)
+  t.equal(refused.received, '', 'no handshake answered')
+  t.equal(gate.stats.invalidHelloClosed, 1, 'counted as no ClientHello')
+  t.match(rejections.at(-1), /a ClientHello split into more than 16 records/)
+})
+
 t.test('handshakes beyond the limit wait their turn; beyond the queue they are closed at once', async (t) => {
   const { port, entries } = await harness(t, {}, { maxHandshakes: 2, handshakeQueue: 1, handshakeTimeoutMs: 600_000 })
   const stalled = [await stalledHandshake(port), await stalledHandshake(port)]

@@ -19,6 +19,7 @@ import { EventEmitter } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
 import { createLogger, type Logger } from '../../shared/log.ts'
 import { addressGroup } from '../../shared/tls-gate/address-group.ts'
+import { ByteAccumulator } from '../../shared/tls-gate/byte-accumulator.ts'
 import { type ClientHelloInfo, scanClientHello } from '../../shared/tls-gate/client-hello.ts'
 import { afterDeadline, TlsGate } from '../../shared/tls-gate/gate.ts'
 import type { HelloHold } from '../../shared/tls-gate/pending-hellos.ts'
@@ -150,6 +151,8 @@ class Sniffer {
   #headerDone = false
   /** Bytes after the PROXY header, if any: replayed to the handler. */
   #head: Buffer = Buffer.alloc(0)
+  /** Gathers #head (a view of it) until the connection is routed. */
+  #gathered = new ByteAccumulator()
   #settled = false
 
   readonly #onReadable = () => this.#read()
@@ -188,7 +191,7 @@ class Sniffer {
     if (!this.#headerDone) {
       if (!this.#readProxyHeader(chunk)) return
     } else {
-      this.#head = Buffer.concat([this.#head, chunk])
+      this.#head = this.#gathered.append(chunk)
     }
     const again = proxyHeaderVersion(this.#head)
     if (again === undefined) return
@@ -261,7 +264,7 @@ class Sniffer {
   #readProxyHeader(chunk: Buffer): boolean {
     if (!this.#fromTrusted) {
       // Never parse a header we would refuse anyway: the signature is enough to refuse it.
-      this.#head = Buffer.concat([this.#head, chunk])
+      this.#head = this.#gathered.append(chunk)
       const version = proxyHeaderVersion(this.#head)
       if (version === undefined) return false
       if (version !== 0) {
@@ -285,6 +288,7 @@ class Sniffer {
     }
     this.#header = result.header
     this.#head = result.rest
+    this.#gathered = new ByteAccumulator(result.rest)
     this.#headerDone = true
     if (result.header?.sourceAddress !== undefined) {
       this.#group = addressGroup(result.header.sourceAddress)

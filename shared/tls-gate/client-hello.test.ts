@@ -6,7 +6,7 @@ import { type AddressInfo, createServer } from 'node:net'
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { selfSignedCertificate } from '../../test/helpers/self-signed-cert.ts'
-import { scanClientHello } from './client-hello.ts'
+import { MAX_HELLO_RECORDS, scanClientHello } from './client-hello.ts'
 
 /** The whole first flight of a Node TLS client (its ClientHello), offering `session` if given. */
 async function helloFrom(options: { session?: Buffer; alpn?: string[] } = {}): Promise<Buffer> {
@@ -75,6 +75,17 @@ t.test('a ClientHello split over several records is whole once the last arrives'
   const split = Buffer.concat([record(message.subarray(0, 2)), record(message.subarray(2, 100)), record(message.subarray(100))])
   t.equal(scanClientHello(split.subarray(0, split.length - 1)).state, 'incomplete')
   t.match(scanClientHello(split), { state: 'complete', alpn: ['h2'] })
+})
+
+t.test('a ClientHello split into more records than any client sends is refused', async (t) => {
+  const hello = await helloFrom({ alpn: ['h2'] })
+  const message = hello.subarray(5)
+  const record = (fragment: Buffer) => Buffer.concat([Buffer.from([0x16, 0x03, 0x01, fragment.length >> 8, fragment.length & 0xff]), fragment])
+  /** The message in `count` records: one byte each, the rest in the last. */
+  const inRecords = (count: number) => Buffer.concat([...Array.from({ length: count - 1 }, (_, i) => record(message.subarray(i, i + 1))), record(message.subarray(count - 1))])
+  t.match(scanClientHello(inRecords(MAX_HELLO_RECORDS)), { state: 'complete', alpn: ['h2'] }, `${MAX_HELLO_RECORDS} records: whole`)
+  t.match(scanClientHello(inRecords(MAX_HELLO_RECORDS + 1)), { state: 'invalid', reason: `a ClientHello split into more than ${MAX_HELLO_RECORDS} records` })
+  t.match(scanClientHello(inRecords(MAX_HELLO_RECORDS + 1).subarray(0, 6 * (MAX_HELLO_RECORDS + 1))), { state: 'invalid' }, 'refused before it is whole')
 })
 
 t.test('what can never become a ClientHello is refused at once', async (t) => {

@@ -17,6 +17,11 @@ const HANDSHAKE_HEADER = 4
 const SESSION_TICKET_EXTENSION = 35
 const PRE_SHARED_KEY_EXTENSION = 41
 const ALPN_EXTENSION = 16
+/**
+ * Records a ClientHello may span. Clients send it in one record (two for the largest); one
+ * split into thousands of tiny records would be scanned again at each arrival (gate.ts).
+ */
+export const MAX_HELLO_RECORDS = 16
 
 export interface ClientHelloInfo {
   /** The ALPN names offered, in order; [] without the extension; undefined if unreadable. */
@@ -36,6 +41,7 @@ export function scanClientHello(head: Buffer, maxHelloBytes = 16 * 1024): HelloS
   let gathered = 0
   let needed: number | undefined
   for (let at = 0; at + RECORD_HEADER <= head.length; ) {
+    if (fragments.length === MAX_HELLO_RECORDS) return { state: 'invalid', reason: `a ClientHello split into more than ${MAX_HELLO_RECORDS} records` }
     if (head[at] !== HANDSHAKE) return { state: 'invalid', reason: `a record of type ${head[at]} before the ClientHello was complete` }
     if (head[at + 1] !== 3) return { state: 'invalid', reason: 'not a TLS record' }
     const length = head.readUInt16BE(at + 3)

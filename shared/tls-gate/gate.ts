@@ -18,6 +18,7 @@ import type { Socket } from 'node:net'
 import type { TLSSocket, Server as TlsServer } from 'node:tls'
 import { createLogger, type Logger } from '../log.ts'
 import { addressGroup } from './address-group.ts'
+import { ByteAccumulator } from './byte-accumulator.ts'
 import { type ClientHelloInfo, scanClientHello } from './client-hello.ts'
 import { type GateConfig, resolveGateConfig } from './config.ts'
 import { HandshakeSlots } from './handshake-slots.ts'
@@ -130,7 +131,8 @@ export class TlsGate {
   }
 
   #readHello(socket: Socket, group: string, onHello: (head: Buffer, hello: ClientHelloInfo) => void): void {
-    let head = Buffer.alloc(0)
+    const gathered = new ByteAccumulator()
+    let head: Buffer = Buffer.alloc(0)
     let settled = false
     const settle = () => {
       settled = true
@@ -151,7 +153,7 @@ export class TlsGate {
     const read = () => {
       let chunk: Buffer | null
       while (!settled && (chunk = socket.read() as Buffer | null) !== null) {
-        head = Buffer.concat([head, chunk])
+        head = gathered.append(chunk)
         const scan = scanClientHello(head, this.config.maxClientHelloBytes)
         if (scan.state === 'incomplete') continue
         if (scan.state === 'invalid') {
