@@ -20,6 +20,25 @@ t.test('the address a direct node is dialled at', async (t) => {
   }
 })
 
+t.test("a node reports no address where the proxies would dial their own host's or the network's services", async (t) => {
+  const refusal = (seenFrom: string, reported: string) => {
+    try {
+      serviceAddress(seenFrom, reported)
+    } catch (error) {
+      return error instanceof ProtocolError && error.field === 'service_addr' ? error.message : `not a ProtocolError: ${error}`
+    }
+    return undefined
+  }
+  for (const reported of ['169.254.169.254:80', '[fe80::1]:22', '0.0.0.0:22', '224.0.0.1:22', '[::]:22', '[ff02::1]:22', '[::ffff:169.254.169.254]:80']) {
+    t.match(refusal('10.0.0.5', reported), /link-local, multicast or unspecified address/, reported)
+  }
+  t.match(refusal('10.0.0.5', '127.0.0.1:3025'), /127\.0\.0\.1 is a loopback address, and the heartbeat comes from 10\.0\.0\.5/, "another host's loopback")
+  t.match(refusal('10.0.0.5', '[::1]:3025'), /loopback/)
+  t.equal(refusal('127.0.0.1', '127.0.0.1:3022'), undefined, "a node on the auth server's host")
+  t.equal(refusal('::1', '[::1]:3022'), undefined)
+  t.equal(refusal('10.0.0.5', '10.0.0.9:3022'), undefined, 'another address of the network')
+})
+
 t.test('proxies are told the nodes without a tunnel, with their labels', async (t) => {
   const presence = (hostId: string, tunnel: boolean, addr: string): Presence => ({
     hostId,

@@ -3,6 +3,7 @@
 // the address the auth server sees them at. Proxies ask for that address book; `nodes ls`
 // shows the same addresses.
 
+import { BlockList, isIP } from 'node:net'
 import { joinHostPort, splitHostPort } from '../shared/address.ts'
 import { UsageError } from '../shared/errors.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
@@ -22,14 +23,48 @@ export function serviceAddress(seenFrom: string, reported: string | undefined): 
     if (!/^\d{1,5}$/.test(reported.slice(1)) || port < 1 || port > 65535) throw bad()
     return joinHostPort(seenFrom, port)
   }
+  let address: { host: string; port?: number }
   try {
-    const { host, port } = splitHostPort(reported)
-    if (port === undefined || port === 0) throw bad()
-    return joinHostPort(host, port)
+    address = splitHostPort(reported)
   } catch (error) {
     if (error instanceof UsageError) throw bad()
     throw error
   }
+  if (address.port === undefined || address.port === 0) throw bad()
+  const refusal = addressRefusal(address.host, seenFrom)
+  if (refusal) throw new ProtocolError('POST /v1/heartbeat', 'service_addr', `field "service_addr": ${refusal}`)
+  return joinHostPort(address.host, address.port)
+}
+
+/** Addresses no node serves at, wherever it is: the proxies would dial their own host's or the network's services. */
+const NEVER_A_NODE = new BlockList()
+for (const [network, prefix, type] of [
+  ['0.0.0.0', 8, 'ipv4'],
+  ['169.254.0.0', 16, 'ipv4'],
+  ['224.0.0.0', 3, 'ipv4'],
+  ['::', 128, 'ipv6'],
+  ['fe80::', 10, 'ipv6'],
+  ['ff00::', 8, 'ipv6'],
+] as const)
+  NEVER_A_NODE.addSubnet(network, prefix, type)
+const LOOPBACK = new BlockList()
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4')
+LOOPBACK.addAddress('::1', 'ipv6')
+
+/**
+ * Why a node may not report `host`, an IP literal, as where proxies dial it: a device could
+ * otherwise make the proxies connect to the cloud's metadata service, say, or to their own
+ * loopback, for every user who asks for it. The loopback is a node's only when its
+ * heartbeats come from there too (a node on the auth server's host). Names are not judged
+ * here: the proxy checks, before it sends a byte, that whatever answers is the node.
+ */
+function addressRefusal(host: string, seenFrom: string): string | undefined {
+  const type = isIP(host) === 6 ? 'ipv6' : isIP(host) === 4 ? 'ipv4' : undefined
+  if (type === undefined) return undefined
+  if (NEVER_A_NODE.check(host, type)) return `${host} is a link-local, multicast or unspecified address, where no node is dialled`
+  const seenType = isIP(seenFrom) === 6 ? 'ipv6' : 'ipv4'
+  if (LOOPBACK.check(host, type) && !LOOPBACK.check(seenFrom, seenType)) return `${host} is a loopback address, and the heartbeat comes from ${seenFrom}`
+  return undefined
 }
 
 /** What a proxy needs to dial a direct node: the nodes present without a tunnel. */

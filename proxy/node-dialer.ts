@@ -153,7 +153,11 @@ export class NodeDialer {
       socket = await this.connect(node)
     } catch (error) {
       this.book.forget()
-      throw new Error(`node "${target}" cannot be reached at ${joinHostPort(node.host, node.port)}: ${(error as Error).message}`)
+      // The user is told no more than that: what answered at the address the node reports
+      // (another host's certificate, a refused port) is for the operator, not for whoever
+      // could make a device report any address and ask the proxy to dial it.
+      this.options.log.warn(`node "${target}" cannot be reached at ${joinHostPort(node.host, node.port)}: ${(error as Error).message}`, { host_id: node.hostId })
+      throw new Error(`node "${target}" cannot be reached at the address it reports (the proxy's log says why)`)
     }
     writeMessage(socket, request)
     let reply

@@ -150,6 +150,20 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
     t.equal(reached.stdout, 'reached\n', `the cluster's proxy still reaches the node (${reached.stderr.trim()})`)
   })
 
+  t.test("a node that reports another server's address makes the proxy dial it, and the user learns nothing of what answered", async (t) => {
+    // What a stolen device would do: report the auth server's port as where it serves.
+    const decoyDir = tempDir()
+    const decoyConfig = join(decoyDir, 'warren.yaml')
+    writeFileSync(decoyConfig, ['version: v1', `data_dir: ${decoyDir}`, 'ssh_service:', '  listen_addr: 127.0.0.1:0', `  public_addr: ${auth.address}`].join('\n'))
+    const decoy = startNode([`--config=${decoyConfig}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=decoy'])
+    t.teardown(() => decoy.stop())
+    t.match(await waitForNode(auth, 'decoy'), new RegExp(`^decoy\\s+\\S+\\s+${auth.address.replace(/\./g, '\\.')}\\s*$`, 'm'), 'listed at the address it reports')
+    const result = await openssh(profile, [`${testLogin()}@decoy`, 'true'])
+    t.not(result.code, 0)
+    t.match(result.stderr, /node "decoy" cannot be reached at the address it reports \(the proxy's log says why\)/)
+    t.notMatch(result.stderr, /certificate|127\.0\.0\.1/, 'nothing of the server that answered, nor where it is')
+  })
+
   t.test("a proxy locked while its connections are open: the node closes them, and keeps the other proxy's", async (t) => {
     const third = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, nodename: 'edge-3' }).start()
     t.teardown(() => third.stop())
