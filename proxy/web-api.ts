@@ -15,6 +15,7 @@ import { ApiError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
 import { ADMIN_ROUTES, type AdminRoute, type ApiResponse, type ProxyWebRoute, USER_CERT_HEADER, USER_ROUTES, type UserRoute } from '../shared/protocol/api.ts'
 import type { Discovery } from '../shared/protocol/hosts.ts'
+import { authFailure } from './auth-unreachable.ts'
 
 export interface WebApiOptions {
   discovery: () => Discovery
@@ -39,8 +40,7 @@ async function forward<K extends ProxyWebRoute>(
   try {
     return await options.auth().request<ApiResponse<K>>(call.route.slice(0, space) as 'GET' | 'POST', call.route.slice(space + 1), body, { headers: carry.headers })
   } catch (error) {
-    if (error instanceof ApiError) throw error
-    throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
+    throw authFailure(error, options.log)
   }
 }
 
@@ -75,8 +75,7 @@ async function forwardAdmin(call: Call<AdminRoute | UserRoute, unknown>, options
   try {
     return await options.auth().request<ApiResponse<AdminRoute | UserRoute>>(method, call.req.url ?? '/', body, { headers })
   } catch (error) {
-    if (error instanceof ApiError) throw error
-    throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
+    throw authFailure(error, options.log)
   }
 }
 
@@ -98,8 +97,7 @@ const WEB_ROUTES: WebRoutes = {
       try {
         return await options.auth().call('GET /v1/trust/bridges', { query: { pin: call.query.get('pin') ?? '' } })
       } catch (error) {
-        if (error instanceof ApiError) throw error
-        throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
+        throw authFailure(error, options.log)
       }
     },
   },
@@ -126,8 +124,7 @@ const WEB_ROUTES: WebRoutes = {
       try {
         return await options.auth().call('POST /v1/proxies/known-hosts', { body: { user } })
       } catch (error) {
-        if (error instanceof ApiError) throw error
-        throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
+        throw authFailure(error, options.log)
       }
     },
   },

@@ -14,6 +14,7 @@ import { ProtocolError } from '../../shared/protocol/errors.ts'
 import type { RecordingFile } from '../../shared/protocol/recordings.ts'
 import { parseWith } from '../../shared/protocol/shape.ts'
 import { WEB_LOGIN_BODY, WEB_SESSION_HEADER, WEB_SIGNUP_BODY, WEB_SIGNUP_START_BODY, type WebSessionCreated, type WebSessionInfo } from '../../shared/protocol/web-sessions.ts'
+import { authFailure } from '../auth-unreachable.ts'
 import { CSRF_HEADER, checkCsrf, checkOrigin, clearedCookie, sessionCookie, sessionToken } from './guards.ts'
 import { securityHeaders } from './security-headers.ts'
 
@@ -96,8 +97,7 @@ export class WebConsoleApi {
     try {
       return await this.options.auth().request<T>(method, path ?? requestLine(route).path, body, { headers })
     } catch (error) {
-      if (error instanceof ApiError) throw error
-      throw new HttpError(502, `the auth server cannot be reached: ${(error as Error).message}`)
+      throw authFailure(error, this.options.log)
     }
   }
 
