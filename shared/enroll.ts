@@ -3,7 +3,7 @@
 // that expired while the host was offline is recovered with the stored keys (recover.ts).
 // A join that gets no answer is tried again with the same keys (untilAnswered, below).
 
-import { X509Certificate } from 'node:crypto'
+import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto'
 import { parseHostPort } from './address.ts'
 import { AssignedLabelsRefused, type AssignedLabelsStatement } from './assigned-labels.ts'
 import { Backoff } from './backoff.ts'
@@ -12,6 +12,7 @@ import { resolveTokenValue } from './config.ts'
 import { ApiError, UnreachableError, WarrenError } from './errors.ts'
 import type { IdentityKeeper } from './identity-keeper.ts'
 import { acceptAssignedLabels, assignedLabelsFields, loadIdentity, type NodeIdentity, saveIdentity } from './identity-store.ts'
+import type { JoinKeys } from './join.ts'
 import type { Logger } from './log.ts'
 import { forgetPendingJoinKeys, loadPendingJoinKeys, savePendingJoinKeys } from './pending-join-keys.ts'
 import { caPin } from './pin.ts'
@@ -29,12 +30,28 @@ type Role = 'node' | 'proxy'
 export async function obtainIdentity(config: WarrenConfig, role: Role, log: Logger, warn?: (message: string) => void, keeper?: IdentityKeeper): Promise<NodeIdentity> {
   const stored = loadIdentity(config.dataDir, role)
   if (stored) {
-    // Left by a join that ended before they could go (its process stopped): done with.
-    forgetPendingJoinKeys(config.dataDir, role)
+    // Keys of a join other than the stored identity's, which cannot be used: a re-admission
+    // with a token whose answer was lost (its process stopped first). The auth server may have
+    // registered them, replacing the stored host, and only a join with them is answered again.
+    const pending = loadPendingJoinKeys(config.dataDir, role)
+    const readmitting = pending !== undefined && !certificateUsable(stored) && !holdsKeys(stored, pending)
+    if (readmitting && config.authToken) {
+      log.warn(`this ${role} stopped during a join with a token: joining again with the keys of that join`, { host_id: stored.hostId })
+      return joinWithToken(config, role, log, warn, { nodename: stored.nodename, server: stored.authServers[0], pins: stored.hostCAPems.map(caPin) }, keeper)
+    }
+    // Left by a join whose identity was stored before its process stopped: done with. Those of
+    // a re-admission stay for a start with its token.
+    if (!readmitting) forgetPendingJoinKeys(config.dataDir, role)
     log.info(`using the identity stored in ${config.dataDir}`, { host_id: stored.hostId, cluster: stored.clusterName, ...timeLeftFields(new X509Certificate(stored.tlsCertPem)) })
     return certificateUsable(stored) ? stored : recoverStored(config, role, stored, log, warn, keeper)
   }
   return joinWithToken(config, role, log, warn, undefined, keeper)
+}
+
+/** Whether `keys` are the stored identity's own (its TLS key, whose public half the certificate names). */
+function holdsKeys(stored: NodeIdentity, keys: JoinKeys): boolean {
+  const der = (key: KeyObject) => key.export({ type: 'spki', format: 'der' })
+  return der(createPublicKey(stored.tlsKeyPem)).equals(der(keys.tls.publicKey))
 }
 
 /**

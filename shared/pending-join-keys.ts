@@ -2,8 +2,9 @@
 // them (the token spent, the name held) while the answer was lost: to a crash or a power cut
 // before the identity was written, or to a full disk that refused it. Only a try with the
 // same keys is answered again then (auth/join-repeat.ts), so they are written before the
-// first try, and a start that finds them joins with them. Once an identity is stored they
-// are removed (obtainIdentity). A disk that refuses them does not stop the join: the host is
+// first try, and a start that finds them joins with them, a re-admission's too (a stored
+// identity that can no longer be used, with other keys). Once the identity of their join is
+// stored they are removed (obtainIdentity). A disk that refuses them does not stop the join: the host is
 // reachable now, and only a restart before the disk has room needs a new token.
 
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'

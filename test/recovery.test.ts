@@ -6,7 +6,7 @@
 // is refused and charged to the join rate limiter.
 
 import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { Authority, newKeySet } from '../auth/authorities.ts'
@@ -15,7 +15,8 @@ import { ApiClient } from '../shared/api-client.ts'
 import { validNow } from '../shared/cert-subject.ts'
 import { ApiError } from '../shared/errors.ts'
 import { loadIdentity, type NodeIdentity, saveIdentity } from '../shared/identity-store.ts'
-import { joinCluster } from '../shared/join.ts'
+import { generateJoinKeys, joinCluster } from '../shared/join.ts'
+import { pendingJoinKeysPath, savePendingJoinKeys } from '../shared/pending-join-keys.ts'
 import { recoveryBody } from '../shared/recover.ts'
 import { RETRY_CAP_MS } from '../shared/renewal-schedule.ts'
 import { createCertificate } from '../shared/x509.ts'
@@ -136,6 +137,34 @@ t.test('past the recovery window a node is refused, and its log names the step t
     throw new Error(`${error.message}\n${readmitted.stderr}`)
   })
   t.ok(validNow(certificateOf(dataDir)), 're-admitted with a fresh certificate')
+})
+
+t.test('a re-admission whose answer was lost is joined again with its keys, not lost with them', async (t) => {
+  const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 15s\n  recovery_window: 1s' }).start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const dataDir = tempDir()
+  const node = startNode([`--data-dir=${dataDir}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=lost-answer'])
+  const oldHostId = await listedHostId(auth, 'lost-answer')
+  await node.stop()
+  await expiry(dataDir)
+
+  // What a power cut leaves after the re-admission's join was registered and before its answer
+  // was stored: the old identity, and the keys of the join, which the auth server now holds.
+  const token = await auth.token(['nodes', 'add', '--nodename=lost-answer'])
+  const keys = generateJoinKeys()
+  savePendingJoinKeys(dataDir, 'node', keys)
+  const registered = await joinCluster({ authServer: auth.address, token, caPins: [pin], nodename: 'lost-answer', roles: ['node'], warn: () => {}, keys })
+  t.not(registered.hostId, oldHostId, 'the auth server registered the join, replacing the old host')
+
+  const restarted = startNode([`--data-dir=${dataDir}`, `--token=${token}`])
+  t.teardown(() => restarted.stop())
+  await until('the node to hold the host its join registered', () => loadIdentity(dataDir)?.hostId === registered.hostId, { timeoutMs: 60_000 }).catch((error) => {
+    throw new Error(`${error.message}\n${restarted.stderr}`)
+  })
+  t.ok(validNow(certificateOf(dataDir)), 'with a fresh certificate')
+  t.equal(await listedHostId(auth, 'lost-answer'), registered.hostId, 'and it is the node listed')
+  t.notOk(existsSync(pendingJoinKeysPath(dataDir, 'node')), "the join's keys are gone once its identity is stored")
 })
 
 t.test('a recovery with the right host ID and another key, or for a removed node, is refused and counted', async (t) => {
