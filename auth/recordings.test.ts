@@ -3,7 +3,7 @@
 // marks the file whole with who and how long, and another node's chunks are refused. Each
 // node's quota (recordings open, bytes in all) and retention by the injected clock.
 
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { HttpError } from '../shared/api-router.ts'
@@ -169,4 +169,22 @@ process.stdout.write(JSON.stringify({ answer, error, length: statSync('recording
   t.equal(answer, null, 'no answer that the bytes are held')
   t.equal(error, 'EFBIG')
   t.ok(length < 3000, 'as the disk holds less')
+})
+
+t.test('a link planted in the folder is no recording: the server neither reads nor writes what it points at', async (t) => {
+  const dir = tempDir()
+  const store = new RecordingStore(dir)
+  const secret = join(tempDir(), 'backend.db')
+  writeFileSync(secret, 'the CAs keys')
+  const planted = idOf(7)
+  symlinkSync(secret, join(dir, `${planted}.cast`))
+  writeFileSync(
+    join(dir, `${planted}.json`),
+    JSON.stringify({ host_id: pi.hostId, node: pi.nodename, complete: true, user: 'carol', login: 'pi', started: 0, duration_ms: 0, received: 0 }),
+  )
+  t.equal(await statusOf(() => store.read(planted)), 404, 'not read')
+  const open = idOf(8)
+  symlinkSync(secret, join(dir, `${open}.cast`))
+  await t.rejects(store.store({ sessionId: open, offset: 0, data: Buffer.alloc(4096, 'a'), end: false }, pi, whose), { code: 'ELOOP' }, 'not written through')
+  t.equal(readFileSync(secret, 'utf8'), 'the CAs keys', 'what it points at is as it was')
 })

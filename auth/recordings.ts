@@ -11,7 +11,7 @@
 // checks it): each keeps its own count of the quotas, so one that shares the folder with
 // another counts it again from the folder every minute, and looks again before a refusal.
 
-import { constants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { constants, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HttpError } from '../shared/api-router.ts'
@@ -170,7 +170,7 @@ export class RecordingStore {
         // Written at its offset, not appended: another auth server sharing the folder may be
         // placing the same chunk (a node's retry after a lost answer), and the same bytes
         // written twice at one place change nothing.
-        const file = await open(path, constants.O_WRONLY | constants.O_CREAT, 0o600)
+        const file = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
         try {
           // Until every byte is taken: a write may take part of them and say so only in its count.
           for (let at = length; at < end; ) {
@@ -192,7 +192,7 @@ export class RecordingStore {
     }
     if (!chunk.end || end !== length) return { length, complete: false }
     const who = await whose()
-    this.#writeMeta(id, { ...current, ...who, ...timing(readFileSync(path, 'utf8')), complete: true, received: this.#clock() })
+    this.#writeMeta(id, { ...current, ...who, ...timing(readFileSync(path, NO_FOLLOW)), complete: true, received: this.#clock() })
     usage.open.delete(id)
     return { length, complete: true }
   }
@@ -346,14 +346,22 @@ function tooManyOpen(hostId: string, waitMs: number): HttpError {
 // Files looked at may be gone the next moment: another auth server sharing the folder removes
 // what is past retention, and its purge runs while this one lists or counts.
 function sizeOf(path: string): number {
-  return statSync(path, { throwIfNoEntry: false })?.size ?? 0
+  return lstatSync(path, { throwIfNoEntry: false })?.size ?? 0
 }
+
+/**
+ * Recordings are files, never links: one planted in the folder (shared with other hosts, it
+ * may be writable by more than this server) must not have the server read or write whatever
+ * it points at, such as the backend with the CAs' keys.
+ */
+const NO_FOLLOW = { encoding: 'utf8', flag: constants.O_RDONLY | constants.O_NOFOLLOW } as const
 
 function readIfThere(path: string): string | undefined {
   try {
-    return readFileSync(path, 'utf8')
+    return readFileSync(path, NO_FOLLOW)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    // ELOOP: a link, which is no recording.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ELOOP') return undefined
     throw error
   }
 }

@@ -6,7 +6,7 @@ import { nodeStatus } from '../agent/status.ts'
 import { authStatus } from '../auth/status.ts'
 import { proxyStatus } from '../proxy/status.ts'
 import { applyFlags, DEFAULTS, defaultConfig, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
-import { secureDataDir } from '../shared/data-dir.ts'
+import { secureDataDir, secureRecordingDir } from '../shared/data-dir.ts'
 import { lockDataDir } from '../shared/data-dir-lock.ts'
 import type { DiagServer } from '../shared/diag-server.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
@@ -169,6 +169,7 @@ export async function start(flags: StartFlags): Promise<number> {
   const log = createLogger('warren', { level: config.log.level, format: config.log.format })
   log.info(`starting ${roles.join(', ')}`, { roles: roles.join(',') })
   secureDataDir(config.dataDir, log)
+  if (roles.includes('auth') && config.auth.recordingDir !== undefined) secureRecordingDir(config.auth.recordingDir, log)
   lockDataDir(config.dataDir)
   const status = new StatusEndpoint(config.dataDir, roles, Boolean(process.env[STARTED_AFRESH]))
   await status.open(log)

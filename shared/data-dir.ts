@@ -18,3 +18,16 @@ export function secureDataDir(dir: string, log: Logger): void {
     madePrivate: (mode) => log.warn(`data dir ${dir} was writable by other users (mode ${mode}); its mode is now 0700`, { path: dir, mode, new_mode: '0700' }),
   })
 }
+
+/**
+ * Checks `auth_service.recording_dir` by the same rules: whoever may write into it can plant
+ * recordings (links the server refuses to follow, auth/recordings.ts) and change the ones
+ * there. A folder shared by auth servers (NFS) belongs to the user they run as.
+ */
+export function secureRecordingDir(dir: string, log: Logger): void {
+  checkPrivateDir(dir, {
+    what: 'auth_service.recording_dir',
+    harm: 'plant or change session recordings',
+    madePrivate: (mode) => log.warn(`auth_service.recording_dir ${dir} was writable by other users (mode ${mode}); its mode is now 0700`, { path: dir, mode, new_mode: '0700' }),
+  })
+}

@@ -70,3 +70,17 @@ t.test('our own data dir that others may write into is made 0700, with a warning
   t.match(warnings, [{ path: dir, mode: '0777', new_mode: '0700' }], 'one warning names the path and the old mode')
   t.equal((await auth.ctl(['status'])).code, 0, 'and the auth server runs')
 })
+
+t.test("an auth server's recording_dir outside the data dir is held to the same rules", { skip: !root && 'needs root to give a directory to another user' }, async (t) => {
+  const recordings = join(tempDir(), 'recordings')
+  mkdirSync(recordings)
+  chownSync(recordings, NOBODY, NOBODY)
+  chmodSync(recordings, 0o777)
+  const dataDir = join(tempDir(), 'data')
+  const config = join(tempDir(), 'warren.yaml')
+  writeFileSync(config, `version: v1\ndata_dir: ${dataDir}\nauth_service:\n  listen_addr: 127.0.0.1:0\n  cluster_name: test-cluster\n  recording_dir: ${recordings}\n`)
+  const result = await warren(['start', '--roles=auth', `--config=${config}`])
+  t.equal(result.code, 1, 'refused')
+  t.match(result.stderr, `auth_service.recording_dir ${recordings} is writable by users other than its owner (mode 0777, owner uid ${NOBODY})`)
+  t.same(readdirSync(recordings), [], 'nothing was created in it')
+})
