@@ -19,6 +19,7 @@ import { AcmeRecords } from './acme-records.ts'
 import { admitter, checkSignedBody, editorNow, spendAdminNonce } from './api/access.ts'
 import type { AuthContext } from './api/context.ts'
 import { statusOf } from './api/errors.ts'
+import { HEARTBEAT_LIMIT } from './api/hosts.ts'
 import { AUTH_ROUTES } from './api/index.ts'
 import { webSessionsOf } from './api/web-sessions.ts'
 import { ClusterAssignedKeys } from './assigned-label-keys.ts'
@@ -85,6 +86,7 @@ export class AuthServer {
   private userCA!: Authority
   private clusterName = ''
   private readonly limiter: FailureRateLimiter
+  private readonly heartbeats = new FailureRateLimiter(HEARTBEAT_LIMIT)
   private refreshTimer?: NodeJS.Timeout
   private recordings?: RecordingStore
   private recordingsPurgeTimer?: NodeJS.Timeout
@@ -403,6 +405,7 @@ export class AuthServer {
       audit: this.audit,
       recordings: this.recordings!,
       limiter: this.limiter,
+      heartbeats: this.heartbeats,
       settings: this.config.auth,
       log: this.log,
       refreshAuthorities: () => this.refreshAuthorities(),

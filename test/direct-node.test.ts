@@ -12,6 +12,7 @@ import { type TLSSocket, connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { PROFILE_FILES } from '../cli/profile.ts'
 import { ApiClient } from '../shared/api-client.ts'
+import type { ApiError } from '../shared/errors.ts'
 import { identityDir, loadIdentity } from '../shared/identity-store.ts'
 import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { probe } from './helpers/direct-probe.ts'
@@ -148,6 +149,27 @@ t.test('a direct node reached through the proxy, and only by proxies', async (t)
     t.equal(refused.reply, '', "the removed proxy's keys open nothing")
     const reached = await openssh(profile, [`${testLogin()}@direct-1`, 'echo reached'])
     t.equal(reached.stdout, 'reached\n', `the cluster's proxy still reaches the node (${reached.stderr.trim()})`)
+  })
+
+  t.test("a stolen node's keys cannot have its presence written at will: heartbeats beyond a node's pace are refused", async (t) => {
+    const identity = loadIdentity(nodeDir)!
+    const stolen = new ApiClient({ server: auth.address, caPems: identity.hostCAPems, certPem: identity.tlsCertPem, keyPem: identity.tlsKeyPem })
+    t.teardown(() => stolen.close())
+    const answers: (number | string)[] = []
+    // New labels at every beat, so that each one it takes is a write.
+    for (let i = 0; i < 120; i++) {
+      answers.push(
+        await stolen.call('POST /v1/heartbeat', { body: { labels: { beat: String(i) }, service_addr: `:${port}` } }).then(
+          () => 200,
+          (error: ApiError) => error.status ?? error.message,
+        ),
+      )
+    }
+    const taken = answers.filter((answer) => answer === 200).length
+    t.ok(taken >= 50 && taken < 120, `a burst is taken, then no more than the pace (${taken} of 120)`)
+    t.same(new Set(answers.filter((answer) => answer !== 200)), new Set([429]), 'the rest are told to wait')
+    const reached = await openssh(profile, [`${testLogin()}@direct-1`, 'echo reached'])
+    t.equal(reached.stdout, 'reached\n', `the node is reached as before (${reached.stderr.trim()})`)
   })
 
   t.test("a node that reports another server's address makes the proxy dial it, and the user learns nothing of what answered", async (t) => {

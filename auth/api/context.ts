@@ -54,6 +54,8 @@ export interface AuthContext {
   readonly recordings: RecordingStore
   /** Failed joins and recoveries per client address. */
   readonly limiter: FailureRateLimiter
+  /** Heartbeats per host (hosts.ts, HEARTBEAT_LIMIT). */
+  readonly heartbeats: FailureRateLimiter
   /** `auth_service`: certificate lifetimes, the heartbeat TTL, public addresses. */
   readonly settings: WarrenConfig['auth']
   readonly log: Logger

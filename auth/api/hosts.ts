@@ -2,7 +2,7 @@
 // renewal of any host's certificates (nodes in direct mode, proxies).
 
 import type { TLSSocket } from 'node:tls'
-import { NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
+import { HttpError, NO_BODY, SMALL_BODY } from '../../shared/api-router.ts'
 import type { AssignedLabelsStatement } from '../../shared/assigned-labels.ts'
 import type { RenewedCertificates } from '../../shared/protocol/hosts.ts'
 import { serviceAddress } from '../direct-nodes.ts'
@@ -34,6 +34,15 @@ export function trustedCAs(context: Pick<AuthContext, 'clusterName' | 'hostCA' |
   return { host_ca_certs: hostCA.tlsCertPems, user_ca_ssh_keys: userCA.sshPublicKeys, trust: trustStatement(context.clusterName, hostCA, userCA) }
 }
 
+/**
+ * A node heartbeats every DEFAULTS.heartbeatIntervalMs (5 s); one that changes its labels or
+ * address at each of many heartbeats a second (a stolen device) would have every one written
+ * to the backend, each a synced commit. Per host and auth server: a burst of 50 (a restart's
+ * catching up, with room to spare), then 10 a second, fifty times a node's pace; more are
+ * answered 429 before anything is read or written.
+ */
+export const HEARTBEAT_LIMIT = { burst: 50, perMinute: 600 }
+
 export const hostRoutes = {
   // A node without a tunnel reports where proxies reach it; the answer carries what the
   // cluster trusts now, which is how it follows CA rotations.
@@ -41,8 +50,11 @@ export const hostRoutes = {
     access: 'node',
     bodyLimit: SMALL_BODY,
     async handle(call, context) {
-      const body = await call.body()
       const hostId = call.peer.subject.commonName
+      const wait = context.heartbeats.reserve(hostId)
+      if (wait > 0)
+        throw new HttpError(429, `host ${hostId} heartbeats more often than ${HEARTBEAT_LIMIT.perMinute / 60} a second`, { 'retry-after': String(Math.ceil(wait / 1000)) })
+      const body = await call.body()
       const registered = await context.nodes.lookup(hostId)
       if (!registered) throw new UnregisteredHost(hostId)
       const recorded = await context.nodes.heartbeat({
