@@ -125,11 +125,21 @@ t.test('every field is checked, and the error names it', async (t) => {
   t.throws(() => parseRole([]), /^the role: must be a mapping$/)
 })
 
-t.test('access: allow rules add up, deny rules take away, logins default to the user’s own', async (t) => {
+t.test('access: allow rules add up, deny rules take away, a role gives only the logins it names', async (t) => {
   const lab = parseRole(parse(LAB_ROLE))
   const noProd = parseRole({ kind: 'role', version: 'v1', metadata: { name: 'no-prod' }, spec: { deny: { node_labels: { env: 'prod' }, logins: ['root'] } } })
   const { access, maxSessionTtlMs } = resolveAccess([lab, noProd], ['root', 'admin'])
-  t.same(access.logins, ['pi', 'admin'], 'no-prod has no logins of its own, so the user’s; root is denied')
+  t.same(access.logins, ['pi'], 'no-prod names no login, so gives none; root is denied')
+  const portsOnly = parseRole({ kind: 'role', version: 'v1', metadata: { name: 'db-ports' }, spec: { allow: { node_labels: { env: 'prod' }, ports: ['db'] } } })
+  const ported = resolveAccess([portsOnly], ['root'])
+  t.same(ported.access.logins, [], "a role written to open a port opens no shell, whatever the user's own logins")
+  t.not(loginRefusal(ported.access, 'root', { env: 'prod' }), undefined)
+  t.equal(portRefusal(ported.access, 'db', { env: 'prod' }), undefined, 'and opens the port')
+  const own = resolveAccess(
+    [parseRole({ kind: 'role', version: 'v1', metadata: { name: 'own' }, spec: { allow: { node_labels: { env: 'prod' }, logins: ['{{internal.logins}}'] } } })],
+    ['root'],
+  )
+  t.same(own.access.logins, ['root'], "'{{internal.logins}}' names the user's own")
   t.equal(nodeRefusal(access, { env: 'lab', site: 'paris' }), undefined)
   t.not(nodeRefusal(access, { env: 'lab', site: 'rome' }), undefined)
   t.equal(maxSessionTtlMs, 2 * 3_600_000, 'the smallest max_session_ttl')

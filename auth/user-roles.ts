@@ -104,13 +104,17 @@ function strictest(name: 'max_sessions' | 'max_connections', roles: Role[]): Par
   return limits.length === 0 ? {} : { [name]: Math.min(...limits) }
 }
 
+/**
+ * A role's logins are those it names, `{{internal.logins}}` being the user's own; a role that
+ * names none gives none, as in Teleport (a role written to open a port must not open a shell).
+ */
 export function resolveAccess(roles: Role[], userLogins: string[]): { access: Access; maxSessionTtlMs: number } {
   const expand = (logins: string[]) => logins.flatMap((login) => (login === INTERNAL_LOGINS ? userLogins : [login]))
-  const allowedLogins = roles.flatMap((role) => expand(role.spec.allow.logins ?? [INTERNAL_LOGINS]))
+  const allowedLogins = roles.flatMap((role) => expand(role.spec.allow.logins ?? []))
   const deniedLogins = new Set(roles.flatMap((role) => expand(role.spec.deny.logins ?? [])))
   // A denied `*` (parseRole allows it only there) takes every login.
   const logins = [...new Set(allowedLogins)].filter((login) => !deniedLogins.has(login) && !deniedLogins.has(WILDCARD))
-  const allowedHere = (role: Role) => expand(role.spec.allow.logins ?? [INTERNAL_LOGINS]).filter((login) => logins.includes(login))
+  const allowedHere = (role: Role) => expand(role.spec.allow.logins ?? []).filter((login) => logins.includes(login))
   const rules: AccessRule[] = roles.flatMap((role) => {
     const nodes = role.spec.allow.node_labels
     return nodes ? [{ nodes, logins: [...new Set(allowedHere(role))], ports: role.spec.allow.ports ?? [] }] : []

@@ -23,6 +23,7 @@ metadata:
   name: ${name}
 spec:
   allow:
+    logins: ['{{internal.logins}}']
     node_labels:
       env: "${env}"
 `

@@ -26,6 +26,7 @@ metadata:
   name: ${env}
 spec:
   allow:
+    logins: ['{{internal.logins}}']
     node_labels:
       env: ${env}
 `
@@ -196,6 +197,7 @@ metadata:
   name: owned
 spec:
   allow:
+    logins: ['{{internal.logins}}']
     node_labels:
       owner: thief
 `

@@ -56,6 +56,7 @@ metadata:
   name: one-at-a-time
 spec:
   allow:
+    logins: ['{{internal.logins}}']
     node_labels: { '*': '*' }
   options:
     max_connections: 1

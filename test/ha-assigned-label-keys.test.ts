@@ -30,7 +30,7 @@ if (unavailable) {
   const proxy = await new ProxyProcess({ auth: b, token: await b.token(['tokens', 'add', '--type=proxy']), pin, extraYaml: JSON_LOGS }).start()
   t.teardown(() => proxy.stop())
 
-  const role = 'kind: role\nversion: v1\nmetadata:\n  name: prod\nspec:\n  allow:\n    node_labels:\n      env: prod\n'
+  const role = 'kind: role\nversion: v1\nmetadata:\n  name: prod\nspec:\n  allow:\n    logins: ["{{internal.logins}}"]\n    node_labels:\n      env: prod\n'
   const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${b.dataDir}`], { input: role })
   if (created.code !== 0) throw new Error(`create role prod: ${created.stderr}`)
   const prodUser = await signUser(b, proxy.web, 'paul', 'prod')

@@ -17,6 +17,7 @@ metadata:
   name: lab
 spec:
   allow:
+    logins: ['{{internal.logins}}']
     node_labels:
       env: lab
     ports: ['*']

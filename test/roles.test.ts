@@ -28,6 +28,7 @@ metadata:
   name: lab
 spec:
   allow:
+    logins: ['{{internal.logins}}']
     node_labels:
       env: lab
     ports: ['*']
@@ -96,6 +97,7 @@ metadata:
   name: prod-web
 spec:
   allow:
+    logins: ['{{internal.logins}}']
     node_labels:
       env: prod
     ports: [webui]
@@ -118,7 +120,7 @@ t.test('roles are created from YAML (standard input too), listed, and checked fi
     listed.map((role) => role.metadata.name),
     ['access', 'editor', 'lab', 'prod-web'],
   )
-  t.same(listed[2].spec, { allow: { node_labels: { env: ['lab'] }, ports: ['*'] }, deny: { ports: ['db'] }, options: { max_session_ttl: '2h' } })
+  t.same(listed[2].spec, { allow: { logins: ['{{internal.logins}}'], node_labels: { env: ['lab'] }, ports: ['*'] }, deny: { ports: ['db'] }, options: { max_session_ttl: '2h' } })
   const unknown = await auth.ctl(['users', 'add', 'mallory', `--logins=${testLogin()}`, '--roles=lab,labs'])
   t.equal(unknown.code, 1)
   t.match(unknown.stderr, /no role "labs"/)
@@ -277,12 +279,9 @@ t.test('the proxy passes on only the SSH certificate of the user its TLS certifi
 })
 
 t.test("each role's logins count on the nodes that role selects, not on another role's", async (t) => {
-  // A role that opens the prod node's webui port but gives no login there, beside lab's
-  // (whose logins are the user's own): lab's login must not reach the prod node.
-  const prodPorts = await ctlWithInput(
-    ['create', '-f', '-'],
-    PROD_WEB_ROLE.replace('name: prod-web', 'name: prod-ports').replace('    ports: [webui]', '    logins: []\n    ports: [webui]'),
-  )
+  // A role that opens the prod node's webui port and names no login (so gives none there),
+  // beside lab's (whose logins are the user's own): lab's login must not reach the prod node.
+  const prodPorts = await ctlWithInput(['create', '-f', '-'], PROD_WEB_ROLE.replace('name: prod-web', 'name: prod-ports').replace("    logins: ['{{internal.logins}}']\n", ''))
   t.equal(prodPorts.code, 0, prodPorts.stderr)
   const dave = await user('dave', 'lab,prod-ports')
   const lab = await openssh(dave, [`${testLogin()}@lab-1`, 'echo reached'])

@@ -47,7 +47,7 @@ async function node(name: string, env: string): Promise<void> {
 await node('lab-1', 'lab')
 await node('prod-1', 'prod')
 
-const LAB_ROLE = 'kind: role\nversion: v1\nmetadata:\n  name: lab\nspec:\n  allow:\n    node_labels:\n      env: lab\n'
+const LAB_ROLE = 'kind: role\nversion: v1\nmetadata:\n  name: lab\nspec:\n  allow:\n    logins: ["{{internal.logins}}"]\n    node_labels:\n      env: lab\n'
 const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: LAB_ROLE })
 if (created.code !== 0) throw new Error(created.stderr)
 

@@ -23,7 +23,7 @@ t.test('a node joining with a static token that assigns labels carries them, ove
   const listedTokens = JSON.parse((await auth.ctl(['tokens', 'ls', '--format=json'])).stdout) as { static: boolean; labels?: Record<string, string> }[]
   t.same(listedTokens.find((token) => token.static)?.labels, { env: 'lab' }, 'tokens ls shows the labels the static token assigns')
 
-  const role = 'kind: role\nversion: v1\nmetadata:\n  name: prod\nspec:\n  allow:\n    node_labels:\n      env: prod\n'
+  const role = 'kind: role\nversion: v1\nmetadata:\n  name: prod\nspec:\n  allow:\n    logins: ["{{internal.logins}}"]\n    node_labels:\n      env: prod\n'
   const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: role })
   t.equal(created.code, 0, `the prod role is created ${created.stderr.trim()}`)
   const prodUser = await signUser(auth, proxy.web, 'paul', 'prod')
