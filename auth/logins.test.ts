@@ -9,7 +9,7 @@ import { NodeDirectory } from './nodes.ts'
 import { WeakPassword } from './passwords.ts'
 import { TOKEN_NOT_FOUND, TokenRefusal, TokenService } from './tokens.ts'
 import { TOTP, totpCode } from './totp.ts'
-import { MAX_USER_CERT_TTL_MS, UserDirectory } from './users.ts'
+import { MAX_USER_CERT_TTL_MS, UserDirectory, UserError } from './users.ts'
 
 const PASSWORD = 'correct horse battery'
 
@@ -193,4 +193,18 @@ t.test('a sign-up survives a restart: the password and second factor are in the 
   const locks = new Locks({ backend, nodes: new NodeDirectory(backend, 30_000), users, clock: s.now })
   const logins = new Logins({ backend, tokens, users, locks, clusterName: () => 'test-cluster', clock: s.now })
   t.equal((await logins.login('alice', PASSWORD, totpCode(secret, s.now()))).user.name, 'alice')
+})
+
+t.test('a user cannot take a name the audit log gives actors that are not users', async (t) => {
+  const s = setup(t)
+  for (const name of ['admin', 'automatic', 'unknown']) {
+    await refused(
+      t,
+      s.invites.addUser(name, ['root'], ['access'], 3_600_000),
+      UserError,
+      `the user name "${name}" is reserved: the audit log names actors that are not users so (the local admin identity, automatic steps)`,
+    )
+    t.equal(await s.users.get(name), undefined, 'and none is added')
+  }
+  t.ok(await s.invites.addUser('admins', ['root'], ['access'], 3_600_000), 'a name like them is fine')
 })

@@ -41,6 +41,12 @@ export function validateName(kind: string, name: string): void {
   if (!NAME.test(name)) throw new UserError(`invalid ${kind} "${name}": use lowercase letters, digits, "_", "-" or ".", starting with a letter or "_", at most 32 characters`)
 }
 
+/**
+ * Names the audit log gives actors that are not users (auth/audit.ts actorOf, rotation.ts):
+ * a user of one of these names could not be told from them.
+ */
+const RESERVED_NAMES = new Set(['admin', 'automatic', 'unknown'])
+
 export class UserDirectory {
   private readonly backend: Backend
 
@@ -55,6 +61,8 @@ export class UserDirectory {
     also: { conditions: Condition[]; operations: Operation[] } = { conditions: [], operations: [] },
   ): Promise<UserRecord> {
     validateName('user name', name)
+    if (RESERVED_NAMES.has(name))
+      throw new UserError(`the user name "${name}" is reserved: the audit log names actors that are not users so (the local admin identity, automatic steps)`)
     if (logins.length === 0) throw new UserError('a user needs at least one login, e.g. --logins=root,pi')
     for (const login of logins) validateName('login', login)
     if (roles.length === 0) throw new UserError('a user needs at least one role, e.g. --roles=access')
