@@ -113,7 +113,11 @@ async function main(): Promise<void> {
     const { page, context, person } = await invited('erin', 'editor,prod')
     erin = person
     t.same(await listedNodes(page), ['prod-1'], 'lab-1 is not listed')
+    // Opened by address, as another site's link would open it: nothing connects until asked.
     await page.goto(`${base}/web/terminal?node=lab-1&login=${login}`)
+    await page.locator('#terminal-confirm').waitFor({ timeout: 10_000 })
+    t.equal(await page.locator('#terminal').count(), 0, 'no terminal opens without a click')
+    await page.click('#terminal-open')
     await page.locator('#terminal-state.failed').waitFor({ timeout: 15_000 })
     t.notMatch((await terminalLines(page)).join('\n'), /\$|#/, 'no shell prompt from lab-1')
 

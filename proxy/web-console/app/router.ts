@@ -57,10 +57,21 @@ export function startRouter(display: typeof show): void {
   dispatch()
 }
 
-export function navigate(to: string, replace = false): void {
-  if (replace) history.replaceState(null, '', to)
-  else history.pushState(null, '', to)
+/**
+ * Moves to `to`. `chosen`: the user chose it within the app (a link, a form); a page that acts
+ * when opened (a terminal) asks first when it was not, as when another site linked to it or
+ * the login page goes on to the page a link asked for.
+ */
+export function navigate(to: string, replace = false, chosen = true): void {
+  const state = chosen ? { chosen: true } : null
+  if (replace) history.replaceState(state, '', to)
+  else history.pushState(state, '', to)
   dispatch()
+}
+
+/** Whether the page shown now was chosen within the app (navigate), not opened from outside it. */
+export function chosenInApp(): boolean {
+  return (history.state as { chosen?: boolean } | null)?.chosen === true
 }
 
 function dispatch(): void {

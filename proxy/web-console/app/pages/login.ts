@@ -29,7 +29,9 @@ export function loginPage(main: HTMLElement, params: RouteParams): void {
       await call('POST', 'login', { user, password, totp_code })
       await loadSession()
       const next = params.query.get('next')
-      navigate(next?.startsWith('/web/') && !next.startsWith('/web/login') ? next : '/web/nodes')
+      // Where a link asked to go, which the user did not choose here: a terminal asks first.
+      if (next?.startsWith('/web/') && !next.startsWith('/web/login')) navigate(next, false, false)
+      else navigate('/web/nodes')
     } catch (error) {
       status.append(errorLine(error))
     }

@@ -6,7 +6,7 @@ import { FitAddon } from '@xterm/addon-fit'
 import { Terminal } from '@xterm/xterm'
 import { currentSession } from '../api.ts'
 import { h } from '../dom.ts'
-import { onLeave, type RouteParams } from '../router.ts'
+import { chosenInApp, onLeave, type RouteParams } from '../router.ts'
 
 /** A text frame from the server. */
 type ServerMessage = { type: 'exit'; status: number | null } | { type: 'error'; message?: string }
@@ -18,6 +18,21 @@ export const LINE_HEIGHT = 1.2
 export function terminalPage(main: HTMLElement, params: RouteParams): void {
   const node = params.query.get('node') ?? ''
   const login = params.query.get('login') ?? ''
+  if (chosenInApp()) {
+    openTerminal(main, node, login)
+    return
+  }
+  // Opened from outside the app (another site's link, a reload): a shell of another's
+  // choosing, in the user's name, opens only when the user says so.
+  const open = h('button', { type: 'button', id: 'terminal-open' }, 'Open shell')
+  open.addEventListener('click', () => {
+    main.replaceChildren()
+    openTerminal(main, node, login)
+  })
+  main.append(h('div', { class: 'card narrow', id: 'terminal-confirm' }, h('p', {}, 'Open a shell on ', h('strong', {}, node), ' as ', h('strong', {}, login), '?'), open))
+}
+
+function openTerminal(main: HTMLElement, node: string, login: string): void {
   const state = h('span', { class: 'state', id: 'terminal-state' }, 'connecting…')
   const screen = h('div', { class: 'terminal', id: 'terminal' })
   main.append(h('div', { class: 'terminal-bar' }, h('strong', {}, `${login}@${node}`), state), screen)
