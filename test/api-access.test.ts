@@ -129,6 +129,9 @@ async function clients(): Promise<Map<Caller, CallerClient>> {
       [x509AccessExtension({ ...legacyAccess(['root']), admin })],
       'test-cluster user CA',
     )
+  // The editor's roles grant editor in the backend too: the auth server judges them as they are now.
+  const added = await auth.ctl(['users', 'add', 'eve', '--logins=root', '--roles=editor'])
+  if (added.code !== 0) throw new Error(`users add eve: ${added.stderr}`)
   const editor = userWith('eve', true)
   const plain = userWith('bob', false)
   const node = await joined('node')
