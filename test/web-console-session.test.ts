@@ -190,6 +190,29 @@ t.test("a terminal closes when the node's labels change so that the user's roles
   t.same(term.state.control, { type: 'error', message: closed?.reason }, 'the browser is told why')
 })
 
+t.test("a terminal closes when the user's roles no longer allow its node, within the proxy's check of its session", async (t) => {
+  const shift = (env: string) => `kind: role
+version: v1
+metadata:
+  name: night-shift
+spec:
+  allow:
+    logins: ['{{internal.logins}}']
+    node_labels: { env: ${env} }
+`
+  const create = (env: string) => run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: shift(env) })
+  t.equal((await create('lab')).code, 0)
+  const nina = await invited('nina', 'night-shift')
+  const term = await openTerminal(proxyA.web, nina.session)
+  // The role changed by an admin, not the node: no label change tells the proxy.
+  const changed = await create('prod')
+  t.equal(changed.code, 0, changed.stderr)
+  await until('the terminal to close', () => term.state.closed, { timeoutMs: 45_000 })
+  const closed = proxyA.daemon.logEntries().find((entry) => entry.user === 'nina' && entry.access_denied === true)
+  t.match(closed, { node: 'lab-pi', reason: String }, 'the proxy closed it for the roles')
+  t.same(term.state.control, { type: 'error', message: closed?.reason }, 'the browser is told why')
+})
+
 t.test('the session cookie is a __Host- cookie: Secure, Path=/, no Domain', async (t) => {
   const mallory = await invited('mallory-cookie', 'access')
   const answer = await web(proxyA.web, 'POST', '/web/api/login', {

@@ -81,7 +81,7 @@ export const webSessionRoutes = {
     async handle(call, context) {
       const session = await sessionOf(call, context)
       const { user, access } = session
-      return { user: user.name, roles: user.roles, editor: access.admin, logins: access.logins, csrf_token: session.csrf, expires: session.expires }
+      return { user: user.name, roles: user.roles, editor: access.admin, logins: access.logins, csrf_token: session.csrf, expires: session.expires, access }
     },
   },
 

@@ -112,7 +112,8 @@ export class WebConsoleApi {
         return this.loggedIn(await this.callAuth<WebSessionCreated>('POST /v1/web-sessions', body, clientAddr))
       }
       case 'GET /session': {
-        const { session } = await this.session(req)
+        // The roles' rules are the proxy's to judge terminals by; the page has what it shows.
+        const { access: _, ...session } = (await this.session(req)).session
         return { body: { ...session, expires: new Date(session.expires).toISOString() } }
       }
       case 'POST /logout': {

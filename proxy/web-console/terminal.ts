@@ -12,12 +12,13 @@
 // proxy, and within SESSION_RECHECK_MS when the auth server no longer knows the session (a
 // logout at another proxy, a role's max_session_ttl shortened). Its node is judged by the
 // roles its certificate carries too, when it opens and again whenever the node's labels
-// change: a terminal the roles no longer allow there is closed.
+// change, and by the roles as they are now within SESSION_RECHECK_MS of a change to them: a
+// terminal the roles no longer allow there, or no longer as its login, is closed.
 
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { type RawData, WebSocket, WebSocketServer } from 'ws'
-import { type Access, nodeRefusal } from '../../shared/access.ts'
+import { type Access, loginRefusal, nodeRefusal } from '../../shared/access.ts'
 import { accessOfSshCertificate } from '../../shared/access-cert.ts'
 import { ApiError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
@@ -51,6 +52,8 @@ export interface WebTerminalOptions {
 /** An open terminal: its user and session, what ends its shell, and when its certificate's validity starts once it has one. */
 interface OpenTerminal {
   user: string
+  /** The login its shell runs as. */
+  login: string
   /** The session's token, and the headers that present it to the auth server. */
   token: string
   headers: Record<string, string>
@@ -146,14 +149,36 @@ export class WebTerminals {
     }
     await Promise.all(
       [...this.open].map(async ([ws, terminal]) => {
+        let now: WebSessionInfo
         try {
-          await this.options.api.callAuth('GET /v1/web-sessions/current', undefined, terminal.headers)
+          now = await this.options.api.callAuth<WebSessionInfo>('GET /v1/web-sessions/current', undefined, terminal.headers)
         } catch (error) {
           // Only the auth server's word that the session is gone ends it, not an auth server out of reach.
           if (error instanceof ApiError && error.status === 401) this.sessionGone(ws, terminal, error.message)
+          return
         }
+        if (now.access) await this.judgeAgain(ws, terminal, now.access)
       }),
     )
+  }
+
+  /**
+   * Judges an open terminal by the roles as they are now: one changed since it opened (a node
+   * or login taken out of a role, a role taken from the user) closes it, as a new terminal
+   * would be refused. What it keeps is judged by them from here on (dropRelabelled).
+   */
+  private async judgeAgain(ws: WebSocket, terminal: OpenTerminal, access: Access): Promise<void> {
+    const admitted = terminal.admitted
+    if (!admitted) return
+    const labels = (await this.options.nodes.labelsOfHosts([admitted.hostId])).get(admitted.hostId)
+    if (!labels || !this.open.has(ws)) return
+    const reason = nodeRefusal(access, labels) ?? loginRefusal(access, terminal.login, labels)
+    if (!reason) {
+      admitted.access = access
+      return
+    }
+    this.options.log.warn(`web terminal of user ${terminal.user} to ${admitted.node} closed: ${reason}`, { user: terminal.user, node: admitted.node, access_denied: true, reason })
+    this.close(ws, terminal, reason)
   }
 
   /** Judges an upgrade request and, when it passes, opens the terminal. */
@@ -197,6 +222,7 @@ export class WebTerminals {
     const headers = api.sessionHeaders(req, token)
     const terminal: OpenTerminal = {
       user: session.user,
+      login: request.login,
       token,
       headers,
       end,

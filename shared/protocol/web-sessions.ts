@@ -5,6 +5,7 @@
 // the admin and user routes (as with USER_CERT_HEADER), and the short-lived SSH
 // certificate of the web terminal. The auth server takes the header only from a proxy.
 
+import type { Access } from '../access.ts'
 import { object, text } from './shape.ts'
 
 /** Where a proxy presents a person's web session token to the auth server. */
@@ -40,6 +41,8 @@ export interface WebSessionInfo {
   logins: string[]
   csrf_token: string
   expires: number
+  /** What the roles allow now, for the proxy's judgement of open terminals; absent from auth servers of earlier versions. */
+  access?: Access
 }
 
 /** The web terminal's certificate, for the key the proxy made; it expires with the session at the latest. */
