@@ -245,3 +245,16 @@ t.test('a role given to users is not removed, and the error names them', async (
   t.same(access.logins, ['pi'])
   t.equal(maxSessionTtlMs, 2 * 3_600_000)
 })
+
+t.test("a role of the user's that no longer exists leaves the user nothing, not the other roles without it", async (t) => {
+  const { backend, users, roles } = setup(t)
+  const noRoot = parseRole({ kind: 'role', version: 'v1', metadata: { name: 'no-root' }, spec: { deny: { logins: ['root'] } } })
+  await roles.put(noRoot)
+  await users.add('carol', ['root', 'pi'], ['access', 'no-root'])
+  t.same((await roles.accessOf((await users.get('carol'))!)).access.logins, ['pi'], 'the control: the deny takes root')
+  // What a `roles rm` racing the user's creation could leave: the user names a deny role that is gone.
+  await backend.txn([], [{ op: 'delete', key: '/roles/no-root' }])
+  const { access } = await roles.accessOf((await users.get('carol'))!)
+  t.same(access.logins, [], 'no login, root least of all')
+  t.not(nodeRefusal(access, { env: 'lab' }), undefined, 'and no node')
+})

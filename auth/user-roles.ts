@@ -80,10 +80,15 @@ export class RoleDirectory {
     }
   }
 
-  /** What `user`'s certificates allow now; roles that no longer exist grant nothing. */
+  /**
+   * What `user`'s certificates allow now. A role of the user's that no longer exists (removed
+   * in a race with the user's creation: `remove` refuses one a user has) makes it nothing at
+   * all, not the other roles without it: it may have been a deny.
+   */
   async accessOf(user: UserRecord): Promise<{ access: Access; maxSessionTtlMs: number }> {
-    const roles = (await Promise.all(user.roles.map((name) => this.get(name)))).filter((role) => role !== undefined)
-    return resolveAccess(roles, user.logins)
+    const roles = await Promise.all(user.roles.map((name) => this.get(name)))
+    const found = roles.filter((role) => role !== undefined)
+    return resolveAccess(found.length === roles.length ? found : [], user.logins)
   }
 }
 
@@ -93,8 +98,8 @@ function refuseBuiltIn(name: string, what: string): void {
 
 /**
  * Each role's allow rule on its own (its logins and ports on the nodes its labels select,
- * as Teleport judges roles), minus every role's deny rule; logins absent from a role, or
- * `{{internal.logins}}`, are the user's own. The flat lists (all logins, all matchers) are
+ * as Teleport judges roles), minus every role's deny rule; `{{internal.logins}}` in a role's
+ * logins is the user's own, and a role naming none gives none. The flat lists (all logins, all matchers) are
  * what the certificates name besides. The certificate lifetime is capped by the smallest
  * `max_session_ttl` (DEFAULT_MAX_SESSION_TTL_MS for a role without one).
  */
