@@ -235,16 +235,14 @@ spec:
   allow:
     admin: ${admin}
 `
-  const create = (admin: boolean) => run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: role(admin) })
-  t.equal((await create(true)).code, 0)
+  await auth.create(role(true))
   const desk = machine()
   await invited('olga', 'access,night-shift', desk)
   const granted = await warrenctl(desk, ['users', 'ls'])
   t.equal(granted.code, 0, granted.stderr)
   t.match(granted.stdout, /^olga\b/m, 'the role grants editor: she administers')
 
-  const replaced = await create(false)
-  t.equal(replaced.code, 0, replaced.stderr)
+  await auth.create(role(false))
   const before = await tokenCount()
   const added = await warrenctl(desk, ['tokens', 'add', '--type=node'])
   t.equal(added.code, 1, 'her certificate, issued while the role granted editor, no longer does')

@@ -200,13 +200,11 @@ spec:
     logins: ['{{internal.logins}}']
     node_labels: { env: ${env} }
 `
-  const create = (env: string) => run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: shift(env) })
-  t.equal((await create('lab')).code, 0)
+  await auth.create(shift('lab'))
   const nina = await invited('nina', 'night-shift')
   const term = await openTerminal(proxyA.web, nina.session)
   // The role changed by an admin, not the node: no label change tells the proxy.
-  const changed = await create('prod')
-  t.equal(changed.code, 0, changed.stderr)
+  await auth.create(shift('prod'))
   await until('the terminal to close', () => term.state.closed, { timeoutMs: 45_000 })
   const closed = proxyA.daemon.logEntries().find((entry) => entry.user === 'nina' && entry.access_denied === true)
   t.match(closed, { node: 'lab-pi', reason: String }, 'the proxy closed it for the roles')

@@ -254,6 +254,12 @@ export class AuthProcess {
     return ctl(this.dataDir, args, this.netns)
   }
 
+  /** `warrenctl create -f -` of `yaml` (a role); throws with its error when refused. */
+  async create(yaml: string): Promise<void> {
+    const created = await run(WARRENCTL, ['create', '-f', '-', `--data-dir=${this.dataDir}`], { netns: this.netns, input: yaml })
+    if (created.code !== 0) throw new Error(`warrenctl create: ${created.stderr}`)
+  }
+
   /** The CA pin as `warrenctl status` prints it. */
   async pin(): Promise<string> {
     const status = await this.ctl(['status'])
