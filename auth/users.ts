@@ -109,8 +109,15 @@ export interface UserCertificates {
 }
 
 /**
+ * The SSH principal of a user whose roles allow no login (forwarded ports only): a
+ * certificate without principals is good for any login on a stock sshd, and no account can
+ * be named this (':' separates the fields of /etc/passwd).
+ */
+export const NO_LOGIN_PRINCIPAL = 'warren:no-login'
+
+/**
  * Certificates that carry `access` (the user's roles resolved): its logins are the SSH
- * principals. Throws KeyPolicyError for a key type the cluster does not certify.
+ * principals (NO_LOGIN_PRINCIPAL when there are none). Throws KeyPolicyError for a key type the cluster does not certify.
  */
 export function issueUserCertificates(
   userCA: Authority,
@@ -131,7 +138,7 @@ export function issueUserCertificates(
     caKey: signing.sshKey,
     type: 'user',
     keyId: user.name,
-    principals: access.logins,
+    principals: access.logins.length > 0 ? access.logins : [NO_LOGIN_PRINCIPAL],
     validAfter,
     validBefore,
     extensions: sshAccessExtensions(access),

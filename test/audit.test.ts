@@ -152,7 +152,12 @@ t.test('a user is added, signs up, logs in, fails to log in, is locked and remov
 })
 
 t.test('roles created and removed', async (t) => {
-  await auth.api('POST', '/v1/roles', { kind: 'role', version: 'v1', metadata: { name: 'lab' }, spec: { allow: { node_labels: { env: ['lab'] } } } })
+  await auth.api('POST', '/v1/roles', {
+    kind: 'role',
+    version: 'v1',
+    metadata: { name: 'lab' },
+    spec: { allow: { logins: ['{{internal.logins}}'], node_labels: { env: ['lab'] } } },
+  })
   await auth.api('DELETE', '/v1/roles/lab')
   t.match(await auditLs(['--type=role.*']), [
     { type: 'role.created', role: 'lab', replaced: false, actor: 'admin' },

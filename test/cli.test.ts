@@ -29,7 +29,7 @@ t.teardown(() => node.stop())
 await waitForNode(auth, 'pi-help')
 for (const name of ['alice', 'carol']) await auth.api('POST', '/v1/users', { name, logins: ['root'] })
 const { id: lockId } = await auth.api<{ id: string }>('POST', '/v1/locks', { user: 'carol' })
-await auth.api('POST', '/v1/roles', { kind: 'role', version: 'v1', metadata: { name: 'lab' }, spec: { allow: { node_labels: { env: 'lab' } } } })
+await auth.api('POST', '/v1/roles', { kind: 'role', version: 'v1', metadata: { name: 'lab' }, spec: { allow: { logins: ['{{internal.logins}}'], node_labels: { env: 'lab' } } } })
 const roleFile = join(tempDir(), 'role.yaml')
 writeFileSync(roleFile, 'kind: role\nversion: v1\nmetadata: { name: help-role }\n')
 

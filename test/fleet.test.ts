@@ -20,7 +20,7 @@ import { until } from './helpers/until.ts'
 
 t.setTimeout(240_000)
 
-const LAB_ROLE = { kind: 'role', version: 'v1', metadata: { name: 'lab' }, spec: { allow: { node_labels: { env: 'lab' } } } }
+const LAB_ROLE = { kind: 'role', version: 'v1', metadata: { name: 'lab' }, spec: { allow: { logins: ['{{internal.logins}}'], node_labels: { env: 'lab' } } } }
 const LAB = ['lab-1', 'lab-2', 'lab-3', 'lab-4', 'lab-5']
 
 const auth = await new AuthProcess({ authServiceYaml: JSON_LOGS }).start()

@@ -294,6 +294,17 @@ t.test("each role's logins count on the nodes that role selects, not on another 
   t.equal((await auth.ctl(['users', 'rm', 'dave'])).code, 0, 'lab is given to alice alone again')
 })
 
+t.test('a role that opens only a port gives its user the port and no shell', async (t) => {
+  // prod-ports (above) names no login: its user's certificates name none either.
+  const pete = await user('pete', 'prod-ports')
+  const port = await warren(['proxy', 'port', `--identity=${pete}`, 'prod-1', 'webui'], { input: 'hello webui' })
+  t.equal(port.stdout, 'hello webui', `the port is reached (${port.stderr.trim()})`)
+  const shell = await openssh(pete, [`${testLogin()}@prod-1`, 'echo reached'])
+  t.equal(shell.stdout, '', 'no shell as the login the user was added with')
+  t.not(shell.code, 0)
+  t.equal((await auth.ctl(['users', 'rm', 'pete'])).code, 0)
+})
+
 t.test('a role given to a user is not removed', async (t) => {
   const refused = await auth.ctl(['rm', 'role/lab'])
   t.equal(refused.code, 1)

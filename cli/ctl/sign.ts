@@ -38,6 +38,12 @@ export async function signUser(admin: AdminConnection, flags: SignFlags): Promis
   const out = (text: string) => process.stdout.write(text + '\n')
   // The logins come in the answer (through a proxy for an editor): printed escaped.
   const logins = signed.logins.map(printable)
+  if (logins.length === 0) {
+    // Roles that open ports only: no shell to connect to.
+    out(`Certificates for ${user} (no login: the roles allow forwarded ports only) valid until ${formatUtc(signed.valid_before)} written to ${dir}`)
+    out(`Connect with: warren proxy port --identity=${dir} NODE PORT`)
+    return
+  }
   out(`Certificates for ${user} (logins ${logins.join(',')}) valid until ${formatUtc(signed.valid_before)} written to ${dir}`)
   out(flags.format === 'openssh' ? `Connect with: ssh -F ${join(dir, PROFILE_FILES.sshConfig)} ${logins[0]}@NODE` : `Connect with: warren ssh --identity=${dir} ${logins[0]}@NODE`)
 }
