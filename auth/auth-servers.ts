@@ -51,12 +51,15 @@ export interface AuthServersOptions {
 export class AuthServers {
   readonly id = randomBytes(8).toString('hex')
   readonly #options: AuthServersOptions
+  /** This server's assigned_label_keys as it records them: once each, sorted. */
+  readonly #keys: string[]
   readonly #watchers: AuthServerWatcher[] = []
   #timer?: NodeJS.Timeout
   #running?: Promise<void>
 
   constructor(options: AuthServersOptions) {
     this.#options = options
+    this.#keys = [...new Set(options.assignedLabelKeys)].sort()
   }
 
   watch(watcher: AuthServerWatcher): void {
@@ -112,13 +115,13 @@ export class AuthServers {
   }
 
   #record(): AuthServerRecord {
-    const { recordingDir, assignedLabelKeys } = this.#options
+    const { recordingDir } = this.#options
     return {
       id: this.id,
       address: this.#options.address(),
       hostname: hostname(),
       ...(recordingDir === undefined ? {} : { recording_dir: recordingDir }),
-      assigned_label_keys: [...new Set(assignedLabelKeys)].sort(),
+      assigned_label_keys: this.#keys,
     }
   }
 

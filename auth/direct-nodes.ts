@@ -3,8 +3,8 @@
 // the address the auth server sees them at. Proxies ask for that address book; `nodes ls`
 // shows the same addresses.
 
-import { BlockList, isIP } from 'node:net'
 import { joinHostPort, splitHostPort } from '../shared/address.ts'
+import { AddressList } from '../shared/address-list.ts'
 import { UsageError } from '../shared/errors.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
@@ -36,20 +36,9 @@ export function serviceAddress(seenFrom: string, reported: string | undefined): 
   return joinHostPort(address.host, address.port)
 }
 
-/** Addresses no node serves at, wherever it is: the proxies would dial their own host's or the network's services. */
-const NEVER_A_NODE = new BlockList()
-for (const [network, prefix, type] of [
-  ['0.0.0.0', 8, 'ipv4'],
-  ['169.254.0.0', 16, 'ipv4'],
-  ['224.0.0.0', 3, 'ipv4'],
-  ['::', 128, 'ipv6'],
-  ['fe80::', 10, 'ipv6'],
-  ['ff00::', 8, 'ipv6'],
-] as const)
-  NEVER_A_NODE.addSubnet(network, prefix, type)
-const LOOPBACK = new BlockList()
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4')
-LOOPBACK.addAddress('::1', 'ipv6')
+/** Addresses no node serves at, wherever it is: link-local (the cloud's metadata service), multicast, unspecified. */
+const NEVER_A_NODE = new AddressList(['0.0.0.0/8', '169.254.0.0/16', '224.0.0.0/3', '::/128', 'fe80::/10', 'ff00::/8'], 'address')
+const LOOPBACK = new AddressList(['127.0.0.0/8', '::1'], 'address')
 
 /**
  * Why a node may not report `host`, an IP literal, as where proxies dial it: a device could
@@ -59,11 +48,8 @@ LOOPBACK.addAddress('::1', 'ipv6')
  * here: the proxy checks, before it sends a byte, that whatever answers is the node.
  */
 function addressRefusal(host: string, seenFrom: string): string | undefined {
-  const type = isIP(host) === 6 ? 'ipv6' : isIP(host) === 4 ? 'ipv4' : undefined
-  if (type === undefined) return undefined
-  if (NEVER_A_NODE.check(host, type)) return `${host} is a link-local, multicast or unspecified address, where no node is dialled`
-  const seenType = isIP(seenFrom) === 6 ? 'ipv6' : 'ipv4'
-  if (LOOPBACK.check(host, type) && !LOOPBACK.check(seenFrom, seenType)) return `${host} is a loopback address, and the heartbeat comes from ${seenFrom}`
+  if (NEVER_A_NODE.has(host)) return `${host} is a link-local, multicast or unspecified address, where no node is dialled`
+  if (LOOPBACK.has(host) && !LOOPBACK.has(seenFrom)) return `${host} is a loopback address, and the heartbeat comes from ${seenFrom}`
   return undefined
 }
 

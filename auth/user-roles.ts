@@ -96,13 +96,6 @@ function refuseBuiltIn(name: string, what: string): void {
   if (BUILT_IN_ROLES.some((role) => role.metadata.name === name)) throw new RoleError(`role "${name}" is built in and cannot be ${what}`)
 }
 
-/**
- * Each role's allow rule on its own (its logins and ports on the nodes its labels select,
- * as Teleport judges roles), minus every role's deny rule; `{{internal.logins}}` in a role's
- * logins is the user's own, and a role naming none gives none. The flat lists (all logins, all matchers) are
- * what the certificates name besides. The certificate lifetime is capped by the smallest
- * `max_session_ttl` (DEFAULT_MAX_SESSION_TTL_MS for a role without one).
- */
 /** The smallest limit of that name among `roles`, as an access field; none when no role sets it. */
 function strictest(name: 'max_sessions' | 'max_connections', roles: Role[]): Partial<Pick<Access, typeof name>> {
   const limits = roles.flatMap((role) => (role.spec.options[name] === undefined ? [] : [role.spec.options[name]]))
@@ -110,8 +103,12 @@ function strictest(name: 'max_sessions' | 'max_connections', roles: Role[]): Par
 }
 
 /**
- * A role's logins are those it names, `{{internal.logins}}` being the user's own; a role that
- * names none gives none, as in Teleport (a role written to open a port must not open a shell).
+ * Each role's allow rule on its own (its logins and ports on the nodes its labels select,
+ * as Teleport judges roles), minus every role's deny rule. A role's logins are those it names,
+ * `{{internal.logins}}` being the user's own; one naming none gives none, as in Teleport (a
+ * role written to open a port must not open a shell). The flat lists (all logins, all
+ * matchers) are what the certificates name besides. The certificate lifetime is capped by the
+ * smallest `max_session_ttl` (DEFAULT_MAX_SESSION_TTL_MS for a role without one).
  */
 export function resolveAccess(roles: Role[], userLogins: string[]): { access: Access; maxSessionTtlMs: number } {
   const expand = (logins: string[]) => logins.flatMap((login) => (login === INTERNAL_LOGINS ? userLogins : [login]))

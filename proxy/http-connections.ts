@@ -7,6 +7,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
+import { OpenPerAddress } from '../shared/tls-gate/open-per-address.ts'
 
 export interface HttpConnectionLimits {
   /**
@@ -31,7 +32,7 @@ export const HTTP_CONNECTION_LIMITS: HttpConnectionLimits = { requestHeadersMs: 
 export class HttpConnections {
   readonly #server: Server
   readonly #limits: HttpConnectionLimits
-  readonly #openByAddress = new Map<string, number>()
+  readonly #openByAddress: OpenPerAddress
   readonly #deadlines = new WeakMap<Duplex, NodeJS.Timeout>()
   /** Requests being answered on each connection (pipelined ones queue): the next deadline starts when none is. */
   readonly #answering = new WeakMap<Duplex, number>()
@@ -39,6 +40,7 @@ export class HttpConnections {
   constructor(server: Server, limits: HttpConnectionLimits = HTTP_CONNECTION_LIMITS) {
     this.#server = server
     this.#limits = limits
+    this.#openByAddress = new OpenPerAddress(limits.perAddress)
     server.timeout = limits.idleMs
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const socket = req.socket
@@ -59,18 +61,9 @@ export class HttpConnections {
 
   /** Hands `socket` to the server, or closes it when `group` (undefined: a trusted balancer's own) has too many open. */
   admit(socket: TLSSocket, group: string | undefined): void {
-    if (group !== undefined) {
-      const open = this.#openByAddress.get(group) ?? 0
-      if (open >= this.#limits.perAddress) {
-        socket.destroy()
-        return
-      }
-      this.#openByAddress.set(group, open + 1)
-      socket.once('close', () => {
-        const left = (this.#openByAddress.get(group) ?? 1) - 1
-        if (left > 0) this.#openByAddress.set(group, left)
-        else this.#openByAddress.delete(group)
-      })
+    if (group !== undefined && !this.#openByAddress.admit(socket, group)) {
+      socket.destroy()
+      return
     }
     socket.once('close', () => this.#clearDeadline(socket))
     this.#awaitRequest(socket)

@@ -1,7 +1,7 @@
 import { createServer } from 'node:https'
 import t from 'tap'
 import { loopbackCert, testCA } from '../test/helpers/certs.ts'
-import { ApiClient } from './api-client.ts'
+import { ApiClient, MAX_SOCKETS_PER_SERVER } from './api-client.ts'
 import { CLUSTER_SERVER_NAME } from './protocol/tunnel.ts'
 
 t.test('API calls ask for the cluster server name, whatever address they dial', async (t) => {
@@ -73,4 +73,24 @@ t.test('an answer longer than the limit fails the call instead of filling memory
   const client = new ApiClient({ server: `127.0.0.1:${(server.address() as { port: number }).port}`, maxAnswerBytes: 1024 * 1024 })
   t.teardown(() => client.close())
   await t.rejects(client.call('GET /v1/health'), { message: /the answer is longer than 1048576 bytes/ })
+})
+
+t.test('more calls at once than MAX_SOCKETS_PER_SERVER share that many connections, and all are answered', async (t) => {
+  const { certPem, keyPem } = loopbackCert(testCA('API test CA', 'Warren tests'), { CN: 'localhost' }, ['serverAuth'])
+  const held: (() => void)[] = []
+  let connections = 0
+  // Each answer waits until every connection the client will open is in, so that calls pile up.
+  const server = createServer({ key: keyPem, cert: certPem }, (_req, res) => {
+    held.push(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'))
+    if (held.length === MAX_SOCKETS_PER_SERVER) for (const answer of held.splice(0)) answer()
+  })
+  server.on('secureConnection', () => connections++)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const client = new ApiClient({ server: `127.0.0.1:${(server.address() as { port: number }).port}` })
+  t.teardown(() => client.close())
+  const calls = 2 * MAX_SOCKETS_PER_SERVER
+  const answers = await Promise.all(Array.from({ length: calls }, () => client.call('GET /v1/health')))
+  t.equal(answers.length, calls, 'every call answered')
+  t.equal(connections, MAX_SOCKETS_PER_SERVER, 'over no more connections than that')
 })

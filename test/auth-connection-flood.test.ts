@@ -4,10 +4,11 @@
 // maxOpenPerAddress from one address (shared/tls-gate/config.ts), closes the next at once,
 // and serves other addresses and the connections it holds meanwhile. Counts from its status.
 
-import { Agent, request as httpsRequest } from 'node:https'
+import { Agent } from 'node:https'
 import t from 'tap'
 import { defaultGateConfig } from '../shared/tls-gate/config.ts'
 import { AuthProcess } from './helpers/cluster.ts'
+import { healthStatus } from './helpers/health.ts'
 
 t.setTimeout(120_000)
 
@@ -17,17 +18,7 @@ const at = auth.address.lastIndexOf(':')
 const port = Number(auth.address.slice(at + 1))
 
 /** GET /v1/health from `localAddress`: the status code, or the error's code. */
-function health(localAddress: string, agent: Agent | false = false): Promise<number | string> {
-  return new Promise((resolve) => {
-    const req = httpsRequest({ host: '127.0.0.1', port, path: '/v1/health', localAddress, rejectUnauthorized: false, agent, timeout: 20_000 }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode ?? 0))
-    })
-    req.on('timeout', () => req.destroy(new Error('ETIMEDOUT')))
-    req.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message))
-    req.end()
-  })
-}
+const health = (localAddress: string, agent: Agent | false = false) => healthStatus('127.0.0.1', port, { localAddress, agent })
 
 t.test('one address holds no more than its share of connections; others are served', async (t) => {
   const most = defaultGateConfig.maxOpenPerAddress

@@ -11,7 +11,7 @@ import { stringify } from 'yaml'
 import { forwardRefusal } from '../agent/forward-policy.ts'
 import { sftpServerProgram } from '../agent/sftp-server.ts'
 import { FailureRateLimiter } from '../auth/rate-limit.ts'
-import { TrustedAddresses } from '../proxy/listener/trusted.ts'
+import { AddressList } from '../shared/address-list.ts'
 import { withAssigned } from '../shared/assigned-labels.ts'
 import { parseConfig, type WarrenConfig } from '../shared/config.ts'
 import { CONFIG_SCHEMA } from '../shared/config-schema.ts'
@@ -118,7 +118,7 @@ const ROWS: Row[] = [
     value: ['10.0.0.0/24'],
     fields: ['proxy.trustedLoadBalancers'],
     reader: ['proxy/proxy.ts', 'this.config.proxy.trustedLoadBalancers'],
-    effect: (config) => new TrustedAddresses(config.proxy.trustedLoadBalancers).has('10.0.0.7'),
+    effect: (config) => new AddressList(config.proxy.trustedLoadBalancers, 'trusted address').has('10.0.0.7'),
   },
   { key: 'proxy_service.acme.enabled', value: true, fields: ['proxy.acme.enabled'], reader: ['proxy/proxy.ts', 'this.config.proxy.acme.enabled'] },
   { key: 'proxy_service.acme.email', value: 'ops@example.com', fields: ['proxy.acme.email'], reader: ['proxy/web-certificates.ts', 'acme.email'] },

@@ -5,12 +5,12 @@
 // refusal closes the connection whole. Against a real proxy process.
 
 import { once } from 'node:events'
-import { request as httpsRequest } from 'node:https'
 import { type ConnectionOptions, connect, type TLSSocket } from 'node:tls'
 import t from 'tap'
 import { HTTP_CONNECTION_LIMITS } from '../proxy/http-connections.ts'
 import { USER_ALPN } from '../shared/protocol/tunnel.ts'
 import { authAndProxy } from './helpers/cluster.ts'
+import { healthStatus } from './helpers/health.ts'
 import { until } from './helpers/until.ts'
 
 t.setTimeout(120_000)
@@ -30,17 +30,7 @@ async function idle(alpn: string, allowHalfOpen = false): Promise<TLSSocket> {
 }
 
 /** GET /v1/health on a connection of its own: its status, or the error that ended it. */
-function health(): Promise<number | string> {
-  return new Promise((resolve) => {
-    const req = httpsRequest({ host, port, path: '/v1/health', rejectUnauthorized: false, servername: 'warren-cluster', agent: false, timeout: 10_000 }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode ?? 0))
-    })
-    req.on('timeout', () => req.destroy(new Error('timed out')))
-    req.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message))
-    req.end()
-  })
-}
+const health = () => healthStatus(host, port, { servername: 'warren-cluster' })
 
 t.test('idle HTTP connections from one address are bounded in number and closed when they send no request', async (t) => {
   const { perAddress } = HTTP_CONNECTION_LIMITS

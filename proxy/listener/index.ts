@@ -1,7 +1,7 @@
-// The proxy's front door: one TCP listener for every protocol. The parts, one concept per file:
+// The proxy's front door: one TCP listener for every protocol (which peers may send a PROXY
+// header: shared/address-list.ts). The parts, one concept per file:
 //
 //   proxy-protocol.ts  PROXY protocol v1/v2: incremental parser, encoders, named errors
-//   trusted.ts         TrustedAddresses: which peers may send a PROXY header (IPs, CIDRs)
 //   sniff.ts           the protocol a connection speaks, from its first bytes
 //   multiplexer.ts     Multiplexer: header, then sniff (for TLS, the whole ClientHello), then hand over
 //   client-hello.ts    the ClientHello's ALPN names, and the alert a declined dial gets
@@ -37,4 +37,3 @@ export {
 } from './proxy-protocol.ts'
 export { type Protocol, sniffProtocol } from './sniff.ts'
 export { type AlpnHandler, createTlsRouter, DEFAULT_HANDSHAKE_TIMEOUT_MS, NO_ALPN, type TlsRouterOptions } from './tls-router.ts'
-export { TrustedAddresses } from './trusted.ts'

@@ -17,6 +17,7 @@
 
 import { EventEmitter } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
+import { AddressList } from '../../shared/address-list.ts'
 import { createLogger, type Logger } from '../../shared/log.ts'
 import { addressGroup } from '../../shared/tls-gate/address-group.ts'
 import { ByteAccumulator } from '../../shared/tls-gate/byte-accumulator.ts'
@@ -25,7 +26,6 @@ import { afterDeadline, TlsGate } from '../../shared/tls-gate/gate.ts'
 import type { HelloHold } from '../../shared/tls-gate/pending-hellos.ts'
 import { type ProxyHeader, ProxyHeaderParser, proxyHeaderVersion } from './proxy-protocol.ts'
 import { type Protocol, sniffProtocol } from './sniff.ts'
-import { TrustedAddresses } from './trusted.ts'
 
 export type { Protocol } from './sniff.ts'
 
@@ -88,7 +88,7 @@ export interface MultiplexerEvents {
 }
 
 export class Multiplexer extends EventEmitter<MultiplexerEvents> {
-  readonly trusted: TrustedAddresses
+  readonly trusted: AddressList
   readonly requireProxyHeader: boolean
   readonly sniffTimeoutMs: number
   readonly gate: TlsGate
@@ -96,7 +96,7 @@ export class Multiplexer extends EventEmitter<MultiplexerEvents> {
 
   constructor(options: MultiplexerOptions) {
     super()
-    this.trusted = new TrustedAddresses(options.trustedLoadBalancers)
+    this.trusted = new AddressList(options.trustedLoadBalancers, 'trusted address')
     this.requireProxyHeader = options.requireProxyHeader ?? false
     this.sniffTimeoutMs = options.sniffTimeoutMs ?? DEFAULT_SNIFF_TIMEOUT_MS
     if (!(this.sniffTimeoutMs > 0)) throw new RangeError(`sniffTimeoutMs must be positive, got ${options.sniffTimeoutMs}`)

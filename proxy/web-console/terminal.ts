@@ -104,13 +104,7 @@ export class WebTerminals {
       const now = labels.get(admitted.hostId)
       const reason = now && nodeRefusal(admitted.access, now)
       if (!reason || !this.open.has(ws)) continue
-      this.options.log.warn(`web terminal of user ${terminal.user} to ${admitted.node} closed: ${reason}`, {
-        user: terminal.user,
-        node: admitted.node,
-        access_denied: true,
-        reason,
-      })
-      this.close(ws, terminal, reason)
+      this.denied(ws, terminal, admitted.node, reason)
     }
   }
 
@@ -177,7 +171,12 @@ export class WebTerminals {
       admitted.access = access
       return
     }
-    this.options.log.warn(`web terminal of user ${terminal.user} to ${admitted.node} closed: ${reason}`, { user: terminal.user, node: admitted.node, access_denied: true, reason })
+    this.denied(ws, terminal, admitted.node, reason)
+  }
+
+  /** Closes a terminal the user's roles no longer allow, saying why. */
+  private denied(ws: WebSocket, terminal: OpenTerminal, node: string, reason: string): void {
+    this.options.log.warn(`web terminal of user ${terminal.user} to ${node} closed: ${reason}`, { user: terminal.user, node, access_denied: true, reason })
     this.close(ws, terminal, reason)
   }
 

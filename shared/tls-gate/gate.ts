@@ -22,6 +22,7 @@ import { ByteAccumulator } from './byte-accumulator.ts'
 import { type ClientHelloInfo, scanClientHello } from './client-hello.ts'
 import { type GateConfig, resolveGateConfig } from './config.ts'
 import { HandshakeSlots } from './handshake-slots.ts'
+import { OpenPerAddress } from './open-per-address.ts'
 import { PendingHellos } from './pending-hellos.ts'
 import { GateStats, reportStats } from './stats.ts'
 
@@ -41,7 +42,7 @@ export class TlsGate {
   /** Connections `guard` is reading, closed by close(). */
   readonly #reading = new Set<Socket>()
   /** Connections open on the guarded server, by address group. */
-  readonly #openByGroup = new Map<string, number>()
+  readonly #open: OpenPerAddress
 
   constructor(options: TlsGateOptions = {}) {
     const { log, now, ...config } = options
@@ -49,6 +50,7 @@ export class TlsGate {
     this.log = log ?? createLogger('tls-gate')
     this.hellos = new PendingHellos(this.config.maxPendingHelloPerAddress, this.config.pendingHelloGraceMs, this.stats, now)
     this.slots = new HandshakeSlots(this.config, this.stats, this.log, now)
+    this.#open = new OpenPerAddress(this.config.maxOpenPerAddress)
     this.#stopReporting = reportStats(this.stats, this.log)
   }
 
@@ -83,7 +85,11 @@ export class TlsGate {
         return
       }
       const group = addressGroup(peer)
-      if (!this.#admitOpen(socket, group)) return
+      if (!this.#open.admit(socket, group)) {
+        this.stats.openPerAddressClosed++
+        socket.destroy()
+        return
+      }
       this.#reading.add(socket)
       this.#readHello(socket, group, (head, hello) => {
         this.#reading.delete(socket)
@@ -113,23 +119,6 @@ export class TlsGate {
    * the socket not flowing and none of our listeners on it; closes it if the hello is late,
    * invalid, or its group has too many waiting.
    */
-  /** Counts `socket` as open for `group` until it closes; false (and closed) when the group has its most. */
-  #admitOpen(socket: Socket, group: string): boolean {
-    const open = this.#openByGroup.get(group) ?? 0
-    if (open >= this.config.maxOpenPerAddress) {
-      this.stats.openPerAddressClosed++
-      socket.destroy()
-      return false
-    }
-    this.#openByGroup.set(group, open + 1)
-    socket.once('close', () => {
-      const left = (this.#openByGroup.get(group) ?? 1) - 1
-      if (left > 0) this.#openByGroup.set(group, left)
-      else this.#openByGroup.delete(group)
-    })
-    return true
-  }
-
   #readHello(socket: Socket, group: string, onHello: (head: Buffer, hello: ClientHelloInfo) => void): void {
     const gathered = new ByteAccumulator()
     let head: Buffer = Buffer.alloc(0)
