@@ -1,7 +1,7 @@
 // The audit log on both backends: de-duplication by event ID in the write's own transaction,
 // listing in time order with the filters of `warrenctl audit ls`, and retention by the
 // injected clock. Then what auth/audit.ts adds: the JSON-lines file, and that a file that
-// cannot be written never costs the backend its event.
+// cannot be written never costs the backend its event (audit-file.test.ts: nor the file its line).
 
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -182,7 +182,7 @@ t.test('every stored event goes to the file as one JSON line; a file that fails 
   stream.on('data', (chunk) => logLines.push(String(chunk)))
   const log = createLogger('audit', { stream, format: 'json' })
   const file = join(dir, 'audit.jsonl')
-  const audit = new Audit({ backend, clusterName: 'example', retentionMs: DAY, file, log, clock: () => T0 })
+  const audit = new Audit({ backend, clusterName: 'example', retentionMs: DAY, file, dataDir: dir, log, clock: () => T0 })
   await audit.record('token.removed', { token_id: 'a1b2c3', actor: 'admin', ignored: undefined })
   const node = { nodename: 'pi-1', hostId: 'host-1' }
   t.equal(await audit.ingest([{ id: 'node-event-1', time: T0 + 1, type: 'exec', fields: { command: 'uptime', node: 'forged' } }], node), 1)
@@ -199,12 +199,13 @@ t.test('every stored event goes to the file as one JSON line; a file that fails 
   t.notOk('ignored' in lines[0], 'undefined fields are left out')
   t.same(lines, (await audit.log.list()).events, 'the file holds what the backend holds')
 
-  const broken = new Audit({ backend, clusterName: 'example', retentionMs: DAY, file: join(dir, 'missing', 'audit.jsonl'), log, clock: () => T0 + 2 })
+  const missing = join(dir, 'missing', 'audit.jsonl')
+  const broken = new Audit({ backend, clusterName: 'example', retentionMs: DAY, file: missing, dataDir: join(dir, 'other'), log, clock: () => T0 + 2 })
   await broken.record('role.removed', { role: 'ops' })
   await broken.stop()
   t.equal((await audit.log.list({ type: 'role.removed' })).events.length, 1, 'the event is in the backend')
   t.ok(
-    logLines.some((line) => JSON.parse(line).level === 'warn' && JSON.parse(line).type === 'role.removed'),
+    logLines.some((line) => JSON.parse(line).level === 'warn' && JSON.parse(line).file === missing),
     'the failed write is logged',
   )
 })

@@ -38,15 +38,18 @@ export class AuditLog {
     this.#clock = options.clock ?? Date.now
   }
 
-  /** Stores `event`; false (and nothing written) when an event with its ID is already stored. */
-  async append(event: AuditEvent): Promise<boolean> {
+  /**
+   * Stores `event`, and `alongside` in the same transaction; false (and nothing written)
+   * when an event with its ID is already stored.
+   */
+  async append(event: AuditEvent, alongside: Operation[] = []): Promise<boolean> {
     const key = eventKey(event)
     const day = dayOf(event.time)
     const session = sessionKey(event)
     const owner: Operation[] = session ? [{ op: 'put', key: session, value: JSON.stringify({ user: stringOrNull(event.user), login: stringOrNull(event.login) }) }] : []
     return this.#backend.txn(
       [{ key: IDS + event.id, absent: true }],
-      [{ op: 'put', key: IDS + event.id, value: key }, { op: 'put', key: DAYS + day, value: '' }, { op: 'put', key, value: JSON.stringify(event) }, ...owner],
+      [{ op: 'put', key: IDS + event.id, value: key }, { op: 'put', key: DAYS + day, value: '' }, { op: 'put', key, value: JSON.stringify(event) }, ...owner, ...alongside],
     )
   }
 

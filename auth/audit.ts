@@ -1,16 +1,16 @@
 // Who did what: every audited action records one event here, once it has committed, with
 // record(type, fields); the types and their fields are listed in shared/protocol/audit.ts.
 // Events go to the backend's audit log (audit-log.ts) and, when auth_service.audit.file is
-// set, as one JSON line each to that file for log shippers. A failure to write either is
-// logged and never fails the action it records: the action has already happened.
+// set, as one JSON line each to that file for log shippers (audit-file.ts). A failure to
+// store one is logged and never fails the action it records: the action has already happened.
 
 import { randomUUID } from 'node:crypto'
-import { appendFile } from 'node:fs/promises'
 import type { Logger } from '../shared/log.ts'
 import type { AuditEvent, AuditEventType, AuditValue, NodeEventType } from '../shared/protocol/audit.ts'
 import { parseSshCertificate } from '../shared/ssh-cert.ts'
+import { AuditFile } from './audit-file.ts'
 import { AuditLog } from './audit-log.ts'
-import type { Backend } from './backend/backend.ts'
+import type { Backend, Operation } from './backend/backend.ts'
 import type { Peer } from './callers.ts'
 import { TooManyAttempts } from './rate-limit.ts'
 
@@ -151,6 +151,8 @@ export interface AuditOptions {
   retentionMs: number
   /** Where every stored event is also appended as a JSON line. */
   file?: string
+  /** The auth server's data dir, which says which outbox of lines for `file` is this server's; needed with `file`. */
+  dataDir?: string
   log: Logger
   clock?: () => number
   /** Told of each event of the auth server's own as it is recorded (for metrics). */
@@ -166,8 +168,7 @@ export class Audit {
   readonly failedRelays: NodeEventBudget
   readonly #options: AuditOptions
   readonly #clock: () => number
-  /** File appends, one after another, so lines never interleave and keep their order. */
-  #fileWrites: Promise<void> = Promise.resolve()
+  readonly #file?: AuditFile
   #purgeTimer?: NodeJS.Timeout
 
   constructor(options: AuditOptions) {
@@ -176,6 +177,10 @@ export class Audit {
     this.log = new AuditLog({ backend: options.backend, retentionMs: options.retentionMs, clock: this.#clock })
     this.nodeBudget = new NodeEventBudget({ ...options.nodeBudget, clock: this.#clock })
     this.failedRelays = new NodeEventBudget({ burst: PROXY_FAILED_RELAY_BURST, perSecond: PROXY_FAILED_RELAYS_PER_SECOND, clock: this.#clock })
+    if (options.file !== undefined) {
+      if (options.dataDir === undefined) throw new Error('an audit file needs the data dir that keeps its outbox ID')
+      this.#file = new AuditFile({ backend: options.backend, file: options.file, dataDir: options.dataDir, log: options.log, clock: this.#clock })
+    }
   }
 
   /**
@@ -232,15 +237,25 @@ export class Audit {
       const dated = event.time > now + NODE_CLOCK_AHEAD_MS ? { time: now, node_time: event.time } : { time: event.time }
       const full: AuditEvent = { ...event.fields, id: event.id, ...dated, type: event.type, cluster: this.#options.clusterName, node: node.nodename, host_id: node.hostId }
       // A node's event that fails to store fails the batch: the node keeps it and sends it again.
-      if (await this.log.append(full)) {
+      if (await this.log.append(full, this.#fileLine(full))) {
         stored++
-        this.#appendToFile(full)
+        void this.#file?.flush()
       }
     }
     return stored
   }
 
-  start(): void {
+  /**
+   * Starts purging past retention, and writes the audit file's lines that a run before left
+   * unwritten. Throws when the audit file cannot be written.
+   */
+  async start(): Promise<void> {
+    if (this.#file) {
+      this.#file.open()
+      void this.#file.flush()
+    } else if (this.#options.dataDir !== undefined) {
+      await AuditFile.forget(this.#options.backend, this.#options.dataDir)
+    }
     this.#purgeTimer = setInterval(() => void this.purge(), PURGE_INTERVAL_MS)
     this.#purgeTimer.unref()
     void this.purge()
@@ -248,7 +263,7 @@ export class Audit {
 
   async stop(): Promise<void> {
     clearInterval(this.#purgeTimer)
-    await this.#fileWrites
+    await this.#file?.stop()
   }
 
   /** Removes the events past retention; failures are logged and retried at the next interval. */
@@ -263,22 +278,17 @@ export class Audit {
 
   async #store(event: AuditEvent): Promise<void> {
     try {
-      await this.log.append(event)
+      await this.log.append(event, this.#fileLine(event))
     } catch (error) {
       this.#options.log.error(`audit event not stored: ${(error as Error).message}`, { event: JSON.stringify(event) })
       return
     }
-    this.#appendToFile(event)
+    void this.#file?.flush()
   }
 
-  #appendToFile(event: AuditEvent): void {
-    const file = this.#options.file
-    if (file === undefined) return
-    this.#fileWrites = this.#fileWrites.then(() =>
-      appendFile(file, `${JSON.stringify(event)}\n`, { mode: 0o600 }).catch((error: Error) => {
-        this.#options.log.warn(`audit file ${file} not written: ${error.message}`, { event_id: event.id, type: event.type })
-      }),
-    )
+  /** The audit file's line for `event`, filed with it (audit-file.ts). */
+  #fileLine(event: AuditEvent): Operation[] {
+    return this.#file ? [this.#file.outboxPut(event)] : []
   }
 }
 

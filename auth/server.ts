@@ -234,10 +234,11 @@ export class AuthServer {
       clusterName: this.clusterName,
       retentionMs: auth.audit.retentionMs,
       file: auth.audit.file,
+      dataDir: this.config.dataDir,
       log: this.log,
       onRecord: observer?.recorded,
     })
-    this.audit.start()
+    await this.audit.start()
     this.recordings = new RecordingStore(this.config.auth.recordingDir ?? join(this.config.dataDir, 'recordings'))
     // A recording outlives no audit event of its session: the same retention, looked at as often.
     const purgeRecordings = () => {
