@@ -11,8 +11,12 @@ const PREFIX = '/credentials/'
 export interface CredentialRecord {
   password?: PasswordHash
   totp?: { secret: string; lastStep: number }
-  /** Failed logins in a row; five lock the user (logins.ts). */
+  /** Login attempts in a row not followed by a success, each counted before it is judged; five lock the user (logins.ts). */
   failures: number
+  /** When the last of them was counted. */
+  attemptAt?: number
+  /** The five failed: their lock is written (it may have run out or been lifted since). */
+  lockedOut?: boolean
   /** The second factor offered by POST /v1/signup, enrolled when the same token completes. */
   pending?: { secret: string; tokenId: string }
 }

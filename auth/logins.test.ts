@@ -1,7 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
+import type { Backend, Condition, Operation } from './backend/backend.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
+import { credentialsKey, readCredentials } from './credentials.ts'
 import { Invites } from './invites.ts'
 import { Locked, Locks } from './locks.ts'
 import { LOCKOUT, LoginRefused, Logins, SignupRefusal } from './logins.ts'
@@ -127,6 +129,76 @@ t.test('five failures in a row lock the user for 30 minutes', async (t) => {
   )
   await refused(t, s.logins.login('alice', 'wrong password!', totpCode(secret, s.now())), LoginRefused, undefined, 'a guesser is not')
   await refused(t, s.logins.login('alice', PASSWORD, '000000'), LoginRefused, undefined, 'nor who has the password alone')
+})
+
+t.test('logins at once judge no more codes than the lockout allows: a right code sent after five wrong ones is refused', async (t) => {
+  const s = setup(t)
+  const secret = await signedUp(s)
+  // Writes of alice's credentials are held while the gate is shut, so that logins begun at
+  // once have all passed the check for a lock before any of them is counted.
+  const held: (() => void)[] = []
+  let shut = true
+  const real = s.backend
+  const backend: Backend = {
+    get: (key) => real.get(key),
+    list: (prefix) => real.list(prefix),
+    put: (key, value, options) => real.put(key, value, options),
+    create: (key, value, options) => real.create(key, value, options),
+    delete: (key) => real.delete(key),
+    close: () => real.close(),
+    txn: async (conditions: Condition[], operations: Operation[]) => {
+      if (shut && operations.some((op) => op.key === credentialsKey('alice'))) await new Promise<void>((resolve) => held.push(resolve))
+      return real.txn(conditions, operations)
+    },
+  }
+  const until = async (count: number) => {
+    while (held.length < count) await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  const logins = new Logins({ backend, tokens: s.tokens, users: s.users, locks: s.locks, clusterName: () => 'test-cluster', clock: s.now })
+  const wrong = Array.from({ length: 2 * LOCKOUT.failures }, (_, i) =>
+    logins.login('alice', PASSWORD, String(i).padStart(6, '0')).then(
+      () => 'logged in',
+      (error: Error) => error.constructor.name,
+    ),
+  )
+  await until(wrong.length)
+  // The right code, begun while the wrong ones are under way: no lock yet.
+  const right = logins.login('alice', PASSWORD, totpCode(secret, s.now())).then(
+    () => 'logged in',
+    (error: Error) => error.constructor.name,
+  )
+  await until(wrong.length + 1)
+  shut = false
+  for (const release of held.splice(0, wrong.length)) release()
+  t.same(await Promise.all(wrong), Array(wrong.length).fill('LoginRefused'))
+  held.splice(0)[0]()
+  t.equal(await right, 'LoginRefused', 'the right code, after the five that lock her, is refused')
+  t.same(
+    (await s.locks.list()).map((lock) => lock.target),
+    [{ user: 'alice', loginsOnly: true }],
+    'and her logins locked once',
+  )
+})
+
+t.test('a lockout ends when its lock runs out; an attempt counted and never judged locks as a failure would', async (t) => {
+  const s = setup(t)
+  const secret = await signedUp(s)
+  for (let i = 0; i < LOCKOUT.failures; i++) await refused(t, s.logins.login('alice', PASSWORD, '000000'), LoginRefused)
+  t.equal((await s.locks.list()).length, 1)
+  s.advance(LOCKOUT.durationMs + TOTP.stepMs)
+  await s.logins.login('alice', PASSWORD, totpCode(secret, s.now()))
+  t.pass('she logs in once the lock ran out')
+
+  // Four failures, then a fifth attempt counted whose auth server stopped before judging it.
+  for (let i = 0; i < LOCKOUT.failures - 1; i++) await refused(t, s.logins.login('alice', PASSWORD, '000000'), LoginRefused)
+  const stored = await readCredentials(s.backend, 'alice')
+  await s.backend.put(credentialsKey('alice'), JSON.stringify({ ...stored.record, failures: LOCKOUT.failures, attemptAt: s.now() }))
+  s.advance(TOTP.stepMs)
+  await refused(t, s.logins.login('alice', PASSWORD, totpCode(secret, s.now())), LoginRefused, undefined, 'refused while the fifth may still be judged')
+  t.equal((await s.locks.list()).filter((lock) => lock.expires! > s.now()).length, 0, 'unlocked meanwhile')
+  s.advance(60_000)
+  await refused(t, s.logins.login('alice', PASSWORD, totpCode(secret, s.now())), LoginRefused, undefined, 'and once it never will be, locked')
+  t.equal((await s.locks.list()).filter((lock) => lock.expires! > s.now()).length, 1)
 })
 
 t.test('a login racing a reset or a removal: its certificates are issued before its write, which then fails, or come under the lock', async (t) => {

@@ -18,6 +18,12 @@ import type { UserDirectory, UserRecord } from './users.ts'
 export const LOCKOUT = { failures: 5, durationMs: 30 * 60_000 }
 /** Writes that lost a race with another login of the same user are tried again this often. */
 const WRITE_TRIES = 5
+/**
+ * An attempt counted this long ago and still not judged never will be: its auth server
+ * stopped between the count and the verdict. Judging one takes a code check and signing
+ * its certificates: well under a second.
+ */
+const UNJUDGED_ATTEMPT_MS = 60_000
 const USER_NAME = /^[a-z_][a-z0-9_.-]{0,31}$/
 
 /** A login refused for a wrong user name, password or code: one message for all three. */
@@ -104,14 +110,18 @@ export class Logins {
       if (passwordRight && totp && verifyTotp(totp.secret, code, this.clock(), totp.lastStep) !== undefined) throw new Locked(lockReason(lock))
       throw new LoginRefused()
     }
+    // Counted before its code is compared: logins at once, through one auth server or many,
+    // compare no more codes than the lockout allows.
+    const counted = await this.countAttempt(user.name)
+    stored = await readCredentials(this.context.backend, user.name)
     for (let tries = 0; tries < WRITE_TRIES; tries++) {
       const totp = stored.record.totp
       const step = passwordRight && totp ? verifyTotp(totp.secret, code, this.clock(), totp.lastStep) : undefined
       if (step === undefined || !totp) {
-        await this.failed(user.name)
+        if (counted >= LOCKOUT.failures) await this.lockOut(user.name)
         throw new LoginRefused()
       }
-      const record: CredentialRecord = { ...stored.record, totp: { ...totp, lastStep: step }, failures: 0 }
+      const record: CredentialRecord = { ...stored.record, totp: { ...totp, lastStep: step }, failures: 0, attemptAt: undefined, lockedOut: undefined }
       const issued = (await issue?.(user)) as T
       // The condition makes a code good for one login, however many arrive at once.
       if (await this.context.backend.txn([unchanged(user.name, stored)], [writeCredentials(user.name, record)])) return { user, issued }
@@ -120,23 +130,45 @@ export class Logins {
     throw new LoginRefused()
   }
 
-  /** Counts a failure; the fifth in a row locks the user and starts the count again. */
-  private async failed(user: string): Promise<void> {
+  /**
+   * Counts a login attempt before its code is compared; returns which attempt in a row it is.
+   * Refused (LoginRefused, uncounted) while the lockout's last attempt is being judged or its
+   * lock is in force, and when the count cannot be written: no attempt is judged uncounted.
+   */
+  private async countAttempt(user: string): Promise<number> {
     for (let tries = 0; tries < WRITE_TRIES; tries++) {
       const stored = await readCredentials(this.context.backend, user)
-      const failures = stored.record.failures + 1
-      const lockNow = failures >= LOCKOUT.failures
-      if (!(await this.context.backend.txn([unchanged(user, stored)], [writeCredentials(user, { ...stored.record, failures: lockNow ? 0 : failures })]))) continue
-      if (lockNow) {
-        // Its logins only: whoever tried the password must not end the user's sessions.
-        await this.context.locks.add({
-          user,
-          loginsOnly: true,
-          ttlMs: LOCKOUT.durationMs,
-          message: `${LOCKOUT.failures} failed logins in a row: locked for ${LOCKOUT.durationMs / 60_000} minutes`,
-        })
+      const now = this.clock()
+      let failures = stored.record.failures
+      if (failures >= LOCKOUT.failures) {
+        if (!stored.record.lockedOut) {
+          // The attempt that counted the last was never judged (its server stopped): it locks as its failure would have.
+          if (now - (stored.record.attemptAt ?? 0) >= UNJUDGED_ATTEMPT_MS) await this.lockOut(user)
+          throw new LoginRefused()
+        }
+        if (await this.lockOf(user)) throw new LoginRefused()
+        // The lockout's lock ran out or was lifted: the count starts again.
+        failures = 0
       }
-      return
+      const record: CredentialRecord = { ...stored.record, failures: failures + 1, attemptAt: now, lockedOut: undefined }
+      if (await this.context.backend.txn([unchanged(user, stored)], [writeCredentials(user, record)])) return failures + 1
+    }
+    throw new LoginRefused()
+  }
+
+  /** The lockout's attempts all failed: the user's logins are locked, and its credentials say so. */
+  private async lockOut(user: string): Promise<void> {
+    // Its logins only: whoever tried the password must not end the user's sessions.
+    await this.context.locks.add({
+      user,
+      loginsOnly: true,
+      ttlMs: LOCKOUT.durationMs,
+      message: `${LOCKOUT.failures} failed logins in a row: locked for ${LOCKOUT.durationMs / 60_000} minutes`,
+    })
+    for (let tries = 0; tries < WRITE_TRIES; tries++) {
+      const stored = await readCredentials(this.context.backend, user)
+      if (stored.record.failures < LOCKOUT.failures || stored.record.lockedOut) return
+      if (await this.context.backend.txn([unchanged(user, stored)], [writeCredentials(user, { ...stored.record, lockedOut: true })])) return
     }
   }
 
