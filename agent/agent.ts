@@ -187,6 +187,7 @@ export class Agent {
       labels: () => this.judgedLabels,
       node: () => ({ cluster: this.identity.clusterName, names: [this.identity.nodename, this.identity.hostId] }),
       portProofs: new PortProofs(),
+      audit: (type, fields) => audit.record(type, fields),
     }
     this.renewal = new NodeRenewal({
       identity: () => this.identity,

@@ -16,7 +16,7 @@ import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { splice } from '../shared/splice.ts'
 import { judgePortAccess } from './port-access.ts'
-import type { StreamInfo } from './ssh-server.ts'
+import type { AuditRecorder, StreamInfo } from './ssh-server.ts'
 
 export interface ServiceTable {
   ssh?: { handleConnection(stream: Duplex, info?: StreamInfo): void }
@@ -29,6 +29,8 @@ export interface ServiceTable {
   node: () => { cluster: string; names: string[] }
   /** Signed port requests seen, so that none opens a second stream. */
   portProofs: PortProofs
+  /** Records an audit event (a declared port opened for a user); default: none are recorded. */
+  audit?: AuditRecorder
 }
 
 export async function serveStream(stream: Duplex, services: ServiceTable, log: Logger): Promise<void> {
@@ -90,6 +92,8 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
     socket.setNoDelay(true)
     splice(stream, socket)
     log.debug(`forwarding ${client} to ${port.name} (${port.addr})`, { user: verdict.user })
+    // Its own connection, with no SSH session: the user is the one the node judged.
+    services.audit?.('port_forward', { session_id: null, user: verdict.user ?? null, login: null, client_addr: client, name: port.name, host, port: number })
   })
   socket.once('error', (error) => {
     if (connected) return

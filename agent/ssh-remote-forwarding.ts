@@ -27,6 +27,8 @@ export interface RemoteForwardContext {
   sockets: Set<Socket>
   /** Sockets the connection may hold at once: a connection beyond is closed. */
   maxSockets: number
+  /** A listener opened for the client: for the audit trail. */
+  opened: (host: string, port: number) => void
   log: Logger
 }
 
@@ -70,6 +72,7 @@ export class RemoteForwards {
     server.listen(info.bindPort, REMOTE_FORWARD_HOST, () => {
       const port = (server.address() as { port: number }).port
       log.info('SSH remote forward listening', { ...fields, listen: `${REMOTE_FORWARD_HOST}:${port}` })
+      this.context.opened(REMOTE_FORWARD_HOST, port)
       accept?.(port)
     })
   }

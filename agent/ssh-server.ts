@@ -384,6 +384,7 @@ export class NodeSshServer {
         refusal: () => this.remoteForwardingRefusal(grant),
         sockets: state.sockets,
         maxSockets: this.limits.maxForwardsPerConnection,
+        opened: (host, port) => this.audit('port_forward', { ...auditFields(state), direction: 'remote', host, port }),
         log,
       })
       state.audit = { sessionId: randomUUID(), started: Date.now() }

@@ -11,7 +11,9 @@ import { connect, createServer } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
+import type { AuditEvent } from '../shared/protocol/audit.ts'
 import { AuthProcess, freePort, JSON_LOGS, logEntries, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { until } from './helpers/until.ts'
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root: the test logs in as a throwaway login')
@@ -95,12 +97,16 @@ function remoteForward(config: string, target: string, listen: number): { ssh: C
   return { ssh, allocated, exited }
 }
 
-t.test('port_forwarding: true lets ssh -R listen on the node, and a connection there reaches the client side', async (t) => {
+t.test('port_forwarding: true lets ssh -R listen on the node, and a connection there reaches the client side; the audit log has it', async (t) => {
   const { ssh, allocated } = remoteForward(forwarder, 'pi-fwd', 0)
   const port = await allocated
   t.ok(port, 'the node gave a port')
   t.equal(await readFrom(port!), 'from the client side\n')
   ssh.kill()
+  const remoteForwards = async () =>
+    (await auth.api<{ events: AuditEvent[] }>('GET', '/v1/audit/events?type=port_forward&user=forwarder')).events.filter((event) => event.port === port)
+  await until('the forward in the audit log', async () => (await remoteForwards()).length > 0)
+  t.match(await remoteForwards(), [{ user: 'forwarder', login, node: 'pi-fwd', direction: 'remote', host: '127.0.0.1', port, session_id: /\S/ }])
 })
 
 t.test('a login that is not root gets no privileged port, even with port_forwarding: true', async (t) => {

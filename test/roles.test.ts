@@ -15,11 +15,13 @@ import { NO_CERTIFICATE } from '../agent/port-access.ts'
 import { PROFILE_FILES } from '../cli/profile.ts'
 import { identityDir } from '../shared/identity-store.ts'
 import { signPortRequest } from '../shared/port-request-proof.ts'
+import type { AuditEvent } from '../shared/protocol/audit.ts'
 import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
 import { createSshCertificate, parseSshCertificate } from '../shared/ssh-cert.ts'
 import { readOpenSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { AuthProcess, type Daemon, JSON_LOGS, openssh, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { lineDial } from './helpers/line-dial.ts'
+import { until } from './helpers/until.ts'
 
 const FORGED_DIAL = join(import.meta.dirname, 'helpers', 'forged-dial.ts')
 const LAB_ROLE = `kind: role
@@ -154,15 +156,27 @@ t.test('a role for env=lab reaches the lab node; the prod node is refused at the
   t.equal(control.stdout, 'reached\n', `the built-in role access reaches the prod node (${control.stderr.trim()})`)
 })
 
-t.test('a denied port is refused at the proxy, before the node connects anything', async (t) => {
+/** The audit log's port_forward events of alice. */
+async function portEvents(): Promise<AuditEvent[]> {
+  return (await auth.api<{ events: AuditEvent[] }>('GET', '/v1/audit/events?type=port_forward&user=alice')).events
+}
+
+t.test('a denied port is refused at the proxy, before the node connects anything; the one allowed is in the audit log', async (t) => {
   const allowed = await warren(['proxy', 'port', `--identity=${alice}`, 'lab-1', 'webui'], { input: 'hello webui' })
   t.equal(allowed.stdout, 'hello webui', allowed.stderr)
+  const opened = await until('the port in the audit log', async () => (await portEvents()).length > 0).then(portEvents)
+  t.match(opened, [{ type: 'port_forward', user: 'alice', node: 'lab-1', name: 'webui', client_addr: '127.0.0.1', session_id: null, login: null }], 'the node records it')
   const before = db.accepted()
   const denied = await warren(['proxy', 'port', `--identity=${alice}`, 'lab-1', 'db'], { input: 'hello db' })
   t.not(denied.code, 0)
   t.equal(denied.stdout, '')
   t.match(denied.stderr, `access to port "db" of node "lab-1" denied: the user's roles deny the port "db"`)
   t.equal(db.accepted(), before, 'nothing connected to the db port')
+  t.same(
+    (await portEvents()).map((event) => event.name),
+    ['webui'],
+    'and records nothing of the refused one',
+  )
   const control = await warren(['proxy', 'port', `--identity=${bob}`, 'lab-1', 'db'], { input: 'hello db' })
   t.equal(control.stdout, 'hello db', `the built-in role access reaches it (${control.stderr.trim()})`)
 })

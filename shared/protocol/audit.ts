@@ -30,7 +30,8 @@ export const AUDIT_EVENT_TYPES = {
   'session.start': 'session_id, user (the certificate key ID), login, node, host_id, client_addr',
   'session.end': 'session_id, user, login, node, host_id, client_addr, duration_ms, exit_status',
   exec: 'session_id, user, login, node, host_id, client_addr, command',
-  port_forward: 'session_id, user, login, node, host_id, client_addr, host, port',
+  port_forward:
+    'session_id, user, login, node, host_id, client_addr, host, port (where the node connects: ssh -L), direction (remote: ssh -R, where the node listens), name (a declared port reached with warren proxy port: no session or login)',
   sftp: 'session_id, user, login, node, host_id, client_addr, operation, path, target (rename, symlink, link), bytes (read, write)',
 } as const
 
