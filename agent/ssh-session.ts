@@ -17,7 +17,8 @@ import type { LoginAccount } from './login-accounts.ts'
 import { type DropTo, dropAndExec, supplementaryGroups } from './login-groups.ts'
 import { findPerl, slaveOfMaster, spawnOnPty } from './pty.ts'
 import type { RecordingStart, SessionRecording } from './session-recording.ts'
-import { type FileOperation, fileOperationSink } from './sftp/file-operations.ts'
+import { type FileOperation, SftpChannelAudit } from './sftp/channel-audit.ts'
+import { lineSink } from './sftp/line-sink.ts'
 import type { AgentSocket } from './ssh-agent-forwarding.ts'
 import { warrenCommand } from './warren-command.ts'
 
@@ -116,7 +117,7 @@ export function serveSession(session: Session, context: SessionContext): void {
     log.info('SSH X11 forwarding refused', { login: account.name, remote })
     reject?.()
   })
-  const start = (channel: ServerChannel, command: string | undefined, subsystem?: { name: string; stderr: Writable }) => {
+  const start = (channel: ServerChannel, command: string | undefined, subsystem?: { name: string; stderr: Writable; audit: SftpChannelAudit }) => {
     // Nothing would end a process started for a channel or connection that has gone.
     if (closed || context.connectionEnded()) return
     if (subsystem) log.info('SSH subsystem started', { subsystem: subsystem.name, login: account.name, remote })
@@ -132,6 +133,7 @@ export function serveSession(session: Session, context: SessionContext): void {
       env,
       pty: sessionPty,
       stderr: subsystem?.stderr,
+      audit: subsystem?.audit,
       onExit: context.events?.exit,
       recording,
       perl: sessionPty && context.perl(),
@@ -175,15 +177,16 @@ export function serveSession(session: Session, context: SessionContext): void {
       log.info('SSH subsystem refused: unknown subsystem', { subsystem: info.name, login: account.name, remote })
       return reject?.()
     }
-    // OpenSSH's sftp-server logs each operation on stderr (-e) at INFO; Warren's own always does.
+    // What the server says on its standard error is for the node's log only; its file
+    // operations are read from the channel (sftp/channel-audit.ts), which the login cannot write to.
     const program = context.sftpServer()
-    const argv = program ? [program, '-e', '-l', 'INFO'] : warrenCommand('sftp-server')
-    const report = context.onFileOperation ?? (() => {})
-    const stderr = fileOperationSink(account.home, report, (line) => log.debug('SFTP server said', { line, login: account.name, remote }))
+    const argv = program ? [program, '-e'] : warrenCommand('sftp-server')
+    const audit = new SftpChannelAudit(account.home, context.onFileOperation ?? (() => {}))
+    const stderr = lineSink((line) => log.debug('SFTP server said', { line, login: account.name, remote }))
     // Run through the login's shell like a command, as sshd runs a subsystem: same user,
     // environment and refusals (a nologin shell refuses it too).
     const channel = open(accept, reject, 'subsystem')
-    if (channel) start(channel, argv.map(shellQuote).join(' '), { name: info.name, stderr })
+    if (channel) start(channel, argv.map(shellQuote).join(' '), { name: info.name, stderr, audit })
   })
   // The client closed the channel (or went away): its processes and agent socket go with it.
   session.on('close', () => {
@@ -203,6 +206,8 @@ interface SessionRequest {
   pty: PseudoTtyInfo | undefined
   /** Where the process's standard error goes instead of the channel's (a subsystem's log). */
   stderr?: Writable
+  /** Reads what crosses the channel both ways (an SFTP session's file operations). */
+  audit?: SftpChannelAudit
   /** Told the process's exit status (the session's audit event). */
   onExit?: (status: number) => void
   /** Gets the session's output, and ends with it. */
@@ -304,6 +309,11 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
   channel.pipe(input, { end: !started.pty?.master })
   started.pty?.resizer.holdInputWhileResizing(channel)
   output?.pipe(channel, { end: false })
+  if (req.audit) {
+    const audit = req.audit
+    channel.on('data', (chunk: Buffer) => audit.fromClient(chunk))
+    output?.on('data', (chunk: Buffer) => audit.fromServer(chunk))
+  }
   if (req.recording) output?.on('data', (data: Buffer) => req.recording!.output(data))
   onOutput?.((chunk) => {
     // The client has gone: the output stays with the pty, as once a pipe has unpiped.
@@ -321,6 +331,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })))
   const exited = Promise.all([exit, started.outputEnded]).then(([{ code, signal }]) => {
     channel.unpipe(input)
+    req.audit?.end()
     // A process that never started reports a negative errno: exit 127, as a shell would.
     const status = code === null || code < 0 ? 127 : code
     req.onExit?.(signal ? 128 + (osConstants.signals[signal] ?? 0) : status)

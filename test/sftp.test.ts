@@ -11,7 +11,10 @@ import { join } from 'node:path'
 import t from 'tap'
 import { lookupPasswd } from '../agent/login-accounts.ts'
 import { findSftpServer } from '../agent/sftp-server.ts'
+import { warrenCommand } from '../agent/warren-command.ts'
+import type { AuditEvent } from '../shared/protocol/audit.ts'
 import { AuthProcess, ProxyProcess, type RunResult, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { until } from './helpers/until.ts'
 
 if (process.getuid?.() !== 0) {
   t.plan(0, 'needs root: the test creates a throwaway login and a root-only file')
@@ -33,6 +36,26 @@ async function fileNode(name: string, sftpServer: string): Promise<void> {
   t.teardown(() => node.stop())
   await waitForNode(auth, name)
 }
+
+// A login's own SFTP server that writes, beside its work, what an SFTP server's log lines
+// look like: another user sharing the login could write the same into a session's standard
+// error. The node's audit must read the file operations from the session, not from this.
+const forger = mkdtempSync('/tmp/warren-sftp-forger-')
+t.teardown(() => rmSync(forger, { recursive: true, force: true }))
+chmodSync(forger, 0o755)
+const forgingServer = join(forger, 'sftp-server')
+writeFileSync(
+  forgingServer,
+  [
+    '#!/bin/sh',
+    `echo 'remove name "/etc/FORGED-LOG-LINE"' >&2`,
+    `echo '{"operation":"remove","path":"/etc/FORGED-JSON-LINE"}' >&2`,
+    `exec ${findSftpServer() ? `${findSftpServer()} -e` : `${warrenCommand('sftp-server').join(' ')}`} "$@"`,
+    '',
+  ].join('\n'),
+  { mode: 0o755 },
+)
+await fileNode('files-forger', forgingServer)
 
 const MODES = [...(findSftpServer() ? [{ node: 'files', what: "the system's sftp-server" }] : []), { node: 'files-builtin', what: "Warren's own SFTP server" }]
 if (MODES.length === 1) t.comment("no OpenSSH sftp-server on this machine (Debian: openssh-sftp-server): Warren's own only")
@@ -149,6 +172,30 @@ for (const { node: files, what } of MODES) {
     t.notOk(existsSync(join(local, 'secret.rsync')))
   })
 }
+
+t.test("an SFTP session's file operations are read from the session: what its server writes on its standard error is not believed", async (t) => {
+  const source = join(tempDir('warren-local-'), 'real.txt')
+  writeFileSync(source, 'real\n')
+  const remote = `/tmp/warren-forger-${process.pid}.txt`
+  t.teardown(() => rmSync(remote, { force: true }))
+  const put = await run('sftp', ['-F', config(userProfile), '-o', 'BatchMode=yes', '-b', '-', `${login}@files-forger`], `put ${source} ${remote}\nrm ${remote}\n`)
+  t.equal(put.code, 0, put.stderr)
+  const sftpEvents = async () => (await auth.api<{ events: AuditEvent[] }>('GET', '/v1/audit/events?type=sftp&node=files-forger')).events
+  await until('the session in the audit log', async () => (await sftpEvents()).some((event) => event.operation === 'remove'))
+  t.match(
+    (await sftpEvents()).map(({ operation, path, bytes }) => ({ operation, path, bytes })),
+    [
+      { operation: 'open', path: remote },
+      { operation: 'write', path: remote, bytes: 5 },
+      { operation: 'remove', path: remote },
+    ],
+    'what the session did, and nothing else',
+  )
+  t.notOk(
+    (await sftpEvents()).some((event) => String(event.path).includes('FORGED')),
+    'no line the server wrote',
+  )
+})
 
 t.test('an unknown subsystem is refused', async (t) => {
   const result = await run('ssh', ['-F', config(userProfile), '-o', 'BatchMode=yes', '-s', `${login}@${MODES[0].node}`, 'nosuch'])

@@ -7,11 +7,9 @@ import { SftpStatusError, STATUS } from './protocol.ts'
 
 export interface OpenFile {
   kind: 'file'
-  /** Absolute, for reports. */
+  /** Absolute. */
   path: string
   file: FileHandle
-  bytesRead: number
-  bytesWritten: number
 }
 
 export interface OpenDirectory {

@@ -1,18 +1,19 @@
 // Warren's own SFTP server against OpenSSH's real sftp client (`sftp -D` runs a server
 // program directly, without ssh), and against hand-made packets for what a client never
-// sends. The file operations it reports are compared with what OpenSSH's own sftp-server
-// logs for the same commands.
+// sends. The file operations the node's audit reads from the session's bytes
+// (channel-audit.ts) are compared with those of OpenSSH's own sftp-server for the same commands.
 
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import t from 'tap'
 import { sshString, uint32 } from '../../shared/ssh-wire.ts'
 import { findSftpServer } from '../sftp-server.ts'
 import { warrenCommand } from '../warren-command.ts'
-import { type FileOperation, parseFileOperationLine } from './file-operations.ts'
+import { type FileOperation, SftpChannelAudit } from './channel-audit.ts'
 import { FXP, packet, readPackets, STATUS } from './protocol.ts'
 import { serveSftp } from './server.ts'
 
@@ -20,14 +21,21 @@ interface Result {
   code: number
   stdout: string
   stderr: string
+  /** Where the bytes that crossed both ways are. */
+  capture: string
 }
 
-/** `sftp -b -` with `batch`, served by `server` (a command line) in `cwd`. */
+/** `sftp -b -` with `batch`, served by `server` (a command line) in `cwd`; what crossed both ways is kept for `reported`. */
 function sftp(server: string, cwd: string, batch: string): Promise<Result> {
+  const capture = mkdtempSync(join(tmpdir(), 'warren-sftp-bytes-'))
+  const wrapper = join(capture, 'server.sh')
+  writeFileSync(wrapper, `#!/bin/sh\ntee ${capture}/requests | ${server} | tee ${capture}/answers\n`, { mode: 0o755 })
+  captures.push(capture)
+  server = wrapper
   return new Promise((resolve) => {
     // A clean environment: the test runner's NODE_OPTIONS would load its hooks into the server.
     const child = execFile('sftp', ['-b', '-', '-D', server], { cwd, env: { PATH: process.env.PATH }, timeout: 30_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 255) : 0, stdout, stderr })
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 255) : 0, stdout, stderr, capture })
     })
     child.stdin!.end(batch)
   })
@@ -35,9 +43,43 @@ function sftp(server: string, cwd: string, batch: string): Promise<Result> {
 
 const WARREN = warrenCommand('sftp-server').join(' ')
 
-/** The operations a server reported on its standard error (which sftp -D passes through). */
-function reported(stderr: string, home: string): FileOperation[] {
-  return stderr.split('\n').flatMap((line) => parseFileOperationLine(line, home))
+const captures: string[] = []
+t.teardown(() => {
+  for (const dir of captures) rmSync(dir, { recursive: true, force: true })
+})
+
+/** The packets of a captured stream, whole. */
+function packetsOf(bytes: Buffer): Buffer[] {
+  const packets: Buffer[] = []
+  for (let at = 0; at + 4 <= bytes.length; at += 4 + bytes.readUInt32BE(at)) packets.push(bytes.subarray(at, at + 4 + bytes.readUInt32BE(at)))
+  return packets
+}
+
+/**
+ * The file operations the node's audit reads from the bytes of `run`, whose server started
+ * in `home`: each answer given after its request, as on a live channel (clients use a
+ * request ID again once it is answered). `piece` cuts each packet into chunks of that size.
+ */
+function reported({ capture }: Result, home: string, piece = Number.POSITIVE_INFINITY): FileOperation[] {
+  const ops: FileOperation[] = []
+  const audit = new SftpChannelAudit(home, (op) => ops.push(op))
+  const inPieces = (packet: Buffer, to: (chunk: Buffer) => void) => {
+    for (let at = 0; at < packet.length; at += piece) to(packet.subarray(at, Math.min(packet.length, at + piece)))
+  }
+  const requests = packetsOf(readFileSync(join(capture, 'requests')))
+  let sent = 0
+  for (const answer of packetsOf(readFileSync(join(capture, 'answers')))) {
+    // INIT and VERSION carry no request ID.
+    const id = answer[4] === FXP.VERSION ? undefined : answer.readUInt32BE(5)
+    while (sent < requests.length) {
+      const request = requests[sent++]
+      inPieces(request, (chunk) => audit.fromClient(chunk))
+      if (id === undefined ? request[4] === FXP.INIT : request[4] !== FXP.INIT && request.readUInt32BE(5) === id) break
+    }
+    inPieces(answer, (chunk) => audit.fromServer(chunk))
+  }
+  audit.end()
+  return ops
 }
 
 t.test('put, get, ls, mkdir, rename, chmod, symlink, rm and rmdir with the real sftp client', async (t) => {
@@ -69,7 +111,7 @@ t.test('put, get, ls, mkdir, rename, chmod, symlink, rm and rmdir with the real 
   t.notOk(existsSync(join(dir, 'box')))
 
   const at = (name: string) => join(dir, name)
-  t.same(reported(result.stderr, '/nowhere'), [
+  t.same(reported(result, dir), [
     { operation: 'open', path: at('b.txt') },
     { operation: 'write', path: at('b.txt'), bytes: 6 },
     { operation: 'open', path: at('b.txt') },
@@ -83,7 +125,7 @@ t.test('put, get, ls, mkdir, rename, chmod, symlink, rm and rmdir with the real 
   ])
 })
 
-t.test("the same operations are reported from OpenSSH's sftp-server log", { skip: !findSftpServer() && 'no OpenSSH sftp-server here' }, async (t) => {
+t.test("the same operations are read from a session with OpenSSH's sftp-server", { skip: !findSftpServer() && 'no OpenSSH sftp-server here' }, async (t) => {
   const batch = ['put a.txt b.txt', 'get b.txt c.txt', 'mkdir box', 'rename b.txt box/d.txt', 'chmod 600 box/d.txt', 'symlink a.txt link', 'rm box/d.txt', 'rmdir box', ''].join(
     '\n',
   )
@@ -92,13 +134,13 @@ t.test("the same operations are reported from OpenSSH's sftp-server log", { skip
   mkdirSync(theirs)
   writeFileSync(join(theirs, 'a.txt'), 'hello\n')
   const warren = await sftp(WARREN, ours, batch)
-  const openssh = await sftp(`${findSftpServer()} -e -l INFO`, theirs, batch)
+  const openssh = await sftp(findSftpServer()!, theirs, batch)
   t.equal(warren.code, 0, warren.stderr)
   t.equal(openssh.code, 0, openssh.stderr)
   const relative = (ops: FileOperation[], base: string) =>
     ops.map((op) => ({ ...op, path: op.path.replace(base, '~'), ...(op.target && { target: op.target.replace(base, '~') }) }))
-  t.same(relative(reported(openssh.stderr, theirs), theirs), relative(reported(warren.stderr, ours), ours))
-  t.ok(reported(openssh.stderr, theirs).length >= 8, 'every operation is there')
+  t.same(relative(reported(openssh, theirs), theirs), relative(reported(warren, ours), ours))
+  t.ok(reported(openssh, theirs).length >= 8, 'every operation is there')
 })
 
 t.test('a large file goes up and down intact, through many pipelined requests', async (t) => {
@@ -109,7 +151,9 @@ t.test('a large file goes up and down intact, through many pipelined requests', 
   t.equal(result.code, 0, result.stderr)
   t.ok(readFileSync(join(dir, 'up')).equals(data), 'uploaded')
   t.ok(readFileSync(join(dir, 'down')).equals(data), 'downloaded')
-  t.match(reported(result.stderr, dir), [{ operation: 'open' }, { operation: 'write', bytes: data.length }, { operation: 'open' }, { operation: 'read', bytes: data.length }])
+  const expected = [{ operation: 'open' }, { operation: 'write', bytes: data.length }, { operation: 'open' }, { operation: 'read', bytes: data.length }]
+  t.match(reported(result, dir), expected, 'the audit counts every byte')
+  t.same(reported(result, dir, 7), reported(result, dir), 'however the channel cuts the packets')
 })
 
 t.test('errors: no such file, and permission denied for a user who may not read', { skip: process.getuid?.() !== 0 && 'needs root to run as nobody' }, async (t) => {

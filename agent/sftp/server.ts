@@ -14,13 +14,10 @@ import { join, posix } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import { type SshReader, sshString, uint32, uint64 } from '../../shared/ssh-wire.ts'
 import { type Attributes, encodeStats, longName, NO_ATTRIBUTES, readAttributes } from './attributes.ts'
-import type { FileOperation } from './file-operations.ts'
 import { HandleTable } from './handles.ts'
 import { FXP, MAX_DATA_LENGTH, MAX_PACKET_LENGTH, OPEN_FLAGS, packet, readPackets, SftpStatusError, STATUS, statusOfError, statusPacket, versionPacket } from './protocol.ts'
 
 export interface SftpServerOptions {
-  /** Told of each file operation (see file-operations.ts); default: nobody. */
-  report?: (op: FileOperation) => void
   /** Open files and directories at once; default 256. */
   maxHandles?: number
 }
@@ -61,11 +58,9 @@ export async function serveSftp(input: Readable, output: Writable, options: Sftp
 /** The state of one session, and an answer for each request. */
 class SftpSession {
   private readonly handles: HandleTable
-  private readonly report: (op: FileOperation) => void
 
   constructor(options: SftpServerOptions) {
     this.handles = new HandleTable(options.maxHandles ?? 256)
-    this.report = options.report ?? (() => {})
   }
 
   /** The answer to request `id` of `type`; a thrown error becomes a status answer. */
@@ -94,14 +89,14 @@ class SftpSession {
       case FXP.READDIR:
         return this.readdir(id, body.readString())
       case FXP.REMOVE:
-        return this.done(id, readPath(body), (path) => fs.unlink(path), 'remove')
+        return this.done(id, readPath(body), (path) => fs.unlink(path))
       case FXP.MKDIR: {
         const path = readPath(body)
         const { mode } = readAttributes(body)
-        return this.done(id, path, (at) => fs.mkdir(at, mode === undefined ? 0o777 : mode & 0o7777), 'mkdir')
+        return this.done(id, path, (at) => fs.mkdir(at, mode === undefined ? 0o777 : mode & 0o7777))
       }
       case FXP.RMDIR:
-        return this.done(id, readPath(body), (path) => fs.rmdir(path), 'rmdir')
+        return this.done(id, readPath(body), (path) => fs.rmdir(path))
       case FXP.REALPATH:
         return namePacket(id, await realPath(readPath(body)))
       case FXP.RENAME:
@@ -114,7 +109,6 @@ class SftpSession {
         const target = readPath(body)
         const link = readPath(body)
         await fs.symlink(target, link)
-        this.report({ operation: 'symlink', path: posix.resolve(link), target })
         return statusPacket(id, OK)
       }
       case FXP.EXTENDED:
@@ -125,7 +119,7 @@ class SftpSession {
   }
 
   async end(): Promise<void> {
-    for (const file of await this.handles.closeAll()) this.reportTransfer(file.path, file.bytesRead, file.bytesWritten)
+    await this.handles.closeAll()
   }
 
   private async open(id: number, path: string, pflags: number, attrs: Attributes): Promise<Buffer> {
@@ -133,12 +127,11 @@ class SftpSession {
     const absolute = posix.resolve(path)
     let handle: Buffer
     try {
-      handle = this.handles.add({ kind: 'file', path: absolute, file, bytesRead: 0, bytesWritten: 0 })
+      handle = this.handles.add({ kind: 'file', path: absolute, file })
     } catch (error) {
       await file.close()
       throw error
     }
-    this.report({ operation: 'open', path: absolute })
     return packet(FXP.HANDLE, uint32(id), sshString(handle))
   }
 
@@ -148,7 +141,6 @@ class SftpSession {
       await entry.dir.close()
     } else {
       await entry.file.close()
-      this.reportTransfer(entry.path, entry.bytesRead, entry.bytesWritten)
     }
     return statusPacket(id, OK)
   }
@@ -158,7 +150,6 @@ class SftpSession {
     const buffer = Buffer.allocUnsafe(Math.min(length, MAX_DATA_LENGTH))
     const { bytesRead } = await entry.file.read(buffer, 0, buffer.length, offset)
     if (bytesRead === 0) throw new SftpStatusError(STATUS.EOF)
-    entry.bytesRead += bytesRead
     return packet(FXP.DATA, uint32(id), sshString(buffer.subarray(0, bytesRead)))
   }
 
@@ -169,7 +160,6 @@ class SftpSession {
       const { bytesWritten } = await entry.file.write(data, written, data.length - written, Number(offset) + written)
       written += bytesWritten
     }
-    entry.bytesWritten += written
     return statusPacket(id, OK)
   }
 
@@ -179,17 +169,15 @@ class SftpSession {
     if (attrs.mode !== undefined) await fs.chmod(path, attrs.mode & 0o7777)
     if (attrs.atime !== undefined && attrs.mtime !== undefined) await fs.utimes(path, attrs.atime, attrs.mtime)
     if (attrs.uid !== undefined && attrs.gid !== undefined) await fs.chown(path, attrs.uid, attrs.gid)
-    this.report({ operation: 'setstat', path: posix.resolve(path) })
     return statusPacket(id, OK)
   }
 
   private async fsetstat(id: number, handle: Buffer, attrs: Attributes): Promise<Buffer> {
-    const { file, path } = this.handles.file(handle)
+    const { file } = this.handles.file(handle)
     if (attrs.size !== undefined) await file.truncate(attrs.size)
     if (attrs.mode !== undefined) await file.chmod(attrs.mode & 0o7777)
     if (attrs.atime !== undefined && attrs.mtime !== undefined) await file.utimes(attrs.atime, attrs.mtime)
     if (attrs.uid !== undefined && attrs.gid !== undefined) await file.chown(attrs.uid, attrs.gid)
-    this.report({ operation: 'setstat', path })
     return statusPacket(id, OK)
   }
 
@@ -229,7 +217,6 @@ class SftpSession {
     // SFTP v3's rename must not replace an existing file; posix-rename@openssh.com may.
     if (!replace && (await exists(to))) throw new SftpStatusError(STATUS.FAILURE, 'the new name exists')
     await fs.rename(from, to)
-    this.report({ operation: 'rename', path: posix.resolve(from), target: posix.resolve(to) })
     return statusPacket(id, OK)
   }
 
@@ -241,7 +228,6 @@ class SftpSession {
         const target = readPath(body)
         const link = readPath(body)
         await fs.link(target, link)
-        this.report({ operation: 'link', path: posix.resolve(link), target: posix.resolve(target) })
         return statusPacket(id, OK)
       }
       case 'fsync@openssh.com':
@@ -261,16 +247,10 @@ class SftpSession {
     }
   }
 
-  /** Answers OK after `action` on `path`, and reports it. */
-  private async done(id: number, path: string, action: (path: string) => Promise<unknown>, operation: 'remove' | 'mkdir' | 'rmdir'): Promise<Buffer> {
+  /** Answers OK after `action` on `path`. */
+  private async done(id: number, path: string, action: (path: string) => Promise<unknown>): Promise<Buffer> {
     await action(path)
-    this.report({ operation, path: posix.resolve(path) })
     return statusPacket(id, OK)
-  }
-
-  private reportTransfer(path: string, bytesRead: number, bytesWritten: number): void {
-    if (bytesRead > 0) this.report({ operation: 'read', path, bytes: bytesRead })
-    if (bytesWritten > 0) this.report({ operation: 'write', path, bytes: bytesWritten })
   }
 }
 
