@@ -7,6 +7,7 @@
 // server with recording off keeps nothing.
 
 import { execFile, execFileSync, spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -16,8 +17,10 @@ import { RESET_ATTRIBUTES } from '../cli/play.ts'
 import { TerminalFilter } from '../cli/terminal-filter.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
+import { loadIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
-import type { RecordingJson } from '../shared/protocol/recordings.ts'
+import type { AuditEvent } from '../shared/protocol/audit.ts'
+import { MAX_RECORDING_BYTES, type RecordingJson } from '../shared/protocol/recordings.ts'
 import { AuthProcess, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { signUp } from './helpers/people.ts'
 
@@ -237,6 +240,26 @@ t.test('a node cannot add to the recording of another node', async (t) => {
     t.equal((refused as ApiError).status, 403, `refused at offset ${offset}`)
   }
   t.equal((await exported(firstId)).text, firstCast, 'the recording is unchanged')
+})
+
+t.test("a recording refused (too long, or past the node's quota) is an audit event, only in the name of a node that proved it", async (t) => {
+  const { token } = await auth.api<{ token: string }>('POST', '/v1/tokens', { roles: 'node', ttl_ms: 300_000 })
+  const big = await joinCluster({ authServer: auth.address, token, caPins: [pin], nodename: 'pi-big', roles: ['node'], warn: () => {} })
+  const client = new ApiClient({ server: auth.address, caPems: big.hostCAPems, certPem: big.tlsCertPem, keyPem: big.tlsKeyPem })
+  t.teardown(() => client.close())
+  const refusedEvents = async (sessionId: string) =>
+    (await auth.api<{ events: AuditEvent[] }>('GET', '/v1/audit/events?type=recording.refused')).events.filter((event) => event.session_id === sessionId)
+  const tooLong = { session_id: randomUUID(), offset: MAX_RECORDING_BYTES + 2048, data: Buffer.from('x').toString('base64'), end: true }
+  await t.rejects(client.call('POST /v1/recordings/chunks', { body: tooLong }), { status: 413, message: /at most/ })
+  t.match(await refusedEvents(tooLong.session_id), [{ node: 'pi-big', host_id: big.hostId, reason: /at most/ }], 'the node sees it dropped; the log says so')
+
+  // A proxy's stolen keys relaying such a chunk in the node's name, unsigned: nothing recorded.
+  const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+  const asProxy = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem })
+  t.teardown(() => asProxy.close())
+  const forged = { ...tooLong, session_id: randomUUID() }
+  await t.rejects(asProxy.call('POST /v1/proxies/recording-chunks', { body: { host_id: big.hostId, ...forged } }), { status: 400, message: /not signed by/ })
+  t.same(await refusedEvents(forged.session_id), [], 'a forged refusal is not in the log')
 })
 
 t.test('a session cut by killing the proxy is uploaded whole once the proxy is back', async (t) => {

@@ -18,15 +18,33 @@ interface ChunkBody {
 }
 
 async function storeChunk(context: AuthContext, body: ChunkBody, hostId: string) {
-  checkQuota(context, body, hostId)
+  await auditedRefusal(context, body, hostId, async () => checkQuota(context, body, hostId))
   const registered = await context.nodes.lookup(hostId)
   if (!registered) throw new UnregisteredHost(hostId)
   const node: RecordingNode = { hostId, nodename: registered.nodename }
   const chunk: RecordingChunk = { sessionId: body.session_id, offset: body.offset, data: Buffer.from(body.data, 'base64'), end: body.end }
   // Nothing is kept when the cluster does not record; the node is told, and stops recording.
   if (context.settings.recording === 'off') return { length: chunk.offset + chunk.data.length, complete: true, recording: 'off' as const }
-  const stored = await context.recordings.store(chunk, node, () => sessionOwner(context, hostId, body.session_id))
+  const stored = await auditedRefusal(context, body, hostId, () => context.recordings.store(chunk, node, () => sessionOwner(context, hostId, body.session_id)))
   return { ...stored, recording: 'node' as const }
+}
+
+/**
+ * Runs `attempt` for a chunk of a node proven to have sent it; a refusal that makes the node
+ * drop the recording (413: over the node's quota, or too long) is an audit event, so that a
+ * session whose recording was lost (a user filling the node's quota, say) is seen as such.
+ */
+async function auditedRefusal<T>(context: AuthContext, body: ChunkBody, hostId: string, attempt: () => Promise<T>): Promise<T> {
+  try {
+    return await attempt()
+  } catch (error) {
+    if (error instanceof HttpError && error.status === 413) {
+      const registered = await context.nodes.lookup(hostId)
+      const owner = await sessionOwner(context, hostId, body.session_id)
+      await context.audit.record('recording.refused', { node: registered?.nodename, host_id: hostId, session_id: body.session_id, ...owner, reason: error.message })
+    }
+    throw error
+  }
 }
 
 /** A chunk past its node's quota is refused before any lookup or signature check: refusing costs the least. */
@@ -56,7 +74,14 @@ export const recordingRoutes = {
     bodyLimit: RECORDING_CHUNK_BODY_BYTES + 512,
     async handle(call, context) {
       const body = await call.body()
-      checkQuota(context, body, body.host_id)
+      try {
+        checkQuota(context, body, body.host_id)
+      } catch (error) {
+        // Refused before the costlier check of the node's signature; checked after all when
+        // the refusal is to be audited, so that no forged chunk writes in a node's name.
+        if (error instanceof HttpError && error.status === 413) await judgeRelayed(context, body.host_id, { kind: 'recording chunk', chunk: body }, body.signature)
+        return auditedRefusal(context, body, body.host_id, () => Promise.reject(error))
+      }
       await judgeRelayed(context, body.host_id, { kind: 'recording chunk', chunk: body }, body.signature)
       return storeChunk(context, body, body.host_id)
     },

@@ -27,6 +27,8 @@ export const AUDIT_EVENT_TYPES = {
   'token.created': 'token_id, roles, single_use, expires, node (a token for one node name), labels (those it assigns, key=value,…), actor',
   'token.removed': 'token_id, actor',
   'rotation.phase': 'ca (host/user), from, to, actor',
+  'recording.refused':
+    "node, host_id, session_id, user and login (the session's, when its start is stored), reason: a session recording the auth server refused, which the node then drops",
   'session.start': 'session_id, user (the certificate key ID), login, node, host_id, client_addr',
   'session.end': 'session_id, user, login, node, host_id, client_addr, duration_ms, exit_status',
   exec: 'session_id, user, login, node, host_id, client_addr, command',
