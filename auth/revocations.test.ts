@@ -103,7 +103,11 @@ function suite(name: string, open: () => Promise<Backend>): void {
     t.equal(describeTarget(lock.target), `user:alice (certificates issued before ${new Date(issuedBefore).toISOString()})`, 'lock ls says which certificates')
     await w.revocations.refresh()
     const cut = issuedBefore - USER_CERT_BACKDATE_MS
-    t.same(w.revocations.snapshot.users, [{ name: 'alice', reason: lockReason(lock), until: lock.expires, valid_from_before: cut }], 'what proxies receive')
+    t.same(
+      w.revocations.served().users,
+      [{ name: 'alice', reason: lockReason(lock), until: lock.expires, remaining_ms: lock.expires! - w.clock.now, valid_from_before: cut }],
+      'what proxies receive: the time left too, which they count down on their own clocks',
+    )
     t.match(lockReason(lock), /^the certificates of user "alice" issued before \S+ are locked: the user was reset$/)
     t.equal(w.revocations.refusedUser({ name: 'alice', validFrom: cut - 1000 }), lockReason(lock), 'a certificate issued a second before the instant')
     t.equal(w.revocations.refusedUser({ name: 'alice', validFrom: cut }), undefined, 'one issued at the instant')

@@ -110,6 +110,11 @@ export class Revocations {
     return this.list.snapshot
   }
 
+  /** The list as proxies get it now: with the time each lock still lasts (RevocationList.served). */
+  served(): RevocationSnapshot {
+    return this.list.served()
+  }
+
   /** Why this host is refused now (removed, or locked), or undefined. Renewals and recoveries ask this. */
   refusedHost(hostId: string): string | undefined {
     return this.list.refusedHost(hostId)

@@ -6,7 +6,7 @@
 
 import type { Logger } from '../shared/log.ts'
 import { parseSnapshot } from '../shared/protocol/proxies.ts'
-import { RevocationList } from '../shared/revocation-list.ts'
+import { MONOTONIC, RevocationList } from '../shared/revocation-list.ts'
 
 export interface ProxyRevocationsOptions {
   /** GET /v1/proxies/revocations. */
@@ -17,7 +17,8 @@ export interface ProxyRevocationsOptions {
 }
 
 export class ProxyRevocations {
-  readonly list = new RevocationList()
+  /** Lock ends counted on this machine's monotonic clock from each list's arrival: its wall clock may be off. */
+  readonly list = new RevocationList(MONOTONIC, Date.now)
   private readonly options: ProxyRevocationsOptions
   private inFlight?: Promise<void>
 

@@ -91,3 +91,52 @@ t.test('a lock on the certificates from before a reset refuses those alone, by t
     'the limit travels to proxies; a malformed one is dropped, which locks the whole user rather than less',
   )
 })
+
+t.test("a lock's remaining time is counted down on the receiver's own clock, whatever its wall clock says", async (t) => {
+  const clock = { monotonic: 50, wall: 1_000_000_000 }
+  // A proxy whose wall clock is far ahead of the auth server's `until`.
+  const list = new RevocationList(
+    () => clock.monotonic,
+    () => clock.wall,
+  )
+  list.replace({
+    generation: '4.1',
+    hosts: [{ host_id: 'h1', nodename: 'pi-1', reason: 'node locked', until: 2_000, remaining_ms: 1_000 }],
+    users: [
+      { name: 'alice', reason: 'alice locked', until: 2_000, remaining_ms: 1_000 },
+      { name: 'old', reason: 'from an auth server of an earlier version', until: clock.wall + 500 },
+    ],
+  })
+  t.equal(list.refusedUser('alice'), 'alice locked', 'an until long past on the wall clock ends nothing')
+  t.equal(list.refusedHost('h1'), 'node locked')
+  t.equal(list.refusedUser('old'), 'from an auth server of an earlier version', 'an entry without remaining_ms is judged by until')
+  t.same(
+    list.served().users.map((user) => user.remaining_ms),
+    [1_000, 500],
+    'served again with the time left',
+  )
+  clock.monotonic += 999
+  clock.wall -= 3_600_000
+  t.equal(list.refusedUser('alice'), 'alice locked', 'a wall clock set back changes nothing either')
+  t.equal(list.refusedUser('old'), undefined, 'the old form ends when its time has passed on the monotonic clock too')
+  clock.monotonic += 1
+  t.equal(list.refusedUser('alice'), undefined, 'the lock ends once its remaining time has passed here')
+  t.equal(list.refusedHost('h1'), undefined)
+  t.same(list.served().users[0].remaining_ms, 0, 'an ended entry is served as lasting no longer')
+
+  t.same(
+    parseSnapshot({
+      generation: '4.2',
+      hosts: [],
+      users: [
+        { name: 'bob', reason: 'r', until: 9, remaining_ms: -5 },
+        { name: 'eve', reason: 'r', remaining_ms: 7 },
+      ],
+    })?.users,
+    [
+      { name: 'bob', reason: 'r', until: 9 },
+      { name: 'eve', reason: 'r', remaining_ms: 7 },
+    ],
+    'a malformed remaining_ms is dropped, and until judges',
+  )
+})

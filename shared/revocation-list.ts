@@ -5,10 +5,17 @@
 // the same code: a host by its host ID (the certificate's CN, never reused), a user by name,
 // or a user's certificate by name and the start of its validity: `users reset` refuses the
 // certificates issued before it, not the ones the user gets afterwards.
+//
+// A lock's end is not compared across machines' clocks: the auth server tells a proxy how
+// long each lock still lasts (`remaining_ms`, counted as it answers), and the proxy counts
+// that down on its monotonic clock from when the answer arrived, so a lock ends there no
+// earlier than at the auth server, whatever the proxy's wall clock says, and still ends
+// when the auth server can no longer be reached.
 
 import type { X509Certificate } from 'node:crypto'
 import { certSubject } from './cert-subject.ts'
 import type { RevocationSnapshot, RevokedHost, RevokedUser } from './protocol/proxies.ts'
+import { monotonicMs } from './yamux/clock.ts'
 
 /** A user certificate as the list judges it: whose it is, and when its validity starts (epoch ms). */
 export interface UserCertificate {
@@ -23,8 +30,14 @@ export function userCertificate(cert: X509Certificate): UserCertificate {
 
 export const EMPTY_SNAPSHOT: RevocationSnapshot = { generation: '', hosts: [], users: [] }
 
-function inForce(entry: { until?: number }, nowMs: number): boolean {
-  return entry.until === undefined || nowMs < entry.until
+/** An entry as the list holds it: `ends` on the list's own clock (undefined: no end). */
+interface Held<T> {
+  entry: T
+  ends?: number
+}
+
+function inForce(held: { ends?: number }, now: number): boolean {
+  return held.ends === undefined || now < held.ends
 }
 
 /** Whether a user entry refuses a certificate valid from `validFrom` (undefined: the user itself, no certificate). */
@@ -33,24 +46,37 @@ function covers(entry: RevokedUser, validFrom: number | undefined): boolean {
   return validFrom !== undefined && validFrom < entry.valid_from_before
 }
 
-function byKey<T>(entries: T[], key: (entry: T) => string): Map<string, T[]> {
-  const map = new Map<string, T[]>()
-  for (const entry of entries) {
-    const list = map.get(key(entry))
-    if (list) list.push(entry)
-    else map.set(key(entry), [entry])
+function byKey<T>(entries: Held<T>[], key: (entry: T) => string): Map<string, Held<T>[]> {
+  const map = new Map<string, Held<T>[]>()
+  for (const held of entries) {
+    const list = map.get(key(held.entry))
+    if (list) list.push(held)
+    else map.set(key(held.entry), [held])
   }
   return map
 }
 
+/** The list's clock for proxies: monotonic, so that no change of the wall clock ends a lock early. */
+export const MONOTONIC = monotonicMs
+
 export class RevocationList {
   private current: RevocationSnapshot = EMPTY_SNAPSHOT
-  private hosts = new Map<string, RevokedHost[]>()
-  private users = new Map<string, RevokedUser[]>()
+  private hosts = new Map<string, Held<RevokedHost>[]>()
+  private users = new Map<string, Held<RevokedUser>[]>()
+  private heldHosts: Held<RevokedHost>[] = []
+  private heldUsers: Held<RevokedUser>[] = []
   private readonly now: () => number
+  private readonly wall: () => number
 
-  constructor(now: () => number = Date.now) {
+  /**
+   * `now` is the clock ends are counted on; `wall` the wall clock, read only for an entry
+   * that has an `until` and no `remaining_ms` (an auth server's own locks; a list from an
+   * auth server of an earlier version). The auth server gives both as its wall clock, a
+   * proxy MONOTONIC and Date.now.
+   */
+  constructor(now: () => number = Date.now, wall: () => number = now) {
     this.now = now
+    this.wall = wall
   }
 
   get generation(): string {
@@ -65,15 +91,34 @@ export class RevocationList {
   replace(snapshot: RevocationSnapshot): boolean {
     if (snapshot.generation === this.current.generation) return false
     this.current = snapshot
-    this.hosts = byKey(snapshot.hosts, (host) => host.host_id)
-    this.users = byKey(snapshot.users, (user) => user.name)
+    // Read once: every entry's remaining time is counted from the moment the list arrived.
+    const now = this.now()
+    const wall = this.wall()
+    const hold = <T extends { until?: number; remaining_ms?: number }>(entry: T): Held<T> => {
+      if (entry.remaining_ms !== undefined) return { entry, ends: now + entry.remaining_ms }
+      return entry.until === undefined ? { entry } : { entry, ends: now + (entry.until - wall) }
+    }
+    this.heldHosts = snapshot.hosts.map(hold)
+    this.heldUsers = snapshot.users.map(hold)
+    this.hosts = byKey(this.heldHosts, (host) => host.host_id)
+    this.users = byKey(this.heldUsers, (user) => user.name)
     return true
+  }
+
+  /**
+   * The list as a proxy is sent it now: every entry that ends says how long it still lasts
+   * (`remaining_ms`, never below 0). `until` stays for proxies of an earlier version.
+   */
+  served(): RevocationSnapshot {
+    const now = this.now()
+    const remaining = <T>({ entry, ends }: Held<T>): T => (ends === undefined ? entry : { ...entry, remaining_ms: Math.max(0, Math.ceil(ends - now)) })
+    return { generation: this.current.generation, hosts: this.heldHosts.map(remaining), users: this.heldUsers.map(remaining) }
   }
 
   /** Why the host with this ID is refused now, or undefined when it is not. */
   refusedHost(hostId: string): string | undefined {
     const now = this.now()
-    return this.hosts.get(hostId)?.find((entry) => inForce(entry, now))?.reason
+    return this.hosts.get(hostId)?.find((held) => inForce(held, now))?.entry.reason
   }
 
   /**
@@ -84,13 +129,13 @@ export class RevocationList {
   refusedUser(user: string | UserCertificate): string | undefined {
     const now = this.now()
     const { name, validFrom } = typeof user === 'string' ? { name: user, validFrom: undefined } : user
-    return this.users.get(name)?.find((entry) => inForce(entry, now) && covers(entry, validFrom))?.reason
+    return this.users.get(name)?.find((held) => inForce(held, now) && covers(held.entry, validFrom))?.entry.reason
   }
 
   /** The start of validity (epoch ms) before which this user's certificates are refused now (a `users reset`), or undefined. */
   validFromAtLeast(name: string): number | undefined {
     const now = this.now()
-    const starts = (this.users.get(name) ?? []).filter((entry) => inForce(entry, now) && entry.valid_from_before !== undefined).map((entry) => entry.valid_from_before!)
+    const starts = (this.users.get(name) ?? []).filter((held) => inForce(held, now) && held.entry.valid_from_before !== undefined).map((held) => held.entry.valid_from_before!)
     return starts.length === 0 ? undefined : Math.max(...starts)
   }
 }

@@ -144,7 +144,7 @@ export const proxyRoutes = {
   },
 
   // What proxies refuse: fetched again whenever GET /v1/proxies reports another generation.
-  'GET /v1/proxies/revocations': { access: 'proxy', bodyLimit: NO_BODY, handle: async (_call, context) => context.revocations.snapshot },
+  'GET /v1/proxies/revocations': { access: 'proxy', bodyLimit: NO_BODY, handle: async (_call, context) => context.revocations.served() },
 
   // The labels the cluster assigns, signed for each host: fetched again whenever GET
   // /v1/proxies reports another generation.

@@ -99,8 +99,10 @@ export interface RevokedHost {
   host_id: string
   nodename: string
   reason: string
-  /** Epoch ms from which the refusal no longer holds. */
+  /** Epoch ms from which the refusal no longer holds, by the auth server's clock: for proxies of an earlier version. */
   until?: number
+  /** How long the refusal still holds (ms) as the auth server answers: what a proxy counts down. */
+  remaining_ms?: number
 }
 
 /** A locked user: every certificate of it, or (after `users reset`) those issued before the reset. */
@@ -108,6 +110,7 @@ export interface RevokedUser {
   name: string
   reason: string
   until?: number
+  remaining_ms?: number
   /**
    * Epoch ms: only the user's certificates whose validity starts before this are refused
    * (those issued before a reset; its new ones are not). Absent: all of them, and the user.
@@ -125,14 +128,23 @@ export interface RevocationSnapshot {
 
 const MAX_REVOKED = 1_000_000
 const UNTIL = lenient(number({ expected: 'epoch ms' }))
+const REMAINING = lenient(number({ atLeast: 0, expected: 'milliseconds' }))
 const SNAPSHOT = object({
   generation: text({ max: 64 }),
-  hosts: list(lenient(object({ host_id: text({ max: 256 }), nodename: optional(text({ max: 256 }), ''), reason: text(), until: UNTIL })), MAX_REVOKED),
+  hosts: list(lenient(object({ host_id: text({ max: 256 }), nodename: optional(text({ max: 256 }), ''), reason: text(), until: UNTIL, remaining_ms: REMAINING })), MAX_REVOKED),
   // A malformed valid_from_before reads as absent: the user refused altogether, never less.
-  users: list(lenient(object({ name: text({ max: 256 }), reason: text(), until: UNTIL, valid_from_before: UNTIL })), MAX_REVOKED),
+  users: list(lenient(object({ name: text({ max: 256 }), reason: text(), until: UNTIL, remaining_ms: REMAINING, valid_from_before: UNTIL })), MAX_REVOKED),
 })
 
-const withUntil = (until: number | undefined) => (until === undefined ? {} : { until })
+/**
+ * An entry's end as received. A malformed remaining_ms reads as absent, and `until` then
+ * judges, as with an auth server of an earlier version; one with neither never ends, rather
+ * than early.
+ */
+const withEnd = (entry: { until?: number; remaining_ms?: number }) => ({
+  ...(entry.until === undefined ? {} : { until: entry.until }),
+  ...(entry.remaining_ms === undefined ? {} : { remaining_ms: entry.remaining_ms }),
+})
 
 /**
  * A snapshot as a proxy received it, or undefined when it is none. Entries that are not
@@ -147,11 +159,9 @@ export function parseSnapshot(value: unknown): RevocationSnapshot | undefined {
   }
   return {
     generation: snapshot.generation,
-    hosts: snapshot.hosts.flatMap((host) => (host ? [{ host_id: host.host_id, nodename: host.nodename, reason: host.reason, ...withUntil(host.until) }] : [])),
+    hosts: snapshot.hosts.flatMap((host) => (host ? [{ host_id: host.host_id, nodename: host.nodename, reason: host.reason, ...withEnd(host) }] : [])),
     users: snapshot.users.flatMap((user) =>
-      user
-        ? [{ name: user.name, reason: user.reason, ...withUntil(user.until), ...(user.valid_from_before === undefined ? {} : { valid_from_before: user.valid_from_before }) }]
-        : [],
+      user ? [{ name: user.name, reason: user.reason, ...withEnd(user), ...(user.valid_from_before === undefined ? {} : { valid_from_before: user.valid_from_before }) }] : [],
     ),
   }
 }
