@@ -57,7 +57,13 @@ export async function serveStream(stream: Duplex, services: ServiceTable, log: L
     startOptimisingCompilers()
     tuneHeapForStreams()
     reply(stream, { ok: true })
-    services.ssh.handleConnection(stream, { remoteAddress: client, user: request.user, validFrom: request.valid_from })
+    services.ssh.handleConnection(stream, {
+      remoteAddress: client,
+      user: request.user,
+      validFrom: request.valid_from,
+      refusedGenerations: request.refused_generations,
+      generationValidFrom: request.generation_valid_from,
+    })
     return
   }
   const port = request.service === 'port' ? services.ports.find((p) => p.name === request.name) : undefined

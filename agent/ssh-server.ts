@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream'
 import type { AuthContext, Connection, ParsedKey, TcpipBindInfo } from 'ssh2'
 import ssh2 from 'ssh2'
 import { type Access, allPortsOn, loginRefusal, nodeRefusal, portRefusal } from '../shared/access.ts'
-import { accessOfSshCertificate } from '../shared/access-cert.ts'
+import { accessOfSshCertificate, generationOfSshCertificate } from '../shared/access-cert.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import type { AuditValue, NodeEventType } from '../shared/protocol/audit.ts'
 import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, verifySshCertificate } from '../shared/ssh-cert.ts'
@@ -40,8 +40,12 @@ export interface StreamInfo {
   remoteAddress?: string
   /** The user the proxy judged: only that user's certificate logs in on the stream. */
   user?: string
-  /** That user's certificates valid from before this instant (epoch ms) are refused, as the proxy refuses them. */
+  /** That user's certificates valid from before this instant (epoch ms) are refused, as the proxy refuses them: those without a user generation, when `refusedGenerations` is given. */
   validFrom?: number
+  /** That user's certificates that carry one of these user generations are refused (a `users reset` or `users rm` ended them); absent from a proxy of an earlier version. */
+  refusedGenerations?: string[]
+  /** With `refusedGenerations`: those that carry another are refused when valid from before this (a lock made by an earlier version). */
+  generationValidFrom?: number
 }
 
 /** How long close() lets a connection say goodbye before destroying its stream. */
@@ -488,7 +492,7 @@ export class NodeSshServer {
         suspicious: true,
       }
     }
-    if (judged.validFrom !== undefined && cert.validAfter.getTime() < judged.validFrom) {
+    if (lockedCertificate(cert, judged)) {
       return {
         reason: "the certificate was issued before the user's certificates were locked (users reset)",
         fields: { ...fields, stream_user: judged.user, locked: true },
@@ -562,6 +566,20 @@ export class NodeSshServer {
 }
 
 /** What every audit event of a logged-in connection says: which session, whose, as which login, from where. */
+/**
+ * Whether a lock on some of the user's certificates, as the proxy passed it on, refuses this
+ * one: by the user generation it carries when the proxy names the refused ones (its dates
+ * were stamped by whichever auth server issued it), else by the start of its validity.
+ */
+function lockedCertificate(cert: ParsedSshCertificate, judged: StreamInfo): boolean {
+  const generation = generationOfSshCertificate(cert)
+  const validAfter = cert.validAfter.getTime()
+  if (generation !== undefined && judged.refusedGenerations !== undefined) {
+    return judged.refusedGenerations.includes(generation) || (judged.generationValidFrom !== undefined && validAfter < judged.generationValidFrom)
+  }
+  return judged.validFrom !== undefined && validAfter < judged.validFrom
+}
+
 function auditFields(state: ConnectionState): Record<string, AuditValue> {
   // Through a proxy the remote is "user@address" (the user the proxy verified): the address alone here.
   const clientAddr = state.remote.slice(state.remote.lastIndexOf('@') + 1)

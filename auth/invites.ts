@@ -2,7 +2,10 @@
 // lets that person set one and enrol a second factor (`warren login --invite`). Resetting a
 // user voids its password and second factor, refuses the certificates issued before the
 // reset, and invites it again; removing a user also ends its sessions at once. Both lock
-// (a lock every proxy follows) until the last certificate they refuse has expired.
+// (a lock every proxy follows) until the last certificate they refuse has expired. Both end
+// the user's generation (users.ts) in the transaction that voids its secrets, and their lock
+// names it: the certificates that carry it are refused whatever the clock of the auth
+// server that issued them said; the dates judge only those of an earlier version.
 
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Backend } from './backend/backend.ts'
@@ -56,7 +59,7 @@ export class Invites {
     if (!user) throw new UnknownUser(`no user "${name}": "warrenctl users ls" lists the users`)
     const { lock, issuedBefore } = await this.lockAround(name, 'the user was reset', async () => {
       await this.dropInvitations(name)
-      await this.context.backend.txn([], [deleteCredentials(name)])
+      return (await this.context.users.replaceGeneration(name, [deleteCredentials(name)])).replaced
     })
     const invitation = await this.invite(name, ttlMs)
     const early = issuedBefore - this.clock()
@@ -76,6 +79,7 @@ export class Invites {
     const { issuedBefore } = await this.lockAround(name, 'the user was removed', async () => {
       await this.dropInvitations(name)
       removed = await this.context.users.remove(name, [deleteCredentials(name)])
+      return removed.generation
     })
     // Whatever a user added again under the name is issued comes after the lock's instant.
     const early = issuedBefore - this.clock()
@@ -84,26 +88,28 @@ export class Invites {
   }
 
   /**
-   * Runs `voiding` (which takes the user's secrets away) between two locks on `name`'s
-   * certificates, the second replacing the first. The first covers whatever was issued
-   * before, should the server stop half-way; the second what a login or sign-up racing
-   * `voiding` issued meanwhile: those issue before their own write, which either met the
-   * deletion and failed, or came before it.
+   * Runs `voiding` (which takes the user's secrets away and ends its generation, returning
+   * the one it ended) between two locks on `name`'s certificates, the second replacing the
+   * first. The first covers whatever was issued before, by dates alone, should the server
+   * stop half-way; the second what a login or sign-up racing `voiding` issued meanwhile:
+   * those issue before their own write, which either met the deletion and failed, or came
+   * before it. It names the generation ended, which every certificate issued before the
+   * deletion carries (or none, from an earlier version: judged by dates).
    */
-  private async lockAround(name: string, message: string, voiding: () => Promise<void>): Promise<{ lock: LockRecord; issuedBefore: number }> {
+  private async lockAround(name: string, message: string, voiding: () => Promise<string | undefined>): Promise<{ lock: LockRecord; issuedBefore: number }> {
     const first = await this.lockIssuedUntilNow(name, message)
-    await voiding()
-    const second = await this.lockIssuedUntilNow(name, message, true)
+    const generation = await voiding()
+    const second = await this.lockIssuedUntilNow(name, message, true, generation)
     await this.context.locks.remove(first.lock.id).catch(() => undefined)
     await this.context.lockMade()
     return second
   }
 
   /** A lock on `name`'s certificates issued until the next whole second (certificates carry whole seconds), until the last has expired. */
-  private async lockIssuedUntilNow(name: string, message: string, userRemoved = false): Promise<{ lock: LockRecord; issuedBefore: number }> {
+  private async lockIssuedUntilNow(name: string, message: string, userRemoved = false, generation?: string): Promise<{ lock: LockRecord; issuedBefore: number }> {
     const now = this.clock()
     const issuedBefore = Math.ceil(now / 1000) * 1000
-    const lock = await this.context.locks.add({ user: name, issuedBefore, ttlMs: issuedBefore + MAX_USER_CERT_TTL_MS - now, message }, { userRemoved })
+    const lock = await this.context.locks.add({ user: name, issuedBefore, generation, ttlMs: issuedBefore + MAX_USER_CERT_TTL_MS - now, message }, { userRemoved })
     await this.context.lockMade()
     return { lock, issuedBefore }
   }

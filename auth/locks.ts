@@ -8,7 +8,9 @@
 //
 // A user lock may be limited to the certificates issued before an instant (`users reset`
 // makes one): those are refused until the last of them has expired, while the user logs in
-// and gets new certificates as usual. Or to logins with a password (failed logins make one,
+// and gets new certificates as usual; such a lock (`users reset`, `users rm`) also names the
+// user's generation it ended (users.ts), and a certificate that carries a generation is
+// refused by that alone, whatever its dates. Or to logins with a password (failed logins make one,
 // auth/logins.ts): anyone may try a user's password, so what they set off must not end the
 // user's sessions or refuse the certificates the user holds.
 
@@ -24,10 +26,11 @@ export const LOCKS = '/locks/'
 const ROUTE = 'POST /v1/locks'
 
 /**
- * A user (`issuedBefore`, epoch ms: only its certificates issued before then; `loginsOnly`:
- * only its logins with a password), or a node by host ID.
+ * A user (`issuedBefore`, epoch ms: only its certificates issued before then, and with
+ * `generation` those that carry it, a certificate that carries another being judged by that
+ * alone; `loginsOnly`: only its logins with a password), or a node by host ID.
  */
-export type LockTarget = { user: string; issuedBefore?: number; loginsOnly?: true } | { node: string; hostId: string }
+export type LockTarget = { user: string; issuedBefore?: number; generation?: string; loginsOnly?: true } | { node: string; hostId: string }
 
 export interface LockRecord {
   id: string
@@ -42,6 +45,8 @@ export interface LockRequest {
   user?: string
   /** With `user`: lock only the certificates issued before this (epoch ms). */
   issuedBefore?: number
+  /** With `issuedBefore`: the user generation that ended then (a reset or removal). */
+  generation?: string
   /** With `user`: lock only its logins with a password. */
   loginsOnly?: true
   node?: string
@@ -132,6 +137,7 @@ export class Locks {
       const target = {
         user: request.user,
         ...(request.issuedBefore === undefined ? {} : { issuedBefore: request.issuedBefore }),
+        ...(request.issuedBefore === undefined || request.generation === undefined ? {} : { generation: request.generation }),
         ...(request.loginsOnly ? { loginsOnly: true as const } : {}),
       }
       const record: LockRecord = { ...base, target }

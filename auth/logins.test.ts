@@ -226,9 +226,17 @@ t.test('reset voids the password and second factor and locks the certificates fr
   const secret = await signedUp(s)
   s.advance(400) // not on a whole second: the reset's instant is the next one
   const resetAt = s.now()
+  const first = (await s.users.get('alice'))!.generation
+  t.match(first, /^[A-Za-z0-9_-]{16}$/, 'a user is added with a generation')
   const { invitation, lock } = await s.invites.reset('alice', 3_600_000)
   const firstCut = Math.ceil(resetAt / 1000) * 1000
-  t.same(lock.target, { user: 'alice', issuedBefore: firstCut }, 'a lock on the certificates issued before the reset, from the next whole second')
+  t.same(
+    lock.target,
+    { user: 'alice', issuedBefore: firstCut, generation: first },
+    'a lock on the certificates issued before the reset, from the next whole second, and on the generation it ended',
+  )
+  const second = (await s.users.get('alice'))!.generation
+  t.not(second, first, 'the user has a new generation')
   t.equal(lock.expires, firstCut + MAX_USER_CERT_TTL_MS, 'until the last of them has expired')
   await refused(t, s.logins.login('alice', PASSWORD, totpCode(secret, s.now())), LoginRefused, undefined, 'the old password and factor are void')
   const started = await s.logins.startSignup(invitation.token)
@@ -237,6 +245,7 @@ t.test('reset voids the password and second factor and locks the certificates fr
   t.equal((await s.logins.login('alice', 'another long password', totpCode(started.secret, s.now()))).user.name, 'alice', 'that lock does not bar the logins that follow')
   s.advance(TOTP.stepMs)
   const again = await s.invites.reset('alice', 3_600_000)
+  const third = (await s.users.get('alice'))!.generation
   t.equal((await s.tokens.list()).length, 1)
   s.advance(1000)
   await s.invites.removeUser('alice')
@@ -246,9 +255,9 @@ t.test('reset voids the password and second factor and locks the certificates fr
   t.same(
     (await s.locks.list()).map((l) => [l.target, l.message]),
     [
-      [{ user: 'alice', issuedBefore: firstCut }, 'the user was reset'],
-      [{ user: 'alice', issuedBefore: firstCut + 2 * TOTP.stepMs }, 'the user was reset'],
-      [{ user: 'alice', issuedBefore: firstCut + 2 * TOTP.stepMs + 1000 }, 'the user was removed'],
+      [{ user: 'alice', issuedBefore: firstCut, generation: first }, 'the user was reset'],
+      [{ user: 'alice', issuedBefore: firstCut + 2 * TOTP.stepMs, generation: second }, 'the user was reset'],
+      [{ user: 'alice', issuedBefore: firstCut + 2 * TOTP.stepMs + 1000, generation: third }, 'the user was removed'],
     ],
   )
   await refused(t, s.logins.startSignup(again.invitation.token), TokenRefusal, TOKEN_NOT_FOUND)
@@ -279,4 +288,19 @@ t.test('a user cannot take a name the audit log gives actors that are not users'
     t.equal(await s.users.get(name), undefined, 'and none is added')
   }
   t.ok(await s.invites.addUser('admins', ['root'], ['access'], 3_600_000), 'a name like them is fine')
+})
+
+t.test('a user of an earlier version, without a generation, gets one at its next certificate; a reset before then is judged by dates', async (t) => {
+  const s = setup(t)
+  const old = { name: 'dave', logins: ['root'], roles: ['access'], created: s.now() }
+  await s.backend.put('/users/dave', JSON.stringify(old))
+  const reset = await s.invites.reset('dave', 3_600_000)
+  t.same(reset.lock.target, { user: 'dave', issuedBefore: Math.ceil(s.now() / 1000) * 1000 }, 'no generation ended: the lock judges by dates alone')
+  const given = (await s.users.get('dave'))!.generation
+  t.match(given, /^[A-Za-z0-9_-]{16}$/, 'the reset gave it one')
+  await s.backend.put('/users/erin', JSON.stringify({ ...old, name: 'erin' }))
+  const issued = await s.users.withGeneration((await s.users.get('erin'))!)
+  t.match(issued.generation, /^[A-Za-z0-9_-]{16}$/, 'one is given at issue')
+  t.equal((await s.users.get('erin'))!.generation, issued.generation, 'and stored, so that a reset or removal ends it')
+  t.equal((await s.users.withGeneration(issued)).generation, issued.generation, 'a user with one keeps it')
 })

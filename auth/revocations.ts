@@ -207,10 +207,12 @@ export class Revocations {
 /**
  * A lock on the certificates issued before an instant refuses those whose validity starts
  * before it less the back-dating every user certificate gets (users.ts): in whole seconds,
- * which is why a reset takes the next whole second as its instant (invites.ts).
+ * which is why a reset takes the next whole second as its instant (invites.ts). With the
+ * user generation it ended, a certificate carrying one is judged by that instead.
  */
-function validFromBefore(target: { issuedBefore?: number }): { valid_from_before?: number } {
-  return target.issuedBefore === undefined ? {} : { valid_from_before: target.issuedBefore - USER_CERT_BACKDATE_MS }
+function validFromBefore(target: { issuedBefore?: number; generation?: string }): { valid_from_before?: number; generation?: string } {
+  if (target.issuedBefore === undefined) return {}
+  return { valid_from_before: target.issuedBefore - USER_CERT_BACKDATE_MS, ...(target.generation === undefined ? {} : { generation: target.generation }) }
 }
 
 function until(lock: LockRecord): { until?: number } {

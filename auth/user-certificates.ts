@@ -13,7 +13,9 @@ import { Locked, lockReason, locksWholeUser } from './locks.ts'
 import { trustStatement } from './trust.ts'
 import { issueUserCertificates, type UserRecord } from './users.ts'
 
-export async function userCertificatesFor(context: AuthContext, user: UserRecord, keys: { ssh: KeyObject; tls: KeyObject }, ttlMs: number): Promise<UserCerts> {
+export async function userCertificatesFor(context: AuthContext, record: UserRecord, keys: { ssh: KeyObject; tls: KeyObject }, ttlMs: number): Promise<UserCerts> {
+  // Both certificates carry the user's generation, by which a reset or removal refuses them.
+  const user = await context.users.withGeneration(record)
   const locked = context.revocations.list.refusedUser(user.name) ?? (await lockOnUser(context, user.name))
   if (locked) throw new Locked(locked)
   const { access, maxSessionTtlMs } = await context.roles.accessOf(user)

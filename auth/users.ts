@@ -2,9 +2,9 @@
 // get short-lived certificates from the user CA: an OpenSSH certificate for the node's SSH
 // server, and an X.509 one that the proxy checks before it opens a stream to a node.
 
-import type { KeyObject } from 'node:crypto'
+import { type KeyObject, randomBytes } from 'node:crypto'
 import type { Access } from '../shared/access.ts'
-import { sshAccessExtensions, x509AccessExtension } from '../shared/access-cert.ts'
+import { sshAccessExtensions, x509AccessExtension, x509GenerationExtension } from '../shared/access-cert.ts'
 import { createSshCertificate } from '../shared/ssh-cert.ts'
 import { createCertificate } from '../shared/x509.ts'
 import type { Authority } from './authorities.ts'
@@ -27,7 +27,23 @@ export interface UserRecord {
   logins: string[]
   roles: string[]
   created: number
+  /**
+   * A random ID that both certificates of the user carry. `users reset` replaces it, and
+   * `users rm` deletes it with the user, in the transaction that voids the user's secrets;
+   * their lock names the one they ended, and refuses the certificates that carry it, by
+   * what they carry rather than by dates stamped with the clock of whichever auth server
+   * issued them. Absent in users added by an earlier version until their next certificate.
+   */
+  generation?: string
 }
+
+/** A new user generation (shared/access-cert.ts GENERATION_FORM). */
+export function newGeneration(): string {
+  return randomBytes(12).toString('base64url')
+}
+
+/** Tries of a change to a user record that meets another change of it before it gives up. */
+const RECORD_TRIES = 5
 
 /** The role of users added before users had roles: reach every node as their logins. */
 const DEFAULT_ROLES = ['access']
@@ -67,7 +83,7 @@ export class UserDirectory {
     for (const login of logins) validateName('login', login)
     if (roles.length === 0) throw new UserError('a user needs at least one role, e.g. --roles=access')
     for (const role of roles) validateName('role', role)
-    const record: UserRecord = { name, logins: [...new Set(logins)], roles: [...new Set(roles)], created: Date.now() }
+    const record: UserRecord = { name, logins: [...new Set(logins)], roles: [...new Set(roles)], created: Date.now(), generation: newGeneration() }
     const key = PREFIX + name
     // `also` (the user's invitation) is written with the user or not at all.
     if (!(await this.backend.txn([{ key, absent: true }, ...also.conditions], [{ op: 'put', key, value: JSON.stringify(record) }, ...also.operations]))) {
@@ -90,6 +106,43 @@ export class UserDirectory {
       throw new UserError(`user "${name}" changed while being removed: try again`)
     }
     return readRecord(item.value)
+  }
+
+  /**
+   * Gives the user a new generation, with `also` in the same transaction; returns the one it
+   * replaced (undefined: the user had none yet). Throws UnknownUser when there is no user.
+   */
+  async replaceGeneration(name: string, also: Operation[] = []): Promise<{ record: UserRecord; replaced?: string }> {
+    for (let attempt = 0; attempt < RECORD_TRIES; attempt++) {
+      const item = await this.backend.get(PREFIX + name)
+      if (!item) throw new UnknownUser(`no user "${name}": "warrenctl users ls" lists the users`)
+      const current = readRecord(item.value)
+      const record = { ...(JSON.parse(item.value) as UserRecord), generation: newGeneration() }
+      if (await this.backend.txn([{ key: item.key, revision: item.revision }], [{ op: 'put', key: item.key, value: JSON.stringify(record) }, ...also])) {
+        return { record: readRecord(JSON.stringify(record)), replaced: current.generation }
+      }
+    }
+    throw new UserError(`user "${name}" kept changing while being reset: try again`)
+  }
+
+  /**
+   * `user` with a generation: a user added by an earlier version gets one (stored, unless a
+   * change came first: then the record as it is now). Certificates are issued only to a
+   * record with one, so that a reset or removal refuses them by it.
+   */
+  async withGeneration(user: UserRecord): Promise<UserRecord> {
+    if (user.generation) return user
+    for (let attempt = 0; attempt < RECORD_TRIES; attempt++) {
+      const item = await this.backend.get(PREFIX + user.name)
+      if (!item) throw new UnknownUser(`no user "${user.name}": "warrenctl users ls" lists the users`)
+      const current = readRecord(item.value)
+      if (current.generation) return current
+      const stored = { ...(JSON.parse(item.value) as UserRecord), generation: newGeneration() }
+      if (await this.backend.txn([{ key: item.key, revision: item.revision }], [{ op: 'put', key: item.key, value: JSON.stringify(stored) }])) {
+        return readRecord(JSON.stringify(stored))
+      }
+    }
+    throw new UserError(`user "${user.name}" kept changing while its certificates were issued: try again`)
   }
 
   async list(): Promise<UserRecord[]> {
@@ -141,7 +194,7 @@ export function issueUserCertificates(
     principals: access.logins.length > 0 ? access.logins : [NO_LOGIN_PRINCIPAL],
     validAfter,
     validBefore,
-    extensions: sshAccessExtensions(access),
+    extensions: sshAccessExtensions(access, user.generation),
   })
   const tlsCertPem = createCertificate({
     subject: { CN: user.name, O: clusterName, OU: ['user'] },
@@ -151,7 +204,7 @@ export function issueUserCertificates(
     notBefore: validAfter,
     notAfter: validBefore,
     extKeyUsage: ['clientAuth'],
-    extensions: [x509AccessExtension(access)],
+    extensions: [x509AccessExtension(access), ...(user.generation ? [x509GenerationExtension(user.generation)] : [])],
   })
   return { sshCert, tlsCertPem, validBefore: validBefore.getTime() }
 }

@@ -202,7 +202,7 @@ export class ProxyService {
       clusterName: this.identity.clusterName,
       userCAPems: () => this.userCAPems,
       refusedUser: (name) => this.revocations.list.refusedUser(name),
-      validFromAtLeast: (name) => this.revocations.list.validFromAtLeast(name),
+      certificateCut: (name) => this.revocations.list.certificateCut(name),
       log: this.log,
     })
     const web = createHttpServer()

@@ -25,9 +25,9 @@ import { accessOfX509Certificate } from '../shared/access-cert.ts'
 import { type Expected, judgeCertificate, judgeIdentity, type Verdict } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
 import { USER_CERT_HEADER } from '../shared/protocol/api.ts'
-import { type DialReply, type DialRequestIn, parseUserDial, type UserDial } from '../shared/protocol/dial.ts'
+import { type DialReply, type DialRequestIn, parseUserDial, REFUSED_GENERATIONS_MAX, type UserDial } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
-import { type UserCertificate, userCertificate } from '../shared/revocation-list.ts'
+import { type CertificateCut, type UserCertificate, userCertificate } from '../shared/revocation-list.ts'
 import { splice } from '../shared/splice.ts'
 import { parseSshCertificate } from '../shared/ssh-cert.ts'
 import { AccessDenied, type NodeDialer } from './node-dialer.ts'
@@ -39,8 +39,8 @@ export interface UserGatewayOptions {
   userCAPems: () => string[]
   /** Why a user's certificate is refused although it is valid (a lock on the user, or on its certificates from before a reset), or undefined. */
   refusedUser?: (user: string | UserCertificate) => string | undefined
-  /** The start of validity before which a user's certificates are refused now (a `users reset`), or undefined. */
-  validFromAtLeast?: (user: string) => number | undefined
+  /** What of a user's certificates is refused now by locks on some of them (`users reset`, `users rm`), for the node to judge its SSH certificate by. */
+  certificateCut?: (user: string) => CertificateCut
   log: Logger
 }
 
@@ -208,7 +208,17 @@ export class UserGateway {
     if (message.service === 'ssh') {
       // The node logs in no one else on this stream, nor this user's locked certificates (shared/protocol/dial.ts).
       request.user = user
-      request.valid_from = this.options.validFromAtLeast?.(user)
+      const cut = this.options.certificateCut?.(user)
+      if (cut) {
+        if (cut.generations.length > REFUSED_GENERATIONS_MAX) {
+          log.warn(`user connection from ${remoteAddress} refused: too many recent resets of user ${user} to tell the node`, { user, locked: true })
+          refuse(`user "${user}" was reset or removed more than ${REFUSED_GENERATIONS_MAX} times in the last 30 hours: the node cannot be told which certificates to refuse`)
+          return
+        }
+        request.valid_from = cut.validFrom
+        request.refused_generations = cut.generations
+        request.generation_valid_from = cut.generationValidFrom
+      }
     }
     if (message.service === 'port') {
       request.certificate = message.certificate

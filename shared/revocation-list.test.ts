@@ -60,9 +60,9 @@ t.test('a lock on the certificates from before a reset refuses those alone, by t
   t.equal(list.refusedUser('alice'), undefined, 'nor the user itself: logins and new certificates go on')
   t.equal(list.refusedUser({ name: 'bob', validFrom: 4_000 }), 'user "bob" is locked', 'a lock on the user refuses every certificate of it')
   t.equal(list.refusedUser('bob'), 'user "bob" is locked')
-  t.equal(list.validFromAtLeast('alice'), 3_000, "what a node is told of alice's certificates")
-  t.equal(list.validFromAtLeast('bob'), undefined, 'a lock on the whole user limits no start (the proxy refuses the user)')
-  t.equal(new RevocationList(() => 9_000).validFromAtLeast('alice'), undefined)
+  t.same(list.certificateCut('alice'), { validFrom: 3_000, generations: [], generationValidFrom: 3_000 }, "what a node is told of alice's certificates")
+  t.same(list.certificateCut('bob'), { generations: [] }, 'a lock on the whole user limits no start (the proxy refuses the user)')
+  t.same(new RevocationList(() => 9_000).certificateCut('alice'), { generations: [] })
   const later = new RevocationList(() => 5_000)
   later.replace({
     generation: '1.2',
@@ -73,7 +73,7 @@ t.test('a lock on the certificates from before a reset refuses those alone, by t
       { name: 'alice', reason: 'ended', until: 4_500, valid_from_before: 4_400 },
     ],
   })
-  t.equal(later.validFromAtLeast('alice'), 4_000, 'the latest of the resets in force')
+  t.equal(later.certificateCut('alice').validFrom, 4_000, 'the latest of the resets in force')
 
   t.same(
     parseSnapshot({
@@ -138,5 +138,43 @@ t.test("a lock's remaining time is counted down on the receiver's own clock, wha
       { name: 'eve', reason: 'r', remaining_ms: 7 },
     ],
     'a malformed remaining_ms is dropped, and until judges',
+  )
+})
+
+t.test('a lock that names the user generation it ended refuses the certificates that carry it, whatever their dates', async (t) => {
+  const list = new RevocationList(() => 5_000)
+  list.replace({
+    generation: '5.1',
+    hosts: [],
+    users: [
+      { name: 'alice', reason: 'alice was removed', valid_from_before: 3_000, generation: 'gen-old' },
+      { name: 'bob', reason: 'bob was reset by an earlier version', valid_from_before: 3_000 },
+    ],
+  })
+  t.equal(list.refusedUser({ name: 'alice', validFrom: 4_000, generation: 'gen-old' }), 'alice was removed', 'dated after the cut by a clock ahead, and refused')
+  t.equal(list.refusedUser({ name: 'alice', validFrom: 2_000, generation: 'gen-new' }), undefined, 'another generation: not refused, whatever its dates')
+  t.equal(list.refusedUser({ name: 'alice', validFrom: 2_000 }), 'alice was removed', 'a certificate of an earlier version is judged by its dates')
+  t.equal(list.refusedUser({ name: 'alice', validFrom: 4_000 }), undefined)
+  t.equal(
+    list.refusedUser({ name: 'bob', validFrom: 2_000, generation: 'any' }),
+    'bob was reset by an earlier version',
+    'a lock without a generation judges every certificate by its dates',
+  )
+  t.same(list.certificateCut('alice'), { validFrom: 3_000, generations: ['gen-old'] }, 'a node is told the generation, and the dates for certificates without one')
+  t.same(list.certificateCut('bob'), { validFrom: 3_000, generations: [], generationValidFrom: 3_000 })
+  t.same(
+    parseSnapshot({
+      generation: '5.2',
+      hosts: [],
+      users: [
+        { name: 'alice', reason: 'r', valid_from_before: 3_000, generation: 7 },
+        { name: 'eve', reason: 'r', generation: 'g' },
+      ],
+    })?.users,
+    [
+      { name: 'alice', reason: 'r', valid_from_before: 3_000 },
+      { name: 'eve', reason: 'r' },
+    ],
+    'a malformed generation reads as none (dates judge), and one without a cut means nothing',
   )
 })

@@ -3,7 +3,8 @@
 // builds the list from its backend; every proxy holds a copy, fetched whenever the list's
 // generation changes (the proxies read it with the live set, every second). Both judge with
 // the same code: a host by its host ID (the certificate's CN, never reused), a user by name,
-// or a user's certificate by name and the start of its validity: `users reset` refuses the
+// or a user's certificate by name and the user generation it carries (or, issued by an
+// earlier version without one, the start of its validity): `users reset` refuses the
 // certificates issued before it, not the ones the user gets afterwards.
 //
 // A lock's end is not compared across machines' clocks: the auth server tells a proxy how
@@ -13,19 +14,34 @@
 // when the auth server can no longer be reached.
 
 import type { X509Certificate } from 'node:crypto'
+import { generationOfX509Certificate } from './access-cert.ts'
 import { certSubject } from './cert-subject.ts'
 import type { RevocationSnapshot, RevokedHost, RevokedUser } from './protocol/proxies.ts'
 import { monotonicMs } from './yamux/clock.ts'
 
-/** A user certificate as the list judges it: whose it is, and when its validity starts (epoch ms). */
+/** A user certificate as the list judges it: whose it is, when its validity starts (epoch ms), and the user generation it carries. */
 export interface UserCertificate {
   name: string
   validFrom: number
+  generation?: string
 }
 
-/** The user and validity start of an X.509 user certificate (its CN names the user). */
+/** The user, validity start and generation of an X.509 user certificate (its CN names the user). */
 export function userCertificate(cert: X509Certificate): UserCertificate {
-  return { name: certSubject(cert).commonName, validFrom: cert.validFromDate.getTime() }
+  const generation = generationOfX509Certificate(cert)
+  return { name: certSubject(cert).commonName, validFrom: cert.validFromDate.getTime(), ...(generation === undefined ? {} : { generation }) }
+}
+
+/**
+ * What a node is told of a user's certificates that the list refuses (shared/protocol/dial.ts):
+ * `validFrom` for those without a generation (and for nodes of an earlier version),
+ * `generations` refused, and `generationValidFrom` for those with one (locks made by an auth
+ * server of an earlier version, which name no generation).
+ */
+export interface CertificateCut {
+  validFrom?: number
+  generations: string[]
+  generationValidFrom?: number
 }
 
 export const EMPTY_SNAPSHOT: RevocationSnapshot = { generation: '', hosts: [], users: [] }
@@ -40,10 +56,13 @@ function inForce(held: { ends?: number }, now: number): boolean {
   return held.ends === undefined || now < held.ends
 }
 
-/** Whether a user entry refuses a certificate valid from `validFrom` (undefined: the user itself, no certificate). */
-function covers(entry: RevokedUser, validFrom: number | undefined): boolean {
+/** Whether a user entry refuses this certificate (undefined: the user itself, no certificate). */
+function covers(entry: RevokedUser, cert: Omit<UserCertificate, 'name'> | undefined): boolean {
   if (entry.valid_from_before === undefined) return true
-  return validFrom !== undefined && validFrom < entry.valid_from_before
+  if (cert === undefined) return false
+  // By what the certificate carries where both name a generation: its dates were stamped by the clock of whichever auth server issued it.
+  if (entry.generation !== undefined && cert.generation !== undefined) return cert.generation === entry.generation
+  return cert.validFrom < entry.valid_from_before
 }
 
 function byKey<T>(entries: Held<T>[], key: (entry: T) => string): Map<string, Held<T>[]> {
@@ -128,14 +147,22 @@ export class RevocationList {
    */
   refusedUser(user: string | UserCertificate): string | undefined {
     const now = this.now()
-    const { name, validFrom } = typeof user === 'string' ? { name: user, validFrom: undefined } : user
-    return this.users.get(name)?.find((held) => inForce(held, now) && covers(held.entry, validFrom))?.entry.reason
+    const name = typeof user === 'string' ? user : user.name
+    const cert = typeof user === 'string' ? undefined : user
+    return this.users.get(name)?.find((held) => inForce(held, now) && covers(held.entry, cert))?.entry.reason
   }
 
-  /** The start of validity (epoch ms) before which this user's certificates are refused now (a `users reset`), or undefined. */
-  validFromAtLeast(name: string): number | undefined {
+  /** What of this user's certificates is refused now by locks on some of them (`users reset`, `users rm`), for a node to judge an SSH certificate by. */
+  certificateCut(name: string): CertificateCut {
     const now = this.now()
-    const starts = (this.users.get(name) ?? []).filter((held) => inForce(held, now) && held.entry.valid_from_before !== undefined).map((held) => held.entry.valid_from_before!)
-    return starts.length === 0 ? undefined : Math.max(...starts)
+    const cuts = (this.users.get(name) ?? []).filter((held) => inForce(held, now) && held.entry.valid_from_before !== undefined).map((held) => held.entry)
+    const latest = (entries: RevokedUser[]) => (entries.length === 0 ? undefined : Math.max(...entries.map((entry) => entry.valid_from_before!)))
+    const validFrom = latest(cuts)
+    const generationValidFrom = latest(cuts.filter((entry) => entry.generation === undefined))
+    return {
+      ...(validFrom === undefined ? {} : { validFrom }),
+      generations: [...new Set(cuts.flatMap((entry) => (entry.generation === undefined ? [] : [entry.generation])))],
+      ...(generationValidFrom === undefined ? {} : { generationValidFrom }),
+    }
   }
 }

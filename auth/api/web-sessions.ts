@@ -101,7 +101,9 @@ export const webSessionRoutes = {
     access: 'proxy',
     bodyLimit: SMALL_BODY,
     async handle(call, context) {
-      const { user, access, expires } = await sessionOf(call, context)
+      const { user: record, access, expires } = await sessionOf(call, context)
+      // With the user's generation, which a reset or removal ends: the certificate is refused by it then.
+      const user = await context.users.withGeneration(record)
       let publicKey
       try {
         publicKey = parseSshPublicKey((await call.body()).ssh_public_key)
@@ -120,7 +122,7 @@ export const webSessionRoutes = {
         principals: access.logins,
         validAfter: new Date(now - CLOCK_SKEW_MS),
         validBefore,
-        extensions: sshAccessExtensions(access),
+        extensions: sshAccessExtensions(access, user.generation),
       })
       await context.audit.certIssued('user', sshCert, { user: user.name, method: 'web' })
       return { ssh_cert: sshCert, valid_before: validBefore.getTime(), logins: access.logins }

@@ -19,7 +19,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { type RawData, WebSocket, WebSocketServer } from 'ws'
 import { type Access, loginRefusal, nodeRefusal } from '../../shared/access.ts'
-import { accessOfSshCertificate } from '../../shared/access-cert.ts'
+import { accessOfSshCertificate, generationOfSshCertificate } from '../../shared/access-cert.ts'
 import { ApiError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log.ts'
 import type { ReachableNodes } from '../../shared/protocol/fleet.ts'
@@ -61,6 +61,8 @@ interface OpenTerminal {
   /** Closes the terminal when the session expires. */
   expiry: NodeJS.Timeout
   validFrom?: number
+  /** The user generation its certificate carries (a reset or removal ends it). */
+  generation?: string
   /** Once its node was admitted: which host, and the access it was judged by (dropRelabelled). */
   admitted?: { node: string; hostId: string; access: Access }
 }
@@ -87,8 +89,8 @@ export class WebTerminals {
   /** Closes the terminals `refused` names a reason for (their user locked or removed, their certificate from before a reset). */
   dropLocked(refused: (user: string | UserCertificate) => string | undefined): void {
     for (const [ws, terminal] of this.open) {
-      const { user, validFrom } = terminal
-      const reason = refused(validFrom === undefined ? user : { name: user, validFrom })
+      const { user, validFrom, generation } = terminal
+      const reason = refused(validFrom === undefined ? user : { name: user, validFrom, ...(generation === undefined ? {} : { generation }) })
       if (!reason) continue
       this.options.log.warn(`web terminal of user ${user} closed: ${reason}`, { user, locked: true })
       this.close(ws, terminal, reason)
@@ -245,6 +247,7 @@ export class WebTerminals {
       const cert = await api.callAuth<WebSshCert>('POST /v1/web-sessions/current/ssh-cert', { ssh_public_key: sshPublicKeyLine(key.publicKey) }, headers)
       const sshCert = parseSshCertificate(cert.ssh_cert)
       terminal.validFrom = sshCert.validAfter.getTime()
+      terminal.generation = generationOfSshCertificate(sshCert)
       // The roles' max_connections, which the certificate carries: a terminal is an SSH connection too.
       const access = accessOfSshCertificate(sshCert)
       const { known_hosts } = await api.callAuth<KnownHosts>('POST /v1/proxies/known-hosts', { user: session.user }, {})

@@ -8,11 +8,13 @@
 // with the request signed by the certificate's key.
 
 import { PORT_PROOF } from '../port-request-proof.ts'
-import { bool, type In, number, type Out, object, oneOf, optional, parseWith, text } from './shape.ts'
+import { bool, type In, number, type Out, object, oneOf, optional, parseWith, text, texts } from './shape.ts'
 
 const SERVICES = ['ssh', 'port'] as const
 /** Room for a certificate whose roles carry many labels, well inside framing's line limit. */
 const CERTIFICATE_MAX = 32 * 1024
+/** User generations refused at once: one a `users reset` or `users rm` in the last 30 h. */
+export const REFUSED_GENERATIONS_MAX = 256
 
 const DIAL_REQUEST = object({
   service: oneOf(SERVICES),
@@ -28,6 +30,14 @@ const DIAL_REQUEST = object({
   user: optional(text({ max: 256 })),
   /** For service 'ssh': that user's certificates valid from before this instant (epoch ms) are refused, as the proxy refuses them (a `users reset`). */
   valid_from: optional(number({ atLeast: 0, expected: 'epoch milliseconds' })),
+  /**
+   * For service 'ssh', from proxies that know user generations: that user's certificates
+   * that carry one of these are refused (a `users reset` or `users rm` ended it), and those
+   * that carry another only when valid from before `generation_valid_from` (a lock of an
+   * earlier version's); `valid_from` then judges only certificates without a generation.
+   */
+  refused_generations: optional(texts(REFUSED_GENERATIONS_MAX)),
+  generation_valid_from: optional(number({ atLeast: 0, expected: 'epoch milliseconds' })),
   /** For service 'port': the user's OpenSSH certificate line, which the node verifies itself. */
   certificate: optional(text({ max: CERTIFICATE_MAX })),
   /** For service 'port': the request signed by the certificate's key (shared/port-request-proof.ts). */

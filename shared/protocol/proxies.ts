@@ -116,6 +116,12 @@ export interface RevokedUser {
    * (those issued before a reset; its new ones are not). Absent: all of them, and the user.
    */
   valid_from_before?: number
+  /**
+   * With valid_from_before (a `users reset` or `users rm`): the user generation it ended. A
+   * certificate that carries a generation is refused when it carries this one, whatever its
+   * dates; one without (an earlier version's) is judged by valid_from_before.
+   */
+  generation?: string
 }
 
 /** GET /v1/proxies/revocations: who the cluster refuses although their certificates are valid. */
@@ -133,7 +139,11 @@ const SNAPSHOT = object({
   generation: text({ max: 64 }),
   hosts: list(lenient(object({ host_id: text({ max: 256 }), nodename: optional(text({ max: 256 }), ''), reason: text(), until: UNTIL, remaining_ms: REMAINING })), MAX_REVOKED),
   // A malformed valid_from_before reads as absent: the user refused altogether, never less.
-  users: list(lenient(object({ name: text({ max: 256 }), reason: text(), until: UNTIL, remaining_ms: REMAINING, valid_from_before: UNTIL })), MAX_REVOKED),
+  // A malformed generation reads as absent: every certificate is then judged by its dates, as before generations.
+  users: list(
+    lenient(object({ name: text({ max: 256 }), reason: text(), until: UNTIL, remaining_ms: REMAINING, valid_from_before: UNTIL, generation: lenient(text({ max: 64 })) })),
+    MAX_REVOKED,
+  ),
 })
 
 /**
@@ -161,7 +171,17 @@ export function parseSnapshot(value: unknown): RevocationSnapshot | undefined {
     generation: snapshot.generation,
     hosts: snapshot.hosts.flatMap((host) => (host ? [{ host_id: host.host_id, nodename: host.nodename, reason: host.reason, ...withEnd(host) }] : [])),
     users: snapshot.users.flatMap((user) =>
-      user ? [{ name: user.name, reason: user.reason, ...withEnd(user), ...(user.valid_from_before === undefined ? {} : { valid_from_before: user.valid_from_before }) }] : [],
+      user
+        ? [
+            {
+              name: user.name,
+              reason: user.reason,
+              ...withEnd(user),
+              ...(user.valid_from_before === undefined ? {} : { valid_from_before: user.valid_from_before }),
+              ...(user.valid_from_before === undefined || user.generation === undefined ? {} : { generation: user.generation }),
+            },
+          ]
+        : [],
     ),
   }
 }

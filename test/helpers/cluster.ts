@@ -193,6 +193,8 @@ export interface AuthOptions {
   host?: string
   /** Extra YAML for the auth_service section (indented by the caller as YAML lines). */
   authServiceYaml?: string
+  /** Extra environment of the auth server's process (libfaketime, say). */
+  env?: Record<string, string>
   clusterName?: string
   port?: number
   /** diag_addr: serve /metrics, /healthz and /readyz here. */
@@ -204,12 +206,14 @@ export class AuthProcess {
   readonly netns?: string
   readonly dataDir: string
   readonly configPath: string
+  readonly env: Record<string, string>
   daemon!: Daemon
   address = ''
 
   constructor(options: AuthOptions = {}) {
     this.dataDir = options.dataDir ?? tempDir()
     this.netns = options.netns
+    this.env = options.env ?? {}
     this.configPath = join(this.dataDir, 'warren.yaml')
     writeFileSync(
       this.configPath,
@@ -232,7 +236,7 @@ export class AuthProcess {
 
   async start(): Promise<this> {
     rmSync(this.identityPath, { force: true })
-    this.daemon = new Daemon(['start', '--roles=auth', `--config=${this.configPath}`], {}, this.netns)
+    this.daemon = new Daemon(['start', '--roles=auth', `--config=${this.configPath}`], this.env, this.netns)
     await this.daemon.waitFor('the auth server', () => existsSync(this.identityPath))
     this.address = JSON.parse(readFileSync(this.identityPath, 'utf8')).auth_server
     return this
