@@ -105,11 +105,16 @@ export class Invites {
     return second
   }
 
-  /** A lock on `name`'s certificates issued until the next whole second (certificates carry whole seconds), until the last has expired. */
+  /**
+   * A lock on `name`'s certificates issued until the next whole second (certificates carry
+   * whole seconds), until the last has expired: kept twice the longest lifetime, since a
+   * certificate's end is stamped by the clock of the auth server that issued it, which may
+   * run ahead of this one's.
+   */
   private async lockIssuedUntilNow(name: string, message: string, userRemoved = false, generation?: string): Promise<{ lock: LockRecord; issuedBefore: number }> {
     const now = this.clock()
     const issuedBefore = Math.ceil(now / 1000) * 1000
-    const lock = await this.context.locks.add({ user: name, issuedBefore, generation, ttlMs: issuedBefore + MAX_USER_CERT_TTL_MS - now, message }, { userRemoved })
+    const lock = await this.context.locks.add({ user: name, issuedBefore, generation, ttlMs: issuedBefore + 2 * MAX_USER_CERT_TTL_MS - now, message }, { userRemoved })
     await this.context.lockMade()
     return { lock, issuedBefore }
   }
