@@ -1,6 +1,7 @@
 // The node's audit queue on a real file: what is queued survives a restart (and a line torn
 // by a crash), what the auth server acknowledged does not come back, and the bounds drop
-// the oldest events first and count them. Then the sender: a batch is removed only after a
+// the oldest events first and count them: sftp and port_forward events before any that say
+// who logged in and what ran, each drop told in an events.dropped event sent first. Then the sender: a batch is removed only after a
 // send succeeds, and sent again after a failure; refused by the auth server's budget (429
 // with Retry-After), no sooner than the wait it named, by an injected clock and timer.
 
@@ -17,7 +18,7 @@ import { MAX_SERVER_WAIT_MS, serverWaitMs } from '../shared/backoff.ts'
 import { ApiError } from '../shared/errors.ts'
 import { createLogger } from '../shared/log.ts'
 import { repoModule, underFileSizeLimit } from '../test/helpers/file-size-limit.ts'
-import { AuditQueue, type QueuedEvent } from './audit-queue.ts'
+import { AuditQueue, GAP_TYPE, type QueuedEvent } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
 
 function queuePath(t: Test): string {
@@ -79,28 +80,132 @@ t.test('opening writes the journal again with only what waits', async (t) => {
   )
 })
 
+/** The waiting events.dropped event, sent first, and acknowledged: what the sender does with it. */
+function takeGap(queue: AuditQueue): QueuedEvent {
+  const [gap] = queue.peek(10, 1 << 20)
+  if (gap?.type !== GAP_TYPE) throw new Error(`no events.dropped event first: ${JSON.stringify(gap)}`)
+  queue.remove([gap.id])
+  return gap
+}
+
+/** Every events.dropped event the queue has to send, each acknowledged, summed: how many were told dropped, by type. */
+function takeGaps(queue: AuditQueue): { events: number; dropped: number; types: Record<string, number> } {
+  const told = { events: 0, dropped: 0, types: {} as Record<string, number> }
+  while (queue.peek(1, 1 << 20)[0]?.type === GAP_TYPE) {
+    const gap = takeGap(queue)
+    told.events++
+    told.dropped += gap.dropped as number
+    for (const [type, count] of String(gap.types)
+      .split(',')
+      .map((pair) => pair.split('=')))
+      told.types[type!] = (told.types[type!] ?? 0) + Number(count)
+  }
+  return told
+}
+
 t.test('beyond the count bound the oldest are dropped and counted, across restarts', async (t) => {
   const path = queuePath(t)
   const queue = open(t, path, { maxEvents: 3 })
   for (let n = 1; n <= 5; n++) queue.add(event(n))
-  t.equal(queue.size, 3)
+  t.equal(queue.size, 4, 'three events and the events.dropped event, outside the bounds')
   t.equal(queue.dropped, 2)
-  t.same(ids(queue.peek(10, 1 << 20)), ['event-0003', 'event-0004', 'event-0005'])
   queue.close()
   const again = open(t, path, { maxEvents: 3 })
   t.equal(again.dropped, 2, 'the count survives a restart until the journal is rewritten')
-  t.equal(again.size, 3)
+  t.equal(again.size, 4)
+  t.match(takeGap(again), { type: GAP_TYPE, dropped: 1, types: 'exec=1', since: 1001, until: 1001 }, 'the first drop is told at once, the same event after the restart')
+  t.match(takeGap(again), { type: GAP_TYPE, dropped: 1, types: 'exec=1', since: 1002, until: 1002 }, 'the next once that one was delivered')
+  t.same(ids(again.peek(10, 1 << 20)), ['event-0003', 'event-0004', 'event-0005'])
 })
 
 t.test('beyond the byte bound the oldest are dropped too', async (t) => {
   const queue = open(t, queuePath(t), { maxBytes: 1000 })
   const big = 'x'.repeat(300)
   for (let n = 1; n <= 5; n++) queue.add(event(n, { command: big }))
-  t.equal(queue.size, 2, 'about 370 bytes each: two fit in 1000')
+  t.equal(queue.size, 3, 'about 370 bytes each: two fit in 1000, and the events.dropped event')
   t.equal(queue.dropped, 3)
+  t.match(takeGaps(queue), { dropped: 3 })
   t.same(ids(queue.peek(10, 1 << 20)), ['event-0004', 'event-0005'])
   t.same(ids(queue.peek(10, 500)), ['event-0004'], 'a batch stays within its bytes')
   t.same(ids(queue.peek(10, 10)), ['event-0004'], 'but always holds one event')
+})
+
+const session = (id: string, user: string) => ({ session_id: id, user, login: 'pi', client_addr: '127.0.0.1' })
+const sftp = (n: number, who = session('s-mallory', 'mallory')): QueuedEvent => ({
+  id: `sftp-${String(n).padStart(4, '0')}`,
+  time: 2000 + n,
+  type: 'sftp',
+  operation: 'mkdir',
+  path: `/tmp/${n}`,
+  ...who,
+})
+
+t.test("a user's flood of sftp events never pushes out who logged in and what they ran: the bulk kinds go first", async (t) => {
+  const path = queuePath(t)
+  const queue = open(t, path, { maxEvents: 6 })
+  const mallory = session('s-mallory', 'mallory')
+  queue.add({ id: 'start-1', time: 1, type: 'session.start', ...mallory })
+  for (let n = 1; n <= 3; n++) queue.add(sftp(n))
+  queue.add({ id: 'exec-1', time: 10, type: 'exec', command: 'the command to hide', ...mallory })
+  queue.add({ id: 'forward-1', time: 11, type: 'port_forward', host: 'db', port: 5432, ...mallory })
+  queue.add({ id: 'end-1', time: 12, type: 'session.end', ...mallory })
+  for (let n = 4; n <= 1000; n++) queue.add(sftp(n))
+  t.equal(queue.dropped, 998)
+  t.match(
+    queue.peek(10, 1 << 20),
+    [{ type: GAP_TYPE, sessions: 's-mallory', users: 'mallory', user: 'mallory', session_id: 's-mallory', since: 2001 }],
+    'whose session lost events',
+  )
+  t.same(takeGaps(queue), { events: 2, dropped: 998, types: { sftp: 997, port_forward: 1 } }, 'every drop told: the first at once, the rest once that was delivered')
+  t.same(ids(queue.peek(10, 1 << 20)), ['start-1', 'exec-1', 'end-1', 'sftp-0998', 'sftp-0999', 'sftp-1000'], 'the session and its command kept, and the newest sftp events')
+  for (let n = 2; n <= 4; n++) queue.add({ id: `exec-${n}`, time: 10 + n, type: 'exec', command: 'more', ...mallory })
+  t.match(takeGaps(queue), { dropped: 3, types: { sftp: 3 } }, 'commands push out sftp events')
+  // Only such events waiting: the new sftp event is the one dropped.
+  queue.add(sftp(1001))
+  t.match(takeGap(queue), { dropped: 1, types: 'sftp=1' })
+  t.same(ids(queue.peek(10, 1 << 20)), ['start-1', 'exec-1', 'end-1', 'exec-2', 'exec-3', 'exec-4'])
+  // Past them only, the oldest of the rest.
+  queue.add({ id: 'exec-5', time: 15, type: 'exec', command: 'more', ...mallory })
+  t.match(takeGap(queue), { dropped: 1, types: 'session.start=1' })
+  t.same(ids(queue.peek(10, 1 << 20)), ['exec-1', 'end-1', 'exec-2', 'exec-3', 'exec-4', 'exec-5'])
+  queue.close()
+  t.same(ids(open(t, path, { maxEvents: 6 }).peek(10, 1 << 20)), ['exec-1', 'end-1', 'exec-2', 'exec-3', 'exec-4', 'exec-5'], 'the same after a restart')
+})
+
+t.test('drops are told in one events.dropped event at a time, sent first and alone; what is dropped while it waits is told next', async (t) => {
+  let now = 50_000
+  const path = queuePath(t)
+  const queue = new AuditQueue({ path, maxEvents: 2, clock: () => now })
+  t.teardown(() => queue.close())
+  for (let n = 1; n <= 4; n++) queue.add(sftp(n, session(`s-${n % 2}`, `user-${n % 2}`)))
+  t.equal(queue.size, 3)
+  const [first] = queue.peek(100, 1 << 20)
+  t.match(
+    first,
+    { type: GAP_TYPE, time: 50_000, dropped: 1, types: 'sftp=1', sessions: 's-1', users: 'user-1', user: 'user-1', session_id: 's-1', since: 2001, until: 2001 },
+    'the first drop is told at once',
+  )
+  // Sent, no answer yet: more drops wait for the next one, so that none is told twice.
+  now = 60_000
+  for (let n = 5; n <= 7; n++) queue.add(sftp(n))
+  t.equal(queue.peek(100, 1 << 20)[0]!.id, first!.id, 'the one in flight is not changed')
+  queue.close()
+  const again = new AuditQueue({ path, maxEvents: 2, clock: () => now })
+  t.teardown(() => again.close())
+  t.equal(again.peek(100, 1 << 20)[0]!.id, first!.id, 'nor by a restart, which keeps the drops untold')
+  again.remove([first!.id])
+  const [next] = again.peek(100, 1 << 20)
+  t.match(
+    next,
+    { type: GAP_TYPE, time: 60_000, dropped: 4, types: 'sftp=4', sessions: 's-0,s-1,s-mallory', users: 'user-0,user-1,mallory', since: 2002, until: 2005 },
+    'delivered: the next one tells the rest',
+  )
+  t.notOk('user' in next! || 'session_id' in next!, 'three users: none is named as the user')
+  t.equal(again.peek(100, 1 << 20).length, 1, 'alone')
+  t.equal(again.dropped, 5)
+  // An auth server of an earlier version refuses the type: given up, not told again without end.
+  again.discard([again.peek(100, 1 << 20)[0]!.id])
+  t.same(ids(again.peek(100, 1 << 20)), ['sftp-0006', 'sftp-0007'])
 })
 
 t.test('the sender removes a batch only once it was sent, and sends it again after a failure', async (t) => {
@@ -145,7 +250,7 @@ t.test('a batch the auth server refuses for what it is is dropped and counted, n
   sender.record('exec', { command: 'y'.repeat(5000) })
   for (let i = 0; i < 100 && queue.size > 0; i++) await sleep(20)
   t.equal(queue.size, 0)
-  t.equal(queue.dropped, 1)
+  t.equal(queue.dropped, 2, 'the event, and the events.dropped event that told of it: refused too, and not told again')
 })
 
 /** A clock and the timers set by it, run only when the test moves the clock past them. */

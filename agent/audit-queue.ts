@@ -3,11 +3,16 @@
 // per change, each written and fsync'd before the change counts: an event queued, events
 // the auth server acknowledged, events dropped to stay within bounds. Opening replays it and
 // writes it again with only the waiting events (which also removes a line torn by a crash).
-// When the queue is full the oldest events are dropped first, and counted.
+// When the queue is full the oldest events are dropped first, and counted: first the kinds a
+// user makes in bulk (sftp, port_forward), so that no flood of them pushes out the events
+// that say who logged in and what they ran; and never silently: what was dropped is told to
+// the auth server in one `events.dropped` event (counts by type, the sessions and users
+// affected), sent ahead of the rest.
 
+import { randomUUID } from 'node:crypto'
 import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { writeFileAtomic } from '../shared/files.ts'
-import type { FlatNodeEvent } from '../shared/protocol/audit.ts'
+import { type FlatNodeEvent, MAX_FIELD_LENGTH } from '../shared/protocol/audit.ts'
 
 /** An event as the node queues and sends it. */
 export type QueuedEvent = FlatNodeEvent
@@ -18,13 +23,43 @@ export interface AuditQueueOptions {
   /** Bounds: events beyond either drop the oldest. A device with little storage must not fill it. */
   maxEvents?: number
   maxBytes?: number
+  /** Dates the events.dropped events; injected by tests. */
+  clock?: () => number
 }
 
 /** Room for about a week of a busy device's sessions, in a few MiB of its storage. */
 export const DEFAULT_MAX_EVENTS = 10_000
 export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
-type JournalLine = { add: QueuedEvent } | { done: string[] } | { dropped: string[] }
+/**
+ * What a user can make many of in a moment (every file operation of an sftp batch, every
+ * connection through a forward): dropped before any session.start, session.end or exec,
+ * which are one or three a login and say who did what.
+ */
+const BULK_TYPES: ReadonlySet<string> = new Set(['sftp', 'port_forward'])
+export const GAP_TYPE = 'events.dropped'
+/** Sessions and users an events.dropped event names, the first affected: enough to tell whose, in a field's 1,024 characters. */
+const GAP_NAMES = 20
+
+/** What was dropped since the last events.dropped event was queued. */
+interface Gap {
+  count: number
+  types: Record<string, number>
+  sessions: string[]
+  users: string[]
+  /** The times of the first and last event dropped. */
+  since: number
+  until: number
+}
+
+type JournalLine =
+  | { add: QueuedEvent }
+  | { done: string[] }
+  | { dropped: string[] }
+  /** An events.dropped event queued for what was dropped before it. */
+  | { gap: QueuedEvent }
+  /** Drops not yet told in an events.dropped event, kept across the journal's rewriting. */
+  | { untold: Gap }
 
 export class AuditQueue {
   readonly path: string
@@ -37,6 +72,11 @@ export class AuditQueue {
   #fd: number | undefined
   /** The journal's length after its last whole line. */
   #length = 0
+  readonly #clock: () => number
+  /** The events.dropped event waiting, at most one: outside the bounds, never dropped for room. */
+  #gapEvent: QueuedEvent | undefined
+  /** Drops since #gapEvent was queued, told in the next once it is delivered. */
+  #untold: Gap | undefined
   /** Events dropped to stay within bounds since the queue was opened. */
   dropped = 0
 
@@ -44,39 +84,57 @@ export class AuditQueue {
     this.path = options.path
     this.#maxEvents = options.maxEvents ?? DEFAULT_MAX_EVENTS
     this.#maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES
+    this.#clock = options.clock ?? Date.now
     if (existsSync(this.path)) this.#replay(readFileSync(this.path, 'utf8'))
-    writeFileAtomic(this.path, [...this.#events.values()].map(({ event }) => journalLine({ add: event })).join(''))
+    const waiting = [...(this.#gapEvent ? [this.#gapEvent] : []), ...[...this.#events.values()].map(({ event }) => event)]
+    const lines = waiting.map((event) => journalLine({ add: event }))
+    if (this.#untold) lines.push(journalLine({ untold: this.#untold }))
+    writeFileAtomic(this.path, lines.join(''))
     this.#fd = openSync(this.path, 'a', 0o600)
     this.#length = fstatSync(this.#fd).size
+    // A crash between a drop and its events.dropped event: queued now.
+    this.#tellGap()
   }
 
   get size(): number {
-    return this.#events.size
+    return this.#events.size + (this.#gapEvent ? 1 : 0)
   }
 
-  /** Queues `event` durably; the oldest events go first when the queue would exceed its bounds. */
+  /**
+   * Queues `event` durably. Beyond the bounds events are dropped, the bulk kinds first (this
+   * one too, when it is one), oldest first, then the others, oldest first.
+   */
   add(event: QueuedEvent): void {
     const line = journalLine({ add: event })
     const bytes = Buffer.byteLength(line)
-    const victims: string[] = []
-    let freed = 0
-    for (const [id, queued] of this.#events) {
-      if (this.#events.size - victims.length < this.#maxEvents && this.#bytes - freed + bytes <= this.#maxBytes) break
-      victims.push(id)
-      freed += queued.bytes
-    }
-    if (victims.length > 0) {
-      this.#append(journalLine({ dropped: victims }))
-      this.#forget(victims)
-      this.dropped += victims.length
-    }
     this.#append(line)
     this.#events.set(event.id, { event, bytes })
     this.#bytes += bytes
+    const victims: string[] = []
+    let freed = 0
+    const fits = () => this.#events.size - victims.length <= this.#maxEvents && this.#bytes - freed <= this.#maxBytes
+    for (const bulk of [true, false]) {
+      for (const [id, queued] of this.#events) {
+        if (fits()) break
+        if (BULK_TYPES.has(queued.event.type) !== bulk) continue
+        victims.push(id)
+        freed += queued.bytes
+      }
+    }
+    if (victims.length > 0) {
+      this.#append(journalLine({ dropped: victims }))
+      this.#drop(victims)
+      this.#tellGap()
+    }
   }
 
-  /** The oldest waiting events, at most `count` and about `maxBytes` of them (always at least one). */
+  /**
+   * The oldest waiting events, at most `count` and about `maxBytes` of them (always at least
+   * one). An events.dropped event goes first, alone: the gap is known at once, and an auth
+   * server of an earlier version, which refuses the type, refuses nothing else with it.
+   */
   peek(count: number, maxBytes: number): QueuedEvent[] {
+    if (this.#gapEvent) return [this.#gapEvent]
     const batch: QueuedEvent[] = []
     let bytes = 0
     for (const { event, bytes: size } of this.#events.values()) {
@@ -89,19 +147,20 @@ export class AuditQueue {
 
   /** The auth server has these: they leave the queue for good. */
   remove(ids: string[]): void {
-    const known = ids.filter((id) => this.#events.has(id))
+    const known = ids.filter((id) => this.#has(id))
     if (known.length === 0) return
     this.#append(journalLine({ done: known }))
     this.#forget(known)
+    this.#tellGap()
   }
 
-  /** Gives these up unsent (the auth server refuses them): they count as dropped. */
+  /** Gives these up unsent (the auth server refuses them): they count as dropped, and are told as such. */
   discard(ids: string[]): void {
-    const known = ids.filter((id) => this.#events.has(id))
+    const known = ids.filter((id) => this.#has(id))
     if (known.length === 0) return
     this.#append(journalLine({ dropped: known }))
-    this.#forget(known)
-    this.dropped += known.length
+    this.#drop(known)
+    this.#tellGap()
   }
 
   /** Closes the journal; safe to call again (a second close of the same number could close another file). */
@@ -129,8 +188,40 @@ export class AuditQueue {
     this.#length += bytes.length
   }
 
+  #has(id: string): boolean {
+    return this.#events.has(id) || this.#gapEvent?.id === id
+  }
+
+  /** Forgets dropped events, counting them and noting them for the next events.dropped event. */
+  #drop(ids: string[]): void {
+    for (const id of ids) {
+      const event = this.#events.get(id)?.event
+      // An events.dropped event refused is not told again: an auth server that refuses the type would refuse each telling.
+      if (!event) continue
+      const gap = (this.#untold ??= { count: 0, types: {}, sessions: [], users: [], since: event.time, until: event.time })
+      gap.count++
+      gap.types[event.type] = (gap.types[event.type] ?? 0) + 1
+      if (typeof event.session_id === 'string' && !gap.sessions.includes(event.session_id) && gap.sessions.length < GAP_NAMES) gap.sessions.push(event.session_id)
+      if (typeof event.user === 'string' && !gap.users.includes(event.user) && gap.users.length < GAP_NAMES) gap.users.push(event.user)
+      gap.since = Math.min(gap.since, event.time)
+      gap.until = Math.max(gap.until, event.time)
+    }
+    this.dropped += ids.length
+    this.#forget(ids)
+  }
+
+  /** Queues the events.dropped event for the drops untold, unless one waits still (the next tells what came after it). */
+  #tellGap(): void {
+    if (!this.#untold || this.#gapEvent || this.#fd === undefined) return
+    const event = gapEvent(this.#untold, this.#clock())
+    this.#append(journalLine({ gap: event }))
+    this.#gapEvent = event
+    this.#untold = undefined
+  }
+
   #forget(ids: string[]): void {
     for (const id of ids) {
+      if (this.#gapEvent?.id === id) this.#gapEvent = undefined
       const queued = this.#events.get(id)
       if (!queued) continue
       this.#bytes -= queued.bytes
@@ -146,17 +237,46 @@ export class AuditQueue {
       } catch {
         continue // empty, or the last line torn by a crash: its change never counted
       }
-      if ('add' in entry) {
+      if ('add' in entry && entry.add.type === GAP_TYPE) {
+        this.#gapEvent = entry.add
+      } else if ('add' in entry) {
         const bytes = Buffer.byteLength(journalLine(entry))
         this.#events.set(entry.add.id, { event: entry.add, bytes })
         this.#bytes += bytes
       } else if ('done' in entry) {
         this.#forget(entry.done)
       } else if ('dropped' in entry) {
-        this.#forget(entry.dropped)
-        this.dropped += entry.dropped.length
+        this.#drop(entry.dropped)
+      } else if ('gap' in entry) {
+        this.#gapEvent = entry.gap
+        this.#untold = undefined
+      } else if ('untold' in entry) {
+        this.#untold = entry.untold
       }
     }
+  }
+}
+
+/** The events.dropped event for `gap`: its fields flat, each within what the auth server takes. */
+function gapEvent(gap: Gap, time: number): QueuedEvent {
+  const field = (text: string) => text.slice(0, MAX_FIELD_LENGTH)
+  return {
+    id: randomUUID(),
+    time,
+    type: GAP_TYPE,
+    dropped: gap.count,
+    types: field(
+      Object.entries(gap.types)
+        .map(([type, count]) => `${type}=${count}`)
+        .join(','),
+    ),
+    sessions: field(gap.sessions.join(',')),
+    users: field(gap.users.join(',')),
+    // One user's or one session's loss is found by `audit ls --user` like their other events.
+    ...(gap.users.length === 1 ? { user: gap.users[0]! } : {}),
+    ...(gap.sessions.length === 1 ? { session_id: gap.sessions[0]! } : {}),
+    since: gap.since,
+    until: gap.until,
   }
 }
 

@@ -35,12 +35,14 @@ export const AUDIT_EVENT_TYPES = {
   port_forward:
     'session_id, user, login, node, host_id, client_addr, host, port (where the node connects: ssh -L), direction (remote: ssh -R, where the node listens), name (a declared port reached with warren proxy port: no session or login)',
   sftp: 'session_id, user, login, node, host_id, client_addr, operation, path, target (rename, symlink, link), bytes (read, write)',
+  'events.dropped':
+    "node, host_id, dropped (how many of the node's events its full queue dropped), types (type=count,…), sessions, users (the first 20 affected), user and session_id (when one), since, until (the dropped events' times)",
 } as const
 
 export type AuditEventType = keyof typeof AUDIT_EVENT_TYPES
 
 /** The events a node reports about its SSH server; the rest only the auth server records. */
-export const NODE_EVENT_TYPES = ['session.start', 'session.end', 'exec', 'port_forward', 'sftp'] as const satisfies readonly AuditEventType[]
+export const NODE_EVENT_TYPES = ['session.start', 'session.end', 'exec', 'port_forward', 'sftp', 'events.dropped'] as const satisfies readonly AuditEventType[]
 export type NodeEventType = (typeof NODE_EVENT_TYPES)[number]
 
 /** A field's value: what a JSON log line can carry flat. */
