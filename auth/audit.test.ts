@@ -4,7 +4,19 @@
 
 import t from 'tap'
 import { statusOf } from './api/errors.ts'
-import { Audit, NODE_EVENT_BURST, NODE_EVENTS_PER_SECOND, NodeEventBudget, NodeEventsOverBudget, PROXY_FAILED_RELAY_BURST, PROXY_FAILED_RELAYS_PER_SECOND } from './audit.ts'
+import {
+  Audit,
+  MAX_STORED_EVENT_BYTES,
+  NODE_BYTES_BURST,
+  NODE_BYTES_PER_SECOND,
+  NODE_EVENT_BURST,
+  NODE_EVENTS_PER_SECOND,
+  NodeEventBudget,
+  NodeEventsOverBudget,
+  PROXY_FAILED_RELAY_BURST,
+  PROXY_FAILED_RELAYS_PER_SECOND,
+  storedFields,
+} from './audit.ts'
 import type { Backend } from './backend/backend.ts'
 
 const T0 = Date.UTC(2026, 11, 1, 12)
@@ -80,4 +92,59 @@ t.test("a proxy's relayed batches that fail their check are charged to the proxy
   now += 1000 / PROXY_FAILED_RELAYS_PER_SECOND
   t.doesNotThrow(() => audit.admitRelayedBy('proxy-a'), 'one more check once the budget refilled by one')
   t.doesNotThrow(() => audit.admitRelayedBy('proxy-a'), 'admitting takes nothing: only a failure does')
+})
+
+t.test("a node's budget counts bytes too: a batch past its bytes is refused whole, and taken once they refilled", async (t) => {
+  let now = T0
+  const budget = new NodeEventBudget({ burst: 1000, perSecond: 20, bytesBurst: 100_000, bytesPerSecond: 10_000, clock: () => now })
+  t.equal(budget.take('host-a', 10, 90_000), 0, 'within both')
+  t.equal(budget.take('host-a', 1, 20_000), 1000, '10,000 bytes short at 10,000 a second: one second')
+  t.equal(budget.take('host-a', 1, 10_000), 0, 'nothing was taken by the refusal')
+  t.equal(budget.take('host-a', 1, 5000), 500, 'spent: 5,000 bytes wait half a second')
+  now += 10_000
+  t.equal(budget.take('host-a', 1, 1_000_000), 0, 'more than the burst is charged as the burst, or it could never pass')
+  t.equal(budget.refused, 2)
+})
+
+t.test('what a node stores of an event: control characters replaced, within MAX_STORED_EVENT_BYTES, the longest fields cut', async (t) => {
+  const session = { session_id: 'a8f2c1d0-0000-4000-8000-000000000000', user: 'alice', login: 'pi', client_addr: '192.0.2.1:50000' }
+  const honest = { ...session, operation: 'rename', path: `/srv/${'日本'.repeat(509)}`, target: `/srv/${'é'.repeat(1019)}`, command: 'tab\tand\nnewline' }
+  t.same(storedFields(honest).fields, honest, "an honest event's longest fields, in 3-byte characters, are kept whole, tabs and newlines too")
+  const fat = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`f_${String.fromCharCode(97 + i)}`, '\u0001\u009b'.repeat(512)]))
+  const { fields, bytes } = storedFields(fat)
+  t.ok(bytes <= MAX_STORED_EVENT_BYTES && bytes === Buffer.byteLength(JSON.stringify(fields)), `${bytes} bytes`)
+  t.equal(fields.truncated, true)
+  t.match(fields, { f_a: /^\uFFFD{100,}$/, f_p: /^\uFFFD{100,}$/ }, 'control characters replaced, every field cut alike')
+  const mixed = storedFields({
+    ...session,
+    command: 'x'.repeat(1024),
+    f_a: 'y'.repeat(1024),
+    f_b: 'z'.repeat(1024),
+    f_c: '\u0007'.repeat(1024),
+    f_d: 'w'.repeat(1024),
+    f_e: 'v'.repeat(1024),
+    f_f: 'u'.repeat(1024),
+    f_g: 't'.repeat(1024),
+  })
+  t.match(mixed.fields, session, 'the short fields, who did it, are kept: the longest are cut')
+  t.ok(mixed.bytes <= MAX_STORED_EVENT_BYTES)
+})
+
+t.test("the audit service charges a node's batch its bytes as stored", async (t) => {
+  const audit = new Audit({ backend: {} as Backend, clusterName: 'example', retentionMs: 1, log: { debug() {}, info() {}, warn() {}, error() {} } as never, clock: () => T0 })
+  t.equal(NODE_BYTES_BURST, 2 * 1024 * 1024)
+  t.equal(NODE_BYTES_PER_SECOND, 16 * 1024)
+  const fat = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`f_${String.fromCharCode(97 + i)}`, '\u0001'.repeat(1024)]))
+  const batch = (n: number) => Array.from({ length: 100 }, (_, i) => ({ id: `event-${n}-${i}`, time: T0, type: 'exec' as const, fields: fat }))
+  let batches = 0
+  while (batches < 10) {
+    try {
+      audit.admitNodeEvents('host-a', batch(batches))
+    } catch (error) {
+      t.type(error, NodeEventsOverBudget)
+      break
+    }
+    batches++
+  }
+  t.equal(batches, Math.floor(NODE_BYTES_BURST / (100 * MAX_STORED_EVENT_BYTES)), 'as many batches as the bytes burst holds at the bound each, not the 10 of the event burst')
 })

@@ -35,6 +35,31 @@ export const NODE_CLOCK_AHEAD_MS = 5 * 60_000
 export const NODE_EVENT_BURST = 1000
 export const NODE_EVENTS_PER_SECOND = 20
 /**
+ * The same budget in stored bytes (an event's fields as JSON, as MAX_STORED_EVENT_BYTES counts
+ * them): counted in events alone, a node's keys stored 112 KB an event, 8 GB an hour. An honest
+ * event takes 200 bytes to 1.5 KB (a session's fields, a command or a path), so an honest node
+ * meets the event budget first: the burst is the event burst at 2 KiB each, the rate 20 events
+ * a second at 800 bytes. At most 58 MB an hour a node, 140 times less than before.
+ */
+export const NODE_BYTES_BURST = 2 * 1024 * 1024
+export const NODE_BYTES_PER_SECOND = 16 * 1024
+/**
+ * The most of a node's fields stored for one event, as JSON: an honest event is its session's
+ * fields with a command, or an sftp path and target, of 1,024 characters each; at 3 bytes of
+ * UTF-8 a character that is at most about 6.5 KB. Past it the longest fields are cut and the
+ * event is stored with `truncated: true` (refusing it would refuse its whole batch, which its
+ * node then drops: the events that say who did what with it).
+ */
+export const MAX_STORED_EVENT_BYTES = 8 * 1024
+/**
+ * Control characters besides tab and newline, which a node's fields hold as U+FFFD instead:
+ * no honest command or file name needs them to be read, each is stored escaped as 6 bytes
+ * (\u0001), and they are what would drive the terminal of whoever reads the log. Replaced,
+ * not refused: a user who names a file with one would otherwise have their node's batch
+ * refused, and dropped, with their own session's events in it.
+ */
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g
+/**
  * Batches a proxy relays in a node's name are charged to that node only once the node's
  * signature proved them: a proxy's stolen keys could otherwise spend any node's budget with
  * forged batches, and the node's real events would wait, then be dropped from its queue. What
@@ -64,14 +89,26 @@ export class NodeEventsOverBudget extends TooManyAttempts {
 export interface NodeEventBudgetOptions {
   burst?: number
   perSecond?: number
+  /** A budget of bytes beside the events' (NODE_BYTES_BURST and NODE_BYTES_PER_SECOND for nodes); none unless given. */
+  bytesBurst?: number
+  bytesPerSecond?: number
   clock?: () => number
+}
+
+interface Bucket {
+  tokens: number
+  bytes: number
+  updated: number
+  refusing: boolean
 }
 
 /** Token buckets by host ID, in memory: each auth server holds every node to the budget by itself. */
 export class NodeEventBudget {
-  readonly #buckets = new Map<string, { tokens: number; updated: number; refusing: boolean }>()
+  readonly #buckets = new Map<string, Bucket>()
   readonly #burst: number
   readonly #refillPerMs: number
+  readonly #bytesBurst: number
+  readonly #bytesPerMs: number
   readonly #clock: () => number
   #pruneAt = NODE_BUCKETS_PRUNE_AT
   /** Batches refused since start, for whoever watches. */
@@ -80,34 +117,46 @@ export class NodeEventBudget {
   constructor(options: NodeEventBudgetOptions = {}) {
     this.#burst = options.burst ?? NODE_EVENT_BURST
     this.#refillPerMs = (options.perSecond ?? NODE_EVENTS_PER_SECOND) / 1000
+    this.#bytesBurst = options.bytesBurst ?? Number.POSITIVE_INFINITY
+    this.#bytesPerMs = (options.bytesPerSecond ?? 1) / 1000
     this.#clock = options.clock ?? Date.now
   }
 
   /**
-   * Takes `count` events from `hostId`'s budget, all or none. Returns 0 when taken, else the
-   * milliseconds until they would be (nothing taken). A batch is never above the burst: at
-   * most a burst is asked, or it could never pass.
+   * Takes `count` events of `bytes` in all from `hostId`'s budget, all or none. Returns 0 when
+   * taken, else the milliseconds until they would be (nothing taken). A batch is never above
+   * the burst: at most a burst is asked, or it could never pass.
    */
-  take(hostId: string, count: number): number {
-    const cost = Math.min(count, this.#burst)
-    const bucket = this.#refill(hostId) ?? { tokens: this.#burst, updated: this.#clock(), refusing: false }
+  take(hostId: string, count: number, bytes = 0): number {
+    const bucket = this.#refill(hostId) ?? this.#full()
     this.#buckets.set(hostId, bucket)
-    if (bucket.tokens < cost) {
+    const wait = this.#wait(bucket, count, bytes)
+    if (wait > 0) {
       this.refused++
-      return Math.ceil((cost - bucket.tokens) / this.#refillPerMs)
+      return wait
     }
-    bucket.tokens -= cost
+    bucket.tokens -= Math.min(count, this.#burst)
+    bucket.bytes -= Math.min(bytes, this.#bytesBurst)
     if (this.#buckets.size > this.#pruneAt) this.#prune()
     return 0
   }
 
   /** 0 when `count` could be taken from `key`'s budget now, else the milliseconds until it could; takes nothing. */
   waitFor(key: string, count: number): number {
-    const cost = Math.min(count, this.#burst)
-    const tokens = this.#refill(key)?.tokens ?? this.#burst
-    if (tokens >= cost) return 0
-    this.refused++
-    return Math.ceil((cost - tokens) / this.#refillPerMs)
+    const wait = this.#wait(this.#refill(key) ?? this.#full(), count, 0)
+    if (wait > 0) this.refused++
+    return wait
+  }
+
+  #full(): Bucket {
+    return { tokens: this.#burst, bytes: this.#bytesBurst, updated: this.#clock(), refusing: false }
+  }
+
+  /** The milliseconds until `bucket` holds `count` events and `bytes`, each at most its burst. */
+  #wait(bucket: Bucket, count: number, bytes: number): number {
+    const events = Math.max(0, Math.min(count, this.#burst) - bucket.tokens) / this.#refillPerMs
+    const stored = Math.max(0, Math.min(bytes, this.#bytesBurst) - bucket.bytes) / this.#bytesPerMs
+    return Math.ceil(Math.max(events, stored))
   }
 
   /**
@@ -125,21 +174,27 @@ export class NodeEventBudget {
     return this.#buckets.size
   }
 
-  #refill(hostId: string): { tokens: number; updated: number; refusing: boolean } | undefined {
+  #refill(hostId: string): Bucket | undefined {
     const bucket = this.#buckets.get(hostId)
     if (!bucket) return undefined
     const now = this.#clock()
-    bucket.tokens = Math.min(this.#burst, bucket.tokens + Math.max(0, now - bucket.updated) * this.#refillPerMs)
+    const elapsed = Math.max(0, now - bucket.updated)
+    bucket.tokens = Math.min(this.#burst, bucket.tokens + elapsed * this.#refillPerMs)
+    bucket.bytes = Math.min(this.#bytesBurst, bucket.bytes + elapsed * this.#bytesPerMs)
     bucket.updated = now
-    if (bucket.tokens >= this.#burst) bucket.refusing = false
+    if (this.#isFull(bucket)) bucket.refusing = false
     return bucket
+  }
+
+  #isFull(bucket: Bucket): boolean {
+    return bucket.tokens >= this.#burst && bucket.bytes >= this.#bytesBurst
   }
 
   /** Forgets idle hosts (buckets full again): memory stays bounded by the hosts sending now. */
   #prune(): void {
     for (const hostId of this.#buckets.keys()) {
       const bucket = this.#refill(hostId)
-      if (bucket && bucket.tokens >= this.#burst) this.#buckets.delete(hostId)
+      if (bucket && this.#isFull(bucket)) this.#buckets.delete(hostId)
     }
     this.#pruneAt = Math.max(NODE_BUCKETS_PRUNE_AT, this.#buckets.size * 2)
   }
@@ -157,7 +212,7 @@ export interface AuditOptions {
   clock?: () => number
   /** Told of each event of the auth server's own as it is recorded (for metrics). */
   onRecord?: (type: AuditEventType, fields: AuditFields) => void
-  /** Each node's budget of events; NODE_EVENT_BURST and NODE_EVENTS_PER_SECOND unless given. */
+  /** Each node's budget of events and bytes; NODE_EVENT_BURST, NODE_EVENTS_PER_SECOND, NODE_BYTES_BURST and NODE_BYTES_PER_SECOND unless given. */
   nodeBudget?: Omit<NodeEventBudgetOptions, 'clock'>
 }
 
@@ -175,7 +230,7 @@ export class Audit {
     this.#options = options
     this.#clock = options.clock ?? Date.now
     this.log = new AuditLog({ backend: options.backend, retentionMs: options.retentionMs, clock: this.#clock })
-    this.nodeBudget = new NodeEventBudget({ ...options.nodeBudget, clock: this.#clock })
+    this.nodeBudget = new NodeEventBudget({ bytesBurst: NODE_BYTES_BURST, bytesPerSecond: NODE_BYTES_PER_SECOND, ...options.nodeBudget, clock: this.#clock })
     this.failedRelays = new NodeEventBudget({ burst: PROXY_FAILED_RELAY_BURST, perSecond: PROXY_FAILED_RELAYS_PER_SECOND, clock: this.#clock })
     if (options.file !== undefined) {
       if (options.dataDir === undefined) throw new Error('an audit file needs the data dir that keeps its outbox ID')
@@ -183,12 +238,6 @@ export class Audit {
     }
   }
 
-  /**
-   * Charges `count` events to the node `hostId` before anything else is done with them
-   * (signature checks cost too); throws NodeEventsOverBudget, refusing the batch whole, when
-   * the node is over its budget. Which host is charged is the caller's to prove: the TLS
-   * certificate, or the proxy that carries the node's tunnel.
-   */
   /** Before a proxy's relayed batch is checked: refused (429) while the proxy's forgeries are over their budget. */
   admitRelayedBy(proxyId: string): void {
     const waitMs = this.failedRelays.waitFor(proxyId, 1)
@@ -203,9 +252,18 @@ export class Audit {
     this.failedRelays.take(proxyId, 1)
   }
 
-  admitNodeEvents(hostId: string, count: number): void {
+  /**
+   * Charges a batch to the node `hostId`, its events and the bytes they will take stored,
+   * before anything else is done with them (signature checks cost too); throws
+   * NodeEventsOverBudget, refusing the batch whole, when the node is over its budget. Which
+   * host is charged is the caller's to prove: the TLS certificate, or the proxy that carries
+   * the node's tunnel. A count alone (tests) charges no bytes.
+   */
+  admitNodeEvents(hostId: string, batch: number | NodeEventIn[]): void {
+    const count = typeof batch === 'number' ? batch : batch.length
+    const bytes = typeof batch === 'number' ? 0 : batch.reduce((sum, event) => sum + storedFields(event.fields).bytes, 0)
     // An empty batch costs the check of its signature all the same: it is charged as one event.
-    const waitMs = this.nodeBudget.take(hostId, Math.max(1, count))
+    const waitMs = this.nodeBudget.take(hostId, Math.max(1, count), bytes)
     if (waitMs === 0) return
     // A flood must not become one in the log too.
     if (this.nodeBudget.firstRefusal(hostId))
@@ -230,12 +288,13 @@ export class Audit {
   }
 
   /** Stores events a node sent, as the node it is (never what the events say); returns how many were new. */
-  async ingest(events: { id: string; time: number; type: NodeEventType; fields: Record<string, AuditValue> }[], node: { nodename: string; hostId: string }): Promise<number> {
+  async ingest(events: NodeEventIn[], node: { nodename: string; hostId: string }): Promise<number> {
     let stored = 0
     for (const event of events) {
       const now = this.#clock()
       const dated = event.time > now + NODE_CLOCK_AHEAD_MS ? { time: now, node_time: event.time } : { time: event.time }
-      const full: AuditEvent = { ...event.fields, id: event.id, ...dated, type: event.type, cluster: this.#options.clusterName, node: node.nodename, host_id: node.hostId }
+      const { fields } = storedFields(event.fields)
+      const full: AuditEvent = { ...fields, id: event.id, ...dated, type: event.type, cluster: this.#options.clusterName, node: node.nodename, host_id: node.hostId }
       // A node's event that fails to store fails the batch: the node keeps it and sends it again.
       if (await this.log.append(full, this.#fileLine(full))) {
         stored++
@@ -290,6 +349,38 @@ export class Audit {
   #fileLine(event: AuditEvent): Operation[] {
     return this.#file ? [this.#file.outboxPut(event)] : []
   }
+}
+
+/** A node's event as the auth server receives it. */
+export interface NodeEventIn {
+  id: string
+  time: number
+  type: NodeEventType
+  fields: Record<string, AuditValue>
+}
+
+/**
+ * A node's fields as they are stored, and their size as JSON: control characters replaced
+ * (CONTROL), and within MAX_STORED_EVENT_BYTES, the longest fields cut to one length.
+ */
+export function storedFields(fields: Record<string, AuditValue>): { fields: Record<string, AuditValue>; bytes: number } {
+  const stored: Record<string, AuditValue> = {}
+  for (const [name, value] of Object.entries(fields)) stored[name] = typeof value === 'string' ? value.replace(CONTROL, '\uFFFD') : value
+  const bytes = Buffer.byteLength(JSON.stringify(stored))
+  if (bytes <= MAX_STORED_EVENT_BYTES) return { fields: stored, bytes }
+  // The longest length every string field may keep, by bisection: short fields (who did it) stay whole.
+  const cut = (length: number) => {
+    const fields: Record<string, AuditValue> = { ...stored, truncated: true }
+    for (const [name, value] of Object.entries(stored)) if (typeof value === 'string' && value.length > length) fields[name] = value.slice(0, length)
+    return { fields, bytes: Buffer.byteLength(JSON.stringify(fields)) }
+  }
+  let [fits, over] = [0, Math.max(...Object.values(stored).map((value) => (typeof value === 'string' ? value.length : 0)))]
+  while (over - fits > 1) {
+    const middle = Math.floor((fits + over) / 2)
+    if (cut(middle).bytes <= MAX_STORED_EVENT_BYTES) fits = middle
+    else over = middle
+  }
+  return cut(fits)
 }
 
 /** Who made an admin request: the user a proxy vouched for, else the local admin identity. */

@@ -38,7 +38,7 @@ export const auditRoutes = {
       const body = await call.body()
       const hostId = call.peer.subject.commonName
       // Before anything costs: a node's stolen keys could otherwise fill the backend.
-      context.audit.admitNodeEvents(hostId, body.events.length)
+      context.audit.admitNodeEvents(hostId, body.events)
       // The certificate proved the node; a signature also tells that it signs what proxies carry for it.
       const node = body.signature
         ? await judgeRelayed(context, hostId, { kind: 'audit events', events: body.events.map(flatEvent) }, body.signature)
@@ -64,7 +64,7 @@ export const auditRoutes = {
         if (body.signature !== undefined) context.audit.relayRefused(proxyId)
         throw error
       }
-      context.audit.admitNodeEvents(body.host_id, body.events.length)
+      context.audit.admitNodeEvents(body.host_id, body.events)
       return { stored: await context.audit.ingest(body.events, { nodename: registered.nodename, hostId: body.host_id }) }
     },
   },
