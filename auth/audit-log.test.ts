@@ -135,6 +135,18 @@ function storeCases(t: Test, name: string, open: Open): void {
     t.same(await log.list({ since: T0 + DAY }, 6).then(({ events, truncated }) => [events.length, truncated]), [6, false], 'exactly the limit is not truncated')
     t.same((await log.list({ type: 'exec' }, 100)).events.map((e) => e.id).slice(0, 2), ['event-0-1', 'event-0-2'])
   })
+
+  t.test(`${name}: a listing stops at its bytes too, the newest kept, and says it is truncated`, async (t) => {
+    const log = new AuditLog({ backend: await open(t), retentionMs: 90 * DAY })
+    for (let n = 1; n <= 10; n++) await log.append(event(`event-${n}`, T0 + n, 'exec', { command: 'x'.repeat(n === 10 ? 5000 : 1000) }))
+    const sizes = (await log.list()).events.map((e) => Buffer.byteLength(JSON.stringify(e)))
+    t.same(await log.list({}, 100, sizes[9]! + sizes[8]! + sizes[7]!).then(({ events, truncated }) => [events.map((e) => e.id), truncated]), [
+      ['event-8', 'event-9', 'event-10'],
+      true,
+    ])
+    t.same(await log.list({}, 100, 1).then(({ events, truncated }) => [events.map((e) => e.id), truncated]), [['event-10'], true], 'one event at least, however large')
+    t.same(await log.list({}, 100, 1 << 20).then(({ events, truncated }) => [events.length, truncated]), [10, false])
+  })
 }
 
 storeCases(t, 'SQLite', async (t) => {

@@ -18,6 +18,13 @@ const DAY_MS = 86_400_000
 const TIME_DIGITS = 15
 /** The most events one listing returns (the newest of those that match). */
 export const DEFAULT_LIST_LIMIT = 5000
+/**
+ * And the most bytes of them, as stored: 5,000 honest events take 1 to 8 MB, so this binds
+ * only on outsized ones (a node's of 112 KB each, stored before they were bounded at 8 KiB:
+ * 3,300 of them made an answer past the API client's 256 MiB, and `audit ls` failed for a
+ * day). Well within that limit, and what the web console's page can show.
+ */
+export const DEFAULT_LIST_BYTES = 32 * 1024 * 1024
 
 export interface AuditLogOptions {
   backend: Backend
@@ -59,26 +66,32 @@ export class AuditLog {
     return item ? (JSON.parse(item.value) as { user: string | null; login: string | null }) : undefined
   }
 
-  /** Events that match `query`, oldest first; at most `limit`, the newest when more match. */
-  async list(query: AuditQuery = {}, limit = DEFAULT_LIST_LIMIT): Promise<{ events: AuditEvent[]; truncated: boolean }> {
+  /** Events that match `query`, oldest first; at most `limit` and about `maxBytes` (at least one), the newest when more match. */
+  async list(query: AuditQuery = {}, limit = DEFAULT_LIST_LIMIT, maxBytes = DEFAULT_LIST_BYTES): Promise<{ events: AuditEvent[]; truncated: boolean }> {
     const since = query.since ?? 0
     const until = query.until ?? Number.POSITIVE_INFINITY
     const matches = typeMatcher(query.type)
     const days = (await this.#days()).filter((day) => day >= dayOf(since) && day <= dayOf(Math.min(until, 9e14)))
-    // Newest first, stopping at one past `limit`: that one says the listing is truncated,
-    // and the older days are never read.
+    // Newest first, stopping at the first match past `limit` or `maxBytes`: that one says the
+    // listing is truncated, and the older days are never read.
     const newestFirst: AuditEvent[] = []
+    let bytes = 0
+    let truncated = false
     scan: for (const day of days.reverse()) {
       for (const item of (await this.#backend.list(`${EVENTS}${day}/`)).reverse()) {
         const event = JSON.parse(item.value) as AuditEvent
         if (event.time < since || event.time > until || !matches(event.type)) continue
         if (query.user !== undefined && event.user !== query.user && event.actor !== query.user) continue
         if (query.node !== undefined && event.node !== query.node && event.host_id !== query.node) continue
+        bytes += Buffer.byteLength(item.value)
+        if (newestFirst.length === limit || (newestFirst.length > 0 && bytes > maxBytes)) {
+          truncated = true
+          break scan
+        }
         newestFirst.push(event)
-        if (newestFirst.length > limit) break scan
       }
     }
-    return { events: newestFirst.slice(0, limit).reverse(), truncated: newestFirst.length > limit }
+    return { events: newestFirst.reverse(), truncated }
   }
 
   /** Removes the events older than the retention period; returns how many went. */
