@@ -1,6 +1,8 @@
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { SqliteBackend } from './backend/sqlite.ts'
+import { Locked, Locks } from './locks.ts'
+import { NodeDirectory } from './nodes.ts'
 import { parseRole } from './role-spec.ts'
 import { RoleDirectory } from './user-roles.ts'
 import { UserDirectory } from './users.ts'
@@ -71,4 +73,20 @@ t.test('a locked or removed user has no session, and removal ends them all', asy
   await refused(t, s.sessions.use(second.token), /no longer exists/)
   t.equal(await s.sessions.endAllOf('carol'), 2)
   t.same(await s.backend.list('/web-sessions/'), [])
+})
+
+t.test('a session written while a lock on its user was being made is ended, not left to serve once the lock is lifted', async (t) => {
+  const s = setup(t)
+  const alice = await s.users.add('alice', ['root'], ['access'])
+  const locks = new Locks({ backend: s.backend, nodes: new NodeDirectory(s.backend, 30_000), users: s.users })
+  const before = await s.sessions.create(alice)
+  await s.sessions.endIfLockedMeanwhile(before, locks)
+  t.equal((await s.sessions.use(before.token)).user.name, 'alice', 'no lock: the session stays')
+  // The login checked for a lock, then the lock and its end of every session came, then the write.
+  const lock = await locks.add({ user: 'alice', message: 'stolen laptop' })
+  const raced = await s.sessions.create(alice)
+  const ended = await s.sessions.endIfLockedMeanwhile(raced, locks).then(() => 'kept', (error: unknown) => error)
+  t.type(ended, Locked, 'it is ended, and the login refused')
+  await locks.remove(lock.id)
+  await refused(t, s.sessions.use(raced.token), /logged out or expired/)
 })

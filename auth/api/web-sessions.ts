@@ -53,6 +53,7 @@ export const webSessionRoutes = {
           // Logins refuses a locked user, as it does for certificates. The session is made before
           // the login's write, so a reset or removal racing it, which ends sessions after, ends it.
           const { user, issued: session } = await loginsOf(context).login(body.user, body.password, body.totp_code, (user) => webSessionsOf(context).create(user))
+          await webSessionsOf(context).endIfLockedMeanwhile(session, context.locks)
           context.log.info('user logged in', { user: user.name, from: address, method: 'web' })
           await context.audit.record('login', { success: true, user: user.name, client_addr: address, method: 'web' })
           return session
@@ -69,6 +70,7 @@ export const webSessionRoutes = {
       chargedTry(call, context, 'sign-up', async (address) => {
         const body = await call.body()
         const { user, issued: session } = await loginsOf(context).completeSignup(body.token, body.password, body.totp_code, (user) => webSessionsOf(context).create(user))
+        await webSessionsOf(context).endIfLockedMeanwhile(session, context.locks)
         context.log.info('user signed up', { user: user.name, from: address, method: 'web' })
         await context.audit.record('invite.accepted', { user: user.name, client_addr: address, method: 'web' })
         return session
