@@ -9,8 +9,13 @@ import { adminProxyApiClient } from './profile.ts'
 import { credentialsDir, USER_FLAGS } from './reachable.ts'
 import { TerminalFilter } from './terminal-filter.ts'
 
-/** SGR 0: a recording that ends inside a colour does not leave it to the viewer's prompt. */
-export const RESET_ATTRIBUTES = '\x1b[0m'
+/**
+ * Undoes what a recording may leave set of what the filter lets through, so the viewer's
+ * prompt comes back as it was: attributes (SGR 0), the character set (SI, then ASCII as G0),
+ * the normal screen, the cursor shown, line wrap, normal cursor keys and keypad, no
+ * bracketed paste.
+ */
+export const RESET_TERMINAL = '\x1b[0m\x0f\x1b(B\x1b[?1049l\x1b[?25h\x1b[?7h\x1b[?1l\x1b>\x1b[?2004l'
 
 export const playCommand = defineCommand({
   name: 'warren play',
@@ -59,6 +64,6 @@ export async function replay(cast: string, speed: number, write: (text: string) 
     }
   } finally {
     filter.end()
-    write(RESET_ATTRIBUTES)
+    write(RESET_TERMINAL)
   }
 }

@@ -13,7 +13,7 @@ import { readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
-import { RESET_ATTRIBUTES } from '../cli/play.ts'
+import { RESET_TERMINAL } from '../cli/play.ts'
 import { TerminalFilter } from '../cli/terminal-filter.ts'
 import { ApiClient } from '../shared/api-client.ts'
 import { ApiError } from '../shared/errors.ts'
@@ -185,7 +185,14 @@ t.test('warren play replays a recording through the proxy for an editor, and ref
     t.notOk(played.stdout.includes(sequence), `the replay does not write ${JSON.stringify(sequence)}`)
   }
   t.ok(played.stdout.includes('text-before\x1b[31mred\x1b[0m-text-after'), 'the text and colour around them are kept')
-  t.equal(played.stdout, new TerminalFilter().push(recorded) + RESET_ATTRIBUTES, 'every output event, in order, filtered; then the attributes reset')
+  t.equal(played.stdout, new TerminalFilter().push(recorded) + RESET_TERMINAL, 'every output event, in order, filtered; then the terminal reset')
+  for (const [undone, what] of [
+    ['\x0f\x1b(B', 'shift-out and another character set'],
+    ['\x1b[?1049l', 'the alternate screen'],
+    ['\x1b[?2004l', 'bracketed paste'],
+  ]) {
+    t.ok(played.stdout.endsWith(RESET_TERMINAL) && RESET_TERMINAL.includes(undone), `a recording that leaves ${what} on does not leave it to the prompt`)
+  }
 
   const bad = await warren(['play', firstId, '--speed=0'], { env: editor })
   t.equal(bad.code, 2)
