@@ -5,7 +5,8 @@
 // nothing is left in the backend once written. On both backends: etcd takes at most 128
 // operations in a transaction, and hundreds of lines wait here.
 
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import t from 'tap'
@@ -13,6 +14,7 @@ import { createLogger } from '../shared/log.ts'
 import { onEveryBackend } from '../test/helpers/backends.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
 import { Audit } from './audit.ts'
+import { TAIL_BYTES } from './audit-file.ts'
 import { AuditLog } from './audit-log.ts'
 import type { Backend } from './backend/backend.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
@@ -22,8 +24,8 @@ const T0 = Date.UTC(2026, 11, 1, 12)
 const quiet = () => createLogger('audit', { stream: new PassThrough(), format: 'json' })
 
 /** An auth server's audit with its file at `file` and its data dir at `dataDir`. */
-function audit(backend: Backend, file: string | undefined, dataDir: string, clock = () => T0): Audit {
-  return new Audit({ backend, clusterName: 'example', retentionMs: DAY, file, dataDir, log: quiet(), clock })
+function audit(backend: Backend, file: string | undefined, dataDir: string, clock = () => T0, maxWaitingFileLines?: number): Audit {
+  return new Audit({ backend, clusterName: 'example', retentionMs: DAY, file, dataDir, log: quiet(), clock, maxWaitingFileLines })
 }
 
 function fileIds(file: string): string[] {
@@ -53,7 +55,8 @@ onEveryBackend('audit-file', (name, open) => {
     t.equal(stored.length, 250, 'every event is in the backend')
 
     mkdirSync(join(dir, 'shipped'))
-    const restarted = audit(backend, file, dir)
+    // A restart is later by the clock than the run before: its lines come after.
+    const restarted = audit(backend, file, dir, () => T0 + 60_000)
     await restarted.start()
     await restarted.record('role.removed', { role: 'ops' })
     await restarted.stop()
@@ -100,4 +103,68 @@ t.test('a file that cannot be written at start fails the start, naming it', asyn
   const backend = SqliteBackend.open(join(dir, 'backend.db'))
   t.teardown(() => backend.close())
   await t.rejects(audit(backend, join(dir, 'missing', 'audit.jsonl'), dir).start(), { message: /auth_service\.audit\.file: cannot write .*missing\/audit\.jsonl/ })
+})
+
+t.test('a file that is no regular file (a pipe, as /dev/stdout in a container): each line once, nothing left waiting', async (t) => {
+  const dir = tempDir()
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const fifo = join(dir, 'audit.fifo')
+  const out = join(dir, 'read')
+  execFileSync('mkfifo', [fifo])
+  // A reader that holds the pipe as a container's log collector does: open for as long as the server writes.
+  const reader = spawn('sh', ['-c', `exec 3<>"${fifo}"; exec cat <&3 > "${out}"`])
+  t.teardown(() => reader.kill())
+  const run = audit(backend, fifo, dir)
+  await run.start()
+  for (let i = 0; i < 20; i++) await run.record('token.removed', { token_id: `token-${i}` })
+  await run.stop()
+  const expected = (await run.log.list()).events.map((event) => event.id)
+  const ids = () =>
+    readFileSync(out, 'utf8')
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line).id as string)
+  for (let waited = 0; ids().length < expected.length && waited < 100; waited++) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.same(ids().sort(), expected.sort(), 'each event once')
+  t.equal((await backend.list('/audit/file-outbox/')).length, 0, 'nothing left waiting in the backend')
+})
+
+t.test('while the file cannot be written, at most so many lines wait in the backend; the events are all kept', async (t) => {
+  const dir = tempDir()
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const file = join(dir, 'shipped', 'audit.jsonl')
+  mkdirSync(join(dir, 'shipped'))
+  const run = audit(backend, file, dir, () => T0, 5)
+  await run.start()
+  rmSync(join(dir, 'shipped'), { recursive: true })
+  for (let i = 0; i < 12; i++) await run.record('token.removed', { token_id: `token-${i}` })
+  t.equal((await backend.list('/audit/file-outbox/')).length, 5, 'five lines wait')
+  t.equal((await run.log.list()).events.length, 12, 'every event is stored')
+  mkdirSync(join(dir, 'shipped'))
+  await run.stop()
+  t.equal(fileIds(file).length, 5, 'the five are written once the file can be')
+  t.equal((await backend.list('/audit/file-outbox/')).length, 0)
+})
+
+t.test("a start finds a line cut short after a character cut by where its read of the file's end began", async (t) => {
+  const dir = tempDir()
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const file = join(dir, 'audit.jsonl')
+  // Lines of three-byte characters, and a line cut short whose length puts the start of the
+  // end read inside a character.
+  const line = `${JSON.stringify({ id: 'old-event', note: '\ufffd'.repeat(1000) })}\n`
+  const whole = Buffer.from(line.repeat(Math.ceil((2 * TAIL_BYTES) / Buffer.byteLength(line))))
+  const content = [10, 11, 12].map((cut) => Buffer.concat([whole, Buffer.from(line.slice(0, cut))])).find((bytes) => (bytes[bytes.length - TAIL_BYTES] & 0xc0) === 0x80)!
+  t.ok(content, 'a layout whose end read starts inside a character')
+  writeFileSync(file, content)
+  const run = audit(backend, file, dir)
+  await run.start()
+  await run.record('token.removed', { token_id: 'after' })
+  await run.stop()
+  const lines = readFileSync(file, 'utf8').trim().split('\n')
+  t.doesNotThrow(() => lines.map((text) => JSON.parse(text)), 'every line is whole JSON')
+  t.equal(JSON.parse(lines.at(-1)!).token_id, 'after')
 })

@@ -9,7 +9,13 @@
 // Exactly once: a crash after the sync and before the outbox's delete leaves lines written
 // that the outbox still holds; the first write of a run skips those already at the file's
 // end (a batch is at most BATCH_BYTES, the end read is larger). A line cut short by a
-// power cut is taken off the file's end at start, and written again whole.
+// power cut is taken off the file's end at start, and written again whole. A file that is
+// no regular file (a pipe, /dev/stdout, a socket) cannot be synced or read back: lines go
+// to it at least once.
+//
+// Bounded: while the file cannot be written, at most MAX_WAITING_LINES wait in the backend;
+// past that, events are stored without their line (the backend keeps them all, and `audit
+// ls` lists them), and the file says how many it missed once it is written again.
 
 import { randomBytes } from 'node:crypto'
 import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
@@ -28,9 +34,15 @@ const OUTBOX = '/audit/file-outbox/'
 const BATCH_LINES = 100
 const BATCH_BYTES = 512 * 1024
 /** How much of the file's end a start reads for lines already written: more than one batch. */
-const TAIL_BYTES = 2 * BATCH_BYTES
-/** A write that failed (a full disk, a folder gone) is tried again after this. */
+export const TAIL_BYTES = 2 * BATCH_BYTES
+/** A write that failed (a full disk, a folder gone) is tried again after this; until then events only add lines. */
 export const RETRY_MS = 5000
+/**
+ * Lines that may wait in the backend for a file that cannot be written: hours of a busy
+ * cluster's events, and at most about 80 MiB of the backend (a node's event is stored within
+ * 8 KiB), far below etcd's default 2 GiB quota, which every write of the cluster shares.
+ */
+export const MAX_WAITING_LINES = 10_000
 const TIME_DIGITS = 15
 const SEQUENCE_DIGITS = 9
 /** Which outbox is this server's: kept in its data dir, so it is the same after a restart. */
@@ -42,6 +54,8 @@ export interface AuditFileOptions {
   dataDir: string
   log: Logger
   clock?: () => number
+  /** MAX_WAITING_LINES unless a test wants a bound it can reach. */
+  maxWaitingLines?: number
 }
 
 export class AuditFile {
@@ -61,6 +75,12 @@ export class AuditFile {
   #retryTimer?: NodeJS.Timeout
   #failing = false
   #stopped = false
+  /** A regular file: synced, and its end read at start. */
+  #regular = true
+  /** Lines in the outbox as this server counts them (its own, the only writer). */
+  #waiting = 0
+  /** Events stored without their line since the file last took lines. */
+  #missed = 0
 
   constructor(options: AuditFileOptions) {
     this.#options = options
@@ -72,27 +92,46 @@ export class AuditFile {
 
   /**
    * Opens the file as a start must find it: writable (else the start fails, with the file
-   * named), and ending with a whole line.
+   * named), and ending with a whole line; then writes what a run before left waiting.
    */
-  open(): void {
+  async open(): Promise<void> {
     const { file } = this.#options
     let fd: number
     try {
-      fd = openSync(file, 'a+', 0o600)
+      // Not 'a+': a pipe opened for reading as well would be read from.
+      fd = openSync(file, 'a', 0o600)
     } catch (error) {
       throw new Error(`auth_service.audit.file: cannot write ${file}: ${(error as Error).message}`)
     }
     try {
-      this.#alreadyWritten = lastLineIds(fd)
+      this.#regular = fstatSync(fd).isFile()
     } finally {
       closeSync(fd)
     }
+    if (this.#regular) this.#alreadyWritten = lastLineIds(file)
+    this.#waiting = (await this.#listOutbox()).length
+    void this.flush()
   }
 
-  /** The write that files `event`'s line in the outbox, to go in the event's own transaction. */
-  outboxPut(event: AuditEvent): Operation {
+  /**
+   * The write that files `event`'s line in the outbox, to go in the event's own transaction;
+   * none while MAX_WAITING_LINES wait already. `filed` says once that transaction committed.
+   */
+  outboxPut(event: AuditEvent): Operation[] {
+    const bound = this.#options.maxWaitingLines ?? MAX_WAITING_LINES
+    if (this.#waiting >= bound) {
+      if (this.#missed++ === 0)
+        this.#options.log.warn(`audit file: ${bound} lines wait for it already; events are stored without their line until it is written again`, { file: this.#options.file })
+      return []
+    }
     const key = `${this.#outbox}${this.#runPrefix}-${String(this.#sequence++).padStart(SEQUENCE_DIGITS, '0')}`
-    return { op: 'put', key, value: JSON.stringify(event) }
+    return [{ op: 'put', key, value: JSON.stringify(event) }]
+  }
+
+  /** The transaction with `outboxPut`'s write committed: a line waits, and is written soon (not while writes fail: the retry does). */
+  filed(): void {
+    this.#waiting++
+    if (!this.#failing) void this.flush()
   }
 
   /** Writes what the outbox holds, soon; returns once this write (and any it follows) is done. */
@@ -145,18 +184,20 @@ export class AuditFile {
       for (let items = await this.#listOutbox(); items.length > 0; items = await this.#listOutbox()) {
         for (const batch of batches(items)) {
           const unwritten = batch.filter((item) => !this.#alreadyWritten.has(idOf(item.value)))
-          if (unwritten.length > 0) await appendSynced(this.#options.file, unwritten.map((item) => `${item.value}\n`).join(''))
+          if (unwritten.length > 0) await append(this.#options.file, unwritten.map((item) => `${item.value}\n`).join(''), this.#regular)
           for (const item of unwritten) this.#alreadyWritten.add(idOf(item.value))
           await this.#options.backend.txn(
             [],
             batch.map((item) => ({ op: 'delete', key: item.key })),
           )
+          this.#waiting = Math.max(0, this.#waiting - batch.length)
         }
       }
       // The outbox is empty: nothing it gets from now on was written before.
       this.#alreadyWritten.clear()
-      if (this.#failing) this.#options.log.info('audit file written again: it has caught up', { file: this.#options.file })
+      if (this.#failing || this.#missed > 0) this.#options.log.info('audit file written again: it has caught up', { file: this.#options.file, events_without_line: this.#missed })
       this.#failing = false
+      this.#missed = 0
     } catch (error) {
       if (!this.#failing) this.#options.log.warn(`audit file not written, trying again every ${RETRY_MS / 1000}s: ${(error as Error).message}`, { file: this.#options.file })
       this.#failing = true
@@ -203,19 +244,20 @@ function outboxId(dataDir: string): string {
 }
 
 /**
- * Appends `text` and syncs it: once this resolves, the lines survive a power cut. A write
- * that fails part way is taken off again, so the next one does not join a line cut short.
+ * Appends `text`, and syncs a regular file: once this resolves, the lines survive a power
+ * cut. A write to a regular file that fails part way is taken off again, so the next one does
+ * not join a line cut short.
  */
-async function appendSynced(file: string, text: string): Promise<void> {
+async function append(file: string, text: string, regular: boolean): Promise<void> {
   const handle = await open(file, 'a', 0o600)
   try {
     const { size } = await handle.stat()
     try {
       // writeFile writes until every byte is taken, or fails.
       await handle.writeFile(text)
-      await handle.datasync()
+      if (regular) await handle.datasync()
     } catch (error) {
-      await handle.truncate(size).catch(() => {})
+      if (regular) await handle.truncate(size).catch(() => {})
       throw error
     }
   } finally {
@@ -224,31 +266,36 @@ async function appendSynced(file: string, text: string): Promise<void> {
 }
 
 /**
- * The event IDs of the whole lines at the end of the file open as `fd`; a last line cut
- * short (a power cut in the middle of a write) is taken off, to be written again whole.
+ * The event IDs of the whole lines at the end of `file`; a last line cut short (a power cut
+ * in the middle of a write) is taken off, to be written again whole.
  */
-function lastLineIds(fd: number): Set<string> {
-  const size = fstatSync(fd).size
-  const start = Math.max(0, size - TAIL_BYTES)
-  const tail = Buffer.alloc(size - start)
-  let read = 0
-  while (read < tail.length) {
-    const n = readSync(fd, tail, read, tail.length - read, start + read)
-    if (n === 0) break
-    read += n
+function lastLineIds(file: string): Set<string> {
+  const fd = openSync(file, 'r+')
+  try {
+    const size = fstatSync(fd).size
+    const start = Math.max(0, size - TAIL_BYTES)
+    const tail = Buffer.alloc(size - start)
+    let read = 0
+    while (read < tail.length) {
+      const n = readSync(fd, tail, read, tail.length - read, start + read)
+      if (n === 0) break
+      read += n
+    }
+    // Cut at the last newline's byte: decoding first would count a character cut by where the read started as three bytes.
+    const end = tail.subarray(0, read).lastIndexOf(0x0a) + 1
+    // Made durable by the next append's sync, which writes the file's size too. No newline in
+    // all that read: no line of ours (each is far shorter), so nothing is cut.
+    if (start + end < size && (end > 0 || start === 0)) ftruncateSync(fd, start + end)
+    // The first line may be cut by where the read started: it is no whole line of ours.
+    const lines = tail
+      .subarray(0, end)
+      .toString('utf8')
+      .split('\n')
+      .slice(start > 0 ? 1 : 0)
+    return new Set(lines.map(idOf).filter((id) => id !== ''))
+  } finally {
+    closeSync(fd)
   }
-  const text = tail.subarray(0, read).toString('utf8')
-  const end = text.lastIndexOf('\n') + 1
-  if (end < text.length) {
-    // Made durable by the next append's sync, which writes the file's size too.
-    ftruncateSync(fd, start + Buffer.byteLength(text.slice(0, end)))
-  }
-  // The first line may be cut by where the read started: it is no whole line of ours.
-  const lines = text
-    .slice(0, end)
-    .split('\n')
-    .slice(start > 0 ? 1 : 0)
-  return new Set(lines.map(idOf).filter((id) => id !== ''))
 }
 
 /** The event ID of a line, '' when it is not an event's. */

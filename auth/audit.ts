@@ -10,7 +10,7 @@ import type { AuditEvent, AuditEventType, AuditValue, NodeEventType } from '../s
 import { parseSshCertificate } from '../shared/ssh-cert.ts'
 import { AuditFile } from './audit-file.ts'
 import { AuditLog } from './audit-log.ts'
-import type { Backend, Operation } from './backend/backend.ts'
+import type { Backend } from './backend/backend.ts'
 import type { Peer } from './callers.ts'
 import { TooManyAttempts } from './rate-limit.ts'
 
@@ -208,6 +208,8 @@ export interface AuditOptions {
   file?: string
   /** The auth server's data dir, which says which outbox of lines for `file` is this server's; needed with `file`. */
   dataDir?: string
+  /** audit-file.ts's MAX_WAITING_LINES unless a test wants a bound it can reach. */
+  maxWaitingFileLines?: number
   log: Logger
   clock?: () => number
   /** Told of each event of the auth server's own as it is recorded (for metrics). */
@@ -234,7 +236,14 @@ export class Audit {
     this.failedRelays = new NodeEventBudget({ burst: PROXY_FAILED_RELAY_BURST, perSecond: PROXY_FAILED_RELAYS_PER_SECOND, clock: this.#clock })
     if (options.file !== undefined) {
       if (options.dataDir === undefined) throw new Error('an audit file needs the data dir that keeps its outbox ID')
-      this.#file = new AuditFile({ backend: options.backend, file: options.file, dataDir: options.dataDir, log: options.log, clock: this.#clock })
+      this.#file = new AuditFile({
+        backend: options.backend,
+        file: options.file,
+        dataDir: options.dataDir,
+        log: options.log,
+        clock: this.#clock,
+        maxWaitingLines: options.maxWaitingFileLines,
+      })
     }
   }
 
@@ -296,10 +305,7 @@ export class Audit {
       const { fields } = storedFields(event.fields)
       const full: AuditEvent = { ...fields, id: event.id, ...dated, type: event.type, cluster: this.#options.clusterName, node: node.nodename, host_id: node.hostId }
       // A node's event that fails to store fails the batch: the node keeps it and sends it again.
-      if (await this.log.append(full, this.#fileLine(full))) {
-        stored++
-        void this.#file?.flush()
-      }
+      if (await this.#append(full)) stored++
     }
     return stored
   }
@@ -310,8 +316,7 @@ export class Audit {
    */
   async start(): Promise<void> {
     if (this.#file) {
-      this.#file.open()
-      void this.#file.flush()
+      await this.#file.open()
     } else if (this.#options.dataDir !== undefined) {
       await AuditFile.forget(this.#options.backend, this.#options.dataDir)
     }
@@ -337,17 +342,18 @@ export class Audit {
 
   async #store(event: AuditEvent): Promise<void> {
     try {
-      await this.log.append(event, this.#fileLine(event))
+      await this.#append(event)
     } catch (error) {
       this.#options.log.error(`audit event not stored: ${(error as Error).message}`, { event: JSON.stringify(event) })
-      return
     }
-    void this.#file?.flush()
   }
 
-  /** The audit file's line for `event`, filed with it (audit-file.ts). */
-  #fileLine(event: AuditEvent): Operation[] {
-    return this.#file ? [this.#file.outboxPut(event)] : []
+  /** Stores `event` with its audit file line (audit-file.ts); false when its ID is stored already. */
+  async #append(event: AuditEvent): Promise<boolean> {
+    const line = this.#file?.outboxPut(event) ?? []
+    const stored = await this.log.append(event, line)
+    if (stored && line.length > 0) this.#file?.filed()
+    return stored
   }
 }
 
