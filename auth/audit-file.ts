@@ -15,7 +15,7 @@
 //
 // Bounded: while the file cannot be written, at most MAX_WAITING_LINES wait in the backend;
 // past that, events are stored without their line (the backend keeps them all, and `audit
-// ls` lists them), and the file says how many it missed once it is written again.
+// ls` lists them), and the log says how many went without once the file is written again.
 
 import { randomBytes } from 'node:crypto'
 import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
