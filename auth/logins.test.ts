@@ -180,6 +180,21 @@ t.test('logins at once judge no more codes than the lockout allows: a right code
   )
 })
 
+t.test('a right password and code whose login cannot complete (its certificates not issued) is no failed login', async (t) => {
+  const s = setup(t)
+  const secret = await signedUp(s)
+  for (let i = 0; i < LOCKOUT.failures + 2; i++) {
+    s.advance(TOTP.stepMs)
+    const failing = s.logins.login('alice', PASSWORD, totpCode(secret, s.now()), async () => {
+      throw new Error('the backend did not answer')
+    })
+    await t.rejects(failing, { message: 'the backend did not answer' })
+  }
+  s.advance(TOTP.stepMs)
+  t.equal((await s.logins.login('alice', PASSWORD, totpCode(secret, s.now()))).user.name, 'alice', 'she logs in, not locked out')
+  t.same(await s.locks.list(), [])
+})
+
 t.test('a lockout ends when its lock runs out; an attempt counted and never judged locks as a failure would', async (t) => {
   const s = setup(t)
   const secret = await signedUp(s)

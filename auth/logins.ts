@@ -122,12 +122,30 @@ export class Logins {
         throw new LoginRefused()
       }
       const record: CredentialRecord = { ...stored.record, totp: { ...totp, lastStep: step }, failures: 0, attemptAt: undefined, lockedOut: undefined }
-      const issued = (await issue?.(user)) as T
-      // The condition makes a code good for one login, however many arrive at once.
-      if (await this.context.backend.txn([unchanged(user.name, stored)], [writeCredentials(user.name, record)])) return { user, issued }
+      let issued: T
+      try {
+        issued = (await issue?.(user)) as T
+        // The condition makes a code good for one login, however many arrive at once.
+        if (await this.context.backend.txn([unchanged(user.name, stored)], [writeCredentials(user.name, record)])) return { user, issued }
+      } catch (error) {
+        // The password and code were right: what failed after them is no failed login.
+        await this.uncount(user.name)
+        throw error
+      }
       stored = await readCredentials(this.context.backend, user.name)
     }
+    await this.uncount(user.name)
     throw new LoginRefused()
+  }
+
+  /** Takes back an attempt counted whose password and code were right, but that could not complete. */
+  private async uncount(user: string): Promise<void> {
+    for (let tries = 0; tries < WRITE_TRIES; tries++) {
+      const stored = await readCredentials(this.context.backend, user).catch(() => undefined)
+      if (!stored || stored.record.failures === 0 || stored.record.lockedOut) return
+      const done = await this.context.backend.txn([unchanged(user, stored)], [writeCredentials(user, { ...stored.record, failures: stored.record.failures - 1 })]).catch(() => true)
+      if (done) return
+    }
   }
 
   /**
