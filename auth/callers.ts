@@ -9,7 +9,7 @@
 import { X509Certificate } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
 import type { Access } from '../shared/access.ts'
-import { accessOfX509Certificate } from '../shared/access-cert.ts'
+import { accessOfX509Certificate, generationOfX509Certificate } from '../shared/access-cert.ts'
 import { type CertSubject, certSubject, issuedByAny, validNow } from '../shared/cert-subject.ts'
 import { EXPIRED, judgeCertificate, VerdictCache } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
@@ -20,7 +20,10 @@ import { type UserCertificate, userCertificate } from '../shared/revocation-list
  * proxy vouches for (`via`, the proxy's host ID) with the user's certificate, and what
  * that certificate's roles allow (`access`).
  */
-export type Peer = { kind: 'host' | 'admin'; subject: CertSubject } | { kind: 'user'; subject: CertSubject; via: string; admin: boolean; access: Access }
+export type Peer =
+  | { kind: 'host' | 'admin'; subject: CertSubject }
+  /** `generation`: the user generation the certificate carries (shared/access-cert.ts), if any. */
+  | { kind: 'user'; subject: CertSubject; via: string; admin: boolean; access: Access; generation?: string }
 
 /** A certificate in a header: a few kilobytes at most (Node's headers stop at 16 KiB anyway). */
 const MAX_USER_CERT_HEADER = 8192
@@ -88,7 +91,8 @@ export class Callers {
     if (refusal) return { peer: null, reason: refusal }
     try {
       const access = accessOfX509Certificate(cert)
-      return { peer: { kind: 'user', subject: verdict.subject, via: proxy.subject.commonName, admin: access.admin, access } }
+      const generation = generationOfX509Certificate(cert)
+      return { peer: { kind: 'user', subject: verdict.subject, via: proxy.subject.commonName, admin: access.admin, access, ...(generation ? { generation } : {}) } }
     } catch {
       return { peer: null, reason: `the access in the certificate of user "${name}" is malformed` }
     }

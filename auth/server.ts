@@ -286,7 +286,7 @@ export class AuthServer {
         () => this.clusterName,
         this.log,
         (key) => spendAdminNonce(this.backend, key),
-        (user) => editorNow(context, user),
+        (user, generation) => editorNow(context, user, generation),
         (token) => webSessionsOf(context).use(token),
       ),
       checkBody: checkSignedBody,

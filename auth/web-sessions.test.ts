@@ -1,5 +1,6 @@
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
+import { editorNow } from './api/access.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
 import { Locked, Locks } from './locks.ts'
 import { NodeDirectory } from './nodes.ts'
@@ -85,8 +86,33 @@ t.test('a session written while a lock on its user was being made is ended, not 
   // The login checked for a lock, then the lock and its end of every session came, then the write.
   const lock = await locks.add({ user: 'alice', message: 'stolen laptop' })
   const raced = await s.sessions.create(alice)
-  const ended = await s.sessions.endIfLockedMeanwhile(raced, locks).then(() => 'kept', (error: unknown) => error)
+  const ended = await s.sessions.endIfLockedMeanwhile(raced, locks).then(
+    () => 'kept',
+    (error: unknown) => error,
+  )
   t.type(ended, Locked, 'it is ended, and the login refused')
   await locks.remove(lock.id)
   await refused(t, s.sessions.use(raced.token), /logged out or expired/)
+})
+
+t.test('a reset ends the sessions that began before it at once, by the generation it replaced', async (t) => {
+  const s = setup(t)
+  const alice = await s.users.add('alice', ['root'], ['access'])
+  const session = await s.sessions.create(alice)
+  t.equal((await s.sessions.use(session.token)).user.name, 'alice')
+  await s.users.replaceGeneration('alice')
+  await refused(t, s.sessions.use(session.token), /was reset since this session began/)
+  const after = await s.sessions.create((await s.users.get('alice'))!)
+  t.equal((await s.sessions.use(after.token)).user.name, 'alice', 'a session begun after it serves')
+})
+
+t.test('an editor is one by a certificate of the generation the user has now', async (t) => {
+  const s = setup(t)
+  await s.roles.put(parseRole({ kind: 'role', version: 'v1', metadata: { name: 'editors' }, spec: { allow: { logins: ['root'], node_labels: { '*': '*' }, admin: true } } }))
+  const old = (await s.users.add('alice', ['root'], ['editors'])).generation
+  t.equal(await editorNow(s, 'alice', old), true)
+  t.equal(await editorNow(s, 'alice', undefined), true, 'a certificate of an earlier version carries none: judged by its roles')
+  await s.users.replaceGeneration('alice')
+  t.equal(await editorNow(s, 'alice', old), false, 'a certificate from before a reset is no editor, whatever the locks this server holds yet')
+  t.equal(await editorNow(s, 'alice', (await s.users.get('alice'))!.generation), true)
 })

@@ -28,6 +28,8 @@ interface WebSessionRecord {
   csrf: string
   created: number
   expires: number
+  /** The user's generation when the session began: a reset (a new one) ends the session at once. */
+  generation?: string
 }
 
 /** A session as it stands at this use. */
@@ -66,7 +68,13 @@ export class WebSessions {
     const ttlMs = Math.min(maxSessionTtlMs, MAX_USER_CERT_TTL_MS)
     const now = this.clock()
     const token = randomBytes(TOKEN_BYTES).toString('base64url')
-    const record: WebSessionRecord = { user: user.name, csrf: randomBytes(TOKEN_BYTES).toString('base64url'), created: now, expires: now + ttlMs }
+    const record: WebSessionRecord = {
+      user: user.name,
+      csrf: randomBytes(TOKEN_BYTES).toString('base64url'),
+      created: now,
+      expires: now + ttlMs,
+      ...(user.generation ? { generation: user.generation } : {}),
+    }
     // The backend forgets it when it expires; the check in use() does not wait for that.
     await this.context.backend.put(keyOf(token), JSON.stringify(record), { ttlMs })
     return { token, user: user.name, csrf_token: record.csrf, expires: record.expires }
@@ -81,6 +89,10 @@ export class WebSessions {
     const now = this.clock()
     const user = await this.context.users.get(record.user)
     if (!user) throw new WebSessionRefused(`user "${record.user}" no longer exists`)
+    // Ended by a reset the moment its transaction is in the backend, before any lock reaches this server.
+    if (record.generation !== undefined && user.generation !== undefined && record.generation !== user.generation) {
+      throw new WebSessionRefused(`user "${record.user}" was reset since this session began: log in again`)
+    }
     const locked = this.context.refusedUser(user.name)
     if (locked) throw new WebSessionRefused(locked)
     const { access, maxSessionTtlMs } = await this.context.roles.accessOf(user)

@@ -33,14 +33,20 @@ export type WebSessionJudge = (token: string) => Promise<ActiveWebSession>
 export type SpendNonce = (key: string) => Promise<boolean>
 
 /** Whether the user's roles grant editor now (the user may have lost it since its certificate). */
-export type EditorNow = (user: string) => Promise<boolean>
+export type EditorNow = (user: string, generation: string | undefined) => Promise<boolean>
 
 const ADMIN_NONCES = '/admin-request-nonces/'
 
-/** EditorNow by the user's roles as the backend holds them: a user removed since is none. */
-export async function editorNow(context: Pick<AuthContext, 'users' | 'roles'>, name: string): Promise<boolean> {
+/**
+ * EditorNow by the user as the backend holds it: a user removed since is none, and so is a
+ * certificate of a generation a reset ended (refused by locks too, but on another auth server
+ * only once its list of them follows the backend).
+ */
+export async function editorNow(context: Pick<AuthContext, 'users' | 'roles'>, name: string, generation: string | undefined): Promise<boolean> {
   const user = await context.users.get(name)
-  return user !== undefined && (await context.roles.accessOf(user)).access.admin
+  if (user === undefined) return false
+  if (generation !== undefined && user.generation !== undefined && generation !== user.generation) return false
+  return (await context.roles.accessOf(user)).access.admin
 }
 
 /** SpendNonce in the backend, so that every auth server sharing it refuses a request sent again. */
@@ -80,7 +86,7 @@ export function admitter(
       if (peer?.kind === 'user' && !peer.admin) return admittedUser(peer, req, route, clusterName(), log)
       if (peer?.kind === 'user')
         return signedByUser(peer, req, route, clusterName(), log, spendNonce)
-          .then(() => editorNow(peer.subject.commonName))
+          .then(() => editorNow(peer.subject.commonName, peer.generation))
           .then((admin) => admittedUser({ ...peer, admin }, req, route, clusterName(), log))
       const why = judged.reason ?? socket.authorizationError
       throw new HttpError(403, `this endpoint needs a valid admin certificate of cluster "${clusterName()}"${why ? ` (${why})` : ''}`)
