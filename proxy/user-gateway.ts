@@ -25,7 +25,7 @@ import { accessOfX509Certificate } from '../shared/access-cert.ts'
 import { type Expected, judgeCertificate, judgeIdentity, type Verdict } from '../shared/cert-trust.ts'
 import type { Logger } from '../shared/log.ts'
 import { USER_CERT_HEADER } from '../shared/protocol/api.ts'
-import { type DialReply, type DialRequestIn, parseUserDial, REFUSED_GENERATIONS_MAX, type UserDial } from '../shared/protocol/dial.ts'
+import { type DialReply, type DialRequestIn, parseUserDial, type UserDial } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { type CertificateCut, type UserCertificate, userCertificate } from '../shared/revocation-list.ts'
 import { splice } from '../shared/splice.ts'
@@ -210,11 +210,6 @@ export class UserGateway {
       request.user = user
       const cut = this.options.certificateCut?.(user)
       if (cut) {
-        if (cut.generations.length > REFUSED_GENERATIONS_MAX) {
-          log.warn(`user connection from ${remoteAddress} refused: too many recent resets of user ${user} to tell the node`, { user, locked: true })
-          refuse(`user "${user}" was reset or removed more than ${REFUSED_GENERATIONS_MAX} times in the last 30 hours: the node cannot be told which certificates to refuse`)
-          return
-        }
         request.valid_from = cut.validFrom
         request.refused_generations = cut.generations
         request.generation_valid_from = cut.generationValidFrom

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { parseDialRequest, REFUSED_GENERATIONS_MAX } from './protocol/dial.ts'
 import { parseSnapshot } from './protocol/proxies.ts'
 import { RevocationList } from './revocation-list.ts'
 
@@ -177,4 +178,19 @@ t.test('a lock that names the user generation it ended refuses the certificates 
     ],
     'a malformed generation reads as none (dates judge), and one without a cut means nothing',
   )
+})
+
+t.test('a user reset more often than a node can be told of: the newest generations by name, the older by the dates of their locks', async (t) => {
+  const list = new RevocationList(() => 1_000_000)
+  const resets = REFUSED_GENERATIONS_MAX + 10
+  list.replace({
+    generation: '6.1',
+    hosts: [],
+    users: Array.from({ length: resets }, (_, i) => ({ name: 'ci', reason: `reset ${i}`, valid_from_before: 1_000 * (i + 1), generation: `gen-${i}` })),
+  })
+  const cut = list.certificateCut('ci')
+  t.equal(cut.generations.length, REFUSED_GENERATIONS_MAX, 'as many as a node takes')
+  t.ok(cut.generations.includes(`gen-${resets - 1}`) && !cut.generations.includes('gen-0'), 'the newest')
+  t.equal(cut.generationValidFrom, 1_000 * 10, 'the older ones: by the latest of their locks')
+  t.ok(parseDialRequest({ service: 'ssh', refused_generations: cut.generations }), 'a dial request a node takes')
 })

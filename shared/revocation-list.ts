@@ -16,6 +16,7 @@
 import type { X509Certificate } from 'node:crypto'
 import { generationOfX509Certificate } from './access-cert.ts'
 import { certSubject } from './cert-subject.ts'
+import { REFUSED_GENERATIONS_MAX } from './protocol/dial.ts'
 import type { RevocationSnapshot, RevokedHost, RevokedUser } from './protocol/proxies.ts'
 import { monotonicMs } from './yamux/clock.ts'
 
@@ -33,7 +34,8 @@ export function userCertificate(cert: X509Certificate): UserCertificate {
 }
 
 /**
- * What a node is told of a user's certificates that the list refuses (shared/protocol/dial.ts):
+ * What a node is told of a user's certificates that the list refuses (shared/protocol/dial.ts),
+ * at most REFUSED_GENERATIONS_MAX generations:
  * `validFrom` for those without a generation (and for nodes of an earlier version),
  * `generations` refused, and `generationValidFrom` for those with one (locks made by an auth
  * server of an earlier version, which name no generation).
@@ -158,10 +160,14 @@ export class RevocationList {
     const cuts = (this.users.get(name) ?? []).filter((held) => inForce(held, now) && held.entry.valid_from_before !== undefined).map((held) => held.entry)
     const latest = (entries: RevokedUser[]) => (entries.length === 0 ? undefined : Math.max(...entries.map((entry) => entry.valid_from_before!)))
     const validFrom = latest(cuts)
-    const generationValidFrom = latest(cuts.filter((entry) => entry.generation === undefined))
+    // Newest first: past the most a node can be told, the older generations are refused by
+    // the date of their locks instead (a user reset or removed that often, by automation).
+    const named = cuts.filter((entry) => entry.generation !== undefined).sort((a, b) => b.valid_from_before! - a.valid_from_before!)
+    const told = named.slice(0, REFUSED_GENERATIONS_MAX)
+    const generationValidFrom = latest([...cuts.filter((entry) => entry.generation === undefined), ...named.slice(REFUSED_GENERATIONS_MAX)])
     return {
       ...(validFrom === undefined ? {} : { validFrom }),
-      generations: [...new Set(cuts.flatMap((entry) => (entry.generation === undefined ? [] : [entry.generation])))],
+      generations: [...new Set(told.map((entry) => entry.generation!))],
       ...(generationValidFrom === undefined ? {} : { generationValidFrom }),
     }
   }

@@ -13,7 +13,7 @@ import { bool, type In, number, type Out, object, oneOf, optional, parseWith, te
 const SERVICES = ['ssh', 'port'] as const
 /** Room for a certificate whose roles carry many labels, well inside framing's line limit. */
 const CERTIFICATE_MAX = 32 * 1024
-/** User generations refused at once: one a `users reset` or `users rm` in the last 30 h. */
+/** User generations a node is told of at once: the newest; a `users reset` or `users rm` each, whose locks last 60 h. */
 export const REFUSED_GENERATIONS_MAX = 256
 
 const DIAL_REQUEST = object({
