@@ -4,7 +4,7 @@
 // set, as one JSON line each to that file for log shippers (audit-file.ts). A failure to
 // store one is logged and never fails the action it records: the action has already happened.
 
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import type { Logger } from '../shared/log.ts'
 import type { AuditEvent, AuditEventType, AuditValue, NodeEventType } from '../shared/protocol/audit.ts'
 import { parseSshCertificate } from '../shared/ssh-cert.ts'
@@ -284,10 +284,21 @@ export class Audit {
   }
 
   /** Records an event of the auth server's own, now. Never throws. */
-  async record(type: AuditEventType, fields: AuditFields): Promise<void> {
+  async record(type: AuditEventType, fields: AuditFields, id: string = randomUUID()): Promise<void> {
     this.#options.onRecord?.(type, fields)
     const defined = Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined))
-    await this.#store({ ...defined, id: randomUUID(), time: this.#clock(), type, cluster: this.#options.clusterName })
+    await this.#store({ ...defined, id, time: this.#clock(), type, cluster: this.#options.clusterName })
+  }
+
+  /**
+   * A node's recording refused for good (it drops it): one event per recording (its ID made
+   * from the node's and the session's, so that a chunk sent again stores nothing new), and
+   * within the node's budget of events, since the node chooses the session IDs it refuses.
+   */
+  async recordingRefused(hostId: string, sessionId: string, fields: AuditFields): Promise<void> {
+    if (this.nodeBudget.take(hostId, 1) > 0) return
+    const id = `recording-refused-${createHash('sha256').update(`${hostId}/${sessionId}`).digest('hex').slice(0, 40)}`
+    await this.record('recording.refused', { ...fields, host_id: hostId, session_id: sessionId }, id)
   }
 
   /** A certificate issued: its principals and lifetime as the SSH certificate itself says. */

@@ -13,6 +13,7 @@ import { readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
+import { NODE_EVENT_BURST } from '../auth/audit.ts'
 import { RESET_TERMINAL } from '../cli/play.ts'
 import { TerminalFilter } from '../cli/terminal-filter.ts'
 import { ApiClient } from '../shared/api-client.ts'
@@ -259,6 +260,16 @@ t.test("a recording refused (too long, or past the node's quota) is an audit eve
   const tooLong = { session_id: randomUUID(), offset: MAX_RECORDING_BYTES + 2048, data: Buffer.from('x').toString('base64'), end: true }
   await t.rejects(client.call('POST /v1/recordings/chunks', { body: tooLong }), { status: 413, message: /at most/ })
   t.match(await refusedEvents(tooLong.session_id), [{ node: 'pi-big', host_id: big.hostId, reason: /at most/ }], 'the node sees it dropped; the log says so')
+  await t.rejects(client.call('POST /v1/recordings/chunks', { body: tooLong }), { status: 413, message: /at most/ })
+  t.equal((await refusedEvents(tooLong.session_id)).length, 1, 'once per recording, however often it is sent')
+  // A node choosing new session IDs to refuse: within its budget of events, not one event per request.
+  const flood = Array.from({ length: NODE_EVENT_BURST + 100 }, () => ({ ...tooLong, session_id: randomUUID() }))
+  for (let i = 0; i < flood.length; i += 50) {
+    await Promise.all(flood.slice(i, i + 50).map((chunk) => client.call('POST /v1/recordings/chunks', { body: chunk }).catch(() => undefined)))
+  }
+  const flooded = new Set<string>(flood.map((chunk) => chunk.session_id))
+  const stored = (await auth.api<{ events: AuditEvent[] }>('GET', '/v1/audit/events?type=recording.refused')).events.filter((event) => flooded.has(String(event.session_id)))
+  t.ok(stored.length < flood.length, `a flood of ${flood.length} refusals is not as many events (${stored.length})`)
 
   // A proxy's stolen keys relaying such a chunk in the node's name, unsigned: nothing recorded.
   const stolen = loadIdentity(proxy.dataDir, 'proxy')!

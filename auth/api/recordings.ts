@@ -41,7 +41,7 @@ async function auditedRefusal<T>(context: AuthContext, body: ChunkBody, hostId: 
     if (error instanceof HttpError && error.status === 413) {
       const registered = await context.nodes.lookup(hostId)
       const owner = await sessionOwner(context, hostId, body.session_id)
-      await context.audit.record('recording.refused', { node: registered?.nodename, host_id: hostId, session_id: body.session_id, ...owner, reason: error.message })
+      await context.audit.recordingRefused(hostId, body.session_id, { node: registered?.nodename, ...owner, reason: error.message })
     }
     throw error
   }
