@@ -218,13 +218,15 @@ function* batches(items: Item[]): Generator<Item[]> {
   let batch: Item[] = []
   let bytes = 0
   for (const item of items) {
-    if (batch.length === BATCH_LINES || (batch.length > 0 && bytes + item.value.length + 1 > BATCH_BYTES)) {
+    // Bytes as written, not characters: the end a start reads back must hold a whole batch.
+    const size = Buffer.byteLength(item.value) + 1
+    if (batch.length === BATCH_LINES || (batch.length > 0 && bytes + size > BATCH_BYTES)) {
       yield batch
       batch = []
       bytes = 0
     }
     batch.push(item)
-    bytes += item.value.length + 1
+    bytes += size
   }
   if (batch.length > 0) yield batch
 }
