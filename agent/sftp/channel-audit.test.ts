@@ -3,8 +3,13 @@
 // however the bytes are cut, and nothing more once a packet's length is out of bounds.
 // Sessions with the real client and both servers: server.test.ts.
 
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
 import { sshString, uint32, uint64 } from '../../shared/ssh-wire.ts'
+import { findSftpServer } from '../sftp-server.ts'
+import { warrenCommand } from '../warren-command.ts'
 import { type FileOperation, SftpChannelAudit } from './channel-audit.ts'
 import { FXP, packet, SftpStatusError, STATUS, statusPacket } from './protocol.ts'
 
@@ -59,4 +64,103 @@ t.test('a file left open when the session ends: its bytes reported then', async 
 t.test('a packet whose length is out of bounds ends the reading, as it ends the server', async (t) => {
   const bad = Buffer.concat([uint32(0), Buffer.from([FXP.REMOVE])])
   t.same(read([[bad, Buffer.alloc(0)], ...session.slice(6)]), [])
+})
+
+// ---- Against the real servers: what a hostile client sends to hide an operation or dress up another ----
+
+const SERVERS = [...(findSftpServer() ? [{ what: "OpenSSH's sftp-server", argv: [findSftpServer()!, '-e'] }] : []), { what: "Warren's own", argv: warrenCommand('sftp-server') }]
+
+/**
+ * What `argv` answers to `requests` (one write, as a client pipelines them), started in `cwd`:
+ * its input is held open until `answers` packets came, as a client holds its channel (OpenSSH's
+ * server ends at its input's end without writing what it has left).
+ */
+function serve(argv: string[], requests: Buffer, cwd: string, answers: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { cwd, env: { PATH: process.env.PATH }, stdio: ['pipe', 'pipe', 'ignore'] })
+    let out = Buffer.alloc(0)
+    const packets = () => {
+      let count = 0
+      for (let at = 0; at + 4 <= out.length && at + 4 + out.readUInt32BE(at) <= out.length; at += 4 + out.readUInt32BE(at)) count++
+      return count
+    }
+    child.stdout.on('data', (chunk: Buffer) => {
+      out = Buffer.concat([out, chunk])
+      if (packets() >= answers) child.stdin.end()
+    })
+    child.on('error', reject)
+    child.on('close', () => resolve(out))
+    child.stdin.write(requests)
+  })
+}
+
+const init = packet(FXP.INIT, uint32(3))
+
+/** The operations read from a session of `requests` with the server `argv` in `dir`. */
+async function audited(argv: string[], dir: string, ...requests: Buffer[]): Promise<FileOperation[]> {
+  const bytes = Buffer.concat([init, ...requests])
+  // VERSION, and an answer to each request.
+  const answers = await serve(argv, bytes, dir, 1 + requests.length)
+  const ops: FileOperation[] = []
+  const audit = new SftpChannelAudit(dir, (op) => ops.push(op))
+  audit.fromClient(bytes)
+  audit.fromServer(answers)
+  audit.end()
+  return ops
+}
+
+for (const { what, argv } of SERVERS) {
+  t.test(`a request ID used twice, or the version's number as an ID, pairs nothing wrongly (${what})`, async (t) => {
+    const dir = t.testdir({ evidence: 'x', second: 'y' })
+    const reused = await audited(argv, dir, packet(FXP.REMOVE, uint32(7), sshString('evidence')), packet(FXP.REMOVE, uint32(7), sshString('innocent')))
+    t.same(reused, [{ operation: 'remove', path: join(dir, 'evidence') }], 'the file removed, not the one that is not there')
+    t.notOk(existsSync(join(dir, 'evidence')))
+    const three = await audited(argv, dir, packet(FXP.REMOVE, uint32(3), sshString('second')))
+    t.same(three, [{ operation: 'remove', path: join(dir, 'second') }], 'request 3, sent with INIT, is not taken for answered by VERSION')
+  })
+
+  t.test(`more requests waiting than are kept: each reported as asked, none left out (${what})`, async (t) => {
+    const dir = t.testdir({ evidence: 'x' })
+    const noise = Array.from({ length: 1100 }, (_, i) => packet(FXP.STAT, uint32(100 + i), sshString('.')))
+    const ops = await audited(argv, dir, packet(FXP.REMOVE, uint32(1), sshString('evidence')), ...noise)
+    t.match(ops, [{ operation: 'remove', path: join(dir, 'evidence') }], 'the removal is reported')
+  })
+}
+
+t.test('an answer of another ID than the oldest request waiting: from then on, what is asked is reported as asked', async (t) => {
+  const ops = read([
+    [packet(FXP.REMOVE, uint32(1), sshString('a')), ok(9)],
+    [packet(FXP.REMOVE, uint32(2), sshString('b')), ok(2)],
+  ])
+  t.same(ops, [
+    { operation: 'remove', path: '/home/pi/a', outcome: 'unknown' },
+    { operation: 'remove', path: '/home/pi/b', outcome: 'unknown' },
+  ])
+})
+
+t.test('a request the session ended before it was answered is reported as asked', async (t) => {
+  t.same(read([[packet(FXP.REMOVE, uint32(1), sshString('a')), Buffer.alloc(0)]]), [{ operation: 'remove', path: '/home/pi/a', outcome: 'unknown' }])
+})
+
+t.test('paths as given (.. after a link is the kernel to follow), names that are no UTF-8 written so, copy-data a write', async (t) => {
+  const copy = packet(FXP.EXTENDED, uint32(9), sshString('copy-data'), sshString(handle), uint64(0n), uint64(500n), sshString(Buffer.from('h2')), uint64(0n))
+  const ops = read([
+    [packet(FXP.REMOVE, uint32(1), sshString('lnk/../important')), ok(1)],
+    [packet(FXP.REMOVE, uint32(2), sshString(Buffer.from([0x66, 0xff]))), ok(2)],
+    [packet(FXP.OPEN, uint32(3), sshString('target'), uint32(0x1a), uint32(0)), packet(FXP.HANDLE, uint32(3), sshString(Buffer.from('h2')))],
+    [copy, ok(9)],
+  ])
+  t.same(ops, [
+    { operation: 'remove', path: '/home/pi/lnk/../important' },
+    { operation: 'remove', path: '/home/pi/f\\xff' },
+    { operation: 'open', path: '/home/pi/target' },
+    { operation: 'write', path: '/home/pi/target', bytes: 500 },
+  ])
+})
+
+t.test('a path longer than the kernel takes is not kept (it cannot succeed); a handle longer than any server gives is not counted', async (t) => {
+  const long = packet(FXP.REMOVE, uint32(1), sshString('x'.repeat(200_000)))
+  t.same(read([[long, ok(1)]]), [])
+  const hostile = read([[packet(FXP.OPEN, uint32(1), sshString('f'), uint32(1), uint32(0)), packet(FXP.HANDLE, uint32(1), sshString(Buffer.alloc(100_000)))]])
+  t.same(hostile, [{ operation: 'open', path: '/home/pi/f' }], 'the open is reported, its handle not kept')
 })

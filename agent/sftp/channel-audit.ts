@@ -1,20 +1,27 @@
 // The file operations an SFTP session performs, for the audit trail, read from the session's
-// channel itself: the client's requests and the server's answers, paired by request ID. The
-// SFTP server runs as the login, so what it says of itself (a log on its standard error)
-// another session of the same login could write into; the channel only the agent holds.
-// OpenSSH's sftp-server and Warren's own are audited alike.
+// channel itself: the client's requests and the server's answers. The SFTP server runs as the
+// login, so what it says of itself (a log on its standard error) another session of the same
+// login could write into; the channel only the agent holds. OpenSSH's sftp-server and Warren's
+// own are audited alike.
 //
-// Only the first bytes of a packet are kept (a WRITE's or DATA's header, not its data): a
-// bulk copy costs a few header reads per packet, nothing per byte.
+// Both servers answer one request at a time, in order: an answer is paired with the oldest
+// request not yet answered, and its ID must be that request's (the client chooses IDs, and may
+// use one twice). Should the pairing ever fail (an answer of another ID, more requests waiting
+// than MAX_WAITING, the session ending before its answers), every operation asked for from
+// then on is reported as asked, `outcome: unknown`, rather than left out.
+//
+// Bounded: only the first bytes of a packet are kept (a WRITE's or DATA's header, not its
+// data; paths up to PATH_MAX, as the kernel takes no longer one), so a bulk copy costs a few
+// header reads per packet, and a client that sends requests faster than they are answered
+// holds at most MAX_WAITING of them here.
 
-import { posix } from 'node:path'
 import { SshReader } from '../../shared/ssh-wire.ts'
 import { FXP, MAX_PACKET_LENGTH, STATUS } from './protocol.ts'
 
 export const FILE_OPERATIONS = ['open', 'read', 'write', 'remove', 'rename', 'mkdir', 'rmdir', 'setstat', 'symlink', 'link'] as const
 export type FileOperationName = (typeof FILE_OPERATIONS)[number]
 
-/** One file operation of an SFTP session. Paths are absolute on the node. */
+/** One file operation of an SFTP session. Paths are absolute on the node, as given (not normalised: `..` after a link is the kernel's to follow). */
 export interface FileOperation {
   operation: FileOperationName
   path: string
@@ -22,20 +29,62 @@ export interface FileOperation {
   target?: string
   /** Bytes read or written through one open file, counted when it is closed. */
   bytes?: number
+  /** `unknown`: asked for, but whether the server did it could not be told. */
+  outcome?: 'unknown'
 }
 
-/** What a WRITE's header needs: type, ID, a handle (OpenSSH's are 4 bytes, ours 16, the draft's at most 256), offset, data length. */
-const WRITE_HEAD_BYTES = 1 + 4 + 4 + 256 + 8 + 4
-/** A DATA answer's: type, ID, data length. */
-const DATA_HEAD_BYTES = 1 + 4 + 4
+/** The longest path the kernel takes (PATH_MAX, with its NUL). */
+const PATH_MAX = 4096
+/** A handle's longest (the draft's bound; OpenSSH's are 4 bytes, ours 16). */
+const HANDLE_MAX = 256
+/** What a request's header needs: type, ID, an extension's name, two paths (a rename). */
+const REQUEST_HEAD_BYTES = 1 + 4 + (4 + 64) + 2 * (4 + PATH_MAX)
+/** A WRITE's: type, ID, handle, offset, data length. */
+const WRITE_HEAD_BYTES = 1 + 4 + (4 + HANDLE_MAX) + 8 + 4
+/** An answer's: type, ID, a status code or a data length; a HANDLE's, the handle. */
+const ANSWER_HEAD_BYTES = 1 + 4 + 4
+const HANDLE_ANSWER_HEAD_BYTES = 1 + 4 + 4 + HANDLE_MAX
 /**
- * Requests the server has not answered yet. The server answers in order and stops reading
- * while its answers wait, so a well-behaved session has a few dozen; past this, the oldest
- * are forgotten (their answers then report nothing).
+ * Requests not yet answered that are kept: a client pipelines a few dozen (OpenSSH's, 64
+ * reads or writes); one that sends more while the server does not answer is told apart.
  */
-const MAX_PENDING = 4096
+const MAX_WAITING = 1024
+/** Open files whose bytes are counted: OpenSSH's sftp-server keeps at most this many handles, with a descriptor each. */
+const MAX_FILES = 1024
+/** The request types both servers answer; OpenSSH's answers no other (so none is waited for). */
+const ANSWERED = new Set([
+  FXP.OPEN,
+  FXP.CLOSE,
+  FXP.READ,
+  FXP.WRITE,
+  FXP.LSTAT,
+  FXP.FSTAT,
+  FXP.SETSTAT,
+  FXP.FSETSTAT,
+  FXP.OPENDIR,
+  FXP.READDIR,
+  FXP.REMOVE,
+  FXP.MKDIR,
+  FXP.RMDIR,
+  FXP.REALPATH,
+  FXP.STAT,
+  FXP.RENAME,
+  FXP.READLINK,
+  FXP.SYMLINK,
+  FXP.EXTENDED,
+] as number[])
 
-type Pending = { kind: 'open'; path: string } | { kind: 'read' | 'write' | 'close' | 'fsetstat'; handle: string; bytes?: number } | { kind: 'done'; op: FileOperation }
+type Pending =
+  | { kind: 'open'; path: string }
+  | { kind: 'read' | 'write' | 'close' | 'fsetstat'; handle: string; bytes?: number }
+  | { kind: 'copy'; handle: string; bytes?: number }
+  | { kind: 'done'; op: FileOperation }
+
+interface Waiting {
+  id: number
+  /** Undefined for a request that reports nothing (a stat, a listing). */
+  pending?: Pending
+}
 
 interface OpenFile {
   path: string
@@ -46,21 +95,24 @@ interface OpenFile {
 export class SftpChannelAudit {
   readonly #home: string
   readonly #report: (op: FileOperation) => void
-  readonly #pending = new Map<number, Pending>()
+  #waiting: Waiting[] = []
   readonly #files = new Map<string, OpenFile>()
   readonly #requests: PacketHeads
   readonly #answers: PacketHeads
+  #versionSeen = false
+  /** Answers can no longer be paired with requests: what is asked for is reported as asked. */
+  #lost = false
 
   /** `home` is where the server starts, which relative paths are relative to. */
   constructor(home: string, report: (op: FileOperation) => void) {
     this.#home = home
     this.#report = report
     this.#requests = new PacketHeads(
-      (type) => (type === FXP.WRITE ? WRITE_HEAD_BYTES : MAX_PACKET_LENGTH),
+      (type) => (type === FXP.WRITE ? WRITE_HEAD_BYTES : REQUEST_HEAD_BYTES),
       (head) => this.#request(head),
     )
     this.#answers = new PacketHeads(
-      (type) => (type === FXP.DATA ? DATA_HEAD_BYTES : MAX_PACKET_LENGTH),
+      (type) => (type === FXP.HANDLE ? HANDLE_ANSWER_HEAD_BYTES : ANSWER_HEAD_BYTES),
       (head) => this.#answer(head),
     )
   }
@@ -75,31 +127,40 @@ export class SftpChannelAudit {
     this.#answers.push(chunk)
   }
 
-  /** The session ended: what files left open moved is reported, as a close would. */
+  /** The session ended: what was asked for and never answered is reported as asked, and what open files moved as a close would. */
   end(): void {
+    if (this.#waiting.some((waiting) => waiting.pending)) this.#lose()
     for (const file of this.#files.values()) this.#transferred(file)
     this.#files.clear()
-    this.#pending.clear()
   }
 
   #request(head: Buffer): void {
     const type = head[0]
-    if (type === FXP.INIT) return
+    if (!ANSWERED.has(type)) return
     const body = new SshReader(head.subarray(1), 'SFTP request')
+    let id: number
     try {
-      const id = body.readUint32()
-      const pending = this.#parseRequest(type, body)
-      if (!pending) return
-      if (this.#pending.size >= MAX_PENDING) this.#pending.delete(this.#pending.keys().next().value!)
-      this.#pending.set(id, pending)
+      id = body.readUint32()
     } catch {
-      // A request the server cannot read either: it answers with an error, which reports nothing.
+      return // cut short: the server ends the session on it
     }
+    let pending: Pending | undefined
+    try {
+      pending = this.#parseRequest(type, body)
+    } catch {
+      // Longer than the server or the kernel takes (a path past PATH_MAX): it cannot succeed.
+    }
+    if (this.#lost) {
+      if (pending) this.#asked(pending)
+      return
+    }
+    this.#waiting.push({ id, pending })
+    if (this.#waiting.length > MAX_WAITING) this.#lose()
   }
 
   #parseRequest(type: number, body: SshReader): Pending | undefined {
     const path = () => this.#path(body)
-    const handle = () => body.readString().toString('hex')
+    const handle = () => this.#handle(body)
     switch (type) {
       case FXP.OPEN:
         return { kind: 'open', path: path() }
@@ -126,7 +187,7 @@ export class SftpChannelAudit {
         return { kind: 'done', op: { operation: 'rename', path: path(), target: path() } }
       case FXP.SYMLINK: {
         // OpenSSH sends the target first and the link second (agent/sftp/server.ts); the target is kept as given.
-        const target = body.readString().toString('utf8')
+        const target = nameOf(body.readString())
         return { kind: 'done', op: { operation: 'symlink', path: path(), target } }
       }
       case FXP.EXTENDED:
@@ -146,24 +207,42 @@ export class SftpChannelAudit {
       }
       case 'lsetstat@openssh.com':
         return { kind: 'done', op: { operation: 'setstat', path: this.#path(body) } }
+      case 'copy-data': {
+        // From one open file into another, with no WRITE: the bytes go to the second (0: to the end of the first, a count not known here).
+        this.#handle(body)
+        body.readUint64()
+        const length = Number(body.readUint64())
+        const into = this.#handle(body)
+        return { kind: 'copy', handle: into, ...(length > 0 && Number.isSafeInteger(length) ? { bytes: length } : {}) }
+      }
       default:
         return undefined
     }
   }
 
   #answer(head: Buffer): void {
-    const body = new SshReader(head.subarray(1), 'SFTP answer')
-    let id: number
-    try {
-      id = body.readUint32()
-    } catch {
+    const type = head[0]
+    if (!this.#versionSeen && type === FXP.VERSION) {
+      this.#versionSeen = true
       return
     }
-    const pending = this.#pending.get(id)
-    if (!pending) return
-    this.#pending.delete(id)
+    if (this.#lost) return
+    let id: number
     try {
-      this.#answered(pending, head[0], body)
+      id = new SshReader(head.subarray(1), 'SFTP answer').readUint32()
+    } catch {
+      this.#lose()
+      return
+    }
+    const next = this.#waiting.shift()
+    if (next?.id !== id) {
+      if (next) this.#waiting.unshift(next)
+      this.#lose()
+      return
+    }
+    if (!next.pending) return
+    try {
+      this.#answered(next.pending, type, new SshReader(head.subarray(5), 'SFTP answer'))
     } catch {
       // An answer cut short: the server's bug, and nothing to report.
     }
@@ -172,11 +251,13 @@ export class SftpChannelAudit {
   #answered(pending: Pending, type: number, body: SshReader): void {
     const ok = type === FXP.STATUS && body.readUint32() === STATUS.OK
     switch (pending.kind) {
-      case 'open':
+      case 'open': {
         if (type !== FXP.HANDLE) return
-        this.#files.set(body.readString().toString('hex'), { path: pending.path, read: 0, written: 0 })
         this.#report({ operation: 'open', path: pending.path })
+        const handle = body.readString()
+        if (handle.length <= HANDLE_MAX && this.#files.size < MAX_FILES) this.#files.set(handle.toString('hex'), { path: pending.path, read: 0, written: 0 })
         return
+      }
       case 'read': {
         const file = this.#files.get(pending.handle)
         if (file && type === FXP.DATA) file.read += body.readUint32()
@@ -185,6 +266,11 @@ export class SftpChannelAudit {
       case 'write': {
         const file = this.#files.get(pending.handle)
         if (file && ok) file.written += pending.bytes ?? 0
+        return
+      }
+      case 'copy': {
+        const file = this.#files.get(pending.handle)
+        if (file && ok) this.#report({ operation: 'write', path: file.path, ...(pending.bytes === undefined ? {} : { bytes: pending.bytes }) })
         return
       }
       case 'close': {
@@ -206,15 +292,62 @@ export class SftpChannelAudit {
     }
   }
 
-  #transferred(file: OpenFile): void {
-    if (file.read > 0) this.#report({ operation: 'read', path: file.path, bytes: file.read })
-    if (file.written > 0) this.#report({ operation: 'write', path: file.path, bytes: file.written })
+  /** Pairing is lost: every request waiting, and every one from now on, is reported as asked. */
+  #lose(): void {
+    this.#lost = true
+    for (const { pending } of this.#waiting) if (pending) this.#asked(pending)
+    this.#waiting = []
   }
 
-  /** A path as the server reads it: relative to where it started; empty is there. */
-  #path(body: SshReader): string {
-    return posix.resolve(this.#home, body.readString().toString('utf8') || '.')
+  /** An operation asked for, whose outcome is not known. Writes count toward their file, reported when it closes or the session ends. */
+  #asked(pending: Pending): void {
+    switch (pending.kind) {
+      case 'open':
+        this.#report({ operation: 'open', path: pending.path, outcome: 'unknown' })
+        return
+      case 'write':
+      case 'copy': {
+        const file = this.#files.get(pending.handle)
+        if (file) file.written += pending.bytes ?? 0
+        return
+      }
+      case 'done':
+        this.#report({ ...pending.op, outcome: 'unknown' })
+        return
+      default:
+        return
+    }
   }
+
+  #transferred(file: OpenFile): void {
+    const outcome = this.#lost ? { outcome: 'unknown' as const } : {}
+    if (file.read > 0) this.#report({ operation: 'read', path: file.path, bytes: file.read, ...outcome })
+    if (file.written > 0) this.#report({ operation: 'write', path: file.path, bytes: file.written, ...outcome })
+  }
+
+  /** A path as the server reads it: relative to where it started; empty is there. Not normalised: the kernel follows `..` after a link, text does not. */
+  #path(body: SshReader): string {
+    const raw = body.readString()
+    if (raw.length >= PATH_MAX) throw new Error('a path longer than the kernel takes')
+    const path = nameOf(raw)
+    if (path.startsWith('/')) return path
+    return path === '' || path === '.' ? this.#home : `${this.#home.replace(/\/$/, '')}/${path}`
+  }
+
+  #handle(body: SshReader): string {
+    const handle = body.readString()
+    if (handle.length > HANDLE_MAX) throw new Error('a handle longer than any server gives')
+    return handle.toString('hex')
+  }
+}
+
+/** A name as bytes: UTF-8 as it is; other bytes written \xNN, so that two names never read alike. */
+function nameOf(raw: Buffer): string {
+  const text = raw.toString('utf8')
+  if (Buffer.byteLength(text) === raw.length && Buffer.from(text, 'utf8').equals(raw)) return text
+  let out = ''
+  for (const byte of raw) out += byte < 0x80 ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`
+  return out
 }
 
 /**
