@@ -7,7 +7,9 @@
 // user makes in bulk (sftp, port_forward), so that no flood of them pushes out the events
 // that say who logged in and what they ran; and never silently: what was dropped is told to
 // the auth server in one `events.dropped` event (counts by type, the sessions and users
-// affected), sent ahead of the rest.
+// affected), sent ahead of the rest, though never twice in a row while others wait (a flood
+// that drops all along would otherwise have only those sent). The journal is written again
+// once it grows long (JOURNAL_GROWTH).
 
 import { randomUUID } from 'node:crypto'
 import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeFileSync } from 'node:fs'
@@ -40,6 +42,12 @@ const BULK_TYPES: ReadonlySet<string> = new Set(['sftp', 'port_forward'])
 export const GAP_TYPE = 'events.dropped'
 /** Sessions and users an events.dropped event names, the first affected: enough to tell whose, in a field's 1,024 characters. */
 const GAP_NAMES = 20
+/**
+ * The journal is written again with only what waits once it is this many times the queue's
+ * bound: every event adds a line and its delivery another, so a node up for months would
+ * otherwise fill its storage, and a journal past 512 MiB cannot even be read back at start.
+ */
+const JOURNAL_GROWTH = 4
 
 /** What was dropped since the last events.dropped event was queued. */
 interface Gap {
@@ -77,6 +85,11 @@ export class AuditQueue {
   #gapEvent: QueuedEvent | undefined
   /** Drops since #gapEvent was queued, told in the next once it is delivered. */
   #untold: Gap | undefined
+  /**
+   * An events.dropped event was just delivered: the next waits for a batch of the others to
+   * be, so that drops that go on (a flood) do not keep everyone's events from being sent.
+   */
+  #othersFirst = false
   /** Events dropped to stay within bounds since the queue was opened. */
   dropped = 0
 
@@ -86,12 +99,7 @@ export class AuditQueue {
     this.#maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES
     this.#clock = options.clock ?? Date.now
     if (existsSync(this.path)) this.#replay(readFileSync(this.path, 'utf8'))
-    const waiting = [...(this.#gapEvent ? [this.#gapEvent] : []), ...[...this.#events.values()].map(({ event }) => event)]
-    const lines = waiting.map((event) => journalLine({ add: event }))
-    if (this.#untold) lines.push(journalLine({ untold: this.#untold }))
-    writeFileAtomic(this.path, lines.join(''))
-    this.#fd = openSync(this.path, 'a', 0o600)
-    this.#length = fstatSync(this.#fd).size
+    this.#rewrite()
     // A crash between a drop and its events.dropped event: queued now.
     this.#tellGap()
   }
@@ -126,6 +134,7 @@ export class AuditQueue {
       this.#drop(victims)
       this.#tellGap()
     }
+    this.#compactIfLong()
   }
 
   /**
@@ -149,9 +158,11 @@ export class AuditQueue {
   remove(ids: string[]): void {
     const known = ids.filter((id) => this.#has(id))
     if (known.length === 0) return
+    this.#othersFirst = known.includes(this.#gapEvent?.id ?? '') && this.#events.size > 0
     this.#append(journalLine({ done: known }))
     this.#forget(known)
     this.#tellGap()
+    this.#compactIfLong()
   }
 
   /** Gives these up unsent (the auth server refuses them): they count as dropped, and are told as such. */
@@ -161,6 +172,7 @@ export class AuditQueue {
     this.#append(journalLine({ dropped: known }))
     this.#drop(known)
     this.#tellGap()
+    this.#compactIfLong()
   }
 
   /** Closes the journal; safe to call again (a second close of the same number could close another file). */
@@ -188,6 +200,22 @@ export class AuditQueue {
     this.#length += bytes.length
   }
 
+  /** After a change is whole (its lines written, the queue changed): the journal written again if it grew long. */
+  #compactIfLong(): void {
+    if (this.#length > JOURNAL_GROWTH * Math.max(this.#maxBytes, 64 * 1024)) this.#rewrite()
+  }
+
+  /** Writes the journal again with only what waits (atomically: a crash leaves the old one or this), and appends to it from then on. */
+  #rewrite(): void {
+    const waiting = [...(this.#gapEvent ? [this.#gapEvent] : []), ...[...this.#events.values()].map(({ event }) => event)]
+    const lines = waiting.map((event) => journalLine({ add: event }))
+    if (this.#untold) lines.push(journalLine({ untold: this.#untold }))
+    writeFileAtomic(this.path, lines.join(''))
+    if (this.#fd !== undefined) closeSync(this.#fd)
+    this.#fd = openSync(this.path, 'a', 0o600)
+    this.#length = fstatSync(this.#fd).size
+  }
+
   #has(id: string): boolean {
     return this.#events.has(id) || this.#gapEvent?.id === id
   }
@@ -212,7 +240,7 @@ export class AuditQueue {
 
   /** Queues the events.dropped event for the drops untold, unless one waits still (the next tells what came after it). */
   #tellGap(): void {
-    if (!this.#untold || this.#gapEvent || this.#fd === undefined) return
+    if (!this.#untold || this.#gapEvent || (this.#othersFirst && this.#events.size > 0) || this.#fd === undefined) return
     const event = gapEvent(this.#untold, this.#clock())
     this.#append(journalLine({ gap: event }))
     this.#gapEvent = event
