@@ -449,3 +449,15 @@ t.test('the journal is written again once it grows past a few times its bound, k
   const again = open(t, path, { maxBytes: 64 * 1024 })
   t.equal(again.size, waiting, 'what waited is there after a restart')
 })
+
+t.test('the batch on its way is not dropped for room: what the auth server then receives is not told as dropped', async (t) => {
+  const queue = open(t, queuePath(t), { maxEvents: 3 })
+  for (let n = 1; n <= 3; n++) queue.add(sftp(n))
+  const batch = queue.peek(2, 1 << 20)
+  queue.sending(ids(batch))
+  for (let n = 4; n <= 6; n++) queue.add(sftp(n))
+  queue.remove(ids(batch))
+  t.equal(queue.dropped, 3)
+  t.match(takeGap(queue), { dropped: 1, since: 2003 }, 'the first one dropped is the oldest not on its way')
+  t.same(ids(queue.peek(10, 1 << 20)), ['sftp-0006'], 'the two delivered, three dropped, the newest waits')
+})

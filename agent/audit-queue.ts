@@ -90,6 +90,11 @@ export class AuditQueue {
    * be, so that drops that go on (a flood) do not keep everyone's events from being sent.
    */
   #othersFirst = false
+  /**
+   * The batch on its way to the auth server (sending): not chosen to drop for room, since it
+   * would be counted dropped and then delivered. The bounds may be passed by that one batch.
+   */
+  #inFlight = new Set<string>()
   /** Events dropped to stay within bounds since the queue was opened. */
   dropped = 0
 
@@ -124,7 +129,7 @@ export class AuditQueue {
     for (const bulk of [true, false]) {
       for (const [id, queued] of this.#events) {
         if (fits()) break
-        if (BULK_TYPES.has(queued.event.type) !== bulk) continue
+        if (BULK_TYPES.has(queued.event.type) !== bulk || this.#inFlight.has(id)) continue
         victims.push(id)
         freed += queued.bytes
       }
@@ -154,8 +159,14 @@ export class AuditQueue {
     return batch
   }
 
+  /** These (a batch peeked) are on their way to the auth server, until remove or discard, or the next batch. */
+  sending(ids: string[]): void {
+    this.#inFlight = new Set(ids)
+  }
+
   /** The auth server has these: they leave the queue for good. */
   remove(ids: string[]): void {
+    this.#inFlight.clear()
     const known = ids.filter((id) => this.#has(id))
     if (known.length === 0) return
     this.#othersFirst = known.includes(this.#gapEvent?.id ?? '') && this.#events.size > 0
@@ -167,6 +178,7 @@ export class AuditQueue {
 
   /** Gives these up unsent (the auth server refuses them): they count as dropped, and are told as such. */
   discard(ids: string[]): void {
+    this.#inFlight.clear()
     const known = ids.filter((id) => this.#has(id))
     if (known.length === 0) return
     this.#append(journalLine({ dropped: known }))

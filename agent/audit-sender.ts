@@ -77,6 +77,7 @@ export class AuditSender {
       const way = this.#options.transport()
       if (!way) return false
       const batch = queue.peek(MAX_EVENTS_PER_BATCH, way.maxBytes)
+      queue.sending(batch.map((event) => event.id))
       try {
         await way.send(batch)
         queue.remove(batch.map((event) => event.id))

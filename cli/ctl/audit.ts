@@ -26,6 +26,8 @@ export const auditLs = ctlCommand({
     const { events, truncated } = await admin.client.call('GET /v1/audit/events', { query })
     if (flags.format === 'json') {
       out(JSON.stringify(events, null, 2))
+      // Standard output stays one JSON array; whoever reads it is told on standard error.
+      if (truncated) process.stderr.write(`warrenctl: only the newest ${events.length} events are listed: narrow the search with --since, --type, --user or --node\n`)
       return
     }
     if (events.length === 0) {
