@@ -461,3 +461,22 @@ t.test('the batch on its way is not dropped for room: what the auth server then 
   t.match(takeGap(queue), { dropped: 1, since: 2003 }, 'the first one dropped is the oldest not on its way')
   t.same(ids(queue.peek(10, 1 << 20)), ['sftp-0006'], 'the two delivered, three dropped, the newest waits')
 })
+
+t.test("past the bulk kinds, the user holding the most goes first: one user's many sessions push out their own events, not another's", async (t) => {
+  const queue = open(t, queuePath(t), { maxBytes: 8 * 1024 })
+  const alice = session('s-alice', 'alice')
+  const mallory = session('s-mallory', 'mallory')
+  queue.add({ id: 'alice-exec', time: 1, type: 'exec', command: 'what alice ran', ...alice })
+  for (let n = 0; n < 40; n++) queue.add({ id: `mallory-${n}`, time: 10 + n, type: 'exec', command: 'm'.repeat(600), ...mallory })
+  t.ok(queue.dropped > 0, 'the queue was full')
+  takeGaps(queue)
+  const waiting = queue.peek(1000, 1 << 20)
+  t.ok(
+    waiting.some((event) => event.id === 'alice-exec'),
+    "alice's event, the oldest, is kept",
+  )
+  t.notOk(
+    waiting.some((event) => event.id === 'mallory-0'),
+    "mallory's oldest went",
+  )
+})

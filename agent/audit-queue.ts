@@ -115,7 +115,8 @@ export class AuditQueue {
 
   /**
    * Queues `event` durably. Beyond the bounds events are dropped, the bulk kinds first (this
-   * one too, when it is one), oldest first, then the others, oldest first.
+   * one too, when it is one), oldest first, then the others of the user who holds the most,
+   * oldest first.
    */
   add(event: QueuedEvent): void {
     const line = journalLine({ add: event })
@@ -125,15 +126,14 @@ export class AuditQueue {
     this.#bytes += bytes
     const victims: string[] = []
     let freed = 0
-    const fits = () => this.#events.size - victims.length <= this.#maxEvents && this.#bytes - freed <= this.#maxBytes
-    for (const bulk of [true, false]) {
-      for (const [id, queued] of this.#events) {
-        if (fits()) break
-        if (BULK_TYPES.has(queued.event.type) !== bulk || this.#inFlight.has(id)) continue
-        victims.push(id)
-        freed += queued.bytes
-      }
+    const fits = (more = 0) => this.#events.size - victims.length <= this.#maxEvents && this.#bytes - freed - more <= this.#maxBytes
+    for (const [id, queued] of this.#events) {
+      if (fits()) break
+      if (!BULK_TYPES.has(queued.event.type) || this.#inFlight.has(id)) continue
+      victims.push(id)
+      freed += queued.bytes
     }
+    if (!fits()) freed += this.#dropByHeaviestUser(victims, fits)
     if (victims.length > 0) {
       this.#append(journalLine({ dropped: victims }))
       this.#drop(victims)
@@ -157,6 +157,37 @@ export class AuditQueue {
       bytes += size
     }
     return batch
+  }
+
+  /**
+   * Past the bulk kinds: the events of the user who holds the most bytes of the queue go first,
+   * oldest first, so that one user's many sessions (or commands made long) push out their own
+   * events, not another's. Adds to `victims`; returns the bytes freed.
+   */
+  #dropByHeaviestUser(victims: string[], fits: (freedHere: number) => boolean): number {
+    const byUser = new Map<string, { ids: string[]; bytes: number }>()
+    for (const [id, { event, bytes }] of this.#events) {
+      if (BULK_TYPES.has(event.type) || this.#inFlight.has(id)) continue
+      const user = typeof event.user === 'string' ? event.user : ''
+      const held = byUser.get(user) ?? { ids: [], bytes: 0 }
+      held.ids.push(id)
+      held.bytes += bytes
+      byUser.set(user, held)
+    }
+    let freed = 0
+    const heaviest = () =>
+      [...byUser.values()].reduce<{ ids: string[]; bytes: number } | undefined>(
+        (most, held) => (held.ids.length > 0 && (!most || held.bytes > most.bytes) ? held : most),
+        undefined,
+      )
+    for (let held = heaviest(); held && !fits(freed); held = heaviest()) {
+      const id = held.ids.shift()!
+      const bytes = this.#events.get(id)!.bytes
+      victims.push(id)
+      held.bytes -= bytes
+      freed += bytes
+    }
+    return freed
   }
 
   /** These (a batch peeked) are on their way to the auth server, until remove or discard, or the next batch. */
