@@ -61,9 +61,9 @@ t.test('a file left open when the session ends: its bytes reported then', async 
   ])
 })
 
-t.test('a packet whose length is out of bounds ends the reading, as it ends the server', async (t) => {
+t.test('a packet whose length is out of bounds ends the reading, as it ends the server: what it may have done is told', async (t) => {
   const bad = Buffer.concat([uint32(0), Buffer.from([FXP.REMOVE])])
-  t.same(read([[bad, Buffer.alloc(0)], ...session.slice(6)]), [])
+  t.same(read([[bad, Buffer.alloc(0)], ...session.slice(6)]), [{ operation: 'unknown', path: '?', outcome: 'unknown' }], 'what it may have done is reported as unknown')
 })
 
 // ---- Against the real servers: what a hostile client sends to hide an operation or dress up another ----
@@ -89,7 +89,12 @@ function serve(argv: string[], requests: Buffer, cwd: string, answers: number): 
       if (packets() >= answers) child.stdin.end()
     })
     child.on('error', reject)
-    child.on('close', () => resolve(out))
+    // A server that answers fewer than expected (none to a type it does not know) ends all the same.
+    const deadline = setTimeout(() => child.stdin.end(), 5000)
+    child.on('close', () => {
+      clearTimeout(deadline)
+      resolve(out)
+    })
     child.stdin.write(requests)
   })
 }
@@ -163,4 +168,70 @@ t.test('a path longer than the kernel takes is not kept (it cannot succeed); a h
   t.same(read([[long, ok(1)]]), [])
   const hostile = read([[packet(FXP.OPEN, uint32(1), sshString('f'), uint32(1), uint32(0)), packet(FXP.HANDLE, uint32(1), sshString(Buffer.alloc(100_000)))]])
   t.same(hostile, [{ operation: 'open', path: '/home/pi/f' }], 'the open is reported, its handle not kept')
+})
+
+/** `audited`, with `bytes` sent as they are after INIT (packets of lengths that lie, say). */
+async function auditedRaw(argv: string[], dir: string, bytes: Buffer, answers: number): Promise<FileOperation[]> {
+  const all = Buffer.concat([init, bytes])
+  const out = await serve(argv, all, dir, answers)
+  const ops: FileOperation[] = []
+  const audit = new SftpChannelAudit(dir, (op) => ops.push(op))
+  audit.fromClient(all)
+  audit.fromServer(out)
+  audit.end()
+  return ops
+}
+
+for (const { what, argv } of SERVERS) {
+  t.test(`a second INIT, or a type not both servers answer, cannot hide the removal that follows (${what})`, async (t) => {
+    const dir = t.testdir({ evidence: 'x', more: 'y' })
+    const twice = await audited(argv, dir, packet(FXP.INIT, uint32(3)), packet(FXP.REMOVE, uint32(3), sshString('evidence')))
+    t.notOk(existsSync(join(dir, 'evidence')))
+    t.match(twice, [{ operation: 'remove', path: join(dir, 'evidence') }], 'a second INIT')
+    // OpenSSH's server answers no type it does not know; Warren's answers each.
+    const unknownType = await auditedRaw(argv, dir, Buffer.concat([packet(99, uint32(7)), packet(FXP.REMOVE, uint32(7), sshString('more'))]), what.startsWith('OpenSSH') ? 2 : 3)
+    t.ok(
+      existsSync(join(dir, 'more')) || unknownType.some((op) => op.operation === 'remove' && op.path === join(dir, 'more')),
+      `after a type 99, a removal done is not hidden (${JSON.stringify(unknownType)})`,
+    )
+  })
+
+  t.test(`a packet shorter than its fields (OpenSSH reads on past it) is reported as a removal of unknown outcome (${what})`, async (t) => {
+    const dir = t.testdir({ evidence: 'x' })
+    const short = Buffer.concat([uint32(5), Buffer.from([FXP.REMOVE]), uint32(1), sshString('evidence')])
+    const ops = await auditedRaw(argv, dir, short, 2)
+    t.match(ops, [{ operation: 'remove', path: '?', outcome: 'unknown' }])
+  })
+}
+
+t.test('pipelined requests that the server answers in time lose no pairing, however many', async (t) => {
+  const dir = t.testdir({ evidence: 'x' })
+  const noise = Array.from({ length: 5000 }, (_, i) => packet(FXP.STAT, uint32(100 + i), sshString('.')))
+  const ops = await audited(SERVERS[0]!.argv, dir, ...noise, packet(FXP.REMOVE, uint32(1), sshString('evidence')))
+  t.same(ops, [{ operation: 'remove', path: join(dir, 'evidence') }], 'the removal, its outcome known')
+})
+
+t.test('once pairing is lost, writes and mode changes through handles are still reported', async (t) => {
+  const ops = read([
+    [packet(FXP.OPEN, uint32(1), sshString('f'), uint32(0x1a), uint32(0)), packet(FXP.HANDLE, uint32(1), sshString(handle))],
+    [packet(FXP.REMOVE, uint32(2), sshString('a')), ok(9)],
+    [packet(FXP.WRITE, uint32(3), sshString(handle), uint64(0n), sshString('#!/bin/sh\n')), ok(3)],
+    [packet(FXP.WRITE, uint32(4), sshString(Buffer.from('h9')), uint64(0n), sshString('other')), ok(4)],
+    [packet(FXP.FSETSTAT, uint32(5), sshString(handle), uint32(4), uint32(0o4755)), ok(5)],
+  ])
+  t.match(ops, [
+    { operation: 'open', path: '/home/pi/f' },
+    { operation: 'remove', path: '/home/pi/a', outcome: 'unknown' },
+    { operation: 'setstat', path: '/home/pi/f', outcome: 'unknown' },
+    { operation: 'write', path: '/home/pi/f', bytes: 10, outcome: 'unknown' },
+    { operation: 'write', path: `handle:${Buffer.from('h9').toString('hex')}`, bytes: 5, outcome: 'unknown' },
+  ])
+})
+
+t.test('a backslash in a name is doubled, so that no name reads as another written with escapes', async (t) => {
+  const ops = read([
+    [packet(FXP.REMOVE, uint32(1), sshString('f\\xff')), ok(1)],
+    [packet(FXP.REMOVE, uint32(2), sshString(Buffer.from([0x66, 0xff]))), ok(2)],
+  ])
+  t.not(ops[0]!.path, ops[1]!.path)
 })

@@ -6,19 +6,21 @@
 //
 // Both servers answer one request at a time, in order: an answer is paired with the oldest
 // request not yet answered, and its ID must be that request's (the client chooses IDs, and may
-// use one twice). Should the pairing ever fail (an answer of another ID, more requests waiting
-// than MAX_WAITING, the session ending before its answers), every operation asked for from
-// then on is reported as asked, `outcome: unknown`, rather than left out.
+// use one twice); INIT's answer is VERSION. Should the pairing ever fail (an answer of another
+// ID, a request of a type not both servers answer, one the node cannot read, too much
+// waiting, the session ending before its answers), every operation asked for from then on is
+// reported as asked, `outcome: unknown`, rather than left out.
 //
 // Bounded: only the first bytes of a packet are kept (a WRITE's or DATA's header, not its
 // data; paths up to PATH_MAX, as the kernel takes no longer one), so a bulk copy costs a few
 // header reads per packet, and a client that sends requests faster than they are answered
-// holds at most MAX_WAITING of them here.
+// holds at most MAX_WAITING_BYTES of them here.
 
 import { SshReader } from '../../shared/ssh-wire.ts'
 import { FXP, MAX_PACKET_LENGTH, STATUS } from './protocol.ts'
 
-export const FILE_OPERATIONS = ['open', 'read', 'write', 'remove', 'rename', 'mkdir', 'rmdir', 'setstat', 'symlink', 'link'] as const
+/** `unknown`: a request that may change files, which the node could not read (its path is `?`). */
+export const FILE_OPERATIONS = ['open', 'read', 'write', 'remove', 'rename', 'mkdir', 'rmdir', 'setstat', 'symlink', 'link', 'unknown'] as const
 export type FileOperationName = (typeof FILE_OPERATIONS)[number]
 
 /** One file operation of an SFTP session. Paths are absolute on the node, as given (not normalised: `..` after a link is the kernel's to follow). */
@@ -45,10 +47,30 @@ const WRITE_HEAD_BYTES = 1 + 4 + (4 + HANDLE_MAX) + 8 + 4
 const ANSWER_HEAD_BYTES = 1 + 4 + 4
 const HANDLE_ANSWER_HEAD_BYTES = 1 + 4 + 4 + HANDLE_MAX
 /**
- * Requests not yet answered that are kept: a client pipelines a few dozen (OpenSSH's, 64
- * reads or writes); one that sends more while the server does not answer is told apart.
+ * What the requests not yet answered may hold (their paths): the agent's pipe to the server
+ * and the server's own buffers hold far less, so only a server that stops answering while its
+ * input is read (a hostile one) gets there, and pairing is then given up.
  */
-const MAX_WAITING = 1024
+const MAX_WAITING_BYTES = 16 * 1024 * 1024
+/** A waiting request's own cost, besides its paths. */
+const WAITING_ENTRY_BYTES = 64
+/** What each request type asks to change, when its fields cannot be read. */
+const CHANGES: Record<number, FileOperationName> = {
+  [FXP.OPEN]: 'open',
+  [FXP.WRITE]: 'write',
+  [FXP.REMOVE]: 'remove',
+  [FXP.MKDIR]: 'mkdir',
+  [FXP.RMDIR]: 'rmdir',
+  [FXP.SETSTAT]: 'setstat',
+  [FXP.FSETSTAT]: 'setstat',
+  [FXP.RENAME]: 'rename',
+  [FXP.SYMLINK]: 'symlink',
+  [FXP.EXTENDED]: 'unknown',
+}
+/** Too long for the kernel: such a request cannot succeed, and is not kept. */
+class PathTooLong extends Error {}
+/** INIT's place among the requests waiting: its answer is VERSION, which has no ID. */
+const INIT_ID = -1
 /** Open files whose bytes are counted: OpenSSH's sftp-server keeps at most this many handles, with a descriptor each. */
 const MAX_FILES = 1024
 /** The request types both servers answer; OpenSSH's answers no other (so none is waited for). */
@@ -84,6 +106,7 @@ interface Waiting {
   id: number
   /** Undefined for a request that reports nothing (a stat, a listing). */
   pending?: Pending
+  bytes: number
 }
 
 interface OpenFile {
@@ -99,9 +122,12 @@ export class SftpChannelAudit {
   readonly #files = new Map<string, OpenFile>()
   readonly #requests: PacketHeads
   readonly #answers: PacketHeads
-  #versionSeen = false
+  #waitingBytes = 0
+  #initSeen = false
   /** Answers can no longer be paired with requests: what is asked for is reported as asked. */
   #lost = false
+  /** Bytes written, while lost, through handles whose file is not known: reported at the end. */
+  readonly #unknownWrites = new Map<string, number>()
 
   /** `home` is where the server starts, which relative paths are relative to. */
   constructor(home: string, report: (op: FileOperation) => void) {
@@ -110,10 +136,13 @@ export class SftpChannelAudit {
     this.#requests = new PacketHeads(
       (type) => (type === FXP.WRITE ? WRITE_HEAD_BYTES : REQUEST_HEAD_BYTES),
       (head) => this.#request(head),
+      // A length the node cannot frame by: OpenSSH may act on what follows before it ends the session.
+      () => this.#unreadable(FXP.EXTENDED),
     )
     this.#answers = new PacketHeads(
       (type) => (type === FXP.HANDLE ? HANDLE_ANSWER_HEAD_BYTES : ANSWER_HEAD_BYTES),
       (head) => this.#answer(head),
+      () => this.#lose(),
     )
   }
 
@@ -132,30 +161,50 @@ export class SftpChannelAudit {
     if (this.#waiting.some((waiting) => waiting.pending)) this.#lose()
     for (const file of this.#files.values()) this.#transferred(file)
     this.#files.clear()
+    for (const [handle, bytes] of this.#unknownWrites) this.#report({ operation: 'write', path: `handle:${handle}`, bytes, outcome: 'unknown' })
+    this.#unknownWrites.clear()
   }
 
   #request(head: Buffer): void {
     const type = head[0]
-    if (!ANSWERED.has(type)) return
-    const body = new SshReader(head.subarray(1), 'SFTP request')
-    let id: number
-    try {
-      id = body.readUint32()
-    } catch {
-      return // cut short: the server ends the session on it
+    if (type === FXP.INIT && !this.#initSeen) {
+      this.#initSeen = true
+      if (!this.#lost) this.#waiting.push({ id: INIT_ID, bytes: WAITING_ENTRY_BYTES })
+      return
     }
+    // A second INIT, or a type only one server answers (OpenSSH answers none it does not know, Warren's own each).
+    if (!ANSWERED.has(type)) {
+      this.#lose()
+      return
+    }
+    const body = new SshReader(head.subarray(1), 'SFTP request')
+    let id: number | undefined
     let pending: Pending | undefined
     try {
+      id = body.readUint32()
       pending = this.#parseRequest(type, body)
-    } catch {
-      // Longer than the server or the kernel takes (a path past PATH_MAX): it cannot succeed.
+    } catch (error) {
+      if (!(error instanceof PathTooLong) || id === undefined) {
+        // Shorter than its fields: OpenSSH reads on into the next bytes, and may act on them.
+        this.#unreadable(type)
+        return
+      }
     }
     if (this.#lost) {
       if (pending) this.#asked(pending)
       return
     }
-    this.#waiting.push({ id, pending })
-    if (this.#waiting.length > MAX_WAITING) this.#lose()
+    const bytes = WAITING_ENTRY_BYTES + pathBytes(pending)
+    this.#waiting.push({ id, pending, bytes })
+    this.#waitingBytes += bytes
+    if (this.#waitingBytes > MAX_WAITING_BYTES) this.#lose()
+  }
+
+  /** A request of `type` the node cannot read: pairing is lost, and what it may have changed is reported as asked. */
+  #unreadable(type: number): void {
+    this.#lose()
+    const operation = CHANGES[type]
+    if (operation) this.#report({ operation, path: '?', outcome: 'unknown' })
   }
 
   #parseRequest(type: number, body: SshReader): Pending | undefined {
@@ -222,14 +271,10 @@ export class SftpChannelAudit {
 
   #answer(head: Buffer): void {
     const type = head[0]
-    if (!this.#versionSeen && type === FXP.VERSION) {
-      this.#versionSeen = true
-      return
-    }
     if (this.#lost) return
     let id: number
     try {
-      id = new SshReader(head.subarray(1), 'SFTP answer').readUint32()
+      id = type === FXP.VERSION ? INIT_ID : new SshReader(head.subarray(1), 'SFTP answer').readUint32()
     } catch {
       this.#lose()
       return
@@ -240,6 +285,7 @@ export class SftpChannelAudit {
       this.#lose()
       return
     }
+    this.#waitingBytes -= next.bytes
     if (!next.pending) return
     try {
       this.#answered(next.pending, type, new SshReader(head.subarray(5), 'SFTP answer'))
@@ -297,6 +343,7 @@ export class SftpChannelAudit {
     this.#lost = true
     for (const { pending } of this.#waiting) if (pending) this.#asked(pending)
     this.#waiting = []
+    this.#waitingBytes = 0
   }
 
   /** An operation asked for, whose outcome is not known. Writes count toward their file, reported when it closes or the session ends. */
@@ -309,8 +356,13 @@ export class SftpChannelAudit {
       case 'copy': {
         const file = this.#files.get(pending.handle)
         if (file) file.written += pending.bytes ?? 0
+        else if (this.#unknownWrites.has(pending.handle) || this.#unknownWrites.size < MAX_FILES)
+          this.#unknownWrites.set(pending.handle, (this.#unknownWrites.get(pending.handle) ?? 0) + (pending.bytes ?? 0))
         return
       }
+      case 'fsetstat':
+        this.#report({ operation: 'setstat', path: this.#files.get(pending.handle)?.path ?? `handle:${pending.handle}`, outcome: 'unknown' })
+        return
       case 'done':
         this.#report({ ...pending.op, outcome: 'unknown' })
         return
@@ -327,8 +379,9 @@ export class SftpChannelAudit {
 
   /** A path as the server reads it: relative to where it started; empty is there. Not normalised: the kernel follows `..` after a link, text does not. */
   #path(body: SshReader): string {
+    // Judged by its length before it is read: only its first bytes are kept.
+    if (body.buffer.length - body.offset >= 4 && body.buffer.readUInt32BE(body.offset) >= PATH_MAX) throw new PathTooLong('a path longer than the kernel takes')
     const raw = body.readString()
-    if (raw.length >= PATH_MAX) throw new Error('a path longer than the kernel takes')
     const path = nameOf(raw)
     if (path.startsWith('/')) return path
     return path === '' || path === '.' ? this.#home : `${this.#home.replace(/\/$/, '')}/${path}`
@@ -341,13 +394,20 @@ export class SftpChannelAudit {
   }
 }
 
-/** A name as bytes: UTF-8 as it is; other bytes written \xNN, so that two names never read alike. */
+/** A name as bytes: UTF-8 as it is, a backslash doubled, other bytes written \\xNN, so that two names never read alike. */
 function nameOf(raw: Buffer): string {
   const text = raw.toString('utf8')
-  if (Buffer.byteLength(text) === raw.length && Buffer.from(text, 'utf8').equals(raw)) return text
+  if (Buffer.from(text, 'utf8').equals(raw)) return text.replaceAll('\\', '\\\\')
   let out = ''
-  for (const byte of raw) out += byte < 0x80 ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`
+  for (const byte of raw) out += byte === 0x5c ? '\\\\' : byte < 0x80 ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`
   return out
+}
+
+/** What a request's paths hold: what waiting on its answer costs. */
+function pathBytes(pending: Pending | undefined): number {
+  if (pending?.kind === 'open') return pending.path.length
+  if (pending?.kind === 'done') return pending.op.path.length + (pending.op.target?.length ?? 0)
+  return 0
 }
 
 /**
@@ -359,6 +419,7 @@ function nameOf(raw: Buffer): string {
 class PacketHeads {
   readonly #capOf: (type: number) => number
   readonly #onPacket: (head: Buffer) => void
+  readonly #onBroken: () => void
   readonly #length = Buffer.alloc(4)
   #lengthHave = 0
   /** The current packet's length once read; -1 while it is being read. */
@@ -368,9 +429,10 @@ class PacketHeads {
   #skip = 0
   #broken = false
 
-  constructor(capOf: (type: number) => number, onPacket: (head: Buffer) => void) {
+  constructor(capOf: (type: number) => number, onPacket: (head: Buffer) => void, onBroken: () => void) {
     this.#capOf = capOf
     this.#onPacket = onPacket
+    this.#onBroken = onBroken
   }
 
   push(chunk: Buffer): void {
@@ -389,6 +451,7 @@ class PacketHeads {
         this.#lengthHave = 0
         this.#packetLength = this.#length.readUInt32BE(0)
         this.#broken = this.#packetLength === 0 || this.#packetLength > MAX_PACKET_LENGTH
+        if (this.#broken) this.#onBroken()
       } else {
         const want = Math.min(this.#packetLength, this.#capOf(this.#head ? this.#head[0] : chunk[at]))
         if (!this.#head && chunk.length - at >= want) {
