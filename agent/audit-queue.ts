@@ -245,7 +245,12 @@ export class AuditQueue {
 
   /** After a change is whole (its lines written, the queue changed): the journal written again if it grew long. */
   #compactIfLong(): void {
-    if (this.#length > JOURNAL_GROWTH * Math.max(this.#maxBytes, 64 * 1024)) this.#rewrite()
+    if (this.#length <= JOURNAL_GROWTH * Math.max(this.#maxBytes, 64 * 1024)) return
+    try {
+      this.#rewrite()
+    } catch {
+      // No room for the copy (a full disk): the change itself is journalled; tried again at the next.
+    }
   }
 
   /** Writes the journal again with only what waits (atomically: a crash leaves the old one or this), and appends to it from then on. */
@@ -254,7 +259,11 @@ export class AuditQueue {
     const lines = waiting.map((event) => journalLine({ add: event }))
     if (this.#untold) lines.push(journalLine({ untold: this.#untold }))
     writeFileAtomic(this.path, lines.join(''))
-    if (this.#fd !== undefined) closeSync(this.#fd)
+    // The old one names the file replaced: closed first, and forgotten, so that a failed open
+    // leaves the queue closed (its writes refused) rather than writing where no start reads.
+    const old = this.#fd
+    this.#fd = undefined
+    if (old !== undefined) closeSync(old)
     this.#fd = openSync(this.path, 'a', 0o600)
     this.#length = fstatSync(this.#fd).size
   }

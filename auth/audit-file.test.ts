@@ -14,7 +14,7 @@ import { createLogger } from '../shared/log.ts'
 import { onEveryBackend } from '../test/helpers/backends.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
 import { Audit } from './audit.ts'
-import { TAIL_BYTES } from './audit-file.ts'
+import { RETRY_MS, TAIL_BYTES } from './audit-file.ts'
 import { AuditLog } from './audit-log.ts'
 import type { Backend } from './backend/backend.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
@@ -167,4 +167,41 @@ t.test("a start finds a line cut short after a character cut by where its read o
   const lines = readFileSync(file, 'utf8').trim().split('\n')
   t.doesNotThrow(() => lines.map((text) => JSON.parse(text)), 'every line is whole JSON')
   t.equal(JSON.parse(lines.at(-1)!).token_id, 'after')
+})
+
+t.test('a delete that committed but was not answered does not leave the waiting count high: lines go on to the file', async (t) => {
+  const dir = tempDir()
+  const real = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => real.close())
+  let failOnce = true
+  const backend: Backend = {
+    get: (key) => real.get(key),
+    list: (prefix) => real.list(prefix),
+    put: (key, value, options) => real.put(key, value, options),
+    create: (key, value, options) => real.create(key, value, options),
+    delete: (key) => real.delete(key),
+    close: () => real.close(),
+    async txn(conditions, operations) {
+      const done = await real.txn(conditions, operations)
+      if (failOnce && operations.length > 0 && operations.every((op) => op.op === 'delete')) {
+        failOnce = false
+        throw new Error('the backend did not answer')
+      }
+      return done
+    },
+  }
+  const file = join(dir, 'audit.jsonl')
+  let now = T0
+  // One line may wait: a count left one too high would stop every line.
+  const run = audit(backend, file, dir, () => now++, 1)
+  t.teardown(() => run.stop())
+  await run.start()
+  await run.record('token.removed', { token_id: 'first' })
+  // The first line's delete fails as answered; the retry finds it gone.
+  await new Promise((resolve) => setTimeout(resolve, RETRY_MS + 500))
+  await run.record('token.removed', { token_id: 'second' })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  await run.record('token.removed', { token_id: 'third' })
+  for (let waited = 0; fileIds(file).length < 3 && waited < 50; waited++) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(fileIds(file).length, 3, 'every event has its line')
 })

@@ -10,8 +10,8 @@
 // that the outbox still holds; the first write of a run skips those already at the file's
 // end (a batch is at most BATCH_BYTES, the end read is larger). A line cut short by a
 // power cut is taken off the file's end at start, and written again whole. A file that is
-// no regular file (a pipe, /dev/stdout, a socket) cannot be synced or read back: lines go
-// to it at least once.
+// no regular file (a pipe, such as /dev/stdout in a container) cannot be synced or read
+// back: lines go to it at least once.
 //
 // Bounded: while the file cannot be written, at most MAX_WAITING_LINES wait in the backend;
 // past that, events are stored without their line (the backend keeps them all, and `audit
@@ -182,6 +182,8 @@ export class AuditFile {
     try {
       // Listed once per round, taken a batch at a time: a long outage leaves many lines.
       for (let items = await this.#listOutbox(); items.length > 0; items = await this.#listOutbox()) {
+        // Counted from the backend at each round: a delete that committed but was not answered would leave the count high for good.
+        this.#waiting = items.length
         for (const batch of batches(items)) {
           const unwritten = batch.filter((item) => !this.#alreadyWritten.has(idOf(item.value)))
           if (unwritten.length > 0) await append(this.#options.file, unwritten.map((item) => `${item.value}\n`).join(''), this.#regular)
@@ -194,6 +196,7 @@ export class AuditFile {
         }
       }
       // The outbox is empty: nothing it gets from now on was written before.
+      this.#waiting = 0
       this.#alreadyWritten.clear()
       if (this.#failing || this.#missed > 0) this.#options.log.info('audit file written again: it has caught up', { file: this.#options.file, events_without_line: this.#missed })
       this.#failing = false

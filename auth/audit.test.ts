@@ -2,7 +2,12 @@
 // past it is refused whole with a time to wait, and the budget refills at its rate. Idle
 // hosts are forgotten so that memory stays bounded.
 
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
+import { createLogger } from '../shared/log.ts'
+import { EVENT_ID } from '../shared/protocol/audit.ts'
 import { statusOf } from './api/errors.ts'
 import {
   Audit,
@@ -18,6 +23,7 @@ import {
   storedFields,
 } from './audit.ts'
 import type { Backend } from './backend/backend.ts'
+import { SqliteBackend } from './backend/sqlite.ts'
 
 const T0 = Date.UTC(2026, 11, 1, 12)
 
@@ -147,4 +153,15 @@ t.test("the audit service charges a node's batch its bytes as stored", async (t)
     batches++
   }
   t.equal(batches, Math.floor(NODE_BYTES_BURST / (100 * MAX_STORED_EVENT_BYTES)), 'as many batches as the bytes burst holds at the bound each, not the 10 of the event burst')
+})
+
+t.test("a refused recording's event has an ID no node's event can have, so that no node can take it first", async (t) => {
+  const backend = SqliteBackend.open(join(mkdtempSync(join(tmpdir(), 'warren-audit-')), 'backend.db'))
+  t.teardown(() => backend.close())
+  const audit = new Audit({ backend, clusterName: 'example', retentionMs: 86_400_000, log: createLogger('audit', { level: 'error' }), clock: () => T0 })
+  await audit.recordingRefused('host-1', 'session-1', async () => ({ reason: 'too long' }))
+  await audit.recordingRefused('host-1', 'session-1', async () => ({ reason: 'too long' }))
+  const { events } = await audit.log.list()
+  t.equal(events.length, 1, 'once per recording')
+  t.notMatch(events[0]!.id, EVENT_ID, 'not of the form a node may send')
 })

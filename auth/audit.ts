@@ -295,10 +295,12 @@ export class Audit {
    * from the node's and the session's, so that a chunk sent again stores nothing new), and
    * within the node's budget of events, since the node chooses the session IDs it refuses.
    */
-  async recordingRefused(hostId: string, sessionId: string, fields: AuditFields): Promise<void> {
+  async recordingRefused(hostId: string, sessionId: string, fields: () => Promise<AuditFields>): Promise<void> {
+    // Before any lookup: a flood of refusals costs the node's budget, not the backend's reads.
     if (this.nodeBudget.take(hostId, 1) > 0) return
-    const id = `recording-refused-${createHash('sha256').update(`${hostId}/${sessionId}`).digest('hex').slice(0, 40)}`
-    await this.record('recording.refused', { ...fields, host_id: hostId, session_id: sessionId }, id)
+    // With a colon, which no node's event ID has (EVENT_ID): a node cannot take this ID first.
+    const id = `recording-refused:${createHash('sha256').update(`${hostId}/${sessionId}`).digest('hex').slice(0, 40)}`
+    await this.record('recording.refused', { ...(await fields()), host_id: hostId, session_id: sessionId }, id)
   }
 
   /** A certificate issued: its principals and lifetime as the SSH certificate itself says. */

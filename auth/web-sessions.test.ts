@@ -116,3 +116,15 @@ t.test('an editor is one by a certificate of the generation the user has now', a
   t.equal(await editorNow(s, 'alice', old), false, 'a certificate from before a reset is no editor, whatever the locks this server holds yet')
   t.equal(await editorNow(s, 'alice', (await s.users.get('alice'))!.generation), true)
 })
+
+t.test('a user of an earlier version (no generation) gets one at its web login, so that a reset ends the session too', async (t) => {
+  const s = setup(t)
+  await s.users.add('alice', ['root'], ['access'])
+  // As an earlier version stored it: no generation.
+  const { generation: _, ...legacy } = (await s.users.get('alice'))!
+  await s.backend.put('/users/alice', JSON.stringify(legacy))
+  const session = await s.sessions.create((await s.users.get('alice'))!)
+  t.ok((await s.users.get('alice'))!.generation, 'the user has one now')
+  await s.users.replaceGeneration('alice')
+  await refused(t, s.sessions.use(session.token), /was reset since this session began/)
+})

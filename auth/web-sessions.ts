@@ -63,7 +63,9 @@ export class WebSessions {
   }
 
   /** A new session for `user`, who has just proven who they are. */
-  async create(user: UserRecord): Promise<WebSessionCreated> {
+  async create(given: UserRecord): Promise<WebSessionCreated> {
+    // A user of an earlier version gets its generation now, so that a reset ends this session too.
+    const user = await this.context.users.withGeneration(given)
     const { maxSessionTtlMs } = await this.context.roles.accessOf(user)
     const ttlMs = Math.min(maxSessionTtlMs, MAX_USER_CERT_TTL_MS)
     const now = this.clock()

@@ -164,7 +164,13 @@ export class RevocationList {
     // the date of their locks instead (a user reset or removed that often, by automation).
     const named = cuts.filter((entry) => entry.generation !== undefined).sort((a, b) => b.valid_from_before! - a.valid_from_before!)
     const told = named.slice(0, REFUSED_GENERATIONS_MAX)
-    const generationValidFrom = latest([...cuts.filter((entry) => entry.generation === undefined), ...named.slice(REFUSED_GENERATIONS_MAX)])
+    // The older are cut at the oldest lock told by name: a whole reset's span of margin for an
+    // issuing auth server whose clock ran ahead, and still after the current generation began.
+    const olderCut = named.length > REFUSED_GENERATIONS_MAX ? told.at(-1)!.valid_from_before : undefined
+    const generationValidFrom = latest([
+      ...cuts.filter((entry) => entry.generation === undefined),
+      ...(olderCut === undefined ? [] : [{ ...told.at(-1)!, valid_from_before: olderCut }]),
+    ])
     return {
       ...(validFrom === undefined ? {} : { validFrom }),
       generations: [...new Set(told.map((entry) => entry.generation!))],

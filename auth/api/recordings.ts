@@ -39,9 +39,11 @@ async function auditedRefusal<T>(context: AuthContext, body: ChunkBody, hostId: 
     return await attempt()
   } catch (error) {
     if (error instanceof HttpError && error.status === 413) {
-      const registered = await context.nodes.lookup(hostId)
-      const owner = await sessionOwner(context, hostId, body.session_id)
-      await context.audit.recordingRefused(hostId, body.session_id, { node: registered?.nodename, ...owner, reason: error.message })
+      await context.audit.recordingRefused(hostId, body.session_id, async () => {
+        const registered = await context.nodes.lookup(hostId)
+        const owner = await sessionOwner(context, hostId, body.session_id)
+        return { node: registered?.nodename, ...owner, reason: error.message }
+      })
     }
     throw error
   }
