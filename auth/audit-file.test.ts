@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import t from 'tap'
 import { createLogger } from '../shared/log.ts'
-import { onEveryBackend } from '../test/helpers/backends.ts'
+import { onEveryBackend, withTxn } from '../test/helpers/backends.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
 import { Audit } from './audit.ts'
 import { RETRY_MS, TAIL_BYTES } from './audit-file.ts'
@@ -174,22 +174,14 @@ t.test('a delete that committed but was not answered does not leave the waiting 
   const real = SqliteBackend.open(join(dir, 'backend.db'))
   t.teardown(() => real.close())
   let failOnce = true
-  const backend: Backend = {
-    get: (key) => real.get(key),
-    list: (prefix) => real.list(prefix),
-    put: (key, value, options) => real.put(key, value, options),
-    create: (key, value, options) => real.create(key, value, options),
-    delete: (key) => real.delete(key),
-    close: () => real.close(),
-    async txn(conditions, operations) {
-      const done = await real.txn(conditions, operations)
-      if (failOnce && operations.length > 0 && operations.every((op) => op.op === 'delete')) {
-        failOnce = false
-        throw new Error('the backend did not answer')
-      }
-      return done
-    },
-  }
+  const backend = withTxn(real, async (conditions, operations) => {
+    const done = await real.txn(conditions, operations)
+    if (failOnce && operations.length > 0 && operations.every((op) => op.op === 'delete')) {
+      failOnce = false
+      throw new Error('the backend did not answer')
+    }
+    return done
+  })
   const file = join(dir, 'audit.jsonl')
   let now = T0
   // One line may wait: a count left one too high would stop every line.

@@ -1,7 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import type { Backend, Condition, Operation } from './backend/backend.ts'
+import { withTxn } from '../test/helpers/backends.ts'
+import type { Condition, Operation } from './backend/backend.ts'
 import { SqliteBackend } from './backend/sqlite.ts'
 import { credentialsKey, readCredentials } from './credentials.ts'
 import { Invites } from './invites.ts'
@@ -139,18 +140,10 @@ t.test('logins at once judge no more codes than the lockout allows: a right code
   const held: (() => void)[] = []
   let shut = true
   const real = s.backend
-  const backend: Backend = {
-    get: (key) => real.get(key),
-    list: (prefix) => real.list(prefix),
-    put: (key, value, options) => real.put(key, value, options),
-    create: (key, value, options) => real.create(key, value, options),
-    delete: (key) => real.delete(key),
-    close: () => real.close(),
-    txn: async (conditions: Condition[], operations: Operation[]) => {
-      if (shut && operations.some((op) => op.key === credentialsKey('alice'))) await new Promise<void>((resolve) => held.push(resolve))
-      return real.txn(conditions, operations)
-    },
-  }
+  const backend = withTxn(real, async (conditions: Condition[], operations: Operation[]) => {
+    if (shut && operations.some((op) => op.key === credentialsKey('alice'))) await new Promise<void>((resolve) => held.push(resolve))
+    return real.txn(conditions, operations)
+  })
   const until = async (count: number) => {
     while (held.length < count) await new Promise((resolve) => setTimeout(resolve, 5))
   }

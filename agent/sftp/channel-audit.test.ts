@@ -101,15 +101,19 @@ function serve(argv: string[], requests: Buffer, cwd: string, answers: number): 
 
 const init = packet(FXP.INIT, uint32(3))
 
-/** The operations read from a session of `requests` with the server `argv` in `dir`. */
-async function audited(argv: string[], dir: string, ...requests: Buffer[]): Promise<FileOperation[]> {
-  const bytes = Buffer.concat([init, ...requests])
-  // VERSION, and an answer to each request.
-  const answers = await serve(argv, bytes, dir, 1 + requests.length)
+/** The operations read from a session of `requests` with the server `argv` in `dir`: VERSION and an answer to each are awaited. */
+function audited(argv: string[], dir: string, ...requests: Buffer[]): Promise<FileOperation[]> {
+  return auditedRaw(argv, dir, Buffer.concat(requests), 1 + requests.length)
+}
+
+/** The operations read from a session of `bytes` after INIT (packets of lengths that lie, say), `answers` of them awaited. */
+async function auditedRaw(argv: string[], dir: string, bytes: Buffer, answers: number): Promise<FileOperation[]> {
+  const all = Buffer.concat([init, bytes])
+  const out = await serve(argv, all, dir, answers)
   const ops: FileOperation[] = []
   const audit = new SftpChannelAudit(dir, (op) => ops.push(op))
-  audit.fromClient(bytes)
-  audit.fromServer(answers)
+  audit.fromClient(all)
+  audit.fromServer(out)
   audit.end()
   return ops
 }
@@ -169,18 +173,6 @@ t.test('a path longer than the kernel takes is not kept (it cannot succeed); a h
   const hostile = read([[packet(FXP.OPEN, uint32(1), sshString('f'), uint32(1), uint32(0)), packet(FXP.HANDLE, uint32(1), sshString(Buffer.alloc(100_000)))]])
   t.same(hostile, [{ operation: 'open', path: '/home/pi/f' }], 'the open is reported, its handle not kept')
 })
-
-/** `audited`, with `bytes` sent as they are after INIT (packets of lengths that lie, say). */
-async function auditedRaw(argv: string[], dir: string, bytes: Buffer, answers: number): Promise<FileOperation[]> {
-  const all = Buffer.concat([init, bytes])
-  const out = await serve(argv, all, dir, answers)
-  const ops: FileOperation[] = []
-  const audit = new SftpChannelAudit(dir, (op) => ops.push(op))
-  audit.fromClient(all)
-  audit.fromServer(out)
-  audit.end()
-  return ops
-}
 
 for (const { what, argv } of SERVERS) {
   t.test(`a second INIT, or a type not both servers answer, cannot hide the removal that follows (${what})`, async (t) => {

@@ -24,3 +24,19 @@ export function onEveryBackend(prefix: string, suite: (name: string, open: () =>
     return EtcdBackend.open({ peers: [etcd.clientUrl], prefix: uniquePrefix(prefix) })
   })
 }
+
+/**
+ * `real`, with its transactions passed through `txn` (which calls `real.txn` itself): for a
+ * test that holds a write back, or makes one fail after it committed.
+ */
+export function withTxn(real: Backend, txn: Backend['txn']): Backend {
+  return {
+    get: (key) => real.get(key),
+    list: (prefix) => real.list(prefix),
+    put: (key, value, options) => real.put(key, value, options),
+    create: (key, value, options) => real.create(key, value, options),
+    delete: (key) => real.delete(key),
+    close: () => real.close(),
+    txn,
+  }
+}
