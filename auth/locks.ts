@@ -161,6 +161,15 @@ export class Locks {
     return locks.sort((a, b) => a.created - b.created || a.id.localeCompare(b.id))
   }
 
+  /**
+   * The lock in force on the whole user, as the backend holds it now: what the list each
+   * server keeps in memory learns only at its next refresh.
+   */
+  async onWholeUser(user: string): Promise<LockRecord | undefined> {
+    const now = this.clock()
+    return (await this.list()).find((lock) => locksWholeUser(lock, user) && (lock.expires ?? Number.POSITIVE_INFINITY) > now)
+  }
+
   /** Ends a lock; throws LockNotFound when there is no such lock (it may have expired). */
   async remove(id: string): Promise<LockRecord> {
     const item = await this.context.backend.get(LOCKS + id)

@@ -9,15 +9,17 @@ import type { UserCerts } from '../shared/protocol/admin.ts'
 import type { KnownHosts } from '../shared/protocol/logins.ts'
 import { signKnownHosts } from '../shared/signed-known-hosts.ts'
 import type { AuthContext } from './api/context.ts'
-import { Locked, lockReason, locksWholeUser } from './locks.ts'
+import { Locked, lockReason } from './locks.ts'
 import { trustStatement } from './trust.ts'
 import { issueUserCertificates, type UserRecord } from './users.ts'
 
 export async function userCertificatesFor(context: AuthContext, record: UserRecord, keys: { ssh: KeyObject; tls: KeyObject }, ttlMs: number): Promise<UserCerts> {
   // Both certificates carry the user's generation, by which a reset or removal refuses them.
   const user = await context.users.withGeneration(record)
-  const locked = context.revocations.list.refusedUser(user.name) ?? (await lockOnUser(context, user.name))
-  if (locked) throw new Locked(locked)
+  // The list in memory follows the backend every 500 ms; a lock made through another auth
+  // server sharing it bars new certificates from the moment that server answered.
+  const lock = context.revocations.list.refusedUser(user.name) ?? (await context.locks.onWholeUser(user.name).then((found) => found && lockReason(found)))
+  if (lock) throw new Locked(lock)
   const { access, maxSessionTtlMs } = await context.roles.accessOf(user)
   const certs = issueUserCertificates(context.userCA(), context.clusterName, user, keys, Math.min(ttlMs, maxSessionTtlMs), access)
   context.log.info('user certificates issued', { user: user.name, valid_before: new Date(certs.validBefore).toISOString() })
@@ -34,17 +36,6 @@ export async function userCertificatesFor(context: AuthContext, record: UserReco
     proxies: (await context.nodes.proxies()).map((p) => p.webAddr).filter(Boolean),
     ...(await signedKnownHosts(context)),
   }
-}
-
-/**
- * A lock on the whole user as the backend holds it now. The list in memory follows the
- * backend every 500 ms; a lock made through another auth server sharing it must bar new
- * certificates from the moment that server answered.
- */
-async function lockOnUser(context: AuthContext, user: string): Promise<string | undefined> {
-  const now = Date.now()
-  const lock = (await context.locks.list()).find((lock) => locksWholeUser(lock, user) && (lock.expires ?? Infinity) > now)
-  return lock && lockReason(lock)
 }
 
 /** The known_hosts lines and the host CAs' signatures over them, for clients that get them through a proxy. */

@@ -112,17 +112,8 @@ export class UserDirectory {
    * Gives the user a new generation, with `also` in the same transaction; returns the one it
    * replaced (undefined: the user had none yet). Throws UnknownUser when there is no user.
    */
-  async replaceGeneration(name: string, also: Operation[] = []): Promise<{ record: UserRecord; replaced?: string }> {
-    for (let attempt = 0; attempt < RECORD_TRIES; attempt++) {
-      const item = await this.backend.get(PREFIX + name)
-      if (!item) throw new UnknownUser(`no user "${name}": "warrenctl users ls" lists the users`)
-      const current = readRecord(item.value)
-      const record = { ...(JSON.parse(item.value) as UserRecord), generation: newGeneration() }
-      if (await this.backend.txn([{ key: item.key, revision: item.revision }], [{ op: 'put', key: item.key, value: JSON.stringify(record) }, ...also])) {
-        return { record: readRecord(JSON.stringify(record)), replaced: current.generation }
-      }
-    }
-    throw new UserError(`user "${name}" kept changing while being reset: try again`)
+  replaceGeneration(name: string, also: Operation[] = []): Promise<{ record: UserRecord; replaced?: string }> {
+    return this.#newGeneration(name, { also, keepOne: false, during: 'being reset' })
   }
 
   /**
@@ -132,17 +123,22 @@ export class UserDirectory {
    */
   async withGeneration(user: UserRecord): Promise<UserRecord> {
     if (user.generation) return user
+    return (await this.#newGeneration(user.name, { also: [], keepOne: true, during: 'its certificates were issued' })).record
+  }
+
+  /** Writes the user's record with a new generation (unless `keepOne` and it has one), retried while the record changes. */
+  async #newGeneration(name: string, options: { also: Operation[]; keepOne: boolean; during: string }): Promise<{ record: UserRecord; replaced?: string }> {
     for (let attempt = 0; attempt < RECORD_TRIES; attempt++) {
-      const item = await this.backend.get(PREFIX + user.name)
-      if (!item) throw new UnknownUser(`no user "${user.name}": "warrenctl users ls" lists the users`)
+      const item = await this.backend.get(PREFIX + name)
+      if (!item) throw new UnknownUser(`no user "${name}": "warrenctl users ls" lists the users`)
       const current = readRecord(item.value)
-      if (current.generation) return current
-      const stored = { ...(JSON.parse(item.value) as UserRecord), generation: newGeneration() }
-      if (await this.backend.txn([{ key: item.key, revision: item.revision }], [{ op: 'put', key: item.key, value: JSON.stringify(stored) }])) {
-        return readRecord(JSON.stringify(stored))
+      if (options.keepOne && current.generation) return { record: current, replaced: current.generation }
+      const stored = JSON.stringify({ ...(JSON.parse(item.value) as UserRecord), generation: newGeneration() })
+      if (await this.backend.txn([{ key: item.key, revision: item.revision }], [{ op: 'put', key: item.key, value: stored }, ...options.also])) {
+        return { record: readRecord(stored), replaced: current.generation }
       }
     }
-    throw new UserError(`user "${user.name}" kept changing while its certificates were issued: try again`)
+    throw new UserError(`user "${name}" kept changing while ${options.during}: try again`)
   }
 
   async list(): Promise<UserRecord[]> {

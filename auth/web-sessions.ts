@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { Access } from '../shared/access.ts'
 import type { WebSessionCreated } from '../shared/protocol/web-sessions.ts'
 import type { Backend } from './backend/backend.ts'
-import { Locked, type Locks, lockReason, locksWholeUser } from './locks.ts'
+import { Locked, type Locks, lockReason } from './locks.ts'
 import type { RoleDirectory } from './user-roles.ts'
 import { MAX_USER_CERT_TTL_MS, type UserDirectory, type UserRecord } from './users.ts'
 
@@ -108,9 +108,8 @@ export class WebSessions {
    * sessions before this one existed, and was checked for before it: it ends this one too
    * (throwing Locked), or the session would serve again once the lock is lifted.
    */
-  async endIfLockedMeanwhile(session: WebSessionCreated, locks: Pick<Locks, 'list'>): Promise<void> {
-    const now = this.clock()
-    const lock = (await locks.list()).find((lock) => locksWholeUser(lock, session.user) && (lock.expires ?? Number.POSITIVE_INFINITY) > now)
+  async endIfLockedMeanwhile(session: WebSessionCreated, locks: Pick<Locks, 'onWholeUser'>): Promise<void> {
+    const lock = await locks.onWholeUser(session.user)
     if (!lock) return
     await this.end(session.token)
     throw new Locked(lockReason(lock))

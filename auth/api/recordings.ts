@@ -49,6 +49,17 @@ async function auditedRefusal<T>(context: AuthContext, body: ChunkBody, hostId: 
   }
 }
 
+/** Why the node's quota refuses the chunk now, if it does (checkQuota's error, not thrown). */
+function quotaRefusal(context: AuthContext, body: ChunkBody, hostId: string): HttpError | undefined {
+  try {
+    checkQuota(context, body, hostId)
+    return undefined
+  } catch (error) {
+    if (error instanceof HttpError) return error
+    throw error
+  }
+}
+
 /** A chunk past its node's quota is refused before any lookup or signature check: refusing costs the least. */
 function checkQuota(context: AuthContext, body: ChunkBody, hostId: string): void {
   if (context.settings.recording !== 'off') context.recordings.checkQuota(hostId, body.session_id)
@@ -76,14 +87,10 @@ export const recordingRoutes = {
     bodyLimit: RECORDING_CHUNK_BODY_BYTES + 512,
     async handle(call, context) {
       const body = await call.body()
-      try {
-        checkQuota(context, body, body.host_id)
-      } catch (error) {
-        // Refused before the costlier check of the node's signature; checked after all when
-        // the refusal is to be audited, so that no forged chunk writes in a node's name.
-        if (error instanceof HttpError && error.status === 413) await judgeRelayed(context, body.host_id, { kind: 'recording chunk', chunk: body }, body.signature)
-        return auditedRefusal(context, body, body.host_id, () => Promise.reject(error))
-      }
+      // Refused before the costlier check of the node's signature; not a refusal that is
+      // audited (413), so that no forged chunk writes in a node's name: storeChunk, after it.
+      const early = quotaRefusal(context, body, body.host_id)
+      if (early && early.status !== 413) throw early
       await judgeRelayed(context, body.host_id, { kind: 'recording chunk', chunk: body }, body.signature)
       return storeChunk(context, body, body.host_id)
     },
