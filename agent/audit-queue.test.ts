@@ -5,7 +5,7 @@
 // send succeeds, and sent again after a failure; refused by the auth server's budget (429
 // with Retry-After), no sooner than the wait it named, by an injected clock and timer.
 
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { appendFileSync, closeSync, fstatSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -78,6 +78,23 @@ t.test('opening writes the journal again with only what waits', async (t) => {
       .map((line) => JSON.parse(line).add.id),
     ['event-0050'],
   )
+})
+
+t.test('a journal past what one string holds is read back, a run of zeros a crash left skipped', async (t) => {
+  const path = queuePath(t)
+  const queue = open(t, path)
+  queue.add(event(1))
+  queue.close()
+  // 600 MiB of zeros (sparse: no disk used), where a crash left a file's last blocks, then a
+  // line after them: the file is past V8's longest string (512 MiB), as a journal of an
+  // earlier version, which was never written again, could be.
+  const fd = openSync(path, 'r+')
+  ftruncateSync(fd, fstatSync(fd).size + 600 * 1024 * 1024)
+  closeSync(fd)
+  appendFileSync(path, `\n${JSON.stringify({ add: event(2, { command: 'caf\u00e9 \u2603' }) })}\n`)
+  const again = open(t, path)
+  t.same(again.peek(10, 1 << 20), [event(1), event(2, { command: 'caf\u00e9 \u2603' })], 'both lines read, characters whole')
+  t.ok(statSync(path).size < 4096, 'and the journal is written again without the zeros')
 })
 
 /** The waiting events.dropped event, sent first, and acknowledged: what the sender does with it. */

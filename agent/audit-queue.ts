@@ -12,7 +12,7 @@
 // once it grows long (JOURNAL_GROWTH).
 
 import { randomUUID } from 'node:crypto'
-import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeFileSync } from 'node:fs'
 import { writeFileAtomic } from '../shared/files.ts'
 import { type FlatNodeEvent, MAX_FIELD_LENGTH } from '../shared/protocol/audit.ts'
 
@@ -48,6 +48,10 @@ const GAP_NAMES = 20
  * otherwise fill its storage, and a journal past 512 MiB cannot even be read back at start.
  */
 const JOURNAL_GROWTH = 4
+/** The journal is read back at start this much at a time. */
+const REPLAY_CHUNK_BYTES = 1024 * 1024
+/** Far past any line the queue writes: its longest, a `dropped` line naming a full queue's events, is under 1 MiB. */
+const MAX_LINE_BYTES = 16 * 1024 * 1024
 
 /** What was dropped since the last events.dropped event was queued. */
 interface Gap {
@@ -103,7 +107,7 @@ export class AuditQueue {
     this.#maxEvents = options.maxEvents ?? DEFAULT_MAX_EVENTS
     this.#maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES
     this.#clock = options.clock ?? Date.now
-    if (existsSync(this.path)) this.#replay(readFileSync(this.path, 'utf8'))
+    if (existsSync(this.path)) forEachLine(this.path, (line) => this.#replay(line))
     this.#rewrite()
     // A crash between a drop and its events.dropped event: queued now.
     this.#tellGap()
@@ -309,30 +313,28 @@ export class AuditQueue {
     }
   }
 
-  #replay(text: string): void {
-    for (const line of text.split('\n')) {
-      let entry: JournalLine
-      try {
-        entry = JSON.parse(line) as JournalLine
-      } catch {
-        continue // empty, or the last line torn by a crash: its change never counted
-      }
-      if ('add' in entry && entry.add.type === GAP_TYPE) {
-        this.#gapEvent = entry.add
-      } else if ('add' in entry) {
-        const bytes = Buffer.byteLength(journalLine(entry))
-        this.#events.set(entry.add.id, { event: entry.add, bytes })
-        this.#bytes += bytes
-      } else if ('done' in entry) {
-        this.#forget(entry.done)
-      } else if ('dropped' in entry) {
-        this.#drop(entry.dropped)
-      } else if ('gap' in entry) {
-        this.#gapEvent = entry.gap
-        this.#untold = undefined
-      } else if ('untold' in entry) {
-        this.#untold = entry.untold
-      }
+  #replay(line: string): void {
+    let entry: JournalLine
+    try {
+      entry = JSON.parse(line) as JournalLine
+    } catch {
+      return // empty, or the last line torn by a crash: its change never counted
+    }
+    if ('add' in entry && entry.add.type === GAP_TYPE) {
+      this.#gapEvent = entry.add
+    } else if ('add' in entry) {
+      const bytes = Buffer.byteLength(journalLine(entry))
+      this.#events.set(entry.add.id, { event: entry.add, bytes })
+      this.#bytes += bytes
+    } else if ('done' in entry) {
+      this.#forget(entry.done)
+    } else if ('dropped' in entry) {
+      this.#drop(entry.dropped)
+    } else if ('gap' in entry) {
+      this.#gapEvent = entry.gap
+      this.#untold = undefined
+    } else if ('untold' in entry) {
+      this.#untold = entry.untold
     }
   }
 }
@@ -357,6 +359,36 @@ function gapEvent(gap: Gap, time: number): QueuedEvent {
     ...(gap.sessions.length === 1 ? { session_id: gap.sessions[0]! } : {}),
     since: gap.since,
     until: gap.until,
+  }
+}
+
+/**
+ * Calls `each` with every line of the file at `path`, read a chunk at a time: a journal
+ * written by an earlier version may be past what one string can hold (512 MiB). A line past
+ * MAX_LINE_BYTES is skipped: no change writes one, and a crash can leave a run of zeros
+ * where a file's last blocks were.
+ */
+function forEachLine(path: string, each: (line: string) => void): void {
+  const fd = openSync(path, 'r')
+  try {
+    const chunk = Buffer.alloc(REPLAY_CHUNK_BYTES)
+    // Bytes after the last newline read: a line's start, kept as bytes so a character cut
+    // between two chunks is decoded whole.
+    let rest = Buffer.alloc(0)
+    let skipping = false
+    for (let read = readSync(fd, chunk); read > 0; read = readSync(fd, chunk)) {
+      let pending = Buffer.concat([rest, chunk.subarray(0, read)])
+      for (let newline = pending.indexOf(0x0a); newline >= 0; newline = pending.indexOf(0x0a)) {
+        if (!skipping) each(pending.toString('utf8', 0, newline))
+        skipping = false
+        pending = pending.subarray(newline + 1)
+      }
+      if (pending.length > MAX_LINE_BYTES) skipping = true
+      rest = skipping ? Buffer.alloc(0) : Buffer.from(pending)
+    }
+    if (rest.length > 0 && !skipping) each(rest.toString('utf8'))
+  } finally {
+    closeSync(fd)
   }
 }
 
