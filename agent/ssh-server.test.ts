@@ -12,9 +12,11 @@ import type { Access } from '../shared/access.ts'
 import { sshAccessExtensions } from '../shared/access-cert.ts'
 import { createLogger } from '../shared/log.ts'
 import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { sshString, uint32 } from '../shared/ssh-wire.ts'
 import { testLogin } from '../test/helpers/cluster.ts'
 import { lookupPasswd } from './login-accounts.ts'
 import { findPerl } from './pty.ts'
+import { FXP, packet } from './sftp/protocol.ts'
 import { findSftpServer } from './sftp-server.ts'
 import { NodeSshServer } from './ssh-server.ts'
 
@@ -72,6 +74,8 @@ let sftpServerPath = findSftpServer()
 let perlPath = findPerl()
 /** What onFileOperation was told, with who did it. */
 const fileOperations: Record<string, unknown>[] = []
+/** The audit events the server recorded, their fields flat. */
+const auditEvents: Record<string, unknown>[] = []
 const server = new NodeSshServer({
   hostKeyPem: hostKey.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
   userCAKeys: [sshPublicKeyLine(userCA.publicKey)],
@@ -88,6 +92,7 @@ const server = new NodeSshServer({
   sftpServer: () => sftpServerPath,
   perl: () => perlPath,
   onFileOperation: (op, who) => fileOperations.push({ ...op, ...who }),
+  audit: (type, fields) => auditEvents.push({ type, ...fields }),
 })
 const listener: Server = createServer((socket) => server.handleConnection(socket))
 await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
@@ -496,6 +501,30 @@ t.test("without OpenSSH's sftp-server, Warren's own serves the subsystem", async
     { operation: 'write', path: target, bytes: 8 },
     { operation: 'rename', path: target, target: join(TEST_HOME, 'moved.txt') },
   ])
+})
+
+t.test("an SFTP session's audit events carry how a file was opened, and an operation whose outcome the node could not tell says so", async (t) => {
+  const system = sftpServerPath
+  t.teardown(() => {
+    sftpServerPath = system
+  })
+  sftpServerPath = undefined
+  const sftpEvents = () => auditEvents.filter((event) => event.type === 'sftp').map(({ operation, path, flags, outcome }) => ({ operation, path, flags, outcome }))
+  auditEvents.length = 0
+  const source = join(dir, 'flags.txt')
+  writeFileSync(source, 'flags\n')
+  const copied = await run('sftp', sftpArgs(), `put ${source} flags.txt\n`)
+  t.equal(copied.code, 0, copied.stderr)
+  t.match(sftpEvents(), [{ operation: 'open', path: join(TEST_HOME, 'flags.txt'), flags: 'write,create,truncate', outcome: undefined }])
+
+  // A request of a type the node cannot pair with its answer: the removal after it is
+  // recorded as asked, and as not known to have been done, not as done.
+  auditEvents.length = 0
+  const victim = join(TEST_HOME, 'flags.txt')
+  const hostile = Buffer.concat([packet(FXP.INIT, uint32(3)), packet(99, uint32(1)), packet(FXP.REMOVE, uint32(2), sshString(victim))])
+  await ssh(good, ['-s', 'sftp'], hostile)
+  t.notOk(existsSync(victim), 'the server did remove it')
+  t.same(sftpEvents(), [{ operation: 'remove', path: victim, flags: undefined, outcome: 'unknown' }])
 })
 
 t.test('remote port forwarding is refused', async (t) => {

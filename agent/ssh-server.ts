@@ -586,9 +586,11 @@ function auditFields(state: ConnectionState): Record<string, AuditValue> {
   return { session_id: state.audit?.sessionId ?? null, user: state.grant?.keyId ?? null, login: state.grant?.account.name ?? null, client_addr: clientAddr }
 }
 
-/** An SFTP file operation as audit fields: a rename's or link's target and the bytes only when known. */
+/** An SFTP file operation as audit fields: every one it carries (a target, bytes, an open's flags, an unknown outcome only when set). */
 function fileOperationFields(op: FileOperation): Record<string, AuditValue> {
-  return { operation: op.operation, path: op.path, ...(op.target === undefined ? {} : { target: op.target }), ...(op.bytes === undefined ? {} : { bytes: op.bytes }) }
+  const fields: Record<string, AuditValue> = {}
+  for (const [name, value] of Object.entries(op)) if (value !== undefined) fields[name] = value
+  return fields
 }
 
 /** SSH_OPEN_ADMINISTRATIVELY_PROHIBITED (RFC 4254, 5.1), as OpenSSH's sshd refuses a channel its configuration forbids. */

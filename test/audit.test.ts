@@ -463,7 +463,7 @@ t.test('an SFTP session: the file operations it performed, with their paths and 
   t.equal(code, 0, `sftp put, rename and rm ${errors}`)
   const operations = await auditUntil(['--user=carol', '--type=sftp', '--node=pi-audit'], (all) => all.some((e) => e.operation === 'remove'))
   t.match(operations, [
-    { type: 'sftp', user: 'carol', login, node: 'pi-audit', session_id: /\S/, operation: 'open', path: remote },
+    { type: 'sftp', user: 'carol', login, node: 'pi-audit', session_id: /\S/, operation: 'open', path: remote, flags: 'write,create,truncate' },
     { type: 'sftp', operation: 'write', path: remote, bytes: 1000 },
     { type: 'sftp', operation: 'rename', path: remote, target: `${remote}.old` },
     { type: 'sftp', operation: 'remove', path: `${remote}.old` },

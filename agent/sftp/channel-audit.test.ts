@@ -45,7 +45,7 @@ const session: [Buffer, Buffer][] = [
 
 t.test('what the server answered as done, and the bytes moved when the file closes', async (t) => {
   t.same(read(session), [
-    { operation: 'open', path: '/home/pi/notes.txt' },
+    { operation: 'open', path: '/home/pi/notes.txt', flags: 'write,create,truncate' },
     { operation: 'read', path: '/home/pi/notes.txt', bytes: 100 },
     { operation: 'write', path: '/home/pi/notes.txt', bytes: 3000 },
     { operation: 'mkdir', path: '/home/pi/box' },
@@ -56,7 +56,7 @@ t.test('what the server answered as done, and the bytes moved when the file clos
 
 t.test('a file left open when the session ends: its bytes reported then', async (t) => {
   t.same(read(session.slice(0, 2)), [
-    { operation: 'open', path: '/home/pi/notes.txt' },
+    { operation: 'open', path: '/home/pi/notes.txt', flags: 'write,create,truncate' },
     { operation: 'write', path: '/home/pi/notes.txt', bytes: 3000 },
   ])
 })
@@ -162,7 +162,7 @@ t.test('paths as given (.. after a link is the kernel to follow), names that are
   t.same(ops, [
     { operation: 'remove', path: '/home/pi/lnk/../important' },
     { operation: 'remove', path: '/home/pi/f\\xff' },
-    { operation: 'open', path: '/home/pi/target' },
+    { operation: 'open', path: '/home/pi/target', flags: 'write,create,truncate' },
     { operation: 'write', path: '/home/pi/target', bytes: 500 },
   ])
 })
@@ -171,7 +171,7 @@ t.test('a path longer than the kernel takes is not kept (it cannot succeed); a h
   const long = packet(FXP.REMOVE, uint32(1), sshString('x'.repeat(200_000)))
   t.same(read([[long, ok(1)]]), [])
   const hostile = read([[packet(FXP.OPEN, uint32(1), sshString('f'), uint32(1), uint32(0)), packet(FXP.HANDLE, uint32(1), sshString(Buffer.alloc(100_000)))]])
-  t.same(hostile, [{ operation: 'open', path: '/home/pi/f' }], 'the open is reported, its handle not kept')
+  t.same(hostile, [{ operation: 'open', path: '/home/pi/f', flags: 'read' }], 'the open is reported, its handle not kept')
 })
 
 for (const { what, argv } of SERVERS) {
@@ -212,7 +212,7 @@ t.test('once pairing is lost, writes and mode changes through handles are still 
     [packet(FXP.FSETSTAT, uint32(5), sshString(handle), uint32(4), uint32(0o4755)), ok(5)],
   ])
   t.match(ops, [
-    { operation: 'open', path: '/home/pi/f' },
+    { operation: 'open', path: '/home/pi/f', flags: 'write,create,truncate' },
     { operation: 'remove', path: '/home/pi/a', outcome: 'unknown' },
     { operation: 'setstat', path: '/home/pi/f', outcome: 'unknown' },
     { operation: 'write', path: '/home/pi/f', bytes: 10, outcome: 'unknown' },

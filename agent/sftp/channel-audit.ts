@@ -17,7 +17,7 @@
 // holds at most MAX_WAITING_BYTES of them here.
 
 import { SshReader } from '../../shared/ssh-wire.ts'
-import { FXP, MAX_PACKET_LENGTH, STATUS } from './protocol.ts'
+import { FXP, MAX_PACKET_LENGTH, OPEN_FLAGS, STATUS } from './protocol.ts'
 
 /** `unknown`: a request that may change files, which the node could not read (its path is `?`). */
 export const FILE_OPERATIONS = ['open', 'read', 'write', 'remove', 'rename', 'mkdir', 'rmdir', 'setstat', 'symlink', 'link', 'unknown'] as const
@@ -31,6 +31,8 @@ export interface FileOperation {
   target?: string
   /** Bytes read or written through one open file, counted when it is closed. */
   bytes?: number
+  /** How an open opened its file, as asked: `read`, `write`, `append`, `create`, `truncate`, `exclusive`, comma-separated. */
+  flags?: string
   /** `unknown`: asked for, but whether the server did it could not be told. */
   outcome?: 'unknown'
 }
@@ -97,7 +99,7 @@ const ANSWERED = new Set([
 ] as number[])
 
 type Pending =
-  | { kind: 'open'; path: string }
+  | { kind: 'open'; path: string; flags: string }
   | { kind: 'read' | 'write' | 'close' | 'fsetstat'; handle: string; bytes?: number }
   | { kind: 'copy'; handle: string; bytes?: number }
   | { kind: 'done'; op: FileOperation }
@@ -212,7 +214,7 @@ export class SftpChannelAudit {
     const handle = () => this.#handle(body)
     switch (type) {
       case FXP.OPEN:
-        return { kind: 'open', path: path() }
+        return { kind: 'open', path: path(), flags: openFlags(body.readUint32()) }
       case FXP.READ:
         return { kind: 'read', handle: handle() }
       case FXP.WRITE: {
@@ -299,7 +301,7 @@ export class SftpChannelAudit {
     switch (pending.kind) {
       case 'open': {
         if (type !== FXP.HANDLE) return
-        this.#report({ operation: 'open', path: pending.path })
+        this.#report({ operation: 'open', path: pending.path, flags: pending.flags })
         const handle = body.readString()
         if (handle.length <= HANDLE_MAX && this.#files.size < MAX_FILES) this.#files.set(handle.toString('hex'), { path: pending.path, read: 0, written: 0 })
         return
@@ -479,4 +481,21 @@ class PacketHeads {
     this.#packetLength = -1
     this.#onPacket(head)
   }
+}
+
+/** The words for an open's SSH_FXF_* flags; a bit no draft-03 server knows is named by its value. */
+function openFlags(bits: number): string {
+  const names: [number, string][] = [
+    [OPEN_FLAGS.READ, 'read'],
+    [OPEN_FLAGS.WRITE, 'write'],
+    [OPEN_FLAGS.APPEND, 'append'],
+    [OPEN_FLAGS.CREAT, 'create'],
+    [OPEN_FLAGS.TRUNC, 'truncate'],
+    [OPEN_FLAGS.EXCL, 'exclusive'],
+  ]
+  const words = names.filter(([bit]) => (bits & bit) !== 0).map(([, name]) => name)
+  const known = names.reduce((all, [bit]) => all | bit, 0)
+  const rest = (bits & ~known) >>> 0
+  if (rest !== 0) words.push(`0x${rest.toString(16)}`)
+  return words.join(',')
 }

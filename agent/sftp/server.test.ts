@@ -112,9 +112,9 @@ t.test('put, get, ls, mkdir, rename, chmod, symlink, rm and rmdir with the real 
 
   const at = (name: string) => join(dir, name)
   t.same(reported(result, dir), [
-    { operation: 'open', path: at('b.txt') },
+    { operation: 'open', path: at('b.txt'), flags: 'write,create,truncate' },
     { operation: 'write', path: at('b.txt'), bytes: 6 },
-    { operation: 'open', path: at('b.txt') },
+    { operation: 'open', path: at('b.txt'), flags: 'read' },
     { operation: 'read', path: at('b.txt'), bytes: 6 },
     { operation: 'mkdir', path: at('box') },
     { operation: 'rename', path: at('b.txt'), target: at('box/d.txt') },

@@ -34,7 +34,7 @@ export const AUDIT_EVENT_TYPES = {
   exec: 'session_id, user, login, node, host_id, client_addr, command',
   port_forward:
     'session_id, user, login, node, host_id, client_addr, host, port (where the node connects: ssh -L), direction (remote: ssh -R, where the node listens), name (a declared port reached with warren proxy port: no session or login)',
-  sftp: 'session_id, user, login, node, host_id, client_addr, operation, path, target (rename, symlink, link), bytes (read, write), outcome (unknown: asked for, its answer not told)',
+  sftp: 'session_id, user, login, node, host_id, client_addr, operation, path, target (rename, symlink, link), bytes (read, write), flags (open: read, write, append, create, truncate, exclusive), outcome (unknown: asked for, its answer not told)',
   'events.dropped':
     "node, host_id, dropped (how many of the node's events its full queue dropped), types (type=count,…), sessions, users (the first 20 affected), user and session_id (when one), since, until (the dropped events' times)",
 } as const
