@@ -3,7 +3,7 @@
 // identity of warrenctl). Each CA holds a list of key sets: the first one signs, all of
 // them are trusted, which is what CA rotation needs.
 
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto'
 import { caPin } from '../shared/pin.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import { createCA } from '../shared/x509.ts'
@@ -71,6 +71,24 @@ export class Authority {
 
   get signing(): KeySet {
     return this.keySets[0]
+  }
+
+  /** When the signing CA's certificate expires (epoch ms): nothing it signs is valid after. */
+  get signingExpires(): number {
+    this.#signingExpires ??= new X509Certificate(this.signing.tlsCertPem).validToDate.getTime()
+    return this.#signingExpires
+  }
+  #signingExpires: number | undefined
+
+  /**
+   * `validBefore` cut to the signing CA's expiry: a certificate that outlived its CA would be
+   * refused by every peer anyway. Throws once the CA has expired (`now` past it).
+   */
+  capValidBefore(validBefore: Date, now: number): Date {
+    if (now >= this.signingExpires) {
+      throw new Error(`the ${this.type} CA's certificate expired on ${new Date(this.signingExpires).toISOString()}: it signs nothing any peer accepts (README: "CA expiry")`)
+    }
+    return validBefore.getTime() <= this.signingExpires ? validBefore : new Date(this.signingExpires)
   }
 
   get tlsCertPems(): string[] {

@@ -21,10 +21,14 @@ export const ADMIN_CERT_TTL_MS = 7 * 24 * 3600_000
  */
 const CLOCK_SKEW_MS = 60_000
 
-/** The validity of a certificate issued at `nowMs` for `ttlMs`, to the second as X.509 and OpenSSH encode it. */
-export function validity(nowMs: number, ttlMs: number): { notBefore: Date; notAfter: Date } {
+/**
+ * The validity of a certificate issued at `nowMs` for `ttlMs`, to the second as X.509 and
+ * OpenSSH encode it; with `signer`, no later than its signing CA's expiry.
+ */
+export function validity(nowMs: number, ttlMs: number, signer?: Authority): { notBefore: Date; notAfter: Date } {
   const skew = Math.min(CLOCK_SKEW_MS, Math.floor(ttlMs / 10))
-  return { notBefore: new Date(wholeSeconds(nowMs - skew)), notAfter: new Date(wholeSeconds(nowMs + ttlMs)) }
+  const notAfter = new Date(wholeSeconds(nowMs + ttlMs))
+  return { notBefore: new Date(wholeSeconds(nowMs - skew)), notAfter: signer ? signer.capValidBefore(notAfter, nowMs) : notAfter }
 }
 
 function wholeSeconds(ms: number): number {
@@ -56,7 +60,7 @@ export interface HostIdentity {
 export function issueHostIdentity(hostCA: Authority, request: HostIdentityRequest): HostIdentity {
   checkTlsKey(request.tlsPublicKey)
   checkSshKey(request.sshPublicKey)
-  const { notBefore: validAfter, notAfter: validBefore } = validity(request.nowMs ?? Date.now(), request.ttlMs ?? HOST_CERT_TTL_MS)
+  const { notBefore: validAfter, notAfter: validBefore } = validity(request.nowMs ?? Date.now(), request.ttlMs ?? HOST_CERT_TTL_MS, hostCA)
   const { dnsNames, ipAddresses, principals } = hostCertificateNames(request)
   const signing = hostCA.signing
   const tlsCertPem = createCertificate({
@@ -97,7 +101,7 @@ export function issueServerCredentials(hostCA: Authority, options: { clusterName
     issuer: { CN: `${options.clusterName} host CA`, O: options.clusterName },
     publicKey,
     signingKey: hostCA.signing.tlsKey,
-    ...validity(Date.now(), options.ttlMs ?? HOST_CERT_TTL_MS),
+    ...validity(Date.now(), options.ttlMs ?? HOST_CERT_TTL_MS, hostCA),
     dnsNames,
     ipAddresses,
     extKeyUsage: ['serverAuth', 'clientAuth'],
@@ -113,7 +117,7 @@ export function issueAdminCredentials(userCA: Authority, clusterName: string, tt
     issuer: { CN: `${clusterName} user CA`, O: clusterName },
     publicKey,
     signingKey: userCA.signing.tlsKey,
-    ...validity(Date.now(), ttlMs),
+    ...validity(Date.now(), ttlMs, userCA),
     extKeyUsage: ['clientAuth'],
   })
   return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, certPem }

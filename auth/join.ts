@@ -166,7 +166,7 @@ async function register(context: JoinContext, request: JoinRequest, spend: Spend
     nodename: request.nodename,
     roles: request.roles,
     joinedAt,
-    certExpires: validity(joinedAt, ttlMs).notAfter.getTime(),
+    certExpires: validity(joinedAt, ttlMs, context.hostCA).notAfter.getTime(),
     sshPublicKey,
     tlsKeySha256: publicKeyFingerprint(request.tlsPublicKey),
     ...(request.publicAddrs.length > 0 ? { publicAddrs: request.publicAddrs } : {}),

@@ -4,7 +4,7 @@
 // and the backend's latency from a timing wrapper around it (backend/timed.ts). These are
 // counted as things happen, with prom-client, whose output joins the process's /metrics.
 
-import { Counter, Histogram, Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { DiagServer } from '../shared/diag-server.ts'
 import type { ApiRoute } from '../shared/protocol/api.ts'
 import { BACKEND_OPERATIONS } from './backend/timed.ts'
@@ -34,6 +34,15 @@ export function watchAuth(diag: DiagServer, auth: AuthServer): void {
     // From an SQLite read (tens of µs) to an etcd write across a slow network.
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers,
+  })
+  new Gauge({
+    name: 'warren_auth_ca_expiry_timestamp_seconds',
+    help: "When each CA's signing certificate expires (a rotation renews it), by CA",
+    labelNames: ['ca'],
+    registers,
+    collect() {
+      for (const [ca, expires] of Object.entries(auth.caExpiries ?? {})) this.set({ ca }, expires / 1000)
+    },
   })
   // Every label value from the start, so rates and alerts see a 0 before the first event.
   for (const result of ['accepted', 'refused']) {

@@ -26,10 +26,11 @@ import { ClusterAssignedKeys } from './assigned-label-keys.ts'
 import { AssignedLabels } from './assigned-labels.ts'
 import { Audit, type AuditFields } from './audit.ts'
 import { AuthServers } from './auth-servers.ts'
-import { type Authority, loadAuthority, loadOrCreateAuthority } from './authorities.ts'
+import { type Authority, type AuthorityType, loadAuthority, loadOrCreateAuthority } from './authorities.ts'
 import type { Backend } from './backend/backend.ts'
 import { openBackend, type StorageTransport, storageTransport } from './backend/index.ts'
 import { type BackendOperation, timedBackend } from './backend/timed.ts'
+import { CAExpiryWarnings } from './ca-expiry.ts'
 import { Callers } from './callers.ts'
 import { ConnectionLeases } from './connection-leases.ts'
 import { JoinChallenges } from './join-challenge.ts'
@@ -83,6 +84,7 @@ export class AuthServer {
   private audit!: Audit
   private offlineSweep?: OfflineSweep
   private hostCA!: Authority
+  private readonly caExpiry: CAExpiryWarnings
   private userCA!: Authority
   private clusterName = ''
   private readonly limiter: FailureRateLimiter
@@ -102,6 +104,7 @@ export class AuthServer {
   constructor(config: WarrenConfig, log?: Logger) {
     this.config = config
     this.log = log ?? createLogger('auth', { level: config.log.level })
+    this.caExpiry = new CAExpiryWarnings(this.log)
     this.limiter = new FailureRateLimiter(config.auth.joinRateLimit)
     this.callers = new Callers({
       clusterName: () => this.clusterName,
@@ -122,6 +125,12 @@ export class AuthServer {
 
   get hostCAPems(): string[] {
     return this.hostCA.tlsCertPems
+  }
+
+  /** When each CA's signing certificate expires (epoch ms), for metrics; undefined before the CAs are loaded at start. */
+  get caExpiries(): Record<AuthorityType, number> | undefined {
+    if (this.hostCA === undefined || this.userCA === undefined) return undefined
+    return { host: this.hostCA.signingExpires, user: this.userCA.signingExpires }
   }
 
   get pins(): string[] {
@@ -190,6 +199,8 @@ export class AuthServer {
     this.clusterName = await this.loadClusterName(auth.clusterName)
     this.hostCA = await loadOrCreateAuthority(this.backend, 'host', this.clusterName)
     this.userCA = await loadOrCreateAuthority(this.backend, 'user', this.clusterName)
+    this.caExpiry.check(this.hostCA)
+    this.caExpiry.check(this.userCA)
     this.tokens = new TokenService(this.backend, statics)
     this.nodes = new NodeDirectory(this.backend, auth.heartbeatTtlMs)
     this.challenges = await JoinChallenges.open(this.backend)
@@ -356,6 +367,8 @@ export class AuthServer {
     }
     const host = (await loadAuthority(this.backend, 'host')).authority
     const user = (await loadAuthority(this.backend, 'user')).authority
+    this.caExpiry.check(host)
+    this.caExpiry.check(user)
     // changedAt too: a rotation begun and rolled back between two looks leaves the same certificates at a newer version.
     const fingerprint = (ca: Authority) => ca.tlsCertPems.join('') + (ca.rotation?.phase ?? '') + ca.changedAt
     if (fingerprint(host) === fingerprint(this.hostCA) && fingerprint(user) === fingerprint(this.userCA)) return

@@ -30,6 +30,7 @@ function caStatus(ca: Authority): CAStatus {
     mode: ca.rotation?.mode ?? null,
     pins: ca.pins,
     last_rotated: ca.lastRotated === undefined ? null : statusTime(ca.lastRotated),
+    expires: statusTime(ca.signingExpires),
   }
 }
 

@@ -180,7 +180,7 @@ export function issueUserCertificates(
   checkSshKey(keys.ssh)
   const now = Date.now()
   const validAfter = new Date(now - USER_CERT_BACKDATE_MS)
-  const validBefore = new Date(now + Math.min(ttlMs, MAX_USER_CERT_TTL_MS))
+  const validBefore = userCA.capValidBefore(new Date(now + Math.min(ttlMs, MAX_USER_CERT_TTL_MS)), now)
   const signing = userCA.signing
   const sshCert = createSshCertificate({
     publicKey: keys.ssh,

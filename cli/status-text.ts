@@ -26,7 +26,7 @@ type Row = [name: string, value: string]
 export function formatStatus(status: WarrenStatus, now = Date.now()): string {
   const blocks = [rows(processRows(status.process, now))]
   for (const role of status.process.roles) {
-    if (role === 'auth') blocks.push(status.auth ? rows(authRows(status.auth)) : starting('Auth server'))
+    if (role === 'auth') blocks.push(status.auth ? rows(authRows(status.auth, now)) : starting('Auth server'))
     if (role === 'proxy') blocks.push(status.proxy ? proxyBlock(status.proxy, now) : starting('Proxy'))
     if (role === 'node') blocks.push(status.node ? nodeBlock(status.node, now) : starting('Node'))
   }
@@ -59,11 +59,11 @@ function processRows(process: ProcessStatus, now: number): Row[] {
   return list
 }
 
-function authRows(auth: AuthStatus): Row[] {
+function authRows(auth: AuthStatus, now: number): Row[] {
   return [
     ['Auth server', `${auth.address}, cluster ${auth.cluster}, ${backendText(auth)}`],
-    ['Host CA', rotation(auth.host_ca)],
-    ['User CA', rotation(auth.user_ca)],
+    ['Host CA', rotation(auth.host_ca, now)],
+    ['User CA', rotation(auth.user_ca, now)],
     ...auth.host_ca.pins.map((pin): Row => ['CA pin', pin]),
     ...(auth.recordings ? [['Recordings', recordingDirText(auth.recordings)] as Row] : []),
     ...(auth.assigned_label_keys ? [['Assigned keys', assignedKeysText(auth.assigned_label_keys)] as Row] : []),
@@ -88,9 +88,21 @@ function recordingDirText(recordings: RecordingDirStatus): string {
   return others === 0 ? `${dir}, no other auth server live` : `${dir}, shared with ${servers(others)}`
 }
 
-function rotation(ca: CAStatus): string {
-  if (ca.phase !== 'standby') return `rotation in progress: phase ${ca.phase} (${ca.mode})`
-  return ca.last_rotated ? `rotated ${formatUtc(Date.parse(ca.last_rotated))}` : 'never updated'
+/** Within this of its CA's expiry, a status says how many days are left. */
+const CA_EXPIRY_NEAR_MS = 365 * 24 * 3600_000
+
+/** `expires 05 Dec 36 12:00 UTC`, with the days left once they are under a year. */
+export function caExpiryText(expiresMs: number, now: number): string {
+  const left = expiresMs - now
+  if (left <= 0) return `EXPIRED ${formatUtc(expiresMs)}`
+  const days = Math.floor(left / (24 * 3600_000))
+  return `expires ${formatUtc(expiresMs)}${left < CA_EXPIRY_NEAR_MS ? ` (in ${days} day${days === 1 ? '' : 's'}: rotate it before then)` : ''}`
+}
+
+function rotation(ca: CAStatus, now: number): string {
+  const expires = `, ${caExpiryText(Date.parse(ca.expires), now)}`
+  if (ca.phase !== 'standby') return `rotation in progress: phase ${ca.phase} (${ca.mode})${expires}`
+  return `${ca.last_rotated ? `rotated ${formatUtc(Date.parse(ca.last_rotated))}` : 'never updated'}${expires}`
 }
 
 function certificate(cert: CertificateStatus, now: number): string {

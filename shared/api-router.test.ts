@@ -46,8 +46,8 @@ const TABLE: RouteTable<TestRoute, Context, string> = {
       return {
         cluster_name: 'c',
         version: 'v',
-        host_ca: { pins: [], last_rotated: null, rotation: null },
-        user_ca: { pins: [], last_rotated: null, rotation: null },
+        host_ca: { pins: [], last_rotated: null, rotation: null, expires: 0 },
+        user_ca: { pins: [], last_rotated: null, rotation: null, expires: 0 },
         join_attempts: 0,
         renewals_issued: 0,
         public_addrs: [],

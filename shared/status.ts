@@ -47,6 +47,8 @@ export interface CAStatus {
   /** One pin per trusted key set, the signing one first. */
   pins: string[]
   last_rotated: string | null
+  /** When the signing CA's certificate expires: a rotation before then gives a new one (README: "CA expiry"). */
+  expires: string
 }
 
 export interface AuthStatus {

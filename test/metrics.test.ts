@@ -110,6 +110,10 @@ t.test('prometheus scrapes the joins and the tunnel from every role', async (t) 
   ).catch(() => {})
   t.same(seen, expected, 'the series have the expected values in Prometheus')
   t.ok(((await query(prometheus, 'warren_node_certificate_expiry_timestamp_seconds')) ?? 0) > Date.now() / 1000, 'the certificate expires in the future')
+  for (const ca of ['host', 'user']) {
+    const expires = (await query(prometheus, `warren_auth_ca_expiry_timestamp_seconds{ca="${ca}"}`)) ?? 0
+    t.ok(expires > Date.now() / 1000 + 9.9 * 365 * 24 * 3600, `the ${ca} CA's certificate expires in ten years (${expires})`)
+  }
   t.ok(((await query(prometheus, 'sum(warren_node_tunnel_bytes_total)')) ?? 0) > 0, 'bytes went through the tunnel')
   t.ok(((await query(prometheus, 'warren_proxy_relayed_bytes_total{direction="to_user"}')) ?? 0) > 0, "the proxy relayed the session's bytes to the user")
   t.ok(((await query(prometheus, 'warren_proxy_relayed_bytes_total{direction="to_node"}')) ?? 0) > 0, 'and from the user to the node')

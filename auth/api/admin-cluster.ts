@@ -14,6 +14,7 @@ function describe(ca: Authority): CAStatus {
   return {
     pins: ca.pins,
     last_rotated: ca.lastRotated ?? null,
+    expires: ca.signingExpires,
     rotation: ca.rotation ? { phase: ca.rotation.phase, mode: ca.rotation.mode, phase_started: ca.rotation.phaseStarted } : null,
   }
 }

@@ -21,6 +21,8 @@ export interface CAStatus {
   pins: string[]
   last_rotated: number | null
   rotation: { phase: string; mode: string; phase_started: number } | null
+  /** Epoch ms when the signing CA's certificate expires (absent from an auth server of an earlier version). */
+  expires?: number
 }
 
 /** GET /v1/status. */
