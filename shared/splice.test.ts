@@ -7,7 +7,7 @@ import { connect, createServer } from 'node:net'
 import { Duplex, PassThrough, Writable } from 'node:stream'
 import { setImmediate as nextLoop } from 'node:timers/promises'
 import t from 'tap'
-import { BACKLOG_BYTES, forward, SMALL_PIECE_BYTES, splice } from './splice.ts'
+import { BACKLOG_BYTES, forward, PARKED_BUDGET_BYTES, SMALL_PIECE_BYTES, splice } from './splice.ts'
 
 /** A destination that keeps every write's callback until `release`. */
 function heldWritable(): { stream: Writable; received: Buffer[]; release: () => void } {
@@ -54,6 +54,41 @@ t.test('the source reads on while the destination holds less than the backlog', 
   release()
   t.equal(Buffer.concat(received).length, BACKLOG_BYTES + 4)
   t.equal(Buffer.concat(received).subarray(-4).toString(), 'last')
+})
+
+t.test("past the process's budget for paused splices, a splice pauses at its destination's own mark", async (t) => {
+  const chunk = Buffer.alloc(64 * 1024, 1)
+  /** A splice whose destination reads nothing, fed until its source pauses. */
+  const stalled = async () => {
+    const from = new PassThrough()
+    const held = heldWritable()
+    forward(from, held.stream)
+    while (!from.isPaused()) {
+      from.write(chunk)
+      await nextLoop()
+    }
+    return { from, ...held }
+  }
+  const full: Awaited<ReturnType<typeof stalled>>[] = []
+  for (let i = 0; i < PARKED_BUDGET_BYTES / BACKLOG_BYTES; i++) full.push(await stalled())
+  t.ok(
+    full.every(({ stream }) => stream.writableLength === BACKLOG_BYTES),
+    'within the budget each holds the backlog',
+  )
+  const next = await stalled()
+  t.ok(next.stream.writableLength < BACKLOG_BYTES / 4, `past it the next holds only its mark (${next.stream.writableLength} bytes)`)
+
+  // One drained, and one destroyed: the budget is theirs again.
+  while (full[0]!.stream.writableLength > 0) {
+    full[0]!.release()
+    await nextLoop()
+  }
+  full[1]!.stream.destroy()
+  await nextLoop()
+  const again = await stalled()
+  t.equal(again.stream.writableLength, BACKLOG_BYTES, 'with room again, the backlog')
+  for (const { stream } of [...full, next, again]) stream.destroy()
+  await nextLoop()
 })
 
 /** A destination that records what each write to it carried. */

@@ -9,7 +9,8 @@
 // by one (or corked only until nextTick), each piece cost the destination a syscall. Only a
 // small first piece of a loop turn (a keystroke, its echo, a request) is written at once,
 // without waiting for the check phase. And the source is paused at a backlog of its own
-// (BACKLOG_BYTES), not at the destination's mark.
+// (BACKLOG_BYTES), not at the destination's mark, while the process's paused splices hold
+// less than PARKED_BUDGET_BYTES together.
 
 import type { Duplex, Readable, Writable } from 'node:stream'
 
@@ -22,6 +23,16 @@ import type { Duplex, Readable, Writable } from 'node:stream'
  * connection may hold, as a yamux stream's window bounds what it may receive.
  */
 export const BACKLOG_BYTES = 1024 * 1024
+
+/**
+ * What the process's paused splices may hold together at BACKLOG_BYTES each. Past it, a
+ * splice pauses at its destination's own mark: a user who opens many connections and reads
+ * none (each destination full, each source paused) would otherwise make a proxy or a device
+ * hold a backlog per connection, hundreds of MB; copies that flow never reach it.
+ */
+export const PARKED_BUDGET_BYTES = 32 * 1024 * 1024
+/** What paused splices hold now, each counted as it paused until its destination drains or closes. */
+let parkedBytes = 0
 
 /**
  * A loop turn's first piece up to this size is written at once. Waiting for the check phase
@@ -58,10 +69,18 @@ export function forward(from: Readable, to: Writable): void {
     corked = false
     to.uncork()
   }
+  /** What this splice's destination held when it paused, counted in parkedBytes. */
+  let parked = 0
+  const unpark = () => {
+    parkedBytes -= parked
+    parked = 0
+  }
   const resume = () => {
+    unpark()
     waiting = false
     from.resume()
   }
+  to.once('close', unpark)
   from.on('data', (chunk: Buffer) => {
     if (to.writableEnded || to.destroyed) return
     if (!turnOpen) {
@@ -75,8 +94,10 @@ export function forward(from: Readable, to: Writable): void {
       corked = true
       to.cork()
     }
-    if (!to.write(chunk) && !waiting && to.writableLength >= BACKLOG_BYTES) {
+    if (!to.write(chunk) && !waiting && (to.writableLength >= BACKLOG_BYTES || parkedBytes >= PARKED_BUDGET_BYTES)) {
       waiting = true
+      parked = to.writableLength
+      parkedBytes += parked
       from.pause()
       to.once('drain', resume)
     }
