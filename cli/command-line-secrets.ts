@@ -20,11 +20,11 @@ export function withoutFlag(args: string[], name: string): string[] {
   return kept
 }
 
-/** Takes the value of `--NAME` out of what `ps` shows of this process, when the command line has one. */
-export function hideFlagValue(name: string): void {
+/** Takes the value of `--NAME` out of what `ps` shows of this process (`command`: `warren` or `warrenctl`), when the command line has one. */
+export function hideFlagValue(name: string, command = 'warren'): void {
   // argv[1] is the script, or in the single executable its own path once more.
   const args = process.argv.slice(2)
   const shown = withoutFlag(args, name)
   if (shown.length === args.length) return
-  process.title = ['warren', ...shown, `--${name}=…`].join(' ')
+  process.title = [command, ...shown, `--${name}=…`].join(' ')
 }

@@ -18,6 +18,7 @@ import { nodenameProblem } from '../shared/nodename.ts'
 import { parsePin } from '../shared/pin.ts'
 import { checkPrivateDir } from '../shared/private-dir.ts'
 import { defineCommand } from './command.ts'
+import { hideFlagValue } from './command-line-secrets.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 
 const CONFIG_PATH = '/etc/warren.yaml'
@@ -54,6 +55,8 @@ export const installCommand = defineCommand({
     'warren install --token=/etc/warren/token --ca-pin=sha256:<pin> --auth-server=proxy.example.com:3080 --prefix=/mnt/image',
   ],
   run(flags) {
+    // A token given as a value (not a file or -) must not sit in what `ps` shows meanwhile.
+    hideFlagValue('token')
     const plan = planFromFlags(flags)
     if (plan.prefix === undefined && process.getuid?.() !== 0) {
       throw new WarrenError(`${COMMAND} must run as root: it writes ${CONFIG_PATH} and ${UNIT_PATH} (or give --prefix=DIR to write under DIR)`)

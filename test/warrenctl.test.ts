@@ -1,9 +1,13 @@
 // Every warrenctl command: its success output, and a bad input that changes nothing.
 
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { ApiError } from '../shared/errors.ts'
 import { AuthProcess, ROOT, run, tempDir, warren } from './helpers/cluster.ts'
+import { until } from './helpers/until.ts'
 
 const auth = new AuthProcess()
 t.before(() => auth.start())
@@ -229,4 +233,42 @@ t.test('warren start: bad input', async (t) => {
   t.match(noToken.stderr, /has not joined a cluster yet: pass --token/)
   const version = await warren(['version'])
   t.match(version.stdout, /^Warren v\d+\.\d+\.\d+ node v24\./)
+})
+
+t.test('a chosen token: from standard input, out of what ps shows, and never empty', async (t) => {
+  const ctlScript = join(ROOT, 'cli/warrenctl.ts')
+  const chosen = 'chosen-on-standard-input-0001'
+  const fromInput = await run(ctlScript, ['tokens', 'add', '--type=node', '--token=-', `--data-dir=${auth.dataDir}`], { input: `${chosen}\n` })
+  t.equal(fromInput.code, 0, fromInput.stderr)
+  t.match(fromInput.stdout, new RegExp(`^The invite token: ${chosen}$`, 'm'))
+
+  const before = (await auth.ctl(['tokens', 'ls', '--format=json'])).stdout
+  for (const args of [
+    ['tokens', 'add', '--type=node', '--token='],
+    ['nodes', 'add', '--nodename='],
+    ['nodes', 'add', '--nodename=  '],
+  ]) {
+    const refused = await auth.ctl(args)
+    t.equal(refused.code, 2, `${args.join(' ')}: a usage error`)
+  }
+  t.equal((await auth.ctl(['tokens', 'ls', '--format=json'])).stdout, before, 'and no token made')
+
+  // Against an address that never answers, the command waits: what ps shows of it meanwhile.
+  const silent = createServer(() => {})
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => silent.close())
+  const secret = 'never-in-a-process-list-0002'
+  const waiting = spawn(process.execPath, [
+    ctlScript,
+    'tokens',
+    'add',
+    '--type=node',
+    `--token=${secret}`,
+    `--data-dir=${auth.dataDir}`,
+    `--auth-server=127.0.0.1:${(silent.address() as AddressInfo).port}`,
+  ])
+  t.teardown(() => waiting.kill())
+  const shown = () => readFileSync(`/proc/${waiting.pid}/cmdline`, 'utf8').split('\0').join(' ')
+  await until('warrenctl to hide its token', async () => shown().includes('--token=…'))
+  t.notOk(shown().includes(secret), `not in ${shown()}`)
 })

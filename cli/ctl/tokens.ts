@@ -2,6 +2,7 @@
 // joins a host with one. A node token may carry labels that the cluster assigns to each node
 // that joins with it (shared/assigned-labels.ts).
 
+import { readFileSync } from 'node:fs'
 import { TOKEN_ROLES } from '../../auth/roles.ts'
 import { DEFAULTS } from '../../shared/config.ts'
 import { describeTtl, formatExpiry, shortDuration } from '../../shared/duration.ts'
@@ -10,6 +11,7 @@ import { parseLabels } from '../../shared/labels.ts'
 import { caPin } from '../../shared/pin.ts'
 import { type ClusterStatus, type ListedToken, MAX_TOKEN_TTL_MS } from '../../shared/protocol/admin.ts'
 import { formatLabels, matchesSelectors, parseSelectors } from '../../shared/selectors.ts'
+import { hideFlagValue } from '../command-line-secrets.ts'
 import { defineFlags } from '../flags.ts'
 import { FORMAT_FLAG, formatData } from '../output.ts'
 import { formatTable } from '../table.ts'
@@ -30,7 +32,11 @@ interface TokenRequest {
 }
 
 const TOKEN_FLAGS = defineFlags({
-  token: { type: 'string', placeholder: 'VALUE', description: 'use this value (at least 16 characters) instead of a generated one' },
+  token: {
+    type: 'string',
+    placeholder: 'VALUE',
+    description: 'use this value (at least 16 characters) instead of a generated one; - reads it from standard input, which no process list shows',
+  },
   'single-use': { type: 'boolean', description: 'the first successful join consumes the token' },
   nodename: { type: 'string', placeholder: 'NAME', description: 'the only node name the token joins; it is single-use and replaces the node registered with that name' },
   labels: {
@@ -39,6 +45,26 @@ const TOKEN_FLAGS = defineFlags({
     description: "labels the cluster assigns to each node that joins with the token: they win over the node's own labels of the same keys",
   },
 })
+
+/**
+ * A chosen token leaves what `ps` shows of this process at once (every local user reads it
+ * there); an empty --token or --nodename (an unset shell variable, say) is a mistake, not a
+ * request for a generated token or one for any node.
+ */
+function checkTokenFlags(flags: { token?: string; nodename?: string }): void {
+  if (flags.token !== undefined) hideFlagValue('token', 'warrenctl')
+  if (flags.token?.trim() === '')
+    throw new UsageError('--token is empty: give the token to use (at least 16 characters), - to read it from standard input, or leave --token out for a generated one')
+  if (flags.nodename?.trim() === '') throw new UsageError('--nodename is empty: give the name of the node the token joins, or leave --nodename out for a token that joins any node')
+}
+
+/** --token's value: read from standard input for `-`. */
+function chosenToken(flag: string | undefined): string | undefined {
+  if (flag !== '-') return flag
+  const token = readFileSync(0, 'utf8').trim()
+  if (token === '') throw new UsageError('no token on standard input (--token=-)')
+  return token
+}
 
 /** A token's --ttl within what the auth server grants (MAX_TOKEN_TTL_MS, 30 days). */
 function checkTtl(ttlMs: number): void {
@@ -133,6 +159,7 @@ export const nodesAdd = ctlCommand({
   examples: ['warrenctl nodes add --ttl=5m', 'warrenctl nodes add --labels=env=prod,site=berlin', 'warrenctl nodes add --nodename=pi-1   # replaces the dead device named pi-1'],
   check(flags) {
     checkTtl(flags.ttl)
+    checkTokenFlags(flags)
     requestedLabels(flags.labels, flags.roles, '--roles')
   },
   run: (admin, flags) =>
@@ -140,7 +167,7 @@ export const nodesAdd = ctlCommand({
       roles: flags.roles,
       ttlMs: flags.ttl,
       singleUse: flags['single-use'],
-      token: flags.token,
+      token: chosenToken(flags.token),
       nodename: flags.nodename,
       labels: requestedLabels(flags.labels, flags.roles, '--roles'),
     }),
@@ -156,6 +183,7 @@ export const tokensAdd = ctlCommand({
   },
   examples: ['warrenctl tokens add --type=proxy', 'warrenctl tokens add --type=node,proxy --ttl=10m --single-use', 'warrenctl tokens add --type=node --labels=env=lab'],
   check(flags) {
+    checkTokenFlags(flags)
     requestedLabels(flags.labels, tokenRoles(flags.type), '--type')
     checkTtl(flags.ttl)
   },
@@ -165,7 +193,7 @@ export const tokensAdd = ctlCommand({
       roles,
       ttlMs: flags.ttl,
       singleUse: flags['single-use'],
-      token: flags.token,
+      token: chosenToken(flags.token),
       nodename: flags.nodename,
       labels: requestedLabels(flags.labels, roles, '--type'),
     })
