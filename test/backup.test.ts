@@ -68,3 +68,44 @@ t.test("with etcd, each command points to etcd's own tools and writes nothing", 
     t.notOk(existsSync(file), `${command}: no file made`)
   }
 })
+
+t.test('a restore says what it undoes, each with the command that makes it again', async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const ok = async (args: string[]) => {
+    const result = await auth.ctl(args)
+    t.equal(result.code, 0, `${args.join(' ')} ${result.stderr.trim()}`)
+    return result
+  }
+  for (const name of ['kept', 'fired', 'leaked']) await ok(['users', 'add', name, '--logins=root'])
+  const tokens = async () => JSON.parse((await auth.ctl(['tokens', 'ls', '--format=json'])).stdout) as { id: string; roles: string[] }[]
+  const tokenIds = async () => (await tokens()).map((token) => token.id)
+  await auth.token(['tokens', 'add', '--type=node', '--ttl=1h'])
+  const spent = (await tokens()).find((token) => token.roles.includes('node'))!.id
+  const backup = join(tempDir(), 'warren.db')
+  await ok(['backup', backup])
+
+  // Since the backup: a removal, a reset, a lock, a user added, a token deleted.
+  const idsBefore = await tokenIds()
+  await ok(['users', 'rm', 'fired'])
+  await ok(['users', 'reset', 'leaked'])
+  await ok(['lock', '--user=kept', '--message=on leave'])
+  await ok(['users', 'add', 'newcomer', '--logins=root'])
+  await ok(['tokens', 'rm', spent])
+  t.notOk((await tokenIds()).includes(spent))
+  t.ok(idsBefore.includes(spent))
+
+  await auth.stop()
+  const restored = await ok(['restore', backup])
+  const line = (start: string) => restored.stdout.split('\n').find((text) => text.startsWith(`  - ${start}`)) ?? ''
+  t.match(line('users removed since are back'), /: fired \(|: fired$/)
+  t.match(line('users removed since are back'), /warrenctl users rm NAME/)
+  t.match(line('users reset or signed up since'), /: leaked$/)
+  t.match(line('users added since are gone'), /: newcomer$/)
+  t.match(line('locks made since are gone'), /\buser kept\b/, 'the lock made (with those a removal and a reset made)')
+  t.match(line('tokens used up or deleted since'), new RegExp(`\\b${spent}\\b`))
+  t.notMatch(restored.stdout, /CAs are as they were/, 'no rotation since: nothing said of the CAs')
+
+  const again = await ok(['restore', backup])
+  t.match(again.stdout, /^Nothing done since the backup is undone\.$/m, 'a second restore of the same copy undoes nothing')
+})

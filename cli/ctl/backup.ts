@@ -3,6 +3,7 @@
 // act on the auth server's files on this host, never through the API: the copy holds the
 // CAs' private keys, which never leave the auth host over the network.
 
+import { undoneByRestore } from '../../auth/backend/restore-undone.ts'
 import { backUpSqlite, restoreSqlite } from '../../auth/backend/sqlite-backup.ts'
 import { applyFlags, defaultConfig, loadConfigFile } from '../../shared/config.ts'
 import { lockDataDir } from '../../shared/data-dir-lock.ts'
@@ -55,15 +56,31 @@ export const restore = defineCommand({
   operands: ['FILE'],
   flags: FLAGS,
   description:
-    "Run on the auth server's host with the auth server stopped: refused while it runs (the data dir's lock), and refused when the backend there is another cluster's. The backend it replaces is kept beside it (backend.db.before-restore-TIME). What changed since the backup is undone: nodes that joined since must join again, and removals, locks and deleted tokens made since are void, so make them again as soon as it runs. A copy from before a CA rotation holds CAs that rotated devices no longer trust: make a new one after each rotation.",
+    "Run on the auth server's host with the auth server stopped: refused while it runs (the data dir's lock), and refused when the backend there is another cluster's. The backend it replaces is kept beside it (backend.db.before-restore-TIME). What changed since the backup is undone, and the audit log is restored too: it lists what it undoes (users removed or reset, locks, hosts removed or joined, tokens used or deleted, roles, a CA rotation), each with the command that makes it again. A copy from before a CA rotation holds CAs that rotated devices no longer trust: make a new one after each rotation.",
   examples: ['warrenctl restore /var/backups/warren-2026-12-01.db'],
   run(flags, args) {
     const { dataDir, path } = backendOf(flags)
     lockDataDir(dataDir)
     const restored = restoreSqlite(args[0], path)
     out(`Restored cluster "${restored.clusterName}" (${restored.items} records) to ${path}.`)
-    if (restored.keptAs) out(`The backend it replaced is kept as ${restored.keptAs}.`)
-    out('Removals, locks and deleted tokens made since the backup are void: make them again once the auth server runs.')
+    if (!restored.keptAs) {
+      out('There was no backend to compare with: whatever was done since the backup is undone.')
+      return 0
+    }
+    out(`The backend it replaced is kept as ${restored.keptAs}.`)
+    let undone: string[]
+    try {
+      undone = undoneByRestore(restored.keptAs, path)
+    } catch (error) {
+      out(`What this undoes could not be read from it (${(error as Error).message}): whatever was done since the backup is undone.`)
+      return 0
+    }
+    if (undone.length === 0) {
+      out('Nothing done since the backup is undone.')
+      return 0
+    }
+    out('Undone, since the audit log is restored too (make again what should stand, once the auth server runs):')
+    for (const line of undone) out(`  - ${line}`)
     return 0
   },
 })
