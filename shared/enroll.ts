@@ -9,7 +9,7 @@ import { AssignedLabelsRefused, type AssignedLabelsStatement } from './assigned-
 import { Backoff } from './backoff.ts'
 import type { WarrenConfig } from './config.ts'
 import { resolveTokenValue } from './config.ts'
-import { ApiError, UnreachableError, WarrenError } from './errors.ts'
+import { ApiError, JoinRefusedError, UnreachableError, WarrenError } from './errors.ts'
 import type { IdentityKeeper } from './identity-keeper.ts'
 import { acceptAssignedLabels, assignedLabelsFields, loadIdentity, type NodeIdentity, saveIdentity } from './identity-store.ts'
 import type { JoinKeys } from './join.ts'
@@ -139,6 +139,8 @@ async function joinWithToken(
   ).catch((error: unknown) => {
     // Refused (or never sent): no registration waits on these keys. Unanswered: one may.
     if (!unanswered(error)) forgetPendingJoinKeys(config.dataDir, role)
+    // A refusal (not a wait asked for): only an operator's new token or name changes it.
+    if (error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 429) throw new JoinRefusedError(error.status, error.message)
     throw error
   })
   // A disk that refuses the identity leaves the host running on it from memory (the keeper

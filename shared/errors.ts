@@ -1,5 +1,6 @@
 // Every error Warren reports to a person is one of these: the message is meant to be read
-// as it is, with no stack trace. `exitCode` follows the convention 2 = bad usage, 1 = failure.
+// as it is, with no stack trace. `exitCode` follows the convention 2 = bad usage, 1 = failure,
+// 3 = refused by the cluster in a way that only an operator can change (a join token refused).
 
 export class WarrenError extends Error {
   readonly exitCode: number = 1
@@ -33,4 +34,13 @@ export class ApiError extends WarrenError {
     this.status = status
     if (retryAfterS !== undefined) this.retryAfterS = retryAfterS
   }
+}
+
+/**
+ * The cluster refused to let this host join (a token expired, used up or unknown, a name
+ * taken): starting again changes nothing, so a service manager should not restart it
+ * (RestartPreventExitStatus in the systemd units).
+ */
+export class JoinRefusedError extends ApiError {
+  override readonly exitCode: number = 3
 }

@@ -48,8 +48,10 @@ KillSignal=SIGTERM
 TimeoutStopSec=20
 Restart=on-failure
 RestartSec=5
-# Exit status 2 is a bad command line or config value: restarting cannot fix it.
-RestartPreventExitStatus=2
+# Exit status 2 is a bad command line or config value, 3 a join the cluster refused (a
+# token expired or used up): restarting cannot fix either, and each try would count
+# against the join rate limit of this device's address.
+RestartPreventExitStatus=2 3
 # Should SIGHUP end the process instead of reloading it, start it again: a reload must
 # never leave the device unreachable.
 RestartForceExitStatus=SIGHUP
@@ -121,16 +123,17 @@ Conflicts=warren.service
 Type=exec
 User=warren
 Group=warren
-# The roles this host runs: auth,proxy; or proxy or auth alone (\`systemctl edit warren-proxy\`).
-Environment=WARREN_ROLES=auth,proxy
-ExecStart=${DEFAULT_BINARY} start --roles=\${WARREN_ROLES} --config=/etc/warren.yaml
+# The roles it runs are the sections /etc/warren.yaml writes (auth_service, proxy_service;
+# ssh_service: { enabled: false }), as packaging/examples/auth.yaml and proxy.yaml do.
+ExecStart=${DEFAULT_BINARY} start --config=/etc/warren.yaml
 ExecReload=/bin/kill -HUP $MAINPID
 KillSignal=SIGTERM
 TimeoutStopSec=30
 Restart=on-failure
 RestartSec=5
-# Exit status 2 is a bad command line or config value: restarting cannot fix it.
-RestartPreventExitStatus=2
+# Exit status 2 is a bad command line or config value, 3 a join the cluster refused (the
+# proxy's token): restarting cannot fix either.
+RestartPreventExitStatus=2 3
 # Should SIGHUP end the process instead of reloading it, start it again.
 RestartForceExitStatus=SIGHUP
 
@@ -142,6 +145,10 @@ NoNewPrivileges=yes
 # The data dir (CA keys, backend.db, certificates), created 0700 and owned by warren.
 StateDirectory=warren
 StateDirectoryMode=0700
+# /var/log/warren, for auth_service.audit.file (the examples' /var/log/warren/audit.jsonl),
+# owned by warren and writable although the rest of the system is not.
+LogsDirectory=warren
+LogsDirectoryMode=0750
 ProtectSystem=strict
 ReadWritePaths=/var/lib/warren
 ProtectHome=yes
