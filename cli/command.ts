@@ -60,6 +60,14 @@ function checkArguments(spec: CommandSpec<FlagSpec, FlagSpec>, args: string[]): 
     throw new UsageError(`"${spec.name}" needs ${/^[AEIOU]/i.test(missing) ? 'an' : 'a'} ${missing} argument`)
   }
   if (args.length > max) throw new UsageError(`unexpected argument "${args[max]}" for "${spec.name}"`)
+  // An empty name (an unset shell variable, say) is a mistake, never a name: the API would
+  // refuse it in words about its own fields, or find no such endpoint. What follows a
+  // `...` operand (a remote command) is passed on as it is.
+  for (const [index, operand] of operands.entries()) {
+    if (operand.includes('...')) break
+    const arg = args[index]
+    if (arg !== undefined && arg.trim() === '') throw new UsageError(`the ${operand.replace(/^\[|\]$/g, '')} argument of "${spec.name}" is empty`)
+  }
 }
 
 const WIDTH = 100

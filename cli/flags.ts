@@ -156,6 +156,8 @@ function convert(name: string, flag: FlagDef, given: string | boolean | (string 
     case 'string':
       return text
     case 'path':
+      // An empty path (an unset shell variable, say) would mean the working directory.
+      if (text.trim() === '') throw new UsageError(`--${name} is empty: give a path`)
       return expandHome(text)
     case 'duration':
       return parseDuration(text, `--${name}`)

@@ -208,6 +208,12 @@ t.test('a malformed value, a misspelt flag or command, a wrong argument: exit 2 
     [warren, ['proxy', 'port', 'pi-help'], /"warren proxy port" needs a NAME argument/],
     [warren, ['proxy', 'sh', 'root@pi-help'], /unknown command "warren proxy sh": did you mean ssh\?/],
     [warren, ['version', 'extra'], /unexpected argument "extra" for "warren version"/],
+    // Empty values (an unset shell variable): never a name, a path or the working directory.
+    [warrenctl, ['users', 'add', '', '--logins=root', dataDir], /the NAME argument of "warrenctl users add" is empty/],
+    [warrenctl, ['nodes', 'rm', ' ', dataDir], /the \w+ argument of "warrenctl nodes rm" is empty/],
+    [warrenctl, ['tokens', 'rm', '', dataDir], /the TOKEN argument of "warrenctl tokens rm" is empty/],
+    [warrenctl, ['lock', '--user=', dataDir], /--user is empty: give the user to lock/],
+    [warrenctl, ['auth', 'sign', '--user=alice', '--out=', dataDir], /--out is empty: give a path/],
   ]
   // Three at a time: each is a process of its own.
   const results: RunResult[] = []

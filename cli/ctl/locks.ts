@@ -19,6 +19,9 @@ export const lock = ctlCommand({
   examples: ['warrenctl lock --user=alice --ttl=1h --message="key lost, call IT"', 'warrenctl lock --node=pi-1'],
   check(flags) {
     if ((flags.user === undefined) === (flags.node === undefined)) throw new UsageError('a lock needs exactly one target: --user=NAME or --node=NODE')
+    for (const target of ['user', 'node'] as const) {
+      if (flags[target]?.trim() === '') throw new UsageError(`--${target} is empty: give the ${target} to lock`)
+    }
   },
   async run(admin, flags) {
     const lock = await admin.client.call('POST /v1/locks', { body: { user: flags.user, node: flags.node, ttl_ms: flags.ttl, message: flags.message } })
