@@ -4,6 +4,7 @@
 // A join that gets no answer is tried again with the same keys (untilAnswered, below).
 
 import { createPublicKey, type KeyObject, X509Certificate } from 'node:crypto'
+import { hostname } from 'node:os'
 import { parseHostPort } from './address.ts'
 import { AssignedLabelsRefused, type AssignedLabelsStatement } from './assigned-labels.ts'
 import { Backoff } from './backoff.ts'
@@ -43,9 +44,32 @@ export async function obtainIdentity(config: WarrenConfig, role: Role, log: Logg
     // a re-admission stay for a start with its token.
     if (!readmitting) forgetPendingJoinKeys(config.dataDir, role)
     log.info(`using the identity stored in ${config.dataDir}`, { host_id: stored.hostId, cluster: stored.clusterName, ...timeLeftFields(new X509Certificate(stored.tlsCertPem)) })
+    warnIgnoredSettings(config, stored, log)
     return certificateUsable(stored) ? stored : recoverStored(config, role, stored, log, warn, keeper)
   }
   return joinWithToken(config, role, log, warn, undefined, keeper)
+}
+
+/**
+ * Once joined, the stored identity decides the host's name, where it reaches the cluster and
+ * which CAs it trusts: a config or flag that says otherwise is told, not silently ignored.
+ * The nodename is judged only when it is not the host name, its default.
+ */
+function warnIgnoredSettings(config: WarrenConfig, stored: NodeIdentity, log: Logger): void {
+  const ignored = (setting: string, configured: string, inUse: string) =>
+    log.warn(
+      `${setting} is ${configured}, but this host joined as its stored identity says (${inUse}), which decides: to change it, join again with a new token after removing ${config.dataDir}'s identity`,
+      {
+        ignored_setting: setting,
+        configured,
+        in_use: inUse,
+      },
+    )
+  if (config.nodename !== stored.nodename && config.nodename !== hostname()) ignored('nodename', config.nodename, stored.nodename)
+  const server = config.authServers[0]
+  if (server !== undefined && !stored.authServers.includes(server)) ignored('auth_servers', server, stored.authServers.join(','))
+  const trusted = stored.hostCAPems.map(caPin)
+  if (config.caPins.length > 0 && !config.caPins.some((pin) => trusted.includes(pin))) ignored('ca_pin', config.caPins.join(','), trusted.join(','))
 }
 
 /** Whether `keys` are the stored identity's own (its TLS key, whose public half the certificate names). */

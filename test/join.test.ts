@@ -43,6 +43,35 @@ t.test('a node joins with a valid token and pin, and shows in nodes ls', async (
   t.notMatch(node.stderr + auth.daemon.stderr, new RegExp(token), 'the token never appears in logs')
 })
 
+t.test('once joined, a name, address or pin that differ from the stored identity are said to be ignored', async (t) => {
+  const pin = await auth.pin()
+  const dataDir = tempDir()
+  const first = startNode([`--data-dir=${dataDir}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=pi-stored'])
+  t.teardown(() => first.stop())
+  await waitForNode(auth, 'pi-stored')
+  await first.stop()
+  const again = startNode([`--data-dir=${dataDir}`, `--auth-server=${auth.address}`, `--ca-pin=${pin}`, '--nodename=pi-stored'], { WARREN_LOG_FORMAT: 'json' })
+  t.teardown(() => again.stop())
+  await again.waitFor('the identity in use', async () => again.logEntries().some((entry) => entry.host_id !== undefined))
+  t.same(
+    again.logEntries().filter((entry) => entry.ignored_setting !== undefined),
+    [],
+    'the same settings: nothing said',
+  )
+  await again.stop()
+  const moved = startNode([`--data-dir=${dataDir}`, '--auth-server=127.0.0.1:9', `--ca-pin=sha256:${'0'.repeat(64)}`, '--nodename=pi-renamed'], { WARREN_LOG_FORMAT: 'json' })
+  t.teardown(() => moved.stop())
+  await moved.waitFor('the settings judged', async () => moved.logEntries().filter((entry) => entry.ignored_setting !== undefined).length === 3)
+  t.match(
+    moved.logEntries().filter((entry) => entry.ignored_setting !== undefined),
+    [
+      { level: 'warn', ignored_setting: 'nodename', configured: 'pi-renamed', in_use: 'pi-stored' },
+      { level: 'warn', ignored_setting: 'auth_servers', configured: '127.0.0.1:9', in_use: auth.address },
+      { level: 'warn', ignored_setting: 'ca_pin', configured: `sha256:${'0'.repeat(64)}`, in_use: pin },
+    ],
+  )
+})
+
 t.test('without a pin the node joins but warns on standard error', async (t) => {
   const token = await auth.token()
   const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${auth.address}`, `--token=${token}`, '--nodename=pi-nopin'])
