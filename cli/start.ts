@@ -1,6 +1,6 @@
 // `warren start`: runs the roles this process holds (auth, proxy, node) until SIGTERM or SIGINT.
 
-import { accessSync, constants } from 'node:fs'
+import { accessSync, constants, readFileSync } from 'node:fs'
 import { isSea } from 'node:sea'
 import { nodeStatus } from '../agent/status.ts'
 import { authStatus } from '../auth/status.ts'
@@ -23,6 +23,7 @@ import { hideFlagValue } from './command-line-secrets.ts'
 import { defineFlags, type FlagValues } from './flags.ts'
 import { settleJoinToken, tokenOnCommandLine, tokenOrigin, withoutToken } from './join-token.ts'
 import { load } from './load.ts'
+import { keysNeedingRestart } from './reload-changes.ts'
 import { StatusEndpoint } from './status-endpoint.ts'
 import { commit } from './version.ts'
 
@@ -161,6 +162,8 @@ export async function start(flags: StartFlags): Promise<number> {
   relaunchWithWarrenExecArgv()
   // Until the join replaces this process image without it (startAfresh), or for good where it cannot.
   if (tokenOnCommandLine(flags)) hideFlagValue('token')
+  // The file as the process starts with it: a reload names the keys changed since that only a restart applies.
+  const startText = flags.config ? readFileSync(flags.config, 'utf8') : undefined
   const config = buildConfig(flags)
   const roles = rolesToRun(flags.roles, config)
   // An agent on its own waits for work before it pays for V8's optimisers (the proxy and
@@ -262,8 +265,10 @@ export async function start(flags: StartFlags): Promise<number> {
     try {
       const next = buildConfig(flags)
       for (const reload of reloads) reload(next)
-      status.reloaded()
-      log.info('configuration reloaded')
+      const notApplied = flags.config && startText !== undefined ? keysNeedingRestart(startText, readFileSync(flags.config, 'utf8')) : []
+      status.reloaded(undefined, notApplied)
+      if (notApplied.length > 0) log.warn(`configuration reloaded, but these keys apply only after a restart: ${notApplied.join(', ')}`, { not_applied: notApplied.join(',') })
+      else log.info('configuration reloaded')
     } catch (error) {
       status.reloaded(error as Error)
       log.error(`configuration not reloaded: ${(error as Error).message}`)

@@ -43,8 +43,13 @@ export class StatusEndpoint {
   }
 
   /** A SIGHUP's outcome: applied, or the reason it was not. */
-  reloaded(error?: Error): void {
-    this.process.last_reload = { time: statusTime(Date.now()), ok: !error, ...(error ? { error: error.message } : {}) }
+  reloaded(error?: Error, notApplied: string[] = []): void {
+    this.process.last_reload = {
+      time: statusTime(Date.now()),
+      ok: !error,
+      ...(error ? { error: error.message } : {}),
+      ...(notApplied.length > 0 ? { not_applied: notApplied } : {}),
+    }
   }
 
   build(): WarrenStatus {

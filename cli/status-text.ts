@@ -55,7 +55,10 @@ function processRows(process: ProcessStatus, now: number): Row[] {
     ['Data dir', process.data_dir],
   ]
   const reload = process.last_reload
-  if (reload) list.push(['Last reload', `${ago(reload.time, now)}, ${reload.ok ? 'applied' : `not applied: ${reload.error ?? ''}`}`])
+  if (reload) {
+    const waiting = reload.not_applied?.length ? `, but ${reload.not_applied.join(', ')} only after a restart` : ''
+    list.push(['Last reload', `${ago(reload.time, now)}, ${reload.ok ? `applied${waiting}` : `not applied: ${reload.error ?? ''}`}`])
+  }
   return list
 }
 

@@ -28,7 +28,8 @@ export interface ProcessStatus {
   /** V8's young generation now, both semi-spaces (shared/heap-tuning.ts keeps it small). */
   young_generation_bytes: number
   /** The last SIGHUP: when, and why the config was not applied if it was not. */
-  last_reload: { time: string; ok: boolean; error?: string } | null
+  /** `not_applied`: the config file's keys changed since the start that only a restart applies. */
+  last_reload: { time: string; ok: boolean; error?: string; not_applied?: string[] } | null
 }
 
 /** A certificate this process presents. */

@@ -24,8 +24,8 @@ t.test('SIGHUP reloads labels and forwarded ports; SIGTERM drains', async (t) =>
 
   const dir = tempDir()
   const config = join(dir, 'warren.yaml')
-  const write = (labels: string, ports: string) =>
-    writeFileSync(config, `version: v1\ndata_dir: ${dir}\nnodename: hup-node\nlabels: { ${labels} }\nssh_service:\n  forward_ports: [${ports}]\n`)
+  const write = (labels: string, ports: string, more = '') =>
+    writeFileSync(config, `version: v1\ndata_dir: ${dir}\nnodename: hup-node\nlabels: { ${labels} }\nssh_service:\n  forward_ports: [${ports}]\n${more}`)
   write('stage: one', '')
   const node = startNode([`--config=${config}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`])
   t.teardown(() => node.stop())
@@ -35,12 +35,19 @@ t.test('SIGHUP reloads labels and forwarded ports; SIGTERM drains', async (t) =>
 
   write('stage: two', `{ name: echo, addr: "127.0.0.1:${echoPort}" }`)
   node.child.kill('SIGHUP')
-  await node.waitForStatus('the reload', (status) => status.process.last_reload?.ok === true)
+  const reloaded = await node.waitForStatus('the reload', (status) => status.process.last_reload?.ok === true)
+  t.equal(reloaded.process.last_reload!.not_applied, undefined, 'labels and ports: all applied')
   const deadline = Date.now() + 20_000
   let listing = ''
   while (Date.now() < deadline && !/stage=two/.test(listing)) listing = (await auth.ctl(['nodes', 'ls'])).stdout
   t.match(listing, /^hup-node\s.*stage=two$/m, 'the new labels reach nodes ls')
   t.equal((await warren(['proxy', 'port', `--identity=${profile}`, 'hup-node', 'echo'], { input: 'reloaded' })).stdout, 'reloaded', 'the new port is served')
+
+  // Keys only a restart applies are named, not claimed applied.
+  write('stage: two', `{ name: echo, addr: "127.0.0.1:${echoPort}" }`, 'log: { format: json, level: debug }\n')
+  node.child.kill('SIGHUP')
+  const partly = await node.waitForStatus('the reload naming what waits', (status) => status.process.last_reload?.not_applied !== undefined)
+  t.same(partly.process.last_reload!.not_applied, ['log.format'], 'log.level applies, log.format waits for a restart')
 
   writeFileSync(config, 'version: v1\nlabels: [not, a, map]\n')
   node.child.kill('SIGHUP')
