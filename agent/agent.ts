@@ -18,7 +18,7 @@ import { obtainIdentity } from '../shared/enroll.ts'
 import { ApiError } from '../shared/errors.ts'
 import { tuneHeapForForwarding } from '../shared/heap-tuning.ts'
 import { IdentityKeeper } from '../shared/identity-keeper.ts'
-import { applyTrust, identityExists, loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
+import { applyTrust, identityDir, identityExists, loadIdentity, type NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import { signAsNode } from '../shared/node-signature.ts'
 import { caPin } from '../shared/pin.ts'
@@ -45,7 +45,7 @@ import { NodeRenewal } from './renewal.ts'
 import { type ServiceTable, serveStream } from './services.ts'
 import { sftpServerProgram } from './sftp-server.ts'
 import { SshOnDemand } from './ssh-on-demand.ts'
-import { type AgentTunnel, AuditRefused, type TrustMessage } from './tunnel.ts'
+import { type AgentTunnel, AuditRefused, type TrustMessage, type TunnelRefused } from './tunnel.ts'
 import { forgetTunnelAddress, rememberedTunnelAddress, rememberTunnelAddress, type TunnelAddress } from './tunnel-address.ts'
 import { type RedialReason, TunnelPool } from './tunnel-pool.ts'
 
@@ -423,6 +423,7 @@ export class Agent {
         if (held === 0) void this.rediscover(server, tunnel)
       },
       onRedial: (reason) => (this.counts.redials[reason] = (this.counts.redials[reason] ?? 0) + 1),
+      onRefused: (refused, refusal, retryInMs) => void this.tunnelRefused(refused, refusal, retryInMs),
       onTunnelClosed: (closed) => {
         this.counts.closedTunnelBytes.sent += closed.bytes.sent
         this.counts.closedTunnelBytes.received += closed.bytes.received
@@ -431,6 +432,27 @@ export class Agent {
       log: this.log,
     })
     this.pool.start()
+  }
+
+  /**
+   * A proxy refused a tunnel at its hello (the pool waits before it dials again). A host
+   * the cluster does not know (removed, replaced, or the auth server restored from a backup
+   * older than this node's join) is told at ERROR what re-admits it: only a new token does,
+   * with the identity it holds removed (a node with a usable one never uses a token).
+   */
+  private async tunnelRefused(tunnel: AgentTunnel, refusal: TunnelRefused, retryInMs: number): Promise<void> {
+    const fields = { host_id: this.identity.hostId, proxy_id: tunnel.proxyId, tunnel_refused: refusal.reason, retry_in_ms: retryInMs }
+    if (refusal.reason !== 'unregistered') {
+      this.log.warn(`proxy ${tunnel.proxyId} refused this node's tunnel (${refusal.reason}); dialling again in ${retryInMs} ms`, fields)
+      return
+    }
+    const { readmitCommand } = await import('../shared/recover.ts')
+    const readmit = readmitCommand(this.identity.nodename, this.identity.roles)
+    const remove = identityDir(this.config.dataDir)
+    this.log.error(
+      `proxy ${tunnel.proxyId} refused this node's tunnel: the cluster does not know host ${this.identity.hostId} (removed, replaced, or its auth server restored from a backup older than this node's join); to join it again, make a token with "${readmit}", remove ${remove} and start the node with that token (dialling again in ${retryInMs} ms)`,
+      { ...fields, readmit, remove },
+    )
   }
 
   /**

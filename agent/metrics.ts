@@ -9,7 +9,7 @@ import { Histogram } from '../shared/metrics-text.ts'
 import type { Agent } from './agent.ts'
 import type { RedialReason } from './tunnel-pool.ts'
 
-const REDIAL_REASONS: RedialReason[] = ['dial_failed', 'tunnel_lost', 'proxy_stopping', 'proxy_left']
+const REDIAL_REASONS: RedialReason[] = ['dial_failed', 'tunnel_lost', 'proxy_stopping', 'proxy_left', 'refused']
 
 /** Must be called before agent.start(): the tunnels take the round-trip observer then. */
 export function watchNode(diag: DiagServer, agent: Agent): void {

@@ -22,8 +22,13 @@
 //
 // A round that found nothing new otherwise waits a backoff window that grows from 0.5 s to
 // 15 s.
+//
+// A tunnel the proxy refused at its hello (the host is unknown to the cluster, or registered
+// tunnels too often) had opened, which no failure backoff would see: the next dial waits a
+// window of its own that grows from 1 s to a minute, reset only when a tunnel ends for
+// another reason.
 
-import { Backoff, type BackoffOptions } from '../shared/backoff.ts'
+import { Backoff, type BackoffOptions, MAX_SERVER_WAIT_MS } from '../shared/backoff.ts'
 import { DEFAULTS } from '../shared/config.ts'
 
 /** A tunnel lost while others are held is redialled after a random delay up to this. */
@@ -34,6 +39,14 @@ export const LOSS_SPREAD_MS = 5000
  * second, proxies of earlier versions at each heartbeat.
  */
 const PROXY_LOOK_MS = DEFAULTS.heartbeatIntervalMs
+
+/**
+ * The wait after a tunnel refused at its hello: a refusal is about the node (removed,
+ * replaced, restored away, dialling too often), not the path, so dialling sooner changes
+ * nothing, and what cures it (a new token, an admin) takes minutes. Capped, so that a node
+ * re-admitted behind its back (a newer backup restored) returns within a minute.
+ */
+export const REFUSAL_BACKOFF = { baseMs: 1000, capMs: 60_000 }
 
 /** Declined single dials retried at once, per proxy in the set (see the top of this file). */
 export const DECLINES_IN_A_ROW_PER_PROXY = 2
@@ -49,6 +62,8 @@ export interface PolicyOptions {
   failureBackoff?: Omit<BackoffOptions, 'random'>
   /** Backoff after dials that landed on a proxy already held. */
   duplicateBackoff?: Omit<BackoffOptions, 'random'>
+  /** Backoff after tunnels refused at their hello. */
+  refusalBackoff?: Omit<BackoffOptions, 'random'>
   /** Uniform in [0, 1): spreads a fleet's dials over their windows. */
   random: () => number
 }
@@ -94,12 +109,14 @@ export class TunnelPolicy {
   private declinedInARow = 0
   private readonly failures: Backoff
   private readonly duplicates: Backoff
+  private readonly refusals: Backoff
   private readonly random: () => number
 
   constructor(options: PolicyOptions) {
     this.random = options.random
     this.failures = new Backoff({ ...(options.failureBackoff ?? { baseMs: 500, capMs: 10_000 }), random: options.random })
     this.duplicates = new Backoff({ ...(options.duplicateBackoff ?? { baseMs: 500, capMs: 15_000 }), random: options.random })
+    this.refusals = new Backoff({ ...(options.refusalBackoff ?? REFUSAL_BACKOFF), random: options.random })
   }
 
   /** The newest live set heard, sorted; undefined before any proxy announced one. */
@@ -183,8 +200,20 @@ export class TunnelPolicy {
     return { close, dial: first || joined ? 'now' : 'wake' }
   }
 
-  /** The tunnel to `proxyId` closed; `leaving`: its proxy said it is stopping; `heldAfter`: tunnels still held. */
+  /**
+   * A tunnel the proxy refused at its hello closed: how long to wait before dialling again,
+   * the refusal backoff's next window, or the proxy's `retryAfterMs` (at most
+   * MAX_SERVER_WAIT_MS) when longer. Neither adopting a tunnel nor holding every proxy
+   * resets it: a refused tunnel was adopted too.
+   */
+  refused(retryAfterMs = 0): number {
+    return Math.max(this.refusals.next(), Math.min(retryAfterMs, MAX_SERVER_WAIT_MS))
+  }
+
+  /** The tunnel to `proxyId` closed (not refused); `leaving`: its proxy said it is stopping; `heldAfter`: tunnels still held. */
   lost(proxyId: string, leaving: boolean, heldAfter: number): LossDecision {
+    // A tunnel that ended for another reason had been kept: the refusals are over.
+    this.refusals.reset()
     if (this.wanted && !this.wanted.has(proxyId) && heldAfter > 0) {
       // Closed because the other proxies say it left the live set (their word can come
       // before its own goodbye): they announce its return, with a spread. A redial of its

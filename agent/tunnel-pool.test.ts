@@ -7,8 +7,8 @@ import { EventEmitter } from 'node:events'
 import t from 'tap'
 import type { NodeIdentity } from '../shared/identity-store.ts'
 import { createLogger } from '../shared/log.ts'
-import { HeldProxyError, type TunnelOptions } from './tunnel.ts'
-import { DECLINES_IN_A_ROW_PER_PROXY, LOSS_SPREAD_MS, newestSet, TunnelPolicy } from './tunnel-policy.ts'
+import { HeldProxyError, type TunnelOptions, type TunnelRefused } from './tunnel.ts'
+import { DECLINES_IN_A_ROW_PER_PROXY, LOSS_SPREAD_MS, newestSet, REFUSAL_BACKOFF, TunnelPolicy } from './tunnel-policy.ts'
 import { type PoolClock, type PoolTunnel, TunnelPoolOf } from './tunnel-pool.ts'
 
 /** A set a proxy announced: its IDs alone, or with the time the auth server signed it. */
@@ -159,16 +159,23 @@ class FakeTunnel extends EventEmitter implements PoolTunnel {
   resumed = false
   activated = false
   closed = false
+  refusal?: TunnelRefused
+  /** The proxy refuses the tunnel at its hello, and closes it a moment later. */
+  private readonly refuseWith?: TunnelRefused
 
-  constructor(proxyId: string, announced?: string[]) {
+  constructor(proxyId: string, announced?: string[], refuseWith?: TunnelRefused) {
     super()
     this.proxyId = proxyId
     this.announced = announced
+    this.refuseWith = refuseWith
     if (announced) this.announcedAt = ++FakeTunnel.signedAt
   }
 
   activate(): void {
     this.activated = true
+    if (!this.refuseWith) return
+    this.refusal = this.refuseWith
+    queueMicrotask(() => this.close())
   }
 
   close(): void {
@@ -353,6 +360,59 @@ t.test('pool: a tunnel lost otherwise is redialled once the drawn share of the l
   await clock.advance(1)
   t.equal(dials(), 5, 'then one dial')
   t.same(p.held, ['a', 'b', 'c'])
+})
+
+t.test("pool: a tunnel refused at its hello is dialled again after a window that grows, capped, and the proxy's wait when longer", async (t) => {
+  const refusals: { reason: string; retryInMs: number }[] = []
+  const clock = new ManualClock()
+  let dials = 0
+  let refuse: TunnelRefused | undefined = { reason: 'unregistered' }
+  const p = new TunnelPoolOf<FakeTunnel>(
+    {
+      host: '127.0.0.1',
+      port: 9,
+      identity,
+      keepAliveIntervalMs: 15_000,
+      labels: () => ({}),
+      services: [],
+      onStream: () => {},
+      log: createLogger('test', { level: 'error' }),
+      onRefused: (_tunnel, refusal, retryInMs) => refusals.push({ reason: refusal.reason, retryInMs }),
+    },
+    {
+      dial: () => {
+        dials++
+        return Promise.resolve(new FakeTunnel('a', ['a'], refuse))
+      },
+      clock,
+      random: () => 0.999,
+    },
+  )
+  p.start()
+  await settled()
+  t.equal(dials, 1)
+  const waits: number[] = []
+  for (let i = 0; i < 8; i++) {
+    t.equal(clock.waiting.length, 1, 'one dial waits')
+    waits.push(clock.waiting[0]!)
+    await clock.advance(clock.waiting[0]!)
+  }
+  t.same(waits, [999, 1998, 3996, 7992, 15984, 31968, 59940, 59940], 'the window doubles from 1 s up to the cap, as after failed dials')
+  t.equal(dials, 9, 'one dial per window: never at once')
+  t.equal(REFUSAL_BACKOFF.capMs, 60_000)
+  t.same(refusals.at(-1), { reason: 'unregistered', retryInMs: 59940 }, 'the agent hears each refusal and the wait')
+
+  refuse = { reason: 'rate_limited', retryAfterMs: 120_000 }
+  await clock.advance(clock.waiting[0]!)
+  t.same(clock.waiting, [120_000], "the proxy's wait, when longer")
+  refuse = undefined
+  await clock.advance(120_000)
+  t.same(p.held, ['a'], 'held once the proxy takes it')
+  refuse = { reason: 'rate_limited' }
+  p.all[0]!.close()
+  await settled()
+  t.same(clock.waiting, [999], 'a tunnel that ended otherwise starts the window again')
+  p.stop()
 })
 
 t.test('pool: declined dials are retried at once up to the limit, then after a wait', async (t) => {

@@ -6,7 +6,7 @@
 
 import { joinHostPort } from '../shared/address.ts'
 import type { Logger } from '../shared/log.ts'
-import type { TrustMessage } from './tunnel.ts'
+import type { TrustMessage, TunnelRefused } from './tunnel.ts'
 import { AgentTunnel, credentialsKey, HeldProxyError, ResumedSessionRefusedError, type TunnelOptions } from './tunnel.ts'
 import { TunnelPolicy } from './tunnel-policy.ts'
 
@@ -21,6 +21,8 @@ export interface PoolTunnel {
   readonly leaving: boolean
   /** The TLS handshake resumed an earlier session. */
   readonly resumed: boolean
+  /** The proxy refused the tunnel at its hello, and why (it closes it next). */
+  readonly refusal?: TunnelRefused
   /** The latest TLS session ticket the proxy sent. */
   readonly ticket?: Buffer
   /** Says hello: the proxy may route users through this tunnel. */
@@ -44,17 +46,21 @@ export interface PoolOptions<T> extends Omit<TunnelOptions, 'host' | 'port'> {
   onLiveSetRefused?: (tunnel: T, reason: string) => void
   /** After a round in which a dial failed, with the number of proxies held and the error of a failed dial. */
   onFailedRound?: (held: number, error: Error) => void
-  /** Each time the pool dials again, or will once the proxy returns, and why: a round's dial failed, a tunnel was lost, its proxy is stopping or left the live set. */
+  /** Each time the pool dials again, or will once the proxy returns, and why: a round's dial failed, a tunnel was lost or refused at its hello, its proxy is stopping or left the live set. */
   onRedial?: (reason: RedialReason) => void
   /** A tunnel the pool held has closed. */
   onTunnelClosed?: (tunnel: T) => void
+  /** A tunnel the proxy refused at its hello has closed; the pool dials again after `retryInMs`. */
+  onRefused?: (tunnel: T, refusal: TunnelRefused, retryInMs: number) => void
   /** Backoff after failed dials. */
   failureBackoff?: { baseMs: number; capMs: number }
   /** Backoff after dials that landed on a proxy already held. */
   duplicateBackoff?: { baseMs: number; capMs: number }
+  /** Backoff after tunnels refused at their hello. */
+  refusalBackoff?: { baseMs: number; capMs: number }
 }
 
-export type RedialReason = 'dial_failed' | 'tunnel_lost' | 'proxy_stopping' | 'proxy_left'
+export type RedialReason = 'dial_failed' | 'tunnel_lost' | 'proxy_stopping' | 'proxy_left' | 'refused'
 
 /** Time as the pool sees it. */
 export interface PoolClock {
@@ -112,7 +118,12 @@ export class TunnelPoolOf<T extends PoolTunnel> {
     this.options = options
     this.parts = parts
     this.log = options.log
-    this.policy = new TunnelPolicy({ failureBackoff: options.failureBackoff, duplicateBackoff: options.duplicateBackoff, random: parts.random })
+    this.policy = new TunnelPolicy({
+      failureBackoff: options.failureBackoff,
+      duplicateBackoff: options.duplicateBackoff,
+      refusalBackoff: options.refusalBackoff,
+      random: parts.random,
+    })
   }
 
   /** Proxy IDs this agent holds a tunnel to. */
@@ -257,6 +268,16 @@ export class TunnelPoolOf<T extends PoolTunnel> {
     this.tunnels.delete(id)
     this.options.onTunnelClosed?.(tunnel)
     if (this.stopped) return
+    const refusal = tunnel.refusal
+    if (refusal) {
+      // It had opened, so no failure slowed the round that adopted it: without a wait of
+      // its own the node would dial again at once, and be refused again, without end.
+      const afterMs = this.policy.refused(refusal.retryAfterMs)
+      this.options.onRedial?.('refused')
+      this.options.onRefused?.(tunnel, refusal, afterMs)
+      this.parts.clock.after(afterMs, () => void this.fill(), true)
+      return
+    }
     const next = this.policy.lost(id, tunnel.leaving, this.tunnels.size)
     this.options.onRedial?.(next.kind === 'left' ? 'proxy_left' : tunnel.leaving ? 'proxy_stopping' : 'tunnel_lost')
     if (next.kind === 'stopping') {

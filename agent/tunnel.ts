@@ -53,6 +53,12 @@ export type TrustMessage = ProxyMessageOf<'ca' | 'certs' | 'renew_failed' | 'lab
 /** A batch of audit events the proxy answers for within this, or it is sent again. */
 const AUDIT_ANSWER_MS = 30_000
 
+/** Why the proxy refused this tunnel at its hello (shared/protocol/control.ts TunnelRefusal, or a reason of a later version), and the least wait it asked for. */
+export interface TunnelRefused {
+  reason: string
+  retryAfterMs?: number
+}
+
 /** The auth server refused audit events for what they are: sending them again is no use. */
 export class AuditRefused extends Error {}
 
@@ -97,6 +103,8 @@ export class AgentTunnel extends EventEmitter {
   openedAt = 0
   /** The proxy's welcome said it carries audit events to the auth server. */
   carriesAudit = false
+  /** The proxy refused the tunnel at its hello, and why: it closes it next. */
+  refusal?: TunnelRefused
   private session?: Session
   private socket?: TLSSocket
   /** The node's identity (its certificates and keys change in place at renewals). */
@@ -173,9 +181,18 @@ export class AgentTunnel extends EventEmitter {
           if (!this.proxyId) fail(error)
         })
         control.on('close', () => session.close())
-        // assigned_labels: this agent takes `labels` messages (the agent checks each, shared/assigned-labels.ts).
+        // assigned_labels: this agent takes `labels` messages (the agent checks each, shared/assigned-labels.ts);
+        // refusals: it takes `refused` messages, and backs off on them (tunnel-pool.ts).
         this.activate = () =>
-          sendToProxy(control, { type: 'hello', version: 1, agent_version: VERSION, labels: options.labels(), services: options.services, assigned_labels: true })
+          sendToProxy(control, {
+            type: 'hello',
+            version: 1,
+            agent_version: VERSION,
+            labels: options.labels(),
+            services: options.services,
+            assigned_labels: true,
+            refusals: true,
+          })
         readMessages(control, parseProxyMessage, (message) => {
           switch (message.type) {
             case 'welcome': {
@@ -202,6 +219,9 @@ export class AgentTunnel extends EventEmitter {
               this.announced = message.ids
               this.announcedAt = message.signed!.signed_at
               this.emit('proxies', this.announced, message.spread_ms)
+              return
+            case 'refused':
+              this.refusal = { reason: message.reason, ...(message.retry_after_ms === undefined ? {} : { retryAfterMs: message.retry_after_ms }) }
               return
             default:
               this.emit(message.type, message)

@@ -10,7 +10,7 @@ import type { TLSSocket } from 'node:tls'
 import type { AssignedLabelsStatement } from '../shared/assigned-labels.ts'
 import { certSubject, validNow } from '../shared/cert-subject.ts'
 import type { Logger } from '../shared/log.ts'
-import { type ProxyMessageOf, parseAgentMessage, sendToAgent } from '../shared/protocol/control.ts'
+import { type ProxyMessageOf, parseAgentMessage, sendToAgent, type TunnelRefusal } from '../shared/protocol/control.ts'
 import { type DialRequestIn, parseDialReply } from '../shared/protocol/dial.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readFirstMessage, readMessages, writeMessage } from '../shared/protocol/framing.ts'
@@ -58,6 +58,8 @@ export interface Tunnel {
   labelsTimer?: NodeJS.Timeout
   /** Its hello said the agent takes `labels` messages: agents from before them close the tunnel on one. */
   takesAssignedLabels?: boolean
+  /** Its hello said the agent takes `refused` messages, and backs off on them. */
+  takesRefusals?: boolean
   /** The statement of the node's assigned labels last sent to it. */
   assignedLabelsSent?: AssignedLabelsStatement
 }
@@ -306,9 +308,9 @@ export class TunnelServer extends EventEmitter {
   private register(tunnel: Tunnel): void {
     tunnel.registered?.()
     if (this.unregistered.has(tunnel.hostId)) {
-      this.options.log.info(`tunnel from ${tunnel.nodename} refused: the host is no longer registered`, { host_id: tunnel.hostId })
+      this.options.log.info(`tunnel from ${tunnel.nodename} refused: the host is no longer registered`, { host_id: tunnel.hostId, refused: 'unregistered' })
       this.declined('unregistered')
-      tunnel.session.close()
+      this.refuse(tunnel, 'unregistered')
       return
     }
     if (!tunnel.opened) this.counts.opened++
@@ -321,6 +323,17 @@ export class TunnelServer extends EventEmitter {
     }
     this.options.log.info(`tunnel from ${tunnel.nodename} (${tunnel.remoteAddress}) open`, { host_id: tunnel.hostId })
     this.emit('connect', tunnel)
+  }
+
+  /**
+   * Closes a tunnel refused at its hello, telling an agent that takes refusals why: it backs
+   * off, as after a failed dial, instead of dialling again at once (its tunnel had opened).
+   */
+  private refuse(tunnel: Tunnel, reason: TunnelRefusal, retryAfterMs?: number): void {
+    if (tunnel.takesRefusals && tunnel.control) {
+      sendToAgent(tunnel.control, { type: 'refused', reason, ...(retryAfterMs === undefined ? {} : { retry_after_ms: retryAfterMs }) })
+    }
+    tunnel.session.close()
   }
 
   private control(tunnel: Tunnel, stream: Duplex): void {
@@ -374,6 +387,7 @@ export class TunnelServer extends EventEmitter {
         case 'hello':
           if (message.agent_version !== undefined) tunnel.version = message.agent_version.slice(0, 64)
           if (message.assigned_labels) tunnel.takesAssignedLabels = true
+          if (message.refusals) tunnel.takesRefusals = true
           if (this.tunnels.get(tunnel.hostId) !== tunnel) this.register(tunnel)
           if (message.services !== undefined) tunnel.services = message.services
           this.acceptLabels(tunnel, message.labels)

@@ -7,15 +7,16 @@ import { readMessages } from './framing.ts'
 import { MAX_RETURN_SPREAD_MS } from './tunnel.ts'
 
 t.test('each message an agent sends is read as its type', async (t) => {
-  t.same(parseAgentMessage({ type: 'hello', version: 1, agent_version: '1.2.3', labels: { env: 'lab' }, services: ['ssh', 'web'], assigned_labels: true }), {
+  t.same(parseAgentMessage({ type: 'hello', version: 1, agent_version: '1.2.3', labels: { env: 'lab' }, services: ['ssh', 'web'], assigned_labels: true, refusals: true }), {
     type: 'hello',
     version: 1,
     agent_version: '1.2.3',
     labels: { labels: { env: 'lab' } },
     services: ['ssh', 'web'],
     assigned_labels: true,
+    refusals: true,
   })
-  t.match(parseAgentMessage({ type: 'hello' }), { assigned_labels: false }, 'an agent from before assigned labels does not take them')
+  t.match(parseAgentMessage({ type: 'hello' }), { assigned_labels: false, refusals: false }, 'an agent from before assigned labels and refusals takes neither')
   t.same(parseAgentMessage({ type: 'heartbeat', labels: { env: 'prod' } }), { type: 'heartbeat', labels: { labels: { env: 'prod' } } })
   t.same(parseAgentMessage({ type: 'renew' }), { type: 'renew' })
   t.same(parseAgentMessage({ type: 'cert', tls_cert: 'PEM' }), { type: 'cert', tls_cert: 'PEM' })
@@ -52,6 +53,8 @@ t.test('each message a proxy sends is read as its type', async (t) => {
   t.same(parseProxyMessage({ type: 'ca', host_ca_certs: ['h'], user_ca_ssh_keys: ['u'] }), { type: 'ca', host_ca_certs: ['h'], user_ca_ssh_keys: ['u'] })
   t.same(parseProxyMessage({ type: 'certs', tls_cert: 't', ssh_cert: 's', host_ca_certs: ['h'], user_ca_ssh_keys: ['u'] }).type, 'certs')
   t.same(parseProxyMessage({ type: 'renew_failed', error: 'not due' }), { type: 'renew_failed', error: 'not due' })
+  t.same(parseProxyMessage({ type: 'refused', reason: 'rate_limited', retry_after_ms: 800 }), { type: 'refused', reason: 'rate_limited', retry_after_ms: 800 })
+  t.same(parseProxyMessage({ type: 'refused', reason: 'unregistered', retry_after_ms: -1 }), { type: 'refused', reason: 'unregistered' }, 'a wait that is none is left out')
 })
 
 t.test('unknown and malformed messages are refused with the type and field named', async (t) => {

@@ -36,6 +36,8 @@ export const AGENT_MESSAGES = {
     services: optional(texts(MAX_SERVICES)),
     /** The agent takes `labels` messages (agents from before them would close the tunnel). */
     assigned_labels: flag(),
+    /** The agent takes `refused` messages (agents from before them would close the tunnel on one). */
+    refusals: flag(),
   }),
   /** The node's labels changed (a configuration reload). */
   heartbeat: object({ labels: ruledLabels() }),
@@ -85,6 +87,15 @@ export const PROXY_MESSAGES = {
    */
   labels: object({ assigned: ASSIGNED_LABELS_STATEMENT }),
   renew_failed: object({ error: text({ max: MAX_TEXT }) }),
+  /**
+   * The proxy will not keep this tunnel, which it closes next, and why (TunnelRefusal): the
+   * agent waits before it dials again, at least `retry_after_ms`. Sent at the hello, only to
+   * an agent whose hello said it takes them.
+   */
+  refused: object({
+    reason: text({ max: MAX_ID }),
+    retry_after_ms: lenient(number({ atLeast: 0, expected: 'a wait in ms' })),
+  }),
   /** The auth server has the batch's events (`stored` of them were new to it). */
   audit_stored: object({ batch: text({ max: MAX_ID }), stored: number({ atLeast: 0, expected: 'a count' }) }),
   /**
@@ -105,6 +116,14 @@ export const PROXY_MESSAGES = {
     recording: oneOf(['node', 'off'] as const),
   }),
 }
+
+/**
+ * Why a proxy refuses a tunnel at its hello: 'unregistered', the auth server does not know
+ * the host (it was removed or replaced, or the auth server was restored from a backup older
+ * than its join), which only joining again with a new token cures. An agent backs off on
+ * any reason, one it does not know included.
+ */
+export type TunnelRefusal = 'unregistered'
 
 export type AgentMessage = Tagged<typeof AGENT_MESSAGES>
 export type ProxyMessage = Tagged<typeof PROXY_MESSAGES>
