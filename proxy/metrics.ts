@@ -10,7 +10,7 @@ import type { ProxyService } from './proxy.ts'
 import type { TunnelCloseReason, TunnelDeclineReason } from './tunnel-server.ts'
 
 const CLOSE_REASONS: TunnelCloseReason[] = ['node_closed', 'connection_lost', 'replaced', 'unregistered', 'untrusted', 'protocol_error', 'proxy_stopping']
-const DECLINE_REASONS: TunnelDeclineReason[] = ['certificate', 'unregistered', 'already_held', 'no_hello']
+const DECLINE_REASONS: TunnelDeclineReason[] = ['certificate', 'unregistered', 'already_held', 'no_hello', 'rate_limited']
 
 export function watchProxy(diag: DiagServer, proxy: ProxyService): void {
   const registry = new Registry()

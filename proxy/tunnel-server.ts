@@ -19,6 +19,7 @@ import { MAX_RETURN_SPREAD_MS } from '../shared/protocol/tunnel.ts'
 import { type LiveSetSignature, liveSetOrder } from '../shared/signed-live-set.ts'
 import { createSession, type Session } from '../shared/yamux/index.ts'
 import { sameStatement } from './assigned-labels.ts'
+import { HelloRate } from './hello-rate.ts'
 import { TunnelTrust } from './tunnel-trust.ts'
 
 export interface Tunnel {
@@ -67,7 +68,7 @@ export interface Tunnel {
 /** Why a registered tunnel ended: a few fixed reasons, so the metrics stay bounded. */
 export type TunnelCloseReason = 'node_closed' | 'connection_lost' | 'replaced' | 'unregistered' | 'untrusted' | 'protocol_error' | 'proxy_stopping'
 /** Why a tunnel was refused before it was registered. */
-export type TunnelDeclineReason = 'certificate' | 'unregistered' | 'already_held' | 'no_hello'
+export type TunnelDeclineReason = 'certificate' | 'unregistered' | 'already_held' | 'no_hello' | 'rate_limited'
 
 /** Tunnels opened, declined and closed since the proxy started (proxy/metrics.ts reads them). */
 export interface TunnelCounts {
@@ -128,7 +129,7 @@ export interface TunnelServerOptions {
   assignedLabels?: (hostId: string) => AssignedLabelsStatement | undefined
   keepAliveIntervalMs: number
   log: Logger
-  /** Epoch milliseconds for the refused-labels log's window; injected so tests can move time. */
+  /** Epoch milliseconds for the refused-labels log's window and the hello rate; injected so tests can move time. */
   clock?: () => number
 }
 
@@ -143,11 +144,14 @@ export class TunnelServer extends EventEmitter {
   private readonly unregistered = new Set<string>()
   /** Tunnels that have not said hello yet, by host, oldest first. */
   private readonly pending = new Map<string, Set<Tunnel>>()
+  /** Registrations each host may still make (proxy/hello-rate.ts). */
+  private readonly hellos: HelloRate
   readonly counts: TunnelCounts = { opened: 0, declined: {}, closed: {} }
 
   constructor(options: TunnelServerOptions) {
     super()
     this.options = options
+    this.hellos = new HelloRate(options.clock)
     this.trust = new TunnelTrust({
       clusterName: options.clusterName,
       hostCAPems: options.hostCAPems,
@@ -311,6 +315,18 @@ export class TunnelServer extends EventEmitter {
       this.options.log.info(`tunnel from ${tunnel.nodename} refused: the host is no longer registered`, { host_id: tunnel.hostId, refused: 'unregistered' })
       this.declined('unregistered')
       this.refuse(tunnel, 'unregistered')
+      return
+    }
+    const limited = this.hellos.take(tunnel.hostId)
+    if (limited) {
+      if (limited.log) {
+        this.options.log.warn(`tunnel from ${tunnel.nodename} refused: it registers tunnels too often (refusals logged once a minute)`, {
+          host_id: tunnel.hostId,
+          refused: 'rate_limited',
+        })
+      }
+      this.declined('rate_limited')
+      this.refuse(tunnel, 'rate_limited', limited.waitMs)
       return
     }
     if (!tunnel.opened) this.counts.opened++

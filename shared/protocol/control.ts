@@ -120,10 +120,11 @@ export const PROXY_MESSAGES = {
 /**
  * Why a proxy refuses a tunnel at its hello: 'unregistered', the auth server does not know
  * the host (it was removed or replaced, or the auth server was restored from a backup older
- * than its join), which only joining again with a new token cures. An agent backs off on
- * any reason, one it does not know included.
+ * than its join), which only joining again with a new token cures; 'rate_limited', the host
+ * registered tunnels too often (proxy/hello-rate.ts). An agent backs off on any reason, one
+ * it does not know included.
  */
-export type TunnelRefusal = 'unregistered'
+export type TunnelRefusal = 'unregistered' | 'rate_limited'
 
 export type AgentMessage = Tagged<typeof AGENT_MESSAGES>
 export type ProxyMessage = Tagged<typeof PROXY_MESSAGES>
