@@ -430,6 +430,16 @@ export class AuthServer {
   private async loadClusterName(wanted: string): Promise<string> {
     await this.backend.create('/cluster/name', JSON.stringify(wanted))
     const item = await this.backend.get('/cluster/name')
-    return JSON.parse(item!.value) as string
+    const stored = JSON.parse(item!.value) as string
+    // Fixed at the first start: a config that names another is told, not silently ignored
+    // (unless it is the default, the nodename, which differs on every other auth server).
+    if (stored !== wanted && wanted !== this.config.nodename) {
+      this.log.warn(`auth_service.cluster_name is ${wanted}, but the backend holds cluster ${stored}, which a cluster keeps for good`, {
+        ignored_setting: 'auth_service.cluster_name',
+        configured: wanted,
+        in_use: stored,
+      })
+    }
+    return stored
   }
 }

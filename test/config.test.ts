@@ -138,3 +138,15 @@ t.test('without --roles, the *_service.enabled keys choose the roles, as in Tele
   t.match(nothing.stderr, 'no role to run: auth_service, proxy_service and ssh_service are all disabled')
   t.notOk(existsSync(join(dir, 'none')), 'no data dir was created')
 })
+
+t.test('a cluster_name other than the one the backend holds is said to be ignored', async (t) => {
+  const first = await new AuthProcess({ clusterName: 'kept-name' }).start()
+  await first.stop()
+  const renamed = await new AuthProcess({ dataDir: first.dataDir, clusterName: 'other-name', env: { WARREN_LOG_FORMAT: 'json' } }).start()
+  t.teardown(() => renamed.stop())
+  t.match((await renamed.ctl(['status'])).stdout, /^Cluster\s+kept-name$/m, 'the cluster keeps its name')
+  t.match(
+    renamed.daemon.logEntries().filter((entry) => entry.ignored_setting !== undefined),
+    [{ level: 'warn', ignored_setting: 'auth_service.cluster_name', configured: 'other-name', in_use: 'kept-name' }],
+  )
+})
