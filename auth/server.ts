@@ -176,7 +176,17 @@ export class AuthServer {
     return this.recordingDirCheck?.status()
   }
 
+  /** Starts the server; one that fails to start leaves nothing open behind it (listener, timers, backend). */
   async start(): Promise<void> {
+    try {
+      await this.open()
+    } catch (error) {
+      await this.stop().catch(() => {})
+      throw error
+    }
+  }
+
+  private async open(): Promise<void> {
     const auth = this.config.auth
     // Before anything is created: a bad static token leaves no trace in the data dir.
     const statics = auth.tokens.map((entry, i) => {

@@ -66,7 +66,13 @@ export const startCommand = defineCommand({
     'warren start --roles=auth,proxy --config=/etc/warren.yaml',
     'warren start --roles=node --token=/etc/warren/token --ca-pin=sha256:<pin> --auth-server=proxy.example.com:3080',
   ],
-  run: (flags) => start(flags),
+  // A start that failed is over: once the error is printed the process exits with its status,
+  // whatever a role left open (under systemd, a failed unit is restarted; a live one is not).
+  run: (flags) =>
+    start(flags).catch((error) => {
+      setImmediate(() => process.exit())
+      throw error
+    }),
 })
 
 export function buildConfig(flags: StartFlags): WarrenConfig {
@@ -176,8 +182,6 @@ export async function start(flags: StartFlags): Promise<number> {
   lockDataDir(config.dataDir)
   const status = new StatusEndpoint(config.dataDir, roles, Boolean(process.env[STARTED_AFRESH]))
   await status.open(log)
-  // Before the roles: /healthz answers and /readyz says what is missing while they start.
-  const diag = config.diagAddr === undefined ? undefined : await openDiagnostics(config.diagAddr, log)
   // Roles that join with the operator's token (not one minted in this process) report a
   // join here, once: then the token is cleared away or its place named.
   const origin = tokenOrigin(flags, config.authToken)
@@ -195,12 +199,15 @@ export async function start(flags: StartFlags): Promise<number> {
     })
   }
   const hideToken = tokenOnCommandLine(flags)
-  const stops: (() => Promise<void>)[] = [() => status.close(), async () => diag?.close()]
+  const stops: (() => Promise<void>)[] = [() => status.close()]
   const reloads: ((config: WarrenConfig) => void)[] = [(next) => log.setLevel(next.log.level)]
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch(() => {})
   }
   try {
+    // Before the roles: /healthz answers and /readyz says what is missing while they start.
+    const diag = config.diagAddr === undefined ? undefined : await openDiagnostics(config.diagAddr, log)
+    if (diag) stops.push(() => diag.close())
     // Roles in the same process as the auth server join it with one-time tokens; a node
     // next to a proxy joins through the proxy, as a remote one would.
     let local: { authServer: string; pins: string[]; mint: (role: 'proxy' | 'node') => Promise<string> } | undefined
@@ -227,8 +234,9 @@ export async function start(flags: StartFlags): Promise<number> {
       const { ProxyService } = await load.proxy()
       const proxy = new ProxyService(proxyConfig, log.child('proxy'))
       if (diag) (await load.metrics.proxy()).watchProxy(diag, proxy)
-      await proxy.start()
+      // Registered first: a start that fails half way is stopped too (its listeners, its timers).
       stops.push(() => proxy.stop())
+      await proxy.start()
       status.add('proxy', () => proxyStatus(proxy))
       proxyStored = identityExists(config.dataDir, 'proxy')
       if (joins) joinedWithToken('proxy', proxy.keeper)
@@ -240,6 +248,7 @@ export async function start(flags: StartFlags): Promise<number> {
       const { Agent } = await load.node()
       const agent = new Agent({ config: nodeConfig, log: log.child('node') })
       if (diag) (await load.metrics.node()).watchNode(diag, agent)
+      stops.push(() => agent.stop())
       const usedHttps = await agent.prepare()
       const stored = identityExists(config.dataDir)
       if (joins) joinedWithToken('node', agent.keeper)
@@ -248,7 +257,6 @@ export async function start(flags: StartFlags): Promise<number> {
       if (stored && usedHttps && roles.length === 1) startAfresh(log, 'identity and tunnel address stored', hideToken)
       else if (stored && hideToken) startAfresh(log, 'identity stored, the join token is not needed any more', true)
       await agent.start()
-      stops.push(() => agent.stop())
       status.add('node', () => nodeStatus(agent))
       reloads.push((next) => agent.reload(next))
     }
