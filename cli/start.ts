@@ -1,12 +1,13 @@
 // `warren start`: runs the roles this process holds (auth, proxy, node) until SIGTERM or SIGINT.
 
 import { accessSync, constants, readFileSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { isSea } from 'node:sea'
 import { nodeStatus } from '../agent/status.ts'
 import { authStatus } from '../auth/status.ts'
 import { proxyStatus } from '../proxy/status.ts'
 import { applyFlags, DEFAULTS, defaultConfig, loadConfigFile, parseLabels, type WarrenConfig } from '../shared/config.ts'
-import { secureDataDir, secureRecordingDir } from '../shared/data-dir.ts'
+import { secureDataDir, secureRecordingDir, secureStorageDir } from '../shared/data-dir.ts'
 import { lockDataDir } from '../shared/data-dir-lock.ts'
 import type { DiagServer } from '../shared/diag-server.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
@@ -179,6 +180,7 @@ export async function start(flags: StartFlags): Promise<number> {
   log.info(`starting ${roles.join(', ')}`, { roles: roles.join(',') })
   secureDataDir(config.dataDir, log)
   if (roles.includes('auth') && config.auth.recordingDir !== undefined) secureRecordingDir(config.auth.recordingDir, log)
+  if (roles.includes('auth') && config.auth.storage.type === 'sqlite') secureStorageDir(dirname(config.auth.storage.path))
   lockDataDir(config.dataDir)
   const status = new StatusEndpoint(config.dataDir, roles, Boolean(process.env[STARTED_AFRESH]))
   await status.open(log)

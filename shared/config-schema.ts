@@ -5,7 +5,7 @@
 
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'
-import { join } from 'node:path'
+import { isAbsolute, join } from 'node:path'
 import { joinHostPort, splitHostPort } from './address.ts'
 import { clusterNameProblem } from './cluster-name.ts'
 import { LABEL_LIMITS, labelKeyProblem, labelValueProblem } from './labels.ts'
@@ -116,6 +116,15 @@ const nonEmpty =
   (value) =>
     value.trim() === '' ? `is empty: give ${what}, or leave the key out` : undefined
 
+/**
+ * A path that does not depend on the directory a command runs in: a relative one would make
+ * the same file name another database from each working directory (another cluster).
+ */
+const absolutePath =
+  (what: string): Check =>
+  (value) =>
+    nonEmpty(what)(value) ?? (isAbsolute(value) ? undefined : `is ${JSON.stringify(value)}, a relative path: give ${what} as an absolute path`)
+
 const ipOrCidr = string((value) => {
   const [ip, bits, extra] = value.split('/')
   const family = isIP(ip)
@@ -221,9 +230,9 @@ const auth = section({
       'sqlite',
       {
         sqlite: {
-          path: key('path', string(), {
+          path: key('path', string(absolutePath('the SQLite database')), {
             default: ({ config }) => join(config.dataDir, DEFAULTS.storageFile),
-            doc: 'the SQLite database (default: backend.db in data_dir)',
+            doc: 'the SQLite database, an absolute path (default: backend.db in data_dir)',
           }),
         },
         etcd: {

@@ -204,6 +204,10 @@ t.test('etcd storage', async (t) => {
     { type: 'etcd', peers: ['10.0.0.1:2379'], prefix: '/warren/' },
     'the prefix by default, and no TLS unless written',
   )
+  // An empty or relative SQLite path is refused, not taken from the working directory.
+  configError(t, 'auth_service:\n  storage: { type: sqlite, path: "" }\n', /^\/etc\/warren\.yaml: line 2: "auth_service\.storage\.path" /)
+  configError(t, 'auth_service:\n  storage: { type: sqlite, path: backend.db }\n', /^\/etc\/warren\.yaml: line 2: "auth_service\.storage\.path" /)
+  t.same(parseConfig('auth_service:\n  storage: { type: sqlite, path: /srv/warren/backend.db }\n', 'x').auth.storage, { type: 'sqlite', path: '/srv/warren/backend.db' })
   configError(
     t,
     'auth_service:\n  storage:\n    type: etcd\n    peers: [a]\n    path: /x\n',

@@ -31,3 +31,13 @@ export function secureRecordingDir(dir: string, log: Logger): void {
     madePrivate: (mode) => log.warn(`auth_service.recording_dir ${dir} was writable by other users (mode ${mode}); its mode is now 0700`, { path: dir, mode, new_mode: '0700' }),
   })
 }
+
+/**
+ * Checks the folder of the SQLite backend (`auth_service.storage.path`) by the same rules,
+ * except that one others may write into is refused, never made private (it may be a folder
+ * others use, such as /tmp): whoever may write there can put a database of their own in
+ * place before the auth server creates its own, and read the CAs' private keys from it.
+ */
+export function secureStorageDir(dir: string): void {
+  checkPrivateDir(dir, { what: 'the folder of auth_service.storage.path', harm: "replace the backend, or read the CAs' private keys in it" })
+}

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
-import { chmod, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -90,6 +91,31 @@ t.test('an existing database file is made private', async (t) => {
   await writeFile(path, '', { mode: 0o644 })
   openIn(t, path)
   t.equal((await stat(path)).mode & 0o777, 0o600)
+})
+
+t.test('a link in place of the database is not followed', async (t) => {
+  const dir = await tempDir(t)
+  const target = join(dir, 'elsewhere.conf')
+  await writeFile(target, 'kept as it is', { mode: 0o644 })
+  const path = join(dir, 'warren.db')
+  await symlink(target, path)
+  t.throws(() => SqliteBackend.open(path), { message: /^cannot open SQLite backend at / })
+  t.equal(await readFile(target, 'utf8'), 'kept as it is', 'its target is untouched')
+  t.equal((await stat(target)).mode & 0o777, 0o644, 'and keeps its mode')
+  t.ok((await lstat(path)).isSymbolicLink(), 'the link stays a link')
+})
+
+t.test("a database file of another user's is refused", { skip: process.getuid?.() !== 0 && 'needs root to give a file away' }, async (t) => {
+  const dir = await tempDir(t)
+  const path = join(dir, 'warren.db')
+  // Made ready, readable by everyone, by another account before the auth server's first start.
+  await writeFile(path, '', { mode: 0o666 })
+  await chown(path, 65534, 65534)
+  t.throws(() => SqliteBackend.open(path), { message: /^cannot open SQLite backend at / })
+  const stats = await stat(path)
+  t.equal(stats.size, 0, 'nothing is written into it')
+  t.equal(stats.uid, 65534, 'it stays the other user’s')
+  t.notOk(existsSync(`${path}-wal`), 'no journal is made beside it')
 })
 
 t.test('opening in a place that cannot hold a database fails clearly', async (t) => {

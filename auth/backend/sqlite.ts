@@ -1,6 +1,6 @@
 // The embedded backend: one SQLite file through Node's built-in driver, so no native addon
 // has to ship inside the single executable.
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs'
+import { closeSync, constants, existsSync, fchmodSync, fstatSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { Backend, Condition, Item, Operation, PutOptions } from './backend.ts'
@@ -251,11 +251,33 @@ export class SqliteBackend implements Backend {
   }
 }
 
-// SQLite would create the file world-readable; create it first so it never is.
+/**
+ * SQLite would create the file world-readable; create it first so it never is. It holds the
+ * CAs' private keys: an existing one must be a file of the running user's (not a link, which
+ * would be followed to wherever it points, nor a file another user made ready to read them
+ * from), and only its owner may read it.
+ */
 function createPrivateFile(path: string): void {
   makeDirectories(dirname(path), 0o700)
-  closeSync(openSync(path, 'a', 0o600))
-  chmodSync(path, 0o600)
+  let fd: number
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new Error(`${path} is a symbolic link; give the database's own path`)
+    throw error
+  }
+  try {
+    const stats = fstatSync(fd)
+    if (!stats.isFile()) throw new Error(`${path} is not a regular file`)
+    const me = process.getuid?.()
+    if (me !== undefined && stats.uid !== me)
+      throw new Error(
+        `${path} belongs to uid ${stats.uid}, not to uid ${me} who runs this: its owner could read the CAs' private keys; remove it, or restore the backend from a backup`,
+      )
+    fchmodSync(fd, 0o600)
+  } finally {
+    closeSync(fd)
+  }
 }
 
 // Not mkdirSync's recursive option: in Node 24 it spins forever when a parent exists but
