@@ -6,7 +6,7 @@
 // operations in a transaction, and hundreds of lines wait here.
 
 import { execFileSync, spawn } from 'node:child_process'
-import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, chownSync, lchownSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import t from 'tap'
@@ -128,6 +128,78 @@ t.test('a file that is no regular file (a pipe, as /dev/stdout in a container): 
   for (let waited = 0; ids().length < expected.length && waited < 100; waited++) await new Promise((resolve) => setTimeout(resolve, 50))
   t.same(ids().sort(), expected.sort(), 'each event once')
   t.equal((await backend.list('/audit/file-outbox/')).length, 0, 'nothing left waiting in the backend')
+})
+
+t.test("a pipe reached through a link of the running user's, as /dev/stdout is one: each line once", async (t) => {
+  const dir = tempDir()
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const fifo = join(dir, 'audit.fifo')
+  const link = join(dir, 'stdout')
+  const out = join(dir, 'read')
+  execFileSync('mkfifo', [fifo])
+  symlinkSync(fifo, link)
+  const reader = spawn('sh', ['-c', `exec 3<>"${fifo}"; exec cat <&3 > "${out}"`])
+  t.teardown(() => reader.kill())
+  const run = audit(backend, link, dir)
+  await run.start()
+  for (let i = 0; i < 5; i++) await run.record('token.removed', { token_id: `token-${i}` })
+  await run.stop()
+  const expected = (await run.log.list()).events.map((event) => event.id)
+  const ids = () => fileIds(out)
+  for (let waited = 0; ids().length < expected.length && waited < 100; waited++) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.same(ids().sort(), expected.sort(), 'each event once')
+})
+
+t.test('a file made ready with a mode that lets others read it is made private, and takes the lines', async (t) => {
+  const dir = tempDir()
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const file = join(dir, 'audit.jsonl')
+  writeFileSync(file, '', { mode: 0o644 })
+  chmodSync(file, 0o644)
+  const run = audit(backend, file, dir)
+  await run.start()
+  await run.record('token.removed', { token_id: 'token-0' })
+  await run.stop()
+  t.equal(statSync(file).mode & 0o777, 0o600, 'the file is 0600')
+  t.same(
+    fileIds(file),
+    (await run.log.list()).events.map((event) => event.id),
+    'its line is there',
+  )
+})
+
+const asRoot = process.getuid?.() !== 0 && 'needs root to give a file or link to another user'
+
+t.test("a link of another user's in its place is not followed", { skip: asRoot }, async (t) => {
+  const dir = tempDir()
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  // root's file, whose last line has no newline (a start would cut it off as a line cut short).
+  const victim = join(dir, 'victim.conf')
+  writeFileSync(victim, 'line one\nprecious tail without newline', { mode: 0o644 })
+  const logs = join(dir, 'logs')
+  mkdirSync(logs)
+  chownSync(logs, 65534, 65534)
+  const file = join(logs, 'audit.jsonl')
+  symlinkSync(victim, file)
+  lchownSync(file, 65534, 65534)
+  await t.rejects(audit(backend, file, dir).start(), 'the start fails')
+  t.equal(readFileSync(victim, 'utf8'), 'line one\nprecious tail without newline', "the link's target is untouched")
+  t.equal(statSync(victim).mode & 0o777, 0o644, 'and keeps its mode')
+})
+
+t.test("a file of another user's is refused", { skip: asRoot }, async (t) => {
+  const dir = tempDir()
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const file = join(dir, 'audit.jsonl')
+  writeFileSync(file, '', { mode: 0o644 })
+  chownSync(file, 65534, 65534)
+  await t.rejects(audit(backend, file, dir).start(), 'the start fails')
+  t.equal(statSync(file).size, 0, 'nothing is written into it')
+  t.equal(statSync(file).mode & 0o777, 0o644, 'its mode is left as it was')
 })
 
 t.test('while the file cannot be written, at most so many lines wait in the backend; the events are all kept', async (t) => {

@@ -18,8 +18,8 @@
 // ls` lists them), and the log says how many went without once the file is written again.
 
 import { randomBytes } from 'node:crypto'
-import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, readSync, rmSync } from 'node:fs'
-import { open } from 'node:fs/promises'
+import { closeSync, constants, fstatSync, ftruncateSync, lstatSync, openSync, readFileSync, readSync, rmSync, type Stats } from 'node:fs'
+import { type FileHandle, open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../shared/files.ts'
 import type { Logger } from '../shared/log.ts'
@@ -96,17 +96,14 @@ export class AuditFile {
    */
   async open(): Promise<void> {
     const { file } = this.#options
-    let fd: number
     try {
-      // Not 'a+': a pipe opened for reading as well would be read from.
-      fd = openSync(file, 'a', 0o600)
+      const handle = await openForAppend(file)
+      this.#regular = await handle
+        .stat()
+        .then((stats) => stats.isFile())
+        .finally(() => handle.close())
     } catch (error) {
       throw new Error(`auth_service.audit.file: cannot write ${file}: ${(error as Error).message}`)
-    }
-    try {
-      this.#regular = fstatSync(fd).isFile()
-    } finally {
-      closeSync(fd)
     }
     if (this.#regular) this.#alreadyWritten = lastLineIds(file)
     this.#waiting = (await this.#listOutbox()).length
@@ -249,12 +246,53 @@ function outboxId(dataDir: string): string {
 }
 
 /**
+ * Opens the file to append to it (not for reading too: a pipe opened so would be read from).
+ * Every event goes into it (people, addresses, commands), so a regular file is written only
+ * when it is the running user's, has no other name (a hard link), and is reached by its own
+ * path: a link planted in the log folder by another user is not followed into a file of
+ * root's. A link of the running user's or root's is followed (/dev/stdout is one) to
+ * anything, a regular file by the same rules. A regular file is made 0600.
+ */
+async function openForAppend(file: string): Promise<FileHandle> {
+  let handle: FileHandle
+  try {
+    handle = await open(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ELOOP') throw error
+    const link = lstatSync(file)
+    if (link.uid !== process.getuid?.() && link.uid !== 0)
+      throw new Error(`${file} is a symbolic link of uid ${link.uid}'s, who could point it at any file: name the file itself, or remove the link`)
+    handle = await open(file, constants.O_WRONLY | constants.O_APPEND)
+  }
+  try {
+    if (checkOpened(file, await handle.stat())) await handle.chmod(0o600)
+  } catch (error) {
+    await handle.close()
+    throw error
+  }
+  return handle
+}
+
+/**
+ * Throws when `stats` (of the opened file) is a regular file that must not take the lines;
+ * true when it is one whose mode lets others than its owner at it, to be made 0600.
+ */
+function checkOpened(file: string, stats: Stats): boolean {
+  if (!stats.isFile()) return false
+  const me = process.getuid?.()
+  if (me !== undefined && stats.uid !== me)
+    throw new Error(`${file} belongs to uid ${stats.uid}, not to uid ${me} who runs this: its owner could read every event; remove it, or give it to the user warren runs as`)
+  if (stats.nlink > 1) throw new Error(`${file} has ${stats.nlink} names (hard links): the lines would go into a file known by another name too`)
+  return (stats.mode & 0o777) !== 0o600
+}
+
+/**
  * Appends `text`, and syncs a regular file: once this resolves, the lines survive a power
  * cut. A write to a regular file that fails part way is taken off again, so the next one does
  * not join a line cut short.
  */
 async function append(file: string, text: string, regular: boolean): Promise<void> {
-  const handle = await open(file, 'a', 0o600)
+  const handle = await openForAppend(file)
   try {
     const { size } = await handle.stat()
     try {
@@ -275,8 +313,9 @@ async function append(file: string, text: string, regular: boolean): Promise<voi
  * in the middle of a write) is taken off, to be written again whole.
  */
 function lastLineIds(file: string): Set<string> {
-  const fd = openSync(file, 'r+')
+  const fd = openSync(file, constants.O_RDWR | constants.O_NOFOLLOW)
   try {
+    checkOpened(file, fstatSync(fd))
     const size = fstatSync(fd).size
     const start = Math.max(0, size - TAIL_BYTES)
     const tail = Buffer.alloc(size - start)
