@@ -32,6 +32,7 @@ import { openBackend, type StorageTransport, storageTransport } from './backend/
 import { type BackendOperation, timedBackend } from './backend/timed.ts'
 import { CAExpiryWarnings } from './ca-expiry.ts'
 import { Callers } from './callers.ts'
+import { refuseForgottenCluster, rememberCluster } from './cluster-marker.ts'
 import { ConnectionLeases } from './connection-leases.ts'
 import { JoinChallenges } from './join-challenge.ts'
 import { Locks } from './locks.ts'
@@ -206,9 +207,12 @@ export class AuthServer {
       })
     }
     this.backend = observer ? timedBackend(backend, observer.backendOperation) : backend
+    // An empty backend where the data dir shows a cluster is a storage setting gone wrong, not a new cluster.
+    await refuseForgottenCluster(this.backend, this.config.dataDir, auth.storage)
     this.clusterName = await this.loadClusterName(auth.clusterName)
     this.hostCA = await loadOrCreateAuthority(this.backend, 'host', this.clusterName)
     this.userCA = await loadOrCreateAuthority(this.backend, 'user', this.clusterName)
+    rememberCluster(this.config.dataDir, this.clusterName, this.hostCA.pins[0]!, this.log)
     this.caExpiry.check(this.hostCA)
     this.caExpiry.check(this.userCA)
     this.tokens = new TokenService(this.backend, statics)
