@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { joinHostPort, parseHostPort } from '../shared/address.ts'
+import { ClockWatch } from '../shared/clock-watch.ts'
 import type { WarrenConfig } from '../shared/config.ts'
 import { DEFAULTS } from '../shared/config.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
@@ -36,7 +37,7 @@ import { monotonicMs } from '../shared/yamux/clock.ts'
 import { NodeAssignedLabels } from './assigned-labels.ts'
 import { AuditQueue } from './audit-queue.ts'
 import { AuditSender } from './audit-sender.ts'
-import { type ClockProblem, type ClockStatus, ClockWatch, clockProblemOfError, clockStatus, probeServerClock } from './clock.ts'
+import { type ClockProblem, type ClockStatus, clockProblemOfError, clockStatus, probeServerClock } from './clock.ts'
 import type { DirectListener } from './direct-listener.ts'
 import { declaredPortName, forwardRefusal, remoteForwardRefusal } from './forward-policy.ts'
 import type { Heartbeat } from './heartbeat.ts'
@@ -217,7 +218,7 @@ export class Agent {
         this.log.info('the system clock was set', { clock_step_ms: Math.round(byMs) })
         this.clockSeen = undefined
         this.clockProbedAt = undefined
-        this.renewal?.clockChanged()
+        this.renewal?.clockStepped(byMs)
       },
       tick: () => {
         this.checkClock(server)

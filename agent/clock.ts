@@ -3,29 +3,18 @@
 // a clock every certificate looks not yet valid or expired, and TLS fails both ways. The
 // node tells this apart from a real expiry by the cluster's own certificates: its own was
 // issued by the auth server's clock, and a proxy's or auth server's certificate is kept
-// renewed, so one that looks outside its validity says the clock is off. The watch also
-// notices the clock being set (a step against the monotonic clock), after which anything
-// timed by the wall clock (the renewal window) is timed again.
+// renewed, so one that looks outside its validity says the clock is off. The node checks
+// this at every tick of its clock watch (shared/clock-watch.ts), which also tells it of the
+// clock being set, after which its renewal is timed again.
 
 import type { X509Certificate } from 'node:crypto'
 import { isoTime } from '../shared/duration.ts'
 import type { ClockStatus } from '../shared/status.ts'
 import { probeServerCertificate } from '../shared/tls-verdict.ts'
-// Not performance.now(): the `performance` global loads perf_hooks into every agent (bench:footprint).
-import { monotonicMs } from '../shared/yamux/clock.ts'
 
 export type { ClockStatus }
 
 export type ClockProblem = NonNullable<ClockStatus['problem']>
-
-/**
- * How often the watch compares the wall clock with the monotonic one: a node whose clock was
- * set opens its held tunnels within this. Rare enough to cost an idle device nothing.
- */
-export const CLOCK_CHECK_MS = 5_000
-
-/** A difference between the two clocks beyond this, over one check, is the clock being set. */
-const STEP_MS = 5_000
 
 /** What a certificate from the cluster, checked by this host's clock, says about that clock. */
 export function clockAgainst(cert: X509Certificate, whose: string, nowMs = Date.now()): { problem: ClockProblem; evidence: string } | undefined {
@@ -53,36 +42,6 @@ export async function probeServerClock(server: string, caPems: string[], timeout
   const seen = await probeServerCertificate(server, caPems, timeoutMs)
   if (!seen || (seen.code !== 'CERT_NOT_YET_VALID' && seen.code !== 'CERT_HAS_EXPIRED')) return undefined
   return clockAgainst(seen.cert, `the certificate ${server} presents`)
-}
-
-/** Calls `stepped` (with how far the wall clock moved against the monotonic one, in ms) whenever the clock is set, and `tick` at every check. */
-export class ClockWatch {
-  private readonly handlers: { stepped: (byMs: number) => void; tick: () => void }
-  private timer?: NodeJS.Timeout
-  private last = { wall: Date.now(), mono: monotonicMs() }
-
-  constructor(handlers: { stepped: (byMs: number) => void; tick: () => void }) {
-    this.handlers = handlers
-  }
-
-  start(): void {
-    this.last = { wall: Date.now(), mono: monotonicMs() }
-    // In the background: the watch alone must not keep the process alive.
-    this.timer = setInterval(() => this.check(), CLOCK_CHECK_MS).unref()
-  }
-
-  stop(): void {
-    clearInterval(this.timer)
-    this.timer = undefined
-  }
-
-  private check(): void {
-    const now = { wall: Date.now(), mono: monotonicMs() }
-    const step = now.wall - this.last.wall - (now.mono - this.last.mono)
-    this.last = now
-    if (Math.abs(step) > STEP_MS) this.handlers.stepped(step)
-    this.handlers.tick()
-  }
 }
 
 /** The node's clock status from the evidence at hand (its own certificate first). */

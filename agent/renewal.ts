@@ -67,10 +67,9 @@ export class NodeRenewal {
     this.renewal.trustChanged()
   }
 
-  /** The system clock was set: the renewal window is timed again by the clock as it reads now. */
-  clockChanged(): void {
-    this.renewal.stop()
-    this.renewal.start()
+  /** The system clock was set (by `byMs`): the renewal is timed again by the clock as it reads now. */
+  clockStepped(byMs: number): void {
+    this.renewal.clockStepped(byMs)
   }
 
   /** A tunnel's control stream answered a renewal: 'certs' or 'renew_failed'. */

@@ -2,7 +2,8 @@
 // warrenctl's admin identity (user CA), which it writes into its data dir. Both are issued
 // at start and whenever the CAs change, and again when two thirds of their lifetime has
 // passed (shared/renewal-schedule.ts), so that neither lapses on a server that runs for
-// years. New connections get the new certificate; live ones keep theirs.
+// years, nor when its clock is set (the server's clock watch calls clockStepped). New
+// connections get the new certificate; live ones keep theirs.
 
 import { X509Certificate } from 'node:crypto'
 import { formatDuration } from '../shared/duration.ts'
@@ -92,6 +93,11 @@ export class OwnCredentials {
     this.options.apply(this.tlsOptions())
     this.writeAdminIdentity()
     for (const schedule of this.schedules) schedule.start()
+  }
+
+  /** The wall clock was set (by `byMs`): both renewals are timed again by the clock as it reads now. */
+  clockStepped(byMs: number): void {
+    for (const schedule of this.schedules) schedule.clockStepped(byMs)
   }
 
   stop(): void {

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { parseHostPort } from '../shared/address.ts'
 import { Router } from '../shared/api-router.ts'
+import { ClockWatch } from '../shared/clock-watch.ts'
 import { resolveTokenValue, type WarrenConfig } from '../shared/config.ts'
 import { createLogger, type Logger } from '../shared/log.ts'
 import type { ApiRoute } from '../shared/protocol/api.ts'
@@ -91,6 +92,8 @@ export class AuthServer {
   private readonly limiter: FailureRateLimiter
   private readonly heartbeats = new FailureRateLimiter(HEARTBEAT_LIMIT)
   private refreshTimer?: NodeJS.Timeout
+  /** Steps of the wall clock, which the renewal of its own certificates follows. */
+  private clockWatch?: ClockWatch
   private recordings?: RecordingStore
   private recordingsPurgeTimer?: NodeJS.Timeout
   private authServers?: AuthServers
@@ -327,6 +330,15 @@ export class AuthServer {
     })
     this.own.writeAdminIdentity()
     this.own.start()
+    // The wall clock set under the server (a VM resumed after a pause, NTP after a boot with
+    // a stale clock): its TLS certificate and warrenctl's identity are renewed by it as it reads now.
+    this.clockWatch = new ClockWatch({
+      stepped: (byMs) => {
+        this.log.info('the system clock was set', { clock_step_ms: Math.round(byMs) })
+        this.own.clockStepped(byMs)
+      },
+    })
+    this.clockWatch.start()
     this.log.info(`auth server listening on ${this.address}`, { cluster: this.clusterName, pin: this.hostCA.pins[0] })
     // CAs change with rotations, here or on another auth server sharing the backend.
     this.refreshTimer = setInterval(() => void this.refreshAuthorities(true).catch((error) => this.log.warn(`CA refresh failed: ${(error as Error).message}`)), 2000)
@@ -395,6 +407,7 @@ export class AuthServer {
 
   async stop(): Promise<void> {
     clearInterval(this.refreshTimer)
+    this.clockWatch?.stop()
     clearInterval(this.recordingsPurgeTimer)
     this.revocations?.stop()
     this.assignedLabels?.stop()

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { TLSSocket } from 'node:tls'
 import { parseHostPort } from '../shared/address.ts'
 import { ApiClient } from '../shared/api-client.ts'
+import { ClockWatch } from '../shared/clock-watch.ts'
 import type { WarrenConfig } from '../shared/config.ts'
 import { DEFAULTS } from '../shared/config.ts'
 import { obtainIdentity } from '../shared/enroll.ts'
@@ -77,6 +78,8 @@ export class ProxyService {
   private servers: Server[] = []
   private gate?: TlsGate
   private timers: NodeJS.Timeout[] = []
+  /** Steps of the wall clock, which its renewal and the tunnels' expiry timers follow. */
+  private clockWatch?: ClockWatch
   private hostCAPems: string[] = []
   private userCAPems: string[] = []
   private readonly clientAddresses = new WeakMap<object, string>()
@@ -300,6 +303,20 @@ export class ProxyService {
     this.tunnels.on('audit', (tunnel: Tunnel, message: AuditMessage, done: () => void) => void relayAudit(this.auth, tunnel, message).then(done, done))
     this.tunnels.on('recording', (tunnel: Tunnel, message: RecordingMessage, done: () => void) => void relayRecording(this.auth, tunnel, message).then(done, done))
     this.ownCertificate.start()
+    this.clockWatch = new ClockWatch({ stepped: (byMs) => this.clockStepped(byMs) })
+    this.clockWatch.start()
+  }
+
+  /**
+   * The wall clock was set under the proxy (a VM resumed after a pause, NTP after a boot
+   * with a stale clock): its own renewal is timed again by it, which renews or recovers a
+   * certificate that the step made due or expired, and so are the tunnels' expiry timers,
+   * which close the tunnels whose node certificates expired in the step.
+   */
+  private clockStepped(byMs: number): void {
+    this.log.info('the system clock was set', { clock_step_ms: Math.round(byMs) })
+    this.ownCertificate?.clockStepped(byMs)
+    this.tunnels?.clockStepped()
   }
 
   /**
@@ -508,6 +525,7 @@ export class ProxyService {
 
   async stop(): Promise<void> {
     for (const timer of this.timers) clearInterval(timer)
+    this.clockWatch?.stop()
     this.ownCertificate?.stop()
     this.keeper.stop()
     this.presence?.stop()

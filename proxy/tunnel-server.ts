@@ -298,6 +298,11 @@ export class TunnelServer extends EventEmitter {
     this.trust.recheckAll()
   }
 
+  /** The wall clock was set: the tunnels' expiry timers are armed again by it (tunnel-trust.ts). */
+  clockStepped(): void {
+    this.trust.clockStepped()
+  }
+
   /** Closes the tunnels of hosts removed or locked since they opened. */
   dropRefused(): void {
     this.trust.dropRefused()

@@ -180,3 +180,24 @@ t.test('a tunnel that lives through many renewals takes each one; a flood waits 
   t.equal(trust.renewed(tunnel, host.renew(oldCA)), true, 'and one more when its turn comes')
   t.same(closed, [], 'the tunnel stayed open')
 })
+
+t.test("a step of the wall clock past a tunnel's certificates closes it at once", async (t) => {
+  let now = Date.now()
+  const closed: string[] = []
+  const trust = new TunnelTrust<TrustedTunnel>({
+    clusterName: 'test-cluster',
+    hostCAPems: () => [oldCA.certPem],
+    close: (tunnel) => closed.push(tunnel.hostId),
+    log,
+    clock: () => now,
+  })
+  const host = node()
+  const tunnel: TrustedTunnel = { hostId: host.identity.hostId, nodename: host.identity.nodename, cert: new X509Certificate(host.identity.tlsCertPem) }
+  t.teardown(() => trust.closed(tunnel))
+  trust.opened(tunnel, tunnel.cert)
+  // Its certificate ends in an hour; the clock steps two hours on.
+  now += 2 * 3_600_000
+  trust.clockStepped()
+  await until('the tunnel to be closed', () => closed.length > 0, { timeoutMs: 5000, everyMs: 10 })
+  t.same(closed, [tunnel.hostId], 'closed: its certificate expired by the clock as it reads now')
+})

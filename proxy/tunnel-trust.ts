@@ -2,8 +2,9 @@
 // accepted by its node's certificate; it stays open only while that certificate, or one
 // the node renewed since for the same key, is valid and from a host CA the cluster trusts.
 // Tunnels are judged again when the trusted CAs change (a rotation dropped a CA: nodes
-// that did not follow it are cut), when their last certificate expires, and when a node is
-// removed or locked (a certificate does not help a host the cluster refuses).
+// that did not follow it are cut), when their last certificate expires (timed again when the
+// wall clock is set), and when a node is removed or locked (a certificate does not help a
+// host the cluster refuses).
 
 import { X509Certificate } from 'node:crypto'
 import { judgeCertificate, type Verdict } from '../shared/cert-trust.ts'
@@ -122,6 +123,15 @@ export class TunnelTrust<T extends TrustedTunnel> {
     tunnel.cert = newest
     this.expireWith(tunnel, held)
     return true
+  }
+
+  /**
+   * The wall clock was set (shared/clock-watch.ts): every tunnel's expiry timer is armed
+   * again by the clock as it reads now, so that a tunnel whose certificates expired in the
+   * step is judged (and closed) at once, and one whose clock went back is not judged early.
+   */
+  clockStepped(): void {
+    for (const [tunnel, held] of this.held) this.expireWith(tunnel, held)
   }
 
   /** After the trusted host CAs changed: every tunnel is judged again. */

@@ -87,6 +87,11 @@ export class HostRenewal {
     this.schedule.renewNow()
   }
 
+  /** The wall clock was set (by `byMs`): the renewal is timed again by the clock as it reads now (RenewalSchedule.clockStepped). */
+  clockStepped(byMs: number): void {
+    this.schedule.clockStepped(byMs)
+  }
+
   stop(): void {
     this.schedule.stop()
   }

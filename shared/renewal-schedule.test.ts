@@ -437,3 +437,62 @@ t.test('a nudge does not cut short a wait the failure named', async (t) => {
   await time.advanceTo(time.clock() + 60_000)
   t.equal(tries.length, 1)
 })
+
+t.test('a step of the wall clock past the renewal window renews at once, and past the end too', async (t) => {
+  const time = fakeTimers()
+  const h = host(time.clock, 30 * DAY)
+  const schedule = new RenewalSchedule({ what: 'x', certificate: h.certificate, renew: h.renew, log: jsonLog().log, clock: time.clock, timers: time.timers })
+  schedule.start()
+  time.step(8 * DAY)
+  await time.advanceTo(time.clock() + 60_000)
+  t.same(h.state.renewedAt, [], 'a step short of the window changes nothing')
+  schedule.clockStepped(8 * DAY)
+  await time.advanceTo(time.clock() + 60_000)
+  t.same(h.state.renewedAt, [], 'nor once the schedule is told of it')
+  time.step(23 * DAY)
+  await time.advanceTo(time.clock() + 60_000)
+  t.same(h.state.renewedAt, [], 'a timer armed by the old clock would wait on past the end')
+  const stepped = time.clock()
+  schedule.clockStepped(23 * DAY)
+  await time.advanceTo(stepped + 60_000)
+  t.same(h.state.renewedAt, [stepped], 'told of the step, it renews at once')
+  t.ok(h.state.cert.validToDate.getTime() > time.clock(), 'and the certificate is valid by the clock as it reads now')
+  schedule.stop()
+})
+
+t.test('a step back neither renews early nor holds back a retry for the size of the step', async (t) => {
+  const time = fakeTimers()
+  const h = host(time.clock, 30 * DAY)
+  let failures = 1
+  const schedule = new RenewalSchedule({
+    what: 'x',
+    certificate: h.certificate,
+    renew: () => {
+      if (failures-- > 0) throw new Error('the auth server cannot be reached')
+      h.renew()
+    },
+    log: jsonLog().log,
+    clock: time.clock,
+    timers: time.timers,
+  })
+  schedule.start()
+  const due = renewalDueAt(h.state.cert)
+  await time.advanceTo(due)
+  t.equal(schedule.state.failures, 1, 'the first try failed')
+  const retryIn = schedule.state.nextAt - time.clock()
+  time.step(-5 * DAY)
+  schedule.clockStepped(-5 * DAY)
+  t.equal(schedule.state.nextAt - time.clock(), retryIn, 'the retry keeps what was left of its wait')
+  await time.advanceTo(time.clock() + retryIn)
+  t.same(h.state.renewedAt, [due - 5 * DAY + retryIn], 'and comes then, not five days later')
+
+  // A step back before the window: the renewal still comes at the window, by the clock as it reads now.
+  const next = renewalDueAt(h.state.cert)
+  time.step(-DAY)
+  schedule.clockStepped(-DAY)
+  await time.advanceTo(next - 1)
+  t.equal(h.state.renewedAt.length, 1, 'not before the window')
+  await time.advanceTo(next)
+  t.equal(h.state.renewedAt.length, 2, 'at the window')
+  schedule.stop()
+})

@@ -9,7 +9,9 @@
 // repeats (with how many failures there were), the others at DEBUG. A renewed certificate
 // arms the timer for its own window. Something that can make the renewal succeed (a CA
 // rotation, trust bridged to a new CA) asks for a try at once (renewNow), which also cuts
-// a retry's wait short. One renewal runs at a time.
+// a retry's wait short. One renewal runs at a time. Timers run on the monotonic clock while
+// the window is a time of the wall clock: the holder's clock watch (shared/clock-watch.ts)
+// tells the schedule when the wall clock was set (clockStepped), and it is timed again.
 
 import type { X509Certificate } from 'node:crypto'
 import { Backoff } from './backoff.ts'
@@ -174,6 +176,21 @@ export class RenewalSchedule {
     const at = this.retrying ? Math.max(this.clock(), this.lastTryAt + NUDGE_GAP_MS) : this.clock()
     if (this.retrying && at >= this.nextAt) return
     this.nextAt = at
+    this.arm()
+  }
+
+  /**
+   * The wall clock was set (by `byMs`, shared/clock-watch.ts): the renewal window is timed
+   * again by the clock as it reads now, so a step forward past it renews at once and a step
+   * back does not renew early; a wait between retries keeps what was left of it, whichever
+   * way the clock moved. A renewal under way times the next one itself when it ends.
+   */
+  clockStepped(byMs: number): void {
+    if (this.stopped) return
+    this.lastTryAt += byMs
+    if (this.warned) this.warned.at += byMs
+    if (this.running) return
+    this.nextAt = this.retrying ? this.nextAt + byMs : this.dueAt()
     this.arm()
   }
 

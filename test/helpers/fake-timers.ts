@@ -26,5 +26,13 @@ export function fakeTimers(start = Date.UTC(2027, 0, 1)) {
     }
     now = until
   }
-  return { clock: () => now, timers, advanceTo, pending }
+  /**
+   * The wall clock is set by `byMs` (forward, or back when negative) and nothing runs: the
+   * timers wait on the monotonic clock, so each pending one now comes `byMs` later by the clock.
+   */
+  const step = (byMs: number) => {
+    now += byMs
+    for (const timer of pending.values()) timer.at += byMs
+  }
+  return { clock: () => now, timers, advanceTo, pending, step }
 }
