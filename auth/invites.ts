@@ -14,6 +14,9 @@ import type { LockRecord, Locks } from './locks.ts'
 import type { TokenRecord, TokenService } from './tokens.ts'
 import { MAX_USER_CERT_TTL_MS, UnknownUser, type UserDirectory, type UserRecord } from './users.ts'
 
+/** Certificates carry whole seconds: a lock's instant is never more than this ahead of the clock that chose it. */
+const MAX_INSTANT_WAIT_MS = 1000
+
 export interface InvitesContext {
   backend: Backend
   tokens: TokenService
@@ -62,8 +65,7 @@ export class Invites {
       return (await this.context.users.replaceGeneration(name, [deleteCredentials(name)])).replaced
     })
     const invitation = await this.invite(name, ttlMs)
-    const early = issuedBefore - this.clock()
-    if (early > 0) await sleep(early)
+    await this.reach(issuedBefore)
     return { user, invitation, lock }
   }
 
@@ -82,9 +84,19 @@ export class Invites {
       return removed.generation
     })
     // Whatever a user added again under the name is issued comes after the lock's instant.
-    const early = issuedBefore - this.clock()
-    if (early > 0) await sleep(early)
+    await this.reach(issuedBefore)
     return removed!
+  }
+
+  /**
+   * Waits until the clock reaches a lock's instant, `issuedBefore` (the next whole second),
+   * for at most a second: a longer wait is the clock set back meanwhile, which waiting would
+   * not make up for (the lock names the generation ended, which refuses the certificates
+   * issued before whatever the clock said), and must not hang the command for as long.
+   */
+  private async reach(issuedBefore: number): Promise<void> {
+    const early = Math.min(issuedBefore - this.clock(), MAX_INSTANT_WAIT_MS)
+    if (early > 0) await sleep(early)
   }
 
   /**

@@ -312,3 +312,32 @@ t.test('a user of an earlier version, without a generation, gets one at its next
   t.equal((await s.users.get('erin'))!.generation, issued.generation, 'and stored, so that a reset or removal ends it')
   t.equal((await s.users.withGeneration(issued)).generation, issued.generation, 'a user with one keeps it')
 })
+
+t.test('a reset or a removal during which the clock is set back a day does not wait for the day', async (t) => {
+  const s = setup(t)
+  await signedUp(s)
+  // Each command makes a lock, another, and drops the first: the clock goes back after the
+  // last of these, with the lock's instant chosen, before the command waits for it.
+  let locksMade = 0
+  const invites = new Invites({
+    backend: s.backend,
+    tokens: s.tokens,
+    users: s.users,
+    locks: s.locks,
+    lockMade: async () => {
+      if (++locksMade % 3 === 0) s.advance(-86_400_000)
+    },
+    clock: s.now,
+  })
+  const hung = Symbol('hung')
+  const bounded = async (promise: Promise<unknown>) => {
+    let timer: NodeJS.Timeout | undefined
+    const outcome = await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(() => resolve(hung), 10_000)))])
+    clearTimeout(timer)
+    return outcome
+  }
+  t.not(await bounded(invites.reset('alice', 3_600_000)), hung, 'the reset returns')
+  t.not(await bounded(invites.removeUser('alice')), hung, 'and so does the removal')
+  t.equal(locksMade, 6)
+  t.equal(await s.users.get('alice'), undefined, 'which removed the user')
+})
