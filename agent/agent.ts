@@ -491,7 +491,7 @@ export class Agent {
 
   /** CA rotations, renewals' answers and assigned labels, as the proxies relay them over the control stream. */
   private onControl(tunnel: AgentTunnel, message: TrustMessage): void {
-    if (message.type === 'ca') this.followCAs(message.trust, `proxy ${tunnel.proxyId}`)
+    if (message.type === 'ca') this.followCAs(message.trust, `proxy ${tunnel.proxyId}`, false, message.spread_ms)
     else if (message.type === 'labels') this.assignedLabels.receive(message.assigned, `proxy ${tunnel.proxyId}`)
     else this.renewal?.answered(tunnel, message)
   }
@@ -499,13 +499,14 @@ export class Agent {
   /**
    * Trust what the cluster trusts now, as the auth server signed it (shared/trust-statement.ts:
    * whoever relays it cannot change it), and when the signing CA did not issue our
-   * certificate, renew it at once for the same keys. Nothing is torn down: open tunnels and
-   * SSH sessions carry on; new ones use the new certificate.
+   * certificate, renew it for the same keys: at once, or after a random wait of up to
+   * `spreadMs` when the proxy that told us spreads its nodes' renewals. Nothing is torn
+   * down: open tunnels and SSH sessions carry on; new ones use the new certificate.
    */
-  private followCAs(trust: TrustStatement | undefined, from: string, bridge = false): boolean {
+  private followCAs(trust: TrustStatement | undefined, from: string, bridge = false, spreadMs = 0): boolean {
     try {
       if (!checkTrust(trust, { ...this.identity, version: this.identity.trustVersion })) {
-        if (!bridge) this.renewal?.trustChanged()
+        if (!bridge) this.renewal?.trustChanged(spreadMs)
         return false
       }
       // Read before anything changes: a set the SSH server could not use is refused whole.
@@ -524,7 +525,7 @@ export class Agent {
       return true
     }
     this.log.info('trusted CAs updated', fields)
-    this.renewal?.trustChanged()
+    this.renewal?.trustChanged(spreadMs)
     return true
   }
 

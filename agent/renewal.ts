@@ -62,9 +62,9 @@ export class NodeRenewal {
     return this.renewal.state
   }
 
-  /** The trusted CAs changed: renews at once if the CA that signs now did not issue the certificate. */
-  trustChanged(): void {
-    this.renewal.trustChanged()
+  /** The trusted CAs changed: renews if the CA that signs now did not issue the certificate, at once or within `spreadMs`. */
+  trustChanged(spreadMs = 0): void {
+    this.renewal.trustChanged(spreadMs)
   }
 
   /** The system clock was set (by `byMs`): the renewal is timed again by the clock as it reads now. */

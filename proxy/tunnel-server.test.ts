@@ -21,7 +21,7 @@ import { signLiveSet } from '../shared/signed-live-set.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
 import { until } from '../test/helpers/until.ts'
 import { type AuditMessage, relayAudit } from './audit-relay.ts'
-import { AmbiguousNodeName, returnSpreadMs, type Tunnel, TunnelServer } from './tunnel-server.ts'
+import { AmbiguousNodeName, renewalSpreadMs, returnSpreadMs, type Tunnel, TunnelServer } from './tunnel-server.ts'
 
 const HOUR = 3_600_000
 const ca = createCA('test-cluster host CA', 'test-cluster')
@@ -70,6 +70,13 @@ t.test('returns are spread so that a joining proxy gets about 300 a second, over
   t.equal(returnSpreadMs(3000), 10_000)
   t.equal(returnSpreadMs(5000), 16_667)
   t.equal(returnSpreadMs(100_000), 60_000)
+})
+
+t.test("renewals after a rotation are spread so that the auth server gets about 50 a second from a proxy's nodes, over at most 5 minutes", async (t) => {
+  t.equal(renewalSpreadMs(0), 0)
+  t.equal(renewalSpreadMs(10), 200, 'a small cluster renews within moments')
+  t.equal(renewalSpreadMs(1500), 30_000)
+  t.equal(renewalSpreadMs(100_000), 300_000)
 })
 
 /** A tunnel server behind a real TLS listener, as the proxy's tunnel port is. */

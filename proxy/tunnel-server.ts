@@ -15,7 +15,7 @@ import { type DialRequestIn, parseDialReply } from '../shared/protocol/dial.ts'
 import { ProtocolError } from '../shared/protocol/errors.ts'
 import { readFirstMessage, readMessages, writeMessage } from '../shared/protocol/framing.ts'
 import type { RuledLabels } from '../shared/protocol/shape.ts'
-import { MAX_RETURN_SPREAD_MS } from '../shared/protocol/tunnel.ts'
+import { MAX_RENEWAL_SPREAD_MS, MAX_RETURN_SPREAD_MS } from '../shared/protocol/tunnel.ts'
 import { type LiveSetSignature, liveSetOrder } from '../shared/signed-live-set.ts'
 import { createSession, type Session } from '../shared/yamux/index.ts'
 import { sameStatement } from './assigned-labels.ts'
@@ -78,7 +78,7 @@ export interface TunnelCounts {
 }
 
 /** The trust material agents must follow during CA rotations. */
-export type CAAnnouncement = Omit<ProxyMessageOf<'ca'>, 'type'>
+export type CAAnnouncement = Omit<ProxyMessageOf<'ca'>, 'type' | 'spread_ms'>
 
 const HELLO_TIMEOUT_MS = 15_000
 /** A tunnel's label changes have the user connections judged again at most this often (labelsChanged). */
@@ -108,6 +108,17 @@ const MIN_SPREAD_MS = 1000
 
 export function returnSpreadMs(agents: number): number {
   return Math.min(MAX_RETURN_SPREAD_MS, Math.max(MIN_SPREAD_MS, Math.round((agents / RETURNS_PER_SECOND) * 1000)))
+}
+
+/**
+ * When the trusted CAs change (a host CA rotation), every agent here hears it at once and
+ * would renew at once: they are asked to spread their renewals so that the auth server gets
+ * about this many a second from this proxy's nodes. A small cluster's renew at once.
+ */
+const RENEWALS_PER_SECOND = 50
+
+export function renewalSpreadMs(agents: number): number {
+  return Math.min(MAX_RENEWAL_SPREAD_MS, Math.round((agents / RENEWALS_PER_SECOND) * 1000))
 }
 
 /** A node name that more than one connected host carries: routing by it would be a guess. */
@@ -494,11 +505,15 @@ export class TunnelServer extends EventEmitter {
     this.options.log.info(`live proxies: ${ids.length}; told ${this.tunnels.size} node(s)${change}`)
   }
 
-  /** Tells every agent the CAs to trust (and so, during a rotation, to renew from). */
+  /**
+   * Tells every agent the CAs to trust (and so, during a rotation, to renew from), asking
+   * them to spread their renewals by how many they are (renewalSpreadMs).
+   */
   announceCA(ca: CAAnnouncement): void {
     if (this.ca && JSON.stringify(this.ca) === JSON.stringify(ca)) return
     this.ca = ca
-    for (const tunnel of this.tunnels.values()) if (tunnel.control) sendToAgent(tunnel.control, { type: 'ca', ...ca })
+    const message = { type: 'ca' as const, ...ca, spread_ms: renewalSpreadMs(this.tunnels.size) }
+    for (const tunnel of this.tunnels.values()) if (tunnel.control) sendToAgent(tunnel.control, message)
   }
 
   /** The assigned labels of these hosts changed: those of their agents that take them are told. */

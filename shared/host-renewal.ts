@@ -14,7 +14,7 @@ import type { NodeIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
 import { RenewalSchedule, type RenewalScheduleOptions, type RenewalState, RetryLater } from './renewal-schedule.ts'
-import { certificateUsable, renewalDueAt, renewalNeeded } from './renewal-window.ts'
+import { certificateUsable, renewalNeeded } from './renewal-window.ts'
 import { CertificatesRefused, checkRenewed, SshCertificateRefused } from './renewed-certificates.ts'
 
 /**
@@ -58,7 +58,7 @@ export class HostRenewal {
       certificate: () => new X509Certificate(options.identity().tlsCertPem),
       renew: () => this.renewOrRecover(),
       // Due in the renewal window, and at once when the CA that signs now did not issue it.
-      dueAt: (cert) => (renewalNeeded(cert, options.identity().hostCAPems[0], clock()) ? clock() : renewalDueAt(cert)),
+      dueNow: (cert) => renewalNeeded(cert, options.identity().hostCAPems[0], clock()),
       // One that can no longer be used is recovered, and its retries back off fully.
       usable: () => certificateUsable(options.identity(), clock()),
       log: options.log,
@@ -75,16 +75,17 @@ export class HostRenewal {
   }
 
   /**
-   * The trusted CAs changed: renews at once if the CA that signs now did not issue the
-   * certificate. While tries are failing, only if the CAs differ from those the last try
-   * trusted (a bridge to the CA the server presents, say): the same set heard again (every
-   * proxy relays it) changes nothing, and the backoff stands.
+   * The trusted CAs changed: renews at once, or after a random wait of up to `spreadMs` (a
+   * proxy spreads the renewals of the nodes it tells of a rotation), if the CA that signs now
+   * did not issue the certificate. While tries are failing, only if the CAs differ from those
+   * the last try trusted (a bridge to the CA the server presents, say): the same set heard
+   * again (every proxy relays it) changes nothing, and the backoff stands.
    */
-  trustChanged(): void {
+  trustChanged(spreadMs = 0): void {
     const identity = this.options.identity()
     if (!renewalNeeded(new X509Certificate(identity.tlsCertPem), identity.hostCAPems[0])) return
     if (this.schedule.failing && this.triedWithCAs === identity.hostCAPems.join('\n')) return
-    this.schedule.renewNow()
+    this.schedule.renewNow(spreadMs)
   }
 
   /** The wall clock was set (by `byMs`): the renewal is timed again by the clock as it reads now (RenewalSchedule.clockStepped). */

@@ -11,7 +11,7 @@ import { fakeTimers } from '../test/helpers/fake-timers.ts'
 import { issuedByAny } from './cert-subject.ts'
 import { generateJoinKeys } from './join.ts'
 import { createLogger } from './log.ts'
-import { NUDGE_GAP_MS, RETRY_BASE_MS, RETRY_CAP_MS, RenewalSchedule, RetryLater } from './renewal-schedule.ts'
+import { NUDGE_GAP_MS, RENEWAL_SPREAD_SHARE, RETRY_BASE_MS, RETRY_CAP_MS, RenewalSchedule, RetryLater } from './renewal-schedule.ts'
 import { renewalDueAt } from './renewal-window.ts'
 
 const DAY = 24 * 3_600_000
@@ -52,7 +52,7 @@ function jsonLog() {
   return { entries, log: createLogger('test', { format: 'json', level: 'debug', stream }) }
 }
 
-t.test('three lifetimes: renewed each time two thirds have passed, never expired', async (t) => {
+t.test('three lifetimes: renewed each time two thirds have passed, and a random share more, never expired', async (t) => {
   const time = fakeTimers()
   const ttl = 30 * DAY
   const h = host(time.clock, ttl)
@@ -74,12 +74,16 @@ t.test('three lifetimes: renewed each time two thirds have passed, never expired
   schedule.start()
   await time.advanceTo(start + 3 * ttl)
   t.equal(h.state.renewedAt.length, 4, 'every 20 days over 90 days')
-  t.same(h.state.renewedAt, dues, "each at the start of its certificate's renewal window")
+  t.ok(
+    h.state.renewedAt.every((at, i) => at >= dues[i] && at <= dues[i] + ttl * RENEWAL_SPREAD_SHARE),
+    "each in its certificate's renewal window, at most a twentieth of the lifetime after it opened",
+  )
   for (const [i, at] of h.state.renewedAt.entries()) {
     const issued = i === 0 ? start : h.state.renewedAt[i - 1]
     const share = (at - issued) / ttl
-    t.ok(share > 0.66 && share < 0.68, `renewal ${i + 1} after ${Math.round(share * 100)}% of its lifetime`)
+    t.ok(share > 0.66 && share < 0.72, `renewal ${i + 1} after ${Math.round(share * 100)}% of its lifetime`)
   }
+  t.equal(new Set(h.state.renewedAt.map((at, i) => at - dues[i])).size, 4, 'each at its own random share of the lifetime after the window opened')
   t.same(expiredAt, [], 'the certificate never expired')
   t.ok(h.state.cert.validToDate.getTime() > time.clock(), 'and is valid at the end')
 })
@@ -87,7 +91,8 @@ t.test('three lifetimes: renewed each time two thirds have passed, never expired
 t.test("a year-long certificate is renewed after 243 days, past setTimeout's longest wait", async (t) => {
   const time = fakeTimers()
   const h = host(time.clock, 365 * DAY)
-  const schedule = new RenewalSchedule({ what: 'x', certificate: h.certificate, renew: h.renew, log: jsonLog().log, clock: time.clock, timers: time.timers })
+  // No spread: the renewal comes as the window opens.
+  const schedule = new RenewalSchedule({ what: 'x', certificate: h.certificate, renew: h.renew, log: jsonLog().log, clock: time.clock, timers: time.timers, random: () => 0 })
   schedule.start()
   const due = renewalDueAt(h.state.cert)
   await time.advanceTo(due - 1)
@@ -113,10 +118,15 @@ t.test('failures are retried with growing waits and logged at WARN with the time
     log,
     clock: time.clock,
     timers: time.timers,
-    random: () => 0.999,
+    // No spread of the renewal (the first draw), then the longest waits between retries.
+    random: (
+      (draws = 0) =>
+      () =>
+        draws++ === 0 ? 0 : 0.999
+    )(),
   })
   schedule.start()
-  const due = renewalDueAt(h.state.cert)
+  const due = schedule.state.nextAt
   await time.advanceTo(due + DAY)
   t.equal(tries.length, 13, 'twelve failures, then the renewal')
   t.equal(schedule.renewals, 1)
@@ -209,7 +219,7 @@ t.test('a rotation renews at once, also one that began during a renewal', async 
         schedule.renewNow()
       }
     },
-    dueAt: (cert) => (issuedByAny(cert, [signer()]) ? renewalDueAt(cert) : time.clock()),
+    dueNow: (cert) => !issuedByAny(cert, [signer()]),
     log: jsonLog().log,
     clock: time.clock,
     timers: time.timers,
@@ -476,7 +486,7 @@ t.test('a step back neither renews early nor holds back a retry for the size of 
     timers: time.timers,
   })
   schedule.start()
-  const due = renewalDueAt(h.state.cert)
+  const due = schedule.state.nextAt
   await time.advanceTo(due)
   t.equal(schedule.state.failures, 1, 'the first try failed')
   const retryIn = schedule.state.nextAt - time.clock()
@@ -487,12 +497,34 @@ t.test('a step back neither renews early nor holds back a retry for the size of 
   t.same(h.state.renewedAt, [due - 5 * DAY + retryIn], 'and comes then, not five days later')
 
   // A step back before the window: the renewal still comes at the window, by the clock as it reads now.
-  const next = renewalDueAt(h.state.cert)
+  const next = schedule.state.nextAt
   time.step(-DAY)
   schedule.clockStepped(-DAY)
   await time.advanceTo(next - 1)
   t.equal(h.state.renewedAt.length, 1, 'not before the window')
   await time.advanceTo(next)
   t.equal(h.state.renewedAt.length, 2, 'at the window')
+  schedule.stop()
+})
+
+t.test('a renewal asked for within a spread comes at a random point of it, and a later ask does not put it off', async (t) => {
+  const time = fakeTimers()
+  const h = host(time.clock, 30 * DAY)
+  const schedule = new RenewalSchedule({ what: 'x', certificate: h.certificate, renew: h.renew, log: jsonLog().log, clock: time.clock, timers: time.timers, random: () => 0.5 })
+  schedule.start()
+  await time.advanceTo(time.clock() + DAY)
+  const asked = time.clock()
+  schedule.renewNow(60_000)
+  t.equal(schedule.state.nextAt, asked + 30_000, 'half way into the spread, by the random draw')
+  await time.advanceTo(asked + 10_000)
+  schedule.renewNow(300_000)
+  t.equal(schedule.state.nextAt, asked + 30_000, 'another proxy telling of the same change later does not put it off')
+  await time.advanceTo(asked + 29_999)
+  t.same(h.state.renewedAt, [], 'not before')
+  await time.advanceTo(asked + 30_000)
+  t.same(h.state.renewedAt, [asked + 30_000], 'then')
+  schedule.renewNow()
+  await time.advanceTo(time.clock())
+  t.equal(h.state.renewedAt.length, 2, 'without a spread, at once')
   schedule.stop()
 })

@@ -1,14 +1,17 @@
 // Renewing a certificate on a timer, by whoever holds it: nodes and proxies their host
 // certificates, the auth server its own TLS certificate and warrenctl's identity. The timer
-// fires once two thirds of the certificate's lifetime has passed (renewal-window.ts). Every
-// failed renewal (or recovery) is tried again with exponential backoff and full jitter, from
-// 1 s up to RETRY_CAP_MS, and only a success starts it over: a failure the host can do
-// nothing about (a server it cannot verify, one that is down) costs the cluster one try every
-// few minutes per host, not one a second. A RetryLater names its own wait. The failure is
-// logged at WARN when it starts, when its error changes and at most once a minute while it
-// repeats (with how many failures there were), the others at DEBUG. A renewed certificate
-// arms the timer for its own window. Something that can make the renewal succeed (a CA
-// rotation, trust bridged to a new CA) asks for a try at once (renewNow), which also cuts
+// fires once two thirds of the certificate's lifetime has passed (renewal-window.ts), and a
+// random share of up to RENEWAL_SPREAD_SHARE of the lifetime more, drawn anew for each
+// certificate: hosts that renewed together (after a CA rotation, say) drift apart instead
+// of renewing in the same second each lifetime again. Every failed renewal (or recovery) is
+// tried again with exponential backoff and full jitter, from 1 s up to RETRY_CAP_MS, and
+// only a success starts it over: a failure the host can do nothing about (a server it
+// cannot verify, one that is down) costs the cluster one try every few minutes per host,
+// not one a second. A RetryLater names its own wait. The failure is logged at WARN when it
+// starts, when its error changes and at most once a minute while it repeats (with how many
+// failures there were), the others at DEBUG. A renewed certificate arms the timer for its
+// own window. Something that can make the renewal succeed (a CA rotation, trust bridged to
+// a new CA) asks for a try at once, or within a spread it names (renewNow), which also cuts
 // a retry's wait short. One renewal runs at a time. Timers run on the monotonic clock while
 // the window is a time of the wall clock: the holder's clock watch (shared/clock-watch.ts)
 // tells the schedule when the wall clock was set (clockStepped), and it is timed again.
@@ -18,6 +21,13 @@ import { Backoff } from './backoff.ts'
 import { formatDuration, isoTime } from './duration.ts'
 import type { Logger } from './log.ts'
 import { renewalDueAt } from './renewal-window.ts'
+
+/**
+ * The renewal comes this share of the certificate's lifetime at most after its window opens
+ * (a random share, drawn for each certificate): 1.5 days of the 10-day window of a 30-day
+ * certificate. Only later: the auth server renews none before its window.
+ */
+export const RENEWAL_SPREAD_SHARE = 1 / 20
 
 /** setTimeout's longest delay (about 24.8 days): longer waits are taken in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1
@@ -75,11 +85,11 @@ export interface RenewalScheduleOptions {
   /** Renews it, so that certificate() then returns the new one; throws when it failed. */
   renew: () => Promise<void> | void
   /**
-   * When `cert` is due (epoch ms): by default in its renewal window. A holder that follows
-   * CA rotations also makes it due at once when the signing CA did not issue it; this is
-   * asked again after every renewal, so a rotation that began during one is not missed.
+   * Whether `cert` is due now whatever its age: a holder that follows CA rotations says so
+   * when the signing CA did not issue it. Asked again after every renewal, so that a rotation
+   * that began during one is not missed. Otherwise it is due in its renewal window.
    */
-  dueAt?: (cert: X509Certificate) => number
+  dueNow?: (cert: X509Certificate) => boolean
   /** Whether `cert` can still be used to renew (by default: it has not expired by `clock`). */
   usable?: (cert: X509Certificate) => boolean
   log: Logger
@@ -109,6 +119,9 @@ export class RenewalSchedule {
   private readonly clock: () => number
   private readonly timers: Timers
   private readonly backoff: Backoff
+  private readonly random: () => number
+  /** The share of RENEWAL_SPREAD_SHARE by which the current certificate's renewal comes after its window opens. */
+  private spread: number
   private timer?: unknown
   /** Epoch ms of the next try. */
   private nextAt = 0
@@ -133,7 +146,9 @@ export class RenewalSchedule {
     this.options = options
     this.clock = options.clock ?? Date.now
     this.timers = options.timers ?? realTimers
-    this.backoff = new Backoff({ baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS, random: options.random })
+    this.random = options.random ?? Math.random
+    this.backoff = new Backoff({ baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS, random: this.random })
+    this.spread = this.random()
   }
 
   /** Arms the timer for the certificate's renewal window (at once when it is already due). Failures are still counted, and backed off, from before. */
@@ -145,9 +160,12 @@ export class RenewalSchedule {
     this.arm()
   }
 
+  /** When the certificate in use is due: now, or in its renewal window, spread. */
   private dueAt(): number {
     const cert = this.options.certificate()
-    return this.options.dueAt ? this.options.dueAt(cert) : renewalDueAt(cert)
+    if (this.options.dueNow?.(cert)) return this.clock()
+    const lifetime = cert.validToDate.getTime() - cert.validFromDate.getTime()
+    return renewalDueAt(cert) + Math.floor(lifetime * RENEWAL_SPREAD_SHARE * this.spread)
   }
 
   /** The wait before another try: growing with each failure, and never a large part of the lifetime of a certificate that can still be used. */
@@ -161,20 +179,23 @@ export class RenewalSchedule {
 
   /**
    * Renews as soon as possible: something changed that can make it succeed (a CA rotation
-   * made the certificate due, trust was bridged to the CA a server presents). A wait between
-   * retries is cut short too, to NUDGE_GAP_MS after the last try at the soonest, without
-   * starting the backoff over; a wait a failure named (RetryLater) is kept. While a renewal
+   * made the certificate due, trust was bridged to the CA a server presents); after a random
+   * wait of up to `spreadMs` when whoever asks spreads a fleet's renewals (a proxy that
+   * tells its nodes of a rotation). A wait between retries is cut short too, to NUDGE_GAP_MS
+   * after the last try at the soonest, without starting the backoff over; a wait a failure
+   * named (RetryLater) is kept, and so is a try that comes sooner anyway. While a renewal
    * runs, the next one is timed by dueAt if it succeeds, and comes soon if it fails.
    */
-  renewNow(): void {
+  renewNow(spreadMs = 0): void {
     if (this.stopped) return
     if (this.running) {
       this.nudgedWhileRunning = true
       return
     }
     if (this.waitNamed) return
-    const at = this.retrying ? Math.max(this.clock(), this.lastTryAt + NUDGE_GAP_MS) : this.clock()
-    if (this.retrying && at >= this.nextAt) return
+    const soonest = this.retrying ? Math.max(this.clock(), this.lastTryAt + NUDGE_GAP_MS) : this.clock()
+    const at = soonest + Math.floor(this.random() * spreadMs)
+    if (at >= this.nextAt) return
     this.nextAt = at
     this.arm()
   }
@@ -230,6 +251,7 @@ export class RenewalSchedule {
     try {
       await this.options.renew()
       this.renewals++
+      this.spread = this.random()
       this.waitNamed = false
       if (this.failures > 0) log.info(`renewed ${what} after ${this.failures} failed tries`, { what, renewal_failures: this.failures })
       this.failures = 0

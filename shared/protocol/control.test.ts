@@ -4,7 +4,7 @@ import t from 'tap'
 import { type AgentMessage, parseAgentMessage, parseProxyMessage } from './control.ts'
 import { ProtocolError } from './errors.ts'
 import { readMessages } from './framing.ts'
-import { MAX_RETURN_SPREAD_MS } from './tunnel.ts'
+import { MAX_RENEWAL_SPREAD_MS, MAX_RETURN_SPREAD_MS } from './tunnel.ts'
 
 t.test('each message an agent sends is read as its type', async (t) => {
   t.same(parseAgentMessage({ type: 'hello', version: 1, agent_version: '1.2.3', labels: { env: 'lab' }, services: ['ssh', 'web'], assigned_labels: true, refusals: true }), {
@@ -51,6 +51,12 @@ t.test('each message a proxy sends is read as its type', async (t) => {
     'a spread longer than agents accept is ignored',
   )
   t.same(parseProxyMessage({ type: 'ca', host_ca_certs: ['h'], user_ca_ssh_keys: ['u'] }), { type: 'ca', host_ca_certs: ['h'], user_ca_ssh_keys: ['u'] })
+  t.match(parseProxyMessage({ type: 'ca', host_ca_certs: ['h'], user_ca_ssh_keys: [], spread_ms: 2000 }), { type: 'ca', spread_ms: 2000 })
+  t.match(
+    parseProxyMessage({ type: 'ca', host_ca_certs: ['h'], user_ca_ssh_keys: [], spread_ms: MAX_RENEWAL_SPREAD_MS + 1 }),
+    { type: 'ca', spread_ms: undefined },
+    'a renewal spread longer than agents accept is ignored',
+  )
   t.same(parseProxyMessage({ type: 'certs', tls_cert: 't', ssh_cert: 's', host_ca_certs: ['h'], user_ca_ssh_keys: ['u'] }).type, 'certs')
   t.same(parseProxyMessage({ type: 'renew_failed', error: 'not due' }), { type: 'renew_failed', error: 'not due' })
   t.same(parseProxyMessage({ type: 'refused', reason: 'rate_limited', retry_after_ms: 800 }), { type: 'refused', reason: 'rate_limited', retry_after_ms: 800 })

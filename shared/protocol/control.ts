@@ -16,7 +16,7 @@ import { ProtocolError } from './errors.ts'
 import { writeMessage } from './framing.ts'
 import { RECORDING_CHUNK_BODY } from './recordings.ts'
 import { flag, lenient, list, number, object, oneOf, optional, ruledLabels, type Tagged, type TaggedIn, taggedParser, text, texts } from './shape.ts'
-import { MAX_RETURN_SPREAD_MS } from './tunnel.ts'
+import { MAX_RENEWAL_SPREAD_MS, MAX_RETURN_SPREAD_MS } from './tunnel.ts'
 
 /** Bounds that keep a message to what a sane peer sends; the line limit (framing.ts) bounds the rest. */
 const MAX_ID = 256
@@ -67,10 +67,17 @@ export const PROXY_MESSAGES = {
   }),
   /**
    * The CAs to trust; when the first (signing) one did not issue the agent's certificate, it
-   * renews. The agent takes them only as `trust` has them, signed by the auth server
-   * (shared/trust-statement.ts); the lists are for agents from before it.
+   * renews, after a random wait of up to `spread_ms` when the proxy asks it to spread the
+   * renewals of its nodes (a longer one is ignored). The agent takes them only as `trust`
+   * has them, signed by the auth server (shared/trust-statement.ts); the lists are for agents
+   * from before it.
    */
-  ca: object({ host_ca_certs: texts(MAX_CAS), user_ca_ssh_keys: texts(MAX_CAS), trust: optional(TRUST_STATEMENT) }),
+  ca: object({
+    host_ca_certs: texts(MAX_CAS),
+    user_ca_ssh_keys: texts(MAX_CAS),
+    trust: optional(TRUST_STATEMENT),
+    spread_ms: lenient(number({ atLeast: 0, atMost: MAX_RENEWAL_SPREAD_MS, expected: 'a spread in ms' })),
+  }),
   /** The answer to renew. */
   certs: object({
     tls_cert: text({ max: MAX_PEM }),

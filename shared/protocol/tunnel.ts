@@ -54,3 +54,9 @@ export function listsHeldProxy(protocols: readonly string[], proxyId: string): b
  * joined the live set over (`spread_ms`); agents ignore a longer one.
  */
 export const MAX_RETURN_SPREAD_MS = 60_000
+
+/**
+ * The longest window a proxy asks its agents to spread their renewals over when it tells
+ * them of new CAs to trust (`spread_ms` of `ca`: a host CA rotation); agents ignore a longer one.
+ */
+export const MAX_RENEWAL_SPREAD_MS = 300_000
