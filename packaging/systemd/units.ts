@@ -33,7 +33,10 @@ export const NODE_UNIT = `# Warren node agent: keeps reverse tunnels to the clus
 
 [Unit]
 Description=Warren node agent (reverse tunnel and SSH server)
-After=network-online.target
+# time-sync.target: after the clock is synchronised only where something waits for that
+# (systemd-time-wait-sync.service, when enabled); otherwise it waits for nothing. Either way
+# the agent follows the clock being set later (checked every 5 s), without a restart.
+After=network-online.target time-sync.target
 Wants=network-online.target
 
 [Service]
@@ -114,7 +117,10 @@ export const PROXY_UNIT = `# Warren proxy and auth server: the cluster's public 
 
 [Unit]
 Description=Warren proxy and auth server
-After=network-online.target
+# time-sync.target: after the clock is synchronised only where something waits for that
+# (systemd-time-wait-sync.service, when enabled); otherwise it waits for nothing. Either way
+# both follow the clock being set later (checked every 5 s), without a restart.
+After=network-online.target time-sync.target
 Wants=network-online.target
 # Both units use /etc/warren.yaml and /var/lib/warren, owned by different users.
 Conflicts=warren.service
