@@ -9,7 +9,7 @@ import { X509Certificate } from 'node:crypto'
 import { formatDuration } from '../shared/duration.ts'
 import { writeFileAtomic } from '../shared/files.ts'
 import type { Logger } from '../shared/log.ts'
-import { RenewalSchedule } from '../shared/renewal-schedule.ts'
+import { RenewalSchedule, type RenewalScheduleOptions } from '../shared/renewal-schedule.ts'
 import { type AdminIdentityFile, adminIdentityPath } from './admin-identity.ts'
 import type { Authority } from './authorities.ts'
 import { issueAdminCredentials, issueServerCredentials } from './issuer.ts'
@@ -37,6 +37,8 @@ export interface OwnCredentialsOptions {
   /** Puts new TLS options in place for new connections. */
   apply: (options: TlsOptions) => void
   log: Logger
+  /** For tests: the schedules' clock, timers and randomness. */
+  schedule?: Pick<RenewalScheduleOptions, 'clock' | 'timers' | 'random'>
 }
 
 export class OwnCredentials {
@@ -47,9 +49,14 @@ export class OwnCredentials {
 
   constructor(options: OwnCredentialsOptions) {
     this.options = options
+    const clock = options.schedule?.clock ?? Date.now
+    // Both are issued by this server's clock: one not valid yet by it was issued while the
+    // clock ran ahead, and is not valid yet by anyone else's either once it has been set back.
+    const dueNow = (cert: X509Certificate) => clock() < cert.validFromDate.getTime()
+    const schedule = { ...options.schedule, dueNow, log: options.log }
     this.schedules = [
-      new RenewalSchedule({ what: "the auth server's TLS certificate", certificate: () => this.tlsCert!, renew: () => options.apply(this.tlsOptions()), log: options.log }),
-      new RenewalSchedule({ what: "warrenctl's admin identity", certificate: () => this.adminCert!, renew: () => this.writeAdminIdentity(), log: options.log }),
+      new RenewalSchedule({ what: "the auth server's TLS certificate", certificate: () => this.tlsCert!, renew: () => options.apply(this.tlsOptions()), ...schedule }),
+      new RenewalSchedule({ what: "warrenctl's admin identity", certificate: () => this.adminCert!, renew: () => this.writeAdminIdentity(), ...schedule }),
     ]
   }
 
@@ -95,7 +102,11 @@ export class OwnCredentials {
     for (const schedule of this.schedules) schedule.start()
   }
 
-  /** The wall clock was set (by `byMs`): both renewals are timed again by the clock as it reads now. */
+  /**
+   * The wall clock was set (by `byMs`): both renewals are timed again by the clock as it
+   * reads now, and a certificate it no longer finds valid (expired in a step forward, or
+   * issued while it ran ahead before a step back) is issued again at once.
+   */
   clockStepped(byMs: number): void {
     for (const schedule of this.schedules) schedule.clockStepped(byMs)
   }
