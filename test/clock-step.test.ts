@@ -112,6 +112,7 @@ t.test('after steps of the clock by 8 and 31 days, warrenctl, the proxy and the 
     60_000,
   )
   t.ok(Date.parse(back.node!.certificate.not_after) > faked() + 29 * DAY_MS, "the node's certificate is new")
+  await until('the proxy to hold its tunnel', async () => (await tunnelsAtProxy()).join() === 'stepped', { timeoutMs: 15_000, everyMs: 500 })
   t.same(await tunnelsAtProxy(), ['stepped'], 'the proxy holds its tunnel, and not the other')
   t.ok(node.running && proxy.daemon.running && auth.daemon.running, 'the same processes')
   await until('warrenctl to work after a step of 31 days', async () => (await ctl(['status'])).code === 0, { timeoutMs: 15_000, everyMs: 1000 })
