@@ -178,7 +178,7 @@ export class Agent {
       declaredPortName: (host, port) => declaredPortName(this.config.ssh, host, port),
       sftpServer: () => sftpServerProgram(this.config.ssh.sftpServer),
       limits: () => this.config.ssh.limits,
-      recordingDir: () => this.recordings?.dir(),
+      recordingDir: (user, name) => this.recordings?.place(user, name),
       recorded: () => this.recordings?.uploader.kick(),
     })
     this.services = {

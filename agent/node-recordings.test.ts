@@ -65,7 +65,7 @@ t.test('a node-only data dir: recordings waiting in the old folder move to the o
   const sent: string[] = []
   const recordings = new NodeRecordings({ dataDir, direct: () => undefined, tunnel: tunnelTo(store, sent), log })
   t.teardown(() => recordings.stop())
-  t.equal(recordings.dir(), join(dataDir, 'node-recordings'), 'new sessions are recorded in the outbox of its own')
+  t.match(recordings.place('carol', NEW), { dir: join(dataDir, 'node-recordings') }, 'new sessions are recorded in the outbox of its own')
   await until(() => store.list().filter((r) => r.complete).length === 2)
   t.equal(store.read(OLD), cast('finished before the upgrade'), 'the finished recording arrives byte for byte')
   t.equal(store.read(CUT), cast('cut short by a stop'), 'the interrupted one is uploaded as it is')
@@ -96,5 +96,5 @@ t.test("an auth store in <data_dir>/recordings is not the node's: none of its re
   t.ok(existsSync(join(dataDir, 'recordings', `${OTHERS}.json`)) && existsSync(join(dataDir, 'recordings', `${OLD}.cast`)), 'the store is as it was')
   // The store's recordings hold no room of the node's bound: 4 KiB of stored recordings would fill it.
   await storeWhole(store, '55555555-5555-4555-8555-555555555555', 'x'.repeat(8192), OTHER_NODE)
-  t.equal(recordings.dir(), join(dataDir, 'node-recordings'), "stored recordings do not count against the node's waiting bytes")
+  t.match(recordings.place('carol', OTHERS), { dir: join(dataDir, 'node-recordings') }, "stored recordings do not count against the node's waiting bytes")
 })

@@ -7,6 +7,11 @@
 // the same data dir keeps its recordings in `<data_dir>/recordings` by default, and an
 // uploader reading the store's folder would take the store's files for its own (shared/
 // config.ts refuses an `auth_service.recording_dir` that is the outbox).
+//
+// What waits is bounded (MAX_WAITING_BYTES), and each user's recordings, being written or
+// waiting, to a share of it (USER_SHARES): a user who fills their share (five shells printing
+// without end) stops their own sessions being recorded, never the others'. A session not
+// recorded for room is an audit event, `recording.skipped` (ssh-server.ts).
 
 import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -15,7 +20,7 @@ import { ApiError } from '../shared/errors.ts'
 import type { Logger } from '../shared/log.ts'
 import type { RecordingChunkIn } from '../shared/protocol/recordings.ts'
 import { type RecordingTransport, RecordingUploader } from './recording-uploader.ts'
-import { finishInterrupted } from './session-recording.ts'
+import { finishInterrupted, type RecordingPlace } from './session-recording.ts'
 import { type AgentTunnel, AuditRefused } from './tunnel.ts'
 
 /** How long an `off` heard from the auth server holds before the node asks again. */
@@ -26,6 +31,22 @@ const OFF_HOLDS_MS = 3600_000
  * its storage (four sessions at the 16 MiB cap, or days of ordinary shells).
  */
 export const MAX_WAITING_BYTES = 64 * 1024 * 1024
+/**
+ * One user's recordings, being written or waiting, hold at most this part of the bound: past
+ * it their recordings stop growing and their new sessions are not recorded, so that it takes
+ * this many users filling theirs to stop everyone's sessions being recorded.
+ */
+export const USER_SHARES = 4
+
+/** One user's recordings this process made that are still on disk. */
+interface Held {
+  /** What they hold, by the lines written. */
+  bytes: number
+  /** One of them stopped growing for want of room: new sessions wait for an upload to make some. */
+  full: boolean
+  /** Their bytes by path (`<id>.cast`, written as `<id>.cast.part`). */
+  recordings: Map<string, number>
+}
 
 export interface NodeRecordingsOptions {
   dataDir: string
@@ -44,6 +65,8 @@ export class NodeRecordings {
   readonly #clock: () => number
   readonly #log: Logger
   readonly #maxWaitingBytes: number
+  /** Each user's recordings this process made that are still on disk. */
+  readonly #users = new Map<string, Held>()
   #offUntil = 0
 
   constructor(options: NodeRecordingsOptions) {
@@ -64,15 +87,51 @@ export class NodeRecordings {
     this.uploader.kick()
   }
 
-  /** Where the next interactive session is recorded, or undefined while the cluster does not record or too much waits. */
-  dir(): string | undefined {
+  /**
+   * Where `user`'s interactive session `name` (a session ID) is recorded, with the room the
+   * user's recordings have left; why it is not, when too much waits; undefined while the
+   * cluster does not record. Recordings made before a restart count against the whole bound
+   * only: whose they are is not known.
+   */
+  place(user: string, name: string): RecordingPlace | undefined {
     if (this.#clock() < this.#offUntil) return undefined
+    const share = Math.floor(this.#maxWaitingBytes / USER_SHARES)
+    const held = this.#held(user)
+    if (held.bytes >= share || held.full) {
+      this.#log.warn(`session not recorded: ${user}'s recordings on this node hold ${held.bytes} bytes, their share`, { user, session_id: name, held_bytes: held.bytes })
+      return { skipped: `the user's recordings being written or waiting on this node hold ${held.bytes} bytes, their share (${share}) of what may wait` }
+    }
     const waiting = waitingBytes(this.#dir)
     if (waiting >= this.#maxWaitingBytes) {
-      this.#log.warn(`session not recorded: ${waiting} bytes of recordings wait for the auth server already`, { waiting_bytes: waiting })
-      return undefined
+      this.#log.warn(`session not recorded: ${waiting} bytes of recordings wait for the auth server already`, { user, session_id: name, waiting_bytes: waiting })
+      return { skipped: `${waiting} bytes of recordings wait on this node for the auth server already (at most ${this.#maxWaitingBytes})` }
     }
-    return this.#dir
+    const path = join(this.#dir, `${name}.cast`)
+    held.recordings.set(path, 0)
+    this.#users.set(user, held)
+    const room = (bytes: number): boolean => {
+      if (held.bytes + bytes > share) {
+        held.full = true
+        return false
+      }
+      held.bytes += bytes
+      held.recordings.set(path, (held.recordings.get(path) ?? 0) + bytes)
+      return true
+    }
+    return { dir: this.#dir, room }
+  }
+
+  /** What `user`'s recordings hold now: those uploaded (their files gone) no longer count. */
+  #held(user: string): Held {
+    const held = this.#users.get(user) ?? { bytes: 0, full: false, recordings: new Map<string, number>() }
+    for (const [path, bytes] of held.recordings) {
+      if (existsSync(path) || existsSync(`${path}.part`)) continue
+      held.recordings.delete(path)
+      held.bytes -= bytes
+      held.full = false
+    }
+    if (held.recordings.size === 0) this.#users.delete(user)
+    return held
   }
 
   stop(): void {

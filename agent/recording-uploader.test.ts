@@ -20,6 +20,8 @@ import { NodeRecordings } from './node-recordings.ts'
 import { RecordingUploader } from './recording-uploader.ts'
 
 const ID = '3b0c5d3e-5b0f-4c1e-9a53-2f1d7f0e4b21'
+/** The next session's recording, as the SSH server names it. */
+const NEXT = '5d2e7f10-9c3b-4a1e-8b53-2f1d7f0e4b22'
 const log = createLogger('test')
 const node = { hostId: 'host-pi', nodename: 'pi' }
 
@@ -94,12 +96,12 @@ t.test('an answer saying the cluster does not record stops the node recording', 
     clock: () => now,
   })
   t.teardown(() => recordings.stop())
-  t.equal(recordings.dir(), join(dataDir, 'node-recordings'), 'recording until told otherwise')
-  await until(() => recordings.dir() === undefined)
-  t.equal(recordings.dir(), undefined, 'off: the next session is not recorded')
+  t.match(recordings.place('carol', NEXT), { dir: join(dataDir, 'node-recordings') }, 'recording until told otherwise')
+  await until(() => recordings.place('carol', NEXT) === undefined)
+  t.equal(recordings.place('carol', NEXT), undefined, 'off: the next session is not recorded, and no audit event says so')
   t.notOk(existsSync(join(dataDir, 'node-recordings', `${ID}.cast`)), 'the recording the auth server would not keep is gone')
   now += 3600_000
-  t.equal(recordings.dir(), join(dataDir, 'node-recordings'), 'an hour on, the next session is recorded to ask again')
+  t.match(recordings.place('carol', NEXT), { dir: join(dataDir, 'node-recordings') }, 'an hour on, the next session is recorded to ask again')
 })
 
 t.test('a recording cut short by the agent stopping is uploaded as it is', async (t) => {
@@ -131,9 +133,9 @@ t.test('past the bound of recordings waiting for the auth server, new sessions a
   mkdirSync(join(dataDir, 'node-recordings'))
   const recordings = new NodeRecordings({ dataDir, direct: () => undefined, tunnel: () => undefined, log, maxWaitingBytes: 1000 })
   t.teardown(() => recordings.stop())
-  t.equal(recordings.dir(), join(dataDir, 'node-recordings'))
+  t.match(recordings.place('carol', NEXT), { dir: join(dataDir, 'node-recordings') })
   writeFileSync(join(dataDir, 'node-recordings', `${ID}.cast`), 'x'.repeat(1000))
-  t.equal(recordings.dir(), undefined, 'full: not recorded')
+  t.match(recordings.place('carol', NEXT), { skipped: /1000 bytes of recordings wait/ }, 'full: not recorded, and why')
 })
 
 t.test('a recording refused for too many open waits the Retry-After, then is uploaded', async (t) => {

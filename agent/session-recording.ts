@@ -27,7 +27,18 @@ export interface RecordingStart {
   clock?: () => number
   /** Told once the file is whole. */
   onEnd?: () => void
+  /**
+   * Takes room for `bytes` more of the recording from what its user's recordings may hold on
+   * the node (node-recordings.ts), false when there is none: the recording stops growing.
+   */
+  room?: (bytes: number) => boolean
 }
+
+/**
+ * Where an interactive session is recorded, with the room its user's recordings have there,
+ * or why it is not recorded (an audit event, `recording.skipped`).
+ */
+export type RecordingPlace = { dir: string; room?: (bytes: number) => boolean } | { skipped: string }
 
 /** Output or a window change as it passed, before it is made into a line. */
 interface PendingEvent {
@@ -45,6 +56,7 @@ export class SessionRecording {
   readonly #clock: () => number
   readonly #log: Logger
   readonly #onEnd?: () => void
+  readonly #room?: (bytes: number) => boolean
   #bytes = 0
   #full = false
   #ended = false
@@ -58,6 +70,7 @@ export class SessionRecording {
     this.#started = this.#clock()
     this.#log = log
     this.#onEnd = start.onEnd
+    this.#room = start.room
     this.#sessionId = start.sessionId
     this.#fd = openSync(`${this.path}.part`, 'w', 0o600)
     const env = Object.fromEntries(Object.entries(start.env).filter(([, value]) => value))
@@ -114,6 +127,13 @@ export class SessionRecording {
     if (this.#bytes + bytes > MAX_RECORDING_BYTES) {
       this.#full = true
       this.#log.warn(`session recording reached ${MAX_RECORDING_BYTES} bytes: later output is not recorded`, { path: this.path })
+      return undefined
+    }
+    if (this.#room && !this.#room(bytes)) {
+      this.#full = true
+      this.#log.warn(`session recording stopped at ${this.#bytes} bytes: its user's recordings waiting on this node hold their share; later output is not recorded`, {
+        path: this.path,
+      })
       return undefined
     }
     this.#bytes += bytes

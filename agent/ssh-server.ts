@@ -23,7 +23,7 @@ import { SshReader } from '../shared/ssh-wire.ts'
 import { corkEachTick } from './cork-each-tick.ts'
 import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
 import { ptyPerl } from './pty.ts'
-import { type RecordingStart, SessionRecording } from './session-recording.ts'
+import { type RecordingPlace, type RecordingStart, SessionRecording } from './session-recording.ts'
 import type { FileOperation } from './sftp/channel-audit.ts'
 import { findSftpServer } from './sftp-server.ts'
 import { type AgentSocket, listenForAgent } from './ssh-agent-forwarding.ts'
@@ -123,8 +123,8 @@ export interface SshServerOptions {
   onFileOperation?: (op: FileOperation, session: { login: string; keyId: string; remote: string }) => void
   /** Records an audit event (sessions, commands, forwards); default: none are recorded. */
   audit?: AuditRecorder
-  /** Where interactive sessions are recorded (session-recording.ts), read at each session; undefined: not recorded (the default). */
-  recordingDir?: () => string | undefined
+  /** Where the user's interactive session `name` is recorded (session-recording.ts), or why not (audited); undefined: not recorded (the default). */
+  recordingDir?: (user: string, name: string) => RecordingPlace | undefined
   /** Told when a recording is whole (its session ended). */
   recorded?: () => void
   /** Bounds on what connections and users may hold, read at each use (a reload changes them); default: defaultSshLimits. */
@@ -192,7 +192,7 @@ export class NodeSshServer {
   private readonly perl: () => string | undefined
   private readonly onFileOperation?: SshServerOptions['onFileOperation']
   private readonly audit: AuditRecorder
-  private readonly recordingDir: () => string | undefined
+  private readonly recordingDir: (user: string, name: string) => RecordingPlace | undefined
   private readonly recorded?: () => void
   private readonly connections = new Set<ConnectionState>()
   private readonly limitsGiven: () => Partial<SshLimits>
@@ -531,15 +531,19 @@ export class NodeSshServer {
    * session ID (as its audit events); a second pty on the same connection gets `ID.2`.
    */
   private record(state: ConnectionState, start: Omit<RecordingStart, 'sessionId'>): SessionRecording | undefined {
-    const dir = this.recordingDir()
-    if (!dir || !state.audit) return undefined
+    if (!state.audit || !state.grant) return undefined
     const count = (state.audit.recordings ?? 0) + 1
     state.audit.recordings = count
     const sessionId = count === 1 ? state.audit.sessionId : `${state.audit.sessionId}.${count}`
+    const place = this.recordingDir(state.grant.keyId, sessionId)
+    if (!place) return undefined
+    const skipped = (reason: string) => this.audit('recording.skipped', { ...auditFields(state), recording: sessionId, reason })
+    if ('skipped' in place) return void skipped(place.skipped)
     try {
-      return new SessionRecording(dir, { ...start, sessionId, onEnd: this.recorded }, this.log)
+      return new SessionRecording(place.dir, { ...start, sessionId, room: place.room, onEnd: this.recorded }, this.log)
     } catch (error) {
       this.log.warn(`session not recorded: ${(error as Error).message}`, { session_id: sessionId })
+      skipped(`the recording's file could not be made: ${(error as Error).message}`)
       return undefined
     }
   }

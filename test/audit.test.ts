@@ -301,6 +301,13 @@ t.test('a direct node delivers its events itself, as the node its certificate na
   const stored = (await auditLs(['--type=exec'])).filter((e) => e.id === forged.id)
   t.match(stored, [{ node: 'pi-direct', host_id: identity.hostId, command: 'forged' }])
   t.equal((await auditLs(['--node=pi-audit', '--type=exec'])).filter((e) => e.id === forged.id).length, 0, 'nothing was filed under the node it named')
+  // A session the node did not record is the node's to tell.
+  const skipped = { id: 'skipped-event-0001', time: Date.now(), type: 'recording.skipped' as const, session_id: randomUUID(), user: 'carol', reason: "the user's share is full" }
+  t.same(await client.call('POST /v1/audit/events', { body: { events: [skipped] } }), { stored: 1 }, 'a recording.skipped event is taken from a node')
+  t.match(
+    (await auditLs(['--type=recording.skipped'])).filter((e) => e.id === skipped.id),
+    [{ node: 'pi-direct', session_id: skipped.session_id, user: 'carol' }],
+  )
   // Its events were signed: a proxy's keys cannot write unsigned ones in its name.
   const stolen = loadIdentity(proxy.dataDir, 'proxy')!
   const asProxy = new ApiClient({ server: auth.address, caPems: stolen.hostCAPems, certPem: stolen.tlsCertPem, keyPem: stolen.tlsKeyPem })

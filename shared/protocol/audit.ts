@@ -29,6 +29,8 @@ export const AUDIT_EVENT_TYPES = {
   'rotation.phase': 'ca (host/user), from, to, actor',
   'recording.refused':
     "node, host_id, session_id, user and login (the session's, when its start is stored), reason: a session recording the auth server refused, which the node then drops",
+  'recording.skipped':
+    "session_id, user, login, node, host_id, client_addr, recording (the recording's name: the session ID, or ID.N for a connection's Nth), reason: an interactive session the node did not record (the user's share of the recordings waiting on the node full, all of it full, or the file not made)",
   'session.start': 'session_id, user (the certificate key ID), login, node, host_id, client_addr',
   'session.end': 'session_id, user, login, node, host_id, client_addr, duration_ms, exit_status',
   exec: 'session_id, user, login, node, host_id, client_addr, command',
@@ -42,7 +44,7 @@ export const AUDIT_EVENT_TYPES = {
 export type AuditEventType = keyof typeof AUDIT_EVENT_TYPES
 
 /** The events a node reports about its SSH server; the rest only the auth server records. */
-export const NODE_EVENT_TYPES = ['session.start', 'session.end', 'exec', 'port_forward', 'sftp', 'events.dropped'] as const satisfies readonly AuditEventType[]
+export const NODE_EVENT_TYPES = ['session.start', 'session.end', 'exec', 'port_forward', 'sftp', 'recording.skipped', 'events.dropped'] as const satisfies readonly AuditEventType[]
 export type NodeEventType = (typeof NODE_EVENT_TYPES)[number]
 
 /** A field's value: what a JSON log line can carry flat. */

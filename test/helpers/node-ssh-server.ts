@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs'
 import { type AddressInfo, createServer } from 'node:net'
 import type { Test } from 'tap'
 import { lookupPasswd } from '../../agent/login-accounts.ts'
-import { NodeSshServer, type SshLimits } from '../../agent/ssh-server.ts'
+import { NodeSshServer, type SshLimits, type SshServerOptions } from '../../agent/ssh-server.ts'
 import type { Logger } from '../../shared/log.ts'
 import { sshPublicKeyLine } from '../../shared/ssh-cert.ts'
 
@@ -19,6 +19,11 @@ export interface TestSshServerOptions {
   /** Where the server's host key is written for its port (appended: several servers may share it). */
   knownHosts: string
   limits?: Partial<SshLimits>
+  /** Where sessions are recorded and what the audit trail is told; default: neither. */
+  recordingDir?: SshServerOptions['recordingDir']
+  audit?: SshServerOptions['audit']
+  /** The perl that opens ptys; default: the system's. */
+  perl?: SshServerOptions['perl']
 }
 
 export async function startTestSshServer(t: Test, options: TestSshServerOptions): Promise<{ server: NodeSshServer; port: number }> {
@@ -32,6 +37,9 @@ export async function startTestSshServer(t: Test, options: TestSshServerOptions)
     },
     forwardRefusal: () => undefined,
     ...(options.limits ? { limits: () => options.limits! } : {}),
+    recordingDir: options.recordingDir,
+    audit: options.audit,
+    ...(options.perl ? { perl: options.perl } : {}),
   })
   const listener = createServer((socket) => server.handleConnection(socket))
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
