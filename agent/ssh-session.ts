@@ -2,8 +2,8 @@
 // pseudo-terminal when the certificate permits one. The agent holds the pty's master itself
 // (agent/pty.ts, with perl for the ioctls Node cannot make), or util-linux `script` does
 // where there is no perl; either way without a native addon. Window changes resize it
-// through `stty`. Each session's processes run in a process group of their own, ended with
-// the channel or the connection.
+// through `stty`, at most four times a second. Each session's processes run in a process
+// group of their own, ended with the channel or the connection.
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, readdirSync, readlinkSync } from 'node:fs'
@@ -29,6 +29,12 @@ const KILL_GRACE_MS = 2000
  * holds its terminal (otherwise the pty's end comes as soon as the output is read).
  */
 const PTY_DRAIN_MS = 200
+/**
+ * A pty's window changes are applied (and recorded) at most once in this long: a client
+ * sending thousands a second costs one `stty` each quarter second, and the last size is
+ * applied in the end.
+ */
+export const RESIZE_INTERVAL_MS = 250
 /** How long a helper (stty for a window change) may take before it is killed. */
 const HELPER_TIMEOUT_MS = 5000
 const ROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -85,8 +91,8 @@ export function serveSession(session: Session, context: SessionContext): void {
     accept?.()
   })
   session.on('window-change', (accept, _reject, info) => {
+    // Applied, and recorded, at most a few times a second (PtyResizer).
     proc?.resize(info.rows, info.cols)
-    recording?.resize(info.cols, info.rows)
     accept?.()
   })
   session.on('env', (accept, reject, info) => {
@@ -231,6 +237,8 @@ export class SessionProcess {
     this.master = pty?.master
     this.exited = exited.then(() => {
       this.done = true
+      // A later change would size the pty's next holder.
+      this.resizer?.stop()
     })
   }
 
@@ -372,7 +380,7 @@ function startOnPty(req: SessionRequest, pty: PseudoTtyInfo, options: SpawnBase)
   if (!req.perl) {
     const child = spawnAs('script', ['script', '-q', '-f', '-e', '-c', ptyCommand(req.command, account.shell, pty), '/dev/null'], options)
     const outputEnded = new Promise<void>((resolve) => child.once('close', () => resolve()))
-    const resizer = new PtyResizer(() => findTty(child))
+    const resizer = new PtyResizer(() => findTty(child), recorded(req))
     return { child, input: child.stdin!, output: child.stdout!, outputEnded, pty: { resizer } }
   }
   const [args, argv0] = req.command === undefined ? [[], `-${basename(account.shell)}`] : [['-c', req.command], account.shell]
@@ -385,7 +393,13 @@ function startOnPty(req: SessionRequest, pty: PseudoTtyInfo, options: SpawnBase)
     // the shell wrote before it exited is read first.
     child.once('close', () => setTimeout(() => master.destroy(), PTY_DRAIN_MS).unref())
   })
-  return { child, input: master, onOutput, outputEnded, pty: { resizer: new PtyResizer(async () => path), master } }
+  return { child, input: master, onOutput, outputEnded, pty: { resizer: new PtyResizer(async () => path, recorded(req)), master } }
+}
+
+/** What records a window change applied to the session's pty, if the session is recorded. */
+function recorded(req: SessionRequest): ((rows: number, cols: number) => void) | undefined {
+  const recording = req.recording
+  return recording && ((rows, cols) => recording.resize(cols, rows))
 }
 
 /**
@@ -438,42 +452,64 @@ function endChannel(channel: ServerChannel, code: number, signal: NodeJS.Signals
 /**
  * Applies window-change requests to a session's pty. A pty is sized with an ioctl, which
  * Node cannot make, so `stty -F /dev/pts/N` makes it; the kernel then sends SIGWINCH to the
- * foreground job. Requests are applied one at a time, and only the latest pending one.
+ * foreground job. Requests are applied one at a time, only the latest pending one, and at
+ * most one each RESIZE_INTERVAL_MS (a size the pty has already is not applied again); each
+ * one applied is told to `applied` (the session's recording), so a flood of window changes
+ * costs neither a process nor a line each.
  */
 class PtyResizer {
   private readonly findTty: () => Promise<string | undefined>
+  private readonly applied?: (rows: number, cols: number) => void
   private pending?: { rows: number; cols: number }
+  private last?: { rows: number; cols: number; at: number }
   private running = false
+  private stopped = false
   private input?: Readable
 
-  constructor(findTty: () => Promise<string | undefined>) {
+  constructor(findTty: () => Promise<string | undefined>, applied?: (rows: number, cols: number) => void) {
     this.findTty = findTty
+    this.applied = applied
   }
 
   /**
-   * Holds `input` (the channel's keystrokes) back while a window change is applied. sshd
-   * sizes the terminal before it reads on, so a command typed just after a resize sees the new
-   * size; here the size is set by a process of its own (stty), which the keystrokes after the
-   * change would otherwise overtake.
+   * Holds `input` (the channel's keystrokes) back while a window change waits or is applied.
+   * sshd sizes the terminal before it reads on, so a command typed just after a resize sees
+   * the new size; here the size is set by a process of its own (stty), which the keystrokes
+   * after the change would otherwise overtake.
    */
   holdInputWhileResizing(input: Readable): void {
     this.input = input
   }
 
   resize(rows: number, cols: number): void {
-    if (rows <= 0 || cols <= 0) return
+    if (rows <= 0 || cols <= 0 || this.stopped) return
     this.pending = { rows, cols }
     if (!this.running) void this.drain()
+  }
+
+  /** The session's process has ended: nothing more is applied. */
+  stop(): void {
+    this.stopped = true
+    this.pending = undefined
   }
 
   private async drain(): Promise<void> {
     this.running = true
     this.input?.pause()
-    while (this.pending) {
+    while (this.pending && !this.stopped) {
+      const wait = this.last ? this.last.at + RESIZE_INTERVAL_MS - Date.now() : 0
+      if (wait > 0) {
+        // Changes meanwhile replace the pending one.
+        await new Promise((resolve) => setTimeout(resolve, wait))
+        continue
+      }
       const size = this.pending
       this.pending = undefined
+      if (this.last?.rows === size.rows && this.last.cols === size.cols) continue
+      this.last = { ...size, at: Date.now() }
       const tty = await this.findTty()
-      if (tty) await run('stty', ['-F', tty, 'rows', String(size.rows), 'cols', String(size.cols)])
+      if (tty && !this.stopped) await run('stty', ['-F', tty, 'rows', String(size.rows), 'cols', String(size.cols)])
+      this.applied?.(size.rows, size.cols)
     }
     this.running = false
     this.input?.resume()
