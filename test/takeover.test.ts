@@ -114,7 +114,7 @@ t.test('(a) a second device with another valid token and --nodename=pi-1 is refu
 
   const impostor = await node('pi-1', 'the impostor', await auth.token())
   await until("the impostor's agent to exit", () => !impostor.daemon.running, { timeoutMs: 60_000 })
-  t.equal(await impostor.daemon.exited, 1, "the impostor's agent exits with a failure")
+  t.equal(await impostor.daemon.exited, 3, "the impostor's agent exits as a refused join, which systemd does not restart")
   t.match(impostor.daemon.stderr, 'nodename "pi-1" is already registered to another node; remove it first with warrenctl nodes rm pi-1')
   t.notOk(loadIdentity(impostor.dataDir), 'it holds no certificate')
 
@@ -281,7 +281,7 @@ t.test('a token made for a name replaces the device that holds it; the old one c
 
   const wrongName = await node('pi-10', 'wrong', token)
   await until('the join under another name to fail', () => !wrongName.daemon.running, { timeoutMs: 60_000 })
-  t.equal(await wrongName.daemon.exited, 1)
+  t.equal(await wrongName.daemon.exited, 3, 'a refused join')
   t.match(wrongName.daemon.stderr, 'the token is for node "pi-9"')
 
   const replacement = await node('pi-9', 'new pi-9', token)
