@@ -21,7 +21,7 @@ import { HOST_CERT_TTL_MS, type HostIdentity, issueHostIdentity, validity } from
 import { type JoinChallenges, usedNonceKey } from './join-challenge.ts'
 import { planRepeat, type RepeatPlan, readReceipt, writeReceipt } from './join-repeat.ts'
 import { checkSshKey, checkTlsKey, KeyPolicyError, publicKeyFingerprint } from './key-policy.ts'
-import { type NodeDirectory, NodenameTaken, type NodeRecord, registerNodeOperation } from './nodes.ts'
+import { type NodeDirectory, NodenameTaken, type NodeRecord, registrationOperations } from './nodes.ts'
 import { isTokenRole, type TokenRole } from './roles.ts'
 import { TOKEN_NOT_FOUND, TokenRefusal, type TokenService } from './tokens.ts'
 import { trustStatement } from './trust.ts'
@@ -209,7 +209,7 @@ async function repeat(context: JoinContext, request: JoinRequest, spend: Spend, 
   })
   const applied = await context.backend.txn(
     [...spend.conditions, ...plan.conditions],
-    [...spend.operations, registerNodeOperation({ ...plan.record, certExpires: identity.expires })],
+    [...spend.operations, ...registrationOperations({ ...plan.record, certExpires: identity.expires })],
   )
   return applied ? { ...answer(context, plan.record.hostId, identity), repeated: true } : undefined
 }

@@ -4,8 +4,10 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
 import t from 'tap'
+import type { Backend } from './backend/backend.ts'
 import { openBackend } from './backend/index.ts'
-import { NodeDirectory, type Presence, registerNodeOperation } from './nodes.ts'
+import { timedBackend } from './backend/timed.ts'
+import { NodeDirectory, type Presence, registerNodeOperation, STORED_PRESENCE_MS } from './nodes.ts'
 
 async function directory(t: Test, ttlMs: number) {
   const dir = mkdtempSync(join(tmpdir(), 'warren-nodes-'))
@@ -105,4 +107,61 @@ t.test("a proxy's report of a node that heartbeats directly changes nothing, her
   await sleep(1600)
   t.ok(await other.heartbeat(beat('10.9.9.9', { site: 'moved' }), 'proxy-y'))
   t.match((await other.present())[0], { addr: '10.9.9.9', tunnel: true }, 'a node gone from direct to a tunnel is reported by its proxies after the TTL')
+})
+
+/** `backend` counting its list operations by prefix. */
+function countingLists(backend: Backend): { backend: Backend; lists: Map<string, number> } {
+  const lists = new Map<string, number>()
+  const counted = { ...timedBackend(backend, () => {}) }
+  counted.list = (prefix) => {
+    lists.set(prefix, (lists.get(prefix) ?? 0) + 1)
+    return backend.list(prefix)
+  }
+  return { backend: counted, lists }
+}
+
+t.test('the registry is listed once per change, here or at another auth server, however often it is asked for', async (t) => {
+  const { backend } = await directory(t, 30_000)
+  const { backend: counted, lists } = countingLists(backend)
+  const nodes = new NodeDirectory(counted, 30_000)
+  const other = new NodeDirectory(backend, 30_000)
+  const names = async () => (await nodes.registered()).map((record) => record.nodename).sort()
+
+  const calls = await Promise.all(Array.from({ length: 20 }, () => nodes.registered()))
+  for (let i = 0; i < 20; i++) await nodes.registered()
+  t.equal(lists.get('/nodes/'), 1, 'one list for 40 calls, 20 of them at once')
+  t.ok(
+    calls.every((records) => records === calls[0]),
+    'the same list to every call',
+  )
+
+  // Another auth server registers a host (a join's transaction), renews one, removes one.
+  const plan = await other.planRegistration({ hostId: 'h2', nodename: 'two', roles: ['node'], joinedAt: Date.now(), sshPublicKey: 'ssh-ed25519 AAAA' }, { replaceHolder: false })
+  t.ok(await backend.txn(plan.conditions, plan.operations))
+  t.same(await names(), ['one', 'two'], 'a host registered elsewhere is in the next call')
+  t.ok(await other.recordCertificate('h2', 12345))
+  t.equal((await nodes.registered()).find((record) => record.hostId === 'h2')?.certExpires, 12345, 'a renewal elsewhere is in the next call')
+  await other.remove('one')
+  t.same(await names(), ['two'], 'a host removed elsewhere is gone from the next call')
+  await nodes.remove('two')
+  t.same(await names(), [], 'as one removed here')
+  t.equal(lists.get('/nodes/'), 5, 'one list per change')
+})
+
+t.test('listings reuse the stored presence briefly, and read it again once a host is removed here', async (t) => {
+  const { backend } = await directory(t, 30_000)
+  const { backend: counted, lists } = countingLists(backend)
+  const nodes = new NodeDirectory(counted, 30_000)
+  await new NodeDirectory(backend, 30_000).heartbeat(beat('10.0.0.1'))
+  for (let i = 0; i < 10; i++) {
+    await nodes.present('node')
+    await nodes.known('node')
+  }
+  t.equal(lists.get('/presence/'), 1, 'one list for 20 calls')
+  t.equal((await nodes.known()).length, 1, 'the node stored by another auth server')
+  await nodes.remove('one')
+  t.same(await nodes.known(), [], 'its presence is gone from the next call after its removal here')
+  await sleep(STORED_PRESENCE_MS)
+  await nodes.known()
+  t.equal(lists.get('/presence/'), 3, 'read again after STORED_PRESENCE_MS')
 })

@@ -17,6 +17,17 @@
 // holder's host ID) is created in the same transaction as the registration, on the
 // condition that it does not exist, on every backend. Only a token made for that name
 // replaces the holder, and then removes the old host's record in the same transaction.
+//
+// Listings (`warren ls`, `nodes ls`, the known_hosts users get) read the whole registry and
+// every stored presence: work in proportion to the fleet, which is kept here between calls
+// rather than read again for each. Every write of the registry also rewrites one generation
+// record (REGISTRY_GENERATION), as assigned labels do theirs (assigned-labels.ts): a call
+// reads that one item (one get) and lists the registry again only when its revision moved,
+// so a join, removal, replacement or renewal made on any auth server sharing the backend is
+// in the next listing (one of an earlier version, which does not rewrite it, within
+// REGISTRY_CACHE_MS). The presence stored by other auth servers is reused for up to
+// STORED_PRESENCE_MS, what this server heard itself being in memory anyway; the proxies'
+// records for LISTED_PROXIES_MS.
 
 import type { Backend, Condition, Operation } from './backend/backend.ts'
 
@@ -61,6 +72,8 @@ export interface Presence {
 }
 
 const REGISTRY = '/nodes/'
+/** Rewritten with every change of the registry: its revision tells a listing to read it again. */
+const REGISTRY_GENERATION = '/nodes-generation'
 /** Presence items, one per host: read by the offline sweep too. */
 export const PRESENCE = '/presence/'
 const PROXIES = '/proxies/'
@@ -73,6 +86,16 @@ export function registryKey(hostId: string): string {
 
 export function registerNodeOperation(record: NodeRecord): Operation {
   return { op: 'put', key: REGISTRY + record.hostId, value: JSON.stringify(record) }
+}
+
+/** Goes in every transaction that writes the registry: other auth servers' listings read it again. */
+export function registryChangedOperation(): Operation {
+  return { op: 'put', key: REGISTRY_GENERATION, value: String(Date.now()) }
+}
+
+/** A registration's record, and the generation record that tells listings it changed. */
+export function registrationOperations(record: NodeRecord): Operation[] {
+  return [registerNodeOperation(record), registryChangedOperation()]
 }
 
 /** Names that differ only in case are one name: "Pi-1" cannot stand beside "pi-1". */
@@ -110,8 +133,14 @@ export interface RegistrationPlan {
   replaces?: string
 }
 
-/** How long lookup() reuses a registry record. */
+/** How long lookup() reuses a registry record, and registered() its list at most (a write that did not change the generation). */
 const REGISTRY_CACHE_MS = 30_000
+
+/** How long listings reuse the presence items stored by other auth servers, which are up to TTL/2 old anyway. */
+export const STORED_PRESENCE_MS = 1000
+
+/** How long listings reuse the proxies' records (this server's own heartbeats and removals show at once). */
+const LISTED_PROXIES_MS = 1000
 
 interface SeenPresence {
   presence: Presence
@@ -138,6 +167,12 @@ export class NodeDirectory {
   /** Hosts a proxy reported that this server had not heard of: whether their stored presence was a fresh direct one, and when that was read. */
   private readonly directStored = new Map<string, { direct: boolean; read: number }>()
   private lastSweep = Date.now()
+  /** The registry as last listed, with the revision of the generation record read before it. */
+  private registryList?: { generation: number; read: number; records: NodeRecord[] }
+  private readingRegistry?: { generation: number; records: Promise<NodeRecord[]> }
+  /** The presence items as last listed; undefined once this server changed them. */
+  private storedPresence?: { read: number; items: Promise<Presence[]> }
+  private listedProxies?: { read: number; records: Promise<ProxyRecord[]> }
   /** Backend writes of presence so far (for tests and benchmarks). */
   presenceWrites = 0
 
@@ -181,7 +216,7 @@ export class NodeDirectory {
   async planRegistration(record: NodeRecord, options: { replaceHolder: boolean; removal?: (holder: NodeRecord, replacedBy: string) => Operation }): Promise<RegistrationPlan> {
     const plan: RegistrationPlan = {
       conditions: [{ key: REGISTRY + record.hostId, absent: true }],
-      operations: [registerNodeOperation(record)],
+      operations: registrationOperations(record),
     }
     if (!claimsName(record)) return plan
     const key = claimKey(record.nodename)
@@ -215,7 +250,7 @@ export class NodeDirectory {
     if (!item) throw new NodeLookupError(`no node "${nodeOrId}" is registered (it may have been removed already)`)
     const record = JSON.parse(item.value) as NodeRecord
     const conditions: Condition[] = [{ key: item.key, revision: item.revision }]
-    const operations: Operation[] = [{ op: 'delete', key: item.key }, { op: 'delete', key: PRESENCE + hostId }, ...also(record)]
+    const operations: Operation[] = [{ op: 'delete', key: item.key }, registryChangedOperation(), { op: 'delete', key: PRESENCE + hostId }, ...also(record)]
     const claim = await this.backend.get(claimKey(record.nodename))
     if (claim && (JSON.parse(claim.value) as { hostId: string }).hostId === hostId) {
       conditions.push({ key: claim.key, revision: claim.revision })
@@ -236,7 +271,7 @@ export class NodeDirectory {
       const item = await this.backend.get(REGISTRY + hostId)
       if (!item) return false
       const record = { ...(JSON.parse(item.value) as NodeRecord), certExpires }
-      if (await this.backend.txn([{ key: item.key, revision: item.revision }], [registerNodeOperation(record)])) {
+      if (await this.backend.txn([{ key: item.key, revision: item.revision }], registrationOperations(record))) {
         // Its new revision is unknown here: the next lookup reads it.
         this.registry.delete(hostId)
         return true
@@ -249,6 +284,8 @@ export class NodeDirectory {
   forget(hostId: string): void {
     this.registry.delete(hostId)
     this.seen.delete(hostId)
+    // Its stored presence went in the same transaction.
+    this.storedPresence = undefined
   }
 
   /** A host ID, the holder of a node name, or the one registered host (a proxy, say) of that name. */
@@ -262,21 +299,57 @@ export class NodeDirectory {
     return named[0].hostId
   }
 
+  /**
+   * Every registered host. The list is read again only when the generation record moved (a
+   * write of the registry here or on another auth server), or after REGISTRY_CACHE_MS; until
+   * then the same array is answered, which callers must not change.
+   */
   async registered(): Promise<NodeRecord[]> {
-    return (await this.backend.list(REGISTRY)).map((item) => JSON.parse(item.value) as NodeRecord)
+    // Read before the list: a write in between makes the next call list again, never miss it.
+    const generation = (await this.backend.get(REGISTRY_GENERATION))?.revision ?? 0
+    const held = this.registryList
+    if (held && held.generation === generation && Date.now() - held.read < REGISTRY_CACHE_MS) return held.records
+    // Calls that find the same generation meanwhile share one read.
+    if (this.readingRegistry?.generation === generation) return this.readingRegistry.records
+    const read = Date.now()
+    const records = this.backend.list(REGISTRY).then((items) => items.map((item) => JSON.parse(item.value) as NodeRecord))
+    const reading = { generation, records }
+    this.readingRegistry = reading
+    try {
+      const list = await records
+      if (!this.registryList || this.registryList.read <= read) this.registryList = { generation, read, records: list }
+      return list
+    } finally {
+      if (this.readingRegistry === reading) this.readingRegistry = undefined
+    }
   }
 
   async proxyHeartbeat(record: ProxyRecord): Promise<void> {
     await this.backend.put(PROXIES + record.proxyId, JSON.stringify(record), { ttlMs: this.ttlMs })
+    this.listedProxies = undefined
   }
 
   /** A proxy that stops cleanly leaves the live set at once, rather than when its record expires. */
   async removeProxy(proxyId: string): Promise<void> {
     await this.backend.delete(PROXIES + proxyId)
+    this.listedProxies = undefined
   }
 
   async proxies(): Promise<ProxyRecord[]> {
     return (await this.backend.list(PROXIES)).map((item) => JSON.parse(item.value) as ProxyRecord)
+  }
+
+  /** The proxies, for listings: read again after LISTED_PROXIES_MS, or once one heartbeated or left here. */
+  recentProxies(): Promise<ProxyRecord[]> {
+    const now = Date.now()
+    if (!this.listedProxies || now - this.listedProxies.read >= LISTED_PROXIES_MS) {
+      const records = this.proxies()
+      this.listedProxies = { read: now, records }
+      records.catch(() => {
+        if (this.listedProxies?.records === records) this.listedProxies = undefined
+      })
+    }
+    return this.listedProxies.records
   }
 
   /**
@@ -369,10 +442,7 @@ export class NodeDirectory {
 
   private async merged(role?: string): Promise<KnownPresence[]> {
     const byHost = new Map<string, KnownPresence>()
-    for (const item of await this.backend.list(PRESENCE)) {
-      const presence = JSON.parse(item.value) as Presence
-      byHost.set(presence.hostId, { presence, heardHere: false })
-    }
+    for (const presence of await this.stored()) byHost.set(presence.hostId, { presence, heardHere: false })
     // What this server heard is more recent than what it stored; an item stored by another
     // auth server after our last heartbeat of that node wins.
     for (const [hostId, entry] of this.seen) {
@@ -384,6 +454,19 @@ export class NodeDirectory {
     return [...byHost.values()]
       .filter(({ presence }) => !role || presence.roles.includes(role))
       .sort((a, b) => a.presence.nodename.localeCompare(b.presence.nodename) || a.presence.hostId.localeCompare(b.presence.hostId))
+  }
+
+  /** Every stored presence item, read again after STORED_PRESENCE_MS or once this server removed one; shared, not to be changed. */
+  private stored(): Promise<Presence[]> {
+    const now = Date.now()
+    if (!this.storedPresence || now - this.storedPresence.read >= STORED_PRESENCE_MS) {
+      const items = this.backend.list(PRESENCE).then((listed) => listed.map((item) => JSON.parse(item.value) as Presence))
+      this.storedPresence = { read: now, items }
+      items.catch(() => {
+        if (this.storedPresence?.items === items) this.storedPresence = undefined
+      })
+    }
+    return this.storedPresence.items
   }
 
   /** Forgets the nodes it has not heard from for longer than a stored item is trusted (at most once per refresh period). */

@@ -36,7 +36,7 @@ export async function allNodes(
     registered: await nodes.registered(),
     removed: revocations.removed,
     nodeLocks: revocations.nodeLocks(),
-    liveProxies: (await nodes.proxies()).map((p) => p.proxyId),
+    liveProxies: (await nodes.recentProxies()).map((p) => p.proxyId),
     reportFreshMs: Math.floor(settings.heartbeatTtlMs * 1.5),
     now,
   })
