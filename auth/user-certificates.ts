@@ -5,11 +5,14 @@
 // certificates; their lifetime is capped by the roles' smallest max_session_ttl.
 
 import type { KeyObject } from 'node:crypto'
+import { frozenAnswer } from '../shared/api-router.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import type { KnownHosts } from '../shared/protocol/logins.ts'
-import { signKnownHosts } from '../shared/signed-known-hosts.ts'
+import { KNOWN_HOSTS_RESIGN_MS, signKnownHosts } from '../shared/signed-known-hosts.ts'
 import type { AuthContext } from './api/context.ts'
+import type { Authority } from './authorities.ts'
 import { Locked, lockReason } from './locks.ts'
+import type { NodeRecord } from './nodes.ts'
 import { trustStatement } from './trust.ts'
 import { issueUserCertificates, type UserRecord } from './users.ts'
 
@@ -38,15 +41,30 @@ export async function userCertificatesFor(context: AuthContext, record: UserReco
   }
 }
 
+/**
+ * The answer last signed, by node directory: signed again only when the registry (the list
+ * registered() answers is the same array while it has not changed) or the host CA changed,
+ * or after KNOWN_HOSTS_RESIGN_MS, so that a proxy asking before each `warren proxy ssh`
+ * costs a lookup, not a listing and a signature, and the same bytes are answered meanwhile.
+ */
+const signedAnswers = new WeakMap<AuthContext['nodes'], { registered: NodeRecord[]; authority: Authority; signedAt: number; answer: KnownHosts }>()
+
 /** The known_hosts lines and the host CAs' signatures over them, for clients that get them through a proxy. */
 export async function signedKnownHosts(context: AuthContext): Promise<KnownHosts> {
-  const lines = await knownHostLines(context)
-  const signers = context.hostCA().keySets.map((set) => ({ certPem: set.tlsCertPem, key: set.tlsKey }))
-  return { known_hosts: lines, known_hosts_signatures: signKnownHosts(context.clusterName, lines, signers) }
+  const registered = await context.nodes.registered()
+  const authority = context.hostCA()
+  const held = signedAnswers.get(context.nodes)
+  const now = Date.now()
+  if (held && held.registered === registered && held.authority === authority && now - held.signedAt < KNOWN_HOSTS_RESIGN_MS) return held.answer
+  const lines = knownHostLines(registered, context.clusterName)
+  const signers = authority.keySets.map((set) => ({ certPem: set.tlsCertPem, key: set.tlsKey }))
+  const answer = frozenAnswer({ known_hosts: lines, known_hosts_signatures: signKnownHosts(context.clusterName, lines, signers, now) })
+  signedAnswers.set(context.nodes, { registered, authority, signedAt: now, answer })
+  return answer
 }
 
 /** The registered nodes' SSH host keys, as known_hosts lines naming each by name, host ID and host ID within the cluster. */
-export async function knownHostLines(context: AuthContext): Promise<string[]> {
-  const nodes = (await context.nodes.registered()).filter((n) => n.sshPublicKey && n.roles.includes('node'))
-  return nodes.map((n) => `${n.nodename},${n.hostId},${n.hostId}.${context.clusterName} ${n.sshPublicKey}`)
+function knownHostLines(registered: NodeRecord[], clusterName: string): string[] {
+  const nodes = registered.filter((n) => n.sshPublicKey && n.roles.includes('node'))
+  return nodes.map((n) => `${n.nodename},${n.hostId},${n.hostId}.${clusterName} ${n.sshPublicKey}`)
 }

@@ -186,9 +186,21 @@ function routePath(key: ApiRoute | undefined): string {
   return key === undefined ? '(no route)' : key.slice(key.indexOf(' ') + 1)
 }
 
+/** The JSON text of answers a handler gives again and again (frozenAnswer). */
+const serialized = new WeakMap<object, string>()
+
+/**
+ * `body`, serialized once here and answered as those bytes each time a handler returns it
+ * again: for a large answer kept between calls. It is frozen, as the text it stands for.
+ */
+export function frozenAnswer<T extends object>(body: T): T {
+  serialized.set(body, JSON.stringify(body))
+  return Object.freeze(body)
+}
+
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent) return void res.destroy()
-  const text = JSON.stringify(body)
+  const text = (typeof body === 'object' && body !== null && serialized.get(body)) || JSON.stringify(body)
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
   res.end(text)
 }

@@ -9,10 +9,13 @@ import { type HostCASignatures, signedByHostCA, signWithHostCAs, type TrustSigne
 const PURPOSE = 'warren known hosts v2'
 /**
  * How old a signed list may be, clocks apart included. The auth server signs the list anew
- * for every answer; an older one is a replay, which could bring back the key of a device
- * since removed or replaced.
+ * whenever it changes and at least every KNOWN_HOSTS_RESIGN_MS; an older one is a replay,
+ * which could bring back the key of a device since removed or replaced.
  */
 export const KNOWN_HOSTS_MAX_AGE_MS = 15 * 60_000
+
+/** How long the auth server answers the same signed list while it has not changed: a small part of the age allowed. */
+export const KNOWN_HOSTS_RESIGN_MS = 30_000
 
 export interface KnownHostsSignature {
   /** When the auth server signed the list (epoch ms). */
