@@ -57,9 +57,12 @@ const CLOSE_GRACE_MS = 1000
  */
 export interface SshLimits {
   /**
-   * Connections not yet logged in, at once; more are closed as they come. Each costs a key
-   * exchange and ssh2's state before anyone is known. Default 32, a fraction of OpenSSH's
-   * MaxStartups (10:30:100): every login here is a certificate, over at once.
+   * Connections not yet logged in, at once. Each costs a key exchange and ssh2's state
+   * before anyone is known. Default 32, a fraction of OpenSSH's MaxStartups (10:30:100):
+   * every login here is a certificate, over at once. They are shared fairly between users
+   * (the user the proxy judged for the stream, else the source address): while all are
+   * taken, a newcomer holding fewer than the one holding most closes that one's oldest, and
+   * one holding as many is refused, so that no user can keep another out by holding them.
    */
   maxUnauthenticated: number
   /**
@@ -150,6 +153,21 @@ interface Refusal {
   suspicious: boolean
 }
 
+/** Whose a connection not yet logged in is, for the share of them each may hold. */
+interface LoginShare {
+  key: string
+  /** For the logs: `user`, or `source` (an address). */
+  fields: { user: string } | { source: string }
+}
+
+interface PendingLogin {
+  stream: Duplex
+  remote: string
+  share: LoginShare
+  /** It no longer counts as logging in. */
+  leave: () => void
+}
+
 interface ConnectionState {
   stream: Duplex
   remote: string
@@ -198,6 +216,8 @@ export class NodeSshServer {
   private readonly limitsGiven: () => Partial<SshLimits>
   /** Connections open that have not logged in (yet). */
   private unauthenticated = 0
+  /** Those connections by whose they are (LoginShare.key), oldest first. */
+  private readonly loggingIn = new Map<string, Set<PendingLogin>>()
   private trustedCaKeys: KeyObject[] = []
   private closing = false
 
@@ -250,17 +270,23 @@ export class NodeSshServer {
       return
     }
     const remote = info?.remoteAddress ?? socketAddress(stream)
-    if (this.unauthenticated >= this.limits.maxUnauthenticated) {
-      this.log.warn('SSH connection refused: too many connections not logged in', { remote, unauthenticated: this.unauthenticated })
+    const share = loginShare(info, stream)
+    if (!this.roomToLogIn(share, remote)) {
       stream.destroy()
       return
     }
     this.unauthenticated++
+    const pending: PendingLogin = { stream, remote, share, leave: () => loggedIn() }
+    let sharers = this.loggingIn.get(share.key)
+    if (!sharers) this.loggingIn.set(share.key, (sharers = new Set()))
+    sharers.add(pending)
     let loggingIn = true
     const loggedIn = () => {
       if (!loggingIn) return
       loggingIn = false
       this.unauthenticated--
+      sharers.delete(pending)
+      if (sharers.size === 0 && this.loggingIn.get(share.key) === sharers) this.loggingIn.delete(share.key)
       clearTimeout(grace)
     }
     const grace = setTimeout(() => {
@@ -305,6 +331,33 @@ export class NodeSshServer {
     server.on('connection', (client) => this.serveClient(state, client))
     corkEachTick(stream)
     server.injectSocket(stream as Socket)
+  }
+
+  /**
+   * Whether a connection of `share` may start logging in: while there is room, yes; when
+   * every slot is taken, only by closing the oldest connection of the user (or address)
+   * holding the most, and only for one holding none, or fewer than that one less one (so two
+   * users holding about as many do not take turns closing each other's).
+   */
+  private roomToLogIn(share: LoginShare, remote: string): boolean {
+    if (this.unauthenticated < this.limits.maxUnauthenticated) return true
+    const held = this.loggingIn.get(share.key)?.size ?? 0
+    let most: Set<PendingLogin> | undefined
+    for (const sharers of this.loggingIn.values()) if (!most || sharers.size > most.size) most = sharers
+    const [oldest] = most ?? []
+    if (!oldest || !(held === 0 || held + 1 < most!.size)) {
+      this.log.warn('SSH connection refused: too many connections not logged in', { remote, ...share.fields, unauthenticated: this.unauthenticated, held })
+      return false
+    }
+    this.log.info('SSH connection closed: not logged in, and another user needs its slot', {
+      remote: oldest.remote,
+      ...oldest.share.fields,
+      held: most!.size,
+      for_remote: remote,
+    })
+    oldest.leave()
+    oldest.stream.destroy()
+    return true
   }
 
   /** Ends every connection and the processes it started. */
@@ -624,6 +677,18 @@ function refuseChannel(client: Connection, reject: () => void, description: stri
   } finally {
     delete protocol.channelOpenFail
   }
+}
+
+/**
+ * The user the proxy judged for the stream; without one (an earlier proxy, a socket of
+ * the node's own), the address it comes from, as the proxy tells it ("user@address") or
+ * the socket's.
+ */
+function loginShare(info: StreamInfo | undefined, stream: Duplex): LoginShare {
+  if (info?.user !== undefined) return { key: `user ${info.user}`, fields: { user: info.user } }
+  const told = info?.remoteAddress
+  const source = told !== undefined ? told.slice(told.lastIndexOf('@') + 1) : ((stream as Partial<Socket>).remoteAddress ?? 'unknown')
+  return { key: `source ${source}`, fields: { source } }
 }
 
 function socketAddress(stream: Duplex): string {

@@ -427,7 +427,7 @@ const ssh = section({
   limits: key(
     'limits',
     section({
-      maxUnauthenticated: key('max_unauthenticated', count, { default: 32, doc: 'SSH connections not yet logged in at once; more are closed' }),
+      maxUnauthenticated: key('max_unauthenticated', count, { default: 32, doc: 'SSH connections not yet logged in at once, shared between users; more are closed' }),
       loginGraceMs: key('login_grace', duration({ min: 1000, max: HOUR_MS }), { default: 30_000, doc: 'how long a connection may take to log in' }),
       maxConnectionsPerUser: key('max_connections_per_user', count, { default: 16, doc: 'logged-in connections one user may hold at once' }),
       maxSessionsPerConnection: key('max_sessions_per_connection', count, { default: 10, doc: "sessions (shell, exec, sftp) at once on one connection, as OpenSSH's MaxSessions" }),
