@@ -10,7 +10,7 @@ import { createLogger } from '../shared/log.ts'
 import type { DialReply, DialRequestIn } from '../shared/protocol/dial.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
 import { ConnectionLimits, type Every, LEASE_TTL_MS, type LeaseCall } from './connection-limits.ts'
-import { AccessDenied, NodeDialer } from './node-dialer.ts'
+import { AccessDenied, MAX_STREAMS_PER_USER_PER_NODE, NodeDialer } from './node-dialer.ts'
 import { UserGateway } from './user-gateway.ts'
 
 const log = createLogger('test', { level: 'error' })
@@ -151,6 +151,35 @@ t.test('forwarded ports and users the roles refuse take no lease', async (t) => 
   t.type(refused, AccessDenied)
   t.equal(dialled.length, 1)
   t.same(auth.calls, [])
+})
+
+t.test("a user's streams to a node are bounded: beyond its share nothing is dialled, others still are", async (t) => {
+  const { dialer, dialled } = dialerWith(undefined, [])
+  const streams: PassThrough[] = []
+  for (let i = 0; i < MAX_STREAMS_PER_USER_PER_NODE; i++)
+    streams.push((await dialer.dial('web1', { service: 'port', name: 'http' }, undefined, holder('mallory', {}))) as PassThrough)
+  const beyond = await dialer.dial('web1', { service: 'ssh' }, undefined, holder('mallory', {})).catch((e: Error) => e)
+  t.type(beyond, AccessDenied, 'the next stream of that user, of any service, is refused')
+  t.equal(dialled.length, MAX_STREAMS_PER_USER_PER_NODE, 'and not dialled')
+  const other = await dialer.dial('web1', { service: 'ssh' }, undefined, holder('victim', {}))
+  t.equal(dialled.length, MAX_STREAMS_PER_USER_PER_NODE + 1, "another user's is")
+  other.destroy()
+  const gone = closed(streams[0])
+  streams[0].destroy()
+  await gone
+  const again = await dialer.dial('web1', { service: 'port', name: 'http' }, undefined, holder('mallory', {}))
+  t.equal(dialled.length, MAX_STREAMS_PER_USER_PER_NODE + 2, 'a stream closed gives one back')
+  for (const stream of [...streams, again]) stream.destroy()
+})
+
+t.test('a stream that cannot be opened gives its share back', async (t) => {
+  const { dialer } = dialerWith(undefined, [], async () => {
+    throw new Error('node "web1" refused: no service')
+  })
+  for (let i = 0; i <= MAX_STREAMS_PER_USER_PER_NODE; i++) {
+    const error = await dialer.dial('web1', { service: 'port', name: 'http' }, undefined, holder('alice', {})).catch((e: Error) => e)
+    t.notOk(error instanceof AccessDenied, `attempt ${i + 1}: the node's refusal, not the share's`)
+  }
 })
 
 t.test('a user at its limit (409) is refused as a role refuses, and nothing is dialled', async (t) => {

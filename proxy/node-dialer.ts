@@ -17,6 +17,7 @@ import type { Logger } from '../shared/log.ts'
 import { type DialRequestIn, parseDialReply } from '../shared/protocol/dial.ts'
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import type { DirectNodeEntry } from '../shared/protocol/proxies.ts'
+import { defaultConfig as yamuxDefaults } from '../shared/yamux/index.ts'
 import type { ConnectionLimits, Lease } from './connection-limits.ts'
 import { DIRECT_NODES_MISS_REFRESH_MS, type DirectNode, DirectNodeBook } from './direct-nodes.ts'
 
@@ -25,6 +26,16 @@ import { DIRECT_NODES_MISS_REFRESH_MS, type DirectNode, DirectNodeBook } from '.
  * time: the user waits on it, and a node that vanished (a stale address) shows this way.
  */
 export const DIRECT_DIAL_TIMEOUT_MS = 10_000
+
+/**
+ * Streams one user may hold open at once to one node through this proxy (SSH connections,
+ * forwarded ports, web terminals together): a quarter of what the node's tunnel to this
+ * proxy carries (maxIncomingStreams, beyond which the node resets new streams), so that one
+ * user's idle forwards cannot fill the tunnel and keep everyone else from the node; room
+ * still for a browser through a forward (about six connections per host) and a user's
+ * scripts in parallel.
+ */
+export const MAX_STREAMS_PER_USER_PER_NODE = yamuxDefaults.maxIncomingStreams / 4
 
 /** What this proxy presents and trusts; they change with renewals and CA rotations. */
 export interface ProxyCredentials {
@@ -58,9 +69,10 @@ export interface NodeDialerOptions {
 }
 
 /**
- * Whose SSH connection a dial is: a user whose roles set max_connections takes a lease on
- * one of its connections before the stream is opened, released when the stream or `client`
- * (the user's side) closes, whichever is first.
+ * Whose connection a dial is: it counts in the user's share of the node's streams
+ * (MAX_STREAMS_PER_USER_PER_NODE) while the stream is open, and an SSH connection of a user whose roles set
+ * max_connections takes a lease on one of its connections before the stream is opened,
+ * released when the stream or `client` (the user's side) closes, whichever is first.
  */
 export interface ConnectionHolder {
   user: string
@@ -91,6 +103,8 @@ export class NodeDialer {
   private cachedContext?: { key: string; context: SecureContext }
   /** Open direct legs, with the host each reaches. */
   private readonly legs = new Map<TLSSocket, string>()
+  /** Streams open (or being opened) by host ID, then by user. */
+  private readonly userStreams = new Map<string, Map<string, number>>()
 
   constructor(options: NodeDialerOptions) {
     this.options = options
@@ -102,16 +116,16 @@ export class NodeDialer {
    * `admit` judges the node by its labels (with the cluster's assigned ones in place of its
    * own) before any stream is opened: a reason to refuse it (the user's roles) is thrown as AccessDenied.
    * It is told the node's host ID too, so that the connection can be judged again when those labels change (labelsOf).
-   * An SSH connection of a `holder` whose roles set max_connections then takes a lease, held
-   * while the stream is open: one beyond the limit is thrown as AccessDenied too.
+   * A stream of a `holder` beyond its share of the node's (MAX_STREAMS_PER_USER_PER_NODE) is
+   * thrown as AccessDenied too; then an SSH connection whose roles set max_connections takes a lease,
+   * held while the stream is open, and one beyond that limit is thrown as AccessDenied.
    */
   async dial(target: string, request: DialRequestIn, admit?: (labels: Record<string, string>, hostId: string) => string | undefined, holder?: ConnectionHolder): Promise<Duplex> {
     const tunnel = this.options.tunnels.find(target)
     if (tunnel) {
       // Judged when the user connects, so that a change of the assigned labels applies to live tunnels at once.
       refuseIfDenied(target, admit?.(this.options.judgedLabels(tunnel.hostId, tunnel.labels), tunnel.hostId))
-      const lease = await this.lease(target, request, holder)
-      return this.holding(lease, holder, () => this.options.tunnels.dial(target, request))
+      return this.holding(target, tunnel.hostId, request, holder, () => this.options.tunnels.dial(target, request))
     }
     const node = await this.findDirect(target)
     if (!node) throw new Error(`node "${target}" is not connected to this proxy, nor online as a direct node`)
@@ -119,8 +133,7 @@ export class NodeDialer {
     refuseIfDenied(target, admit?.(this.options.judgedLabels(node.hostId, node.labels), node.hostId))
     const refusal = this.options.refusedHost?.(node.hostId)
     if (refusal) throw new Error(`node "${target}" is refused: ${refusal}`)
-    const lease = await this.lease(target, request, holder)
-    return this.holding(lease, holder, () => this.dialDirect(target, node, request))
+    return this.holding(target, node.hostId, request, holder, () => this.dialDirect(target, node, request))
   }
 
   /** A lease on the holder's connection when it is an SSH one and its roles limit them (only SSH connections count, not forwarded ports). */
@@ -131,19 +144,54 @@ export class NodeDialer {
     return limits.acquire(target, holder)
   }
 
-  /** Opens the stream; a lease is released when it cannot be opened, else when the stream or the user's side closes. */
-  private async holding(lease: Lease | undefined, holder: ConnectionHolder | undefined, open: () => Promise<Duplex>): Promise<Duplex> {
-    if (!lease) return open()
+  /**
+   * Takes one of the holder's share of the streams to the host, or throws AccessDenied when
+   * it holds them all; returns what gives it back (once, however often called).
+   */
+  private takeStream(target: string, hostId: string, user: string): () => void {
+    let users = this.userStreams.get(hostId)
+    const held = users?.get(user) ?? 0
+    if (held >= MAX_STREAMS_PER_USER_PER_NODE) {
+      const reason = `user "${user}" holds ${held} connections to the node through this proxy, the most one user may (the rest are kept for others)`
+      throw new AccessDenied(`access to node "${target}" denied: ${reason}`, reason)
+    }
+    if (!users) this.userStreams.set(hostId, (users = new Map()))
+    users.set(user, held + 1)
+    let given = false
+    return () => {
+      if (given) return
+      given = true
+      const now = (users.get(user) ?? 1) - 1
+      if (now > 0) users.set(user, now)
+      else users.delete(user)
+      if (users.size === 0 && this.userStreams.get(hostId) === users) this.userStreams.delete(hostId)
+    }
+  }
+
+  /**
+   * Opens the stream as one of the holder's share of the host's, under its lease if its roles
+   * set max_connections: both are given back when it cannot be opened, the share when the
+   * stream closes, the lease when the stream or the user's side closes.
+   */
+  private async holding(target: string, hostId: string, request: DialRequestIn, holder: ConnectionHolder | undefined, open: () => Promise<Duplex>): Promise<Duplex> {
+    if (!holder) return open()
+    const share = this.takeStream(target, hostId, holder.user)
+    let lease: Lease | undefined
     let stream: Duplex
     try {
+      lease = await this.lease(target, request, holder)
       stream = await open()
     } catch (error) {
-      lease.release()
+      share()
+      lease?.release()
       throw error
     }
-    if (stream.closed) lease.release()
-    stream.once('close', lease.release)
-    holder?.client?.once('close', lease.release)
+    const releases = lease ? [share, lease.release] : [share]
+    for (const release of releases) {
+      if (stream.closed) release()
+      stream.once('close', release)
+    }
+    if (lease) holder.client?.once('close', lease.release)
     return stream
   }
 
