@@ -1,5 +1,5 @@
-// Connection leases: the role option max_connections, the most SSH connections a user may
-// hold at once through all the cluster's proxies. A proxy takes a lease from the auth
+// Connection leases: the role option max_connections, the most connections (SSH, forwarded
+// ports) a user may hold at once through all the cluster's proxies. A proxy takes a lease from the auth
 // server before it lets a user's connection through, renews the leases it holds while their
 // connections last, and releases each when its connection ends; a lease not renewed ends by
 // itself, so a proxy that dies frees its users' slots within LEASE_TTL_MS. (Teleport's

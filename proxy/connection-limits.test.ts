@@ -141,16 +141,22 @@ t.test("the lease is released when the user's side closes first", async (t) => {
   t.equal(auth.calls.filter((c) => c.route.endsWith('/release')).length, 1, 'not twice when the stream closes after')
 })
 
-t.test('forwarded ports and users the roles refuse take no lease', async (t) => {
+t.test('a forwarded port takes a lease as an SSH connection does; a user the roles refuse takes none', async (t) => {
   const auth = fakeAuth()
   const limits = new ConnectionLimits({ call: auth.call, log, every: manualTimer().every })
   const { dialer, dialled } = dialerWith(limits, auth.events)
   const port = await dialer.dial('web1', { service: 'port', name: 'http' }, () => undefined, holder('alice', LIMITED))
+  t.same(auth.events, ['POST /v1/proxies/connection-leases', 'dial'], 'the lease comes first')
+  const gone = closed(port as PassThrough)
   port.destroy()
+  await gone
+  await settle()
+  t.equal(limits.size, 0, 'released when the stream closes')
+  const calls = auth.calls.length
   const refused = await dialer.dial('web1', { service: 'ssh' }, () => "the user's roles do not allow this node", holder('alice', LIMITED)).catch((e: Error) => e)
   t.type(refused, AccessDenied)
   t.equal(dialled.length, 1)
-  t.same(auth.calls, [])
+  t.equal(auth.calls.length, calls, 'the refused user takes no lease')
 })
 
 t.test("a user's streams to a node are bounded: beyond its share nothing is dialled, others still are", async (t) => {

@@ -1,4 +1,4 @@
-// The role option max_connections on the proxy's side: the most SSH connections a user may
+// The role option max_connections on the proxy's side: the most connections a user may
 // hold at once through all the cluster's proxies, counted together by the auth server with
 // leases (auth/connection-leases.ts). A user whose certificate carries the option gets a
 // lease, asked for with that certificate or the user's web session (the auth server takes
@@ -6,7 +6,8 @@
 // user takes none); the lease is released when the connection ends, and every lease this
 // proxy holds is renewed in one call while its connection lasts. When the auth server
 // cannot count, the connection is refused: a limit that cannot be checked is not waived.
-// Forwarded ports do not count, nor users without the option.
+// SSH connections, web terminals and forwarded ports all count (a forwarded port holds a
+// stream to the node as an SSH connection does); users without the option do not.
 
 import type { Access } from '../shared/access.ts'
 import type { ApiClient } from '../shared/api-client.ts'

@@ -63,14 +63,14 @@ export interface NodeDialerOptions {
   refusedHost?: (hostId: string) => string | undefined
   /** TCP keepalive on direct legs, so a node that vanished is noticed. */
   keepAliveIntervalMs: number
-  /** Counts the SSH connections of users whose roles set max_connections (connection-limits.ts). */
+  /** Counts the connections (SSH, forwarded ports) of users whose roles set max_connections (connection-limits.ts). */
   connectionLimits?: Pick<ConnectionLimits, 'acquire'>
   log: Logger
 }
 
 /**
  * Whose connection a dial is: it counts in the user's share of the node's streams
- * (MAX_STREAMS_PER_USER_PER_NODE) while the stream is open, and an SSH connection of a user whose roles set
+ * (MAX_STREAMS_PER_USER_PER_NODE) while the stream is open, and a user whose roles set
  * max_connections takes a lease on one of its connections before the stream is opened,
  * released when the stream or `client` (the user's side) closes, whichever is first.
  */
@@ -117,7 +117,7 @@ export class NodeDialer {
    * own) before any stream is opened: a reason to refuse it (the user's roles) is thrown as AccessDenied.
    * It is told the node's host ID too, so that the connection can be judged again when those labels change (labelsOf).
    * A stream of a `holder` beyond its share of the node's (MAX_STREAMS_PER_USER_PER_NODE) is
-   * thrown as AccessDenied too; then an SSH connection whose roles set max_connections takes a lease,
+   * thrown as AccessDenied too; then one whose roles set max_connections takes a lease,
    * held while the stream is open, and one beyond that limit is thrown as AccessDenied.
    */
   async dial(target: string, request: DialRequestIn, admit?: (labels: Record<string, string>, hostId: string) => string | undefined, holder?: ConnectionHolder): Promise<Duplex> {
@@ -125,7 +125,7 @@ export class NodeDialer {
     if (tunnel) {
       // Judged when the user connects, so that a change of the assigned labels applies to live tunnels at once.
       refuseIfDenied(target, admit?.(this.options.judgedLabels(tunnel.hostId, tunnel.labels), tunnel.hostId))
-      return this.holding(target, tunnel.hostId, request, holder, () => this.options.tunnels.dial(target, request))
+      return this.holding(target, tunnel.hostId, holder, () => this.options.tunnels.dial(target, request))
     }
     const node = await this.findDirect(target)
     if (!node) throw new Error(`node "${target}" is not connected to this proxy, nor online as a direct node`)
@@ -133,12 +133,12 @@ export class NodeDialer {
     refuseIfDenied(target, admit?.(this.options.judgedLabels(node.hostId, node.labels), node.hostId))
     const refusal = this.options.refusedHost?.(node.hostId)
     if (refusal) throw new Error(`node "${target}" is refused: ${refusal}`)
-    return this.holding(target, node.hostId, request, holder, () => this.dialDirect(target, node, request))
+    return this.holding(target, node.hostId, holder, () => this.dialDirect(target, node, request))
   }
 
-  /** A lease on the holder's connection when it is an SSH one and its roles limit them (only SSH connections count, not forwarded ports). */
-  private async lease(target: string, request: DialRequestIn, holder: ConnectionHolder | undefined): Promise<Lease | undefined> {
-    if (!holder || request.service !== 'ssh' || holder.access.max_connections === undefined) return undefined
+  /** A lease on the holder's connection when its roles limit them: SSH connections, web terminals and forwarded ports alike. */
+  private async lease(target: string, holder: ConnectionHolder | undefined): Promise<Lease | undefined> {
+    if (!holder || holder.access.max_connections === undefined) return undefined
     const limits = this.options.connectionLimits
     if (!limits) return undefined
     return limits.acquire(target, holder)
@@ -173,13 +173,13 @@ export class NodeDialer {
    * set max_connections: both are given back when it cannot be opened, the share when the
    * stream closes, the lease when the stream or the user's side closes.
    */
-  private async holding(target: string, hostId: string, request: DialRequestIn, holder: ConnectionHolder | undefined, open: () => Promise<Duplex>): Promise<Duplex> {
+  private async holding(target: string, hostId: string, holder: ConnectionHolder | undefined, open: () => Promise<Duplex>): Promise<Duplex> {
     if (!holder) return open()
     const share = this.takeStream(target, hostId, holder.user)
     let lease: Lease | undefined
     let stream: Duplex
     try {
-      lease = await this.lease(target, request, holder)
+      lease = await this.lease(target, holder)
       stream = await open()
     } catch (error) {
       share()

@@ -38,7 +38,7 @@ export interface Access {
   agent_forwarding: boolean
   /** Sessions at once on one SSH connection (the node counts them); absent: no limit. */
   max_sessions?: number
-  /** SSH connections at once through the cluster's proxies (they count them together); absent: no limit. */
+  /** Connections (SSH, forwarded ports) at once through the cluster's proxies (they count them together); absent: no limit. */
   max_connections?: number
 }
 

@@ -1,8 +1,9 @@
 // A node's tunnel to a proxy carries only so many streams at once (maxIncomingStreams, the
 // node resets those beyond). One user's idle forwarded-port connections must not fill it
 // and keep everyone else from the node: the proxy gives each user a share of a node's
-// streams, and refuses the user's connections beyond it. Real processes: an auth server, a
-// proxy, a node with a declared port, stock OpenSSH for the other user.
+// streams, and refuses the user's connections beyond it; and a role's max_connections
+// counts forwarded-port connections as it counts SSH ones. Real processes: an auth server,
+// a proxy, a node with a declared port, stock OpenSSH.
 
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
@@ -12,7 +13,7 @@ import t, { type Test } from 'tap'
 import { dialThroughProxy } from '../cli/ssh.ts'
 import { MAX_STREAMS_PER_USER_PER_NODE } from '../proxy/node-dialer.ts'
 import { defaultConfig } from '../shared/yamux/index.ts'
-import { AuthProcess, JSON_LOGS, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, JSON_LOGS, openssh, ProxyProcess, ROOT, run, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 const auth = await new AuthProcess().start()
@@ -102,4 +103,40 @@ t.test("one user's idle forwards take its share of the node's tunnel, not the wh
   let again: Awaited<ReturnType<typeof portConnection>> | undefined
   await until('the closed connection to be given back', async () => 'socket' in (again = await portConnection(t, mallory)), { timeoutMs: 20_000 })
   t.ok(again && 'socket' in again && (await echoes(again.socket)), 'a connection closed makes room for another of the same user')
+})
+
+const ONE_AT_A_TIME = `kind: role
+version: v1
+metadata:
+  name: one-at-a-time
+spec:
+  allow:
+    logins: ['{{internal.logins}}']
+    node_labels: { '*': '*' }
+    ports: ['*']
+  options:
+    max_connections: 1
+`
+
+t.test("a role's max_connections counts forwarded-port connections as it counts SSH ones", async (t) => {
+  const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: ONE_AT_A_TIME })
+  t.equal(created.code, 0, created.stderr)
+  const limited = await signUser(auth, proxy.web, 'lim', 'one-at-a-time')
+
+  const first = await portConnection(t, limited)
+  t.ok('socket' in first && (await echoes(first.socket)), 'the first connection reaches the port')
+  const second = await portConnection(t, limited)
+  t.ok('refused' in second, 'a second forwarded-port connection is refused')
+  const ssh = await openssh(limited, [`${testLogin()}@busy-1`, 'echo in'])
+  t.equal(ssh.code, 255, 'so is an SSH connection')
+  t.equal(ssh.stdout, '')
+  t.equal(refusals('lim'), 2, 'the proxy logs both refusals, naming the user')
+
+  const other = await portConnection(t, victim)
+  t.ok('socket' in other && (await echoes(other.socket)), "another user's forward still reaches the port")
+
+  if ('socket' in first) first.socket.destroy()
+  let again: Awaited<ReturnType<typeof portConnection>> | undefined
+  await until('the first connection to be released', async () => 'socket' in (again = await portConnection(t, limited)), { timeoutMs: 20_000 })
+  t.ok(again && 'socket' in again && (await echoes(again.socket)), 'once it closed, the user connects again')
 })

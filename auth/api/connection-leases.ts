@@ -1,4 +1,4 @@
-// The routes by which proxies count users' SSH connections together (the role option
+// The routes by which proxies count users' connections (SSH, forwarded ports) together (the role option
 // max_connections): a lease for each connection, renewed while it lasts and released when
 // it ends (auth/connection-leases.ts). The proxy is the caller; it renews and releases only
 // the leases it took. Whose connection a lease counts, and the limit, come from what the

@@ -46,7 +46,7 @@ export interface AuthContext {
   /** The labels the cluster assigns to hosts, which win over the nodes' own. */
   readonly assignedLabels: AssignedLabels
   readonly locks: Locks
-  /** Users' SSH connections through all proxies, counted for max_connections. */
+  /** Users' connections (SSH, forwarded ports) through all proxies, counted for max_connections. */
   readonly connectionLeases: ConnectionLeases
   /** Who did what: record(type, fields) once an action has committed. */
   readonly audit: Audit

@@ -195,11 +195,11 @@ export function parseSnapshot(value: unknown): RevocationSnapshot | undefined {
  */
 export const CONNECTION_LEASE_TTL_MS = 30_000
 
-/** Leases a proxy renews in one call: every SSH connection it holds for users with a limit. */
+/** Leases a proxy renews in one call: every connection it holds for users with a limit. */
 const MAX_LEASES = 100_000
 
 /*
- * POST /v1/proxies/connection-leases: a lease on one of the user's SSH connections at once
+ * POST /v1/proxies/connection-leases: a lease on one of the user's connections (SSH, forwarded ports) at once
  * through the cluster's proxies (the role option max_connections); refused (409) when the
  * user holds as many as its roles allow already. The request has no body: the proxy sends
  * the user's certificate (USER_CERT_HEADER), and the user and its limit are the

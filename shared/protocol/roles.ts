@@ -29,7 +29,7 @@ export interface RoleJson {
       forward_agent?: boolean
       /** Sessions (shells, commands, SFTP) at once on one SSH connection; unset: no limit. */
       max_sessions?: number
-      /** SSH connections at once through every proxy of the cluster; unset: no limit. */
+      /** Connections (SSH, forwarded ports) at once through every proxy of the cluster; unset: no limit. */
       max_connections?: number
     }
   }
