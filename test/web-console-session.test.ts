@@ -135,7 +135,7 @@ async function openTerminal(proxy: string, session: Session) {
     ws.once('unexpected-response', (_req, res) => reject(new Error(`terminal refused: ${res.statusCode}`)))
   })
   if (!(await answers(0))) throw new Error('the terminal closed before its shell answered')
-  return { state, answers }
+  return { state, answers, close: () => ws.close() }
 }
 
 t.test('logout closes the terminals of that session at once, and not those of another session of the same user', async (t) => {
@@ -182,8 +182,20 @@ t.test("a terminal closes when the node's labels change so that the user's roles
   const term = await openTerminal(proxyA.web, lou.session)
   const labelled = await auth.ctl(['nodes', 'label', 'lab-pi', 'env=prod'])
   t.equal(labelled.code, 0, labelled.stderr)
-  // Put back for the tests after this one, whatever it found.
-  t.teardown(() => auth.ctl(['nodes', 'label', 'lab-pi', '--remove=env']))
+  // Put back for the tests after this one, whatever it found, and seen so by the proxy (which
+  // polls the assigned labels): a terminal of lou's opens again.
+  t.teardown(async () => {
+    await auth.ctl(['nodes', 'label', 'lab-pi', '--remove=env'])
+    await until('the proxy to allow lab-pi again', async () => {
+      try {
+        const again = await openTerminal(proxyA.web, lou.session)
+        again.close()
+        return true
+      } catch {
+        return false
+      }
+    })
+  })
   await until('the terminal to close', () => term.state.closed, { timeoutMs: 15_000 })
   const closed = proxyA.daemon.logEntries().find((entry) => entry.user === 'lou' && entry.access_denied === true)
   t.match(closed, { node: 'lab-pi', reason: String }, 'the proxy closed it for the roles')
