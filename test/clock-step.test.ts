@@ -13,25 +13,13 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { WarrenStatus } from '../shared/status.ts'
 import { AuthProcess, JSON_LOGS, ProxyProcess, ROOT, run, startNode, tempDir } from './helpers/cluster.ts'
+import { fakeTime, LIBFAKETIME } from './helpers/faketime.ts'
 import { until } from './helpers/until.ts'
 
 t.setTimeout(180_000)
 
-const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
 const WARRENCTL = join(ROOT, 'cli/warrenctl.ts')
 const DAY_MS = 86_400_000
-
-/** The environment that runs a process at the time `file` names (libfaketime's syntax: `+8d`). */
-function fakeTime(file: string): Record<string, string> {
-  return {
-    LD_PRELOAD: LIBFAKETIME,
-    FAKETIME_TIMESTAMP_FILE: file,
-    // Read the file again each second, so that a change of it is the clock being set.
-    FAKETIME_CACHE_DURATION: '1',
-    // Timers run on the monotonic clock, which a step of the wall clock leaves alone.
-    FAKETIME_DONT_FAKE_MONOTONIC: '1',
-  }
-}
 
 /** Sets the clock of the processes under libfaketime, which read the file again within a second (FAKETIME_CACHE_DURATION). */
 async function setClock(file: string, offset: string): Promise<void> {

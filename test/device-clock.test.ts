@@ -9,22 +9,9 @@ import { join } from 'node:path'
 import t from 'tap'
 import type { WarrenStatus } from '../shared/status.ts'
 import { authAndProxy, JSON_LOGS, startNode, tempDir } from './helpers/cluster.ts'
+import { fakeTime, LIBFAKETIME } from './helpers/faketime.ts'
 
 t.setTimeout(120_000)
-
-const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1'
-
-/** The environment that runs a process at the time `file` names (libfaketime's syntax: `@1970-01-02 00:00:00`, `+0`). */
-function fakeTime(file: string): Record<string, string> {
-  return {
-    LD_PRELOAD: LIBFAKETIME,
-    FAKETIME_TIMESTAMP_FILE: file,
-    // Read the file again each second, so that a change of it is the clock being set.
-    FAKETIME_CACHE_DURATION: '1',
-    // Timers run on the monotonic clock, which NTP does not step.
-    FAKETIME_DONT_FAKE_MONOTONIC: '1',
-  }
-}
 
 /** The node's clock section (agent/status.ts adds it to the node's status). */
 const clockOf = (status: WarrenStatus) => status.node?.clock

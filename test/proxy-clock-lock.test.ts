@@ -5,11 +5,12 @@
 
 import t from 'tap'
 import { AuthProcess, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { clockOffBy } from './helpers/faketime.ts'
 import { until } from './helpers/until.ts'
 
 t.setTimeout(300_000)
 
-const AHEAD = { LD_PRELOAD: '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', FAKETIME: '+40m', FAKETIME_DONT_FAKE_MONOTONIC: '1' }
+const AHEAD = clockOffBy('+40m')
 const NODE = 'pi-clock-ahead'
 
 const auth = await new AuthProcess().start()

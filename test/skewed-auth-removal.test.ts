@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { AuthProcess, openssh, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { EtcdServer, etcdUnavailable, uniquePrefix } from './helpers/etcd.ts'
+import { clockOffBy } from './helpers/faketime.ts'
 import { until } from './helpers/until.ts'
 
 t.setTimeout(400_000)
@@ -19,7 +20,7 @@ if (unavailable) {
 }
 
 async function main(): Promise<void> {
-  const AHEAD = { LD_PRELOAD: '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', FAKETIME: '+45s', FAKETIME_DONT_FAKE_MONOTONIC: '1' }
+  const AHEAD = clockOffBy('+45s')
   const NODE = 'pi-skewed-auth'
   const etcd = await EtcdServer.start()
   t.teardown(() => etcd.stop())
