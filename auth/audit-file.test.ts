@@ -151,6 +151,21 @@ t.test("a pipe reached through a link of the running user's, as /dev/stdout is o
   t.same(ids().sort(), expected.sort(), 'each event once')
 })
 
+t.test("a regular file reached through a link of the running user's (a log folder elsewhere, /dev/stdout to a file): a start reads its end, and it takes the lines", async (t) => {
+  const dir = tempDir()
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const target = join(dir, 'audit-target.jsonl')
+  const link = join(dir, 'audit.jsonl')
+  writeFileSync(target, '{"id":"from-before"}\n', { mode: 0o600 })
+  symlinkSync(target, link)
+  const run = audit(backend, link, dir)
+  await run.start()
+  await run.record('token.removed', { token_id: 'token-0' })
+  await run.stop()
+  t.same(fileIds(target), ['from-before', ...(await run.log.list()).events.map((event) => event.id)], 'the line after the one before')
+})
+
 t.test('a file made ready with a mode that lets others read it is made private, and takes the lines', async (t) => {
   const dir = tempDir()
   const backend = SqliteBackend.open(join(dir, 'backend.db'))
@@ -188,6 +203,18 @@ t.test("a link of another user's in its place is not followed", { skip: asRoot }
   await t.rejects(audit(backend, file, dir).start(), 'the start fails')
   t.equal(readFileSync(victim, 'utf8'), 'line one\nprecious tail without newline', "the link's target is untouched")
   t.equal(statSync(victim).mode & 0o777, 0o644, 'and keeps its mode')
+})
+
+t.test("a pipe of another user's is refused: its owner would read every event", { skip: asRoot }, async (t) => {
+  const dir = tempDir()
+  const backend = SqliteBackend.open(join(dir, 'backend.db'))
+  t.teardown(() => backend.close())
+  const fifo = join(dir, 'audit.fifo')
+  execFileSync('mkfifo', [fifo])
+  chownSync(fifo, 65534, 65534)
+  const reader = spawn('sh', ['-c', `exec 3<>"${fifo}"; exec cat <&3 > /dev/null`])
+  t.teardown(() => reader.kill())
+  await t.rejects(audit(backend, fifo, dir).start(), 'the start fails')
 })
 
 t.test("a file of another user's is refused", { skip: asRoot }, async (t) => {

@@ -102,10 +102,10 @@ export class AuditFile {
         .stat()
         .then((stats) => stats.isFile())
         .finally(() => handle.close())
+      if (this.#regular) this.#alreadyWritten = lastLineIds(file)
     } catch (error) {
       throw new Error(`auth_service.audit.file: cannot write ${file}: ${(error as Error).message}`)
     }
-    if (this.#regular) this.#alreadyWritten = lastLineIds(file)
     this.#waiting = (await this.#listOutbox()).length
     void this.flush()
   }
@@ -259,9 +259,7 @@ async function openForAppend(file: string): Promise<FileHandle> {
     handle = await open(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ELOOP') throw error
-    const link = lstatSync(file)
-    if (link.uid !== process.getuid?.() && link.uid !== 0)
-      throw new Error(`${file} is a symbolic link of uid ${link.uid}'s, who could point it at any file: name the file itself, or remove the link`)
+    checkLink(file)
     handle = await open(file, constants.O_WRONLY | constants.O_APPEND)
   }
   try {
@@ -273,13 +271,25 @@ async function openForAppend(file: string): Promise<FileHandle> {
   return handle
 }
 
+/** A symbolic link is followed only when it is the running user's or root's (`/dev/stdout`): another's could be pointed at any file. */
+function checkLink(file: string): void {
+  const link = lstatSync(file)
+  if (link.uid !== process.getuid?.() && link.uid !== 0)
+    throw new Error(`${file} is a symbolic link of uid ${link.uid}'s, who could point it at any file: name the file itself, or remove the link`)
+}
+
 /**
- * Throws when `stats` (of the opened file) is a regular file that must not take the lines;
+ * Throws when `stats` (of the opened file) is a file that must not take the lines: a regular
+ * file, or a pipe or socket another user made (whose owner would read every event);
  * true when it is one whose mode lets others than its owner at it, to be made 0600.
  */
 function checkOpened(file: string, stats: Stats): boolean {
-  if (!stats.isFile()) return false
   const me = process.getuid?.()
+  if (!stats.isFile()) {
+    if (me !== undefined && stats.uid !== me && stats.uid !== 0)
+      throw new Error(`${file} belongs to uid ${stats.uid}, not to uid ${me} who runs this or to root: its owner could read every event`)
+    return false
+  }
   if (me !== undefined && stats.uid !== me)
     throw new Error(`${file} belongs to uid ${stats.uid}, not to uid ${me} who runs this: its owner could read every event; remove it, or give it to the user warren runs as`)
   if (stats.nlink > 1) throw new Error(`${file} has ${stats.nlink} names (hard links): the lines would go into a file known by another name too`)
@@ -313,7 +323,15 @@ async function append(file: string, text: string, regular: boolean): Promise<voi
  * in the middle of a write) is taken off, to be written again whole.
  */
 function lastLineIds(file: string): Set<string> {
-  const fd = openSync(file, constants.O_RDWR | constants.O_NOFOLLOW)
+  // Through a link as openForAppend allows it (one of the running user's or root's, such as /dev/stdout to a file).
+  let fd: number
+  try {
+    fd = openSync(file, constants.O_RDWR | constants.O_NOFOLLOW)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ELOOP') throw error
+    checkLink(file)
+    fd = openSync(file, constants.O_RDWR)
+  }
   try {
     checkOpened(file, fstatSync(fd))
     const size = fstatSync(fd).size
