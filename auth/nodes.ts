@@ -29,6 +29,7 @@
 // STORED_PRESENCE_MS, what this server heard itself being in memory anyway; the proxies'
 // records for LISTED_PROXIES_MS.
 
+import { monotonicMs } from '../shared/yamux/clock.ts'
 import type { Backend, Condition, Operation } from './backend/backend.ts'
 
 export interface NodeRecord {
@@ -308,10 +309,11 @@ export class NodeDirectory {
     // Read before the list: a write in between makes the next call list again, never miss it.
     const generation = (await this.backend.get(REGISTRY_GENERATION))?.revision ?? 0
     const held = this.registryList
-    if (held && held.generation === generation && Date.now() - held.read < REGISTRY_CACHE_MS) return held.records
+    if (held && held.generation === generation && monotonicMs() - held.read < REGISTRY_CACHE_MS) return held.records
     // Calls that find the same generation meanwhile share one read.
     if (this.readingRegistry?.generation === generation) return this.readingRegistry.records
-    const read = Date.now()
+    // On the monotonic clock, as the other copies' ages: a wall clock set back would stretch them.
+    const read = monotonicMs()
     const records = this.backend.list(REGISTRY).then((items) => items.map((item) => JSON.parse(item.value) as NodeRecord))
     const reading = { generation, records }
     this.readingRegistry = reading
@@ -341,7 +343,8 @@ export class NodeDirectory {
 
   /** The proxies, for listings: read again after LISTED_PROXIES_MS, or once one heartbeated or left here. */
   recentProxies(): Promise<ProxyRecord[]> {
-    const now = Date.now()
+    // The monotonic clock: a wall clock set back would keep the copy for the size of the step.
+    const now = monotonicMs()
     if (!this.listedProxies || now - this.listedProxies.read >= LISTED_PROXIES_MS) {
       const records = this.proxies()
       this.listedProxies = { read: now, records }
@@ -458,7 +461,8 @@ export class NodeDirectory {
 
   /** Every stored presence item, read again after STORED_PRESENCE_MS or once this server removed one; shared, not to be changed. */
   private stored(): Promise<Presence[]> {
-    const now = Date.now()
+    // The monotonic clock: a wall clock set back would keep the copy for the size of the step.
+    const now = monotonicMs()
     if (!this.storedPresence || now - this.storedPresence.read >= STORED_PRESENCE_MS) {
       const items = this.backend.list(PRESENCE).then((listed) => listed.map((item) => JSON.parse(item.value) as Presence))
       this.storedPresence = { read: now, items }

@@ -55,7 +55,10 @@ export async function signedKnownHosts(context: AuthContext): Promise<KnownHosts
   const authority = context.hostCA()
   const held = signedAnswers.get(context.nodes)
   const now = Date.now()
-  if (held && held.registered === registered && held.authority === authority && now - held.signedAt < KNOWN_HOSTS_RESIGN_MS) return held.answer
+  // Judged by the wall clock both ways, as clients judge the signature's time: a clock set
+  // back (a signature from its future) or forward signs again at once.
+  const fresh = (signedAt: number) => now >= signedAt && now - signedAt < KNOWN_HOSTS_RESIGN_MS
+  if (held && held.registered === registered && held.authority === authority && fresh(held.signedAt)) return held.answer
   const lines = knownHostLines(registered, context.clusterName)
   const signers = authority.keySets.map((set) => ({ certPem: set.tlsCertPem, key: set.tlsKey }))
   const answer = frozenAnswer({ known_hosts: lines, known_hosts_signatures: signKnownHosts(context.clusterName, lines, signers, now) })
