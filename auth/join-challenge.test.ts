@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { SqliteBackend } from './backend/sqlite.ts'
-import { CHALLENGE_TTL_MS, ChallengeRefusal, JoinChallenges } from './join-challenge.ts'
+import { CHALLENGE_TTL_MS, ChallengeRefusal, ISSUER_CLOCK_AHEAD_MS, JoinChallenges } from './join-challenge.ts'
 
 async function setup(t: Test, file = 'backend.db') {
   let now = 1_000_000
@@ -37,6 +37,14 @@ t.test('expired, forged and malformed nonces are refused', async (t) => {
   t.throws(() => challenges.spend('garbage'), /malformed/)
   advance(CHALLENGE_TTL_MS)
   t.throws(() => challenges.spend(nonce), new ChallengeRefusal('the join challenge has expired: ask for a new one'))
+})
+
+t.test("a nonce from an auth server whose clock runs ahead is taken within a minute's difference", async (t) => {
+  const { backend, challenges } = await setup(t)
+  const ahead = await JoinChallenges.open(backend, () => 1_000_000 + 30_000)
+  t.doesNotThrow(() => challenges.spend(ahead.issue().nonce), '30 s ahead')
+  const far = await JoinChallenges.open(backend, () => 1_000_000 + ISSUER_CLOCK_AHEAD_MS + 1)
+  t.throws(() => challenges.spend(far.issue().nonce), /expired/, 'more than a minute ahead')
 })
 
 t.test("another cluster's nonce is refused", async (t) => {

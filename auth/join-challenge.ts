@@ -10,6 +10,13 @@ import type { Backend, Condition, Operation } from './backend/backend.ts'
 
 /** Long enough for a slow device to sign and send; short enough that a leaked nonce is soon worthless. */
 export const CHALLENGE_TTL_MS = 120_000
+/**
+ * How far ahead of this one the clock of the auth server that issued a nonce may be: auth
+ * servers behind one load balancer each judge by their own clock, and a device refused for
+ * their skew would stop for good (a refused join is not started again). A minute, as the
+ * backdating of certificates allows.
+ */
+export const ISSUER_CLOCK_AHEAD_MS = 60_000
 const SECRET_KEY = '/cluster/join-challenge-secret'
 const USED_PREFIX = '/join-nonces/'
 const VERSION = 'c1'
@@ -52,7 +59,7 @@ export class JoinChallenges {
     const given = Buffer.from(parts[3])
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new ChallengeRefusal('the join challenge was not issued by this cluster')
     const remaining = Number.parseInt(parts[1], 36) - this.clock()
-    if (!(remaining > 0) || remaining > CHALLENGE_TTL_MS) throw new ChallengeRefusal('the join challenge has expired: ask for a new one')
+    if (!(remaining > 0) || remaining > CHALLENGE_TTL_MS + ISSUER_CLOCK_AHEAD_MS) throw new ChallengeRefusal('the join challenge has expired: ask for a new one')
     const key = usedNonceKey(nonce)
     // Kept a little past the expiry, after which the nonce is refused as expired anyway.
     return { conditions: [{ key, absent: true }], operations: [{ op: 'put', key, value: '1', ttlMs: remaining + 1000 }] }
