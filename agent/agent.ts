@@ -311,8 +311,17 @@ export class Agent {
       queue,
       transport: () => {
         if (this.heartbeat) return { send: direct, maxBytes: AUDIT_BATCH_BYTES / 2 }
-        const tunnel = this.pool?.all.find((t) => t.carriesAudit)
-        return tunnel && { send: (events) => tunnel.deliverAudit(events), maxBytes: CONTROL_BATCH_BYTES }
+        // A proxy of this version first: one of an earlier one leaves recording.skipped events waiting.
+        const carriers = this.pool?.all.filter((t) => t.carriesAudit) ?? []
+        const tunnel = carriers.find((t) => t.carriesSkippedRecordings) ?? carriers[0]
+        return (
+          tunnel && {
+            send: (events) => tunnel.deliverAudit(events),
+            maxBytes: CONTROL_BATCH_BYTES,
+            // Left waiting for a proxy that takes them: one of an earlier version would close the tunnel.
+            takes: (type: string) => type !== 'recording.skipped' || tunnel.carriesSkippedRecordings,
+          }
+        )
       },
       refused: (error) => error instanceof AuditRefused || (error instanceof ApiError && (error.status === 400 || error.status === 413)),
       log: this.log,

@@ -236,6 +236,44 @@ t.test('drops are told in one events.dropped event at a time, sent first and alo
   t.same(ids(again.peek(100, 1 << 20)), ['sftp-0008', 'sftp-0009'])
 })
 
+t.test('a way that does not take a type (a proxy of an earlier version) gets the others; those wait for a way that does', async (t) => {
+  const queue = open(t, queuePath(t))
+  const received: { way: string; types: string[] }[] = []
+  let newer = false
+  const way = (name: string, takes?: (type: string) => boolean) => ({
+    maxBytes: 1 << 20,
+    send: async (events: QueuedEvent[]) => {
+      received.push({ way: name, types: events.map((event) => event.type) })
+    },
+    ...(takes ? { takes } : {}),
+  })
+  const sender = new AuditSender({
+    queue,
+    transport: () => (newer ? way('newer') : way('older', (type) => type !== 'recording.skipped')),
+    refused: () => false,
+    log: createLogger('test', { level: 'error' }),
+  })
+  t.teardown(() => sender.stop())
+  sender.record('session.start', { session_id: 's-1', user: 'alice' })
+  sender.record('recording.skipped', { session_id: 's-1', user: 'alice', reason: 'share' })
+  sender.record('exec', { session_id: 's-1', user: 'alice', command: 'ls' })
+  for (let i = 0; i < 100 && queue.size > 1; i++) await sleep(50)
+  t.same(
+    queue.peek(10, 1 << 20).map((event) => event.type),
+    ['recording.skipped'],
+    'the others went; it waits',
+  )
+  t.notOk(
+    received.some(({ types }) => types.includes('recording.skipped')),
+    'never to the way that does not take it',
+  )
+  newer = true
+  sender.kick()
+  for (let i = 0; i < 100 && queue.size > 0; i++) await sleep(50)
+  t.equal(queue.size, 0)
+  t.match(received.at(-1), { way: 'newer', types: ['recording.skipped'] }, 'it goes by a way that takes it')
+})
+
 t.test('the sender removes a batch only once it was sent, and sends it again after a failure', async (t) => {
   const queue = open(t, queuePath(t))
   const received: string[][] = []

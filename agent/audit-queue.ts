@@ -147,15 +147,16 @@ export class AuditQueue {
   }
 
   /**
-   * The oldest waiting events, at most `count` and about `maxBytes` of them (always at least
-   * one). An events.dropped event goes first, alone: the gap is known at once, and an auth
+   * The oldest waiting events of the types `takes` (all by default), at most `count` and
+   * about `maxBytes` of them (at least one, when one is of those types). An events.dropped event goes first, alone: the gap is known at once, and an auth
    * server of an earlier version, which refuses the type, refuses nothing else with it.
    */
-  peek(count: number, maxBytes: number): QueuedEvent[] {
+  peek(count: number, maxBytes: number, takes: (type: string) => boolean = () => true): QueuedEvent[] {
     if (this.#gapEvent) return [this.#gapEvent]
     const batch: QueuedEvent[] = []
     let bytes = 0
     for (const { event, bytes: size } of this.#events.values()) {
+      if (!takes(event.type)) continue
       if (batch.length === count || (batch.length > 0 && bytes + size > maxBytes)) break
       batch.push(event)
       bytes += size

@@ -19,7 +19,8 @@ export type AuditTransport = (events: ReturnType<AuditQueue['peek']>) => Promise
 export interface AuditSenderOptions {
   queue: AuditQueue
   /** How a batch goes now (tunnel or direct mode), undefined while there is no way. */
-  transport: () => { send: AuditTransport; maxBytes: number } | undefined
+  /** `takes`: which event types the way takes (all by default); the others wait for another. */
+  transport: () => { send: AuditTransport; maxBytes: number; takes?: (type: string) => boolean } | undefined
   /** Whether an error means the auth server will refuse these events however often they are sent. */
   refused: (error: unknown) => boolean
   log: Logger
@@ -76,7 +77,9 @@ export class AuditSender {
     while (!this.#drain.stopped && queue.size > 0) {
       const way = this.#options.transport()
       if (!way) return false
-      const batch = queue.peek(MAX_EVENTS_PER_BATCH, way.maxBytes)
+      const batch = queue.peek(MAX_EVENTS_PER_BATCH, way.maxBytes, way.takes)
+      // Nothing this way takes: the rest waits for another way (a proxy of this version).
+      if (batch.length === 0) return false
       queue.sending(batch.map((event) => event.id))
       try {
         await way.send(batch)

@@ -103,6 +103,8 @@ export class AgentTunnel extends EventEmitter {
   openedAt = 0
   /** The proxy's welcome said it carries audit events to the auth server. */
   carriesAudit = false
+  /** The welcome said the proxy takes `recording.skipped` events (one of an earlier version closes the tunnel on them). */
+  carriesSkippedRecordings = false
   /** The proxy refused the tunnel at its hello, and why: it closes it next. */
   refusal?: TunnelRefused
   private session?: Session
@@ -204,6 +206,7 @@ export class AgentTunnel extends EventEmitter {
               this.proxyId = message.proxy_id
               this.openedAt = Date.now()
               this.carriesAudit = message.audit
+              this.carriesSkippedRecordings = message.skipped_recordings
               clearTimeout(timer)
               socket.off('error', fail)
               socket.on('error', () => {})

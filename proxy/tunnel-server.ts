@@ -385,7 +385,7 @@ export class TunnelServer extends EventEmitter {
       closeTunnel(tunnel, 'protocol_error')
     })
     // audit: this proxy carries audit events to the auth server (proxy/audit-relay.ts).
-    sendToAgent(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName, audit: true })
+    sendToAgent(stream, { type: 'welcome', proxy_id: this.options.proxyId, cluster_name: this.options.clusterName, audit: true, skipped_recordings: true })
     // Not before the first heartbeat has told this proxy the live set: an empty set would
     // tell the agent to close its tunnels to every other proxy.
     if (this.proxyIds.length > 0) sendToAgent(stream, { type: 'proxies', ids: this.proxyIds, signed: this.proxyIdsSigned })

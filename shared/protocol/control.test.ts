@@ -38,9 +38,10 @@ t.test('each message an agent sends is read as its type', async (t) => {
 t.test('each message a proxy sends is read as its type', async (t) => {
   t.same(
     parseProxyMessage({ type: 'welcome', proxy_id: 'p1', cluster_name: 'c' }),
-    { type: 'welcome', proxy_id: 'p1', cluster_name: 'c', audit: false },
-    'a proxy that does not say it carries audit events does not',
+    { type: 'welcome', proxy_id: 'p1', cluster_name: 'c', audit: false, skipped_recordings: false },
+    'a proxy that does not say it carries audit events (or recording.skipped ones) does not',
   )
+  t.match(parseProxyMessage({ type: 'welcome', proxy_id: 'p1', cluster_name: 'c', audit: true, skipped_recordings: true }), { skipped_recordings: true })
   t.match(parseProxyMessage({ type: 'welcome', proxy_id: 'p1', cluster_name: 'c', audit: true }), { audit: true })
   t.same(parseProxyMessage({ type: 'audit_stored', batch: 'b1', stored: 2 }), { type: 'audit_stored', batch: 'b1', stored: 2 })
   t.same(parseProxyMessage({ type: 'audit_failed', batch: 'b1', error: 'away' }), { type: 'audit_failed', batch: 'b1', error: 'away', refused: false })

@@ -54,7 +54,12 @@ export const AGENT_MESSAGES = {
 /** Proxy → agent. */
 export const PROXY_MESSAGES = {
   /** The first message: which proxy this is. */
-  welcome: object({ proxy_id: text({ max: MAX_ID }), cluster_name: text({ max: MAX_ID }), audit: flag() }),
+  /**
+   * The first message: which proxy this is. `audit`: it carries audit events to the auth
+   * server; `skipped_recordings`: `recording.skipped` among them, which a proxy of an earlier
+   * version refuses by closing the tunnel, so the agent sends those events only where it is said.
+   */
+  welcome: object({ proxy_id: text({ max: MAX_ID }), cluster_name: text({ max: MAX_ID }), audit: flag(), skipped_recordings: flag() }),
   /**
    * The live proxy set; when a proxy joined it, the window over which to spread returns to
    * it (a longer one is ignored). The agent takes the set only as `signed` has it, by the
