@@ -32,6 +32,12 @@ export interface RecordingStart {
    * the node (node-recordings.ts), false when there is none: the recording stops growing.
    */
   room?: (bytes: number) => boolean
+  /**
+   * Told once, when the recording stops growing while the session goes on (its size bound, or
+   * its user's share), with why and the bytes it keeps: an audit event, so that a recording
+   * cut short is never taken for a short session.
+   */
+  onStopped?: (reason: string, bytesKept: number) => void
 }
 
 /**
@@ -57,6 +63,7 @@ export class SessionRecording {
   readonly #log: Logger
   readonly #onEnd?: () => void
   readonly #room?: (bytes: number) => boolean
+  readonly #onStopped?: (reason: string, bytesKept: number) => void
   #bytes = 0
   #full = false
   #ended = false
@@ -71,6 +78,7 @@ export class SessionRecording {
     this.#log = log
     this.#onEnd = start.onEnd
     this.#room = start.room
+    this.#onStopped = start.onStopped
     this.#sessionId = start.sessionId
     this.#fd = openSync(`${this.path}.part`, 'w', 0o600)
     const env = Object.fromEntries(Object.entries(start.env).filter(([, value]) => value))
@@ -124,20 +132,22 @@ export class SessionRecording {
     if (this.#full || this.#fd === undefined) return undefined
     const line = `${JSON.stringify(value)}\n`
     const bytes = Buffer.byteLength(line)
-    if (this.#bytes + bytes > MAX_RECORDING_BYTES) {
-      this.#full = true
-      this.#log.warn(`session recording reached ${MAX_RECORDING_BYTES} bytes: later output is not recorded`, { path: this.path })
-      return undefined
-    }
-    if (this.#room && !this.#room(bytes)) {
-      this.#full = true
-      this.#log.warn(`session recording stopped at ${this.#bytes} bytes: its user's recordings waiting on this node hold their share; later output is not recorded`, {
-        path: this.path,
-      })
-      return undefined
-    }
+    if (this.#bytes + bytes > MAX_RECORDING_BYTES) return this.#stop(`the recording reached its bound of ${MAX_RECORDING_BYTES} bytes`)
+    if (this.#room && !this.#room(bytes)) return this.#stop("its user's recordings being written or waiting on this node hold their share")
     this.#bytes += bytes
     return line
+  }
+
+  /** The recording grows no more: logged, and told (an audit event). */
+  #stop(reason: string): undefined {
+    this.#full = true
+    this.#log.warn(`session recording stopped at ${this.#bytes} bytes: ${reason}; later output is not recorded`, { path: this.path, reason })
+    try {
+      this.#onStopped?.(reason, this.#bytes)
+    } catch {
+      // The audit queue's failure is its own to log; the session goes on.
+    }
+    return undefined
   }
 
   readonly #flush = (): void => {

@@ -593,7 +593,9 @@ export class NodeSshServer {
     const skipped = (reason: string) => this.audit('recording.skipped', { ...auditFields(state), recording: sessionId, reason })
     if ('skipped' in place) return void skipped(place.skipped)
     try {
-      return new SessionRecording(place.dir, { ...start, sessionId, room: place.room, onEnd: this.recorded }, this.log)
+      // A recording cut short says so too, with what it keeps: never taken for a short session.
+      const onStopped = (reason: string, bytesKept: number) => this.audit('recording.skipped', { ...auditFields(state), recording: sessionId, reason, bytes_kept: bytesKept })
+      return new SessionRecording(place.dir, { ...start, sessionId, room: place.room, onEnd: this.recorded, onStopped }, this.log)
     } catch (error) {
       this.log.warn(`session not recorded: ${(error as Error).message}`, { session_id: sessionId })
       skipped(`the recording's file could not be made: ${(error as Error).message}`)

@@ -30,7 +30,7 @@ export const AUDIT_EVENT_TYPES = {
   'recording.refused':
     "node, host_id, session_id, user and login (the session's, when its start is stored), reason: a session recording the auth server refused, which the node then drops",
   'recording.skipped':
-    "session_id, user, login, node, host_id, client_addr, recording (the recording's name: the session ID, or ID.N for a connection's Nth), reason: an interactive session the node did not record (the user's share of the recordings waiting on the node full, all of it full, or the file not made)",
+    "session_id, user, login, node, host_id, client_addr, recording (the recording's name: the session ID, or ID.N for a connection's Nth), reason: an interactive session the node did not record (the user's share of the recordings waiting on the node full, all of it full, or the file not made); with bytes_kept, a recording cut short while its session went on",
   'session.start': 'session_id, user (the certificate key ID), login, node, host_id, client_addr',
   'session.end': 'session_id, user, login, node, host_id, client_addr, duration_ms, exit_status',
   exec: 'session_id, user, login, node, host_id, client_addr, command',
