@@ -8,6 +8,7 @@ import { generateKeyPairSync } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
+import { duplexPair } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { createLogger } from '../shared/log.ts'
@@ -174,4 +175,35 @@ t.test('connections that never log in are closed after the login grace time', { 
   const closed = silent(t, port, 5)
   await until('the grace time to close them', () => closed() === 5)
   t.equal(server.activeSessions, 0, 'the node holds none of them')
+})
+
+t.test('users holding one login each keep it when the slots run out; a user holding more gives one way', { skip: cannot }, async (t) => {
+  /** Silent streams judged for their users on `server`, and whether the node closed each. */
+  const logins = (server: NodeSshServer) => (user: string) => {
+    const [ours, theirs] = duplexPair()
+    let closed = false
+    ours.on('error', () => {})
+    theirs.on('error', () => {})
+    // The node's side: what the node closes (a pair's other side is not closed with it).
+    theirs.once('close', () => (closed = true))
+    ours.resume()
+    server.handleConnection(theirs, { user, remoteAddress: `${user}:1` })
+    t.teardown(() => ours.destroy())
+    return () => closed
+  }
+  const few = logins((await sshServer(t, { maxUnauthenticated: 4 })).server)
+  const held = ['victim', 'a', 'b', 'c'].map(few)
+  const newcomer = few('d')
+  await until("the newcomer's connection to be refused", () => newcomer())
+  t.ok(
+    held.every((closed) => !closed()),
+    "no user's one login is closed for another's (many accounts cannot close a victim's)",
+  )
+
+  const many = logins((await sshServer(t, { maxUnauthenticated: 4 })).server)
+  const hog = ['hog', 'hog', 'hog', 'hog'].map(many)
+  const other = many('other')
+  await until("one of the hog's to be closed", () => hog.some((closed) => closed()))
+  t.equal(hog.filter((closed) => closed()).length, 1, 'one, the oldest')
+  t.notOk(other(), 'for the other user, who gets in')
 })

@@ -48,6 +48,9 @@ export interface StreamInfo {
   generationValidFrom?: number
 }
 
+/** Logins in progress of one user (or address) that another's never closes (roomToLogIn): a person's usual parallel logins, `ssh` and an `scp` beside it. */
+const KEPT_LOGINS_PER_SHARE = 2
+
 /** How long close() lets a connection say goodbye before destroying its stream. */
 const CLOSE_GRACE_MS = 1000
 
@@ -337,7 +340,9 @@ export class NodeSshServer {
    * Whether a connection of `share` may start logging in: while there is room, yes; when
    * every slot is taken, only by closing the oldest connection of the user (or address)
    * holding the most, and only for one holding none, or fewer than that one less one (so two
-   * users holding about as many do not take turns closing each other's).
+   * users holding about as many do not take turns closing each other's). A user's first
+   * KEPT_LOGINS_PER_SHARE are never closed so: many accounts, each holding one, would
+   * otherwise close every login of a user who holds one or two.
    */
   private roomToLogIn(share: LoginShare, remote: string): boolean {
     if (this.unauthenticated < this.limits.maxUnauthenticated) return true
@@ -345,7 +350,7 @@ export class NodeSshServer {
     let most: Set<PendingLogin> | undefined
     for (const sharers of this.loggingIn.values()) if (!most || sharers.size > most.size) most = sharers
     const [oldest] = most ?? []
-    if (!oldest || !(held === 0 || held + 1 < most!.size)) {
+    if (!oldest || most!.size <= KEPT_LOGINS_PER_SHARE || !(held === 0 || held + 1 < most!.size)) {
       this.log.warn('SSH connection refused: too many connections not logged in', { remote, ...share.fields, unauthenticated: this.unauthenticated, held })
       return false
     }
