@@ -7,6 +7,7 @@
 
 import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { AuthProcess, freePort, openssh, ProxyProcess, ROOT, run, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 
@@ -77,25 +78,43 @@ t.test('a restore says what it undoes, each with the command that makes it again
     t.equal(result.code, 0, `${args.join(' ')} ${result.stderr.trim()}`)
     return result
   }
-  for (const name of ['kept', 'fired', 'leaked']) await ok(['users', 'add', name, '--logins=root'])
+  for (const name of ['kept', 'fired', 'leaked', 'excused']) await ok(['users', 'add', name, '--logins=root'])
   const tokens = async () => JSON.parse((await auth.ctl(['tokens', 'ls', '--format=json'])).stdout) as { id: string; roles: string[] }[]
   const tokenIds = async () => (await tokens()).map((token) => token.id)
-  await auth.token(['tokens', 'add', '--type=node', '--ttl=1h'])
-  const spent = (await tokens()).find((token) => token.roles.includes('node'))!.id
+  const newToken = async (args: string[]) => {
+    const before = await tokenIds()
+    await auth.token(['tokens', 'add', ...args])
+    return (await tokenIds()).find((id) => !before.includes(id))!
+  }
+  const spent = await newToken(['--type=node', '--ttl=1h'])
+  const lockId = /ID "([^"]+)"/.exec((await ok(['lock', '--user=excused', '--message=on leave'])).stdout)?.[1] ?? ''
+  t.ok(lockId, 'a lock made before the backup')
+  const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${auth.address}`, `--token=${await auth.token()}`, `--ca-pin=${await auth.pin()}`, '--nodename=relabelled'])
+  t.teardown(() => node.stop())
+  await waitForNode(auth, 'relabelled')
+  await node.stop()
+  const brief = await newToken(['--type=node', '--ttl=5s'])
+  const briefEnds = Date.now() + 5_000
   const backup = join(tempDir(), 'warren.db')
   await ok(['backup', backup])
 
-  // Since the backup: a removal, a reset, a lock, a user added, a token deleted.
+  // Since the backup: a removal, a reset, a lock made and one lifted, a user added, a token
+  // made and two deleted (one that has expired by the restore), a label assigned.
+  await ok(['tokens', 'rm', brief])
   const idsBefore = await tokenIds()
   await ok(['users', 'rm', 'fired'])
   await ok(['users', 'reset', 'leaked'])
   await ok(['lock', '--user=kept', '--message=on leave'])
+  await ok(['lock', 'rm', lockId])
   await ok(['users', 'add', 'newcomer', '--logins=root'])
   await ok(['tokens', 'rm', spent])
+  const made = await newToken(['--type=proxy'])
+  await ok(['nodes', 'label', 'relabelled', 'env=prod'])
   t.notOk((await tokenIds()).includes(spent))
   t.ok(idsBefore.includes(spent))
 
   await auth.stop()
+  await sleep(Math.max(0, briefEnds - Date.now() + 100))
   const restored = await ok(['restore', backup])
   const line = (start: string) => restored.stdout.split('\n').find((text) => text.startsWith(`  - ${start}`)) ?? ''
   t.match(line('users removed since are back'), /: fired \(|: fired$/)
@@ -103,7 +122,14 @@ t.test('a restore says what it undoes, each with the command that makes it again
   t.match(line('users reset or signed up since'), /: leaked$/)
   t.match(line('users added since are gone'), /: newcomer$/)
   t.match(line('locks made since are gone'), /\buser kept\b/, 'the lock made (with those a removal and a reset made)')
-  t.match(line('tokens used up or deleted since'), new RegExp(`\\b${spent}\\b`))
+  t.match(line('locks lifted since are back'), new RegExp(`: user excused \\(${lockId}\\)$`), 'the lock lifted, with its ID')
+  t.match(line('locks lifted since are back'), /warrenctl lock rm ID/)
+  t.match(line('tokens used up or deleted since'), new RegExp(`\\b${spent}\\b`), 'the token deleted')
+  t.notMatch(restored.stdout, new RegExp(`\\b${brief}\\b`), 'not one deleted that has expired since: it is not valid again')
+  t.match(line('tokens made since are gone'), new RegExp(`: ${made}$`), "the token made (not newcomer's invitation, said with the user)")
+  t.match(line('tokens made since are gone'), /warrenctl tokens add/)
+  t.match(line('hosts whose assigned labels changed since'), /: relabelled$/)
+  t.match(line('hosts whose assigned labels changed since'), /warrenctl nodes label/)
   t.notMatch(restored.stdout, /CAs are as they were/, 'no rotation since: nothing said of the CAs')
 
   const again = await ok(['restore', backup])

@@ -56,7 +56,7 @@ export const restore = defineCommand({
   operands: ['FILE'],
   flags: FLAGS,
   description:
-    "Run on the auth server's host with the auth server stopped: refused while it runs (the data dir's lock), and refused when the backend there is another cluster's. The backend it replaces is kept beside it (backend.db.before-restore-TIME). What changed since the backup is undone, and the audit log is restored too: it lists what it undoes (users removed or reset, locks, hosts removed or joined, tokens used or deleted, roles, a CA rotation), each with the command that makes it again. A copy from before a CA rotation holds CAs that rotated devices no longer trust: make a new one after each rotation.",
+    "Run on the auth server's host with the auth server stopped: refused while it runs (the data dir's lock), and refused when the backend there is another cluster's. The backend it replaces is kept beside it (backend.db.before-restore-TIME). What changed since the backup is undone, and the audit log is restored too: it lists what it undoes (users removed, reset or added, locks made or lifted, hosts removed or joined, assigned labels, tokens used, deleted or made, roles, a CA rotation), each with the command that makes it again. A copy from before a CA rotation holds CAs that rotated devices no longer trust: make a new one after each rotation.",
   examples: ['warrenctl restore /var/backups/warren-2026-12-01.db'],
   run(flags, args) {
     const { dataDir, path } = backendOf(flags)
