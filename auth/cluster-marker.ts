@@ -8,8 +8,8 @@
 // one. Data dirs from before the marker show it by their admin identity, or by an SQLite
 // backend left in the data dir when the storage setting names another.
 
-import { existsSync, readFileSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
 import { WarrenError } from '../shared/errors.ts'
 import { writeFileAtomic } from '../shared/files.ts'
 import type { Logger } from '../shared/log.ts'
@@ -42,7 +42,7 @@ export async function refuseForgottenCluster(backend: Backend, dataDir: string, 
   if (existsSync(identity))
     found.push({ path: identity, what: `warrenctl's admin identity of cluster ${(readJson(identity) as { cluster_name?: string } | undefined)?.cluster_name ?? '?'}` })
   const sqlite = join(dataDir, SQLITE_FILE)
-  if ((storage.type !== 'sqlite' || storage.path !== sqlite) && (statSync(sqlite, { throwIfNoEntry: false })?.size ?? 0) > 0)
+  if ((storage.type !== 'sqlite' || !sameFile(storage.path, sqlite)) && (statSync(sqlite, { throwIfNoEntry: false })?.size ?? 0) > 0)
     found.push({ path: sqlite, what: 'an SQLite backend' })
   if (found.length === 0) return
   throw new WarrenError(
@@ -62,6 +62,29 @@ export function rememberCluster(dataDir: string, clusterName: string, pin: strin
     writeFileAtomic(path, `${JSON.stringify(marker, null, 2)}\n`)
   } catch (error) {
     log.warn(`could not record the cluster in the data dir: ${(error as Error).message}`, { path })
+  }
+}
+
+/**
+ * Whether two paths name one file, however spelt (`data//backend.db`, a symlinked directory,
+ * a relative path): the same device and inode, or, for a file not there yet, the same real
+ * directory and name.
+ */
+export function sameFile(a: string, b: string): boolean {
+  const [first, second] = [statSync(a, { throwIfNoEntry: false }), statSync(b, { throwIfNoEntry: false })]
+  if (first || second) return first !== undefined && second !== undefined && first.dev === second.dev && first.ino === second.ino
+  return realPath(a) === realPath(b)
+}
+
+/** The path with its directory's symlinks resolved, as far as that directory exists. */
+function realPath(path: string): string {
+  const absolute = resolve(path)
+  const parent = dirname(absolute)
+  if (parent === absolute) return absolute
+  try {
+    return join(realpathSync(parent), basename(absolute))
+  } catch {
+    return join(realPath(parent), basename(absolute))
   }
 }
 
