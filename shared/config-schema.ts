@@ -440,9 +440,9 @@ const ssh = section({
 export const CONFIG_SCHEMA = section(
   {
     version: marker('version', oneOf(DEFAULTS.version), 'the format of this file; v1 is the only one'),
-    dataDir: key('data_dir', string(nonEmpty('a directory')), {
+    dataDir: key('data_dir', string(absolutePath('a directory')), {
       default: DEFAULTS.dataDir,
-      doc: 'where keys, certificates and state are kept',
+      doc: 'where keys, certificates and state are kept, an absolute path',
     }),
     nodename: key('nodename', string(), {
       default: () => hostname(),

@@ -461,6 +461,15 @@ t.test('values that followed a default follow the flag', async (t) => {
   t.equal(merged.auth.clusterName, 'host-2')
 })
 
+t.test('data_dir must be absolute; --data-dir is taken from the working directory', async (t) => {
+  for (const dir of ['./warren-data', 'warren-data', '../warren', '~/warren'])
+    configError(t, `data_dir: ${dir}\n`, `/etc/warren.yaml: line 1: "data_dir" is ${JSON.stringify(dir)}, a relative path: give a directory as an absolute path`)
+  const merged = applyFlags(parseConfig('auth_service:\n', 'x'), { dataDir: './warren-data' })
+  t.equal(merged.dataDir, join(process.cwd(), 'warren-data'), 'the flag resolved where it was given')
+  t.same(merged.auth.storage, { type: 'sqlite', path: join(process.cwd(), 'warren-data', 'backend.db') }, 'and the default storage path with it')
+  t.equal(applyFlags(defaultConfig(), { dataDir: '/srv/w/../warren' }).dataDir, '/srv/warren', 'an absolute one normalised')
+})
+
 t.test('bad flag values are usage errors', async (t) => {
   const config = defaultConfig()
   t.type(

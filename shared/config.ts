@@ -142,11 +142,14 @@ export function applyFlags(config: WarrenConfig, flags: ConfigFlags): WarrenConf
   const next = structuredClone(config)
   if (flags.dataDir !== undefined) {
     if (flags.dataDir.trim() === '') throw new UsageError('--data-dir needs a directory')
+    // Relative to the working directory of this start, as the shell means it: the data dir
+    // and the SQLite file in it are then the same wherever the process looks at them later.
+    const dataDir = resolve(flags.dataDir)
     const storage = next.auth.storage
     if (storage.type === 'sqlite' && storage.path === join(config.dataDir, DEFAULTS.storageFile)) {
-      storage.path = join(flags.dataDir, DEFAULTS.storageFile)
+      storage.path = join(dataDir, DEFAULTS.storageFile)
     }
-    next.dataDir = flags.dataDir
+    next.dataDir = dataDir
     const problem = recordingDirProblem(next)
     if (problem) throw new ConfigError(`with --data-dir=${flags.dataDir}: ${problem}`)
   }
