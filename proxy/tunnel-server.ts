@@ -389,7 +389,8 @@ export class TunnelServer extends EventEmitter {
     // Not before the first heartbeat has told this proxy the live set: an empty set would
     // tell the agent to close its tunnels to every other proxy.
     if (this.proxyIds.length > 0) sendToAgent(stream, { type: 'proxies', ids: this.proxyIds, signed: this.proxyIdsSigned })
-    if (this.ca) sendToAgent(stream, { type: 'ca', ...this.ca })
+    // Spread too: the nodes that come back to this proxy during a rotation (after its restart) come back together.
+    if (this.ca) sendToAgent(stream, { type: 'ca', ...this.ca, spread_ms: renewalSpreadMs(this.tunnels.size) })
     // Until its hello registers it, a tunnel carries nothing on the node's behalf.
     const registered = () => this.tunnels.get(tunnel.hostId) === tunnel
     const relay = (type: 'audit' | 'recording', message: unknown) => {

@@ -528,3 +528,29 @@ t.test('a renewal asked for within a spread comes at a random point of it, and a
   t.equal(h.state.renewedAt.length, 2, 'without a spread, at once')
   schedule.stop()
 })
+
+t.test("a renewal drawn within one proxy's spread is not brought forward by another proxy's draw", async (t) => {
+  const time = fakeTimers()
+  const h = host(time.clock, 30 * DAY)
+  // The first draw is the certificate's own spread in its window.
+  const draws = [0.5, 0.9, 0.1]
+  const schedule = new RenewalSchedule({
+    what: 'x',
+    certificate: h.certificate,
+    renew: h.renew,
+    log: jsonLog().log,
+    clock: time.clock,
+    timers: time.timers,
+    random: () => draws.shift() ?? 0.5,
+  })
+  schedule.start()
+  await time.advanceTo(time.clock() + DAY)
+  const asked = time.clock()
+  schedule.renewNow(100_000)
+  t.equal(schedule.state.nextAt, asked + 90_000, 'the first draw')
+  schedule.renewNow(100_000)
+  t.equal(schedule.state.nextAt, asked + 90_000, 'kept: a node holding tunnels to many proxies renews at one draw, not the soonest of many')
+  schedule.renewNow()
+  t.equal(schedule.state.nextAt, asked, 'an ask without a spread still comes at once')
+  schedule.stop()
+})

@@ -122,6 +122,8 @@ export class RenewalSchedule {
   private readonly random: () => number
   /** The share of RENEWAL_SPREAD_SHARE by which the current certificate's renewal comes after its window opens. */
   private spread: number
+  /** The next try was drawn within a spread renewNow was given: later spread asks keep it. */
+  private spreadDrawn = false
   private timer?: unknown
   /** Epoch ms of the next try. */
   private nextAt = 0
@@ -193,10 +195,14 @@ export class RenewalSchedule {
       return
     }
     if (this.waitNamed) return
+    // One draw per try: a node told by each of the proxies it holds would otherwise renew at
+    // the soonest of their draws, and the fleet as many times faster as it holds tunnels.
+    if (spreadMs > 0 && this.spreadDrawn) return
     const soonest = this.retrying ? Math.max(this.clock(), this.lastTryAt + NUDGE_GAP_MS) : this.clock()
     const at = soonest + Math.floor(this.random() * spreadMs)
     if (at >= this.nextAt) return
     this.nextAt = at
+    this.spreadDrawn = spreadMs > 0
     this.arm()
   }
 
@@ -246,6 +252,7 @@ export class RenewalSchedule {
   private async run(): Promise<void> {
     this.running = true
     this.nudgedWhileRunning = false
+    this.spreadDrawn = false
     this.lastTryAt = this.clock()
     const { log, what } = this.options
     try {
