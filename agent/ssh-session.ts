@@ -457,11 +457,13 @@ function endChannel(channel: ServerChannel, code: number, signal: NodeJS.Signals
  * one applied is told to `applied` (the session's recording), so a flood of window changes
  * costs neither a process nor a line each.
  */
-class PtyResizer {
+export class PtyResizer {
   private readonly findTty: () => Promise<string | undefined>
   private readonly applied?: (rows: number, cols: number) => void
   private pending?: { rows: number; cols: number }
-  private last?: { rows: number; cols: number; at: number }
+  /** When a change was last tried (the rate), and the size last set (what need not be set again). */
+  private lastTriedAt?: number
+  private size?: { rows: number; cols: number }
   private running = false
   private stopped = false
   private input?: Readable
@@ -497,7 +499,7 @@ class PtyResizer {
     this.running = true
     this.input?.pause()
     while (this.pending && !this.stopped) {
-      const wait = this.last ? this.last.at + RESIZE_INTERVAL_MS - Date.now() : 0
+      const wait = this.lastTriedAt === undefined ? 0 : this.lastTriedAt + RESIZE_INTERVAL_MS - Date.now()
       if (wait > 0) {
         // Changes meanwhile replace the pending one.
         await new Promise((resolve) => setTimeout(resolve, wait))
@@ -505,10 +507,13 @@ class PtyResizer {
       }
       const size = this.pending
       this.pending = undefined
-      if (this.last?.rows === size.rows && this.last.cols === size.cols) continue
-      this.last = { ...size, at: Date.now() }
+      if (this.size?.rows === size.rows && this.size.cols === size.cols) continue
+      this.lastTriedAt = Date.now()
       const tty = await this.findTty()
-      if (tty && !this.stopped) await run('stty', ['-F', tty, 'rows', String(size.rows), 'cols', String(size.cols)])
+      // Only a size set counts as set (recorded, and not set again): one whose stty failed, or
+      // whose pty was not found yet, is set by the next change of that size.
+      if (!tty || this.stopped || !(await run('stty', ['-F', tty, 'rows', String(size.rows), 'cols', String(size.cols)]))) continue
+      this.size = size
       this.applied?.(size.rows, size.cols)
     }
     this.running = false
@@ -549,16 +554,16 @@ function ptyOf(pid: number): string | undefined {
   return undefined
 }
 
-/** Runs a helper to its end; one that hangs is killed, so the input it holds back moves on. */
-function run(command: string, args: string[]): Promise<void> {
+/** Runs a helper to its end, true when it succeeded; one that hangs is killed, so the input it holds back moves on. */
+function run(command: string, args: string[]): Promise<boolean> {
   return new Promise((resolve) => {
     const child = spawn(command, args, { stdio: 'ignore' })
     const timer = setTimeout(() => child.kill('SIGKILL'), HELPER_TIMEOUT_MS)
-    const done = () => {
+    const done = (code: number | null) => {
       clearTimeout(timer)
-      resolve()
+      resolve(code === 0)
     }
-    child.once('error', done)
+    child.once('error', () => done(null))
     child.once('close', done)
   })
 }
