@@ -144,7 +144,12 @@ t.test('a user lock closes a live OpenSSH session and its -L forward mid-transfe
   t.equal(removed.code, 0, removed.stderr)
   t.equal(removed.stdout, `Lock ${id} on user:alice has been removed\n`)
   t.equal((await auth.ctl(['lock', 'ls'])).stdout, 'No active locks found.\n')
-  const back = await warren(['ssh', `--identity=${profile}`, `${login}@pi-lock`, 'echo', 'back'])
+  // Proxies learn of the removal at their next read of the live set (about a second).
+  let back = { stdout: '', stderr: '' }
+  await until('the proxy to let the user in again', async () => (back = await warren(['ssh', `--identity=${profile}`, `${login}@pi-lock`, 'echo', 'back'])).stdout === 'back\n', {
+    timeoutMs: 10_000,
+    everyMs: 250,
+  })
   t.equal(back.stdout, 'back\n', `the user is let in again (${back.stderr.trim()})`)
   t.same(await stored('/locks/'), [], 'and the lock is gone from the backend')
 })
