@@ -36,6 +36,8 @@ const { values } = parseArgs({
   },
 })
 const SESSIONS = Number(values.sessions)
+/** Sessions each user opens: under the node's default max_connections_per_user. */
+const SESSIONS_PER_USER = 10
 const STARTS = Number(values.starts)
 const IDLE_SECONDS = Number(values.idle)
 /** How often the long idle reads VmRSS (and with --diag scrapes /metrics): Prometheus's common scrape interval. */
@@ -153,11 +155,17 @@ try {
   }
 
   // Users' credentials from the executable itself, so that each ssh's ProxyCommand is the executable too.
-  await auth.ctl(['users', 'add', 'bench', `--logins=${login}`])
-  const profile = tempDir('warren-user-')
-  await runFile(join(bin, 'warrenctl'), ['auth', 'sign', '--user=bench', `--out=${profile}`, '--format=openssh', `--proxy=${proxy.web}`, `--data-dir=${auth.dataDir}`])
+  // The sessions are spread over users: one user may hold only so many connections to a node
+  // (ssh_service.limits.max_connections_per_user) and streams through a proxy.
+  const profiles: string[] = []
+  for (let i = 0; i < Math.ceil(SESSIONS / SESSIONS_PER_USER); i++) {
+    await auth.ctl(['users', 'add', `bench${i}`, `--logins=${login}`])
+    const profile = tempDir('warren-user-')
+    await runFile(join(bin, 'warrenctl'), ['auth', 'sign', `--user=bench${i}`, `--out=${profile}`, '--format=openssh', `--proxy=${proxy.web}`, `--data-dir=${auth.dataDir}`])
+    profiles.push(profile)
+  }
   const openedAt = performance.now()
-  const clients = await openSessions(profile, login, SESSIONS)
+  const clients = await openSessions(profiles, login, SESSIONS)
   console.log(`${SESSIONS} SSH sessions open through the tunnel in ${((performance.now() - openedAt) / 1000).toFixed(1)} s`)
   await sleep(2_000)
   console.log(`agent with ${SESSIONS} sessions: ${describeMemory(agent.child.pid!)}`)
@@ -290,11 +298,12 @@ function startAgent(args: string[], env = UNIT_ENV): Promise<{ child: ChildProce
   })
 }
 
-/** `count` OpenSSH sessions that each print "up" and then sleep; resolves when all are up. */
-async function openSessions(profile: string, login: string, count: number): Promise<ChildProcess[]> {
+/** `count` OpenSSH sessions, SESSIONS_PER_USER for each profile in turn, that each print "up" and then sleep; resolves when all are up. */
+async function openSessions(profiles: string[], login: string, count: number): Promise<ChildProcess[]> {
   const clients: ChildProcess[] = []
-  const open = () =>
+  const open = (index: number) =>
     new Promise<ChildProcess>((resolve, reject) => {
+      const profile = profiles[Math.floor(index / SESSIONS_PER_USER)]!
       const child = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${login}@footprint`, 'echo up; exec sleep 600'], { stdio: ['ignore', 'pipe', 'pipe'] })
       running.push(child)
       let err = ''
@@ -305,7 +314,7 @@ async function openSessions(profile: string, login: string, count: number): Prom
   // A few at a time, as users arrive: each ssh starts its own ProxyCommand process.
   const batch = 10
   for (let i = 0; i < count; i += batch) {
-    clients.push(...(await Promise.all(Array.from({ length: Math.min(batch, count - i) }, open))))
+    clients.push(...(await Promise.all(Array.from({ length: Math.min(batch, count - i) }, (_, j) => open(i + j)))))
   }
   return clients
 }
