@@ -6,7 +6,7 @@
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs'
 import { type AddressInfo, connect, createServer } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -14,35 +14,23 @@ import t, { type Test } from 'tap'
 import { type Access, legacyAccess } from '../shared/access.ts'
 import { sshAccessExtensions } from '../shared/access-cert.ts'
 import { createLogger } from '../shared/log.ts'
-import { createSshCertificate, parseSshPublicKey } from '../shared/ssh-cert.ts'
-import { startTestSshServer } from '../test/helpers/node-ssh-server.ts'
+import { sshLoginArgs, startTestSshServer, testSshUser } from '../test/helpers/node-ssh-server.ts'
 
 const cannot = process.getuid?.() !== 0 ? 'runs sessions as root' : spawnSync('ssh', ['-V']).status !== 0 ? 'needs the OpenSSH client' : undefined
 const dir = t.testdir()
 const userCA = generateKeyPairSync('ed25519')
 const hostKey = generateKeyPairSync('ed25519')
-const keyFile = join(dir, 'id_ed25519')
-spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test', '-f', keyFile], { stdio: 'ignore' })
+const user = testSshUser(dir, userCA.privateKey)
 
 /** A key whose certificate (key ID `name`) carries `access`: every node, root, every port, and what is given. */
 function identity(name: string, access: Partial<Access>): string {
   const home = join(dir, name)
   mkdirSync(home)
   const key = join(home, 'id_ed25519')
-  copyFileSync(keyFile, key)
+  copyFileSync(user.key, key)
   // What a certificate of the built-in role access allows, as root.
   const full: Access = { ...legacyAccess(['root']), ...access }
-  const cert = createSshCertificate({
-    publicKey: parseSshPublicKey(readFileSync(`${keyFile}.pub`, 'utf8')),
-    caKey: userCA.privateKey,
-    type: 'user',
-    keyId: name,
-    principals: ['root'],
-    validAfter: new Date(Date.now() - 3_600_000),
-    validBefore: new Date(Date.now() + 3_600_000),
-    extensions: sshAccessExtensions(full),
-  })
-  writeFileSync(`${key}-cert.pub`, `${cert}\n`)
+  user.certify(name, sshAccessExtensions(full), `${key}-cert.pub`)
   return key
 }
 
@@ -53,8 +41,7 @@ const log = createLogger('node', {
   format: 'json',
   stream: { write: (line: string) => entries.push(JSON.parse(line)) } as unknown as NodeJS.WritableStream,
 })
-const knownHosts = join(dir, 'known_hosts')
-const { port } = await startTestSshServer(t, { hostKey: hostKey.privateKey, userCA: userCA.publicKey, home: dir, log, knownHosts })
+const { port } = await startTestSshServer(t, { hostKey: hostKey.privateKey, userCA: userCA.publicKey, home: dir, log, knownHosts: user.knownHosts })
 
 /**
  * Where nothing listens: a client of a ControlMaster whose session the node refuses would
@@ -63,8 +50,7 @@ const { port } = await startTestSshServer(t, { hostKey: hostKey.privateKey, user
 const CLOSED_PORT = 1
 
 function sshArgs(key: string, sshPort: number, ...more: string[]): string[] {
-  const options = ['StrictHostKeyChecking=yes', `UserKnownHostsFile=${knownHosts}`, 'GlobalKnownHostsFile=/dev/null', 'IdentitiesOnly=yes', 'BatchMode=yes']
-  return ['-F', '/dev/null', ...options.flatMap((o) => ['-o', o]), '-i', key, '-p', String(sshPort), ...more, 'root@127.0.0.1']
+  return sshLoginArgs(user.knownHosts, key, sshPort, ...more)
 }
 
 interface Result {

@@ -7,13 +7,12 @@
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { createLogger } from '../shared/log.ts'
-import { createSshCertificate, parseSshPublicKey } from '../shared/ssh-cert.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
-import { startTestSshServer } from '../test/helpers/node-ssh-server.ts'
+import { startTestSshServer, testSshUser } from '../test/helpers/node-ssh-server.ts'
 import { until } from '../test/helpers/until.ts'
 import { NodeRecordings, USER_SHARES } from './node-recordings.ts'
 
@@ -23,39 +22,17 @@ t.setTimeout(180_000)
 const dir = t.testdir()
 const userCA = generateKeyPairSync('ed25519')
 const hostKey = generateKeyPairSync('ed25519')
-const key = join(dir, 'id_ed25519')
-spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test', '-f', key], { stdio: 'ignore' })
-const knownHosts = join(dir, 'known_hosts')
+const user = testSshUser(dir, userCA.privateKey)
 const log = createLogger('node', { level: 'error' })
 
-/** The key with a certificate for `user` (its key ID), as `-i` takes it with `CertificateFile`. */
-function certificate(user: string): string {
-  const path = join(dir, `${user}-cert.pub`)
-  const line = createSshCertificate({
-    publicKey: parseSshPublicKey(readFileSync(`${key}.pub`, 'utf8')),
-    caKey: userCA.privateKey,
-    type: 'user',
-    keyId: user,
-    principals: ['root'],
-    validAfter: new Date(Date.now() - 3_600_000),
-    validBefore: new Date(Date.now() + 3_600_000),
-    extensions: { 'permit-pty': '' },
-  })
-  writeFileSync(path, `${line}\n`)
-  return path
+/** The key with a certificate for `name` (its key ID), as `-i` takes it with `CertificateFile`. */
+function certificate(name: string): string {
+  return user.certify(name, { 'permit-pty': '' }, join(dir, `${name}-cert.pub`))
 }
 
 /** `ssh -tt` as `user`: what it printed so far, lines to type, and its end. */
 function shell(t: Test, port: number, cert: string): { output: () => string; type: (line: string) => void; done: Promise<void> } {
-  const options = [
-    'StrictHostKeyChecking=yes',
-    `UserKnownHostsFile=${knownHosts}`,
-    'GlobalKnownHostsFile=/dev/null',
-    'IdentitiesOnly=yes',
-    'BatchMode=yes',
-    `CertificateFile=${cert}`,
-  ]
-  const child: ChildProcess = spawn('ssh', ['-tt', '-F', '/dev/null', ...options.flatMap((o) => ['-o', o]), '-i', key, '-p', String(port), 'root@127.0.0.1'], { stdio: 'pipe' })
+  const child: ChildProcess = spawn('ssh', ['-tt', ...user.sshArgs(port, '-o', `CertificateFile=${cert}`)], { stdio: 'pipe' })
   let output = ''
   child.stdout!.on('data', (chunk: Buffer) => {
     output += chunk.toString('latin1')
@@ -89,7 +66,7 @@ t.test("one user's sessions printing without end stop their own recordings, neve
     userCA: userCA.publicKey,
     home: dir,
     log,
-    knownHosts,
+    knownHosts: user.knownHosts,
     recordingDir: (user, name) => recordings.place(user, name),
     audit: (type, fields) => events.push({ type, ...fields }),
   })

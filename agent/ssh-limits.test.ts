@@ -5,46 +5,26 @@
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { duplexPair } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { createLogger } from '../shared/log.ts'
-import { createSshCertificate, parseSshPublicKey } from '../shared/ssh-cert.ts'
-import { startTestSshServer } from '../test/helpers/node-ssh-server.ts'
+import { startTestSshServer, testSshUser } from '../test/helpers/node-ssh-server.ts'
 import { defaultSshLimits, type NodeSshServer, type SshLimits } from './ssh-server.ts'
 
 const cannot = process.getuid?.() !== 0 ? 'runs sessions as root' : spawnSync('ssh', ['-V']).status !== 0 ? 'needs the OpenSSH client' : undefined
 const dir = t.testdir()
 const userCA = generateKeyPairSync('ed25519')
 const hostKey = generateKeyPairSync('ed25519')
-const key = join(dir, 'id_ed25519')
-spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test', '-f', key], { stdio: 'ignore' })
-writeFileSync(
-  `${key}-cert.pub`,
-  createSshCertificate({
-    publicKey: parseSshPublicKey(readFileSync(`${key}.pub`, 'utf8')),
-    caKey: userCA.privateKey,
-    type: 'user',
-    keyId: 'mallory',
-    principals: ['root'],
-    validAfter: new Date(Date.now() - 3_600_000),
-    validBefore: new Date(Date.now() + 3_600_000),
-    extensions: { 'permit-pty': '', 'permit-port-forwarding': '' },
-  }) + '\n',
-)
-const knownHosts = join(dir, 'known_hosts')
+const user = testSshUser(dir, userCA.privateKey)
+user.certify('mallory', { 'permit-pty': '', 'permit-port-forwarding': '' })
 const log = createLogger('node', { level: 'error' })
 
 function sshServer(t: Test, limits: Partial<SshLimits> = {}): Promise<{ server: NodeSshServer; port: number }> {
-  return startTestSshServer(t, { hostKey: hostKey.privateKey, userCA: userCA.publicKey, home: dir, log, knownHosts, limits })
-}
-
-function sshArgs(port: number, ...more: string[]): string[] {
-  const options = ['StrictHostKeyChecking=yes', `UserKnownHostsFile=${knownHosts}`, 'GlobalKnownHostsFile=/dev/null', 'IdentitiesOnly=yes', 'BatchMode=yes']
-  return ['-F', '/dev/null', ...options.flatMap((o) => ['-o', o]), '-i', key, '-p', String(port), ...more, 'root@127.0.0.1']
+  return startTestSshServer(t, { hostKey: hostKey.privateKey, userCA: userCA.publicKey, home: dir, log, knownHosts: user.knownHosts, limits })
 }
 
 /** OpenSSH clients, each with its exit status once it has one. */
@@ -83,7 +63,7 @@ const CLOSED_PORT = 1
 /** A ControlMaster connection: further `ssh -S` clients open their sessions over it. */
 async function master(t: Test, port: number, ...more: string[]): Promise<string> {
   const socket = join(dir, `ctl-${port}-${Math.random().toString(36).slice(2)}`)
-  const child = spawn('ssh', [...sshArgs(port, '-M', '-S', socket, '-N', ...more)], { stdio: 'ignore' })
+  const child = spawn('ssh', [...user.sshArgs(port, '-M', '-S', socket, '-N', ...more)], { stdio: 'ignore' })
   t.teardown(() => child.kill('SIGKILL'))
   await until('the master connection', () => existsSync(socket))
   return socket
@@ -94,7 +74,7 @@ t.test('sessions on one connection are bounded: the rest are refused and start n
   const control = await master(t, port)
   const marker = `sleep 4${port}`
   const asked = 40
-  const { exited } = clients(t, asked, () => [...sshArgs(CLOSED_PORT, '-S', control), marker])
+  const { exited } = clients(t, asked, () => [...user.sshArgs(CLOSED_PORT, '-S', control), marker])
   const limit = defaultSshLimits.maxSessionsPerConnection
   await until('every session to start or be refused', () => processes(`^${marker}$`) + exited() === asked)
   t.equal(processes(`^${marker}$`), limit, `${limit} of ${asked} sessions run`)
@@ -136,7 +116,7 @@ t.test("one user's connections are bounded: logins beyond are refused", { skip: 
   const { server, port } = await sshServer(t)
   const marker = `sleep 5${port}`
   const asked = 24
-  const { exited } = clients(t, asked, () => [...sshArgs(port), marker])
+  const { exited } = clients(t, asked, () => [...user.sshArgs(port), marker])
   const limit = defaultSshLimits.maxConnectionsPerUser
   await until('every login to run or be refused', () => processes(`^${marker}$`) + exited() === asked, 30_000)
   t.equal(processes(`^${marker}$`), limit, `${limit} of ${asked} connections run their command`)

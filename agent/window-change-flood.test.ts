@@ -12,9 +12,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path'
 import t from 'tap'
 import { createLogger } from '../shared/log.ts'
-import { createSshCertificate, parseSshPublicKey } from '../shared/ssh-cert.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
-import { startTestSshServer } from '../test/helpers/node-ssh-server.ts'
+import { startTestSshServer, testSshUser } from '../test/helpers/node-ssh-server.ts'
 import { until } from '../test/helpers/until.ts'
 import { findPerl } from './pty.ts'
 import { RESIZE_INTERVAL_MS } from './ssh-session.ts'
@@ -27,22 +26,8 @@ t.setTimeout(180_000)
 const dir = t.testdir()
 const userCA = generateKeyPairSync('ed25519')
 const hostKey = generateKeyPairSync('ed25519')
-const key = join(dir, 'id_ed25519')
-spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test', '-f', key], { stdio: 'ignore' })
-writeFileSync(
-  `${key}-cert.pub`,
-  `${createSshCertificate({
-    publicKey: parseSshPublicKey(readFileSync(`${key}.pub`, 'utf8')),
-    caKey: userCA.privateKey,
-    type: 'user',
-    keyId: 'mallory',
-    principals: ['root'],
-    validAfter: new Date(Date.now() - 3_600_000),
-    validBefore: new Date(Date.now() + 3_600_000),
-    extensions: { 'permit-pty': '' },
-  })}\n`,
-)
-const knownHosts = join(dir, 'known_hosts')
+const user = testSshUser(dir, userCA.privateKey)
+user.certify('mallory', { 'permit-pty': '' })
 const log = createLogger('node', { level: 'error' })
 
 // The agent's `stty`: the real one, each run written down first.
@@ -71,12 +56,11 @@ for (const mode of ['perl', 'script'] as const) {
       userCA: userCA.publicKey,
       home: dir,
       log,
-      knownHosts,
+      knownHosts: user.knownHosts,
       perl: () => (mode === 'perl' ? perl : undefined),
       recordingDir: () => ({ dir: recordings }),
     })
-    const options = ['StrictHostKeyChecking=yes', `UserKnownHostsFile=${knownHosts}`, 'GlobalKnownHostsFile=/dev/null', 'IdentitiesOnly=yes', 'BatchMode=yes']
-    const ssh = ['ssh', '-F', '/dev/null', ...options.flatMap((o) => ['-o', o]), '-i', key, '-p', String(port), '-t', 'root@127.0.0.1'].join(' ')
+    const ssh = ['ssh', ...user.sshArgs(port, '-t')].join(' ')
     // OpenSSH in a terminal of its own, whose name the client side writes down.
     const marker = join(dir, `tty-${mode}`)
     const client = spawn('script', ['-q', '-c', `tty > ${marker}; stty rows 20 cols 70; exec ${ssh}`, '/dev/null'], { stdio: 'pipe' })
