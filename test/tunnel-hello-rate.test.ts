@@ -6,6 +6,7 @@
 import t from 'tap'
 import { AgentTunnel, type TunnelRefused } from '../agent/tunnel.ts'
 import { HELLO_BURST, HELLO_EVERY_MS } from '../proxy/hello-rate.ts'
+import type { NodeIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
 import { createLogger } from '../shared/log.ts'
 import { AuthProcess, freePort, ProxyProcess } from './helpers/cluster.ts'
@@ -23,9 +24,11 @@ t.test('a host saying hello in a loop is registered at the hello rate, and told 
   const diag = `127.0.0.1:${await freePort()}`
   const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin, diagAddr: diag }).start()
   t.teardown(() => proxy.stop())
-  const identity = await joinCluster({ authServer: proxy.web, token: await auth.token(), caPins: [pin], nodename: 'looper', roles: ['node'], warn: () => {} })
+  /** A host joined as `nodename`, as a device's agent joins. */
+  const join = async (nodename: string) => joinCluster({ authServer: proxy.web, token: await auth.token(), caPins: [pin], nodename, roles: ['node'], warn: () => {} })
   const colon = proxy.tunnel.lastIndexOf(':')
-  const open = () =>
+  /** A tunnel of the host `identity` to the proxy, not yet saying hello (activate() does). */
+  const open = (identity: NodeIdentity) =>
     AgentTunnel.open({
       host: proxy.tunnel.slice(0, colon),
       port: Number(proxy.tunnel.slice(colon + 1)),
@@ -37,13 +40,14 @@ t.test('a host saying hello in a loop is registered at the hello rate, and told 
       log: createLogger('test', { level: 'error' }),
       connectTimeoutMs: 5000,
     })
+  const identity = await join('looper')
 
   const opensBefore = await metric(diag, 'warren_proxy_tunnel_opens_total')
   const loops = 60
   const refusals: TunnelRefused[] = []
   const started = Date.now()
   for (let i = 0; i < loops; i++) {
-    const tunnel = await open()
+    const tunnel = await open(identity)
     const closed = new Promise((resolve) => tunnel.once('close', resolve))
     tunnel.activate()
     // Refused: the proxy closes it; registered: this device closes it a moment later and goes again.
@@ -68,18 +72,7 @@ t.test('a host saying hello in a loop is registered at the hello rate, and told 
   )
 
   // Another host is not held back by this one's loop.
-  const other = await joinCluster({ authServer: proxy.web, token: await auth.token(), caPins: [pin], nodename: 'bystander', roles: ['node'], warn: () => {} })
-  const bystander = await AgentTunnel.open({
-    host: proxy.tunnel.slice(0, colon),
-    port: Number(proxy.tunnel.slice(colon + 1)),
-    identity: other,
-    keepAliveIntervalMs: 15_000,
-    labels: () => ({}),
-    services: [],
-    onStream: (stream) => stream.destroy(),
-    log: createLogger('test', { level: 'error' }),
-    connectTimeoutMs: 5000,
-  })
+  const bystander = await open(await join('bystander'))
   const before = await metric(diag, 'warren_proxy_tunnel_opens_total')
   bystander.activate()
   await proxy.daemon.waitFor('the bystander registered', async () => (await metric(diag, 'warren_proxy_tunnel_opens_total')) === before + 1, 5000)
