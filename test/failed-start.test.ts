@@ -4,8 +4,7 @@
 // here is the last step of a start, writing warrenctl's admin identity into the data dir: its
 // folder is taken by a file, or (as root) the data dir's filesystem is full.
 
-import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -16,6 +15,7 @@ import { lockHolder } from '../shared/data-dir-lock.ts'
 import { createLogger } from '../shared/log.ts'
 import { statusSocketPath } from '../shared/status-socket.ts'
 import { AuthProcess, Daemon, freePort, tempDir } from './helpers/cluster.ts'
+import { cannotMountTmpfs, fillDisk, mountTmpfs } from './helpers/full-disk.ts'
 
 /** Whether something accepts TCP connections on 127.0.0.1:port. */
 function listening(port: number): Promise<boolean> {
@@ -74,13 +74,8 @@ t.test('warren start: a failed start exits with a failure status', async (t) => 
   t.equal(lockHolder(dataDir)?.pid, again.daemon.child.pid, 'a second start takes the data dir')
 })
 
-const skip = process.getuid?.() !== 0 ? 'needs root to mount a tmpfs' : undefined
-
-t.test('warren start on a full disk exits, and starts once the disk has room', { skip }, async (t) => {
-  const mount = join(tempDir(), 'disk')
-  mkdirSync(mount)
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mount])
-  t.teardown(() => spawnSync('umount', ['-l', mount]))
+t.test('warren start on a full disk exits, and starts once the disk has room', { skip: cannotMountTmpfs }, async (t) => {
+  const mount = mountTmpfs(t, '4m')
   const dataDir = join(mount, 'data')
   mkdirSync(dataDir, { mode: 0o700 })
   const port = await freePort()
@@ -89,8 +84,7 @@ t.test('warren start on a full disk exits, and starts once the disk has room', {
   await first.stop('SIGKILL')
   // Its admin identity gone, and the disk filled: the start gets as far as writing it again.
   rmSync(first.identityPath)
-  spawnSync('dd', ['if=/dev/zero', `of=${join(mount, 'filler')}`, 'bs=4k'])
-  t.equal(statfsSync(mount).bavail, 0, 'the filesystem is full')
+  fillDisk(t, mount)
 
   const daemon = new Daemon(['start', `--config=${first.configPath}`])
   t.teardown(() => daemon.stop('SIGKILL'))

@@ -8,9 +8,8 @@
 // identity is saved, not before. Real processes on a real tmpfs, filled to the last
 // byte (or page); host certificates of 15 s, renewed every 10.
 
-import { execFileSync, spawnSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
@@ -20,11 +19,10 @@ import { pendingJoinKeysPath } from '../shared/pending-join-keys.ts'
 import type { NodeStatus, ProxyStatus } from '../shared/status.ts'
 import { readStatus, statusSocketPath } from '../shared/status-socket.ts'
 import { AuthProcess, Daemon, JSON_LOGS, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { cannotMountTmpfs, fillDisk, mountTmpfs } from './helpers/full-disk.ts'
 import { until } from './helpers/until.ts'
 
-const skip = process.getuid?.() !== 0 ? 'needs root to mount a tmpfs' : undefined
-
-t.test('a node restarted on a full disk comes back and serves SSH', { skip }, async (t) => {
+t.test('a node restarted on a full disk comes back and serves SSH', { skip: cannotMountTmpfs }, async (t) => {
   const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 15s' }).start()
   t.teardown(() => auth.stop())
   const pin = await auth.pin()
@@ -38,16 +36,11 @@ t.test('a node restarted on a full disk comes back and serves SSH', { skip }, as
   await waitForNode(auth, 'full-1')
   await first.stop()
 
-  const mount = join(tempDir(), 'disk')
-  mkdirSync(mount)
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mount])
-  t.teardown(() => spawnSync('umount', ['-l', mount]))
+  const mount = mountTmpfs(t, '4m')
   const dataDir = join(mount, 'data')
   cpSync(joinedDir, dataDir, { recursive: true })
   writeFileSync(join(dataDir, 'warren.yaml'), configOf(dataDir))
-  // dd stops at the first write the filesystem refuses.
-  spawnSync('dd', ['if=/dev/zero', `of=${join(mount, 'filler')}`, 'bs=4k'])
-  t.equal(statfsSync(mount).bavail, 0, 'the filesystem is full')
+  fillDisk(t, mount)
 
   const node = startNode([`--config=${join(dataDir, 'warren.yaml')}`])
   t.teardown(() => node.stop())
@@ -78,23 +71,19 @@ t.test('a node restarted on a full disk comes back and serves SSH', { skip }, as
   t.equal(node.child.exitCode, null, 'the node is still running')
 })
 
-t.test('a proxy restarted on a full disk renews from memory and saves once it can', { skip }, async (t) => {
+t.test('a proxy restarted on a full disk renews from memory and saves once it can', { skip: cannotMountTmpfs }, async (t) => {
   const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 15s' }).start()
   t.teardown(() => auth.stop())
   const pin = await auth.pin()
   const joined = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
   await joined.stop()
 
-  const mount = join(tempDir(), 'disk')
-  mkdirSync(mount)
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mount])
-  t.teardown(() => spawnSync('umount', ['-l', mount]))
+  const mount = mountTmpfs(t, '4m')
   const dataDir = join(mount, 'data')
   cpSync(joined.dataDir, dataDir, { recursive: true })
   // The same config (and so the same ports) but for its data dir.
   writeFileSync(join(dataDir, 'warren.yaml'), readFileSync(joined.configPath, 'utf8').replace(`data_dir: ${joined.dataDir}`, `data_dir: ${dataDir}`))
-  spawnSync('dd', ['if=/dev/zero', `of=${join(mount, 'filler')}`, 'bs=4k'])
-  t.equal(statfsSync(mount).bavail, 0, 'the filesystem is full')
+  fillDisk(t, mount)
 
   const proxy = new Daemon(['start', '--roles=proxy', `--config=${join(dataDir, 'warren.yaml')}`])
   t.teardown(() => proxy.stop())
@@ -131,22 +120,16 @@ t.test('a proxy restarted on a full disk renews from memory and saves once it ca
  * for the identity. Freeing room: remove `<mount>/filler`.
  */
 function onePageLeft(t: Test): { mount: string; dataDir: string; config: string } {
-  const mount = join(tempDir(), 'disk')
-  mkdirSync(mount)
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', mount])
-  t.teardown(() => spawnSync('umount', ['-l', mount]))
+  const mount = mountTmpfs(t, '1m')
   const dataDir = join(mount, 'data')
   mkdirSync(dataDir, { mode: 0o700 })
   const config = join(tempDir(), 'warren.yaml')
   writeFileSync(config, ['version: v1', `data_dir: ${dataDir}`, 'ssh_service:', '  listen_addr: 127.0.0.1:0', JSON_LOGS].join('\n'))
-  writeFileSync(join(mount, 'reserve'), Buffer.alloc(4096))
-  spawnSync('dd', ['if=/dev/zero', `of=${join(mount, 'filler')}`, 'bs=4k'])
-  rmSync(join(mount, 'reserve'))
-  t.equal(statfsSync(mount).bavail, 1, 'one page of the filesystem is free')
+  fillDisk(t, mount, 1)
   return { mount, dataDir, config }
 }
 
-t.test('a node that joins on a full disk runs from memory, and after a power cut joins again with the keys it kept', { skip }, async (t) => {
+t.test('a node that joins on a full disk runs from memory, and after a power cut joins again with the keys it kept', { skip: cannotMountTmpfs }, async (t) => {
   const auth = await new AuthProcess().start()
   t.teardown(() => auth.stop())
   const pin = await auth.pin()
@@ -186,7 +169,7 @@ t.test('a node that joins on a full disk runs from memory, and after a power cut
   t.equal(later.stdout, 'reached\n', `reached (${later.stderr.trim()})`)
 })
 
-t.test('a node that joins on a full disk with --forget-token removes its token file once its identity is saved', { skip }, async (t) => {
+t.test('a node that joins on a full disk with --forget-token removes its token file once its identity is saved', { skip: cannotMountTmpfs }, async (t) => {
   // Certificates of 15 s: the renewal 10 s in is a save that finds the disk with room.
   const auth = await new AuthProcess({ authServiceYaml: '  host_cert_ttl: 15s' }).start()
   t.teardown(() => auth.stop())
