@@ -18,21 +18,7 @@ import { USER_CERT_HEADER } from '../shared/protocol/api.ts'
 import type { WarrenStatus } from '../shared/status.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
 import { startBalancer } from './helpers/balancer.ts'
-import {
-  AuthProcess,
-  freePort,
-  JSON_LOGS,
-  openssh,
-  type ProxyProcess,
-  proxiesBehindBalancer,
-  ROOT,
-  type RunResult,
-  run,
-  startNode,
-  tempDir,
-  testLogin,
-  waitForNode,
-} from './helpers/cluster.ts'
+import { AuthProcess, freePort, JSON_LOGS, openssh, proxiesBehindBalancer, type RunResult, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 const auth = await new AuthProcess().start()
@@ -61,17 +47,9 @@ spec:
   options:
     max_connections: 1
 `
-const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: ROLE })
-if (created.code !== 0) throw new Error(`create role: ${created.stderr}`)
-await auth.ctl(['users', 'add', 'lim', `--logins=${testLogin()}`, '--roles=one-at-a-time'])
-/** Credentials of `user` whose ssh_config goes through `proxy`. */
-async function credentials(user: string, proxy: ProxyProcess): Promise<string> {
-  const dir = tempDir('warren-user-')
-  const signed = await auth.ctl(['auth', 'sign', `--user=${user}`, '--ttl=1h', `--out=${dir}`, '--format=openssh', `--proxy=${proxy.web}`])
-  if (signed.code !== 0) throw new Error(`auth sign: ${signed.stderr}`)
-  return dir
-}
-const through = [await credentials('lim', proxies[0]), await credentials('lim', proxies[1])]
+await auth.create(ROLE)
+// Credentials of lim whose ssh_config goes through each proxy: the user is added with the first.
+const through = [await signUser(auth, proxies[0].web, 'lim', 'one-at-a-time'), await signUser(auth, proxies[1].web, 'lim')]
 const target = `${testLogin()}@limited-1`
 
 t.test('one connection held: another is refused through either proxy, and allowed once it ends', async (t) => {
@@ -99,8 +77,7 @@ t.test('one connection held: another is refused through either proxy, and allowe
 })
 
 t.test('a user whose roles set no limit holds several at once', async (t) => {
-  await auth.ctl(['users', 'add', 'free', `--logins=${testLogin()}`])
-  const dir = await credentials('free', proxies[0])
+  const dir = await signUser(auth, proxies[0].web, 'free')
   const results = await Promise.all([openssh(dir, [target, 'sleep 1; echo one']), openssh(dir, [target, 'sleep 1; echo two'])])
   t.same(
     results.map((result) => result.stdout),

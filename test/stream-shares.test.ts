@@ -13,7 +13,7 @@ import t, { type Test } from 'tap'
 import { dialThroughProxy } from '../cli/ssh.ts'
 import { MAX_STREAMS_PER_USER_PER_NODE } from '../proxy/node-dialer.ts'
 import { defaultConfig } from '../shared/yamux/index.ts'
-import { AuthProcess, JSON_LOGS, openssh, ProxyProcess, ROOT, run, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, JSON_LOGS, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 const auth = await new AuthProcess().start()
@@ -119,8 +119,7 @@ spec:
 `
 
 t.test("a role's max_connections counts forwarded-port connections as it counts SSH ones", async (t) => {
-  const created = await run(join(ROOT, 'cli/warrenctl.ts'), ['create', '-f', '-', `--data-dir=${auth.dataDir}`], { input: ONE_AT_A_TIME })
-  t.equal(created.code, 0, created.stderr)
+  await auth.create(ONE_AT_A_TIME)
   const limited = await signUser(auth, proxy.web, 'lim', 'one-at-a-time')
 
   const first = await portConnection(t, limited)
