@@ -12,10 +12,11 @@ import { writeFileAtomic } from '../shared/files.ts'
 import { joinProofMessage, LOGIN_PURPOSE, signProof } from '../shared/join-proof.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import type { LoginKeyFields } from '../shared/protocol/logins.ts'
+import { shellQuote } from '../shared/shell-quote.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { HOST_KEYS_DIR } from './host-keys.ts'
-import { PROFILE_FILES, type Profile, secureCredentialsDir, shellQuote } from './profile.ts'
+import { PROFILE_FILES, type Profile, secureCredentialsDir } from './profile.ts'
 import { fdpassProxyCommand } from './ssh-stream.ts'
 
 export interface UserKeys {

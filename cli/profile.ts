@@ -11,6 +11,7 @@ import { ADMIN_PROOF_HEADER, signAdminRequest } from '../shared/admin-request-pr
 import { ApiClient, type ClientOptions } from '../shared/api-client.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { checkPrivateDir, type PrivateDirRules } from '../shared/private-dir.ts'
+import { shellQuote } from '../shared/shell-quote.ts'
 import { expandHome } from './flags.ts'
 
 export interface Profile {
@@ -68,11 +69,6 @@ export function loadProfile(dir: string): Profile {
   } catch {
     throw new WarrenError(`no credentials in ${dir}: get them with "warrenctl auth sign --user=NAME --out=${dir}" (or pass --identity=DIR)`)
   }
-}
-
-/** A word for a POSIX shell: as it is when safe, else in single quotes. */
-export function shellQuote(word: string): string {
-  return /^[\w@%+=:,./~-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
 }
 
 /** How to run this very `warren` again from a ProxyCommand: this executable, or Node with our entry script. */
