@@ -3,13 +3,15 @@
 // `warrenctl restore` puts the copy back once it is stopped, and the cluster carries on: the
 // same CA pin, the node behind its tunnel listed again, and a user's certificate from before
 // reaching it over OpenSSH. What changed after the copy (a token made since) is gone with
-// the restore, as its output says. Real processes and real OpenSSH.
+// the restore, as its output says (`--format=json`: a record for each item, with the command
+// that makes it again). Real processes and real OpenSSH.
 
-import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import { AuthProcess, freePort, openssh, ProxyProcess, ROOT, run, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import type { RestoreReport } from '../cli/ctl/backup.ts'
+import { AuthProcess, ctl, freePort, openssh, ProxyProcess, ROOT, run, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 
 t.test('a backup made while the auth server runs brings the cluster back after its backend is lost', async (t) => {
   const port = await freePort()
@@ -113,25 +115,87 @@ t.test('a restore says what it undoes, each with the command that makes it again
   t.notOk((await tokenIds()).includes(spent))
   t.ok(idsBefore.includes(spent))
 
+  const hostId = (JSON.parse((await ok(['nodes', 'ls', '--all', '--format=json'])).stdout) as { host_id: string; nodename: string }[]).find(
+    (host) => host.nodename === 'relabelled',
+  )?.host_id
+  t.ok(hostId, 'the relabelled host listed')
+
   await auth.stop()
   await sleep(Math.max(0, briefEnds - Date.now() + 100))
-  const restored = await ok(['restore', backup])
-  const line = (start: string) => restored.stdout.split('\n').find((text) => text.startsWith(`  - ${start}`)) ?? ''
-  t.match(line('users removed since are back'), /: fired \(|: fired$/)
-  t.match(line('users removed since are back'), /warrenctl users rm NAME/)
-  t.match(line('users reset or signed up since'), /: leaked$/)
-  t.match(line('users added since are gone'), /: newcomer$/)
-  t.match(line('locks made since are gone'), /\buser kept\b/, 'the lock made (with those a removal and a reset made)')
-  t.match(line('locks lifted since are back'), new RegExp(`: user excused \\(${lockId}\\)$`), 'the lock lifted, with its ID')
-  t.match(line('locks lifted since are back'), /warrenctl lock rm ID/)
-  t.match(line('tokens used up or deleted since'), new RegExp(`\\b${spent}\\b`), 'the token deleted')
-  t.notMatch(restored.stdout, new RegExp(`\\b${brief}\\b`), 'not one deleted that has expired since: it is not valid again')
-  t.match(line('tokens made since are gone'), new RegExp(`: ${made}$`), "the token made (not newcomer's invitation, said with the user)")
-  t.match(line('tokens made since are gone'), /warrenctl tokens add/)
-  t.match(line('hosts whose assigned labels changed since'), /: relabelled$/)
-  t.match(line('hosts whose assigned labels changed since'), /warrenctl nodes label/)
-  t.notMatch(restored.stdout, /CAs are as they were/, 'no rotation since: nothing said of the CAs')
+  const backend = join(auth.dataDir, 'backend.db')
+  const files = () => readdirSync(auth.dataDir).sort()
+  const [filesBefore, backendBefore] = [files(), readFileSync(backend)]
+  // The same restore in text, into a copy of the data dir as it is now.
+  const copy = tempDir()
+  cpSync(auth.dataDir, copy, { recursive: true })
 
-  const again = await ok(['restore', backup])
-  t.match(again.stdout, /^Nothing done since the backup is undone\.$/m, 'a second restore of the same copy undoes nothing')
+  const misspelt = await auth.ctl(['restore', '--format=yml', backup])
+  t.equal(misspelt.code, 2, 'an unknown --format is a usage error')
+  t.match(misspelt.stderr, /unknown --format "yml".*use text or json/, 'naming the flag and the formats')
+  t.equal(misspelt.stdout, '')
+  t.same(files(), filesBefore, 'and nothing is restored: no backend kept aside')
+  t.ok(readFileSync(backend).equals(backendBefore), 'the backend untouched')
+
+  const report = JSON.parse((await ok(['restore', '--format=json', backup])).stdout) as RestoreReport
+  t.match(report, { cluster_name: String, records: Number, backend, kept_as: new RegExp(`^${backend}\\.before-restore-`), undone_unknown: null })
+  const undone = report.undone ?? []
+  const of = (kind: string) =>
+    undone
+      .filter((item) => item.kind === kind)
+      .map(({ subject, id, command }) => ({ subject, id, command }))
+      .sort((a, b) => a.subject.localeCompare(b.subject))
+  t.same(of('user_removed'), [{ subject: 'fired', id: null, command: 'warrenctl users rm fired' }])
+  t.same(of('user_reset'), [{ subject: 'leaked', id: null, command: 'warrenctl users reset leaked' }])
+  t.same(of('user_added'), [{ subject: 'newcomer', id: null, command: 'warrenctl users add newcomer --logins=root --roles=access' }])
+  t.match(
+    of('lock_made'),
+    [
+      { subject: 'user fired', command: null },
+      { subject: 'user kept', command: "warrenctl lock --user=kept '--message=on leave'" },
+      { subject: 'user leaked', command: null },
+    ],
+    'the lock made, and those the removal and the reset made, which their own commands make again',
+  )
+  t.equal(of('lock_made').length, 3)
+  t.same(of('lock_lifted'), [{ subject: 'user excused', id: lockId, command: `warrenctl lock rm ${lockId}` }], 'the lock lifted, with its ID')
+  // With the sign-up tokens of the users removed and reset since.
+  t.same(
+    of('token_used').find((item) => item.subject === spent),
+    { subject: spent, id: null, command: `warrenctl tokens rm ${spent}` },
+    'the token deleted',
+  )
+  t.notOk(
+    of('token_used').some((item) => item.subject === brief),
+    'not one deleted that has expired since: it is not valid again',
+  )
+  t.match(of('token_made'), [{ subject: made, id: null, command: /^warrenctl tokens add --type=proxy --ttl=\d+m(\d+s)?$/ }], "the token made, not newcomer's invitation")
+  t.equal(of('token_made').length, 1)
+  t.same(of('host_labels_changed'), [{ subject: 'relabelled', id: hostId, command: `warrenctl nodes label ${hostId} env=prod` }])
+  t.same(
+    [...new Set(undone.map((item) => item.kind))],
+    ['user_removed', 'user_reset', 'user_added', 'lock_made', 'lock_lifted', 'host_labels_changed', 'token_used', 'token_made'],
+    'nothing else (no rotation since), in this order',
+  )
+
+  const text = await ctl(copy, ['restore', backup])
+  t.equal(text.code, 0, text.stderr)
+  const lines = text.stdout.split('\n').filter((line) => line.startsWith('  - '))
+  const starts: Record<string, string> = {
+    user_removed: 'users removed since',
+    user_reset: 'users reset or signed up since',
+    user_added: 'users added since',
+    lock_made: 'locks made since',
+    lock_lifted: 'locks lifted since',
+    host_labels_changed: 'hosts whose assigned labels changed since',
+    token_used: 'tokens used up or deleted since',
+    token_made: 'tokens made since',
+  }
+  for (const item of undone) {
+    const line = lines.find((line) => line.startsWith(`  - ${starts[item.kind]}`)) ?? ''
+    const name = item.kind === 'lock_lifted' ? `${item.subject} (${item.id})` : item.subject
+    t.ok(line.includes(`: ${name}`) || line.includes(`, ${name}`), `the text names ${item.kind} ${name}`)
+  }
+
+  const again = JSON.parse((await ok(['restore', '--format=json', backup])).stdout) as RestoreReport
+  t.same(again.undone, [], 'a second restore of the same copy undoes nothing')
 })

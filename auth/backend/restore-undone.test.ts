@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { undoneByRestore } from './restore-undone.ts'
+import { undoneByRestore, undoneItems, undoneLines } from './restore-undone.ts'
 import { SqliteBackend } from './sqlite.ts'
 
 const NOW = 1_800_000_000_000
@@ -107,4 +107,52 @@ t.test('a user is reset by its credentials, and by its generation only when both
   t.same(undoneByRestore(now, then, NOW), [
     'users reset or signed up since have their earlier password, TOTP and certificates again (warrenctl users reset NAME): older-reset, reset',
   ])
+})
+
+t.test('each item is a record with the command that makes it again, ready for a shell', async (t) => {
+  const user = (name: string, logins: string[], roles: string[]) => ({ [`/users/${name}`]: { name, logins, roles, created: 1 } })
+  const then = await backendWith({
+    ...node('h1', 'pi-1'),
+    ...node('h2', 'pi-2'),
+    ...labels('h1', { env: 'lab', site: 'berlin' }, NOW - HOUR),
+    ...{ '/roles/gone-since': { name: 'gone-since' }, '/roles/edited': { name: 'edited', logins: ['a'] } },
+    ...{ '/authorities/host': { keys: 1 }, '/authorities/user': { keys: 1 } },
+  })
+  const now = await backendWith(
+    {
+      ...node('h1', 'pi-1'),
+      ...node('h2', 'pi-2'),
+      ...labels('h1', { env: 'prod', owner: "o'brien" }, NOW),
+      ...user('new', ['root', 'pi'], ['access', 'editor']),
+      ...lock('l-node', '', { target: { node: 'pi-2', hostId: 'h2' }, expires: NOW + 90_000 }),
+      ...lock('l-user', 'bob', { message: 'on leave' }),
+      ...lock('l-reset', 'carol', { target: { user: 'carol', issuedBefore: NOW, generation: 'g1' } }),
+      ...lock('l-logins', 'dave', { target: { user: 'dave', loginsOnly: true } }),
+      ...token('aa', 'named', { nodename: 'pi-9', labels: { env: 'lab' }, expires: NOW + 30 * 60_000 }),
+      ...token('cc', 'once', { expires: NOW + 5 * 60_000 }),
+      ...token('bb', 'proxy', { roles: ['proxy', 'node'], singleUse: false, expires: NOW + HOUR - 500 }),
+      ...{ '/roles/made-since': { name: 'made-since' }, '/roles/edited': { name: 'edited', logins: ['b'] } },
+      ...{ '/authorities/host': { keys: 2 }, '/authorities/user': { keys: 1 } },
+    },
+    { '/locks/l-node': 90_000 },
+  )
+  t.same(undoneItems(now, then, NOW), [
+    { kind: 'user_added', subject: 'new', id: null, command: 'warrenctl users add new --logins=root,pi --roles=access,editor' },
+    { kind: 'lock_made', subject: 'node pi-2', id: 'l-node', command: 'warrenctl lock --node=h2 --ttl=1m30s' },
+    { kind: 'lock_made', subject: 'user bob', id: 'l-user', command: "warrenctl lock --user=bob '--message=on leave'" },
+    { kind: 'lock_made', subject: 'user carol', id: 'l-reset', command: null },
+    { kind: 'lock_made', subject: 'user dave', id: 'l-logins', command: null },
+    { kind: 'host_labels_changed', subject: 'pi-1', id: 'h1', command: "warrenctl nodes label h1 env=prod 'owner=o'\\''brien' --remove=site" },
+    { kind: 'token_made', subject: 'named', id: null, command: 'warrenctl tokens add --type=node --ttl=30m --nodename=pi-9 --labels=env=lab' },
+    { kind: 'token_made', subject: 'once', id: null, command: 'warrenctl tokens add --type=node --ttl=5m --single-use' },
+    { kind: 'token_made', subject: 'proxy', id: null, command: 'warrenctl tokens add --type=proxy,node --ttl=1h' },
+    { kind: 'role_changed', subject: 'edited', id: null, command: 'warrenctl create -f ROLE.yaml' },
+    { kind: 'role_changed', subject: 'gone-since', id: null, command: 'warrenctl rm role/gone-since' },
+    { kind: 'role_changed', subject: 'made-since', id: null, command: 'warrenctl create -f ROLE.yaml' },
+    { kind: 'ca_rotated', subject: 'host', id: null, command: null },
+  ])
+  t.same(
+    undoneLines(undoneItems(now, then, NOW)).at(-1),
+    'the CAs are as they were before a rotation made since: devices that followed it do not trust them (restore a copy made after the rotation)',
+  )
 })

@@ -3,7 +3,7 @@
 // act on the auth server's files on this host, never through the API: the copy holds the
 // CAs' private keys, which never leave the auth host over the network.
 
-import { undoneByRestore } from '../../auth/backend/restore-undone.ts'
+import { type UndoneItem, undoneItems, undoneLines } from '../../auth/backend/restore-undone.ts'
 import { backUpSqlite, restoreSqlite } from '../../auth/backend/sqlite-backup.ts'
 import { applyFlags, defaultConfig, loadConfigFile } from '../../shared/config.ts'
 import { lockDataDir } from '../../shared/data-dir-lock.ts'
@@ -50,37 +50,79 @@ export const backup = defineCommand({
   },
 })
 
+/**
+ * What `warrenctl restore --format=json` prints: one object (README, "Backups"). `undone` is
+ * null when what the restore undoes cannot be told, and `undone_unknown` says why.
+ */
+export interface RestoreReport {
+  cluster_name: string
+  /** The records of the backup, now in the backend. */
+  records: number
+  /** The backend the backup was put in place of. */
+  backend: string
+  /** Where the backend it replaced is kept; null when there was none. */
+  kept_as: string | null
+  undone: UndoneItem[] | null
+  undone_unknown: string | null
+}
+
 export const restore = defineCommand({
   name: 'warrenctl restore',
   summary: "puts a backup of warrenctl backup in place of the auth server's backend; the auth server must be stopped",
   operands: ['FILE'],
-  flags: FLAGS,
+  flags: {
+    ...FLAGS,
+    format: {
+      type: 'enum',
+      values: ['text', 'json'],
+      default: 'text',
+      description: 'text for people, or json: one object, what it undoes as records with kind, subject, id and command',
+    },
+  },
   description:
-    "Run on the auth server's host with the auth server stopped: refused while it runs (the data dir's lock), and refused when the backend there is another cluster's. The backend it replaces is kept beside it (backend.db.before-restore-TIME). What changed since the backup is undone, and the audit log is restored too: it lists what it undoes (users removed, reset or added, locks made or lifted, hosts removed or joined, assigned labels, tokens used, deleted or made, roles, a CA rotation), each with the command that makes it again. A copy from before a CA rotation holds CAs that rotated devices no longer trust: make a new one after each rotation.",
-  examples: ['warrenctl restore /var/backups/warren-2026-12-01.db'],
+    "Run on the auth server's host with the auth server stopped: refused while it runs (the data dir's lock), and refused when the backend there is another cluster's. The backend it replaces is kept beside it (backend.db.before-restore-TIME). What changed since the backup is undone, and the audit log is restored too: it lists what it undoes (users removed, reset or added, locks made or lifted, hosts removed or joined, assigned labels, tokens used, deleted or made, roles, a CA rotation), each with the command that makes it again. With --format=json it prints one object: cluster_name, records, backend, kept_as (null when there was no backend), undone (null when it cannot be told, undone_unknown then says why) with one record per item: kind (user_removed, user_reset, user_added, lock_made, lock_lifted, host_removed, host_joined, host_labels_changed, token_used, token_made, role_changed, ca_rotated), subject (the user, lock target, host name, token ID, role or CA), id (the lock's or host's ID, else null) and command (what makes it again, null where no command does). A copy from before a CA rotation holds CAs that rotated devices no longer trust: make a new one after each rotation.",
+  examples: ['warrenctl restore /var/backups/warren-2026-12-01.db', "warrenctl restore --format=json /var/backups/warren-2026-12-01.db | jq -r '.undone[]?.command // empty'"],
   run(flags, args) {
     const { dataDir, path } = backendOf(flags)
     lockDataDir(dataDir)
     const restored = restoreSqlite(args[0], path)
-    out(`Restored cluster "${restored.clusterName}" (${restored.items} records) to ${path}.`)
-    if (!restored.keptAs) {
-      out('There was no backend to compare with: whatever was done since the backup is undone.')
-      return 0
+    const report: RestoreReport = {
+      cluster_name: restored.clusterName,
+      records: restored.items,
+      backend: path,
+      kept_as: restored.keptAs ?? null,
+      undone: null,
+      undone_unknown: null,
     }
-    out(`The backend it replaced is kept as ${restored.keptAs}.`)
-    let undone: string[]
-    try {
-      undone = undoneByRestore(restored.keptAs, path)
-    } catch (error) {
-      out(`What this undoes could not be read from it (${(error as Error).message}): whatever was done since the backup is undone.`)
-      return 0
+    if (!restored.keptAs) report.undone_unknown = 'there was no backend to compare with'
+    else {
+      try {
+        report.undone = undoneItems(restored.keptAs, path)
+      } catch (error) {
+        report.undone_unknown = `the backend it replaced could not be read: ${(error as Error).message}`
+      }
     }
-    if (undone.length === 0) {
-      out('Nothing done since the backup is undone.')
-      return 0
-    }
-    out('Undone, since the audit log is restored too (make again what should stand, once the auth server runs):')
-    for (const line of undone) out(`  - ${line}`)
+    if (flags.format === 'json') process.stdout.write(JSON.stringify(report, null, 2) + '\n')
+    else printReport(report)
     return 0
   },
 })
+
+function printReport(report: RestoreReport): void {
+  out(`Restored cluster "${report.cluster_name}" (${report.records} records) to ${report.backend}.`)
+  if (report.kept_as === null) {
+    out('There was no backend to compare with: whatever was done since the backup is undone.')
+    return
+  }
+  out(`The backend it replaced is kept as ${report.kept_as}.`)
+  if (report.undone === null) {
+    out(`What this undoes is unknown (${report.undone_unknown}): whatever was done since the backup is undone.`)
+    return
+  }
+  if (report.undone.length === 0) {
+    out('Nothing done since the backup is undone.')
+    return
+  }
+  out('Undone, since the audit log is restored too (make again what should stand, once the auth server runs):')
+  for (const line of undoneLines(report.undone)) out(`  - ${line}`)
+}
