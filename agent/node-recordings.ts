@@ -99,12 +99,14 @@ export class NodeRecordings {
     const held = this.#held(user)
     if (held.bytes >= share || held.full) {
       this.#log.warn(`session not recorded: ${user}'s recordings on this node hold ${held.bytes} bytes, their share`, { user, session_id: name, held_bytes: held.bytes })
-      return { skipped: `the user's recordings being written or waiting on this node hold ${held.bytes} bytes, their share (${share}) of what may wait` }
+      return {
+        skipped: { code: 'user_share', reason: `the user's recordings being written or waiting on this node hold ${held.bytes} bytes, their share (${share}) of what may wait` },
+      }
     }
     const waiting = waitingBytes(this.#dir)
     if (waiting >= this.#maxWaitingBytes) {
       this.#log.warn(`session not recorded: ${waiting} bytes of recordings wait for the auth server already`, { user, session_id: name, waiting_bytes: waiting })
-      return { skipped: `${waiting} bytes of recordings wait on this node for the auth server already (at most ${this.#maxWaitingBytes})` }
+      return { skipped: { code: 'node_full', reason: `${waiting} bytes of recordings wait on this node for the auth server already (at most ${this.#maxWaitingBytes})` } }
     }
     const path = join(this.#dir, `${name}.cast`)
     held.recordings.set(path, 0)

@@ -103,14 +103,14 @@ t.test("one user's sessions printing without end stop their own recordings, neve
   const skipped = events.filter((e) => e.type === 'recording.skipped')
   t.match(
     skipped.filter((e) => e.bytes_kept === undefined),
-    [{ session_id: nextSession, recording: nextSession, user: 'mallory', login: 'root', client_addr: String, reason: /share/ }],
+    [{ session_id: nextSession, recording: nextSession, user: 'mallory', login: 'root', client_addr: String, reason_code: 'user_share', reason: String }],
     'one recording.skipped event for a session not recorded, naming her session, her and why',
   )
   // Her shells whose recordings stopped growing while they went on say so too, with what each keeps.
   const cut = skipped.filter((e) => e.bytes_kept !== undefined)
   t.ok(cut.length > 0, `recordings cut short are audited (${cut.length})`)
   for (const e of cut) {
-    t.match(e, { user: 'mallory', reason: /share/, bytes_kept: Number }, 'a recording cut short')
+    t.match(e, { user: 'mallory', reason_code: 'user_share', reason: String, bytes_kept: Number }, 'a recording cut short by her share')
     t.equal(e.bytes_kept, statSync(onDisk(String(e.recording))!).size, 'the bytes it keeps are those on disk')
   }
   t.same(

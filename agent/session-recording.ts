@@ -17,6 +17,7 @@ import { close, closeSync, existsSync, fdatasync, fsync, mkdirSync, open, openSy
 import { dirname, join } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
 import type { Logger } from '../shared/log.ts'
+import type { RecordingSkippedCode } from '../shared/protocol/audit.ts'
 import { MAX_RECORDING_BYTES } from '../shared/protocol/recordings.ts'
 
 export interface RecordingStart {
@@ -34,17 +35,23 @@ export interface RecordingStart {
   room?: (bytes: number) => boolean
   /**
    * Told once, when the recording stops growing while the session goes on (its size bound, or
-   * its user's share), with why and the bytes it keeps: an audit event, so that a recording
-   * cut short is never taken for a short session.
+   * its user's share), with why (a code and in words) and the bytes it keeps: an audit event,
+   * so that a recording cut short is never taken for a short session.
    */
-  onStopped?: (reason: string, bytesKept: number) => void
+  onStopped?: (why: RecordingSkipped, bytesKept: number) => void
+}
+
+/** Why a session is not recorded, or its recording stopped growing: `reason_code` and `reason` of its `recording.skipped` event. */
+export interface RecordingSkipped {
+  code: RecordingSkippedCode
+  reason: string
 }
 
 /**
  * Where an interactive session is recorded, with the room its user's recordings have there,
  * or why it is not recorded (an audit event, `recording.skipped`).
  */
-export type RecordingPlace = { dir: string; room?: (bytes: number) => boolean } | { skipped: string }
+export type RecordingPlace = { dir: string; room?: (bytes: number) => boolean } | { skipped: RecordingSkipped }
 
 /** Output or a window change as it passed, before it is made into a line. */
 interface PendingEvent {
@@ -63,7 +70,7 @@ export class SessionRecording {
   readonly #log: Logger
   readonly #onEnd?: () => void
   readonly #room?: (bytes: number) => boolean
-  readonly #onStopped?: (reason: string, bytesKept: number) => void
+  readonly #onStopped?: (why: RecordingSkipped, bytesKept: number) => void
   #bytes = 0
   #full = false
   #ended = false
@@ -132,18 +139,18 @@ export class SessionRecording {
     if (this.#full || this.#fd === undefined) return undefined
     const line = `${JSON.stringify(value)}\n`
     const bytes = Buffer.byteLength(line)
-    if (this.#bytes + bytes > MAX_RECORDING_BYTES) return this.#stop(`the recording reached its bound of ${MAX_RECORDING_BYTES} bytes`)
-    if (this.#room && !this.#room(bytes)) return this.#stop("its user's recordings being written or waiting on this node hold their share")
+    if (this.#bytes + bytes > MAX_RECORDING_BYTES) return this.#stop({ code: 'size_bound', reason: `the recording reached its bound of ${MAX_RECORDING_BYTES} bytes` })
+    if (this.#room && !this.#room(bytes)) return this.#stop({ code: 'user_share', reason: "its user's recordings being written or waiting on this node hold their share" })
     this.#bytes += bytes
     return line
   }
 
   /** The recording grows no more: logged, and told (an audit event). */
-  #stop(reason: string): undefined {
+  #stop(why: RecordingSkipped): undefined {
     this.#full = true
-    this.#log.warn(`session recording stopped at ${this.#bytes} bytes: ${reason}; later output is not recorded`, { path: this.path, reason })
+    this.#log.warn(`session recording stopped at ${this.#bytes} bytes: ${why.reason}; later output is not recorded`, { path: this.path, reason: why.reason })
     try {
-      this.#onStopped?.(reason, this.#bytes)
+      this.#onStopped?.(why, this.#bytes)
     } catch {
       // The audit queue's failure is its own to log; the session goes on.
     }

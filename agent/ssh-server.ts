@@ -23,7 +23,7 @@ import { SshReader } from '../shared/ssh-wire.ts'
 import { corkEachTick } from './cork-each-tick.ts'
 import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
 import { ptyPerl } from './pty.ts'
-import { type RecordingPlace, type RecordingStart, SessionRecording } from './session-recording.ts'
+import { type RecordingPlace, type RecordingSkipped, type RecordingStart, SessionRecording } from './session-recording.ts'
 import type { FileOperation } from './sftp/channel-audit.ts'
 import { findSftpServer } from './sftp-server.ts'
 import { type AgentSocket, listenForAgent } from './ssh-agent-forwarding.ts'
@@ -595,15 +595,16 @@ export class NodeSshServer {
     const sessionId = count === 1 ? state.audit.sessionId : `${state.audit.sessionId}.${count}`
     const place = this.recordingDir(state.grant.keyId, sessionId)
     if (!place) return undefined
-    const skipped = (reason: string) => this.audit('recording.skipped', { ...auditFields(state), recording: sessionId, reason })
+    const skipped = (why: RecordingSkipped, more: { bytes_kept?: number } = {}) =>
+      this.audit('recording.skipped', { ...auditFields(state), recording: sessionId, reason_code: why.code, reason: why.reason, ...more })
     if ('skipped' in place) return void skipped(place.skipped)
     try {
       // A recording cut short says so too, with what it keeps: never taken for a short session.
-      const onStopped = (reason: string, bytesKept: number) => this.audit('recording.skipped', { ...auditFields(state), recording: sessionId, reason, bytes_kept: bytesKept })
+      const onStopped = (why: RecordingSkipped, bytesKept: number) => skipped(why, { bytes_kept: bytesKept })
       return new SessionRecording(place.dir, { ...start, sessionId, room: place.room, onEnd: this.recorded, onStopped }, this.log)
     } catch (error) {
       this.log.warn(`session not recorded: ${(error as Error).message}`, { session_id: sessionId })
-      skipped(`the recording's file could not be made: ${(error as Error).message}`)
+      skipped({ code: 'file_error', reason: `the recording's file could not be made: ${(error as Error).message}` })
       return undefined
     }
   }

@@ -18,7 +18,7 @@ import { ApiError } from '../shared/errors.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
 import { joinCluster } from '../shared/join.ts'
 import { signAsNode } from '../shared/node-signature.ts'
-import type { AuditEvent } from '../shared/protocol/audit.ts'
+import type { AuditEvent, RecordingSkippedCode } from '../shared/protocol/audit.ts'
 import { AuthProcess, type Daemon, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { codeAt, loginBody, signUp } from './helpers/people.ts'
 
@@ -302,11 +302,19 @@ t.test('a direct node delivers its events itself, as the node its certificate na
   t.match(stored, [{ node: 'pi-direct', host_id: identity.hostId, command: 'forged' }])
   t.equal((await auditLs(['--node=pi-audit', '--type=exec'])).filter((e) => e.id === forged.id).length, 0, 'nothing was filed under the node it named')
   // A session the node did not record is the node's to tell.
-  const skipped = { id: 'skipped-event-0001', time: Date.now(), type: 'recording.skipped' as const, session_id: randomUUID(), user: 'carol', reason: "the user's share is full" }
+  const skipped = {
+    id: 'skipped-event-0001',
+    time: Date.now(),
+    type: 'recording.skipped' as const,
+    session_id: randomUUID(),
+    user: 'carol',
+    reason_code: 'user_share' satisfies RecordingSkippedCode,
+    reason: "the user's share is full",
+  }
   t.same(await client.call('POST /v1/audit/events', { body: { events: [skipped] } }), { stored: 1 }, 'a recording.skipped event is taken from a node')
   t.match(
     (await auditLs(['--type=recording.skipped'])).filter((e) => e.id === skipped.id),
-    [{ node: 'pi-direct', session_id: skipped.session_id, user: 'carol' }],
+    [{ node: 'pi-direct', session_id: skipped.session_id, user: 'carol', reason_code: 'user_share' }],
   )
   // Its events were signed: a proxy's keys cannot write unsigned ones in its name.
   const stolen = loadIdentity(proxy.dataDir, 'proxy')!

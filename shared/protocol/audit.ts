@@ -30,7 +30,7 @@ export const AUDIT_EVENT_TYPES = {
   'recording.refused':
     "node, host_id, session_id, user and login (the session's, when its start is stored), reason: a session recording the auth server refused, which the node then drops",
   'recording.skipped':
-    "session_id, user, login, node, host_id, client_addr, recording (the recording's name: the session ID, or ID.N for a connection's Nth), reason: an interactive session the node did not record (the user's share of the recordings waiting on the node full, all of it full, or the file not made); with bytes_kept, a recording cut short while its session went on",
+    "session_id, user, login, node, host_id, client_addr, recording (the recording's name: the session ID, or ID.N for a connection's Nth), reason_code (RECORDING_SKIPPED_CODES: user_share, node_full, size_bound, file_error), reason: an interactive session the node did not record (the user's share of the recordings waiting on the node full, all of it full, or the file not made); with bytes_kept, a recording cut short while its session went on",
   'session.start': 'session_id, user (the certificate key ID), login, node, host_id, client_addr',
   'session.end': 'session_id, user, login, node, host_id, client_addr, duration_ms, exit_status',
   exec: 'session_id, user, login, node, host_id, client_addr, command',
@@ -42,6 +42,20 @@ export const AUDIT_EVENT_TYPES = {
 } as const
 
 export type AuditEventType = keyof typeof AUDIT_EVENT_TYPES
+
+/**
+ * Why a node did not record a session, or cut its recording short: the `reason_code` of a
+ * `recording.skipped` event, for programs, beside its `reason` in words (with the figures).
+ * Events of nodes of earlier versions have the `reason` alone.
+ */
+export const RECORDING_SKIPPED_CODES = {
+  user_share: "the user's recordings being written or waiting on the node hold their share of what may wait",
+  node_full: 'all that may wait on the node for the auth server waits already',
+  size_bound: 'the recording reached its bound (MAX_RECORDING_BYTES): cut short',
+  file_error: "the recording's file could not be made",
+} as const
+
+export type RecordingSkippedCode = keyof typeof RECORDING_SKIPPED_CODES
 
 /** The events a node reports about its SSH server; the rest only the auth server records. */
 export const NODE_EVENT_TYPES = ['session.start', 'session.end', 'exec', 'port_forward', 'sftp', 'recording.skipped', 'events.dropped'] as const satisfies readonly AuditEventType[]
