@@ -71,6 +71,23 @@ t.test('a list flag replaces its default and adds up when repeated', async (t) =
   t.same(SPEC.roles.default, ['node'], 'the default itself is untouched')
 })
 
+t.test('a flag that takes one value is refused when given twice, however it is written', async (t) => {
+  for (const argv of [
+    ['--ttl=1h', '--ttl=5m'],
+    ['--token', 'a', '--token=b'],
+    ['-p', '22', '--port=2222'],
+    ['--format=json', '--format=json'],
+    ['--out=/a', '--out=/b'],
+  ]) {
+    const err = errorOf(() => parseFlags(argv, SPEC, COMMAND))
+    t.type(err, UsageError, argv.join(' '))
+    t.match(err?.message, /^flag --(ttl|token|port|format|out) is given more than once for "warren start": give it once$/, argv.join(' '))
+    t.notMatch(err?.message, /1h|5m|2222|json|\/a/, 'the values are not repeated back')
+  }
+  t.equal(parseFlags(['--insecure', '--insecure'], SPEC, COMMAND).flags.insecure, true, 'a boolean says the same each time')
+  t.same(parseFlags(['--token=a', '--', '--token=b'], SPEC, COMMAND).args, ['--token=b'], 'after --, an argument')
+})
+
 t.test('unknown flags are refused with the command name and the closest flag', async (t) => {
   const err = errorOf(() => parseFlags(['--foo'], SPEC, 'warrenctl tokens ls'))
   t.type(err, UsageError)

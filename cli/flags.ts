@@ -1,6 +1,6 @@
 // Command-line flags on node:util's parseArgs (strict), with what it leaves to us: durations,
-// comma-separated lists, values from a fixed set, paths that start with ~, and errors that
-// name the flag and the closest valid spelling. Strict because a mistyped flag on a join
+// comma-separated lists, values from a fixed set, paths that start with ~, a one-value flag
+// given twice, and errors that name the flag and the closest valid spelling. Strict because a mistyped flag on a join
 // command should stop the command, not be ignored while the device joins with the wrong
 // settings.
 
@@ -90,6 +90,13 @@ export function parseFlags<S extends FlagSpec>(argv: string[], spec: S, command:
   } catch (error) {
     throw explain(flagArgs, spec, command) ?? new UsageError(`${(error as Error).message.split('\n')[0]} (${JSON.stringify(command)})`)
   }
+  const repeated = repeatedFlag(flagArgs, spec)
+  if (repeated !== undefined) {
+    // Taking the last (or the first) would act on a value the user may not have meant:
+    // `--ttl=1h --ttl=5m` from a script that appends its own flags, say. Values stay out of
+    // the message: a repeated --token would print the token.
+    throw new UsageError(`flag --${repeated} is given more than once for ${JSON.stringify(command)}: give it once`)
+  }
   const flags: Record<string, unknown> = {}
   for (const [name, flag] of Object.entries(spec)) {
     const given = parsed.values[name]
@@ -141,6 +148,24 @@ function parseArgsOptions(spec: FlagSpec): Record<string, { type: 'string' | 'bo
   return options
 }
 
+/**
+ * The first flag that takes one value but is given more than once (`--ttl=1h --ttl=5m`, or
+ * `-p 22 --port=2222`), if any. Lists add up when repeated and a boolean says the same thing
+ * each time, so neither counts.
+ */
+function repeatedFlag(argv: string[], spec: FlagSpec): string | undefined {
+  const { tokens } = parseArgs({ args: argv, options: parseArgsOptions(spec), strict: false, allowPositionals: true, tokens: true })
+  const seen = new Set<string>()
+  for (const token of tokens) {
+    if (token.kind !== 'option') continue
+    const flag = spec[token.name]
+    if (flag === undefined || flag.type === 'boolean' || flag.type === 'list') continue
+    if (seen.has(token.name)) return token.name
+    seen.add(token.name)
+  }
+  return undefined
+}
+
 function defaultOf(flag: FlagDef): unknown {
   if (flag.type === 'boolean') return false
   if (flag.type === 'list') return flag.default === undefined ? undefined : [...flag.default]
@@ -151,7 +176,8 @@ function defaultOf(flag: FlagDef): unknown {
 function convert(name: string, flag: FlagDef, given: string | boolean | (string | boolean)[]): unknown {
   if (flag.type === 'boolean') return given === true
   const values = (Array.isArray(given) ? given : [given]).map(String)
-  const text = values[values.length - 1]
+  // A flag that takes one value is given once (repeatedFlag): this is that value.
+  const text = values[0]
   switch (flag.type) {
     case 'string':
       return text

@@ -45,7 +45,7 @@ export const START_FLAGS = defineFlags({
   config: { type: 'path', placeholder: 'FILE', description: 'the YAML config file' },
   'data-dir': { type: 'path', placeholder: 'DIR', defaultText: `the config's data_dir, else ${DEFAULTS.dataDir}`, description: 'where keys, certificates and state are kept' },
   nodename: { type: 'string', placeholder: 'NAME', defaultText: 'the host name', description: "this node's name" },
-  labels: { type: 'string', placeholder: 'KEY=VALUE,..', description: 'labels of this node' },
+  labels: { type: 'list', placeholder: 'KEY=VALUE,..', description: 'labels of this node (comma-separated, or the flag repeated)' },
   'diag-addr': {
     type: 'string',
     placeholder: 'HOST:PORT',
@@ -85,7 +85,7 @@ export function buildConfig(flags: StartFlags): WarrenConfig {
     token: flags.token,
     authServer: flags['auth-server'],
     caPin: pins,
-    labels: flags.labels === undefined ? undefined : parseLabels(flags.labels),
+    labels: flags.labels === undefined ? undefined : parseLabels(flags.labels.join(',')),
     diagAddr: flags['diag-addr'],
   })
   if (flags.debug) merged.log.level = 'debug'

@@ -54,6 +54,7 @@ t.test('--labels: the same rules, as bad usage', async (t) => {
   )
   t.throws(() => parseLabels('motd=\x1b[2J'), /^--labels: label "motd" holds a control character/)
   t.throws(() => parseLabels('bad key=x'), /invalid label "bad key=x"/)
+  t.throws(() => parseLabels('env=a, env=b'), /^label "env" is given more than once in --labels: give each key once$/, 'one value per key')
 })
 
 t.test('printable escapes what a terminal acts on and keeps the rest', async (t) => {

@@ -71,6 +71,8 @@ export function parseLabels(text: string): Record<string, string> {
     if (!LABEL_KEY.test(key)) {
       throw new UsageError(`invalid label ${JSON.stringify(item.trim())}: use key=value, e.g. env=prod`)
     }
+    // One value per key: `env=prod,env=lab` (or --labels given twice) has no meaning to pick.
+    if (Object.hasOwn(labels, key)) throw new UsageError(`label ${JSON.stringify(key)} is given more than once in --labels: give each key once`)
     labels[key] = item.slice(eq + 1).trim()
   }
   return checkFlagLabels(labels)

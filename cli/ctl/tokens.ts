@@ -40,9 +40,9 @@ const TOKEN_FLAGS = defineFlags({
   'single-use': { type: 'boolean', description: 'the first successful join consumes the token' },
   nodename: { type: 'string', placeholder: 'NAME', description: 'the only node name the token joins; it is single-use and replaces the node registered with that name' },
   labels: {
-    type: 'string',
+    type: 'list',
     placeholder: 'KEY=VALUE,..',
-    description: "labels the cluster assigns to each node that joins with the token: they win over the node's own labels of the same keys",
+    description: "labels the cluster assigns to each node that joins with the token (comma-separated, or the flag repeated): they win over the node's own labels of the same keys",
   },
 })
 
@@ -79,9 +79,9 @@ function checkTtl(ttlMs: number): void {
  * The labels of --labels (none without it), for a token that grants the node role: a token
  * for proxies only would assign them to no one. `rolesFlag` is how the command names the roles.
  */
-function requestedLabels(text: string | undefined, roles: readonly string[], rolesFlag: string): Record<string, string> {
-  if (text === undefined) return {}
-  const labels = parseLabels(text)
+function requestedLabels(items: readonly string[] | undefined, roles: readonly string[], rolesFlag: string): Record<string, string> {
+  if (items === undefined) return {}
+  const labels = parseLabels(items.join(','))
   if (Object.keys(labels).length > 0 && !roles.includes('node'))
     throw new UsageError(`--labels assigns labels to the nodes that join with the token, so the token must grant the node role (${rolesFlag}=node)`)
   return labels
