@@ -38,6 +38,11 @@ export const START_FLAGS = defineFlags({
     defaultText: 'the *_service sections the config enables; node unless ssh_service.enabled is false',
     description: 'roles this process runs',
   },
+  'configured-roles': {
+    type: 'boolean',
+    description:
+      'without --roles, run only the roles whose *_service section the config writes and does not disable: no node role without an ssh_service section (the proxy unit starts so)',
+  },
   token: { type: 'string', placeholder: 'VALUE|/path|-', description: 'join token, a path (starting with /) to a file holding it, or - to read it from standard input' },
   'forget-token': { type: 'boolean', description: 'after a join, remove the token from the config file (auth_token) and delete the token file it came from' },
   'auth-server': { type: 'list', placeholder: 'HOST:PORT,..', description: "HOST:PORT of the auth server (or a proxy's web port) to join through" },
@@ -144,12 +149,27 @@ function relaunchWithWarrenExecArgv(): void {
   process.execve!(process.execPath, [process.argv0, ...WARREN_EXEC_ARGV, ...process.execArgv, ...process.argv.slice(1)], process.env)
 }
 
-/** The roles to run: --roles when given, else the `*_service.enabled` keys, as in Teleport. */
-function rolesToRun(flagRoles: string[] | undefined, config: WarrenConfig): string[] {
-  if (flagRoles) return flagRoles
-  const enabled = { auth: config.auth.enabled, proxy: config.proxy.enabled, node: config.ssh.enabled }
+/**
+ * The roles to run: --roles when given, else the `*_service.enabled` keys, as in Teleport:
+ * the node role too when the file leaves ssh_service out. With `configuredOnly`
+ * (--configured-roles), only sections the file writes count: a proxy or auth host whose
+ * file forgot `ssh_service: { enabled: false }` is no node (under the proxy unit it would
+ * join as one with the proxy's token, be refused, and stop the proxy with it).
+ */
+function rolesToRun(flagRoles: string[] | undefined, config: WarrenConfig, configuredOnly: boolean): string[] {
+  if (flagRoles) {
+    if (configuredOnly) throw new UsageError('--configured-roles takes the roles from the config: it does not go with --roles')
+    return flagRoles
+  }
+  const enabled = { auth: config.auth.enabled, proxy: config.proxy.enabled, node: config.ssh.enabled ?? !configuredOnly }
   const roles = ROLES.filter((role) => enabled[role as keyof typeof enabled])
-  if (roles.length === 0) throw new UsageError('no role to run: auth_service, proxy_service and ssh_service are all disabled; enable one or pass --roles')
+  if (roles.length === 0) {
+    throw new UsageError(
+      configuredOnly
+        ? 'no role to run: the config writes no auth_service, proxy_service or ssh_service section that is enabled (--configured-roles runs only those); write one or pass --roles'
+        : 'no role to run: auth_service, proxy_service and ssh_service are all disabled; enable one or pass --roles',
+    )
+  }
   return roles
 }
 
@@ -172,7 +192,7 @@ export async function start(flags: StartFlags): Promise<number> {
   // The file as the process starts with it: a reload names the keys changed since that only a restart applies.
   const startText = flags.config ? readFileSync(flags.config, 'utf8') : undefined
   const config = buildConfig(flags)
-  const roles = rolesToRun(flags.roles, config)
+  const roles = rolesToRun(flags.roles, config, flags['configured-roles'])
   // An agent on its own waits for work before it pays for V8's optimisers (the proxy and
   // the auth server, in this process or not, want them from the start).
   if (roles.length === 1 && roles[0] === 'node') deferOptimisingCompilers()

@@ -378,9 +378,11 @@ const proxy = section({
 })
 
 const ssh = section({
+  // Not written (undefined): on, as in Teleport, unless `warren start --configured-roles`
+  // (the proxy unit), which runs only the roles whose sections the file writes.
   enabled: key('enabled', boolean, {
-    default: true,
-    doc: 'run the node role when --roles is not given; on unless false, as in Teleport',
+    default: ({ written }) => (written ? true : undefined),
+    doc: 'run the node role when --roles is not given; on unless false, as in Teleport (with --configured-roles, only when the section is written)',
   }),
   listenAddr: key('listen_addr', address, {
     default: listenOn(DEFAULTS.sshPort),

@@ -145,7 +145,11 @@ t.test('defaults', async (t) => {
     'host certificates 30 days, the admin identity 7, recovery a year',
   )
   t.same(config.log, { level: 'info', format: 'text' })
-  t.same([config.auth.enabled, config.proxy.enabled, config.ssh.enabled], [false, false, true], 'the node role alone, as in Teleport')
+  t.same(
+    [config.auth.enabled, config.proxy.enabled, config.ssh.enabled],
+    [false, false, undefined],
+    'ssh_service not written: warren start runs the node role alone, as in Teleport',
+  )
   t.equal(config.ssh.listenAddr, '0.0.0.0:3022')
   t.equal(config.ssh.publicAddr, undefined)
   t.equal(config.ssh.portForwarding, 'declared', 'ssh -L reaches only declared ports unless the config says otherwise')

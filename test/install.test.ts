@@ -9,11 +9,11 @@ import { join, relative } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import t from 'tap'
 import { installCommand } from '../cli/install.ts'
-import { NODE_UNIT, PROXY_UNIT, UNIT_FILES, withBinary } from '../packaging/systemd/units.ts'
+import { DEFAULT_BINARY, NODE_UNIT, PROXY_UNIT, UNIT_FILES, withBinary } from '../packaging/systemd/units.ts'
 import { loadConfigFile } from '../shared/config.ts'
 import { UsageError } from '../shared/errors.ts'
 import { createSshCertificate, parseSshPublicKey, sshPublicKeyLine } from '../shared/ssh-cert.ts'
-import { AuthProcess, ROOT, type RunResult, startNode, tempDir, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, Daemon, ROOT, type RunResult, startNode, tempDir, waitForNode, warren } from './helpers/cluster.ts'
 
 const PIN = 'sha256:' + 'ab'.repeat(32)
 /** A token as long as those the auth server issues (shorter ones are refused). */
@@ -224,6 +224,91 @@ t.test('systemd-analyze verify accepts both units', { skip: analyzer ? false : '
     // Unknown keys and bad values are only warnings: clean means nothing printed at all.
     t.equal(verify.stdout + verify.stderr, '', `no complaints about ${unit}`)
   }
+})
+
+/** The arguments of warren in `unit`'s ExecStart, with `config` for /etc/warren.yaml. */
+function execStartArgs(unit: string, config: string): string[] {
+  const line = /^ExecStart=(\S+) (.+)$/m.exec(unit)
+  if (line?.[1] !== DEFAULT_BINARY) throw new Error(`the unit's ExecStart does not run ${DEFAULT_BINARY}`)
+  return line[2].split(' ').map((arg) => arg.replace(/^--config=\/etc\/warren\.yaml$/, `--config=${config}`))
+}
+
+t.test("the proxy unit's command line runs the roles whose sections the config writes, no node role unless ssh_service is written", async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const pin = await auth.pin()
+  const dir = tempDir()
+  // A proxy's file as packaging/examples/proxy.yaml, but without `ssh_service: { enabled: false }`.
+  const proxyConfig = async (name: string, extra: string[] = []) => {
+    const path = join(dir, `${name}.yaml`)
+    writeFileSync(
+      path,
+      [
+        'version: v1',
+        `nodename: ${name}`,
+        `data_dir: ${join(dir, name)}`,
+        `auth_token: ${await auth.token(['tokens', 'add', '--type=proxy'])}`,
+        `ca_pin: ${pin}`,
+        `auth_servers: ["${auth.address}"]`,
+        'proxy_service:',
+        '  enabled: true',
+        '  web_listen_addr: 127.0.0.1:0',
+        '  tunnel_listen_addr: 127.0.0.1:0',
+        ...extra,
+        '',
+      ].join('\n'),
+    )
+    return path
+  }
+
+  const proxy = new Daemon(execStartArgs(PROXY_UNIT, await proxyConfig('unit-proxy')))
+  t.teardown(() => proxy.stop())
+  const status = await proxy.waitForStatus('the proxy to listen', (s) => s.proxy !== undefined)
+  t.same(status.process.roles, ['proxy'], 'the proxy alone: no node role joining with the proxy token')
+  // Long enough for a node role to have joined and been refused, which would end the process (exit 3).
+  await waitForNode(auth, 'unit-proxy', 3000).then(
+    () => t.fail('the proxy host registered as a node'),
+    () => t.pass('the proxy host is no node'),
+  )
+  t.ok(proxy.running, 'the proxy still runs')
+  await proxy.stop()
+
+  // A file that writes ssh_service asks for the node role: the unit runs it (here with a node token).
+  const withNode = join(dir, 'with-node.yaml')
+  writeFileSync(
+    withNode,
+    [
+      'version: v1',
+      'nodename: unit-node',
+      `data_dir: ${join(dir, 'with-node')}`,
+      `auth_token: ${await auth.token(['tokens', 'add', '--type=node'])}`,
+      `ca_pin: ${pin}`,
+      `auth_servers: ["${auth.address}"]`,
+      'ssh_service:',
+      '  listen_addr: 127.0.0.1:0',
+      '',
+    ].join('\n'),
+  )
+  const node = new Daemon(execStartArgs(PROXY_UNIT, withNode))
+  t.teardown(() => node.stop())
+  const nodeStatus = await node.waitForStatus('the node to join', (s) => s.node !== undefined)
+  t.same(nodeStatus.process.roles, ['node'], 'ssh_service written: the node role')
+  await waitForNode(auth, 'unit-node')
+  await node.stop()
+
+  const nothing = join(dir, 'nothing.yaml')
+  writeFileSync(nothing, `version: v1\ndata_dir: ${join(dir, 'nothing')}\n`)
+  const refused = await warren(execStartArgs(PROXY_UNIT, nothing))
+  t.equal(refused.code, 2, 'a file that writes no role is bad usage, which the unit does not restart')
+  t.match(refused.stderr, /^ERROR: no role to run: the config writes no auth_service, proxy_service or ssh_service section that is enabled/)
+  t.notOk(existsSync(join(dir, 'nothing')), 'no data dir was created')
+
+  const both = await warren([...execStartArgs(PROXY_UNIT, nothing), '--roles=proxy'])
+  t.equal(both.code, 2)
+  t.match(both.stderr, /--configured-roles takes the roles from the config: it does not go with --roles/)
+
+  // The node unit's command line keeps Teleport's default: a file without sections runs the node role.
+  t.notMatch(NODE_UNIT, /--configured-roles/)
 })
 
 // ---------------------------------------------------------------------------------------

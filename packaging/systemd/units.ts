@@ -129,9 +129,12 @@ Conflicts=warren.service
 Type=exec
 User=warren
 Group=warren
-# The roles it runs are the sections /etc/warren.yaml writes (auth_service, proxy_service;
-# ssh_service: { enabled: false }), as packaging/examples/auth.yaml and proxy.yaml do.
-ExecStart=${DEFAULT_BINARY} start --config=/etc/warren.yaml
+# The roles it runs are the sections /etc/warren.yaml writes (auth_service, proxy_service),
+# as packaging/examples/auth.yaml and proxy.yaml do. With --configured-roles a file without
+# an ssh_service section starts no node role; without it, warren start would start one, as
+# Teleport does, unless ssh_service.enabled is false: a node that the proxy's token cannot
+# join, and whose failure would stop the proxy with it.
+ExecStart=${DEFAULT_BINARY} start --config=/etc/warren.yaml --configured-roles
 ExecReload=/bin/kill -HUP $MAINPID
 KillSignal=SIGTERM
 TimeoutStopSec=30
