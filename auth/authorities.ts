@@ -11,6 +11,22 @@ import type { Backend } from './backend/backend.ts'
 
 export type AuthorityType = 'host' | 'user'
 
+/**
+ * Asked to sign with a CA whose certificate has expired: every peer would refuse what it
+ * signed, so it signs nothing, and says how to get a CA that does.
+ */
+export class CAExpired extends Error {
+  readonly type: AuthorityType
+  constructor(type: AuthorityType, expires: number) {
+    super(
+      `the ${type} CA's certificate expired on ${new Date(expires).toISOString()}: it signs nothing any peer accepts; ` +
+        `rotate it with "warrenctl auth rotate --type=${type}" on the auth server's host (its new CA signs from phase update_clients: ` +
+        `"--manual --phase=init", then "--manual --phase=update_clients" gets there at once)`,
+    )
+    this.type = type
+  }
+}
+
 export interface StoredKeySet {
   tlsCertPem: string
   tlsKeyPem: string
@@ -80,14 +96,17 @@ export class Authority {
   }
   #signingExpires: number | undefined
 
+  /** Whether the signing CA's certificate has expired by `now`: it can sign nothing any peer accepts. */
+  expired(now = Date.now()): boolean {
+    return now >= this.signingExpires
+  }
+
   /**
    * `validBefore` cut to the signing CA's expiry: a certificate that outlived its CA would be
-   * refused by every peer anyway. Throws once the CA has expired (`now` past it).
+   * refused by every peer anyway. Throws CAExpired once the CA has expired (`now` past it).
    */
   capValidBefore(validBefore: Date, now: number): Date {
-    if (now >= this.signingExpires) {
-      throw new Error(`the ${this.type} CA's certificate expired on ${new Date(this.signingExpires).toISOString()}: it signs nothing any peer accepts (README: "CA expiry")`)
-    }
+    if (this.expired(now)) throw new CAExpired(this.type, this.signingExpires)
     return validBefore.getTime() <= this.signingExpires ? validBefore : new Date(this.signingExpires)
   }
 

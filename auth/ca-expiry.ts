@@ -1,7 +1,9 @@
 // A CA's certificate lives ten years (shared/x509.ts createCA). Every certificate it signs
 // ends no later (Authority.capValidBefore), and on that day every peer refuses them all:
-// tunnels, logins and warrenctl, whose admin identity the user CA signs, stop at once. A
-// rotation gives the CA a new certificate. The auth server warns from a year before, once a
+// tunnels and logins stop at once, and the CA signs nothing more (CAExpired). The auth
+// server still starts, and warrenctl on its host still reaches it (auth/own-credentials.ts:
+// a stand-in signs the server's own certificates), so that a rotation, which gives the CA a
+// new certificate, can be made even then. The auth server warns from a year before, once a
 // day, so that an operator rotates in time; `warrenctl status` and `warren status` show the
 // date, and `warren_auth_ca_expiry_timestamp_seconds` lets an alert watch it.
 

@@ -38,6 +38,8 @@ export interface CallersOptions {
   clusterName: () => string
   hostCAPems: () => string[]
   userCAPems: () => string[]
+  /** CAs besides the user CA whose certificates are the local admin identity (auth/own-credentials.ts: the stand-in while the user CA has expired). */
+  adminCAPems?: () => string[]
   /** Why a host is refused although its certificate is valid (removed, locked), or undefined. */
   refusedHost: (hostId: string) => string | undefined
   /** Why a user's certificate is refused although it is valid (the user removed or locked, or its certificates from before a reset), or undefined. */
@@ -128,7 +130,8 @@ export class Callers {
     const subject = certSubject(cert)
     if (subject.cluster !== this.options.clusterName()) return { peer: null, reason: 'the certificate is from another cluster' }
     if (issuedByAny(cert, this.options.hostCAPems())) return { peer: { kind: 'host', subject } }
-    if (!issuedByAny(cert, this.options.userCAPems())) return { peer: null, reason: 'the certificate is not from a CA this cluster trusts' }
+    if (!issuedByAny(cert, [...this.options.userCAPems(), ...(this.options.adminCAPems?.() ?? [])]))
+      return { peer: null, reason: 'the certificate is not from a CA this cluster trusts' }
     if (!subject.roles.includes('admin')) return { peer: null, reason: 'not an admin certificate' }
     return { peer: { kind: 'admin', subject } }
   }

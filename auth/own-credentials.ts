@@ -4,6 +4,14 @@
 // passed (shared/renewal-schedule.ts), so that neither lapses on a server that runs for
 // years, nor when its clock is set (the server's clock watch calls clockStepped). New
 // connections get the new certificate; live ones keep theirs.
+//
+// A CA whose certificate has expired signs nothing (auth/ca-expiry.ts), yet the server must
+// still start and let warrenctl rotate that CA. While it is expired, the certificate of its
+// type comes from a stand-in: a CA made in memory for this process, trusted by no host of
+// the cluster. For the host CA, the server's TLS certificate, which warrenctl trusts through
+// the identity file's server_ca_certs; for the user CA, the admin identity, which this server
+// takes for the admin alone (Callers). Once a rotation has a valid CA signing, both come from
+// it again and the stand-ins are trusted no more.
 
 import { X509Certificate } from 'node:crypto'
 import { formatDuration } from '../shared/duration.ts'
@@ -11,7 +19,7 @@ import { writeFileAtomic } from '../shared/files.ts'
 import type { Logger } from '../shared/log.ts'
 import { RenewalSchedule, type RenewalScheduleOptions } from '../shared/renewal-schedule.ts'
 import { type AdminIdentityFile, adminIdentityPath } from './admin-identity.ts'
-import type { Authority } from './authorities.ts'
+import { Authority, type AuthorityType, newKeySet } from './authorities.ts'
 import { issueAdminCredentials, issueServerCredentials } from './issuer.ts'
 
 /** Lifetimes below this are for tests: every host then renews every few minutes or faster. */
@@ -46,6 +54,12 @@ export class OwnCredentials {
   private tlsCert?: X509Certificate
   private adminCert?: X509Certificate
   private readonly schedules: RenewalSchedule[]
+  /** Made the first time a CA is found expired, kept for the life of the process. */
+  private readonly standIns = new Map<AuthorityType, Authority>()
+  /** The stand-in host CAs the identity file was last written with: when those change, it is written again. */
+  private identityServerCAs = ''
+  /** The stand-in user CAs the TLS options last trusted: when those change, they are applied again. */
+  private tlsAdminCAs = ''
 
   constructor(options: OwnCredentialsOptions) {
     this.options = options
@@ -55,31 +69,83 @@ export class OwnCredentials {
     const dueNow = (cert: X509Certificate) => clock() < cert.validFromDate.getTime()
     const schedule = { ...options.schedule, dueNow, log: options.log }
     this.schedules = [
-      new RenewalSchedule({ what: "the auth server's TLS certificate", certificate: () => this.tlsCert!, renew: () => options.apply(this.tlsOptions()), ...schedule }),
-      new RenewalSchedule({ what: "warrenctl's admin identity", certificate: () => this.adminCert!, renew: () => this.writeAdminIdentity(), ...schedule }),
+      new RenewalSchedule({ what: "the auth server's TLS certificate", certificate: () => this.tlsCert!, renew: () => this.renewTls(), ...schedule }),
+      new RenewalSchedule({ what: "warrenctl's admin identity", certificate: () => this.adminCert!, renew: () => this.renewAdmin(), ...schedule }),
     ]
   }
 
-  /** A certificate from the signing host CA, and every trusted CA for client certificates. */
+  /** A certificate from the signing host CA (or its stand-in), and every trusted CA for client certificates. */
   tlsOptions(): TlsOptions {
     const { hostCA, userCA, clusterName, serverNames, hostCertTtlMs } = this.options
-    const credentials = issueServerCredentials(hostCA(), { clusterName, role: 'auth', names: serverNames, ttlMs: hostCertTtlMs })
+    const credentials = issueServerCredentials(this.signer('host', hostCA()), { clusterName, role: 'auth', names: serverNames, ttlMs: hostCertTtlMs })
     this.tlsCert = new X509Certificate(credentials.certPem)
-    return { key: credentials.keyPem, cert: credentials.certPem, ca: [...hostCA().tlsCertPems, ...userCA().tlsCertPems] }
+    const adminCAs = this.adminStandInPems()
+    this.tlsAdminCAs = adminCAs.join('')
+    return { key: credentials.keyPem, cert: credentials.certPem, ca: [...hostCA().tlsCertPems, ...userCA().tlsCertPems, ...adminCAs] }
   }
 
   writeAdminIdentity(): void {
     const { hostCA, userCA, clusterName, adminCertTtlMs, dataDir, address } = this.options
-    const credentials = issueAdminCredentials(userCA(), clusterName, adminCertTtlMs)
+    const credentials = issueAdminCredentials(this.signer('user', userCA()), clusterName, adminCertTtlMs)
+    const serverCAs = this.serverStandInPems()
     const identity: AdminIdentityFile = {
       auth_server: address(),
       cluster_name: clusterName,
       host_ca_certs: hostCA().tlsCertPems,
+      ...(serverCAs.length > 0 ? { server_ca_certs: serverCAs } : {}),
       cert: credentials.certPem,
       key: credentials.keyPem,
     }
     writeFileAtomic(adminIdentityPath(dataDir), JSON.stringify(identity, null, 2))
     this.adminCert = new X509Certificate(credentials.certPem)
+    this.identityServerCAs = serverCAs.join('')
+  }
+
+  /**
+   * The CAs besides the user CA whose certificates this server takes as the admin identity:
+   * the stand-in while the user CA has expired, and through the rotation that replaces it
+   * (the request that steps it to update_clients comes with the stand-in's identity, and is
+   * answered on that connection), else none.
+   */
+  adminStandInPems(): string[] {
+    const userCA = this.options.userCA()
+    if (userCA.expired()) return this.signer('user', userCA).tlsCertPems
+    const standIn = this.standIns.get('user')
+    return standIn !== undefined && userCA.rotation !== undefined ? standIn.tlsCertPems : []
+  }
+
+  /** The stand-in that signs this server's TLS certificate while the host CA has expired, else none. */
+  private serverStandInPems(): string[] {
+    const hostCA = this.options.hostCA()
+    return hostCA.expired() ? this.signer('host', hostCA).tlsCertPems : []
+  }
+
+  /** `ca`, or while its certificate has expired, the stand-in for this server's own certificates. */
+  private signer(type: AuthorityType, ca: Authority): Authority {
+    if (!ca.expired()) return ca
+    let standIn = this.standIns.get(type)
+    if (standIn === undefined) {
+      standIn = new Authority({ type, clusterName: this.options.clusterName, keySets: [newKeySet(type, this.options.clusterName)] })
+      this.standIns.set(type, standIn)
+      const what = type === 'host' ? 'its TLS certificate, which only warrenctl on this host trusts' : "warrenctl's admin identity"
+      this.options.log.warn(
+        `the ${type} CA's certificate has expired: this auth server signs ${what} with a stand-in CA of its own until the ${type} CA is rotated (warrenctl auth rotate --type=${type})`,
+        { ca: type },
+      )
+    }
+    return standIn
+  }
+
+  /** The admin identity again; the TLS options too when the CA they must trust for it changed (the user CA expired, or was rotated). */
+  private renewAdmin(): void {
+    this.writeAdminIdentity()
+    if (this.adminStandInPems().join('') !== this.tlsAdminCAs) this.options.apply(this.tlsOptions())
+  }
+
+  /** The TLS certificate again; the identity file too when the CA warrenctl must trust for it changed (the host CA expired, or was rotated). */
+  private renewTls(): void {
+    this.options.apply(this.tlsOptions())
+    if (this.serverStandInPems().join('') !== this.identityServerCAs) this.writeAdminIdentity()
   }
 
   /** Renews both on their timers (tlsOptions and writeAdminIdentity have issued the first ones). */

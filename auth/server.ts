@@ -114,6 +114,7 @@ export class AuthServer {
       clusterName: () => this.clusterName,
       hostCAPems: () => this.hostCA.tlsCertPems,
       userCAPems: () => this.userCA.tlsCertPems,
+      adminCAPems: () => this.own?.adminStandInPems() ?? [],
       refusedHost: (hostId) => this.revocations?.refusedHost(hostId),
       refusedUser: (name) => this.revocations?.refusedUser(name),
       log: this.log,

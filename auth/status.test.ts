@@ -130,7 +130,7 @@ t.test('on etcd', { skip: unavailable }, async (t) => {
 
 t.test('`warren status` shows whether recording_dir is shared', async (t) => {
   const proc = { pid: 1, version: 'v', roles: ['auth'], data_dir: '/d', started: new Date().toISOString(), fresh_image: false, young_generation_bytes: 0, last_reload: null }
-  const ca = { phase: 'standby', mode: null, pins: ['sha256:00'], last_rotated: null, expires: '2036-12-05T12:00:00.000Z' }
+  const ca = { phase: 'standby', mode: null, pins: ['sha256:00'], last_rotated: null, expires: '2036-12-05T12:00:00.000Z', expired: false }
   const auth = (recordings?: RecordingDirStatus) => ({
     cluster: 'c',
     address: '127.0.0.1:3025',

@@ -65,8 +65,8 @@ function processRows(process: ProcessStatus, now: number): Row[] {
 function authRows(auth: AuthStatus, now: number): Row[] {
   return [
     ['Auth server', `${auth.address}, cluster ${auth.cluster}, ${backendText(auth)}`],
-    ['Host CA', rotation(auth.host_ca, now)],
-    ['User CA', rotation(auth.user_ca, now)],
+    ['Host CA', rotation(auth.host_ca, now, 'host')],
+    ['User CA', rotation(auth.user_ca, now, 'user')],
     ...auth.host_ca.pins.map((pin): Row => ['CA pin', pin]),
     ...(auth.recordings ? [['Recordings', recordingDirText(auth.recordings)] as Row] : []),
     ...(auth.assigned_label_keys ? [['Assigned keys', assignedKeysText(auth.assigned_label_keys)] as Row] : []),
@@ -94,16 +94,16 @@ function recordingDirText(recordings: RecordingDirStatus): string {
 /** Within this of its CA's expiry, a status says how many days are left. */
 const CA_EXPIRY_NEAR_MS = 365 * 24 * 3600_000
 
-/** `expires 05 Dec 36 12:00 UTC`, with the days left once they are under a year. */
-export function caExpiryText(expiresMs: number, now: number): string {
+/** `expires 05 Dec 36 12:00 UTC`, with the days left once they are under a year; past it, how to rotate the CA (`type`). */
+export function caExpiryText(expiresMs: number, now: number, type: 'host' | 'user'): string {
   const left = expiresMs - now
-  if (left <= 0) return `EXPIRED ${formatUtc(expiresMs)}`
+  if (left <= 0) return `EXPIRED ${formatUtc(expiresMs)}: it signs nothing until rotated (warrenctl auth rotate --type=${type})`
   const days = Math.floor(left / (24 * 3600_000))
   return `expires ${formatUtc(expiresMs)}${left < CA_EXPIRY_NEAR_MS ? ` (in ${days} day${days === 1 ? '' : 's'}: rotate it before then)` : ''}`
 }
 
-function rotation(ca: CAStatus, now: number): string {
-  const expires = `, ${caExpiryText(Date.parse(ca.expires), now)}`
+function rotation(ca: CAStatus, now: number, type: 'host' | 'user'): string {
+  const expires = `, ${caExpiryText(Date.parse(ca.expires), now, type)}`
   if (ca.phase !== 'standby') return `rotation in progress: phase ${ca.phase} (${ca.mode})${expires}`
   return `${ca.last_rotated ? `rotated ${formatUtc(Date.parse(ca.last_rotated))}` : 'never updated'}${expires}`
 }

@@ -50,6 +50,8 @@ export interface CAStatus {
   last_rotated: string | null
   /** When the signing CA's certificate expires: a rotation before then gives a new one (README: "CA expiry"). */
   expires: string
+  /** Whether it has expired (by the auth server's clock): it signs nothing until rotated. */
+  expired: boolean
 }
 
 export interface AuthStatus {

@@ -30,7 +30,7 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
   t.equal(authStatus.auth?.cluster, 'test-cluster')
   t.equal(authStatus.auth?.address, auth.address)
   const { expires, ...hostCA } = authStatus.auth!.host_ca
-  t.same(hostCA, { phase: 'standby', mode: null, pins: [pin], last_rotated: null })
+  t.same(hostCA, { phase: 'standby', mode: null, pins: [pin], last_rotated: null, expired: false })
   t.ok(Date.parse(expires) > Date.now() + 9.9 * 365 * 24 * 3600_000, `the CA's certificate expires in ten years (${expires})`)
   t.equal(statSync(join(auth.dataDir, STATUS_SOCKET)).mode & 0o777, 0o600, "the socket is for the data dir's owner only")
 

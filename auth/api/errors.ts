@@ -7,6 +7,7 @@ import { HttpError, type Refusal } from '../../shared/api-router.ts'
 import { ProtocolError } from '../../shared/protocol/errors.ts'
 import { PAST_RECOVERY_WINDOW } from '../../shared/recover.ts'
 import { AcmeRecordError } from '../acme-records.ts'
+import { CAExpired } from '../authorities.ts'
 import { ConnectionLimitReached } from '../connection-leases.ts'
 import { JoinRefusal } from '../join.ts'
 import { ChallengeRefusal } from '../join-challenge.ts'
@@ -55,6 +56,8 @@ const STATUSES: [new (...args: never[]) => Error, number][] = [
   [RotationError, 409],
   [LockConflict, 409],
   [ConnectionLimitReached, 409],
+  // Until the CA is rotated: the answer says how.
+  [CAExpired, 503],
 ]
 
 /** How the auth API answers `error`, or undefined when it is a failure (a 500). */

@@ -53,7 +53,7 @@ export function connectAdmin(flags: AdminFlags, now = Date.now()): AdminConnecti
   const server = flags['auth-server'] ?? identity.auth_server
   return {
     identity,
-    client: new ApiClient({ server, caPems: identity.host_ca_certs, certPem: identity.cert, keyPem: identity.key, authServer: true }),
+    client: new ApiClient({ server, caPems: [...identity.host_ca_certs, ...(identity.server_ca_certs ?? [])], certPem: identity.cert, keyPem: identity.key, authServer: true }),
     cluster: identity.cluster_name,
     hostCAs: identity.host_ca_certs,
   }

@@ -16,17 +16,17 @@ export const status = ctlCommand({
   async run(admin) {
     const status = await admin.client.call('GET /v1/status')
     const now = Date.now()
-    const rotated = (ca: CAStatus) => {
+    const rotated = (ca: CAStatus, type: 'host' | 'user') => {
       // An auth server of an earlier version does not say.
-      const expires = ca.expires === undefined ? '' : `, ${caExpiryText(ca.expires, now)}`
+      const expires = ca.expires === undefined ? '' : `, ${caExpiryText(ca.expires, now, type)}`
       if (ca.rotation) return `rotation in progress: phase ${ca.rotation.phase} (${ca.rotation.mode}), since ${formatUtc(ca.rotation.phase_started)}${expires}`
       return `${ca.last_rotated ? `rotated ${formatUtc(ca.last_rotated)}` : 'never updated'}${expires}`
     }
     const rows = [
       ['Cluster', status.cluster_name],
       ['Version', status.version],
-      ['Host CA', rotated(status.host_ca)],
-      ['User CA', rotated(status.user_ca)],
+      ['Host CA', rotated(status.host_ca, 'host')],
+      ['User CA', rotated(status.user_ca, 'user')],
       ...status.host_ca.pins.map((pin) => ['CA pin', pin]),
     ]
     const width = Math.max(...rows.map(([name]) => name.length))

@@ -23,6 +23,8 @@ export interface CAStatus {
   rotation: { phase: string; mode: string; phase_started: number } | null
   /** Epoch ms when the signing CA's certificate expires (absent from an auth server of an earlier version). */
   expires?: number
+  /** Whether it has expired by the auth server's clock: it signs nothing until rotated (absent from an auth server of an earlier version). */
+  expired?: boolean
 }
 
 /** GET /v1/status. */
