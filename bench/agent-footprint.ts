@@ -24,6 +24,7 @@ import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { createGzip, constants as zlib } from 'node:zlib'
+import { defaultSshLimits } from '../agent/ssh-server.ts'
 import { NODE_UNIT } from '../packaging/systemd/units.ts'
 import { AuthProcess, freePort, ProxyProcess, ROOT, tempDir, testLogin } from '../test/helpers/cluster.ts'
 
@@ -36,8 +37,8 @@ const { values } = parseArgs({
   },
 })
 const SESSIONS = Number(values.sessions)
-/** Sessions each user opens: under the node's default max_connections_per_user. */
-const SESSIONS_PER_USER = 10
+/** Sessions each user opens: as many as the node's default max_connections_per_user allows. */
+const SESSIONS_PER_USER = defaultSshLimits.maxConnectionsPerUser
 const STARTS = Number(values.starts)
 const IDLE_SECONDS = Number(values.idle)
 /** How often the long idle reads VmRSS (and with --diag scrapes /metrics): Prometheus's common scrape interval. */
@@ -156,7 +157,7 @@ try {
 
   // Users' credentials from the executable itself, so that each ssh's ProxyCommand is the executable too.
   // The sessions are spread over users: one user may hold only so many connections to a node
-  // (ssh_service.limits.max_connections_per_user) and streams through a proxy.
+  // (ssh_service.limits.max_connections_per_user).
   const profiles: string[] = []
   for (let i = 0; i < Math.ceil(SESSIONS / SESSIONS_PER_USER); i++) {
     await auth.ctl(['users', 'add', `bench${i}`, `--logins=${login}`])

@@ -198,6 +198,10 @@ export async function start(flags: StartFlags): Promise<number> {
   if (roles.length === 1 && roles[0] === 'node') deferOptimisingCompilers()
   const log = createLogger('warren', { level: config.log.level, format: config.log.format })
   log.info(`starting ${roles.join(', ')}`, { roles: roles.join(',') })
+  // Said at every start: a host that ran a node under an earlier unit (no ssh_service section) runs none now.
+  if (flags['configured-roles'] && config.ssh.enabled === undefined) {
+    log.info('no node role: the config writes no ssh_service section (--configured-roles); write "ssh_service: { enabled: true }" to run one', { roles_left_out: 'node' })
+  }
   secureDataDir(config.dataDir, log)
   if (roles.includes('auth') && config.auth.recordingDir !== undefined) secureRecordingDir(config.auth.recordingDir, log)
   if (roles.includes('auth') && config.auth.storage.type === 'sqlite') secureStorageDir(dirname(config.auth.storage.path))
