@@ -96,8 +96,8 @@ export class Authority {
   }
   #signingExpires: number | undefined
 
-  /** Whether the signing CA's certificate has expired by `now`: it can sign nothing any peer accepts. */
-  expired(now = Date.now()): boolean {
+  /** Whether the signing CA's certificate has expired by `now` (the caller's clock): it can sign nothing any peer accepts. */
+  expired(now: number): boolean {
     return now >= this.signingExpires
   }
 

@@ -38,23 +38,32 @@ export interface CallersOptions {
   clusterName: () => string
   hostCAPems: () => string[]
   userCAPems: () => string[]
-  /** CAs besides the user CA whose certificates are the local admin identity (auth/own-credentials.ts: the stand-in while the user CA has expired). */
+  /**
+   * CAs besides the user CA whose certificates are the local admin identity, and nothing else
+   * (auth/own-credentials.ts: the user CA's stand-in while it has expired and early in the
+   * rotation that replaces it).
+   */
   adminCAPems?: () => string[]
   /** Why a host is refused although its certificate is valid (removed, locked), or undefined. */
   refusedHost: (hostId: string) => string | undefined
   /** Why a user's certificate is refused although it is valid (the user removed or locked, or its certificates from before a reset), or undefined. */
   refusedUser: (user: string | UserCertificate) => string | undefined
   log: Logger
+  /** For tests: the clock certificates' dates are judged by. */
+  clock?: () => number
 }
 
 export class Callers {
   private readonly options: CallersOptions
-  private readonly verdicts = new VerdictCache<TLSSocket, Judged>()
+  private readonly clock: () => number
+  private readonly verdicts: VerdictCache<TLSSocket, Judged>
   /** Connections that authenticated someone, until they close: judged again when the CAs change. */
   private readonly authenticated = new Set<TLSSocket>()
 
   constructor(options: CallersOptions) {
     this.options = options
+    this.clock = options.clock ?? Date.now
+    this.verdicts = new VerdictCache(this.clock)
   }
 
   /** Who is calling on `socket` now; nobody for anonymous callers. */
@@ -86,7 +95,7 @@ export class Callers {
     } catch {
       return { peer: null, reason: 'the user certificate the proxy forwarded is malformed' }
     }
-    const verdict = judgeCertificate(cert, { clusterName: this.options.clusterName(), caPems: this.options.userCAPems(), role: 'user' })
+    const verdict = judgeCertificate(cert, { clusterName: this.options.clusterName(), caPems: this.options.userCAPems(), role: 'user' }, this.clock())
     if (!verdict.trusted) return { peer: null, reason: `user certificate: ${verdict.reason}` }
     const name = verdict.subject.commonName
     const refusal = this.options.refusedUser(userCertificate(cert))

@@ -91,8 +91,11 @@ export interface KeyAndCert {
   certPem: string
 }
 
-/** The TLS identity a server role presents (auth's API, a proxy's web and tunnel ports). */
-export function issueServerCredentials(hostCA: Authority, options: { clusterName: string; role: string; hostId?: string; names: string[]; ttlMs?: number }): KeyAndCert {
+/** The TLS identity a server role presents (auth's API, a proxy's web and tunnel ports); `nowMs`: when its validity starts from (default: now). */
+export function issueServerCredentials(
+  hostCA: Authority,
+  options: { clusterName: string; role: string; hostId?: string; names: string[]; ttlMs?: number; nowMs?: number },
+): KeyAndCert {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const hostId = options.hostId ?? randomUUID()
   const { dnsNames, ipAddresses } = serverCertificateNames(options.names)
@@ -101,7 +104,7 @@ export function issueServerCredentials(hostCA: Authority, options: { clusterName
     issuer: { CN: `${options.clusterName} host CA`, O: options.clusterName },
     publicKey,
     signingKey: hostCA.signing.tlsKey,
-    ...validity(Date.now(), options.ttlMs ?? HOST_CERT_TTL_MS, hostCA),
+    ...validity(options.nowMs ?? Date.now(), options.ttlMs ?? HOST_CERT_TTL_MS, hostCA),
     dnsNames,
     ipAddresses,
     extKeyUsage: ['serverAuth', 'clientAuth'],
@@ -109,15 +112,15 @@ export function issueServerCredentials(hostCA: Authority, options: { clusterName
   return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, certPem }
 }
 
-/** warrenctl's client certificate, signed by the user CA with the admin role. */
-export function issueAdminCredentials(userCA: Authority, clusterName: string, ttlMs = ADMIN_CERT_TTL_MS): KeyAndCert {
+/** warrenctl's client certificate, signed by the user CA with the admin role, valid from `nowMs`. */
+export function issueAdminCredentials(userCA: Authority, clusterName: string, ttlMs = ADMIN_CERT_TTL_MS, nowMs = Date.now()): KeyAndCert {
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const certPem = createCertificate({
     subject: { CN: 'admin', O: clusterName, OU: ['admin'] },
     issuer: { CN: `${clusterName} user CA`, O: clusterName },
     publicKey,
     signingKey: userCA.signing.tlsKey,
-    ...validity(Date.now(), ttlMs, userCA),
+    ...validity(nowMs, ttlMs, userCA),
     extKeyUsage: ['clientAuth'],
   })
   return { keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, certPem }

@@ -16,7 +16,7 @@ const CLUSTER = 'c1'
 
 /** Credentials issued as the server issues them at start, with 30-day and 7-day lifetimes. */
 function credentials(t: Test) {
-  // The issuer dates certificates by the real clock: the fake one starts there.
+  // The CAs are dated by the real clock: the fake one starts there.
   const time = fakeTimers(Date.now())
   const hostCA = new Authority({ type: 'host', clusterName: CLUSTER, keySets: [newKeySet('host', CLUSTER)] })
   const userCA = new Authority({ type: 'user', clusterName: CLUSTER, keySets: [newKeySet('user', CLUSTER)] })

@@ -7,11 +7,17 @@
 //
 // A CA whose certificate has expired signs nothing (auth/ca-expiry.ts), yet the server must
 // still start and let warrenctl rotate that CA. While it is expired, the certificate of its
-// type comes from a stand-in: a CA made in memory for this process, trusted by no host of
-// the cluster. For the host CA, the server's TLS certificate, which warrenctl trusts through
-// the identity file's server_ca_certs; for the user CA, the admin identity, which this server
-// takes for the admin alone (Callers). Once a rotation has a valid CA signing, both come from
-// it again and the stand-ins are trusted no more.
+// type comes from a stand-in: a CA made in memory for this process, for that one expired
+// certificate, trusted by no host of the cluster. For the host CA, the server's TLS
+// certificate, which warrenctl trusts through the identity file's server_ca_certs (written
+// only while the host CA is expired); for the user CA, the admin identity, which this server
+// takes for the admin alone (Callers), while the user CA is expired and through the phases
+// init and update_clients of the rotation that replaces that expired certificate: the
+// request that steps it to update_clients comes with the stand-in's identity, and is
+// answered on that connection once the server is in update_clients. Once its CA is neither
+// expired nor in those phases of that rotation (update_servers, standby, a rotation of
+// another certificate), a stand-in is forgotten for good: a later rotation does not bring
+// it back, and a copy of an identity it signed is refused however long it has left.
 
 import { X509Certificate } from 'node:crypto'
 import { formatDuration } from '../shared/duration.ts'
@@ -19,11 +25,25 @@ import { writeFileAtomic } from '../shared/files.ts'
 import type { Logger } from '../shared/log.ts'
 import { RenewalSchedule, type RenewalScheduleOptions } from '../shared/renewal-schedule.ts'
 import { type AdminIdentityFile, adminIdentityPath } from './admin-identity.ts'
-import { Authority, type AuthorityType, newKeySet } from './authorities.ts'
+import { Authority, type AuthorityType, newKeySet, type RotationPhase } from './authorities.ts'
 import { issueAdminCredentials, issueServerCredentials } from './issuer.ts'
 
 /** Lifetimes below this are for tests: every host then renews every few minutes or faster. */
 const SHORT_LIFETIME_MS = 3_600_000
+
+/**
+ * The phases of the rotation that replaces an expired CA certificate in which its stand-in
+ * is still trusted: before the new CA signs (init), and the phase the request that has it
+ * sign (update_clients) is answered in. The identity file holds the new CA's certificate
+ * from update_clients on.
+ */
+const STAND_IN_PHASES: ReadonlySet<RotationPhase> = new Set(['init', 'update_clients'])
+
+/** A CA made in memory for this process's own certificates while `replaces`, its CA's signing certificate, has expired. */
+interface StandIn {
+  ca: Authority
+  replaces: string
+}
 
 export interface TlsOptions {
   key: string
@@ -54,8 +74,9 @@ export class OwnCredentials {
   private tlsCert?: X509Certificate
   private adminCert?: X509Certificate
   private readonly schedules: RenewalSchedule[]
-  /** Made the first time a CA is found expired, kept for the life of the process. */
-  private readonly standIns = new Map<AuthorityType, Authority>()
+  private readonly clock: () => number
+  /** Made the first time a CA certificate is found expired; forgotten for good once it may no longer be trusted (trustedStandIn). */
+  private readonly standIns = new Map<AuthorityType, StandIn>()
   /** The stand-in host CAs the identity file was last written with: when those change, it is written again. */
   private identityServerCAs = ''
   /** The stand-in user CAs the TLS options last trusted: when those change, they are applied again. */
@@ -64,6 +85,7 @@ export class OwnCredentials {
   constructor(options: OwnCredentialsOptions) {
     this.options = options
     const clock = options.schedule?.clock ?? Date.now
+    this.clock = clock
     // Both are issued by this server's clock: one not valid yet by it was issued while the
     // clock ran ahead, and is not valid yet by anyone else's either once it has been set back.
     const dueNow = (cert: X509Certificate) => clock() < cert.validFromDate.getTime()
@@ -77,7 +99,13 @@ export class OwnCredentials {
   /** A certificate from the signing host CA (or its stand-in), and every trusted CA for client certificates. */
   tlsOptions(): TlsOptions {
     const { hostCA, userCA, clusterName, serverNames, hostCertTtlMs } = this.options
-    const credentials = issueServerCredentials(this.signer('host', hostCA()), { clusterName, role: 'auth', names: serverNames, ttlMs: hostCertTtlMs })
+    const credentials = issueServerCredentials(this.signer('host', hostCA()), {
+      clusterName,
+      role: 'auth',
+      names: serverNames,
+      ttlMs: hostCertTtlMs,
+      nowMs: this.clock(),
+    })
     this.tlsCert = new X509Certificate(credentials.certPem)
     const adminCAs = this.adminStandInPems()
     this.tlsAdminCAs = adminCAs.join('')
@@ -86,7 +114,7 @@ export class OwnCredentials {
 
   writeAdminIdentity(): void {
     const { hostCA, userCA, clusterName, adminCertTtlMs, dataDir, address } = this.options
-    const credentials = issueAdminCredentials(this.signer('user', userCA()), clusterName, adminCertTtlMs)
+    const credentials = issueAdminCredentials(this.signer('user', userCA()), clusterName, adminCertTtlMs, this.clock())
     const serverCAs = this.serverStandInPems()
     const identity: AdminIdentityFile = {
       auth_server: address(),
@@ -103,37 +131,53 @@ export class OwnCredentials {
 
   /**
    * The CAs besides the user CA whose certificates this server takes as the admin identity:
-   * the stand-in while the user CA has expired, and through the rotation that replaces it
-   * (the request that steps it to update_clients comes with the stand-in's identity, and is
-   * answered on that connection), else none.
+   * the user CA's stand-in while it may be trusted (trustedStandIn), else none.
    */
   adminStandInPems(): string[] {
-    const userCA = this.options.userCA()
-    if (userCA.expired()) return this.signer('user', userCA).tlsCertPems
-    const standIn = this.standIns.get('user')
-    return standIn !== undefined && userCA.rotation !== undefined ? standIn.tlsCertPems : []
+    return this.trustedStandIn('user')?.tlsCertPems ?? []
   }
 
   /** The stand-in that signs this server's TLS certificate while the host CA has expired, else none. */
   private serverStandInPems(): string[] {
-    const hostCA = this.options.hostCA()
-    return hostCA.expired() ? this.signer('host', hostCA).tlsCertPems : []
+    const standIn = this.trustedStandIn('host')
+    return standIn !== undefined && this.options.hostCA().expired(this.clock()) ? standIn.tlsCertPems : []
   }
 
   /** `ca`, or while its certificate has expired, the stand-in for this server's own certificates. */
   private signer(type: AuthorityType, ca: Authority): Authority {
-    if (!ca.expired()) return ca
-    let standIn = this.standIns.get(type)
-    if (standIn === undefined) {
-      standIn = new Authority({ type, clusterName: this.options.clusterName, keySets: [newKeySet(type, this.options.clusterName)] })
-      this.standIns.set(type, standIn)
-      const what = type === 'host' ? 'its TLS certificate, which only warrenctl on this host trusts' : "warrenctl's admin identity"
-      this.options.log.warn(
-        `the ${type} CA's certificate has expired: this auth server signs ${what} with a stand-in CA of its own until the ${type} CA is rotated (warrenctl auth rotate --type=${type})`,
-        { ca: type },
-      )
-    }
+    return ca.expired(this.clock()) ? this.standInFor(type, ca) : ca
+  }
+
+  /** The stand-in for `ca`'s expired signing certificate, made the first time that one is found expired. */
+  private standInFor(type: AuthorityType, ca: Authority): Authority {
+    const replaces = ca.signing.tlsCertPem
+    const kept = this.standIns.get(type)
+    if (kept?.replaces === replaces) return kept.ca
+    const standIn = new Authority({ type, clusterName: this.options.clusterName, keySets: [newKeySet(type, this.options.clusterName)] })
+    this.standIns.set(type, { ca: standIn, replaces })
+    const what = type === 'host' ? 'its TLS certificate, which only warrenctl on this host trusts' : "warrenctl's admin identity"
+    this.options.log.warn(
+      `the ${type} CA's certificate has expired: this auth server signs ${what} with a stand-in CA of its own until the ${type} CA is rotated (warrenctl auth rotate --type=${type})`,
+      { ca: type },
+    )
     return standIn
+  }
+
+  /**
+   * The stand-in of `type` while it may be trusted: its CA's certificate has expired, or the
+   * rotation that replaces exactly that certificate is in init or update_clients. Otherwise
+   * it is forgotten, never to be trusted again (a CA found expired later gets a new one).
+   */
+  private trustedStandIn(type: AuthorityType): Authority | undefined {
+    const ca = type === 'host' ? this.options.hostCA() : this.options.userCA()
+    if (ca.expired(this.clock())) return this.standInFor(type, ca)
+    const kept = this.standIns.get(type)
+    if (kept === undefined) return undefined
+    const rotation = ca.rotation
+    if (rotation !== undefined && rotation.previousCertPem === kept.replaces && STAND_IN_PHASES.has(rotation.phase)) return kept.ca
+    this.standIns.delete(type)
+    this.options.log.info(`the ${type} CA's stand-in is forgotten: nothing it signed is trusted any more`, { ca: type })
+    return undefined
   }
 
   /** The admin identity again; the TLS options too when the CA they must trust for it changed (the user CA expired, or was rotated). */

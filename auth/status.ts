@@ -31,7 +31,7 @@ function caStatus(ca: Authority): CAStatus {
     pins: ca.pins,
     last_rotated: ca.lastRotated === undefined ? null : statusTime(ca.lastRotated),
     expires: statusTime(ca.signingExpires),
-    expired: ca.expired(),
+    expired: ca.expired(Date.now()),
   }
 }
 

@@ -2,11 +2,13 @@
 // their ten years: here the same data dir started under libfaketime eleven years on) still
 // starts. It says the CAs have expired (warrenctl status, the status socket, the metric),
 // refuses to sign with them in words that say how to rotate, and warrenctl, whose own
-// identity the expired user CA can no longer sign, rotates both; then signing works again.
+// identity the expired user CA can no longer sign, rotates both; then signing works again,
+// and a copy of the identity the stand-in signed is refused from update_servers on.
 
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
+import { type AdminIdentityFile, adminIdentityPath } from '../auth/admin-identity.ts'
 import { AuthProcess, freePort, ROOT, type RunResult, run, tempDir } from './helpers/cluster.ts'
 import { clockOffBy } from './helpers/faketime.ts'
 
@@ -27,6 +29,9 @@ t.test('an auth server with expired CAs starts, reports them, refuses to sign wi
   // warrenctl on the same host, so by the same clock.
   const ctl = (args: string[]): Promise<RunResult> => run(join(ROOT, 'cli/warrenctl.ts'), [...args, `--data-dir=${auth.dataDir}`], { env: later })
   const now = Date.now() + LATER_DAYS * DAY_MS
+  const identity = (): AdminIdentityFile => JSON.parse(readFileSync(adminIdentityPath(auth.dataDir), 'utf8'))
+  // A copy of the identity the stand-in signed, taken while the user CA is expired.
+  const standInIdentity = identity()
 
   const status = await ctl(['status'])
   t.equal(status.code, 0, `warrenctl status answers: ${status.stderr}`)
@@ -39,7 +44,6 @@ t.test('an auth server with expired CAs starts, reports them, refuses to sign wi
     const value = new RegExp(`^warren_auth_ca_expiry_timestamp_seconds\\{ca="${ca}"\\} (\\S+)$`, 'm').exec(metrics)?.[1]
     t.ok(value !== undefined && Number(value) * 1000 < now, `the ${ca} CA's expiry metric is in the past: ${value}`)
   }
-  t.match(auth.daemon.stderr, /ERROR \[warren:auth\] the user CA's certificate has expired/)
 
   // What needs no CA is served: tokens, users.
   const tokens = await ctl(['nodes', 'add', '--ttl=5m'])
@@ -68,11 +72,21 @@ t.test('an auth server with expired CAs starts, reports them, refuses to sign wi
   const signed = await ctl(['auth', 'sign', '--user=alice', `--out=${out}`])
   t.equal(signed.code, 0, `the new user CA signs: ${signed.stderr}`)
 
-  for (const type of ['host', 'user']) {
-    for (const phase of ['update_servers', 'standby']) {
+  // The copy, trusting the server's certificate as the identity file does now.
+  const copy = join(tempDir(), 'identity.json')
+  const withCopy = (): Promise<RunResult> => {
+    writeFileSync(copy, JSON.stringify({ ...identity(), cert: standInIdentity.cert, key: standInIdentity.key }))
+    return run(join(ROOT, 'cli/warrenctl.ts'), ['status', `--identity=${copy}`], { env: later })
+  }
+  t.equal((await withCopy()).code, 0, 'update_clients: the stand-in is still trusted')
+  for (const phase of ['update_servers', 'standby']) {
+    for (const type of ['host', 'user']) {
       const step = await ctl(['auth', 'rotate', `--type=${type}`, '--manual', `--phase=${phase}`])
       t.equal(step.code, 0, `${type} ${phase}: ${step.stderr}`)
     }
+    const refused = await withCopy()
+    t.equal(refused.code, 1, `${phase}: the identity the stand-in signed is refused, with days left`)
+    t.match(refused.stderr, /needs a valid admin certificate/)
   }
   const done = await ctl(['status'])
   t.match(done.stdout, /^Host CA\s+rotated .*, expires /m)

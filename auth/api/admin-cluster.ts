@@ -15,7 +15,7 @@ function describe(ca: Authority): CAStatus {
     pins: ca.pins,
     last_rotated: ca.lastRotated ?? null,
     expires: ca.signingExpires,
-    expired: ca.expired(),
+    expired: ca.expired(Date.now()),
     rotation: ca.rotation ? { phase: ca.rotation.phase, mode: ca.rotation.mode, phase_started: ca.rotation.phaseStarted } : null,
   }
 }
