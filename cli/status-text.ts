@@ -94,16 +94,21 @@ function recordingDirText(recordings: RecordingDirStatus): string {
 /** Within this of its CA's expiry, a status says how many days are left. */
 const CA_EXPIRY_NEAR_MS = 365 * 24 * 3600_000
 
-/** `expires 05 Dec 36 12:00 UTC`, with the days left once they are under a year; past it, how to rotate the CA (`type`). */
-export function caExpiryText(expiresMs: number, now: number, type: 'host' | 'user'): string {
+/**
+ * `expires 05 Dec 36 12:00 UTC`, with the days left once they are under a year; past it, how
+ * to rotate the CA (`type`). Whether it has expired is the auth server's word (`expired`): its
+ * clock decides what it signs. From an auth server of an earlier version, which does not say,
+ * this host's clock decides.
+ */
+export function caExpiryText(expiresMs: number, expired: boolean | undefined, now: number, type: 'host' | 'user'): string {
   const left = expiresMs - now
-  if (left <= 0) return `EXPIRED ${formatUtc(expiresMs)}: it signs nothing until rotated (warrenctl auth rotate --type=${type})`
-  const days = Math.floor(left / (24 * 3600_000))
+  if (expired ?? left <= 0) return `EXPIRED ${formatUtc(expiresMs)}: it signs nothing until rotated (warrenctl auth rotate --type=${type})`
+  const days = Math.max(0, Math.floor(left / (24 * 3600_000)))
   return `expires ${formatUtc(expiresMs)}${left < CA_EXPIRY_NEAR_MS ? ` (in ${days} day${days === 1 ? '' : 's'}: rotate it before then)` : ''}`
 }
 
 function rotation(ca: CAStatus, now: number, type: 'host' | 'user'): string {
-  const expires = `, ${caExpiryText(Date.parse(ca.expires), now, type)}`
+  const expires = `, ${caExpiryText(Date.parse(ca.expires), ca.expired, now, type)}`
   if (ca.phase !== 'standby') return `rotation in progress: phase ${ca.phase} (${ca.mode})${expires}`
   return `${ca.last_rotated ? `rotated ${formatUtc(Date.parse(ca.last_rotated))}` : 'never updated'}${expires}`
 }

@@ -17,8 +17,8 @@ export const status = ctlCommand({
     const status = await admin.client.call('GET /v1/status')
     const now = Date.now()
     const rotated = (ca: CAStatus, type: 'host' | 'user') => {
-      // An auth server of an earlier version does not say.
-      const expires = ca.expires === undefined ? '' : `, ${caExpiryText(ca.expires, now, type)}`
+      // An auth server of an earlier version does not say when (nor whether it has expired: caExpiryText).
+      const expires = ca.expires === undefined ? '' : `, ${caExpiryText(ca.expires, ca.expired, now, type)}`
       if (ca.rotation) return `rotation in progress: phase ${ca.rotation.phase} (${ca.rotation.mode}), since ${formatUtc(ca.rotation.phase_started)}${expires}`
       return `${ca.last_rotated ? `rotated ${formatUtc(ca.last_rotated)}` : 'never updated'}${expires}`
     }
