@@ -2,8 +2,9 @@
 // client; the browser itself is tested apart): invitations and login with a password and a
 // TOTP code from oathtool, the session cookie's flags, CSRF and Origin refusals that change
 // nothing, the user's roles deciding which nodes are listed and reachable, the terminal
-// WebSocket (a shell on a node through its tunnel: output, resize, exit status, the audit
-// trail), one session at two proxies of the cluster, logout, and a locked or removed user.
+// WebSocket (a shell on a node through its tunnel: output, resize, exit status or the signal
+// that killed it, a node gone under it, the audit trail), one session at two proxies of the
+// cluster, logout, and a locked or removed user.
 
 import { chmodSync, existsSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
@@ -11,7 +12,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import type { AuditEvent } from '../shared/protocol/audit.ts'
-import { AuthProcess, JSON_LOGS, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, type Daemon, JSON_LOGS, ProxyProcess, ROOT, run, startNode, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { type Answer, web } from './helpers/console-requests.ts'
 import { codeAt, stepNow } from './helpers/people.ts'
 import { until } from './helpers/until.ts'
@@ -41,13 +42,14 @@ const startProxy = async (nodename: string) => {
 const proxyA = await startProxy('proxy-a')
 const proxyB = await startProxy('proxy-b')
 
-async function node(name: string, env: string): Promise<void> {
+async function node(name: string, env: string): Promise<Daemon> {
   const dir = tempDir()
   const config = join(dir, 'warren.yaml')
   writeFileSync(config, ['version: v1', `data_dir: ${dir}`, `labels: { env: ${env} }`, 'ssh_service:', '  listen_addr: 127.0.0.1:0', JSON_LOGS].join('\n'))
   const daemon = startNode([`--config=${config}`, `--auth-server=${proxyA.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, `--nodename=${name}`])
   t.teardown(() => daemon.stop())
   await waitForNode(auth, name)
+  return daemon
 }
 await node('lab-pi', 'lab')
 await node('prod-pi', 'prod')
@@ -185,7 +187,7 @@ t.test('the auth server takes a web session only from a proxy', async (t) => {
 function terminal(proxy: string, person: Person, node: string, size = { cols: 80, rows: 24 }) {
   const query = new URLSearchParams({ node, login, cols: String(size.cols), rows: String(size.rows), csrf: person.csrf })
   const ws = new WebSocket(`wss://${proxy}/web/api/terminal?${query}`, { headers: { cookie: person.cookie, origin: `https://${proxy}` }, rejectUnauthorized: false })
-  const state = { output: '', control: undefined as undefined | { type: string; status?: number; message?: string }, closed: false }
+  const state = { output: '', control: undefined as undefined | { type: string; status?: number | null; signal?: string; message?: string }, closed: false }
   ws.on('message', (data, isBinary) => {
     if (isBinary) state.output += data.toString()
     else state.control = JSON.parse(data.toString())
@@ -362,4 +364,20 @@ t.test('every /web answer carries the content security policy', async (t) => {
     t.equal(answer.headers['x-content-type-options'], 'nosniff')
     t.equal(answer.headers['strict-transport-security'], 'max-age=31536000', 'HTTPS only, from now on')
   }
+})
+
+t.test('a shell killed by a signal ends its terminal saying which; a terminal whose node goes away says its connection was cut', async (t) => {
+  const killed = terminal(proxyA.web, alice, 'lab-pi')
+  killed.ws.once('open', () => killed.type('kill -KILL $$\n'))
+  await until('the terminal to close', () => killed.state.closed, { timeoutMs: 30_000 })
+  t.same(killed.state.control, { type: 'exit', status: null, signal: 'SIGKILL' })
+
+  // A node of its own, which goes for good: the others stay for the tests above.
+  const gone = await node('gone-pi', 'gone')
+  const cut = terminal(proxyA.web, alice, 'gone-pi')
+  cut.ws.once('open', () => cut.type('echo here-$((2+3))\n'))
+  await until('the shell on gone-pi', () => /^(\$ )?here-5\r?$/m.test(cut.state.output), { timeoutMs: 30_000 })
+  await gone.stop('SIGKILL')
+  await until('the terminal to close', () => cut.state.closed, { timeoutMs: 15_000 })
+  t.match(cut.state.control, { type: 'error', message: /^the connection to node "gone-pi" was cut/ }, 'not an exit with no status')
 })

@@ -6,14 +6,16 @@
 // opens the shell (ssh-shell.ts), an SSH connection that counts against the roles'
 // max_connections as any other (connection-limits.ts). Binary frames carry the terminal's
 // bytes both ways; the browser sends {"type":"resize"} text frames; the proxy ends with
-// {"type":"exit"} or {"type":"error"}. Each side waits for the other to take what it sent
-// (backpressure), and closing either side closes the other. A terminal lasts no longer than
-// its web session: it is closed at the session's expiry, at once on a logout through this
-// proxy, and within SESSION_RECHECK_MS when the auth server no longer knows the session (a
-// logout at another proxy, a role's max_session_ttl shortened). Its node is judged by the
-// roles its certificate carries too, when it opens and again whenever the node's labels
-// change, and by the roles as they are now within SESSION_RECHECK_MS of a change to them: a
-// terminal the roles no longer allow there, or no longer as its login, is closed.
+// {"type":"exit"} (the shell's status, or the signal that killed it) or {"type":"error"}
+// (why the proxy closed it, or the connection to the node cut). Each side waits for the
+// other to take what it sent (backpressure), and closing either side closes the other. A
+// terminal lasts no longer than its web session: it is closed at the session's expiry, at
+// once on a logout through this proxy, and within SESSION_RECHECK_MS when the auth server no
+// longer knows the session (a logout at another proxy, a role's max_session_ttl shortened).
+// Its node is judged by the roles its certificate carries too, when it opens and again
+// whenever the node's labels change, and by the roles as they are now within
+// SESSION_RECHECK_MS of a change to them: a terminal the roles no longer allow there, or no
+// longer as its login, is closed.
 
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -269,7 +271,7 @@ export class WebTerminals {
         login: request.login,
         from: client,
       })
-      bridge(ws, shell)
+      bridge(ws, shell, node.nodename)
     } catch (error) {
       const denied = error instanceof AccessDenied ? { access_denied: true, reason: error.reason } : {}
       log.info(`user ${session.user} cannot open a web terminal to ${request.node}: ${(error as Error).message}`, { user: session.user, node: request.node, ...denied })
@@ -307,12 +309,18 @@ function registeredHostKey(lines: string[], hostId: string): Buffer {
   throw new Error(`node ${hostId} has no registered SSH host key`)
 }
 
-/** Carries bytes both ways until either side closes. */
-function bridge(ws: WebSocket, shell: Shell): void {
+/**
+ * Carries bytes both ways until either side closes. The browser is told how the shell ended:
+ * its exit status, or the signal that killed it, as the node reports them before it closes
+ * the channel. A channel closed without that report is a connection to the node cut (the
+ * node or its tunnel gone): an error that says so, not an exit with no status.
+ */
+function bridge(ws: WebSocket, shell: Shell, node: string): void {
   const { channel } = shell
-  let status: number | null = null
-  channel.on('exit', (code: number | null) => {
-    status = code
+  let ended: { status: number | null; signal?: string } | undefined
+  // ssh2 gives an exit status, or null and the signal's name (SIGKILL).
+  channel.on('exit', (code: number | null, signal?: string) => {
+    ended = { status: code ?? null, ...(signal ? { signal } : {}) }
   })
   const toBrowser = (data: Buffer) => {
     ws.send(data, { binary: true }, () => {
@@ -325,8 +333,13 @@ function bridge(ws: WebSocket, shell: Shell): void {
   channel.on('drain', () => ws.resume())
   channel.once('close', () => {
     if (ws.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify({ type: 'exit', status }))
-      ws.close(1000)
+      if (ended) {
+        ws.send(JSON.stringify({ type: 'exit', ...ended }))
+        ws.close(1000)
+      } else {
+        ws.send(JSON.stringify({ type: 'error', message: `the connection to node "${node}" was cut before the shell ended` }))
+        ws.close(1011)
+      }
     }
     shell.end()
   })

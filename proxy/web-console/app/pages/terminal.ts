@@ -9,7 +9,7 @@ import { h } from '../dom.ts'
 import { chosenInApp, onLeave, type RouteParams } from '../router.ts'
 
 /** A text frame from the server. */
-type ServerMessage = { type: 'exit'; status: number | null } | { type: 'error'; message?: string }
+type ServerMessage = { type: 'exit'; status: number | null; signal?: string } | { type: 'error'; message?: string }
 
 export const TERMINAL_THEME = { background: '#101418', foreground: '#e6e6e6', cursor: '#f0c674' }
 /** A little room between rows, so underscores are not cut off at the bottom of theirs. */
@@ -71,7 +71,7 @@ function openTerminal(main: HTMLElement, node: string, login: string): void {
       return
     }
     const message = JSON.parse(String(event.data)) as ServerMessage
-    if (message.type === 'exit') end(`session ended (exit status ${message.status ?? 'unknown'})`, false)
+    if (message.type === 'exit') end(message.signal ? `session ended (killed by ${message.signal})` : `session ended (exit status ${message.status ?? 'unknown'})`, false)
     else end(message.message ?? 'refused', true)
   })
   socket.addEventListener('close', () => end('disconnected', true))
