@@ -69,7 +69,7 @@ t.test('auth sign writes to ~/.warren by default, and a copy of it in another ho
   t.same(readdirSync(join(first, '.warren')).sort(), CREDENTIALS)
   const config = readFileSync(join(first, '.warren', 'ssh_config'), 'utf8')
   t.match(config, /^ {4}IdentityFile \$\{HOME\}\/\.warren\/id_ed25519$/m, 'files named from the home directory')
-  t.match(config, new RegExp(`^ {4}ProxyCommand warren proxy ssh --identity=~/\\.warren --proxy=${proxy.web} %r@%h:%p$`, 'm'), 'warren from PATH')
+  t.match(config, new RegExp(`^ {4}ProxyCommand warren proxy ssh '--identity=~/\\.warren' --proxy=${proxy.web} %r@%h:%p$`, 'm'), 'warren from PATH')
   t.notOk(config.includes(first), 'the home it was written in is not named')
   t.notOk(config.includes(process.execPath) || config.includes('node_modules'), "nor this checkout's Node")
 
