@@ -42,6 +42,14 @@ t.test('at most 64 labels, and only an object of them', async (t) => {
 
 t.test('--labels: the same rules, as bad usage', async (t) => {
   t.same(parseLabels('distro=ubuntu, env=prod'), { distro: 'ubuntu', env: 'prod' })
+  t.same(
+    Object.entries(parseLabels('__proto__=x,constructor=y')),
+    [
+      ['__proto__', 'x'],
+      ['constructor', 'y'],
+    ],
+    'a key named like a property of every object is a label like any other',
+  )
   t.ok(
     (() => {
       try {

@@ -63,7 +63,8 @@ export function validLabels(value: unknown): Record<string, string> | undefined 
 
 /** `distro=ubuntu,env=prod` (a --labels flag) → `{ distro: 'ubuntu', env: 'prod' }`. */
 export function parseLabels(text: string): Record<string, string> {
-  const labels: Record<string, string> = {}
+  // No prototype: a label named __proto__ is a label like any other.
+  const labels: Record<string, string> = Object.create(null)
   for (const item of text.split(',')) {
     if (item.trim() === '') continue
     const eq = item.indexOf('=')

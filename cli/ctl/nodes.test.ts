@@ -11,6 +11,15 @@ t.test('KEY=VALUE pairs, given apart or joined by commas, and --remove keys', as
   t.same(parseLabelChanges('pi-1', ['env=lab'], ['owner']), { set: { env: 'lab' }, remove: ['owner'] })
   t.same(parseLabelChanges('pi-1', ['note=', 'env=a', 'env=b'], []).set, { note: '', env: 'b' }, 'an empty value is a value; the last of a key wins')
   t.same(parseLabelChanges('pi-1', ['topology.kubernetes.io/zone=eu-1'], []).set, { 'topology.kubernetes.io/zone': 'eu-1' })
+  const own = parseLabelChanges('pi-1', ['__proto__=x', 'constructor=y'], []).set
+  t.same(
+    Object.entries(own),
+    [
+      ['__proto__', 'x'],
+      ['constructor', 'y'],
+    ],
+    'a key named like a property of every object is a label like any other',
+  )
 })
 
 function thrown(fn: () => unknown): unknown {

@@ -114,7 +114,8 @@ export interface LabelChanges {
 /** Each KEY=VALUE (several may be joined by commas) and --remove's keys, checked as the auth server would. */
 export function parseLabelChanges(node: string, pairs: readonly string[], remove: readonly string[]): LabelChanges {
   if (node.includes('=')) throw new UsageError(`"warrenctl nodes label" needs the node first (its name or host ID), then KEY=VALUE..., not ${JSON.stringify(node)}`)
-  const set: Record<string, string> = {}
+  // No prototype: a label named __proto__ is a label like any other.
+  let set: Record<string, string> = Object.create(null)
   for (const pair of pairs) {
     for (const item of pair.split(',')) {
       if (item.trim() === '') continue
@@ -124,7 +125,7 @@ export function parseLabelChanges(node: string, pairs: readonly string[], remove
     }
   }
   try {
-    checkLabels(set)
+    set = checkLabels(set)
   } catch (error) {
     if (error instanceof LabelError) throw new UsageError(error.message)
     throw error
