@@ -144,9 +144,13 @@ t.test('a restore says what it undoes, each with the command that makes it again
       .filter((item) => item.kind === kind)
       .map(({ subject, id, command }) => ({ subject, id, command }))
       .sort((a, b) => a.subject.localeCompare(b.subject))
+  t.ok(
+    undone.every((item) => (item.command === null) === (typeof item.command_unavailable === 'string')),
+    'command_unavailable says why exactly where there is no command',
+  )
   t.same(of('user_removed'), [{ subject: 'fired', id: null, command: 'warrenctl users rm fired' }])
   t.same(of('user_reset'), [{ subject: 'leaked', id: null, command: 'warrenctl users reset leaked' }])
-  t.same(of('user_added'), [{ subject: 'newcomer', id: null, command: 'warrenctl users add newcomer --logins=root --roles=access' }])
+  t.same(of('user_added'), [{ subject: 'newcomer', id: null, command: 'warrenctl users add --logins=root --roles=access newcomer' }])
   t.match(
     of('lock_made'),
     [
