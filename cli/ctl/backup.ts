@@ -102,7 +102,7 @@ export const restore = defineCommand({
         report.undone_unknown = `the backend it replaced could not be read: ${(error as Error).message}`
       }
     }
-    if (flags.format === 'json') process.stdout.write(JSON.stringify(report, null, 2) + '\n')
+    if (flags.format === 'json') out(JSON.stringify(report, null, 2))
     else printReport(report)
     return 0
   },
