@@ -20,6 +20,7 @@ import { type DialReply, parseDialReply, type UserDialIn } from '../shared/proto
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
 import { isSelector, parseSelectors } from '../shared/selectors.ts'
+import { shellQuote } from '../shared/shell-quote.ts'
 import { forward } from '../shared/splice.ts'
 import { readOpenSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { defineCommand } from './command.ts'
@@ -233,12 +234,24 @@ async function sshOnSelection(flags: SshFlags, dir: string, login: string, selec
   return outcomes.some(failed) ? 1 : 0
 }
 
+/** Text that OpenSSH takes as it is where it expands %-tokens (a ProxyCommand): each % doubled. */
+const sshLiteral = (text: string) => text.replaceAll('%', '%%')
+
+/**
+ * The ProxyCommand with which OpenSSH runs `warren` (a command line for a shell) as the user
+ * of `dir`, through `proxy` when given: what OpenSSH hands its shell once it has put the user,
+ * node and port in for %r, %h and %p. The directory and proxy are quoted for that shell,
+ * whatever they hold.
+ */
+export function proxyCommand(warren: string, dir: string, proxy: string | undefined, fdpass: boolean): string {
+  const flags = sshLiteral([`--identity=${dir}`, ...(proxy ? [`--proxy=${proxy}`] : [])].map(shellQuote).join(' '))
+  return fdpass ? fdpassProxyCommand(sshLiteral(warren), `${flags} %r@%h:%p`) : `${sshLiteral(warren)} proxy ssh ${flags} %r@%h:%p`
+}
+
 /** OpenSSH's arguments: the credentials of `dir`, strict host keys, warren as the ProxyCommand, then `rest`. */
 function opensshArgs(flags: ProxyFlags & { fdpass?: boolean }, dir: string, rest: string[]): string[] {
-  const proxyFlags = [`--identity=${dir}`, ...(flags.proxy ? [`--proxy=${flags.proxy}`] : [])].map((f) => `'${f}'`).join(' ')
-  const proxyCommand = flags.fdpass
-    ? ['-o', 'ProxyUseFdpass=yes', '-o', `ProxyCommand=${fdpassProxyCommand(warrenCommand(), `${proxyFlags} %r@%h:%p`)}`]
-    : ['-o', `ProxyCommand=${warrenCommand()} proxy ssh ${proxyFlags} %r@%h:%p`]
+  const command = proxyCommand(warrenCommand(), dir, flags.proxy, flags.fdpass === true)
+  const proxyOptions = flags.fdpass ? ['-o', 'ProxyUseFdpass=yes', '-o', `ProxyCommand=${command}`] : ['-o', `ProxyCommand=${command}`]
   return [
     '-F',
     '/dev/null',
@@ -252,7 +265,7 @@ function opensshArgs(flags: ProxyFlags & { fdpass?: boolean }, dir: string, rest
     `IdentityFile=${profilePath(dir, 'sshKey')}`,
     '-o',
     `CertificateFile=${profilePath(dir, 'sshCert')}`,
-    ...proxyCommand,
+    ...proxyOptions,
     ...rest,
   ]
 }
