@@ -12,12 +12,11 @@ import { writeFileAtomic } from '../shared/files.ts'
 import { joinProofMessage, LOGIN_PURPOSE, signProof } from '../shared/join-proof.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import type { LoginKeyFields } from '../shared/protocol/logins.ts'
-import { shellQuote } from '../shared/shell-quote.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { HOST_KEYS_DIR } from './host-keys.ts'
 import { PROFILE_FILES, type Profile, secureCredentialsDir } from './profile.ts'
-import { fdpassProxyCommand } from './ssh-stream.ts'
+import { proxyCommand, sshPath, sshWord } from './ssh-options.ts'
 
 export interface UserKeys {
   ssh: { publicKey: KeyObject; privateKey: KeyObject }
@@ -52,6 +51,8 @@ export interface WriteOptions {
 }
 
 export function writeUserCredentials(dir: string, keys: UserKeys, signed: UserCerts, options: WriteOptions): Profile {
+  // Before any file: a path that OpenSSH cannot be given is refused with nothing written.
+  const config = options.sshConfig ? sshConfig(dir, signed.cluster_name, options.proxy, options.fdpass ?? false) : undefined
   // Checked once it exists: one made meanwhile by someone else is refused, not written into.
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   secureCredentialsDir(dir)
@@ -66,7 +67,7 @@ export function writeUserCredentials(dir: string, keys: UserKeys, signed: UserCe
   const proxies = options.proxy ? [options.proxy] : signed.proxies
   const profile: Profile = { cluster_name: signed.cluster_name, user: options.user, logins: signed.logins, proxies, valid_before: signed.valid_before, ...options.extra }
   write('profile', JSON.stringify(profile, null, 2) + '\n')
-  if (options.sshConfig) write('sshConfig', sshConfig(dir, signed.cluster_name, options.proxy, options.fdpass ?? false), 0o644)
+  if (config !== undefined) write('sshConfig', config, 0o644)
   return profile
 }
 
@@ -81,29 +82,24 @@ export function writeUserCredentials(dir: string, keys: UserKeys, signed: UserCe
  * With `fdpass` the ProxyCommand hands ssh its connection to the proxy and exits, so no
  * process copies the session (SECURITY.md, "Plain SSH streams").
  */
-function sshConfig(dir: string, cluster: string, proxy: string | undefined, fdpass: boolean): string {
+export function sshConfig(dir: string, cluster: string, proxy: string | undefined, fdpass: boolean): string {
   const rel = relative(homedir(), dir)
   const underHome = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)
-  const file = (name: keyof typeof PROFILE_FILES) => configWord(underHome ? `\${HOME}/${rel}/${PROFILE_FILES[name]}` : join(dir, PROFILE_FILES[name]))
+  // Each path one word to OpenSSH's tokeniser, taken as it is but for the ${HOME} it expands (ssh-options.ts).
+  const literal = (name: string) => (underHome ? `\${HOME}/${sshPath(join(rel, name))}` : sshPath(join(dir, name)))
   const identity = underHome ? `~/${rel}` : dir
-  const warren = isSea() ? shellQuote(process.execPath) : 'warren'
-  const proxyFlag = proxy ? ` ${shellQuote(`--proxy=${proxy}`)}` : ''
+  const warren = isSea() ? [process.execPath] : ['warren']
+  const command = proxyCommand(warren, identity, proxy, fdpass)
   return [
     `# Reach the nodes of cluster ${cluster} with a stock OpenSSH client: ssh -F ${join(identity, PROFILE_FILES.sshConfig)} login@node`,
     'Host *',
-    `    UserKnownHostsFile ${configWord(underHome ? `\${HOME}/${rel}/${HOST_KEYS_DIR}/%h` : join(dir, HOST_KEYS_DIR, '%h'))}`,
+    `    UserKnownHostsFile ${sshWord(`${literal(HOST_KEYS_DIR)}/%h`)}`,
     '    StrictHostKeyChecking yes',
     '    IdentitiesOnly yes',
-    `    IdentityFile ${file('sshKey')}`,
-    `    CertificateFile ${file('sshCert')}`,
-    ...(fdpass
-      ? [`    ProxyCommand ${fdpassProxyCommand(warren, `${shellQuote(`--identity=${identity}`)}${proxyFlag} %r@%h:%p`)}`, '    ProxyUseFdpass yes']
-      : [`    ProxyCommand ${warren} proxy ssh ${shellQuote(`--identity=${identity}`)}${proxyFlag} %r@%h:%p`]),
+    `    IdentityFile ${sshWord(literal(PROFILE_FILES.sshKey))}`,
+    `    CertificateFile ${sshWord(literal(PROFILE_FILES.sshCert))}`,
+    `    ProxyCommand ${command}`,
+    ...(fdpass ? ['    ProxyUseFdpass yes'] : []),
     '',
   ].join('\n')
-}
-
-/** A path as one ssh_config argument: in double quotes when it has spaces. */
-function configWord(path: string): string {
-  return /\s/.test(path) ? `"${path}"` : path
 }

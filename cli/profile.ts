@@ -11,7 +11,6 @@ import { ADMIN_PROOF_HEADER, signAdminRequest } from '../shared/admin-request-pr
 import { ApiClient, type ClientOptions } from '../shared/api-client.ts'
 import { UsageError, WarrenError } from '../shared/errors.ts'
 import { checkPrivateDir, type PrivateDirRules } from '../shared/private-dir.ts'
-import { shellQuote } from '../shared/shell-quote.ts'
 import { expandHome } from './flags.ts'
 
 export interface Profile {
@@ -71,11 +70,11 @@ export function loadProfile(dir: string): Profile {
   }
 }
 
-/** How to run this very `warren` again from a ProxyCommand: this executable, or Node with our entry script. */
-export function warrenCommand(): string {
+/** How to run this very `warren` again from a ProxyCommand, as command words: this executable, or Node with our entry script. */
+export function warrenCommand(): string[] {
   // In the single executable the binary is warren itself; only a checkout needs the script.
-  if (!process.argv[1]?.endsWith('.ts')) return shellQuote(process.execPath)
-  return `${shellQuote(process.execPath)} ${shellQuote(fileURLToPath(new URL('./warren.ts', import.meta.url)))}`
+  if (!process.argv[1]?.endsWith('.ts')) return [process.execPath]
+  return [process.execPath, fileURLToPath(new URL('./warren.ts', import.meta.url))]
 }
 
 /** A credentials file's path, once `dir` passes checkCredentialsDir: every reader of one asks here first. */

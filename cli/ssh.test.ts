@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { proxyCommand } from './ssh.ts'
+import { proxyCommand } from './ssh-options.ts'
 
 /** What OpenSSH does with a ProxyCommand's tokens (sshconnect.c), for login root at pi-1:22; an unknown one is fatal. */
 function expandTokens(command: string): string {
@@ -27,9 +27,9 @@ function warrenArgs(command: string, cwd: string): string[] {
 
 t.test('the credentials dir and proxy reach warren as they are', async (t) => {
   const cwd = mkdtempSync(join(tmpdir(), 'warren-proxy-command-'))
-  for (const dir of ["/home/o'brien/.warren", '/tmp/50%off dir', '/tmp/$(touch PWNED)/`id`', '/tmp/~x;y', '/tmp/%r%h']) {
+  for (const dir of ["/home/o'brien/.warren", '/tmp/50%off dir', 'C:\\odd\\', "/tmp/a\\'b", '/tmp/$(touch PWNED)/`id`', '/tmp/~x;y', '/tmp/%r%h']) {
     for (const fdpass of [false, true]) {
-      const command = proxyCommand('warren', dir, 'proxy.example.com:3080', fdpass)
+      const command = proxyCommand(['warren'], dir, 'proxy.example.com:3080', fdpass)
       t.same(
         warrenArgs(expandTokens(command), cwd),
         ['proxy', 'ssh', ...(fdpass ? ['--fdpass'] : []), `--identity=${dir}`, '--proxy=proxy.example.com:3080', 'root@pi-1:22'],
@@ -38,5 +38,5 @@ t.test('the credentials dir and proxy reach warren as they are', async (t) => {
     }
   }
   t.same(readdirSync(cwd), [], 'and nothing else runs')
-  t.equal(proxyCommand("'/opt/50%/warren'", '/x', undefined, false), "'/opt/50%%/warren' proxy ssh --identity=/x %r@%h:%p", "a % of warren's own path too")
+  t.equal(proxyCommand(['/opt/50%/warren'], '/x', undefined, false), '/opt/50%%/warren proxy ssh --identity=/x %r@%h:%p', "a % of warren's own path too")
 })

@@ -20,7 +20,6 @@ import { type DialReply, parseDialReply, type UserDialIn } from '../shared/proto
 import { readFirstMessage, writeMessage } from '../shared/protocol/framing.ts'
 import { CLUSTER_SERVER_NAME, USER_ALPN } from '../shared/protocol/tunnel.ts'
 import { isSelector, parseSelectors } from '../shared/selectors.ts'
-import { shellQuote } from '../shared/shell-quote.ts'
 import { forward } from '../shared/splice.ts'
 import { readOpenSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { defineCommand } from './command.ts'
@@ -30,7 +29,8 @@ import { forgetHostKeys, HOST_KEYS_DIR, refreshHostKeys } from './host-keys.ts'
 import { DEFAULT_LISTEN_HOST, listenAndDial, parseListenAddress } from './port-listen.ts'
 import { defaultProfileDir, loadProfile, profilePath, warrenCommand } from './profile.ts'
 import { credentialsDir, reachableNodes, USER_FLAGS } from './reachable.ts'
-import { checkFdpassChannel, dialSshStream, fdpassProxyCommand, handOver } from './ssh-stream.ts'
+import { proxyCommand, sshPath, sshWord } from './ssh-options.ts'
+import { checkFdpassChannel, dialSshStream, handOver } from './ssh-stream.ts'
 
 const COMMON = defineFlags({
   identity: { type: 'path', placeholder: 'DIR', defaultText: '$WARREN_HOME, else ~/.warren', description: 'directory with the credentials from "warrenctl auth sign"' },
@@ -234,37 +234,27 @@ async function sshOnSelection(flags: SshFlags, dir: string, login: string, selec
   return outcomes.some(failed) ? 1 : 0
 }
 
-/** Text that OpenSSH takes as it is where it expands %-tokens (a ProxyCommand): each % doubled. */
-const sshLiteral = (text: string) => text.replaceAll('%', '%%')
-
 /**
- * The ProxyCommand with which OpenSSH runs `warren` (a command line for a shell) as the user
- * of `dir`, through `proxy` when given: what OpenSSH hands its shell once it has put the user,
- * node and port in for %r, %h and %p. The directory and proxy are quoted for that shell,
- * whatever they hold.
+ * OpenSSH's arguments: the credentials of `dir`, strict host keys, warren as the ProxyCommand,
+ * then `rest`. Each path is one word to OpenSSH's option parser and taken as it is (ssh-options.ts).
  */
-export function proxyCommand(warren: string, dir: string, proxy: string | undefined, fdpass: boolean): string {
-  const flags = sshLiteral([`--identity=${dir}`, ...(proxy ? [`--proxy=${proxy}`] : [])].map(shellQuote).join(' '))
-  return fdpass ? fdpassProxyCommand(sshLiteral(warren), `${flags} %r@%h:%p`) : `${sshLiteral(warren)} proxy ssh ${flags} %r@%h:%p`
-}
-
-/** OpenSSH's arguments: the credentials of `dir`, strict host keys, warren as the ProxyCommand, then `rest`. */
-function opensshArgs(flags: ProxyFlags & { fdpass?: boolean }, dir: string, rest: string[]): string[] {
-  const command = proxyCommand(warrenCommand(), dir, flags.proxy, flags.fdpass === true)
+export function opensshArgs(flags: ProxyFlags & { fdpass?: boolean }, dir: string, rest: string[], warren = warrenCommand()): string[] {
+  const command = proxyCommand(warren, resolve(dir), flags.proxy, flags.fdpass === true)
   const proxyOptions = flags.fdpass ? ['-o', 'ProxyUseFdpass=yes', '-o', `ProxyCommand=${command}`] : ['-o', `ProxyCommand=${command}`]
+  const path = (text: string) => sshWord(sshPath(text))
   return [
     '-F',
     '/dev/null',
     '-o',
-    `UserKnownHostsFile=${join(resolve(dir), HOST_KEYS_DIR, '%h')}`,
+    `UserKnownHostsFile=${sshWord(`${sshPath(join(resolve(dir), HOST_KEYS_DIR))}/%h`)}`,
     '-o',
     'StrictHostKeyChecking=yes',
     '-o',
     'IdentitiesOnly=yes',
     '-o',
-    `IdentityFile=${profilePath(dir, 'sshKey')}`,
+    `IdentityFile=${path(profilePath(dir, 'sshKey'))}`,
     '-o',
-    `CertificateFile=${profilePath(dir, 'sshCert')}`,
+    `CertificateFile=${path(profilePath(dir, 'sshCert'))}`,
     ...proxyOptions,
     ...rest,
   ]

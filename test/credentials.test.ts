@@ -81,3 +81,17 @@ t.test('auth sign writes to ~/.warren by default, and a copy of it in another ho
   t.equal(ssh.code, 0, ssh.stderr)
   t.equal(ssh.stdout, 'copied\n')
 })
+
+t.test('credentials in a directory whose path has a space, a quote and a %: warren ssh and a stock ssh log in', async (t) => {
+  const home = tempDir('warren-home-')
+  const cwd = tempDir()
+  for (const out of [join(tempDir(), "o'brien's 50% creds"), "~/it's 100% mine"]) {
+    const dir = out.startsWith('~/') ? join(home, out.slice(2)) : out
+    const signed = await warrenctl(['auth', 'sign', '--user=alice', `--out=${out}`, '--format=openssh', `--proxy=${proxy.web}`], home, cwd)
+    t.equal(signed.code, 0, signed.stderr)
+    const viaWarren = await warren(['ssh', `--identity=${dir}`, `${login}@pi-carry`, 'echo warren'], home, cwd)
+    t.same({ code: viaWarren.code, stdout: viaWarren.stdout }, { code: 0, stdout: 'warren\n' }, `warren ssh with ${JSON.stringify(dir)}`, { stderr: viaWarren.stderr })
+    const stock = await runAs('ssh', ['-F', join(dir, 'ssh_config'), '-o', 'BatchMode=yes', `${login}@pi-carry`, 'echo stock'], home, cwd)
+    t.same({ code: stock.code, stdout: stock.stdout }, { code: 0, stdout: 'stock\n' }, `ssh -F with the ssh_config of ${JSON.stringify(dir)}`, { stderr: stock.stderr })
+  }
+})
