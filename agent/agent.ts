@@ -201,7 +201,7 @@ export class Agent {
       log: this.log,
     })
     if (tunnel === undefined) await this.startDirect(server)
-    else if (certificateUsable(this.identity)) this.startTunnels(server, tunnel, source!)
+    else if (this.certificateUsable()) this.startTunnels(server, tunnel, source!)
     else this.tunnels = { server, address: tunnel, held: true }
     this.renewal.start()
     this.watchClock(server)
@@ -238,7 +238,7 @@ export class Agent {
       this.clockSeen = undefined
       return
     }
-    const usable = certificateUsable(this.identity)
+    const usable = this.certificateUsable()
     if (this.tunnels?.held && usable) this.startTunnels(this.tunnels.server, this.tunnels.address, 'now that the certificate is valid by the clock')
     // A handshake that went through shows the clock agrees with the cluster's certificates.
     if (reachable) this.clockSeen = undefined
@@ -270,7 +270,10 @@ export class Agent {
 
   /** What the node can tell about its system clock (agent/status.ts). */
   get clock(): ClockStatus | undefined {
-    return this.identity && clockStatus(new X509Certificate(this.identity.tlsCertPem), this.clockSeen)
+    if (!this.identity) return undefined
+    const status = clockStatus(new X509Certificate(this.identity.tlsCertPem), this.clockSeen)
+    const ahead = this.renewal?.clockAheadMs ?? 0
+    return ahead > 0 ? { ...status, clock_ahead_ms: ahead } : status
   }
 
   /** Tunnel mode waiting for certificates the proxies accept (see holdTunnels): where the tunnels will go. */
@@ -330,6 +333,11 @@ export class Agent {
     // Events queued before a restart go out as soon as there is a way.
     sender.kick()
     return sender
+  }
+
+  /** Whether the certificate is valid and from a trusted CA, by the auth server's clock once a refused recovery showed this clock runs ahead of it. */
+  private certificateUsable(): boolean {
+    return certificateUsable(this.identity, this.renewal?.now())
   }
 
   /**
@@ -564,7 +572,7 @@ export class Agent {
   private checkServerTrust(server: string): void {
     if (this.stopped || this.bridges?.busy || this.bridges?.due === false) return
     if (!this.heartbeat?.failing) {
-      if (!this.tunnels?.held || certificateUsable(this.identity)) return
+      if (!this.tunnels?.held || this.certificateUsable()) return
       if (this.heldTrustProbedAt !== undefined && monotonicMs() - this.heldTrustProbedAt < CLOCK_PROBE_MS) return
       this.heldTrustProbedAt = monotonicMs()
     }

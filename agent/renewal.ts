@@ -62,6 +62,16 @@ export class NodeRenewal {
     return this.renewal.state
   }
 
+  /** Epoch ms by the clock the certificate is judged by (HostRenewal.now): the auth server's, once it found this one ahead. */
+  now(): number {
+    return this.renewal.now()
+  }
+
+  /** How far this node's clock was found ahead of the auth server's. */
+  get clockAheadMs(): number {
+    return this.renewal.clockAheadMs
+  }
+
   /** The trusted CAs changed: renews if the CA that signs now did not issue the certificate, at once or within `spreadMs`. */
   trustChanged(spreadMs = 0): void {
     this.renewal.trustChanged(spreadMs)

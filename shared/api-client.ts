@@ -121,7 +121,7 @@ export class ApiClient {
       ...own,
       ...extraHeaders,
     }
-    let response: { statusCode: number; text: string; retryAfter?: string }
+    let response: { statusCode: number; text: string; retryAfter?: string; date?: string; receivedAt: number }
     try {
       response = await new Promise((resolve, reject) => {
         const req = request(`https://${this.server}${path}`, { method, agent: this.agent, headers }, (res) => {
@@ -132,7 +132,15 @@ export class ApiClient {
             if (received > this.maxAnswerBytes) req.destroy(new Error(`the answer is longer than ${this.maxAnswerBytes} bytes`))
             else chunks.push(chunk)
           })
-          res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), retryAfter: res.headers['retry-after'] }))
+          res.on('end', () =>
+            resolve({
+              statusCode: res.statusCode ?? 0,
+              text: Buffer.concat(chunks).toString('utf8'),
+              retryAfter: res.headers['retry-after'],
+              date: res.headers.date,
+              receivedAt: Date.now(),
+            }),
+          )
           res.on('error', reject)
         })
         // No progress (connecting, waiting for the answer, or within it) for timeoutMs fails the call.
@@ -143,7 +151,7 @@ export class ApiClient {
     } catch (error) {
       throw new UnreachableError(`cannot reach ${this.server}: ${describeNetworkError(error)}`, networkErrorCode(error))
     }
-    const { statusCode, text, retryAfter } = response
+    const { statusCode, text, retryAfter, date, receivedAt } = response
     let parsed: unknown
     try {
       parsed = text ? JSON.parse(text) : {}
@@ -153,7 +161,8 @@ export class ApiClient {
     if (statusCode >= 400) {
       const message = (parsed as { error?: string }).error ?? `HTTP ${statusCode}`
       const retryAfterS = retryAfter !== undefined && /^\d{1,6}$/.test(retryAfter) ? Number(retryAfter) : undefined
-      throw new ApiError(statusCode, message, retryAfterS)
+      const serverDate = date === undefined ? Number.NaN : Date.parse(date)
+      throw new ApiError(statusCode, message, retryAfterS, Number.isNaN(serverDate) ? undefined : receivedAt - serverDate)
     }
     return parsed as T
   }

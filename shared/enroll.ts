@@ -93,7 +93,7 @@ async function recoverStored(
   warn?: (message: string) => void,
   keeper?: IdentityKeeper,
 ): Promise<NodeIdentity> {
-  const { PastRecoveryWindow, recoverCertificates } = await import('./recover.ts')
+  const { PastRecoveryWindow, recoverCertificates, StillValidByServer } = await import('./recover.ts')
   log.warn(`this ${role}'s certificate can no longer be used: recovering it with the keys it joined with`, { host_id: stored.hostId })
   try {
     const answer = await recoverCertificates(stored)
@@ -106,6 +106,15 @@ async function recoverStored(
     log.info(`recovered this ${role}'s certificates`, { host_id: recovered.hostId, ...timeLeftFields(new X509Certificate(recovered.tlsCertPem)) })
     return recovered
   } catch (error) {
+    if (error instanceof StillValidByServer) {
+      // Expired by this host's clock only: the renewal schedule renews it as usual (host-renewal.ts).
+      const ahead = error.clockAheadMs === undefined ? {} : { clock_ahead_ms: error.clockAheadMs }
+      log.warn(`this ${role}'s clock runs ahead of the auth server's, by whose clock its certificate is still valid: it renews it as usual instead (${error.message})`, {
+        host_id: stored.hostId,
+        ...ahead,
+      })
+      return stored
+    }
     if (!(error instanceof PastRecoveryWindow)) {
       log.warn(`recovering this ${role}'s certificates failed: ${(error as Error).message}`, { host_id: stored.hostId })
       return stored

@@ -29,10 +29,16 @@ export class ApiError extends WarrenError {
   readonly status: number
   /** Seconds the server asked the caller to wait before trying again (its Retry-After), when it said. */
   readonly retryAfterS?: number
-  constructor(status: number, message: string, retryAfterS?: number) {
+  /**
+   * How far this host's clock was ahead of the server's when the answer came (negative:
+   * behind), by the answer's Date header, which counts whole seconds; undefined without one.
+   */
+  readonly clockAheadMs?: number
+  constructor(status: number, message: string, retryAfterS?: number, clockAheadMs?: number) {
     super(message)
     this.status = status
     if (retryAfterS !== undefined) this.retryAfterS = retryAfterS
+    if (clockAheadMs !== undefined) this.clockAheadMs = clockAheadMs
   }
 }
 

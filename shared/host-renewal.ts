@@ -10,6 +10,7 @@
 
 import { X509Certificate } from 'node:crypto'
 import { serverWaitMs } from './backoff.ts'
+import { formatDuration } from './duration.ts'
 import type { NodeIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import type { RenewedCertificates } from './protocol/hosts.ts'
@@ -48,12 +49,23 @@ export class HostRenewal {
   private readonly schedule: RenewalSchedule
   /** The host CAs trusted when the last try started: a failing renewal is asked again at once only when they changed. */
   private triedWithCAs?: string
+  /**
+   * How far the host's clock runs ahead of the auth server's, as a recovery refused for a
+   * certificate still valid by the server's clock showed: the certificate is judged, and its
+   * renewal timed, by the host's clock less this, which is the server's (to the second).
+   */
+  private aheadMs = 0
+  private readonly clock: () => number
 
   constructor(options: HostRenewalOptions) {
     this.options = options
-    const clock = options.schedule?.clock ?? Date.now
+    const base = options.schedule?.clock ?? Date.now
+    // The host's clock, less how far the auth server found it ahead (a refused recovery).
+    const clock = () => base() - this.aheadMs
+    this.clock = clock
     this.schedule = new RenewalSchedule({
       ...options.schedule,
+      clock,
       what: options.what,
       certificate: () => new X509Certificate(options.identity().tlsCertPem),
       renew: () => this.renewOrRecover(),
@@ -83,14 +95,28 @@ export class HostRenewal {
    */
   trustChanged(spreadMs = 0): void {
     const identity = this.options.identity()
-    if (!renewalNeeded(new X509Certificate(identity.tlsCertPem), identity.hostCAPems[0])) return
+    if (!renewalNeeded(new X509Certificate(identity.tlsCertPem), identity.hostCAPems[0], this.clock())) return
     if (this.schedule.failing && this.triedWithCAs === identity.hostCAPems.join('\n')) return
     this.schedule.renewNow(spreadMs)
   }
 
   /** The wall clock was set (by `byMs`): the renewal is timed again by the clock as it reads now (RenewalSchedule.clockStepped). */
   clockStepped(byMs: number): void {
-    this.schedule.clockStepped(byMs)
+    // A step back takes back as much of how far ahead the clock was found (NTP correcting it).
+    const ahead = Math.max(0, this.aheadMs + byMs)
+    const corrected = byMs - (ahead - this.aheadMs)
+    this.aheadMs = ahead
+    this.schedule.clockStepped(corrected)
+  }
+
+  /** How far the host's clock was found ahead of the auth server's (0 unless a refused recovery showed it). */
+  get clockAheadMs(): number {
+    return this.aheadMs
+  }
+
+  /** Epoch ms by the clock the certificate is judged by: the host's, less how far it was found ahead of the auth server's. */
+  now(): number {
+    return this.clock()
   }
 
   stop(): void {
@@ -108,22 +134,43 @@ export class HostRenewal {
   private async renewOrRecover(): Promise<void> {
     const identity = this.options.identity()
     this.triedWithCAs = identity.hostCAPems.join('\n')
-    if (certificateUsable(identity)) {
+    if (certificateUsable(identity, this.clock())) {
       this.accept(await this.options.renew(identity).catch(throwWithServerWait), 'renewed')
       return
     }
     this.options.unusable?.()
     // Loaded only when needed: a node whose certificates stay valid never holds this code.
-    const { PastRecoveryWindow, recoverCertificates } = await import('./recover.ts')
+    const { PastRecoveryWindow, recoverCertificates, StillValidByServer } = await import('./recover.ts')
     let recovered: RenewedCertificates
     try {
       recovered = await recoverCertificates(identity)
     } catch (error) {
+      if (error instanceof StillValidByServer) {
+        // Only this host's clock says the certificate expired: the auth server, whose clock
+        // decides, renews it as any other (and refuses it as any other), so the host asks so.
+        this.foundAhead(identity, error)
+        this.accept(await this.options.renew(identity).catch(throwWithServerWait), 'renewed')
+        return
+      }
       if (!(error instanceof PastRecoveryWindow)) throwWithServerWait(error)
       this.options.log.error(error.message, { host_id: identity.hostId, readmit: error.readmit })
       throw new RetryLater(error.message, PAST_WINDOW_RETRY_MS)
     }
     this.accept(recovered, 'recovered')
+  }
+
+  /** The auth server found the certificate still valid: says by how much the clock runs ahead, and judges by the server's clock from now on. */
+  private foundAhead(identity: NodeIdentity, refusal: { message: string; clockAheadMs?: number }): void {
+    const measured = refusal.clockAheadMs
+    const fields = { host_id: identity.hostId, ...(measured === undefined ? {} : { clock_ahead_ms: measured }) }
+    this.options.log.warn(
+      `this host's clock runs ahead of the auth server's${measured === undefined ? '' : ` by ${formatDuration(measured)}`}: the certificate it holds has expired by this host's clock only, so it renews as usual instead of recovering (${refusal.message}); set this host's clock right (NTP)`,
+      fields,
+    )
+    if (measured === undefined || measured <= 0) return
+    const more = measured - this.aheadMs
+    this.aheadMs = measured
+    this.schedule.clockStepped(-more)
   }
 
   /** Puts `renewed` in place once judged; a refusal is logged and thrown, so that the schedule tries again. */

@@ -14,6 +14,22 @@ import type { RecoverBodyIn, RenewedCertificates } from './protocol/hosts.ts'
 /** The status the auth server answers a recovery with when the host's certificates expired longer ago than the recovery window. */
 export const PAST_RECOVERY_WINDOW = 410
 
+/** The status the auth server answers a recovery with when the host's certificate is still valid by its clock (it renews with it instead). */
+export const STILL_RENEWABLE = 409
+
+/**
+ * The auth server refused the recovery because the certificate is still valid by its clock:
+ * this host's clock runs ahead of the server's (by `clockAheadMs`, when the answer said its
+ * time), and the certificate renews the usual way, with the server judging it by its clock.
+ */
+export class StillValidByServer extends WarrenError {
+  readonly clockAheadMs?: number
+  constructor(message: string, clockAheadMs?: number) {
+    super(message)
+    if (clockAheadMs !== undefined) this.clockAheadMs = clockAheadMs
+  }
+}
+
 /** The recovery window has passed: only a new token re-admits the host. */
 export class PastRecoveryWindow extends WarrenError {
   /** The command that makes that token. */
@@ -44,7 +60,10 @@ export function recoveryBody(identity: NodeIdentity, nonce: string): RecoverBody
   return { tls_cert: identity.tlsCertPem, nonce, tls_signature: signProof(message, tlsKey), ssh_signature: signProof(message, sshKey) }
 }
 
-/** Asks where `identity` joined for new certificates; throws PastRecoveryWindow when only a new token helps. */
+/**
+ * Asks where `identity` joined for new certificates; throws PastRecoveryWindow when only a
+ * new token helps, StillValidByServer when the certificate needs no recovery by the server's clock.
+ */
 export async function recoverCertificates(identity: NodeIdentity): Promise<RenewedCertificates> {
   const client = new ApiClient({ server: identity.authServers[0], caPems: identity.hostCAPems })
   try {
@@ -52,6 +71,7 @@ export async function recoverCertificates(identity: NodeIdentity): Promise<Renew
     return await client.call('POST /v1/recover', { body: recoveryBody(identity, nonce) })
   } catch (error) {
     if (error instanceof ApiError && error.status === PAST_RECOVERY_WINDOW) throw new PastRecoveryWindow(error.message, readmitCommand(identity.nodename, identity.roles))
+    if (error instanceof ApiError && error.status === STILL_RENEWABLE) throw new StillValidByServer(error.message, error.clockAheadMs)
     throw error
   } finally {
     await client.close()

@@ -150,6 +150,12 @@ export interface ClockStatus {
   problem: 'behind' | 'ahead' | null
   /** What showed it: which certificate looked outside its validity, and its dates. */
   evidence: string | null
+  /**
+   * How far the clock runs ahead of the auth server's, as the auth server showed when it
+   * refused to recover a certificate still valid by its clock; absent unless it did. The
+   * node judges its certificate by the auth server's clock meanwhile.
+   */
+  clock_ahead_ms?: number
 }
 
 export interface NodeStatus {

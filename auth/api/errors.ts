@@ -5,7 +5,7 @@
 
 import { HttpError, type Refusal } from '../../shared/api-router.ts'
 import { ProtocolError } from '../../shared/protocol/errors.ts'
-import { PAST_RECOVERY_WINDOW } from '../../shared/recover.ts'
+import { PAST_RECOVERY_WINDOW, STILL_RENEWABLE } from '../../shared/recover.ts'
 import { AcmeRecordError } from '../acme-records.ts'
 import { CAExpired } from '../authorities.ts'
 import { ConnectionLimitReached } from '../connection-leases.ts'
@@ -44,7 +44,7 @@ const STATUSES: [new (...args: never[]) => Error, number][] = [
   [ChallengeRefusal, 403],
   [JoinRefusal, 403],
   [RenewalRefusal, 403],
-  [StillRenewable, 409],
+  [StillRenewable, STILL_RENEWABLE],
   [RecoveryWindowPassed, PAST_RECOVERY_WINDOW],
   [RecoveryRefusal, 403],
   [UnregisteredHost, 403],
