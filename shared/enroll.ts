@@ -109,10 +109,13 @@ async function recoverStored(
     if (error instanceof StillValidByServer) {
       // Expired by this host's clock only: the renewal schedule renews it as usual (host-renewal.ts).
       const ahead = error.clockAheadMs === undefined ? {} : { clock_ahead_ms: error.clockAheadMs }
-      log.warn(`this ${role}'s clock runs ahead of the auth server's, by whose clock its certificate is still valid: it renews it as usual instead (${error.message})`, {
-        host_id: stored.hostId,
-        ...ahead,
-      })
+      log.warn(
+        `this ${role}'s certificate is still valid by the auth server's clock, which this host's differs from (clock_ahead_ms): it renews it as usual instead (${error.message})`,
+        {
+          host_id: stored.hostId,
+          ...ahead,
+        },
+      )
       return stored
     }
     if (!(error instanceof PastRecoveryWindow)) {

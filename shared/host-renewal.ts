@@ -10,6 +10,7 @@
 
 import { X509Certificate } from 'node:crypto'
 import { serverWaitMs } from './backoff.ts'
+import { validNow } from './cert-subject.ts'
 import { formatDuration } from './duration.ts'
 import type { NodeIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
@@ -102,8 +103,9 @@ export class HostRenewal {
 
   /** The wall clock was set (by `byMs`): the renewal is timed again by the clock as it reads now (RenewalSchedule.clockStepped). */
   clockStepped(byMs: number): void {
-    // A step back takes back as much of how far ahead the clock was found (NTP correcting it).
-    const ahead = Math.max(0, this.aheadMs + byMs)
+    // Once the clock was found ahead, a step moves it as far from the auth server's (a step
+    // back, NTP correcting it, takes back as much); otherwise nothing is known of that.
+    const ahead = this.aheadMs > 0 ? Math.max(0, this.aheadMs + byMs) : 0
     const corrected = byMs - (ahead - this.aheadMs)
     this.aheadMs = ahead
     this.schedule.clockStepped(corrected)
@@ -162,9 +164,18 @@ export class HostRenewal {
   /** The auth server found the certificate still valid: says by how much the clock runs ahead, and judges by the server's clock from now on. */
   private foundAhead(identity: NodeIdentity, refusal: { message: string; clockAheadMs?: number }): void {
     const measured = refusal.clockAheadMs
+    if (validNow(new X509Certificate(identity.tlsCertPem), this.clock())) {
+      // Not expired by this clock either: it was the CAs this host trusts that made it look unusable.
+      this.options.log.warn(`the auth server holds this host's certificate valid, from a CA it signs with: it renews as usual instead of recovering (${refusal.message})`, {
+        host_id: identity.hostId,
+      })
+      return
+    }
     const fields = { host_id: identity.hostId, ...(measured === undefined ? {} : { clock_ahead_ms: measured }) }
     this.options.log.warn(
-      `this host's clock runs ahead of the auth server's${measured === undefined ? '' : ` by ${formatDuration(measured)}`}: the certificate it holds has expired by this host's clock only, so it renews as usual instead of recovering (${refusal.message}); set this host's clock right (NTP)`,
+      measured !== undefined && measured < 0
+        ? `this host's clock runs behind the auth server's by ${formatDuration(-measured)}: the certificate it holds is outside its dates by this host's clock only, so it renews as usual instead of recovering (${refusal.message}); set this host's clock right (NTP)`
+        : `this host's clock runs ahead of the auth server's${measured === undefined ? '' : ` by ${formatDuration(measured)}`}: the certificate it holds has expired by this host's clock only, so it renews as usual instead of recovering (${refusal.message}); set this host's clock right (NTP)`,
       fields,
     )
     if (measured === undefined || measured <= 0) return
