@@ -41,3 +41,22 @@ export function secureRecordingDir(dir: string, log: Logger): void {
 export function secureStorageDir(dir: string): void {
   checkPrivateDir(dir, { what: 'the folder of auth_service.storage.path', harm: "replace the backend, or read the CAs' private keys in it" })
 }
+
+/**
+ * Checks the folder a backup of the SQLite backend is written to, or restored from, by the
+ * same rules as the backend's own (refused, never made private): a backup holds the CAs'
+ * private keys, and whoever may write into its folder can put a database of their own in
+ * its place, which a restore would make the cluster's.
+ */
+export function secureBackupDir(dir: string): void {
+  checkPrivateDir(dir, { what: 'the folder of the backup', harm: "replace the backup, which holds the CAs' private keys, with one of their own" })
+}
+
+/**
+ * Checks a data dir by secureDataDir's rules where nothing may be changed (a command that
+ * acts on a stopped auth server's files): one that others may write into is refused, even
+ * the running user's own, instead of being made private.
+ */
+export function checkDataDir(dir: string): void {
+  checkPrivateDir(dir, { what: 'data dir', harm: 'replace its keys, certificates and backend' })
+}

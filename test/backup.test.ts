@@ -6,7 +6,7 @@
 // the restore, as its output says (`--format=json`: a record for each item, with the command
 // that makes it again). Real processes and real OpenSSH.
 
-import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
@@ -202,4 +202,88 @@ t.test('a restore says what it undoes, each with the command that makes it again
 
   const again = JSON.parse((await ok(['restore', '--format=json', backup])).stdout) as RestoreReport
   t.same(again.undone, [], 'a second restore of the same copy undoes nothing')
+})
+
+t.test('backup and restore refuse folders others may write into, as warren start does, and change nothing', async (t) => {
+  const auth = await new AuthProcess().start()
+  t.teardown(() => auth.stop())
+  const good = join(tempDir(), 'warren.db')
+  t.equal((await auth.ctl(['backup', good])).code, 0, 'a backup into a private folder')
+  const sharedDir = (mode: number) => {
+    const dir = join(tempDir(), 'shared')
+    mkdirSync(dir)
+    chmodSync(dir, mode)
+    return dir
+  }
+  const refusedWith = (result: { code: number; stderr: string }, what: string, pattern: RegExp, message: string) => {
+    t.equal(result.code, 1, `${message}: refused`)
+    t.match(result.stderr, pattern, `${message}: the error names ${what}`)
+  }
+
+  const shared = sharedDir(0o1777)
+  refusedWith(
+    await auth.ctl(['backup', join(shared, 'warren.db')]),
+    'the folder',
+    /the folder of the backup .* is writable by users other than its owner \(mode 1777/,
+    'a backup into /tmp-like folder',
+  )
+  t.same(readdirSync(shared), [], 'nothing is written there')
+  t.equal(statSync(shared).mode & 0o7777, 0o1777, 'whose mode is left as it was')
+
+  // A backend in a folder others may write into, as warren start refuses it.
+  const storage = sharedDir(0o1777)
+  cpSync(join(auth.dataDir, 'backend.db'), join(storage, 'backend.db'))
+  const configDir = tempDir()
+  const config = join(configDir, 'auth.yaml')
+  writeFileSync(config, `version: v1\ndata_dir: ${join(configDir, 'data')}\nauth_service:\n  storage: { type: sqlite, path: ${join(storage, 'backend.db')} }\n`)
+  const warrenctl = (args: string[]) => run(join(ROOT, 'cli/warrenctl.ts'), [...args, `--config=${config}`])
+  const copy = join(tempDir(), 'copy.db')
+  refusedWith(
+    await warrenctl(['backup', copy]),
+    "the backend's folder",
+    /the folder of auth_service\.storage\.path .* is writable by users other than its owner/,
+    'a backup of a backend in such a folder',
+  )
+  t.notOk(existsSync(copy), 'no copy is made')
+  refusedWith(
+    await warrenctl(['restore', good]),
+    "the backend's folder",
+    /the folder of auth_service\.storage\.path .* is writable by users other than its owner/,
+    'a restore into such a folder',
+  )
+  t.same(readdirSync(storage), ['backend.db'], 'nothing is written beside the backend')
+  t.notOk(existsSync(join(configDir, 'data')), 'nor a data dir made')
+
+  await auth.stop()
+  const backend = join(auth.dataDir, 'backend.db')
+  const contents = () => readFileSync(backend)
+  const before = contents()
+  const listing = () => readdirSync(auth.dataDir).sort()
+  const entries = listing()
+
+  const planted = sharedDir(0o777)
+  cpSync(good, join(planted, 'warren.db'))
+  refusedWith(
+    await auth.ctl(['restore', join(planted, 'warren.db')]),
+    'the folder',
+    /the folder of the backup .* is writable by users other than its owner \(mode 0777/,
+    'a restore from a folder others may write into',
+  )
+  t.ok(contents().equals(before), 'the backend is untouched')
+  t.same(listing(), entries, 'and nothing is added beside it')
+
+  chmodSync(auth.dataDir, 0o777)
+  refusedWith(
+    await auth.ctl(['restore', good]),
+    'the data dir',
+    /data dir .* is writable by users other than its owner \(mode 0777/,
+    'a restore into a data dir others may write into',
+  )
+  t.equal(statSync(auth.dataDir).mode & 0o777, 0o777, "the data dir's mode is left as it was")
+  t.ok(contents().equals(before), 'the backend is untouched')
+  t.same(listing(), entries, 'and nothing is added beside it')
+
+  chmodSync(auth.dataDir, 0o700)
+  const restored = await auth.ctl(['restore', good])
+  t.equal(restored.code, 0, `from a private folder into a private data dir, the restore goes ahead ${restored.stderr.trim()}`)
 })

@@ -3,9 +3,11 @@
 // act on the auth server's files on this host, never through the API: the copy holds the
 // CAs' private keys, which never leave the auth host over the network.
 
+import { dirname, resolve } from 'node:path'
 import { type UndoneItem, undoneItems, undoneLines } from '../../auth/backend/restore-undone.ts'
 import { backUpSqlite, restoreSqlite } from '../../auth/backend/sqlite-backup.ts'
 import { applyFlags, defaultConfig, loadConfigFile } from '../../shared/config.ts'
+import { checkDataDir, secureBackupDir, secureStorageDir } from '../../shared/data-dir.ts'
 import { lockDataDir } from '../../shared/data-dir-lock.ts'
 import { UsageError } from '../../shared/errors.ts'
 import { defineCommand } from '../command.ts'
@@ -39,10 +41,13 @@ export const backup = defineCommand({
   operands: ['FILE'],
   flags: FLAGS,
   description:
-    "Run on the auth server's host. FILE must not exist; it is made readable by its owner only, since it holds the CAs' private keys: keep it as secret as they are. The copy is whole although the auth server keeps writing. With an etcd backend, use etcdctl snapshot save.",
+    "Run on the auth server's host. FILE must not exist; it is made readable by its owner only, since it holds the CAs' private keys: keep it as secret as they are. Its folder, like the backend's, must be private as warren start requires (others may not write into it): one that is not is refused. The copy is whole although the auth server keeps writing. With an etcd backend, use etcdctl snapshot save.",
   examples: ['warrenctl backup /var/backups/warren-$(date +%F).db', 'warrenctl backup --config=/etc/warren.yaml /root/warren.db'],
   run(flags, args) {
     const { path } = backendOf(flags)
+    // The folders `warren start` requires of the backend's, and the same of the copy's.
+    secureStorageDir(dirname(path))
+    secureBackupDir(dirname(resolve(args[0])))
     const summary = backUpSqlite(path, args[0])
     out(`Backed up cluster "${summary.clusterName}" (${summary.items} records) to ${args[0]}.`)
     out("It holds the CAs' private keys: keep it as secret as they are.")
@@ -80,10 +85,15 @@ export const restore = defineCommand({
     },
   },
   description:
-    "Run on the auth server's host with the auth server stopped: refused while it runs (the data dir's lock), and refused when the backend there is another cluster's. The backend it replaces is kept beside it (backend.db.before-restore-TIME). What changed since the backup is undone, and the audit log is restored too: it lists what it undoes (users removed, reset or added, locks made or lifted, hosts removed or joined, assigned labels, tokens used, deleted or made, roles, a CA rotation), each with the command that makes it again. With --format=json it prints one object: cluster_name, records, backend, kept_as (null when there was no backend), undone (null when it cannot be told, undone_unknown then says why) with one record per item: kind (user_removed, user_reset, user_added, lock_made, lock_lifted, host_removed, host_joined, host_labels_changed, token_used, token_made, role_changed, ca_rotated), subject (the user, lock target, host name, token ID, role or CA), id (the lock's or host's ID, else null), command (what makes it again, null where no command does, or none gives warrenctl the record's values as they are: a label value with a comma, say) and command_unavailable (why command is null). A copy from before a CA rotation holds CAs that rotated devices no longer trust: make a new one after each rotation.",
+    "Run on the auth server's host with the auth server stopped: refused while it runs (the data dir's lock), and refused when the backend there is another cluster's, or, changing nothing, when the data dir, the backend's folder or FILE's folder is one others may write into, as warren start refuses them. The backend it replaces is kept beside it (backend.db.before-restore-TIME). What changed since the backup is undone, and the audit log is restored too: it lists what it undoes (users removed, reset or added, locks made or lifted, hosts removed or joined, assigned labels, tokens used, deleted or made, roles, a CA rotation), each with the command that makes it again. With --format=json it prints one object: cluster_name, records, backend, kept_as (null when there was no backend), undone (null when it cannot be told, undone_unknown then says why) with one record per item: kind (user_removed, user_reset, user_added, lock_made, lock_lifted, host_removed, host_joined, host_labels_changed, token_used, token_made, role_changed, ca_rotated), subject (the user, lock target, host name, token ID, role or CA), id (the lock's or host's ID, else null), command (what makes it again, null where no command does, or none gives warrenctl the record's values as they are: a label value with a comma, say) and command_unavailable (why command is null). A copy from before a CA rotation holds CAs that rotated devices no longer trust: make a new one after each rotation.",
   examples: ['warrenctl restore /var/backups/warren-2026-12-01.db', "warrenctl restore --format=json /var/backups/warren-2026-12-01.db | jq -r '.undone[]?.command // empty'"],
   run(flags, args) {
     const { dataDir, path } = backendOf(flags)
+    // What `warren start` requires of the data dir and the backend's folder, checked before
+    // anything is written there, and the same of the folder the copy is taken from.
+    checkDataDir(dataDir)
+    secureStorageDir(dirname(path))
+    secureBackupDir(dirname(resolve(args[0])))
     lockDataDir(dataDir)
     const restored = restoreSqlite(args[0], path)
     const report: RestoreReport = {
