@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import t from 'tap'
 import { createLogger } from '../shared/log.ts'
+import { MAX_RECORDING_BYTES } from '../shared/protocol/recordings.ts'
 import { tempDir } from '../test/helpers/cluster.ts'
 import { SessionRecording } from './session-recording.ts'
 
@@ -70,4 +71,23 @@ t.test('a character split across two reads is recorded whole', async (t) => {
   recording.output(euro.subarray(1))
   await recording.end()
   t.same(events(recording.path), [[0, 'o', '€']])
+})
+
+t.test('a recording that reaches its bound stops growing and says so once, with the bytes it keeps', async (t) => {
+  const stops: { code: string; bytesKept: number }[] = []
+  const recording = new SessionRecording(tempDir(), { ...start, clock: () => 0, onStopped: (why, bytesKept) => stops.push({ code: why.code, bytesKept }) }, log)
+  const chunk = Buffer.alloc(1024 * 1024, 'x')
+  for (let i = 0; i < 20; i++) {
+    recording.output(chunk)
+    await nextTurn()
+  }
+  await recording.end()
+  t.same(
+    stops.map((stop) => stop.code),
+    ['size_bound'],
+  )
+  const kept = readFileSync(recording.path)
+  t.ok(kept.length <= MAX_RECORDING_BYTES, 'the file is within the bound')
+  t.equal(stops[0]!.bytesKept, kept.length, 'the bytes it keeps are those on disk')
+  t.equal(events(recording.path).length, 15, 'the events that fit whole: 15 of 1 MiB and their framing')
 })
