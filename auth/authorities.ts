@@ -132,8 +132,9 @@ export function changedAtOf(stored: StoredAuthority): number {
   return stored.changedAt ?? Math.max(stored.lastRotated ?? 0, stored.rotation?.phaseStarted ?? 0)
 }
 
-export function newKeySet(type: AuthorityType, clusterName: string): StoredKeySet {
-  const tls = createCA(`${clusterName} ${type} CA`, clusterName)
+/** A new key set; `validityDays` of its CA certificate as createCA's unless given (tests of expiry). */
+export function newKeySet(type: AuthorityType, clusterName: string, validityDays?: number): StoredKeySet {
+  const tls = createCA(`${clusterName} ${type} CA`, clusterName, validityDays)
   const ssh = generateKeyPairSync('ed25519')
   return {
     tlsCertPem: tls.certPem,

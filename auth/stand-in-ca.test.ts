@@ -13,11 +13,9 @@ import t, { type Test } from 'tap'
 import { legacyAccess } from '../shared/access.ts'
 import { issuedByAny } from '../shared/cert-subject.ts'
 import { createLogger } from '../shared/log.ts'
-import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
-import { createCA } from '../shared/x509.ts'
 import { fakeTimers } from '../test/helpers/fake-timers.ts'
 import { type AdminIdentityFile, adminIdentityPath } from './admin-identity.ts'
-import { Authority, type AuthorityType, newKeySet, type RotationPhase, type StoredAuthority, type StoredKeySet } from './authorities.ts'
+import { Authority, type AuthorityType, newKeySet, type RotationPhase, type StoredAuthority } from './authorities.ts'
 import { Callers, type Judged } from './callers.ts'
 import { issueAdminCredentials, issueHostIdentity } from './issuer.ts'
 import { OwnCredentials, type TlsOptions } from './own-credentials.ts'
@@ -27,18 +25,6 @@ import { issueUserCertificates } from './users.ts'
 const DAY = 86_400_000
 const CLUSTER = 'c1'
 const log = createLogger('test', { level: 'error' })
-
-/** A key set whose CA certificate ends `days` from now. */
-function keySet(type: AuthorityType, days: number): StoredKeySet {
-  const tls = createCA(`${CLUSTER} ${type} CA`, CLUSTER, days)
-  const ssh = generateKeyPairSync('ed25519')
-  return {
-    tlsCertPem: tls.certPem,
-    tlsKeyPem: tls.key.export({ type: 'pkcs8', format: 'pem' }) as string,
-    sshPublicKey: sshPublicKeyLine(ssh.publicKey, `${CLUSTER} ${type} CA`),
-    sshPrivateKeyPem: ssh.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-  }
-}
 
 /** A connection whose TLS handshake presented `pem`: judged, and closed when it no longer authenticates anyone. */
 function connection(pem: string) {
@@ -54,8 +40,8 @@ function connection(pem: string) {
 function server(t: Test, days: { host: number; user: number }) {
   const time = fakeTimers(Date.now() + 2 * DAY)
   const stored: Record<AuthorityType, StoredAuthority> = {
-    host: { type: 'host', clusterName: CLUSTER, keySets: [keySet('host', days.host)] },
-    user: { type: 'user', clusterName: CLUSTER, keySets: [keySet('user', days.user)] },
+    host: { type: 'host', clusterName: CLUSTER, keySets: [newKeySet('host', CLUSTER, days.host)] },
+    user: { type: 'user', clusterName: CLUSTER, keySets: [newKeySet('user', CLUSTER, days.user)] },
   }
   const cas = { host: new Authority(stored.host), user: new Authority(stored.user) }
   const dataDir = t.testdir()
