@@ -3,7 +3,7 @@
 // No tunnel and no session may be lost; every agent and the proxy end up with certificates
 // from the new CA; a join with the old pin is refused afterwards.
 
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
@@ -17,7 +17,7 @@ import { joinCluster } from '../shared/join.ts'
 import { createLogger } from '../shared/log.ts'
 import { caPin } from '../shared/pin.ts'
 import { splice } from '../shared/splice.ts'
-import { AuthProcess, ProxyProcess, tempDir, waitForNode } from './helpers/cluster.ts'
+import { AuthProcess, ProxyProcess, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
 import { until } from './helpers/until.ts'
 
 const AGENTS = Number(process.env.ROTATION_AGENTS ?? 50)
@@ -59,12 +59,7 @@ t.test('host CA rotation with 50 connected agents and open SSH sessions', { time
 
   // One open SSH session per agent: a real OpenSSH client running `cat` on the node, as a
   // throwaway login with a plain /bin/sh (root's shell startup files are not under test).
-  const login = `wrot${process.pid % 100000}`
-  execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', login])
-  t.teardown(() => {
-    spawnSync('pkill', ['-KILL', '-u', login])
-    spawnSync('userdel', ['--remove', login])
-  })
+  const login = testLogin()
   await auth.ctl(['users', 'add', 'rotator', `--logins=${login}`])
   const profile = tempDir('warren-user-')
   t.equal((await auth.ctl(['auth', 'sign', '--user=rotator', '--ttl=1h', `--out=${profile}`, '--format=openssh', `--proxy=${proxy.web}`])).code, 0)

@@ -1,7 +1,7 @@
 // Real processes for tests that cross roles: an auth server started with `warren start`,
 // warrenctl invocations, and node agents, each in its own temporary data dir.
 
-import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process'
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -31,7 +31,8 @@ onExit(() => {
   for (const child of runningDaemons) child.kill('SIGKILL')
   if (createdLogin) {
     spawnSync('pkill', ['-KILL', '-u', createdLogin])
-    spawnSync('userdel', ['--remove', createdLogin])
+    // --force: the processes just killed may not be gone yet, and plain userdel refuses then.
+    spawnSync('userdel', ['--force', '--remove', createdLogin])
   }
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true })
 })
@@ -466,10 +467,19 @@ let throwawayLogin: string | undefined
 export function testLogin(): string {
   if (throwawayLogin) return throwawayLogin
   if (process.getuid?.() !== 0) return (throwawayLogin = userInfo().username)
-  const name = `wt${process.pid}`
-  execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', name])
-  createdLogin = name
-  return (throwawayLogin = name)
+  createdLogin = createThrowawayLogin()
+  return (throwawayLogin = createdLogin)
+}
+
+/** A new login named after this process, past any that an earlier process of the same PID left. */
+function createThrowawayLogin(): string {
+  for (let attempt = 0; ; attempt++) {
+    const name = `wt${process.pid}${attempt ? `x${attempt}` : ''}`
+    const made = spawnSync('useradd', ['--create-home', '--shell', '/bin/sh', name], { encoding: 'utf8' })
+    if (made.status === 0) return name
+    // useradd's 9 is "name in use": a killed test process can leave its login behind.
+    if (made.status !== 9 || attempt === 20) throw new Error(`useradd ${name} failed: ${made.stderr.trim()}`)
+  }
 }
 
 /** A user allowed to log in as testLogin(), with OpenSSH credentials in a fresh directory. */
