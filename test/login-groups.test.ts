@@ -27,6 +27,8 @@ t.setTimeout(120_000)
 
 const login = testLogin()
 const group = `wg${process.pid}`
+// A group by this name belongs to an earlier process with this PID, killed before its teardown.
+spawnSync('groupdel', [group])
 execFileSync('groupadd', [group])
 t.teardown(() => void spawnSync('groupdel', [group]))
 execFileSync('usermod', ['--append', '--groups', group, login])

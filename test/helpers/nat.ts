@@ -77,6 +77,8 @@ export function createNat(): NatTopology {
       }
     },
   }
+  // Namespaces by these names belong to an earlier process with this PID, killed before its teardown.
+  topology.remove()
   try {
     for (const ns of [wan, router, lan, site]) {
       sh(['ip', 'netns', 'add', ns])
