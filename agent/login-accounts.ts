@@ -1,5 +1,7 @@
-// The logins an SSH session can run as: accounts from /etc/passwd.
+// The logins an SSH session can run as: accounts from /etc/passwd, then from the system's
+// other account sources (LDAP, SSSD, extrausers: NSS), as sshd's getpwnam(3) finds them.
 
+import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 
 /** A login the server can run sessions as. */
@@ -9,7 +11,16 @@ export interface LoginAccount {
   gid: number
   home: string
   shell: string
+  /**
+   * Supplementary groups (without `gid`), for an account that NSS gave: what its group
+   * sources say (`getent initgroups`). Absent for an /etc/passwd account, whose groups
+   * /etc/group holds (`supplementaryGroups`).
+   */
+  groups?: number[]
 }
+
+/** How long a lookup through NSS may take: a directory server that does not answer must not hold a login for ever. */
+export const NSS_LOOKUP_TIMEOUT_MS = 5_000
 
 /** getpwnam(3) for /etc/passwd only (no NSS): name:password:uid:gid:gecos:home:shell. */
 export function lookupPasswd(login: string): LoginAccount | undefined {
@@ -20,12 +31,78 @@ export function lookupPasswd(login: string): LoginAccount | undefined {
     return undefined
   }
   for (const line of text.split('\n')) {
-    const fields = line.split(':')
-    if (fields.length !== 7 || fields[0] !== login) continue
-    const uid = Number(fields[2])
-    const gid = Number(fields[3])
-    if (!Number.isInteger(uid) || !Number.isInteger(gid) || fields[2] === '' || fields[3] === '') return undefined
-    return { name: login, uid, gid, home: fields[5] || '/', shell: fields[6] || '/bin/sh' }
+    const account = parsePasswdLine(line, login)
+    if (account !== null) return account
   }
   return undefined
+}
+
+/**
+ * The account `login` names: /etc/passwd first, read by the agent itself (no process, the
+ * accounts of a device), then NSS through `getent`, which asks every source that
+ * /etc/nsswitch.conf lists. Undefined when no source knows it, when the system has no
+ * `getent` (busybox devices: /etc/passwd is all they have), or when the lookup failed or
+ * took longer than `timeoutMs`, which `onLookupError` hears about.
+ */
+export async function findLogin(login: string, options: { timeoutMs?: number; getent?: string; onLookupError?: (error: Error) => void } = {}): Promise<LoginAccount | undefined> {
+  const local = lookupPasswd(login)
+  if (local) return local
+  // getent's output is colon- and line-separated: such a name could only be misread.
+  if (login === '' || /[:\n\r\0]/.test(login)) return undefined
+  const getent = options.getent ?? 'getent'
+  const timeoutMs = options.timeoutMs ?? NSS_LOOKUP_TIMEOUT_MS
+  let passwd: string | undefined
+  try {
+    passwd = await getentLines(getent, ['passwd', '--', login], timeoutMs)
+  } catch (error) {
+    options.onLookupError?.(error as Error)
+    return undefined
+  }
+  if (passwd === undefined) return undefined
+  const lines = passwd.split('\n').filter((line) => line !== '')
+  const account = lines.length === 1 ? parsePasswdLine(lines[0], login) : null
+  if (!account) return undefined
+  let groups: number[] = []
+  try {
+    groups = parseInitgroups((await getentLines(getent, ['initgroups', '--', login], timeoutMs)) ?? '', account.gid)
+  } catch (error) {
+    // The session then has its primary group alone, as with an unreadable /etc/group.
+    options.onLookupError?.(error as Error)
+  }
+  return { ...account, groups }
+}
+
+/** One passwd(5) line's account if it is `login`'s; null for another login's line or one that is not an account. */
+function parsePasswdLine(line: string, login: string): LoginAccount | undefined | null {
+  const fields = line.split(':')
+  if (fields.length !== 7 || fields[0] !== login) return null
+  if (!/^\d+$/.test(fields[2]) || !/^\d+$/.test(fields[3])) return undefined
+  return { name: login, uid: Number(fields[2]), gid: Number(fields[3]), home: fields[5] || '/', shell: fields[6] || '/bin/sh' }
+}
+
+/** `getent initgroups` prints the name, then the IDs of its groups: those but the primary one, sorted. */
+function parseInitgroups(text: string, gid: number): number[] {
+  const ids = text
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .filter((field) => /^\d+$/.test(field))
+    .map(Number)
+  return [...new Set(ids)].filter((id) => id !== gid).sort((a, b) => a - b)
+}
+
+/**
+ * getent's output; undefined when it found nothing (exit 2) or is not on this system; an
+ * error when it failed otherwise or ran past `timeoutMs`.
+ */
+function getentLines(getent: string, args: string[], timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    execFile(getent, args, { timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8', env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' } }, (error, stdout, stderr) => {
+      if (!error) return resolve(stdout)
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' || (error as { code?: unknown }).code === 2) return resolve(undefined)
+      if ((error as { killed?: boolean }).killed) return reject(new Error(`getent ${args[0]} took longer than ${timeoutMs} ms`))
+      reject(new Error(`getent ${args[0]} failed: ${stderr.trim() || error.message}`))
+    })
+  })
 }

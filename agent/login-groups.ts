@@ -10,8 +10,9 @@
 import { readFileSync } from 'node:fs'
 
 /**
- * The groups of /etc/group that list `login` as a member (no NSS: as lookupPasswd reads
- * /etc/passwd), without its primary group `gid`, sorted; none when the file cannot be read.
+ * The groups of /etc/group that list `login` as a member, without its primary group `gid`,
+ * sorted; none when the file cannot be read. For a login of /etc/passwd: one that NSS gave
+ * comes with the groups its sources give (LoginAccount.groups).
  */
 export function supplementaryGroups(login: string, gid: number, groupFile = '/etc/group'): number[] {
   let text: string

@@ -21,7 +21,7 @@ import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, veri
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
 import { corkEachTick } from './cork-each-tick.ts'
-import { type LoginAccount, lookupPasswd } from './login-accounts.ts'
+import { findLogin, type LoginAccount } from './login-accounts.ts'
 import { ptyPerl } from './pty.ts'
 import { type RecordingPlace, type RecordingSkipped, type RecordingStart, SessionRecording } from './session-recording.ts'
 import type { FileOperation } from './sftp/channel-audit.ts'
@@ -107,8 +107,8 @@ export interface SshServerOptions {
   /** Trusted user CA public keys, "ssh-ed25519 AAAA..." lines. */
   userCAKeys: string[]
   log?: Logger
-  /** Where a login's shell/exec runs; default: look the login up in /etc/passwd, run as that uid/gid with its home and shell. */
-  resolveLogin?: (login: string) => LoginAccount | undefined
+  /** Where a login's shell/exec runs; default: look the login up in /etc/passwd, then NSS (findLogin), run as that uid/gid with its home and shell. */
+  resolveLogin?: (login: string) => LoginAccount | undefined | Promise<LoginAccount | undefined>
   /** Why `ssh -L` may not reach host:port (see forward-policy.ts), undefined to allow; default: refuse every destination. */
   forwardRefusal?: (host: string, port: number) => string | undefined
   /** Why `ssh -R` may not listen on this node, undefined to allow; default: refuse. */
@@ -204,7 +204,7 @@ interface ConnectionState {
 export class NodeSshServer {
   private readonly hostKey: ParsedKey
   private readonly log: Logger
-  private readonly resolveLogin: (login: string) => LoginAccount | undefined
+  private readonly resolveLogin: (login: string) => LoginAccount | undefined | Promise<LoginAccount | undefined>
   private readonly forwardRefusal: (host: string, port: number) => string | undefined
   private readonly remoteForwardRefusal: () => string | undefined
   private readonly labels: () => Record<string, string>
@@ -230,7 +230,7 @@ export class NodeSshServer {
     if (parsed instanceof Error) throw new Error(`SSH host key: ${parsed.message}`)
     this.hostKey = parsed
     this.log = options.log?.child('ssh') ?? createLogger('node:ssh')
-    this.resolveLogin = options.resolveLogin ?? lookupPasswd
+    this.resolveLogin = options.resolveLogin ?? ((login) => findLogin(login, { onLookupError: (error) => this.log.warn('looking a login up failed', { login, error }) }))
     this.forwardRefusal = options.forwardRefusal ?? (() => 'port forwarding is off on this node')
     this.remoteForwardRefusal = options.remoteForwardRefusal ?? (() => 'port forwarding is off on this node')
     this.labels = options.labels ?? (() => ({}))
@@ -408,32 +408,7 @@ export class NodeSshServer {
     state.client = client
     const log = this.log
     client.on('error', (err) => log.debug('SSH connection error', { remote: state.remote, error: err }))
-    client.on('authentication', (ctx) => {
-      const result = this.authenticate(ctx, state.judged)
-      if ('reason' in result) {
-        const fields = { login: ctx.username, ...result.fields, remote: state.remote }
-        // A refused certificate is worth a warning now; other refusals are routine until
-        // the connection ends without a login (see handleConnection).
-        if (result.suspicious) log.warn(`SSH login refused: ${result.reason}`, fields)
-        else log.debug(`SSH login refused: ${result.reason}`, fields)
-        state.refusal = result.suspicious ? undefined : { message: result.reason, fields }
-        return ctx.reject(['publickey'])
-      }
-      if (ctx.method === 'publickey' && ctx.signature) {
-        const held = [...this.connections].filter((other) => other !== state && other.grant?.keyId === result.keyId).length
-        if (held >= this.limits.maxConnectionsPerUser) {
-          log.info('SSH login refused: the user holds as many connections as this node allows', {
-            login: ctx.username,
-            key_id: result.keyId,
-            connections: held,
-            remote: state.remote,
-          })
-          return ctx.reject(['publickey'])
-        }
-        state.grant = result
-      }
-      ctx.accept()
-    })
+    client.on('authentication', (ctx) => void this.answerAuthentication(state, ctx))
     client.on('ready', () => {
       state.loggedIn()
       const grant = state.grant!
@@ -524,8 +499,39 @@ export class NodeSshServer {
 
   // ---- Authentication -------------------------------------------------------------------
 
+  /** Answers one authentication request: ssh2 holds the next until this one is answered. */
+  private async answerAuthentication(state: ConnectionState, ctx: AuthContext): Promise<void> {
+    const log = this.log
+    const result = await this.authenticate(ctx, state.judged)
+    // The connection may have ended while the login was looked up: nothing is granted to it.
+    if (state.released || this.closing) return
+    if ('reason' in result) {
+      const fields = { login: ctx.username, ...result.fields, remote: state.remote }
+      // A refused certificate is worth a warning now; other refusals are routine until
+      // the connection ends without a login (see handleConnection).
+      if (result.suspicious) log.warn(`SSH login refused: ${result.reason}`, fields)
+      else log.debug(`SSH login refused: ${result.reason}`, fields)
+      state.refusal = result.suspicious ? undefined : { message: result.reason, fields }
+      return ctx.reject(['publickey'])
+    }
+    if (ctx.method === 'publickey' && ctx.signature) {
+      const held = [...this.connections].filter((other) => other !== state && other.grant?.keyId === result.keyId).length
+      if (held >= this.limits.maxConnectionsPerUser) {
+        log.info('SSH login refused: the user holds as many connections as this node allows', {
+          login: ctx.username,
+          key_id: result.keyId,
+          connections: held,
+          remote: state.remote,
+        })
+        return ctx.reject(['publickey'])
+      }
+      state.grant = result
+    }
+    ctx.accept()
+  }
+
   /** The grant for an acceptable request on a stream whose user the proxy `judged` (if it said), or why it is refused. */
-  private authenticate(ctx: AuthContext, judged: StreamInfo): Grant | Refusal {
+  private async authenticate(ctx: AuthContext, judged: StreamInfo): Promise<Grant | Refusal> {
     const login = ctx.username
     // OpenSSH probes with "none" and offers a key before its certificate: that is no attack.
     if (ctx.method === 'none') return { reason: 'no user certificate offered', fields: {}, suspicious: false }
@@ -567,7 +573,7 @@ export class NodeSshServer {
     const labels = this.labels()
     const denied = nodeRefusal(access, labels) ?? loginRefusal(access, login, labels)
     if (denied) return { reason: denied, fields: { ...fields, access_denied: true }, suspicious: true }
-    const account = this.resolveLogin(login)
+    const account = await this.resolveLogin(login)
     if (!account) return { reason: 'no such login on this node', fields, suspicious: true }
     // Without a signature the client only asks whether the key would do; it signs next.
     if (ctx.signature && !(ctx.blob && verifyClientSignature(ctx.blob, ctx.signature, cert.publicKey))) {

@@ -412,7 +412,7 @@ function runAs(account: LoginAccount): Pick<SpawnBase, 'uid' | 'gid' | 'drop'> {
   // Only root can switch; spawn then fails with EPERM and the client is told.
   const ids = { uid: account.uid, gid: account.gid }
   if (uid !== 0) return ids
-  const groups = supplementaryGroups(account.name, account.gid)
+  const groups = account.groups ?? supplementaryGroups(account.name, account.gid)
   const perl = groups.length > 0 ? findPerl() : undefined
   return perl ? { ...ids, drop: { ...ids, groups, perl } } : ids
 }

@@ -123,9 +123,11 @@ export class Daemon {
   /** Where its status socket is (`warren start` only). */
   readonly dataDir?: string
 
-  constructor(args: string[], env: Record<string, string> = {}, netns?: string) {
+  /** `launcher`: a command that ends by exec'ing the rest of its arguments (`unshare --mount …`), for the process to run under. */
+  constructor(args: string[], env: Record<string, string> = {}, netns?: string, launcher: string[] = []) {
     if (args[0] === 'start') this.dataDir = dataDirOf(args)
-    const [command, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, WARREN, ...args]] : [process.execPath, [WARREN, ...args]]
+    const launched = [...launcher, process.execPath, WARREN, ...args]
+    const [command, ...argv] = netns ? ['ip', 'netns', 'exec', netns, ...launched] : launched
     this.child = spawn(command, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     runningDaemons.add(this.child)
     this.child.once('exit', () => runningDaemons.delete(this.child))
@@ -482,9 +484,9 @@ function createThrowawayLogin(): string {
   }
 }
 
-/** A user allowed to log in as testLogin(), with OpenSSH credentials in a fresh directory. */
-export async function signUser(auth: AuthProcess, proxyWeb: string, name = 'alice', roles?: string): Promise<string> {
-  const added = await auth.ctl(['users', 'add', name, `--logins=${testLogin()}`, ...(roles ? [`--roles=${roles}`] : [])])
+/** A user allowed to log in as testLogin() (or `logins`), with OpenSSH credentials in a fresh directory. */
+export async function signUser(auth: AuthProcess, proxyWeb: string, name = 'alice', roles?: string, logins = testLogin()): Promise<string> {
+  const added = await auth.ctl(['users', 'add', name, `--logins=${logins}`, ...(roles ? [`--roles=${roles}`] : [])])
   // Without roles the user may exist already (a test signing again); with them, it must be new.
   if (roles && added.code !== 0) throw new Error(`users add: ${added.stderr}`)
   const dir = tempDir('warren-user-')

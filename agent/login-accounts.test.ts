@@ -1,0 +1,75 @@
+// How a login is found when /etc/passwd does not hold it: NSS through getent, and what
+// happens when getent is missing, fails or hangs (a directory server that does not answer).
+// The real NSS path, through a real module, is test/nss-logins.test.ts.
+
+import { chmodSync, existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { tempDir } from '../test/helpers/cluster.ts'
+import { findLogin, lookupPasswd } from './login-accounts.ts'
+
+/** An executable script standing in for getent, recording each argv it was run with. */
+function getentScript(body: string): { path: string; calls: string } {
+  const dir = tempDir()
+  const path = join(dir, 'getent')
+  const calls = join(dir, 'calls')
+  writeFileSync(path, `#!/bin/sh\necho "$*" >> ${calls}\n${body}\n`)
+  chmodSync(path, 0o755)
+  return { path, calls }
+}
+
+t.test('an /etc/passwd login is found without getent', async (t) => {
+  const root = await findLogin('root', { getent: '/nonexistent/getent' })
+  t.match(root, { name: 'root', uid: 0, gid: 0 })
+  t.equal(root?.groups, undefined, 'its groups are /etc/group’s, read when a session starts')
+  t.same(root, lookupPasswd('root'))
+})
+
+t.test('a login only NSS knows comes with its supplementary groups, the primary one left out', async (t) => {
+  const getent = getentScript(`case "$1" in
+  passwd) echo 'ldapuser:*:5001:5001:Directory user:/home/ldapuser:/bin/bash' ;;
+  initgroups) echo 'ldapuser              5001 5003 5002 5003' ;;
+esac`)
+  const account = await findLogin('ldapuser', { getent: getent.path })
+  t.same(account, { name: 'ldapuser', uid: 5001, gid: 5001, home: '/home/ldapuser', shell: '/bin/bash', groups: [5002, 5003] })
+})
+
+t.test('a login no source knows, or getent missing, is no login', async (t) => {
+  const none = getentScript('exit 2')
+  t.equal(await findLogin('nobody-here', { getent: none.path }), undefined)
+  t.equal(await findLogin('nobody-here', { getent: '/nonexistent/getent' }), undefined)
+})
+
+t.test('an answer for another name, or not one account, is no login', async (t) => {
+  const other = getentScript(`echo 'someone:x:5001:5001::/home/someone:/bin/sh'`)
+  t.equal(await findLogin('ldapuser', { getent: other.path }), undefined)
+  const two = getentScript(`echo 'ldapuser:x:5001:5001::/home/a:/bin/sh'; echo 'ldapuser:x:5002:5002::/home/b:/bin/sh'`)
+  t.equal(await findLogin('ldapuser', { getent: two.path }), undefined)
+  const bad = getentScript(`echo 'ldapuser:x:abc:5001::/home/a:/bin/sh'`)
+  t.equal(await findLogin('ldapuser', { getent: bad.path }), undefined)
+})
+
+t.test('a name that could be misread in getent’s output is not looked up', async (t) => {
+  const getent = getentScript(`echo 'x:x:1:1::/:/bin/sh'`)
+  for (const login of ['a:b', 'a\nb', '']) t.equal(await findLogin(login, { getent: getent.path }), undefined, JSON.stringify(login))
+  t.notOk(existsSync(getent.calls), 'getent never ran')
+})
+
+t.test('a lookup that hangs ends at the deadline, said to the caller', async (t) => {
+  const getent = getentScript('sleep 30')
+  const errors: Error[] = []
+  t.equal(await findLogin('ldapuser', { getent: getent.path, timeoutMs: 300, onLookupError: (error) => errors.push(error) }), undefined)
+  t.equal(errors.length, 1)
+  t.match(errors[0]?.message, /took longer than 300 ms/)
+})
+
+t.test('groups that cannot be looked up leave the primary group alone', async (t) => {
+  const getent = getentScript(`case "$1" in
+  passwd) echo 'ldapuser:*:5001:5001::/home/ldapuser:/bin/sh' ;;
+  initgroups) echo 'no directory' >&2; exit 1 ;;
+esac`)
+  const errors: Error[] = []
+  const account = await findLogin('ldapuser', { getent: getent.path, onLookupError: (error) => errors.push(error) })
+  t.same(account?.groups, [])
+  t.match(errors[0]?.message, /getent initgroups failed: no directory/)
+})
