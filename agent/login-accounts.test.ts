@@ -6,7 +6,7 @@ import { chmodSync, existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { tempDir } from '../test/helpers/cluster.ts'
-import { findLogin, lookupPasswd } from './login-accounts.ts'
+import { accountExpired, findLogin, lookupPasswd } from './login-accounts.ts'
 
 /** An executable script standing in for getent, recording each argv it was run with. */
 function getentScript(body: string): { path: string; calls: string } {
@@ -72,4 +72,34 @@ esac`)
   const account = await findLogin('ldapuser', { getent: getent.path, onLookupError: (error) => errors.push(error) })
   t.same(account?.groups, [])
   t.match(errors[0]?.message, /getent initgroups failed: no directory/)
+})
+
+t.test('an account NSS gives carries its shadow expiration day, judged as sshd judges it', async (t) => {
+  const getent = getentScript(`case "$1" in
+  passwd) echo 'ldapuser:*:5001:5001::/home/ldapuser:/bin/sh' ;;
+  initgroups) echo 'ldapuser' ;;
+  shadow) echo 'ldapuser:*:19000:0:99999:7::20000:' ;;
+esac`)
+  const account = await findLogin('ldapuser', { getent: getent.path })
+  t.equal(account?.expiresOnDay, 20_000)
+  const day = 86_400_000
+  t.notOk(accountExpired(account!, 19_999 * day + day - 1), 'the day before')
+  t.ok(accountExpired(account!, 20_000 * day), 'from the day on')
+})
+
+t.test('a source without shadow entries leaves the account without a date; one that fails refuses it', async (t) => {
+  const none = getentScript(`case "$1" in
+  passwd) echo 'ldapuser:*:5001:5001::/home/ldapuser:/bin/sh' ;;
+  shadow) exit 2 ;;
+esac`)
+  const account = await findLogin('ldapuser', { getent: none.path })
+  t.equal(account?.expiresOnDay, undefined)
+  t.notOk(accountExpired(account!, Date.now()))
+  const failing = getentScript(`case "$1" in
+  passwd) echo 'ldapuser:*:5001:5001::/home/ldapuser:/bin/sh' ;;
+  shadow) sleep 30 ;;
+esac`)
+  const errors: Error[] = []
+  t.equal(await findLogin('ldapuser', { getent: failing.path, timeoutMs: 300, onLookupError: (error) => errors.push(error) }), undefined)
+  t.equal(errors.length, 1)
 })

@@ -17,6 +17,12 @@ export interface LoginAccount {
    * /etc/group holds (`supplementaryGroups`).
    */
   groups?: number[]
+  /**
+   * The day (since 1970-01-01, UTC) from which the account is expired, as shadow(5)'s
+   * account expiration date (`chage -E`, `usermod --expiredate`): sshd refuses such an
+   * account, and so does the node. Absent when it has none or it could not be read.
+   */
+  expiresOnDay?: number
 }
 
 /** How long a lookup through NSS may take: a directory server that does not answer must not hold a login for ever. */
@@ -32,9 +38,39 @@ export function lookupPasswd(login: string): LoginAccount | undefined {
   }
   for (const line of text.split('\n')) {
     const account = parsePasswdLine(line, login)
-    if (account !== null) return account
+    if (account === undefined) return undefined
+    if (account !== null) return withExpiry(account, shadowExpiry(readShadow(), login))
   }
   return undefined
+}
+
+/** /etc/shadow's text; empty when it cannot be read (an agent not running as root). */
+function readShadow(): string {
+  try {
+    return readFileSync('/etc/shadow', 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+/** The expiration day of `login`'s shadow(5) entry in `text`, if it has one. */
+function shadowExpiry(text: string, login: string): number | undefined {
+  for (const line of text.split('\n')) {
+    // name:password:lastchange:min:max:warn:inactive:expire:reserved
+    const fields = line.split(':')
+    if (fields.length !== 9 || fields[0] !== login) continue
+    return /^\d+$/.test(fields[7]) ? Number(fields[7]) : undefined
+  }
+  return undefined
+}
+
+function withExpiry(account: LoginAccount, expiresOnDay: number | undefined): LoginAccount {
+  return expiresOnDay === undefined ? account : { ...account, expiresOnDay }
+}
+
+/** Whether `account` has expired by `nowMs`, as sshd judges it: from its expiration day on. */
+export function accountExpired(account: LoginAccount, nowMs: number): boolean {
+  return account.expiresOnDay !== undefined && Math.floor(nowMs / 86_400_000) >= account.expiresOnDay
 }
 
 /**
@@ -69,7 +105,16 @@ export async function findLogin(login: string, options: { timeoutMs?: number; ge
     // The session then has its primary group alone, as with an unreadable /etc/group.
     options.onLookupError?.(error as Error)
   }
-  return { ...account, groups }
+  let expiresOnDay: number | undefined
+  try {
+    // Many sources give no shadow entries to anyone (exit 2), and then none is judged.
+    expiresOnDay = shadowExpiry((await getentLines(getent, ['shadow', '--', login], timeoutMs)) ?? '', login)
+  } catch (error) {
+    // A source that cannot say whether the account expired does not let it in.
+    options.onLookupError?.(error as Error)
+    return undefined
+  }
+  return withExpiry({ ...account, groups }, expiresOnDay)
 }
 
 /** One passwd(5) line's account if it is `login`'s; null for another login's line or one that is not an account. */

@@ -21,7 +21,7 @@ import { type ParsedSshCertificate, parseSshCertificate, parseSshPublicKey, veri
 import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
 import { corkEachTick } from './cork-each-tick.ts'
-import { findLogin, type LoginAccount } from './login-accounts.ts'
+import { accountExpired, findLogin, type LoginAccount } from './login-accounts.ts'
 import { ptyPerl } from './pty.ts'
 import { type RecordingPlace, type RecordingSkipped, type RecordingStart, SessionRecording } from './session-recording.ts'
 import type { FileOperation } from './sftp/channel-audit.ts'
@@ -575,6 +575,10 @@ export class NodeSshServer {
     if (denied) return { reason: denied, fields: { ...fields, access_denied: true }, suspicious: true }
     const account = await this.resolveLogin(login)
     if (!account) return { reason: 'no such login on this node', fields, suspicious: true }
+    if (accountExpired(account, Date.now())) {
+      const day = new Date(account.expiresOnDay! * 86_400_000).toISOString().slice(0, 10)
+      return { reason: `the login's account expired on ${day} (its shadow entry)`, fields: { ...fields, account_expired: day }, suspicious: true }
+    }
     // Without a signature the client only asks whether the key would do; it signs next.
     if (ctx.signature && !(ctx.blob && verifyClientSignature(ctx.blob, ctx.signature, cert.publicKey))) {
       return { reason: 'bad signature from the certificate key', fields, suspicious: true }

@@ -9,7 +9,7 @@ import { chownSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:
 import { join } from 'node:path'
 import t from 'tap'
 import { findPerl } from '../agent/pty.ts'
-import { authAndProxy, Daemon, openssh, signUser, tempDir, waitForNode } from './helpers/cluster.ts'
+import { authAndProxy, Daemon, JSON_LOGS, logEntries, openssh, signUser, tempDir, waitForNode } from './helpers/cluster.ts'
 
 const EXTRAUSERS_MODULE = ['/usr/lib/x86_64-linux-gnu/libnss_extrausers.so.2', '/usr/lib/libnss_extrausers.so.2', '/usr/lib/aarch64-linux-gnu/libnss_extrausers.so.2']
 
@@ -37,6 +37,8 @@ function unusedId(database: 'passwd' | 'group', from: number): number {
 }
 
 const login = `nss${process.pid}`
+/** An account of the same source whose shadow entry says it expired on 1970-01-02. */
+const expiredLogin = `nssx${process.pid}`
 const uid = unusedId('passwd', 42_000 + (process.pid % 1000) * 10)
 const gid = unusedId('group', uid)
 const extraGid = unusedId('group', gid + 1)
@@ -45,11 +47,11 @@ chownSync(home, uid, gid)
 
 // The extrausers files and an nsswitch.conf that lists them, mounted over the real ones in the node's namespace.
 const files = tempDir('warren-nss-')
-writeFileSync(join(files, 'passwd'), `${login}:x:${uid}:${gid}:NSS login:${home}:/bin/sh\n`)
+writeFileSync(join(files, 'passwd'), `${login}:x:${uid}:${gid}:NSS login:${home}:/bin/sh\n${expiredLogin}:x:${uid}:${gid}:Expired:${home}:/bin/sh\n`)
 writeFileSync(join(files, 'group'), `${login}:x:${gid}:\n${login}-extra:x:${extraGid}:${login}\n`)
-writeFileSync(join(files, 'shadow'), '')
+writeFileSync(join(files, 'shadow'), `${login}:*:20000:0:99999:7:::\n${expiredLogin}:*:20000:0:99999:7::1:\n`)
 const nsswitch = join(tempDir(), 'nsswitch.conf')
-writeFileSync(nsswitch, 'passwd: files extrausers\ngroup: files extrausers\nshadow: files\nhosts: files dns\n')
+writeFileSync(nsswitch, 'passwd: files extrausers\ngroup: files extrausers\nshadow: files extrausers\nhosts: files dns\n')
 mkdirSync('/var/lib/extrausers', { recursive: true })
 const inNamespace = [
   'unshare',
@@ -65,7 +67,7 @@ const inNamespace = [
 
 const { auth, pin, proxy } = await authAndProxy(t)
 const nodeConfig = join(tempDir(), 'node.yaml')
-writeFileSync(nodeConfig, 'ssh_service:\n  listen_addr: 127.0.0.1:0\n')
+writeFileSync(nodeConfig, `ssh_service:\n  listen_addr: 127.0.0.1:0\n${JSON_LOGS}`)
 /** A node joined through the proxy, started under `launcher`. */
 const startNode = async (nodename: string, launcher: string[] = []) => {
   const token = await auth.token()
@@ -78,11 +80,11 @@ const startNode = async (nodename: string, launcher: string[] = []) => {
   t.teardown(() => node.stop())
   return node
 }
-await startNode('nss-node', inNamespace)
+const nssNode = await startNode('nss-node', inNamespace)
 await startNode('plain-node')
 await waitForNode(auth, 'nss-node')
 await waitForNode(auth, 'plain-node')
-const profile = await signUser(auth, proxy.web, 'alice', undefined, login)
+const profile = await signUser(auth, proxy.web, 'alice', undefined, `${login},${expiredLogin}`)
 
 t.test('the login NSS gives runs with its uid, gid and groups', async (t) => {
   const ids = await openssh(profile, [`${login}@nss-node`, 'id -u; id -g; id -G; pwd'])
@@ -105,4 +107,11 @@ t.test('a node whose account sources do not hold it refuses it', async (t) => {
   const refused = await openssh(profile, [`${login}@plain-node`, 'id -u'])
   t.not(refused.code, 0, 'refused')
   t.equal(refused.stdout, '', 'nothing ran')
+})
+
+t.test('an account whose source says it expired is refused', async (t) => {
+  const refused = await openssh(profile, [`${expiredLogin}@nss-node`, 'id -u'])
+  t.not(refused.code, 0, 'refused')
+  t.equal(refused.stdout, '', 'nothing ran')
+  t.ok(logEntries(nssNode.stderr, { login: expiredLogin, account_expired: '1970-01-02' }).length > 0, 'for its expiry')
 })
