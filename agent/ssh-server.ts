@@ -22,6 +22,7 @@ import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
 import { corkEachTick } from './cork-each-tick.ts'
 import { accountExpired, findLogin, type LoginAccount } from './login-accounts.ts'
+import { nologinFile } from './nologin.ts'
 import { ptyPerl } from './pty.ts'
 import { type RecordingPlace, type RecordingSkipped, type RecordingStart, SessionRecording } from './session-recording.ts'
 import type { FileOperation } from './sftp/channel-audit.ts'
@@ -154,6 +155,8 @@ interface Refusal {
   fields: Record<string, unknown>
   /** A bad certificate, as opposed to a client trying what it has. */
   suspicious: boolean
+  /** The client tried what it has (no key, a password, a plain key), not a certificate. */
+  probe?: true
 }
 
 /** Whose a connection not yet logged in is, for the share of them each may hold. */
@@ -179,7 +182,7 @@ interface ConnectionState {
   client?: Connection
   grant?: Grant
   /** The last routine refusal, logged if the connection ends without a login. */
-  refusal?: { message: string; fields: Record<string, unknown> }
+  refusal?: { message: string; fields: Record<string, unknown>; probe: boolean }
   processes: Set<SessionProcess>
   /** Session channels open on the connection. */
   sessions: number
@@ -511,7 +514,9 @@ export class NodeSshServer {
       // the connection ends without a login (see handleConnection).
       if (result.suspicious) log.warn(`SSH login refused: ${result.reason}`, fields)
       else log.debug(`SSH login refused: ${result.reason}`, fields)
-      state.refusal = result.suspicious ? undefined : { message: result.reason, fields }
+      // What the connection ends with: a certificate's refusal, not the plain key OpenSSH tries after it.
+      if (result.suspicious) state.refusal = undefined
+      else if (!result.probe || !state.refusal || state.refusal.probe) state.refusal = { message: result.reason, fields, probe: result.probe === true }
       return ctx.reject(['publickey'])
     }
     if (ctx.method === 'publickey' && ctx.signature) {
@@ -534,12 +539,12 @@ export class NodeSshServer {
   private async authenticate(ctx: AuthContext, judged: StreamInfo): Promise<Grant | Refusal> {
     const login = ctx.username
     // OpenSSH probes with "none" and offers a key before its certificate: that is no attack.
-    if (ctx.method === 'none') return { reason: 'no user certificate offered', fields: {}, suspicious: false }
+    if (ctx.method === 'none') return { reason: 'no user certificate offered', fields: {}, suspicious: false, probe: true }
     if (ctx.method !== 'publickey') {
-      return { reason: 'only certificate logins are accepted', fields: { method: ctx.method }, suspicious: false }
+      return { reason: 'only certificate logins are accepted', fields: { method: ctx.method }, suspicious: false, probe: true }
     }
     if (ctx.key.algo !== CERT_ALGO) {
-      return { reason: 'a plain public key is not accepted, a user certificate is required', fields: { key_type: ctx.key.algo }, suspicious: false }
+      return { reason: 'a plain public key is not accepted, a user certificate is required', fields: { key_type: ctx.key.algo }, suspicious: false, probe: true }
     }
     let cert: ParsedSshCertificate
     try {
@@ -579,6 +584,8 @@ export class NodeSshServer {
       const day = new Date(account.expiresOnDay! * 86_400_000).toISOString().slice(0, 10)
       return { reason: `the login's account expired on ${day} (its shadow entry)`, fields: { ...fields, account_expired: day }, suspicious: true }
     }
+    const nologin = nologinFile(account.uid)
+    if (nologin) return { reason: `only root may log in while ${nologin} exists`, fields: { ...fields, nologin }, suspicious: false }
     // Without a signature the client only asks whether the key would do; it signs next.
     if (ctx.signature && !(ctx.blob && verifyClientSignature(ctx.blob, ctx.signature, cert.publicKey))) {
       return { reason: 'bad signature from the certificate key', fields, suspicious: true }
