@@ -131,7 +131,8 @@ export function spawnOnPty(file: string, args: string[], options: PtySpawnOption
       ['-e', HELPER, '--', drop ? `${drop.uid}:${drop.gid}:${drop.groups.join(',')}` : '-', path, String(options.rows), String(options.cols), file, options.argv0 ?? file, ...args],
       {
         cwd: options.cwd,
-        env: { ...options.env, PERL_BADLANG: '0' },
+        // SSH_TTY: the terminal's name, as sshd sets it for a session with one.
+        env: { ...options.env, SSH_TTY: path, PERL_BADLANG: '0' },
         uid: drop ? undefined : options.uid,
         gid: drop ? undefined : options.gid,
         // setsid(): the slave becomes this session's controlling terminal.

@@ -218,6 +218,16 @@ t.test('exec runs as the login with its environment; only LANG and LC_* pass', a
   t.equal(result.stdout, `root root ${TEST_HOME} ${root[6]} 0 ${TEST_HOME}\nC.UTF-8|C|\n`)
 })
 
+t.test("exec learns the connection's addresses as sshd tells them, and the user and session behind it", async (t) => {
+  const result = await ssh(good, ['echo "$SSH_CLIENT|$SSH_CONNECTION|$WARREN_USER|$WARREN_SESSION_ID"'])
+  const [client, connection, user, sessionId] = result.stdout.trim().split('|')
+  // Reached over TCP, the node sees the client's port; the server's side is not told.
+  t.match(client, /^127\.0\.0\.1 [1-9]\d* 0$/)
+  t.equal(connection, `${client.split(' ').slice(0, 2).join(' ')} 0.0.0.0 0`)
+  t.equal(user, 'test-good')
+  t.match(sessionId, /^[0-9a-f-]{36}$/)
+})
+
 t.test('a command killed by a signal reports it', async (t) => {
   const result = await ssh(good, ['-v', 'kill -TERM $$'])
   t.match(result.stderr, /rtype exit-signal/)
@@ -286,9 +296,11 @@ for (const mode of ['perl', 'script'] as const) {
     perlPath = mode === 'perl' ? findPerl() : undefined
     // Without a local terminal OpenSSH sends a 0x0 window and the pty keeps the kernel's default.
     // /dev/tty opens only for a process with a controlling terminal (job control needs one).
-    const bare = await ssh(good, ['-tt', 'tty; stty size; echo "$TERM"; : </dev/tty && echo controlling'])
+    const bare = await ssh(good, ['-tt', 'tty; stty size; echo "$TERM"; : </dev/tty && echo controlling; echo "$SSH_TTY"'])
     t.match(bare.stdout, /^\/dev\/pts\/\d+\r\n0 0\r\n.*\r\ncontrolling\r\n/)
     t.equal(bare.code, 0)
+    const lines = bare.stdout.split('\r\n')
+    t.equal(lines[4], lines[0], 'SSH_TTY names the terminal, as sshd sets it')
     // Inside a terminal of its own, OpenSSH sends its size and TERM, and they arrive.
     const sized = await run(
       'script',

@@ -476,6 +476,7 @@ export class NodeSshServer {
         log,
         events,
         record: (start) => this.record(state, start),
+        variables: sessionVariables(state),
       })
     })
     client.on('tcpip', (accept, reject, info) => {
@@ -660,6 +661,32 @@ function lockedCertificate(cert: ParsedSshCertificate, judged: StreamInfo): bool
     return judged.refusedGenerations.includes(generation) || (judged.generationValidFrom !== undefined && validAfter < judged.generationValidFrom)
   }
   return judged.validFrom !== undefined && validAfter < judged.validFrom
+}
+
+/**
+ * What sshd tells a session about its connection, and who is behind it: SSH_CLIENT and
+ * SSH_CONNECTION carry the user's address as the proxy saw it (or the socket's, reached
+ * directly), with 0 for the ports the node does not see; WARREN_USER is the cluster user
+ * (the certificate's key ID, where the login is only the OS account) and WARREN_SESSION_ID
+ * the ID of the connection's audit events.
+ */
+function sessionVariables(state: ConnectionState): Record<string, string> {
+  const client = clientAddress(state.remote)
+  return {
+    SSH_CLIENT: `${client.address} ${client.port} 0`,
+    SSH_CONNECTION: `${client.address} ${client.port} 0.0.0.0 0`,
+    WARREN_USER: state.grant?.keyId ?? '',
+    WARREN_SESSION_ID: state.audit?.sessionId ?? '',
+  }
+}
+
+/** The client of `remote`: "user@address" told by a proxy (port unknown), or a socket's "address:port". */
+function clientAddress(remote: string): { address: string; port: number } {
+  const at = remote.lastIndexOf('@')
+  if (at >= 0) return { address: remote.slice(at + 1), port: 0 }
+  const colon = remote.lastIndexOf(':')
+  const port = Number(remote.slice(colon + 1))
+  return colon > 0 && Number.isInteger(port) ? { address: remote.slice(0, colon), port } : { address: remote, port: 0 }
 }
 
 function auditFields(state: ConnectionState): Record<string, AuditValue> {

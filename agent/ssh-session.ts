@@ -67,6 +67,8 @@ export interface SessionContext {
   events?: { exec(command: string): void; exit(status: number): void }
   /** A recording for an interactive session (one with a pty), or undefined when sessions are not recorded. */
   record?: (start: Omit<RecordingStart, 'sessionId'>) => SessionRecording | undefined
+  /** Variables the server sets for every process of the connection (sessionVariables), over the client's. */
+  variables?: Record<string, string>
 }
 
 /** Serves one session channel: its pty, env, exec and shell requests, until the client closes it. */
@@ -136,7 +138,7 @@ export function serveSession(session: Session, context: SessionContext): void {
     const started = runSession(channel, {
       account,
       command,
-      env,
+      env: { ...env, ...context.variables },
       pty: sessionPty,
       stderr: subsystem?.stderr,
       audit: subsystem?.audit,
@@ -423,7 +425,8 @@ function runAs(account: LoginAccount): Pick<SpawnBase, 'uid' | 'gid' | 'drop'> {
  */
 function ptyCommand(command: string | undefined, shell: string, pty: PseudoTtyInfo): string {
   const size = pty.rows > 0 && pty.cols > 0 ? `stty rows ${pty.rows} cols ${pty.cols} 2>/dev/null\n` : ''
-  return size + (command ?? `exec ${shellQuote(shell)} -l`)
+  // `script` opens the terminal itself, so only a command inside it can name it.
+  return `SSH_TTY=$(tty); export SSH_TTY\n${size}${command ?? `exec ${shellQuote(shell)} -l`}`
 }
 
 function shellQuote(text: string): string {
