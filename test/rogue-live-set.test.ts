@@ -64,7 +64,11 @@ t.test('a stolen proxy cannot make a node drop its other tunnels, nor keep its o
   const node = startNode([`--data-dir=${nodeDir}`, `--auth-server=${proxies[0].web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=pi-1'])
   t.teardown(() => node.stop())
   const tunnelsAre = (ids: string[]) => (status: WarrenStatus) => (status.node?.tunnel?.proxies.map((p) => p.proxy_id) ?? []).join() === [...ids].sort().join()
-  await node.waitForStatus('a tunnel to each proxy', tunnelsAre([p0, p1]), 30_000)
+  await node.waitForStatus('a tunnel to each proxy', tunnelsAre([p0, p1]), 30_000).catch((error: Error) => {
+    // Which proxy the node missed, and why it might have: each one's state and last words.
+    const states = [proxies[0], proxies[1]].map((proxy, i) => `p${i} ${[p0, p1][i]} running=${proxy.daemon.running}:\n${proxy.daemon.stderr.slice(-3000)}`)
+    throw new Error(`${error.message}\n${states.join('\n')}`)
+  })
   await waitForNode(auth, 'pi-1')
 
   // The attacker: the proxy killed, its place in the live set kept with its keys, its tunnel port served by them.
