@@ -93,6 +93,8 @@ const server = new NodeSshServer({
   perl: () => perlPath,
   onFileOperation: (op, who) => fileOperations.push({ ...op, ...who }),
   audit: (type, fields) => auditEvents.push({ type, ...fields }),
+  // Absent until a test writes them: the administrator's variables for every login.
+  environmentFiles: [join(dir, 'environment'), join(dir, 'locale')],
 })
 const listener: Server = createServer((socket) => server.handleConnection(socket))
 await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
@@ -216,6 +218,22 @@ t.test('exec runs as the login with its environment; only LANG and LC_* pass', a
     .find((line) => line.startsWith('root:'))!
     .split(':')
   t.equal(result.stdout, `root root ${TEST_HOME} ${root[6]} 0 ${TEST_HOME}\nC.UTF-8|C|\n`)
+})
+
+t.test("the administrator's variables (/etc/environment, /etc/default/locale) reach every session; the client's LANG wins, and none replaces the login's own", async (t) => {
+  writeFileSync(join(dir, 'environment'), 'PATH="/opt/site/bin:/usr/bin:/bin"\nhttp_proxy=http://proxy.example:3128\n# a comment\nHOME=/elsewhere\nSSH_CLIENT=forged\n')
+  writeFileSync(join(dir, 'locale'), 'LANG=de_DE.UTF-8\nLC_TIME=en_GB.UTF-8\n')
+  t.teardown(() => {
+    rmSync(join(dir, 'environment'), { force: true })
+    rmSync(join(dir, 'locale'), { force: true })
+  })
+  const fromFiles = await ssh(good, ['echo "$PATH|$http_proxy|$LANG|$LC_TIME|$HOME|$SSH_CLIENT"'])
+  const [path, proxy, lang, time, home, client] = fromFiles.stdout.trim().split('|')
+  t.same([path, proxy, lang, time], ['/opt/site/bin:/usr/bin:/bin', 'http://proxy.example:3128', 'de_DE.UTF-8', 'en_GB.UTF-8'])
+  t.equal(home, TEST_HOME, "the login's own HOME")
+  t.match(client, /^127\.0\.0\.1 \d+ 0$/, 'the connection as the server saw it')
+  const clientLang = await ssh(good, ['-o', 'SetEnv=LANG=C.UTF-8', 'echo "$LANG|$LC_TIME"'])
+  t.equal(clientLang.stdout, 'C.UTF-8|en_GB.UTF-8\n', "the client's LANG over the device's")
 })
 
 t.test("exec learns the connection's addresses as sshd tells them, and the user and session behind it", async (t) => {

@@ -32,6 +32,7 @@ import { serverCiphers } from './ssh-ciphers.ts'
 import { forwardPort } from './ssh-forwarding.ts'
 import { RemoteForwards } from './ssh-remote-forwarding.ts'
 import { type SessionProcess, serveSession } from './ssh-session.ts'
+import { SYSTEM_ENVIRONMENT_FILES, systemEnvironment } from './system-environment.ts'
 
 const CERT_ALGO = 'ssh-ed25519-cert-v01@openssh.com'
 
@@ -110,6 +111,8 @@ export interface SshServerOptions {
   log?: Logger
   /** Where a login's shell/exec runs; default: look the login up in /etc/passwd, then NSS (findLogin), run as that uid/gid with its home and shell. */
   resolveLogin?: (login: string) => LoginAccount | undefined | Promise<LoginAccount | undefined>
+  /** Files of the administrator's variables for every login (system-environment.ts); default: /etc/environment, /etc/default/locale. */
+  environmentFiles?: readonly string[]
   /** Why `ssh -L` may not reach host:port (see forward-policy.ts), undefined to allow; default: refuse every destination. */
   forwardRefusal?: (host: string, port: number) => string | undefined
   /** Why `ssh -R` may not listen on this node, undefined to allow; default: refuse. */
@@ -208,6 +211,7 @@ export class NodeSshServer {
   private readonly hostKey: ParsedKey
   private readonly log: Logger
   private readonly resolveLogin: (login: string) => LoginAccount | undefined | Promise<LoginAccount | undefined>
+  private readonly environmentFiles: readonly string[]
   private readonly forwardRefusal: (host: string, port: number) => string | undefined
   private readonly remoteForwardRefusal: () => string | undefined
   private readonly labels: () => Record<string, string>
@@ -234,6 +238,7 @@ export class NodeSshServer {
     this.hostKey = parsed
     this.log = options.log?.child('ssh') ?? createLogger('node:ssh')
     this.resolveLogin = options.resolveLogin ?? ((login) => findLogin(login, { onLookupError: (error) => this.log.warn('looking a login up failed', { login, error }) }))
+    this.environmentFiles = options.environmentFiles ?? SYSTEM_ENVIRONMENT_FILES
     this.forwardRefusal = options.forwardRefusal ?? (() => 'port forwarding is off on this node')
     this.remoteForwardRefusal = options.remoteForwardRefusal ?? (() => 'port forwarding is off on this node')
     this.labels = options.labels ?? (() => ({}))
@@ -477,6 +482,7 @@ export class NodeSshServer {
         events,
         record: (start) => this.record(state, start),
         variables: sessionVariables(state),
+        systemEnvironment: () => systemEnvironment(this.environmentFiles),
       })
     })
     client.on('tcpip', (accept, reject, info) => {

@@ -69,6 +69,8 @@ export interface SessionContext {
   record?: (start: Omit<RecordingStart, 'sessionId'>) => SessionRecording | undefined
   /** Variables the server sets for every process of the connection (sessionVariables), over the client's. */
   variables?: Record<string, string>
+  /** The administrator's variables for every login (system-environment.ts), read as each process starts; the client's LANG and LC_* win over them. */
+  systemEnvironment?: () => Record<string, string>
 }
 
 /** Serves one session channel: its pty, env, exec and shell requests, until the client closes it. */
@@ -138,7 +140,7 @@ export function serveSession(session: Session, context: SessionContext): void {
     const started = runSession(channel, {
       account,
       command,
-      env: { ...env, ...context.variables },
+      env: { ...context.systemEnvironment?.(), ...env, ...context.variables },
       pty: sessionPty,
       stderr: subsystem?.stderr,
       audit: subsystem?.audit,
@@ -288,12 +290,13 @@ interface Started {
 function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess | undefined {
   const { account } = req
   const env: Record<string, string> = {
+    // A PATH of the administrator's (/etc/environment) wins over this one, as with sshd and pam_env.
+    PATH: account.uid === 0 ? ROOT_PATH : USER_PATH,
     ...req.env,
     HOME: account.home,
     USER: account.name,
     LOGNAME: account.name,
     SHELL: account.shell,
-    PATH: account.uid === 0 ? ROOT_PATH : USER_PATH,
   }
   if (req.pty) env.TERM = req.pty.term || 'dumb'
   const options = {
