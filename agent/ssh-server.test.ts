@@ -72,6 +72,8 @@ const TEST_HOME = mkdtempSync(join(tmpdir(), 'warren-home-'))
 let sftpServerPath = findSftpServer()
 /** The perl the node opens ptys with; a test takes it away to have `script` hold them. */
 let perlPath = findPerl()
+/** The login's shell, when a test gives it another than its account's. */
+let loginShell: string | undefined
 /** What onFileOperation was told, with who did it. */
 const fileOperations: Record<string, unknown>[] = []
 /** The audit events the server recorded, their fields flat. */
@@ -82,7 +84,7 @@ const server = new NodeSshServer({
   log,
   resolveLogin: (login) => {
     const account = lookupPasswd(login)
-    return account && { ...account, home: TEST_HOME }
+    return account && { ...account, home: TEST_HOME, shell: loginShell ?? account.shell }
   },
   // Where -L may go is the node's policy (test/port-forwarding.test.ts); here, anywhere.
   forwardRefusal: () => undefined,
@@ -328,6 +330,21 @@ for (const mode of ['perl', 'script'] as const) {
     )
     t.match(sized.stdout, /\/dev\/pts\/\d+\r\n33 111\r\nxterm-test\r\n/)
     t.equal(sized.code, 7)
+  })
+
+  t.test(`a login whose shell is no sh (tcsh) gets its terminal, SSH_TTY and its command (${mode})`, { skip: existsSync('/bin/tcsh') ? false : 'needs tcsh' }, async (t) => {
+    perlPath = mode === 'perl' ? findPerl() : undefined
+    loginShell = '/bin/tcsh'
+    t.teardown(() => {
+      loginShell = undefined
+    })
+    const command = await ssh(good, ['-tt', 'echo $shell; tty; echo $SSH_TTY'])
+    const [shell, tty, told] = command.stdout.split('\r\n')
+    t.same([shell, told], ['/bin/tcsh', tty], `the command ran in tcsh, on its terminal (${command.stderr.trim()})`)
+    t.match(tty, /^\/dev\/pts\/\d+$/)
+    const interactive = await ssh(good, ['-tt'], 'echo $shell $SSH_TTY\nexit 3\n')
+    t.match(interactive.stdout, /\/bin\/tcsh \/dev\/pts\/\d+/, 'a login shell too')
+    t.equal(interactive.code, 3)
   })
 
   t.test(`an interactive shell with a pty (${mode})`, async (t) => {

@@ -383,7 +383,11 @@ function spawnAs(file: string, argv: string[], options: SpawnBase): ChildProcess
 function startOnPty(req: SessionRequest, pty: PseudoTtyInfo, options: SpawnBase): Started {
   const { account } = req
   if (!req.perl) {
-    const child = spawnAs('script', ['script', '-q', '-f', '-e', '-c', ptyCommand(req.command, account.shell, pty), '/dev/null'], options)
+    // script runs its command with $SHELL -c: /bin/sh, whatever the login's shell (fish, tcsh) would make of it.
+    const child = spawnAs('script', ['script', '-q', '-f', '-e', '-c', ptyCommand(req.command, account.shell, pty), '/dev/null'], {
+      ...options,
+      env: { ...options.env, SHELL: '/bin/sh' },
+    })
     const outputEnded = new Promise<void>((resolve) => child.once('close', () => resolve()))
     const resizer = new PtyResizer(() => findTty(child), recorded(req))
     return { child, input: child.stdin!, output: child.stdout!, outputEnded, pty: { resizer } }
@@ -423,13 +427,14 @@ function runAs(account: LoginAccount): Pick<SpawnBase, 'uid' | 'gid' | 'drop'> {
 }
 
 /**
- * The command `script` runs through $SHELL -c: set the pty's size from inside (no process
- * outside the pty can size it before the shell starts), then the command or a login shell.
+ * The sh script `script` runs: name the terminal (script opens it, so only a process on it
+ * can), set its size from inside (no process outside the pty can size it before the shell
+ * starts), then become the login's shell, running the command or as a login shell.
  */
 function ptyCommand(command: string | undefined, shell: string, pty: PseudoTtyInfo): string {
   const size = pty.rows > 0 && pty.cols > 0 ? `stty rows ${pty.rows} cols ${pty.cols} 2>/dev/null\n` : ''
-  // `script` opens the terminal itself, so only a command inside it can name it.
-  return `SSH_TTY=$(tty); export SSH_TTY\n${size}${command ?? `exec ${shellQuote(shell)} -l`}`
+  const run = command === undefined ? `exec ${shellQuote(shell)} -l` : `exec ${shellQuote(shell)} -c ${shellQuote(command)}`
+  return `SSH_TTY=$(tty); export SSH_TTY\nSHELL=${shellQuote(shell)}; export SHELL\n${size}${run}`
 }
 
 function shellQuote(text: string): string {

@@ -6,7 +6,7 @@ import t from 'tap'
 import { tempDir } from '../test/helpers/cluster.ts'
 import { systemEnvironment } from './system-environment.ts'
 
-t.test('NAME=value lines, quotes taken off, comments and blank lines skipped, a later file winning', async (t) => {
+t.test('NAME=value lines, quotes taken off, comments (also after a value) and blank lines skipped, a later file winning', async (t) => {
   const dir = tempDir()
   const environment = join(dir, 'environment')
   const locale = join(dir, 'locale')
@@ -25,6 +25,9 @@ t.test('NAME=value lines, quotes taken off, comments and blank lines skipped, a 
       '=x',
       '__proto__=plain',
       'WINDOWS=crlf\r',
+      'PATH="/usr/local/bin:/usr/bin:/bin" # site tools',
+      'http_proxy_backup=http://proxy.example:3128 # the old one',
+      'INNER="say "hi" twice"',
     ].join('\n'),
   )
   writeFileSync(locale, 'LANG=en_GB.UTF-8\n')
@@ -34,9 +37,12 @@ t.test('NAME=value lines, quotes taken off, comments and blank lines skipped, a 
     NO_PROXY: 'localhost,127.0.0.1',
     LANG: 'en_GB.UTF-8',
     EMPTY: '',
-    KEEP: '"half quoted',
+    KEEP: 'half quoted',
     ['__proto__']: 'plain',
     WINDOWS: 'crlf',
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    http_proxy_backup: 'http://proxy.example:3128',
+    INNER: 'say "hi" twice',
   })
   t.equal(Object.getPrototypeOf(variables), Object.prototype, '__proto__ is a variable, not the prototype')
 })

@@ -10,9 +10,12 @@ export const SYSTEM_ENVIRONMENT_FILES = ['/etc/environment', '/etc/default/local
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 /**
- * The variables of `files`, a later file's winning: `NAME=value` lines (an `export ` before
- * the name allowed, a value in matching single or double quotes unquoted), `#` comments and
- * blank lines skipped, as pam_env reads them; a file that cannot be read gives none.
+ * The variables of `files`, a later file's winning, read as pam_env reads them: a line is
+ * `NAME=value` (an `export ` before the name allowed), cut at its first `#`; a value that
+ * starts with a quote loses its opening and closing quotes; blank lines and lines that are
+ * no assignment are skipped. Unlike pam_env, blanks before a cut comment are dropped too
+ * (`http_proxy=http://proxy:3128 # site` is the address, not the address and a blank). A
+ * file that cannot be read gives none.
  */
 export function systemEnvironment(files: readonly string[] = SYSTEM_ENVIRONMENT_FILES): Record<string, string> {
   // A Map, then entries: a name like __proto__ is a variable like any other.
@@ -25,14 +28,23 @@ export function systemEnvironment(files: readonly string[] = SYSTEM_ENVIRONMENT_
       continue
     }
     for (const raw of text.split('\n')) {
-      const line = raw.trim().replace(/^export\s+/, '')
-      if (line === '' || line.startsWith('#')) continue
+      const hash = raw.indexOf('#')
+      const line = (hash < 0 ? raw : raw.slice(0, hash)).trim().replace(/^export\s+/, '')
       const equals = line.indexOf('=')
       if (equals <= 0 || !NAME.test(line.slice(0, equals))) continue
-      let value = line.slice(equals + 1)
-      if (value.length >= 2 && (value[0] === '"' || value[0] === "'") && value.endsWith(value[0])) value = value.slice(1, -1)
-      variables.set(line.slice(0, equals), value)
+      variables.set(line.slice(0, equals), unquote(line.slice(equals + 1)))
     }
   }
   return Object.fromEntries(variables)
+}
+
+/** pam_env's "not too smart" quotes: after an opening quote, every quote character goes but one inside that is not the last. */
+function unquote(value: string): string {
+  if (value[0] !== '"' && value[0] !== "'") return value
+  let out = ''
+  for (let i = 1; i < value.length; i++) {
+    const quote = value[i] === '"' || value[i] === "'"
+    if (!quote || i < value.length - 1) out += value[i]
+  }
+  return out
 }
