@@ -76,45 +76,36 @@ export function accountExpired(account: LoginAccount, nowMs: number): boolean {
 /**
  * The account `login` names: /etc/passwd first, read by the agent itself (no process, the
  * accounts of a device), then NSS through `getent`, which asks every source that
- * /etc/nsswitch.conf lists. Undefined when no source knows it, when the system has no
- * `getent` (busybox devices: /etc/passwd is all they have), or when the lookup failed or
- * took longer than `timeoutMs`, which `onLookupError` hears about.
+ * /etc/nsswitch.conf lists, as getpwnam(3) would: the account is the one entry NSS gives,
+ * under the name it gives (SSSD may answer `alice` with `alice@corp`, a case-insensitive
+ * directory `Alice` with `alice`), with its groups and shadow entry looked up by that name.
+ * Undefined when no source knows it, when the system has no `getent` (busybox devices:
+ * /etc/passwd is all they have), or when any of the lookups failed or they all took longer
+ * than `timeoutMs` together, which `onLookupError` hears about: a directory that does not
+ * answer lets no one in, as sshd's initgroups and shadow checks fail then.
  */
 export async function findLogin(login: string, options: { timeoutMs?: number; getent?: string; onLookupError?: (error: Error) => void } = {}): Promise<LoginAccount | undefined> {
   const local = lookupPasswd(login)
   if (local) return local
-  // getent's output is colon- and line-separated: such a name could only be misread.
-  if (login === '' || /[:\n\r\0]/.test(login)) return undefined
+  // getent's output is colon- and line-separated: such a name could only be misread. An
+  // all-digit name would be looked up as a uid.
+  if (login === '' || /[:\n\r\0]/.test(login) || /^\d+$/.test(login)) return undefined
   const getent = options.getent ?? 'getent'
-  const timeoutMs = options.timeoutMs ?? NSS_LOOKUP_TIMEOUT_MS
-  let passwd: string | undefined
+  const deadline = performance.now() + (options.timeoutMs ?? NSS_LOOKUP_TIMEOUT_MS)
+  const lookup = (database: string, name: string) => getentLines(getent, [database, '--', name], Math.max(1, Math.round(deadline - performance.now())))
   try {
-    passwd = await getentLines(getent, ['passwd', '--', login], timeoutMs)
+    const passwd = await lookup('passwd', login)
+    const lines = (passwd ?? '').split('\n').filter((line) => line !== '')
+    const name = lines.length === 1 ? lines[0].split(':')[0] : ''
+    const account = name === '' ? undefined : parsePasswdLine(lines[0], name)
+    if (!account) return undefined
+    // Many sources give no shadow entries to anyone (exit 2): none is judged then.
+    const [groups, shadow] = await Promise.all([lookup('initgroups', account.name), lookup('shadow', account.name)])
+    return withExpiry({ ...account, groups: parseInitgroups(groups ?? '', account.gid) }, shadowExpiry(shadow ?? '', account.name))
   } catch (error) {
     options.onLookupError?.(error as Error)
     return undefined
   }
-  if (passwd === undefined) return undefined
-  const lines = passwd.split('\n').filter((line) => line !== '')
-  const account = lines.length === 1 ? parsePasswdLine(lines[0], login) : null
-  if (!account) return undefined
-  let groups: number[] = []
-  try {
-    groups = parseInitgroups((await getentLines(getent, ['initgroups', '--', login], timeoutMs)) ?? '', account.gid)
-  } catch (error) {
-    // The session then has its primary group alone, as with an unreadable /etc/group.
-    options.onLookupError?.(error as Error)
-  }
-  let expiresOnDay: number | undefined
-  try {
-    // Many sources give no shadow entries to anyone (exit 2), and then none is judged.
-    expiresOnDay = shadowExpiry((await getentLines(getent, ['shadow', '--', login], timeoutMs)) ?? '', login)
-  } catch (error) {
-    // A source that cannot say whether the account expired does not let it in.
-    options.onLookupError?.(error as Error)
-    return undefined
-  }
-  return withExpiry({ ...account, groups }, expiresOnDay)
 }
 
 /** One passwd(5) line's account if it is `login`'s; null for another login's line or one that is not an account. */

@@ -74,6 +74,8 @@ let sftpServerPath = findSftpServer()
 let perlPath = findPerl()
 /** The login's shell, when a test gives it another than its account's. */
 let loginShell: string | undefined
+/** How often the server looked a login up. */
+let lookups = 0
 /** What onFileOperation was told, with who did it. */
 const fileOperations: Record<string, unknown>[] = []
 /** The audit events the server recorded, their fields flat. */
@@ -83,6 +85,7 @@ const server = new NodeSshServer({
   userCAKeys: [sshPublicKeyLine(userCA.publicKey)],
   log,
   resolveLogin: (login) => {
+    lookups++
     const account = lookupPasswd(login)
     return account && { ...account, home: TEST_HOME, shell: loginShell ?? account.shell }
   },
@@ -246,6 +249,14 @@ t.test("exec learns the connection's addresses as sshd tells them, and the user 
   t.equal(connection, `${client.split(' ').slice(0, 2).join(' ')} 0.0.0.0 0`)
   t.equal(user, 'test-good')
   t.match(sessionId, /^[0-9a-f-]{36}$/)
+})
+
+t.test('a login is looked up once per connection: for the key OpenSSH offers, then for its signature', async (t) => {
+  lookups = 0
+  const result = await ssh(good, ['-v', 'true'])
+  t.equal(result.code, 0)
+  t.match(result.stderr, /Server accepts key/, 'OpenSSH asked whether the key would do before it signed')
+  t.equal(lookups, 1)
 })
 
 t.test('a command killed by a signal reports it', async (t) => {

@@ -184,6 +184,8 @@ interface ConnectionState {
   judged: StreamInfo
   client?: Connection
   grant?: Grant
+  /** The accounts looked up for its logins: OpenSSH asks whether a key would do, then signs, and one lookup serves both. */
+  accounts?: Map<string, Promise<LoginAccount | undefined>>
   /** The last routine refusal, logged if the connection ends without a login. */
   refusal?: { message: string; fields: Record<string, unknown>; probe: boolean }
   processes: Set<SessionProcess>
@@ -512,7 +514,7 @@ export class NodeSshServer {
   /** Answers one authentication request: ssh2 holds the next until this one is answered. */
   private async answerAuthentication(state: ConnectionState, ctx: AuthContext): Promise<void> {
     const log = this.log
-    const result = await this.authenticate(ctx, state.judged)
+    const result = await this.authenticate(ctx, state)
     // The connection may have ended while the login was looked up: nothing is granted to it.
     if (state.released || this.closing) return
     if ('reason' in result) {
@@ -543,7 +545,8 @@ export class NodeSshServer {
   }
 
   /** The grant for an acceptable request on a stream whose user the proxy `judged` (if it said), or why it is refused. */
-  private async authenticate(ctx: AuthContext, judged: StreamInfo): Promise<Grant | Refusal> {
+  private async authenticate(ctx: AuthContext, state: ConnectionState): Promise<Grant | Refusal> {
+    const { judged } = state
     const login = ctx.username
     // OpenSSH probes with "none" and offers a key before its certificate: that is no attack.
     if (ctx.method === 'none') return { reason: 'no user certificate offered', fields: {}, suspicious: false, probe: true }
@@ -585,7 +588,10 @@ export class NodeSshServer {
     const labels = this.labels()
     const denied = nodeRefusal(access, labels) ?? loginRefusal(access, login, labels)
     if (denied) return { reason: denied, fields: { ...fields, access_denied: true }, suspicious: true }
-    const account = await this.resolveLogin(login)
+    state.accounts ??= new Map()
+    let lookup = state.accounts.get(login)
+    if (!lookup) state.accounts.set(login, (lookup = Promise.resolve(this.resolveLogin(login))))
+    const account = await lookup
     if (!account) return { reason: 'no such login on this node', fields, suspicious: true }
     if (accountExpired(account, Date.now())) {
       const day = new Date(account.expiresOnDay! * 86_400_000).toISOString().slice(0, 10)
