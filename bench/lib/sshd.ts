@@ -33,6 +33,9 @@ export interface SshdOptions {
   sftpServer?: string
   /** A user key to accept; a fresh one otherwise. */
   userKey?: string
+  /** Where it listens (127.0.0.1 by default), and the network namespace it runs in, if not this one. */
+  listenAddress?: string
+  netns?: string
 }
 
 export function sshdMissing(): string | undefined {
@@ -57,7 +60,7 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
     join(dir, 'sshd_config'),
     [
       `Port ${port}`,
-      'ListenAddress 127.0.0.1',
+      `ListenAddress ${options.listenAddress ?? '127.0.0.1'}`,
       `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
       'PidFile none',
       'UsePAM no',
@@ -72,12 +75,14 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
       '',
     ].join('\n'),
   )
-  const sshd = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config'), '-h', join(dir, 'host_key')], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const argv = [SSHD, '-D', '-e', '-f', join(dir, 'sshd_config'), '-h', join(dir, 'host_key')]
+  const [command, ...args] = options.netns ? ['ip', 'netns', 'exec', options.netns, ...argv] : argv
+  const sshd = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] })
   let log = ''
   sshd.stderr!.on('data', (data) => (log += data))
   const stop = () => stopProcess(sshd)
   try {
-    await waitForPort(port, () => `sshd did not start: ${log}`)
+    await waitForPort(port, () => `sshd did not start: ${log}`, 10_000, options.listenAddress)
   } catch (error) {
     await stop()
     throw error
@@ -91,11 +96,11 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
   await new Promise((resolve) => child.once('exit', resolve))
 }
 
-export async function waitForPort(port: number, why: () => string, timeoutMs = 10_000): Promise<void> {
+export async function waitForPort(port: number, why: () => string, timeoutMs = 10_000, host = '127.0.0.1'): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     const open = await new Promise<boolean>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port }, () => {
+      const socket = connect({ host, port }, () => {
         socket.destroy()
         resolve(true)
       })

@@ -1,0 +1,195 @@
+// A keystroke's round trip on a device behind a slow link (a cellular or satellite uplink)
+// while another session copies a file off it at the link's full speed. The node runs in a
+// network namespace of its own, reached over a veth pair whose two ends a token bucket
+// (`tc ... tbf`) holds to --rate; the auth server, the proxy and the user's ssh stay on this
+// side. Through Warren every session of the device shares the node's one tunnel, so what the
+// node has queued for the copy is queued ahead of the keystroke's echo; through OpenSSH (an
+// sshd in the same namespace, reached directly) each session is a TCP connection of its own.
+//
+//   npm run bench:slow-link [-- --rate=2mbit --copy-mb=3 --probe-ms=250 --paths=warren,openssh]
+//
+// Per path: 20 round trips of 64 bytes through `cat` in an `ssh -tt` session on the idle link,
+// then the copy (`head -c` on the node into a second session's standard output) and, from two
+// seconds into it until it ends, one round trip every --probe-ms. Reported: the idle p50, and
+// the p50, p90 and largest round trip during the copy, with the copy's throughput.
+//
+// Needs root (network namespaces, tc, sshd) and Debian's iproute2, openssh-server and openssh-client.
+
+import { execFileSync, spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { parseArgs } from 'node:util'
+import { AuthProcess, freePort, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from '../test/helpers/cluster.ts'
+import { openInteractive } from './lib/file-copy.ts'
+import { median } from './lib/measure.ts'
+import { sshdMissing, startSshd } from './lib/sshd.ts'
+import { formatTable } from './lib/table.ts'
+
+const { values } = parseArgs({
+  options: {
+    rate: { type: 'string', default: '2mbit' },
+    'copy-mb': { type: 'string', default: '3' },
+    'probe-ms': { type: 'string', default: '250' },
+    paths: { type: 'string', default: 'warren,openssh' },
+  },
+})
+const COPY_BYTES = Math.round(Number(values['copy-mb']) * 1e6)
+const PROBE_MS = Number(values['probe-ms'])
+const paths = values.paths.split(',')
+
+const missing = sshdMissing()
+if (missing) {
+  console.error(`bench:slow-link: ${missing}`)
+  process.exit(1)
+}
+
+// The device's network: a namespace, a veth pair, a token bucket on each end.
+const ns = `wsl${process.pid}`
+const subnet = `10.251.${process.pid % 250}`
+const [hostSide, deviceSide] = [`${subnet}.1`, `${subnet}.2`]
+const sh = (...argv: string[]) => execFileSync(argv[0], argv.slice(1), { stdio: 'pipe' })
+const inNs = (...argv: string[]) => sh('ip', 'netns', 'exec', ns, ...argv)
+const removeNetwork = () => {
+  try {
+    sh('ip', 'netns', 'del', ns)
+  } catch {
+    // not made, or gone
+  }
+}
+removeNetwork()
+process.on('exit', removeNetwork)
+sh('ip', 'netns', 'add', ns)
+sh('ip', 'link', 'add', `${ns}a`, 'type', 'veth', 'peer', 'name', `${ns}b`, 'netns', ns)
+sh('ip', 'addr', 'add', `${hostSide}/30`, 'dev', `${ns}a`)
+sh('ip', 'link', 'set', `${ns}a`, 'up')
+inNs('ip', 'link', 'set', 'lo', 'up')
+inNs('ip', 'addr', 'add', `${deviceSide}/30`, 'dev', `${ns}b`)
+inNs('ip', 'link', 'set', `${ns}b`, 'up')
+inNs('ip', 'route', 'add', 'default', 'via', hostSide)
+for (const [run, dev] of [
+  [sh, `${ns}a`],
+  [inNs, `${ns}b`],
+] as const) {
+  run('tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', values.rate, 'burst', '32kbit', 'latency', '400ms')
+}
+
+const login = testLogin()
+
+interface Measured {
+  path: string
+  idleP50: number
+  during: number[]
+  copyBytesPerSecond: number
+}
+
+/** Round trips on the idle link, then one every PROBE_MS while `copy` runs (from two seconds in). */
+async function measure(path: string, sshArgs: string[]): Promise<Measured> {
+  const session = await openInteractive(sshArgs)
+  try {
+    const idle: number[] = []
+    for (let i = 0; i < 20; i++) {
+      idle.push((await session.roundTrips(1))[0])
+      await sleep(100)
+    }
+    const started = performance.now()
+    const copy = spawn('ssh', [...sshArgs, `head -c ${COPY_BYTES} /dev/zero`], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let copied = 0
+    copy.stdout.on('data', (data: Buffer) => (copied += data.length))
+    let copyError = ''
+    copy.stderr.on('data', (data) => (copyError += data))
+    let finished = false
+    const done = new Promise<number | null>((resolve) =>
+      copy.once('exit', (code) => {
+        finished = true
+        resolve(code)
+      }),
+    )
+    await sleep(2000)
+    const during: number[] = []
+    while (!finished) {
+      during.push((await session.roundTrips(1))[0])
+      await sleep(PROBE_MS)
+    }
+    const code = await done
+    if (code !== 0 || copied !== COPY_BYTES) throw new Error(`${path}: the copy ended (${code}) with ${copied} of ${COPY_BYTES} bytes: ${copyError}`)
+    return { path, idleP50: median(idle), during, copyBytesPerSecond: copied / ((performance.now() - started) / 1000) }
+  } finally {
+    await session.close()
+  }
+}
+
+const results: Measured[] = []
+const stops: (() => Promise<unknown>)[] = []
+try {
+  if (paths.includes('warren')) {
+    const auth = await new AuthProcess().start()
+    stops.push(() => auth.stop())
+    const pin = await auth.pin()
+    const proxy = await new ProxyProcess({
+      auth,
+      token: await auth.token(['tokens', 'add', '--type=proxy']),
+      pin,
+      webListenAddr: `${hostSide}:${await freePort()}`,
+      tunnelListenAddr: `${hostSide}:${await freePort()}`,
+      debug: false,
+    }).start()
+    stops.push(() => proxy.stop())
+    const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=slow-node'], {}, ns)
+    stops.push(() => node.stop())
+    await waitForNode(auth, 'slow-node', 60_000)
+    const profile = await signUser(auth, proxy.web, 'bench')
+    console.error('measuring warren')
+    results.push(await measure('warren', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', `${login}@slow-node`]))
+  }
+  if (paths.includes('openssh')) {
+    // useradd leaves the password locked ("!"), which sshd without PAM takes for a locked account.
+    execFileSync('usermod', ['-p', '*', login])
+    const sshd = await startSshd({ forwarding: 'no', listenAddress: deviceSide, netns: ns })
+    stops.push(() => sshd.stop())
+    const args = [
+      '-p',
+      String(sshd.port),
+      '-i',
+      sshd.userKey,
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'LogLevel=ERROR',
+    ]
+    console.error('measuring openssh')
+    results.push(await measure('openssh', [...args, `${login}@${deviceSide}`]))
+  }
+} finally {
+  for (const stop of stops.reverse()) await stop().catch(() => {})
+}
+
+const ms = (us: number) => (us / 1000).toFixed(1)
+const quantile = (values: number[], q: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(q * values.length))]
+console.log(
+  `\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, link ${values.rate} each way (tbf, 400 ms queue), a ${values['copy-mb']} MB copy off the node, a round trip every ${PROBE_MS} ms during it\n`,
+)
+console.log(
+  formatTable(
+    ['path', 'idle p50 ms', 'copy p50 ms', 'copy p90 ms', 'copy max ms', 'probes', 'copy KB/s'],
+    results.map((r) => [
+      r.path,
+      ms(r.idleP50),
+      // A copy over before the first probe (a fast link) has none.
+      r.during.length ? ms(median(r.during)) : '-',
+      r.during.length ? ms(quantile(r.during, 0.9)) : '-',
+      r.during.length ? ms(Math.max(...r.during)) : '-',
+      String(r.during.length),
+      (r.copyBytesPerSecond / 1000).toFixed(0),
+    ]),
+  ),
+)
+const [warren, openssh] = ['warren', 'openssh'].map((path) => results.find((r) => r.path === path))
+if (warren?.during.length && openssh?.during.length) {
+  console.log(
+    `\nwarren ÷ openssh during the copy: p50 ${(median(warren.during) / median(openssh.during)).toFixed(2)}×, p90 ${(quantile(warren.during, 0.9) / quantile(openssh.during, 0.9)).toFixed(2)}×; copy throughput ${(warren.copyBytesPerSecond / openssh.copyBytesPerSecond).toFixed(2)}×`,
+  )
+}
