@@ -597,11 +597,20 @@ export class Agent {
       role: 'node',
       identity: () => this.identity,
       follow: (trust, server, bridge) => this.followCAs(trust, bridge ? `a bridge from ${server}` : server, bridge),
-      unbridged: (server, readmit, pins) =>
-        this.log.error(
-          `no trust bridge leads from the host CAs this node trusts to the one ${server} presents (the rotation was longer ago than bridges are kept, or it is not this cluster's server): re-admit this node with "${readmit}" and start it with that token`,
-          { host_id: this.identity.hostId, readmit, trust_unbridged: pins.join(',') },
-        ),
+      unbridged: (server, readmit, pins, expiredOn) => {
+        const fields = { host_id: this.identity.hostId, readmit, trust_unbridged: pins.join(',') }
+        if (expiredOn !== undefined) {
+          this.log.error(
+            `the host CA this node trusts expired on ${expiredOn}, and ${server} presents another: once the cluster's host CA is rotated ("warrenctl auth rotate --type=host"), re-admit this node with "${readmit}" and start it with that token`,
+            { ...fields, trusted_ca_expired: expiredOn },
+          )
+        } else {
+          this.log.error(
+            `no trust bridge leads from the host CAs this node trusts to the one ${server} presents (the rotation was longer ago than bridges are kept, or it is not this cluster's server): re-admit this node with "${readmit}" and start it with that token`,
+            fields,
+          )
+        }
+      },
       stopped: () => this.stopped,
       // Asked only because no proxy takes the node, the server may well be down too.
       failureLevel: (why) => (why === 'untrusted' ? 'warn' : 'debug'),

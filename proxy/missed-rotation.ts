@@ -51,11 +51,21 @@ export class ProxyTrustBridge {
       role: 'proxy',
       identity,
       follow: (trust, server, bridge) => this.follow(trust, server, bridge),
-      unbridged: (server, readmit, pins) =>
-        log.error(
-          `no trust bridge leads from the host CAs this proxy trusts to the one ${server} presents (the rotation was longer ago than bridges are kept, or it is not this cluster's auth server): make a token with "${readmit}", remove ${identityDir(dataDir, 'proxy')} and start the proxy with that token`,
-          { proxy_id: identity().hostId, readmit, trust_unbridged: pins.join(',') },
-        ),
+      unbridged: (server, readmit, pins, expiredOn) => {
+        const rejoin = `make a token with "${readmit}", remove ${identityDir(dataDir, 'proxy')} and start the proxy with that token`
+        const fields = { proxy_id: identity().hostId, readmit, trust_unbridged: pins.join(',') }
+        if (expiredOn !== undefined) {
+          log.error(
+            `the host CA this proxy trusts expired on ${expiredOn}, and ${server} presents another: once the cluster's host CA is rotated on the auth server's host ("warrenctl auth rotate --type=host"), ${rejoin}`,
+            { ...fields, trusted_ca_expired: expiredOn },
+          )
+        } else {
+          log.error(
+            `no trust bridge leads from the host CAs this proxy trusts to the one ${server} presents (the rotation was longer ago than bridges are kept, or it is not this cluster's auth server): ${rejoin}`,
+            fields,
+          )
+        }
+      },
       log,
     })
     return this.bridge.ask(identity().authServers[0]!, why)

@@ -6,6 +6,7 @@
 // where it came from. How a node and a proxy find they missed a rotation, and take a set,
 // is theirs (agent/agent.ts, proxy/missed-rotation.ts); the asking is this.
 
+import { X509Certificate } from 'node:crypto'
 import type { NodeIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import { caPin } from './pin.ts'
@@ -41,8 +42,12 @@ export interface TrustBridgeOptions {
   identity: () => NodeIdentity
   /** Takes `trust` (a bridge, or what the cluster trusts now) if checkTrust allows; true when taken. */
   follow: (trust: TrustStatement, server: string, bridge: boolean) => boolean
-  /** No bridge leads to the CA `server` presents: logs how an admin re-admits the host. */
-  unbridged: (server: string, readmit: string, pins: string[]) => void
+  /**
+   * No bridge leads to the CA `server` presents: logs how an admin re-admits the host.
+   * `expiredOn` (a date) when every host CA the host trusts has expired by its clock: then
+   * no bridge could, and the cluster's host CA has to be rotated first.
+   */
+  unbridged: (server: string, readmit: string, pins: string[], expiredOn?: string) => void
   /** What is fetched once the host stops is dropped. */
   stopped?: () => boolean
   /** The level a failed request is logged at (warn unless told). */
@@ -110,7 +115,14 @@ export class TrustBridge {
     if (why === 'refused') return false
     // Loaded only when needed: recover.ts brings the HTTPS client.
     const { readmitCommand } = await import('./recover.ts')
-    this.options.unbridged(server, readmitCommand(identity.nodename, identity.roles), pins)
+    this.options.unbridged(server, readmitCommand(identity.nodename, identity.roles), pins, allExpiredOn(identity.hostCAPems, Date.now()))
     return false
   }
+}
+
+/** The day the last of `pems` expired, when all have by `nowMs`; undefined while one is still valid. */
+export function allExpiredOn(pems: string[], nowMs: number): string | undefined {
+  const ends = pems.map((pem) => new X509Certificate(pem).validToDate.getTime())
+  if (ends.length === 0 || ends.some((end) => end > nowMs)) return undefined
+  return new Date(Math.max(...ends)).toISOString().slice(0, 10)
 }
