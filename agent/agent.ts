@@ -601,7 +601,7 @@ export class Agent {
         const fields = { host_id: this.identity.hostId, readmit, trust_unbridged: pins.join(',') }
         if (expiredOn !== undefined) {
           this.log.error(
-            `the host CA this node trusts expired on ${expiredOn}, and ${server} presents another: once the cluster's host CA is rotated ("warrenctl auth rotate --type=host"), re-admit this node with "${readmit}" and start it with that token`,
+            `the host CA this node trusts expired on ${expiredOn}, and ${server} presents another: once the cluster's host CA is rotated through to standby ("warrenctl auth rotate --type=host"), this node follows it and recovers its certificate if that expired within the recovery window; else re-admit it with "${readmit}" and start it with that token`,
             { ...fields, trusted_ca_expired: expiredOn },
           )
         } else {

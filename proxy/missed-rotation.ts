@@ -56,7 +56,7 @@ export class ProxyTrustBridge {
         const fields = { proxy_id: identity().hostId, readmit, trust_unbridged: pins.join(',') }
         if (expiredOn !== undefined) {
           log.error(
-            `the host CA this proxy trusts expired on ${expiredOn}, and ${server} presents another: once the cluster's host CA is rotated on the auth server's host ("warrenctl auth rotate --type=host"), ${rejoin}`,
+            `the host CA this proxy trusts expired on ${expiredOn}, and ${server} presents another: once the cluster's host CA is rotated through to standby ("warrenctl auth rotate --type=host" on the auth server's host), this proxy follows it and recovers its certificate if that expired within the recovery window; else ${rejoin}`,
             { ...fields, trusted_ca_expired: expiredOn },
           )
         } else {

@@ -44,8 +44,9 @@ export interface TrustBridgeOptions {
   follow: (trust: TrustStatement, server: string, bridge: boolean) => boolean
   /**
    * No bridge leads to the CA `server` presents: logs how an admin re-admits the host.
-   * `expiredOn` (a date) when every host CA the host trusts has expired by its clock: then
-   * no bridge could, and the cluster's host CA has to be rotated first.
+   * `expiredOn` (a date) when every host CA the host trusts has expired by its clock: the
+   * cluster's host CA has to be rotated first, and its bridge out of the expired CA, made
+   * when the rotation drops it, is what the host follows then.
    */
   unbridged: (server: string, readmit: string, pins: string[], expiredOn?: string) => void
   /** What is fetched once the host stops is dropped. */

@@ -1,17 +1,18 @@
 // A proxy whose trusted host CA has expired (a cluster left unrotated past the CA's ten years:
 // here the auth server and the proxy started again under libfaketime eleven years on) says
-// so, rather than that no trust bridge leads to what the auth server presents: the cluster's
-// host CA has to be rotated first, and the proxy joined again after.
+// so, rather than that no trust bridge leads to what the auth server presents; once the host
+// CA is rotated through to standby it follows the bridge out of the expired CA, and (its own
+// certificate being ten years past the recovery window here) is told to join again.
 
 import { join } from 'node:path'
 import t from 'tap'
-import { AuthProcess, Daemon, freePort, JSON_LOGS, logEntries, ProxyProcess } from './helpers/cluster.ts'
+import { AuthProcess, Daemon, freePort, JSON_LOGS, logEntries, ProxyProcess, ROOT, run } from './helpers/cluster.ts'
 import { clockOffBy } from './helpers/faketime.ts'
 import { until } from './helpers/until.ts'
 
 const later = clockOffBy('+4000d')
 
-t.test('a proxy whose trusted host CA expired says so, with the command that re-admits it', { timeout: 120_000 }, async (t) => {
+t.test('a proxy whose trusted host CA expired says so, and follows the rotation that replaces it', { timeout: 240_000 }, async (t) => {
   const port = await freePort()
   const first = await new AuthProcess({ port }).start()
   const pin = await first.pin()
@@ -31,4 +32,16 @@ t.test('a proxy whose trusted host CA expired says so, with the command that re-
   const expected = new Date(Date.now() + 10 * 365.25 * 86_400_000).getUTCFullYear()
   t.match(said[0], { trusted_ca_expired: new RegExp(`^${expected}-\\d\\d-\\d\\d$`), readmit: /^warrenctl / }, 'the day its trusted CA ended, and the command that re-admits it')
   t.equal(logEntries(eleven.stderr).filter((e) => e.trust_unbridged !== undefined && e.trusted_ca_expired === undefined).length, 0, 'not taken for a missed rotation')
+
+  // The rotation its message names, through to standby: the bridge out of the expired CA is
+  // made as it is dropped, and the proxy follows it (asking again a minute after it last did).
+  for (const phase of ['init', 'update_clients', 'update_servers', 'standby']) {
+    const step = await run(join(ROOT, 'cli/warrenctl.ts'), ['auth', 'rotate', '--type=host', '--manual', `--phase=${phase}`, `--data-dir=${auth.dataDir}`], { env: later })
+    t.equal(step.code, 0, `${phase}: ${step.stderr}`)
+  }
+  await until('the proxy to follow the rotation', () => logEntries(eleven.stderr).some((e) => e.trust_bridged !== undefined), { timeoutMs: 90_000 })
+  // Its certificate expired ten years before the recovery window's year: it is to join again.
+  await until('the recovery to be refused', () => logEntries(eleven.stderr, { level: 'error' }).some((e) => e.readmit !== undefined && e.trusted_ca_expired === undefined), {
+    timeoutMs: 30_000,
+  })
 })
