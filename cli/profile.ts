@@ -35,9 +35,12 @@ export const PROFILE_FILES = {
   profile: 'profile.json',
 }
 
-/** Where credentials are when no flag says: $WARREN_HOME, else ~/.warren. */
+/**
+ * Where credentials are when no flag says: $WARREN_HOME, else ~/.warren. Made absolute: the
+ * ssh_config written there names its files, and ssh may run from anywhere.
+ */
 export function defaultProfileDir(): string {
-  return process.env.WARREN_HOME ? expandHome(process.env.WARREN_HOME) : join(homedir(), '.warren')
+  return process.env.WARREN_HOME ? resolve(expandHome(process.env.WARREN_HOME)) : join(homedir(), '.warren')
 }
 
 const CREDENTIALS_DIR: PrivateDirRules = {
