@@ -182,11 +182,28 @@ export class Daemon {
       .map((line) => JSON.parse(line) as Record<string, unknown>)
   }
 
+  /**
+   * Sends `signal` and waits for the exit. A daemon still running a minute later (a stop that
+   * hangs: systemd would kill it at 90 s) is killed, and the stop fails naming it, with its
+   * last log lines.
+   */
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     if (this.running) this.child.kill(signal)
+    let timer: NodeJS.Timeout | undefined
+    const hung = new Promise<'hung'>((resolve) => {
+      timer = setTimeout(() => resolve('hung'), STOP_DEADLINE_MS)
+    })
+    const outcome = await Promise.race([this.exited, hung])
+    clearTimeout(timer)
+    if (outcome !== 'hung') return
+    this.child.kill('SIGKILL')
     await this.exited
+    throw new Error(`${this.child.spawnargs.slice(1).join(' ')} did not exit within ${STOP_DEADLINE_MS} ms of ${signal}; its last log lines:\n${this.stderr.slice(-4000)}`)
   }
 }
+
+/** How long a daemon may take to exit after a stop signal before the stop fails. */
+const STOP_DEADLINE_MS = 60_000
 
 export interface AuthOptions {
   dataDir?: string
