@@ -5,6 +5,7 @@
 import type { Duplex } from 'node:stream'
 import { YamuxError } from './const.ts'
 import { encodeHeader } from './frame.ts'
+import { OutputPacer } from './output-pacer.ts'
 
 /**
  * Unsent output at which data frames wait for 'drain'. The connection's own mark (64 KiB)
@@ -30,6 +31,9 @@ const READ_PAUSE_OUTPUT_BYTES = 2 * WRITE_BACKLOG_BYTES
  */
 const READ_PAUSE_OUTPUT_FRAMES = 4096
 
+const FRAME_HEADER_BYTES = 12
+const EMPTY = Buffer.alloc(0)
+
 export class FrameWriter {
   readonly #conn: Duplex
   readonly #timeoutMs: number
@@ -43,6 +47,18 @@ export class FrameWriter {
   #framesBehind = 0
   #drainWaiters: (() => void)[] = []
   #timer: NodeJS.Timeout | null = null
+  /** Waiters a drain did not serve (another's write filled the backlog): first next time. */
+  #unserved: (() => void)[] = []
+  /** Measures drains; once pace() is called, also sets the backlog limit and spaces writes. */
+  readonly #pacer = new OutputPacer(WRITE_BACKLOG_BYTES)
+  /** A paced writer holds data frames back until this fires. */
+  #holding: NodeJS.Timeout | null = null
+  /** Bytes written so far; with the unsent bytes when output first waited, what a drain took. */
+  #written = 0
+  #behindSince = 0
+  #drainedAtBehind = 0
+  /** What the connection had taken at the last deadline check. */
+  #takenAtCheck = 0
 
   /** `stuck` is called when a write has made no progress for `timeoutMs`. */
   constructor(conn: Duplex, timeoutMs: number, stuck: (err: YamuxError) => void) {
@@ -52,9 +68,29 @@ export class FrameWriter {
     conn.on('drain', this.#onDrain)
   }
 
-  /** The connection holds WRITE_BACKLOG_BYTES unsent: data waits for 'drain'. */
+  /** The connection holds WRITE_BACKLOG_BYTES unsent (less when paced): data waits for 'drain'. */
   get blocked(): boolean {
     return this.#blocked
+  }
+
+  /** What the pacer knows (SessionStats.pacing). */
+  get pacing(): { active: boolean; backlogLimit: number; drainRate: number | null } {
+    const rate = this.#pacer.rate
+    return { active: this.#pacer.active, backlogLimit: this.#pacer.backlogLimit, drainRate: Number.isFinite(rate) ? Math.round(rate * 1000) : null }
+  }
+
+  /** Unsent output at which data frames wait, and the largest data frame worth writing. */
+  get dataFrameLimit(): number {
+    return this.#pacer.backlogLimit
+  }
+
+  /**
+   * From now on paces output by the rate the connection drains at (./output-pacer.ts). Only
+   * worth it on a connection whose kernel queue is kept short: else the kernel takes
+   * megabytes at once and every drain looks fast.
+   */
+  pace(): void {
+    this.#pacer.activate()
   }
 
   /** Writes one frame; payload buffers are written as they are, never copied. */
@@ -67,18 +103,55 @@ export class FrameWriter {
       process.nextTick(this.uncork)
     }
     let ok = conn.write(encodeHeader(type, flags, streamId, length))
+    let bytes = FRAME_HEADER_BYTES
     if (body !== undefined) {
-      if (Array.isArray(body)) for (const part of body) ok = conn.write(part)
-      else ok = conn.write(body)
+      if (Array.isArray(body)) {
+        for (const part of body) {
+          ok = conn.write(part)
+          bytes += part.length
+        }
+      } else {
+        ok = conn.write(body)
+        bytes += body.length
+      }
     }
+    this.#written += bytes
     if (this.#behind) this.#framesBehind++
-    if (!ok && !this.#behind) {
-      // The deadline runs from the first refused write, however little is queued.
-      this.#behind = true
-      this.#timer = setTimeout(() => this.#stuck(new YamuxError('ERR_YAMUX_WRITE_TIMEOUT', `no progress for ${this.#timeoutMs} ms`)), this.#timeoutMs)
-      this.#timer.unref()
+    if (!ok && !this.#behind) this.#fallBehind()
+    else if (this.#pacer.active && !this.#behind && conn.writableLength >= this.#pacer.backlogLimit) {
+      // Our limit is below the connection's own mark, so no 'drain' comes for these bytes:
+      // the callback of an empty write queued after them stands in for it.
+      this.#fallBehind()
+      conn.write(EMPTY, this.#onDrain)
     }
-    if (this.#behind && conn.writableLength >= WRITE_BACKLOG_BYTES) this.#blocked = true
+    if (this.#behind && conn.writableLength >= this.dataFrameLimit) this.#blocked = true
+  }
+
+  /** A write was refused, or a paced writer reached its limit: 'drain' is due. */
+  #fallBehind(): void {
+    this.#behind = true
+    this.#behindSince = performance.now()
+    this.#drainedAtBehind = this.#written - this.#conn.writableLength
+    // The deadline runs from the first refused write, however little is queued.
+    this.#takenAtCheck = this.#drainedAtBehind
+    this.#timer = setTimeout(this.#checkProgress, this.#timeoutMs)
+    this.#timer.unref()
+  }
+
+  /**
+   * The deadline: stuck if the connection took nothing since the last check. Not "no
+   * 'drain' yet": on a slow link whose kernel queue is kept short, streams may keep output
+   * waiting for longer than the deadline while every write goes out.
+   */
+  #checkProgress = (): void => {
+    const taken = this.#written - this.#conn.writableLength
+    if (taken === this.#takenAtCheck) {
+      this.#stuck(new YamuxError('ERR_YAMUX_WRITE_TIMEOUT', `no progress for ${this.#timeoutMs} ms`))
+      return
+    }
+    this.#takenAtCheck = taken
+    this.#timer = setTimeout(this.#checkProgress, this.#timeoutMs)
+    this.#timer.unref()
   }
 
   /** Runs `fn` once the connection takes bytes again (on the next tick when it does now). */
@@ -104,7 +177,10 @@ export class FrameWriter {
   stop(): void {
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
+    if (this.#holding !== null) clearTimeout(this.#holding)
+    this.#holding = null
     this.#drainWaiters = []
+    this.#unserved = []
     this.uncork()
   }
 
@@ -114,23 +190,39 @@ export class FrameWriter {
   }
 
   #onDrain = (): void => {
-    if (!this.#behind) return
-    this.#behind = false
-    this.#framesBehind = 0
-    this.#blocked = false
+    if (!this.#behind || this.#holding !== null) return
     if (this.#timer !== null) {
       clearTimeout(this.#timer)
       this.#timer = null
     }
+    const now = performance.now()
+    const holdMs = this.#pacer.drained(this.#written - this.#drainedAtBehind, now - this.#behindSince, now)
+    if (holdMs >= 1) this.#holding = setTimeout(this.#release, holdMs)
+    else this.#release()
+  }
+
+  /** Output may go on: data frames are written again, waiters in turn. */
+  #release = (): void => {
+    this.#holding = null
+    this.#behind = false
+    this.#framesBehind = 0
+    this.#blocked = false
     if (this.#pausedForOutput) {
       this.#pausedForOutput = false
       this.#conn.resume()
     }
-    const waiters = this.#drainWaiters
+    // Those a drain did not serve go first. Then the latest to wait: the stream whose write
+    // filled the backlog began to wait first, and a keystroke's echo that came after it
+    // should not wait behind its next write too.
+    const waiters = [...this.#unserved, ...this.#drainWaiters.reverse()]
+    this.#unserved = []
     this.#drainWaiters = []
-    for (const fn of waiters) {
-      if (this.#blocked) this.#drainWaiters.push(fn)
-      else fn()
+    for (let i = 0; i < waiters.length; i++) {
+      if (this.#blocked) {
+        this.#unserved = waiters.slice(i)
+        return
+      }
+      waiters[i]!()
     }
   }
 }

@@ -10,12 +10,22 @@
 
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
+import { monotonicMs } from './clock.ts'
 import { type Config, resolveConfig } from './config.ts'
 import { Flag, FrameType, GoAwayCode, MAX_STREAM_ID, YamuxError } from './const.ts'
 import { FrameParser } from './frame.ts'
 import { FrameWriter } from './frame-writer.ts'
 import { Pings } from './pings.ts'
 import { Stream, type StreamHost } from './stream.ts'
+
+/**
+ * A write that waits this long for the peer's window, twice within SLOW_WINDOW_SPAN_MS,
+ * tells of a slow link: half a window (128 KiB) or more took that long to cross it, under
+ * 1 MB/s, where on a LAN or loopback it takes a millisecond or less. (A peer whose reader
+ * stalls now and then looks the same; pacing costs little at that rate.)
+ */
+const SLOW_WINDOW_WAIT_MS = 200
+const SLOW_WINDOW_SPAN_MS = 5000
 
 export interface SessionOptions extends Partial<Config> {
   /** The client opens odd stream ids and the server even ones; one side of each. */
@@ -31,12 +41,16 @@ export interface SessionStats {
   framesReceived: number
   /** Smoothed round-trip time in ms (0 until measured). */
   rttMs: number
+  /** Output pacing (paceOutput()): whether on, the backlog it allows, the drain rate in bytes per second (null before any drain). */
+  pacing: { active: boolean; backlogLimit: number; drainRate: number | null }
 }
 
 /**
  * Events:
  * - `'stream'` (stream: Stream): the peer opened a stream.
  * - `'goaway'`: the peer will accept no more streams (open() now throws); existing ones go on.
+ * - `'slow'`: streams wait long for the peer's window, as over a slow link (once): pace the
+ *   session with paceOutput() once the connection's kernel queue is kept short.
  * - `'error'` (err): the session failed (emitted only when there is a listener).
  * - `'close'` (err?: Error): the session is closed; `err` says why when it failed.
  */
@@ -57,6 +71,9 @@ export class Session extends EventEmitter implements StreamHost {
   #maxPeerStreamId = 0
   /** Streams the peer opened that are in #streams (bounded by maxIncomingStreams). */
   #incoming = 0
+  /** When a write last waited SLOW_WINDOW_WAIT_MS or more for a window (0: never). */
+  #longWindowWaitAt = 0
+  #slowTold = false
   /**
    * The receive windows of the streams in #streams, added up: no more can be held unread.
    * While it stays within maxSessionReceiveBuffer, data frames need no further check.
@@ -134,6 +151,20 @@ export class Session extends EventEmitter implements StreamHost {
     return this.#writer.blocked
   }
 
+  /** @internal */
+  get dataFrameLimit(): number {
+    return this.#writer.dataFrameLimit
+  }
+
+  /**
+   * Paces output by the rate the connection drains at (./output-pacer.ts), so that one
+   * stream's bulk data does not hold the others' frames back for long: call it once the
+   * connection's kernel queue is kept short (shared/unsent-limit.ts).
+   */
+  paceOutput(): void {
+    this.#writer.pace()
+  }
+
   stats(): SessionStats {
     let bufferedBytes = 0
     for (const stream of this.#streams.values()) bufferedBytes += stream.recvBuffered + stream.readableLength
@@ -142,6 +173,7 @@ export class Session extends EventEmitter implements StreamHost {
       bufferedBytes,
       framesReceived: this.#parser.framesParsed,
       rttMs: this.#pings.rttMs,
+      pacing: this.#writer.pacing,
     }
   }
 
@@ -190,6 +222,18 @@ export class Session extends EventEmitter implements StreamHost {
   /** @internal */
   whenWritable(fn: () => void): void {
     this.#writer.whenWritable(fn)
+  }
+
+  /** @internal */
+  windowWaited(ms: number): void {
+    if (this.#slowTold || ms < SLOW_WINDOW_WAIT_MS) return
+    const now = monotonicMs()
+    if (this.#longWindowWaitAt === 0 || now - this.#longWindowWaitAt > SLOW_WINDOW_SPAN_MS) {
+      this.#longWindowWaitAt = now
+      return
+    }
+    this.#slowTold = true
+    this.emit('slow')
   }
 
   /** @internal */

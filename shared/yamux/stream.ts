@@ -22,6 +22,8 @@ export interface StreamHost {
   readonly rttMs: number
   /** True while the connection's write buffer is full; data frames wait for 'drain'. */
   readonly writeBlocked: boolean
+  /** The largest data frame to write now (the connection's paced backlog). */
+  readonly dataFrameLimit: number
   sendFrame(type: number, flags: number, streamId: number, length: number, body?: Buffer | Buffer[]): void
   /** Calls `fn` once the connection takes writes again. */
   whenWritable(fn: () => void): void
@@ -31,6 +33,8 @@ export interface StreamHost {
   windowGrown(delta: number): void
   /** How much the streams' windows may still grow together, within maxSessionReceiveBuffer. */
   readonly windowRoom: number
+  /** The stream had data to send and waited `ms` for the peer to open its window. */
+  windowWaited(ms: number): void
 }
 
 export class Stream extends Duplex {
@@ -59,6 +63,8 @@ export class Stream extends Duplex {
 
   // Send side.
   #sendWindow = INITIAL_STREAM_WINDOW
+  /** Since when a write has waited for the peer's window (0: it is not waiting). */
+  #windowWaitSince = 0
   #pending: Buffer[] | null = null
   #pendingIndex = 0
   #pendingOffset = 0
@@ -159,6 +165,10 @@ export class Stream extends Duplex {
       throw new YamuxError('ERR_YAMUX_SEND_WINDOW_OVERFLOW', `stream ${this.id}`)
     }
     this.#sendWindow = grown
+    if (this.#windowWaitSince !== 0) {
+      this.#host.windowWaited(monotonicMs() - this.#windowWaitSince)
+      this.#windowWaitSince = 0
+    }
     if (this.#pending !== null && !this.#waitingDrain) this.#flush()
   }
 
@@ -317,13 +327,16 @@ export class Stream extends Duplex {
         callback()
         return
       }
-      if (this.#sendWindow === 0) return // _onWindowUpdate resumes
+      if (this.#sendWindow === 0) {
+        if (this.#windowWaitSince === 0) this.#windowWaitSince = monotonicMs()
+        return // _onWindowUpdate resumes
+      }
       if (this.#host.writeBlocked) {
         this.#waitingDrain = true
         this.#host.whenWritable(this.#flush)
         return
       }
-      const n = Math.min(this.#sendWindow, MAX_DATA_FRAME, this.#pendingLeft)
+      const n = Math.min(this.#sendWindow, MAX_DATA_FRAME, this.#host.dataFrameLimit, this.#pendingLeft)
       this.#host.sendFrame(FrameType.Data, 0, this.id, n, this.#take(n))
       this.#sendWindow -= n
       this.#pendingLeft -= n

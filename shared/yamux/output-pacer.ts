@@ -1,0 +1,105 @@
+// Pacing for a session whose connection runs over a slow link: how much output may wait in
+// our queue, and how long to hold data back after a drain, from the rate the connection has
+// drained at over the last second.
+//
+// Every stream of a tunnel shares one TCP connection, so a bulk stream's bytes queued ahead
+// of a keystroke's echo delay it by their size over the link's rate. The kernel's own queue
+// is kept short (shared/unsent-limit.ts), but it still takes one whole GSO segment (up to
+// 64 KiB) at a time while its unsent bytes are under that limit: written back to back, a
+// queue of 16 KiB writes would be taken four at a time. So on a slow link writes are spaced
+// by the drain rate, a quarter faster than it (BBR's probing gain) so that a link that got
+// faster is found, and the kernel's queue stays near its limit rather than a segment past it
+// (`npm run bench:slow-link`). Above PACING_CEILING nothing is held back: there a segment
+// is a few milliseconds, and bulk throughput (`bench:ssh`, `bench:tunnel`) is what counts.
+
+/** Only so much output waits as the link drains in this time. */
+export const PACED_BACKLOG_MS = 10
+
+/** The least output allowed to wait: one TLS record, so that each write is a full one. */
+export const MIN_BACKLOG_BYTES = 16 * 1024
+
+/** The drain rate is that of the drains within this last stretch of time. */
+const RATE_WINDOW_MS = 1000
+
+/**
+ * A drain this long tells of the link. Shorter ones only say that the kernel had room: it
+ * takes up to a GSO segment at once, whatever the link's speed.
+ */
+const LINK_DRAIN_MS = 5
+
+/** Drain rate (bytes per ms: 10 MB/s, 80 Mbit/s) from which writes are not spaced. */
+export const PACING_CEILING = 10_000
+
+/** Writes are spaced for this multiple of the drain rate. */
+export const PACING_GAIN = 1.25
+
+interface Drain {
+  /** When it ended, with the hold that followed it. */
+  at: number
+  bytes: number
+  ms: number
+}
+
+export class OutputPacer {
+  readonly #maxBacklog: number
+  #drains: Drain[] = []
+  /** Bytes per ms over the drains in the window; Infinity while none of them told of the link. */
+  #rate = Number.POSITIVE_INFINITY
+  #active = false
+
+  /** `maxBacklog`: what may wait on a fast link (the session's usual write backlog). */
+  constructor(maxBacklog: number) {
+    this.#maxBacklog = maxBacklog
+  }
+
+  /**
+   * Whether the limit and the spacing apply. Until then drains are only measured: a link
+   * found slow is paced once its kernel queue is short, and a fast one never pays for it.
+   */
+  get active(): boolean {
+    return this.#active
+  }
+
+  /**
+   * Paces from now on. Drains measured so far are forgotten: the kernel took everything at
+   * once then, so they tell nothing of the link, and their rate would keep pacing off.
+   */
+  activate(): void {
+    this.#active = true
+    this.#drains = []
+    this.#rate = Number.POSITIVE_INFINITY
+  }
+
+  /** Output that may wait in the connection's buffer before data frames wait for a drain. */
+  get backlogLimit(): number {
+    if (!this.#active) return this.#maxBacklog
+    // Until a drain tells of the link: little, so that drains come (and no more waits than that).
+    if (!Number.isFinite(this.#rate)) return MIN_BACKLOG_BYTES
+    return Math.round(Math.min(this.#maxBacklog, Math.max(MIN_BACKLOG_BYTES, this.#rate * PACED_BACKLOG_MS)))
+  }
+
+  /** The drain rate in bytes per ms (Infinity before any drain). */
+  get rate(): number {
+    return this.#rate
+  }
+
+  /**
+   * The connection took `bytes` in `ms` since output first waited; `now` is the monotonic
+   * time in ms. Returns how long to hold data frames back before writing more (0: at once).
+   */
+  drained(bytes: number, ms: number, now: number): number {
+    const hold = this.#active && this.#rate < PACING_CEILING ? Math.max(0, bytes / (this.#rate * PACING_GAIN) - ms) : 0
+    this.#drains.push({ at: now + hold, bytes, ms: ms + hold })
+    while (this.#drains[0]!.at < now - RATE_WINDOW_MS) this.#drains.shift()
+    let windowBytes = 0
+    let windowMs = 0
+    let linkDrains = 0
+    for (const drain of this.#drains) {
+      windowBytes += drain.bytes
+      windowMs += drain.ms
+      if (drain.ms >= LINK_DRAIN_MS) linkDrains++
+    }
+    this.#rate = linkDrains > 0 ? windowBytes / windowMs : Number.POSITIVE_INFINITY
+    return hold
+  }
+}
