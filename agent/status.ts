@@ -42,7 +42,7 @@ export function nodeStatus(agent: Agent): NodeStatus | undefined {
       address: pool.address,
       discoveries: agent.discoveries,
       proxies: pool.all
-        .map((tunnel) => ({ proxy_id: tunnel.proxyId, since: statusTime(tunnel.openedAt), resumed: tunnel.resumed }))
+        .map((tunnel) => ({ proxy_id: tunnel.proxyId, since: statusTime(tunnel.openedAt), resumed: tunnel.resumed, pacing: tunnel.pacing }))
         .sort((a, b) => a.proxy_id.localeCompare(b.proxy_id)),
       live_set: pool.announcedSet ?? null,
       live_sets_refused: agent.counts.refusedLiveSets,

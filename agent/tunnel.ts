@@ -20,6 +20,7 @@ import { readMessages } from '../shared/protocol/framing.ts'
 import type { RecordingChunkIn, RecordingStored } from '../shared/protocol/recordings.ts'
 import { CLUSTER_SERVER_NAME, heldProxiesAlpn, TUNNEL_ALPN } from '../shared/protocol/tunnel.ts'
 import { liveSetSigned } from '../shared/signed-live-set.ts'
+import { type Pacing, paceWhenSlow } from '../shared/slow-link-pacing.ts'
 import { VERSION } from '../shared/version.ts'
 import { createSession, type Session } from '../shared/yamux/index.ts'
 
@@ -107,6 +108,12 @@ export class AgentTunnel extends EventEmitter {
   carriesSkippedRecordings = false
   /** The proxy refused the tunnel at its hello, and why: it closes it next. */
   refusal?: TunnelRefused
+  /**
+   * 'on' once the tunnel is found on a slow link: the kernel keeps its unsent bytes short
+   * and the session paces its output. 'unavailable' when found slow but the kernel's queue
+   * could not be limited (no perl).
+   */
+  pacing: Pacing = 'off'
   private session?: Session
   private socket?: TLSSocket
   /** The node's identity (its certificates and keys change in place at renewals). */
@@ -162,6 +169,10 @@ export class AgentTunnel extends EventEmitter {
         socket.setKeepAlive(true, options.keepAliveIntervalMs)
         const session = createSession(socket, { client: true, keepAliveIntervalMs: options.keepAliveIntervalMs })
         this.session = session
+        // Every session of the node shares this connection: on a slow uplink keep the
+        // kernel's queue short and ours paced, so that a keystroke's echo does not wait
+        // behind a copy (shared/unsent-limit.ts).
+        paceWhenSlow(session, socket, (pacing) => (this.pacing = pacing))
         session.on('error', () => {})
         if (options.onRtt) session.on('rtt', options.onRtt)
         session.on('goaway', () => (this.leaving = true))

@@ -20,6 +20,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { AuthProcess, freePort, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from '../test/helpers/cluster.ts'
+import { createSlowLink } from '../test/helpers/slow-link.ts'
 import { openInteractive } from './lib/file-copy.ts'
 import { median } from './lib/measure.ts'
 import { sshdMissing, startSshd } from './lib/sshd.ts'
@@ -44,34 +45,9 @@ if (missing) {
 }
 
 // The device's network: a namespace, a veth pair, a token bucket on each end.
-const ns = `wsl${process.pid}`
-const subnet = `10.251.${process.pid % 250}`
-const [hostSide, deviceSide] = [`${subnet}.1`, `${subnet}.2`]
-const sh = (...argv: string[]) => execFileSync(argv[0], argv.slice(1), { stdio: 'pipe' })
-const inNs = (...argv: string[]) => sh('ip', 'netns', 'exec', ns, ...argv)
-const removeNetwork = () => {
-  try {
-    sh('ip', 'netns', 'del', ns)
-  } catch {
-    // not made, or gone
-  }
-}
-removeNetwork()
-process.on('exit', removeNetwork)
-sh('ip', 'netns', 'add', ns)
-sh('ip', 'link', 'add', `${ns}a`, 'type', 'veth', 'peer', 'name', `${ns}b`, 'netns', ns)
-sh('ip', 'addr', 'add', `${hostSide}/30`, 'dev', `${ns}a`)
-sh('ip', 'link', 'set', `${ns}a`, 'up')
-inNs('ip', 'link', 'set', 'lo', 'up')
-inNs('ip', 'addr', 'add', `${deviceSide}/30`, 'dev', `${ns}b`)
-inNs('ip', 'link', 'set', `${ns}b`, 'up')
-inNs('ip', 'route', 'add', 'default', 'via', hostSide)
-for (const [run, dev] of [
-  [sh, `${ns}a`],
-  [inNs, `${ns}b`],
-] as const) {
-  run('tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', values.rate, 'burst', '32kbit', 'latency', '400ms')
-}
+const link = createSlowLink()
+const { ns, hostSide, deviceSide } = link
+link.limit(values.rate)
 
 const login = testLogin()
 

@@ -140,8 +140,8 @@ function proxyBlock(proxy: ProxyStatus, now: number): string {
       ? ''
       : '\n' +
         formatTable(
-          ['Node Name', 'Node ID', 'From', 'Since'],
-          shown.map((t) => [t.nodename, t.host_id, t.remote_addr, ago(t.since, now)]),
+          ['Node Name', 'Node ID', 'From', 'Since', 'Pacing'],
+          shown.map((t) => [t.nodename, t.host_id, t.remote_addr, ago(t.since, now), t.pacing ?? 'off']),
         )
   const more = tunnels.hosts.length > shown.length ? `(${tunnels.hosts.length - shown.length} more: --format=json lists them all)\n` : ''
   return rows(list) + table + more
@@ -194,8 +194,8 @@ function nodeBlock(node: NodeStatus, now: number): string {
       ? ''
       : '\n' +
         formatTable(
-          ['Proxy ID', 'Since', 'TLS Session'],
-          tunnel.proxies.map((p) => [p.proxy_id, ago(p.since, now), p.resumed ? 'resumed' : 'new']),
+          ['Proxy ID', 'Since', 'TLS Session', 'Pacing'],
+          tunnel.proxies.map((p) => [p.proxy_id, ago(p.since, now), p.resumed ? 'resumed' : 'new', p.pacing ?? 'off']),
         )
   return rows(list) + table
 }

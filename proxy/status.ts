@@ -16,6 +16,7 @@ export function proxyStatus(proxy: ProxyService): ProxyStatus {
     nodename: tunnel.nodename,
     remote_addr: tunnel.remoteAddress,
     since: statusTime(tunnel.connectedAt),
+    pacing: tunnel.pacing,
   }))
   const acme = proxy.acme
   const unsaved = proxy.keeper.status

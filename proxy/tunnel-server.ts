@@ -17,6 +17,7 @@ import { readFirstMessage, readMessages, writeMessage } from '../shared/protocol
 import type { RuledLabels } from '../shared/protocol/shape.ts'
 import { MAX_RENEWAL_SPREAD_MS, MAX_RETURN_SPREAD_MS } from '../shared/protocol/tunnel.ts'
 import { type LiveSetSignature, liveSetOrder } from '../shared/signed-live-set.ts'
+import { type Pacing, paceWhenSlow } from '../shared/slow-link-pacing.ts'
 import { createSession, type Session } from '../shared/yamux/index.ts'
 import { sameStatement } from './assigned-labels.ts'
 import { HelloRate } from './hello-rate.ts'
@@ -46,6 +47,8 @@ export interface Tunnel {
    * only then: a fleet reconnecting at once would otherwise pay for it on every tunnel).
    */
   cert: X509Certificate
+  /** Whether what this proxy sends down the tunnel is paced (shared/slow-link-pacing.ts). */
+  pacing: Pacing
   /** Registered once: its end counts as a close. */
   opened?: boolean
   /** Why this proxy is closing the tunnel, when it is (for the counts). */
@@ -250,7 +253,10 @@ export class TunnelServer extends EventEmitter {
       services: [],
       connectedAt: Date.now(),
       cert,
+      pacing: 'off',
     }
+    // Every session to the node shares this connection: on a slow downlink, pace it.
+    paceWhenSlow(session, socket, (pacing) => (tunnel.pacing = pacing))
     this.trust.opened(tunnel, cert)
     session.on('stream', (stream: Duplex) => this.control(tunnel, stream))
     this.holdPending(tunnel)

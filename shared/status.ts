@@ -7,6 +7,7 @@ import { issuedByAny } from './cert-subject.ts'
 import { isoTime } from './duration.ts'
 import type { OptimisingCompilersState } from './optimising-compilers.ts'
 import { caPin } from './pin.ts'
+import type { Pacing } from './slow-link-pacing.ts'
 
 export interface WarrenStatus {
   process: ProcessStatus
@@ -106,6 +107,8 @@ export interface ProxyTunnelStatus {
   /** Where the node's connection comes from (after a PROXY header, the real client). */
   remote_addr: string
   since: string
+  /** As the node's own NodeTunnelStatus.pacing, for what this proxy sends down the tunnel. */
+  pacing: Pacing
 }
 
 export interface ProxyStatus {
@@ -140,6 +143,12 @@ export interface NodeTunnelStatus {
   since: string
   /** The TLS session was resumed (a cheaper handshake) rather than made afresh. */
   resumed: boolean
+  /**
+   * 'on' when the tunnel was found on a slow link and its output is paced, so that one
+   * session's copy does not hold the others' keystrokes back; 'unavailable' when found slow
+   * without the means (no perl to limit the kernel's queue); 'off' otherwise.
+   */
+  pacing: Pacing
 }
 
 /** What a node can tell of its system clock. */

@@ -52,6 +52,7 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
   t.same(reported.labels, { site: 'lab' })
   t.equal(reported.tunnel!.address, proxy.tunnel)
   t.equal(reported.tunnel!.proxies[0].proxy_id, proxyId)
+  t.equal(reported.tunnel!.proxies[0].pacing, 'off', 'a tunnel over loopback is not paced')
   t.same(reported.tunnel!.live_set, [proxyId])
   t.equal(reported.certificate.issuer_pin, pin, 'its certificate is from the host CA it pinned')
   t.ok(Date.parse(reported.certificate.not_after) > Date.now() + defaultConfig().auth.hostCertTtlMs * 0.9, 'for the default host certificate lifetime')
@@ -61,8 +62,8 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
 
   const atProxy = await proxy.daemon.waitForStatus('the tunnel at the proxy', (s) => s.proxy!.tunnels.count === 1)
   t.same(
-    atProxy.proxy!.tunnels.hosts.map((h) => [h.host_id, h.nodename]),
-    [[reported.host_id, 'reported']],
+    atProxy.proxy!.tunnels.hosts.map((h) => [h.host_id, h.nodename, h.pacing]),
+    [[reported.host_id, 'reported', 'off']],
     "the proxy holds the node's tunnel",
   )
   t.same(atProxy.proxy!.live_set, [proxyId])
@@ -74,7 +75,7 @@ t.test('each role reports its state; warren status prints it as JSON or as rows'
   t.match(text.stdout, new RegExp(`^Mode\\s+tunnel: dialling ${proxy.tunnel.replaceAll('.', '\\.')}$`, 'm'))
   t.match(text.stdout, /^Audit events\s+0 waiting for the auth server, 0 dropped$/m)
   t.match(text.stdout, /^Tunnels\s+1 of 1$/m)
-  t.match(text.stdout, new RegExp(`^${proxyId}\\s+\\d\\d [A-Z][a-z]{2} \\d\\d \\d\\d:\\d\\d UTC \\(\\S+ ago\\)\\s+new$`, 'm'), 'a table row per proxy held')
+  t.match(text.stdout, new RegExp(`^${proxyId}\\s+\\d\\d [A-Z][a-z]{2} \\d\\d \\d\\d:\\d\\d UTC \\(\\S+ ago\\)\\s+new\\s+off$`, 'm'), 'a table row per proxy held')
 
   // The first stream it serves turns them on.
   const profile = await signUser(auth, proxy.web)
