@@ -1,15 +1,18 @@
 // A keystroke's round trip on a device behind a slow link (a cellular or satellite uplink)
-// while another session copies a file off it at the link's full speed. The node runs in a
+// while another session copies a file off it (or, --direction=to, onto it) at the link's
+// full speed. The node runs in a
 // network namespace of its own, reached over a veth pair whose two ends a token bucket
 // (`tc ... tbf`) holds to --rate; the auth server, the proxy and the user's ssh stay on this
 // side. Through Warren every session of the device shares the node's one tunnel, so what the
-// node has queued for the copy is queued ahead of the keystroke's echo; through OpenSSH (an
+// node (or the proxy, copying to it) has queued for the copy is queued ahead of the
+// keystroke or its echo; through OpenSSH (an
 // sshd in the same namespace, reached directly) each session is a TCP connection of its own.
 //
-//   npm run bench:slow-link [-- --rate=2mbit --copy-mb=3 --probe-ms=250 --paths=warren,openssh]
+//   npm run bench:slow-link [-- --rate=2mbit --copy-mb=3 --probe-ms=250 --direction=off|to --paths=warren,openssh]
 //
 // Per path: 20 round trips of 64 bytes through `cat` in an `ssh -tt` session on the idle link,
-// then the copy (`head -c` on the node into a second session's standard output) and, from two
+// then the copy (`head -c` on the node into a second session's standard output, or zeros
+// into `cat > /dev/null` on the node) and, from two
 // seconds into it until it ends, one round trip every --probe-ms. Reported: the idle p50, and
 // the p50, p90 and largest round trip during the copy, with the copy's throughput.
 //
@@ -31,9 +34,12 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '2mbit' },
     'copy-mb': { type: 'string', default: '3' },
     'probe-ms': { type: 'string', default: '250' },
+    direction: { type: 'string', default: 'off' },
     paths: { type: 'string', default: 'warren,openssh' },
   },
 })
+if (values.direction !== 'off' && values.direction !== 'to') throw new Error(`--direction is "off" (a copy off the node) or "to" (onto it), not "${values.direction}"`)
+const COPY_TO = values.direction === 'to'
 const COPY_BYTES = Math.round(Number(values['copy-mb']) * 1e6)
 const PROBE_MS = Number(values['probe-ms'])
 const paths = values.paths.split(',')
@@ -68,9 +74,24 @@ async function measure(path: string, sshArgs: string[]): Promise<Measured> {
       await sleep(100)
     }
     const started = performance.now()
-    const copy = spawn('ssh', [...sshArgs, `head -c ${COPY_BYTES} /dev/zero`], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const copy = spawn('ssh', [...sshArgs, COPY_TO ? 'cat > /dev/null' : `head -c ${COPY_BYTES} /dev/zero`], { stdio: ['pipe', 'pipe', 'pipe'] })
     let copied = 0
-    copy.stdout.on('data', (data: Buffer) => (copied += data.length))
+    if (COPY_TO) {
+      // Counted as the ssh client takes it: the copy ends when the node has read it all.
+      const chunk = Buffer.alloc(64 * 1024)
+      const writeMore = () => {
+        while (copied < COPY_BYTES) {
+          const piece = chunk.subarray(0, Math.min(chunk.length, COPY_BYTES - copied))
+          copied += piece.length
+          if (!copy.stdin.write(piece)) return void copy.stdin.once('drain', writeMore)
+        }
+        copy.stdin.end()
+      }
+      writeMore()
+    } else {
+      copy.stdin.end()
+      copy.stdout.on('data', (data: Buffer) => (copied += data.length))
+    }
     let copyError = ''
     copy.stderr.on('data', (data) => (copyError += data))
     let finished = false
@@ -146,7 +167,7 @@ try {
 const ms = (us: number) => (us / 1000).toFixed(1)
 const quantile = (values: number[], q: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(q * values.length))]
 console.log(
-  `\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, link ${values.rate} each way (tbf, 400 ms queue), a ${values['copy-mb']} MB copy off the node, a round trip every ${PROBE_MS} ms during it\n`,
+  `\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, link ${values.rate} each way (tbf, 400 ms queue), a ${values['copy-mb']} MB copy ${COPY_TO ? 'onto' : 'off'} the node, a round trip every ${PROBE_MS} ms during it\n`,
 )
 console.log(
   formatTable(
