@@ -135,9 +135,9 @@ function getentLines(getent: string, args: string[], timeoutMs: number): Promise
   return new Promise((resolve, reject) => {
     execFile(getent, args, { timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8', env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' } }, (error, stdout, stderr) => {
       if (!error) return resolve(stdout)
-      const code = (error as NodeJS.ErrnoException).code
-      if (code === 'ENOENT' || (error as { code?: unknown }).code === 2) return resolve(undefined)
-      if ((error as { killed?: boolean }).killed) return reject(new Error(`getent ${args[0]} took longer than ${timeoutMs} ms`))
+      // ENOENT: no getent here; 2: it found nothing.
+      if (error.code === 'ENOENT' || error.code === 2) return resolve(undefined)
+      if (error.killed) return reject(new Error(`getent ${args[0]} took longer than ${timeoutMs} ms`))
       reject(new Error(`getent ${args[0]} failed: ${stderr.trim() || error.message}`))
     })
   })

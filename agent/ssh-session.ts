@@ -13,6 +13,7 @@ import { basename } from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2'
 import type { Logger } from '../shared/log.ts'
+import { shellQuote } from '../shared/shell-quote.ts'
 import type { LoginAccount } from './login-accounts.ts'
 import { type DropTo, dropAndExec, supplementaryGroups } from './login-groups.ts'
 import { findPerl, slaveOfMaster, spawnOnPty } from './pty.ts'
@@ -435,10 +436,6 @@ function ptyCommand(command: string | undefined, shell: string, pty: PseudoTtyIn
   const size = pty.rows > 0 && pty.cols > 0 ? `stty rows ${pty.rows} cols ${pty.cols} 2>/dev/null\n` : ''
   const run = command === undefined ? `exec ${shellQuote(shell)} -l` : `exec ${shellQuote(shell)} -c ${shellQuote(command)}`
   return `SSH_TTY=$(tty); export SSH_TTY\nSHELL=${shellQuote(shell)}; export SHELL\n${size}${run}`
-}
-
-function shellQuote(text: string): string {
-  return `'${text.replaceAll("'", `'\\''`)}'`
 }
 
 /** Exit status after the last byte of output, then EOF and close, as OpenSSH's sshd does. */
