@@ -195,10 +195,15 @@ export class FrameWriter {
       clearTimeout(this.#timer)
       this.#timer = null
     }
-    const now = performance.now()
-    const holdMs = this.#pacer.drained(this.#written - this.#drainedAtBehind, now - this.#behindSince, now)
-    if (holdMs >= 1) this.#holding = setTimeout(this.#release, holdMs)
-    else this.#release()
+    if (this.#pacer.active) {
+      const now = performance.now()
+      const holdMs = this.#pacer.drained(this.#written - this.#drainedAtBehind, now - this.#behindSince, now)
+      if (holdMs >= 1) {
+        this.#holding = setTimeout(this.#release, holdMs)
+        return
+      }
+    }
+    this.#release()
   }
 
   /** Output may go on: data frames are written again, waiters in turn. */

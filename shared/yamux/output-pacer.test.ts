@@ -34,13 +34,13 @@ t.test('a fast link is never held back, and keeps the full backlog once a drain 
   t.same(new Set(holds), new Set([0]), 'no write is held back')
 })
 
-t.test('a slow link is only measured until pacing is on', async (t) => {
+t.test('nothing is measured or held back until pacing is on', async (t) => {
   const pacer = new OutputPacer(MAX)
   // 250 KB/s, as a 2 Mbit/s uplink: 64 KiB drains taking 262 ms.
   const holds = drainAt(pacer, 0, 4, 64 * KB, 262)
-  t.ok(Math.abs(pacer.rate - (64 * KB) / 262) < 1, `rate ${pacer.rate} bytes per ms`)
-  t.equal(pacer.backlogLimit, MAX, 'not paced yet: the limit stays')
-  t.same(new Set(holds), new Set([0]), 'and nothing is held back')
+  t.equal(pacer.rate, Number.POSITIVE_INFINITY)
+  t.equal(pacer.backlogLimit, MAX)
+  t.same(new Set(holds), new Set([0]))
 })
 
 t.test('once on, a slow link queues little and spaces its writes by the drain rate', async (t) => {
@@ -56,15 +56,26 @@ t.test('once on, a slow link queues little and spaces its writes by the drain ra
   t.equal(pacer.drained(16 * KB, 300, 2400), 0)
 })
 
-t.test('drains measured before pacing are forgotten when it starts', async (t) => {
+t.test('the first drain that tells of the link sets the rate', async (t) => {
   const pacer = new OutputPacer(MAX)
-  // Without the kernel's limit it took every write at once: fast, whatever the link.
-  drainAt(pacer, 0, 50, 128 * KB, 0.3)
   pacer.activate()
+  // The kernel had room: it took these at once, whatever the link.
+  drainAt(pacer, 0, 5, 16 * KB, 0.3)
   t.equal(pacer.rate, Number.POSITIVE_INFINITY)
-  drainAt(pacer, 100, 1, 256 * KB, 1048)
-  t.ok(Math.abs(pacer.rate - (256 * KB) / 1048) < 1, 'the first drain with the limit is the rate')
+  t.equal(pacer.backlogLimit, MIN_BACKLOG_BYTES, 'a little backlog meanwhile, so that drains keep coming')
+  drainAt(pacer, 100, 1, 48 * KB, 250)
+  t.ok(Math.abs(pacer.rate - (128 * KB) / 251.5) < 1, `the window's bytes over its time: ${pacer.rate}`)
   t.equal(pacer.backlogLimit, MIN_BACKLOG_BYTES)
+})
+
+t.test('a long run of drains keeps its sums right as old ones leave the window', async (t) => {
+  const pacer = new OutputPacer(MAX)
+  pacer.activate()
+  // 20 s of 16 KiB drains every 8 ms (2 MB/s), then the rate of the last second alone.
+  drainAt(pacer, 0, 2500, 16 * KB, 8)
+  t.ok(Math.abs(pacer.rate - (16 * KB) / 8) < 0.01, `rate ${pacer.rate}`)
+  drainAt(pacer, 20_000, 125, 16 * KB, 16)
+  t.ok(Math.abs(pacer.rate - (16 * KB) / 16) < 0.01, `rate ${pacer.rate} once the link got slower`)
 })
 
 t.test('a link between slow and fast gets a backlog of PACED_BACKLOG_MS', async (t) => {

@@ -42,7 +42,12 @@ interface Drain {
 
 export class OutputPacer {
   readonly #maxBacklog: number
+  /** The drains within the window, oldest first from #head; with their sums. */
   #drains: Drain[] = []
+  #head = 0
+  #windowBytes = 0
+  #windowMs = 0
+  #linkDrains = 0
   /** Bytes per ms over the drains in the window; Infinity while none of them told of the link. */
   #rate = Number.POSITIVE_INFINITY
   #active = false
@@ -53,21 +58,16 @@ export class OutputPacer {
   }
 
   /**
-   * Whether the limit and the spacing apply. Until then drains are only measured: a link
+   * Whether the limit and the spacing apply. Until then nothing is measured either: a link
    * found slow is paced once its kernel queue is short, and a fast one never pays for it.
    */
   get active(): boolean {
     return this.#active
   }
 
-  /**
-   * Paces from now on. Drains measured so far are forgotten: the kernel took everything at
-   * once then, so they tell nothing of the link, and their rate would keep pacing off.
-   */
+  /** Paces from now on, measuring drains from the first one after this. */
   activate(): void {
     this.#active = true
-    this.#drains = []
-    this.#rate = Number.POSITIVE_INFINITY
   }
 
   /** Output that may wait in the connection's buffer before data frames wait for a drain. */
@@ -88,18 +88,25 @@ export class OutputPacer {
    * time in ms. Returns how long to hold data frames back before writing more (0: at once).
    */
   drained(bytes: number, ms: number, now: number): number {
-    const hold = this.#active && this.#rate < PACING_CEILING ? Math.max(0, bytes / (this.#rate * PACING_GAIN) - ms) : 0
-    this.#drains.push({ at: now + hold, bytes, ms: ms + hold })
-    while (this.#drains[0]!.at < now - RATE_WINDOW_MS) this.#drains.shift()
-    let windowBytes = 0
-    let windowMs = 0
-    let linkDrains = 0
-    for (const drain of this.#drains) {
-      windowBytes += drain.bytes
-      windowMs += drain.ms
-      if (drain.ms >= LINK_DRAIN_MS) linkDrains++
+    if (!this.#active) return 0
+    const hold = this.#rate < PACING_CEILING ? Math.max(0, bytes / (this.#rate * PACING_GAIN) - ms) : 0
+    this.#add({ at: now + hold, bytes, ms: ms + hold }, 1)
+    const drains = this.#drains
+    while (drains[this.#head]!.at < now - RATE_WINDOW_MS) this.#add(drains[this.#head++]!, -1)
+    // Drop what has left the window now and then, not at every drain (a fast link has thousands a second).
+    if (this.#head > 1024 && this.#head * 2 > drains.length) {
+      this.#drains = drains.slice(this.#head)
+      this.#head = 0
     }
-    this.#rate = linkDrains > 0 ? windowBytes / windowMs : Number.POSITIVE_INFINITY
+    this.#rate = this.#linkDrains > 0 ? this.#windowBytes / this.#windowMs : Number.POSITIVE_INFINITY
     return hold
+  }
+
+  /** A drain into (sign 1) or out of (-1) the window and its sums. */
+  #add(drain: Drain, sign: 1 | -1): void {
+    if (sign === 1) this.#drains.push(drain)
+    this.#windowBytes += sign * drain.bytes
+    this.#windowMs += sign * drain.ms
+    if (drain.ms >= LINK_DRAIN_MS) this.#linkDrains += sign
   }
 }

@@ -8,6 +8,7 @@ import { connect, createServer, type Socket } from 'node:net'
 import t from 'tap'
 import { receiveHash, sendRandom, tcpPair } from '../../test/helpers/yamux.ts'
 import { limitUnsentBytes, UNSENT_LIMIT_BYTES } from '../unsent-limit.ts'
+import { INITIAL_STREAM_WINDOW } from './const.ts'
 import { createSession, type Session } from './session.ts'
 import type { Stream } from './stream.ts'
 
@@ -18,7 +19,8 @@ function nextStream(session: Session): Promise<Stream> {
 }
 
 t.test('long waits for the window tell the session its link is slow', async (t) => {
-  const pair = await tcpPair()
+  // The receiver's windows stay at their first size, so that every half window is a wait.
+  const pair = await tcpPair({}, { maxStreamWindowSize: INITIAL_STREAM_WINDOW })
   t.teardown(pair.close)
   let slow = 0
   pair.client.on('slow', () => slow++)
@@ -36,12 +38,14 @@ t.test('long waits for the window tell the session its link is slow', async (t) 
   const remote = await slowRemote
   const got = receiveHash(remote)
   remote.pause()
+  let sending = true
   const reading = setInterval(() => {
     remote.resume()
-    setTimeout(() => remote.pause(), 5)
+    setTimeout(() => sending && remote.pause(), 5)
   }, 300)
   t.teardown(() => clearInterval(reading))
-  const sent = await sendRandom(stream, 4 * MB, 64 * 1024, 2)
+  const sent = await sendRandom(stream, 1 * MB, 64 * 1024, 2)
+  sending = false
   clearInterval(reading)
   remote.resume()
   t.equal((await got).digest, sent)
