@@ -16,9 +16,11 @@ export type Pacing = 'off' | 'on' | 'unavailable'
 /** Paces `session` over `socket` once it finds its link slow; `set` learns the new state. */
 export function paceWhenSlow(session: Session, socket: Socket, set: (pacing: Pacing) => void): void {
   session.once('slow', () => {
-    void limitUnsentBytes(socket, UNSENT_LIMIT_BYTES).then((limited) => {
-      if (limited) session.paceOutput()
-      set(limited ? 'on' : 'unavailable')
-    })
+    limitUnsentBytes(socket, UNSENT_LIMIT_BYTES)
+      .then((limited) => {
+        if (limited) session.paceOutput()
+        set(limited ? 'on' : 'unavailable')
+      })
+      .catch(() => set('unavailable'))
   })
 }

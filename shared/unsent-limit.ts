@@ -43,8 +43,13 @@ export function limitUnsentBytes(socket: Socket, bytes: number): Promise<boolean
   const perl = PERL_PATHS.find((path) => existsSync(path))
   if (process.platform !== 'linux' || fd === undefined || perl === undefined) return Promise.resolve(false)
   return new Promise((resolve) => {
-    const child = spawn(perl, ['-e', SET_OPTION, String(bytes)], { stdio: ['ignore', 'ignore', 'ignore', fd], env: {} })
-    child.once('error', () => resolve(false))
-    child.once('exit', (code) => resolve(code === 0))
+    try {
+      const child = spawn(perl, ['-e', SET_OPTION, String(bytes)], { stdio: ['ignore', 'ignore', 'ignore', fd], env: {} })
+      child.once('error', () => resolve(false))
+      child.once('exit', (code) => resolve(code === 0))
+    } catch {
+      // spawn throws for some failures (a descriptor gone bad, ENOMEM) rather than emitting 'error'.
+      resolve(false)
+    }
   })
 }

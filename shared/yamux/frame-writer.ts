@@ -59,6 +59,10 @@ export class FrameWriter {
   #drainedAtBehind = 0
   /** What the connection had taken at the last deadline check. */
   #takenAtCheck = 0
+  /** Waits for a drain so far: which one an empty write's callback ends. */
+  #waits = 0
+  /** stop() was called: a drain or a hold's end changes nothing any more. */
+  #stopped = false
 
   /** `stuck` is called when a write has made no progress for `timeoutMs`. */
   constructor(conn: Duplex, timeoutMs: number, stuck: (err: YamuxError) => void) {
@@ -120,15 +124,18 @@ export class FrameWriter {
     if (!ok && !this.#behind) this.#fallBehind()
     else if (this.#pacer.active && !this.#behind && conn.writableLength >= this.#pacer.backlogLimit) {
       // Our limit is below the connection's own mark, so no 'drain' comes for these bytes:
-      // the callback of an empty write queued after them stands in for it.
+      // the callback of an empty write queued after them stands in for it (for this wait
+      // only: one that fires once a later wait began would end that one early).
       this.#fallBehind()
-      conn.write(EMPTY, this.#onDrain)
+      const wait = this.#waits
+      conn.write(EMPTY, () => wait === this.#waits && this.#onDrain())
     }
     if (this.#behind && conn.writableLength >= this.dataFrameLimit) this.#blocked = true
   }
 
   /** A write was refused, or a paced writer reached its limit: 'drain' is due. */
   #fallBehind(): void {
+    this.#waits++
     this.#behind = true
     this.#behindSince = performance.now()
     this.#drainedAtBehind = this.#written - this.#conn.writableLength
@@ -175,6 +182,7 @@ export class FrameWriter {
 
   /** The session is closing: no deadline, no waiters, and reading resumes so the end is seen. */
   stop(): void {
+    this.#stopped = true
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
     if (this.#holding !== null) clearTimeout(this.#holding)
@@ -190,7 +198,7 @@ export class FrameWriter {
   }
 
   #onDrain = (): void => {
-    if (!this.#behind || this.#holding !== null) return
+    if (!this.#behind || this.#holding !== null || this.#stopped) return
     if (this.#timer !== null) {
       clearTimeout(this.#timer)
       this.#timer = null

@@ -22,10 +22,12 @@ export const MIN_BACKLOG_BYTES = 16 * 1024
 const RATE_WINDOW_MS = 1000
 
 /**
- * A drain this long tells of the link. Shorter ones only say that the kernel had room: it
- * takes up to a GSO segment at once, whatever the link's speed.
+ * A drain this long tells of the link. Shorter ones only say that the kernel had room (it
+ * takes up to a GSO segment at once, whatever the link's speed) or that our own event loop
+ * was busy for a moment; at PACING_CEILING a 64 KiB segment drains in 6.5 ms, so links slow
+ * enough to pace still show.
  */
-const LINK_DRAIN_MS = 5
+const LINK_DRAIN_MS = 20
 
 /** Drain rate (bytes per ms: 10 MB/s, 80 Mbit/s) from which writes are not spaced. */
 export const PACING_CEILING = 10_000

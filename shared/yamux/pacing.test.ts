@@ -3,16 +3,18 @@
 // connection that drains slowly limits its backlog by the drain rate while every stream
 // still delivers exactly what was written.
 
-import { execFileSync } from 'node:child_process'
-import { connect, createServer, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import t from 'tap'
-import { receiveHash, sendRandom, tcpPair } from '../../test/helpers/yamux.ts'
+import { narrowTcpConnection, receiveHash, sendRandom, tcpPair } from '../../test/helpers/yamux.ts'
 import { limitUnsentBytes, UNSENT_LIMIT_BYTES } from '../unsent-limit.ts'
 import { INITIAL_STREAM_WINDOW } from './const.ts'
+import { MIN_BACKLOG_BYTES } from './output-pacer.ts'
 import { createSession, type Session } from './session.ts'
 import type { Stream } from './stream.ts'
 
 const MB = 1024 * 1024
+/** Node's default highWaterMark for sockets: where a write returns false. */
+const CONNECTION_MARK = 64 * 1024
 
 function nextStream(session: Session): Promise<Stream> {
   return new Promise((resolve) => session.once('stream', resolve))
@@ -52,37 +54,20 @@ t.test('long waits for the window tell the session its link is slow', async (t) 
   t.equal(slow, 1, 'told once')
 })
 
-/**
- * A TCP connection whose receiving end reads for 2 ms every 40 ms, with a receive buffer held
- * at 64 KiB (set through perl, as shared/unsent-limit.ts sets its option) so that the kernel
- * cannot take megabytes in flight: a link that drains slowly.
- */
-async function throttledConnection(t: { teardown: (fn: () => void) => void }): Promise<{ sender: Socket; receiver: Socket }> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve))
-  const sender = connect((server.address() as { port: number }).port, '127.0.0.1')
-  await new Promise((resolve) => sender.once('connect', resolve))
-  const receiver = await accepted
-  server.close()
-  const fd = (receiver as unknown as { _handle: { fd: number } })._handle.fd
-  // SOL_SOCKET 1, SO_RCVBUF 8.
-  execFileSync('perl', ['-e', 'open(my $s, "+<&=3") or die; setsockopt($s, 1, 8, pack("i", 65536)) or die "$!"'], { stdio: ['ignore', 'inherit', 'inherit', fd] })
+/** A connection whose receiving end reads for 2 ms every `everyMs`: a link that drains slowly. */
+async function throttledConnection(t: { teardown: (fn: () => void) => void }, everyMs: number): Promise<{ sender: Socket; receiver: Socket }> {
+  const { sender, receiver } = await narrowTcpConnection(t)
   receiver.pause()
   const throttle = setInterval(() => {
     receiver.resume()
     setTimeout(() => receiver.pause(), 2)
-  }, 40)
-  t.teardown(() => {
-    clearInterval(throttle)
-    sender.destroy()
-    receiver.destroy()
-  })
+  }, everyMs)
+  t.teardown(() => clearInterval(throttle))
   return { sender, receiver }
 }
 
 t.test('a paced session limits its backlog by the drain rate, and loses nothing', async (t) => {
-  const { sender, receiver } = await throttledConnection(t)
+  const { sender, receiver } = await throttledConnection(t, 40)
   t.equal(await limitUnsentBytes(sender, UNSENT_LIMIT_BYTES), true)
   const client = createSession(sender, { client: true })
   const server = createSession(receiver, { client: false })
@@ -104,4 +89,33 @@ t.test('a paced session limits its backlog by the drain rate, and loses nothing'
   t.ok(pacing.active)
   t.ok(pacing.drainRate !== null && pacing.drainRate < 10_000_000, `drained at ${pacing.drainRate} bytes/s`)
   t.ok(pacing.backlogLimit < 1024 * 1024, `the backlog limit came down to ${pacing.backlogLimit} bytes`)
+})
+
+t.test("over a slow link, less output waits than the connection's own mark, in frames no larger", async (t) => {
+  // About 2 MB/s: 10 ms of it is about 20 KB.
+  const { sender, receiver } = await throttledConnection(t, 100)
+  t.equal(await limitUnsentBytes(sender, UNSENT_LIMIT_BYTES), true)
+  const client = createSession(sender, { client: true })
+  const server = createSession(receiver, { client: false })
+  t.teardown(() => {
+    client.close()
+    server.close()
+  })
+  client.paceOutput()
+  const received = new Map<number, Promise<{ digest: string; bytes: number }>>()
+  server.on('stream', (stream: Stream) => received.set(stream.id, receiveHash(stream)))
+  // The connection's own mark (64 KiB, when a write returns false) is above the limit: only the
+  // writer's own wait for an empty write's callback, and frames cut to the limit, keep what
+  // waits below it.
+  let peak = 0
+  const sampling = setInterval(() => (peak = Math.max(peak, sender.writableLength)), 1)
+  t.teardown(() => clearInterval(sampling))
+  const streams = [client.open(), client.open()]
+  const sizes = [768 * 1024, 32 * 1024]
+  const sent = await Promise.all(streams.map((stream, i) => sendRandom(stream, sizes[i]!, i === 1 ? 200 : 256 * 1024, 20 + i)))
+  clearInterval(sampling)
+  for (const [i, stream] of streams.entries()) t.same(await received.get(stream.id)!, { digest: sent[i], bytes: sizes[i] }, `stream ${stream.id} whole`)
+  const { pacing } = client.stats()
+  t.ok(pacing.backlogLimit >= MIN_BACKLOG_BYTES && pacing.backlogLimit < CONNECTION_MARK, `limit ${pacing.backlogLimit} bytes, drained at ${pacing.drainRate} bytes/s`)
+  t.ok(peak < CONNECTION_MARK, `at most ${peak} bytes waited for the connection`)
 })

@@ -1,6 +1,7 @@
 // Helpers shared by the yamux tests: connected session pairs, a raw peer that speaks
 // frames by hand, and random traffic whose SHA-256 both ends can compare.
 
+import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { type Duplex, duplexPair } from 'node:stream'
@@ -13,6 +14,30 @@ export interface SessionPair {
   client: Session
   server: Session
   close(): Promise<void>
+}
+
+/**
+ * A TCP connection on 127.0.0.1 whose receiving end's buffer is held at `receiveBuffer`
+ * bytes (SO_RCVBUF, set through perl as shared/unsent-limit.ts sets its option), so that the
+ * kernel cannot take megabytes in flight; closed at the test's end.
+ */
+export async function narrowTcpConnection(t: { teardown: (fn: () => void) => void }, receiveBuffer = 65536): Promise<{ sender: net.Socket; receiver: net.Socket }> {
+  const listener = net.createServer()
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))
+  const accepted = new Promise<net.Socket>((resolve) => listener.once('connection', resolve))
+  const sender = net.connect((listener.address() as net.AddressInfo).port, '127.0.0.1')
+  await new Promise((resolve) => sender.once('connect', resolve))
+  const receiver = await accepted
+  listener.close()
+  const fd = (receiver as unknown as { _handle: { fd: number } })._handle.fd
+  // SOL_SOCKET 1, SO_RCVBUF 8.
+  const script = 'open(my $s, "+<&=3") or die; setsockopt($s, 1, 8, pack("i", $ARGV[0])) or die "$!"'
+  execFileSync('perl', ['-e', script, String(receiveBuffer)], { stdio: ['ignore', 'inherit', 'inherit', fd] })
+  t.teardown(() => {
+    sender.destroy()
+    receiver.destroy()
+  })
+  return { sender, receiver }
 }
 
 /** Two sessions over a real TCP connection on 127.0.0.1 (ephemeral port). */
