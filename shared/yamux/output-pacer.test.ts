@@ -2,7 +2,7 @@
 // rate, and writes are spaced only once pacing is on and only below the ceiling.
 
 import t from 'tap'
-import { MIN_BACKLOG_BYTES, OutputPacer, PACED_BACKLOG_MS, PACING_CEILING, PACING_GAIN } from './output-pacer.ts'
+import { MIN_BACKLOG_BYTES, OutputPacer, PACED_BACKLOG_MS, PACING_CEILING, PACING_GAIN, UNKNOWN_LINK_BACKLOG_BYTES } from './output-pacer.ts'
 
 const MAX = 1024 * 1024
 const KB = 1024
@@ -26,7 +26,7 @@ t.test('a fast link is never held back, and keeps the full backlog once a drain 
   // The kernel takes every write at once: no drain tells of the link.
   let holds = drainAt(pacer, 0, 500, 64 * KB, 0.2)
   t.equal(pacer.rate, Number.POSITIVE_INFINITY)
-  t.equal(pacer.backlogLimit, MIN_BACKLOG_BYTES, 'a little backlog, so that drains keep coming')
+  t.equal(pacer.backlogLimit, UNKNOWN_LINK_BACKLOG_BYTES, 'a little backlog, so that drains keep coming')
   // 1 MiB drained in 25 ms: 42 MB/s, a fast LAN.
   holds = holds.concat(drainAt(pacer, 200, 40, MAX, 25))
   t.ok(pacer.rate > PACING_CEILING)
@@ -63,10 +63,10 @@ t.test('the first drain that tells of the link sets the rate', async (t) => {
   // The kernel had room: it took these at once, whatever the link.
   drainAt(pacer, 0, 5, 16 * KB, 0.3)
   t.equal(pacer.rate, Number.POSITIVE_INFINITY)
-  t.equal(pacer.backlogLimit, MIN_BACKLOG_BYTES, 'a little backlog meanwhile, so that drains keep coming')
+  t.equal(pacer.backlogLimit, UNKNOWN_LINK_BACKLOG_BYTES, 'a little backlog meanwhile, so that drains keep coming')
   drainAt(pacer, 100, 1, 48 * KB, 250)
   t.ok(Math.abs(pacer.rate - (128 * KB) / 251.5) < 1, `the window's bytes over its time: ${pacer.rate}`)
-  t.equal(pacer.backlogLimit, MIN_BACKLOG_BYTES)
+  t.equal(pacer.backlogLimit, Math.round(pacer.rate * PACED_BACKLOG_MS), 'what the link drains in PACED_BACKLOG_MS')
 })
 
 t.test('a long run of drains keeps its sums right as old ones leave the window', async (t) => {

@@ -15,8 +15,18 @@
 /** Only so much output waits as the link drains in this time. */
 export const PACED_BACKLOG_MS = 10
 
-/** The least output allowed to wait: one TLS record, so that each write is a full one. */
-export const MIN_BACKLOG_BYTES = 16 * 1024
+/**
+ * The least output allowed to wait once the link's rate is known: at 2 Mbit/s 4 KiB is 16 ms
+ * of the link that a keystroke's echo may wait behind (`bench:slow-link`: 16 KiB, a full TLS
+ * record, kept it 60 ms longer).
+ */
+export const MIN_BACKLOG_BYTES = 4 * 1024
+
+/**
+ * What may wait while no drain has told of the link yet (it may be fast: a slow reader can
+ * have a fast tunnel paced): one TLS record, so that writes stay full-sized.
+ */
+export const UNKNOWN_LINK_BACKLOG_BYTES = 16 * 1024
 
 /** The drain rate is that of the drains within this last stretch of time. */
 const RATE_WINDOW_MS = 1000
@@ -76,7 +86,7 @@ export class OutputPacer {
   get backlogLimit(): number {
     if (!this.#active) return this.#maxBacklog
     // Until a drain tells of the link: little, so that drains come (and no more waits than that).
-    if (!Number.isFinite(this.#rate)) return MIN_BACKLOG_BYTES
+    if (!Number.isFinite(this.#rate)) return UNKNOWN_LINK_BACKLOG_BYTES
     return Math.round(Math.min(this.#maxBacklog, Math.max(MIN_BACKLOG_BYTES, this.#rate * PACED_BACKLOG_MS)))
   }
 
