@@ -108,11 +108,7 @@ export class AgentTunnel extends EventEmitter {
   carriesSkippedRecordings = false
   /** The proxy refused the tunnel at its hello, and why: it closes it next. */
   refusal?: TunnelRefused
-  /**
-   * 'on' once the tunnel is found on a slow link: the kernel keeps its unsent bytes short
-   * and the session paces its output. 'unavailable' when found slow but the kernel's queue
-   * could not be limited (no perl).
-   */
+  /** Whether its output is paced on a slow uplink (shared/slow-link-pacing.ts). */
   pacing: Pacing = 'off'
   private session?: Session
   private socket?: TLSSocket

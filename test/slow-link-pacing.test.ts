@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import type { WarrenStatus } from '../shared/status.ts'
-import { AuthProcess, Daemon, freePort, openssh, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
+import { authAndProxy, Daemon, freePort, openssh, signUser, startNode, tempDir, testLogin, waitForNode, warren } from './helpers/cluster.ts'
 import { createSlowLink, slowLinkUnavailable } from './helpers/slow-link.ts'
 
 const unavailable = slowLinkUnavailable()
@@ -32,17 +32,10 @@ async function pacingOf(dataDir: string): Promise<string[]> {
 
 const link = createSlowLink()
 t.teardown(() => link.remove())
-const auth = await new AuthProcess().start()
-t.teardown(() => auth.stop())
-const pin = await auth.pin()
-const proxy = await new ProxyProcess({
-  auth,
-  token: await auth.token(['tokens', 'add', '--type=proxy']),
-  pin,
+const { auth, pin, proxy } = await authAndProxy(t, {
   webListenAddr: `${link.hostSide}:${await freePort()}`,
   tunnelListenAddr: `${link.hostSide}:${await freePort()}`,
-}).start()
-t.teardown(() => proxy.stop())
+})
 
 const joinArgs = async (name: string, dataDir: string) => [
   `--data-dir=${dataDir}`,

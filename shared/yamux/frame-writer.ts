@@ -227,6 +227,7 @@ export class FrameWriter {
     // Those a drain did not serve go first. Then the latest to wait: the stream whose write
     // filled the backlog began to wait first, and a keystroke's echo that came after it
     // should not wait behind its next write too.
+    if (this.#unserved.length === 0 && this.#drainWaiters.length === 0) return
     const waiters = [...this.#unserved, ...this.#drainWaiters.reverse()]
     this.#unserved = []
     this.#drainWaiters = []

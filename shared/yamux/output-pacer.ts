@@ -90,7 +90,7 @@ export class OutputPacer {
     return Math.round(Math.min(this.#maxBacklog, Math.max(MIN_BACKLOG_BYTES, this.#rate * PACED_BACKLOG_MS)))
   }
 
-  /** The drain rate in bytes per ms (Infinity before any drain). */
+  /** The drain rate in bytes per ms (Infinity while no drain in the window told of the link). */
   get rate(): number {
     return this.#rate
   }

@@ -66,8 +66,12 @@ async function throttledConnection(t: { teardown: (fn: () => void) => void }, ev
   return { sender, receiver }
 }
 
-t.test('a paced session limits its backlog by the drain rate, and loses nothing', async (t) => {
-  const { sender, receiver } = await throttledConnection(t, 40)
+/**
+ * Sessions over a throttled connection (read every `everyMs`), the kernel's unsent queue kept
+ * short and the client's output paced; what each stream the server accepts delivers.
+ */
+async function pacedSessions(t: { teardown: (fn: () => void) => void; equal: (found: unknown, wanted: unknown) => boolean }, everyMs: number) {
+  const { sender, receiver } = await throttledConnection(t, everyMs)
   t.equal(await limitUnsentBytes(sender, UNSENT_LIMIT_BYTES), true)
   const client = createSession(sender, { client: true })
   const server = createSession(receiver, { client: false })
@@ -78,6 +82,11 @@ t.test('a paced session limits its backlog by the drain rate, and loses nothing'
   client.paceOutput()
   const received = new Map<number, Promise<{ digest: string; bytes: number }>>()
   server.on('stream', (stream: Stream) => received.set(stream.id, receiveHash(stream)))
+  return { sender, client, received }
+}
+
+t.test('a paced session limits its backlog by the drain rate, and loses nothing', async (t) => {
+  const { client, received } = await pacedSessions(t, 40)
   const streams = [client.open(), client.open(), client.open()]
   const sizes = [3 * MB, 2 * MB, 64 * 1024]
   const sent = await Promise.all(streams.map((stream, i) => sendRandom(stream, sizes[i]!, i === 2 ? 200 : 64 * 1024, 10 + i)))
@@ -93,17 +102,7 @@ t.test('a paced session limits its backlog by the drain rate, and loses nothing'
 
 t.test("over a slow link, less output waits than the connection's own mark, in frames no larger", async (t) => {
   // About 2 MB/s: 10 ms of it is about 20 KB.
-  const { sender, receiver } = await throttledConnection(t, 100)
-  t.equal(await limitUnsentBytes(sender, UNSENT_LIMIT_BYTES), true)
-  const client = createSession(sender, { client: true })
-  const server = createSession(receiver, { client: false })
-  t.teardown(() => {
-    client.close()
-    server.close()
-  })
-  client.paceOutput()
-  const received = new Map<number, Promise<{ digest: string; bytes: number }>>()
-  server.on('stream', (stream: Stream) => received.set(stream.id, receiveHash(stream)))
+  const { sender, client, received } = await pacedSessions(t, 100)
   // The connection's own mark (64 KiB, when a write returns false) is above the limit: only the
   // writer's own wait for an empty write's callback, and frames cut to the limit, keep what
   // waits below it.

@@ -423,11 +423,14 @@ export class ProxyProcess {
 }
 
 /** An auth server and one proxy joined to it, both stopped when `t` ends; `pin` is the CA pin. */
-export async function authAndProxy(t: { teardown(fn: () => unknown): void }): Promise<{ auth: AuthProcess; pin: string; proxy: ProxyProcess }> {
+export async function authAndProxy(
+  t: { teardown(fn: () => unknown): void },
+  proxyOptions: Partial<Omit<ProxyOptions, 'auth' | 'token' | 'pin'>> = {},
+): Promise<{ auth: AuthProcess; pin: string; proxy: ProxyProcess }> {
   const auth = await new AuthProcess().start()
   t.teardown(() => auth.stop())
   const pin = await auth.pin()
-  const proxy = await new ProxyProcess({ auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
+  const proxy = await new ProxyProcess({ ...proxyOptions, auth, token: await auth.token(['tokens', 'add', '--type=proxy']), pin }).start()
   t.teardown(() => proxy.stop())
   return { auth, pin, proxy }
 }
