@@ -78,9 +78,24 @@ export class FrameWriter {
   }
 
   /** What the pacer knows (SessionStats.pacing). */
-  get pacing(): { active: boolean; backlogLimit: number; drainRate: number | null } {
+  get pacing(): { active: boolean; backlogLimit: number; drainRate: number | null; queueMs: number } {
     const rate = this.#pacer.rate
-    return { active: this.#pacer.active, backlogLimit: this.#pacer.backlogLimit, drainRate: Number.isFinite(rate) ? Math.round(rate * 1000) : null }
+    return {
+      active: this.#pacer.active,
+      backlogLimit: this.#pacer.backlogLimit,
+      drainRate: Number.isFinite(rate) ? Math.round(rate * 1000) : null,
+      queueMs: this.#pacer.queueMs,
+    }
+  }
+
+  /** Bytes written so far (whether output moved since a paced session last measured its queue). */
+  get written(): number {
+    return this.#written
+  }
+
+  /** A ping's round trip while paced: the queue on the path (OutputPacer.roundTrip). */
+  roundTrip(rttMs: number): void {
+    this.#pacer.roundTrip(rttMs, performance.now())
   }
 
   /** Unsent output at which data frames wait, and the largest data frame worth writing. */

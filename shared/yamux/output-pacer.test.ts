@@ -1,8 +1,19 @@
-// The pacer's arithmetic, fed drains at chosen times: the backlog limit follows the drain
-// rate, and writes are spaced only once pacing is on and only below the ceiling.
+// The pacer's arithmetic, fed drains and round trips at chosen times: the backlog limit
+// follows the drain rate, writes are spaced only once pacing is on and only below the
+// ceiling, and for less than the drain rate while the round trips show a queue.
 
 import t from 'tap'
-import { MIN_BACKLOG_BYTES, OutputPacer, PACED_BACKLOG_MS, PACING_CEILING, PACING_GAIN, UNKNOWN_LINK_BACKLOG_BYTES } from './output-pacer.ts'
+import {
+  BASE_RTT_WINDOW_MS,
+  DRAINING_GAIN,
+  MIN_BACKLOG_BYTES,
+  OutputPacer,
+  PACED_BACKLOG_MS,
+  PACING_CEILING,
+  PACING_GAIN,
+  QUEUE_TARGET_MS,
+  UNKNOWN_LINK_BACKLOG_BYTES,
+} from './output-pacer.ts'
 
 const MAX = 1024 * 1024
 const KB = 1024
@@ -96,4 +107,69 @@ t.test('the rate forgets drains older than its window', async (t) => {
   drainAt(pacer, 3000, 200, MAX, 2)
   t.ok(pacer.rate > PACING_CEILING)
   t.equal(pacer.backlogLimit, MAX)
+})
+
+/** A pacer on a 250 KB/s link (a 2 Mbit/s uplink), its rate known. */
+function slowLinkPacer(): OutputPacer {
+  const pacer = new OutputPacer(MAX)
+  pacer.activate()
+  drainAt(pacer, 0, 1, 256 * KB, 1048)
+  return pacer
+}
+
+/** The hold after a drain of 16 KiB the kernel took at once, as a multiple of the drain rate. */
+function gainAfterDrain(pacer: OutputPacer, now: number): number {
+  const rate = pacer.rate
+  const hold = pacer.drained(16 * KB, 0.5, now)
+  return (16 * KB) / (hold + 0.5) / rate
+}
+
+t.test('round trips above the base slow the writes until the queue is gone', async (t) => {
+  const pacer = slowLinkPacer()
+  // The idle link's round trip, then the copy's queue growing.
+  pacer.roundTrip(5, 1100)
+  pacer.roundTrip(5, 1200)
+  t.equal(pacer.queueMs, 0)
+  t.ok(Math.abs(gainAfterDrain(pacer, 1210) - PACING_GAIN) < 0.01, 'no queue: faster than the drain rate, to find a faster link')
+  pacer.roundTrip(5 + QUEUE_TARGET_MS + 5, 1300)
+  t.equal(pacer.queueMs, 0, 'one late round trip alone is not taken for a queue')
+  pacer.roundTrip(5 + QUEUE_TARGET_MS + 8, 1400)
+  t.equal(pacer.queueMs, QUEUE_TARGET_MS + 5, 'the least of the last two, less the base')
+  t.ok(Math.abs(gainAfterDrain(pacer, 1410) - 1) < 0.01, 'past the target: at the drain rate')
+  pacer.roundTrip(5 + 3 * QUEUE_TARGET_MS, 1500)
+  pacer.roundTrip(5 + 3 * QUEUE_TARGET_MS, 1600)
+  t.ok(Math.abs(gainAfterDrain(pacer, 1610) - DRAINING_GAIN) < 0.01, 'past twice the target: slower, so that the queue drains')
+  pacer.roundTrip(6, 1700)
+  pacer.roundTrip(6, 1800)
+  t.equal(pacer.queueMs, 1)
+  t.ok(Math.abs(gainAfterDrain(pacer, 1810) - PACING_GAIN) < 0.01, 'the queue gone: probing again')
+})
+
+t.test('the base round trip is the least of the last BASE_RTT_WINDOW_MS, so a longer route is learnt', async (t) => {
+  const pacer = slowLinkPacer()
+  pacer.roundTrip(5, 1100)
+  // The route changed: every round trip is now 100 ms.
+  let now = 1200
+  for (; now < 1100 + BASE_RTT_WINDOW_MS; now += 100) pacer.roundTrip(100, now)
+  t.equal(pacer.queueMs, 95, 'within the window the old base still counts')
+  pacer.roundTrip(100, now + 100)
+  t.equal(pacer.queueMs, 0, 'after it, the new round trip is the base')
+})
+
+t.test('a long base round trip tolerates a queue of a quarter of it', async (t) => {
+  const pacer = slowLinkPacer()
+  // A satellite link: 600 ms, and 100 ms of jitter is not slowed for.
+  pacer.roundTrip(600, 1100)
+  pacer.roundTrip(700, 1200)
+  pacer.roundTrip(700, 1300)
+  t.equal(pacer.queueMs, 100)
+  t.ok(Math.abs(gainAfterDrain(pacer, 1310) - PACING_GAIN) < 0.01)
+})
+
+t.test('round trips change nothing until pacing is on', async (t) => {
+  const pacer = new OutputPacer(MAX)
+  pacer.roundTrip(5, 0)
+  pacer.roundTrip(500, 100)
+  pacer.roundTrip(500, 200)
+  t.equal(pacer.queueMs, 0)
 })

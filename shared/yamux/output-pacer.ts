@@ -3,14 +3,20 @@
 // drained at over the last second.
 //
 // Every stream of a tunnel shares one TCP connection, so a bulk stream's bytes queued ahead
-// of a keystroke's echo delay it by their size over the link's rate. The kernel's own queue
-// is kept short (shared/unsent-limit.ts), but it still takes one whole GSO segment (up to
-// 64 KiB) at a time while its unsent bytes are under that limit: written back to back, a
-// queue of 16 KiB writes would be taken four at a time. So on a slow link writes are spaced
-// by the drain rate, a quarter faster than it (BBR's probing gain) so that a link that got
-// faster is found, and the kernel's queue stays near its limit rather than a segment past it
-// (`npm run bench:slow-link`). Above PACING_CEILING nothing is held back: there a segment
-// is a few milliseconds, and bulk throughput (`bench:ssh`, `bench:tunnel`) is what counts.
+// of a keystroke's echo delay it by their size over the link's rate. So on a slow link our
+// own queue is kept to what the link drains in PACED_BACKLOG_MS, and writes are spaced by
+// the drain rate, a quarter faster than it (BBR's probing gain) so that a link that got
+// faster is found. Above PACING_CEILING nothing is held back: there a segment is a few
+// milliseconds, and bulk throughput (`bench:ssh`, `bench:tunnel`) is what counts.
+//
+// Probing faster than the link fills the kernel's queue, though: the kernel takes writes
+// past its unsent limit (shared/unsent-limit.ts, which only decides when it reports the
+// socket writable), so a drain's wait came only once its send buffer was full, tens of KB
+// behind. So a paced session also pings the peer (QUEUE_PROBE_MS), and a round trip above
+// the least of the last BASE_RTT_WINDOW_MS is time our frames wait in the queues on the
+// path, the wait a keystroke's echo shares: past QUEUE_TARGET_MS writes stop probing faster,
+// past twice that they go slower than the drain rate until the queue is gone (a delay-based
+// controller, as LEDBAT, RFC 6817, and TCP Vegas are).
 
 /** Only so much output waits as the link drains in this time. */
 export const PACED_BACKLOG_MS = 10
@@ -42,8 +48,31 @@ const LINK_DRAIN_MS = 20
 /** Drain rate (bytes per ms: 10 MB/s, 80 Mbit/s) from which writes are not spaced. */
 export const PACING_CEILING = 10_000
 
-/** Writes are spaced for this multiple of the drain rate. */
+/** Writes are spaced for this multiple of the drain rate while the queue is short. */
 export const PACING_GAIN = 1.25
+
+/** ... and for this one while the queue is past twice QUEUE_TARGET_MS, so that it drains. */
+export const DRAINING_GAIN = 0.8
+
+/**
+ * How often a paced session whose output moved pings the peer to measure the queue: every
+ * 100 ms left a keystroke's echo beside a copy at 2 Mbit/s 1.07–1.70× OpenSSH's, every 50 ms
+ * 0.73–1.06× (`bench:slow-link`). A ping and its answer are a few dozen bytes, under 1 % of
+ * such a link.
+ */
+export const QUEUE_PROBE_MS = 50
+
+/**
+ * The queueing delay (round trip above the base) that pacing keeps under, at least: with 15
+ * ms a keystroke's echo beside a copy at 2 Mbit/s waited 61 ms, with 25 ms 114 ms, the copy
+ * at full speed either way (`bench:slow-link`, bench/results/2026-12-08-slow-link-delay.md).
+ * On a link whose base round trip is long (a satellite), a quarter of it: such links jitter
+ * by more than 15 ms, and each jitter would be taken for a queue and slow the copy.
+ */
+export const QUEUE_TARGET_MS = 15
+
+/** The base round trip is the least of those measured within this time (a route may change). */
+export const BASE_RTT_WINDOW_MS = 10_000
 
 interface Drain {
   /** When it ended, with the hold that followed it. */
@@ -63,6 +92,13 @@ export class OutputPacer {
   /** Bytes per ms over the drains in the window; Infinity while none of them told of the link. */
   #rate = Number.POSITIVE_INFINITY
   #active = false
+  /** Round trips measured while paced, oldest first from #rttHead, within BASE_RTT_WINDOW_MS. */
+  #rtts: { at: number; ms: number }[] = []
+  #rttHead = 0
+  /** Time frames now wait in the queues on the path (ms): the last two round trips' least, less the base. */
+  #queueMs = 0
+  /** The least round trip within BASE_RTT_WINDOW_MS (ms). */
+  #baseMs = 0
 
   /** `maxBacklog`: what may wait on a fast link (the session's usual write backlog). */
   constructor(maxBacklog: number) {
@@ -95,13 +131,47 @@ export class OutputPacer {
     return this.#rate
   }
 
+  /** The queueing delay the last round trips showed, in ms (0 before any). */
+  get queueMs(): number {
+    return this.#queueMs
+  }
+
+  /**
+   * A ping's round trip while paced, `now` the monotonic time in ms. The least of the last
+   * two counts, so that one round trip delayed by something else (the peer's event loop, a
+   * retransmission) does not slow the output.
+   */
+  roundTrip(rttMs: number, now: number): void {
+    if (!this.#active) return
+    const rtts = this.#rtts
+    rtts.push({ at: now, ms: rttMs })
+    while (rtts[this.#rttHead]!.at < now - BASE_RTT_WINDOW_MS) this.#rttHead++
+    if (this.#rttHead > 256) {
+      this.#rtts = rtts.slice(this.#rttHead)
+      this.#rttHead = 0
+    }
+    let base = rttMs
+    for (let i = this.#rttHead; i < this.#rtts.length; i++) base = Math.min(base, this.#rtts[i]!.ms)
+    const previous = this.#rtts.length - this.#rttHead >= 2 ? this.#rtts[this.#rtts.length - 2]!.ms : rttMs
+    this.#queueMs = Math.min(rttMs, previous) - base
+    this.#baseMs = base
+  }
+
+  /** The multiple of the drain rate writes are spaced for, from the queue the round trips show. */
+  #gain(): number {
+    const target = Math.max(QUEUE_TARGET_MS, this.#baseMs / 4)
+    if (this.#queueMs < target) return PACING_GAIN
+    if (this.#queueMs < 2 * target) return 1
+    return DRAINING_GAIN
+  }
+
   /**
    * The connection took `bytes` in `ms` since output first waited; `now` is the monotonic
    * time in ms. Returns how long to hold data frames back before writing more (0: at once).
    */
   drained(bytes: number, ms: number, now: number): number {
     if (!this.#active) return 0
-    const hold = this.#rate < PACING_CEILING ? Math.max(0, bytes / (this.#rate * PACING_GAIN) - ms) : 0
+    const hold = this.#rate < PACING_CEILING ? Math.max(0, bytes / (this.#rate * this.#gain()) - ms) : 0
     this.#add({ at: now + hold, bytes, ms: ms + hold }, 1)
     const drains = this.#drains
     while (drains[this.#head]!.at < now - RATE_WINDOW_MS) this.#add(drains[this.#head++]!, -1)

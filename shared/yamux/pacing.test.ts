@@ -1,14 +1,15 @@
 // Pacing over real TCP: streams that wait long for the peer's window tell the session its
 // link is slow (and a transfer at loopback speed does not), and a paced session over a
 // connection that drains slowly limits its backlog by the drain rate while every stream
-// still delivers exactly what was written.
+// still delivers exactly what was written, and measures the queue on its path with pings
+// while its output moves.
 
 import type { Socket } from 'node:net'
 import t from 'tap'
 import { narrowTcpConnection, receiveHash, sendRandom, tcpPair } from '../../test/helpers/yamux.ts'
 import { limitUnsentBytes, UNSENT_LIMIT_BYTES } from '../unsent-limit.ts'
 import { INITIAL_STREAM_WINDOW } from './const.ts'
-import { MIN_BACKLOG_BYTES } from './output-pacer.ts'
+import { MIN_BACKLOG_BYTES, QUEUE_PROBE_MS } from './output-pacer.ts'
 import { createSession, type Session } from './session.ts'
 import type { Stream } from './stream.ts'
 
@@ -117,4 +118,25 @@ t.test("over a slow link, less output waits than the connection's own mark, in f
   const { pacing } = client.stats()
   t.ok(pacing.backlogLimit >= MIN_BACKLOG_BYTES && pacing.backlogLimit < CONNECTION_MARK, `limit ${pacing.backlogLimit} bytes, drained at ${pacing.drainRate} bytes/s`)
   t.ok(peak < CONNECTION_MARK, `at most ${peak} bytes waited for the connection`)
+})
+
+t.test('a paced session pings to measure its queue while output moves, and not when idle', async (t) => {
+  // About 2 MB/s: the copy below takes about 2 s.
+  const { client, received } = await pacedSessions(t, 100)
+  let roundTrips = 0
+  client.on('rtt', () => roundTrips++)
+  let queueSeen = 0
+  const sampling = setInterval(() => (queueSeen = Math.max(queueSeen, client.stats().pacing.queueMs)), 5)
+  t.teardown(() => clearInterval(sampling))
+  const stream = client.open()
+  const sent = await sendRandom(stream, 4 * MB, 64 * 1024, 30)
+  t.same(await received.get(stream.id)!, { digest: sent, bytes: 4 * MB })
+  clearInterval(sampling)
+  t.ok(roundTrips >= 5, `${roundTrips} round trips measured during the copy`)
+  t.ok(queueSeen > 0, `a queue of up to ${queueSeen} ms seen: the reader takes bytes every 100 ms`)
+  // The last ping's answer may still be on its way.
+  await new Promise((resolve) => setTimeout(resolve, 3 * QUEUE_PROBE_MS))
+  const afterCopy = roundTrips
+  await new Promise((resolve) => setTimeout(resolve, 5 * QUEUE_PROBE_MS))
+  t.equal(roundTrips, afterCopy, 'no pings while nothing is written')
 })

@@ -15,6 +15,7 @@ import { type Config, resolveConfig } from './config.ts'
 import { Flag, FrameType, GoAwayCode, MAX_STREAM_ID, YamuxError } from './const.ts'
 import { FrameParser } from './frame.ts'
 import { FrameWriter } from './frame-writer.ts'
+import { QUEUE_PROBE_MS } from './output-pacer.ts'
 import { Pings } from './pings.ts'
 import { Stream, type StreamHost } from './stream.ts'
 
@@ -41,8 +42,11 @@ export interface SessionStats {
   framesReceived: number
   /** Smoothed round-trip time in ms (0 until measured). */
   rttMs: number
-  /** Output pacing (paceOutput()): whether on, the backlog it allows, the drain rate in bytes per second (null before any drain). */
-  pacing: { active: boolean; backlogLimit: number; drainRate: number | null }
+  /**
+   * Output pacing (paceOutput()): whether on, the backlog it allows, the drain rate in bytes
+   * per second (null before any drain), the queueing delay the last pings showed (ms).
+   */
+  pacing: { active: boolean; backlogLimit: number; drainRate: number | null; queueMs: number }
 }
 
 /**
@@ -74,6 +78,8 @@ export class Session extends EventEmitter implements StreamHost {
   /** When a write last waited SLOW_WINDOW_WAIT_MS or more for a window (0: never). */
   #longWindowWaitAt = 0
   #slowTold = false
+  /** While paced: pings the peer now and then to measure the queue on the path (paceOutput()). */
+  #queueProbe: NodeJS.Timeout | null = null
   /**
    * The receive windows of the streams in #streams, added up: no more can be held unread.
    * While it stays within maxSessionReceiveBuffer, data frames need no further check.
@@ -162,7 +168,26 @@ export class Session extends EventEmitter implements StreamHost {
    * connection's kernel queue is kept short (shared/unsent-limit.ts).
    */
   paceOutput(): void {
+    if (this.#queueProbe !== null || this.#closed) return
     this.#writer.pace()
+    let writtenAtProbe = this.#writer.written
+    let probing = false
+    const measured = (rttMs: number) => {
+      probing = false
+      this.#writer.roundTrip(rttMs)
+    }
+    const failed = () => {
+      probing = false
+    }
+    // Only while output moves: an idle tunnel's queue is empty, and keepalives measure it.
+    this.#queueProbe = setInterval(() => {
+      if (probing || this.#writer.written === writtenAtProbe) return
+      probing = true
+      this.ping().then(measured, failed)
+      // After the ping's own frame, which is not output moving.
+      writtenAtProbe = this.#writer.written
+    }, QUEUE_PROBE_MS)
+    this.#queueProbe.unref()
   }
 
   stats(): SessionStats {
@@ -439,6 +464,8 @@ export class Session extends EventEmitter implements StreamHost {
     this.#bodyStream = null
 
     const reason = err ?? new YamuxError('ERR_YAMUX_SESSION_SHUTDOWN')
+    if (this.#queueProbe !== null) clearInterval(this.#queueProbe)
+    this.#queueProbe = null
     this.#pings.close(reason)
     const streams = [...this.#streams.values()]
     this.#streams.clear()
