@@ -8,13 +8,14 @@
 // keystroke or its echo; through OpenSSH (an
 // sshd in the same namespace, reached directly) each session is a TCP connection of its own.
 //
-//   npm run bench:slow-link [-- --rate=2mbit --copy-mb=3 --probe-ms=250 --direction=off|to --paths=warren,openssh]
+//   npm run bench:slow-link [-- --rate=2mbit --copy-mb=3 --probe-ms=250 --direction=off|to|both --paths=warren,openssh]
 //
 // Per path: 20 round trips of 64 bytes through `cat` in an `ssh -tt` session on the idle link,
 // then the copy (`head -c` on the node into a second session's standard output, or zeros
-// into `cat > /dev/null` on the node) and, from two
-// seconds into it until it ends, one round trip every --probe-ms. Reported: the idle p50, and
-// the p50, p90 and largest round trip during the copy, with the copy's throughput.
+// into `cat > /dev/null` on the node; --direction=both: the two at once, each in a session of
+// its own) and, from two seconds into it until it ends, one round trip every --probe-ms.
+// Reported: the idle p50, and the p50, p90 and largest round trip during the copy, with the
+// copy's throughput (both ways: each copy's).
 //
 // Needs root (network namespaces, tc, sshd) and Debian's iproute2, openssh-server and openssh-client.
 
@@ -38,8 +39,10 @@ const { values } = parseArgs({
     paths: { type: 'string', default: 'warren,openssh' },
   },
 })
-if (values.direction !== 'off' && values.direction !== 'to') throw new Error(`--direction is "off" (a copy off the node) or "to" (onto it), not "${values.direction}"`)
-const COPY_TO = values.direction === 'to'
+const DIRECTIONS = { off: ['off'], to: ['to'], both: ['off', 'to'] } as const
+type Direction = 'off' | 'to'
+if (!Object.hasOwn(DIRECTIONS, values.direction)) throw new Error(`--direction is "off" (a copy off the node), "to" (onto it) or "both", not "${values.direction}"`)
+const COPIES: readonly Direction[] = DIRECTIONS[values.direction as keyof typeof DIRECTIONS]
 const COPY_BYTES = Math.round(Number(values['copy-mb']) * 1e6)
 const PROBE_MS = Number(values['probe-ms'])
 const paths = values.paths.split(',')
@@ -61,7 +64,42 @@ interface Measured {
   path: string
   idleP50: number
   during: number[]
-  copyBytesPerSecond: number
+  /** Per copy, in COPIES' order. */
+  copyBytesPerSecond: number[]
+}
+
+/** A copy of COPY_BYTES off the node or onto it, in an ssh session of its own. */
+function startCopy(path: string, sshArgs: string[], direction: Direction): { finished: () => boolean; done: Promise<number> } {
+  const started = performance.now()
+  const copy = spawn('ssh', [...sshArgs, direction === 'to' ? 'cat > /dev/null' : `head -c ${COPY_BYTES} /dev/zero`], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let copied = 0
+  if (direction === 'to') {
+    // Counted as the ssh client takes it: the copy ends when the node has read it all.
+    const chunk = Buffer.alloc(64 * 1024)
+    const writeMore = () => {
+      while (copied < COPY_BYTES) {
+        const piece = chunk.subarray(0, Math.min(chunk.length, COPY_BYTES - copied))
+        copied += piece.length
+        if (!copy.stdin.write(piece)) return void copy.stdin.once('drain', writeMore)
+      }
+      copy.stdin.end()
+    }
+    writeMore()
+  } else {
+    copy.stdin.end()
+    copy.stdout.on('data', (data: Buffer) => (copied += data.length))
+  }
+  let copyError = ''
+  copy.stderr.on('data', (data) => (copyError += data))
+  let finished = false
+  const done = new Promise<number>((resolve, reject) =>
+    copy.once('exit', (code) => {
+      finished = true
+      if (code !== 0 || copied !== COPY_BYTES) reject(new Error(`${path}: the copy ${direction} the node ended (${code}) with ${copied} of ${COPY_BYTES} bytes: ${copyError}`))
+      else resolve(copied / ((performance.now() - started) / 1000))
+    }),
+  )
+  return { finished: () => finished, done }
 }
 
 /** Round trips on the idle link, then one every PROBE_MS while `copy` runs (from two seconds in). */
@@ -73,43 +111,17 @@ async function measure(path: string, sshArgs: string[]): Promise<Measured> {
       idle.push((await session.roundTrips(1))[0])
       await sleep(100)
     }
-    const started = performance.now()
-    const copy = spawn('ssh', [...sshArgs, COPY_TO ? 'cat > /dev/null' : `head -c ${COPY_BYTES} /dev/zero`], { stdio: ['pipe', 'pipe', 'pipe'] })
-    let copied = 0
-    if (COPY_TO) {
-      // Counted as the ssh client takes it: the copy ends when the node has read it all.
-      const chunk = Buffer.alloc(64 * 1024)
-      const writeMore = () => {
-        while (copied < COPY_BYTES) {
-          const piece = chunk.subarray(0, Math.min(chunk.length, COPY_BYTES - copied))
-          copied += piece.length
-          if (!copy.stdin.write(piece)) return void copy.stdin.once('drain', writeMore)
-        }
-        copy.stdin.end()
-      }
-      writeMore()
-    } else {
-      copy.stdin.end()
-      copy.stdout.on('data', (data: Buffer) => (copied += data.length))
-    }
-    let copyError = ''
-    copy.stderr.on('data', (data) => (copyError += data))
-    let finished = false
-    const done = new Promise<number | null>((resolve) =>
-      copy.once('exit', (code) => {
-        finished = true
-        resolve(code)
-      }),
-    )
+    const copies = COPIES.map((direction) => startCopy(path, sshArgs, direction))
+    const rates = Promise.all(copies.map((copy) => copy.done))
+    // A failed copy ends the probes too.
+    rates.catch(() => {})
     await sleep(2000)
     const during: number[] = []
-    while (!finished) {
+    while (copies.some((copy) => !copy.finished())) {
       during.push((await session.roundTrips(1))[0])
       await sleep(PROBE_MS)
     }
-    const code = await done
-    if (code !== 0 || copied !== COPY_BYTES) throw new Error(`${path}: the copy ended (${code}) with ${copied} of ${COPY_BYTES} bytes: ${copyError}`)
-    return { path, idleP50: median(idle), during, copyBytesPerSecond: copied / ((performance.now() - started) / 1000) }
+    return { path, idleP50: median(idle), during, copyBytesPerSecond: await rates }
   } finally {
     await session.close()
   }
@@ -167,11 +179,11 @@ try {
 const ms = (us: number) => (us / 1000).toFixed(1)
 const quantile = (values: number[], q: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor(q * values.length))]
 console.log(
-  `\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, link ${values.rate} each way (tbf, 400 ms queue), a ${values['copy-mb']} MB copy ${COPY_TO ? 'onto' : 'off'} the node, a round trip every ${PROBE_MS} ms during it\n`,
+  `\n${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, link ${values.rate} each way (tbf, 400 ms queue), a ${values['copy-mb']} MB copy ${COPIES.map((direction) => (direction === 'to' ? 'onto' : 'off')).join(' and one ')} the node, a round trip every ${PROBE_MS} ms during it\n`,
 )
 console.log(
   formatTable(
-    ['path', 'idle p50 ms', 'copy p50 ms', 'copy p90 ms', 'copy max ms', 'probes', 'copy KB/s'],
+    ['path', 'idle p50 ms', 'copy p50 ms', 'copy p90 ms', 'copy max ms', 'probes', ...COPIES.map((direction) => `copy ${direction} KB/s`)],
     results.map((r) => [
       r.path,
       ms(r.idleP50),
@@ -180,13 +192,13 @@ console.log(
       r.during.length ? ms(quantile(r.during, 0.9)) : '-',
       r.during.length ? ms(Math.max(...r.during)) : '-',
       String(r.during.length),
-      (r.copyBytesPerSecond / 1000).toFixed(0),
+      ...r.copyBytesPerSecond.map((rate) => (rate / 1000).toFixed(0)),
     ]),
   ),
 )
 const [warren, openssh] = ['warren', 'openssh'].map((path) => results.find((r) => r.path === path))
 if (warren?.during.length && openssh?.during.length) {
   console.log(
-    `\nwarren ÷ openssh during the copy: p50 ${(median(warren.during) / median(openssh.during)).toFixed(2)}×, p90 ${(quantile(warren.during, 0.9) / quantile(openssh.during, 0.9)).toFixed(2)}×; copy throughput ${(warren.copyBytesPerSecond / openssh.copyBytesPerSecond).toFixed(2)}×`,
+    `\nwarren ÷ openssh during the copy: p50 ${(median(warren.during) / median(openssh.during)).toFixed(2)}×, p90 ${(quantile(warren.during, 0.9) / quantile(openssh.during, 0.9)).toFixed(2)}×; copy throughput ${COPIES.map((direction, i) => `${direction} ${(warren.copyBytesPerSecond[i]! / openssh.copyBytesPerSecond[i]!).toFixed(2)}×`).join(', ')}`,
   )
 }

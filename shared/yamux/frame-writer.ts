@@ -93,9 +93,9 @@ export class FrameWriter {
     return this.#written
   }
 
-  /** A ping's round trip while paced: the queue on the path (OutputPacer.roundTrip). */
-  roundTrip(rttMs: number): void {
-    this.#pacer.roundTrip(rttMs, performance.now())
+  /** A ping's round trip while paced, and what the peer sent meanwhile: the queue on the path (OutputPacer.roundTrip). */
+  roundTrip(rttMs: number, received: number): void {
+    this.#pacer.roundTrip(rttMs, performance.now(), received)
   }
 
   /** Unsent output at which data frames wait, and the largest data frame worth writing. */

@@ -6,11 +6,13 @@ import t from 'tap'
 import {
   BASE_RTT_WINDOW_MS,
   DRAINING_GAIN,
+  MAX_DRAINING_MS,
   MIN_BACKLOG_BYTES,
   OutputPacer,
   PACED_BACKLOG_MS,
   PACING_CEILING,
   PACING_GAIN,
+  PEER_SENDING_BYTES,
   QUEUE_TARGET_MS,
   UNKNOWN_LINK_BACKLOG_BYTES,
 } from './output-pacer.ts'
@@ -172,4 +174,36 @@ t.test('round trips change nothing until pacing is on', async (t) => {
   pacer.roundTrip(500, 100)
   pacer.roundTrip(500, 200)
   t.equal(pacer.queueMs, 0)
+})
+
+t.test('a queue that going slower does not drain is taken as not ours: the rate is held, not starved', async (t) => {
+  const pacer = slowLinkPacer()
+  pacer.roundTrip(5, 1100)
+  // Other traffic keeps 60 ms queued on the link, whatever this tunnel does.
+  let now = 1200
+  pacer.roundTrip(65, now)
+  pacer.roundTrip(65, (now += 50))
+  t.ok(Math.abs(gainAfterDrain(pacer, now + 1) - DRAINING_GAIN) < 0.01, 'first, slower: it may be ours')
+  for (const end = now + MAX_DRAINING_MS; now < end; ) pacer.roundTrip(65, (now += 50))
+  t.ok(Math.abs(gainAfterDrain(pacer, now + 1) - 1) < 0.01, `after ${MAX_DRAINING_MS} ms: at the drain rate`)
+  pacer.roundTrip(5, (now += 50))
+  pacer.roundTrip(5, (now += 50))
+  pacer.roundTrip(65, (now += 50))
+  pacer.roundTrip(65, (now += 50))
+  t.ok(Math.abs(gainAfterDrain(pacer, now + 1) - DRAINING_GAIN) < 0.01, 'a new queue after it was gone: slower again')
+})
+
+t.test('while the peer sends in bulk, its own queue ahead of our answers is allowed for', async (t) => {
+  const pacer = slowLinkPacer()
+  pacer.roundTrip(5, 1100)
+  // 40 ms of queue: past twice the target, but under that plus the peer's allowance.
+  pacer.roundTrip(45, 1200, PEER_SENDING_BYTES)
+  pacer.roundTrip(45, 1250, PEER_SENDING_BYTES)
+  t.ok(Math.abs(gainAfterDrain(pacer, 1251) - PACING_GAIN) < 0.01, 'the peer sends: 40 ms is within its allowance')
+  pacer.roundTrip(45, 1300, PEER_SENDING_BYTES - 1)
+  pacer.roundTrip(45, 1350, 0)
+  t.ok(Math.abs(gainAfterDrain(pacer, 1351) - DRAINING_GAIN) < 0.01, 'it does not: the queue is ours')
+  pacer.roundTrip(5 + 5 * QUEUE_TARGET_MS, 1400, 64 * KB)
+  pacer.roundTrip(5 + 5 * QUEUE_TARGET_MS, 1450, 64 * KB)
+  t.ok(Math.abs(gainAfterDrain(pacer, 1451) - DRAINING_GAIN) < 0.01, 'past the allowance too: slower')
 })

@@ -74,6 +74,23 @@ export const QUEUE_TARGET_MS = 15
 /** The base round trip is the least of those measured within this time (a route may change). */
 export const BASE_RTT_WINDOW_MS = 10_000
 
+/**
+ * Writes go slower than the drain rate for at most this long at a time. A queue of ours
+ * drains in a few hundred ms at DRAINING_GAIN; one that stays is someone else's (other
+ * traffic on the link, a peer that does not pace), which going slower would not drain, only
+ * starve the tunnel: the rate is held instead until the base round trip takes it in.
+ */
+export const MAX_DRAINING_MS = 1000
+
+/**
+ * A ping's answer waits behind what the peer sends: while it sends in bulk (at least this much
+ * came between a ping and its answer), up to twice the target of queue is taken for the
+ * peer's own, which it keeps under that if it paces as we do. Without it, copies both ways on
+ * one slow link each took the other's queue for their own: the copy onto the node ran at
+ * 0.59× OpenSSH's (`bench:slow-link --direction=both`).
+ */
+export const PEER_SENDING_BYTES = 1024
+
 interface Drain {
   /** When it ended, with the hold that followed it. */
   at: number
@@ -97,8 +114,10 @@ export class OutputPacer {
   #rttHead = 0
   /** Time frames now wait in the queues on the path (ms): the last two round trips' least, less the base. */
   #queueMs = 0
-  /** The least round trip within BASE_RTT_WINDOW_MS (ms). */
-  #baseMs = 0
+  /** The multiple of the drain rate writes are spaced for, from the last round trip. */
+  #gain = PACING_GAIN
+  /** When writes began to go slower than the drain rate (0: they do not). */
+  #drainingSince = 0
 
   /** `maxBacklog`: what may wait on a fast link (the session's usual write backlog). */
   constructor(maxBacklog: number) {
@@ -137,11 +156,12 @@ export class OutputPacer {
   }
 
   /**
-   * A ping's round trip while paced, `now` the monotonic time in ms. The least of the last
-   * two counts, so that one round trip delayed by something else (the peer's event loop, a
-   * retransmission) does not slow the output.
+   * A ping's round trip while paced, `now` the monotonic time in ms; `received` what came from
+   * the peer between the ping and its answer. The least of the last two round trips counts, so
+   * that one delayed by something else (the peer's event loop, a retransmission) does not slow
+   * the output.
    */
-  roundTrip(rttMs: number, now: number): void {
+  roundTrip(rttMs: number, now: number, received = 0): void {
     if (!this.#active) return
     const rtts = this.#rtts
     rtts.push({ at: now, ms: rttMs })
@@ -154,15 +174,13 @@ export class OutputPacer {
     for (let i = this.#rttHead; i < this.#rtts.length; i++) base = Math.min(base, this.#rtts[i]!.ms)
     const previous = this.#rtts.length - this.#rttHead >= 2 ? this.#rtts[this.#rtts.length - 2]!.ms : rttMs
     this.#queueMs = Math.min(rttMs, previous) - base
-    this.#baseMs = base
-  }
-
-  /** The multiple of the drain rate writes are spaced for, from the queue the round trips show. */
-  #gain(): number {
-    const target = Math.max(QUEUE_TARGET_MS, this.#baseMs / 4)
-    if (this.#queueMs < target) return PACING_GAIN
-    if (this.#queueMs < 2 * target) return 1
-    return DRAINING_GAIN
+    const target = Math.max(QUEUE_TARGET_MS, base / 4)
+    const ours = this.#queueMs - (received >= PEER_SENDING_BYTES ? 2 * target : 0)
+    if (ours < 2 * target) this.#drainingSince = 0
+    else if (this.#drainingSince === 0) this.#drainingSince = now
+    if (ours < target) this.#gain = PACING_GAIN
+    else if (ours < 2 * target || now - this.#drainingSince >= MAX_DRAINING_MS) this.#gain = 1
+    else this.#gain = DRAINING_GAIN
   }
 
   /**
@@ -171,7 +189,7 @@ export class OutputPacer {
    */
   drained(bytes: number, ms: number, now: number): number {
     if (!this.#active) return 0
-    const hold = this.#rate < PACING_CEILING ? Math.max(0, bytes / (this.#rate * this.#gain()) - ms) : 0
+    const hold = this.#rate < PACING_CEILING ? Math.max(0, bytes / (this.#rate * this.#gain) - ms) : 0
     this.#add({ at: now + hold, bytes, ms: ms + hold }, 1)
     const drains = this.#drains
     while (drains[this.#head]!.at < now - RATE_WINDOW_MS) this.#add(drains[this.#head++]!, -1)

@@ -78,6 +78,8 @@ export class Session extends EventEmitter implements StreamHost {
   /** When a write last waited SLOW_WINDOW_WAIT_MS or more for a window (0: never). */
   #longWindowWaitAt = 0
   #slowTold = false
+  /** Bytes read from the connection so far: whether the peer sends in bulk (paceOutput()). */
+  #bytesReceived = 0
   /** While paced: pings the peer now and then to measure the queue on the path (paceOutput()). */
   #queueProbe: NodeJS.Timeout | null = null
   /**
@@ -171,10 +173,11 @@ export class Session extends EventEmitter implements StreamHost {
     if (this.#queueProbe !== null || this.#closed) return
     this.#writer.pace()
     let writtenAtProbe = this.#writer.written
+    let receivedAtProbe = 0
     let probing = false
     const measured = (rttMs: number) => {
       probing = false
-      this.#writer.roundTrip(rttMs)
+      this.#writer.roundTrip(rttMs, this.#bytesReceived - receivedAtProbe)
     }
     const failed = () => {
       probing = false
@@ -183,6 +186,7 @@ export class Session extends EventEmitter implements StreamHost {
     this.#queueProbe = setInterval(() => {
       if (probing || this.#writer.written === writtenAtProbe) return
       probing = true
+      receivedAtProbe = this.#bytesReceived
       this.ping().then(measured, failed)
       // After the ping's own frame, which is not output moving.
       writtenAtProbe = this.#writer.written
@@ -293,6 +297,7 @@ export class Session extends EventEmitter implements StreamHost {
 
   #onChunk = (chunk: Buffer): void => {
     if (this.#closed) return
+    this.#bytesReceived += chunk.length
     this.#pings.received()
     try {
       this.#parser.push(chunk)
