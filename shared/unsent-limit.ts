@@ -20,8 +20,8 @@ const IPPROTO_TCP = 6
  * Unsent bytes below which the kernel reports a slow link's socket writable: one frame of the
  * paced session's least backlog (shared/yamux/output-pacer.ts). The kernel still takes
  * writes past it, so it bounds only what is queued when the pacer's drain waits end; with
- * 16 KiB (what Cloudflare and Apple run with for HTTP/2) a keystroke's echo beside a copy at
- * 2 Mbit/s took 1.80× OpenSSH's, with 4 KiB 0.89×, the copy as fast (`bench:slow-link`,
+ * 16 KiB (what Cloudflare and Apple run with for HTTP/2) a keystroke's echo beside a copy
+ * waited about twice as long as with 4 KiB, the copy as fast (`bench:slow-link`,
  * bench/results/2026-12-08-slow-link-delay.md).
  */
 export const UNSENT_LIMIT_BYTES = 4 * 1024

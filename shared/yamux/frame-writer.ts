@@ -3,7 +3,7 @@
 // ('drain'), and a deadline for a connection that stops taking bytes.
 
 import type { Duplex } from 'node:stream'
-import { YamuxError } from './const.ts'
+import { FrameType, YamuxError } from './const.ts'
 import { encodeHeader } from './frame.ts'
 import { OutputPacer } from './output-pacer.ts'
 
@@ -55,6 +55,8 @@ export class FrameWriter {
   #holding: NodeJS.Timeout | null = null
   /** Bytes written so far; with the unsent bytes when output first waited, what a drain took. */
   #written = 0
+  /** Data frames' payload bytes written so far. */
+  #dataWritten = 0
   #behindSince = 0
   #drainedAtBehind = 0
   /** What the connection had taken at the last deadline check. */
@@ -78,19 +80,28 @@ export class FrameWriter {
   }
 
   /** What the pacer knows (SessionStats.pacing). */
-  get pacing(): { active: boolean; backlogLimit: number; drainRate: number | null; queueMs: number } {
+  get pacing(): { active: boolean; backlogLimit: number; drainRate: number | null; queueMs: number; roundTrips: number } {
     const rate = this.#pacer.rate
     return {
       active: this.#pacer.active,
       backlogLimit: this.#pacer.backlogLimit,
       drainRate: Number.isFinite(rate) ? Math.round(rate * 1000) : null,
       queueMs: this.#pacer.queueMs,
+      roundTrips: this.#pacer.roundTrips,
     }
   }
 
-  /** Bytes written so far (whether output moved since a paced session last measured its queue). */
-  get written(): number {
-    return this.#written
+  /**
+   * Data bytes written so far: whether output moved since a paced session last measured its
+   * queue (not pings or their answers, which two paced ends would otherwise trade for ever).
+   */
+  get dataWritten(): number {
+    return this.#dataWritten
+  }
+
+  /** Whether the pacer would use round trips now (OutputPacer.wantsRoundTrips). */
+  get wantsRoundTrips(): boolean {
+    return this.#pacer.wantsRoundTrips
   }
 
   /** A ping's round trip while paced, and what the peer sent meanwhile: the queue on the path (OutputPacer.roundTrip). */
@@ -135,6 +146,7 @@ export class FrameWriter {
       }
     }
     this.#written += bytes
+    if (type === FrameType.Data) this.#dataWritten += bytes - FRAME_HEADER_BYTES
     if (this.#behind) this.#framesBehind++
     if (!ok && !this.#behind) this.#fallBehind()
     else if (this.#pacer.active && !this.#behind && conn.writableLength >= this.#pacer.backlogLimit) {

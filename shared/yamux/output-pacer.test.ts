@@ -14,6 +14,7 @@ import {
   PACING_GAIN,
   PEER_SENDING_BYTES,
   QUEUE_TARGET_MS,
+  STANDING_QUEUE_MS,
   UNKNOWN_LINK_BACKLOG_BYTES,
 } from './output-pacer.ts'
 
@@ -178,14 +179,36 @@ t.test('round trips change nothing until pacing is on', async (t) => {
 
 t.test('a queue that going slower does not drain is taken as not ours: the rate is held, not starved', async (t) => {
   const pacer = slowLinkPacer()
+  const rate = pacer.rate
   pacer.roundTrip(5, 1100)
   // Other traffic keeps 60 ms queued on the link, whatever this tunnel does.
   let now = 1200
   pacer.roundTrip(65, now)
   pacer.roundTrip(65, (now += 50))
   t.ok(Math.abs(gainAfterDrain(pacer, now + 1) - DRAINING_GAIN) < 0.01, 'first, slower: it may be ours')
-  for (const end = now + MAX_DRAINING_MS; now < end; ) pacer.roundTrip(65, (now += 50))
+  // Drains all along, each of what the kernel took at once.
+  for (const end = now + MAX_DRAINING_MS; now < end; now += 50) {
+    pacer.roundTrip(65, now)
+    gainAfterDrain(pacer, now + 1)
+  }
   t.ok(Math.abs(gainAfterDrain(pacer, now + 1) - 1) < 0.01, `after ${MAX_DRAINING_MS} ms: at the drain rate`)
+  // Going slower lowered the rate measured (a second of drains at DRAINING_GAIN); then it is held.
+  const steady = (until: number) => {
+    for (; now < until; now += 50) {
+      pacer.roundTrip(65, now)
+      gainAfterDrain(pacer, now + 1)
+    }
+    return pacer.rate
+  }
+  const settled = steady(now + 2000)
+  t.ok(settled >= 0.6 * rate, `lowered by the one drain only: ${settled} of ${rate} bytes/ms`)
+  t.ok(Math.abs(steady(now + 5000) / settled - 1) < 0.01, `then held: ${pacer.rate} bytes/ms`)
+  // No answers for a while: the drain still ends on time.
+  const quiet = slowLinkPacer()
+  quiet.roundTrip(5, 1100)
+  quiet.roundTrip(65, 1200)
+  quiet.roundTrip(65, 1250)
+  t.ok(Math.abs(gainAfterDrain(quiet, 1250 + MAX_DRAINING_MS) - 1) < 0.01, 'without round trips too')
   pacer.roundTrip(5, (now += 50))
   pacer.roundTrip(5, (now += 50))
   pacer.roundTrip(65, (now += 50))
@@ -206,4 +229,37 @@ t.test('while the peer sends in bulk, its own queue ahead of our answers is allo
   pacer.roundTrip(5 + 5 * QUEUE_TARGET_MS, 1400, 64 * KB)
   pacer.roundTrip(5 + 5 * QUEUE_TARGET_MS, 1450, 64 * KB)
   t.ok(Math.abs(gainAfterDrain(pacer, 1451) - DRAINING_GAIN) < 0.01, 'past the allowance too: slower')
+})
+
+t.test('a queue past the target but under twice it is drained once it has stood for STANDING_QUEUE_MS, down to half the target', async (t) => {
+  const pacer = slowLinkPacer()
+  pacer.roundTrip(5, 1000)
+  let now = 1000
+  const standing = 5 + QUEUE_TARGET_MS + 5
+  pacer.roundTrip(standing, (now += 50))
+  pacer.roundTrip(standing, (now += 50))
+  t.ok(Math.abs(gainAfterDrain(pacer, now + 1) - 1) < 0.01, 'at the drain rate: it may go')
+  for (const end = now + STANDING_QUEUE_MS; now < end; ) pacer.roundTrip(standing, (now += 50))
+  t.ok(Math.abs(gainAfterDrain(pacer, now + 1) - DRAINING_GAIN) < 0.01, 'it stood: drained, so that it does not become the base')
+  pacer.roundTrip(5 + QUEUE_TARGET_MS - 5, (now += 50))
+  pacer.roundTrip(5 + QUEUE_TARGET_MS - 5, (now += 50))
+  t.ok(Math.abs(gainAfterDrain(pacer, now + 1) - DRAINING_GAIN) < 0.01, 'under the target but not under half of it: still draining')
+  pacer.roundTrip(5 + QUEUE_TARGET_MS / 2 - 1, (now += 50))
+  pacer.roundTrip(5 + QUEUE_TARGET_MS / 2 - 1, (now += 50))
+  t.ok(Math.abs(gainAfterDrain(pacer, now + 1) - PACING_GAIN) < 0.01, 'under half the target: probing again')
+})
+
+t.test('round trips are wanted only while writes are spaced', async (t) => {
+  const pacer = new OutputPacer(MAX)
+  t.equal(pacer.wantsRoundTrips, false, 'not paced')
+  pacer.activate()
+  t.equal(pacer.wantsRoundTrips, false, 'no rate yet: nothing is held back')
+  drainAt(pacer, 0, 1, 256 * KB, 1048)
+  t.equal(pacer.wantsRoundTrips, true)
+  // 1 MiB drained in 25 ms: 42 MB/s, a fast LAN.
+  const fast = new OutputPacer(MAX)
+  fast.activate()
+  drainAt(fast, 0, 40, MAX, 25)
+  t.ok(fast.rate > PACING_CEILING)
+  t.equal(fast.wantsRoundTrips, false, 'past the ceiling: nothing is held back')
 })

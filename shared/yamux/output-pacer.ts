@@ -15,8 +15,10 @@
 // behind. So a paced session also pings the peer (QUEUE_PROBE_MS), and a round trip above
 // the least of the last BASE_RTT_WINDOW_MS is time our frames wait in the queues on the
 // path, the wait a keystroke's echo shares: past QUEUE_TARGET_MS writes stop probing faster,
-// past twice that they go slower than the drain rate until the queue is gone (a delay-based
-// controller, as LEDBAT, RFC 6817, and TCP Vegas are).
+// and past twice that, or past the target for STANDING_QUEUE_MS, they go slower than the drain
+// rate until the queue is under half the target (a delay-based controller, as LEDBAT, RFC
+// 6817, and TCP Vegas are). Draining now and then also keeps the base the path's own: a queue
+// left standing would become part of it.
 
 /** Only so much output waits as the link drains in this time. */
 export const PACED_BACKLOG_MS = 10
@@ -56,16 +58,16 @@ export const DRAINING_GAIN = 0.8
 
 /**
  * How often a paced session whose output moved pings the peer to measure the queue: every
- * 100 ms left a keystroke's echo beside a copy at 2 Mbit/s 1.07–1.70× OpenSSH's, every 50 ms
- * 0.73–1.06× (`bench:slow-link`). A ping and its answer are a few dozen bytes, under 1 % of
- * such a link.
+ * 100 ms reacted late enough to leave a keystroke's echo beside a copy clearly longer
+ * (`bench:slow-link`, bench/results/2026-12-08-slow-link-delay.md). A ping and its answer are
+ * a few dozen bytes, under 1 % of a 2 Mbit/s link.
  */
 export const QUEUE_PROBE_MS = 50
 
 /**
- * The queueing delay (round trip above the base) that pacing keeps under, at least: with 15
- * ms a keystroke's echo beside a copy at 2 Mbit/s waited 61 ms, with 25 ms 114 ms, the copy
- * at full speed either way (`bench:slow-link`, bench/results/2026-12-08-slow-link-delay.md).
+ * The queueing delay (round trip above the base) that pacing keeps under, at least: 25 ms
+ * left a keystroke's echo beside a copy nearly twice as long, 10 ms gained nothing, the copy
+ * at full speed with each (`bench:slow-link`, bench/results/2026-12-08-slow-link-delay.md).
  * On a link whose base round trip is long (a satellite), a quarter of it: such links jitter
  * by more than 15 ms, and each jitter would be taken for a queue and slow the copy.
  */
@@ -74,11 +76,15 @@ export const QUEUE_TARGET_MS = 15
 /** The base round trip is the least of those measured within this time (a route may change). */
 export const BASE_RTT_WINDOW_MS = 10_000
 
+/** A queue past the target for this long is drained even under twice the target. */
+export const STANDING_QUEUE_MS = 2000
+
 /**
  * Writes go slower than the drain rate for at most this long at a time. A queue of ours
  * drains in a few hundred ms at DRAINING_GAIN; one that stays is someone else's (other
  * traffic on the link, a peer that does not pace), which going slower would not drain, only
- * starve the tunnel: the rate is held instead until the base round trip takes it in.
+ * starve the tunnel: the rate reached is held instead until the queue is gone or the base
+ * round trip takes it in.
  */
 export const MAX_DRAINING_MS = 1000
 
@@ -86,8 +92,8 @@ export const MAX_DRAINING_MS = 1000
  * A ping's answer waits behind what the peer sends: while it sends in bulk (at least this much
  * came between a ping and its answer), up to twice the target of queue is taken for the
  * peer's own, which it keeps under that if it paces as we do. Without it, copies both ways on
- * one slow link each took the other's queue for their own: the copy onto the node ran at
- * 0.59× OpenSSH's (`bench:slow-link --direction=both`).
+ * one slow link each took the other's queue for their own, and one of them crawled
+ * (`bench:slow-link --direction=both`, bench/results/2026-12-08-slow-link-delay.md).
  */
 export const PEER_SENDING_BYTES = 1024
 
@@ -114,10 +120,12 @@ export class OutputPacer {
   #rttHead = 0
   /** Time frames now wait in the queues on the path (ms): the last two round trips' least, less the base. */
   #queueMs = 0
-  /** The multiple of the drain rate writes are spaced for, from the last round trip. */
-  #gain = PACING_GAIN
-  /** When writes began to go slower than the drain rate (0: they do not). */
+  /** Since when the round trips show a queue past the target (0: they do not). */
+  #aboveTargetSince = 0
+  /** When writes began to go slower than the drain rate to drain a queue (0: no drain under way). */
   #drainingSince = 0
+  /** Round trips measured while paced. */
+  #roundTrips = 0
 
   /** `maxBacklog`: what may wait on a fast link (the session's usual write backlog). */
   constructor(maxBacklog: number) {
@@ -155,6 +163,16 @@ export class OutputPacer {
     return this.#queueMs
   }
 
+  /** Round trips measured while paced. */
+  get roundTrips(): number {
+    return this.#roundTrips
+  }
+
+  /** Whether round trips would change anything: only while writes are spaced. */
+  get wantsRoundTrips(): boolean {
+    return this.#active && this.#rate < PACING_CEILING
+  }
+
   /**
    * A ping's round trip while paced, `now` the monotonic time in ms; `received` what came from
    * the peer between the ping and its answer. The least of the last two round trips counts, so
@@ -163,6 +181,7 @@ export class OutputPacer {
    */
   roundTrip(rttMs: number, now: number, received = 0): void {
     if (!this.#active) return
+    this.#roundTrips++
     const rtts = this.#rtts
     rtts.push({ at: now, ms: rttMs })
     while (rtts[this.#rttHead]!.at < now - BASE_RTT_WINDOW_MS) this.#rttHead++
@@ -176,11 +195,21 @@ export class OutputPacer {
     this.#queueMs = Math.min(rttMs, previous) - base
     const target = Math.max(QUEUE_TARGET_MS, base / 4)
     const ours = this.#queueMs - (received >= PEER_SENDING_BYTES ? 2 * target : 0)
-    if (ours < 2 * target) this.#drainingSince = 0
-    else if (this.#drainingSince === 0) this.#drainingSince = now
-    if (ours < target) this.#gain = PACING_GAIN
-    else if (ours < 2 * target || now - this.#drainingSince >= MAX_DRAINING_MS) this.#gain = 1
-    else this.#gain = DRAINING_GAIN
+    if (this.#drainingSince !== 0) {
+      // A drain goes on until the queue is under half the target (at most MAX_DRAINING_MS slower).
+      if (ours < target / 2) this.#drainingSince = this.#aboveTargetSince = 0
+    } else if (ours < target) {
+      this.#aboveTargetSince = 0
+    } else {
+      if (this.#aboveTargetSince === 0) this.#aboveTargetSince = now
+      if (ours >= 2 * target || now - this.#aboveTargetSince >= STANDING_QUEUE_MS) this.#drainingSince = now
+    }
+  }
+
+  /** The multiple of the drain rate writes are spaced for at `now`. */
+  #gainAt(now: number): number {
+    if (this.#drainingSince !== 0) return now - this.#drainingSince < MAX_DRAINING_MS ? DRAINING_GAIN : 1
+    return this.#aboveTargetSince !== 0 ? 1 : PACING_GAIN
   }
 
   /**
@@ -189,7 +218,10 @@ export class OutputPacer {
    */
   drained(bytes: number, ms: number, now: number): number {
     if (!this.#active) return 0
-    const hold = this.#rate < PACING_CEILING ? Math.max(0, bytes / (this.#rate * this.#gain) - ms) : 0
+    const hold = this.#rate < PACING_CEILING ? Math.max(0, bytes / (this.#rate * this.#gainAt(now)) - ms) : 0
+    // The hold counts as time the drain took: going slower lowers the rate it is measured from
+    // too, which drains the queue faster (counted as held only for the drain rate, a keystroke
+    // beside a copy waited about twice as long: `bench:slow-link --direction=to`).
     this.#add({ at: now + hold, bytes, ms: ms + hold }, 1)
     const drains = this.#drains
     while (drains[this.#head]!.at < now - RATE_WINDOW_MS) this.#add(drains[this.#head++]!, -1)

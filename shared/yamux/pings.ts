@@ -6,6 +6,8 @@ import { Flag, YamuxError } from './const.ts'
 
 interface PendingPing {
   start: number
+  /** Its round trip feeds rttMs and rttSample (not a pacer's probe, which would crowd out the keepalive's). */
+  sampled: boolean
   resolve: (rttMs: number) => void
   reject: (err: Error) => void
   timer: NodeJS.Timeout
@@ -60,6 +62,19 @@ export class Pings {
 
   /** Measures the round trip to the peer in ms. Rejects after connectionWriteTimeoutMs. */
   ping(): Promise<number> {
+    return this.#ping(true)
+  }
+
+  /**
+   * A ping whose round trip only its caller sees (a paced session measuring its queue): not
+   * in rttMs, which window tuning reads, nor in rttSample, the keepalive's metric; and its
+   * wait for an answer keeps no process alive.
+   */
+  probe(): Promise<number> {
+    return this.#ping(false)
+  }
+
+  #ping(sampled: boolean): Promise<number> {
     const id = this.#allocId()
     const timeoutMs = this.#host.config.connectionWriteTimeoutMs
     return new Promise<number>((resolve, reject) => {
@@ -67,7 +82,8 @@ export class Pings {
         this.#pending.delete(id)
         reject(new YamuxError('ERR_YAMUX_TIMEOUT', `no answer to ping within ${timeoutMs} ms`))
       }, timeoutMs)
-      this.#pending.set(id, { start: monotonicMs(), resolve, reject, timer })
+      if (!sampled) timer.unref()
+      this.#pending.set(id, { start: monotonicMs(), sampled, resolve, reject, timer })
       this.#host.sendPing(Flag.SYN, id)
     })
   }
@@ -90,7 +106,7 @@ export class Pings {
     this.#pending.delete(opaque)
     clearTimeout(ping.timer)
     const rtt = now - ping.start
-    this.#sampleRtt(rtt)
+    if (ping.sampled) this.#sampleRtt(rtt)
     ping.resolve(rtt)
   }
 

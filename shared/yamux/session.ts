@@ -44,9 +44,10 @@ export interface SessionStats {
   rttMs: number
   /**
    * Output pacing (paceOutput()): whether on, the backlog it allows, the drain rate in bytes
-   * per second (null before any drain), the queueing delay the last pings showed (ms).
+   * per second (null before any drain), the queueing delay the last pings showed (ms), and how
+   * many round trips measured it.
    */
-  pacing: { active: boolean; backlogLimit: number; drainRate: number | null; queueMs: number }
+  pacing: { active: boolean; backlogLimit: number; drainRate: number | null; queueMs: number; roundTrips: number }
 }
 
 /**
@@ -172,7 +173,7 @@ export class Session extends EventEmitter implements StreamHost {
   paceOutput(): void {
     if (this.#queueProbe !== null || this.#closed) return
     this.#writer.pace()
-    let writtenAtProbe = this.#writer.written
+    let writtenAtProbe = this.#writer.dataWritten
     let receivedAtProbe = 0
     let probing = false
     const measured = (rttMs: number) => {
@@ -182,14 +183,13 @@ export class Session extends EventEmitter implements StreamHost {
     const failed = () => {
       probing = false
     }
-    // Only while output moves: an idle tunnel's queue is empty, and keepalives measure it.
+    // Only while data leaves and writes are spaced: an idle tunnel has no queue of its own.
     this.#queueProbe = setInterval(() => {
-      if (probing || this.#writer.written === writtenAtProbe) return
+      if (probing || this.#closed || this.#writer.dataWritten === writtenAtProbe || !this.#writer.wantsRoundTrips) return
+      writtenAtProbe = this.#writer.dataWritten
       probing = true
       receivedAtProbe = this.#bytesReceived
-      this.ping().then(measured, failed)
-      // After the ping's own frame, which is not output moving.
-      writtenAtProbe = this.#writer.written
+      this.#pings.probe().then(measured, failed)
     }, QUEUE_PROBE_MS)
     this.#queueProbe.unref()
   }
