@@ -23,7 +23,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
-import { AuthProcess, freePort, ProxyProcess, signUser, startNode, tempDir, testLogin, waitForNode } from '../test/helpers/cluster.ts'
+import { authAndProxy, freePort, signUser, startNode, tempDir, testLogin, waitForNode } from '../test/helpers/cluster.ts'
 import { createSlowLink } from '../test/helpers/slow-link.ts'
 import { openInteractive } from './lib/file-copy.ts'
 import { median } from './lib/measure.ts'
@@ -76,6 +76,8 @@ function startCopy(path: string, sshArgs: string[], direction: Direction): { fin
   if (direction === 'to') {
     // Counted as the ssh client takes it: the copy ends when the node has read it all.
     const chunk = Buffer.alloc(64 * 1024)
+    // An ssh that ends early (EPIPE here) is reported by its exit below, with its error output.
+    copy.stdin.on('error', () => {})
     const writeMore = () => {
       while (copied < COPY_BYTES) {
         const piece = chunk.subarray(0, Math.min(chunk.length, COPY_BYTES - copied))
@@ -131,18 +133,11 @@ const results: Measured[] = []
 const stops: (() => Promise<unknown>)[] = []
 try {
   if (paths.includes('warren')) {
-    const auth = await new AuthProcess().start()
-    stops.push(() => auth.stop())
-    const pin = await auth.pin()
-    const proxy = await new ProxyProcess({
-      auth,
-      token: await auth.token(['tokens', 'add', '--type=proxy']),
-      pin,
-      webListenAddr: `${hostSide}:${await freePort()}`,
-      tunnelListenAddr: `${hostSide}:${await freePort()}`,
-      debug: false,
-    }).start()
-    stops.push(() => proxy.stop())
+    // Stopped in the reverse order of their teardowns, as the rest of `stops`.
+    const { auth, pin, proxy } = await authAndProxy(
+      { teardown: (fn) => stops.push(async () => fn()) },
+      { webListenAddr: `${hostSide}:${await freePort()}`, tunnelListenAddr: `${hostSide}:${await freePort()}`, debug: false },
+    )
     const node = startNode([`--data-dir=${tempDir()}`, `--auth-server=${proxy.web}`, `--token=${await auth.token()}`, `--ca-pin=${pin}`, '--nodename=slow-node'], {}, ns)
     stops.push(() => node.stop())
     await waitForNode(auth, 'slow-node', 60_000)

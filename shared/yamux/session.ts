@@ -185,7 +185,7 @@ export class Session extends EventEmitter implements StreamHost {
     }
     // Only while data leaves and writes are spaced: an idle tunnel has no queue of its own.
     this.#queueProbe = setInterval(() => {
-      if (probing || this.#closed || this.#writer.dataWritten === writtenAtProbe || !this.#writer.wantsRoundTrips) return
+      if (probing || this.#writer.dataWritten === writtenAtProbe || !this.#writer.wantsRoundTrips) return
       writtenAtProbe = this.#writer.dataWritten
       probing = true
       receivedAtProbe = this.#bytesReceived
