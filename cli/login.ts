@@ -14,6 +14,7 @@ import { UsageError, WarrenError } from '../shared/errors.ts'
 import { caPin, parsePin, pinMatches, singleCertificate } from '../shared/pin.ts'
 import { printable } from '../shared/printable.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
+import { fetchTrustBridges, hostCAsAcrossBridges } from '../shared/trust-bridge.ts'
 import { checkedUserCerts } from './checked-user-certs.ts'
 import { defineCommand } from './command.ts'
 import { hideFlagValue } from './command-line-secrets.ts'
@@ -57,15 +58,20 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
   if (existsSync(before)) {
     // The CAs of an earlier login are trusted again: only from a directory no one else can change.
     checkCredentialsDir(clusterDir(ca.cluster_name))
-    const known = trusted(
-      readFileSync(before, 'utf8')
-        .match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g)
-        ?.map(caPin) ?? [],
-    )
+    const earlierPems = readFileSync(before, 'utf8').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []
+    const known = trusted(earlierPems.map(caPin))
     if (known.length > 0) return { cluster: ca.cluster_name, caPems: known }
+    // A host CA rotation since: the bridges the cluster keeps, signed by the CA trusted before, lead to the new one.
+    const bridged = trusted((await hostCAsAcrossRotation(server, ca.cluster_name, earlierPems)).map(caPin))
+    if (bridged.length > 0) {
+      tell(
+        `The cluster "${ca.cluster_name}" rotated its host CA since the last login: trusting ${bridged.map(caPin).join(', ')}, signed over by the CA trusted before (${earlierPems.map(caPin).join(', ')}).`,
+      )
+      return { cluster: ca.cluster_name, caPems: bridged }
+    }
     // As OpenSSH does when a host's key changed: no question whose yes would replace what was trusted.
     throw new WarrenError(
-      `cluster "${ca.cluster_name}" at ${server} presents a CA with pin ${presented.join(', ')}, which is not the CA trusted at the last login to it (${before}). The address may be hijacked, or the cluster's CA was rotated since: check the pin with the cluster's admin ("warrenctl status") and pass it with --ca-pin`,
+      `cluster "${ca.cluster_name}" at ${server} presents a CA with pin ${presented.join(', ')}, which is not the CA trusted at the last login to it (${before}). The address may be hijacked, or the cluster's CA was rotated since and no bridge it keeps leads from the CA trusted before: check the pin with the cluster's admin ("warrenctl status") and pass it with --ca-pin`,
     )
   }
   if (certs.length > 1) {
@@ -84,6 +90,21 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
   )
   if (answer.trim().toLowerCase() !== 'yes') throw new WarrenError('the cluster was not trusted: nothing was sent to it')
   return { cluster: ca.cluster_name, caPems: certs }
+}
+
+/**
+ * The host CAs the cluster trusts now, reached from `earlierPems` through the bridges its
+ * rotations left (shared/trust-bridge.ts); none when no bridge is kept or none leads there.
+ * The answer is believed by its signatures only: it comes over TLS not yet verified.
+ */
+async function hostCAsAcrossRotation(server: string, cluster: string, earlierPems: string[]): Promise<string[]> {
+  for (const pem of earlierPems) {
+    // A proxy that keeps no bridges (or answers nothing readable) leaves the person the pin to check.
+    const answer = await fetchTrustBridges(server, caPin(pem)).catch(() => undefined)
+    const reached = answer && hostCAsAcrossBridges(answer, cluster, earlierPems)
+    if (reached) return reached
+  }
+  return []
 }
 
 /** Accepting an invitation: whose it is, the second factor to enrol, a password twice and a first code; the answer is a login's. */

@@ -12,7 +12,7 @@ import type { NodeIdentity } from './identity-store.ts'
 import type { Logger, LogLevel } from './log.ts'
 import { caPin } from './pin.ts'
 import { sshPublicKeyLine } from './ssh-cert.ts'
-import { TrustBridge, type TrustBridgeOptions } from './trust-bridge.ts'
+import { hostCAsAcrossBridges, TrustBridge, type TrustBridgeOptions } from './trust-bridge.ts'
 import { signTrust, type TrustStatement } from './trust-statement.ts'
 import { createCA } from './x509.ts'
 
@@ -145,4 +145,21 @@ t.test('a failed request is logged at the level the host chooses, and the next w
   const plain = host([caA.certPem])
   t.notOk(await plain.bridges.ask(server.address, 'refused'))
   t.equal(plain.log.entries.at(-1)?.level, 'warn', 'warn unless told')
+})
+
+t.test("a person's earlier trust leads to the current host CAs only through signed bridges", async (t) => {
+  const pins = (pems: string[] | undefined) => pems?.map(caPin)
+  t.same(pins(hostCAsAcrossBridges({ bridges: [bridge], trust: now }, 'c1', [caA.certPem])), [caPin(caB.certPem)], 'A → B, then the set B signed')
+  const caD = createCA('host CA D', 'c1')
+  const twice = { bridges: [bridge, statement(3, [caC, caB]), statement(4, [caB, caD])], trust: statement(5, [caD]) }
+  t.same(pins(hostCAsAcrossBridges(twice, 'c1', [caA.certPem])), [caPin(caD.certPem)], 'two rotations walked in one answer; a bridge signed by a CA not held is passed over')
+  t.same(pins(hostCAsAcrossBridges({ bridges: [], trust: now }, 'c1', [caB.certPem])), [caPin(caB.certPem)], 'no rotation since: the set the trusted CA signed')
+
+  t.equal(hostCAsAcrossBridges({ bridges: [], trust: now }, 'c1', [caA.certPem]), undefined, 'no bridge kept: nothing reached')
+  t.equal(hostCAsAcrossBridges({ bridges: [bridge], trust: statement(3, [caC]) }, 'c1', [caA.certPem]), undefined, 'the current set signed by a CA the chain did not reach')
+  t.equal(hostCAsAcrossBridges({ bridges: [bridge], trust: now }, 'c2', [caA.certPem]), undefined, "another cluster's bridges")
+  t.equal(hostCAsAcrossBridges({ bridges: [statement(2, [caC])], trust: statement(3, [caC]) }, 'c1', [caA.certPem]), undefined, 'a chain that does not start at the CA trusted')
+  const tampered = { ...bridge, host_ca_certs: [caC.certPem, caA.certPem] }
+  t.equal(hostCAsAcrossBridges({ bridges: [tampered], trust: statement(3, [caC]) }, 'c1', [caA.certPem]), undefined, 'a bridge changed after signing')
+  t.equal(hostCAsAcrossBridges({ bridges: [bridge], trust: statement(2, [caB]) }, 'c1', [caA.certPem]), undefined, 'a current set not newer than the bridge (a replayed one)')
 })

@@ -11,7 +11,7 @@ import type { NodeIdentity } from './identity-store.ts'
 import type { Logger } from './log.ts'
 import { caPin } from './pin.ts'
 import { parseTrustBridges, type TrustBridges } from './protocol/bridges.ts'
-import type { TrustStatement } from './trust-statement.ts'
+import { checkTrust, type HeldTrust, TrustRefused, type TrustStatement } from './trust-statement.ts'
 import { monotonicMs } from './yamux/clock.ts'
 
 /** How often at most a host asks for trust bridges. */
@@ -126,4 +126,27 @@ export function allExpiredOn(pems: string[], nowMs: number): string | undefined 
   const ends = pems.map((pem) => new X509Certificate(pem).validToDate.getTime())
   if (ends.length === 0 || ends.some((end) => end > nowMs)) return undefined
   return new Date(Math.max(...ends)).toISOString().slice(0, 10)
+}
+
+/**
+ * The host CAs the cluster trusts now, when `answer` leads there from `trustedPems` (CAs a
+ * person trusted at an earlier login): each bridge taken in order as checkTrust takes a set
+ * (signed by a host CA held by then, for `clusterName`, newer), then the current set, which
+ * one of those must have signed. Undefined when no chain of signatures leads there.
+ */
+export function hostCAsAcrossBridges(answer: TrustBridges, clusterName: string, trustedPems: string[]): string[] | undefined {
+  let held: HeldTrust = { clusterName, hostCAPems: trustedPems, userCASshKeys: [], version: -1 }
+  const take = (statement: TrustStatement): boolean => {
+    try {
+      checkTrust(statement, held)
+    } catch (error) {
+      if (error instanceof TrustRefused) return false
+      throw error
+    }
+    held = { clusterName, hostCAPems: statement.host_ca_certs, hostCASshKeys: statement.host_ca_ssh_keys, userCASshKeys: statement.user_ca_ssh_keys, version: statement.version }
+    return true
+  }
+  // A bridge out of a CA not held (yet) is skipped: a later one may start from the set held.
+  for (const bridge of answer.bridges) take(bridge)
+  return take(answer.trust) ? held.hostCAPems : undefined
 }
