@@ -17,6 +17,10 @@
 // bench/results/2026-12-05-young-gen.md). An idle node scraped for metrics, though, held
 // about 1 MB more with 7 (bench:footprint): so a node takes 7 only from its first stream,
 // and never in a process that also runs the proxy, whose heap at 10,000 tunnels is large.
+// A user's forwarding process (`warren proxy ssh`, `warren proxy port`) takes 7 from its
+// start: it exists to move bytes and its heap is small, and with 3 a `proxy port --listen`
+// still spent about a third of its CPU in full GCs (bench:ssh, warren-port-listen and the
+// ProxyCommand of warren-ssh, CPU per GB; bench/results/2026-12-08-client-heap.md).
 
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
 
@@ -52,7 +56,7 @@ export function youngGenerationBytes(): number {
 /** The old generation may grow to 1 + this/100 times its live size before the next major GC. */
 export const HEAP_GROWING_PERCENT = 200
 
-/** The same for a node once it serves a stream (a factor of 7). */
+/** The same for a node once it serves a stream, and for a user's forwarding process (a factor of 7). */
 export const STREAMING_HEAP_GROWING_PERCENT = 600
 
 let proxyInProcess = false
@@ -61,7 +65,7 @@ let streaming = false
 /** Sets the heap growing factor for a forwarding role (a client: `warren proxy ssh`, `proxy port`); call once it starts. */
 export function tuneHeapForForwarding(role: 'proxy' | 'node' | 'client'): void {
   if (role === 'proxy') proxyInProcess = true
-  setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
+  setFlagsFromString(`--heap-growing-percent=${role === 'client' ? STREAMING_HEAP_GROWING_PERCENT : HEAP_GROWING_PERCENT}`)
 }
 
 /** A node's first stream: from now on it moves bytes (not in a process with the proxy). */
