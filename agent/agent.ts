@@ -180,6 +180,8 @@ export class Agent {
       limits: () => this.config.ssh.limits,
       recordingDir: (user, name) => this.recordings?.place(user, name),
       recorded: () => this.recordings?.uploader.kick(),
+      // As sshd: `who`, `w`, `last` and `lastlog` show sessions with a terminal.
+      loginRecords: true,
     })
     this.services = {
       ssh: this.ssh,

@@ -21,6 +21,7 @@ type ServerSettings = Pick<
   | 'recordingDir'
   | 'recorded'
   | 'limits'
+  | 'loginRecords'
 >
 
 export class SshOnDemand {

@@ -22,6 +22,7 @@ import { openSshPrivateKey } from '../shared/ssh-key-file.ts'
 import { SshReader } from '../shared/ssh-wire.ts'
 import { corkEachTick } from './cork-each-tick.ts'
 import { accountExpired, findLogin, type LoginAccount } from './login-accounts.ts'
+import { type LoginRecordFiles, LoginRecords } from './login-records.ts'
 import { nologinFile } from './nologin.ts'
 import { ptyPerl } from './pty.ts'
 import { type RecordingPlace, type RecordingSkipped, type RecordingStart, SessionRecording } from './session-recording.ts'
@@ -139,6 +140,8 @@ export interface SshServerOptions {
   recorded?: () => void
   /** Bounds on what connections and users may hold, read at each use (a reload changes them); default: defaultSshLimits. */
   limits?: () => Partial<SshLimits>
+  /** Sessions with a pty in the system's login records (login-records.ts), or in these files; default: none. */
+  loginRecords?: true | LoginRecordFiles
 }
 
 export type AuditRecorder = (type: NodeEventType, fields: Record<string, AuditValue | undefined>) => void
@@ -180,6 +183,8 @@ interface PendingLogin {
 interface ConnectionState {
   stream: Duplex
   remote: string
+  /** The client's address without its port (sourceAddress). */
+  source: string
   /** Whom the proxy judged for this stream, when it says: no other certificate logs in on it. */
   judged: StreamInfo
   client?: Connection
@@ -226,6 +231,7 @@ export class NodeSshServer {
   private readonly recorded?: () => void
   private readonly connections = new Set<ConnectionState>()
   private readonly limitsGiven: () => Partial<SshLimits>
+  private readonly loginRecords?: LoginRecords
   /** Connections open that have not logged in (yet). */
   private unauthenticated = 0
   /** Those connections by whose they are (LoginShare.key), oldest first. */
@@ -252,6 +258,7 @@ export class NodeSshServer {
     this.recordingDir = options.recordingDir ?? (() => undefined)
     this.recorded = options.recorded
     this.limitsGiven = options.limits ?? (() => ({}))
+    if (options.loginRecords) this.loginRecords = new LoginRecords({ files: options.loginRecords === true ? undefined : options.loginRecords, log: this.log })
     this.setUserCAKeys(options.userCAKeys)
   }
 
@@ -311,6 +318,7 @@ export class NodeSshServer {
     const state: ConnectionState = {
       stream,
       remote,
+      source: sourceAddress(info, stream),
       judged: info ?? {},
       loggedIn,
       processes: new Set(),
@@ -466,6 +474,8 @@ export class NodeSshServer {
         account,
         permitPty,
         remote: state.remote,
+        source: state.source,
+        loginRecords: this.loginRecords,
         processes: state.processes,
         connectionEnded: () => state.released,
         sftpServer: this.sftpServer,
@@ -750,9 +760,14 @@ function refuseChannel(client: Connection, reject: () => void, description: stri
  */
 function loginShare(info: StreamInfo | undefined, stream: Duplex): LoginShare {
   if (info?.user !== undefined) return { key: `user ${info.user}`, fields: { user: info.user } }
-  const told = info?.remoteAddress
-  const source = told !== undefined ? told.slice(told.lastIndexOf('@') + 1) : ((stream as Partial<Socket>).remoteAddress ?? 'unknown')
+  const source = sourceAddress(info, stream)
   return { key: `source ${source}`, fields: { source } }
+}
+
+/** The address a connection comes from, as the proxy tells it ("user@address") or the socket's. */
+function sourceAddress(info: StreamInfo | undefined, stream: Duplex): string {
+  const told = info?.remoteAddress
+  return told !== undefined ? told.slice(told.lastIndexOf('@') + 1) : ((stream as Partial<Socket>).remoteAddress ?? 'unknown')
 }
 
 function socketAddress(stream: Duplex): string {

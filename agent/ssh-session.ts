@@ -16,6 +16,7 @@ import type { Logger } from '../shared/log.ts'
 import { shellQuote } from '../shared/shell-quote.ts'
 import type { LoginAccount } from './login-accounts.ts'
 import { type DropTo, dropAndExec, supplementaryGroups } from './login-groups.ts'
+import type { LoginRecord, LoginRecords } from './login-records.ts'
 import { findPerl, slaveOfMaster, spawnOnPty } from './pty.ts'
 import type { RecordingStart, SessionRecording } from './session-recording.ts'
 import { type FileOperation, SftpChannelAudit } from './sftp/channel-audit.ts'
@@ -49,6 +50,10 @@ export interface SessionContext {
   /** The certificate has permit-pty. */
   permitPty: boolean
   remote: string
+  /** The client's address, for the login records. */
+  source: string
+  /** Where a session with a pty is recorded as a login (`who`, `last`); undefined: nowhere. */
+  loginRecords?: LoginRecords
   /** The connection's processes: each session adds its own, and they end with the connection. */
   processes: Set<SessionProcess>
   /** The connection has ended (a client that vanishes closes no channel): start nothing more. */
@@ -148,6 +153,7 @@ export function serveSession(session: Session, context: SessionContext): void {
       onExit: context.events?.exit,
       recording,
       perl: sessionPty && context.perl(),
+      recordLogin: context.loginRecords && ((tty, pid) => context.loginRecords?.begin({ user: account.name, uid: account.uid, tty, pid, host: context.source })),
     })
     proc = started
     if (!started) return
@@ -225,6 +231,8 @@ interface SessionRequest {
   recording?: SessionRecording
   /** The perl that opens ptys (agent/pty.ts); undefined has `script` hold them. */
   perl: string | undefined
+  /** Records the session as a login on its terminal (a pty the agent holds), until it ends. */
+  recordLogin?: (tty: string, pid: number) => LoginRecord | undefined
 }
 
 /** A session's process: the command or shell itself, on a pipe or on a pty. */
@@ -285,6 +293,8 @@ interface Started {
   /** The output has ended: for a pipe, with the process; for a pty, once nothing holds the slave. */
   outputEnded: Promise<void>
   pty?: { resizer: PtyResizer; master?: Socket }
+  /** The terminal of a pty the agent holds, e.g. /dev/pts/3. */
+  tty?: string
 }
 
 /** Starts the session's process and wires it to the channel until it exits. */
@@ -318,6 +328,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
     return undefined
   }
   const { child, input, output, onOutput } = started
+  const login = started.tty && child.pid !== undefined ? req.recordLogin?.(started.tty, child.pid) : undefined
   input.on('error', () => {}) // EPIPE once the process has gone, EIO once the pty has
   // A pty has no half-close: the client's end of input leaves the terminal to the shell, as with sshd.
   channel.pipe(input, { end: !started.pty?.master })
@@ -350,6 +361,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
     const status = code === null || code < 0 ? 127 : code
     req.onExit?.(signal ? 128 + (osConstants.signals[signal] ?? 0) : status)
     void req.recording?.end()
+    login?.end()
     endChannel(channel, status, signal)
   })
   return new SessionProcess(child, exited, started.pty)
@@ -403,7 +415,7 @@ function startOnPty(req: SessionRequest, pty: PseudoTtyInfo, options: SpawnBase)
     // the shell wrote before it exited is read first.
     child.once('close', () => setTimeout(() => master.destroy(), PTY_DRAIN_MS).unref())
   })
-  return { child, input: master, onOutput, outputEnded, pty: { resizer: new PtyResizer(async () => path, recorded(req)), master } }
+  return { child, input: master, onOutput, outputEnded, pty: { resizer: new PtyResizer(async () => path, recorded(req)), master }, tty: path }
 }
 
 /** What records a window change applied to the session's pty, if the session is recorded. */

@@ -1,12 +1,12 @@
 // The proxy's front door: one TCP listener for every protocol (which peers may send a PROXY
 // header: shared/address-list.ts). The parts, one concept per file:
 //
-//   proxy-protocol.ts  PROXY protocol v1/v2: incremental parser, encoders, named errors
+//   proxy-protocol.ts  PROXY protocol v1/v2: incremental parser, encoders, named errors (addresses
+//                      as bytes: shared/ip-bytes.ts)
 //   sniff.ts           the protocol a connection speaks, from its first bytes
 //   multiplexer.ts     Multiplexer: header, then sniff (for TLS, the whole ClientHello), then hand over
 //   client-hello.ts    the ClientHello's ALPN names, and the alert a declined dial gets
 //   tls-router.ts      handshake slots (shared/tls-gate), TLS termination and routing by ALPN
-//   ip-bytes.ts        IP addresses to and from their wire bytes
 //
 // Usage:
 //   const mux = new Multiplexer({ trustedLoadBalancers: ['10.0.0.0/8'] })

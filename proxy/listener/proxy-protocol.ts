@@ -4,7 +4,7 @@
 // header is refused with a named error, since the spec requires dropping the connection.
 
 import { isIPv4, isIPv6 } from 'node:net'
-import { formatIPv4, formatIPv6, ipToBytes } from './ip-bytes.ts'
+import { formatIPv4, formatIPv6, ipToBytes } from '../../shared/ip-bytes.ts'
 
 export interface ProxyHeader {
   version: 1 | 2
