@@ -5,7 +5,8 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import t from 'tap'
 import type { UserCerts } from '../shared/protocol/admin.ts'
-import { createSshCertificate } from '../shared/ssh-cert.ts'
+import { createSshCertificate, sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { signTrust } from '../shared/trust-statement.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
 import { checkedUserCerts } from './checked-user-certs.ts'
 import { generateUserKeys, type UserKeys } from './credentials-files.ts'
@@ -64,4 +65,17 @@ t.test('certificates for other keys are refused', async (t) => {
 t.test('certificates for its own keys go on to the trust checks', async (t) => {
   // No signed trust in this answer: the next check refuses it, for that reason.
   t.throws(() => checkedUserCerts(answerFor(own.tls.publicKey, own.ssh.publicKey), 'test-cluster', [], own), { message: /not what the cluster's CA signed/ })
+})
+
+t.test('a signed set older than the one the last login took is refused; that set again goes on', async (t) => {
+  const hostCA = createCA('test-cluster host CA', 'test-cluster')
+  const userCA = sshPublicKeyLine(generateKeyPairSync('ed25519').publicKey, 'user CA')
+  const answer = {
+    ...answerFor(own.tls.publicKey, own.ssh.publicKey),
+    trust: signTrust({ cluster_name: 'test-cluster', version: 5, host_ca_certs: [hostCA.certPem], user_ca_ssh_keys: [userCA] }, [hostCA]),
+  }
+  t.throws(() => checkedUserCerts(answer, 'test-cluster', [hostCA.certPem], own, 6), { message: /not newer than the one held/ }, 'older')
+  // Past the trust checks, this answer's unsigned host keys are what is refused.
+  t.throws(() => checkedUserCerts(answer, 'test-cluster', [hostCA.certPem], own, 5), { message: /host keys in the answer are not signed/ }, 'the same version')
+  t.throws(() => checkedUserCerts(answer, 'test-cluster', [hostCA.certPem], own), { message: /host keys in the answer are not signed/ }, 'no earlier login')
 })

@@ -12,16 +12,18 @@ import { checkTrust, TrustRefused } from '../shared/trust-statement.ts'
 import type { UserKeys } from './credentials-files.ts'
 
 /**
- * `signed` with the host CAs of its signed set; throws WarrenError, writing nothing, when a
- * check fails: among them, certificates for other keys than `keys` (what a proxy that had
+ * `signed` with the host CAs of its signed set, of a version not below `trustVersion` (an
+ * earlier login's); throws WarrenError, writing nothing, when a check fails: among them, certificates for other keys than `keys` (what a proxy that had
  * swapped the keys of the request would hand back).
  */
-export function checkedUserCerts(signed: UserCerts, cluster: string, trustedCAs: string[], keys: UserKeys): UserCerts {
+export function checkedUserCerts(signed: UserCerts, cluster: string, trustedCAs: string[], keys: UserKeys, trustVersion = -1): UserCerts {
   if (!sameKey(certifiedTlsKey(signed.tls_cert), keys.tls.publicKey) || !sameKey(certifiedSshKey(signed.ssh_cert), keys.ssh.publicKey)) {
     throw new WarrenError('the certificates in the answer are not for the keys this client made: nothing was written')
   }
   try {
-    checkTrust(signed.trust, { clusterName: cluster, hostCAPems: trustedCAs, userCASshKeys: [], version: -1 })
+    // Not older than the set an earlier login took (that set again is taken: only its host CAs are
+    // held here, so checkTrust could not tell it is the same): no proxy hands back a set a rotation replaced.
+    checkTrust(signed.trust, { clusterName: cluster, hostCAPems: trustedCAs, userCASshKeys: [], version: trustVersion - 1 })
   } catch (error) {
     if (error instanceof TrustRefused) throw new WarrenError(`the answer is not what the cluster's CA signed (${error.message}): nothing was written`)
     throw error

@@ -37,8 +37,12 @@ export function clusterDir(cluster: string): string {
   return join(defaultProfileDir(), cluster)
 }
 
-/** The cluster's name and the host CA certificates to trust, by pin, by an earlier login, or by the person's yes. */
-async function trustCluster(server: string, pins: string[], prompter: Prompter): Promise<{ cluster: string; caPems: string[] }> {
+/**
+ * The cluster's name and the host CA certificates to trust, by pin, by an earlier login, or
+ * by the person's yes; with an earlier login's CAs, the version of the set they came in, which
+ * the answer's set must not be older than.
+ */
+async function trustCluster(server: string, pins: string[], prompter: Prompter): Promise<{ cluster: string; caPems: string[]; trustVersion?: number }> {
   const anonymous = new ApiClient({ server })
   const ca = await anonymous.call('GET /v1/ca').finally(() => anonymous.close())
   if (!Array.isArray(ca.host_ca_certs) || ca.host_ca_certs.length === 0) throw new WarrenError(`${server} did not return a cluster CA`)
@@ -59,19 +63,21 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
     // The CAs of an earlier login are trusted again: only from a directory no one else can change.
     checkCredentialsDir(clusterDir(ca.cluster_name))
     const earlierPems = readFileSync(before, 'utf8').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []
+    const stored = earlierProfile(ca.cluster_name)?.trust_version
+    const trustVersion = Number.isSafeInteger(stored) ? stored : undefined
     const known = trusted(earlierPems.map(caPin))
-    if (known.length > 0) return { cluster: ca.cluster_name, caPems: known }
+    if (known.length > 0) return { cluster: ca.cluster_name, caPems: known, trustVersion }
     // A host CA rotation since: the bridges the cluster keeps, signed by the CA trusted before, lead to the new one.
-    const bridged = trusted((await hostCAsAcrossRotation(server, ca.cluster_name, earlierPems)).map(caPin))
+    const bridged = trusted((await hostCAsAcrossRotation(server, ca.cluster_name, earlierPems, trustVersion)).map(caPin))
     if (bridged.length > 0) {
       tell(
         `The cluster "${ca.cluster_name}" rotated its host CA since the last login: trusting ${bridged.map(caPin).join(', ')}, signed over by the CA trusted before (${earlierPems.map(caPin).join(', ')}).`,
       )
-      return { cluster: ca.cluster_name, caPems: bridged }
+      return { cluster: ca.cluster_name, caPems: bridged, trustVersion }
     }
     // As OpenSSH does when a host's key changed: no question whose yes would replace what was trusted.
     throw new WarrenError(
-      `cluster "${ca.cluster_name}" at ${server} presents a CA with pin ${presented.join(', ')}, which is not the CA trusted at the last login to it (${before}). The address may be hijacked, or the cluster's CA was rotated since and no bridge it keeps leads from the CA trusted before: check the pin with the cluster's admin ("warrenctl status") and pass it with --ca-pin`,
+      `cluster "${ca.cluster_name}" at ${server} presents a CA with pin ${presented.join(', ')}, which is not the CA trusted at the last login to it (${before}). The address may be hijacked, or the cluster's CA was rotated since and no bridge out of the CA trusted before could be had: check the pin with the cluster's admin ("warrenctl status") and pass it with --ca-pin`,
     )
   }
   if (certs.length > 1) {
@@ -97,11 +103,11 @@ async function trustCluster(server: string, pins: string[], prompter: Prompter):
  * rotations left (shared/trust-bridge.ts); none when no bridge is kept or none leads there.
  * The answer is believed by its signatures only: it comes over TLS not yet verified.
  */
-async function hostCAsAcrossRotation(server: string, cluster: string, earlierPems: string[]): Promise<string[]> {
+async function hostCAsAcrossRotation(server: string, cluster: string, earlierPems: string[], trustVersion: number | undefined): Promise<string[]> {
   for (const pem of earlierPems) {
     // A proxy that keeps no bridges (or answers nothing readable) leaves the person the pin to check.
     const answer = await fetchTrustBridges(server, caPin(pem)).catch(() => undefined)
-    const reached = answer && hostCAsAcrossBridges(answer, cluster, earlierPems)
+    const reached = answer && hostCAsAcrossBridges(answer, cluster, earlierPems, trustVersion)
     if (reached) return reached
   }
   return []
@@ -164,7 +170,7 @@ export const loginCommand = defineCommand({
     if (!flags.proxy) throw new UsageError('missing --proxy: the proxy to log in through, e.g. --proxy=proxy.example.com:3080')
     const pins = (flags['ca-pin'] ?? []).map(parsePin)
     const prompter = new Prompter()
-    const { cluster, caPems } = await trustCluster(flags.proxy, pins, prompter)
+    const { cluster, caPems, trustVersion } = await trustCluster(flags.proxy, pins, prompter)
     const client = new ApiClient({ server: flags.proxy, caPems })
     const keys = generateUserKeys()
     const trusted = { name: cluster, caPems }
@@ -172,9 +178,10 @@ export const loginCommand = defineCommand({
       ? signUp(client, trusted, flags.invite, keys, flags.ttl, prompter)
       : logInAs(client, trusted, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
     const { user, signed: answered } = await answer.finally(() => client.close())
-    const signed = checkedUserCerts(answered, cluster, caPems, keys)
+    const signed = checkedUserCerts(answered, cluster, caPems, keys, trustVersion)
     const dir = clusterDir(signed.cluster_name)
-    writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: true, fdpass: flags.fdpass, extra: { roles: signed.roles } })
+    const extra = { roles: signed.roles, trust_version: signed.trust?.version }
+    writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: true, fdpass: flags.fdpass, extra })
     out(loggedInText(user, signed, dir))
     return 0
   },
@@ -190,9 +197,14 @@ export function loggedInText(user: string, signed: UserCerts, dir: string): stri
 }
 
 function lastUser(cluster: string): string | undefined {
+  return earlierProfile(cluster)?.user
+}
+
+/** The profile of the last login to `cluster`, from a directory no one else can change. */
+function earlierProfile(cluster: string): Profile | undefined {
   try {
     checkCredentialsDir(clusterDir(cluster))
-    return (JSON.parse(readFileSync(join(clusterDir(cluster), PROFILE_FILES.profile), 'utf8')) as Profile).user
+    return JSON.parse(readFileSync(join(clusterDir(cluster), PROFILE_FILES.profile), 'utf8')) as Profile
   } catch {
     return undefined
   }

@@ -21,6 +21,11 @@ export interface Profile {
   valid_before: number
   /** The user's roles, when its credentials come from a login. */
   roles?: string[]
+  /**
+   * The version of the signed set the host CAs in host_ca.pem came in (shared/trust-statement.ts),
+   * when they came from a login: a later login takes no set older than it.
+   */
+  trust_version?: number
 }
 
 export const PROFILE_FILES = {

@@ -153,7 +153,7 @@ t.test("a person's earlier trust leads to the current host CAs only through sign
   const caD = createCA('host CA D', 'c1')
   const twice = { bridges: [bridge, statement(3, [caC, caB]), statement(4, [caB, caD])], trust: statement(5, [caD]) }
   t.same(pins(hostCAsAcrossBridges(twice, 'c1', [caA.certPem])), [caPin(caD.certPem)], 'two rotations walked in one answer; a bridge signed by a CA not held is passed over')
-  t.same(pins(hostCAsAcrossBridges({ bridges: [], trust: now }, 'c1', [caB.certPem])), [caPin(caB.certPem)], 'no rotation since: the set the trusted CA signed')
+  t.equal(hostCAsAcrossBridges({ bridges: [], trust: now }, 'c1', [caB.certPem]), undefined, 'no rotation since: nothing reached, the CA trusted is presented as it is')
 
   t.equal(hostCAsAcrossBridges({ bridges: [], trust: now }, 'c1', [caA.certPem]), undefined, 'no bridge kept: nothing reached')
   t.equal(hostCAsAcrossBridges({ bridges: [bridge], trust: statement(3, [caC]) }, 'c1', [caA.certPem]), undefined, 'the current set signed by a CA the chain did not reach')
@@ -162,4 +162,13 @@ t.test("a person's earlier trust leads to the current host CAs only through sign
   const tampered = { ...bridge, host_ca_certs: [caC.certPem, caA.certPem] }
   t.equal(hostCAsAcrossBridges({ bridges: [tampered], trust: statement(3, [caC]) }, 'c1', [caA.certPem]), undefined, 'a bridge changed after signing')
   t.equal(hostCAsAcrossBridges({ bridges: [bridge], trust: statement(2, [caB]) }, 'c1', [caA.certPem]), undefined, 'a current set not newer than the bridge (a replayed one)')
+  t.equal(hostCAsAcrossBridges({ bridges: [bridge], trust: bridge }, 'c1', [caA.certPem]), undefined, 'the last bridge again as the current set')
+  t.equal(hostCAsAcrossBridges({ bridges: [bridge], trust: now }, 'c1', [caA.certPem], 5), undefined, 'sets older than the one the last login took')
+  t.same(pins(hostCAsAcrossBridges({ bridges: [bridge], trust: now }, 'c1', [caA.certPem], 1)), [caPin(caB.certPem)], 'newer ones are taken')
+})
+
+t.test('a CA trusted now cannot be walked back to the one it replaced', async (t) => {
+  // The bridge into B is signed by B too: replayed to someone who trusts B, it names A.
+  t.equal(hostCAsAcrossBridges({ bridges: [], trust: bridge }, 'c1', [caB.certPem]), undefined, 'as the current set')
+  t.equal(hostCAsAcrossBridges({ bridges: [bridge], trust: statement(3, [caA, caB]) }, 'c1', [caB.certPem]), undefined, 'through a set that names both')
 })

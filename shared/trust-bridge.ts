@@ -130,15 +130,19 @@ export function allExpiredOn(pems: string[], nowMs: number): string | undefined 
 
 /**
  * The host CAs the cluster trusts now, when `answer` leads there from `trustedPems` (CAs a
- * person trusted at an earlier login): each bridge taken in order as checkTrust takes a set
- * (signed by a host CA held by then, for `clusterName`, newer), then the current set, which
- * one of those must have signed. Undefined when no chain of signatures leads there.
+ * person trusted at an earlier login, in a set of version `version`, -1 when unknown): each
+ * bridge taken in order as checkTrust takes a set (signed by a host CA held by then, for
+ * `clusterName`, newer), then the current set, which must be newer still, and one of those
+ * must have signed it. Undefined when no chain of signatures leads there, and when the set
+ * reached names a CA trusted before: every set a CA signs names it, so an old set signed by
+ * the CA trusted now (a bridge into it, replayed) would lead back to the CA it replaced.
  */
-export function hostCAsAcrossBridges(answer: TrustBridges, clusterName: string, trustedPems: string[]): string[] | undefined {
-  let held: HeldTrust = { clusterName, hostCAPems: trustedPems, userCASshKeys: [], version: -1 }
+export function hostCAsAcrossBridges(answer: TrustBridges, clusterName: string, trustedPems: string[], version = -1): string[] | undefined {
+  let held: HeldTrust = { clusterName, hostCAPems: trustedPems, userCASshKeys: [], version }
+  /** Whether `statement` was taken: signed by a CA held, and a set other than, or newer than, the one held. */
   const take = (statement: TrustStatement): boolean => {
     try {
-      checkTrust(statement, held)
+      if (!checkTrust(statement, held)) return false
     } catch (error) {
       if (error instanceof TrustRefused) return false
       throw error
@@ -148,5 +152,7 @@ export function hostCAsAcrossBridges(answer: TrustBridges, clusterName: string, 
   }
   // A bridge out of a CA not held (yet) is skipped: a later one may start from the set held.
   for (const bridge of answer.bridges) take(bridge)
-  return take(answer.trust) ? held.hostCAPems : undefined
+  if (!take(answer.trust)) return undefined
+  const before = new Set(trustedPems.map(caPin))
+  return held.hostCAPems.some((pem) => before.has(caPin(pem))) ? undefined : held.hostCAPems
 }

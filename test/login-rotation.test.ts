@@ -4,12 +4,15 @@
 // An address hijacked since, which relays the genuine bridges but presents a CA of its own,
 // is still refused before anything secret is sent.
 
+import { generateKeyPairSync, X509Certificate } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
 import t from 'tap'
 import { caPin } from '../shared/pin.ts'
-import { createCA } from '../shared/x509.ts'
+import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
+import { signTrust } from '../shared/trust-statement.ts'
+import { createCA, createCertificate } from '../shared/x509.ts'
 import { AuthProcess, ProxyProcess, tempDir, testLogin, warren } from './helpers/cluster.ts'
 import { codeAt, signUp } from './helpers/people.ts'
 import { until } from './helpers/until.ts'
@@ -17,6 +20,7 @@ import { until } from './helpers/until.ts'
 t.setTimeout(240_000)
 
 const PASSWORD = 'a long enough passphrase'
+const trustVersionIn = (home: string) => (JSON.parse(readFileSync(join(home, 'test-cluster', 'profile.json'), 'utf8')) as { trust_version?: number }).trust_version
 const pinsIn = (file: string) => (readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []).map(caPin)
 
 t.test('a login after a host CA rotation', async (t) => {
@@ -33,6 +37,8 @@ t.test('a login after a host CA rotation', async (t) => {
   const hostCAFile = join(home, 'test-cluster', 'host_ca.pem')
   t.same(pinsIn(hostCAFile), [pinA], 'the sign-up trusts the CA it was given the pin of')
   const trustedBefore = readFileSync(hostCAFile, 'utf8')
+  const versionBefore = trustVersionIn(home)
+  t.type(versionBefore, 'number', 'with the version of the set it came in')
   let step = signedUp.step!
 
   // The whole rotation, while the person is away.
@@ -55,12 +61,14 @@ t.test('a login after a host CA rotation', async (t) => {
     const again = await warren(['login', `--proxy=${proxy.web}`, '--user=erin'], { env, input: `${PASSWORD}\n${codeAt(signedUp.secret!, step)}\n` })
     t.equal(again.code, 0, 'logged in')
     t.same(pinsIn(hostCAFile), [pinB], 'the credentials now trust the new CA only')
+    t.ok(trustVersionIn(home)! > versionBefore!, 'from a newer set')
   })
 
   t.test('an address that relays the bridges but presents a CA of its own is refused before the password', async (t) => {
     const impostorCA = createCA('impostor host CA', 'test-cluster')
     const asked: string[] = []
-    const impostor = createServer({ cert: impostorCA.certPem, key: impostorCA.key.export({ type: 'pkcs8', format: 'pem' }) }, (req, res) => {
+    // A proxy's certificate from its CA: had the login trusted that CA, it would go on to send the login.
+    const impostor = createServer(proxyCertificate(impostorCA), (req, res) => {
       asked.push(`${req.method} ${req.url}`)
       const url = new URL(req.url ?? '/', 'https://impostor')
       if (req.method === 'GET' && url.pathname === '/v1/ca') {
@@ -102,3 +110,63 @@ t.test('a login after a host CA rotation', async (t) => {
     t.equal(readFileSync(join(awayDir, 'host_ca.pem'), 'utf8'), trustedBefore, 'the CA trusted before is as it was')
   })
 })
+
+t.test('a host CA key a rotation dropped cannot bring back a login that trusts its successor', async (t) => {
+  // Made here: the attacker holds the dropped CA A's key; the person trusts B, which replaced it.
+  const caA = createCA('host CA A', 'test-cluster')
+  const caB = createCA('host CA B', 'test-cluster')
+  const userCA = sshPublicKeyLine(generateKeyPairSync('ed25519').publicKey, 'user CA')
+  // The genuine bridge of the rotation A → B, signed by both: public, and kept by anyone who asked.
+  const bridgeAB = signTrust({ cluster_name: 'test-cluster', version: 2, host_ca_certs: [caB.certPem, caA.certPem], user_ca_ssh_keys: [userCA] }, [caB, caA])
+  for (const answer of [
+    { bridges: [], trust: bridgeAB },
+    { bridges: [bridgeAB], trust: bridgeAB },
+  ]) {
+    const asked: string[] = []
+    const impostor = createServer(proxyCertificate(caA), (req, res) => {
+      asked.push(`${req.method} ${req.url}`)
+      const url = new URL(req.url ?? '/', 'https://impostor')
+      const reply = (body: unknown) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+      if (req.method === 'GET' && url.pathname === '/v1/ca') return reply({ cluster_name: 'test-cluster', host_ca_certs: [caA.certPem] })
+      if (req.method === 'GET' && url.pathname === '/v1/trust/bridges') return reply(answer)
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"no"}')
+    })
+    impostor.listen(0, '127.0.0.1')
+    await new Promise((resolve) => impostor.once('listening', resolve))
+    const home = tempDir('warren-home-')
+    mkdirSync(join(home, 'test-cluster'), { mode: 0o700 })
+    writeFileSync(join(home, 'test-cluster', 'host_ca.pem'), caB.certPem, { mode: 0o600 })
+    const refused = await warren(['login', `--proxy=127.0.0.1:${(impostor.address() as { port: number }).port}`, '--user=erin'], {
+      env: { WARREN_HOME: home },
+      input: `${PASSWORD}\n000000\n`,
+    })
+    impostor.close()
+    t.not(refused.code, 0, `the login fails (${answer.bridges.length} bridges before the replayed set)`)
+    t.ok(
+      asked.some((line) => line.startsWith('GET /v1/trust/bridges?pin=')),
+      'after asking for the bridges',
+    )
+    t.same(
+      asked.filter((line) => !line.startsWith('GET ')),
+      [],
+      'and sends nothing',
+    )
+    t.equal(readFileSync(join(home, 'test-cluster', 'host_ca.pem'), 'utf8'), caB.certPem, 'B is still the CA trusted')
+  }
+})
+
+/** TLS options with a proxy's certificate for 127.0.0.1 from `ca`, as the cluster's proxies have. */
+function proxyCertificate(ca: ReturnType<typeof createCA>) {
+  const leaf = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const cert = createCertificate({
+    subject: { CN: 'proxy', O: 'test-cluster', OU: ['proxy'] },
+    issuer: { CN: /CN=([^\n]+)/.exec(new X509Certificate(ca.certPem).subject)![1], O: 'test-cluster' },
+    publicKey: leaf.publicKey,
+    signingKey: ca.key,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 3_600_000),
+    ipAddresses: ['127.0.0.1'],
+    extKeyUsage: ['serverAuth'],
+  })
+  return { cert: cert + ca.certPem, key: leaf.privateKey.export({ type: 'pkcs8', format: 'pem' }) }
+}
