@@ -115,6 +115,16 @@ t.test(
   },
 )
 
+t.test("an address is written only with an address's or a name's characters", { skip: !x64 || !tools ? 'needs x86-64 and util-linux' : false }, async (t) => {
+  const given = files()
+  recorder(given).records.begin({ user: 'dave', uid: 1003, tty: '/dev/pts/9', pid: 400, host: '\u001b]0;owned\u0007 10.0.0.1' })
+  t.same(
+    dump(given.utmp).map((fields) => fields[5]),
+    ['?]0?owned??10.0.0.1'],
+    'no terminal escape reaches who or last',
+  )
+})
+
 t.test('no file is made where the system keeps none', async (t) => {
   const dir = tempDir('warren-login-records-')
   const given = { utmp: join(dir, 'utmp'), wtmp: join(dir, 'wtmp'), lastlog: join(dir, 'lastlog') }

@@ -92,11 +92,12 @@ export class LoginRecords {
     const layout = this.#layout
     if (!layout) return undefined
     const line = start.tty.replace(/^\/dev\//, '')
-    const login = utmpRecord(layout, { type: USER_PROCESS, ...start, line, at: this.#clock() })
+    const host = printableHost(start.host)
+    const login = utmpRecord(layout, { type: USER_PROCESS, ...start, host, line, at: this.#clock() })
     // wtmp first: once `who` shows a change, `last` shows it too.
     this.#append(this.#files.wtmp, layout, login)
     this.#update(this.#files.utmp, layout, login, line)
-    this.#lastlog(layout, start.uid, line, start.host)
+    this.#lastlog(layout, start.uid, line, host)
     return {
       end: () => {
         const logout = utmpRecord(layout, { type: DEAD_PROCESS, user: '', host: '', pid: start.pid, line, at: this.#clock() })
@@ -167,6 +168,14 @@ export class LoginRecords {
       closeSync(fd)
     }
   }
+}
+
+/**
+ * The address as the records keep it: what the proxy said is shown by `who` and `last` at an
+ * administrator's terminal, so nothing but the characters of an address or a host name.
+ */
+function printableHost(host: string): string {
+  return host.replace(/[^\w.:%-]/g, '?')
 }
 
 /** The file's size, if it is a whole number of records; else it was written for another layout. */
