@@ -311,7 +311,7 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
   }
   if (req.pty) env.TERM = req.pty.term || 'dumb'
   const options = {
-    ...runAs(account),
+    ...runAs(account, req.pty !== undefined),
     cwd: existsSync(account.home) ? account.home : '/',
     env,
     // Its own process group, so that terminate() reaches everything it started.
@@ -426,16 +426,18 @@ function recorded(req: SessionRequest): ((rows: number, cols: number) => void) |
 
 /**
  * uid/gid to switch to; none when the agent already runs as the login. An agent running as
- * root gives a login its supplementary groups too, through perl when there is one.
+ * root gives a login its supplementary groups too, and a session with a terminal its audit
+ * login UID, through perl when there is one.
  */
-function runAs(account: LoginAccount): Pick<SpawnBase, 'uid' | 'gid' | 'drop'> {
+function runAs(account: LoginAccount, pty: boolean): Pick<SpawnBase, 'uid' | 'gid' | 'drop'> {
   const uid = process.getuid?.()
   if (uid === account.uid && uid !== 0) return {}
   // Only root can switch; spawn then fails with EPERM and the client is told.
   const ids = { uid: account.uid, gid: account.gid }
   if (uid !== 0) return ids
   const groups = account.groups ?? supplementaryGroups(account.name, account.gid)
-  const perl = groups.length > 0 ? findPerl() : undefined
+  // A session with a terminal starts as root too: its helper gives it the login's audit login UID (pty.ts).
+  const perl = groups.length > 0 || pty ? findPerl() : undefined
   return perl ? { ...ids, drop: { ...ids, groups, perl } } : ids
 }
 

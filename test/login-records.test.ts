@@ -5,7 +5,7 @@
 // writes are not the host's; util-linux's and shadow's own readers read them back.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { authAndProxy, Daemon, openssh, signUser, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
@@ -48,7 +48,9 @@ const who = () => execFileSync('who', [utmp], { encoding: 'utf8' })
 const last = () => execFileSync('last', ['-f', wtmp, '-i', '-w'], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } })
 
 t.test('a session with a terminal: in utmp while it runs, in wtmp with its end, in lastlog', async (t) => {
-  const ssh = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', '-tt', `${login}@device`, 'tty; read line'], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const ssh = spawn('ssh', ['-F', join(profile, 'ssh_config'), '-o', 'BatchMode=yes', '-tt', `${login}@device`, 'tty; cat /proc/self/loginuid; echo; read line'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
   t.teardown(() => ssh.kill())
   let output = ''
   ssh.stdout.on('data', (chunk) => (output += chunk))
@@ -57,8 +59,12 @@ t.test('a session with a terminal: in utmp while it runs, in wtmp with its end, 
   const tty = /\/dev\/(pts\/\d+)/.exec(output)![1]!
 
   t.match(who(), new RegExp(`^${login}\\s+${tty}\\s+\\S+ \\S+ \\(127\\.0\\.0\\.1\\)\\n$`), 'who lists the login on its terminal, from the client address')
-  // Not `last` yet: it calls a running session whose process has no audit login UID (which
-  // pam_loginuid sets for sshd's) "gone - no logout"; `who` is the reader of running sessions.
+  const uid = Number(execFileSync('id', ['-u', login], { encoding: 'utf8' }))
+  if (existsSync('/proc/self/loginuid')) {
+    await until('the session to print its audit login UID', () => /\/dev\/pts\/\d+\s+\d+\s/.test(output))
+    t.equal(Number(/\/dev\/pts\/\d+\s+(\d+)\s/.exec(output)![1]), uid, "the session's audit login UID is the login's, as pam_loginuid makes sshd's")
+    t.match(last(), new RegExp(`^${login}\\s+${tty}\\s+127\\.0\\.0\\.1\\s.*still logged in`, 'm'), "last shows it running: its process is the login's")
+  }
 
   ssh.stdin.end('done\n')
   t.equal(await exited, 0, 'the session ends')
