@@ -4,7 +4,7 @@
 // layout written into.
 
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import t from 'tap'
@@ -87,7 +87,7 @@ t.test('a session is in utmp while it runs, in wtmp from its start to its end, a
 })
 
 t.test(
-  'a terminal used again takes its old slot; another terminal a new one; IPv6 and mapped addresses',
+  'a terminal used again takes its old slot; another terminal a new one; IPv6 and IPv4-mapped addresses',
   { skip: !x64 || !tools ? 'needs x86-64 and util-linux' : false },
   async (t) => {
     const given = files()
@@ -99,7 +99,7 @@ t.test(
       dump(given.utmp).map(([type, pid, , user, line, host, address]) => [type, pid, user, line, host, address]),
       [
         ['7', '300', 'carol', 'pts/7', 'laptop.example', '0.0.0.0'],
-        ['7', '200', 'bob', 'pts/8', '::ffff:192.0.2.9', '192.0.2.9'],
+        ['7', '200', 'bob', 'pts/8', '192.0.2.9', '192.0.2.9'],
       ],
       'two slots: pts/7 taken again, pts/8 added',
     )
@@ -131,13 +131,11 @@ t.test('no file is made where the system keeps none', async (t) => {
   const { records, entries } = recorder(given)
   records.begin({ user: 'alice', uid: 1000, tty: '/dev/pts/7', pid: 1, host: '10.1.2.3' })!.end()
   t.notOk(existsSync(given.utmp) || existsSync(given.wtmp) || existsSync(given.lastlog), 'none of the three')
-  t.same(
-    entries()
-      .map((entry) => entry.file)
-      .sort(),
-    [given.lastlog, given.utmp, given.wtmp],
-    'each told once, at debug level',
-  )
+  t.same([...new Set(entries().map((entry) => entry.level))], ['debug'], 'told at debug level only')
+  t.same([...new Set(entries().map((entry) => entry.file))].sort(), [given.lastlog, given.utmp, given.wtmp], 'for each')
+  writeFileSync(given.utmp, '')
+  records.begin({ user: 'bob', uid: 1001, tty: '/dev/pts/8', pid: 2, host: '10.1.2.4' })
+  t.equal(statSync(given.utmp).size, LAYOUTS.x64!.utmpBytes, 'a file made since is written at the next session')
 })
 
 t.test('a file written for another layout is left as it is', async (t) => {
@@ -183,4 +181,49 @@ t.test("arm64's records are 400 bytes, its times and session 64 bits wide", asyn
     undefined,
     'another architecture: none',
   )
+})
+
+t.test("a session's end does not take the slot of a later session on the same terminal", { skip: !x64 || !tools ? 'needs x86-64 and util-linux' : false }, async (t) => {
+  const given = files()
+  const { records } = recorder(given)
+  const first = records.begin({ user: 'alice', uid: 1000, tty: '/dev/pts/7', pid: 100, host: '10.1.2.3' })!
+  // The terminal let go and given to a new session before the first one's end is written.
+  records.begin({ user: 'bob', uid: 1001, tty: '/dev/pts/7', pid: 200, host: '10.1.2.4' })
+  first.end()
+  first.end()
+  t.same(
+    dump(given.utmp).map(([type, pid, , user]) => [type, pid, user]),
+    [['7', '200', 'bob']],
+    "bob's login stays in utmp",
+  )
+  t.match(execFileSync('who', [given.utmp], { encoding: 'utf8' }), /^bob\s+pts\/7\s/, 'who lists bob')
+  t.equal(dump(given.wtmp).length, 3, 'wtmp: two logins and one end, once')
+})
+
+t.test('a FIFO, a symlink or a file of another owner is never written', async (t) => {
+  const given = files()
+  const elsewhere = join(tempDir('warren-login-records-'), 'precious')
+  writeFileSync(elsewhere, 'keep me')
+  rmSync(given.wtmp)
+  execFileSync('mkfifo', [given.wtmp])
+  rmSync(given.lastlog)
+  symlinkSync(elsewhere, given.lastlog)
+  const { records, entries } = recorder(given)
+  // A FIFO without a reader would hold a blocking open for ever: the session starts at once.
+  records.begin({ user: 'alice', uid: 1000, tty: '/dev/pts/7', pid: 1, host: '10.1.2.3' })!.end()
+  t.equal(readFileSync(elsewhere, 'utf8'), 'keep me', "the symlink's target is untouched")
+  t.same(
+    entries()
+      .filter((entry) => entry.level === 'warn')
+      .map((entry) => entry.file)
+      .sort(),
+    [given.lastlog, given.wtmp],
+    'each given up, with a warning',
+  )
+  if (process.getuid?.() === 0) {
+    const other = files()
+    chownSync(other.utmp, 65534, 65534)
+    recorder(other).records.begin({ user: 'alice', uid: 1000, tty: '/dev/pts/7', pid: 1, host: '10.1.2.3' })
+    t.equal(statSync(other.utmp).size, 0, "a utmp of another owner's is not written")
+  }
 })

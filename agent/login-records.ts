@@ -7,8 +7,10 @@
 //
 // glibc locks utmp with fcntl while it updates it, which Node cannot: a session's slot is the
 // one for its terminal, which no other process writes while the session holds the terminal,
-// and a new slot is appended with O_APPEND, in one write. A file whose size is not a whole
-// number of records is left alone, as one written for another layout.
+// and a new slot is appended with O_APPEND, in one write (a writer that holds glibc's lock
+// between finding the end and writing there can still land on the same new slot: one entry
+// of a login starting at that instant would be lost). A file whose size is not a whole number
+// of records is left alone: written for another layout, or torn.
 
 import { closeSync, constants, fstatSync, openSync, readSync, writeSync } from 'node:fs'
 import { isIPv4 } from 'node:net'
@@ -77,8 +79,10 @@ export class LoginRecords {
   readonly #layout: RecordLayout | undefined
   readonly #log: Logger
   readonly #clock: () => number
-  /** Files that failed once (no permission, another layout): not tried again, nor logged again. */
+  /** Files given up for good (not a regular file of ours, another layout, no permission): not tried again. */
   readonly #given = new Set<string>()
+  /** Failures told already, by file and code: a full disk is told once, and tried again at the next session. */
+  readonly #told = new Set<string>()
 
   constructor(options: { files?: LoginRecordFiles; arch?: NodeJS.Architecture; log: Logger; clock?: () => number }) {
     this.#files = options.files ?? SYSTEM_LOGIN_RECORD_FILES
@@ -87,7 +91,7 @@ export class LoginRecords {
     this.#clock = options.clock ?? Date.now
   }
 
-  /** Records the session's start; undefined when no record is kept here. */
+  /** Records the session's start; undefined when no record is kept here. End it as its process exits, before its terminal is let go. */
   begin(start: LoginStart): LoginRecord | undefined {
     const layout = this.#layout
     if (!layout) return undefined
@@ -98,40 +102,47 @@ export class LoginRecords {
     this.#append(this.#files.wtmp, layout, login)
     this.#update(this.#files.utmp, layout, login, line)
     this.#lastlog(layout, start.uid, line, host)
+    let ended = false
     return {
       end: () => {
+        if (ended) return
+        ended = true
         const logout = utmpRecord(layout, { type: DEAD_PROCESS, user: '', host: '', pid: start.pid, line, at: this.#clock() })
         this.#append(this.#files.wtmp, layout, logout)
-        this.#update(this.#files.utmp, layout, logout, line)
+        this.#update(this.#files.utmp, layout, logout, line, start.pid)
       },
     }
   }
 
-  /** As glibc's pututline: the slot of the same ut_id, else a new one at the end. */
-  #update(file: string, layout: RecordLayout, record: Buffer, line: string): void {
+  /**
+   * As glibc's pututline: the slot of the same ut_id, else a new one at the end. A logout
+   * (`ownPid`) takes only the slot its login holds: a terminal let go and taken by a new
+   * session before the old one's end is recorded must keep the new session's slot.
+   */
+  #update(file: string, layout: RecordLayout, record: Buffer, line: string, ownPid?: number): void {
     let found = false
-    this.#withFile(file, constants.O_RDWR, (fd) => {
-      const size = wholeRecords(fd, layout)
+    this.#withFile(file, constants.O_RDWR, (fd, size) => {
+      const { utmpBytes } = layout
+      if (size > MAX_UTMP_BYTES) throw new GivenUp(`it holds more than ${MAX_UTMP_BYTES / utmpBytes} records`)
+      const all = Buffer.alloc(size)
+      const read = readSync(fd, all, 0, size, 0)
       const id = lineId(line)
-      const existing = Buffer.alloc(layout.utmpBytes)
-      for (let at = 0; at < size; at += layout.utmpBytes) {
-        if (readSync(fd, existing, 0, layout.utmpBytes, at) !== layout.utmpBytes) break
+      for (let at = 0; at + utmpBytes <= read; at += utmpBytes) {
+        const existing = all.subarray(at, at + utmpBytes)
         const type = existing.readInt16LE(TYPE_AT)
         if (type < INIT_PROCESS || type > DEAD_PROCESS || !existing.subarray(ID_AT, ID_AT + ID_BYTES).equals(id)) continue
+        if (ownPid !== undefined && (type !== USER_PROCESS || existing.readInt32LE(PID_AT) !== ownPid)) return
         writeSync(fd, record, 0, record.length, at)
         found = true
         return
       }
     })
-    if (!found) this.#append(file, layout, record)
+    if (!found && ownPid === undefined) this.#append(file, layout, record)
   }
 
   /** One write at the end: O_APPEND keeps two writers' records whole. */
   #append(file: string, layout: RecordLayout, record: Buffer): void {
-    this.#withFile(file, constants.O_WRONLY | constants.O_APPEND, (fd) => {
-      wholeRecords(fd, layout)
-      writeSync(fd, record)
-    })
+    this.#withFile(file, constants.O_WRONLY | constants.O_APPEND, (fd) => void writeSync(fd, record), layout)
   }
 
   /** lastlog is indexed by uid: the login's entry is overwritten in place (the file is sparse). */
@@ -139,7 +150,7 @@ export class LoginRecords {
     this.#withFile(this.#files.lastlog, constants.O_WRONLY, (fd) => {
       const entry = Buffer.alloc(layout.lastlogBytes)
       const seconds = Math.floor(this.#clock() / 1000)
-      if (layout.timeBytes === 4) entry.writeInt32LE(seconds, 0)
+      if (layout.timeBytes === 4) entry.writeUInt32LE(seconds, 0)
       else entry.writeBigInt64LE(BigInt(seconds), 0)
       putText(entry, layout.timeBytes, LINE_BYTES, line)
       putText(entry, layout.timeBytes + LINE_BYTES, HOST_BYTES, host)
@@ -147,42 +158,66 @@ export class LoginRecords {
     })
   }
 
-  /** Opens `file` without ever making it (no O_CREAT), and gives it up for good at its first failure. */
-  #withFile(file: string, flags: number, use: (fd: number) => void): void {
+  /**
+   * Opens `file` as glibc would not quite: never made (no O_CREAT), never through a symlink
+   * nor a FIFO (which would hold the agent until a reader came), and only a regular file owned
+   * by root (or by the agent's own user): the agent runs as root, and a directory others may
+   * write to must not point its writes elsewhere. `layout`: its size must be a whole number of
+   * records. A file that does not exist is asked for again at the next session.
+   */
+  #withFile(file: string, flags: number, use: (fd: number, size: number) => void, layout?: RecordLayout): void {
     if (this.#given.has(file)) return
     let fd: number
     try {
-      fd = openSync(file, flags)
+      fd = openSync(file, flags | constants.O_NOFOLLOW | constants.O_NONBLOCK)
     } catch (error) {
-      // None kept here (ENOENT), or not ours to write (EACCES: a node that runs as one login).
-      this.#given.add(file)
-      this.#log.debug(`login records: ${file} is not written`, { file, error: (error as Error).message })
+      const code = (error as NodeJS.ErrnoException).code
+      // None kept here. Not ours to write (a node that runs as one login, a unit's read-only paths): for good.
+      if (code === 'ENOENT') this.#log.debug(`login records: there is no ${file}`, { file })
+      else this.#giveUp(file, (error as Error).message)
       return
     }
     try {
-      use(fd)
+      const stat = fstatSync(fd)
+      if (!stat.isFile()) throw new GivenUp('it is not a regular file')
+      if (stat.uid !== 0 && stat.uid !== process.getuid?.()) throw new GivenUp(`it is owned by uid ${stat.uid}, not by root`)
+      if (layout && stat.size % layout.utmpBytes !== 0) throw new GivenUp(`its size (${stat.size} bytes) is not a whole number of ${layout.utmpBytes}-byte records`)
+      use(fd, stat.size)
     } catch (error) {
-      this.#given.add(file)
-      this.#log.warn(`login records: ${file} is no longer written: ${(error as Error).message}`, { file, error: (error as Error).message })
+      if (error instanceof GivenUp) this.#giveUp(file, error.message)
+      else this.#tell(file, error as NodeJS.ErrnoException)
     } finally {
       closeSync(fd)
     }
   }
+
+  #giveUp(file: string, why: string): void {
+    this.#given.add(file)
+    this.#log.warn(`login records: ${file} is not written: ${why}`, { file, error: why })
+  }
+
+  /** A failure that may pass (a full disk): told once, and tried again at the next session. */
+  #tell(file: string, error: NodeJS.ErrnoException): void {
+    const key = `${file} ${error.code ?? error.message}`
+    if (this.#told.has(key)) return
+    this.#told.add(key)
+    this.#log.warn(`login records: writing ${file} failed: ${error.message}`, { file, error: error.message })
+  }
 }
+
+/** A file that is not what the records may be written into. */
+class GivenUp extends Error {}
+
+/** A larger utmp is not scanned: a few thousand terminals at most are in use at once. */
+const MAX_UTMP_BYTES = 1024 * 1024
 
 /**
  * The address as the records keep it: what the proxy said is shown by `who` and `last` at an
  * administrator's terminal, so nothing but the characters of an address or a host name.
  */
 function printableHost(host: string): string {
-  return host.replace(/[^\w.:%-]/g, '?')
-}
-
-/** The file's size, if it is a whole number of records; else it was written for another layout. */
-function wholeRecords(fd: number, layout: RecordLayout): number {
-  const { size } = fstatSync(fd)
-  if (size % layout.utmpBytes !== 0) throw new Error(`its size (${size} bytes) is not a whole number of ${layout.utmpBytes}-byte records`)
-  return size
+  const mapped = host.toLowerCase().startsWith('::ffff:') && isIPv4(host.slice(7))
+  return (mapped ? host.slice(7) : host).replace(/[^\w.:%-]/g, '?')
 }
 
 /** sshd's ut_id for a terminal: the last four characters of its line ("pts/3" → "ts/3"). */
@@ -207,7 +242,7 @@ function utmpRecord(layout: RecordLayout, fields: { type: number; user: string; 
   // ut_session: the session leader's session ID, its own pid (it called setsid).
   if (timeBytes === 4) {
     record.writeInt32LE(fields.pid, sessionAt)
-    record.writeInt32LE(seconds, sessionAt + 4)
+    record.writeUInt32LE(seconds, sessionAt + 4)
     record.writeInt32LE(micros, sessionAt + 8)
   } else {
     record.writeBigInt64LE(BigInt(fields.pid), sessionAt)

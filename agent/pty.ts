@@ -17,13 +17,14 @@ const PERL_DIRS = ['/usr/local/bin', '/usr/bin', '/bin']
 
 /**
  * Run by perl with the master as fd 3: unlock and size the slave, let go of the master
- * (the shell must not hold it, or closing ours would not hang it up), take the slave as
- * controlling terminal (the child is a session leader already, so opening it would do;
- * TIOCSCTTY says so outright) and as standard streams, then, when it starts as root, give the
- * session the login's audit login UID (as pam_loginuid does for sshd's: auditd then names the
- * login for what the session does, and `last` sees the session's process as the login's; a
- * kernel without audit, or a UID set already and locked, leaves it as it is), take the
- * login's IDs, and exec the command. The ioctl
+ * (the shell must not hold it, or closing ours would not hang it up); when it starts as root,
+ * give the session the login's audit login UID (as pam_loginuid does for sshd's: auditd then
+ * names the login for what the session does, and `last` sees the session's process as the
+ * login's; a kernel without audit, or a UID set already and locked, leaves it as it is) and
+ * take the login's IDs, before the slave is opened: it is the login's, and root without
+ * CAP_DAC_OVERRIDE (the node's unit) may not open it. Then take the slave as controlling
+ * terminal (the child is a session leader already, so opening it would do; TIOCSCTTY says so
+ * outright) and as standard streams, and exec the command. The ioctl
  * numbers are Linux's on x86-64 and arm64: TIOCSPTLCK, TIOCSWINSZ, TIOCSCTTY.
  * PERL_BADLANG keeps perl quiet about a locale the client asked for and the device lacks;
  * the shell still gets LANG and reports it its own way.
@@ -39,15 +40,15 @@ if ($rows > 0 && $cols > 0) {
   ioctl($master, 0x5414, $size) or die "warren: sizing $slave: $!\n";
 }
 close($master);
-open(my $tty, '+<', $slave) or die "warren: $slave: $!\n";
-ioctl($tty, 0x540E, 0) or die "warren: $slave as controlling terminal: $!\n";
-open(STDIN, '<&', $tty) && open(STDOUT, '>&', $tty) && open(STDERR, '>&', $tty) or die "warren: $slave: $!\n";
-close($tty);
 if ($drop ne '-') {
   my ($uid) = split(/:/, $drop);
   if (open(my $loginuid, '>', '/proc/self/loginuid')) { print $loginuid $uid; close($loginuid); }
   warren_drop(split(/:/, $drop, 3));
 }
+open(my $tty, '+<', $slave) or die "warren: $slave: $!\n";
+ioctl($tty, 0x540E, 0) or die "warren: $slave as controlling terminal: $!\n";
+open(STDIN, '<&', $tty) && open(STDOUT, '>&', $tty) && open(STDERR, '>&', $tty) or die "warren: $slave: $!\n";
+close($tty);
 exec { $file } @argv or die "warren: $file: $!\n";
 `
 

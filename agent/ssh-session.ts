@@ -329,6 +329,9 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
   }
   const { child, input, output, onOutput } = started
   const login = started.tty && child.pid !== undefined ? req.recordLogin?.(started.tty, child.pid) : undefined
+  // Ended as the process exits, as sshd records a logout before it lets the terminal go: a new
+  // session may be given the same terminal once it is.
+  if (login) child.once('exit', () => login.end())
   input.on('error', () => {}) // EPIPE once the process has gone, EIO once the pty has
   // A pty has no half-close: the client's end of input leaves the terminal to the shell, as with sshd.
   channel.pipe(input, { end: !started.pty?.master })
@@ -361,7 +364,6 @@ function runSession(channel: ServerChannel, req: SessionRequest): SessionProcess
     const status = code === null || code < 0 ? 127 : code
     req.onExit?.(signal ? 128 + (osConstants.signals[signal] ?? 0) : status)
     void req.recording?.end()
-    login?.end()
     endChannel(channel, status, signal)
   })
   return new SessionProcess(child, exited, started.pty)

@@ -467,6 +467,31 @@ t.test("under the node unit's capabilities a session's pty belongs to its login"
   t.equal(session.stdout, `${NOBODY}\r\n${NOBODY}\r\n`)
 })
 
+t.test(
+  "under the node unit's capabilities a session with a pty gets its login's audit login UID",
+  { skip: capabilitySkip || (!existsSync('/proc/self/loginuid') && 'the kernel keeps no audit login UID') },
+  async (t) => {
+    const ssh = await sshServerUnder(boundingSet(NODE_UNIT), privateHome())
+    t.teardown(() => ssh.stop())
+    const run = (args: string[]) =>
+      new Promise<RunResult>((resolve) =>
+        execFile('ssh', args, { timeout: 30_000 }, (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr })),
+      )
+    const session = await run(['-tt', ...ssh.args('cat /proc/self/loginuid')])
+    t.equal(session.code, 0, session.stderr)
+    t.equal(session.stdout.trim(), String(NOBODY), 'set by its helper before it took the login IDs: the unit keeps CAP_AUDIT_CONTROL')
+  },
+)
+
+t.test("the node unit lets the agent write the system's login records, and only those of /run and /var/log", async (t) => {
+  const paths = /^ReadWritePaths=(.+)$/m.exec(NODE_UNIT)?.[1]?.split(/\s+/) ?? []
+  for (const file of ['-/run/utmp', '-/var/log/wtmp', '-/var/log/lastlog']) t.ok(paths.includes(file), `${file} (in agent/login-records.ts)`)
+  t.notOk(
+    paths.some((path) => /^-?\/(run|var\/log)\/?$/.test(path)),
+    'not the directories',
+  )
+})
+
 t.test('without CAP_DAC_READ_SEARCH the server cannot enter a private home: the unit needs it', { skip: capabilitySkip }, async (t) => {
   const ssh = await sshServerUnder(boundingSet(NODE_UNIT, ['dac_read_search']), privateHome())
   t.teardown(() => ssh.stop())

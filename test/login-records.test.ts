@@ -5,7 +5,7 @@
 // writes are not the host's; util-linux's and shadow's own readers read them back.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, realpathSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { authAndProxy, Daemon, openssh, signUser, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
@@ -18,7 +18,11 @@ const cannot =
       ? 'unshare --mount is not available'
       : !['x64', 'arm64'].includes(process.arch)
         ? 'login records are kept on x86-64 and arm64 only'
-        : undefined
+        : !['who', 'last', 'lastlog'].every((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0)
+          ? "needs util-linux's who and last, and shadow's lastlog"
+          : realpathSync('/var/run') !== '/run'
+            ? '/var/run is not /run: binding /run would not hide the host’s utmp'
+            : undefined
 if (cannot) {
   t.plan(0, cannot)
   process.exit(0)
@@ -83,5 +87,4 @@ t.test('a command without a terminal leaves no record', async (t) => {
   t.equal(ran.stdout, 'ran\n', ran.stderr)
   t.equal(statSync(wtmp).size, before, 'wtmp unchanged')
   t.equal(who(), '', 'utmp lists no one')
-  t.ok(readFileSync(utmp).length > 0, 'the slot of the earlier session is still there')
 })

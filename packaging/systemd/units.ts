@@ -65,8 +65,11 @@ RestartForceExitStatus=SIGHUP
 #                           before switching to it (homes are often mode 0700)
 #   CAP_KILL                end a session's process group, which runs as its login
 #   CAP_AUDIT_WRITE         let sudo and su in sessions write their audit records
-# Not CAP_DAC_OVERRIDE or CAP_CHOWN: the agent writes only its own files, as their owner.
-CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_DAC_READ_SEARCH CAP_KILL CAP_AUDIT_WRITE
+#   CAP_AUDIT_CONTROL       give a session with a terminal its login's audit login UID, as
+#                           pam_loginuid does for sshd's (auditd, last)
+# Not CAP_DAC_OVERRIDE or CAP_CHOWN: the agent writes only its own files and root's login
+# records, as their owner.
+CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_DAC_READ_SEARCH CAP_KILL CAP_AUDIT_WRITE CAP_AUDIT_CONTROL
 # Not NoNewPrivileges: it would stop setuid programs in sessions (sudo, su, passwd). The
 # agent itself needs no new privileges: it starts as root and only gives them up. The
 # Protect*/Restrict* settings below do not imply it here: systemd implies it only for
@@ -78,9 +81,12 @@ StateDirectory=warren
 StateDirectoryMode=0700
 ProtectSystem=strict
 # Not ProtectHome: sessions work in their login's home. strict makes homes read-only
-# too, so the usual ones are made writable again ("-": fine if missing).
+# too, so the usual ones are made writable again ("-": fine if missing), and the login
+# records sessions with a terminal go in (who, last, lastlog). Each record file is bound
+# as it is when the agent starts: once logrotate moves wtmp aside (Debian's rule: monthly,
+# from 1 MB), the agent's records go to the moved file until it restarts.
 ProtectHome=no
-ReadWritePaths=/var/lib/warren -/home -/root
+ReadWritePaths=/var/lib/warren -/home -/root -/run/utmp -/var/log/wtmp -/var/log/lastlog
 PrivateTmp=yes
 # Not PrivateDevices, nor ProtectClock (which also closes every device but the clock):
 # sessions on a device often need its serial ports, GPIO or USB. Setting the clock takes
