@@ -6,6 +6,7 @@
 
 import type { KeyObject } from 'node:crypto'
 import { frozenAnswer } from '../shared/api-router.ts'
+import { signCurrentTrust } from '../shared/current-trust.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import type { KnownHosts } from '../shared/protocol/logins.ts'
 import { KNOWN_HOSTS_RESIGN_MS, signKnownHosts } from '../shared/signed-known-hosts.ts'
@@ -27,6 +28,8 @@ export async function userCertificatesFor(context: AuthContext, record: UserReco
   const certs = issueUserCertificates(context.userCA(), context.clusterName, user, keys, Math.min(ttlMs, maxSessionTtlMs), access)
   context.log.info('user certificates issued', { user: user.name, valid_before: new Date(certs.validBefore).toISOString() })
   await context.audit.certIssued('user', certs.sshCert, { user: user.name })
+  const trust = trustStatement(context.clusterName, context.hostCA(), context.userCA())
+  const signers = context.hostCA().keySets.map((set) => ({ certPem: set.tlsCertPem, key: set.tlsKey }))
   return {
     ssh_cert: certs.sshCert,
     tls_cert: certs.tlsCertPem,
@@ -35,7 +38,8 @@ export async function userCertificatesFor(context: AuthContext, record: UserReco
     roles: user.roles,
     cluster_name: context.clusterName,
     host_ca_certs: context.hostCA().tlsCertPems,
-    trust: trustStatement(context.clusterName, context.hostCA(), context.userCA()),
+    trust,
+    trust_current: signCurrentTrust(context.clusterName, trust.version, signers),
     proxies: (await context.nodes.proxies()).map((p) => p.webAddr).filter(Boolean),
     ...(await signedKnownHosts(context)),
   }

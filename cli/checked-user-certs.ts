@@ -4,6 +4,7 @@
 // trusts already (pinned, accepted at the prompt, or saved at login) signed them.
 
 import { type KeyObject, X509Certificate } from 'node:crypto'
+import { currentTrustSigned } from '../shared/current-trust.ts'
 import { WarrenError } from '../shared/errors.ts'
 import type { UserCerts } from '../shared/protocol/admin.ts'
 import { knownHostsSigned } from '../shared/signed-known-hosts.ts'
@@ -27,6 +28,12 @@ export function checkedUserCerts(signed: UserCerts, cluster: string, trustedCAs:
   } catch (error) {
     if (error instanceof TrustRefused) throw new WarrenError(`the answer is not what the cluster's CA signed (${error.message}): nothing was written`)
     throw error
+  }
+  // The CAs trusted before the answer vouch that this set is the current one, not one a proxy kept.
+  if (!currentTrustSigned(cluster, signed.trust!.version, signed.trust_current, trustedCAs)) {
+    throw new WarrenError(
+      "the answer does not show that its CAs are the cluster's current ones (a signature by a host CA trusted, from the last 15 minutes): nothing was written. Its auth server may be of an earlier version, or the proxy not what it claims",
+    )
   }
   const hostCAs = signed.trust!.host_ca_certs
   if (!knownHostsSigned(signed.cluster_name, signed.known_hosts, signed.known_hosts_signatures, hostCAs)) {

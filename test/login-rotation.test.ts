@@ -5,13 +5,15 @@
 // is still refused before anything secret is sent.
 
 import { generateKeyPairSync, X509Certificate } from 'node:crypto'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
 import t from 'tap'
+import { loadIdentity } from '../shared/identity-store.ts'
 import { caPin } from '../shared/pin.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
-import { signTrust } from '../shared/trust-statement.ts'
+import { fetchTrustBridges } from '../shared/trust-bridge.ts'
+import { signTrust, type TrustStatement } from '../shared/trust-statement.ts'
 import { createCA, createCertificate } from '../shared/x509.ts'
 import { AuthProcess, ProxyProcess, tempDir, testLogin, warren } from './helpers/cluster.ts'
 import { codeAt, signUp } from './helpers/people.ts'
@@ -43,9 +45,12 @@ t.test('a login after a host CA rotation', async (t) => {
 
   // The whole rotation, while the person is away.
   const hostCAs = async () => (await auth.api<{ host_ca_certs: string[] }>('GET', '/v1/ca')).host_ca_certs
+  // The set the cluster trusted during the rotation, signed by both CAs: what a proxy's stolen keys could keep.
+  let duringRotation: TrustStatement | undefined
   for (const phase of ['init', 'update_clients', 'update_servers', 'standby']) {
     const result = await auth.ctl(['auth', 'rotate', '--type=host', '--manual', `--phase=${phase}`])
     t.equal(result.code, 0, `${phase}: ${result.stderr.trim()}`)
+    if (phase === 'init') duringRotation = (await fetchTrustBridges(auth.address, pinA)).trust
     if (phase === 'update_clients') {
       const pinB = (await hostCAs()).map(caPin).find((pin) => pin !== pinA)!
       // The proxy follows the rotation, as an operator stepping by hand waits for it to.
@@ -62,6 +67,55 @@ t.test('a login after a host CA rotation', async (t) => {
     t.equal(again.code, 0, 'logged in')
     t.same(pinsIn(hostCAFile), [pinB], 'the credentials now trust the new CA only')
     t.ok(trustVersionIn(home)! > versionBefore!, 'from a newer set')
+  })
+
+  t.test("a proxy's stolen keys cannot hand a first login the set from during the rotation", async (t) => {
+    t.equal(duringRotation?.host_ca_certs.length, 2, 'the set kept names both CAs')
+    const stolen = loadIdentity(proxy.dataDir, 'proxy')!
+    let swap = false
+    const seen: string[] = []
+    // The attacker relays everything to the real proxy, with the proxy's keys, and changes one field of the answer.
+    const relay = createServer({ cert: stolen.tlsCertPem, key: stolen.tlsKeyPem }, (req, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (chunk: Buffer) => chunks.push(chunk))
+      req.on('end', () => {
+        const upstream = httpsRequest(
+          `https://${proxy.web}${req.url}`,
+          { method: req.method, headers: { 'content-type': 'application/json' }, rejectUnauthorized: false },
+          (answer) => {
+            const back: Buffer[] = []
+            answer.on('data', (chunk: Buffer) => back.push(chunk))
+            answer.on('end', () => {
+              let body = Buffer.concat(back).toString()
+              if (req.url === '/v1/signup/complete' && answer.statusCode === 200) {
+                seen.push('answer')
+                if (swap) body = JSON.stringify({ ...JSON.parse(body), trust: duringRotation, host_ca_certs: duringRotation!.host_ca_certs })
+              }
+              res.writeHead(answer.statusCode ?? 502, { 'content-type': 'application/json' }).end(body)
+            })
+          },
+        )
+        upstream.on('error', () => res.writeHead(502).end())
+        upstream.end(Buffer.concat(chunks))
+      })
+    })
+    relay.listen(0, '127.0.0.1')
+    await new Promise((resolve) => relay.once('listening', resolve))
+    t.teardown(() => relay.close())
+    const address = `127.0.0.1:${(relay.address() as { port: number }).port}`
+    const invite = async (name: string) => /--invite=(\S+)/.exec((await auth.ctl(['users', 'add', name, `--logins=${testLogin()}`])).stdout)![1]!
+
+    const relayed = tempDir('warren-home-')
+    const through = await signUp([`--proxy=${address}`, `--invite=${await invite('gina')}`, `--ca-pin=${pinB}`], { WARREN_HOME: relayed }, PASSWORD)
+    t.equal(through.code, 0, 'relayed as it is, the answer is taken')
+    t.same(pinsIn(join(relayed, 'test-cluster', 'host_ca.pem')), [pinB])
+
+    swap = true
+    const swapped = tempDir('warren-home-')
+    const refused = await signUp([`--proxy=${address}`, `--invite=${await invite('hal')}`, `--ca-pin=${pinB}`], { WARREN_HOME: swapped }, PASSWORD)
+    t.same(seen, ['answer', 'answer'], 'the attacker changed the second answer')
+    t.not(refused.code, 0, 'the sign-up with the older set is refused')
+    t.same(readdirSync(swapped), [], 'and nothing is written: the dropped CA is not trusted')
   })
 
   t.test('an address that relays the bridges but presents a CA of its own is refused before the password', async (t) => {

@@ -1,6 +1,7 @@
 // The admin API that warrenctl calls with the admin certificate: the cluster's status and
 // CA rotations, tokens, users and their certificates, the fleet's nodes, and locks.
 
+import type { CurrentTrustSignature } from '../current-trust.ts'
 import type { KnownHostsSignature } from '../signed-known-hosts.ts'
 import type { TrustStatement } from '../trust-statement.ts'
 import { flag, type In, labels, number, type Out, object, oneOf, optional, text, texts } from './shape.ts'
@@ -150,6 +151,8 @@ export interface UserCerts {
   known_hosts_signatures?: KnownHostsSignature
   /** host_ca_certs signed for clients that got them through a proxy (shared/trust-statement.ts). */
   trust?: TrustStatement
+  /** That `trust` is the cluster's current set, signed now (shared/current-trust.ts). */
+  trust_current?: CurrentTrustSignature
 }
 
 /** A node whose heartbeat is fresh (GET /v1/nodes). */
