@@ -39,7 +39,7 @@ export async function userCertificatesFor(context: AuthContext, record: UserReco
     cluster_name: context.clusterName,
     host_ca_certs: context.hostCA().tlsCertPems,
     trust,
-    trust_current: signCurrentTrust(context.clusterName, trust.version, signers),
+    trust_current: signCurrentTrust(context.clusterName, trust.version, keys, signers),
     proxies: (await context.nodes.proxies()).map((p) => p.webAddr).filter(Boolean),
     ...(await signedKnownHosts(context)),
   }

@@ -68,23 +68,36 @@ t.test('certificates for its own keys go on to the trust checks', async (t) => {
   t.throws(() => checkedUserCerts(answerFor(own.tls.publicKey, own.ssh.publicKey), 'test-cluster', [], own), { message: /not what the cluster's CA signed/ })
 })
 
-t.test('a signed set older than the one the last login took, or not vouched for as current, is refused', async (t) => {
+t.test('a signed set older than the one the last login took, or not vouched for as current for these keys, is refused', async (t) => {
   const hostCA = createCA('test-cluster host CA', 'test-cluster')
   const userCA = sshPublicKeyLine(generateKeyPairSync('ed25519').publicKey, 'user CA')
   const set = (version: number) => signTrust({ cluster_name: 'test-cluster', version, host_ca_certs: [hostCA.certPem], user_ca_ssh_keys: [userCA] }, [hostCA])
-  const answer = { ...answerFor(own.tls.publicKey, own.ssh.publicKey), trust: set(5), trust_current: signCurrentTrust('test-cluster', 5, [hostCA]) }
-  t.throws(() => checkedUserCerts(answer, 'test-cluster', [hostCA.certPem], own, 6), { message: /not newer than the one held/ }, 'older than the last login took')
+  const ownPublic = { tls: own.tls.publicKey, ssh: own.ssh.publicKey }
+  const answer = { ...answerFor(own.tls.publicKey, own.ssh.publicKey), trust: set(5), trust_current: signCurrentTrust('test-cluster', 5, ownPublic, [hostCA]) }
+  t.throws(() => checkedUserCerts(answer, 'test-cluster', [hostCA.certPem], own, { trustVersion: 6 }), { message: /not newer than the one held/ }, 'older than the last login took')
   // Past the trust checks, this answer's unsigned host keys are what is refused.
   const past = { message: /host keys in the answer are not signed/ }
-  t.throws(() => checkedUserCerts(answer, 'test-cluster', [hostCA.certPem], own, 5), past, 'the same version goes on')
+  t.throws(() => checkedUserCerts(answer, 'test-cluster', [hostCA.certPem], own, { trustVersion: 5 }), past, 'the same version goes on')
   t.throws(() => checkedUserCerts(answer, 'test-cluster', [hostCA.certPem], own), past, 'so does a first login')
   const notCurrent = { message: /does not show that its CAs are the cluster's current ones/ }
   t.throws(() => checkedUserCerts({ ...answer, trust: set(4) }, 'test-cluster', [hostCA.certPem], own), notCurrent, 'an older set the same CA signed, handed back')
-  t.throws(() => checkedUserCerts({ ...answer, trust_current: undefined }, 'test-cluster', [hostCA.certPem], own), notCurrent, 'no word that it is current')
-  const other = createCA('another host CA', 'test-cluster')
+  const otherKeys = { tls: other.tls.publicKey, ssh: other.ssh.publicKey }
   t.throws(
-    () => checkedUserCerts({ ...answer, trust_current: signCurrentTrust('test-cluster', 5, [other]) }, 'test-cluster', [hostCA.certPem], own),
+    () => checkedUserCerts({ ...answer, trust_current: signCurrentTrust('test-cluster', 5, otherKeys, [hostCA]) }, 'test-cluster', [hostCA.certPem], own),
+    notCurrent,
+    'the word given for another request',
+  )
+  t.throws(() => checkedUserCerts({ ...answer, trust_current: undefined }, 'test-cluster', [hostCA.certPem], own), notCurrent, 'no word that it is current')
+  t.throws(
+    () => checkedUserCerts({ ...answer, trust_current: undefined }, 'test-cluster', [hostCA.certPem], own, { fromAuthServer: true }),
+    past,
+    'which the auth server itself need not give',
+  )
+  const stranger = createCA('another host CA', 'test-cluster')
+  t.throws(
+    () => checkedUserCerts({ ...answer, trust_current: signCurrentTrust('test-cluster', 5, ownPublic, [stranger]) }, 'test-cluster', [hostCA.certPem], own),
     notCurrent,
     'the word of a CA not trusted',
   )
+  t.throws(() => checkedUserCerts({ ...answer, cluster_name: 'other' }, 'test-cluster', [hostCA.certPem], own), { message: /for cluster "other"/ }, 'an answer for another cluster')
 })

@@ -178,7 +178,7 @@ export const loginCommand = defineCommand({
       ? signUp(client, trusted, flags.invite, keys, flags.ttl, prompter)
       : logInAs(client, trusted, flags.user ?? lastUser(cluster), keys, flags.ttl, prompter)
     const { user, signed: answered } = await answer.finally(() => client.close())
-    const signed = checkedUserCerts(answered, cluster, caPems, keys, trustVersion)
+    const signed = checkedUserCerts(answered, cluster, caPems, keys, { trustVersion })
     const dir = clusterDir(signed.cluster_name)
     const extra = { roles: signed.roles, trust_version: signed.trust?.version }
     writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: true, fdpass: flags.fdpass, extra })

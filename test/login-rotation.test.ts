@@ -9,6 +9,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
 import t from 'tap'
+import { generateUserKeys, publicKeyFields } from '../cli/credentials-files.ts'
 import { loadIdentity } from '../shared/identity-store.ts'
 import { caPin } from '../shared/pin.ts'
 import { sshPublicKeyLine } from '../shared/ssh-cert.ts'
@@ -47,10 +48,13 @@ t.test('a login after a host CA rotation', async (t) => {
   const hostCAs = async () => (await auth.api<{ host_ca_certs: string[] }>('GET', '/v1/ca')).host_ca_certs
   // The set the cluster trusted during the rotation, signed by both CAs: what a proxy's stolen keys could keep.
   let duringRotation: TrustStatement | undefined
+  // And a whole answer from then, with the auth server's word that its set was current (for that request's keys).
+  let answerThen: { trust: TrustStatement; trust_current: unknown } | undefined
   for (const phase of ['init', 'update_clients', 'update_servers', 'standby']) {
     const result = await auth.ctl(['auth', 'rotate', '--type=host', '--manual', `--phase=${phase}`])
     t.equal(result.code, 0, `${phase}: ${result.stderr.trim()}`)
     if (phase === 'init') duringRotation = (await fetchTrustBridges(auth.address, pinA)).trust
+    if (phase === 'update_servers') answerThen = await auth.api('POST', '/v1/users/erin/certs', { ...publicKeyFields(generateUserKeys()), ttl_ms: 600_000 })
     if (phase === 'update_clients') {
       const pinB = (await hostCAs()).map(caPin).find((pin) => pin !== pinA)!
       // The proxy follows the rotation, as an operator stepping by hand waits for it to.
@@ -72,7 +76,7 @@ t.test('a login after a host CA rotation', async (t) => {
   t.test("a proxy's stolen keys cannot hand a first login the set from during the rotation", async (t) => {
     t.equal(duringRotation?.host_ca_certs.length, 2, 'the set kept names both CAs')
     const stolen = loadIdentity(proxy.dataDir, 'proxy')!
-    let swap = false
+    let swap: ((answer: Record<string, unknown>) => Record<string, unknown>) | undefined
     const seen: string[] = []
     // The attacker relays everything to the real proxy, with the proxy's keys, and changes one field of the answer.
     const relay = createServer({ cert: stolen.tlsCertPem, key: stolen.tlsKeyPem }, (req, res) => {
@@ -89,7 +93,7 @@ t.test('a login after a host CA rotation', async (t) => {
               let body = Buffer.concat(back).toString()
               if (req.url === '/v1/signup/complete' && answer.statusCode === 200) {
                 seen.push('answer')
-                if (swap) body = JSON.stringify({ ...JSON.parse(body), trust: duringRotation, host_ca_certs: duringRotation!.host_ca_certs })
+                if (swap) body = JSON.stringify(swap(JSON.parse(body)))
               }
               res.writeHead(answer.statusCode ?? 502, { 'content-type': 'application/json' }).end(body)
             })
@@ -110,12 +114,25 @@ t.test('a login after a host CA rotation', async (t) => {
     t.equal(through.code, 0, 'relayed as it is, the answer is taken')
     t.same(pinsIn(join(relayed, 'test-cluster', 'host_ca.pem')), [pinB])
 
-    swap = true
-    const swapped = tempDir('warren-home-')
-    const refused = await signUp([`--proxy=${address}`, `--invite=${await invite('hal')}`, `--ca-pin=${pinB}`], { WARREN_HOME: swapped }, PASSWORD)
-    t.same(seen, ['answer', 'answer'], 'the attacker changed the second answer')
-    t.not(refused.code, 0, 'the sign-up with the older set is refused')
-    t.same(readdirSync(swapped), [], 'and nothing is written: the dropped CA is not trusted')
+    const swaps = {
+      'the set from during the rotation': (answer: Record<string, unknown>) => ({ ...answer, trust: duringRotation, host_ca_certs: duringRotation!.host_ca_certs }),
+      "that set with the auth server's word from then, for another request": (answer: Record<string, unknown>) => ({
+        ...answer,
+        trust: answerThen!.trust,
+        trust_current: answerThen!.trust_current,
+        host_ca_certs: answerThen!.trust.host_ca_certs,
+      }),
+    }
+    t.equal(answerThen?.trust.host_ca_certs.length, 2, 'the answer kept names both CAs')
+    let invited = 0
+    for (const [what, change] of Object.entries(swaps)) {
+      swap = change
+      const swapped = tempDir('warren-home-')
+      const refused = await signUp([`--proxy=${address}`, `--invite=${await invite(`hal${invited++}`)}`, `--ca-pin=${pinB}`], { WARREN_HOME: swapped }, PASSWORD)
+      t.not(refused.code, 0, `${what}: the sign-up is refused`)
+      t.same(readdirSync(swapped), [], `${what}: nothing is written, the dropped CA is not trusted`)
+    }
+    t.equal(seen.length, 3, 'the attacker changed the last two answers')
   })
 
   t.test('an address that relays the bridges but presents a CA of its own is refused before the password', async (t) => {

@@ -31,7 +31,7 @@ export async function signUser(admin: AdminConnection, flags: SignFlags): Promis
   const user = checkSignFlags(flags)
   const keys = generateUserKeys()
   const answered = await admin.client.call('POST /v1/users/:name/certs', { params: { name: user }, body: { ...publicKeyFields(keys), ttl_ms: flags.ttl } })
-  const signed = checkedUserCerts(answered, admin.cluster, admin.hostCAs, keys)
+  const signed = checkedUserCerts(answered, admin.cluster, admin.hostCAs, keys, { fromAuthServer: admin.identity !== undefined })
   const dir = resolve(flags.out ?? defaultProfileDir())
   writeUserCredentials(dir, keys, signed, { user, proxy: flags.proxy, sshConfig: flags.format === 'openssh', fdpass: flags.fdpass })
   // Printed once every file is written: a reader that stops early (| head -1) loses nothing.
