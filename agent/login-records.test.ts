@@ -31,14 +31,21 @@ function recorder(given: LoginRecordFiles, arch: NodeJS.Architecture = 'x64') {
   const log = createLogger('test', { stream: out, format: 'json', level: 'debug' })
   let now = AT
   const records = new LoginRecords({ files: given, arch, log, clock: () => now })
+  const entries = () =>
+    text
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
   return {
     records,
     advance: (ms: number) => (now += ms),
-    entries: () =>
-      text
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => JSON.parse(line) as Record<string, unknown>),
+    entries,
+    /** The files a warning named, sorted. */
+    warned: () =>
+      entries()
+        .filter((entry) => entry.level === 'warn')
+        .map((entry) => entry.file)
+        .sort(),
   }
 }
 
@@ -143,18 +150,11 @@ t.test('a file written for another layout is left as it is', async (t) => {
   const foreign = Buffer.alloc(LAYOUTS.arm64!.utmpBytes, 1)
   writeFileSync(given.utmp, foreign)
   writeFileSync(given.wtmp, foreign)
-  const { records, entries } = recorder(given, 'x64')
+  const { records, warned } = recorder(given, 'x64')
   records.begin({ user: 'alice', uid: 1000, tty: '/dev/pts/7', pid: 1, host: '10.1.2.3' })!.end()
   t.same(readFileSync(given.utmp), foreign, 'utmp unchanged')
   t.same(readFileSync(given.wtmp), foreign, 'wtmp unchanged')
-  t.same(
-    entries()
-      .filter((entry) => entry.level === 'warn')
-      .map((entry) => entry.file)
-      .sort(),
-    [given.utmp, given.wtmp],
-    'a warning for each, once',
-  )
+  t.same(warned(), [given.utmp, given.wtmp], 'a warning for each, once')
 })
 
 t.test("arm64's records are 400 bytes, its times and session 64 bits wide", async (t) => {
@@ -208,18 +208,11 @@ t.test('a FIFO, a symlink or a file of another owner is never written', async (t
   execFileSync('mkfifo', [given.wtmp])
   rmSync(given.lastlog)
   symlinkSync(elsewhere, given.lastlog)
-  const { records, entries } = recorder(given)
+  const { records, warned } = recorder(given)
   // A FIFO without a reader would hold a blocking open for ever: the session starts at once.
   records.begin({ user: 'alice', uid: 1000, tty: '/dev/pts/7', pid: 1, host: '10.1.2.3' })!.end()
   t.equal(readFileSync(elsewhere, 'utf8'), 'keep me', "the symlink's target is untouched")
-  t.same(
-    entries()
-      .filter((entry) => entry.level === 'warn')
-      .map((entry) => entry.file)
-      .sort(),
-    [given.lastlog, given.wtmp],
-    'each given up, with a warning',
-  )
+  t.same(warned(), [given.lastlog, given.wtmp], 'each given up, with a warning')
   if (process.getuid?.() === 0) {
     const other = files()
     chownSync(other.utmp, 65534, 65534)

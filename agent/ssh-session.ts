@@ -16,7 +16,7 @@ import type { Logger } from '../shared/log.ts'
 import { shellQuote } from '../shared/shell-quote.ts'
 import type { LoginAccount } from './login-accounts.ts'
 import { type DropTo, dropAndExec, supplementaryGroups } from './login-groups.ts'
-import type { LoginRecord, LoginRecords } from './login-records.ts'
+import type { LoginRecord } from './login-records.ts'
 import { findPerl, slaveOfMaster, spawnOnPty } from './pty.ts'
 import type { RecordingStart, SessionRecording } from './session-recording.ts'
 import { type FileOperation, SftpChannelAudit } from './sftp/channel-audit.ts'
@@ -50,10 +50,8 @@ export interface SessionContext {
   /** The certificate has permit-pty. */
   permitPty: boolean
   remote: string
-  /** The client's address, for the login records. */
-  source: string
-  /** Where a session with a pty is recorded as a login (`who`, `last`); undefined: nowhere. */
-  loginRecords?: LoginRecords
+  /** Records a session on the terminal `tty` (session leader `pid`) as a login (`who`, `last`); undefined: nowhere. */
+  recordLogin?: (tty: string, pid: number) => LoginRecord | undefined
   /** The connection's processes: each session adds its own, and they end with the connection. */
   processes: Set<SessionProcess>
   /** The connection has ended (a client that vanishes closes no channel): start nothing more. */
@@ -153,7 +151,7 @@ export function serveSession(session: Session, context: SessionContext): void {
       onExit: context.events?.exit,
       recording,
       perl: sessionPty && context.perl(),
-      recordLogin: context.loginRecords && ((tty, pid) => context.loginRecords?.begin({ user: account.name, uid: account.uid, tty, pid, host: context.source })),
+      recordLogin: context.recordLogin,
     })
     proc = started
     if (!started) return

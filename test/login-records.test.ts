@@ -9,20 +9,18 @@ import { existsSync, realpathSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { authAndProxy, Daemon, openssh, signUser, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { mountNamespaceUnavailable } from './helpers/mount-namespace.ts'
 import { until } from './helpers/until.ts'
 
 const cannot =
-  process.getuid?.() !== 0
-    ? 'needs root to make a mount namespace'
-    : spawnSync('unshare', ['--mount', 'true']).status !== 0
-      ? 'unshare --mount is not available'
-      : !['x64', 'arm64'].includes(process.arch)
-        ? 'login records are kept on x86-64 and arm64 only'
-        : !['who', 'last', 'lastlog'].every((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0)
-          ? "needs util-linux's who and last, and shadow's lastlog"
-          : realpathSync('/var/run') !== '/run'
-            ? '/var/run is not /run: binding /run would not hide the host’s utmp'
-            : undefined
+  mountNamespaceUnavailable() ??
+  (!['x64', 'arm64'].includes(process.arch)
+    ? 'login records are kept on x86-64 and arm64 only'
+    : !['who', 'last', 'lastlog'].every((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0)
+      ? "needs util-linux's who and last, and shadow's lastlog"
+      : realpathSync('/var/run') !== '/run'
+        ? '/var/run is not /run: binding /run would not hide the host’s utmp'
+        : undefined)
 if (cannot) {
   t.plan(0, cannot)
   process.exit(0)

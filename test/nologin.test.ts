@@ -3,15 +3,14 @@
 // mount namespace whose /run is a directory of this test's, so that the file it sees is not
 // the host's: other tests' nodes on this host go on as before.
 
-import { spawnSync } from 'node:child_process'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { authAndProxy, Daemon, JSON_LOGS, logEntries, openssh, signUser, tempDir, testLogin, waitForNode } from './helpers/cluster.ts'
+import { mountNamespaceUnavailable } from './helpers/mount-namespace.ts'
 import { until } from './helpers/until.ts'
 
-const cannot =
-  process.getuid?.() !== 0 ? 'needs root to make a mount namespace' : spawnSync('unshare', ['--mount', 'true']).status !== 0 ? 'unshare --mount is not available' : undefined
+const cannot = mountNamespaceUnavailable()
 if (cannot) {
   t.plan(0, cannot)
   process.exit(0)

@@ -10,19 +10,12 @@ import { join } from 'node:path'
 import t from 'tap'
 import { findPerl } from '../agent/pty.ts'
 import { authAndProxy, Daemon, JSON_LOGS, logEntries, openssh, signUser, tempDir, waitForNode } from './helpers/cluster.ts'
+import { mountNamespaceUnavailable } from './helpers/mount-namespace.ts'
 
 const EXTRAUSERS_MODULE = ['/usr/lib/x86_64-linux-gnu/libnss_extrausers.so.2', '/usr/lib/libnss_extrausers.so.2', '/usr/lib/aarch64-linux-gnu/libnss_extrausers.so.2']
 
 const cannot =
-  process.getuid?.() !== 0
-    ? 'needs root to make a mount namespace'
-    : !EXTRAUSERS_MODULE.some((path) => existsSync(path))
-      ? 'needs libnss-extrausers'
-      : spawnSync('unshare', ['--mount', 'true']).status !== 0
-        ? 'unshare --mount is not available'
-        : !findPerl()
-          ? 'needs perl, which sets the groups'
-          : undefined
+  mountNamespaceUnavailable() ?? (!EXTRAUSERS_MODULE.some((path) => existsSync(path)) ? 'needs libnss-extrausers' : !findPerl() ? 'needs perl, which sets the groups' : undefined)
 if (cannot) {
   t.plan(0, cannot)
   process.exit(0)
